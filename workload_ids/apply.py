@@ -1,0 +1,92 @@
+"""Carry out a plan through the providers. Idempotent: a rerun after a crash at any call
+reads the cloud again and finishes what is missing."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import WorkloadIdsError
+from .model import Change
+from .plan import Plan
+
+
+@dataclass
+class WorkloadResult:
+    """What apply did for one workload, and what a deployment needs from it."""
+
+    workload: str
+    provider: str
+    identity: str
+    outputs: dict[str, str]
+    applied: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {"workload": self.workload, "provider": self.provider, "identity": self.identity,
+                "applied": self.applied, "outputs": self.outputs, "error": self.error}
+
+
+@dataclass
+class ApplyResult:
+    """Every workload's result; ``ok`` when none failed."""
+
+    results: list[WorkloadResult]
+    calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.error is None for r in self.results)
+
+    def as_json(self) -> dict[str, object]:
+        return {"results": [r.as_json() for r in self.results],
+                "summary": {"workloads": len(self.results),
+                            "changed": sum(1 for r in self.results if r.applied),
+                            "failed": sum(1 for r in self.results if r.error),
+                            "apiCalls": self.calls}}
+
+
+def apply_plan(plan: Plan, *, concurrency: int = 8,
+               progress: Callable[[int, int], None] | None = None) -> ApplyResult:
+    """Apply every change of ``plan``. Workloads run concurrently (bounded); the changes of
+    one workload run in plan order. A failing workload does not stop the others."""
+    seam_start = _calls(plan)
+    by_workload: dict[str, list[Change]] = {}
+    for change in plan.changes:
+        by_workload.setdefault(change.workload, []).append(change)
+    # Confirm the credentials reach each target before the first change there.
+    for provider_name, target in sorted({(c.provider, c.target) for c in plan.changes}):
+        plan.providers[provider_name].verify_target(target)
+    results = {d.workload.label: WorkloadResult(
+        workload=d.workload.label, provider=d.workload.provider, identity=d.name,
+        outputs=plan.providers[d.workload.provider].outputs(d)) for d in plan.desired}
+
+    def run(workload: str, changes: list[Change]) -> None:
+        result = results[workload]
+        provider = plan.providers[changes[0].provider]
+        try:
+            for change in changes:
+                provider.apply(change)
+                result.applied.append(change.action)
+        except WorkloadIdsError as exc:
+            result.error = exc.diagnostics()
+
+    done = 0
+    total = len(by_workload)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(run, w, cs) for w, cs in by_workload.items()]
+        for future in concurrent.futures.as_completed(futures):
+            future.result()
+            done += 1
+            if progress:
+                progress(done, total)
+    return ApplyResult(results=list(results.values()), calls=_calls(plan) - seam_start)
+
+
+def _calls(plan: Plan) -> int:
+    for provider in plan.providers.values():
+        seam = getattr(provider, "seam", None)
+        if seam is not None:
+            return int(seam.stats.total)
+    return 0

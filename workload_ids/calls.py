@@ -1,0 +1,279 @@
+"""The one seam every cloud SDK call passes through.
+
+Here calls are counted (benchmarks and tests read the counts), faults are injected
+(throttling, 5xx, access denied, not found, a hard kill), latency is added, and
+throttling and transient errors are retried with exponential backoff and full jitter,
+bounded both in attempts and in time.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from .errors import CloudError
+
+T = TypeVar("T")
+
+THROTTLE = "throttle"
+TRANSIENT = "transient"
+NOT_FOUND = "not-found"
+DENIED = "denied"
+CONFLICT = "conflict"
+OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What kind of failure an SDK exception is, in our terms."""
+
+    kind: str
+    code: str
+    message: str
+
+
+class ErrorClassifier(Protocol):
+    """Reads an SDK exception; returns None for exceptions that are not cloud errors."""
+
+    def __call__(self, exc: BaseException) -> ErrorInfo | None: ...
+
+
+class FaultFactory(Protocol):
+    """Builds an exception of the SDK's own type for an injected fault."""
+
+    def __call__(self, kind: str, operation: str) -> BaseException: ...
+
+
+class Fault(Protocol):
+    """A rule that may fail a call before it reaches the cloud.
+
+    Returns the kind to inject (``throttle``, ``transient``, ``denied``, ``not-found``,
+    ``kill``) or None to let the call through.
+    """
+
+    def __call__(self, call: CallRecord) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One attempt of one call, as the seam sees it."""
+
+    provider: str
+    operation: str
+    number: int  # 1-based count of attempts through this seam
+    attempt: int  # 1 for the first try of this call, 2 for its first retry, ...
+    params: dict[str, Any]
+
+
+class Killed(BaseException):
+    """An injected hard stop: the process 'dies' at this call (tests of crash safety).
+
+    A BaseException so that no ``except Exception`` on the way can swallow it.
+    """
+
+
+@dataclass
+class RetryPolicy:
+    """How long and how often to retry throttled and transient failures."""
+
+    max_attempts: int = 8
+    max_seconds: float = 60.0
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+
+@dataclass
+class CallStats:
+    """What a run did: calls per operation, retries, failures by kind."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def by_provider(self, provider: str) -> int:
+        return sum(n for op, n in self.calls.items() if op.startswith(provider + ":"))
+
+
+class CallSeam:
+    """Routes cloud calls: count, inject, retry. One per run (shared across threads)."""
+
+    def __init__(self, retry: RetryPolicy | None = None, *, seed: int | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.retry = retry or RetryPolicy()
+        self.stats = CallStats()
+        self.faults: list[Fault] = []
+        self.latency = 0.0
+        self._sleep = sleep
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+        self._number = 0
+        self._classifiers: dict[str, ErrorClassifier] = {}
+        self._factories: dict[str, FaultFactory] = {}
+        self.observers: list[Callable[[CallRecord], None]] = []
+
+    def register(self, provider: str, classifier: ErrorClassifier, factory: FaultFactory) -> None:
+        """Teach the seam one SDK's errors (each provider does this when it is built)."""
+        self._classifiers[provider] = classifier
+        self._factories[provider] = factory
+
+    def inject(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def classify(self, provider: str, exc: BaseException) -> ErrorInfo | None:
+        classifier = self._classifiers.get(provider)
+        return classifier(exc) if classifier else None
+
+    def call(self, provider: str, operation: str, fn: Callable[..., T], /, *args: Any,
+             **kwargs: Any) -> T:
+        """Call ``fn`` as ``provider:operation``, with faults, counting and retries."""
+        name = f"{provider}:{operation}"
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            with self._lock:
+                self._number += 1
+                number = self._number
+                self.stats.calls[name] += 1
+            record = CallRecord(provider, operation, number, attempt, dict(kwargs))
+            for observer in self.observers:
+                observer(record)
+            try:
+                self._before(record)
+                if self.latency:
+                    self._sleep(self.latency)
+                return fn(*args, **kwargs)
+            except Killed:
+                raise
+            except Exception as exc:
+                info = self.classify(provider, exc)
+                if info is None:
+                    raise
+                with self._lock:
+                    self.stats.failures[info.kind] += 1
+                retryable = info.kind in (THROTTLE, TRANSIENT)
+                elapsed = time.monotonic() - started
+                if not retryable or attempt >= self.retry.max_attempts:
+                    raise
+                delay = self._backoff(attempt)
+                if elapsed + delay > self.retry.max_seconds:
+                    raise
+                with self._lock:
+                    self.stats.retries[name] += 1
+                self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter (AWS architecture blog): spreads retries of many clients apart.
+        cap = min(self.retry.max_delay, self.retry.base_delay * (2 ** (attempt - 1)))
+        with self._lock:
+            return self._random.uniform(0, cap)
+
+    def _before(self, record: CallRecord) -> None:
+        for fault in self.faults:
+            kind = fault(record)
+            if kind is None:
+                continue
+            if kind == "kill":
+                raise Killed(f"injected kill at call {record.number} ({record.operation})")
+            factory = self._factories.get(record.provider)
+            if factory is None:
+                raise RuntimeError(f"no fault factory for {record.provider}")
+            raise factory(kind, record.operation)
+
+
+def to_cloud_error(seam: CallSeam, provider: str, operation: str, exc: BaseException,
+                   hint: str = "") -> CloudError:
+    """Wrap an SDK exception that escaped its retries as our CloudError."""
+    info = seam.classify(provider, exc)
+    code = info.code if info else type(exc).__name__
+    message = info.message if info else str(exc)
+    if not hint and info and info.kind == DENIED:
+        hint = "the credentials in use lack this permission; see README 'Permissions the tool needs'"
+    if not hint and info and info.kind in (THROTTLE, TRANSIENT):
+        hint = "the cloud is throttling or failing; rerun later (reruns converge)"
+    return CloudError(operation, code, message, hint)
+
+
+class SeamClient:
+    """An SDK client whose every method call goes through the seam.
+
+    ``client.get_role(RoleName=...)`` becomes ``seam.call("aws", "iam.get_role", ...)``.
+    """
+
+    def __init__(self, seam: CallSeam, provider: str, service: str, client: Any) -> None:
+        self._seam = seam
+        self._provider = provider
+        self._service = service
+        self._client = client
+
+    @property
+    def raw(self) -> Any:
+        """The underlying SDK client (for its exception classes, never for calls)."""
+        return self._client
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        method = getattr(self._client, operation)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._seam.call(self._provider, f"{self._service}.{operation}", method,
+                                   *args, **kwargs)
+        return call
+
+
+# --- Faults used by tests, benchmarks and the reliability scripts ---------------------
+
+class FailAt:
+    """Fail the ``n``-th attempt through the seam (1-based) with ``kind``."""
+
+    def __init__(self, n: int, kind: str = TRANSIENT) -> None:
+        self.n = n
+        self.kind = kind
+
+    def __call__(self, call: CallRecord) -> str | None:
+        return self.kind if call.number == self.n else None
+
+
+class FailOperation:
+    """Fail every attempt (or the first ``times``) of an operation with ``kind``."""
+
+    def __init__(self, operation: str, kind: str, times: int | None = None) -> None:
+        self.operation = operation
+        self.kind = kind
+        self.times = times
+
+    def __call__(self, call: CallRecord) -> str | None:
+        if call.operation != self.operation:
+            return None
+        if self.times is not None:
+            if self.times <= 0:
+                return None
+            self.times -= 1
+        return self.kind
+
+
+class RandomFaults:
+    """Throttle a share of calls and fail another share with 5xx, reproducibly."""
+
+    def __init__(self, throttle: float, transient: float, seed: int) -> None:
+        self.throttle = throttle
+        self.transient = transient
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def __call__(self, call: CallRecord) -> str | None:
+        with self._lock:
+            roll = self._random.random()
+        if roll < self.throttle:
+            return THROTTLE
+        if roll < self.throttle + self.transient:
+            return TRANSIENT
+        return None

@@ -1,0 +1,307 @@
+"""The ``workload-ids`` command: parse arguments, call the library, map errors to exit
+codes. Nothing here talks to a cloud directly, and nothing heavy is imported before a
+verb needs it (``--version`` and ``validate`` start fast)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .calls import CallSeam
+    from .config import Config
+    from .plan import Plan
+    from .validate import Validation
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARDRAIL = 0, 1, 2, 3
+
+
+class Output:
+    """Where results go: text for people, one JSON document for machines."""
+
+    def __init__(self, fmt: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.json = fmt == "json"
+        self.out = out
+        self.err = err
+
+    def text(self, line: str = "") -> None:
+        if not self.json:
+            print(line, file=self.out)
+
+    def note(self, line: str) -> None:
+        """Progress and notes: stderr, so stdout stays clean for JSON."""
+        print(line, file=self.err)
+
+    def document(self, doc: dict[str, Any]) -> None:
+        if self.json:
+            print(json.dumps(doc, indent=2, sort_keys=False), file=self.out)
+
+
+class Progress:
+    """A progress bar on a terminal; nothing (plain lines come from the caller) otherwise."""
+
+    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
+        self.label = label
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total < 2:
+            return
+        width = 30
+        filled = int(width * done / total)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+# --- verbs --------------------------------------------------------------------------
+
+def _config(args: argparse.Namespace) -> Config:
+    from .config import load_config
+    return load_config(args.config)
+
+
+def _validated(args: argparse.Namespace, config: Config, out: Output) -> Validation:
+    from .validate import validate
+    result = validate(args.paths, config)
+    for d in result.diagnostics:
+        if d.severity == "warning":
+            out.note(str(d))
+    result.raise_for_errors()
+    if not result.compiled:
+        from .errors import UserError
+        raise UserError(f"no workload manifests (kind: Workload) found in {' '.join(args.paths)}")
+    return result
+
+
+def cmd_validate(args: argparse.Namespace, out: Output) -> int:
+    config = _config(args)
+    result = _validated(args, config, out)
+    providers = sorted({c.provider for c in result.compiled})
+    out.text(f"OK: {len(result.compiled)} workload(s) in {result.files} file(s) are valid "
+             f"({', '.join(providers)}).")
+    out.document({"valid": True, "workloads": [c.label for c in result.compiled],
+                  "files": result.files, "diagnostics": []})
+    return EXIT_OK
+
+
+def cmd_lint(args: argparse.Namespace, out: Output) -> int:
+    from .lint import lint
+    config = _config(args)
+    result = _validated(args, config, out)
+    findings = lint(result, config)
+    for f in findings:
+        out.text(str(f))
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    out.text(f"{len(result.compiled)} workload(s): {warnings} warning(s), "
+             f"{len(findings) - warnings} suggestion(s).")
+    out.document({"findings": [{"position": str(f.position) if f.position else None,
+                                "severity": f.severity, "message": f.message} for f in findings]})
+    return EXIT_ERROR if args.strict and warnings else EXIT_OK
+
+
+def _seam(config: Config) -> CallSeam:
+    from .calls import CallSeam, RetryPolicy
+    return CallSeam(RetryPolicy(max_attempts=config.calls.maxAttempts,
+                                max_seconds=config.calls.maxRetrySeconds))
+
+
+def _plan(args: argparse.Namespace, out: Output) -> tuple[Plan, Config, CallSeam]:
+    from .plan import build_plan
+    config = _config(args)
+    result = _validated(args, config, out)
+    seam = _seam(config)
+    fleet = True if result.directory_run else None
+    plan = build_plan(result.compiled, config, seam, fleet=fleet, progress=Progress("reading"))
+    return plan, config, seam
+
+
+def cmd_plan(args: argparse.Namespace, out: Output) -> int:
+    from .plan import render_text
+    plan, _, _ = _plan(args, out)
+    out.text(render_text(plan))
+    out.document(plan.as_json())
+    if args.detailed_exitcode and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace, out: Output) -> int:
+    from .apply import apply_plan
+    from .errors import UserError
+    from .plan import render_text
+    plan, config, seam = _plan(args, out)
+    if plan.has_changes and not args.auto_approve:
+        if not sys.stdin.isatty():
+            raise UserError("apply needs confirmation but standard input is not a terminal; "
+                            "review `workload-ids plan` and pass --auto-approve in pipelines")
+        out.text(render_text(plan))
+        answer = input("Apply these changes? Only 'yes' is accepted: ")
+        if answer.strip() != "yes":
+            out.text("Apply cancelled; nothing was changed.")
+            return EXIT_ERROR
+    elif plan.has_changes:
+        out.text(render_text(plan))
+    result = apply_plan(plan, concurrency=config.calls.concurrency, progress=Progress("applying"))
+    for r in result.results:
+        if r.error:
+            out.note(f"error: {r.workload}: {r.error}")
+    summary = result.as_json()["summary"]
+    assert isinstance(summary, dict)
+    out.text(f"Apply {'complete' if result.ok else 'FAILED'}: {summary['changed']} workload(s) "
+             f"changed, {summary['failed']} failed, {len(result.results)} in all.")
+    for r in result.results:
+        out.text(f"  {r.workload}: " + "  ".join(f"{k}={v}" for k, v in r.outputs.items()))
+    doc = result.as_json()
+    doc["plan"] = plan.as_json()
+    out.document(doc)
+    _github_output(result.results)
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def _github_output(results: Sequence[Any]) -> None:
+    """Write deployment outputs for the next steps of a GitHub Actions job."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    lines = []
+    if len(results) == 1:
+        lines.extend(f"{k}={v}" for k, v in results[0].outputs.items())
+    lines.append("outputs_json=" + json.dumps({r.workload: r.outputs for r in results},
+                                              separators=(",", ":")))
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def cmd_schema(args: argparse.Namespace, out: Output) -> int:
+    from .schema import manifest_schema
+    print(json.dumps(manifest_schema(), indent=2), file=out.out)
+    return EXIT_OK
+
+
+def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
+    from .inventory import inventory, render_inventory
+    config = _config(args)
+    seam = _seam(config)
+    rows = inventory(args.paths, config, seam, provider=args.provider, targets=args.target)
+    out.text(render_inventory(rows))
+    out.document({"identities": [r.as_json() for r in rows],
+                  "summary": {"identities": len(rows), "apiCalls": seam.stats.total}})
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    from .demo import run_demo
+    return run_demo(out)
+
+
+def cmd_sandbox(args: argparse.Namespace, out: Output) -> int:
+    from .sandbox.aws import run_sandbox
+    return run_sandbox(port=args.port, config_out=args.config_out, out=out)
+
+
+# --- parser -------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workload-ids",
+        description="Provision, rotate and retire least-privilege cloud identities for services.",
+        epilog="Exit codes: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode), "
+               "3 refused by a guardrail.")
+    parser.add_argument("--version", action="version", version=f"workload-ids {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="config file (default: ./workload-ids.yaml if present)")
+    common.add_argument("--output", choices=("text", "json"), default="text",
+                        help="text for people (default) or one JSON document on stdout")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="show the underlying exception of an error")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+
+    def verb(name: str, fn: Callable[[argparse.Namespace, Output], int], help_text: str,
+             paths: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        if paths:
+            p.add_argument("paths", nargs="+", metavar="PATH",
+                           help="manifest files, or directories searched for kind: Workload")
+        p.set_defaults(fn=fn)
+        return p
+
+    verb("validate", cmd_validate, "check manifests without any cloud access")
+    lint = verb("lint", cmd_lint, "advice on manifests: warnings and suggestions")
+    lint.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    plan = verb("plan", cmd_plan, "show what apply would change")
+    plan.add_argument("--detailed-exitcode", action="store_true",
+                      help="exit 2 when there are changes, 0 when none")
+    apply = verb("apply", cmd_apply, "create or converge identities to the manifests")
+    apply.add_argument("--auto-approve", action="store_true",
+                       help="apply without asking (for pipelines)")
+    verb("schema", cmd_schema, "print the JSON Schema of a workload manifest", paths=False)
+    inv = verb("inventory", cmd_inventory, "list the identities workload-ids manages", paths=False)
+    inv.add_argument("paths", nargs="*", metavar="PATH",
+                     help="manifests: read their accounts and mark identities without one")
+    inv.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
+    inv.add_argument("--target", action="append", default=[],
+                     help="account/project/subscription to read (repeatable)")
+    verb("demo", cmd_demo, "a guided tour against an in-process AWS; no account needed",
+         paths=False)
+    sandbox = verb("sandbox", cmd_sandbox, "run a local AWS (moto server) until stopped",
+                   paths=False)
+    sandbox.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    sandbox.add_argument("--config-out", metavar="FILE",
+                         help="write a workload-ids.yaml that points at the sandbox")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return EXIT_ERROR
+    out = Output(args.output)
+    try:
+        return int(args.fn(args, out))
+    except KeyboardInterrupt:
+        out.note("interrupted")
+        return 130
+    except Exception as exc:
+        return _report(exc, out, args.verbose)
+
+
+def _report(exc: Exception, out: Output, verbose: bool) -> int:
+    from .errors import InputErrors, MissingDependencyError, WorkloadIdsError
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in (
+            "boto3", "botocore", "moto", "google", "azure"):
+        exc = MissingDependencyError(
+            f"this command needs {exc.name.split('.')[0]}, which is not installed; "
+            "install the extra for your cloud, e.g. pip install 'workload-ids[aws]'")
+    if isinstance(exc, WorkloadIdsError):
+        text = exc.diagnostics()
+        if verbose and exc.__cause__ is not None:
+            text += f"\n  caused by: {exc.__cause__!r}"
+        print(text if isinstance(exc, InputErrors) else f"error: {text}", file=out.err)
+        if out.json:
+            items = getattr(exc, "items", None)
+            out.document({"error": str(exc), "exitCode": exc.exit_code, "diagnostics": [
+                {"position": str(d.position) if d.position else None, "severity": d.severity,
+                 "message": d.message} for d in items] if items else []})
+        return int(exc.exit_code)
+    if verbose:
+        import traceback
+        traceback.print_exception(exc, file=out.err)
+    print(f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in workload-ids; "
+          "rerun with --verbose and report it", file=out.err)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""Manifest + templates -> provider-neutral desired state, with every semantic check.
+
+Shape errors were found while loading; here we check meaning: the template exists and
+accepts the resource's kind, the resource lives in the workload's account or project,
+raw actions say why, escalation is justified. Every problem is reported, positioned.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+
+from .errors import Diagnostic
+from .escalation import is_escalation
+from .manifest import AccessEntry, LoadedWorkload
+from .model import CompiledWorkload, Grant, Marker
+from .resources import KINDS_BY_PROVIDER, ParsedResource, parse_resource
+from .templates import TemplateSet
+
+_RAW_ACTION = {
+    "aws": re.compile(r"[a-z0-9-]+:[A-Za-z0-9]+"),
+    "gcp": re.compile(r"[a-z][a-zA-Z0-9]*(\.[a-zA-Z0-9]+){2,3}"),
+    "azure": re.compile(r"Microsoft\.[A-Za-z]+(/[A-Za-z0-9.]+)+"),
+}
+_RAW_FORM = {
+    "aws": "service:Action, e.g. dynamodb:GetItem",
+    "gcp": "service.resource.verb, e.g. storage.objects.get",
+    "azure": "Microsoft.Provider/resource/operation, e.g. Microsoft.Storage/storageAccounts/read",
+}
+_AWS_ARN = re.compile(r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
+                      r"(?P<account>\d{12}|aws|):(?P<rest>.+)")
+_WILDCARD = re.compile(r"[*?]")
+
+
+def _where(parsed: ParsedResource, lw: LoadedWorkload) -> str | None:
+    """Why a resource is outside the workload's account/region/project, or None."""
+    spec = lw.workload.spec
+    if spec.provider == "aws" and spec.aws:
+        if parsed.account and parsed.account != spec.aws.account:
+            return f"is in account {parsed.account}, but the workload is in {spec.aws.account}"
+        if parsed.region and parsed.region != spec.aws.region:
+            return f"is in region {parsed.region}, but the workload is in {spec.aws.region}"
+    if spec.provider == "gcp" and spec.gcp and parsed.project and parsed.project != spec.gcp.project:
+        return f"is in project {parsed.project}, but the workload is in {spec.gcp.project}"
+    if (spec.provider == "azure" and spec.azure and parsed.subscription
+            and parsed.subscription != spec.azure.subscription.lower()):
+        return (f"is in subscription {parsed.subscription}, but the workload is in "
+                f"{spec.azure.subscription}")
+    return None
+
+
+def _fill(pattern: str, parsed: ParsedResource) -> str:
+    return (pattern.replace("{arn}", parsed.text).replace("{name}", parsed.name)
+            .replace("{account}", parsed.account or "").replace("{region}", parsed.region or ""))
+
+
+def _fill_condition(condition: dict[str, dict[str, str]], parsed: ParsedResource) -> str:
+    filled = {op: {k: _fill(v, parsed) for k, v in sorted(kv.items())}
+              for op, kv in sorted(condition.items())}
+    return json.dumps(filled, sort_keys=True, separators=(",", ":"))
+
+
+def _raw_resource_problem(provider: str, text: str, lw: LoadedWorkload) -> str | None:
+    """Checks for resources of raw entries, which name no kind."""
+    if _WILDCARD.search(text):
+        return f"resource {text!r} has a wildcard; list exact resources"
+    parsed = parse_resource(provider, text)
+    if parsed is not None:
+        return _where(parsed, lw)
+    if provider == "aws":
+        m = _AWS_ARN.fullmatch(text)
+        if m is None:
+            return f"resource {text!r} is not an ARN (arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE)"
+        spec = lw.workload.spec.aws
+        assert spec is not None
+        if m["account"] and m["account"] not in (spec.account, "aws"):
+            return f"is in account {m['account']}, but the workload is in {spec.account}"
+        if m["region"] and m["region"] != spec.region:
+            return f"is in region {m['region']}, but the workload is in {spec.region}"
+        return None
+    return (f"resource {text!r} is not a {provider} resource name this tool recognises "
+            f"(kinds: {', '.join(sorted(KINDS_BY_PROVIDER[provider]))})")
+
+
+def _target_problems(lw: LoadedWorkload) -> list[Diagnostic]:
+    spec = lw.workload.spec
+    out: list[Diagnostic] = []
+    if getattr(spec, spec.provider) is None:
+        out.append(Diagnostic(lw.position("spec", "provider"),
+                              f"provider is {spec.provider} but spec.{spec.provider} is missing; "
+                              f"add spec.{spec.provider} with where the identity lives"))
+    for other in ("aws", "gcp", "azure"):
+        if other != spec.provider and getattr(spec, other) is not None:
+            out.append(Diagnostic(lw.position("spec", other, key=True),
+                                  f"spec.{other} does not apply to a {spec.provider} workload; remove it"))
+    return out
+
+
+def _credential_problems(lw: LoadedWorkload) -> list[Diagnostic]:
+    spec = lw.workload.spec
+    creds = spec.credentials
+    out: list[Diagnostic] = []
+    if creds.mode == "key" and creds.federation:
+        out.append(Diagnostic(lw.position("spec", "credentials", "federation", key=True),
+                              "key mode takes no federation entries: a workload that can federate "
+                              "should use mode: keyless and hold no key"))
+    if creds.mode == "keyless" and creds.rotation is not None:
+        out.append(Diagnostic(lw.position("spec", "credentials", "rotation", key=True),
+                              "rotation applies to mode: key only; keyless workloads hold no key"))
+    for i, fed in enumerate(creds.federation):
+        where = lw.position("spec", "credentials", "federation", i)
+        if fed.kind == "aws-service" and spec.provider != "aws":
+            out.append(Diagnostic(where, f"aws-service federation works on AWS only, not {spec.provider}"))
+        if fed.kind == "github-actions" and (fed.ref is None) == (fed.environment is None):
+            out.append(Diagnostic(where, "github-actions federation needs exactly one of 'ref' "
+                                         "(e.g. refs/heads/main) or 'environment'"))
+        pool = getattr(fed, "workloadIdentityPool", None)
+        if spec.provider == "gcp" and fed.kind != "aws-service" and pool is None:
+            out.append(Diagnostic(where, "GCP federation needs 'workloadIdentityPool' "
+                                         "(projects/NUMBER/locations/global/workloadIdentityPools/POOL)"))
+        if spec.provider != "gcp" and pool is not None:
+            out.append(Diagnostic(lw.position("spec", "credentials", "federation", i,
+                                              "workloadIdentityPool", key=True),
+                                  f"workloadIdentityPool applies to GCP only, not {spec.provider}"))
+    if creds.rotation and creds.rotation.maxAge and creds.rotation.overlap:
+        from .durations import parse_duration
+        if parse_duration(creds.rotation.overlap) >= parse_duration(creds.rotation.maxAge):
+            out.append(Diagnostic(lw.position("spec", "credentials", "rotation", "overlap"),
+                                  "overlap must be shorter than maxAge, or two keys would always "
+                                  "be live"))
+    return out
+
+
+def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates: TemplateSet,
+                  out: list[Diagnostic]) -> list[Grant]:
+    provider = lw.workload.spec.provider
+    at = ("spec", "access", index)
+    grants: list[Grant] = []
+    escalation = entry.escalation.reason if entry.escalation else None
+    if (entry.template is None) == (entry.actions is None):
+        out.append(Diagnostic(lw.position(*at),
+                              "an access entry has either 'template' or raw 'actions', not both "
+                              "and not neither"))
+        return grants
+    if entry.template is not None:
+        if entry.reason is not None:
+            out.append(Diagnostic(lw.position(*at, "reason", key=True),
+                                  "'reason' goes with raw 'actions'; a template states its purpose"))
+        if entry.dataActions is not None:
+            out.append(Diagnostic(lw.position(*at, "dataActions", key=True),
+                                  "'dataActions' goes with raw 'actions', not with a template"))
+        template = templates.get(entry.template)
+        if template is None:
+            close = difflib.get_close_matches(entry.template, templates.names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            out.append(Diagnostic(lw.position(*at, "template"),
+                                  f"unknown template {entry.template!r}; {hint}"
+                                  f"available: {', '.join(templates.names())}"))
+            return grants
+        accepted = template.kinds(provider)
+        if not accepted:
+            out.append(Diagnostic(lw.position(*at, "template"),
+                                  f"template {template.name!r} has no {provider} definition"))
+            return grants
+        for r, text in enumerate(entry.resources):
+            where = lw.position(*at, "resources", r)
+            parsed = parse_resource(provider, text, accepted)
+            if parsed is None:
+                other = parse_resource(provider, text)
+                found = f"it is a {other.kind}" if other else "it matches no known resource kind"
+                examples = "; ".join(KINDS_BY_PROVIDER[provider][k].example for k in accepted[:2])
+                out.append(Diagnostic(where, f"{template.name} does not accept {text!r}: {found}; "
+                                             f"it accepts {', '.join(accepted)} (e.g. {examples})"))
+                continue
+            problem = _where(parsed, lw)
+            if problem:
+                out.append(Diagnostic(where, f"resource {text!r} {problem}"))
+                continue
+            grants.extend(_template_grants(provider, template.name, index, parsed,
+                                           getattr(template.spec, provider)[parsed.kind], escalation))
+        return grants
+    # Raw actions: the escape hatch, with a stated reason.
+    actions = entry.actions or []
+    if entry.reason is None:
+        out.append(Diagnostic(lw.position(*at, "actions", key=True),
+                              "raw 'actions' need a 'reason' saying why no template fits"))
+    if entry.dataActions is not None and provider != "azure":
+        out.append(Diagnostic(lw.position(*at, "dataActions", key=True),
+                              "'dataActions' are Azure data-plane operations; use 'actions' here"))
+    if not actions and not entry.dataActions:
+        out.append(Diagnostic(lw.position(*at, "actions"), "'actions' must not be empty"))
+    for a, action in enumerate([*actions, *(entry.dataActions or [])]):
+        field = "actions" if a < len(actions) else "dataActions"
+        where = lw.position(*at, field, a if a < len(actions) else a - len(actions))
+        if _WILDCARD.search(action):
+            out.append(Diagnostic(where, f"action {action!r} has a wildcard; list exact actions"))
+        elif not _RAW_ACTION[provider].fullmatch(action):
+            out.append(Diagnostic(where, f"{action!r} is not a {provider} action; write "
+                                         f"{_RAW_FORM[provider]}"))
+    for r, text in enumerate(entry.resources):
+        problem = _raw_resource_problem(provider, text, lw)
+        if problem:
+            msg = problem if problem.startswith("resource") else f"resource {text!r} {problem}"
+            out.append(Diagnostic(lw.position(*at, "resources", r), msg))
+            continue
+        kind = parse_resource(provider, text)
+        grants.append(Grant(
+            source="raw", entry=index, listed=text, resource=text,
+            kind=kind.kind if kind else None, actions=tuple(sorted(set(actions))),
+            data_actions=tuple(sorted(set(entry.dataActions or []))),
+            escalation_reason=escalation))
+    return grants
+
+
+def _template_grants(provider: str, template: str, index: int, parsed: ParsedResource,
+                     definition: object, escalation: str | None) -> list[Grant]:
+    from .templates import AwsStatement, AzureGrant, GcpGrant
+    if provider == "aws":
+        assert isinstance(definition, list)
+        out = []
+        for st in definition:
+            assert isinstance(st, AwsStatement)
+            out.append(Grant(
+                source=template, entry=index, listed=parsed.text, resource=_fill(st.resource, parsed),
+                kind=parsed.kind, actions=tuple(sorted(set(st.actions))),
+                condition=_fill_condition(st.condition, parsed) if st.condition else None,
+                unscoped=st.unscoped, escalation_reason=escalation))
+        return out
+    if provider == "gcp":
+        assert isinstance(definition, GcpGrant)
+        return [Grant(source=template, entry=index, listed=parsed.text, resource=parsed.text,
+                      kind=parsed.kind, actions=tuple(sorted(set(definition.permissions))),
+                      binding=definition.binding, escalation_reason=escalation)]
+    assert isinstance(definition, AzureGrant)
+    return [Grant(source=template, entry=index, listed=parsed.text, resource=parsed.text,
+                  kind=parsed.kind, actions=tuple(sorted(set(definition.actions))),
+                  data_actions=tuple(sorted(set(definition.dataActions))),
+                  escalation_reason=escalation)]
+
+
+def escalation_diagnostics(lw: LoadedWorkload, grants: tuple[Grant, ...]) -> list[Diagnostic]:
+    """Refusals for escalation-capable actions held without a stated reason."""
+    provider = lw.workload.spec.provider
+    out: list[Diagnostic] = []
+    seen: set[tuple[int, str]] = set()
+    for g in grants:
+        for action in (*g.actions, *g.data_actions):
+            if (g.entry, action) in seen or g.escalation_reason:
+                continue
+            if is_escalation(provider, action):
+                seen.add((g.entry, action))
+                out.append(Diagnostic(
+                    lw.position("spec", "access", g.entry),
+                    f"{action} can escalate privilege; add escalation: {{reason: \"...\"}} to this "
+                    "entry if the workload truly needs it", severity="guardrail"))
+    return out
+
+
+def compile_workload(lw: LoadedWorkload, templates: TemplateSet) -> tuple[CompiledWorkload | None,
+                                                                           list[Diagnostic]]:
+    """Compile one manifest; return None and the problems if it has any errors."""
+    problems = _target_problems(lw)
+    if problems:
+        return None, problems
+    problems.extend(_credential_problems(lw))
+    grants: list[Grant] = []
+    for index, entry in enumerate(lw.workload.spec.access):
+        grants.extend(_entry_grants(lw, index, entry, templates, problems))
+    frozen = tuple(grants)
+    problems.extend(escalation_diagnostics(lw, frozen))
+    if any(d.severity in ("error", "guardrail") for d in problems):
+        return None, problems
+    meta = lw.workload.metadata
+    marker = Marker(workload=meta.name, owner=meta.owner, environment=meta.environment,
+                    digest=lw.workload.digest())
+    return CompiledWorkload(loaded=lw, grants=frozen, marker=marker), problems
+
+
+__all__ = ["compile_workload", "escalation_diagnostics"]

@@ -1,0 +1,122 @@
+"""``workload-ids.yaml``: defaults and guardrails for a repository of manifests.
+
+Found in the working directory, or given with ``--config``. Paths inside it are relative
+to the file itself, so the same config works from any working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import Diagnostic, InputErrors, Position
+from .manifest import Duration, shape_diagnostics
+from .yamlpos import load_documents
+
+CONFIG_NAME = "workload-ids.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsAccountAccess(_Strict):
+    """How to reach one AWS account: a named profile, or a role to assume."""
+
+    profile: str | None = None
+    roleArn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")] | None = None
+
+
+class AwsConfig(_Strict):
+    """AWS settings."""
+
+    endpointUrl: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    sandboxCredentials: bool = False
+    rolePath: Annotated[str, Field(pattern=r"^/([\w+=,.@-]+/)*$", max_length=512)] = "/workload-ids/"
+    namePrefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@-]{0,20}$")] = "wid"
+    permissionsBoundary: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::(\d{12}|\{account\}):policy/[\w+=,.@/-]+$")] | None = None
+    maxSessionDuration: Duration = "1h"
+    accounts: dict[Annotated[str, Field(pattern=r"^\d{12}$")], AwsAccountAccess] = {}
+
+
+class Guardrails(_Strict):
+    """Limits a platform team sets for every manifest in the repository. A manifest that
+    breaks one is refused with exit code 3."""
+
+    allowedTargets: list[str] = []
+    allowedEnvironments: list[str] = []
+    deniedActions: list[str] = []
+    maxResourcesPerWorkload: Annotated[int, Field(ge=1)] | None = None
+    requirePermissionsBoundary: bool = False
+
+
+class CallsConfig(_Strict):
+    """Retries and concurrency of cloud calls."""
+
+    maxAttempts: Annotated[int, Field(ge=1, le=20)] = 8
+    maxRetrySeconds: Annotated[float, Field(gt=0, le=900)] = 60.0
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+
+
+class ConfigFile(_Strict):
+    """The file form of ``workload-ids.yaml``."""
+
+    templates: list[str] = []
+    aws: AwsConfig = AwsConfig()
+    guardrails: Guardrails = Guardrails()
+    calls: CallsConfig = CallsConfig()
+
+
+class Config:
+    """A loaded config and the folder its relative paths start from."""
+
+    def __init__(self, data: ConfigFile, base: Path, path: Path | None,
+                 positions: dict[str, Position] | None = None) -> None:
+        self.data = data
+        self.base = base
+        self.path = path
+        self.positions = positions or {}
+
+    def template_dirs(self) -> list[Path]:
+        return [(self.base / p).resolve() for p in self.data.templates]
+
+    @property
+    def aws(self) -> AwsConfig:
+        return self.data.aws
+
+    @property
+    def guardrails(self) -> Guardrails:
+        return self.data.guardrails
+
+    @property
+    def calls(self) -> CallsConfig:
+        return self.data.calls
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load ``path``, or ``workload-ids.yaml`` in the working directory, or defaults."""
+    if path is None:
+        candidate = Path.cwd() / CONFIG_NAME
+        if not candidate.is_file():
+            return Config(ConfigFile(), Path.cwd(), None)
+        path = candidate
+    file = Path(path)
+    if not file.is_file():
+        raise InputErrors([Diagnostic(Position(str(path)),
+                                      "config file not found; check the --config path")])
+    docs, problems = load_documents(str(path), file.read_text(encoding="utf-8"))
+    if problems:
+        raise InputErrors(problems)
+    value = docs[0].value if docs else None
+    if len(docs) > 1:
+        raise InputErrors([Diagnostic(docs[1].position(()), "the config holds one YAML document")])
+    if value is None:
+        value = {}
+    try:
+        data = ConfigFile.model_validate(value)
+    except ValidationError as exc:
+        raise InputErrors(shape_diagnostics(exc, docs[0], ConfigFile)) from None
+    positions = {".".join(str(p) for p in k): v for k, v in docs[0].positions.items()} if docs else {}
+    return Config(data, file.resolve().parent, file, positions)

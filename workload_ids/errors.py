@@ -1,0 +1,97 @@
+"""One error hierarchy. User errors (bad input, conflicts, guardrails) are told apart from
+system errors (a cloud that failed); the CLI is the only place that turns them into
+messages and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where in which file a problem is: 1-based line and column."""
+
+    path: str
+    line: int = 1
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in the input, positioned at the node that causes it."""
+
+    position: Position | None
+    message: str
+    severity: str = "error"  # error | guardrail | warning | suggestion
+
+    def __str__(self) -> str:
+        where = f"{self.position}: " if self.position else ""
+        label = "" if self.severity == "error" else f"{self.severity}: "
+        return f"{where}{label}{self.message}"
+
+
+class WorkloadIdsError(Exception):
+    """Base of every error this tool raises on purpose."""
+
+    exit_code = 1
+
+    def diagnostics(self) -> str:
+        """Text for the user: what is wrong and what to do next."""
+        return str(self)
+
+
+class UserError(WorkloadIdsError):
+    """The input or the request is wrong; nothing was changed in any cloud."""
+
+
+class InputErrors(UserError):
+    """Every problem found in the manifests, templates or config, all at once."""
+
+    def __init__(self, items: list[Diagnostic]) -> None:
+        self.items = items
+        super().__init__(f"{len(items)} problem(s) in the input")
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        # Only guardrail refusals: exit 3, so a pipeline can tell policy from typos.
+        return 3 if all(d.severity == "guardrail" for d in self.items) else 1
+
+    def diagnostics(self) -> str:
+        return "\n".join(str(d) for d in self.items)
+
+
+class ConflictError(UserError):
+    """A cloud object we would manage exists but does not carry our ownership marker."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        self.hint = hint
+        super().__init__(message)
+
+    def diagnostics(self) -> str:
+        return f"{self}\n  what to do: {self.hint}"
+
+
+class GuardrailError(UserError):
+    """A configured guardrail refused the request."""
+
+    exit_code = 3
+
+
+class CloudError(WorkloadIdsError):
+    """A cloud call failed after its retries (or with an error that is not retried)."""
+
+    def __init__(self, operation: str, code: str, message: str, hint: str = "") -> None:
+        self.operation = operation
+        self.code = code
+        self.hint = hint
+        super().__init__(f"{operation} failed: {code}: {message}")
+
+    def diagnostics(self) -> str:
+        return f"{self}\n  what to do: {self.hint}" if self.hint else str(self)
+
+
+class MissingDependencyError(UserError):
+    """A cloud SDK needed for this command is not installed."""

@@ -1,0 +1,83 @@
+"""Advice beyond validity: what a reviewer of a manifest would point out."""
+
+from __future__ import annotations
+
+from .config import Config
+from .errors import Diagnostic
+from .escalation import is_escalation
+from .model import CompiledWorkload
+from .templates import destructive
+from .validate import Validation
+
+
+def _lint_workload(cw: CompiledWorkload, result: Validation) -> list[Diagnostic]:
+    lw = cw.loaded
+    spec = lw.workload.spec
+    out: list[Diagnostic] = []
+
+    def warn(position: object, message: str, severity: str = "warning") -> None:
+        out.append(Diagnostic(position, message, severity))  # type: ignore[arg-type]
+
+    if not lw.workload.metadata.description:
+        warn(lw.position("metadata"), "add a description: reviewers and the cleanup report show it",
+             "suggestion")
+    reported: set[tuple[int, str]] = set()
+    for g in cw.grants:
+        for action in (*g.actions, *g.data_actions):
+            if (g.entry, action) in reported:
+                continue
+            if is_escalation(cw.provider, action):
+                reported.add((g.entry, action))
+                warn(lw.position("spec", "access", g.entry),
+                     f"{action} can escalate privilege (allowed with reason: "
+                     f"{g.escalation_reason!r}); review it on every change")
+            if g.source == "raw" and destructive(cw.provider, action):
+                reported.add((g.entry, action))
+                warn(lw.position("spec", "access", g.entry),
+                     f"{action} deletes or purges a data store, or changes who may reach it")
+        if g.unscoped and (g.entry, "unscoped") not in reported:
+            reported.add((g.entry, "unscoped"))
+            condition = f" limited by {g.condition}" if g.condition else " with no condition available"
+            warn(lw.position("spec", "access", g.entry),
+                 f"{', '.join(g.actions)} cannot be limited to a resource on AWS; granted on "
+                 f"\"*\"{condition}", "suggestion")
+    # A raw entry whose actions a template already grants for that kind of resource.
+    for index, entry in enumerate(spec.access):
+        if entry.actions is None:
+            continue
+        raw = set(entry.actions)
+        kinds = {g.kind for g in cw.grants if g.entry == index and g.kind}
+        for template in result.templates:
+            for kind in kinds & set(template.kinds(cw.provider)):
+                granted = _template_actions(template.spec, cw.provider, kind)
+                if raw and raw <= granted:
+                    warn(lw.position("spec", "access", index),
+                         f"template {template.name} grants these actions on a {kind}; "
+                         "use it instead of raw actions", "suggestion")
+                    break
+    for i, fed in enumerate(spec.credentials.federation):
+        ref = getattr(fed, "ref", None)
+        if fed.kind == "github-actions" and ref and ref.startswith("refs/heads/") and \
+                ref not in ("refs/heads/main", "refs/heads/master"):
+            warn(lw.position("spec", "credentials", "federation", i, "ref"),
+                 f"{ref} is not the default branch: anyone who can push to it can act as this "
+                 "workload; prefer a protected branch or a GitHub environment")
+    return out
+
+
+def _template_actions(spec: object, provider: str, kind: str) -> set[str]:
+    definition = getattr(spec, provider)[kind]
+    if provider == "aws":
+        return {a for st in definition for a in st.actions}
+    if provider == "gcp":
+        return set(definition.permissions)
+    return set(definition.actions) | set(definition.dataActions)
+
+
+def lint(result: Validation, config: Config) -> list[Diagnostic]:
+    """Warnings and suggestions for every valid workload, positioned."""
+    findings: list[Diagnostic] = [d for d in result.diagnostics if d.severity == "warning"]
+    for cw in result.compiled:
+        findings.extend(_lint_workload(cw, result))
+    return sorted(findings, key=lambda d: (str(d.position.path) if d.position else "",
+                                           d.position.line if d.position else 0))

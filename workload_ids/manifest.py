@@ -1,0 +1,402 @@
+"""Workload manifests: pydantic models and loading that keeps ``FILE:LINE:COLUMN``.
+
+Shape is checked here (types, required and unknown fields, name formats); meaning
+(templates, resource kinds, accounts, escalation, duplicates) is checked by
+:mod:`workload_ids.validate`, which reports at the same positions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from .durations import parse_duration
+from .errors import Diagnostic, Position
+from .yamlpos import Document, load_documents
+
+API_VERSION = "workload-ids/v1"
+
+_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+
+
+def _slug(label: str, low: int, high: int) -> Any:
+    def check(value: str) -> str:
+        if not (low <= len(value) <= high) or not _NAME_RE.fullmatch(value):
+            raise ValueError(
+                f"{label} {value!r} must be {low}-{high} characters of lowercase letters, "
+                "digits and hyphens, starting and ending with a letter or digit")
+        return value
+    return AfterValidator(check)
+
+
+def _regex(label: str, pattern: str, hint: str) -> Any:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"{label} {value!r} is not valid: {hint}")
+        return value
+    return AfterValidator(check)
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+WorkloadName = Annotated[str, _slug("name", 3, 40)]
+EnvironmentName = Annotated[str, _slug("environment", 1, 16)]
+Duration = Annotated[str, AfterValidator(_duration)]
+OwnerId = Annotated[str, _regex("owner", r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}",
+                                "use the id of a person or group in the owner directory")]
+
+
+class Strict(BaseModel):
+    """Base of every manifest model: unknown fields are errors; values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class Metadata(Strict):
+    """Who and what the workload is."""
+
+    name: WorkloadName
+    owner: OwnerId
+    environment: EnvironmentName
+    description: Annotated[str, Field(max_length=256)] = ""
+
+
+class AwsTarget(Strict):
+    """Where an AWS workload lives."""
+
+    account: Annotated[str, _regex("account", r"\d{12}",
+                                   'write the 12-digit account id as a quoted string, e.g. "123456789012"')]
+    region: Annotated[str, _regex("region", r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d",
+                                  "use an AWS region code such as eu-west-1")]
+    maxSessionDuration: Duration | None = None
+
+
+class GcpTarget(Strict):
+    """Where a GCP workload lives."""
+
+    project: Annotated[str, _regex("project", r"[a-z][a-z0-9-]{4,28}[a-z0-9]",
+                                   "use the project id (6-30 lowercase letters, digits, hyphens)")]
+
+
+class AzureTarget(Strict):
+    """Where an Azure workload lives."""
+
+    subscription: Annotated[str, _regex(
+        "subscription", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+        "use the subscription id, a GUID")]
+    resourceGroup: Annotated[str, _regex("resourceGroup", r"[-\w._()]{0,89}[-\w_()]",
+                                         "1-90 letters, digits, underscores, hyphens, periods, parentheses")]
+    location: Annotated[str, _regex("location", r"[a-z][a-z0-9]{1,30}",
+                                    "use a location name such as westeurope")]
+
+
+_POOL = _regex("workloadIdentityPool",
+               r"projects/\d{1,20}/locations/global/workloadIdentityPools/[a-z0-9-]{4,32}",
+               "write projects/PROJECT_NUMBER/locations/global/workloadIdentityPools/POOL_ID")
+
+
+class GithubActionsFederation(Strict):
+    """A GitHub Actions workflow of one repository, on one ref or in one environment."""
+
+    kind: Literal["github-actions"]
+    repository: Annotated[str, _regex("repository", r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}",
+                                      "write OWNER/REPO, e.g. acme/payments")]
+    ref: Annotated[str, _regex("ref", r"refs/(heads|tags)/[^\s*?\[\]]+",
+                               "write a full ref such as refs/heads/main (no wildcards)")] | None = None
+    environment: Annotated[str, _regex("environment", r"[^\s*?:]{1,255}",
+                                       "write a GitHub environment name (no wildcards)")] | None = None
+    workloadIdentityPool: Annotated[str, _POOL] | None = None
+
+    def subject(self) -> str:
+        """The OIDC ``sub`` claim GitHub issues for this entry."""
+        if self.environment is not None:
+            return f"repo:{self.repository}:environment:{self.environment}"
+        return f"repo:{self.repository}:ref:{self.ref}"
+
+
+class KubernetesFederation(Strict):
+    """A Kubernetes service account, trusted through its cluster's OIDC issuer."""
+
+    kind: Literal["kubernetes"]
+    issuer: Annotated[str, _regex("issuer", r"https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?",
+                                  "write the cluster's OIDC issuer URL, starting with https://")]
+    namespace: Annotated[str, _slug("namespace", 1, 63)]
+    serviceAccount: Annotated[str, _regex("serviceAccount", r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?",
+                                          "use the Kubernetes service account name")]
+    workloadIdentityPool: Annotated[str, _POOL] | None = None
+
+    def subject(self) -> str:
+        """The OIDC ``sub`` claim of the service account's tokens."""
+        return f"system:serviceaccount:{self.namespace}:{self.serviceAccount}"
+
+
+class AwsServiceFederation(Strict):
+    """An AWS service that assumes the role on the workload's behalf (ECS tasks, Lambda)."""
+
+    kind: Literal["aws-service"]
+    service: Annotated[str, _regex("service", r"[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com",
+                                   "write a service principal such as ecs-tasks.amazonaws.com")]
+
+
+Federation = Annotated[
+    GithubActionsFederation | KubernetesFederation | AwsServiceFederation,
+    Field(discriminator="kind"),
+]
+
+
+class Rotation(Strict):
+    """How often a key is replaced, and how long the old one stays valid beside the new."""
+
+    maxAge: Duration | None = None
+    overlap: Duration | None = None
+
+
+class Credentials(Strict):
+    """How the workload obtains credentials: federation (keyless) or a rotated key."""
+
+    mode: Literal["keyless", "key"] = "keyless"
+    federation: list[Federation] = []
+    rotation: Rotation | None = None
+
+
+class Escalation(Strict):
+    """Why this entry may hold actions that can escalate privilege."""
+
+    reason: Annotated[str, Field(min_length=10, max_length=500)]
+
+
+class AccessEntry(Strict):
+    """One grant: a named template, or raw actions with a reason, on listed resources."""
+
+    template: str | None = None
+    actions: list[str] | None = None
+    dataActions: list[str] | None = None
+    resources: Annotated[list[str], Field(min_length=1, max_length=100)]
+    reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
+    escalation: Escalation | None = None
+
+
+class Spec(Strict):
+    """What the workload needs: where it runs, how it authenticates, what it reaches."""
+
+    provider: Literal["aws", "gcp", "azure"]
+    aws: AwsTarget | None = None
+    gcp: GcpTarget | None = None
+    azure: AzureTarget | None = None
+    credentials: Credentials = Credentials()
+    access: list[AccessEntry] = []
+
+
+class Workload(Strict):
+    """One ``kind: Workload`` document."""
+
+    apiVersion: Literal["workload-ids/v1"]
+    kind: Literal["Workload"]
+    metadata: Metadata
+    spec: Spec
+
+    def target(self) -> str:
+        """The account, project or subscription the workload's identity lives in."""
+        spec = self.spec
+        if spec.provider == "aws" and spec.aws:
+            return spec.aws.account
+        if spec.provider == "gcp" and spec.gcp:
+            return spec.gcp.project
+        if spec.provider == "azure" and spec.azure:
+            return spec.azure.subscription.lower()
+        return ""
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the manifest: equal manifests, equal digests."""
+        body = self.model_dump(mode="json", exclude_none=True)
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedWorkload:
+    """A validated manifest and where it came from."""
+
+    workload: Workload
+    source: Document
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """(provider, target, environment, name): what identifies a workload."""
+        w = self.workload
+        return (w.spec.provider, w.target(), w.metadata.environment, w.metadata.name)
+
+    @property
+    def label(self) -> str:
+        """Short human name: ``environment/name``."""
+        return f"{self.workload.metadata.environment}/{self.workload.metadata.name}"
+
+    def position(self, *loc: str | int, key: bool = False) -> Position:
+        """Position of a node of this manifest, for messages."""
+        return self.source.position(loc, key=key)
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Workloads that passed shape checks, and every problem found on the way."""
+
+    workloads: list[LoadedWorkload]
+    diagnostics: list[Diagnostic]
+    files: int = 0
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The model that owns the field at ``loc`` (for 'did you mean' on unknown fields)."""
+    model: Any = root
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if part in ("github-actions", "kubernetes", "aws-service"):
+            model = {"github-actions": GithubActionsFederation, "kubernetes": KubernetesFederation,
+                     "aws-service": AwsServiceFederation}[part]
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        model = _unwrap_model(annotation)
+        if model is None:
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
+    kind = error["type"]
+    field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "value")
+    if kind == "missing":
+        return f"missing required field '{field}'"
+    if kind == "extra_forbidden":
+        model = _model_at(loc, root)
+        allowed = _field_names(model) if model else []
+        close = difflib.get_close_matches(field, allowed, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        listing = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"unknown field '{field}'{hint}{listing}"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"'{field}' must be one of {expected}, not {error.get('input')!r}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return ("federation 'kind' must be one of 'github-actions', 'kubernetes', 'aws-service'"
+                if kind == "union_tag_invalid" else "federation entry needs a 'kind'")
+    if kind == "string_type":
+        return f"'{field}' must be a string, not {type(error.get('input')).__name__}" + (
+            " (quote numbers, e.g. \"123456789012\")" if isinstance(error.get("input"), int) else "")
+    if kind in ("list_type", "model_type", "dict_type", "model_attributes_type"):
+        expected = "a list" if kind == "list_type" else "a mapping"
+        return f"'{field}' must be {expected}, not {type(error.get('input')).__name__}"
+    if kind == "too_short":
+        return f"'{field}' must not be empty" if error.get("ctx", {}).get("min_length") == 1 else \
+            f"'{field}' is too short: {error['msg'].lower()}"
+    msg = str(error["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def shape_diagnostics(error: ValidationError, doc: Document,
+                      root: type[BaseModel] | None = None) -> list[Diagnostic]:
+    """Turn pydantic's errors into positioned diagnostics (``root``: the validated model)."""
+    root = root or Workload
+    out: list[Diagnostic] = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        pos = doc.position(loc, key=item["type"] == "extra_forbidden")
+        out.append(Diagnostic(pos, _message(item, loc, root)))
+    return out
+
+
+def manifest_files(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, bool]], list[Diagnostic]]:
+    """Expand arguments to files. ``True`` marks files found in a directory (non-manifest
+    documents there are skipped rather than reported)."""
+    files: list[tuple[Path, bool]] = []
+    problems: list[Diagnostic] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.suffix in (".yaml", ".yml") and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files.extend((p, True) for p in found)
+        elif path.is_file():
+            files.append((path, False))
+        else:
+            problems.append(Diagnostic(Position(str(raw)), "no such file or directory"))
+    return files, problems
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_workloads(paths: Iterable[str | Path]) -> LoadResult:
+    """Load every Workload document under ``paths``; never raises on bad input."""
+    files, diagnostics = manifest_files(paths)
+    result = LoadResult(workloads=[], diagnostics=diagnostics, files=len(files))
+    for path, from_directory in files:
+        display = _display(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            result.diagnostics.append(Diagnostic(Position(display), f"cannot read file: {exc}"))
+            continue
+        docs, problems = load_documents(display, text)
+        result.diagnostics.extend(problems)
+        for doc in docs:
+            load_document(doc, result, skip_other_kinds=from_directory)
+    return result
+
+
+def load_document(doc: Document, result: LoadResult, *, skip_other_kinds: bool) -> None:
+    """Validate one document's shape and add it (or its problems) to ``result``."""
+    value = doc.value
+    if value is None:
+        return
+    is_workload = isinstance(value, dict) and value.get("kind") == "Workload"
+    if not is_workload:
+        if skip_other_kinds:
+            return
+        found = value.get("kind") if isinstance(value, dict) else type(value).__name__
+        result.diagnostics.append(Diagnostic(
+            doc.position(("kind",)),
+            f"not a workload manifest (kind: {found!r}); manifests have 'kind: Workload'"))
+        return
+    try:
+        workload = Workload.model_validate(value)
+    except ValidationError as exc:
+        result.diagnostics.extend(shape_diagnostics(exc, doc))
+        return
+    result.workloads.append(LoadedWorkload(workload, doc))

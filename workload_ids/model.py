@@ -1,0 +1,156 @@
+"""Frozen values that flow between the stages: compiled desired state, what a cloud
+holds, and the changes that turn one into the other. No SDK types cross this line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .manifest import LoadedWorkload
+
+MANAGED_BY = "workload-ids"
+TAG_MANAGED_BY = "workload-ids:managed-by"
+TAG_WORKLOAD = "workload-ids:workload"
+TAG_OWNER = "workload-ids:owner"
+TAG_ENVIRONMENT = "workload-ids:environment"
+TAG_DIGEST = "workload-ids:manifest-sha256"
+MARKER_KEYS = (TAG_MANAGED_BY, TAG_WORKLOAD, TAG_OWNER, TAG_ENVIRONMENT, TAG_DIGEST)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Permissions on one resource, as a template (or a raw entry) defines them.
+
+    ``resource`` is the concrete expression the cloud sees (``arn:aws:s3:::b/*``);
+    ``listed`` is what the manifest wrote, for messages and diffs.
+    """
+
+    source: str
+    entry: int
+    listed: str
+    resource: str
+    kind: str | None
+    actions: tuple[str, ...]
+    data_actions: tuple[str, ...] = ()
+    condition: str | None = None  # canonical JSON
+    unscoped: bool = False
+    binding: str | None = None
+    escalation_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """Our ownership marker: what every identity we create carries, and what we check
+    before touching anything."""
+
+    workload: str
+    owner: str
+    environment: str
+    digest: str
+
+    def as_tags(self) -> dict[str, str]:
+        return {
+            TAG_MANAGED_BY: MANAGED_BY,
+            TAG_WORKLOAD: self.workload,
+            TAG_OWNER: self.owner,
+            TAG_ENVIRONMENT: self.environment,
+            TAG_DIGEST: self.digest,
+        }
+
+    @staticmethod
+    def from_tags(tags: Mapping[str, str]) -> Marker | None:
+        """Read our marker from tags; None unless every key is there and managed-by is ours."""
+        if tags.get(TAG_MANAGED_BY) != MANAGED_BY:
+            return None
+        try:
+            return Marker(tags[TAG_WORKLOAD], tags[TAG_OWNER], tags[TAG_ENVIRONMENT], tags[TAG_DIGEST])
+        except KeyError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledWorkload:
+    """A manifest turned into the provider-neutral state its identity should have."""
+
+    loaded: LoadedWorkload
+    grants: tuple[Grant, ...]
+    marker: Marker
+
+    @property
+    def provider(self) -> str:
+        return self.loaded.workload.spec.provider
+
+    @property
+    def target(self) -> str:
+        return self.loaded.workload.target()
+
+    @property
+    def name(self) -> str:
+        return self.loaded.workload.metadata.name
+
+    @property
+    def environment(self) -> str:
+        return self.loaded.workload.metadata.environment
+
+    @property
+    def label(self) -> str:
+        return self.loaded.label
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredIdentity:
+    """What a provider will create for a workload, rendered in the provider's terms but
+    held as plain values: documents as canonical JSON text, settings as strings."""
+
+    workload: CompiledWorkload
+    kind: str  # role | user | service-account | managed-identity | application
+    name: str
+    documents: Mapping[str, str]  # e.g. {"policy": "...", "trust": "..."}
+    tags: Mapping[str, str]
+    settings: Mapping[str, str]
+    address: str = ""  # ARN, email or resource id once known
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedIdentity:
+    """What the cloud holds for one identity we may manage."""
+
+    provider: str
+    target: str
+    kind: str
+    name: str
+    address: str
+    tags: Mapping[str, str]
+    documents: Mapping[str, str]
+    settings: Mapping[str, str]
+    foreign: tuple[str, ...] = ()  # attachments we did not make (policy names or ARNs)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def marker(self) -> Marker | None:
+        return Marker.from_tags(self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One step of a plan. ``details`` is JSON-ready and documented in the README."""
+
+    workload: str
+    provider: str
+    target: str
+    action: str
+    identity: str
+    details: Mapping[str, Any]
+    desired: DesiredIdentity | None = None
+    observed: ObservedIdentity | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload,
+            "provider": self.provider,
+            "target": self.target,
+            "action": self.action,
+            "identity": self.identity,
+            **dict(self.details),
+        }

@@ -1,0 +1,187 @@
+"""Desired vs observed -> an ordered list of changes, rendered as text or stable JSON.
+
+The cloud is the source of truth: there is no state file. A per-service run (manifest
+files) reads only its workloads' identities; a fleet run (a directory, or many
+workloads) reads each account in a few batch calls and also lists identities of ours
+that no manifest declares, for the cleanup to handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .calls import CallSeam
+from .config import Config
+from .errors import ConflictError, Diagnostic, InputErrors
+from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
+from .providers import create_provider
+from .providers.interface import Provider
+
+FLEET_THRESHOLD = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """An identity of ours that no manifest in this run declares."""
+
+    provider: str
+    target: str
+    identity: str
+    workload: str
+    owner: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"provider": self.provider, "target": self.target, "identity": self.identity,
+                "workload": self.workload, "owner": self.owner}
+
+
+@dataclass
+class Plan:
+    """What apply would do, and what it read to decide."""
+
+    changes: list[Change]
+    desired: list[DesiredIdentity]
+    providers: dict[str, Provider]
+    no_manifest: list[Orphan] = field(default_factory=list)
+    fleet: bool = False
+    calls: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def summary(self) -> dict[str, int]:
+        touched = {c.workload for c in self.changes}
+        created = {c.workload for c in self.changes if c.action == "create"}
+        return {
+            "workloads": len(self.desired),
+            "create": len(created),
+            "update": len(touched - created),
+            "unchanged": len(self.desired) - len(touched),
+            "changes": len(self.changes),
+            "noManifest": len(self.no_manifest),
+            "apiCalls": self.calls,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "changes": [c.as_json() for c in self.changes],
+            "noManifest": [o.as_json() for o in self.no_manifest],
+            "summary": self.summary(),
+        }
+
+
+def _grouped(items: Sequence[DesiredIdentity]) -> dict[tuple[str, str], list[DesiredIdentity]]:
+    groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
+    for d in items:
+        groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
+    return groups
+
+
+def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallSeam, *,
+               fleet: bool | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Plan:
+    """Read the cloud and diff it against ``compiled``. Raises InputErrors for problems
+    only the cloud can reveal (a missing OIDC provider) and ConflictError for identities
+    that exist without our marker."""
+    providers: dict[str, Provider] = {}
+    for cw in compiled:
+        if cw.provider not in providers:
+            providers[cw.provider] = create_provider(cw.provider, config, seam)
+    desired = [providers[cw.provider].desired(cw) for cw in compiled]
+    start_calls = seam.stats.total
+    problems: list[Diagnostic] = []
+    for name, provider in providers.items():
+        problems.extend(provider.preflight([d for d in desired if d.workload.provider == name]))
+    if problems:
+        raise InputErrors(problems)
+    fleet = fleet if fleet is not None else len(desired) > FLEET_THRESHOLD
+    changes: list[Change] = []
+    conflicts: list[ConflictError] = []
+    orphans: list[Orphan] = []
+    done = 0
+    for (provider_name, target), items in _grouped(desired).items():
+        provider = providers[provider_name]
+        observed: dict[str, ObservedIdentity | None]
+        if fleet:
+            scope = {o.name: o for o in provider.observe_scope(target)}
+            observed = {d.name: scope.get(d.name) for d in items}
+            wanted = {d.name for d in items}
+            orphans.extend(
+                Orphan(provider_name, target, o.name, o.marker.workload, o.marker.owner)
+                for o in scope.values() if o.marker is not None and o.name not in wanted)
+        else:
+            observed = {d.name: provider.observe_one(d) for d in items}
+        for d in items:
+            try:
+                changes.extend(provider.diff(d, observed[d.name]))
+            except ConflictError as exc:
+                conflicts.append(exc)
+            done += 1
+            if progress:
+                progress(done, len(desired))
+    if conflicts:
+        if len(conflicts) == 1:
+            raise conflicts[0]
+        raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
+    return Plan(changes=changes, desired=desired, providers=providers,
+                no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
+                fleet=fleet, calls=seam.stats.total - start_calls)
+
+
+_SYMBOL = {"create": "+", "remove-foreign-policy": "-"}
+
+
+def render_text(plan: Plan) -> str:
+    """The plan as people read it: one block per workload, + and - per permission."""
+    lines: list[str] = []
+    by_workload: dict[str, list[Change]] = {}
+    for c in plan.changes:
+        by_workload.setdefault(c.workload, []).append(c)
+    for workload, changes in by_workload.items():
+        first = changes[0]
+        if first.action == "create":
+            head = f"+ {workload} ({first.provider} {first.target}): create " \
+                   f"{first.details.get('kind', 'identity')} {first.identity}"
+        else:
+            head = f"~ {workload} ({first.provider} {first.target}): update {first.identity}"
+        lines.append(head)
+        for c in changes:
+            if c.action != "create":
+                lines.append(f"    {_SYMBOL.get(c.action, '~')} {c.action}")
+            lines.extend(_detail_lines(c))
+    s = plan.summary()
+    if not plan.changes:
+        lines.append(f"No changes. {s['workloads']} workload(s) match the cloud.")
+    else:
+        lines.append("")
+        lines.append(f"Plan: {s['create']} to create, {s['update']} to update, "
+                     f"{s['unchanged']} unchanged ({s['changes']} change(s)).")
+    if plan.no_manifest:
+        lines.append(f"{len(plan.no_manifest)} identit{'y has' if len(plan.no_manifest) == 1 else 'ies have'} "
+                     "no manifest (left alone; `workload-ids cleanup` handles them):")
+        lines.extend(f"    ? {o.identity} ({o.provider} {o.target}, workload {o.workload}, "
+                     f"owner {o.owner})" for o in plan.no_manifest)
+    return "\n".join(lines)
+
+
+def _detail_lines(c: Change) -> list[str]:
+    out: list[str] = []
+    for section, a, b in (("permissions", "action", "resource"), ("trust", "principal", "subject")):
+        diff = c.details.get(section)
+        if not diff:
+            continue
+        label = "" if section == "permissions" else "trust "
+        out.extend(f"        + {label}{row[a]}  {row[b]}" for row in diff["added"])
+        out.extend(f"        - {label}{row[a]}  {row[b]}" for row in diff["removed"])
+    for section in ("settings", "tags"):
+        for key, value in (c.details.get(section) or {}).items():
+            out.append(f"        ~ {key}: {value['from'] or '(none)'} -> {value['to'] or '(none)'}")
+    if "boundary" in c.details:
+        b = c.details["boundary"]
+        out.append(f"        ~ permissions boundary: {b['from'] or '(none)'} -> {b['to'] or '(none)'}")
+    if c.action == "remove-foreign-policy":
+        out.append(f"        - {c.details['policy']} (not made by workload-ids)")
+    return out

@@ -1,0 +1,197 @@
+"""Desired state -> AWS IAM documents. Pure functions: no boto3, no cloud calls, so
+``validate`` can check names and size limits without credentials."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ...config import Config
+from ...durations import parse_duration
+from ...errors import Diagnostic
+from ...manifest import AwsServiceFederation, GithubActionsFederation, KubernetesFederation
+from ...model import CompiledWorkload, DesiredIdentity, Grant
+
+POLICY_NAME = "workload-ids"
+GITHUB_ISSUER = "token.actions.githubusercontent.com"
+ROLE_NAME_MAX = 64
+USER_NAME_MAX = 64
+INLINE_POLICY_MAX = 10_240  # all inline policies of one role, whitespace excluded
+TRUST_POLICY_MAX = 2_048
+TAG_VALUE_MAX = 256
+SESSION_MIN, SESSION_MAX = 3_600, 43_200
+
+
+def canonical(doc: Any) -> str:
+    """The one JSON form we write and compare: no whitespace, keys in our order."""
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def identity_name(prefix: str, environment: str, name: str, limit: int = ROLE_NAME_MAX) -> str:
+    """``wid_prod_payments-api``: deterministic, and collision-safe when cut to ``limit``.
+
+    Environment and workload names hold no underscore, so the separator keeps
+    (env="a-b", name="c") apart from (env="a", name="b-c").
+    """
+    parts = [p for p in (prefix, environment, name) if p]
+    full = "_".join(parts)
+    if len(full) <= limit:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[: limit - 9]}-{digest}"
+
+
+def _sid(source: str, used: dict[str, int]) -> str:
+    base = "".join(part.capitalize() for part in source.replace("-", ".").split(".")) or "Grant"
+    n = used.get(base, 0)
+    used[base] = n + 1
+    return f"{base}{n}"
+
+
+def policy_document(grants: Sequence[Grant]) -> dict[str, Any]:
+    """One Allow statement per (source, actions, condition), resources merged and sorted.
+
+    Statement order follows the manifest's access entries, so the same manifest always
+    gives the same bytes; Sids name the template they come from.
+    """
+    groups: dict[tuple[str, tuple[str, ...], str | None], list[str]] = {}
+    for g in grants:
+        resources = groups.setdefault((g.source, g.actions, g.condition), [])
+        if g.resource not in resources:
+            resources.append(g.resource)
+    used: dict[str, int] = {}
+    statements: list[dict[str, Any]] = []
+    for (source, actions, condition), resources in groups.items():
+        st: dict[str, Any] = {
+            "Sid": _sid(source, used),
+            "Effect": "Allow",
+            "Action": list(actions) if len(actions) > 1 else actions[0],
+            "Resource": sorted(resources) if len(resources) > 1 else resources[0],
+        }
+        if condition:
+            st["Condition"] = json.loads(condition)
+        statements.append(st)
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def oidc_provider_arn(account: str, issuer_host_path: str) -> str:
+    return f"arn:aws:iam::{account}:oidc-provider/{issuer_host_path}"
+
+
+def issuer_host_path(issuer: str) -> str:
+    """``https://oidc.eks.../id/X`` -> ``oidc.eks.../id/X`` (how IAM names the provider)."""
+    return issuer.removeprefix("https://").rstrip("/")
+
+
+def trust_document(account: str, federation: Iterable[object]) -> dict[str, Any]:
+    """Who may assume the role: one statement per OIDC issuer (subjects merged) and one
+    for AWS services, each bound as tightly as the issuer allows."""
+    subjects: dict[str, list[str]] = {}
+    services: list[str] = []
+    for fed in federation:
+        if isinstance(fed, GithubActionsFederation):
+            subjects.setdefault(GITHUB_ISSUER, []).append(fed.subject())
+        elif isinstance(fed, KubernetesFederation):
+            subjects.setdefault(issuer_host_path(fed.issuer), []).append(fed.subject())
+        elif isinstance(fed, AwsServiceFederation) and fed.service not in services:
+            services.append(fed.service)
+    statements: list[dict[str, Any]] = []
+    for issuer in sorted(subjects):
+        subs = sorted(set(subjects[issuer]))
+        statements.append({
+            "Sid": "Oidc" + hashlib.sha256(issuer.encode()).hexdigest()[:8],
+            "Effect": "Allow",
+            "Principal": {"Federated": oidc_provider_arn(account, issuer)},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                f"{issuer}:aud": "sts.amazonaws.com",
+                f"{issuer}:sub": subs if len(subs) > 1 else subs[0],
+            }},
+        })
+    if services:
+        # aws:SourceAccount stops another account's task or function from using the role
+        # through the same service (the confused-deputy problem).
+        statements.append({
+            "Sid": "AwsServices",
+            "Effect": "Allow",
+            "Principal": {"Service": sorted(services) if len(services) > 1 else services[0]},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+        })
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def oidc_issuers(workload: CompiledWorkload) -> list[str]:
+    """The OIDC issuers (IAM host/path form) this workload's trust policy refers to."""
+    found: set[str] = set()
+    for fed in workload.loaded.workload.spec.credentials.federation:
+        if isinstance(fed, GithubActionsFederation):
+            found.add(GITHUB_ISSUER)
+        elif isinstance(fed, KubernetesFederation):
+            found.add(issuer_host_path(fed.issuer))
+    return sorted(found)
+
+
+def session_seconds(workload: CompiledWorkload, config: Config) -> int:
+    aws = workload.loaded.workload.spec.aws
+    text = (aws.maxSessionDuration if aws and aws.maxSessionDuration else None) or \
+        config.aws.maxSessionDuration
+    return int(parse_duration(text).total_seconds())
+
+
+def boundary_arn(workload: CompiledWorkload, config: Config) -> str:
+    template = config.aws.permissionsBoundary or ""
+    return template.replace("{account}", workload.target)
+
+
+def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
+    """The role (or user, for key mode) a workload should have, rendered for IAM."""
+    key_mode = workload.loaded.workload.spec.credentials.mode == "key"
+    kind = "user" if key_mode else "role"
+    name = identity_name(config.aws.namePrefix, workload.environment, workload.name,
+                         USER_NAME_MAX if key_mode else ROLE_NAME_MAX)
+    documents = {"policy": canonical(policy_document(workload.grants))}
+    settings = {"path": config.aws.rolePath, "boundary": boundary_arn(workload, config)}
+    if not key_mode:
+        documents["trust"] = canonical(trust_document(
+            workload.target, workload.loaded.workload.spec.credentials.federation))
+        settings["maxSessionDuration"] = str(session_seconds(workload, config))
+        settings["description"] = workload.loaded.workload.metadata.description
+    prefix = "role" if kind == "role" else "user"
+    address = f"arn:aws:iam::{workload.target}:{prefix}{config.aws.rolePath}{name}"
+    return DesiredIdentity(workload=workload, kind=kind, name=name, documents=documents,
+                           tags=workload.marker.as_tags(), settings=settings, address=address)
+
+
+def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
+    """Limits IAM would enforce at apply time, checked before any call."""
+    lw = workload.loaded
+    out: list[Diagnostic] = []
+    desired = desired_identity(workload, config)
+    policy_size = len(desired.documents["policy"])
+    if policy_size > INLINE_POLICY_MAX:
+        out.append(Diagnostic(lw.position("spec", "access", key=True),
+                              f"workload {workload.label}: its IAM policy would be {policy_size} "
+                              f"characters; AWS allows {INLINE_POLICY_MAX} of inline policy per "
+                              "identity. Split the workload or list fewer resources"))
+    trust = desired.documents.get("trust")
+    if trust is not None and len(trust) > TRUST_POLICY_MAX:
+        out.append(Diagnostic(lw.position("spec", "credentials", "federation", key=True),
+                              f"workload {workload.label}: its trust policy would be {len(trust)} "
+                              f"characters; AWS allows {TRUST_POLICY_MAX} (raisable to 4,096 by a "
+                              "quota request). Use fewer federation entries"))
+    aws = lw.workload.spec.aws
+    if aws and aws.maxSessionDuration:
+        seconds = session_seconds(workload, config)
+        if not SESSION_MIN <= seconds <= SESSION_MAX:
+            out.append(Diagnostic(lw.position("spec", "aws", "maxSessionDuration"),
+                                  f"maxSessionDuration must be between 1h and 12h, not "
+                                  f"{aws.maxSessionDuration}"))
+    for key, value in desired.tags.items():
+        if len(value) > TAG_VALUE_MAX:
+            out.append(Diagnostic(lw.position("metadata"),
+                                  f"tag {key} would be {len(value)} characters; AWS allows "
+                                  f"{TAG_VALUE_MAX}"))
+    return out

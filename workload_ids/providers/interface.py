@@ -1,0 +1,53 @@
+"""The provider interface: what every cloud backend does, in our values, never SDK types.
+
+A backend reads what we manage (in one batch for a whole scope, or one identity by name),
+renders a compiled workload into the identity it should be, converges an identity to that
+state change by change, and says what its cloud's limits are so the plan can check them
+before acting. Rotation and cleanup (later) are workflows over the same interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..errors import Diagnostic
+from ..model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
+
+
+class Provider(Protocol):
+    """One cloud."""
+
+    name: str
+
+    def desired(self, workload: CompiledWorkload) -> DesiredIdentity:
+        """The identity ``workload`` should have (pure: no cloud calls)."""
+
+    def static_checks(self, workload: CompiledWorkload) -> list[Diagnostic]:
+        """Limits checked without the cloud: name lengths, document sizes."""
+
+    def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
+        """What the cloud holds under the desired identity's name (a handful of calls)."""
+
+    def observe_scope(self, target: str) -> list[ObservedIdentity]:
+        """Every identity under our path/marker in one account/project/subscription, read in
+        a few paged batch calls. Identities with our name pattern but no marker are
+        included (their marker is None) so a plan can refuse to touch them."""
+
+    def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
+        """Checks that need the cloud but change nothing (e.g. federation providers exist)."""
+
+    def diff(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> list[Change]:
+        """Ordered changes that make ``observed`` equal ``desired`` (empty when equal)."""
+
+    def apply(self, change: Change) -> None:
+        """Carry out one change. Idempotent: running it twice leaves the same state."""
+
+    def verify_target(self, target: str) -> None:
+        """Refuse to change anything unless the credentials reach ``target``."""
+
+    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
+        """What a deployment needs after apply (role ARN and the like)."""
+
+    def current_target(self) -> str:
+        """The account/project/subscription the ambient credentials reach."""

@@ -1,0 +1,135 @@
+"""A local AWS: moto in process (demo, tests) or as a server on loopback (sandbox).
+
+Federation needs IAM OIDC identity providers to exist; a fresh moto account has none,
+so the sandbox creates the ones the examples use, as a platform team would once per
+account.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..cli import Output
+
+SANDBOX_ACCOUNT = "123456789012"
+EXAMPLE_ISSUERS = (
+    "https://token.actions.githubusercontent.com",
+    "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B7",
+)
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # nosec B105 - moto's documented dummy value
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def seed_oidc_providers(issuers: Iterable[str] = EXAMPLE_ISSUERS,
+                        endpoint_url: str | None = None) -> list[str]:
+    """Create IAM OIDC providers for ``issuers`` (idempotent); return their ARNs."""
+    import boto3
+    iam = boto3.client("iam", endpoint_url=endpoint_url, region_name="us-east-1")
+    existing = {p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}
+    arns = []
+    for url in issuers:
+        arn = f"arn:aws:iam::{SANDBOX_ACCOUNT}:oidc-provider/{url.removeprefix('https://')}"
+        if arn not in existing:
+            arn = iam.create_open_id_connect_provider(
+                Url=url, ClientIDList=["sts.amazonaws.com"],
+                ThumbprintList=["0" * 40])["OpenIDConnectProviderArn"]
+        arns.append(arn)
+    return arns
+
+
+@contextmanager
+def in_process_aws() -> Iterator[None]:
+    """moto in this process, with dummy credentials; everything is gone on exit."""
+    from moto import mock_aws
+    saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL")}
+    os.environ.update(FAKE_CREDENTIALS)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    try:
+        with mock_aws():
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class MotoServer:
+    """A moto server on 127.0.0.1 in a thread of this process."""
+
+    def __init__(self, port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+        self._server: Any = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.url = ""
+
+    def start(self) -> str:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def sandbox_config(url: str) -> str:
+    """A workload-ids.yaml that points every AWS call at the sandbox."""
+    return (
+        "# Written by `workload-ids sandbox`: points AWS calls at the local moto server.\n"
+        "aws:\n"
+        f"  endpointUrl: {url}\n"
+        "  sandboxCredentials: true   # fixed dummy credentials; only for local emulators\n")
+
+
+def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
+    """Start the sandbox, print how to use it, and wait until interrupted."""
+    for key, value in FAKE_CREDENTIALS.items():
+        os.environ.setdefault(key, value)
+    server = MotoServer(port)
+    url = server.start()
+    seed_oidc_providers(endpoint_url=url)
+    template_config = sandbox_config(url)
+    if config_out:
+        # Write atomically: a script may be polling for this file to appear.
+        target = Path(config_out)
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_text(template_config, encoding="utf-8")
+        tmp.replace(target)
+    lines = [
+        f"Local AWS (moto) listening on {url}; account {SANDBOX_ACCOUNT}.",
+        "IAM OIDC providers created for: " + ", ".join(EXAMPLE_ISSUERS),
+        "",
+        "Point other commands at it, either with a config file:",
+        f"  workload-ids plan --config {config_out or 'sandbox.yaml'} PATH"
+        + ("" if config_out else "   (write it with --config-out sandbox.yaml)"),
+        "or with the environment:",
+        f"  export AWS_ENDPOINT_URL={url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
+        "",
+        "State is kept until you stop the sandbox (Ctrl-C).",
+    ]
+    out.note("\n".join(lines))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        if config_out:
+            Path(config_out).unlink(missing_ok=True)
+    out.note("sandbox stopped")
+    return 0

@@ -1,0 +1,200 @@
+"""Access templates: named, cloud-neutral intents (``queue.consume``) defined per cloud in
+data files. Built-in ones ship in ``templates/``; users add folders through the config."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import Diagnostic, InputErrors, Position
+from .manifest import shape_diagnostics
+from .resources import KINDS_BY_PROVIDER
+from .yamlpos import load_documents
+
+_AWS_ACTION = re.compile(r"[a-z0-9-]+:[A-Za-z0-9]+")
+_GCP_PERMISSION = re.compile(r"[a-z][a-zA-Z0-9]*(\.[a-zA-Z0-9]+){2,3}")
+_AZURE_ACTION = re.compile(r"Microsoft\.[A-Za-z]+(/[A-Za-z0-9.]+)+")
+# Actions no template may carry: removing the data store itself, purging it, or changing
+# who may reach it. Deleting one message or object is data work and stays allowed.
+_DESTRUCTIVE = {
+    "aws": re.compile(
+        r":(Delete(Queue|Bucket\w*|Table|Backup|Topic|Secret|LogGroup|LogStream|Repository|Function"
+        r"|Alias|Parameters?|Stream)$|Purge|ScheduleKeyDeletion|DisableKey|(Put|Set|Delete|Update)"
+        r"\w*(Policy|Acl|Permission)|AddPermission|RemovePermission|Create(Queue|Bucket|Table|Topic))"),
+    "gcp": re.compile(
+        r"(setIamPolicy|\.(buckets|topics|subscriptions|secrets|datasets|tables|repositories"
+        r"|cryptoKeys|keyRings|queues|functions|services|instances)\.(delete|create|update)$"
+        r"|\.destroy$|\.purge$)"),
+    "azure": re.compile(
+        r"(Microsoft\.Authorization/|accessPolicies|listKeys|regenerateKey"
+        r"|/(containers|queues|topics|tables|vaults|registries|sites|namespaces|components"
+        r"|dataCollectionRules)/(delete|write)$)", re.IGNORECASE),
+}
+
+
+def destructive(provider: str, action: str) -> bool:
+    """Whether ``action`` deletes or purges a data store, or changes who may reach it."""
+    pattern = _DESTRUCTIVE.get(provider)
+    return bool(pattern and pattern.search(action))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsStatement(_Strict):
+    """One statement a template contributes per listed AWS resource."""
+
+    actions: Annotated[list[str], Field(min_length=1)]
+    resource: str = "{arn}"
+    unscoped: bool = False
+    condition: dict[str, dict[str, str]] | None = None
+
+
+class GcpGrant(_Strict):
+    """GCP permissions for one resource kind, and where they are bound."""
+
+    permissions: Annotated[list[str], Field(min_length=1)]
+    binding: Literal["condition", "resource", "project"] = "condition"
+
+
+class AzureGrant(_Strict):
+    """Azure control-plane actions and data-plane dataActions for one resource kind."""
+
+    actions: list[str] = []
+    dataActions: list[str] = []
+
+
+class TemplateFile(_Strict):
+    """The file form of a template."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$")]
+    description: Annotated[str, Field(min_length=5)]
+    aws: dict[str, list[AwsStatement]] = {}
+    gcp: dict[str, GcpGrant] = {}
+    azure: dict[str, AzureGrant] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A loaded template and the file it came from."""
+
+    spec: TemplateFile
+    path: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def kinds(self, provider: str) -> tuple[str, ...]:
+        """Resource kinds this template accepts on ``provider``."""
+        table: dict[str, Any] = getattr(self.spec, provider)
+        return tuple(table)
+
+
+def builtin_template_dir() -> Path:
+    """Where the built-in templates are (see :mod:`workload_ids.bundled`)."""
+    from .bundled import bundled_dir
+    return bundled_dir("templates")
+
+
+def _check_template(t: TemplateFile, pos: Position) -> list[Diagnostic]:
+    problems: list[Diagnostic] = []
+
+    def bad(msg: str) -> None:
+        problems.append(Diagnostic(pos, f"template {t.name}: {msg}"))
+
+    for provider in ("aws", "gcp", "azure"):
+        for kind in getattr(t, provider):
+            if kind not in KINDS_BY_PROVIDER[provider]:
+                bad(f"unknown {provider} resource kind {kind!r} "
+                    f"(known: {', '.join(sorted(KINDS_BY_PROVIDER[provider]))})")
+    for statements in t.aws.values():
+        for st in statements:
+            for action in st.actions:
+                if not _AWS_ACTION.fullmatch(action):
+                    bad(f"{action!r} is not an exact AWS action (service:Action, no wildcards)")
+                if destructive("aws", action):
+                    bad(f"{action!r} is destructive or administrative; templates may not hold it")
+            if st.resource == "*" and not st.unscoped:
+                bad('resource "*" needs unscoped: true (only for actions AWS cannot scope)')
+    for grant in t.gcp.values():
+        for perm in grant.permissions:
+            if not _GCP_PERMISSION.fullmatch(perm):
+                bad(f"{perm!r} is not an exact GCP permission")
+            if destructive("gcp", perm):
+                bad(f"{perm!r} is destructive or administrative; templates may not hold it")
+    for azure_grant in t.azure.values():
+        for action in [*azure_grant.actions, *azure_grant.dataActions]:
+            if not _AZURE_ACTION.fullmatch(action):
+                bad(f"{action!r} is not an exact Azure operation (no wildcards)")
+            if destructive("azure", action):
+                bad(f"{action!r} is destructive or administrative; templates may not hold it")
+    return problems
+
+
+class TemplateSet:
+    """Every template available to a run, by name."""
+
+    def __init__(self, templates: dict[str, Template]) -> None:
+        self._templates = templates
+
+    def get(self, name: str) -> Template | None:
+        return self._templates.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._templates)
+
+    def __iter__(self) -> Any:
+        return iter(self._templates.values())
+
+
+_CACHE: dict[tuple[str, ...], TemplateSet] = {}
+
+
+def load_templates(extra_dirs: Iterable[Path] = ()) -> TemplateSet:
+    """Load built-in templates and those in ``extra_dirs``; raise InputErrors on any problem.
+
+    A user template may not reuse a built-in name: the same name must mean the same thing
+    in every repository that uses this tool.
+    """
+    dirs = [builtin_template_dir(), *extra_dirs]
+    key = tuple(str(d) for d in dirs)
+    if key in _CACHE:
+        return _CACHE[key]
+    templates: dict[str, Template] = {}
+    problems: list[Diagnostic] = []
+    for directory in dirs:
+        if not directory.is_dir():
+            problems.append(Diagnostic(Position(str(directory)),
+                                       "template folder not found; fix 'templates' in the config"))
+            continue
+        for path in sorted(directory.glob("*.y*ml")):
+            docs, yaml_problems = load_documents(str(path), path.read_text(encoding="utf-8"))
+            problems.extend(yaml_problems)
+            for doc in docs:
+                if doc.value is None:
+                    continue
+                try:
+                    spec = TemplateFile.model_validate(doc.value)
+                except ValidationError as exc:
+                    problems.extend(shape_diagnostics(exc, doc, TemplateFile))
+                    continue
+                pos = doc.position(("name",))
+                problems.extend(_check_template(spec, pos))
+                if spec.name in templates:
+                    problems.append(Diagnostic(
+                        pos, f"template {spec.name!r} is already defined in "
+                             f"{templates[spec.name].path}; choose another name"))
+                    continue
+                templates[spec.name] = Template(spec, str(path))
+    if problems:
+        raise InputErrors(problems)
+    loaded = TemplateSet(templates)
+    _CACHE[key] = loaded
+    return loaded

@@ -1,0 +1,117 @@
+"""Every static check, in one pass, with no cloud and no credentials.
+
+Load config and templates, load manifests (shape), compile them (meaning), then check
+what needs the whole set (duplicates), the config's guardrails, and the providers' own
+limits. Problems are collected, never raised one at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from .compile import compile_workload
+from .config import Config
+from .errors import Diagnostic, InputErrors
+from .manifest import LoadedWorkload, load_workloads
+from .model import CompiledWorkload
+from .providers import static_checker
+from .templates import TemplateSet, load_templates
+
+
+@dataclass
+class Validation:
+    """The outcome of the static checks."""
+
+    compiled: list[CompiledWorkload]
+    diagnostics: list[Diagnostic]
+    files: int
+    templates: TemplateSet
+    directory_run: bool = False
+    loaded: list[LoadedWorkload] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity in ("error", "guardrail")]
+
+    def raise_for_errors(self) -> None:
+        if self.errors:
+            raise InputErrors(self.errors)
+
+
+def _duplicates(loaded: list[LoadedWorkload]) -> list[Diagnostic]:
+    seen: dict[tuple[str, str, str, str], LoadedWorkload] = {}
+    out: list[Diagnostic] = []
+    for lw in loaded:
+        first = seen.setdefault(lw.key, lw)
+        if first is not lw:
+            provider, target, env, name = lw.key
+            out.append(Diagnostic(
+                lw.position("metadata", "name"),
+                f"workload {env}/{name} on {provider} {target} is already declared at "
+                f"{first.position('metadata', 'name')}; each workload is declared once"))
+    return out
+
+
+def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
+    rails = config.guardrails
+    lw = cw.loaded
+    out: list[Diagnostic] = []
+
+    def refuse(position: object, message: str) -> None:
+        out.append(Diagnostic(position, message, severity="guardrail"))  # type: ignore[arg-type]
+
+    if rails.allowedTargets and cw.target not in rails.allowedTargets:
+        refuse(lw.position("spec", cw.provider),
+               f"{cw.provider} target {cw.target} is not in guardrails.allowedTargets "
+               f"({', '.join(rails.allowedTargets)})")
+    if rails.allowedEnvironments and cw.environment not in rails.allowedEnvironments:
+        refuse(lw.position("metadata", "environment"),
+               f"environment {cw.environment!r} is not in guardrails.allowedEnvironments "
+               f"({', '.join(rails.allowedEnvironments)})")
+    denied = set(rails.deniedActions)
+    reported: set[str] = set()
+    for g in cw.grants:
+        for action in (*g.actions, *g.data_actions):
+            if action in denied and action not in reported:
+                reported.add(action)
+                refuse(lw.position("spec", "access", g.entry),
+                       f"{action} is denied by guardrails.deniedActions in the config")
+    if rails.maxResourcesPerWorkload is not None:
+        count = len({g.listed for g in cw.grants})
+        if count > rails.maxResourcesPerWorkload:
+            refuse(lw.position("spec", "access", key=True),
+                   f"{cw.label} lists {count} resources; guardrails.maxResourcesPerWorkload "
+                   f"allows {rails.maxResourcesPerWorkload}. Split the workload")
+    if rails.requirePermissionsBoundary and cw.provider == "aws" and not config.aws.permissionsBoundary:
+        refuse(lw.position("spec", "aws"),
+               "guardrails.requirePermissionsBoundary is set but aws.permissionsBoundary is not")
+    return out
+
+
+def validate(paths: Iterable[str | Path], config: Config) -> Validation:
+    """Run every static check on ``paths``; see the module docstring."""
+    path_list = list(paths)
+    templates = load_templates(config.template_dirs())
+    result = load_workloads(path_list)
+    diagnostics = list(result.diagnostics)
+    compiled: list[CompiledWorkload] = []
+    for lw in result.workloads:
+        cw, problems = compile_workload(lw, templates)
+        diagnostics.extend(problems)
+        if cw is None:
+            continue
+        diagnostics.extend(_guardrails(cw, config))
+        checker = static_checker(cw.provider)
+        if checker is not None:
+            check = cast(Callable[[CompiledWorkload, Config], list[Diagnostic]], checker)
+            diagnostics.extend(check(cw, config))
+        compiled.append(cw)
+    diagnostics.extend(_duplicates(result.workloads))
+    diagnostics.sort(key=lambda d: (d.position.path, d.position.line, d.position.column)
+                     if d.position else ("", 0, 0))
+    directory_run = any(Path(p).is_dir() for p in path_list)
+    return Validation(compiled=compiled, diagnostics=diagnostics, files=result.files,
+                      templates=templates, directory_run=directory_run, loaded=result.workloads)
