@@ -125,6 +125,10 @@ class CallSeam:
         self._classifiers[provider] = classifier
         self._factories[provider] = factory
 
+    def sleep(self, seconds: float) -> None:
+        """Wait through the seam's clock (tests replace it, so waits cost nothing there)."""
+        self._sleep(seconds)
+
     def inject(self, fault: Fault) -> None:
         self.faults.append(fault)
 
@@ -276,4 +280,46 @@ class RandomFaults:
             return THROTTLE
         if roll < self.throttle + self.transient:
             return TRANSIENT
+        return None
+
+
+class EventuallyConsistent:
+    """Simulate a cloud whose reads lag its writes: for ``delay`` seconds after a call
+    that creates something, reads naming the same thing answer "not found".
+
+    Names are taken from the call parameters in ``name_params`` (``RoleName``, ...).
+    """
+
+    def __init__(self, delay: float, *, clock: Callable[[], float] = time.monotonic,
+                 name_params: tuple[str, ...] = ("RoleName", "UserName", "SecretId", "Name"),
+                 create_prefixes: tuple[str, ...] = ("create_",),
+                 read_prefixes: tuple[str, ...] = ("get_", "list_")) -> None:
+        self.delay = delay
+        self.clock = clock
+        self.name_params = name_params
+        self.create_prefixes = create_prefixes
+        self.read_prefixes = read_prefixes
+        self._created: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def _name(self, call: CallRecord) -> str | None:
+        for key in self.name_params:
+            value = call.params.get(key)
+            if isinstance(value, str):
+                return value
+        return None
+
+    def __call__(self, call: CallRecord) -> str | None:
+        verb = call.operation.rsplit(".", 1)[-1]
+        name = self._name(call)
+        if name is None:
+            return None
+        now = self.clock()
+        with self._lock:
+            if verb.startswith(self.create_prefixes):
+                self._created.setdefault(name, now)
+                return None
+            created = self._created.get(name)
+        if created is not None and verb.startswith(self.read_prefixes) and now - created < self.delay:
+            return NOT_FOUND
         return None

@@ -25,10 +25,10 @@ EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARDRAIL = 0, 1, 2, 3
 class Output:
     """Where results go: text for people, one JSON document for machines."""
 
-    def __init__(self, fmt: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+    def __init__(self, fmt: str, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.json = fmt == "json"
-        self.out = out
-        self.err = err
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
 
     def text(self, line: str = "") -> None:
         if not self.json:
@@ -46,10 +46,10 @@ class Output:
 class Progress:
     """A progress bar on a terminal; nothing (plain lines come from the caller) otherwise."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
-        self.stream = stream
-        self.enabled = stream.isatty()
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total < 2:
@@ -71,12 +71,13 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _validated(args: argparse.Namespace, config: Config, out: Output) -> Validation:
     from .validate import validate
-    result = validate(args.paths, config)
+    skip = bool(getattr(args, "skip_non_manifests", False))
+    result = validate(args.paths, config, skip_non_manifests=skip)
     for d in result.diagnostics:
         if d.severity == "warning":
             out.note(str(d))
     result.raise_for_errors()
-    if not result.compiled:
+    if not result.compiled and not skip:
         from .errors import UserError
         raise UserError(f"no workload manifests (kind: Workload) found in {' '.join(args.paths)}")
     return result
@@ -86,8 +87,8 @@ def cmd_validate(args: argparse.Namespace, out: Output) -> int:
     config = _config(args)
     result = _validated(args, config, out)
     providers = sorted({c.provider for c in result.compiled})
-    out.text(f"OK: {len(result.compiled)} workload(s) in {result.files} file(s) are valid "
-             f"({', '.join(providers)}).")
+    clouds = f" ({', '.join(providers)})" if providers else ""
+    out.text(f"OK: {len(result.compiled)} workload(s) in {result.files} file(s) are valid{clouds}.")
     out.document({"valid": True, "workloads": [c.label for c in result.compiled],
                   "files": result.files, "diagnostics": []})
     return EXIT_OK
@@ -138,7 +139,7 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     from .apply import apply_plan
     from .errors import UserError
     from .plan import render_text
-    plan, config, seam = _plan(args, out)
+    plan, config, _ = _plan(args, out)
     if plan.has_changes and not args.auto_approve:
         if not sys.stdin.isatty():
             raise UserError("apply needs confirmation but standard input is not a terminal; "
@@ -172,7 +173,7 @@ def _github_output(results: Sequence[Any]) -> None:
     path = os.environ.get("GITHUB_OUTPUT")
     if not path:
         return
-    lines = []
+    lines: list[str] = []
     if len(results) == 1:
         lines.extend(f"{k}={v}" for k, v in results[0].outputs.items())
     lines.append("outputs_json=" + json.dumps({r.workload: r.outputs for r in results},
@@ -235,8 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
-    verb("validate", cmd_validate, "check manifests without any cloud access")
+    validate = verb("validate", cmd_validate, "check manifests without any cloud access")
     lint = verb("lint", cmd_lint, "advice on manifests: warnings and suggestions")
+    for p in (validate, lint):
+        p.add_argument("--skip-non-manifests", action="store_true",
+                       help="ignore named files that hold no kind: Workload (for pre-commit)")
     lint.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     plan = verb("plan", cmd_plan, "show what apply would change")
     plan.add_argument("--detailed-exitcode", action="store_true",

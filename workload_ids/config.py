@@ -36,7 +36,8 @@ class AwsConfig(_Strict):
     sandboxCredentials: bool = False
     rolePath: Annotated[str, Field(pattern=r"^/([\w+=,.@-]+/)*$", max_length=512)] = "/workload-ids/"
     namePrefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@-]{0,20}$")] = "wid"
-    permissionsBoundary: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::(\d{12}|\{account\}):policy/[\w+=,.@/-]+$")] | None = None
+    permissionsBoundary: Annotated[str, Field(
+        pattern=r"^arn:aws[a-z-]*:iam::(\d{12}|\{account\}):policy/[\w+=,.@/-]+$")] | None = None
     maxSessionDuration: Duration = "1h"
     accounts: dict[Annotated[str, Field(pattern=r"^\d{12}$")], AwsAccountAccess] = {}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .calls import CallSeam
@@ -31,7 +32,7 @@ class InventoryRow:
                 "declared": self.declared, "lastUsed": self.last_used}
 
 
-def inventory(paths: list[str], config: Config, seam: CallSeam, *, provider: str = "aws",
+def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provider: str = "aws",
               targets: list[str] | None = None) -> list[InventoryRow]:
     """Read every identity we manage in the targets named by ``paths`` or ``targets``."""
     scopes: set[tuple[str, str]] = {(provider, t) for t in targets or []}
@@ -48,7 +49,7 @@ def inventory(paths: list[str], config: Config, seam: CallSeam, *, provider: str
     if not scopes:
         backend = create_provider(provider, config, seam)
         backends[provider] = backend
-        scopes.add((provider, backend.current_target()))  # type: ignore[attr-defined]
+        scopes.add((provider, backend.current_target()))
     rows: list[InventoryRow] = []
     for name, target in sorted(scopes):
         backend = backends.get(name) or create_provider(name, config, seam)
@@ -63,9 +64,15 @@ def inventory(paths: list[str], config: Config, seam: CallSeam, *, provider: str
                 provider=name, target=target, kind=o.kind, identity=o.name,
                 workload=marker.workload, environment=marker.environment, owner=marker.owner,
                 declared=None if declared is None else (name, target, label) in declared,
-                last_used=last.isoformat() if hasattr(last, "isoformat") else
-                (str(last) if last else None)))
+                last_used=_when(last)))
     return sorted(rows, key=lambda r: (r.provider, r.target, r.identity))
+
+
+def _when(value: object) -> str | None:
+    isoformat = getattr(value, "isoformat", None)
+    if callable(isoformat):
+        return str(isoformat())
+    return str(value) if value else None
 
 
 def render_inventory(rows: list[InventoryRow]) -> str:

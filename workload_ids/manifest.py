@@ -272,7 +272,8 @@ def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | 
             model = {"github-actions": GithubActionsFederation, "kubernetes": KubernetesFederation,
                      "aws-service": AwsServiceFederation}[part]
             continue
-        field = model.model_fields.get(part) if isinstance(model, type) else None
+        fields = getattr(model, "model_fields", {}) if isinstance(model, type) else {}
+        field = fields.get(part)
         if field is None:
             return None
         annotation = field.annotation
@@ -362,8 +363,12 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def load_workloads(paths: Iterable[str | Path]) -> LoadResult:
-    """Load every Workload document under ``paths``; never raises on bad input."""
+def load_workloads(paths: Iterable[str | Path], *, skip_non_manifests: bool = False) -> LoadResult:
+    """Load every Workload document under ``paths``; never raises on bad input.
+
+    Files named directly must hold workloads unless ``skip_non_manifests`` (pre-commit
+    passes every YAML file it sees); in directories, other documents are always skipped.
+    """
     files, diagnostics = manifest_files(paths)
     result = LoadResult(workloads=[], diagnostics=diagnostics, files=len(files))
     for path, from_directory in files:
@@ -376,7 +381,7 @@ def load_workloads(paths: Iterable[str | Path]) -> LoadResult:
         docs, problems = load_documents(display, text)
         result.diagnostics.extend(problems)
         for doc in docs:
-            load_document(doc, result, skip_other_kinds=from_directory)
+            load_document(doc, result, skip_other_kinds=from_directory or skip_non_manifests)
     return result
 
 

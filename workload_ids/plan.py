@@ -96,7 +96,8 @@ def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallS
     for name, provider in providers.items():
         problems.extend(provider.preflight([d for d in desired if d.workload.provider == name]))
     if problems:
-        raise InputErrors(problems)
+        raise InputErrors(sorted(problems, key=lambda d: (
+            (d.position.path, d.position.line, d.position.column) if d.position else ("", 0, 0))))
     fleet = fleet if fleet is not None else len(desired) > FLEET_THRESHOLD
     changes: list[Change] = []
     conflicts: list[ConflictError] = []
@@ -160,8 +161,9 @@ def render_text(plan: Plan) -> str:
         lines.append(f"Plan: {s['create']} to create, {s['update']} to update, "
                      f"{s['unchanged']} unchanged ({s['changes']} change(s)).")
     if plan.no_manifest:
-        lines.append(f"{len(plan.no_manifest)} identit{'y has' if len(plan.no_manifest) == 1 else 'ies have'} "
-                     "no manifest (left alone; `workload-ids cleanup` handles them):")
+        count = len(plan.no_manifest)
+        lines.append(f"{count} identit{'y has' if count == 1 else 'ies have'} no manifest "
+                     "(left alone; `workload-ids cleanup` handles them):")
         lines.extend(f"    ? {o.identity} ({o.provider} {o.target}, workload {o.workload}, "
                      f"owner {o.owner})" for o in plan.no_manifest)
     return "\n".join(lines)

@@ -91,11 +91,12 @@ def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
     return out
 
 
-def validate(paths: Iterable[str | Path], config: Config) -> Validation:
+def validate(paths: Iterable[str | Path], config: Config, *,
+             skip_non_manifests: bool = False) -> Validation:
     """Run every static check on ``paths``; see the module docstring."""
     path_list = list(paths)
     templates = load_templates(config.template_dirs())
-    result = load_workloads(path_list)
+    result = load_workloads(path_list, skip_non_manifests=skip_non_manifests)
     diagnostics = list(result.diagnostics)
     compiled: list[CompiledWorkload] = []
     for lw in result.workloads:

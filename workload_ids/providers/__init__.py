@@ -42,4 +42,5 @@ def static_checker(name: str) -> object | None:
     if path is None:
         return None
     module_name, attr = path.split(":")
-    return getattr(importlib.import_module(module_name), attr)
+    checker: object = getattr(importlib.import_module(module_name), attr)
+    return checker

@@ -38,7 +38,7 @@ from ...calls import (
     to_cloud_error,
 )
 from ...config import Config
-from ...errors import ConflictError, Diagnostic, UserError
+from ...errors import CloudError, ConflictError, Diagnostic, UserError
 from ...model import (
     MARKER_KEYS,
     Change,
@@ -102,9 +102,9 @@ def classify(exc: BaseException) -> ErrorInfo | None:
 def make_fault(kind: str, operation: str) -> BaseException:
     """A ClientError exactly as botocore would raise it for ``kind``."""
     code, status = _INJECTED.get(kind, ("InternalFailure", 500))
-    return ClientError({"Error": {"Code": code, "Message": f"injected {kind}"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}},
-                       operation.split(".")[-1])
+    response: Any = {"Error": {"Code": code, "Message": f"injected {kind}"},
+                     "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation.split(".")[-1])
 
 
 def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
@@ -211,7 +211,7 @@ class AwsProvider:
         raw = session.client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
         access = self.config.aws.accounts.get(target)
         if access and access.roleArn:
-            sts = SeamClient(self.seam, "aws", "sts", session.client(  # type: ignore[call-overload]
+            sts = SeamClient(self.seam, "aws", "sts", session.client(
                 "sts", endpoint_url=endpoint, config=boto_config))
             creds = sts.assume_role(RoleArn=access.roleArn,
                                     RoleSessionName="workload-ids")["Credentials"]
@@ -499,6 +499,15 @@ class AwsProvider:
             if not info or info.kind != NOT_FOUND:
                 raise
 
+    def _read_after_exists(self, desired: DesiredIdentity) -> ObservedIdentity | None:
+        """Read a role that IAM says exists; reads may lag writes for a few seconds."""
+        for attempt in range(5):
+            observed = self.observe_one(desired)
+            if observed is not None:
+                return observed
+            self.seam.sleep(min(8.0, 0.5 * 2 ** attempt))
+        return None
+
     def _put_policy(self, iam: SeamClient, desired: DesiredIdentity) -> None:
         policy = desired.documents.get("policy", "")
         if json.loads(policy).get("Statement"):
@@ -527,8 +536,14 @@ class AwsProvider:
                 raise
             # Created by a run that died before it could record anything, or by a racing
             # run: adopt it only if it carries our marker, then converge it.
-            observed = self.observe_one(desired)
-            if observed is None or observed.marker is None:
+            observed = self._read_after_exists(desired)
+            if observed is None:
+                raise CloudError(
+                    "iam.create_role", "EntityAlreadyExists",
+                    f"role {desired.name} exists but cannot be read yet",
+                    "IAM is still propagating a recent change; rerun in a minute "
+                    "(reruns converge)") from exc
+            if observed.marker is None:
                 raise ConflictError(
                     f"IAM role {desired.name} appeared in account {desired.workload.target} "
                     "without workload-ids ownership tags",

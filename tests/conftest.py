@@ -1,0 +1,173 @@
+"""Shared fixtures: a real boto3 against moto (in process or as a server on loopback),
+and a way to run the CLI in process and capture what it prints and returns."""
+
+from __future__ import annotations
+
+import io
+import os
+import textwrap
+import urllib.request
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workload_ids.bundled import bundled_dir
+from workload_ids.cli import main
+from workload_ids.sandbox.aws import EXAMPLE_ISSUERS, FAKE_CREDENTIALS, MotoServer, in_process_aws
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = bundled_dir("examples")
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str) -> CliResult:
+    """Run ``workload-ids ARGS`` in this process; never lets SystemExit escape."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse errors and --version
+            code = int(exc.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli() -> Any:
+    return run_cli
+
+
+def seed(iam: Any, issuers: tuple[str, ...] = EXAMPLE_ISSUERS) -> None:
+    for url in issuers:
+        iam.create_open_id_connect_provider(Url=url, ClientIDList=["sts.amazonaws.com"],
+                                            ThumbprintList=["0" * 40])
+
+
+@pytest.fixture
+def aws() -> Iterator[Any]:
+    """moto in process, OIDC providers for the example issuers; yields an IAM client."""
+    import boto3
+    with in_process_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        seed(iam)
+        yield iam
+
+
+@pytest.fixture
+def bare_aws() -> Iterator[Any]:
+    """moto in process with no OIDC providers."""
+    import boto3
+    with in_process_aws():
+        yield boto3.client("iam", region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    server = MotoServer()
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def aws_server(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A clean moto server account; boto3 (ours included) points at it via the environment."""
+    import boto3
+    urllib.request.urlopen(urllib.request.Request(  # nosec B310 - loopback test server
+        f"{moto_server}/moto-api/reset", method="POST")).read()
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=moto_server)
+    seed(iam)
+    yield iam
+
+
+PAYMENTS = textwrap.dedent("""\
+    apiVersion: workload-ids/v1
+    kind: Workload
+    metadata:
+      name: payments-api            # lowercase letters, digits, hyphens; 3-40 chars
+      owner: team-payments          # a person or group in the owner directory
+      environment: prod             # lowercase letters, digits, hyphens; 1-16 chars
+      description: Public payments API
+    spec:
+      provider: aws                 # aws | gcp | azure
+      aws:
+        account: "123456789012"
+        region: eu-west-1
+      credentials:
+        mode: keyless               # keyless | key
+        federation:                 # who may obtain the identity's credentials (keyless)
+          - kind: github-actions
+            repository: acme/payments
+            ref: refs/heads/main
+          - kind: kubernetes
+            issuer: https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B7
+            namespace: payments
+            serviceAccount: payments-api
+          - kind: aws-service
+            service: ecs-tasks.amazonaws.com
+      access:
+        - template: object-storage.read
+          resources:
+            - arn:aws:s3:::acme-invoices
+        - template: queue.consume
+          resources:
+            - arn:aws:sqs:eu-west-1:123456789012:payment-events
+        - actions: [dynamodb:GetItem, dynamodb:Query]      # escape hatch: raw actions
+          resources:
+            - arn:aws:dynamodb:eu-west-1:123456789012:table/payments
+          reason: reads the payments table directly          # required with raw actions
+    """)
+
+
+def workload(name: str = "svc-a", env: str = "prod", access: str | None = None,
+             federation: str | None = None, owner: str = "team-a") -> str:
+    """A small valid AWS manifest; ``access``/``federation`` are YAML list bodies."""
+    access = access or ("    - template: queue.consume\n"
+                        "      resources: [arn:aws:sqs:eu-west-1:123456789012:" + name + "]\n")
+    federation = federation or ("      - kind: github-actions\n"
+                                f"        repository: acme/{name}\n"
+                                "        ref: refs/heads/main\n")
+    return (
+        "apiVersion: workload-ids/v1\nkind: Workload\n"
+        f"metadata:\n  name: {name}\n  owner: {owner}\n  environment: {env}\n"
+        "spec:\n  provider: aws\n  aws: {account: \"123456789012\", region: eu-west-1}\n"
+        f"  credentials:\n    mode: keyless\n    federation:\n{federation}"
+        f"  access:\n{access}")
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Any:
+    """Write manifest files: ``manifests({"a.yaml": text})`` -> the folder."""
+    def write(files: dict[str, str]) -> Path:
+        folder = tmp_path / "manifests"
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        return folder
+    return write
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in an empty working directory (no stray workload-ids.yaml)."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT"):
+        monkeypatch.delenv(key, raising=False)
+    assert os.getcwd() == str(work)

@@ -1,0 +1,212 @@
+"""The call seam (counting, faults, retries) and crash safety of apply: a failure or a
+hard kill at any call, followed by a rerun, converges to the clean run's state."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import PAYMENTS, workload
+
+from workload_ids.apply import apply_plan
+from workload_ids.calls import (
+    CallSeam,
+    EventuallyConsistent,
+    FailAt,
+    FailOperation,
+    Killed,
+    RandomFaults,
+    RetryPolicy,
+)
+from workload_ids.config import load_config
+from workload_ids.errors import CloudError
+from workload_ids.plan import build_plan
+from workload_ids.validate import validate
+
+
+def _seam(**retry: Any) -> CallSeam:
+    return CallSeam(RetryPolicy(**retry) if retry else RetryPolicy(), seed=7, sleep=lambda s: None)
+
+
+def snapshot(iam: Any) -> dict[str, Any]:
+    """Everything we manage under /workload-ids/, as IAM reports it."""
+    state: dict[str, Any] = {}
+    for role in iam.list_roles(PathPrefix="/workload-ids/")["Roles"]:
+        name = role["RoleName"]
+        full = iam.get_role(RoleName=name)["Role"]
+        policies = {p: iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"]
+                    for p in iam.list_role_policies(RoleName=name)["PolicyNames"]}
+        state[name] = {
+            "trust": full["AssumeRolePolicyDocument"],
+            "tags": {t["Key"]: t["Value"] for t in full.get("Tags", [])},
+            "session": full["MaxSessionDuration"],
+            "policies": policies,
+            "attached": iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"],
+        }
+    return state
+
+
+def run_apply(paths: list[Path], seam: CallSeam) -> Any:
+    config = load_config()
+    checked = validate(paths, config)
+    checked.raise_for_errors()
+    plan = build_plan(checked.compiled, config, seam)
+    return apply_plan(plan, concurrency=1)
+
+
+def test_seam_counts_and_retries_throttling():
+    seam = _seam(max_attempts=4)
+    from workload_ids.providers.aws.provider import classify, make_fault
+    seam.register("aws", classify, make_fault)
+    seam.inject(FailOperation("iam.get_role", "throttle", times=2))
+    assert seam.call("aws", "iam.get_role", lambda **kw: "ok", RoleName="x") == "ok"
+    assert seam.stats.calls["aws:iam.get_role"] == 3
+    assert seam.stats.retries["aws:iam.get_role"] == 2
+    assert seam.stats.failures["throttle"] == 2
+
+
+def test_seam_gives_up_after_max_attempts_and_does_not_retry_denied():
+    from botocore.exceptions import ClientError
+
+    from workload_ids.providers.aws.provider import classify, make_fault
+    seam = _seam(max_attempts=3)
+    seam.register("aws", classify, make_fault)
+    seam.inject(FailOperation("iam.get_role", "transient"))
+    with pytest.raises(ClientError):
+        seam.call("aws", "iam.get_role", lambda **kw: "ok")
+    assert seam.stats.calls["aws:iam.get_role"] == 3
+    seam.faults.clear()
+    seam.inject(FailOperation("iam.put_role_policy", "denied"))
+    with pytest.raises(ClientError):
+        seam.call("aws", "iam.put_role_policy", lambda **kw: "ok")
+    assert seam.stats.calls["aws:iam.put_role_policy"] == 1
+
+
+def test_seam_retry_time_budget_is_bounded():
+    from botocore.exceptions import ClientError
+
+    from workload_ids.providers.aws.provider import classify, make_fault
+    slept: list[float] = []
+    seam = CallSeam(RetryPolicy(max_attempts=50, max_seconds=1.0, base_delay=0.4, max_delay=5),
+                    seed=1, sleep=slept.append)
+    seam.register("aws", classify, make_fault)
+    seam.inject(FailOperation("iam.get_role", "throttle"))
+    # The sleep is recorded, not taken, so the elapsed clock barely moves: the budget is
+    # enforced against the planned delay.
+    with pytest.raises(ClientError):
+        seam.call("aws", "iam.get_role", lambda **kw: "ok")
+    assert all(d <= 5 for d in slept)
+    assert seam.stats.calls["aws:iam.get_role"] < 50
+
+
+def test_cloud_error_has_no_traceback_and_a_hint(aws, manifests, cli):
+    path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
+    seam = _seam(max_attempts=2)
+    seam.inject(FailOperation("iam.create_role", "denied"))
+    result = run_apply([path], seam)
+    assert not result.ok
+    assert "AccessDenied" in (result.results[0].error or "")
+    assert "lack this permission" in (result.results[0].error or "")
+    assert aws.list_roles(PathPrefix="/workload-ids/")["Roles"] == []
+
+
+def _clean_state(aws: Any, paths: list[Path]) -> tuple[dict[str, Any], int]:
+    seam = _seam()
+    result = run_apply(paths, seam)
+    assert result.ok
+    state = snapshot(aws)
+    for role in state:
+        _delete_role(aws, role)
+    return state, seam.stats.total
+
+
+def _delete_role(iam: Any, name: str) -> None:
+    for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+        iam.delete_role_policy(RoleName=name, PolicyName=policy)
+    for att in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+        iam.detach_role_policy(RoleName=name, PolicyArn=att["PolicyArn"])
+    iam.delete_role(RoleName=name)
+
+
+@pytest.mark.parametrize("kind", ["kill", "transient-exhausted"])
+def test_create_converges_after_a_failure_at_every_call(aws, manifests, kind):
+    folder = manifests({"p.yaml": PAYMENTS, "w.yaml": workload("svc-a")})
+    paths = [folder / "p.yaml", folder / "w.yaml"]
+    clean, calls = _clean_state(aws, paths)
+    assert calls >= 8
+    for k in range(1, calls + 1):
+        seam = _seam(max_attempts=1)
+        seam.inject(FailAt(k, "kill" if kind == "kill" else "transient"))
+        with contextlib.suppress(Killed, CloudError):
+            run_apply(paths, seam)
+        rerun = run_apply(paths, _seam())
+        assert rerun.ok, (k, [r.error for r in rerun.results])
+        assert snapshot(aws) == clean, f"diverged after a {kind} at call {k}"
+        for role in clean:
+            _delete_role(aws, role)
+
+
+def test_mover_converges_after_a_kill_at_every_call(aws, manifests):
+    folder = manifests({"p.yaml": PAYMENTS})
+    path = folder / "p.yaml"
+    moved = PAYMENTS.replace("ref: refs/heads/main", "environment: production").replace(
+        "owner: team-payments", "owner: team-platform").replace(
+        "    - template: queue.consume\n      resources:\n"
+        "        - arn:aws:sqs:eu-west-1:123456789012:payment-events\n", "")
+    assert run_apply([path], _seam()).ok
+    path.write_text(moved)
+    seam = _seam()
+    assert run_apply([path], seam).ok
+    target = snapshot(aws)
+    calls = seam.stats.total
+    for k in range(1, calls + 1):
+        path.write_text(PAYMENTS)
+        assert run_apply([path], _seam()).ok
+        path.write_text(moved)
+        seam = _seam(max_attempts=1)
+        seam.inject(FailAt(k, "kill"))
+        with contextlib.suppress(Killed):
+            run_apply([path], seam)
+        assert run_apply([path], _seam()).ok
+        assert snapshot(aws) == target, f"diverged after a kill at call {k}"
+
+
+def test_throttling_storm_finishes_with_bounded_retries(aws, manifests):
+    folder = manifests({f"w{i}.yaml": workload(f"svc-{i}") for i in range(12)})
+    seam = _seam(max_attempts=12)
+    seam.inject(RandomFaults(throttle=0.30, transient=0.05, seed=42))
+    result = run_apply([folder], seam)
+    assert result.ok, [r.error for r in result.results]
+    assert len(snapshot(aws)) == 12
+    retries = sum(seam.stats.retries.values())
+    assert 0 < retries < seam.stats.total
+    quiet = _seam()
+    config = load_config()
+    plan = build_plan(validate([folder], config).compiled, config, quiet)
+    assert plan.changes == []
+
+
+def test_eventual_consistency_after_create(aws, manifests):
+    """A role invisible for a while after create_role: the rerun path (create says it
+    exists, read says it does not) must not report success on a half-made role."""
+    folder = manifests({"p.yaml": PAYMENTS})
+    now = [0.0]
+    seam = _seam()
+    seam.inject(EventuallyConsistent(10.0, clock=lambda: now[0]))
+    assert run_apply([folder / "p.yaml"], seam).ok
+    assert json.dumps(snapshot(aws)).count("ObjectStorageRead0") == 1
+    # Within the lag a plan sees no role; create then meets EntityAlreadyExists and must
+    # converge the existing role rather than fail or duplicate it.
+    seam2 = _seam()
+    lag = EventuallyConsistent(10.0, clock=lambda: now[0])
+    lag._created["wid_prod_payments-api"] = 0.0
+    seam2.inject(lag)
+    config = load_config()
+    plan = build_plan(validate([folder / "p.yaml"], config).compiled, config, seam2)
+    assert [c.action for c in plan.changes] == ["create"]
+    now[0] = 11.0
+    assert apply_plan(plan).ok
+    assert len(snapshot(aws)) == 1
