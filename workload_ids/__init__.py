@@ -2,30 +2,13 @@
 
 The Python API mirrors the CLI (see :mod:`workload_ids.api`)::
 
-    import workload_ids
-    config = workload_ids.load_config("workload-ids.yaml")
-    checked = workload_ids.validate(["manifests/"], config)
-    plan = workload_ids.plan(checked, config)
-    result = workload_ids.apply(plan, config)
+    from workload_ids import api
+    config = api.load_config("workload-ids.yaml")
+    checked = api.validate(["manifests/"], config)
+    plan = api.plan(checked, config)
+    result = api.apply(plan, config)
 
-Names are imported on first use, so ``import workload_ids`` stays cheap.
+``import workload_ids`` itself stays cheap: it imports nothing else.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
 __version__ = "0.1.0"
-
-_API = ("load_config", "validate", "plan", "apply", "inventory", "Plan", "ApplyResult",
-        "Validation", "CallSeam")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        from . import api
-        return getattr(api, name)
-    raise AttributeError(f"module 'workload_ids' has no attribute {name!r}")
-
-
-__all__ = ["__version__", *_API]

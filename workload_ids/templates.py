@@ -164,7 +164,9 @@ def load_templates(extra_dirs: Iterable[Path] = ()) -> TemplateSet:
     in every repository that uses this tool.
     """
     dirs = [builtin_template_dir(), *extra_dirs]
-    key = tuple(str(d) for d in dirs)
+    # Keyed by the files' names, sizes and times: a long-lived process sees edits.
+    key = tuple(f"{p}:{st.st_size}:{st.st_mtime_ns}" for d in dirs if d.is_dir()
+                for p in sorted(d.glob("*.y*ml")) for st in [p.stat()]) + tuple(map(str, dirs))
     if key in _CACHE:
         return _CACHE[key]
     templates: dict[str, Template] = {}
