@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import ACCOUNT, CliResult, run_cli, workload
 
 QUEUE = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:jobs"
@@ -54,15 +53,12 @@ def expect_one(manifests: Any, text: str, line: int, column: int, *words: str,
     assert result.out == ""
     lines = error_lines(result)
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"{path}:{line}:{column}: "), lines[0]
+    prefix = f"{path}:{line}:{column}: "
+    assert lines[0].startswith(prefix), lines[0]
+    message = lines[0][len(prefix):]  # the words are looked for here, not in the tmp path
     for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
-
-
-def access(*entries: str) -> str:
-    """Access list body: each entry is YAML for one list item, indented under ``access:``."""
-    return "".join(entries)
+        assert word in message, (word, message)
+    return message
 
 
 def block_entry(head: str, *resources: str, extra: str = "") -> str:
@@ -115,8 +111,9 @@ def test_unreadable_manifest(manifests: Any) -> None:
     path.write_bytes(b"\xff\xfe\x00not utf-8")
     result = validate(str(path))
     assert result.code == 1
-    assert error_lines(result) == [error_lines(result)[0]]
-    assert error_lines(result)[0].startswith(f"{path}:1:1: cannot read file")
+    found = error_lines(result)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{path}:1:1: cannot read file: ")
 
 
 def test_missing_manifest_path(manifests: Any) -> None:
@@ -208,7 +205,7 @@ def test_raw_actions_without_reason(manifests: Any) -> None:
 def test_template_and_actions_both(manifests: Any) -> None:
     text = workload(access=(f"    - template: queue.consume\n      actions: [sqs:SendMessage]\n"
                             f"      resources: [{QUEUE}]\n      reason: sends and consumes\n"))
-    expect_one(manifests, text, 17, 7, "either 'template' or raw 'actions', not both")
+    expect_one(manifests, text, 17, 7, "has both 'template' and raw 'actions'")
 
 
 def test_wildcard_raw_actions(manifests: Any) -> None:
@@ -315,13 +312,16 @@ spec:
         - projects/acme-prod/topics/orders
 """
 
-AZURE = """\
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+VAULT = (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-orders/providers/"
+         "Microsoft.KeyVault/vaults/acme-kv")
+AZURE = f"""\
 apiVersion: workload-ids/v1
 kind: Workload
-metadata: {name: svc-z, owner: team-a, environment: prod}
+metadata: {{name: svc-z, owner: team-a, environment: prod}}
 spec:
   provider: azure
-  azure: {subscription: "0b1f6471-1bf0-4dda-aec3-cb9272f09590", resourceGroup: rg-orders, location: westeurope}
+  azure: {{subscription: "{SUBSCRIPTION}", resourceGroup: rg-orders, location: westeurope}}
   credentials:
     federation:
       - kind: github-actions
@@ -330,7 +330,7 @@ spec:
   access:
     - template: secret.read
       resources:
-        - /subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg-orders/providers/Microsoft.KeyVault/vaults/acme-kv/secrets/db
+        - {VAULT}/secrets/db
 """
 
 
@@ -381,10 +381,9 @@ def test_gcp_raw_resource_in_another_project(manifests: Any) -> None:
 
 def test_azure_resource_in_another_subscription(manifests: Any) -> None:
     other = "11111111-2222-3333-4444-555555555555"
-    text = AZURE.replace("/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/",
-                         f"/subscriptions/{other}/")
+    text = AZURE.replace(f"/subscriptions/{SUBSCRIPTION}/", f"/subscriptions/{other}/")
     expect_one(manifests, text, 15, 11, f"in subscription {other}",
-               "workload is in 0b1f6471-1bf0-4dda-aec3-cb9272f09590")
+               f"workload is in {SUBSCRIPTION}")
 
 
 def test_azure_resource_of_the_wrong_kind(manifests: Any) -> None:
@@ -449,7 +448,7 @@ def test_same_name_in_another_environment_is_not_a_duplicate(manifests: Any) -> 
 
 
 def test_same_file_given_twice_is_not_a_duplicate(manifests: Any) -> None:
-    # BUG: workload_ids/manifest.py manifest_files() does not de-duplicate paths, so a file
+    # Regression: workload_ids/manifest.py manifest_files() does not de-duplicate paths, so a file
     # named twice (directory + the file inside it, or the same file twice) is loaded twice
     # and validate._duplicates() reports it as "already declared at" its own position.
     # Expected: exit 0, one workload. Actual: exit 1, "FILE:4:9: workload prod/svc-a ...
@@ -562,8 +561,9 @@ PASS_ROLE = ("    - actions: [iam:PassRole]\n"
 
 
 def test_escalation_without_reason_is_refused_with_exit_3(manifests: Any) -> None:
-    expect_one(manifests, workload(access=PASS_ROLE), 17, 7, ":17:7: guardrail: ",
-               "iam:PassRole can escalate privilege", "escalation: {reason:", code=3)
+    message = expect_one(manifests, workload(access=PASS_ROLE), 17, 7,
+                         "iam:PassRole can escalate privilege", "escalation: {reason:", code=3)
+    assert message.startswith("guardrail: ")
 
 
 def test_escalation_with_reason_is_valid(manifests: Any) -> None:
@@ -574,12 +574,18 @@ def test_escalation_with_reason_is_valid(manifests: Any) -> None:
     assert "OK: 1 workload(s)" in result.out
 
 
-def test_escalation_reason_too_short(manifests: Any) -> None:
-    text = workload(access=PASS_ROLE + "      escalation: {reason: short}\n")
-    # BUG: workload_ids/manifest.py _message() has no case for pydantic's
-    # 'string_too_short', so the message is pydantic's own "String should have at least 10
-    # characters", which does not say which field. Expected: it names 'reason'.
-    expect_one(manifests, text, 20, 28, "reason", "10 characters")
+@pytest.mark.parametrize(("text", "line", "column", "minimum"), [
+    pytest.param(workload(access=PASS_ROLE + "      escalation: {reason: short}\n"), 20, 28, "10",
+                 id="escalation.reason"),
+    pytest.param(workload(access=PASS_ROLE.replace("reason: launches ECS tasks", "reason: x")),
+                 19, 15, "3", id="reason"),
+])
+def test_reason_too_short_names_the_field(manifests: Any, text: str, line: int, column: int,
+                                          minimum: str) -> None:
+    # Regression: workload_ids/manifest.py _message() has no case for pydantic's
+    # 'string_too_short', so the message is pydantic's own "String should have at least N
+    # characters", which does not say which field. Expected: the message names 'reason'.
+    expect_one(manifests, text, line, column, "'reason'", f"{minimum} characters")
 
 
 def test_guardrail_refusal_and_error_together_exit_1(manifests: Any) -> None:
@@ -595,10 +601,11 @@ def test_guardrail_refusal_and_error_together_exit_1(manifests: Any) -> None:
 def test_too_many_resources_names_the_field(manifests: Any) -> None:
     queues = [f"arn:aws:sqs:eu-west-1:{ACCOUNT}:q{i}" for i in range(101)]
     text = workload(access=block_entry("template: queue.consume", *queues))
-    # BUG: workload_ids/manifest.py _message() passes pydantic's 'too_long' message through
+    # Regression: workload_ids/manifest.py _message() passes pydantic's 'too_long' message through
     # unchanged: "List should have at most 100 items after validation, not 101" names
     # neither the field nor the manifest's rule. Expected: the message names 'resources'.
-    expect_one(manifests, text, 19, 11, "'resources'", "100")
+    # (the list itself starts at the "-" of its first item: 19:9)
+    expect_one(manifests, text, 19, 9, "'resources'", "100")
 
 
 # --- config files -------------------------------------------------------------------------------
@@ -660,7 +667,7 @@ def test_config_denied_action_exit_3(manifests: Any, tmp_path: Path) -> None:
 @pytest.mark.parametrize("duration", ["13h", "30m"])
 def test_config_max_session_duration_out_of_range(manifests: Any, tmp_path: Path,
                                                   duration: str) -> None:
-    # BUG: providers/aws/render.py static_checks() range-checks maxSessionDuration only when
+    # Regression: providers/aws/render.py static_checks() range-checks maxSessionDuration only when
     # the manifest sets it; the config default (aws.maxSessionDuration) is never checked, so
     # validate says OK (exit 0) and apply sends e.g. MaxSessionDuration=46800 to IAM, which
     # real IAM rejects (allowed 3600-43200). Expected: exit 1, positioned at the config value.
@@ -668,7 +675,8 @@ def test_config_max_session_duration_out_of_range(manifests: Any, tmp_path: Path
     manifest = manifests({"ok.yaml": workload()}) / "ok.yaml"
     result = validate("--config", str(config), str(manifest))
     assert result.code == 1, result.out
-    assert any(line.startswith(f"{config}:2:23: ") and "maxSessionDuration" in line
+    prefix = f"{config}:2:23: "
+    assert any(line.startswith(prefix) and "maxSessionDuration" in line[len(prefix):]
                for line in error_lines(result)), result.err
 
 
@@ -676,7 +684,7 @@ def test_config_not_utf8(manifests: Any, tmp_path: Path) -> None:
     config = tmp_path / "binary-config.yaml"
     config.write_bytes(b"\xff\xfe\x00not utf-8")
     manifest = manifests({"ok.yaml": workload()}) / "ok.yaml"
-    # BUG: workload_ids/config.py load_config() calls file.read_text() without catching
+    # Regression: workload_ids/config.py load_config() calls file.read_text() without catching
     # UnicodeDecodeError/OSError (load_workloads does), so the user gets "internal error:
     # UnicodeDecodeError ... this is a bug in workload-ids". Expected: exit 1 and
     # "CONFIG:1:1: cannot read file: ..." like an unreadable manifest.

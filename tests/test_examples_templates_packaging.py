@@ -114,7 +114,7 @@ def test_pre_commit_hooks_run_real_commands(manifests):
     assert {h["id"] for h in hooks} == {"workload-ids-validate", "workload-ids-lint"}
     folder = manifests({"p.yaml": PAYMENTS, "owners.yaml": "owners: []\n"})
     for hook in hooks:
-        argv = hook["entry"].split()[1:] + [str(folder / "p.yaml"), str(folder / "owners.yaml")]
+        argv = [*hook["entry"].split()[1:], str(folder / "p.yaml"), str(folder / "owners.yaml")]
         result = run_cli(*argv)
         assert result.code == 0, (hook["id"], result.err)
 

@@ -93,6 +93,8 @@ def _target_problems(lw: LoadedWorkload) -> list[Diagnostic]:
     for other in ("aws", "gcp", "azure"):
         if other != spec.provider and getattr(spec, other) is not None:
             out.append(Diagnostic(lw.position("spec", other, key=True),
+                                  f"spec.{other} does not apply to an {spec.provider} workload; remove it"
+                                  if spec.provider in ("aws", "azure") else
                                   f"spec.{other} does not apply to a {spec.provider} workload; remove it"))
     return out
 
@@ -139,9 +141,11 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
     grants: list[Grant] = []
     escalation = entry.escalation.reason if entry.escalation else None
     if (entry.template is None) == (entry.actions is None):
+        both = entry.template is not None
         out.append(Diagnostic(lw.position(*at),
-                              "an access entry has either 'template' or raw 'actions', not both "
-                              "and not neither"))
+                              "this entry has both 'template' and raw 'actions': split it into two "
+                              "entries" if both else
+                              "this entry has neither 'template' nor raw 'actions': add one"))
         return grants
     if entry.template is not None:
         if entry.reason is not None:
@@ -168,7 +172,9 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
             parsed = parse_resource(provider, text, accepted)
             if parsed is None:
                 other = parse_resource(provider, text)
-                found = f"it is a {other.kind}" if other else "it matches no known resource kind"
+                found = (f"it is a {other.kind}" if other else
+                         "it has a wildcard; list exact resources" if _WILDCARD.search(text) else
+                         "it matches no known resource kind")
                 examples = "; ".join(KINDS_BY_PROVIDER[provider][k].example for k in accepted[:2])
                 out.append(Diagnostic(where, f"{template.name} does not accept {text!r}: {found}; "
                                              f"it accepts {', '.join(accepted)} (e.g. {examples})"))

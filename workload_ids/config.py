@@ -80,6 +80,10 @@ class Config:
         self.path = path
         self.positions = positions or {}
 
+    def position(self, dotted: str) -> Position | None:
+        """Where ``aws.maxSessionDuration`` (say) is written in the file, if it is."""
+        return self.positions.get(dotted)
+
     def template_dirs(self) -> list[Path]:
         return [(self.base / p).resolve() for p in self.data.templates]
 
@@ -107,7 +111,11 @@ def load_config(path: str | Path | None = None) -> Config:
     if not file.is_file():
         raise InputErrors([Diagnostic(Position(str(path)),
                                       "config file not found; check the --config path")])
-    docs, problems = load_documents(str(path), file.read_text(encoding="utf-8"))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputErrors([Diagnostic(Position(str(path)), f"cannot read file: {exc}")]) from None
+    docs, problems = load_documents(str(path), text)
     if problems:
         raise InputErrors(problems)
     value = docs[0].value if docs else None

@@ -317,6 +317,13 @@ def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     if kind in ("list_type", "model_type", "dict_type", "model_attributes_type"):
         expected = "a list" if kind == "list_type" else "a mapping"
         return f"'{field}' must be {expected}, not {type(error.get('input')).__name__}"
+    if kind == "string_too_short":
+        return f"'{field}' is too short: write at least {error.get('ctx', {}).get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"'{field}' is too long: at most {error.get('ctx', {}).get('max_length')} characters"
+    if kind == "too_long":
+        return (f"'{field}' has too many items: at most {error.get('ctx', {}).get('max_length')}; "
+                "split the workload or the entry")
     if kind == "too_short":
         return f"'{field}' must not be empty" if error.get("ctx", {}).get("min_length") == 1 else \
             f"'{field}' is too short: {error['msg'].lower()}"
@@ -353,7 +360,14 @@ def manifest_files(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, bool]]
             files.append((path, False))
         else:
             problems.append(Diagnostic(Position(str(raw)), "no such file or directory"))
-    return files, problems
+    unique: dict[Path, tuple[Path, bool]] = {}
+    for file, in_directory in files:
+        # A file named directly and found in a named directory is one file, not two; named
+        # directly wins (its non-manifest documents are then errors, as asked).
+        key = file.resolve()
+        earlier = unique.get(key)
+        unique[key] = (file, in_directory and (earlier[1] if earlier else True))
+    return list(unique.values()), problems
 
 
 def _display(path: Path) -> str:
@@ -394,10 +408,15 @@ def load_document(doc: Document, result: LoadResult, *, skip_other_kinds: bool) 
     if not is_workload:
         if skip_other_kinds:
             return
-        found = value.get("kind") if isinstance(value, dict) else type(value).__name__
+        if isinstance(value, dict) and "kind" in value:
+            what = f"kind: {value['kind']!r}"
+        elif isinstance(value, dict):
+            what = "it has no 'kind'"
+        else:
+            what = f"it is a {type(value).__name__}, not a mapping"
         result.diagnostics.append(Diagnostic(
             doc.position(("kind",)),
-            f"not a workload manifest (kind: {found!r}); manifests have 'kind: Workload'"))
+            f"not a workload manifest ({what}); manifests have 'kind: Workload'"))
         return
     try:
         workload = Workload.model_validate(value)

@@ -98,6 +98,9 @@ def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnosti
         mark = exc.problem_mark or exc.context_mark
         pos = Position(path, mark.line + 1, mark.column + 1) if mark else Position(path)
         problem = exc.problem or exc.context or "malformed YAML"
+        opened, failed = exc.context_mark, exc.problem_mark
+        if exc.context and opened and failed and (opened.line, opened.column) != (failed.line, failed.column):
+            problem += f" ({exc.context} at line {opened.line + 1}, column {opened.column + 1})"
         return docs, [Diagnostic(pos, f"invalid YAML: {problem}")]
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         return docs, [Diagnostic(Position(path), f"invalid YAML: {exc}")]

@@ -183,12 +183,15 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
                               f"characters; AWS allows {TRUST_POLICY_MAX} (raisable to 4,096 by a "
                               "quota request). Use fewer federation entries"))
     aws = lw.workload.spec.aws
-    if aws and aws.maxSessionDuration:
-        seconds = session_seconds(workload, config)
-        if not SESSION_MIN <= seconds <= SESSION_MAX:
-            out.append(Diagnostic(lw.position("spec", "aws", "maxSessionDuration"),
-                                  f"maxSessionDuration must be between 1h and 12h, not "
-                                  f"{aws.maxSessionDuration}"))
+    seconds = session_seconds(workload, config)
+    if not SESSION_MIN <= seconds <= SESSION_MAX:
+        if aws and aws.maxSessionDuration:
+            where = lw.position("spec", "aws", "maxSessionDuration")
+            value = aws.maxSessionDuration
+        else:
+            where = config.position("aws.maxSessionDuration") or lw.position("spec", "aws")
+            value = config.aws.maxSessionDuration
+        out.append(Diagnostic(where, f"maxSessionDuration must be between 1h and 12h, not {value}"))
     for key, value in desired.tags.items():
         if len(value) > TAG_VALUE_MAX:
             out.append(Diagnostic(lw.position("metadata"),
