@@ -6,10 +6,13 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .errors import WorkloadIdsError
+from .config import Config
+from .errors import UserError, WorkloadIdsError
 from .model import Change
 from .plan import Plan
+from .rotation import lifecycle
 
 
 @dataclass
@@ -22,10 +25,15 @@ class WorkloadResult:
     outputs: dict[str, str]
     applied: list[str] = field(default_factory=list)
     error: str | None = None
+    key: Any = None  # rotation.KeyReport when a key was issued or recovered
 
     def as_json(self) -> dict[str, object]:
-        return {"workload": self.workload, "provider": self.provider, "identity": self.identity,
-                "applied": self.applied, "outputs": self.outputs, "error": self.error}
+        doc: dict[str, object] = {"workload": self.workload, "provider": self.provider,
+                                  "identity": self.identity, "applied": self.applied,
+                                  "outputs": self.outputs, "error": self.error}
+        if self.key is not None:
+            doc["key"] = self.key.as_json()
+        return doc
 
 
 @dataclass
@@ -47,10 +55,15 @@ class ApplyResult:
                             "apiCalls": self.calls}}
 
 
+KEY_ACTIONS = ("issue-key", "recover-keys")
+
+
 def apply_plan(plan: Plan, *, concurrency: int = 8,
-               progress: Callable[[int, int], None] | None = None) -> ApplyResult:
+               progress: Callable[[int, int], None] | None = None,
+               config: Config | None = None) -> ApplyResult:
     """Apply every change of ``plan``. Workloads run concurrently (bounded); the changes of
     one workload run in plan order. A failing workload does not stop the others."""
+    config = config or plan.config
     seam_start = _calls(plan)
     by_workload: dict[str, list[Change]] = {}
     for change in plan.changes:
@@ -67,7 +80,15 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
         provider = plan.providers[changes[0].provider]
         try:
             for change in changes:
-                provider.apply(change)
+                if change.action in KEY_ACTIONS:
+                    assert change.desired is not None
+                    seam = getattr(provider, "seam", None)
+                    report = lifecycle(change.desired, provider, config, seam).advance(issue_only=True)
+                    if report.error:
+                        raise UserError(report.error)
+                    result.key = report
+                else:
+                    provider.apply(change)
                 result.applied.append(change.action)
         except WorkloadIdsError as exc:
             result.error = exc.diagnostics()

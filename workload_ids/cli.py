@@ -140,6 +140,7 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     from .errors import UserError
     from .plan import render_text
     plan, config, _ = _plan(args, out)
+    _clock_notice(out)
     if plan.has_changes and not args.auto_approve:
         if not sys.stdin.isatty():
             raise UserError("apply needs confirmation but standard input is not a terminal; "
@@ -161,6 +162,9 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
              f"changed, {summary['failed']} failed, {len(result.results)} in all.")
     for r in result.results:
         out.text(f"  {r.workload}: " + "  ".join(f"{k}={v}" for k, v in r.outputs.items()))
+        if r.key is not None:
+            for action in r.key.actions:
+                out.text(f"      {action}")
     doc = result.as_json()
     doc["plan"] = plan.as_json()
     out.document(doc)
@@ -180,6 +184,51 @@ def _github_output(results: Sequence[Any]) -> None:
                                               separators=(",", ":")))
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
+
+
+def _clock_notice(out: Output) -> str | None:
+    from .clock import notice
+    text = notice()
+    if text:
+        out.note(text)
+    return text
+
+
+def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = False) -> int:
+    from .rotation import rotate_workloads
+    config = _config(args)
+    result = _validated(args, config, out)
+    clock_text = _clock_notice(out)
+    seam = _seam(config)
+    reports = rotate_workloads(result.compiled, config, seam, now_name=getattr(args, "now", None),
+                               recover_only=recover_only, progress=Progress("rotating"))
+    for r in reports:
+        out.text(f"{r.workload}  {r.identity}  secret {r.secret}")
+        for action in r.actions:
+            out.text(f"    {action}")
+        if r.keys:
+            out.text("    keys: " + "  ".join(f"{k['id']} ({k['role']}, {k['status']}, "
+                                              f"{k['ageDays']}d)" for k in r.keys))
+        if r.error:
+            out.text(f"    {'REFUSED' if r.refused else 'ERROR'}: {r.error}")
+        elif r.next_step:
+            when = f" at {r.next_at.strftime('%Y-%m-%dT%H:%M:%SZ')}" if r.next_at else ""
+            out.text(f"    next: {r.next_step}{when}")
+    failed = [r for r in reports if r.error and not r.refused]
+    refused = [r for r in reports if r.refused]
+    advanced = [r for r in reports if r.actions]
+    verb = "Recover" if recover_only else "Rotate"
+    out.text(f"{verb}: {len(reports)} key-mode workload(s), {len(advanced)} changed, "
+             f"{len(refused)} refused, {len(failed)} failed ({seam.stats.total} API calls).")
+    out.document({"workloads": [r.as_json() for r in reports], "clock": clock_text,
+                  "summary": {"workloads": len(reports), "changed": len(advanced),
+                              "refused": len(refused), "failed": len(failed),
+                              "apiCalls": seam.stats.total}})
+    return EXIT_ERROR if failed or refused else EXIT_OK
+
+
+def cmd_recover(args: argparse.Namespace, out: Output) -> int:
+    return cmd_rotate(args, out, recover_only=True)
 
 
 def cmd_schema(args: argparse.Namespace, out: Output) -> int:
@@ -248,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply = verb("apply", cmd_apply, "create or converge identities to the manifests")
     apply.add_argument("--auto-approve", action="store_true",
                        help="apply without asking (for pipelines)")
+    rotate = verb("rotate", cmd_rotate, "advance key rotation of key-mode workloads by whatever is due")
+    rotate.add_argument("--now", metavar="NAME",
+                        help="emergency: replace workload NAME's key at once and deactivate the old one")
+    verb("recover", cmd_recover, "finish or undo key rotations that a crashed run left behind")
     verb("schema", cmd_schema, "print the JSON Schema of a workload manifest", paths=False)
     inv = verb("inventory", cmd_inventory, "list the identities workload-ids manages", paths=False)
     inv.add_argument("paths", nargs="*", metavar="PATH",

@@ -61,6 +61,31 @@ class CallsConfig(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
 
 
+class RotationDefaults(_Strict):
+    """Key rotation defaults; a manifest's ``credentials.rotation`` overrides each field."""
+
+    maxAge: Duration = "30d"
+    overlap: Duration = "2d"
+    grace: Duration = "7d"
+    retireOnUse: bool = True
+
+
+class VerifyConfig(_Strict):
+    """How a new key is proven to work before anything depends on it."""
+
+    successes: Annotated[int, Field(ge=1, le=20)] = 3
+    interval: Duration = "2s"
+    timeout: Duration = "120s"
+
+
+class CredentialsConfig(_Strict):
+    """Key mode: where keys are delivered and how they are rotated."""
+
+    secretName: Annotated[str, Field(min_length=1, max_length=256)] = "workload-ids/{environment}/{name}"
+    rotation: RotationDefaults = RotationDefaults()
+    verify: VerifyConfig = VerifyConfig()
+
+
 class ConfigFile(_Strict):
     """The file form of ``workload-ids.yaml``."""
 
@@ -68,6 +93,7 @@ class ConfigFile(_Strict):
     aws: AwsConfig = AwsConfig()
     guardrails: Guardrails = Guardrails()
     calls: CallsConfig = CallsConfig()
+    credentials: CredentialsConfig = CredentialsConfig()
 
 
 class Config:
@@ -98,6 +124,10 @@ class Config:
     @property
     def calls(self) -> CallsConfig:
         return self.data.calls
+
+    @property
+    def credentials(self) -> CredentialsConfig:
+        return self.data.credentials
 
 
 def load_config(path: str | Path | None = None) -> Config:

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from .calls import CallSeam
+from .clock import format_time
+from .clock import now as clock_now
 from .config import Config
 from .providers import create_provider
+from .rotation import is_key_mode, lifecycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +27,20 @@ class InventoryRow:
     owner: str
     declared: bool | None  # None when no manifests were given
     last_used: str | None
+    keys: tuple[dict[str, Any], ...] = ()
+    next_step: str | None = None
+    next_at: str | None = None
+    secret: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"provider": self.provider, "target": self.target, "kind": self.kind,
-                "identity": self.identity, "workload": self.workload,
-                "environment": self.environment, "owner": self.owner,
-                "declared": self.declared, "lastUsed": self.last_used}
+        doc: dict[str, Any] = {"provider": self.provider, "target": self.target, "kind": self.kind,
+               "identity": self.identity, "workload": self.workload,
+               "environment": self.environment, "owner": self.owner,
+               "declared": self.declared, "lastUsed": self.last_used}
+        if self.kind == "user":
+            doc.update(keys=list(self.keys), secret=self.secret, nextStep=self.next_step,
+                       nextAt=self.next_at)
+        return doc
 
 
 def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provider: str = "aws",
@@ -37,6 +48,7 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
     """Read every identity we manage in the targets named by ``paths`` or ``targets``."""
     scopes: set[tuple[str, str]] = {(provider, t) for t in targets or []}
     declared: set[tuple[str, str, str]] | None = None
+    key_mode: dict[tuple[str, str, str], Any] = {}
     if paths:
         from .validate import validate
         checked = validate(paths, config)
@@ -45,6 +57,8 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
         for cw in checked.compiled:
             scopes.add((cw.provider, cw.target))
             declared.add((cw.provider, cw.target, f"{cw.environment}/{cw.name}"))
+            if is_key_mode(cw):
+                key_mode[(cw.provider, cw.target, f"{cw.environment}/{cw.name}")] = cw
     backends = {}
     if not scopes:
         backend = create_provider(provider, config, seam)
@@ -60,11 +74,25 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
                 continue
             label = f"{marker.environment}/{marker.workload}"
             last = o.extra.get("lastUsed")
+            keys: tuple[dict[str, Any], ...] = ()
+            step = when = secret = None
+            if o.kind == "user":
+                declared_cw = key_mode.get((name, target, label))
+                if declared_cw is not None:
+                    cycle = lifecycle(backend.desired(declared_cw), backend, config, seam)
+                    cycle._describe(cycle.read())
+                    keys, step, secret = tuple(cycle.report.keys), cycle.report.next_step, cycle.secret
+                    when = format_time(cycle.report.next_at) if cycle.report.next_at else None
+                else:
+                    now = clock_now()
+                    keys = tuple({"id": k.key_id, "status": k.status, "created": format_time(k.created),
+                                  "ageDays": round((now - k.created).total_seconds() / 86400, 1)}
+                                 for k in getattr(backend, "list_keys_of")(target, o.name))  # noqa: B009 - AWS only so far
             rows.append(InventoryRow(
                 provider=name, target=target, kind=o.kind, identity=o.name,
                 workload=marker.workload, environment=marker.environment, owner=marker.owner,
                 declared=None if declared is None else (name, target, label) in declared,
-                last_used=_when(last)))
+                last_used=_when(last), keys=keys, next_step=step, next_at=when, secret=secret))
     return sorted(rows, key=lambda r: (r.provider, r.target, r.identity))
 
 
@@ -85,5 +113,14 @@ def render_inventory(rows: list[InventoryRow]) -> str:
         "-" if r.declared is None else ("yes" if r.declared else "NO"), r.last_used or "never")
         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in table)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    for r in rows:
+        if r.kind != "user":
+            continue
+        lines.append("")
+        lines.append(f"{r.identity}: secret {r.secret or '(declared by no manifest given)'}")
+        for k in r.keys:
+            lines.append(f"    key {k['id']}  {k.get('role', '')} {k['status']}  age {k['ageDays']}d")
+        if r.next_step:
+            lines.append(f"    next: {r.next_step}" + (f" at {r.next_at}" if r.next_at else ""))
+    return "\n".join(lines)

@@ -162,6 +162,8 @@ class Rotation(Strict):
 
     maxAge: Duration | None = None
     overlap: Duration | None = None
+    grace: Duration | None = None
+    retireOnUse: bool | None = None
 
 
 class Credentials(Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .manifest import LoadedWorkload
@@ -130,6 +131,15 @@ class ObservedIdentity:
     @property
     def marker(self) -> Marker | None:
         return Marker.from_tags(self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """One key of an identity, as the cloud lists it (never its secret)."""
+
+    key_id: str
+    status: str  # active | inactive
+    created: datetime
 
 
 @dataclass(frozen=True, slots=True)

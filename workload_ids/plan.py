@@ -18,6 +18,7 @@ from .errors import ConflictError, Diagnostic, InputErrors
 from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .providers import create_provider
 from .providers.interface import Provider
+from .rotation import is_key_mode, lifecycle
 
 FLEET_THRESHOLD = 10
 
@@ -44,6 +45,7 @@ class Plan:
     changes: list[Change]
     desired: list[DesiredIdentity]
     providers: dict[str, Provider]
+    config: Config
     no_manifest: list[Orphan] = field(default_factory=list)
     fleet: bool = False
     calls: int = 0
@@ -118,6 +120,8 @@ def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallS
         for d in items:
             try:
                 changes.extend(provider.diff(d, observed[d.name]))
+                if is_key_mode(d.workload):
+                    changes.extend(_key_changes(d, observed[d.name] is None, provider, config, seam))
             except ConflictError as exc:
                 conflicts.append(exc)
             done += 1
@@ -127,9 +131,30 @@ def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallS
         if len(conflicts) == 1:
             raise conflicts[0]
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
-    return Plan(changes=changes, desired=desired, providers=providers,
+    return Plan(changes=changes, desired=desired, providers=providers, config=config,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
                 fleet=fleet, calls=seam.stats.total - start_calls)
+
+
+def _key_changes(desired: DesiredIdentity, new: bool, provider: Provider, config: Config,
+                 seam: CallSeam) -> list[Change]:
+    """Key-mode workloads: apply makes sure a verified key exists and no run's leftovers
+    remain. Rotation on schedule is ``rotate``'s job, not apply's."""
+    def change(action: str, **details: Any) -> Change:
+        return Change(workload=desired.workload.label, provider=desired.workload.provider,
+                      target=desired.workload.target, action=action, identity=desired.name,
+                      details=details, desired=desired)
+
+    secret = desired.settings.get("secretName", "")
+    if new:
+        return [change("issue-key", secret=secret)]
+    state = lifecycle(desired, provider, config, seam).read()
+    if state.journal is not None:
+        return [change("recover-keys", secret=secret,
+                       since=state.stored.tags.get("workload-ids:journal", ""))]
+    if state.current is None:
+        return [change("issue-key", secret=secret)]
+    return []
 
 
 _SYMBOL = {"create": "+", "remove-foreign-policy": "-"}
@@ -181,6 +206,8 @@ def _detail_lines(c: Change) -> list[str]:
     for section in ("settings", "tags"):
         for key, value in (c.details.get(section) or {}).items():
             out.append(f"        ~ {key}: {value['from'] or '(none)'} -> {value['to'] or '(none)'}")
+    if c.action in ("issue-key", "recover-keys"):
+        out.append(f"        + {c.action} into secret {c.details['secret']}")
     if "boundary" in c.details:
         b = c.details["boundary"]
         out.append(f"        ~ permissions boundary: {b['from'] or '(none)'} -> {b['to'] or '(none)'}")

@@ -18,6 +18,7 @@ from .errors import Diagnostic, InputErrors
 from .manifest import LoadedWorkload, load_workloads
 from .model import CompiledWorkload
 from .providers import static_checker
+from .rotation import key_mode_checks
 from .templates import TemplateSet, load_templates
 
 
@@ -105,6 +106,7 @@ def validate(paths: Iterable[str | Path], config: Config, *,
         if cw is None:
             continue
         diagnostics.extend(_guardrails(cw, config))
+        diagnostics.extend(key_mode_checks(cw, config))
         checker = static_checker(cw.provider)
         if checker is not None:
             check = cast(Callable[[CompiledWorkload, Config], list[Diagnostic]], checker)

@@ -11,6 +11,8 @@ import json
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -25,6 +27,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from ... import clock
 from ...calls import (
     CONFLICT,
     DENIED,
@@ -44,8 +47,11 @@ from ...model import (
     Change,
     CompiledWorkload,
     DesiredIdentity,
+    KeyInfo,
+    Marker,
     ObservedIdentity,
 )
+from ...secrets.interface import IssuedKey, SecretValue
 from . import render
 
 _THROTTLE_CODES = frozenset({
@@ -67,6 +73,41 @@ _CONFLICT_CODES = frozenset({"EntityAlreadyExists", "DeleteConflict", "LimitExce
 _INJECTED = {
     THROTTLE: ("Throttling", 400), TRANSIENT: ("ServiceUnavailable", 503),
     DENIED: ("AccessDenied", 403), NOT_FOUND: ("NoSuchEntity", 404), CONFLICT: ("EntityAlreadyExists", 409),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class KindOps:
+    """The IAM operations for one kind of identity: roles (keyless) and users (key mode)
+    take the same steps through differently named calls."""
+
+    param: str
+    result: str
+    get: str
+    create: str
+    list_policies: str
+    get_policy: str
+    put_policy: str
+    delete_policy: str
+    list_attached: str
+    detach: str
+    tag: str
+    put_boundary: str
+    delete_boundary: str
+    detail_policies: str
+
+
+KIND_OPS = {
+    "role": KindOps("RoleName", "Role", "get_role", "create_role", "list_role_policies",
+                    "get_role_policy", "put_role_policy", "delete_role_policy",
+                    "list_attached_role_policies", "detach_role_policy", "tag_role",
+                    "put_role_permissions_boundary", "delete_role_permissions_boundary",
+                    "RolePolicyList"),
+    "user": KindOps("UserName", "User", "get_user", "create_user", "list_user_policies",
+                    "get_user_policy", "put_user_policy", "delete_user_policy",
+                    "list_attached_user_policies", "detach_user_policy", "tag_user",
+                    "put_user_permissions_boundary", "delete_user_permissions_boundary",
+                    "UserPolicyList"),
 }
 
 
@@ -230,17 +271,17 @@ class AwsProvider:
     # --- pure ------------------------------------------------------------------------
 
     def desired(self, workload: CompiledWorkload) -> DesiredIdentity:
-        if workload.loaded.workload.spec.credentials.mode == "key":
-            raise UserError(f"{workload.label}: key mode on AWS arrives with credential rotation "
-                            "(issue 3); use mode: keyless with federation for now")
         return render.desired_identity(workload, self.config)
 
     def static_checks(self, workload: CompiledWorkload) -> list[Diagnostic]:
         return render.static_checks(workload, self.config)
 
     def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
-        return {"identity": desired.name, "role_arn": desired.address, "provider": "aws",
-                "account": desired.workload.target}
+        out = {"identity": desired.name, f"{desired.kind}_arn": desired.address, "provider": "aws",
+               "account": desired.workload.target}
+        if desired.kind == "user":
+            out["secret_name"] = desired.settings["secretName"]
+        return out
 
     # --- reads -----------------------------------------------------------------------
 
@@ -253,94 +294,119 @@ class AwsProvider:
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         target = desired.workload.target
+        ops = KIND_OPS[desired.kind]
         iam = self.client(target, "iam")
         name = desired.name
         try:
-            role = iam.get_role(RoleName=name)["Role"]
+            entity = getattr(iam, ops.get)(**{ops.param: name})[ops.result]
         except ClientError as exc:
             info = classify(exc)
             if info and info.kind == NOT_FOUND:
                 return None
-            raise self._cloud("iam.get_role", exc) from exc
-        self._check_account(target, role["Arn"])
-        tags = _tags(role.get("Tags"))
-        documents = {"trust": render.canonical(role.get("AssumeRolePolicyDocument", {}))}
+            raise self._cloud(f"iam.{ops.get}", exc) from exc
+        self._check_account(target, entity["Arn"])
+        tags = _tags(entity.get("Tags"))
+        documents: dict[str, str] = {}
+        if desired.kind == "role":
+            documents["trust"] = render.canonical(entity.get("AssumeRolePolicyDocument", {}))
         foreign: list[str] = []
         if tags.get(MARKER_KEYS[0]) is not None:
             try:
-                names = [n for page in self._pages(iam, "list_role_policies", "PolicyNames",
-                                                   RoleName=name) for n in page]
+                names = [n for page in self._pages(iam, ops.list_policies, "PolicyNames",
+                                                   **{ops.param: name}) for n in page]
                 if render.POLICY_NAME in names:
-                    doc = iam.get_role_policy(RoleName=name, PolicyName=render.POLICY_NAME)
+                    doc = getattr(iam, ops.get_policy)(**{ops.param: name},
+                                                       PolicyName=render.POLICY_NAME)
                     documents["policy"] = render.canonical(doc["PolicyDocument"])
                 attached = [p["PolicyArn"] for page in self._pages(
-                    iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name)
-                    for p in page]
+                    iam, ops.list_attached, "AttachedPolicies", **{ops.param: name}) for p in page]
+                groups = [g["GroupName"] for page in self._pages(
+                    iam, "list_groups_for_user", "Groups", UserName=name)
+                    for g in page] if desired.kind == "user" else []
             except ClientError as exc:
-                raise self._cloud("iam.read_role", exc) from exc
+                raise self._cloud(f"iam.read_{desired.kind}", exc) from exc
             foreign = [f"inline:{n}" for n in names if n != render.POLICY_NAME]
             foreign += [f"attached:{arn}" for arn in attached]
-        return self._observed(target, role, tags, documents, foreign)
+            foreign += [f"group:{g}" for g in groups]
+        return self._observed(target, desired.kind, entity, tags, documents, foreign)
 
-    def _observed(self, target: str, role: Mapping[str, Any], tags: dict[str, str],
+    def _observed(self, target: str, kind: str, entity: Mapping[str, Any], tags: dict[str, str],
                   documents: dict[str, str], foreign: list[str]) -> ObservedIdentity:
-        boundary = (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn", "")
-        settings = {"path": role.get("Path", ""), "boundary": boundary}
-        if "MaxSessionDuration" in role:
-            settings["maxSessionDuration"] = str(role["MaxSessionDuration"])
-        settings["description"] = role.get("Description", "")
+        boundary = (entity.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn", "")
+        settings = {"path": entity.get("Path", ""), "boundary": boundary}
+        if kind == "role":
+            if "MaxSessionDuration" in entity:
+                settings["maxSessionDuration"] = str(entity["MaxSessionDuration"])
+            settings["description"] = entity.get("Description", "")
+        last_used = (entity.get("RoleLastUsed") or {}).get("LastUsedDate") if kind == "role" \
+            else entity.get("PasswordLastUsed")
         return ObservedIdentity(
-            provider="aws", target=target, kind="role", name=role["RoleName"], address=role["Arn"],
-            tags=tags, documents=documents, settings=settings, foreign=tuple(foreign),
-            extra={"lastUsed": (role.get("RoleLastUsed") or {}).get("LastUsedDate")})
+            provider="aws", target=target, kind=kind, name=entity[KIND_OPS[kind].param],
+            address=entity["Arn"], tags=tags, documents=documents, settings=settings,
+            foreign=tuple(foreign), extra={"lastUsed": last_used})
 
     def _pages(self, client: SeamClient, operation: str, key: str,
                **kwargs: Any) -> Iterator[list[Any]]:
         """Each page is one call through the seam (IAM's Marker/IsTruncated protocol)."""
-        marker: str | None = None
-        while True:
-            params = dict(kwargs)
-            if marker:
-                params["Marker"] = marker
-            page = getattr(client, operation)(**params)
+        for page in self._pages_of(client, operation, **kwargs):
             yield page.get(key, [])
-            if not page.get("IsTruncated"):
-                return
-            marker = page.get("Marker")
 
     def observe_scope(self, target: str) -> list[ObservedIdentity]:
         """Two paged walks: ``get_account_authorization_details`` (policies, tags, boundary,
-        last use of every role) and ``list_roles`` under our path (session duration and
-        description, which the first walk lacks)."""
+        last use of every role and user) and ``list_roles`` under our path (session
+        duration and description, which the first walk lacks)."""
         iam = self.client(target, "iam")
         path = self.config.aws.rolePath
         try:
-            details = [r for page in self._pages(iam, "get_account_authorization_details",
-                                                 "RoleDetailList", Filter=["Role"], MaxItems=1000)
-                       for r in page]
+            roles: list[Any] = []
+            users: list[Any] = []
+            for page in self._pages_of(iam, "get_account_authorization_details",
+                                       Filter=["Role", "User"], MaxItems=1000):
+                roles.extend(page.get("RoleDetailList", []))
+                users.extend(page.get("UserDetailList", []))
             listed = {r["RoleName"]: r for page in self._pages(
                 iam, "list_roles", "Roles", PathPrefix=path, MaxItems=1000) for r in page}
         except ClientError as exc:
             raise self._cloud("iam.get_account_authorization_details", exc) from exc
         observed: list[ObservedIdentity] = []
-        for role in details:
-            self._check_account(target, role["Arn"])
-            tags = _tags(role.get("Tags"))
-            ours = tags.get(MARKER_KEYS[0]) is not None or role.get("Path") == path
-            if not ours and not role["RoleName"].startswith(self.config.aws.namePrefix + "_"):
-                continue
-            documents = {"trust": render.canonical(role.get("AssumeRolePolicyDocument", {}))}
-            foreign: list[str] = []
-            for inline in role.get("RolePolicyList", []):
-                if inline["PolicyName"] == render.POLICY_NAME:
-                    documents["policy"] = render.canonical(inline["PolicyDocument"])
-                else:
-                    foreign.append(f"inline:{inline['PolicyName']}")
-            foreign += [f"attached:{p['PolicyArn']}" for p in role.get("AttachedManagedPolicies", [])]
-            merged = {**role, **{k: v for k, v in listed.get(role["RoleName"], {}).items()
-                                 if k in ("MaxSessionDuration", "Description")}}
-            observed.append(self._observed(target, merged, tags, documents, foreign))
+        for kind, entities in (("role", roles), ("user", users)):
+            ops = KIND_OPS[kind]
+            for entity in entities:
+                self._check_account(target, entity["Arn"])
+                tags = _tags(entity.get("Tags"))
+                name = entity[ops.param]
+                ours = tags.get(MARKER_KEYS[0]) is not None or entity.get("Path") == path
+                if not ours and not name.startswith(self.config.aws.namePrefix + "_"):
+                    continue
+                documents: dict[str, str] = {}
+                if kind == "role":
+                    documents["trust"] = render.canonical(entity.get("AssumeRolePolicyDocument", {}))
+                foreign: list[str] = []
+                for inline in entity.get(ops.detail_policies, []):
+                    if inline["PolicyName"] == render.POLICY_NAME:
+                        documents["policy"] = render.canonical(inline["PolicyDocument"])
+                    else:
+                        foreign.append(f"inline:{inline['PolicyName']}")
+                foreign += [f"attached:{p['PolicyArn']}"
+                            for p in entity.get("AttachedManagedPolicies", [])]
+                foreign += [f"group:{g}" for g in entity.get("GroupList", [])]
+                merged = {**entity, **{k: v for k, v in listed.get(name, {}).items()
+                                       if k in ("MaxSessionDuration", "Description")}}
+                observed.append(self._observed(target, kind, merged, tags, documents, foreign))
         return observed
+
+    def _pages_of(self, client: SeamClient, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Whole pages, for operations that return several lists at once."""
+        marker: str | None = None
+        while True:
+            params = dict(kwargs)
+            if marker:
+                params["Marker"] = marker
+            page: dict[str, Any] = getattr(client, operation)(**params)
+            yield page
+            if not page.get("IsTruncated"):
+                return
+            marker = page.get("Marker")
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         """Every OIDC issuer a trust policy names must have an IAM identity provider."""
@@ -415,23 +481,26 @@ class AwsProvider:
 
         want_policy = desired.documents.get("policy", "")
         if observed is None:
-            return [change(
-                "create", kind=desired.kind, address=desired.address,
-                permissions=_diff_pairs(set(), permission_pairs(want_policy), "action", "resource"),
-                trust=_diff_pairs(set(), trust_pairs(desired.documents.get("trust", "")),
-                                  "principal", "subject"))]
+            details: dict[str, Any] = {
+                "kind": desired.kind, "address": desired.address,
+                "permissions": _diff_pairs(set(), permission_pairs(want_policy), "action", "resource")}
+            if desired.kind == "role":
+                details["trust"] = _diff_pairs(set(), trust_pairs(desired.documents.get("trust", "")),
+                                               "principal", "subject")
+            return [change("create", **details)]
         if observed.marker is None:
             raise ConflictError(
-                f"{w.label}: IAM role {observed.name} exists in account {w.target} but does not "
-                "carry the workload-ids ownership tags, so it will not be modified",
-                "rename the workload, or delete or rename that role if it is truly unused; "
-                "workload-ids never adopts a role it did not create")
+                f"{w.label}: IAM {observed.kind} {observed.name} exists in account {w.target} but "
+                "does not carry the workload-ids ownership tags, so it will not be modified",
+                f"rename the workload, or delete or rename that {observed.kind} if it is truly unused; "
+                f"workload-ids never adopts a {observed.kind} it did not create")
         changes: list[Change] = []
-        have_trust = observed.documents.get("trust", "")
-        want_trust = desired.documents.get("trust", "")
-        if _normal(have_trust or "{}") != _normal(want_trust or "{}"):
-            changes.append(change("update-trust", trust=_diff_pairs(
-                trust_pairs(have_trust), trust_pairs(want_trust), "principal", "subject")))
+        if desired.kind == "role":
+            have_trust = observed.documents.get("trust", "")
+            want_trust = desired.documents.get("trust", "")
+            if _normal(have_trust or "{}") != _normal(want_trust or "{}"):
+                changes.append(change("update-trust", trust=_diff_pairs(
+                    trust_pairs(have_trust), trust_pairs(want_trust), "principal", "subject")))
         have_policy = observed.documents.get("policy", "")
         if _normal(have_policy or "{}") != _normal(want_policy or "{}"):
             changes.append(change("update-permissions", permissions=_diff_pairs(
@@ -440,7 +509,8 @@ class AwsProvider:
             changes.append(change("remove-foreign-policy", policy=item))
         settings = {k: {"from": observed.settings.get(k, ""), "to": v}
                     for k, v in desired.settings.items()
-                    if k not in ("path", "boundary") and observed.settings.get(k, "") != v}
+                    if k in ROLE_SETTINGS and desired.kind == "role"
+                    and observed.settings.get(k, "") != v}
         if settings:
             changes.append(change("update-settings", settings=settings))
         if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
@@ -458,34 +528,36 @@ class AwsProvider:
     def apply(self, change: Change) -> None:
         assert change.desired is not None
         desired = change.desired
+        ops = KIND_OPS[desired.kind]
         iam = self.client(desired.workload.target, "iam")
-        name = desired.name
+        who = {ops.param: desired.name}
         operation = f"iam.{change.action}"
         try:
             if change.action == "create":
                 self._create(iam, desired)
             elif change.action == "update-trust":
-                iam.update_assume_role_policy(RoleName=name, PolicyDocument=desired.documents["trust"])
+                iam.update_assume_role_policy(**who, PolicyDocument=desired.documents["trust"])
             elif change.action == "update-permissions":
                 self._put_policy(iam, desired)
             elif change.action == "remove-foreign-policy":
                 kind, _, ref = str(change.details["policy"]).partition(":")
                 if kind == "inline":
-                    self._ignore_missing(iam.delete_role_policy, RoleName=name, PolicyName=ref)
+                    self._ignore_missing(getattr(iam, ops.delete_policy), **who, PolicyName=ref)
+                elif kind == "group":
+                    self._ignore_missing(iam.remove_user_from_group, **who, GroupName=ref)
                 else:
-                    self._ignore_missing(iam.detach_role_policy, RoleName=name, PolicyArn=ref)
+                    self._ignore_missing(getattr(iam, ops.detach), **who, PolicyArn=ref)
             elif change.action == "update-settings":
-                iam.update_role(RoleName=name, Description=desired.settings.get("description", ""),
+                iam.update_role(**who, Description=desired.settings.get("description", ""),
                                 MaxSessionDuration=int(desired.settings["maxSessionDuration"]))
             elif change.action == "update-boundary":
                 if desired.settings["boundary"]:
-                    iam.put_role_permissions_boundary(RoleName=name,
-                                                      PermissionsBoundary=desired.settings["boundary"])
+                    getattr(iam, ops.put_boundary)(**who, PermissionsBoundary=desired.settings["boundary"])
                 else:
-                    self._ignore_missing(iam.delete_role_permissions_boundary, RoleName=name)
+                    self._ignore_missing(getattr(iam, ops.delete_boundary), **who)
             elif change.action == "update-tags":
-                iam.tag_role(RoleName=name, Tags=[{"Key": k, "Value": v}
-                                                  for k, v in desired.tags.items()])
+                getattr(iam, ops.tag)(**who, Tags=[{"Key": k, "Value": v}
+                                                   for k, v in desired.tags.items()])
             else:  # pragma: no cover - plan and apply are written together
                 raise ValueError(f"unknown change {change.action}")
         except ClientError as exc:
@@ -500,7 +572,7 @@ class AwsProvider:
                 raise
 
     def _read_after_exists(self, desired: DesiredIdentity) -> ObservedIdentity | None:
-        """Read a role that IAM says exists; reads may lag writes for a few seconds."""
+        """Read an identity IAM says exists; reads may lag writes for a few seconds."""
         for attempt in range(5):
             observed = self.observe_one(desired)
             if observed is not None:
@@ -509,27 +581,30 @@ class AwsProvider:
         return None
 
     def _put_policy(self, iam: SeamClient, desired: DesiredIdentity) -> None:
+        ops = KIND_OPS[desired.kind]
         policy = desired.documents.get("policy", "")
         if json.loads(policy).get("Statement"):
-            iam.put_role_policy(RoleName=desired.name, PolicyName=render.POLICY_NAME,
-                                PolicyDocument=policy)
+            getattr(iam, ops.put_policy)(**{ops.param: desired.name}, PolicyName=render.POLICY_NAME,
+                                         PolicyDocument=policy)
         else:
-            self._ignore_missing(iam.delete_role_policy, RoleName=desired.name,
+            self._ignore_missing(getattr(iam, ops.delete_policy), **{ops.param: desired.name},
                                  PolicyName=render.POLICY_NAME)
 
     def _create(self, iam: SeamClient, desired: DesiredIdentity) -> None:
+        ops = KIND_OPS[desired.kind]
         params: dict[str, Any] = {
-            "RoleName": desired.name,
+            ops.param: desired.name,
             "Path": desired.settings["path"],
-            "AssumeRolePolicyDocument": desired.documents["trust"],
-            "Description": desired.settings.get("description", ""),
-            "MaxSessionDuration": int(desired.settings["maxSessionDuration"]),
             "Tags": [{"Key": k, "Value": v} for k, v in desired.tags.items()],
         }
+        if desired.kind == "role":
+            params.update(AssumeRolePolicyDocument=desired.documents["trust"],
+                          Description=desired.settings.get("description", ""),
+                          MaxSessionDuration=int(desired.settings["maxSessionDuration"]))
         if desired.settings.get("boundary"):
             params["PermissionsBoundary"] = desired.settings["boundary"]
         try:
-            iam.create_role(**params)
+            getattr(iam, ops.create)(**params)
         except ClientError as exc:
             info = classify(exc)
             if not info or info.code != "EntityAlreadyExists":
@@ -539,16 +614,113 @@ class AwsProvider:
             observed = self._read_after_exists(desired)
             if observed is None:
                 raise CloudError(
-                    "iam.create_role", "EntityAlreadyExists",
-                    f"role {desired.name} exists but cannot be read yet",
+                    f"iam.{ops.create}", "EntityAlreadyExists",
+                    f"{desired.kind} {desired.name} exists but cannot be read yet",
                     "IAM is still propagating a recent change; rerun in a minute "
                     "(reruns converge)") from exc
             if observed.marker is None:
                 raise ConflictError(
-                    f"IAM role {desired.name} appeared in account {desired.workload.target} "
+                    f"IAM {desired.kind} {desired.name} appeared in account {desired.workload.target} "
                     "without workload-ids ownership tags",
                     "find out who created it; workload-ids will not adopt it") from exc
             for follow_up in self.diff(desired, observed):
                 self.apply(follow_up)
             return
         self._put_policy(iam, desired)
+
+    # --- credentials (key mode) ------------------------------------------------------
+
+    def owns(self, desired: DesiredIdentity) -> bool | None:
+        """One read: None if the identity is missing, else whether it carries our marker."""
+        ops = KIND_OPS[desired.kind]
+        iam = self.client(desired.workload.target, "iam")
+        try:
+            entity = getattr(iam, ops.get)(**{ops.param: desired.name})[ops.result]
+        except ClientError as exc:
+            info = classify(exc)
+            if info and info.kind == NOT_FOUND:
+                return None
+            raise self._cloud(f"iam.{ops.get}", exc) from exc
+        self._check_account(desired.workload.target, entity["Arn"])
+        return Marker.from_tags(_tags(entity.get("Tags"))) is not None
+
+    key_limit = 2
+
+    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
+        return self.list_keys_of(desired.workload.target, desired.name)
+
+    def list_keys_of(self, target: str, name: str) -> list[KeyInfo]:
+        """Keys of IAM user ``name`` (empty if the user is gone)."""
+        iam = self.client(target, "iam")
+        try:
+            keys = [k for page in self._pages(iam, "list_access_keys", "AccessKeyMetadata",
+                                              UserName=name) for k in page]
+        except ClientError as exc:
+            info = classify(exc)
+            if info and info.kind == NOT_FOUND:
+                return []
+            raise self._cloud("iam.list_access_keys", exc) from exc
+        return sorted((KeyInfo(k["AccessKeyId"], k["Status"].lower(), k["CreateDate"]) for k in keys),
+                      key=lambda k: (k.created, k.key_id))
+
+    def create_key(self, desired: DesiredIdentity) -> IssuedKey:
+        iam = self.client(desired.workload.target, "iam")
+        try:
+            key = iam.create_access_key(UserName=desired.name)["AccessKey"]
+        except ClientError as exc:
+            raise self._cloud("iam.create_access_key", exc) from exc
+        return IssuedKey(key["AccessKeyId"], SecretValue(key["SecretAccessKey"]), clock.now())
+
+    def secret_document(self, key: IssuedKey) -> dict[str, str]:
+        return {"AccessKeyId": key.key_id, "SecretAccessKey": key.secret.reveal()}
+
+    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        iam = self.client(desired.workload.target, "iam")
+        try:
+            iam.update_access_key(UserName=desired.name, AccessKeyId=key_id, Status="Inactive")
+        except ClientError as exc:
+            raise self._cloud("iam.update_access_key", exc) from exc
+
+    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        iam = self.client(desired.workload.target, "iam")
+        try:
+            self._ignore_missing(iam.delete_access_key, UserName=desired.name, AccessKeyId=key_id)
+        except ClientError as exc:
+            raise self._cloud("iam.delete_access_key", exc) from exc
+
+    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
+        iam = self.client(desired.workload.target, "iam")
+        try:
+            used = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
+        except ClientError as exc:
+            raise self._cloud("iam.get_access_key_last_used", exc) from exc
+        # Our own verification signs STS calls with the new key; only use of another
+        # service shows that the workload itself has switched to it.
+        if str(used.get("ServiceName", "")).lower() in ("sts", "n/a", ""):
+            return None
+        value = used.get("LastUsedDate")
+        return value if isinstance(value, datetime) else None
+
+    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool:
+        """One STS GetCallerIdentity signed with ``key``: does AWS accept it as our user?"""
+        session = boto3.session.Session(aws_access_key_id=key.key_id,
+                                        aws_secret_access_key=key.secret.reveal(),
+                                        region_name="us-east-1")
+        raw = session.client("sts", endpoint_url=self.config.aws.endpointUrl,
+                             config=BotoConfig(retries={"total_max_attempts": 1}))
+        sts = SeamClient(self.seam, "aws", "sts", raw)
+        try:
+            arn = sts.get_caller_identity()["Arn"]
+        except ClientError as exc:
+            info = classify(exc)
+            if info and info.kind in (DENIED, NOT_FOUND, THROTTLE, TRANSIENT):
+                return False
+            raise self._cloud("sts.get_caller_identity", exc) from exc
+        return str(arn).endswith(f":user{desired.settings['path']}{desired.name}") or \
+            str(arn).endswith(f":user/{desired.name}")
+
+    def secret_store_name(self) -> str:
+        return "aws-secrets-manager"
+
+
+ROLE_SETTINGS = ("maxSessionDuration", "description")

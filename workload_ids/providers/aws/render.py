@@ -154,6 +154,9 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
                          USER_NAME_MAX if key_mode else ROLE_NAME_MAX)
     documents = {"policy": canonical(policy_document(workload.grants))}
     settings = {"path": config.aws.rolePath, "boundary": boundary_arn(workload, config)}
+    if key_mode:
+        from ...rotation import secret_name
+        settings["secretName"] = secret_name(workload, config)
     if not key_mode:
         documents["trust"] = canonical(trust_document(
             workload.target, workload.loaded.workload.spec.credentials.federation))

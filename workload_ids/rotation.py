@@ -1,0 +1,566 @@
+"""Key lifecycle for workloads that cannot federate: issue, rotate, retire, delete.
+
+A workflow over two interfaces, the provider's credential operations and a secret store,
+so GCP (10 keys per service account) and Azure (service principal secrets) reuse it.
+
+The rules, in the order a run applies them:
+
+1. **Recover.** A journal entry is written in the secret store's metadata *before* a key
+   is created. If one is found, the previous run died mid-rotation: a key on the identity
+   that is not in the store and was created after the entry existed only in the cloud,
+   so it is deleted; a key that reached the store is verified. Then the entry is cleared.
+2. **Refuse foreign keys.** A key on one of our identities that the store does not hold
+   was not issued by us: the workload is refused with what to do, never touched.
+3. **Issue** a key when none is current, or the current one is older than ``maxAge``
+   (``--now``: at once): journal, create, store as the new current version, verify with
+   consecutive successful sign-ins inside a time budget, clear the journal.
+4. **Retire** the previous key once the overlap has passed, or once the new key is seen
+   in use (``retireOnUse``), whichever comes first (``--now``: at once): mark, deactivate.
+5. **Delete** a retired key after the grace period.
+
+The only key ever deactivated is a previous key while a verified current key exists, so
+a workload is never left without a working key; and no key exists only in the cloud once
+a run (or ``recover``) has passed over it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from . import clock
+from .config import Config
+from .durations import format_duration, parse_duration
+from .errors import Diagnostic, UserError, WorkloadIdsError
+from .model import CompiledWorkload, DesiredIdentity, KeyInfo
+from .secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretStore, SecretValue, StoredSecret
+
+# Keys created up to this long before the journal entry was written are not the entry's:
+# clocks of the machine and the cloud differ a little, never by minutes.
+CLOCK_SKEW = timedelta(minutes=5)
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+
+
+class CredentialBackend(Protocol):
+    """The credential operations a provider offers for key-mode identities."""
+
+    key_limit: int
+
+    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]: ...
+
+    def create_key(self, desired: DesiredIdentity) -> IssuedKey: ...
+
+    def secret_document(self, key: IssuedKey) -> dict[str, str]: ...
+
+    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
+
+    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
+
+    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None: ...
+
+    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool: ...
+
+    def secret_store_name(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPolicy:
+    """When keys are replaced, retired and deleted."""
+
+    max_age: timedelta
+    overlap: timedelta
+    grace: timedelta
+    retire_on_use: bool
+    verify_successes: int
+    verify_interval: timedelta
+    verify_timeout: timedelta
+
+
+def rotation_policy(workload: CompiledWorkload, config: Config) -> RotationPolicy:
+    """The manifest's rotation settings over the config's defaults."""
+    defaults = config.credentials.rotation
+    own = workload.loaded.workload.spec.credentials.rotation
+    verify = config.credentials.verify
+
+    def pick(name: str) -> Any:
+        value = getattr(own, name, None) if own else None
+        return value if value is not None else getattr(defaults, name)
+
+    return RotationPolicy(
+        max_age=parse_duration(pick("maxAge")), overlap=parse_duration(pick("overlap")),
+        grace=parse_duration(pick("grace")), retire_on_use=bool(pick("retireOnUse")),
+        verify_successes=verify.successes, verify_interval=parse_duration(verify.interval),
+        verify_timeout=parse_duration(verify.timeout))
+
+
+def secret_name(workload: CompiledWorkload, config: Config) -> str:
+    """The secret that receives the workload's key, from the config's pattern."""
+    values = {"environment": workload.environment, "name": workload.name,
+              "owner": workload.loaded.workload.metadata.owner, "provider": workload.provider,
+              "target": workload.target}
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)),
+                            config.credentials.secretName)
+
+
+def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
+    """Static checks of a key-mode workload's rotation and secret settings."""
+    if workload.loaded.workload.spec.credentials.mode != "key":
+        return []
+    lw = workload.loaded
+    out: list[Diagnostic] = []
+    pattern = config.credentials.secretName
+    known = {"environment", "name", "owner", "provider", "target"}
+    unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(pattern)} - known)
+    where = config.position("credentials.secretName") or lw.position("spec", "credentials")
+    if unknown:
+        out.append(Diagnostic(where, f"secret name pattern {pattern!r} does not resolve: unknown "
+                                     f"placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
+                                     f"use {', '.join('{' + k + '}' for k in sorted(known))}"))
+    else:
+        name = secret_name(workload, config)
+        if not _SECRET_NAME.fullmatch(name):
+            out.append(Diagnostic(where, f"secret name {name!r} (from {pattern!r}) is not a valid "
+                                         "secret name: letters, digits and /_+=.@- only"))
+    policy = rotation_policy(workload, config)
+    rotation_at = lw.position("spec", "credentials", "rotation") if \
+        lw.workload.spec.credentials.rotation else lw.position("spec", "credentials", "mode")
+    if policy.overlap >= policy.max_age:
+        out.append(Diagnostic(rotation_at, f"overlap ({format_duration(policy.overlap)}) must be "
+                                           f"shorter than maxAge ({format_duration(policy.max_age)})"))
+    elif policy.overlap + policy.grace >= policy.max_age:
+        out.append(Diagnostic(rotation_at, f"overlap + grace ({format_duration(policy.overlap)} + "
+                                           f"{format_duration(policy.grace)}) must be shorter than "
+                                           f"maxAge ({format_duration(policy.max_age)}), or the old "
+                                           "key would still exist when the next rotation is due"))
+    if policy.max_age < timedelta(hours=1):
+        out.append(Diagnostic(rotation_at, "maxAge must be at least 1h"))
+    return out
+
+
+# --- marks kept in the secret store's metadata ----------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Journal:
+    """A rotation in progress: written before the key is created."""
+
+    since: datetime
+    previous: str | None
+
+    def encode(self) -> str:
+        return f"create-key since={clock.format_time(self.since)} prev={self.previous or '-'}"
+
+    @staticmethod
+    def decode(text: str) -> Journal | None:
+        parts = dict(p.split("=", 1) for p in text.split()[1:] if "=" in p)
+        try:
+            since = clock.parse_time(parts["since"])
+        except (KeyError, ValueError):
+            return None
+        prev = parts.get("prev")
+        return Journal(since=since, previous=None if prev in (None, "-") else prev)
+
+
+def decode_retired(text: str) -> dict[str, datetime]:
+    """``KEY=TIME KEY=TIME`` -> when each key's grace period started."""
+    out: dict[str, datetime] = {}
+    for part in text.split():
+        key, _, when = part.partition("=")
+        try:
+            out[key] = clock.parse_time(when)
+        except ValueError:
+            continue
+    return out
+
+
+def encode_retired(marks: dict[str, datetime]) -> str:
+    return " ".join(f"{k}={clock.format_time(v)}" for k, v in sorted(marks.items()))
+
+
+# --- the workflow -----------------------------------------------------------------------
+
+class ForeignKeyError(UserError):
+    """A key on our identity that we did not issue."""
+
+
+class VerificationError(WorkloadIdsError):
+    """A new key did not work within its time budget."""
+
+
+@dataclass
+class KeyReport:
+    """What rotate did for one workload and what comes next. Key ids only, never secrets."""
+
+    workload: str
+    identity: str
+    secret: str
+    actions: list[str] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    next_step: str = ""
+    next_at: datetime | None = None
+    error: str | None = None
+    refused: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"workload": self.workload, "identity": self.identity, "secret": self.secret,
+                "actions": self.actions, "keys": self.keys, "nextStep": self.next_step,
+                "nextAt": clock.format_time(self.next_at) if self.next_at else None,
+                "error": self.error, "refused": self.refused}
+
+
+@dataclass
+class KeyState:
+    """What the cloud and the store hold for one workload's keys."""
+
+    keys: list[KeyInfo]
+    stored: StoredSecret
+
+    @property
+    def journal(self) -> Journal | None:
+        text = self.stored.tags.get(JOURNAL_TAG)
+        return Journal.decode(text) if text else None
+
+    @property
+    def retired(self) -> dict[str, datetime]:
+        return decode_retired(self.stored.tags.get(RETIRED_TAG, ""))
+
+    def key(self, key_id: str | None) -> KeyInfo | None:
+        """A key, dated by when we issued it (our clock) where the store knows it."""
+        found = next((k for k in self.keys if k.key_id == key_id), None)
+        if found is None:
+            return None
+        issued = self.stored.issued_at.get(found.key_id)
+        return KeyInfo(found.key_id, found.status, issued) if issued else found
+
+    def dated(self) -> list[KeyInfo]:
+        return [k for k in (self.key(k.key_id) for k in self.keys) if k is not None]
+
+    @property
+    def current(self) -> KeyInfo | None:
+        return self.key(self.stored.current_key())
+
+
+class KeyLifecycle:
+    """Advances one workload's keys by whatever is due; see the module docstring."""
+
+    def __init__(self, backend: CredentialBackend, store: SecretStore, desired: DesiredIdentity,
+                 policy: RotationPolicy, secret: str, *, sleep: Any = time.sleep) -> None:
+        self.backend = backend
+        self.store = store
+        self.desired = desired
+        self.policy = policy
+        self.secret = secret
+        self._sleep = sleep
+        self.report = KeyReport(workload=desired.workload.label, identity=desired.name, secret=secret)
+
+    def read(self) -> KeyState:
+        return KeyState(keys=self.backend.list_keys(self.desired), stored=self.store.describe(self.secret))
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def recover(self, state: KeyState) -> KeyState:
+        """Finish or undo what a dead run left behind (rule 1)."""
+        journal = state.journal
+        if journal is None:
+            return state
+        issued = state.stored.issued()
+        for key in state.keys:
+            if key.key_id not in issued and key.created >= journal.since - CLOCK_SKEW:
+                self.backend.delete_key(self.desired, key.key_id)
+                self.report.actions.append(f"deleted {key.key_id}: created by an interrupted run and "
+                                           "never stored")
+        state = self.read()
+        current = state.stored.current_key()
+        if current and current != journal.previous and state.key(current):
+            self._verify(IssuedKey(current, self.store.read_key(self.secret, current), clock.now()))
+            self.report.actions.append(f"verified {current} (stored by an interrupted run)")
+        self.store.remove_tags(self.secret, [JOURNAL_TAG])
+        self.report.actions.append("cleared the rotation journal")
+        return self.read()
+
+    def refuse_foreign(self, state: KeyState) -> None:
+        """Rule 2."""
+        issued = state.stored.issued()
+        foreign = [k.key_id for k in state.keys if k.key_id not in issued]
+        if foreign:
+            raise ForeignKeyError(
+                f"{self.desired.workload.label}: key(s) {', '.join(foreign)} on IAM user "
+                f"{self.desired.name} were not issued by workload-ids (secret {self.secret} does not "
+                "hold them); nothing was changed for this workload. Delete the key if it is "
+                "unknown, or, if a service depends on it, rotate it away by hand first")
+
+    def issue(self, state: KeyState, *, emergency: bool) -> KeyState:
+        """Rule 3: journal, create, store, verify, clear."""
+        state = self._make_room(state, emergency=emergency)
+        previous = state.stored.current_key()
+        journal = {JOURNAL_TAG: Journal(clock.now(), previous).encode()}
+        if state.stored.exists:
+            self.store.set_tags(self.secret, journal)
+        else:
+            self.store.ensure(self.secret, {**self.desired.tags, **journal})
+        key = self.backend.create_key(self.desired)
+        created = key.issued
+        self.store.put_key(self.secret, key, self.backend.secret_document(key))
+        self.report.actions.append(f"issued {key.key_id} into {self.secret}")
+        self._verify(key)
+        self.report.actions.append(f"verified {key.key_id}")
+        self.store.remove_tags(self.secret, [JOURNAL_TAG])
+        # The new state is known; reading it back would cost two calls per workload.
+        versions = {k: tuple(s for s in stages if s not in ("AWSCURRENT", "AWSPREVIOUS"))
+                    for k, stages in state.stored.versions.items()}
+        if previous:
+            versions[previous] = (*versions.get(previous, ()), "AWSPREVIOUS")
+        versions[key.key_id] = ("AWSCURRENT",)
+        tags = {k: v for k, v in state.stored.tags.items() if k != JOURNAL_TAG}
+        stored = StoredSecret(self.secret, True, tags, versions,
+                              {**state.stored.issued_at, key.key_id: created})
+        return KeyState([*state.keys, KeyInfo(key.key_id, "active", created)], stored)
+
+    def _make_room(self, state: KeyState, *, emergency: bool) -> KeyState:
+        if len(state.keys) < self.backend.key_limit:
+            return state
+        current = state.stored.current_key()
+        now = clock.now()
+        retired = state.retired
+        # Oldest first; only keys we issued (foreign keys were refused before).
+        for key in sorted(state.dated(), key=lambda k: k.created):
+            if len(state.keys) < self.backend.key_limit:
+                return state
+            if key.key_id == current:
+                continue
+            due = key.status == "inactive" and key.key_id in retired and \
+                now >= retired[key.key_id] + self.policy.grace
+            if not (emergency or due):
+                continue
+            if key.status == "active":
+                self.backend.deactivate_key(self.desired, key.key_id)
+            self.backend.delete_key(self.desired, key.key_id)
+            self.report.actions.append(f"deleted {key.key_id} to make room for a new key"
+                                       + (" (emergency)" if emergency and not due else ""))
+            state = KeyState([k for k in state.keys if k.key_id != key.key_id], state.stored)
+        if len(state.keys) < self.backend.key_limit:
+            return state
+        raise _Waiting(f"the identity holds {len(state.keys)} keys, the limit is "
+                       f"{self.backend.key_limit}; the previous key is still in its overlap or grace "
+                       "period, so the new key waits")
+
+    def _verify(self, key: IssuedKey) -> None:
+        """Consecutive successes inside a time budget: new keys take seconds to work."""
+        needed = self.policy.verify_successes
+        budget = self.policy.verify_timeout.total_seconds()
+        interval = self.policy.verify_interval.total_seconds()
+        started = time.monotonic()
+        slept = 0.0
+        streak = 0
+        attempts = 0
+        while True:
+            attempts += 1
+            streak = streak + 1 if self.backend.verify_key(self.desired, key) else 0
+            if streak >= needed:
+                return
+            # Elapsed counts the waits we asked for too, so a replaced sleep (tests)
+            # still runs out of budget.
+            elapsed = max(time.monotonic() - started, slept)
+            if elapsed + interval > budget:
+                raise VerificationError(
+                    f"{self.desired.workload.label}: new key {key.key_id} did not work "
+                    f"{needed} times in a row within {format_duration(self.policy.verify_timeout)} "
+                    f"({attempts} attempts). It is stored as current; the previous key stays "
+                    "active. Rerun rotate to verify again")
+            self._sleep(interval)
+            slept += interval
+
+    def retire_and_delete(self, state: KeyState, *, emergency: bool) -> KeyState:
+        """Rules 4 and 5."""
+        current = state.current
+        if current is None:
+            return state
+        now = clock.now()
+        retired = state.retired
+        changed = False
+        seen_in_use: bool | None = None
+        for key in state.dated():
+            if key.key_id == current.key_id:
+                continue
+            if key.status == "active":
+                due = emergency or now >= current.created + self.policy.overlap
+                if not due and self.policy.retire_on_use:
+                    if seen_in_use is None:
+                        used = self.backend.key_last_used(self.desired, current.key_id)
+                        seen_in_use = used is not None and used >= current.created
+                    due = seen_in_use
+                if not due:
+                    continue
+                # Mark first: a run that dies between the two leaves a mark on an active
+                # key, which the next run deactivates; never an inactive key without a mark.
+                retired[key.key_id] = now
+                self.store.set_tags(self.secret, {RETIRED_TAG: encode_retired(retired)})
+                self.backend.deactivate_key(self.desired, key.key_id)
+                self.report.actions.append(f"deactivated {key.key_id}" +
+                                           (" (emergency)" if emergency else ""))
+                changed = True
+            elif key.key_id not in retired:
+                retired[key.key_id] = now
+                self.store.set_tags(self.secret, {RETIRED_TAG: encode_retired(retired)})
+                changed = True
+            elif now >= retired[key.key_id] + self.policy.grace:
+                self.backend.delete_key(self.desired, key.key_id)
+                del retired[key.key_id]
+                if retired:
+                    self.store.set_tags(self.secret, {RETIRED_TAG: encode_retired(retired)})
+                else:
+                    self.store.remove_tags(self.secret, [RETIRED_TAG])
+                self.report.actions.append(f"deleted {key.key_id} (grace period over)")
+                changed = True
+        return self.read() if changed else state
+
+    # -- driver ----------------------------------------------------------------------------
+
+    def advance(self, *, emergency: bool = False, issue_only: bool = False) -> KeyReport:
+        """Move this workload forward by whatever is due (``issue_only``: just make sure a
+        verified key exists, as apply does)."""
+        try:
+            state = self.recover(self.read())
+            self.refuse_foreign(state)
+            if not issue_only and not emergency:
+                # Retire and delete first: that frees the room a due rotation may need.
+                state = self.retire_and_delete(state, emergency=False)
+            current = state.current
+            now = clock.now()
+            if current is None or (not issue_only and (
+                    emergency or now >= current.created + self.policy.max_age)):
+                state = self.issue(state, emergency=emergency)
+            if emergency:
+                state = self.retire_and_delete(state, emergency=True)
+            self._describe(state)
+        except _Waiting as wait:
+            self.report.next_step = str(wait)
+            self._describe(self.read(), keep_step=True)
+        except ForeignKeyError as exc:
+            self.report.error = str(exc)
+            self.report.refused = True
+        except WorkloadIdsError as exc:
+            self.report.error = exc.diagnostics()
+        return self.report
+
+    def _describe(self, state: KeyState, *, keep_step: bool = False) -> None:
+        now = clock.now()
+        current = state.stored.current_key()
+        retired = state.retired
+        self.report.keys = [{
+            "id": k.key_id, "status": k.status,
+            "role": "current" if k.key_id == current else ("retired" if k.key_id in retired
+                                                          else "previous"),
+            "created": clock.format_time(k.created),
+            "ageDays": round((now - k.created).total_seconds() / 86400, 1),
+        } for k in state.dated()]
+        if keep_step:
+            return
+        cur = state.current
+        others = [k for k in state.dated() if cur is None or k.key_id != cur.key_id]
+        if cur is None:
+            self.report.next_step, self.report.next_at = "issue a key", now
+        elif any(k.status == "inactive" for k in others):
+            k = next(k for k in others if k.status == "inactive")
+            start = retired.get(k.key_id, now)
+            self.report.next_step = f"delete {k.key_id}"
+            self.report.next_at = start + self.policy.grace
+        elif others:
+            self.report.next_step = f"deactivate {others[0].key_id} (or sooner, once {cur.key_id} is in use)"
+            self.report.next_at = cur.created + self.policy.overlap
+        else:
+            self.report.next_step = f"rotate {cur.key_id}"
+            self.report.next_at = cur.created + self.policy.max_age
+
+
+def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: Any) -> KeyLifecycle:
+    """The key lifecycle of a key-mode workload, over ``provider`` and its secret store."""
+    from .secrets import create_store
+    backend: CredentialBackend = provider  # type: ignore[assignment]
+    store = create_store(backend.secret_store_name(), config, seam, desired.workload.target, provider)
+    return KeyLifecycle(backend, store, desired, rotation_policy(desired.workload, config),
+                        secret_name(desired.workload, config), sleep=seam.sleep)
+
+
+def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any, *,
+                     now_name: str | None = None, recover_only: bool = False,
+                     progress: Any = None) -> list[KeyReport]:
+    """``workload-ids rotate`` (and ``recover``): advance every key-mode workload.
+
+    Identities are checked for our marker first (one batched read per account when there
+    are many), and a workload whose identity is missing or not ours is reported, not
+    touched. Workloads run concurrently, bounded by ``calls.concurrency``.
+    """
+    import concurrent.futures
+
+    from .providers import create_provider
+    selected = [c for c in compiled if is_key_mode(c)]
+    if now_name is not None:
+        selected = [c for c in selected if c.name == now_name]
+        if not selected:
+            raise UserError(f"no key-mode workload named {now_name!r} in the given manifests; "
+                            "--now takes the metadata.name of a workload with mode: key")
+    providers: dict[str, Any] = {}
+    desired: list[DesiredIdentity] = []
+    for cw in selected:
+        if cw.provider not in providers:
+            providers[cw.provider] = create_provider(cw.provider, config, seam)
+        desired.append(providers[cw.provider].desired(cw))
+    owned: dict[tuple[str, str, str], bool | None] = {}
+    groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
+    for d in desired:
+        groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
+    for (name, target), items in groups.items():
+        if len(items) > 3:
+            scope = {o.name: o for o in providers[name].observe_scope(target) if o.kind == "user"}
+            for d in items:
+                o = scope.get(d.name)
+                owned[(name, target, d.name)] = None if o is None else o.marker is not None
+        else:
+            for d in items:
+                owned[(name, target, d.name)] = providers[name].owns(d)
+
+    def run(d: DesiredIdentity) -> KeyReport:
+        cycle = lifecycle(d, providers[d.workload.provider], config, seam)
+        mine = owned[(d.workload.provider, d.workload.target, d.name)]
+        if mine is None:
+            cycle.report.error = (f"{d.workload.label}: IAM user {d.name} does not exist; run "
+                                  "`workload-ids apply` for this manifest first")
+            return cycle.report
+        if not mine:
+            cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} does not carry the "
+                                  "workload-ids ownership tags; it is never modified")
+            cycle.report.refused = True
+            return cycle.report
+        if recover_only:
+            try:
+                cycle._describe(cycle.recover(cycle.read()))
+            except WorkloadIdsError as exc:
+                cycle.report.error = exc.diagnostics()
+            return cycle.report
+        return cycle.advance(emergency=now_name is not None)
+
+    reports: list[KeyReport] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=config.calls.concurrency) as pool:
+        futures = [pool.submit(run, d) for d in desired]
+        for i, future in enumerate(futures, 1):
+            reports.append(future.result())
+            if progress:
+                progress(i, len(futures))
+    return reports
+
+
+def is_key_mode(workload: CompiledWorkload) -> bool:
+    return workload.loaded.workload.spec.credentials.mode == "key"
+
+
+class _Waiting(Exception):
+    """Nothing can be done yet (the key limit is reached within a grace period)."""
+
+
+__all__ = ["CredentialBackend", "ForeignKeyError", "IssuedKey", "KeyLifecycle", "KeyReport",
+           "RotationPolicy", "SecretValue", "VerificationError", "key_mode_checks",
+           "rotation_policy", "secret_name"]

@@ -1,0 +1,93 @@
+"""The secret store interface: where an issued key goes, and nowhere else.
+
+Each stored version is named after the key it holds, so which keys we issued, and which
+is current, is read from version metadata alone: no secret value is read to plan. Two
+marks live in the store's metadata beside the versions, so they survive the loss of the
+machine that ran the command: the rotation journal (written before a key is created)
+and the retirement of the previous key (when its grace period started).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+JOURNAL_TAG = "workload-ids:journal"
+RETIRED_TAG = "workload-ids:retired"
+
+
+class SecretValue:
+    """A secret held in memory. It never prints: ``str``, ``repr`` and f-strings show a
+    placeholder, so a stray log line or exception message cannot leak it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one call that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretValue(<redacted>)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key just created: its public id and its secret."""
+
+    key_id: str
+    secret: SecretValue
+    issued: datetime  # by our clock, so drills with WORKLOAD_IDS_CLOCK stay consistent
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecret:
+    """What the store holds for one workload, without any secret value."""
+
+    name: str
+    exists: bool
+    tags: Mapping[str, str] = field(default_factory=dict)
+    versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # key id -> stages
+    issued_at: Mapping[str, datetime] = field(default_factory=dict)  # key id -> when we issued it
+
+    def current_key(self) -> str | None:
+        return next((k for k, stages in self.versions.items() if "AWSCURRENT" in stages
+                     or "current" in stages), None)
+
+    def previous_key(self) -> str | None:
+        return next((k for k, stages in self.versions.items() if "AWSPREVIOUS" in stages
+                     or "previous" in stages), None)
+
+    def issued(self) -> set[str]:
+        return set(self.versions)
+
+
+class SecretStore(Protocol):
+    """One secret per workload; versions named after the key they hold."""
+
+    def describe(self, name: str) -> StoredSecret:
+        """Metadata of the secret (versions, tags); ``exists`` is False if there is none."""
+
+    def ensure(self, name: str, tags: Mapping[str, str]) -> None:
+        """Create the secret with no value if it does not exist; set ``tags`` on it."""
+
+    def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
+        """Store ``document`` (which holds the key's secret) as the new current version."""
+
+    def read_key(self, name: str, key_id: str) -> SecretValue:
+        """The secret of ``key_id`` as stored (to verify a key after a crash)."""
+
+    def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """Set metadata tags (journal, retirement marks)."""
+
+    def remove_tags(self, name: str, keys: list[str]) -> None:
+        """Remove metadata tags; absent ones are fine."""
