@@ -13,7 +13,9 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,6 +44,7 @@ class Row:
     unit: str
     target: str = ""
     ok: bool | None = None  # None: informational, no target
+    key: bool = False  # shown in run_all's summary (rows with a target always are)
 
     def status(self) -> str:
         return "" if self.ok is None else ("met" if self.ok else "MISSED")
@@ -55,18 +58,18 @@ class Report:
         self.rows: list[Row] = []
         self.notes: list[str] = []
 
-    def info(self, metric: str, value: float, unit: str) -> Row:
-        row = Row(self.bench, metric, value, unit)
+    def info(self, metric: str, value: float, unit: str, key: bool = False) -> Row:
+        row = Row(self.bench, metric, value, unit, key=key)
         self.rows.append(row)
         return row
 
     def at_most(self, metric: str, value: float, limit: float, unit: str) -> Row:
-        row = Row(self.bench, metric, value, unit, f"<= {fmt(limit)} {unit}", value <= limit)
+        row = Row(self.bench, metric, value, unit, f"<= {fmt(limit)} {unit}", value <= limit, True)
         self.rows.append(row)
         return row
 
     def under(self, metric: str, value: float, limit: float, unit: str) -> Row:
-        row = Row(self.bench, metric, value, unit, f"< {fmt(limit)} {unit}", value < limit)
+        row = Row(self.bench, metric, value, unit, f"< {fmt(limit)} {unit}", value < limit, True)
         self.rows.append(row)
         return row
 
@@ -141,26 +144,83 @@ def median(values: list[float]) -> float:
 def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 (a thread of this process) that boto3 reaches through
     AWS_ENDPOINT_URL, with dummy credentials and the example OIDC providers."""
-    from workload_ids.sandbox.aws import FAKE_CREDENTIALS, MotoServer, seed_oidc_providers
-    saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL",
-                                            "AWS_REGION", "AWS_PROFILE")}
+    from workload_ids.sandbox.aws import MotoServer, seed_oidc_providers
     # werkzeug logs every request line at INFO; keep its errors (tracebacks) only.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
     url = server.start()
+    try:
+        with _aws_environment(url):
+            seed_oidc_providers(endpoint_url=url)
+            yield url
+    finally:
+        # moto's state lives in module globals of this process: drop it, or it stays on
+        # the heap (and in every later GC pass) after the server stops.
+        import urllib.request
+        urllib.request.urlopen(urllib.request.Request(  # nosec B310 - loopback server
+            f"{url}/moto-api/reset", method="POST")).read()
+        server.stop()
+        import gc
+        gc.collect()
+
+
+@contextmanager
+def _aws_environment(url: str) -> Iterator[None]:
+    from workload_ids.sandbox.aws import FAKE_CREDENTIALS
+    saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
     os.environ.update(FAKE_CREDENTIALS)
     os.environ["AWS_ENDPOINT_URL"] = url
     os.environ.pop("AWS_PROFILE", None)
     try:
-        seed_oidc_providers(endpoint_url=url)
-        yield url
+        yield
     finally:
-        server.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def moto_process_server() -> Iterator[str]:
+    """The same, but moto runs in its own process (``python -m moto.server``), so its
+    CPU, GIL and heap are not shared with the code being measured. For comparison."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    from workload_ids.sandbox.aws import seed_oidc_providers
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.NamedTemporaryFile(prefix="moto-server-", suffix=".log", delete=False) as log:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                 "-p", str(port)], stdout=subprocess.DEVNULL, stderr=log)
+        keep_log = False
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()  # nosec B310
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        keep_log = True
+                        raise RuntimeError(f"moto server did not start; see {log.name}") from None
+                    time.sleep(0.1)
+            with _aws_environment(url):
+                seed_oidc_providers(endpoint_url=url)
+                yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if not keep_log:
+                Path(log.name).unlink(missing_ok=True)
 
 
 def default_config(base: Path) -> Any:
@@ -278,3 +338,28 @@ def profile_top(fn: Callable[[], Any], limit: int = 20, sort: str = "cumulative"
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(sort).print_stats(limit)
     return buf.getvalue()
+
+
+class GcPauses:
+    """Total time in Python's cyclic garbage collector while active (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        import gc
+        self._gc = gc
+        self.seconds = 0.0
+        self.collections: Counter[int] = Counter()
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+            self.collections[info["generation"]] += 1
+
+    def __enter__(self) -> GcPauses:
+        self._gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._gc.callbacks.remove(self._callback)

@@ -46,8 +46,14 @@ class Breakdown:
         return wrapper
 
     def __enter__(self) -> Breakdown:
+        self.missing: list[str] = []
         for owner, attr, label in self.targets:
-            original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
+            holder = owner.__dict__ if isinstance(owner, type) else vars(owner)
+            if attr not in holder:  # the package changed: time what still exists
+                self.missing.append(f"{getattr(owner, '__name__', owner)}.{attr}")
+                print(f"(breakdown: {self.missing[-1]} not found; '{label}' not timed)")
+                continue
+            original = holder[attr]
             self._saved.append((owner, attr, original))
             if isinstance(original, staticmethod):
                 setattr(owner, attr, staticmethod(self._wrap(original.__func__, label)))

@@ -4,6 +4,7 @@ and a way to run the CLI in process and capture what it prints and returns."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import textwrap
 import urllib.request
@@ -171,3 +172,61 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT"):
         monkeypatch.delenv(key, raising=False)
     assert os.getcwd() == str(work)
+
+
+# --- secret hygiene ---------------------------------------------------------------------
+
+CAPTURED: list[str] = []
+_original_run_cli = run_cli
+
+
+def run_cli(*args: str) -> CliResult:  # type: ignore[no-redef]
+    """run_cli that also keeps what was printed, for the secret-hygiene check."""
+    result = _original_run_cli(*args)
+    CAPTURED.extend([result.out, result.err])
+    return result
+
+
+@pytest.fixture
+def secret_hygiene(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
+    """Records every secret the tool is handed by a cloud call during the test, and fails
+    the test if any of them appears in CLI output, captured stdout/stderr, log records or
+    files the test registers (JSON output, audit log) by appending their paths' text."""
+    import logging
+
+    from workload_ids import calls
+
+    secrets: list[str] = []
+
+    def watch(record: Any, result: Any) -> None:
+        def walk(value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if k in ("SecretAccessKey", "SessionToken") and isinstance(v, str):
+                        secrets.append(v)
+                    if k == "SecretString" and isinstance(v, str):
+                        try:
+                            walk(json.loads(v))
+                        except ValueError:
+                            secrets.append(v)
+                    walk(v)
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v)
+        walk(result)
+
+    caplog.set_level(logging.INFO)
+    CAPTURED.clear()
+    extra: list[str] = []
+    calls.RESULT_HOOKS.append(watch)
+    try:
+        yield extra
+    finally:
+        calls.RESULT_HOOKS.remove(watch)
+    out, err = capsys.readouterr()
+    haystack = "\n".join([*CAPTURED, out, err, *extra, *(r.getMessage() for r in caplog.records)])
+    issued = [s for s in secrets if s and s not in ("testing",)]
+    assert issued, "the test issued no secret; the hygiene check would prove nothing"
+    for secret in issued:
+        for piece in {secret, secret[:16], json.dumps(secret)[1:-1]}:
+            assert piece not in haystack, "a secret value appeared in output or logs"

@@ -70,6 +70,11 @@ class CallRecord:
     params: dict[str, Any]
 
 
+# Watchers of every successful call of every seam in the process: the secret-hygiene
+# tests use this to learn each secret the tool was handed, wherever it came from.
+RESULT_HOOKS: list[Callable[[CallRecord, Any], None]] = []
+
+
 class Killed(BaseException):
     """An injected hard stop: the process 'dies' at this call (tests of crash safety).
 
@@ -155,7 +160,10 @@ class CallSeam:
                 self._before(record)
                 if self.latency:
                     self._sleep(self.latency)
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+                for hook in RESULT_HOOKS:
+                    hook(record, result)
+                return result
             except Killed:
                 raise
             except Exception as exc:

@@ -38,9 +38,6 @@ from .errors import Diagnostic, UserError, WorkloadIdsError
 from .model import CompiledWorkload, DesiredIdentity, KeyInfo
 from .secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretStore, SecretValue, StoredSecret
 
-# Keys created up to this long before the journal entry was written are not the entry's:
-# clocks of the machine and the cloud differ a little, never by minutes.
-CLOCK_SKEW = timedelta(minutes=5)
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 
@@ -149,9 +146,11 @@ class Journal:
 
     since: datetime
     previous: str | None
+    existing: tuple[str, ...]  # keys on the identity when the entry was written
 
     def encode(self) -> str:
-        return f"create-key since={clock.format_time(self.since)} prev={self.previous or '-'}"
+        return (f"create-key since={clock.format_time(self.since)} prev={self.previous or '-'} "
+                f"keys={'/'.join(self.existing) or '-'}")
 
     @staticmethod
     def decode(text: str) -> Journal | None:
@@ -161,7 +160,8 @@ class Journal:
         except (KeyError, ValueError):
             return None
         prev = parts.get("prev")
-        return Journal(since=since, previous=None if prev in (None, "-") else prev)
+        existing = tuple(k for k in parts.get("keys", "-").split("/") if k and k != "-")
+        return Journal(since=since, previous=None if prev in (None, "-") else prev, existing=existing)
 
 
 def decode_retired(text: str) -> dict[str, datetime]:
@@ -268,7 +268,8 @@ class KeyLifecycle:
             return state
         issued = state.stored.issued()
         for key in state.keys:
-            if key.key_id not in issued and key.created >= journal.since - CLOCK_SKEW:
+            # Not stored, and not there when the entry was written: the interrupted run's.
+            if key.key_id not in issued and key.key_id not in journal.existing:
                 self.backend.delete_key(self.desired, key.key_id)
                 self.report.actions.append(f"deleted {key.key_id}: created by an interrupted run and "
                                            "never stored")
@@ -296,7 +297,8 @@ class KeyLifecycle:
         """Rule 3: journal, create, store, verify, clear."""
         state = self._make_room(state, emergency=emergency)
         previous = state.stored.current_key()
-        journal = {JOURNAL_TAG: Journal(clock.now(), previous).encode()}
+        journal = {JOURNAL_TAG: Journal(clock.now(), previous,
+                                        tuple(k.key_id for k in state.keys)).encode()}
         if state.stored.exists:
             self.store.set_tags(self.secret, journal)
         else:
@@ -390,7 +392,10 @@ class KeyLifecycle:
                 if not due and self.policy.retire_on_use:
                     if seen_in_use is None:
                         used = self.backend.key_last_used(self.desired, current.key_id)
-                        seen_in_use = used is not None and used >= current.created
+                        # The cloud's own dates on both sides (the clock may be overridden).
+                        cloud = next((k.created for k in state.keys if k.key_id == current.key_id),
+                                     current.created)
+                        seen_in_use = used is not None and used >= cloud
                     due = seen_in_use
                 if not due:
                     continue

@@ -1,0 +1,322 @@
+"""Key mode on AWS: issue, rotate, retire, delete; limits, foreign keys, crashes, and
+secret hygiene. Real boto3 against moto; state is read back from IAM and Secrets Manager."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from conftest import run_cli, workload
+
+from workload_ids.calls import CallSeam, FailAt, FailOperation, Killed, RandomFaults, RetryPolicy
+from workload_ids.config import load_config
+from workload_ids.errors import WorkloadIdsError
+from workload_ids.rotation import rotate_workloads
+from workload_ids.validate import validate
+
+USER = "wid_prod_vendor-sync"
+SECRET = "workload-ids/prod/vendor-sync"
+START = datetime.now(UTC).replace(microsecond=0)
+
+KEY_MODE = workload(
+    "vendor-sync",
+    access="    - template: object-storage.write\n      resources: [arn:aws:s3:::acme-vendor-drop]\n",
+).replace(
+    "  credentials:\n    mode: keyless\n    federation:\n      - kind: github-actions\n"
+    "        repository: acme/vendor-sync\n        ref: refs/heads/main\n",
+    "  credentials:\n    mode: key\n    rotation: {maxAge: 30d, overlap: 2d, grace: 7d}\n")
+
+
+def at(monkeypatch: pytest.MonkeyPatch, days: float) -> None:
+    when = START + timedelta(days=days)
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def keys(iam: Any, user: str = USER) -> dict[str, str]:
+    return {k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]}
+
+
+def stored(secret: str = SECRET) -> dict[str, Any]:
+    """Key id in each staged version of the secret, read from Secrets Manager itself."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    out: dict[str, Any] = {}
+    for stage in ("AWSCURRENT", "AWSPREVIOUS"):
+        with contextlib.suppress(sm.exceptions.ResourceNotFoundException):
+            value = json.loads(sm.get_secret_value(SecretId=secret, VersionStage=stage)["SecretString"])
+            out[stage] = value["AccessKeyId"]
+    return out
+
+
+def invariant(iam: Any, user: str = USER, secret: str = SECRET) -> None:
+    """Never a key that exists only in the cloud; the current stored key exists and works."""
+    on_user = keys(iam, user)
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    try:
+        versions = sm.list_secret_version_ids(SecretId=secret, IncludeDeprecated=True)["Versions"]
+    except sm.exceptions.ResourceNotFoundException:
+        versions = []
+    held = set()
+    for v in versions:
+        value = sm.get_secret_value(SecretId=secret, VersionId=v["VersionId"])["SecretString"]
+        held.add(json.loads(value)["AccessKeyId"])
+    assert set(on_user) <= held, f"keys only in the cloud: {set(on_user) - held}"
+    current = stored(secret).get("AWSCURRENT")
+    if current is not None and current in on_user:
+        assert on_user[current] == "Active", "the current key was deactivated"
+
+
+@pytest.fixture
+def vendor(aws, manifests, monkeypatch) -> Path:
+    path = manifests({"vendor.yaml": KEY_MODE}) / "vendor.yaml"
+    at(monkeypatch, 0)
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 0, result.err
+    return path
+
+
+def test_apply_creates_user_policy_and_one_stored_key(secret_hygiene, vendor, aws):
+    user = aws.get_user(UserName=USER)["User"]
+    assert user["Path"] == "/workload-ids/"
+    tags = {t["Key"]: t["Value"] for t in user["Tags"]}
+    assert tags["workload-ids:managed-by"] == "workload-ids"
+    policy = aws.get_user_policy(UserName=USER, PolicyName="workload-ids")["PolicyDocument"]
+    assert policy["Statement"][0]["Resource"] == "arn:aws:s3:::acme-vendor-drop/*"
+    on_user = keys(aws)
+    assert list(on_user.values()) == ["Active"]
+    assert stored() == {"AWSCURRENT": next(iter(on_user))}
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    secret_tags = {t["Key"]: t["Value"] for t in sm.describe_secret(SecretId=SECRET)["Tags"]}
+    assert secret_tags["workload-ids:managed-by"] == "workload-ids"
+    assert "workload-ids:journal" not in secret_tags
+    assert run_cli("plan", "--detailed-exitcode", str(vendor)).code == 0
+    inv = json.loads(run_cli("inventory", "--output", "json", str(vendor)).out)["identities"][0]
+    assert inv["secret"] == SECRET and inv["keys"][0]["id"] == next(iter(on_user))
+    assert inv["nextStep"].startswith("rotate ")
+
+
+def test_full_rotation_cycle_with_the_clock_override(secret_hygiene, vendor, aws, monkeypatch):
+    first = next(iter(keys(aws)))
+    at(monkeypatch, 10)
+    result = run_cli("rotate", str(vendor))
+    assert result.code == 0 and "next: rotate" in result.out
+    assert "clock overridden by WORKLOAD_IDS_CLOCK" in result.err
+    assert keys(aws) == {first: "Active"}
+
+    at(monkeypatch, 30.5)  # due: new key, stored as current, old one still active
+    result = run_cli("rotate", "--output", "json", str(vendor))
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)["workloads"][0]
+    second = next(k for k in keys(aws) if k != first)
+    assert keys(aws) == {first: "Active", second: "Active"}
+    assert stored() == {"AWSCURRENT": second, "AWSPREVIOUS": first}
+    assert doc["actions"] == [f"issued {second} into {SECRET}", f"verified {second}"]
+
+    at(monkeypatch, 31.5)  # inside the overlap: nothing to do
+    assert run_cli("rotate", str(vendor)).code == 0
+    assert keys(aws) == {first: "Active", second: "Active"}
+
+    at(monkeypatch, 32.6)  # overlap over: the old key is deactivated, not deleted
+    assert run_cli("rotate", str(vendor)).code == 0
+    assert keys(aws) == {first: "Inactive", second: "Active"}
+
+    at(monkeypatch, 39.0)  # grace not yet over
+    assert run_cli("rotate", str(vendor)).code == 0
+    assert keys(aws) == {first: "Inactive", second: "Active"}
+
+    at(monkeypatch, 39.7)  # grace over: deleted
+    result = run_cli("rotate", str(vendor))
+    assert f"deleted {first} (grace period over)" in result.out
+    assert keys(aws) == {second: "Active"}
+    invariant(aws)
+
+
+def test_retire_early_once_the_new_key_is_used(secret_hygiene, vendor, aws, monkeypatch):
+    first = next(iter(keys(aws)))
+    at(monkeypatch, 30.5)
+    run_cli("rotate", str(vendor))
+    second = stored()["AWSCURRENT"]
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    secret = json.loads(sm.get_secret_value(SecretId=SECRET)["SecretString"])
+    # The workload switches: it signs an S3 call with the new key.
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id=secret["AccessKeyId"],
+                      aws_secret_access_key=secret["SecretAccessKey"])
+    s3.list_buckets()
+    used = aws.get_access_key_last_used(AccessKeyId=second)["AccessKeyLastUsed"]
+    if "LastUsedDate" not in used or used.get("ServiceName") in (None, "N/A", "sts"):
+        pytest.skip("this moto version does not record access key use by service")
+    at(monkeypatch, 30.7)  # still inside the 2-day overlap
+    assert run_cli("rotate", str(vendor)).code == 0
+    assert keys(aws) == {first: "Inactive", second: "Active"}
+
+
+def test_two_key_limit_waits_and_never_makes_a_third(secret_hygiene, vendor, aws, monkeypatch):
+    fast = vendor.read_text().replace("rotation: {maxAge: 30d, overlap: 2d, grace: 7d}",
+                                      "rotation: {maxAge: 4d, overlap: 1d, grace: 2d}")
+    vendor.write_text(fast)
+    at(monkeypatch, 4.1)
+    run_cli("rotate", str(vendor))
+    at(monkeypatch, 5.2)
+    run_cli("rotate", str(vendor))  # old key retired at day 5.2; grace until 7.2
+    old = next(k for k, status in keys(aws).items() if status == "Inactive")
+    # The manifest shortens maxAge: a rotation is due while the old key is in its grace.
+    vendor.write_text(fast.replace("maxAge: 4d, overlap: 1d, grace: 2d",
+                                   "maxAge: 1d, overlap: 1h, grace: 2h"))
+    at(monkeypatch, 5.25)
+    result = run_cli("rotate", str(vendor))
+    assert result.code == 0, result.err
+    assert "the limit is 2" in result.out and "waits" in result.out
+    assert len(keys(aws)) == 2 and keys(aws)[old] == "Inactive"
+    at(monkeypatch, 5.3)  # grace over: the old key goes, then the new one comes
+    result = run_cli("rotate", str(vendor))
+    assert f"deleted {old}" in result.out and "issued" in result.out
+    assert len(keys(aws)) == 2 and old not in keys(aws)
+    invariant(aws)
+
+
+def test_emergency_rotation_replaces_and_deactivates_at_once(secret_hygiene, vendor, aws, monkeypatch):
+    leaked = next(iter(keys(aws)))
+    at(monkeypatch, 1)
+    result = run_cli("rotate", "--now", "vendor-sync", str(vendor))
+    assert result.code == 0, result.err
+    new = stored()["AWSCURRENT"]
+    assert new != leaked
+    assert keys(aws) == {leaked: "Inactive", new: "Active"}
+    assert "(emergency)" in result.out
+    assert run_cli("rotate", "--now", "nobody", str(vendor)).code == 1
+
+
+def test_foreign_key_is_refused_and_others_continue(secret_hygiene, aws, manifests, monkeypatch):
+    other = KEY_MODE.replace("vendor-sync", "ledger-feed")
+    folder = manifests({"vendor.yaml": KEY_MODE, "ledger.yaml": other})
+    at(monkeypatch, 0)
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    foreign = aws.create_access_key(UserName=USER)["AccessKey"]["AccessKeyId"]
+    at(monkeypatch, 31)
+    result = run_cli("rotate", str(folder))
+    assert result.code == 1
+    assert f"{foreign}" in result.out and "not issued by workload-ids" in result.out
+    assert "REFUSED" in result.out
+    assert keys(aws)[foreign] == "Active" and len(keys(aws)) == 2  # untouched
+    assert len(keys(aws, "wid_prod_ledger-feed")) == 2  # the other workload rotated
+    assert stored("workload-ids/prod/ledger-feed").keys() == {"AWSCURRENT", "AWSPREVIOUS"}
+
+
+def _rotate(paths: list[Path], seam: CallSeam, **kw: Any) -> Any:
+    config = load_config()
+    checked = validate(paths, config)
+    return rotate_workloads(checked.compiled, config, seam, **kw)
+
+
+def test_throttling_and_transient_errors_during_rotation(secret_hygiene, vendor, aws, monkeypatch):
+    at(monkeypatch, 31)
+    seam = CallSeam(RetryPolicy(max_attempts=12), seed=3, sleep=lambda s: None)
+    seam.inject(RandomFaults(throttle=0.3, transient=0.05, seed=11))
+    reports = _rotate([vendor], seam)
+    assert reports[0].error is None, reports[0].error
+    assert len(keys(aws)) == 2 and sum(seam.stats.retries.values()) > 0
+    invariant(aws)
+
+
+@pytest.mark.parametrize("mode", ["kill", "error"])
+def test_crash_at_every_call_of_a_rotation_then_recover(aws, manifests, monkeypatch, mode):
+    """For every call k of a clean rotation: fail there (a hard kill, or an SDK error with
+    no retry), then `recover`, then rotate again. Each k gets a fresh workload."""
+    def fresh(k: int) -> tuple[Path, str, str]:
+        name = f"vendor-{mode}-{k}"
+        path = manifests({f"{name}.yaml": KEY_MODE.replace("vendor-sync", name)}) / f"{name}.yaml"
+        at(monkeypatch, 0)
+        assert run_cli("apply", "--auto-approve", str(path)).code == 0
+        at(monkeypatch, 31)
+        return path, f"wid_prod_{name}", f"workload-ids/prod/{name}"
+
+    path, user, secret = fresh(0)
+    probe = CallSeam(sleep=lambda s: None)
+    assert _rotate([path], probe)[0].error is None
+    calls = probe.stats.total
+    assert calls >= 8
+    for k in range(1, calls + 1):
+        path, user, secret = fresh(k)
+        first = next(iter(keys(aws, user)))
+        seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+        seam.inject(FailAt(k, "kill" if mode == "kill" else "transient"))
+        with contextlib.suppress(Killed, WorkloadIdsError):
+            _rotate([path], seam)
+        assert keys(aws, user)[first] == "Active", f"old key lost at call {k}"
+        recover = run_cli("recover", str(path))
+        assert recover.code == 0, (k, recover.out, recover.err)
+        invariant(aws, user, secret)
+        again = _rotate([path], CallSeam(sleep=lambda s: None))
+        assert again[0].error is None, (k, again[0].error)
+        invariant(aws, user, secret)
+        current = stored(secret)["AWSCURRENT"]
+        assert current != first and keys(aws, user)[current] == "Active", f"no rotation after call {k}"
+        assert len(keys(aws, user)) == 2
+
+
+def test_recover_deletes_a_key_that_never_reached_the_store(secret_hygiene, vendor, aws, monkeypatch):
+    at(monkeypatch, 31)
+    seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+    seam.inject(FailOperation("secretsmanager.put_secret_value", "kill"))
+    with contextlib.suppress(Killed):
+        _rotate([vendor], seam)
+    assert len(keys(aws)) == 2  # the orphan exists only in IAM right now
+    result = run_cli("recover", str(vendor))
+    assert result.code == 0
+    assert "created by an interrupted run and never stored" in result.out
+    assert len(keys(aws)) == 1
+    invariant(aws)
+
+
+def test_apply_also_recovers(secret_hygiene, vendor, aws, monkeypatch):
+    at(monkeypatch, 31)
+    seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+    seam.inject(FailOperation("secretsmanager.put_secret_value", "kill"))
+    with contextlib.suppress(Killed):
+        _rotate([vendor], seam)
+    plan = json.loads(run_cli("plan", "--output", "json", str(vendor)).out)
+    assert [c["action"] for c in plan["changes"]] == ["recover-keys"]
+    assert run_cli("apply", "--auto-approve", str(vendor)).code == 0
+    assert len(keys(aws)) == 1
+    invariant(aws)
+
+
+def test_verification_failure_keeps_the_old_key(vendor, aws, monkeypatch, tmp_path):
+    at(monkeypatch, 31)
+    first = next(iter(keys(aws)))
+    seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+    seam.inject(FailOperation("sts.get_caller_identity", "denied"))
+    reports = _rotate([vendor], seam)
+    assert reports[0].error and "did not work 3 times in a row" in reports[0].error
+    assert keys(aws)[first] == "Active"
+    # The next run verifies the stored key and only then goes on.
+    reports = _rotate([vendor], CallSeam(sleep=lambda s: None))
+    assert reports[0].error is None
+    assert any(a.startswith("verified") for a in reports[0].actions)
+    invariant(aws)
+
+
+def test_rotate_against_moto_server(aws_server, manifests, monkeypatch):
+    path = manifests({"vendor.yaml": KEY_MODE}) / "vendor.yaml"
+    at(monkeypatch, 0)
+    assert run_cli("apply", "--auto-approve", str(path)).code == 0
+    at(monkeypatch, 31)
+    result = run_cli("rotate", "--output", "json", str(path))
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert doc["summary"]["changed"] == 1
+    assert len(aws_server.list_access_keys(UserName=USER)["AccessKeyMetadata"]) == 2
+
+
+def test_key_mode_user_without_our_tags_is_refused(aws, manifests, monkeypatch):
+    aws.create_user(UserName=USER)
+    path = manifests({"vendor.yaml": KEY_MODE}) / "vendor.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 1 and "ownership tags" in result.err
+    result = run_cli("rotate", str(path))
+    assert result.code == 1 and "never modified" in result.out
+    assert keys(aws) == {}
