@@ -168,6 +168,9 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in an empty working directory (no stray workload-ids.yaml)."""
     work = tmp_path / "cwd"
     work.mkdir()
+    # New keys are verified by consecutive sign-ins a couple of seconds apart; against
+    # moto there is nothing to wait for.
+    (work / "workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n")
     monkeypatch.chdir(work)
     for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT"):
         monkeypatch.delenv(key, raising=False)

@@ -92,6 +92,8 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
                 result.applied.append(change.action)
         except WorkloadIdsError as exc:
             result.error = exc.diagnostics()
+        except Exception as exc:  # one workload's surprise must not hide the others' results
+            result.error = f"unexpected {type(exc).__name__}: {exc} (rerun converges; report it)"
 
     done = 0
     total = len(by_workload)

@@ -358,6 +358,8 @@ class KeyLifecycle:
         slept = 0.0
         streak = 0
         attempts = 0
+        # With no pause between attempts the budget is counted in attempts instead.
+        most = needed + (int(budget / interval) if interval > 0 else needed * 4)
         while True:
             attempts += 1
             streak = streak + 1 if self.backend.verify_key(self.desired, key) else 0
@@ -366,7 +368,7 @@ class KeyLifecycle:
             # Elapsed counts the waits we asked for too, so a replaced sleep (tests)
             # still runs out of budget.
             elapsed = max(time.monotonic() - started, slept)
-            if elapsed + interval > budget:
+            if elapsed + interval > budget or attempts >= most:
                 raise VerificationError(
                     f"{self.desired.workload.label}: new key {key.key_id} did not work "
                     f"{needed} times in a row within {format_duration(self.policy.verify_timeout)} "

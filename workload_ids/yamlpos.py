@@ -7,7 +7,7 @@ validation error anywhere can be reported as ``FILE:LINE:COLUMN``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -19,33 +19,72 @@ try:  # libyaml is several times faster; fall back to the pure-Python loader.
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
-PathKey = tuple[str | int, ...]
-
-
 @dataclass(slots=True)
 class Document:
-    """One YAML document: its value and where each part of it is."""
+    """One YAML document: its value, and its node tree for positions on demand.
+
+    Positions are looked up only when a message needs one, by walking the node tree
+    along the path: loading a thousand manifests should not pay for a table of every
+    node's position.
+    """
 
     path: str
     index: int
     value: Any
-    positions: dict[PathKey, Position] = field(default_factory=dict)
-    key_positions: dict[PathKey, Position] = field(default_factory=dict)
+    node: yaml.Node | None = None
+
+    def _walk(self, loc: tuple[Any, ...]) -> tuple[list[yaml.Node], list[yaml.Node | None]]:
+        """Nodes along ``loc`` (skipping parts that name no node), and their key nodes."""
+        nodes: list[yaml.Node] = []
+        keys: list[yaml.Node | None] = []
+        node = self.node
+        if node is None:
+            return nodes, keys
+        nodes.append(node)
+        keys.append(None)
+        for part in loc:
+            child: yaml.Node | None = None
+            key_node: yaml.Node | None = None
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                        child, key_node = v, k
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and \
+                    0 <= part < len(node.value):
+                child = node.value[part]
+            if child is None:
+                continue  # a part that names no node (a pydantic union tag, say)
+            node = child
+            nodes.append(node)
+            keys.append(key_node)
+        return nodes, keys
 
     def position(self, loc: tuple[Any, ...], *, key: bool = False) -> Position:
-        """The position of the deepest existing node along ``loc``.
+        """The position of the deepest existing node along ``loc`` (its key with ``key``)."""
+        nodes, keys = self._walk(loc)
+        if not nodes:
+            return Position(self.path, 1, 1)
+        target = keys[-1] if key and keys[-1] is not None else nodes[-1]
+        return _pos(self.path, target)
 
-        Components that do not name a node (pydantic adds union tags, for instance) are
-        skipped, so the message lands on the closest node the user wrote.
-        """
-        current: PathKey = ()
-        for part in loc:
-            candidate = (*current, part)
-            if candidate in self.positions:
-                current = candidate
-        if key and current in self.key_positions:
-            return self.key_positions[current]
-        return self.positions.get(current, Position(self.path, 1, 1))
+    @property
+    def positions(self) -> dict[tuple[str | int, ...], Position]:
+        """Every node's position by path (for tools; messages use :meth:`position`)."""
+        out: dict[tuple[str | int, ...], Position] = {}
+
+        def visit(node: yaml.Node, at: tuple[str | int, ...]) -> None:
+            out[at] = _pos(self.path, node)
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if isinstance(k, yaml.ScalarNode):
+                        visit(v, (*at, k.value))
+            elif isinstance(node, yaml.SequenceNode):
+                for i, item in enumerate(node.value):
+                    visit(item, (*at, i))
+        if self.node is not None:
+            visit(self.node, ())
+        return out
 
 
 def _pos(path: str, node: yaml.Node) -> Position:
@@ -53,29 +92,28 @@ def _pos(path: str, node: yaml.Node) -> Position:
     return Position(path, mark.line + 1, mark.column + 1)
 
 
-def _convert(doc: Document, node: yaml.Node, at: PathKey, constructor: Any) -> Any:
-    doc.positions[at] = _pos(doc.path, node)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise yaml.constructor.ConstructorError(
-                    None, None, "YAML merge keys (<<) are not supported in manifests",
-                    key_node.start_mark)
-            key = constructor.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) or key is None:
-                raise yaml.constructor.ConstructorError(
-                    None, None, "mapping keys must be plain strings", key_node.start_mark)
-            key = str(key) if not isinstance(key, str) else key
-            if key in result:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            doc.key_positions[(*at, key)] = _pos(doc.path, key_node)
-            result[key] = _convert(doc, value_node, (*at, key), constructor)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(doc, item, (*at, i), constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
+def _check_keys(node: yaml.Node) -> None:
+    """What PyYAML accepts but a manifest must not hold: duplicate keys, merge keys,
+    keys that are not plain scalars."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in current.value:
+                if k.tag == "tag:yaml.org,2002:merge":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "YAML merge keys (<<) are not supported in manifests", k.start_mark)
+                if not isinstance(k, yaml.ScalarNode):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "mapping keys must be plain strings", k.start_mark)
+                if k.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {k.value!r}", k.start_mark)
+                seen.add(k.value)
+                stack.append(v)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
 
 
 def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -87,9 +125,10 @@ def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnosti
             index = 0
             while loader.check_node():
                 node = loader.get_node()
-                doc = Document(path=path, index=index, value=None)
+                doc = Document(path=path, index=index, value=None, node=node)
                 if node is not None:
-                    doc.value = _convert(doc, node, (), loader)
+                    _check_keys(node)
+                    doc.value = loader.construct_document(node)
                 docs.append(doc)
                 index += 1
         finally:

@@ -7,6 +7,7 @@ policy is the only one.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import threading
@@ -26,6 +27,7 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from ... import clock
 from ...calls import (
@@ -130,7 +132,8 @@ def classify(exc: BaseException) -> ErrorInfo | None:
             return ErrorInfo(CONFLICT, code, message)
         return ErrorInfo(OTHER, code, message)
     if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError
-                  | ConnectTimeoutError):
+                  | ConnectTimeoutError | ResponseParserError):
+        # A response botocore cannot parse is an error page from a failing front end.
         return ErrorInfo(TRANSIENT, type(exc).__name__, str(exc))
     if isinstance(exc, NoCredentialsError):
         return ErrorInfo(DENIED, "NoCredentials",
@@ -222,12 +225,23 @@ class AwsProvider:
         self.seam = seam
         seam.register("aws", classify, make_fault)
         self._clients: dict[tuple[str, str], SeamClient] = {}
+        self._sessions: dict[str, boto3.session.Session] = {}
         self._lock = threading.Lock()
         self._oidc: dict[str, set[str]] = {}
 
     # --- clients ---------------------------------------------------------------------
 
     def _session(self, target: str) -> boto3.session.Session:
+        """One session per account: clients of one session share loaded service models."""
+        with self._lock:
+            cached = self._sessions.get(target)
+        if cached is None:
+            cached = self._new_session(target)
+            with self._lock:
+                self._sessions.setdefault(target, cached)
+        return cached
+
+    def _new_session(self, target: str) -> boto3.session.Session:
         access = self.config.aws.accounts.get(target)
         if self.config.aws.sandboxCredentials:
             return boto3.session.Session(aws_access_key_id="testing",
@@ -357,15 +371,21 @@ class AwsProvider:
         duration and description, which the first walk lacks)."""
         iam = self.client(target, "iam")
         path = self.config.aws.rolePath
+        def list_ours() -> dict[str, Any]:
+            return {r["RoleName"]: r for page in self._pages(
+                iam, "list_roles", "Roles", PathPrefix=path, MaxItems=1000) for r in page}
+
         try:
             roles: list[Any] = []
             users: list[Any] = []
-            for page in self._pages_of(iam, "get_account_authorization_details",
-                                       Filter=["Role", "User"], MaxItems=1000):
-                roles.extend(page.get("RoleDetailList", []))
-                users.extend(page.get("UserDetailList", []))
-            listed = {r["RoleName"]: r for page in self._pages(
-                iam, "list_roles", "Roles", PathPrefix=path, MaxItems=1000) for r in page}
+            # The two walks are independent: run them side by side.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                listing = pool.submit(list_ours)
+                for page in self._pages_of(iam, "get_account_authorization_details",
+                                           Filter=["Role", "User"], MaxItems=1000):
+                    roles.extend(page.get("RoleDetailList", []))
+                    users.extend(page.get("UserDetailList", []))
+                listed = listing.result()
         except ClientError as exc:
             raise self._cloud("iam.get_account_authorization_details", exc) from exc
         observed: list[ObservedIdentity] = []
@@ -560,7 +580,7 @@ class AwsProvider:
                                                    for k, v in desired.tags.items()])
             else:  # pragma: no cover - plan and apply are written together
                 raise ValueError(f"unknown change {change.action}")
-        except ClientError as exc:
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise self._cloud(operation, exc) from exc
 
     def _ignore_missing(self, fn: Any, **kwargs: Any) -> None:
