@@ -133,16 +133,17 @@ def test_compiled_policy_is_identical_across_processes(tmp_path):
         proc = subprocess.run([sys.executable, "-c", script, str(EXAMPLES)], env=env,
                               capture_output=True, text=True, check=True, cwd=tmp_path)
         outputs.add(proc.stdout)
-    assert len(outputs) == 1 and outputs.pop().count('"Version"') == 3
+    assert len(outputs) == 1 and outputs.pop().count('"Version"') == 4
 
 
 def test_demo_runs_end_to_end():
     result = run_cli("demo")
     assert result.code == 0, result.err
     for step in ("1. validate", "2. plan", "3. apply", "4. plan again", "5. a mover",
-                 "6. plan shows the removal", "7. apply the shrink"):
+                 "6. plan shows the removal", "7. apply the shrink", "8. a month of key rotation"):
         assert step in result.out
     assert "- cloudwatch:PutMetricData" in result.out
+    assert "the old key is deleted" in result.out and "deleted AKIA" in result.out
     assert result.out.rstrip().endswith("`workload-ids sandbox`.")
 
 
@@ -231,7 +232,7 @@ def test_wheel_ships_templates_and_examples_and_works_anywhere(tmp_path):
         env=env, cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith(str(target))
-    assert "OK: 7 workload(s)" in probe.stdout
+    assert "OK: 8 workload(s)" in probe.stdout
     demo = subprocess.run([sys.executable, "-m", "workload_ids", "demo"], env=env, cwd=elsewhere,
                           capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stderr

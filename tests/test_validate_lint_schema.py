@@ -36,7 +36,7 @@ def no_traceback(result: CliResult) -> CliResult:
 def test_validate_examples_folder() -> None:
     result = no_traceback(run_cli("validate", str(EXAMPLES)))
     assert result.code == 0, result.err
-    assert result.out.startswith("OK: 7 workload(s) in ")
+    assert result.out.startswith("OK: 8 workload(s) in ")
     assert "(aws, azure, gcp)" in result.out
     assert result.err == ""
 
@@ -48,7 +48,7 @@ def test_validate_examples_folder_json() -> None:
     assert doc["valid"] is True
     assert doc["diagnostics"] == []
     assert sorted(doc["workloads"]) == sorted(EXAMPLE_WORKLOADS)
-    assert len(doc["workloads"]) == 7
+    assert len(doc["workloads"]) == 8
 
 
 @pytest.mark.parametrize("name", ["owners.yaml", "workload-ids.yaml"])
@@ -220,7 +220,7 @@ def test_schema_accepts_every_example_manifest() -> None:
     check = validator()
     files = [p for p in sorted(EXAMPLES.rglob("*.yaml"))
              if p.name not in ("owners.yaml", "workload-ids.yaml")]
-    assert len(files) == 7
+    assert len(files) == 8
     for path in files:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert [e.message for e in check.iter_errors(doc)] == [], path
@@ -320,7 +320,7 @@ def test_lint_on_bad_input_exits_1(manifests: Any) -> None:
 def test_lint_examples() -> None:
     result = no_traceback(run_cli("lint", "--strict", str(EXAMPLES)))
     assert result.code == 0, result.out
-    assert "7 workload(s): 0 warning(s)" in result.out
+    assert "8 workload(s): 0 warning(s)" in result.out
 
 
 # --- help ----------------------------------------------------------------------------------------

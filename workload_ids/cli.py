@@ -99,7 +99,7 @@ def cmd_lint(args: argparse.Namespace, out: Output) -> int:
     from .lint import lint
     config = _config(args)
     result = _validated(args, config, out)
-    findings = lint(result, config)
+    findings = lint(result, config, _seam(config) if args.cloud else None)
     for f in findings:
         out.text(str(f))
     warnings = sum(1 for f in findings if f.severity == "warning")
@@ -292,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--skip-non-manifests", action="store_true",
                        help="ignore named files that hold no kind: Workload (for pre-commit)")
     lint.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    lint.add_argument("--cloud", action="store_true",
+                      help="also read the cloud: warn about keys older than their maxAge")
     plan = verb("plan", cmd_plan, "show what apply would change")
     plan.add_argument("--detailed-exitcode", action="store_true",
                       help="exit 2 when there are changes, 0 when none")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .cli import Output
 
 MOVER_WORKLOAD = "invoice-worker.yaml"
+KEY_MODE_WORKLOAD = "partner-feed.yaml"
 MOVER_ENTRY = "    - template: metrics.write\n      resources: [Acme/InvoiceWorker]\n"
 
 
@@ -40,7 +41,9 @@ def run_demo(out: Output) -> int:
         examples = Path(tmp) / "examples"
         shutil.copytree(bundled_dir("examples"), examples)
         aws_dir = examples / "aws"
-        config = Config(ConfigFile(), examples, None)
+        # moto accepts a new key at once; against real AWS keep the 2 s between sign-ins.
+        config = Config(ConfigFile.model_validate({"credentials": {"verify": {"interval": "0s"}}}),
+                        examples, None)
         out.text("workload-ids demo: an in-process AWS (moto), account "
                  f"{SANDBOX_ACCOUNT}; nothing leaves this machine.")
         with in_process_aws():
@@ -65,7 +68,11 @@ def run_demo(out: Output) -> int:
             _step(out, 3, "apply")
             result = apply_plan(plan)  # type: ignore[arg-type]
             for r in result.results:
-                out.text(f"   {r.workload}: role_arn={r.outputs['role_arn']}")
+                address = r.outputs.get("role_arn") or r.outputs.get("user_arn")
+                out.text(f"   {r.workload}: {address}")
+                if r.key is not None:
+                    out.text(f"      key {r.key.keys[0]['id']} delivered to secret "
+                             f"{r.outputs['secret_name']} (the secret itself is never printed)")
             if not result.ok:
                 return 1
 
@@ -90,14 +97,54 @@ def run_demo(out: Output) -> int:
             result = apply_plan(plan)  # type: ignore[arg-type]
             import boto3
             iam = boto3.client("iam", region_name="us-east-1")
-            role = result.results[0].identity
-            for r in result.results:
-                if r.workload.endswith("invoice-worker"):
-                    role = r.identity
+            role = next(r.identity for r in result.results if r.workload.endswith("invoice-worker"))
             doc = iam.get_role_policy(RoleName=role, PolicyName="workload-ids")["PolicyDocument"]
             out.text(json.dumps(doc, indent=2))
             plan, _ = plan_aws()
             out.text(render_text(plan))  # type: ignore[arg-type]
+            if plan.has_changes or not result.ok:  # type: ignore[attr-defined]
+                return 1
+            if not _rotation_tour(out, aws_dir, config):
+                return 1
             out.text("")
             out.text("Done. Try it across separate commands with `workload-ids sandbox`.")
-            return 0 if result.ok and not plan.has_changes else 1  # type: ignore[attr-defined]
+            return 0
+
+
+def _rotation_tour(out: Output, aws_dir: Path, config: object) -> bool:
+    """Step 8: a month of key rotation for the key-mode service, by moving the clock."""
+    import os
+    from datetime import timedelta
+
+    from . import clock
+    from .calls import CallSeam
+    from .config import Config
+    from .rotation import rotate_workloads
+    from .validate import validate
+    assert isinstance(config, Config)
+    manifest = aws_dir / KEY_MODE_WORKLOAD
+    start = clock.now()
+    saved = os.environ.get(clock.ENV)
+    _step(out, 8, f"a month of key rotation for {KEY_MODE_WORKLOAD} (maxAge 30d, overlap 2d, "
+                  "grace 7d), moving the clock with WORKLOAD_IDS_CLOCK")
+    try:
+        for days, what in ((10, "day 10: nothing is due"),
+                           (31, "day 31: the key is due: new key, stored, verified; old key stays active"),
+                           (33.5, "day 33.5: the overlap is over: the old key is deactivated"),
+                           (41, "day 41: the grace period is over: the old key is deleted")):
+            os.environ[clock.ENV] = clock.format_time(start + timedelta(days=days))
+            out.text(f"   -- {what}")
+            checked = validate([manifest], config)
+            for report in rotate_workloads(checked.compiled, config, CallSeam()):
+                for action in report.actions:
+                    out.text(f"      {action}")
+                out.text("      keys: " + ", ".join(f"{k['id']} {k['status']}" for k in report.keys))
+                if report.error:
+                    out.text(f"      error: {report.error}")
+                    return False
+    finally:
+        if saved is None:
+            os.environ.pop(clock.ENV, None)
+        else:
+            os.environ[clock.ENV] = saved
+    return True

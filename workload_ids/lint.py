@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from .config import Config
 from .errors import Diagnostic
 from .escalation import is_escalation
+from .manifest import FEDERATION_CAPABLE
 from .model import CompiledWorkload
 from .templates import destructive
 from .validate import Validation
@@ -55,6 +58,10 @@ def _lint_workload(cw: CompiledWorkload, result: Validation) -> list[Diagnostic]
                          f"template {template.name} grants these actions on a {kind}; "
                          "use it instead of raw actions", "suggestion")
                     break
+    if spec.credentials.mode == "key" and spec.runtime in FEDERATION_CAPABLE:
+        warn(lw.position("spec", "runtime"),
+             f"runtime {spec.runtime} can federate: use mode: keyless with a federation entry "
+             "and hold no key at all")
     for i, fed in enumerate(spec.credentials.federation):
         ref = getattr(fed, "ref", None)
         if fed.kind == "github-actions" and ref and ref.startswith("refs/heads/") and \
@@ -74,10 +81,42 @@ def _template_actions(spec: object, provider: str, kind: str) -> set[str]:
     return set(definition.actions) | set(definition.dataActions)
 
 
-def lint(result: Validation, config: Config) -> list[Diagnostic]:
-    """Warnings and suggestions for every valid workload, positioned."""
+_DAY = timedelta(days=1)
+
+
+def key_age_findings(result: Validation, config: Config, seam: object) -> list[Diagnostic]:
+    """Cloud checks for ``lint --cloud``: keys older than their workload's maxAge."""
+    from .clock import now
+    from .durations import format_duration
+    from .providers import create_provider
+    from .rotation import is_key_mode, lifecycle, rotation_policy
+    out: list[Diagnostic] = []
+    providers: dict[str, object] = {}
+    for cw in result.compiled:
+        if not is_key_mode(cw):
+            continue
+        provider = providers.setdefault(cw.provider, create_provider(cw.provider, config, seam))  # type: ignore[arg-type]
+        desired = provider.desired(cw)  # type: ignore[attr-defined]
+        state = lifecycle(desired, provider, config, seam).read()
+        limit = rotation_policy(cw, config).max_age
+        for key in state.dated():
+            age = now() - key.created
+            if age > limit:
+                out.append(Diagnostic(
+                    cw.loaded.position("spec", "credentials"),
+                    f"key {key.key_id} of {cw.label} is {format_duration(age - age % _DAY)} old, "
+                    f"past its maxAge of {format_duration(limit)}; run `workload-ids rotate`",
+                    "warning"))
+    return out
+
+
+def lint(result: Validation, config: Config, seam: object | None = None) -> list[Diagnostic]:
+    """Warnings and suggestions for every valid workload, positioned. With ``seam``, also
+    the checks that read the cloud (key ages)."""
     findings: list[Diagnostic] = [d for d in result.diagnostics if d.severity == "warning"]
     for cw in result.compiled:
         findings.extend(_lint_workload(cw, result))
+    if seam is not None:
+        findings.extend(key_age_findings(result, config, seam))
     return sorted(findings, key=lambda d: (str(d.position.path) if d.position else "",
                                            d.position.line if d.position else 0))

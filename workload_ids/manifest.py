@@ -191,10 +191,19 @@ class AccessEntry(Strict):
     escalation: Escalation | None = None
 
 
+Runtime = Literal["github-actions", "gitlab-ci", "kubernetes", "ecs", "lambda", "ec2",
+                  "cloud-run", "gce", "azure-functions", "azure-vm", "on-premises",
+                  "vendor-hosted", "other"]
+# Runtimes that can obtain short-lived credentials by federation: no key needed.
+FEDERATION_CAPABLE = frozenset({"github-actions", "gitlab-ci", "kubernetes", "ecs", "lambda", "ec2",
+                                "cloud-run", "gce", "azure-functions", "azure-vm"})
+
+
 class Spec(Strict):
     """What the workload needs: where it runs, how it authenticates, what it reaches."""
 
     provider: Literal["aws", "gcp", "azure"]
+    runtime: Runtime | None = None
     aws: AwsTarget | None = None
     gcp: GcpTarget | None = None
     azure: AzureTarget | None = None
@@ -295,6 +304,9 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+_DURATION_FIELDS = frozenset({"maxAge", "overlap", "grace", "maxSessionDuration", "interval", "timeout"})
+
+
 def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     kind = error["type"]
     field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "value")
@@ -313,6 +325,8 @@ def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return ("federation 'kind' must be one of 'github-actions', 'kubernetes', 'aws-service'"
                 if kind == "union_tag_invalid" else "federation entry needs a 'kind'")
+    if kind == "string_type" and field in _DURATION_FIELDS:
+        return f"'{field}' is a duration: a string like '12h' or '30d', not {error.get('input')!r}"
     if kind == "string_type":
         return f"'{field}' must be a string, not {type(error.get('input')).__name__}" + (
             " (quote numbers, e.g. \"123456789012\")" if isinstance(error.get("input"), int) else "")
