@@ -22,7 +22,7 @@ from pathlib import Path
 from _common import REPO, Row, fmt, table
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("compile", "cold_start", "per_service_plan", "fleet_plan")
+BENCHMARKS = ("compile", "cold_start", "per_service_plan", "fleet_plan", "rotate")
 
 
 def versions() -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
+from .perf import RELAXED
 
 if TYPE_CHECKING:
     from .calls import CallSeam
@@ -327,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     # A run builds many small, short-lived objects (manifest nodes, policy documents) and
     # ends; the default collector thresholds spend ~25% of a fleet plan on them.
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(*RELAXED)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -361,36 +362,29 @@ def shape_diagnostics(error: ValidationError, doc: Document,
 
 def manifest_files(paths: Iterable[str | Path]) -> tuple[list[tuple[Path, bool]], list[Diagnostic]]:
     """Expand arguments to files. ``True`` marks files found in a directory (non-manifest
-    documents there are skipped rather than reported)."""
-    files: list[tuple[Path, bool]] = []
+    documents there are skipped rather than reported). Hidden folders are not searched."""
+    files: dict[str, tuple[Path, bool]] = {}
     problems: list[Diagnostic] = []
     for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.suffix in (".yaml", ".yml") and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            files.extend((p, True) for p in found)
-        elif path.is_file():
-            files.append((path, False))
+        top = os.fspath(raw)
+        if os.path.isdir(top):
+            for folder, subdirs, names in os.walk(top):
+                subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+                for name in sorted(names):
+                    if name.endswith((".yaml", ".yml")) and not name.startswith("."):
+                        full = os.path.join(folder, name)
+                        # A file named directly wins over the same file found in a folder.
+                        files.setdefault(os.path.abspath(full), (Path(full), True))
+        elif os.path.isfile(top):
+            files[os.path.abspath(top)] = (Path(top), False)
         else:
-            problems.append(Diagnostic(Position(str(raw)), "no such file or directory"))
-    unique: dict[Path, tuple[Path, bool]] = {}
-    for file, in_directory in files:
-        # A file named directly and found in a named directory is one file, not two; named
-        # directly wins (its non-manifest documents are then errors, as asked).
-        key = file.resolve()
-        earlier = unique.get(key)
-        unique[key] = (file, in_directory and (earlier[1] if earlier else True))
-    return list(unique.values()), problems
+            problems.append(Diagnostic(Position(top), "no such file or directory"))
+    return sorted(files.values(), key=lambda item: str(item[0])), problems
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+def _display(path: Path, cwd: str) -> str:
+    absolute = os.path.abspath(path)
+    return os.path.relpath(absolute, cwd) if absolute.startswith(cwd + os.sep) else str(path)
 
 
 def load_workloads(paths: Iterable[str | Path], *, skip_non_manifests: bool = False) -> LoadResult:
@@ -401,8 +395,9 @@ def load_workloads(paths: Iterable[str | Path], *, skip_non_manifests: bool = Fa
     """
     files, diagnostics = manifest_files(paths)
     result = LoadResult(workloads=[], diagnostics=diagnostics, files=len(files))
+    cwd = os.getcwd()
     for path, from_directory in files:
-        display = _display(path)
+        display = _display(path, cwd)
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

@@ -16,6 +16,7 @@ from .calls import CallSeam
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors
 from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
+from .perf import relaxed_gc
 from .providers import create_provider
 from .providers.interface import Provider
 from .rotation import is_key_mode, lifecycle
@@ -88,6 +89,12 @@ def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallS
     """Read the cloud and diff it against ``compiled``. Raises InputErrors for problems
     only the cloud can reveal (a missing OIDC provider) and ConflictError for identities
     that exist without our marker."""
+    with relaxed_gc():
+        return _build_plan(compiled, config, seam, fleet, progress)
+
+
+def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallSeam,
+                fleet: bool | None, progress: Callable[[int, int], None] | None) -> Plan:
     providers: dict[str, Provider] = {}
     for cw in compiled:
         if cw.provider not in providers:

@@ -254,10 +254,13 @@ class KeyLifecycle:
         self.policy = policy
         self.secret = secret
         self._sleep = sleep
+        self.prefetched: StoredSecret | None = None
         self.report = KeyReport(workload=desired.workload.label, identity=desired.name, secret=secret)
 
     def read(self) -> KeyState:
-        return KeyState(keys=self.backend.list_keys(self.desired), stored=self.store.describe(self.secret))
+        stored = self.prefetched if self.prefetched is not None else self.store.describe(self.secret)
+        self.prefetched = None  # good for the first read only; later reads see our changes
+        return KeyState(keys=self.backend.list_keys(self.desired), stored=stored)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -518,10 +521,20 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
         desired.append(providers[cw.provider].desired(cw))
     owned: dict[tuple[str, str, str], bool | None] = {}
     groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
+    prefetched: dict[str, StoredSecret] = {}
     for d in desired:
         groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
     for (name, target), items in groups.items():
         if len(items) > 3:
+            # Fleet run: one paged read of the account's identities and one of its secrets.
+            from .secrets import create_store
+            store = create_store(providers[name].secret_store_name(), config, seam, target,
+                                 providers[name])
+            prefix = config.credentials.secretName.split("{", 1)[0]
+            found = store.describe_many(prefix)
+            for d in items:
+                secret = secret_name(d.workload, config)
+                prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
             scope = {o.name: o for o in providers[name].observe_scope(target) if o.kind == "user"}
             for d in items:
                 o = scope.get(d.name)
@@ -532,6 +545,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
 
     def run(d: DesiredIdentity) -> KeyReport:
         cycle = lifecycle(d, providers[d.workload.provider], config, seam)
+        cycle.prefetched = prefetched.get(cycle.secret)
         mine = owned[(d.workload.provider, d.workload.target, d.name)]
         if mine is None:
             cycle.report.error = (f"{d.workload.label}: IAM user {d.name} does not exist; run "

@@ -17,6 +17,7 @@ from .config import Config
 from .errors import Diagnostic, InputErrors
 from .manifest import LoadedWorkload, load_workloads
 from .model import CompiledWorkload
+from .perf import relaxed_gc
 from .providers import static_checker
 from .rotation import key_mode_checks
 from .templates import TemplateSet, load_templates
@@ -95,7 +96,11 @@ def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
 def validate(paths: Iterable[str | Path], config: Config, *,
              skip_non_manifests: bool = False) -> Validation:
     """Run every static check on ``paths``; see the module docstring."""
-    path_list = list(paths)
+    with relaxed_gc():
+        return _validate(list(paths), config, skip_non_manifests)
+
+
+def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: bool) -> Validation:
     templates = load_templates(config.template_dirs())
     result = load_workloads(path_list, skip_non_manifests=skip_non_manifests)
     diagnostics = list(result.diagnostics)

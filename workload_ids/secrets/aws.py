@@ -8,6 +8,7 @@ key is idempotent (same token, same value).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,8 @@ class SecretsManagerStore:
         self.target = target
         self.provider = provider or AwsProvider(config, seam)
         self.client = self.provider.client(target, "secretsmanager")
+        self._version_ids: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
 
     def _fail(self, operation: str, exc: ClientError) -> Exception:
         return to_cloud_error(self.seam, "aws", operation, exc)
@@ -59,18 +62,45 @@ class SecretsManagerStore:
             if info and info.kind == NOT_FOUND:
                 return StoredSecret(name=name, exists=False)
             raise self._fail("secretsmanager.describe_secret", exc) from exc
+        return self._stored(name, doc.get("VersionIdsToStages") or {}, doc.get("Tags") or [])
+
+    def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
+        found: dict[str, StoredSecret] = {}
+        token: str | None = None
+        try:
+            while True:
+                params: dict[str, Any] = {"MaxResults": 100,
+                                          "Filters": [{"Key": "name", "Values": [prefix]}]}
+                if token:
+                    params["NextToken"] = token
+                page = self.client.list_secrets(**params)
+                for entry in page.get("SecretList", []):
+                    name = entry["Name"]
+                    if name.startswith(prefix):
+                        found[name] = self._stored(name, entry.get("SecretVersionsToStages") or {},
+                                                   entry.get("Tags") or [])
+                token = page.get("NextToken")
+                if not token:
+                    return found
+        except ClientError as exc:
+            raise self._fail("secretsmanager.list_secrets", exc) from exc
+
+    def _stored(self, name: str, version_stages: Mapping[str, Any], tag_list: list[Any]) -> StoredSecret:
         versions: dict[str, tuple[str, ...]] = {}
         issued: dict[str, datetime] = {}
-        self._version_ids: dict[tuple[str, str], str] = getattr(self, "_version_ids", {})
-        for version, stages in (doc.get("VersionIdsToStages") or {}).items():
+        with self._lock:
+            for version in version_stages:
+                parsed = parse_version(version)
+                if parsed:
+                    self._version_ids[(name, parsed[0])] = version
+        for version, stages in version_stages.items():
             parsed = parse_version(version)
             if parsed:
                 key, when = parsed
                 versions[key] = tuple(stages)
-                self._version_ids[(name, key)] = version
                 if when:
                     issued[key] = when
-        tags = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
+        tags = {t["Key"]: t["Value"] for t in tag_list}
         return StoredSecret(name=name, exists=True, tags=tags, versions=versions, issued_at=issued)
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
@@ -94,7 +124,7 @@ class SecretsManagerStore:
             raise self._fail("secretsmanager.put_secret_value", exc) from exc
 
     def read_key(self, name: str, key_id: str) -> SecretValue:
-        version = getattr(self, "_version_ids", {}).get((name, key_id))
+        version = self._version_ids.get((name, key_id))
         if version is None:
             self.describe(name)
             version = self._version_ids.get((name, key_id))

@@ -77,6 +77,9 @@ class SecretStore(Protocol):
     def describe(self, name: str) -> StoredSecret:
         """Metadata of the secret (versions, tags); ``exists`` is False if there is none."""
 
+    def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
+        """Every secret whose name starts with ``prefix``, in a few paged calls (fleet runs)."""
+
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         """Create the secret with no value if it does not exist; set ``tags`` on it."""
 

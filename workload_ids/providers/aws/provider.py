@@ -226,6 +226,7 @@ class AwsProvider:
         seam.register("aws", classify, make_fault)
         self._clients: dict[tuple[str, str], SeamClient] = {}
         self._sessions: dict[str, boto3.session.Session] = {}
+        self._verifiers: dict[str, SeamClient] = {}
         self._lock = threading.Lock()
         self._oidc: dict[str, set[str]] = {}
 
@@ -723,12 +724,20 @@ class AwsProvider:
 
     def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool:
         """One STS GetCallerIdentity signed with ``key``: does AWS accept it as our user?"""
-        session = boto3.session.Session(aws_access_key_id=key.key_id,
-                                        aws_secret_access_key=key.secret.reveal(),
-                                        region_name="us-east-1")
-        raw = session.client("sts", endpoint_url=self.config.aws.endpointUrl,
-                             config=BotoConfig(retries={"total_max_attempts": 1}))
-        sts = SeamClient(self.seam, "aws", "sts", raw)
+        with self._lock:
+            sts = self._verifiers.get(key.key_id)
+        if sts is None:
+            # A client of the account's session with the new key's credentials: it reuses
+            # the loaded service model instead of building a session per attempt.
+            raw = self._session(desired.workload.target).client(
+                "sts", endpoint_url=self.config.aws.endpointUrl, aws_access_key_id=key.key_id,
+                aws_secret_access_key=key.secret.reveal(), aws_session_token=None,
+                config=BotoConfig(retries={"total_max_attempts": 1}))
+            sts = SeamClient(self.seam, "aws", "sts", raw)
+            with self._lock:
+                self._verifiers[key.key_id] = sts
+                while len(self._verifiers) > 64:  # keys verified long ago are done with
+                    self._verifiers.pop(next(iter(self._verifiers)))
         try:
             arn = sts.get_caller_identity()["Arn"]
         except ClientError as exc:
