@@ -164,21 +164,9 @@ def moto_server() -> Iterator[str]:
         gc.collect()
 
 
-@contextmanager
-def _aws_environment(url: str) -> Iterator[None]:
-    from workload_ids.sandbox.aws import FAKE_CREDENTIALS
-    saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_ENDPOINT_URL"] = url
-    os.environ.pop("AWS_PROFILE", None)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def _aws_environment(url: str) -> Any:
+    from workload_ids.sandbox.aws import sandbox_environment
+    return sandbox_environment(endpoint_url=url)
 
 
 @contextmanager

@@ -191,7 +191,8 @@ def run_cli(*args: str) -> CliResult:  # type: ignore[no-redef]
 
 
 @pytest.fixture
-def secret_hygiene(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
+def secret_hygiene(caplog: pytest.LogCaptureFixture,
+                   capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
     """Records every secret the tool is handed by a cloud call during the test, and fails
     the test if any of them appears in CLI output, captured stdout/stderr, log records or
     files the test registers (JSON output, audit log) by appending their paths' text."""

@@ -178,6 +178,11 @@ def test_progress_bar_only_on_a_terminal():
             bar(i, 4)
     assert "[##############################] 4/4" in tty.getvalue()
     assert pipe.getvalue() == ""
+    big = io.StringIO()
+    bar = Progress("applying", big)
+    for i in range(1, 101):
+        bar(i, 100)
+    assert big.getvalue().splitlines() == [f"applying: {n}/100" for n in range(10, 101, 10)]
 
 
 def test_sandbox_serves_separate_commands(tmp_path):

@@ -16,7 +16,8 @@ def _path_line(result_err: str) -> str:
     ("{maxAge: 30d, overlap: -2d}", "12:38", "'-2d' is not a duration"),
     ("{maxAge: 30d, overlap: 30d}", "12:38", "overlap must be shorter than maxAge"),
     ("{maxAge: 30d, overlap: 40d}", "12:38", "overlap must be shorter than maxAge"),
-    ("{maxAge: 10d, overlap: 2d, grace: 9d}", "12:15", "overlap + grace (2d + 9d) must be shorter than maxAge"),
+    ("{maxAge: 10d, overlap: 2d, grace: 9d}", "12:15",
+     "overlap + grace (2d + 9d) must be shorter than maxAge"),
     ("{maxAge: 30m, overlap: 5m, grace: 5m}", "12:15", "maxAge must be at least 1h"),
     ("{maxAge: 30, overlap: 2d}", "12:24", "'maxAge' is a duration: a string like '12h' or '30d', not 30"),
 ])
@@ -36,7 +37,8 @@ def test_bad_rotation(aws, manifests, rotation, line, message):
 def test_key_mode_with_federation(aws, manifests):
     text = KEY_MODE.replace(
         "    rotation: {maxAge: 30d, overlap: 2d, grace: 7d}\n",
-        "    federation:\n      - kind: github-actions\n        repository: acme/x\n        ref: refs/heads/main\n")
+        "    federation:\n      - kind: github-actions\n"
+        "        repository: acme/x\n        ref: refs/heads/main\n")
     path = manifests({"v.yaml": text}) / "v.yaml"
     result = run_cli("apply", "--auto-approve", str(path))
     assert result.code == 1

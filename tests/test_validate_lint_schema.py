@@ -17,7 +17,7 @@ from conftest import ACCOUNT, EXAMPLES, PAYMENTS, CliResult, run_cli, workload
 EXAMPLE_WORKLOADS = {
     "prod/invoice-worker", "prod/ledger-export", "prod/payments-api",
     "prod/order-reconciliation", "prod/vendor-invoice-import",
-    "prod/catalog-sync", "prod/order-analytics",
+    "prod/catalog-sync", "prod/order-analytics", "prod/partner-feed",
 }
 
 

@@ -46,7 +46,10 @@ class Output:
 
 
 class Progress:
-    """A progress bar on a terminal; nothing (plain lines come from the caller) otherwise."""
+    """A progress bar on a terminal; on a pipe (CI logs), a plain line every tenth of a
+    large fleet run, and nothing for small ones."""
+
+    PLAIN_FROM = 50
 
     def __init__(self, label: str, stream: TextIO | None = None) -> None:
         self.label = label
@@ -54,7 +57,12 @@ class Progress:
         self.enabled = self.stream.isatty()
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or total < 2:
+        if not self.enabled:
+            step = max(1, total // 10)
+            if total >= self.PLAIN_FROM and (done % step == 0 or done == total):
+                print(f"{self.label}: {done}/{total}", file=self.stream, flush=True)
+            return
+        if total < 2:
             return
         width = 30
         filled = int(width * done / total)

@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 
-from .errors import Diagnostic
+from .errors import Diagnostic, Position
 from .escalation import is_escalation
 from .manifest import AccessEntry, LoadedWorkload
 from .model import CompiledWorkload, Grant, Marker
@@ -111,15 +111,17 @@ def _credential_problems(lw: LoadedWorkload) -> list[Diagnostic]:
         out.append(Diagnostic(lw.position("spec", "credentials", "rotation", key=True),
                               "rotation applies to mode: key only; keyless workloads hold no key"))
     for i, fed in enumerate(creds.federation):
-        where = lw.position("spec", "credentials", "federation", i)
+        fed_at = ("spec", "credentials", "federation", i)
         if fed.kind == "aws-service" and spec.provider != "aws":
-            out.append(Diagnostic(where, f"aws-service federation works on AWS only, not {spec.provider}"))
+            out.append(Diagnostic(lw.position(*fed_at),
+                                  f"aws-service federation works on AWS only, not {spec.provider}"))
         if fed.kind == "github-actions" and (fed.ref is None) == (fed.environment is None):
-            out.append(Diagnostic(where, "github-actions federation needs exactly one of 'ref' "
-                                         "(e.g. refs/heads/main) or 'environment'"))
+            out.append(Diagnostic(lw.position(*fed_at),
+                                  "github-actions federation needs exactly one of 'ref' "
+                                  "(e.g. refs/heads/main) or 'environment'"))
         pool = getattr(fed, "workloadIdentityPool", None)
         if spec.provider == "gcp" and fed.kind != "aws-service" and pool is None:
-            out.append(Diagnostic(where, "GCP federation needs 'workloadIdentityPool' "
+            out.append(Diagnostic(lw.position(*fed_at), "GCP federation needs 'workloadIdentityPool' "
                                          "(projects/NUMBER/locations/global/workloadIdentityPools/POOL)"))
         if spec.provider != "gcp" and pool is not None:
             out.append(Diagnostic(lw.position("spec", "credentials", "federation", i,
@@ -168,7 +170,9 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
                                   f"template {template.name!r} has no {provider} definition"))
             return grants
         for r, text in enumerate(entry.resources):
-            where = lw.position(*at, "resources", r)
+            # Positions are looked up only for messages: a fleet compiles thousands of entries.
+            def where(r: int = r) -> Position:
+                return lw.position(*at, "resources", r)
             parsed = parse_resource(provider, text, accepted)
             if parsed is None:
                 other = parse_resource(provider, text)
@@ -176,12 +180,12 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
                          "it has a wildcard; list exact resources" if _WILDCARD.search(text) else
                          "it matches no known resource kind")
                 examples = "; ".join(KINDS_BY_PROVIDER[provider][k].example for k in accepted[:2])
-                out.append(Diagnostic(where, f"{template.name} does not accept {text!r}: {found}; "
+                out.append(Diagnostic(where(), f"{template.name} does not accept {text!r}: {found}; "
                                              f"it accepts {', '.join(accepted)} (e.g. {examples})"))
                 continue
             problem = _where(parsed, lw)
             if problem:
-                out.append(Diagnostic(where, f"resource {text!r} {problem}"))
+                out.append(Diagnostic(where(), f"resource {text!r} {problem}"))
                 continue
             grants.extend(_template_grants(provider, template.name, index, parsed,
                                            getattr(template.spec, provider)[parsed.kind], escalation))
@@ -198,11 +202,13 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
         out.append(Diagnostic(lw.position(*at, "actions"), "'actions' must not be empty"))
     for a, action in enumerate([*actions, *(entry.dataActions or [])]):
         field = "actions" if a < len(actions) else "dataActions"
-        where = lw.position(*at, field, a if a < len(actions) else a - len(actions))
+        index_in_field = a if a < len(actions) else a - len(actions)
         if _WILDCARD.search(action):
-            out.append(Diagnostic(where, f"action {action!r} has a wildcard; list exact actions"))
+            out.append(Diagnostic(lw.position(*at, field, index_in_field),
+                                  f"action {action!r} has a wildcard; list exact actions"))
         elif not _RAW_ACTION[provider].fullmatch(action):
-            out.append(Diagnostic(where, f"{action!r} is not a {provider} action; write "
+            out.append(Diagnostic(lw.position(*at, field, index_in_field),
+                                  f"{action!r} is not a {provider} action; write "
                                          f"{_RAW_FORM[provider]}"))
     for r, text in enumerate(entry.resources):
         problem = _raw_resource_problem(provider, text, lw)

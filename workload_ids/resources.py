@@ -8,6 +8,7 @@ wrong kind or in the wrong place before any cloud is called.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -22,12 +23,17 @@ class ResourceKind:
 
     The pattern's named groups carry where the resource lives: ``account`` and
     ``region`` (AWS), ``project`` (GCP), ``subscription`` (Azure), and ``name``.
+    Patterns are compiled on first use: most runs touch a few kinds of one cloud.
     """
 
     provider: str
     name: str
-    pattern: re.Pattern[str]
+    source: str
     example: str
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return _compiled(self.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +49,13 @@ class ParsedResource:
     subscription: str | None = None
 
 
+@functools.cache
+def _compiled(source: str) -> re.Pattern[str]:
+    return re.compile(source)
+
+
 def _kind(provider: str, name: str, pattern: str, example: str) -> ResourceKind:
-    return ResourceKind(provider, name, re.compile(pattern), example)
+    return ResourceKind(provider, name, pattern, example)
 
 
 _ARM_RG = r"/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})/resourceGroups/[-\w._()]{1,90}/providers"

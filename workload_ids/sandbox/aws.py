@@ -52,12 +52,23 @@ def seed_oidc_providers(issuers: Iterable[str] = EXAMPLE_ISSUERS,
 def in_process_aws() -> Iterator[None]:
     """moto in this process, with dummy credentials; everything is gone on exit."""
     from moto import mock_aws
-    saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL")}
+    with sandbox_environment(endpoint_url=None), mock_aws():
+        yield
+
+
+@contextmanager
+def sandbox_environment(endpoint_url: str | None) -> Iterator[None]:
+    """Dummy credentials and ``AWS_ENDPOINT_URL`` (removed when None), restored on exit."""
+    keys = (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ.update(FAKE_CREDENTIALS)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("AWS_PROFILE", None)
+    if endpoint_url is None:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+    else:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint_url
     try:
-        with mock_aws():
-            yield
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
