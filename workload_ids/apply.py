@@ -64,6 +64,7 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
     """Apply every change of ``plan``. Workloads run concurrently (bounded); the changes of
     one workload run in plan order. A failing workload does not stop the others."""
     config = config or plan.config
+    auditor = config.auditor("apply")
     seam_start = _calls(plan)
     by_workload: dict[str, list[Change]] = {}
     for change in plan.changes:
@@ -78,22 +79,31 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
     def run(workload: str, changes: list[Change]) -> None:
         result = results[workload]
         provider = plan.providers[changes[0].provider]
+        change = changes[0]
         try:
             for change in changes:
                 if change.action in KEY_ACTIONS:
                     assert change.desired is not None
                     seam = getattr(provider, "seam", None)
-                    report = lifecycle(change.desired, provider, config, seam).advance(issue_only=True)
+                    report = lifecycle(change.desired, provider, config, seam,
+                                       auditor).advance(issue_only=True)
                     if report.error:
                         raise UserError(report.error)
                     result.key = report
                 else:
                     provider.apply(change)
+                    auditor.record(workload=change.workload, provider=change.provider,
+                                   target=change.target, identity=change.identity,
+                                   action=change.action, detail=change.details)
                 result.applied.append(change.action)
         except WorkloadIdsError as exc:
             result.error = exc.diagnostics()
         except Exception as exc:  # one workload's surprise must not hide the others' results
             result.error = f"unexpected {type(exc).__name__}: {exc} (rerun converges; report it)"
+        if result.error:
+            auditor.record(workload=change.workload, provider=change.provider, target=change.target,
+                           identity=change.identity, action=change.action,
+                           result=f"error: {result.error.splitlines()[0]}")
 
     done = 0
     total = len(by_workload)

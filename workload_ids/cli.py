@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
@@ -241,6 +242,27 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     return cmd_rotate(args, out, recover_only=True)
 
 
+def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
+    from .audit import verify
+    from .errors import UserError
+    config = _config(args)
+    path = Path(args.file) if args.file else config.audit_path()
+    if path is None:
+        raise UserError("no audit log configured: set audit.path in workload-ids.yaml, or pass --file")
+    if not path.is_file():
+        raise UserError(f"audit log {path} does not exist")
+    result = verify(path, args.expect_head)
+    if result.ok:
+        out.text(f"OK: {result.records} record(s) in {path}; head {result.head}")
+    else:
+        out.note(f"{path}:{result.bad_line}: {result.problem}")
+        out.text(f"TAMPERED: {path} line {result.bad_line}: {result.problem} "
+                 f"({result.records} record(s) before it verify)")
+    out.document({"ok": result.ok, "records": result.records, "head": result.head,
+                  "badLine": result.bad_line, "problem": result.problem, "path": str(path)})
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
 def cmd_schema(args: argparse.Namespace, out: Output) -> int:
     from .schema import manifest_schema
     print(json.dumps(manifest_schema(), indent=2), file=out.out)
@@ -313,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--now", metavar="NAME",
                         help="emergency: replace workload NAME's key at once and deactivate the old one")
     verb("recover", cmd_recover, "finish or undo key rotations that a crashed run left behind")
+    audit = sub.add_parser("audit", help="the audit log", description="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_verb", metavar="ACTION")
+    verify = audit_sub.add_parser("verify", parents=[common],
+                                  help="check the hash chain; name the first bad line")
+    verify.add_argument("--file", help="audit log to check (default: audit.path from the config)")
+    verify.add_argument("--expect-head", metavar="SHA256",
+                        help="the last record's hash as kept elsewhere (detects removed tail records)")
+    verify.set_defaults(fn=cmd_audit_verify)
     verb("schema", cmd_schema, "print the JSON Schema of a workload manifest", paths=False)
     inv = verb("inventory", cmd_inventory, "list the identities workload-ids manages", paths=False)
     inv.add_argument("paths", nargs="*", metavar="PATH",

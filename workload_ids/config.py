@@ -7,7 +7,7 @@ to the file itself, so the same config works from any working directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -86,6 +86,35 @@ class CredentialsConfig(_Strict):
     verify: VerifyConfig = VerifyConfig()
 
 
+class OwnersConfig(_Strict):
+    """Where owners are looked up: a file of owners, or a SCIM 2.0 service provider."""
+
+    source: Literal["file", "scim"]
+    path: str | None = None
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    tokenEnv: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    caBundle: str | None = None
+    timeout: Duration = "10s"
+
+
+class AuditConfig(_Strict):
+    """The audit log: a JSON Lines file, relative to the config file."""
+
+    path: Annotated[str, Field(min_length=1)] = "audit.jsonl"
+
+
+class CleanupConfig(_Strict):
+    """The orphan cleanup's grace period and guards."""
+
+    grace: Duration = "7d"
+    minAge: Duration = "1h"
+    maxActions: Annotated[int, Field(ge=1)] = 10
+    maxShare: Annotated[float, Field(gt=0, le=1)] = 0.10
+    fallbackOwner: dict[str, str] = {}
+    unusedAfter: Duration = "90d"
+    quarantineUnused: bool = False
+
+
 class ConfigFile(_Strict):
     """The file form of ``workload-ids.yaml``."""
 
@@ -94,6 +123,9 @@ class ConfigFile(_Strict):
     guardrails: Guardrails = Guardrails()
     calls: CallsConfig = CallsConfig()
     credentials: CredentialsConfig = CredentialsConfig()
+    owners: OwnersConfig | None = None
+    audit: AuditConfig | None = None
+    cleanup: CleanupConfig = CleanupConfig()
 
 
 class Config:
@@ -129,6 +161,20 @@ class Config:
     def credentials(self) -> CredentialsConfig:
         return self.data.credentials
 
+    @property
+    def cleanup(self) -> CleanupConfig:
+        return self.data.cleanup
+
+    def audit_path(self) -> Path | None:
+        """The audit log file, or None when the config keeps no audit log."""
+        return (self.base / self.data.audit.path).resolve() if self.data.audit else None
+
+    def auditor(self, command: str) -> Any:
+        """An :class:`~workload_ids.audit.Auditor` for ``command`` (a no-op without a log)."""
+        from .audit import Auditor, JsonlAuditLog
+        path = self.audit_path()
+        return Auditor(JsonlAuditLog(path) if path else None, command)
+
 
 def load_config(path: str | Path | None = None) -> Config:
     """Load ``path``, or ``workload-ids.yaml`` in the working directory, or defaults."""
@@ -158,4 +204,34 @@ def load_config(path: str | Path | None = None) -> Config:
     except ValidationError as exc:
         raise InputErrors(shape_diagnostics(exc, docs[0], ConfigFile)) from None
     positions = {".".join(str(p) for p in k): v for k, v in docs[0].positions.items()} if docs else {}
-    return Config(data, file.resolve().parent, file, positions)
+    config = Config(data, file.resolve().parent, file, positions)
+    problems = _semantic_problems(config)
+    if problems:
+        raise InputErrors(problems)
+    return config
+
+
+def _semantic_problems(config: Config) -> list[Diagnostic]:
+    """What the shape allows but the tool cannot work with."""
+    from datetime import timedelta
+
+    from .durations import parse_duration
+    out: list[Diagnostic] = []
+
+    def at(dotted: str) -> Position:
+        return config.position(dotted) or Position(str(config.path))
+
+    owners = config.data.owners
+    if owners is not None:
+        if owners.source == "file" and not owners.path:
+            out.append(Diagnostic(at("owners"), "owners.source is file: add owners.path "
+                                                "(an owners YAML or CSV file, relative to this config)"))
+        if owners.source == "scim" and (not owners.url or not owners.tokenEnv):
+            out.append(Diagnostic(at("owners"), "owners.source is scim: add owners.url (the SCIM base "
+                                                "URL) and owners.tokenEnv (the variable that holds the "
+                                                "bearer token)"))
+    if parse_duration(config.cleanup.grace) < timedelta(hours=1):
+        out.append(Diagnostic(at("cleanup.grace"),
+                              "cleanup.grace must be at least 1h: quarantined identities need time to "
+                              "be claimed before they are deleted"))
+    return out

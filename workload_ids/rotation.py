@@ -254,8 +254,17 @@ class KeyLifecycle:
         self.policy = policy
         self.secret = secret
         self._sleep = sleep
+        self.auditor: Any = _NO_AUDIT
         self.prefetched: StoredSecret | None = None
         self.report = KeyReport(workload=desired.workload.label, identity=desired.name, secret=secret)
+
+    def _act(self, text: str) -> None:
+        """Report an action, and record it in the audit log (key ids only)."""
+        self.report.actions.append(text)
+        w = self.desired.workload
+        self.auditor.record(workload=w.label, provider=w.provider, target=w.target,
+                            identity=self.desired.name, action=f"key-{text.split()[0]}",
+                            after=text, detail={"secret": self.secret})
 
     def read(self) -> KeyState:
         stored = self.prefetched if self.prefetched is not None else self.store.describe(self.secret)
@@ -274,15 +283,15 @@ class KeyLifecycle:
             # Not stored, and not there when the entry was written: the interrupted run's.
             if key.key_id not in issued and key.key_id not in journal.existing:
                 self.backend.delete_key(self.desired, key.key_id)
-                self.report.actions.append(f"deleted {key.key_id}: created by an interrupted run and "
+                self._act(f"deleted {key.key_id}: created by an interrupted run and "
                                            "never stored")
         state = self.read()
         current = state.stored.current_key()
         if current and current != journal.previous and state.key(current):
             self._verify(IssuedKey(current, self.store.read_key(self.secret, current), clock.now()))
-            self.report.actions.append(f"verified {current} (stored by an interrupted run)")
+            self._act(f"verified {current} (stored by an interrupted run)")
         self.store.remove_tags(self.secret, [JOURNAL_TAG])
-        self.report.actions.append("cleared the rotation journal")
+        self._act("cleared the rotation journal")
         return self.read()
 
     def refuse_foreign(self, state: KeyState) -> None:
@@ -309,9 +318,9 @@ class KeyLifecycle:
         key = self.backend.create_key(self.desired)
         created = key.issued
         self.store.put_key(self.secret, key, self.backend.secret_document(key))
-        self.report.actions.append(f"issued {key.key_id} into {self.secret}")
+        self._act(f"issued {key.key_id} into {self.secret}")
         self._verify(key)
-        self.report.actions.append(f"verified {key.key_id}")
+        self._act(f"verified {key.key_id}")
         self.store.remove_tags(self.secret, [JOURNAL_TAG])
         # The new state is known; reading it back would cost two calls per workload.
         versions = {k: tuple(s for s in stages if s not in ("AWSCURRENT", "AWSPREVIOUS"))
@@ -343,7 +352,7 @@ class KeyLifecycle:
             if key.status == "active":
                 self.backend.deactivate_key(self.desired, key.key_id)
             self.backend.delete_key(self.desired, key.key_id)
-            self.report.actions.append(f"deleted {key.key_id} to make room for a new key"
+            self._act(f"deleted {key.key_id} to make room for a new key"
                                        + (" (emergency)" if emergency and not due else ""))
             state = KeyState([k for k in state.keys if k.key_id != key.key_id], state.stored)
         if len(state.keys) < self.backend.key_limit:
@@ -409,7 +418,7 @@ class KeyLifecycle:
                 retired[key.key_id] = now
                 self.store.set_tags(self.secret, {RETIRED_TAG: encode_retired(retired)})
                 self.backend.deactivate_key(self.desired, key.key_id)
-                self.report.actions.append(f"deactivated {key.key_id}" +
+                self._act(f"deactivated {key.key_id}" +
                                            (" (emergency)" if emergency else ""))
                 changed = True
             elif key.key_id not in retired:
@@ -423,7 +432,7 @@ class KeyLifecycle:
                     self.store.set_tags(self.secret, {RETIRED_TAG: encode_retired(retired)})
                 else:
                     self.store.remove_tags(self.secret, [RETIRED_TAG])
-                self.report.actions.append(f"deleted {key.key_id} (grace period over)")
+                self._act(f"deleted {key.key_id} (grace period over)")
                 changed = True
         return self.read() if changed else state
 
@@ -486,13 +495,16 @@ class KeyLifecycle:
             self.report.next_at = cur.created + self.policy.max_age
 
 
-def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: Any) -> KeyLifecycle:
+def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: Any,
+              auditor: Any = None) -> KeyLifecycle:
     """The key lifecycle of a key-mode workload, over ``provider`` and its secret store."""
     from .secrets import create_store
     backend: CredentialBackend = provider  # type: ignore[assignment]
     store = create_store(backend.secret_store_name(), config, seam, desired.workload.target, provider)
-    return KeyLifecycle(backend, store, desired, rotation_policy(desired.workload, config),
-                        secret_name(desired.workload, config), sleep=seam.sleep)
+    cycle = KeyLifecycle(backend, store, desired, rotation_policy(desired.workload, config),
+                         secret_name(desired.workload, config), sleep=seam.sleep)
+    cycle.auditor = auditor or _NO_AUDIT
+    return cycle
 
 
 def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any, *,
@@ -543,8 +555,10 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             for d in items:
                 owned[(name, target, d.name)] = providers[name].owns(d)
 
+    auditor = config.auditor("recover" if recover_only else "rotate")
+
     def run(d: DesiredIdentity) -> KeyReport:
-        cycle = lifecycle(d, providers[d.workload.provider], config, seam)
+        cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor)
         cycle.prefetched = prefetched.get(cycle.secret)
         mine = owned[(d.workload.provider, d.workload.target, d.name)]
         if mine is None:
@@ -576,6 +590,14 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
 
 def is_key_mode(workload: CompiledWorkload) -> bool:
     return workload.loaded.workload.spec.credentials.mode == "key"
+
+
+class _NoAudit:
+    def record(self, **_: Any) -> None:
+        return None
+
+
+_NO_AUDIT = _NoAudit()
 
 
 class _Waiting(Exception):

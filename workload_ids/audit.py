@@ -1,0 +1,167 @@
+"""A tamper-evident audit log: one JSON record per change any command makes.
+
+Each record carries the SHA-256 of the previous record's canonical form (``prev``) and
+of its own (``hash``), so editing, removing or reordering a record breaks the chain at
+that line; ``workload-ids audit verify`` names the first bad line. Removing records from
+the *end* leaves a shorter valid chain: keep the last hash elsewhere (``verify
+--expect-head``) to catch that too. Records hold key ids and names, never secrets.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import clock
+
+GENESIS = "0" * 64
+
+
+def canonical(record: Mapping[str, Any]) -> str:
+    """The exact text that is hashed: sorted keys, no whitespace, ``hash`` left out."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def digest(record: Mapping[str, Any]) -> str:
+    return hashlib.sha256(canonical(record).encode()).hexdigest()
+
+
+class AuditSink(Protocol):
+    """Where audit records go."""
+
+    def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Chain and store ``record``; return it as stored (with ``prev`` and ``hash``)."""
+
+
+class JsonlAuditLog:
+    """A local JSON Lines file; appends are locked so concurrent runs keep one chain."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.path, "a+", encoding="utf-8") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                prev = _last_hash(fh)
+                stored = {**record, "prev": prev}
+                stored["hash"] = digest(stored)
+                fh.seek(0, os.SEEK_END)
+                fh.write(json.dumps(stored, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+        return stored
+
+
+def _last_hash(fh: Any) -> str:
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    if size == 0:
+        return GENESIS
+    # Read backwards for the last line: logs grow large, appends must stay cheap.
+    block = min(size, 65536)
+    while True:
+        fh.seek(size - block)
+        tail = fh.read(block)
+        lines = tail.rstrip("\n").split("\n")
+        if len(lines) > 1 or block == size:
+            break
+        block = min(size, block * 2)
+    try:
+        return str(json.loads(lines[-1])["hash"])
+    except (ValueError, KeyError, TypeError):
+        # A damaged last line: chain onto its text so verify reports it, never hides it.
+        return hashlib.sha256(lines[-1].encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of ``audit verify``."""
+
+    ok: bool
+    records: int
+    head: str
+    bad_line: int | None = None
+    problem: str | None = None
+
+
+def verify(path: Path, expect_head: str | None = None) -> Verification:
+    """Check every record's hash and link; name the first bad line (1-based)."""
+    prev = GENESIS
+    count = 0
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                return Verification(False, count, prev, number, "empty line")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                return Verification(False, count, prev, number, "not a JSON record")
+            if not isinstance(record, dict) or "hash" not in record or "prev" not in record:
+                return Verification(False, count, prev, number, "record without prev/hash")
+            if record["prev"] != prev:
+                return Verification(False, count, prev, number,
+                                    "chain broken: a record before this one was removed, "
+                                    "inserted or reordered")
+            if digest(record) != record["hash"]:
+                return Verification(False, count, prev, number, "record edited: its hash does not match")
+            prev = record["hash"]
+            count += 1
+    if expect_head and prev != expect_head:
+        return Verification(False, count, prev, count + 1,
+                            f"the log ends at {prev[:12]}…, not at the expected head "
+                            f"{expect_head[:12]}…: records were removed from the end")
+    return Verification(True, count, prev)
+
+
+def records(path: Path) -> Iterator[dict[str, Any]]:
+    """Every record, in order (no verification)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
+
+
+class Auditor:
+    """What commands use: fills in time, actor and command, then appends to the sink."""
+
+    def __init__(self, sink: AuditSink | None, command: str, actor: str | None = None) -> None:
+        self.sink = sink
+        self.command = command
+        self.actor = actor or _local_actor()
+
+    def record(self, *, workload: str, provider: str, target: str, identity: str, action: str,
+               before: Any = None, after: Any = None, result: str = "ok",
+               detail: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        if self.sink is None:
+            return None
+        entry: dict[str, Any] = {
+            "time": clock.format_time(clock.now()), "actor": self.actor, "command": self.command,
+            "workload": workload, "provider": provider, "target": target, "identity": identity,
+            "action": action, "before": before, "after": after, "result": result,
+        }
+        if detail:
+            entry["detail"] = dict(detail)
+        return self.sink.append(entry)
+
+
+def _local_actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    runner = os.environ.get("GITHUB_ACTOR") or os.environ.get("CI_JOB_ID")
+    return f"{user} ({'github:' + runner if os.environ.get('GITHUB_ACTOR') else runner})" if runner else user
