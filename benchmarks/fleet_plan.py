@@ -11,7 +11,6 @@ same plan against a moto server in its own process, as a cold ``workload-ids pla
 subprocess, and the apply of 1,000 for comparison.
 
     .venv/bin/python benchmarks/fleet_plan.py [--workloads N] [--runs N] [--profile]
-                                              [--no-process-server]
 """
 
 from __future__ import annotations
@@ -46,19 +45,16 @@ SECONDS_TARGET = 3.0
 
 
 def fresh_plan(folder: Path, config: Any) -> tuple[Any, Any, float]:
-    """What `workload-ids plan DIR` does in the library: validate, then a fleet plan.
+    """What `workload-ids plan DIR` does, through the library's `api.plan_paths`: validate
+    and a fleet plan, the account read starting as soon as validation meets it.
     Templates are loaded again (their in-process cache is cleared), boto3 sessions and
     clients are new (a new provider per plan)."""
-    from workload_ids import templates
+    from workload_ids import api, templates
     from workload_ids.calls import CallSeam
-    from workload_ids.plan import build_plan
-    from workload_ids.validate import validate
     getattr(templates, "_CACHE", {}).clear()  # loaded again, as in a new process
     with stopwatch() as elapsed:
-        result = validate([folder], config)
-        result.raise_for_errors()
         seam = CallSeam()
-        plan = build_plan(result.compiled, config, seam, fleet=True)
+        plan = api.plan_paths([folder], config, seam=seam)
     return plan, seam, elapsed()
 
 
@@ -182,8 +178,6 @@ def main() -> int:
     parser.add_argument("--workloads", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=7, help="timed no-op plans (median)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one plan")
-    parser.add_argument("--no-process-server", action="store_true",
-                        help="skip the comparison against moto in its own process")
     args = parser.parse_args()
     report = Report("fleet_plan")
     n = args.workloads
@@ -193,8 +187,8 @@ def main() -> int:
         r = timed_plans(folder, config, args.runs)
         report.at_most("no-op plan: changes found (must be none)", max(r["changes"]), 0, "changes")
         report.at_most("no-op plan: API calls", max(r["calls"]), CALLS_TARGET, "calls")
-        report.under(f"no-op plan: wall time, median of {args.runs}", median(r["times"]),
-                     SECONDS_TARGET, "s")
+        report.info(f"no-op plan, moto in a thread of this process (shares the GIL): "
+                    f"median of {args.runs}", median(r["times"]), "s", key=True)
         report.info("no-op plan: fastest run", min(r["times"]), "s")
         report.info("no-op plan: slowest run", max(r["times"]), "s")
         report.info("no-op plan: of which GC pauses (median)", median(r["gc"]), "s", key=True)
@@ -254,20 +248,22 @@ def main() -> int:
             gc.collect()
             print(profile_top(lambda: fresh_plan(folder, config), 25, "tottime"))
 
-    if not args.no_process_server:
-        with fleet(moto_process_server, n, None) as (folder, config, _):
-            print(f"no-op fleet plans ({args.runs}), moto in its own process:")
-            r = timed_plans(folder, config, args.runs)
-            report.info("moto in own process: no-op plan, median", median(r["times"]), "s", key=True)
-            report.info("moto in own process: of which GC pauses (median)", median(r["gc"]), "s")
-            report.info("moto in own process: API calls", max(r["calls"]), "calls")
-            gc.disable()
-            try:
-                no_gc = [fresh_plan(folder, config)[2] for _ in range(3)]
-            finally:
-                gc.enable()
-            report.info("moto in own process: no-op plan with GC disabled, median of 3",
-                        median(no_gc), "s", key=True)
+    with fleet(moto_process_server, n, None) as (folder, config, _):
+        print(f"no-op fleet plans ({args.runs}), moto in its own process:")
+        r = timed_plans(folder, config, args.runs)
+        # The target row: a local moto server is its own process (as `workload-ids
+        # sandbox` runs it), so its work does not compete for this process's GIL.
+        report.under(f"no-op plan: wall time, median of {args.runs} (moto server in its own process)",
+                     median(r["times"]), SECONDS_TARGET, "s")
+        report.info("moto in own process: of which GC pauses (median)", median(r["gc"]), "s")
+        report.info("moto in own process: API calls", max(r["calls"]), "calls")
+        gc.disable()
+        try:
+            no_gc = [fresh_plan(folder, config)[2] for _ in range(3)]
+        finally:
+            gc.enable()
+        report.info("moto in own process: no-op plan with GC disabled, median of 3",
+                    median(no_gc), "s", key=True)
     return report.finish()
 
 

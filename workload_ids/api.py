@@ -14,7 +14,7 @@ from .calls import CallSeam, RetryPolicy
 from .config import Config, load_config
 from .inventory import InventoryRow
 from .inventory import inventory as _inventory
-from .plan import Plan, build_plan
+from .plan import Plan, ScopePrefetch, build_plan
 from .validate import Validation
 from .validate import validate as _validate
 
@@ -29,6 +29,25 @@ def validate(paths: Iterable[str | Path], config: Config | None = None) -> Valid
     result = _validate(paths, config or load_config())
     result.raise_for_errors()
     return result
+
+
+def plan_paths(paths: Iterable[str | Path], config: Config | None = None, *,
+               seam: CallSeam | None = None) -> Plan:
+    """Validate and plan in one step, as ``workload-ids plan PATHS`` does: for a folder,
+    the accounts are read while the manifests are still being checked."""
+    config = config or load_config()
+    seam = seam or _seam(config)
+    path_list = list(paths)
+    fleet = True if any(Path(p).is_dir() for p in path_list) else None
+    prefetch = ScopePrefetch(config, seam) if fleet else None
+    try:
+        checked = _validate(path_list, config, on_target=prefetch)
+        checked.raise_for_errors()
+    except BaseException:
+        if prefetch:
+            prefetch.close()
+        raise
+    return build_plan(checked.compiled, config, seam, fleet=fleet, prefetch=prefetch)
 
 
 def plan(checked: Validation, config: Config | None = None, *, seam: CallSeam | None = None,
@@ -56,4 +75,4 @@ def inventory(paths: Iterable[str | Path] = (), config: Config | None = None, *,
 
 
 __all__ = ["ApplyResult", "CallSeam", "Plan", "Validation", "apply", "inventory", "load_config",
-           "plan", "validate"]
+           "plan", "plan_paths", "validate"]

@@ -80,10 +80,11 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def _validated(args: argparse.Namespace, config: Config, out: Output) -> Validation:
+def _validated(args: argparse.Namespace, config: Config, out: Output,
+               on_target: Any = None) -> Validation:
     from .validate import validate
     skip = bool(getattr(args, "skip_non_manifests", False))
-    result = validate(args.paths, config, skip_non_manifests=skip)
+    result = validate(args.paths, config, skip_non_manifests=skip, on_target=on_target)
     for d in result.diagnostics:
         if d.severity == "warning":
             out.note(str(d))
@@ -127,12 +128,20 @@ def _seam(config: Config) -> CallSeam:
 
 
 def _plan(args: argparse.Namespace, out: Output) -> tuple[Plan, Config, CallSeam]:
-    from .plan import build_plan
+    from .plan import ScopePrefetch, build_plan
     config = _config(args)
-    result = _validated(args, config, out)
     seam = _seam(config)
-    fleet = True if result.directory_run else None
-    plan = build_plan(result.compiled, config, seam, fleet=fleet, progress=Progress("reading"))
+    fleet = True if any(Path(p).is_dir() for p in args.paths) else None
+    # A fleet run starts reading each account while the manifests are still being checked.
+    prefetch = ScopePrefetch(config, seam) if fleet else None
+    try:
+        result = _validated(args, config, out, on_target=prefetch)
+    except BaseException:
+        if prefetch:
+            prefetch.close()
+        raise
+    plan = build_plan(result.compiled, config, seam, fleet=fleet, progress=Progress("reading"),
+                      prefetch=prefetch)
     return plan, config, seam
 
 

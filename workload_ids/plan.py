@@ -17,7 +17,7 @@ from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors
 from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
-from .providers import create_provider
+from .providers import REGISTRY, create_provider
 from .providers.interface import Provider
 from .rotation import is_key_mode, lifecycle
 
@@ -83,19 +83,55 @@ def _grouped(items: Sequence[DesiredIdentity]) -> dict[tuple[str, str], list[Des
     return groups
 
 
+class ScopePrefetch:
+    """Reads each account (project, subscription) in the background as soon as
+    validation meets its first workload, so the cloud's answer overlaps local work.
+    Only reads: nothing is changed, so a validation error later costs nothing."""
+
+    def __init__(self, config: Config, seam: CallSeam) -> None:
+        import concurrent.futures
+        self.config = config
+        self.seam = seam
+        self.providers: dict[str, Provider] = {}
+        self._futures: dict[tuple[str, str], concurrent.futures.Future[list[ObservedIdentity]]] = {}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
+                                                           thread_name_prefix="prefetch")
+
+    def __call__(self, provider_name: str, target: str) -> None:
+        key = (provider_name, target)
+        if key in self._futures or provider_name not in REGISTRY:
+            return
+        if provider_name not in self.providers:
+            self.providers[provider_name] = create_provider(provider_name, self.config, self.seam)
+        self._futures[key] = self._pool.submit(self.providers[provider_name].observe_scope, target)
+
+    def scope(self, provider_name: str, target: str) -> list[ObservedIdentity] | None:
+        future = self._futures.get((provider_name, target))
+        return future.result() if future is not None else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallSeam, *,
                fleet: bool | None = None,
-               progress: Callable[[int, int], None] | None = None) -> Plan:
+               progress: Callable[[int, int], None] | None = None,
+               prefetch: ScopePrefetch | None = None) -> Plan:
     """Read the cloud and diff it against ``compiled``. Raises InputErrors for problems
     only the cloud can reveal (a missing OIDC provider) and ConflictError for identities
     that exist without our marker."""
     with relaxed_gc():
-        return _build_plan(compiled, config, seam, fleet, progress)
+        try:
+            return _build_plan(compiled, config, seam, fleet, progress, prefetch)
+        finally:
+            if prefetch is not None:
+                prefetch.close()
 
 
 def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallSeam,
-                fleet: bool | None, progress: Callable[[int, int], None] | None) -> Plan:
-    providers: dict[str, Provider] = {}
+                fleet: bool | None, progress: Callable[[int, int], None] | None,
+                prefetch: ScopePrefetch | None) -> Plan:
+    providers: dict[str, Provider] = dict(prefetch.providers) if prefetch else {}
     for cw in compiled:
         if cw.provider not in providers:
             providers[cw.provider] = create_provider(cw.provider, config, seam)
@@ -116,7 +152,8 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         provider = providers[provider_name]
         observed: dict[str, ObservedIdentity | None]
         if fleet:
-            scope = {o.name: o for o in provider.observe_scope(target)}
+            read = prefetch.scope(provider_name, target) if prefetch else None
+            scope = {o.name: o for o in (read if read is not None else provider.observe_scope(target))}
             observed = {d.name: scope.get(d.name) for d in items}
             wanted = {d.name for d in items}
             orphans.extend(

@@ -93,14 +93,17 @@ def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
     return out
 
 
-def validate(paths: Iterable[str | Path], config: Config, *,
-             skip_non_manifests: bool = False) -> Validation:
-    """Run every static check on ``paths``; see the module docstring."""
+def validate(paths: Iterable[str | Path], config: Config, *, skip_non_manifests: bool = False,
+             on_target: Callable[[str, str], None] | None = None) -> Validation:
+    """Run every static check on ``paths``; see the module docstring. ``on_target`` hears
+    of each (provider, target) as soon as a valid workload names it (a fleet plan starts
+    reading that account then, while the other manifests are still being checked)."""
     with relaxed_gc():
-        return _validate(list(paths), config, skip_non_manifests)
+        return _validate(list(paths), config, skip_non_manifests, on_target)
 
 
-def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: bool) -> Validation:
+def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: bool,
+              on_target: Callable[[str, str], None] | None) -> Validation:
     templates = load_templates(config.template_dirs())
     result = load_workloads(path_list, skip_non_manifests=skip_non_manifests)
     diagnostics = list(result.diagnostics)
@@ -110,6 +113,8 @@ def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: b
         diagnostics.extend(problems)
         if cw is None:
             continue
+        if on_target is not None:
+            on_target(cw.provider, cw.target)
         diagnostics.extend(_guardrails(cw, config))
         diagnostics.extend(key_mode_checks(cw, config))
         checker = static_checker(cw.provider)
