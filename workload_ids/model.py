@@ -77,6 +77,9 @@ class CompiledWorkload:
     loaded: LoadedWorkload
     grants: tuple[Grant, ...]
     marker: Marker
+    # Rendered identities by provider: validate's size checks and plan need the same one.
+    rendered: dict[str, DesiredIdentity] = field(default_factory=dict, compare=False, hash=False,
+                                                 repr=False)
 
     @property
     def provider(self) -> str:
@@ -111,6 +114,7 @@ class DesiredIdentity:
     tags: Mapping[str, str]
     settings: Mapping[str, str]
     address: str = ""  # ARN, email or resource id once known
+    objects: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # parsed documents
 
 
 @dataclass(frozen=True, slots=True)

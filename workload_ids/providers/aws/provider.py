@@ -151,6 +151,36 @@ def make_fault(kind: str, operation: str) -> BaseException:
     return ClientError(response, operation.split(".")[-1])
 
 
+class JsonDocuments(Mapping[str, str]):
+    """Documents as IAM returned them (parsed), turned into canonical text only when
+    something asks: a no-op fleet plan compares the parsed forms and never needs it."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self._text: dict[str, str] = {}
+
+    def __getitem__(self, key: str) -> str:
+        if key not in self._text:
+            self._text[key] = render.canonical(self.raw[key])
+        return self._text[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+def _same(observed: ObservedIdentity, desired: DesiredIdentity, key: str) -> bool:
+    """Whether a document in the cloud equals the desired one (key order aside)."""
+    raw: Mapping[str, Any] | None = getattr(observed.documents, "raw", None)
+    if raw is not None and desired.objects and (key in raw) == (key in desired.objects) \
+            and (key not in raw or raw[key] == desired.objects[key]):
+        return True
+    have, want = observed.documents.get(key, ""), desired.documents.get(key, "")
+    return have == want or _normal(have or "{}") == _normal(want or "{}")
+
+
 def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or ()}
 
@@ -346,7 +376,7 @@ class AwsProvider:
         return self._observed(target, desired.kind, entity, tags, documents, foreign)
 
     def _observed(self, target: str, kind: str, entity: Mapping[str, Any], tags: dict[str, str],
-                  documents: dict[str, str], foreign: list[str]) -> ObservedIdentity:
+                  documents: Mapping[str, str], foreign: list[str]) -> ObservedIdentity:
         boundary = (entity.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn", "")
         settings = {"path": entity.get("Path", ""), "boundary": boundary}
         if kind == "role":
@@ -399,13 +429,13 @@ class AwsProvider:
                 ours = tags.get(MARKER_KEYS[0]) is not None or entity.get("Path") == path
                 if not ours and not name.startswith(self.config.aws.namePrefix + "_"):
                     continue
-                documents: dict[str, str] = {}
+                raw: dict[str, Any] = {}
                 if kind == "role":
-                    documents["trust"] = render.canonical(entity.get("AssumeRolePolicyDocument", {}))
+                    raw["trust"] = entity.get("AssumeRolePolicyDocument", {})
                 foreign: list[str] = []
                 for inline in entity.get(ops.detail_policies, []):
                     if inline["PolicyName"] == render.POLICY_NAME:
-                        documents["policy"] = render.canonical(inline["PolicyDocument"])
+                        raw["policy"] = inline["PolicyDocument"]
                     else:
                         foreign.append(f"inline:{inline['PolicyName']}")
                 foreign += [f"attached:{p['PolicyArn']}"
@@ -413,7 +443,7 @@ class AwsProvider:
                 foreign += [f"group:{g}" for g in entity.get("GroupList", [])]
                 merged = {**entity, **{k: v for k, v in listed.get(name, {}).items()
                                        if k in ("MaxSessionDuration", "Description")}}
-                observed.append(self._observed(target, kind, merged, tags, documents, foreign))
+                observed.append(self._observed(target, kind, merged, tags, JsonDocuments(raw), foreign))
         return observed
 
     def _pages_of(self, client: SeamClient, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -516,14 +546,13 @@ class AwsProvider:
                 f"rename the workload, or delete or rename that {observed.kind} if it is truly unused; "
                 f"workload-ids never adopts a {observed.kind} it did not create")
         changes: list[Change] = []
-        if desired.kind == "role":
+        if desired.kind == "role" and not _same(observed, desired, "trust"):
             have_trust = observed.documents.get("trust", "")
             want_trust = desired.documents.get("trust", "")
-            if _normal(have_trust or "{}") != _normal(want_trust or "{}"):
-                changes.append(change("update-trust", trust=_diff_pairs(
-                    trust_pairs(have_trust), trust_pairs(want_trust), "principal", "subject")))
-        have_policy = observed.documents.get("policy", "")
-        if _normal(have_policy or "{}") != _normal(want_policy or "{}"):
+            changes.append(change("update-trust", trust=_diff_pairs(
+                trust_pairs(have_trust), trust_pairs(want_trust), "principal", "subject")))
+        if not _same(observed, desired, "policy"):
+            have_policy = observed.documents.get("policy", "")
             changes.append(change("update-permissions", permissions=_diff_pairs(
                 permission_pairs(have_policy), permission_pairs(want_policy), "action", "resource")))
         for item in observed.foreign:

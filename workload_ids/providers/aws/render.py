@@ -148,24 +148,35 @@ def boundary_arn(workload: CompiledWorkload, config: Config) -> str:
 
 def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     """The role (or user, for key mode) a workload should have, rendered for IAM."""
+    cached = workload.rendered.get(f"aws:{id(config)}")
+    if cached is not None:
+        return cached
+    desired = _render(workload, config)
+    workload.rendered[f"aws:{id(config)}"] = desired
+    return desired
+
+
+def _render(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     key_mode = workload.loaded.workload.spec.credentials.mode == "key"
     kind = "user" if key_mode else "role"
     name = identity_name(config.aws.namePrefix, workload.environment, workload.name,
                          USER_NAME_MAX if key_mode else ROLE_NAME_MAX)
-    documents = {"policy": canonical(policy_document(workload.grants))}
+    objects: dict[str, Any] = {"policy": policy_document(workload.grants)}
     settings = {"path": config.aws.rolePath, "boundary": boundary_arn(workload, config)}
     if key_mode:
         from ...rotation import secret_name
         settings["secretName"] = secret_name(workload, config)
     if not key_mode:
-        documents["trust"] = canonical(trust_document(
-            workload.target, workload.loaded.workload.spec.credentials.federation))
+        objects["trust"] = trust_document(workload.target,
+                                          workload.loaded.workload.spec.credentials.federation)
         settings["maxSessionDuration"] = str(session_seconds(workload, config))
         settings["description"] = workload.loaded.workload.metadata.description
     prefix = "role" if kind == "role" else "user"
     address = f"arn:aws:iam::{workload.target}:{prefix}{config.aws.rolePath}{name}"
+    documents = {k: canonical(v) for k, v in objects.items()}
     return DesiredIdentity(workload=workload, kind=kind, name=name, documents=documents,
-                           tags=workload.marker.as_tags(), settings=settings, address=address)
+                           tags=workload.marker.as_tags(), settings=settings, address=address,
+                           objects=objects)
 
 
 def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
