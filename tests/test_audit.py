@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -30,7 +31,7 @@ def test_apply_and_rotate_write_chained_records_without_secrets(secret_hygiene, 
     lines = log.read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert records[0]["prev"] == GENESIS
-    assert all(r["prev"] == p["hash"] for p, r in zip(records, records[1:], strict=False))
+    assert all(r["prev"] == p["hash"] for p, r in itertools.pairwise(records))
     by_action = [(r["command"], r["workload"], r["action"]) for r in records]
     assert ("apply", "prod/payments-api", "create") in by_action
     assert ("apply", "prod/vendor-sync", "create") in by_action
