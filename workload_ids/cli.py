@@ -289,6 +289,36 @@ def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
+    from .cleanup.workflow import cleanup, render_report
+    config = _config(args)
+    _clock_notice(out)
+    seam = _seam(config)
+    report = cleanup(args.paths, config, seam, apply=args.apply, max_actions=args.max_actions,
+                     provider=args.provider, targets=args.target, progress=Progress("cleaning up"))
+    out.text(render_report(report))
+    out.document(report.as_json())
+    if report.applied and not report.ok:
+        return EXIT_ERROR
+    if args.detailed_exitcode and not report.applied and report.actions:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, out: Output) -> int:
+    from .cleanup.restore import restore
+    config = _config(args)
+    seam = _seam(config)
+    result = restore(args.identity, config, seam, target=args.target)
+    out.text(f"Restored {result.kind} {result.identity} ({result.workload}) in {result.target}:")
+    for step in result.steps:
+        out.text(f"    {step}")
+    for note in result.notes:
+        out.text(f"note: {note}")
+    out.document({**result.as_json(), "apiCalls": seam.stats.total})
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     from .demo import run_demo
     return run_demo(out)
@@ -359,6 +389,24 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
     inv.add_argument("--target", action="append", default=[],
                      help="account/project/subscription to read (repeatable)")
+    clean = verb("cleanup", cmd_cleanup, "find identities whose owner or manifest is gone; "
+                 "quarantine, transfer, release and delete them (dry run unless --apply)", paths=False)
+    clean.add_argument("paths", nargs="*", metavar="PATH",
+                       help="the manifests (usually the whole folder): identities no manifest "
+                            "declares are decommissioned")
+    clean.add_argument("--apply", action="store_true", help="act; without it, only report")
+    clean.add_argument("--max-actions", type=int, metavar="N",
+                       help="refuse to quarantine or delete more than N identities (default: "
+                            "cleanup.maxActions, 10)")
+    clean.add_argument("--detailed-exitcode", action="store_true",
+                       help="dry run: exit 2 when there is something to do, 0 when nothing")
+    clean.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
+    clean.add_argument("--target", action="append", default=[],
+                       help="also read this account/project/subscription (repeatable)")
+    restore = verb("restore", cmd_restore, "recreate an identity that cleanup deleted, from the "
+                   "restore bundle in the audit log", paths=False)
+    restore.add_argument("identity", metavar="IDENTITY", help="the role or user name")
+    restore.add_argument("--target", help="the account, when the name was deleted in several")
     verb("demo", cmd_demo, "a guided tour against an in-process AWS; no account needed",
          paths=False)
     sandbox = verb("sandbox", cmd_sandbox, "run a local AWS (moto server) until stopped",

@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from . import clock
+from .cleanup.mark import MARK_TAG
 from .config import Config
 from .durations import format_duration, parse_duration
 from .errors import Diagnostic, UserError, WorkloadIdsError
-from .model import CompiledWorkload, DesiredIdentity, KeyInfo
+from .model import CompiledWorkload, DesiredIdentity, KeyInfo, Marker
 from .secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretStore, SecretValue, StoredSecret
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -531,7 +533,8 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
         if cw.provider not in providers:
             providers[cw.provider] = create_provider(cw.provider, config, seam)
         desired.append(providers[cw.provider].desired(cw))
-    owned: dict[tuple[str, str, str], bool | None] = {}
+    # None: the identity is missing; otherwise its tags (our marker, any quarantine mark).
+    owned: dict[tuple[str, str, str], Mapping[str, str] | None] = {}
     groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
     prefetched: dict[str, StoredSecret] = {}
     for d in desired:
@@ -550,17 +553,18 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             scope = {o.name: o for o in providers[name].observe_scope(target) if o.kind == "user"}
             for d in items:
                 o = scope.get(d.name)
-                owned[(name, target, d.name)] = None if o is None else o.marker is not None
+                owned[(name, target, d.name)] = None if o is None else o.tags
         else:
             for d in items:
-                owned[(name, target, d.name)] = providers[name].owns(d)
+                owned[(name, target, d.name)] = providers[name].owned_tags(d)
 
     auditor = config.auditor("recover" if recover_only else "rotate")
 
     def run(d: DesiredIdentity) -> KeyReport:
         cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor)
         cycle.prefetched = prefetched.get(cycle.secret)
-        mine = owned[(d.workload.provider, d.workload.target, d.name)]
+        tags = owned[(d.workload.provider, d.workload.target, d.name)]
+        mine = None if tags is None else Marker.from_tags(tags) is not None
         if mine is None:
             cycle.report.error = (f"{d.workload.label}: IAM user {d.name} does not exist; run "
                                   "`workload-ids apply` for this manifest first")
@@ -568,6 +572,13 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
         if not mine:
             cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} does not carry the "
                                   "workload-ids ownership tags; it is never modified")
+            cycle.report.refused = True
+            return cycle.report
+        if tags is not None and MARK_TAG in tags:
+            # Issuing a key would undo the quarantine; cleanup releases it when its owner
+            # or manifest returns, and rotation resumes then.
+            cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} is quarantined by cleanup "
+                                  f"({tags[MARK_TAG]}); its keys are left alone until it is released")
             cycle.report.refused = True
             return cycle.report
         if recover_only:

@@ -9,10 +9,14 @@ before acting. Rotation and cleanup (later) are workflows over the same interfac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import Diagnostic
 from ..model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
+
+if TYPE_CHECKING:
+    from ..cleanup.mark import QuarantineMark
 
 
 class Provider(Protocol):
@@ -51,3 +55,31 @@ class Provider(Protocol):
 
     def current_target(self) -> str:
         """The account/project/subscription the ambient credentials reach."""
+
+    # --- leavers (cleanup and restore); each step idempotent, checked for our marker ---
+
+    def last_used(self, identity: ObservedIdentity) -> datetime | None:
+        """When the identity was last used (from the batch read where the cloud has it)."""
+
+    def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        """Whether a marked identity is really disabled; None when it cannot be told
+        without extra calls."""
+
+    def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
+        """Write the mark, then disable the identity and revoke its sessions without
+        destroying anything; returns the mark as written."""
+
+    def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
+        """Undo :meth:`quarantine`: re-enable, then clear the mark."""
+
+    def transfer(self, identity: ObservedIdentity, successor: str) -> None:
+        """Hand the identity to ``successor`` (the owner in its marker)."""
+
+    def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
+        """Its full definition, enough for :meth:`restore` to recreate it."""
+
+    def delete(self, identity: ObservedIdentity) -> list[str]:
+        """Ordered teardown, tolerant of parts already gone; returns the steps taken."""
+
+    def restore(self, bundle: dict[str, Any]) -> list[str]:
+        """Recreate an identity from a bundle (converges when rerun); returns the steps."""

@@ -42,19 +42,23 @@ from ...calls import (
     SeamClient,
     to_cloud_error,
 )
+from ...cleanup.mark import TRANSFERRED_FROM_TAG
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
 from ...model import (
     MARKER_KEYS,
+    TAG_OWNER,
     Change,
     CompiledWorkload,
     DesiredIdentity,
     KeyInfo,
-    Marker,
     ObservedIdentity,
 )
 from ...secrets.interface import IssuedKey, SecretValue
 from . import render
+from .retire import QUARANTINE_POLICY, RetireMixin
+
+OUR_POLICIES = (render.POLICY_NAME, QUARANTINE_POLICY)
 
 _THROTTLE_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
@@ -181,6 +185,12 @@ def _same(observed: ObservedIdentity, desired: DesiredIdentity, key: str) -> boo
     return have == want or _normal(have or "{}") == _normal(want or "{}")
 
 
+def _transferred(observed: ObservedIdentity, key: str, wanted: str) -> bool:
+    """Whether ``key`` differs only because cleanup handed the identity to a successor
+    and the manifest still names the owner who left: apply must not undo the transfer."""
+    return key == TAG_OWNER and observed.tags.get(TRANSFERRED_FROM_TAG) == wanted
+
+
 def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in items or ()}
 
@@ -245,7 +255,7 @@ def _diff_pairs(old: set[tuple[str, str]], new: set[tuple[str, str]], a: str, b:
     }
 
 
-class AwsProvider:
+class AwsProvider(RetireMixin):
     """IAM roles (keyless) for workloads; see the module docstring."""
 
     name = "aws"
@@ -370,9 +380,10 @@ class AwsProvider:
                     for g in page] if desired.kind == "user" else []
             except ClientError as exc:
                 raise self._cloud(f"iam.read_{desired.kind}", exc) from exc
-            foreign = [f"inline:{n}" for n in names if n != render.POLICY_NAME]
+            foreign = [f"inline:{n}" for n in names if n not in OUR_POLICIES]
             foreign += [f"attached:{arn}" for arn in attached]
             foreign += [f"group:{g}" for g in groups]
+            entity = {**entity, "_quarantined": QUARANTINE_POLICY in names}
         return self._observed(target, desired.kind, entity, tags, documents, foreign)
 
     def _observed(self, target: str, kind: str, entity: Mapping[str, Any], tags: dict[str, str],
@@ -385,10 +396,21 @@ class AwsProvider:
             settings["description"] = entity.get("Description", "")
         last_used = (entity.get("RoleLastUsed") or {}).get("LastUsedDate") if kind == "role" \
             else entity.get("PasswordLastUsed")
+        ops = KIND_OPS[kind]
+        # What cleanup needs to judge, quarantine, bundle and tear down an identity without
+        # reading it again: the batch read already holds all of it.
+        extra: dict[str, Any] = {
+            "lastUsed": last_used, "created": entity.get("CreateDate"),
+            "quarantined": bool(entity.get("_quarantined")),
+            "inline": {p["PolicyName"]: p["PolicyDocument"] for p in entity.get(ops.detail_policies, [])},
+            "attached": [p["PolicyArn"] for p in entity.get("AttachedManagedPolicies", [])],
+            "instanceProfiles": [p["InstanceProfileName"] for p in entity.get("InstanceProfileList", [])],
+            "groups": list(entity.get("GroupList", [])),
+        }
         return ObservedIdentity(
-            provider="aws", target=target, kind=kind, name=entity[KIND_OPS[kind].param],
+            provider="aws", target=target, kind=kind, name=entity[ops.param],
             address=entity["Arn"], tags=tags, documents=documents, settings=settings,
-            foreign=tuple(foreign), extra={"lastUsed": last_used})
+            foreign=tuple(foreign), extra=extra)
 
     def _pages(self, client: SeamClient, operation: str, key: str,
                **kwargs: Any) -> Iterator[list[Any]]:
@@ -433,16 +455,20 @@ class AwsProvider:
                 if kind == "role":
                     raw["trust"] = entity.get("AssumeRolePolicyDocument", {})
                 foreign: list[str] = []
+                quarantined = False
                 for inline in entity.get(ops.detail_policies, []):
                     if inline["PolicyName"] == render.POLICY_NAME:
                         raw["policy"] = inline["PolicyDocument"]
+                    elif inline["PolicyName"] == QUARANTINE_POLICY:
+                        quarantined = True
                     else:
                         foreign.append(f"inline:{inline['PolicyName']}")
                 foreign += [f"attached:{p['PolicyArn']}"
                             for p in entity.get("AttachedManagedPolicies", [])]
                 foreign += [f"group:{g}" for g in entity.get("GroupList", [])]
                 merged = {**entity, **{k: v for k, v in listed.get(name, {}).items()
-                                       if k in ("MaxSessionDuration", "Description")}}
+                                       if k in ("MaxSessionDuration", "Description")},
+                          "_quarantined": quarantined}
                 observed.append(self._observed(target, kind, merged, tags, JsonDocuments(raw), foreign))
         return observed
 
@@ -567,7 +593,7 @@ class AwsProvider:
             changes.append(change("update-boundary", boundary={
                 "from": observed.settings.get("boundary", ""), "to": desired.settings["boundary"]}))
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
-                if observed.tags.get(k) != v}
+                if observed.tags.get(k) != v and not _transferred(observed, k, v)}
         if tags:
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-tags", tags=tags))
@@ -680,8 +706,9 @@ class AwsProvider:
 
     # --- credentials (key mode) ------------------------------------------------------
 
-    def owns(self, desired: DesiredIdentity) -> bool | None:
-        """One read: None if the identity is missing, else whether it carries our marker."""
+    def owned_tags(self, desired: DesiredIdentity) -> dict[str, str] | None:
+        """One read: None if the identity is missing, else its tags (the caller checks our
+        marker and any quarantine mark)."""
         ops = KIND_OPS[desired.kind]
         iam = self.client(desired.workload.target, "iam")
         try:
@@ -692,7 +719,7 @@ class AwsProvider:
                 return None
             raise self._cloud(f"iam.{ops.get}", exc) from exc
         self._check_account(desired.workload.target, entity["Arn"])
-        return Marker.from_tags(_tags(entity.get("Tags"))) is not None
+        return _tags(entity.get("Tags"))
 
     key_limit = 2
 

@@ -1,0 +1,84 @@
+"""``workload-ids restore IDENTITY``: recreate a deleted role or user from the restore
+bundle cleanup wrote to the audit log before deleting it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..audit import records, verify
+from ..calls import CallSeam
+from ..config import Config
+from ..errors import UserError
+from ..providers import create_provider
+from .workflow import BUNDLE_ACTION
+
+
+@dataclass
+class RestoreResult:
+    identity: str
+    kind: str
+    target: str
+    workload: str
+    steps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"identity": self.identity, "kind": self.kind, "target": self.target,
+                "workload": self.workload, "steps": self.steps, "notes": self.notes}
+
+
+def find_bundle(config: Config, identity: str, target: str | None = None) -> dict[str, Any]:
+    """The bundle of ``identity``'s latest deletion: of its latest quarantine episode, the
+    first bundle written (a rerun after a crash never replaces it)."""
+    path = config.audit_path()
+    if path is None:
+        raise UserError("no audit log is configured, so there are no restore bundles; "
+                        "set audit.path in workload-ids.yaml")
+    if not path.is_file():
+        raise UserError(f"audit log {path} does not exist, so there are no restore bundles")
+    check = verify(path)
+    if not check.ok:
+        raise UserError(f"audit log {path} fails verification at line {check.bad_line} "
+                        f"({check.problem}); its bundles cannot be trusted. Run "
+                        "`workload-ids audit verify` and restore the log from a copy first")
+    found: dict[str, dict[str, Any]] = {}
+    for record in records(path):
+        if record.get("action") != BUNDLE_ACTION or record.get("identity") != identity:
+            continue
+        if target is not None and record.get("target") != target:
+            continue
+        since = str((record.get("detail") or {}).get("quarantinedSince"))
+        found.setdefault(since, record)
+    if not found:
+        where = f" in {target}" if target else ""
+        raise UserError(f"no restore bundle for {identity}{where} in {path}; only identities that "
+                        "cleanup deleted can be restored (check the name with `workload-ids "
+                        "inventory` or search the audit log)")
+    targets = {str(r.get("target")) for r in found.values()}
+    if target is None and len(targets) > 1:
+        raise UserError(f"{identity} was deleted in several accounts ({', '.join(sorted(targets))}); "
+                        "pass --target ACCOUNT")
+    latest = found[max(found)]
+    bundle: dict[str, Any] = latest["before"]
+    return bundle
+
+
+def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None = None) -> RestoreResult:
+    """Recreate ``identity`` from its bundle and record it in the audit log."""
+    bundle = find_bundle(config, identity, target)
+    backend = create_provider(str(bundle["provider"]), config, seam)
+    tags = dict(bundle.get("tags") or {})
+    workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"
+    result = RestoreResult(identity, str(bundle["kind"]), str(bundle["target"]), workload)
+    result.steps = backend.restore(bundle)
+    config.auditor("restore").record(
+        workload=workload, provider=str(bundle["provider"]), target=result.target, identity=identity,
+        action="restore", before=None, after=bundle, detail={"steps": result.steps})
+    if result.kind == "user":
+        result.notes.append("access keys cannot be restored (AWS never shows a secret twice); issue a "
+                            f"new one with `workload-ids rotate --now {tags.get('workload-ids:workload')} "
+                            "MANIFEST`, which delivers it to the secret store")
+    result.notes.append("the next cleanup judges it afresh: if its owner is still gone or no manifest "
+                        "declares it, it is quarantined again; fix the owner or the manifest first")
+    return result

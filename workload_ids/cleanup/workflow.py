@@ -1,0 +1,332 @@
+"""``workload-ids cleanup``: read every identity we manage (one batch per account), judge
+each, and (with ``apply``) act in reversible steps: transfer, quarantine, release, and
+deletion after the grace period with a restore bundle written to the audit log first.
+
+Everything is read and judged before anything is changed, so an unreachable owner
+directory, a bad manifest or the blast-radius guard stops the run with nothing done.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import clock
+from ..calls import CallSeam
+from ..config import Config
+from ..errors import GuardrailError, UserError, WorkloadIdsError
+from ..model import ObservedIdentity
+from ..providers import create_provider
+from .judge import (
+    CLASSES,
+    DELETE,
+    DESTRUCTIVE,
+    ENFORCE,
+    QUARANTINE,
+    RELEASE,
+    TRANSFER,
+    TRANSFERRED,
+    Facts,
+    Finding,
+    Rules,
+    judge,
+)
+
+BUNDLE_ACTION = "restore-bundle"
+
+
+@dataclass
+class ActionResult:
+    """What one action did."""
+
+    finding: Finding
+    action: str
+    ok: bool = True
+    error: str | None = None
+    steps: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"identity": self.finding.identity.name, "target": self.finding.identity.target,
+                "action": self.action, "ok": self.ok, "error": self.error, "steps": self.steps}
+
+
+@dataclass
+class CleanupReport:
+    """The judgement of every identity, and what ``--apply`` did about it."""
+
+    findings: list[Finding]
+    owner_checks: bool
+    manifest_checks: bool
+    applied: bool = False
+    refusal: str | None = None
+    results: list[ActionResult] = field(default_factory=list)
+    transfers: dict[str, str] = field(default_factory=dict)  # identity -> manifest edit (a diff)
+    calls: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def actions(self) -> list[Finding]:
+        return [f for f in self.findings if f.action]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def summary(self) -> dict[str, Any]:
+        counts = {c: sum(1 for f in self.findings if f.status == c) for c in CLASSES}
+        planned = {a: sum(1 for f in self.findings if f.action == a)
+                   for a in (TRANSFER, QUARANTINE, ENFORCE, RELEASE, DELETE)}
+        return {"identities": len(self.findings), "classes": counts, "actions": planned,
+                "applied": self.applied, "failed": sum(1 for r in self.results if not r.ok),
+                "apiCalls": self.calls}
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "identities": [f.as_json() for f in self.findings],
+            "results": [r.as_json() for r in self.results],
+            "manifestEdits": self.transfers,
+            "ownerChecks": self.owner_checks, "manifestChecks": self.manifest_checks,
+            "refusal": self.refusal, "notes": self.notes, "clock": clock.notice(),
+            "summary": self.summary(),
+        }
+
+
+def _scopes(config: Config, provider: str, targets: Sequence[str],
+            declared_targets: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    scopes = set(declared_targets) | {(provider, t) for t in targets}
+    if provider == "aws":
+        scopes |= {("aws", account) for account in config.aws.accounts}
+    return scopes
+
+
+def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, apply: bool = False,
+            max_actions: int | None = None, provider: str = "aws", targets: Sequence[str] = (),
+            progress: Callable[[int, int], None] | None = None) -> CleanupReport:
+    """See the module docstring. Raises before any change when the input is bad, the
+    owner directory cannot be read, or the guard refuses (GuardrailError, exit 3)."""
+    from ..owners import open_directory
+    from ..owners.interface import owner_status
+    notes: list[str] = []
+    declared = None
+    declared_targets: set[tuple[str, str]] = set()
+    if paths:
+        from ..validate import validate
+        checked = validate(paths, config)
+        checked.raise_for_errors()
+        declared = {(c.provider, c.target, f"{c.environment}/{c.name}"): c for c in checked.compiled}
+        declared_targets = {(c.provider, c.target) for c in checked.compiled}
+    else:
+        notes.append("no manifests given: the no-manifest check is off (pass the manifest folder "
+                     "to find decommissioned workloads)")
+    providers: dict[str, Any] = {}
+
+    def backend(name: str) -> Any:
+        if name not in providers:
+            providers[name] = create_provider(name, config, seam)
+        return providers[name]
+
+    scopes = _scopes(config, provider, targets, declared_targets)
+    if not scopes:
+        scopes = {(provider, backend(provider).current_target())}
+    observed: list[tuple[Any, ObservedIdentity]] = []
+    for name, target in sorted(scopes):
+        observed.extend((backend(name), o) for o in backend(name).observe_scope(target))
+
+    directory = open_directory(config)
+    owners = None
+    if directory is None:
+        notes.append("owner checks are off: no owners source in the config (see README: owners)")
+    else:
+        ids = {o.marker.owner for _, o in observed if o.marker is not None}
+        owners = owner_status(directory, ids)
+    last_used = {(o.target, o.name): b.last_used(o) for b, o in observed
+                 if o.marker is not None and o.kind != "role"}
+    facts = Facts(clock.now(), declared, owners, last_used)
+    rules = Rules.from_config(config.cleanup)
+    findings: list[Finding] = []
+    for b, o in observed:
+        f = judge(o, facts, rules)
+        if f.action == ENFORCE and f.mark is not None and b.quarantine_enforced(o, f.mark) is not False:
+            f = Finding(o, f.status, f.reason, None, f.mark, successor=f.successor,
+                        manifest=f.manifest, problem=f.problem)
+        findings.append(f)
+    findings.sort(key=lambda f: (CLASSES.index(f.status), f.identity.target, f.identity.name))
+    report = CleanupReport(findings, owners is not None, declared is not None, notes=notes)
+    report.transfers = {f.identity.name: _manifest_edit(f) for f in findings
+                        if f.status == TRANSFERRED and f.manifest is not None and f.successor}
+    report.refusal = _blast_radius(findings, config, max_actions)
+    if not apply:
+        report.calls = seam.stats.total
+        return report
+    if report.refusal:
+        raise GuardrailError(report.refusal)
+    if any(f.action == DELETE for f in findings) and config.audit_path() is None:
+        raise UserError("cleanup would delete identities, but no audit log is configured to keep "
+                        "their restore bundles; set audit.path in workload-ids.yaml, then rerun")
+    report.applied = True
+    report.results = _act(findings, providers, config, progress)
+    report.calls = seam.stats.total
+    return report
+
+
+def _blast_radius(findings: list[Finding], config: Config, max_actions: int | None) -> str | None:
+    """Refuse bulk quarantine or deletion: more than ``maxActions`` identities, or more
+    than ``maxShare`` of those we manage (one action alone is never bulk)."""
+    limit = max_actions if max_actions is not None else config.cleanup.maxActions
+    managed = sum(1 for f in findings if f.identity.marker is not None)
+    acting = [f for f in findings if f.action in DESTRUCTIVE]
+    count = len(acting)
+    share = config.cleanup.maxShare
+    too_many = count > limit
+    too_large = count > 1 and count > share * managed
+    if not (too_many or too_large):
+        return None
+    quarantines = sum(1 for f in acting if f.action == QUARANTINE)
+    why = (f"more than the limit of {limit} per run" if too_many
+           else f"more than {share:.0%} of the {managed} identities workload-ids manages")
+    return (f"cleanup would quarantine {quarantines} and delete {count - quarantines} identities "
+            f"({count} in all), {why}; nothing was done. Check the dry run (`workload-ids cleanup` "
+            "without --apply): an owner directory or manifest folder that is wrong or incomplete "
+            "makes everything look orphaned. If the list is right, rerun with "
+            f"--max-actions {count}" + ("" if not too_large else
+                                          f" and cleanup.maxShare of at least {count / managed:.2f}"
+                                          " in the config"))
+
+
+def _act(findings: list[Finding], providers: dict[str, Any], config: Config,
+         progress: Callable[[int, int], None] | None) -> list[ActionResult]:
+    auditor = config.auditor("cleanup")
+    bundles = _bundled(config)
+    todo = [f for f in findings if f.action]
+
+    def run(f: Finding) -> ActionResult:
+        assert f.action is not None
+        result = ActionResult(f, f.action)
+        b = providers[f.identity.provider]
+        o = f.identity
+        marker = o.marker
+        assert marker is not None
+        base = {"workload": f"{marker.environment}/{marker.workload}", "provider": o.provider,
+                "target": o.target, "identity": o.name}
+        try:
+            if f.action == TRANSFER:
+                assert f.successor
+                b.transfer(o, f.successor)
+                result.steps.append(f"owner {marker.owner} -> {f.successor}")
+                auditor.record(**base, action="transfer", before={"owner": marker.owner},
+                               after={"owner": f.successor},
+                               detail={"reason": f.reason, "manifestEdit": _manifest_edit(f)})
+            elif f.action in (QUARANTINE, ENFORCE):
+                wanted = f.new_mark if f.action == QUARANTINE else f.mark
+                assert wanted is not None
+                written = b.quarantine(o, wanted)
+                result.steps.append(f"quarantined ({written.reason})")
+                auditor.record(**base, action="quarantine", before=_mark_json(f.mark),
+                               after=_mark_json(written), detail={"reason": f.reason})
+            elif f.action == RELEASE:
+                b.release(o, f.mark)
+                result.steps.append("released")
+                if f.status == TRANSFERRED and f.successor:
+                    b.transfer(o, f.successor)
+                    result.steps.append(f"owner {marker.owner} -> {f.successor}")
+                auditor.record(**base, action="release", before=_mark_json(f.mark), after=None,
+                               detail={"reason": f.reason})
+            elif f.action == DELETE:
+                assert f.mark is not None
+                since = clock.format_time(f.mark.since)
+                if (o.target, o.name, since) not in bundles:
+                    # The bundle of a first attempt is complete; a rerun after a crash sees a
+                    # half torn-down identity and must not replace it.
+                    auditor.record(**base, action=BUNDLE_ACTION, before=b.restore_bundle(o), after=None,
+                                   detail={"quarantinedSince": since})
+                result.steps = b.delete(o)
+                auditor.record(**base, action="delete", before={"quarantinedSince": since}, after=None,
+                               detail={"steps": result.steps, "reason": f.reason})
+        except WorkloadIdsError as exc:
+            result.ok, result.error = False, exc.diagnostics()
+            auditor.record(**base, action=f.action, result="failed", detail={"error": str(exc)})
+        return result
+
+    results: list[ActionResult] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=config.calls.concurrency) as pool:
+        for i, result in enumerate(pool.map(run, todo), 1):
+            results.append(result)
+            if progress:
+                progress(i, len(todo))
+    return results
+
+
+def _bundled(config: Config) -> set[tuple[str, str, str]]:
+    """(target, identity, quarantinedSince) of every restore bundle already in the log."""
+    from ..audit import records
+    path = config.audit_path()
+    if path is None or not path.is_file():
+        return set()
+    return {(str(r.get("target")), str(r.get("identity")),
+             str((r.get("detail") or {}).get("quarantinedSince")))
+            for r in records(path) if r.get("action") == BUNDLE_ACTION}
+
+
+def _mark_json(mark: Any) -> dict[str, Any] | None:
+    if mark is None:
+        return None
+    return {"since": clock.format_time(mark.since), "reason": mark.reason,
+            "deleteAfter": clock.format_time(mark.delete_after) if mark.delete_after else None,
+            "keys": list(mark.keys)}
+
+
+def _manifest_edit(f: Finding) -> str:
+    """The one-line manifest change that makes a transfer permanent, as a unified diff."""
+    if f.manifest is None or not f.successor or f.identity.marker is None:
+        return ""
+    loaded = f.manifest.loaded
+    where = loaded.position("metadata", "owner")
+    old_owner = loaded.workload.metadata.owner
+    try:
+        line = Path(where.path).read_text(encoding="utf-8").splitlines()[where.line - 1]
+    except (OSError, IndexError, UnicodeDecodeError):
+        line = f"  owner: {old_owner}"
+    new_line = re.sub(rf"(owner:\s*[\"']?){re.escape(old_owner)}", rf"\g<1>{f.successor}", line, count=1)
+    return (f"--- {where.path}\n+++ {where.path}\n@@ -{where.line} +{where.line} @@\n"
+            f"-{line}\n+{new_line}\n")
+
+
+def render_report(report: CleanupReport) -> str:
+    """The dry-run (or applied) table and what to do next."""
+    lines: list[str] = []
+    lines.extend(f"note: {n}" for n in report.notes)
+    if not report.findings:
+        lines.append("No identities managed by workload-ids were found.")
+        return "\n".join(lines)
+    header = ("IDENTITY", "WORKLOAD", "OWNER", "STATUS", "ACTION", "REASON")
+    rows = [header] + [(f.identity.name, f.label, f.owner, f.status, f.action or "-",
+                        f.reason + (f"; {f.state()}" if f.mark else "")
+                        + (f"; WITHHELD: {f.problem}" if f.problem else ""))
+                       for f in report.findings]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    for name, edit in report.transfers.items():
+        lines.append("")
+        lines.append(f"{name}: make the transfer permanent by editing its manifest:")
+        lines.extend("    " + x for x in edit.rstrip("\n").split("\n"))
+    for result in report.results:
+        if not result.ok:
+            lines.append(f"error: {result.finding.identity.name}: {result.action}: {result.error}")
+    s = report.summary()
+    classes = ", ".join(f"{n} {c}" for c, n in s["classes"].items() if n)
+    acts = ", ".join(f"{n} {a}" for a, n in s["actions"].items() if n) or "nothing to do"
+    lines.append("")
+    if report.applied:
+        lines.append(f"Cleanup applied: {acts}; {s['failed']} failed ({classes}; {s['apiCalls']} API calls).")
+    else:
+        lines.append(f"Dry run: {acts} ({classes}; {s['apiCalls']} API calls).")
+        if report.refusal:
+            lines.append(f"--apply would be REFUSED: {report.refusal}")
+        elif report.actions:
+            lines.append("Nothing was changed. Rerun with --apply to act.")
+    return "\n".join(lines)

@@ -1,0 +1,336 @@
+"""Leaver steps on AWS: quarantine, release, transfer, teardown and restore of IAM roles
+and users, each idempotent so that a rerun after a crash at any call converges.
+
+Quarantine writes the mark first (the intent, including which keys it deactivates) and
+then enforces it; release lifts the enforcement first and clears the mark last. Either
+way a crash in between leaves a mark that the next cleanup finishes or undoes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ... import clock
+from ...calls import NOT_FOUND
+from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
+from ...errors import CloudError, ConflictError
+from ...model import TAG_OWNER, KeyInfo, Marker, ObservedIdentity
+from . import render
+
+if TYPE_CHECKING:
+    from ...calls import CallSeam, SeamClient
+
+QUARANTINE_POLICY = "workload-ids-quarantine"
+
+
+def quarantine_document(since: datetime) -> dict[str, Any]:
+    """Deny everything, and deny every session issued before ``since`` (how AWS revokes
+    live sessions: a role's existing temporary credentials keep working otherwise)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "WorkloadIdsQuarantineDenyAll", "Effect": "Deny", "Action": "*", "Resource": "*"},
+            {"Sid": "WorkloadIdsRevokeOlderSessions", "Effect": "Deny", "Action": "*", "Resource": "*",
+             "Condition": {"DateLessThan": {"aws:TokenIssueTime": clock.format_time(since)}}},
+        ],
+    }
+
+
+class RetireMixin:
+    """The leaver half of :class:`~workload_ids.providers.aws.provider.AwsProvider`."""
+
+    if TYPE_CHECKING:
+        seam: CallSeam
+
+        def client(self, target: str, service: str) -> SeamClient: ...
+        def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
+        def _ignore_missing(self, fn: Any, **kwargs: Any) -> None: ...
+        def list_keys_of(self, target: str, name: str) -> list[KeyInfo]: ...
+        def _pages(self, client: SeamClient, operation: str, key: str,
+                   **kwargs: Any) -> Iterator[list[Any]]: ...
+
+    def _iam(self, identity: ObservedIdentity) -> SeamClient:
+        return self.client(identity.target, "iam")
+
+    def _guard(self, identity: ObservedIdentity) -> None:
+        if identity.marker is None:  # the workflow checks too; this is the last line
+            raise ConflictError(f"IAM {identity.kind} {identity.name} does not carry the "
+                                "workload-ids ownership tags", "it is never modified")
+
+    def _run(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._cloud(operation, exc) from exc
+
+    def _tag(self, identity: ObservedIdentity, tags: dict[str, str]) -> None:
+        iam = self._iam(identity)
+        items = [{"Key": k, "Value": v} for k, v in tags.items()]
+        if identity.kind == "role":
+            self._run("iam.tag_role", lambda: iam.tag_role(RoleName=identity.name, Tags=items))
+        else:
+            self._run("iam.tag_user", lambda: iam.tag_user(UserName=identity.name, Tags=items))
+
+    def _untag(self, identity: ObservedIdentity, keys: list[str]) -> None:
+        iam = self._iam(identity)
+        if identity.kind == "role":
+            self._run("iam.untag_role", lambda: iam.untag_role(RoleName=identity.name, TagKeys=keys))
+        else:
+            self._run("iam.untag_user", lambda: iam.untag_user(UserName=identity.name, TagKeys=keys))
+
+    # --- reads cleanup needs beyond the batch read ---------------------------------
+
+    def last_used(self, identity: ObservedIdentity) -> datetime | None:
+        """When the identity was last used: a role's last assumption (in the batch read),
+        a user's latest key use by anything but STS (our own verification uses STS)."""
+        if identity.kind == "role":
+            value = identity.extra.get("lastUsed")
+            return value if isinstance(value, datetime) else None
+        iam = self._iam(identity)
+        latest: datetime | None = None
+        for key in self.list_keys_of(identity.target, identity.name):
+            used = self._run("iam.get_access_key_last_used", iam.get_access_key_last_used,
+                             AccessKeyId=key.key_id)["AccessKeyLastUsed"]
+            when = used.get("LastUsedDate")
+            if isinstance(when, datetime) and str(used.get("ServiceName", "")).lower() not in ("sts", "n/a"):
+                latest = when if latest is None or when > latest else latest
+        return latest
+
+    def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        """Whether the deny is in place (roles: known from the batch read; users: None,
+        the keys must be listed, which :meth:`quarantine` does anyway)."""
+        if identity.kind == "role":
+            return bool(identity.extra.get("quarantined"))
+        return None
+
+    # --- actions -------------------------------------------------------------------
+
+    def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
+        """Disable without destroying; returns the mark as written."""
+        self._guard(identity)
+        iam = self._iam(identity)
+        if identity.kind == "role":
+            if identity.tags.get(MARK_TAG) != encode_mark(mark):
+                self._tag(identity, {MARK_TAG: encode_mark(mark)})
+            document = render.canonical(quarantine_document(mark.since))
+            self._run("iam.put_role_policy", lambda: iam.put_role_policy(
+                RoleName=identity.name, PolicyName=QUARANTINE_POLICY, PolicyDocument=document))
+            return mark
+        active = [k.key_id for k in self.list_keys_of(identity.target, identity.name) if k.status == "active"]
+        keys = tuple(dict.fromkeys([*mark.keys, *active]))
+        written = QuarantineMark(mark.since, mark.reason, mark.delete_after, keys)
+        if identity.tags.get(MARK_TAG) != encode_mark(written):
+            self._tag(identity, {MARK_TAG: encode_mark(written)})
+        for key_id in active:
+            self._run("iam.update_access_key", self._ignore_missing, iam.update_access_key,
+                      UserName=identity.name, AccessKeyId=key_id, Status="Inactive")
+        return written
+
+    def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
+        """Undo a quarantine: lift the deny (or reactivate the keys it deactivated), then
+        clear the mark."""
+        self._guard(identity)
+        iam = self._iam(identity)
+        if identity.kind == "role":
+            self._run("iam.delete_role_policy", lambda: self._ignore_missing(
+                iam.delete_role_policy, RoleName=identity.name, PolicyName=QUARANTINE_POLICY))
+        else:
+            existing = {k.key_id for k in self.list_keys_of(identity.target, identity.name)}
+            for key_id in (mark.keys if mark else ()):
+                if key_id in existing:
+                    self._run("iam.update_access_key", iam.update_access_key,
+                              UserName=identity.name, AccessKeyId=key_id, Status="Active")
+        self._untag(identity, [MARK_TAG])
+
+    def transfer(self, identity: ObservedIdentity, successor: str) -> None:
+        """Hand the identity to ``successor``: re-tag the owner and remember who left."""
+        self._guard(identity)
+        marker = identity.marker
+        assert marker is not None
+        previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
+        self._tag(identity, {TAG_OWNER: successor, TRANSFERRED_FROM_TAG: previous})
+
+    def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
+        """The full definition, from the batch read (no calls): what :meth:`restore` needs."""
+        inline = {name: doc for name, doc in dict(identity.extra.get("inline") or {}).items()
+                  if name != QUARANTINE_POLICY}
+        bundle: dict[str, Any] = {
+            "provider": "aws", "target": identity.target, "kind": identity.kind, "name": identity.name,
+            "address": identity.address, "path": identity.settings.get("path", "/"),
+            "boundary": identity.settings.get("boundary", ""),
+            "tags": {k: v for k, v in identity.tags.items() if k != MARK_TAG},
+            "inlinePolicies": inline,
+            "attachedPolicies": list(identity.extra.get("attached") or []),
+            "groups": list(identity.extra.get("groups") or []),
+        }
+        if identity.kind == "role":
+            raw = getattr(identity.documents, "raw", None)
+            trust = raw.get("trust") if raw is not None else json.loads(identity.documents.get("trust", "{}"))
+            bundle.update(trust=trust, description=identity.settings.get("description", ""),
+                          maxSessionDuration=int(identity.settings.get("maxSessionDuration") or 3600),
+                          instanceProfiles=list(identity.extra.get("instanceProfiles") or []))
+        return bundle
+
+    def delete(self, identity: ObservedIdentity) -> list[str]:
+        """Ordered teardown; every step tolerates "already gone". IAM refuses to delete a
+        role or user that still has keys, policies, profiles or group memberships (moto
+        does not), so the order matters. Returns the steps taken."""
+        self._guard(identity)
+        steps: list[str] = []
+        if identity.kind == "role":
+            self._teardown_role(identity, steps)
+        else:
+            self._teardown_user(identity, steps)
+        return steps
+
+    def _step(self, steps: list[str], label: str, operation: str, fn: Any, **kwargs: Any) -> None:
+        self._run(f"iam.{operation}", lambda: self._ignore_missing(fn, **kwargs))
+        steps.append(label)
+
+    def _teardown_role(self, identity: ObservedIdentity, steps: list[str], *, reread: bool = False) -> None:
+        iam = self._iam(identity)
+        name = identity.name
+        if reread:
+            inline = [n for page in self._pages(iam, "list_role_policies", "PolicyNames", RoleName=name)
+                      for n in page]
+            attached = [p["PolicyArn"] for page in self._pages(
+                iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name) for p in page]
+            profiles = [p["InstanceProfileName"] for page in self._pages(
+                iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name) for p in page]
+        else:
+            inline = list(dict(identity.extra.get("inline") or {}))
+            attached = list(identity.extra.get("attached") or [])
+            profiles = list(identity.extra.get("instanceProfiles") or [])
+        for policy in inline:
+            self._step(steps, f"delete inline policy {policy}", "delete_role_policy",
+                       iam.delete_role_policy, RoleName=name, PolicyName=policy)
+        for arn in attached:
+            self._step(steps, f"detach {arn}", "detach_role_policy", iam.detach_role_policy,
+                       RoleName=name, PolicyArn=arn)
+        for profile in profiles:
+            self._step(steps, f"remove from instance profile {profile}", "remove_role_from_instance_profile",
+                       iam.remove_role_from_instance_profile, InstanceProfileName=profile, RoleName=name)
+        try:
+            self._step(steps, f"delete role {name}", "delete_role", iam.delete_role, RoleName=name)
+        except CloudError as exc:
+            # Something was attached after the batch read: list what is left and go again.
+            if reread or exc.code != "DeleteConflict":
+                raise
+            self._teardown_role(identity, steps, reread=True)
+
+    def _teardown_user(self, identity: ObservedIdentity, steps: list[str]) -> None:
+        iam = self._iam(identity)
+        name = identity.name
+        for key in self.list_keys_of(identity.target, name):
+            self._step(steps, f"delete access key {key.key_id}", "delete_access_key",
+                       iam.delete_access_key, UserName=name, AccessKeyId=key.key_id)
+        self._step(steps, "delete login profile", "delete_login_profile", iam.delete_login_profile,
+                   UserName=name)
+        for page in self._pages(iam, "list_mfa_devices", "MFADevices", UserName=name):
+            for device in page:
+                serial = device["SerialNumber"]
+                self._step(steps, f"deactivate MFA device {serial}", "deactivate_mfa_device",
+                           iam.deactivate_mfa_device, UserName=name, SerialNumber=serial)
+                if serial.startswith("arn:"):
+                    self._step(steps, f"delete virtual MFA device {serial}", "delete_virtual_mfa_device",
+                               iam.delete_virtual_mfa_device, SerialNumber=serial)
+        for page in self._pages(iam, "list_signing_certificates", "Certificates", UserName=name):
+            for cert in page:
+                self._step(steps, f"delete signing certificate {cert['CertificateId']}",
+                           "delete_signing_certificate", iam.delete_signing_certificate,
+                           UserName=name, CertificateId=cert["CertificateId"])
+        for page in self._pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=name):
+            for ssh in page:
+                self._step(steps, f"delete SSH key {ssh['SSHPublicKeyId']}", "delete_ssh_public_key",
+                           iam.delete_ssh_public_key, UserName=name, SSHPublicKeyId=ssh["SSHPublicKeyId"])
+        credentials = self._run("iam.list_service_specific_credentials", lambda: self._ignore_missing_value(
+            iam.list_service_specific_credentials, UserName=name))
+        for cred in (credentials or {}).get("ServiceSpecificCredentials", []):
+            self._step(steps, f"delete service credential {cred['ServiceSpecificCredentialId']}",
+                       "delete_service_specific_credential", iam.delete_service_specific_credential,
+                       UserName=name, ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"])
+        for policy in dict(identity.extra.get("inline") or {}):
+            self._step(steps, f"delete inline policy {policy}", "delete_user_policy",
+                       iam.delete_user_policy, UserName=name, PolicyName=policy)
+        for arn in identity.extra.get("attached") or []:
+            self._step(steps, f"detach {arn}", "detach_user_policy", iam.detach_user_policy,
+                       UserName=name, PolicyArn=arn)
+        for group in identity.extra.get("groups") or []:
+            self._step(steps, f"remove from group {group}", "remove_user_from_group",
+                       iam.remove_user_from_group, GroupName=group, UserName=name)
+        self._step(steps, f"delete user {name}", "delete_user", iam.delete_user, UserName=name)
+
+    def _ignore_missing_value(self, fn: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            if getattr(self.seam.classify("aws", exc), "kind", None) == NOT_FOUND:
+                return None
+            raise
+
+    # --- restore -------------------------------------------------------------------
+
+    def restore(self, bundle: dict[str, Any]) -> list[str]:
+        """Recreate a deleted role or user from its bundle; converges when rerun. Access
+        keys cannot be restored (AWS never shows a secret twice)."""
+        iam = self.client(str(bundle["target"]), "iam")
+        kind, name = str(bundle["kind"]), str(bundle["name"])
+        steps: list[str] = []
+        tags = [{"Key": k, "Value": v} for k, v in dict(bundle["tags"]).items() if k != MARK_TAG]
+        params: dict[str, Any] = {"Path": bundle.get("path") or "/", "Tags": tags}
+        if bundle.get("boundary"):
+            params["PermissionsBoundary"] = bundle["boundary"]
+        param = "RoleName" if kind == "role" else "UserName"
+        try:
+            if kind == "role":
+                iam.create_role(RoleName=name, AssumeRolePolicyDocument=render.canonical(bundle["trust"]),
+                                Description=bundle.get("description", ""),
+                                MaxSessionDuration=int(bundle.get("maxSessionDuration") or 3600), **params)
+            else:
+                iam.create_user(UserName=name, **params)
+            steps.append(f"create {kind} {name}")
+        except ClientError as exc:
+            info = self.seam.classify("aws", exc)
+            if not info or info.code != "EntityAlreadyExists":
+                raise self._cloud(f"iam.create_{kind}", exc) from exc
+            # A rerun, or a deletion that never finished: converge only what is ours.
+            entity = self._run(f"iam.get_{kind}", lambda: getattr(iam, f"get_{kind}")(**{param: name}))
+            held = entity["Role" if kind == "role" else "User"].get("Tags", [])
+            found = {t["Key"]: t["Value"] for t in held}
+            if Marker.from_tags(found) is None:
+                raise ConflictError(f"IAM {kind} {name} exists and does not carry the workload-ids "
+                                    "ownership tags", "it is never modified; restore under that name "
+                                    "is impossible until it is removed or renamed") from exc
+            if kind == "role":
+                self._run("iam.delete_role_policy", lambda: self._ignore_missing(
+                    iam.delete_role_policy, RoleName=name, PolicyName=QUARANTINE_POLICY))
+            if MARK_TAG in found:
+                self._run(f"iam.untag_{kind}", lambda: getattr(iam, f"untag_{kind}")(
+                    **{param: name}, TagKeys=[MARK_TAG]))
+            steps.append(f"{kind} {name} exists with our marker: converging it")
+        put = iam.put_role_policy if kind == "role" else iam.put_user_policy
+        for policy, doc in dict(bundle.get("inlinePolicies") or {}).items():
+            text = doc if isinstance(doc, str) else render.canonical(doc)
+            self._run("iam.put_policy", put, **{param: name}, PolicyName=policy, PolicyDocument=text)
+            steps.append(f"put inline policy {policy}")
+        attach = iam.attach_role_policy if kind == "role" else iam.attach_user_policy
+        for arn in bundle.get("attachedPolicies") or []:
+            self._run("iam.attach_policy", attach, **{param: name}, PolicyArn=arn)
+            steps.append(f"attach {arn}")
+        for profile in bundle.get("instanceProfiles") or []:
+            try:
+                iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=name)
+                steps.append(f"add to instance profile {profile}")
+            except ClientError as exc:
+                code = getattr(self.seam.classify("aws", exc), "code", "")
+                if code not in ("LimitExceeded", "EntityAlreadyExists"):
+                    raise self._cloud("iam.add_role_to_instance_profile", exc) from exc
+        for group in bundle.get("groups") or []:
+            self._run("iam.add_user_to_group", iam.add_user_to_group, GroupName=group, UserName=name)
+            steps.append(f"add to group {group}")
+        return steps
