@@ -248,12 +248,6 @@ class RetireMixin:
             for ssh in page:
                 self._step(steps, f"delete SSH key {ssh['SSHPublicKeyId']}", "delete_ssh_public_key",
                            iam.delete_ssh_public_key, UserName=name, SSHPublicKeyId=ssh["SSHPublicKeyId"])
-        credentials = self._run("iam.list_service_specific_credentials", lambda: self._ignore_missing_value(
-            iam.list_service_specific_credentials, UserName=name))
-        for cred in (credentials or {}).get("ServiceSpecificCredentials", []):
-            self._step(steps, f"delete service credential {cred['ServiceSpecificCredentialId']}",
-                       "delete_service_specific_credential", iam.delete_service_specific_credential,
-                       UserName=name, ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"])
         for policy in dict(identity.extra.get("inline") or {}):
             self._step(steps, f"delete inline policy {policy}", "delete_user_policy",
                        iam.delete_user_policy, UserName=name, PolicyName=policy)
@@ -263,7 +257,20 @@ class RetireMixin:
         for group in identity.extra.get("groups") or []:
             self._step(steps, f"remove from group {group}", "remove_user_from_group",
                        iam.remove_user_from_group, GroupName=group, UserName=name)
-        self._step(steps, f"delete user {name}", "delete_user", iam.delete_user, UserName=name)
+        try:
+            self._step(steps, f"delete user {name}", "delete_user", iam.delete_user, UserName=name)
+        except CloudError as exc:
+            # Rare attachments (service-specific credentials for CodeCommit and the like)
+            # are only looked for when IAM says something is still attached.
+            if exc.code != "DeleteConflict":
+                raise
+            found = self._run("iam.list_service_specific_credentials", self._ignore_missing_value,
+                              iam.list_service_specific_credentials, UserName=name)
+            for cred in (found or {}).get("ServiceSpecificCredentials", []):
+                self._step(steps, f"delete service credential {cred['ServiceSpecificCredentialId']}",
+                           "delete_service_specific_credential", iam.delete_service_specific_credential,
+                           UserName=name, ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"])
+            self._step(steps, f"delete user {name}", "delete_user", iam.delete_user, UserName=name)
 
     def _ignore_missing_value(self, fn: Any, **kwargs: Any) -> Any:
         try:
