@@ -431,7 +431,7 @@ def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: 
     # Gone again, past grace: everything IAM would refuse to delete a user with is there.
     Path("owners.yaml").write_text(OWNERS)
     assert run_cli("cleanup", str(folder), "--apply").code == 0
-    aws.create_login_profile(UserName=user, Password="Correct-Horse-9-battery")  # noqa: S106 - test data
+    aws.create_login_profile(UserName=user, Password="Correct-Horse-9-battery")
     mfa = aws.create_virtual_mfa_device(VirtualMFADeviceName=user)["VirtualMFADevice"]["SerialNumber"]
     aws.enable_mfa_device(UserName=user, SerialNumber=mfa, AuthenticationCode1="123456",
                           AuthenticationCode2="654321")
