@@ -144,6 +144,14 @@ def test_demo_runs_end_to_end():
         assert step in result.out
     assert "- cloudwatch:PutMetricData" in result.out
     assert "the old key is deleted" in result.out and "deleted AKIA" in result.out
+    for step in ("9. leavers", "10. cleanup dry run", "11. cleanup --apply", "12. 8 days later",
+                 "13. someone still needed it"):
+        assert step in result.out
+    assert "Dry run: 1 transfer, 1 quarantine" in result.out
+    assert "+  owner: team-platform" in result.out
+    assert "delete inline policy workload-ids-quarantine; delete role wid_prod_ledger-export" in result.out
+    assert "create role wid_prod_ledger-export" in result.out
+    assert "hash chain verifies" in result.out
     assert result.out.rstrip().endswith("`workload-ids sandbox`.")
 
 

@@ -106,6 +106,8 @@ def run_demo(out: Output) -> int:
                 return 1
             if not _rotation_tour(out, aws_dir, config):
                 return 1
+            if not _leaver_tour(out, examples, aws_dir):
+                return 1
             out.text("")
             out.text("Done. Try it across separate commands with `workload-ids sandbox`.")
             return 0
@@ -148,3 +150,70 @@ def _rotation_tour(out: Output, aws_dir: Path, config: object) -> bool:
         else:
             os.environ[clock.ENV] = saved
     return True
+
+
+def _leaver_tour(out: Output, examples: Path, aws_dir: Path) -> bool:
+    """Steps 9-12: team-payments loses its last member (a transfer) and ledger-export is
+    decommissioned (quarantine, then deletion after the grace period, then restore)."""
+    import os
+    from datetime import timedelta
+
+    from . import clock
+    from .calls import CallSeam
+    from .cleanup.restore import restore
+    from .cleanup.workflow import cleanup, render_report
+    from .config import load_config
+    config_file = examples / "workload-ids.yaml"
+    config_file.write_text(config_file.read_text(encoding="utf-8")
+                           + "credentials: {verify: {interval: 0s}}\n", encoding="utf-8")
+    config = load_config(config_file)
+    saved = os.environ.get(clock.ENV)
+    start = clock.now() + timedelta(hours=2)  # past cleanup.minAge for what the demo created
+    try:
+        os.environ[clock.ENV] = clock.format_time(start)
+        _step(out, 9, "leavers: alice and bob leave team-payments; ledger-export is decommissioned")
+        owners = examples / "owners.yaml"
+        owners.write_text(owners.read_text(encoding="utf-8")
+                          .replace("{id: alice, kind: person, active: true}",
+                                   "{id: alice, kind: person, active: false}")
+                          .replace("{id: bob, kind: person, active: true}",
+                                   "{id: bob, kind: person, active: false}"), encoding="utf-8")
+        (aws_dir / "ledger-export.yaml").unlink()
+        out.text("   owners.yaml: alice and bob inactive (team-payments names team-platform as successor)")
+        out.text("   examples/aws/ledger-export.yaml removed")
+        _step(out, 10, "cleanup dry run: judge every identity we manage (one batched read)")
+        report = cleanup([aws_dir], config, CallSeam())
+        out.text(render_report(report))
+        _step(out, 11, "cleanup --apply: transfer payments-api, quarantine ledger-export "
+                       "(deny-all, sessions revoked, mark in tags)")
+        report = cleanup([aws_dir], config, CallSeam(), apply=True)
+        out.text(render_report(report))
+        if not report.ok:
+            return False
+        os.environ[clock.ENV] = clock.format_time(start + timedelta(days=8))
+        _step(out, 12, "8 days later, past the 7d grace period: cleanup --apply deletes it, "
+                       "after writing its restore bundle to the audit log")
+        report = cleanup([aws_dir], config, CallSeam(), apply=True)
+        out.text(render_report(report))
+        for result in report.results:
+            out.text(f"   {result.finding.identity.name}: " + "; ".join(result.steps))
+        if not report.ok:
+            return False
+        _step(out, 13, "someone still needed it: workload-ids restore wid_prod_ledger-export")
+        restored = restore("wid_prod_ledger-export", config, CallSeam())
+        for step in restored.steps:
+            out.text(f"   {step}")
+        for note in restored.notes:
+            out.text(f"   note: {note}")
+        from .audit import verify
+        audit_path = config.audit_path()
+        assert audit_path is not None
+        check = verify(audit_path)
+        out.text(f"   audit log: {check.records} records, hash chain "
+                 f"{'verifies' if check.ok else 'BROKEN'} (workload-ids audit verify)")
+        return check.ok
+    finally:
+        if saved is None:
+            os.environ.pop(clock.ENV, None)
+        else:
+            os.environ[clock.ENV] = saved
