@@ -109,6 +109,34 @@ def test_github_actions_example_applies_one_manifest():
     assert run_cli("validate", str(REPO / manifest)).code == 0
 
 
+def _workload_ids_commands(text: str) -> list[list[str]]:
+    import shlex
+    found = []
+    for line in text.splitlines():
+        for part in line.split("&&"):
+            start = part.find("workload-ids ")
+            if start < 0 or part.lstrip().startswith("#") or "name:" in part[:start]:
+                continue
+            words = shlex.split(part[start:].split("|")[0].split(">")[0], comments=True)
+            found.append(words[1:])
+    return found
+
+
+def test_schedule_examples_run_cleanup_dry_run_then_apply_and_rotate():
+    from workload_ids.cli import build_parser
+    parser = build_parser()
+    for name in ("cleanup-cronjob.yaml", "cleanup-scheduled.yml"):
+        text = (EXAMPLES / "schedules" / name).read_text()
+        list(yaml.safe_load_all(text))  # well-formed YAML
+        commands = _workload_ids_commands(text)
+        verbs = [c[0] for c in commands]
+        assert "rotate" in verbs and "cleanup" in verbs, name
+        cleanups = [c for c in commands if c[0] == "cleanup"]
+        assert "--apply" not in cleanups[0] and "--apply" in cleanups[1], name
+        for argv in commands:
+            parser.parse_args(argv)  # every command line is one the CLI accepts
+
+
 def test_pre_commit_hooks_run_real_commands(manifests):
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
     assert {h["id"] for h in hooks} == {"workload-ids-validate", "workload-ids-lint"}
