@@ -143,6 +143,8 @@ def test_apply_quarantines_transfers_and_never_touches_the_decoy(aws: Any, fleet
     transfer = next(r for r in audit if r["action"] == "transfer")
     assert transfer["before"] == {"owner": "team-payments"}
     assert transfer["after"] == {"owner": "team-platform"}
+    # The actor names the cloud identity the run acted as, not only the local user.
+    assert " as arn:aws:sts::123456789012:" in transfer["actor"]
     assert "+  owner: team-platform" in transfer["detail"]["manifestEdit"]
     assert run_cli("audit", "verify").code == 0
 
@@ -172,8 +174,8 @@ def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
     report = cleanup([fleet], load_config(), seam, apply=True)
     assert report.ok
     assert sorted(f.identity.name for f in report.actions) == ["wid_prod_svc-b", "wid_prod_svc-d"]
-    # Two batch reads, then three calls per role: its two inline policies and the role.
-    assert seam.stats.total == 2 + 2 * 3
+    # Two batch reads, who-am-I, then three calls per role: its two inline policies and the role.
+    assert seam.stats.total == 2 + 1 + 2 * 3
     names = {r["RoleName"] for r in aws.list_roles()["Roles"]}
     assert names == {"wid_prod_svc-a", "wid_prod_svc-c", "wid_prod_decoy"}
     log = list(records(Path("audit.jsonl")))
@@ -384,7 +386,7 @@ def test_cleanup_converges_after_a_crash_at_every_call(aws: Any, fleet: Path, ph
     _fresh_fleet(aws, fleet, phase)
     calls = _cleanup(fleet)
     expected = snapshot(aws)
-    assert calls == (2 + 2 * 2 + 1 if phase == "quarantine" else 2 + 2 * 3)
+    assert calls == (2 + 1 + 2 * 2 + 1 if phase == "quarantine" else 2 + 1 + 2 * 3)
     for k in range(1, calls + 1):
         for kind in ("transient", "kill"):
             _fresh_fleet(aws, fleet, phase)

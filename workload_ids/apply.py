@@ -71,7 +71,7 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
         by_workload.setdefault(change.workload, []).append(change)
     # Confirm the credentials reach each target before the first change there.
     for provider_name, target in sorted({(c.provider, c.target) for c in plan.changes}):
-        plan.providers[provider_name].verify_target(target)
+        auditor.callers[(provider_name, target)] = plan.providers[provider_name].verify_target(target)
     results = {d.workload.label: WorkloadResult(
         workload=d.workload.label, provider=d.workload.provider, identity=d.name,
         outputs=plan.providers[d.workload.provider].outputs(d)) for d in plan.desired}

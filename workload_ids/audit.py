@@ -142,14 +142,18 @@ class Auditor:
         self.sink = sink
         self.command = command
         self.actor = actor or _local_actor()
+        # (provider, target) -> the cloud identity the run acts as there.
+        self.callers: dict[tuple[str, str], str] = {}
 
     def record(self, *, workload: str, provider: str, target: str, identity: str, action: str,
                before: Any = None, after: Any = None, result: str = "ok",
                detail: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         if self.sink is None:
             return None
+        caller = self.callers.get((provider, target))
         entry: dict[str, Any] = {
-            "time": clock.format_time(clock.now()), "actor": self.actor, "command": self.command,
+            "time": clock.format_time(clock.now()),
+            "actor": f"{self.actor} as {caller}" if caller else self.actor, "command": self.command,
             "workload": workload, "provider": provider, "target": target, "identity": identity,
             "action": action, "before": before, "after": after, "result": result,
         }

@@ -71,8 +71,10 @@ def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None
     tags = dict(bundle.get("tags") or {})
     workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"
     result = RestoreResult(identity, str(bundle["kind"]), str(bundle["target"]), workload)
+    auditor = config.auditor("restore")
+    auditor.callers[(str(bundle["provider"]), result.target)] = backend.verify_target(result.target)
     result.steps = backend.restore(bundle)
-    config.auditor("restore").record(
+    auditor.record(
         workload=workload, provider=str(bundle["provider"]), target=result.target, identity=identity,
         action="restore", before=None, after=bundle, detail={"steps": result.steps})
     if result.kind == "user":

@@ -168,7 +168,11 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         raise UserError("cleanup would delete identities, but no audit log is configured to keep "
                         "their restore bundles; set audit.path in workload-ids.yaml, then rerun")
     report.applied = True
-    report.results = _act(findings, providers, config, progress)
+    auditor = config.auditor("cleanup")
+    for name, target in sorted({(f.identity.provider, f.identity.target) for f in findings if f.action}):
+        # Credentials must reach the account before anything there changes.
+        auditor.callers[(name, target)] = providers[name].verify_target(target)
+    report.results = _act(findings, providers, auditor, config, progress)
     report.calls = seam.stats.total
     return report
 
@@ -197,9 +201,8 @@ def _blast_radius(findings: list[Finding], config: Config, max_actions: int | No
                                           " in the config"))
 
 
-def _act(findings: list[Finding], providers: dict[str, Any], config: Config,
+def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, config: Config,
          progress: Callable[[int, int], None] | None) -> list[ActionResult]:
-    auditor = config.auditor("cleanup")
     bundles = _bundled(config)
     todo = [f for f in findings if f.action]
 

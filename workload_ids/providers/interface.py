@@ -47,8 +47,9 @@ class Provider(Protocol):
     def apply(self, change: Change) -> None:
         """Carry out one change. Idempotent: running it twice leaves the same state."""
 
-    def verify_target(self, target: str) -> None:
-        """Refuse to change anything unless the credentials reach ``target``."""
+    def verify_target(self, target: str) -> str:
+        """Refuse to change anything unless the credentials reach ``target``; returns who
+        the credentials are (an ARN, an email), for the audit log's actor."""
 
     def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
         """What a deployment needs after apply (role ARN and the like)."""

@@ -530,13 +530,14 @@ class AwsProvider(RetireMixin):
             self._oidc[target] = arns
         return arns
 
-    def verify_target(self, target: str) -> None:
+    def verify_target(self, target: str) -> str:
         sts = self.client(target, "sts")
         try:
-            arn = sts.get_caller_identity()["Arn"]
+            arn = str(sts.get_caller_identity()["Arn"])
         except ClientError as exc:
             raise self._cloud("sts.get_caller_identity", exc) from exc
         self._check_account(target, arn)
+        return arn
 
     def current_target(self) -> str:
         """The account the ambient credentials reach."""
