@@ -63,7 +63,7 @@ def test_non_workload_yaml_in_a_folder_is_skipped(manifests: Any, name: str) -> 
 
 @pytest.mark.parametrize(("name", "line", "column"), [
     ("owners.yaml", 1, 1),
-    ("workload-ids.yaml", 2, 1),   # the first line is a comment
+    ("workload-ids.yaml", 3, 1),   # the first two lines are comments
 ])
 def test_non_workload_yaml_given_explicitly_is_an_error(manifests: Any, name: str, line: int,
                                                         column: int) -> None:
@@ -219,7 +219,7 @@ def test_schema_accepts_the_payments_example() -> None:
 def test_schema_accepts_every_example_manifest() -> None:
     check = validator()
     files = [p for p in sorted(EXAMPLES.rglob("*.yaml"))
-             if p.name not in ("owners.yaml", "workload-ids.yaml")]
+             if p.name not in ("owners.yaml", "workload-ids.yaml") and p.parent.name != "schedules"]
     assert len(files) == 8
     for path in files:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))

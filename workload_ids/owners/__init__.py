@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 
 
 def open_directory(config: Config) -> OwnerDirectory | None:
-    """The directory the config names, or None when owner checks are off."""
+    """The directory the config names, or None when owner checks are off. Paths in the
+    config (``owners.path``, ``owners.caBundle``) are relative to the config file."""
     owners = config.data.owners
     if owners is None:
         return None
@@ -19,4 +20,4 @@ def open_directory(config: Config) -> OwnerDirectory | None:
         assert owners.path is not None
         return FileDirectory.load(config.base / owners.path)
     from .scim import ScimDirectory
-    return ScimDirectory.from_config(owners)
+    return ScimDirectory.from_config(owners, config.base)
