@@ -68,9 +68,26 @@ def fleet(aws: Any, manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
                     AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
                     Tags=[{"Key": k, "Value": v} for k, v in {**decoy_tags,
                                                               "workload-ids:owner": "alice"}.items()])
+    # A decoy user too, with an active key: ours in every way but the managed-by tag.
+    aws.create_user(UserName="wid_prod_decoy-user", Path="/workload-ids/",
+                    Tags=[{"Key": k, "Value": v} for k, v in {**decoy_tags, "workload-ids:owner": "alice",
+                                                              "workload-ids:workload": "decoy-user"}.items()])
+    aws.create_access_key(UserName="wid_prod_decoy-user")
     (folder / "svc-d.yaml").unlink()
     monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
     return folder
+
+
+def decoys(iam: Any) -> dict[str, Any]:
+    """Everything about the decoys that a command could change."""
+    return {
+        "role": iam.get_role(RoleName="wid_prod_decoy")["Role"],
+        "role_policies": iam.list_role_policies(RoleName="wid_prod_decoy")["PolicyNames"],
+        "user": iam.get_user(UserName="wid_prod_decoy-user")["User"],
+        "user_tags": iam.list_user_tags(UserName="wid_prod_decoy-user")["Tags"],
+        "keys": [(k["AccessKeyId"], k["Status"]) for k in
+                 iam.list_access_keys(UserName="wid_prod_decoy-user")["AccessKeyMetadata"]],
+    }
 
 
 def by_identity(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -88,6 +105,7 @@ def test_dry_run_classifies_and_changes_nothing(aws: Any, fleet: Path) -> None:
         "wid_prod_svc-c": ("transferred", "transfer"),
         "wid_prod_svc-d": ("no-manifest", "quarantine"),
         "wid_prod_decoy": ("unmanaged", None),
+        "wid_prod_decoy-user": ("unmanaged", None),
     }
     assert found["wid_prod_svc-b"]["reason"] == "person alice is inactive"
     assert found["wid_prod_svc-c"]["successor"] == "team-platform"
@@ -109,6 +127,7 @@ def test_scan_reads_the_account_in_two_calls(aws: Any, fleet: Path) -> None:
 
 def test_apply_quarantines_transfers_and_never_touches_the_decoy(aws: Any, fleet: Path) -> None:
     decoy = aws.get_role(RoleName="wid_prod_decoy")["Role"]
+    untouched = decoys(aws)
     result = run_cli("cleanup", str(fleet), "--apply")
     assert result.code == 0, result.out + result.err
     assert "Cleanup applied: 1 transfer, 2 quarantine; 0 failed" in result.out
@@ -130,6 +149,7 @@ def test_apply_quarantines_transfers_and_never_touches_the_decoy(aws: Any, fleet
     assert MARK_TAG not in moved and MARK_TAG not in tags_of(aws, "wid_prod_svc-a")
     assert aws.get_role(RoleName="wid_prod_decoy")["Role"] == decoy
     assert policies_of(aws, "wid_prod_decoy") == {}
+    assert decoys(aws) == untouched
     # Apply must not undo the transfer while the manifest still names the old owner.
     plan = run_cli("plan", str(fleet), "--detailed-exitcode")
     assert plan.code == 0, plan.out
@@ -165,6 +185,7 @@ def test_release_when_the_owner_and_the_manifest_come_back(aws: Any, fleet: Path
 
 
 def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
+    untouched = decoys(aws)
     assert run_cli("cleanup", str(fleet), "--apply").code == 0
     original = snapshot(aws)["wid_prod_svc-d"]
     early = run_cli("cleanup", str(fleet), "--apply", "--output", "json")
@@ -178,6 +199,7 @@ def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
     assert seam.stats.total == 2 + 1 + 2 * 3
     names = {r["RoleName"] for r in aws.list_roles()["Roles"]}
     assert names == {"wid_prod_svc-a", "wid_prod_svc-c", "wid_prod_decoy"}
+    assert decoys(aws) == untouched
     log = list(records(Path("audit.jsonl")))
     bundle = next(r for r in log if r["action"] == "restore-bundle" and r["identity"] == "wid_prod_svc-d")
     assert bundle["before"]["inlinePolicies"] == {"workload-ids": original["policies"]["workload-ids"]}
