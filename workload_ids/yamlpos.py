@@ -92,28 +92,66 @@ def _pos(path: str, node: yaml.Node) -> Position:
     return Position(path, mark.line + 1, mark.column + 1)
 
 
-def _check_keys(node: yaml.Node) -> None:
-    """What PyYAML accepts but a manifest must not hold: duplicate keys, merge keys,
-    keys that are not plain scalars."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, yaml.MappingNode):
-            seen: set[str] = set()
-            for k, v in current.value:
+_STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_SAFE = yaml.constructor.SafeConstructor()
+
+
+def _construct(root: yaml.Node) -> Any:
+    """Plain values from a node tree, refusing what PyYAML accepts but a manifest must not
+    hold (duplicate keys, merge keys, keys that are not plain scalars, recursive aliases).
+
+    PyYAML's own constructor is generic (generators for recursive structures, a resolver
+    call per scalar) and was half the time of loading a fleet's manifests; manifests are
+    plain maps, lists and strings, so those are built directly and anything else (ints,
+    booleans, timestamps, binary) goes to PyYAML's safe constructor.
+    """
+    built: dict[int, Any] = {}  # aliases share one value, as PyYAML does (no alias bombs)
+    active: set[int] = set()
+
+    def error(message: str, node: yaml.Node) -> yaml.constructor.ConstructorError:
+        return yaml.constructor.ConstructorError(None, None, message, node.start_mark)
+
+    def build(node: yaml.Node) -> Any:
+        key = id(node)
+        if key in built:
+            return built[key]
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = node.value if node.tag == _STR else _scalar(node)
+        elif isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            if key in active:
+                raise error("recursive YAML aliases are not supported in manifests", node)
+            active.add(key)
+            value = {}
+            for k, v in node.value:
                 if k.tag == "tag:yaml.org,2002:merge":
-                    raise yaml.constructor.ConstructorError(
-                        None, None, "YAML merge keys (<<) are not supported in manifests", k.start_mark)
+                    raise error("YAML merge keys (<<) are not supported in manifests", k)
                 if not isinstance(k, yaml.ScalarNode):
-                    raise yaml.constructor.ConstructorError(
-                        None, None, "mapping keys must be plain strings", k.start_mark)
-                if k.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {k.value!r}", k.start_mark)
-                seen.add(k.value)
-                stack.append(v)
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
+                    raise error("mapping keys must be plain strings", k)
+                name = k.value if k.tag == _STR else _scalar(k)
+                if name in value:
+                    raise error(f"duplicate key {k.value!r}", k)
+                value[name] = build(v)
+            active.discard(key)
+        elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+            if key in active:
+                raise error("recursive YAML aliases are not supported in manifests", node)
+            active.add(key)
+            value = [build(item) for item in node.value]
+            active.discard(key)
+        else:  # an explicitly tagged collection (!!set, !!omap, ...): PyYAML's rules
+            value = yaml.constructor.SafeConstructor().construct_document(node)
+        built[key] = value
+        return value
+
+    return build(root)
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    constructor = _SAFE.yaml_constructors.get(node.tag)
+    if constructor is None:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
+    return constructor(_SAFE, node)
 
 
 def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -127,8 +165,7 @@ def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnosti
                 node = loader.get_node()
                 doc = Document(path=path, index=index, value=None, node=node)
                 if node is not None:
-                    _check_keys(node)
-                    doc.value = loader.construct_document(node)
+                    doc.value = _construct(node)
                 docs.append(doc)
                 index += 1
         finally:
