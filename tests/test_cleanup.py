@@ -118,11 +118,11 @@ def test_dry_run_classifies_and_changes_nothing(aws: Any, fleet: Path) -> None:
     assert [r for r in records(Path("audit.jsonl")) if r["command"] == "cleanup"] == []
 
 
-def test_scan_reads_the_account_in_two_calls(aws: Any, fleet: Path) -> None:
+def test_dry_run_reads_the_account_in_one_call(aws: Any, fleet: Path) -> None:
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     report = cleanup([fleet], load_config(), seam)
-    assert seam.stats.calls == {"aws:iam.get_account_authorization_details": 1, "aws:iam.list_roles": 1}
-    assert report.calls == 2
+    assert seam.stats.calls == {"aws:iam.get_account_authorization_details": 1}
+    assert report.calls == 1
 
 
 def test_apply_quarantines_transfers_and_never_touches_the_decoy(aws: Any, fleet: Path) -> None:

@@ -134,7 +134,9 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         scopes = {(provider, backend(provider).current_target())}
     observed: list[tuple[Any, ObservedIdentity]] = []
     for name, target in sorted(scopes):
-        observed.extend((backend(name), o) for o in backend(name).observe_scope(target))
+        # A dry run judges by markers, marks and use; only deletions (restore bundles)
+        # need every setting, so only an applying run pays for that second walk.
+        observed.extend((backend(name), o) for o in backend(name).observe_scope(target, settings=apply))
 
     directory = open_directory(config)
     owners = None

@@ -33,10 +33,12 @@ class Provider(Protocol):
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         """What the cloud holds under the desired identity's name (a handful of calls)."""
 
-    def observe_scope(self, target: str) -> list[ObservedIdentity]:
+    def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
         """Every identity under our path/marker in one account/project/subscription, read in
         a few paged batch calls. Identities with our name pattern but no marker are
-        included (their marker is None) so a plan can refuse to touch them."""
+        included (their marker is None) so a plan can refuse to touch them. Without
+        ``settings``, what only a diff or a restore bundle needs may be left out (a
+        cleanup dry run judges by markers, marks and use alone)."""
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         """Checks that need the cloud but change nothing (e.g. federation providers exist)."""

@@ -269,6 +269,7 @@ class AwsProvider(RetireMixin):
         self._verifiers: dict[str, SeamClient] = {}
         self._lock = threading.Lock()
         self._oidc: dict[str, set[str]] = {}
+        self._callers: dict[str, str] = {}  # account -> the ARN our credentials are there
 
     # --- clients ---------------------------------------------------------------------
 
@@ -418,13 +419,16 @@ class AwsProvider(RetireMixin):
         for page in self._pages_of(client, operation, **kwargs):
             yield page.get(key, [])
 
-    def observe_scope(self, target: str) -> list[ObservedIdentity]:
+    def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
         """Two paged walks: ``get_account_authorization_details`` (policies, tags, boundary,
-        last use of every role and user) and ``list_roles`` under our path (session
-        duration and description, which the first walk lacks)."""
+        last use of every role and user) and, with ``settings``, ``list_roles`` under our
+        path (session duration and description, which the first walk lacks)."""
         iam = self.client(target, "iam")
         path = self.config.aws.rolePath
+
         def list_ours() -> dict[str, Any]:
+            if not settings:
+                return {}
             return {r["RoleName"]: r for page in self._pages(
                 iam, "list_roles", "Roles", PathPrefix=path, MaxItems=1000) for r in page}
 
@@ -531,21 +535,32 @@ class AwsProvider(RetireMixin):
         return arns
 
     def verify_target(self, target: str) -> str:
-        sts = self.client(target, "sts")
-        try:
-            arn = str(sts.get_caller_identity()["Arn"])
-        except ClientError as exc:
-            raise self._cloud("sts.get_caller_identity", exc) from exc
-        self._check_account(target, arn)
-        return arn
+        with self._lock:
+            known = self._callers.get(target)
+        if known is None:
+            sts = self.client(target, "sts")
+            try:
+                known = str(sts.get_caller_identity()["Arn"])
+            except ClientError as exc:
+                raise self._cloud("sts.get_caller_identity", exc) from exc
+            with self._lock:
+                self._callers[target] = known
+        self._check_account(target, known)
+        return known
 
     def current_target(self) -> str:
         """The account the ambient credentials reach."""
         sts = self.client("", "sts")
         try:
-            return str(sts.get_caller_identity()["Account"])
+            arn = str(sts.get_caller_identity()["Arn"])
         except ClientError as exc:
             raise self._cloud("sts.get_caller_identity", exc) from exc
+        account = arn.split(":")[4]
+        if account not in self.config.aws.accounts:
+            # The same credentials reach it: a later verify_target need not ask again.
+            with self._lock:
+                self._callers.setdefault(account, arn)
+        return account
 
     # --- plan ------------------------------------------------------------------------
 
