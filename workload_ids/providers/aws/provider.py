@@ -55,7 +55,7 @@ from ...model import (
     ObservedIdentity,
 )
 from ...secrets.interface import IssuedKey, SecretValue
-from . import render
+from . import fastxml, render
 from .retire import QUARANTINE_POLICY, RetireMixin
 
 OUR_POLICIES = (render.POLICY_NAME, QUARANTINE_POLICY)
@@ -279,6 +279,7 @@ class AwsProvider(RetireMixin):
             cached = self._sessions.get(target)
         if cached is None:
             cached = self._new_session(target)
+            fastxml.install(cached._session)
             with self._lock:
                 self._sessions.setdefault(target, cached)
         return cached
