@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from conftest import run_cli, workload
 from test_calls_and_crashes import snapshot
@@ -486,7 +487,17 @@ def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: 
     assert bundle["before"]["groups"] == ["legacy-vendors"]
     restored = run_cli("restore", user)
     assert restored.code == 0
-    assert "access keys cannot be restored" in restored.out
+    assert "access keys cannot be restored" in restored.out and "--issue-key MANIFEST" in restored.out
     assert aws.list_access_keys(UserName=user)["AccessKeyMetadata"] == []
     assert [g["GroupName"] for g in aws.list_groups_for_user(UserName=user)["Groups"]] == ["legacy-vendors"]
+    # Rerun with a new key: restore converges, and the key is issued, verified and stored.
+    again = run_cli("restore", user, "--issue-key", str(folder / "vendor.yaml"), "--output", "json")
+    assert again.code == 0, again.err
+    [new_key] = [k["AccessKeyId"] for k in aws.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+    assert new_key != key
+    doc = json.loads(again.out)
+    assert doc["key"]["keys"][0]["id"] == new_key
+    stored = boto3.client("secretsmanager", region_name="us-east-1").get_secret_value(
+        SecretId="workload-ids/prod/vendor-sync")
+    assert json.loads(stored["SecretString"])["AccessKeyId"] == new_key
     secret_hygiene.append(Path("audit.jsonl").read_text())

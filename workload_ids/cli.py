@@ -309,14 +309,33 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     from .cleanup.restore import restore
     config = _config(args)
     seam = _seam(config)
+    checked = None
+    if args.issue_key:
+        from .validate import validate
+        # Checked before anything is restored: a wrong manifest must not leave half a job.
+        checked = validate([args.issue_key], config)
+        checked.raise_for_errors()
     result = restore(args.identity, config, seam, target=args.target)
     out.text(f"Restored {result.kind} {result.identity} ({result.workload}) in {result.target}:")
     for step in result.steps:
         out.text(f"    {step}")
+    key_report = None
+    if checked is not None and result.kind == "user":
+        from .rotation import rotate_workloads
+        name = result.workload.split("/", 1)[1]
+        [key_report] = rotate_workloads(checked.compiled, config, seam, now_name=name)
+        for action in key_report.actions:
+            out.text(f"    {action}")
+        if key_report.error:
+            out.note(f"error: issuing a new key: {key_report.error}")
+        result.notes = [n for n in result.notes if not n.startswith("access keys cannot")]
+        result.notes.insert(0, "access keys cannot be restored (AWS never shows a secret twice); "
+                               f"a new one was issued to secret {key_report.secret}")
     for note in result.notes:
         out.text(f"note: {note}")
-    out.document({**result.as_json(), "apiCalls": seam.stats.total})
-    return EXIT_OK
+    out.document({**result.as_json(), "key": key_report.as_json() if key_report else None,
+                  "apiCalls": seam.stats.total})
+    return EXIT_ERROR if key_report is not None and key_report.error else EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
@@ -407,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "restore bundle in the audit log", paths=False)
     restore.add_argument("identity", metavar="IDENTITY", help="the role or user name")
     restore.add_argument("--target", help="the account, when the name was deleted in several")
+    restore.add_argument("--issue-key", metavar="MANIFEST",
+                         help="key mode: also issue a new access key (keys cannot be restored) "
+                              "and deliver it as this manifest says")
     verb("demo", cmd_demo, "a guided tour against an in-process AWS; no account needed",
          paths=False)
     sandbox = verb("sandbox", cmd_sandbox, "run a local AWS (moto server) until stopped",

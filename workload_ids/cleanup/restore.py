@@ -79,8 +79,9 @@ def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None
         action="restore", before=None, after=bundle, detail={"steps": result.steps})
     if result.kind == "user":
         result.notes.append("access keys cannot be restored (AWS never shows a secret twice); issue a "
-                            f"new one with `workload-ids rotate --now {tags.get('workload-ids:workload')} "
-                            "MANIFEST`, which delivers it to the secret store")
+                            "new one now with `workload-ids restore --issue-key MANIFEST`, or later with "
+                            f"`workload-ids rotate --now {tags.get('workload-ids:workload')} MANIFEST`; "
+                            "either delivers it to the secret store")
     result.notes.append("the next cleanup judges it afresh: if its owner is still gone or no manifest "
                         "declares it, it is quarantined again; fix the owner or the manifest first")
     return result
