@@ -59,6 +59,32 @@ class Marker:
             TAG_DIGEST: self.digest,
         }
 
+    TEXT_PREFIX = "workload-ids:v1"
+
+    def as_text(self) -> str:
+        """The marker as one line, for clouds without tags on identities (a GCP service
+        account's description, a custom role's description, a condition's description).
+        The inverse of :meth:`from_text`."""
+        return (f"{self.TEXT_PREFIX} workload={self.workload} owner={self.owner} "
+                f"environment={self.environment} sha256={self.digest}")
+
+    @staticmethod
+    def from_text(text: str | None) -> Marker | None:
+        """Read :meth:`as_text`'s form; None for anything else (an edited or forged
+        description, or one missing the digest, is not ours)."""
+        if not text or not text.startswith(Marker.TEXT_PREFIX + " "):
+            return None
+        fields: dict[str, str] = {}
+        for part in text[len(Marker.TEXT_PREFIX) + 1:].split(" "):
+            key, sep, value = part.partition("=")
+            if not sep or not value or key in fields:
+                return None
+            fields[key] = value
+        if set(fields) != {"workload", "owner", "environment", "sha256"} or \
+                len(fields["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in fields["sha256"]):
+            return None
+        return Marker(fields["workload"], fields["owner"], fields["environment"], fields["sha256"])
+
     @staticmethod
     def from_tags(tags: Mapping[str, str]) -> Marker | None:
         """Read our marker from tags; None unless every key is there and managed-by is ours."""

@@ -1,0 +1,1 @@
+"""The GCP backend: service accounts, custom roles, conditional and resource bindings."""

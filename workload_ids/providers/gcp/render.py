@@ -1,0 +1,174 @@
+"""A compiled workload as GCP IAM objects. Pure: no SDK, no calls.
+
+A workload becomes one service account; its access becomes custom roles holding exactly
+the templates' permissions, bound either on the project with an IAM condition naming the
+listed resources (``binding: condition``), on the project plainly for permissions GCP
+only checks there (``binding: project``: logging, monitoring), or on each listed resource's
+own IAM policy where the service does not evaluate conditions on resource names
+(``binding: resource``: Pub/Sub, Secret Manager, Artifact Registry, Cloud Run, ...).
+
+One custom role per distinct permission set, not one per workload: a single role holding
+the union, bound under one condition naming every resource, would grant each resource
+the permissions listed for the others (write on the bucket listed for read only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ...errors import Diagnostic
+from ...model import CompiledWorkload, DesiredIdentity, Grant
+
+ACCOUNT_ID_MAX = 30
+ROLE_ID_MAX = 64
+DESCRIPTION_MAX = 256  # a service account's description
+ROLE_TITLE_MAX = 100
+CONDITION_TITLE_MAX = 100
+EXPRESSION_MAX = 12_800
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+
+
+def _digest(*parts: str, length: int = 6) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def account_id(prefix: str, environment: str, name: str) -> str:
+    """``wid-prod-payments-api-3f2a9c``: readable, 6-30 characters, and collision-safe
+    (the digest of environment and name tells ``a-b``/``c`` from ``a``/``b-c``)."""
+    core = "-".join(p for p in (prefix, environment, name) if p).lower()
+    if not core[:1].isalpha():
+        core = "w" + core
+    head = core[: ACCOUNT_ID_MAX - 7].rstrip("-")
+    return f"{head}-{_digest(environment, name)}"
+
+
+def service_account_email(account: str, project: str) -> str:
+    return f"{account}@{project}.iam.gserviceaccount.com"
+
+
+def role_id(prefix: str, environment: str, name: str, permissions: Sequence[str]) -> str:
+    """One custom role per workload and permission set; role ids allow ``[A-Za-z0-9_.]``."""
+    base = re.sub(r"[^A-Za-z0-9_.]", "_", "_".join(p for p in (prefix, environment, name) if p))
+    tail = f"_{_digest(environment, name)}_{_digest(*sorted(permissions), length=4)}"
+    return base[: ROLE_ID_MAX - len(tail)] + tail
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text)  # CEL string literals take JSON's escapes
+
+
+def condition_for(grant: Grant) -> str:
+    """The CEL expression that limits a project-level grant to one listed resource (and
+    what lives inside it: a bucket's objects, a key's versions, a dataset's tables)."""
+    name = grant.resource
+    inside = {"gcs-bucket": "/objects/", "kms-crypto-key": "/cryptoKeyVersions/",
+              "bigquery-dataset": "/tables/"}.get(grant.kind or "")
+    exact = f"resource.name == {_quoted(name)}"
+    if inside is None:
+        return exact
+    return f"({exact} || resource.name.startsWith({_quoted(name + inside)}))"
+
+
+def federation_members(workload: CompiledWorkload) -> list[str]:
+    """Workload Identity Federation principals allowed to act as the service account."""
+    members: list[str] = []
+    for fed in workload.loaded.workload.spec.credentials.federation:
+        pool = getattr(fed, "workloadIdentityPool", None)
+        if not pool:
+            continue
+        subject = fed.subject()  # type: ignore[union-attr]
+        members.append(f"principal://iam.googleapis.com/{pool}/subject/{subject}")
+    return sorted(set(members))
+
+
+def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
+    """Every object the workload's identity consists of, in plain JSON values."""
+    project = workload.target
+    env, name = workload.environment, workload.name
+    email = service_account_email(account_id(prefix, env, name), project)
+    member = f"serviceAccount:{email}"
+    marker = workload.marker.as_text()
+    by_permissions: dict[tuple[str, ...], list[Grant]] = {}
+    for grant in workload.grants:
+        by_permissions.setdefault(tuple(sorted(set(grant.actions))), []).append(grant)
+    roles: dict[str, Any] = {}
+    project_bindings: list[dict[str, Any]] = []
+    resource_bindings: list[dict[str, Any]] = []
+    for permissions, grants in sorted(by_permissions.items()):
+        rid = role_id(prefix, env, name, permissions)
+        role_name = f"projects/{project}/roles/{rid}"
+        roles[rid] = {"title": f"workload-ids {env}/{name}"[:ROLE_TITLE_MAX], "description": marker,
+                      "includedPermissions": list(permissions), "stage": "GA"}
+        conditioned = sorted({condition_for(g) for g in grants if g.binding == "condition"})
+        if any(g.binding == "project" for g in grants):
+            project_bindings.append({"role": role_name, "members": [member]})
+        if conditioned:
+            project_bindings.append({"role": role_name, "members": [member], "condition": {
+                "title": f"workload-ids {env}/{name}"[:CONDITION_TITLE_MAX],
+                "description": marker, "expression": " || ".join(conditioned)}})
+        for resource in sorted({g.resource for g in grants if g.binding == "resource"}):
+            resource_bindings.append({"resource": resource, "role": role_name, "members": [member]})
+    project_bindings.sort(key=lambda b: (b["role"], "condition" in b))
+    resource_bindings.sort(key=lambda b: (b["resource"], b["role"]))
+    federation = federation_members(workload)
+    return {
+        "serviceAccount": {"email": email, "displayName": f"workload-ids {env}/{name}"[:100],
+                           "description": marker},
+        "roles": roles,
+        "projectBindings": project_bindings,
+        "resourceBindings": resource_bindings,
+        # Who may act as the service account: bound on the account's own IAM policy.
+        "accountBindings": [{"role": WORKLOAD_IDENTITY_USER, "members": federation}] if federation else [],
+    }
+
+
+def canonical(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def desired_identity(workload: CompiledWorkload, prefix: str) -> DesiredIdentity:
+    """The service account a workload should have, with its roles and bindings."""
+    cached = workload.rendered.get(f"gcp:{prefix}")
+    if cached is not None:
+        return cached
+    objects = desired_objects(workload, prefix)
+    email = objects["serviceAccount"]["email"]
+    key_mode = workload.loaded.workload.spec.credentials.mode == "key"
+    desired = DesiredIdentity(
+        workload=workload, kind="service-account", name=email,
+        documents={k: canonical(v) for k, v in objects.items()},
+        tags=workload.marker.as_tags(),
+        settings={"project": workload.target, "keyMode": "true" if key_mode else "false",
+                  "description": objects["serviceAccount"]["description"],
+                  "displayName": objects["serviceAccount"]["displayName"]},
+        address=f"projects/{workload.target}/serviceAccounts/{email}", objects=objects)
+    workload.rendered[f"gcp:{prefix}"] = desired
+    return desired
+
+
+def static_checks(workload: CompiledWorkload, prefix: str) -> list[Diagnostic]:
+    """GCP limits checked before any call: description and condition sizes."""
+    lw = workload.loaded
+    out: list[Diagnostic] = []
+    objects = desired_identity(workload, prefix).objects
+    marker = objects["serviceAccount"]["description"]
+    if len(marker) > DESCRIPTION_MAX:
+        out.append(Diagnostic(lw.position("metadata", "owner"),
+                              f"workload {workload.label}: its ownership marker would be {len(marker)} "
+                              f"characters; a GCP service account description holds {DESCRIPTION_MAX}. "
+                              "Use a shorter owner or workload name"))
+    for binding in objects["projectBindings"]:
+        expression = binding.get("condition", {}).get("expression", "")
+        if len(expression) > EXPRESSION_MAX:
+            out.append(Diagnostic(lw.position("spec", "access", key=True),
+                                  f"workload {workload.label}: an IAM condition would be {len(expression)} "
+                                  f"characters; GCP allows {EXPRESSION_MAX}. List fewer resources"))
+    return out
+
+
+def bound_resources(objects: dict[str, Any]) -> Iterable[str]:
+    return sorted({b["resource"] for b in objects["resourceBindings"]})
