@@ -19,8 +19,9 @@ POOL = "projects/123456789012/locations/global/workloadIdentityPools/github"
 
 
 def gcp_workload(name: str = "catalog-sync", access: str = "", owner: str = "team-platform") -> str:
-    access = access or ("    - template: object-storage.read\n      resources: [projects/_/buckets/bucket-a]\n"
-                        "    - template: object-storage.write\n      resources: [projects/_/buckets/bucket-b]\n")
+    access = access or (
+        "    - template: object-storage.read\n      resources: [projects/_/buckets/bucket-a]\n"
+        "    - template: object-storage.write\n      resources: [projects/_/buckets/bucket-b]\n")
     return ("apiVersion: workload-ids/v1\nkind: Workload\n"
             f"metadata: {{name: {name}, owner: {owner}, environment: prod}}\n"
             "spec:\n  provider: gcp\n  gcp: {project: acme-prod}\n"
