@@ -118,7 +118,7 @@ class CallSeam:
         self.faults: list[Fault] = []
         self.latency = 0.0
         self._sleep = sleep
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # retry jitter, not a secret  # nosec B311
         self._lock = threading.Lock()
         self._number = 0
         self._classifiers: dict[str, ErrorClassifier] = {}
@@ -278,7 +278,7 @@ class RandomFaults:
     def __init__(self, throttle: float, transient: float, seed: int) -> None:
         self.throttle = throttle
         self.transient = transient
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # seeded test faults, not a secret  # nosec B311
         self._lock = threading.Lock()
 
     def __call__(self, call: CallRecord) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element  # a type only; botocore parses the XML  # nosec B405
 
 from botocore import parsers
 from botocore.model import Shape

@@ -288,7 +288,7 @@ class AwsProvider(RetireMixin):
         access = self.config.aws.accounts.get(target)
         if self.config.aws.sandboxCredentials:
             return boto3.session.Session(aws_access_key_id="testing",
-                                         aws_secret_access_key="testing",  # nosec B106 - sandbox only
+                                         aws_secret_access_key="testing",  # sandbox only  # nosec B106
                                          region_name="us-east-1")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         if access and access.profile:
