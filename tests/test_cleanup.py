@@ -501,3 +501,41 @@ def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: 
         SecretId="workload-ids/prod/vendor-sync")
     assert json.loads(stored["SecretString"])["AccessKeyId"] == new_key
     secret_hygiene.append(Path("audit.jsonl").read_text())
+
+
+def test_plan_inventory_and_apply_see_a_quarantined_identity(aws: Any, fleet: Path) -> None:
+    assert run_cli("cleanup", str(fleet), "--apply").code == 0
+    # svc-b is still declared (its owner left): a pipeline's plan says so and apply keeps it disabled.
+    plan = run_cli("plan", str(fleet / "svc-b.yaml"), "--output", "json")
+    doc = json.loads(plan.out)
+    assert doc["changes"] == []
+    assert doc["quarantined"] == [{"workload": "prod/svc-b", "identity": "wid_prod_svc-b",
+                                   "mark": tags_of(aws, "wid_prod_svc-b")[MARK_TAG]}]
+    text = run_cli("plan", str(fleet / "svc-b.yaml"))
+    assert "! prod/svc-b: wid_prod_svc-b is quarantined by cleanup" in text.out
+    assert run_cli("apply", "--auto-approve", str(fleet / "svc-b.yaml")).code == 0
+    assert "workload-ids-quarantine" in policies_of(aws, "wid_prod_svc-b")
+    rows = {r["identity"]: r for r in json.loads(run_cli("inventory", str(fleet), "--output", "json").out)
+            ["identities"]}
+    assert rows["wid_prod_svc-b"]["quarantine"].startswith(f"since={START} reason=owner-gone")
+    assert rows["wid_prod_svc-a"]["quarantine"] is None
+    table = run_cli("inventory", str(fleet)).out
+    assert any(line.startswith("wid_prod_svc-b") and line.rstrip().endswith("quarantined")
+               for line in table.splitlines())
+
+
+def test_apply_issues_no_key_to_a_quarantined_user(secret_hygiene: Any, aws: Any, manifests: Any,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_rotation import KEY_MODE
+    Path("owners.yaml").write_text(OWNERS)
+    Path("workload-ids.yaml").write_text(CONFIG)
+    folder = manifests({"vendor.yaml": KEY_MODE.replace("owner: team-a", "owner: alice")})
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    user = "wid_prod_vendor-sync"
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    before = aws.list_access_keys(UserName=user)["AccessKeyMetadata"]
+    assert [k["Status"] for k in before] == ["Inactive"]
+    result = run_cli("apply", "--auto-approve", str(folder))
+    assert result.code == 0, result.err
+    assert aws.list_access_keys(UserName=user)["AccessKeyMetadata"] == before

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .calls import CallSeam
+from .cleanup.mark import MARK_TAG
 from .clock import format_time
 from .clock import now as clock_now
 from .config import Config
@@ -31,12 +32,13 @@ class InventoryRow:
     next_step: str | None = None
     next_at: str | None = None
     secret: str | None = None
+    quarantine: str | None = None  # cleanup's mark, when quarantined
 
     def as_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"provider": self.provider, "target": self.target, "kind": self.kind,
                "identity": self.identity, "workload": self.workload,
                "environment": self.environment, "owner": self.owner,
-               "declared": self.declared, "lastUsed": self.last_used}
+               "declared": self.declared, "lastUsed": self.last_used, "quarantine": self.quarantine}
         if self.kind == "user":
             doc.update(keys=list(self.keys), secret=self.secret, nextStep=self.next_step,
                        nextAt=self.next_at)
@@ -92,7 +94,8 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
                 provider=name, target=target, kind=o.kind, identity=o.name,
                 workload=marker.workload, environment=marker.environment, owner=marker.owner,
                 declared=None if declared is None else (name, target, label) in declared,
-                last_used=_when(last), keys=keys, next_step=step, next_at=when, secret=secret))
+                last_used=_when(last), keys=keys, next_step=step, next_at=when, secret=secret,
+                quarantine=o.tags.get(MARK_TAG)))
     return sorted(rows, key=lambda r: (r.provider, r.target, r.identity))
 
 
@@ -107,10 +110,11 @@ def render_inventory(rows: list[InventoryRow]) -> str:
     """A fixed-width table."""
     if not rows:
         return "No identities managed by workload-ids were found."
-    header = ("IDENTITY", "KIND", "WORKLOAD", "OWNER", "TARGET", "MANIFEST", "LAST USED")
+    header = ("IDENTITY", "KIND", "WORKLOAD", "OWNER", "TARGET", "MANIFEST", "LAST USED", "STATE")
     table = [header] + [(
         r.identity, r.kind, f"{r.environment}/{r.workload}", r.owner, f"{r.provider}:{r.target}",
-        "-" if r.declared is None else ("yes" if r.declared else "NO"), r.last_used or "never")
+        "-" if r.declared is None else ("yes" if r.declared else "NO"), r.last_used or "never",
+        "quarantined" if r.quarantine else "active")
         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import CallSeam
+from .cleanup.mark import MARK_TAG
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors
 from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
@@ -48,6 +49,8 @@ class Plan:
     providers: dict[str, Provider]
     config: Config
     no_manifest: list[Orphan] = field(default_factory=list)
+    # Declared identities that cleanup has quarantined: apply leaves them disabled.
+    quarantined: list[dict[str, str]] = field(default_factory=list)
     fleet: bool = False
     calls: int = 0
 
@@ -72,6 +75,7 @@ class Plan:
         return {
             "changes": [c.as_json() for c in self.changes],
             "noManifest": [o.as_json() for o in self.no_manifest],
+            "quarantined": self.quarantined,
             "summary": self.summary(),
         }
 
@@ -147,6 +151,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
     changes: list[Change] = []
     conflicts: list[ConflictError] = []
     orphans: list[Orphan] = []
+    quarantined: list[dict[str, str]] = []
     done = 0
     for (provider_name, target), items in _grouped(desired).items():
         provider = providers[provider_name]
@@ -162,9 +167,14 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         else:
             observed = {d.name: provider.observe_one(d) for d in items}
         for d in items:
+            seen = observed[d.name]
+            mark = seen.tags.get(MARK_TAG) if seen is not None and seen.marker is not None else None
+            if mark is not None:
+                quarantined.append({"workload": d.workload.label, "identity": d.name, "mark": mark})
             try:
                 changes.extend(provider.diff(d, observed[d.name]))
-                if is_key_mode(d.workload):
+                # A quarantined user's keys stay as cleanup left them: a new key would undo it.
+                if is_key_mode(d.workload) and mark is None:
                     changes.extend(_key_changes(d, observed[d.name] is None, provider, config, seam))
             except ConflictError as exc:
                 conflicts.append(exc)
@@ -177,7 +187,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
     return Plan(changes=changes, desired=desired, providers=providers, config=config,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
-                fleet=fleet, calls=seam.stats.total - start_calls)
+                quarantined=quarantined, fleet=fleet, calls=seam.stats.total - start_calls)
 
 
 def _key_changes(desired: DesiredIdentity, new: bool, provider: Provider, config: Config,
@@ -229,6 +239,10 @@ def render_text(plan: Plan) -> str:
         lines.append("")
         lines.append(f"Plan: {s['create']} to create, {s['update']} to update, "
                      f"{s['unchanged']} unchanged ({s['changes']} change(s)).")
+    for q in plan.quarantined:
+        lines.append(f"! {q['workload']}: {q['identity']} is quarantined by cleanup ({q['mark']}); "
+                     "apply leaves it disabled. The next `workload-ids cleanup --apply` releases it "
+                     "once its owner is active and its manifest declares it")
     if plan.no_manifest:
         count = len(plan.no_manifest)
         lines.append(f"{count} identit{'y has' if count == 1 else 'ies have'} no manifest "
