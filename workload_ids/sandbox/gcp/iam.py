@@ -79,8 +79,8 @@ NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 # What Google attaches to its daily quotas ("come back tomorrow"): a caller that retries
 # RESOURCE_EXHAUSTED as throttling without reading this waits for nothing.
 QUOTA_RETRY_DELAY = timedelta(seconds=86401)
-TOKEN_URI = "https://oauth2.googleapis.com/token"  # nosec B105 - a public URL
-PKCS12_PASSWORD = b"notasecret"  # nosec B105 - Google's documented, fixed PKCS12 password
+TOKEN_URI = "https://oauth2.googleapis.com/token"  # a public URL  # nosec B105
+PKCS12_PASSWORD = b"notasecret"  # Google's documented, fixed PKCS12 password  # nosec B105
 LIST_ACCOUNTS_PAGE = (20, 100)  # (default, maximum) page sizes
 LIST_ROLES_PAGE = (300, 1000)
 
