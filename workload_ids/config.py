@@ -42,6 +42,17 @@ class AwsConfig(_Strict):
     accounts: dict[Annotated[str, Field(pattern=r"^\d{12}$")], AwsAccountAccess] = {}
 
 
+class GcpConfig(_Strict):
+    """GCP settings. Endpoints are for local emulators (the sandbox); unset, the client
+    libraries' own endpoints and Application Default Credentials are used."""
+
+    iamEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
+    resourceManagerEndpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    secretManagerEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
+    sandboxCredentials: bool = False
+    namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,5}$")] = "wid"
+
+
 class Guardrails(_Strict):
     """Limits a platform team sets for every manifest in the repository. A manifest that
     breaks one is refused with exit code 3."""
@@ -120,6 +131,7 @@ class ConfigFile(_Strict):
 
     templates: list[str] = []
     aws: AwsConfig = AwsConfig()
+    gcp: GcpConfig = GcpConfig()
     guardrails: Guardrails = Guardrails()
     calls: CallsConfig = CallsConfig()
     credentials: CredentialsConfig = CredentialsConfig()
@@ -148,6 +160,10 @@ class Config:
     @property
     def aws(self) -> AwsConfig:
         return self.data.aws
+
+    @property
+    def gcp(self) -> GcpConfig:
+        return self.data.gcp
 
     @property
     def guardrails(self) -> Guardrails:

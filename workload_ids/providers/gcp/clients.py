@@ -1,0 +1,116 @@
+"""GCP clients behind the call seam, and Google's errors in our terms.
+
+IAM Admin speaks gRPC only; Resource Manager is used over REST (its project IAM policy
+calls); Secret Manager over gRPC. With endpoints in the config (the sandbox), clients
+connect there with anonymous credentials; otherwise the libraries' defaults and
+Application Default Credentials apply. Every call goes through ``SeamClient``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.api_core import exceptions as gx
+
+from ...calls import CONFLICT, DENIED, NOT_FOUND, OTHER, THROTTLE, TRANSIENT, CallSeam, ErrorInfo, SeamClient
+from ...config import Config
+
+# RESOURCE_EXHAUSTED is both quota throttling and hard limits (10 keys per account, 100
+# accounts per project); only the former is worth a retry.
+_HARD_LIMITS = ("maximum number of keys", "maximum number of service accounts", "key limit",
+                "limit of", "quota exceeded for quota metric 'service accounts'")
+
+
+def classify(exc: BaseException) -> ErrorInfo | None:
+    """google.api_core exceptions in our terms (see calls.ErrorInfo)."""
+    if not isinstance(exc, gx.GoogleAPIError):
+        return None
+    code = type(exc).__name__
+    message = str(getattr(exc, "message", "") or exc)
+    if isinstance(exc, gx.ResourceExhausted):  # also TooManyRequests (HTTP 429)
+        hard = any(text in message.lower() for text in _HARD_LIMITS)
+        return ErrorInfo(OTHER if hard else THROTTLE, code, message)
+    if isinstance(exc, gx.ServiceUnavailable | gx.InternalServerError | gx.DeadlineExceeded
+                  | gx.GatewayTimeout | gx.BadGateway):
+        return ErrorInfo(TRANSIENT, code, message)
+    if isinstance(exc, gx.NotFound):
+        return ErrorInfo(NOT_FOUND, code, message)
+    if isinstance(exc, gx.PermissionDenied | gx.Unauthenticated | gx.Unauthorized | gx.Forbidden):
+        return ErrorInfo(DENIED, code, message)
+    if isinstance(exc, gx.AlreadyExists | gx.Aborted | gx.Conflict):
+        # Aborted / 409 on setIamPolicy is a stale etag: the caller redoes its whole
+        # read-modify-write, never a blind retry of the write.
+        return ErrorInfo(CONFLICT, code, message)
+    return ErrorInfo(OTHER, code, message)
+
+
+_FAULTS: dict[str, type[gx.GoogleAPICallError]] = {
+    THROTTLE: gx.TooManyRequests, TRANSIENT: gx.ServiceUnavailable, DENIED: gx.PermissionDenied,
+    NOT_FOUND: gx.NotFound, CONFLICT: gx.Aborted,
+}
+
+
+def make_fault(kind: str, operation: str) -> BaseException:
+    """A google.api_core exception exactly as the client libraries raise it for ``kind``."""
+    return _FAULTS.get(kind, gx.InternalServerError)(f"injected {kind} in {operation}")
+
+
+class GcpClients:
+    """Lazily built, seam-wrapped clients for one run (shared across threads)."""
+
+    def __init__(self, config: Config, seam: CallSeam) -> None:
+        self.config = config
+        self.seam = seam
+        seam.register("gcp", classify, make_fault)
+        self._iam: SeamClient | None = None
+        self._projects: SeamClient | None = None
+        self._secrets: SeamClient | None = None
+
+    def _credentials(self) -> Any:
+        if self.config.gcp.sandboxCredentials:
+            from google.auth.credentials import AnonymousCredentials
+            return AnonymousCredentials()  # type: ignore[no-untyped-call]
+        return None  # the libraries resolve Application Default Credentials themselves
+
+    @property
+    def iam(self) -> SeamClient:
+        if self._iam is None:
+            from google.cloud import iam_admin_v1
+            endpoint = self.config.gcp.iamEndpoint
+            if endpoint:
+                import grpc
+                from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+                raw = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(
+                    channel=grpc.insecure_channel(endpoint)))
+            else:
+                raw = iam_admin_v1.IAMClient(credentials=self._credentials())
+            self._iam = SeamClient(self.seam, "gcp", "iam", raw)
+        return self._iam
+
+    @property
+    def projects(self) -> SeamClient:
+        if self._projects is None:
+            from google.cloud import resourcemanager_v3
+            endpoint = self.config.gcp.resourceManagerEndpoint
+            options = {"api_endpoint": endpoint} if endpoint else None
+            raw = resourcemanager_v3.ProjectsClient(transport="rest", credentials=self._credentials(),
+                                                    client_options=options)
+            self._projects = SeamClient(self.seam, "gcp", "resourcemanager", raw)
+        return self._projects
+
+    @property
+    def secrets(self) -> SeamClient:
+        if self._secrets is None:
+            from google.cloud import secretmanager_v1
+            endpoint = self.config.gcp.secretManagerEndpoint
+            if endpoint:
+                import grpc
+                from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+                    SecretManagerServiceGrpcTransport,
+                )
+                raw = secretmanager_v1.SecretManagerServiceClient(
+                    transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(endpoint)))
+            else:
+                raw = secretmanager_v1.SecretManagerServiceClient(credentials=self._credentials())
+            self._secrets = SeamClient(self.seam, "gcp", "secretmanager", raw)
+        return self._secrets
