@@ -115,14 +115,14 @@ def test_resource_and_project_bindings(tmp_path: Path) -> None:
 
 
 def test_rendering_is_deterministic(tmp_path: Path) -> None:
-    a = render.desired_identity(compiled(tmp_path, gcp_workload()), "wid")
-    b = render.desired_identity(compiled(tmp_path, gcp_workload()), "wid")
+    a = render.desired_identity(compiled(tmp_path, gcp_workload()), load_config())
+    b = render.desired_identity(compiled(tmp_path, gcp_workload()), load_config())
     assert dict(a.documents) == dict(b.documents)
 
 
 def test_marker_too_long_for_a_description_is_a_static_error(tmp_path: Path) -> None:
     owner = "o" * 128
     cw = compiled(tmp_path, gcp_workload(owner=owner))
-    [problem] = render.static_checks(cw, "wid")
+    [problem] = render.static_checks(cw, load_config())
     assert "ownership marker would be" in problem.message and "holds 256" in problem.message
     assert problem.position is not None and problem.position.line == 3

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ...config import Config
 from ...errors import Diagnostic
 from ...model import CompiledWorkload, DesiredIdentity, Grant
 
@@ -64,9 +65,13 @@ def _quoted(text: str) -> str:
 def condition_for(grant: Grant) -> str:
     """The CEL expression that limits a project-level grant to one listed resource (and
     what lives inside it: a bucket's objects, a key's versions, a dataset's tables)."""
-    name = grant.resource
+    return condition_for_text(grant.kind or "", grant.resource)
+
+
+def condition_for_text(kind: str, name: str) -> str:
+    """:func:`condition_for` by resource kind and name."""
     inside = {"gcs-bucket": "/objects/", "kms-crypto-key": "/cryptoKeyVersions/",
-              "bigquery-dataset": "/tables/"}.get(grant.kind or "")
+              "bigquery-dataset": "/tables/"}.get(kind)
     exact = f"resource.name == {_quoted(name)}"
     if inside is None:
         return exact
@@ -130,8 +135,9 @@ def canonical(doc: Any) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
-def desired_identity(workload: CompiledWorkload, prefix: str) -> DesiredIdentity:
+def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     """The service account a workload should have, with its roles and bindings."""
+    prefix = config.gcp.namePrefix
     cached = workload.rendered.get(f"gcp:{prefix}")
     if cached is not None:
         return cached
@@ -150,11 +156,11 @@ def desired_identity(workload: CompiledWorkload, prefix: str) -> DesiredIdentity
     return desired
 
 
-def static_checks(workload: CompiledWorkload, prefix: str) -> list[Diagnostic]:
+def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
     """GCP limits checked before any call: description and condition sizes."""
     lw = workload.loaded
     out: list[Diagnostic] = []
-    objects = desired_identity(workload, prefix).objects
+    objects = desired_identity(workload, config).objects
     marker = objects["serviceAccount"]["description"]
     if len(marker) > DESCRIPTION_MAX:
         out.append(Diagnostic(lw.position("metadata", "owner"),

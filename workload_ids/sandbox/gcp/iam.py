@@ -19,12 +19,19 @@ users complain about (see /work/shared/CLOUD-FACTS.md):
 - ``projects/-/serviceAccounts/X`` for an account that is not there is
   ``PERMISSION_DENIED``, not ``NOT_FOUND`` (documented on ``ServiceAccount.name``);
 - eventual consistency: with ``propagation_delay`` a new account or key is invisible to
-  Get and List for that long (Google: seconds to minutes), measured on the injected clock.
+  Get and List for that long (Google: seconds to minutes), measured on the injected clock;
+- an account's own IAM policy (Get/Set/TestIamPermissions on
+  ``projects/P/serviceAccounts/EMAIL``, as ``IAMClient.get_iam_policy`` sends them) follows
+  the rules in :mod:`workload_ids.sandbox.gcp.resourcepolicy`: etags (stale is
+  ``ABORTED``), version 3 for conditions, member syntax (workload identity federation
+  ``principal://`` / ``principalSet://`` included), ``serviceAccount:`` members that must
+  exist; it goes when the account is deleted (an undeleted account starts empty), while
+  bindings naming the account elsewhere are other services' business.
 
 Where Google's code for a refusal is not documented, the choice is written beside the
-check. Not served (the client gets ``UNIMPLEMENTED``): key upload, SignBlob/SignJwt, IAM
-policies on service accounts, predefined roles, organization-level custom roles,
-permission and grantable-role queries, policy lint.
+check. Not served (the client gets ``UNIMPLEMENTED``): key upload, SignBlob/SignJwt,
+predefined roles, organization-level custom roles, permission and grantable-role queries,
+policy lint.
 
 The model (``IamBackend``: state and rules, no gRPC) is kept apart from the wire
 (``IamEmulator``: server, decoding, error mapping), as moto splits models and responses.
@@ -48,11 +55,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.cloud.iam_admin_v1 import types
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import any_pb2, duration_pb2, empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ... import clock as _clock
+from .resourcemanager import RpcError, render_policy
+from .resourcepolicy import (
+    apply_policy_write,
+    check_permissions,
+    check_policy_write,
+    empty_policy,
+    read_policy,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -93,6 +109,9 @@ PROJECT_NAME = re.compile(r"projects/([^/]+)")
 ACCOUNT_NAME = re.compile(r"projects/([^/]+)/serviceAccounts/([^/]+)")
 KEY_NAME = re.compile(r"projects/([^/]+)/serviceAccounts/([^/]+)/keys/([^/]+)")
 ROLE_NAME = re.compile(r"projects/([^/]+)/roles/([^/]+)")
+
+# TestIamPermissions on a service account answers for these permissions only.
+ACCOUNT_PERMISSIONS = ("iam.serviceAccounts.", "iam.serviceAccountKeys.")
 
 ACCOUNT_MASK = {"display_name": "display_name", "displayName": "display_name",
                 "description": "description"}
@@ -140,6 +159,11 @@ def _not_found(message: str) -> ApiError:
 
 def _precondition(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.FAILED_PRECONDITION, message)
+
+
+def _from_rpc(exc: RpcError) -> ApiError:
+    """A refusal of the shared policy rules (:mod:`.resourcepolicy`) as an :class:`ApiError`."""
+    return ApiError(grpc.StatusCode[exc.status], exc.message)
 
 
 # --- values the tests can inspect (snapshots; the live records stay inside) ---------------
@@ -227,6 +251,7 @@ class _Account:
     disabled: bool = False
     deleted: datetime | None = None
     keys: dict[str, _Key] = field(default_factory=dict)
+    policy: policy_pb2.Policy | None = None  # its own IAM policy; None: never written
 
     @property
     def email(self) -> str:
@@ -281,6 +306,8 @@ class IamBackend:
         self.accounts: dict[str, _Account] = {}  # by unique id, deleted ones included
         self.by_email: dict[str, str] = {}  # live accounts only
         self.roles: dict[str, _Role] = {}  # by full name, deleted ones included
+        # What TestIamPermissions says the caller lacks (on every account).
+        self.denied_permissions: set[str] = set()
 
     # -- projects and names --
 
@@ -441,6 +468,7 @@ class IamBackend:
     def delete_account(self, request: types.DeleteServiceAccountRequest) -> None:
         account = self._account(request.name, "iam.serviceAccounts.delete")
         account.deleted = self.now()
+        account.policy = None  # the account's own policy goes with it (not restored on undelete)
         del self.by_email[account.email]
 
     def undelete_account(self, request: types.UndeleteServiceAccountRequest) -> _Account:
@@ -473,6 +501,54 @@ class IamBackend:
         account = self._account(name, f"iam.serviceAccounts.{verb}")
         account.disabled = disabled
         account.etag = _etag()
+
+    # -- IAM policies on service accounts --
+
+    def principal_exists(self, member: str) -> bool:
+        """False for a ``serviceAccount:`` member of a project this emulator knows that
+        has no such live (and visible) account; True for any other member."""
+        if not member.startswith("serviceAccount:"):
+            return True
+        email = member.removeprefix("serviceAccount:")
+        domain = email.partition("@")[2]
+        project = domain.removesuffix(".iam.gserviceaccount.com")
+        if project == domain or project not in self.projects:
+            return True  # Google's service agents, other projects: not ours to judge
+        uid = self.by_email.get(email)
+        return uid is not None and self._visible(self.accounts[uid].created, self.now())
+
+    def _policy_account(self, resource: str, permission: str) -> _Account:
+        # A fresh account still propagating 404s here too (terraform's
+        # google_service_account_iam_* right after google_service_account).
+        return self._account(resource, permission, reading=True)
+
+    def get_account_policy(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
+        account = self._policy_account(request.resource, "iam.serviceAccounts.getIamPolicy")
+        try:
+            return read_policy(account.policy or empty_policy(), request.options.requested_policy_version)
+        except RpcError as exc:
+            raise _from_rpc(exc) from None
+
+    def set_account_policy(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
+        account = self._policy_account(request.resource, "iam.serviceAccounts.setIamPolicy")
+        try:
+            # Service accounts accept conditional bindings (terraform's
+            # google_service_account_iam_* take a condition block).
+            write = check_policy_write(request, conditions=True, principal_exists=self.principal_exists)
+            account.policy = apply_policy_write(account.policy or empty_policy(), write, _etag())
+        except RpcError as exc:
+            raise _from_rpc(exc) from None
+        return render_policy(account.policy, 3)
+
+    def test_account_permissions(self, request: iam_policy_pb2.TestIamPermissionsRequest
+                                 ) -> iam_policy_pb2.TestIamPermissionsResponse:
+        self._policy_account(request.resource, "iam.serviceAccounts.get")
+        try:
+            asked = check_permissions(list(request.permissions), ACCOUNT_PERMISSIONS)
+        except RpcError as exc:
+            raise _from_rpc(exc) from None
+        return iam_policy_pb2.TestIamPermissionsResponse(
+            permissions=[p for p in asked if p not in self.denied_permissions])
 
     # -- keys --
 
@@ -903,6 +979,30 @@ class IamEmulator:
                     for k in sorted(self.backend.accounts[uid].keys.values(),
                                     key=lambda k: k.created)]
 
+    def service_account_policy(self, email: str) -> policy_pb2.Policy:
+        """The IAM policy of the live account ``email``, conditions included (no
+        propagation delay applies)."""
+        with self._lock:
+            uid = self.backend.by_email.get(email)
+            if uid is None:
+                raise KeyError(email)
+            out = policy_pb2.Policy()
+            out.CopyFrom(self.backend.accounts[uid].policy or empty_policy())
+            return out
+
+    def principal_exists(self, member: str) -> bool:
+        """Whether IAM would accept ``member`` as an existing principal: False only for a
+        ``serviceAccount:`` of a project known here with no such live, visible account.
+        Pass it as ``principal_exists`` to the Resource Manager and resource policy
+        emulators so their policies refuse accounts that do not exist."""
+        with self._lock:
+            return self.backend.principal_exists(member)
+
+    @property
+    def denied_permissions(self) -> set[str]:
+        """What TestIamPermissions on a service account says the caller lacks (mutable)."""
+        return self.backend.denied_permissions
+
     def roles(self, project: str, *, deleted: bool = False) -> list[RoleState]:
         """The project's custom roles; deleted ones (until purged) too if asked."""
         with self._lock:
@@ -1018,6 +1118,18 @@ class IamEmulator:
         }
         handlers = {method: self._unary(method, fn, request_type, serialize, locked=True)
                     for method, (fn, request_type, serialize) in table.items()}
+        # IAM policies on service accounts: plain protobuf messages (google.iam.v1), not proto-plus.
+        policy_table: dict[str, tuple[Callable[[Any], Any], Any, Callable[[Any], bytes]]] = {
+            "GetIamPolicy": (b.get_account_policy, iam_policy_pb2.GetIamPolicyRequest,
+                             policy_pb2.Policy.SerializeToString),
+            "SetIamPolicy": (b.set_account_policy, iam_policy_pb2.SetIamPolicyRequest,
+                             policy_pb2.Policy.SerializeToString),
+            "TestIamPermissions": (b.test_account_permissions, iam_policy_pb2.TestIamPermissionsRequest,
+                                   iam_policy_pb2.TestIamPermissionsResponse.SerializeToString),
+        }
+        for method, (fn, message, serialize) in policy_table.items():
+            handlers[method] = self._unary(method, fn, message, serialize, locked=True,
+                                           deserialize=message.FromString)
         # Key creation makes an RSA key (~75 ms for 2048 bits): outside the lock, so other
         # calls are not held up behind it.
         handlers["CreateServiceAccountKey"] = self._unary(
@@ -1026,7 +1138,8 @@ class IamEmulator:
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
     def _unary(self, method: str, fn: Callable[[Any], Any], request_type: type[Any],
-               serialize: Callable[[Any], bytes], *, locked: bool) -> grpc.RpcMethodHandler:
+               serialize: Callable[[Any], bytes], *, locked: bool,
+               deserialize: Callable[[bytes], Any] | None = None) -> grpc.RpcMethodHandler:
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
             with self._lock:
                 self.calls[method] += 1
@@ -1038,7 +1151,7 @@ class IamEmulator:
             except ApiError as exc:
                 context.abort_with_status(exc.status())
         return grpc.unary_unary_rpc_method_handler(
-            behaviour, request_deserializer=request_type.deserialize,
+            behaviour, request_deserializer=deserialize or request_type.deserialize,
             response_serializer=serialize)
 
     def _create_key(self, request: types.CreateServiceAccountKeyRequest) -> types.ServiceAccountKey:

@@ -1,0 +1,144 @@
+"""The GCP backend against the emulators, through the real Google clients: joiner, mover,
+idempotence, federation on the account, and never touching what is not ours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_gcp_render import POOL, gcp_workload
+
+from workload_ids.calls import CallSeam, RetryPolicy
+from workload_ids.config import Config, ConfigFile
+from workload_ids.errors import ConflictError
+from workload_ids.model import Marker
+from workload_ids.providers.gcp import render
+from workload_ids.providers.gcp.provider import GcpProvider
+from workload_ids.sandbox.gcp.iam import IamEmulator
+from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
+from workload_ids.validate import validate
+
+PROJECT = "acme-prod"
+
+
+@pytest.fixture
+def gcp() -> Iterator[tuple[IamEmulator, ResourceManagerEmulator, Config]]:
+    registry = ProjectRegistry()
+    iam, rm = IamEmulator(), ResourceManagerEmulator(projects=registry)
+    iam.add_project(PROJECT)
+    rm.add_project(PROJECT)
+    config = Config(ConfigFile.model_validate({"gcp": {
+        "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(), "sandboxCredentials": True}}),
+        Path.cwd(), None)
+    yield iam, rm, config
+    iam.stop()
+    rm.stop()
+
+
+def converge(tmp_path: Path, text: str, config: Config) -> tuple[GcpProvider, Any, list[str]]:
+    """One per-service plan and apply through the provider; returns the actions applied."""
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    checked = validate([path], config)
+    checked.raise_for_errors()
+    provider = GcpProvider(config, CallSeam(RetryPolicy(), sleep=lambda s: None))
+    desired = provider.desired(checked.compiled[0])
+    changes = provider.diff(desired, provider.observe_one(desired))
+    for change in changes:
+        provider.apply(change)
+    return provider, desired, [c.action for c in changes]
+
+
+def bindings_of(rm: ResourceManagerEmulator, member: str) -> dict[str, str]:
+    """role id -> condition expression ("" without) of every project binding of ``member``."""
+    return {b.role.rsplit("/", 1)[1]: b.condition.expression for b in rm.policy(PROJECT).bindings
+            if member in b.members}
+
+
+def test_joiner_creates_account_roles_and_bindings_then_converges(
+        tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config]) -> None:
+    iam, rm, config = gcp
+    provider, desired, actions = converge(tmp_path, gcp_workload(), config)
+    assert actions == ["create"]
+    [account] = iam.service_accounts(PROJECT)
+    assert account.email == desired.name
+    assert Marker.from_text(account.description) == desired.workload.marker
+    roles = {r.name.rsplit("/", 1)[1]: sorted(r.permissions) for r in iam.roles(PROJECT)}
+    read = render.role_id("wid", "prod", "catalog-sync", ["storage.objects.get", "storage.objects.list"])
+    write = render.role_id("wid", "prod", "catalog-sync", ["storage.objects.create"])
+    assert roles == {read: ["storage.objects.get", "storage.objects.list"],
+                     write: ["storage.objects.create"]}
+    assert bindings_of(rm, f"serviceAccount:{desired.name}") == {
+        read: render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-a"),
+        write: render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-b")}
+    policy = provider.clients.iam.get_iam_policy(request={"resource": desired.address})
+    assert [(b.role, list(b.members)) for b in policy.bindings] == [(
+        "roles/iam.workloadIdentityUser",
+        [f"principal://iam.googleapis.com/{POOL}/subject/repo:acme/catalog-sync:ref:refs/heads/main"])]
+    assert converge(tmp_path, gcp_workload(), config)[2] == []  # idempotent
+
+
+def test_mover_shrinks_roles_and_bindings_and_leaves_others_alone(
+        tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config]) -> None:
+    iam, rm, config = gcp
+    _, desired, _ = converge(tmp_path, gcp_workload(), config)
+    # Someone else's binding on the same project, and a hand-made grant to our account.
+    from google.iam.v1 import policy_pb2
+    policy = rm.client().get_iam_policy(request={"resource": f"projects/{PROJECT}",
+                                                 "options": {"requested_policy_version": 3}})
+    extra = policy_pb2.Policy(version=3, etag=policy.etag, bindings=list(policy.bindings))
+    extra.bindings.add(role="roles/viewer", members=["user:alice@example.com"])
+    extra.bindings.add(role="roles/editor", members=[f"serviceAccount:{desired.name}"])
+    rm.client().set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": extra})
+    only_read = gcp_workload(access="    - template: object-storage.read\n"
+                                    "      resources: [projects/_/buckets/bucket-a]\n")
+    _, _, actions = converge(tmp_path, only_read, config)
+    assert actions == ["update-roles", "update-project-policy", "update-marker"]
+    read = render.role_id("wid", "prod", "catalog-sync", ["storage.objects.get", "storage.objects.list"])
+    assert [r.name.rsplit("/", 1)[1] for r in iam.roles(PROJECT)] == [read]
+    assert bindings_of(rm, f"serviceAccount:{desired.name}") == {
+        read: render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-a")}
+    assert [list(b.members) for b in rm.policy(PROJECT).bindings if b.role == "roles/viewer"] == \
+        [["user:alice@example.com"]]
+    assert converge(tmp_path, only_read, config)[2] == []
+
+
+def test_account_without_our_marker_is_never_modified(
+        tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config]) -> None:
+    iam, rm, config = gcp
+    account_id = render.account_id("wid", "prod", "catalog-sync")
+    iam.client().create_service_account(request={
+        "name": f"projects/{PROJECT}", "account_id": account_id,
+        "service_account": {"description": "workload-ids:v1 workload=catalog-sync owner=x environment=prod"}})
+    with pytest.raises(ConflictError, match="does not carry the workload-ids marker"):
+        converge(tmp_path, gcp_workload(), config)
+    assert iam.roles(PROJECT) == []
+    assert bindings_of(rm, f"serviceAccount:{account_id}@{PROJECT}.iam.gserviceaccount.com") == {}
+
+
+def test_fleet_read_is_three_calls_and_finds_no_changes(
+        tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config]) -> None:
+    _, _, config = gcp
+    texts = {f"svc-{i}": gcp_workload(name=f"svc-{i}") for i in range(4)}
+    for name, text in texts.items():
+        (tmp_path / name).mkdir()
+        converge(tmp_path / name, text, config)
+    seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
+    provider = GcpProvider(config, seam)
+    scope = {o.name: o for o in provider.observe_scope(PROJECT)}
+    assert seam.stats.calls == {"gcp:iam.list_service_accounts": 1, "gcp:iam.list_roles": 1,
+                                "gcp:resourcemanager.get_iam_policy": 1}
+    for name in texts:
+        path = tmp_path / name / "w.yaml"
+        checked = validate([path], config)
+        desired = provider.desired(checked.compiled[0])
+        assert provider.diff(desired, scope[desired.name]) == [], name
+    # A manifest changed since the last apply (its owner: in every marker): the roles'
+    # descriptions change, and the account's own policy is checked at apply.
+    changed = gcp_workload(name="svc-0").replace("owner: team-platform", "owner: team-data")
+    (tmp_path / "svc-0" / "w.yaml").write_text(changed)
+    desired = provider.desired(validate([tmp_path / "svc-0" / "w.yaml"], config).compiled[0])
+    assert [c.action for c in provider.diff(desired, scope[desired.name])] == \
+        ["update-roles", "update-federation", "update-marker"]

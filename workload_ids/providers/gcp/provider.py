@@ -1,0 +1,446 @@
+"""The GCP backend: a service account per workload, custom roles per permission set,
+project-policy bindings (plain or conditional), and the account's own policy for
+Workload Identity Federation. Every call goes through the seam (``GcpClients``).
+
+The ownership marker lives in the service account's and each custom role's description
+(service accounts have no labels), read by ``Marker.from_text`` before any change.
+Project policy edits are read-modify-write with the etag, redone whole on a conflict, and
+touch only our member's entries in bindings of our roles (or, for roles not ours, only
+our own member: a workload holds exactly what its manifest grants).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.api_core import exceptions as gx
+
+from ...calls import CONFLICT, CallSeam
+from ...config import Config
+from ...errors import CloudError, ConflictError, Diagnostic, UserError
+from ...model import Change, CompiledWorkload, DesiredIdentity, Marker, ObservedIdentity
+from . import render
+from .clients import GcpClients
+
+# Whole read-modify-write cycles of a project policy before giving up on conflicts.
+POLICY_ATTEMPTS = 6
+
+
+def _binding_key(binding: Mapping[str, Any]) -> tuple[str, str]:
+    condition = binding.get("condition") or {}
+    return str(binding["role"]), str(condition.get("expression", ""))
+
+
+def _policy_bindings(policy: Any) -> list[dict[str, Any]]:
+    """A protobuf Policy's bindings as plain dicts."""
+    out: list[dict[str, Any]] = []
+    for b in policy.bindings:
+        item: dict[str, Any] = {"role": b.role, "members": list(b.members)}
+        if b.HasField("condition"):
+            item["condition"] = {"title": b.condition.title, "description": b.condition.description,
+                                 "expression": b.condition.expression}
+        out.append(item)
+    return out
+
+
+class GcpProvider:
+    """See the module docstring."""
+
+    name = "gcp"
+
+    def __init__(self, config: Config, seam: CallSeam) -> None:
+        self.config = config
+        self.seam = seam
+        self.clients = GcpClients(config, seam)
+        self.prefix = config.gcp.namePrefix
+
+    # --- pure ------------------------------------------------------------------------
+
+    def desired(self, workload: CompiledWorkload) -> DesiredIdentity:
+        return render.desired_identity(workload, self.config)
+
+    def static_checks(self, workload: CompiledWorkload) -> list[Diagnostic]:
+        return render.static_checks(workload, self.config)
+
+    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
+        return {"identity": desired.name, "service_account": desired.name, "provider": "gcp",
+                "project": desired.workload.target}
+
+    def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
+        return []
+
+    # --- targets ---------------------------------------------------------------------
+
+    def current_target(self) -> str:
+        raise UserError("GCP has no ambient project to read: name one with --target PROJECT, "
+                        "or pass the manifests whose projects should be read")
+
+    def verify_target(self, target: str) -> str:
+        try:
+            self.clients.projects.get_project(name=f"projects/{target}")
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("resourcemanager.get_project", exc) from exc
+        if self.config.gcp.sandboxCredentials:
+            return "anonymous (sandbox)"
+        return "application default credentials"
+
+    def _cloud(self, operation: str, exc: BaseException) -> Exception:
+        from ...calls import to_cloud_error
+        return to_cloud_error(self.seam, "gcp", operation, exc)
+
+    # --- reads -----------------------------------------------------------------------
+
+    def _roles_of(self, project: str, base: str) -> dict[str, dict[str, Any]]:
+        """Our custom roles whose id starts with ``base`` (one workload's, or all), paged."""
+        found: dict[str, dict[str, Any]] = {}
+        token = ""  # a page token, not a secret  # nosec B105
+        while True:
+            page = self.clients.iam.list_roles(request={
+                "parent": f"projects/{project}", "view": 1, "page_size": 300, "page_token": token})
+            for role in page.roles:
+                rid = role.name.rsplit("/", 1)[1]
+                if rid.startswith(base) and not role.deleted:
+                    found[rid] = {"title": role.title, "description": role.description,
+                                  "includedPermissions": sorted(role.included_permissions),
+                                  "stage": "GA", "etag": role.etag}
+            token = page.next_page_token
+            if not token:
+                return found
+
+    def _project_policy(self, project: str) -> Any:
+        return self.clients.projects.get_iam_policy(request={
+            "resource": f"projects/{project}", "options": {"requested_policy_version": 3}})
+
+    def _account_policy(self, address: str) -> Any:
+        return self.clients.iam.get_iam_policy(request={"resource": address})
+
+    def _workload_base(self, desired: DesiredIdentity) -> str:
+        """The id prefix all of one workload's roles share (before the permission digest)."""
+        sample = render.role_id(self.prefix, desired.workload.environment, desired.workload.name, [])
+        return sample[: sample.rindex("_") + 1]
+
+    def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
+        project = desired.workload.target
+        try:
+            account = self.clients.iam.get_service_account(name=desired.address)
+        except gx.NotFound:
+            return None
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.get_service_account", exc) from exc
+        marker = Marker.from_text(account.description)
+        documents: dict[str, Any] = {}
+        extra: dict[str, Any] = {"disabled": account.disabled, "uniqueId": account.unique_id}
+        if marker is not None:
+            try:
+                roles = self._roles_of(project, self._workload_base(desired))
+                policy = self._project_policy(project)
+                account_policy = self._account_policy(desired.address)
+            except gx.GoogleAPICallError as exc:
+                raise self._cloud("iam.read", exc) from exc
+            member = f"serviceAccount:{account.email}"
+            documents = {
+                "roles": {rid: {k: v for k, v in r.items() if k != "etag"} for rid, r in roles.items()},
+                "projectBindings": [b for b in _policy_bindings(policy) if member in b["members"]],
+                "accountBindings": _policy_bindings(account_policy),
+            }
+            extra["roleEtags"] = {rid: r["etag"] for rid, r in roles.items()}
+        return ObservedIdentity(
+            provider="gcp", target=project, kind="service-account", name=account.email,
+            address=desired.address, tags=marker.as_tags() if marker else {},
+            documents={k: render.canonical(v) for k, v in documents.items()},
+            settings={"description": account.description, "displayName": account.display_name},
+            extra={**extra, "objects": documents})
+
+    def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
+        """A few paged calls for a whole project: its service accounts, its custom roles,
+        and its IAM policy. Each account's own policy (federation) is not read here: a
+        diff trusts the manifest digest in the marker for it (see :meth:`diff`)."""
+        accounts: list[Any] = []
+        token = ""  # a page token, not a secret  # nosec B105
+        try:
+            while True:
+                page = self.clients.iam.list_service_accounts(request={
+                    "name": f"projects/{target}", "page_size": 100, "page_token": token})
+                accounts.extend(page.accounts)
+                token = page.next_page_token
+                if not token:
+                    break
+            roles = self._roles_of(target, f"{self.prefix}_")
+            policy = self._project_policy(target)
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.list_service_accounts", exc) from exc
+        bindings = _policy_bindings(policy)
+        observed: list[ObservedIdentity] = []
+        for account in accounts:
+            marker = Marker.from_text(account.description)
+            if marker is None and not account.email.startswith(f"{self.prefix}-"):
+                continue
+            documents: dict[str, Any] = {}
+            if marker is not None:
+                base = render.role_id(self.prefix, marker.environment, marker.workload, [])
+                base = base[: base.rindex("_") + 1]
+                member = f"serviceAccount:{account.email}"
+                documents = {
+                    "roles": {rid: {k: v for k, v in r.items() if k != "etag"}
+                              for rid, r in roles.items() if rid.startswith(base)},
+                    "projectBindings": [b for b in bindings if member in b["members"]],
+                }
+            observed.append(ObservedIdentity(
+                provider="gcp", target=target, kind="service-account", name=account.email,
+                address=f"projects/{target}/serviceAccounts/{account.email}",
+                tags=marker.as_tags() if marker else {},
+                documents={k: render.canonical(v) for k, v in documents.items()},
+                settings={"description": account.description, "displayName": account.display_name},
+                extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents}))
+        return observed
+
+    # --- plan ------------------------------------------------------------------------
+
+    def diff(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> list[Change]:
+        w = desired.workload
+        want = desired.objects
+
+        def change(action: str, **details: Any) -> Change:
+            return Change(workload=w.label, provider="gcp", target=w.target, action=action,
+                          identity=desired.name, details=details, desired=desired, observed=observed)
+
+        if observed is None:
+            return [change("create", kind="service-account", address=desired.address,
+                           permissions=_permission_diff({}, [], want["roles"], want["projectBindings"],
+                                                        want["resourceBindings"]),
+                           federation={"added": sorted(m for b in want["accountBindings"]
+                                                       for m in b["members"]), "removed": []})]
+        if observed.marker is None:
+            raise ConflictError(
+                f"{w.label}: service account {desired.name} exists in project {w.target} but its "
+                "description does not carry the workload-ids marker, so it will not be modified",
+                "rename the workload, or delete that service account if it is truly unused; "
+                "workload-ids never adopts an account it did not create")
+        have: dict[str, Any] = observed.extra.get("objects") or {}
+        changes: list[Change] = []
+        if have.get("roles") != want["roles"]:
+            changes.append(change("update-roles", roles={
+                "added": sorted(set(want["roles"]) - set(have.get("roles", {}))),
+                "changed": sorted(r for r in want["roles"] if r in have.get("roles", {})
+                                  and have["roles"][r] != want["roles"][r]),
+                "removed": sorted(set(have.get("roles", {})) - set(want["roles"]))}))
+        have_bindings = {_binding_key(b) for b in have.get("projectBindings", [])}
+        want_bindings = {_binding_key(b) for b in want["projectBindings"]}
+        if have_bindings != want_bindings:
+            changes.append(change("update-project-policy", bindings={
+                "added": [{"role": r, "condition": c} for r, c in sorted(want_bindings - have_bindings)],
+                "removed": [{"role": r, "condition": c} for r, c in sorted(have_bindings - want_bindings)]}))
+        want_members = {m for b in want["accountBindings"] for m in b["members"]}
+        if "accountBindings" not in have:
+            # A fleet read leaves each account's own policy unread: if the manifest changed
+            # since the last apply (its digest), apply reads and converges it.
+            if observed.marker.digest != w.marker.digest:
+                changes.append(change("update-federation", federation={
+                    "added": sorted(want_members), "removed": [], "checkedAtApply": True}))
+            have_members = want_members
+        else:
+            have_members = {m for b in have["accountBindings"]
+                            if b["role"] == render.WORKLOAD_IDENTITY_USER for m in b["members"]}
+        if have_members != want_members:
+            changes.append(change("update-federation", federation={
+                "added": sorted(want_members - have_members),
+                "removed": sorted(have_members - want_members)}))
+        if observed.settings.get("description") != desired.settings["description"] or \
+                observed.settings.get("displayName") != desired.settings["displayName"]:
+            # Last: the manifest digest is recorded only once everything else matches.
+            changes.append(change("update-marker", description={
+                "from": observed.settings.get("description", ""), "to": desired.settings["description"]}))
+        return changes
+
+    # --- apply -----------------------------------------------------------------------
+
+    def apply(self, change: Change) -> None:
+        assert change.desired is not None
+        desired = change.desired
+        try:
+            if change.action == "create":
+                self._create(desired)
+            elif change.action == "update-roles":
+                self._converge_roles(desired, change.observed)
+            elif change.action == "update-project-policy":
+                self._converge_project_policy(desired)
+            elif change.action == "update-federation":
+                self._converge_account_policy(desired)
+            elif change.action == "update-marker":
+                self._set_description(desired)
+            else:  # pragma: no cover - plan and apply are written together
+                raise ValueError(f"unknown change {change.action}")
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud(f"gcp.{change.action}", exc) from exc
+
+    def _create(self, desired: DesiredIdentity) -> None:
+        project = desired.workload.target
+        account_id = desired.name.split("@", 1)[0]
+        try:
+            self.clients.iam.create_service_account(request={
+                "name": f"projects/{project}", "account_id": account_id,
+                "service_account": {"display_name": desired.settings["displayName"],
+                                    "description": desired.settings["description"]}})
+        except gx.AlreadyExists:
+            # A run that died before it could record anything, or a racing run: adopt it
+            # only if it carries our marker, then converge it.
+            observed = self.observe_one(desired)
+            if observed is None or observed.marker is None:
+                raise ConflictError(
+                    f"service account {desired.name} appeared in project {project} without the "
+                    "workload-ids marker", "find out who created it; workload-ids will not adopt it") \
+                    from None
+            for follow_up in self.diff(desired, observed):
+                self.apply(follow_up)
+            return
+        self._converge_roles(desired, None)
+        self._converge_project_policy(desired)
+        self._converge_account_policy(desired)
+
+    def _converge_roles(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> None:
+        """Create or update every desired role; roles of old permission sets are deleted
+        only after the project policy no longer binds them."""
+        project = desired.workload.target
+        have = self._roles_of(project, self._workload_base(desired))
+        for rid, role in desired.objects["roles"].items():
+            body = {"title": role["title"], "description": role["description"],
+                    "included_permissions": role["includedPermissions"], "stage": 2}
+            current = have.get(rid)
+            if current is None:
+                try:
+                    self.clients.iam.create_role(request={
+                        "parent": f"projects/{project}", "role_id": rid, "role": body})
+                except gx.AlreadyExists:
+                    self._undelete_or_update(project, rid, body)
+            elif {k: v for k, v in current.items() if k != "etag"} != role:
+                self.clients.iam.update_role(request={
+                    "name": f"projects/{project}/roles/{rid}", "role": {**body, "etag": current["etag"]},
+                    "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
+        stale = sorted(set(have) - set(desired.objects["roles"]))
+        if stale:
+            self._converge_project_policy(desired)
+            for rid in stale:
+                with contextlib.suppress(gx.NotFound):
+                    self.clients.iam.delete_role(request={"name": f"projects/{project}/roles/{rid}",
+                                                          "etag": have[rid]["etag"]})
+
+    def _undelete_or_update(self, project: str, rid: str, body: dict[str, Any]) -> None:
+        """A role id taken by a deleted role of ours (a mover that came back): undelete it
+        and set its permissions, rather than waiting out GCP's 37 days."""
+        name = f"projects/{project}/roles/{rid}"
+        role = self.clients.iam.get_role(request={"name": name})
+        if Marker.from_text(role.description) is None:
+            raise ConflictError(f"custom role {name} exists without the workload-ids marker",
+                                "it is never modified; remove it or rename the workload")
+        if role.deleted:
+            role = self.clients.iam.undelete_role(request={"name": name, "etag": role.etag})
+        self.clients.iam.update_role(request={
+            "name": name, "role": {**body, "etag": role.etag},
+            "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
+
+    def _converge_project_policy(self, desired: DesiredIdentity) -> None:
+        """Read-modify-write of the project policy with its etag; on a conflict the whole
+        cycle is redone from a fresh read. Only our member's entries change."""
+        from google.iam.v1 import policy_pb2
+        project = desired.workload.target
+        member = f"serviceAccount:{desired.name}"
+        want = {_binding_key(b): b for b in desired.objects["projectBindings"]}
+        for attempt in range(POLICY_ATTEMPTS):
+            policy = self._project_policy(project)
+            bindings = _policy_bindings(policy)
+            present: set[tuple[str, str]] = set()
+            kept: list[dict[str, Any]] = []
+            for b in bindings:
+                key = _binding_key(b)
+                if member in b["members"] and key not in want:
+                    b["members"] = [m for m in b["members"] if m != member]
+                if key in want and member in b["members"]:
+                    present.add(key)
+                if b["members"]:
+                    kept.append(b)
+            for key, b in want.items():
+                if key in present:
+                    continue
+                target = next((k for k in kept if _binding_key(k) == key), None)
+                if target is not None:
+                    target["members"] = sorted({*target["members"], member})
+                else:
+                    kept.append({k: v for k, v in b.items()})
+            if kept == bindings:
+                return
+            new = policy_pb2.Policy(version=3, etag=policy.etag)
+            for b in kept:
+                item = new.bindings.add(role=b["role"], members=b["members"])
+                if b.get("condition"):
+                    item.condition.title = b["condition"]["title"]
+                    item.condition.description = b["condition"].get("description", "")
+                    item.condition.expression = b["condition"]["expression"]
+            try:
+                self.clients.projects.set_iam_policy(request={"resource": f"projects/{project}",
+                                                              "policy": new})
+                return
+            except gx.GoogleAPICallError as exc:
+                info = self.seam.classify("gcp", exc)
+                if info is None or info.kind != CONFLICT:
+                    raise
+                self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
+        raise CloudError("resourcemanager.set_iam_policy", "Aborted",
+                         f"project {project}'s IAM policy kept changing under us "
+                         f"({POLICY_ATTEMPTS} attempts)",
+                         "another tool is editing it; rerun (reruns converge)")
+
+    def _converge_account_policy(self, desired: DesiredIdentity) -> None:
+        """Who may act as the account (federation): the account's own policy, whole."""
+        from google.iam.v1 import policy_pb2
+        members = sorted(m for b in desired.objects["accountBindings"] for m in b["members"])
+        for attempt in range(POLICY_ATTEMPTS):
+            policy = self._account_policy(desired.address)
+            others = [b for b in _policy_bindings(policy) if b["role"] != render.WORKLOAD_IDENTITY_USER]
+            have = sorted(m for b in _policy_bindings(policy)
+                          if b["role"] == render.WORKLOAD_IDENTITY_USER for m in b["members"])
+            if have == members:
+                return
+            new = policy_pb2.Policy(version=1, etag=policy.etag)
+            for b in others:
+                new.bindings.add(role=b["role"], members=b["members"])
+            if members:
+                new.bindings.add(role=render.WORKLOAD_IDENTITY_USER, members=members)
+            try:
+                self.clients.iam.set_iam_policy(request={"resource": desired.address, "policy": new})
+                return
+            except gx.GoogleAPICallError as exc:
+                info = self.seam.classify("gcp", exc)
+                if info is None or info.kind != CONFLICT:
+                    raise
+                self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
+        raise CloudError("iam.set_iam_policy", "Aborted", f"{desired.name}'s IAM policy kept changing",
+                         "rerun (reruns converge)")
+
+    def _set_description(self, desired: DesiredIdentity) -> None:
+        self.clients.iam.patch_service_account(request={
+            "service_account": {"name": desired.address, "description": desired.settings["description"],
+                                "display_name": desired.settings["displayName"]},
+            "update_mask": {"paths": ["description", "display_name"]}})
+
+
+def _permission_diff(have_roles: Mapping[str, Any], have_bindings: Sequence[Mapping[str, Any]],
+                     want_roles: Mapping[str, Any], want_bindings: Sequence[Mapping[str, Any]],
+                     resource_bindings: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    """(permission, where) pairs a set of roles and bindings grants, for the plan's diff."""
+    def pairs(roles: Mapping[str, Any], bindings: Sequence[Mapping[str, Any]],
+              resources: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for b in bindings:
+            rid = str(b["role"]).rsplit("/", 1)[1]
+            where = (b.get("condition") or {}).get("expression") or "project"
+            out |= {(p, where) for p in roles.get(rid, {}).get("includedPermissions", [])}
+        for b in resources:
+            rid = str(b["role"]).rsplit("/", 1)[1]
+            out |= {(p, str(b["resource"])) for p in roles.get(rid, {}).get("includedPermissions", [])}
+        return out
+    old = pairs(have_roles, have_bindings, [])
+    new = pairs(want_roles, want_bindings, resource_bindings)
+    return {"added": [{"action": a, "resource": r} for a, r in sorted(new - old)],
+            "removed": [{"action": a, "resource": r} for a, r in sorted(old - new)]}
