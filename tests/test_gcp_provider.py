@@ -18,19 +18,37 @@ from workload_ids.providers.gcp import render
 from workload_ids.providers.gcp.provider import GcpProvider
 from workload_ids.sandbox.gcp.iam import IamEmulator
 from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
+from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
 from workload_ids.validate import validate
 
 PROJECT = "acme-prod"
+TOPIC = "projects/acme-prod/topics/catalog-updated"
+SECRET = "projects/acme-prod/secrets/supplier-api-token"
+WITH_RESOURCES = gcp_workload(access=(
+    "    - template: topic.publish\n      resources: [" + TOPIC + "]\n"
+    "    - template: secret.read\n      resources: [" + SECRET + "]\n"
+    "    - template: object-storage.write\n      resources: [projects/_/buckets/bucket-b]\n"))
 
 
 @pytest.fixture
-def gcp() -> Iterator[tuple[IamEmulator, ResourceManagerEmulator, Config]]:
+def resources() -> Iterator[ResourcePolicyEmulator]:
+    emulator = ResourcePolicyEmulator()
+    for name in (TOPIC, SECRET):
+        emulator.add_resource(name)
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def gcp(resources: ResourcePolicyEmulator) -> Iterator[tuple[IamEmulator, ResourceManagerEmulator, Config]]:
     registry = ProjectRegistry()
     iam, rm = IamEmulator(), ResourceManagerEmulator(projects=registry)
     iam.add_project(PROJECT)
     rm.add_project(PROJECT)
     config = Config(ConfigFile.model_validate({"gcp": {
-        "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(), "sandboxCredentials": True}}),
+        "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
+        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True}}),
         Path.cwd(), None)
     yield iam, rm, config
     iam.stop()
@@ -142,3 +160,42 @@ def test_fleet_read_is_three_calls_and_finds_no_changes(
     desired = provider.desired(validate([tmp_path / "svc-0" / "w.yaml"], config).compiled[0])
     assert [c.action for c in provider.diff(desired, scope[desired.name])] == \
         ["update-roles", "update-federation", "update-marker"]
+
+
+def resource_members(emulator: ResourcePolicyEmulator, resource: str) -> dict[str, list[str]]:
+    return {b.role: sorted(b.members) for b in emulator.policy(resource).bindings}
+
+
+def test_resource_bindings_get_a_role_per_resource_and_movers_revoke_them(
+        tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config],
+        resources: ResourcePolicyEmulator) -> None:
+    iam, _, config = gcp
+    _, desired, actions = converge(tmp_path, WITH_RESOURCES, config)
+    assert actions == ["create"]
+    member = f"serviceAccount:{desired.name}"
+    topic_role = render.role_id("wid", "prod", "catalog-sync", ["pubsub.topics.publish", f"@{TOPIC}"])
+    secret_role = render.role_id("wid", "prod", "catalog-sync",
+                                 ["secretmanager.versions.access", f"@{SECRET}"])
+    assert resource_members(resources, TOPIC) == {f"projects/{PROJECT}/roles/{topic_role}": [member]}
+    assert resource_members(resources, SECRET) == {f"projects/{PROJECT}/roles/{secret_role}": [member]}
+    roles = {r.name.rsplit("/", 1)[1]: r for r in iam.roles(PROJECT)}
+    assert roles[topic_role].description.endswith("\nresource=" + TOPIC)
+    # Unchanged manifest: a per-service plan stays within five calls and finds nothing.
+    seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
+    provider = GcpProvider(config, seam)
+    again = provider.diff(desired, provider.observe_one(desired))
+    assert again == [] and seam.stats.total == 4
+    # Someone else may publish too; a mover drops the topic.
+    from google.iam.v1 import iam_policy_pb2
+    stub = resources.stub()
+    policy = stub.GetIamPolicy(iam_policy_pb2.GetIamPolicyRequest(resource=TOPIC))
+    policy.bindings.add(role="roles/pubsub.publisher", members=["user:alice@example.com"])
+    stub.SetIamPolicy(iam_policy_pb2.SetIamPolicyRequest(resource=TOPIC, policy=policy))
+    topic_entry = "    - template: topic.publish\n      resources: [" + TOPIC + "]\n"
+    without_topic = WITH_RESOURCES.replace(topic_entry, "")
+    _, _, actions = converge(tmp_path, without_topic, config)
+    assert actions == ["update-roles", "update-resource-policies", "update-marker"], actions
+    assert resource_members(resources, TOPIC) == {"roles/pubsub.publisher": ["user:alice@example.com"]}
+    assert topic_role not in {r.name.rsplit("/", 1)[1] for r in iam.roles(PROJECT)}
+    assert resource_members(resources, SECRET) == {f"projects/{PROJECT}/roles/{secret_role}": [member]}
+    assert converge(tmp_path, without_topic, config)[2] == []

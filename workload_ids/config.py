@@ -49,6 +49,7 @@ class GcpConfig(_Strict):
     iamEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
     resourceManagerEndpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
     secretManagerEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
+    resourcePolicyEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
     sandboxCredentials: bool = False
     namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,5}$")] = "wid"
 

@@ -15,6 +15,15 @@ from google.api_core import exceptions as gx
 from ...calls import CONFLICT, DENIED, NOT_FOUND, OTHER, THROTTLE, TRANSIENT, CallSeam, ErrorInfo, SeamClient
 from ...config import Config
 
+# Where each kind of resource answers the generic google.iam.v1.IAMPolicy calls.
+RESOURCE_POLICY_HOSTS = {
+    "pubsub-topic": "pubsub.googleapis.com", "pubsub-subscription": "pubsub.googleapis.com",
+    "secretmanager-secret": "secretmanager.googleapis.com",
+    "artifact-registry-repository": "artifactregistry.googleapis.com",
+    "cloud-run-service": "run.googleapis.com", "cloud-function": "cloudfunctions.googleapis.com",
+    "cloud-tasks-queue": "cloudtasks.googleapis.com",
+}
+
 # RESOURCE_EXHAUSTED is both quota throttling and hard limits (10 keys per account, 100
 # accounts per project); only the former is worth a retry.
 _HARD_LIMITS = ("maximum number of keys", "maximum number of service accounts", "key limit",
@@ -22,7 +31,11 @@ _HARD_LIMITS = ("maximum number of keys", "maximum number of service accounts", 
 
 
 def classify(exc: BaseException) -> ErrorInfo | None:
-    """google.api_core exceptions in our terms (see calls.ErrorInfo)."""
+    """google.api_core exceptions (and raw gRPC errors of the generic IAM policy stub)
+    in our terms (see calls.ErrorInfo)."""
+    import grpc
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        exc = gx.from_grpc_error(exc)  # type: ignore[no-untyped-call]
     if not isinstance(exc, gx.GoogleAPIError):
         return None
     code = type(exc).__name__
@@ -65,6 +78,7 @@ class GcpClients:
         self._iam: SeamClient | None = None
         self._projects: SeamClient | None = None
         self._secrets: SeamClient | None = None
+        self._policies: dict[str, SeamClient] = {}
 
     def _credentials(self) -> Any:
         if self.config.gcp.sandboxCredentials:
@@ -114,3 +128,25 @@ class GcpClients:
                 raw = secretmanager_v1.SecretManagerServiceClient(credentials=self._credentials())
             self._secrets = SeamClient(self.seam, "gcp", "secretmanager", raw)
         return self._secrets
+
+    def resource_policy(self, kind: str) -> SeamClient:
+        """The generic ``google.iam.v1.IAMPolicy`` stub for one kind of resource (the
+        sandbox serves every kind on one endpoint)."""
+        endpoint = self.config.gcp.resourcePolicyEndpoint
+        host = endpoint or f"{RESOURCE_POLICY_HOSTS[kind]}:443"
+        if host not in self._policies:
+            import grpc
+            from google.iam.v1 import iam_policy_pb2_grpc
+            if endpoint:
+                channel = grpc.insecure_channel(endpoint)
+            else:
+                import google.auth
+                import google.auth.transport.grpc
+                import google.auth.transport.requests
+                credentials, _ = google.auth.default(
+                    scopes=["https://www.googleapis.com/auth/cloud-platform"])
+                channel = google.auth.transport.grpc.secure_authorized_channel(  # type: ignore[no-untyped-call]
+                    credentials, google.auth.transport.requests.Request(), host)
+            self._policies[host] = SeamClient(self.seam, "gcp", "iampolicy",
+                                              iam_policy_pb2_grpc.IAMPolicyStub(channel))
+        return self._policies[host]

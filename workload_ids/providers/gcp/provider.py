@@ -17,7 +17,7 @@ from typing import Any
 
 from google.api_core import exceptions as gx
 
-from ...calls import CONFLICT, CallSeam
+from ...calls import CONFLICT, NOT_FOUND, CallSeam
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
 from ...model import Change, CompiledWorkload, DesiredIdentity, Marker, ObservedIdentity
@@ -121,6 +121,35 @@ class GcpProvider:
         sample = render.role_id(self.prefix, desired.workload.environment, desired.workload.name, [])
         return sample[: sample.rindex("_") + 1]
 
+    def _resource_policy(self, resource: str) -> Any:
+        from google.iam.v1 import iam_policy_pb2
+        stub = self.clients.resource_policy(self._kind_of(resource))
+        return stub.GetIamPolicy(iam_policy_pb2.GetIamPolicyRequest(resource=resource))
+
+    @staticmethod
+    def _kind_of(resource: str) -> str:
+        from ...resources import parse_resource
+        parsed = parse_resource("gcp", resource)
+        return parsed.kind if parsed else ""
+
+    def _resource_bindings(self, desired: DesiredIdentity, member: str, roles: Mapping[str, Any],
+                           resources: list[str]) -> list[dict[str, str]]:
+        """Our member's bindings on the desired resources and on those our existing
+        resource roles were made for."""
+        named = {r for r in (render.role_resource(v.get("description", "")) for v in roles.values()) if r}
+        found: list[dict[str, str]] = []
+        for resource in sorted({*resources, *named}):
+            try:
+                policy = self._resource_policy(resource)
+            except Exception as exc:
+                info = self.seam.classify("gcp", exc)
+                if info is not None and info.kind == NOT_FOUND:
+                    continue
+                raise
+            found.extend({"resource": resource, "role": b.role} for b in policy.bindings
+                         if member in b.members)
+        return found
+
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         project = desired.workload.target
         try:
@@ -145,7 +174,12 @@ class GcpProvider:
                 "projectBindings": [b for b in _policy_bindings(policy) if member in b["members"]],
                 "accountBindings": _policy_bindings(account_policy),
             }
-            extra["roleEtags"] = {rid: r["etag"] for rid, r in roles.items()}
+            if marker.digest != desired.workload.marker.digest:
+                # Bindings on resources cost a call each: they are read when the manifest
+                # changed since the last apply (the digest), which keeps a per-service plan
+                # of an unchanged workload within a handful of calls.
+                documents["resourceBindings"] = self._resource_bindings(
+                    desired, member, roles, list(render.bound_resources(desired.objects)))
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
             address=desired.address, tags=marker.as_tags() if marker else {},
@@ -232,6 +266,18 @@ class GcpProvider:
             changes.append(change("update-project-policy", bindings={
                 "added": [{"role": r, "condition": c} for r, c in sorted(want_bindings - have_bindings)],
                 "removed": [{"role": r, "condition": c} for r, c in sorted(have_bindings - want_bindings)]}))
+        want_resources = {(b["resource"], b["role"]) for b in want["resourceBindings"]}
+        if "resourceBindings" in have:
+            have_resources = {(b["resource"], b["role"]) for b in have["resourceBindings"]}
+            if have_resources != want_resources:
+                changes.append(change("update-resource-policies", bindings={
+                    "added": [{"resource": r, "role": o} for r, o in sorted(want_resources - have_resources)],
+                    "removed": [{"resource": r, "role": o}
+                                for r, o in sorted(have_resources - want_resources)]}))
+        elif observed.marker.digest != w.marker.digest and want_resources:
+            changes.append(change("update-resource-policies", bindings={
+                "added": [{"resource": r, "role": o} for r, o in sorted(want_resources)], "removed": [],
+                "checkedAtApply": True}))
         want_members = {m for b in want["accountBindings"] for m in b["members"]}
         if "accountBindings" not in have:
             # A fleet read leaves each account's own policy unread: if the manifest changed
@@ -268,11 +314,15 @@ class GcpProvider:
                 self._converge_project_policy(desired)
             elif change.action == "update-federation":
                 self._converge_account_policy(desired)
+            elif change.action == "update-resource-policies":
+                self._converge_resource_policies(desired, [])
             elif change.action == "update-marker":
                 self._set_description(desired)
             else:  # pragma: no cover - plan and apply are written together
                 raise ValueError(f"unknown change {change.action}")
-        except gx.GoogleAPICallError as exc:
+        except Exception as exc:
+            if self.seam.classify("gcp", exc) is None:
+                raise
             raise self._cloud(f"gcp.{change.action}", exc) from exc
 
     def _create(self, desired: DesiredIdentity) -> None:
@@ -297,6 +347,7 @@ class GcpProvider:
             return
         self._converge_roles(desired, None)
         self._converge_project_policy(desired)
+        self._converge_resource_policies(desired, [])
         self._converge_account_policy(desired)
 
     def _converge_roles(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> None:
@@ -318,9 +369,12 @@ class GcpProvider:
                 self.clients.iam.update_role(request={
                     "name": f"projects/{project}/roles/{rid}", "role": {**body, "etag": current["etag"]},
                     "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
-        stale = sorted(set(have) - set(desired.objects["roles"]))
+        stale = sorted(rid for rid in set(have) - set(desired.objects["roles"])
+                       if render.role_marker(have[rid]["description"]) is not None)
         if stale:
             self._converge_project_policy(desired)
+            gone = [r for r in (render.role_resource(have[rid]["description"]) for rid in stale) if r]
+            self._converge_resource_policies(desired, gone)
             for rid in stale:
                 with contextlib.suppress(gx.NotFound):
                     self.clients.iam.delete_role(request={"name": f"projects/{project}/roles/{rid}",
@@ -390,6 +444,49 @@ class GcpProvider:
                          f"project {project}'s IAM policy kept changing under us "
                          f"({POLICY_ATTEMPTS} attempts)",
                          "another tool is editing it; rerun (reruns converge)")
+
+    def _converge_resource_policies(self, desired: DesiredIdentity, dropped: list[str]) -> None:
+        """On each desired resource, our member in exactly its desired binding; on each
+        dropped one (a mover), our member in none. Read-modify-write with the etag."""
+        from google.iam.v1 import iam_policy_pb2, policy_pb2
+        member = f"serviceAccount:{desired.name}"
+        want: dict[str, set[str]] = {}
+        for b in desired.objects["resourceBindings"]:
+            want.setdefault(b["resource"], set()).add(b["role"])
+        for resource in sorted({*want, *dropped}):
+            roles = want.get(resource, set())
+            stub = self.clients.resource_policy(self._kind_of(resource))
+            for attempt in range(POLICY_ATTEMPTS):
+                try:
+                    policy = stub.GetIamPolicy(iam_policy_pb2.GetIamPolicyRequest(resource=resource))
+                except Exception as exc:
+                    info = self.seam.classify("gcp", exc)
+                    if info is not None and info.kind == NOT_FOUND and resource not in want:
+                        break  # a dropped resource that is gone: nothing to revoke
+                    raise
+                bindings = [{"role": b.role, "members": [m for m in b.members
+                                                         if m != member or b.role in roles]}
+                            for b in policy.bindings]
+                for role in roles:
+                    entry = next((b for b in bindings if b["role"] == role), None)
+                    if entry is None:
+                        bindings.append({"role": role, "members": [member]})
+                    elif member not in entry["members"]:
+                        entry["members"] = sorted({*entry["members"], member})
+                bindings = [b for b in bindings if b["members"]]
+                if bindings == [{"role": b.role, "members": list(b.members)} for b in policy.bindings]:
+                    break
+                new = policy_pb2.Policy(version=policy.version or 1, etag=policy.etag)
+                for b in bindings:
+                    new.bindings.add(role=b["role"], members=b["members"])
+                try:
+                    stub.SetIamPolicy(iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=new))
+                    break
+                except Exception as exc:
+                    info = self.seam.classify("gcp", exc)
+                    if info is None or info.kind != CONFLICT or attempt == POLICY_ATTEMPTS - 1:
+                        raise
+                    self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
 
     def _converge_account_policy(self, desired: DesiredIdentity) -> None:
         """Who may act as the account (federation): the account's own policy, whole."""

@@ -9,7 +9,10 @@ own IAM policy where the service does not evaluate conditions on resource names
 
 One custom role per distinct permission set, not one per workload: a single role holding
 the union, bound under one condition naming every resource, would grant each resource
-the permissions listed for the others (write on the bucket listed for read only).
+the permissions listed for the others (write on the bucket listed for read only). A
+resource-bound grant gets a role of its own per resource: when a mover drops the resource,
+deleting that role revokes the grant at once, wherever a binding to it may linger, and the
+role's description names the resource so the binding itself can be removed too.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ...config import Config
@@ -28,6 +31,8 @@ ACCOUNT_ID_MAX = 30
 ROLE_ID_MAX = 64
 DESCRIPTION_MAX = 256  # a service account's description
 ROLE_TITLE_MAX = 100
+ROLE_DESCRIPTION_MAX = 300
+RESOURCE_LINE = "\nresource="
 CONDITION_TITLE_MAX = 100
 EXPRESSION_MAX = 12_800
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
@@ -97,17 +102,22 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     email = service_account_email(account_id(prefix, env, name), project)
     member = f"serviceAccount:{email}"
     marker = workload.marker.as_text()
+    title = f"workload-ids {env}/{name}"[:ROLE_TITLE_MAX]
     by_permissions: dict[tuple[str, ...], list[Grant]] = {}
+    by_resource: dict[str, set[str]] = {}
     for grant in workload.grants:
-        by_permissions.setdefault(tuple(sorted(set(grant.actions))), []).append(grant)
+        if grant.binding == "resource":
+            by_resource.setdefault(grant.resource, set()).update(grant.actions)
+        else:
+            by_permissions.setdefault(tuple(sorted(set(grant.actions))), []).append(grant)
     roles: dict[str, Any] = {}
     project_bindings: list[dict[str, Any]] = []
     resource_bindings: list[dict[str, Any]] = []
     for permissions, grants in sorted(by_permissions.items()):
         rid = role_id(prefix, env, name, permissions)
         role_name = f"projects/{project}/roles/{rid}"
-        roles[rid] = {"title": f"workload-ids {env}/{name}"[:ROLE_TITLE_MAX], "description": marker,
-                      "includedPermissions": list(permissions), "stage": "GA"}
+        roles[rid] = {"title": title, "description": marker, "includedPermissions": list(permissions),
+                      "stage": "GA"}
         conditioned = sorted({condition_for(g) for g in grants if g.binding == "condition"})
         if any(g.binding == "project" for g in grants):
             project_bindings.append({"role": role_name, "members": [member]})
@@ -115,8 +125,15 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
             project_bindings.append({"role": role_name, "members": [member], "condition": {
                 "title": f"workload-ids {env}/{name}"[:CONDITION_TITLE_MAX],
                 "description": marker, "expression": " || ".join(conditioned)}})
-        for resource in sorted({g.resource for g in grants if g.binding == "resource"}):
-            resource_bindings.append({"resource": resource, "role": role_name, "members": [member]})
+    for resource, actions in sorted(by_resource.items()):
+        permissions = tuple(sorted(actions))
+        rid = role_id(prefix, env, name, [*permissions, f"@{resource}"])
+        described = marker + RESOURCE_LINE + resource
+        roles[rid] = {"title": title,
+                      "description": described if len(described) <= ROLE_DESCRIPTION_MAX else marker,
+                      "includedPermissions": list(permissions), "stage": "GA"}
+        resource_bindings.append({"resource": resource, "role": f"projects/{project}/roles/{rid}",
+                                  "members": [member]})
     project_bindings.sort(key=lambda b: (b["role"], "condition" in b))
     resource_bindings.sort(key=lambda b: (b["resource"], b["role"]))
     federation = federation_members(workload)
@@ -176,5 +193,17 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
     return out
 
 
-def bound_resources(objects: dict[str, Any]) -> Iterable[str]:
+def bound_resources(objects: Mapping[str, Any]) -> Iterable[str]:
     return sorted({b["resource"] for b in objects["resourceBindings"]})
+
+
+def role_marker(description: str) -> Any:
+    """The marker of a custom role's description (its first line), or None."""
+    from ...model import Marker
+    return Marker.from_text(description.split("\n", 1)[0])
+
+
+def role_resource(description: str) -> str | None:
+    """The resource a resource-bound role was made for, when its description names it."""
+    _, sep, rest = description.partition(RESOURCE_LINE)
+    return rest or None if sep else None
