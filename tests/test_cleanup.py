@@ -539,3 +539,14 @@ def test_apply_issues_no_key_to_a_quarantined_user(secret_hygiene: Any, aws: Any
     result = run_cli("apply", "--auto-approve", str(folder))
     assert result.code == 0, result.err
     assert aws.list_access_keys(UserName=user)["AccessKeyMetadata"] == before
+
+
+def test_a_folder_with_other_clouds_is_judged_for_the_clouds_available(aws: Any, fleet: Path) -> None:
+    from test_gcp_render import gcp_workload
+    (fleet / "gcp.yaml").write_text(gcp_workload())
+    result = run_cli("cleanup", str(fleet), "--output", "json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert any("the gcp backend is not available in this version: acme-prod not read" in n
+               for n in doc["notes"])
+    assert by_identity(doc)["wid_prod_svc-d"]["status"] == "no-manifest"

@@ -129,7 +129,21 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
             providers[name] = create_provider(name, config, seam)
         return providers[name]
 
+    from ..providers import REGISTRY
     scopes = _scopes(config, provider, targets, declared_targets)
+    unavailable = sorted({name for name, _ in scopes if name not in REGISTRY})
+    if unavailable:
+        # A manifest folder may hold workloads of clouds this version cannot act on yet:
+        # say so and judge the rest, rather than refusing the whole run.
+        skipped = sorted(t for n, t in scopes if n in unavailable)
+        notes.append(f"the {', '.join(unavailable)} backend is not available in this version: "
+                     f"{', '.join(skipped)} not read")
+        scopes = {(n, t) for n, t in scopes if n in REGISTRY}
+        if declared is not None:
+            declared = {k: v for k, v in declared.items() if k[0] in REGISTRY}
+    if not scopes and provider not in REGISTRY:
+        raise UserError(f"the {provider} backend is not available in this version of workload-ids; "
+                        f"cleanup supports {', '.join(sorted(REGISTRY))}")
     if not scopes:
         scopes = {(provider, backend(provider).current_target())}
     observed: list[tuple[Any, ObservedIdentity]] = []
