@@ -542,11 +542,13 @@ def test_apply_issues_no_key_to_a_quarantined_user(secret_hygiene: Any, aws: Any
 
 
 def test_a_folder_with_other_clouds_is_judged_for_the_clouds_available(aws: Any, fleet: Path) -> None:
-    from test_gcp_render import gcp_workload
-    (fleet / "gcp.yaml").write_text(gcp_workload())
+    from conftest import EXAMPLES
+    azure = EXAMPLES / "azure" / "order-reconciliation.yaml"
+    (fleet / "azure.yaml").write_text(azure.read_text())
+    subscription = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"  # the example's
     result = run_cli("cleanup", str(fleet), "--output", "json")
     assert result.code == 0, result.err
     doc = json.loads(result.out)
-    assert any("the gcp backend is not available in this version: acme-prod not read" in n
-               for n in doc["notes"])
+    assert any(f"the azure backend is not available in this version: {subscription} not read" in n
+               for n in doc["notes"]), doc["notes"]
     assert by_identity(doc)["wid_prod_svc-d"]["status"] == "no-manifest"

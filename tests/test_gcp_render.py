@@ -121,8 +121,10 @@ def test_rendering_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_marker_too_long_for_a_description_is_a_static_error(tmp_path: Path) -> None:
-    owner = "o" * 128
-    cw = compiled(tmp_path, gcp_workload(owner=owner))
-    [problem] = render.static_checks(cw, load_config())
-    assert "ownership marker would be" in problem.message and "holds 256" in problem.message
-    assert problem.position is not None and problem.position.line == 3
+    from conftest import run_cli
+    path = tmp_path / "w.yaml"
+    path.write_text(gcp_workload(owner="o" * 128))
+    result = run_cli("validate", str(path))
+    assert result.code == 1
+    assert f"{path}:3:" in result.err and "ownership marker would be" in result.err
+    assert "holds 256" in result.err

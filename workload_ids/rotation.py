@@ -540,6 +540,8 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
     for d in desired:
         groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
     for (name, target), items in groups.items():
+        if not hasattr(providers[name], "create_key"):
+            continue  # reported per workload below
         if len(items) > 3:
             # Fleet run: one paged read of the account's identities and one of its secrets.
             from .secrets import create_store
@@ -561,6 +563,12 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
     auditor = config.auditor("recover" if recover_only else "rotate")
 
     def run(d: DesiredIdentity) -> KeyReport:
+        if not hasattr(providers[d.workload.provider], "create_key"):
+            report = KeyReport(workload=d.workload.label, identity=d.name,
+                               secret="")  # no secret store: the name is empty  # nosec B106
+            report.error = (f"{d.workload.label}: key mode on {d.workload.provider} is not available "
+                            "in this version")
+            return report
         cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor)
         cycle.prefetched = prefetched.get(cycle.secret)
         tags = owned[(d.workload.provider, d.workload.target, d.name)]

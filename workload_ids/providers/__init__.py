@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 # provider name -> "module:factory"; the module is imported on first use only.
 REGISTRY = {
     "aws": "workload_ids.providers.aws.provider:AwsProvider",
+    "gcp": "workload_ids.providers.gcp.provider:GcpProvider",
 }
 STATIC = {
     "aws": "workload_ids.providers.aws.render:static_checks",
+    "gcp": "workload_ids.providers.gcp.render:static_checks",
 }
-AVAILABLE_LATER = {"gcp": "issue 5", "azure": "issue 6"}
 
 
 def create_provider(name: str, config: Config, seam: CallSeam) -> Provider:

@@ -12,17 +12,19 @@ our own member: a workload holds exactly what its manifest grants).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from google.api_core import exceptions as gx
 
 from ...calls import CONFLICT, NOT_FOUND, CallSeam
+from ...cleanup.mark import TRANSFERRED_FROM_TAG
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
 from ...model import Change, CompiledWorkload, DesiredIdentity, Marker, ObservedIdentity
 from . import render
 from .clients import GcpClients
+from .retire import GcpRetireMixin, display_tags
 
 # Whole read-modify-write cycles of a project policy before giving up on conflicts.
 POLICY_ATTEMPTS = 6
@@ -45,7 +47,7 @@ def _policy_bindings(policy: Any) -> list[dict[str, Any]]:
     return out
 
 
-class GcpProvider:
+class GcpProvider(GcpRetireMixin):
     """See the module docstring."""
 
     name = "gcp"
@@ -182,7 +184,8 @@ class GcpProvider:
                     desired, member, roles, list(render.bound_resources(desired.objects)))
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
-            address=desired.address, tags=marker.as_tags() if marker else {},
+            address=desired.address,
+            tags={**marker.as_tags(), **display_tags(account.display_name)} if marker else {},
             documents={k: render.canonical(v) for k, v in documents.items()},
             settings={"description": account.description, "displayName": account.display_name},
             extra={**extra, "objects": documents})
@@ -224,7 +227,7 @@ class GcpProvider:
             observed.append(ObservedIdentity(
                 provider="gcp", target=target, kind="service-account", name=account.email,
                 address=f"projects/{target}/serviceAccounts/{account.email}",
-                tags=marker.as_tags() if marker else {},
+                tags={**marker.as_tags(), **display_tags(account.display_name)} if marker else {},
                 documents={k: render.canonical(v) for k, v in documents.items()},
                 settings={"description": account.description, "displayName": account.display_name},
                 extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents}))
@@ -240,6 +243,10 @@ class GcpProvider:
             return Change(workload=w.label, provider="gcp", target=w.target, action=action,
                           identity=desired.name, details=details, desired=desired, observed=observed)
 
+        if desired.settings.get("keyMode") == "true":
+            raise UserError(f"{w.label}: key mode on GCP (service account keys) is not available in "
+                            "this version; federate instead (a workloadIdentityPool on each "
+                            "federation entry) or keep this workload on AWS for now")
         if observed is None:
             return [change("create", kind="service-account", address=desired.address,
                            permissions=_permission_diff({}, [], want["roles"], want["projectBindings"],
@@ -293,8 +300,12 @@ class GcpProvider:
             changes.append(change("update-federation", federation={
                 "added": sorted(want_members - have_members),
                 "removed": sorted(have_members - want_members)}))
-        if observed.settings.get("description") != desired.settings["description"] or \
-                observed.settings.get("displayName") != desired.settings["displayName"]:
+        transferred = observed.tags.get(TRANSFERRED_FROM_TAG) == w.marker.owner and \
+            observed.marker.digest == w.marker.digest
+        if not transferred and (observed.settings.get("description") != desired.settings["description"] or (
+                observed.settings.get("displayName") != desired.settings["displayName"]
+                and not display_tags(observed.settings.get("displayName", "")))):
+            # A quarantine mark or a transfer in the display name is cleanup's to clear.
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-marker", description={
                 "from": observed.settings.get("description", ""), "to": desired.settings["description"]}))
@@ -317,7 +328,7 @@ class GcpProvider:
             elif change.action == "update-resource-policies":
                 self._converge_resource_policies(desired, [])
             elif change.action == "update-marker":
-                self._set_description(desired)
+                self._set_description(desired, change.observed)
             else:  # pragma: no cover - plan and apply are written together
                 raise ValueError(f"unknown change {change.action}")
         except Exception as exc:
@@ -363,7 +374,7 @@ class GcpProvider:
                 try:
                     self.clients.iam.create_role(request={
                         "parent": f"projects/{project}", "role_id": rid, "role": body})
-                except gx.AlreadyExists:
+                except (gx.AlreadyExists, gx.FailedPrecondition):  # or deleted, not yet purged
                     self._undelete_or_update(project, rid, body)
             elif {k: v for k, v in current.items() if k != "etag"} != role:
                 self.clients.iam.update_role(request={
@@ -395,12 +406,16 @@ class GcpProvider:
             "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
 
     def _converge_project_policy(self, desired: DesiredIdentity) -> None:
+        self._set_project_bindings(desired.workload.target, f"serviceAccount:{desired.name}",
+                                   list(desired.objects["projectBindings"]), lambda role: True)
+
+    def _set_project_bindings(self, project: str, member: str, want_list: list[dict[str, Any]],
+                              ours: Callable[[str], bool]) -> None:
         """Read-modify-write of the project policy with its etag; on a conflict the whole
-        cycle is redone from a fresh read. Only our member's entries change."""
+        cycle is redone from a fresh read. Only ``member``'s entries change: it is added to
+        every wanted binding and taken out of the others whose role ``ours`` accepts."""
         from google.iam.v1 import policy_pb2
-        project = desired.workload.target
-        member = f"serviceAccount:{desired.name}"
-        want = {_binding_key(b): b for b in desired.objects["projectBindings"]}
+        want = {_binding_key(b): b for b in want_list}
         for attempt in range(POLICY_ATTEMPTS):
             policy = self._project_policy(project)
             bindings = _policy_bindings(policy)
@@ -408,7 +423,7 @@ class GcpProvider:
             kept: list[dict[str, Any]] = []
             for b in bindings:
                 key = _binding_key(b)
-                if member in b["members"] and key not in want:
+                if member in b["members"] and key not in want and ours(str(b["role"])):
                     b["members"] = [m for m in b["members"] if m != member]
                 if key in want and member in b["members"]:
                     present.add(key)
@@ -446,12 +461,16 @@ class GcpProvider:
                          "another tool is editing it; rerun (reruns converge)")
 
     def _converge_resource_policies(self, desired: DesiredIdentity, dropped: list[str]) -> None:
-        """On each desired resource, our member in exactly its desired binding; on each
-        dropped one (a mover), our member in none. Read-modify-write with the etag."""
+        self._set_resource_bindings(f"serviceAccount:{desired.name}",
+                                    list(desired.objects["resourceBindings"]), dropped)
+
+    def _set_resource_bindings(self, member: str, bindings_wanted: list[dict[str, Any]],
+                               dropped: list[str]) -> None:
+        """On each wanted resource, ``member`` in exactly its wanted bindings; on each
+        dropped one (a mover, a deletion), in none. Read-modify-write with the etag."""
         from google.iam.v1 import iam_policy_pb2, policy_pb2
-        member = f"serviceAccount:{desired.name}"
         want: dict[str, set[str]] = {}
-        for b in desired.objects["resourceBindings"]:
+        for b in bindings_wanted:
             want.setdefault(b["resource"], set()).add(b["role"])
         for resource in sorted({*want, *dropped}):
             roles = want.get(resource, set())
@@ -515,11 +534,13 @@ class GcpProvider:
         raise CloudError("iam.set_iam_policy", "Aborted", f"{desired.name}'s IAM policy kept changing",
                          "rerun (reruns converge)")
 
-    def _set_description(self, desired: DesiredIdentity) -> None:
+    def _set_description(self, desired: DesiredIdentity, observed: ObservedIdentity | None = None) -> None:
+        keep_title = observed is not None and display_tags(observed.settings.get("displayName", ""))
+        fields = {"name": desired.address, "description": desired.settings["description"]}
+        if not keep_title:
+            fields["display_name"] = desired.settings["displayName"]
         self.clients.iam.patch_service_account(request={
-            "service_account": {"name": desired.address, "description": desired.settings["description"],
-                                "display_name": desired.settings["displayName"]},
-            "update_mask": {"paths": ["description", "display_name"]}})
+            "service_account": fields, "update_mask": {"paths": sorted(k for k in fields if k != "name")}})
 
 
 def _permission_diff(have_roles: Mapping[str, Any], have_bindings: Sequence[Mapping[str, Any]],

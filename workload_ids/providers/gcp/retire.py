@@ -1,0 +1,238 @@
+"""Leaver steps on GCP: quarantine, release, transfer, teardown and restore of a service
+account with its custom roles and bindings, each idempotent.
+
+Service accounts have no labels, and the description holds the ownership marker, so the
+quarantine mark (or, after a transfer, the owner who left) lives in the display name
+(100 characters): ``quarantine since=… reason=… delete-after=…``. Quarantine writes the
+mark, then disables the account, which rejects its tokens and keys at once; release
+enables it, then restores the display name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
+from ...errors import ConflictError
+from ...model import Marker, ObservedIdentity
+from . import render
+
+if TYPE_CHECKING:
+    from ...calls import CallSeam
+    from .clients import GcpClients
+
+MARK_PREFIX = "quarantine "
+FROM_PREFIX = "transferred-from="
+
+
+def display_tags(display_name: str) -> dict[str, str]:
+    """What a display name says beyond the plain title: a quarantine mark, or the owner
+    an account was transferred from (as the tags AWS would carry)."""
+    if display_name.startswith(MARK_PREFIX):
+        return {MARK_TAG: display_name[len(MARK_PREFIX):]}
+    if display_name.startswith(FROM_PREFIX):
+        return {TRANSFERRED_FROM_TAG: display_name[len(FROM_PREFIX):]}
+    return {}
+
+
+def plain_title(marker: Marker) -> str:
+    return f"workload-ids {marker.environment}/{marker.workload}"[:100]
+
+
+class GcpRetireMixin:
+    """The leaver half of :class:`~workload_ids.providers.gcp.provider.GcpProvider`."""
+
+    if TYPE_CHECKING:
+        seam: CallSeam
+        clients: GcpClients
+        prefix: str
+
+        def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
+        def _set_resource_bindings(self, member: str, bindings_wanted: list[dict[str, Any]],
+                                   dropped: list[str]) -> None: ...
+        def _resource_policy(self, resource: str) -> Any: ...
+        def _kind_of(self, resource: str) -> str: ...
+        def _project_policy(self, project: str) -> Any: ...
+        def _account_policy(self, address: str) -> Any: ...
+        def _set_project_bindings(self, project: str, member: str,
+                                  want: list[dict[str, Any]], ours: Callable[[str], bool]) -> None: ...
+
+    def _guard(self, identity: ObservedIdentity) -> Marker:
+        marker = identity.marker
+        if marker is None:  # the workflow checks too; this is the last line
+            raise ConflictError(f"service account {identity.name} does not carry the workload-ids "
+                                "marker", "it is never modified")
+        return marker
+
+    def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if self.seam.classify("gcp", exc) is None:
+                raise
+            raise self._cloud(operation, exc) from exc
+
+    def _patch(self, identity: ObservedIdentity, **fields: str) -> None:
+        self._call("iam.patch_service_account", self.clients.iam.patch_service_account, request={
+            "service_account": {"name": identity.address, **fields},
+            "update_mask": {"paths": sorted(fields)}})
+
+    # --- reads ---------------------------------------------------------------------
+
+    def last_used(self, identity: ObservedIdentity) -> datetime | None:
+        """GCP keeps last use in Policy Intelligence (activity analysis), not on the
+        account; without it an account is never judged unused."""
+        return None
+
+    def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        return bool(identity.extra.get("disabled"))
+
+    # --- actions -------------------------------------------------------------------
+
+    def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
+        self._guard(identity)
+        text = MARK_PREFIX + encode_mark(mark)
+        if identity.settings.get("displayName") != text:
+            self._patch(identity, display_name=text)
+        self._call("iam.disable_service_account", self.clients.iam.disable_service_account,
+                   request={"name": identity.address})
+        return mark
+
+    def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
+        marker = self._guard(identity)
+        self._call("iam.enable_service_account", self.clients.iam.enable_service_account,
+                   request={"name": identity.address})
+        self._patch(identity, display_name=plain_title(marker))
+
+    def transfer(self, identity: ObservedIdentity, successor: str) -> None:
+        marker = self._guard(identity)
+        previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
+        moved = Marker(marker.workload, successor, marker.environment, marker.digest)
+        fields = {"description": moved.as_text()}
+        if MARK_TAG not in identity.tags:
+            fields["display_name"] = FROM_PREFIX + previous
+        self._patch(identity, **fields)
+
+    def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
+        """The account, its roles and every binding it holds (the account's own policy and
+        resource policies are read here: a fleet read leaves them out)."""
+        marker = self._guard(identity)
+        objects = dict(identity.extra.get("objects") or {})
+        member = f"serviceAccount:{identity.name}"
+        roles = dict(objects.get("roles") or {})
+        account = self._call("iam.get_iam_policy", self._account_policy, identity.address)
+        resource_bindings: list[dict[str, Any]] = []
+        for resource in sorted({r for r in (render.role_resource(v.get("description", ""))
+                                            for v in roles.values()) if r}):
+            policy = self._call("iampolicy.GetIamPolicy", self._resource_policy, resource)
+            resource_bindings.extend({"resource": resource, "role": b.role, "members": [member]}
+                                     for b in policy.bindings if member in b.members)
+        return {
+            "provider": "gcp", "target": identity.target, "kind": identity.kind, "name": identity.name,
+            "address": identity.address, "uniqueId": identity.extra.get("uniqueId", ""),
+            "description": marker.as_text(), "displayName": plain_title(marker),
+            "roles": roles,
+            "projectBindings": [{"role": b["role"], **({"condition": b["condition"]}
+                                                       if b.get("condition") else {}),
+                                 "members": [member]} for b in objects.get("projectBindings", [])],
+            "resourceBindings": resource_bindings,
+            "accountBindings": [{"role": b.role, "members": list(b.members)} for b in account.bindings],
+        }
+
+    def delete(self, identity: ObservedIdentity) -> list[str]:
+        """Bindings first (so no ``deleted:serviceAccount:`` member is left behind in a
+        policy), then the roles, then the account (its keys go with it)."""
+        marker = self._guard(identity)
+        steps: list[str] = []
+        member = f"serviceAccount:{identity.name}"
+        objects = dict(identity.extra.get("objects") or {})
+        roles = dict(objects.get("roles") or {})
+        base = render.role_id(self.prefix, marker.environment, marker.workload, [])
+        base = base[: base.rindex("_") + 1]
+        self._set_project_bindings(identity.target, member, [], lambda role: True)
+        steps.append("remove its project policy bindings")
+        resources = sorted({r for r in (render.role_resource(v.get("description", ""))
+                                        for v in roles.values()) if r})
+        if resources:
+            self._set_resource_bindings(member, [], resources)
+            steps.append(f"remove its bindings on {', '.join(resources)}")
+        from google.api_core import exceptions as gx
+        for rid in sorted(roles):
+            if not rid.startswith(base):
+                continue
+            try:
+                self._call("iam.delete_role", self.clients.iam.delete_role,
+                           request={"name": f"projects/{identity.target}/roles/{rid}"})
+            except Exception as exc:
+                if not isinstance(exc.__cause__, gx.NotFound):
+                    raise
+            steps.append(f"delete role {rid}")
+        try:
+            self._call("iam.delete_service_account", self.clients.iam.delete_service_account,
+                       request={"name": identity.address})
+        except Exception as exc:
+            if not isinstance(exc.__cause__, gx.NotFound):
+                raise
+        steps.append(f"delete service account {identity.name}")
+        return steps
+
+    def restore(self, bundle: dict[str, Any]) -> list[str]:
+        """Undelete the account when GCP still can (30 days), else recreate it; then its
+        roles and bindings. Converges when rerun."""
+        from google.api_core import exceptions as gx
+        steps: list[str] = []
+        project, email = str(bundle["target"]), str(bundle["name"])
+        address = str(bundle["address"])
+        try:
+            self.clients.iam.get_service_account(name=address)
+            steps.append(f"service account {email} exists: converging it")
+        except gx.NotFound:
+            try:
+                self.clients.iam.undelete_service_account(
+                    request={"name": f"projects/-/serviceAccounts/{bundle.get('uniqueId')}"})
+                steps.append(f"undelete service account {email}")
+            except gx.GoogleAPICallError:
+                self._call("iam.create_service_account", self.clients.iam.create_service_account, request={
+                    "name": f"projects/{project}", "account_id": email.split("@", 1)[0],
+                    "service_account": {"description": bundle["description"],
+                                        "display_name": bundle["displayName"]}})
+                steps.append(f"create service account {email}")
+        account = self._call("iam.get_service_account", self.clients.iam.get_service_account, name=address)
+        if Marker.from_text(account.description) is None:
+            raise ConflictError(f"service account {email} exists without the workload-ids marker",
+                                "it is never modified; restore under that name is impossible")
+        self._call("iam.enable_service_account", self.clients.iam.enable_service_account,
+                   request={"name": address})
+        self._call("iam.patch_service_account", self.clients.iam.patch_service_account, request={
+            "service_account": {"name": address, "description": bundle["description"],
+                                "display_name": bundle["displayName"]},
+            "update_mask": {"paths": ["description", "display_name"]}})
+        for rid, role in dict(bundle.get("roles") or {}).items():
+            body = {"title": role["title"], "description": role["description"],
+                    "included_permissions": role["includedPermissions"], "stage": 2}
+            name = f"projects/{project}/roles/{rid}"
+            try:
+                self.clients.iam.create_role(request={"parent": f"projects/{project}", "role_id": rid,
+                                                      "role": body})
+            except (gx.AlreadyExists, gx.FailedPrecondition):  # taken, or deleted and not yet purged
+                current = self._call("iam.get_role", self.clients.iam.get_role, request={"name": name})
+                if current.deleted:
+                    current = self._call("iam.undelete_role", self.clients.iam.undelete_role,
+                                         request={"name": name, "etag": current.etag})
+            steps.append(f"role {rid}")
+        member = f"serviceAccount:{email}"
+        self._set_project_bindings(project, member, list(bundle.get("projectBindings") or []),
+                                   lambda role: False)
+        steps.append("project policy bindings")
+        self._set_resource_bindings(member, list(bundle.get("resourceBindings") or []), [])
+        from google.iam.v1 import policy_pb2
+        current_policy = self._call("iam.get_iam_policy", self._account_policy, address)
+        wanted = policy_pb2.Policy(version=1, etag=current_policy.etag)
+        for b in bundle.get("accountBindings") or []:
+            wanted.bindings.add(role=b["role"], members=b["members"])
+        self._call("iam.set_iam_policy", self.clients.iam.set_iam_policy,
+                   request={"resource": address, "policy": wanted})
+        steps.append("federation on the account")
+        return steps
