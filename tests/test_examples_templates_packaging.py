@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -243,6 +244,13 @@ def test_sandbox_serves_separate_commands(tmp_path):
         assert cmd("plan", "--detailed-exitcode", str(manifest)).returncode == 0
         inv = cmd("inventory", "--output", "json")
         assert [r["identity"] for r in json.loads(inv.stdout)["identities"]] == ["wid_prod_payments-api"]
+        # The same sandbox serves GCP: the example's project and resources appear on first use.
+        gcp_manifest = EXAMPLES / "gcp" / "catalog-sync.yaml"
+        applied = cmd("apply", "--auto-approve", str(gcp_manifest))
+        assert applied.returncode == 0, applied.stderr
+        assert re.search(r"service_account=wid-prod-catalog-sync-[0-9a-f]{6}@acme-prod\.iam\.gserviceaccount\.com",
+                         applied.stdout), applied.stdout
+        assert cmd("plan", "--detailed-exitcode", str(gcp_manifest)).returncode == 0
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -112,6 +112,13 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
     url = server.start()
     seed_oidc_providers(endpoint_url=url)
     template_config = sandbox_config(url)
+    gcp = None
+    try:
+        from .gcp.local import start_local_gcp
+        gcp = start_local_gcp()
+        template_config += gcp.config_block()
+    except ModuleNotFoundError:  # the gcp extra is not installed: AWS only
+        gcp = None
     if config_out:
         # Write atomically: a script may be polling for this file to appear.
         target = Path(config_out)
@@ -130,6 +137,11 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
         "",
         "State is kept until you stop the sandbox (Ctrl-C).",
     ]
+    if gcp is not None:
+        lines[1:1] = ["Local GCP (IAM Admin, Resource Manager, Secret Manager, resource IAM policies) on "
+                      + ", ".join(gcp.endpoints.values()) + "; projects and resources appear on first use"]
+    else:
+        lines[1:1] = ["(install workload-ids[gcp] for a local GCP as well)"]
     out.note("\n".join(lines))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -140,6 +152,8 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
         pass
     finally:
         server.stop()
+        if gcp is not None:
+            gcp.stop()
         if config_out:
             Path(config_out).unlink(missing_ok=True)
     out.note("sandbox stopped")
