@@ -248,8 +248,8 @@ def test_sandbox_serves_separate_commands(tmp_path):
         gcp_manifest = EXAMPLES / "gcp" / "catalog-sync.yaml"
         applied = cmd("apply", "--auto-approve", str(gcp_manifest))
         assert applied.returncode == 0, applied.stderr
-        assert re.search(r"service_account=wid-prod-catalog-sync-[0-9a-f]{6}@acme-prod\.iam\.gserviceaccount\.com",
-                         applied.stdout), applied.stdout
+        account = r"service_account=wid-prod-catalog-sync-[0-9a-f]{6}@acme-prod\.iam\.gserviceaccount\.com"
+        assert re.search(account, applied.stdout), applied.stdout
         assert cmd("plan", "--detailed-exitcode", str(gcp_manifest)).returncode == 0
     finally:
         proc.terminate()
