@@ -199,3 +199,29 @@ def test_resource_bindings_get_a_role_per_resource_and_movers_revoke_them(
     assert topic_role not in {r.name.rsplit("/", 1)[1] for r in iam.roles(PROJECT)}
     assert resource_members(resources, SECRET) == {f"projects/{PROJECT}/roles/{secret_role}": [member]}
     assert converge(tmp_path, without_topic, config)[2] == []
+
+
+def test_a_new_account_is_awaited_until_gcp_shows_it(tmp_path: Path, resources: ResourcePolicyEmulator) -> None:
+    from workload_ids.sandbox.gcp.iam import ManualClock
+    clock = ManualClock()
+    iam, rm = IamEmulator(propagation_delay=20.0, clock=clock), ResourceManagerEmulator()
+    iam.add_project(PROJECT)
+    rm.add_project(PROJECT)
+    config = Config(ConfigFile.model_validate({"gcp": {
+        "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
+        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True}}), Path.cwd(), None)
+    try:
+        path = tmp_path / "w.yaml"
+        path.write_text(gcp_workload())
+        seam = CallSeam(RetryPolicy(), sleep=lambda s: clock.advance(s))
+        provider = GcpProvider(config, seam)
+        desired = provider.desired(validate([path], config).compiled[0])
+        for change in provider.diff(desired, provider.observe_one(desired)):
+            provider.apply(change)
+        # It waited (on the seam's clock) until three reads in a row saw the account.
+        reads = seam.stats.calls["gcp:iam.get_service_account"]
+        assert reads >= 4
+        assert iam.service_account_policy(desired.name).bindings[0].role == "roles/iam.workloadIdentityUser"
+    finally:
+        iam.stop()
+        rm.stop()

@@ -28,6 +28,11 @@ from .retire import GcpRetireMixin, display_tags
 
 # Whole read-modify-write cycles of a project policy before giving up on conflicts.
 POLICY_ATTEMPTS = 6
+# A new service account can answer NOT_FOUND for a while (GCP propagates in seconds to
+# minutes): it counts as there after this many successful reads in a row, as
+# terraform-provider-google does, within a bounded wait.
+VISIBLE_READS = 3
+VISIBLE_WAIT_SECONDS = 180.0
 
 
 def _binding_key(binding: Mapping[str, Any]) -> tuple[str, str]:
@@ -356,10 +361,33 @@ class GcpProvider(GcpRetireMixin):
             for follow_up in self.diff(desired, observed):
                 self.apply(follow_up)
             return
+        self._await_visible(desired)
         self._converge_roles(desired, None)
         self._converge_project_policy(desired)
         self._converge_resource_policies(desired, [])
         self._converge_account_policy(desired)
+
+    def _await_visible(self, desired: DesiredIdentity) -> None:
+        """Wait until a just-created account reads back :data:`VISIBLE_READS` times in a
+        row; bindings naming an account GCP cannot see yet are refused."""
+        streak, waited, attempt = 0, 0.0, 0
+        while streak < VISIBLE_READS:
+            try:
+                self.clients.iam.get_service_account(name=desired.address)
+                streak += 1
+                delay = 0.5 if streak < VISIBLE_READS else 0.0
+            except gx.NotFound:
+                streak, attempt = 0, attempt + 1
+                delay = min(10.0, 0.5 * 2 ** attempt)
+            if waited + delay > VISIBLE_WAIT_SECONDS:
+                raise CloudError("iam.get_service_account", "NotFound",
+                                 f"service account {desired.name} was created but GCP still does not "
+                                 f"show it after {VISIBLE_WAIT_SECONDS:.0f} s",
+                                 "GCP is propagating the new account; rerun apply in a few minutes "
+                                 "(reruns converge)")
+            if delay:
+                self.seam.sleep(delay)
+                waited += delay
 
     def _converge_roles(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> None:
         """Create or update every desired role; roles of old permission sets are deleted
