@@ -112,3 +112,25 @@ def test_gcp_quarantine_release_delete_and_restore(
     assert not back.disabled and back.unique_id == bundle["before"]["uniqueId"]
     assert any(member in b.members for b in rm.policy(PROJECT).bindings)
     assert run_cli("audit", "verify").code == 0
+
+
+def test_dead_members_of_our_deleted_accounts_are_removed(
+        gcp_fleet: tuple[IamEmulator, ResourceManagerEmulator, Path]) -> None:
+    from google.iam.v1 import policy_pb2
+    _, rm, folder = gcp_fleet
+    ours = f"deleted:serviceAccount:{email('svc-old')}?uid=123456789"
+    theirs = f"deleted:serviceAccount:legacy-job@{PROJECT}.iam.gserviceaccount.com?uid=42"
+    client = rm.client()
+    policy = client.get_iam_policy(request={"resource": f"projects/{PROJECT}",
+                                            "options": {"requested_policy_version": 3}})
+    edited = policy_pb2.Policy(version=3, etag=policy.etag, bindings=list(policy.bindings))
+    edited.bindings.add(role="roles/viewer", members=[ours, theirs, "user:alice@example.com"])
+    client.set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": edited})
+    dry = json.loads(run_cli("cleanup", str(folder), "--output", "json").out)
+    assert dry["deadGrants"] == [{"provider": "gcp", "target": PROJECT, "member": ours,
+                                  "role": "roles/viewer", "condition": ""}]
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    [viewer] = [sorted(b.members) for b in rm.policy(PROJECT).bindings if b.role == "roles/viewer"]
+    assert viewer == sorted([theirs, "user:alice@example.com"])
+    removed = [r for r in records(Path("audit.jsonl")) if r["action"] == "remove-dead-grant"]
+    assert [r["identity"] for r in removed] == [ours]

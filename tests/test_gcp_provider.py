@@ -107,7 +107,9 @@ def test_mover_shrinks_roles_and_bindings_and_leaves_others_alone(
     policy = rm.client().get_iam_policy(request={"resource": f"projects/{PROJECT}",
                                                  "options": {"requested_policy_version": 3}})
     extra = policy_pb2.Policy(version=3, etag=policy.etag, bindings=list(policy.bindings))
-    extra.bindings.add(role="roles/viewer", members=["user:alice@example.com"])
+    # Our account also slipped into alice's binding: it is taken out, alice stays.
+    extra.bindings.add(role="roles/viewer",
+                       members=["user:alice@example.com", f"serviceAccount:{desired.name}"])
     extra.bindings.add(role="roles/editor", members=[f"serviceAccount:{desired.name}"])
     rm.client().set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": extra})
     only_read = gcp_workload(access="    - template: object-storage.read\n"

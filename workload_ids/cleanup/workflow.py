@@ -65,6 +65,8 @@ class CleanupReport:
     refusal: str | None = None
     results: list[ActionResult] = field(default_factory=list)
     transfers: dict[str, str] = field(default_factory=dict)  # identity -> manifest edit (a diff)
+    # Grants of ours naming principals that no longer exist: removed by --apply.
+    dead_grants: list[dict[str, str]] = field(default_factory=list)
     calls: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -89,6 +91,7 @@ class CleanupReport:
             "identities": [f.as_json() for f in self.findings],
             "results": [r.as_json() for r in self.results],
             "manifestEdits": self.transfers,
+            "deadGrants": self.dead_grants,
             "ownerChecks": self.owner_checks, "manifestChecks": self.manifest_checks,
             "refusal": self.refusal, "notes": self.notes, "clock": clock.notice(),
             "summary": self.summary(),
@@ -147,10 +150,12 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     if not scopes:
         scopes = {(provider, backend(provider).current_target())}
     observed: list[tuple[Any, ObservedIdentity]] = []
+    dead: list[dict[str, str]] = []
     for name, target in sorted(scopes):
         # A dry run judges by markers, marks and use; only deletions (restore bundles)
         # need every setting, so only an applying run pays for that second walk.
         observed.extend((backend(name), o) for o in backend(name).observe_scope(target, settings=apply))
+        dead.extend({"provider": name, "target": target, **g} for g in backend(name).dead_grants(target))
 
     directory = open_directory(config)
     owners = None
@@ -171,7 +176,8 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
                         manifest=f.manifest, problem=f.problem)
         findings.append(f)
     findings.sort(key=lambda f: (CLASSES.index(f.status), f.identity.target, f.identity.name))
-    report = CleanupReport(findings, owners is not None, declared is not None, notes=notes)
+    report = CleanupReport(findings, owners is not None, declared is not None, notes=notes,
+                           dead_grants=dead)
     report.transfers = {f.identity.name: _manifest_edit(f) for f in findings
                         if f.status == TRANSFERRED and f.manifest is not None and f.successor}
     report.refusal = _blast_radius(findings, config, max_actions)
@@ -189,8 +195,20 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         # Credentials must reach the account before anything there changes.
         auditor.callers[(name, target)] = providers[name].verify_target(target)
     report.results = _act(findings, providers, auditor, config, progress)
+    for (name, target), grants in _by_scope(dead).items():
+        providers[name].remove_dead_grants(target, grants)
+        for grant in grants:
+            auditor.record(workload="-", provider=name, target=target, identity=grant["member"],
+                           action="remove-dead-grant", before=grant, after=None)
     report.calls = seam.stats.total
     return report
+
+
+def _by_scope(grants: list[dict[str, str]]) -> dict[tuple[str, str], list[dict[str, str]]]:
+    out: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for g in grants:
+        out.setdefault((g["provider"], g["target"]), []).append(g)
+    return out
 
 
 def _blast_radius(findings: list[Finding], config: Config, max_actions: int | None) -> str | None:
@@ -329,6 +347,10 @@ def render_report(report: CleanupReport) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+    for grant in report.dead_grants:
+        fate = "removed" if report.applied else "removed by --apply"
+        lines.append(f"dead grant: {grant['member']} still holds {grant['role']} in "
+                     f"{grant['provider']}:{grant['target']} ({fate})")
     for name, edit in report.transfers.items():
         lines.append("")
         lines.append(f"{name}: make the transfer permanent by editing its manifest:")

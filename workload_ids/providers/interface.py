@@ -84,5 +84,13 @@ class Provider(Protocol):
     def delete(self, identity: ObservedIdentity) -> list[str]:
         """Ordered teardown, tolerant of parts already gone; returns the steps taken."""
 
+    def dead_grants(self, target: str) -> list[dict[str, str]]:
+        """Grants of ours left pointing at principals that no longer exist (GCP's
+        ``deleted:serviceAccount:`` members), from the last batch read; each a dict with
+        at least ``member`` and ``role``."""
+
+    def remove_dead_grants(self, target: str, grants: list[dict[str, str]]) -> None:
+        """Remove those grants (read-modify-write; what is already gone is fine)."""
+
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Recreate an identity from a bundle (converges when rerun); returns the steps."""

@@ -280,6 +280,13 @@ class RetireMixin:
                 return None
             raise
 
+    def dead_grants(self, target: str) -> list[dict[str, str]]:
+        """IAM drops a deleted role or user from everything that named it: none linger."""
+        return []
+
+    def remove_dead_grants(self, target: str, grants: list[dict[str, str]]) -> None:
+        return None
+
     # --- restore -------------------------------------------------------------------
 
     def restore(self, bundle: dict[str, Any]) -> list[str]:

@@ -62,6 +62,7 @@ class GcpProvider(GcpRetireMixin):
         self.seam = seam
         self.clients = GcpClients(config, seam)
         self.prefix = config.gcp.namePrefix
+        self._scope_bindings: dict[str, list[dict[str, Any]]] = {}  # project -> last policy read
 
     # --- pure ------------------------------------------------------------------------
 
@@ -214,6 +215,7 @@ class GcpProvider(GcpRetireMixin):
         except gx.GoogleAPICallError as exc:
             raise self._cloud("iam.list_service_accounts", exc) from exc
         bindings = _policy_bindings(policy)
+        self._scope_bindings[target] = bindings
         observed: list[ObservedIdentity] = []
         for account in accounts:
             marker = Marker.from_text(account.description)
@@ -446,7 +448,8 @@ class GcpProvider(GcpRetireMixin):
         want = {_binding_key(b): b for b in want_list}
         for attempt in range(POLICY_ATTEMPTS):
             policy = self._project_policy(project)
-            bindings = _policy_bindings(policy)
+            original = _policy_bindings(policy)
+            bindings = _policy_bindings(policy)  # edited in place below; compared to original
             present: set[tuple[str, str]] = set()
             kept: list[dict[str, Any]] = []
             for b in bindings:
@@ -465,7 +468,7 @@ class GcpProvider(GcpRetireMixin):
                     target["members"] = sorted({*target["members"], member})
                 else:
                     kept.append({k: v for k, v in b.items()})
-            if kept == bindings:
+            if kept == original:
                 return
             new = policy_pb2.Policy(version=3, etag=policy.etag)
             for b in kept:

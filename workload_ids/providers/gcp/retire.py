@@ -10,6 +10,7 @@ enables it, then restores the display name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -177,6 +178,22 @@ class GcpRetireMixin:
                 raise
         steps.append(f"delete service account {identity.name}")
         return steps
+
+    def dead_grants(self, target: str) -> list[dict[str, str]]:
+        """``deleted:serviceAccount:`` members of accounts of ours (by our naming) left in
+        the project policy read by the last fleet read. GCP keeps them after an account is
+        deleted by other means; they count against the policy's size and would grant a
+        recreated account of the same name nothing (GCP binds by unique id)."""
+        pattern = re.compile(rf"^deleted:serviceAccount:{re.escape(self.prefix)}-[a-z0-9-]*-[0-9a-f]{{6}}"
+                             rf"@{re.escape(target)}\.iam\.gserviceaccount\.com\?uid=\d+$")
+        bindings = getattr(self, "_scope_bindings", {}).get(target, [])
+        return [{"member": m, "role": str(b["role"]),
+                 "condition": str((b.get("condition") or {}).get("expression", ""))}
+                for b in bindings for m in b["members"] if pattern.match(m)]
+
+    def remove_dead_grants(self, target: str, grants: list[dict[str, str]]) -> None:
+        for member in sorted({g["member"] for g in grants}):
+            self._set_project_bindings(target, member, [], lambda role: True)
 
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Undelete the account when GCP still can (30 days), else recreate it; then its
