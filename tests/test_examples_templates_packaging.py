@@ -181,6 +181,9 @@ def test_demo_runs_end_to_end():
     assert "delete inline policy workload-ids-quarantine; delete role wid_prod_ledger-export" in result.out
     assert "create role wid_prod_ledger-export" in result.out
     assert "hash chain verifies" in result.out
+    for step in ("14. GCP: plan and apply", "15. GCP: plan again"):
+        assert step in result.out
+    assert "Plan: 2 to create" in result.out and "No changes. 2 workload(s) match the cloud." in result.out
     assert result.out.rstrip().endswith("`workload-ids sandbox`.")
 
 

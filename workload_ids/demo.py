@@ -108,6 +108,8 @@ def run_demo(out: Output) -> int:
                 return 1
             if not _leaver_tour(out, examples, aws_dir):
                 return 1
+            if not _gcp_tour(out, examples):
+                return 1
             out.text("")
             out.text("Done. Try it across separate commands with `workload-ids sandbox`.")
             return 0
@@ -217,3 +219,42 @@ def _leaver_tour(out: Output, examples: Path, aws_dir: Path) -> bool:
             os.environ.pop(clock.ENV, None)
         else:
             os.environ[clock.ENV] = saved
+
+
+def _gcp_tour(out: Output, examples: Path) -> bool:
+    """Steps 14-15: the GCP examples against a local GCP (the emulators the sandbox uses)."""
+    try:
+        from .sandbox.gcp.local import start_local_gcp
+        local = start_local_gcp()
+    except ModuleNotFoundError:
+        out.text("")
+        out.text("(GCP steps skipped: install workload-ids[gcp] to run them against a local GCP)")
+        return True
+    from .apply import apply_plan
+    from .calls import CallSeam
+    from .config import Config, ConfigFile
+    from .plan import build_plan, render_text
+    from .validate import validate
+    try:
+        settings = {"gcp": {**local.endpoints, "sandboxCredentials": True}}
+        config = Config(ConfigFile.model_validate(settings), examples, None)
+        gcp_dir = examples / "gcp"
+        _step(out, 14, "GCP: plan and apply the GCP examples against a local GCP (IAM Admin over gRPC, "
+                       "Resource Manager, resource policies)")
+        checked = validate([gcp_dir], config)
+        checked.raise_for_errors()
+        seam = CallSeam()
+        plan = build_plan(checked.compiled, config, seam, fleet=True)
+        out.text(render_text(plan))
+        result = apply_plan(plan)
+        for r in result.results:
+            problem = f"  ERROR {r.error}" if r.error else ""
+            out.text(f"   {r.workload}: {r.outputs.get('service_account')}{problem}")
+        if not result.ok:
+            return False
+        _step(out, 15, "GCP: plan again: the project matches the manifests")
+        again = build_plan(validate([gcp_dir], config).compiled, config, CallSeam(), fleet=True)
+        out.text(render_text(again))
+        return not again.has_changes
+    finally:
+        local.stop()
