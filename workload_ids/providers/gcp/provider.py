@@ -377,7 +377,7 @@ class GcpProvider(GcpRetireMixin):
             try:
                 self.clients.iam.get_service_account(name=desired.address)
                 streak += 1
-                delay = 0.5 if streak < VISIBLE_READS else 0.0
+                delay = 0.25 if streak < VISIBLE_READS else 0.0
             except gx.NotFound:
                 streak, attempt = 0, attempt + 1
                 delay = min(10.0, 0.5 * 2 ** attempt)

@@ -1,0 +1,110 @@
+"""No-op fleet plan of 1,000 GCP workloads, and a per-service plan, against the local GCP
+emulators (IAM Admin over gRPC, Resource Manager over REST, resource IAM policies over
+gRPC), through the real Google client libraries.
+
+GCP allows 100 service accounts per project, so the 1,000 workloads live in 10 projects of
+100. Each workload reads and writes a bucket (conditional project bindings), publishes to
+a topic (a resource binding) and federates from GitHub. They are applied once; then fresh
+no-op fleet plans (load, validate, compile, read, diff) are timed.
+
+Targets (issue 5): the no-op fleet plan in at most 30 API calls; the wall time and the
+per-service plan's calls are reported.
+
+    .venv/bin/python benchmarks/gcp_fleet_plan.py [--workloads N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import Report, median, stopwatch
+
+CALLS_TARGET = 30
+POOL = "projects/123456789012/locations/global/workloadIdentityPools/github"
+
+
+def manifest(i: int, project: str) -> str:
+    name = f"svc-{i:04d}"
+    return (
+        "apiVersion: workload-ids/v1\nkind: Workload\n"
+        f"metadata: {{name: {name}, owner: team-{i % 7}, environment: prod}}\n"
+        f"spec:\n  provider: gcp\n  gcp: {{project: {project}}}\n"
+        "  credentials:\n    mode: keyless\n    federation:\n"
+        f"      - kind: github-actions\n        repository: acme/{name}\n"
+        f"        ref: refs/heads/main\n        workloadIdentityPool: {POOL}\n"
+        "  access:\n"
+        f"    - template: object-storage.read\n      resources: [projects/_/buckets/acme-{name}-in]\n"
+        f"    - template: object-storage.write\n      resources: [projects/_/buckets/acme-{name}-out]\n"
+        f"    - template: topic.publish\n      resources: [projects/{project}/topics/{name}-done]\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--workloads", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    from workload_ids.apply import apply_plan
+    from workload_ids.calls import CallSeam
+    from workload_ids.config import Config, ConfigFile
+    from workload_ids.plan import build_plan
+    from workload_ids.sandbox.gcp.local import start_local_gcp
+    from workload_ids.validate import validate
+
+    report = Report("gcp_fleet_plan")
+    local = start_local_gcp()
+    try:
+        with tempfile.TemporaryDirectory(prefix="wid-gcp-fleet-") as tmp:
+            folder = Path(tmp)
+            projects = max(1, (args.workloads + 99) // 100)
+            for i in range(args.workloads):
+                project = f"acme-fleet-{i // 100:02d}"
+                (folder / f"svc-{i:04d}.yaml").write_text(manifest(i, project), encoding="utf-8")
+            config = Config(ConfigFile.model_validate(
+                {"gcp": {**local.endpoints, "sandboxCredentials": True}, "calls": {"concurrency": 8}}),
+                folder, None)
+
+            def plan(seam: Any) -> Any:
+                checked = validate([folder], config)
+                checked.raise_for_errors()
+                return build_plan(checked.compiled, config, seam, fleet=True)
+
+            seam = CallSeam()
+            with stopwatch() as applied:
+                first = plan(seam)
+                result = apply_plan(first, concurrency=8)
+            assert result.ok, [r.error for r in result.results if r.error][:3]
+            report.info(f"apply {args.workloads} in {projects} projects: API calls", seam.stats.total,
+                        "calls")
+            report.info(f"apply {args.workloads}: seconds (concurrency 8)", applied(), "s")
+
+            times: list[float] = []
+            calls = 0
+            for _ in range(args.runs):
+                seam = CallSeam()
+                with stopwatch() as took:
+                    again = plan(seam)
+                times.append(took())
+                calls = seam.stats.total
+                assert not again.has_changes, [c.action for c in again.changes][:5]
+            report.at_most("no-op fleet plan: API calls", calls, CALLS_TARGET, "calls")
+            report.info(f"no-op fleet plan of {args.workloads}: wall time, median of {args.runs}",
+                        median(times), "s", key=True)
+            report.note("calls by operation: "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(seam.stats.calls.items())))
+
+            one = folder / "svc-0000.yaml"
+            seam = CallSeam()
+            checked = validate([one], config)
+            single = build_plan(checked.compiled, config, seam)
+            assert not single.has_changes
+            report.at_most("per-service plan: API calls", seam.stats.total, 5, "calls")
+    finally:
+        local.stop()
+    return report.finish()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
