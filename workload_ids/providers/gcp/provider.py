@@ -12,6 +12,7 @@ our own member: a workload holds exactly what its manifest grants).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,6 +64,10 @@ class GcpProvider(GcpRetireMixin):
         self.clients = GcpClients(config, seam)
         self.prefix = config.gcp.namePrefix
         self._scope_bindings: dict[str, list[dict[str, Any]]] = {}  # project -> last policy read
+        # One project policy edit at a time per project from this process: workloads
+        # applied side by side would otherwise keep invalidating each other's etags.
+        self._policy_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     # --- pure ------------------------------------------------------------------------
 
@@ -444,6 +449,13 @@ class GcpProvider(GcpRetireMixin):
         """Read-modify-write of the project policy with its etag; on a conflict the whole
         cycle is redone from a fresh read. Only ``member``'s entries change: it is added to
         every wanted binding and taken out of the others whose role ``ours`` accepts."""
+        with self._locks_guard:
+            lock = self._policy_locks.setdefault(project, threading.Lock())
+        with lock:
+            self._edit_project_bindings(project, member, want_list, ours)
+
+    def _edit_project_bindings(self, project: str, member: str, want_list: list[dict[str, Any]],
+                               ours: Callable[[str], bool]) -> None:
         from google.iam.v1 import policy_pb2
         want = {_binding_key(b): b for b in want_list}
         for attempt in range(POLICY_ATTEMPTS):

@@ -1,0 +1,172 @@
+"""The provider contract: the same joiner, mover, crash-recovery and leaver behaviour,
+run through the CLI and the library against every provider (AWS on moto, GCP on our
+emulators). Each provider supplies manifests and a snapshot of what it holds; the
+assertions are the same for all."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import run_cli, workload
+from test_gcp_render import gcp_workload
+
+from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
+from workload_ids.clock import format_time
+from workload_ids.config import load_config
+
+OWNERS = """\
+owners:
+  - {id: team-a, kind: group, active: true, members: [bob]}
+  - {id: bob, kind: person, active: true}
+"""
+
+
+@dataclass
+class Cloud:
+    """One provider under contract: how to write its manifests, the config that reaches
+    it, and a snapshot of everything of ours it holds (for equality checks)."""
+
+    name: str
+    config: str
+    manifest: Callable[[str, str], str]  # (workload name, access YAML or "") -> manifest
+    read_entry: str  # an access entry the mover removes
+    snapshot: Callable[[], Any]
+
+
+def _aws(aws: Any) -> Cloud:
+    from test_calls_and_crashes import snapshot
+    queue = "arn:aws:sqs:eu-west-1:123456789012:{name}"
+    read = f"    - template: queue.consume\n      resources: [{queue}]\n"
+    extra = f"    - template: queue.publish\n      resources: [{queue}-out]\n"
+
+    def manifest(name: str, access: str) -> str:
+        return workload(name, access=access or (read + extra).format(name=name))
+    return Cloud("aws", "", manifest, extra, lambda: snapshot(aws))
+
+
+def _gcp() -> Iterator[Cloud]:
+    from workload_ids.sandbox.gcp.local import start_local_gcp
+    local = start_local_gcp()
+    iam, rm, _, policies = local.emulators
+    read = "    - template: object-storage.read\n      resources: [projects/_/buckets/{name}-in]\n"
+    extra = "    - template: topic.publish\n      resources: [projects/acme-prod/topics/{name}-out]\n"
+
+    def manifest(name: str, access: str) -> str:
+        return gcp_workload(name=name, access=access or (read + extra).format(name=name), owner="team-a")
+
+    def snapshot() -> Any:
+        accounts = {a.email: (a.description, a.display_name, a.disabled)
+                    for a in iam.service_accounts("acme-prod")}
+        roles = {r.name: (r.description, tuple(sorted(r.permissions))) for r in iam.roles("acme-prod")}
+        project = sorted((b.role, b.condition.expression, tuple(sorted(b.members)))
+                         for b in rm.policy("acme-prod").bindings)
+        resources = {name: sorted((b.role, tuple(sorted(b.members))) for b in policies.policy(name).bindings)
+                     for name in policies.resources()}
+        federation = {email: sorted((b.role, tuple(b.members))
+                                    for b in iam.service_account_policy(email).bindings)
+                      for email in accounts}
+        return {"accounts": accounts, "roles": roles, "project": project, "resources": resources,
+                "federation": federation}
+    config = local.config_block()
+    try:
+        yield Cloud("gcp", config, manifest, extra, snapshot)
+    finally:
+        local.stop()
+
+
+@pytest.fixture(params=["aws", "gcp"])
+def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
+    if request.param == "aws":
+        yield _aws(request.getfixturevalue("aws"))
+    else:
+        yield from _gcp()
+
+
+@pytest.fixture
+def folder(cloud: Cloud, manifests: Any) -> Path:
+    Path("owners.yaml").write_text(OWNERS)
+    Path("workload-ids.yaml").write_text(
+        cloud.config + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\ncredentials: {verify: {interval: 0s}}\n")
+    return Path(manifests({f"svc-{n}.yaml": cloud.manifest(f"svc-{n}", "") for n in ("a", "b")}))
+
+
+def test_joiner_then_no_changes(cloud: Cloud, folder: Path) -> None:
+    assert run_cli("plan", str(folder), "--detailed-exitcode").code == 2
+    applied = run_cli("apply", "--auto-approve", str(folder), "--output", "json")
+    assert applied.code == 0, applied.err
+    assert len(json.loads(applied.out)["results"]) == 2
+    assert run_cli("plan", str(folder), "--detailed-exitcode").code == 0
+    assert run_cli("plan", str(folder / "svc-a.yaml"), "--detailed-exitcode").code == 0
+
+
+def test_mover_shows_the_removal_then_converges(cloud: Cloud, folder: Path) -> None:
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    path = folder / "svc-a.yaml"
+    path.write_text(path.read_text().replace(cloud.read_entry.format(name="svc-a"), ""))
+    plan = run_cli("plan", str(path), "--output", "json", "--detailed-exitcode")
+    assert plan.code == 2
+    removed = [r for c in json.loads(plan.out)["changes"]
+               for r in (c.get("permissions") or c.get("bindings") or {}).get("removed", [])]
+    assert removed, plan.out
+    assert run_cli("apply", "--auto-approve", str(path)).code == 0
+    assert run_cli("plan", str(folder), "--detailed-exitcode").code == 0
+
+
+def test_apply_converges_after_a_kill_at_every_call(cloud: Cloud, folder: Path) -> None:
+    from workload_ids.apply import apply_plan
+    from workload_ids.plan import build_plan
+    from workload_ids.validate import validate
+    path = folder / "svc-a.yaml"
+    (folder / "svc-b.yaml").unlink()
+
+    def run(fault: Any = None) -> int:
+        seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+        if fault is not None:
+            seam.inject(fault)
+        config = load_config()
+        checked = validate([path], config)
+        with contextlib.suppress(Killed, Exception):  # the crash is the point
+            apply_plan(build_plan(checked.compiled, config, seam), concurrency=1)
+        return seam.stats.total
+
+    clean_calls = run()
+    assert clean_calls >= 5
+    for k in range(1, clean_calls + 1, 3):  # every third call keeps the suite fast
+        renamed = cloud.manifest(f"svc-k{k}", "")
+        path.write_text(renamed)
+        run(FailAt(k, "kill"))
+        run()
+        assert run_cli("plan", str(path), "--detailed-exitcode").code == 0, f"kill at call {k}"
+    # The first workload, applied cleanly, was never touched by the crashes of the others.
+    path.write_text(cloud.manifest("svc-a", ""))
+    assert run_cli("plan", str(path), "--detailed-exitcode").code == 0
+
+
+def test_leaver_quarantine_release_delete_restore(cloud: Cloud, folder: Path) -> None:
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    (folder / "svc-b.yaml").unlink()
+    start = datetime.now(UTC) + timedelta(hours=2)
+    os.environ["WORKLOAD_IDS_CLOCK"] = format_time(start)
+    quarantined = json.loads(run_cli("cleanup", str(folder), "--apply", "--output", "json").out)
+    assert [(r["action"], r["ok"]) for r in quarantined["results"]] == [("quarantine", True)]
+    identity = quarantined["results"][0]["identity"]
+    held = cloud.snapshot()
+    os.environ["WORKLOAD_IDS_CLOCK"] = format_time(start + timedelta(days=8))
+    deleted = json.loads(run_cli("cleanup", str(folder), "--apply", "--output", "json").out)
+    assert [(r["identity"], r["action"], r["ok"]) for r in deleted["results"]] == \
+        [(identity, "delete", True)]
+    assert cloud.snapshot() != held
+    assert run_cli("restore", identity).code == 0
+    assert run_cli("audit", "verify").code == 0
+    # Restored, it is judged afresh: still without a manifest, it is quarantined again.
+    again = json.loads(run_cli("cleanup", str(folder), "--output", "json").out)
+    assert {i["identity"]: i["status"] for i in again["identities"]}[identity] == "no-manifest"
