@@ -102,27 +102,31 @@ def test_mover_shrinks_roles_and_bindings_and_leaves_others_alone(
         tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config]) -> None:
     iam, rm, config = gcp
     _, desired, _ = converge(tmp_path, gcp_workload(), config)
-    # Someone else's binding on the same project, and a hand-made grant to our account.
+    member = f"serviceAccount:{desired.name}"
+    # Someone else's bindings: alice's, one that also names our account, and a hand-made
+    # grant of roles/editor to it. None was made by workload-ids: none is changed.
     from google.iam.v1 import policy_pb2
     policy = rm.client().get_iam_policy(request={"resource": f"projects/{PROJECT}",
                                                  "options": {"requested_policy_version": 3}})
     extra = policy_pb2.Policy(version=3, etag=policy.etag, bindings=list(policy.bindings))
-    # Our account also slipped into alice's binding: it is taken out, alice stays.
-    extra.bindings.add(role="roles/viewer",
-                       members=["user:alice@example.com", f"serviceAccount:{desired.name}"])
-    extra.bindings.add(role="roles/editor", members=[f"serviceAccount:{desired.name}"])
+    extra.bindings.add(role="roles/viewer", members=["user:alice@example.com", member])
+    extra.bindings.add(role="roles/editor", members=[member])
     rm.client().set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": extra})
     only_read = gcp_workload(access="    - template: object-storage.read\n"
                                     "      resources: [projects/_/buckets/bucket-a]\n")
-    _, _, actions = converge(tmp_path, only_read, config)
+    provider, _, actions = converge(tmp_path, only_read, config)
     assert actions == ["update-roles", "update-project-policy", "update-marker"]
     read = render.role_id("wid", "prod", "catalog-sync", ["storage.objects.get", "storage.objects.list"])
     assert [r.name.rsplit("/", 1)[1] for r in iam.roles(PROJECT)] == [read]
-    assert bindings_of(rm, f"serviceAccount:{desired.name}") == {
-        read: render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-a")}
-    assert [list(b.members) for b in rm.policy(PROJECT).bindings if b.role == "roles/viewer"] == \
-        [["user:alice@example.com"]]
+    assert bindings_of(rm, member) == {
+        read: render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-a"),
+        "viewer": "", "editor": ""}
+    assert sorted(next(b.members for b in rm.policy(PROJECT).bindings if b.role == "roles/viewer")) == \
+        sorted(["user:alice@example.com", member])
     assert converge(tmp_path, only_read, config)[2] == []
+    # The plan reports what the account holds through bindings not ours.
+    observed = provider.observe_one(provider.desired(validate([tmp_path / "w.yaml"], config).compiled[0]))
+    assert observed is not None and observed.extra["foreignGrants"] == ["roles/editor", "roles/viewer"]
 
 
 def test_account_without_our_marker_is_never_modified(

@@ -51,6 +51,8 @@ class Plan:
     no_manifest: list[Orphan] = field(default_factory=list)
     # Declared identities that cleanup has quarantined: apply leaves them disabled.
     quarantined: list[dict[str, str]] = field(default_factory=list)
+    # Grants our identities hold through bindings we did not make: reported, never changed.
+    foreign_grants: list[dict[str, Any]] = field(default_factory=list)
     fleet: bool = False
     calls: int = 0
 
@@ -76,6 +78,7 @@ class Plan:
             "changes": [c.as_json() for c in self.changes],
             "noManifest": [o.as_json() for o in self.no_manifest],
             "quarantined": self.quarantined,
+            "foreignGrants": self.foreign_grants,
             "summary": self.summary(),
         }
 
@@ -152,6 +155,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
     conflicts: list[ConflictError] = []
     orphans: list[Orphan] = []
     quarantined: list[dict[str, str]] = []
+    foreign: list[dict[str, Any]] = []
     done = 0
     for (provider_name, target), items in _grouped(desired).items():
         provider = providers[provider_name]
@@ -171,6 +175,9 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
             mark = seen.tags.get(MARK_TAG) if seen is not None and seen.marker is not None else None
             if mark is not None:
                 quarantined.append({"workload": d.workload.label, "identity": d.name, "mark": mark})
+            if seen is not None and seen.extra.get("foreignGrants"):
+                foreign.append({"workload": d.workload.label, "identity": d.name,
+                                "roles": list(seen.extra["foreignGrants"])})
             try:
                 changes.extend(provider.diff(d, observed[d.name]))
                 # A quarantined user's keys stay as cleanup left them: a new key would undo it.
@@ -187,7 +194,8 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
     return Plan(changes=changes, desired=desired, providers=providers, config=config,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
-                quarantined=quarantined, fleet=fleet, calls=seam.stats.total - start_calls)
+                quarantined=quarantined, foreign_grants=foreign, fleet=fleet,
+                calls=seam.stats.total - start_calls)
 
 
 def _key_changes(desired: DesiredIdentity, new: bool, provider: Provider, config: Config,
@@ -243,6 +251,10 @@ def render_text(plan: Plan) -> str:
         lines.append(f"! {q['workload']}: {q['identity']} is quarantined by cleanup ({q['mark']}); "
                      "apply leaves it disabled. The next `workload-ids cleanup --apply` releases it "
                      "once its owner is active and its manifest declares it")
+    for f in plan.foreign_grants:
+        lines.append(f"! {f['workload']}: {f['identity']} also holds {', '.join(f['roles'])} through "
+                     "bindings workload-ids did not make; they are left alone: remove them by hand "
+                     "if the workload should not have them")
     if plan.no_manifest:
         count = len(plan.no_manifest)
         lines.append(f"{count} identit{'y has' if count == 1 else 'ies have'} no manifest "

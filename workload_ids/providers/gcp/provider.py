@@ -129,6 +129,12 @@ class GcpProvider(GcpRetireMixin):
     def _account_policy(self, address: str) -> Any:
         return self.clients.iam.get_iam_policy(request={"resource": address})
 
+    def _role_prefix(self, project: str, marker: Marker) -> str:
+        """The name prefix of every custom role of one workload: bindings of these roles are
+        ours to change; any other binding is never changed (only reported)."""
+        base = render.role_id(self.prefix, marker.environment, marker.workload, [])
+        return f"projects/{project}/roles/{base[: base.rindex('_') + 1]}"
+
     def _workload_base(self, desired: DesiredIdentity) -> str:
         """The id prefix all of one workload's roles share (before the permission digest)."""
         sample = render.role_id(self.prefix, desired.workload.environment, desired.workload.name, [])
@@ -184,9 +190,12 @@ class GcpProvider(GcpRetireMixin):
             member = f"serviceAccount:{account.email}"
             documents = {
                 "roles": {rid: {k: v for k, v in r.items() if k != "etag"} for rid, r in roles.items()},
-                "projectBindings": [b for b in _policy_bindings(policy) if member in b["members"]],
+                "projectBindings": [b for b in _policy_bindings(policy) if member in b["members"]
+                                    and b["role"].startswith(self._role_prefix(project, marker))],
                 "accountBindings": _policy_bindings(account_policy),
             }
+            extra["foreignGrants"] = _foreign(_policy_bindings(policy), member,
+                                              self._role_prefix(project, desired.workload.marker))
             if marker.digest != desired.workload.marker.digest:
                 # Bindings on resources cost a call each: they are read when the manifest
                 # changed since the last apply (the digest), which keeps a per-service plan
@@ -231,10 +240,12 @@ class GcpProvider(GcpRetireMixin):
                 base = render.role_id(self.prefix, marker.environment, marker.workload, [])
                 base = base[: base.rindex("_") + 1]
                 member = f"serviceAccount:{account.email}"
+                prefix = self._role_prefix(target, marker)
                 documents = {
                     "roles": {rid: {k: v for k, v in r.items() if k != "etag"}
                               for rid, r in roles.items() if rid.startswith(base)},
-                    "projectBindings": [b for b in bindings if member in b["members"]],
+                    "projectBindings": [b for b in bindings
+                                        if member in b["members"] and b["role"].startswith(prefix)],
                 }
             observed.append(ObservedIdentity(
                 provider="gcp", target=target, kind="service-account", name=account.email,
@@ -242,7 +253,9 @@ class GcpProvider(GcpRetireMixin):
                 tags={**marker.as_tags(), **display_tags(account.display_name)} if marker else {},
                 documents={k: render.canonical(v) for k, v in documents.items()},
                 settings={"description": account.description, "displayName": account.display_name},
-                extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents}))
+                extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents,
+                       "foreignGrants": _foreign(bindings, f"serviceAccount:{account.email}",
+                                                 self._role_prefix(target, marker)) if marker else []}))
         return observed
 
     # --- plan ------------------------------------------------------------------------
@@ -441,8 +454,10 @@ class GcpProvider(GcpRetireMixin):
             "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
 
     def _converge_project_policy(self, desired: DesiredIdentity) -> None:
+        prefix = self._role_prefix(desired.workload.target, desired.workload.marker)
         self._set_project_bindings(desired.workload.target, f"serviceAccount:{desired.name}",
-                                   list(desired.objects["projectBindings"]), lambda role: True)
+                                   list(desired.objects["projectBindings"]),
+                                   lambda role: role.startswith(prefix))
 
     def _set_project_bindings(self, project: str, member: str, want_list: list[dict[str, Any]],
                               ours: Callable[[str], bool]) -> None:
@@ -584,6 +599,12 @@ class GcpProvider(GcpRetireMixin):
             fields["display_name"] = desired.settings["displayName"]
         self.clients.iam.patch_service_account(request={
             "service_account": fields, "update_mask": {"paths": sorted(k for k in fields if k != "name")}})
+
+
+def _foreign(bindings: list[dict[str, Any]], member: str, prefix: str) -> list[str]:
+    """Roles ``member`` holds through bindings of roles not ours: reported, never changed."""
+    return sorted({str(b["role"]) for b in bindings if member in b["members"]
+                   and not str(b["role"]).startswith(prefix)})
 
 
 def _permission_diff(have_roles: Mapping[str, Any], have_bindings: Sequence[Mapping[str, Any]],

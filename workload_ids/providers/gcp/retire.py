@@ -152,7 +152,10 @@ class GcpRetireMixin:
         roles = dict(objects.get("roles") or {})
         base = render.role_id(self.prefix, marker.environment, marker.workload, [])
         base = base[: base.rindex("_") + 1]
-        self._set_project_bindings(identity.target, member, [], lambda role: True)
+        prefix = f"projects/{identity.target}/roles/{base}"
+        # Only bindings of its own roles: a binding someone else made is never changed; if it
+        # named this account, cleanup later lists the dead member it becomes (dead grants).
+        self._set_project_bindings(identity.target, member, [], lambda role: role.startswith(prefix))
         steps.append("remove its project policy bindings")
         resources = sorted({r for r in (render.role_resource(v.get("description", ""))
                                         for v in roles.values()) if r})
