@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from ..config import Config
     from .interface import SecretStore
 
-REGISTRY = {"aws-secrets-manager": "workload_ids.secrets.aws:SecretsManagerStore"}
+REGISTRY = {"aws-secrets-manager": "workload_ids.secrets.aws:SecretsManagerStore",
+            "gcp-secret-manager": "workload_ids.secrets.gcp:SecretManagerStore"}
 
 
 def create_store(name: str, config: Config, seam: CallSeam, target: str,

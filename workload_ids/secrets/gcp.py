@@ -1,0 +1,172 @@
+"""GCP Secret Manager as the store for issued service-account keys.
+
+Secret Manager numbers versions itself and carries no per-version metadata, so the map
+from our key ids to versions lives in the secret's annotations (``wid-key-KEYID`` =
+``VERSION ISSUED``), beside our tags (ownership, rotation journal, retirement marks),
+whose ``workload-ids:`` prefix becomes ``workload-ids_`` (annotation keys allow no ``:``).
+Annotation edits are read-modify-write with the secret's etag. A secret name such as
+``workload-ids/prod/svc`` becomes the secret id ``workload-ids_prod_svc``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gx
+
+from ..calls import CONFLICT, CallSeam, to_cloud_error
+from ..clock import format_time, parse_time
+from ..config import Config
+from .interface import IssuedKey, SecretValue, StoredSecret
+
+KEY_PREFIX = "wid-key-"
+EDIT_ATTEMPTS = 6
+
+
+def secret_id(name: str) -> str:
+    """A Secret Manager id (``[A-Za-z0-9_-]{1,255}``) for one of our secret names."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:255]
+
+
+def _annotation_key(tag: str) -> str:
+    return tag.replace(":", "_")
+
+
+def _tag_key(annotation: str) -> str:
+    return annotation.replace("workload-ids_", "workload-ids:", 1) if annotation.startswith(
+        "workload-ids_") else annotation
+
+
+class SecretManagerStore:
+    """See the module docstring."""
+
+    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
+        from ..providers.gcp.clients import GcpClients
+        self.seam = seam
+        self.project = target
+        clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)
+        self.client = clients.secrets
+
+    def _path(self, name: str) -> str:
+        return f"projects/{self.project}/secrets/{secret_id(name)}"
+
+    def _fail(self, operation: str, exc: BaseException) -> Exception:
+        return to_cloud_error(self.seam, "gcp", operation, exc)
+
+    def _stored(self, name: str, annotations: Mapping[str, str]) -> StoredSecret:
+        numbered: list[tuple[int, str, datetime | None]] = []
+        tags: dict[str, str] = {}
+        for key, value in annotations.items():
+            if key.startswith(KEY_PREFIX):
+                version, _, issued = value.partition(" ")
+                try:
+                    numbered.append((int(version), key[len(KEY_PREFIX):],
+                                     parse_time(issued) if issued else None))
+                except ValueError:
+                    continue
+            else:
+                tags[_tag_key(key)] = value
+        numbered.sort()
+        versions: dict[str, tuple[str, ...]] = {}
+        issued_at: dict[str, datetime] = {}
+        for index, (_, key_id, when) in enumerate(numbered):
+            stage = "current" if index == len(numbered) - 1 else \
+                "previous" if index == len(numbered) - 2 else "older"
+            versions[key_id] = (stage,)
+            if when is not None:
+                issued_at[key_id] = when
+        return StoredSecret(name=name, exists=True, tags=tags, versions=versions, issued_at=issued_at)
+
+    def describe(self, name: str) -> StoredSecret:
+        try:
+            secret = self.client.get_secret(name=self._path(name))
+        except gx.NotFound:
+            return StoredSecret(name=name, exists=False)
+        except gx.GoogleAPICallError as exc:
+            raise self._fail("secretmanager.get_secret", exc) from exc
+        return self._stored(name, dict(secret.annotations))
+
+    def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
+        """Every secret whose id starts with ``prefix``'s id, page by page."""
+        found: dict[str, StoredSecret] = {}
+        wanted = secret_id(prefix)
+        token = ""  # a page token, not a secret  # nosec B105
+        try:
+            while True:
+                page = self.client.list_secrets(request={
+                    "parent": f"projects/{self.project}", "page_size": 250, "page_token": token})
+                for secret in page.secrets:
+                    sid = secret.name.rsplit("/", 1)[1]
+                    if sid.startswith(wanted):
+                        name = secret.annotations.get("workload-ids_secret-name", sid)
+                        found[name] = self._stored(name, dict(secret.annotations))
+                token = page.next_page_token
+                if not token:
+                    return found
+        except gx.GoogleAPICallError as exc:
+            raise self._fail("secretmanager.list_secrets", exc) from exc
+
+    def ensure(self, name: str, tags: Mapping[str, str]) -> None:
+        annotations = {_annotation_key(k): v for k, v in tags.items()}
+        annotations["workload-ids_secret-name"] = name
+        try:
+            self.client.create_secret(request={
+                "parent": f"projects/{self.project}", "secret_id": secret_id(name),
+                "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
+        except gx.AlreadyExists:
+            self._edit(name, set_=annotations)
+        except gx.GoogleAPICallError as exc:
+            raise self._fail("secretmanager.create_secret", exc) from exc
+
+    def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
+        try:
+            version = self.client.add_secret_version(request={
+                "parent": self._path(name),
+                "payload": {"data": json.dumps(dict(document)).encode("utf-8")}})
+        except gx.GoogleAPICallError as exc:
+            raise self._fail("secretmanager.add_secret_version", exc) from exc
+        number = version.name.rsplit("/", 1)[1]
+        self._edit(name, set_={KEY_PREFIX + key.key_id: f"{number} {format_time(key.issued)}"})
+
+    def read_key(self, name: str, key_id: str) -> SecretValue:
+        """The stored document of ``key_id`` (a service account key file), as text."""
+        try:
+            secret = self.client.get_secret(name=self._path(name))
+            number = str(secret.annotations.get(KEY_PREFIX + key_id, "")).partition(" ")[0]
+            answer = self.client.access_secret_version(name=f"{self._path(name)}/versions/{number}")
+        except gx.GoogleAPICallError as exc:
+            raise self._fail("secretmanager.access_secret_version", exc) from exc
+        return SecretValue(answer.payload.data.decode("utf-8"))
+
+    def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        self._edit(name, set_={_annotation_key(k): v for k, v in tags.items()})
+
+    def remove_tags(self, name: str, keys: list[str]) -> None:
+        self._edit(name, remove=[_annotation_key(k) for k in keys])
+
+    def _edit(self, name: str, *, set_: Mapping[str, str] | None = None,
+              remove: list[str] | None = None) -> None:
+        """Change annotations by read-modify-write with the etag; a conflict redoes it."""
+        for attempt in range(EDIT_ATTEMPTS):
+            try:
+                secret = self.client.get_secret(name=self._path(name))
+                annotations = dict(secret.annotations)
+                before = dict(annotations)
+                annotations.update(set_ or {})
+                for key in remove or []:
+                    annotations.pop(key, None)
+                if annotations == before:
+                    return
+                self.client.update_secret(request={
+                    "secret": {"name": self._path(name), "annotations": annotations, "etag": secret.etag},
+                    "update_mask": {"paths": ["annotations"]}})
+                return
+            except gx.GoogleAPICallError as exc:
+                info = self.seam.classify("gcp", exc)
+                if info is None or info.kind != CONFLICT or attempt == EDIT_ATTEMPTS - 1:
+                    raise self._fail("secretmanager.update_secret", exc) from exc
+                self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
