@@ -218,6 +218,12 @@ def secret_hygiene(caplog: pytest.LogCaptureFixture,
                 for v in value:
                     walk(v)
         walk(result)
+        # GCP: a new service-account key's file, and the private key inside it.
+        data = getattr(result, "private_key_data", b"")
+        if data:
+            document = json.loads(data)
+            secrets.append(document["private_key"].split("-----")[2].strip().split("\n")[0])
+            secrets.append(document["private_key"])
 
     caplog.set_level(logging.INFO)
     CAPTURED.clear()

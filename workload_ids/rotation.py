@@ -325,7 +325,9 @@ class KeyLifecycle:
         self._act(f"verified {key.key_id}")
         self.store.remove_tags(self.secret, [JOURNAL_TAG])
         # The new state is known; reading it back would cost two calls per workload.
-        versions = {k: tuple(s for s in stages if s not in ("AWSCURRENT", "AWSPREVIOUS"))
+        # Stage names differ by store (Secrets Manager's AWSCURRENT, ours "current" elsewhere).
+        versions = {k: tuple(s for s in stages
+                             if s not in ("AWSCURRENT", "AWSPREVIOUS", "current", "previous"))
                     for k, stages in state.stored.versions.items()}
         if previous:
             versions[previous] = (*versions.get(previous, ()), "AWSPREVIOUS")
@@ -552,7 +554,8 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             for d in items:
                 secret = secret_name(d.workload, config)
                 prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
-            scope = {o.name: o for o in providers[name].observe_scope(target) if o.kind == "user"}
+            scope = {o.name: o for o in providers[name].observe_scope(target)
+                     if o.kind in ("user", "service-account")}
             for d in items:
                 o = scope.get(d.name)
                 owned[(name, target, d.name)] = None if o is None else o.tags

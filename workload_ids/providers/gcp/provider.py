@@ -12,17 +12,21 @@ our own member: a workload holds exactly what its manifest grants).
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gx
 
+from ... import clock
 from ...calls import CONFLICT, NOT_FOUND, CallSeam
 from ...cleanup.mark import TRANSFERRED_FROM_TAG
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
-from ...model import Change, CompiledWorkload, DesiredIdentity, Marker, ObservedIdentity
+from ...model import Change, CompiledWorkload, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
+from ...secrets.interface import IssuedKey, SecretValue
 from . import render
 from .clients import GcpClients
 from .retire import GcpRetireMixin, display_tags
@@ -268,10 +272,6 @@ class GcpProvider(GcpRetireMixin):
             return Change(workload=w.label, provider="gcp", target=w.target, action=action,
                           identity=desired.name, details=details, desired=desired, observed=observed)
 
-        if desired.settings.get("keyMode") == "true":
-            raise UserError(f"{w.label}: key mode on GCP (service account keys) is not available in "
-                            "this version; federate instead (a workloadIdentityPool on each "
-                            "federation entry) or keep this workload on AWS for now")
         if observed is None:
             return [change("create", kind="service-account", address=desired.address,
                            permissions=_permission_diff({}, [], want["roles"], want["projectBindings"],
@@ -600,6 +600,92 @@ class GcpProvider(GcpRetireMixin):
         self.clients.iam.patch_service_account(request={
             "service_account": fields, "update_mask": {"paths": sorted(k for k in fields if k != "name")}})
 
+
+    # --- credentials (key mode) ------------------------------------------------------
+
+    key_limit = 10  # user-managed keys per service account
+
+    def secret_store_name(self) -> str:
+        return "gcp-secret-manager"
+
+    def owned_tags(self, desired: DesiredIdentity) -> dict[str, str] | None:
+        """One read: None if the account is missing, else its marker as tags (empty if the
+        description is not ours) with any quarantine mark."""
+        try:
+            account = self.clients.iam.get_service_account(name=desired.address)
+        except gx.NotFound:
+            return None
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.get_service_account", exc) from exc
+        marker = Marker.from_text(account.description)
+        return {**marker.as_tags(), **display_tags(account.display_name)} if marker else {}
+
+    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
+        try:
+            answer = self.clients.iam.list_service_account_keys(request={
+                "name": desired.address, "key_types": [1]})  # USER_MANAGED
+        except gx.NotFound:
+            return []
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.list_service_account_keys", exc) from exc
+        keys = [KeyInfo(k.name.rsplit("/", 1)[1], "inactive" if k.disabled else "active",
+                        k.valid_after_time) for k in answer.keys]
+        return sorted(keys, key=lambda k: (k.created, k.key_id))
+
+    def create_key(self, desired: DesiredIdentity) -> IssuedKey:
+        try:
+            key = self.clients.iam.create_service_account_key(request={
+                "name": desired.address, "private_key_type": 2})  # a Google credentials file
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.create_service_account_key", exc) from exc
+        return IssuedKey(key.name.rsplit("/", 1)[1], SecretValue(key.private_key_data.decode("utf-8")),
+                         clock.now())
+
+    def secret_document(self, key: IssuedKey) -> dict[str, str]:
+        document: dict[str, str] = json.loads(key.secret.reveal())
+        return document
+
+    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        try:
+            self.clients.iam.disable_service_account_key(request={"name": f"{desired.address}/keys/{key_id}"})
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.disable_service_account_key", exc) from exc
+
+    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        try:
+            self.clients.iam.delete_service_account_key(request={"name": f"{desired.address}/keys/{key_id}"})
+        except gx.NotFound:
+            return
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.delete_service_account_key", exc) from exc
+
+    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
+        """GCP reports key use through Policy Intelligence only: retirement waits for the
+        overlap period instead of early use."""
+        return None
+
+    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool:
+        """Does GCP hold this key, enabled, for our account, and is the delivered file's
+        private key the half of the certificate GCP publishes for it?"""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        try:
+            document = json.loads(key.secret.reveal())
+            private = serialization.load_pem_private_key(document["private_key"].encode(), password=None)
+            answer = self.clients.iam.get_service_account_key(request={
+                "name": f"{desired.address}/keys/{key.key_id}", "public_key_type": 1})  # X.509 PEM
+        except gx.GoogleAPICallError as exc:
+            info = self.seam.classify("gcp", exc)
+            if info is not None and info.kind in ("not-found", "denied", "throttle", "transient"):
+                return False
+            raise self._cloud("iam.get_service_account_key", exc) from exc
+        except (ValueError, KeyError, TypeError):
+            return False
+        if answer.disabled or document.get("client_email") != desired.name:
+            return False
+        certificate = x509.load_pem_x509_certificate(answer.public_key_data)
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return certificate.public_key().public_bytes(*spki) == private.public_key().public_bytes(*spki)
 
 def _foreign(bindings: list[dict[str, Any]], member: str, prefix: str) -> list[str]:
     """Roles ``member`` holds through bindings of roles not ours: reported, never changed."""
