@@ -170,3 +170,35 @@ def test_leaver_quarantine_release_delete_restore(cloud: Cloud, folder: Path) ->
     # Restored, it is judged afresh: still without a manifest, it is quarantined again.
     again = json.loads(run_cli("cleanup", str(folder), "--output", "json").out)
     assert {i["identity"]: i["status"] for i in again["identities"]}[identity] == "no-manifest"
+
+
+KEY_MANIFESTS = {"aws": ("test_rotation", "KEY_MODE", "vendor-sync"),
+                 "gcp": ("test_gcp_key_mode", "KEY_MODE", "vendor-sync")}
+
+
+def test_key_rotation_cycle(secret_hygiene: Any, cloud: Cloud, folder: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    module, attr, name = KEY_MANIFESTS[cloud.name]
+    text = getattr(importlib.import_module(module), attr)
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    (folder / "key.yaml").write_text(text)
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    start = datetime.now(UTC)
+
+    def rotate(days: float) -> list[tuple[str, str]]:
+        monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(start + timedelta(days=days)))
+        result = run_cli("rotate", str(folder), "--output", "json")
+        assert result.code == 0, result.out + result.err
+        [report] = json.loads(result.out)["workloads"]
+        return sorted((k["role"], k["status"]) for k in report["keys"])
+
+    assert rotate(10) == [("current", "active")]
+    assert rotate(31) == [("current", "active"), ("previous", "active")]
+    assert rotate(33.5) == [("current", "active"), ("retired", "inactive")]
+    assert rotate(41) == [("current", "active")]
+    emergency = run_cli("rotate", str(folder), "--now", name, "--output", "json")
+    assert emergency.code == 0
+    keys = json.loads(emergency.out)["workloads"][0]["keys"]
+    assert sorted((k["role"], k["status"]) for k in keys) == [("current", "active"), ("retired", "inactive")]
