@@ -202,3 +202,113 @@ def test_key_rotation_cycle(secret_hygiene: Any, cloud: Cloud, folder: Path,
     assert emergency.code == 0
     keys = json.loads(emergency.out)["workloads"][0]["keys"]
     assert sorted((k["role"], k["status"]) for k in keys) == [("current", "active"), ("retired", "inactive")]
+
+
+def _key_manifest(cloud: Cloud, name: str) -> str:
+    import importlib
+    module, attr, original = KEY_MANIFESTS[cloud.name]
+    return str(getattr(importlib.import_module(module), attr)).replace(original, name)
+
+
+def _library_run(fn: Callable[[CallSeam], Any], fault: Any = None) -> int:
+    """Run ``fn`` with a seam (no retries); swallow the injected kill; return the calls."""
+    seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+    if fault is not None:
+        seam.inject(fault)
+    with contextlib.suppress(Killed):
+        fn(seam)
+    return seam.stats.total
+
+
+def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, cloud: Cloud, folder: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from workload_ids.providers import create_provider
+    from workload_ids.rotation import rotate_workloads, secret_name
+    from workload_ids.secrets import create_store
+    from workload_ids.validate import validate
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    start = datetime.now(UTC)
+
+    def rotation(path: Path) -> Callable[[CallSeam], Any]:
+        def run(seam: CallSeam) -> Any:
+            config = load_config()
+            return rotate_workloads(validate([path], config).compiled, config, seam)
+        return run
+
+    def check(path: Path) -> None:
+        """One current active key; every key in the cloud is in the store (none exists
+        only in the cloud); the store's current key exists in the cloud."""
+        config = load_config()
+        seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
+        cw = validate([path], config).compiled[0]
+        provider: Any = create_provider(cw.provider, config, seam)
+        desired = provider.desired(cw)
+        in_cloud = {k.key_id: k.status for k in provider.list_keys(desired)}
+        stored = create_store(provider.secret_store_name(), config, seam, cw.target, provider).describe(
+            secret_name(cw, config))
+        assert set(in_cloud) <= stored.issued(), (in_cloud, stored.versions)
+        assert in_cloud.get(stored.current_key() or "") == "active"
+
+    calls = 0
+    k = 1
+    while k == 1 or k <= calls:
+        path = folder / "key.yaml"
+        path.write_text(_key_manifest(cloud, f"vendor-k{k}"))
+        monkeypatch.delenv("WORKLOAD_IDS_CLOCK", raising=False)
+        assert run_cli("apply", "--auto-approve", str(path)).code == 0
+        monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(start + timedelta(days=31)))
+        if k == 1:
+            calls = _library_run(rotation(path))  # the clean run's length
+            assert calls >= 5
+        else:
+            _library_run(rotation(path), FailAt(k, "kill"))
+            assert run_cli("recover", str(path)).code == 0
+            assert run_cli("rotate", str(path)).code == 0
+        check(path)
+        k += 1
+
+
+def test_cleanup_converges_after_a_kill_at_every_call(cloud: Cloud, folder: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from workload_ids.audit import records
+    from workload_ids.cleanup.workflow import cleanup
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    Path("owners.yaml").write_text(OWNERS + "  - {id: alice, kind: person, active: false}\n")
+    start = datetime.now(UTC) + timedelta(hours=2)
+
+    def run(phase_days: float) -> Callable[[CallSeam], Any]:
+        def go(seam: CallSeam) -> Any:
+            monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(start + timedelta(days=phase_days)))
+            return cleanup([folder], load_config(), seam, apply=True)
+        return go
+
+    for phase_days in (0.0, 8.0):
+        calls, k = 0, 1
+        while k == 1 or k <= calls:
+            name = f"gone-{int(phase_days)}-{k}"
+            path = folder / f"{name}.yaml"
+            path.write_text(cloud.manifest(name, "").replace("owner: team-a", "owner: alice"))
+            monkeypatch.delenv("WORKLOAD_IDS_CLOCK", raising=False)
+            assert run_cli("apply", "--auto-approve", str(path)).code == 0
+            if phase_days:
+                _library_run(run(0.0))  # quarantined cleanly first; the kill hits the deletion
+            if k == 1:
+                calls = _library_run(run(phase_days))
+            else:
+                _library_run(run(phase_days), FailAt(k, "kill"))
+                _library_run(run(phase_days))
+            report = json.loads(run_cli("cleanup", str(folder), "--output", "json").out)
+            mine = [i for i in report["identities"] if i["workload"] == name]
+            if phase_days:
+                assert mine == [], f"delete: kill at call {k}"
+                bundles = [r for r in records(Path("audit.jsonl")) if r["action"] == "restore-bundle"
+                           and name in r["workload"]]
+                assert len(bundles) == 1, f"delete: kill at call {k}"
+            else:
+                assert [(i["status"], i["action"]) for i in mine] == [("owner-gone", None)], k
+                assert mine[0]["quarantine"]["reason"] == "owner-gone"
+            assert run_cli("audit", "verify").code == 0
+            path.unlink()
+            k += 1
