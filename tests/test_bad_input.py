@@ -379,6 +379,33 @@ def test_gcp_raw_resource_in_another_project(manifests: Any) -> None:
     expect_one(manifests, text, 17, 11, "in project other-prod", "workload is in acme-prod")
 
 
+def test_gcp_raw_action_that_is_no_permission(manifests: Any) -> None:
+    text = GCP.replace("    - template: topic.publish\n",
+                       "    - actions: [pubsub.topics.publishh]\n      reason: publishes orders\n")
+    expect_one(manifests, text, 14, 17, "'pubsub.topics.publishh' is not a pubsub permission",
+               "did you mean pubsub.topics.publish?")
+
+
+def test_aws_arn_in_a_gcp_manifest(manifests: Any) -> None:
+    text = GCP.replace("projects/acme-prod/topics/orders", "arn:aws:sns:eu-west-1:123456789012:orders")
+    expect_one(manifests, text, 16, 11, "topic.publish does not accept", "pubsub-topic")
+
+
+def test_unknown_permission_in_a_user_template(manifests: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "our-templates"
+    folder.mkdir()
+    (folder / "bucket.peek.yaml").write_text(
+        "name: bucket.peek\ndescription: Peek at the objects of one bucket.\n"
+        "gcp:\n  gcs-bucket:\n    permissions: [storage.objects.gett]\n")
+    Path("workload-ids.yaml").write_text(f"templates: ['{folder}']\n")
+    path = manifests({"ok.yaml": GCP}) / "ok.yaml"
+    result = validate(str(path))
+    assert result.code == 1 and result.out == ""
+    [line] = error_lines(result)
+    assert line.startswith(f"{folder / 'bucket.peek.yaml'}:1:")
+    assert "'storage.objects.gett' is not a storage permission; did you mean storage.objects.get?" in line
+
+
 def test_azure_resource_in_another_subscription(manifests: Any) -> None:
     other = "11111111-2222-3333-4444-555555555555"
     text = AZURE.replace(f"/subscriptions/{SUBSCRIPTION}/", f"/subscriptions/{other}/")

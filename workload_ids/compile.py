@@ -210,6 +210,11 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
             out.append(Diagnostic(lw.position(*at, field, index_in_field),
                                   f"{action!r} is not a {provider} action; write "
                                          f"{_RAW_FORM[provider]}"))
+        elif provider == "gcp":
+            from .gcp_permissions import unknown_permission
+            unknown = unknown_permission(action)
+            if unknown:
+                out.append(Diagnostic(lw.position(*at, field, index_in_field), unknown))
     for r, text in enumerate(entry.resources):
         problem = _raw_resource_problem(provider, text, lw)
         if problem:

@@ -127,6 +127,11 @@ def _check_template(t: TemplateFile, pos: Position) -> list[Diagnostic]:
         for perm in grant.permissions:
             if not _GCP_PERMISSION.fullmatch(perm):
                 bad(f"{perm!r} is not an exact GCP permission")
+            else:
+                from .gcp_permissions import unknown_permission
+                problem = unknown_permission(perm)
+                if problem:
+                    bad(problem)
             if destructive("gcp", perm):
                 bad(f"{perm!r} is destructive or administrative; templates may not hold it")
     for azure_grant in t.azure.values():
