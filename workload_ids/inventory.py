@@ -94,7 +94,9 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
                 provider=name, target=target, kind=o.kind, identity=o.name,
                 workload=marker.workload, environment=marker.environment, owner=marker.owner,
                 declared=None if declared is None else (name, target, label) in declared,
-                last_used=_when(last), keys=keys, next_step=step, next_at=when, secret=secret,
+                # A cloud that keeps no last-use time on the identity (GCP) says "unknown".
+                last_used=_when(last) if "lastUsed" in o.extra else "unknown", keys=keys,
+                next_step=step, next_at=when, secret=secret,
                 quarantine=o.tags.get(MARK_TAG)))
     return sorted(rows, key=lambda r: (r.provider, r.target, r.identity))
 
