@@ -20,6 +20,7 @@ REGISTRY = {
 STATIC = {
     "aws": "workload_ids.providers.aws.render:static_checks",
     "gcp": "workload_ids.providers.gcp.render:static_checks",
+    "azure": "workload_ids.providers.azure.render:static_checks",
 }
 
 

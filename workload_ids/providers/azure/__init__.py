@@ -1,0 +1,1 @@
+"""The Azure backend: managed identities, custom role definitions, role assignments, federated credentials."""

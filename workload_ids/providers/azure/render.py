@@ -1,0 +1,150 @@
+"""A compiled workload as Azure objects. Pure: no SDK, no calls.
+
+A keyless workload becomes one user-assigned managed identity in its resource group,
+with our ownership tags; its access becomes custom role definitions holding exactly the
+templates' actions and dataActions, assignable only at the listed resource scopes, and
+one role assignment per listed resource; its federation entries become federated
+identity credentials (at most 20 per identity).
+
+As on GCP, one role definition per distinct permission set rather than one per workload:
+assigned at every listed scope, a union role would give each resource the operations
+listed for the others (write on the container listed for read only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from ...config import Config
+from ...errors import Diagnostic
+from ...model import CompiledWorkload, DesiredIdentity, Grant
+
+NAME_PREFIX = "wid"
+FEDERATED_CREDENTIALS_MAX = 20
+IDENTITY_NAME_MAX = 128
+TAG_VALUE_MAX = 256
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+AUDIENCE = "api://AzureADTokenExchange"
+# Our namespace for deterministic GUIDs (uuid5 of a name in it): role definitions and
+# role assignments get the same id on every run, so a rerun finds what a crash left.
+NAMESPACE = uuid.UUID("5b0d7a54-6f0c-4e63-9a51-8f3f3b7c2a10")
+
+
+def _digest(*parts: str, length: int = 6) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def identity_name(prefix: str, environment: str, name: str) -> str:
+    """``wid-prod-payments-api``: managed identity names allow 3-128 letters, digits,
+    hyphens and underscores; environment and workload names fit well within that."""
+    return "-".join(p for p in (prefix, environment, name) if p)[:IDENTITY_NAME_MAX]
+
+
+def role_definition_id(subscription: str, environment: str, name: str,
+                       actions: Sequence[str], data_actions: Sequence[str]) -> str:
+    return str(uuid.uuid5(NAMESPACE, "/".join(
+        ["role", subscription, environment, name, *sorted(actions), "|", *sorted(data_actions)])))
+
+
+def role_assignment_id(workload: str, role: str, scope: str) -> str:
+    """uuid5 of workload, role and scope: one assignment per listed resource."""
+    return str(uuid.uuid5(NAMESPACE, f"assignment/{workload}/{role}/{scope.lower()}"))
+
+
+def federated_credentials(workload: CompiledWorkload) -> dict[str, dict[str, Any]]:
+    """Federated identity credentials by name (``fic-DIGEST``, deterministic)."""
+    out: dict[str, dict[str, Any]] = {}
+    for fed in workload.loaded.workload.spec.credentials.federation:
+        if fed.kind == "github-actions":
+            issuer = GITHUB_ISSUER
+        elif fed.kind == "kubernetes":
+            issuer = str(getattr(fed, "issuer", ""))
+        else:
+            continue
+        subject = fed.subject()
+        out[f"fic-{_digest(issuer, subject, length=12)}"] = {
+            "issuer": issuer, "subject": subject, "audiences": [AUDIENCE]}
+    return dict(sorted(out.items()))
+
+
+def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
+    """Every object the workload's identity consists of, in plain JSON values."""
+    spec = workload.loaded.workload.spec
+    assert spec.azure is not None
+    subscription, group = spec.azure.subscription, spec.azure.resourceGroup
+    env, name = workload.environment, workload.name
+    by_permissions: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Grant]] = {}
+    for grant in workload.grants:
+        key = (tuple(sorted(set(grant.actions))), tuple(sorted(set(grant.data_actions))))
+        by_permissions.setdefault(key, []).append(grant)
+    roles: dict[str, Any] = {}
+    assignments: dict[str, Any] = {}
+    for (actions, data_actions), grants in sorted(by_permissions.items()):
+        rid = role_definition_id(subscription, env, name, actions, data_actions)
+        scopes = sorted({g.resource for g in grants})
+        roles[rid] = {
+            "roleName": f"workload-ids {env}/{name} {rid[:8]}",
+            "description": workload.marker.as_text(),
+            "permissions": [{"actions": list(actions), "notActions": [],
+                             "dataActions": list(data_actions), "notDataActions": []}],
+            "assignableScopes": scopes,
+        }
+        role_ref = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{rid}"
+        for scope in scopes:
+            assignments[role_assignment_id(f"{env}/{name}", rid, scope)] = {
+                "scope": scope, "roleDefinitionId": role_ref, "principalType": "ServicePrincipal"}
+    identity = identity_name(prefix, env, name)
+    return {
+        "identity": {"name": identity, "resourceGroup": group, "location": spec.azure.location,
+                     "tags": workload.marker.as_tags()},
+        "roles": roles,
+        "assignments": dict(sorted(assignments.items())),
+        "federatedCredentials": federated_credentials(workload),
+    }
+
+
+def canonical(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
+    """The managed identity a workload should have, with its roles and assignments."""
+    prefix = NAME_PREFIX  # configurable with the backend's own settings (issue 6)
+    cached = workload.rendered.get(f"azure:{prefix}")
+    if cached is not None:
+        return cached
+    objects = desired_objects(workload, prefix)
+    spec = workload.loaded.workload.spec
+    assert spec.azure is not None
+    name = objects["identity"]["name"]
+    desired = DesiredIdentity(
+        workload=workload, kind="managed-identity", name=name,
+        documents={k: canonical(v) for k, v in objects.items()}, tags=workload.marker.as_tags(),
+        settings={"resourceGroup": spec.azure.resourceGroup, "location": spec.azure.location},
+        address=(f"/subscriptions/{spec.azure.subscription}/resourceGroups/{spec.azure.resourceGroup}"
+                 f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
+        objects=objects)
+    workload.rendered[f"azure:{prefix}"] = desired
+    return desired
+
+
+def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
+    """Azure limits checked before any call: federated credentials, tag values."""
+    lw = workload.loaded
+    out: list[Diagnostic] = []
+    objects = desired_identity(workload, config).objects
+    count = len(objects["federatedCredentials"])
+    if count > FEDERATED_CREDENTIALS_MAX:
+        out.append(Diagnostic(lw.position("spec", "credentials", "federation", FEDERATED_CREDENTIALS_MAX),
+                              f"workload {workload.label}: {count} federation entries; Azure allows "
+                              f"{FEDERATED_CREDENTIALS_MAX} federated credentials per managed identity. "
+                              "Split the workload or trust fewer workflows"))
+    for key, value in objects["identity"]["tags"].items():
+        if len(value) > TAG_VALUE_MAX:
+            out.append(Diagnostic(lw.position("metadata"), f"tag {key} would be {len(value)} characters; "
+                                                           f"Azure allows {TAG_VALUE_MAX}"))
+    return out
