@@ -136,13 +136,25 @@ class GcpProvider(GcpRetireMixin):
     def _role_prefix(self, project: str, marker: Marker) -> str:
         """The name prefix of every custom role of one workload: bindings of these roles are
         ours to change; any other binding is never changed (only reported)."""
-        base = render.role_id(self.prefix, marker.environment, marker.workload, [])
-        return f"projects/{project}/roles/{base[: base.rindex('_') + 1]}"
+        base = render.role_base(self.prefix, marker.environment, marker.workload)
+        return f"projects/{project}/roles/{base}"
 
     def _workload_base(self, desired: DesiredIdentity) -> str:
-        """The id prefix all of one workload's roles share (before the permission digest)."""
-        sample = render.role_id(self.prefix, desired.workload.environment, desired.workload.name, [])
-        return sample[: sample.rindex("_") + 1]
+        return render.role_base(self.prefix, desired.workload.environment, desired.workload.name)
+
+    def _account(self, address: str) -> Any | None:
+        """One read of a service account; None when it does not exist."""
+        try:
+            return self.clients.iam.get_service_account(name=address)
+        except gx.NotFound:
+            return None
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("iam.get_service_account", exc) from exc
+
+    @staticmethod
+    def _account_tags(account: Any, marker: Marker | None) -> dict[str, str]:
+        """Our marker as tags, plus a quarantine mark or transfer in the display name."""
+        return {**marker.as_tags(), **display_tags(account.display_name)} if marker else {}
 
     def _resource_policy(self, resource: str) -> Any:
         from google.iam.v1 import iam_policy_pb2
@@ -175,12 +187,9 @@ class GcpProvider(GcpRetireMixin):
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         project = desired.workload.target
-        try:
-            account = self.clients.iam.get_service_account(name=desired.address)
-        except gx.NotFound:
+        account = self._account(desired.address)
+        if account is None:
             return None
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.get_service_account", exc) from exc
         marker = Marker.from_text(account.description)
         documents: dict[str, Any] = {}
         extra: dict[str, Any] = {"disabled": account.disabled, "uniqueId": account.unique_id}
@@ -209,7 +218,7 @@ class GcpProvider(GcpRetireMixin):
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
             address=desired.address,
-            tags={**marker.as_tags(), **display_tags(account.display_name)} if marker else {},
+            tags=self._account_tags(account, marker),
             documents={k: render.canonical(v) for k, v in documents.items()},
             settings={"description": account.description, "displayName": account.display_name},
             extra={**extra, "objects": documents})
@@ -241,8 +250,7 @@ class GcpProvider(GcpRetireMixin):
                 continue
             documents: dict[str, Any] = {}
             if marker is not None:
-                base = render.role_id(self.prefix, marker.environment, marker.workload, [])
-                base = base[: base.rindex("_") + 1]
+                base = render.role_base(self.prefix, marker.environment, marker.workload)
                 member = f"serviceAccount:{account.email}"
                 prefix = self._role_prefix(target, marker)
                 documents = {
@@ -254,7 +262,7 @@ class GcpProvider(GcpRetireMixin):
             observed.append(ObservedIdentity(
                 provider="gcp", target=target, kind="service-account", name=account.email,
                 address=f"projects/{target}/serviceAccounts/{account.email}",
-                tags={**marker.as_tags(), **display_tags(account.display_name)} if marker else {},
+                tags=self._account_tags(account, marker),
                 documents={k: render.canonical(v) for k, v in documents.items()},
                 settings={"description": account.description, "displayName": account.display_name},
                 extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents,
@@ -611,14 +619,10 @@ class GcpProvider(GcpRetireMixin):
     def owned_tags(self, desired: DesiredIdentity) -> dict[str, str] | None:
         """One read: None if the account is missing, else its marker as tags (empty if the
         description is not ours) with any quarantine mark."""
-        try:
-            account = self.clients.iam.get_service_account(name=desired.address)
-        except gx.NotFound:
+        account = self._account(desired.address)
+        if account is None:
             return None
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.get_service_account", exc) from exc
-        marker = Marker.from_text(account.description)
-        return {**marker.as_tags(), **display_tags(account.display_name)} if marker else {}
+        return self._account_tags(account, Marker.from_text(account.description))
 
     def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
         try:

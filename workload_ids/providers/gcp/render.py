@@ -63,6 +63,12 @@ def role_id(prefix: str, environment: str, name: str, permissions: Sequence[str]
     return base[: ROLE_ID_MAX - len(tail)] + tail
 
 
+def role_base(prefix: str, environment: str, name: str) -> str:
+    """The id prefix all of one workload's roles share (before the permission digest)."""
+    sample = role_id(prefix, environment, name, [])
+    return sample[: sample.rindex("_") + 1]
+
+
 def _quoted(text: str) -> str:
     return json.dumps(text)  # CEL string literals take JSON's escapes
 

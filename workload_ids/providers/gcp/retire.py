@@ -150,8 +150,7 @@ class GcpRetireMixin:
         member = f"serviceAccount:{identity.name}"
         objects = dict(identity.extra.get("objects") or {})
         roles = dict(objects.get("roles") or {})
-        base = render.role_id(self.prefix, marker.environment, marker.workload, [])
-        base = base[: base.rindex("_") + 1]
+        base = render.role_base(self.prefix, marker.environment, marker.workload)
         prefix = f"projects/{identity.target}/roles/{base}"
         # Only bindings of its own roles: a binding someone else made is never changed; if it
         # named this account, cleanup later lists the dead member it becomes (dead grants).
