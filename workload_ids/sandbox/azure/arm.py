@@ -25,14 +25,9 @@ certificate from a throwaway ``trustme`` CA; clients trust it through
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-import shutil
-import socket
-import ssl
-import tempfile
 import threading
 import time
 import uuid
@@ -40,13 +35,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-import trustme
 from azure.core.credentials import AccessToken
+
+from .https import HttpsJsonServer
 
 log = logging.getLogger(__name__)
 
@@ -212,9 +206,7 @@ class ArmEmulator:
         """``"PUT roleAssignments/{name} 2022-04-01"`` -> count: what the clients sent."""
         self.url = ""
         self.ca_bundle_path = ""
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._tmpdir: str | None = None
+        self._server: HttpsJsonServer | None = None
         self._routes = self._make_routes()
 
     # --- set-up ----------------------------------------------------------------------
@@ -247,35 +239,17 @@ class ArmEmulator:
 
     def start(self, port: int = 0) -> str:
         """Listen on 127.0.0.1:``port`` (0: a free one); return ``https://127.0.0.1:PORT``."""
-        if self._server is not None:
-            return self.url
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        cert.configure_cert(ctx)
-        self._tmpdir = tempfile.mkdtemp(prefix="arm-emulator-")
-        bundle = Path(self._tmpdir) / "ca.pem"
-        ca.cert_pem.write_to_path(str(bundle))
-        self.ca_bundle_path = str(bundle)
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self._server = _Server(("127.0.0.1", port), handler, ctx)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="arm-emulator-https",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        if self._server is None:
+            self._server = HttpsJsonServer(self.handle, name="arm-emulator")
+            self.url = self._server.start(port)
+            self.ca_bundle_path = self._server.ca_bundle_path
         return self.url
 
     def stop(self) -> None:
         """Stop listening and remove the CA bundle (idempotent)."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server, self._thread = None, None
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> ArmEmulator:
         self.start()
@@ -690,53 +664,3 @@ class ArmEmulator:
                 continue
             items.append(a)
         return self._page(m.group(0), query, items)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connection
-    # Without this each answer waits for the client's delayed ACK (~40 ms a call).
-    disable_nagle_algorithm = True
-    emulator: ClassVar[ArmEmulator]
-
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        status, payload = self.emulator.handle(self.command, self.path, dict(self.headers.items()), body)
-        data = json.dumps(payload).encode() if payload is not None else b""
-        self.send_response(status)
-        if payload is not None:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-ms-request-id", str(uuid.uuid4()))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_PUT = do_PATCH = do_POST = do_DELETE = _dispatch
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: tests and the sandbox would otherwise print every request."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Clients keep connections open; waiting for their threads on close would hang stop().
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 context: ssl.SSLContext) -> None:
-        super().__init__(address, handler)
-        self._context = context
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """TLS handshake in the connection's own thread, so one slow client cannot block accept()."""
-        try:
-            tls = self._context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address, exc)
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.shutdown(socket.SHUT_RDWR)
-            tls.close()
