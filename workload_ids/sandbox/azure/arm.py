@@ -222,10 +222,23 @@ class ArmEmulator:
             self.add_subscription(subscription)
             self._resource_groups.setdefault((subscription.lower(), name.lower()), name)
 
-    def add_principal(self, principal_id: str, principal_type: str = "User") -> None:
-        """Make a principal that is not a managed identity (a user, a group...) known to the directory."""
+    def add_principal(self, principal_id: str, principal_type: str = "User", *, new: bool = False) -> None:
+        """Make a principal that is not a managed identity (a user, a group, an application's
+        service principal) known to the directory; ``new`` ones are subject to the replication
+        delay, like a just-created managed identity."""
         with self._lock:
-            self._principals[principal_id.lower()] = _Principal(principal_type, self._clock() - 1e9)
+            created = self._clock() if new else self._clock() - 1e9
+            self._principals[principal_id.lower()] = _Principal(principal_type, created)
+
+    def remove_principal(self, principal_id: str) -> None:
+        """The directory forgets a principal (deleted): its role assignments stay, as in Azure."""
+        with self._lock:
+            self._principals.pop(principal_id.lower(), None)
+
+    def principal_exists(self, principal_id: str) -> bool:
+        """Whether the directory knows ``principal_id``."""
+        with self._lock:
+            return principal_id.lower() in self._principals
 
     def client_kwargs(self) -> dict[str, Any]:
         """What to pass to ``ManagedServiceIdentityClient`` and ``AuthorizationManagementClient``
