@@ -54,6 +54,23 @@ class GcpConfig(_Strict):
     namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,5}$")] = "wid"
 
 
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
+
+
+class AzureConfig(_Strict):
+    """Azure settings. Endpoints and the CA bundle are for local emulators (the sandbox);
+    unset, Azure's public endpoints and ``DefaultAzureCredential`` are used."""
+
+    armEndpoint: Annotated[str, Field(pattern=r"^https://")] | None = None
+    graphEndpoint: Annotated[str, Field(pattern=r"^https://")] | None = None
+    authorityEndpoint: Annotated[str, Field(pattern=r"^https://")] | None = None
+    keyVaultUrl: Annotated[str, Field(pattern=r"^https://")] | None = None
+    caBundle: str | None = None
+    sandboxCredentials: bool = False
+    tenantId: Annotated[str, Field(pattern=GUID_PATTERN)] | None = None
+    namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,9}$")] = "wid"
+
+
 class Guardrails(_Strict):
     """Limits a platform team sets for every manifest in the repository. A manifest that
     breaks one is refused with exit code 3."""
@@ -133,6 +150,7 @@ class ConfigFile(_Strict):
     templates: list[str] = []
     aws: AwsConfig = AwsConfig()
     gcp: GcpConfig = GcpConfig()
+    azure: AzureConfig = AzureConfig()
     guardrails: Guardrails = Guardrails()
     calls: CallsConfig = CallsConfig()
     credentials: CredentialsConfig = CredentialsConfig()
@@ -165,6 +183,15 @@ class Config:
     @property
     def gcp(self) -> GcpConfig:
         return self.data.gcp
+
+    @property
+    def azure(self) -> AzureConfig:
+        return self.data.azure
+
+    def azure_ca_bundle(self) -> str | None:
+        """The CA bundle for Azure endpoints (an emulator's), as an absolute path."""
+        bundle = self.data.azure.caBundle
+        return str((self.base / bundle).resolve()) if bundle else None
 
     @property
     def guardrails(self) -> Guardrails:

@@ -38,9 +38,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from azure.core.credentials import AccessToken
-
+from ...providers.azure.clients import StaticTokenCredential
 from .https import HttpsJsonServer
+
+__all__ = ["ArmEmulator", "ArmError", "StaticTokenCredential"]
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +84,6 @@ class ArmError(Exception):
     def json_body(self) -> Json:
         """ARM's error body."""
         return {"error": {"code": self.code, "message": self.message}}
-
-
-class StaticTokenCredential:
-    """A ``TokenCredential`` that always returns the same far-future token (the emulator
-    only checks that a bearer token is present)."""
-
-    def __init__(self, token: str = "fake") -> None:  # the emulator ignores its value  # nosec B107
-        self._token = token
-
-    def get_token(self, *scopes: str, claims: str | None = None, tenant_id: str | None = None,
-                  enable_cae: bool = False, **kwargs: Any) -> AccessToken:
-        """The token, valid for a year."""
-        return AccessToken(self._token, int(time.time()) + 365 * 24 * 3600)
 
 
 def _now_iso(seconds: float) -> str:
