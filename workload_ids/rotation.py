@@ -555,7 +555,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
                 secret = secret_name(d.workload, config)
                 prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
             scope = {o.name: o for o in providers[name].observe_scope(target)
-                     if o.kind in ("user", "service-account")}
+                     if o.kind in ("user", "service-account", "application")}
             for d in items:
                 o = scope.get(d.name)
                 owned[(name, target, d.name)] = None if o is None else o.tags

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 REGISTRY = {
     "aws": "workload_ids.providers.aws.provider:AwsProvider",
     "gcp": "workload_ids.providers.gcp.provider:GcpProvider",
+    "azure": "workload_ids.providers.azure.provider:AzureProvider",
 }
 STATIC = {
     "aws": "workload_ids.providers.aws.render:static_checks",

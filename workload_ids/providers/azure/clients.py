@@ -143,6 +143,8 @@ class AzureClients:
             except StopIteration:
                 return
             yield from page
+            if getattr(iterator, "continuation_token", "") is None:
+                return  # the last page: another next() would only be a counted no-op
 
     def _connection(self) -> dict[str, Any]:
         bundle = self.config.azure_ca_bundle()

@@ -23,12 +23,12 @@ from ...config import Config
 from ...errors import Diagnostic
 from ...model import CompiledWorkload, DesiredIdentity, Grant
 
-NAME_PREFIX = "wid"
 FEDERATED_CREDENTIALS_MAX = 20
 IDENTITY_NAME_MAX = 128
 TAG_VALUE_MAX = 256
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 AUDIENCE = "api://AzureADTokenExchange"
+SUBSCRIPTION_TAG = "workload-ids:subscription"
 # Our namespace for deterministic GUIDs (uuid5 of a name in it): role definitions and
 # role assignments get the same id on every run, so a rerun finds what a crash left.
 NAMESPACE = uuid.UUID("5b0d7a54-6f0c-4e63-9a51-8f3f3b7c2a10")
@@ -44,10 +44,17 @@ def identity_name(prefix: str, environment: str, name: str) -> str:
     return "-".join(p for p in (prefix, environment, name) if p)[:IDENTITY_NAME_MAX]
 
 
-def role_definition_id(subscription: str, environment: str, name: str,
-                       actions: Sequence[str], data_actions: Sequence[str]) -> str:
-    return str(uuid.uuid5(NAMESPACE, "/".join(
-        ["role", subscription, environment, name, *sorted(actions), "|", *sorted(data_actions)])))
+def role_definition_id(subscription: str, environment: str, name: str, entries: Sequence[str]) -> str:
+    """uuid5 of the workload and the manifest entries (template, position, resource kind) a
+    permission set comes from, not of its actions: a template whose actions change keeps
+    its role, which a mover then updates in place."""
+    parts = ["role", subscription.lower(), environment, name, *sorted(entries)]
+    return str(uuid.uuid5(NAMESPACE, "/".join(parts)))
+
+
+def role_name(environment: str, name: str, rid: str) -> str:
+    """Custom role names are unique in a tenant: the workload and the GUID's start."""
+    return f"workload-ids {environment}/{name} {rid[:8]}"
 
 
 def role_assignment_id(workload: str, role: str, scope: str) -> str:
@@ -84,10 +91,11 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     roles: dict[str, Any] = {}
     assignments: dict[str, Any] = {}
     for (actions, data_actions), grants in sorted(by_permissions.items()):
-        rid = role_definition_id(subscription, env, name, actions, data_actions)
+        rid = role_definition_id(subscription, env, name,
+                                 sorted({f"{g.source}#{g.entry}:{g.kind}" for g in grants}))
         scopes = sorted({g.resource for g in grants})
         roles[rid] = {
-            "roleName": f"workload-ids {env}/{name} {rid[:8]}",
+            "roleName": role_name(env, name, rid),
             "description": workload.marker.as_text(),
             "permissions": [{"actions": list(actions), "notActions": [],
                              "dataActions": list(data_actions), "notDataActions": []}],
@@ -98,11 +106,17 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
             assignments[role_assignment_id(f"{env}/{name}", rid, scope)] = {
                 "scope": scope, "roleDefinitionId": role_ref, "principalType": "ServicePrincipal"}
     identity = identity_name(prefix, env, name)
+    common = {"roles": roles, "assignments": dict(sorted(assignments.items()))}
+    if spec.credentials.mode == "key":
+        # Applications live in the tenant, not a subscription: the subscription tag keeps a
+        # fleet read of one subscription to its own.
+        tags = {**workload.marker.as_tags(), SUBSCRIPTION_TAG: subscription.lower()}
+        return {"application": {"displayName": identity, "tags": tags},
+                **common, "federatedCredentials": {}}
     return {
         "identity": {"name": identity, "resourceGroup": group, "location": spec.azure.location,
                      "tags": workload.marker.as_tags()},
-        "roles": roles,
-        "assignments": dict(sorted(assignments.items())),
+        **common,
         "federatedCredentials": federated_credentials(workload),
     }
 
@@ -113,21 +127,33 @@ def canonical(doc: Any) -> str:
 
 def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     """The managed identity a workload should have, with its roles and assignments."""
-    prefix = NAME_PREFIX  # configurable with the backend's own settings (issue 6)
+    prefix = config.azure.namePrefix
     cached = workload.rendered.get(f"azure:{prefix}")
     if cached is not None:
         return cached
     objects = desired_objects(workload, prefix)
     spec = workload.loaded.workload.spec
     assert spec.azure is not None
-    name = objects["identity"]["name"]
-    desired = DesiredIdentity(
-        workload=workload, kind="managed-identity", name=name,
-        documents={k: canonical(v) for k, v in objects.items()}, tags=workload.marker.as_tags(),
-        settings={"resourceGroup": spec.azure.resourceGroup, "location": spec.azure.location},
-        address=(f"/subscriptions/{spec.azure.subscription}/resourceGroups/{spec.azure.resourceGroup}"
-                 f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
-        objects=objects)
+    sub, group = spec.azure.subscription, spec.azure.resourceGroup
+    settings = {"resourceGroup": group, "location": spec.azure.location}
+    if "application" in objects:
+        from ...rotation import secret_name
+        name = objects["application"]["displayName"]
+        tags = objects["application"]["tags"]
+        desired = DesiredIdentity(
+            workload=workload, kind="application", name=name,
+            documents={k: canonical(v) for k, v in objects.items()}, tags=tags,
+            settings={**settings, "keyMode": "true", "secretName": secret_name(workload, config)},
+            address=f"/subscriptions/{sub}/applications/{name}", objects=objects)
+    else:
+        name = objects["identity"]["name"]
+        desired = DesiredIdentity(
+            workload=workload, kind="managed-identity", name=name,
+            documents={k: canonical(v) for k, v in objects.items()}, tags=workload.marker.as_tags(),
+            settings=settings,
+            address=(f"/subscriptions/{sub}/resourceGroups/{group}"
+                     f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}"),
+            objects=objects)
     workload.rendered[f"azure:{prefix}"] = desired
     return desired
 
@@ -143,7 +169,8 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
                               f"workload {workload.label}: {count} federation entries; Azure allows "
                               f"{FEDERATED_CREDENTIALS_MAX} federated credentials per managed identity. "
                               "Split the workload or trust fewer workflows"))
-    for key, value in objects["identity"]["tags"].items():
+    tags = (objects.get("identity") or objects["application"])["tags"]
+    for key, value in tags.items():
         if len(value) > TAG_VALUE_MAX:
             out.append(Diagnostic(lw.position("metadata"), f"tag {key} would be {len(value)} characters; "
                                                            f"Azure allows {TAG_VALUE_MAX}"))

@@ -531,7 +531,9 @@ class ArmEmulator:
                         "createdOn": props["createdOn"] if props else now, "updatedOn": now,
                         "createdBy": None, "updatedBy": None}
         self._role_definitions[guid.lower()] = stored
-        return (201 if props is None else 200), self._role_resource(scope, guid, stored)
+        # ARM answers 201 to every PUT of a role definition, update or not; the SDK accepts
+        # nothing else.
+        return 201, self._role_resource(scope, guid, stored)
 
     def _list_role_definitions(self, method: str, m: re.Match[str], query: Query,
                                body: bytes) -> tuple[int, Json]:

@@ -1,0 +1,170 @@
+"""The Azure backend against the ARM emulator, through the real azure-mgmt clients: joiner,
+mover, idempotence, federated credentials, and never touching what is not ours."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.mgmt.authorization import AuthorizationManagementClient
+from azure.mgmt.msi import ManagedServiceIdentityClient
+
+from workload_ids.calls import CallSeam, RetryPolicy
+from workload_ids.config import Config, ConfigFile
+from workload_ids.errors import ConflictError
+from workload_ids.model import Marker
+from workload_ids.providers.azure.provider import AzureProvider
+from workload_ids.sandbox.azure.arm import ArmEmulator, StaticTokenCredential
+from workload_ids.validate import validate
+
+SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+RG = "rg-orders"
+BASE = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers"
+CONTAINER = f"{BASE}/Microsoft.Storage/storageAccounts/acmeorders/blobServices/default/containers/reports"
+CONTAINER_B = f"{BASE}/Microsoft.Storage/storageAccounts/acmeorders/blobServices/default/containers/archive"
+TOPIC = f"{BASE}/Microsoft.ServiceBus/namespaces/acme-orders/topics/mismatches"
+TOPIC_OPERATIONS = ["Microsoft.ServiceBus/namespaces/messages/send/action"]
+
+
+def azure_workload(access: str | None = None, federation: str | None = None, name: str = "recon",
+                   mode: str = "keyless") -> str:
+    access = access if access is not None else (
+        f"    - template: object-storage.read\n      resources: [{CONTAINER}]\n"
+        f"    - template: topic.publish\n      resources: [{TOPIC}]\n")
+    federation = federation if federation is not None else (
+        "    federation:\n      - kind: github-actions\n        repository: acme/recon\n"
+        "        environment: production\n")
+    return (f"apiVersion: workload-ids/v1\nkind: Workload\nmetadata:\n  name: {name}\n"
+            f"  owner: team-payments\n  environment: prod\nspec:\n  provider: azure\n"
+            f"  azure: {{subscription: \"{SUB}\", resourceGroup: {RG}, location: westeurope}}\n"
+            f"  credentials:\n    mode: {mode}\n" + (federation if mode == "keyless" else "")
+            + "  access:\n" + access)
+
+
+@pytest.fixture
+def arm() -> Iterator[tuple[ArmEmulator, Config]]:
+    with ArmEmulator(sandbox=False) as emulator:
+        emulator.add_resource_group(SUB, RG)
+        config = Config(ConfigFile.model_validate({"azure": {
+            "armEndpoint": emulator.url, "caBundle": emulator.ca_bundle_path, "sandboxCredentials": True}}),
+            Path.cwd(), None)
+        yield emulator, config
+
+
+def converge(tmp_path: Path, text: str, config: Config,
+             seam: CallSeam | None = None) -> tuple[AzureProvider, Any, list[str]]:
+    """One per-service plan and apply through the provider; returns the actions applied."""
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    checked = validate([path], config)
+    checked.raise_for_errors()
+    provider = AzureProvider(config, seam or CallSeam(RetryPolicy(), sleep=lambda s: None))
+    desired = provider.desired(checked.compiled[0])
+    changes = provider.diff(desired, provider.observe_one(desired))
+    for change in changes:
+        provider.apply(change)
+    return provider, desired, [c.action for c in changes]
+
+
+def clients(emulator: ArmEmulator) -> tuple[ManagedServiceIdentityClient, AuthorizationManagementClient]:
+    kwargs = emulator.client_kwargs()
+    return (ManagedServiceIdentityClient(StaticTokenCredential(), SUB, **kwargs),
+            AuthorizationManagementClient(StaticTokenCredential(), SUB, **kwargs))
+
+
+def grants_of(emulator: ArmEmulator, principal: str) -> dict[str, list[str]]:
+    """scope -> sorted operations the principal holds there, read back through the SDK."""
+    _, authz = clients(emulator)
+    out: dict[str, list[str]] = {}
+    for a in authz.role_assignments.list_for_subscription(filter=f"principalId eq '{principal}'"):
+        role = authz.role_definitions.get(f"/subscriptions/{SUB}", a.role_definition_id.rsplit("/", 1)[1])
+        ops = [op for p in role.permissions for op in [*(p.actions or []), *(p.data_actions or [])]]
+        out.setdefault(a.scope, []).extend(ops)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_joiner_creates_identity_roles_assignments_and_credentials_then_converges(
+        tmp_path: Path, arm: tuple[ArmEmulator, Config]) -> None:
+    emulator, config = arm
+    _, desired, actions = converge(tmp_path, azure_workload(), config)
+    assert actions == ["create"]
+    msi, authz = clients(emulator)
+    identity = msi.user_assigned_identities.get(RG, "wid-prod-recon")
+    assert Marker.from_tags(identity.tags) == desired.workload.marker
+    grants = grants_of(emulator, identity.principal_id)
+    assert grants == {
+        CONTAINER: ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+                    "Microsoft.Storage/storageAccounts/blobServices/containers/read"],
+        TOPIC: TOPIC_OPERATIONS}
+    roles = [r for r in authz.role_definitions.list(f"/subscriptions/{SUB}", filter="type eq 'CustomRole'")]
+    assert len(roles) == 2
+    assert all(r.assignable_scopes in ([CONTAINER], [TOPIC]) for r in roles)
+    [fic] = list(msi.federated_identity_credentials.list(RG, "wid-prod-recon"))
+    assert fic.subject == "repo:acme/recon:environment:production"
+    assert fic.issuer == "https://token.actions.githubusercontent.com"
+    assert converge(tmp_path, azure_workload(), config)[2] == []  # idempotent
+
+
+def test_per_service_plan_of_an_unchanged_workload_reads_four_times(
+        tmp_path: Path, arm: tuple[ArmEmulator, Config]) -> None:
+    _, config = arm
+    converge(tmp_path, azure_workload(), config)
+    seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
+    assert converge(tmp_path, azure_workload(), config, seam)[2] == []
+    assert seam.stats.total == 4, seam.stats.calls
+
+
+def test_mover_removes_old_scopes_updates_roles_in_place_and_keeps_foreign_grants(
+        tmp_path: Path, arm: tuple[ArmEmulator, Config]) -> None:
+    emulator, config = arm
+    _, desired, _ = converge(tmp_path, azure_workload(), config)
+    msi, authz = clients(emulator)
+    principal = msi.user_assigned_identities.get(RG, "wid-prod-recon").principal_id
+    # A hand-made Reader assignment to our identity: not ours, never removed.
+    reader = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/" \
+             "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+    authz.role_assignments.create(f"/subscriptions/{SUB}/resourceGroups/{RG}", str(uuid.uuid4()),
+                                  {"role_definition_id": reader, "principal_id": principal,
+                                   "principal_type": "ServicePrincipal"})
+    moved = azure_workload(access=f"    - template: object-storage.read\n      resources: [{CONTAINER_B}]\n",
+                           federation="    federation:\n      - kind: github-actions\n"
+                                      "        repository: acme/recon\n        ref: refs/heads/main\n")
+    provider, _, actions = converge(tmp_path, moved, config)
+    assert actions == ["update-access", "update-federation", "update-marker"]
+    grants = grants_of(emulator, principal)
+    assert set(grants) == {CONTAINER_B, f"/subscriptions/{SUB}/resourceGroups/{RG}"}
+    roles = list(authz.role_definitions.list(f"/subscriptions/{SUB}", filter="type eq 'CustomRole'"))
+    assert [r.assignable_scopes for r in roles] == [[CONTAINER_B]]  # the read role, updated in place
+    [fic] = list(msi.federated_identity_credentials.list(RG, "wid-prod-recon"))
+    assert fic.subject == "repo:acme/recon:ref:refs/heads/main"
+    observed = provider.observe_one(provider.desired(desired.workload))
+    assert observed is not None and observed.extra["foreignGrants"] == [f"{reader} at /subscriptions/{SUB}"
+                                                                         f"/resourceGroups/{RG}"]
+    assert converge(tmp_path, moved, config)[2] == []
+
+
+def test_identity_without_our_tags_is_never_adopted(tmp_path: Path, arm: tuple[ArmEmulator, Config]) -> None:
+    emulator, config = arm
+    msi, _ = clients(emulator)
+    msi.user_assigned_identities.create_or_update(RG, "wid-prod-recon", {"location": "westeurope",
+                                                                        "tags": {"team": "other"}})
+    with pytest.raises(ConflictError, match="does not carry the workload-ids tags"):
+        converge(tmp_path, azure_workload(), config)
+    assert msi.user_assigned_identities.get(RG, "wid-prod-recon").tags == {"team": "other"}
+    # A forged marker without the digest is not ours either.
+    msi.user_assigned_identities.create_or_update(RG, "wid-prod-recon", {"location": "westeurope", "tags": {
+        "workload-ids:managed-by": "workload-ids", "workload-ids:workload": "recon"}})
+    with pytest.raises(ConflictError):
+        converge(tmp_path, azure_workload(), config)
+
+
+def test_missing_resource_group_is_a_clear_cloud_error(tmp_path: Path,
+                                                       arm: tuple[ArmEmulator, Config]) -> None:
+    _, config = arm
+    from workload_ids.errors import CloudError
+    text = azure_workload().replace(f"resourceGroup: {RG}", "resourceGroup: rg-missing")
+    with pytest.raises(CloudError, match="ResourceGroupNotFound"):
+        converge(tmp_path, text, config)

@@ -1,0 +1,396 @@
+"""Key mode on Azure: an application registration and its service principal, holding a
+client secret (Graph ``addPassword`` / ``removePassword``) delivered to Key Vault only.
+
+The application carries our marker as Graph tags (``key=value`` strings) plus the
+subscription it belongs to; the service principal is what roles are assigned to, exactly
+as for a managed identity. Rotation is the shared design (journal, verify, overlap,
+retire, grace), with one Azure fact: a client secret cannot be disabled, only removed.
+So the step that deactivates a key elsewhere removes it here, at the end of the overlap;
+the grace period then has nothing left to hold. Each secret also gets an end date
+(rotation's max age, overlap and grace, plus 30 days), so a secret whose rotation stops
+running expires on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ... import clock
+from ...calls import CONFLICT, DENIED, NOT_FOUND
+from ...config import Config
+from ...errors import ConflictError, Diagnostic
+from ...model import MARKER_KEYS, Change, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
+from ...secrets.interface import IssuedKey, SecretValue
+from . import render
+
+if TYPE_CHECKING:
+    from ...calls import CallSeam
+    from .clients import AzureClients
+
+log = logging.getLogger(__name__)
+OURS_FILTER = "tags/any(t:t eq 'workload-ids:managed-by=workload-ids')"
+EXPIRY_MARGIN = timedelta(days=30)
+
+
+def tags_of(values: Sequence[str] | None) -> dict[str, str]:
+    """Graph tags (``key=value`` strings) as a dict; tags without ``=`` are not ours."""
+    out: dict[str, str] = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if sep:
+            out[key] = rest
+    return out
+
+
+def tag_list(tags: Mapping[str, str]) -> list[str]:
+    return sorted(f"{k}={v}" for k, v in tags.items())
+
+
+class AzureKeyMixin:
+    """The key-mode half of :class:`~workload_ids.providers.azure.provider.AzureProvider`."""
+
+    if TYPE_CHECKING:
+        seam: CallSeam
+        clients: AzureClients
+        config: Config
+
+        def _kind(self, exc: BaseException) -> str | None: ...
+        def _call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any: ...
+        def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
+        def _custom_roles(self, subscription: str) -> dict[str, dict[str, Any]]: ...
+        def _assignments(self, subscription: str, principal: str | None) -> list[Any]: ...
+        def _observed_app(self, subscription: str, app: Mapping[str, Any],
+                          principal: Mapping[str, Any] | None, roles: Mapping[str, dict[str, Any]],
+                          assignments: Sequence[Any]) -> ObservedIdentity: ...
+        def _access_changes(self, change: Any, want: Mapping[str, Any],
+                            have: Mapping[str, Any]) -> list[Change]: ...
+        def converge_grants(self, subscription: str, principal: str, marker: Marker,
+                            want_roles: Mapping[str, Any], want_assignments: Mapping[str, Any],
+                            label: str) -> None: ...
+
+    key_limit = 2  # ours, not Entra's: a current secret and, during the overlap, the previous one
+    _app_ids: dict[str, str]
+
+    def secret_store_name(self) -> str:
+        return "azure-key-vault"
+
+    # --- reads -----------------------------------------------------------------------
+
+    def _graph(self, operation: str, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self.clients.graph, operation)
+        return self.clients.call(f"graph.{operation}", method, *args, **kwargs)
+
+    def _find_app(self, desired: DesiredIdentity) -> dict[str, Any] | None:
+        """Our application of this name in this subscription (one call)."""
+        sub = desired.workload.target.lower()
+        try:
+            apps = self._graph("find_applications", f"displayName eq '{desired.name}'")
+        except Exception as exc:
+            if self.seam.classify("azure", exc) is None:
+                raise
+            raise self._cloud("graph.find_applications", exc) from exc
+        mine = [a for a in apps if tags_of(a.get("tags")).get(render.SUBSCRIPTION_TAG, sub) == sub]
+        return mine[0] if mine else None
+
+    def _service_principal(self, app_id: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self._graph("get_service_principal_by_app_id", app_id)
+            return found
+        except Exception as exc:
+            if self._kind(exc) == NOT_FOUND:
+                return None
+            if self.seam.classify("azure", exc) is None:
+                raise
+            raise self._cloud("graph.get_service_principal_by_app_id", exc) from exc
+
+    def observe_application(self, desired: DesiredIdentity) -> ObservedIdentity | None:
+        """Four calls: the application, its service principal, the subscription's custom
+        roles and the principal's assignments."""
+        app = self._find_app(desired)
+        if app is None:
+            return None
+        sub = desired.workload.target
+        principal = self._service_principal(str(app["appId"]))
+        if Marker.from_tags(tags_of(app.get("tags"))) is None or principal is None:
+            return self._observed_app(sub, app, principal, {}, [])
+        return self._observed_app(sub, app, principal, self._custom_roles(sub),
+                                  self._assignments(sub, str(principal["id"])))
+
+    def _observe_applications(self, target: str, roles: Mapping[str, dict[str, Any]],
+                              by_principal: Mapping[str, list[Any]],
+                              principals: set[str]) -> list[ObservedIdentity]:
+        """Our applications of this subscription, and their service principals: two list
+        calls for the whole tenant. Credentials that cannot read Graph see none (keyless
+        fleets need no Graph permission), which is logged."""
+        try:
+            apps = self._graph("find_applications", OURS_FILTER)
+            sps = {str(p["appId"]): p for p in self._graph("find_service_principals", OURS_FILTER)}
+        except Exception as exc:
+            if self._kind(exc) == DENIED:
+                log.warning("cannot read Microsoft Graph (%s): key-mode applications are not listed", exc)
+                return []
+            if self.seam.classify("azure", exc) is None:
+                raise
+            raise self._cloud("graph.find_applications", exc) from exc
+        out: list[ObservedIdentity] = []
+        for app in apps:
+            if tags_of(app.get("tags")).get(render.SUBSCRIPTION_TAG) != target.lower():
+                continue
+            principal = sps.get(str(app["appId"]))
+            if principal is not None:
+                principals.add(str(principal["id"]).lower())
+            assignments = by_principal.get(str(principal["id"]).lower(), []) if principal else []
+            out.append(self._observed_app(target, app, principal, roles, assignments))
+        return out
+
+    # --- plan and apply --------------------------------------------------------------
+
+    def diff_application(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> list[Change]:
+        from .provider import _permission_diff
+        w = desired.workload
+        want = desired.objects
+
+        def change(action: str, **details: Any) -> Change:
+            return Change(workload=w.label, provider="azure", target=w.target, action=action,
+                          identity=desired.name, details=details, desired=desired, observed=observed)
+
+        if observed is None:
+            return [change("create", kind="application", address=desired.address,
+                           permissions=_permission_diff({}, {}, want["roles"], want["assignments"]))]
+        if observed.marker is None:
+            raise ConflictError(
+                f"{w.label}: application {desired.name} exists in the tenant but does not carry the "
+                "workload-ids tags, so it will not be modified",
+                "rename the workload, or delete that application if it is truly unused")
+        changes: list[Change] = []
+        if not observed.extra.get("principalId"):
+            changes.append(change("create-service-principal", appId=observed.extra.get("appId", "")))
+        changes.extend(self._access_changes(change, want, observed.extra.get("objects") or {}))
+        from ...cleanup.mark import TRANSFERRED_FROM_TAG
+        transferred = observed.tags.get(TRANSFERRED_FROM_TAG) == w.marker.owner and \
+            observed.marker.digest == w.marker.digest
+        if not transferred and any(observed.tags.get(k) != desired.tags[k] for k in MARKER_KEYS):
+            changes.append(change("update-marker", tags={
+                "from": {k: observed.tags.get(k, "") for k in MARKER_KEYS},
+                "to": {k: desired.tags[k] for k in MARKER_KEYS}}))
+        return changes
+
+    def apply_application(self, change: Change) -> None:
+        assert change.desired is not None
+        desired = change.desired
+        try:
+            if change.action in ("create", "create-service-principal", "update-access"):
+                self._converge_application(desired)
+            elif change.action == "update-marker":
+                app = self._require_app(desired)
+                self._write_app(app, dict(desired.tags), ())
+            else:  # pragma: no cover - plan and apply are written together
+                raise ValueError(f"unknown change {change.action}")
+        except Exception as exc:
+            if self.seam.classify("azure", exc) is None:
+                raise
+            raise self._cloud(f"azure.{change.action}", exc) from exc
+
+    def _require_app(self, desired: DesiredIdentity) -> dict[str, Any]:
+        app = self._find_app(desired)
+        if app is None or Marker.from_tags(tags_of(app.get("tags"))) is None:
+            raise ConflictError(f"application {desired.name} is gone or no longer carries the workload-ids "
+                                "tags", "rerun plan to see what the cloud holds now")
+        return app
+
+    def _converge_application(self, desired: DesiredIdentity) -> None:
+        """Application (with a placeholder digest until the end), service principal,
+        roles and assignments, then the real marker."""
+        w = desired.workload
+        app = self._find_app(desired)
+        if app is not None and Marker.from_tags(tags_of(app.get("tags"))) is None:
+            raise ConflictError(f"application {desired.name} appeared without the workload-ids tags",
+                                "find out who created it; workload-ids will not adopt it")
+        if app is None:
+            from .provider import PENDING_DIGEST
+            pending = {**desired.tags, "workload-ids:manifest-sha256": PENDING_DIGEST}
+            app = self._graph("create_application", desired.name, tag_list(pending),
+                              f"Managed by workload-ids: {w.label}. Changes are overwritten.")
+        principal = self._service_principal(str(app["appId"]))
+        if principal is None:
+            try:
+                principal = self._graph("create_service_principal", str(app["appId"]), tag_list(desired.tags))
+            except Exception as exc:
+                if self._kind(exc) != CONFLICT:
+                    raise
+                principal = self._service_principal(str(app["appId"]))
+                if principal is None:
+                    raise
+        self.converge_grants(w.target, str(principal["id"]), w.marker, desired.objects["roles"],
+                             desired.objects["assignments"], f"{w.environment}/{w.name}")
+        self._write_app(app, dict(desired.tags), ())
+
+    def _write_app(self, app: Mapping[str, Any], marker_tags: Mapping[str, str], drop: Sequence[str]) -> None:
+        """Our marker keys set, other tags kept (a quarantine mark is cleanup's), ``drop`` removed."""
+        current = tags_of(app.get("tags"))
+        foreign = [t for t in app.get("tags") or [] if "=" not in t]
+        tags = {k: v for k, v in current.items() if k not in MARKER_KEYS and k not in drop}
+        tags.update(marker_tags)
+        if tags == current:
+            return
+        self._graph("update_application", str(app["id"]), {"tags": [*foreign, *tag_list(tags)]})
+
+    def write_app_tags(self, identity: ObservedIdentity, marker_tags: Mapping[str, str],
+                       drop: Sequence[str] = ()) -> None:
+        try:
+            app = self._graph("get_application", str(identity.extra["appObjectId"]))
+        except Exception as exc:
+            if self._kind(exc) == NOT_FOUND:
+                return
+            raise
+        if Marker.from_tags(tags_of(app.get("tags"))) is None:
+            raise ConflictError(f"application {identity.name} no longer carries the workload-ids tags",
+                                "it is never modified")
+        self._write_app(app, marker_tags, drop)
+
+    def set_principal_enabled(self, identity: ObservedIdentity, enabled: bool) -> None:
+        principal = identity.extra.get("principalId")
+        if principal and identity.extra.get("accountEnabled") is not enabled:
+            self._graph("update_service_principal", str(principal), {"accountEnabled": enabled})
+
+    def delete_application(self, identity: ObservedIdentity) -> None:
+        """Deleting the application deletes its service principal; Entra keeps the
+        application restorable for 30 days."""
+        try:
+            self._graph("delete_application", str(identity.extra["appObjectId"]))
+        except Exception as exc:
+            if self._kind(exc) != NOT_FOUND:
+                raise
+
+    def restore_application(self, bundle: Mapping[str, Any]) -> tuple[str, list[str]]:
+        """Restore the soft-deleted application (its secrets' metadata comes back with
+        it), else find it live; then its service principal, enabled. Returns the principal."""
+        steps: list[str] = []
+        object_id = str(bundle.get("appObjectId") or "")
+        try:
+            app = self._graph("get_application", object_id)
+            steps.append(f"application {bundle['name']} exists: converging it")
+        except Exception as exc:
+            if self._kind(exc) != NOT_FOUND:
+                raise
+            app = self._graph("restore_deleted", object_id)
+            steps.append(f"restore application {bundle['name']} from deleted items")
+        if Marker.from_tags(tags_of(app.get("tags"))) is None:
+            raise ConflictError(f"application {bundle['name']} carries no workload-ids tags",
+                                "it is never modified")
+        from ...cleanup.mark import MARK_TAG
+        self._write_app(app, dict(bundle["tags"]), (MARK_TAG,))
+        principal = self._service_principal(str(app["appId"]))
+        if principal is None:
+            marker_tags = {k: v for k, v in dict(bundle["tags"]).items() if k in MARKER_KEYS}
+            principal = self._graph("create_service_principal", str(app["appId"]), tag_list(marker_tags))
+            steps.append("create its service principal")
+        if principal.get("accountEnabled") is False:
+            self._graph("update_service_principal", str(principal["id"]), {"accountEnabled": True})
+        return str(principal["id"]), steps
+
+    def preflight_keys(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
+        if not any(d.kind == "application" for d in desired):
+            return []
+        out: list[Diagnostic] = []
+        where = self.config.position("azure") if self.config.path else None
+        if not self.config.azure.tenantId:
+            out.append(Diagnostic(where, "Azure key mode needs the tenant id for the secret it delivers: set "
+                                         "azure.tenantId in workload-ids.yaml"))
+        if not self.config.azure.keyVaultUrl:
+            out.append(Diagnostic(where, "Azure key mode delivers client secrets to Key Vault: set "
+                                         "azure.keyVaultUrl in workload-ids.yaml (https://VAULT.vault.azure.net)"))
+        return out
+
+    # --- credentials (the rotation's backend) ----------------------------------------
+
+    def owned_tags(self, desired: DesiredIdentity) -> dict[str, str] | None:
+        app = self._find_app(desired)
+        return None if app is None else tags_of(app.get("tags"))
+
+    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
+        app = self._find_app(desired)
+        if app is None:
+            return []
+        self._remember(app)
+        keys = [KeyInfo(str(c["keyId"]), "active", clock.parse_time(str(c["startDateTime"])))
+                for c in app.get("passwordCredentials") or []]
+        return sorted(keys, key=lambda k: (k.created, k.key_id))
+
+    def _remember(self, app: Mapping[str, Any]) -> None:
+        if not hasattr(self, "_app_ids"):
+            self._app_ids = {}
+        self._app_ids[str(app["displayName"])] = str(app["appId"])
+        self._app_ids["object:" + str(app["displayName"])] = str(app["id"])
+
+    def _app_object_id(self, desired: DesiredIdentity) -> str:
+        known = getattr(self, "_app_ids", {}).get("object:" + desired.name)
+        if known:
+            return str(known)
+        app = self._require_app(desired)
+        self._remember(app)
+        return str(app["id"])
+
+    def create_key(self, desired: DesiredIdentity) -> IssuedKey:
+        from ...rotation import rotation_policy
+        policy = rotation_policy(desired.workload, self.config)
+        now = clock.now()
+        end = now + policy.max_age + policy.overlap + policy.grace + EXPIRY_MARGIN
+        object_id = self._app_object_id(desired)
+        try:
+            made = self._graph("add_password", object_id, f"workload-ids {clock.format_time(now)}", end)
+        except Exception as exc:
+            if self.seam.classify("azure", exc) is None:
+                raise
+            raise self._cloud("graph.add_password", exc) from exc
+        if not hasattr(self, "_key_apps"):
+            self._key_apps: dict[str, str] = {}
+        self._key_apps[str(made["keyId"])] = self._app_ids.get(desired.name, "")
+        return IssuedKey(str(made["keyId"]), SecretValue(str(made["secretText"])), now)
+
+    def secret_document(self, key: IssuedKey) -> dict[str, str]:
+        """What the workload reads from Key Vault: everything a client-credentials sign-in needs."""
+        app_id = getattr(self, "_key_apps", {}).get(key.key_id, "")
+        return {"tenantId": self.config.azure.tenantId or "", "clientId": app_id,
+                "clientSecret": key.secret.reveal(), "keyId": key.key_id}
+
+    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        """A client secret cannot be disabled: removing it is what stops it working."""
+        self.delete_key(desired, key_id)
+
+    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        try:
+            self._graph("remove_password", self._app_object_id(desired), key_id)
+        except Exception as exc:
+            if self._kind(exc) == NOT_FOUND:
+                return
+            if self.seam.classify("azure", exc) is None:
+                raise
+            raise self._cloud("graph.remove_password", exc) from exc
+
+    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
+        """Sign-ins are in Entra's logs, not on the application: retirement waits for
+        the overlap period instead of early use."""
+        return None
+
+    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool:
+        """Does the secret get a token from Entra (client credentials)?"""
+        app_id = getattr(self, "_app_ids", {}).get(desired.name)
+        if not app_id:
+            app = self._find_app(desired)
+            if app is None:
+                return False
+            self._remember(app)
+            app_id = str(app["appId"])
+        try:
+            works: bool = self._graph("client_secret_works", self.config.azure.tenantId or "", app_id,
+                                      key.secret.reveal())
+            return works
+        except Exception as exc:
+            info = self.seam.classify("azure", exc)
+            if info is not None and info.kind in ("not-found", "denied", "throttle", "transient"):
+                return False
+            raise

@@ -1,0 +1,236 @@
+"""Leaver steps on Azure: quarantine, release, transfer, teardown and restore of a managed
+identity (or a key-mode application) with its roles and assignments, each idempotent.
+
+Quarantine writes the mark (tag ``workload-ids:quarantine``), then removes the
+identity's role assignments; an application's service principal is also disabled, which
+stops new tokens at once. The roles stay: each of our roles is assignable exactly at the
+scopes it is assigned at, so the roles alone say which assignments a release (or a
+restore) recreates, and the restore bundle holds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ...calls import NOT_FOUND
+from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
+from ...errors import ConflictError
+from ...model import MARKER_KEYS, Marker, ObservedIdentity
+from . import render
+
+if TYPE_CHECKING:
+    from ...calls import CallSeam
+    from .clients import AzureClients
+
+
+def assignments_of_roles(subscription: str, workload: str, roles: Mapping[str, Any]) -> dict[str, Any]:
+    """The assignments our roles imply: one per role and assignable scope."""
+    out: dict[str, Any] = {}
+    for guid, role in roles.items():
+        ref = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+        for scope in role["assignableScopes"]:
+            out[render.role_assignment_id(workload, guid, scope)] = {
+                "scope": scope, "roleDefinitionId": ref, "principalType": "ServicePrincipal"}
+    return dict(sorted(out.items()))
+
+
+class AzureRetireMixin:
+    """The leaver half of :class:`~workload_ids.providers.azure.provider.AzureProvider`."""
+
+    if TYPE_CHECKING:
+        seam: CallSeam
+        clients: AzureClients
+        prefix: str
+        _scope_assignments: dict[str, list[dict[str, str]]]
+        _scope_principals: dict[str, set[str]]
+
+        def _kind(self, exc: BaseException) -> str | None: ...
+        def _identity(self, subscription: str, group: str, name: str) -> Any | None: ...
+        def _federated(self, subscription: str, group: str, name: str) -> dict[str, dict[str, Any]]: ...
+        def _delete_assignment(self, subscription: str, scope: str, name: str) -> None: ...
+        def delete_role(self, subscription: str, guid: str) -> None: ...
+        def converge_grants(self, subscription: str, principal: str, marker: Marker,
+                            want_roles: Mapping[str, Any], want_assignments: Mapping[str, Any],
+                            label: str) -> None: ...
+        def converge_federated(self, subscription: str, group: str, name: str,
+                               want: Mapping[str, Any]) -> None: ...
+        def write_identity_tags(self, subscription: str, group: str, name: str, identity: Any,
+                                marker_tags: Mapping[str, str], drop: Sequence[str] = ()) -> None: ...
+        def write_app_tags(self, identity: ObservedIdentity, marker_tags: Mapping[str, str],
+                           drop: Sequence[str] = ()) -> None: ...
+        def set_principal_enabled(self, identity: ObservedIdentity, enabled: bool) -> None: ...
+        def delete_application(self, identity: ObservedIdentity) -> None: ...
+        def restore_application(self, bundle: Mapping[str, Any]) -> tuple[str, list[str]]: ...
+
+    def _guard(self, identity: ObservedIdentity) -> Marker:
+        marker = identity.marker
+        if marker is None:  # the workflow checks too; this is the last line
+            raise ConflictError(f"{identity.kind} {identity.name} does not carry the workload-ids tags",
+                                "it is never modified")
+        return marker
+
+    def _set_tags(self, identity: ObservedIdentity, tags: Mapping[str, str],
+                  drop: Sequence[str] = ()) -> None:
+        """Set ``tags`` (our marker keys and marks) on the identity, keeping every other tag."""
+        marker_tags = {k: v for k, v in identity.tags.items() if k in MARKER_KEYS}
+        extra = {k: v for k, v in tags.items() if k not in MARKER_KEYS}
+        marker_tags.update({k: v for k, v in tags.items() if k in MARKER_KEYS})
+        if identity.kind == "application":
+            self.write_app_tags(identity, {**marker_tags, **extra}, drop)
+            return
+        group = identity.settings["resourceGroup"]
+        current = self._identity(identity.target, group, identity.name)
+        if current is None:
+            return
+        if Marker.from_tags(current.tags or {}) is None:
+            raise ConflictError(f"managed identity {identity.name} no longer carries the workload-ids tags",
+                                "it is never modified")
+        self.write_identity_tags(identity.target, group, identity.name, current,
+                                 {**marker_tags, **extra}, drop)
+
+    def _principal(self, identity: ObservedIdentity) -> str:
+        return str(identity.extra.get("principalId") or "")
+
+    def _roles(self, identity: ObservedIdentity) -> dict[str, Any]:
+        return dict((identity.extra.get("objects") or {}).get("roles") or {})
+
+    # --- reads ---------------------------------------------------------------------
+
+    def last_used(self, identity: ObservedIdentity) -> datetime | None:
+        return None
+
+    def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        objects = identity.extra.get("objects") or {}
+        if "assignments" not in objects:
+            return None
+        disabled = identity.kind != "application" or identity.extra.get("accountEnabled") is False
+        return not objects["assignments"] and disabled
+
+    # --- actions -------------------------------------------------------------------
+
+    def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
+        marker = self._guard(identity)
+        text = encode_mark(mark)
+        if identity.tags.get(MARK_TAG) != text:
+            self._set_tags(identity, {MARK_TAG: text})
+        if identity.kind == "application":
+            self.set_principal_enabled(identity, False)
+        # No roles wanted: every assignment of ours to this principal goes; the roles stay.
+        self.converge_grants(identity.target, self._principal(identity), marker, self._roles(identity), {},
+                             f"{marker.environment}/{marker.workload}")
+        return mark
+
+    def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
+        marker = self._guard(identity)
+        roles = self._roles(identity)
+        self.converge_grants(identity.target, self._principal(identity), marker, roles,
+                             assignments_of_roles(identity.target, f"{marker.environment}/{marker.workload}",
+                                                  roles), f"{marker.environment}/{marker.workload}")
+        if identity.kind == "application":
+            self.set_principal_enabled(identity, True)
+        self._set_tags(identity, {}, drop=[MARK_TAG])
+
+    def transfer(self, identity: ObservedIdentity, successor: str) -> None:
+        marker = self._guard(identity)
+        previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
+        moved = Marker(marker.workload, successor, marker.environment, marker.digest)
+        self._set_tags(identity, {**moved.as_tags(), TRANSFERRED_FROM_TAG: previous})
+
+    def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
+        """The identity, its roles (which imply its assignments) and its federated
+        credentials (read here: a fleet read leaves them out)."""
+        marker = self._guard(identity)
+        federated: dict[str, Any] = {}
+        if identity.kind != "application":
+            federated = self._federated(identity.target, identity.settings["resourceGroup"], identity.name)
+        return {
+            "provider": "azure", "target": identity.target, "kind": identity.kind, "name": identity.name,
+            "address": identity.address, "resourceGroup": identity.settings.get("resourceGroup", ""),
+            "location": identity.settings.get("location", ""),
+            "appObjectId": identity.extra.get("appObjectId", ""), "appId": identity.extra.get("appId", ""),
+            "tags": {k: v for k, v in identity.tags.items() if k != MARK_TAG},
+            "workload": f"{marker.environment}/{marker.workload}",
+            "roles": self._roles(identity),
+            "federatedCredentials": federated,
+        }
+
+    def delete(self, identity: ObservedIdentity) -> list[str]:
+        """Assignments first (none is left pointing at a deleted principal), then the
+        roles, then the identity (its federated credentials go with it) or application."""
+        marker = self._guard(identity)
+        steps: list[str] = []
+        roles = self._roles(identity)
+        self.converge_grants(identity.target, self._principal(identity), marker, roles, {},
+                             f"{marker.environment}/{marker.workload}")
+        steps.append("remove its role assignments")
+        for guid in sorted(roles):
+            self.delete_role(identity.target, guid)
+            steps.append(f"delete role definition {guid}")
+        if identity.kind == "application":
+            self.delete_application(identity)
+            steps.append(f"delete application {identity.name} (soft-deleted for 30 days)")
+            return steps
+        msi = self.clients.msi(identity.target)
+        try:
+            self.clients.call("msi.user_assigned_identities.delete", msi.user_assigned_identities.delete,
+                              identity.settings["resourceGroup"], identity.name)
+        except Exception as exc:
+            if self._kind(exc) != NOT_FOUND:
+                raise
+        steps.append(f"delete managed identity {identity.name}")
+        return steps
+
+    def dead_grants(self, target: str) -> list[dict[str, str]]:
+        """Assignments of our roles whose principal is no longer an identity or
+        application we read in the last fleet read of ``target``: ARM keeps them after a
+        principal is deleted ("Identity not found"), and they count against the
+        subscription's 4,000."""
+        principals = self._scope_principals.get(target)
+        if principals is None:
+            return []
+        return [g for g in self._scope_assignments.get(target, []) if g["member"].lower() not in principals]
+
+    def remove_dead_grants(self, target: str, grants: list[dict[str, str]]) -> None:
+        for grant in grants:
+            self._delete_assignment(target, grant["scope"], grant["name"])
+
+    def restore(self, bundle: dict[str, Any]) -> list[str]:
+        """Recreate the identity (Azure has no undelete for managed identities, so it gets
+        a new principal) or restore the soft-deleted application; then its roles, its
+        assignments and its federated credentials. Converges when rerun."""
+        steps: list[str] = []
+        subscription = str(bundle["target"])
+        tags = dict(bundle["tags"])
+        marker = Marker.from_tags(tags)
+        if marker is None:
+            raise ConflictError(f"the restore bundle of {bundle['name']} carries no workload-ids marker",
+                                "it cannot be restored")
+        roles = dict(bundle.get("roles") or {})
+        if bundle["kind"] == "application":
+            principal, app_steps = self.restore_application(bundle)
+            steps.extend(app_steps)
+        else:
+            group, name = str(bundle["resourceGroup"]), str(bundle["name"])
+            current = self._identity(subscription, group, name)
+            if current is not None and Marker.from_tags(current.tags or {}) is None:
+                raise ConflictError(f"managed identity {name} exists without the workload-ids tags",
+                                    "it is never modified; restore under that name is impossible")
+            msi = self.clients.msi(subscription)
+            if current is None:
+                current = self.clients.call("msi.user_assigned_identities.create_or_update",
+                                            msi.user_assigned_identities.create_or_update, group, name,
+                                            {"location": bundle["location"], "tags": tags})
+                steps.append(f"create managed identity {name}")
+            else:
+                self.write_identity_tags(subscription, group, name, current, tags, [MARK_TAG])
+                steps.append(f"managed identity {name} exists: converging it")
+            principal = str(current.principal_id)
+            self.converge_federated(subscription, group, name, dict(bundle.get("federatedCredentials") or {}))
+            steps.append("federated credentials")
+        workload = str(bundle.get("workload") or f"{marker.environment}/{marker.workload}")
+        self.converge_grants(subscription, principal, marker, roles,
+                             assignments_of_roles(subscription, workload, roles), workload)
+        steps.append(f"{len(roles)} role definition(s) and their assignments")
+        return steps
