@@ -87,7 +87,8 @@ class AzureKeyMixin:
         """Our application of this name in this subscription (one call)."""
         sub = desired.workload.target.lower()
         try:
-            apps = self._graph("find_applications", f"displayName eq '{desired.name}'")
+            from .graph import odata_string
+            apps = self._graph("find_applications", f"displayName eq {odata_string(desired.name)}")
         except Exception as exc:
             if self.seam.classify("azure", exc) is None:
                 raise
@@ -285,9 +286,19 @@ class AzureKeyMixin:
         self._write_app(app, dict(bundle["tags"]), (MARK_TAG,))
         principal = self._service_principal(str(app["appId"]))
         if principal is None:
-            marker_tags = {k: v for k, v in dict(bundle["tags"]).items() if k in MARKER_KEYS}
-            principal = self._graph("create_service_principal", str(app["appId"]), tag_list(marker_tags))
-            steps.append("create its service principal")
+            # Deleting an application puts its service principal in deleted items too, and
+            # restoring the application does not bring it back; restoring it keeps its
+            # object id, so nothing that names it is left dangling.
+            from .graph import odata_string
+            deleted = self._graph("list_deleted_service_principals",
+                                  f"appId eq {odata_string(str(app['appId']))}")
+            if deleted:
+                principal = self._graph("restore_deleted", str(deleted[0]["id"]))
+                steps.append("restore its service principal from deleted items")
+            else:
+                marker_tags = {k: v for k, v in dict(bundle["tags"]).items() if k in MARKER_KEYS}
+                principal = self._graph("create_service_principal", str(app["appId"]), tag_list(marker_tags))
+                steps.append("create its service principal")
         if principal.get("accountEnabled") is False:
             self._graph("update_service_principal", str(principal["id"]), {"accountEnabled": True})
         return str(principal["id"]), steps
@@ -362,10 +373,12 @@ class AzureKeyMixin:
         self.delete_key(desired, key_id)
 
     def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        """Remove a secret the application holds (rotation only removes keys it listed
+        there); Graph answers 400 "No password credential found" for one already gone."""
         try:
             self._graph("remove_password", self._app_object_id(desired), key_id)
         except Exception as exc:
-            if self._kind(exc) == NOT_FOUND:
+            if self._kind(exc) == NOT_FOUND or "No password credential found" in str(exc):
                 return
             if self.seam.classify("azure", exc) is None:
                 raise

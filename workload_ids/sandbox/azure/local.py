@@ -1,0 +1,62 @@
+"""A whole local Azure for ``workload-ids sandbox``, the demo and the tests: ARM (managed
+identities, roles, assignments), the Graph subset (applications, service principals,
+their secrets, and the token endpoint that proves a secret works) and Key Vault, each on
+its own HTTPS port, with one CA bundle that trusts all three. In sandbox mode
+subscriptions and resource groups exist on first reference."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LocalAzure:
+    """Running emulators and the ``azure:`` config block that reaches them."""
+
+    arm: Any
+    graph: Any
+    vault: Any
+    settings: dict[str, Any] = field(default_factory=dict)
+    _tmpdir: str = ""
+
+    @property
+    def emulators(self) -> list[Any]:
+        return [self.arm, self.graph, self.vault]
+
+    def config_block(self) -> str:
+        lines = ["azure:"]
+        lines += [f"  {key}: '{value}'" for key, value in self.settings.items()
+                  if key != "sandboxCredentials"]
+        lines.append("  sandboxCredentials: true   # a fixed token; only for local emulators")
+        return "\n".join(lines) + "\n"
+
+    def stop(self) -> None:
+        for emulator in self.emulators:
+            emulator.stop()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = ""
+
+
+def start_local_azure(*, sandbox: bool = True) -> LocalAzure:
+    """Start ARM, Graph and Key Vault; ``sandbox=False`` makes unknown subscriptions and
+    resource groups 404, as tests of those paths need."""
+    from .arm import ArmEmulator
+    from .graph import GraphEmulator
+    from .keyvault import KeyVaultEmulator
+    arm = ArmEmulator(sandbox=sandbox)
+    graph = GraphEmulator(directory=arm, tenant_id=arm.tenant_id)
+    vault = KeyVaultEmulator()
+    local = LocalAzure(arm, graph, vault)
+    urls = [arm.start(), graph.start(), vault.start()]
+    local._tmpdir = tempfile.mkdtemp(prefix="local-azure-")
+    bundle = Path(local._tmpdir) / "ca.pem"
+    bundle.write_text("".join(Path(e.ca_bundle_path).read_text() for e in local.emulators))
+    local.settings = {"armEndpoint": urls[0], "graphEndpoint": urls[1], "authorityEndpoint": urls[1],
+                      "keyVaultUrl": urls[2], "caBundle": str(bundle), "tenantId": arm.tenant_id,
+                      "sandboxCredentials": True}
+    return local
