@@ -1,6 +1,6 @@
 """The provider contract: the same joiner, mover, crash-recovery and leaver behaviour,
-run through the CLI and the library against every provider (AWS on moto, GCP on our
-emulators). Each provider supplies manifests and a snapshot of what it holds; the
+run through the CLI and the library against every provider (AWS on moto, GCP and Azure on
+our emulators). Each provider supplies manifests and a snapshot of what it holds; the
 assertions are the same for all."""
 
 from __future__ import annotations
@@ -82,12 +82,54 @@ def _gcp() -> Iterator[Cloud]:
         local.stop()
 
 
-@pytest.fixture(params=["aws", "gcp"])
+def _azure() -> Iterator[Cloud]:
+    from test_azure_provider import BASE, azure_workload
+
+    from workload_ids.sandbox.azure.arm import StaticTokenCredential
+    from workload_ids.sandbox.azure.local import start_local_azure
+    local = start_local_azure()
+    account = f"{BASE}/Microsoft.Storage/storageAccounts/acmeorders/blobServices/default/containers"
+    read = f"    - template: object-storage.read\n      resources: [{account}/{{name}}-in]\n"
+    extra = (f"    - template: topic.publish\n"
+             f"      resources: [{BASE}/Microsoft.ServiceBus/namespaces/acme-orders/topics/{{name}}-out]\n")
+
+    def manifest(name: str, access: str) -> str:
+        text = azure_workload(name=name, access=access or (read + extra).format(name=name))
+        return text.replace("owner: team-payments", "owner: team-a")
+
+    def snapshot() -> Any:
+        from azure.mgmt.authorization import AuthorizationManagementClient
+        from azure.mgmt.msi import ManagedServiceIdentityClient
+        from test_azure_provider import RG, SUB
+        kwargs = local.arm.client_kwargs()
+        msi = ManagedServiceIdentityClient(StaticTokenCredential(), SUB, **kwargs)
+        authz = AuthorizationManagementClient(StaticTokenCredential(), SUB, **kwargs)
+        identities = {i.principal_id: i for i in msi.user_assigned_identities.list_by_subscription()}
+        # Principals by identity name: a restored identity gets a new principal id.
+        held = {i.name: dict(i.tags or {}) for i in identities.values()}
+        roles = {r.name: (r.description, tuple(r.assignable_scopes),
+                          tuple((tuple(p.actions or []), tuple(p.data_actions or [])) for p in r.permissions))
+                 for r in authz.role_definitions.list(f"/subscriptions/{SUB}", filter="type eq 'CustomRole'")}
+        assignments = sorted((identities[a.principal_id].name if a.principal_id in identities else "?",
+                              a.name, a.scope) for a in authz.role_assignments.list_for_subscription())
+        federated = {i.name: sorted((c.name, c.subject)
+                                    for c in msi.federated_identity_credentials.list(RG, i.name))
+                     for i in identities.values()}
+        return {"identities": held, "roles": roles, "assignments": assignments, "federated": federated}
+    try:
+        yield Cloud("azure", local.config_block(), manifest, extra, snapshot)
+    finally:
+        local.stop()
+
+
+@pytest.fixture(params=["aws", "gcp", "azure"])
 def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
     if request.param == "aws":
         yield _aws(request.getfixturevalue("aws"))
-    else:
+    elif request.param == "gcp":
         yield from _gcp()
+    else:
+        yield from _azure()
 
 
 @pytest.fixture
@@ -95,7 +137,7 @@ def folder(cloud: Cloud, manifests: Any) -> Path:
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(
         cloud.config + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\ncredentials: {verify: {interval: 0s}}\n")
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1, maxActions: 100}\ncredentials: {verify: {interval: 0s}}\n")
     return Path(manifests({f"svc-{n}.yaml": cloud.manifest(f"svc-{n}", "") for n in ("a", "b")}))
 
 

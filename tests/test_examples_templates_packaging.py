@@ -254,6 +254,12 @@ def test_sandbox_serves_separate_commands(tmp_path):
         account = r"service_account=wid-prod-catalog-sync-[0-9a-f]{6}@acme-prod\.iam\.gserviceaccount\.com"
         assert re.search(account, applied.stdout), applied.stdout
         assert cmd("plan", "--detailed-exitcode", str(gcp_manifest)).returncode == 0
+        # And Azure: the example's subscription and resource group appear on first use.
+        for azure_manifest in sorted((EXAMPLES / "azure").glob("*.yaml")):
+            applied = cmd("apply", "--auto-approve", str(azure_manifest))
+            assert applied.returncode == 0, applied.stderr
+            assert f"wid-prod-{azure_manifest.stem}" in applied.stdout, applied.stdout
+            assert cmd("plan", "--detailed-exitcode", str(azure_manifest)).returncode == 0
     finally:
         proc.terminate()
         proc.wait(timeout=30)

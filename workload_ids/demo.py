@@ -110,6 +110,8 @@ def run_demo(out: Output) -> int:
                 return 1
             if not _gcp_tour(out, examples):
                 return 1
+            if not _azure_tour(out, examples):
+                return 1
             out.text("")
             out.text("Done. Try it across separate commands with `workload-ids sandbox`.")
             return 0
@@ -254,6 +256,47 @@ def _gcp_tour(out: Output, examples: Path) -> bool:
             return False
         _step(out, 15, "GCP: plan again: the project matches the manifests")
         again = build_plan(validate([gcp_dir], config).compiled, config, CallSeam(), fleet=True)
+        out.text(render_text(again))
+        return not again.has_changes
+    finally:
+        local.stop()
+
+
+def _azure_tour(out: Output, examples: Path) -> bool:
+    """Steps 16-17: the Azure examples (a keyless managed identity and a key-mode
+    application whose secret goes to Key Vault) against a local Azure."""
+    try:
+        from .sandbox.azure.local import start_local_azure
+        local = start_local_azure()
+    except ModuleNotFoundError:
+        out.text("")
+        out.text("(Azure steps skipped: install workload-ids[azure] to run them against a local Azure)")
+        return True
+    from .apply import apply_plan
+    from .calls import CallSeam
+    from .config import Config, ConfigFile
+    from .plan import build_plan, render_text
+    from .validate import validate
+    try:
+        config = Config(ConfigFile.model_validate({"azure": local.settings,
+                                                   "credentials": {"verify": {"interval": "0s"}}}),
+                        examples, None)
+        azure_dir = examples / "azure"
+        _step(out, 16, "Azure: plan and apply the Azure examples against a local Azure (ARM, Microsoft "
+                       "Graph and Key Vault over HTTPS): a managed identity with federated credentials, "
+                       "and an application whose client secret is delivered to Key Vault only")
+        checked = validate([azure_dir], config)
+        checked.raise_for_errors()
+        plan = build_plan(checked.compiled, config, CallSeam(), fleet=True)
+        out.text(render_text(plan))
+        result = apply_plan(plan)
+        for r in result.results:
+            problem = f"  ERROR {r.error}" if r.error else ""
+            out.text(f"   {r.workload}: {r.outputs.get('identity')}{problem}")
+        if not result.ok:
+            return False
+        _step(out, 17, "Azure: plan again: the subscription matches the manifests")
+        again = build_plan(validate([azure_dir], config).compiled, config, CallSeam(), fleet=True)
         out.text(render_text(again))
         return not again.has_changes
     finally:

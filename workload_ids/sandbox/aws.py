@@ -119,6 +119,13 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
         template_config += gcp.config_block()
     except ModuleNotFoundError:  # the gcp extra is not installed: AWS only
         gcp = None
+    azure = None
+    try:
+        from .azure.local import start_local_azure
+        azure = start_local_azure()
+        template_config += azure.config_block()
+    except ModuleNotFoundError:  # the azure extra is not installed
+        azure = None
     if config_out:
         # Write atomically: a script may be polling for this file to appear.
         target = Path(config_out)
@@ -142,6 +149,12 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
                       + ", ".join(gcp.endpoints.values()) + "; projects and resources appear on first use"]
     else:
         lines[1:1] = ["(install workload-ids[gcp] for a local GCP as well)"]
+    if azure is not None:
+        lines[1:1] = ["Local Azure (ARM, Microsoft Graph, Key Vault over HTTPS) on "
+                      + ", ".join(e.url for e in azure.emulators)
+                      + "; subscriptions and resource groups appear on first use"]
+    else:
+        lines[1:1] = ["(install workload-ids[azure] for a local Azure as well)"]
     out.note("\n".join(lines))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -154,6 +167,8 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
         server.stop()
         if gcp is not None:
             gcp.stop()
+        if azure is not None:
+            azure.stop()
         if config_out:
             Path(config_out).unlink(missing_ok=True)
     out.note("sandbox stopped")

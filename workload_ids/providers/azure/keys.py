@@ -175,8 +175,8 @@ class AzureKeyMixin:
             observed.marker.digest == w.marker.digest
         if not transferred and any(observed.tags.get(k) != desired.tags[k] for k in MARKER_KEYS):
             changes.append(change("update-marker", tags={
-                "from": {k: observed.tags.get(k, "") for k in MARKER_KEYS},
-                "to": {k: desired.tags[k] for k in MARKER_KEYS}}))
+                k: {"from": observed.tags.get(k, ""), "to": desired.tags[k]}
+                for k in MARKER_KEYS if observed.tags.get(k) != desired.tags[k]}))
         return changes
 
     def apply_application(self, change: Change) -> None:

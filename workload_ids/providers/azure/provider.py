@@ -343,8 +343,8 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         if self._marker_differs(desired, observed):
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-marker", tags={
-                "from": {k: observed.tags.get(k, "") for k in MARKER_KEYS},
-                "to": {k: desired.tags[k] for k in MARKER_KEYS}}))
+                k: {"from": observed.tags.get(k, ""), "to": desired.tags[k]}
+                for k in MARKER_KEYS if observed.tags.get(k) != desired.tags[k]}))
         return changes
 
     @staticmethod
