@@ -541,14 +541,26 @@ def test_apply_issues_no_key_to_a_quarantined_user(secret_hygiene: Any, aws: Any
     assert aws.list_access_keys(UserName=user)["AccessKeyMetadata"] == before
 
 
-def test_a_folder_with_other_clouds_is_judged_for_the_clouds_available(aws: Any, fleet: Path) -> None:
+def test_a_folder_of_two_clouds_is_judged_across_both(aws: Any, fleet: Path) -> None:
     from conftest import EXAMPLES
-    azure = EXAMPLES / "azure" / "order-reconciliation.yaml"
-    (fleet / "azure.yaml").write_text(azure.read_text())
-    subscription = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"  # the example's
-    result = run_cli("cleanup", str(fleet), "--output", "json")
-    assert result.code == 0, result.err
-    doc = json.loads(result.out)
-    assert any(f"the azure backend is not available in this version: {subscription} not read" in n
-               for n in doc["notes"]), doc["notes"]
-    assert by_identity(doc)["wid_prod_svc-d"]["status"] == "no-manifest"
+
+    from workload_ids.sandbox.azure.local import start_local_azure
+    local = start_local_azure()
+    try:
+        Path("workload-ids.yaml").write_text(CONFIG + local.config_block())
+        text = (EXAMPLES / "azure" / "order-reconciliation.yaml").read_text()
+        (fleet / "azure.yaml").write_text(text)
+        (fleet / "azure-old.yaml").write_text(text.replace("name: order-reconciliation", "name: recon-old"))
+        assert run_cli("apply", "--auto-approve", str(fleet)).code == 0
+        (fleet / "azure-old.yaml").unlink()
+        result = run_cli("cleanup", str(fleet), "--output", "json")
+        assert result.code == 0, result.err
+        found = by_identity(json.loads(result.out))
+        assert found["wid-prod-recon-old"]["status"] == "no-manifest"
+        # team-payments has no active member and names a successor, on either cloud
+        assert found["wid-prod-order-reconciliation"]["status"] == "transferred"
+        assert found["wid_prod_svc-c"]["status"] == "transferred"
+        assert found["wid_prod_svc-d"]["status"] == "no-manifest"
+        assert found["wid_prod_svc-a"]["status"] == "active"
+    finally:
+        local.stop()

@@ -137,7 +137,8 @@ def folder(cloud: Cloud, manifests: Any) -> Path:
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(
         cloud.config + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1, maxActions: 100}\ncredentials: {verify: {interval: 0s}}\n")
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1, maxActions: 100}\n"
+        "credentials: {verify: {interval: 0s}}\n")
     return Path(manifests({f"svc-{n}.yaml": cloud.manifest(f"svc-{n}", "") for n in ("a", "b")}))
 
 

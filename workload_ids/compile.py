@@ -15,7 +15,7 @@ from .errors import Diagnostic, Position
 from .escalation import is_escalation
 from .manifest import AccessEntry, LoadedWorkload
 from .model import CompiledWorkload, Grant, Marker
-from .resources import KINDS_BY_PROVIDER, ParsedResource, parse_resource
+from .resources import KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
 from .templates import TemplateSet
 
 _RAW_ACTION = {
@@ -45,8 +45,10 @@ def _where(parsed: ParsedResource, lw: LoadedWorkload) -> str | None:
         return f"is in project {parsed.project}, but the workload is in {spec.gcp.project}"
     if (spec.provider == "azure" and spec.azure and parsed.subscription
             and parsed.subscription != spec.azure.subscription.lower()):
+        # One workload, one subscription: its roles are defined there and assignable there.
         return (f"is in subscription {parsed.subscription}, but the workload is in "
-                f"{spec.azure.subscription}")
+                f"{spec.azure.subscription}; list it in a workload whose spec.azure.subscription "
+                f"is {parsed.subscription}, or correct the subscription id in the resource ID")
     return None
 
 
@@ -79,8 +81,9 @@ def _raw_resource_problem(provider: str, text: str, lw: LoadedWorkload) -> str |
         if m["region"] and m["region"] != spec.region:
             return f"is in region {m['region']}, but the workload is in {spec.region}"
         return None
-    return (f"resource {text!r} is not a {provider} resource name this tool recognises "
-            f"(kinds: {', '.join(sorted(KINDS_BY_PROVIDER[provider]))})")
+    kinds = tuple(sorted(KINDS_BY_PROVIDER[provider]))
+    return (f"resource {text!r} is not a resource this tool recognises on {provider}: "
+            f"{unmatched_reason(provider, text, kinds)} (kinds: {', '.join(kinds)})")
 
 
 def _target_problems(lw: LoadedWorkload) -> list[Diagnostic]:
@@ -178,7 +181,7 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
                 other = parse_resource(provider, text)
                 found = (f"it is a {other.kind}" if other else
                          "it has a wildcard; list exact resources" if _WILDCARD.search(text) else
-                         "it matches no known resource kind")
+                         unmatched_reason(provider, text, accepted))
                 examples = "; ".join(KINDS_BY_PROVIDER[provider][k].example for k in accepted[:2])
                 out.append(Diagnostic(where(), f"{template.name} does not accept {text!r}: {found}; "
                                              f"it accepts {', '.join(accepted)} (e.g. {examples})"))

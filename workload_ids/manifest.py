@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .durations import parse_duration
 from .errors import Diagnostic, Position
+from .resources import GUID, RESOURCE_GROUP, RESOURCE_GROUP_RULE
 from .yamlpos import Document, load_documents
 
 API_VERSION = "workload-ids/v1"
@@ -95,11 +96,11 @@ class GcpTarget(Strict):
 class AzureTarget(Strict):
     """Where an Azure workload lives."""
 
-    subscription: Annotated[str, _regex(
-        "subscription", r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-        "use the subscription id, a GUID")]
-    resourceGroup: Annotated[str, _regex("resourceGroup", r"[-\w._()]{0,89}[-\w_()]",
-                                         "1-90 letters, digits, underscores, hyphens, periods, parentheses")]
+    # The same rules as the subscription and group in a listed resource's ARM ID.
+    subscription: Annotated[str, _regex("subscription", GUID,
+                                        "use the subscription id, a GUID such as "
+                                        "0b1f6471-1bf0-4dda-aec3-cb9272f09590")]
+    resourceGroup: Annotated[str, _regex("resourceGroup", RESOURCE_GROUP, RESOURCE_GROUP_RULE)]
     location: Annotated[str, _regex("location", r"[a-z][a-z0-9]{1,30}",
                                     "use a location name such as westeurope")]
 

@@ -24,6 +24,8 @@ class ResourceKind:
     The pattern's named groups carry where the resource lives: ``account`` and
     ``region`` (AWS), ``project`` (GCP), ``subscription`` (Azure), and ``name``.
     Patterns are compiled on first use: most runs touch a few kinds of one cloud.
+    Azure patterns ignore case: ARM resource IDs are case-insensitive, and the portal, the CLI
+    and ARM's own responses spell the same ID differently.
     """
 
     provider: str
@@ -33,7 +35,7 @@ class ResourceKind:
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        return _compiled(self.source)
+        return _compiled(self.source, re.IGNORECASE if self.provider == "azure" else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +52,21 @@ class ParsedResource:
 
 
 @functools.cache
-def _compiled(source: str) -> re.Pattern[str]:
-    return re.compile(source)
+def _compiled(source: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(source, flags)
 
 
 def _kind(provider: str, name: str, pattern: str, example: str) -> ResourceKind:
     return ResourceKind(provider, name, pattern, example)
 
 
-_ARM_RG = r"/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})/resourceGroups/[-\w._()]{1,90}/providers"
+GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# Azure allows letters and digits in any script (.NET's Char.IsLetterOrDigit), which is
+# what \w matches in Python, besides _ - . ( ); a trailing period is refused.
+RESOURCE_GROUP = r"[-\w.()]{0,89}[-\w()]"
+RESOURCE_GROUP_RULE = ("1-90 letters, digits, underscores, hyphens, periods and parentheses, "
+                       "not ending in a period")
+_ARM_RG = rf"/subscriptions/(?P<subscription>{GUID})/resourceGroups/{RESOURCE_GROUP}/providers"
 
 KINDS: tuple[ResourceKind, ...] = (
     # --- AWS: ARNs; S3 bucket ARNs carry neither account nor region.
@@ -208,3 +216,79 @@ def kind_of(provider: str, text: str) -> str | None:
     """The kind name ``text`` matches on ``provider``, or None."""
     parsed = parse_resource(provider, text)
     return parsed.kind if parsed else None
+
+
+# How each cloud names resources, told apart by how the name starts: a manifest for one
+# cloud that lists another cloud's resource is told so, not that it "matches nothing".
+_FOREIGN_FORMS = (
+    ("aws", "an AWS ARN", re.compile(r"arn:")),
+    ("gcp", "a GCP resource name", re.compile(r"projects/|//[a-z]+\.googleapis\.com/")),
+    ("azure", "an Azure resource ID", re.compile(r"/subscriptions/", re.IGNORECASE)),
+)
+_RESOURCE_FORMS = {
+    "aws": "AWS resources are named by ARNs (arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE)",
+    "gcp": "GCP resources are named by resource names (projects/PROJECT/TYPE/NAME)",
+    "azure": "Azure resources are named by ARM resource IDs "
+             "(/subscriptions/SUBSCRIPTION_ID/resourceGroups/GROUP/providers/NAMESPACE/TYPE/NAME)",
+}
+_ARM_PREFIX = re.compile(r"/subscriptions/(?P<subscription>[^/]*)/resourceGroups/(?P<group>[^/]*)"
+                         r"/providers/(?P<rest>.+)", re.IGNORECASE)
+
+
+def unmatched_reason(provider: str, text: str, accepted: tuple[str, ...]) -> str:
+    """Why ``text``, which matches no kind of ``provider``, is not one of the ``accepted``
+    kinds, as a clause ("it is an AWS ARN, but ..."). Callers show the accepted forms after it."""
+    for cloud, what, start in _FOREIGN_FORMS:
+        if cloud != provider and start.match(text):
+            return f"it is {what}, but {_RESOURCE_FORMS[provider]}"
+    if provider == "azure":
+        return _arm_id_problem(text, accepted)
+    return "it matches no known resource kind"
+
+
+def _arm_types(resource_id: str) -> str:
+    """``Microsoft.KeyVault/vaults/secrets`` of ``.../providers/Microsoft.KeyVault/vaults/V/secrets/S``."""
+    m = _ARM_PREFIX.fullmatch(resource_id)
+    assert m is not None, resource_id
+    namespace, *pairs = m["rest"].split("/")
+    return "/".join([namespace, *pairs[0::2]])
+
+
+def _arm_id_problem(text: str, accepted: tuple[str, ...]) -> str:
+    """What is wrong with an ARM resource ID that matches none of the ``accepted`` kinds,
+    checked from the left so that the first wrong part is the one named."""
+    if re.search(r"\s", text):
+        return "it contains whitespace, which no ARM resource ID has"
+    if text.endswith("/"):
+        return "it ends with '/'; remove the trailing slash"
+    if "//" in text:
+        return "it has an empty segment ('//')"
+    m = _ARM_PREFIX.fullmatch(text)
+    if m is None:
+        return "it does not start with /subscriptions/SUBSCRIPTION_ID/resourceGroups/GROUP/providers/"
+    if not re.fullmatch(GUID, m["subscription"]):
+        return f"its subscription {m['subscription']!r} is not a subscription id (a GUID)"
+    if not re.fullmatch(RESOURCE_GROUP, m["group"]):
+        return f"its resource group {m['group']!r} is not valid: {RESOURCE_GROUP_RULE}"
+    namespace, *pairs = m["rest"].split("/")
+    if len(pairs) % 2:
+        return (f"a segment is missing: after {namespace} an ARM resource ID alternates TYPE/NAME, "
+                f"but {'/'.join(pairs)!r} has {len(pairs)} segments")
+    kinds = KINDS_BY_PROVIDER["azure"]
+    by_types = {_arm_types(kinds[k].example).lower(): k for k in accepted if k in kinds}
+    kind = by_types.get(_arm_types(text).lower())
+    if kind is None:
+        types = [_arm_types(kinds[k].example) for k in by_types.values()]
+        expected = types[0] if len(types) == 1 else f"one of {', '.join(types)}"
+        return f"it names a {_arm_types(text)} resource, not {expected}"
+    # The types are right, so a name is wrong: find it by putting the example's name in its
+    # place, one at a time, until the ID matches.
+    example = _ARM_PREFIX.fullmatch(kinds[kind].example)
+    assert example is not None
+    example_pairs = example["rest"].split("/")[1:]
+    head = text[:m.start("rest")] + namespace
+    for i in range(1, len(pairs), 2):
+        trial = [*pairs[:i], example_pairs[i], *pairs[i + 1:]]
+        if kinds[kind].pattern.fullmatch("/".join([head, *trial])):
+            return f"{pairs[i]!r} is not a valid name for {pairs[i - 1]} in a {kind}"
+    return f"its names are not valid for a {kind}"

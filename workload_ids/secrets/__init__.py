@@ -1,5 +1,5 @@
-"""Secret stores that receive issued keys: AWS Secrets Manager now; GCP Secret Manager
-and Azure Key Vault arrive with their backends. Found by name, SDKs imported on use."""
+"""Secret stores that receive issued keys: AWS Secrets Manager, GCP Secret Manager and
+Azure Key Vault. Found by name, SDKs imported on use."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .interface import SecretStore
 
 REGISTRY = {"aws-secrets-manager": "workload_ids.secrets.aws:SecretsManagerStore",
-            "gcp-secret-manager": "workload_ids.secrets.gcp:SecretManagerStore"}
+            "gcp-secret-manager": "workload_ids.secrets.gcp:SecretManagerStore",
+            "azure-key-vault": "workload_ids.secrets.azure:KeyVaultStore"}
 
 
 def create_store(name: str, config: Config, seam: CallSeam, target: str,

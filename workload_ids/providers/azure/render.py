@@ -93,7 +93,9 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     for (actions, data_actions), grants in sorted(by_permissions.items()):
         rid = role_definition_id(subscription, env, name,
                                  sorted({f"{g.source}#{g.entry}:{g.kind}" for g in grants}))
-        scopes = sorted({g.resource for g in grants})
+        # ARM ids are case-insensitive: one scope listed twice in different case is one scope.
+        scopes = sorted({g.resource.lower(): g.resource for g in sorted(grants, key=lambda g: g.resource)}
+                        .values())
         roles[rid] = {
             "roleName": role_name(env, name, rid),
             "description": workload.marker.as_text(),
