@@ -206,7 +206,8 @@ def secret_hygiene(caplog: pytest.LogCaptureFixture,
         def walk(value: Any) -> None:
             if isinstance(value, dict):
                 for k, v in value.items():
-                    if k in ("SecretAccessKey", "SessionToken") and isinstance(v, str):
+                    # AWS keys and sessions; Azure client secrets (Graph addPassword)
+                    if k in ("SecretAccessKey", "SessionToken", "secretText") and isinstance(v, str):
                         secrets.append(v)
                     if k == "SecretString" and isinstance(v, str):
                         try:

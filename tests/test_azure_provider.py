@@ -44,6 +44,9 @@ def azure_workload(access: str | None = None, federation: str | None = None, nam
             + "  access:\n" + access)
 
 
+KEY_MODE = azure_workload(name="vendor-sync", mode="key")
+
+
 @pytest.fixture
 def arm() -> Iterator[tuple[ArmEmulator, Config]]:
     with ArmEmulator(sandbox=False) as emulator:

@@ -216,7 +216,13 @@ def test_leaver_quarantine_release_delete_restore(cloud: Cloud, folder: Path) ->
 
 
 KEY_MANIFESTS = {"aws": ("test_rotation", "KEY_MODE", "vendor-sync"),
-                 "gcp": ("test_gcp_key_mode", "KEY_MODE", "vendor-sync")}
+                 "gcp": ("test_gcp_key_mode", "KEY_MODE", "vendor-sync"),
+                 "azure": ("test_azure_provider", "KEY_MODE", "vendor-sync")}
+# A client secret cannot be disabled, only removed: on Azure the retired key is gone at
+# the end of the overlap instead of kept inactive through the grace period.
+RETIRED = {"aws": [("current", "active"), ("retired", "inactive")],
+           "gcp": [("current", "active"), ("retired", "inactive")],
+           "azure": [("current", "active")]}
 
 
 def test_key_rotation_cycle(secret_hygiene: Any, cloud: Cloud, folder: Path,
@@ -239,12 +245,12 @@ def test_key_rotation_cycle(secret_hygiene: Any, cloud: Cloud, folder: Path,
 
     assert rotate(10) == [("current", "active")]
     assert rotate(31) == [("current", "active"), ("previous", "active")]
-    assert rotate(33.5) == [("current", "active"), ("retired", "inactive")]
+    assert rotate(33.5) == RETIRED[cloud.name]
     assert rotate(41) == [("current", "active")]
     emergency = run_cli("rotate", str(folder), "--now", name, "--output", "json")
     assert emergency.code == 0
     keys = json.loads(emergency.out)["workloads"][0]["keys"]
-    assert sorted((k["role"], k["status"]) for k in keys) == [("current", "active"), ("retired", "inactive")]
+    assert sorted((k["role"], k["status"]) for k in keys) == RETIRED[cloud.name]
 
 
 def _key_manifest(cloud: Cloud, name: str) -> str:

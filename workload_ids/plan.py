@@ -99,6 +99,7 @@ class ScopePrefetch:
         import concurrent.futures
         self.config = config
         self.seam = seam
+        self.start_calls = seam.stats.total  # the plan's count includes the reads made ahead
         self.providers: dict[str, Provider] = {}
         self._futures: dict[tuple[str, str], concurrent.futures.Future[list[ObservedIdentity]]] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
@@ -143,7 +144,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         if cw.provider not in providers:
             providers[cw.provider] = create_provider(cw.provider, config, seam)
     desired = [providers[cw.provider].desired(cw) for cw in compiled]
-    start_calls = seam.stats.total
+    start_calls = prefetch.start_calls if prefetch else seam.stats.total
     problems: list[Diagnostic] = []
     for name, provider in providers.items():
         problems.extend(provider.preflight([d for d in desired if d.workload.provider == name]))

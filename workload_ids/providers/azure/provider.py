@@ -16,6 +16,7 @@ everything again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -81,6 +82,8 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         # subscription -> every role assignment and our custom roles, from the last fleet read
         self._scope_assignments: dict[str, list[dict[str, str]]] = {}
         self._scope_principals: dict[str, set[str]] = {}
+        self._roles_cache: dict[str, dict[str, dict[str, Any]]] = {}
+        self._roles_lock = threading.Lock()
 
     # --- pure ------------------------------------------------------------------------
 
@@ -150,7 +153,30 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             raise self._cloud("msi.user_assigned_identities.get", exc) from exc
 
     def _custom_roles(self, subscription: str) -> dict[str, dict[str, Any]]:
-        """Our custom roles in the subscription (those whose description carries our marker)."""
+        """Our custom roles in the subscription (those whose description carries our marker),
+        read once per run and kept up to date with our own writes: ARM answers with every
+        custom role of the subscription, so an apply of many workloads must not re-read it
+        for each. A run that dies loses the copy; the next one reads afresh."""
+        with self._roles_lock:
+            cached = self._roles_cache.get(subscription)
+            if cached is not None:
+                return dict(cached)
+        found = self._read_custom_roles(subscription)
+        with self._roles_lock:
+            self._roles_cache.setdefault(subscription, found)
+            return dict(self._roles_cache[subscription])
+
+    def _remember_role(self, subscription: str, guid: str, role: dict[str, Any] | None) -> None:
+        with self._roles_lock:
+            cached = self._roles_cache.get(subscription)
+            if cached is None:
+                return
+            if role is None:
+                cached.pop(guid, None)
+            else:
+                cached[guid] = role
+
+    def _read_custom_roles(self, subscription: str) -> dict[str, dict[str, Any]]:
         authz = self.clients.authorization(subscription)
         found: dict[str, dict[str, Any]] = {}
         try:
@@ -283,7 +309,9 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             if self.seam.classify("azure", exc) is None:
                 raise
             raise self._cloud("msi.user_assigned_identities.list_by_subscription", exc) from exc
-        roles = self._custom_roles(target)
+        roles = self._read_custom_roles(target)
+        with self._roles_lock:
+            self._roles_cache[target] = dict(roles)
         assignments = self._assignments(target, None)
         by_principal: dict[str, list[Any]] = {}
         for a in assignments:
@@ -476,6 +504,7 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
                                         "not_data_actions": p["notDataActions"]}
                                        for p in role["permissions"]],
                                    "assignable_scopes": role["assignableScopes"]})
+                self._remember_role(subscription, guid, role)
         present = {str(a.name) for a in have
                    if wanted.get(str(a.name)) == _norm(_assignment_doc(subscription, a))}
         for name, assignment in want_assignments.items():
@@ -512,9 +541,11 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             try:
                 self.clients.call("authorization.role_definitions.delete", authz.role_definitions.delete,
                                   scope, guid)
+                self._remember_role(subscription, guid, None)
                 return
             except Exception as exc:
                 if self._kind(exc) == NOT_FOUND:
+                    self._remember_role(subscription, guid, None)
                     return
                 if self._kind(exc) != CONFLICT:
                     raise

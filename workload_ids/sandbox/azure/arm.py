@@ -175,13 +175,19 @@ class ArmEmulator:
     def __init__(self, *, sandbox: bool = True, tenant_id: str = "72f988bf-86f1-41af-91ab-2d7cd011db47",
                  clock: Clock = time.time, replication_delay: float = 0.0,
                  max_role_assignments_per_subscription: int = MAX_ROLE_ASSIGNMENTS_PER_SUBSCRIPTION,
-                 max_federated_credentials: int = MAX_FEDERATED_CREDENTIALS, page_size: int = 100) -> None:
+                 max_federated_credentials: int = MAX_FEDERATED_CREDENTIALS, page_size: int = 100,
+                 authorization_page_size: int = 5000) -> None:
         self.sandbox = sandbox
         self.tenant_id = tenant_id
         self.replication_delay = replication_delay
         self.max_role_assignments_per_subscription = max_role_assignments_per_subscription
         self.max_federated_credentials = max_federated_credentials
         self.page_size = page_size
+        # ARM documents no page sizes. Role definitions come in one answer (azure-cli
+        # #30579: one GET returns every definition), and we assume the same of role
+        # assignments, whose 4,000 per subscription fit one answer; identities and
+        # federated credentials are paged at ``page_size``. Tests set smaller sizes.
+        self.authorization_page_size = authorization_page_size
         self._clock = clock
         self._lock = threading.RLock()
         self._subscriptions: set[str] = set()
@@ -320,12 +326,13 @@ class ArmEmulator:
                 return 500, ArmError(500, "InternalServerError", repr(exc)).json_body()
         return 404, ArmError(404, "InvalidResourceType", f"{method} {path} is not emulated.").json_body()
 
-    def _page(self, path: str, query: Query, items: list[Json]) -> tuple[int, Json]:
+    def _page(self, path: str, query: Query, items: list[Json], size: int | None = None) -> tuple[int, Json]:
+        size = size or self.page_size
         start = int((query.get("$skipToken") or ["0"])[0] or 0)
-        page: Json = {"value": items[start:start + self.page_size]}
-        if start + self.page_size < len(items):
+        page: Json = {"value": items[start:start + size]}
+        if start + size < len(items):
             params = {k: v[0] for k, v in query.items() if k != "$skipToken"}
-            params["$skipToken"] = str(start + self.page_size)
+            params["$skipToken"] = str(start + size)
             page["nextLink"] = f"{self.url}{path}?{urlencode(params)}"
         return 200, page
 
@@ -560,7 +567,7 @@ class ArmEmulator:
                     _is_under(s, scope) for s in props["assignableScopes"]):
                 continue
             items.append(self._role_resource(scope, guid, props))
-        return self._page(m.group(0), query, items)
+        return self._page(m.group(0), query, items, self.authorization_page_size)
 
     # --- role assignments ------------------------------------------------------------
 
@@ -666,4 +673,4 @@ class ArmEmulator:
             if principal is not None and a["properties"]["principalId"].lower() != principal:
                 continue
             items.append(a)
-        return self._page(m.group(0), query, items)
+        return self._page(m.group(0), query, items, self.authorization_page_size)
