@@ -155,3 +155,69 @@ def test_dead_assignments_of_deleted_identities_are_found_and_removed(
         filter=f"principalId eq '{gone.principal_id}'")] == [foreign.name]
     removed = [r for r in records(Path("audit.jsonl")) if r["action"] == "remove-dead-grant"]
     assert sorted(r["before"]["scope"] for r in removed) == sorted(a.scope for a in left)
+
+
+def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any, manifests: Any,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key-mode workload is an application and its service principal: quarantine disables
+    the principal (its secret no longer gets a token) and removes its assignments; deletion
+    soft-deletes the application; restore brings back the application and the same
+    principal, so its secret and its assignments work again."""
+    from test_azure_provider import KEY_MODE
+
+    from workload_ids.config import load_config
+    from workload_ids.providers.azure.graph import GraphClient
+    from workload_ids.secrets.azure import KeyVaultStore
+    local = start_local_azure()
+    try:
+        Path("owners.yaml").write_text(OWNERS)
+        Path("workload-ids.yaml").write_text(
+            local.config_block() + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
+            "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\ncredentials: {verify: {interval: 0s}}\n")
+        folder = manifests({"vendor.yaml": KEY_MODE.replace("owner: team-payments", "owner: alice")})
+        applied = run_cli("apply", "--auto-approve", str(folder), "--output", "json")
+        assert applied.code == 0, applied.err + applied.out
+        secret_hygiene.append(applied.out)
+        graph = GraphClient(StaticTokenCredential(), **local.graph.client_kwargs())
+        [app] = graph.find_applications("displayName eq 'wid-prod-vendor-sync'")
+        principal = graph.get_service_principal_by_app_id(app["appId"])
+        _, authz = arm_clients(local)
+
+        def scopes() -> list[str]:
+            return sorted(a.scope for a in authz.role_assignments.list_for_subscription(
+                filter=f"principalId eq '{principal['id']}'"))
+        granted = scopes()
+        assert len(granted) == 2
+        from workload_ids.calls import CallSeam
+        store = KeyVaultStore(load_config(), CallSeam(), SUB)
+        stored = store.describe("workload-ids/prod/vendor-sync")
+        key_id = stored.current_key()
+        assert key_id is not None and [c["keyId"] for c in app["passwordCredentials"]] == [key_id]
+        secret = store.read_key("workload-ids/prod/vendor-sync", key_id).reveal()
+
+        def works() -> bool:
+            return graph.client_secret_works(local.arm.tenant_id, app["appId"], secret)
+        assert works()
+
+        monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+        quarantined = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+        assert quarantined.code == 0, quarantined.err
+        results = json.loads(quarantined.out)["results"]
+        assert [(r["action"], r["ok"]) for r in results] == [("quarantine", True)]
+        assert graph.get_service_principal(principal["id"])["accountEnabled"] is False
+        assert scopes() == [] and not works()
+
+        monkeypatch.setenv("WORKLOAD_IDS_CLOCK", AFTER_GRACE)
+        deleted = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+        assert [(r["action"], r["ok"]) for r in json.loads(deleted.out)["results"]] == [("delete", True)]
+        assert graph.find_applications("displayName eq 'wid-prod-vendor-sync'") == []
+        assert [d["id"] for d in graph.list_deleted_applications()] == [app["id"]]
+
+        restored = run_cli("restore", "wid-prod-vendor-sync")
+        assert restored.code == 0, restored.err + restored.out
+        again = graph.get_service_principal_by_app_id(app["appId"])
+        assert again["id"] == principal["id"] and again["accountEnabled"] is True
+        assert scopes() == granted and works()
+        assert run_cli("audit", "verify").code == 0
+    finally:
+        local.stop()
