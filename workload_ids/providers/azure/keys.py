@@ -29,6 +29,7 @@ from . import render
 if TYPE_CHECKING:
     from ...calls import CallSeam
     from .clients import AzureClients
+    from .provider import OurRoles
 
 log = logging.getLogger(__name__)
 OURS_FILTER = "tags/any(t:t eq 'workload-ids:managed-by=workload-ids')"
@@ -60,10 +61,10 @@ class AzureKeyMixin:
         def _kind(self, exc: BaseException) -> str | None: ...
         def _call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any: ...
         def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
-        def _custom_roles(self, subscription: str) -> dict[str, dict[str, Any]]: ...
+        def _custom_roles(self, subscription: str) -> OurRoles: ...
         def _assignments(self, subscription: str, principal: str | None) -> list[Any]: ...
         def _observed_app(self, subscription: str, app: Mapping[str, Any],
-                          principal: Mapping[str, Any] | None, roles: Mapping[str, dict[str, Any]],
+                          principal: Mapping[str, Any] | None, roles: OurRoles,
                           assignments: Sequence[Any]) -> ObservedIdentity: ...
         def _access_changes(self, change: Any, want: Mapping[str, Any],
                             have: Mapping[str, Any]) -> list[Change]: ...
@@ -116,11 +117,12 @@ class AzureKeyMixin:
         sub = desired.workload.target
         principal = self._service_principal(str(app["appId"]))
         if Marker.from_tags(tags_of(app.get("tags"))) is None or principal is None:
-            return self._observed_app(sub, app, principal, {}, [])
+            from .provider import OurRoles
+            return self._observed_app(sub, app, principal, OurRoles(), [])
         return self._observed_app(sub, app, principal, self._custom_roles(sub),
                                   self._assignments(sub, str(principal["id"])))
 
-    def _observe_applications(self, target: str, roles: Mapping[str, dict[str, Any]],
+    def _observe_applications(self, target: str, roles: OurRoles,
                               by_principal: Mapping[str, list[Any]],
                               principals: set[str]) -> list[ObservedIdentity]:
         """Our applications of this subscription, and their service principals: two list
