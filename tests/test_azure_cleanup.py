@@ -16,7 +16,7 @@ import pytest
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
 from conftest import run_cli
-from test_azure_provider import RG, SUB, azure_workload
+from test_azure_provider import CONTAINER, RG, SUB, TOPIC, azure_workload
 
 from workload_ids.audit import records
 from workload_ids.clock import format_time
@@ -36,7 +36,8 @@ START, AFTER_GRACE = format_time(_START), format_time(_START + timedelta(days=8)
 @pytest.fixture
 def azure_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalAzure, Path]]:
     local = start_local_azure(sandbox=False)
-    local.arm.add_resource_group(SUB, RG)
+    for resource in (CONTAINER, TOPIC):
+        local.arm.add_resource(resource)
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(
         local.config_block() + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"

@@ -50,7 +50,8 @@ KEY_MODE = azure_workload(name="vendor-sync", mode="key")
 @pytest.fixture
 def arm() -> Iterator[tuple[ArmEmulator, Config]]:
     with ArmEmulator(sandbox=False) as emulator:
-        emulator.add_resource_group(SUB, RG)
+        for resource in (CONTAINER, CONTAINER_B, TOPIC):
+            emulator.add_resource(resource)
         config = Config(ConfigFile.model_validate({"azure": {
             "armEndpoint": emulator.url, "caBundle": emulator.ca_bundle_path, "sandboxCredentials": True}}),
             Path.cwd(), None)
@@ -170,4 +171,14 @@ def test_missing_resource_group_is_a_clear_cloud_error(tmp_path: Path,
     from workload_ids.errors import CloudError
     text = azure_workload().replace(f"resourceGroup: {RG}", "resourceGroup: rg-missing")
     with pytest.raises(CloudError, match="ResourceGroupNotFound"):
+        converge(tmp_path, text, config)
+
+
+def test_a_missing_target_resource_is_a_clear_cloud_error(tmp_path: Path,
+                                                          arm: tuple[ArmEmulator, Config]) -> None:
+    _, config = arm
+    from workload_ids.errors import CloudError
+    missing = f"{BASE}/Microsoft.ServiceBus/namespaces/acme-orders/topics/not-there"
+    text = azure_workload(access=f"    - template: topic.publish\n      resources: [{missing}]\n")
+    with pytest.raises(CloudError, match=f"ResourceNotFound: .*{missing}"):
         converge(tmp_path, text, config)

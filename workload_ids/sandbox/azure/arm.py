@@ -15,8 +15,9 @@ enforces the ARM rules a provider must cope with:
 * 4,000 role assignments per subscription (``RoleAssignmentLimitExceeded``; configurable);
 * ``PrincipalNotFound`` (400) for a principal the directory does not know, or one created
   less than ``replication_delay`` seconds ago when ``principalType`` is not set;
-* unknown resource groups (404 ``ResourceGroupNotFound``) and subscriptions
-  (404 ``SubscriptionNotFound``) unless ``sandbox=True``, which creates them on first use.
+* unknown resource groups (404 ``ResourceGroupNotFound``), subscriptions
+  (404 ``SubscriptionNotFound``) and target resources named in a scope (404
+  ``ResourceNotFound``) unless ``sandbox=True``, which creates them on first use.
 
 Bearer authentication in azure-core refuses plain HTTP, so the server speaks TLS with a
 certificate from a throwaway ``trustme`` CA; clients trust it through
@@ -192,6 +193,7 @@ class ArmEmulator:
         self._lock = threading.RLock()
         self._subscriptions: set[str] = set()
         self._resource_groups: dict[tuple[str, str], str] = {}  # (sub, rg lower) -> rg as created
+        self._resources: set[str] = set()  # lower-case ids of target resources
         self._identities: dict[tuple[str, str, str], _Identity] = {}
         self._principals: dict[str, _Principal] = {}
         self._role_definitions: dict[str, Json] = {}  # guid lower -> properties (custom roles only)
@@ -209,6 +211,25 @@ class ArmEmulator:
         """Make ``subscription`` known (idempotent)."""
         with self._lock:
             self._subscriptions.add(subscription.lower())
+
+    def add_resource(self, resource_id: str) -> None:
+        """Make a target resource (a storage container, a topic) exist, with its group."""
+        match = _SUB_SCOPE.fullmatch(_norm_scope(resource_id))
+        if match is None or match.group(2) is None:
+            raise ValueError(f"not a resource id: {resource_id}")
+        with self._lock:
+            self.add_resource_group(match.group(1), match.group(2))
+            self._resources.add(_norm_scope(resource_id).lower())
+
+    def _resource(self, scope: str) -> None:
+        """A scope below a resource group names a resource: 404 unless it (or a resource it
+        is part of) exists; the sandbox creates it on first reference."""
+        lowered = scope.lower()
+        if any(lowered == r or lowered.startswith(r + "/") for r in self._resources):
+            return
+        if not self.sandbox:
+            raise ArmError(404, "ResourceNotFound", f"The Resource '{scope}' was not found.")
+        self._resources.add(lowered)
 
     def add_resource_group(self, subscription: str, name: str) -> None:
         """Create resource group ``name`` (and its subscription) if needed."""
@@ -360,6 +381,8 @@ class ArmEmulator:
         if match is not None:
             if match.group(2) is not None:
                 self._resource_group(match.group(1), match.group(2))
+                if "/providers/" in scope.lower():
+                    self._resource(scope)
             else:
                 self._subscription(match.group(1))
         elif scope != "/" and not scope.lower().startswith(_MANAGEMENT_GROUPS):
