@@ -64,7 +64,7 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # Entra secrets are 40 characters: a 3-character hint, a version marker, then random text.
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "_-.~"
-_SECRET_MARKER = "8Q~"
+_SECRET_MARKER = "8Q~"  # the format marker inside generated secrets, not a secret  # nosec B105
 _APPLICATION_FIELDS = frozenset({"displayName", "tags", "notes", "description", "signInAudience"})
 _SERVICE_PRINCIPAL_FIELDS = frozenset({"displayName", "tags", "notes", "description", "accountEnabled"})
 _APPLICATION_FILTERABLE = frozenset({"id", "appId", "displayName", "tags", "identifierUris"})
@@ -824,5 +824,6 @@ class GraphEmulator:
             raise TokenError(400, "unauthorized_client", 7000112,
                              f"Application '{app.app_id}'({app.display_name}) is disabled.")
         self.tokens_issued += 1
-        return 200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+        return 200, {"token_type": "Bearer", "expires_in": 3599,  # a token type, not a secret  # nosec B105
+                     "ext_expires_in": 3599,
                      "access_token": secrets.token_urlsafe(48)}
