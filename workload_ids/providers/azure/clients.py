@@ -40,6 +40,9 @@ AUTHORITY = "https://login.microsoftonline.com"
 # ARM answers these with 400 while a new principal replicates, or while a deletion
 # settles: worth a retry with backoff, unlike other 400s.
 _TRANSIENT_CODES = frozenset({"PrincipalNotFound", "RetryableError", "AnotherOperationInProgress"})
+# Graph says so with a 400 while a new application has not reached every replica (Vault's
+# Azure secrets engine retries on the same text).
+_REPLICATING = ("does not reference a valid application object",)
 
 
 class StaticTokenCredential:
@@ -87,7 +90,7 @@ def classify(exc: BaseException) -> ErrorInfo | None:
         return ErrorInfo(THROTTLE, code, message)
     if isinstance(status, int) and status >= 500:
         return ErrorInfo(TRANSIENT, code, message)
-    if code in _TRANSIENT_CODES:
+    if code in _TRANSIENT_CODES or any(text in message for text in _REPLICATING):
         return ErrorInfo(TRANSIENT, code, message)
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         return ErrorInfo(NOT_FOUND, code, message)

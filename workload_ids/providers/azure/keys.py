@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OURS_FILTER = "tags/any(t:t eq 'workload-ids:managed-by=workload-ids')"
 EXPIRY_MARGIN = timedelta(days=30)
+# As for GCP's new service accounts (terraform-provider-google's rule): seen 3 times in a
+# row within a bounded wait.
+VISIBLE_READS = 3
+VISIBLE_WAIT_SECONDS = 180.0
 
 
 def tags_of(values: Sequence[str] | None) -> dict[str, str]:
@@ -197,6 +201,32 @@ class AzureKeyMixin:
                 raise
             raise self._cloud(f"azure.{change.action}", exc) from exc
 
+    def _await_visible(self, object_id: str) -> None:
+        """Wait until a new application reads back :data:`VISIBLE_READS` times in a row:
+        Entra replicates new objects for seconds, and edits of one a replica does not
+        know yet fail with 404."""
+        streak, waited, attempt = 0, 0.0, 0
+        while streak < VISIBLE_READS:
+            try:
+                self._graph("get_application", object_id)
+                streak += 1
+                delay = 0.25 if streak < VISIBLE_READS else 0.0
+            except Exception as exc:
+                if self._kind(exc) != NOT_FOUND:
+                    raise
+                streak, attempt = 0, attempt + 1
+                delay = min(10.0, 0.5 * 2 ** attempt)
+            if waited + delay > VISIBLE_WAIT_SECONDS:
+                from ...errors import CloudError
+                raise CloudError("graph.get_application", "Request_ResourceNotFound",
+                                 f"application {object_id} was created but Entra still does not show it "
+                                 f"after {VISIBLE_WAIT_SECONDS:.0f} s",
+                                 "Entra is replicating the new application; rerun apply in a few minutes "
+                                 "(reruns converge)")
+            if delay:
+                self.seam.sleep(delay)
+                waited += delay
+
     def _require_app(self, desired: DesiredIdentity) -> dict[str, Any]:
         app = self._find_app(desired)
         if app is None or Marker.from_tags(tags_of(app.get("tags"))) is None:
@@ -217,6 +247,7 @@ class AzureKeyMixin:
             pending = {**desired.tags, "workload-ids:manifest-sha256": PENDING_DIGEST}
             app = self._graph("create_application", desired.name, tag_list(pending),
                               f"Managed by workload-ids: {w.label}. Changes are overwritten.")
+            self._await_visible(str(app["id"]))
         principal = self._service_principal(str(app["appId"]))
         if principal is None:
             try:

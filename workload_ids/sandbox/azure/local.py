@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,15 +43,21 @@ class LocalAzure:
             self._tmpdir = ""
 
 
-def start_local_azure(*, sandbox: bool = True) -> LocalAzure:
+def start_local_azure(*, sandbox: bool = True, clock: Callable[[], float] | None = None,
+                      replication_delay: float = 0.0) -> LocalAzure:
     """Start ARM, Graph and Key Vault; ``sandbox=False`` makes unknown subscriptions and
-    resource groups 404, as tests of those paths need."""
+    resource groups 404, as tests of those paths need. ``replication_delay`` seconds (on
+    ``clock``) pass before Entra and ARM know a new principal, application or secret."""
+    import time
+
     from .arm import ArmEmulator
     from .graph import GraphEmulator
     from .keyvault import KeyVaultEmulator
-    arm = ArmEmulator(sandbox=sandbox)
-    graph = GraphEmulator(directory=arm, tenant_id=arm.tenant_id)
-    vault = KeyVaultEmulator()
+    clock = clock or time.time
+    arm = ArmEmulator(sandbox=sandbox, clock=clock, replication_delay=replication_delay)
+    graph = GraphEmulator(directory=arm, tenant_id=arm.tenant_id, clock=clock,
+                          replication_delay=replication_delay)
+    vault = KeyVaultEmulator(clock=clock)
     local = LocalAzure(arm, graph, vault)
     urls = [arm.start(), graph.start(), vault.start()]
     local._tmpdir = tempfile.mkdtemp(prefix="local-azure-")
