@@ -190,18 +190,8 @@ def run_cli(*args: str) -> CliResult:  # type: ignore[no-redef]
     return result
 
 
-@pytest.fixture
-def secret_hygiene(caplog: pytest.LogCaptureFixture,
-                   capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
-    """Records every secret the tool is handed by a cloud call during the test, and fails
-    the test if any of them appears in CLI output, captured stdout/stderr, log records or
-    files the test registers (JSON output, audit log) by appending their paths' text."""
-    import logging
-
-    from workload_ids import calls
-
-    secrets: list[str] = []
-
+def _secrets_watcher(secrets: list[str]) -> Any:
+    """A seam result hook that records every secret a cloud call hands the tool."""
     def watch(record: Any, result: Any) -> None:
         def walk(value: Any) -> None:
             if isinstance(value, dict):
@@ -225,7 +215,17 @@ def secret_hygiene(caplog: pytest.LogCaptureFixture,
             document = json.loads(data)
             secrets.append(document["private_key"].split("-----")[2].strip().split("\n")[0])
             secrets.append(document["private_key"])
+    return watch
 
+
+def _hygiene(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+             require_secret: bool) -> Iterator[list[str]]:
+    import logging
+
+    from workload_ids import calls
+
+    secrets: list[str] = []
+    watch = _secrets_watcher(secrets)
     caplog.set_level(logging.INFO)
     CAPTURED.clear()
     extra: list[str] = []
@@ -234,10 +234,35 @@ def secret_hygiene(caplog: pytest.LogCaptureFixture,
         yield extra
     finally:
         calls.RESULT_HOOKS.remove(watch)
-    out, err = capsys.readouterr()
-    haystack = "\n".join([*CAPTURED, out, err, *extra, *(r.getMessage() for r in caplog.records)])
     issued = [s for s in secrets if s and s not in ("testing",)]
-    assert issued, "the test issued no secret; the hygiene check would prove nothing"
+    if require_secret:
+        assert issued, "the test issued no secret; the hygiene check would prove nothing"
+    if not issued:
+        return
+    out, err = capsys.readouterr()
+    audit = [p.read_text(errors="replace") for p in Path.cwd().glob("**/audit.jsonl")]
+    haystack = "\n".join([*CAPTURED, out, err, *extra, *audit, *(r.getMessage() for r in caplog.records)])
     for secret in issued:
         for piece in {secret, secret[:16], json.dumps(secret)[1:-1]}:
-            assert piece not in haystack, "a secret value appeared in output or logs"
+            assert piece not in haystack, "a secret value appeared in output, logs or the audit log"
+
+
+@pytest.fixture
+def secret_hygiene(caplog: pytest.LogCaptureFixture,
+                   capsys: pytest.CaptureFixture[str]) -> Iterator[list[str]]:
+    """Records every secret the tool is handed by a cloud call during the test, and fails
+    the test if any of them appears in CLI output, captured stdout/stderr, log records, the
+    audit log, or text the test registers (JSON output) by appending it; fails too if the
+    test issued no secret at all."""
+    yield from _hygiene(caplog, capsys, require_secret=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_leaks(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture,
+                     capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """The same check on every test that issues a credential, on every provider."""
+    if "secret_hygiene" in request.fixturenames:
+        yield
+        return
+    for _ in _hygiene(caplog, capsys, require_secret=False):
+        yield
