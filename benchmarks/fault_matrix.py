@@ -21,14 +21,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fault_matrix import OPERATIONS, PROVIDERS, run_matrix
+from fault_matrix import OPERATIONS, PROVIDERS, run_matrix, run_storm
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--provider", default=",".join(PROVIDERS))
     parser.add_argument("--operation", default=",".join(OPERATIONS))
+    parser.add_argument("--storm", action="store_true",
+                        help="instead: each operation under 30%% throttling and 5%% 5xx (seeded)")
+    parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    if args.storm:
+        return storm(args.provider.split(","), args.operation.split(","), args.seed)
     rows = []
     started = time.monotonic()
     for provider in args.provider.split(","):
@@ -52,6 +57,21 @@ def main() -> int:
     print()
     print(f"fault points: {points}, divergences: {divergences} ({time.monotonic() - started:.0f} s)")
     return 1 if divergences else 0
+
+
+def storm(providers: list[str], operations: list[str], seed: int) -> int:
+    """Each operation under a seeded storm: it must end where a clean run ends."""
+    print("| provider | operation | attempts | retries | throttled | 5xx | end state as clean |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    bad = 0
+    for provider in providers:
+        for operation in operations:
+            outcome = run_storm(provider, operation, seed=seed)
+            bad += not outcome.same_end_state
+            print(f"| {provider} | {operation} | {outcome.calls} | {outcome.retries} | "
+                  f"{outcome.failures.get('throttle', 0)} | {outcome.failures.get('transient', 0)} | "
+                  f"{'yes' if outcome.same_end_state else 'NO'} |", flush=True)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
