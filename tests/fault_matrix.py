@@ -328,7 +328,8 @@ class Outcome:
 
 def _in_fresh_dir(cloud_name: str, operation: str, start: datetime,
                   fault: tuple[int, str] | None, *, storm: Any = None,
-                  seams: list[CallSeam] | None = None) -> tuple[int, dict[str, Any], Any, Any]:
+                  seams: list[CallSeam] | None = None,
+                  rerun: bool = True) -> tuple[int, dict[str, Any], Any, Any]:
     """One run on a fresh cloud in a fresh folder: (calls of the operation, end state,
     the decoy before, the decoy after). With ``storm`` (a seam fault), the operation runs
     with retries under it and must succeed; its seam is appended to ``seams``."""
@@ -355,7 +356,7 @@ def _in_fresh_dir(cloud_name: str, operation: str, start: datetime,
                 with contextlib.suppress(Killed, Exception):  # the failure is the point
                     step.run(seam)
             calls = seam.stats.total
-            if fault is not None:
+            if fault is not None and rerun:
                 step.rerun()
             state = end_state(cloud, Path(tmp) / "manifests")
             with contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):  # type: ignore[type-var]

@@ -4,8 +4,10 @@ operation under a seeded storm. ``benchmarks/fault_matrix.py`` runs every point.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
-from fault_matrix import OPERATIONS, PROVIDERS, run_matrix, run_storm
+from fault_matrix import OPERATIONS, PROVIDERS, _in_fresh_dir, run_matrix, run_storm
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)
@@ -26,3 +28,13 @@ def test_an_operation_succeeds_under_a_throttling_storm(provider: str, operation
     # the seam's 8 attempts per call, in practice about half a retry per call.
     assert storm.retries >= 1 and storm.failures.get("throttle", 0) >= 1
     assert storm.retries <= storm.calls * 0.8
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_matrix_sees_a_failure_that_is_not_repaired(provider: str) -> None:
+    """Without the rerun, a kill half-way through a create leaves a state that differs
+    from the clean run's: the comparison can fail."""
+    start = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    calls, clean, _, _ = _in_fresh_dir(provider, "apply-create", start, None)
+    _, broken, _, _ = _in_fresh_dir(provider, "apply-create", start, (calls // 2, "kill"), rerun=False)
+    assert broken != clean
