@@ -90,7 +90,7 @@ def test_folder_without_workloads_is_an_error(manifests: Any) -> None:
     folder = manifests({"owners.yaml": (EXAMPLES / "owners.yaml").read_text(encoding="utf-8")})
     result = no_traceback(run_cli("validate", str(folder)))
     assert result.code == 1
-    assert "no workload manifests (kind: Workload) found" in result.err
+    assert f"{folder}:1:1: no workload manifest (kind: Workload) found here" in result.err
 
 
 def test_hidden_folders_are_not_searched(manifests: Any) -> None:

@@ -90,8 +90,10 @@ def _validated(args: argparse.Namespace, config: Config, out: Output,
             out.note(str(d))
     result.raise_for_errors()
     if not result.compiled and not skip:
-        from .errors import UserError
-        raise UserError(f"no workload manifests (kind: Workload) found in {' '.join(args.paths)}")
+        from .errors import Diagnostic, InputErrors, Position
+        raise InputErrors([Diagnostic(Position(str(path)), "no workload manifest (kind: Workload) found "
+                                      "here; pass the files or folders that hold them")
+                           for path in args.paths])
     return result
 
 

@@ -92,6 +92,9 @@ def _pos(path: str, node: yaml.Node) -> Position:
     return Position(path, mark.line + 1, mark.column + 1)
 
 
+# Deeper than any manifest, config or template needs; well inside Python's recursion limit.
+MAX_DEPTH = 64
+
 _STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _SAFE = yaml.constructor.SafeConstructor()
 
@@ -111,10 +114,14 @@ def _construct(root: yaml.Node) -> Any:
     def error(message: str, node: yaml.Node) -> yaml.constructor.ConstructorError:
         return yaml.constructor.ConstructorError(None, None, message, node.start_mark)
 
-    def build(node: yaml.Node) -> Any:
+    def build(node: yaml.Node, depth: int = 0) -> Any:
         key = id(node)
         if key in built:
             return built[key]
+        if depth > MAX_DEPTH:
+            # Without a limit, a deeply nested value (libyaml allows 1,000 levels) ends
+            # in a RecursionError here instead of a message.
+            raise error(f"nested more than {MAX_DEPTH} levels deep; manifests need far fewer", node)
         if isinstance(node, yaml.ScalarNode):
             value: Any = node.value if node.tag == _STR else _scalar(node)
         elif isinstance(node, yaml.MappingNode) and node.tag == _MAP:
@@ -130,16 +137,19 @@ def _construct(root: yaml.Node) -> Any:
                 name = k.value if k.tag == _STR else _scalar(k)
                 if name in value:
                     raise error(f"duplicate key {k.value!r}", k)
-                value[name] = build(v)
+                value[name] = build(v, depth + 1)
             active.discard(key)
         elif isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
             if key in active:
                 raise error("recursive YAML aliases are not supported in manifests", node)
             active.add(key)
-            value = [build(item) for item in node.value]
+            value = [build(item, depth + 1) for item in node.value]
             active.discard(key)
         else:  # an explicitly tagged collection (!!set, !!omap, ...): PyYAML's rules
-            value = yaml.constructor.SafeConstructor().construct_document(node)
+            try:
+                value = yaml.constructor.SafeConstructor().construct_document(node)
+            except (ValueError, TypeError, LookupError, AttributeError, RecursionError) as exc:
+                raise error(f"cannot read this {node.tag.rsplit(':', 1)[-1]} value: {exc}", node) from None
         built[key] = value
         return value
 
@@ -151,7 +161,18 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if constructor is None:
         raise yaml.constructor.ConstructorError(
             None, None, f"could not determine a constructor for the tag {node.tag!r}", node.start_mark)
-    return constructor(_SAFE, node)
+    try:
+        return constructor(_SAFE, node)
+    except (ValueError, TypeError, LookupError, AttributeError) as exc:
+        # PyYAML's constructors trust the resolver: a plain 2024-13-01 (a timestamp by
+        # its shape), 5,000 digits (over Python's int limit) or an explicit !!int x end
+        # in a bare ValueError, KeyError or AttributeError.
+        kind = node.tag.rsplit(":", 1)[-1]
+        shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+        why = f" ({exc})" if isinstance(exc, ValueError) and len(str(exc)) < 80 else ""
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{shown!r} is not a valid {kind}{why}; quote it to write a string",
+            node.start_mark) from None
 
 
 def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnostic]]:
@@ -178,6 +199,20 @@ def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnosti
         if exc.context and opened and failed and (opened.line, opened.column) != (failed.line, failed.column):
             problem += f" ({exc.context} at line {opened.line + 1}, column {opened.column + 1})"
         return docs, [Diagnostic(pos, f"invalid YAML: {problem}")]
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ESC, ...)
+        return docs, [Diagnostic(_reader_position(path, text, exc),
+                                 f"invalid YAML: the character U+{exc.character:04X} is not allowed "
+                                 f"({exc.reason}); remove it, or write it as an escape (\\x{exc.character:02X}) "
+                                 "in a double-quoted string")]
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         return docs, [Diagnostic(Position(path), f"invalid YAML: {exc}")]
     return docs, []
+
+
+def _reader_position(path: str, text: str, exc: yaml.reader.ReaderError) -> Position:
+    """Where the reader stopped: libyaml counts bytes of UTF-8, PyYAML characters."""
+    offset = exc.position if isinstance(exc.position, int) else 0
+    before = text.encode("utf-8")[:offset].decode("utf-8", "ignore") if _Loader is not yaml.SafeLoader \
+        else text[:offset]
+    line_start = before.rfind("\n") + 1
+    return Position(path, before.count("\n") + 1, len(before) - line_start + 1)

@@ -73,7 +73,7 @@ class FileDirectory:
         try:
             # utf-8-sig: spreadsheets save CSV with a byte order mark.
             text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL in the path
             raise InputErrors([Diagnostic(Position(shown), f"cannot read the owners file: {exc}; "
                                                            "fix owners.path in the config")]) from None
         entries, problems = _csv(text, shown) if path.suffix.lower() == ".csv" else _yaml(text, shown)
