@@ -100,3 +100,12 @@ def test_secret_manager_through_the_seam(endpoints: dict[str, str]) -> None:
         "secret": {"replication": {"automatic": {}}, "labels": {"managed-by": "workload-ids"}}})
     assert secret.labels["managed-by"] == "workload-ids"
     assert seam.stats.calls["gcp:secretmanager.create_secret"] == 1
+
+
+def test_http_429_is_throttling_like_resource_exhausted() -> None:
+    """Over REST (Resource Manager) a quota answer is TooManyRequests, which is not a
+    ResourceExhausted: both must be retried as throttling (the storm test found this)."""
+    for exc in (gx.TooManyRequests("Quota exceeded for quota metric 'Read requests'"),
+                gx.ResourceExhausted("Quota exceeded for quota metric 'Read requests'")):
+        info = classify(exc)
+        assert info is not None and info.kind == "throttle", exc

@@ -40,7 +40,7 @@ def classify(exc: BaseException) -> ErrorInfo | None:
         return None
     code = type(exc).__name__
     message = str(getattr(exc, "message", "") or exc)
-    if isinstance(exc, gx.ResourceExhausted):  # also TooManyRequests (HTTP 429)
+    if isinstance(exc, gx.ResourceExhausted | gx.TooManyRequests):  # gRPC, and HTTP 429 over REST
         hard = any(text in message.lower() for text in _HARD_LIMITS)
         return ErrorInfo(OTHER if hard else THROTTLE, code, message)
     if isinstance(exc, gx.ServiceUnavailable | gx.InternalServerError | gx.DeadlineExceeded
