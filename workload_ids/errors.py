@@ -30,7 +30,16 @@ class Diagnostic:
     def __str__(self) -> str:
         where = f"{self.position}: " if self.position else ""
         label = "" if self.severity == "error" else f"{self.severity}: "
-        return f"{where}{label}{self.message}"
+        return f"{where}{label}{printable(self.message)}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control and line-separator characters escaped: a name copied from the
+    input into a message must not start a new, unpositioned line or move the cursor."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 class WorkloadIdsError(Exception):

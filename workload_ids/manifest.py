@@ -320,7 +320,8 @@ def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
         close = difflib.get_close_matches(field, allowed, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         listing = f" (allowed here: {', '.join(allowed)})" if allowed else ""
-        return f"unknown field '{field}'{hint}{listing}"
+        shown = field.encode("unicode_escape").decode("ascii") if "\n" in field else field
+        return f"unknown field '{shown}'{hint}{listing}"
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"'{field}' must be one of {expected}, not {error.get('input')!r}"

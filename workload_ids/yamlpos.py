@@ -202,8 +202,8 @@ def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnosti
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, ESC, ...)
         return docs, [Diagnostic(_reader_position(path, text, exc),
                                  f"invalid YAML: the character U+{exc.character:04X} is not allowed "
-                                 f"({exc.reason}); remove it, or write it as an escape (\\x{exc.character:02X}) "
-                                 "in a double-quoted string")]
+                                 f"({exc.reason}); remove it, or write it as an escape "
+                                 f"(\\x{exc.character:02X}) in a double-quoted string")]
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         return docs, [Diagnostic(Position(path), f"invalid YAML: {exc}")]
     return docs, []
