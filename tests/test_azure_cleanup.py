@@ -199,6 +199,10 @@ def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any,
         def works() -> bool:
             return graph.client_secret_works(local.arm.tenant_id, app["appId"], secret)
         assert works()
+        listed = json.loads(run_cli("inventory", str(folder), "--output", "json").out)["identities"]
+        [row] = [r for r in listed if r["identity"] == "wid-prod-vendor-sync"]
+        assert [(k["id"], k["role"], k["status"]) for k in row["keys"]] == [(key_id, "current", "active")]
+        assert row["secret"] == "workload-ids/prod/vendor-sync"
 
         monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
         quarantined = run_cli("cleanup", str(folder), "--apply", "--output", "json")

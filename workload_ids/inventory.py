@@ -39,7 +39,7 @@ class InventoryRow:
                "identity": self.identity, "workload": self.workload,
                "environment": self.environment, "owner": self.owner,
                "declared": self.declared, "lastUsed": self.last_used, "quarantine": self.quarantine}
-        if self.kind == "user":
+        if self.kind == "user" or self.secret is not None:  # a key-mode identity
             doc.update(keys=list(self.keys), secret=self.secret, nextStep=self.next_step,
                        nextAt=self.next_at)
         return doc
@@ -78,18 +78,17 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
             last = o.extra.get("lastUsed")
             keys: tuple[dict[str, Any], ...] = ()
             step = when = secret = None
-            if o.kind == "user":
-                declared_cw = key_mode.get((name, target, label))
-                if declared_cw is not None:
-                    cycle = lifecycle(backend.desired(declared_cw), backend, config, seam)
-                    cycle._describe(cycle.read())
-                    keys, step, secret = tuple(cycle.report.keys), cycle.report.next_step, cycle.secret
-                    when = format_time(cycle.report.next_at) if cycle.report.next_at else None
-                else:
-                    now = clock_now()
-                    keys = tuple({"id": k.key_id, "status": k.status, "created": format_time(k.created),
-                                  "ageDays": round((now - k.created).total_seconds() / 86400, 1)}
-                                 for k in getattr(backend, "list_keys_of")(target, o.name))  # noqa: B009 - AWS only so far
+            declared_cw = key_mode.get((name, target, label))
+            if declared_cw is not None:  # any cloud: the key lifecycle as rotate sees it
+                cycle = lifecycle(backend.desired(declared_cw), backend, config, seam)
+                cycle._describe(cycle.read())
+                keys, step, secret = tuple(cycle.report.keys), cycle.report.next_step, cycle.secret
+                when = format_time(cycle.report.next_at) if cycle.report.next_at else None
+            elif o.kind == "user":  # without its manifest: the keys the cloud lists (AWS)
+                now = clock_now()
+                keys = tuple({"id": k.key_id, "status": k.status, "created": format_time(k.created),
+                              "ageDays": round((now - k.created).total_seconds() / 86400, 1)}
+                             for k in getattr(backend, "list_keys_of")(target, o.name))  # noqa: B009 - AWS only so far
             rows.append(InventoryRow(
                 provider=name, target=target, kind=o.kind, identity=o.name,
                 workload=marker.workload, environment=marker.environment, owner=marker.owner,
@@ -121,7 +120,7 @@ def render_inventory(rows: list[InventoryRow]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
     for r in rows:
-        if r.kind != "user":
+        if r.kind != "user" and r.secret is None:  # only key-mode identities have keys
             continue
         lines.append("")
         lines.append(f"{r.identity}: secret {r.secret or '(declared by no manifest given)'}")
