@@ -133,7 +133,10 @@ class AzureKeyMixin:
         calls for the whole tenant. Credentials that cannot read Graph see none (keyless
         fleets need no Graph permission), which is logged."""
         try:
-            apps = self._graph("find_applications", OURS_FILTER)
+            # By our naming, not our tag: an application with our name but not our marker
+            # must be seen (and refused by plan), not taken for one still to create.
+            ours_by_name = f"startswith(displayName, '{self.config.azure.namePrefix}-')"
+            apps = self._graph("find_applications", ours_by_name)
             sps = {str(p["appId"]): p for p in self._graph("find_service_principals", OURS_FILTER)}
         except Exception as exc:
             if self._kind(exc) == DENIED:
@@ -144,8 +147,9 @@ class AzureKeyMixin:
             raise self._cloud("graph.find_applications", exc) from exc
         out: list[ObservedIdentity] = []
         for app in apps:
-            if tags_of(app.get("tags")).get(render.SUBSCRIPTION_TAG) != target.lower():
-                continue
+            tags = tags_of(app.get("tags"))
+            if tags.get(render.SUBSCRIPTION_TAG, target.lower()) != target.lower():
+                continue  # another subscription's (unmarked ones are shown in every subscription)
             principal = sps.get(str(app["appId"]))
             if principal is not None:
                 principals.add(str(principal["id"]).lower())

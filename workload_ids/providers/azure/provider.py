@@ -74,8 +74,11 @@ class OurRoles:
     of 1,000 identities against some 3,000 roles. Thread-safe; kept current with our own
     writes during a run."""
 
-    def __init__(self, roles: Mapping[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, roles: Mapping[str, dict[str, Any]] | None = None,
+                 foreign: set[str] | None = None) -> None:
         self._lock = threading.Lock()
+        # GUIDs of custom roles without our marker: never written, even if one is ours by name
+        self.foreign: frozenset[str] = frozenset(foreign or ())
         self._by_guid: dict[str, dict[str, Any]] = {}
         self._by_workload: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for guid, role in (roles or {}).items():
@@ -205,7 +208,7 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             cached = self._roles_cache.get(subscription)
             if cached is not None:
                 return cached
-        found = OurRoles(self._read_custom_roles(subscription))
+        found = self._read_custom_roles(subscription)
         with self._roles_lock:
             return self._roles_cache.setdefault(subscription, found)
 
@@ -219,19 +222,22 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         else:
             cached.put(guid, role)
 
-    def _read_custom_roles(self, subscription: str) -> dict[str, dict[str, Any]]:
+    def _read_custom_roles(self, subscription: str) -> OurRoles:
         authz = self.clients.authorization(subscription)
         found: dict[str, dict[str, Any]] = {}
+        foreign: set[str] = set()
         try:
             for role in self.clients.pages("authorization.role_definitions.list", authz.role_definitions.list(
                     f"/subscriptions/{subscription}", filter="type eq 'CustomRole'")):
                 if Marker.from_text(role.description) is not None:
                     found[str(role.name).lower()] = _role_doc(role)
+                else:
+                    foreign.add(str(role.name).lower())
         except Exception as exc:
             if self.seam.classify("azure", exc) is None:
                 raise
             raise self._cloud("authorization.role_definitions.list", exc) from exc
-        return found
+        return OurRoles(found, foreign)
 
     def _assignments(self, subscription: str, principal: str | None) -> list[Any]:
         """Role assignments in the subscription: one principal's, or all."""
@@ -341,7 +347,7 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             if self.seam.classify("azure", exc) is None:
                 raise
             raise self._cloud("msi.user_assigned_identities.list_by_subscription", exc) from exc
-        roles = OurRoles(self._read_custom_roles(target))
+        roles = self._read_custom_roles(target)
         with self._roles_lock:
             self._roles_cache[target] = roles
         assignments = self._assignments(target, None)
@@ -516,7 +522,13 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
                         want_roles: Mapping[str, Any], want_assignments: Mapping[str, Any],
                         label: str) -> None:
         authz = self.clients.authorization(subscription)
-        have_roles = self._custom_roles(subscription).of(marker)
+        known = self._custom_roles(subscription)
+        taken = sorted(set(want_roles) & known.foreign)
+        if taken:
+            raise ConflictError(f"custom role definition(s) {', '.join(taken)} of {label} exist without the "
+                                "workload-ids marker", "they are never modified; remove them or rename the "
+                                "workload")
+        have_roles = known.of(marker)
         have = [a for a in self._assignments(subscription, principal)
                 if role_guid(a.role_definition_id) in {*have_roles, *want_roles}]
         wanted = {k: _norm(v) for k, v in want_assignments.items()}

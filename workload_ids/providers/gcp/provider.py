@@ -110,7 +110,9 @@ class GcpProvider(GcpRetireMixin):
     # --- reads -----------------------------------------------------------------------
 
     def _roles_of(self, project: str, base: str) -> dict[str, dict[str, Any]]:
-        """Our custom roles whose id starts with ``base`` (one workload's, or all), paged."""
+        """Our custom roles whose id starts with ``base`` (one workload's, or all), paged.
+        A role with our naming but without our marker is not ours: it is left out, so it is
+        never updated, deleted or bundled (creating one of that id is then a conflict)."""
         found: dict[str, dict[str, Any]] = {}
         token = ""  # a page token, not a secret  # nosec B105
         while True:
@@ -118,7 +120,8 @@ class GcpProvider(GcpRetireMixin):
                 "parent": f"projects/{project}", "view": 1, "page_size": 300, "page_token": token})
             for role in page.roles:
                 rid = role.name.rsplit("/", 1)[1]
-                if rid.startswith(base) and not role.deleted:
+                if rid.startswith(base) and not role.deleted and \
+                        render.role_marker(role.description) is not None:
                     found[rid] = {"title": role.title, "description": role.description,
                                   "includedPermissions": sorted(role.included_permissions),
                                   "stage": "GA", "etag": role.etag}
@@ -452,7 +455,7 @@ class GcpProvider(GcpRetireMixin):
         and set its permissions, rather than waiting out GCP's 37 days."""
         name = f"projects/{project}/roles/{rid}"
         role = self.clients.iam.get_role(request={"name": name})
-        if Marker.from_text(role.description) is None:
+        if render.role_marker(role.description) is None:  # its first line; resource roles say more
             raise ConflictError(f"custom role {name} exists without the workload-ids marker",
                                 "it is never modified; remove it or rename the workload")
         if role.deleted:
