@@ -456,7 +456,7 @@ def mutated_text(draw: st.DrawFn, text: str) -> tuple[bytes, str]:
             data = data[:i] + draw(st.sampled_from(_BYTES)) + data[i + 1:]
         elif op == "truncate":
             data = data[:draw(st.integers(0, len(data)))]
-        elif op in ("tab", "indent", "dup-line", "drop-line", "snippet"):
+        elif op in ("tab", "indent", "dup-line", "drop-line", "snippet") and lines:
             i = draw(st.integers(0, len(lines) - 1))
             line = lines[i]
             indent = line[:len(line) - len(line.lstrip(b" "))]
@@ -662,6 +662,8 @@ def owners_csv(draw: st.DrawFn) -> Case:
     for _ in range(draw(st.integers(0, 3))):
         op = draw(st.sampled_from(("cell", "drop-cell", "add-cell", "header", "dup-row", "dup-column",
                                    "drop-column", "blank", "quote")))
+        if not rows:
+            break
         r = draw(st.integers(0, len(rows) - 1))
         row = rows[r]
         c = draw(st.integers(0, max(0, len(row) - 1)))
@@ -671,7 +673,7 @@ def owners_csv(draw: st.DrawFn) -> Case:
             del row[c]
         elif op == "add-cell":
             row.insert(c, draw(_CSV_CELLS))
-        elif op == "header":
+        elif op == "header" and rows[0]:
             rows[0][draw(st.integers(0, len(rows[0]) - 1))] = draw(st.sampled_from(_CSV_HEADERS))
         elif op == "dup-row":
             rows.insert(r, list(row))

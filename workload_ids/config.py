@@ -265,7 +265,16 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
     def at(dotted: str) -> Position:
         return config.position(dotted) or Position(str(config.path))
 
+    paths = {f"templates.{i}": p for i, p in enumerate(config.data.templates)}
     owners = config.data.owners
+    if owners is not None:
+        paths.update({"owners.path": owners.path or "", "owners.caBundle": owners.caBundle or ""})
+    paths.update({"audit.path": config.data.audit.path if config.data.audit else "",
+                  "azure.caBundle": config.data.azure.caBundle or ""})
+    for dotted, value in paths.items():
+        if "\x00" in value:
+            out.append(Diagnostic(at(dotted), f"{dotted} holds a NUL character, which no file name can "
+                                              "hold; write the path again"))
     if owners is not None:
         if owners.source == "file" and not owners.path:
             out.append(Diagnostic(at("owners"), "owners.source is file: add owners.path "

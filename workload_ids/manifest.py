@@ -312,6 +312,8 @@ _DURATION_FIELDS = frozenset({"maxAge", "overlap", "grace", "maxSessionDuration"
 def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     kind = error["type"]
     field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "value")
+    if not field.isprintable():  # a name from the input: one line, no control characters
+        field = field.encode("unicode_escape").decode("ascii")
     if kind == "missing":
         return f"missing required field '{field}'"
     if kind == "extra_forbidden":
@@ -320,8 +322,7 @@ def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
         close = difflib.get_close_matches(field, allowed, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         listing = f" (allowed here: {', '.join(allowed)})" if allowed else ""
-        shown = field.encode("unicode_escape").decode("ascii") if "\n" in field else field
-        return f"unknown field '{shown}'{hint}{listing}"
+        return f"unknown field '{field}'{hint}{listing}"
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"'{field}' must be one of {expected}, not {error.get('input')!r}"

@@ -182,7 +182,13 @@ def load_templates(extra_dirs: Iterable[Path] = ()) -> TemplateSet:
                                        "template folder not found; fix 'templates' in the config"))
             continue
         for path in sorted(directory.glob("*.y*ml")):
-            docs, yaml_problems = load_documents(str(path), path.read_text(encoding="utf-8"))
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(Diagnostic(Position(str(path)), f"cannot read the template: {exc}; "
+                                                                "save it as UTF-8"))
+                continue
+            docs, yaml_problems = load_documents(str(path), text)
             problems.extend(yaml_problems)
             for doc in docs:
                 if doc.value is None:
