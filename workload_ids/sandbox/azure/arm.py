@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from ...providers.azure.clients import StaticTokenCredential
-from .https import HttpsJsonServer
+from .https import HttpsEmulator
 
 __all__ = ["ArmEmulator", "ArmError", "StaticTokenCredential"]
 
@@ -168,10 +168,12 @@ _MSI = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Mi
 _AUTHZ = r"(?P<scope>.*)/providers/Microsoft\.Authorization"
 
 
-class ArmEmulator:
+class ArmEmulator(HttpsEmulator):
     """Managed identities, federated credentials, role definitions and role assignments
     behind one HTTPS endpoint on 127.0.0.1. Thread-safe; use as a context manager or call
     :meth:`start` / :meth:`stop`."""
+
+    server_name = "arm-emulator"
 
     def __init__(self, *, sandbox: bool = True, tenant_id: str = "72f988bf-86f1-41af-91ab-2d7cd011db47",
                  clock: Clock = time.time, replication_delay: float = 0.0,
@@ -200,9 +202,6 @@ class ArmEmulator:
         self._role_assignments: dict[str, Json] = {}  # name lower -> resource
         self.calls: Counter[str] = Counter()
         """``"PUT roleAssignments/{name} 2022-04-01"`` -> count: what the clients sent."""
-        self.url = ""
-        self.ca_bundle_path = ""
-        self._server: HttpsJsonServer | None = None
         self._routes = self._make_routes()
 
     # --- set-up ----------------------------------------------------------------------
@@ -265,26 +264,6 @@ class ArmEmulator:
 
     # --- server ----------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1:``port`` (0: a free one); return ``https://127.0.0.1:PORT``."""
-        if self._server is None:
-            self._server = HttpsJsonServer(self.handle, name="arm-emulator")
-            self.url = self._server.start(port)
-            self.ca_bundle_path = self._server.ca_bundle_path
-        return self.url
-
-    def stop(self) -> None:
-        """Stop listening and remove the CA bundle (idempotent)."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> ArmEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- dispatch --------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from .arm import ArmEmulator, Clock
-from .https import Answer, HttpsJsonServer
+from .https import Answer, HttpsEmulator
 
 log = logging.getLogger(__name__)
 
@@ -282,10 +282,12 @@ def _clause(kind: str, name: str, m: re.Match[str]) -> Callable[[Json], bool]:
 _TARGET = r"(?:/(?P<id>[^/()]+)|\(appId='(?P<appid>(?:[^']|'')*)'\))"
 
 
-class GraphEmulator:
+class GraphEmulator(HttpsEmulator):
     """Applications, service principals, deleted items and the token endpoint behind one
     HTTPS endpoint on 127.0.0.1. Thread-safe; use as a context manager or call
     :meth:`start` / :meth:`stop`."""
+
+    server_name = "graph-emulator"
 
     def __init__(self, *, directory: ArmEmulator | None = None, clock: Clock = time.time,
                  tenant_id: str = "72f988bf-86f1-41af-91ab-2d7cd011db47", page_size: int = 100,
@@ -306,9 +308,6 @@ class GraphEmulator:
         self.calls: Counter[str] = Counter()
         """``"POST applications/{id}/addPassword"`` -> count: what the clients sent."""
         self.tokens_issued = 0
-        self.url = ""
-        self.ca_bundle_path = ""
-        self._server: HttpsJsonServer | None = None
         self._routes = self._make_routes()
 
     # --- set-up and test hooks ---------------------------------------------------------
@@ -328,26 +327,6 @@ class GraphEmulator:
 
     # --- server ------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1:``port`` (0: a free one); return ``https://127.0.0.1:PORT``."""
-        if self._server is None:
-            self._server = HttpsJsonServer(self.handle, name="graph-emulator")
-            self.url = self._server.start(port)
-            self.ca_bundle_path = self._server.ca_bundle_path
-        return self.url
-
-    def stop(self) -> None:
-        """Stop listening and remove the CA bundle (idempotent)."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> GraphEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- dispatch ----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import trustme
 
@@ -74,6 +74,40 @@ class HttpsJsonServer:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+
+class HttpsEmulator:
+    """Start, stop and ``with`` for an emulator whose :meth:`handle` answers requests;
+    ``url`` and ``ca_bundle_path`` are set once it listens."""
+
+    server_name: ClassVar[str] = "azure-emulator"
+    url: str = ""
+    ca_bundle_path: str = ""
+    _server: HttpsJsonServer | None = None
+
+    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        raise NotImplementedError
+
+    def start(self, port: int = 0) -> str:
+        """Listen on 127.0.0.1:``port`` (0: a free one); return ``https://127.0.0.1:PORT``."""
+        if self._server is None:
+            self._server = HttpsJsonServer(self.handle, name=self.server_name)
+            self.url = self._server.start(port)
+            self.ca_bundle_path = self._server.ca_bundle_path
+        return self.url
+
+    def stop(self) -> None:
+        """Stop listening and remove the CA bundle (idempotent)."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from .https import Answer, HttpsJsonServer
+from .https import Answer, HttpsEmulator
 
 __all__ = ["KeyVaultEmulator", "KeyVaultError"]
 
@@ -138,9 +138,11 @@ class _Route:
     handler: Callable[[str, re.Match[str], Query, bytes], tuple[int, Json | None]]
 
 
-class KeyVaultEmulator:
+class KeyVaultEmulator(HttpsEmulator):
     """Key Vault secrets behind one HTTPS endpoint on 127.0.0.1. Thread-safe; use as a
     context manager or call :meth:`start` / :meth:`stop`."""
+
+    server_name = "keyvault-emulator"
 
     def __init__(self, *, clock: Clock = time.time, page_size: int = MAX_PAGE, soft_delete: bool = True,
                  max_tags: int = MAX_TAGS, max_tag_value: int = MAX_TAG_VALUE,
@@ -157,33 +159,10 @@ class KeyVaultEmulator:
         self.calls: Counter[str] = Counter()
         """``"PUT secrets/{name} 2026-04-01"`` -> count; ``"401 challenge"`` for each
         unauthenticated request."""
-        self.url = ""
-        self.ca_bundle_path = ""
-        self._server: HttpsJsonServer | None = None
         self._routes = self._make_routes()
 
     # --- server ----------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1:``port`` (0: a free one); return the vault URL."""
-        if self._server is None:
-            self._server = HttpsJsonServer(self.handle, name="keyvault-emulator")
-            self.url = self._server.start(port)
-            self.ca_bundle_path = self._server.ca_bundle_path
-        return self.url
-
-    def stop(self) -> None:
-        """Stop listening and remove the CA bundle (idempotent)."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def __enter__(self) -> KeyVaultEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def client_kwargs(self) -> dict[str, Any]:
         """What to pass to ``SecretClient(emulator.url, credential, **kwargs)``."""
