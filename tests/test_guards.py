@@ -793,11 +793,6 @@ def test_no_command_modifies_a_decoy_and_ours_are_handled_normally(
 
 # --- (c): roles with our naming, grants someone else made to ours (GCP, Azure) ---------------
 
-GCP_BINDING_REMOVED = (
-    "guard bug: on GCP, apply (and plan) treat every project binding of a role whose id "
-    "starts with the workload's role prefix as ours, so our account is taken out of a binding "
-    "someone else made of their own role (no marker) that has our naming")
-
 
 @pytest.mark.parametrize(("cloud", "same_id"), [
     ("gcp", True),
@@ -907,8 +902,7 @@ def test_grants_someone_else_made_to_our_identities_survive_every_command(
     assert run_cli("plan", str(own), "--detailed-exitcode").code == 0
 
 
-@pytest.mark.parametrize("cloud", [pytest.param("gcp", marks=pytest.mark.xfail(
-    strict=True, reason=GCP_BINDING_REMOVED)), "azure"], indirect=True)
+@pytest.mark.parametrize("cloud", ["gcp", "azure"], indirect=True)
 def test_a_grant_of_a_role_in_our_naming_to_our_identity_is_left_alone(
         cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Someone else grants our identity their own role named like ours (no marker): it is

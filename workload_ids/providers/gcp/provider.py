@@ -136,12 +136,6 @@ class GcpProvider(GcpRetireMixin):
     def _account_policy(self, address: str) -> Any:
         return self.clients.iam.get_iam_policy(request={"resource": address})
 
-    def _role_prefix(self, project: str, marker: Marker) -> str:
-        """The name prefix of every custom role of one workload: bindings of these roles are
-        ours to change; any other binding is never changed (only reported)."""
-        base = render.role_base(self.prefix, marker.environment, marker.workload)
-        return f"projects/{project}/roles/{base}"
-
     def _workload_base(self, desired: DesiredIdentity) -> str:
         return render.role_base(self.prefix, desired.workload.environment, desired.workload.name)
 
@@ -204,14 +198,14 @@ class GcpProvider(GcpRetireMixin):
             except gx.GoogleAPICallError as exc:
                 raise self._cloud("iam.read", exc) from exc
             member = f"serviceAccount:{account.email}"
+            ours = _role_names(project, roles)
             documents = {
                 "roles": {rid: {k: v for k, v in r.items() if k != "etag"} for rid, r in roles.items()},
                 "projectBindings": [b for b in _policy_bindings(policy) if member in b["members"]
-                                    and b["role"].startswith(self._role_prefix(project, marker))],
+                                    and b["role"] in ours],
                 "accountBindings": _policy_bindings(account_policy),
             }
-            extra["foreignGrants"] = _foreign(_policy_bindings(policy), member,
-                                              self._role_prefix(project, desired.workload.marker))
+            extra["foreignGrants"] = _foreign(_policy_bindings(policy), member, ours)
             if marker.digest != desired.workload.marker.digest:
                 # Bindings on resources cost a call each: they are read when the manifest
                 # changed since the last apply (the digest), which keeps a per-service plan
@@ -252,15 +246,15 @@ class GcpProvider(GcpRetireMixin):
             if marker is None and not account.email.startswith(f"{self.prefix}-"):
                 continue
             documents: dict[str, Any] = {}
+            ours: set[str] = set()
             if marker is not None:
                 base = render.role_base(self.prefix, marker.environment, marker.workload)
                 member = f"serviceAccount:{account.email}"
-                prefix = self._role_prefix(target, marker)
+                mine = {rid: r for rid, r in roles.items() if rid.startswith(base)}
+                ours = _role_names(target, mine)
                 documents = {
-                    "roles": {rid: {k: v for k, v in r.items() if k != "etag"}
-                              for rid, r in roles.items() if rid.startswith(base)},
-                    "projectBindings": [b for b in bindings
-                                        if member in b["members"] and b["role"].startswith(prefix)],
+                    "roles": {rid: {k: v for k, v in r.items() if k != "etag"} for rid, r in mine.items()},
+                    "projectBindings": [b for b in bindings if member in b["members"] and b["role"] in ours],
                 }
             observed.append(ObservedIdentity(
                 provider="gcp", target=target, kind="service-account", name=account.email,
@@ -269,8 +263,8 @@ class GcpProvider(GcpRetireMixin):
                 documents={k: render.canonical(v) for k, v in documents.items()},
                 settings={"description": account.description, "displayName": account.display_name},
                 extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents,
-                       "foreignGrants": _foreign(bindings, f"serviceAccount:{account.email}",
-                                                 self._role_prefix(target, marker)) if marker else []}))
+                       "foreignGrants": _foreign(bindings, f"serviceAccount:{account.email}", ours)
+                       if marker else []}))
         return observed
 
     # --- plan ------------------------------------------------------------------------
@@ -394,7 +388,7 @@ class GcpProvider(GcpRetireMixin):
             return
         self._await_visible(desired)
         self._converge_roles(desired, None)
-        self._converge_project_policy(desired)
+        self._converge_project_policy(desired, {})  # a new account: no roles of an older shape
         self._converge_resource_policies(desired, [])
         self._converge_account_policy(desired)
 
@@ -442,7 +436,7 @@ class GcpProvider(GcpRetireMixin):
         stale = sorted(rid for rid in set(have) - set(desired.objects["roles"])
                        if render.role_marker(have[rid]["description"]) is not None)
         if stale:
-            self._converge_project_policy(desired)
+            self._converge_project_policy(desired, have)
             gone = [r for r in (render.role_resource(have[rid]["description"]) for rid in stale) if r]
             self._converge_resource_policies(desired, gone)
             for rid in stale:
@@ -464,11 +458,17 @@ class GcpProvider(GcpRetireMixin):
             "name": name, "role": {**body, "etag": role.etag},
             "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
 
-    def _converge_project_policy(self, desired: DesiredIdentity) -> None:
-        prefix = self._role_prefix(desired.workload.target, desired.workload.marker)
-        self._set_project_bindings(desired.workload.target, f"serviceAccount:{desired.name}",
-                                   list(desired.objects["projectBindings"]),
-                                   lambda role: role.startswith(prefix))
+    def _converge_project_policy(self, desired: DesiredIdentity,
+                                 have: Mapping[str, Any] | None = None) -> None:
+        """Our account in exactly the wanted bindings of our roles: the desired ones and
+        those that carry our marker now (read unless ``have`` says), never a role with our
+        naming but not our marker."""
+        project = desired.workload.target
+        if have is None:
+            have = self._roles_of(project, self._workload_base(desired))
+        ours = _role_names(project, {**have, **desired.objects["roles"]})
+        self._set_project_bindings(project, f"serviceAccount:{desired.name}",
+                                   list(desired.objects["projectBindings"]), lambda role: role in ours)
 
     def _set_project_bindings(self, project: str, member: str, want_list: list[dict[str, Any]],
                               ours: Callable[[str], bool]) -> None:
@@ -694,10 +694,15 @@ class GcpProvider(GcpRetireMixin):
         spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return certificate.public_key().public_bytes(*spki) == private.public_key().public_bytes(*spki)
 
-def _foreign(bindings: list[dict[str, Any]], member: str, prefix: str) -> list[str]:
+def _role_names(project: str, roles: Mapping[str, Any]) -> set[str]:
+    """Full names of role ids: bindings of these are ours to change, no others."""
+    return {f"projects/{project}/roles/{rid}" for rid in roles}
+
+
+def _foreign(bindings: list[dict[str, Any]], member: str, ours: set[str]) -> list[str]:
     """Roles ``member`` holds through bindings of roles not ours: reported, never changed."""
-    return sorted({str(b["role"]) for b in bindings if member in b["members"]
-                   and not str(b["role"]).startswith(prefix)})
+    return sorted({str(b["role"]) for b in bindings
+                   if member in b["members"] and str(b["role"]) not in ours})
 
 
 def _permission_diff(have_roles: Mapping[str, Any], have_bindings: Sequence[Mapping[str, Any]],

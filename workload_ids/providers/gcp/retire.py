@@ -151,10 +151,10 @@ class GcpRetireMixin:
         objects = dict(identity.extra.get("objects") or {})
         roles = dict(objects.get("roles") or {})
         base = render.role_base(self.prefix, marker.environment, marker.workload)
-        prefix = f"projects/{identity.target}/roles/{base}"
-        # Only bindings of its own roles: a binding someone else made is never changed; if it
-        # named this account, cleanup later lists the dead member it becomes (dead grants).
-        self._set_project_bindings(identity.target, member, [], lambda role: role.startswith(prefix))
+        ours = {f"projects/{identity.target}/roles/{rid}" for rid in roles}
+        # Only bindings of its own (marked) roles: a binding someone else made is never
+        # changed; if it named this account, cleanup later lists the dead member it becomes.
+        self._set_project_bindings(identity.target, member, [], lambda role: role in ours)
         steps.append("remove its project policy bindings")
         resources = sorted({r for r in (render.role_resource(v.get("description", ""))
                                         for v in roles.values()) if r})
