@@ -48,7 +48,6 @@ import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -61,6 +60,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ... import clock as _clock
+from .grpcserver import GrpcEmulator
 from .resourcemanager import RpcError, render_policy
 from .resourcepolicy import (
     apply_policy_write,
@@ -870,7 +870,7 @@ def _account_state(account: _Account) -> ServiceAccountState:
         disabled=account.disabled, created=account.created, deleted=account.deleted)
 
 
-class IamEmulator:
+class IamEmulator(GrpcEmulator):
     """Google IAM Admin on 127.0.0.1 over gRPC, state in memory.
 
     ``sandbox``: projects spring into being when first named; otherwise only those given
@@ -884,6 +884,8 @@ class IamEmulator:
     years; reports since 2023 (firebase-tools PR #6192) show 400 FAILED_PRECONDITION
     "Precondition check failed.". A client should handle both.
     """
+
+    thread_name = "iam-emulator"
 
     def __init__(self, *, sandbox: bool = False, propagation_delay: float = 0.0,
                  clock: Clock | None = None, projects: Iterable[str] = (),
@@ -906,37 +908,6 @@ class IamEmulator:
         self._channels: list[grpc.Channel] = []
 
     # -- life cycle --
-
-    def start(self) -> str:
-        """Serve on 127.0.0.1 (a free port unless one was given); returns ``host:port``."""
-        if self._server is not None:
-            return self.host
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._workers,
-                                                        thread_name_prefix="iam-emulator"))
-        server.add_generic_rpc_handlers((self._handlers(),))
-        port = server.add_insecure_port(f"127.0.0.1:{self._port}")
-        if not port:
-            raise OSError(f"cannot listen on 127.0.0.1:{self._port}")
-        server.start()
-        self._server = server
-        self.host = f"127.0.0.1:{port}"
-        return self.host
-
-    def stop(self) -> None:
-        """Stop serving and close the channels :meth:`client` opened. State is kept."""
-        for channel in self._channels:
-            channel.close()
-        self._channels.clear()
-        if self._server is not None:
-            self._server.stop(grace=None)
-            self._server = None
-
-    def __enter__(self) -> IamEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def client(self) -> IAMClient:
         """A real ``IAMClient`` connected to this emulator (no credentials needed)."""

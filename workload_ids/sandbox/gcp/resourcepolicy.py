@@ -47,13 +47,13 @@ import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
 
+from .grpcserver import GrpcEmulator
 from .resourcemanager import (
     CONCURRENT_CHANGE,
     MAX_POLICY_MEMBERS,
@@ -270,7 +270,7 @@ def resource_kind(name: str) -> ResourceKind:
 
 # --- the emulator -----------------------------------------------------------------------
 
-class ResourcePolicyEmulator:
+class ResourcePolicyEmulator(GrpcEmulator):
     """``google.iam.v1.IAMPolicy`` for many resource types on 127.0.0.1 over gRPC.
 
     ``sandbox``: any well-formed resource exists when first named; otherwise only those
@@ -282,6 +282,8 @@ class ResourcePolicyEmulator:
     ``denied_permissions``: what TestIamPermissions says the caller lacks (everywhere).
     Thread-safe; state survives :meth:`stop` and :meth:`start`.
     """
+
+    thread_name = "iam-policy-emulator"
 
     def __init__(self, *, sandbox: bool = False, resources: Iterable[str] = (),
                  allow_public: bool = False,
@@ -303,37 +305,6 @@ class ResourcePolicyEmulator:
             self.add_resource(name)
 
     # -- life cycle --
-
-    def start(self) -> str:
-        """Serve on 127.0.0.1 (a free port unless one was given); returns ``host:port``."""
-        if self._server is not None:
-            return self.host
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self._workers,
-                                                        thread_name_prefix="iam-policy-emulator"))
-        server.add_generic_rpc_handlers((self._handlers(),))
-        port = server.add_insecure_port(f"127.0.0.1:{self._port}")
-        if not port:
-            raise OSError(f"cannot listen on 127.0.0.1:{self._port}")
-        server.start()
-        self._server = server
-        self.host = f"127.0.0.1:{port}"
-        return self.host
-
-    def stop(self) -> None:
-        """Stop serving and close the channels :meth:`stub` opened. State is kept."""
-        for channel in self._channels:
-            channel.close()
-        self._channels.clear()
-        if self._server is not None:
-            self._server.stop(grace=None)
-            self._server = None
-
-    def __enter__(self) -> ResourcePolicyEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def stub(self) -> iam_policy_pb2_grpc.IAMPolicyStub:
         """A generic ``IAMPolicyStub`` on an insecure channel to this emulator."""
