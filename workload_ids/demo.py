@@ -232,32 +232,11 @@ def _gcp_tour(out: Output, examples: Path) -> bool:
         out.text("")
         out.text("(GCP steps skipped: install workload-ids[gcp] to run them against a local GCP)")
         return True
-    from .apply import apply_plan
-    from .calls import CallSeam
-    from .config import Config, ConfigFile
-    from .plan import build_plan, render_text
-    from .validate import validate
     try:
-        settings = {"gcp": {**local.endpoints, "sandboxCredentials": True}}
-        config = Config(ConfigFile.model_validate(settings), examples, None)
-        gcp_dir = examples / "gcp"
-        _step(out, 14, "GCP: plan and apply the GCP examples against a local GCP (IAM Admin over gRPC, "
-                       "Resource Manager, resource policies)")
-        checked = validate([gcp_dir], config)
-        checked.raise_for_errors()
-        seam = CallSeam()
-        plan = build_plan(checked.compiled, config, seam, fleet=True)
-        out.text(render_text(plan))
-        result = apply_plan(plan)
-        for r in result.results:
-            problem = f"  ERROR {r.error}" if r.error else ""
-            out.text(f"   {r.workload}: {r.outputs.get('service_account')}{problem}")
-        if not result.ok:
-            return False
-        _step(out, 15, "GCP: plan again: the project matches the manifests")
-        again = build_plan(validate([gcp_dir], config).compiled, config, CallSeam(), fleet=True)
-        out.text(render_text(again))
-        return not again.has_changes
+        return _cloud_tour(out, examples, "gcp", {**local.endpoints, "sandboxCredentials": True}, 14, (
+            "GCP: plan and apply the GCP examples against a local GCP (IAM Admin over gRPC, "
+            "Resource Manager, resource policies)",
+            "GCP: plan again: the project matches the manifests"))
     finally:
         local.stop()
 
@@ -272,32 +251,40 @@ def _azure_tour(out: Output, examples: Path) -> bool:
         out.text("")
         out.text("(Azure steps skipped: install workload-ids[azure] to run them against a local Azure)")
         return True
+    try:
+        return _cloud_tour(out, examples, "azure", local.settings, 16, (
+            "Azure: plan and apply the Azure examples against a local Azure (ARM, Microsoft Graph and "
+            "Key Vault over HTTPS): a managed identity with federated credentials, and an application "
+            "whose client secret is delivered to Key Vault only",
+            "Azure: plan again: the subscription matches the manifests"))
+    finally:
+        local.stop()
+
+
+def _cloud_tour(out: Output, examples: Path, provider: str, settings: dict[str, object], first: int,
+                titles: tuple[str, str]) -> bool:
+    """Two steps on one local cloud: plan and apply its examples, then plan again."""
     from .apply import apply_plan
     from .calls import CallSeam
     from .config import Config, ConfigFile
     from .plan import build_plan, render_text
     from .validate import validate
-    try:
-        config = Config(ConfigFile.model_validate({"azure": local.settings,
-                                                   "credentials": {"verify": {"interval": "0s"}}}),
-                        examples, None)
-        azure_dir = examples / "azure"
-        _step(out, 16, "Azure: plan and apply the Azure examples against a local Azure (ARM, Microsoft "
-                       "Graph and Key Vault over HTTPS): a managed identity with federated credentials, "
-                       "and an application whose client secret is delivered to Key Vault only")
-        checked = validate([azure_dir], config)
-        checked.raise_for_errors()
-        plan = build_plan(checked.compiled, config, CallSeam(), fleet=True)
-        out.text(render_text(plan))
-        result = apply_plan(plan)
-        for r in result.results:
-            problem = f"  ERROR {r.error}" if r.error else ""
-            out.text(f"   {r.workload}: {r.outputs.get('identity')}{problem}")
-        if not result.ok:
-            return False
-        _step(out, 17, "Azure: plan again: the subscription matches the manifests")
-        again = build_plan(validate([azure_dir], config).compiled, config, CallSeam(), fleet=True)
-        out.text(render_text(again))
-        return not again.has_changes
-    finally:
-        local.stop()
+    config = Config(ConfigFile.model_validate({provider: settings,
+                                               "credentials": {"verify": {"interval": "0s"}}}),
+                    examples, None)
+    folder = examples / provider
+    _step(out, first, titles[0])
+    checked = validate([folder], config)
+    checked.raise_for_errors()
+    plan = build_plan(checked.compiled, config, CallSeam(), fleet=True)
+    out.text(render_text(plan))
+    result = apply_plan(plan)
+    for r in result.results:
+        problem = f"  ERROR {r.error}" if r.error else ""
+        out.text(f"   {r.workload}: {r.outputs.get('identity')}{problem}")
+    if not result.ok:
+        return False
+    _step(out, first + 1, titles[1])
+    again = build_plan(validate([folder], config).compiled, config, CallSeam(), fleet=True)
+    out.text(render_text(again))
+    return not again.has_changes
