@@ -351,3 +351,41 @@ class GcPauses:
 
     def __exit__(self, *exc: object) -> None:
         self._gc.callbacks.remove(self._callback)
+
+
+def fleet_plan_figures(report: Report, folder: Path, config: Any, *, workloads: int, runs: int,
+                       calls_target: int, per_service_target: int, label: str = "") -> None:
+    """Apply every manifest in ``folder`` once (concurrency 8), then time ``runs`` fresh
+    no-op fleet plans and one per-service plan of ``svc-0000.yaml``, into ``report``."""
+    from workload_ids.apply import apply_plan
+    from workload_ids.calls import CallSeam
+    from workload_ids.plan import build_plan
+    from workload_ids.validate import validate
+
+    def plan(seam: CallSeam) -> Any:
+        checked = validate([folder], config)
+        checked.raise_for_errors()
+        return build_plan(checked.compiled, config, seam, fleet=True)
+
+    seam = CallSeam()
+    with stopwatch() as applied:
+        result = apply_plan(plan(seam), concurrency=8)
+    assert result.ok, [r.error for r in result.results if r.error][:3]
+    report.info(f"apply {workloads}{label}: API calls", seam.stats.total, "calls")
+    report.info(f"apply {workloads}: seconds (concurrency 8)", applied(), "s")
+    times: list[float] = []
+    calls = 0
+    for _ in range(runs):
+        seam = CallSeam()
+        with stopwatch() as took:
+            again = plan(seam)
+        times.append(took())
+        calls = seam.stats.total
+        assert not again.has_changes, [c.action for c in again.changes][:5]
+    report.at_most("no-op fleet plan: API calls", calls, calls_target, "calls")
+    report.info(f"no-op fleet plan of {workloads}: wall time, median of {runs}", median(times), "s", key=True)
+    report.note("calls by operation: " + ", ".join(f"{k} {v}" for k, v in sorted(seam.stats.calls.items())))
+    seam = CallSeam()
+    single = build_plan(validate([folder / "svc-0000.yaml"], config).compiled, config, seam)
+    assert not single.has_changes
+    report.at_most("per-service plan: API calls", seam.stats.total, per_service_target, "calls")

@@ -18,9 +18,8 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from _common import Report, median, stopwatch
+from _common import Report, fleet_plan_figures
 
 CALLS_TARGET = 30
 POOL = "projects/123456789012/locations/global/workloadIdentityPools/github"
@@ -46,12 +45,8 @@ def main() -> int:
     parser.add_argument("--workloads", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    from workload_ids.apply import apply_plan
-    from workload_ids.calls import CallSeam
     from workload_ids.config import Config, ConfigFile
-    from workload_ids.plan import build_plan
     from workload_ids.sandbox.gcp.local import start_local_gcp
-    from workload_ids.validate import validate
 
     report = Report("gcp_fleet_plan")
     local = start_local_gcp()
@@ -66,41 +61,9 @@ def main() -> int:
                 {"gcp": {**local.endpoints, "sandboxCredentials": True}, "calls": {"concurrency": 8}}),
                 folder, None)
 
-            def plan(seam: Any) -> Any:
-                checked = validate([folder], config)
-                checked.raise_for_errors()
-                return build_plan(checked.compiled, config, seam, fleet=True)
-
-            seam = CallSeam()
-            with stopwatch() as applied:
-                first = plan(seam)
-                result = apply_plan(first, concurrency=8)
-            assert result.ok, [r.error for r in result.results if r.error][:3]
-            report.info(f"apply {args.workloads} in {projects} projects: API calls", seam.stats.total,
-                        "calls")
-            report.info(f"apply {args.workloads}: seconds (concurrency 8)", applied(), "s")
-
-            times: list[float] = []
-            calls = 0
-            for _ in range(args.runs):
-                seam = CallSeam()
-                with stopwatch() as took:
-                    again = plan(seam)
-                times.append(took())
-                calls = seam.stats.total
-                assert not again.has_changes, [c.action for c in again.changes][:5]
-            report.at_most("no-op fleet plan: API calls", calls, CALLS_TARGET, "calls")
-            report.info(f"no-op fleet plan of {args.workloads}: wall time, median of {args.runs}",
-                        median(times), "s", key=True)
-            report.note("calls by operation: "
-                        + ", ".join(f"{k} {v}" for k, v in sorted(seam.stats.calls.items())))
-
-            one = folder / "svc-0000.yaml"
-            seam = CallSeam()
-            checked = validate([one], config)
-            single = build_plan(checked.compiled, config, seam)
-            assert not single.has_changes
-            report.at_most("per-service plan: API calls", seam.stats.total, 5, "calls")
+            fleet_plan_figures(report, folder, config, workloads=args.workloads, runs=args.runs,
+                               calls_target=CALLS_TARGET, per_service_target=5,
+                               label=f" in {projects} projects")
     finally:
         local.stop()
     return report.finish()
