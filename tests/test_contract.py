@@ -21,6 +21,7 @@ from test_gcp_render import gcp_workload
 from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
+from workload_ids.locks.interface import LEASE
 
 OWNERS = """\
 owners:
@@ -312,6 +313,9 @@ def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, clou
             assert calls >= 5
         else:
             _library_run(rotation(path), FailAt(k, "kill"))
+            # The killed run's lock frees itself after its lease, as a dead process's does.
+            monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(start + timedelta(days=31) + LEASE
+                                                                 + timedelta(seconds=1)))
             assert run_cli("recover", str(path)).code == 0
             assert run_cli("rotate", str(path)).code == 0
         check(path)

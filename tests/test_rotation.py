@@ -16,10 +16,12 @@ from conftest import run_cli, workload
 from workload_ids.calls import CallSeam, FailAt, FailOperation, Killed, RandomFaults, RetryPolicy
 from workload_ids.config import load_config
 from workload_ids.errors import WorkloadIdsError
+from workload_ids.locks.interface import LEASE
 from workload_ids.rotation import rotate_workloads
 from workload_ids.validate import validate
 
 USER = "wid_prod_vendor-sync"
+AFTER_LEASE = (LEASE.total_seconds() + 1) / 86400  # days: a killed run's lock has run out
 SECRET = "workload-ids/prod/vendor-sync"
 START = datetime.now(UTC).replace(microsecond=0)
 
@@ -247,6 +249,14 @@ def test_crash_at_every_call_of_a_rotation_then_recover(aws, manifests, monkeypa
         with contextlib.suppress(Killed, WorkloadIdsError):
             _rotate([path], seam)
         assert keys(aws, user)[first] == "Active", f"old key lost at call {k}"
+        if _lock_held(secret):
+            # A killed run leaves its lock held, as a dead process does: nothing runs
+            # until its lease is over.
+            before = keys(aws, user)
+            busy = run_cli("rotate", "--lock-timeout", "0s", str(path))
+            assert busy.code == 4 and "BUSY" in busy.out and "retry after" in busy.out, (k, busy.out)
+            assert keys(aws, user) == before
+        at(monkeypatch, 31 + AFTER_LEASE)
         recover = run_cli("recover", str(path))
         assert recover.code == 0, (k, recover.out, recover.err)
         invariant(aws, user, secret)
@@ -258,6 +268,15 @@ def test_crash_at_every_call_of_a_rotation_then_recover(aws, manifests, monkeypa
         assert len(keys(aws, user)) == 2
 
 
+def _lock_held(secret: str) -> bool:
+    client = boto3.client("secretsmanager", region_name="us-east-1")
+    try:
+        client.describe_secret(SecretId=f"{secret}.lock")
+    except client.exceptions.ResourceNotFoundException:
+        return False
+    return True
+
+
 def test_recover_deletes_a_key_that_never_reached_the_store(secret_hygiene, vendor, aws, monkeypatch):
     at(monkeypatch, 31)
     seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
@@ -265,6 +284,7 @@ def test_recover_deletes_a_key_that_never_reached_the_store(secret_hygiene, vend
     with contextlib.suppress(Killed):
         _rotate([vendor], seam)
     assert len(keys(aws)) == 2  # the orphan exists only in IAM right now
+    at(monkeypatch, 31 + AFTER_LEASE)
     result = run_cli("recover", str(vendor))
     assert result.code == 0
     assert "created by an interrupted run and never stored" in result.out
@@ -278,6 +298,7 @@ def test_apply_also_recovers(secret_hygiene, vendor, aws, monkeypatch):
     seam.inject(FailOperation("secretsmanager.put_secret_value", "kill"))
     with contextlib.suppress(Killed):
         _rotate([vendor], seam)
+    at(monkeypatch, 31 + AFTER_LEASE)
     plan = json.loads(run_cli("plan", "--output", "json", str(vendor)).out)
     assert [c["action"] for c in plan["changes"]] == ["recover-keys"]
     assert run_cli("apply", "--auto-approve", str(vendor)).code == 0

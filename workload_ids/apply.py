@@ -25,12 +25,13 @@ class WorkloadResult:
     outputs: dict[str, str]
     applied: list[str] = field(default_factory=list)
     error: str | None = None
+    busy: bool = False  # another run held the workload's key lock: nothing changed, retry
     key: Any = None  # rotation.KeyReport when a key was issued or recovered
 
     def as_json(self) -> dict[str, object]:
         doc: dict[str, object] = {"workload": self.workload, "provider": self.provider,
                                   "identity": self.identity, "applied": self.applied,
-                                  "outputs": self.outputs, "error": self.error}
+                                  "outputs": self.outputs, "error": self.error, "busy": self.busy}
         if self.key is not None:
             doc["key"] = self.key.as_json()
         return doc
@@ -47,11 +48,18 @@ class ApplyResult:
     def ok(self) -> bool:
         return all(r.error is None for r in self.results)
 
+    @property
+    def only_busy(self) -> bool:
+        """Every failure was a workload another run was changing (exit code 4: retry)."""
+        failed = [r for r in self.results if r.error is not None]
+        return bool(failed) and all(r.busy for r in failed)
+
     def as_json(self) -> dict[str, object]:
         return {"results": [r.as_json() for r in self.results],
                 "summary": {"workloads": len(self.results),
                             "changed": sum(1 for r in self.results if r.applied),
                             "failed": sum(1 for r in self.results if r.error),
+                            "busy": sum(1 for r in self.results if r.busy),
                             "apiCalls": self.calls}}
 
 
@@ -85,8 +93,9 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
                 if change.action in KEY_ACTIONS:
                     assert change.desired is not None
                     seam = getattr(provider, "seam", None)
-                    report = lifecycle(change.desired, provider, config, seam,
-                                       auditor).advance(issue_only=True)
+                    report = lifecycle(change.desired, provider, config, seam, auditor,
+                                       command="apply").advance(issue_only=True)
+                    result.busy = report.busy
                     if report.error:
                         raise UserError(report.error)
                     result.key = report

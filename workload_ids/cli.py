@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .plan import Plan
     from .validate import Validation
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARDRAIL = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARDRAIL, EXIT_BUSY = 0, 1, 2, 3, 4
 
 
 class Output:
@@ -77,7 +77,18 @@ class Progress:
 
 def _config(args: argparse.Namespace) -> Config:
     from .config import load_config
-    return load_config(args.config)
+    config = load_config(args.config)
+    wait = getattr(args, "lock_timeout", None)
+    if wait is not None:
+        from .durations import parse_duration
+        from .errors import UserError
+        try:
+            parse_duration(wait)
+        except ValueError as exc:
+            raise UserError(f"--lock-timeout: {exc}") from exc
+        credentials = config.data.credentials.model_copy(update={"lockTimeout": wait})
+        config.data = config.data.model_copy(update={"credentials": credentials})
+    return config
 
 
 def _validated(args: argparse.Namespace, config: Config, out: Output,
@@ -191,7 +202,9 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     doc["plan"] = plan.as_json()
     out.document(doc)
     _github_output(result.results)
-    return EXIT_OK if result.ok else EXIT_ERROR
+    if result.ok:
+        return EXIT_OK
+    return EXIT_BUSY if result.only_busy else EXIT_ERROR
 
 
 def _github_output(results: Sequence[Any]) -> None:
@@ -232,21 +245,25 @@ def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = Fa
             out.text("    keys: " + "  ".join(f"{k['id']} ({k['role']}, {k['status']}, "
                                               f"{k['ageDays']}d)" for k in r.keys))
         if r.error:
-            out.text(f"    {'REFUSED' if r.refused else 'ERROR'}: {r.error}")
+            out.text(f"    {'REFUSED' if r.refused else 'BUSY' if r.busy else 'ERROR'}: {r.error}")
         elif r.next_step:
             when = f" at {r.next_at.strftime('%Y-%m-%dT%H:%M:%SZ')}" if r.next_at else ""
             out.text(f"    next: {r.next_step}{when}")
-    failed = [r for r in reports if r.error and not r.refused]
+    failed = [r for r in reports if r.error and not r.refused and not r.busy]
     refused = [r for r in reports if r.refused]
+    busy = [r for r in reports if r.busy]
     advanced = [r for r in reports if r.actions]
     verb = "Recover" if recover_only else "Rotate"
     out.text(f"{verb}: {len(reports)} key-mode workload(s), {len(advanced)} changed, "
-             f"{len(refused)} refused, {len(failed)} failed ({seam.stats.total} API calls).")
+             f"{len(refused)} refused, {len(busy)} busy, {len(failed)} failed "
+             f"({seam.stats.total} API calls).")
     out.document({"workloads": [r.as_json() for r in reports], "clock": clock_text,
                   "summary": {"workloads": len(reports), "changed": len(advanced),
-                              "refused": len(refused), "failed": len(failed),
+                              "refused": len(refused), "busy": len(busy), "failed": len(failed),
                               "apiCalls": seam.stats.total}})
-    return EXIT_ERROR if failed or refused else EXIT_OK
+    if failed or refused:
+        return EXIT_ERROR
+    return EXIT_BUSY if busy else EXIT_OK
 
 
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
@@ -357,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="workload-ids",
         description="Provision, rotate and retire least-privilege cloud identities for services.",
         epilog="Exit codes: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode), "
-               "3 refused by a guardrail.")
+               "3 refused by a guardrail, 4 busy: another run is changing a workload's keys, retry.")
     parser.add_argument("--version", action="version", version=f"workload-ids {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="FILE",
@@ -394,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     rotate = verb("rotate", cmd_rotate, "advance key rotation of key-mode workloads by whatever is due")
     rotate.add_argument("--now", metavar="NAME",
                         help="emergency: replace workload NAME's key at once and deactivate the old one")
-    verb("recover", cmd_recover, "finish or undo key rotations that a crashed run left behind")
+    recover = verb("recover", cmd_recover, "finish or undo key rotations that a crashed run left behind")
+    for p in (apply, rotate, recover):
+        p.add_argument("--lock-timeout", metavar="DURATION",
+                       help="how long to wait for a workload whose keys another run is changing, "
+                            "then exit 4 (default: credentials.lockTimeout, 3m)")
     audit = sub.add_parser("audit", help="the audit log", description="the audit log")
     audit_sub = audit.add_subparsers(dest="audit_verb", metavar="ACTION")
     verify = audit_sub.add_parser("verify", parents=[common],

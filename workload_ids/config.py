@@ -65,6 +65,8 @@ class AzureConfig(_Strict):
     graphEndpoint: Annotated[str, Field(pattern=r"^https://")] | None = None
     authorityEndpoint: Annotated[str, Field(pattern=r"^https://")] | None = None
     keyVaultUrl: Annotated[str, Field(pattern=r"^https://")] | None = None
+    # A blob container for key mode's workload locks (Key Vault has no conditional write)
+    lockContainerUrl: Annotated[str, Field(pattern=r"^https://")] | None = None
     caBundle: str | None = None
     sandboxCredentials: bool = False
     tenantId: Annotated[str, Field(pattern=GUID_PATTERN)] | None = None
@@ -113,6 +115,9 @@ class CredentialsConfig(_Strict):
     secretName: Annotated[str, Field(min_length=1, max_length=256)] = "workload-ids/{environment}/{name}"
     rotation: RotationDefaults = RotationDefaults()
     verify: VerifyConfig = VerifyConfig()
+    # How long a run waits for a workload another run is rotating before it gives up
+    # with exit code 4; a little over the verification timeout, so one rotation fits.
+    lockTimeout: Duration = "3m"
 
 
 class OwnersConfig(_Strict):

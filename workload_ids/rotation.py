@@ -18,6 +18,11 @@ The rules, in the order a run applies them:
    in use (``retireOnUse``), whichever comes first (``--now``: at once): mark, deactivate.
 5. **Delete** a retired key after the grace period.
 
+A run that is about to change anything holds the workload's lock (:mod:`.locks`) and
+reads the state again under it, so two runs never change one workload's keys at once
+and recovery never removes the key of a run still in progress. A run with nothing due
+takes no lock and makes no extra call.
+
 The only key ever deactivated is a previous key while a verified current key exists, so
 a workload is never left without a working key; and no key exists only in the cloud once
 a run (or ``recover``) has passed over it.
@@ -37,6 +42,7 @@ from .cleanup.mark import MARK_TAG
 from .config import Config
 from .durations import format_duration, parse_duration
 from .errors import Diagnostic, UserError, WorkloadIdsError
+from .locks.interface import Holder, KeyLock, LockBusy, hold
 from .model import CompiledWorkload, DesiredIdentity, KeyInfo, Marker
 from .secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretStore, SecretValue, StoredSecret
 
@@ -124,6 +130,12 @@ def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnost
         if not _SECRET_NAME.fullmatch(name):
             out.append(Diagnostic(where, f"secret name {name!r} (from {pattern!r}) is not a valid "
                                          "secret name: letters, digits and /_+=.@- only"))
+    if workload.provider == "azure" and not config.azure.lockContainerUrl:
+        out.append(Diagnostic(
+            config.position("azure") or lw.position("spec", "credentials", "mode"),
+            "Azure key mode needs azure.lockContainerUrl in workload-ids.yaml: a blob container "
+            "(https://ACCOUNT.blob.core.windows.net/CONTAINER) where each workload is locked with a "
+            "lease while its keys change; grant the tool Storage Blob Data Contributor on it"))
     policy = rotation_policy(workload, config)
     rotation_at = lw.position("spec", "credentials", "rotation") if \
         lw.workload.spec.credentials.rotation else lw.position("spec", "credentials", "mode")
@@ -205,12 +217,13 @@ class KeyReport:
     next_at: datetime | None = None
     error: str | None = None
     refused: bool = False
+    busy: bool = False  # another run held the workload's lock: nothing changed, retry
 
     def as_json(self) -> dict[str, Any]:
         return {"workload": self.workload, "identity": self.identity, "secret": self.secret,
                 "actions": self.actions, "keys": self.keys, "nextStep": self.next_step,
                 "nextAt": clock.format_time(self.next_at) if self.next_at else None,
-                "error": self.error, "refused": self.refused}
+                "error": self.error, "refused": self.refused, "busy": self.busy}
 
 
 @dataclass
@@ -259,6 +272,22 @@ class KeyLifecycle:
         self.auditor: Any = _NO_AUDIT
         self.prefetched: StoredSecret | None = None
         self.report = KeyReport(workload=desired.workload.label, identity=desired.name, secret=secret)
+        self.lock: Any = None  # KeyLock, or a function that builds it (built on first use)
+        self.holder = Holder.this_process("rotate")
+        self.lock_wait = timedelta(0)
+        self._held: Any = None
+
+    def _locked(self) -> Any:
+        """Hold the workload's lock (see :mod:`.locks.interface`)."""
+        if callable(self.lock) and not hasattr(self.lock, "try_acquire"):
+            self.lock = self.lock()
+        lock: KeyLock = self.lock
+        return hold(lock, self.secret, self.holder, self.desired.tags,
+                    workload=self.desired.workload.label, wait=self.lock_wait, sleep=self._sleep)
+
+    def _check_lock(self) -> None:
+        if self._held is not None:
+            self._held.check(self.desired.workload.label)
 
     def _act(self, text: str) -> None:
         """Report an action, and record it in the audit log (key ids only)."""
@@ -313,10 +342,12 @@ class KeyLifecycle:
         previous = state.stored.current_key()
         journal = {JOURNAL_TAG: Journal(clock.now(), previous,
                                         tuple(k.key_id for k in state.keys)).encode()}
+        self._check_lock()
         if state.stored.exists:
             self.store.set_tags(self.secret, journal)
         else:
             self.store.ensure(self.secret, {**self.desired.tags, **journal})
+        self._check_lock()
         key = self.backend.create_key(self.desired)
         created = key.issued
         self.store.put_key(self.secret, key, self.backend.secret_document(key))
@@ -446,18 +477,14 @@ class KeyLifecycle:
         """Move this workload forward by whatever is due (``issue_only``: just make sure a
         verified key exists, as apply does)."""
         try:
-            state = self.recover(self.read())
-            self.refuse_foreign(state)
-            if not issue_only and not emergency:
-                # Retire and delete first: that frees the room a due rotation may need.
-                state = self.retire_and_delete(state, emergency=False)
-            current = state.current
-            now = clock.now()
-            if current is None or (not issue_only and (
-                    emergency or now >= current.created + self.policy.max_age)):
-                state = self.issue(state, emergency=emergency)
-            if emergency:
-                state = self.retire_and_delete(state, emergency=True)
+            state = self.read()
+            if not self._due(state, emergency=emergency, issue_only=issue_only):
+                self._describe(state)
+                return self.report
+            with self._locked() as held:
+                self._held = held
+                # Read again under the lock: another run may have done it meanwhile.
+                state = self._advance(self.read(), emergency=emergency, issue_only=issue_only)
             self._describe(state)
         except _Waiting as wait:
             self.report.next_step = str(wait)
@@ -465,9 +492,59 @@ class KeyLifecycle:
         except ForeignKeyError as exc:
             self.report.error = str(exc)
             self.report.refused = True
+        except LockBusy as exc:
+            self.report.error = str(exc)
+            self.report.busy = True
         except WorkloadIdsError as exc:
             self.report.error = exc.diagnostics()
+        finally:
+            self._held = None
         return self.report
+
+    def recover_now(self) -> KeyReport:
+        """``workload-ids recover``: finish or undo what a dead run left, under the lock."""
+        try:
+            state = self.read()
+            if state.journal is not None:
+                with self._locked() as held:
+                    self._held = held
+                    state = self.recover(self.read())
+            self._describe(state)
+        except LockBusy as exc:
+            self.report.error = str(exc)
+            self.report.busy = True
+        except WorkloadIdsError as exc:
+            self.report.error = exc.diagnostics()
+        finally:
+            self._held = None
+        return self.report
+
+    def _due(self, state: KeyState, *, emergency: bool, issue_only: bool) -> bool:
+        """Whether this run may change anything (then it takes the lock). A key the store
+        does not hold may be another run's, not yet stored: decided under the lock."""
+        current = state.current
+        if state.journal is not None or current is None or emergency:
+            return True
+        if any(k.key_id not in state.stored.issued() for k in state.keys):
+            return True
+        if issue_only:
+            return False
+        return len(state.keys) > 1 or clock.now() >= current.created + self.policy.max_age
+
+    def _advance(self, state: KeyState, *, emergency: bool, issue_only: bool) -> KeyState:
+        state = self.recover(state)
+        self.refuse_foreign(state)
+        if not issue_only and not emergency:
+            # Retire and delete first: that frees the room a due rotation may need.
+            state = self.retire_and_delete(state, emergency=False)
+        current = state.current
+        now = clock.now()
+        if current is None or (not issue_only and (
+                emergency or now >= current.created + self.policy.max_age)):
+            state = self.issue(state, emergency=emergency)
+        if emergency:
+            state = self.retire_and_delete(state, emergency=True)
+        return state
 
     def _describe(self, state: KeyState, *, keep_step: bool = False) -> None:
         now = clock.now()
@@ -500,14 +577,21 @@ class KeyLifecycle:
 
 
 def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: Any,
-              auditor: Any = None) -> KeyLifecycle:
-    """The key lifecycle of a key-mode workload, over ``provider`` and its secret store."""
+              auditor: Any = None, *, command: str = "rotate") -> KeyLifecycle:
+    """The key lifecycle of a key-mode workload, over ``provider``, its secret store and
+    the workload lock that goes with it."""
+    from .locks import create_lock
     from .secrets import create_store
     backend: CredentialBackend = provider  # type: ignore[assignment]
-    store = create_store(backend.secret_store_name(), config, seam, desired.workload.target, provider)
+    store_name = backend.secret_store_name()
+    target = desired.workload.target
+    store = create_store(store_name, config, seam, target, provider)
     cycle = KeyLifecycle(backend, store, desired, rotation_policy(desired.workload, config),
                          secret_name(desired.workload, config), sleep=seam.sleep)
     cycle.auditor = auditor or _NO_AUDIT
+    cycle.lock = lambda: create_lock(store_name, config, seam, target, provider)
+    cycle.holder = Holder.this_process(command)
+    cycle.lock_wait = parse_duration(config.credentials.lockTimeout)
     return cycle
 
 
@@ -572,7 +656,8 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             report.error = (f"{d.workload.label}: key mode on {d.workload.provider} is not available "
                             "in this version")
             return report
-        cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor)
+        cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor,
+                          command="recover" if recover_only else "rotate")
         cycle.prefetched = prefetched.get(cycle.secret)
         tags = owned[(d.workload.provider, d.workload.target, d.name)]
         mine = None if tags is None else Marker.from_tags(tags) is not None
@@ -593,11 +678,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             cycle.report.refused = True
             return cycle.report
         if recover_only:
-            try:
-                cycle._describe(cycle.recover(cycle.read()))
-            except WorkloadIdsError as exc:
-                cycle.report.error = exc.diagnostics()
-            return cycle.report
+            return cycle.recover_now()
         return cycle.advance(emergency=now_name is not None)
 
     reports: list[KeyReport] = []

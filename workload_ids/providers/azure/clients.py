@@ -149,6 +149,10 @@ class AzureClients:
             if getattr(iterator, "continuation_token", "") is None:
                 return  # the last page: another next() would only be a counted no-op
 
+    def connection(self) -> dict[str, Any]:
+        """Keyword arguments for an azure-core client: the sandbox's CA bundle, no SDK retries."""
+        return self._connection()
+
     def _connection(self) -> dict[str, Any]:
         bundle = self.config.azure_ca_bundle()
         # retry_total=0: the seam retries, with counting and a budget of its own

@@ -4,7 +4,11 @@ Bearer authentication in azure-core refuses plain HTTP, so each emulator speaks 
 certificate from a throwaway ``trustme`` CA; clients trust it through
 ``connection_verify=server.ca_bundle_path``. An emulator supplies one function that
 answers a request: ``(method, path with query, headers, body) -> (status, JSON or None)``,
-or ``(status, JSON or None, extra headers)``.
+or ``(status, JSON or None, extra headers)``. A :class:`RawBody` in place of the JSON is
+sent as it is (Blob Storage answers in XML and in the blob's own bytes). Extra headers
+replace the server's defaults of the same name (``Content-Type``, ``Content-Length``,
+``x-ms-request-id``); a ``HEAD`` answer sends no body, so its ``Content-Length`` is the one
+of the extra headers when they give one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -26,6 +31,15 @@ from typing import Any, ClassVar, Self
 import trustme
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """An answer body that is not JSON: ``data`` sent as it is, labelled ``content_type``."""
+
+    data: bytes
+    content_type: str = "application/octet-stream"
+
 
 Answer = tuple[int, Any] | tuple[int, Any, Mapping[str, str]]
 Handle = Callable[[str, str, Mapping[str, str], bytes], Answer]
@@ -122,18 +136,29 @@ class _Handler(BaseHTTPRequestHandler):
         answer = type(self).answer(self.command, self.path, dict(self.headers.items()), body)
         status, payload = answer[0], answer[1]
         extra: Mapping[str, str] = answer[2] if len(answer) > 2 else {}
-        data = json.dumps(payload).encode() if payload is not None else b""
+        defaults: dict[str, str] = {}
+        if isinstance(payload, RawBody):
+            data = payload.data
+            defaults["Content-Type"] = payload.content_type
+        elif payload is not None:
+            data = json.dumps(payload).encode()
+            defaults["Content-Type"] = "application/json; charset=utf-8"
+        else:
+            data = b""
+        defaults["Content-Length"] = str(len(data))
+        defaults["x-ms-request-id"] = str(uuid.uuid4())
+        replaced = {key.lower() for key in extra}
         self.send_response(status)
-        if payload is not None:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        for key, value in defaults.items():
+            if key.lower() not in replaced:
+                self.send_header(key, value)
         for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
-    do_GET = do_PUT = do_PATCH = do_POST = do_DELETE = _dispatch
+    do_GET = do_HEAD = do_PUT = do_PATCH = do_POST = do_DELETE = _dispatch
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: tests and the sandbox would otherwise print every request."""

@@ -1,8 +1,9 @@
 """A whole local Azure for ``workload-ids sandbox``, the demo and the tests: ARM (managed
 identities, roles, assignments), the Graph subset (applications, service principals,
-their secrets, and the token endpoint that proves a secret works) and Key Vault, each on
-its own HTTPS port, with one CA bundle that trusts all three. In sandbox mode
-subscriptions and resource groups exist on first reference."""
+their secrets, and the token endpoint that proves a secret works), Key Vault and Blob
+Storage (the key-mode workload locks), each on its own HTTPS port, with one CA bundle
+that trusts them all. In sandbox mode subscriptions and resource groups exist on first
+reference."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ class LocalAzure:
     arm: Any
     graph: Any
     vault: Any
+    blob: Any
     settings: dict[str, Any] = field(default_factory=dict)
     _tmpdir: str = ""
 
     @property
     def emulators(self) -> list[Any]:
-        return [self.arm, self.graph, self.vault]
+        return [self.arm, self.graph, self.vault, self.blob]
 
     def config_block(self) -> str:
         lines = ["azure:"]
@@ -50,20 +52,27 @@ def start_local_azure(*, sandbox: bool = True, clock: Callable[[], float] | None
     ``clock``) pass before Entra and ARM know a new principal, application or secret."""
     import time
 
+    from ...clock import lease_now
     from .arm import ArmEmulator
+    from .blob import BlobEmulator
     from .graph import GraphEmulator
     from .keyvault import KeyVaultEmulator
+    # Leases run on the tool's lease clock, so a drill that moves the clock past a dead
+    # run's lease frees its lock as Azure would.
+    blob_clock = clock or (lambda: lease_now().timestamp())
     clock = clock or time.time
     arm = ArmEmulator(sandbox=sandbox, clock=clock, replication_delay=replication_delay)
     graph = GraphEmulator(directory=arm, tenant_id=arm.tenant_id, clock=clock,
                           replication_delay=replication_delay)
     vault = KeyVaultEmulator(clock=clock)
-    local = LocalAzure(arm, graph, vault)
-    urls = [arm.start(), graph.start(), vault.start()]
+    blob = BlobEmulator(clock=blob_clock, tenant_id=arm.tenant_id)
+    local = LocalAzure(arm, graph, vault, blob)
+    urls = [arm.start(), graph.start(), vault.start(), blob.start()]
     local._tmpdir = tempfile.mkdtemp(prefix="local-azure-")
     bundle = Path(local._tmpdir) / "ca.pem"
     bundle.write_text("".join(Path(e.ca_bundle_path).read_text() for e in local.emulators))
     local.settings = {"armEndpoint": urls[0], "graphEndpoint": urls[1], "authorityEndpoint": urls[1],
-                      "keyVaultUrl": urls[2], "caBundle": str(bundle), "tenantId": arm.tenant_id,
+                      "keyVaultUrl": urls[2], "lockContainerUrl": blob.container_url("workload-ids-locks"),
+                      "caBundle": str(bundle), "tenantId": arm.tenant_id,
                       "sandboxCredentials": True}
     return local

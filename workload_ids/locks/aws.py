@@ -1,0 +1,112 @@
+"""The workload lock on AWS: a secret ``NAME.lock`` in Secrets Manager.
+
+``CreateSecret`` on a name that exists fails, so exactly one run creates the lock. Its
+description is the lock record (holder, lease end). A stale lock is deleted by the ARN
+it was read under: ARNs end in a random suffix per creation, so that delete can only
+remove the stale lock, never a newer one made by a run that broke it first. A name just
+deleted may not be reusable at once (deletion is asynchronous on AWS); that reads as
+busy, and the waiting run tries again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from .. import clock
+from ..calls import NOT_FOUND, CallSeam, to_cloud_error
+from ..config import Config
+from ..providers.aws.provider import AwsProvider, classify
+from .interface import LEASE, Holder, LockRecord, new_record
+
+_RELEASING = LockRecord("a run that just released it", "?", None, None)
+
+
+def lock_name(name: str) -> str:
+    return f"{name}.lock"
+
+
+class SecretsManagerLock:
+    """See the module docstring."""
+
+    def __init__(self, config: Config, seam: CallSeam, target: str,
+                 provider: AwsProvider | None = None) -> None:
+        self.seam = seam
+        self.client = (provider or AwsProvider(config, seam)).client(target, "secretsmanager")
+        # (lock, holder) -> the ARN we created and the record it carries
+        self._held: dict[tuple[str, str], tuple[str, LockRecord]] = {}
+        self._mutex = threading.Lock()
+
+    def _code(self, exc: ClientError) -> tuple[str, str]:
+        info = classify(exc)
+        return (info.kind, info.code) if info else ("", "")
+
+    def _create(self, name: str, holder: Holder, tags: Mapping[str, str]) -> bool:
+        """True when this run created the lock; False when a lock exists."""
+        record = new_record(holder)
+        try:
+            made: Any = self.client.create_secret(
+                Name=lock_name(name), Description=record.encode(),
+                Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+        except ClientError as exc:
+            _, code = self._code(exc)
+            if code in ("ResourceExistsException", "InvalidRequestException"):
+                return False  # held, or deleted a moment ago and not yet reusable
+            raise to_cloud_error(self.seam, "aws", "secretsmanager.create_secret", exc) from exc
+        with self._mutex:
+            self._held[(name, holder.name)] = (str(made["ARN"]), record)
+        return True
+
+    def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
+        if self._create(name, holder, tags):
+            return None
+        try:
+            doc: Any = self.client.describe_secret(SecretId=lock_name(name))
+        except ClientError as exc:
+            kind, _ = self._code(exc)
+            if kind == NOT_FOUND:
+                return _RELEASING  # released between our two calls: try again after a pause
+            raise to_cloud_error(self.seam, "aws", "secretsmanager.describe_secret", exc) from exc
+        if doc.get("DeletedDate"):
+            return _RELEASING
+        record = LockRecord.decode(str(doc.get("Description", "")))
+        if record.live(clock.lease_now()):
+            return record
+        try:  # stale: delete exactly the lock we read, then contend again
+            self.client.delete_secret(SecretId=doc["ARN"], ForceDeleteWithoutRecovery=True)
+        except ClientError as exc:
+            kind, _ = self._code(exc)
+            if kind != NOT_FOUND:
+                raise to_cloud_error(self.seam, "aws", "secretsmanager.delete_secret", exc) from exc
+        return None if self._create(name, holder, tags) else record
+
+    def renew(self, name: str, holder: Holder) -> bool:
+        held = self._held.get((name, holder.name))
+        if held is None:
+            return False
+        arn, record = held
+        try:
+            self.client.update_secret(SecretId=arn, Description=LockRecord(
+                record.holder, record.command, record.since, clock.lease_now() + LEASE).encode())
+        except ClientError as exc:
+            kind, _ = self._code(exc)
+            if kind == NOT_FOUND:
+                return False  # broken by another run after our lease ran out
+            raise to_cloud_error(self.seam, "aws", "secretsmanager.update_secret", exc) from exc
+        return True
+
+    def release(self, name: str, holder: Holder) -> None:
+        with self._mutex:
+            held = self._held.pop((name, holder.name), None)
+        if held is None:
+            return
+        arn = held[0]
+        try:
+            self.client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+        except ClientError as exc:
+            kind, _ = self._code(exc)
+            if kind != NOT_FOUND:
+                raise to_cloud_error(self.seam, "aws", "secretsmanager.delete_secret", exc) from exc

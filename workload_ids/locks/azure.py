@@ -1,0 +1,139 @@
+"""The workload lock on Azure: a lease on the blob ``NAME.lock`` in a container.
+
+Key Vault has no conditional write, so the lock lives in Blob Storage, whose leases are
+made for this: acquiring a lease on a leased blob fails (409 ``LeaseAlreadyPresent``),
+the lease runs out by itself 60 s after its last renewal, and the storage service keeps
+the time, so no two machines' clocks are compared. The blob's metadata names the holder
+for the busy message. The container is ``azure.lockContainerUrl``; the identity running
+the tool needs *Storage Blob Data Contributor* on it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError
+
+from .. import clock
+from ..calls import CallSeam, to_cloud_error
+from ..config import Config
+from ..errors import UserError
+from .interface import LEASE, Holder, LockRecord
+
+_HELD_BY_OTHERS = frozenset({"LeaseAlreadyPresent", "LeaseIsBreakingAndCannotBeAcquired"})
+_LOST = frozenset({"LeaseIdMismatchWithLeaseOperation", "LeaseNotPresentWithLeaseOperation",
+                   "LeaseIsBrokenAndCannotBeRenewed", "BlobNotFound"})
+
+
+def _code(exc: HttpResponseError) -> str:
+    """Blob Storage's error code: a string for 404/409, an enum for other statuses."""
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or type(exc).__name__)
+
+
+class BlobLeaseLock:
+    """See the module docstring."""
+
+    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
+        from ..providers.azure.clients import AzureClients
+        url = config.azure.lockContainerUrl
+        if not url:
+            raise UserError("Azure key mode locks each workload while its keys change, with a blob "
+                            "lease: set azure.lockContainerUrl in workload-ids.yaml "
+                            "(https://ACCOUNT.blob.core.windows.net/CONTAINER) and grant the tool "
+                            "Storage Blob Data Contributor on that container")
+        self.seam = seam
+        self.clients: AzureClients = getattr(provider, "clients", None) or AzureClients(config, seam)
+        from azure.storage.blob import ContainerClient
+        self.container = ContainerClient.from_container_url(
+            url, credential=self.clients.credential, **self.clients.connection())
+        self._leases: dict[tuple[str, str], Any] = {}
+        self._mutex = threading.Lock()
+
+    def _call(self, operation: str, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return self.clients.call(operation, fn, *args, **kwargs)
+
+    def _fail(self, operation: str, exc: BaseException) -> Exception:
+        return to_cloud_error(self.seam, "azure", operation, exc)
+
+    def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
+        from azure.storage.blob import BlobLeaseClient
+        blob = self.container.get_blob_client(f"{name}.lock")
+        lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
+        for _ in range(2):
+            try:
+                self._call("blob.acquire_lease", lease.acquire,
+                           lease_duration=int(LEASE.total_seconds()))
+                break
+            except HttpResponseError as exc:
+                code = _code(exc)
+                if code in _HELD_BY_OTHERS:
+                    return self._holder_of(blob)
+                if code != "BlobNotFound":
+                    raise self._fail("blob.acquire_lease", exc) from exc
+            try:  # the first lock of this workload: make its blob, then lease it
+                self._call("blob.upload_blob", blob.upload_blob, b"", overwrite=False,
+                           metadata=_metadata(tags))
+            except HttpResponseError as exc:
+                if _code(exc) != "BlobAlreadyExists":
+                    raise self._fail("blob.upload_blob", exc) from exc
+        else:
+            return LockRecord("another run (contended)", "?", None, None)
+        with self._mutex:
+            self._leases[(name, holder.name)] = lease
+        try:
+            self._call("blob.set_blob_metadata", blob.set_blob_metadata,
+                       {**_metadata(tags), "holder": holder.name, "command": holder.command,
+                        "since": clock.format_time(clock.lease_now())}, lease=lease)
+        except HttpResponseError as exc:
+            self.release(name, holder)
+            raise self._fail("blob.set_blob_metadata", exc) from exc
+        return None
+
+    def _holder_of(self, blob: Any) -> LockRecord:
+        try:
+            props = self._call("blob.get_blob_properties", blob.get_blob_properties)
+        except HttpResponseError:
+            return LockRecord("another run", "?", None, None)
+        meta = props.metadata or {}
+        try:
+            since = clock.parse_time(meta.get("since", ""))
+        except ValueError:
+            since = None
+        return LockRecord(meta.get("holder", "another run"), meta.get("command", "?"), since, None)
+
+    def renew(self, name: str, holder: Holder) -> bool:
+        lease = self._leases.get((name, holder.name))
+        if lease is None:
+            return False
+        try:
+            self._call("blob.renew_lease", lease.renew)
+        except HttpResponseError as exc:
+            if _code(exc) in _LOST:
+                return False
+            raise self._fail("blob.renew_lease", exc) from exc
+        return True
+
+    def release(self, name: str, holder: Holder) -> None:
+        with self._mutex:
+            lease = self._leases.pop((name, holder.name), None)
+        if lease is None:
+            return
+        try:
+            self._call("blob.release_lease", lease.release)
+        except HttpResponseError as exc:
+            if _code(exc) not in _LOST:
+                raise self._fail("blob.release_lease", exc) from exc
+
+
+def _metadata(tags: Mapping[str, str]) -> dict[str, str]:
+    """Our ownership tags as blob metadata (names must be C# identifiers)."""
+    out: dict[str, str] = {}
+    for key, value in tags.items():
+        name = "".join(c if c.isalnum() else "_" for c in key)
+        if name and not name[0].isdigit() and value.isascii():
+            out[name] = value
+    return out

@@ -1,0 +1,120 @@
+"""The workload lock on GCP: an annotation on the workload's own Secret Manager secret.
+
+Every write is a compare-and-swap on the secret's etag (``UpdateSecret`` refuses a stale
+one with ABORTED), and a missing secret is created with the lock already in it
+(``CreateSecret`` refuses an existing id), so exactly one run takes the lock. The
+secret is created with the workload's tags, as the key store would create it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from google.api_core import exceptions as gx
+
+from .. import clock
+from ..calls import CONFLICT, CallSeam, to_cloud_error
+from ..config import Config
+from ..secrets.gcp import _annotation_key, secret_id
+from .interface import LEASE, Holder, LockRecord, new_record
+
+LOCK_ANNOTATION = "workload-ids_lock"
+_ATTEMPTS = 6
+
+
+class SecretAnnotationLock:
+    """See the module docstring."""
+
+    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
+        from ..providers.gcp.clients import GcpClients
+        self.seam = seam
+        self.project = target
+        clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)
+        self.client = clients.secrets
+
+    def _path(self, name: str) -> str:
+        return f"projects/{self.project}/secrets/{secret_id(name)}"
+
+    def _fail(self, operation: str, exc: BaseException) -> Exception:
+        return to_cloud_error(self.seam, "gcp", operation, exc)
+
+    def _swap(self, name: str, change: Callable[[LockRecord | None], str | bool | None],
+              create: Mapping[str, str] | None = None) -> bool | LockRecord:
+        """Read the lock annotation and write ``change(record)`` back with the etag.
+
+        ``change`` returns the new annotation value, None to remove it, or False to leave
+        the secret alone (then the current record is returned). True when written."""
+        for _ in range(_ATTEMPTS):
+            try:
+                secret = self.client.get_secret(name=self._path(name))
+            except gx.NotFound:
+                if create is None:
+                    return False
+                value = change(None)
+                annotations = {**create, "workload-ids_secret-name": name}
+                if isinstance(value, str):
+                    annotations[LOCK_ANNOTATION] = value
+                try:
+                    self.client.create_secret(request={
+                        "parent": f"projects/{self.project}", "secret_id": secret_id(name),
+                        "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
+                    return True
+                except gx.AlreadyExists:
+                    continue  # created by another run a moment ago: read it
+                except gx.GoogleAPICallError as exc:
+                    raise self._fail("secretmanager.create_secret", exc) from exc
+            except gx.GoogleAPICallError as exc:
+                raise self._fail("secretmanager.get_secret", exc) from exc
+            annotations = dict(secret.annotations)
+            text = annotations.get(LOCK_ANNOTATION)
+            current = LockRecord.decode(text) if text else None
+            value = change(current)
+            if value is False:
+                return current if current is not None else False
+            if value is None:
+                annotations.pop(LOCK_ANNOTATION, None)
+            elif isinstance(value, str):
+                annotations[LOCK_ANNOTATION] = value
+            try:
+                self.client.update_secret(request={
+                    "secret": {"name": self._path(name), "annotations": annotations, "etag": secret.etag},
+                    "update_mask": {"paths": ["annotations"]}})
+                return True
+            except gx.GoogleAPICallError as exc:
+                info = self.seam.classify("gcp", exc)
+                if info is None or info.kind != CONFLICT:
+                    raise self._fail("secretmanager.update_secret", exc) from exc
+                # Someone else wrote first (perhaps the lock): read again and decide again.
+        return False
+
+    def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
+        now = clock.lease_now()
+        mine = new_record(holder).encode()
+
+        def take(current: LockRecord | None) -> str | bool:
+            if current is not None and current.live(now) and current.holder != holder.name:
+                return False
+            return mine
+        result = self._swap(name, take, create={_annotation_key(k): v for k, v in tags.items()})
+        if result is True:
+            return None
+        if isinstance(result, LockRecord):
+            return result
+        # Lost every compare-and-swap to other runs: someone holds it.
+        return LockRecord("another run (contended)", "?", None, None)
+
+    def renew(self, name: str, holder: Holder) -> bool:
+        def extend(current: LockRecord | None) -> str | bool:
+            if current is None or current.holder != holder.name:
+                return False
+            return LockRecord(current.holder, current.command, current.since,
+                              clock.lease_now() + LEASE).encode()
+        return self._swap(name, extend) is True
+
+    def release(self, name: str, holder: Holder) -> None:
+        def free(current: LockRecord | None) -> str | bool | None:
+            if current is None or current.holder != holder.name:
+                return False
+            return None
+        self._swap(name, free)
