@@ -25,6 +25,7 @@ from typing import Any
 from workload_ids.calls import TRANSIENT, CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
+from workload_ids.locks.interface import LEASE
 
 OPERATIONS = ("apply-create", "apply-mover", "rotate", "cleanup-quarantine", "cleanup-delete", "restore")
 PROVIDERS = ("aws", "gcp", "azure")
@@ -298,6 +299,9 @@ def prepare(operation: str, cloud: Cloud, folder: Path, start: datetime) -> Step
         _env_clock(start + timedelta(days=31))
 
         def rerun() -> None:
+            # A run killed holding the workload's lock leaves it held, as a dead process
+            # does: the user's rerun proceeds once its lease has run out.
+            _env_clock(start + timedelta(days=31) + LEASE + timedelta(seconds=1))
             _rotate(manifests, _seam(), recover_only=True)
             _rotate(manifests, _seam())
         return Step(lambda seam: _rotate(manifests, seam), rerun)

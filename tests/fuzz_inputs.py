@@ -90,6 +90,7 @@ gcp:
 azure:
   armEndpoint: https://localhost:8443
   keyVaultUrl: https://acme.vault.azure.net
+  lockContainerUrl: https://acmelocks.blob.core.windows.net/workload-ids-locks
   tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
   caBundle: ca.pem
   namePrefix: wid

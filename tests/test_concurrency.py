@@ -9,12 +9,14 @@ rotations racing 8 applies."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,9 +26,9 @@ KEYLESS = {"aws": "aws/payments-api.yaml", "gcp": "gcp/catalog-sync.yaml",
            "azure": "azure/order-reconciliation.yaml"}
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    work = tmp_path_factory.mktemp("sandbox")
+@contextlib.contextmanager
+def running_sandbox(work: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """``workload-ids sandbox`` in a subprocess: its config file and the environment."""
     config = work / "sandbox.yaml"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc = subprocess.Popen([sys.executable, "-m", "workload_ids", "sandbox", "--config-out", str(config)],
@@ -41,6 +43,12 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    with running_sandbox(tmp_path_factory.mktemp("sandbox")) as running:
+        yield running
 
 
 @pytest.mark.parametrize("provider", sorted(KEYLESS))
@@ -124,6 +132,37 @@ def _key_state(config: Path, env: dict[str, str], manifest: Path, provider: str)
     return state
 
 
+@dataclass
+class Race:
+    """One key-mode race: the exit codes of 8 applies of a new workload, then of 8
+    emergency rotations and 8 applies at once, and the keys the cloud holds after."""
+
+    name: str
+    manifest: Path
+    config: Path
+    joiners: list[tuple[int, str]]
+    racers: list[tuple[int, str]]
+    state: dict[str, object]
+    seconds: float
+
+
+def key_race(provider: str, base: Path, env: dict[str, str], folder: Path, *,
+             lock_timeout: str | None = None) -> Race:
+    config = folder / "workload-ids.yaml"
+    config.write_text(base.read_text() + "credentials:\n  verify: {interval: 1s}\n")
+    manifest, name = _key_manifest(provider, folder)
+    wait = ("--lock-timeout", lock_timeout) if lock_timeout else ()
+    started = time.monotonic()
+    joiners = _finish([_cli(config, env, "apply", "--auto-approve", *wait, str(manifest))
+                       for _ in range(8)])
+    procs = [_cli(config, env, "rotate", "--now", name, *wait, str(manifest)) for _ in range(8)]
+    procs += [_cli(config, env, "apply", "--auto-approve", *wait, str(manifest)) for _ in range(8)]
+    racers = _finish(procs)
+    seconds = time.monotonic() - started
+    return Race(name, manifest, config, joiners, racers, _key_state(config, env, manifest, provider),
+                seconds)
+
+
 @pytest.mark.parametrize("provider", sorted(KEY_MODE))
 def test_eight_applies_then_eight_rotations_with_eight_applies_hold_the_lock(
         provider: str, sandbox: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
@@ -132,22 +171,13 @@ def test_eight_applies_then_eight_rotations_with_eight_applies_hold_the_lock(
     ends with one identity, at most the key limit, every key in the store, and a current
     key that is active."""
     base, env = sandbox
-    config = tmp_path / "workload-ids.yaml"
-    config.write_text(base.read_text() + "credentials:\n  verify: {interval: 1s}\n")
-    manifest, name = _key_manifest(provider, tmp_path)
+    race = key_race(provider, base, env, tmp_path)
+    assert [code for code, _ in race.joiners] == [0] * 8, [out for code, out in race.joiners if code]
+    assert {code for code, _ in race.racers} <= {0, EXIT_BUSY}, [
+        out for code, out in race.racers if code not in (0, EXIT_BUSY)]
+    assert sum(1 for code, _ in race.racers[:8] if code == 0) >= 1  # rotations happened
 
-    first = _finish([_cli(config, env, "apply", "--auto-approve", str(manifest)) for _ in range(8)])
-    assert [code for code, _ in first] == [0] * 8, [out for code, out in first if code]
-
-    procs = [_cli(config, env, "rotate", "--now", name, str(manifest)) for _ in range(8)]
-    procs += [_cli(config, env, "apply", "--auto-approve", str(manifest)) for _ in range(8)]
-    results = _finish(procs)
-    assert {code for code, _ in results} <= {0, EXIT_BUSY}, [out for code, out in results
-                                                             if code not in (0, EXIT_BUSY)]
-    rotated = sum(1 for code, _ in results[:8] if code == 0)
-    assert rotated >= 1
-
-    state = _key_state(config, env, manifest, provider)
+    state = race.state
     keys = state["keys"]
     assert isinstance(keys, dict)
     assert 1 <= len(keys) <= KEY_LIMIT[provider], keys
@@ -155,12 +185,12 @@ def test_eight_applies_then_eight_rotations_with_eight_applies_hold_the_lock(
     assert keys.get(state["current"]) == "active", state
     assert not any("lock" in tag or "journal" in tag for tag in state["tags"]), state  # released
     listed = subprocess.run([sys.executable, "-m", "workload_ids", "inventory", "--output", "json",
-                             "--config", str(config), str(manifest)],
+                             "--config", str(race.config), str(race.manifest)],
                             env=env, capture_output=True, text=True, timeout=120)
     mine = [r["identity"] for r in json.loads(listed.stdout)["identities"]
-            if str(r["workload"]).split("/")[-1] == name]
+            if str(r["workload"]).split("/")[-1] == race.name]
     assert len(mine) == 1, mine  # no duplicate identity
     again = subprocess.run([sys.executable, "-m", "workload_ids", "plan", "--detailed-exitcode",
-                            "--config", str(config), str(manifest)],
+                            "--config", str(race.config), str(race.manifest)],
                            env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -130,12 +130,6 @@ def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnost
         if not _SECRET_NAME.fullmatch(name):
             out.append(Diagnostic(where, f"secret name {name!r} (from {pattern!r}) is not a valid "
                                          "secret name: letters, digits and /_+=.@- only"))
-    if workload.provider == "azure" and not config.azure.lockContainerUrl:
-        out.append(Diagnostic(
-            config.position("azure") or lw.position("spec", "credentials", "mode"),
-            "Azure key mode needs azure.lockContainerUrl in workload-ids.yaml: a blob container "
-            "(https://ACCOUNT.blob.core.windows.net/CONTAINER) where each workload is locked with a "
-            "lease while its keys change; grant the tool Storage Blob Data Contributor on it"))
     policy = rotation_policy(workload, config)
     rotation_at = lw.position("spec", "credentials", "rotation") if \
         lw.workload.spec.credentials.rotation else lw.position("spec", "credentials", "mode")
@@ -477,10 +471,13 @@ class KeyLifecycle:
         """Move this workload forward by whatever is due (``issue_only``: just make sure a
         verified key exists, as apply does)."""
         try:
-            state = self.read()
-            if not self._due(state, emergency=emergency, issue_only=issue_only):
-                self._describe(state)
-                return self.report
+            stored = self.prefetched if self.prefetched is not None else self.store.describe(self.secret)
+            self.prefetched = None
+            if not self._due_by_store(stored, emergency=emergency, issue_only=issue_only):
+                state = KeyState(keys=self.backend.list_keys(self.desired), stored=stored)
+                if not self._due(state, emergency=emergency, issue_only=issue_only):
+                    self._describe(state)
+                    return self.report
             with self._locked() as held:
                 self._held = held
                 # Read again under the lock: another run may have done it meanwhile.
@@ -518,6 +515,14 @@ class KeyLifecycle:
         finally:
             self._held = None
         return self.report
+
+    def _due_by_store(self, stored: StoredSecret, *, emergency: bool, issue_only: bool) -> bool:
+        """Due on the store's metadata alone (then the keys are read once, under the lock)."""
+        current = stored.current_key()
+        if stored.tags.get(JOURNAL_TAG) or current is None or emergency:
+            return True
+        issued = stored.issued_at.get(current)
+        return not issue_only and issued is not None and clock.now() >= issued + self.policy.max_age
 
     def _due(self, state: KeyState, *, emergency: bool, issue_only: bool) -> bool:
         """Whether this run may change anything (then it takes the lock). A key the store
