@@ -341,3 +341,39 @@ def test_key_mode_user_without_our_tags_is_refused(aws, manifests, monkeypatch):
     result = run_cli("rotate", str(path))
     assert result.code == 1 and "never modified" in result.out
     assert keys(aws) == {}
+
+
+def test_a_run_that_loses_its_lease_stops_before_its_next_change(vendor, aws, monkeypatch):
+    """A holder frozen for longer than its lease: another run takes the lock over, the
+    frozen run's next renewal fails, and it stops before creating a key."""
+    import threading
+    import time
+
+    from workload_ids.calls import CallRecord
+    from workload_ids.locks import create_lock, interface
+    from workload_ids.locks.interface import Holder
+    from workload_ids.providers import create_provider
+    monkeypatch.setattr(interface, "RENEW_EVERY", 0.05)
+    at(monkeypatch, 31)
+    first = next(iter(keys(aws)))
+    config = load_config()
+    seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+    other = Holder.this_process("rotate")
+    lock = create_lock("aws-secrets-manager", config, CallSeam(sleep=lambda s: None), "123456789012",
+                       create_provider("aws", config, CallSeam(sleep=lambda s: None)))
+    taken = threading.Event()
+
+    def freeze_then_lose_the_lease(record: CallRecord) -> None:
+        if record.operation == "secretsmanager.tag_resource" and not taken.is_set():
+            taken.set()
+            at(monkeypatch, 31 + AFTER_LEASE)  # this run stalls past its lease...
+            assert lock.try_acquire(SECRET, other, {}) is None  # ...and another run takes over
+            time.sleep(0.5)  # the frozen run's keeper tries to renew and learns it lost
+    seam.observers.append(freeze_then_lose_the_lease)
+    [report] = _rotate([vendor], seam)
+    assert taken.is_set()
+    assert report.error and "lost its lock" in report.error, report.error
+    assert not any(a.startswith("issued") for a in report.actions)
+    assert list(keys(aws)) == [first]  # no key was created after the lease was lost
+    held = lock.try_acquire(SECRET, Holder.this_process("apply"), {})
+    assert held is not None and held.holder == other.name  # the loser did not free it

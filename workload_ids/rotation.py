@@ -480,8 +480,8 @@ class KeyLifecycle:
                     return self.report
             with self._locked() as held:
                 self._held = held
-                # Read again under the lock: another run may have done it meanwhile.
-                state = self._advance(self.read(), emergency=emergency, issue_only=issue_only)
+                state = self._advance(self._read_locked(stored), emergency=emergency,
+                                      issue_only=issue_only)
             self._describe(state)
         except _Waiting as wait:
             self.report.next_step = str(wait)
@@ -515,6 +515,17 @@ class KeyLifecycle:
         finally:
             self._held = None
         return self.report
+
+    def _read_locked(self, before: StoredSecret) -> KeyState:
+        """The state under the lock. The keys are read again; the store only when a key
+        it did not hold appears. Another run that changed this workload since ``before``
+        was read either issued a key (seen here, so the store is read again) or only
+        retired or deleted one, whose marks matter only to keys still listed: a stale
+        mark can delay a deletion, never hasten one."""
+        keys = self.backend.list_keys(self.desired)
+        if before.exists and all(k.key_id in before.issued() for k in keys):
+            return KeyState(keys=keys, stored=before)
+        return KeyState(keys=keys, stored=self.store.describe(self.secret))
 
     def _due_by_store(self, stored: StoredSecret, *, emergency: bool, issue_only: bool) -> bool:
         """Due on the store's metadata alone (then the keys are read once, under the lock)."""

@@ -352,10 +352,10 @@ class AzureKeyMixin:
             out.append(Diagnostic(where, "Azure key mode delivers client secrets to Key Vault: set "
                                          "azure.keyVaultUrl in workload-ids.yaml (https://VAULT.vault.azure.net)"))
         if not self.config.azure.lockContainerUrl:
-            out.append(Diagnostic(where, "Azure key mode locks each workload with a blob lease while its keys "
-                                         "change: set azure.lockContainerUrl in workload-ids.yaml "
-                                         "(https://ACCOUNT.blob.core.windows.net/CONTAINER) and grant the tool "
-                                         "Storage Blob Data Contributor on it"))
+            out.append(Diagnostic(where, "Azure key mode locks each workload with a blob lease while "
+                                         "its keys change: set azure.lockContainerUrl in workload-ids.yaml "
+                                         "(https://ACCOUNT.blob.core.windows.net/CONTAINER) and grant the "
+                                         "tool Storage Blob Data Contributor on it"))
         return out
 
     # --- credentials (the rotation's backend) ----------------------------------------
