@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -42,7 +43,7 @@ from .cleanup.mark import MARK_TAG
 from .config import Config
 from .durations import format_duration, parse_duration
 from .errors import Diagnostic, UserError, WorkloadIdsError
-from .locks.interface import Holder, KeyLock, LockBusy, hold
+from .locks.interface import HeldLock, Holder, KeyLock, LockBusy, hold
 from .model import CompiledWorkload, DesiredIdentity, KeyInfo, Marker
 from .secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretStore, SecretValue, StoredSecret
 
@@ -266,17 +267,20 @@ class KeyLifecycle:
         self.auditor: Any = _NO_AUDIT
         self.prefetched: StoredSecret | None = None
         self.report = KeyReport(workload=desired.workload.label, identity=desired.name, secret=secret)
-        self.lock: Any = None  # KeyLock, or a function that builds it (built on first use)
+        # The workload lock, built on first use: runs with nothing due never need it.
+        self.lock_factory: Callable[[], KeyLock] | None = None
         self.holder = Holder.this_process("rotate")
         self.lock_wait = timedelta(0)
-        self._held: Any = None
+        self._lock: KeyLock | None = None
+        self._held: HeldLock | None = None
 
-    def _locked(self) -> Any:
+    def _locked(self) -> AbstractContextManager[HeldLock]:
         """Hold the workload's lock (see :mod:`.locks.interface`)."""
-        if callable(self.lock) and not hasattr(self.lock, "try_acquire"):
-            self.lock = self.lock()
-        lock: KeyLock = self.lock
-        return hold(lock, self.secret, self.holder, self.desired.tags,
+        if self._lock is None:
+            if self.lock_factory is None:
+                raise WorkloadIdsError(f"{self.desired.workload.label}: no workload lock is configured")
+            self._lock = self.lock_factory()
+        return hold(self._lock, self.secret, self.holder, self.desired.tags,
                     workload=self.desired.workload.label, wait=self.lock_wait, sleep=self._sleep)
 
     def _check_lock(self) -> None:
@@ -605,7 +609,7 @@ def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: 
     cycle = KeyLifecycle(backend, store, desired, rotation_policy(desired.workload, config),
                          secret_name(desired.workload, config), sleep=seam.sleep)
     cycle.auditor = auditor or _NO_AUDIT
-    cycle.lock = lambda: create_lock(store_name, config, seam, target, provider)
+    cycle.lock_factory = lambda: create_lock(store_name, config, seam, target, provider)
     cycle.holder = Holder.this_process(command)
     cycle.lock_wait = parse_duration(config.credentials.lockTimeout)
     return cycle
