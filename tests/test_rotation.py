@@ -377,3 +377,18 @@ def test_a_run_that_loses_its_lease_stops_before_its_next_change(vendor, aws, mo
     assert list(keys(aws)) == [first]  # no key was created after the lease was lost
     held = lock.try_acquire(SECRET, Holder.this_process("apply"), {})
     assert held is not None and held.holder == other.name  # the loser did not free it
+
+
+def test_a_lock_secret_that_is_not_ours_is_never_touched(vendor, aws, monkeypatch):
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    decoy = sm.create_secret(Name=f"{SECRET}.lock", SecretString="someone else's",
+                             Description="not a lock record")
+    first = next(iter(keys(aws)))
+    at(monkeypatch, 31)
+    result = run_cli("rotate", str(vendor))
+    assert result.code == 1, result.out
+    assert "without the workload-ids ownership tags" in result.out and "what to do" in result.out
+    assert list(keys(aws)) == [first]  # nothing rotated
+    after = sm.describe_secret(SecretId=f"{SECRET}.lock")
+    assert after["ARN"] == decoy["ARN"] and "DeletedDate" not in after
+    assert sm.get_secret_value(SecretId=f"{SECRET}.lock")["SecretString"] == "someone else's"

@@ -19,6 +19,8 @@ from botocore.exceptions import ClientError
 from .. import clock
 from ..calls import NOT_FOUND, CallSeam, to_cloud_error
 from ..config import Config
+from ..errors import ConflictError
+from ..model import Marker
 from ..providers.aws.provider import AwsProvider, classify
 from .interface import LEASE, Holder, LockRecord, new_record
 
@@ -53,7 +55,8 @@ class SecretsManagerLock:
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
         except ClientError as exc:
             _, code = self._code(exc)
-            if code in ("ResourceExistsException", "InvalidRequestException"):
+            releasing = code == "InvalidRequestException" and "deletion" in str(exc)
+            if code == "ResourceExistsException" or releasing:
                 return False  # held, or deleted a moment ago and not yet reusable
             raise to_cloud_error(self.seam, "aws", "secretsmanager.create_secret", exc) from exc
         with self._mutex:
@@ -72,6 +75,10 @@ class SecretsManagerLock:
             raise to_cloud_error(self.seam, "aws", "secretsmanager.describe_secret", exc) from exc
         if doc.get("DeletedDate"):
             return _RELEASING
+        if Marker.from_tags({t["Key"]: t["Value"] for t in doc.get("Tags") or []}) is None:
+            raise ConflictError(f"secret {lock_name(name)} exists without the workload-ids ownership "
+                                "tags, so it is not our lock and is never modified",
+                                "rename or delete that secret, or change credentials.secretName")
         record = LockRecord.decode(str(doc.get("Description", "")))
         if record.live(clock.lease_now()):
             return record
