@@ -14,7 +14,7 @@ from fault_matrix import OPERATIONS, PROVIDERS, _in_fresh_dir, run_matrix, run_s
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_failure_at_any_call_then_a_rerun_ends_where_a_clean_run_ends(provider: str,
                                                                         operation: str) -> None:
-    outcome = run_matrix(provider, operation, stride=4, alternate=True)
+    outcome = run_matrix(provider, operation, stride=6, alternate=True)
     assert outcome.calls >= 2 and outcome.points >= 1
     assert outcome.divergences == []
 
