@@ -359,15 +359,17 @@ def test_a_run_that_loses_its_lease_stops_before_its_next_change(vendor, aws, mo
     config = load_config()
     seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
     other = Holder.this_process("rotate")
+    provider = create_provider("aws", config, CallSeam(sleep=lambda s: None))
     lock = create_lock("aws-secrets-manager", config, CallSeam(sleep=lambda s: None), "123456789012",
-                       create_provider("aws", config, CallSeam(sleep=lambda s: None)))
+                       provider)
+    tags = provider.desired(validate([vendor], config).compiled[0]).tags  # our marker
     taken = threading.Event()
 
     def freeze_then_lose_the_lease(record: CallRecord) -> None:
         if record.operation == "secretsmanager.tag_resource" and not taken.is_set():
             taken.set()
             at(monkeypatch, 31 + AFTER_LEASE)  # this run stalls past its lease...
-            assert lock.try_acquire(SECRET, other, {}) is None  # ...and another run takes over
+            assert lock.try_acquire(SECRET, other, tags) is None  # ...and another run takes over
             time.sleep(0.5)  # the frozen run's keeper tries to renew and learns it lost
     seam.observers.append(freeze_then_lose_the_lease)
     [report] = _rotate([vendor], seam)
@@ -375,7 +377,7 @@ def test_a_run_that_loses_its_lease_stops_before_its_next_change(vendor, aws, mo
     assert report.error and "lost its lock" in report.error, report.error
     assert not any(a.startswith("issued") for a in report.actions)
     assert list(keys(aws)) == [first]  # no key was created after the lease was lost
-    held = lock.try_acquire(SECRET, Holder.this_process("apply"), {})
+    held = lock.try_acquire(SECRET, Holder.this_process("apply"), tags)
     assert held is not None and held.holder == other.name  # the loser did not free it
 
 

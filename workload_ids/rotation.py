@@ -311,6 +311,7 @@ class KeyLifecycle:
         for key in state.keys:
             # Not stored, and not there when the entry was written: the interrupted run's.
             if key.key_id not in issued and key.key_id not in journal.existing:
+                self._check_lock()
                 self.backend.delete_key(self.desired, key.key_id)
                 self._act(f"deleted {key.key_id}: created by an interrupted run and "
                                            "never stored")
@@ -449,6 +450,7 @@ class KeyLifecycle:
                 # Mark first: a run that dies between the two leaves a mark on an active
                 # key, which the next run deactivates; never an inactive key without a mark.
                 retired[key.key_id] = now
+                self._check_lock()
                 self.store.set_tags(self.secret, {RETIRED_TAG: encode_retired(retired)})
                 self.backend.deactivate_key(self.desired, key.key_id)
                 self._act(f"deactivated {key.key_id}" +
@@ -459,6 +461,7 @@ class KeyLifecycle:
                 self.store.set_tags(self.secret, {RETIRED_TAG: encode_retired(retired)})
                 changed = True
             elif now >= retired[key.key_id] + self.policy.grace:
+                self._check_lock()
                 self.backend.delete_key(self.desired, key.key_id)
                 del retired[key.key_id]
                 if retired:
