@@ -91,3 +91,22 @@ def test_lint_key_mode_warnings(aws, manifests, monkeypatch):
     result = run_cli("lint", "--cloud", str(path))
     assert "is 45d old, past its maxAge of 30d; run `workload-ids rotate`" in result.out
     assert run_cli("lint", "--cloud", "--strict", str(path)).code == 1
+
+
+@pytest.mark.parametrize("verb", ["apply", "rotate", "recover"])
+def test_bad_lock_timeout(aws, manifests, tmp_path, verb):
+    path = manifests({"v.yaml": KEY_MODE}) / "v.yaml"
+    result = run_cli(verb, "--lock-timeout", "3 minutes", str(path))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "--lock-timeout: '3 minutes' is not a duration" in result.err
+    assert aws.list_users(PathPrefix="/workload-ids/")["Users"] == []  # nothing changed
+
+
+def test_bad_lock_timeout_in_config(aws, manifests, tmp_path):
+    path = manifests({"v.yaml": KEY_MODE}) / "v.yaml"
+    config = tmp_path / "wid.yaml"
+    config.write_text("credentials:\n  lockTimeout: soon\n")
+    result = run_cli("apply", "--auto-approve", "--config", str(config), str(path))
+    assert result.code == 1 and "Traceback" not in result.err
+    assert f"{config}:2:" in result.err and "'soon' is not a duration" in result.err
+    assert aws.list_users(PathPrefix="/workload-ids/")["Users"] == []
