@@ -106,6 +106,8 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
                                    action=change.action, detail=change.details)
                 result.applied.append(change.action)
         except WorkloadIdsError as exc:
+            from .locks.interface import LockBusy
+            result.busy = result.busy or isinstance(exc, LockBusy)
             result.error = exc.diagnostics()
         except Exception as exc:  # one workload's surprise must not hide the others' results
             result.error = f"unexpected {type(exc).__name__}: {exc} (rerun converges; report it)"

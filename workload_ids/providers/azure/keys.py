@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -231,6 +232,17 @@ class AzureKeyMixin:
                 self.seam.sleep(delay)
                 waited += delay
 
+    def _workload_lock(self, desired: DesiredIdentity) -> AbstractContextManager[Any]:
+        from ...durations import parse_duration
+        from ...locks import create_lock
+        from ...locks.interface import Holder, hold
+        from ...rotation import secret_name
+        w = desired.workload
+        lock = create_lock(self.secret_store_name(), self.config, self.seam, w.target, self)
+        return hold(lock, secret_name(w, self.config), Holder.this_process("apply"), desired.tags,
+                    workload=w.label, wait=parse_duration(self.config.credentials.lockTimeout),
+                    sleep=self.seam.sleep)
+
     def _require_app(self, desired: DesiredIdentity) -> dict[str, Any]:
         app = self._find_app(desired)
         if app is None or Marker.from_tags(tags_of(app.get("tags"))) is None:
@@ -243,15 +255,21 @@ class AzureKeyMixin:
         roles and assignments, then the real marker."""
         w = desired.workload
         app = self._find_app(desired)
-        if app is not None and Marker.from_tags(tags_of(app.get("tags"))) is None:
+        if app is None:
+            # Graph keeps no name unique: two pipelines creating this application at once
+            # would make two. The workload's lock (key mode's blob lease) takes turns, and
+            # the creator waits until the application is visible before letting go.
+            with self._workload_lock(desired):
+                app = self._find_app(desired)
+                if app is None:
+                    from .provider import PENDING_DIGEST
+                    pending = {**desired.tags, "workload-ids:manifest-sha256": PENDING_DIGEST}
+                    app = self._graph("create_application", desired.name, tag_list(pending),
+                                      f"Managed by workload-ids: {w.label}. Changes are overwritten.")
+                    self._await_visible(str(app["id"]))
+        if Marker.from_tags(tags_of(app.get("tags"))) is None:
             raise ConflictError(f"application {desired.name} appeared without the workload-ids tags",
                                 "find out who created it; workload-ids will not adopt it")
-        if app is None:
-            from .provider import PENDING_DIGEST
-            pending = {**desired.tags, "workload-ids:manifest-sha256": PENDING_DIGEST}
-            app = self._graph("create_application", desired.name, tag_list(pending),
-                              f"Managed by workload-ids: {w.label}. Changes are overwritten.")
-            self._await_visible(str(app["id"]))
         principal = self._service_principal(str(app["appId"]))
         if principal is None:
             try:
