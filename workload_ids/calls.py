@@ -183,6 +183,14 @@ class CallSeam:
                     self.stats.retries[name] += 1
                 self._sleep(delay)
 
+    def conflict_pause(self, attempt: int) -> None:
+        """Wait before redoing a read-modify-write that lost to a concurrent writer. Full
+        jitter: writers that collided once must not collide again on the same schedule."""
+        cap = min(4.0, self.retry.base_delay * (2 ** attempt))
+        with self._lock:
+            pause = self._random.uniform(0, cap)
+        self._sleep(pause)
+
     def _backoff(self, attempt: int) -> float:
         # Full jitter (AWS architecture blog): spreads retries of many clients apart.
         cap = min(self.retry.max_delay, self.retry.base_delay * (2 ** (attempt - 1)))

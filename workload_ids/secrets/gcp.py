@@ -24,7 +24,7 @@ from ..config import Config
 from .interface import IssuedKey, SecretValue, StoredSecret
 
 KEY_PREFIX = "wid-key-"
-EDIT_ATTEMPTS = 6
+EDIT_ATTEMPTS = 10
 
 
 def secret_id(name: str) -> str:
@@ -169,4 +169,4 @@ class SecretManagerStore:
                 info = self.seam.classify("gcp", exc)
                 if info is None or info.kind != CONFLICT or attempt == EDIT_ATTEMPTS - 1:
                     raise self._fail("secretmanager.update_secret", exc) from exc
-                self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
+                self.seam.conflict_pause(attempt)

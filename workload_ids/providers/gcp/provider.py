@@ -32,7 +32,7 @@ from .clients import GcpClients
 from .retire import GcpRetireMixin, display_tags
 
 # Whole read-modify-write cycles of a project policy before giving up on conflicts.
-POLICY_ATTEMPTS = 6
+POLICY_ATTEMPTS = 10
 # A new service account can answer NOT_FOUND for a while (GCP propagates in seconds to
 # minutes): it counts as there after this many successful reads in a row, as
 # terraform-provider-google does, within a bounded wait.
@@ -430,9 +430,7 @@ class GcpProvider(GcpRetireMixin):
                 except (gx.AlreadyExists, gx.FailedPrecondition):  # or deleted, not yet purged
                     self._undelete_or_update(project, rid, body)
             elif {k: v for k, v in current.items() if k != "etag"} != role:
-                self.clients.iam.update_role(request={
-                    "name": f"projects/{project}/roles/{rid}", "role": {**body, "etag": current["etag"]},
-                    "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
+                self._update_role(f"projects/{project}/roles/{rid}", body, current["etag"])
         stale = sorted(rid for rid in set(have) - set(desired.objects["roles"])
                        if render.role_marker(have[rid]["description"]) is not None)
         if stale:
@@ -440,9 +438,14 @@ class GcpProvider(GcpRetireMixin):
             gone = [r for r in (render.role_resource(have[rid]["description"]) for rid in stale) if r]
             self._converge_resource_policies(desired, gone)
             for rid in stale:
-                with contextlib.suppress(gx.NotFound):
-                    self.clients.iam.delete_role(request={"name": f"projects/{project}/roles/{rid}",
-                                                          "etag": have[rid]["etag"]})
+                name = f"projects/{project}/roles/{rid}"
+                try:
+                    with contextlib.suppress(gx.NotFound):
+                        self.clients.iam.delete_role(request={"name": name, "etag": have[rid]["etag"]})
+                except gx.Aborted:  # written meanwhile by a racing run: delete what it holds now
+                    role = self.clients.iam.get_role(request={"name": name})
+                    if not role.deleted and render.role_marker(role.description) is not None:
+                        self.clients.iam.delete_role(request={"name": name, "etag": role.etag})
 
     def _undelete_or_update(self, project: str, rid: str, body: dict[str, Any]) -> None:
         """A role id taken by a deleted role of ours (a mover that came back): undelete it
@@ -454,9 +457,27 @@ class GcpProvider(GcpRetireMixin):
                                 "it is never modified; remove it or rename the workload")
         if role.deleted:
             role = self.clients.iam.undelete_role(request={"name": name, "etag": role.etag})
-        self.clients.iam.update_role(request={
-            "name": name, "role": {**body, "etag": role.etag},
-            "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
+        self._update_role(name, body, role.etag)
+
+    def _update_role(self, name: str, body: dict[str, Any], etag: Any) -> None:
+        """Write a role with the etag it was read with; on a stale etag (another run wrote
+        it meanwhile) read it again: done if it already says what we want, else retry."""
+        for attempt in range(POLICY_ATTEMPTS):
+            try:
+                self.clients.iam.update_role(request={
+                    "name": name, "role": {**body, "etag": etag},
+                    "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
+                return
+            except gx.Aborted:
+                if attempt == POLICY_ATTEMPTS - 1:
+                    raise
+                self.seam.conflict_pause(attempt)
+                role = self.clients.iam.get_role(request={"name": name})
+                if (role.title, role.description, sorted(role.included_permissions), int(role.stage)) == (
+                        body["title"], body["description"], sorted(body["included_permissions"]),
+                        body["stage"]) and not role.deleted:
+                    return
+                etag = role.etag
 
     def _converge_project_policy(self, desired: DesiredIdentity,
                                  have: Mapping[str, Any] | None = None) -> None:
@@ -523,7 +544,7 @@ class GcpProvider(GcpRetireMixin):
                 info = self.seam.classify("gcp", exc)
                 if info is None or info.kind != CONFLICT:
                     raise
-                self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
+                self.seam.conflict_pause(attempt)
         raise CloudError("resourcemanager.set_iam_policy", "Aborted",
                          f"project {project}'s IAM policy kept changing under us "
                          f"({POLICY_ATTEMPTS} attempts)",
@@ -574,7 +595,7 @@ class GcpProvider(GcpRetireMixin):
                     info = self.seam.classify("gcp", exc)
                     if info is None or info.kind != CONFLICT or attempt == POLICY_ATTEMPTS - 1:
                         raise
-                    self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
+                    self.seam.conflict_pause(attempt)
 
     def _converge_account_policy(self, desired: DesiredIdentity) -> None:
         """Who may act as the account (federation): the account's own policy, whole."""
@@ -599,7 +620,7 @@ class GcpProvider(GcpRetireMixin):
                 info = self.seam.classify("gcp", exc)
                 if info is None or info.kind != CONFLICT:
                     raise
-                self.seam.sleep(min(4.0, 0.2 * 2 ** attempt))
+                self.seam.conflict_pause(attempt)
         raise CloudError("iam.set_iam_policy", "Aborted", f"{desired.name}'s IAM policy kept changing",
                          "rerun (reruns converge)")
 
