@@ -30,10 +30,10 @@ a run (or ``recover``) has passed over it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -274,14 +274,27 @@ class KeyLifecycle:
         self._lock: KeyLock | None = None
         self._held: HeldLock | None = None
 
-    def _locked(self) -> AbstractContextManager[HeldLock]:
-        """Hold the workload's lock (see :mod:`.locks.interface`)."""
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the workload's lock (see :mod:`.locks.interface`) for the block."""
         if self._lock is None:
             if self.lock_factory is None:
                 raise WorkloadIdsError(f"{self.desired.workload.label}: no workload lock is configured")
             self._lock = self.lock_factory()
-        return hold(self._lock, self.secret, self.holder, self.desired.tags,
-                    workload=self.desired.workload.label, wait=self.lock_wait, sleep=self._sleep)
+        try:
+            with hold(self._lock, self.secret, self.holder, self.desired.tags,
+                      workload=self.desired.workload.label, wait=self.lock_wait,
+                      sleep=self._sleep) as held:
+                self._held = held
+                yield
+        finally:
+            self._held = None
+
+    def _failed(self, exc: WorkloadIdsError) -> None:
+        """Report why this workload stopped: refused, busy, or an error."""
+        self.report.refused = isinstance(exc, ForeignKeyError)
+        self.report.busy = isinstance(exc, LockBusy)
+        self.report.error = str(exc) if self.report.refused or self.report.busy else exc.diagnostics()
 
     def _check_lock(self) -> None:
         if self._held is not None:
@@ -485,24 +498,15 @@ class KeyLifecycle:
                 if not self._due(state, emergency=emergency, issue_only=issue_only):
                     self._describe(state)
                     return self.report
-            with self._locked() as held:
-                self._held = held
+            with self._locked():
                 state = self._advance(self._read_locked(stored), emergency=emergency,
                                       issue_only=issue_only)
             self._describe(state)
         except _Waiting as wait:
             self.report.next_step = str(wait)
             self._describe(self.read(), keep_step=True)
-        except ForeignKeyError as exc:
-            self.report.error = str(exc)
-            self.report.refused = True
-        except LockBusy as exc:
-            self.report.error = str(exc)
-            self.report.busy = True
         except WorkloadIdsError as exc:
-            self.report.error = exc.diagnostics()
-        finally:
-            self._held = None
+            self._failed(exc)
         return self.report
 
     def recover_now(self) -> KeyReport:
@@ -510,17 +514,11 @@ class KeyLifecycle:
         try:
             state = self.read()
             if state.journal is not None:
-                with self._locked() as held:
-                    self._held = held
+                with self._locked():
                     state = self.recover(self.read())
             self._describe(state)
-        except LockBusy as exc:
-            self.report.error = str(exc)
-            self.report.busy = True
         except WorkloadIdsError as exc:
-            self.report.error = exc.diagnostics()
-        finally:
-            self._held = None
+            self._failed(exc)
         return self.report
 
     def _read_locked(self, before: StoredSecret) -> KeyState:
