@@ -276,6 +276,10 @@ def test_wheel_ships_templates_and_examples_and_works_anywhere(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "workload_ids/_bundled/templates/queue.consume.yaml" in names
     assert "workload_ids/_bundled/examples/aws/payments-api.yaml" in names
+    for catalog in ("aws-actions.tsv.gz", "gcp-permissions.txt.gz", "gcp-permissions-extra.txt.gz",
+                    "azure-operations.tsv.gz"):
+        assert f"workload_ids/catalogs/data/{catalog}" in names
+    assert "workload_ids/catalogs/PROVENANCE.md" in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                     str(wheel)], check=True, capture_output=True, timeout=600)

@@ -182,7 +182,7 @@ def build_azure(roles_file: Path, today: str) -> None:
     role_header, role_lines = _read_gz_lines(roles_file)
     spellings: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for line in role_lines:
-        cls, name, holders = (line.split("\t") + ["", ""])[:3]
+        cls, name, holders = [*line.split("\t"), "", ""][:3]
         if "*" in name:
             continue  # a pattern says nothing about which operations exist
         m = ROLE_COUNT.search(holders)

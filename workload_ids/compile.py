@@ -10,7 +10,9 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from typing import Literal
 
+from .catalogs import NAME_EXAMPLE, NAME_FORM, check
 from .errors import Diagnostic, Position
 from .escalation import is_escalation
 from .manifest import AccessEntry, LoadedWorkload
@@ -18,16 +20,6 @@ from .model import CompiledWorkload, Grant, Marker
 from .resources import KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
 from .templates import TemplateSet
 
-_RAW_ACTION = {
-    "aws": re.compile(r"[a-z0-9-]+:[A-Za-z0-9]+"),
-    "gcp": re.compile(r"[a-z][a-zA-Z0-9]*(\.[a-zA-Z0-9]+){2,3}"),
-    "azure": re.compile(r"Microsoft\.[A-Za-z]+(/[A-Za-z0-9.]+)+"),
-}
-_RAW_FORM = {
-    "aws": "service:Action, e.g. dynamodb:GetItem",
-    "gcp": "service.resource.verb, e.g. storage.objects.get",
-    "azure": "Microsoft.Provider/resource/operation, e.g. Microsoft.Storage/storageAccounts/read",
-}
 _AWS_ARN = re.compile(r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
                       r"(?P<account>\d{12}|aws|):(?P<rest>.+)")
 _WILDCARD = re.compile(r"[*?]")
@@ -203,21 +195,26 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
                               "'dataActions' are Azure data-plane operations; use 'actions' here"))
     if not actions and not entry.dataActions:
         out.append(Diagnostic(lw.position(*at, "actions"), "'actions' must not be empty"))
+    # Every name is looked up in the shipped catalogs and kept in its canonical spelling:
+    # checks compare, and policies are written, in the one spelling the catalog gives.
+    named: dict[str, list[str]] = {"actions": [], "dataActions": []}
     for a, action in enumerate([*actions, *(entry.dataActions or [])]):
-        field = "actions" if a < len(actions) else "dataActions"
+        field: Literal["actions", "dataActions"] = "actions" if a < len(actions) else "dataActions"
         index_in_field = a if a < len(actions) else a - len(actions)
         if _WILDCARD.search(action):
             out.append(Diagnostic(lw.position(*at, field, index_in_field),
                                   f"action {action!r} has a wildcard; list exact actions"))
-        elif not _RAW_ACTION[provider].fullmatch(action):
+            continue
+        if not NAME_FORM[provider].fullmatch(action):
             out.append(Diagnostic(lw.position(*at, field, index_in_field),
-                                  f"{action!r} is not a {provider} action; write "
-                                         f"{_RAW_FORM[provider]}"))
-        elif provider == "gcp":
-            from .gcp_permissions import unknown_permission
-            unknown = unknown_permission(action)
-            if unknown:
-                out.append(Diagnostic(lw.position(*at, field, index_in_field), unknown))
+                                  f"{action!r} is not a {provider} action; write {NAME_EXAMPLE[provider]}"))
+            continue
+        looked_up = check(provider, action, azure_field=field, extra=templates.extra)
+        if looked_up.message:
+            out.append(Diagnostic(lw.position(*at, field, index_in_field), looked_up.message,
+                                  looked_up.severity or "error"))
+        if looked_up.name is not None:
+            named[field].append(looked_up.name)
     for r, text in enumerate(entry.resources):
         problem = _raw_resource_problem(provider, text, lw)
         if problem:
@@ -227,8 +224,8 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
         kind = parse_resource(provider, text)
         grants.append(Grant(
             source="raw", entry=index, listed=text, resource=text,
-            kind=kind.kind if kind else None, actions=tuple(sorted(set(actions))),
-            data_actions=tuple(sorted(set(entry.dataActions or []))),
+            kind=kind.kind if kind else None, actions=tuple(sorted(set(named["actions"]))),
+            data_actions=tuple(sorted(set(named["dataActions"]))),
             escalation_reason=escalation))
     return grants
 

@@ -7,13 +7,16 @@ to the file itself, so the same config works from any working directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import Diagnostic, InputErrors, Position
 from .manifest import Duration, shape_diagnostics
 from .yamlpos import load_documents
+
+if TYPE_CHECKING:
+    from .catalogs import Extra
 
 CONFIG_NAME = "workload-ids.yaml"
 
@@ -82,6 +85,27 @@ class Guardrails(_Strict):
     deniedActions: list[str] = []
     maxResourcesPerWorkload: Annotated[int, Field(ge=1)] | None = None
     requirePermissionsBoundary: bool = False
+
+
+class AzureCatalogExtra(_Strict):
+    """Azure operations to accept though the shipped catalog lacks them, by list."""
+
+    actions: list[str] = []
+    dataActions: list[str] = []
+
+
+class CatalogExtra(_Strict):
+    """Names newer than the shipped permission catalogs, accepted as real."""
+
+    aws: list[str] = []
+    gcp: list[str] = []
+    azure: AzureCatalogExtra = AzureCatalogExtra()
+
+
+class CatalogConfig(_Strict):
+    """The permission catalogs (see workload_ids/catalogs/PROVENANCE.md)."""
+
+    extra: CatalogExtra = CatalogExtra()
 
 
 class CallsConfig(_Strict):
@@ -157,6 +181,7 @@ class ConfigFile(_Strict):
     gcp: GcpConfig = GcpConfig()
     azure: AzureConfig = AzureConfig()
     guardrails: Guardrails = Guardrails()
+    catalog: CatalogConfig = CatalogConfig()
     calls: CallsConfig = CallsConfig()
     credentials: CredentialsConfig = CredentialsConfig()
     owners: OwnersConfig | None = None
@@ -201,6 +226,12 @@ class Config:
     @property
     def guardrails(self) -> Guardrails:
         return self.data.guardrails
+
+    def catalog_extra(self) -> Extra:
+        """``catalog.extra`` as a :class:`workload_ids.catalogs.Extra`."""
+        from .catalogs import Extra
+        extra = self.data.catalog.extra
+        return Extra.of(extra.aws, extra.gcp, extra.azure.actions, extra.azure.dataActions)
 
     @property
     def calls(self) -> CallsConfig:
@@ -288,8 +319,27 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
             out.append(Diagnostic(at("owners"), "owners.source is scim: add owners.url (the SCIM base "
                                                 "URL) and owners.tokenEnv (the variable that holds the "
                                                 "bearer token)"))
+    out.extend(_catalog_extra_problems(config, at))
     if parse_duration(config.cleanup.grace) < timedelta(hours=1):
         out.append(Diagnostic(at("cleanup.grace"),
                               "cleanup.grace must be at least 1h: quarantined identities need time to "
                               "be claimed before they are deleted"))
+    return out
+
+
+def _catalog_extra_problems(config: Config, at: Any) -> list[Diagnostic]:
+    """Each ``catalog.extra`` entry must be one exact name of its cloud (no wildcards):
+    an extra entry widens what manifests may ask for, so it is read strictly."""
+    from .catalogs import NAME_EXAMPLE, NAME_FORM
+    extra = config.data.catalog.extra
+    out: list[Diagnostic] = []
+    lists = {"aws": ("aws", extra.aws), "gcp": ("gcp", extra.gcp),
+             "azure.actions": ("azure", extra.azure.actions),
+             "azure.dataActions": ("azure", extra.azure.dataActions)}
+    for where, (provider, names) in lists.items():
+        for i, name in enumerate(names):
+            if not NAME_FORM[provider].fullmatch(name):
+                out.append(Diagnostic(at(f"catalog.extra.{where}.{i}"),
+                                      f"catalog.extra.{where} entry {name!r} is not one exact {provider} "
+                                      f"name; write {NAME_EXAMPLE[provider]} (no wildcards)"))
     return out

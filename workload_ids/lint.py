@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from .config import Config
 from .errors import Diagnostic
-from .escalation import is_escalation
+from .escalation import is_credential_read, is_escalation
 from .manifest import FEDERATION_CAPABLE
 from .model import CompiledWorkload
 from .templates import destructive
@@ -38,6 +38,11 @@ def _lint_workload(cw: CompiledWorkload, result: Validation) -> list[Diagnostic]
                 reported.add((g.entry, action))
                 warn(lw.position("spec", "access", g.entry),
                      f"{action} deletes or purges a data store, or changes who may reach it")
+            elif g.source == "raw" and is_credential_read(cw.provider, action):
+                reported.add((g.entry, action))
+                warn(lw.position("spec", "access", g.entry),
+                     f"{action} reads stored secret values: check that every listed resource is this "
+                     "workload's own secret (the secret.read template says so by name)")
         if g.unscoped and (g.entry, "unscoped") not in reported:
             reported.add((g.entry, "unscoped"))
             condition = f" limited by {g.condition}" if g.condition else " with no condition available"
@@ -48,7 +53,8 @@ def _lint_workload(cw: CompiledWorkload, result: Validation) -> list[Diagnostic]
     for index, entry in enumerate(spec.access):
         if entry.actions is None:
             continue
-        raw = set(entry.actions)
+        # The grants hold the catalog's spelling, as the templates do.
+        raw = {a for g in cw.grants if g.entry == index for a in (*g.actions, *g.data_actions)}
         kinds = {g.kind for g in cw.grants if g.entry == index and g.kind}
         for template in result.templates:
             for kind in kinds & set(template.kinds(cw.provider)):

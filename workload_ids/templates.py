@@ -11,21 +11,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .catalogs import NO_EXTRA, Extra, check
 from .errors import Diagnostic, InputErrors, Position
 from .manifest import shape_diagnostics
 from .resources import KINDS_BY_PROVIDER
-from .yamlpos import load_documents
+from .yamlpos import Document, load_documents
 
-_AWS_ACTION = re.compile(r"[a-z0-9-]+:[A-Za-z0-9]+")
-_GCP_PERMISSION = re.compile(r"[a-z][a-zA-Z0-9]*(\.[a-zA-Z0-9]+){2,3}")
-_AZURE_ACTION = re.compile(r"Microsoft\.[A-Za-z]+(/[A-Za-z0-9.]+)+")
 # Actions no template may carry: removing the data store itself, purging it, or changing
 # who may reach it. Deleting one message or object is data work and stays allowed.
 _DESTRUCTIVE = {
     "aws": re.compile(
         r":(Delete(Queue|Bucket\w*|Table|Backup|Topic|Secret|LogGroup|LogStream|Repository|Function"
         r"|Alias|Parameters?|Stream)$|Purge|ScheduleKeyDeletion|DisableKey|(Put|Set|Delete|Update)"
-        r"\w*(Policy|Acl|Permission)|AddPermission|RemovePermission|Create(Queue|Bucket|Table|Topic))"),
+        r"\w*(Policy|Acl|Permission)|AddPermission|RemovePermission|Create(Queue|Bucket|Table|Topic))",
+        re.IGNORECASE),
     "gcp": re.compile(
         r"(setIamPolicy|\.(buckets|topics|subscriptions|secrets|datasets|tables|repositories"
         r"|cryptoKeys|keyRings|queues|functions|services|instances)\.(delete|create|update)$"
@@ -38,7 +37,8 @@ _DESTRUCTIVE = {
 
 
 def destructive(provider: str, action: str) -> bool:
-    """Whether ``action`` deletes or purges a data store, or changes who may reach it."""
+    """Whether ``action`` deletes or purges a data store, or changes who may reach it
+    (AWS and Azure names compared without regard to case, as the clouds compare them)."""
     pattern = _DESTRUCTIVE.get(provider)
     return bool(pattern and pattern.search(action))
 
@@ -103,51 +103,70 @@ def builtin_template_dir() -> Path:
     return bundled_dir("templates")
 
 
-def _check_template(t: TemplateFile, pos: Position) -> list[Diagnostic]:
+def _check_template(t: TemplateFile, doc: Document,
+                    extra: Extra = NO_EXTRA) -> tuple[TemplateFile, list[Diagnostic]]:
+    """Problems of one template, and the template with every name in its canonical
+    spelling (so that grants, comparisons and policies all use one spelling)."""
     problems: list[Diagnostic] = []
+    pos = doc.position(("name",))
 
     def bad(msg: str) -> None:
         problems.append(Diagnostic(pos, f"template {t.name}: {msg}"))
+
+    def known(provider: str, name: str, at: tuple[str | int, ...],
+              azure_field: Literal["actions", "dataActions"] = "actions") -> str:
+        result = check(provider, name, azure_field=azure_field, extra=extra)
+        if result.message:
+            problems.append(Diagnostic(doc.position(at), f"template {t.name}: {result.message}",
+                                       result.severity or "error"))
+        return result.name or name
 
     for provider in ("aws", "gcp", "azure"):
         for kind in getattr(t, provider):
             if kind not in KINDS_BY_PROVIDER[provider]:
                 bad(f"unknown {provider} resource kind {kind!r} "
                     f"(known: {', '.join(sorted(KINDS_BY_PROVIDER[provider]))})")
-    for statements in t.aws.values():
-        for st in statements:
-            for action in st.actions:
-                if not _AWS_ACTION.fullmatch(action):
-                    bad(f"{action!r} is not an exact AWS action (service:Action, no wildcards)")
+    aws: dict[str, list[AwsStatement]] = {}
+    for kind, statements in t.aws.items():
+        for i, st in enumerate(statements):
+            actions = [known("aws", a, ("aws", kind, i, "actions", j)) for j, a in enumerate(st.actions)]
+            for action in actions:
                 if destructive("aws", action):
                     bad(f"{action!r} is destructive or administrative; templates may not hold it")
             if st.resource == "*" and not st.unscoped:
                 bad('resource "*" needs unscoped: true (only for actions AWS cannot scope)')
-    for grant in t.gcp.values():
-        for perm in grant.permissions:
-            if not _GCP_PERMISSION.fullmatch(perm):
-                bad(f"{perm!r} is not an exact GCP permission")
-            else:
-                from .gcp_permissions import unknown_permission
-                problem = unknown_permission(perm)
-                if problem:
-                    bad(problem)
+            aws.setdefault(kind, []).append(st.model_copy(update={"actions": actions}))
+    gcp: dict[str, GcpGrant] = {}
+    for kind, grant in t.gcp.items():
+        perms = [known("gcp", p, ("gcp", kind, "permissions", j)) for j, p in enumerate(grant.permissions)]
+        for perm in perms:
             if destructive("gcp", perm):
                 bad(f"{perm!r} is destructive or administrative; templates may not hold it")
-    for azure_grant in t.azure.values():
-        for action in [*azure_grant.actions, *azure_grant.dataActions]:
-            if not _AZURE_ACTION.fullmatch(action):
-                bad(f"{action!r} is not an exact Azure operation (no wildcards)")
-            if destructive("azure", action):
-                bad(f"{action!r} is destructive or administrative; templates may not hold it")
-    return problems
+        gcp[kind] = grant.model_copy(update={"permissions": perms})
+    azure: dict[str, AzureGrant] = {}
+    for kind, azure_grant in t.azure.items():
+        lists: dict[str, list[str]] = {}
+        for fld in ("actions", "dataActions"):
+            written: list[str] = getattr(azure_grant, fld)
+            lists[fld] = [known("azure", a, ("azure", kind, fld, j), fld)
+                          for j, a in enumerate(written)]
+            for action in lists[fld]:
+                if destructive("azure", action):
+                    bad(f"{action!r} is destructive or administrative; templates may not hold it")
+        azure[kind] = azure_grant.model_copy(update=lists)
+    return t.model_copy(update={"aws": aws, "gcp": gcp, "azure": azure}), problems
 
 
 class TemplateSet:
     """Every template available to a run, by name."""
 
-    def __init__(self, templates: dict[str, Template]) -> None:
+    def __init__(self, templates: dict[str, Template], warnings: list[Diagnostic] | None = None,
+                 extra: Extra = NO_EXTRA) -> None:
         self._templates = templates
+        # The config's catalog.extra the templates were checked with; raw entries use it too.
+        self.extra = extra
+        # Names accepted without proof (see workload_ids.catalogs): validate reports them.
+        self.warnings = warnings or []
 
     def get(self, name: str) -> Template | None:
         return self._templates.get(name)
@@ -162,8 +181,10 @@ class TemplateSet:
 _CACHE: dict[tuple[str, ...], TemplateSet] = {}
 
 
-def load_templates(extra_dirs: Iterable[Path] = ()) -> TemplateSet:
+def load_templates(extra_dirs: Iterable[Path] = (), extra: Extra = NO_EXTRA) -> TemplateSet:
     """Load built-in templates and those in ``extra_dirs``; raise InputErrors on any problem.
+    Every action name is checked against the shipped catalogs (and ``extra``, the config's
+    ``catalog.extra``) and kept in its canonical spelling.
 
     A user template may not reuse a built-in name: the same name must mean the same thing
     in every repository that uses this tool.
@@ -171,7 +192,8 @@ def load_templates(extra_dirs: Iterable[Path] = ()) -> TemplateSet:
     dirs = [builtin_template_dir(), *extra_dirs]
     # Keyed by the files' names, sizes and times: a long-lived process sees edits.
     key = tuple(f"{p}:{st.st_size}:{st.st_mtime_ns}" for d in dirs if d.is_dir()
-                for p in sorted(d.glob("*.y*ml")) for st in [p.stat()]) + tuple(map(str, dirs))
+                for p in sorted(d.glob("*.y*ml")) for st in [p.stat()]) + tuple(map(str, dirs)) \
+        + extra.key()
     if key in _CACHE:
         return _CACHE[key]
     templates: dict[str, Template] = {}
@@ -199,15 +221,17 @@ def load_templates(extra_dirs: Iterable[Path] = ()) -> TemplateSet:
                     problems.extend(shape_diagnostics(exc, doc, TemplateFile))
                     continue
                 pos = doc.position(("name",))
-                problems.extend(_check_template(spec, pos))
+                spec, found = _check_template(spec, doc, extra)
+                problems.extend(found)
                 if spec.name in templates:
                     problems.append(Diagnostic(
                         pos, f"template {spec.name!r} is already defined in "
                              f"{templates[spec.name].path}; choose another name"))
                     continue
                 templates[spec.name] = Template(spec, str(path))
-    if problems:
-        raise InputErrors(problems)
-    loaded = TemplateSet(templates)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise InputErrors(errors)
+    loaded = TemplateSet(templates, [p for p in problems if p.severity != "error"], extra)
     _CACHE[key] = loaded
     return loaded

@@ -7,14 +7,17 @@ limits. Problems are collected, never raised one at a time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import cast
 
+from .catalogs import compile_pattern, pattern_provider
 from .compile import compile_workload
 from .config import Config
-from .errors import Diagnostic, InputErrors
+from .errors import Diagnostic, InputErrors, Position
 from .manifest import LoadedWorkload, load_workloads
 from .model import CompiledWorkload
 from .perf import relaxed_gc
@@ -73,14 +76,16 @@ def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
         refuse(lw.position("metadata", "environment"),
                f"environment {cw.environment!r} is not in guardrails.allowedEnvironments "
                f"({', '.join(rails.allowedEnvironments)})")
-    denied = set(rails.deniedActions)
+    denied = _denied_patterns(tuple(rails.deniedActions)).get(cw.provider, ())
     reported: set[str] = set()
     for g in cw.grants:
         for action in (*g.actions, *g.data_actions):
-            if action in denied and action not in reported:
+            entry = next((text for text, rx in denied if rx.fullmatch(action)), None)
+            if entry is not None and action not in reported:
                 reported.add(action)
+                by = "" if entry == action else f" ({entry})"
                 refuse(lw.position("spec", "access", g.entry),
-                       f"{action} is denied by guardrails.deniedActions in the config")
+                       f"{action} is denied by guardrails.deniedActions{by} in the config")
     if rails.maxResourcesPerWorkload is not None:
         count = len({g.listed for g in cw.grants})
         if count > rails.maxResourcesPerWorkload:
@@ -90,6 +95,47 @@ def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
     if rails.requirePermissionsBoundary and cw.provider == "aws" and not config.aws.permissionsBoundary:
         refuse(lw.position("spec", "aws"),
                "guardrails.requirePermissionsBoundary is set but aws.permissionsBoundary is not")
+    return out
+
+
+@cache
+def _denied_patterns(entries: tuple[str, ...]) -> dict[str, tuple[tuple[str, re.Pattern[str]], ...]]:
+    """``guardrails.deniedActions`` by cloud, each entry a glob compared the way its cloud
+    compares names (AWS and Azure without regard to case, GCP exactly)."""
+    out: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for text in entries:
+        provider = pattern_provider(text)
+        if provider is not None:
+            out.setdefault(provider, []).append((text, compile_pattern(provider, text)))
+    return {p: tuple(v) for p, v in out.items()}
+
+
+def denied_action_problems(config: Config) -> list[Diagnostic]:
+    """Config errors in ``guardrails.deniedActions``: an entry whose cloud cannot be told
+    apart, or that matches no real name (a typo there would deny nothing, silently)."""
+    from .catalogs import check, matching
+    out: list[Diagnostic] = []
+    extra = config.catalog_extra()
+    for i, text in enumerate(config.guardrails.deniedActions):
+        where = config.position(f"guardrails.deniedActions.{i}") or Position(str(config.path))
+        provider = pattern_provider(text)
+        if provider is None:
+            out.append(Diagnostic(where, f"guardrails.deniedActions entry {text!r} names no cloud's action: "
+                                         "write service:Action (AWS), service.resource.verb (GCP) or "
+                                         "Microsoft.Provider/.../operation (Azure); * and ? match any "
+                                         "characters"))
+            continue
+        if matching(provider, text, extra):
+            continue
+        if "*" in text or "?" in text:
+            out.append(Diagnostic(where, f"guardrails.deniedActions entry {text!r} matches no {provider} "
+                                         "name in the shipped catalog; correct the pattern"))
+            continue
+        found = check(provider, text, extra=extra)
+        if found.severity == "warning" and found.name:
+            continue  # an Azure provider the catalog cannot vouch for either way
+        reason = found.message or f"{text!r} is not a {provider} name in the shipped catalog"
+        out.append(Diagnostic(where, f"guardrails.deniedActions: {reason}"))
     return out
 
 
@@ -104,9 +150,11 @@ def validate(paths: Iterable[str | Path], config: Config, *, skip_non_manifests:
 
 def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: bool,
               on_target: Callable[[str, str], None] | None) -> Validation:
-    templates = load_templates(config.template_dirs())
+    templates = load_templates(config.template_dirs(), config.catalog_extra())
     result = load_workloads(path_list, skip_non_manifests=skip_non_manifests)
-    diagnostics = list(result.diagnostics)
+    diagnostics = [*result.diagnostics, *templates.warnings]
+    if config.guardrails.deniedActions:
+        diagnostics.extend(denied_action_problems(config))
     compiled: list[CompiledWorkload] = []
     for lw in result.workloads:
         cw, problems = compile_workload(lw, templates)

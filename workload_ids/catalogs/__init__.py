@@ -176,6 +176,12 @@ class Extra:
                    frozenset(n.lower() for n in azure_data_actions), spelling)
 
 
+    def key(self) -> tuple[str, ...]:
+        """A hashable summary, for caches keyed by what the config accepts."""
+        return (*sorted(self.spelling.values()), "|", *sorted(self.gcp), "|",
+                *sorted(self.azure_actions), "|", *sorted(self.azure_data_actions))
+
+
 NO_EXTRA = Extra()
 
 
