@@ -323,7 +323,8 @@ def test_every_name_a_builtin_template_emits_is_in_the_catalog() -> None:
     ("gcp", "iap.tunnelInstances.accessViaIAP"), ("gcp", "apikeys.keys.create"),
     ("azure", "microsoft.compute/virtualmachines/runcommands/write"),
     ("azure", "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action"),
-    ("azure", "Microsoft.App/containerApps/write"), ("azure", "Microsoft.ContainerInstance/containerGroups/write"),
+    ("azure", "Microsoft.App/containerApps/write"),
+    ("azure", "Microsoft.ContainerInstance/containerGroups/write"),
     ("azure", "Microsoft.Storage/storageAccounts/listServiceSas/action"),
 ])
 def test_widened_escalation_lists(provider: str, action: str) -> None:
