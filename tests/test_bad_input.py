@@ -402,7 +402,8 @@ def test_unknown_permission_in_a_user_template(manifests: Any, tmp_path: Path) -
     result = validate(str(path))
     assert result.code == 1 and result.out == ""
     [line] = error_lines(result)
-    assert line.startswith(f"{folder / 'bucket.peek.yaml'}:1:")
+    # At the permission itself (line 5, column 19), not at the template's name.
+    assert line.startswith(f"{folder / 'bucket.peek.yaml'}:5:19:")
     assert "'storage.objects.gett' is not a storage permission; did you mean storage.objects.get?" in line
 
 
