@@ -13,8 +13,6 @@ commands that check no names never read them.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import gzip
 import re
 from collections import defaultdict
@@ -80,10 +78,9 @@ class AzureOperation:
 
 @dataclass(frozen=True, slots=True)
 class _Azure:
-    by_lower: dict[str, AzureOperation]
+    by_lower: dict[str, tuple[str, str]]  # lower name -> (canonical spelling, "A" | "D" | "AD")
+    sources: dict[str, str]               # lower name -> docs | roles | docs+roles
     coverage: dict[str, str]              # lower provider -> full | partial-actions
-    known_providers: dict[str, str]       # lower provider -> canonical spelling
-    by_provider: dict[str, list[str]]     # lower provider -> canonical names
 
 
 @cache
@@ -123,33 +120,41 @@ def _gcp_by_lower() -> dict[str, str]:
 
 @cache
 def _azure() -> _Azure:
-    classes: dict[str, set[str]] = defaultdict(set)
-    spelling: dict[str, str] = {}
+    by_lower: dict[str, tuple[str, str]] = {}
     sources: dict[str, str] = {}
     for line in _read("azure-operations.tsv.gz"):
         cls, name, where = line.split("\t")
         key = name.lower()
-        classes[key].add(cls)
+        seen = by_lower.get(key)
         # The first spelling wins: the build writes the documentation's before the roles'.
-        spelling.setdefault(key, name)
+        by_lower[key] = (seen[0], seen[1] + cls) if seen else (name, cls)
         sources[key] = where
-    by_lower = {k: AzureOperation(spelling[k], frozenset(v), sources[k]) for k, v in classes.items()}
     coverage: dict[str, str] = {}
     for h in _header("azure-operations.tsv.gz"):
         if h.startswith("!provider "):
             _, provider, how = h.split()
             coverage[provider.lower()] = how
-    known: dict[str, str] = {}
-    by_provider: dict[str, list[str]] = defaultdict(list)
-    for op in by_lower.values():
-        provider = op.name.split("/", 1)[0]
-        known.setdefault(provider.lower(), provider)
-        by_provider[provider.lower()].append(op.name)
-    return _Azure(by_lower, coverage, known, dict(by_provider))
+    return _Azure(by_lower, sources, coverage)
+
+
+@cache
+def _azure_by_provider() -> dict[str, list[str]]:
+    """Lower provider namespace -> its canonical operation names (for messages only)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for name, _ in _azure().by_lower.values():
+        out[name.split("/", 1)[0].lower()].append(name)
+    return dict(out)
+
+
+@cache
+def _azure_providers() -> dict[str, str]:
+    """Lower provider namespace -> its usual spelling."""
+    return {p: names[0].split("/", 1)[0] for p, names in _azure_by_provider().items()}
 
 
 def _close(word: str, candidates: Iterable[str], *, fold: bool) -> str | None:
     """The closest candidate to ``word`` (compared casefolded when ``fold``)."""
+    import difflib  # only a refusal needs it
     pool = {(c.lower() if fold else c): c for c in candidates}
     hit = difflib.get_close_matches(word.lower() if fold else word, list(pool), n=1, cutoff=0.75)
     return pool[hit[0]] if hit else None
@@ -272,41 +277,43 @@ def _check_azure(name: str, written_in: AzureField, extra: Extra) -> NameCheck:
     cat = _azure()
     key = name.lower()
     other: AzureField = "dataActions" if written_in == "actions" else "actions"
-    op = cat.by_lower.get(key)
-    if op is not None:
-        if _FIELD_CLASS[written_in] in op.classes:
-            return NameCheck(op.name)
-        if key not in (extra.azure_actions if written_in == "actions" else extra.azure_data_actions):
-            kind = "a DataAction" if written_in == "actions" else "an Action (control plane)"
-            return _refuse(f"{op.name} is {kind}: move it from {written_in} to {other}; Azure ignores "
-                           f"it in {written_in}")
     mine = extra.azure_actions if written_in == "actions" else extra.azure_data_actions
+    found = cat.by_lower.get(key)
+    if found is not None:
+        spelt, classes = found
+        if _FIELD_CLASS[written_in] in classes:
+            return NameCheck(spelt)
+        if key not in mine:
+            kind = "a DataAction" if written_in == "actions" else "an Action (control plane)"
+            return _refuse(f"{spelt} is {kind}: move it from {written_in} to {other}; Azure ignores "
+                           f"it in {written_in}")
     if key in mine:
         return NameCheck(extra.spelling[key])
     if key in (extra.azure_data_actions if written_in == "actions" else extra.azure_actions):
         return _refuse(f"{name} is listed in catalog.extra.azure.{other} of the config: move it from "
                        f"{written_in} to {other}")
     provider = key.split("/", 1)[0]
+    providers = _azure_providers()
     hint = _EXTRA_HINT.format(where=f"azure.{written_in}")
-    close = _close(name, cat.by_provider.get(provider, ()), fold=True)
+    close = _close(name, _azure_by_provider().get(provider, ()), fold=True)
     mean = f"did you mean {close}? " if close else ""
     coverage = cat.coverage.get(provider)
     if coverage == "full" or (coverage == "partial-actions" and written_in == "dataActions"):
-        return _refuse(f"{name!r} is not a {cat.known_providers[provider]} "
+        return _refuse(f"{name!r} is not a {providers[provider]} "
                        f"{'operation' if written_in == 'actions' else 'dataAction'}; {mean}{hint}")
     if coverage == "partial-actions":
         return NameCheck(name, f"{name!r} is not in the shipped, partial list of "
-                               f"{cat.known_providers[provider]} actions, so it is not checked; "
+                               f"{providers[provider]} actions, so it is not checked; "
                                f"{mean}{hint}", "warning")
-    if provider in cat.known_providers:
+    if provider in providers:
         return NameCheck(name, f"{name!r} is not checked: the shipped catalog knows "
-                               f"{cat.known_providers[provider]} only from the operations built-in "
+                               f"{providers[provider]} only from the operations built-in "
                                f"roles hold, and no built-in role holds this one; {mean}{hint}",
                          "warning")
-    close_provider = _close(provider, cat.known_providers, fold=True)
+    close_provider = _close(provider, providers, fold=True)
     if close_provider is not None and close_provider != provider:
         return _refuse(f"{name!r}: no Azure resource provider {name.split('/', 1)[0]!r}; did you mean "
-                       f"{cat.known_providers[close_provider]}? {hint}")
+                       f"{providers[close_provider]}? {hint}")
     return NameCheck(name, f"{name!r} is not checked: the shipped catalog does not cover the resource "
                            f"provider {name.split('/', 1)[0]}; {hint}", "warning")
 
@@ -320,14 +327,16 @@ def canonical(provider: str, name: str) -> str | None:
         cat = _gcp()
         return name if name in cat.names or name in cat.extra else None
     if provider == "azure":
-        op = _azure().by_lower.get(name.lower())
-        return op.name if op else None
+        found = _azure().by_lower.get(name.lower())
+        return found[0] if found else None
     return None
 
 
 def azure_operation(name: str) -> AzureOperation | None:
     """The Azure operation ``name`` (any case), with whether it is an Action or DataAction."""
-    return _azure().by_lower.get(name.lower())
+    cat = _azure()
+    found = cat.by_lower.get(name.lower())
+    return AzureOperation(found[0], frozenset(found[1]), cat.sources[name.lower()]) if found else None
 
 
 def aws_access_level(name: str) -> str | None:
@@ -346,7 +355,7 @@ def names(provider: str) -> frozenset[str]:
     if provider == "gcp":
         cat = _gcp()
         return cat.names | frozenset(cat.extra)
-    return frozenset(op.name for op in _azure().by_lower.values())
+    return frozenset(spelt for spelt, _ in _azure().by_lower.values())
 
 
 def pattern_provider(pattern: str) -> Provider | None:
@@ -363,6 +372,7 @@ def pattern_provider(pattern: str) -> Provider | None:
 
 def compile_pattern(provider: str, pattern: str) -> re.Pattern[str]:
     """A glob (``*``, ``?``) over names, case-insensitive on AWS and Azure."""
+    import fnmatch
     flags = 0 if provider == "gcp" else re.IGNORECASE
     return re.compile(fnmatch.translate(pattern), flags)
 
