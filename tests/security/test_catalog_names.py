@@ -195,6 +195,20 @@ def test_azure_denied_actions_see_through_case(manifests: Any, tmp_path: Path) -
     assert is_escalation("azure", "microsoft.AUTHORIZATION/roleassignments/WRITE")
 
 
+def test_azure_role_definition_is_written_in_canonical_case(manifests: Any) -> None:
+    from workload_ids.providers.azure import render
+    text = azure("actions", "microsoft.keyvault/VAULTS/read").replace(
+        "      escalation: {reason: \"reviewed by the platform team\"}\n",
+        "      dataActions: [MICROSOFT.KEYVAULT/vaults/secrets/GETSECRET/action]\n")
+    path = manifests({"a.yaml": text}) / "a.yaml"
+    checked = validate([path], load_config())
+    assert checked.errors == []
+    [role] = render.desired_objects(checked.compiled[0], "wid")["roles"].values()
+    assert role["permissions"] == [{"actions": ["Microsoft.KeyVault/vaults/read"], "notActions": [],
+                                    "dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action"],
+                                    "notDataActions": []}]
+
+
 def test_azure_data_action_written_as_an_action_must_move(manifests: Any) -> None:
     name = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
     path = manifests({"a.yaml": azure("actions", name.lower())}) / "a.yaml"
