@@ -109,7 +109,7 @@ def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: b
     diagnostics = list(result.diagnostics)
     compiled: list[CompiledWorkload] = []
     for lw in result.workloads:
-        cw, problems = compile_workload(lw, templates)
+        cw, problems = compile_workload(lw, templates, config)
         diagnostics.extend(problems)
         if cw is None:
             continue
