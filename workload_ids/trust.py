@@ -51,10 +51,10 @@ def _pool_problem(config: Config, project: str, pool: str) -> str | None:
         return (f"pool {pool} is in project number {number}, and the config does not say which "
                 f"number project {project} has: a pool in a project the manifest's author controls "
                 f"would let them mint this identity. If it is {project}'s own pool, the platform "
-                f"team adds its number (gcloud projects describe {project} "
-                "--format='value(projectNumber)'):\n"
-                + _snippet("gcpProjectNumbers", {project: number})
-                + "\nor lists the pool itself under trust.allowedPools")
+                "team adds the project's number (gcloud projects describe "
+                f"{project} --format='value(projectNumber)') to the config, or lists the pool "
+                "itself under trust.allowedPools:\n"
+                + _snippet("gcpProjectNumbers", {project: number}))
     if str(known) != number:
         return (f"pool {pool} is in project number {number}, not in the workload's project "
                 f"{project} ({known}): a pool in another project is trusted only when the "
