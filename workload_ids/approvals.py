@@ -284,6 +284,13 @@ def _container(url: str | None) -> tuple[str, str] | None:
     return None
 
 
+def outside_namespace(provider: str, grants: Sequence[Grant], config: Config) -> list[Grant]:
+    """``grants`` less those on the tool's namespace (already refused; no approval helps)."""
+    namespace = namespace_of(config)
+    return [g for g in grants if namespace.owner_of(provider, g.listed) is None
+            and namespace.owner_of(provider, g.resource) is None]
+
+
 def namespace_diagnostics(lw: LoadedWorkload, grants: Sequence[Grant], config: Config) -> list[Diagnostic]:
     """Guardrail refusals for grants on the tool's own namespace (approvals do not help)."""
     provider = lw.workload.spec.provider
@@ -311,5 +318,6 @@ def namespace_diagnostics(lw: LoadedWorkload, grants: Sequence[Grant], config: C
 
 
 __all__ = ["Namespace", "Needed", "action_key", "approval_diagnostics", "approval_snippet",
-           "matching_approval", "namespace_diagnostics", "namespace_of", "needed_approvals", "resource_key",
-           "same_action", "stale_approvals"]
+           "gcp_secret_id", "matching_approval", "namespace_diagnostics", "namespace_of",
+           "needed_approvals", "outside_namespace", "resource_key", "same_action",
+           "stale_approvals"]

@@ -268,7 +268,7 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
 
     ``config`` holds the trust roots and the approvals; without one, nothing is approved
     and no trust root is listed (the defaults of an empty config)."""
-    from .approvals import approval_diagnostics, namespace_diagnostics
+    from .approvals import approval_diagnostics, namespace_diagnostics, outside_namespace
     from .config import ConfigFile
     from .trust import trust_diagnostics
     if config is None:
@@ -283,7 +283,8 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
         grants.extend(_entry_grants(lw, index, entry, templates, problems))
     frozen = tuple(grants)
     problems.extend(namespace_diagnostics(lw, frozen, config))
-    problems.extend(approval_diagnostics(lw, frozen, config))
+    provider = lw.workload.spec.provider
+    problems.extend(approval_diagnostics(lw, outside_namespace(provider, frozen, config), config))
     if any(d.severity in ("error", "guardrail") for d in problems):
         return None, problems
     meta = lw.workload.metadata
