@@ -165,10 +165,13 @@ def manifests(tmp_path: Path) -> Any:
 
 # The trust roots the tests' manifests federate from (their GitHub owner, the example
 # issuers, the examples' GCP project), as a platform team would list them.
-TEST_TRUST = ("trust:\n  allowedGithubOwners: [acme]\n  allowedIssuers: ["
-              + ", ".join(EXAMPLE_ISSUERS[1:]) + ", " + "https://container.googleapis.com/v1/projects/"
-              "acme-prod/locations/europe-west1/clusters/prod-eu]\n"
-              "  gcpProjectNumbers: {acme-prod: 123456789012}\n")
+TEST_TRUST_DATA: dict[str, Any] = {
+    "allowedGithubOwners": ["acme"],
+    "allowedIssuers": [*EXAMPLE_ISSUERS[1:], "https://container.googleapis.com/v1/projects/acme-prod/"
+                                             "locations/europe-west1/clusters/prod-eu"],
+    "gcpProjectNumbers": {"acme-prod": 123456789012},
+}
+TEST_TRUST = "trust: " + json.dumps(TEST_TRUST_DATA) + "\n"  # JSON is YAML
 
 
 @pytest.fixture(autouse=True)

@@ -270,13 +270,14 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     and no trust root is listed (the defaults of an empty config)."""
     from .approvals import approval_diagnostics, namespace_diagnostics, outside_namespace
     from .config import ConfigFile
-    from .trust import trust_diagnostics
+    from .trust import github_id_problems, trust_diagnostics
     if config is None:
         config = Config(ConfigFile(), Path.cwd(), None)
     problems = _target_problems(lw)
     if problems:
         return None, problems
     problems.extend(_credential_problems(lw))
+    problems.extend(github_id_problems(lw))
     problems.extend(trust_diagnostics(lw, config))
     grants: list[Grant] = []
     for index, entry in enumerate(lw.workload.spec.access):

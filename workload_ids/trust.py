@@ -108,6 +108,40 @@ def trust_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
     return out
 
 
+def github_id_problems(lw: LoadedWorkload) -> list[Diagnostic]:
+    """Errors for immutable GitHub ids on clouds that cannot check them: a field the cloud
+    ignores would read as a protection that is not there."""
+    provider = lw.workload.spec.provider
+    out: list[Diagnostic] = []
+    for i, fed in enumerate(lw.workload.spec.credentials.federation):
+        if fed.kind != "github-actions":
+            continue
+        for field, claim in (("repositoryId", "repository_id"), ("repositoryOwnerId", "repository_owner_id")):
+            value = getattr(fed, field)
+            if value is None:
+                continue
+            why = None
+            if provider == "aws" and field == "repositoryOwnerId":
+                why = ("AWS STS checks GitHub's repository_id claim but not repository_owner_id; "
+                       "use repositoryId, and the owner allow-list (trust.allowedGithubOwners)")
+            elif provider == "gcp":
+                why = ("GCP checks claims other than the subject only in the workload identity "
+                       "pool provider's attribute condition, which the platform team owns and this "
+                       "tool does not manage; ask them to add to the provider's attribute condition: "
+                       f"assertion.{claim} == '{value}'")
+            elif provider == "azure":
+                why = ("Azure federated identity credentials match only issuer, subject and "
+                       "audience (claims-matching expressions are a preview this tool does not "
+                       "use); the trust stays by repository name, so keep the owner in "
+                       "trust.allowedGithubOwners")
+            if why:
+                out.append(Diagnostic(
+                    lw.position("spec", "credentials", "federation", i, field, key=True),
+                    f"{field} cannot be enforced on {provider}: {why}. Remove {field} from this "
+                    "entry"))
+    return out
+
+
 def trust_lint(lw: LoadedWorkload) -> list[Diagnostic]:
     """Warnings for trust that is weaker than it reads."""
     out: list[Diagnostic] = []
@@ -132,4 +166,4 @@ def trust_lint(lw: LoadedWorkload) -> list[Diagnostic]:
     return out
 
 
-__all__ = ["issuer_allowed", "normalize_issuer", "trust_diagnostics", "trust_lint"]
+__all__ = ["github_id_problems", "issuer_allowed", "normalize_issuer", "trust_diagnostics", "trust_lint"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, TEST_TRUST, CliResult, run_cli, workload
+from conftest import ACCOUNT, TEST_TRUST, TEST_TRUST_DATA, CliResult, run_cli, workload
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/workload-ids/wid_prod_worker"
 PASS_ROLE = ("    - actions: [iam:PassRole]\n"
@@ -33,6 +33,11 @@ def write_config(tmp_path: Path, body: str = "", trust: str = TEST_TRUST, creden
     path.parent.mkdir(exist_ok=True)
     path.write_text(credentials + trust + body, encoding="utf-8")
     return path
+
+
+def trust_with(**extra: Any) -> str:
+    """The tests' trust section with more fields."""
+    return "trust: " + json.dumps({**TEST_TRUST_DATA, **extra}) + "\n"
 
 
 def approval(workload: str = "prod/svc-a", actions: str = "[iam:PassRole]",
@@ -195,9 +200,9 @@ def test_lint_warns_about_stale_approvals(manifests: Any, tmp_path: Path) -> Non
     folder = manifests({"svc.yaml": workload(access=PASS_ROLE)})
     result = check(config, folder, "lint")
     assert result.code == 0, result.err
-    assert (f"{config}:9:7: warning: approval for prod/svc-a covers what the workload no longer "
+    assert (f"{config}:6:7: warning: approval for prod/svc-a covers what the workload no longer "
             "asks for: iam:PutRolePolicy") in result.out
-    assert (f"{config}:13:7: warning: approval for prod/gone is stale: no manifest declares that "
+    assert (f"{config}:10:7: warning: approval for prod/gone is stale: no manifest declares that "
             "workload") in result.out
     # A per-service run sees one workload: approvals for the others are not judged there.
     single = check(config, folder / "svc.yaml", "lint")
@@ -386,8 +391,7 @@ def test_gcp_pool_in_another_project_is_refused(manifests: Any, tmp_path: Path) 
                            "999999999999, not in the workload's project acme-prod (123456789012)")
     # Listed by name, or by its project: trusted.
     for listed in (foreign, "projects/999999999999"):
-        trust = TEST_TRUST + f"  allowedPools: [{listed}]\n"
-        assert check(write_config(tmp_path, trust=trust), path).code == 0
+        assert check(write_config(tmp_path, trust=trust_with(allowedPools=[listed])), path).code == 0
 
 
 def test_gcp_pool_of_a_project_whose_number_is_unknown_is_refused(manifests: Any,
@@ -410,7 +414,7 @@ def test_aws_service_not_allowed_is_refused(manifests: Any, tmp_path: Path) -> N
     [line] = problems(result)
     assert line.startswith(f"{path}:14:18: guardrail: service ec2.amazonaws.com is not in "
                            "trust.allowedAwsServices (ecs-tasks.amazonaws.com, lambda.amazonaws.com)")
-    listed = TEST_TRUST + "  allowedAwsServices: [ec2.amazonaws.com]\n"
+    listed = trust_with(allowedAwsServices=["ec2.amazonaws.com"])
     assert check(write_config(tmp_path, trust=listed), path).code == 0
     # The default list: ECS tasks and Lambda.
     ecs = write(manifests, workload(federation=fed.replace("ec2", "ecs-tasks")), "ecs.yaml")
@@ -452,3 +456,49 @@ def test_lint_warns_on_environment_and_tag_trust(manifests: Any, tmp_path: Path)
             "to it, from any branch, unless the GitHub environment has protection rules") in result.out
     assert (f"{path}:18:14: warning: refs/tags/v1.0.0 is a tag: anyone who can push tags can move "
             "or create it") in result.out
+
+
+# --- immutable GitHub ids -----------------------------------------------------------------
+
+IDS = ("      - kind: github-actions\n        repository: acme/svc-a\n        ref: refs/heads/main\n"
+       "        repositoryId: 123456\n")
+
+
+def test_aws_trust_checks_the_repository_id(aws: Any, manifests: Any, tmp_path: Path) -> None:
+    other = "      - kind: github-actions\n        repository: acme/tools\n        ref: refs/heads/main\n"
+    path = write(manifests, workload(federation=IDS + other))
+    applied = check(write_config(tmp_path), path, "apply", "--auto-approve")
+    assert applied.code == 0, applied.err
+    trust = aws.get_role(RoleName="wid_prod_svc-a")["Role"]["AssumeRolePolicyDocument"]
+    gh = "token.actions.githubusercontent.com"
+    conditions = [st["Condition"]["StringEquals"] for st in trust["Statement"]
+                  if st["Action"] == "sts:AssumeRoleWithWebIdentity"]
+    # The entry with an id gets a statement of its own; the other keeps the plain subject.
+    assert {f"{gh}:aud": "sts.amazonaws.com", f"{gh}:sub": "repo:acme/svc-a:ref:refs/heads/main",
+            f"{gh}:repository_id": "123456"} in conditions
+    assert {f"{gh}:aud": "sts.amazonaws.com", f"{gh}:sub": "repo:acme/tools:ref:refs/heads/main"} \
+        in conditions
+
+
+@pytest.mark.parametrize(("provider", "field", "words"), [
+    pytest.param("aws", "repositoryOwnerId", "AWS STS checks GitHub's repository_id claim but not "
+                 "repository_owner_id", id="aws-owner-id"),
+    pytest.param("gcp", "repositoryId", "assertion.repository_id == '123456'", id="gcp"),
+    pytest.param("azure", "repositoryId", "match only issuer, subject and audience", id="azure"),
+])
+def test_an_id_the_cloud_cannot_check_is_refused(manifests: Any, tmp_path: Path, provider: str,
+                                                 field: str, words: str) -> None:
+    entry = IDS.replace("repositoryId", field)
+    if provider == "aws":
+        text = workload(federation=entry)
+    elif provider == "gcp":
+        text = gcp_workload(federation="\n" + entry + f"        workloadIdentityPool: {POOL}\n")
+    else:
+        text = azure_workload(federation="\n" + entry)
+    path = write(manifests, text)
+    result = check(write_config(tmp_path), path)
+    assert result.code == 1, result.err
+    [line] = problems(result)
+    row = {"aws": 16, "gcp": 13, "azure": 13}[provider]
+    assert line.startswith(f"{path}:{row}:9: {field} cannot be enforced on {provider}: "), line
+    assert words in line and f"Remove {field} from this entry" in line
