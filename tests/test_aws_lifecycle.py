@@ -307,7 +307,7 @@ def test_permissions_boundary_and_session_from_config(aws, manifests, tmp_path, 
         f"arn:aws:iam::{ACCOUNT}:policy/workload-boundary"
     assert role["MaxSessionDuration"] == 7200
     # Dropping the boundary from config removes it from the role.
-    config.write_text("aws:\n  maxSessionDuration: 2h\n")
+    config.write_text("aws:\n  maxSessionDuration: 2h\n" + TEST_TRUST)
     doc = json.loads(run_cli("plan", "--output", "json", "--config", str(config), str(path)).out)
     assert [c["action"] for c in doc["changes"]] == ["update-boundary"]
     run_cli("apply", "--auto-approve", "--config", str(config), str(path))
