@@ -89,7 +89,8 @@ def needed_approvals(provider: str, grants: Iterable[Grant]) -> list[Needed]:
 
 def _applies(approval: ApprovedEscalation, label: str, provider: str, target: str) -> bool:
     return (approval.workload == label and approval.provider in (None, provider)
-            and approval.target in (None, target))
+            and (approval.target is None
+                 or resource_key(provider, approval.target) == resource_key(provider, target)))
 
 
 def matching_approval(config: Config, label: str, provider: str, target: str,
