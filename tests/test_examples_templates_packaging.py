@@ -107,7 +107,9 @@ def test_github_actions_example_applies_one_manifest():
     manifest = apply.split()[-1]
     assert (REPO / manifest).is_file()
     assert workflow["permissions"]["id-token"] == "write"
-    assert run_cli("validate", str(REPO / manifest)).code == 0
+    words = apply.split()
+    config = words[words.index("--config") + 1]
+    assert run_cli("validate", "--config", str(REPO / config), str(REPO / manifest)).code == 0
 
 
 def _workload_ids_commands(text: str) -> list[list[str]]:
