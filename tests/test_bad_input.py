@@ -41,8 +41,7 @@ def validate(*args: str) -> CliResult:
 
 
 def error_lines(result: CliResult) -> list[str]:
-    """One line per problem: indented lines continue the problem above (a config snippet)."""
-    return [line for line in result.err.splitlines() if line.strip() and not line.startswith(" ")]
+    return [line for line in result.err.splitlines() if line.strip()]
 
 
 def expect_one(manifests: Any, text: str, line: int, column: int, *words: str,

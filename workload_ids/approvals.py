@@ -107,17 +107,14 @@ def matching_approval(config: Config, label: str, provider: str, target: str,
 
 def approval_snippet(label: str, provider: str, target: str, actions: Sequence[str],
                      resources: Sequence[str]) -> str:
-    """The YAML the platform team adds to the config to approve ``actions`` on ``resources``."""
+    """The approval the platform team adds to the config, as one line of YAML (flow style,
+    values quoted as JSON) so every line of the output stays positioned."""
     def flow(items: Sequence[str]) -> str:
         return "[" + ", ".join(json.dumps(i) for i in items) + "]"
-    return ("  guardrails:\n"
-            "    approvedEscalations:\n"
-            f"      - workload: {label}\n"
-            f"        provider: {provider}\n"
-            f"        target: {json.dumps(target)}\n"
-            f"        actions: {flow(actions)}\n"
-            f"        resources: {flow(resources)}\n"
-            '        reason: "TICKET-123: who approved this, and why the workload needs it"')
+    return ("guardrails: {approvedEscalations: [{"
+            f"workload: {json.dumps(label)}, provider: {provider}, target: {json.dumps(target)}, "
+            f"actions: {flow(actions)}, resources: {flow(resources)}, "
+            'reason: "TICKET-123: who approved this, and why the workload needs it"}]}')
 
 
 def approval_diagnostics(lw: LoadedWorkload, grants: Sequence[Grant], config: Config) -> list[Diagnostic]:
@@ -149,7 +146,7 @@ def approval_diagnostics(lw: LoadedWorkload, grants: Sequence[Grant], config: Co
             f"covers it for {label}: a manifest cannot approve its own escalation.{own} If the "
             "workload truly needs it, ask the platform team to add to the config "
             "(workload-ids.yaml, kept outside the manifest repository or under code-owner "
-            "review):\n" + approval_snippet(label, provider, target, actions, resources),
+            "review): " + approval_snippet(label, provider, target, actions, resources),
             severity="guardrail"))
     return out
 

@@ -11,6 +11,7 @@ to add.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from .config import Config
@@ -30,12 +31,14 @@ def issuer_allowed(config: Config, issuer: str) -> bool:
     return normalize_issuer(issuer) in {normalize_issuer(i) for i in config.trust.allowedIssuers}
 
 
-def _snippet(field: str, values: Sequence[str] | dict[str, str]) -> str:
+def _snippet(field: str, values: Sequence[str] | dict[str, int]) -> str:
+    """The config line to add, in YAML flow style: one line, so every line of the output
+    stays ``FILE:LINE:COLUMN: message`` (values quoted as JSON, which YAML reads)."""
     if isinstance(values, dict):
-        body = "".join(f"      {k}: {v}\n" for k, v in values.items())
+        body = "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in values.items()) + "}"
     else:
-        body = "".join(f"      - {v}\n" for v in values)
-    return f"  trust:\n    {field}:\n{body.rstrip()}"
+        body = "[" + ", ".join(json.dumps(v) for v in values) + "]"
+    return f"trust: {{{field}: {body}}}"
 
 
 def _pool_problem(config: Config, project: str, pool: str) -> str | None:
@@ -53,12 +56,12 @@ def _pool_problem(config: Config, project: str, pool: str) -> str | None:
                 f"would let them mint this identity. If it is {project}'s own pool, the platform "
                 "team adds the project's number (gcloud projects describe "
                 f"{project} --format='value(projectNumber)') to the config, or lists the pool "
-                "itself under trust.allowedPools:\n"
-                + _snippet("gcpProjectNumbers", {project: number}))
+                "itself under trust.allowedPools: "
+                + _snippet("gcpProjectNumbers", {project: int(number)}))
     if str(known) != number:
         return (f"pool {pool} is in project number {number}, not in the workload's project "
                 f"{project} ({known}): a pool in another project is trusted only when the "
-                "platform team lists it:\n" + _snippet("allowedPools", [pool]))
+                "platform team lists it: " + _snippet("allowedPools", [pool]))
     return None
 
 
@@ -83,13 +86,13 @@ def trust_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
                        f"{' (' + ', '.join(trust.allowedGithubOwners) + ')' if owners else ''}: "
                        "GitHub signs tokens for every repository on github.com, so the platform "
                        "team lists the organisations whose workflows may federate. To allow it, "
-                       "they add to the config:\n" + _snippet("allowedGithubOwners", [owner]))
+                       "they add to the config: " + _snippet("allowedGithubOwners", [owner]))
         elif fed.kind == "kubernetes":
             if not issuer_allowed(config, fed.issuer):
                 refuse(i, "issuer",
                        f"issuer {fed.issuer} is not in the config's trust.allowedIssuers: the "
                        "cloud would trust every token that issuer signs, and anyone can host an "
-                       "issuer. If it is your cluster's, the platform team adds to the config:\n"
+                       "issuer. If it is your cluster's, the platform team adds to the config: "
                        + _snippet("allowedIssuers", [normalize_issuer(fed.issuer)]))
         elif fed.kind == "aws-service" and spec.provider == "aws":
             allowed = config.trust.aws_services()
@@ -98,7 +101,7 @@ def trust_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
                        f"service {fed.service} is not in trust.allowedAwsServices "
                        f"({', '.join(allowed) or 'none'}): anyone in the account who may pass the "
                        "role could run that service as this workload. If the workload runs there, "
-                       "the platform team lists it (with the defaults it still wants):\n"
+                       "the platform team lists it (with the defaults it still wants): "
                        + _snippet("allowedAwsServices", sorted({*allowed, fed.service})))
         pool = getattr(fed, "workloadIdentityPool", None)
         if pool and spec.provider == "gcp" and spec.gcp:

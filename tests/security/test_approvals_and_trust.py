@@ -9,6 +9,7 @@ moto, that nothing was created.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,18 @@ def check(config: Path, manifest: Path, verb: str = "validate", *flags: str) -> 
 
 
 def problems(result: CliResult) -> list[str]:
-    """One line per problem; indented lines continue the one above (a config snippet)."""
-    return [ln for ln in result.err.splitlines() if ln.strip() and not ln.startswith(" ")]
+    """One positioned line per problem."""
+    lines = [ln for ln in result.err.splitlines() if ln.strip()]
+    assert all(re.match(r"^.+:\d+:\d+: ", ln) for ln in lines), lines
+    return lines
 
 
 def snippet(result: CliResult) -> str:
-    """The config lines a refusal tells the platform team to add, dedented to the top level."""
-    return "".join(ln[2:] + "\n" for ln in result.err.splitlines() if ln.startswith("  "))
+    """The config line a refusal tells the platform team to add (one line of flow YAML)."""
+    found = [m.group(0) for ln in problems(result)
+             if (m := re.search(r"(trust|guardrails): \{.*\}$", ln))]
+    assert len(found) == 1, result.err
+    return found[0] + "\n"
 
 
 def gcp_workload(access: str = "", federation: str = "[]", name: str = "svc-g") -> str:
@@ -105,10 +111,9 @@ def test_self_approved_escalation_is_refused_and_apply_creates_nothing(aws: Any,
             "it does not approve it") in line
     # The refusal names exactly the approval the platform team would add.
     assert snippet(result) == (
-        "guardrails:\n  approvedEscalations:\n    - workload: prod/svc-a\n      provider: aws\n"
-        f'      target: "{ACCOUNT}"\n      actions: ["iam:PassRole"]\n'
-        f'      resources: ["{ROLE_ARN}"]\n'
-        '      reason: "TICKET-123: who approved this, and why the workload needs it"\n')
+        'guardrails: {approvedEscalations: [{workload: "prod/svc-a", provider: aws, '
+        f'target: "{ACCOUNT}", actions: ["iam:PassRole"], resources: ["{ROLE_ARN}"], '
+        'reason: "TICKET-123: who approved this, and why the workload needs it"}]}\n')
     applied = check(config, path, "apply", "--auto-approve")
     assert applied.code == 3
     assert aws.list_roles(PathPrefix="/workload-ids/")["Roles"] == []
@@ -156,7 +161,7 @@ def test_an_approval_of_one_action_does_not_cover_a_second(manifests: Any, tmp_p
     assert result.code == 3
     [line] = problems(result)
     assert "sts:AssumeRole can escalate" in line and "iam:PassRole," not in line
-    assert 'actions: ["sts:AssumeRole"]' in result.err
+    assert 'actions: ["sts:AssumeRole"],' in result.err
 
 
 def test_aws_approval_matches_action_names_in_any_case(manifests: Any, tmp_path: Path) -> None:
@@ -321,7 +326,7 @@ def test_whole_vault_grant_needs_an_approval(manifests: Any, tmp_path: Path) -> 
     [line] = problems(refused)
     assert line.startswith(f"{path}:11:7: guardrail: a grant on a whole Key Vault ({vault}) reads "
                            "every secret in it")
-    assert "- workload: prod/svc-z" in refused.err
+    assert 'workload: "prod/svc-z"' in refused.err
     # The printed approval, pasted into the config, lets it through.
     config = write_config(tmp_path, AZURE_TOOL + snippet(refused))
     assert check(config, path).code == 0
@@ -344,7 +349,7 @@ def test_azure_kubernetes_issuer_not_allow_listed_is_refused(manifests: Any, tmp
     [line] = problems(result)
     assert line.startswith(f"{path}:11:17: guardrail: issuer https://attacker.example.net/oidc is "
                            "not in the config's trust.allowedIssuers")
-    assert snippet(result) == "trust:\n  allowedIssuers:\n    - https://attacker.example.net/oidc\n"
+    assert snippet(result) == 'trust: {allowedIssuers: ["https://attacker.example.net/oidc"]}\n'
 
 
 def test_an_allow_listed_issuer_matches_with_or_without_a_trailing_slash(manifests: Any,
@@ -361,7 +366,9 @@ def test_without_trust_config_federation_is_refused_with_the_lines_to_add(manife
     assert result.code == 3
     assert problems(result)[0].startswith(f"{path}:14:21: guardrail: GitHub owner 'acme' is not in "
                                           "the config's trust.allowedGithubOwners")
-    assert snippet(result) == "trust:\n  allowedGithubOwners:\n    - acme\n"
+    assert snippet(result) == 'trust: {allowedGithubOwners: ["acme"]}\n'
+    # The printed line, pasted into the config, is the whole fix.
+    assert check(write_config(tmp_path, trust=snippet(result)), path).code == 0
 
 
 def test_github_owner_not_allowed_is_refused(aws: Any, manifests: Any, tmp_path: Path) -> None:
@@ -402,7 +409,7 @@ def test_gcp_pool_of_a_project_whose_number_is_unknown_is_refused(manifests: Any
     result = check(write_config(tmp_path, trust="trust:\n  allowedGithubOwners: [acme]\n"), path)
     assert result.code == 3
     assert "the config does not say which number project acme-prod has" in result.err
-    assert snippet(result) == "trust:\n  gcpProjectNumbers:\n    acme-prod: 123456789012\n"
+    assert snippet(result) == 'trust: {gcpProjectNumbers: {"acme-prod": 123456789012}}\n'
     assert check(write_config(tmp_path), path).code == 0  # TEST_TRUST has the number
 
 
