@@ -211,11 +211,16 @@ def moto_process_server() -> Iterator[str]:
                 Path(log.name).unlink(missing_ok=True)
 
 
+# The trust roots the generated manifests federate from, as a platform team would list them.
+BENCH_TRUST: dict[str, Any] = {"allowedGithubOwners": ["acme"], "allowedIssuers": [EKS_ISSUER],
+                               "allowedPools": ["projects/123456789012"]}
+
+
 def default_config(base: Path) -> Any:
-    """The built-in defaults, as with no workload-ids.yaml (boto3 finds the endpoint in
+    """The built-in defaults and the fleet's trust roots (boto3 finds the endpoint in
     AWS_ENDPOINT_URL, as a user pointing at the sandbox would)."""
     from workload_ids.config import Config, ConfigFile
-    return Config(ConfigFile(), base, None)
+    return Config(ConfigFile.model_validate({"trust": BENCH_TRUST}), base, None)
 
 
 # --- a fleet of manifests ----------------------------------------------------------

@@ -19,7 +19,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import Report, fleet_plan_figures
+from _common import BENCH_TRUST, Report, fleet_plan_figures
 
 CALLS_TARGET = 30
 PER_SERVICE_TARGET = 6
@@ -62,7 +62,7 @@ def main() -> int:
             for i in range(args.workloads):
                 (folder / f"svc-{i:04d}.yaml").write_text(manifest(i), encoding="utf-8")
             config = Config(ConfigFile.model_validate(
-                {"azure": local.settings, "calls": {"concurrency": 8}}), folder, None)
+                {"azure": local.settings, "calls": {"concurrency": 8}, "trust": BENCH_TRUST}), folder, None)
 
             fleet_plan_figures(report, folder, config, workloads=args.workloads, runs=args.runs,
                                calls_target=CALLS_TARGET, per_service_target=PER_SERVICE_TARGET)

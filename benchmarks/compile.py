@@ -58,7 +58,7 @@ def main() -> int:
         clock = time.perf_counter
         for lw in loaded:
             t0 = clock()
-            cw, problems = compile_workload(lw, templates)
+            cw, problems = compile_workload(lw, templates, config)
             t1 = clock()
             assert cw is not None, problems
             desired = desired_identity(cw, config)

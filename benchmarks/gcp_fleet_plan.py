@@ -19,7 +19,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import Report, fleet_plan_figures
+from _common import BENCH_TRUST, Report, fleet_plan_figures
 
 CALLS_TARGET = 30
 POOL = "projects/123456789012/locations/global/workloadIdentityPools/github"
@@ -58,7 +58,8 @@ def main() -> int:
                 project = f"acme-fleet-{i // 100:02d}"
                 (folder / f"svc-{i:04d}.yaml").write_text(manifest(i, project), encoding="utf-8")
             config = Config(ConfigFile.model_validate(
-                {"gcp": {**local.endpoints, "sandboxCredentials": True}, "calls": {"concurrency": 8}}),
+                {"gcp": {**local.endpoints, "sandboxCredentials": True}, "calls": {"concurrency": 8},
+                 "trust": BENCH_TRUST}),
                 folder, None)
 
             fleet_plan_figures(report, folder, config, workloads=args.workloads, runs=args.runs,

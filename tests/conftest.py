@@ -163,6 +163,17 @@ def manifests(tmp_path: Path) -> Any:
     return write
 
 
+# The trust roots the tests' manifests federate from (their GitHub owner, the example
+# issuers, the examples' GCP project), as a platform team would list them.
+TEST_TRUST_DATA: dict[str, Any] = {
+    "allowedGithubOwners": ["acme"],
+    "allowedIssuers": [*EXAMPLE_ISSUERS[1:], "https://container.googleapis.com/v1/projects/acme-prod/"
+                                             "locations/europe-west1/clusters/prod-eu"],
+    "gcpProjectNumbers": {"acme-prod": 123456789012},
+}
+TEST_TRUST = "trust: " + json.dumps(TEST_TRUST_DATA) + "\n"  # JSON is YAML
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in an empty working directory (no stray workload-ids.yaml)."""
@@ -170,7 +181,7 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     work.mkdir()
     # New keys are verified by consecutive sign-ins a couple of seconds apart; against
     # moto there is nothing to wait for.
-    (work / "workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n")
+    (work / "workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST)
     monkeypatch.chdir(work)
     for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT"):
         monkeypatch.delenv(key, raising=False)

@@ -38,7 +38,10 @@ owners:
 """
 CONFIG = ("owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
           "cleanup: {grace: 7d, minAge: 1h, maxShare: 1, maxActions: 100}\n"
-          "credentials: {verify: {interval: 0s}}\n")
+          "credentials: {verify: {interval: 0s}}\n"
+          # the manifests' trust roots (benchmarks/ imports this module without conftest)
+          'trust: {allowedGithubOwners: [acme], gcpProjectNumbers: {acme-prod: 123456789012}, '
+          'allowedIssuers: ["https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B7"]}\n')
 NAME = "svc-f"
 
 

@@ -100,6 +100,19 @@ guardrails:
   deniedActions: [iam:CreateUser]
   maxResourcesPerWorkload: 50
   requirePermissionsBoundary: false
+  approvedEscalations:
+    - workload: prod/payments-api
+      provider: aws
+      target: "123456789012"
+      actions: [iam:PassRole]
+      resources: ["arn:aws:iam::123456789012:role/workload-ids/wid_prod_worker"]
+      reason: "OPS-1234: approved by the platform team"
+trust:
+  allowedGithubOwners: [acme]
+  allowedIssuers: [https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B7]
+  gcpProjectNumbers: {acme-prod: 123456789012}
+  allowedPools: [projects/210987654321]
+  allowedAwsServices: [ecs-tasks.amazonaws.com]
 credentials:
   secretName: "workload-ids/{environment}/{name}"
   rotation: {maxAge: 30d, overlap: 2d, grace: 7d, retireOnUse: true}
@@ -283,6 +296,12 @@ CONFIG_ENUMS: dict[str, tuple[Any, ...]] = {
     "permissionsBoundary": ("arn:aws:iam::{account}:policy/b", "arn:aws:iam::123:policy/b", None),
     "roleArn": ("arn:aws:iam::123456789012:role/deployer", "arn:aws:iam::123456789012:user/x"),
     "tenantId": ("72f988bf-86f1-41af-91ab-2d7cd011db47", "tenant"),
+    "workload": ("prod/payments-api", "payments-api", "prod/", "Prod/x", "prod/payments-api/x"),
+    "actions": (["iam:PassRole"], [], ["iam:*"], ["IAM:passrole"], [""]),
+    "allowedIssuers": (["https://a.example"], ["http://a.example"], [], ["https://a.example/"]),
+    "allowedPools": (["projects/1"], ["projects/x"], ["projects/1/"], []),
+    "gcpProjectNumbers": ({"acme-prod": 1}, {"acme-prod": 0}, {"Acme": 1}, {"acme-prod": "x"}),
+    "allowedAwsServices": (None, [], ["ec2.amazonaws.com"], ["ec2"]),
     "secretName": ("workload-ids/{environment}/{name}", "{owner}/{provider}/{target}", "{unknown}",
                    "{name", "a b/{name}", "", "x" * 600, "{{name}}", "{0}", "{name.__class__}"),
     "successes": (1, 3, 0, 21), "maxAttempts": (1, 8, 20, 0, 21), "concurrency": (1, 64, 65),

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import PAYMENTS, run_cli
+from conftest import PAYMENTS, TEST_TRUST, run_cli
 from test_rotation import KEY_MODE
 
 from workload_ids.audit import GENESIS, JsonlAuditLog, verify
@@ -16,7 +16,8 @@ from workload_ids.audit import GENESIS, JsonlAuditLog, verify
 @pytest.fixture
 def audited(tmp_path):
     config = tmp_path / "wid.yaml"
-    config.write_text("audit:\n  path: logs/audit.jsonl\ncredentials:\n  verify: {interval: 0s}\n")
+    config.write_text("audit:\n  path: logs/audit.jsonl\ncredentials:\n  verify: {interval: 0s}\n"
+                      + TEST_TRUST)
     return config, tmp_path / "logs" / "audit.jsonl"
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ACCOUNT, PAYMENTS, run_cli, workload
+from conftest import ACCOUNT, PAYMENTS, TEST_TRUST, run_cli, workload
 
 ROLE = "wid_prod_payments-api"
 
@@ -299,7 +299,7 @@ def test_inventory_marks_undeclared(aws, manifests):
 @pytest.mark.parametrize("boundary", ["arn:aws:iam::{account}:policy/workload-boundary"])
 def test_permissions_boundary_and_session_from_config(aws, manifests, tmp_path, boundary):
     config = tmp_path / "workload-ids.yaml"
-    config.write_text(f"aws:\n  permissionsBoundary: \"{boundary}\"\n  maxSessionDuration: 2h\n")
+    config.write_text(f"aws:\n  permissionsBoundary: \"{boundary}\"\n  maxSessionDuration: 2h\n" + TEST_TRUST)
     path = _write(manifests)
     assert run_cli("apply", "--auto-approve", "--config", str(config), str(path)).code == 0
     role = aws.get_role(RoleName=ROLE)["Role"]
@@ -307,7 +307,7 @@ def test_permissions_boundary_and_session_from_config(aws, manifests, tmp_path, 
         f"arn:aws:iam::{ACCOUNT}:policy/workload-boundary"
     assert role["MaxSessionDuration"] == 7200
     # Dropping the boundary from config removes it from the role.
-    config.write_text("aws:\n  maxSessionDuration: 2h\n")
+    config.write_text("aws:\n  maxSessionDuration: 2h\n" + TEST_TRUST)
     doc = json.loads(run_cli("plan", "--output", "json", "--config", str(config), str(path)).out)
     assert [c["action"] for c in doc["changes"]] == ["update-boundary"]
     run_cli("apply", "--auto-approve", "--config", str(config), str(path))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
-from conftest import run_cli
+from conftest import TEST_TRUST, run_cli
 from test_azure_provider import CONTAINER, RG, SUB, TOPIC, azure_workload
 
 from workload_ids.audit import records
@@ -41,7 +41,7 @@ def azure_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(
         local.config_block() + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n")
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n" + TEST_TRUST)
     folder = manifests({f"{n}.yaml": azure_workload(name=n).replace("owner: team-payments", f"owner: {o}")
                         for n, o in [("svc-a", "team-payments"), ("svc-b", "alice"),
                                      ("svc-d", "team-payments")]})
@@ -174,7 +174,8 @@ def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any,
         Path("owners.yaml").write_text(OWNERS)
         Path("workload-ids.yaml").write_text(
             local.config_block() + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-            "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\ncredentials: {verify: {interval: 0s}}\n")
+            "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\ncredentials: {verify: {interval: 0s}}\n"
+            + TEST_TRUST)
         folder = manifests({"vendor.yaml": KEY_MODE.replace("owner: team-payments", "owner: alice")})
         applied = run_cli("apply", "--auto-approve", str(folder), "--output", "json")
         assert applied.code == 0, applied.err + applied.out

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from conftest import TEST_TRUST
 from test_azure_provider import KEY_MODE, azure_workload
 
 from workload_ids.apply import apply_plan
@@ -44,7 +45,8 @@ def test_apply_and_rotate_wait_out_replication_and_verify_first(secret_hygiene: 
     os.chdir(tmp_path)
     try:
         Path("workload-ids.yaml").write_text(
-            local.config_block() + "credentials: {verify: {successes: 3, interval: 2s, timeout: 120s}}\n")
+            local.config_block() + "credentials: {verify: {successes: 3, interval: 2s, timeout: 120s}}\n"
+            + TEST_TRUST)
         folder = tmp_path / "manifests"
         folder.mkdir()
         (folder / "key.yaml").write_text(KEY_MODE)

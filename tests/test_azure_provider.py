@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
+from conftest import TEST_TRUST_DATA
 
 from workload_ids.calls import CallSeam, RetryPolicy
 from workload_ids.config import Config, ConfigFile
@@ -53,7 +54,8 @@ def arm() -> Iterator[tuple[ArmEmulator, Config]]:
         for resource in (CONTAINER, CONTAINER_B, TOPIC):
             emulator.add_resource(resource)
         config = Config(ConfigFile.model_validate({"azure": {
-            "armEndpoint": emulator.url, "caBundle": emulator.ca_bundle_path, "sandboxCredentials": True}}),
+            "armEndpoint": emulator.url, "caBundle": emulator.ca_bundle_path, "sandboxCredentials": True},
+            "trust": TEST_TRUST_DATA}),
             Path.cwd(), None)
         yield emulator, config
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, CliResult, run_cli, workload
+from conftest import ACCOUNT, TEST_TRUST, CliResult, run_cli, workload
 
 QUEUE = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:jobs"
 
@@ -588,18 +588,19 @@ PASS_ROLE = ("    - actions: [iam:PassRole]\n"
              "      reason: launches ECS tasks\n")
 
 
-def test_escalation_without_reason_is_refused_with_exit_3(manifests: Any) -> None:
+def test_escalation_without_approval_is_refused_with_exit_3(manifests: Any) -> None:
     message = expect_one(manifests, workload(access=PASS_ROLE), 17, 7,
-                         "iam:PassRole can escalate privilege", "escalation: {reason:", code=3)
+                         "iam:PassRole can escalate privilege", "guardrails.approvedEscalations",
+                         code=3)
     assert message.startswith("guardrail: ")
 
 
-def test_escalation_with_reason_is_valid(manifests: Any) -> None:
+def test_escalation_with_only_a_manifest_reason_is_refused(manifests: Any) -> None:
+    # The requester cannot approve its own escalation (security review H1).
     text = workload(access=PASS_ROLE + '      escalation: {reason: "starts ECS tasks as the app role"}\n')
-    path = manifests({"ok.yaml": text}) / "ok.yaml"
-    result = validate(str(path))
-    assert result.code == 0, result.err
-    assert "OK: 1 workload(s)" in result.out
+    message = expect_one(manifests, text, 17, 7, "iam:PassRole can escalate privilege",
+                         "documents the request; it does not approve it", code=3)
+    assert message.startswith("guardrail: ")
 
 
 @pytest.mark.parametrize(("text", "line", "column", "minimum"), [
@@ -673,7 +674,7 @@ def test_missing_config_file(manifests: Any, tmp_path: Path) -> None:
 
 
 def test_config_guardrail_refusal_exit_3(manifests: Any, tmp_path: Path) -> None:
-    config = write_config(tmp_path, "guardrails:\n  allowedEnvironments: [staging]\n")
+    config = write_config(tmp_path, "guardrails:\n  allowedEnvironments: [staging]\n" + TEST_TRUST)
     manifest = manifests({"ok.yaml": workload()}) / "ok.yaml"
     result = validate("--config", str(config), str(manifest))
     assert result.code == 3
@@ -683,7 +684,7 @@ def test_config_guardrail_refusal_exit_3(manifests: Any, tmp_path: Path) -> None
 
 
 def test_config_denied_action_exit_3(manifests: Any, tmp_path: Path) -> None:
-    config = write_config(tmp_path, "guardrails:\n  deniedActions: [sqs:ReceiveMessage]\n")
+    config = write_config(tmp_path, "guardrails:\n  deniedActions: [sqs:ReceiveMessage]\n" + TEST_TRUST)
     manifest = manifests({"ok.yaml": workload()}) / "ok.yaml"
     result = validate("--config", str(config), str(manifest))
     assert result.code == 3
@@ -699,7 +700,7 @@ def test_config_max_session_duration_out_of_range(manifests: Any, tmp_path: Path
     # the manifest sets it; the config default (aws.maxSessionDuration) is never checked, so
     # validate says OK (exit 0) and apply sends e.g. MaxSessionDuration=46800 to IAM, which
     # real IAM rejects (allowed 3600-43200). Expected: exit 1, positioned at the config value.
-    config = write_config(tmp_path, f"aws:\n  maxSessionDuration: {duration}\n")
+    config = write_config(tmp_path, f"aws:\n  maxSessionDuration: {duration}\n" + TEST_TRUST)
     manifest = manifests({"ok.yaml": workload()}) / "ok.yaml"
     result = validate("--config", str(config), str(manifest))
     assert result.code == 1, result.out

@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import run_cli, workload
+from conftest import TEST_TRUST, run_cli, workload
 from test_calls_and_crashes import snapshot
 
 from workload_ids.audit import records
@@ -36,6 +36,7 @@ owners: {source: file, path: owners.yaml}
 audit: {path: audit.jsonl}
 cleanup: {grace: 7d, minAge: 1h, maxShare: 1}
 credentials: {verify: {interval: 0s}}
+""" + TEST_TRUST + """\
 """
 # Two hours from now (past minAge for what a test creates), and past the 7d grace period.
 _START = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
@@ -264,7 +265,7 @@ def test_unused_is_reported_and_quarantined_only_when_configured_never_deleted(
 
 
 def test_without_owner_directory_owner_checks_are_off(aws: Any, fleet: Path) -> None:
-    Path("workload-ids.yaml").write_text("cleanup: {maxShare: 1}\n")
+    Path("workload-ids.yaml").write_text("cleanup: {maxShare: 1}\n" + TEST_TRUST)
     result = run_cli("cleanup", str(fleet), "--output", "json")
     doc = json.loads(result.out)
     assert doc["ownerChecks"] is False
@@ -292,7 +293,7 @@ def test_unreachable_scim_directory_stops_before_any_change(aws: Any, fleet: Pat
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     Path("workload-ids.yaml").write_text(
         f"owners: {{source: scim, url: 'http://127.0.0.1:{port}/scim/v2', tokenEnv: SCIM_TOKEN, "
-        "timeout: 2s}\naudit: {path: audit.jsonl}\ncleanup: {maxShare: 1}\n")
+        "timeout: 2s}\naudit: {path: audit.jsonl}\ncleanup: {maxShare: 1}\n" + TEST_TRUST)
     os.environ["SCIM_TOKEN"] = "t0ken"
     try:
         before = snapshot(aws)

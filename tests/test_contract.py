@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, workload
+from conftest import TEST_TRUST, run_cli, workload
 from test_gcp_render import gcp_workload
 
 from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
@@ -139,7 +139,7 @@ def folder(cloud: Cloud, manifests: Any) -> Path:
     Path("workload-ids.yaml").write_text(
         cloud.config + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
         "cleanup: {grace: 7d, minAge: 1h, maxShare: 1, maxActions: 100}\n"
-        "credentials: {verify: {interval: 0s}}\n")
+        "credentials: {verify: {interval: 0s}}\n" + TEST_TRUST)
     return Path(manifests({f"svc-{n}.yaml": cloud.manifest(f"svc-{n}", "") for n in ("a", "b")}))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES, PAYMENTS, REPO, run_cli
+from conftest import EXAMPLES, PAYMENTS, REPO, TEST_TRUST, run_cli
 
 from workload_ids.templates import TemplateFile, destructive, load_templates
 
@@ -54,7 +54,7 @@ def test_template_with_a_destructive_action_is_refused(tmp_path, manifests):
         "name: queue.drain\ndescription: Empties a queue.\n"
         "aws:\n  sqs-queue:\n    - actions: [sqs:PurgeQueue]\n")
     config = tmp_path / "workload-ids.yaml"
-    config.write_text("templates: [my-templates]\n")
+    config.write_text("templates: [my-templates]\n" + TEST_TRUST)
     path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
     result = run_cli("validate", "--config", str(config), str(path))
     assert result.code == 1
@@ -68,7 +68,7 @@ def test_user_template_folder_from_config(tmp_path, manifests):
         "name: queue.peek\ndescription: Read queue attributes only.\n"
         "aws:\n  sqs-queue:\n    - actions: [sqs:GetQueueAttributes]\n")
     config = tmp_path / "workload-ids.yaml"
-    config.write_text("templates: [my-templates]\n")
+    config.write_text("templates: [my-templates]\n" + TEST_TRUST)
     text = PAYMENTS.replace("template: queue.consume", "template: queue.peek")
     path = manifests({"p.yaml": text}) / "p.yaml"
     assert run_cli("validate", "--config", str(config), str(path)).code == 0
@@ -107,7 +107,9 @@ def test_github_actions_example_applies_one_manifest():
     manifest = apply.split()[-1]
     assert (REPO / manifest).is_file()
     assert workflow["permissions"]["id-token"] == "write"
-    assert run_cli("validate", str(REPO / manifest)).code == 0
+    words = apply.split()
+    config = words[words.index("--config") + 1]
+    assert run_cli("validate", "--config", str(REPO / config), str(REPO / manifest)).code == 0
 
 
 def _workload_ids_commands(text: str) -> list[list[str]]:
@@ -153,7 +155,7 @@ def test_compiled_policy_is_identical_across_processes(tmp_path):
         "import sys; from workload_ids.config import load_config; "
         "from workload_ids.validate import validate; "
         "from workload_ids.providers.aws.render import desired_identity; "
-        "c = load_config(); v = validate([sys.argv[1]], c); "
+        "c = load_config(sys.argv[1] + '/workload-ids.yaml'); v = validate([sys.argv[1]], c); "
         "print('\\n'.join(desired_identity(w, c).documents['policy'] for w in v.compiled "
         "if w.provider == 'aws'))")
     outputs = set()
@@ -289,8 +291,8 @@ def test_wheel_ships_templates_and_examples_and_works_anywhere(tmp_path):
     probe = subprocess.run(
         [sys.executable, "-c", "import workload_ids, sys; print(workload_ids.__file__); "
          "from workload_ids.cli import main; "
-         "sys.exit(main(['validate', str(__import__('workload_ids.bundled', fromlist=['x'])"
-         ".bundled_dir('examples'))]))"],
+         "examples = __import__('workload_ids.bundled', fromlist=['x']).bundled_dir('examples'); "
+         "sys.exit(main(['validate', '--config', str(examples / 'workload-ids.yaml'), str(examples)]))"],
         env=env, cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith(str(target))

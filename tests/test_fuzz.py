@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 from fuzz_inputs import (
+    CONFIG_EXAMPLES,
     MANIFEST_EXAMPLES,
     Case,
     Properties,
@@ -98,4 +99,6 @@ def test_every_example_is_valid_for_every_property(props: Properties, name: str)
     assert props.validate(case, json_output=True) == "valid"
     assert props.lint(case) == "valid"
     assert props.plan(case) == "valid"
-    assert props.config(Case("workload-ids.yaml", b"", "empty"), name) == "valid"
+    # The examples' own config lists their trust roots; with none, federation is refused.
+    examples = CONFIG_EXAMPLES["examples/workload-ids.yaml"].encode()
+    assert props.config(Case("workload-ids.yaml", examples, "examples"), name) == "valid"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import TEST_TRUST, run_cli
 from test_gcp_render import gcp_workload
 
 from workload_ids.audit import records
@@ -45,7 +45,7 @@ def gcp_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch
         f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
         f"resourcePolicyEndpoint: '{res.start()}', sandboxCredentials: true}}\n"
         "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n")
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n" + TEST_TRUST)
     folder = manifests({f"{n}.yaml": gcp_workload(name=n, owner=o)
                         for n, o in [("svc-a", "team-a"), ("svc-b", "alice"), ("svc-d", "team-a")]})
     applied = run_cli("apply", "--auto-approve", str(folder))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import TEST_TRUST, run_cli
 from test_gcp_render import gcp_workload
 
 from workload_ids.clock import format_time
@@ -32,7 +32,8 @@ START = datetime.now(UTC).replace(microsecond=0)
 def local(manifests: Any) -> Iterator[tuple[Any, Path]]:
     from workload_ids.sandbox.gcp.local import start_local_gcp
     gcp = start_local_gcp()
-    Path("workload-ids.yaml").write_text(gcp.config_block() + "credentials: {verify: {interval: 0s}}\n")
+    Path("workload-ids.yaml").write_text(gcp.config_block() + "credentials: {verify: {interval: 0s}}\n"
+                                         + TEST_TRUST)
     folder = manifests({"vendor.yaml": KEY_MODE})
     try:
         yield gcp, folder

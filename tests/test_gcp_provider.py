@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TEST_TRUST_DATA
 from test_gcp_render import POOL, gcp_workload
 
 from workload_ids.calls import CallSeam, RetryPolicy
@@ -48,7 +49,8 @@ def gcp(resources: ResourcePolicyEmulator) -> Iterator[tuple[IamEmulator, Resour
     rm.add_project(PROJECT)
     config = Config(ConfigFile.model_validate({"gcp": {
         "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
-        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True}}),
+        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True},
+        "trust": TEST_TRUST_DATA}),
         Path.cwd(), None)
     yield iam, rm, config
     iam.stop()
@@ -216,7 +218,8 @@ def test_a_new_account_is_awaited_until_gcp_shows_it(tmp_path: Path,
     rm.add_project(PROJECT)
     config = Config(ConfigFile.model_validate({"gcp": {
         "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
-        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True}}), Path.cwd(), None)
+        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True},
+        "trust": TEST_TRUST_DATA}), Path.cwd(), None)
     try:
         path = tmp_path / "w.yaml"
         path.write_text(gcp_workload())

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, workload
+from conftest import TEST_TRUST, run_cli, workload
 from test_azure_provider import CONTAINER, RG, SUB, azure_workload
 from test_gcp_key_mode import KEY_MODE as GCP_KEY_MODE
 from test_gcp_render import gcp_workload
@@ -47,7 +47,8 @@ owners:
   - {id: bob, kind: person, active: true}
 """
 SETTINGS = ("owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-            "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\ncredentials: {verify: {interval: 0s}}\n")
+            "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\ncredentials: {verify: {interval: 0s}}\n"
+            + TEST_TRUST)
 # Far in the future: everything is past minAge and every key is due for rotation.
 _FAR = (datetime.now(UTC) + timedelta(days=400)).replace(microsecond=0)
 FAR, AFTER_GRACE = format_time(_FAR), format_time(_FAR + timedelta(days=8))

@@ -282,15 +282,27 @@ def test_lint_does_not_suggest_a_template_that_does_not_cover_the_actions(manife
     assert "use it instead of raw actions" not in result.out
 
 
-def test_lint_warns_about_escalation_held_with_a_reason(manifests: Any) -> None:
+def approve_pass_role() -> None:
+    """The platform team's approval of PASS_ROLE, in the config of the working directory."""
+    with open("workload-ids.yaml", "a", encoding="utf-8") as config:
+        config.write("guardrails:\n  approvedEscalations:\n"
+                     "    - workload: prod/svc-a\n      actions: [iam:PassRole]\n"
+                     f"      resources: [arn:aws:iam::{ACCOUNT}:role/app]\n"
+                     "      reason: OPS-42 approved by the platform team\n")
+
+
+def test_lint_warns_about_escalation_held_with_an_approval(manifests: Any) -> None:
+    approve_pass_role()
     path, result = lint(manifests, workload(access=PASS_ROLE))
     assert result.code == 0, result.err
-    assert (f"{path}:17:7: warning: iam:PassRole can escalate privilege (allowed with reason: "
-            "'starts ECS tasks as the app role'); review it on every change") in lines(result.out)
+    assert (f"{path}:17:7: warning: iam:PassRole can escalate privilege (approved in the config: "
+            "'OPS-42 approved by the platform team'; the manifest says: 'starts ECS tasks as the "
+            "app role'); review it on every change") in lines(result.out)
     assert "1 warning(s)" in result.out
 
 
 def test_lint_strict_exits_1_on_warnings(manifests: Any) -> None:
+    approve_pass_role()
     _, result = lint(manifests, workload(access=PASS_ROLE), "--strict")
     assert result.code == 1
     assert "1 warning(s)" in result.out
@@ -303,6 +315,7 @@ def test_lint_strict_exits_0_on_suggestions_only(manifests: Any) -> None:
 
 
 def test_lint_json(manifests: Any) -> None:
+    approve_pass_role()
     path, result = lint(manifests, workload(access=PASS_ROLE), "--output", "json", "--strict")
     assert result.code == 1
     findings = json.loads(result.out)["findings"]
@@ -318,9 +331,13 @@ def test_lint_on_bad_input_exits_1(manifests: Any) -> None:
 
 
 def test_lint_examples() -> None:
-    result = no_traceback(run_cli("lint", "--strict", str(EXAMPLES)))
+    result = no_traceback(run_cli("lint", "--config", str(EXAMPLES / "workload-ids.yaml"), str(EXAMPLES)))
     assert result.code == 0, result.out
-    assert "8 workload(s): 0 warning(s)" in result.out
+    # The two examples that trust a GitHub environment are told to protect it; nothing else.
+    warnings = [ln for ln in lines(result.out) if ": warning: " in ln]
+    assert [w.split(": warning: ")[1].split(" trusts ")[0] for w in warnings] == [
+        "environment 'production'"] * 2
+    assert "8 workload(s): 2 warning(s)" in result.out
 
 
 # --- help ----------------------------------------------------------------------------------------
@@ -369,8 +386,8 @@ def probe(args: list[str], cwd: Path, prelude: str = "") -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("args", [
-    ["validate", str(EXAMPLES)],
-    ["lint", str(EXAMPLES)],
+    ["validate", "--config", str(EXAMPLES / "workload-ids.yaml"), str(EXAMPLES)],
+    ["lint", "--config", str(EXAMPLES / "workload-ids.yaml"), str(EXAMPLES)],
     ["schema"],
     ["--help"],
 ], ids=["validate", "lint", "schema", "help"])

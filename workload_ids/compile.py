@@ -2,7 +2,9 @@
 
 Shape errors were found while loading; here we check meaning: the template exists and
 accepts the resource's kind, the resource lives in the workload's account or project,
-raw actions say why, escalation is justified. Every problem is reported, positioned.
+raw actions say why, escalation is approved in the config (:mod:`.approvals`), nothing
+touches the tool's own secrets, vault or locks, and every federation trust root is one
+the config lists (:mod:`.trust`). Every problem is reported, positioned.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from pathlib import Path
 from typing import Literal
 
 from .catalogs import NAME_EXAMPLE, NAME_FORM, check
+from .config import Config
 from .errors import Diagnostic, Position
-from .escalation import is_escalation
 from .manifest import AccessEntry, LoadedWorkload
 from .model import CompiledWorkload, Grant, Marker
 from .resources import KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
@@ -256,36 +259,30 @@ def _template_grants(provider: str, template: str, index: int, parsed: ParsedRes
                   escalation_reason=escalation)]
 
 
-def escalation_diagnostics(lw: LoadedWorkload, grants: tuple[Grant, ...]) -> list[Diagnostic]:
-    """Refusals for escalation-capable actions held without a stated reason."""
-    provider = lw.workload.spec.provider
-    out: list[Diagnostic] = []
-    seen: set[tuple[int, str]] = set()
-    for g in grants:
-        for action in (*g.actions, *g.data_actions):
-            if (g.entry, action) in seen or g.escalation_reason:
-                continue
-            if is_escalation(provider, action):
-                seen.add((g.entry, action))
-                out.append(Diagnostic(
-                    lw.position("spec", "access", g.entry),
-                    f"{action} can escalate privilege; add escalation: {{reason: \"...\"}} to this "
-                    "entry if the workload truly needs it", severity="guardrail"))
-    return out
+def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config | None = None
+                     ) -> tuple[CompiledWorkload | None, list[Diagnostic]]:
+    """Compile one manifest; return None and the problems if it has any errors.
 
-
-def compile_workload(lw: LoadedWorkload, templates: TemplateSet) -> tuple[CompiledWorkload | None,
-                                                                           list[Diagnostic]]:
-    """Compile one manifest; return None and the problems if it has any errors."""
+    ``config`` holds the trust roots and the approvals; without one, nothing is approved
+    and no trust root is listed (the defaults of an empty config)."""
+    from .approvals import approval_diagnostics, namespace_diagnostics, outside_namespace
+    from .config import ConfigFile
+    from .trust import github_id_problems, trust_diagnostics
+    if config is None:
+        config = Config(ConfigFile(), Path.cwd(), None)
     problems = _target_problems(lw)
     if problems:
         return None, problems
     problems.extend(_credential_problems(lw))
+    problems.extend(github_id_problems(lw))
+    problems.extend(trust_diagnostics(lw, config))
     grants: list[Grant] = []
     for index, entry in enumerate(lw.workload.spec.access):
         grants.extend(_entry_grants(lw, index, entry, templates, problems))
     frozen = tuple(grants)
-    problems.extend(escalation_diagnostics(lw, frozen))
+    problems.extend(namespace_diagnostics(lw, frozen, config))
+    provider = lw.workload.spec.provider
+    problems.extend(approval_diagnostics(lw, outside_namespace(provider, frozen, config), config))
     if any(d.severity in ("error", "guardrail") for d in problems):
         return None, problems
     meta = lw.workload.metadata
@@ -294,4 +291,4 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet) -> tuple[Compil
     return CompiledWorkload(loaded=lw, grants=frozen, marker=marker), problems
 
 
-__all__ = ["compile_workload", "escalation_diagnostics"]
+__all__ = ["compile_workload"]

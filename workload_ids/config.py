@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import Diagnostic, InputErrors, Position
-from .manifest import Duration, shape_diagnostics
+from .manifest import Duration, _regex, shape_diagnostics
 from .yamlpos import load_documents
 
 if TYPE_CHECKING:
@@ -76,6 +76,24 @@ class AzureConfig(_Strict):
     namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,9}$")] = "wid"
 
 
+_APPROVED_WORKLOAD = _regex(
+    "workload", r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?/[a-z0-9][a-z0-9-]{1,38}[a-z0-9]",
+    "write ENVIRONMENT/NAME of the workload, e.g. prod/payments-api")
+
+
+class ApprovedEscalation(_Strict):
+    """One out-of-band approval: this workload may hold these escalation-capable actions (or
+    a grant on a whole vault) on these exact resources. Held by the platform team in the
+    config, never in a manifest: the requester cannot approve its own request."""
+
+    workload: Annotated[str, _APPROVED_WORKLOAD]
+    provider: Literal["aws", "gcp", "azure"] | None = None
+    target: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    actions: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1)]
+    resources: Annotated[list[Annotated[str, Field(min_length=1, max_length=2048)]], Field(min_length=1)]
+    reason: Annotated[str, Field(min_length=10, max_length=500)]
+
+
 class Guardrails(_Strict):
     """Limits a platform team sets for every manifest in the repository. A manifest that
     breaks one is refused with exit code 3."""
@@ -85,6 +103,33 @@ class Guardrails(_Strict):
     deniedActions: list[str] = []
     maxResourcesPerWorkload: Annotated[int, Field(ge=1)] | None = None
     requirePermissionsBoundary: bool = False
+    approvedEscalations: list[ApprovedEscalation] = []
+
+
+# Service principals that may assume a role when trust.allowedAwsServices is not set: the
+# runtimes the manifest's runtime field names. Every other service must be listed (M2).
+DEFAULT_AWS_SERVICES = ("ecs-tasks.amazonaws.com", "lambda.amazonaws.com")
+
+
+class TrustConfig(_Strict):
+    """Trust roots a manifest may federate from. A manifest names its issuer, GitHub
+    repository, identity pool or AWS service; only those the platform team lists here are
+    accepted (refused with exit code 3 otherwise)."""
+
+    allowedIssuers: list[Annotated[str, Field(
+        pattern=r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~/-]*)?$")]] = []
+    allowedGithubOwners: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,39}$")]] = []
+    allowedPools: list[Annotated[str, Field(
+        pattern=r"^projects/\d{1,20}(/locations/global/workloadIdentityPools/[a-z0-9-]{4,32})?/?$")]] = []
+    gcpProjectNumbers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")],
+                            Annotated[int, Field(ge=1, lt=10**20)]] = {}
+    allowedAwsServices: list[Annotated[str, Field(
+        pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com$")]] | None = None
+
+    def aws_services(self) -> tuple[str, ...]:
+        """The service principals allowed: the configured list, or the documented default."""
+        return tuple(self.allowedAwsServices) if self.allowedAwsServices is not None \
+            else DEFAULT_AWS_SERVICES
 
 
 class AzureCatalogExtra(_Strict):
@@ -182,6 +227,7 @@ class ConfigFile(_Strict):
     azure: AzureConfig = AzureConfig()
     guardrails: Guardrails = Guardrails()
     catalog: CatalogConfig = CatalogConfig()
+    trust: TrustConfig = TrustConfig()
     calls: CallsConfig = CallsConfig()
     credentials: CredentialsConfig = CredentialsConfig()
     owners: OwnersConfig | None = None
@@ -232,6 +278,10 @@ class Config:
         from .catalogs import Extra
         extra = self.data.catalog.extra
         return Extra.of(extra.aws, extra.gcp, extra.azure.actions, extra.azure.dataActions)
+
+    @property
+    def trust(self) -> TrustConfig:
+        return self.data.trust
 
     @property
     def calls(self) -> CallsConfig:
@@ -320,6 +370,14 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
                                                 "URL) and owners.tokenEnv (the variable that holds the "
                                                 "bearer token)"))
     out.extend(_catalog_extra_problems(config, at))
+    for i, approval in enumerate(config.guardrails.approvedEscalations):
+        base = f"guardrails.approvedEscalations.{i}"
+        for field in ("actions", "resources"):
+            for j, value in enumerate(getattr(approval, field)):
+                if "*" in value or "?" in value:
+                    out.append(Diagnostic(at(f"{base}.{field}.{j}"),
+                                          f"{field[:-1]} {value!r} has a wildcard; an approval names "
+                                          f"exact {field}, as the manifest lists them"))
     if parse_duration(config.cleanup.grace) < timedelta(hours=1):
         out.append(Diagnostic(at("cleanup.grace"),
                               "cleanup.grace must be at least 1h: quarantined identities need time to "

@@ -23,6 +23,12 @@ KEY_MODE_WORKLOAD = "partner-feed.yaml"
 MOVER_ENTRY = "    - template: metrics.write\n      resources: [Acme/InvoiceWorker]\n"
 
 
+def example_trust(examples: Path) -> dict[str, object]:
+    """The trust roots the examples' own config lists (their issuers, GitHub owner, project)."""
+    from .config import load_config
+    return load_config(examples / "workload-ids.yaml").trust.model_dump(exclude_defaults=True)
+
+
 def _step(out: Output, number: int, title: str) -> None:
     out.text("")
     out.text(f"== {number}. {title}")
@@ -42,7 +48,8 @@ def run_demo(out: Output) -> int:
         shutil.copytree(bundled_dir("examples"), examples)
         aws_dir = examples / "aws"
         # moto accepts a new key at once; against real AWS keep the 2 s between sign-ins.
-        config = Config(ConfigFile.model_validate({"credentials": {"verify": {"interval": "0s"}}}),
+        config = Config(ConfigFile.model_validate({"credentials": {"verify": {"interval": "0s"}},
+                                                   "trust": example_trust(examples)}),
                         examples, None)
         out.text("workload-ids demo: an in-process AWS (moto), account "
                  f"{SANDBOX_ACCOUNT}; nothing leaves this machine.")
@@ -270,7 +277,8 @@ def _cloud_tour(out: Output, examples: Path, provider: str, settings: dict[str, 
     from .plan import build_plan, render_text
     from .validate import validate
     config = Config(ConfigFile.model_validate({provider: settings,
-                                               "credentials": {"verify": {"interval": "0s"}}}),
+                                               "credentials": {"verify": {"interval": "0s"}},
+                                               "trust": example_trust(examples)}),
                     examples, None)
     folder = examples / provider
     _step(out, first, titles[0])

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from .approvals import Needed, matching_approval, stale_approvals
 from .config import Config
 from .errors import Diagnostic
 from .escalation import is_credential_read, is_escalation
 from .manifest import FEDERATION_CAPABLE
 from .model import CompiledWorkload
 from .templates import destructive
+from .trust import trust_lint
 from .validate import Validation
 
 
-def _lint_workload(cw: CompiledWorkload, result: Validation) -> list[Diagnostic]:
+def _lint_workload(cw: CompiledWorkload, result: Validation, config: Config) -> list[Diagnostic]:
     lw = cw.loaded
     spec = lw.workload.spec
     out: list[Diagnostic] = []
@@ -31,9 +33,13 @@ def _lint_workload(cw: CompiledWorkload, result: Validation) -> list[Diagnostic]
                 continue
             if is_escalation(cw.provider, action):
                 reported.add((g.entry, action))
+                need = Needed(g.entry, action, g.listed, "escalation")
+                index = matching_approval(config, lw.label, cw.provider, cw.target, need)
+                approval = config.guardrails.approvedEscalations[index] if index is not None else None
+                why = f"approved in the config: {approval.reason!r}" if approval else "not approved"
+                stated = f"; the manifest says: {g.escalation_reason!r}" if g.escalation_reason else ""
                 warn(lw.position("spec", "access", g.entry),
-                     f"{action} can escalate privilege (allowed with reason: "
-                     f"{g.escalation_reason!r}); review it on every change")
+                     f"{action} can escalate privilege ({why}{stated}); review it on every change")
             if g.source == "raw" and destructive(cw.provider, action):
                 reported.add((g.entry, action))
                 warn(lw.position("spec", "access", g.entry),
@@ -68,6 +74,7 @@ def _lint_workload(cw: CompiledWorkload, result: Validation) -> list[Diagnostic]
         warn(lw.position("spec", "runtime"),
              f"runtime {spec.runtime} can federate: use mode: keyless with a federation entry "
              "and hold no key at all")
+    out.extend(trust_lint(lw))
     for i, fed in enumerate(spec.credentials.federation):
         ref = getattr(fed, "ref", None)
         if fed.kind == "github-actions" and ref and ref.startswith("refs/heads/") and \
@@ -121,7 +128,8 @@ def lint(result: Validation, config: Config, seam: object | None = None) -> list
     the checks that read the cloud (key ages)."""
     findings: list[Diagnostic] = [d for d in result.diagnostics if d.severity == "warning"]
     for cw in result.compiled:
-        findings.extend(_lint_workload(cw, result))
+        findings.extend(_lint_workload(cw, result, config))
+    findings.extend(stale_approvals(result.compiled, config, whole_fleet=result.directory_run))
     if seam is not None:
         findings.extend(key_age_findings(result, config, seam))
     return sorted(findings, key=lambda d: (str(d.position.path) if d.position else "",

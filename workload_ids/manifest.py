@@ -121,6 +121,10 @@ class GithubActionsFederation(Strict):
     environment: Annotated[str, _regex("environment", r"[^\s*?:]{1,255}",
                                        "write a GitHub environment name (no wildcards)")] | None = None
     workloadIdentityPool: Annotated[str, _POOL] | None = None
+    # Immutable ids: a renamed, transferred or deleted repository keeps its name free for
+    # someone else, but never its id. Checked where the cloud can check them (trust.py).
+    repositoryId: Annotated[int, Field(ge=1, lt=2**63)] | None = None
+    repositoryOwnerId: Annotated[int, Field(ge=1, lt=2**63)] | None = None
 
     def subject(self) -> str:
         """The OIDC ``sub`` claim GitHub issues for this entry."""

@@ -157,7 +157,7 @@ def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: b
         diagnostics.extend(denied_action_problems(config))
     compiled: list[CompiledWorkload] = []
     for lw in result.workloads:
-        cw, problems = compile_workload(lw, templates)
+        cw, problems = compile_workload(lw, templates, config)
         diagnostics.extend(problems)
         if cw is None:
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, REPO, CliResult, run_cli, workload
+from conftest import ACCOUNT, REPO, TEST_TRUST, CliResult, run_cli, workload
 
 from workload_ids import catalogs
 from workload_ids.catalogs import check
@@ -33,6 +33,14 @@ def raw(actions: str, resource: str, *, escalation: bool = False) -> str:
             + ("      escalation: {reason: \"the review says so\"}\n" if escalation else ""))
 
 
+def approved(workload: str, actions: str, resource: str) -> str:
+    """A platform team's approval, so that only the guardrail under test refuses: a denied
+    action stays denied even when an escalation approval covers it."""
+    return ("  approvedEscalations:\n"
+            f"    - {{workload: {workload}, actions: [{actions}], resources: [\"{resource}\"], "
+            "reason: \"TICKET-1 approved by the platform team\"}\n")
+
+
 def lines(result: CliResult) -> list[str]:
     assert "Traceback" not in result.err and "internal error" not in result.err, result.err
     return [line for line in result.err.splitlines() if line.strip()]
@@ -44,7 +52,7 @@ def our_roles(iam: Any) -> list[str]:
 
 def config_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "workload-ids.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text + TEST_TRUST, encoding="utf-8")
     return path
 
 
@@ -58,13 +66,16 @@ def test_case_variant_escalation_is_refused_and_nothing_is_created(aws: Any, man
         assert result.code == 3, (verb, result)
         text = "\n".join(lines(result))
         # Named in the catalog's spelling: the comparison saw through the case.
+        refusal = next(line for line in text.splitlines() if "can escalate privilege" in line)
+        assert refusal.startswith(f"{path}:17:7: guardrail: "), (verb, refusal)
         for action in ("iam:PutRolePolicy", "iam:PassRole", "sts:AssumeRole"):
-            assert f"{path}:17:7: guardrail: {action} can escalate privilege" in text, (verb, text)
+            assert action in refusal.split(" can escalate")[0], (verb, refusal)
     assert our_roles(aws) == []
 
 
 def test_denied_actions_refuse_a_case_variant(aws: Any, manifests: Any, tmp_path: Path) -> None:
-    config = config_file(tmp_path, "guardrails:\n  deniedActions: [iam:PassRole]\n")
+    config = config_file(tmp_path, "guardrails:\n  deniedActions: [iam:PassRole]\n"
+                         + approved("prod/sneaky", "iam:PassRole", OWN_ROLE))
     path = manifests({"sneaky.yaml": workload(
         "sneaky", access=raw("iam:passrole", OWN_ROLE, escalation=True))}) / "sneaky.yaml"
     result = run_cli("apply", "--auto-approve", "--config", str(config), str(path))
@@ -184,24 +195,29 @@ def azure(field: str, name: str) -> str:
 
 def test_azure_denied_actions_see_through_case(manifests: Any, tmp_path: Path) -> None:
     config = config_file(tmp_path, "guardrails:\n  deniedActions: "
-                                   "[Microsoft.Authorization/roleAssignments/write]\n")
+                                   "[Microsoft.Authorization/roleAssignments/write]\n"
+                         + approved("prod/svc-z", "Microsoft.Authorization/roleAssignments/write", VAULT))
     path = manifests({"a.yaml": azure("actions", "Microsoft.authorization/roleassignments/write")}) / "a.yaml"
     result = run_cli("validate", "--config", str(config), str(path))
     assert result.code == 3, result
     assert (f"{path}:16:7: guardrail: Microsoft.Authorization/roleAssignments/write is denied by "
             "guardrails.deniedActions in the config") in lines(result)
-    compiled = validate([path], load_config()).compiled[0]
+    compiled = validate([path], load_config(config)).compiled[0]
     assert compiled.grants[0].actions == ("Microsoft.Authorization/roleAssignments/write",)
     assert is_escalation("azure", "microsoft.AUTHORIZATION/roleassignments/WRITE")
 
 
-def test_azure_role_definition_is_written_in_canonical_case(manifests: Any) -> None:
+def test_azure_role_definition_is_written_in_canonical_case(manifests: Any, tmp_path: Path) -> None:
     from workload_ids.providers.azure import render
     text = azure("actions", "microsoft.keyvault/VAULTS/read").replace(
         "      escalation: {reason: \"reviewed by the platform team\"}\n",
         "      dataActions: [MICROSOFT.KEYVAULT/vaults/secrets/GETSECRET/action]\n")
     path = manifests({"a.yaml": text}) / "a.yaml"
-    checked = validate([path], load_config())
+    # A grant on a whole vault needs the platform team's approval.
+    config = config_file(tmp_path, "guardrails:\n" + approved(
+        "prod/svc-z", "Microsoft.KeyVault/vaults/read, Microsoft.KeyVault/vaults/secrets/getSecret/action",
+        VAULT))
+    checked = validate([path], load_config(config))
     assert checked.errors == []
     [role] = render.desired_objects(checked.compiled[0], "wid")["roles"].values()
     assert role["permissions"] == [{"actions": ["Microsoft.KeyVault/vaults/read"], "notActions": [],
@@ -241,7 +257,8 @@ def test_azure_operation_of_an_uncovered_provider_is_a_warning_that_says_so() ->
 @pytest.mark.parametrize("pattern", ["iam:Put*", "IAM:*", "iam:putrole?olicy"])
 def test_denied_patterns_match_without_regard_to_case(aws: Any, manifests: Any, tmp_path: Path,
                                                       pattern: str) -> None:
-    config = config_file(tmp_path, f"guardrails:\n  deniedActions: [\"{pattern}\"]\n")
+    config = config_file(tmp_path, f"guardrails:\n  deniedActions: [\"{pattern}\"]\n"
+                         + approved("prod/sneaky", "iam:PutRolePolicy", OWN_ROLE))
     path = manifests({"s.yaml": workload(
         "sneaky", access=raw("iam:putrolepolicy", OWN_ROLE, escalation=True))}) / "s.yaml"
     result = run_cli("apply", "--auto-approve", "--config", str(config), str(path))
@@ -268,7 +285,8 @@ def test_denied_entry_matching_nothing_is_a_config_error(manifests: Any, tmp_pat
 
 
 def test_azure_denied_pattern(manifests: Any, tmp_path: Path) -> None:
-    config = config_file(tmp_path, "guardrails:\n  deniedActions: [\"microsoft.authorization/*\"]\n")
+    config = config_file(tmp_path, "guardrails:\n  deniedActions: [\"microsoft.authorization/*\"]\n"
+                         + approved("prod/svc-z", "Microsoft.Authorization/roleAssignments/write", VAULT))
     path = manifests({"a.yaml": azure("actions", "Microsoft.Authorization/ROLEASSIGNMENTS/write")}) / "a.yaml"
     result = run_cli("validate", "--config", str(config), str(path))
     assert result.code == 3, result

@@ -101,7 +101,20 @@ def sandbox_config(url: str) -> str:
         "# Written by `workload-ids sandbox`: points AWS calls at the local moto server.\n"
         "aws:\n"
         f"  endpointUrl: {url}\n"
-        "  sandboxCredentials: true   # fixed dummy credentials; only for local emulators\n")
+        "  sandboxCredentials: true   # fixed dummy credentials; only for local emulators\n"
+        + EXAMPLE_TRUST)
+
+
+# The trust roots of the bundled examples (examples/workload-ids.yaml lists the same), so
+# the sandbox takes them as they are; list your own clusters and organisation here.
+EXAMPLE_TRUST = (
+    "trust:\n"
+    "  allowedGithubOwners: [acme]\n"
+    "  allowedIssuers:\n"
+    + "".join(f"    - {issuer}\n" for issuer in (
+        "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B7",
+        "https://container.googleapis.com/v1/projects/acme-prod/locations/europe-west1/clusters/prod-eu"))
+    + "  gcpProjectNumbers: {acme-prod: 123456789012}\n")
 
 
 def run_sandbox(port: int, config_out: str | None, out: Output) -> int:

@@ -505,10 +505,22 @@ class AwsProvider(RetireMixin):
                 index = self._federation_index(d.workload, issuer)
                 problems.append(Diagnostic(
                     d.workload.loaded.position("spec", "credentials", "federation", index),
-                    f"account {d.workload.target} has no IAM OIDC identity provider for "
-                    f"https://{issuer}; create it first: aws iam create-open-id-connect-provider "
-                    f"--url https://{issuer} --client-id-list sts.amazonaws.com"))
+                    self._missing_provider(d.workload.target, issuer)))
         return problems
+
+    def _missing_provider(self, account: str, issuer: str) -> str:
+        """What to do about an issuer IAM does not know. Registering an identity provider
+        makes the account trust every token it signs, so the ready-made command is only
+        handed out for issuers the platform team already listed in the config (H5)."""
+        from ...trust import issuer_allowed
+        url = f"https://{issuer}"
+        missing = f"account {account} has no IAM OIDC identity provider for {url}"
+        if issuer == render.GITHUB_ISSUER or issuer_allowed(self.config, url):
+            return (f"{missing}; the platform team registers it: aws iam "
+                    f"create-open-id-connect-provider --url {url} --client-id-list sts.amazonaws.com")
+        return (f"{missing}, and the issuer is not in the config's trust.allowedIssuers: the "
+                "platform team decides whether the account may trust it, and if so lists it "
+                "under trust.allowedIssuers and registers the provider themselves")
 
     @staticmethod
     def _federation_index(workload: CompiledWorkload, issuer: str) -> int:

@@ -88,27 +88,36 @@ def issuer_host_path(issuer: str) -> str:
 def trust_document(account: str, federation: Iterable[object]) -> dict[str, Any]:
     """Who may assume the role: one statement per OIDC issuer (subjects merged) and one
     for AWS services, each bound as tightly as the issuer allows."""
-    subjects: dict[str, list[str]] = {}
+    # Keyed by issuer and, for GitHub entries that name one, the repository's immutable id:
+    # a statement's conditions all hold at once, so entries of different repositories
+    # cannot share a statement that checks an id.
+    subjects: dict[tuple[str, int | None], list[str]] = {}
     services: list[str] = []
     for fed in federation:
         if isinstance(fed, GithubActionsFederation):
-            subjects.setdefault(GITHUB_ISSUER, []).append(fed.subject())
+            subjects.setdefault((GITHUB_ISSUER, fed.repositoryId), []).append(fed.subject())
         elif isinstance(fed, KubernetesFederation):
-            subjects.setdefault(issuer_host_path(fed.issuer), []).append(fed.subject())
+            subjects.setdefault((issuer_host_path(fed.issuer), None), []).append(fed.subject())
         elif isinstance(fed, AwsServiceFederation) and fed.service not in services:
             services.append(fed.service)
     statements: list[dict[str, Any]] = []
-    for issuer in sorted(subjects):
-        subs = sorted(set(subjects[issuer]))
+    for issuer, repository_id in sorted(subjects, key=lambda k: (k[0], k[1] or 0)):
+        subs = sorted(set(subjects[(issuer, repository_id)]))
+        condition: dict[str, Any] = {
+            f"{issuer}:aud": "sts.amazonaws.com",
+            f"{issuer}:sub": subs if len(subs) > 1 else subs[0],
+        }
+        sid = issuer
+        if repository_id is not None:
+            # STS checks GitHub's repository_id claim as a condition key (since February 2026).
+            condition[f"{issuer}:repository_id"] = str(repository_id)
+            sid = f"{issuer}#{repository_id}"
         statements.append({
-            "Sid": "Oidc" + hashlib.sha256(issuer.encode()).hexdigest()[:8],
+            "Sid": "Oidc" + hashlib.sha256(sid.encode()).hexdigest()[:8],
             "Effect": "Allow",
             "Principal": {"Federated": oidc_provider_arn(account, issuer)},
             "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                f"{issuer}:aud": "sts.amazonaws.com",
-                f"{issuer}:sub": subs if len(subs) > 1 else subs[0],
-            }},
+            "Condition": {"StringEquals": condition},
         })
     if services:
         # aws:SourceAccount stops another account's task or function from using the role
