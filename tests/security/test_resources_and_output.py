@@ -1,0 +1,121 @@
+"""Attacks on what a manifest lists and on what the tool echoes (review findings M3, L1, L2,
+L3): each test fails without its guard. AWS runs on moto, GCP on our emulators."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import ACCOUNT, run_cli, workload
+
+ROLE = "wid_prod_svc-a"
+
+
+def _entry(head: str, *resources: str, extra: str = "") -> str:
+    """An access entry whose resources are a block list, each at column 11 of its line."""
+    items = "".join(f"        - {r}\n" for r in resources)
+    return f"    - {head}\n      resources:\n{items}{extra}"
+
+
+RAW = "actions: [dynamodb:GetItem]"
+REASON = "      reason: reads the order table\n"
+
+
+def _no_role(iam: Any) -> None:
+    assert [r["RoleName"] for r in iam.list_roles()["Roles"]] == []
+
+
+# --- M3: IAM policy variables, accounts, S3 ---------------------------------------------------
+
+@pytest.mark.parametrize("resource", [
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/${{aws:username}}",
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/orders-${{aws:PrincipalTag/team}}",
+    f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/orders}}",
+])
+def test_policy_variable_in_a_raw_resource_is_refused(aws: Any, manifests: Any, resource: str) -> None:
+    path = manifests({"a.yaml": workload(access=_entry(RAW, resource, extra=REASON))}) / "a.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 1, result
+    assert f"{path}:19:11: resource " in result.err
+    assert "IAM policy variables" in result.err
+    assert "list each resource by its literal name" in result.err
+    _no_role(aws)
+
+
+def test_policy_variable_in_a_template_resource_is_refused(aws: Any, manifests: Any) -> None:
+    queue = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:jobs-${{aws:PrincipalTag/team}}"
+    path = manifests({"a.yaml": workload(access=_entry("template: queue.consume", queue))}) / "a.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 1, result
+    assert f"{path}:19:11: resource " in result.err
+    assert "IAM policy variables" in result.err
+    _no_role(aws)
+
+
+@pytest.mark.parametrize(("resource", "words"), [
+    ("arn:aws:dynamodb:eu-west-1::table/orders", "has an empty account"),
+    ("arn:aws:lambda:eu-west-1::function:fraud", "has an empty account"),
+    ("arn:aws:dynamodb:eu-west-1:aws:table/orders", "names the account 'aws'"),
+    ("arn:aws:iam::aws:role/admin", "names the account 'aws'"),
+])
+def test_raw_arn_with_an_empty_or_aws_account_is_refused(aws: Any, manifests: Any, resource: str,
+                                                          words: str) -> None:
+    path = manifests({"a.yaml": workload(access=_entry(RAW, resource, extra=REASON))}) / "a.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 1, result
+    assert f"{path}:19:11: resource {resource!r} {words}" in result.err
+    assert ACCOUNT in result.err  # the message says which account to write
+    _no_role(aws)
+
+
+@pytest.mark.parametrize("resource", [
+    "arn:aws:iam::aws:policy/ReadOnlyAccess",         # AWS managed policies live in 'aws'
+    "arn:aws:ec2:eu-west-1::image/ami-0abcdef1234567890",  # public AMIs belong to no account
+    "arn:aws:ssm:eu-west-1::document/AWS-RunPatchBaseline",
+])
+def test_aws_owned_resources_keep_their_form(manifests: Any, resource: str) -> None:
+    path = manifests({"a.yaml": workload(access=_entry(
+        "actions: [iam:GetPolicy, ec2:DescribeImages, ssm:GetDocument]", resource,
+        extra=REASON))}) / "a.yaml"
+    result = run_cli("validate", str(path))
+    assert result.code == 0, result.err
+
+
+def _policy(iam: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = iam.get_role_policy(RoleName=ROLE, PolicyName="workload-ids")["PolicyDocument"]
+    return doc
+
+
+def test_s3_statements_are_held_to_the_workload_account(aws: Any, manifests: Any) -> None:
+    # S3 ARNs carry no account: without the condition, another organisation's bucket
+    # (opened to "any principal in the org" by a bucket policy) would be reachable.
+    access = (_entry("template: object-storage.read", "arn:aws:s3:::other-orgs-bucket")
+              + _entry("actions: [s3:GetObject, dynamodb:GetItem]",
+                       "arn:aws:s3:::other-orgs-bucket/reports/2026.csv",
+                       f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/orders", extra=REASON))
+    path = manifests({"a.yaml": workload(access=access)}) / "a.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 0, result.err
+    held = {"StringEquals": {"aws:ResourceAccount": ACCOUNT}}
+    statements = _policy(aws)["Statement"]
+    by_resource = {st["Resource"]: st for st in statements}
+    assert by_resource["arn:aws:s3:::other-orgs-bucket"]["Condition"] == held
+    assert by_resource["arn:aws:s3:::other-orgs-bucket/*"]["Condition"] == held
+    assert by_resource["arn:aws:s3:::other-orgs-bucket/reports/2026.csv"]["Condition"] == held
+    # The table shares the raw entry but not the S3 condition: its ARN names its account.
+    assert "Condition" not in by_resource[f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/orders"]
+    assert len(statements) == 4
+
+
+def test_s3_condition_merges_with_a_template_condition() -> None:
+    from workload_ids.model import Grant
+    from workload_ids.providers.aws.render import policy_document
+    condition = json.dumps({"StringEquals": {"s3:prefix": "reports/"},
+                            "Bool": {"aws:SecureTransport": "true"}}, sort_keys=True)
+    grant = Grant(source="t", entry=0, listed="arn:aws:s3:::b", resource="arn:aws:s3:::b",
+                  kind="s3-bucket", actions=("s3:ListBucket",), condition=condition)
+    (statement,) = policy_document([grant], ACCOUNT)["Statement"]
+    assert statement["Condition"] == {
+        "Bool": {"aws:SecureTransport": "true"},
+        "StringEquals": {"aws:ResourceAccount": ACCOUNT, "s3:prefix": "reports/"}}
