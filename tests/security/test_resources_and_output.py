@@ -4,6 +4,8 @@ L3): each test fails without its guard. AWS runs on moto, GCP on our emulators."
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,3 +121,42 @@ def test_s3_condition_merges_with_a_template_condition() -> None:
     assert statement["Condition"] == {
         "Bool": {"aws:SecureTransport": "true"},
         "StringEquals": {"aws:ResourceAccount": ACCOUNT, "s3:prefix": "reports/"}}
+
+
+# --- L2: the audit file -----------------------------------------------------------------------
+
+def _audited(where: str) -> None:
+    """The working directory's config keeps an audit log at ``where``."""
+    Path("workload-ids.yaml").write_text(f"audit:\n  path: {where}\ncredentials:\n"
+                                         "  verify: {interval: 0s}\n")
+
+
+def test_audit_file_is_private(aws: Any, manifests: Any) -> None:
+    _audited("logs/deep/audit.jsonl")
+    path = manifests({"a.yaml": workload()}) / "a.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 0, result.err
+    log = Path("logs/deep/audit.jsonl")
+    assert log.read_text().count("\n") >= 1
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    for folder in (Path("logs"), Path("logs/deep")):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_symlinked_audit_path_is_refused_before_any_change(aws: Any, manifests: Any,
+                                                            tmp_path: Path) -> None:
+    # Whoever can plant a link where the log goes would get the records (identities, key ids,
+    # restore bundles) written wherever it points, e.g. into a file they can read.
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("untouched\n")
+    target.chmod(0o644)
+    Path("audit.jsonl").symlink_to(target)
+    _audited("audit.jsonl")
+    path = manifests({"a.yaml": workload()}) / "a.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 1, result
+    assert "audit.jsonl is a symbolic link" in result.err
+    assert "nothing was changed" in result.err
+    assert "Traceback" not in result.err
+    assert target.read_text() == "untouched\n"
+    _no_role(aws)
