@@ -160,3 +160,86 @@ def test_symlinked_audit_path_is_refused_before_any_change(aws: Any, manifests: 
     assert "Traceback" not in result.err
     assert target.read_text() == "untouched\n"
     _no_role(aws)
+
+
+# --- L1: what the tool echoes -----------------------------------------------------------------
+
+INJECTED = "Payments\\n::add-mask::iam:PutRolePolicy\\n::warning::x"  # YAML escapes
+
+
+def _commands_in(text: str) -> list[str]:
+    """Lines a CI runner would take as workflow commands (or a terminal as ours)."""
+    return [line for line in text.splitlines() if line.lstrip().startswith("::")]
+
+
+def _with_description(description: str) -> str:
+    return workload().replace("  environment: prod\n",
+                              f"  environment: prod\n  description: \"{description}\"\n")
+
+
+@pytest.mark.parametrize("verb", [("plan",), ("apply", "--auto-approve"), ("lint",), ("validate",)])
+def test_description_cannot_inject_workflow_commands(aws: Any, manifests: Any,
+                                                     verb: tuple[str, ...]) -> None:
+    path = manifests({"a.yaml": _with_description(INJECTED)}) / "a.yaml"
+    result = run_cli(*verb, str(path))
+    assert _commands_in(result.out) == [] and _commands_in(result.err) == [], result
+    assert result.code == 1, result
+    assert f"{path}:7:16: description holds '\\n' (U+000A), a control or line-break character" \
+        in result.err
+    _no_role(aws)
+
+
+@pytest.mark.parametrize("char", ["\\u2028", "\\e[2K", "\\x85", "\\r"])
+def test_description_refuses_every_line_breaking_or_control_character(manifests: Any,
+                                                                      char: str) -> None:
+    path = manifests({"a.yaml": _with_description(f"Payments{char}::warning::x")}) / "a.yaml"
+    result = run_cli("validate", str(path))
+    assert result.code == 1, result
+    assert "a control or line-break character" in result.err
+    assert "\x1b" not in result.err and "\u2028" not in result.err and "\r" not in result.err
+
+
+@pytest.mark.parametrize("field", ["reason", "escalation"])
+def test_reasons_are_one_printable_line(manifests: Any, field: str) -> None:
+    reason = "\"reads the table\\n::add-mask::iam:PassRole\""
+    extra = (f"      reason: {reason}\n" if field == "reason" else
+             "      reason: reads the table\n"
+             f"      escalation: {{reason: {reason}}}\n")
+    path = manifests({"a.yaml": workload(access=_entry(
+        RAW, f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/orders", extra=extra))}) / "a.yaml"
+    result = run_cli("validate", str(path))
+    assert result.code == 1, result
+    assert "holds '\\n' (U+000A)" in result.err
+    assert _commands_in(result.err) == []
+
+
+def test_resource_with_a_line_break_is_refused_and_echoed_escaped(aws: Any, manifests: Any) -> None:
+    resource = f"\"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/orders\\u2028::add-mask::x\\e[31m\""
+    path = manifests({"a.yaml": workload(access=_entry(RAW, resource, extra=REASON))}) / "a.yaml"
+    result = run_cli("apply", "--auto-approve", str(path))
+    assert result.code == 1, result
+    assert f"{path}:19:11: resource " in result.err
+    assert "\\u2028" in result.err and "\u2028" not in result.err and "\x1b" not in result.err
+    _no_role(aws)
+
+
+def test_plan_escapes_what_it_reads_back_from_the_cloud(aws: Any, manifests: Any) -> None:
+    # Another principal rewrites our role's description; plan shows the drift it will repair,
+    # and the text it read must stay on its own line.
+    path = manifests({"a.yaml": workload().replace(
+        "  environment: prod\n", "  environment: prod\n  description: Orders worker\n")}) / "a.yaml"
+    assert run_cli("apply", "--auto-approve", str(path)).code == 0
+    aws.update_role(RoleName=ROLE, Description="x\n::add-mask::iam:PutRolePolicy\n::warning::y")
+    result = run_cli("plan", str(path))
+    assert result.code == 0, result.err
+    assert _commands_in(result.out) == []
+    assert "~ description: x\\n::add-mask::iam:PutRolePolicy\\n::warning::y -> Orders worker" \
+        in result.out
+
+
+def test_one_line_escapes_controls_separators_and_ansi() -> None:
+    from workload_ids.errors import one_line, printable
+    assert one_line("a\nb\rc\td\x1b[31me\x85f\u2028g\u2029h\x7f") == \
+        "a\\nb\\rc\\td\\x1b[31me\\x85f\\u2028g\\u2029h\\x7f"
+    assert printable("line one\n\tline two\x1b[2K") == "line one\n\tline two\\x1b[2K"
+    assert one_line("Zürich ünïcode") == "Zürich ünïcode"
