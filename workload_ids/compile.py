@@ -15,7 +15,7 @@ from .errors import Diagnostic, Position
 from .escalation import is_escalation
 from .manifest import AccessEntry, LoadedWorkload
 from .model import CompiledWorkload, Grant, Marker
-from .resources import KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
+from .resources import GCP_BINDING, KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
 from .templates import TemplateSet
 
 _RAW_ACTION = {
@@ -81,7 +81,12 @@ def _fill_condition(condition: dict[str, dict[str, str]], parsed: ParsedResource
 
 
 def variable_problem(text: str) -> str | None:
-    """Why a listed resource holding ``$``, ``{`` or ``}`` is refused, or None."""
+    """Why a listed resource holding ``$``, ``{`` or ``}`` (or a character that is not
+    printable) is refused, or None."""
+    if not text.isprintable():
+        bad = next(c for c in text if not c.isprintable())
+        return (f"resource {text!r} holds {bad!r}, a control or line-break character, which no "
+                "cloud's resource names have; write the resource on one line")
     found = _VARIABLE.search(text)
     if found is None:
         return None
@@ -280,11 +285,24 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
             out.append(Diagnostic(lw.position(*at, "resources", r), msg))
             continue
         kind = parse_resource(provider, text)
+        binding = None
+        if provider == "gcp" and kind is not None:
+            # Bound as a template's grant on this kind would be: an unbound custom role would
+            # read as granted in the plan, grant nothing, and sit in the project for anyone
+            # with setIamPolicy to bind.
+            binding = GCP_BINDING.get(kind.kind)
+            if binding is None:
+                out.append(Diagnostic(lw.position(*at, "resources", r),
+                                      f"raw permissions on a {kind.kind} cannot be bound by this "
+                                      "version; use a template that accepts it, or list the "
+                                      "project (projects/PROJECT) if the permissions are "
+                                      "checked there"))
+                continue
         grants.append(Grant(
             source="raw", entry=index, listed=text, resource=text,
             kind=kind.kind if kind else None, actions=tuple(sorted(set(actions))),
             data_actions=tuple(sorted(set(entry.dataActions or []))),
-            escalation_reason=escalation))
+            binding=binding, escalation_reason=escalation))
     return grants
 
 

@@ -243,3 +243,97 @@ def test_one_line_escapes_controls_separators_and_ansi() -> None:
         "a\\nb\\rc\\td\\x1b[31me\\x85f\\u2028g\\u2029h\\x7f"
     assert printable("line one\n\tline two\x1b[2K") == "line one\n\tline two\\x1b[2K"
     assert one_line("Zürich ünïcode") == "Zürich ünïcode"
+
+
+# --- L3: GCP raw entries are bound ------------------------------------------------------------
+
+GCP_PROJECT = "acme-prod"
+GCP_TOPIC = "projects/acme-prod/topics/catalog-updated"
+GCP_RAW = (
+    "    - actions: [bigquery.jobs.create]\n      resources: [projects/acme-prod]\n"
+    "      reason: runs query jobs, which BigQuery checks on the project\n"
+    "    - actions: [storage.objects.get]\n      resources: [projects/_/buckets/bucket-c]\n"
+    "      reason: reads one object store the templates do not cover\n"
+    "    - actions: [pubsub.topics.publish]\n      resources: [" + GCP_TOPIC + "]\n"
+    "      reason: publishes catalog updates\n")
+
+
+@pytest.fixture
+def gcp_cli() -> Any:
+    """The GCP emulators, and a config in the working directory that points the CLI at them."""
+    from workload_ids.sandbox.gcp.iam import IamEmulator
+    from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
+    from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
+    res = ResourcePolicyEmulator()
+    res.add_resource(GCP_TOPIC)
+    iam, rm = IamEmulator(), ResourceManagerEmulator(projects=ProjectRegistry())
+    iam.add_project(GCP_PROJECT)
+    rm.add_project(GCP_PROJECT)
+    Path("workload-ids.yaml").write_text(
+        f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
+        f"resourcePolicyEndpoint: '{res.start()}', sandboxCredentials: true}}\n"
+        "credentials:\n  verify: {interval: 0s}\n")
+    yield iam, rm, res
+    for emulator in (iam, rm, res):
+        emulator.stop()
+
+
+def test_gcp_raw_entries_are_bound_as_templates_would_be(gcp_cli: Any, manifests: Any) -> None:
+    from test_gcp_render import gcp_workload
+
+    from workload_ids.providers.gcp import render
+    iam, rm, res = gcp_cli
+    path = manifests({"g.yaml": gcp_workload(access=GCP_RAW)}) / "g.yaml"
+    plan = run_cli("plan", "--output", "json", str(path))
+    assert plan.code == 0, plan.err
+    # The plan shows each raw grant where it is bound, as it shows a template's.
+    assert json.loads(plan.out)["changes"][0]["permissions"]["added"] == [
+        {"action": "bigquery.jobs.create", "resource": "project"},
+        {"action": "pubsub.topics.publish", "resource": GCP_TOPIC},
+        {"action": "storage.objects.get",
+         "resource": render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-c")}]
+    applied = run_cli("apply", "--auto-approve", str(path))
+    assert applied.code == 0, applied.err
+    [account] = iam.service_accounts(GCP_PROJECT)
+    member = f"serviceAccount:{account.email}"
+    roles = {r.name: sorted(r.permissions) for r in iam.roles(GCP_PROJECT)}
+    project = {b.role: b.condition.expression for b in rm.policy(GCP_PROJECT).bindings
+               if member in b.members}
+    # Every custom role the run made is bound: none is left for someone else to bind.
+    on_topic = [b.role for b in res.policy(GCP_TOPIC).bindings if member in b.members]
+    assert set(roles) == set(project) | set(on_topic)
+    by_permissions = {tuple(p): name for name, p in roles.items()}
+    assert project[by_permissions[("bigquery.jobs.create",)]] == ""  # plainly on the project
+    assert project[by_permissions[("storage.objects.get",)]] == \
+        render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-c")
+    assert on_topic == [by_permissions[("pubsub.topics.publish",)]]
+
+
+def test_gcp_raw_bindings_follow_the_builtin_templates() -> None:
+    from workload_ids.resources import GCP_BINDING, KINDS_BY_PROVIDER
+    from workload_ids.templates import load_templates
+    templates = load_templates()
+    used: dict[str, set[str]] = {}
+    for name in templates.names():
+        template = templates.get(name)
+        assert template is not None
+        for kind, grant in (template.spec.gcp or {}).items():
+            used.setdefault(kind, set()).add(grant.binding)
+    assert {k: {v} for k, v in GCP_BINDING.items()} == used
+    assert set(GCP_BINDING) == set(KINDS_BY_PROVIDER["gcp"])
+
+
+def test_gcp_raw_entry_on_a_kind_without_a_binding_is_refused(manifests: Any,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_gcp_render import gcp_workload
+
+    from workload_ids import resources
+    monkeypatch.delitem(resources.GCP_BINDING, "bigtable-table")  # a kind added without one
+    table = "projects/acme-prod/instances/orders-bt/tables/events"
+    path = manifests({"g.yaml": gcp_workload(access=(
+        "    - actions: [bigtable.tables.readRows]\n      resources:\n        - " + table + "\n"
+        "      reason: reads the events table\n"))}) / "g.yaml"
+    result = run_cli("validate", str(path))
+    assert result.code == 1, result
+    assert f"{path}:17:11: raw permissions on a bigtable-table cannot be bound" in result.err
+    assert "use a template that accepts it" in result.err
