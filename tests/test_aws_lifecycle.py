@@ -15,10 +15,13 @@ EXPECTED_POLICY = {
     "Statement": [
         {"Sid": "ObjectStorageRead0", "Effect": "Allow",
          "Action": ["s3:GetBucketLocation", "s3:ListBucket"],
-         "Resource": "arn:aws:s3:::acme-invoices"},
+         "Resource": "arn:aws:s3:::acme-invoices",
+         # S3 ARNs carry no account: the bucket must be the workload account's own.
+         "Condition": {"StringEquals": {"aws:ResourceAccount": ACCOUNT}}},
         {"Sid": "ObjectStorageRead1", "Effect": "Allow",
          "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-         "Resource": "arn:aws:s3:::acme-invoices/*"},
+         "Resource": "arn:aws:s3:::acme-invoices/*",
+         "Condition": {"StringEquals": {"aws:ResourceAccount": ACCOUNT}}},
         {"Sid": "QueueConsume0", "Effect": "Allow",
          "Action": ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                     "sqs:GetQueueUrl", "sqs:ReceiveMessage"],

@@ -9,11 +9,14 @@ the *end* leaves a shorter valid chain: keep the last hash elsewhere (``verify
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import getpass
 import hashlib
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import clock
+from .errors import UserError
 
 GENESIS = "0" * 64
 
@@ -43,15 +47,22 @@ class AuditSink(Protocol):
 
 
 class JsonlAuditLog:
-    """A local JSON Lines file; appends are locked so concurrent runs keep one chain."""
+    """A local JSON Lines file; appends are locked so concurrent runs keep one chain.
+
+    The file is opened when the log is made, so a command refuses a bad audit path before
+    its first cloud change, never after it. It is created 0600 in directories created 0700
+    (records name identities, key ids and restore bundles), and a symbolic link at its path
+    is refused rather than followed: a link could send the records anywhere the runner can
+    write, or let another local user read them.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        os.close(_open_log(path))
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path, "a+", encoding="utf-8") as fh:
+        with self._lock, os.fdopen(_open_log(self.path), "a+", encoding="utf-8") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 prev = _last_hash(fh)
@@ -64,6 +75,44 @@ class JsonlAuditLog:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return stored
+
+
+def _make_parents(folder: Path) -> None:
+    """Create the missing directories of ``folder``, each 0700 (mkdir -p would use the
+    umask's default for the intermediate ones)."""
+    missing: list[Path] = []
+    while not folder.exists() and not folder.is_symlink():
+        missing.append(folder)
+        folder = folder.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a concurrent run made it
+            directory.mkdir(mode=0o700)
+
+
+def _open_log(path: Path) -> int:
+    """The audit file, opened for appending (and reading the last record to chain onto),
+    created 0600; a symbolic link or anything but a regular file is refused."""
+    try:
+        _make_parents(path.parent)
+        # O_RDWR, not O_WRONLY: the last record's hash is read to chain onto it. O_APPEND keeps
+        # every write at the end whatever the file offset.
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(
+                f"audit log {path} is a symbolic link; the audit log is never written through a "
+                "link, which could send the records anywhere. Set audit.path in "
+                "workload-ids.yaml to the real file, or replace the link with the file, then "
+                "rerun (nothing was changed)") from None
+        raise UserError(f"cannot open audit log {path}: {exc.strerror}; fix audit.path in "
+                        "workload-ids.yaml or the folder's permissions, then rerun (nothing was "
+                        "changed)") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"audit log {path} is not a regular file; set audit.path in "
+                        "workload-ids.yaml to a file, then rerun (nothing was changed)")
+    return fd
 
 
 def _last_hash(fh: Any) -> str:

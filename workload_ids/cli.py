@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
+from .errors import one_line, printable
 from .perf import RELAXED
 
 if TYPE_CHECKING:
@@ -34,12 +35,15 @@ class Output:
         self.err = err or sys.stderr
 
     def text(self, line: str = "") -> None:
+        """Print ``line`` (text format only). Control characters are escaped here for every
+        caller; a string from a manifest or the cloud is put on one line by the renderer
+        (``errors.one_line``), which knows where its lines end."""
         if not self.json:
-            print(line, file=self.out)
+            print(printable(line), file=self.out)
 
     def note(self, line: str) -> None:
         """Progress and notes: stderr, so stdout stays clean for JSON."""
-        print(line, file=self.err)
+        print(printable(line), file=self.err)
 
     def document(self, doc: dict[str, Any]) -> None:
         if self.json:
@@ -188,16 +192,16 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     result = apply_plan(plan, concurrency=config.calls.concurrency, progress=Progress("applying"))
     for r in result.results:
         if r.error:
-            out.note(f"error: {r.workload}: {r.error}")
+            out.note(one_line(f"error: {r.workload}: {r.error}"))
     summary = result.as_json()["summary"]
     assert isinstance(summary, dict)
     out.text(f"Apply {'complete' if result.ok else 'FAILED'}: {summary['changed']} workload(s) "
              f"changed, {summary['failed']} failed, {len(result.results)} in all.")
     for r in result.results:
-        out.text(f"  {r.workload}: " + "  ".join(f"{k}={v}" for k, v in r.outputs.items()))
+        out.text(one_line(f"  {r.workload}: " + "  ".join(f"{k}={v}" for k, v in r.outputs.items())))
         if r.key is not None:
             for action in r.key.actions:
-                out.text(f"      {action}")
+                out.text(one_line(f"      {action}"))
     doc = result.as_json()
     doc["plan"] = plan.as_json()
     out.document(doc)
@@ -238,17 +242,18 @@ def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = Fa
     reports = rotate_workloads(result.compiled, config, seam, now_name=getattr(args, "now", None),
                                recover_only=recover_only, progress=Progress("rotating"))
     for r in reports:
-        out.text(f"{r.workload}  {r.identity}  secret {r.secret}")
+        out.text(one_line(f"{r.workload}  {r.identity}  secret {r.secret}"))
         for action in r.actions:
-            out.text(f"    {action}")
+            out.text(one_line(f"    {action}"))
         if r.keys:
-            out.text("    keys: " + "  ".join(f"{k['id']} ({k['role']}, {k['status']}, "
-                                              f"{k['ageDays']}d)" for k in r.keys))
+            out.text(one_line("    keys: " + "  ".join(f"{k['id']} ({k['role']}, {k['status']}, "
+                                                       f"{k['ageDays']}d)" for k in r.keys)))
         if r.error:
-            out.text(f"    {'REFUSED' if r.refused else 'BUSY' if r.busy else 'ERROR'}: {r.error}")
+            out.text(one_line(f"    {'REFUSED' if r.refused else 'BUSY' if r.busy else 'ERROR'}: "
+                              f"{r.error}"))
         elif r.next_step:
             when = f" at {r.next_at.strftime('%Y-%m-%dT%H:%M:%SZ')}" if r.next_at else ""
-            out.text(f"    next: {r.next_step}{when}")
+            out.text(one_line(f"    next: {r.next_step}{when}"))
     failed = [r for r in reports if r.error and not r.refused and not r.busy]
     refused = [r for r in reports if r.refused]
     busy = [r for r in reports if r.busy]
@@ -495,7 +500,7 @@ def _report(exc: Exception, out: Output, verbose: bool) -> int:
         text = exc.diagnostics()
         if verbose and exc.__cause__ is not None:
             text += f"\n  caused by: {exc.__cause__!r}"
-        print(text if isinstance(exc, InputErrors) else f"error: {text}", file=out.err)
+        print(printable(text if isinstance(exc, InputErrors) else f"error: {text}"), file=out.err)
         if out.json:
             items = getattr(exc, "items", None)
             out.document({"error": str(exc), "exitCode": exc.exit_code, "diagnostics": [
@@ -505,7 +510,7 @@ def _report(exc: Exception, out: Output, verbose: bool) -> int:
     if verbose:
         import traceback
         traceback.print_exception(exc, file=out.err)
-    print(f"internal error: {type(exc).__name__}: {exc}\n  this is a bug in workload-ids; "
+    print(f"internal error: {type(exc).__name__}: {one_line(str(exc))}\n  this is a bug in workload-ids; "
           "rerun with --verbose and report it", file=out.err)
     return EXIT_ERROR
 

@@ -20,12 +20,29 @@ from .config import Config
 from .errors import Diagnostic, Position
 from .manifest import AccessEntry, LoadedWorkload
 from .model import CompiledWorkload, Grant, Marker
-from .resources import KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
+from .resources import GCP_BINDING, KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
 from .templates import TemplateSet
 
 _AWS_ARN = re.compile(r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
                       r"(?P<account>\d{12}|aws|):(?P<rest>.+)")
 _WILDCARD = re.compile(r"[*?]")
+# IAM policy variables (${aws:username}, ${aws:PrincipalTag/team}) are expanded by AWS per
+# request, so a resource holding one names whatever the caller's session says, not one exact
+# resource. No cloud's resource names contain these characters.
+_VARIABLE = re.compile(r"[${}]")
+# Raw AWS ARNs whose account field is legitimately empty or "aws": resources that belong to no
+# account (S3 buckets and objects, whose names are global: render.py conditions them on
+# aws:ResourceAccount; Route 53 and API Gateway management paths) and resources that AWS itself
+# owns (managed policies, public AMIs and snapshots, AWS-owned SSM documents and public
+# parameters, foundation models). Keyed by service; the value is the resource prefixes allowed,
+# or None for any. Every other raw ARN must name the workload's account.
+_NO_ACCOUNT: dict[str, tuple[str, ...] | None] = {
+    "s3": None, "route53": None, "apigateway": None,
+    "ec2": ("image/", "snapshot/"),
+    "ssm": ("document/", "parameter/aws/"),
+    "bedrock": ("foundation-model/",),
+}
+_AWS_OWNED: dict[str, tuple[str, ...]] = {"iam": ("policy/",)}
 
 
 def _where(parsed: ParsedResource, lw: LoadedWorkload) -> str | None:
@@ -58,8 +75,46 @@ def _fill_condition(condition: dict[str, dict[str, str]], parsed: ParsedResource
     return json.dumps(filled, sort_keys=True, separators=(",", ":"))
 
 
+def variable_problem(text: str) -> str | None:
+    """Why a listed resource holding ``$``, ``{`` or ``}`` (or a character that is not
+    printable) is refused, or None."""
+    if not text.isprintable():
+        bad = next(c for c in text if not c.isprintable())
+        return (f"resource {text!r} holds {bad!r}, a control or line-break character, which no "
+                "cloud's resource names have; write the resource on one line")
+    found = _VARIABLE.search(text)
+    if found is None:
+        return None
+    return (f"resource {text!r} holds {found.group()!r}: IAM policy variables such as "
+            "${aws:username} are filled in per request, so the grant would not name one exact "
+            "resource; list each resource by its literal name")
+
+
+def _aws_account_problem(service: str, account: str, rest: str, workload_account: str) -> str | None:
+    """Why the account field of a raw AWS ARN is wrong for its service, or None."""
+    if account == "aws":
+        prefixes = _AWS_OWNED.get(service, ())
+        if any(rest.startswith(p) for p in prefixes):
+            return None
+        return (f"names the account 'aws', which only AWS-owned resources such as managed "
+                f"policies (arn:aws:iam::aws:policy/NAME) use; write the workload's account "
+                f"{workload_account}")
+    if account == "":
+        allowed = _NO_ACCOUNT.get(service, ())
+        if allowed is None or any(rest.startswith(p) for p in allowed):
+            return None
+        return (f"has an empty account, which would match the resource in any account; write "
+                f"the workload's account: arn:aws:{service}:REGION:{workload_account}:{rest}")
+    if account != workload_account:
+        return f"is in account {account}, but the workload is in {workload_account}"
+    return None
+
+
 def _raw_resource_problem(provider: str, text: str, lw: LoadedWorkload) -> str | None:
     """Checks for resources of raw entries, which name no kind."""
+    variable = variable_problem(text)
+    if variable:
+        return variable
     if _WILDCARD.search(text):
         return f"resource {text!r} has a wildcard; list exact resources"
     parsed = parse_resource(provider, text)
@@ -71,8 +126,9 @@ def _raw_resource_problem(provider: str, text: str, lw: LoadedWorkload) -> str |
             return f"resource {text!r} is not an ARN (arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE)"
         spec = lw.workload.spec.aws
         assert spec is not None
-        if m["account"] and m["account"] not in (spec.account, "aws"):
-            return f"is in account {m['account']}, but the workload is in {spec.account}"
+        account = _aws_account_problem(m["service"], m["account"], m["rest"], spec.account)
+        if account:
+            return account
         if m["region"] and m["region"] != spec.region:
             return f"is in region {m['region']}, but the workload is in {spec.region}"
         return None
@@ -171,6 +227,10 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
             # Positions are looked up only for messages: a fleet compiles thousands of entries.
             def where(r: int = r) -> Position:
                 return lw.position(*at, "resources", r)
+            variable = variable_problem(text)
+            if variable:
+                out.append(Diagnostic(where(), variable))
+                continue
             parsed = parse_resource(provider, text, accepted)
             if parsed is None:
                 other = parse_resource(provider, text)
@@ -225,11 +285,24 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
             out.append(Diagnostic(lw.position(*at, "resources", r), msg))
             continue
         kind = parse_resource(provider, text)
+        binding = None
+        if provider == "gcp" and kind is not None:
+            # Bound as a template's grant on this kind would be: an unbound custom role would
+            # read as granted in the plan, grant nothing, and sit in the project for anyone
+            # with setIamPolicy to bind.
+            binding = GCP_BINDING.get(kind.kind)
+            if binding is None:
+                out.append(Diagnostic(lw.position(*at, "resources", r),
+                                      f"raw permissions on a {kind.kind} cannot be bound by this "
+                                      "version; use a template that accepts it, or list the "
+                                      "project (projects/PROJECT) if the permissions are "
+                                      "checked there"))
+                continue
         grants.append(Grant(
             source="raw", entry=index, listed=text, resource=text,
             kind=kind.kind if kind else None, actions=tuple(sorted(set(named["actions"]))),
             data_actions=tuple(sorted(set(named["dataActions"]))),
-            escalation_reason=escalation))
+            binding=binding, escalation_reason=escalation))
     return grants
 
 
@@ -291,4 +364,4 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     return CompiledWorkload(loaded=lw, grants=frozen, marker=marker), problems
 
 
-__all__ = ["compile_workload"]
+__all__ = ["compile_workload", "variable_problem"]

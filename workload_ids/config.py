@@ -6,6 +6,7 @@ to the file itself, so the same config works from any working directory.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -297,7 +298,9 @@ class Config:
 
     def audit_path(self) -> Path | None:
         """The audit log file, or None when the config keeps no audit log."""
-        return (self.base / self.data.audit.path).resolve() if self.data.audit else None
+        # abspath, not resolve(): a symbolic link at the path must reach the audit log's own
+        # O_NOFOLLOW check (and be refused), not be replaced by its target.
+        return Path(os.path.abspath(self.base / self.data.audit.path)) if self.data.audit else None
 
     def auditor(self, command: str) -> Any:
         """An :class:`~workload_ids.audit.Auditor` for ``command`` (a no-op without a log)."""

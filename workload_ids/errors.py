@@ -33,13 +33,30 @@ class Diagnostic:
         return f"{where}{label}{printable(self.message)}"
 
 
-def printable(text: str) -> str:
+def printable(text: str, keep: str = "\n\t") -> str:
     """``text`` with control and line-separator characters escaped: a name copied from the
-    input into a message must not start a new, unpositioned line or move the cursor."""
+    input into a message must not start a new, unpositioned line or move the cursor.
+
+    Escaped: C0 and C1 controls (ESC, so no ANSI sequence reaches a terminal; CR, which
+    would overwrite the line), DEL, U+2028/U+2029 and every other character Python does not
+    call printable, as ``\\x1b``, ``\\u2028``... Characters in ``keep`` pass through: by
+    default the newlines and tabs of a multi-line message our own code wrote.
+    """
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii")
                    for c in text)
+
+
+def one_line(text: str) -> str:
+    """``text`` as exactly one line of printable characters, newlines and tabs escaped too.
+
+    Every line of text output that holds a string from a manifest or from the cloud goes
+    through this, so such a string cannot start a line of its own: in a CI log a line
+    starting ``::add-mask::`` or ``::warning::`` is a command to the runner, and a forged
+    plan line would mislead the reviewer.
+    """
+    return printable(text, keep="")
 
 
 class WorkloadIdsError(Exception):

@@ -11,6 +11,7 @@ from .cleanup.mark import MARK_TAG
 from .clock import format_time
 from .clock import now as clock_now
 from .config import Config
+from .errors import one_line
 from .providers import create_provider
 from .rotation import is_key_mode, lifecycle
 
@@ -112,10 +113,11 @@ def render_inventory(rows: list[InventoryRow]) -> str:
     if not rows:
         return "No identities managed by workload-ids were found."
     header = ("IDENTITY", "KIND", "WORKLOAD", "OWNER", "TARGET", "MANIFEST", "LAST USED", "STATE")
-    table = [header] + [(
+    # Cells come from the cloud's tags and names: one line each, before widths are measured.
+    table = [header] + [tuple(one_line(cell) for cell in (
         r.identity, r.kind, f"{r.environment}/{r.workload}", r.owner, f"{r.provider}:{r.target}",
         "-" if r.declared is None else ("yes" if r.declared else "NO"), r.last_used or "never",
-        "quarantined" if r.quarantine else "active")
+        "quarantined" if r.quarantine else "active"))
         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
@@ -128,4 +130,4 @@ def render_inventory(rows: list[InventoryRow]) -> str:
             lines.append(f"    key {k['id']}  {k.get('role', '')} {k['status']}  age {k['ageDays']}d")
         if r.next_step:
             lines.append(f"    next: {r.next_step}" + (f" at {r.next_at}" if r.next_at else ""))
-    return "\n".join(lines)
+    return "\n".join(one_line(line) for line in lines)

@@ -49,6 +49,19 @@ def _regex(label: str, pattern: str, hint: str) -> Any:
     return AfterValidator(check)
 
 
+def _printable(label: str) -> Any:
+    """Free text that is echoed in plan, apply and lint output and in CI logs: one line of
+    printable characters, so it cannot forge a line (``::add-mask::`` in GitHub Actions) or
+    move a terminal's cursor."""
+    def check(value: str) -> str:
+        bad = next((c for c in value if not c.isprintable()), None)
+        if bad is not None:
+            raise ValueError(f"{label} holds {bad!r} (U+{ord(bad):04X}), a control or line-break "
+                             "character; write it on one line of printable characters")
+        return value
+    return AfterValidator(check)
+
+
 def _duration(value: str) -> str:
     parse_duration(value)
     return value
@@ -73,7 +86,7 @@ class Metadata(Strict):
     name: WorkloadName
     owner: OwnerId
     environment: EnvironmentName
-    description: Annotated[str, Field(max_length=256)] = ""
+    description: Annotated[str, Field(max_length=256), _printable("description")] = ""
 
 
 class AwsTarget(Strict):
@@ -183,7 +196,7 @@ class Credentials(Strict):
 class Escalation(Strict):
     """Why this entry may hold actions that can escalate privilege."""
 
-    reason: Annotated[str, Field(min_length=10, max_length=500)]
+    reason: Annotated[str, Field(min_length=10, max_length=500), _printable("escalation.reason")]
 
 
 class AccessEntry(Strict):
@@ -193,7 +206,7 @@ class AccessEntry(Strict):
     actions: list[str] | None = None
     dataActions: list[str] | None = None
     resources: Annotated[list[str], Field(min_length=1, max_length=100)]
-    reason: Annotated[str, Field(min_length=3, max_length=500)] | None = None
+    reason: Annotated[str, Field(min_length=3, max_length=500), _printable("reason")] | None = None
     escalation: Escalation | None = None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from .calls import CallSeam
 from .cleanup.mark import MARK_TAG
 from .config import Config
-from .errors import ConflictError, Diagnostic, InputErrors
+from .errors import ConflictError, Diagnostic, InputErrors, one_line
 from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
 from .providers import REGISTRY, create_provider
@@ -262,7 +262,9 @@ def render_text(plan: Plan) -> str:
                      "(left alone; `workload-ids cleanup` handles them):")
         lines.extend(f"    ? {o.identity} ({o.provider} {o.target}, workload {o.workload}, "
                      f"owner {o.owner})" for o in plan.no_manifest)
-    return "\n".join(lines)
+    # Each entry is one line by design; what it echoes (names, resources, descriptions read
+    # back from the cloud) must not break it into more.
+    return "\n".join(one_line(line) for line in lines)
 
 
 def _detail_lines(c: Change) -> list[str]:

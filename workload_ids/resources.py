@@ -180,6 +180,20 @@ KINDS: tuple[ResourceKind, ...] = (
           "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ops/providers/Microsoft.Insights/components/acme-apm"),
 )
 
+# How a GCP grant on each kind is bound: the binding the built-in templates use for that kind
+# (a test keeps the two in step), so a raw entry is bound as a template entry would be: on the
+# project under a condition naming the resource where GCP evaluates conditions on resource
+# names, on the resource's own policy where the service does not, plainly on the project for
+# the project itself. A kind missing here is refused for raw entries, never left unbound.
+GCP_BINDING: dict[str, str] = {
+    "gcs-bucket": "condition", "kms-crypto-key": "condition", "bigquery-dataset": "condition",
+    "bigquery-table": "condition", "bigtable-table": "condition",
+    "pubsub-topic": "resource", "pubsub-subscription": "resource",
+    "secretmanager-secret": "resource", "artifact-registry-repository": "resource",
+    "cloud-run-service": "resource", "cloud-function": "resource", "cloud-tasks-queue": "resource",
+    "project": "project",
+}
+
 KINDS_BY_PROVIDER: dict[str, dict[str, ResourceKind]] = {}
 for _k in KINDS:
     KINDS_BY_PROVIDER.setdefault(_k.provider, {})[_k.name] = _k

@@ -18,7 +18,7 @@ from typing import Any
 from .. import clock
 from ..calls import CallSeam
 from ..config import Config
-from ..errors import GuardrailError, UserError, WorkloadIdsError
+from ..errors import GuardrailError, UserError, WorkloadIdsError, one_line
 from ..model import ObservedIdentity
 from ..providers import create_provider
 from .judge import (
@@ -338,12 +338,14 @@ def render_report(report: CleanupReport) -> str:
     lines.extend(f"note: {n}" for n in report.notes)
     if not report.findings:
         lines.append("No identities managed by workload-ids were found.")
-        return "\n".join(lines)
+        return "\n".join(one_line(line) for line in lines)
     header = ("IDENTITY", "WORKLOAD", "OWNER", "STATUS", "ACTION", "REASON")
-    rows = [header] + [(f.identity.name, f.label, f.owner, f.status, f.action or "-",
-                        f.reason + (f"; {f.state()}" if f.mark else "")
-                        + (f"; WITHHELD: {f.problem}" if f.problem else ""))
-                       for f in report.findings]
+    # Cells are made one line before the widths are measured: names, owners and marks come
+    # from the cloud and from manifests.
+    rows = [header] + [tuple(one_line(cell) for cell in (
+        f.identity.name, f.label, f.owner, f.status, f.action or "-",
+        f.reason + (f"; {f.state()}" if f.mark else "")
+        + (f"; WITHHELD: {f.problem}" if f.problem else ""))) for f in report.findings]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
@@ -370,4 +372,4 @@ def render_report(report: CleanupReport) -> str:
             lines.append(f"--apply would be REFUSED: {report.refusal}")
         elif report.actions:
             lines.append("Nothing was changed. Rerun with --apply to act.")
-    return "\n".join(lines)
+    return "\n".join(one_line(line) for line in lines)

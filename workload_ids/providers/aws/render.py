@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -50,27 +51,52 @@ def _sid(source: str, used: dict[str, int]) -> str:
     return f"{base}{n}"
 
 
-def policy_document(grants: Sequence[Grant]) -> dict[str, Any]:
+# S3 bucket and object ARNs carry no account: arn:aws:s3:::name names that bucket in
+# whichever account owns it, another organisation's included. Statements on them are held to
+# the workload's account by aws:ResourceAccount, which S3 fills in with the bucket owner's.
+_S3_GLOBAL = re.compile(r"arn:aws[a-z-]*:s3:::")
+
+
+def _is_s3_global(resource: str) -> bool:
+    return _S3_GLOBAL.match(resource) is not None
+
+
+def _with_resource_account(condition: str | None, account: str) -> dict[str, Any]:
+    """``condition`` (our canonical JSON, or None) with aws:ResourceAccount = ``account``
+    added under StringEquals, next to whatever the template already states."""
+    merged: dict[str, Any] = json.loads(condition) if condition else {}
+    equals = dict(merged.get("StringEquals", {}))
+    equals["aws:ResourceAccount"] = account
+    merged["StringEquals"] = dict(sorted(equals.items()))
+    return dict(sorted(merged.items()))
+
+
+def policy_document(grants: Sequence[Grant], account: str | None = None) -> dict[str, Any]:
     """One Allow statement per (source, actions, condition), resources merged and sorted.
 
     Statement order follows the manifest's access entries, so the same manifest always
-    gives the same bytes; Sids name the template they come from.
+    gives the same bytes; Sids name the template they come from. With ``account``, S3
+    bucket and object resources go in statements of their own, conditioned on
+    ``aws:ResourceAccount`` being that account.
     """
-    groups: dict[tuple[str, tuple[str, ...], str | None], list[str]] = {}
+    groups: dict[tuple[str, tuple[str, ...], str | None, bool], list[str]] = {}
     for g in grants:
-        resources = groups.setdefault((g.source, g.actions, g.condition), [])
+        s3 = account is not None and _is_s3_global(g.resource)
+        resources = groups.setdefault((g.source, g.actions, g.condition, s3), [])
         if g.resource not in resources:
             resources.append(g.resource)
     used: dict[str, int] = {}
     statements: list[dict[str, Any]] = []
-    for (source, actions, condition), resources in groups.items():
+    for (source, actions, condition, s3), resources in groups.items():
         st: dict[str, Any] = {
             "Sid": _sid(source, used),
             "Effect": "Allow",
             "Action": list(actions) if len(actions) > 1 else actions[0],
             "Resource": sorted(resources) if len(resources) > 1 else resources[0],
         }
-        if condition:
+        if s3 and account is not None:
+            st["Condition"] = _with_resource_account(condition, account)
+        elif condition:
             st["Condition"] = json.loads(condition)
         statements.append(st)
     return {"Version": "2012-10-17", "Statement": statements}
@@ -170,7 +196,7 @@ def _render(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     kind = "user" if key_mode else "role"
     name = identity_name(config.aws.namePrefix, workload.environment, workload.name,
                          USER_NAME_MAX if key_mode else ROLE_NAME_MAX)
-    objects: dict[str, Any] = {"policy": policy_document(workload.grants)}
+    objects: dict[str, Any] = {"policy": policy_document(workload.grants, workload.target)}
     settings = {"path": config.aws.rolePath, "boundary": boundary_arn(workload, config)}
     if key_mode:
         from ...rotation import secret_name
