@@ -145,6 +145,29 @@ def test_cloud_error_has_no_traceback_and_a_hint(aws, manifests, cli):
     assert aws.list_roles(PathPrefix="/workload-ids/")["Roles"] == []
 
 
+def test_an_unexpected_failure_shows_where_it_came_from_with_verbose(aws, manifests, cli):
+    from workload_ids import calls
+
+    def surprise(record: Any, result: Any) -> None:
+        if record.operation == "iam.create_role":
+            raise RuntimeError("a surprise")
+
+    calls.RESULT_HOOKS.append(surprise)
+    try:
+        folders = manifests({"a/a.yaml": workload("svc-a"), "b/b.yaml": workload("svc-b")})
+        quiet = cli("apply", "--auto-approve", str(folders / "a"))
+        loud = cli("apply", "--auto-approve", "--verbose", str(folders / "b"))
+    finally:
+        calls.RESULT_HOOKS.remove(surprise)
+    for result, workload_name in ((quiet, "svc-a"), (loud, "svc-b")):
+        assert result.code == 1
+        assert f"error: prod/{workload_name}: unexpected RuntimeError: a surprise (rerun converges; " \
+               "report it with what --verbose prints)" in result.err
+    assert "Traceback" not in quiet.err
+    assert "Traceback (most recent call last)" in loud.err
+    assert 'raise RuntimeError("a surprise")' in loud.err
+
+
 def _clean_state(aws: Any, paths: list[Path]) -> tuple[dict[str, Any], int]:
     seam = _seam()
     result = run_apply(paths, seam)
