@@ -102,6 +102,38 @@ def test_seam_retry_time_budget_is_bounded():
     assert seam.stats.calls["aws:iam.get_role"] < 50
 
 
+def test_seam_counts_can_be_read_while_other_threads_call():
+    """Apply's threads (and lease renewals) call through one seam while a command reads its
+    counts; each call here is a new operation, so the Counter grows under the reader."""
+    import sys
+    import threading
+    import time
+    seam = CallSeam()
+    stop = threading.Event()
+
+    def caller(thread: int) -> None:
+        n = 0
+        while not stop.is_set():
+            seam.call("aws", f"iam.op_{thread}_{n}", lambda: None)
+            n += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows at once
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            assert seam.stats.by_provider("aws") <= seam.stats.total
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(interval)
+    assert seam.stats.by_provider("aws") == seam.stats.total > 0
+
+
 def test_cloud_error_has_no_traceback_and_a_hint(aws, manifests, cli):
     path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
     seam = _seam(max_attempts=2)
@@ -111,6 +143,29 @@ def test_cloud_error_has_no_traceback_and_a_hint(aws, manifests, cli):
     assert "AccessDenied" in (result.results[0].error or "")
     assert "lack this permission" in (result.results[0].error or "")
     assert aws.list_roles(PathPrefix="/workload-ids/")["Roles"] == []
+
+
+def test_an_unexpected_failure_shows_where_it_came_from_with_verbose(aws, manifests, cli):
+    from workload_ids import calls
+
+    def surprise(record: Any, result: Any) -> None:
+        if record.operation == "iam.create_role":
+            raise RuntimeError("a surprise")
+
+    calls.RESULT_HOOKS.append(surprise)
+    try:
+        folders = manifests({"a/a.yaml": workload("svc-a"), "b/b.yaml": workload("svc-b")})
+        quiet = cli("apply", "--auto-approve", str(folders / "a"))
+        loud = cli("apply", "--auto-approve", "--verbose", str(folders / "b"))
+    finally:
+        calls.RESULT_HOOKS.remove(surprise)
+    for result, workload_name in ((quiet, "svc-a"), (loud, "svc-b")):
+        assert result.code == 1
+        assert f"error: prod/{workload_name}: unexpected RuntimeError: a surprise (rerun converges; " \
+               "report it with what --verbose prints)" in result.err
+    assert "Traceback" not in quiet.err
+    assert "Traceback (most recent call last)" in loud.err
+    assert 'raise RuntimeError("a surprise")' in loud.err
 
 
 def _clean_state(aws: Any, paths: list[Path]) -> tuple[dict[str, Any], int]:

@@ -4,6 +4,7 @@ reads the cloud again and finishes what is missing."""
 from __future__ import annotations
 
 import concurrent.futures
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ class WorkloadResult:
     error: str | None = None
     busy: bool = False  # another run held the workload's key lock: nothing changed, retry
     key: Any = None  # rotation.KeyReport when a key was issued or recovered
+    trace: str | None = None  # where an unexpected failure came from, for --verbose
 
     def as_json(self) -> dict[str, object]:
         doc: dict[str, object] = {"workload": self.workload, "provider": self.provider,
@@ -110,7 +112,9 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
             result.busy = result.busy or isinstance(exc, LockBusy)
             result.error = exc.diagnostics()
         except Exception as exc:  # one workload's surprise must not hide the others' results
-            result.error = f"unexpected {type(exc).__name__}: {exc} (rerun converges; report it)"
+            result.error = (f"unexpected {type(exc).__name__}: {exc} (rerun converges; report it "
+                            "with what --verbose prints)")
+            result.trace = traceback.format_exc()
         if result.error:
             auditor.record(workload=change.workload, provider=change.provider, target=change.target,
                            identity=change.identity, action=change.action,

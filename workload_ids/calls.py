@@ -99,13 +99,20 @@ class CallStats:
     calls: Counter[str] = field(default_factory=Counter)
     retries: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
+    # The seam's threads count under this lock, and a reader adding up takes it too: a walk
+    # over a Counter that another thread adds an operation to fails mid-way ("dictionary
+    # changed size during iteration"), and a lease renewal or a background read may still
+    # be calling while a command reads its totals.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def total(self) -> int:
-        return sum(self.calls.values())
+        with self.lock:
+            return sum(self.calls.values())
 
     def by_provider(self, provider: str) -> int:
-        return sum(n for op, n in self.calls.items() if op.startswith(provider + ":"))
+        with self.lock:
+            return sum(n for op, n in self.calls.items() if op.startswith(provider + ":"))
 
 
 class CallSeam:
@@ -119,7 +126,7 @@ class CallSeam:
         self.latency = 0.0
         self._sleep = sleep
         self._random = random.Random(seed)  # retry jitter, not a secret  # nosec B311
-        self._lock = threading.Lock()
+        self._lock = self.stats.lock  # one lock for the attempt number and the counts
         self._number = 0
         self._classifiers: dict[str, ErrorClassifier] = {}
         self._factories: dict[str, FaultFactory] = {}

@@ -193,6 +193,8 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     for r in result.results:
         if r.error:
             out.note(one_line(f"error: {r.workload}: {r.error}"))
+            if args.verbose and r.trace:
+                out.note(r.trace.rstrip())
     summary = result.as_json()["summary"]
     assert isinstance(summary, dict)
     out.text(f"Apply {'complete' if result.ok else 'FAILED'}: {summary['changed']} workload(s) "

@@ -48,12 +48,49 @@ def seed_oidc_providers(issuers: Iterable[str] = EXAMPLE_ISSUERS,
     return arns
 
 
+# AWS carries out each API request atomically: a CreateRole never sees the role table
+# half-written by another. moto does not: it runs a request's backend code on whichever
+# thread sent it (in process) or served it (server), over plain dicts with no lock, so
+# concurrent requests can see each other mid-step. IAM's create_role scans ``roles`` for
+# a duplicate name while another thread's create_role inserts into it, and the scan
+# raises "dictionary changed size during iteration" (apply's thread pool met this in CI:
+# in process it escapes botocore as a RuntimeError, from the server as a 500). One lock
+# around moto's handling of each request gives the local cloud AWS's atomicity, and
+# nothing more: our threads still overlap everywhere else (signing, parsing, waits,
+# retries, between the requests of a read-modify-write), so races in our code still show.
+# Reentrant, so that a request moto serves by sending another on the same thread cannot
+# deadlock.
+_MOTO_REQUESTS = threading.RLock()
+
+
 @contextmanager
 def in_process_aws() -> Iterator[None]:
-    """moto in this process, with dummy credentials; everything is gone on exit."""
+    """moto in this process, with dummy credentials; everything is gone on exit.
+    Requests are handled one at a time, as AWS applies each atomically."""
     from moto import mock_aws
-    with sandbox_environment(endpoint_url=None), mock_aws():
+    with sandbox_environment(endpoint_url=None), mock_aws(), _one_request_at_a_time():
         yield
+
+
+@contextmanager
+def _one_request_at_a_time() -> Iterator[None]:
+    """Serialise moto's in-process request handling (see ``_MOTO_REQUESTS``)."""
+    from moto.core.models import botocore_stubber
+    outer = vars(botocore_stubber).get("process_request")  # set by an enclosing context
+    handle = botocore_stubber.process_request
+
+    def serialised(request: Any) -> Any:
+        with _MOTO_REQUESTS:
+            return handle(request)
+
+    botocore_stubber.process_request = serialised  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        if outer is None:
+            del botocore_stubber.process_request
+        else:
+            botocore_stubber.process_request = outer  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -78,21 +115,52 @@ def sandbox_environment(endpoint_url: str | None) -> Iterator[None]:
 
 
 class MotoServer:
-    """A moto server on 127.0.0.1 in a thread of this process."""
+    """A moto server on 127.0.0.1 in a thread of this process. Connections are served on
+    threads of their own, requests one at a time (see ``_MOTO_REQUESTS``)."""
 
     def __init__(self, port: int = 0) -> None:
-        from moto.server import ThreadedMotoServer
-        self._server: Any = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
         self.url = ""
 
     def start(self) -> str:
-        self._server.start()
-        host, port = self._server.get_host_and_port()
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+        app = _serialised_wsgi(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server("127.0.0.1", self._port, app, threaded=True,
+                                   request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto server",
+                                        daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"
         return self.url
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _serialised_wsgi(app: Any) -> Any:
+    """``app`` with each request handled, body included, under ``_MOTO_REQUESTS``."""
+    def serve(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with _MOTO_REQUESTS:
+            body = app(environ, start_response)
+            try:
+                return [b"".join(body)]
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+    return serve
 
 
 def sandbox_config(url: str) -> str:

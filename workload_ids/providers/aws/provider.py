@@ -268,6 +268,10 @@ class AwsProvider(RetireMixin):
         self._sessions: dict[str, boto3.session.Session] = {}
         self._verifiers: dict[str, SeamClient] = {}
         self._lock = threading.Lock()
+        # boto3 documents sessions as unsafe to share between threads, and apply's threads
+        # share the account's session to reuse its loaded models: clients are built from it
+        # one at a time. The clients themselves are thread-safe and used concurrently.
+        self._building = threading.Lock()
         self._oidc: dict[str, set[str]] = {}
         self._callers: dict[str, str] = {}  # account -> the ARN our credentials are there
 
@@ -281,7 +285,7 @@ class AwsProvider(RetireMixin):
             cached = self._new_session(target)
             fastxml.install(cached._session)
             with self._lock:
-                self._sessions.setdefault(target, cached)
+                cached = self._sessions.setdefault(target, cached)  # one session per account
         return cached
 
     def _new_session(self, target: str) -> boto3.session.Session:
@@ -306,11 +310,13 @@ class AwsProvider(RetireMixin):
                                  read_timeout=60,
                                  max_pool_connections=max(10, self.config.calls.concurrency * 2))
         endpoint = self.config.aws.endpointUrl
-        raw = session.client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
+        with self._building:
+            raw = session.client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
         access = self.config.aws.accounts.get(target)
         if access and access.roleArn:
-            sts = SeamClient(self.seam, "aws", "sts", session.client(
-                "sts", endpoint_url=endpoint, config=boto_config))
+            with self._building:
+                raw_sts = session.client("sts", endpoint_url=endpoint, config=boto_config)
+            sts = SeamClient(self.seam, "aws", "sts", raw_sts)
             creds = sts.assume_role(RoleArn=access.roleArn,
                                     RoleSessionName="workload-ids")["Credentials"]
             raw = boto3.session.Session(
@@ -319,8 +325,7 @@ class AwsProvider(RetireMixin):
             ).client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
         wrapped = SeamClient(self.seam, "aws", service, raw)
         with self._lock:
-            self._clients[key] = wrapped
-        return wrapped
+            return self._clients.setdefault(key, wrapped)  # a racing thread's, if it was first
 
     def _cloud(self, operation: str, exc: BaseException) -> Exception:
         return to_cloud_error(self.seam, "aws", operation, exc)
@@ -814,10 +819,12 @@ class AwsProvider(RetireMixin):
         if sts is None:
             # A client of the account's session with the new key's credentials: it reuses
             # the loaded service model instead of building a session per attempt.
-            raw = self._session(desired.workload.target).client(
-                "sts", endpoint_url=self.config.aws.endpointUrl, aws_access_key_id=key.key_id,
-                aws_secret_access_key=key.secret.reveal(), aws_session_token=None,
-                config=BotoConfig(retries={"total_max_attempts": 1}))
+            session = self._session(desired.workload.target)
+            with self._building:
+                raw = session.client(
+                    "sts", endpoint_url=self.config.aws.endpointUrl, aws_access_key_id=key.key_id,
+                    aws_secret_access_key=key.secret.reveal(), aws_session_token=None,
+                    config=BotoConfig(retries={"total_max_attempts": 1}))
             sts = SeamClient(self.seam, "aws", "sts", raw)
             with self._lock:
                 self._verifiers[key.key_id] = sts
