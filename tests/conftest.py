@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from workload_ids import clock
 from workload_ids.bundled import bundled_dir
 from workload_ids.cli import main
 from workload_ids.sandbox.aws import EXAMPLE_ISSUERS, FAKE_CREDENTIALS, MotoServer, in_process_aws
@@ -172,8 +173,13 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # moto there is nothing to wait for.
     (work / "workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n")
     monkeypatch.chdir(work)
-    for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT"):
+    # CI=true (the CI machine running this suite) refuses a config found in the working
+    # directory; tests that mean CI set it themselves (tests/security/).
+    for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT", "CI"):
         monkeypatch.delenv(key, raising=False)
+    # Tests that call the library with a moved clock are drills; every CLI run decides
+    # for itself (cli._clock_gate) and puts this back when it ends.
+    monkeypatch.setattr(clock, "_mode", "drill")
     assert os.getcwd() == str(work)
 
 
