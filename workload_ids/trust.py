@@ -48,6 +48,7 @@ ENDPOINTS: dict[str, tuple[tuple[str, str], ...]] = {
             ("secretManagerEndpoint", "grpc"), ("resourcePolicyEndpoint", "grpc")),
     "azure": (("armEndpoint", "url"), ("graphEndpoint", "url"), ("authorityEndpoint", "url")),
 }
+_CLOUD: dict[str, str] = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Azure"}
 
 
 def is_loopback(host: str | None) -> bool:
@@ -160,8 +161,6 @@ def config_problems(config: Config) -> list[Diagnostic]:
                                   "the config's (protected) folder, or name an absolute path")
     return out
 
-
-_CLOUD: dict[str, str] = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Azure"}
 
 
 def require_sandbox_credentials(config: Config, provider: str) -> None:

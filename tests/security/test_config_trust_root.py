@@ -318,6 +318,14 @@ def test_template_folder_climbing_out_of_the_config_folder_is_refused() -> None:
     refused(["validate", str(aws_manifest())], config, 2, "templates.0", "climbs out")
 
 
+def test_absolute_template_and_audit_paths_are_accepted(tmp_path: Path) -> None:
+    templates = tmp_path / "platform-templates"
+    templates.mkdir()
+    config = write_config(f"templates: [{templates}]\naudit: {{path: {tmp_path / 'log' / 'audit.jsonl'}}}\n")
+    result = run_cli_exact("validate", str(aws_manifest()), "--config", str(config))
+    assert result.code == 0, result.err
+
+
 # --- the test clock ----------------------------------------------------------------------
 
 FAR = "2030-01-01T00:00:00Z"
