@@ -132,6 +132,18 @@ def test_aws_endpoint_on_loopback_with_sandbox_credentials_is_used(listener: Lis
     assert listener.connections
 
 
+@pytest.mark.parametrize(("url", "host"), [
+    ("http://127.0.0.1@collector.example:4566", "collector.example"),  # user info, not the host
+    ("http://127.0.0.1.nip.io:4566", "127.0.0.1.nip.io"),  # a name someone else's DNS answers
+    ("http://0.0.0.0:4566", "0.0.0.0"),
+    ("http://localhost.collector.example", "localhost.collector.example"),
+])
+def test_hosts_that_only_look_local_are_refused(url: str, host: str) -> None:
+    config = write_config(f"aws:\n  endpointUrl: '{url}'\n  sandboxCredentials: true\n")
+    refused(["validate", str(aws_manifest())], config, 2, f"aws.endpointUrl points at {host}, which is "
+            "not this machine")
+
+
 GCP_FIELDS = ["iamEndpoint", "secretManagerEndpoint", "resourcePolicyEndpoint"]
 
 
