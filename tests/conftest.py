@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from workload_ids import clock
 from workload_ids.bundled import bundled_dir
 from workload_ids.cli import main
 from workload_ids.sandbox.aws import EXAMPLE_ISSUERS, FAKE_CREDENTIALS, MotoServer, in_process_aws
@@ -33,7 +34,22 @@ class CliResult:
 
 
 def run_cli(*args: str) -> CliResult:
-    """Run ``workload-ids ARGS`` in this process; never lets SystemExit escape."""
+    """Run ``workload-ids ARGS`` in this process; never lets SystemExit escape. A test that
+    moves the clock (``WORKLOAD_IDS_CLOCK``) runs a drill against moto or the emulators, so
+    ``--drill`` is added for it; tests/security/ uses :func:`run_cli_exact` to prove the
+    refusal without it."""
+    return run_cli_exact(*_as_drill(args))
+
+
+def _as_drill(args: tuple[str, ...]) -> tuple[str, ...]:
+    if not os.environ.get("WORKLOAD_IDS_CLOCK") or not args or args[0].startswith("-"):
+        return args
+    at = 2 if args[0] == "audit" and len(args) > 1 else 1  # after the verb: a verb's option
+    return (*args[:at], "--drill", *args[at:])
+
+
+def run_cli_exact(*args: str) -> CliResult:
+    """Run ``workload-ids ARGS`` in this process exactly as given."""
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         try:
@@ -183,8 +199,13 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # moto there is nothing to wait for.
     (work / "workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST)
     monkeypatch.chdir(work)
-    for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT"):
+    # CI=true (the CI machine running this suite) refuses a config found in the working
+    # directory; tests that mean CI set it themselves (tests/security/).
+    for key in ("WORKLOAD_IDS_CLOCK", "GITHUB_OUTPUT", "CI"):
         monkeypatch.delenv(key, raising=False)
+    # Tests that call the library with a moved clock are drills; every CLI run decides
+    # for itself (cli._clock_gate) and puts this back when it ends.
+    monkeypatch.setattr(clock, "_mode", "drill")
     assert os.getcwd() == str(work)
 
 

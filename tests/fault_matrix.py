@@ -367,7 +367,7 @@ def _in_fresh_dir(cloud_name: str, operation: str, start: datetime,
                 step.rerun()
             state = end_state(cloud, Path(tmp) / "manifests")
             with contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):  # type: ignore[type-var]
-                audit = main(["audit", "verify"]) if Path("audit.jsonl").exists() else 0
+                audit = main(["audit", "verify", "--drill"]) if Path("audit.jsonl").exists() else 0
             state["auditVerifies"] = audit == 0
             return calls, state, decoy_before, cloud.decoy()
         finally:

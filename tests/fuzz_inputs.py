@@ -85,10 +85,11 @@ aws:
 gcp:
   iamEndpoint: localhost:8085
   resourceManagerEndpoint: http://localhost:8086
-  sandboxCredentials: false
+  sandboxCredentials: true
   namePrefix: wid
 azure:
   armEndpoint: https://localhost:8443
+  sandboxCredentials: true
   keyVaultUrl: https://acme.vault.azure.net
   lockContainerUrl: https://acmelocks.blob.core.windows.net/workload-ids-locks
   tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
@@ -309,10 +310,11 @@ CONFIG_ENUMS: dict[str, tuple[Any, ...]] = {
     "maxResourcesPerWorkload": (1, 0, None), "requirePermissionsBoundary": (True, False),
     "allowedTargets": (["123456789012"], ["acme-prod"], []), "allowedEnvironments": (["dev"], ["prod"]),
     "deniedActions": (["sqs:ReceiveMessage"], ["s3:GetObject"], ["Microsoft.Storage/storageAccounts/read"]),
-    "endpointUrl": ("http://localhost:5000", "localhost:5000", None),
+    "endpointUrl": ("http://localhost:5000", "localhost:5000", "https://collector.example", None),
     "iamEndpoint": ("localhost:8085", "http://localhost:8085", "localhost:999999"),
     "armEndpoint": ("https://localhost:8443", "http://localhost:8443"),
-    "tokenEnv": ("SCIM_TOKEN", "1TOKEN", None), "url": ("https://idp.example.com/scim/v2", "ftp://x"),
+    "tokenEnv": ("WORKLOAD_IDS_SCIM_TOKEN", "SCIM_TOKEN", "1TOKEN", None),
+    "url": ("https://idp.example.com/scim/v2", "ftp://x"),
     "fallbackOwner": ({"prod": "team-platform"}, {"prod": 1}, {}),
     "grace": ("7d", "1h", "59m", "0s", "2w"), "minAge": ("1h", "0s"), "unusedAfter": ("90d", "x"),
     "interval": ("2s", "0s", "1.5s"), "timeout": ("120s", "0s"), "maxAge": ("30d", "1h", "0s"),

@@ -292,14 +292,15 @@ def test_unreachable_scim_directory_stops_before_any_change(aws: Any, fleet: Pat
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     Path("workload-ids.yaml").write_text(
-        f"owners: {{source: scim, url: 'http://127.0.0.1:{port}/scim/v2', tokenEnv: SCIM_TOKEN, "
-        "timeout: 2s}\naudit: {path: audit.jsonl}\ncleanup: {maxShare: 1}\n" + TEST_TRUST)
-    os.environ["SCIM_TOKEN"] = "t0ken"
+        f"owners: {{source: scim, url: 'http://127.0.0.1:{port}/scim/v2', allowInsecureLoopback: true, "
+        "tokenEnv: WORKLOAD_IDS_SCIM_TOKEN, timeout: 2s}\naudit: {path: audit.jsonl}\n"
+        "cleanup: {maxShare: 1}\n" + TEST_TRUST)
+    os.environ["WORKLOAD_IDS_SCIM_TOKEN"] = "t0ken"
     try:
         before = snapshot(aws)
         result = run_cli("cleanup", str(fleet), "--apply")
     finally:
-        del os.environ["SCIM_TOKEN"]
+        del os.environ["WORKLOAD_IDS_SCIM_TOKEN"]
     assert result.code == 1
     assert "is unreachable" in result.err and "never counts as an owner being gone" in result.err
     assert snapshot(aws) == before

@@ -30,7 +30,7 @@ from workload_ids.owners.file import FileDirectory
 from workload_ids.owners.interface import MAX_SUCCESSION, Owner, OwnerStatus, owner_status
 from workload_ids.owners.scim import PAGE, DirectoryUnavailable, ScimDirectory
 
-TOKEN_ENV = "WID_TEST_SCIM_TOKEN"
+TOKEN_ENV = "WORKLOAD_IDS_TEST_SCIM_TOKEN"
 
 
 def write(path: Path, text: str) -> Path:
@@ -610,6 +610,7 @@ def test_open_directory_scim_from_config(scim: Seeded, tmp_path: Path,
         owners:
           source: scim
           url: {scim.server.url}/
+          allowInsecureLoopback: true
           tokenEnv: {TOKEN_ENV}
           timeout: 3s
         """)

@@ -63,7 +63,7 @@ def test_non_workload_yaml_in_a_folder_is_skipped(manifests: Any, name: str) -> 
 
 @pytest.mark.parametrize(("name", "line", "column"), [
     ("owners.yaml", 1, 1),
-    ("workload-ids.yaml", 3, 1),   # the first two lines are comments
+    ("workload-ids.yaml", 5, 1),   # the first four lines are comments
 ])
 def test_non_workload_yaml_given_explicitly_is_an_error(manifests: Any, name: str, line: int,
                                                         column: int) -> None:

@@ -82,6 +82,7 @@ class Progress:
 def _config(args: argparse.Namespace) -> Config:
     from .config import load_config
     config = load_config(args.config)
+    _clock_gate(args, config)
     wait = getattr(args, "lock_timeout", None)
     if wait is not None:
         from .durations import parse_duration
@@ -93,6 +94,32 @@ def _config(args: argparse.Namespace) -> Config:
         credentials = config.data.credentials.model_copy(update={"lockTimeout": wait})
         config.data = config.data.model_copy(update={"credentials": credentials})
     return config
+
+
+def _clock_gate(args: argparse.Namespace, config: Config) -> None:
+    """Decide, once, before any cloud is read, whether ``WORKLOAD_IDS_CLOCK`` is honoured:
+    with --drill, or on sandbox credentials (a client about to use real ones then refuses).
+    Otherwise a run with it set is refused: a stray variable in a CI environment would make
+    cleanup delete what is still in its grace period."""
+    from . import clock
+    from .errors import UserError
+    value = clock.requested()
+    if not value:
+        clock.enable_override(None)
+        return
+    if getattr(args, "drill", False):
+        clock.enable_override("drill")
+    elif any(getattr(config.data, p).sandboxCredentials for p in ("aws", "gcp", "azure")):
+        clock.enable_override("sandbox")
+    else:
+        raise UserError(f"{clock.ENV}={value!r} is set: it moves the clock that cleanup and rotation "
+                        "decide by, and is honoured only in a drill or the sandbox; nothing was read or "
+                        f"changed. Unset {clock.ENV} for a real run, or pass --drill to run a drill on "
+                        "purpose (a config with sandboxCredentials: true needs neither)")
+    try:
+        clock.parse_time(value, source=clock.ENV)
+    except clock.ClockError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _validated(args: argparse.Namespace, config: Config, out: Output,
@@ -390,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text for people (default) or one JSON document on stdout")
     common.add_argument("-v", "--verbose", action="store_true",
                         help="show the underlying exception of an error")
+    common.add_argument("--drill", action="store_true",
+                        help="honour WORKLOAD_IDS_CLOCK (a moved clock) against real clouds; without "
+                             "it a run with that variable set is refused unless on sandbox credentials")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
 
     def verb(name: str, fn: Callable[[argparse.Namespace, Output], int], help_text: str,
@@ -482,6 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_ERROR
     out = Output(args.output)
+    from . import clock
+    # The clock override is decided per run (_clock_gate), never inherited from a caller.
+    previous = clock.enable_override(None)
     try:
         return int(args.fn(args, out))
     except KeyboardInterrupt:
@@ -489,6 +522,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return _report(exc, out, args.verbose)
+    finally:
+        clock.enable_override(previous)
 
 
 def _report(exc: Exception, out: Output, verbose: bool) -> int:

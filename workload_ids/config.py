@@ -1,7 +1,9 @@
 """``workload-ids.yaml``: defaults and guardrails for a repository of manifests.
 
-Found in the working directory, or given with ``--config``. Paths inside it are relative
-to the file itself, so the same config works from any working directory.
+Found in the working directory, or given with ``--config`` (required in CI, see
+:func:`load_config`). Paths inside it are relative to the file itself, so the same config
+works from any working directory. What its endpoints and tokens may point at is checked
+by :mod:`.trust` when it is loaded.
 """
 
 from __future__ import annotations
@@ -196,6 +198,8 @@ class OwnersConfig(_Strict):
     source: Literal["file", "scim"]
     path: str | None = None
     url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    # http (the token in clear) only to a test directory on this machine, and only on purpose
+    allowInsecureLoopback: bool = False
     tokenEnv: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
     caBundle: str | None = None
     timeout: Duration = "10s"
@@ -309,12 +313,29 @@ class Config:
         return Auditor(JsonlAuditLog(path) if path else None, command)
 
 
+def running_in_ci() -> bool:
+    """Whether the ``CI`` variable says this is a CI job (GitHub Actions, GitLab and most
+    others set ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
 def load_config(path: str | Path | None = None) -> Config:
-    """Load ``path``, or ``workload-ids.yaml`` in the working directory, or defaults."""
+    """Load ``path``, or ``workload-ids.yaml`` in the working directory, or defaults.
+
+    In CI a config found in the working directory is refused: there it is whatever the
+    checked-out branch holds, so a pull request could rewrite the guardrails and endpoints
+    it is checked against."""
     if path is None:
         candidate = Path.cwd() / CONFIG_NAME
         if not candidate.is_file():
             return Config(ConfigFile(), Path.cwd(), None)
+        if running_in_ci():
+            raise InputErrors([Diagnostic(Position(str(candidate)), (
+                f"CI is set and this {CONFIG_NAME} was found in the working directory, which in CI "
+                "is whatever the checked-out branch holds: the config is a trust root (guardrails, "
+                "endpoints, owners). Pass --config with a config kept where pull requests cannot "
+                "change it (another repository, or a path protected by CODEOWNERS and branch "
+                "protection)"))])
         path = candidate
     file = Path(path)
     if not file.is_file():
@@ -381,6 +402,8 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
                     out.append(Diagnostic(at(f"{base}.{field}.{j}"),
                                           f"{field[:-1]} {value!r} has a wildcard; an approval names "
                                           f"exact {field}, as the manifest lists them"))
+    from .endpoints import config_problems
+    out.extend(config_problems(config))
     if parse_duration(config.cleanup.grace) < timedelta(hours=1):
         out.append(Diagnostic(at("cleanup.grace"),
                               "cleanup.grace must be at least 1h: quarantined identities need time to "

@@ -49,7 +49,7 @@ class BlobLeaseLock:
         self.clients: AzureClients = getattr(provider, "clients", None) or AzureClients(config, seam)
         from azure.storage.blob import ContainerClient
         self.container = ContainerClient.from_container_url(
-            url, credential=self.clients.credential, **self.clients.connection())
+            url, credential=self.clients.credential, **self.clients.connection(url))
         self._leases: dict[tuple[str, str], Any] = {}
         self._mutex = threading.Lock()
 

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from ..config import OwnersConfig
 from ..durations import parse_duration
+from ..endpoints import TOKEN_ENV_PREFIX, is_loopback
 from ..errors import UserError, WorkloadIdsError
 from .interface import Owner
 
@@ -89,6 +90,9 @@ class ScimDirectory:
                 c.isspace() or _has_control(c) for c in self.base):
             raise UserError(f"owners.url {self.base} is not a valid URL: write the SCIM base URL, "
                             "e.g. https://idp.example.com/scim/v2")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise UserError(f"owners.url {self.base} is plain http: the bearer token would cross the "
+                            "network in clear; use https")
         self._token = token
         self.timeout = timeout
         self.page_size = page_size
@@ -111,6 +115,9 @@ class ScimDirectory:
         """The directory ``config`` describes; ``base`` is the folder relative paths
         (``caBundle``) start from: the config file's folder."""
         assert config.url and config.tokenEnv
+        if not config.tokenEnv.startswith(TOKEN_ENV_PREFIX):
+            raise UserError(f"owners.tokenEnv is {config.tokenEnv}: the SCIM token is read only from a "
+                            f"variable whose name starts with {TOKEN_ENV_PREFIX}")
         raw = os.environ.get(config.tokenEnv)
         if raw is None:
             raise UserError(f"owners.tokenEnv names {config.tokenEnv}, but that variable is not set; "

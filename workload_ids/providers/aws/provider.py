@@ -294,6 +294,10 @@ class AwsProvider(RetireMixin):
             return boto3.session.Session(aws_access_key_id="testing",
                                          aws_secret_access_key="testing",  # sandbox only  # nosec B106
                                          region_name="us-east-1")
+        from ...clock import check_real_credentials
+        from ...endpoints import require_sandbox_credentials
+        require_sandbox_credentials(self.config, "aws")
+        check_real_credentials("AWS", "aws.sandboxCredentials")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         if access and access.profile:
             return boto3.session.Session(profile_name=access.profile, region_name=region)

@@ -5,8 +5,9 @@ azure-mgmt-authorization (role definitions, role assignments), one client per
 subscription; Microsoft Graph with our REST client on the azure-core pipeline
 (:mod:`.graph`); Key Vault with azure-keyvault-secrets. The SDKs' own retry policies are
 switched off: retries with backoff live in the seam, where they are counted. With
-endpoints in the config (the sandbox) the clients go there and trust its CA bundle;
-otherwise Azure's public endpoints and ``DefaultAzureCredential`` apply.
+endpoints in the config (the sandbox, on loopback with sandbox credentials: see
+:mod:`workload_ids.endpoints`) the clients go there and trust its CA bundle; otherwise
+Azure's public endpoints, the system's CA store and ``DefaultAzureCredential`` apply.
 """
 
 from __future__ import annotations
@@ -149,12 +150,18 @@ class AzureClients:
             if getattr(iterator, "continuation_token", "") is None:
                 return  # the last page: another next() would only be a counted no-op
 
-    def connection(self) -> dict[str, Any]:
-        """Keyword arguments for an azure-core client: the sandbox's CA bundle, no SDK retries."""
-        return self._connection()
+    def connection(self, url: str) -> dict[str, Any]:
+        """Keyword arguments for an azure-core client of ``url``: no SDK retries, and the
+        sandbox's CA bundle when ``url`` is a local emulator."""
+        return self._connection(url)
 
-    def _connection(self) -> dict[str, Any]:
-        bundle = self.config.azure_ca_bundle()
+    def _bundle_for(self, *urls: str) -> str | None:
+        # The bundle is an emulator's CA: it never replaces the CA store for Azure itself.
+        from ...endpoints import loopback_url
+        return self.config.azure_ca_bundle() if all(loopback_url(u) for u in urls) else None
+
+    def _connection(self, url: str) -> dict[str, Any]:
+        bundle = self._bundle_for(url)
         # retry_total=0: the seam retries, with counting and a budget of its own
         return {"retry_total": 0, **({"connection_verify": bundle} if bundle else {})}
 
@@ -164,6 +171,10 @@ class AzureClients:
             if self.config.azure.sandboxCredentials:
                 self._credential = StaticTokenCredential()
             else:
+                from ...clock import check_real_credentials
+                from ...endpoints import require_sandbox_credentials
+                require_sandbox_credentials(self.config, "azure")
+                check_real_credentials("Azure", "azure.sandboxCredentials")
                 from azure.identity import DefaultAzureCredential
                 self._credential = DefaultAzureCredential()
         return self._credential
@@ -177,7 +188,7 @@ class AzureClients:
             endpoint = self.config.azure.armEndpoint or ARM_ENDPOINT
             self._msi[subscription] = ManagedServiceIdentityClient(
                 self.credential, subscription, base_url=endpoint, credential_scopes=[ARM_SCOPE],
-                **self._connection())
+                **self._connection(endpoint))
         return self._msi[subscription]
 
     def authorization(self, subscription: str) -> Any:
@@ -187,7 +198,7 @@ class AzureClients:
             endpoint = self.config.azure.armEndpoint or ARM_ENDPOINT
             self._authorization[subscription] = AuthorizationManagementClient(
                 self.credential, subscription, base_url=endpoint, credential_scopes=[ARM_SCOPE],
-                **self._connection())
+                **self._connection(endpoint))
         return self._authorization[subscription]
 
     @property
@@ -195,11 +206,13 @@ class AzureClients:
         """Our Graph REST client (:class:`.graph.GraphClient`)."""
         if self._graph is None:
             from .graph import GraphClient
-            bundle = self.config.azure_ca_bundle()
-            self._graph = GraphClient(
-                self.credential, endpoint=self.config.azure.graphEndpoint or GRAPH_ENDPOINT,
-                authority=self.config.azure.authorityEndpoint or AUTHORITY,
-                tenant_id=self.config.azure.tenantId, connection_verify=bundle or True)
+            endpoint = self.config.azure.graphEndpoint or GRAPH_ENDPOINT
+            authority = self.config.azure.authorityEndpoint or AUTHORITY
+            # One transport serves both: the bundle only when both are emulators.
+            bundle = self._bundle_for(endpoint, authority)
+            self._graph = GraphClient(self.credential, endpoint=endpoint, authority=authority,
+                                      tenant_id=self.config.azure.tenantId,
+                                      connection_verify=bundle or True)
         return self._graph
 
     @property
@@ -213,6 +226,6 @@ class AzureClients:
             if not url:
                 raise UserError("Azure key mode delivers client secrets to Key Vault: set azure.keyVaultUrl "
                                 "in workload-ids.yaml (https://VAULT.vault.azure.net)")
-            self._secrets = SecretClient(url, self.credential, **self._connection(),
+            self._secrets = SecretClient(url, self.credential, **self._connection(url),
                                          verify_challenge_resource=not self.config.azure.sandboxCredentials)
         return self._secrets

@@ -84,7 +84,29 @@ class GcpClients:
         if self.config.gcp.sandboxCredentials:
             from google.auth.credentials import AnonymousCredentials
             return AnonymousCredentials()  # type: ignore[no-untyped-call]
+        self._check_real_credentials()
         return None  # the libraries resolve Application Default Credentials themselves
+
+    def _check_real_credentials(self) -> None:
+        """Real credentials (ADC) go only to Google's own endpoints, and not in a sandbox
+        run that moved the clock."""
+        from ...clock import check_real_credentials
+        from ...endpoints import require_sandbox_credentials
+        require_sandbox_credentials(self.config, "gcp")
+        check_real_credentials("Google Cloud", "gcp.sandboxCredentials")
+
+    def _plaintext_channel(self, endpoint: str) -> Any:
+        """A gRPC channel without TLS: only to an emulator on this machine, never with
+        credentials (the config loader refuses anything else; this holds for configs built
+        in code too)."""
+        import grpc
+
+        from ...endpoints import host_of, is_loopback
+        from ...errors import UserError
+        if not is_loopback(host_of(endpoint, "grpc")):
+            raise UserError(f"plaintext gRPC to {endpoint} refused: only an emulator on this machine "
+                            "(127.0.0.1, ::1, localhost) is reached without TLS")
+        return grpc.insecure_channel(endpoint)
 
     @property
     def iam(self) -> SeamClient:
@@ -92,10 +114,9 @@ class GcpClients:
             from google.cloud import iam_admin_v1
             endpoint = self.config.gcp.iamEndpoint
             if endpoint:
-                import grpc
                 from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
                 raw = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(
-                    channel=grpc.insecure_channel(endpoint)))
+                    channel=self._plaintext_channel(endpoint)))
             else:
                 raw = iam_admin_v1.IAMClient(credentials=self._credentials())
             self._iam = SeamClient(self.seam, "gcp", "iam", raw)
@@ -118,12 +139,11 @@ class GcpClients:
             from google.cloud import secretmanager_v1
             endpoint = self.config.gcp.secretManagerEndpoint
             if endpoint:
-                import grpc
                 from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
                     SecretManagerServiceGrpcTransport,
                 )
                 raw = secretmanager_v1.SecretManagerServiceClient(
-                    transport=SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(endpoint)))
+                    transport=SecretManagerServiceGrpcTransport(channel=self._plaintext_channel(endpoint)))
             else:
                 raw = secretmanager_v1.SecretManagerServiceClient(credentials=self._credentials())
             self._secrets = SeamClient(self.seam, "gcp", "secretmanager", raw)
@@ -135,11 +155,11 @@ class GcpClients:
         endpoint = self.config.gcp.resourcePolicyEndpoint
         host = endpoint or f"{RESOURCE_POLICY_HOSTS[kind]}:443"
         if host not in self._policies:
-            import grpc
             from google.iam.v1 import iam_policy_pb2_grpc
             if endpoint:
-                channel = grpc.insecure_channel(endpoint)
+                channel = self._plaintext_channel(endpoint)
             else:
+                self._check_real_credentials()
                 import google.auth
                 import google.auth.transport.grpc
                 import google.auth.transport.requests
