@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, run_cli_exact, workload
+from conftest import EXAMPLES, TEST_TRUST, run_cli_exact, workload
 
 from workload_ids import clock
 from workload_ids.calls import CallSeam
@@ -84,8 +84,9 @@ def where(request: pytest.FixtureRequest, listener: Listener) -> str:
 
 
 def write_config(text: str) -> Path:
+    """The working directory's config: ``text`` plus the trust roots the manifests use."""
     path = Path("workload-ids.yaml")
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text.rstrip("\n") + "\n" + TEST_TRUST, encoding="utf-8")
     return path.resolve()
 
 
