@@ -665,6 +665,17 @@ def test_config_bad_yaml_is_positioned_in_the_config(manifests: Any, tmp_path: P
     assert error_lines(result) == [f"{config}:2:1: invalid YAML: did not find expected node content"]
 
 
+def test_config_number_too_long_to_print_is_positioned(manifests: Any, tmp_path: Path) -> None:
+    # A hex literal of 5,000 digits is a valid YAML int that Python refuses to repr (found
+    # by the fuzz run): the message must describe it, not crash quoting it.
+    config = write_config(tmp_path, "cleanup:\n  grace: 0x" + "f" * 5000 + "\n")
+    manifest = manifests({"ok.yaml": workload()}) / "ok.yaml"
+    result = validate("--config", str(config), str(manifest))
+    assert result.code == 1
+    assert error_lines(result) == [f"{config}:2:10: 'grace' is a duration: a string like '12h' or "
+                                   "'30d', not a number of more than 60 digits"]
+
+
 def test_missing_config_file(manifests: Any, tmp_path: Path) -> None:
     missing = tmp_path / "nope.yaml"
     manifest = manifests({"ok.yaml": workload()}) / "ok.yaml"

@@ -326,6 +326,15 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
 _DURATION_FIELDS = frozenset({"maxAge", "overlap", "grace", "maxSessionDuration", "interval", "timeout"})
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters. A number read from YAML can be too long
+    for ``repr`` (Python refuses ints over 4,300 digits), and a message quotes, not copies."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return "a number of more than 60 digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
     kind = error["type"]
     field = next((str(p) for p in reversed(loc) if isinstance(p, str)), "value")
@@ -342,12 +351,12 @@ def _message(error: Any, loc: tuple[Any, ...], root: type[BaseModel]) -> str:
         return f"unknown field '{field}'{hint}{listing}"
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
-        return f"'{field}' must be one of {expected}, not {error.get('input')!r}"
+        return f"'{field}' must be one of {expected}, not {_shown(error.get('input'))}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return ("federation 'kind' must be one of 'github-actions', 'kubernetes', 'aws-service'"
                 if kind == "union_tag_invalid" else "federation entry needs a 'kind'")
     if kind == "string_type" and field in _DURATION_FIELDS:
-        return f"'{field}' is a duration: a string like '12h' or '30d', not {error.get('input')!r}"
+        return f"'{field}' is a duration: a string like '12h' or '30d', not {_shown(error.get('input'))}"
     if kind == "string_type":
         return f"'{field}' must be a string, not {type(error.get('input')).__name__}" + (
             " (quote numbers, e.g. \"123456789012\")" if isinstance(error.get("input"), int) else "")
