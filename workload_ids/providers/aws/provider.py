@@ -269,6 +269,7 @@ class AwsProvider(RetireMixin):
         self._verifiers: dict[str, SeamClient] = {}
         self._lock = threading.Lock()
         self._oidc: dict[str, set[str]] = {}
+        self._policies: set[tuple[str, str]] = set()  # (account, boundary ARN) seen to exist
         self._callers: dict[str, str] = {}  # account -> the ARN our credentials are there
 
     # --- clients ---------------------------------------------------------------------
@@ -491,8 +492,10 @@ class AwsProvider(RetireMixin):
             marker = page.get("Marker")
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
-        """Every OIDC issuer a trust policy names must have an IAM identity provider."""
-        problems: list[Diagnostic] = []
+        """Every OIDC issuer a trust policy names must have an IAM identity provider, and
+        the permissions boundary each identity gets must exist (IAM would otherwise fail
+        the create half-way through an apply, with its own less helpful message)."""
+        problems = self._missing_boundaries(desired)
         for d in desired:
             issuers = render.oidc_issuers(d.workload)
             if not issuers:
@@ -509,6 +512,45 @@ class AwsProvider(RetireMixin):
                     f"https://{issuer}; create it first: aws iam create-open-id-connect-provider "
                     f"--url https://{issuer} --client-id-list sts.amazonaws.com"))
         return problems
+
+    def _missing_boundaries(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
+        problems: list[Diagnostic] = []
+        seen: set[tuple[str, str]] = set()
+        for d in desired:
+            arn = d.settings.get("boundary", "")
+            key = (d.workload.target, arn)
+            if not arn or key in seen:
+                continue
+            seen.add(key)
+            if self._policy_exists(d.workload.target, arn):
+                continue
+            named = self.config.aws.permissionsBoundary
+            where = (self.config.position("aws.permissionsBoundary") if named else None) or \
+                d.workload.loaded.position("spec", "aws")
+            fix = (f"run `workload-ids bootstrap --provider aws --target {d.workload.target} --apply` "
+                   "to create it (or set guardrails.requirePermissionsBoundary: false to opt out)"
+                   if not named else
+                   "create that managed policy first, or remove aws.permissionsBoundary to use the "
+                   "one `workload-ids bootstrap --provider aws --apply` creates")
+            problems.append(Diagnostic(where, f"the permissions boundary {arn} does not exist in "
+                                              f"account {d.workload.target}; {fix}"))
+        return problems
+
+    def _policy_exists(self, target: str, arn: str) -> bool:
+        with self._lock:
+            if (target, arn) in self._policies:
+                return True
+        iam = self.client(target, "iam")
+        try:
+            iam.get_policy(PolicyArn=arn)
+        except ClientError as exc:
+            info = classify(exc)
+            if info and info.kind == NOT_FOUND:
+                return False
+            raise self._cloud("iam.get_policy", exc) from exc
+        with self._lock:
+            self._policies.add((target, arn))
+        return True
 
     @staticmethod
     def _federation_index(workload: CompiledWorkload, issuer: str) -> int:
@@ -589,6 +631,11 @@ class AwsProvider(RetireMixin):
                 f"rename the workload, or delete or rename that {observed.kind} if it is truly unused; "
                 f"workload-ids never adopts a {observed.kind} it did not create")
         changes: list[Change] = []
+        if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
+            # First: the deployer's own policy (`workload-ids bootstrap`) allows policy
+            # writes only on identities that already carry the boundary.
+            changes.append(change("update-boundary", boundary={
+                "from": observed.settings.get("boundary", ""), "to": desired.settings["boundary"]}))
         if desired.kind == "role" and not _same(observed, desired, "trust"):
             have_trust = observed.documents.get("trust", "")
             want_trust = desired.documents.get("trust", "")
@@ -606,9 +653,6 @@ class AwsProvider(RetireMixin):
                     and observed.settings.get(k, "") != v}
         if settings:
             changes.append(change("update-settings", settings=settings))
-        if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
-            changes.append(change("update-boundary", boundary={
-                "from": observed.settings.get("boundary", ""), "to": desired.settings["boundary"]}))
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
                 if observed.tags.get(k) != v and not _transferred(observed, k, v)}
         if tags:
