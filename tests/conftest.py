@@ -18,7 +18,13 @@ import pytest
 
 from workload_ids.bundled import bundled_dir
 from workload_ids.cli import main
-from workload_ids.sandbox.aws import EXAMPLE_ISSUERS, FAKE_CREDENTIALS, MotoServer, in_process_aws, seed_boundary
+from workload_ids.sandbox.aws import (
+    EXAMPLE_ISSUERS,
+    FAKE_CREDENTIALS,
+    MotoServer,
+    in_process_aws,
+    seed_boundary,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = bundled_dir("examples")

@@ -160,8 +160,8 @@ class CallSeam:
             record = CallRecord(provider, operation, number, attempt, dict(kwargs))
             for observer in self.observers:
                 observer(record)
-            for hook in CALL_HOOKS:
-                hook(record)
+            for watcher in CALL_HOOKS:
+                watcher(record)
             try:
                 self._before(record)
                 if self.latency:

@@ -227,8 +227,8 @@ def rotate_policy(arns: _Arns) -> dict[str, Any]:
     return _document([
         _statement("ReadAccount", _ACCOUNT_READS, "*"),
         _statement("ReadKeys", ["iam:GetAccessKeyLastUsed", "iam:GetUser", "iam:ListAccessKeys"], arns.user),
-        _statement("ManageKeysOfOurUsers", ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey"],
-                   arns.user, _ours()),
+        _statement("ManageKeysOfOurUsers",
+                   ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey"], arns.user, _ours()),
         *_key_secrets(arns),
         *_guards(arns),
     ])
@@ -282,7 +282,8 @@ def boundary_policy(config: Config, arns: _Arns) -> dict[str, Any]:
     """Allow everything but: IAM, Organizations and account settings; assuming roles
     other than aws.boundaryAssumableRoles; federation tokens. IAM denied also means the
     boundary can never be removed or edited from inside."""
-    assumable = sorted(r.replace("{account}", arns.role.split(":")[4]) for r in config.aws.boundaryAssumableRoles)
+    account = arns.role.split(":")[4]
+    assumable = sorted(r.replace("{account}", account) for r in config.aws.boundaryAssumableRoles)
     statements = [
         _statement("AllowWithinBoundary", ["*"], "*"),
         _statement("DenyIdentityAndAccountControl", ["account:*", "iam:*", "organizations:*"], "*",
