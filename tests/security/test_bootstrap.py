@@ -23,7 +23,8 @@ POLICIES = {**{i.identity: i.policy for i in PLAN.identities}, "boundary": PLAN.
 
 
 def _role_boundary(iam: Any, name: str) -> str | None:
-    return (iam.get_role(RoleName=name)["Role"].get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+    role = iam.get_role(RoleName=name)["Role"]
+    return (role.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
 
 
 def _our_roles(iam: Any) -> list[str]:
@@ -37,7 +38,8 @@ def test_bootstrap_prints_every_cloud_and_changes_nothing(cli: Any) -> None:
     assert result.code == 0, result.err
     out = result.out
     for identity in ("apply", "rotate", "cleanup", "restore"):
-        assert f"== {identity}: role arn:aws:iam::ACCOUNT_ID:role/workload-ids-tool/wid-tool-{identity}" in out
+        role = f"arn:aws:iam::ACCOUNT_ID:role/workload-ids-tool/wid-tool-{identity}"
+        assert f"== {identity}: role {role}" in out
         assert f"projects/PROJECT_ID/roles/wid_tool_{identity}" in out
         assert f'"roleName": "wid-tool-{identity}"' in out
     assert "== workload boundary: arn:aws:iam::{account}" not in out  # placeholders are substituted
@@ -63,8 +65,8 @@ def test_azure_assignments_exclude_the_admin_roles_and_require_service_principal
     assert by["apply"]["roleAssignment"]["properties"]["conditionVersion"] == "2.0"
     for guid in (boot_azure.OWNER, boot_azure.USER_ACCESS_ADMINISTRATOR, boot_azure.RBAC_ADMINISTRATOR):
         assert condition.count(guid) == 2  # on writes (the request) and deletes (the assignment)
-    assert ("@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAllValues:GuidNotEquals"
-            in condition)
+    assert ("@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] "
+            "ForAnyOfAllValues:GuidNotEquals") in condition
     assert ("@Request[Microsoft.Authorization/roleAssignments:PrincipalType] ForAnyOfAnyValues:"
             "StringEqualsIgnoreCase {'ServicePrincipal'}") in condition
     assert "@Resource[Microsoft.Authorization/roleAssignments:PrincipalType]" in condition
@@ -134,8 +136,9 @@ def test_a_rerun_converges_an_edited_policy_and_leaves_the_operators_trust(aws: 
     apply_policy = PLAN.identities[0].policy_arn
     aws.create_policy_version(PolicyArn=apply_policy, SetAsDefault=True, PolicyDocument=json.dumps(
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]}))
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
-             "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"}}]}
+    github = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Principal": {"Federated": github}}]}
     aws.update_assume_role_policy(RoleName="wid-tool-apply", PolicyDocument=json.dumps(trust))
     result = cli("bootstrap", "--provider", "aws", "--apply")
     assert result.code == 0, result.err
@@ -171,7 +174,8 @@ def test_every_role_and_user_apply_creates_carries_the_default_boundary(aws: Any
     assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0
 
 
-def test_apply_without_the_boundary_policy_fails_clearly_and_creates_nothing(aws: Any, manifests: Any) -> None:
+def test_apply_without_the_boundary_policy_fails_clearly_and_creates_nothing(aws: Any,
+                                                                             manifests: Any) -> None:
     aws.delete_policy(PolicyArn=BOUNDARY)
     path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
     for verb in (["plan"], ["apply", "--auto-approve"]):
