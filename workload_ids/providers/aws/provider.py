@@ -44,7 +44,7 @@ from ...calls import (
 )
 from ...cleanup.mark import TRANSFERRED_FROM_TAG
 from ...config import Config
-from ...errors import CloudError, ConflictError, Diagnostic, UserError
+from ...errors import CloudError, ConflictError, Diagnostic, InputErrors, UserError
 from ...model import (
     MARKER_KEYS,
     TAG_OWNER,
@@ -492,10 +492,8 @@ class AwsProvider(RetireMixin):
             marker = page.get("Marker")
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
-        """Every OIDC issuer a trust policy names must have an IAM identity provider, and
-        the permissions boundary each identity gets must exist (IAM would otherwise fail
-        the create half-way through an apply, with its own less helpful message)."""
-        problems = self._missing_boundaries(desired)
+        """Every OIDC issuer a trust policy names must have an IAM identity provider."""
+        problems: list[Diagnostic] = []
         for d in desired:
             issuers = render.oidc_issuers(d.workload)
             if not issuers:
@@ -513,28 +511,23 @@ class AwsProvider(RetireMixin):
                     f"--url https://{issuer} --client-id-list sts.amazonaws.com"))
         return problems
 
-    def _missing_boundaries(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
-        problems: list[Diagnostic] = []
-        seen: set[tuple[str, str]] = set()
-        for d in desired:
-            arn = d.settings.get("boundary", "")
-            key = (d.workload.target, arn)
-            if not arn or key in seen:
-                continue
-            seen.add(key)
-            if self._policy_exists(d.workload.target, arn):
-                continue
-            named = self.config.aws.permissionsBoundary
-            where = (self.config.position("aws.permissionsBoundary") if named else None) or \
-                d.workload.loaded.position("spec", "aws")
-            fix = (f"run `workload-ids bootstrap --provider aws --target {d.workload.target} --apply` "
-                   "to create it (or set guardrails.requirePermissionsBoundary: false to opt out)"
-                   if not named else
-                   "create that managed policy first, or remove aws.permissionsBoundary to use the "
-                   "one `workload-ids bootstrap --provider aws --apply` creates")
-            problems.append(Diagnostic(where, f"the permissions boundary {arn} does not exist in "
-                                              f"account {d.workload.target}; {fix}"))
-        return problems
+    def _require_boundary(self, d: DesiredIdentity) -> None:
+        """The boundary a create or update-boundary sets must exist: IAM would otherwise
+        fail the change half-way through an apply, with its own less helpful message.
+        Asked only then (once per account), so a plan with nothing to create reads no more."""
+        arn = d.settings.get("boundary", "")
+        if not arn or self._policy_exists(d.workload.target, arn):
+            return
+        named = self.config.aws.permissionsBoundary
+        where = (self.config.position("aws.permissionsBoundary") if named else None) or \
+            d.workload.loaded.position("spec", "aws")
+        fix = (f"run `workload-ids bootstrap --provider aws --target {d.workload.target} --apply` "
+               "to create it (or set guardrails.requirePermissionsBoundary: false to opt out)"
+               if not named else
+               "create that managed policy first, or remove aws.permissionsBoundary to use the "
+               "one `workload-ids bootstrap --provider aws --apply` creates")
+        raise InputErrors([Diagnostic(where, f"the permissions boundary {arn} does not exist in "
+                                             f"account {d.workload.target}; {fix}")])
 
     def _policy_exists(self, target: str, arn: str) -> bool:
         with self._lock:
@@ -616,6 +609,8 @@ class AwsProvider(RetireMixin):
                           observed=observed)
 
         want_policy = desired.documents.get("policy", "")
+        if observed is None or observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
+            self._require_boundary(desired)
         if observed is None:
             details: dict[str, Any] = {
                 "kind": desired.kind, "address": desired.address,
