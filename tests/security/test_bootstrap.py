@@ -315,3 +315,21 @@ def test_secrets_are_scoped_to_the_secret_name_prefix_and_only_locks_can_be_dele
     assert not allowed(policy, secret("DeleteSecret", "workload-ids/prod/svc"))
     assert allowed(policy, secret("PutSecretValue", "workload-ids/prod/svc"))
     assert not allowed(policy, secret("GetSecretValue", "other-team/prod/svc"))
+
+
+def test_attack_a_workload_role_cannot_reach_iam_through_its_boundary(aws: Any, manifests: Any) -> None:
+    """A grant that got past review (here: iam:PassRole and iam:PutRolePolicy written into
+    the role's policy by someone else) still stops at the boundary AWS evaluates with it:
+    judged against the boundary document read back from the account."""
+    path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
+    assert run_cli("apply", "--auto-approve", str(path)).code == 0
+    role = aws.get_role(RoleName="wid_prod_payments-api")["Role"]
+    arn = role["PermissionsBoundary"]["PermissionsBoundaryArn"]
+    version = aws.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    boundary = aws.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    own_role = f"arn:aws:iam::{ACCOUNT}:role/workload-ids/wid_prod_payments-api"
+    for action in ("iam:PutRolePolicy", "iam:PassRole", "iam:DeleteRolePermissionsBoundary",
+                   "iam:CreatePolicyVersion", "sts:AssumeRole"):
+        assert not allowed(boundary, _request(action, own_role)), action
+    queue = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:payment-events"
+    assert allowed(boundary, _request("sqs:ReceiveMessage", queue))
