@@ -333,3 +333,21 @@ def test_attack_a_workload_role_cannot_reach_iam_through_its_boundary(aws: Any, 
         assert not allowed(boundary, _request(action, own_role)), action
     queue = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:payment-events"
     assert allowed(boundary, _request("sqs:ReceiveMessage", queue))
+
+
+def test_gcp_grant_condition_names_only_workload_roles(cli: Any) -> None:
+    role = "projects/my-project/roles/wid_prod_svc_ab12cd_ef01"
+    result = cli("bootstrap", "--provider", "gcp", "--target", "my-project", "--gcp-role", role,
+                 "--output", "json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)["gcp"]
+    conditional = [b for b in plan["bindings"] if "condition" in b]
+    assert sorted(b["role"] for b in conditional) == [
+        f"projects/my-project/roles/wid_tool_{i}_grants" for i in ("apply", "cleanup", "restore")]
+    for binding in conditional:
+        assert binding["condition"]["expression"] == (
+            "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+            f".hasOnly(['roles/iam.workloadIdentityUser', '{role}'])")
+    # setIamPolicy on the project only ever comes with that condition.
+    for ident in plan["identities"]:
+        assert "resourcemanager.projects.setIamPolicy" not in ident["role"]["includedPermissions"]
