@@ -144,7 +144,7 @@ def median(values: list[float]) -> float:
 def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 (a thread of this process) that boto3 reaches through
     AWS_ENDPOINT_URL, with dummy credentials and the example OIDC providers."""
-    from workload_ids.sandbox.aws import MotoServer, seed_oidc_providers
+    from workload_ids.sandbox.aws import MotoServer, seed_boundary, seed_oidc_providers
     # werkzeug logs every request line at INFO; keep its errors (tracebacks) only.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
@@ -152,6 +152,7 @@ def moto_server() -> Iterator[str]:
     try:
         with _aws_environment(url):
             seed_oidc_providers(endpoint_url=url)
+            seed_boundary(endpoint_url=url)
             yield url
     finally:
         # moto's state lives in module globals of this process: drop it, or it stays on
@@ -177,7 +178,7 @@ def moto_process_server() -> Iterator[str]:
     import subprocess
     import urllib.request
 
-    from workload_ids.sandbox.aws import seed_oidc_providers
+    from workload_ids.sandbox.aws import seed_boundary, seed_oidc_providers
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -199,6 +200,7 @@ def moto_process_server() -> Iterator[str]:
                     time.sleep(0.1)
             with _aws_environment(url):
                 seed_oidc_providers(endpoint_url=url)
+                seed_boundary(endpoint_url=url)
                 yield url
         finally:
             proc.terminate()

@@ -19,7 +19,13 @@ import pytest
 from workload_ids import clock
 from workload_ids.bundled import bundled_dir
 from workload_ids.cli import main
-from workload_ids.sandbox.aws import EXAMPLE_ISSUERS, FAKE_CREDENTIALS, MotoServer, in_process_aws
+from workload_ids.sandbox.aws import (
+    EXAMPLE_ISSUERS,
+    FAKE_CREDENTIALS,
+    MotoServer,
+    in_process_aws,
+    seed_boundary,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = bundled_dir("examples")
@@ -65,6 +71,9 @@ def cli() -> Any:
 
 
 def seed(iam: Any, issuers: tuple[str, ...] = EXAMPLE_ISSUERS) -> None:
+    """What a platform team does once per account: OIDC providers, and the workload
+    permissions boundary (`workload-ids bootstrap --provider aws --apply`'s own code)."""
+    seed_boundary(iam=iam)
     for url in issuers:
         iam.create_open_id_connect_provider(Url=url, ClientIDList=["sts.amazonaws.com"],
                                             ThumbprintList=["0" * 40])
@@ -82,10 +91,12 @@ def aws() -> Iterator[Any]:
 
 @pytest.fixture
 def bare_aws() -> Iterator[Any]:
-    """moto in process with no OIDC providers."""
+    """moto in process with no OIDC providers (the permissions boundary exists)."""
     import boto3
     with in_process_aws():
-        yield boto3.client("iam", region_name="us-east-1")
+        iam = boto3.client("iam", region_name="us-east-1")
+        seed(iam, issuers=())
+        yield iam
 
 
 @pytest.fixture(scope="session")

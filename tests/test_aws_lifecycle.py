@@ -251,9 +251,11 @@ def test_fleet_plan_reads_the_account_in_batches(aws, manifests):
     checked = validate([folder], config)
     plan = build_plan(checked.compiled, config, seam, fleet=True)
     assert len(plan.changes) == 30
+    # get_policy: once per account, because roles are to be created with the boundary.
     assert set(seam.stats.calls) == {"aws:iam.list_open_id_connect_providers",
                                      "aws:iam.get_account_authorization_details",
-                                     "aws:iam.list_roles"}
+                                     "aws:iam.list_roles", "aws:iam.get_policy"}
+    assert seam.stats.calls["aws:iam.get_policy"] == 1
 
 
 def test_apply_without_approval_in_a_pipeline_refuses(aws, manifests):
@@ -303,14 +305,25 @@ def test_inventory_marks_undeclared(aws, manifests):
 def test_permissions_boundary_and_session_from_config(aws, manifests, tmp_path, boundary):
     config = tmp_path / "workload-ids.yaml"
     config.write_text(f"aws:\n  permissionsBoundary: \"{boundary}\"\n  maxSessionDuration: 2h\n" + TEST_TRUST)
+    aws.create_policy(PolicyName="workload-boundary", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
     path = _write(manifests)
     assert run_cli("apply", "--auto-approve", "--config", str(config), str(path)).code == 0
     role = aws.get_role(RoleName=ROLE)["Role"]
     assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == \
         f"arn:aws:iam::{ACCOUNT}:policy/workload-boundary"
     assert role["MaxSessionDuration"] == 7200
-    # Dropping the boundary from config removes it from the role.
+    # Dropping it from config goes back to the default boundary (workload-ids bootstrap's).
     config.write_text("aws:\n  maxSessionDuration: 2h\n" + TEST_TRUST)
+    doc = json.loads(run_cli("plan", "--output", "json", "--config", str(config), str(path)).out)
+    assert [c["action"] for c in doc["changes"]] == ["update-boundary"]
+    run_cli("apply", "--auto-approve", "--config", str(config), str(path))
+    assert aws.get_role(RoleName=ROLE)["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"] == \
+        f"arn:aws:iam::{ACCOUNT}:policy/workload-ids/wid-workload-boundary"
+    # Only an explicit opt-out removes it; the deployer's own policy (bootstrap) would then
+    # refuse DeleteRolePermissionsBoundary, which is the point: moto does not enforce it.
+    config.write_text("aws:\n  maxSessionDuration: 2h\nguardrails:\n  requirePermissionsBoundary: false\n"
+                      + TEST_TRUST)
     doc = json.loads(run_cli("plan", "--output", "json", "--config", str(config), str(path)).out)
     assert [c["action"] for c in doc["changes"]] == ["update-boundary"]
     run_cli("apply", "--auto-approve", "--config", str(config), str(path))

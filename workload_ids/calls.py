@@ -73,6 +73,10 @@ class CallRecord:
 # Watchers of every successful call of every seam in the process: the secret-hygiene
 # tests use this to learn each secret the tool was handed, wherever it came from.
 RESULT_HOOKS: list[Callable[[CallRecord, Any], None]] = []
+# Watchers of every attempt of every seam in the process, before it reaches the cloud:
+# the least-privilege tests of `bootstrap` learn from them which operations each command
+# really calls (an attempt that fails needs the permission as much as one that succeeds).
+CALL_HOOKS: list[Callable[[CallRecord], None]] = []
 
 
 class Killed(BaseException):
@@ -163,6 +167,8 @@ class CallSeam:
             record = CallRecord(provider, operation, number, attempt, dict(kwargs))
             for observer in self.observers:
                 observer(record)
+            for watcher in CALL_HOOKS:
+                watcher(record)
             try:
                 self._before(record)
                 if self.latency:

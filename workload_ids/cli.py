@@ -391,6 +391,24 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     return EXIT_ERROR if key_report is not None and key_report.error else EXIT_OK
 
 
+def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
+    from .bootstrap.command import bootstrap
+    config = _config(args)
+    result = bootstrap(config, _seam(config), args.provider, args.target, apply=args.apply,
+                       gcp_roles=args.gcp_role)
+    for text in result.texts:
+        out.text(text)
+        out.text()
+    for line in result.applied:
+        out.text(line)
+    for note in result.notes:
+        out.note(f"note: {note}")
+    if not args.apply and "aws" in result.plans:
+        out.text("Printed only; `workload-ids bootstrap --provider aws --apply` creates the AWS part.")
+    out.document(result.as_json())
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     from .demo import run_demo
     return run_demo(out)
@@ -489,6 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--issue-key", metavar="MANIFEST",
                          help="key mode: also issue a new access key (keys cannot be restored) "
                               "and deliver it as this manifest says")
+    boot = verb("bootstrap", cmd_bootstrap, "print (and with --apply create) the tool's own least-privilege "
+                "identities per cloud, and the workload permissions boundary", paths=False)
+    boot.add_argument("--provider", action="append", default=[], metavar="aws|gcp|azure",
+                      help="cloud to bootstrap (repeatable; default: all three)")
+    boot.add_argument("--target", help="the account, project or subscription (with one --provider)")
+    boot.add_argument("--apply", action="store_true",
+                      help="create or converge the AWS identities and boundary (GCP and Azure: print only)")
+    boot.add_argument("--gcp-role", action="append", default=[], metavar="ROLE",
+                      help="a workload custom role (projects/P/roles/ID) the GCP grant condition may bind")
     verb("demo", cmd_demo, "a guided tour against an in-process AWS; no account needed",
          paths=False)
     sandbox = verb("sandbox", cmd_sandbox, "run a local AWS (moto server) until stopped",

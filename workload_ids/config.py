@@ -42,8 +42,14 @@ class AwsConfig(_Strict):
     sandboxCredentials: bool = False
     rolePath: Annotated[str, Field(pattern=r"^/([\w+=,.@-]+/)*$", max_length=512)] = "/workload-ids/"
     namePrefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@-]{0,20}$")] = "wid"
+    # Unset: the boundary `workload-ids bootstrap` creates in each account (see
+    # Config.aws_boundary); guardrails.requirePermissionsBoundary: false opts out.
     permissionsBoundary: Annotated[str, Field(
         pattern=r"^arn:aws[a-z-]*:iam::(\d{12}|\{account\}):policy/[\w+=,.@/-]+$")] | None = None
+    # Roles a workload under the default boundary may still assume (sts:AssumeRole);
+    # everything else is denied by the boundary.
+    boundaryAssumableRoles: list[Annotated[str, Field(
+        pattern=r"^arn:aws[a-z-]*:iam::(\d{12}|\{account\}|\*):role/[\w+=,.@/*-]+$")]] = []
     maxSessionDuration: Duration = "1h"
     accounts: dict[Annotated[str, Field(pattern=r"^\d{12}$")], AwsAccountAccess] = {}
 
@@ -105,7 +111,9 @@ class Guardrails(_Strict):
     allowedEnvironments: list[str] = []
     deniedActions: list[str] = []
     maxResourcesPerWorkload: Annotated[int, Field(ge=1)] | None = None
-    requirePermissionsBoundary: bool = False
+    # On by default: every AWS role and user gets a permissions boundary (aws.permissionsBoundary,
+    # or the one `workload-ids bootstrap` creates). false opts out, and lint says so.
+    requirePermissionsBoundary: bool = True
     approvedEscalations: list[ApprovedEscalation] = []
 
 
@@ -240,6 +248,13 @@ class ConfigFile(_Strict):
     cleanup: CleanupConfig = CleanupConfig()
 
 
+def default_boundary_arn(aws: AwsConfig) -> str:
+    """``arn:aws:iam::{account}:policy/workload-ids/wid-workload-boundary``: the boundary
+    policy `workload-ids bootstrap` creates, on the role path, named after the prefix."""
+    name = f"{aws.namePrefix}-workload-boundary" if aws.namePrefix else "workload-ids-workload-boundary"
+    return f"arn:aws:iam::{{account}}:policy{aws.rolePath}{name}"
+
+
 class Config:
     """A loaded config and the folder its relative paths start from."""
 
@@ -273,6 +288,16 @@ class Config:
         """The CA bundle for Azure endpoints (an emulator's), as an absolute path."""
         bundle = self.data.azure.caBundle
         return str((self.base / bundle).resolve()) if bundle else None
+
+    def aws_boundary(self) -> str:
+        """The permissions boundary every AWS identity gets, ``{account}`` not yet
+        substituted: aws.permissionsBoundary, else the bootstrap boundary; "" only when
+        guardrails.requirePermissionsBoundary is false and no boundary is named."""
+        if self.data.aws.permissionsBoundary:
+            return self.data.aws.permissionsBoundary
+        if not self.data.guardrails.requirePermissionsBoundary:
+            return ""
+        return default_boundary_arn(self.data.aws)
 
     @property
     def guardrails(self) -> Guardrails:

@@ -51,7 +51,7 @@ def _tour(out: Output) -> int:
     from .calls import CallSeam
     from .config import Config, ConfigFile
     from .plan import build_plan, render_text
-    from .sandbox.aws import SANDBOX_ACCOUNT, in_process_aws, seed_oidc_providers
+    from .sandbox.aws import SANDBOX_ACCOUNT, in_process_aws, seed_boundary, seed_oidc_providers
     from .validate import validate
 
     with tempfile.TemporaryDirectory(prefix="workload-ids-demo-") as tmp:
@@ -66,6 +66,8 @@ def _tour(out: Output) -> int:
                  f"{SANDBOX_ACCOUNT}; nothing leaves this machine.")
         with in_process_aws():
             seed_oidc_providers()
+            # What `workload-ids bootstrap --provider aws --apply` creates once per account.
+            seed_boundary()
             _step(out, 1, "validate every example (AWS, GCP and Azure manifests)")
             checked = validate([examples], config)
             checked.raise_for_errors()

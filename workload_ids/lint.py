@@ -123,6 +123,18 @@ def key_age_findings(result: Validation, config: Config, seam: object) -> list[D
     return out
 
 
+def _boundary_opt_out(result: Validation, config: Config) -> list[Diagnostic]:
+    """The config turned the default AWS permissions boundary off: say so once."""
+    if config.aws_boundary() or not any(cw.provider == "aws" for cw in result.compiled):
+        return []
+    from .errors import Position
+    where = config.position("guardrails.requirePermissionsBoundary") or Position(str(config.path))
+    return [Diagnostic(where, "AWS roles and users get no permissions boundary "
+                              "(guardrails.requirePermissionsBoundary: false): an escalation-capable "
+                              "grant then reaches the whole account; remove the opt-out, or name a "
+                              "boundary in aws.permissionsBoundary", "warning")]
+
+
 def lint(result: Validation, config: Config, seam: object | None = None) -> list[Diagnostic]:
     """Warnings and suggestions for every valid workload, positioned. With ``seam``, also
     the checks that read the cloud (key ages)."""
@@ -130,6 +142,7 @@ def lint(result: Validation, config: Config, seam: object | None = None) -> list
     for cw in result.compiled:
         findings.extend(_lint_workload(cw, result, config))
     findings.extend(stale_approvals(result.compiled, config, whole_fleet=result.directory_run))
+    findings.extend(_boundary_opt_out(result, config))
     if seam is not None:
         findings.extend(key_age_findings(result, config, seam))
     return sorted(findings, key=lambda d: (str(d.position.path) if d.position else "",

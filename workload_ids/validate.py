@@ -92,9 +92,6 @@ def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
             refuse(lw.position("spec", "access", key=True),
                    f"{cw.label} lists {count} resources; guardrails.maxResourcesPerWorkload "
                    f"allows {rails.maxResourcesPerWorkload}. Split the workload")
-    if rails.requirePermissionsBoundary and cw.provider == "aws" and not config.aws.permissionsBoundary:
-        refuse(lw.position("spec", "aws"),
-               "guardrails.requirePermissionsBoundary is set but aws.permissionsBoundary is not")
     return out
 
 

@@ -63,11 +63,29 @@ def seed_oidc_providers(issuers: Iterable[str] = EXAMPLE_ISSUERS,
 _MOTO_REQUESTS = threading.RLock()
 
 
+def seed_boundary(endpoint_url: str | None = None, account: str = SANDBOX_ACCOUNT,
+                  iam: Any = None) -> str:
+    """Create the workload permissions boundary as `workload-ids bootstrap --apply` would
+    (the same code), for the default config; idempotent. Returns its ARN."""
+    from ..bootstrap.aws import render
+    from ..bootstrap.converge import ensure_boundary
+    from ..config import Config, ConfigFile
+    if iam is None:
+        import boto3
+        iam = boto3.client("iam", endpoint_url=endpoint_url, region_name="us-east-1")
+    boundary = render(Config(ConfigFile(), Path.cwd(), None), account).boundary
+    ensure_boundary(iam, boundary)
+    return boundary.arn
+
+
 @contextmanager
 def in_process_aws() -> Iterator[None]:
     """moto in this process, with dummy credentials; everything is gone on exit.
     Requests are handled one at a time, as AWS applies each atomically."""
     from moto import mock_aws
+
+    from .moto_users import install
+    install()
     with sandbox_environment(endpoint_url=None), mock_aws(), _one_request_at_a_time():
         yield
 
@@ -119,6 +137,8 @@ class MotoServer:
     threads of their own, requests one at a time (see ``_MOTO_REQUESTS``)."""
 
     def __init__(self, port: int = 0) -> None:
+        from .moto_users import install
+        install()
         self._port = port
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -192,6 +212,7 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
     server = MotoServer(port)
     url = server.start()
     seed_oidc_providers(endpoint_url=url)
+    seed_boundary(endpoint_url=url)
     template_config = sandbox_config(url)
     gcp = None
     try:

@@ -44,7 +44,7 @@ from ...calls import (
 )
 from ...cleanup.mark import TRANSFERRED_FROM_TAG
 from ...config import Config
-from ...errors import CloudError, ConflictError, Diagnostic, UserError
+from ...errors import CloudError, ConflictError, Diagnostic, InputErrors, UserError
 from ...model import (
     MARKER_KEYS,
     TAG_OWNER,
@@ -273,6 +273,7 @@ class AwsProvider(RetireMixin):
         # one at a time. The clients themselves are thread-safe and used concurrently.
         self._building = threading.Lock()
         self._oidc: dict[str, set[str]] = {}
+        self._policies: set[tuple[str, str]] = set()  # (account, boundary ARN) seen to exist
         self._callers: dict[str, str] = {}  # account -> the ARN our credentials are there
 
     # --- clients ---------------------------------------------------------------------
@@ -531,6 +532,40 @@ class AwsProvider(RetireMixin):
                 "platform team decides whether the account may trust it, and if so lists it "
                 "under trust.allowedIssuers and registers the provider themselves")
 
+    def _require_boundary(self, d: DesiredIdentity) -> None:
+        """The boundary a create or update-boundary sets must exist: IAM would otherwise
+        fail the change half-way through an apply, with its own less helpful message.
+        Asked only then (once per account), so a plan with nothing to create reads no more."""
+        arn = d.settings.get("boundary", "")
+        if not arn or self._policy_exists(d.workload.target, arn):
+            return
+        named = self.config.aws.permissionsBoundary
+        where = (self.config.position("aws.permissionsBoundary") if named else None) or \
+            d.workload.loaded.position("spec", "aws")
+        fix = (f"run `workload-ids bootstrap --provider aws --target {d.workload.target} --apply` "
+               "to create it (or set guardrails.requirePermissionsBoundary: false to opt out)"
+               if not named else
+               "create that managed policy first, or remove aws.permissionsBoundary to use the "
+               "one `workload-ids bootstrap --provider aws --apply` creates")
+        raise InputErrors([Diagnostic(where, f"the permissions boundary {arn} does not exist in "
+                                             f"account {d.workload.target}; {fix}")])
+
+    def _policy_exists(self, target: str, arn: str) -> bool:
+        with self._lock:
+            if (target, arn) in self._policies:
+                return True
+        iam = self.client(target, "iam")
+        try:
+            iam.get_policy(PolicyArn=arn)
+        except ClientError as exc:
+            info = classify(exc)
+            if info and info.kind == NOT_FOUND:
+                return False
+            raise self._cloud("iam.get_policy", exc) from exc
+        with self._lock:
+            self._policies.add((target, arn))
+        return True
+
     @staticmethod
     def _federation_index(workload: CompiledWorkload, issuer: str) -> int:
         for i, fed in enumerate(workload.loaded.workload.spec.credentials.federation):
@@ -595,6 +630,8 @@ class AwsProvider(RetireMixin):
                           observed=observed)
 
         want_policy = desired.documents.get("policy", "")
+        if observed is None or observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
+            self._require_boundary(desired)
         if observed is None:
             details: dict[str, Any] = {
                 "kind": desired.kind, "address": desired.address,
@@ -610,6 +647,11 @@ class AwsProvider(RetireMixin):
                 f"rename the workload, or delete or rename that {observed.kind} if it is truly unused; "
                 f"workload-ids never adopts a {observed.kind} it did not create")
         changes: list[Change] = []
+        if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
+            # First: the deployer's own policy (`workload-ids bootstrap`) allows policy
+            # writes only on identities that already carry the boundary.
+            changes.append(change("update-boundary", boundary={
+                "from": observed.settings.get("boundary", ""), "to": desired.settings["boundary"]}))
         if desired.kind == "role" and not _same(observed, desired, "trust"):
             have_trust = observed.documents.get("trust", "")
             want_trust = desired.documents.get("trust", "")
@@ -627,9 +669,6 @@ class AwsProvider(RetireMixin):
                     and observed.settings.get(k, "") != v}
         if settings:
             changes.append(change("update-settings", settings=settings))
-        if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
-            changes.append(change("update-boundary", boundary={
-                "from": observed.settings.get("boundary", ""), "to": desired.settings["boundary"]}))
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
                 if observed.tags.get(k) != v and not _transferred(observed, k, v)}
         if tags:

@@ -177,7 +177,7 @@ def session_seconds(workload: CompiledWorkload, config: Config) -> int:
 
 
 def boundary_arn(workload: CompiledWorkload, config: Config) -> str:
-    template = config.aws.permissionsBoundary or ""
+    template = config.aws_boundary()
     return template.replace("{account}", workload.target)
 
 

@@ -1,0 +1,99 @@
+"""A small IAM identity-policy evaluator for the bootstrap tests: explicit deny wins,
+else an allow must match action, resource and every condition (StringEquals,
+StringLike), with the request context taken from the recorded call. moto has no policy
+simulator (no ``simulate_custom_policy``), so this is how a policy is judged."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+from flows import ACCOUNT, Call
+
+FREE = {"sts:GetCallerIdentity"}  # AWS never asks for a permission to call it
+
+
+def _arn(call: Call) -> str:
+    p = call.params
+    api = call.operation
+    if api == "RemoveRoleFromInstanceProfile":
+        return f"arn:aws:iam::{ACCOUNT}:instance-profile/{p['InstanceProfileName']}"
+    if api == "RemoveUserFromGroup":
+        return f"arn:aws:iam::{ACCOUNT}:group/{p['GroupName']}"
+    if api == "DeleteVirtualMFADevice":
+        return str(p["SerialNumber"])
+    if api == "GetPolicy":
+        return str(p["PolicyArn"])
+    if call.entity:
+        return str(call.entity["arn"])
+    if "RoleName" in p:
+        return f"arn:aws:iam::{ACCOUNT}:role{p.get('Path', '/workload-ids/')}{p['RoleName']}"
+    if "UserName" in p:
+        return f"arn:aws:iam::{ACCOUNT}:user{p.get('Path', '/workload-ids/')}{p['UserName']}"
+    name = p.get("SecretId") or p.get("Name")
+    if name:  # a secret that does not exist yet: Secrets Manager will add a random suffix
+        return f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:{name}-AbCdEf"
+    return "*"
+
+
+def _context(call: Call) -> dict[str, str]:
+    ctx: dict[str, str] = {}
+    p = call.params
+    boundary = p.get("PermissionsBoundary") or (call.entity or {}).get("boundary")
+    if boundary:
+        ctx["iam:permissionsboundary"] = boundary
+    for tag in p.get("Tags") or []:
+        ctx[f"aws:requesttag/{tag['Key']}".lower()] = tag["Value"]
+    for key, value in ((call.entity or {}).get("tags") or {}).items():
+        ctx[f"aws:resourcetag/{key}".lower()] = value
+    if "PolicyArn" in p:
+        ctx["iam:policyarn"] = p["PolicyArn"]
+    return ctx
+
+
+def _listed(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _condition_holds(condition: dict[str, Any], ctx: dict[str, str]) -> bool:
+    for operator, pairs in condition.items():
+        for key, wanted in pairs.items():
+            have = ctx.get(key.lower())
+            if have is None:
+                return False
+            options = _listed(wanted)
+            if operator == "StringEquals" and have not in options:
+                return False
+            if operator == "StringLike" and not any(fnmatch.fnmatchcase(have, o) for o in options):
+                return False
+            if operator not in ("StringEquals", "StringLike"):
+                raise AssertionError(f"the evaluator does not know {operator}; teach it first")
+    return True
+
+
+def _matches(statement: dict[str, Any], action: str, arn: str, ctx: dict[str, str]) -> bool:
+    if not any(fnmatch.fnmatch(action.lower(), a.lower()) for a in _listed(statement["Action"])):
+        return False
+    if "Resource" in statement:
+        if not any(fnmatch.fnmatchcase(arn, r) for r in _listed(statement["Resource"])):
+            return False
+    elif any(fnmatch.fnmatchcase(arn, r) for r in _listed(statement["NotResource"])):
+        return False
+    return _condition_holds(statement.get("Condition") or {}, ctx)
+
+
+def allowed(policy: dict[str, Any], call: Call) -> bool:
+    """IAM's identity-policy evaluation for one request: an explicit deny wins, else an
+    allow must match action, resource and every condition."""
+    action = f"{call.service}:{call.operation}"
+    if action in FREE:
+        return True
+    arn, ctx = _arn(call), _context(call)
+    statements = policy["Statement"]
+    if any(s["Effect"] == "Deny" and _matches(s, action, arn, ctx) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and _matches(s, action, arn, ctx) for s in statements)
+
+
+def granted(policy: dict[str, Any]) -> set[str]:
+    return {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in _listed(s["Action"])}

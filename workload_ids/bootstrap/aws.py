@@ -1,0 +1,353 @@
+"""AWS: the tool's own IAM roles and managed policies, and the workload boundary. Pure:
+no boto3 here (``converge`` does the calls).
+
+Every action listed is one the tool calls (tests/security/test_bootstrap_least_privilege.py
+records each command's calls against moto and checks both ways). Where IAM can narrow an
+action, it is narrowed:
+
+- to the role path and name prefix (``role/workload-ids/wid_*``), never ``role/*``;
+- writes that could widen an identity (create, put or attach a policy, set a boundary)
+  only while the identity carries the workload boundary (``iam:PermissionsBoundary``),
+  so a deployer can never make an identity more powerful than the boundary allows;
+- changes to an existing identity only when it carries our ``managed-by`` tag, and
+  creations and tag writes only when the request sets it;
+- no one may remove a boundary (``Delete*PermissionsBoundary`` denied outright), and the
+  boundary policy itself cannot be edited or deleted by these identities;
+- no ``iam:PassRole`` and no ``AttachRolePolicy`` at all: the tool never needs them, and
+  restore therefore cannot attach ``AdministratorAccess`` or a group;
+- secrets only under the ``credentials.secretName`` prefix; lock secrets (``NAME.lock``,
+  which Secrets Manager suffixes ``-XXXXXX``) are the only ones that may be deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Config
+from ..model import MANAGED_BY, TAG_MANAGED_BY
+from . import IDENTITIES
+
+MANAGED_POLICY_MAX = 6_144  # characters of one managed policy document, whitespace excluded
+BOOTSTRAP_TAG = "workload-ids:bootstrap"
+
+COMMANDS = {
+    "apply": "plan, apply (a key-mode workload's first key too)",
+    "rotate": "rotate, recover, lint --cloud, inventory",
+    "cleanup": "cleanup (dry run and --apply), inventory",
+    "restore": "restore (a person, with MFA; add the rotate identity for --issue-key)",
+}
+
+# Actions whose resource IAM cannot name: AWS lists no resource type for them.
+UNSCOPABLE = ("iam:GetAccountAuthorizationDetails", "iam:ListOpenIDConnectProviders", "iam:ListRoles",
+              "secretsmanager:ListSecrets")
+
+
+def tool_path(config: Config) -> str:
+    """Where the tool's own roles and policies live: beside the workloads' path, never
+    under it, so no workload-ids identity can modify another one's (or its own) policy."""
+    base = config.aws.rolePath.rstrip("/")
+    return f"{base}-tool/" if base else "/workload-ids-tool/"
+
+
+def tool_name(config: Config, identity: str) -> str:
+    prefix = config.aws.namePrefix or "workload-ids"
+    return f"{prefix}-tool-{identity}"
+
+
+def secret_prefix(config: Config) -> str:
+    """``workload-ids/`` from ``workload-ids/{environment}/{name}``: the fixed part every
+    key-mode secret name starts with."""
+    return config.credentials.secretName.split("{", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolIdentity:
+    """One of the tool's identities: a role with one managed policy."""
+
+    identity: str
+    role_name: str
+    role_arn: str
+    policy_name: str
+    policy_arn: str
+    path: str
+    policy: dict[str, Any]
+    trust: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return len(compact(self.policy))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"identity": self.identity, "commands": COMMANDS[self.identity],
+                "role": self.role_arn, "policy": self.policy_arn, "path": self.path,
+                "policySize": self.size, "policyDocument": self.policy, "trust": self.trust}
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """The permissions boundary every workload identity gets."""
+
+    arn: str
+    name: str
+    path: str
+    document: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return len(compact(self.document))
+
+    def as_json(self) -> dict[str, Any]:
+        return {"policy": self.arn, "path": self.path, "policySize": self.size,
+                "policyDocument": self.document}
+
+
+@dataclass(frozen=True, slots=True)
+class AwsBootstrap:
+    """Everything bootstrap creates in one account."""
+
+    account: str
+    boundary: Boundary
+    identities: tuple[ToolIdentity, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"provider": "aws", "target": self.account, "boundary": self.boundary.as_json(),
+                "identities": [i.as_json() for i in self.identities]}
+
+
+def compact(doc: dict[str, Any]) -> str:
+    """The form IAM counts against its size limits (whitespace excluded)."""
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _statement(sid: str, actions: list[str], resources: list[str] | str,
+               condition: dict[str, Any] | None = None, effect: str = "Allow") -> dict[str, Any]:
+    st: dict[str, Any] = {"Sid": sid, "Effect": effect,
+                          "Action": sorted(actions) if len(actions) > 1 else actions[0],
+                          "Resource": resources if isinstance(resources, str) or len(resources) > 1
+                          else resources[0]}
+    if condition:
+        st["Condition"] = condition
+    return st
+
+
+class _Arns:
+    """The ARN patterns of one account under one config."""
+
+    def __init__(self, config: Config, account: str) -> None:
+        path, prefix = config.aws.rolePath, config.aws.namePrefix
+        names = f"{prefix}_*" if prefix else "*"
+        self.role = f"arn:aws:iam::{account}:role{path}{names}"
+        self.user = f"arn:aws:iam::{account}:user{path}{names}"
+        self.boundary = config.aws_boundary().replace("{account}", account)
+        secrets = f"arn:aws:secretsmanager:*:{account}:secret:{secret_prefix(config)}"
+        self.secrets = f"{secrets}*"
+        self.locks = f"{secrets}*.lock-??????"
+        self.groups = f"arn:aws:iam::{account}:group/*"
+        self.profiles = f"arn:aws:iam::{account}:instance-profile/*"
+        self.mfa = f"arn:aws:iam::{account}:mfa/*"
+
+
+def _ours() -> dict[str, Any]:
+    return {"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED_BY}": MANAGED_BY}}
+
+
+def _requested() -> dict[str, Any]:
+    return {"StringEquals": {f"aws:RequestTag/{TAG_MANAGED_BY}": MANAGED_BY}}
+
+
+def _bounded(arns: _Arns, *, requested: bool = False) -> dict[str, Any]:
+    equals = {"iam:PermissionsBoundary": arns.boundary}
+    if requested:
+        equals[f"aws:RequestTag/{TAG_MANAGED_BY}"] = MANAGED_BY
+    return {"StringEquals": equals}
+
+
+def _guards(arns: _Arns) -> list[dict[str, Any]]:
+    """In every identity: a boundary is never removed, and the boundary policy never
+    changed, whatever else the principal is granted elsewhere."""
+    return [
+        _statement("DenyBoundaryRemoval", ["iam:DeleteRolePermissionsBoundary",
+                                           "iam:DeleteUserPermissionsBoundary"], "*", effect="Deny"),
+        _statement("DenyBoundaryPolicyChanges", ["iam:CreatePolicyVersion", "iam:DeletePolicy",
+                                                 "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion"],
+                   arns.boundary, effect="Deny"),
+    ]
+
+
+def _key_secrets(arns: _Arns) -> list[dict[str, Any]]:
+    """Key mode's secret store and workload locks (apply issues the first key; rotate
+    the rest)."""
+    return [
+        _statement("ListKeySecrets", ["secretsmanager:ListSecrets"], "*"),
+        _statement("CreateKeySecretsAndLocks", ["secretsmanager:CreateSecret"], arns.secrets, _requested()),
+        # Unconditional so that a foreign secret under our name is seen, and refused by
+        # the tool with its own message rather than an access error.
+        _statement("ReadKeySecretsAndLocks", ["secretsmanager:DescribeSecret"], arns.secrets),
+        _statement("WriteOurKeySecrets", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
+                                          "secretsmanager:TagResource", "secretsmanager:UntagResource"],
+                   arns.secrets, _ours()),
+        _statement("RenewAndReleaseOurLocks", ["secretsmanager:DeleteSecret", "secretsmanager:UpdateSecret"],
+                   arns.locks, _ours()),
+    ]
+
+
+_ACCOUNT_READS = ["iam:GetAccountAuthorizationDetails", "iam:ListRoles"]
+_ROLE_READS = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies"]
+_USER_READS = ["iam:GetUser", "iam:GetUserPolicy", "iam:ListAccessKeys", "iam:ListAttachedUserPolicies",
+               "iam:ListGroupsForUser", "iam:ListUserPolicies"]
+
+
+def apply_policy(arns: _Arns) -> dict[str, Any]:
+    """plan and apply: create and converge roles and users within the boundary."""
+    return _document([
+        _statement("ReadAccount", [*_ACCOUNT_READS, "iam:ListOpenIDConnectProviders"], "*"),
+        _statement("ReadBoundary", ["iam:GetPolicy"], arns.boundary),
+        _statement("ReadOurIdentities", [*_ROLE_READS, *_USER_READS], [arns.role, arns.user]),
+        _statement("CreateWithinBoundary", ["iam:CreateRole", "iam:CreateUser"], [arns.role, arns.user],
+                   _bounded(arns, requested=True)),
+        _statement("WritePoliciesWithinBoundary", [
+            "iam:DeleteRolePolicy", "iam:DeleteUserPolicy", "iam:DetachRolePolicy", "iam:DetachUserPolicy",
+            "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy", "iam:PutUserPermissionsBoundary",
+            "iam:PutUserPolicy"], [arns.role, arns.user], _bounded(arns)),
+        _statement("ConvergeOurRoles", ["iam:UpdateAssumeRolePolicy", "iam:UpdateRole"], arns.role, _ours()),
+        _statement("TagAsOurs", ["iam:TagRole", "iam:TagUser"], [arns.role, arns.user], _requested()),
+        # Drift: a foreign group membership of our user is removed. IAM names the group,
+        # not the user, as the resource, so this cannot be narrowed further.
+        _statement("LeaveForeignGroups", ["iam:RemoveUserFromGroup"], arns.groups),
+        _statement("IssueKeysOfOurUsers", ["iam:CreateAccessKey", "iam:DeleteAccessKey"], arns.user, _ours()),
+        *_key_secrets(arns),
+        *_guards(arns),
+    ])
+
+
+def rotate_policy(arns: _Arns) -> dict[str, Any]:
+    """rotate and recover: keys of our users, and the secrets that hold them."""
+    return _document([
+        _statement("ReadAccount", _ACCOUNT_READS, "*"),
+        _statement("ReadKeys", ["iam:GetAccessKeyLastUsed", "iam:GetUser", "iam:ListAccessKeys"], arns.user),
+        _statement("ManageKeysOfOurUsers",
+                   ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey"], arns.user, _ours()),
+        *_key_secrets(arns),
+        *_guards(arns),
+    ])
+
+
+def cleanup_policy(arns: _Arns) -> dict[str, Any]:
+    """cleanup: mark, quarantine, release, transfer and tear down our roles and users."""
+    return _document([
+        _statement("ReadAccount", _ACCOUNT_READS, "*"),
+        _statement("ReadOurIdentities", [
+            "iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:ListAttachedRolePolicies",
+            "iam:ListInstanceProfilesForRole", "iam:ListMFADevices", "iam:ListRolePolicies",
+            "iam:ListSSHPublicKeys", "iam:ListServiceSpecificCredentials", "iam:ListSigningCertificates"],
+            [arns.role, arns.user]),
+        _statement("MarkOurs", ["iam:TagRole", "iam:TagUser", "iam:UntagRole", "iam:UntagUser"],
+                   [arns.role, arns.user], _ours()),
+        _statement("QuarantineWithinBoundary", ["iam:PutRolePolicy"], arns.role, _bounded(arns)),
+        _statement("ReleaseAndTearDownOurs", [
+            "iam:DeactivateMFADevice", "iam:DeleteAccessKey", "iam:DeleteLoginProfile", "iam:DeleteRole",
+            "iam:DeleteRolePolicy", "iam:DeleteSSHPublicKey", "iam:DeleteServiceSpecificCredential",
+            "iam:DeleteSigningCertificate", "iam:DeleteUser", "iam:DeleteUserPolicy", "iam:DetachRolePolicy",
+            "iam:DetachUserPolicy", "iam:UpdateAccessKey"], [arns.role, arns.user], _ours()),
+        # Teardown steps whose resource is the other side (IAM names the profile, the
+        # group or the device): only ever taken for a role or user that is ours.
+        _statement("DetachOursFromProfilesAndGroups", ["iam:RemoveRoleFromInstanceProfile",
+                                                       "iam:RemoveUserFromGroup"],
+                   [arns.groups, arns.profiles]),
+        _statement("DeleteOurUsersMfaDevices", ["iam:DeleteVirtualMFADevice"], arns.mfa),
+        *_guards(arns),
+    ])
+
+
+def restore_policy(arns: _Arns) -> dict[str, Any]:
+    """restore: recreate a deleted role or user within the boundary. No managed policy,
+    group or instance profile: those would let a forged bundle grant anything."""
+    return _document([
+        _statement("ReadOurIdentities", ["iam:GetRole", "iam:GetUser"], [arns.role, arns.user]),
+        _statement("RecreateWithinBoundary", ["iam:CreateRole", "iam:CreateUser"], [arns.role, arns.user],
+                   _bounded(arns, requested=True)),
+        _statement("PutPoliciesWithinBoundary", ["iam:PutRolePolicy", "iam:PutUserPolicy"],
+                   [arns.role, arns.user], _bounded(arns)),
+        # CreateRole and CreateUser with tags are also authorised as TagRole / TagUser.
+        _statement("TagAsOurs", ["iam:TagRole", "iam:TagUser"], [arns.role, arns.user], _requested()),
+        _statement("LiftQuarantineOfOurs", ["iam:DeleteRolePolicy", "iam:UntagRole", "iam:UntagUser"],
+                   [arns.role, arns.user], _ours()),
+        *_guards(arns),
+    ])
+
+
+def boundary_policy(config: Config, arns: _Arns) -> dict[str, Any]:
+    """Allow everything but: IAM, Organizations and account settings; assuming roles
+    other than aws.boundaryAssumableRoles; federation tokens. IAM denied also means the
+    boundary can never be removed or edited from inside."""
+    account = arns.role.split(":")[4]
+    assumable = sorted(r.replace("{account}", account) for r in config.aws.boundaryAssumableRoles)
+    statements = [
+        _statement("AllowWithinBoundary", ["*"], "*"),
+        _statement("DenyIdentityAndAccountControl", ["account:*", "iam:*", "organizations:*"], "*",
+                   effect="Deny"),
+        _statement("DenyFederationTokens", ["sts:GetFederationToken"], "*", effect="Deny"),
+    ]
+    deny_assume: dict[str, Any] = {"Sid": "DenyAssumeRoleOutsideAllowList", "Effect": "Deny",
+                                   "Action": "sts:AssumeRole"}
+    if assumable:
+        deny_assume["NotResource"] = assumable if len(assumable) > 1 else assumable[0]
+    else:
+        deny_assume["Resource"] = "*"
+    statements.append(deny_assume)
+    return _document(statements)
+
+
+def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def trust_policy(account: str, identity: str) -> dict[str, Any]:
+    """A placeholder: principals of this account whose own policy lets them assume the
+    role. Replace it with your pipeline's OIDC trust; bootstrap never changes a trust
+    policy once the role exists. restore requires MFA: it is for people."""
+    st: dict[str, Any] = {"Sid": "AssumeFromThisAccount", "Effect": "Allow",
+                          "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "sts:AssumeRole"}
+    if identity == "restore":
+        st["Condition"] = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+    return _document([st])
+
+
+POLICIES = {"apply": apply_policy, "rotate": rotate_policy, "cleanup": cleanup_policy,
+            "restore": restore_policy}
+
+
+def render(config: Config, account: str) -> AwsBootstrap:
+    """Everything bootstrap prints and creates for ``account``. The config must name a
+    boundary (it does unless guardrails.requirePermissionsBoundary is false)."""
+    arns = _Arns(config, account)
+    path = tool_path(config)
+    identities = []
+    for identity in IDENTITIES:
+        name = tool_name(config, identity)
+        identities.append(ToolIdentity(
+            identity=identity, role_name=name, role_arn=f"arn:aws:iam::{account}:role{path}{name}",
+            policy_name=name, policy_arn=f"arn:aws:iam::{account}:policy{path}{name}", path=path,
+            policy=POLICIES[identity](arns), trust=trust_policy(account, identity)))
+    boundary_path, _, boundary_name = arns.boundary.split(":policy", 1)[1].rpartition("/")
+    boundary = Boundary(arn=arns.boundary, name=boundary_name, path=boundary_path + "/",
+                        document=boundary_policy(config, arns))
+    return AwsBootstrap(account=account, boundary=boundary, identities=tuple(identities))
+
+
+def render_text(plan: AwsBootstrap) -> str:
+    """The policies as an operator reads them: one block per identity, then the boundary."""
+    lines = [f"AWS account {plan.account}: the tool's identities (role path {plan.identities[0].path})"]
+    for ident in plan.identities:
+        lines += ["", f"== {ident.identity}: role {ident.role_arn}",
+                  f"   for: {COMMANDS[ident.identity]}",
+                  f"   managed policy {ident.policy_arn} ({ident.size} of {MANAGED_POLICY_MAX} characters):",
+                  json.dumps(ident.policy, indent=2),
+                  "   trust (a placeholder: replace it with your pipeline's OIDC trust):",
+                  json.dumps(ident.trust, indent=2)]
+    lines += ["", f"== workload boundary: {plan.boundary.arn} ({plan.boundary.size} of {MANAGED_POLICY_MAX} "
+                  "characters); every role and user apply creates carries it:",
+              json.dumps(plan.boundary.document, indent=2)]
+    return "\n".join(lines)

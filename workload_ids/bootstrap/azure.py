@@ -1,0 +1,110 @@
+"""Azure: custom roles for the tool's identities, and role assignments whose ABAC
+condition (version 2.0) keeps role assignment rights away from the admin roles. Pure data.
+
+The condition follows Microsoft's "Delegate Azure role assignment management using
+conditions" examples: writes are judged on the request (``@Request``), deletes on the
+assignment that exists (``@Resource``); each must name a role other than Owner, User
+Access Administrator and Role Based Access Control Administrator, for a service
+principal. The tool's own custom roles are assignable only at the subscription it
+manages.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from ..config import Config
+from . import IDENTITIES
+
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c6a72009"
+RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+ADMIN_ROLES = (OWNER, USER_ACCESS_ADMINISTRATOR, RBAC_ADMINISTRATOR)
+_NS = uuid.UUID("6f1d5b0e-0d51-4c8e-9a51-9d1a6f0e2b11")  # fixed: role ids stay the same across runs
+
+_MI = "Microsoft.ManagedIdentity/userAssignedIdentities"
+_AUTH = "Microsoft.Authorization"
+ACTIONS: dict[str, list[str]] = {
+    "apply": [f"{_MI}/read", f"{_MI}/write", f"{_MI}/federatedIdentityCredentials/read",
+              f"{_MI}/federatedIdentityCredentials/write", f"{_MI}/federatedIdentityCredentials/delete",
+              f"{_AUTH}/roleDefinitions/read", f"{_AUTH}/roleDefinitions/write",
+              f"{_AUTH}/roleDefinitions/delete", f"{_AUTH}/roleAssignments/read",
+              f"{_AUTH}/roleAssignments/write", f"{_AUTH}/roleAssignments/delete",
+              "Microsoft.Resources/subscriptions/resourceGroups/read"],
+    "rotate": [f"{_MI}/read"],
+    "cleanup": [f"{_MI}/read", f"{_MI}/write", f"{_MI}/delete", f"{_MI}/federatedIdentityCredentials/read",
+                f"{_MI}/federatedIdentityCredentials/delete", f"{_AUTH}/roleDefinitions/read",
+                f"{_AUTH}/roleDefinitions/delete", f"{_AUTH}/roleAssignments/read",
+                f"{_AUTH}/roleAssignments/delete", "Microsoft.Resources/subscriptions/resourceGroups/read"],
+    "restore": [f"{_MI}/read", f"{_MI}/write", f"{_MI}/federatedIdentityCredentials/write",
+                f"{_AUTH}/roleDefinitions/read", f"{_AUTH}/roleDefinitions/write",
+                f"{_AUTH}/roleAssignments/read", f"{_AUTH}/roleAssignments/write",
+                "Microsoft.Resources/subscriptions/resourceGroups/read"],
+}
+# Key mode lives outside ARM: Graph and the data planes, granted by the directory's admin.
+DATA_PLANE = {
+    "apply": "Microsoft Graph Application.ReadWrite.OwnedBy (+ Application.Read.All to list); Key Vault "
+             "Secrets Officer on azure.keyVaultUrl; Storage Blob Data Contributor on azure.lockContainerUrl",
+    "rotate": "Microsoft Graph Application.ReadWrite.OwnedBy; Key Vault Secrets Officer on the vault; "
+              "Storage Blob Data Contributor on the lock container",
+    "cleanup": "Microsoft Graph Application.ReadWrite.OwnedBy (deletes key-mode applications)",
+    "restore": "none beyond the role",
+}
+
+
+def _guids(values: tuple[str, ...]) -> str:
+    return "{" + ", ".join(values) + "}"
+
+
+def assignment_condition() -> str:
+    """The ABAC condition on the tool's own role assignments (conditionVersion 2.0)."""
+    denied = _guids(ADMIN_ROLES)
+    parts = []
+    for action, source in (("write", "Request"), ("delete", "Resource")):
+        parts.append(
+            f"((!(ActionMatches{{'Microsoft.Authorization/roleAssignments/{action}'}})) OR "
+            f"(@{source}[Microsoft.Authorization/roleAssignments:RoleDefinitionId] "
+            f"ForAnyOfAllValues:GuidNotEquals {denied} AND "
+            f"@{source}[Microsoft.Authorization/roleAssignments:PrincipalType] "
+            "ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}))")
+    return " AND ".join(parts)
+
+
+def role_guid(subscription: str, identity: str) -> str:
+    return str(uuid.uuid5(_NS, f"{subscription}/{identity}"))
+
+
+def render(config: Config, subscription: str) -> dict[str, Any]:
+    """Role definitions (``az role definition create``) and assignments with their
+    condition (``az role assignment create --condition ... --condition-version 2.0``)."""
+    scope = f"/subscriptions/{subscription}"
+    identities = []
+    for identity in IDENTITIES:
+        guid = role_guid(subscription, identity)
+        actions = sorted(ACTIONS[identity])
+        definition = {"id": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+                      "properties": {"roleName": f"{config.azure.namePrefix}-tool-{identity}",
+                                     "description": f"workload-ids {identity} (workload-ids bootstrap)",
+                                     "type": "CustomRole",
+                                     "permissions": [{"actions": actions, "notActions": [],
+                                                      "dataActions": [], "notDataActions": []}],
+                                     "assignableScopes": [scope]}}
+        assignment: dict[str, Any] = {"scope": scope, "properties": {
+            "roleDefinitionId": definition["id"], "principalId": "PRINCIPAL_ID_OF_THE_TOOL_IDENTITY",
+            "principalType": "ServicePrincipal"}}
+        if any(a.startswith(f"{_AUTH}/roleAssignments/") and not a.endswith("/read") for a in actions):
+            assignment["properties"].update(condition=assignment_condition(), conditionVersion="2.0")
+        identities.append({"identity": identity, "roleDefinition": definition, "roleAssignment": assignment,
+                           "outsideArm": DATA_PLANE[identity]})
+    return {"provider": "azure", "target": subscription, "identities": identities}
+
+
+def render_text(plan: dict[str, Any]) -> str:
+    lines = [f"Azure subscription {plan['target']}: the tool's custom roles and conditional role assignments "
+             "(print only: apply with az)"]
+    for ident in plan["identities"]:
+        lines += ["", f"== {ident['identity']}", json.dumps(ident["roleDefinition"], indent=2),
+                  json.dumps(ident["roleAssignment"], indent=2), f"   outside ARM: {ident['outsideArm']}"]
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""What ``workload-ids bootstrap`` runs: check the input, render each cloud, and with
+``--apply`` create the AWS part."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config
+from ..errors import Diagnostic, InputErrors, Position, UserError
+from . import PROVIDERS
+
+_TARGETS = {
+    "aws": (re.compile(r"^\d{12}$"), "a 12-digit AWS account id", "ACCOUNT_ID"),
+    "gcp": (re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"), "a GCP project id", "PROJECT_ID"),
+    "azure": (re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"),
+              "an Azure subscription id (a GUID)", "SUBSCRIPTION_ID"),
+}
+_GCP_ROLE = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/roles/[A-Za-z0-9_.]{3,64}$")
+
+
+@dataclass
+class BootstrapResult:
+    """Per cloud: what bootstrap prints (and, for AWS with --apply, what it did)."""
+
+    plans: dict[str, Any] = field(default_factory=dict)
+    texts: list[str] = field(default_factory=list)
+    applied: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.plans, "applied": self.applied, "notes": self.notes}
+
+
+def check_input(providers: Sequence[str], target: str | None, gcp_roles: Sequence[str]) -> list[str]:
+    """The providers to render; raises InputErrors on anything wrong, before any call."""
+    chosen = list(dict.fromkeys(providers)) or list(PROVIDERS)
+    problems: list[Diagnostic] = []
+    for name in chosen:
+        if name not in PROVIDERS:
+            problems.append(Diagnostic(Position("--provider"), f"unknown provider {name!r}; choose one of "
+                                                               f"{', '.join(PROVIDERS)}"))
+    if target is not None:
+        if len(chosen) != 1:
+            problems.append(Diagnostic(Position("--target"),
+                                       "--target names one account, project or subscription: give "
+                                       "exactly one --provider with it"))
+        elif chosen[0] in _TARGETS and not _TARGETS[chosen[0]][0].match(target):
+            problems.append(Diagnostic(Position("--target"), f"{target!r} is not {_TARGETS[chosen[0]][1]}"))
+    for role in gcp_roles:
+        if not _GCP_ROLE.match(role):
+            problems.append(Diagnostic(Position("--gcp-role"), f"{role!r} is not a custom role name "
+                                                               "(projects/PROJECT/roles/ROLE_ID)"))
+    if problems:
+        raise InputErrors(problems)
+    return chosen
+
+
+def bootstrap(config: Config, seam: Any, providers: Sequence[str], target: str | None, *,
+              apply: bool = False, gcp_roles: Sequence[str] = ()) -> BootstrapResult:
+    """Render (and with ``apply``, create on AWS) the tool's own identities."""
+    chosen = check_input(providers, target, gcp_roles)
+    result = BootstrapResult()
+    for name in chosen:
+        placeholder = _TARGETS[name][2]
+        if name == "aws":
+            _aws(config, seam, target, apply, result)
+        elif name == "gcp":
+            from . import gcp
+            plan = gcp.render(config, target or placeholder, gcp_roles)
+            result.plans["gcp"] = plan
+            result.texts.append(gcp.render_text(plan))
+        else:
+            from . import azure
+            plan = azure.render(config, target or placeholder)
+            result.plans["azure"] = plan
+            result.texts.append(azure.render_text(plan))
+    if apply and set(chosen) - {"aws"}:
+        result.notes.append("--apply creates the AWS part only; create the GCP and Azure definitions "
+                            "printed above with gcloud and az (README, 'Permissions the tool needs')")
+    return result
+
+
+def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: BootstrapResult) -> None:
+    from . import aws
+    if not config.aws_boundary():
+        where = config.position("guardrails.requirePermissionsBoundary") or Position(str(config.path))
+        raise InputErrors([Diagnostic(where, "guardrails.requirePermissionsBoundary is false and "
+                                             "aws.permissionsBoundary is unset, but the identities bootstrap "
+                                             "writes may only create roles and users that carry a boundary; "
+                                             "remove the opt-out (or name a boundary) and run it again")])
+    account = target
+    provider = None
+    if apply:
+        from ..providers.aws.provider import AwsProvider
+        provider = AwsProvider(config, seam)
+        account = account or provider.current_target()
+        provider.verify_target(account)
+    plan = aws.render(config, account or _TARGETS["aws"][2])
+    sizes = [(i.policy_arn, i.size) for i in plan.identities] + [(plan.boundary.arn, plan.boundary.size)]
+    for arn, size in sizes:
+        if size > aws.MANAGED_POLICY_MAX:
+            raise UserError(f"policy {arn} would be {size} characters; IAM allows {aws.MANAGED_POLICY_MAX} "
+                            "(shorten aws.rolePath or credentials.secretName)")
+    result.plans["aws"] = plan.as_json()
+    result.texts.append(aws.render_text(plan))
+    if provider is not None and account is not None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from ..calls import to_cloud_error
+        from .converge import converge
+        try:
+            done = converge(provider.client(account, "iam"), plan)
+        except (ClientError, BotoCoreError) as exc:
+            raise to_cloud_error(seam, "aws", "bootstrap", exc,
+                                 "bootstrap needs an administrator of the account (it writes IAM "
+                                 "policies and roles); rerun converges") from exc
+        result.applied.extend(done or [f"AWS account {account}: everything in place; nothing changed"])
+
+
+__all__ = ["BootstrapResult", "bootstrap", "check_input"]

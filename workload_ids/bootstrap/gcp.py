@@ -1,0 +1,103 @@
+"""GCP: custom roles for the tool's service accounts, and the one conditional grant
+that lets apply, cleanup and restore change a project's IAM policy. Pure data.
+
+``resourcemanager.projects.setIamPolicy`` is the project-owner-equivalent right; it is
+granted only in a role bound with an IAM condition on
+``iam.googleapis.com/modifiedGrantsByRole``, so the identity can add or remove bindings
+of the roles listed there and no others. GCP takes explicit role names in that list (no
+prefix match), so the list holds ``roles/iam.workloadIdentityUser`` and the custom role
+ids the operator adds with ``--gcp-role`` (``workload-ids plan --output json`` shows
+each workload's); the tool's own ``wid_tool_*`` roles are never in it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..config import Config
+from . import IDENTITIES
+
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+# Kinds of resources manifests bind on: the tool reads and writes their IAM policies.
+_RESOURCE_POLICIES = [f"{kind}.{verb}" for kind in (
+    "artifactregistry.repositories", "cloudfunctions.functions", "cloudtasks.queues", "pubsub.subscriptions",
+    "pubsub.topics", "run.services", "secretmanager.secrets") for verb in ("getIamPolicy", "setIamPolicy")]
+_KEYS = ["iam.serviceAccountKeys.create", "iam.serviceAccountKeys.delete", "iam.serviceAccountKeys.disable",
+         "iam.serviceAccountKeys.enable", "iam.serviceAccountKeys.get", "iam.serviceAccountKeys.list"]
+_SECRETS = ["secretmanager.secrets.create", "secretmanager.secrets.get", "secretmanager.secrets.list",
+            "secretmanager.secrets.update", "secretmanager.versions.access", "secretmanager.versions.add",
+            "secretmanager.versions.destroy", "secretmanager.versions.disable", "secretmanager.versions.list"]
+PERMISSIONS: dict[str, list[str]] = {
+    "apply": ["iam.roles.create", "iam.roles.delete", "iam.roles.get", "iam.roles.list", "iam.roles.undelete",
+              "iam.roles.update", "iam.serviceAccounts.create", "iam.serviceAccounts.get",
+              "iam.serviceAccounts.getIamPolicy", "iam.serviceAccounts.list",
+              "iam.serviceAccounts.setIamPolicy", "iam.serviceAccounts.update",
+              "resourcemanager.projects.get", "resourcemanager.projects.getIamPolicy",
+              *_RESOURCE_POLICIES, *_KEYS, *_SECRETS],
+    "rotate": ["iam.serviceAccounts.get", "iam.serviceAccounts.list", *_KEYS, *_SECRETS],
+    "cleanup": ["iam.roles.delete", "iam.roles.get", "iam.roles.list", "iam.serviceAccounts.delete",
+                "iam.serviceAccounts.disable", "iam.serviceAccounts.enable", "iam.serviceAccounts.get",
+                "iam.serviceAccounts.getIamPolicy", "iam.serviceAccounts.list",
+                "iam.serviceAccounts.setIamPolicy", "iam.serviceAccounts.update",
+                "resourcemanager.projects.get", "resourcemanager.projects.getIamPolicy", *_RESOURCE_POLICIES],
+    "restore": ["iam.roles.get", "iam.roles.undelete", "iam.roles.update", "iam.serviceAccounts.enable",
+                "iam.serviceAccounts.get", "iam.serviceAccounts.undelete", "iam.serviceAccounts.update",
+                "resourcemanager.projects.getIamPolicy"],
+}
+CHANGES_PROJECT_POLICY = ("apply", "cleanup", "restore")
+
+
+def role_id(config: Config, identity: str) -> str:
+    return f"{config.gcp.namePrefix}_tool_{identity}"
+
+
+def account_id(config: Config, identity: str) -> str:
+    return f"{config.gcp.namePrefix}-tool-{identity}"
+
+
+def grant_condition(project: str, extra_roles: list[str]) -> dict[str, str]:
+    roles = [WORKLOAD_IDENTITY_USER, *sorted(set(extra_roles))]
+    listed = ", ".join(f"'{r}'" for r in roles)
+    return {"title": "workload-ids grants only",
+            "description": "add or remove bindings of the workload roles only; never the tool's own "
+                           f"or a predefined admin role (project {project})",
+            "expression": "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+                          f".hasOnly([{listed}])"}
+
+
+def render(config: Config, project: str, extra_roles: Sequence[str] = ()) -> dict[str, Any]:
+    """Custom roles (``gcloud iam roles create --file``) and project bindings
+    (``gcloud projects add-iam-policy-binding``), one service account per identity."""
+    identities: list[dict[str, Any]] = []
+    bindings: list[dict[str, Any]] = []
+    for identity in IDENTITIES:
+        member = f"serviceAccount:{account_id(config, identity)}@{project}.iam.gserviceaccount.com"
+        rid = role_id(config, identity)
+        role = {"name": f"projects/{project}/roles/{rid}", "title": f"workload-ids {identity}",
+                "stage": "GA", "includedPermissions": sorted(PERMISSIONS[identity])}
+        identities.append({"identity": identity, "serviceAccount": member.split(":", 1)[1],
+                           "role": role})
+        bindings.append({"role": role["name"], "members": [member]})
+        if identity in CHANGES_PROJECT_POLICY:
+            grant = f"projects/{project}/roles/{rid}_grants"
+            identities[-1]["grantRole"] = {"name": grant, "title": f"workload-ids {identity}: grants",
+                                          "stage": "GA",
+                                          "includedPermissions": ["resourcemanager.projects.setIamPolicy"]}
+            bindings.append({"role": grant, "members": [member],
+                             "condition": grant_condition(project, list(extra_roles))})
+    return {"provider": "gcp", "target": project, "identities": identities, "bindings": bindings}
+
+
+def render_text(plan: dict[str, Any]) -> str:
+    lines = [f"GCP project {plan['target']}: the tool's service accounts, custom roles and bindings "
+             "(print only: apply with gcloud)"]
+    for ident in plan["identities"]:
+        lines += ["", f"== {ident['identity']}: {ident['serviceAccount']}",
+                  json.dumps(ident["role"], indent=2)]
+        if "grantRole" in ident:
+            lines.append(json.dumps(ident["grantRole"], indent=2))
+    lines += ["", "== project bindings (add to the project's IAM policy, version 3):",
+              json.dumps({"bindings": plan["bindings"], "version": 3}, indent=2)]
+    return "\n".join(lines)
