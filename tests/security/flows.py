@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PAYMENTS, run_cli, workload
+from conftest import PAYMENTS, TEST_TRUST, run_cli, workload
 
 from workload_ids import calls
 from workload_ids.clock import format_time
@@ -137,7 +137,7 @@ def _ok(result: Any) -> None:
 
 def _flows(rec: Recorder, iam: Any, manifests: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     Path("owners.yaml").write_text(OWNERS)
-    Path("workload-ids.yaml").write_text(CONFIG)
+    Path("workload-ids.yaml").write_text(CONFIG + TEST_TRUST)
     start = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
     _at(monkeypatch, start)
     folder = manifests({"payments.yaml": PAYMENTS, "vendor.yaml": KEY_MODE,

@@ -1,5 +1,5 @@
 """A small IAM identity-policy evaluator for the bootstrap tests: explicit deny wins,
-else an allow must match action, resource and every condition (StringEquals,
+else an allow must match action, resource and every condition (StringEquals, ArnEquals,
 StringLike), with the request context taken from the recorded call. moto has no policy
 simulator (no ``simulate_custom_policy``), so this is how a policy is judged."""
 
@@ -62,11 +62,11 @@ def _condition_holds(condition: dict[str, Any], ctx: dict[str, str]) -> bool:
             if have is None:
                 return False
             options = _listed(wanted)
-            if operator == "StringEquals" and have not in options:
+            if operator in ("StringEquals", "ArnEquals") and have not in options:
                 return False
             if operator == "StringLike" and not any(fnmatch.fnmatchcase(have, o) for o in options):
                 return False
-            if operator not in ("StringEquals", "StringLike"):
+            if operator not in ("StringEquals", "ArnEquals", "StringLike"):
                 raise AssertionError(f"the evaluator does not know {operator}; teach it first")
     return True
 

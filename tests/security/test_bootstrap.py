@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, PAYMENTS, run_cli
+from conftest import ACCOUNT, PAYMENTS, TEST_TRUST, run_cli
 from flows import KEY_MODE, Call
 from iam_eval import allowed
 
@@ -189,7 +189,7 @@ def test_apply_without_the_boundary_policy_fails_clearly_and_creates_nothing(aws
 
 def test_a_named_boundary_that_is_missing_points_at_the_config(aws: Any, manifests: Any) -> None:
     Path("workload-ids.yaml").write_text(
-        "aws:\n  permissionsBoundary: arn:aws:iam::{account}:policy/team-boundary\n")
+        "aws:\n  permissionsBoundary: arn:aws:iam::{account}:policy/team-boundary\n" + TEST_TRUST)
     path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
     result = run_cli("apply", "--auto-approve", str(path))
     assert result.code == 1
@@ -200,7 +200,7 @@ def test_a_named_boundary_that_is_missing_points_at_the_config(aws: Any, manifes
 
 def test_opting_out_is_explicit_and_lint_warns(aws: Any, manifests: Any) -> None:
     aws.delete_policy(PolicyArn=BOUNDARY)
-    Path("workload-ids.yaml").write_text("guardrails:\n  requirePermissionsBoundary: false\n")
+    Path("workload-ids.yaml").write_text("guardrails:\n  requirePermissionsBoundary: false\n" + TEST_TRUST)
     path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
     assert run_cli("apply", "--auto-approve", str(path)).code == 0
     assert _role_boundary(aws, "wid_prod_payments-api") is None
@@ -211,10 +211,10 @@ def test_opting_out_is_explicit_and_lint_warns(aws: Any, manifests: Any) -> None
 
 
 def test_a_role_made_before_the_default_boundary_gets_it_first(aws: Any, manifests: Any) -> None:
-    Path("workload-ids.yaml").write_text("guardrails:\n  requirePermissionsBoundary: false\n")
+    Path("workload-ids.yaml").write_text("guardrails:\n  requirePermissionsBoundary: false\n" + TEST_TRUST)
     path = manifests({"p.yaml": PAYMENTS}) / "p.yaml"
     assert run_cli("apply", "--auto-approve", str(path)).code == 0
-    Path("workload-ids.yaml").write_text("")
+    Path("workload-ids.yaml").write_text(TEST_TRUST)
     changed = path.read_text().replace("dynamodb:Query", "dynamodb:Scan")
     path.write_text(changed)
     doc = json.loads(run_cli("plan", "--output", "json", str(path)).out)
@@ -232,20 +232,12 @@ def test_every_policy_fits_a_managed_policy() -> None:
         assert size <= boot_aws.MANAGED_POLICY_MAX, f"{name}: {size} characters"
 
 
-# parliament reads iam:PermissionsBoundary as a String key holding an ARN; AWS's own
-# examples use StringEquals with the policy ARN, which is what IAM compares.
-PARLIAMENT_JUSTIFIED = {"MISMATCHED_TYPE_BUT_USABLE"}
-
-
 @pytest.mark.parametrize("name", sorted(POLICIES))
 def test_parliament_finds_nothing(name: str) -> None:
     from parliament import analyze_policy_string, enhance_finding
     policy = analyze_policy_string(json.dumps(POLICIES[name]), include_community_auditors=False)
     findings = [enhance_finding(f) for f in policy.findings]
-    left = [(f.issue, f.severity, f.detail) for f in findings if f.issue not in PARLIAMENT_JUSTIFIED]
-    assert left == []
-    for f in findings:  # the justified one is only ever about the boundary condition
-        assert "PermissionsBoundary" in json.dumps(POLICIES[name]) and f.severity == "LOW"
+    assert [(f.issue, f.severity, f.detail) for f in findings] == []
 
 
 @pytest.mark.parametrize("name", ["apply", "rotate", "cleanup", "restore"])
@@ -351,3 +343,22 @@ def test_gcp_grant_condition_names_only_workload_roles(cli: Any) -> None:
     # setIamPolicy on the project only ever comes with that condition.
     for ident in plan["identities"]:
         assert "resourcemanager.projects.setIamPolicy" not in ident["role"]["includedPermissions"]
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_action_the_policies_name_is_real_and_canonical(name: str) -> None:
+    """Issue 13: every name the tool emits exists in the shipped catalogs, spelled as AWS
+    spells it (a wildcard in a Deny, like the boundary's iam:*, must match real names)."""
+    import fnmatch
+
+    from workload_ids import catalogs
+    from workload_ids.catalogs import check
+    for statement in POLICIES[name]["Statement"]:
+        actions = statement.get("Action") or statement.get("NotAction") or []
+        for action in [actions] if isinstance(actions, str) else actions:
+            if action == "*":
+                continue
+            if "*" in action or "?" in action:
+                assert any(fnmatch.fnmatchcase(real, action) for real in catalogs.names("aws")), action
+                continue
+            assert check("aws", action).name == action, action

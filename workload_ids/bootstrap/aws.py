@@ -158,10 +158,12 @@ def _requested() -> dict[str, Any]:
 
 
 def _bounded(arns: _Arns, *, requested: bool = False) -> dict[str, Any]:
-    equals = {"iam:PermissionsBoundary": arns.boundary}
+    # iam:PermissionsBoundary is an ARN-typed key: ArnEquals is its operator (StringEquals
+    # works too, but linters rightly call the mismatch out).
+    condition: dict[str, Any] = {"ArnEquals": {"iam:PermissionsBoundary": arns.boundary}}
     if requested:
-        equals[f"aws:RequestTag/{TAG_MANAGED_BY}"] = MANAGED_BY
-    return {"StringEquals": equals}
+        condition["StringEquals"] = {f"aws:RequestTag/{TAG_MANAGED_BY}": MANAGED_BY}
+    return condition
 
 
 def _guards(arns: _Arns) -> list[dict[str, Any]]:
