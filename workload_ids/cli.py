@@ -394,8 +394,9 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
 def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
     from .bootstrap.command import bootstrap
     config = _config(args)
-    result = bootstrap(config, _seam(config), args.provider, args.target, apply=args.apply,
-                       gcp_roles=args.gcp_role)
+    seam = _seam(config)
+    result = bootstrap(config, seam, args.provider, args.target, apply=args.apply,
+                       gcp_roles=args.gcp_role, resource_group=args.resource_group, location=args.location)
     for text in result.texts:
         out.text(text)
         out.text()
@@ -403,9 +404,12 @@ def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
         out.text(line)
     for note in result.notes:
         out.note(f"note: {note}")
-    if not args.apply and "aws" in result.plans:
-        out.text("Printed only; `workload-ids bootstrap --provider aws --apply` creates the AWS part.")
-    out.document(result.as_json())
+    if not args.apply:
+        out.text("Printed only; `workload-ids bootstrap --provider aws|gcp|azure --target ID --apply` "
+                 "creates it (Azure: also --resource-group and --location).")
+    else:
+        out.text(f"({seam.stats.total} API calls)")
+    out.document({**result.as_json(), "apiCalls": seam.stats.total})
     return EXIT_OK
 
 
@@ -513,7 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="cloud to bootstrap (repeatable; default: all three)")
     boot.add_argument("--target", help="the account, project or subscription (with one --provider)")
     boot.add_argument("--apply", action="store_true",
-                      help="create or converge the AWS identities and boundary (GCP and Azure: print only)")
+                      help="create or converge what is printed (GCP and Azure: with --target)")
+    boot.add_argument("--resource-group", metavar="NAME",
+                      help="Azure --apply: the resource group that holds the tool's managed identities")
+    boot.add_argument("--location", metavar="LOCATION",
+                      help="Azure --apply: the managed identities' location (e.g. westeurope)")
     boot.add_argument("--gcp-role", action="append", default=[], metavar="ROLE",
                       help="a workload custom role (projects/P/roles/ID) the GCP grant condition may bind")
     verb("demo", cmd_demo, "a guided tour against an in-process AWS; no account needed",

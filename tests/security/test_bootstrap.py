@@ -41,11 +41,11 @@ def test_bootstrap_prints_every_cloud_and_changes_nothing(cli: Any) -> None:
         role = f"arn:aws:iam::ACCOUNT_ID:role/workload-ids-tool/wid-tool-{identity}"
         assert f"== {identity}: role {role}" in out
         assert f"projects/PROJECT_ID/roles/wid_tool_{identity}" in out
-        assert f'"roleName": "wid-tool-{identity}"' in out
+        assert f'"roleName": "wid-tool-{identity} (SUBSCRIPTION_ID)"' in out
     assert "== workload boundary: arn:aws:iam::{account}" not in out  # placeholders are substituted
     assert "arn:aws:iam::ACCOUNT_ID:policy/workload-ids/wid-workload-boundary" in out
     assert "hasOnly(['roles/iam.workloadIdentityUser'])" in out
-    assert "Printed only; `workload-ids bootstrap --provider aws --apply`" in out
+    assert "Printed only; `workload-ids bootstrap --provider aws|gcp|azure --target ID --apply`" in out
 
 
 def test_bootstrap_json_names_each_identity_per_cloud(cli: Any) -> None:

@@ -83,9 +83,12 @@ def render(config: Config, subscription: str) -> dict[str, Any]:
     identities = []
     for identity in IDENTITIES:
         guid = role_guid(subscription, identity)
+        name = f"{config.azure.namePrefix}-tool-{identity}"
         actions = sorted(ACTIONS[identity])
+        # Custom role names are unique in the whole directory (tenant), which holds many
+        # subscriptions: the name carries the one this role is assignable in.
         definition = {"id": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
-                      "properties": {"roleName": f"{config.azure.namePrefix}-tool-{identity}",
+                      "properties": {"roleName": f"{name} ({subscription})",
                                      "description": f"workload-ids {identity} (workload-ids bootstrap)",
                                      "type": "CustomRole",
                                      "permissions": [{"actions": actions, "notActions": [],
@@ -96,14 +99,15 @@ def render(config: Config, subscription: str) -> dict[str, Any]:
             "principalType": "ServicePrincipal"}}
         if any(a.startswith(f"{_AUTH}/roleAssignments/") and not a.endswith("/read") for a in actions):
             assignment["properties"].update(condition=assignment_condition(), conditionVersion="2.0")
-        identities.append({"identity": identity, "roleDefinition": definition, "roleAssignment": assignment,
+        identities.append({"identity": identity, "managedIdentity": name,
+                           "roleDefinition": definition, "roleAssignment": assignment,
                            "outsideArm": DATA_PLANE[identity]})
     return {"provider": "azure", "target": subscription, "identities": identities}
 
 
 def render_text(plan: dict[str, Any]) -> str:
     lines = [f"Azure subscription {plan['target']}: the tool's custom roles and conditional role assignments "
-             "(print only: apply with az)"]
+             "(`--apply` creates them, with a managed identity each; or use az)"]
     for ident in plan["identities"]:
         lines += ["", f"== {ident['identity']}", json.dumps(ident["roleDefinition"], indent=2),
                   json.dumps(ident["roleAssignment"], indent=2), f"   outside ARM: {ident['outsideArm']}"]

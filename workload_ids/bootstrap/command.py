@@ -1,5 +1,5 @@
 """What ``workload-ids bootstrap`` runs: check the input, render each cloud, and with
-``--apply`` create the AWS part."""
+``--apply`` create it (AWS: ``converge``; GCP: ``gcp_apply``; Azure: ``azure_apply``)."""
 
 from __future__ import annotations
 
@@ -19,22 +19,29 @@ _TARGETS = {
               "an Azure subscription id (a GUID)", "SUBSCRIPTION_ID"),
 }
 _GCP_ROLE = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/roles/[A-Za-z0-9_.]{3,64}$")
+# ARM's rules: 1-90 letters, digits, '_', '-', '.', '(' and ')', not ending in '.'.
+_RESOURCE_GROUP = re.compile(r"^[-\w.()]{0,89}[-\w()]$", re.ASCII)
+_LOCATION = re.compile(r"^[a-z][a-z0-9]{1,30}$")
 
 
 @dataclass
 class BootstrapResult:
-    """Per cloud: what bootstrap prints (and, for AWS with --apply, what it did)."""
+    """Per cloud: what bootstrap prints (and with --apply, what it did: ``applied`` as
+    lines, ``objects`` one entry per GCP or Azure object, created, updated or unchanged)."""
 
     plans: dict[str, Any] = field(default_factory=dict)
     texts: list[str] = field(default_factory=list)
     applied: list[str] = field(default_factory=list)
+    objects: list[dict[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.plans, "applied": self.applied, "notes": self.notes}
+        return {**self.plans, "applied": self.applied, "objects": self.objects, "notes": self.notes}
 
 
-def check_input(providers: Sequence[str], target: str | None, gcp_roles: Sequence[str]) -> list[str]:
+def check_input(providers: Sequence[str], target: str | None, gcp_roles: Sequence[str], *,
+                apply: bool = False, resource_group: str | None = None,
+                location: str | None = None) -> list[str]:
     """The providers to render; raises InputErrors on anything wrong, before any call."""
     chosen = list(dict.fromkeys(providers)) or list(PROVIDERS)
     problems: list[Diagnostic] = []
@@ -49,6 +56,24 @@ def check_input(providers: Sequence[str], target: str | None, gcp_roles: Sequenc
                                        "exactly one --provider with it"))
         elif chosen[0] in _TARGETS and not _TARGETS[chosen[0]][0].match(target):
             problems.append(Diagnostic(Position("--target"), f"{target!r} is not {_TARGETS[chosen[0]][1]}"))
+    if apply and target is None and set(chosen) & {"gcp", "azure"}:
+        problems.append(Diagnostic(Position("--target"), "--apply on GCP or Azure needs the project "
+                                   "or subscription: give --provider gcp|azure --target ID"))
+    if apply and "azure" in chosen:
+        if resource_group is None:
+            problems.append(Diagnostic(Position("--resource-group"), "--apply on Azure needs the "
+                                       "resource group for the tool's managed identities: add "
+                                       "--resource-group NAME (an existing group)"))
+        if location is None:
+            problems.append(Diagnostic(Position("--location"), "--apply on Azure needs the identities' "
+                                                               "location: add --location (e.g. westeurope)"))
+    if resource_group is not None and not _RESOURCE_GROUP.match(resource_group):
+        problems.append(Diagnostic(Position("--resource-group"), f"{resource_group!r} is not a "
+                                   "resource group name (1-90 letters, digits, '_', '-', '.', '(', ')'; "
+                                   "not ending in '.')"))
+    if location is not None and not _LOCATION.match(location):
+        problems.append(Diagnostic(Position("--location"), f"{location!r} is not an Azure location name "
+                                                           "(lower case, e.g. westeurope)"))
     for role in gcp_roles:
         if not _GCP_ROLE.match(role):
             problems.append(Diagnostic(Position("--gcp-role"), f"{role!r} is not a custom role name "
@@ -59,9 +84,11 @@ def check_input(providers: Sequence[str], target: str | None, gcp_roles: Sequenc
 
 
 def bootstrap(config: Config, seam: Any, providers: Sequence[str], target: str | None, *,
-              apply: bool = False, gcp_roles: Sequence[str] = ()) -> BootstrapResult:
-    """Render (and with ``apply``, create on AWS) the tool's own identities."""
-    chosen = check_input(providers, target, gcp_roles)
+              apply: bool = False, gcp_roles: Sequence[str] = (), resource_group: str | None = None,
+              location: str | None = None) -> BootstrapResult:
+    """Render (and with ``apply``, create or converge) the tool's own identities."""
+    chosen = check_input(providers, target, gcp_roles, apply=apply, resource_group=resource_group,
+                         location=location)
     result = BootstrapResult()
     for name in chosen:
         placeholder = _TARGETS[name][2]
@@ -72,15 +99,28 @@ def bootstrap(config: Config, seam: Any, providers: Sequence[str], target: str |
             plan = gcp.render(config, target or placeholder, gcp_roles)
             result.plans["gcp"] = plan
             result.texts.append(gcp.render_text(plan))
+            if apply and target is not None:
+                from . import gcp_apply
+                _record(result, f"GCP project {target}", gcp_apply.converge(config, seam, plan))
         else:
             from . import azure
             plan = azure.render(config, target or placeholder)
             result.plans["azure"] = plan
             result.texts.append(azure.render_text(plan))
-    if apply and set(chosen) - {"aws"}:
-        result.notes.append("--apply creates the AWS part only; create the GCP and Azure definitions "
-                            "printed above with gcloud and az (README, 'Permissions the tool needs')")
+            if apply and target is not None and resource_group is not None and location is not None:
+                from . import azure_apply
+                _record(result, f"Azure subscription {target}",
+                        azure_apply.converge(config, seam, plan, resource_group, location))
     return result
+
+
+def _record(result: BootstrapResult, where: str, steps: Sequence[Any]) -> None:
+    result.objects.extend(step.as_json() for step in steps)
+    result.applied.extend(step.line() for step in steps)
+    changed = sum(1 for step in steps if step.action in ("created", "updated"))
+    result.applied.append(f"{where}: {changed} created or updated, "
+                          f"{sum(1 for step in steps if step.action == 'unchanged')} unchanged"
+                          + ("; nothing changed" if not changed else ""))
 
 
 def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: BootstrapResult) -> None:

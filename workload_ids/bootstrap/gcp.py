@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import Config
-from . import IDENTITIES
+from . import IDENTITIES, marker
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 # Kinds of resources manifests bind on: the tool reads and writes their IAM policies.
@@ -76,14 +76,18 @@ def render(config: Config, project: str, extra_roles: Sequence[str] = ()) -> dic
         member = f"serviceAccount:{account_id(config, identity)}@{project}.iam.gserviceaccount.com"
         rid = role_id(config, identity)
         role = {"name": f"projects/{project}/roles/{rid}", "title": f"workload-ids {identity}",
-                "stage": "GA", "includedPermissions": sorted(PERMISSIONS[identity])}
+                "description": marker(identity), "stage": "GA",
+                "includedPermissions": sorted(PERMISSIONS[identity])}
         identities.append({"identity": identity, "serviceAccount": member.split(":", 1)[1],
+                           "account": {"accountId": account_id(config, identity),
+                                       "displayName": f"workload-ids {identity}",
+                                       "description": marker(identity)},
                            "role": role})
         bindings.append({"role": role["name"], "members": [member]})
         if identity in CHANGES_PROJECT_POLICY:
             grant = f"projects/{project}/roles/{rid}_grants"
             identities[-1]["grantRole"] = {"name": grant, "title": f"workload-ids {identity}: grants",
-                                          "stage": "GA",
+                                          "description": marker(identity), "stage": "GA",
                                           "includedPermissions": ["resourcemanager.projects.setIamPolicy"]}
             bindings.append({"role": grant, "members": [member],
                              "condition": grant_condition(project, list(extra_roles))})
@@ -92,7 +96,7 @@ def render(config: Config, project: str, extra_roles: Sequence[str] = ()) -> dic
 
 def render_text(plan: dict[str, Any]) -> str:
     lines = [f"GCP project {plan['target']}: the tool's service accounts, custom roles and bindings "
-             "(print only: apply with gcloud)"]
+             "(`--apply` creates them; or use gcloud)"]
     for ident in plan["identities"]:
         lines += ["", f"== {ident['identity']}: {ident['serviceAccount']}",
                   json.dumps(ident["role"], indent=2)]

@@ -9,6 +9,9 @@ enforces the ARM rules a provider must cope with:
 * 20 federated identity credentials per identity (the 21st: 400);
 * a role assignment for the same principal, role and scope under another name, or a
   repeated PUT of one: 409 ``RoleAssignmentExists`` (the SDK raises ``ResourceExistsError``);
+  a PUT of an existing one that changes its ``condition``, ``conditionVersion`` or
+  ``description`` updates it in place (200); ``conditionVersion`` must be ``"2.0"`` and
+  comes with a condition, and a condition needs it (400 ``InvalidConditionVersion``);
 * a role not available at the scope (outside its ``assignableScopes``) or unknown:
   400 ``RoleDefinitionDoesNotExist``, which is what ARM answers because it resolves the
   role at the assignment's scope;
@@ -608,12 +611,32 @@ class ArmEmulator(HttpsEmulator):
             raise ArmError(400, "InvalidRoleDefinitionId",
                            f"The role definition ID '{role_id}' is not valid.")
         guid = role_match.group(1).lower()
+        condition, version = props.get("condition"), props.get("conditionVersion")
+        if version is not None and version != "2.0":
+            raise ArmError(400, "InvalidConditionVersion",
+                           f"The condition version '{version}' is not supported. The only accepted value "
+                           "is '2.0'.")
+        if condition and version is None:
+            raise ArmError(400, "InvalidConditionVersion",
+                           "A condition version must be specified when a condition is set; the only "
+                           "accepted value is '2.0'.")
+        if version is not None and not condition:
+            raise ArmError(400, "InvalidCondition",
+                           "A condition version is set without a condition.")
         if existing is not None:
-            if _assignment_key(existing) == (principal_id.lower(), guid, scope.lower()):
+            if _assignment_key(existing) != (principal_id.lower(), guid, scope.lower()):
+                raise ArmError(400, "RoleAssignmentUpdateNotPermitted",
+                               "Tenant ID, application ID, principal ID, and scope are not allowed to be "
+                               "updated.")
+            stored = existing["properties"]
+            if (stored.get("condition"), stored.get("conditionVersion"), stored.get("description")) == (
+                    condition, version, props.get("description")):
                 raise ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
-            raise ArmError(400, "RoleAssignmentUpdateNotPermitted",
-                           "Tenant ID, application ID, principal ID, and scope are not allowed to be "
-                           "updated.")
+            # A PUT of an existing assignment may change its condition and description only
+            # (what `az role assignment update` sends); ARM answers 200.
+            stored.update(condition=condition, conditionVersion=version, description=props.get("description"),
+                          updatedOn=_now_iso(self._clock()))
+            return 200, existing
         role = self._role_properties(guid)
         if role is None or not self._available_at(role, scope):
             # ARM resolves the role at the assignment's scope: outside assignableScopes it does not exist.

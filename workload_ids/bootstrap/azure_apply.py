@@ -1,0 +1,193 @@
+"""Create what ``bootstrap`` prints, on Azure: the custom role definitions (at their
+fixed uuid5 GUIDs), one user-assigned managed identity per tool identity in the resource
+group named with ``--resource-group``, and each role assigned to its identity at the
+subscription, with the ABAC condition (version 2.0) where bootstrap renders one.
+
+Everything is read first (the subscription's custom roles, the group's identities, the
+assignments at the subscription) and judged before the first write: a role definition
+at our GUID (or with our role name at another GUID) that is not ours, or an identity of
+our name without our tag, stops the run with nothing changed. A rerun writes nothing when
+all is in place; a drifted role, tag or assignment condition is converged back (the
+assignment in place, by a PUT of the same assignment: no window without the role).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ..calls import CallSeam, to_cloud_error
+from ..errors import ConflictError
+from . import MARKER_PREFIX, marker
+from .gcp_apply import Step
+
+TAG = "workload-ids:bootstrap"  # the identities' marker tag: its value is the tool identity
+_NS = uuid.UUID("0c7e9f6a-52a3-4b8d-9a1e-7d2f4c6b8e10")  # fixed: assignment names stay the same
+
+
+def _actions(props: Mapping[str, Any]) -> list[dict[str, list[str]]]:
+    keys = ("actions", "notActions", "dataActions", "notDataActions")
+    return [{key: sorted(p.get(key) or []) for key in keys} for p in props["permissions"]]
+
+
+def _role_doc(role: Any) -> dict[str, Any]:
+    """An SDK RoleDefinition in the rendered plan's terms, for comparison."""
+    return {"roleName": role.role_name, "description": role.description or "", "type": "CustomRole",
+            "permissions": [{"actions": sorted(p.actions or []), "notActions": sorted(p.not_actions or []),
+                             "dataActions": sorted(p.data_actions or []),
+                             "notDataActions": sorted(p.not_data_actions or [])} for p in role.permissions],
+            "assignableScopes": [s.lower().rstrip("/") for s in role.assignable_scopes]}
+
+
+def _want_doc(props: Mapping[str, Any]) -> dict[str, Any]:
+    return {"roleName": props["roleName"], "description": props["description"], "type": "CustomRole",
+            "permissions": _actions(props),
+            "assignableScopes": [s.lower().rstrip("/") for s in props["assignableScopes"]]}
+
+
+def assignment_name(scope: str, role_guid: str, principal: str) -> str:
+    """A deterministic name: a rerun that lost its answer finds (and never doubles) it."""
+    return str(uuid.uuid5(_NS, f"{scope.lower()}|{role_guid.lower()}|{principal.lower()}"))
+
+
+class AzureBootstrap:
+    """Converge one subscription to a rendered plan (:func:`workload_ids.bootstrap.azure.render`)."""
+
+    def __init__(self, clients: Any, plan: Mapping[str, Any], resource_group: str, location: str) -> None:
+        self.clients = clients
+        self.plan = plan
+        self.subscription = str(plan["target"])
+        self.group = resource_group
+        self.location = location
+        self.scope = f"/subscriptions/{self.subscription}"
+        self.authz = clients.authorization(self.subscription)
+        self.msi = clients.msi(self.subscription)
+        self.steps: list[Step] = []
+        self.plan_names = {str(i["roleDefinition"]["id"]).rsplit("/", 1)[1]: str(i["managedIdentity"])
+                           for i in plan["identities"]}
+
+    def _call(self, operation: str, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return self.clients.call(operation, fn, *args, **kwargs)
+
+    def run(self) -> list[Step]:
+        """Read, judge (refuse foreign objects before any write), then converge."""
+        roles = {str(r.name).lower(): r for r in self.clients.pages(
+            "authorization.role_definitions.list",
+            self.authz.role_definitions.list(self.scope, filter="type eq 'CustomRole'"))}
+        identities = {str(i.name).lower(): i for i in self.clients.pages(
+            "msi.user_assigned_identities.list_by_resource_group",
+            self.msi.user_assigned_identities.list_by_resource_group(self.group))}
+        assignments = list(self.clients.pages(
+            "authorization.role_assignments.list_for_scope",
+            self.authz.role_assignments.list_for_scope(self.scope, filter="atScope()")))
+        self._judge(roles, identities)
+        for ident in self.plan["identities"]:
+            definition = ident["roleDefinition"]
+            guid = str(definition["id"]).rsplit("/", 1)[1]
+            self._role(guid, definition["properties"], roles.get(guid.lower()))
+            principal = self._identity(ident["identity"], ident["managedIdentity"],
+                                       identities.get(str(ident["managedIdentity"]).lower()))
+            self._assignment(ident["identity"], guid, principal, ident["roleAssignment"]["properties"],
+                             assignments)
+        return self.steps
+
+    def _judge(self, roles: Mapping[str, Any], identities: Mapping[str, Any]) -> None:
+        foreign: list[str] = []
+        for ident in self.plan["identities"]:
+            props = ident["roleDefinition"]["properties"]
+            guid = str(ident["roleDefinition"]["id"]).rsplit("/", 1)[1].lower()
+            name = str(props["roleName"])
+            at_guid = roles.get(guid)
+            # Ours: our name and our description (the marker) at our GUID, nothing else.
+            if at_guid is not None and (at_guid.role_name, at_guid.description) != (
+                    name, props["description"]):
+                foreign.append(f"role definition {guid} ({at_guid.role_name!r})")
+            same_name = [g for g, r in roles.items()
+                         if g != guid and str(r.role_name).lower() == name.lower()]
+            if same_name:
+                foreign.append(f"role definition {same_name[0]} named {name!r}")
+            found = identities.get(str(ident["managedIdentity"]).lower())
+            if found is not None and (found.tags or {}).get(TAG) != ident["identity"]:
+                foreign.append(f"managed identity {self.group}/{found.name}")
+        if foreign:
+            raise ConflictError(
+                f"{', '.join(foreign)} in subscription {self.subscription} exist(s) without the "
+                f"workload-ids bootstrap marker (role description '{MARKER_PREFIX} ...' or the identity "
+                f"tag {TAG}); nothing was changed",
+                "find out who created it; bootstrap never adopts an object it did not create: delete or "
+                "rename it, or change azure.namePrefix")
+
+    def _role(self, guid: str, props: Mapping[str, Any], current: Any) -> None:
+        if current is not None and _role_doc(current) == _want_doc(props):
+            self.steps.append(Step("unchanged", "role definition", f"{props['roleName']} ({guid})"))
+            return
+        self._call("authorization.role_definitions.create_or_update",
+                   self.authz.role_definitions.create_or_update, self.scope, guid,
+                   {"role_name": props["roleName"], "description": props["description"],
+                    "role_type": "CustomRole",
+                    "permissions": [{"actions": p["actions"], "not_actions": p["notActions"],
+                                     "data_actions": p["dataActions"],
+                                     "not_data_actions": p["notDataActions"]} for p in props["permissions"]],
+                    "assignable_scopes": list(props["assignableScopes"])})
+        self.steps.append(Step("created" if current is None else "updated", "role definition",
+                               f"{props['roleName']} ({guid})", "" if current is None else
+                               "permissions or scopes converged"))
+
+    def _identity(self, identity: str, name: str, current: Any) -> str:
+        """Create or converge the managed identity; returns its principal id."""
+        label = f"{self.group}/{name}"
+        if current is not None:
+            if current.location.replace(" ", "").lower() != self.location.replace(" ", "").lower():
+                self.steps.append(Step("note", "managed identity", label,
+                                       f"in {current.location}, not {self.location}; left there"))
+            self.steps.append(Step("unchanged", "managed identity", label))
+            return str(current.principal_id)
+        made = self._call("msi.user_assigned_identities.create_or_update",
+                          self.msi.user_assigned_identities.create_or_update, self.group, name,
+                          {"location": self.location, "tags": {TAG: identity}})
+        self.steps.append(Step("created", "managed identity", label))
+        return str(made.principal_id)
+
+    def _assignment(self, identity: str, guid: str, principal: str, want: Mapping[str, Any],
+                    have: list[Any]) -> None:
+        role_id = f"{self.scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+        label = f"{guid} -> {self.group}/{self.plan_names[guid]} ({principal})"
+        mine = [a for a in have if str(a.principal_id).lower() == principal.lower()
+                and str(a.role_definition_id).rsplit("/", 1)[1].lower() == guid.lower()]
+        body = {"role_definition_id": role_id, "principal_id": principal,
+                "principal_type": "ServicePrincipal",
+                "description": marker(identity),
+                "condition": want.get("condition"), "condition_version": want.get("conditionVersion")}
+        body = {k: v for k, v in body.items() if v is not None}
+        if mine:
+            current = mine[0]
+            same = (current.condition or None, current.condition_version or None) == (
+                want.get("condition"), want.get("conditionVersion"))
+            if same:
+                self.steps.append(Step("unchanged", "role assignment", label))
+                return
+            # ARM updates a role assignment's condition in place (a PUT of the same name).
+            self._call("authorization.role_assignments.create", self.authz.role_assignments.create,
+                       self.scope, str(current.name), body)
+            self.steps.append(Step("updated", "role assignment", label, "condition converged"))
+            return
+        self._call("authorization.role_assignments.create", self.authz.role_assignments.create,
+                   self.scope, assignment_name(self.scope, guid, principal), body)
+        self.steps.append(Step("created", "role assignment", label,
+                               "with condition (version 2.0)" if want.get("condition") else ""))
+
+
+def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any], resource_group: str,
+             location: str) -> list[Step]:
+    """Create or converge everything of ``plan`` in its subscription (module docstring)."""
+    from ..providers.azure.clients import AzureClients
+    clients = AzureClients(config, seam)
+    try:
+        return AzureBootstrap(clients, plan, resource_group, location).run()
+    except Exception as exc:
+        if seam.classify("azure", exc) is None:
+            raise
+        raise to_cloud_error(seam, "azure", "bootstrap", exc,
+                             "bootstrap needs an Owner (or User Access Administrator and Managed Identity "
+                             "Contributor) of the subscription; rerun converges") from exc
