@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import run_cli
 
+from workload_ids import calls
 from workload_ids.bootstrap import azure as boot_azure
 from workload_ids.bootstrap import gcp as boot_gcp
 from workload_ids.bootstrap.azure_apply import TAG
@@ -73,6 +75,27 @@ def _writes(doc: dict[str, Any]) -> list[str]:
     return [o["name"] for o in doc["objects"] if o["action"] in ("created", "updated")]
 
 
+_WRITE_VERBS = ("create", "update", "patch", "set_", "undelete", "delete", "begin_")
+
+
+@contextmanager
+def _seam_calls() -> Iterator[list[str]]:
+    """Every operation that passes the call seam meanwhile (attempts included)."""
+    seen: list[str] = []
+
+    def watch(record: calls.CallRecord) -> None:
+        seen.append(f"{record.provider}:{record.operation}")
+    calls.CALL_HOOKS.append(watch)
+    try:
+        yield seen
+    finally:
+        calls.CALL_HOOKS.remove(watch)
+
+
+def _write_ops(seen: list[str]) -> list[str]:
+    return [op for op in seen if op.rsplit(".", 1)[-1].startswith(_WRITE_VERBS)]
+
+
 # --- GCP -------------------------------------------------------------------------------
 
 def _gcp_state(env: Any, project: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
@@ -126,16 +149,32 @@ def test_gcp_apply_creates_exactly_the_rendered_objects_then_a_rerun_writes_noth
     assert {o["action"] for o in doc["objects"]} == {"created"}
     assert doc["apiCalls"] > 0
 
-    calls_before = sum(gcp_env.emulators[1].calls.values())
-    again = _gcp(gcp_env, tmp_path, "--output", "json", project=project)
+    with _seam_calls() as seen:
+        again = _gcp(gcp_env, tmp_path, "--output", "json", project=project)
     assert again.code == 0, again.err
+    assert seen and _write_ops(seen) == []  # reads only, counted at the seam
+    assert len(seen) == json.loads(again.out)["apiCalls"]
     redo = json.loads(again.out)
     assert _writes(redo) == [] and {o["action"] for o in redo["objects"]} == {"unchanged"}
     assert any("0 created or updated, 18 unchanged; nothing changed" in line for line in redo["applied"])
     roles2, _, policy2 = _gcp_state(gcp_env, project)
     assert policy2.etag == policy.etag  # no policy write
     assert {n: r.etag for n, r in roles2.items()} == {n: r.etag for n, r in roles.items()}
-    assert sum(gcp_env.emulators[1].calls.values()) > calls_before
+
+
+def test_gcp_a_deleted_role_of_ours_is_undeleted_and_converged(gcp_env: Any, tmp_path: Path) -> None:
+    project = "boot-undelete"
+    assert _gcp(gcp_env, tmp_path, project=project).code == 0
+    iam = gcp_env.emulators[0].client()
+    name = f"projects/{project}/roles/wid_tool_cleanup"
+    role = iam.get_role(request={"name": name})
+    iam.delete_role(request={"name": name, "etag": role.etag})
+    result = _gcp(gcp_env, tmp_path, "--output", "json", project=project)
+    assert result.code == 0, result.err
+    step = next(o for o in json.loads(result.out)["objects"] if o["name"] == name)
+    assert (step["action"], step["detail"]) == ("updated", "undeleted")
+    back = iam.get_role(request={"name": name})
+    assert not back.deleted and sorted(back.included_permissions) == sorted(boot_gcp.PERMISSIONS["cleanup"])
 
 
 def test_gcp_text_output_lists_each_object_and_counts_calls(gcp_env: Any, tmp_path: Path) -> None:
@@ -172,8 +211,11 @@ def test_gcp_drift_is_converged_and_foreign_bindings_stay(gcp_env: Any, tmp_path
     new.bindings.add(role="roles/viewer", members=["user:bob@example.com"])
     rm.client().set_iam_policy(request={"resource": f"projects/{project}", "policy": new})
 
-    result = _gcp(gcp_env, tmp_path, "--output", "json", project=project)
+    with _seam_calls() as seen:
+        result = _gcp(gcp_env, tmp_path, "--output", "json", project=project)
     assert result.code == 0, result.err
+    assert sorted(_write_ops(seen)) == ["gcp:iam.patch_service_account", "gcp:iam.update_role",
+                                        "gcp:resourcemanager.set_iam_policy"]
     doc = json.loads(result.out)
     updated = {o["name"] for o in doc["objects"] if o["action"] == "updated"}
     assert name in updated
@@ -325,8 +367,11 @@ def test_azure_apply_creates_exactly_the_rendered_objects_then_a_rerun_writes_no
     assert {o["action"] for o in doc["objects"]} == {"created"} and doc["apiCalls"] > 0
 
     writes = _arm_writes(azure_env)
-    again = _azure(azure_env, tmp_path, "--output", "json")
+    with _seam_calls() as seen:
+        again = _azure(azure_env, tmp_path, "--output", "json")
     assert again.code == 0, again.err
+    assert seen and _write_ops(seen) == []
+    assert len(seen) == json.loads(again.out)["apiCalls"] == 3  # roles, identities, assignments
     redo = json.loads(again.out)
     assert _writes(redo) == [] and {o["action"] for o in redo["objects"]} == {"unchanged"}
     assert _arm_writes(azure_env) == writes  # the rerun sent no PUT or DELETE
@@ -347,8 +392,11 @@ def test_azure_drift_is_converged_in_place(azure_env: Any, tmp_path: Path) -> No
     assignment["properties"]["condition"] = "true"  # someone loosened the condition
     names_before = set(arm._role_assignments)
 
-    result = _azure(azure_env, tmp_path, "--output", "json", sub=sub)
+    with _seam_calls() as seen:
+        result = _azure(azure_env, tmp_path, "--output", "json", sub=sub)
     assert result.code == 0, result.err
+    assert sorted(_write_ops(seen)) == ["azure:authorization.role_assignments.create",
+                                        "azure:authorization.role_definitions.create_or_update"]
     doc = json.loads(result.out)
     updated = [o for o in doc["objects"] if o["action"] == "updated"]
     assert {o["kind"] for o in updated} == {"role definition", "role assignment"}
@@ -409,6 +457,20 @@ def test_azure_apply_needs_a_resource_group_and_location(azure_env: Any, tmp_pat
     assert "--resource-group:1:1: 'rg/../x' is not a resource group name" in bad.err
     assert "--location:1:1: 'West Europe' is not an Azure location name" in bad.err
     assert _arm_writes(azure_env) == writes
+
+
+def test_azure_missing_resource_group_says_to_create_it_and_changes_nothing(tmp_path: Path) -> None:
+    from workload_ids.sandbox.azure.local import start_local_azure
+    strict = start_local_azure(sandbox=False)  # unknown groups are 404, as in Azure
+    try:
+        strict.arm.add_subscription(SUB)
+        result = _azure(strict, tmp_path)
+        assert result.code == 1
+        assert "ResourceGroupNotFound" in result.err and "create the resource group first" in result.err
+        assert f"--name {GROUP} --location westeurope" in result.err
+        assert _arm_writes(strict) == 0 and not strict.arm._role_definitions
+    finally:
+        strict.stop()
 
 
 # --- ARM emulator: conditions on role assignments ---------------------------------------

@@ -120,7 +120,7 @@ class AzureBootstrap:
 
     def _role(self, guid: str, props: Mapping[str, Any], current: Any) -> None:
         if current is not None and _role_doc(current) == _want_doc(props):
-            self.steps.append(Step("unchanged", "role definition", f"{props['roleName']} ({guid})"))
+            self.steps.append(Step("unchanged", "role definition", f"{props['roleName']} [{guid}]"))
             return
         self._call("authorization.role_definitions.create_or_update",
                    self.authz.role_definitions.create_or_update, self.scope, guid,
@@ -131,7 +131,7 @@ class AzureBootstrap:
                                      "not_data_actions": p["notDataActions"]} for p in props["permissions"]],
                     "assignable_scopes": list(props["assignableScopes"])})
         self.steps.append(Step("created" if current is None else "updated", "role definition",
-                               f"{props['roleName']} ({guid})", "" if current is None else
+                               f"{props['roleName']} [{guid}]", "" if current is None else
                                "permissions or scopes converged"))
 
     def _identity(self, identity: str, name: str, current: Any) -> str:
@@ -152,7 +152,7 @@ class AzureBootstrap:
     def _assignment(self, identity: str, guid: str, principal: str, want: Mapping[str, Any],
                     have: list[Any]) -> None:
         role_id = f"{self.scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
-        label = f"{guid} -> {self.group}/{self.plan_names[guid]} ({principal})"
+        label = f"{self.plan_names[guid]} -> {self.group}/{self.plan_names[guid]} [principal {principal}]"
         mine = [a for a in have if str(a.principal_id).lower() == principal.lower()
                 and str(a.role_definition_id).rsplit("/", 1)[1].lower() == guid.lower()]
         body = {"role_definition_id": role_id, "principal_id": principal,
@@ -175,7 +175,7 @@ class AzureBootstrap:
         self._call("authorization.role_assignments.create", self.authz.role_assignments.create,
                    self.scope, assignment_name(self.scope, guid, principal), body)
         self.steps.append(Step("created", "role assignment", label,
-                               "with condition (version 2.0)" if want.get("condition") else ""))
+                               "with its condition, version 2.0" if want.get("condition") else ""))
 
 
 def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any], resource_group: str,
@@ -186,8 +186,14 @@ def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any], resource_grou
     try:
         return AzureBootstrap(clients, plan, resource_group, location).run()
     except Exception as exc:
-        if seam.classify("azure", exc) is None:
+        info = seam.classify("azure", exc)
+        if info is None:
             raise
+        if info.code in ("ResourceGroupNotFound", "SubscriptionNotFound"):
+            raise to_cloud_error(seam, "azure", "bootstrap", exc,
+                                 f"create the resource group first (az group create --subscription "
+                                 f"{plan['target']} --name {resource_group} --location {location}), or "
+                                 "name an existing one with --resource-group; nothing was changed") from exc
         raise to_cloud_error(seam, "azure", "bootstrap", exc,
                              "bootstrap needs an Owner (or User Access Administrator and Managed Identity "
                              "Contributor) of the subscription; rerun converges") from exc
