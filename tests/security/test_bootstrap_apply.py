@@ -236,6 +236,19 @@ def test_gcp_drift_is_converged_and_foreign_bindings_stay(gcp_env: Any, tmp_path
     assert any(o["action"] == "note" and "user:alice@example.com" in o["detail"] for o in doc["objects"])
 
 
+def test_gcp_a_stale_etag_redoes_the_policy_edit_from_a_fresh_read(gcp_env: Any, tmp_path: Path) -> None:
+    project = "boot-conflict"
+    gcp_env.emulators[1].inject_error("SetIamPolicy", "ABORTED", "There were concurrent policy changes.")
+    with _seam_calls() as seen:
+        result = _gcp(gcp_env, tmp_path, project=project)
+    assert result.code == 0, result.err
+    assert seen.count("gcp:resourcemanager.set_iam_policy") == 2
+    assert seen.count("gcp:resourcemanager.get_iam_policy") == 2  # the redo starts from a new read
+    _, _, policy = _gcp_state(gcp_env, project)
+    assert sorted(_policy_bindings(policy), key=lambda b: b["role"]) == sorted(
+        _plan_gcp(project)["bindings"], key=lambda b: b["role"])
+
+
 @pytest.mark.parametrize("what", ["account", "role"])
 def test_gcp_foreign_object_with_our_name_is_refused_untouched(gcp_env: Any, tmp_path: Path,
                                                                what: str) -> None:
@@ -456,6 +469,11 @@ def test_azure_apply_needs_a_resource_group_and_location(azure_env: Any, tmp_pat
     assert bad.code == 1
     assert "--resource-group:1:1: 'rg/../x' is not a resource group name" in bad.err
     assert "--location:1:1: 'West Europe' is not an Azure location name" in bad.err
+    guid = run_cli("bootstrap", "--provider", "azure", "--target", "my-subscription", "--apply",
+                   "--resource-group", GROUP, "--location", "westeurope", "--config", str(config))
+    assert guid.code == 1
+    assert "--target:1:1: 'my-subscription' is not an Azure subscription id (a GUID)" in guid.err
+    assert "Traceback" not in bad.err + guid.err
     assert _arm_writes(azure_env) == writes
 
 

@@ -298,6 +298,9 @@ def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any]) -> list[Step]
     try:
         return GcpBootstrap(clients, seam, plan).run()
     except gx.GoogleAPICallError as exc:
-        raise to_cloud_error(seam, "gcp", "bootstrap", exc,
-                             "bootstrap needs an owner of the project (it writes custom roles, service "
-                             "accounts and the project's IAM policy); rerun converges") from exc
+        info = seam.classify("gcp", exc)
+        hint = ("another tool changed it while bootstrap ran; rerun (reruns converge)"
+                if info is not None and info.kind == CONFLICT else
+                "bootstrap needs an owner of the project (it writes custom roles, service accounts and "
+                "the project's IAM policy); rerun converges")
+        raise to_cloud_error(seam, "gcp", "bootstrap", exc, hint) from exc
