@@ -403,6 +403,12 @@ def test_azure_drift_is_converged_in_place(azure_env: Any, tmp_path: Path) -> No
     assignment = next(a for a in arm._role_assignments.values()
                       if a["properties"]["roleDefinitionId"].endswith(apply_guid))
     assignment["properties"]["condition"] = "true"  # someone loosened the condition
+    stranger = "0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5"
+    arm.add_principal(stranger, "ServicePrincipal")
+    _authz(azure_env, sub).role_assignments.create(
+        f"/subscriptions/{sub}", "7b8c9d0e-1f2a-4b3c-8d4e-5f6a7b8c9d0e", {
+        "role_definition_id": plan["rotate"]["roleDefinition"]["id"], "principal_id": stranger,
+        "principal_type": "ServicePrincipal"})
     names_before = set(arm._role_assignments)
 
     with _seam_calls() as seen:
@@ -418,6 +424,8 @@ def test_azure_drift_is_converged_in_place(azure_env: Any, tmp_path: Path) -> No
     fixed = next(a for a in assignments if a.role_definition_id.endswith(apply_guid))
     assert (fixed.condition, fixed.condition_version) == (boot_azure.assignment_condition(), "2.0")
     assert set(arm._role_assignments) == names_before  # updated in place, never deleted and recreated
+    note = next(o for o in doc["objects"] if o["action"] == "note")
+    assert stranger in note["detail"] and "left alone" in note["detail"]
 
 
 @pytest.mark.parametrize("what", ["role-guid", "role-name", "identity"])

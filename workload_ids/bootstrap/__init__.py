@@ -13,12 +13,15 @@ the CLI runs. The four identities are separate so that each pipeline holds only 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 IDENTITIES = ("apply", "rotate", "cleanup", "restore")
 PROVIDERS = ("aws", "gcp", "azure")
 # GCP service accounts and custom roles have no labels, so bootstrap's ownership marker
-# is the description (an Azure role definition keeps it there too); distinct from the
-# workloads' ``workload-ids:v1`` marker so that no workload command ever takes the
-# tool's own identities for a workload's.
+# is their description (on Azure: a tag on the managed identity, and the role definition's
+# fixed name and description at its fixed GUID); distinct from the workloads'
+# ``workload-ids:v1`` marker so that no workload command takes the tool's own identities
+# for a workload's.
 MARKER_PREFIX = "workload-ids:bootstrap"
 
 
@@ -27,4 +30,22 @@ def marker(identity: str) -> str:
     return f"{MARKER_PREFIX} identity={identity}"
 
 
-__all__ = ["IDENTITIES", "MARKER_PREFIX", "PROVIDERS", "marker"]
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One object and what bootstrap did to it: created, updated, unchanged, or a note
+    about something it leaves alone."""
+
+    action: str
+    kind: str
+    name: str
+    detail: str = ""
+
+    def line(self) -> str:
+        verb = "note:" if self.action == "note" else self.action
+        return f"{verb} {self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
+
+    def as_json(self) -> dict[str, str]:
+        return {"action": self.action, "kind": self.kind, "name": self.name, "detail": self.detail}
+
+
+__all__ = ["IDENTITIES", "MARKER_PREFIX", "PROVIDERS", "Step", "marker"]

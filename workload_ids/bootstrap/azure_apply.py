@@ -19,8 +19,7 @@ from typing import Any
 
 from ..calls import CallSeam, to_cloud_error
 from ..errors import ConflictError
-from . import MARKER_PREFIX, marker
-from .gcp_apply import Step
+from . import MARKER_PREFIX, Step, marker
 
 TAG = "workload-ids:bootstrap"  # the identities' marker tag: its value is the tool identity
 _NS = uuid.UUID("0c7e9f6a-52a3-4b8d-9a1e-7d2f4c6b8e10")  # fixed: assignment names stay the same
@@ -160,6 +159,12 @@ class AzureBootstrap:
                 "description": marker(identity),
                 "condition": want.get("condition"), "condition_version": want.get("conditionVersion")}
         body = {k: v for k, v in body.items() if v is not None}
+        others = sorted({str(a.principal_id) for a in have if str(a.principal_id).lower() != principal.lower()
+                         and str(a.role_definition_id).rsplit("/", 1)[1].lower() == guid.lower()})
+        if others:
+            self.steps.append(Step("note", "role assignment", label,
+                                   f"the role is also assigned to {', '.join(others)} (left alone; it "
+                                   "widens who holds the tool's rights)"))
         if mine:
             current = mine[0]
             same = (current.condition or None, current.condition_version or None) == (

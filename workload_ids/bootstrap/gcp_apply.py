@@ -13,14 +13,13 @@ other roles' bindings are never touched (foreign members of our roles are report
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from google.api_core import exceptions as gx
 
 from ..calls import CONFLICT, CallSeam, to_cloud_error
 from ..errors import CloudError, ConflictError
-from . import MARKER_PREFIX
+from . import MARKER_PREFIX, Step
 
 # Whole read-modify-write cycles of the project policy before giving up on conflicts.
 POLICY_ATTEMPTS = 5
@@ -28,24 +27,6 @@ POLICY_ATTEMPTS = 5
 VISIBLE_READS = 2
 VISIBLE_WAIT_SECONDS = 120.0
 _STAGE_GA = 2  # google.iam.admin.v1.Role.RoleLaunchStage.GA
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One object and what bootstrap did to it: created, updated, unchanged, or a note
-    about something it leaves alone."""
-
-    action: str
-    kind: str
-    name: str
-    detail: str = ""
-
-    def line(self) -> str:
-        verb = "note:" if self.action == "note" else self.action
-        return f"{verb} {self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
-
-    def as_json(self) -> dict[str, str]:
-        return {"action": self.action, "kind": self.kind, "name": self.name, "detail": self.detail}
 
 
 def ours(description: str, identity: str) -> bool:
@@ -171,7 +152,9 @@ class GcpBootstrap:
                 "name": role["name"], "role": {**body, "etag": etag},
                 "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
         if drift or undeleted:
-            what = (["undeleted"] if undeleted else []) + [f"{', '.join(drift)} converged"] * bool(drift)
+            what = ["undeleted"] if undeleted else []
+            if drift:
+                what.append(f"{', '.join(drift)} converged")
             self.steps.append(Step("updated", "custom role", role["name"], "; ".join(what)))
         else:
             self.steps.append(Step("unchanged", "custom role", role["name"]))
