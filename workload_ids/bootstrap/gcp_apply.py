@@ -19,6 +19,7 @@ from google.api_core import exceptions as gx
 
 from ..calls import CONFLICT, CallSeam, to_cloud_error
 from ..errors import CloudError, ConflictError
+from ..providers.gcp.render import policy_bindings
 from . import MARKER_PREFIX, Step
 
 # Whole read-modify-write cycles of the project policy before giving up on conflicts.
@@ -45,17 +46,6 @@ def _key(binding: Mapping[str, Any]) -> tuple[str, tuple[str, str, str] | None]:
     # google.iam.v1: a binding is one role under one condition (all of its fields); the
     # same role with and without a condition are two bindings.
     return str(binding["role"]), _condition(binding)
-
-
-def _bindings(policy: Any) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for b in policy.bindings:
-        item: dict[str, Any] = {"role": b.role, "members": list(b.members)}
-        if b.HasField("condition"):
-            item["condition"] = {"title": b.condition.title, "description": b.condition.description,
-                                 "expression": b.condition.expression}
-        out.append(item)
-    return out
 
 
 class GcpBootstrap:
@@ -209,7 +199,7 @@ class GcpBootstrap:
         our_members = {m for m, _ in wanted}
         for attempt in range(POLICY_ATTEMPTS):
             policy = self._policy()
-            original = _bindings(policy)
+            original = policy_bindings(policy)
             edited = [{**b, "members": list(b["members"])} for b in original]
             steps: list[Step] = []
             want_keys = {(m, _key(b)) for m, b in wanted}

@@ -45,18 +45,6 @@ def _binding_key(binding: Mapping[str, Any]) -> tuple[str, str]:
     return str(binding["role"]), str(condition.get("expression", ""))
 
 
-def _policy_bindings(policy: Any) -> list[dict[str, Any]]:
-    """A protobuf Policy's bindings as plain dicts."""
-    out: list[dict[str, Any]] = []
-    for b in policy.bindings:
-        item: dict[str, Any] = {"role": b.role, "members": list(b.members)}
-        if b.HasField("condition"):
-            item["condition"] = {"title": b.condition.title, "description": b.condition.description,
-                                 "expression": b.condition.expression}
-        out.append(item)
-    return out
-
-
 class GcpProvider(GcpRetireMixin):
     """See the module docstring."""
 
@@ -201,11 +189,11 @@ class GcpProvider(GcpRetireMixin):
             ours = _role_names(project, roles)
             documents = {
                 "roles": {rid: {k: v for k, v in r.items() if k != "etag"} for rid, r in roles.items()},
-                "projectBindings": [b for b in _policy_bindings(policy) if member in b["members"]
+                "projectBindings": [b for b in render.policy_bindings(policy) if member in b["members"]
                                     and b["role"] in ours],
-                "accountBindings": _policy_bindings(account_policy),
+                "accountBindings": render.policy_bindings(account_policy),
             }
-            extra["foreignGrants"] = _foreign(_policy_bindings(policy), member, ours)
+            extra["foreignGrants"] = _foreign(render.policy_bindings(policy), member, ours)
             if marker.digest != desired.workload.marker.digest:
                 # Bindings on resources cost a call each: they are read when the manifest
                 # changed since the last apply (the digest), which keeps a per-service plan
@@ -238,7 +226,7 @@ class GcpProvider(GcpRetireMixin):
             policy = self._project_policy(target)
         except gx.GoogleAPICallError as exc:
             raise self._cloud("iam.list_service_accounts", exc) from exc
-        bindings = _policy_bindings(policy)
+        bindings = render.policy_bindings(policy)
         self._scope_bindings[target] = bindings
         observed: list[ObservedIdentity] = []
         for account in accounts:
@@ -507,8 +495,8 @@ class GcpProvider(GcpRetireMixin):
         want = {_binding_key(b): b for b in want_list}
         for attempt in range(POLICY_ATTEMPTS):
             policy = self._project_policy(project)
-            original = _policy_bindings(policy)
-            bindings = _policy_bindings(policy)  # edited in place below; compared to original
+            original = render.policy_bindings(policy)
+            bindings = render.policy_bindings(policy)  # edited in place below; compared to original
             present: set[tuple[str, str]] = set()
             kept: list[dict[str, Any]] = []
             for b in bindings:
@@ -603,8 +591,8 @@ class GcpProvider(GcpRetireMixin):
         members = sorted(m for b in desired.objects["accountBindings"] for m in b["members"])
         for attempt in range(POLICY_ATTEMPTS):
             policy = self._account_policy(desired.address)
-            others = [b for b in _policy_bindings(policy) if b["role"] != render.WORKLOAD_IDENTITY_USER]
-            have = sorted(m for b in _policy_bindings(policy)
+            others = [b for b in render.policy_bindings(policy) if b["role"] != render.WORKLOAD_IDENTITY_USER]
+            have = sorted(m for b in render.policy_bindings(policy)
                           if b["role"] == render.WORKLOAD_IDENTITY_USER for m in b["members"])
             if have == members:
                 return

@@ -213,3 +213,16 @@ def role_resource(description: str) -> str | None:
     """The resource a resource-bound role was made for, when its description names it."""
     _, sep, rest = description.partition(RESOURCE_LINE)
     return rest or None if sep else None
+
+
+def policy_bindings(policy: Any) -> list[dict[str, Any]]:
+    """A protobuf ``google.iam.v1.Policy``'s bindings as plain dicts (a condition, when a
+    binding has one, with its title, description and expression)."""
+    out: list[dict[str, Any]] = []
+    for b in policy.bindings:
+        item: dict[str, Any] = {"role": b.role, "members": list(b.members)}
+        if b.HasField("condition"):
+            item["condition"] = {"title": b.condition.title, "description": b.condition.description,
+                                 "expression": b.condition.expression}
+        out.append(item)
+    return out
