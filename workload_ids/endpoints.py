@@ -33,7 +33,7 @@ from .errors import Diagnostic, Position, UserError
 if TYPE_CHECKING:
     from .config import Config
 
-TOKEN_ENV_PREFIX = "WORKLOAD_IDS_"
+VARIABLE_PREFIX = "WORKLOAD_IDS_"
 
 # Key Vault and Blob Storage host suffixes of Azure's public and sovereign clouds.
 VAULT_SUFFIXES = (".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net",
@@ -147,11 +147,11 @@ def config_problems(config: Config) -> list[Diagnostic]:
             elif not owners.allowInsecureLoopback:
                 add("owners.url", "owners.url is plain http: use https, or, for a test directory on "
                                   "this machine only, set owners.allowInsecureLoopback: true")
-    if owners is not None and owners.tokenEnv and not owners.tokenEnv.startswith(TOKEN_ENV_PREFIX):
+    if owners is not None and owners.tokenEnv and not owners.tokenEnv.startswith(VARIABLE_PREFIX):
         add("owners.tokenEnv", f"owners.tokenEnv is {owners.tokenEnv}: the SCIM token is read only from "
-                               f"a variable whose name starts with {TOKEN_ENV_PREFIX} (so the config "
+                               f"a variable whose name starts with {VARIABLE_PREFIX} (so the config "
                                "cannot send another secret, such as a CI token or a cloud key, as the "
-                               f"bearer token). Export the token as e.g. {TOKEN_ENV_PREFIX}SCIM_TOKEN and "
+                               f"bearer token). Export the token as e.g. {VARIABLE_PREFIX}SCIM_TOKEN and "
                                "name that variable")
 
     for i, folder in enumerate(config.data.templates):

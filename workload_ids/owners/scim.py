@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from ..config import OwnersConfig
 from ..durations import parse_duration
-from ..endpoints import TOKEN_ENV_PREFIX, is_loopback
+from ..endpoints import VARIABLE_PREFIX, is_loopback
 from ..errors import UserError, WorkloadIdsError
 from .interface import Owner
 
@@ -115,9 +115,9 @@ class ScimDirectory:
         """The directory ``config`` describes; ``base`` is the folder relative paths
         (``caBundle``) start from: the config file's folder."""
         assert config.url and config.tokenEnv
-        if not config.tokenEnv.startswith(TOKEN_ENV_PREFIX):
+        if not config.tokenEnv.startswith(VARIABLE_PREFIX):
             raise UserError(f"owners.tokenEnv is {config.tokenEnv}: the SCIM token is read only from a "
-                            f"variable whose name starts with {TOKEN_ENV_PREFIX}")
+                            f"variable whose name starts with {VARIABLE_PREFIX}")
         raw = os.environ.get(config.tokenEnv)
         if raw is None:
             raise UserError(f"owners.tokenEnv names {config.tokenEnv}, but that variable is not set; "
