@@ -42,16 +42,18 @@ from ...calls import (
     SeamClient,
     to_cloud_error,
 )
-from ...cleanup.mark import TRANSFERRED_FROM_TAG
+from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, InputErrors, UserError
 from ...model import (
+    FORGED,
     MARKER_KEYS,
     TAG_OWNER,
     Change,
     CompiledWorkload,
     DesiredIdentity,
     KeyInfo,
+    Marker,
     ObservedIdentity,
 )
 from ...secrets.interface import IssuedKey, SecretValue
@@ -183,12 +185,6 @@ def _same(observed: ObservedIdentity, desired: DesiredIdentity, key: str) -> boo
         return True
     have, want = observed.documents.get(key, ""), desired.documents.get(key, "")
     return have == want or _normal(have or "{}") == _normal(want or "{}")
-
-
-def _transferred(observed: ObservedIdentity, key: str, wanted: str) -> bool:
-    """Whether ``key`` differs only because cleanup handed the identity to a successor
-    and the manifest still names the owner who left: apply must not undo the transfer."""
-    return key == TAG_OWNER and observed.tags.get(TRANSFERRED_FROM_TAG) == wanted
 
 
 def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
@@ -411,7 +407,10 @@ class AwsProvider(RetireMixin):
         ops = KIND_OPS[kind]
         # What cleanup needs to judge, quarantine, bundle and tear down an identity without
         # reading it again: the batch read already holds all of it.
+        marker = Marker.from_tags(tags)
         extra: dict[str, Any] = {
+            FORGED: render.not_ours(self.config, kind, entity[ops.param], entity.get("Path", ""), marker)
+            if marker is not None else None,
             "lastUsed": last_used, "created": entity.get("CreateDate"),
             "quarantined": bool(entity.get("_quarantined")),
             "inline": {p["PolicyName"]: p["PolicyDocument"] for p in entity.get(ops.detail_policies, [])},
@@ -670,7 +669,8 @@ class AwsProvider(RetireMixin):
         if settings:
             changes.append(change("update-settings", settings=settings))
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
-                if observed.tags.get(k) != v and not _transferred(observed, k, v)}
+                if observed.tags.get(k) != v
+                and not (k == TAG_OWNER and transfer_believed(self.config, observed, v))}
         if tags:
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-tags", tags=tags))
