@@ -376,3 +376,27 @@ def test_azure_forged_transferred_from_is_repaired(azure_fleet: tuple[Any, Path]
     assert run_cli("plan", str(folder), "--detailed-exitcode").code == 2
     assert run_cli("apply", "--auto-approve", str(folder)).code == 0
     assert held(local)["wid-prod-svc-a"][0]["workload-ids:owner"] == owner
+
+
+def test_aws_apply_and_rotate_refuse_our_name_with_our_tags_outside_our_path(
+        aws: Any, manifests: Any) -> None:
+    """IAM names are unique across paths: a user (or role) made at ``/`` with the name and
+    tags we would give a workload is not adopted by apply and never gets a key."""
+    from test_rotation import KEY_MODE
+    Path("owners.yaml").write_text(OWNERS)
+    Path("workload-ids.yaml").write_text(CONFIG)
+    folder = manifests({"vendor.yaml": KEY_MODE, "svc-a.yaml": workload("svc-a")})
+    tags = [{"Key": k, "Value": v} for k, v in {
+        "workload-ids:managed-by": "workload-ids", "workload-ids:workload": "vendor-sync",
+        "workload-ids:owner": "team-a", "workload-ids:environment": "prod",
+        "workload-ids:manifest-sha256": "0" * 64}.items()]
+    aws.create_user(UserName="wid_prod_vendor-sync", Path="/", Tags=tags)
+    aws.create_role(RoleName="wid_prod_svc-a", Path="/", AssumeRolePolicyDocument=TRUST, Tags=[
+        {**t, "Value": "svc-a"} if t["Key"] == "workload-ids:workload" else t for t in tags])
+    applied = run_cli("apply", "--auto-approve", str(folder))
+    assert applied.code == 1, applied.out + applied.err
+    assert "its path / is not aws.rolePath /workload-ids/" in applied.out + applied.err
+    assert aws.list_role_policies(RoleName="wid_prod_svc-a")["PolicyNames"] == []
+    rotated = run_cli("rotate", str(folder), "--now", "vendor-sync")
+    assert rotated.code != 0 and "outside the tool's location" in rotated.out + rotated.err
+    assert aws.list_access_keys(UserName="wid_prod_vendor-sync")["AccessKeyMetadata"] == []

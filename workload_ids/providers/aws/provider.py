@@ -645,6 +645,13 @@ class AwsProvider(RetireMixin):
                 "does not carry the workload-ids ownership tags, so it will not be modified",
                 f"rename the workload, or delete or rename that {observed.kind} if it is truly unused; "
                 f"workload-ids never adopts a {observed.kind} it did not create")
+        if observed.forged:
+            # Same name, other path (IAM names are unique across paths): not one we made.
+            raise ConflictError(
+                f"{w.label}: IAM {observed.kind} {observed.name} in account {w.target} carries the "
+                f"workload-ids tags but {observed.forged}, so it will not be modified",
+                f"find out who created it and delete or rename it; workload-ids never adopts a "
+                f"{observed.kind} outside {self.config.aws.rolePath}")
         changes: list[Change] = []
         if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
             # First: the deployer's own policy (`workload-ids bootstrap`) allows policy
@@ -796,7 +803,12 @@ class AwsProvider(RetireMixin):
                 return None
             raise self._cloud(f"iam.{ops.get}", exc) from exc
         self._check_account(desired.workload.target, entity["Arn"])
-        return _tags(entity.get("Tags"))
+        tags = _tags(entity.get("Tags"))
+        marker = Marker.from_tags(tags)
+        if marker is not None and render.not_ours(self.config, desired.kind, desired.name,
+                                                  entity.get("Path", ""), marker):
+            return {}  # our tags outside our path: not ours, so never rotated
+        return tags
 
     key_limit = 2
 
