@@ -400,3 +400,23 @@ def test_aws_apply_and_rotate_refuse_our_name_with_our_tags_outside_our_path(
     rotated = run_cli("rotate", str(folder), "--now", "vendor-sync")
     assert rotated.code != 0 and "outside the tool's location" in rotated.out + rotated.err
     assert aws.list_access_keys(UserName="wid_prod_vendor-sync")["AccessKeyMetadata"] == []
+
+
+def test_aws_restore_refuses_a_bundle_outside_our_location(aws_fleet: tuple[Any, Path]) -> None:
+    """A correctly chained but forged bundle (anyone who can write the log can append one)
+    for a role at ``/``: restore refuses it (exit 3) and creates nothing."""
+    iam, _ = aws_fleet
+    tags = role_tags(iam, "wid_prod_svc-d")
+    bundle = {"provider": "aws", "target": "123456789012", "kind": "role", "name": "prod-db-admin",
+              "address": "arn:aws:iam::123456789012:role/prod-db-admin", "path": "/", "boundary": "",
+              "tags": tags, "inlinePolicies": {"workload-ids": {"Version": "2012-10-17", "Statement": [
+                  {"Effect": "Allow", "Action": "*", "Resource": "*"}]}},
+              "attachedPolicies": [], "groups": [], "trust": json.loads(TRUST), "description": "",
+              "maxSessionDuration": 3600, "instanceProfiles": []}
+    load_config().auditor("cleanup").record(
+        workload="prod/svc-d", provider="aws", target="123456789012", identity="prod-db-admin",
+        action="restore-bundle", before=bundle, detail={"quarantinedSince": START})
+    refused = run_cli("restore", "prod-db-admin")
+    assert refused.code == 3, refused.out + refused.err
+    assert "its path / is not aws.rolePath /workload-ids/" in refused.out + refused.err
+    assert "prod-db-admin" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
