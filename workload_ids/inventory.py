@@ -34,16 +34,23 @@ class InventoryRow:
     next_at: str | None = None
     secret: str | None = None
     quarantine: str | None = None  # cleanup's mark, when quarantined
+    forged: str | None = None  # why an identity with our marker is not ours (never touched)
 
     def as_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"provider": self.provider, "target": self.target, "kind": self.kind,
                "identity": self.identity, "workload": self.workload,
                "environment": self.environment, "owner": self.owner,
-               "declared": self.declared, "lastUsed": self.last_used, "quarantine": self.quarantine}
+               "declared": self.declared, "lastUsed": self.last_used, "quarantine": self.quarantine,
+               "state": self.state, "forged": self.forged}
         if self.kind == "user" or self.secret is not None:  # a key-mode identity
             doc.update(keys=list(self.keys), secret=self.secret, nextStep=self.next_step,
                        nextAt=self.next_at)
         return doc
+
+    @property
+    def state(self) -> str:
+        """``forged``, ``quarantined`` or ``active``."""
+        return "forged" if self.forged else "quarantined" if self.quarantine else "active"
 
 
 def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provider: str = "aws",
@@ -79,8 +86,10 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
             last = o.extra.get("lastUsed")
             keys: tuple[dict[str, Any], ...] = ()
             step = when = secret = None
-            declared_cw = key_mode.get((name, target, label))
-            if declared_cw is not None:  # any cloud: the key lifecycle as rotate sees it
+            declared_cw = key_mode.get((name, target, label)) if not o.forged else None
+            if o.forged:  # not ours: its keys and secret are not read either
+                pass
+            elif declared_cw is not None:  # any cloud: the key lifecycle as rotate sees it
                 cycle = lifecycle(backend.desired(declared_cw), backend, config, seam)
                 cycle._describe(cycle.read())
                 keys, step, secret = tuple(cycle.report.keys), cycle.report.next_step, cycle.secret
@@ -97,7 +106,7 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
                 # A cloud that keeps no last-use time on the identity (GCP) says "unknown".
                 last_used=_when(last) if "lastUsed" in o.extra else "unknown", keys=keys,
                 next_step=step, next_at=when, secret=secret,
-                quarantine=o.tags.get(MARK_TAG)))
+                quarantine=o.tags.get(MARK_TAG), forged=o.forged))
     return sorted(rows, key=lambda r: (r.provider, r.target, r.identity))
 
 
@@ -117,12 +126,16 @@ def render_inventory(rows: list[InventoryRow]) -> str:
     table = [header] + [tuple(one_line(cell) for cell in (
         r.identity, r.kind, f"{r.environment}/{r.workload}", r.owner, f"{r.provider}:{r.target}",
         "-" if r.declared is None else ("yes" if r.declared else "NO"), r.last_used or "never",
-        "quarantined" if r.quarantine else "active"))
+        r.state.upper() if r.forged else r.state))
         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
     for r in rows:
-        if r.kind != "user" and r.secret is None:  # only key-mode identities have keys
+        if r.forged:
+            lines.append(f"{r.identity}: FORGED: carries the workload-ids marker but {r.forged}; "
+                         "never touched by cleanup, rotate or restore: find out who tagged it")
+    for r in rows:
+        if r.forged or (r.kind != "user" and r.secret is None):  # only key-mode identities have keys
             continue
         lines.append("")
         lines.append(f"{r.identity}: secret {r.secret or '(declared by no manifest given)'}")

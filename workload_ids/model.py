@@ -16,6 +16,8 @@ TAG_WORKLOAD = "workload-ids:workload"
 TAG_OWNER = "workload-ids:owner"
 TAG_ENVIRONMENT = "workload-ids:environment"
 TAG_DIGEST = "workload-ids:manifest-sha256"
+# ObservedIdentity.extra key: why a marked identity is not ours (see ObservedIdentity.forged).
+FORGED = "forged"
 MARKER_KEYS = (TAG_MANAGED_BY, TAG_WORKLOAD, TAG_OWNER, TAG_ENVIRONMENT, TAG_DIGEST)
 
 
@@ -161,6 +163,14 @@ class ObservedIdentity:
     @property
     def marker(self) -> Marker | None:
         return Marker.from_tags(self.tags)
+
+    @property
+    def forged(self) -> str | None:
+        """Why an identity carrying our marker is still not ours (it sits outside the
+        tool's location or naming), or None. Set by the provider's read; anything that
+        changes an identity refuses a forged one. A marker MAC check belongs here too."""
+        why = self.extra.get(FORGED)
+        return str(why) if why else None
 
 
 @dataclass(frozen=True, slots=True)

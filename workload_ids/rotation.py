@@ -663,7 +663,8 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
                      if o.kind in ("user", "service-account", "application")}
             for d in items:
                 o = scope.get(d.name)
-                owned[(name, target, d.name)] = None if o is None else o.tags
+                # A forged marker (outside our location or naming) counts as no marker.
+                owned[(name, target, d.name)] = None if o is None else {} if o.forged else o.tags
         else:
             for d in items:
                 owned[(name, target, d.name)] = providers[name].owned_tags(d)
@@ -688,7 +689,8 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             return cycle.report
         if not mine:
             cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} does not carry the "
-                                  "workload-ids ownership tags; it is never modified")
+                                  "workload-ids ownership tags, or carries them outside the tool's "
+                                  "location; it is never modified")
             cycle.report.refused = True
             return cycle.report
         if tags is not None and MARK_TAG in tags:

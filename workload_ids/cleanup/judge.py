@@ -16,9 +16,9 @@ from ..owners.interface import OwnerStatus
 from .mark import MARK_TAG, MarkError, QuarantineMark, decode_mark
 
 # Classes, in the order the report lists them.
-ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNMANAGED = (
-    "active", "new", "no-manifest", "owner-gone", "transferred", "unused", "unmanaged")
-CLASSES = (ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNMANAGED)
+ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNMANAGED, FORGED = (
+    "active", "new", "no-manifest", "owner-gone", "transferred", "unused", "unmanaged", "forged")
+CLASSES = (FORGED, ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNMANAGED)
 
 # Actions. Only quarantine and delete count against the blast-radius guard: the others
 # restore access or change a tag.
@@ -51,6 +51,8 @@ class Facts:
     declared: dict[tuple[str, str, str], CompiledWorkload] | None  # None: no manifests given
     owners: dict[str, OwnerStatus] | None  # None: owner checks are off
     last_used: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
+    # (provider, target, identity) -> why its quarantine mark is not believed (see provenance)
+    unbelieved: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,11 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
     marker = o.marker
     if marker is None:
         return Finding(o, UNMANAGED, "has our name or path but not our ownership tags: never touched")
+    if o.forged:
+        # Tags and descriptions are writable by far more people than the tool's location
+        # and naming: a marker outside them (a forged one, or a copy) is never acted on.
+        return Finding(o, FORGED, f"carries the workload-ids marker but {o.forged}: reported as "
+                                  "forged and never touched; find out who tagged it")
     mark: QuarantineMark | None = None
     problem: str | None = None
     if MARK_TAG in o.tags:
@@ -160,6 +167,13 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
     if mark is None and created is not None and facts.now - created < rules.min_age:
         return Finding(o, NEW, f"created {format_time(created)}, less than {rules.min_age} ago: "
                                "not judged yet (cloud reads lag)", manifest=manifest)
+    distrust = facts.unbelieved.get((o.provider, o.target, o.name)) if mark is not None else None
+    if mark is not None and distrust is not None and status in (NO_MANIFEST, OWNER_GONE):
+        # A mark anyone could have written (or a quarantine the tool never finished) does
+        # not shorten the grace period: it starts now, enforced by this run.
+        return Finding(o, status, f"{reason}; {distrust}", QUARANTINE, mark, successor=successor,
+                       manifest=manifest, new_mark=QuarantineMark(
+                           facts.now, status, facts.now + rules.grace, mark.keys))
     if mark is not None:
         if status in (ACTIVE, TRANSFERRED):
             return finding(RELEASE)

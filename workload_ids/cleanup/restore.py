@@ -9,8 +9,9 @@ from typing import Any
 from ..audit import records, verify
 from ..calls import CallSeam
 from ..config import Config
-from ..errors import UserError
+from ..errors import GuardrailError, UserError
 from ..providers import create_provider
+from .provenance import bundle_not_ours
 from .workflow import BUNDLE_ACTION
 
 
@@ -67,6 +68,11 @@ def find_bundle(config: Config, identity: str, target: str | None = None) -> dic
 def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None = None) -> RestoreResult:
     """Recreate ``identity`` from its bundle and record it in the audit log."""
     bundle = find_bundle(config, identity, target)
+    why = bundle_not_ours(config, bundle)
+    if why is not None:
+        raise GuardrailError(f"the restore bundle of {identity} is not one workload-ids writes: {why}; "
+                             "nothing was restored. Find out who wrote that record "
+                             "(`workload-ids audit verify`, and the log's history)")
     backend = create_provider(str(bundle["provider"]), config, seam)
     tags = dict(bundle.get("tags") or {})
     workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"

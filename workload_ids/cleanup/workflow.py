@@ -35,6 +35,8 @@ from .judge import (
     Rules,
     judge,
 )
+from .mark import MARK_TAG, MarkError, decode_mark
+from .provenance import audit_trail, quarantine_believed
 
 BUNDLE_ACTION = "restore-bundle"
 
@@ -162,11 +164,11 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     if directory is None:
         notes.append("owner checks are off: no owners source in the config (see README: owners)")
     else:
-        ids = {o.marker.owner for _, o in observed if o.marker is not None}
+        ids = {o.marker.owner for _, o in observed if o.marker is not None and not o.forged}
         owners = owner_status(directory, ids)
     last_used = {(o.target, o.name): b.last_used(o) for b, o in observed
                  if o.marker is not None and o.kind != "role"}
-    facts = Facts(clock.now(), declared, owners, last_used)
+    facts = Facts(clock.now(), declared, owners, last_used, _unbelieved(observed, config))
     rules = Rules.from_config(config.cleanup)
     findings: list[Finding] = []
     for b, o in observed:
@@ -204,6 +206,27 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     return report
 
 
+def _unbelieved(observed: list[tuple[Any, ObservedIdentity]],
+                config: Config) -> dict[tuple[str, str, str], str]:
+    """Why each quarantine mark that could lead to a deletion is not believed (see
+    :mod:`.provenance`); marks that cannot be read are the judge's to report."""
+    trail = audit_trail(config)
+    out: dict[tuple[str, str, str], str] = {}
+    for b, o in observed:
+        if o.marker is None or o.forged or MARK_TAG not in o.tags:
+            continue
+        try:
+            mark = decode_mark(o.tags[MARK_TAG])
+        except MarkError:
+            continue
+        if mark.delete_after is None:
+            continue  # an unused mark never leads to deletion
+        why = quarantine_believed(o.provider, o.target, o.name, mark, b.quarantine_proven(o, mark), trail)
+        if why is not None:
+            out[(o.provider, o.target, o.name)] = why
+    return out
+
+
 def _by_scope(grants: list[dict[str, str]]) -> dict[tuple[str, str], list[dict[str, str]]]:
     out: dict[tuple[str, str], list[dict[str, str]]] = {}
     for g in grants:
@@ -215,7 +238,7 @@ def _blast_radius(findings: list[Finding], config: Config, max_actions: int | No
     """Refuse bulk quarantine or deletion: more than ``maxActions`` identities, or more
     than ``maxShare`` of those we manage (one action alone is never bulk)."""
     limit = max_actions if max_actions is not None else config.cleanup.maxActions
-    managed = sum(1 for f in findings if f.identity.marker is not None)
+    managed = sum(1 for f in findings if f.identity.marker is not None and not f.identity.forged)
     acting = [f for f in findings if f.action in DESTRUCTIVE]
     count = len(acting)
     share = config.cleanup.maxShare
@@ -267,11 +290,15 @@ def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, confi
             elif f.action == RELEASE:
                 b.release(o, f.mark)
                 result.steps.append("released")
+                auditor.record(**base, action="release", before=_mark_json(f.mark), after=None,
+                               detail={"reason": f.reason})
                 if f.status == TRANSFERRED and f.successor:
                     b.transfer(o, f.successor)
                     result.steps.append(f"owner {marker.owner} -> {f.successor}")
-                auditor.record(**base, action="release", before=_mark_json(f.mark), after=None,
-                               detail={"reason": f.reason})
+                    # apply believes a transfer from this record, never from the tag alone.
+                    auditor.record(**base, action="transfer", before={"owner": marker.owner},
+                                   after={"owner": f.successor},
+                                   detail={"reason": f.reason, "manifestEdit": _manifest_edit(f)})
             elif f.action == DELETE:
                 assert f.mark is not None
                 since = clock.format_time(f.mark.since)

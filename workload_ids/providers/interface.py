@@ -68,6 +68,10 @@ class Provider(Protocol):
         """Whether a marked identity is really disabled; None when it cannot be told
         without extra calls."""
 
+    def quarantine_proven(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool:
+        """Whether the tool's own enforcement proves the mark's start (cleanup believes a
+        mark only then; otherwise its grace period starts again)."""
+
     def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
         """Write the mark, then disable the identity and revoke its sessions without
         destroying anything; returns the mark as written."""

@@ -42,16 +42,18 @@ from ...calls import (
     SeamClient,
     to_cloud_error,
 )
-from ...cleanup.mark import TRANSFERRED_FROM_TAG
+from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, InputErrors, UserError
 from ...model import (
+    FORGED,
     MARKER_KEYS,
     TAG_OWNER,
     Change,
     CompiledWorkload,
     DesiredIdentity,
     KeyInfo,
+    Marker,
     ObservedIdentity,
 )
 from ...secrets.interface import IssuedKey, SecretValue
@@ -183,12 +185,6 @@ def _same(observed: ObservedIdentity, desired: DesiredIdentity, key: str) -> boo
         return True
     have, want = observed.documents.get(key, ""), desired.documents.get(key, "")
     return have == want or _normal(have or "{}") == _normal(want or "{}")
-
-
-def _transferred(observed: ObservedIdentity, key: str, wanted: str) -> bool:
-    """Whether ``key`` differs only because cleanup handed the identity to a successor
-    and the manifest still names the owner who left: apply must not undo the transfer."""
-    return key == TAG_OWNER and observed.tags.get(TRANSFERRED_FROM_TAG) == wanted
 
 
 def _tags(items: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
@@ -411,7 +407,10 @@ class AwsProvider(RetireMixin):
         ops = KIND_OPS[kind]
         # What cleanup needs to judge, quarantine, bundle and tear down an identity without
         # reading it again: the batch read already holds all of it.
+        marker = Marker.from_tags(tags)
         extra: dict[str, Any] = {
+            FORGED: render.not_ours(self.config, kind, entity[ops.param], entity.get("Path", ""), marker)
+            if marker is not None else None,
             "lastUsed": last_used, "created": entity.get("CreateDate"),
             "quarantined": bool(entity.get("_quarantined")),
             "inline": {p["PolicyName"]: p["PolicyDocument"] for p in entity.get(ops.detail_policies, [])},
@@ -646,6 +645,13 @@ class AwsProvider(RetireMixin):
                 "does not carry the workload-ids ownership tags, so it will not be modified",
                 f"rename the workload, or delete or rename that {observed.kind} if it is truly unused; "
                 f"workload-ids never adopts a {observed.kind} it did not create")
+        if observed.forged:
+            # Same name, other path (IAM names are unique across paths): not one we made.
+            raise ConflictError(
+                f"{w.label}: IAM {observed.kind} {observed.name} in account {w.target} carries the "
+                f"workload-ids tags but {observed.forged}, so it will not be modified",
+                f"find out who created it and delete or rename it; workload-ids never adopts a "
+                f"{observed.kind} outside {self.config.aws.rolePath}")
         changes: list[Change] = []
         if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
             # First: the deployer's own policy (`workload-ids bootstrap`) allows policy
@@ -670,7 +676,8 @@ class AwsProvider(RetireMixin):
         if settings:
             changes.append(change("update-settings", settings=settings))
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
-                if observed.tags.get(k) != v and not _transferred(observed, k, v)}
+                if observed.tags.get(k) != v
+                and not (k == TAG_OWNER and transfer_believed(self.config, observed, v))}
         if tags:
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-tags", tags=tags))
@@ -796,7 +803,12 @@ class AwsProvider(RetireMixin):
                 return None
             raise self._cloud(f"iam.{ops.get}", exc) from exc
         self._check_account(desired.workload.target, entity["Arn"])
-        return _tags(entity.get("Tags"))
+        tags = _tags(entity.get("Tags"))
+        marker = Marker.from_tags(tags)
+        if marker is not None and render.not_ours(self.config, desired.kind, desired.name,
+                                                  entity.get("Path", ""), marker):
+            return {}  # our tags outside our path: not ours, so never rotated
+        return tags
 
     key_limit = 2
 

@@ -13,7 +13,7 @@ from ...config import Config
 from ...durations import parse_duration
 from ...errors import Diagnostic
 from ...manifest import AwsServiceFederation, GithubActionsFederation, KubernetesFederation
-from ...model import CompiledWorkload, DesiredIdentity, Grant
+from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
 
 POLICY_NAME = "workload-ids"
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
@@ -42,6 +42,23 @@ def identity_name(prefix: str, environment: str, name: str, limit: int = ROLE_NA
         return full
     digest = hashlib.sha256(full.encode()).hexdigest()[:8]
     return f"{full[: limit - 9]}-{digest}"
+
+
+def not_ours(config: Config, kind: str, name: str, path: str, marker: Marker) -> str | None:
+    """Why an IAM role or user carrying ``marker`` is not one the tool made, or None.
+
+    Tags are writable by anyone with ``iam:TagRole``; the path and the name are fixed at
+    creation, so only an identity at ``aws.rolePath`` with exactly the name we give its
+    marker's workload is believed.
+    """
+    if path != config.aws.rolePath:
+        return f"its path {path} is not aws.rolePath {config.aws.rolePath}"
+    want = identity_name(config.aws.namePrefix, marker.environment, marker.workload,
+                         USER_NAME_MAX if kind == "user" else ROLE_NAME_MAX)
+    if name != want:
+        return (f"its name is not {want}, the name workload-ids gives "
+                f"{marker.environment}/{marker.workload}")
+    return None
 
 
 def _sid(source: str, used: dict[str, int]) -> str:

@@ -9,6 +9,7 @@ way a crash in between leaves a mark that the next cleanup finishes or undoes.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,10 @@ class RetireMixin:
         if identity.marker is None:  # the workflow checks too; this is the last line
             raise ConflictError(f"IAM {identity.kind} {identity.name} does not carry the "
                                 "workload-ids ownership tags", "it is never modified")
+        if identity.forged:  # a marker outside our location or naming: never acted on
+            raise ConflictError(f"{identity.kind} {identity.name} carries the workload-ids marker but "
+                                f"{identity.forged}", "it is reported as forged and never modified; "
+                                "find out who tagged it")
 
     def _run(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -107,6 +112,24 @@ class RetireMixin:
         if identity.kind == "role":
             return bool(identity.extra.get("quarantined"))
         return None
+
+    def quarantine_proven(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool:
+        """Whether our own enforcement proves the mark's start: a role's deny policy
+        (from the batch read) revoking sessions issued before exactly ``mark.since``; a
+        user with no active key left (one list call)."""
+        if identity.kind != "role":
+            return not any(k.status == "active" for k in self.list_keys_of(identity.target, identity.name))
+        doc: Any = (identity.extra.get("inline") or {}).get(QUARANTINE_POLICY)
+        if isinstance(doc, str):
+            try:
+                doc = json.loads(urllib.parse.unquote(doc))
+            except ValueError:
+                return False
+        if not isinstance(doc, dict):
+            return False
+        statements = doc.get("Statement")
+        want = quarantine_document(mark.since)["Statement"]
+        return isinstance(statements, list) and all(s in statements for s in want)
 
     # --- actions -------------------------------------------------------------------
 

@@ -181,8 +181,8 @@ class AzureKeyMixin:
         if not observed.extra.get("principalId"):
             changes.append(change("create-service-principal", appId=observed.extra.get("appId", "")))
         changes.extend(self._access_changes(change, want, observed.extra.get("objects") or {}))
-        from ...cleanup.mark import TRANSFERRED_FROM_TAG
-        transferred = observed.tags.get(TRANSFERRED_FROM_TAG) == w.marker.owner and \
+        from ...cleanup.provenance import transfer_believed
+        transferred = transfer_believed(self.config, observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         if not transferred and any(observed.tags.get(k) != desired.tags[k] for k in MARKER_KEYS):
             changes.append(change("update-marker", tags={

@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from ...calls import CONFLICT, NOT_FOUND, CallSeam
-from ...cleanup.mark import TRANSFERRED_FROM_TAG
+from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import ConflictError, Diagnostic, UserError
-from ...model import MARKER_KEYS, Change, CompiledWorkload, DesiredIdentity, Marker, ObservedIdentity
+from ...model import FORGED, MARKER_KEYS, Change, CompiledWorkload, DesiredIdentity, Marker, ObservedIdentity
 from . import render
 from .clients import AzureClients
 from .keys import AzureKeyMixin
@@ -291,7 +291,8 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
                       "clientId": str(identity.client_id or "")},
             foreign=tuple(foreign),
             extra={"principalId": principal, "clientId": str(identity.client_id or ""), "objects": documents,
-                   "foreignGrants": foreign})
+                   "foreignGrants": foreign,
+                   FORGED: render.not_ours(self.prefix, str(identity.name), marker) if marker else None})
 
     def _observed_app(self, subscription: str, app: Mapping[str, Any], principal: Mapping[str, Any] | None,
                       roles: OurRoles, assignments: Sequence[Any]) -> ObservedIdentity:
@@ -316,7 +317,8 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             foreign=tuple(foreign),
             extra={"principalId": principal_id, "appId": str(app["appId"]), "appObjectId": str(app["id"]),
                    "accountEnabled": None if principal is None else principal.get("accountEnabled", True),
-                   "objects": documents, "foreignGrants": foreign})
+                   "objects": documents, "foreignGrants": foreign,
+                   FORGED: render.not_ours(self.prefix, str(app["displayName"]), marker) if marker else None})
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         """Four calls: the identity, the subscription's custom roles, its assignments and its
@@ -429,11 +431,10 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             permissions=_permission_diff(have_roles, have.get("assignments", {}), want_roles,
                                          want["assignments"]))]
 
-    @staticmethod
-    def _marker_differs(desired: DesiredIdentity, observed: ObservedIdentity) -> bool:
+    def _marker_differs(self, desired: DesiredIdentity, observed: ObservedIdentity) -> bool:
         w = desired.workload
         assert observed.marker is not None
-        transferred = observed.tags.get(TRANSFERRED_FROM_TAG) == w.marker.owner and \
+        transferred = transfer_believed(self.config, observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         return not transferred and any(observed.tags.get(k) != desired.tags[k] for k in MARKER_KEYS)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...config import Config
 from ...errors import Diagnostic
-from ...model import CompiledWorkload, DesiredIdentity, Grant
+from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
 
 FEDERATED_CREDENTIALS_MAX = 20
 IDENTITY_NAME_MAX = 128
@@ -42,6 +42,17 @@ def identity_name(prefix: str, environment: str, name: str) -> str:
     """``wid-prod-payments-api``: managed identity names allow 3-128 letters, digits,
     hyphens and underscores; environment and workload names fit well within that."""
     return "-".join(p for p in (prefix, environment, name) if p)[:IDENTITY_NAME_MAX]
+
+
+def not_ours(prefix: str, name: str, marker: Marker) -> str | None:
+    """Why a managed identity or application tagged with ``marker`` is not one the tool
+    made, or None. Tags are writable by a Tag Contributor; the name is fixed at creation,
+    so only the name we give the marker's workload is believed."""
+    want = identity_name(prefix, marker.environment, marker.workload)
+    if name != want:
+        return (f"its name is not {want}, the name workload-ids gives "
+                f"{marker.environment}/{marker.workload}")
+    return None
 
 
 def role_definition_id(subscription: str, environment: str, name: str, entries: Sequence[str]) -> str:

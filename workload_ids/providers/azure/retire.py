@@ -69,6 +69,10 @@ class AzureRetireMixin:
         if marker is None:  # the workflow checks too; this is the last line
             raise ConflictError(f"{identity.kind} {identity.name} does not carry the workload-ids tags",
                                 "it is never modified")
+        if identity.forged:  # a marker outside our location or naming: never acted on
+            raise ConflictError(f"{identity.kind} {identity.name} carries the workload-ids marker but "
+                                f"{identity.forged}", "it is reported as forged and never modified; "
+                                "find out who tagged it")
         return marker
 
     def _set_tags(self, identity: ObservedIdentity, tags: Mapping[str, str],
@@ -107,6 +111,11 @@ class AzureRetireMixin:
             return None
         disabled = identity.kind != "application" or identity.extra.get("accountEnabled") is False
         return not objects["assignments"] and disabled
+
+    def quarantine_proven(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool:
+        """Whether our own enforcement proves the mark: none of our role assignments is
+        left (and an application's service principal is disabled)."""
+        return self.quarantine_enforced(identity, mark) is True
 
     # --- actions -------------------------------------------------------------------
 

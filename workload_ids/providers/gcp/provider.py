@@ -22,10 +22,10 @@ from google.api_core import exceptions as gx
 
 from ... import clock
 from ...calls import CONFLICT, NOT_FOUND, CallSeam
-from ...cleanup.mark import TRANSFERRED_FROM_TAG
+from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
-from ...model import Change, CompiledWorkload, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
+from ...model import FORGED, Change, CompiledWorkload, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
 from ...secrets.interface import IssuedKey, SecretValue
 from . import render
 from .clients import GcpClients
@@ -179,6 +179,7 @@ class GcpProvider(GcpRetireMixin):
         documents: dict[str, Any] = {}
         extra: dict[str, Any] = {"disabled": account.disabled, "uniqueId": account.unique_id}
         if marker is not None:
+            extra[FORGED] = render.not_ours(self.prefix, account.email, project, marker)
             try:
                 roles = self._roles_of(project, self._workload_base(desired))
                 policy = self._project_policy(project)
@@ -251,6 +252,8 @@ class GcpProvider(GcpRetireMixin):
                 documents={k: render.canonical(v) for k, v in documents.items()},
                 settings={"description": account.description, "displayName": account.display_name},
                 extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents,
+                       FORGED: render.not_ours(self.prefix, account.email, target, marker)
+                       if marker else None,
                        "foreignGrants": _foreign(bindings, f"serviceAccount:{account.email}", ours)
                        if marker else []}))
         return observed
@@ -318,7 +321,7 @@ class GcpProvider(GcpRetireMixin):
             changes.append(change("update-federation", federation={
                 "added": sorted(want_members - have_members),
                 "removed": sorted(have_members - want_members)}))
-        transferred = observed.tags.get(TRANSFERRED_FROM_TAG) == w.marker.owner and \
+        transferred = transfer_believed(self.config, observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         if not transferred and (observed.settings.get("description") != desired.settings["description"] or (
                 observed.settings.get("displayName") != desired.settings["displayName"]

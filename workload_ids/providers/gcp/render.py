@@ -25,7 +25,7 @@ from typing import Any
 
 from ...config import Config
 from ...errors import Diagnostic
-from ...model import CompiledWorkload, DesiredIdentity, Grant
+from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
 
 ACCOUNT_ID_MAX = 30
 ROLE_ID_MAX = 64
@@ -50,6 +50,18 @@ def account_id(prefix: str, environment: str, name: str) -> str:
         core = "w" + core
     head = core[: ACCOUNT_ID_MAX - 7].rstrip("-")
     return f"{head}-{_digest(environment, name)}"
+
+
+def not_ours(prefix: str, email: str, project: str, marker: Marker) -> str | None:
+    """Why a service account whose description carries ``marker`` is not one the tool
+    made, or None. The description is writable by anyone with
+    ``iam.serviceAccounts.update``; the account id is fixed at creation, so only the id
+    we give the marker's workload, in this project, is believed."""
+    want = service_account_email(account_id(prefix, marker.environment, marker.workload), project)
+    if email != want:
+        return (f"its email is not {want}, the account workload-ids gives "
+                f"{marker.environment}/{marker.workload}")
+    return None
 
 
 def service_account_email(account: str, project: str) -> str:

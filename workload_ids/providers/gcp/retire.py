@@ -65,6 +65,10 @@ class GcpRetireMixin:
         if marker is None:  # the workflow checks too; this is the last line
             raise ConflictError(f"service account {identity.name} does not carry the workload-ids "
                                 "marker", "it is never modified")
+        if identity.forged:  # a marker outside our location or naming: never acted on
+            raise ConflictError(f"{identity.kind} {identity.name} carries the workload-ids marker but "
+                                f"{identity.forged}", "it is reported as forged and never modified; "
+                                "find out who tagged it")
         return marker
 
     def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -88,6 +92,11 @@ class GcpRetireMixin:
         return None
 
     def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        return bool(identity.extra.get("disabled"))
+
+    def quarantine_proven(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool:
+        """Whether our own enforcement proves the mark: the account is disabled (the
+        mark lives in the display name, written in the same quarantine)."""
         return bool(identity.extra.get("disabled"))
 
     # --- actions -------------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""What cleanup and apply may believe about an identity's history. Tags and descriptions
+are writable by far more people than the tool (``iam:TagRole``, Tag Contributor,
+``iam.serviceAccounts.update``), so a quarantine mark or a ``transferred-from`` tag is
+believed only when something the tool alone wrote agrees: its own enforcement in the
+cloud, and its audit log.
+
+Where markers get authenticated later (a MAC keyed by a secret the tool keeps), the
+check belongs next to these: :attr:`~workload_ids.model.ObservedIdentity.forged` for the
+marker, :func:`quarantine_believed` for marks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..clock import format_time
+from ..config import Config
+from ..model import ObservedIdentity
+from .mark import TRANSFERRED_FROM_TAG, QuarantineMark
+
+NOT_PROVEN = "quarantine mark not proven by enforcement; grace restarts"
+NOT_RECORDED = "quarantine mark has no matching quarantine record in the audit log; grace restarts"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditTrail:
+    """The records of the local audit log that vouch for marks and transfers."""
+
+    quarantines: frozenset[tuple[str, str, str, str]] = frozenset()  # provider, target, identity, since
+    # The same, for deletions begun (a restore bundle written): the teardown removes the
+    # enforcement, so a rerun after a crash believes the mark from here.
+    deleting: frozenset[tuple[str, str, str, str]] = frozenset()
+    # provider, target, identity -> (from owner, to owner) of each transfer, in order
+    transfers: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = field(default_factory=dict)
+
+    def transfer_believed(self, provider: str, target: str, identity: str, manifest_owner: str,
+                          current_owner: str) -> bool:
+        """Whether the log shows cleanup handing this identity from ``manifest_owner``
+        (possibly through others) to ``current_owner``."""
+        owner, moved = manifest_owner, False
+        for old, new in self.transfers.get((provider, target, identity), ()):
+            if old == owner:
+                owner, moved = new, True
+        return moved and owner == current_owner
+
+
+_cache: dict[tuple[str, int, int], AuditTrail] = {}
+_lock = threading.Lock()
+
+
+def audit_trail(config: Config) -> AuditTrail | None:
+    """The trail of ``config``'s audit log; None when the config keeps no log (an empty
+    trail when it keeps one that does not exist yet). Read once per version of the file."""
+    path = config.audit_path()
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return AuditTrail()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    with _lock:
+        if key in _cache:
+            return _cache[key]
+    trail = _read(path)
+    with _lock:
+        _cache.clear()
+        _cache[key] = trail
+    return trail
+
+
+def _read(path: Path) -> AuditTrail:
+    from ..audit import records
+    quarantines: set[tuple[str, str, str, str]] = set()
+    deleting: set[tuple[str, str, str, str]] = set()
+    transfers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for r in _ok(records(path)):
+        where = (str(r.get("provider")), str(r.get("target")), str(r.get("identity")))
+        before, after = r.get("before"), r.get("after")
+        if r.get("action") == "quarantine" and isinstance(after, dict) and after.get("since"):
+            quarantines.add((*where, str(after["since"])))
+        elif r.get("action") == "restore-bundle" and isinstance(r.get("detail"), dict):
+            deleting.add((*where, str(r["detail"].get("quarantinedSince"))))
+        elif r.get("action") == "transfer" and isinstance(before, dict) and isinstance(after, dict):
+            transfers.setdefault(where, []).append((str(before.get("owner")), str(after.get("owner"))))
+    return AuditTrail(frozenset(quarantines), frozenset(deleting),
+                      {k: tuple(v) for k, v in transfers.items()})
+
+
+def _ok(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    return (r for r in items if r.get("result") == "ok")
+
+
+def quarantine_believed(provider: str, target: str, identity: str, mark: QuarantineMark,
+                        enforced: bool, trail: AuditTrail | None) -> str | None:
+    """None when the mark's start is believed, else why not (the report's words). Only
+    the tool's own enforcement (with the same start) and, when the config keeps an audit
+    log, its ``quarantine`` record prove a mark. A deletion the log shows begun (its
+    restore bundle written) stands for the enforcement its teardown removed."""
+    key = (provider, target, identity, format_time(mark.since))
+    if not enforced and (trail is None or key not in trail.deleting):
+        return NOT_PROVEN
+    if trail is not None and key not in trail.quarantines:
+        return NOT_RECORDED
+    return None
+
+
+def transfer_believed(config: Config, observed: ObservedIdentity, manifest_owner: str) -> bool:
+    """Whether apply may leave ``observed``'s owner as it is although the manifest names
+    ``manifest_owner``: its ``transferred-from`` tag says cleanup handed it on, and the
+    audit log holds that transfer. Without the record the owner is drift (a forged tag
+    must not keep apply from repairing a forged owner)."""
+    marker = observed.marker
+    if marker is None or observed.tags.get(TRANSFERRED_FROM_TAG) != manifest_owner:
+        return False
+    trail = audit_trail(config)
+    return trail is not None and trail.transfer_believed(
+        observed.provider, observed.target, observed.name, manifest_owner, marker.owner)
+
+
+def bundle_not_ours(config: Config, bundle: dict[str, Any]) -> str | None:
+    """Why a restore bundle describes an identity the tool would not have made (outside
+    its location or naming, or without its marker), or None. ``restore`` refuses such a
+    bundle: cleanup never deletes a forged identity, so no real bundle of one exists."""
+    from ..model import Marker
+    provider, name = str(bundle.get("provider")), str(bundle.get("name"))
+    raw = bundle.get("tags")
+    tags: dict[str, str] = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    if provider == "aws":
+        from ..providers.aws import render as aws
+        marker = Marker.from_tags(tags)
+        return "it carries no workload-ids marker" if marker is None else aws.not_ours(
+            config, str(bundle.get("kind")), name, str(bundle.get("path")), marker)
+    if provider == "gcp":
+        from ..providers.gcp import render as gcp
+        marker = Marker.from_text(str(bundle.get("description", "")))
+        return "it carries no workload-ids marker" if marker is None else gcp.not_ours(
+            config.gcp.namePrefix, name, str(bundle.get("target")), marker)
+    if provider == "azure":
+        from ..providers.azure import render as azure
+        marker = Marker.from_tags(tags)
+        return "it carries no workload-ids marker" if marker is None else azure.not_ours(
+            config.azure.namePrefix, name, marker)
+    return f"its provider {provider!r} is not one workload-ids knows"
