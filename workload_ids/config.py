@@ -193,6 +193,9 @@ class CredentialsConfig(_Strict):
     """Key mode: where keys are delivered and how they are rotated."""
 
     secretName: Annotated[str, Field(min_length=1, max_length=256)] = "workload-ids/{environment}/{name}"
+    # AWS: principal ARNs (wildcards allowed) that may read key secrets besides the tool;
+    # every other principal is denied by the secret's resource policy.
+    secretReaders: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:(iam|sts)::")]] = []
     rotation: RotationDefaults = RotationDefaults()
     verify: VerifyConfig = VerifyConfig()
     # How long a run waits for a workload another run is rotating before it gives up
