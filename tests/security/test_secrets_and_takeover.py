@@ -3,6 +3,7 @@ ours and open to nobody else, and one team cannot take over another team's ident
 declaring the same environment and name. Real boto3 against moto, the real Google SDK
 against our GCP emulators; every end state is read back from the cloud."""
 
+# ruff: noqa: F811  (the shared fixtures clouds/emulated are imported, then named as arguments)
 from __future__ import annotations
 
 import json
@@ -14,6 +15,16 @@ import boto3
 import pytest
 from conftest import TEST_TRUST, run_cli
 from google.iam.v1 import iam_policy_pb2, policy_pb2
+from test_attacks_on_every_cloud import (  # noqa: F401  (clouds, emulated: fixtures)
+    CONTAINER,
+    CONTROLS,
+    _run,
+    clouds,
+    emulated,
+    github,
+    manifest,
+    template,
+)
 from test_gcp_key_mode import KEY_MODE as GCP_KEY_MODE
 from test_gcp_key_mode import keys as gcp_keys
 from test_rotation import KEY_MODE as AWS_KEY_MODE
@@ -190,3 +201,70 @@ def test_gcp_our_secret_with_an_extra_binding_gets_no_new_key(gcp_local: tuple[A
     client.set_iam_policy(request={"resource": GCP_SECRET, "policy": {"bindings": []}})
     assert run_cli("rotate", "--now", "vendor-sync", str(folder)).code == 0  # ours again: works
     assert len(gcp_keys(iam)) == 2
+
+
+# --- H4: takeover by name, on every cloud ------------------------------------------------
+
+def _team_b(provider: str) -> str:
+    """Team B's own manifest: team A's environment and name, B's owner, repository and access."""
+    access = {"aws": template("queue.consume", "arn:aws:sqs:eu-west-1:123456789012:evil"),
+              "gcp": template("object-storage.write", "projects/_/buckets/evil-drop"),
+              "azure": template("object-storage.write", CONTAINER)}[provider]
+    evil = github(pool=provider == "gcp").replace("acme/sneaky", "acme/evil-tools")
+    return manifest(provider, access, evil).replace("owner: team-a", "owner: team-evil")
+
+
+def _identity_state(provider: str, aws: Any, emulated: dict[str, Any]) -> str:
+    """Everything the identity is: trust, permissions, owner (read from the cloud)."""
+    if provider == "aws":
+        role = aws.get_role(RoleName="wid_prod_sneaky")["Role"]
+        inline = {p: aws.get_role_policy(RoleName="wid_prod_sneaky", PolicyName=p)["PolicyDocument"]
+                  for p in aws.list_role_policies(RoleName="wid_prod_sneaky")["PolicyNames"]}
+        attached = aws.list_attached_role_policies(RoleName="wid_prod_sneaky")["AttachedPolicies"]
+        return repr((role["AssumeRolePolicyDocument"], sorted((t["Key"], t["Value"]) for t in role["Tags"]),
+                     inline, attached))
+    if provider == "gcp":
+        iam, rm, _, rp = emulated["gcp"].emulators
+        return repr((iam.backend.accounts, iam.backend.roles, rm.policy("acme-prod"),
+                     {r: rp.policy(r) for r in rp.resources()}))
+    arm = emulated["azure"].arm
+    return repr((arm._identities, arm._role_definitions, arm._role_assignments, arm._resources))
+
+
+def _owner(provider: str, aws: Any, emulated: dict[str, Any]) -> str:
+    state = _identity_state(provider, aws, emulated)
+    return "team-evil" if "team-evil" in state else "team-a" if "team-a" in state else "?"
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
+def test_another_team_cannot_take_over_an_identity_by_name(provider: str, clouds: dict[str, Any],
+                                                           aws: Any, emulated: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    cloud = clouds[provider]
+    first, _ = _run(cloud, CONTROLS[provider], tmp_path)
+    assert first.code == 0, first.err
+    before = _identity_state(provider, aws, emulated)
+    taken, path = _run(cloud, _team_b(provider), tmp_path)
+    assert taken.code == 1, taken.out + taken.err
+    assert f"{path}:" in taken.err  # positioned at the manifest's owner
+    assert "belongs to owner team-a, and this manifest says owner team-evil" in taken.err
+    assert "guardrails.approvedTransfers" in taken.err and "nothing was changed" in taken.err
+    assert _identity_state(provider, aws, emulated) == before  # trust, permissions, owner as they were
+    # Team A itself still applies.
+    assert _run(cloud, CONTROLS[provider], tmp_path)[0].code == 0
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
+def test_an_approved_transfer_applies(provider: str, clouds: dict[str, Any], aws: Any,
+                                      emulated: dict[str, Any], tmp_path: Path) -> None:
+    cloud = clouds[provider]
+    assert _run(cloud, CONTROLS[provider], tmp_path)[0].code == 0
+    cloud = type(cloud)(cloud.config + "guardrails:\n  approvedTransfers:\n    - {workload: prod/sneaky, "
+                        "from: team-a, to: team-evil, reason: \"ticket PLAT-42: tools team owns it now\"}\n",
+                        cloud.holdings)
+    moved, _ = _run(cloud, _team_b(provider), tmp_path)
+    assert moved.code == 0, moved.out + moved.err
+    assert _owner(provider, aws, emulated) == "team-evil"
+    # The approval names one direction only: moving it back needs its own.
+    back, _ = _run(cloud, CONTROLS[provider], tmp_path)
+    assert back.code == 1 and "belongs to owner team-evil" in back.err
