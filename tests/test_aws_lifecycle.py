@@ -158,6 +158,11 @@ def test_owner_change_retags(aws, manifests):
     path = _write(manifests)
     run_cli("apply", "--auto-approve", str(path))
     path.write_text(PAYMENTS.replace("owner: team-payments", "owner: team-platform"))
+    refused = run_cli("plan", str(path))  # a manifest alone cannot move an identity (H4)
+    assert refused.code == 1 and "belongs to owner team-payments" in refused.err
+    Path("workload-ids.yaml").write_text(
+        "guardrails:\n  approvedTransfers:\n    - {workload: prod/payments-api, from: team-payments, "
+        "to: team-platform, reason: \"reorg: platform owns payments\"}\n" + TEST_TRUST)
     doc = json.loads(run_cli("plan", "--output", "json", str(path)).out)
     assert [c["action"] for c in doc["changes"]] == ["update-tags"]
     assert doc["changes"][0]["tags"]["workload-ids:owner"] == {"from": "team-payments",

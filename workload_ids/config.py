@@ -103,6 +103,17 @@ class ApprovedEscalation(_Strict):
     reason: Annotated[str, Field(min_length=10, max_length=500)]
 
 
+class ApprovedTransfer(_Strict):
+    """One approved change of owner: ``apply`` may move this workload's existing identity
+    from owner ``from`` to owner ``to``. Held by the platform team in the config: a
+    manifest alone cannot take over another team's identity (review H4)."""
+
+    workload: Annotated[str, _APPROVED_WORKLOAD]
+    from_: Annotated[str, Field(alias="from", min_length=1, max_length=128)]
+    to: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: Annotated[str, Field(min_length=10, max_length=500)]
+
+
 class Guardrails(_Strict):
     """Limits a platform team sets for every manifest in the repository. A manifest that
     breaks one is refused with exit code 3."""
@@ -115,6 +126,7 @@ class Guardrails(_Strict):
     # or the one `workload-ids bootstrap` creates). false opts out, and lint says so.
     requirePermissionsBoundary: bool = True
     approvedEscalations: list[ApprovedEscalation] = []
+    approvedTransfers: list[ApprovedTransfer] = []
 
 
 # Service principals that may assume a role when trust.allowedAwsServices is not set: the
@@ -193,6 +205,9 @@ class CredentialsConfig(_Strict):
     """Key mode: where keys are delivered and how they are rotated."""
 
     secretName: Annotated[str, Field(min_length=1, max_length=256)] = "workload-ids/{environment}/{name}"
+    # AWS: principal ARNs (wildcards allowed) that may read key secrets besides the tool;
+    # every other principal is denied by the secret's resource policy.
+    secretReaders: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:(iam|sts)::")]] = []
     rotation: RotationDefaults = RotationDefaults()
     verify: VerifyConfig = VerifyConfig()
     # How long a run waits for a workload another run is rotating before it gives up

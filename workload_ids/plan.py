@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import CallSeam
-from .cleanup.mark import MARK_TAG
+from .cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors, one_line
 from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
@@ -180,6 +180,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 foreign.append({"workload": d.workload.label, "identity": d.name,
                                 "roles": list(seen.extra["foreignGrants"])})
             try:
+                _refuse_takeover(d, seen, config)
                 changes.extend(provider.diff(d, observed[d.name]))
                 # A quarantined user's keys stay as cleanup left them: a new key would undo it.
                 if is_key_mode(d.workload) and mark is None:
@@ -197,6 +198,30 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
                 quarantined=quarantined, foreign_grants=foreign, fleet=fleet,
                 calls=seam.stats.total - start_calls)
+
+
+def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, config: Config) -> None:
+    """An existing identity keeps its owner unless the platform team approved the move
+    (review H4): otherwise any team could re-declare another team's environment and name
+    and inherit its trust, permissions and every resource policy naming it."""
+    if seen is None or seen.marker is None:
+        return
+    w = desired.workload
+    current, wanted = seen.marker.owner, w.marker.owner
+    if current == wanted or seen.tags.get(TRANSFERRED_FROM_TAG) == wanted:
+        return  # a manifest still naming the owner cleanup handed the identity over from
+    if any(t.workload == w.label and t.from_ == current and t.to == wanted
+           for t in config.guardrails.approvedTransfers):
+        return
+    where = w.loaded.position("metadata", "owner")
+    raise ConflictError(
+        f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+        f"owner {current}, and this manifest says owner {wanted}; apply does not change an "
+        "identity's owner, so nothing was changed",
+        f"if this is another workload, give it its own metadata.name; if {current} hands it "
+        f"over, add guardrails.approvedTransfers: [{{workload: {w.label}, from: {current}, "
+        f"to: {wanted}, reason: ...}}] to workload-ids.yaml (the platform team's file) and "
+        f"rerun; if {current} has left, `workload-ids cleanup` transfers it to their successor")
 
 
 def _key_changes(desired: DesiredIdentity, new: bool, provider: Provider, config: Config,

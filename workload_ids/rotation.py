@@ -349,7 +349,10 @@ class KeyLifecycle:
                 "unknown, or, if a service depends on it, rotate it away by hand first")
 
     def issue(self, state: KeyState, *, emergency: bool) -> KeyState:
-        """Rule 3: journal, create, store, verify, clear."""
+        """Rule 3: journal, create, store, verify, clear. An existing secret must prove it
+        is ours before anything else happens (a pre-created one could hand the key out)."""
+        if state.stored.exists:
+            self.store.adopt(self.secret, self.desired.tags)
         state = self._make_room(state, emergency=emergency)
         previous = state.stored.current_key()
         journal = {JOURNAL_TAG: Journal(clock.now(), previous,

@@ -26,9 +26,11 @@ EXTRAS: dict[str, dict[str, str]] = {
         "secretsmanager:TagResource": "the key journal, written before a key is issued again",
         "secretsmanager:UpdateSecret": "lock lease renewal on a long run",
         "secretsmanager:ListSecrets": "fleet runs read every key secret in one list",
+        "secretsmanager:GetResourcePolicy": "an existing key secret is checked before a key goes in (H6)",
     },
     "rotate": {
         "secretsmanager:GetSecretValue": "recover: check a stored key after a crash",
+        "secretsmanager:PutResourcePolicy": "a key secret created by a run that died before locking it down",
         "secretsmanager:UpdateSecret": "lock lease renewal on a long run",
         "secretsmanager:ListSecrets": "fleet runs read every key secret in one list",
     },

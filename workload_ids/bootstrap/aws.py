@@ -186,9 +186,12 @@ def _key_secrets(arns: _Arns) -> list[dict[str, Any]]:
         _statement("CreateKeySecretsAndLocks", ["secretsmanager:CreateSecret"], arns.secrets, _requested()),
         # Unconditional so that a foreign secret under our name is seen, and refused by
         # the tool with its own message rather than an access error.
-        _statement("ReadKeySecretsAndLocks", ["secretsmanager:DescribeSecret"], arns.secrets),
+        # GetResourcePolicy likewise: a planted policy must be seen to be refused (H6).
+        _statement("ReadKeySecretsAndLocks", ["secretsmanager:DescribeSecret",
+                                              "secretsmanager:GetResourcePolicy"], arns.secrets),
         _statement("WriteOurKeySecrets", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue",
-                                          "secretsmanager:TagResource", "secretsmanager:UntagResource"],
+                                          "secretsmanager:TagResource", "secretsmanager:UntagResource",
+                                          "secretsmanager:PutResourcePolicy"],
                    arns.secrets, _ours()),
         _statement("RenewAndReleaseOurLocks", ["secretsmanager:DeleteSecret", "secretsmanager:UpdateSecret"],
                    arns.locks, _ours()),

@@ -18,9 +18,54 @@ from botocore.exceptions import ClientError
 from ..calls import NOT_FOUND, CallSeam, to_cloud_error
 from ..config import Config
 from ..providers.aws.provider import AwsProvider, classify
-from .interface import IssuedKey, SecretValue, StoredSecret
+from .interface import IssuedKey, SecretValue, StoredSecret, foreign_marker, refuse_secret
 
 _PREFIX = "wid-"
+# Secrets Manager's own key: describe_secret names no KmsKeyId, or this alias.
+_DEFAULT_KMS = ("", "alias/aws/secretsmanager")
+POLICY_SID = "WorkloadIdsOnlyListedPrincipalsRead"
+
+
+def reader_patterns(caller: str, readers: tuple[str, ...] | list[str]) -> list[str]:
+    """``aws:PrincipalArn`` patterns allowed to read a key secret: the tool's own principal
+    and the configured readers. An assumed-role caller ARN loses the role's path, so the
+    role is allowed under any path."""
+    parts = caller.split(":", 5)
+    allowed: list[str] = []
+    if len(parts) == 6 and parts[2] == "sts" and parts[5].startswith("assumed-role/"):
+        role = parts[5].split("/")[1]
+        allowed += [f"arn:{parts[1]}:iam::{parts[4]}:role/{role}",
+                    f"arn:{parts[1]}:iam::{parts[4]}:role/*/{role}"]
+    elif caller:
+        allowed.append(caller)
+    if len(parts) == 6:  # the account itself, so an administrator can always repair the policy
+        allowed.append(f"arn:{parts[1]}:iam::{parts[4]}:root")
+    return [*allowed, *[r for r in readers if r not in allowed]]
+
+
+def deny_policy(allowed: list[str]) -> str:
+    """A resource policy that grants nothing and denies reading the value (and changing
+    this policy) to every principal not in ``allowed``. Deny only: it cannot open the
+    secret to anyone; who may read stays with IAM."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": POLICY_SID, "Effect": "Deny", "Principal": "*",
+        "Action": ["secretsmanager:GetSecretValue", "secretsmanager:PutResourcePolicy",
+                   "secretsmanager:DeleteResourcePolicy"],
+        "Resource": "*",
+        "Condition": {"ArnNotLike": {"aws:PrincipalArn": allowed}}}]}, sort_keys=True)
+
+
+def grants_nothing(text: str) -> bool:
+    """True if a resource policy has only Deny statements (it can open the secret to nobody)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return False
+    statements = doc.get("Statement") if isinstance(doc, dict) else None
+    if isinstance(statements, dict):
+        statements = [statements]
+    return isinstance(statements, list) and all(
+        isinstance(st, dict) and st.get("Effect") == "Deny" for st in statements)
 
 
 def version_id(key_id: str, issued: datetime) -> str:
@@ -48,6 +93,7 @@ class SecretsManagerStore:
         self.target = target
         self.provider = provider or AwsProvider(config, seam)
         self.client = self.provider.client(target, "secretsmanager")
+        self.readers = tuple(config.credentials.secretReaders)
         self._version_ids: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
@@ -112,7 +158,41 @@ class SecretsManagerStore:
             info = classify(exc)
             if not info or info.code != "ResourceExistsException":
                 raise self._fail("secretsmanager.create_secret", exc) from exc
+            self.adopt(name, tags)  # made since we looked: ours only if it proves it
             self.set_tags(name, tags)
+            return
+        self._lock_down(name)
+
+    def adopt(self, name: str, tags: Mapping[str, str]) -> None:
+        try:
+            doc: Any = self.client.describe_secret(SecretId=name)
+        except ClientError as exc:
+            raise self._fail("secretsmanager.describe_secret", exc) from exc
+        found = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
+        why = foreign_marker(name, found, tags)
+        kms = str(doc.get("KmsKeyId") or "")
+        if why is None and kms not in _DEFAULT_KMS:
+            why = (f"secret {name} is encrypted with KMS key {kms}, not Secrets Manager's own key: "
+                   "whoever controls that key's policy could decrypt it")
+        if why is not None:
+            raise refuse_secret(name, why)
+        try:
+            policy = str(self.client.get_resource_policy(SecretId=name).get("ResourcePolicy") or "")
+        except ClientError as exc:
+            raise self._fail("secretsmanager.get_resource_policy", exc) from exc
+        if policy and not grants_nothing(policy):
+            raise refuse_secret(name, f"secret {name} has a resource policy that grants access "
+                                      "(workload-ids writes only Deny statements)")
+        if not policy:  # ours, but a crash came between creating it and locking it down
+            self._lock_down(name)
+
+    def _lock_down(self, name: str) -> None:
+        allowed = reader_patterns(self.provider.verify_target(self.target), self.readers)
+        try:
+            self.client.put_resource_policy(SecretId=name, ResourcePolicy=deny_policy(allowed),
+                                            BlockPublicPolicy=True)
+        except ClientError as exc:
+            raise self._fail("secretsmanager.put_resource_policy", exc) from exc
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
         try:

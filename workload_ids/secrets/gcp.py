@@ -21,7 +21,7 @@ from google.api_core import exceptions as gx
 from ..calls import CONFLICT, CallSeam, to_cloud_error
 from ..clock import format_time, parse_time
 from ..config import Config
-from .interface import IssuedKey, SecretValue, StoredSecret
+from .interface import IssuedKey, SecretValue, StoredSecret, foreign_marker, refuse_secret
 
 KEY_PREFIX = "wid-key-"
 EDIT_ATTEMPTS = 10
@@ -118,9 +118,35 @@ class SecretManagerStore:
                 "parent": f"projects/{self.project}", "secret_id": secret_id(name),
                 "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
         except gx.AlreadyExists:
+            self.adopt(name, tags)  # made since we looked: ours only if it proves it
             self._edit(name, set_=annotations)
         except gx.GoogleAPICallError as exc:
             raise self._fail("secretmanager.create_secret", exc) from exc
+
+    def adopt(self, name: str, tags: Mapping[str, str]) -> None:
+        """We add no IAM bindings to a key secret, so any binding is someone else's way in;
+        the project's own grants stay with the project's IAM."""
+        try:
+            secret = self.client.get_secret(name=self._path(name))
+        except gx.GoogleAPICallError as exc:
+            raise self._fail("secretmanager.get_secret", exc) from exc
+        found = {_tag_key(k): v for k, v in secret.annotations.items()}
+        why = foreign_marker(name, found, tags)
+        replication = type(secret.replication).pb(secret.replication)
+        if why is None and (replication.automatic.HasField("customer_managed_encryption") or any(
+                r.HasField("customer_managed_encryption") for r in replication.user_managed.replicas)):
+            why = (f"secret {name} is encrypted with a customer-managed key: whoever controls "
+                   "that key could decrypt it")
+        if why is not None:
+            raise refuse_secret(name, why)
+        try:
+            policy = self.client.get_iam_policy(request={"resource": self._path(name)})
+        except gx.GoogleAPICallError as exc:
+            raise self._fail("secretmanager.get_iam_policy", exc) from exc
+        members = sorted({m for b in policy.bindings for m in b.members})
+        if members:
+            raise refuse_secret(name, f"secret {name} has IAM bindings for {', '.join(members)} "
+                                      "(workload-ids adds none)")
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
         try:

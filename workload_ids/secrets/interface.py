@@ -18,6 +18,29 @@ JOURNAL_TAG = "workload-ids:journal"
 RETIRED_TAG = "workload-ids:retired"
 
 
+def foreign_marker(name: str, tags: Mapping[str, str], wanted: Mapping[str, str]) -> str | None:
+    """Why ``tags`` (a secret's) are not our marker for the workload ``wanted`` names; None
+    if they are."""
+    from ..model import MANAGED_BY, TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_WORKLOAD
+    if tags.get(TAG_MANAGED_BY) != MANAGED_BY:
+        return f"secret {name} was not made by workload-ids (it has no {TAG_MANAGED_BY} marker)"
+    for key in (TAG_WORKLOAD, TAG_ENVIRONMENT):
+        if tags.get(key) != wanted.get(key):
+            return (f"secret {name} belongs to another workload ({key} is "
+                    f"{tags.get(key)!r}, not {wanted.get(key)!r})")
+    return None
+
+
+def refuse_secret(name: str, why: str) -> Exception:
+    """The refusal for a secret we will not put a key into; nothing was issued."""
+    from ..errors import ConflictError
+    return ConflictError(
+        f"{why}; no key was issued, because whoever set it up could read the key",
+        f"if nothing uses secret {name}, delete it (and let it be purged) and rerun, so "
+        "workload-ids creates it locked down; if something does, move it to another name or "
+        "set credentials.secretName in workload-ids.yaml to a name nobody else can create")
+
+
 class SecretValue:
     """A secret held in memory. It never prints: ``str``, ``repr`` and f-strings show a
     placeholder, so a stray log line or exception message cannot leak it."""
@@ -81,7 +104,15 @@ class SecretStore(Protocol):
         """Every secret whose name starts with ``prefix``, in a few paged calls (fleet runs)."""
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
-        """Create the secret with no value if it does not exist; set ``tags`` on it."""
+        """Create the secret with no value if it does not exist, set ``tags`` on it, and
+        lock it down (AWS: a deny-by-default resource policy). A secret that already
+        exists is first checked as :meth:`adopt` does."""
+
+    def adopt(self, name: str, tags: Mapping[str, str]) -> None:
+        """Before a key goes into an existing secret: raise ConflictError unless it carries
+        our marker for this workload (``tags``) and nobody else was given a way in (a
+        resource policy or IAM binding, a customer-managed key we were not told about).
+        Finishes the lock-down :meth:`ensure` may not have reached before a crash."""
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
         """Store ``document`` (which holds the key's secret) as the new current version."""

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import grpc
 from google.cloud.secretmanager_v1.types import resources, service
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import empty_pb2, json_format
 
 from .resourcemanager import (
@@ -263,6 +264,7 @@ class _Secret:
     seq: int
     message: resources.Secret  # as returned: name (with the number), times, etag, fields
     versions: list[_Version] = field(default_factory=list)
+    policy: policy_pb2.Policy | None = None  # None: nobody was granted anything on it
 
     @property
     def name(self) -> str:
@@ -274,6 +276,13 @@ class _Method:
     request: Any  # the proto-plus request class
     response: Any  # the proto-plus response class, or None for google.protobuf.Empty
     handler: Callable[[Any], Any]
+
+
+class _Pb:
+    """A raw protobuf request class with proto-plus's ``deserialize`` (the IAM calls)."""
+
+    def __init__(self, kind: Any) -> None:
+        self.deserialize = kind.FromString
 
 
 @dataclass(frozen=True)
@@ -348,6 +357,8 @@ class SecretManagerEmulator:
                                            self.enable_secret_version),
             "DestroySecretVersion": _Method(service.DestroySecretVersionRequest, resources.SecretVersion,
                                             self.destroy_secret_version),
+            "GetIamPolicy": _Method(_Pb(iam_policy_pb2.GetIamPolicyRequest), None, self.get_iam_policy),
+            "SetIamPolicy": _Method(_Pb(iam_policy_pb2.SetIamPolicyRequest), None, self.set_iam_policy),
         }
         self._grpc: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
@@ -534,6 +545,30 @@ class SecretManagerEmulator:
             return service.ListSecretsResponse(
                 secrets=[_copy(s.message) for s in page], next_page_token=token,
                 total_size=0 if request.filter else len(mine))
+
+    # IAM on one secret (gRPC only)
+
+    def get_iam_policy(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
+        """GetIamPolicy of a secret."""
+        from .resourcepolicy import empty_policy, read_policy
+        self.faults.enter("GetIamPolicy")
+        with self._lock:
+            secret = self._secret(request.resource, "secretmanager.secrets.getIamPolicy")
+            return read_policy(secret.policy or empty_policy(), request.options.requested_policy_version)
+
+    def set_iam_policy(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
+        """SetIamPolicy of a secret (conditions allowed, as Secret Manager does)."""
+        from .resourcepolicy import apply_policy_write, check_policy_write, empty_policy, new_etag
+        self.faults.enter("SetIamPolicy")
+        with self._lock:
+            self._secret(request.resource, "secretmanager.secrets.setIamPolicy")
+        write = check_policy_write(request, conditions=True)
+        with self._lock:
+            secret = self._secret(request.resource, "secretmanager.secrets.setIamPolicy")
+            secret.policy = apply_policy_write(secret.policy or empty_policy(), write, new_etag())
+            out = policy_pb2.Policy()
+            out.CopyFrom(secret.policy)
+            return out
 
     # versions
 
