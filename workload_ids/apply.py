@@ -105,7 +105,7 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
                     provider.apply(change)
                     auditor.record(workload=change.workload, provider=change.provider,
                                    target=change.target, identity=change.identity,
-                                   action=change.action, detail=change.details)
+                                   action=change.action, detail=_recorded(change))
                 result.applied.append(change.action)
         except WorkloadIdsError as exc:
             from .locks.interface import LockBusy
@@ -138,3 +138,15 @@ def _calls(plan: Plan) -> int:
         if seam is not None:
             return int(seam.stats.total)
     return 0
+
+
+# Changes that write the identity's owner marker: their records name the owner written,
+# so the audit trail, not a tag anyone with tagging rights can edit, says whose an
+# identity is (plan refuses a manifest that would take it over).
+_WRITES_OWNER = frozenset({"create", "update-tags"})
+
+
+def _recorded(change: Change) -> dict[str, Any]:
+    if change.action in _WRITES_OWNER and change.desired is not None:
+        return {**change.details, "owner": change.desired.workload.marker.owner}
+    return dict(change.details)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import CallSeam
-from .cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG
+from .cleanup.mark import MARK_TAG
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors, one_line
 from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
@@ -206,10 +206,17 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     and inherit its trust, permissions and every resource policy naming it."""
     if seen is None or seen.marker is None:
         return
+    from .cleanup.provenance import recorded_owner, transfer_believed
     w = desired.workload
-    current, wanted = seen.marker.owner, w.marker.owner
-    if current == wanted or seen.tags.get(TRANSFERRED_FROM_TAG) == wanted:
+    # Whose it is: the owner the audit log shows the tool last wrote, where it has one (an
+    # owner tag can be rewritten by anyone with tagging rights, and apply repairs that as
+    # drift); the tag otherwise.
+    current, wanted = recorded_owner(config, seen) or seen.marker.owner, w.marker.owner
+    if current == wanted:
+        return
+    if transfer_believed(config, seen, wanted):
         return  # a manifest still naming the owner cleanup handed the identity over from
+        # (believed from the audit trail: the transferred-from tag alone can be forged)
     if any(t.workload == w.label and t.from_ == current and t.to == wanted
            for t in config.guardrails.approvedTransfers):
         return

@@ -268,3 +268,21 @@ def test_an_approved_transfer_applies(provider: str, clouds: dict[str, Any], aws
     # The approval names one direction only: moving it back needs its own.
     back, _ = _run(cloud, CONTROLS[provider], tmp_path)
     assert back.code == 1 and "belongs to owner team-evil" in back.err
+
+
+def test_a_rewritten_owner_tag_does_not_open_a_takeover(clouds: dict[str, Any], aws: Any,
+                                                        emulated: dict[str, Any], tmp_path: Path) -> None:
+    """Someone with iam:TagRole sets the owner tag to team B, then team B applies its own
+    manifest: the audit log, not the tag, says whose the identity is, so it is refused;
+    and team A's next apply repairs the tag as drift."""
+    cloud = clouds["aws"]
+    cloud = type(cloud)(cloud.config + "audit:\n  path: audit.jsonl\n", cloud.holdings)
+    assert _run(cloud, CONTROLS["aws"], tmp_path)[0].code == 0
+    aws.tag_role(RoleName="wid_prod_sneaky", Tags=[{"Key": "workload-ids:owner", "Value": "team-evil"}])
+    before = _identity_state("aws", aws, emulated)
+    taken, _ = _run(cloud, _team_b("aws"), tmp_path)
+    assert taken.code == 1, taken.out + taken.err
+    assert "belongs to owner team-a, and this manifest says owner team-evil" in taken.err
+    assert _identity_state("aws", aws, emulated) == before
+    assert _run(cloud, CONTROLS["aws"], tmp_path)[0].code == 0
+    assert _owner("aws", aws, emulated) == "team-a"

@@ -36,6 +36,9 @@ class AuditTrail:
     deleting: frozenset[tuple[str, str, str, str]] = frozenset()
     # provider, target, identity -> (from owner, to owner) of each transfer, in order
     transfers: dict[tuple[str, str, str], tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # provider, target, identity -> the owner the tool last wrote (apply) or handed it to
+    # (a cleanup transfer)
+    owners: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def transfer_believed(self, provider: str, target: str, identity: str, manifest_owner: str,
                           current_owner: str) -> bool:
@@ -78,6 +81,7 @@ def _read(path: Path) -> AuditTrail:
     quarantines: set[tuple[str, str, str, str]] = set()
     deleting: set[tuple[str, str, str, str]] = set()
     transfers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    owners: dict[tuple[str, str, str], str] = {}
     for r in _ok(records(path)):
         where = (str(r.get("provider")), str(r.get("target")), str(r.get("identity")))
         before, after = r.get("before"), r.get("after")
@@ -87,8 +91,11 @@ def _read(path: Path) -> AuditTrail:
             deleting.add((*where, str(r["detail"].get("quarantinedSince"))))
         elif r.get("action") == "transfer" and isinstance(before, dict) and isinstance(after, dict):
             transfers.setdefault(where, []).append((str(before.get("owner")), str(after.get("owner"))))
+            owners[where] = str(after.get("owner"))
+        elif isinstance(r.get("detail"), dict) and r["detail"].get("owner"):
+            owners[where] = str(r["detail"]["owner"])
     return AuditTrail(frozenset(quarantines), frozenset(deleting),
-                      {k: tuple(v) for k, v in transfers.items()})
+                      {k: tuple(v) for k, v in transfers.items()}, owners)
 
 
 def _ok(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -120,6 +127,15 @@ def transfer_believed(config: Config, observed: ObservedIdentity, manifest_owner
     trail = audit_trail(config)
     return trail is not None and trail.transfer_believed(
         observed.provider, observed.target, observed.name, manifest_owner, marker.owner)
+
+
+def recorded_owner(config: Config, observed: ObservedIdentity) -> str | None:
+    """The owner the audit log says the tool last gave ``observed`` (by apply or by a
+    cleanup transfer), or None when the config keeps no log or the log has none."""
+    trail = audit_trail(config)
+    if trail is None:
+        return None
+    return trail.owners.get((observed.provider, observed.target, observed.name))
 
 
 def bundle_not_ours(config: Config, bundle: dict[str, Any]) -> str | None:
