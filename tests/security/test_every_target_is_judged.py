@@ -261,3 +261,10 @@ def test_malformed_targets_are_positioned_errors(body: str, where: str, says: st
     assert result.code == 1, result.err + result.out
     assert f"workload-ids.yaml{where}" in result.err and says in result.err, result.err
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("provider", ["gcp", "azure"])
+def test_without_any_target_the_message_says_where_to_list_them(provider: str) -> None:
+    result = run_cli("inventory", "--provider", provider)
+    assert result.code == 1, result.err + result.out
+    assert f"targets.{provider} in the config" in result.err and "Traceback" not in result.err
