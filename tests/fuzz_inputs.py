@@ -133,6 +133,14 @@ cleanup:
   fallbackOwner: {prod: team-platform}
   unusedAfter: 90d
   quarantineUnused: false
+targets:
+  aws:
+    - {account: "210987654321"}
+    - {account: "111122223333", roleArn: "arn:aws:iam::111122223333:role/workload-ids-cleanup"}
+  gcp:
+    - {project: acme-prod}
+  azure:
+    - {subscription: 0b1f6471-1bf0-4dda-aec3-cb9272f09590, retired: true}
 """
 CONFIG_EXAMPLES: dict[str, str] = {
     "examples/workload-ids.yaml": _read(EXAMPLES / "workload-ids.yaml"),

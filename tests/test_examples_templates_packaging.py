@@ -262,6 +262,10 @@ def test_sandbox_serves_separate_commands(tmp_path):
             assert applied.returncode == 0, applied.stderr
             assert f"wid-prod-{azure_manifest.stem}" in applied.stdout, applied.stdout
             assert cmd("plan", "--detailed-exitcode", str(azure_manifest)).returncode == 0
+        # The config lists the sandbox's targets: inventory without PATH reads all three clouds.
+        inv = cmd("inventory", "--output", "json")
+        assert inv.returncode == 0, inv.stderr
+        assert {r["provider"] for r in json.loads(inv.stdout)["identities"]} == {"aws", "gcp", "azure"}
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -35,6 +35,52 @@ class AwsAccountAccess(_Strict):
     roleArn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")] | None = None
 
 
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
+
+
+class AwsTarget(_Strict):
+    """One AWS account the tool manages (``targets.aws``), and how to reach it when the
+    ambient credentials do not: a named profile, or a role in that account to assume."""
+
+    account: Annotated[str, _regex("account", r"\d{12}", "write the 12-digit AWS account id, quoted")]
+    profile: str | None = None
+    roleArn: Annotated[str, _regex("roleArn", r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+",
+                                   "write the ARN of a role in the account, "
+                                   "arn:aws:iam::ACCOUNT:role/NAME")] | None = None
+    # Gone for good (the account was closed): not read, even though the audit log shows writes.
+    retired: bool = False
+
+
+class GcpTarget(_Strict):
+    """One GCP project the tool manages (``targets.gcp``)."""
+
+    project: Annotated[str, _regex("project", r"[a-z][a-z0-9-]{4,28}[a-z0-9]",
+                                   "write the project id (6-30 lowercase letters, digits, hyphens), "
+                                   "not its name or number")]
+    retired: bool = False
+
+
+class AzureTarget(_Strict):
+    """One Azure subscription the tool manages (``targets.azure``)."""
+
+    subscription: Annotated[str, _regex("subscription", GUID_PATTERN[1:-1],
+                                        "write the subscription id, a GUID such as "
+                                        "0b1f6471-1bf0-4dda-aec3-cb9272f09590")]
+    retired: bool = False
+
+
+class TargetsConfig(_Strict):
+    """Every account, project and subscription the tool manages. ``cleanup`` and
+    ``inventory`` read each of them (and every target the audit log shows the tool wrote
+    to), whatever manifests remain: the last workload of a target is judged too. One list
+    per cloud, one mapping per entry, so organisations, folders and management groups can
+    join later as entries of another key."""
+
+    aws: list[AwsTarget] = []
+    gcp: list[GcpTarget] = []
+    azure: list[AzureTarget] = []
+
+
 class AwsConfig(_Strict):
     """AWS settings."""
 
@@ -64,9 +110,6 @@ class GcpConfig(_Strict):
     resourcePolicyEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
     sandboxCredentials: bool = False
     namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,5}$")] = "wid"
-
-
-GUID_PATTERN = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
 
 
 class AzureConfig(_Strict):
@@ -261,6 +304,7 @@ class ConfigFile(_Strict):
     owners: OwnersConfig | None = None
     audit: AuditConfig | None = None
     cleanup: CleanupConfig = CleanupConfig()
+    targets: TargetsConfig = TargetsConfig()
 
 
 def default_boundary_arn(aws: AwsConfig) -> str:
@@ -313,6 +357,27 @@ class Config:
         if not self.data.guardrails.requirePermissionsBoundary:
             return ""
         return default_boundary_arn(self.data.aws)
+
+    def aws_access(self, account: str) -> AwsAccountAccess | None:
+        """How to reach ``account``: its ``targets.aws`` entry's profile or role, else its
+        ``aws.accounts`` mapping; None for the ambient credentials."""
+        for entry in self.data.targets.aws:
+            if entry.account == account and (entry.profile or entry.roleArn):
+                return AwsAccountAccess(profile=entry.profile, roleArn=entry.roleArn)
+        return self.data.aws.accounts.get(account)
+
+    def aws_mapped_accounts(self) -> set[str]:
+        """Accounts reached with their own profile or role (not the ambient credentials)."""
+        return set(self.data.aws.accounts) | {e.account for e in self.data.targets.aws
+                                              if e.profile or e.roleArn}
+
+    def targets(self, *, retired: bool = False) -> set[tuple[str, str]]:
+        """(provider, target) of every ``targets:`` entry; the retired ones with ``retired``."""
+        t = self.data.targets
+        entries = ([("aws", e.account, e.retired) for e in t.aws]
+                   + [("gcp", e.project, e.retired) for e in t.gcp]
+                   + [("azure", e.subscription.lower(), e.retired) for e in t.azure])
+        return {(p, k) for p, k, r in entries if r == retired}
 
     @property
     def guardrails(self) -> Guardrails:
@@ -434,6 +499,7 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
                                                 "URL) and owners.tokenEnv (the variable that holds the "
                                                 "bearer token)"))
     out.extend(_catalog_extra_problems(config, at))
+    out.extend(_target_problems(config, at))
     for i, approval in enumerate(config.guardrails.approvedEscalations):
         base = f"guardrails.approvedEscalations.{i}"
         for field in ("actions", "resources"):
@@ -466,4 +532,34 @@ def _catalog_extra_problems(config: Config, at: Any) -> list[Diagnostic]:
                 out.append(Diagnostic(at(f"catalog.extra.{where}.{i}"),
                                       f"catalog.extra.{where} entry {name!r} is not one exact {provider} "
                                       f"name; write {NAME_EXAMPLE[provider]} (no wildcards)"))
+    return out
+
+
+def _target_problems(config: Config, at: Any) -> list[Diagnostic]:
+    """A target listed twice, or reached two different ways, is ambiguous: say where."""
+    out: list[Diagnostic] = []
+    targets = config.data.targets
+    keys = {"aws": "account", "gcp": "project", "azure": "subscription"}
+    for cloud, key in keys.items():
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(getattr(targets, cloud)):
+            value = str(getattr(entry, key)).lower()
+            if value in seen:
+                out.append(Diagnostic(at(f"targets.{cloud}.{i}.{key}"),
+                                      f"{cloud} {key} {value} is listed twice under targets.{cloud} "
+                                      f"(first as entry {seen[value] + 1}); keep one entry"))
+            seen.setdefault(value, i)
+    for i, entry in enumerate(targets.aws):
+        where = f"targets.aws.{i}"
+        role_account = entry.roleArn.split(":")[4] if entry.roleArn else entry.account
+        if role_account != entry.account:
+            out.append(Diagnostic(at(f"{where}.roleArn"),
+                                  f"roleArn {entry.roleArn} is a role in account {role_account}, "
+                                  f"not in {entry.account}; name the role to assume in {entry.account}"))
+        mapped = config.data.aws.accounts.get(entry.account)
+        if mapped is not None and (entry.profile or entry.roleArn) and \
+                (mapped.profile, mapped.roleArn) != (entry.profile, entry.roleArn):
+            out.append(Diagnostic(at(where),
+                                  f"account {entry.account} is reached one way here and another way "
+                                  f"under aws.accounts; keep its profile or roleArn in one place"))
     return out

@@ -55,8 +55,11 @@ class InventoryRow:
 
 def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provider: str = "aws",
               targets: list[str] | None = None) -> list[InventoryRow]:
-    """Read every identity we manage in the targets named by ``paths`` or ``targets``."""
-    scopes: set[tuple[str, str]] = {(provider, t) for t in targets or []}
+    """Read every identity we manage in the targets named by ``paths`` or ``targets``, the
+    config's ``targets:`` and those the audit log shows we wrote to (see :mod:`.targets`)."""
+    from .providers import REGISTRY
+    from .targets import fleet_scopes, prove_readable
+    declared_targets: set[tuple[str, str]] = set()
     declared: set[tuple[str, str, str]] | None = None
     key_mode: dict[tuple[str, str, str], Any] = {}
     if paths:
@@ -65,19 +68,26 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
         checked.raise_for_errors()
         declared = set()
         for cw in checked.compiled:
-            scopes.add((cw.provider, cw.target))
+            declared_targets.add((cw.provider, cw.target))
             declared.add((cw.provider, cw.target, f"{cw.environment}/{cw.name}"))
             if is_key_mode(cw):
                 key_mode[(cw.provider, cw.target, f"{cw.environment}/{cw.name}")] = cw
-    backends = {}
+    judged = fleet_scopes(config, provider=provider, named=targets or [],
+                          declared=declared_targets).only(REGISTRY)
+    scopes = set(judged.read)
+    backends: dict[str, Any] = {}
+
+    def backend_of(name: str) -> Any:
+        if name not in backends:
+            backends[name] = create_provider(name, config, seam)
+        return backends[name]
+
     if not scopes:
-        backend = create_provider(provider, config, seam)
-        backends[provider] = backend
-        scopes.add((provider, backend.current_target()))
+        scopes.add((provider, backend_of(provider).current_target()))
+    prove_readable(judged, backend_of)
     rows: list[InventoryRow] = []
     for name, target in sorted(scopes):
-        backend = backends.get(name) or create_provider(name, config, seam)
-        backends[name] = backend
+        backend = backend_of(name)
         for o in backend.observe_scope(target):
             marker = o.marker
             if marker is None:

@@ -100,14 +100,6 @@ class CleanupReport:
         }
 
 
-def _scopes(config: Config, provider: str, targets: Sequence[str],
-            declared_targets: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    scopes = set(declared_targets) | {(provider, t) for t in targets}
-    if provider == "aws":
-        scopes |= {("aws", account) for account in config.aws.accounts}
-    return scopes
-
-
 def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, apply: bool = False,
             max_actions: int | None = None, provider: str = "aws", targets: Sequence[str] = (),
             progress: Callable[[int, int], None] | None = None) -> CleanupReport:
@@ -135,7 +127,10 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         return providers[name]
 
     from ..providers import REGISTRY
-    scopes = _scopes(config, provider, targets, declared_targets)
+    from ..targets import fleet_scopes, prove_readable
+    judged = fleet_scopes(config, provider=provider, named=targets, declared=declared_targets)
+    notes.extend(judged.notes)
+    scopes = set(judged.read)
     unavailable = sorted({name for name, _ in scopes if name not in REGISTRY})
     if unavailable:
         # A manifest folder may hold workloads of clouds this version cannot act on yet:
@@ -144,6 +139,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         notes.append(f"the {', '.join(unavailable)} backend is not available in this version: "
                      f"{', '.join(skipped)} not read")
         scopes = {(n, t) for n, t in scopes if n in REGISTRY}
+        judged = judged.only(REGISTRY)
         if declared is not None:
             declared = {k: v for k, v in declared.items() if k[0] in REGISTRY}
     if not scopes and provider not in REGISTRY:
@@ -151,6 +147,9 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
                         f"cleanup supports {', '.join(sorted(REGISTRY))}")
     if not scopes:
         scopes = {(provider, backend(provider).current_target())}
+    # Before any read that could be mistaken for "nothing there": a configured or audited
+    # target we cannot reach stops the run here.
+    prove_readable(judged, backend)
     observed: list[tuple[Any, ObservedIdentity]] = []
     dead: list[dict[str, str]] = []
     for name, target in sorted(scopes):

@@ -205,6 +205,23 @@ EXAMPLE_TRUST = (
     + "  gcpProjectNumbers: {acme-prod: 123456789012}\n")
 
 
+# The targets of the bundled examples: written into the sandbox's config so `cleanup` and
+# `inventory` read them all, even after the last manifest of one is removed.
+EXAMPLE_PROJECT = "acme-prod"
+EXAMPLE_SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+
+
+def sandbox_targets(*, gcp: bool, azure: bool) -> str:
+    """The ``targets:`` block of the sandbox's config, for the clouds it emulates."""
+    lines = ["targets:   # every account, project and subscription cleanup and inventory read",
+             f"  aws: [{{account: '{SANDBOX_ACCOUNT}'}}]"]
+    if gcp:
+        lines.append(f"  gcp: [{{project: {EXAMPLE_PROJECT}}}]")
+    if azure:
+        lines.append(f"  azure: [{{subscription: '{EXAMPLE_SUBSCRIPTION}'}}]")
+    return "\n".join(lines) + "\n"
+
+
 def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
     """Start the sandbox, print how to use it, and wait until interrupted."""
     for key, value in FAKE_CREDENTIALS.items():
@@ -228,6 +245,7 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
         template_config += azure.config_block()
     except ModuleNotFoundError:  # the azure extra is not installed
         azure = None
+    template_config += sandbox_targets(gcp=gcp is not None, azure=azure is not None)
     if config_out:
         # Write atomically: a script may be polling for this file to appear.
         target = Path(config_out)

@@ -286,7 +286,7 @@ class AwsProvider(RetireMixin):
         return cached
 
     def _new_session(self, target: str) -> boto3.session.Session:
-        access = self.config.aws.accounts.get(target)
+        access = self.config.aws_access(target)
         if self.config.aws.sandboxCredentials:
             return boto3.session.Session(aws_access_key_id="testing",
                                          aws_secret_access_key="testing",  # sandbox only  # nosec B106
@@ -313,7 +313,7 @@ class AwsProvider(RetireMixin):
         endpoint = self.config.aws.endpointUrl
         with self._building:
             raw = session.client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
-        access = self.config.aws.accounts.get(target)
+        access = self.config.aws_access(target)
         if access and access.roleArn:
             with self._building:
                 raw_sts = session.client("sts", endpoint_url=endpoint, config=boto_config)
@@ -353,7 +353,8 @@ class AwsProvider(RetireMixin):
         if account and account != target:
             raise UserError(
                 f"the AWS credentials in use reach account {account}, but the manifest targets "
-                f"{target}; use credentials for {target} (or map it under aws.accounts in the config)")
+                f"{target}; use credentials for {target} (or give it a profile or roleArn under "
+                "targets.aws in the config)")
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         target = desired.workload.target
@@ -612,7 +613,7 @@ class AwsProvider(RetireMixin):
         except ClientError as exc:
             raise self._cloud("sts.get_caller_identity", exc) from exc
         account = arn.split(":")[4]
-        if account not in self.config.aws.accounts:
+        if account not in self.config.aws_mapped_accounts():
             # The same credentials reach it: a later verify_target need not ask again.
             with self._lock:
                 self._callers.setdefault(account, arn)

@@ -154,8 +154,9 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
     # --- targets ---------------------------------------------------------------------
 
     def current_target(self) -> str:
-        raise UserError("Azure has no ambient subscription to read: name one with --target SUBSCRIPTION, "
-                        "or pass the manifests whose subscriptions should be read")
+        raise UserError("Azure has no ambient subscription to read: list the subscriptions under "
+                        "targets.azure in the config, name one with --target SUBSCRIPTION, or pass "
+                        "the manifests whose subscriptions should be read")
 
     def verify_target(self, target: str) -> str:
         """One read in the subscription: its custom roles (the first page)."""

@@ -79,8 +79,9 @@ class GcpProvider(GcpRetireMixin):
     # --- targets ---------------------------------------------------------------------
 
     def current_target(self) -> str:
-        raise UserError("GCP has no ambient project to read: name one with --target PROJECT, "
-                        "or pass the manifests whose projects should be read")
+        raise UserError("GCP has no ambient project to read: list the projects under targets.gcp "
+                        "in the config, name one with --target PROJECT, or pass the manifests "
+                        "whose projects should be read")
 
     def verify_target(self, target: str) -> str:
         try:

@@ -214,6 +214,12 @@ class ArmEmulator(HttpsEmulator):
         with self._lock:
             self._subscriptions.add(subscription.lower())
 
+    def remove_subscription(self, subscription: str) -> None:
+        """Forget ``subscription`` (cancelled, or the caller lost access): every later
+        call in it is answered 404 ``SubscriptionNotFound``, as Azure does."""
+        with self._lock:
+            self._subscriptions.discard(subscription.lower())
+
     def add_resource(self, resource_id: str) -> None:
         """Make a target resource (a storage container, a topic) exist, with its group."""
         match = _SUB_SCOPE.fullmatch(_norm_scope(resource_id))
