@@ -205,6 +205,14 @@ def test_create_converges_after_a_failure_at_every_call(aws, manifests, kind):
 
 
 def test_mover_converges_after_a_kill_at_every_call(aws, manifests):
+    # The mover also hands the workload to another team and back, which the platform team
+    # approves in the config (apply never changes an owner on a manifest's word alone).
+    with open("workload-ids.yaml", "a", encoding="utf-8") as config:
+        config.write("guardrails:\n  approvedTransfers:\n"
+                     "    - {workload: prod/payments-api, from: team-payments, to: team-platform, "
+                     "reason: \"PLAT-1 platform takes it over\"}\n"
+                     "    - {workload: prod/payments-api, from: team-platform, to: team-payments, "
+                     "reason: \"PLAT-2 and hands it back\"}\n")
     folder = manifests({"p.yaml": PAYMENTS})
     path = folder / "p.yaml"
     moved = PAYMENTS.replace("ref: refs/heads/main", "environment: production").replace(
