@@ -67,6 +67,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Call]:
     work.mkdir()
     os.chdir(work)
     mp = pytest.MonkeyPatch()
+    # The module-scoped fixture runs before conftest's per-test one that clears CI, and
+    # the CI machine sets CI=true (which refuses a working-directory config).
+    mp.delenv("CI", raising=False)
     try:
         import boto3
         with in_process_aws():
