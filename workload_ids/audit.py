@@ -40,10 +40,29 @@ def digest(record: Mapping[str, Any]) -> str:
 
 
 class AuditSink(Protocol):
-    """Where audit records go."""
+    """Where audit records go, and where every reader of the trail gets them back
+    (restore bundles, recorded owners, transfers, quarantines, targets written to)."""
+
+    #: Names the store in messages (a file path, a bucket URL).
+    where: str
+    #: Whether records outlive the runner (a cloud store that refuses edits and deletes).
+    durable: bool
+
+    def prepare(self) -> None:
+        """Before a command's first change: raise :class:`UserError` if records cannot be
+        written, or if the stored trail fails its automatic check."""
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """Chain and store ``record``; return it as stored (with ``prev`` and ``hash``)."""
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every stored record, in order (none when the trail does not exist yet)."""
+
+    def verify(self, expect_head: str | None = None) -> Verification:
+        """Check the whole stored trail; name the first bad record."""
+
+    def version(self) -> object:
+        """Changes whenever the stored trail changes (readers cache on it)."""
 
 
 class JsonlAuditLog:
@@ -56,10 +75,30 @@ class JsonlAuditLog:
     write, or let another local user read them.
     """
 
+    durable = False
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.where = str(path)
         self._lock = threading.Lock()
-        os.close(_open_log(path))
+
+    def prepare(self) -> None:
+        os.close(_open_log(self.path))
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        if not self.path.is_file():
+            return iter(())
+        return records(self.path)
+
+    def verify(self, expect_head: str | None = None) -> Verification:
+        return verify(self.path, expect_head)
+
+    def version(self) -> object:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (str(self.path), st.st_mtime_ns, st.st_size)
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
         with self._lock, os.fdopen(_open_log(self.path), "a+", encoding="utf-8") as fh:
@@ -189,6 +228,8 @@ class Auditor:
 
     def __init__(self, sink: AuditSink | None, command: str, actor: str | None = None) -> None:
         self.sink = sink
+        if sink is not None:
+            sink.prepare()
         self.command = command
         self.actor = actor or _local_actor()
         # (provider, target) -> the cloud identity the run acts as there.

@@ -411,11 +411,17 @@ class Config:
         # O_NOFOLLOW check (and be refused), not be replaced by its target.
         return Path(os.path.abspath(self.base / self.data.audit.path)) if self.data.audit else None
 
+    def audit_store(self) -> Any:
+        """The :class:`~workload_ids.audit.AuditSink` records go to and are read from, or
+        None when the config keeps no audit trail."""
+        from .audit import JsonlAuditLog
+        path = self.audit_path()
+        return JsonlAuditLog(path) if path else None
+
     def auditor(self, command: str) -> Any:
         """An :class:`~workload_ids.audit.Auditor` for ``command`` (a no-op without a log)."""
-        from .audit import Auditor, JsonlAuditLog
-        path = self.audit_path()
-        return Auditor(JsonlAuditLog(path) if path else None, command)
+        from .audit import Auditor
+        return Auditor(self.audit_store(), command)
 
 
 def running_in_ci() -> bool:

@@ -10,7 +10,6 @@ leave its identities in place forever.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,31 +41,21 @@ class Scopes:
 def audited_targets(config: Config) -> dict[tuple[str, str], str]:
     """(provider, target) of every change the audit log records as done, with the first
     such record's time and command (for messages). Empty without an audit log."""
-    path = config.audit_path()
-    if path is None or not path.is_file():
+    store = config.audit_store()
+    if store is None:
         return {}
     out: dict[tuple[str, str], str] = {}
     try:
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:
-                    raise UserError(f"{path}:{number}: the audit log line is not JSON, so the targets "
-                                    "workload-ids wrote to cannot be known; run `workload-ids audit "
-                                    "verify` and restore the log from its copy") from None
-                if not isinstance(r, dict):
-                    continue
-                provider, target = r.get("provider"), r.get("target")
-                if (r.get("result") == "ok" and provider in CLOUDS
-                        and isinstance(target, str) and target not in ("", "-")):
-                    key = (str(provider), target.lower() if provider == "azure" else target)
-                    out.setdefault(key, f"{r.get('time', '?')} by `{r.get('command', '?')}`")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the audit log {path} to learn which targets workload-ids "
-                        f"wrote to: {exc}; fix its permissions, then rerun") from None
+        for r in store.records():
+            provider, target = r.get("provider"), r.get("target")
+            if (r.get("result") == "ok" and provider in CLOUDS
+                    and isinstance(target, str) and target not in ("", "-")):
+                key = (str(provider), target.lower() if provider == "azure" else target)
+                out.setdefault(key, f"{r.get('time', '?')} by `{r.get('command', '?')}`")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"cannot read the audit trail {store.where} to learn which targets "
+                        f"workload-ids wrote to: {exc}; run `workload-ids audit verify`, fix "
+                        "the trail or its permissions, then rerun") from None
     return out
 
 

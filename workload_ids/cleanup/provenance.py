@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..clock import format_time
@@ -51,38 +50,35 @@ class AuditTrail:
         return moved and owner == current_owner
 
 
-_cache: dict[tuple[str, int, int], AuditTrail] = {}
+_cache: dict[object, AuditTrail] = {}
 _lock = threading.Lock()
 
 
 def audit_trail(config: Config) -> AuditTrail | None:
-    """The trail of ``config``'s audit log; None when the config keeps no log (an empty
-    trail when it keeps one that does not exist yet). Read once per version of the file."""
-    path = config.audit_path()
-    if path is None:
+    """The trail of ``config``'s audit store; None when the config keeps none (an empty
+    trail when it keeps one that holds nothing yet). Read once per version of the store."""
+    store = config.audit_store()
+    if store is None:
         return None
-    try:
-        st = path.stat()
-    except OSError:
+    key = store.version()
+    if key is None:
         return AuditTrail()
-    key = (str(path), st.st_mtime_ns, st.st_size)
     with _lock:
         if key in _cache:
             return _cache[key]
-    trail = _read(path)
+    trail = _read(store.records())
     with _lock:
         _cache.clear()
         _cache[key] = trail
     return trail
 
 
-def _read(path: Path) -> AuditTrail:
-    from ..audit import records
+def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
     quarantines: set[tuple[str, str, str, str]] = set()
     deleting: set[tuple[str, str, str, str]] = set()
     transfers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     owners: dict[tuple[str, str, str], str] = {}
-    for r in _ok(records(path)):
+    for r in _ok(items):
         where = (str(r.get("provider")), str(r.get("target")), str(r.get("identity")))
         before, after = r.get("before"), r.get("after")
         if r.get("action") == "quarantine" and isinstance(after, dict) and after.get("since"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..audit import records, verify
 from ..calls import CallSeam
 from ..config import Config
 from ..errors import GuardrailError, UserError
@@ -32,19 +31,19 @@ class RestoreResult:
 def find_bundle(config: Config, identity: str, target: str | None = None) -> dict[str, Any]:
     """The bundle of ``identity``'s latest deletion: of its latest quarantine episode, the
     first bundle written (a rerun after a crash never replaces it)."""
-    path = config.audit_path()
-    if path is None:
+    store = config.audit_store()
+    if store is None:
         raise UserError("no audit log is configured, so there are no restore bundles; "
                         "set audit.path in workload-ids.yaml")
-    if not path.is_file():
-        raise UserError(f"audit log {path} does not exist, so there are no restore bundles")
-    check = verify(path)
+    if store.version() is None:
+        raise UserError(f"audit log {store.where} does not exist, so there are no restore bundles")
+    check = store.verify()
     if not check.ok:
-        raise UserError(f"audit log {path} fails verification at line {check.bad_line} "
+        raise UserError(f"audit log {store.where} fails verification at record {check.bad_line} "
                         f"({check.problem}); its bundles cannot be trusted. Run "
                         "`workload-ids audit verify` and restore the log from a copy first")
     found: dict[str, dict[str, Any]] = {}
-    for record in records(path):
+    for record in store.records():
         if record.get("action") != BUNDLE_ACTION or record.get("identity") != identity:
             continue
         if target is not None and record.get("target") != target:
@@ -53,7 +52,7 @@ def find_bundle(config: Config, identity: str, target: str | None = None) -> dic
         found.setdefault(since, record)
     if not found:
         where = f" in {target}" if target else ""
-        raise UserError(f"no restore bundle for {identity}{where} in {path}; only identities that "
+        raise UserError(f"no restore bundle for {identity}{where} in {store.where}; only identities that "
                         "cleanup deleted can be restored (check the name with `workload-ids "
                         "inventory` or search the audit log)")
     targets = {str(r.get("target")) for r in found.values()}

@@ -187,7 +187,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         return report
     if report.refusal:
         raise GuardrailError(report.refusal)
-    if any(f.action == DELETE for f in findings) and config.audit_path() is None:
+    if any(f.action == DELETE for f in findings) and config.audit_store() is None:
         raise UserError("cleanup would delete identities, but no audit log is configured to keep "
                         "their restore bundles; set audit.path in workload-ids.yaml, then rerun")
     report.applied = True
@@ -325,13 +325,12 @@ def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, confi
 
 def _bundled(config: Config) -> set[tuple[str, str, str]]:
     """(target, identity, quarantinedSince) of every restore bundle already in the log."""
-    from ..audit import records
-    path = config.audit_path()
-    if path is None or not path.is_file():
+    store = config.audit_store()
+    if store is None:
         return set()
     return {(str(r.get("target")), str(r.get("identity")),
              str((r.get("detail") or {}).get("quarantinedSince")))
-            for r in records(path) if r.get("action") == BUNDLE_ACTION}
+            for r in store.records() if r.get("action") == BUNDLE_ACTION}
 
 
 def _mark_json(mark: Any) -> dict[str, Any] | None:
