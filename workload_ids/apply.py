@@ -74,7 +74,8 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
     """Apply every change of ``plan``. Workloads run concurrently (bounded); the changes of
     one workload run in plan order. A failing workload does not stop the others."""
     config = config or plan.config
-    auditor = config.auditor("apply")
+    seams = [s for s in (getattr(p, "seam", None) for p in plan.providers.values()) if s is not None]
+    auditor = config.auditor("apply", seams[0] if seams else None)
     seam_start = _calls(plan)
     by_workload: dict[str, list[Change]] = {}
     for change in plan.changes:

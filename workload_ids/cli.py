@@ -305,23 +305,26 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
-    from .audit import verify
+    from .audit import JsonlAuditLog
     from .errors import UserError
     config = _config(args)
-    path = Path(args.file) if args.file else config.audit_path()
-    if path is None:
-        raise UserError("no audit log configured: set audit.path in workload-ids.yaml, or pass --file")
-    if not path.is_file():
-        raise UserError(f"audit log {path} does not exist")
-    result = verify(path, args.expect_head)
+    store = JsonlAuditLog(Path(args.file)) if args.file else config.audit_store(_seam(config))
+    if store is None:
+        raise UserError("no audit log configured: set audit.path or audit.sink in workload-ids.yaml, "
+                        "or pass --file")
+    where = store.where
+    if not store.durable and not Path(where).is_file():
+        raise UserError(f"audit log {where} does not exist")
+    result = store.verify(args.expect_head)
+    unit = "line" if not store.durable else "record"
     if result.ok:
-        out.text(f"OK: {result.records} record(s) in {path}; head {result.head}")
+        out.text(f"OK: {result.records} record(s) in {where}; head {result.head}")
     else:
-        out.note(f"{path}:{result.bad_line}: {result.problem}")
-        out.text(f"TAMPERED: {path} line {result.bad_line}: {result.problem} "
+        out.note(f"{where}:{result.bad_line}: {result.problem}")
+        out.text(f"TAMPERED: {where} {unit} {result.bad_line}: {result.problem} "
                  f"({result.records} record(s) before it verify)")
     out.document({"ok": result.ok, "records": result.records, "head": result.head,
-                  "badLine": result.bad_line, "problem": result.problem, "path": str(path)})
+                  "badLine": result.bad_line, "problem": result.problem, "path": where})
     return EXIT_OK if result.ok else EXIT_ERROR
 
 

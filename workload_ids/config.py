@@ -108,6 +108,8 @@ class GcpConfig(_Strict):
     resourceManagerEndpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
     secretManagerEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
     resourcePolicyEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
+    # Cloud Storage's JSON API (the audit sink's emulator)
+    storageEndpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
     sandboxCredentials: bool = False
     namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,5}$")] = "wid"
 
@@ -271,10 +273,22 @@ class OwnersConfig(_Strict):
     timeout: Duration = "10s"
 
 
-class AuditConfig(_Strict):
-    """The audit log: a JSON Lines file, relative to the config file."""
+class AuditSinkConfig(_Strict):
+    """A durable, signed audit trail in a cloud's append-only store (see
+    :mod:`workload_ids.audit.sink`)."""
 
-    path: Annotated[str, Field(min_length=1)] = "audit.jsonl"
+    # s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX
+    url: Annotated[str, Field(pattern=r"^(s3|gs|https)://[^/?#]+")]
+    # AWS Secrets Manager name or ARN; GCP projects/P/secrets/S; Azure https://VAULT.vault.azure.net/secrets/NAME
+    signingKey: Annotated[str, Field(min_length=1)]
+
+
+class AuditConfig(_Strict):
+    """The audit trail: a JSON Lines file relative to the config file (the sandbox,
+    development), or a cloud sink (``sink``), which replaces the file."""
+
+    path: Annotated[str, Field(min_length=1)] | None = None
+    sink: AuditSinkConfig | None = None
 
 
 class CleanupConfig(_Strict):
@@ -406,22 +420,33 @@ class Config:
         return self.data.cleanup
 
     def audit_path(self) -> Path | None:
-        """The audit log file, or None when the config keeps no audit log."""
+        """The local audit log file, or None when the config keeps none (no ``audit``, or
+        a cloud sink and no ``audit.path``)."""
+        audit = self.data.audit
+        if audit is None or (audit.sink is not None and audit.path is None):
+            return None
         # abspath, not resolve(): a symbolic link at the path must reach the audit log's own
         # O_NOFOLLOW check (and be refused), not be replaced by its target.
-        return Path(os.path.abspath(self.base / self.data.audit.path)) if self.data.audit else None
+        return Path(os.path.abspath(self.base / (audit.path or "audit.jsonl")))
 
-    def audit_store(self) -> Any:
+    def audit_store(self, seam: Any = None) -> Any:
         """The :class:`~workload_ids.audit.AuditSink` records go to and are read from, or
-        None when the config keeps no audit trail."""
+        None when the config keeps no audit trail: the cloud sink when ``audit.sink`` is
+        set (its calls through ``seam``, the command's, when given), else the local file."""
+        audit = self.data.audit
+        if audit is not None and audit.sink is not None:
+            from .audit.sink import SinkCache, open_sink
+            cache = self.__dict__.setdefault("_audit_sink", SinkCache())
+            return open_sink(self, seam, cache)
         from .audit import JsonlAuditLog
         path = self.audit_path()
         return JsonlAuditLog(path) if path else None
 
-    def auditor(self, command: str) -> Any:
-        """An :class:`~workload_ids.audit.Auditor` for ``command`` (a no-op without a log)."""
+    def auditor(self, command: str, seam: Any = None) -> Any:
+        """An :class:`~workload_ids.audit.Auditor` for ``command`` (a no-op without a log).
+        Pass the command's ``seam``: a cloud sink that cannot be written then stops it."""
         from .audit import Auditor
-        return Auditor(self.audit_store(), command)
+        return Auditor(self.audit_store(seam), command)
 
 
 def running_in_ci() -> bool:
@@ -490,7 +515,7 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
     owners = config.data.owners
     if owners is not None:
         paths.update({"owners.path": owners.path or "", "owners.caBundle": owners.caBundle or ""})
-    paths.update({"audit.path": config.data.audit.path if config.data.audit else "",
+    paths.update({"audit.path": (config.data.audit.path or "") if config.data.audit else "",
                   "azure.caBundle": config.data.azure.caBundle or ""})
     for dotted, value in paths.items():
         if "\x00" in value:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.parse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import Diagnostic, Position, UserError
@@ -45,7 +46,8 @@ BLOB_SUFFIXES = (".blob.core.windows.net", ".blob.core.chinacloudapi.cn",
 ENDPOINTS: dict[str, tuple[tuple[str, str], ...]] = {
     "aws": (("endpointUrl", "url"),),
     "gcp": (("iamEndpoint", "grpc"), ("resourceManagerEndpoint", "url"),
-            ("secretManagerEndpoint", "grpc"), ("resourcePolicyEndpoint", "grpc")),
+            ("secretManagerEndpoint", "grpc"), ("resourcePolicyEndpoint", "grpc"),
+            ("storageEndpoint", "url")),
     "azure": (("armEndpoint", "url"), ("graphEndpoint", "url"), ("authorityEndpoint", "url")),
 }
 _CLOUD: dict[str, str] = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Azure"}
@@ -134,6 +136,8 @@ def config_problems(config: Config) -> list[Diagnostic]:
                               "azure.sandboxCredentials: true; real Azure endpoints are always verified "
                               "against the system's CA store. Remove azure.caBundle")
 
+    out.extend(_audit_sink_problems(config, at))
+
     owners = config.data.owners
     if owners is not None and owners.url:
         try:
@@ -161,6 +165,44 @@ def config_problems(config: Config) -> list[Diagnostic]:
                                   "the config's (protected) folder, or name an absolute path")
     return out
 
+
+def _audit_sink_problems(config: Config, at: Callable[[str], Position]) -> list[Diagnostic]:
+    """``audit.sink``: a URL of one of the three forms, on the cloud's own host (or a
+    loopback emulator with sandbox credentials); an Azure key on a Key Vault host."""
+    from .audit.keys import reference_kind
+    from .audit.sink import parse_url
+    audit = config.data.audit
+    sink = audit.sink if audit is not None else None
+    if sink is None:
+        return []
+    out: list[Diagnostic] = []
+    try:
+        kind, _, _ = parse_url(sink.url)
+    except ValueError as exc:
+        return [Diagnostic(at("audit.sink.url"), f"audit.sink.url {sink.url} is not an audit sink: {exc}")]
+    azure = config.data.azure
+    checks = []
+    if kind == "azure":
+        checks.append(("audit.sink.url", sink.url, BLOB_SUFFIXES,
+                       "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX"))
+    if reference_kind(sink.signingKey) == "azure":
+        checks.append(("audit.sink.signingKey", sink.signingKey, VAULT_SUFFIXES,
+                       "https://VAULT.vault.azure.net/secrets/NAME"))
+    for dotted, value, suffixes, example in checks:
+        host = host_of(value)
+        if host and host.lower().endswith(suffixes):
+            continue
+        if not is_loopback(host):
+            out.append(Diagnostic(at(dotted), f"{dotted} points at {host or value}, which is not an "
+                                              f"Azure host of that kind: the tool's token would go "
+                                              f"there. Write the resource's own URL, e.g. {example}"))
+        elif not azure.sandboxCredentials:
+            out.append(Diagnostic(at(dotted), f"{dotted} points at a local emulator, but "
+                                              "azure.sandboxCredentials is not true: real credentials "
+                                              "are never sent to an emulator. Set "
+                                              "azure.sandboxCredentials: true or write the real "
+                                              f"resource's URL, e.g. {example}"))
+    return out
 
 
 def require_sandbox_credentials(config: Config, provider: str) -> None:

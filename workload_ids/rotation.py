@@ -672,7 +672,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             for d in items:
                 owned[(name, target, d.name)] = providers[name].owned_tags(d)
 
-    auditor = config.auditor("recover" if recover_only else "rotate")
+    auditor = config.auditor("recover" if recover_only else "rotate", seam)
 
     def run(d: DesiredIdentity) -> KeyReport:
         if not hasattr(providers[d.workload.provider], "create_key"):

@@ -76,7 +76,7 @@ def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None
     tags = dict(bundle.get("tags") or {})
     workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"
     result = RestoreResult(identity, str(bundle["kind"]), str(bundle["target"]), workload)
-    auditor = config.auditor("restore")
+    auditor = config.auditor("restore", seam)
     auditor.callers[(str(bundle["provider"]), result.target)] = backend.verify_target(result.target)
     result.steps = backend.restore(bundle)
     auditor.record(

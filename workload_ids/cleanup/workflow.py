@@ -191,7 +191,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         raise UserError("cleanup would delete identities, but no audit log is configured to keep "
                         "their restore bundles; set audit.path in workload-ids.yaml, then rerun")
     report.applied = True
-    auditor = config.auditor("cleanup")
+    auditor = config.auditor("cleanup", seam)
     for name, target in sorted({(f.identity.provider, f.identity.target) for f in findings if f.action}):
         # Credentials must reach the account before anything there changes.
         auditor.callers[(name, target)] = providers[name].verify_target(target)

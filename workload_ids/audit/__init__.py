@@ -23,15 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import clock
-from .errors import UserError
+from .. import clock
+from ..errors import UserError
 
 GENESIS = "0" * 64
 
 
+# Left out of the hashed text: the hash itself, and the signature over it (a cloud sink's).
+_UNHASHED = frozenset({"hash", "sig"})
+
+
 def canonical(record: Mapping[str, Any]) -> str:
-    """The exact text that is hashed: sorted keys, no whitespace, ``hash`` left out."""
-    body = {k: v for k, v in record.items() if k != "hash"}
+    """The exact text that is hashed: sorted keys, no whitespace, ``hash`` and ``sig`` left out."""
+    body = {k: v for k, v in record.items() if k not in _UNHASHED}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 

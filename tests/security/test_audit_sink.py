@@ -1,0 +1,445 @@
+"""The durable, signed audit trail in a cloud sink (issue 14 items 4, 5, 7; review H3).
+
+Each attack is made the way an attacker with write access to the store (but not the
+signing key) would make it, through the cloud's own API, and each test checks that the
+guard refuses it: ``prepare`` (the start of every changing run) and ``audit verify``
+find forged, unsigned, truncated, reordered, gapped and edited trails, and nothing
+changes in the cloud. A sink that is down changes nothing; a crash at every call of an
+audit write, then a rerun, loses and doubles no record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TEST_TRUST, run_cli, workload
+
+from workload_ids.audit import digest
+from workload_ids.calls import CallSeam, FailAt, FailOperation, Killed, RetryPolicy
+from workload_ids.config import load_config
+from workload_ids.signing import AUDIT, SigningKey, new_key_material
+
+BUCKET = "acme-audit"
+PREFIX = "workload-ids/prod"
+SECRET = "workload-ids/audit-signing-key"
+FOREIGN = "arn:aws:iam::999999999999:root"
+
+
+# --- one sink per cloud, behind the same helpers ---------------------------------------------
+
+@dataclass
+class Sink:
+    """A sink on one local cloud: its config block, and raw access to the store as an
+    attacker (or a test) has it."""
+
+    cloud: str
+    config: str
+    names: Callable[[], list[str]]  # record object names, in order
+    read: Callable[[str], bytes]
+    write: Callable[[str, bytes], None]  # as an attacker: plain overwrite/create
+    delete: Callable[[str], None]
+    key: SigningKey
+
+    def record(self, seq: int) -> dict[str, Any]:
+        return dict(json.loads(self.read(f"records/{seq:012d}.json")))
+
+    def records(self) -> list[dict[str, Any]]:
+        return [json.loads(self.read(n)) for n in self.names()]
+
+
+def _s3_sink(*, lock: bool = True, retention: bool = True) -> Sink:
+    import boto3
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=lock)
+    if lock and retention:
+        s3.put_object_lock_configuration(Bucket=BUCKET, ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    material = new_key_material()
+    boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name=SECRET, SecretString=material)
+
+    def names() -> list[str]:
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/records/").get("Contents", [])
+        return sorted(o["Key"][len(PREFIX) + 1:] for o in listed)
+
+    def read(name: str) -> bytes:
+        return bytes(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}")["Body"].read())
+
+    def write(name: str, data: bytes) -> None:
+        s3.put_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}", Body=data)
+
+    def delete(name: str) -> None:
+        s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}")
+
+    config = f"audit:\n  sink:\n    url: s3://{BUCKET}/{PREFIX}\n    signingKey: {SECRET}\n"
+    return Sink("aws", config, names, read, write, delete,
+                SigningKey.from_stored(material, SECRET))
+
+
+@pytest.fixture
+def s3_sink(aws: Any) -> Sink:
+    sink = _s3_sink()
+    Path("workload-ids.yaml").write_text(
+        "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
+    return sink
+
+
+def _apply(manifests: Any, *names: str) -> Any:
+    folder = manifests({f"{n}.yaml": workload(n) for n in names})
+    return run_cli("apply", "--auto-approve", str(folder))
+
+
+def _roles(iam: Any) -> list[str]:
+    return sorted(r["RoleName"] for r in iam.list_roles(PathPrefix="/workload-ids/")["Roles"])
+
+
+# --- the happy path -----------------------------------------------------------------------------
+
+def test_apply_writes_signed_chained_records_to_s3_and_verify_reads_them(s3_sink: Sink, aws: Any,
+                                                                        manifests: Any) -> None:
+    result = _apply(manifests, "svc-a", "svc-b")
+    assert result.code == 0, result.out + result.err
+    records = s3_sink.records()
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1)) and len(records) >= 2
+    for r in records:
+        assert r["keyId"] == s3_sink.key.key_id
+        assert s3_sink.key.verify(AUDIT, {"seq": r["seq"], "hash": r["hash"]}, r["sig"])
+    head = json.loads(s3_sink.read("head.json"))
+    assert (head["seq"], head["hash"]) == (len(records), records[-1]["hash"])
+    assert not Path("audit.jsonl").exists()  # the sink replaces the local file
+    check = run_cli("audit", "verify")
+    assert check.code == 0, check.out + check.err
+    assert f"OK: {len(records)} record(s) in s3://{BUCKET}/{PREFIX}" in check.out
+    assert s3_sink.key.material.hex() not in check.out + check.err + result.out + result.err
+
+
+# --- attacks on the stored trail: prepare refuses, verify names the record, nothing changes ----
+
+def _forge(sink: Sink, body: dict[str, Any], *, key: SigningKey | None,
+           lifted: dict[str, Any] | None = None) -> bytes:
+    """A record chained onto the last one, as someone with write access writes it: signed
+    with ``key`` (an attacker's own), with the key id and signature ``lifted`` from a
+    genuine record, or not signed at all."""
+    last = sink.records()[-1]
+    record = {**body, "seq": last["seq"] + 1, "prev": last["hash"]}
+    if key is not None or lifted is not None:
+        record["keyId"] = key.key_id if key is not None else lifted["keyId"]  # type: ignore[index]
+    record["hash"] = digest(record)
+    if key is not None:
+        record["sig"] = key.mac(AUDIT, {"seq": record["seq"], "hash": record["hash"]})
+    elif lifted is not None:
+        record["sig"] = lifted["sig"]
+    return json.dumps(record).encode()
+
+
+BUNDLE = {"time": "2026-12-01T00:00:00Z", "actor": "cleanup", "command": "cleanup",
+          "workload": "prod/ledger-export", "provider": "aws", "target": "123456789012",
+          "identity": "wid_prod_ledger-export", "action": "restore-bundle", "result": "ok",
+          "before": {"trust": FOREIGN, "inline": {"admin": "*:*"}}, "after": None}
+
+
+def _s3_versions(key: str) -> list[str]:
+    import boto3
+    s3 = boto3.client("s3", region_name="us-east-1")
+    listed = s3.list_object_versions(Bucket=BUCKET, Prefix=f"{PREFIX}/{key}")
+    return [v["VersionId"] for v in listed.get("Versions", []) if v["Key"] == f"{PREFIX}/{key}"]
+
+
+def _purge(name: str) -> None:
+    """Delete every version of ``name`` for good: what an admin who may bypass a GOVERNANCE
+    lock (or anyone, once the retention has ended) can do."""
+    import boto3
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for version in _s3_versions(name):
+        s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}", VersionId=version,
+                         BypassGovernanceRetention=True)
+
+
+def _refused(manifests: Any, aws: Any, fragment: str) -> None:
+    """A changing run refuses with ``fragment`` and changes nothing; verify says TAMPERED."""
+    before = _roles(aws)
+    result = _apply(manifests, "svc-a", "svc-late")
+    assert result.code == 1, result.out + result.err
+    assert fragment in result.err, result.err
+    assert "Nothing was changed" in result.err and "Traceback" not in result.err
+    assert _roles(aws) == before and "wid_prod_svc-late" not in before
+
+
+@pytest.mark.parametrize(("forgery", "fragment"), [
+    ("unsigned", "unsigned record: it was not written by workload-ids"),
+    ("own-key", "bad signature"),
+    ("replayed-signature", "bad signature"),
+])
+def test_forged_records_are_refused_by_prepare_and_verify(s3_sink: Sink, aws: Any, manifests: Any,
+                                                          forgery: str, fragment: str) -> None:
+    assert _apply(manifests, "svc-a").code == 0
+    count = len(s3_sink.names())
+    if forgery == "unsigned":
+        data = _forge(s3_sink, BUNDLE, key=None)
+    elif forgery == "own-key":
+        data = _forge(s3_sink, BUNDLE, key=SigningKey.from_stored(new_key_material(), "attacker"))
+    else:  # the real key id and a genuine signature, lifted from another record
+        data = _forge(s3_sink, BUNDLE, key=None, lifted=s3_sink.record(1))
+    s3_sink.write(f"records/{count + 1:012d}.json", data)
+    _refused(manifests, aws, fragment)
+    check = run_cli("audit", "verify")
+    assert check.code == 1 and f"TAMPERED: s3://{BUCKET}/{PREFIX} record {count + 1}: " in check.out
+    assert fragment in check.out
+    restore = run_cli("restore", "wid_prod_ledger-export")
+    assert restore.code == 1 and fragment in restore.err  # the forged bundle is never used
+
+
+def test_a_record_overwritten_in_place_is_found_and_the_original_is_what_is_read(
+        s3_sink: Sink, aws: Any, manifests: Any) -> None:
+    assert _apply(manifests, "svc-a", "svc-b").code == 0
+    original = s3_sink.record(1)
+    edited = {**original, "identity": "wid_prod_someone-else"}
+    edited["hash"] = digest(edited)  # a consistent hash; the signature cannot follow
+    s3_sink.write("records/000000000001.json", json.dumps(edited).encode())
+    _refused(manifests, aws, "record 1 was overwritten or hidden after it was written")
+    check = run_cli("audit", "verify")
+    assert check.code == 1 and "record 1: record 1 was overwritten" in check.out
+    from workload_ids.audit.sink import SinkCache, open_sink
+    read = list(open_sink(load_config(), None, SinkCache())._walk(
+        open_sink(load_config(), None, SinkCache())._shared.store.listing(CallSeam())))
+    assert read[0][1]["identity"] == original["identity"]  # the locked first version
+
+
+def test_a_record_edited_for_good_is_found(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+    assert _apply(manifests, "svc-a", "svc-b").code == 0
+    last = len(s3_sink.names())
+    record = s3_sink.record(last)
+    _purge(f"records/{last:012d}.json")
+    s3_sink.write(f"records/{last:012d}.json", json.dumps({**record, "action": "nothing"}).encode())
+    _refused(manifests, aws, "record edited: its hash does not match")
+
+
+def test_a_truncated_trail_is_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+    assert _apply(manifests, "svc-a", "svc-b").code == 0
+    last = len(s3_sink.names())
+    _purge(f"records/{last:012d}.json")
+    _refused(manifests, aws, f"the trail ends at record {last - 1}, but the head anchor names record "
+                             f"{last}: records were removed from the end (truncated)")
+    check = run_cli("audit", "verify")
+    assert check.code == 1 and "truncated" in check.out
+
+
+def test_a_gap_in_the_trail_is_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+    assert _apply(manifests, "svc-a", "svc-b").code == 0
+    _purge("records/000000000001.json")
+    _refused(manifests, aws, "record 1 is missing: a gap in the trail")
+    assert run_cli("audit", "verify").code == 1
+
+
+def test_reordered_records_are_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+    assert _apply(manifests, "svc-a", "svc-b").code == 0
+    first, second = s3_sink.read("records/000000000001.json"), s3_sink.read("records/000000000002.json")
+    for name in ("records/000000000001.json", "records/000000000002.json"):
+        _purge(name)
+    s3_sink.write("records/000000000001.json", second)
+    s3_sink.write("records/000000000002.json", first)
+    check = run_cli("audit", "verify")
+    assert check.code == 1 and "record 1: record stored as number 1 says it is number 2" in check.out
+    # prepare checks from the anchor on: here the tail still checks, so it is the first
+    # reader of the whole trail (every changing command reads it) that refuses.
+    result = _apply(manifests, "svc-late")
+    assert result.code == 1 and "records were moved or reordered" in result.err
+    assert "wid_prod_svc-late" not in _roles(aws)
+
+
+def test_a_removed_anchor_or_a_forged_one_is_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+    assert _apply(manifests, "svc-a").code == 0
+    head = json.loads(s3_sink.read("head.json"))
+    s3_sink.write("head.json", json.dumps({**head, "seq": 1, "hash": s3_sink.record(1)["hash"],
+                                           "sig": "0" * 64}).encode())
+    _refused(manifests, aws, "the head anchor has a bad signature")
+    s3_sink.delete("head.json")  # a delete marker hides it
+    _refused(manifests, aws, "records exist but the head anchor is missing")
+
+
+def test_a_wiped_trail_is_not_taken_for_a_new_one(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+    assert _apply(manifests, "svc-a").code == 0
+    for name in [*s3_sink.names(), "head.json"]:
+        s3_sink.delete(name)  # delete markers: the locked versions stay
+    _refused(manifests, aws, "record 1 was overwritten or hidden")
+
+
+@pytest.mark.parametrize(("lock", "retention", "fragment"), [
+    (False, False, "does not have Object Lock enabled"),
+    (True, False, "has Object Lock but no default retention"),
+])
+def test_a_bucket_that_is_not_append_only_is_refused(aws: Any, manifests: Any, lock: bool,
+                                                     retention: bool, fragment: str) -> None:
+    sink = _s3_sink(lock=lock, retention=retention)
+    Path("workload-ids.yaml").write_text(
+        "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
+    result = _apply(manifests, "svc-a")
+    assert result.code == 1 and fragment in result.err and "Nothing was changed" in result.err
+    assert _roles(aws) == [] and sink.names() == []
+
+
+# --- a sink that is down: nothing changes ----------------------------------------------------
+
+def test_a_sink_that_cannot_be_read_at_the_start_changes_nothing(s3_sink: Sink, aws: Any,
+                                                               manifests: Any) -> None:
+    Path("workload-ids.yaml").write_text(Path("workload-ids.yaml").read_text().replace(
+        f"s3://{BUCKET}/", "s3://acme-audit-gone/"))
+    result = _apply(manifests, "svc-a")
+    assert result.code == 1 and "the audit sink s3://acme-audit-gone/workload-ids/prod cannot be read" \
+        in result.err and "NoSuchBucket" in result.err, result.err
+    assert "Nothing more was changed" in result.err and _roles(aws) == []
+
+
+def test_an_append_that_fails_stops_the_command_before_its_next_change(s3_sink: Sink, aws: Any,
+                                                                     manifests: Any) -> None:
+    from workload_ids.apply import apply_plan
+    from workload_ids.audit.sink import AuditSinkError
+    from workload_ids.plan import build_plan
+    from workload_ids.validate import validate
+    folder = manifests({f"{n}.yaml": workload(n) for n in ("svc-a", "svc-b", "svc-c")})
+    config = load_config()
+    seam = CallSeam(RetryPolicy(max_attempts=2), sleep=lambda s: None)
+    plan = build_plan(validate([folder], config).compiled, config, seam)
+    seam.inject(FailOperation("s3.put_object", "denied"))  # the sink refuses writes from here on
+    with pytest.raises(AuditSinkError) as refused:
+        apply_plan(plan, concurrency=1)
+    assert "cannot be written (AccessDenied" in str(refused.value)
+    # The first change was made before its record failed; nothing after it was.
+    assert len(_roles(aws)) == 1
+    assert s3_sink.names() == []
+
+
+def test_cleanup_with_the_sink_down_changes_nothing(aws: Any, manifests: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_cleanup import CONFIG, OWNERS, START
+    sink = _s3_sink()
+    Path("owners.yaml").write_text(OWNERS)
+    Path("workload-ids.yaml").write_text(CONFIG.replace("audit: {path: audit.jsonl}\n", "") + sink.config)
+    folder = manifests({"svc-b.yaml": workload("svc-b", owner="alice")})
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    tags = aws.list_role_tags(RoleName="wid_prod_svc-b")["Tags"]
+    Path("workload-ids.yaml").write_text(Path("workload-ids.yaml").read_text().replace(
+        f"s3://{BUCKET}/", "s3://acme-audit-gone/"))
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    result = run_cli("cleanup", str(folder), "--apply")
+    assert result.code == 1 and "acme-audit-gone" in result.err and "Traceback" not in result.err
+    assert aws.list_role_tags(RoleName="wid_prod_svc-b")["Tags"] == tags  # not quarantined
+
+
+# --- a crash at every call of an audit write, then a rerun ------------------------------------
+
+def _fresh_apply(names: tuple[str, ...], fault: int | None, folder: Path) -> tuple[list[dict[str, Any]],
+                                                                                  list[tuple[int, str]]]:
+    """Apply ``names`` on a fresh cloud with a kill at call ``fault`` (then a rerun); return
+    the trail as stored and the (call number, operation) of the audit sink's calls."""
+    import boto3
+    from conftest import seed
+
+    from workload_ids.apply import apply_plan
+    from workload_ids.plan import build_plan
+    from workload_ids.sandbox.aws import in_process_aws
+    from workload_ids.validate import validate
+    calls: list[tuple[int, str]] = []
+    with in_process_aws():
+        seed(boto3.client("iam", region_name="us-east-1"))
+        sink = _s3_sink()
+        Path("workload-ids.yaml").write_text(
+            "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
+
+        def run(seam: CallSeam) -> None:
+            config = load_config()  # a new process: nothing cached
+            plan = build_plan(validate([folder], config).compiled, config, seam)
+            apply_plan(plan, concurrency=1)
+        seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+        seam.observers.append(lambda c: calls.append((c.number, c.operation))
+                              if c.operation.startswith(("s3.", "secretsmanager.")) else None)
+        if fault is not None:
+            seam.inject(FailAt(fault, "kill"))
+        with contextlib.suppress(Killed):
+            run(seam)
+        stored_after_crash = sink.records()
+        if fault is not None:
+            run(CallSeam(RetryPolicy(), sleep=lambda s: None))
+        trail = sink.records()
+        assert trail[:len(stored_after_crash)] == stored_after_crash, "a stored record was lost or moved"
+        check = open_check()
+        assert check.ok, check
+        head = json.loads(sink.read("head.json"))
+        assert (head["seq"], head["hash"]) == (len(trail), trail[-1]["hash"])
+        return trail, calls
+
+
+def open_check() -> Any:
+    return load_config().audit_store().verify()
+
+
+def test_a_crash_at_every_call_of_an_audit_write_loses_and_doubles_no_record(manifests: Any) -> None:
+    folder = manifests({f"{n}.yaml": workload(n) for n in ("svc-a", "svc-b")})
+    clean, calls = _fresh_apply(("svc-a", "svc-b"), None, folder)
+    wanted = [(r["workload"], r["action"], r["identity"]) for r in clean]
+    assert len(wanted) == len(set(wanted)) >= 2
+    points = [number for number, _ in calls]
+    assert len(points) >= 4 + 2 * len(clean)  # prepare's four reads, then a record and its anchor each
+    for k in points:
+        operation = dict(calls)[k]
+        trail, _ = _fresh_apply(("svc-a", "svc-b"), k, folder)
+        got = [(r["workload"], r["action"], r["identity"]) for r in trail]
+        assert len(got) == len(set(got)), f"kill at call {k} ({operation}): a record was doubled"
+        missing = [w for w in wanted if w not in got]
+        # A kill just before a record's own write loses that one record: its change was
+        # made, and the rerun finds nothing left to change (a record follows its change,
+        # as with the local file). Every other point loses nothing.
+        if operation == "s3.put_object" and missing:
+            assert len(missing) == 1, f"kill at call {k}: lost {missing}"
+        else:
+            assert missing == [], f"kill at call {k} ({operation}): lost {missing}"
+
+
+# --- a fresh container: cleanup in one, restore in another ------------------------------------
+
+def test_cleanup_in_one_fresh_container_and_restore_in_another(aws: Any, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from test_cleanup import AFTER_GRACE, CONFIG, OWNERS, START
+    sink = _s3_sink()
+    config = CONFIG.replace("audit: {path: audit.jsonl}\n", "") + sink.config
+
+    def container(name: str) -> Path:
+        """An empty working directory holding only the config (and the owners it names)."""
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "workload-ids.yaml").write_text(config)
+        (folder / "owners.yaml").write_text(OWNERS)
+        monkeypatch.chdir(folder)
+        return folder
+
+    first = container("apply")
+    (first / "m").mkdir()
+    (first / "m" / "svc-b.yaml").write_text(workload("svc-b", owner="alice"))
+    assert run_cli("apply", "--auto-approve", "m").code == 0
+    original = aws.get_role(RoleName="wid_prod_svc-b")["Role"]["AssumeRolePolicyDocument"]
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    for moment, name in ((START, "quarantine"), (AFTER_GRACE, "delete")):
+        os.environ["WORKLOAD_IDS_CLOCK"] = moment
+        folder = container(name)
+        (folder / "m").mkdir()
+        (folder / "m" / "svc-b.yaml").write_text(workload("svc-b", owner="alice"))
+        result = run_cli("cleanup", "m", "--apply")
+        assert result.code == 0, result.out + result.err
+    assert "wid_prod_svc-b" not in _roles(aws)
+    container("restore")
+    restored = run_cli("restore", "wid_prod_svc-b")
+    assert restored.code == 0, restored.out + restored.err
+    assert aws.get_role(RoleName="wid_prod_svc-b")["Role"]["AssumeRolePolicyDocument"] == original
+    assert not list(tmp_path.rglob("audit.jsonl"))  # every record went to the sink
+    actions = [r["action"] for r in sink.records()]
+    assert actions.count("restore-bundle") == 1 and actions[-1] == "restore"
+    assert run_cli("audit", "verify").code == 0

@@ -1,0 +1,115 @@
+"""The audit signing key, read from the cloud's secret store that ``audit.sink.signingKey``
+names: an AWS Secrets Manager secret name or ARN, a GCP ``projects/P/secrets/S``, or an
+Azure Key Vault ``https://VAULT.vault.azure.net/secrets/NAME``. The secret holds 64
+hexadecimal characters (``workload-ids bootstrap`` makes them); only the AUDIT key derived
+from it is ever used here, and it never reaches output."""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..calls import CallSeam
+    from ..signing import SigningKey
+
+GCP_SECRET = re.compile(r"^projects/[^/]+/secrets/[^/]+$")
+AWS_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:.+$")
+
+
+def reference_kind(ref: str) -> str:
+    """``aws``, ``gcp`` or ``azure``: whose secret store ``ref`` names."""
+    if GCP_SECRET.match(ref):
+        return "gcp"
+    if ref.startswith("https://"):
+        return "azure"
+    return "aws"
+
+
+def key_loader(config: Any, ref: str) -> Callable[[CallSeam], SigningKey]:
+    """A function that reads the key through a seam (once per config: the sink caches it)."""
+    def load(seam: CallSeam) -> SigningKey:
+        from ..signing import SigningKey, SigningKeyError
+        kind = reference_kind(ref)
+        try:
+            text = {"aws": _aws, "gcp": _gcp, "azure": _azure}[kind](config, ref, seam)
+        except UserError:
+            raise
+        except Exception as exc:  # the SDK's error: say which secret and why, not the value
+            info = seam.classify(_provider(kind), exc)
+            reason = f"{info.code}: {info.message}" if info else type(exc).__name__
+            raise UserError(f"cannot read the audit signing key {ref} ({reason}); nothing was "
+                            "changed. Create it with `workload-ids bootstrap --apply`, or let the "
+                            "tool's identity read it, then rerun") from None
+        try:
+            return SigningKey.from_stored(text, ref)
+        except SigningKeyError as exc:
+            raise UserError(f"{exc}; nothing was changed") from None
+    return load
+
+
+def _provider(kind: str) -> str:
+    return {"aws": "aws", "gcp": "gcs", "azure": "azblob"}[kind]
+
+
+def _aws(config: Any, ref: str, seam: CallSeam) -> str:
+    from ..calls import SeamClient
+    from .s3 import aws_session, boto_config
+    match = AWS_ARN.match(ref)
+    session = aws_session(config)
+    raw = session.client("secretsmanager", endpoint_url=config.aws.endpointUrl,
+                         region_name=match.group(1) if match else session.region_name,
+                         config=boto_config())
+    _register_aws(seam)
+    client = SeamClient(seam, "aws", "secretsmanager", raw)
+    return str(client.get_secret_value(SecretId=ref)["SecretString"])
+
+
+def _register_aws(seam: CallSeam) -> None:
+    from ..providers.aws.provider import classify, make_fault
+    seam.register("aws", classify, make_fault)
+
+
+def _gcp(config: Any, ref: str, seam: CallSeam) -> str:
+    from google.cloud import secretmanager
+
+    from .gcs import register
+    register(seam)
+    endpoint = config.gcp.secretManagerEndpoint
+    if endpoint:
+        import grpc
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+            SecretManagerServiceGrpcTransport,
+        )
+        transport = SecretManagerServiceGrpcTransport(
+            channel=grpc.insecure_channel(endpoint),
+            credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+        client = secretmanager.SecretManagerServiceClient(transport=transport)
+    else:
+        client = secretmanager.SecretManagerServiceClient()
+    answer = seam.call("gcs", "secretmanager.access_secret_version", client.access_secret_version,
+                       name=f"{ref}/versions/latest")
+    return bytes(answer.payload.data).decode("utf-8")
+
+
+def _azure(config: Any, ref: str, seam: CallSeam) -> str:
+    from azure.keyvault.secrets import SecretClient
+
+    from .azure_blob import credential_and_connection, register
+    parts = urllib.parse.urlsplit(ref)
+    segments = [s for s in parts.path.split("/") if s]
+    if len(segments) not in (2, 3) or segments[0] != "secrets":
+        raise UserError(f"audit.sink.signingKey {ref} is not a Key Vault secret URL; write "
+                        "https://VAULT.vault.azure.net/secrets/NAME")
+    vault = f"{parts.scheme}://{parts.netloc}"
+    register(seam)
+    credential, connection = credential_and_connection(config, vault)
+    client = SecretClient(vault, credential, verify_challenge_resource=False, **connection)
+    secret = seam.call("azblob", "keyvault.get_secret", client.get_secret, segments[1],
+                       *(segments[2:] or []))
+    return str(secret.value)
