@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,17 +40,22 @@ class Sink:
 
     cloud: str
     config: str
-    names: Callable[[], list[str]]  # record object names, in order
+    names: Callable[[], list[str]]  # record object names under PREFIX/, in order
     read: Callable[[str], bytes]
-    write: Callable[[str, bytes], None]  # as an attacker: plain overwrite/create
-    delete: Callable[[str], None]
+    write: Callable[[str, bytes], None]  # as an attacker: S3 a new version; elsewhere over the lock
+    delete: Callable[[str], None]  # S3: a delete marker; elsewhere for good, over the lock
+    purge: Callable[[str], None]  # for good: what an admin past the lock can do
     key: SigningKey
+    head: str  # the anchor object's name under PREFIX/
 
     def record(self, seq: int) -> dict[str, Any]:
         return dict(json.loads(self.read(f"records/{seq:012d}.json")))
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(self.read(n)) for n in self.names()]
+
+    def anchor(self) -> dict[str, Any]:
+        return dict(json.loads(self.read(self.head).strip().split(b"\n")[-1]))
 
 
 def _s3_sink(*, lock: bool = True, retention: bool = True) -> Sink:
@@ -78,9 +83,108 @@ def _s3_sink(*, lock: bool = True, retention: bool = True) -> Sink:
     def delete(name: str) -> None:
         s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}")
 
+    def purge(name: str) -> None:
+        listed = s3.list_object_versions(Bucket=BUCKET, Prefix=f"{PREFIX}/{name}")
+        for v in [*listed.get("Versions", []), *listed.get("DeleteMarkers", [])]:
+            if v["Key"] == f"{PREFIX}/{name}":
+                s3.delete_object(Bucket=BUCKET, Key=v["Key"], VersionId=v["VersionId"],
+                                 BypassGovernanceRetention=True)
+
     config = f"audit:\n  sink:\n    url: s3://{BUCKET}/{PREFIX}\n    signingKey: {SECRET}\n"
-    return Sink("aws", config, names, read, write, delete,
-                SigningKey.from_stored(material, SECRET))
+    return Sink("aws", config, names, read, write, delete, purge,
+                SigningKey.from_stored(material, SECRET), "head.json")
+
+
+@contextlib.contextmanager
+def _azure_sink(*, immutable: bool = True, blob: Any = None) -> Iterator[Sink]:
+    """Our Key Vault emulator holding the key, and a blob service: ours (with the
+    container's immutability policy, which Azurite lacks) unless ``blob`` is given."""
+    import tempfile
+
+    from azure.keyvault.secrets import SecretClient
+
+    from workload_ids.audit.azure_blob import sandbox_token
+    from workload_ids.providers.azure.clients import StaticTokenCredential
+    from workload_ids.sandbox.azure.blob import BlobEmulator
+    from workload_ids.sandbox.azure.keyvault import KeyVaultEmulator
+    vault = KeyVaultEmulator()
+    ours = BlobEmulator() if blob is None else None
+    folder = tempfile.mkdtemp(prefix="sink-azure-")
+    try:
+        vault_url = vault.start()
+        material = new_key_material()
+        SecretClient(vault_url, StaticTokenCredential(),
+                     **vault.client_kwargs()).set_secret("audit-signing-key", material)
+        if ours is not None:
+            ours.start()
+            if immutable:
+                ours.set_immutability_policy("audit", 1)
+            else:
+                ours.create_container("audit")
+            container_url, blob_ca = ours.container_url("audit"), ours.ca_bundle_path
+        else:
+            container_url, blob_ca = blob.container_url("audit"), blob.ca_bundle
+        bundle = Path(folder) / "ca.pem"
+        bundle.write_text(Path(vault.ca_bundle_path).read_text() + Path(blob_ca).read_text())
+        from azure.storage.blob import ContainerClient
+        container = ContainerClient.from_container_url(
+            container_url, credential=StaticTokenCredential(sandbox_token()),
+            connection_verify=str(bundle), retry_total=0)
+        if blob is not None:
+            container.create_container()
+
+        @contextlib.contextmanager
+        def over_the_lock() -> Iterator[None]:
+            """An admin deletes the container's (unlocked) policy, acts, and puts it back."""
+            kept = ours._containers["audit"].immutability if ours is not None else None
+            if ours is not None:
+                ours._containers["audit"].immutability = None
+            try:
+                yield
+            finally:
+                if ours is not None:
+                    ours._containers["audit"].immutability = kept
+
+        def names() -> list[str]:
+            return sorted(b.name[len(PREFIX) + 1:]
+                          for b in container.list_blobs(name_starts_with=f"{PREFIX}/records/"))
+
+        def read(name: str) -> bytes:
+            return bytes(container.get_blob_client(f"{PREFIX}/{name}").download_blob().readall())
+
+        def write(name: str, data: bytes) -> None:
+            with over_the_lock():
+                container.get_blob_client(f"{PREFIX}/{name}").upload_blob(data, overwrite=True)
+
+        def delete(name: str) -> None:
+            with over_the_lock():
+                container.get_blob_client(f"{PREFIX}/{name}").delete_blob()
+
+        config = (f"azure:\n  caBundle: {bundle}\n  sandboxCredentials: true\n"
+                  f"audit:\n  sink:\n    url: {container_url}/{PREFIX}\n"
+                  f"    signingKey: {vault_url}/secrets/audit-signing-key\n")
+        yield Sink("azure", config, names, read, write, delete, delete,
+                   SigningKey.from_stored(material, "vault"), "head-000000")
+    finally:
+        vault.stop()
+        if ours is not None:
+            ours.stop()
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+CLOUDS = ["aws", "azure"]
+
+
+@pytest.fixture(params=CLOUDS)
+def sink(request: pytest.FixtureRequest, aws: Any) -> Iterator[Sink]:
+    """A sink on each cloud (the workloads the tests apply are AWS's, on moto: the sink's
+    cloud need not be the workloads')."""
+    with contextlib.ExitStack() as stack:
+        made = _s3_sink() if request.param == "aws" else stack.enter_context(_azure_sink())
+        Path("workload-ids.yaml").write_text(
+            "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + made.config)
+        yield made
 
 
 @pytest.fixture
@@ -102,22 +206,22 @@ def _roles(iam: Any) -> list[str]:
 
 # --- the happy path -----------------------------------------------------------------------------
 
-def test_apply_writes_signed_chained_records_to_s3_and_verify_reads_them(s3_sink: Sink, aws: Any,
+def test_apply_writes_signed_chained_records_to_the_sink_and_verify_reads_them(sink: Sink, aws: Any,
                                                                         manifests: Any) -> None:
     result = _apply(manifests, "svc-a", "svc-b")
     assert result.code == 0, result.out + result.err
-    records = s3_sink.records()
+    records = sink.records()
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1)) and len(records) >= 2
     for r in records:
-        assert r["keyId"] == s3_sink.key.key_id
-        assert s3_sink.key.verify(AUDIT, {"seq": r["seq"], "hash": r["hash"]}, r["sig"])
-    head = json.loads(s3_sink.read("head.json"))
+        assert r["keyId"] == sink.key.key_id
+        assert sink.key.verify(AUDIT, {"seq": r["seq"], "hash": r["hash"]}, r["sig"])
+    head = sink.anchor()
     assert (head["seq"], head["hash"]) == (len(records), records[-1]["hash"])
     assert not Path("audit.jsonl").exists()  # the sink replaces the local file
     check = run_cli("audit", "verify")
     assert check.code == 0, check.out + check.err
-    assert f"OK: {len(records)} record(s) in s3://{BUCKET}/{PREFIX}" in check.out
-    assert s3_sink.key.material.hex() not in check.out + check.err + result.out + result.err
+    assert f"OK: {len(records)} record(s) in " in check.out and PREFIX in check.out
+    assert sink.key.material.hex() not in check.out + check.err + result.out + result.err
 
 
 # --- attacks on the stored trail: prepare refuses, verify names the record, nothing changes ----
@@ -145,23 +249,6 @@ BUNDLE = {"time": "2026-12-01T00:00:00Z", "actor": "cleanup", "command": "cleanu
           "before": {"trust": FOREIGN, "inline": {"admin": "*:*"}}, "after": None}
 
 
-def _s3_versions(key: str) -> list[str]:
-    import boto3
-    s3 = boto3.client("s3", region_name="us-east-1")
-    listed = s3.list_object_versions(Bucket=BUCKET, Prefix=f"{PREFIX}/{key}")
-    return [v["VersionId"] for v in listed.get("Versions", []) if v["Key"] == f"{PREFIX}/{key}"]
-
-
-def _purge(name: str) -> None:
-    """Delete every version of ``name`` for good: what an admin who may bypass a GOVERNANCE
-    lock (or anyone, once the retention has ended) can do."""
-    import boto3
-    s3 = boto3.client("s3", region_name="us-east-1")
-    for version in _s3_versions(name):
-        s3.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{name}", VersionId=version,
-                         BypassGovernanceRetention=True)
-
-
 def _refused(manifests: Any, aws: Any, fragment: str) -> None:
     """A changing run refuses with ``fragment`` and changes nothing; verify says TAMPERED."""
     before = _roles(aws)
@@ -177,20 +264,20 @@ def _refused(manifests: Any, aws: Any, fragment: str) -> None:
     ("own-key", "bad signature"),
     ("replayed-signature", "bad signature"),
 ])
-def test_forged_records_are_refused_by_prepare_and_verify(s3_sink: Sink, aws: Any, manifests: Any,
+def test_forged_records_are_refused_by_prepare_and_verify(sink: Sink, aws: Any, manifests: Any,
                                                           forgery: str, fragment: str) -> None:
     assert _apply(manifests, "svc-a").code == 0
-    count = len(s3_sink.names())
+    count = len(sink.names())
     if forgery == "unsigned":
-        data = _forge(s3_sink, BUNDLE, key=None)
+        data = _forge(sink, BUNDLE, key=None)
     elif forgery == "own-key":
-        data = _forge(s3_sink, BUNDLE, key=SigningKey.from_stored(new_key_material(), "attacker"))
+        data = _forge(sink, BUNDLE, key=SigningKey.from_stored(new_key_material(), "attacker"))
     else:  # the real key id and a genuine signature, lifted from another record
-        data = _forge(s3_sink, BUNDLE, key=None, lifted=s3_sink.record(1))
-    s3_sink.write(f"records/{count + 1:012d}.json", data)
+        data = _forge(sink, BUNDLE, key=None, lifted=sink.record(1))
+    sink.write(f"records/{count + 1:012d}.json", data)
     _refused(manifests, aws, fragment)
     check = run_cli("audit", "verify")
-    assert check.code == 1 and f"TAMPERED: s3://{BUCKET}/{PREFIX} record {count + 1}: " in check.out
+    assert check.code == 1 and f"{PREFIX} record {count + 1}: " in check.out and "TAMPERED" in check.out
     assert fragment in check.out
     restore = run_cli("restore", "wid_prod_ledger-export")
     assert restore.code == 1 and fragment in restore.err  # the forged bundle is never used
@@ -212,39 +299,39 @@ def test_a_record_overwritten_in_place_is_found_and_the_original_is_what_is_read
     assert read[0][1]["identity"] == original["identity"]  # the locked first version
 
 
-def test_a_record_edited_for_good_is_found(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+def test_a_record_edited_for_good_is_found(sink: Sink, aws: Any, manifests: Any) -> None:
     assert _apply(manifests, "svc-a", "svc-b").code == 0
-    last = len(s3_sink.names())
-    record = s3_sink.record(last)
-    _purge(f"records/{last:012d}.json")
-    s3_sink.write(f"records/{last:012d}.json", json.dumps({**record, "action": "nothing"}).encode())
+    last = len(sink.names())
+    record = sink.record(last)
+    sink.purge(f"records/{last:012d}.json")
+    sink.write(f"records/{last:012d}.json", json.dumps({**record, "action": "nothing"}).encode())
     _refused(manifests, aws, "record edited: its hash does not match")
 
 
-def test_a_truncated_trail_is_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+def test_a_truncated_trail_is_refused(sink: Sink, aws: Any, manifests: Any) -> None:
     assert _apply(manifests, "svc-a", "svc-b").code == 0
-    last = len(s3_sink.names())
-    _purge(f"records/{last:012d}.json")
+    last = len(sink.names())
+    sink.purge(f"records/{last:012d}.json")
     _refused(manifests, aws, f"the trail ends at record {last - 1}, but the head anchor names record "
                              f"{last}: records were removed from the end (truncated)")
     check = run_cli("audit", "verify")
     assert check.code == 1 and "truncated" in check.out
 
 
-def test_a_gap_in_the_trail_is_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+def test_a_gap_in_the_trail_is_refused(sink: Sink, aws: Any, manifests: Any) -> None:
     assert _apply(manifests, "svc-a", "svc-b").code == 0
-    _purge("records/000000000001.json")
+    sink.purge("records/000000000001.json")
     _refused(manifests, aws, "record 1 is missing: a gap in the trail")
     assert run_cli("audit", "verify").code == 1
 
 
-def test_reordered_records_are_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+def test_reordered_records_are_refused(sink: Sink, aws: Any, manifests: Any) -> None:
     assert _apply(manifests, "svc-a", "svc-b").code == 0
-    first, second = s3_sink.read("records/000000000001.json"), s3_sink.read("records/000000000002.json")
+    first, second = sink.read("records/000000000001.json"), sink.read("records/000000000002.json")
     for name in ("records/000000000001.json", "records/000000000002.json"):
-        _purge(name)
-    s3_sink.write("records/000000000001.json", second)
-    s3_sink.write("records/000000000002.json", first)
+        sink.purge(name)
+    sink.write("records/000000000001.json", second)
+    sink.write("records/000000000002.json", first)
     check = run_cli("audit", "verify")
     assert check.code == 1 and "record 1: record stored as number 1 says it is number 2" in check.out
     # prepare checks from the anchor on: here the tail still checks, so it is the first
@@ -254,17 +341,17 @@ def test_reordered_records_are_refused(s3_sink: Sink, aws: Any, manifests: Any) 
     assert "wid_prod_svc-late" not in _roles(aws)
 
 
-def test_a_removed_anchor_or_a_forged_one_is_refused(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+def test_a_removed_anchor_or_a_forged_one_is_refused(sink: Sink, aws: Any, manifests: Any) -> None:
     assert _apply(manifests, "svc-a").code == 0
-    head = json.loads(s3_sink.read("head.json"))
-    s3_sink.write("head.json", json.dumps({**head, "seq": 1, "hash": s3_sink.record(1)["hash"],
-                                           "sig": "0" * 64}).encode())
+    head = sink.anchor()
+    sink.write(sink.head, json.dumps({**head, "seq": 1, "hash": sink.record(1)["hash"],
+                                      "sig": "0" * 64}).encode())
     _refused(manifests, aws, "the head anchor has a bad signature")
-    s3_sink.delete("head.json")  # a delete marker hides it
+    sink.delete(sink.head)  # S3: a delete marker hides it
     _refused(manifests, aws, "records exist but the head anchor is missing")
 
 
-def test_a_wiped_trail_is_not_taken_for_a_new_one(s3_sink: Sink, aws: Any, manifests: Any) -> None:
+def test_a_wiped_s3_trail_is_not_taken_for_a_new_one(s3_sink: Sink, aws: Any, manifests: Any) -> None:
     assert _apply(manifests, "svc-a").code == 0
     for name in [*s3_sink.names(), "head.json"]:
         s3_sink.delete(name)  # delete markers: the locked versions stay
@@ -283,6 +370,32 @@ def test_a_bucket_that_is_not_append_only_is_refused(aws: Any, manifests: Any, l
     result = _apply(manifests, "svc-a")
     assert result.code == 1 and fragment in result.err and "Nothing was changed" in result.err
     assert _roles(aws) == [] and sink.names() == []
+
+
+def test_a_container_without_an_immutability_policy_is_refused(aws: Any, manifests: Any) -> None:
+    with _azure_sink(immutable=False) as sink:
+        Path("workload-ids.yaml").write_text(
+            "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
+        result = _apply(manifests, "svc-a")
+        assert result.code == 1 and "container audit has no immutability policy" in result.err
+        assert "Nothing was changed" in result.err and "--allow-protected-append-writes" in result.err
+        assert _roles(aws) == [] and sink.names() == []
+
+
+def test_under_the_immutability_policy_records_cannot_be_overwritten_or_deleted(
+        aws: Any, manifests: Any) -> None:
+    """The cloud's own control, which the sink relies on (our emulator, as Azurite has none)."""
+    from azure.core.exceptions import HttpResponseError
+    with _azure_sink() as sink:
+        Path("workload-ids.yaml").write_text(
+            "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
+        assert _apply(manifests, "svc-a").code == 0
+        container = load_config().audit_store()._shared.store.container
+        blob = container.get_blob_client(f"{PREFIX}/records/000000000001.json")
+        for attempt in (lambda: blob.upload_blob(b"{}", overwrite=True), blob.delete_blob):
+            with pytest.raises(HttpResponseError) as refused:
+                attempt()
+            assert refused.value.error_code == "BlobImmutableDueToPolicy"
 
 
 # --- a sink that is down: nothing changes ----------------------------------------------------

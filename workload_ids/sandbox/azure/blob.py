@@ -60,8 +60,26 @@ a client must cope:
 * **metadata** names must be C# identifiers (``400 InvalidMetadata``), 8 KiB in all
   (``400 MetadataTooLarge``); names keep the case they were set with.
 
-What is not emulated (other comps and restypes, page and append blobs, block staging,
-listing, SAS and shared keys) answers ``501 NotImplemented``, which the SDK does not retry.
+* **append blobs** (what the audit sink's head anchor is): Put Blob with ``x-ms-blob-type:
+  AppendBlob`` (no body) and Append Block (``comp=appendblock``, with the
+  ``x-ms-blob-condition-appendpos`` / ``maxsize`` conditions, ``412
+  AppendPositionConditionNotMet`` / ``MaxBlobSizeConditionNotMet``; at most 50,000 blocks,
+  ``409 BlockCountExceedsLimit``; on a block blob ``409 InvalidBlobType``);
+* **listing** (List Blobs, ``restype=container&comp=list``) with ``prefix``, ``maxresults``
+  and ``marker`` / ``NextMarker`` paging, in name order;
+* **immutability** (what Azurite lacks: it reports ``x-ms-has-immutability-policy: false``
+  for every container and answers the immutability calls with ``501``). A container-level
+  time-based retention policy is set with :meth:`BlobEmulator.set_immutability_policy`, as
+  ARM's ``immutabilityPolicies`` call would (it is a management-plane setting, not a Blob
+  Storage call). Then, as the "Store business-critical blob data with immutable storage"
+  page lists: Get Container Properties says ``x-ms-has-immutability-policy: true``; Put Blob
+  over an existing blob, Delete Blob and Set Blob Metadata are ``409
+  BlobImmutableDueToPolicy``; Append Block works only with ``allowProtectedAppendWrites``;
+  Delete Container of a container that holds blobs is ``409 ContainerImmutableStorage``...
+  (our name: Storage's own code for it is not documented). New blobs can still be created.
+
+What is not emulated (other comps and restypes, page blobs, block staging, SAS and shared
+keys) answers ``501 NotImplemented``, which the SDK does not retry.
 Messages not quoted from a source above are ours. ``calls`` counts the operations clients
 sent, by the names :data:`OPERATIONS` lists; :meth:`BlobEmulator.inject_error` fails them.
 """
@@ -106,9 +124,12 @@ DEFAULT_VERSION = "2026-10-06"  # answered when a request names none (azure-stor
 MIN_LEASE, MAX_LEASE, INFINITE = 15, 60, -1
 MAX_BREAK_PERIOD = 60
 MAX_METADATA_BYTES = 8 * 1024
+MAX_APPEND_BLOCKS = 50_000
+MAX_LIST_RESULTS = 5000
+_IMMUTABLE = ("This operation is not permitted as the blob is immutable due to a policy.")
 
 OPERATIONS = frozenset({
-    "CreateContainer", "GetContainerProperties", "DeleteContainer",
+    "CreateContainer", "GetContainerProperties", "DeleteContainer", "ListBlobs", "AppendBlock",
     "PutBlob", "GetBlob", "GetBlobProperties", "GetBlobMetadata", "SetBlobMetadata", "DeleteBlob",
     "LeaseBlob:acquire", "LeaseBlob:renew", "LeaseBlob:change", "LeaseBlob:release", "LeaseBlob:break",
 })
@@ -218,6 +239,8 @@ class _Blob:
     created: float
     modified: float
     lease: _Lease = field(default_factory=_Lease)
+    kind: str = "BlockBlob"
+    blocks: int = 0  # committed blocks of an append blob
 
 
 @dataclass
@@ -226,6 +249,8 @@ class _Container:
     etag: str
     created: float
     blobs: dict[str, _Blob] = field(default_factory=dict)
+    # a container-level time-based retention policy: (days, allowProtectedAppendWrites)
+    immutability: tuple[int, bool] | None = None
 
 
 @dataclass
@@ -246,6 +271,7 @@ class _Request:
     raw_headers: Headers  # names as sent (metadata keeps its case)
     body: bytes
     range: str | None
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 class BlobEmulator(HttpsEmulator):
@@ -317,6 +343,16 @@ class BlobEmulator(HttpsEmulator):
             raise ValueError(f"unknown operation {operation!r}; one of {sorted(OPERATIONS)}")
         with self._lock:
             self._faults.append(_Fault(operation, BlobError(status, code, message), times, applied))
+
+    def set_immutability_policy(self, container: str, days: int, *,
+                                allow_protected_append_writes: bool = True) -> None:
+        """Put a time-based retention policy on ``container`` (made if missing), as ARM's
+        ``blobContainers/immutabilityPolicies`` PUT does: from now on its blobs can be
+        created and, with ``allow_protected_append_writes``, appended to, never changed or
+        deleted. (Retention never ends here: the emulator's runs are shorter than a day.)"""
+        with self._lock:
+            self.create_container(container)
+            self._containers[container].immutability = (days, allow_protected_append_writes)
 
     def lease_state(self, container: str, blob: str) -> str | None:
         """The lease state of a blob now (``available``, ``leased``...), None if it does not
@@ -401,10 +437,13 @@ class BlobEmulator(HttpsEmulator):
         if container is None:
             raise _not_implemented(f"{method} of the account ({restype=}, {comp=})")
         if blob is None:
-            if restype != "container" or comp is not None:
+            if restype == "container" and comp == "list":
+                operations = {"GET": "ListBlobs"}
+            elif restype != "container" or comp is not None:
                 raise _not_implemented(f"{method} {container} ({restype=}, {comp=})")
-            operations = {"PUT": "CreateContainer", "GET": "GetContainerProperties",
-                          "HEAD": "GetContainerProperties", "DELETE": "DeleteContainer"}
+            else:
+                operations = {"PUT": "CreateContainer", "GET": "GetContainerProperties",
+                              "HEAD": "GetContainerProperties", "DELETE": "DeleteContainer"}
         elif restype is not None:
             raise _not_implemented(f"restype={restype} on a blob")
         elif comp is None:
@@ -412,6 +451,8 @@ class BlobEmulator(HttpsEmulator):
                           "DELETE": "DeleteBlob"}
         elif comp == "metadata":
             operations = {"PUT": "SetBlobMetadata", "GET": "GetBlobMetadata", "HEAD": "GetBlobMetadata"}
+        elif comp == "appendblock":
+            operations = {"PUT": "AppendBlock"}
         elif comp == "lease":
             action = lower.get("x-ms-lease-action", "")
             operations = {"PUT": f"LeaseBlob:{action}"} if f"LeaseBlob:{action}" in OPERATIONS else {}
@@ -426,7 +467,7 @@ class BlobEmulator(HttpsEmulator):
             raise BlobError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
         self._check_container_name(container)
         return _Request(method, operation, container, blob, lower, raw, body, lower.get("x-ms-range")
-                        or lower.get("range"))
+                        or lower.get("range"), {k: v[0] for k, v in query.items() if v})
 
     @staticmethod
     def _check_version(version: str) -> None:
@@ -457,6 +498,8 @@ class BlobEmulator(HttpsEmulator):
             return self._put_blob(r, container, blob, lease_id, now)
         if blob is None:
             raise BlobError(404, "BlobNotFound", "The specified blob does not exist.")
+        if r.operation == "AppendBlock":
+            return self._append_block(r, container, blob, lease_id, now)
         if r.operation.startswith("LeaseBlob:"):
             self._check_conditions(blob, r.headers)
             return self._lease(r, blob, now)
@@ -471,6 +514,8 @@ class BlobEmulator(HttpsEmulator):
             return self._get_blob(r, blob)
         self._check_conditions(blob, r.headers)
         self._check_write_lease(blob, lease_id)
+        if container.immutability is not None:
+            raise BlobError(409, "BlobImmutableDueToPolicy", _IMMUTABLE)
         if r.operation == "DeleteBlob":
             del container.blobs[r.blob]
             return 202, None, {"x-ms-delete-type-permanent": "true"}
@@ -497,12 +542,18 @@ class BlobEmulator(HttpsEmulator):
             created = self._containers[r.container] = _Container(r.container, self._new_etag(), self._clock())
             return 201, None, {"ETag": created.etag, "Last-Modified": _http_date(created.created)}
         container = self._find_container(r.container, create=False)
+        if r.operation == "ListBlobs":
+            return self._list_blobs(r, container)
         if r.operation == "DeleteContainer":
+            if container.immutability is not None and container.blobs:
+                raise BlobError(409, "ContainerImmutableStorage", "The container holds blobs under an "
+                                "immutability policy and cannot be deleted.")
             del self._containers[r.container]
             return 202, None, {}
+        immutable = "true" if container.immutability is not None else "false"
         return 200, None, {"ETag": container.etag, "Last-Modified": _http_date(container.created),
                            "x-ms-lease-state": AVAILABLE, "x-ms-lease-status": "unlocked",
-                           "x-ms-has-immutability-policy": "false", "x-ms-has-legal-hold": "false",
+                           "x-ms-has-immutability-policy": immutable, "x-ms-has-legal-hold": "false",
                            "x-ms-default-encryption-scope": "$account-encryption-key",
                            "x-ms-deny-encryption-scope-override": "false"}
 
@@ -525,12 +576,17 @@ class BlobEmulator(HttpsEmulator):
         blob_type = r.headers.get("x-ms-blob-type")
         if blob_type is None:
             raise _missing_header("x-ms-blob-type")
-        if blob_type in ("PageBlob", "AppendBlob"):
+        if blob_type == "PageBlob":
             raise _not_implemented(f"x-ms-blob-type {blob_type}")
-        if blob_type != "BlockBlob":
+        if blob_type not in ("BlockBlob", "AppendBlob"):
             raise _bad_header("x-ms-blob-type", blob_type)
+        if blob_type == "AppendBlob" and r.body:
+            raise BlobError(400, "InvalidHeaderValue", "An append blob is created empty: append "
+                            "blocks to it.", details={"HeaderName": "Content-Length"})
         self._check_conditions(blob, r.headers, create=True)
         self._check_write_lease(blob, lease_id)
+        if blob is not None and container.immutability is not None:
+            raise BlobError(409, "BlobImmutableDueToPolicy", _IMMUTABLE)
         metadata = self._read_metadata(r.raw_headers)
         content_type = (r.headers.get("x-ms-blob-content-type") or r.headers.get("content-type")
                         or "application/octet-stream")
@@ -538,9 +594,71 @@ class BlobEmulator(HttpsEmulator):
             blob = container.blobs[r.blob or ""] = _Blob(r.body, metadata, content_type, "", now, now)
         else:
             blob.data, blob.metadata, blob.content_type = r.body, metadata, content_type
+        blob.kind, blob.blocks = blob_type, 0
         self._touch(blob, now)
         return 201, None, {"ETag": blob.etag, "Last-Modified": _http_date(blob.modified),
                            "Content-MD5": _md5(blob.data), "x-ms-request-server-encrypted": "true"}
+
+    def _append_block(self, r: _Request, container: _Container, blob: _Blob, lease_id: str | None,
+                      now: float) -> tuple[int, Any, dict[str, str]]:
+        if blob.kind != "AppendBlob":
+            raise BlobError(409, "InvalidBlobType", "The blob type is invalid for this operation.")
+        self._check_conditions(blob, r.headers)
+        self._check_write_lease(blob, lease_id)
+        if container.immutability is not None and not container.immutability[1]:
+            raise BlobError(409, "BlobImmutableDueToPolicy", _IMMUTABLE)
+        position, limit = r.headers.get("x-ms-blob-condition-appendpos"), r.headers.get(
+            "x-ms-blob-condition-maxsize")
+        if position is not None and int(position) != len(blob.data):
+            raise BlobError(412, "AppendPositionConditionNotMet",
+                            "The append position condition specified was not met.")
+        if limit is not None and len(blob.data) + len(r.body) > int(limit):
+            raise BlobError(412, "MaxBlobSizeConditionNotMet",
+                            "The max blob size condition specified was not met.")
+        if blob.blocks >= MAX_APPEND_BLOCKS:
+            raise BlobError(409, "BlockCountExceedsLimit",
+                            "The committed block count cannot exceed the maximum limit of 50,000 blocks.")
+        offset = len(blob.data)
+        blob.data += r.body
+        blob.blocks += 1
+        self._touch(blob, now)
+        return 201, None, {"ETag": blob.etag, "Last-Modified": _http_date(blob.modified),
+                           "x-ms-blob-append-offset": str(offset),
+                           "x-ms-blob-committed-block-count": str(blob.blocks),
+                           "x-ms-request-server-encrypted": "true"}
+
+    def _list_blobs(self, r: _Request, container: _Container) -> tuple[int, Any, dict[str, str]]:
+        prefix = r.query.get("prefix", "")
+        marker = r.query.get("marker", "")
+        try:
+            limit = int(r.query.get("maxresults", MAX_LIST_RESULTS))
+        except ValueError:
+            raise BlobError(400, "InvalidQueryParameterValue", "Value for one of the query parameters "
+                            "specified in the request URI is invalid.") from None
+        limit = max(1, min(limit, MAX_LIST_RESULTS))
+        names = sorted(n for n in container.blobs if n.startswith(prefix) and n >= marker)
+        page, rest = names[:limit], names[limit:]
+        items = []
+        for name in page:
+            blob = container.blobs[name]
+            blob.lease.settle(self._clock())
+            items.append(
+                f"<Blob><Name>{_text(name)}</Name><Properties>"
+                f"<Creation-Time>{_http_date(blob.created)}</Creation-Time>"
+                f"<Last-Modified>{_http_date(blob.modified)}</Last-Modified>"
+                f"<Etag>{_text(blob.etag)}</Etag><Content-Length>{len(blob.data)}</Content-Length>"
+                f"<Content-Type>{_text(blob.content_type)}</Content-Type>"
+                f"<BlobType>{blob.kind}</BlobType>"
+                f"<LeaseStatus>{'locked' if blob.lease.state in (LEASED, BREAKING) else 'unlocked'}"
+                f"</LeaseStatus><LeaseState>{blob.lease.state}</LeaseState>"
+                "<ServerEncrypted>true</ServerEncrypted></Properties></Blob>")
+        body = ('<?xml version="1.0" encoding="utf-8"?>'
+                f'<EnumerationResults ServiceEndpoint="{_text(self.account_url)}/" '
+                f'ContainerName="{_text(container.name)}">'
+                f"<Prefix>{_text(prefix)}</Prefix><Marker>{_text(marker)}</Marker>"
+                f"<MaxResults>{limit}</MaxResults><Blobs>{''.join(items)}</Blobs>"
+                f"<NextMarker>{_text(rest[0]) if rest else ''}</NextMarker></EnumerationResults>")
+        return 200, RawBody(body.encode(), "application/xml"), {}
 
     def _get_blob(self, r: _Request, blob: _Blob) -> tuple[int, Any, dict[str, str]]:
         headers = self._properties(blob)
@@ -563,7 +681,7 @@ class BlobEmulator(HttpsEmulator):
     def _properties(self, blob: _Blob) -> dict[str, str]:
         lease = blob.lease
         headers = {"ETag": blob.etag, "Last-Modified": _http_date(blob.modified),
-                   "x-ms-creation-time": _http_date(blob.created), "x-ms-blob-type": "BlockBlob",
+                   "x-ms-creation-time": _http_date(blob.created), "x-ms-blob-type": blob.kind,
                    "Content-Type": blob.content_type, "Content-MD5": _md5(blob.data),
                    "Accept-Ranges": "bytes",
                    "x-ms-server-encrypted": "true", "x-ms-access-tier": "Hot",
@@ -571,6 +689,8 @@ class BlobEmulator(HttpsEmulator):
                    "x-ms-lease-status": "locked" if lease.state in (LEASED, BREAKING) else "unlocked"}
         if lease.state == LEASED:
             headers["x-ms-lease-duration"] = "infinite" if lease.duration == INFINITE else "fixed"
+        if blob.kind == "AppendBlob":
+            headers["x-ms-blob-committed-block-count"] = str(blob.blocks)
         headers.update(self._metadata_headers(blob))
         return headers
 
