@@ -173,7 +173,73 @@ def _azure_sink(*, immutable: bool = True, blob: Any = None) -> Iterator[Sink]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-CLOUDS = ["aws", "azure"]
+@contextlib.contextmanager
+def _gcs_sink(*, retention: bool = True) -> Iterator[Sink]:
+    """Our Secret Manager emulator holding the key, and our Cloud Storage emulator (neither
+    PyPI emulator keeps preconditions and retention policies) with a retention policy."""
+    from workload_ids.sandbox.gcp.secretmanager import SecretManagerEmulator
+    from workload_ids.sandbox.gcp.storage import StorageEmulator
+    secrets, gcs = SecretManagerEmulator(sandbox=True), StorageEmulator()
+    try:
+        secrets.start()
+        gcs.start()
+        material = new_key_material()
+        client = secrets.client()
+        client.create_secret(request={"parent": "projects/acme-audit", "secret_id": "audit-key",
+                                      "secret": {"replication": {"automatic": {}}}})
+        client.add_secret_version(request={"parent": "projects/acme-audit/secrets/audit-key",
+                                           "payload": {"data": material.encode()}})
+        gcs.create_bucket(BUCKET, retention_seconds=86400 if retention else None)
+        bucket = gcs.client().bucket(BUCKET)
+
+        @contextlib.contextmanager
+        def over_the_lock() -> Iterator[None]:
+            """An admin removes the (unlocked) policy, acts, and puts it back."""
+            gcs.drop_retention(BUCKET)
+            try:
+                yield
+            finally:
+                gcs.create_bucket(BUCKET, retention_seconds=86400 if retention else None)
+
+        def names() -> list[str]:
+            return sorted(b.name[len(PREFIX) + 1:] for b in gcs.client().list_blobs(
+                BUCKET, prefix=f"{PREFIX}/records/"))
+
+        def read(name: str) -> bytes:
+            if name == "head":  # the anchor is the metadata of the object `head`
+                blob = bucket.get_blob(f"{PREFIX}/head")
+                return str(blob.metadata["workload-ids-head"]).encode()
+            return bytes(bucket.blob(f"{PREFIX}/{name}").download_as_bytes())
+
+        def write(name: str, data: bytes) -> None:
+            if name == "head":
+                blob = bucket.blob(f"{PREFIX}/head")
+                blob.metadata = {"workload-ids-head": data.decode()}
+                blob.patch()
+                return
+            with over_the_lock():
+                bucket.blob(f"{PREFIX}/{name}").upload_from_string(data)
+
+        def delete(name: str) -> None:
+            with over_the_lock():
+                bucket.blob(f"{PREFIX}/{name}").delete()
+
+        config = (f"{_gcp_block(secrets.grpc_target, gcs.url)}"
+                  f"audit:\n  sink:\n    url: gs://{BUCKET}/{PREFIX}\n"
+                  f"    signingKey: projects/acme-audit/secrets/audit-key\n")
+        yield Sink("gcp", config, names, read, write, delete, delete,
+                   SigningKey.from_stored(material, "gcp"), "head")
+    finally:
+        secrets.stop()
+        gcs.stop()
+
+
+def _gcp_block(secret_manager: str, storage: str) -> str:
+    return (f"gcp:\n  secretManagerEndpoint: '{secret_manager}'\n  storageEndpoint: '{storage}'\n"
+            "  sandboxCredentials: true\n")
+
+
+CLOUDS = ["aws", "azure", "gcp"]
 
 
 @pytest.fixture(params=CLOUDS)
@@ -396,6 +462,53 @@ def test_under_the_immutability_policy_records_cannot_be_overwritten_or_deleted(
             with pytest.raises(HttpResponseError) as refused:
                 attempt()
             assert refused.value.error_code == "BlobImmutableDueToPolicy"
+
+
+def test_a_bucket_without_a_retention_policy_is_refused(aws: Any, manifests: Any) -> None:
+    with _gcs_sink(retention=False) as sink:
+        Path("workload-ids.yaml").write_text(
+            "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
+        result = _apply(manifests, "svc-a")
+        assert result.code == 1 and f"bucket {BUCKET} has no retention policy" in result.err
+        assert "Nothing was changed" in result.err and _roles(aws) == [] and sink.names() == []
+
+
+def test_outside_the_sandbox_an_unlocked_retention_policy_is_refused() -> None:
+    """The GCS check with real credentials: the policy must be locked. (The sandbox's
+    emulator accepts an unlocked one; there the check is the same but for the lock.)"""
+    from workload_ids.audit.gcs import GcsStore
+    from workload_ids.sandbox.gcp.storage import StorageEmulator
+    gcs = StorageEmulator()
+    gcs.start()
+    try:
+        gcs.create_bucket(BUCKET, retention_seconds=86400)
+        Path("workload-ids.yaml").write_text(
+            f"gcp:\n  storageEndpoint: '{gcs.url}'\n  sandboxCredentials: true\n")
+        store = GcsStore(load_config(), BUCKET, PREFIX)
+        store.sandbox = False  # as with real credentials (never sent to an emulator)
+        seam = CallSeam()
+        from workload_ids.audit.gcs import register
+        register(seam)
+        assert "retention policy is not locked" in str(store.append_only(seam))
+        gcs.create_bucket(BUCKET, retention_seconds=86400, locked=True)
+        assert store.append_only(seam) is None
+    finally:
+        gcs.stop()
+
+
+def test_under_the_retention_policy_records_cannot_be_replaced_or_deleted(aws: Any,
+                                                                          manifests: Any) -> None:
+    from google.api_core.exceptions import Forbidden
+    with _gcs_sink() as sink:
+        Path("workload-ids.yaml").write_text(
+            "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
+        assert _apply(manifests, "svc-a").code == 0
+        bucket = load_config().audit_store()._shared.store.bucket
+        blob = bucket.blob(f"{PREFIX}/records/000000000001.json")
+        for attempt in (lambda: blob.upload_from_string(b"{}"), blob.delete):
+            with pytest.raises(Forbidden) as refused:
+                attempt()
+            assert "subject to bucket's retention policy" in str(refused.value)
 
 
 # --- a sink that is down: nothing changes ----------------------------------------------------

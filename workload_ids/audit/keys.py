@@ -53,7 +53,7 @@ def key_loader(config: Any, ref: str) -> Callable[[CallSeam], SigningKey]:
 
 
 def _provider(kind: str) -> str:
-    return {"aws": "aws", "gcp": "gcs", "azure": "azblob"}[kind]
+    return {"aws": "aws", "gcp": "gcp", "azure": "azblob"}[kind]
 
 
 def _aws(config: Any, ref: str, seam: CallSeam) -> str:
@@ -75,25 +75,8 @@ def _register_aws(seam: CallSeam) -> None:
 
 
 def _gcp(config: Any, ref: str, seam: CallSeam) -> str:
-    from google.cloud import secretmanager
-
-    from .gcs import register
-    register(seam)
-    endpoint = config.gcp.secretManagerEndpoint
-    if endpoint:
-        import grpc
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
-            SecretManagerServiceGrpcTransport,
-        )
-        transport = SecretManagerServiceGrpcTransport(
-            channel=grpc.insecure_channel(endpoint),
-            credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-        client = secretmanager.SecretManagerServiceClient(transport=transport)
-    else:
-        client = secretmanager.SecretManagerServiceClient()
-    answer = seam.call("gcs", "secretmanager.access_secret_version", client.access_secret_version,
-                       name=f"{ref}/versions/latest")
+    from ..providers.gcp.clients import GcpClients
+    answer = GcpClients(config, seam).secrets.access_secret_version(name=f"{ref}/versions/latest")
     return bytes(answer.payload.data).decode("utf-8")
 
 

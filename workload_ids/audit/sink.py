@@ -439,7 +439,7 @@ def _register(seam: CallSeam, provider: str) -> None:
     if provider == "aws":
         from ..providers.aws.provider import classify, make_fault
         seam.register("aws", classify, make_fault)
-    elif provider == "gcs":
+    elif provider == "gcp":
         from .gcs import register
         register(seam)
     else:

@@ -1,0 +1,144 @@
+"""The audit sink on Cloud Storage: a bucket with a retention policy (bucket lock).
+
+Records are objects written create-only (``ifGenerationMatch=0``); under the retention
+policy no object can be deleted or replaced before its retention ends, so what is read is
+what was written. The head anchor cannot be an object overwritten on each append (that is
+a replacement the policy refuses); it is the custom metadata of the object
+``PREFIX/head``, which the policy lets us patch. In production the policy must be locked
+(``gcloud storage buckets update --lock-retention-period``): an unlocked one can be
+removed by a bucket admin, and then records deleted. With ``gcp.sandboxCredentials`` (the
+local emulator) an unlocked policy is accepted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..calls import ErrorInfo
+from .sink import RECORD_NAME, Listing, record_name
+
+if TYPE_CHECKING:
+    from ..calls import CallSeam
+
+PROVIDER = "gcp"
+ANCHOR_KEY = "workload-ids-head"
+
+
+def classify(exc: BaseException) -> ErrorInfo | None:
+    from ..providers.gcp.clients import classify as gcp_classify
+    return gcp_classify(exc)
+
+
+def make_fault(kind: str, operation: str) -> BaseException:
+    from ..providers.gcp.clients import make_fault as gcp_fault
+    return gcp_fault(kind, operation)
+
+
+def register(seam: CallSeam) -> None:
+    seam.register(PROVIDER, classify, make_fault)
+
+
+class GcsStore:
+    """``gs://BUCKET/PREFIX``; see the module docstring."""
+
+    provider = PROVIDER
+
+    def __init__(self, config: Any, bucket: str, prefix: str) -> None:
+        from google.cloud.storage import Client
+        self.where = f"gs://{bucket}/{prefix}"
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.sandbox = bool(config.gcp.sandboxCredentials)
+        endpoint = config.gcp.storageEndpoint
+        options = {"api_endpoint": endpoint} if endpoint else None
+        if self.sandbox:
+            from google.auth.credentials import AnonymousCredentials
+            self.client = Client(project="sandbox", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                                         client_options=options)
+        else:
+            from ..clock import check_real_credentials
+            from ..endpoints import require_sandbox_credentials
+            require_sandbox_credentials(config, "gcp")
+            check_real_credentials("Google Cloud", "gcp.sandboxCredentials")
+            self.client = Client(client_options=options)
+        self.bucket = self.client.bucket(bucket)
+
+    def _call(self, seam: CallSeam, operation: str, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        # retry=None: the seam retries, counted, within its budget.
+        return seam.call(PROVIDER, f"storage.{operation}", fn, *args, retry=None, **kwargs)
+
+    def append_only(self, seam: CallSeam) -> str | None:
+        bucket = self.client.bucket(self.bucket.name)
+        self._call(seam, "buckets.get", bucket.reload)
+        if not bucket.retention_period:
+            return (f"bucket {bucket.name} has no retention policy; set one as long as restores must "
+                    "reach back (gcloud storage buckets update gs://BUCKET --retention-period=DURATION) "
+                    "and lock it (--lock-retention-period)")
+        if not bucket.retention_policy_locked and not self.sandbox:
+            return (f"bucket {bucket.name}'s retention policy is not locked, so a bucket admin can "
+                    "remove it and delete records; lock it (gcloud storage buckets update "
+                    "gs://BUCKET --lock-retention-period)")
+        return None
+
+    def _names(self, seam: CallSeam, prefix: str) -> list[tuple[str, int]]:
+        pages = self.client.list_blobs(self.bucket, prefix=prefix, retry=None).pages
+        out: list[tuple[str, int]] = []
+        while True:
+            try:
+                page = seam.call(PROVIDER, "storage.objects.list", lambda: list(next(pages)))
+            except StopIteration:
+                return out
+            out.extend((b.name, int(b.generation or 0)) for b in page)
+
+    def listing(self, seam: CallSeam) -> Listing:
+        out = Listing()
+        folder = f"{self.prefix}records/"
+        names = self._names(seam, self.prefix)
+        out.history = bool(names)
+        for name, generation in names:
+            if not name.startswith(folder):
+                continue
+            match = RECORD_NAME.match(name[len(folder):])
+            if match is None:
+                out.strays.append(name)
+            else:
+                out.records[int(match.group(1))] = str(generation)
+        return out
+
+    def read(self, seam: CallSeam, seq: int, handle: str) -> bytes:
+        blob = self.bucket.blob(f"{self.prefix}records/{record_name(seq)}", generation=int(handle))
+        return bytes(self._call(seam, "objects.get", blob.download_as_bytes))
+
+    def create(self, seam: CallSeam, seq: int, data: bytes) -> bool:
+        from google.api_core.exceptions import PreconditionFailed
+        blob = self.bucket.blob(f"{self.prefix}records/{record_name(seq)}")
+        try:
+            self._call(seam, "objects.insert", blob.upload_from_string, data,
+                       content_type="application/json", if_generation_match=0)
+        except PreconditionFailed:
+            return False
+        return True
+
+    def read_anchor(self, seam: CallSeam) -> bytes | None:
+        from google.api_core.exceptions import NotFound
+        blob = self.bucket.blob(f"{self.prefix}head")
+        try:
+            self._call(seam, "objects.get", blob.reload)
+        except NotFound:
+            return None
+        value = (blob.metadata or {}).get(ANCHOR_KEY)
+        return value.encode() if value else None
+
+    def write_anchor(self, seam: CallSeam, data: bytes) -> None:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+        blob = self.bucket.blob(f"{self.prefix}head")
+        blob.metadata = {ANCHOR_KEY: data.decode()}
+        try:
+            self._call(seam, "objects.patch", blob.patch)
+            return
+        except NotFound:
+            pass
+        try:  # the first anchor: make the object (empty; the anchor is its metadata)
+            self._call(seam, "objects.insert", blob.upload_from_string, b"",
+                       content_type="application/json", if_generation_match=0)
+        except PreconditionFailed:  # a concurrent run made it: patch that one
+            self._call(seam, "objects.patch", blob.patch)
