@@ -139,6 +139,6 @@ class GcsStore:
             pass
         try:  # the first anchor: make the object (empty; the anchor is its metadata)
             self._call(seam, "objects.insert", blob.upload_from_string, b"",
-                       content_type="application/json", if_generation_match=0)
+                       content_type="application/octet-stream", if_generation_match=0)
         except PreconditionFailed:  # a concurrent run made it: patch that one
             self._call(seam, "objects.patch", blob.patch)
