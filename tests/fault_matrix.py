@@ -27,7 +27,11 @@ from workload_ids.clock import format_time
 from workload_ids.config import load_config
 from workload_ids.locks.interface import LEASE
 
-OPERATIONS = ("apply-create", "apply-mover", "rotate", "cleanup-quarantine", "cleanup-delete", "restore")
+OPERATIONS = ("apply-create", "apply-mover", "rotate", "cleanup-quarantine", "cleanup-delete", "restore",
+              # the same with the audit trail in the cloud's append-only sink (audit.sink): its
+              # calls (the key, the lock check, the anchor, each record) are fault points too
+              "apply-create+sink", "cleanup-delete+sink")
+SINK = "+sink"
 PROVIDERS = ("aws", "gcp", "azure")
 KINDS = ("exception", "kill")
 OWNERS = """\
@@ -59,6 +63,18 @@ class Cloud:
     mover_entry: str  # an access entry of ``keyless`` the mover removes
     key_mode: Callable[[str, str], str]
     decoy: Callable[[], Any]  # the decoy's state, read through the SDK
+    # Makes an append-only audit sink on this cloud; returns how to edit the config to use it.
+    sink: Callable[[], Callable[[str], str]] = lambda: lambda text: text
+
+
+def _use_sink(config: str, url: str, key: str, gcp_storage: str | None = None) -> str:
+    """``config`` with the audit trail in the sink ``url`` (signed with ``key``) instead of
+    the local file."""
+    text = config.replace("audit: {path: audit.jsonl}\n",
+                          f"audit: {{sink: {{url: '{url}', signingKey: '{key}'}}}}\n")
+    if gcp_storage:
+        text = text.replace("gcp:\n", f"gcp:\n  storageEndpoint: '{gcp_storage}'\n", 1)
+    return text
 
 
 @contextlib.contextmanager
@@ -97,7 +113,17 @@ def _aws() -> Iterator[Cloud]:
             role = iam.get_role(RoleName="wid_prod_decoy")["Role"]
             return {"tags": role.get("Tags"), "trust": role["AssumeRolePolicyDocument"],
                     "policies": iam.list_role_policies(RoleName="wid_prod_decoy")["PolicyNames"]}
-        yield Cloud("aws", "123456789012", "", keyless, extra.format(name=NAME), key_mode, decoy)
+        def sink() -> Callable[[str], str]:
+            from workload_ids.signing import new_key_material
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket="acme-audit", ObjectLockEnabledForBucket=True)
+            s3.put_object_lock_configuration(Bucket="acme-audit", ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+            boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+                Name="workload-ids/audit-key", SecretString=new_key_material())
+            return lambda text: _use_sink(text, "s3://acme-audit/wid", "workload-ids/audit-key")
+        yield Cloud("aws", "123456789012", "", keyless, extra.format(name=NAME), key_mode, decoy, sink)
 
 
 def _gcp() -> Iterator[Cloud]:
@@ -132,8 +158,22 @@ def _gcp() -> Iterator[Cloud]:
             return {"description": account.description, "display": account.display_name,
                     "disabled": account.disabled, "keys": len(keys.keys),
                     "policy": str(client.get_iam_policy(request={"resource": decoy_name}).bindings)}
+        def sink() -> Callable[[str], str]:
+            from workload_ids.sandbox.gcp.storage import StorageEmulator
+            from workload_ids.signing import new_key_material
+            storage = StorageEmulator()
+            local.emulators.append(storage)  # stopped with the rest
+            storage.start()
+            storage.create_bucket("acme-audit", retention_seconds=86400)
+            secrets = local.emulators[2].client()
+            secrets.create_secret(request={"parent": "projects/acme-audit", "secret_id": "audit-key",
+                                           "secret": {"replication": {"automatic": {}}}})
+            secrets.add_secret_version(request={"parent": "projects/acme-audit/secrets/audit-key",
+                                                "payload": {"data": new_key_material().encode()}})
+            return lambda text: _use_sink(text, "gs://acme-audit/wid",
+                                          "projects/acme-audit/secrets/audit-key", storage.url)
         yield Cloud("gcp", "acme-prod", local.config_block(), keyless, extra.format(name=NAME), key_mode,
-                    decoy)
+                    decoy, sink)
     finally:
         local.stop()
 
@@ -185,7 +225,18 @@ def _azure() -> Iterator[Cloud]:
                 filter=f"principalId eq '{made.principal_id}'")]
             federated = [c.name for c in msi.federated_identity_credentials.list(RG, "wid-prod-decoy")]
             return {"tags": identity.tags, "assigned": assigned, "federated": federated}
-        yield Cloud("azure", SUB, local.config_block(), keyless, extra.format(name=NAME), key_mode, decoy)
+        def sink() -> Callable[[str], str]:
+            from azure.keyvault.secrets import SecretClient
+
+            from workload_ids.signing import new_key_material
+            local.blob.set_immutability_policy("audit", 1)
+            vault = local.settings["keyVaultUrl"]
+            SecretClient(vault, StaticTokenCredential(), **local.vault.client_kwargs()).set_secret(
+                "audit-signing-key", new_key_material())
+            return lambda text: _use_sink(text, local.blob.container_url("audit") + "/wid",
+                                          f"{vault}/secrets/audit-signing-key")
+        yield Cloud("azure", SUB, local.config_block(), keyless, extra.format(name=NAME), key_mode, decoy,
+                    sink)
     finally:
         local.stop()
 
@@ -346,9 +397,12 @@ def _in_fresh_dir(cloud_name: str, operation: str, start: datetime,
         os.chdir(tmp)
         try:
             Path("owners.yaml").write_text(OWNERS)
-            Path("workload-ids.yaml").write_text(cloud.config + CONFIG)
+            config = cloud.config + CONFIG
+            if operation.endswith(SINK):
+                config = cloud.sink()(config)
+            Path("workload-ids.yaml").write_text(config)
             decoy_before = cloud.decoy()
-            step = prepare(operation, cloud, Path(tmp), start)
+            step = prepare(operation.removesuffix(SINK), cloud, Path(tmp), start)
             if storm is not None:
                 seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
                 seam.inject(storm)
@@ -367,12 +421,29 @@ def _in_fresh_dir(cloud_name: str, operation: str, start: datetime,
                 step.rerun()
             state = end_state(cloud, Path(tmp) / "manifests")
             with contextlib.redirect_stdout(None), contextlib.redirect_stderr(None):  # type: ignore[type-var]
-                audit = main(["audit", "verify", "--drill"]) if Path("audit.jsonl").exists() else 0
+                kept = Path("audit.jsonl").exists() or operation.endswith(SINK)
+                audit = main(["audit", "verify", "--drill"]) if kept else 0
             state["auditVerifies"] = audit == 0
+            if operation.endswith(SINK):
+                state["auditDoubled"] = _doubled(load_config().audit_store().records())
             return calls, state, decoy_before, cloud.decoy()
         finally:
             os.chdir(previous)
             os.environ.pop("WORKLOAD_IDS_CLOCK", None)
+
+
+def _doubled(records: Any) -> list[str]:
+    """Records stored twice (the same change, whatever their time): a rerun after a crash
+    must never record again what was recorded."""
+    seen: set[str] = set()
+    doubled = []
+    for r in records:
+        what = json.dumps({k: v for k, v in r.items()
+                           if k not in ("time", "seq", "prev", "hash", "sig", "keyId")}, sort_keys=True)
+        if what in seen:
+            doubled.append(f"{r.get('action')} {r.get('identity')}")
+        seen.add(what)
+    return doubled
 
 
 def run_matrix(provider: str, operation: str, *, stride: int = 1, kinds: tuple[str, ...] = KINDS,

@@ -134,7 +134,7 @@ class BlobStore:
         out = Listing()
         folder = f"{self.prefix}records/"
         names = self._names(seam, self.prefix)
-        out.history = bool(names)
+        out.history = any(name.startswith(folder) for name, _ in names)
         for name, _ in names:
             if not name.startswith(folder):
                 continue

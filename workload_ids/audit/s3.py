@@ -90,7 +90,9 @@ class S3Store:
                 break
             kwargs.update(KeyMarker=page.get("NextKeyMarker"),
                           VersionIdMarker=page.get("NextVersionIdMarker"))
-        out.history = bool(versions)
+        # Record versions and delete markers outlive what list_objects shows: a trail whose
+        # records were all hidden is not taken for a new one.
+        out.history = any(key.startswith(folder) for key in versions)
         for key, entries in versions.items():
             if not key.startswith(folder):
                 continue

@@ -71,7 +71,7 @@ class Listing:
     strays: list[str] = field(default_factory=list)
     # seq -> what was written over the original since (S3: later versions, delete markers)
     overwritten: dict[int, str] = field(default_factory=dict)
-    # whether anything was ever written under the prefix, even if now hidden
+    # whether a record was ever written, even if now hidden (S3 keeps versions and markers)
     history: bool = False
 
 
@@ -315,6 +315,10 @@ class SignedSink:
                     raise self._refuse("the trail is empty but records were written here before "
                                        "(their versions or delete markers remain): it was wiped",
                                        _VERIFY_FIX)
+                # A new trail: anchor it before its first record, so that from now on an
+                # anchor is always there to lag behind (a crash between record 1 and its
+                # anchor then looks like any other lag, never like a removed anchor).
+                self._write_anchor(0, GENESIS)
                 shared.tail = (0, GENESIS)
                 return
             seq, head = anchor
