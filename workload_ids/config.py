@@ -278,7 +278,9 @@ class AuditSinkConfig(_Strict):
     :mod:`workload_ids.audit.sink`)."""
 
     # s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX
-    url: Annotated[str, Field(pattern=r"^(s3|gs|https)://[^/?#]+")]
+    url: Annotated[str, _regex("audit.sink.url", r"(s3|gs|https)://[^/?#\s]+(/[^?#\s]*)?",
+                               "write s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or "
+                               "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX")]
     # AWS Secrets Manager name or ARN; GCP projects/P/secrets/S; Azure https://VAULT.vault.azure.net/secrets/NAME
     signingKey: Annotated[str, Field(min_length=1)]
 

@@ -700,3 +700,27 @@ def test_cleanup_in_one_fresh_container_and_restore_in_another(aws: Any, tmp_pat
     actions = [r["action"] for r in sink.records()]
     assert actions.count("restore-bundle") == 1 and actions[-1] == "restore"
     assert run_cli("audit", "verify").code == 0
+
+
+# --- the config is a trust root: where the sink and its key may be ------------------------------
+
+@pytest.mark.parametrize(("block", "fragment"), [
+    ("audit:\n  sink:\n    url: ftp://acme-audit/p\n    signingKey: k\n",
+     "audit.sink.url"),
+    ("audit:\n  sink:\n    url: https://evil.example.com/audit/p\n    signingKey: k\n",
+     "audit.sink.url points at evil.example.com, which is not an Azure host of that kind"),
+    ("audit:\n  sink:\n    url: https://127.0.0.1:9/acct/audit/p\n    signingKey: k\n",
+     "audit.sink.url points at a local emulator, but azure.sandboxCredentials is not true"),
+    ("audit:\n  sink:\n    url: s3://acme-audit/p\n    signingKey: https://evil.example.com/secrets/k\n",
+     "audit.sink.signingKey points at evil.example.com"),
+    ("gcp: {storageEndpoint: 'http://storage.example.com'}\n"
+     "audit:\n  sink:\n    url: gs://acme-audit/p\n    signingKey: projects/p/secrets/s\n",
+     "gcp.storageEndpoint points at storage.example.com, which is not this machine"),
+])
+def test_a_sink_or_key_off_the_cloud_or_off_this_machine_is_refused(aws: Any, manifests: Any, block: str,
+                                                                   fragment: str) -> None:
+    Path("workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + block)
+    result = _apply(manifests, "svc-a")
+    assert result.code == 1 and fragment in result.err, result.err
+    assert "workload-ids.yaml:" in result.err and "Traceback" not in result.err
+    assert _roles(aws) == []
