@@ -160,3 +160,38 @@ def test_the_audit_sink_store_on_azurite(tmp_path: Path) -> None:
         assert store.read_anchor(seam) == b'{"seq":2,"hash":"b"}'
         store.write_anchor(seam, b'{"seq":40000,"hash":"c"}')  # the next head blob
         assert store.read_anchor(seam) == b'{"seq":40000,"hash":"c"}'
+
+
+def test_the_blob_lease_lock_on_azurite(tmp_path: Path) -> None:
+    """Key mode's workload lock (a lease on NAME.lock, locks/azure.py) on Azurite: one
+    holder at a time, the busy answer names the holder, renew and release work, and the
+    next run gets the lock."""
+    from types import SimpleNamespace
+
+    from workload_ids.calls import CallSeam
+    from workload_ids.config import load_config
+    from workload_ids.locks.azure import BlobLeaseLock
+    from workload_ids.locks.interface import Holder
+    from workload_ids.providers.azure.clients import AzureClients
+    with running() as azurite:
+        _container(azurite, "locks").create_container()
+        (tmp_path / "workload-ids.yaml").write_text(
+            f"azure: {{caBundle: {azurite.ca_bundle}, sandboxCredentials: true, "
+            f"lockContainerUrl: '{azurite.container_url('locks')}'}}\n")
+        config = load_config(tmp_path / "workload-ids.yaml")
+
+        def lock() -> BlobLeaseLock:
+            seam = CallSeam()
+            clients = AzureClients(config, seam)
+            # Azurite's --oauth basic reads a JWT's claims; our emulators take any token.
+            clients._credential = StaticTokenCredential(sandbox_token())
+            return BlobLeaseLock(config, seam, "sub", SimpleNamespace(clients=clients))
+        first, second = lock(), lock()
+        one, two = Holder("host/1/aa", "rotate"), Holder("host/2/bb", "rotate")
+        assert first.try_acquire("wid-prod-svc", one, {"workload-ids:workload": "svc"}) is None
+        busy = second.try_acquire("wid-prod-svc", two, {"workload-ids:workload": "svc"})
+        assert busy is not None and busy.holder == "host/1/aa" and busy.command == "rotate"
+        assert first.renew("wid-prod-svc", one) is True
+        first.release("wid-prod-svc", one)
+        assert second.try_acquire("wid-prod-svc", two, {"workload-ids:workload": "svc"}) is None
+        second.release("wid-prod-svc", two)
