@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from ..signing import SigningKey
 
 RECORD_NAME = re.compile(r"^(\d{12})\.json$")
+# How long a reader may take the trail's version (its anchor) as current: within a run
+# a snapshot is what a reader gets from the local file too; our own appends reset it.
+VERSION_TTL = 5.0
 SEQ_WIDTH = 12
 
 
@@ -117,6 +120,8 @@ class _Shared:
     cache: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     failed: str | None = None
+    # (when read, what) of the last version(): plan asks once per identity it compares
+    version: tuple[float, object] | None = None
 
 
 class SignedSink:
@@ -275,8 +280,16 @@ class SignedSink:
         return Verification(True, count, head)
 
     def version(self) -> object:
+        import time
+        shared = self._shared
+        with shared.lock:
+            if shared.version is not None and time.monotonic() - shared.version[0] < VERSION_TTL:
+                return shared.version[1]
         problem, anchor = self._anchor()
-        return (self.where, problem, anchor)
+        value = (self.where, problem, anchor)
+        with shared.lock:
+            shared.version = (time.monotonic(), value)
+        return value
 
     # --- the head anchor ----------------------------------------------------------------
 
@@ -386,7 +399,7 @@ class SignedSink:
             stored["hash"] = digest(stored)
             stored["sig"] = key.mac(_purpose(), {"seq": number, "hash": stored["hash"]})
             if self._store("be written", shared.store.create, number, encode(stored)):
-                shared.tail = (number, stored["hash"])
+                shared.tail, shared.version = (number, stored["hash"]), None
                 self._write_anchor(number, stored["hash"])
                 return stored
             # Another run wrote record `number` first: check it and chain onto it.
