@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, workload
+from conftest import TEST_TRUST, run_cli, workload
 from test_forged_markers import (
     AFTER_GRACE,
     CONFIG,
@@ -383,3 +383,170 @@ def test_aws_bootstrap_creates_the_key_once_and_refuses_one_it_did_not_make(aws:
     assert refused.code == 1, refused.out + refused.err
     assert "cannot show it made it" in refused.err
     assert sm.get_secret_value(SecretId=AWS_KEY_SECRET)["SecretString"] == "ab" * 32
+
+
+# --- GCP -----------------------------------------------------------------------------
+
+@pytest.fixture
+def gcp_keyed(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, Path]]:
+    """svc-a (declared) and svc-d (applied, its manifest then removed), at START; yields
+    the IAM emulator, the Secret Manager emulator holding the signing key, the folder."""
+    from test_gcp_cleanup import OWNERS as GCP_OWNERS
+    from test_gcp_cleanup import PROJECT
+    from test_gcp_render import gcp_workload
+
+    from workload_ids.sandbox.gcp.iam import IamEmulator
+    from workload_ids.sandbox.gcp.local import start_key_store
+    from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
+    from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
+    iam, rm = IamEmulator(), ResourceManagerEmulator(projects=ProjectRegistry())
+    res = ResourcePolicyEmulator()
+    iam.add_project(PROJECT)
+    rm.add_project(PROJECT)
+    keys, keys_url = start_key_store([PROJECT])
+    Path("owners.yaml").write_text(GCP_OWNERS)
+    Path("workload-ids.yaml").write_text(
+        f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
+        f"resourcePolicyEndpoint: '{res.start()}', secretManagerEndpoint: '{keys_url}', "
+        "sandboxCredentials: true}\n"
+        "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n" + TEST_TRUST)
+    folder = manifests({f"{n}.yaml": gcp_workload(name=n, owner="team-a") for n in ("svc-a", "svc-d")})
+    applied = run_cli("apply", "--auto-approve", str(folder))
+    assert applied.code == 0, applied.err + applied.out
+    (folder / "svc-d.yaml").unlink()
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    yield iam, keys, folder
+    for emulator in (iam, rm, res, keys):
+        emulator.stop()
+
+
+def _gcp_state(iam: Any, email: str) -> tuple[str, str, bool]:
+    from test_gcp_cleanup import accounts
+    held = accounts(iam)[email]
+    return held.description, held.display_name, held.disabled
+
+
+@pytest.mark.parametrize("mac", ["none", "invalid", "copied"])
+def test_gcp_copied_marker_at_our_naming_is_forged_and_untouched(gcp_keyed: tuple[Any, Any, Path],
+                                                                 mac: str) -> None:
+    """An account with the id we would give prod/svc-x, svc-a's marker renamed to svc-x,
+    and a past-due mark: without its own MAC it is forged, never disabled or deleted."""
+    from test_gcp_cleanup import PROJECT, accounts
+    from test_gcp_cleanup import email as sa_email
+
+    from workload_ids.model import Marker
+    from workload_ids.providers.gcp import render
+    iam, _, folder = gcp_keyed
+    real = accounts(iam)[sa_email("svc-a")].description
+    marker = Marker.from_text(real)
+    assert marker is not None and len(Marker.mac_of_text(real)) == 32
+    forged = marker.replace(workload="svc-x").as_text(
+        {"none": "", "invalid": "0" * 32, "copied": Marker.mac_of_text(real)}[mac])
+    made = iam.client().create_service_account(request={
+        "name": f"projects/{PROJECT}", "account_id": render.account_id("wid", "prod", "svc-x"),
+        "service_account": {"display_name": f"quarantine {PAST_MARK}", "description": forged}})
+    before = _gcp_state(iam, made.email)
+    found = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)[made.email]
+    assert (found["status"], found["action"]) == ("forged", None)
+    assert NOT_AUTHENTICATED in found["reason"]
+    for clock in (START, AFTER_GRACE):
+        os.environ["WORKLOAD_IDS_CLOCK"] = clock
+        assert run_cli("cleanup", str(folder), "--apply").code == 0
+        assert _gcp_state(iam, made.email) == before
+
+
+def test_gcp_takeover_from_another_source_is_refused(gcp_keyed: tuple[Any, Any, Path],
+                                                     tmp_path: Path) -> None:
+    from test_gcp_cleanup import email as sa_email
+    from test_gcp_render import gcp_workload
+    iam, _, _ = gcp_keyed
+    before = _gcp_state(iam, sa_email("svc-a"))
+    other = tmp_path / "team-b"
+    other.mkdir()
+    (other / "svc-a.yaml").write_text(gcp_workload(name="svc-a", owner="team-a"))
+    taken = run_cli("apply", "--auto-approve", str(other / "svc-a.yaml"))
+    assert taken.code == 1, taken.out + taken.err
+    assert "is declared by ../manifests/svc-a.yaml, but this manifest is ../team-b/svc-a.yaml" in taken.err
+    assert _gcp_state(iam, sa_email("svc-a")) == before
+
+
+def test_gcp_without_the_signing_key_apply_and_cleanup_refuse(gcp_keyed: tuple[Any, Any, Path]) -> None:
+    from test_gcp_cleanup import PROJECT
+    from test_gcp_cleanup import email as sa_email
+    from test_gcp_render import gcp_workload
+
+    from workload_ids.markers import KEY_SECRET
+    iam, keys, folder = gcp_keyed
+    keys.client().delete_secret(name=f"projects/{PROJECT}/secrets/{KEY_SECRET}")
+    before = {e: _gcp_state(iam, e) for e in (sa_email("svc-a"), sa_email("svc-d"))}
+    (folder / "svc-e.yaml").write_text(gcp_workload(name="svc-e", owner="team-a"))
+    for args in (("apply", "--auto-approve", str(folder)), ("cleanup", str(folder), "--apply")):
+        result = run_cli(*args)
+        assert result.code == 1, (args, result.out, result.err)
+        assert f"no signing key at Secret Manager secret {KEY_SECRET} in project {PROJECT}" in result.err
+    assert {e: _gcp_state(iam, e) for e in before} == before
+    assert sa_email("svc-e") not in {a.email for a in iam.service_accounts(PROJECT)}
+
+
+def test_gcp_unauthenticated_marker_is_re_marked_by_apply(gcp_keyed: tuple[Any, Any, Path]) -> None:
+    """The upgrade path: a description without MAC (as every account had before) is
+    marked anew by apply, and then believed."""
+    from test_gcp_cleanup import PROJECT, accounts
+    from test_gcp_cleanup import email as sa_email
+
+    from workload_ids.model import Marker
+    iam, _, folder = gcp_keyed
+    old = Marker.from_text(accounts(iam)[sa_email("svc-a")].description)
+    assert old is not None
+    iam.client().patch_service_account(request={
+        "service_account": {"name": f"projects/{PROJECT}/serviceAccounts/{sa_email('svc-a')}",
+                            "description": old.replace(source="").as_text()},
+        "update_mask": {"paths": ["description"]}})
+    assert run_cli("plan", str(folder), "--detailed-exitcode").code == 2
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    now = accounts(iam)[sa_email("svc-a")].description
+    assert Marker.mac_of_text(now) and Marker.from_text(now) == old
+    assert run_cli("plan", str(folder), "--detailed-exitcode").code == 0
+
+
+def test_gcp_bootstrap_makes_the_key_and_refuses_one_it_did_not_make(tmp_path: Path) -> None:
+    from workload_ids.markers import KEY_SECRET
+    from workload_ids.sandbox.gcp.iam import IamEmulator
+    from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
+    from workload_ids.sandbox.gcp.secretmanager import SecretManagerEmulator
+    registry = ProjectRegistry()
+    iam, rm = IamEmulator(), ResourceManagerEmulator(projects=registry)
+    sm = SecretManagerEmulator(projects=registry)
+    project = "acme-boot"
+    iam.add_project(project)
+    rm.add_project(project)
+    config = tmp_path / "boot.yaml"
+    config.write_text(f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
+                      f"secretManagerEndpoint: '{sm.start()}', sandboxCredentials: true}}\n")
+    try:
+        args = ("bootstrap", "--provider", "gcp", "--target", project, "--apply", "--config", str(config))
+        first = run_cli(*args)
+        assert first.code == 0, first.out + first.err
+        name = f"projects/{project}/secrets/{KEY_SECRET}"
+        assert f"created secret {name}" in first.out
+        client = sm.client()
+        value = client.access_secret_version(name=f"{name}/versions/latest").payload.data.decode()
+        assert len(value) == 64 and value not in first.out + first.err
+        members = {m for b in client.get_iam_policy(request={"resource": name}).bindings for m in b.members}
+        assert members == {f"serviceAccount:wid-tool-{i}@{project}.iam.gserviceaccount.com"
+                           for i in ("apply", "rotate", "cleanup", "restore")}
+        again = run_cli(*args)
+        assert again.code == 0 and f"unchanged secret {name}" in again.out
+        client.delete_secret(name=name)
+        client.create_secret(request={"parent": f"projects/{project}", "secret_id": KEY_SECRET,
+                                      "secret": {"replication": {"automatic": {}},
+                                                 "annotations": {"workload-ids-bootstrap": "signing-key"}}})
+        client.add_secret_version(request={"parent": name, "payload": {"data": b"ab" * 32}})
+        refused = run_cli(*args)
+        assert refused.code == 1, refused.out + refused.err
+        assert "cannot show it made it" in refused.err
+        assert client.access_secret_version(name=f"{name}/versions/latest").payload.data == b"ab" * 32
+    finally:
+        for emulator in (iam, rm, sm):
+            emulator.stop()

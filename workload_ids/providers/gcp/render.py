@@ -26,6 +26,7 @@ from typing import Any
 from ...config import Config
 from ...errors import Diagnostic
 from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
+from ...signing import SHORT_MAC_LENGTH
 
 ACCOUNT_ID_MAX = 30
 ROLE_ID_MAX = 64
@@ -196,12 +197,15 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
     lw = workload.loaded
     out: list[Diagnostic] = []
     objects = desired_identity(workload, config).objects
-    marker = objects["serviceAccount"]["description"]
-    if len(marker) > DESCRIPTION_MAX:
+    # The description also carries " mac=" and a 32-character MAC (written after create).
+    size = len(objects["serviceAccount"]["description"]) + len(" mac=") + SHORT_MAC_LENGTH
+    if size > DESCRIPTION_MAX:
         out.append(Diagnostic(lw.position("metadata", "owner"),
-                              f"workload {workload.label}: its ownership marker would be {len(marker)} "
+                              f"workload {workload.label}: its ownership marker would be {size} "
                               f"characters; a GCP service account description holds {DESCRIPTION_MAX}. "
-                              "Use a shorter owner or workload name"))
+                              "Use a shorter owner or workload name, or a shorter source: declare the "
+                              "manifest's folder under a team (`teams:` in workload-ids.yaml) or move "
+                              f"the file higher up (source {workload.marker.source})"))
     for binding in objects["projectBindings"]:
         expression = binding.get("condition", {}).get("expression", "")
         if len(expression) > EXPRESSION_MAX:
