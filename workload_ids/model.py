@@ -29,6 +29,8 @@ UNAUTHENTICATED = "unauthenticated"
 # Azure principalId), which the MAC covers so a marker copied to another identity fails.
 IMMUTABLE_ID = "immutableId"
 MARKER_KEYS = (TAG_MANAGED_BY, TAG_WORKLOAD, TAG_OWNER, TAG_ENVIRONMENT, TAG_DIGEST)
+# Every tag the marker's MAC covers (the source is optional on identities marked before it).
+SIGNED_KEYS = (*MARKER_KEYS, TAG_SOURCE)
 
 
 @dataclass(frozen=True, slots=True)

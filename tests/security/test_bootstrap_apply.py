@@ -156,7 +156,7 @@ def test_gcp_apply_creates_exactly_the_rendered_objects_then_a_rerun_writes_noth
     assert len(seen) == json.loads(again.out)["apiCalls"]
     redo = json.loads(again.out)
     assert _writes(redo) == [] and {o["action"] for o in redo["objects"]} == {"unchanged"}
-    assert any("0 created or updated, 18 unchanged; nothing changed" in line for line in redo["applied"])
+    assert any("0 created or updated, 19 unchanged; nothing changed" in line for line in redo["applied"])
     roles2, _, policy2 = _gcp_state(gcp_env, project)
     assert policy2.etag == policy.etag  # no policy write
     assert {n: r.etag for n, r in roles2.items()} == {n: r.etag for n, r in roles.items()}
@@ -183,7 +183,7 @@ def test_gcp_text_output_lists_each_object_and_counts_calls(gcp_env: Any, tmp_pa
     assert "created service account wid-tool-apply@boot-text.iam.gserviceaccount.com" in result.out
     assert "created custom role projects/boot-text/roles/wid_tool_apply_grants" in result.out
     assert "created binding projects/boot-text/roles/wid_tool_apply_grants serviceAccount:" in result.out
-    assert "GCP project boot-text: 18 created or updated, 0 unchanged" in result.out
+    assert "GCP project boot-text: 19 created or updated, 0 unchanged" in result.out
     assert "API calls)" in result.out
 
 

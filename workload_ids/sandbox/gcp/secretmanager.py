@@ -686,7 +686,10 @@ class SecretManagerEmulator:
             raise RpcError("INVALID_ARGUMENT", f"Invalid resource name {name!r}.")
         project = self._project(f"projects/{match[1]}", permission)
         secret = self._secrets.get((project.project_id, match[2]))
-        if secret is None and self.sandbox and match[2] == SIGNING_KEY_SECRET:
+        if secret is None and self.sandbox and match[2] == SIGNING_KEY_SECRET and \
+                permission == "secretmanager.versions.access":
+            # Seeded when the tool first reads it (bootstrap, which looks with GetSecret,
+            # still finds none in a fresh sandbox project and makes it itself).
             secret = self._sandbox_signing_key(project)
         if secret is None:
             raise RpcError("NOT_FOUND", f"Secret [{project.name}/secrets/{match[2]}] not found.")
