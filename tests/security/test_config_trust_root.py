@@ -185,7 +185,8 @@ def test_azure_endpoint_elsewhere_is_refused(listener: Listener, where: str, fie
 def test_azure_endpoints_on_loopback_with_sandbox_credentials_are_used(listener: Listener) -> None:
     url = f"https://127.0.0.1:{listener.port}"
     config = write_config(f"azure:\n  armEndpoint: {url}\n  graphEndpoint: {url}\n"
-                          f"  authorityEndpoint: {url}\n  keyVaultUrl: {url}\n  sandboxCredentials: true\n{FAST}")
+                          f"  authorityEndpoint: {url}\n  keyVaultUrl: {url}\n"
+                          f"  sandboxCredentials: true\n{FAST}")
     manifest = str(example("azure", "order-reconciliation.yaml"))
     result = run_cli_exact("plan", manifest, "--config", str(config))
     assert result.code != 0
