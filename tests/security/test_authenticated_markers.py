@@ -550,3 +550,135 @@ def test_gcp_bootstrap_makes_the_key_and_refuses_one_it_did_not_make(tmp_path: P
     finally:
         for emulator in (iam, rm, sm):
             emulator.stop()
+
+
+# --- Azure ---------------------------------------------------------------------------
+
+@pytest.fixture
+def azure_keyed(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
+    """svc-a (declared) and svc-d (applied, its manifest then removed), at START."""
+    from test_azure_provider import CONTAINER, TOPIC, azure_workload
+
+    from workload_ids.sandbox.azure.local import start_local_azure
+    local = start_local_azure(sandbox=False)
+    for resource in (CONTAINER, TOPIC):
+        local.arm.add_resource(resource)
+    Path("owners.yaml").write_text(OWNERS)
+    Path("workload-ids.yaml").write_text(
+        local.config_block() + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n" + TEST_TRUST)
+    folder = manifests({f"{n}.yaml": azure_workload(name=n) for n in ("svc-a", "svc-d")})
+    applied = run_cli("apply", "--auto-approve", str(folder))
+    assert applied.code == 0, applied.err + applied.out
+    (folder / "svc-d.yaml").unlink()
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    yield local, folder
+    local.stop()
+
+
+def _azure_identity(local: Any, name: str) -> tuple[dict[str, str], str]:
+    from test_azure_cleanup import arm_clients
+    from test_azure_provider import RG
+    msi, _ = arm_clients(local)
+    found = msi.user_assigned_identities.get(RG, name)
+    return dict(found.tags or {}), str(found.principal_id)
+
+
+@pytest.mark.parametrize("mac", ["none", "invalid", "copied"])
+def test_azure_copied_marker_at_our_naming_is_forged_and_untouched(azure_keyed: tuple[Any, Path],
+                                                                   mac: str) -> None:
+    from test_azure_cleanup import arm_clients
+    from test_azure_provider import RG
+    local, folder = azure_keyed
+    msi, _ = arm_clients(local)
+    tags, _ = _azure_identity(local, "wid-prod-svc-a")
+    tags["workload-ids:workload"] = "svc-x"
+    value = tags.pop("workload-ids:mac")
+    if mac != "none":
+        tags["workload-ids:mac"] = "0" * 64 if mac == "invalid" else value
+    msi.user_assigned_identities.create_or_update(RG, "wid-prod-svc-x", {
+        "location": "westeurope", "tags": {**tags, MARK_TAG: PAST_MARK}})
+    before = _azure_identity(local, "wid-prod-svc-x")
+    found = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)["wid-prod-svc-x"]
+    assert (found["status"], found["action"]) == ("forged", None)
+    assert NOT_AUTHENTICATED in found["reason"]
+    for clock in (START, AFTER_GRACE):
+        os.environ["WORKLOAD_IDS_CLOCK"] = clock
+        assert run_cli("cleanup", str(folder), "--apply").code == 0
+        assert _azure_identity(local, "wid-prod-svc-x") == before
+
+
+def test_azure_our_identity_recreated_with_its_tags_and_mac_is_forged(azure_keyed: tuple[Any, Path]) -> None:
+    """Deleted and made again under the same name with every tag and the MAC: a new
+    principal, so the MAC does not verify and nothing is done to it."""
+    from test_azure_cleanup import arm_clients
+    from test_azure_provider import RG
+    local, folder = azure_keyed
+    msi, _ = arm_clients(local)
+    tags, principal = _azure_identity(local, "wid-prod-svc-d")
+    msi.user_assigned_identities.delete(RG, "wid-prod-svc-d")
+    msi.user_assigned_identities.create_or_update(RG, "wid-prod-svc-d", {
+        "location": "westeurope", "tags": {**tags, MARK_TAG: PAST_MARK}})
+    before = _azure_identity(local, "wid-prod-svc-d")
+    assert before[1] != principal
+    found = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)["wid-prod-svc-d"]
+    assert found["status"] == "forged" and NOT_AUTHENTICATED in found["reason"]
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert _azure_identity(local, "wid-prod-svc-d") == before
+
+
+def test_azure_without_the_signing_key_apply_and_cleanup_refuse(azure_keyed: tuple[Any, Path]) -> None:
+    from test_azure_provider import azure_workload
+
+    from workload_ids.calls import CallSeam
+    from workload_ids.config import load_config
+    from workload_ids.markers import KEY_SECRET
+    from workload_ids.providers.azure.clients import AzureClients
+    local, folder = azure_keyed
+    vault = AzureClients(load_config(), CallSeam()).secrets
+    vault.begin_delete_secret(KEY_SECRET).wait()
+    before = {n: _azure_identity(local, n) for n in ("wid-prod-svc-a", "wid-prod-svc-d")}
+    (folder / "svc-e.yaml").write_text(azure_workload(name="svc-e"))
+    for args in (("apply", "--auto-approve", str(folder)), ("cleanup", str(folder), "--apply")):
+        result = run_cli(*args)
+        assert result.code == 1, (args, result.out, result.err)
+        assert f"no signing key at Key Vault {local.settings['keyVaultUrl']} secret {KEY_SECRET}" in result.err
+    assert {n: _azure_identity(local, n) for n in before} == before
+
+
+def test_azure_legitimate_quarantine_delete_and_restore_re_signs(azure_keyed: tuple[Any, Path]) -> None:
+    local, folder = azure_keyed
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    restored = run_cli("restore", "wid-prod-svc-d")
+    assert restored.code == 0, restored.out + restored.err
+    found = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)["wid-prod-svc-d"]
+    assert found["status"] != "forged", found
+
+
+def test_azure_bootstrap_key_is_made_once_and_a_foreign_one_refused(tmp_path: Path) -> None:
+    from workload_ids.bootstrap.azure_apply import ensure_signing_key
+    from workload_ids.calls import CallSeam
+    from workload_ids.config import Config, ConfigFile
+    from workload_ids.errors import ConflictError
+    from workload_ids.markers import KEY_SECRET
+    from workload_ids.providers.azure.clients import AzureClients
+    from workload_ids.sandbox.azure.keyvault import KeyVaultEmulator
+    vault = KeyVaultEmulator()
+    url = vault.start()
+    try:
+        clients = AzureClients(Config(ConfigFile.model_validate({"azure": {
+            "keyVaultUrl": url, "caBundle": vault.ca_bundle_path, "sandboxCredentials": True}}),
+            tmp_path, None), CallSeam())
+        step = ensure_signing_key(clients, clients.secrets)
+        assert step is not None and step.action == "created"
+        value = clients.secrets.get_secret(KEY_SECRET).value
+        assert ensure_signing_key(clients, clients.secrets) is None
+        assert clients.secrets.get_secret(KEY_SECRET).value == value
+        clients.secrets.set_secret(KEY_SECRET, "ab" * 32)  # someone else's, under our name
+        with pytest.raises(ConflictError, match="cannot show it made it"):
+            ensure_signing_key(clients, clients.secrets)
+        assert clients.secrets.get_secret(KEY_SECRET).value == "ab" * 32
+    finally:
+        vault.stop()
