@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 AWS_KEY_SECRET = "workload-ids/signing-key"
 KEY_SECRET = "workload-ids-signing-key"
 
-NOT_AUTHENTICATED = "its marker is not authenticated (no valid workload-ids:mac)"
+NOT_AUTHENTICATED = ("its marker is not authenticated (no valid workload-ids:mac; one made before "
+                     "markers were signed gets its MAC at its next apply)")
 
 
 class NoSigningKey(UserError):

@@ -642,12 +642,13 @@ def test_azure_without_the_signing_key_apply_and_cleanup_refuse(azure_keyed: tup
     for args in (("apply", "--auto-approve", str(folder)), ("cleanup", str(folder), "--apply")):
         result = run_cli(*args)
         assert result.code == 1, (args, result.out, result.err)
-        assert f"no signing key at Key Vault {local.settings['keyVaultUrl']} secret {KEY_SECRET}" in result.err
+        vault_url = local.settings["keyVaultUrl"]
+        assert f"no signing key at Key Vault {vault_url} secret {KEY_SECRET}" in result.err
     assert {n: _azure_identity(local, n) for n in before} == before
 
 
 def test_azure_legitimate_quarantine_delete_and_restore_re_signs(azure_keyed: tuple[Any, Path]) -> None:
-    local, folder = azure_keyed
+    _, folder = azure_keyed
     assert run_cli("cleanup", str(folder), "--apply").code == 0
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
     assert run_cli("cleanup", str(folder), "--apply").code == 0
@@ -674,7 +675,8 @@ def test_azure_bootstrap_key_is_made_once_and_a_foreign_one_refused(tmp_path: Pa
         step = ensure_signing_key(clients, clients.secrets)
         assert step is not None and step.action == "created"
         value = clients.secrets.get_secret(KEY_SECRET).value
-        assert ensure_signing_key(clients, clients.secrets) is None
+        again = ensure_signing_key(clients, clients.secrets)
+        assert again is not None and again.action == "unchanged"
         assert clients.secrets.get_secret(KEY_SECRET).value == value
         clients.secrets.set_secret(KEY_SECRET, "ab" * 32)  # someone else's, under our name
         with pytest.raises(ConflictError, match="cannot show it made it"):

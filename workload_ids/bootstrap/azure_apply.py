@@ -83,8 +83,8 @@ class AzureBootstrap:
             self.authz.role_assignments.list_for_scope(self.scope, filter="atScope()")))
         self._judge(roles, identities)
         vault = self.clients.secrets if self.clients.config.azure.keyVaultUrl else None
-        if vault is not None:  # judged with the rest, before any write
-            ensure_signing_key(self.clients, vault, create=False)
+        # Judged with the rest, before any write (and not read twice).
+        key_step = ensure_signing_key(self.clients, vault, create=False) if vault is not None else None
         for ident in self.plan["identities"]:
             definition = ident["roleDefinition"]
             guid = str(definition["id"]).rsplit("/", 1)[1]
@@ -97,9 +97,8 @@ class AzureBootstrap:
             self.steps.append(Step("note", "secret", KEY_SECRET, "azure.keyVaultUrl is not set: set it and "
                                    "rerun to create the marker signing key, which every command needs"))
         else:
-            url = str(self.clients.config.azure.keyVaultUrl)
-            self.steps.append(ensure_signing_key(self.clients, vault)
-                              or Step("unchanged", "secret", KEY_SECRET, url))
+            self.steps.append(key_step or ensure_signing_key(self.clients, vault)
+                              or Step("unchanged", "secret", KEY_SECRET))
         return self.steps
 
     def _judge(self, roles: Mapping[str, Any], identities: Mapping[str, Any]) -> None:
@@ -203,7 +202,8 @@ def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True) -> Step
     """The marker signing key in the configured Key Vault: created with fresh material,
     tagged; None when it is in place. A secret of that name that bootstrap cannot show it
     made (our tag and content type, 64 hex characters) is refused: whoever made it may
-    know the material and could forge every marker. Who may read or write it is the
+    know the material and could forge every marker. Returns the step (``unchanged`` when
+    it is in place), or None when it is missing and ``create`` is false. Who may read or write it is the
     vault's RBAC (Key Vault Secrets User on this secret for the tool's identities)."""
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -228,7 +228,7 @@ def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True) -> Step
             raise ConflictError(f"Key Vault {where} exists but {why}, so bootstrap cannot show it made it "
                                 "and will not use it as the marker signing key; nothing was changed",
                                 "find out who created it, delete and purge it, and rerun")
-        return None
+        return Step("unchanged", "secret", KEY_SECRET, str(clients.config.azure.keyVaultUrl))
     if not create:
         return None
     clients.call("keyvault.set_secret", vault.set_secret, KEY_SECRET, new_key_material(),

@@ -110,15 +110,16 @@ class GcpBootstrap:
                 f"bootstrap marker ('{MARKER_PREFIX} identity=...' in the description); nothing was changed",
                 "find out who created it; bootstrap never adopts an object it did not create: "
                 "delete or rename it, or bootstrap another project")
-        # Judged with the rest, before any write: a key secret bootstrap did not make.
-        ensure_signing_key(self.clients.secrets, self.plan["signingKey"], create=False)
+        # Judged with the rest, before any write (and not read twice): a key secret
+        # bootstrap did not make.
+        key_step = ensure_signing_key(self.clients.secrets, self.plan["signingKey"], create=False)
         for _, role in wanted_roles:
             self._role(role, roles.get(role["name"]))
         created = [self._account(i, accounts.get(i["serviceAccount"])) for i in self.plan["identities"]]
         for email in [e for e in created if e]:
             self._await_visible(email)
         self._bindings()
-        step = ensure_signing_key(self.clients.secrets, self.plan["signingKey"])
+        step = key_step or ensure_signing_key(self.clients.secrets, self.plan["signingKey"])
         self.steps.append(step or Step("unchanged", "secret", str(self.plan["signingKey"]["name"])))
         return self.steps
 
@@ -273,7 +274,8 @@ def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = T
     created with fresh material and its IAM policy; None when it is in place. A secret of
     that name that bootstrap cannot show it made (our annotation, a policy that grants only
     the tool's readers, 64 hex characters) is refused: whoever made it may know the
-    material and could forge every marker with it."""
+    material and could forge every marker with it. Returns the step (``unchanged`` when it
+    is in place), or None when it is missing and ``create`` is false."""
     from google.iam.v1 import policy_pb2
 
     from ..signing import SigningKey, new_key_material
@@ -304,7 +306,7 @@ def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = T
             SigningKey.from_stored(value, name)
         except ValueError:
             raise refuse("its value is not 64 hexadecimal characters") from None
-        return None
+        return Step("unchanged", "secret", name)
     if not create:
         return None
     secrets.create_secret(request={"parent": f"projects/{project}", "secret_id": key["secretId"],

@@ -120,7 +120,9 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     env, name = workload.environment, workload.name
     email = service_account_email(account_id(prefix, env, name), project)
     member = f"serviceAccount:{email}"
-    marker = workload.marker.as_text()
+    # Roles and conditions carry the marker without the source: it is the account's to
+    # bind (and their descriptions stay as they were, so no role changes on upgrade).
+    marker = workload.marker.replace(source="").as_text()
     title = f"workload-ids {env}/{name}"[:ROLE_TITLE_MAX]
     by_permissions: dict[tuple[str, ...], list[Grant]] = {}
     by_resource: dict[str, set[str]] = {}
@@ -158,7 +160,7 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     federation = federation_members(workload)
     return {
         "serviceAccount": {"email": email, "displayName": f"workload-ids {env}/{name}"[:100],
-                           "description": marker},
+                           "description": workload.marker.as_text()},
         "roles": roles,
         "projectBindings": project_bindings,
         "resourceBindings": resource_bindings,
