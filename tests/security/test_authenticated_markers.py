@@ -258,6 +258,38 @@ def test_aws_unauthenticated_marker_is_re_marked_only_when_the_audit_log_agrees(
     assert _state(iam, "wid_prod_svc-a") == before
 
 
+def test_aws_identity_marked_before_sources_is_bound_by_apply(fleet: tuple[Any, Path]) -> None:
+    """A valid MAC over a marker without a source (as the first signed version wrote):
+    believed, and apply binds it to its manifest's source, recorded in the audit log."""
+    import boto3
+
+    from workload_ids.markers import sign
+    from workload_ids.model import Marker
+    from workload_ids.signing import SigningKey
+    iam, folder = fleet
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    key = SigningKey.from_stored(sm.get_secret_value(SecretId=AWS_KEY_SECRET)["SecretString"], "test")
+    role = iam.get_role(RoleName="wid_prod_svc-a")["Role"]
+    marker = Marker.from_tags(role_tags(iam, "wid_prod_svc-a"))
+    assert marker is not None and marker.source
+    bare = marker.replace(source="")
+    iam.untag_role(RoleName="wid_prod_svc-a", TagKeys=["workload-ids:source"])
+    iam.tag_role(RoleName="wid_prod_svc-a", Tags=[{"Key": "workload-ids:mac", "Value": sign(
+        key, "aws", ACCOUNT, "wid_prod_svc-a", role["RoleId"], bare)}])
+    found = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)["wid_prod_svc-a"]
+    assert found["status"] != "forged", found
+    plan = json.loads(run_cli("plan", str(folder), "--output", "json").out)
+    [change] = [c for c in plan["changes"] if c["identity"] == "wid_prod_svc-a"]
+    assert change["action"] == "update-tags" and set(change["tags"]) == {"workload-ids:source"}
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    assert role_tags(iam, "wid_prod_svc-a")["workload-ids:source"] == marker.source
+    log = [json.loads(line) for line in Path("audit.jsonl").read_text().splitlines()]
+    bound = [(r.get("detail") or {}).get("tags", {}).get("workload-ids:source", {}).get("to")
+             for r in log if r["identity"] == "wid_prod_svc-a" and r["action"] == "update-tags"]
+    assert marker.source in bound
+    assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0
+
+
 def test_aws_without_the_signing_key_every_command_refuses_and_changes_nothing(
         fleet: tuple[Any, Path]) -> None:
     import boto3
