@@ -124,15 +124,17 @@ def _glob(pattern: str) -> re.Pattern[str]:
 
 
 def _base(absolute: Path, config: Config) -> Path:
-    """What sources are relative to: the config's folder; without a config file, the
-    manifest's git work tree (so the source does not depend on where the command runs),
-    else the working directory."""
-    if config.path is not None:
-        return config.base.resolve()
+    """What sources are relative to: the config's folder when the manifest is inside it;
+    else the manifest's git work tree (a config kept outside the repository, as CI should,
+    or none at all: the source must not depend on where either sits or the command runs);
+    else the config's folder (or the working directory) after all."""
+    base = config.base.resolve()
+    if config.path is not None and absolute.is_relative_to(base):
+        return base
     for folder in absolute.parents:
         if (folder / ".git").exists():
             return folder
-    return config.base.resolve()
+    return base
 
 
 def relative_path(path: str, config: Config) -> str:
