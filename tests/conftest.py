@@ -25,6 +25,7 @@ from workload_ids.sandbox.aws import (
     MotoServer,
     in_process_aws,
     seed_boundary,
+    seed_signing_key,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,9 +72,17 @@ def cli() -> Any:
 
 
 def seed(iam: Any, issuers: tuple[str, ...] = EXAMPLE_ISSUERS) -> None:
-    """What a platform team does once per account: OIDC providers, and the workload
-    permissions boundary (`workload-ids bootstrap --provider aws --apply`'s own code)."""
+    """What a platform team does once per account: OIDC providers, the workload
+    permissions boundary and the marker signing key (`workload-ids bootstrap --provider
+    aws --apply`'s own code)."""
     seed_boundary(iam=iam)
+    import boto3
+    # The same credentials (so the same account) as ``iam``; boto3 reads AWS_ENDPOINT_URL.
+    creds = iam._request_signer._credentials.get_frozen_credentials()
+    seed_signing_key(sm=boto3.client("secretsmanager", region_name="us-east-1",
+                                     aws_access_key_id=creds.access_key,
+                                     aws_secret_access_key=creds.secret_key,
+                                     aws_session_token=creds.token))
     for url in issuers:
         iam.create_open_id_connect_provider(Url=url, ClientIDList=["sts.amazonaws.com"],
                                             ThumbprintList=["0" * 40])
@@ -309,3 +318,32 @@ def _no_secret_leaks(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFi
         return
     for _ in _hygiene(caplog, capsys, require_secret=False):
         yield
+
+
+def aws_mac_state(entity: dict[str, Any], account: str = ACCOUNT) -> str:
+    """``valid`` when a role's or user's marker carries the MAC the account's signing key
+    makes for it (its immutable id changes on every create, so snapshots compare this,
+    not the MAC itself), else ``invalid`` (or ``none`` without a MAC)."""
+    import boto3
+
+    from workload_ids.markers import AWS_KEY_SECRET, check
+    from workload_ids.model import TAG_MAC, Marker
+    from workload_ids.signing import SigningKey
+    tags = {t["Key"]: t["Value"] for t in entity.get("Tags", [])}
+    marker = Marker.from_tags(tags)
+    if marker is None or TAG_MAC not in tags:
+        return "none"
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    key = SigningKey.from_stored(sm.get_secret_value(SecretId=AWS_KEY_SECRET)["SecretString"], "test")
+    name = entity.get("RoleName") or entity["UserName"]
+    immutable_id = entity.get("RoleId") or entity["UserId"]
+    return "valid" if check(key, "aws", account, name, immutable_id, marker, tags[TAG_MAC]) is None \
+        else "invalid"
+
+
+def stable_tags(entity: dict[str, Any]) -> dict[str, str]:
+    """An entity's tags with the MAC replaced by :func:`aws_mac_state`."""
+    tags = {t["Key"]: t["Value"] for t in entity.get("Tags", [])}
+    if "workload-ids:mac" in tags:
+        tags["workload-ids:mac"] = aws_mac_state(entity)
+    return tags

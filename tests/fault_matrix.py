@@ -243,7 +243,19 @@ def _azure() -> Iterator[Cloud]:
 
 # --- reading the end state ---------------------------------------------------------------
 
-_VOLATILE = ("uniqueId", "principalId", "clientId", "appId", "appObjectId", "created", "lastUsed")
+_VOLATILE = ("uniqueId", "principalId", "clientId", "appId", "appObjectId", "created", "lastUsed",
+             "immutableId")
+
+
+def _without_mac(tags: dict[str, str], settings: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A marker's MAC covers the cloud's own id, which differs between two equal runs:
+    whether it is valid shows in ``extra`` (``unauthenticated``)."""
+    from workload_ids.model import TAG_MAC, Marker
+    tags = {k: ("(present)" if k == TAG_MAC else v) for k, v in tags.items()}
+    mac = Marker.mac_of_text(settings.get("description"))
+    if mac:
+        settings = {**settings, "description": settings["description"].replace(mac, "(present)")}
+    return tags, settings
 
 
 def end_state(cloud: Cloud, folder: Path) -> dict[str, Any]:
@@ -262,8 +274,9 @@ def end_state(cloud: Cloud, folder: Path) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for o in provider.observe_scope(cloud.target):
         extra = {k: v for k, v in o.extra.items() if k not in (*_VOLATILE, "objects")}
-        state[o.name] = {"kind": o.kind, "tags": dict(o.tags), "documents": dict(o.documents),
-                         "settings": {k: v for k, v in o.settings.items() if k not in ("clientId", "appId")},
+        tags, settings = _without_mac(dict(o.tags), dict(o.settings))
+        state[o.name] = {"kind": o.kind, "tags": tags, "documents": dict(o.documents),
+                         "settings": {k: v for k, v in settings.items() if k not in ("clientId", "appId")},
                          "extra": json.loads(json.dumps(extra, default=str))}
     state["deadGrants"] = len(provider.dead_grants(cloud.target))
     key_files = [p for p in folder.glob("*.yaml") if "mode: key" in p.read_text()]

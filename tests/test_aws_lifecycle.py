@@ -55,8 +55,12 @@ def test_joiner_creates_exactly_the_manifest(aws, manifests):
     assert role["Description"] == "Public payments API"
     tags = {t["Key"]: t["Value"] for t in role["Tags"]}
     assert set(tags) == {"workload-ids:managed-by", "workload-ids:workload", "workload-ids:owner",
-                         "workload-ids:environment", "workload-ids:manifest-sha256"}
+                         "workload-ids:environment", "workload-ids:manifest-sha256",
+                         "workload-ids:source", "workload-ids:mac"}
     assert tags["workload-ids:managed-by"] == "workload-ids"
+    # No config file and no git work tree: relative to the working directory.
+    assert tags["workload-ids:source"] == "../manifests/payments.yaml"
+    assert len(tags["workload-ids:mac"]) == 64
     assert tags["workload-ids:workload"] == "payments-api"
     assert tags["workload-ids:owner"] == "team-payments"
     assert tags["workload-ids:environment"] == "prod"
@@ -100,11 +104,12 @@ def test_apply_is_idempotent_and_detailed_exitcode(aws, manifests):
     assert again.code == 0 and "0 workload(s) changed" in again.out
 
 
-def test_per_service_plan_reads_at_most_five_calls(aws, manifests):
+def test_per_service_plan_reads_at_most_six_calls(aws, manifests):
     path = _write(manifests)
     run_cli("apply", "--auto-approve", str(path))
     doc = json.loads(run_cli("plan", "--output", "json", str(path)).out)
-    assert doc["summary"]["apiCalls"] <= 5
+    # Five reads of the role and the account, and the marker signing key (once per run).
+    assert doc["summary"]["apiCalls"] <= 6
 
 
 def test_policy_json_is_byte_identical_across_runs(aws, manifests):
@@ -259,7 +264,8 @@ def test_fleet_plan_reads_the_account_in_batches(aws, manifests):
     # get_policy: once per account, because roles are to be created with the boundary.
     assert set(seam.stats.calls) == {"aws:iam.list_open_id_connect_providers",
                                      "aws:iam.get_account_authorization_details",
-                                     "aws:iam.list_roles", "aws:iam.get_policy"}
+                                     "aws:iam.list_roles", "aws:iam.get_policy",
+                                     "aws:secretsmanager.get_secret_value"}
     assert seam.stats.calls["aws:iam.get_policy"] == 1
 
 

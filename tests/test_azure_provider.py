@@ -49,15 +49,24 @@ KEY_MODE = azure_workload(name="vendor-sync", mode="key")
 
 
 @pytest.fixture
-def arm() -> Iterator[tuple[ArmEmulator, Config]]:
+def arm(tmp_path: Path) -> Iterator[tuple[ArmEmulator, Config]]:
+    from workload_ids.sandbox.azure.keyvault import KeyVaultEmulator
+    from workload_ids.sandbox.azure.local import seed_signing_key
+    vault = KeyVaultEmulator()
+    vault_url = vault.start()
     with ArmEmulator(sandbox=False) as emulator:
         for resource in (CONTAINER, CONTAINER_B, TOPIC):
             emulator.add_resource(resource)
-        config = Config(ConfigFile.model_validate({"azure": {
-            "armEndpoint": emulator.url, "caBundle": emulator.ca_bundle_path, "sandboxCredentials": True},
-            "trust": TEST_TRUST_DATA}),
-            Path.cwd(), None)
+        # The vault holds the marker signing key (as bootstrap makes it); one CA bundle for both.
+        bundle = tmp_path / "ca.pem"
+        bundle.write_text(Path(emulator.ca_bundle_path).read_text() + Path(vault.ca_bundle_path).read_text())
+        settings = {"armEndpoint": emulator.url, "caBundle": str(bundle), "keyVaultUrl": vault_url,
+                    "sandboxCredentials": True}
+        seed_signing_key(settings)
+        config = Config(ConfigFile.model_validate({"azure": settings, "trust": TEST_TRUST_DATA}),
+                        Path.cwd(), None)
         yield emulator, config
+    vault.stop()
 
 
 def converge(tmp_path: Path, text: str, config: Config,
@@ -114,13 +123,13 @@ def test_joiner_creates_identity_roles_assignments_and_credentials_then_converge
     assert converge(tmp_path, azure_workload(), config)[2] == []  # idempotent
 
 
-def test_per_service_plan_of_an_unchanged_workload_reads_four_times(
+def test_per_service_plan_of_an_unchanged_workload_reads_five_times(
         tmp_path: Path, arm: tuple[ArmEmulator, Config]) -> None:
     _, config = arm
     converge(tmp_path, azure_workload(), config)
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     assert converge(tmp_path, azure_workload(), config, seam)[2] == []
-    assert seam.stats.total == 4, seam.stats.calls
+    assert seam.stats.total == 5, seam.stats.calls  # four reads and the signing key
 
 
 def test_mover_removes_old_scopes_updates_roles_in_place_and_keeps_foreign_grants(

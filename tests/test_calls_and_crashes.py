@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PAYMENTS, workload
+from conftest import PAYMENTS, stable_tags, workload
 
 from workload_ids.apply import apply_plan
 from workload_ids.calls import (
@@ -41,7 +41,7 @@ def snapshot(iam: Any) -> dict[str, Any]:
                     for p in iam.list_role_policies(RoleName=name)["PolicyNames"]}
         state[name] = {
             "trust": full["AssumeRolePolicyDocument"],
-            "tags": {t["Key"]: t["Value"] for t in full.get("Tags", [])},
+            "tags": stable_tags(full),
             "session": full["MaxSessionDuration"],
             "policies": policies,
             "attached": iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"],

@@ -123,8 +123,9 @@ def test_dry_run_classifies_and_changes_nothing(aws: Any, fleet: Path) -> None:
 def test_dry_run_reads_the_account_in_one_call(aws: Any, fleet: Path) -> None:
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     report = cleanup([fleet], load_config(), seam)
-    assert seam.stats.calls == {"aws:iam.get_account_authorization_details": 1}
-    assert report.calls == 1
+    assert seam.stats.calls == {"aws:iam.get_account_authorization_details": 1,
+                                "aws:secretsmanager.get_secret_value": 1}  # the signing key
+    assert report.calls == 2
 
 
 def test_apply_quarantines_transfers_and_never_touches_the_decoy(aws: Any, fleet: Path) -> None:
@@ -197,8 +198,9 @@ def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
     report = cleanup([fleet], load_config(), seam, apply=True)
     assert report.ok
     assert sorted(f.identity.name for f in report.actions) == ["wid_prod_svc-b", "wid_prod_svc-d"]
-    # Two batch reads, who-am-I, then three calls per role: its two inline policies and the role.
-    assert seam.stats.total == 2 + 1 + 2 * 3
+    # Two batch reads, the signing key, who-am-I, then three calls per role: its two inline
+    # policies and the role.
+    assert seam.stats.total == 2 + 1 + 1 + 2 * 3
     names = {r["RoleName"] for r in aws.list_roles()["Roles"]}
     assert names == {"wid_prod_svc-a", "wid_prod_svc-c", "wid_prod_decoy"}
     assert decoys(aws) == untouched
@@ -411,7 +413,8 @@ def test_cleanup_converges_after_a_crash_at_every_call(aws: Any, fleet: Path, ph
     _fresh_fleet(aws, fleet, phase)
     calls = _cleanup(fleet)
     expected = snapshot(aws)
-    assert calls == (2 + 1 + 2 * 2 + 1 if phase == "quarantine" else 2 + 1 + 2 * 3)
+    # Two batch reads, the signing key, who-am-I, then the actions.
+    assert calls == (2 + 1 + 1 + 2 * 2 + 1 if phase == "quarantine" else 2 + 1 + 1 + 2 * 3)
     for k in range(1, calls + 1):
         for kind in ("transient", "kill"):
             _fresh_fleet(aws, fleet, phase)

@@ -19,6 +19,7 @@ from workload_ids.audit import records
 from workload_ids.clock import format_time
 from workload_ids.providers.gcp import render
 from workload_ids.sandbox.gcp.iam import IamEmulator
+from workload_ids.sandbox.gcp.local import start_key_store
 from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
 from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
 
@@ -40,10 +41,12 @@ def gcp_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch
     res = ResourcePolicyEmulator()
     iam.add_project(PROJECT)
     rm.add_project(PROJECT)
+    keys, keys_url = start_key_store([PROJECT])
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(
         f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
-        f"resourcePolicyEndpoint: '{res.start()}', sandboxCredentials: true}}\n"
+        f"resourcePolicyEndpoint: '{res.start()}', secretManagerEndpoint: '{keys_url}', "
+        "sandboxCredentials: true}\n"
         "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
         "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n" + TEST_TRUST)
     folder = manifests({f"{n}.yaml": gcp_workload(name=n, owner=o)
@@ -53,7 +56,7 @@ def gcp_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch
     (folder / "svc-d.yaml").unlink()
     monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
     yield iam, rm, folder
-    for emulator in (iam, rm, res):
+    for emulator in (iam, rm, res, keys):
         emulator.stop()
 
 

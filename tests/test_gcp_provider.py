@@ -18,6 +18,7 @@ from workload_ids.model import Marker
 from workload_ids.providers.gcp import render
 from workload_ids.providers.gcp.provider import GcpProvider
 from workload_ids.sandbox.gcp.iam import IamEmulator
+from workload_ids.sandbox.gcp.local import start_key_store
 from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
 from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
 from workload_ids.validate import validate
@@ -47,14 +48,16 @@ def gcp(resources: ResourcePolicyEmulator) -> Iterator[tuple[IamEmulator, Resour
     iam, rm = IamEmulator(), ResourceManagerEmulator(projects=registry)
     iam.add_project(PROJECT)
     rm.add_project(PROJECT)
+    keys, keys_url = start_key_store([PROJECT])
     config = Config(ConfigFile.model_validate({"gcp": {
         "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
-        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True},
-        "trust": TEST_TRUST_DATA}),
+        "resourcePolicyEndpoint": resources.start(), "secretManagerEndpoint": keys_url,
+        "sandboxCredentials": True}, "trust": TEST_TRUST_DATA}),
         Path.cwd(), None)
     yield iam, rm, config
     iam.stop()
     rm.stop()
+    keys.stop()
 
 
 def converge(tmp_path: Path, text: str, config: Config) -> tuple[GcpProvider, Any, list[str]]:
@@ -155,7 +158,8 @@ def test_fleet_read_is_three_calls_and_finds_no_changes(
     provider = GcpProvider(config, seam)
     scope = {o.name: o for o in provider.observe_scope(PROJECT)}
     assert seam.stats.calls == {"gcp:iam.list_service_accounts": 1, "gcp:iam.list_roles": 1,
-                                "gcp:resourcemanager.get_iam_policy": 1}
+                                "gcp:resourcemanager.get_iam_policy": 1,
+                                "gcp:secretmanager.access_secret_version": 1}  # the signing key
     for name in texts:
         path = tmp_path / name / "w.yaml"
         checked = validate([path], config)
@@ -192,7 +196,7 @@ def test_resource_bindings_get_a_role_per_resource_and_movers_revoke_them(
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     provider = GcpProvider(config, seam)
     again = provider.diff(desired, provider.observe_one(desired))
-    assert again == [] and seam.stats.total == 4
+    assert again == [] and seam.stats.total == 5  # 4 reads and the signing key
     # Someone else may publish too; a mover drops the topic.
     from google.iam.v1 import iam_policy_pb2
     stub = resources.stub()
@@ -216,10 +220,11 @@ def test_a_new_account_is_awaited_until_gcp_shows_it(tmp_path: Path,
     iam, rm = IamEmulator(propagation_delay=20.0, clock=clock), ResourceManagerEmulator()
     iam.add_project(PROJECT)
     rm.add_project(PROJECT)
+    keys, keys_url = start_key_store([PROJECT])
     config = Config(ConfigFile.model_validate({"gcp": {
         "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
-        "resourcePolicyEndpoint": resources.start(), "sandboxCredentials": True},
-        "trust": TEST_TRUST_DATA}), Path.cwd(), None)
+        "resourcePolicyEndpoint": resources.start(), "secretManagerEndpoint": keys_url,
+        "sandboxCredentials": True}, "trust": TEST_TRUST_DATA}), Path.cwd(), None)
     try:
         path = tmp_path / "w.yaml"
         path.write_text(gcp_workload())
@@ -235,3 +240,4 @@ def test_a_new_account_is_awaited_until_gcp_shows_it(tmp_path: Path,
     finally:
         iam.stop()
         rm.stop()
+        keys.stop()

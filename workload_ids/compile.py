@@ -356,11 +356,14 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     problems.extend(namespace_diagnostics(lw, frozen, config))
     provider = lw.workload.spec.provider
     problems.extend(approval_diagnostics(lw, outside_namespace(provider, frozen, config), config))
+    from .markers import source_of
+    source, source_problems = source_of(lw, config)
+    problems.extend(source_problems)
     if any(d.severity in ("error", "guardrail") for d in problems):
         return None, problems
     meta = lw.workload.metadata
     marker = Marker(workload=meta.name, owner=meta.owner, environment=meta.environment,
-                    digest=lw.workload.digest())
+                    digest=lw.workload.digest(), source=source)
     return CompiledWorkload(loaded=lw, grants=frozen, marker=marker), problems
 
 

@@ -156,7 +156,23 @@ class ApprovedTransfer(_Strict):
     workload: Annotated[str, _APPROVED_WORKLOAD]
     from_: Annotated[str, Field(alias="from", min_length=1, max_length=128)]
     to: Annotated[str, Field(min_length=1, max_length=128)]
+    # A move to another source (``team:NAME`` or a manifest path, as the identity's marker
+    # records it): both or neither. ``from`` and ``to`` may name the same owner.
+    fromSource: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    toSource: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     reason: Annotated[str, Field(min_length=10, max_length=500)]
+
+
+_TEAM_NAME = _regex("team", r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?",
+                    "lowercase letters, digits and hyphens, up to 40 characters")
+
+
+class Team(_Strict):
+    """A team whose identities are bound to the team rather than to one manifest file:
+    every manifest whose path (relative to this config, ``/``-separated) matches one of
+    ``manifests`` has source ``team:NAME``, so the team may move and split its files."""
+
+    manifests: Annotated[list[Annotated[str, Field(min_length=1, max_length=256)]], Field(min_length=1)]
 
 
 class Guardrails(_Strict):
@@ -321,6 +337,7 @@ class ConfigFile(_Strict):
     audit: AuditConfig | None = None
     cleanup: CleanupConfig = CleanupConfig()
     targets: TargetsConfig = TargetsConfig()
+    teams: dict[Annotated[str, _TEAM_NAME], Team] = {}
 
 
 def default_boundary_arn(aws: AwsConfig) -> str:
@@ -398,6 +415,10 @@ class Config:
     @property
     def guardrails(self) -> Guardrails:
         return self.data.guardrails
+
+    @property
+    def teams(self) -> dict[str, Team]:
+        return self.data.teams
 
     def catalog_extra(self) -> Extra:
         """``catalog.extra`` as a :class:`workload_ids.catalogs.Extra`."""
@@ -541,6 +562,18 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
                     out.append(Diagnostic(at(f"{base}.{field}.{j}"),
                                           f"{field[:-1]} {value!r} has a wildcard; an approval names "
                                           f"exact {field}, as the manifest lists them"))
+    for i, transfer in enumerate(config.guardrails.approvedTransfers):
+        if (transfer.fromSource is None) != (transfer.toSource is None):
+            out.append(Diagnostic(at(f"guardrails.approvedTransfers.{i}"),
+                                  "an approved source move names both fromSource and toSource (the "
+                                  "source the identity has, and the one the manifest gives it); add "
+                                  "the missing one"))
+    for team, declared in config.teams.items():
+        for i, pattern in enumerate(declared.manifests):
+            if pattern.startswith("/") or ".." in pattern.split("/") or "\\" in pattern:
+                out.append(Diagnostic(at(f"teams.{team}.manifests.{i}"),
+                                      f"{pattern!r} must be a path pattern relative to this config, "
+                                      "with / between folders and no '..' (e.g. teams/payments/**)"))
     from .endpoints import config_problems
     out.extend(config_problems(config))
     if parse_duration(config.cleanup.grace) < timedelta(hours=1):

@@ -51,7 +51,13 @@ def _tour(out: Output) -> int:
     from .calls import CallSeam
     from .config import Config, ConfigFile
     from .plan import build_plan, render_text
-    from .sandbox.aws import SANDBOX_ACCOUNT, in_process_aws, seed_boundary, seed_oidc_providers
+    from .sandbox.aws import (
+        SANDBOX_ACCOUNT,
+        in_process_aws,
+        seed_boundary,
+        seed_oidc_providers,
+        seed_signing_key,
+    )
     from .validate import validate
 
     with tempfile.TemporaryDirectory(prefix="workload-ids-demo-") as tmp:
@@ -68,6 +74,7 @@ def _tour(out: Output) -> int:
             seed_oidc_providers()
             # What `workload-ids bootstrap --provider aws --apply` creates once per account.
             seed_boundary()
+            seed_signing_key()
             _step(out, 1, "validate every example (AWS, GCP and Azure manifests)")
             checked = validate([examples], config)
             checked.raise_for_errors()

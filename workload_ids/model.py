@@ -16,9 +16,21 @@ TAG_WORKLOAD = "workload-ids:workload"
 TAG_OWNER = "workload-ids:owner"
 TAG_ENVIRONMENT = "workload-ids:environment"
 TAG_DIGEST = "workload-ids:manifest-sha256"
+# Where the identity is declared (``team:NAME`` or the manifest's path), and the MAC that
+# authenticates the whole marker (see workload_ids.markers).
+TAG_SOURCE = "workload-ids:source"
+TAG_MAC = "workload-ids:mac"
 # ObservedIdentity.extra key: why a marked identity is not ours (see ObservedIdentity.forged).
 FORGED = "forged"
+# ObservedIdentity.extra key: why a marker at our location and naming is not authenticated
+# (no valid MAC). Cleanup and rotation treat it as forged; apply may re-mark it.
+UNAUTHENTICATED = "unauthenticated"
+# ObservedIdentity.extra key: the cloud's immutable id (AWS RoleId/UserId, GCP uniqueId,
+# Azure principalId), which the MAC covers so a marker copied to another identity fails.
+IMMUTABLE_ID = "immutableId"
 MARKER_KEYS = (TAG_MANAGED_BY, TAG_WORKLOAD, TAG_OWNER, TAG_ENVIRONMENT, TAG_DIGEST)
+# Every tag the marker's MAC covers (the source is optional on identities marked before it).
+SIGNED_KEYS = (*MARKER_KEYS, TAG_SOURCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,41 +63,59 @@ class Marker:
     owner: str
     environment: str
     digest: str
+    source: str = ""  # team:NAME or the manifest's path; "" on identities marked before sources
 
     def as_tags(self) -> dict[str, str]:
-        return {
+        tags = {
             TAG_MANAGED_BY: MANAGED_BY,
             TAG_WORKLOAD: self.workload,
             TAG_OWNER: self.owner,
             TAG_ENVIRONMENT: self.environment,
             TAG_DIGEST: self.digest,
         }
+        if self.source:
+            tags[TAG_SOURCE] = self.source
+        return tags
+
+    def fields(self, provider: str, target: str, name: str, immutable_id: str) -> dict[str, str]:
+        """What the marker's MAC covers: the marker bound to one identity of one target."""
+        return {"provider": provider, "target": target, "name": name, "id": immutable_id,
+                "workload": self.workload, "environment": self.environment, "owner": self.owner,
+                "source": self.source, "digest": self.digest}
+
+    def replace(self, **changes: str) -> Marker:
+        """This marker with some fields changed (a transfer's owner, a pending digest)."""
+        values = {"workload": self.workload, "owner": self.owner, "environment": self.environment,
+                  "digest": self.digest, "source": self.source, **changes}
+        return Marker(**values)
 
     TEXT_PREFIX = "workload-ids:v1"
 
-    def as_text(self) -> str:
+    def as_text(self, mac: str = "") -> str:
         """The marker as one line, for clouds without tags on identities (a GCP service
-        account's description, a custom role's description, a condition's description).
-        The inverse of :meth:`from_text`."""
-        return (f"{self.TEXT_PREFIX} workload={self.workload} owner={self.owner} "
+        account's description, a custom role's description, a condition's description),
+        with its MAC where one is given. The inverse of :meth:`from_text`."""
+        text = (f"{self.TEXT_PREFIX} workload={self.workload} owner={self.owner} "
                 f"environment={self.environment} sha256={self.digest}")
+        if self.source:
+            text += f" source={self.source}"
+        return text + (f" mac={mac}" if mac else "")
 
     @staticmethod
     def from_text(text: str | None) -> Marker | None:
         """Read :meth:`as_text`'s form; None for anything else (an edited or forged
         description, or one missing the digest, is not ours)."""
-        if not text or not text.startswith(Marker.TEXT_PREFIX + " "):
+        fields = _text_fields(text)
+        if fields is None:
             return None
-        fields: dict[str, str] = {}
-        for part in text[len(Marker.TEXT_PREFIX) + 1:].split(" "):
-            key, sep, value = part.partition("=")
-            if not sep or not value or key in fields:
-                return None
-            fields[key] = value
-        if set(fields) != {"workload", "owner", "environment", "sha256"} or \
-                len(fields["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in fields["sha256"]):
-            return None
-        return Marker(fields["workload"], fields["owner"], fields["environment"], fields["sha256"])
+        return Marker(fields["workload"], fields["owner"], fields["environment"], fields["sha256"],
+                      fields.get("source", ""))
+
+    @staticmethod
+    def mac_of_text(text: str | None) -> str:
+        """The MAC :meth:`as_text` wrote into ``text``, or "" when it has none."""
+        fields = _text_fields(text)
+        return fields.get("mac", "") if fields is not None else ""
 
     @staticmethod
     def from_tags(tags: Mapping[str, str]) -> Marker | None:
@@ -93,9 +123,29 @@ class Marker:
         if tags.get(TAG_MANAGED_BY) != MANAGED_BY:
             return None
         try:
-            return Marker(tags[TAG_WORKLOAD], tags[TAG_OWNER], tags[TAG_ENVIRONMENT], tags[TAG_DIGEST])
+            return Marker(tags[TAG_WORKLOAD], tags[TAG_OWNER], tags[TAG_ENVIRONMENT], tags[TAG_DIGEST],
+                          tags.get(TAG_SOURCE, ""))
         except KeyError:
             return None
+
+
+_TEXT_REQUIRED = frozenset({"workload", "owner", "environment", "sha256"})
+_TEXT_OPTIONAL = frozenset({"source", "mac"})
+
+
+def _text_fields(text: str | None) -> dict[str, str] | None:
+    if not text or not text.startswith(Marker.TEXT_PREFIX + " "):
+        return None
+    fields: dict[str, str] = {}
+    for part in text[len(Marker.TEXT_PREFIX) + 1:].split(" "):
+        key, sep, value = part.partition("=")
+        if not sep or not value or key in fields:
+            return None
+        fields[key] = value
+    if not _TEXT_REQUIRED <= set(fields) <= _TEXT_REQUIRED | _TEXT_OPTIONAL or \
+            len(fields["sha256"]) != 64 or any(c not in "0123456789abcdef" for c in fields["sha256"]):
+        return None
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +217,29 @@ class ObservedIdentity:
     @property
     def forged(self) -> str | None:
         """Why an identity carrying our marker is still not ours (it sits outside the
-        tool's location or naming), or None. Set by the provider's read; anything that
-        changes an identity refuses a forged one. A marker MAC check belongs here too."""
+        tool's location or naming, or its marker has no valid MAC), or None. Set by the
+        provider's read; cleanup, rotation, release, transfer and restore refuse a forged
+        one."""
+        why = self.extra.get(FORGED) or self.extra.get(UNAUTHENTICATED)
+        return str(why) if why else None
+
+    @property
+    def misplaced(self) -> str | None:
+        """Why a marked identity sits outside the tool's location or naming, or None:
+        unlike an unauthenticated marker, apply never converges such an identity."""
         why = self.extra.get(FORGED)
         return str(why) if why else None
+
+    @property
+    def unauthenticated(self) -> str | None:
+        """Why a marker at our location and naming is not authenticated, or None."""
+        why = self.extra.get(UNAUTHENTICATED)
+        return str(why) if why else None
+
+    @property
+    def immutable_id(self) -> str:
+        """The cloud's immutable id of the identity ("" when the read did not give it)."""
+        return str(self.extra.get(IMMUTABLE_ID) or "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,26 +201,55 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
 
 
 def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, config: Config) -> None:
-    """An existing identity keeps its owner unless the platform team approved the move
-    (review H4): otherwise any team could re-declare another team's environment and name
-    and inherit its trust, permissions and every resource policy naming it."""
+    """An existing identity keeps its owner and its source unless the platform team
+    approved the move (review H4): otherwise any team could re-declare another team's
+    environment and name and inherit its trust, permissions and every resource policy
+    naming it."""
     if seen is None or seen.marker is None:
         return
     from .cleanup.provenance import recorded_owner, transfer_believed
+    from .markers import source_move_approved
     w = desired.workload
+    where = w.loaded.position("metadata", "owner")
+    recorded = recorded_owner(config, seen)
+    if seen.unauthenticated and not seen.misplaced:
+        # At our location and naming, but its marker proves nothing (made before markers
+        # were authenticated, or tagged by someone else): the manifest authorises apply to
+        # converge and re-mark it, unless the audit log says it is another owner's.
+        if recorded is None or recorded == w.marker.owner or transfer_believed(config, seen, w.marker.owner):
+            return
+        raise ConflictError(
+            f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+            f"owner {recorded}, and this manifest says owner {w.marker.owner} (the audit log records "
+            f"{recorded}; the identity's marker is not authenticated); nothing was changed",
+            f"if {recorded} hands it over, add guardrails.approvedTransfers: [{{workload: {w.label}, "
+            f"from: {recorded}, to: {w.marker.owner}, reason: ...}}] to workload-ids.yaml and rerun; "
+            "otherwise give this workload its own metadata.name")
     # Whose it is: the owner the audit log shows the tool last wrote, where it has one (an
     # owner tag can be rewritten by anyone with tagging rights, and apply repairs that as
     # drift); the tag otherwise.
-    current, wanted = recorded_owner(config, seen) or seen.marker.owner, w.marker.owner
-    if current == wanted:
+    current, wanted = recorded or seen.marker.owner, w.marker.owner
+    owner_ok = current == wanted or transfer_believed(config, seen, wanted) or any(
+        t.workload == w.label and t.from_ == current and t.to == wanted and t.fromSource is None
+        for t in config.guardrails.approvedTransfers)
+    # Identities marked before sources were recorded have none: apply binds them.
+    have_source, want_source = seen.marker.source, w.marker.source
+    source_ok = not have_source or have_source == want_source
+    if owner_ok and source_ok:
         return
-    if transfer_believed(config, seen, wanted):
-        return  # a manifest still naming the owner cleanup handed the identity over from
-        # (believed from the audit trail: the transferred-from tag alone can be forged)
-    if any(t.workload == w.label and t.from_ == current and t.to == wanted
-           for t in config.guardrails.approvedTransfers):
+    if source_move_approved(config, w.label, current, wanted, have_source, want_source):
         return
-    where = w.loaded.position("metadata", "owner")
+    if not source_ok:
+        raise ConflictError(
+            f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+            f"owner {current} and is declared by {have_source}, but this manifest is "
+            f"{want_source} (owner {wanted}); apply does not move an identity to another source, "
+            "so nothing was changed",
+            f"if this is another workload, give it its own metadata.name; if the move is "
+            f"intended, the platform team adds guardrails.approvedTransfers: [{{workload: {w.label}, "
+            f"from: {current}, to: {wanted}, fromSource: {have_source}, toSource: {want_source}, "
+            "reason: ...}] to workload-ids.yaml and you rerun (declare the team under `teams:` to "
+            "let it move its own files)")
     raise ConflictError(
         f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
         f"owner {current}, and this manifest says owner {wanted}; apply does not change an "

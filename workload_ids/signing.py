@@ -30,6 +30,11 @@ _HEX_KEY = re.compile(r"^[0-9a-f]{64}$")
 # MACs are written where space and alphabet are tight (an IAM tag value: 256 characters
 # of letters, digits, spaces and _.:/=+-@), so they are lowercase hex.
 MAC_LENGTH = 64
+# Where even 64 characters do not fit (a GCP service account's description holds 256 in
+# all, and the marker text needs most of them), a MAC may be cut to 32 hex characters:
+# 128 bits, still far beyond guessing (NIST SP 800-107 allows truncated HMACs of 64 bits
+# and more), and the verifier insists on the same length.
+SHORT_MAC_LENGTH = 32
 
 
 class SigningKeyError(ValueError):
@@ -72,12 +77,17 @@ class SigningKey:
     def _derived(self, purpose: str) -> bytes:
         return hmac.new(self.material, purpose.encode(), hashlib.sha256).digest()
 
-    def mac(self, purpose: str, fields: Mapping[str, object]) -> str:
-        """The MAC of ``fields`` for ``purpose``, as lowercase hex."""
-        return hmac.new(self._derived(purpose), canonical(fields), hashlib.sha256).hexdigest()
+    def mac(self, purpose: str, fields: Mapping[str, object], length: int = MAC_LENGTH) -> str:
+        """The MAC of ``fields`` for ``purpose``, as lowercase hex, cut to ``length``
+        characters (:data:`MAC_LENGTH` or :data:`SHORT_MAC_LENGTH`)."""
+        if length not in (MAC_LENGTH, SHORT_MAC_LENGTH):
+            raise ValueError(f"a MAC is {MAC_LENGTH} or {SHORT_MAC_LENGTH} hex characters, not {length}")
+        return hmac.new(self._derived(purpose), canonical(fields), hashlib.sha256).hexdigest()[:length]
 
-    def verify(self, purpose: str, fields: Mapping[str, object], mac: str | None) -> bool:
-        """Whether ``mac`` is this key's MAC of ``fields`` for ``purpose`` (constant time)."""
-        if not mac or len(mac) != MAC_LENGTH:
+    def verify(self, purpose: str, fields: Mapping[str, object], mac: str | None,
+               length: int = MAC_LENGTH) -> bool:
+        """Whether ``mac`` is this key's MAC of ``fields`` for ``purpose`` at exactly
+        ``length`` characters (constant time)."""
+        if not mac or len(mac) != length:
             return False
-        return hmac.compare_digest(self.mac(purpose, fields), mac)
+        return hmac.compare_digest(self.mac(purpose, fields, length), mac)

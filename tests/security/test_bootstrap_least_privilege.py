@@ -22,14 +22,12 @@ EXTRAS: dict[str, dict[str, str]] = {
         "iam:DeleteAccessKey": "recover: a key issued by a run that died before storing it",
         "iam:PutRolePermissionsBoundary": "update-boundary: a role made before the default boundary",
         "iam:PutUserPermissionsBoundary": "update-boundary: a user made before the default boundary",
-        "secretsmanager:GetSecretValue": "recover: check a stored key after a crash",
         "secretsmanager:TagResource": "the key journal, written before a key is issued again",
         "secretsmanager:UpdateSecret": "lock lease renewal on a long run",
         "secretsmanager:ListSecrets": "fleet runs read every key secret in one list",
         "secretsmanager:GetResourcePolicy": "an existing key secret is checked before a key goes in (H6)",
     },
     "rotate": {
-        "secretsmanager:GetSecretValue": "recover: check a stored key after a crash",
         "secretsmanager:PutResourcePolicy": "a key secret created by a run that died before locking it down",
         "secretsmanager:UpdateSecret": "lock lease renewal on a long run",
         "secretsmanager:ListSecrets": "fleet runs read every key secret in one list",
@@ -48,8 +46,6 @@ EXTRAS: dict[str, dict[str, str]] = {
         "iam:UntagUser": "release of a quarantined user",
     },
     "restore": {
-        "iam:TagRole": "CreateRole with tags is also authorised as TagRole",
-        "iam:TagUser": "CreateUser with tags is also authorised as TagUser",
         "iam:UntagUser": "a rerun that lifts a user's quarantine mark",
     },
 }

@@ -168,7 +168,8 @@ def test_gcp_resource_manager_over_http_to_a_collector_is_refused(listener: List
 def test_gcp_endpoints_on_loopback_with_sandbox_credentials_are_used(listener: Listener) -> None:
     target = f"127.0.0.1:{listener.port}"
     config = write_config(f"gcp:\n  iamEndpoint: {target}\n  resourceManagerEndpoint: http://{target}\n"
-                          f"  resourcePolicyEndpoint: {target}\n  sandboxCredentials: true\n{FAST}")
+                          f"  resourcePolicyEndpoint: {target}\n  secretManagerEndpoint: {target}\n"
+                          f"  sandboxCredentials: true\n{FAST}")
     result = run_cli_exact("plan", str(example("gcp", "catalog-sync.yaml")), "--config", str(config))
     assert result.code != 0
     assert listener.connections
@@ -184,7 +185,8 @@ def test_azure_endpoint_elsewhere_is_refused(listener: Listener, where: str, fie
 def test_azure_endpoints_on_loopback_with_sandbox_credentials_are_used(listener: Listener) -> None:
     url = f"https://127.0.0.1:{listener.port}"
     config = write_config(f"azure:\n  armEndpoint: {url}\n  graphEndpoint: {url}\n"
-                          f"  authorityEndpoint: {url}\n  sandboxCredentials: true\n{FAST}")
+                          f"  authorityEndpoint: {url}\n  keyVaultUrl: {url}\n"
+                          f"  sandboxCredentials: true\n{FAST}")
     manifest = str(example("azure", "order-reconciliation.yaml"))
     result = run_cli_exact("plan", manifest, "--config", str(config))
     assert result.code != 0

@@ -114,6 +114,8 @@ def _gcp_fleet() -> Iterator[Fleet]:
     for project in ("acme-prod", PROJECT_B):
         iam.add_project(project)
         rm.add_project(project)
+    from workload_ids.sandbox.gcp.local import start_key_store
+    keys, keys_url = start_key_store(["acme-prod", PROJECT_B])
 
     def in_b(name: str) -> str:
         return gcp_workload(name=name).replace("project: acme-prod", f"project: {PROJECT_B}")
@@ -127,11 +129,12 @@ def _gcp_fleet() -> Iterator[Fleet]:
 
     yield Fleet("gcp", PROJECT_B,
                 f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
-                f"resourcePolicyEndpoint: '{res.start()}', sandboxCredentials: true}}\n",
+                f"resourcePolicyEndpoint: '{res.start()}', secretManagerEndpoint: '{keys_url}', "
+                "sandboxCredentials: true}\n",
                 f"targets:\n  gcp: [{{project: {PROJECT_B}}}]\n",
                 {"keep.yaml": gcp_workload(name="svc-keep")},
                 {"g1.yaml": in_b("svc-g1"), "g2.yaml": in_b("svc-g2")}, held, cut_off)
-    for emulator in (iam, rm, res):
+    for emulator in (iam, rm, res, keys):
         emulator.stop()
 
 

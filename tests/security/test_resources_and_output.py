@@ -269,12 +269,15 @@ def gcp_cli() -> Any:
     iam, rm = IamEmulator(), ResourceManagerEmulator(projects=ProjectRegistry())
     iam.add_project(GCP_PROJECT)
     rm.add_project(GCP_PROJECT)
+    from workload_ids.sandbox.gcp.local import start_key_store
+    keys, keys_url = start_key_store([GCP_PROJECT])
     Path("workload-ids.yaml").write_text(
         f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
-        f"resourcePolicyEndpoint: '{res.start()}', sandboxCredentials: true}}\n"
+        f"resourcePolicyEndpoint: '{res.start()}', secretManagerEndpoint: '{keys_url}', "
+        "sandboxCredentials: true}\n"
         "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST)
     yield iam, rm, res
-    for emulator in (iam, rm, res):
+    for emulator in (iam, rm, res, keys):
         emulator.stop()
 
 

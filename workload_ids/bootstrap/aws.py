@@ -16,7 +16,11 @@ action, it is narrowed:
 - no ``iam:PassRole`` and no ``AttachRolePolicy`` at all: the tool never needs them, and
   restore therefore cannot attach ``AdministratorAccess`` or a group;
 - secrets only under the ``credentials.secretName`` prefix; lock secrets (``NAME.lock``,
-  which Secrets Manager suffixes ``-XXXXXX``) are the only ones that may be deleted.
+  which Secrets Manager suffixes ``-XXXXXX``) are the only ones that may be deleted;
+- the marker signing key (``workload-ids/signing-key``) may be read by every tool identity
+  and written by none of them (its resource policy also denies writes to all but the
+  administrator who ran bootstrap), so a tool identity cannot replace the key with one
+  it knows and forge markers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import Config
+from ..markers import AWS_KEY_SECRET
 from ..model import MANAGED_BY, TAG_MANAGED_BY
 from . import IDENTITIES
 
@@ -147,6 +152,8 @@ class _Arns:
         self.groups = f"arn:aws:iam::{account}:group/*"
         self.profiles = f"arn:aws:iam::{account}:instance-profile/*"
         self.mfa = f"arn:aws:iam::{account}:mfa/*"
+        # Secrets Manager suffixes every secret's ARN with '-' and six random characters.
+        self.signing_key = f"arn:aws:secretsmanager:*:{account}:secret:{AWS_KEY_SECRET}-??????"
 
 
 def _ours() -> dict[str, Any]:
@@ -166,10 +173,28 @@ def _bounded(arns: _Arns, *, requested: bool = False) -> dict[str, Any]:
     return condition
 
 
+# Every write Secrets Manager has on a secret: none is the tool's to make on its signing key.
+SIGNING_KEY_WRITES = [
+    "secretsmanager:CancelRotateSecret", "secretsmanager:CreateSecret", "secretsmanager:DeleteResourcePolicy",
+    "secretsmanager:DeleteSecret", "secretsmanager:PutResourcePolicy", "secretsmanager:PutSecretValue",
+    "secretsmanager:RemoveRegionsFromReplication", "secretsmanager:ReplicateSecretToRegions",
+    "secretsmanager:RestoreSecret", "secretsmanager:RotateSecret", "secretsmanager:TagResource",
+    "secretsmanager:UntagResource", "secretsmanager:UpdateSecret", "secretsmanager:UpdateSecretVersionStage",
+]
+
+
+def _read_signing_key(arns: _Arns) -> dict[str, Any]:
+    """Every command reads the marker signing key once per account and run."""
+    return _statement("ReadMarkerSigningKey", ["secretsmanager:GetSecretValue"], arns.signing_key)
+
+
 def _guards(arns: _Arns) -> list[dict[str, Any]]:
-    """In every identity: a boundary is never removed, and the boundary policy never
-    changed, whatever else the principal is granted elsewhere."""
+    """In every identity: a boundary is never removed, the boundary policy never changed,
+    and the marker signing key never written, whatever else the principal is granted
+    elsewhere."""
     return [
+        # The key-mode statements' secret prefix covers the key's name by default.
+        _statement("DenySigningKeyWrites", SIGNING_KEY_WRITES, arns.signing_key, effect="Deny"),
         _statement("DenyBoundaryRemoval", ["iam:DeleteRolePermissionsBoundary",
                                            "iam:DeleteUserPermissionsBoundary"], "*", effect="Deny"),
         _statement("DenyBoundaryPolicyChanges", ["iam:CreatePolicyVersion", "iam:DeletePolicy",
@@ -223,6 +248,7 @@ def apply_policy(arns: _Arns) -> dict[str, Any]:
         _statement("LeaveForeignGroups", ["iam:RemoveUserFromGroup"], arns.groups),
         _statement("IssueKeysOfOurUsers", ["iam:CreateAccessKey", "iam:DeleteAccessKey"], arns.user, _ours()),
         *_key_secrets(arns),
+        _read_signing_key(arns),
         *_guards(arns),
     ])
 
@@ -235,6 +261,7 @@ def rotate_policy(arns: _Arns) -> dict[str, Any]:
         _statement("ManageKeysOfOurUsers",
                    ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey"], arns.user, _ours()),
         *_key_secrets(arns),
+        _read_signing_key(arns),
         *_guards(arns),
     ])
 
@@ -262,6 +289,7 @@ def cleanup_policy(arns: _Arns) -> dict[str, Any]:
                                                        "iam:RemoveUserFromGroup"],
                    [arns.groups, arns.profiles]),
         _statement("DeleteOurUsersMfaDevices", ["iam:DeleteVirtualMFADevice"], arns.mfa),
+        _read_signing_key(arns),
         *_guards(arns),
     ])
 
@@ -275,10 +303,12 @@ def restore_policy(arns: _Arns) -> dict[str, Any]:
                    _bounded(arns, requested=True)),
         _statement("PutPoliciesWithinBoundary", ["iam:PutRolePolicy", "iam:PutUserPolicy"],
                    [arns.role, arns.user], _bounded(arns)),
-        # CreateRole and CreateUser with tags are also authorised as TagRole / TagUser.
+        # CreateRole and CreateUser with tags are also authorised as TagRole / TagUser; the
+        # new identity's marker MAC is written right after it is created.
         _statement("TagAsOurs", ["iam:TagRole", "iam:TagUser"], [arns.role, arns.user], _requested()),
         _statement("LiftQuarantineOfOurs", ["iam:DeleteRolePolicy", "iam:UntagRole", "iam:UntagUser"],
                    [arns.role, arns.user], _ours()),
+        _read_signing_key(arns),
         *_guards(arns),
     ])
 
@@ -356,3 +386,21 @@ def render_text(plan: AwsBootstrap) -> str:
                   "characters); every role and user apply creates carries it:",
               json.dumps(plan.boundary.document, indent=2)]
     return "\n".join(lines)
+
+
+SIGNING_KEY_READ_SID = "WorkloadIdsOnlyToolReadsSigningKey"
+SIGNING_KEY_WRITE_SID = "WorkloadIdsOnlyAdminsWriteSigningKey"
+
+
+def signing_key_policy(readers: list[str], admins: list[str]) -> dict[str, Any]:
+    """The signing key's resource policy: Deny only (it opens the key to nobody). Reading
+    is denied to every principal but the tool's identities and the administrators;
+    every write to all but the administrators (who ran bootstrap, and the account)."""
+    writes = [a for a in SIGNING_KEY_WRITES if a != "secretsmanager:CreateSecret"]
+    return _document([
+        {"Sid": SIGNING_KEY_READ_SID, "Effect": "Deny", "Principal": "*",
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"ArnNotLike": {"aws:PrincipalArn": sorted({*readers, *admins})}}},
+        {"Sid": SIGNING_KEY_WRITE_SID, "Effect": "Deny", "Principal": "*", "Action": writes,
+         "Resource": "*", "Condition": {"ArnNotLike": {"aws:PrincipalArn": sorted(set(admins))}}},
+    ])

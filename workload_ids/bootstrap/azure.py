@@ -49,8 +49,9 @@ DATA_PLANE = {
              "Secrets Officer on azure.keyVaultUrl; Storage Blob Data Contributor on azure.lockContainerUrl",
     "rotate": "Microsoft Graph Application.ReadWrite.OwnedBy; Key Vault Secrets Officer on the vault; "
               "Storage Blob Data Contributor on the lock container",
-    "cleanup": "Microsoft Graph Application.ReadWrite.OwnedBy (deletes key-mode applications)",
-    "restore": "none beyond the role",
+    "cleanup": "Microsoft Graph Application.ReadWrite.OwnedBy (deletes key-mode applications); Key Vault "
+               "Secrets User on the secret workload-ids-signing-key (the marker signing key)",
+    "restore": "Key Vault Secrets User on the secret workload-ids-signing-key (the marker signing key)",
 }
 
 

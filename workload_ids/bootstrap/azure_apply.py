@@ -19,6 +19,7 @@ from typing import Any
 
 from ..calls import CallSeam, to_cloud_error
 from ..errors import ConflictError
+from ..markers import KEY_SECRET
 from . import MARKER_PREFIX, Step, marker
 
 TAG = "workload-ids:bootstrap"  # the identities' marker tag: its value is the tool identity
@@ -81,6 +82,9 @@ class AzureBootstrap:
             "authorization.role_assignments.list_for_scope",
             self.authz.role_assignments.list_for_scope(self.scope, filter="atScope()")))
         self._judge(roles, identities)
+        vault = self.clients.secrets if self.clients.config.azure.keyVaultUrl else None
+        # Judged with the rest, before any write (and not read twice).
+        key_step = ensure_signing_key(self.clients, vault, create=False) if vault is not None else None
         for ident in self.plan["identities"]:
             definition = ident["roleDefinition"]
             guid = str(definition["id"]).rsplit("/", 1)[1]
@@ -89,6 +93,12 @@ class AzureBootstrap:
                                        identities.get(str(ident["managedIdentity"]).lower()))
             self._assignment(ident["identity"], guid, principal, ident["roleAssignment"]["properties"],
                              assignments)
+        if vault is None:
+            self.steps.append(Step("note", "secret", KEY_SECRET, "azure.keyVaultUrl is not set: set it and "
+                                   "rerun to create the marker signing key, which every command needs"))
+        else:
+            self.steps.append(key_step or ensure_signing_key(self.clients, vault)
+                              or Step("unchanged", "secret", KEY_SECRET))
         return self.steps
 
     def _judge(self, roles: Mapping[str, Any], identities: Mapping[str, Any]) -> None:
@@ -181,6 +191,50 @@ class AzureBootstrap:
                    self.scope, assignment_name(self.scope, guid, principal), body)
         self.steps.append(Step("created", "role assignment", label,
                                "with its condition, version 2.0" if want.get("condition") else ""))
+
+
+KEY_TAG = "workload-ids-bootstrap"  # Key Vault tag names: letters, digits, '-' (no ':')
+KEY_TAG_VALUE = "signing-key"
+KEY_CONTENT_TYPE = "application/vnd.workload-ids.signing-key"
+
+
+def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True) -> Step | None:
+    """The marker signing key in the configured Key Vault: created with fresh material,
+    tagged; None when it is in place. A secret of that name that bootstrap cannot show it
+    made (our tag and content type, 64 hex characters) is refused: whoever made it may
+    know the material and could forge every marker. Returns the step (``unchanged`` when
+    it is in place), or None when it is missing and ``create`` is false. Who may read or write it is the
+    vault's RBAC (Key Vault Secrets User on this secret for the tool's identities)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from ..markers import KEY_SECRET
+    from ..signing import SigningKey, new_key_material
+    where = f"{clients.config.azure.keyVaultUrl} secret {KEY_SECRET}"
+    try:
+        found = clients.call("keyvault.get_secret", vault.get_secret, KEY_SECRET)
+    except ResourceNotFoundError:
+        found = None
+    if found is not None:
+        tags = dict(found.properties.tags or {})
+        why = None
+        if tags.get(KEY_TAG) != KEY_TAG_VALUE or found.properties.content_type != KEY_CONTENT_TYPE:
+            why = f"does not carry the tag {KEY_TAG}={KEY_TAG_VALUE} and content type {KEY_CONTENT_TYPE}"
+        else:
+            try:
+                SigningKey.from_stored(str(found.value or ""), where)
+            except ValueError:
+                why = "its value is not 64 hexadecimal characters"
+        if why:
+            raise ConflictError(f"Key Vault {where} exists but {why}, so bootstrap cannot show it made it "
+                                "and will not use it as the marker signing key; nothing was changed",
+                                "find out who created it, delete and purge it, and rerun")
+        return Step("unchanged", "secret", KEY_SECRET, str(clients.config.azure.keyVaultUrl))
+    if not create:
+        return None
+    clients.call("keyvault.set_secret", vault.set_secret, KEY_SECRET, new_key_material(),
+                 content_type=KEY_CONTENT_TYPE, tags={KEY_TAG: KEY_TAG_VALUE})
+    return Step("created", "secret", KEY_SECRET,
+                f"the marker signing key in {clients.config.azure.keyVaultUrl}")
 
 
 def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any], resource_group: str,

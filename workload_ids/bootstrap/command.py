@@ -150,9 +150,13 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
         from botocore.exceptions import BotoCoreError, ClientError
 
         from ..calls import to_cloud_error
-        from .converge import converge
+        from .converge import converge, ensure_signing_key
         try:
             done = converge(provider.client(account, "iam"), plan)
+            key = ensure_signing_key(provider.client(account, "secretsmanager"), plan,
+                                     provider.verify_target(account))
+            if key:
+                done.append(key)
         except (ClientError, BotoCoreError) as exc:
             raise to_cloud_error(seam, "aws", "bootstrap", exc,
                                  "bootstrap needs an administrator of the account (it writes IAM "

@@ -96,3 +96,60 @@ def converge(iam: Any, plan: AwsBootstrap) -> list[str]:
     for ident in plan.identities:
         done.extend(ensure_identity(iam, ident))
     return done
+
+
+SIGNING_KEY_TAG = "signing-key"
+
+
+def ensure_signing_key(sm: Any, plan: AwsBootstrap, caller: str) -> str | None:
+    """The marker signing key (``workload-ids/signing-key``): created with fresh material
+    and locked down by a deny-only resource policy; returns what was done, None if it
+    was in place. A secret of that name that bootstrap cannot show it made (our tag, the
+    account's own encryption key, our deny-only policy, 64 hex characters) is refused:
+    whoever made it may know the material, and with it could forge every marker."""
+    from ..errors import UserError
+    from ..markers import AWS_KEY_SECRET
+    from ..secrets.aws import grants_nothing, reader_patterns
+    from ..signing import SigningKey, new_key_material
+    from .aws import SIGNING_KEY_READ_SID, SIGNING_KEY_WRITE_SID, signing_key_policy
+
+    def refuse(why: str) -> UserError:
+        return UserError(
+            f"Secrets Manager secret {AWS_KEY_SECRET} in account {plan.account} exists but {why}, so "
+            "bootstrap cannot show it made it and will not use it as the marker signing key; find "
+            "out who created it, delete it (aws secretsmanager delete-secret --secret-id "
+            f"{AWS_KEY_SECRET} --force-delete-without-recovery) and rerun")
+
+    try:
+        doc = sm.describe_secret(SecretId=AWS_KEY_SECRET)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) != "ResourceNotFoundException":
+            raise
+        doc = None
+    if doc is not None:
+        tags = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
+        if tags.get(BOOTSTRAP_TAG) != SIGNING_KEY_TAG:
+            raise refuse(f"does not carry the tag {BOOTSTRAP_TAG}={SIGNING_KEY_TAG}")
+        if str(doc.get("KmsKeyId") or "") not in ("", "alias/aws/secretsmanager"):
+            raise refuse(f"is encrypted with KMS key {doc.get('KmsKeyId')}, whose policy others control")
+        policy = str(sm.get_resource_policy(SecretId=AWS_KEY_SECRET).get("ResourcePolicy") or "")
+        sids = {str(st.get("Sid")) for st in (json.loads(policy).get("Statement") or [])} if policy else set()
+        if not policy or not grants_nothing(policy) or \
+                not {SIGNING_KEY_READ_SID, SIGNING_KEY_WRITE_SID} <= sids:
+            raise refuse("its resource policy is not the deny-only one bootstrap writes")
+        value = sm.get_secret_value(SecretId=AWS_KEY_SECRET)
+        try:
+            SigningKey.from_stored(str(value.get("SecretString") or ""), AWS_KEY_SECRET)
+        except ValueError:
+            raise refuse("its value is not 64 hexadecimal characters") from None
+        return None
+    admins = reader_patterns(caller, [])
+    readers = [ident.role_arn for ident in plan.identities]
+    sm.create_secret(Name=AWS_KEY_SECRET, SecretString=new_key_material(),
+                     Description="workload-ids: the key that authenticates ownership markers "
+                                 "(workload-ids bootstrap); never read by people",
+                     Tags=[{"Key": BOOTSTRAP_TAG, "Value": SIGNING_KEY_TAG}])
+    sm.put_resource_policy(SecretId=AWS_KEY_SECRET, BlockPublicPolicy=True,
+                           ResourcePolicy=json.dumps(signing_key_policy(readers, admins), sort_keys=True))
+    return (f"created the marker signing key: Secrets Manager secret {AWS_KEY_SECRET} (readable by the "
+            "tool's identities only)")

@@ -91,7 +91,26 @@ def render(config: Config, project: str, extra_roles: Sequence[str] = ()) -> dic
                                           "includedPermissions": ["resourcemanager.projects.setIamPolicy"]}
             bindings.append({"role": grant, "members": [member],
                              "condition": grant_condition(project, list(extra_roles))})
-    return {"provider": "gcp", "target": project, "identities": identities, "bindings": bindings}
+    return {"provider": "gcp", "target": project, "identities": identities, "bindings": bindings,
+            "signingKey": signing_key(config, project)}
+
+
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+# Secret Manager annotation keys allow no ':'; the value says which bootstrap object it is.
+KEY_ANNOTATION = "workload-ids-bootstrap"
+KEY_ANNOTATION_VALUE = "signing-key"
+
+
+def signing_key(config: Config, project: str) -> dict[str, Any]:
+    """The marker signing key: a Secret Manager secret whose own IAM policy lets the
+    tool's service accounts (and no one else it names) read it. Project-level roles that
+    carry ``secretmanager.versions.access`` still reach it: keep those to administrators."""
+    from ..markers import KEY_SECRET
+    readers = sorted(f"serviceAccount:{account_id(config, i)}@{project}.iam.gserviceaccount.com"
+                     for i in IDENTITIES)
+    return {"name": f"projects/{project}/secrets/{KEY_SECRET}", "secretId": KEY_SECRET,
+            "annotations": {KEY_ANNOTATION: KEY_ANNOTATION_VALUE},
+            "bindings": [{"role": SECRET_ACCESSOR, "members": readers}]}
 
 
 def render_text(plan: dict[str, Any]) -> str:
@@ -104,4 +123,8 @@ def render_text(plan: dict[str, Any]) -> str:
             lines.append(json.dumps(ident["grantRole"], indent=2))
     lines += ["", "== project bindings (add to the project's IAM policy, version 3):",
               json.dumps({"bindings": plan["bindings"], "version": 3}, indent=2)]
+    key = plan["signingKey"]
+    lines += ["", f"== marker signing key: Secret Manager secret {key['name']} (64 random hex characters, "
+                  "made by `--apply`), readable through its own IAM policy by:",
+              json.dumps(key["bindings"], indent=2)]
     return "\n".join(lines)

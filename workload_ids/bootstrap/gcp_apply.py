@@ -110,12 +110,17 @@ class GcpBootstrap:
                 f"bootstrap marker ('{MARKER_PREFIX} identity=...' in the description); nothing was changed",
                 "find out who created it; bootstrap never adopts an object it did not create: "
                 "delete or rename it, or bootstrap another project")
+        # Judged with the rest, before any write (and not read twice): a key secret
+        # bootstrap did not make.
+        key_step = ensure_signing_key(self.clients.secrets, self.plan["signingKey"], create=False)
         for _, role in wanted_roles:
             self._role(role, roles.get(role["name"]))
         created = [self._account(i, accounts.get(i["serviceAccount"])) for i in self.plan["identities"]]
         for email in [e for e in created if e]:
             self._await_visible(email)
         self._bindings()
+        step = key_step or ensure_signing_key(self.clients.secrets, self.plan["signingKey"])
+        self.steps.append(step or Step("unchanged", "secret", str(self.plan["signingKey"]["name"])))
         return self.steps
 
     def _role(self, role: Mapping[str, Any], current: Any) -> None:
@@ -262,6 +267,58 @@ class GcpBootstrap:
                 item.condition.description = b["condition"].get("description", "")
                 item.condition.expression = b["condition"]["expression"]
         self.clients.projects.set_iam_policy(request={"resource": f"projects/{self.project}", "policy": new})
+
+
+def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = True) -> Step | None:
+    """The marker signing key (see :func:`workload_ids.bootstrap.gcp.signing_key`):
+    created with fresh material and its IAM policy; None when it is in place. A secret of
+    that name that bootstrap cannot show it made (our annotation, a policy that grants only
+    the tool's readers, 64 hex characters) is refused: whoever made it may know the
+    material and could forge every marker with it. Returns the step (``unchanged`` when it
+    is in place), or None when it is missing and ``create`` is false."""
+    from google.iam.v1 import policy_pb2
+
+    from ..signing import SigningKey, new_key_material
+    from .gcp import KEY_ANNOTATION, KEY_ANNOTATION_VALUE
+    name = str(key["name"])
+    project = name.split("/")[1]
+    wanted = {(b["role"], m) for b in key["bindings"] for m in b["members"]}
+
+    def refuse(why: str) -> ConflictError:
+        return ConflictError(f"Secret Manager secret {name} exists but {why}, so bootstrap cannot show "
+                             "it made it and will not use it as the marker signing key; nothing was "
+                             "changed", "find out who created it, delete it (gcloud secrets delete "
+                             f"{key['secretId']} --project {project}) and rerun")
+
+    try:
+        secret = secrets.get_secret(name=name)
+    except gx.NotFound:
+        secret = None
+    if secret is not None:
+        if dict(secret.annotations).get(KEY_ANNOTATION) != KEY_ANNOTATION_VALUE:
+            raise refuse(f"does not carry the annotation {KEY_ANNOTATION}={KEY_ANNOTATION_VALUE}")
+        policy = secrets.get_iam_policy(request={"resource": name})
+        held = {(b.role, m) for b in policy.bindings for m in b.members}
+        if not held or not held <= wanted:
+            raise refuse("its IAM policy grants more than the tool's service accounts reading it")
+        value = secrets.access_secret_version(name=f"{name}/versions/latest").payload.data.decode()
+        try:
+            SigningKey.from_stored(value, name)
+        except ValueError:
+            raise refuse("its value is not 64 hexadecimal characters") from None
+        return Step("unchanged", "secret", name)
+    if not create:
+        return None
+    secrets.create_secret(request={"parent": f"projects/{project}", "secret_id": key["secretId"],
+                                   "secret": {"replication": {"automatic": {}},
+                                              "annotations": dict(key["annotations"])}})
+    secrets.add_secret_version(request={"parent": name,
+                                        "payload": {"data": new_key_material().encode()}})
+    policy = policy_pb2.Policy(version=1)
+    for b in key["bindings"]:
+        policy.bindings.add(role=b["role"], members=b["members"])
+    secrets.set_iam_policy(request={"resource": name, "policy": policy})
+    return Step("created", "secret", name, "the marker signing key, readable by the tool's service accounts")
 
 
 def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any]) -> list[Step]:

@@ -78,6 +78,20 @@ def seed_boundary(endpoint_url: str | None = None, account: str = SANDBOX_ACCOUN
     return boundary.arn
 
 
+def seed_signing_key(endpoint_url: str | None = None, account: str = SANDBOX_ACCOUNT,
+                     sm: Any = None) -> None:
+    """Create the marker signing key as `workload-ids bootstrap --apply` would (the same
+    code), for the default config; idempotent."""
+    from ..bootstrap.aws import render
+    from ..bootstrap.converge import ensure_signing_key
+    from ..config import Config, ConfigFile
+    if sm is None:
+        import boto3
+        sm = boto3.client("secretsmanager", endpoint_url=endpoint_url, region_name="us-east-1")
+    plan = render(Config(ConfigFile(), Path.cwd(), None), account)
+    ensure_signing_key(sm, plan, f"arn:aws:iam::{account}:root")
+
+
 @contextmanager
 def in_process_aws() -> Iterator[None]:
     """moto in this process, with dummy credentials; everything is gone on exit.
@@ -230,6 +244,7 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
     url = server.start()
     seed_oidc_providers(endpoint_url=url)
     seed_boundary(endpoint_url=url)
+    seed_signing_key(endpoint_url=url)
     template_config = sandbox_config(url)
     gcp = None
     try:

@@ -45,10 +45,16 @@ from ...calls import (
 from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, InputErrors, UserError
+from ...markers import AWS_KEY_SECRET, KeyCache, check, sign
 from ...model import (
     FORGED,
+    IMMUTABLE_ID,
+    MANAGED_BY,
     MARKER_KEYS,
+    TAG_MAC,
+    TAG_MANAGED_BY,
     TAG_OWNER,
+    UNAUTHENTICATED,
     Change,
     CompiledWorkload,
     DesiredIdentity,
@@ -271,6 +277,31 @@ class AwsProvider(RetireMixin):
         self._oidc: dict[str, set[str]] = {}
         self._policies: set[tuple[str, str]] = set()  # (account, boundary ARN) seen to exist
         self._callers: dict[str, str] = {}  # account -> the ARN our credentials are there
+        self.keys = KeyCache(self._read_signing_key, self._signing_key_where)
+
+    # --- the marker signing key --------------------------------------------------------
+
+    def _signing_key_where(self, target: str) -> str:
+        return (f"Secrets Manager secret {AWS_KEY_SECRET} in account {target} "
+                f"(region {self._session(target).region_name})")
+
+    def _read_signing_key(self, target: str) -> str | None:
+        sm = self.client(target, "secretsmanager")
+        try:
+            return str(sm.get_secret_value(SecretId=AWS_KEY_SECRET).get("SecretString") or "")
+        except ClientError as exc:
+            info = classify(exc)
+            if info and info.kind == NOT_FOUND:
+                return None
+            raise self._cloud("secretsmanager.get_secret_value", exc) from exc
+
+    def marker_mac(self, target: str, name: str, immutable_id: str, marker: Marker) -> str:
+        """The MAC that authenticates ``marker`` on this identity."""
+        return sign(self.keys.get(target), "aws", target, name, immutable_id, marker)
+
+    def _authenticated(self, target: str, name: str, immutable_id: str, marker: Marker,
+                       tags: Mapping[str, str]) -> str | None:
+        return check(self.keys.get(target), "aws", target, name, immutable_id, marker, tags.get(TAG_MAC))
 
     # --- clients ---------------------------------------------------------------------
 
@@ -361,6 +392,8 @@ class AwsProvider(RetireMixin):
         ops = KIND_OPS[desired.kind]
         iam = self.client(target, "iam")
         name = desired.name
+        # Before anything: without the key nothing here can be believed or marked.
+        self.keys.get(target)
         try:
             entity = getattr(iam, ops.get)(**{ops.param: name})[ops.result]
         except ClientError as exc:
@@ -409,9 +442,15 @@ class AwsProvider(RetireMixin):
         # What cleanup needs to judge, quarantine, bundle and tear down an identity without
         # reading it again: the batch read already holds all of it.
         marker = Marker.from_tags(tags)
+        name = entity[ops.param]
+        immutable_id = str(entity.get("RoleId" if kind == "role" else "UserId") or "")
+        misplaced = render.not_ours(self.config, kind, name, entity.get("Path", ""), marker) \
+            if marker is not None else None
         extra: dict[str, Any] = {
-            FORGED: render.not_ours(self.config, kind, entity[ops.param], entity.get("Path", ""), marker)
-            if marker is not None else None,
+            FORGED: misplaced,
+            UNAUTHENTICATED: self._authenticated(target, name, immutable_id, marker, tags)
+            if marker is not None and not misplaced else None,
+            IMMUTABLE_ID: immutable_id,
             "lastUsed": last_used, "created": entity.get("CreateDate"),
             "quarantined": bool(entity.get("_quarantined")),
             "inline": {p["PolicyName"]: p["PolicyDocument"] for p in entity.get(ops.detail_policies, [])},
@@ -436,6 +475,7 @@ class AwsProvider(RetireMixin):
         path (session duration and description, which the first walk lacks)."""
         iam = self.client(target, "iam")
         path = self.config.aws.rolePath
+        self.keys.get(target)  # before anything: without it nothing here can be believed
 
         def list_ours() -> dict[str, Any]:
             if not settings:
@@ -646,11 +686,11 @@ class AwsProvider(RetireMixin):
                 "does not carry the workload-ids ownership tags, so it will not be modified",
                 f"rename the workload, or delete or rename that {observed.kind} if it is truly unused; "
                 f"workload-ids never adopts a {observed.kind} it did not create")
-        if observed.forged:
+        if observed.misplaced:
             # Same name, other path (IAM names are unique across paths): not one we made.
             raise ConflictError(
                 f"{w.label}: IAM {observed.kind} {observed.name} in account {w.target} carries the "
-                f"workload-ids tags but {observed.forged}, so it will not be modified",
+                f"workload-ids tags but {observed.misplaced}, so it will not be modified",
                 f"find out who created it and delete or rename it; workload-ids never adopts a "
                 f"{observed.kind} outside {self.config.aws.rolePath}")
         changes: list[Change] = []
@@ -679,6 +719,10 @@ class AwsProvider(RetireMixin):
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
                 if observed.tags.get(k) != v
                 and not (k == TAG_OWNER and transfer_believed(self.config, observed, v))}
+        if observed.unauthenticated:
+            # At our path and name but not provably ours: plan has checked the audit log
+            # does not name another owner; apply converges it and marks it anew.
+            tags[TAG_MAC] = {"from": "(not valid)", "to": "(new MAC)"}
         if tags:
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-tags", tags=tags))
@@ -717,12 +761,27 @@ class AwsProvider(RetireMixin):
                 else:
                     self._ignore_missing(getattr(iam, ops.delete_boundary), **who)
             elif change.action == "update-tags":
-                getattr(iam, ops.tag)(**who, Tags=[{"Key": k, "Value": v}
-                                                   for k, v in desired.tags.items()])
+                assert change.observed is not None
+                self._write_marker(iam, desired, change.observed, [
+                    k for k in change.details.get("tags", {}) if k != TAG_MAC])
             else:  # pragma: no cover - plan and apply are written together
                 raise ValueError(f"unknown change {change.action}")
         except (ClientError, BotoCoreError, ResponseParserError) as exc:
             raise self._cloud(operation, exc) from exc
+
+    def _write_marker(self, iam: SeamClient, desired: DesiredIdentity, observed: ObservedIdentity,
+                      keys: Sequence[str]) -> None:
+        """Write the changed marker tags and the MAC of the marker they make, in one call
+        (with managed-by, which the deployer's policy requires of every tag write)."""
+        ops = KIND_OPS[desired.kind]
+        written = {k: desired.tags[k] for k in keys if k in desired.tags}
+        marker = Marker.from_tags({**observed.tags, **written})
+        assert marker is not None
+        target = desired.workload.target
+        written[TAG_MANAGED_BY] = MANAGED_BY
+        written[TAG_MAC] = self.marker_mac(target, desired.name, observed.immutable_id, marker)
+        getattr(iam, ops.tag)(**{ops.param: desired.name},
+                              Tags=[{"Key": k, "Value": v} for k, v in written.items()])
 
     def _ignore_missing(self, fn: Any, **kwargs: Any) -> None:
         try:
@@ -765,7 +824,7 @@ class AwsProvider(RetireMixin):
         if desired.settings.get("boundary"):
             params["PermissionsBoundary"] = desired.settings["boundary"]
         try:
-            getattr(iam, ops.create)(**params)
+            created = getattr(iam, ops.create)(**params)[ops.result]
         except ClientError as exc:
             info = classify(exc)
             if not info or info.code != "EntityAlreadyExists":
@@ -787,6 +846,13 @@ class AwsProvider(RetireMixin):
             for follow_up in self.diff(desired, observed):
                 self.apply(follow_up)
             return
+        # The MAC covers the immutable id IAM has only now given: one more call. A crash
+        # before it leaves an unauthenticated marker at our path and name, which the
+        # rerun's apply re-marks (plan checks the audit log first).
+        immutable_id = str(created.get("RoleId" if desired.kind == "role" else "UserId") or "")
+        mac = self.marker_mac(desired.workload.target, desired.name, immutable_id, desired.workload.marker)
+        getattr(iam, ops.tag)(**{ops.param: desired.name}, Tags=[
+            {"Key": TAG_MANAGED_BY, "Value": MANAGED_BY}, {"Key": TAG_MAC, "Value": mac}])
         self._put_policy(iam, desired)
 
     # --- credentials (key mode) ------------------------------------------------------
@@ -809,6 +875,10 @@ class AwsProvider(RetireMixin):
         if marker is not None and render.not_ours(self.config, desired.kind, desired.name,
                                                   entity.get("Path", ""), marker):
             return {}  # our tags outside our path: not ours, so never rotated
+        if marker is not None and self._authenticated(
+                desired.workload.target, desired.name, str(entity.get("UserId" if desired.kind == "user"
+                                                                      else "RoleId") or ""), marker, tags):
+            return {}  # no valid MAC: not provably ours, so never rotated
         return tags
 
     key_limit = 2

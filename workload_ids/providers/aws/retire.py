@@ -20,7 +20,17 @@ from ... import clock
 from ...calls import NOT_FOUND
 from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
 from ...errors import CloudError, ConflictError
-from ...model import TAG_OWNER, KeyInfo, Marker, ObservedIdentity
+from ...markers import NOT_AUTHENTICATED
+from ...model import (
+    IMMUTABLE_ID,
+    MANAGED_BY,
+    TAG_MAC,
+    TAG_MANAGED_BY,
+    TAG_OWNER,
+    KeyInfo,
+    Marker,
+    ObservedIdentity,
+)
 from . import render
 
 if TYPE_CHECKING:
@@ -52,6 +62,7 @@ class RetireMixin:
         def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
         def _ignore_missing(self, fn: Any, **kwargs: Any) -> None: ...
         def list_keys_of(self, target: str, name: str) -> list[KeyInfo]: ...
+        def marker_mac(self, target: str, name: str, immutable_id: str, marker: Marker) -> str: ...
         def _pages(self, client: SeamClient, operation: str, key: str,
                    **kwargs: Any) -> Iterator[list[Any]]: ...
 
@@ -176,7 +187,10 @@ class RetireMixin:
         marker = identity.marker
         assert marker is not None
         previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
-        self._tag(identity, {TAG_OWNER: successor, TRANSFERRED_FROM_TAG: previous})
+        # The new owner and the MAC that authenticates it, in one call.
+        mac = self.marker_mac(identity.target, identity.name, identity.immutable_id,
+                              marker.replace(owner=successor))
+        self._tag(identity, {TAG_OWNER: successor, TRANSFERRED_FROM_TAG: previous, TAG_MAC: mac})
 
     def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
         """The full definition, from the batch read (no calls): what :meth:`restore` needs."""
@@ -190,6 +204,8 @@ class RetireMixin:
             "inlinePolicies": inline,
             "attachedPolicies": list(identity.extra.get("attached") or []),
             "groups": list(identity.extra.get("groups") or []),
+            # What the marker's MAC covers: restore checks it before recreating anything.
+            "immutableId": identity.immutable_id,
         }
         if identity.kind == "role":
             raw = getattr(identity.documents, "raw", None)
@@ -295,6 +311,15 @@ class RetireMixin:
                            UserName=name, ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"])
             self._step(steps, f"delete user {name}", "delete_user", iam.delete_user, UserName=name)
 
+    def _remark(self, iam: SeamClient, kind: str, name: str, target: str, immutable_id: str,
+                marker: Marker) -> None:
+        mac = self.marker_mac(target, name, immutable_id, marker)
+        items = [{"Key": TAG_MANAGED_BY, "Value": MANAGED_BY}, {"Key": TAG_MAC, "Value": mac}]
+        if kind == "role":
+            self._run("iam.tag_role", lambda: iam.tag_role(RoleName=name, Tags=items))
+        else:
+            self._run("iam.tag_user", lambda: iam.tag_user(UserName=name, Tags=items))
+
     def _ignore_missing_value(self, fn: Any, **kwargs: Any) -> Any:
         try:
             return fn(**kwargs)
@@ -315,34 +340,55 @@ class RetireMixin:
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Recreate a deleted role or user from its bundle; converges when rerun. Access
         keys cannot be restored (AWS never shows a secret twice)."""
-        iam = self.client(str(bundle["target"]), "iam")
+        target = str(bundle["target"])
+        iam = self.client(target, "iam")
         kind, name = str(bundle["kind"]), str(bundle["name"])
         steps: list[str] = []
-        tags = [{"Key": k, "Value": v} for k, v in dict(bundle["tags"]).items() if k != MARK_TAG]
+        held_tags = {str(k): str(v) for k, v in dict(bundle["tags"]).items()}
+        marker = Marker.from_tags(held_tags)
+        # Only an identity whose marker the tool authenticated has a bundle to restore: a
+        # bundle naming a forged one (or edited since) recreates nothing.
+        if marker is None or self.marker_mac(target, name, str(bundle.get(IMMUTABLE_ID) or ""),
+                                             marker) != held_tags.get(TAG_MAC):
+            raise ConflictError(f"the restore bundle of IAM {kind} {name} carries a marker that is "
+                                f"not authenticated ({NOT_AUTHENTICATED.removeprefix('its marker is ')})",
+                                "it is never restored: the identity it describes was not provably "
+                                "made by workload-ids, or the bundle was edited")
+        tags = [{"Key": k, "Value": v} for k, v in held_tags.items() if k not in (MARK_TAG, TAG_MAC)]
         params: dict[str, Any] = {"Path": bundle.get("path") or "/", "Tags": tags}
         if bundle.get("boundary"):
             params["PermissionsBoundary"] = bundle["boundary"]
         param = "RoleName" if kind == "role" else "UserName"
         try:
             if kind == "role":
-                iam.create_role(RoleName=name, AssumeRolePolicyDocument=render.canonical(bundle["trust"]),
-                                Description=bundle.get("description", ""),
-                                MaxSessionDuration=int(bundle.get("maxSessionDuration") or 3600), **params)
+                created = iam.create_role(
+                    RoleName=name, AssumeRolePolicyDocument=render.canonical(bundle["trust"]),
+                    Description=bundle.get("description", ""),
+                    MaxSessionDuration=int(bundle.get("maxSessionDuration") or 3600), **params)["Role"]
             else:
-                iam.create_user(UserName=name, **params)
+                created = iam.create_user(UserName=name, **params)["User"]
             steps.append(f"create {kind} {name}")
+            # A new identity has a new immutable id: mark it anew.
+            self._remark(iam, kind, name, target, str(created.get("RoleId" if kind == "role" else "UserId")),
+                         marker)
         except ClientError as exc:
             info = self.seam.classify("aws", exc)
             if not info or info.code != "EntityAlreadyExists":
                 raise self._cloud(f"iam.create_{kind}", exc) from exc
             # A rerun, or a deletion that never finished: converge only what is ours.
             entity = self._run(f"iam.get_{kind}", lambda: getattr(iam, f"get_{kind}")(**{param: name}))
-            held = entity["Role" if kind == "role" else "User"].get("Tags", [])
-            found = {t["Key"]: t["Value"] for t in held}
-            if Marker.from_tags(found) is None:
+            existing = entity["Role" if kind == "role" else "User"]
+            found = {t["Key"]: t["Value"] for t in existing.get("Tags", [])}
+            found_marker = Marker.from_tags(found)
+            if found_marker is None:
                 raise ConflictError(f"IAM {kind} {name} exists and does not carry the workload-ids "
                                     "ownership tags", "it is never modified; restore under that name "
                                     "is impossible until it is removed or renamed") from exc
+            found_id = str(existing.get("RoleId" if kind == "role" else "UserId") or "")
+            if self.marker_mac(target, name, found_id, found_marker) != found.get(TAG_MAC):
+                raise ConflictError(f"IAM {kind} {name} exists and carries the workload-ids tags but "
+                                    f"{NOT_AUTHENTICATED}", "it is reported as forged and never "
+                                    "modified; find out who tagged it") from exc
             if kind == "role":
                 self._run("iam.delete_role_policy", lambda: self._ignore_missing(
                     iam.delete_role_policy, RoleName=name, PolicyName=QUARANTINE_POLICY))

@@ -23,7 +23,7 @@ from ... import clock
 from ...calls import CONFLICT, DENIED, NOT_FOUND
 from ...config import Config
 from ...errors import ConflictError, Diagnostic
-from ...model import MARKER_KEYS, Change, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
+from ...model import MARKER_KEYS, UNAUTHENTICATED, Change, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
 from ...secrets.interface import IssuedKey, SecretValue
 from . import render
 
@@ -73,6 +73,10 @@ class AzureKeyMixin:
                           assignments: Sequence[Any]) -> ObservedIdentity: ...
         def _access_changes(self, change: Any, want: Mapping[str, Any],
                             have: Mapping[str, Any]) -> list[Change]: ...
+        def signed(self, subscription: str, name: str, immutable_id: str,
+                   tags: Mapping[str, str]) -> dict[str, str]: ...
+        def _ownership(self, subscription: str, name: str, immutable_id: str, tags: Mapping[str, str],
+                       marker: Marker | None) -> dict[str, Any]: ...
         def converge_grants(self, subscription: str, principal: str, marker: Marker,
                             want_roles: Mapping[str, Any], want_assignments: Mapping[str, Any],
                             label: str) -> None: ...
@@ -184,10 +188,15 @@ class AzureKeyMixin:
         from ...cleanup.provenance import transfer_believed
         transferred = transfer_believed(self.config, observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
-        if not transferred and any(observed.tags.get(k) != desired.tags[k] for k in MARKER_KEYS):
-            changes.append(change("update-marker", tags={
-                k: {"from": observed.tags.get(k, ""), "to": desired.tags[k]}
-                for k in MARKER_KEYS if observed.tags.get(k) != desired.tags[k]}))
+        if observed.misplaced:
+            raise ConflictError(
+                f"{w.label}: application {desired.name} carries the workload-ids tags but "
+                f"{observed.misplaced}, so it will not be modified", "find out who tagged it")
+        from ...model import SIGNED_KEYS
+        from .provider import marker_changes
+        if observed.unauthenticated or (not transferred and any(
+                observed.tags.get(k, "") != desired.tags.get(k, "") for k in SIGNED_KEYS)):
+            changes.append(change("update-marker", tags=marker_changes(desired, observed)))
         return changes
 
     def apply_application(self, change: Change) -> None:
@@ -290,6 +299,9 @@ class AzureKeyMixin:
         foreign = [t for t in app.get("tags") or [] if "=" not in t]
         tags = {k: v for k, v in current.items() if k not in MARKER_KEYS and k not in drop}
         tags.update(marker_tags)
+        # Every marker write of an application passes here: its MAC is bound to the object id.
+        tags = self.signed(str(tags.get(render.SUBSCRIPTION_TAG, "")), str(app["displayName"]),
+                           str(app["id"]), tags)
         if tags == current:
             return
         self._graph("update_application", str(app["id"]), {"tags": [*foreign, *tag_list(tags)]})
@@ -380,7 +392,14 @@ class AzureKeyMixin:
 
     def owned_tags(self, desired: DesiredIdentity) -> dict[str, str] | None:
         app = self._find_app(desired)
-        return None if app is None else tags_of(app.get("tags"))
+        if app is None:
+            return None
+        tags = tags_of(app.get("tags"))
+        marker = Marker.from_tags(tags)
+        if marker is not None and self._ownership(desired.workload.target, str(app["displayName"]),
+                                                  str(app["id"]), tags, marker).get(UNAUTHENTICATED):
+            return {}  # not provably ours: never rotated
+        return tags
 
     def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
         app = self._find_app(desired)

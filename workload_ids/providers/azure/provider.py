@@ -25,7 +25,20 @@ from ...calls import CONFLICT, NOT_FOUND, CallSeam
 from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import ConflictError, Diagnostic, UserError
-from ...model import FORGED, MARKER_KEYS, Change, CompiledWorkload, DesiredIdentity, Marker, ObservedIdentity
+from ...markers import KEY_SECRET, KeyCache, check, sign
+from ...model import (
+    FORGED,
+    IMMUTABLE_ID,
+    MARKER_KEYS,
+    SIGNED_KEYS,
+    TAG_MAC,
+    UNAUTHENTICATED,
+    Change,
+    CompiledWorkload,
+    DesiredIdentity,
+    Marker,
+    ObservedIdentity,
+)
 from . import render
 from .clients import AzureClients
 from .keys import AzureKeyMixin
@@ -131,6 +144,45 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         self._scope_principals: dict[str, set[str]] = {}
         self._roles_cache: dict[str, OurRoles] = {}
         self._roles_lock = threading.Lock()
+        # One key in the configured vault serves every subscription (read once each).
+        self.keys = KeyCache(self._read_signing_key, lambda _: (
+            f"Key Vault {config.azure.keyVaultUrl} secret {KEY_SECRET}" if config.azure.keyVaultUrl else
+            f"Key Vault secret {KEY_SECRET} (azure.keyVaultUrl is not set in workload-ids.yaml)"))
+
+    # --- the marker signing key --------------------------------------------------------
+
+    def _read_signing_key(self, subscription: str) -> str | None:
+        if not self.config.azure.keyVaultUrl:
+            return None
+        vault = self.clients.secrets
+        try:
+            found = self.clients.call("keyvault.get_secret", vault.get_secret, KEY_SECRET)
+        except Exception as exc:
+            if self._kind(exc) == NOT_FOUND:
+                return None
+            if self.seam.classify("azure", exc) is None:
+                raise
+            raise self._cloud("keyvault.get_secret", exc) from exc
+        return str(found.value or "")
+
+    def signed(self, subscription: str, name: str, immutable_id: str,
+               tags: Mapping[str, str]) -> dict[str, str]:
+        """``tags`` with the MAC of the marker they hold, for this identity."""
+        out = {k: v for k, v in tags.items() if k != TAG_MAC}
+        marker = Marker.from_tags(out)
+        if marker is not None:
+            # Subscription ids are GUIDs, written in either case: the MAC binds the lower.
+            out[TAG_MAC] = sign(self.keys.get(subscription), "azure", subscription.lower(), name,
+                                immutable_id, marker)
+        return out
+
+    def _ownership(self, subscription: str, name: str, immutable_id: str, tags: Mapping[str, str],
+                   marker: Marker | None) -> dict[str, Any]:
+        misplaced = render.not_ours(self.prefix, name, marker) if marker else None
+        return {FORGED: misplaced, IMMUTABLE_ID: immutable_id,
+                UNAUTHENTICATED: check(self.keys.get(subscription), "azure", subscription.lower(), name,
+                                       immutable_id, marker, tags.get(TAG_MAC))
+                if marker is not None and not misplaced else None}
 
     # --- pure ------------------------------------------------------------------------
 
@@ -293,7 +345,7 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             foreign=tuple(foreign),
             extra={"principalId": principal, "clientId": str(identity.client_id or ""), "objects": documents,
                    "foreignGrants": foreign,
-                   FORGED: render.not_ours(self.prefix, str(identity.name), marker) if marker else None})
+                   **self._ownership(subscription, str(identity.name), principal, tags, marker)})
 
     def _observed_app(self, subscription: str, app: Mapping[str, Any], principal: Mapping[str, Any] | None,
                       roles: OurRoles, assignments: Sequence[Any]) -> ObservedIdentity:
@@ -319,11 +371,14 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
             extra={"principalId": principal_id, "appId": str(app["appId"]), "appObjectId": str(app["id"]),
                    "accountEnabled": None if principal is None else principal.get("accountEnabled", True),
                    "objects": documents, "foreignGrants": foreign,
-                   FORGED: render.not_ours(self.prefix, str(app["displayName"]), marker) if marker else None})
+                   # An application's marker is bound to its object id (its principal may
+                   # not exist yet, and is not what carries the tags).
+                   **self._ownership(subscription, str(app["displayName"]), str(app["id"]), tags, marker)})
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         """Four calls: the identity, the subscription's custom roles, its assignments and its
         federated credentials."""
+        self.keys.get(desired.workload.target)  # before anything: without it nothing can be believed
         if desired.kind == "application":
             return self.observe_application(desired)
         subscription = desired.workload.target
@@ -343,6 +398,7 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         roles and its role assignments. Federated credentials are a child of each identity
         and are not read here: a diff trusts the manifest digest in the marker for them."""
         msi = self.clients.msi(target)
+        self.keys.get(target)  # before anything: without it nothing here can be believed
         try:
             identities = list(self.clients.pages("msi.user_assigned_identities.list_by_subscription",
                                                  msi.user_assigned_identities.list_by_subscription()))
@@ -395,6 +451,11 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
                 "carry the workload-ids tags, so it will not be modified",
                 "rename the workload, or delete that identity if it is truly unused; "
                 "workload-ids never adopts an identity it did not create")
+        if observed.misplaced:
+            raise ConflictError(
+                f"{w.label}: managed identity {desired.name} in subscription {w.target} carries the "
+                f"workload-ids tags but {observed.misplaced}, so it will not be modified",
+                "find out who tagged it; workload-ids never adopts an identity it did not create")
         have: dict[str, Any] = observed.extra.get("objects") or {}
         changes = self._access_changes(change, want, have)
         want_fed = want["federatedCredentials"]
@@ -411,9 +472,7 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
                 "added": sorted(want_fed), "removed": [], "checkedAtApply": True}))
         if self._marker_differs(desired, observed):
             # Last: the manifest digest is recorded only once everything else matches.
-            changes.append(change("update-marker", tags={
-                k: {"from": observed.tags.get(k, ""), "to": desired.tags[k]}
-                for k in MARKER_KEYS if observed.tags.get(k) != desired.tags[k]}))
+            changes.append(change("update-marker", tags=marker_changes(desired, observed)))
         return changes
 
     @staticmethod
@@ -437,7 +496,10 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         assert observed.marker is not None
         transferred = transfer_believed(self.config, observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
-        return not transferred and any(observed.tags.get(k) != desired.tags[k] for k in MARKER_KEYS)
+        # An unauthenticated marker at our naming is marked anew (plan has checked the
+        # audit log does not name another owner).
+        return bool(observed.unauthenticated) or (not transferred and any(
+            observed.tags.get(k, "") != desired.tags.get(k, "") for k in SIGNED_KEYS))
 
     # --- apply -----------------------------------------------------------------------
 
@@ -501,8 +563,12 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
 
     def write_identity_tags(self, subscription: str, group: str, name: str, identity: Any,
                             marker_tags: Mapping[str, str], drop: Sequence[str] = ()) -> None:
+        """Every marker write goes through here: the MAC of the marker the tags then hold
+        (bound to the identity's principal id) is written with them. Callers have checked
+        the identity is provably ours, or that the manifest authorises marking it anew."""
         tags = {k: v for k, v in (identity.tags or {}).items() if k not in MARKER_KEYS and k not in drop}
         tags.update(marker_tags)
+        tags = self.signed(subscription, name, str(identity.principal_id or ""), tags)
         if tags == dict(identity.tags or {}):
             return
         msi = self.clients.msi(subscription)
@@ -628,6 +694,16 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         """Azure keeps sign-ins in Entra's logs (a Graph reports API with its own licence),
         not on the identity: Azure identities are never judged unused."""
         return None
+
+
+def marker_changes(desired: DesiredIdentity, observed: ObservedIdentity) -> dict[str, dict[str, str]]:
+    """The marker tags an update-marker writes (``from``/``to``), the MAC when it is renewed
+    because the one there is not valid."""
+    out = {k: {"from": observed.tags.get(k, ""), "to": desired.tags.get(k, "")} for k in SIGNED_KEYS
+           if observed.tags.get(k, "") != desired.tags.get(k, "")}
+    if observed.unauthenticated:
+        out[TAG_MAC] = {"from": "(not valid)", "to": "(new MAC)"}
+    return out
 
 
 def _permission_diff(have_roles: Mapping[str, Any], have_assignments: Mapping[str, Any],

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ...calls import NOT_FOUND
 from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
 from ...errors import ConflictError
-from ...model import MARKER_KEYS, Marker, ObservedIdentity
+from ...model import MARKER_KEYS, UNAUTHENTICATED, Marker, ObservedIdentity
 from . import render
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class AzureRetireMixin:
                                want: Mapping[str, Any]) -> None: ...
         def write_identity_tags(self, subscription: str, group: str, name: str, identity: Any,
                                 marker_tags: Mapping[str, str], drop: Sequence[str] = ()) -> None: ...
+        def _ownership(self, subscription: str, name: str, immutable_id: str, tags: Mapping[str, str],
+                       marker: Marker | None) -> dict[str, Any]: ...
         def write_app_tags(self, identity: ObservedIdentity, marker_tags: Mapping[str, str],
                            drop: Sequence[str] = ()) -> None: ...
         def set_principal_enabled(self, identity: ObservedIdentity, enabled: bool) -> None: ...
@@ -159,6 +161,8 @@ class AzureRetireMixin:
             "address": identity.address, "resourceGroup": identity.settings.get("resourceGroup", ""),
             "location": identity.settings.get("location", ""),
             "appObjectId": identity.extra.get("appObjectId", ""), "appId": identity.extra.get("appId", ""),
+            # What the marker's MAC covers: restore checks it before recreating anything.
+            "principalId": identity.extra.get("principalId", ""),
             "tags": {k: v for k, v in identity.tags.items() if k != MARK_TAG},
             "workload": f"{marker.environment}/{marker.workload}",
             "roles": self._roles(identity),
@@ -216,6 +220,14 @@ class AzureRetireMixin:
         if marker is None:
             raise ConflictError(f"the restore bundle of {bundle['name']} carries no workload-ids marker",
                                 "it cannot be restored")
+        # Only an identity whose marker the tool authenticated has a bundle to restore.
+        bound_to = str(bundle.get("appObjectId") if bundle["kind"] == "application"
+                       else bundle.get("principalId") or "")
+        if self._ownership(subscription, str(bundle["name"]), bound_to, tags, marker).get(UNAUTHENTICATED):
+            raise ConflictError(f"the restore bundle of {bundle['name']} carries a marker that is not "
+                                "authenticated (no valid workload-ids:mac)", "it is never restored: the "
+                                "identity it describes was not provably made by workload-ids, or the "
+                                "bundle was edited")
         roles = dict(bundle.get("roles") or {})
         if bundle["kind"] == "application":
             principal, app_steps = self.restore_application(bundle)
@@ -226,12 +238,21 @@ class AzureRetireMixin:
             if current is not None and Marker.from_tags(current.tags or {}) is None:
                 raise ConflictError(f"managed identity {name} exists without the workload-ids tags",
                                     "it is never modified; restore under that name is impossible")
+            if current is not None:
+                held = dict(current.tags or {})
+                if self._ownership(subscription, name, str(current.principal_id or ""), held,
+                                   Marker.from_tags(held)).get(UNAUTHENTICATED):
+                    raise ConflictError(f"managed identity {name} exists and carries the workload-ids tags "
+                                        "but its marker is not authenticated (no valid workload-ids:mac)",
+                                        "it is reported as forged and never modified; find out who tagged it")
             msi = self.clients.msi(subscription)
             if current is None:
                 current = self.clients.call("msi.user_assigned_identities.create_or_update",
                                             msi.user_assigned_identities.create_or_update, group, name,
                                             {"location": bundle["location"], "tags": tags})
                 steps.append(f"create managed identity {name}")
+                # A new principal: its marker is bound to it anew.
+                self.write_identity_tags(subscription, group, name, current, tags, [MARK_TAG])
             else:
                 self.write_identity_tags(subscription, group, name, current, tags, [MARK_TAG])
                 steps.append(f"managed identity {name} exists: converging it")

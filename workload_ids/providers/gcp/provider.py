@@ -25,8 +25,20 @@ from ...calls import CONFLICT, NOT_FOUND, CallSeam
 from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
-from ...model import FORGED, Change, CompiledWorkload, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
+from ...markers import KEY_SECRET, KeyCache, check, sign
+from ...model import (
+    FORGED,
+    IMMUTABLE_ID,
+    UNAUTHENTICATED,
+    Change,
+    CompiledWorkload,
+    DesiredIdentity,
+    KeyInfo,
+    Marker,
+    ObservedIdentity,
+)
 from ...secrets.interface import IssuedKey, SecretValue
+from ...signing import SHORT_MAC_LENGTH
 from . import render
 from .clients import GcpClients
 from .retire import GcpRetireMixin, display_tags
@@ -60,6 +72,37 @@ class GcpProvider(GcpRetireMixin):
         # applied side by side would otherwise keep invalidating each other's etags.
         self._policy_locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self.keys = KeyCache(self._read_signing_key,
+                             lambda project: f"Secret Manager secret {KEY_SECRET} in project {project}")
+
+    # --- the marker signing key --------------------------------------------------------
+
+    def _read_signing_key(self, project: str) -> str | None:
+        try:
+            answer = self.clients.secrets.access_secret_version(
+                name=f"projects/{project}/secrets/{KEY_SECRET}/versions/latest")
+        except gx.NotFound:
+            return None
+        except gx.GoogleAPICallError as exc:
+            raise self._cloud("secretmanager.access_secret_version", exc) from exc
+        return bytes(answer.payload.data).decode("utf-8", "replace")
+
+    def marked_description(self, project: str, email: str, unique_id: str, marker: Marker) -> str:
+        """The description that carries ``marker`` and its MAC (cut to 128 bits: a
+        description holds 256 characters in all)."""
+        mac = sign(self.keys.get(project), "gcp", project, email, unique_id, marker, SHORT_MAC_LENGTH)
+        return marker.as_text(mac)
+
+    def _unauthenticated(self, project: str, account: Any, marker: Marker) -> str | None:
+        return check(self.keys.get(project), "gcp", project, account.email, str(account.unique_id),
+                     marker, Marker.mac_of_text(account.description), SHORT_MAC_LENGTH)
+
+    def _ownership(self, project: str, account: Any, marker: Marker | None) -> dict[str, Any]:
+        """What the read says about whose the account is (ObservedIdentity.extra keys)."""
+        misplaced = render.not_ours(self.prefix, account.email, project, marker) if marker else None
+        return {FORGED: misplaced, IMMUTABLE_ID: str(account.unique_id),
+                UNAUTHENTICATED: self._unauthenticated(project, account, marker)
+                if marker is not None and not misplaced else None}
 
     # --- pure ------------------------------------------------------------------------
 
@@ -173,14 +216,15 @@ class GcpProvider(GcpRetireMixin):
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         project = desired.workload.target
+        self.keys.get(project)  # before anything: without it nothing here can be believed
         account = self._account(desired.address)
         if account is None:
             return None
         marker = Marker.from_text(account.description)
         documents: dict[str, Any] = {}
-        extra: dict[str, Any] = {"disabled": account.disabled, "uniqueId": account.unique_id}
+        extra: dict[str, Any] = {"disabled": account.disabled, "uniqueId": account.unique_id,
+                                 **self._ownership(project, account, marker)}
         if marker is not None:
-            extra[FORGED] = render.not_ours(self.prefix, account.email, project, marker)
             try:
                 roles = self._roles_of(project, self._workload_base(desired))
                 policy = self._project_policy(project)
@@ -216,6 +260,7 @@ class GcpProvider(GcpRetireMixin):
         diff trusts the manifest digest in the marker for it (see :meth:`diff`)."""
         accounts: list[Any] = []
         token = ""  # a page token, not a secret  # nosec B105
+        self.keys.get(target)  # before anything: without it nothing here can be believed
         try:
             while True:
                 page = self.clients.iam.list_service_accounts(request={
@@ -253,8 +298,7 @@ class GcpProvider(GcpRetireMixin):
                 documents={k: render.canonical(v) for k, v in documents.items()},
                 settings={"description": account.description, "displayName": account.display_name},
                 extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents,
-                       FORGED: render.not_ours(self.prefix, account.email, target, marker)
-                       if marker else None,
+                       **self._ownership(target, account, marker),
                        "foreignGrants": _foreign(bindings, f"serviceAccount:{account.email}", ours)
                        if marker else []}))
         return observed
@@ -281,6 +325,12 @@ class GcpProvider(GcpRetireMixin):
                 "description does not carry the workload-ids marker, so it will not be modified",
                 "rename the workload, or delete that service account if it is truly unused; "
                 "workload-ids never adopts an account it did not create")
+        if observed.misplaced:
+            raise ConflictError(
+                f"{w.label}: service account {desired.name} in project {w.target} carries the "
+                f"workload-ids marker but {observed.misplaced}, so it will not be modified",
+                "find out who wrote that description; workload-ids never adopts an account it did "
+                "not create")
         have: dict[str, Any] = observed.extra.get("objects") or {}
         changes: list[Change] = []
         if have.get("roles") != want["roles"]:
@@ -324,13 +374,18 @@ class GcpProvider(GcpRetireMixin):
                 "removed": sorted(have_members - want_members)}))
         transferred = transfer_believed(self.config, observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
-        if not transferred and (observed.settings.get("description") != desired.settings["description"] or (
+        have_text = _without_mac(observed.settings.get("description", ""))
+        if observed.unauthenticated or (not transferred and (
+                have_text != desired.settings["description"] or (
                 observed.settings.get("displayName") != desired.settings["displayName"]
-                and not display_tags(observed.settings.get("displayName", "")))):
+                and not display_tags(observed.settings.get("displayName", ""))))):
             # A quarantine mark or a transfer in the display name is cleanup's to clear.
-            # Last: the manifest digest is recorded only once everything else matches.
+            # Last: the manifest digest is recorded only once everything else matches. An
+            # unauthenticated marker at our naming is marked anew (plan has checked the
+            # audit log does not name another owner).
             changes.append(change("update-marker", description={
-                "from": observed.settings.get("description", ""), "to": desired.settings["description"]}))
+                "from": have_text, "to": desired.settings["description"]},
+                **({"mac": {"from": "(not valid)", "to": "(new MAC)"}} if observed.unauthenticated else {})))
         return changes
 
     # --- apply -----------------------------------------------------------------------
@@ -362,7 +417,7 @@ class GcpProvider(GcpRetireMixin):
         project = desired.workload.target
         account_id = desired.name.split("@", 1)[0]
         try:
-            self.clients.iam.create_service_account(request={
+            created = self.clients.iam.create_service_account(request={
                 "name": f"projects/{project}", "account_id": account_id,
                 "service_account": {"display_name": desired.settings["displayName"],
                                     "description": desired.settings["description"]}})
@@ -379,6 +434,12 @@ class GcpProvider(GcpRetireMixin):
                 self.apply(follow_up)
             return
         self._await_visible(desired)
+        # The MAC covers the unique id GCP has only now given: one more call. A crash
+        # before it leaves an unauthenticated marker, which the rerun's apply re-marks.
+        self.clients.iam.patch_service_account(request={
+            "service_account": {"name": desired.address, "description": self.marked_description(
+                project, desired.name, str(created.unique_id), desired.workload.marker)},
+            "update_mask": {"paths": ["description"]}})
         self._converge_roles(desired, None)
         self._converge_project_policy(desired, {})  # a new account: no roles of an older shape
         self._converge_resource_policies(desired, [])
@@ -618,7 +679,16 @@ class GcpProvider(GcpRetireMixin):
 
     def _set_description(self, desired: DesiredIdentity, observed: ObservedIdentity | None = None) -> None:
         keep_title = observed is not None and display_tags(observed.settings.get("displayName", ""))
-        fields = {"name": desired.address, "description": desired.settings["description"]}
+        unique_id = observed.immutable_id if observed is not None else ""
+        marker = desired.workload.marker
+        if observed is not None and observed.marker is not None and \
+                transfer_believed(self.config, observed, marker.owner):
+            marker = marker.replace(owner=observed.marker.owner)  # cleanup's transfer stands
+        if not unique_id:
+            account = self._account(desired.address)
+            unique_id = str(account.unique_id) if account is not None else ""
+        fields = {"name": desired.address, "description": self.marked_description(
+            desired.workload.target, desired.name, unique_id, marker)}
         if not keep_title:
             fields["display_name"] = desired.settings["displayName"]
         self.clients.iam.patch_service_account(request={
@@ -638,7 +708,12 @@ class GcpProvider(GcpRetireMixin):
         account = self._account(desired.address)
         if account is None:
             return None
-        return self._account_tags(account, Marker.from_text(account.description))
+        marker = Marker.from_text(account.description)
+        project = desired.workload.target
+        if marker is not None and (render.not_ours(self.prefix, account.email, project, marker)
+                                   or self._unauthenticated(project, account, marker)):
+            return {}  # not provably ours: never rotated
+        return self._account_tags(account, marker)
 
     def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
         try:
@@ -706,6 +781,12 @@ class GcpProvider(GcpRetireMixin):
         certificate = x509.load_pem_x509_certificate(answer.public_key_data)
         spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return certificate.public_key().public_bytes(*spki) == private.public_key().public_bytes(*spki)
+
+def _without_mac(description: str) -> str:
+    """A marker description as render writes it: without the MAC only the cloud's id makes."""
+    mac = Marker.mac_of_text(description)
+    return description.removesuffix(f" mac={mac}") if mac else description
+
 
 def _role_names(project: str, roles: Mapping[str, Any]) -> set[str]:
     """Full names of role ids: bindings of these are ours to change, no others."""

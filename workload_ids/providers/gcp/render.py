@@ -26,6 +26,7 @@ from typing import Any
 from ...config import Config
 from ...errors import Diagnostic
 from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
+from ...signing import SHORT_MAC_LENGTH
 
 ACCOUNT_ID_MAX = 30
 ROLE_ID_MAX = 64
@@ -119,7 +120,9 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     env, name = workload.environment, workload.name
     email = service_account_email(account_id(prefix, env, name), project)
     member = f"serviceAccount:{email}"
-    marker = workload.marker.as_text()
+    # Roles and conditions carry the marker without the source: it is the account's to
+    # bind (and their descriptions stay as they were, so no role changes on upgrade).
+    marker = workload.marker.replace(source="").as_text()
     title = f"workload-ids {env}/{name}"[:ROLE_TITLE_MAX]
     by_permissions: dict[tuple[str, ...], list[Grant]] = {}
     by_resource: dict[str, set[str]] = {}
@@ -157,7 +160,7 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     federation = federation_members(workload)
     return {
         "serviceAccount": {"email": email, "displayName": f"workload-ids {env}/{name}"[:100],
-                           "description": marker},
+                           "description": workload.marker.as_text()},
         "roles": roles,
         "projectBindings": project_bindings,
         "resourceBindings": resource_bindings,
@@ -196,12 +199,15 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
     lw = workload.loaded
     out: list[Diagnostic] = []
     objects = desired_identity(workload, config).objects
-    marker = objects["serviceAccount"]["description"]
-    if len(marker) > DESCRIPTION_MAX:
+    # The description also carries " mac=" and a 32-character MAC (written after create).
+    size = len(objects["serviceAccount"]["description"]) + len(" mac=") + SHORT_MAC_LENGTH
+    if size > DESCRIPTION_MAX:
         out.append(Diagnostic(lw.position("metadata", "owner"),
-                              f"workload {workload.label}: its ownership marker would be {len(marker)} "
+                              f"workload {workload.label}: its ownership marker would be {size} "
                               f"characters; a GCP service account description holds {DESCRIPTION_MAX}. "
-                              "Use a shorter owner or workload name"))
+                              "Use a shorter owner or workload name, or a shorter source: declare the "
+                              "manifest's folder under a team (`teams:` in workload-ids.yaml) or move "
+                              f"the file higher up (source {workload.marker.source})"))
     for binding in objects["projectBindings"]:
         expression = binding.get("condition", {}).get("expression", "")
         if len(expression) > EXPRESSION_MAX:

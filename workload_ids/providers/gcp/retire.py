@@ -22,6 +22,7 @@ from . import render
 
 if TYPE_CHECKING:
     from ...calls import CallSeam
+    from ...markers import KeyCache
     from .clients import GcpClients
 
 MARK_PREFIX = "quarantine "
@@ -49,6 +50,7 @@ class GcpRetireMixin:
         seam: CallSeam
         clients: GcpClients
         prefix: str
+        keys: KeyCache
 
         def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
         def _set_resource_bindings(self, member: str, bindings_wanted: list[dict[str, Any]],
@@ -59,6 +61,7 @@ class GcpRetireMixin:
         def _account_policy(self, address: str) -> Any: ...
         def _set_project_bindings(self, project: str, member: str,
                                   want: list[dict[str, Any]], ours: Callable[[str], bool]) -> None: ...
+        def marked_description(self, project: str, email: str, unique_id: str, marker: Marker) -> str: ...
 
     def _guard(self, identity: ObservedIdentity) -> Marker:
         marker = identity.marker
@@ -119,8 +122,9 @@ class GcpRetireMixin:
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
         marker = self._guard(identity)
         previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
-        moved = Marker(marker.workload, successor, marker.environment, marker.digest)
-        fields = {"description": moved.as_text()}
+        moved = marker.replace(owner=successor)
+        fields = {"description": self.marked_description(identity.target, identity.name,
+                                                         identity.immutable_id, moved)}
         if MARK_TAG not in identity.tags:
             fields["display_name"] = FROM_PREFIX + previous
         self._patch(identity, **fields)
@@ -142,7 +146,9 @@ class GcpRetireMixin:
         return {
             "provider": "gcp", "target": identity.target, "kind": identity.kind, "name": identity.name,
             "address": identity.address, "uniqueId": identity.extra.get("uniqueId", ""),
-            "description": marker.as_text(), "displayName": plain_title(marker),
+            # With its MAC: restore checks it against uniqueId before recreating anything.
+            "description": identity.settings.get("description") or marker.as_text(),
+            "displayName": plain_title(marker),
             "roles": roles,
             "projectBindings": [{"role": b["role"], **({"condition": b["condition"]}
                                                        if b.get("condition") else {}),
@@ -210,11 +216,26 @@ class GcpRetireMixin:
         """Undelete the account when GCP still can (30 days), else recreate it; then its
         roles and bindings. Converges when rerun."""
         from google.api_core import exceptions as gx
+
+        from ...markers import NOT_AUTHENTICATED, check
+        from ...signing import SHORT_MAC_LENGTH
         steps: list[str] = []
         project, email = str(bundle["target"]), str(bundle["name"])
         address = str(bundle["address"])
+        marker = Marker.from_text(str(bundle.get("description", "")))
+        # Only an account whose marker the tool authenticated has a bundle to restore.
+        keys = self.keys
+        if marker is None or check(keys.get(project), "gcp", project, email, str(bundle.get("uniqueId", "")),
+                                   marker, Marker.mac_of_text(str(bundle["description"])),
+                                   SHORT_MAC_LENGTH):
+            raise ConflictError(f"the restore bundle of service account {email} carries a marker that is "
+                                "not authenticated (no valid mac= in its description)",
+                                "it is never restored: the account it describes was not provably made by "
+                                "workload-ids, or the bundle was edited")
+        existed = False
         try:
             self.clients.iam.get_service_account(name=address)
+            existed = True
             steps.append(f"service account {email} exists: converging it")
         except gx.NotFound:
             try:
@@ -228,13 +249,21 @@ class GcpRetireMixin:
                                         "display_name": bundle["displayName"]}})
                 steps.append(f"create service account {email}")
         account = self._call("iam.get_service_account", self.clients.iam.get_service_account, name=address)
-        if Marker.from_text(account.description) is None:
+        found = Marker.from_text(account.description)
+        if found is None:
             raise ConflictError(f"service account {email} exists without the workload-ids marker",
                                 "it is never modified; restore under that name is impossible")
+        if existed and check(keys.get(project), "gcp", project, email, str(account.unique_id), found,
+                             Marker.mac_of_text(account.description), SHORT_MAC_LENGTH):
+            raise ConflictError(f"service account {email} exists and carries the workload-ids marker but "
+                                f"{NOT_AUTHENTICATED}", "it is reported as forged and never modified; "
+                                "find out who wrote that description")
         self._call("iam.enable_service_account", self.clients.iam.enable_service_account,
                    request={"name": address})
+        # Undeleted, it keeps its unique id; recreated, it has a new one: marked anew either way.
         self._call("iam.patch_service_account", self.clients.iam.patch_service_account, request={
-            "service_account": {"name": address, "description": bundle["description"],
+            "service_account": {"name": address, "description": self.marked_description(
+                project, email, str(account.unique_id), marker),
                                 "display_name": bundle["displayName"]},
             "update_mask": {"paths": ["description", "display_name"]}})
         for rid, role in dict(bundle.get("roles") or {}).items():

@@ -75,4 +75,17 @@ def start_local_azure(*, sandbox: bool = True, clock: Callable[[], float] | None
                       "keyVaultUrl": urls[2], "lockContainerUrl": blob.container_url("workload-ids-locks"),
                       "caBundle": str(bundle), "tenantId": arm.tenant_id,
                       "sandboxCredentials": True}
+    seed_signing_key(local.settings)
     return local
+
+
+def seed_signing_key(settings: dict[str, Any]) -> None:
+    """The marker signing key in the vault ``settings`` (an ``azure:`` config block)
+    reaches, made by `workload-ids bootstrap --apply`'s own code; idempotent."""
+    from ...bootstrap.azure_apply import ensure_signing_key
+    from ...calls import CallSeam
+    from ...config import Config, ConfigFile
+    from ...providers.azure.clients import AzureClients
+    clients = AzureClients(Config(ConfigFile.model_validate({"azure": settings}), Path.cwd(), None),
+                           CallSeam())
+    ensure_signing_key(clients, clients.secrets)

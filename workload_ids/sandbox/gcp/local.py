@@ -4,6 +4,7 @@ the GCP backend at them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,3 +42,31 @@ def start_local_gcp() -> LocalGcp:
     local.endpoints = {"iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
                        "secretManagerEndpoint": sm.start(), "resourcePolicyEndpoint": policies.start()}
     return local
+
+
+def seed_signing_keys(secrets: Any, projects: Iterable[str]) -> None:
+    """The marker signing key of each project, made by `workload-ids bootstrap --apply`'s
+    own code (for the default config) through ``secrets``, a Secret Manager client."""
+    from pathlib import Path
+
+    from ...bootstrap.gcp import signing_key
+    from ...bootstrap.gcp_apply import ensure_signing_key
+    from ...config import Config, ConfigFile
+    config = Config(ConfigFile(), Path.cwd(), None)
+    for project in projects:
+        ensure_signing_key(secrets, signing_key(config, project))
+
+
+def start_key_store(projects: Iterable[str], registry: Any = None) -> tuple[Any, str]:
+    """A Secret Manager emulator holding the signing key of each of ``projects`` (for
+    setups that run IAM without the whole local GCP); returns it and its endpoint."""
+    from .resourcemanager import ProjectRegistry
+    from .secretmanager import SecretManagerEmulator
+    sm = SecretManagerEmulator(projects=registry if registry is not None else ProjectRegistry())
+    endpoint = sm.start()
+    names = list(projects)
+    for project in names:
+        if sm.projects.find(project) is None:
+            sm.add_project(project)
+    seed_signing_keys(sm.client(), names)
+    return sm, endpoint

@@ -54,6 +54,9 @@ from .resourcemanager import (
     UnknownProjectStatus,
 )
 
+# What workload_ids.markers.KEY_SECRET names (the sandbox seeds it; see _sandbox_signing_key).
+SIGNING_KEY_SECRET = "workload-ids-signing-key"
+
 if TYPE_CHECKING:
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 
@@ -683,8 +686,38 @@ class SecretManagerEmulator:
             raise RpcError("INVALID_ARGUMENT", f"Invalid resource name {name!r}.")
         project = self._project(f"projects/{match[1]}", permission)
         secret = self._secrets.get((project.project_id, match[2]))
+        if secret is None and self.sandbox and match[2] == SIGNING_KEY_SECRET and \
+                permission == "secretmanager.versions.access":
+            # Seeded when the tool first reads it (bootstrap, which looks with GetSecret,
+            # still finds none in a fresh sandbox project and makes it itself).
+            secret = self._sandbox_signing_key(project)
         if secret is None:
             raise RpcError("NOT_FOUND", f"Secret [{project.name}/secrets/{match[2]}] not found.")
+        return secret
+
+    def _sandbox_signing_key(self, project: Project) -> _Secret:
+        """The sandbox's projects appear on first use, so each gets the marker signing key
+        `workload-ids bootstrap --apply` would make (the same annotation and IAM policy,
+        for the default config) on first use too (lock held)."""
+        from pathlib import Path
+
+        from ...bootstrap.gcp import signing_key
+        from ...config import Config, ConfigFile
+        from ...signing import new_key_material
+        key = signing_key(Config(ConfigFile(), Path.cwd(), None), project.project_id)
+        self._seq += 1
+        stored = resources.Secret(
+            name=f"{project.name}/secrets/{SIGNING_KEY_SECRET}",
+            replication=resources.Replication(automatic=resources.Replication.Automatic()),
+            create_time=_timestamp(self._clock()), annotations=dict(key["annotations"]),
+            etag=self._next_etag())
+        secret = _Secret(project, SIGNING_KEY_SECRET, self._seq, stored)
+        data = new_key_material().encode()
+        secret.versions.append(_Version(1, self._clock(), self._next_etag(), data, crc32c(data), False))
+        secret.policy = policy_pb2.Policy(version=1)
+        for b in key["bindings"]:
+            secret.policy.bindings.add(role=b["role"], members=b["members"])
+        self._secrets[(project.project_id, SIGNING_KEY_SECRET)] = secret
         return secret
 
     def _version(self, name: str, permission: str) -> tuple[_Secret, _Version]:
