@@ -194,7 +194,7 @@ def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
     assert [i["action"] for i in json.loads(early.out)["identities"] if i["action"]] == []
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    report = cleanup([fleet], load_config(), seam, apply=True)
+    report = cleanup([fleet], load_config(), seam, apply=True, delete_with_local_audit=True)
     assert report.ok
     assert sorted(f.identity.name for f in report.actions) == ["wid_prod_svc-b", "wid_prod_svc-d"]
     # Two batch reads, who-am-I, then three calls per role: its two inline policies and the role.
@@ -365,7 +365,7 @@ def test_an_edited_mark_withholds_every_action(aws: Any, fleet: Path) -> None:
     aws.tag_role(RoleName="wid_prod_svc-d",
                  Tags=[{"Key": MARK_TAG, "Value": "since=yesterday reason=owner-gone"}])
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    result = run_cli("cleanup", str(fleet), "--apply", "--output", "json")
+    result = run_cli("cleanup", str(fleet), "--apply", "--delete-with-local-audit", "--output", "json")
     found = by_identity(json.loads(result.out))["wid_prod_svc-d"]
     assert found["action"] is None and "fixed or removed by hand" in found["problem"]
     assert "wid_prod_svc-d" in {r["RoleName"] for r in aws.list_roles()["Roles"]}
@@ -381,7 +381,7 @@ def _cleanup(folder: Path, fault: Any = None) -> int:
     if fault is not None:
         seam.inject(fault)
     try:
-        cleanup([folder], load_config(), seam, apply=True)
+        cleanup([folder], load_config(), seam, apply=True, delete_with_local_audit=True)
     except Killed:
         pass
     except Exception as exc:
@@ -472,7 +472,7 @@ def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: 
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     operations: list[str] = []
     seam.observers.append(lambda call: operations.append(call.operation))
-    report = cleanup([folder], load_config(), seam, apply=True)
+    report = cleanup([folder], load_config(), seam, apply=True, delete_with_local_audit=True)
     assert report.ok, [r.error for r in report.results]
     mutations = [op.split(".", 1)[1] for op in operations
                  if not op.split(".", 1)[1].startswith(("list_", "get_"))]

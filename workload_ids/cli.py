@@ -348,7 +348,8 @@ def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     _clock_notice(out)
     seam = _seam(config)
     report = cleanup(args.paths, config, seam, apply=args.apply, max_actions=args.max_actions,
-                     provider=args.provider, targets=args.target, progress=Progress("cleaning up"))
+                     provider=args.provider, targets=args.target, progress=Progress("cleaning up"),
+                     delete_with_local_audit=args.delete_with_local_audit)
     out.text(render_report(report))
     out.document(report.as_json())
     if report.applied and not report.ok:
@@ -501,6 +502,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "cleanup.maxActions, 10)")
     clean.add_argument("--detailed-exitcode", action="store_true",
                        help="dry run: exit 2 when there is something to do, 0 when nothing")
+    clean.add_argument("--delete-with-local-audit", action="store_true",
+                       help="delete due identities although the audit trail is only a local file "
+                            "(audit.path): their restore bundles are lost with that file. Without "
+                            "it, deletions need a durable audit sink (audit.sink) and are held")
     clean.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
     clean.add_argument("--target", action="append", default=[],
                        help="also read this account/project/subscription (repeatable)")
