@@ -487,11 +487,22 @@ def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: 
     bundle = next(r for r in records(Path("audit.jsonl")) if r["action"] == "restore-bundle")
     assert set(bundle["before"]["inlinePolicies"]) == {"workload-ids", "hand-made"}
     assert bundle["before"]["groups"] == ["legacy-vendors"]
+    # That bundle holds what workload-ids never writes (someone's inline policy, a group):
+    # restore refuses it whole, and the way back is the manifest.
+    refused = run_cli("restore", user)
+    assert refused.code == 3, refused.out + refused.err
+    assert "the inline policy 'hand-made'" in refused.err and "groups (legacy-vendors)" in refused.err
+    assert user not in {u["UserName"] for u in aws.list_users()["Users"]}
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    assert run_cli("cleanup", str(folder), "--apply").code == 0  # its owner is still gone
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(parse_time(AFTER_GRACE) + timedelta(days=8)))
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
+    assert user not in {u["UserName"] for u in aws.list_users()["Users"]}
     restored = run_cli("restore", user)
-    assert restored.code == 0
+    assert restored.code == 0, restored.out + restored.err
     assert "access keys cannot be restored" in restored.out and "--issue-key MANIFEST" in restored.out
     assert aws.list_access_keys(UserName=user)["AccessKeyMetadata"] == []
-    assert [g["GroupName"] for g in aws.list_groups_for_user(UserName=user)["Groups"]] == ["legacy-vendors"]
+    assert aws.list_groups_for_user(UserName=user)["Groups"] == []
     # Rerun with a new key: restore converges, and the key is issued, verified and stored.
     again = run_cli("restore", user, "--issue-key", str(folder / "vendor.yaml"), "--output", "json")
     assert again.code == 0, again.err
