@@ -158,6 +158,8 @@ FORGERIES: dict[str, dict[str, tuple[Forgery, str]]] = {
                                 "the inline policy 'admin'"),
         "no-boundary": (lambda b: b.update(boundary=""), "its permissions boundary is none"),
         "outside-our-path": (lambda b: b.update(path="/"), "its path / is not aws.rolePath"),
+        "another-account": (lambda b: b.update(target=EVIL),
+                            f"has target '{EVIL}', but its record names '123456789012'"),
     },
     "gcp": {
         "basic-role": (lambda b: b["projectBindings"].append(
@@ -201,7 +203,7 @@ def test_a_forged_bundle_is_refused_and_nothing_is_created(deleted: Deleted, for
     result = run_cli("restore", deleted.identity)
     assert result.code == 3, result.out + result.err
     assert fragment in result.err, result.err
-    assert f"audit.jsonl:{line}:1: guardrail: restore bundle of {deleted.identity}: " in result.err
+    assert f"audit.jsonl:{line}:1: guardrail: " in result.err and deleted.identity in result.err
     assert "nothing was restored" in result.err and "Traceback" not in result.err
     assert deleted.cloud.snapshot() == before
     assert not [r for r in records(Path("audit.jsonl")) if r["action"] == "restore"]

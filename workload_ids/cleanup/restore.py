@@ -70,6 +70,14 @@ def _find(config: Config, identity: str, target: str | None) -> tuple[Position, 
     if not isinstance(before, dict):
         raise InputErrors([Diagnostic(Position(store.where, number), f"the restore bundle of {identity} "
                                       "holds no identity; nothing was restored")])
+    # The record is found by its identity and target; the bundle says what is created where.
+    for key, want in (("name", identity), ("target", latest.get("target")),
+                      ("provider", latest.get("provider"))):
+        if before.get(key) != want:
+            raise InputErrors([Diagnostic(
+                Position(store.where, number), f"the restore bundle of {identity} has {key} "
+                f"{before.get(key)!r}, but its record names {want!r}: workload-ids never writes "
+                "such a record; nothing was restored. Find out who wrote it", severity="guardrail")])
     return Position(store.where, number), before
 
 
