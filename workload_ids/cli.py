@@ -383,7 +383,8 @@ def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     out.document(report.as_json())
     if report.applied and not report.ok:
         return EXIT_ERROR
-    if args.detailed_exitcode and not report.applied and report.actions:
+    # A held deletion waits for a person (a durable sink, or the flag): pending, like any action.
+    if args.detailed_exitcode and not report.applied and (report.actions or report.held):
         return EXIT_CHANGES
     return EXIT_OK
 
@@ -540,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse to quarantine or delete more than N identities (default: "
                             "cleanup.maxActions, 10)")
     clean.add_argument("--detailed-exitcode", action="store_true",
-                       help="dry run: exit 2 when there is something to do, 0 when nothing")
+                       help="dry run: exit 2 when there is something to do (a held deletion "
+                            "too), 0 when nothing")
     clean.add_argument("--delete-with-local-audit", action="store_true",
                        help="delete due identities although the audit trail is only a local file "
                             "(audit.path): their restore bundles are lost with that file. Without "

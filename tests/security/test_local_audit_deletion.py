@@ -50,7 +50,8 @@ def test_without_the_flag_a_local_audit_file_deletes_nothing(aws: Any, fleet: Pa
 
     dry = run_cli("cleanup", str(fleet), "--output", "json", "--detailed-exitcode")
     found = by_identity(json.loads(dry.out))
-    assert dry.code == 0, dry.out + dry.err  # nothing the run would do: both are held
+    assert dry.code == 2, dry.out + dry.err  # held, and waiting for a person: pending
+    assert json.loads(dry.out)["summary"]["held"] == 2
     for role in ("wid_prod_svc-b", "wid_prod_svc-d"):
         assert found[role]["action"] is None and HELD in found[role]["problem"]
 

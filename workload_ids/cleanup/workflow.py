@@ -71,6 +71,7 @@ class CleanupReport:
     dead_grants: list[dict[str, str]] = field(default_factory=list)
     calls: int = 0
     notes: list[str] = field(default_factory=list)
+    held: int = 0  # due deletions held for want of a durable audit sink
 
     @property
     def actions(self) -> list[Finding]:
@@ -85,8 +86,8 @@ class CleanupReport:
         planned = {a: sum(1 for f in self.findings if f.action == a)
                    for a in (TRANSFER, QUARANTINE, ENFORCE, RELEASE, DELETE)}
         return {"identities": len(self.findings), "classes": counts, "actions": planned,
-                "applied": self.applied, "failed": sum(1 for r in self.results if not r.ok),
-                "apiCalls": self.calls}
+                "held": self.held, "applied": self.applied,
+                "failed": sum(1 for r in self.results if not r.ok), "apiCalls": self.calls}
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -185,7 +186,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         notes.append(f"{held} deletion(s) held: {DELETION_HELD}")
     findings.sort(key=lambda f: (CLASSES.index(f.status), f.identity.target, f.identity.name))
     report = CleanupReport(findings, owners is not None, declared is not None, notes=notes,
-                           dead_grants=dead)
+                           dead_grants=dead, held=held)
     report.transfers = {f.identity.name: _manifest_edit(f) for f in findings
                         if f.status == TRANSFERRED and f.manifest is not None and f.successor}
     report.refusal = _blast_radius(findings, config, max_actions)
