@@ -62,8 +62,9 @@ WORKLOAD_IDS = str(Path(sys.executable).with_name("workload-ids"))
 # their delete-after and deletes them, writing a restore bundle of each to the audit log.
 OURS_COMMANDS: list[tuple[str, list[str]]] = [
     ("scan", [WORKLOAD_IDS, "cleanup", "--output", "json", "--config", "{config}"]),
-    ("delete", [WORKLOAD_IDS, "cleanup", "--apply", "--max-actions", str(ORPHANS), "--output", "json",
-                "--config", "{config}"]),
+    # The benchmark's audit log is a local file: deleting then needs the explicit flag.
+    ("delete", [WORKLOAD_IDS, "cleanup", "--apply", "--delete-with-local-audit", "--max-actions",
+                str(ORPHANS), "--output", "json", "--config", "{config}"]),
 ]
 
 

@@ -338,7 +338,7 @@ def _rotate(folder: Path, seam: CallSeam, *, recover_only: bool = False) -> Any:
 
 def _cleanup(folder: Path, seam: CallSeam) -> Any:
     from workload_ids.cleanup.workflow import cleanup
-    return cleanup([folder], load_config(), seam, apply=True)
+    return cleanup([folder], load_config(), seam, apply=True, delete_with_local_audit=True)
 
 
 def _restore(identity: str, seam: CallSeam) -> Any:

@@ -114,7 +114,8 @@ def test_azure_quarantine_release_delete_and_restore(azure_fleet: tuple[LocalAzu
     # After the grace period svc-b is deleted, its bundle first.
     import os
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    deleted = json.loads(run_cli("cleanup", str(folder), "--apply", "--output", "json").out)
+    deleted = json.loads(run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit",
+                                 "--output", "json").out)
     assert [(r["identity"], r["action"], r["ok"]) for r in deleted["results"]] == \
         [("wid-prod-svc-b", "delete", True)]
     assert "wid-prod-svc-b" not in held(local)
@@ -215,7 +216,7 @@ def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any,
         assert scopes() == [] and not works()
 
         monkeypatch.setenv("WORKLOAD_IDS_CLOCK", AFTER_GRACE)
-        deleted = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+        deleted = run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit", "--output", "json")
         assert [(r["action"], r["ok"]) for r in json.loads(deleted.out)["results"]] == [("delete", True)]
         assert graph.find_applications("displayName eq 'wid-prod-vendor-sync'") == []
         assert [d["id"] for d in graph.list_deleted_applications()] == [app["id"]]

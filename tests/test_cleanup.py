@@ -195,7 +195,7 @@ def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
     assert [i["action"] for i in json.loads(early.out)["identities"] if i["action"]] == []
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    report = cleanup([fleet], load_config(), seam, apply=True)
+    report = cleanup([fleet], load_config(), seam, apply=True, delete_with_local_audit=True)
     assert report.ok
     assert sorted(f.identity.name for f in report.actions) == ["wid_prod_svc-b", "wid_prod_svc-d"]
     # Two batch reads, the signing key, who-am-I, then three calls per role: its two inline
@@ -367,7 +367,7 @@ def test_an_edited_mark_withholds_every_action(aws: Any, fleet: Path) -> None:
     aws.tag_role(RoleName="wid_prod_svc-d",
                  Tags=[{"Key": MARK_TAG, "Value": "since=yesterday reason=owner-gone"}])
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    result = run_cli("cleanup", str(fleet), "--apply", "--output", "json")
+    result = run_cli("cleanup", str(fleet), "--apply", "--delete-with-local-audit", "--output", "json")
     found = by_identity(json.loads(result.out))["wid_prod_svc-d"]
     assert found["action"] is None and "fixed or removed by hand" in found["problem"]
     assert "wid_prod_svc-d" in {r["RoleName"] for r in aws.list_roles()["Roles"]}
@@ -383,7 +383,7 @@ def _cleanup(folder: Path, fault: Any = None) -> int:
     if fault is not None:
         seam.inject(fault)
     try:
-        cleanup([folder], load_config(), seam, apply=True)
+        cleanup([folder], load_config(), seam, apply=True, delete_with_local_audit=True)
     except Killed:
         pass
     except Exception as exc:
@@ -475,7 +475,7 @@ def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: 
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     operations: list[str] = []
     seam.observers.append(lambda call: operations.append(call.operation))
-    report = cleanup([folder], load_config(), seam, apply=True)
+    report = cleanup([folder], load_config(), seam, apply=True, delete_with_local_audit=True)
     assert report.ok, [r.error for r in report.results]
     mutations = [op.split(".", 1)[1] for op in operations
                  if not op.split(".", 1)[1].startswith(("list_", "get_"))]
@@ -490,11 +490,22 @@ def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: 
     bundle = next(r for r in records(Path("audit.jsonl")) if r["action"] == "restore-bundle")
     assert set(bundle["before"]["inlinePolicies"]) == {"workload-ids", "hand-made"}
     assert bundle["before"]["groups"] == ["legacy-vendors"]
+    # That bundle holds what workload-ids never writes (someone's inline policy, a group):
+    # restore refuses it whole, and the way back is the manifest.
+    refused = run_cli("restore", user)
+    assert refused.code == 3, refused.out + refused.err
+    assert "the inline policy 'hand-made'" in refused.err and "groups (legacy-vendors)" in refused.err
+    assert user not in {u["UserName"] for u in aws.list_users()["Users"]}
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    assert run_cli("cleanup", str(folder), "--apply").code == 0  # its owner is still gone
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(parse_time(AFTER_GRACE) + timedelta(days=8)))
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
+    assert user not in {u["UserName"] for u in aws.list_users()["Users"]}
     restored = run_cli("restore", user)
-    assert restored.code == 0
+    assert restored.code == 0, restored.out + restored.err
     assert "access keys cannot be restored" in restored.out and "--issue-key MANIFEST" in restored.out
     assert aws.list_access_keys(UserName=user)["AccessKeyMetadata"] == []
-    assert [g["GroupName"] for g in aws.list_groups_for_user(UserName=user)["Groups"]] == ["legacy-vendors"]
+    assert aws.list_groups_for_user(UserName=user)["Groups"] == []
     # Rerun with a new key: restore converges, and the key is issued, verified and stored.
     again = run_cli("restore", user, "--issue-key", str(folder / "vendor.yaml"), "--output", "json")
     assert again.code == 0, again.err

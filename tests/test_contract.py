@@ -205,7 +205,8 @@ def test_leaver_quarantine_release_delete_restore(cloud: Cloud, folder: Path) ->
     identity = quarantined["results"][0]["identity"]
     held = cloud.snapshot()
     os.environ["WORKLOAD_IDS_CLOCK"] = format_time(start + timedelta(days=8))
-    deleted = json.loads(run_cli("cleanup", str(folder), "--apply", "--output", "json").out)
+    deleted = json.loads(run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit",
+                                 "--output", "json").out)
     assert [(r["identity"], r["action"], r["ok"]) for r in deleted["results"]] == \
         [(identity, "delete", True)]
     assert cloud.snapshot() != held
@@ -334,7 +335,7 @@ def test_cleanup_converges_after_a_kill_at_every_call(cloud: Cloud, folder: Path
     def run(phase_days: float) -> Callable[[CallSeam], Any]:
         def go(seam: CallSeam) -> Any:
             monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(start + timedelta(days=phase_days)))
-            return cleanup([folder], load_config(), seam, apply=True)
+            return cleanup([folder], load_config(), seam, apply=True, delete_with_local_audit=True)
         return go
 
     for phase_days in (0.0, 8.0):

@@ -95,7 +95,7 @@ def test_gcp_quarantine_release_delete_and_restore(
     assert accounts(iam)[email("svc-b")].display_name == "workload-ids prod/svc-b"
     # Past grace, svc-d is deleted: bindings first, then roles, then the account.
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    deleted = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+    deleted = run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit", "--output", "json")
     assert deleted.code == 0, deleted.err
     [result_d] = json.loads(deleted.out)["results"]
     assert result_d["steps"][0] == "remove its project policy bindings"

@@ -732,7 +732,8 @@ def test_no_command_modifies_a_decoy_and_ours_are_handled_normally(
     for when, action in ((FAR, "quarantine"), (AFTER_GRACE, "delete")):
         monkeypatch.setenv("WORKLOAD_IDS_CLOCK", when)
         for folder in (own, fleet):  # the decoys undeclared, then declared
-            result = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+            result = run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit",
+                             "--output", "json")
             assert result.code == 0, result.err + result.out
             done = [(r["identity"], r["action"], r["ok"]) for r in json.loads(result.out)["results"]]
             assert done == ([(cloud.identity("svc-gone"), action, True)] if folder == own else []), done
@@ -851,7 +852,7 @@ def test_roles_in_our_naming_without_our_marker_outlive_plan_cleanup_and_restore
     (own / "svc-gone.yaml").unlink()
     for when, action in ((FAR, "quarantine"), (AFTER_GRACE, "delete")):
         monkeypatch.setenv("WORKLOAD_IDS_CLOCK", when)
-        result = run_cli("cleanup", str(own), "--apply", "--output", "json")
+        result = run_cli("cleanup", str(own), "--apply", "--delete-with-local-audit", "--output", "json")
         assert result.code == 0, result.out + result.err
         assert [(r["action"], r["ok"]) for r in json.loads(result.out)["results"]] == [(action, True)]
         unchanged(f"cleanup --apply ({action})")

@@ -398,3 +398,22 @@ def test_a_lock_secret_that_is_not_ours_is_never_touched(vendor, aws, monkeypatc
     after = sm.describe_secret(SecretId=f"{SECRET}.lock")
     assert after["ARN"] == decoy["ARN"] and "DeletedDate" not in after
     assert sm.get_secret_value(SecretId=f"{SECRET}.lock")["SecretString"] == "someone else's"
+
+
+def test_rotate_without_paths_lists_every_key_mode_identity_and_changes_nothing(vendor, aws, monkeypatch):
+    """Without manifests rotate reads every target (here the audit trail's) but turns no key:
+    the rotation settings and the secret are the manifest's."""
+    before = keys(aws)
+    at(monkeypatch, 40)  # past the manifest's maxAge: a run with the manifest would rotate
+    result = run_cli("rotate", "--output", "json")
+    assert result.code == 0, result.err + result.out
+    doc = json.loads(result.out)
+    assert doc["fleet"]["targets"] == ["aws:123456789012"] and doc["summary"]["changed"] == 0
+    [row] = doc["fleet"]["identities"]
+    assert row["identity"] == USER and [k["id"] for k in row["keys"]] == list(before)
+    assert keys(aws) == before
+    text = run_cli("rotate")
+    assert "nothing changed" in text.out and "run `workload-ids rotate MANIFESTS` to act" in text.out
+    now = run_cli("rotate", "--now", "vendor-sync")
+    assert now.code == 1 and "needs the workload's manifest" in now.err
+    assert keys(aws) == before

@@ -265,6 +265,8 @@ def _clock_notice(out: Output) -> str | None:
 def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = False) -> int:
     from .rotation import rotate_workloads
     config = _config(args)
+    if not args.paths:
+        return _rotate_fleet(args, config, out, recover_only=recover_only)
     result = _validated(args, config, out)
     clock_text = _clock_notice(out)
     seam = _seam(config)
@@ -298,6 +300,33 @@ def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = Fa
     if failed or refused:
         return EXIT_ERROR
     return EXIT_BUSY if busy else EXIT_OK
+
+
+def _rotate_fleet(args: argparse.Namespace, config: Config, out: Output, *, recover_only: bool) -> int:
+    """``rotate``/``recover`` without PATH: judge every target (an unreadable one stops the
+    run, exit 1), list the key-mode identities found, and change nothing."""
+    from .errors import UserError
+    from .rotation import fleet_keys
+    verb = "recover" if recover_only else "rotate"
+    if getattr(args, "now", None):
+        raise UserError(f"rotate --now {args.now} needs the workload's manifest (its secret and "
+                        f"rotation settings come from it): workload-ids rotate --now {args.now} "
+                        "MANIFEST")
+    seam = _seam(config)
+    found = fleet_keys(config, seam, provider=args.provider, targets=args.target)
+    for r in found.identities:
+        keys = "  ".join(f"{k['id']} ({k['status']}, {k['ageDays']}d)" for k in r.keys) or "-"
+        out.text(one_line(f"{r.environment}/{r.workload}  {r.identity}  {r.provider}:{r.target}  "
+                          f"{r.state}  keys: {keys}"))
+    where = ", ".join(f"{p}:{t}" for p, t in found.targets) or "none"
+    out.text(f"{verb.capitalize()}: no manifests given: read every target ({where}); "
+             f"{len(found.identities)} key-mode identit{'y' if len(found.identities) == 1 else 'ies'} "
+             "found, nothing changed. A workload's rotation settings and secret come from its "
+             f"manifest: run `workload-ids {verb} MANIFESTS` to act ({seam.stats.total} API calls).")
+    out.document({"workloads": [], "fleet": found.as_json(),
+                  "summary": {"workloads": 0, "changed": 0, "refused": 0, "busy": 0, "failed": 0,
+                              "identities": len(found.identities), "apiCalls": seam.stats.total}})
+    return EXIT_OK
 
 
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
@@ -351,12 +380,14 @@ def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     _clock_notice(out)
     seam = _seam(config)
     report = cleanup(args.paths, config, seam, apply=args.apply, max_actions=args.max_actions,
-                     provider=args.provider, targets=args.target, progress=Progress("cleaning up"))
+                     provider=args.provider, targets=args.target, progress=Progress("cleaning up"),
+                     delete_with_local_audit=args.delete_with_local_audit)
     out.text(render_report(report))
     out.document(report.as_json())
     if report.applied and not report.ok:
         return EXIT_ERROR
-    if args.detailed_exitcode and not report.applied and report.actions:
+    # A held deletion waits for a person (a durable sink, or the flag): pending, like any action.
+    if args.detailed_exitcode and not report.applied and (report.actions or report.held):
         return EXIT_CHANGES
     return EXIT_OK
 
@@ -470,10 +501,20 @@ def build_parser() -> argparse.ArgumentParser:
     apply = verb("apply", cmd_apply, "create or converge identities to the manifests")
     apply.add_argument("--auto-approve", action="store_true",
                        help="apply without asking (for pipelines)")
-    rotate = verb("rotate", cmd_rotate, "advance key rotation of key-mode workloads by whatever is due")
+    rotate = verb("rotate", cmd_rotate, "advance key rotation of key-mode workloads by whatever is due",
+                  paths=False)
     rotate.add_argument("--now", metavar="NAME",
                         help="emergency: replace workload NAME's key at once and deactivate the old one")
-    recover = verb("recover", cmd_recover, "finish or undo key rotations that a crashed run left behind")
+    recover = verb("recover", cmd_recover, "finish or undo key rotations that a crashed run left behind",
+                   paths=False)
+    for p in (rotate, recover):
+        p.add_argument("paths", nargs="*", metavar="PATH",
+                       help="the manifests of the key-mode workloads to act on; without any, every "
+                            "target (config targets:, aws.accounts, and those the audit trail shows "
+                            "written to) is read and its key-mode identities listed, nothing changed")
+        p.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
+        p.add_argument("--target", action="append", default=[],
+                       help="without PATH: also read this account/project/subscription (repeatable)")
     for p in (apply, rotate, recover):
         p.add_argument("--lock-timeout", metavar="DURATION",
                        help="how long to wait for a workload whose keys another run is changing, "
@@ -503,7 +544,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="refuse to quarantine or delete more than N identities (default: "
                             "cleanup.maxActions, 10)")
     clean.add_argument("--detailed-exitcode", action="store_true",
-                       help="dry run: exit 2 when there is something to do, 0 when nothing")
+                       help="dry run: exit 2 when there is something to do (a held deletion "
+                            "too), 0 when nothing")
+    clean.add_argument("--delete-with-local-audit", action="store_true",
+                       help="delete due identities although the audit trail is only a local file "
+                            "(audit.path): their restore bundles are lost with that file. Without "
+                            "it, deletions need a durable audit sink (audit.sink) and are held")
     clean.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
     clean.add_argument("--target", action="append", default=[],
                        help="also read this account/project/subscription (repeatable)")

@@ -222,9 +222,10 @@ def _leaver_tour(out: Output, examples: Path, aws_dir: Path) -> bool:
         if not report.ok:
             return False
         os.environ[clock.ENV] = clock.format_time(start + timedelta(days=8))
-        _step(out, 12, "8 days later, past the 7d grace period: cleanup --apply deletes it, "
-                       "after writing its restore bundle to the audit log")
-        report = cleanup([aws_dir], config, CallSeam(), apply=True)
+        _step(out, 12, "8 days later, past the 7d grace period: cleanup --apply "
+                       "--delete-with-local-audit deletes it, after writing its restore bundle to "
+                       "the audit log (the demo's log is a local file; a real fleet sets audit.sink)")
+        report = cleanup([aws_dir], config, CallSeam(), apply=True, delete_with_local_audit=True)
         out.text(render_report(report))
         for result in report.results:
             out.text(f"   {result.finding.identity.name}: " + "; ".join(result.steps))

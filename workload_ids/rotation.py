@@ -717,6 +717,33 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
     return reports
 
 
+@dataclass(frozen=True, slots=True)
+class FleetKeys:
+    """``rotate`` without PATH: every target read, and the key-mode identities found."""
+
+    targets: tuple[tuple[str, str], ...]
+    identities: tuple[Any, ...]  # InventoryRow of each key-mode identity of ours
+
+    def as_json(self) -> dict[str, Any]:
+        return {"targets": [f"{p}:{t}" for p, t in self.targets],
+                "identities": [r.as_json() for r in self.identities]}
+
+
+def fleet_keys(config: Config, seam: Any, *, provider: str = "aws",
+               targets: list[str] | None = None) -> FleetKeys:
+    """Read every target ``cleanup`` and ``inventory`` read without PATH (the config's
+    ``targets:`` and ``aws.accounts``, every target the audit trail shows the tool wrote to,
+    and ``targets``); a configured or audited target that cannot be read raises before
+    anything else is read (exit 1). Changes nothing: a workload's rotation settings and its
+    secret come from its manifest, and keys are never turned on a guess."""
+    from .inventory import inventory
+    from .targets import fleet_scopes
+    read = fleet_scopes(config, provider=provider, named=targets or [], declared=()).read
+    rows = inventory([], config, seam, provider=provider, targets=targets)
+    found = tuple(r for r in rows if not r.forged and (r.kind in ("user", "application") or r.keys))
+    return FleetKeys(tuple(sorted(read | {(r.provider, r.target) for r in rows})), found)
+
+
 def is_key_mode(workload: CompiledWorkload) -> bool:
     return workload.loaded.workload.spec.credentials.mode == "key"
 
@@ -733,6 +760,6 @@ class _Waiting(Exception):
     """Nothing can be done yet (the key limit is reached within a grace period)."""
 
 
-__all__ = ["CredentialBackend", "ForeignKeyError", "IssuedKey", "KeyLifecycle", "KeyReport",
+__all__ = ["CredentialBackend", "FleetKeys", "ForeignKeyError", "IssuedKey", "KeyLifecycle", "KeyReport",
            "RotationPolicy", "SecretValue", "VerificationError", "key_mode_checks",
            "rotation_policy", "secret_name"]

@@ -65,6 +65,12 @@ def _pool_problem(config: Config, project: str, pool: str) -> str | None:
     return None
 
 
+def pool_problem(config: Config, project: str, pool: str) -> str | None:
+    """Why a workload in ``project`` may not trust the workload identity pool ``pool``
+    (``projects/NUMBER/locations/global/workloadIdentityPools/ID``), or None."""
+    return _pool_problem(config, project, pool)
+
+
 def trust_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
     """Guardrail refusals for federation entries whose trust root the config does not list."""
     spec = lw.workload.spec
@@ -169,4 +175,5 @@ def trust_lint(lw: LoadedWorkload) -> list[Diagnostic]:
     return out
 
 
-__all__ = ["github_id_problems", "issuer_allowed", "normalize_issuer", "trust_diagnostics", "trust_lint"]
+__all__ = ["github_id_problems", "issuer_allowed", "normalize_issuer", "pool_problem", "trust_diagnostics",
+           "trust_lint"]

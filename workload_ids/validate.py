@@ -107,6 +107,12 @@ def _denied_patterns(entries: tuple[str, ...]) -> dict[str, tuple[tuple[str, re.
     return {p: tuple(v) for p, v in out.items()}
 
 
+def denied_by(config: Config, provider: str, action: str) -> str | None:
+    """The ``guardrails.deniedActions`` entry that denies ``action`` on ``provider``, or None."""
+    denied = _denied_patterns(tuple(config.guardrails.deniedActions)).get(provider, ())
+    return next((text for text, rx in denied if rx.fullmatch(action)), None)
+
+
 def denied_action_problems(config: Config) -> list[Diagnostic]:
     """Config errors in ``guardrails.deniedActions``: an entry whose cloud cannot be told
     apart, or that matches no real name (a typo there would deny nothing, silently)."""

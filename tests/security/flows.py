@@ -206,7 +206,7 @@ def _flows(rec: Recorder, iam: Any, manifests: Any, monkeypatch: pytest.MonkeyPa
         _ok(run_cli("cleanup", "--apply", str(folder)))  # payments-api is declared again: release
     _at(monkeypatch, later + timedelta(days=8))
     with rec.acting_as("cleanup"):
-        _ok(run_cli("cleanup", "--apply", str(folder)))  # past grace: delete
+        _ok(run_cli("cleanup", "--apply", "--delete-with-local-audit", str(folder)))  # past grace: delete
     assert "wid_prod_vendor-sync" not in {u["UserName"] for u in iam.list_users()["Users"]}
     with rec.acting_as("restore"):
         _ok(run_cli("restore", "wid_prod_vendor-sync"))

@@ -211,7 +211,8 @@ def test_a_target_written_to_and_no_longer_readable_stops_the_run(fleet: Fleet, 
     folder = _apply(fleet, manifests)
     log = Path("audit.jsonl").read_text()
     reconnect = fleet.cut_off()
-    for args in (("cleanup", str(folder), "--apply"), ("cleanup", str(folder)), ("inventory",)):
+    for args in (("cleanup", str(folder), "--apply"), ("cleanup", str(folder)), ("inventory",),
+                 ("rotate",), ("recover",)):
         result = run_cli(*args)
         assert result.code == 1, result.err + result.out
         assert f"cannot read {fleet.provider}" in result.err and fleet.gone_target in result.err
@@ -271,3 +272,14 @@ def test_without_any_target_the_message_says_where_to_list_them(provider: str) -
     result = run_cli("inventory", "--provider", provider)
     assert result.code == 1, result.err + result.out
     assert f"targets.{provider} in the config" in result.err and "Traceback" not in result.err
+
+
+def test_rotate_without_paths_reads_every_configured_target(fleet: Fleet, manifests: Any) -> None:
+    _apply(fleet, manifests)
+    Path("audit.jsonl").unlink()  # only the config names the targets now
+    _write_config(fleet, listed=True)
+    for verb in ("rotate", "recover"):
+        result = run_cli(verb, "--output", "json")
+        assert result.code == 0, result.err + result.out
+        assert f"{fleet.provider}:{fleet.gone_target}" in json.loads(result.out)["fleet"]["targets"]
+    assert not Path("audit.jsonl").exists()  # nothing was changed, so nothing recorded

@@ -113,7 +113,7 @@ def test_aws_forged_marker_is_reported_and_never_touched(
     assert decode_mark(role_tags(iam, "wid_prod_svc-d")[MARK_TAG]).since == _START
     # Past grace, still untouched (the real one is deleted).
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
     assert role_tags(iam, name) == before
     inventory = run_cli("inventory", str(folder), "--output", "json")
     assert inventory.code == 0, inventory.err
@@ -153,7 +153,7 @@ def test_aws_forged_quarantine_date_on_our_role_gets_a_fresh_grace(aws_fleet: tu
     assert run_cli("cleanup", str(folder), "--apply").code == 0
     assert iam.get_role(RoleName="wid_prod_svc-d")
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
     assert "wid_prod_svc-d" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
 
 
@@ -189,9 +189,10 @@ def test_aws_legitimate_quarantine_then_delete_after_grace(aws_fleet: tuple[Any,
     assert run_cli("cleanup", str(folder), "--apply").code == 0
     assert decode_mark(role_tags(iam, "wid_prod_svc-d")[MARK_TAG]).since == _START
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    dry = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)["wid_prod_svc-d"]
+    dry = by_identity(run_cli("cleanup", str(folder), "--delete-with-local-audit", "--output",
+                              "json").out)["wid_prod_svc-d"]
     assert dry["action"] == "delete" and "grace restarts" not in dry["reason"]
-    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
     assert "wid_prod_svc-d" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
     assert run_cli("restore", "wid_prod_svc-d").code == 0
     assert iam.get_role(RoleName="wid_prod_svc-d")
@@ -290,7 +291,7 @@ def test_gcp_forged_marker_and_forged_quarantine_date(gcp_fleet: tuple[Any, Path
         f"quarantine since={START} reason=no-manifest delete-after={DUE}"
     # Past grace: the real one goes, the forged one stays as it was.
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
     held = accounts(iam)
     assert sa_email("svc-d") not in held and not held[made.email].disabled
 
@@ -362,7 +363,7 @@ def test_azure_forged_marker_and_forged_quarantine_date(azure_fleet: tuple[Any, 
     assert after["wid-prod-svc-d"][0][MARK_TAG] == f"since={START} reason=no-manifest delete-after={DUE}"
     assert after["wid-prod-svc-d"][1] == []
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
     after = held(local)
     assert "wid-prod-svc-d" not in after and after["app-runtime"][0][MARK_TAG] == PAST_MARK
 

@@ -115,16 +115,33 @@ def test_no_package_is_installed_when_a_pod_starts() -> None:
             assert "pip " not in str(value), f"{path.name}: a container installs packages at start"
 
 
-def test_scheduled_workflow_reads_the_audit_log_only_from_its_own_default_branch_runs() -> None:
+def test_scheduled_jobs_keep_the_audit_trail_in_the_durable_sink() -> None:
+    """No artifact relay (a branch run could substitute the log, a failed run's records were
+    dropped) and no volume (a PVC is one disk): the jobs' config names a signed sink in a
+    bucket, and nothing downloads a previous run's trail."""
     workflow = yaml.safe_load((EXAMPLES / "schedules" / "cleanup-scheduled.yml").read_text())
     job = workflow["jobs"]["schedule"]
     assert job["if"] == "github.ref_name == github.event.repository.default_branch"
-    fetch = next(s for s in job["steps"] if s.get("name") == "Fetch the audit log")
-    assert "uses" not in fetch  # no third-party download action
-    assert "--workflow cleanup-scheduled.yml" in fetch["run"]
-    assert '--branch "$BRANCH"' in fetch["run"]
-    assert fetch["env"]["BRANCH"] == "${{ github.event.repository.default_branch }}"
-    assert "exit 1" in fetch["run"]  # a missing log stops the run
+    assert "actions" not in workflow["permissions"]  # nothing reads other runs' artifacts
+    for step in job["steps"]:
+        assert "download-artifact" not in str(step.get("uses", "")), step
+        assert "gh run download" not in str(step.get("run", "")), step
+        assert "audit.jsonl" not in str(step), step
+    cron = (EXAMPLES / "schedules" / "cleanup-cronjob.yaml").read_text()
+    assert "persistentVolumeClaim" not in cron and "/audit" not in cron
+    config = yaml.safe_load((EXAMPLES / "schedules" / "workload-ids.yaml").read_text())
+    assert set(config["audit"]) == {"sink"}  # no local file beside it
+    assert config["audit"]["sink"]["url"].startswith("s3://")
+    assert config["audit"]["sink"]["signingKey"] == "workload-ids/audit-signing-key"
+    for text in (yaml.safe_dump(workflow, width=1000), cron):
+        commands = [line for line in text.splitlines()
+                    if re.search(r"workload-ids (rotate|cleanup|audit)", line)
+                    and not line.lstrip().startswith("#")]
+        assert commands
+        for command in commands:
+            assert "--config examples/schedules/workload-ids.yaml" in command or \
+                "--config /config/workload-ids.yaml" in command, command
+            assert "--delete-with-local-audit" not in command, command
 
 
 def _extras() -> dict[str, list[str]]:

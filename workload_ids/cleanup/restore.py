@@ -8,9 +8,9 @@ from typing import Any
 
 from ..calls import CallSeam
 from ..config import Config
-from ..errors import GuardrailError, UserError
+from ..errors import Diagnostic, InputErrors, Position, UserError
 from ..providers import create_provider
-from .provenance import bundle_not_ours
+from .bundle_policy import bundle_problems
 from .workflow import BUNDLE_ACTION
 
 
@@ -31,6 +31,12 @@ class RestoreResult:
 def find_bundle(config: Config, identity: str, target: str | None = None) -> dict[str, Any]:
     """The bundle of ``identity``'s latest deletion: of its latest quarantine episode, the
     first bundle written (a rerun after a crash never replaces it)."""
+    return _find(config, identity, target)[1]
+
+
+def _find(config: Config, identity: str, target: str | None) -> tuple[Position, dict[str, Any]]:
+    """:func:`find_bundle`, with where the record is in the trail (its 1-based number,
+    the line of a JSON Lines file)."""
     store = config.audit_store()
     if store is None:
         raise UserError("no audit log is configured, so there are no restore bundles; "
@@ -42,36 +48,51 @@ def find_bundle(config: Config, identity: str, target: str | None = None) -> dic
         raise UserError(f"audit log {store.where} fails verification at record {check.bad_line} "
                         f"({check.problem}); its bundles cannot be trusted. Run "
                         "`workload-ids audit verify` and restore the log from a copy first")
-    found: dict[str, dict[str, Any]] = {}
-    for record in store.records():
+    found: dict[str, tuple[int, dict[str, Any]]] = {}
+    for number, record in enumerate(store.records(), 1):
         if record.get("action") != BUNDLE_ACTION or record.get("identity") != identity:
             continue
         if target is not None and record.get("target") != target:
             continue
         since = str((record.get("detail") or {}).get("quarantinedSince"))
-        found.setdefault(since, record)
+        found.setdefault(since, (number, record))
     if not found:
         where = f" in {target}" if target else ""
         raise UserError(f"no restore bundle for {identity}{where} in {store.where}; only identities that "
                         "cleanup deleted can be restored (check the name with `workload-ids "
                         "inventory` or search the audit log)")
-    targets = {str(r.get("target")) for r in found.values()}
+    targets = {str(r.get("target")) for _, r in found.values()}
     if target is None and len(targets) > 1:
         raise UserError(f"{identity} was deleted in several accounts ({', '.join(sorted(targets))}); "
                         "pass --target ACCOUNT")
-    latest = found[max(found)]
-    bundle: dict[str, Any] = latest["before"]
-    return bundle
+    number, latest = found[max(found)]
+    before = latest.get("before")
+    if not isinstance(before, dict):
+        raise InputErrors([Diagnostic(Position(store.where, number), f"the restore bundle of {identity} "
+                                      "holds no identity; nothing was restored")])
+    # The record is found by its identity and target; the bundle says what is created where.
+    for key, want in (("name", identity), ("target", latest.get("target")),
+                      ("provider", latest.get("provider"))):
+        if before.get(key) != want:
+            raise InputErrors([Diagnostic(
+                Position(store.where, number), f"the restore bundle of {identity} has {key} "
+                f"{before.get(key)!r}, but its record names {want!r}: workload-ids never writes "
+                "such a record; nothing was restored. Find out who wrote it", severity="guardrail")])
+    return Position(store.where, number), before
 
 
 def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None = None) -> RestoreResult:
     """Recreate ``identity`` from its bundle and record it in the audit log."""
-    bundle = find_bundle(config, identity, target)
-    why = bundle_not_ours(config, bundle)
-    if why is not None:
-        raise GuardrailError(f"the restore bundle of {identity} is not one workload-ids writes: {why}; "
-                             "nothing was restored. Find out who wrote that record "
-                             "(`workload-ids audit verify`, and the log's history)")
+    where, bundle = _find(config, identity, target)
+    problems = bundle_problems(config, bundle)
+    if problems:
+        # Before any call: the bundle is refused whole, so nothing of it is created.
+        raise InputErrors([Diagnostic(where, f"restore bundle of {identity}: {p}", severity="guardrail")
+                           for p in problems] + [Diagnostic(
+            where, f"the restore bundle of {identity} holds what workload-ids would not grant, so "
+            "nothing was restored. Find out who wrote that record (`workload-ids audit verify`, "
+            "the trail's history); to bring the workload back, apply its manifest "
+            "(`workload-ids apply MANIFEST`)", severity="guardrail")])
     backend = create_provider(str(bundle["provider"]), config, seam)
     tags = dict(bundle.get("tags") or {})
     workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"

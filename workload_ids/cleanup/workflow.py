@@ -71,6 +71,7 @@ class CleanupReport:
     dead_grants: list[dict[str, str]] = field(default_factory=list)
     calls: int = 0
     notes: list[str] = field(default_factory=list)
+    held: int = 0  # due deletions held for want of a durable audit sink
 
     @property
     def actions(self) -> list[Finding]:
@@ -85,8 +86,8 @@ class CleanupReport:
         planned = {a: sum(1 for f in self.findings if f.action == a)
                    for a in (TRANSFER, QUARANTINE, ENFORCE, RELEASE, DELETE)}
         return {"identities": len(self.findings), "classes": counts, "actions": planned,
-                "applied": self.applied, "failed": sum(1 for r in self.results if not r.ok),
-                "apiCalls": self.calls}
+                "held": self.held, "applied": self.applied,
+                "failed": sum(1 for r in self.results if not r.ok), "apiCalls": self.calls}
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -102,9 +103,13 @@ class CleanupReport:
 
 def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, apply: bool = False,
             max_actions: int | None = None, provider: str = "aws", targets: Sequence[str] = (),
-            progress: Callable[[int, int], None] | None = None) -> CleanupReport:
+            progress: Callable[[int, int], None] | None = None,
+            delete_with_local_audit: bool = False) -> CleanupReport:
     """See the module docstring. Raises before any change when the input is bad, the
-    owner directory cannot be read, or the guard refuses (GuardrailError, exit 3)."""
+    owner directory cannot be read, or the guard refuses (GuardrailError, exit 3).
+
+    Deletions are held (reported, not done) while the audit trail is not durable, unless
+    ``delete_with_local_audit``: see :func:`_hold_deletions`."""
     from ..owners import open_directory
     from ..owners.interface import owner_status
     notes: list[str] = []
@@ -176,9 +181,12 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
             f = Finding(o, f.status, f.reason, None, f.mark, successor=f.successor,
                         manifest=f.manifest, problem=f.problem)
         findings.append(f)
+    findings, held = _hold_deletions(findings, config, delete_with_local_audit)
+    if held:
+        notes.append(f"{held} deletion(s) held: {DELETION_HELD}")
     findings.sort(key=lambda f: (CLASSES.index(f.status), f.identity.target, f.identity.name))
     report = CleanupReport(findings, owners is not None, declared is not None, notes=notes,
-                           dead_grants=dead)
+                           dead_grants=dead, held=held)
     report.transfers = {f.identity.name: _manifest_edit(f) for f in findings
                         if f.status == TRANSFERRED and f.manifest is not None and f.successor}
     report.refusal = _blast_radius(findings, config, max_actions)
@@ -203,6 +211,33 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
                            action="remove-dead-grant", before=grant, after=None)
     report.calls = seam.stats.total
     return report
+
+
+DELETION_HELD = ("deletion needs a durable audit sink (audit.sink in workload-ids.yaml) to keep "
+                 "the restore bundle; the local audit file can vanish with the runner, and the "
+                 "bundle with it. Set audit.sink, or rerun with --delete-with-local-audit if that "
+                 "file is kept safe")
+
+
+def _hold_deletions(findings: list[Finding], config: Config,
+                    local_ok: bool) -> tuple[list[Finding], int]:
+    """Turn due deletions into held findings (no action, the reason as ``problem``) when
+    the audit trail is a local file and the operator did not accept that: a deleted
+    identity comes back only from its restore bundle, and a runner's or pod's file is
+    gone when the job ends. Everything reversible (quarantine, release, transfer) still
+    runs. A config with no trail at all is refused later, as before."""
+    store = config.audit_store()
+    if store is None or store.durable or local_ok:
+        return findings, 0
+    out: list[Finding] = []
+    held = 0
+    for f in findings:
+        if f.action == DELETE:
+            held += 1
+            f = Finding(f.identity, f.status, f.reason, None, f.mark, successor=f.successor,
+                        manifest=f.manifest, problem=DELETION_HELD)
+        out.append(f)
+    return out, held
 
 
 def _unbelieved(observed: list[tuple[Any, ObservedIdentity]],
