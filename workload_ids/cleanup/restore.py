@@ -34,10 +34,11 @@ def find_bundle(config: Config, identity: str, target: str | None = None) -> dic
     return _find(config, identity, target)[1]
 
 
-def _find(config: Config, identity: str, target: str | None) -> tuple[Position, dict[str, Any]]:
+def _find(config: Config, identity: str, target: str | None,
+          seam: CallSeam | None = None) -> tuple[Position, dict[str, Any]]:
     """:func:`find_bundle`, with where the record is in the trail (its 1-based number,
-    the line of a JSON Lines file)."""
-    store = config.audit_store()
+    the line of a JSON Lines file). A cloud sink is read through ``seam``."""
+    store = config.audit_store(seam)
     if store is None:
         raise UserError("no audit log is configured, so there are no restore bundles; "
                         "set audit.path in workload-ids.yaml")
@@ -83,7 +84,7 @@ def _find(config: Config, identity: str, target: str | None) -> tuple[Position, 
 
 def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None = None) -> RestoreResult:
     """Recreate ``identity`` from its bundle and record it in the audit log."""
-    where, bundle = _find(config, identity, target)
+    where, bundle = _find(config, identity, target, seam)
     problems = bundle_problems(config, bundle)
     if problems:
         # Before any call: the bundle is refused whole, so nothing of it is created.

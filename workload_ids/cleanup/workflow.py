@@ -181,7 +181,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
             f = Finding(o, f.status, f.reason, None, f.mark, successor=f.successor,
                         manifest=f.manifest, problem=f.problem)
         findings.append(f)
-    findings, held = _hold_deletions(findings, config, delete_with_local_audit)
+    findings, held = _hold_deletions(findings, config, delete_with_local_audit, seam)
     if held:
         notes.append(f"{held} deletion(s) held: {DELETION_HELD}")
     findings.sort(key=lambda f: (CLASSES.index(f.status), f.identity.target, f.identity.name))
@@ -195,7 +195,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         return report
     if report.refusal:
         raise GuardrailError(report.refusal)
-    if any(f.action == DELETE for f in findings) and config.audit_store() is None:
+    if any(f.action == DELETE for f in findings) and config.audit_store(seam) is None:
         raise UserError("cleanup would delete identities, but no audit log is configured to keep "
                         "their restore bundles; set audit.path in workload-ids.yaml, then rerun")
     report.applied = True
@@ -203,7 +203,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     for name, target in sorted({(f.identity.provider, f.identity.target) for f in findings if f.action}):
         # Credentials must reach the account before anything there changes.
         auditor.callers[(name, target)] = providers[name].verify_target(target)
-    report.results = _act(findings, providers, auditor, config, progress)
+    report.results = _act(findings, providers, auditor, config, seam, progress)
     for (name, target), grants in _by_scope(dead).items():
         providers[name].remove_dead_grants(target, grants)
         for grant in grants:
@@ -219,14 +219,14 @@ DELETION_HELD = ("deletion needs a durable audit sink (audit.sink in workload-id
                  "file is kept safe")
 
 
-def _hold_deletions(findings: list[Finding], config: Config,
-                    local_ok: bool) -> tuple[list[Finding], int]:
+def _hold_deletions(findings: list[Finding], config: Config, local_ok: bool,
+                    seam: CallSeam) -> tuple[list[Finding], int]:
     """Turn due deletions into held findings (no action, the reason as ``problem``) when
     the audit trail is a local file and the operator did not accept that: a deleted
     identity comes back only from its restore bundle, and a runner's or pod's file is
     gone when the job ends. Everything reversible (quarantine, release, transfer) still
     runs. A config with no trail at all is refused later, as before."""
-    store = config.audit_store()
+    store = config.audit_store(seam)
     if store is None or store.durable or local_ok:
         return findings, 0
     out: list[Finding] = []
@@ -293,8 +293,8 @@ def _blast_radius(findings: list[Finding], config: Config, max_actions: int | No
 
 
 def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, config: Config,
-         progress: Callable[[int, int], None] | None) -> list[ActionResult]:
-    bundles = _bundled(config)
+         seam: CallSeam, progress: Callable[[int, int], None] | None) -> list[ActionResult]:
+    bundles = _bundled(config, seam)
     todo = [f for f in findings if f.action]
 
     def run(f: Finding) -> ActionResult:
@@ -358,9 +358,9 @@ def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, confi
     return results
 
 
-def _bundled(config: Config) -> set[tuple[str, str, str]]:
+def _bundled(config: Config, seam: CallSeam | None) -> set[tuple[str, str, str]]:
     """(target, identity, quarantinedSince) of every restore bundle already in the log."""
-    store = config.audit_store()
+    store = config.audit_store(seam)
     if store is None:
         return set()
     return {(str(r.get("target")), str(r.get("identity")),
