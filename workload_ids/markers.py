@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 # Where bootstrap keeps the signing key: beside the key-mode secrets on AWS (the tool's
 # ``workload-ids/`` namespace, which no ``{environment}/{name}`` secret can take: it has one
 # slash fewer); GCP Secret Manager ids and Key Vault names allow no ``/``.
-AWS_KEY_SECRET = "workload-ids/signing-key"
-KEY_SECRET = "workload-ids-signing-key"
+AWS_KEY_SECRET = "workload-ids/signing-key"  # nosec B105: the secret's name, not its value
+KEY_SECRET = "workload-ids-signing-key"  # nosec B105: the secret's name, not its value
 
 NOT_AUTHENTICATED = ("its marker is not authenticated (no valid workload-ids:mac; one made before "
                      "markers were signed gets its MAC at its next apply)")

@@ -95,7 +95,7 @@ def render(config: Config, project: str, extra_roles: Sequence[str] = ()) -> dic
             "signingKey": signing_key(config, project)}
 
 
-SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"  # nosec B105: a role name, not a secret
 # Secret Manager annotation keys allow no ':'; the value says which bootstrap object it is.
 KEY_ANNOTATION = "workload-ids-bootstrap"
 KEY_ANNOTATION_VALUE = "signing-key"

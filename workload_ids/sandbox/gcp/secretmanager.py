@@ -55,7 +55,7 @@ from .resourcemanager import (
 )
 
 # What workload_ids.markers.KEY_SECRET names (the sandbox seeds it; see _sandbox_signing_key).
-SIGNING_KEY_SECRET = "workload-ids-signing-key"
+SIGNING_KEY_SECRET = "workload-ids-signing-key"  # nosec B105: a name, not a value
 
 if TYPE_CHECKING:
     from google.cloud.secretmanager_v1 import SecretManagerServiceClient
