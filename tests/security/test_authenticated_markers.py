@@ -297,7 +297,7 @@ def test_aws_without_the_signing_key_every_command_refuses_and_changes_nothing(
     # svc-d deleted by cleanup (so there is a bundle to restore), svc-c quarantined.
     assert run_cli("cleanup", str(folder), "--apply").code == 0
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
     assert "wid_prod_svc-d" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
     (folder / "svc-c.yaml").write_text(workload("svc-c"))
     assert run_cli("apply", "--auto-approve", str(folder)).code == 0
@@ -340,7 +340,8 @@ def test_aws_restore_refuses_a_bundle_whose_marker_is_not_authenticated(fleet: t
     tags["workload-ids:workload"] = "svc-x"
     bundle = {"provider": "aws", "target": ACCOUNT, "kind": "role", "name": "wid_prod_svc-x",
               "address": f"arn:aws:iam::{ACCOUNT}:role/workload-ids/wid_prod_svc-x", "path": "/workload-ids/",
-              "boundary": "", "tags": tags, "inlinePolicies": {}, "attachedPolicies": [], "groups": [],
+              "boundary": f"arn:aws:iam::{ACCOUNT}:policy/workload-ids/wid-workload-boundary",
+              "tags": tags, "inlinePolicies": {}, "attachedPolicies": [], "groups": [],
               "trust": json.loads(TRUST), "description": "", "maxSessionDuration": 3600,
               "instanceProfiles": [], "immutableId": "AROAFORGED"}
     load_config().auditor("cleanup").record(
@@ -683,7 +684,7 @@ def test_azure_legitimate_quarantine_delete_and_restore_re_signs(azure_keyed: tu
     _, folder = azure_keyed
     assert run_cli("cleanup", str(folder), "--apply").code == 0
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
-    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
     restored = run_cli("restore", "wid-prod-svc-d")
     assert restored.code == 0, restored.out + restored.err
     found = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)["wid-prod-svc-d"]
