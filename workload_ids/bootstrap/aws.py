@@ -32,7 +32,7 @@ from typing import Any
 from ..config import Config
 from ..markers import AWS_KEY_SECRET
 from ..model import MANAGED_BY, TAG_MANAGED_BY
-from . import IDENTITIES
+from . import IDENTITIES, audit_sink
 
 MANAGED_POLICY_MAX = 6_144  # characters of one managed policy document, whitespace excluded
 BOOTSTRAP_TAG = "workload-ids:bootstrap"
@@ -115,10 +115,16 @@ class AwsBootstrap:
     account: str
     boundary: Boundary
     identities: tuple[ToolIdentity, ...]
+    # With audit.sink: the sink, the audit key bootstrap makes here (or a note saying
+    # where the sink and key are when not here).
+    audit: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"provider": "aws", "target": self.account, "boundary": self.boundary.as_json(),
-                "identities": [i.as_json() for i in self.identities]}
+        out = {"provider": "aws", "target": self.account, "boundary": self.boundary.as_json(),
+               "identities": [i.as_json() for i in self.identities]}
+        if self.audit is not None:
+            out["auditSink"] = self.audit
+        return out
 
 
 def compact(doc: dict[str, Any]) -> str:
@@ -154,6 +160,8 @@ class _Arns:
         self.mfa = f"arn:aws:iam::{account}:mfa/*"
         # Secrets Manager suffixes every secret's ARN with '-' and six random characters.
         self.signing_key = f"arn:aws:secretsmanager:*:{account}:secret:{AWS_KEY_SECRET}-??????"
+        self.sink = audit_sink.of(config)
+        self.audit_key = audit_sink.aws_key_arn(self.sink, account) if self.sink else None
 
 
 def _ours() -> dict[str, Any]:
@@ -184,17 +192,45 @@ SIGNING_KEY_WRITES = [
 
 
 def _read_signing_key(arns: _Arns) -> dict[str, Any]:
-    """Every command reads the marker signing key once per account and run."""
+    """Every command reads the marker signing key once per account and run (and the
+    audit signing key, with an ``audit.sink`` whose key is in this account)."""
+    if arns.audit_key:
+        return _statement("ReadSigningKeys", ["secretsmanager:GetSecretValue"],
+                          [arns.signing_key, arns.audit_key])
     return _statement("ReadMarkerSigningKey", ["secretsmanager:GetSecretValue"], arns.signing_key)
+
+
+def _audit_trail(arns: _Arns) -> list[dict[str, Any]]:
+    """With an S3 ``audit.sink``: what every command that writes or reads the trail calls
+    (workload_ids/audit/s3.py), on the bucket and under the prefix only. No delete: the
+    trail is append-only for the tool too (see the guards)."""
+    sink = arns.sink
+    if sink is None or sink.kind != "s3":
+        return []
+    bucket, objects = audit_sink.s3_resources(sink)
+    return [
+        _statement("AuditSinkCheckLock", ["s3:GetBucketObjectLockConfiguration"], bucket),
+        _statement("AuditSinkListRecords", ["s3:ListBucketVersions"], bucket,
+                   audit_sink.s3_list_condition(sink)),
+        _statement("AuditSinkReadAndAppend", audit_sink.S3_OBJECT_ACTIONS, objects),
+    ]
 
 
 def _guards(arns: _Arns) -> list[dict[str, Any]]:
     """In every identity: a boundary is never removed, the boundary policy never changed,
     and the marker signing key never written, whatever else the principal is granted
-    elsewhere."""
+    elsewhere; with an ``audit.sink``, neither its key nor, on S3, a record or the
+    bucket's lock."""
+    keys = [arns.signing_key, arns.audit_key] if arns.audit_key else arns.signing_key
+    trail: list[dict[str, Any]] = []
+    if arns.sink is not None and arns.sink.kind == "s3":
+        bucket, _ = audit_sink.s3_resources(arns.sink)
+        trail.append(_statement("DenyAuditTrailRemoval", audit_sink.S3_DENIED, [bucket, f"{bucket}/*"],
+                                effect="Deny"))
     return [
-        # The key-mode statements' secret prefix covers the key's name by default.
-        _statement("DenySigningKeyWrites", SIGNING_KEY_WRITES, arns.signing_key, effect="Deny"),
+        # The key-mode statements' secret prefix covers the keys' names by default.
+        _statement("DenySigningKeyWrites", SIGNING_KEY_WRITES, keys, effect="Deny"),
+        *trail,
         _statement("DenyBoundaryRemoval", ["iam:DeleteRolePermissionsBoundary",
                                            "iam:DeleteUserPermissionsBoundary"], "*", effect="Deny"),
         _statement("DenyBoundaryPolicyChanges", ["iam:CreatePolicyVersion", "iam:DeletePolicy",
@@ -249,6 +285,7 @@ def apply_policy(arns: _Arns) -> dict[str, Any]:
         _statement("IssueKeysOfOurUsers", ["iam:CreateAccessKey", "iam:DeleteAccessKey"], arns.user, _ours()),
         *_key_secrets(arns),
         _read_signing_key(arns),
+        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -262,6 +299,7 @@ def rotate_policy(arns: _Arns) -> dict[str, Any]:
                    ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey"], arns.user, _ours()),
         *_key_secrets(arns),
         _read_signing_key(arns),
+        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -290,6 +328,7 @@ def cleanup_policy(arns: _Arns) -> dict[str, Any]:
                    [arns.groups, arns.profiles]),
         _statement("DeleteOurUsersMfaDevices", ["iam:DeleteVirtualMFADevice"], arns.mfa),
         _read_signing_key(arns),
+        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -309,6 +348,7 @@ def restore_policy(arns: _Arns) -> dict[str, Any]:
         _statement("LiftQuarantineOfOurs", ["iam:DeleteRolePolicy", "iam:UntagRole", "iam:UntagUser"],
                    [arns.role, arns.user], _ours()),
         _read_signing_key(arns),
+        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -369,7 +409,31 @@ def render(config: Config, account: str) -> AwsBootstrap:
     boundary_path, _, boundary_name = arns.boundary.split(":policy", 1)[1].rpartition("/")
     boundary = Boundary(arn=arns.boundary, name=boundary_name, path=boundary_path + "/",
                         document=boundary_policy(config, arns))
-    return AwsBootstrap(account=account, boundary=boundary, identities=tuple(identities))
+    return AwsBootstrap(account=account, boundary=boundary, identities=tuple(identities),
+                        audit=_audit_json(arns, account))
+
+
+def _audit_json(arns: _Arns, account: str) -> dict[str, Any] | None:
+    sink = arns.sink
+    if sink is None:
+        return None
+    out: dict[str, Any] = {"sink": sink.as_json()}
+    if sink.kind == "s3":
+        bucket, objects = audit_sink.s3_resources(sink)
+        out["grants"] = {"bucket": bucket, "objects": objects,
+                         "actions": sorted([*audit_sink.S3_BUCKET_ACTIONS, *audit_sink.S3_OBJECT_ACTIONS]),
+                         "denied": audit_sink.S3_DENIED}
+    if arns.audit_key:
+        out["signingKey"] = {"name": audit_sink.aws_key_name(sink), "arn": arns.audit_key,
+                             "readers": "the tool's roles only (a deny-only resource policy, as the "
+                                        "marker key's)"}
+    note = audit_sink.elsewhere(sink, "aws")
+    if sink.key_kind == "aws" and not arns.audit_key:
+        note = (f"the audit signing key {sink.key} is in account {audit_sink.aws_key_account(sink)}, not "
+                f"{account}: bootstrap that account to make it, and let these roles read it")
+    if note:
+        out["note"] = note
+    return out
 
 
 def render_text(plan: AwsBootstrap) -> str:
@@ -385,6 +449,15 @@ def render_text(plan: AwsBootstrap) -> str:
     lines += ["", f"== workload boundary: {plan.boundary.arn} ({plan.boundary.size} of {MANAGED_POLICY_MAX} "
                   "characters); every role and user apply creates carries it:",
               json.dumps(plan.boundary.document, indent=2)]
+    if plan.audit is not None:
+        audit = plan.audit
+        lines += ["", f"== audit trail {audit['sink']['url']}: every identity above reads and appends to it "
+                      "(the AuditSink* statements; deletes and lock changes denied)"]
+        if "signingKey" in audit:
+            lines.append(f"   audit signing key: Secrets Manager secret {audit['signingKey']['name']} (64 "
+                         "random hex characters, made by `--apply`), readable by the tool's roles only")
+        if "note" in audit:
+            lines.append(f"   note: {audit['note']}")
     return "\n".join(lines)
 
 

@@ -103,7 +103,15 @@ def render(config: Config, subscription: str) -> dict[str, Any]:
         identities.append({"identity": identity, "managedIdentity": name,
                            "roleDefinition": definition, "roleAssignment": assignment,
                            "outsideArm": DATA_PLANE[identity]})
-    return {"provider": "azure", "target": subscription, "identities": identities}
+    plan: dict[str, Any] = {"provider": "azure", "target": subscription, "identities": identities}
+    from . import audit_sink
+    sink = audit_sink.of(config)
+    if sink is not None:
+        plan["auditSink"] = audit_sink.azure_render(config, subscription, sink)
+        note = audit_sink.elsewhere(sink, "azure")
+        if note:
+            plan["auditSink"]["note"] = note
+    return plan
 
 
 def render_text(plan: dict[str, Any]) -> str:
@@ -112,4 +120,9 @@ def render_text(plan: dict[str, Any]) -> str:
     for ident in plan["identities"]:
         lines += ["", f"== {ident['identity']}", json.dumps(ident["roleDefinition"], indent=2),
                   json.dumps(ident["roleAssignment"], indent=2), f"   outside ARM: {ident['outsideArm']}"]
+    if "auditSink" in plan:
+        from .audit_sink import azure_text
+        lines += azure_text(plan["auditSink"])
+        if "note" in plan["auditSink"]:
+            lines.append(f"   note: {plan['auditSink']['note']}")
     return "\n".join(lines)
