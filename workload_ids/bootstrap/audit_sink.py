@@ -85,16 +85,32 @@ def of(config: Config) -> Sink | None:
         return None
     from ..audit.keys import reference_kind
     from ..audit.sink import parse_url
+    from ..errors import Diagnostic, InputErrors, Position, UserError
     url = audit.sink.url
-    kind, bucket, prefix = parse_url(url)
+
+    def bad(dotted: str, why: str) -> InputErrors:
+        return InputErrors([Diagnostic(config.position(dotted) or Position(str(config.path)), why)])
+    try:
+        kind, bucket, prefix = parse_url(url)
+    except ValueError as exc:
+        raise bad("audit.sink.url", f"{url!r}: {exc}") from None
     account = ""
     if kind == "azure":
         from ..audit.azure_blob import split_url
-        base, bucket, prefix = split_url(url)
+        try:
+            base, bucket, prefix = split_url(url)
+        except UserError as exc:
+            raise bad("audit.sink.url", str(exc)) from None
         parts = urllib.parse.urlsplit(base)
         account = parts.path.strip("/") if loopback_url(base) else (parts.hostname or "").split(".")[0]
-    return Sink(url=url, kind=kind, bucket=bucket, prefix=prefix.strip("/"), account=account,
+    sink = Sink(url=url, kind=kind, bucket=bucket, prefix=prefix.strip("/"), account=account,
                 key=audit.sink.signingKey, key_kind=reference_kind(audit.sink.signingKey))
+    if sink.key_kind == "azure":
+        try:
+            azure_key_parts(sink)
+        except ValueError as exc:
+            raise bad("audit.sink.signingKey", str(exc)) from None
+    return sink
 
 
 _NAMES = {"aws": "AWS", "gcp": "GCP", "azure": "Azure"}

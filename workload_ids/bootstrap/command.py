@@ -102,6 +102,7 @@ def bootstrap(config: Config, seam: Any, providers: Sequence[str], target: str |
             if apply and target is not None:
                 from . import gcp_apply
                 _record(result, f"GCP project {target}", gcp_apply.converge(config, seam, plan))
+                _lock_note(result, config, seam, "gcp")
         else:
             from . import azure
             plan = azure.render(config, target or placeholder)
@@ -111,6 +112,7 @@ def bootstrap(config: Config, seam: Any, providers: Sequence[str], target: str |
                 from . import azure_apply
                 _record(result, f"Azure subscription {target}",
                         azure_apply.converge(config, seam, plan, resource_group, location))
+                _lock_note(result, config, seam, "azure")
     return result
 
 
@@ -165,9 +167,13 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
                                  "bootstrap needs an administrator of the account (it writes IAM "
                                  "policies and roles); rerun converges") from exc
         result.applied.extend(done or [f"AWS account {account}: everything in place; nothing changed"])
-        note = sink_lock_note(config, seam, "aws")
-        if note:
-            result.notes.append(note)
+        _lock_note(result, config, seam, "aws")
+
+
+def _lock_note(result: BootstrapResult, config: Config, seam: Any, cloud: str) -> None:
+    note = sink_lock_note(config, seam, cloud)
+    if note:
+        result.notes.append(note)
 
 
 def sink_lock_note(config: Config, seam: Any, cloud: str) -> str | None:
