@@ -172,12 +172,12 @@ def _ensure_key(sm: Any, plan: AwsBootstrap, caller: str, name: str, tag_value: 
         except ValueError:
             raise refuse("its value is not 64 hexadecimal characters") from None
         return False
-    if not create:
-        return False
     if reference is not None and reference.startswith("arn:"):
         raise UserError(f"the {purpose} signing key {reference} does not exist, and bootstrap cannot make a "
                         "secret with a given ARN (AWS picks its last characters); nothing was changed. "
                         f"Write its name instead (audit.sink.signingKey: {name}) and rerun")
+    if not create:
+        return False
     admins = reader_patterns(caller, [])
     readers = [ident.role_arn for ident in plan.identities]
     sm.create_secret(Name=name, SecretString=new_key_material(),
