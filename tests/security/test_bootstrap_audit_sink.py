@@ -294,16 +294,20 @@ def test_aws_apply_makes_the_audit_key_once_locked_down_and_never_printed(aws: A
 def test_attack_a_pre_created_audit_key_is_refused_and_nothing_changes(aws: Any, s3_bucket: Any,
                                                                        planted: str) -> None:
     """Whoever made the key knows it, and could sign forged records (a restore bundle
-    with trust to their account): refused before bootstrap writes anything."""
+    with trust to their account): refused before bootstrap writes anything. Each case
+    fails exactly one check (the tag, the resource policy, the value)."""
     sm = s3_bucket
     tags = [] if planted == "untagged" else [{"Key": "workload-ids:bootstrap", "Value": "audit-signing-key"}]
     material = "zz" * 32 if planted == "tagged-not-hex" else "ab" * 32
     sm.create_secret(Name=AWS_KEY, SecretString=material, Tags=tags)
-    if planted != "untagged":
+    if planted == "tagged-with-open-policy":
         sm.put_resource_policy(SecretId=AWS_KEY, ResourcePolicy=json.dumps({
             "Version": "2012-10-17", "Statement": [{
                 "Sid": "attacker", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
                 "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}))
+    else:  # everything as bootstrap makes it, but the tag (or the value)
+        sm.put_resource_policy(SecretId=AWS_KEY, ResourcePolicy=json.dumps(
+            boot_aws.signing_key_policy([f"arn:aws:iam::{ACCOUNT}:root"], [f"arn:aws:iam::{ACCOUNT}:root"])))
     before = sm.describe_secret(SecretId=AWS_KEY)
     result = run_cli("bootstrap", "--provider", "aws", "--apply")
     assert result.code == 1, result.out + result.err
@@ -438,8 +442,11 @@ def test_gcp_attack_a_pre_created_audit_key_is_refused_and_nothing_changes(gcp_e
     sm.create_secret(request={"parent": f"projects/{project}", "secret_id": "audit-key",
                               "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
     sm.add_secret_version(request={"parent": name, "payload": {"data": b"ab" * 32}})
+    # Each case fails one check: the annotation, or a reader beyond the tool's accounts.
+    readers = ["user:mallory@example.com"] if planted == "extra-reader" else [
+        f"serviceAccount:wid-tool-{i}@{project}.iam.gserviceaccount.com" for i in IDENTITIES]
     policy = policy_pb2.Policy(version=1)
-    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=["user:mallory@example.com"])
+    policy.bindings.add(role="roles/secretmanager.secretAccessor", members=readers)
     sm.set_iam_policy(request={"resource": name, "policy": policy})
     iam = gcp_env[0].emulators[0].backend
     accounts_before = len(iam.accounts)
