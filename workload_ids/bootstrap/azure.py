@@ -55,8 +55,10 @@ DATA_PLANE = {
     "rotate": "Microsoft Graph Application.ReadWrite.OwnedBy; Key Vault Secrets Officer on the vault (the "
               "marker signing key included); Storage Blob Data Contributor on the lock container",
     "cleanup": "Microsoft Graph Application.ReadWrite.OwnedBy (deletes key-mode applications); Key Vault "
-               "Secrets User on the secret workload-ids-signing-key (the marker signing key)",
-    "restore": "Key Vault Secrets User on the secret workload-ids-signing-key (the marker signing key)",
+               "Secrets User on the secret workload-ids-signing-key (the marker signing key; scope "
+               "VAULT/secrets/workload-ids-signing-key, not the vault)",
+    "restore": "Key Vault Secrets User on the secret workload-ids-signing-key (the marker signing key; scope "
+               "VAULT/secrets/workload-ids-signing-key, not the vault)",
 }
 
 
