@@ -39,7 +39,12 @@ def _s3_config(url: str = f"s3://{BUCKET}/{PREFIX}", key: str = AWS_KEY) -> Conf
 
 
 def _policies(config: Config) -> dict[str, dict[str, Any]]:
-    return {i.identity: i.policy for i in boot_aws.render(config, ACCOUNT).identities}
+    """Each role's effective identity policy: its own and the shared audit policy attached
+    beside it (IAM evaluates the union of a role's policies)."""
+    plan = boot_aws.render(config, ACCOUNT)
+    shared = plan.audit_policy.document["Statement"] if plan.audit_policy else []
+    return {i.identity: {"Version": "2012-10-17", "Statement": [*i.policy["Statement"], *shared]}
+            for i in plan.identities}
 
 
 def _s3(identity: str, action: str, key: str | None, **params: Any) -> Call:
@@ -76,19 +81,25 @@ def test_aws_listing_grants_every_identity_the_sink_under_its_prefix_and_no_dele
                     "s3:ListBucketVersions", "s3:PutObject"],
         "denied": audit_sink.S3_DENIED}
     assert audit["signingKey"]["name"] == AWS_KEY
+    # One policy, attached to all four roles; the identities' own policies keep their room.
+    shared = audit["policy"]
+    assert shared["policy"] == "arn:aws:iam::ACCOUNT_ID:policy/workload-ids-tool/wid-tool-audit"
+    assert shared["attachedTo"] == [f"wid-tool-{i}" for i in IDENTITIES]
     assert [i["identity"] for i in doc["identities"]] == list(IDENTITIES)
     for ident in doc["identities"]:
-        policy = ident["policyDocument"]
-        s3_allows = [(a, r) for st in policy["Statement"] if st["Effect"] == "Allow"
-                     for a in _allows(st) if a.startswith("s3:") for r in _resources(st)]
-        assert sorted({a for a, _ in s3_allows}) == audit["grants"]["actions"], ident["identity"]
-        # Bucket-level actions on the bucket; object actions under the prefix, never wider.
-        for action, resource in s3_allows:
-            assert resource in (f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/{PREFIX}/*"), \
-                (action, resource)
-            assert "Delete" not in action
-        listing = next(st for st in policy["Statement"] if st.get("Sid") == "AuditSinkListRecords")
-        assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{PREFIX}/*"}}
+        assert "s3:" not in json.dumps(ident["policyDocument"])
+    policy = shared["policyDocument"]
+    s3_allows = [(a, r) for st in policy["Statement"] if st["Effect"] == "Allow"
+                 for a in _allows(st) if a.startswith("s3:") for r in _resources(st)]
+    assert sorted({a for a, _ in s3_allows}) == audit["grants"]["actions"]
+    # Bucket-level actions on the bucket; object actions under the prefix, never wider.
+    for action, resource in s3_allows:
+        assert resource in (f"arn:aws:s3:::{BUCKET}", f"arn:aws:s3:::{BUCKET}/{PREFIX}/*"), (action, resource)
+        assert "Delete" not in action
+    listing = next(st for st in policy["Statement"] if st.get("Sid") == "AuditSinkListRecords")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{PREFIX}/*"}}
+    allows = [a for st in policy["Statement"] if st["Effect"] == "Allow" for a in _allows(st)]
+    assert sorted(allows) == [*audit["grants"]["actions"], "secretsmanager:GetSecretValue"]
     text = cli("bootstrap", "--provider", "aws")
     assert f"== audit trail s3://{BUCKET}/{PREFIX}: every identity above reads and appends to it" in text.out
     assert f"audit signing key: Secrets Manager secret {AWS_KEY}" in text.out
@@ -125,13 +136,14 @@ def test_aws_each_identity_appends_and_reads_but_cannot_delete_or_unlock(identit
 def test_aws_listing_without_a_prefix_or_with_a_key_arn_stays_exact() -> None:
     arn = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:audit-key-AbC123"
     plan = boot_aws.render(_s3_config(url=f"s3://{BUCKET}", key=arn), ACCOUNT)
-    policy = plan.identities[0].policy
+    assert plan.audit_policy is not None
+    policy = plan.audit_policy.document
     listing = next(st for st in policy["Statement"] if st.get("Sid") == "AuditSinkListRecords")
     assert "Condition" not in listing
     objects = next(st for st in policy["Statement"] if st.get("Sid") == "AuditSinkReadAndAppend")
     assert objects["Resource"] == f"arn:aws:s3:::{BUCKET}/*"
-    read = next(st for st in policy["Statement"] if st.get("Sid") == "ReadSigningKeys")
-    assert arn in read["Resource"]
+    read = next(st for st in policy["Statement"] if st.get("Sid") == "ReadAuditSigningKey")
+    assert read["Resource"] == arn
     assert plan.audit is not None and plan.audit["signingKey"]["name"] == "audit-key"
     # A key in another account is not this account's to grant or make.
     foreign = boot_aws.render(_s3_config(key=arn.replace(ACCOUNT, "999999999999")), ACCOUNT)
@@ -147,7 +159,10 @@ def test_aws_policies_with_a_sink_fit_and_pass_parliament_cloudsplaining_and_the
 
     from workload_ids import catalogs
     from workload_ids.catalogs import check
-    for name, policy in _policies(_s3_config()).items():
+    plan = boot_aws.render(_s3_config(), ACCOUNT)
+    assert plan.audit_policy is not None
+    documents = {"audit": plan.audit_policy.document, **{i.identity: i.policy for i in plan.identities}}
+    for name, policy in documents.items():
         assert len(boot_aws.compact(policy)) <= boot_aws.MANAGED_POLICY_MAX, name
         found = analyze_policy_string(json.dumps(policy), include_community_auditors=False)
         assert [(f.issue, f.detail) for f in map(enhance_finding, found.findings)] == [], name
@@ -169,7 +184,7 @@ def test_aws_other_clouds_sinks_are_named_not_granted(cli: Any) -> None:
     result = cli("bootstrap", "--provider", "aws", "--output", "json")
     assert result.code == 0, result.err
     doc = json.loads(result.out)["aws"]
-    assert "s3:" not in json.dumps(doc["identities"])
+    assert "s3:" not in json.dumps(doc["identities"]) and "policy" not in doc["auditSink"]
     assert "`workload-ids bootstrap --provider gcp` lists its grants" in doc["auditSink"]["note"]
 
 
@@ -232,10 +247,11 @@ def test_aws_every_sink_call_the_commands_make_is_allowed_and_every_grant_is_use
         refused = sorted({f"{c.operation} {c.entity['arn'] if c.entity else ''}" for c in requests
                           if not allowed(policy, c)})
         assert refused == [], (name, refused)
-        granted = {a for st in policy["Statement"] if st["Effect"] == "Allow" and (
-            st.get("Sid", "").startswith("AuditSink")) for a in _allows(st)}
-        assert granted == {a for a in used if a.startswith("s3:")}, name
-    assert "secretsmanager:GetSecretValue" in used
+    plan = boot_aws.render(load_here(), ACCOUNT)
+    assert plan.audit_policy is not None
+    granted = {a for st in plan.audit_policy.document["Statement"] if st["Effect"] == "Allow"
+               for a in _allows(st)}
+    assert granted == used, (sorted(granted - used), sorted(used - granted))
 
 
 def load_here() -> Config:
@@ -280,6 +296,17 @@ def test_aws_apply_makes_the_audit_key_once_locked_down_and_never_printed(aws: A
     assert {f"arn:aws:iam::{ACCOUNT}:role/workload-ids-tool/wid-tool-{i}" for i in IDENTITIES} <= set(readers)
     writers = policy["Statement"][1]["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
     assert not any("wid-tool-" in w for w in writers)
+
+    plan = boot_aws.render(_s3_config(), ACCOUNT)
+    assert plan.audit_policy is not None
+    trail = plan.audit_policy.arn
+    version = aws.get_policy(PolicyArn=trail)["Policy"]["DefaultVersionId"]
+    stored = aws.get_policy_version(PolicyArn=trail, VersionId=version)["PolicyVersion"]["Document"]
+    assert stored == plan.audit_policy.document
+    for ident in plan.identities:
+        attached = {p["PolicyArn"] for p in
+                    aws.list_attached_role_policies(RoleName=ident.role_name)["AttachedPolicies"]}
+        assert attached == {ident.policy_arn, trail}, ident.identity
 
     again = run_cli("bootstrap", "--provider", "aws", "--apply", "--output", "json")
     assert again.code == 0, again.err

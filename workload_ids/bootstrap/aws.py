@@ -92,7 +92,8 @@ class ToolIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Boundary:
-    """The permissions boundary every workload identity gets."""
+    """A managed policy that is no one identity's: the permissions boundary every workload
+    identity gets, or the audit trail's policy all four tool roles get."""
 
     arn: str
     name: str
@@ -116,8 +117,9 @@ class AwsBootstrap:
     boundary: Boundary
     identities: tuple[ToolIdentity, ...]
     # With audit.sink: the sink, the audit key bootstrap makes here (or a note saying
-    # where the sink and key are when not here).
+    # where the sink and key are when not here), and the policy all four roles get.
     audit: dict[str, Any] | None = None
+    audit_policy: Boundary | None = None
 
     def as_json(self) -> dict[str, Any]:
         out = {"provider": "aws", "target": self.account, "boundary": self.boundary.as_json(),
@@ -192,45 +194,44 @@ SIGNING_KEY_WRITES = [
 
 
 def _read_signing_key(arns: _Arns) -> dict[str, Any]:
-    """Every command reads the marker signing key once per account and run (and the
-    audit signing key, with an ``audit.sink`` whose key is in this account)."""
-    if arns.audit_key:
-        return _statement("ReadSigningKeys", ["secretsmanager:GetSecretValue"],
-                          [arns.signing_key, arns.audit_key])
+    """Every command reads the marker signing key once per account and run."""
     return _statement("ReadMarkerSigningKey", ["secretsmanager:GetSecretValue"], arns.signing_key)
 
 
-def _audit_trail(arns: _Arns) -> list[dict[str, Any]]:
-    """With an S3 ``audit.sink``: what every command that writes or reads the trail calls
-    (workload_ids/audit/s3.py), on the bucket and under the prefix only. No delete: the
-    trail is append-only for the tool too (see the guards)."""
+def audit_policy(arns: _Arns) -> dict[str, Any] | None:
+    """With ``audit.sink``: one managed policy attached to all four roles (every command
+    that changes anything appends to the trail, and cleanup and restore read it), so the
+    four identity policies keep their room. On S3, what the sink calls
+    (workload_ids/audit/s3.py), on the bucket and under the prefix only, and a Deny of
+    every way to remove a record or loosen the lock that keeps it; the audit signing key
+    read and never written (the key-mode statements' secret prefix may cover its name).
+    None when neither the sink nor its key is on AWS in this account."""
     sink = arns.sink
-    if sink is None or sink.kind != "s3":
-        return []
-    bucket, objects = audit_sink.s3_resources(sink)
-    return [
-        _statement("AuditSinkCheckLock", ["s3:GetBucketObjectLockConfiguration"], bucket),
-        _statement("AuditSinkListRecords", ["s3:ListBucketVersions"], bucket,
-                   audit_sink.s3_list_condition(sink)),
-        _statement("AuditSinkReadAndAppend", audit_sink.S3_OBJECT_ACTIONS, objects),
-    ]
+    statements: list[dict[str, Any]] = []
+    if sink is not None and sink.kind == "s3":
+        bucket, objects = audit_sink.s3_resources(sink)
+        statements += [
+            _statement("AuditSinkCheckLock", ["s3:GetBucketObjectLockConfiguration"], bucket),
+            _statement("AuditSinkListRecords", ["s3:ListBucketVersions"], bucket,
+                       audit_sink.s3_list_condition(sink)),
+            _statement("AuditSinkReadAndAppend", audit_sink.S3_OBJECT_ACTIONS, objects),
+            _statement("DenyAuditTrailRemoval", audit_sink.S3_DENIED, [bucket, f"{bucket}/*"], effect="Deny"),
+        ]
+    if arns.audit_key:
+        statements += [
+            _statement("ReadAuditSigningKey", ["secretsmanager:GetSecretValue"], arns.audit_key),
+            _statement("DenyAuditSigningKeyWrites", SIGNING_KEY_WRITES, arns.audit_key, effect="Deny"),
+        ]
+    return _document(statements) if statements else None
 
 
 def _guards(arns: _Arns) -> list[dict[str, Any]]:
     """In every identity: a boundary is never removed, the boundary policy never changed,
     and the marker signing key never written, whatever else the principal is granted
-    elsewhere; with an ``audit.sink``, neither its key nor, on S3, a record or the
-    bucket's lock."""
-    keys = [arns.signing_key, arns.audit_key] if arns.audit_key else arns.signing_key
-    trail: list[dict[str, Any]] = []
-    if arns.sink is not None and arns.sink.kind == "s3":
-        bucket, _ = audit_sink.s3_resources(arns.sink)
-        trail.append(_statement("DenyAuditTrailRemoval", audit_sink.S3_DENIED, [bucket, f"{bucket}/*"],
-                                effect="Deny"))
+    elsewhere."""
     return [
-        # The key-mode statements' secret prefix covers the keys' names by default.
-        _statement("DenySigningKeyWrites", SIGNING_KEY_WRITES, keys, effect="Deny"),
-        *trail,
+        # The key-mode statements' secret prefix covers the key's name by default.
+        _statement("DenySigningKeyWrites", SIGNING_KEY_WRITES, arns.signing_key, effect="Deny"),
         _statement("DenyBoundaryRemoval", ["iam:DeleteRolePermissionsBoundary",
                                            "iam:DeleteUserPermissionsBoundary"], "*", effect="Deny"),
         _statement("DenyBoundaryPolicyChanges", ["iam:CreatePolicyVersion", "iam:DeletePolicy",
@@ -285,7 +286,6 @@ def apply_policy(arns: _Arns) -> dict[str, Any]:
         _statement("IssueKeysOfOurUsers", ["iam:CreateAccessKey", "iam:DeleteAccessKey"], arns.user, _ours()),
         *_key_secrets(arns),
         _read_signing_key(arns),
-        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -299,7 +299,6 @@ def rotate_policy(arns: _Arns) -> dict[str, Any]:
                    ["iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:UpdateAccessKey"], arns.user, _ours()),
         *_key_secrets(arns),
         _read_signing_key(arns),
-        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -328,7 +327,6 @@ def cleanup_policy(arns: _Arns) -> dict[str, Any]:
                    [arns.groups, arns.profiles]),
         _statement("DeleteOurUsersMfaDevices", ["iam:DeleteVirtualMFADevice"], arns.mfa),
         _read_signing_key(arns),
-        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -348,7 +346,6 @@ def restore_policy(arns: _Arns) -> dict[str, Any]:
         _statement("LiftQuarantineOfOurs", ["iam:DeleteRolePolicy", "iam:UntagRole", "iam:UntagUser"],
                    [arns.role, arns.user], _ours()),
         _read_signing_key(arns),
-        *_audit_trail(arns),
         *_guards(arns),
     ])
 
@@ -409,8 +406,15 @@ def render(config: Config, account: str) -> AwsBootstrap:
     boundary_path, _, boundary_name = arns.boundary.split(":policy", 1)[1].rpartition("/")
     boundary = Boundary(arn=arns.boundary, name=boundary_name, path=boundary_path + "/",
                         document=boundary_policy(config, arns))
+    shared = audit_policy(arns)
+    trail = None if shared is None else Boundary(
+        arn=f"arn:aws:iam::{account}:policy{path}{tool_name(config, 'audit')}",
+        name=tool_name(config, "audit"), path=path, document=shared)
+    audit = _audit_json(arns, account)
+    if audit is not None and trail is not None:
+        audit["policy"] = {**trail.as_json(), "attachedTo": [i.role_name for i in identities]}
     return AwsBootstrap(account=account, boundary=boundary, identities=tuple(identities),
-                        audit=_audit_json(arns, account))
+                        audit=audit, audit_policy=trail)
 
 
 def _audit_json(arns: _Arns, account: str) -> dict[str, Any] | None:
@@ -451,8 +455,12 @@ def render_text(plan: AwsBootstrap) -> str:
               json.dumps(plan.boundary.document, indent=2)]
     if plan.audit is not None:
         audit = plan.audit
-        lines += ["", f"== audit trail {audit['sink']['url']}: every identity above reads and appends to it "
-                      "(the AuditSink* statements; deletes and lock changes denied)"]
+        lines += ["", f"== audit trail {audit['sink']['url']}: every identity above reads and appends to it"]
+        trail = plan.audit_policy
+        if trail is not None:
+            lines += [f"   managed policy {trail.arn} ({trail.size} of {MANAGED_POLICY_MAX} characters), "
+                      "attached to all four roles (no delete; deletes and lock changes denied):",
+                      json.dumps(trail.document, indent=2)]
         if "signingKey" in audit:
             lines.append(f"   audit signing key: Secrets Manager secret {audit['signingKey']['name']} (64 "
                          "random hex characters, made by `--apply`), readable by the tool's roles only")

@@ -142,6 +142,8 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
         provider.verify_target(account)
     plan = aws.render(config, account or _TARGETS["aws"][2])
     sizes = [(i.policy_arn, i.size) for i in plan.identities] + [(plan.boundary.arn, plan.boundary.size)]
+    if plan.audit_policy is not None:
+        sizes.append((plan.audit_policy.arn, plan.audit_policy.size))
     for arn, size in sizes:
         if size > aws.MANAGED_POLICY_MAX:
             raise UserError(f"policy {arn} would be {size} characters; IAM allows {aws.MANAGED_POLICY_MAX} "

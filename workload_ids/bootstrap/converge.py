@@ -57,7 +57,8 @@ def ensure_boundary(iam: Any, boundary: Boundary) -> str | None:
                          "workload identity")
 
 
-def ensure_identity(iam: Any, ident: ToolIdentity) -> list[str]:
+def ensure_identity(iam: Any, ident: ToolIdentity, shared: tuple[str, ...] = ()) -> list[str]:
+    """One role with its own policy attached, and ``shared`` (the audit trail's policy)."""
     done: list[str] = []
     changed = ensure_policy(iam, ident.policy_arn, ident.policy_name, ident.path, ident.policy,
                             ident.identity, f"workload-ids {ident.identity}: least privilege for "
@@ -77,10 +78,11 @@ def ensure_identity(iam: Any, ident: ToolIdentity) -> list[str]:
                     "pipeline's)")
     attached = [p["PolicyArn"] for p in
                 iam.list_attached_role_policies(RoleName=ident.role_name)["AttachedPolicies"]]
-    if ident.policy_arn not in attached:
-        iam.attach_role_policy(RoleName=ident.role_name, PolicyArn=ident.policy_arn)
-        done.append(f"attached {ident.policy_arn} to {ident.role_name}")
-    others = [a for a in attached if a != ident.policy_arn]
+    for arn in (ident.policy_arn, *shared):
+        if arn not in attached:
+            iam.attach_role_policy(RoleName=ident.role_name, PolicyArn=arn)
+            done.append(f"attached {arn} to {ident.role_name}")
+    others = [a for a in attached if a != ident.policy_arn and a not in shared]
     if others:
         done.append(f"note: {ident.role_name} also has {', '.join(others)} attached (left alone; "
                     "it widens this identity beyond what bootstrap grants)")
@@ -93,8 +95,17 @@ def converge(iam: Any, plan: AwsBootstrap) -> list[str]:
     changed = ensure_boundary(iam, plan.boundary)
     if changed:
         done.append(changed)
+    shared: tuple[str, ...] = ()
+    if plan.audit_policy is not None:
+        trail = plan.audit_policy
+        changed = ensure_policy(iam, trail.arn, trail.name, trail.path, trail.document, "audit-trail",
+                                "workload-ids: read and append to the audit trail, never delete "
+                                "(workload-ids bootstrap)")
+        if changed:
+            done.append(changed)
+        shared = (trail.arn,)
     for ident in plan.identities:
-        done.extend(ensure_identity(iam, ident))
+        done.extend(ensure_identity(iam, ident, shared))
     return done
 
 
