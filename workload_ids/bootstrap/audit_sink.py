@@ -201,7 +201,8 @@ def gcp_render(config: Config, project: str, sink: Sink) -> dict[str, Any]:
                        "stage": "GA", "includedPermissions": sorted(GCS_PERMISSIONS)}
         out["bucket"] = f"gs://{sink.bucket}"
         out["bucketBinding"] = binding
-        cond = (f" --condition='title={condition['title']},expression={condition['expression']}'"
+        # Double quotes: the expression holds single-quoted strings.
+        cond = (f' --condition="title={condition["title"]},expression={condition["expression"]}"'
                 if condition else "")
         out["commands"] = [
             f"gcloud iam roles create {role.rsplit('/', 1)[1]} --project {project} "
@@ -246,12 +247,12 @@ def azure_condition(sink: Sink) -> str | None:
 def azure_render(config: Config, subscription: str, sink: Sink) -> dict[str, Any]:
     """The sink's part of the Azure listing. The storage account's and the vault's
     resource groups are not in their URLs: the scopes carry placeholders for them."""
-    import uuid
+    from .azure import role_guid
     scope = f"/subscriptions/{subscription}"
     principals = [f"{config.azure.namePrefix}-tool-{i}" for i in IDENTITIES]
     out: dict[str, Any] = {"sink": sink.as_json()}
     if sink.kind == "azure":
-        guid = str(uuid.uuid5(uuid.UUID("6f1d5b0e-0d51-4c8e-9a51-9d1a6f0e2b11"), f"{subscription}/audit"))
+        guid = role_guid(subscription, "audit")  # beside the four identities' roles, as fixed
         container = (f"{scope}/resourceGroups/STORAGE_ACCOUNT_RESOURCE_GROUP/providers/Microsoft.Storage/"
                      f"storageAccounts/{sink.account}/blobServices/default/containers/{sink.bucket}")
         definition = {"id": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}",

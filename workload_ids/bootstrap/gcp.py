@@ -146,7 +146,7 @@ def render_text(plan: dict[str, Any]) -> str:
         if "role" in audit:
             lines += [json.dumps(audit["role"], indent=2),
                       f"   bound on the bucket {audit['bucket']}'s IAM policy (not the project's; "
-                      "no delete):",
+                      "no delete; a condition needs the bucket's uniform bucket-level access):",
                       json.dumps(audit["bucketBinding"], indent=2), "   with gcloud:",
                       *(f"   {command}" for command in audit["commands"])]
         if "signingKey" in audit:
