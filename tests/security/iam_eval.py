@@ -48,6 +48,8 @@ def _context(call: Call) -> dict[str, str]:
         ctx[f"aws:resourcetag/{key}".lower()] = value
     if "PolicyArn" in p:
         ctx["iam:policyarn"] = p["PolicyArn"]
+    if call.service == "s3" and "Prefix" in p:
+        ctx["s3:prefix"] = p["Prefix"]
     return ctx
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from ..config import Config
 from ..markers import AWS_KEY_SECRET
 from ..model import MANAGED_BY, TAG_MANAGED_BY
-from . import IDENTITIES
+from . import IDENTITIES, audit_sink
 
 MANAGED_POLICY_MAX = 6_144  # characters of one managed policy document, whitespace excluded
 BOOTSTRAP_TAG = "workload-ids:bootstrap"
@@ -92,7 +92,8 @@ class ToolIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Boundary:
-    """The permissions boundary every workload identity gets."""
+    """A managed policy that is no one identity's: the permissions boundary every workload
+    identity gets, or the audit trail's policy all four tool roles get."""
 
     arn: str
     name: str
@@ -115,10 +116,17 @@ class AwsBootstrap:
     account: str
     boundary: Boundary
     identities: tuple[ToolIdentity, ...]
+    # With audit.sink: the sink, the audit key bootstrap makes here (or a note saying
+    # where the sink and key are when not here), and the policy all four roles get.
+    audit: dict[str, Any] | None = None
+    audit_policy: Boundary | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"provider": "aws", "target": self.account, "boundary": self.boundary.as_json(),
-                "identities": [i.as_json() for i in self.identities]}
+        out = {"provider": "aws", "target": self.account, "boundary": self.boundary.as_json(),
+               "identities": [i.as_json() for i in self.identities]}
+        if self.audit is not None:
+            out["auditSink"] = self.audit
+        return out
 
 
 def compact(doc: dict[str, Any]) -> str:
@@ -154,6 +162,8 @@ class _Arns:
         self.mfa = f"arn:aws:iam::{account}:mfa/*"
         # Secrets Manager suffixes every secret's ARN with '-' and six random characters.
         self.signing_key = f"arn:aws:secretsmanager:*:{account}:secret:{AWS_KEY_SECRET}-??????"
+        self.sink = audit_sink.of(config)
+        self.audit_key = audit_sink.aws_key_arn(self.sink, account) if self.sink else None
 
 
 def _ours() -> dict[str, Any]:
@@ -186,6 +196,33 @@ SIGNING_KEY_WRITES = [
 def _read_signing_key(arns: _Arns) -> dict[str, Any]:
     """Every command reads the marker signing key once per account and run."""
     return _statement("ReadMarkerSigningKey", ["secretsmanager:GetSecretValue"], arns.signing_key)
+
+
+def audit_policy(arns: _Arns) -> dict[str, Any] | None:
+    """With ``audit.sink``: one managed policy attached to all four roles (every command
+    that changes anything appends to the trail, and cleanup and restore read it), so the
+    four identity policies keep their room. On S3, what the sink calls
+    (workload_ids/audit/s3.py), on the bucket and under the prefix only, and a Deny of
+    every way to remove a record or loosen the lock that keeps it; the audit signing key
+    read and never written (the key-mode statements' secret prefix may cover its name).
+    None when neither the sink nor its key is on AWS in this account."""
+    sink = arns.sink
+    statements: list[dict[str, Any]] = []
+    if sink is not None and sink.kind == "s3":
+        bucket, objects = audit_sink.s3_resources(sink)
+        statements += [
+            _statement("AuditSinkCheckLock", ["s3:GetBucketObjectLockConfiguration"], bucket),
+            _statement("AuditSinkListRecords", ["s3:ListBucketVersions"], bucket,
+                       audit_sink.s3_list_condition(sink)),
+            _statement("AuditSinkReadAndAppend", audit_sink.S3_OBJECT_ACTIONS, objects),
+            _statement("DenyAuditTrailRemoval", audit_sink.S3_DENIED, [bucket, f"{bucket}/*"], effect="Deny"),
+        ]
+    if arns.audit_key:
+        statements += [
+            _statement("ReadAuditSigningKey", ["secretsmanager:GetSecretValue"], arns.audit_key),
+            _statement("DenyAuditSigningKeyWrites", SIGNING_KEY_WRITES, arns.audit_key, effect="Deny"),
+        ]
+    return _document(statements) if statements else None
 
 
 def _guards(arns: _Arns) -> list[dict[str, Any]]:
@@ -369,7 +406,38 @@ def render(config: Config, account: str) -> AwsBootstrap:
     boundary_path, _, boundary_name = arns.boundary.split(":policy", 1)[1].rpartition("/")
     boundary = Boundary(arn=arns.boundary, name=boundary_name, path=boundary_path + "/",
                         document=boundary_policy(config, arns))
-    return AwsBootstrap(account=account, boundary=boundary, identities=tuple(identities))
+    shared = audit_policy(arns)
+    trail = None if shared is None else Boundary(
+        arn=f"arn:aws:iam::{account}:policy{path}{tool_name(config, 'audit')}",
+        name=tool_name(config, "audit"), path=path, document=shared)
+    audit = _audit_json(arns, account)
+    if audit is not None and trail is not None:
+        audit["policy"] = {**trail.as_json(), "attachedTo": [i.role_name for i in identities]}
+    return AwsBootstrap(account=account, boundary=boundary, identities=tuple(identities),
+                        audit=audit, audit_policy=trail)
+
+
+def _audit_json(arns: _Arns, account: str) -> dict[str, Any] | None:
+    sink = arns.sink
+    if sink is None:
+        return None
+    out: dict[str, Any] = {"sink": sink.as_json()}
+    if sink.kind == "s3":
+        bucket, objects = audit_sink.s3_resources(sink)
+        out["grants"] = {"bucket": bucket, "objects": objects,
+                         "actions": sorted([*audit_sink.S3_BUCKET_ACTIONS, *audit_sink.S3_OBJECT_ACTIONS]),
+                         "denied": audit_sink.S3_DENIED}
+    if arns.audit_key:
+        out["signingKey"] = {"name": audit_sink.aws_key_name(sink), "arn": arns.audit_key,
+                             "readers": "the tool's roles only (a deny-only resource policy, as the "
+                                        "marker key's)"}
+    note = audit_sink.elsewhere(sink, "aws")
+    if sink.key_kind == "aws" and not arns.audit_key:
+        note = (f"the audit signing key {sink.key} is in account {audit_sink.aws_key_account(sink)}, not "
+                f"{account}: bootstrap that account to make it, and let these roles read it")
+    if note:
+        out["note"] = note
+    return out
 
 
 def render_text(plan: AwsBootstrap) -> str:
@@ -385,6 +453,19 @@ def render_text(plan: AwsBootstrap) -> str:
     lines += ["", f"== workload boundary: {plan.boundary.arn} ({plan.boundary.size} of {MANAGED_POLICY_MAX} "
                   "characters); every role and user apply creates carries it:",
               json.dumps(plan.boundary.document, indent=2)]
+    if plan.audit is not None:
+        audit = plan.audit
+        lines += ["", f"== audit trail {audit['sink']['url']}: every identity above reads and appends to it"]
+        trail = plan.audit_policy
+        if trail is not None:
+            lines += [f"   managed policy {trail.arn} ({trail.size} of {MANAGED_POLICY_MAX} characters), "
+                      "attached to all four roles (no delete; deletes and lock changes denied):",
+                      json.dumps(trail.document, indent=2)]
+        if "signingKey" in audit:
+            lines.append(f"   audit signing key: Secrets Manager secret {audit['signingKey']['name']} (64 "
+                         "random hex characters, made by `--apply`), readable by the tool's roles only")
+        if "note" in audit:
+            lines.append(f"   note: {audit['note']}")
     return "\n".join(lines)
 
 

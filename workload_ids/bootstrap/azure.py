@@ -44,14 +44,21 @@ ACTIONS: dict[str, list[str]] = {
                 "Microsoft.Resources/subscriptions/resourceGroups/read"],
 }
 # Key mode lives outside ARM: Graph and the data planes, granted by the directory's admin.
+# apply and rotate write key-mode secrets under names that vary, so their Secrets Officer
+# is vault-wide, and it reaches the marker key in that vault too (Azure RBAC has no deny a
+# customer can assign): that vault is for the tool alone, and the audit key lives elsewhere.
 DATA_PLANE = {
     "apply": "Microsoft Graph Application.ReadWrite.OwnedBy (+ Application.Read.All to list); Key Vault "
-             "Secrets Officer on azure.keyVaultUrl; Storage Blob Data Contributor on azure.lockContainerUrl",
-    "rotate": "Microsoft Graph Application.ReadWrite.OwnedBy; Key Vault Secrets Officer on the vault; "
-              "Storage Blob Data Contributor on the lock container",
+             "Secrets Officer on azure.keyVaultUrl (which covers the marker signing key "
+             "workload-ids-signing-key: keep that vault to the tool); Storage Blob Data Contributor on "
+             "azure.lockContainerUrl",
+    "rotate": "Microsoft Graph Application.ReadWrite.OwnedBy; Key Vault Secrets Officer on the vault (the "
+              "marker signing key included); Storage Blob Data Contributor on the lock container",
     "cleanup": "Microsoft Graph Application.ReadWrite.OwnedBy (deletes key-mode applications); Key Vault "
-               "Secrets User on the secret workload-ids-signing-key (the marker signing key)",
-    "restore": "Key Vault Secrets User on the secret workload-ids-signing-key (the marker signing key)",
+               "Secrets User on the secret workload-ids-signing-key (the marker signing key; scope "
+               "VAULT/secrets/workload-ids-signing-key, not the vault)",
+    "restore": "Key Vault Secrets User on the secret workload-ids-signing-key (the marker signing key; scope "
+               "VAULT/secrets/workload-ids-signing-key, not the vault)",
 }
 
 
@@ -102,8 +109,39 @@ def render(config: Config, subscription: str) -> dict[str, Any]:
             assignment["properties"].update(condition=assignment_condition(), conditionVersion="2.0")
         identities.append({"identity": identity, "managedIdentity": name,
                            "roleDefinition": definition, "roleAssignment": assignment,
-                           "outsideArm": DATA_PLANE[identity]})
-    return {"provider": "azure", "target": subscription, "identities": identities}
+                           "outsideArm": DATA_PLANE[identity] + _audit_data_plane(config)})
+    plan: dict[str, Any] = {"provider": "azure", "target": subscription, "identities": identities}
+    from . import audit_sink
+    sink = audit_sink.of(config)
+    if sink is not None:
+        plan["auditSink"] = audit_sink.azure_render(config, subscription, sink)
+        notes = [audit_sink.elsewhere(sink, "azure")]
+        key = plan["auditSink"].get("signingKey")
+        vault = str(config.azure.keyVaultUrl or "").rstrip("/")
+        if key is not None and vault and key["vault"].rstrip("/") == vault:
+            notes.append("the audit signing key is in azure.keyVaultUrl, where apply and rotate hold Key "
+                         "Vault Secrets Officer (key mode) and so could replace it: keep it in a vault of "
+                         "its own")
+        if any(notes):
+            plan["auditSink"]["note"] = "; ".join(n for n in notes if n)
+    return plan
+
+
+def _audit_data_plane(config: Config) -> str:
+    """Every tool identity writes and reads the audit trail when it is on Azure."""
+    from . import audit_sink
+    sink = audit_sink.of(config)
+    if sink is None:
+        return ""
+    out = ""
+    if sink.kind == "azure":
+        out += (f"; the audit role ({config.azure.namePrefix}-tool-audit: blob read, write, append; no "
+                f"delete) at the container {sink.bucket}")
+    if sink.key_kind == "azure":
+        _, name = audit_sink.azure_key_parts(sink)
+        out += (f"; Key Vault Secrets User on the secret {name} (the audit signing key; scope "
+                f"VAULT/secrets/{name})")
+    return out
 
 
 def render_text(plan: dict[str, Any]) -> str:
@@ -112,4 +150,9 @@ def render_text(plan: dict[str, Any]) -> str:
     for ident in plan["identities"]:
         lines += ["", f"== {ident['identity']}", json.dumps(ident["roleDefinition"], indent=2),
                   json.dumps(ident["roleAssignment"], indent=2), f"   outside ARM: {ident['outsideArm']}"]
+    if "auditSink" in plan:
+        from .audit_sink import azure_text
+        lines += azure_text(plan["auditSink"])
+        if "note" in plan["auditSink"]:
+            lines.append(f"   note: {plan['auditSink']['note']}")
     return "\n".join(lines)

@@ -85,6 +85,8 @@ class AzureBootstrap:
         vault = self.clients.secrets if self.clients.config.azure.keyVaultUrl else None
         # Judged with the rest, before any write (and not read twice).
         key_step = ensure_signing_key(self.clients, vault, create=False) if vault is not None else None
+        audit = self._audit_key()
+        audit_step = ensure_signing_key(self.clients, audit[0], create=False, **audit[1]) if audit else None
         for ident in self.plan["identities"]:
             definition = ident["roleDefinition"]
             guid = str(definition["id"]).rsplit("/", 1)[1]
@@ -99,7 +101,32 @@ class AzureBootstrap:
         else:
             self.steps.append(key_step or ensure_signing_key(self.clients, vault)
                               or Step("unchanged", "secret", KEY_SECRET))
+        if audit:
+            self.steps.append(audit_step or ensure_signing_key(self.clients, audit[0], **audit[1])
+                              or Step("unchanged", "secret", audit[1]["name"]))
+        if "roleDefinition" in (self.plan.get("auditSink") or {}):
+            self.steps.append(Step("note", "role assignment", str(self.plan["auditSink"]["sink"]["url"]),
+                                   "bootstrap does not own the storage account: create the audit role and "
+                                   "assign it at the container as printed (az role definition create, az "
+                                   "role assignment create --scope CONTAINER_ID --condition-version 2.0)"))
         return self.steps
+
+    def _audit_key(self) -> tuple[Any, dict[str, Any]] | None:
+        """The audit signing key's vault client and what :func:`ensure_signing_key` needs,
+        when ``audit.sink.signingKey`` is a Key Vault secret."""
+        key = (self.plan.get("auditSink") or {}).get("signingKey")
+        if key is None:
+            return None
+        vault_url = str(key["vault"])
+        if vault_url.rstrip("/") == str(self.clients.config.azure.keyVaultUrl or "").rstrip("/"):
+            vault = self.clients.secrets
+        else:
+            from azure.keyvault.secrets import SecretClient
+            vault = SecretClient(vault_url, self.clients.credential, **self.clients.connection(vault_url),
+                                 verify_challenge_resource=not self.clients.config.azure.sandboxCredentials)
+        from .audit_sink import AUDIT_KEY_TAG_VALUE
+        return vault, {"name": str(key["name"]), "vault_url": vault_url, "tag_value": AUDIT_KEY_TAG_VALUE,
+                       "purpose": "audit"}
 
     def _judge(self, roles: Mapping[str, Any], identities: Mapping[str, Any]) -> None:
         foreign: list[str] = []
@@ -198,27 +225,33 @@ KEY_TAG_VALUE = "signing-key"
 KEY_CONTENT_TYPE = "application/vnd.workload-ids.signing-key"
 
 
-def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True) -> Step | None:
+def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True, name: str | None = None,
+                       vault_url: str | None = None, tag_value: str = KEY_TAG_VALUE,
+                       purpose: str = "marker") -> Step | None:
     """The marker signing key in the configured Key Vault: created with fresh material,
     tagged; None when it is in place. A secret of that name that bootstrap cannot show it
     made (our tag and content type, 64 hex characters) is refused: whoever made it may
     know the material and could forge every marker. Returns the step (``unchanged`` when
     it is in place), or None when it is missing and ``create`` is false. Who may read or write it is the
-    vault's RBAC (Key Vault Secrets User on this secret for the tool's identities)."""
+    vault's RBAC (Key Vault Secrets User on this secret for the tool's identities).
+    The audit key (``name``, ``vault_url``, ``tag_value``, ``purpose="audit"``) is made
+    and judged the same way, in the vault ``audit.sink.signingKey`` names."""
     from azure.core.exceptions import ResourceNotFoundError
 
     from ..markers import KEY_SECRET
     from ..signing import SigningKey, new_key_material
-    where = f"{clients.config.azure.keyVaultUrl} secret {KEY_SECRET}"
+    name = name or KEY_SECRET
+    vault_url = vault_url or str(clients.config.azure.keyVaultUrl)
+    where = f"{vault_url} secret {name}"
     try:
-        found = clients.call("keyvault.get_secret", vault.get_secret, KEY_SECRET)
+        found = clients.call("keyvault.get_secret", vault.get_secret, name)
     except ResourceNotFoundError:
         found = None
     if found is not None:
         tags = dict(found.properties.tags or {})
         why = None
-        if tags.get(KEY_TAG) != KEY_TAG_VALUE or found.properties.content_type != KEY_CONTENT_TYPE:
-            why = f"does not carry the tag {KEY_TAG}={KEY_TAG_VALUE} and content type {KEY_CONTENT_TYPE}"
+        if tags.get(KEY_TAG) != tag_value or found.properties.content_type != KEY_CONTENT_TYPE:
+            why = f"does not carry the tag {KEY_TAG}={tag_value} and content type {KEY_CONTENT_TYPE}"
         else:
             try:
                 SigningKey.from_stored(str(found.value or ""), where)
@@ -226,15 +259,15 @@ def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True) -> Step
                 why = "its value is not 64 hexadecimal characters"
         if why:
             raise ConflictError(f"Key Vault {where} exists but {why}, so bootstrap cannot show it made it "
-                                "and will not use it as the marker signing key; nothing was changed",
-                                "find out who created it, delete and purge it, and rerun")
-        return Step("unchanged", "secret", KEY_SECRET, str(clients.config.azure.keyVaultUrl))
+                                f"and will not use it as the {purpose} signing key; nothing was changed",
+                                "find out who created it, delete and purge it (az keyvault secret delete, "
+                                "then az keyvault secret purge), and rerun")
+        return Step("unchanged", "secret", name, vault_url)
     if not create:
         return None
-    clients.call("keyvault.set_secret", vault.set_secret, KEY_SECRET, new_key_material(),
-                 content_type=KEY_CONTENT_TYPE, tags={KEY_TAG: KEY_TAG_VALUE})
-    return Step("created", "secret", KEY_SECRET,
-                f"the marker signing key in {clients.config.azure.keyVaultUrl}")
+    clients.call("keyvault.set_secret", vault.set_secret, name, new_key_material(),
+                 content_type=KEY_CONTENT_TYPE, tags={KEY_TAG: tag_value})
+    return Step("created", "secret", name, f"the {purpose} signing key in {vault_url}")
 
 
 def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any], resource_group: str,

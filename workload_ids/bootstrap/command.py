@@ -102,6 +102,7 @@ def bootstrap(config: Config, seam: Any, providers: Sequence[str], target: str |
             if apply and target is not None:
                 from . import gcp_apply
                 _record(result, f"GCP project {target}", gcp_apply.converge(config, seam, plan))
+                _lock_note(result, config, seam, "gcp")
         else:
             from . import azure
             plan = azure.render(config, target or placeholder)
@@ -111,6 +112,7 @@ def bootstrap(config: Config, seam: Any, providers: Sequence[str], target: str |
                 from . import azure_apply
                 _record(result, f"Azure subscription {target}",
                         azure_apply.converge(config, seam, plan, resource_group, location))
+                _lock_note(result, config, seam, "azure")
     return result
 
 
@@ -140,28 +142,68 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
         provider.verify_target(account)
     plan = aws.render(config, account or _TARGETS["aws"][2])
     sizes = [(i.policy_arn, i.size) for i in plan.identities] + [(plan.boundary.arn, plan.boundary.size)]
+    if plan.audit_policy is not None:
+        sizes.append((plan.audit_policy.arn, plan.audit_policy.size))
     for arn, size in sizes:
         if size > aws.MANAGED_POLICY_MAX:
             raise UserError(f"policy {arn} would be {size} characters; IAM allows {aws.MANAGED_POLICY_MAX} "
-                            "(shorten aws.rolePath or credentials.secretName)")
+                            "(shorten aws.rolePath, credentials.secretName or audit.sink.url)")
     result.plans["aws"] = plan.as_json()
     result.texts.append(aws.render_text(plan))
     if provider is not None and account is not None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from ..calls import to_cloud_error
-        from .converge import converge, ensure_signing_key
+        from .converge import converge, ensure_audit_key, ensure_signing_key
         try:
+            sm, caller = provider.client(account, "secretsmanager"), provider.verify_target(account)
+            # Both keys judged before the first write: a key bootstrap did not make stops
+            # the run with nothing changed.
+            for ensure in (ensure_signing_key, ensure_audit_key):
+                ensure(sm, plan, caller, create=False)
             done = converge(provider.client(account, "iam"), plan)
-            key = ensure_signing_key(provider.client(account, "secretsmanager"), plan,
-                                     provider.verify_target(account))
-            if key:
-                done.append(key)
+            made = (ensure_signing_key(sm, plan, caller), ensure_audit_key(sm, plan, caller))
+            done += [line for line in made if line]
         except (ClientError, BotoCoreError) as exc:
             raise to_cloud_error(seam, "aws", "bootstrap", exc,
                                  "bootstrap needs an administrator of the account (it writes IAM "
                                  "policies and roles); rerun converges") from exc
         result.applied.extend(done or [f"AWS account {account}: everything in place; nothing changed"])
+        _lock_note(result, config, seam, "aws")
+
+
+def _lock_note(result: BootstrapResult, config: Config, seam: Any, cloud: str) -> None:
+    note = sink_lock_note(config, seam, cloud)
+    if note:
+        result.notes.append(note)
+
+
+def sink_lock_note(config: Config, seam: Any, cloud: str) -> str | None:
+    """Whether the audit sink on ``cloud`` keeps what is written (its lock), for --apply to
+    report: bootstrap does not own the bucket or container, so it says what to set
+    rather than setting it. Every changing command checks this again and refuses."""
+    from .audit_sink import of as sink_of
+    sink = sink_of(config)
+    if sink is None or sink.cloud != cloud:
+        return None
+    from ..audit.sink import _register, _store_for
+    try:
+        store = _store_for(config, sink.url)
+        _register(seam, store.provider)
+        why = store.append_only(seam)
+    except UserError as exc:
+        return f"audit sink {sink.url}: {exc}"
+    except Exception as exc:  # the SDK's: say why, never a traceback
+        info = seam.classify(_SEAM_PROVIDER[sink.kind], exc)
+        reason = f"{info.code}: {info.message}" if info else type(exc).__name__
+        return (f"audit sink {sink.url}: cannot check its lock ({reason}); create it append-only "
+                "(README, \"The audit log\"), then rerun")
+    if why:
+        return f"audit sink {sink.url}: {why}; until then every command that changes anything refuses"
+    return None
+
+
+_SEAM_PROVIDER = {"s3": "aws", "gs": "gcp", "azure": "azblob"}
 
 
 __all__ = ["BootstrapResult", "bootstrap", "check_input"]

@@ -57,7 +57,8 @@ def ensure_boundary(iam: Any, boundary: Boundary) -> str | None:
                          "workload identity")
 
 
-def ensure_identity(iam: Any, ident: ToolIdentity) -> list[str]:
+def ensure_identity(iam: Any, ident: ToolIdentity, shared: tuple[str, ...] = ()) -> list[str]:
+    """One role with its own policy attached, and ``shared`` (the audit trail's policy)."""
     done: list[str] = []
     changed = ensure_policy(iam, ident.policy_arn, ident.policy_name, ident.path, ident.policy,
                             ident.identity, f"workload-ids {ident.identity}: least privilege for "
@@ -77,10 +78,11 @@ def ensure_identity(iam: Any, ident: ToolIdentity) -> list[str]:
                     "pipeline's)")
     attached = [p["PolicyArn"] for p in
                 iam.list_attached_role_policies(RoleName=ident.role_name)["AttachedPolicies"]]
-    if ident.policy_arn not in attached:
-        iam.attach_role_policy(RoleName=ident.role_name, PolicyArn=ident.policy_arn)
-        done.append(f"attached {ident.policy_arn} to {ident.role_name}")
-    others = [a for a in attached if a != ident.policy_arn]
+    for arn in (ident.policy_arn, *shared):
+        if arn not in attached:
+            iam.attach_role_policy(RoleName=ident.role_name, PolicyArn=arn)
+            done.append(f"attached {arn} to {ident.role_name}")
+    others = [a for a in attached if a != ident.policy_arn and a not in shared]
     if others:
         done.append(f"note: {ident.role_name} also has {', '.join(others)} attached (left alone; "
                     "it widens this identity beyond what bootstrap grants)")
@@ -93,63 +95,105 @@ def converge(iam: Any, plan: AwsBootstrap) -> list[str]:
     changed = ensure_boundary(iam, plan.boundary)
     if changed:
         done.append(changed)
+    shared: tuple[str, ...] = ()
+    if plan.audit_policy is not None:
+        trail = plan.audit_policy
+        changed = ensure_policy(iam, trail.arn, trail.name, trail.path, trail.document, "audit-trail",
+                                "workload-ids: read and append to the audit trail, never delete "
+                                "(workload-ids bootstrap)")
+        if changed:
+            done.append(changed)
+        shared = (trail.arn,)
     for ident in plan.identities:
-        done.extend(ensure_identity(iam, ident))
+        done.extend(ensure_identity(iam, ident, shared))
     return done
 
 
 SIGNING_KEY_TAG = "signing-key"
 
 
-def ensure_signing_key(sm: Any, plan: AwsBootstrap, caller: str) -> str | None:
+def ensure_signing_key(sm: Any, plan: AwsBootstrap, caller: str, *, create: bool = True) -> str | None:
     """The marker signing key (``workload-ids/signing-key``): created with fresh material
     and locked down by a deny-only resource policy; returns what was done, None if it
     was in place. A secret of that name that bootstrap cannot show it made (our tag, the
     account's own encryption key, our deny-only policy, 64 hex characters) is refused:
     whoever made it may know the material, and with it could forge every marker."""
-    from ..errors import UserError
     from ..markers import AWS_KEY_SECRET
+    made = _ensure_key(sm, plan, caller, AWS_KEY_SECRET, SIGNING_KEY_TAG, "marker",
+                       "the key that authenticates ownership markers", create=create)
+    return (f"created the marker signing key: Secrets Manager secret {AWS_KEY_SECRET} (readable by the "
+            "tool's identities only)") if made else None
+
+
+def ensure_audit_key(sm: Any, plan: AwsBootstrap, caller: str, *, create: bool = True) -> str | None:
+    """The audit signing key ``audit.sink.signingKey`` names, when it is a secret of this
+    account: made, checked and refused exactly as the marker key (a key someone else
+    made could sign forged audit records, restore bundles included)."""
+    from .audit_sink import AUDIT_KEY_TAG_VALUE
+    if plan.audit is None or "signingKey" not in plan.audit:
+        return None
+    name = str(plan.audit["signingKey"]["name"])
+    made = _ensure_key(sm, plan, caller, name, AUDIT_KEY_TAG_VALUE, "audit",
+                       "the key that signs audit records", reference=str(plan.audit["sink"]["signingKey"]),
+                       create=create)
+    return (f"created the audit signing key: Secrets Manager secret {name} (readable by the tool's "
+            "identities only)") if made else None
+
+
+def _ensure_key(sm: Any, plan: AwsBootstrap, caller: str, name: str, tag_value: str, purpose: str,
+                what: str, *, reference: str | None = None, create: bool = True) -> bool:
+    """Make (True) or check (False) one of bootstrap's signing keys; raises UserError for
+    a secret bootstrap cannot show it made. ``reference`` is how the config names it
+    (an ARN can only be checked: a new secret's ARN ends in characters AWS picks).
+    ``create=False`` only judges (a missing key is False): the run checks both keys
+    before its first write, so a refusal changes nothing."""
+    from ..errors import UserError
     from ..secrets.aws import grants_nothing, reader_patterns
     from ..signing import SigningKey, new_key_material
     from .aws import SIGNING_KEY_READ_SID, SIGNING_KEY_WRITE_SID, signing_key_policy
+    secret_id = reference or name
 
     def refuse(why: str) -> UserError:
         return UserError(
-            f"Secrets Manager secret {AWS_KEY_SECRET} in account {plan.account} exists but {why}, so "
-            "bootstrap cannot show it made it and will not use it as the marker signing key; find "
-            "out who created it, delete it (aws secretsmanager delete-secret --secret-id "
-            f"{AWS_KEY_SECRET} --force-delete-without-recovery) and rerun")
+            f"Secrets Manager secret {secret_id} in account {plan.account} exists but {why}, so "
+            f"bootstrap cannot show it made it and will not use it as the {purpose} signing key; nothing "
+            "was changed. Find out who created it, delete it (aws secretsmanager delete-secret "
+            f"--secret-id {secret_id} --force-delete-without-recovery) and rerun")
 
     try:
-        doc = sm.describe_secret(SecretId=AWS_KEY_SECRET)
+        doc = sm.describe_secret(SecretId=secret_id)
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code")) != "ResourceNotFoundException":
             raise
         doc = None
     if doc is not None:
         tags = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
-        if tags.get(BOOTSTRAP_TAG) != SIGNING_KEY_TAG:
-            raise refuse(f"does not carry the tag {BOOTSTRAP_TAG}={SIGNING_KEY_TAG}")
+        if tags.get(BOOTSTRAP_TAG) != tag_value:
+            raise refuse(f"does not carry the tag {BOOTSTRAP_TAG}={tag_value}")
         if str(doc.get("KmsKeyId") or "") not in ("", "alias/aws/secretsmanager"):
             raise refuse(f"is encrypted with KMS key {doc.get('KmsKeyId')}, whose policy others control")
-        policy = str(sm.get_resource_policy(SecretId=AWS_KEY_SECRET).get("ResourcePolicy") or "")
+        policy = str(sm.get_resource_policy(SecretId=secret_id).get("ResourcePolicy") or "")
         sids = {str(st.get("Sid")) for st in (json.loads(policy).get("Statement") or [])} if policy else set()
         if not policy or not grants_nothing(policy) or \
                 not {SIGNING_KEY_READ_SID, SIGNING_KEY_WRITE_SID} <= sids:
             raise refuse("its resource policy is not the deny-only one bootstrap writes")
-        value = sm.get_secret_value(SecretId=AWS_KEY_SECRET)
+        value = sm.get_secret_value(SecretId=secret_id)
         try:
-            SigningKey.from_stored(str(value.get("SecretString") or ""), AWS_KEY_SECRET)
+            SigningKey.from_stored(str(value.get("SecretString") or ""), secret_id)
         except ValueError:
             raise refuse("its value is not 64 hexadecimal characters") from None
-        return None
+        return False
+    if reference is not None and reference.startswith("arn:"):
+        raise UserError(f"the {purpose} signing key {reference} does not exist, and bootstrap cannot make a "
+                        "secret with a given ARN (AWS picks its last characters); nothing was changed. "
+                        f"Write its name instead (audit.sink.signingKey: {name}) and rerun")
+    if not create:
+        return False
     admins = reader_patterns(caller, [])
     readers = [ident.role_arn for ident in plan.identities]
-    sm.create_secret(Name=AWS_KEY_SECRET, SecretString=new_key_material(),
-                     Description="workload-ids: the key that authenticates ownership markers "
-                                 "(workload-ids bootstrap); never read by people",
-                     Tags=[{"Key": BOOTSTRAP_TAG, "Value": SIGNING_KEY_TAG}])
-    sm.put_resource_policy(SecretId=AWS_KEY_SECRET, BlockPublicPolicy=True,
+    sm.create_secret(Name=name, SecretString=new_key_material(),
+                     Description=f"workload-ids: {what} (workload-ids bootstrap); never read by people",
+                     Tags=[{"Key": BOOTSTRAP_TAG, "Value": tag_value}])
+    sm.put_resource_policy(SecretId=name, BlockPublicPolicy=True,
                            ResourcePolicy=json.dumps(signing_key_policy(readers, admins), sort_keys=True))
-    return (f"created the marker signing key: Secrets Manager secret {AWS_KEY_SECRET} (readable by the "
-            "tool's identities only)")
+    return True

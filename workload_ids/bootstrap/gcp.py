@@ -91,8 +91,20 @@ def render(config: Config, project: str, extra_roles: Sequence[str] = ()) -> dic
                                           "includedPermissions": ["resourcemanager.projects.setIamPolicy"]}
             bindings.append({"role": grant, "members": [member],
                              "condition": grant_condition(project, list(extra_roles))})
-    return {"provider": "gcp", "target": project, "identities": identities, "bindings": bindings,
-            "signingKey": signing_key(config, project)}
+    plan: dict[str, Any] = {"provider": "gcp", "target": project, "identities": identities,
+                            "bindings": bindings, "signingKey": signing_key(config, project)}
+    from . import audit_sink
+    sink = audit_sink.of(config)
+    if sink is not None:
+        plan["auditSink"] = audit_sink.gcp_render(config, project, sink)
+        note = audit_sink.elsewhere(sink, "gcp")
+        key = plan["auditSink"].get("signingKey")
+        if key is not None and key["project"] != project:
+            note = "; ".join(filter(None, [note, f"the audit signing key {sink.key} is in project "
+                                           f"{key['project']}: `--apply` makes it only in its own project"]))
+        if note:
+            plan["auditSink"]["note"] = note
+    return plan
 
 
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"  # nosec B105: a role name, not a secret
@@ -127,4 +139,20 @@ def render_text(plan: dict[str, Any]) -> str:
     lines += ["", f"== marker signing key: Secret Manager secret {key['name']} (64 random hex characters, "
                   "made by `--apply`), readable through its own IAM policy by:",
               json.dumps(key["bindings"], indent=2)]
+    audit = plan.get("auditSink")
+    if audit is not None:
+        lines += ["", f"== audit trail {audit['sink']['url']} (every tool service account reads and "
+                      "appends to it)"]
+        if "role" in audit:
+            lines += [json.dumps(audit["role"], indent=2),
+                      f"   bound on the bucket {audit['bucket']}'s IAM policy (not the project's; "
+                      "no delete; a condition needs the bucket's uniform bucket-level access):",
+                      json.dumps(audit["bucketBinding"], indent=2), "   with gcloud:",
+                      *(f"   {command}" for command in audit["commands"])]
+        if "signingKey" in audit:
+            lines += [f"   audit signing key: Secret Manager secret {audit['signingKey']['name']} (64 random "
+                      "hex characters, made by `--apply`), readable through its own IAM policy by:",
+                      json.dumps(audit["signingKey"]["bindings"], indent=2)]
+        if "note" in audit:
+            lines.append(f"   note: {audit['note']}")
     return "\n".join(lines)

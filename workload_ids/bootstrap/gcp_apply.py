@@ -113,6 +113,9 @@ class GcpBootstrap:
         # Judged with the rest, before any write (and not read twice): a key secret
         # bootstrap did not make.
         key_step = ensure_signing_key(self.clients.secrets, self.plan["signingKey"], create=False)
+        audit_key = self._audit_key()
+        audit_step = ensure_signing_key(self.clients.secrets, audit_key, create=False, purpose="audit") \
+            if audit_key else None
         for _, role in wanted_roles:
             self._role(role, roles.get(role["name"]))
         created = [self._account(i, accounts.get(i["serviceAccount"])) for i in self.plan["identities"]]
@@ -121,7 +124,31 @@ class GcpBootstrap:
         self._bindings()
         step = key_step or ensure_signing_key(self.clients.secrets, self.plan["signingKey"])
         self.steps.append(step or Step("unchanged", "secret", str(self.plan["signingKey"]["name"])))
+        if audit_key:
+            step = audit_step or ensure_signing_key(self.clients.secrets, audit_key, purpose="audit")
+            self.steps.append(step or Step("unchanged", "secret", str(audit_key["name"])))
+        self._audit_notes()
         return self.steps
+
+    def _audit_key(self) -> Mapping[str, Any] | None:
+        """The audit signing key bootstrap makes here: ``audit.sink.signingKey`` when it is
+        a secret of this project."""
+        key = (self.plan.get("auditSink") or {}).get("signingKey")
+        return key if key is not None and key["project"] == self.project else None
+
+    def _audit_notes(self) -> None:
+        audit = self.plan.get("auditSink")
+        if audit is None:
+            return
+        if "bucketBinding" in audit:
+            self.steps.append(Step("note", "bucket binding", f"{audit['bucket']} {audit['role']['name']}",
+                                   "bootstrap does not own the bucket and leaves its IAM policy alone: "
+                                   "create the role and bind it with the gcloud commands it prints"))
+        key = audit.get("signingKey")
+        if key is not None and key["project"] != self.project:
+            self.steps.append(Step("note", "secret", str(key["name"]),
+                                   f"in project {key['project']}, not {self.project}: made by bootstrap "
+                                   "only in its own project"))
 
     def _role(self, role: Mapping[str, Any], current: Any) -> None:
         rid = str(role["name"]).rsplit("/", 1)[1]
@@ -269,13 +296,15 @@ class GcpBootstrap:
         self.clients.projects.set_iam_policy(request={"resource": f"projects/{self.project}", "policy": new})
 
 
-def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = True) -> Step | None:
+def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = True,
+                       purpose: str = "marker") -> Step | None:
     """The marker signing key (see :func:`workload_ids.bootstrap.gcp.signing_key`):
     created with fresh material and its IAM policy; None when it is in place. A secret of
     that name that bootstrap cannot show it made (our annotation, a policy that grants only
     the tool's readers, 64 hex characters) is refused: whoever made it may know the
     material and could forge every marker with it. Returns the step (``unchanged`` when it
-    is in place), or None when it is missing and ``create`` is false."""
+    is in place), or None when it is missing and ``create`` is false. ``purpose``: the
+    marker key, or the audit key (``audit.sink.signingKey``, made and judged the same way)."""
     from google.iam.v1 import policy_pb2
 
     from ..signing import SigningKey, new_key_material
@@ -286,7 +315,7 @@ def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = T
 
     def refuse(why: str) -> ConflictError:
         return ConflictError(f"Secret Manager secret {name} exists but {why}, so bootstrap cannot show "
-                             "it made it and will not use it as the marker signing key; nothing was "
+                             f"it made it and will not use it as the {purpose} signing key; nothing was "
                              "changed", "find out who created it, delete it (gcloud secrets delete "
                              f"{key['secretId']} --project {project}) and rerun")
 
@@ -294,9 +323,10 @@ def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = T
         secret = secrets.get_secret(name=name)
     except gx.NotFound:
         secret = None
+    marker_value = str(dict(key["annotations"]).get(KEY_ANNOTATION, KEY_ANNOTATION_VALUE))
     if secret is not None:
-        if dict(secret.annotations).get(KEY_ANNOTATION) != KEY_ANNOTATION_VALUE:
-            raise refuse(f"does not carry the annotation {KEY_ANNOTATION}={KEY_ANNOTATION_VALUE}")
+        if dict(secret.annotations).get(KEY_ANNOTATION) != marker_value:
+            raise refuse(f"does not carry the annotation {KEY_ANNOTATION}={marker_value}")
         policy = secrets.get_iam_policy(request={"resource": name})
         held = {(b.role, m) for b in policy.bindings for m in b.members}
         if not held or not held <= wanted:
@@ -318,7 +348,8 @@ def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = T
     for b in key["bindings"]:
         policy.bindings.add(role=b["role"], members=b["members"])
     secrets.set_iam_policy(request={"resource": name, "policy": policy})
-    return Step("created", "secret", name, "the marker signing key, readable by the tool's service accounts")
+    return Step("created", "secret", name,
+                f"the {purpose} signing key, readable by the tool's service accounts")
 
 
 def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any]) -> list[Step]:
