@@ -264,8 +264,8 @@ def end_state(cloud: Cloud, folder: Path) -> dict[str, Any]:
     and secret versions; values that differ between two equal runs (ids the cloud
     assigns, key ids) are left out. Also checks that no credential exists only in the
     cloud."""
+    from workload_ids.compile import secret_name
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import secret_name
     from workload_ids.secrets import create_store
     from workload_ids.validate import validate
     config = load_config()

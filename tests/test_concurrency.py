@@ -117,7 +117,7 @@ def _key_state(config: Path, env: dict[str, str], manifest: Path, provider: str)
         "from workload_ids.calls import CallSeam\n"
         "from workload_ids.config import load_config\n"
         "from workload_ids.providers import create_provider\n"
-        "from workload_ids.rotation import secret_name\n"
+        "from workload_ids.compile import secret_name\n"
         "from workload_ids.secrets import create_store\n"
         "from workload_ids.validate import validate\n"
         "config = load_config(sys.argv[1])\n"

@@ -273,8 +273,9 @@ def _library_run(fn: Callable[[CallSeam], Any], fault: Any = None) -> int:
 
 def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, cloud: Cloud, folder: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from workload_ids.compile import secret_name
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import rotate_workloads, secret_name
+    from workload_ids.rotation import rotate_workloads
     from workload_ids.secrets import create_store
     from workload_ids.validate import validate
     for old in folder.glob("*.yaml"):
@@ -372,9 +373,9 @@ def test_cleanup_converges_after_a_kill_at_every_call(cloud: Cloud, folder: Path
 
 def _lock_for(path: Path) -> tuple[Any, str, Any]:
     """The real lock of ``path``'s workload (its provider's), its secret name and tags."""
+    from workload_ids.compile import secret_name
     from workload_ids.locks import create_lock
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import secret_name
     from workload_ids.validate import validate
     config = load_config()
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)

@@ -242,10 +242,10 @@ class AzureKeyMixin:
                 waited += delay
 
     def _workload_lock(self, desired: DesiredIdentity) -> AbstractContextManager[Any]:
+        from ...compile import secret_name
         from ...durations import parse_duration
         from ...locks import create_lock
         from ...locks.interface import Holder, hold
-        from ...rotation import secret_name
         w = desired.workload
         lock = create_lock(self.secret_store_name(), self.config, self.seam, w.target, self)
         return hold(lock, secret_name(w, self.config), Holder.this_process("apply"), desired.tags,
@@ -349,7 +349,7 @@ class AzureKeyMixin:
         if Marker.from_tags(tags_of(app.get("tags"))) is None:
             raise ConflictError(f"application {bundle['name']} carries no workload-ids tags",
                                 "it is never modified")
-        from ...cleanup.mark import MARK_TAG
+        from ...model import MARK_TAG
         self._write_app(app, dict(bundle["tags"]), (MARK_TAG,))
         principal = self._service_principal(str(app["appId"]))
         if principal is None:
@@ -425,7 +425,7 @@ class AzureKeyMixin:
         return str(app["id"])
 
     def create_key(self, desired: DesiredIdentity) -> IssuedKey:
-        from ...rotation import rotation_policy
+        from ...compile import rotation_policy
         policy = rotation_policy(desired.workload, self.config)
         now = clock.now()
         end = now + policy.max_age + policy.overlap + policy.grace + EXPIRY_MARGIN
