@@ -32,7 +32,6 @@ from .model import (
     Grant,
     KubernetesTrust,
     Marker,
-    RotationOverrides,
     RotationPolicy,
     ServiceTrust,
     SourceMap,
@@ -382,13 +381,15 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     meta = lw.workload.metadata
     marker = Marker(workload=meta.name, owner=meta.owner, environment=meta.environment,
                     digest=lw.workload.digest(), source=source)
-    return _compiled(lw, frozen, marker), problems
+    return _compiled(lw, frozen, marker, config), problems
 
 
-def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker) -> CompiledWorkload:
+def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker,
+              config: Config) -> CompiledWorkload:
     """The frozen values everything below compile reads instead of the manifest."""
     spec, meta = lw.workload.spec, lw.workload.metadata
     rotation = spec.credentials.rotation
+    key_mode = spec.credentials.mode == "key"
     placement: dict[str, str] = {}
     if spec.aws is not None:
         placement["region"] = spec.aws.region
@@ -401,11 +402,11 @@ def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker) -> 
         mode=spec.credentials.mode, trust=tuple(_trust(f) for f in spec.credentials.federation),
         grants=grants, marker=marker,
         source=SourceMap(lw.source, frozenset({"rotation"} if rotation else ())),
-        rotation=None if rotation is None else RotationOverrides(
-            max_age=rotation.maxAge, overlap=rotation.overlap, grace=rotation.grace,
-            retire_on_use=rotation.retireOnUse),
         session_duration=spec.aws.maxSessionDuration if spec.aws else None,
-        placement=placement)
+        placement=placement,
+        secret_name=secret_name(meta.name, meta.environment, meta.owner, spec.provider,
+                                lw.workload.target(), config) if key_mode else "",
+        rotation_policy=rotation_policy(rotation, config) if key_mode else None)
 
 
 def _trust(fed: Any) -> Trust:
@@ -422,10 +423,10 @@ def _trust(fed: Any) -> Trust:
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
-def rotation_policy(workload: CompiledWorkload, config: Config) -> RotationPolicy:
-    """The manifest's rotation settings over the config's defaults."""
+def rotation_policy(own: Any, config: Config) -> RotationPolicy:
+    """The manifest's rotation settings (``spec.credentials.rotation``, or None) over the
+    config's defaults."""
     defaults = config.credentials.rotation
-    own = workload.rotation
     verify = config.credentials.verify
 
     def pick(name: str, default: Any) -> Any:
@@ -433,19 +434,19 @@ def rotation_policy(workload: CompiledWorkload, config: Config) -> RotationPolic
         return value if value is not None else default
 
     return RotationPolicy(
-        max_age=parse_duration(pick("max_age", defaults.maxAge)),
+        max_age=parse_duration(pick("maxAge", defaults.maxAge)),
         overlap=parse_duration(pick("overlap", defaults.overlap)),
         grace=parse_duration(pick("grace", defaults.grace)),
-        retire_on_use=bool(pick("retire_on_use", defaults.retireOnUse)),
+        retire_on_use=bool(pick("retireOnUse", defaults.retireOnUse)),
         verify_successes=verify.successes, verify_interval=parse_duration(verify.interval),
         verify_timeout=parse_duration(verify.timeout))
 
 
-def secret_name(workload: CompiledWorkload, config: Config) -> str:
-    """The secret that receives the workload's key, from the config's pattern."""
-    values = {"environment": workload.environment, "name": workload.name,
-              "owner": workload.owner, "provider": workload.provider,
-              "target": workload.target}
+def secret_name(name: str, environment: str, owner: str, provider: str, target: str,
+                config: Config) -> str:
+    """The secret that receives a workload's key, from the config's pattern."""
+    values = {"environment": environment, "name": name, "owner": owner, "provider": provider,
+              "target": target}
     return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)),
                             config.credentials.secretName)
 

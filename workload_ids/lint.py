@@ -100,7 +100,6 @@ _DAY = timedelta(days=1)
 def key_age_findings(result: Validation, config: Config, seam: object) -> list[Diagnostic]:
     """Cloud checks for ``lint --cloud``: keys older than their workload's maxAge."""
     from .clock import now
-    from .compile import rotation_policy
     from .durations import format_duration
     from .providers import create_provider
     from .rotation import is_key_mode, lifecycle
@@ -112,7 +111,8 @@ def key_age_findings(result: Validation, config: Config, seam: object) -> list[D
         provider = providers.setdefault(cw.provider, create_provider(cw.provider, config, seam))  # type: ignore[arg-type]
         desired = provider.desired(cw)  # type: ignore[attr-defined]
         state = lifecycle(desired, provider, config, seam).read()
-        limit = rotation_policy(cw, config).max_age
+        assert cw.rotation_policy is not None  # key mode
+        limit = cw.rotation_policy.max_age
         for key in state.dated():
             age = now() - key.created
             if age > limit:

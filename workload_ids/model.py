@@ -204,17 +204,6 @@ Trust = GithubTrust | KubernetesTrust | ServiceTrust
 
 
 @dataclass(frozen=True, slots=True)
-class RotationOverrides:
-    """The manifest's own rotation settings (durations as written); None falls back to
-    the config's defaults."""
-
-    max_age: str | None = None
-    overlap: str | None = None
-    grace: str | None = None
-    retire_on_use: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class RotationPolicy:
     """When keys are replaced, retired and deleted."""
 
@@ -260,10 +249,14 @@ class CompiledWorkload:
     grants: tuple[Grant, ...]
     marker: Marker
     source: SourceMap
-    rotation: RotationOverrides | None = None
     session_duration: str | None = None  # AWS maxSessionDuration as written
     # Provider placement beyond the target (Azure resourceGroup and location; AWS region).
     placement: Mapping[str, str] = field(default_factory=dict)
+    # Key mode only: where the key goes (from credentials.secretName) and when it turns over
+    # (the manifest's rotation over the config's defaults). Compiled here so that nothing
+    # below compile needs the config's patterns.
+    secret_name: str = ""
+    rotation_policy: RotationPolicy | None = None
     # Rendered identities by provider: validate's size checks and plan need the same one.
     rendered: dict[str, DesiredIdentity] = field(default_factory=dict, compare=False, hash=False,
                                                  repr=False)

@@ -40,7 +40,6 @@ from typing import Any, Protocol
 
 from . import clock
 from .compile import PLACEHOLDER as _PLACEHOLDER
-from .compile import rotation_policy, secret_name
 from .config import Config
 from .durations import format_duration, parse_duration
 from .errors import Diagnostic, UserError, WorkloadIdsError
@@ -88,11 +87,12 @@ def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnost
                                      f"placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
                                      f"use {', '.join('{' + k + '}' for k in sorted(known))}"))
     else:
-        name = secret_name(workload, config)
+        name = workload.secret_name
         if not _SECRET_NAME.fullmatch(name):
             out.append(Diagnostic(where, f"secret name {name!r} (from {pattern!r}) is not a valid "
                                          "secret name: letters, digits and /_+=.@- only"))
-    policy = rotation_policy(workload, config)
+    policy = workload.rotation_policy
+    assert policy is not None  # compiled for every key-mode workload
     rotation_at = lw.position("spec", "credentials", "rotation") if \
         "rotation" in lw.declared else lw.position("spec", "credentials", "mode")
     if policy.overlap >= policy.max_age:
@@ -571,8 +571,10 @@ def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: 
     store_name = backend.secret_store_name()
     target = desired.workload.target
     store = create_store(store_name, config, seam, target, provider)
-    cycle = KeyLifecycle(backend, store, desired, rotation_policy(desired.workload, config),
-                         secret_name(desired.workload, config), sleep=seam.sleep)
+    policy = desired.workload.rotation_policy
+    assert policy is not None  # compiled for every key-mode workload
+    cycle = KeyLifecycle(backend, store, desired, policy, desired.workload.secret_name,
+                         sleep=seam.sleep)
     cycle.auditor = auditor or _NO_AUDIT
     cycle.lock_factory = lambda: create_lock(store_name, config, seam, target, provider)
     cycle.holder = Holder.this_process(command)
@@ -621,7 +623,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             prefix = config.credentials.secretName.split("{", 1)[0]
             found = store.describe_many(prefix)
             for d in items:
-                secret = secret_name(d.workload, config)
+                secret = d.workload.secret_name
                 prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
             scope = {o.name: o for o in providers[name].observe_scope(target)
                      if o.kind in ("user", "service-account", "application")}

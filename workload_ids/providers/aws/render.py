@@ -222,8 +222,7 @@ def _render(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     objects: dict[str, Any] = {"policy": policy_document(workload.grants, workload.target)}
     settings = {"path": config.aws.rolePath, "boundary": boundary_arn(workload, config)}
     if key_mode:
-        from ...compile import secret_name
-        settings["secretName"] = secret_name(workload, config)
+        settings["secretName"] = workload.secret_name
     if not key_mode:
         objects["trust"] = trust_document(workload.target, workload.trust)
         settings["maxSessionDuration"] = str(session_seconds(workload, config))

@@ -242,13 +242,12 @@ class AzureKeyMixin:
                 waited += delay
 
     def _workload_lock(self, desired: DesiredIdentity) -> AbstractContextManager[Any]:
-        from ...compile import secret_name
         from ...durations import parse_duration
         from ...locks import create_lock
         from ...locks.interface import Holder, hold
         w = desired.workload
         lock = create_lock(self.secret_store_name(), self.config, self.seam, w.target, self)
-        return hold(lock, secret_name(w, self.config), Holder.this_process("apply"), desired.tags,
+        return hold(lock, w.secret_name, Holder.this_process("apply"), desired.tags,
                     workload=w.label, wait=parse_duration(self.config.credentials.lockTimeout),
                     sleep=self.seam.sleep)
 
@@ -425,8 +424,8 @@ class AzureKeyMixin:
         return str(app["id"])
 
     def create_key(self, desired: DesiredIdentity) -> IssuedKey:
-        from ...compile import rotation_policy
-        policy = rotation_policy(desired.workload, self.config)
+        policy = desired.workload.rotation_policy
+        assert policy is not None  # a key-mode workload's
         now = clock.now()
         end = now + policy.max_age + policy.overlap + policy.grace + EXPIRY_MARGIN
         object_id = self._app_object_id(desired)

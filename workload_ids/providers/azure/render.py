@@ -146,13 +146,12 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
     sub, group = workload.placement["subscription"], workload.placement["resourceGroup"]
     settings = {"resourceGroup": group, "location": workload.placement["location"]}
     if "application" in objects:
-        from ...compile import secret_name
         name = objects["application"]["displayName"]
         tags = objects["application"]["tags"]
         desired = DesiredIdentity(
             workload=workload, kind="application", name=name,
             documents={k: canonical(v) for k, v in objects.items()}, tags=tags,
-            settings={**settings, "keyMode": "true", "secretName": secret_name(workload, config)},
+            settings={**settings, "keyMode": "true", "secretName": workload.secret_name},
             address=f"/subscriptions/{sub}/applications/{name}", objects=objects)
     else:
         name = objects["identity"]["name"]
