@@ -265,7 +265,6 @@ def end_state(cloud: Cloud, folder: Path) -> dict[str, Any]:
     assigns, key ids) are left out. Also checks that no credential exists only in the
     cloud."""
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import secret_name
     from workload_ids.secrets import create_store
     from workload_ids.validate import validate
     config = load_config()
@@ -285,7 +284,7 @@ def end_state(cloud: Cloud, folder: Path) -> dict[str, Any]:
             desired = provider.desired(cw)
             keys = provider.list_keys(desired)
             store = create_store(provider.secret_store_name(), config, seam, cw.target, provider)
-            stored = store.describe(secret_name(cw, config))
+            stored = store.describe(cw.secret_name)
             only_in_cloud = {k.key_id for k in keys} - stored.issued()
             assert not only_in_cloud, f"keys only in the cloud: {only_in_cloud}"
             current = stored.current_key()

@@ -18,10 +18,10 @@ from test_calls_and_crashes import snapshot
 
 from workload_ids.audit import records
 from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
-from workload_ids.cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, decode_mark, encode_mark
 from workload_ids.cleanup.workflow import cleanup
 from workload_ids.clock import format_time, parse_time
 from workload_ids.config import load_config
+from workload_ids.model import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, decode_mark, encode_mark
 
 OWNERS = """\
 owners:

@@ -117,7 +117,7 @@ def _key_state(config: Path, env: dict[str, str], manifest: Path, provider: str)
         "from workload_ids.calls import CallSeam\n"
         "from workload_ids.config import load_config\n"
         "from workload_ids.providers import create_provider\n"
-        "from workload_ids.rotation import secret_name\n"
+        "from workload_ids.compile import secret_name\n"
         "from workload_ids.secrets import create_store\n"
         "from workload_ids.validate import validate\n"
         "config = load_config(sys.argv[1])\n"
@@ -127,7 +127,7 @@ def _key_state(config: Path, env: dict[str, str], manifest: Path, provider: str)
         "desired = provider.desired(cw)\n"
         "keys = {k.key_id: k.status for k in provider.list_keys(desired)}\n"
         "stored = create_store(provider.secret_store_name(), config, seam, cw.target, provider)"
-        ".describe(secret_name(cw, config))\n"
+        ".describe(cw.secret_name)\n"
         "print(json.dumps({'keys': keys, 'stored': sorted(stored.issued()),\n"
         "                  'current': stored.current_key(), 'tags': sorted(stored.tags)}))\n")
     done = subprocess.run([sys.executable, "-c", code, str(config), str(manifest)], env=env,

@@ -274,7 +274,7 @@ def _library_run(fn: Callable[[CallSeam], Any], fault: Any = None) -> int:
 def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, cloud: Cloud, folder: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import rotate_workloads, secret_name
+    from workload_ids.rotation import rotate_workloads
     from workload_ids.secrets import create_store
     from workload_ids.validate import validate
     for old in folder.glob("*.yaml"):
@@ -297,7 +297,7 @@ def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, clou
         desired = provider.desired(cw)
         in_cloud = {k.key_id: k.status for k in provider.list_keys(desired)}
         stored = create_store(provider.secret_store_name(), config, seam, cw.target, provider).describe(
-            secret_name(cw, config))
+            cw.secret_name)
         assert set(in_cloud) <= stored.issued(), (in_cloud, stored.versions)
         assert in_cloud.get(stored.current_key() or "") == "active"
 
@@ -374,14 +374,13 @@ def _lock_for(path: Path) -> tuple[Any, str, Any]:
     """The real lock of ``path``'s workload (its provider's), its secret name and tags."""
     from workload_ids.locks import create_lock
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import secret_name
     from workload_ids.validate import validate
     config = load_config()
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     cw = validate([path], config).compiled[0]
     provider: Any = create_provider(cw.provider, config, seam)
     lock = create_lock(provider.secret_store_name(), config, seam, cw.target, provider)
-    return lock, secret_name(cw, config), provider.desired(cw).tags
+    return lock, cw.secret_name, provider.desired(cw).tags
 
 
 def _after_lease(monkeypatch: pytest.MonkeyPatch, leases: int = 1) -> None:

@@ -86,11 +86,11 @@ def test_all_examples_are_valid_and_cover_three_clouds_and_both_modes():
     assert checked.errors == []
     assert len(checked.compiled) >= 6
     assert {c.provider for c in checked.compiled} == {"aws", "gcp", "azure"}
-    modes = {c.loaded.workload.spec.credentials.mode for c in checked.compiled}
+    modes = {c.mode for c in checked.compiled}
     assert modes == {"keyless", "key"}
     owners = yaml.safe_load((EXAMPLES / "owners.yaml").read_text())["owners"]
     known = {o["id"] for o in owners}
-    assert {c.loaded.workload.metadata.owner for c in checked.compiled} <= known
+    assert {c.owner for c in checked.compiled} <= known
 
 
 def test_the_schedules_config_validates_the_examples():

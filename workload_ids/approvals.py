@@ -159,10 +159,9 @@ def stale_approvals(compiled: Sequence[CompiledWorkload], config: Config, *,
     used: dict[int, set[tuple[str, str]]] = {}
     present: set[str] = set()
     for cw in compiled:
-        lw = cw.loaded
-        present.add(lw.label)
+        present.add(cw.label)
         for need in needed_approvals(cw.provider, cw.grants):
-            index = matching_approval(config, lw.label, cw.provider, cw.target, need)
+            index = matching_approval(config, cw.label, cw.provider, cw.target, need)
             if index is not None:
                 approval = config.guardrails.approvedEscalations[index]
                 action = next(a for a in approval.actions if same_action(cw.provider, a, need.action))

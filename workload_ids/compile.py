@@ -13,13 +13,30 @@ import difflib
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .catalogs import NAME_EXAMPLE, NAME_FORM, check
 from .config import Config
+from .durations import parse_duration
 from .errors import Diagnostic, Position
-from .manifest import AccessEntry, LoadedWorkload
-from .model import CompiledWorkload, Grant, Marker
+from .manifest import (
+    AccessEntry,
+    AwsServiceFederation,
+    GithubActionsFederation,
+    KubernetesFederation,
+    LoadedWorkload,
+)
+from .model import (
+    CompiledWorkload,
+    GithubTrust,
+    Grant,
+    KubernetesTrust,
+    Marker,
+    RotationPolicy,
+    ServiceTrust,
+    SourceMap,
+    Trust,
+)
 from .resources import GCP_BINDING, KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
 from .templates import TemplateSet
 
@@ -364,7 +381,74 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     meta = lw.workload.metadata
     marker = Marker(workload=meta.name, owner=meta.owner, environment=meta.environment,
                     digest=lw.workload.digest(), source=source)
-    return CompiledWorkload(loaded=lw, grants=frozen, marker=marker), problems
+    return _compiled(lw, frozen, marker, config), problems
 
 
-__all__ = ["compile_workload", "variable_problem"]
+def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker,
+              config: Config) -> CompiledWorkload:
+    """The frozen values everything below compile reads instead of the manifest."""
+    spec, meta = lw.workload.spec, lw.workload.metadata
+    rotation = spec.credentials.rotation
+    key_mode = spec.credentials.mode == "key"
+    placement: dict[str, str] = {}
+    if spec.aws is not None:
+        placement["region"] = spec.aws.region
+    if spec.azure is not None:
+        placement.update(resourceGroup=spec.azure.resourceGroup, location=spec.azure.location,
+                         subscription=spec.azure.subscription)
+    return CompiledWorkload(
+        provider=spec.provider, target=lw.workload.target(), name=meta.name,
+        environment=meta.environment, owner=meta.owner, description=meta.description,
+        mode=spec.credentials.mode, trust=tuple(_trust(f) for f in spec.credentials.federation),
+        grants=grants, marker=marker,
+        source=SourceMap(lw.source, frozenset({"rotation"} if rotation else ())),
+        session_duration=spec.aws.maxSessionDuration if spec.aws else None,
+        placement=placement,
+        secret_name=secret_name(meta.name, meta.environment, meta.owner, spec.provider,
+                                lw.workload.target(), config) if key_mode else "",
+        rotation_policy=rotation_policy(rotation, config) if key_mode else None)
+
+
+def _trust(fed: Any) -> Trust:
+    if isinstance(fed, GithubActionsFederation):
+        return GithubTrust(fed.repository, fed.ref, fed.environment, fed.workloadIdentityPool,
+                           fed.repositoryId, fed.repositoryOwnerId)
+    if isinstance(fed, KubernetesFederation):
+        return KubernetesTrust(fed.issuer, fed.namespace, fed.serviceAccount, fed.workloadIdentityPool)
+    assert isinstance(fed, AwsServiceFederation)
+    return ServiceTrust(fed.service)
+
+
+# A ``{placeholder}`` of credentials.secretName.
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def rotation_policy(own: Any, config: Config) -> RotationPolicy:
+    """The manifest's rotation settings (``spec.credentials.rotation``, or None) over the
+    config's defaults."""
+    defaults = config.credentials.rotation
+    verify = config.credentials.verify
+
+    def pick(name: str, default: Any) -> Any:
+        value = getattr(own, name) if own else None
+        return value if value is not None else default
+
+    return RotationPolicy(
+        max_age=parse_duration(pick("maxAge", defaults.maxAge)),
+        overlap=parse_duration(pick("overlap", defaults.overlap)),
+        grace=parse_duration(pick("grace", defaults.grace)),
+        retire_on_use=bool(pick("retireOnUse", defaults.retireOnUse)),
+        verify_successes=verify.successes, verify_interval=parse_duration(verify.interval),
+        verify_timeout=parse_duration(verify.timeout))
+
+
+def secret_name(name: str, environment: str, owner: str, provider: str, target: str,
+                config: Config) -> str:
+    """The secret that receives a workload's key, from the config's pattern."""
+    values = {"environment": environment, "name": name, "owner": owner, "provider": provider,
+              "target": target}
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)),
+                            config.credentials.secretName)
+
+
+__all__ = ["PLACEHOLDER", "compile_workload", "rotation_policy", "secret_name", "variable_problem"]

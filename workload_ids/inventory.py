@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from .calls import CallSeam
-from .cleanup.mark import MARK_TAG
 from .clock import format_time
 from .clock import now as clock_now
 from .config import Config
 from .errors import one_line
+from .model import MARK_TAG
 from .providers import create_provider
 from .rotation import is_key_mode, lifecycle
 

@@ -8,15 +8,15 @@ from .approvals import Needed, matching_approval, stale_approvals
 from .config import Config
 from .errors import Diagnostic
 from .escalation import is_credential_read, is_escalation
-from .manifest import FEDERATION_CAPABLE
+from .manifest import FEDERATION_CAPABLE, LoadedWorkload
 from .model import CompiledWorkload
 from .templates import destructive
 from .trust import trust_lint
 from .validate import Validation
 
 
-def _lint_workload(cw: CompiledWorkload, result: Validation, config: Config) -> list[Diagnostic]:
-    lw = cw.loaded
+def _lint_workload(cw: CompiledWorkload, lw: LoadedWorkload, result: Validation,
+                   config: Config) -> list[Diagnostic]:
     spec = lw.workload.spec
     out: list[Diagnostic] = []
 
@@ -102,7 +102,7 @@ def key_age_findings(result: Validation, config: Config, seam: object) -> list[D
     from .clock import now
     from .durations import format_duration
     from .providers import create_provider
-    from .rotation import is_key_mode, lifecycle, rotation_policy
+    from .rotation import is_key_mode, lifecycle
     out: list[Diagnostic] = []
     providers: dict[str, object] = {}
     for cw in result.compiled:
@@ -111,12 +111,13 @@ def key_age_findings(result: Validation, config: Config, seam: object) -> list[D
         provider = providers.setdefault(cw.provider, create_provider(cw.provider, config, seam))  # type: ignore[arg-type]
         desired = provider.desired(cw)  # type: ignore[attr-defined]
         state = lifecycle(desired, provider, config, seam).read()
-        limit = rotation_policy(cw, config).max_age
+        assert cw.rotation_policy is not None  # key mode
+        limit = cw.rotation_policy.max_age
         for key in state.dated():
             age = now() - key.created
             if age > limit:
                 out.append(Diagnostic(
-                    cw.loaded.position("spec", "credentials"),
+                    cw.source.position("spec", "credentials"),
                     f"key {key.key_id} of {cw.label} is {format_duration(age - age % _DAY)} old, "
                     f"past its maxAge of {format_duration(limit)}; run `workload-ids rotate`",
                     "warning"))
@@ -139,8 +140,10 @@ def lint(result: Validation, config: Config, seam: object | None = None) -> list
     """Warnings and suggestions for every valid workload, positioned. With ``seam``, also
     the checks that read the cloud (key ages)."""
     findings: list[Diagnostic] = [d for d in result.diagnostics if d.severity == "warning"]
+    # Lint reads what the manifest says (raw entries, runtime, refs) beside what it compiled to.
+    manifests = {id(lw.source): lw for lw in result.loaded}
     for cw in result.compiled:
-        findings.extend(_lint_workload(cw, result, config))
+        findings.extend(_lint_workload(cw, manifests[id(cw.source.document)], result, config))
     findings.extend(stale_approvals(result.compiled, config, whole_fleet=result.directory_run))
     findings.extend(_boundary_opt_out(result, config))
     if seam is not None:

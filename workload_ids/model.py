@@ -1,14 +1,22 @@
 """Frozen values that flow between the stages: compiled desired state, what a cloud
-holds, and the changes that turn one into the other. No SDK types cross this line."""
+holds, and the changes that turn one into the other. No SDK types cross this line, and
+no manifest: ``compile`` is the only reader of the pydantic models, and everything below
+it (providers, key mode, cleanup) sees these values. The floor of the house: it imports
+nothing of the package but the clock and the error types."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .manifest import LoadedWorkload
+from .clock import ClockError, format_time, parse_time
+
+if TYPE_CHECKING:
+    from .errors import Position
+    from .yamlpos import Document
 
 MANAGED_BY = "workload-ids"
 TAG_MANAGED_BY = "workload-ids:managed-by"
@@ -149,35 +157,119 @@ def _text_fields(text: str | None) -> dict[str, str] | None:
 
 
 @dataclass(frozen=True, slots=True)
+class GithubTrust:
+    """A GitHub Actions workflow of one repository, on one ref or in one environment."""
+
+    kind: ClassVar[str] = "github-actions"
+    repository: str
+    ref: str | None = None
+    environment: str | None = None
+    pool: str | None = None  # a GCP workload identity pool
+    # Immutable ids: a renamed or deleted repository frees its name, never its id.
+    repository_id: int | None = None
+    repository_owner_id: int | None = None
+
+    def subject(self) -> str:
+        """The OIDC ``sub`` claim GitHub issues for this entry."""
+        if self.environment is not None:
+            return f"repo:{self.repository}:environment:{self.environment}"
+        return f"repo:{self.repository}:ref:{self.ref}"
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesTrust:
+    """A Kubernetes service account, trusted through its cluster's OIDC issuer."""
+
+    kind: ClassVar[str] = "kubernetes"
+    issuer: str
+    namespace: str
+    service_account: str
+    pool: str | None = None  # a GCP workload identity pool
+
+    def subject(self) -> str:
+        """The OIDC ``sub`` claim of the service account's tokens."""
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTrust:
+    """An AWS service that assumes the role on the workload's behalf (ECS tasks, Lambda)."""
+
+    kind: ClassVar[str] = "aws-service"
+    service: str
+
+
+# Who may obtain the workload's credentials: one entry per manifest federation entry, in order.
+Trust = GithubTrust | KubernetesTrust | ServiceTrust
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPolicy:
+    """When keys are replaced, retired and deleted."""
+
+    max_age: timedelta
+    overlap: timedelta
+    grace: timedelta
+    retire_on_use: bool
+    verify_successes: int
+    verify_interval: timedelta
+    verify_timeout: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMap:
+    """Where a workload's manifest says each thing, for messages: positions without the
+    manifest's model (a path of keys and indexes, as in the YAML)."""
+
+    document: Document
+    declared: frozenset[str] = frozenset()  # optional manifest sections present (e.g. "rotation")
+
+    @property
+    def path(self) -> str:
+        """The manifest file."""
+        return self.document.path
+
+    def position(self, *loc: str | int, key: bool = False) -> Position:
+        """Position of a node of the manifest (``key``: of its key rather than its value)."""
+        return self.document.position(loc, key=key)
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledWorkload:
     """A manifest turned into the provider-neutral state its identity should have."""
 
-    loaded: LoadedWorkload
+    provider: str
+    target: str  # account, project or subscription (lower case)
+    name: str
+    environment: str
+    owner: str
+    description: str
+    mode: str  # keyless | key
+    trust: tuple[Trust, ...]
     grants: tuple[Grant, ...]
     marker: Marker
+    source: SourceMap
+    session_duration: str | None = None  # AWS maxSessionDuration as written
+    # Provider placement beyond the target (Azure resourceGroup and location; AWS region).
+    placement: Mapping[str, str] = field(default_factory=dict)
+    # Key mode only: where the key goes (from credentials.secretName) and when it turns over
+    # (the manifest's rotation over the config's defaults). Compiled here so that nothing
+    # below compile needs the config's patterns.
+    secret_name: str = ""
+    rotation_policy: RotationPolicy | None = None
     # Rendered identities by provider: validate's size checks and plan need the same one.
     rendered: dict[str, DesiredIdentity] = field(default_factory=dict, compare=False, hash=False,
                                                  repr=False)
 
     @property
-    def provider(self) -> str:
-        return self.loaded.workload.spec.provider
-
-    @property
-    def target(self) -> str:
-        return self.loaded.workload.target()
-
-    @property
-    def name(self) -> str:
-        return self.loaded.workload.metadata.name
-
-    @property
-    def environment(self) -> str:
-        return self.loaded.workload.metadata.environment
-
-    @property
     def label(self) -> str:
-        return self.loaded.label
+        """Short human name: ``environment/name``."""
+        return f"{self.environment}/{self.name}"
+
+    @property
+    def key_mode(self) -> bool:
+        """Whether the workload gets a long-lived key rather than federation."""
+        return self.mode == "key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,3 +365,73 @@ class Change:
             "identity": self.identity,
             **dict(self.details),
         }
+
+
+# The quarantine mark: one tag value, written and read by one pair of functions.
+# ``since=2026-11-26T10:00:00Z reason=owner-gone delete-after=2026-12-03T10:00:00Z``
+# (plus ``keys=AKIA…+AKIA…`` for users: the keys the quarantine deactivated, so a release
+# reactivates exactly those). Times are UTC with a ``Z``; IAM tag values allow letters,
+# digits, spaces and ``_.:/=+-@`` only, hence the separators.
+
+MARK_TAG = "workload-ids:quarantine"
+# Set when cleanup hands an identity to a successor: the manifest still names the old
+# owner until someone edits it, and apply must not undo the transfer meanwhile.
+TRANSFERRED_FROM_TAG = "workload-ids:transferred-from"
+
+REASONS = ("no-manifest", "owner-gone", "unused")
+_FIELD = re.compile(r"^(since|reason|delete-after|keys)=([A-Za-z0-9_.:/+@-]*)$")
+
+
+class MarkError(ValueError):
+    """A quarantine tag that is not in our form (edited by hand, or truncated)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineMark:
+    """When and why an identity was quarantined, and when it may be deleted.
+
+    ``delete_after`` is None for reasons that never lead to deletion (``unused``).
+    """
+
+    since: datetime
+    reason: str
+    delete_after: datetime | None
+    keys: tuple[str, ...] = field(default=())
+
+    def due(self, now: datetime) -> bool:
+        return self.delete_after is not None and now >= self.delete_after
+
+
+def encode_mark(mark: QuarantineMark) -> str:
+    """The tag value for ``mark``; the inverse of :func:`decode_mark`."""
+    if mark.reason not in REASONS:
+        raise ValueError(f"unknown quarantine reason {mark.reason!r}")
+    parts = [f"since={format_time(mark.since)}", f"reason={mark.reason}"]
+    if mark.delete_after is not None:
+        parts.append(f"delete-after={format_time(mark.delete_after)}")
+    if mark.keys:
+        parts.append("keys=" + "+".join(mark.keys))
+    return " ".join(parts)
+
+
+def decode_mark(text: str) -> QuarantineMark:
+    """Parse a tag value written by :func:`encode_mark`; :class:`MarkError` otherwise."""
+    fields: dict[str, str] = {}
+    for part in text.split():
+        m = _FIELD.match(part)
+        if m is None or m[1] in fields:
+            raise MarkError(f"quarantine mark {text!r}: cannot read {part!r}")
+        fields[m[1]] = m[2]
+    if "since" not in fields or fields.get("reason") not in REASONS:
+        raise MarkError(f"quarantine mark {text!r}: needs since= and a reason= of "
+                        f"{', '.join(REASONS)}")
+    try:
+        since = parse_time(fields["since"], source="since")
+        delete_after = parse_time(fields["delete-after"], source="delete-after") \
+            if fields.get("delete-after") else None
+    except ClockError as exc:
+        raise MarkError(f"quarantine mark {text!r}: {exc}") from None
+    if delete_after is not None and delete_after < since:
+        raise MarkError(f"quarantine mark {text!r}: delete-after is before since")
+    keys = tuple(k for k in fields.get("keys", "").split("+") if k)
+    return QuarantineMark(since, fields["reason"], delete_after, keys)

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import CallSeam
-from .cleanup.mark import MARK_TAG
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors, one_line
-from .model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
+from .model import MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
 from .providers import REGISTRY, create_provider
 from .providers.interface import Provider
@@ -210,7 +209,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     from .cleanup.provenance import recorded_owner, transfer_believed
     from .markers import source_move_approved
     w = desired.workload
-    where = w.loaded.position("metadata", "owner")
+    where = w.source.position("metadata", "owner")
     recorded = recorded_owner(config, seen)
     if seen.unauthenticated and not seen.misplaced:
         # At our location and naming, but its marker proves nothing (made before markers

@@ -39,15 +39,14 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from . import clock
-from .cleanup.mark import MARK_TAG
+from .compile import PLACEHOLDER as _PLACEHOLDER
 from .config import Config
 from .durations import format_duration, parse_duration
 from .errors import Diagnostic, UserError, WorkloadIdsError
 from .locks.interface import HeldLock, Holder, KeyLock, LockBusy, hold
-from .model import CompiledWorkload, DesiredIdentity, KeyInfo, Marker
+from .model import MARK_TAG, CompiledWorkload, DesiredIdentity, KeyInfo, Marker, RotationPolicy
 from .secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretStore, SecretValue, StoredSecret
 
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 
 
@@ -73,50 +72,11 @@ class CredentialBackend(Protocol):
     def secret_store_name(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RotationPolicy:
-    """When keys are replaced, retired and deleted."""
-
-    max_age: timedelta
-    overlap: timedelta
-    grace: timedelta
-    retire_on_use: bool
-    verify_successes: int
-    verify_interval: timedelta
-    verify_timeout: timedelta
-
-
-def rotation_policy(workload: CompiledWorkload, config: Config) -> RotationPolicy:
-    """The manifest's rotation settings over the config's defaults."""
-    defaults = config.credentials.rotation
-    own = workload.loaded.workload.spec.credentials.rotation
-    verify = config.credentials.verify
-
-    def pick(name: str) -> Any:
-        value = getattr(own, name, None) if own else None
-        return value if value is not None else getattr(defaults, name)
-
-    return RotationPolicy(
-        max_age=parse_duration(pick("maxAge")), overlap=parse_duration(pick("overlap")),
-        grace=parse_duration(pick("grace")), retire_on_use=bool(pick("retireOnUse")),
-        verify_successes=verify.successes, verify_interval=parse_duration(verify.interval),
-        verify_timeout=parse_duration(verify.timeout))
-
-
-def secret_name(workload: CompiledWorkload, config: Config) -> str:
-    """The secret that receives the workload's key, from the config's pattern."""
-    values = {"environment": workload.environment, "name": workload.name,
-              "owner": workload.loaded.workload.metadata.owner, "provider": workload.provider,
-              "target": workload.target}
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)),
-                            config.credentials.secretName)
-
-
 def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
     """Static checks of a key-mode workload's rotation and secret settings."""
-    if workload.loaded.workload.spec.credentials.mode != "key":
+    if not workload.key_mode:
         return []
-    lw = workload.loaded
+    lw = workload.source
     out: list[Diagnostic] = []
     pattern = config.credentials.secretName
     known = {"environment", "name", "owner", "provider", "target"}
@@ -127,13 +87,14 @@ def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnost
                                      f"placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
                                      f"use {', '.join('{' + k + '}' for k in sorted(known))}"))
     else:
-        name = secret_name(workload, config)
+        name = workload.secret_name
         if not _SECRET_NAME.fullmatch(name):
             out.append(Diagnostic(where, f"secret name {name!r} (from {pattern!r}) is not a valid "
                                          "secret name: letters, digits and /_+=.@- only"))
-    policy = rotation_policy(workload, config)
+    policy = workload.rotation_policy
+    assert policy is not None  # compiled for every key-mode workload
     rotation_at = lw.position("spec", "credentials", "rotation") if \
-        lw.workload.spec.credentials.rotation else lw.position("spec", "credentials", "mode")
+        "rotation" in lw.declared else lw.position("spec", "credentials", "mode")
     if policy.overlap >= policy.max_age:
         out.append(Diagnostic(rotation_at, f"overlap ({format_duration(policy.overlap)}) must be "
                                            f"shorter than maxAge ({format_duration(policy.max_age)})"))
@@ -610,8 +571,10 @@ def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: 
     store_name = backend.secret_store_name()
     target = desired.workload.target
     store = create_store(store_name, config, seam, target, provider)
-    cycle = KeyLifecycle(backend, store, desired, rotation_policy(desired.workload, config),
-                         secret_name(desired.workload, config), sleep=seam.sleep)
+    policy = desired.workload.rotation_policy
+    assert policy is not None  # compiled for every key-mode workload
+    cycle = KeyLifecycle(backend, store, desired, policy, desired.workload.secret_name,
+                         sleep=seam.sleep)
     cycle.auditor = auditor or _NO_AUDIT
     cycle.lock_factory = lambda: create_lock(store_name, config, seam, target, provider)
     cycle.holder = Holder.this_process(command)
@@ -660,7 +623,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             prefix = config.credentials.secretName.split("{", 1)[0]
             found = store.describe_many(prefix)
             for d in items:
-                secret = secret_name(d.workload, config)
+                secret = d.workload.secret_name
                 prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
             scope = {o.name: o for o in providers[name].observe_scope(target)
                      if o.kind in ("user", "service-account", "application")}
@@ -745,7 +708,7 @@ def fleet_keys(config: Config, seam: Any, *, provider: str = "aws",
 
 
 def is_key_mode(workload: CompiledWorkload) -> bool:
-    return workload.loaded.workload.spec.credentials.mode == "key"
+    return workload.key_mode
 
 
 class _NoAudit:
@@ -761,5 +724,4 @@ class _Waiting(Exception):
 
 
 __all__ = ["CredentialBackend", "FleetKeys", "ForeignKeyError", "IssuedKey", "KeyLifecycle", "KeyReport",
-           "RotationPolicy", "SecretValue", "VerificationError", "key_mode_checks",
-           "rotation_policy", "secret_name"]
+           "SecretValue", "VerificationError", "key_mode_checks"]

@@ -62,7 +62,7 @@ def _duplicates(loaded: list[LoadedWorkload]) -> list[Diagnostic]:
 
 def _guardrails(cw: CompiledWorkload, config: Config) -> list[Diagnostic]:
     rails = config.guardrails
-    lw = cw.loaded
+    lw = cw.source
     out: list[Diagnostic] = []
 
     def refuse(position: object, message: str) -> None:

@@ -30,8 +30,8 @@ from test_forged_markers import (
     role_tags,
 )
 
-from workload_ids.cleanup.mark import MARK_TAG
 from workload_ids.markers import AWS_KEY_SECRET, NOT_AUTHENTICATED
+from workload_ids.model import MARK_TAG
 
 ACCOUNT = "123456789012"
 NO_KEY = "no signing key at Secrets Manager secret workload-ids/signing-key in account 123456789012"
@@ -134,9 +134,9 @@ def test_aws_copied_marker_outside_our_location_is_forged_even_with_a_mac(fleet:
 def test_aws_provider_refuses_every_action_on_an_unauthenticated_identity(fleet: tuple[Any, Path]) -> None:
     """The last line, below the judge: quarantine, release, transfer and delete refuse."""
     from workload_ids.calls import CallSeam
-    from workload_ids.cleanup.mark import decode_mark
     from workload_ids.config import load_config
     from workload_ids.errors import ConflictError
+    from workload_ids.model import decode_mark
     from workload_ids.providers import create_provider
     iam, _ = fleet
     _plant(iam, "wid_prod_svc-x", _copied(iam, "svc-x", None))

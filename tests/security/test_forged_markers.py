@@ -20,10 +20,10 @@ import pytest
 from conftest import TEST_TRUST, run_cli, workload
 
 from workload_ids.calls import CallSeam
-from workload_ids.cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, decode_mark, encode_mark
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
 from workload_ids.errors import ConflictError
+from workload_ids.model import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, decode_mark, encode_mark
 from workload_ids.providers import create_provider
 
 OWNERS = """\

@@ -19,7 +19,7 @@ from test_calls_and_crashes import snapshot
 from test_cleanup import AFTER_GRACE, CONFIG, OWNERS, START, by_identity
 
 from workload_ids.audit import records
-from workload_ids.cleanup.mark import MARK_TAG
+from workload_ids.model import MARK_TAG
 
 HELD = "deletion needs a durable audit sink (audit.sink"
 

@@ -11,9 +11,8 @@ from typing import Any
 from ..clock import format_time
 from ..config import CleanupConfig
 from ..durations import parse_duration
-from ..model import CompiledWorkload, ObservedIdentity
+from ..model import MARK_TAG, CompiledWorkload, MarkError, ObservedIdentity, QuarantineMark, decode_mark
 from ..owners.interface import OwnerStatus
-from .mark import MARK_TAG, MarkError, QuarantineMark, decode_mark
 
 # Classes, in the order the report lists them.
 ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNMANAGED, FORGED = (

@@ -18,8 +18,7 @@ from typing import Any
 
 from ..clock import format_time
 from ..config import Config
-from ..model import ObservedIdentity
-from .mark import TRANSFERRED_FROM_TAG, QuarantineMark
+from ..model import TRANSFERRED_FROM_TAG, ObservedIdentity, QuarantineMark
 
 NOT_PROVEN = "quarantine mark not proven by enforcement; grace restarts"
 NOT_RECORDED = "quarantine mark has no matching quarantine record in the audit log; grace restarts"

@@ -19,7 +19,7 @@ from .. import clock
 from ..calls import CallSeam
 from ..config import Config
 from ..errors import GuardrailError, UserError, WorkloadIdsError, one_line
-from ..model import ObservedIdentity
+from ..model import MARK_TAG, MarkError, ObservedIdentity, decode_mark
 from ..providers import create_provider
 from .judge import (
     CLASSES,
@@ -35,7 +35,6 @@ from .judge import (
     Rules,
     judge,
 )
-from .mark import MARK_TAG, MarkError, decode_mark
 from .provenance import audit_trail, quarantine_believed
 
 BUNDLE_ACTION = "restore-bundle"
@@ -380,9 +379,8 @@ def _manifest_edit(f: Finding) -> str:
     """The one-line manifest change that makes a transfer permanent, as a unified diff."""
     if f.manifest is None or not f.successor or f.identity.marker is None:
         return ""
-    loaded = f.manifest.loaded
-    where = loaded.position("metadata", "owner")
-    old_owner = loaded.workload.metadata.owner
+    where = f.manifest.source.position("metadata", "owner")
+    old_owner = f.manifest.owner
     try:
         line = Path(where.path).read_text(encoding="utf-8").splitlines()[where.line - 1]
     except (OSError, IndexError, UnicodeDecodeError):

@@ -16,7 +16,7 @@ from ..errors import Diagnostic
 from ..model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 
 if TYPE_CHECKING:
-    from ..cleanup.mark import QuarantineMark
+    from ..model import QuarantineMark
 
 
 class Provider(Protocol):

@@ -58,7 +58,9 @@ from ...model import (
     Change,
     CompiledWorkload,
     DesiredIdentity,
+    GithubTrust,
     KeyInfo,
+    KubernetesTrust,
     Marker,
     ObservedIdentity,
 )
@@ -554,7 +556,7 @@ class AwsProvider(RetireMixin):
                     continue
                 index = self._federation_index(d.workload, issuer)
                 problems.append(Diagnostic(
-                    d.workload.loaded.position("spec", "credentials", "federation", index),
+                    d.workload.source.position("spec", "credentials", "federation", index),
                     self._missing_provider(d.workload.target, issuer)))
         return problems
 
@@ -581,7 +583,7 @@ class AwsProvider(RetireMixin):
             return
         named = self.config.aws.permissionsBoundary
         where = (self.config.position("aws.permissionsBoundary") if named else None) or \
-            d.workload.loaded.position("spec", "aws")
+            d.workload.source.position("spec", "aws")
         fix = (f"run `workload-ids bootstrap --provider aws --target {d.workload.target} --apply` "
                "to create it (or set guardrails.requirePermissionsBoundary: false to opt out)"
                if not named else
@@ -608,10 +610,10 @@ class AwsProvider(RetireMixin):
 
     @staticmethod
     def _federation_index(workload: CompiledWorkload, issuer: str) -> int:
-        for i, fed in enumerate(workload.loaded.workload.spec.credentials.federation):
-            if fed.kind == "github-actions" and issuer == render.GITHUB_ISSUER:
+        for i, fed in enumerate(workload.trust):
+            if isinstance(fed, GithubTrust) and issuer == render.GITHUB_ISSUER:
                 return i
-            if fed.kind == "kubernetes" and render.issuer_host_path(getattr(fed, "issuer", "")) == issuer:
+            if isinstance(fed, KubernetesTrust) and render.issuer_host_path(fed.issuer) == issuer:
                 return i
         return 0
 

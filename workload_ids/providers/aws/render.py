@@ -12,8 +12,16 @@ from typing import Any
 from ...config import Config
 from ...durations import parse_duration
 from ...errors import Diagnostic
-from ...manifest import AwsServiceFederation, GithubActionsFederation, KubernetesFederation
-from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
+from ...model import (
+    CompiledWorkload,
+    DesiredIdentity,
+    GithubTrust,
+    Grant,
+    KubernetesTrust,
+    Marker,
+    ServiceTrust,
+    Trust,
+)
 
 POLICY_NAME = "workload-ids"
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
@@ -128,7 +136,7 @@ def issuer_host_path(issuer: str) -> str:
     return issuer.removeprefix("https://").rstrip("/")
 
 
-def trust_document(account: str, federation: Iterable[object]) -> dict[str, Any]:
+def trust_document(account: str, federation: Iterable[Trust]) -> dict[str, Any]:
     """Who may assume the role: one statement per OIDC issuer (subjects merged) and one
     for AWS services, each bound as tightly as the issuer allows."""
     # Keyed by issuer and, for GitHub entries that name one, the repository's immutable id:
@@ -137,11 +145,11 @@ def trust_document(account: str, federation: Iterable[object]) -> dict[str, Any]
     subjects: dict[tuple[str, int | None], list[str]] = {}
     services: list[str] = []
     for fed in federation:
-        if isinstance(fed, GithubActionsFederation):
-            subjects.setdefault((GITHUB_ISSUER, fed.repositoryId), []).append(fed.subject())
-        elif isinstance(fed, KubernetesFederation):
+        if isinstance(fed, GithubTrust):
+            subjects.setdefault((GITHUB_ISSUER, fed.repository_id), []).append(fed.subject())
+        elif isinstance(fed, KubernetesTrust):
             subjects.setdefault((issuer_host_path(fed.issuer), None), []).append(fed.subject())
-        elif isinstance(fed, AwsServiceFederation) and fed.service not in services:
+        elif isinstance(fed, ServiceTrust) and fed.service not in services:
             services.append(fed.service)
     statements: list[dict[str, Any]] = []
     for issuer, repository_id in sorted(subjects, key=lambda k: (k[0], k[1] or 0)):
@@ -178,18 +186,16 @@ def trust_document(account: str, federation: Iterable[object]) -> dict[str, Any]
 def oidc_issuers(workload: CompiledWorkload) -> list[str]:
     """The OIDC issuers (IAM host/path form) this workload's trust policy refers to."""
     found: set[str] = set()
-    for fed in workload.loaded.workload.spec.credentials.federation:
-        if isinstance(fed, GithubActionsFederation):
+    for fed in workload.trust:
+        if isinstance(fed, GithubTrust):
             found.add(GITHUB_ISSUER)
-        elif isinstance(fed, KubernetesFederation):
+        elif isinstance(fed, KubernetesTrust):
             found.add(issuer_host_path(fed.issuer))
     return sorted(found)
 
 
 def session_seconds(workload: CompiledWorkload, config: Config) -> int:
-    aws = workload.loaded.workload.spec.aws
-    text = (aws.maxSessionDuration if aws and aws.maxSessionDuration else None) or \
-        config.aws.maxSessionDuration
+    text = workload.session_duration or config.aws.maxSessionDuration
     return int(parse_duration(text).total_seconds())
 
 
@@ -209,20 +215,18 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
 
 
 def _render(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
-    key_mode = workload.loaded.workload.spec.credentials.mode == "key"
+    key_mode = workload.key_mode
     kind = "user" if key_mode else "role"
     name = identity_name(config.aws.namePrefix, workload.environment, workload.name,
                          USER_NAME_MAX if key_mode else ROLE_NAME_MAX)
     objects: dict[str, Any] = {"policy": policy_document(workload.grants, workload.target)}
     settings = {"path": config.aws.rolePath, "boundary": boundary_arn(workload, config)}
     if key_mode:
-        from ...rotation import secret_name
-        settings["secretName"] = secret_name(workload, config)
+        settings["secretName"] = workload.secret_name
     if not key_mode:
-        objects["trust"] = trust_document(workload.target,
-                                          workload.loaded.workload.spec.credentials.federation)
+        objects["trust"] = trust_document(workload.target, workload.trust)
         settings["maxSessionDuration"] = str(session_seconds(workload, config))
-        settings["description"] = workload.loaded.workload.metadata.description
+        settings["description"] = workload.description
     prefix = "role" if kind == "role" else "user"
     address = f"arn:aws:iam::{workload.target}:{prefix}{config.aws.rolePath}{name}"
     documents = {k: canonical(v) for k, v in objects.items()}
@@ -233,7 +237,7 @@ def _render(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
 
 def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
     """Limits IAM would enforce at apply time, checked before any call."""
-    lw = workload.loaded
+    lw = workload.source
     out: list[Diagnostic] = []
     desired = desired_identity(workload, config)
     policy_size = len(desired.documents["policy"])
@@ -248,12 +252,11 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
                               f"workload {workload.label}: its trust policy would be {len(trust)} "
                               f"characters; AWS allows {TRUST_POLICY_MAX} (raisable to 4,096 by a "
                               "quota request). Use fewer federation entries"))
-    aws = lw.workload.spec.aws
     seconds = session_seconds(workload, config)
     if not SESSION_MIN <= seconds <= SESSION_MAX:
-        if aws and aws.maxSessionDuration:
+        if workload.session_duration:
             where = lw.position("spec", "aws", "maxSessionDuration")
-            value = aws.maxSessionDuration
+            value = workload.session_duration
         else:
             where = config.position("aws.maxSessionDuration") or lw.position("spec", "aws")
             value = config.aws.maxSessionDuration

@@ -18,18 +18,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ... import clock
 from ...calls import NOT_FOUND
-from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
 from ...errors import CloudError, ConflictError
 from ...markers import NOT_AUTHENTICATED
 from ...model import (
     IMMUTABLE_ID,
     MANAGED_BY,
+    MARK_TAG,
     TAG_MAC,
     TAG_MANAGED_BY,
     TAG_OWNER,
+    TRANSFERRED_FROM_TAG,
     KeyInfo,
     Marker,
     ObservedIdentity,
+    QuarantineMark,
+    encode_mark,
 )
 from . import render
 

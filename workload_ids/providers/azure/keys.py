@@ -245,10 +245,9 @@ class AzureKeyMixin:
         from ...durations import parse_duration
         from ...locks import create_lock
         from ...locks.interface import Holder, hold
-        from ...rotation import secret_name
         w = desired.workload
         lock = create_lock(self.secret_store_name(), self.config, self.seam, w.target, self)
-        return hold(lock, secret_name(w, self.config), Holder.this_process("apply"), desired.tags,
+        return hold(lock, w.secret_name, Holder.this_process("apply"), desired.tags,
                     workload=w.label, wait=parse_duration(self.config.credentials.lockTimeout),
                     sleep=self.seam.sleep)
 
@@ -349,7 +348,7 @@ class AzureKeyMixin:
         if Marker.from_tags(tags_of(app.get("tags"))) is None:
             raise ConflictError(f"application {bundle['name']} carries no workload-ids tags",
                                 "it is never modified")
-        from ...cleanup.mark import MARK_TAG
+        from ...model import MARK_TAG
         self._write_app(app, dict(bundle["tags"]), (MARK_TAG,))
         principal = self._service_principal(str(app["appId"]))
         if principal is None:
@@ -425,8 +424,8 @@ class AzureKeyMixin:
         return str(app["id"])
 
     def create_key(self, desired: DesiredIdentity) -> IssuedKey:
-        from ...rotation import rotation_policy
-        policy = rotation_policy(desired.workload, self.config)
+        policy = desired.workload.rotation_policy
+        assert policy is not None  # a key-mode workload's
         now = clock.now()
         end = now + policy.max_age + policy.overlap + policy.grace + EXPIRY_MARGIN
         object_id = self._app_object_id(desired)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ...config import Config
 from ...errors import Diagnostic
-from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
+from ...model import CompiledWorkload, DesiredIdentity, GithubTrust, Grant, KubernetesTrust, Marker
 
 FEDERATED_CREDENTIALS_MAX = 20
 IDENTITY_NAME_MAX = 128
@@ -76,11 +76,11 @@ def role_assignment_id(workload: str, role: str, scope: str) -> str:
 def federated_credentials(workload: CompiledWorkload) -> dict[str, dict[str, Any]]:
     """Federated identity credentials by name (``fic-DIGEST``, deterministic)."""
     out: dict[str, dict[str, Any]] = {}
-    for fed in workload.loaded.workload.spec.credentials.federation:
-        if fed.kind == "github-actions":
+    for fed in workload.trust:
+        if isinstance(fed, GithubTrust):
             issuer = GITHUB_ISSUER
-        elif fed.kind == "kubernetes":
-            issuer = str(getattr(fed, "issuer", ""))
+        elif isinstance(fed, KubernetesTrust):
+            issuer = fed.issuer
         else:
             continue
         subject = fed.subject()
@@ -91,9 +91,7 @@ def federated_credentials(workload: CompiledWorkload) -> dict[str, dict[str, Any
 
 def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     """Every object the workload's identity consists of, in plain JSON values."""
-    spec = workload.loaded.workload.spec
-    assert spec.azure is not None
-    subscription, group = spec.azure.subscription, spec.azure.resourceGroup
+    subscription, group = workload.placement["subscription"], workload.placement["resourceGroup"]
     env, name = workload.environment, workload.name
     by_permissions: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Grant]] = {}
     for grant in workload.grants:
@@ -120,14 +118,14 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
                 "scope": scope, "roleDefinitionId": role_ref, "principalType": "ServicePrincipal"}
     identity = identity_name(prefix, env, name)
     common = {"roles": roles, "assignments": dict(sorted(assignments.items()))}
-    if spec.credentials.mode == "key":
+    if workload.key_mode:
         # Applications live in the tenant, not a subscription: the subscription tag keeps a
         # fleet read of one subscription to its own.
         tags = {**workload.marker.as_tags(), SUBSCRIPTION_TAG: subscription.lower()}
         return {"application": {"displayName": identity, "tags": tags},
                 **common, "federatedCredentials": {}}
     return {
-        "identity": {"name": identity, "resourceGroup": group, "location": spec.azure.location,
+        "identity": {"name": identity, "resourceGroup": group, "location": workload.placement["location"],
                      "tags": workload.marker.as_tags()},
         **common,
         "federatedCredentials": federated_credentials(workload),
@@ -145,18 +143,15 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
     if cached is not None:
         return cached
     objects = desired_objects(workload, prefix)
-    spec = workload.loaded.workload.spec
-    assert spec.azure is not None
-    sub, group = spec.azure.subscription, spec.azure.resourceGroup
-    settings = {"resourceGroup": group, "location": spec.azure.location}
+    sub, group = workload.placement["subscription"], workload.placement["resourceGroup"]
+    settings = {"resourceGroup": group, "location": workload.placement["location"]}
     if "application" in objects:
-        from ...rotation import secret_name
         name = objects["application"]["displayName"]
         tags = objects["application"]["tags"]
         desired = DesiredIdentity(
             workload=workload, kind="application", name=name,
             documents={k: canonical(v) for k, v in objects.items()}, tags=tags,
-            settings={**settings, "keyMode": "true", "secretName": secret_name(workload, config)},
+            settings={**settings, "keyMode": "true", "secretName": workload.secret_name},
             address=f"/subscriptions/{sub}/applications/{name}", objects=objects)
     else:
         name = objects["identity"]["name"]
@@ -173,7 +168,7 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
 
 def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
     """Azure limits checked before any call: federated credentials, tag values."""
-    lw = workload.loaded
+    lw = workload.source
     out: list[Diagnostic] = []
     objects = desired_identity(workload, config).objects
     count = len(objects["federatedCredentials"])

@@ -15,9 +15,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ...calls import NOT_FOUND
-from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
 from ...errors import ConflictError
-from ...model import MARKER_KEYS, UNAUTHENTICATED, Marker, ObservedIdentity
+from ...model import (
+    MARK_TAG,
+    MARKER_KEYS,
+    TRANSFERRED_FROM_TAG,
+    UNAUTHENTICATED,
+    Marker,
+    ObservedIdentity,
+    QuarantineMark,
+    encode_mark,
+)
 from . import render
 
 if TYPE_CHECKING:

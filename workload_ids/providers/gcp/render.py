@@ -25,7 +25,7 @@ from typing import Any
 
 from ...config import Config
 from ...errors import Diagnostic
-from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker
+from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker, ServiceTrust
 from ...signing import SHORT_MAC_LENGTH
 
 ACCOUNT_ID_MAX = 30
@@ -105,12 +105,10 @@ def condition_for_text(kind: str, name: str) -> str:
 def federation_members(workload: CompiledWorkload) -> list[str]:
     """Workload Identity Federation principals allowed to act as the service account."""
     members: list[str] = []
-    for fed in workload.loaded.workload.spec.credentials.federation:
-        pool = getattr(fed, "workloadIdentityPool", None)
-        if not pool:
+    for fed in workload.trust:
+        if isinstance(fed, ServiceTrust) or not fed.pool:
             continue
-        subject = fed.subject()  # type: ignore[union-attr]
-        members.append(f"principal://iam.googleapis.com/{pool}/subject/{subject}")
+        members.append(f"principal://iam.googleapis.com/{fed.pool}/subject/{fed.subject()}")
     return sorted(set(members))
 
 
@@ -181,7 +179,7 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
         return cached
     objects = desired_objects(workload, prefix)
     email = objects["serviceAccount"]["email"]
-    key_mode = workload.loaded.workload.spec.credentials.mode == "key"
+    key_mode = workload.key_mode
     desired = DesiredIdentity(
         workload=workload, kind="service-account", name=email,
         documents={k: canonical(v) for k, v in objects.items()},
@@ -196,7 +194,7 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
 
 def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
     """GCP limits checked before any call: description and condition sizes."""
-    lw = workload.loaded
+    lw = workload.source
     out: list[Diagnostic] = []
     objects = desired_identity(workload, config).objects
     # The description also carries " mac=" and a 32-character MAC (written after create).

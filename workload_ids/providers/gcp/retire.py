@@ -15,9 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ...cleanup.mark import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, encode_mark
 from ...errors import ConflictError
-from ...model import Marker, ObservedIdentity
+from ...model import MARK_TAG, TRANSFERRED_FROM_TAG, Marker, ObservedIdentity, QuarantineMark, encode_mark
 from . import render
 
 if TYPE_CHECKING:
