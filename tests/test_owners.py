@@ -23,6 +23,7 @@ from scim_server import (
     self_signed_tls,
 )
 
+from workload_ids.cli import exit_code
 from workload_ids.config import OwnersConfig, load_config
 from workload_ids.errors import InputErrors, Position, UserError, WorkloadIdsError
 from workload_ids.owners import open_directory
@@ -268,7 +269,7 @@ def test_broken_owners_file(tmp_path: Path, name: str, text: str, expected: list
     assert caught.value.diagnostics().splitlines() == [e.format(p=path) for e in expected]
     assert all(isinstance(d.position, Position) and d.position.path == str(path)
                for d in caught.value.items)
-    assert caught.value.exit_code == 1
+    assert exit_code(caught.value) == 1
 
 
 def test_unreadable_owners_file(tmp_path: Path) -> None:
@@ -496,7 +497,7 @@ def test_scim_wrong_token(scim: Seeded) -> None:
 
 def test_directory_unavailable_is_a_system_error_with_advice() -> None:
     error = DirectoryUnavailable("SCIM directory http://x is unreachable: boom")
-    assert error.exit_code == 1
+    assert exit_code(error) == 1
     assert isinstance(error, WorkloadIdsError) and not isinstance(error, UserError)
     assert error.diagnostics() == (
         "SCIM directory http://x is unreachable: boom\n"
@@ -666,7 +667,7 @@ def test_scim_token_variable_problems(monkeypatch: pytest.MonkeyPatch, value: st
     with pytest.raises(UserError) as caught:
         ScimDirectory.from_config(config)
     assert str(caught.value) == message
-    assert caught.value.exit_code == 1
+    assert exit_code(caught.value) == 1
 
 
 @pytest.mark.parametrize(("url", "timeout", "message"), [

@@ -6,8 +6,10 @@ input or cloud failure, exactly where the CLI would exit non-zero.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .apply import ApplyResult, apply_plan
 from .calls import CallSeam, RetryPolicy
@@ -18,10 +20,19 @@ from .plan import Plan, ScopePrefetch, build_plan
 from .validate import Validation
 from .validate import validate as _validate
 
+if TYPE_CHECKING:
+    from .cleanup.restore import RestoreResult
+    from .cleanup.workflow import CleanupReport
+    from .rotation import KeyReport
 
-def _seam(config: Config) -> CallSeam:
+
+def seam_for(config: Config) -> CallSeam:
+    """The call seam a command's cloud calls go through, with the config's retry budget."""
     return CallSeam(RetryPolicy(max_attempts=config.calls.maxAttempts,
                                 max_seconds=config.calls.maxRetrySeconds))
+
+
+_seam = seam_for
 
 
 def validate(paths: Iterable[str | Path], config: Config | None = None) -> Validation:
@@ -32,22 +43,29 @@ def validate(paths: Iterable[str | Path], config: Config | None = None) -> Valid
 
 
 def plan_paths(paths: Iterable[str | Path], config: Config | None = None, *,
-               seam: CallSeam | None = None) -> Plan:
+               seam: CallSeam | None = None,
+               checked: Callable[[Validation], None] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Plan:
     """Validate and plan in one step, as ``workload-ids plan PATHS`` does: for a folder,
-    the accounts are read while the manifests are still being checked."""
+    the accounts are read while the manifests are still being checked. ``checked`` sees
+    the validation before its errors are raised (the CLI prints the warnings there)."""
     config = config or load_config()
     seam = seam or _seam(config)
     path_list = list(paths)
     fleet = True if any(Path(p).is_dir() for p in path_list) else None
+    # A fleet run starts reading each account while the manifests are still being checked.
     prefetch = ScopePrefetch(config, seam) if fleet else None
     try:
-        checked = _validate(path_list, config, on_target=prefetch)
-        checked.raise_for_errors()
+        result = _validate(path_list, config, on_target=prefetch)
+        if checked is not None:
+            checked(result)
+        result.raise_for_errors()
     except BaseException:
         if prefetch:
             prefetch.close()
         raise
-    return build_plan(checked.compiled, config, seam, fleet=fleet, prefetch=prefetch)
+    return build_plan(result.compiled, config, seam, fleet=fleet, prefetch=prefetch,
+                      progress=progress)
 
 
 def plan(checked: Validation, config: Config | None = None, *, seam: CallSeam | None = None,
@@ -74,5 +92,63 @@ def inventory(paths: Iterable[str | Path] = (), config: Config | None = None, *,
                       targets=list(targets))
 
 
-__all__ = ["ApplyResult", "CallSeam", "Plan", "Validation", "apply", "inventory", "load_config",
-           "plan", "plan_paths", "validate"]
+@dataclass
+class Restored:
+    """What :func:`restore` did: the identity back from its bundle and, for a key-mode
+    user given its manifest, the new key's report (keys themselves cannot be restored)."""
+
+    identity: RestoreResult
+    key: KeyReport | None = None
+
+
+def restore(identity: str, config: Config | None = None, *, target: str | None = None,
+            issue_key: str | Path | None = None, seam: CallSeam | None = None) -> Restored:
+    """Recreate ``identity`` from its restore bundle; with ``issue_key`` (the workload's
+    manifest), also issue a new access key to a restored user and deliver it as that
+    manifest says. The manifest is checked before anything is restored, so a wrong one
+    leaves no half-done job."""
+    from .cleanup.restore import restore as _restore
+    from .rotation import rotate_workloads
+    config = config or load_config()
+    seam = seam or _seam(config)
+    checked = validate([issue_key], config) if issue_key is not None else None
+    result = _restore(identity, config, seam, target=target)
+    if checked is None or result.kind != "user":
+        return Restored(result)
+    name = result.workload.split("/", 1)[1]
+    [key] = rotate_workloads(checked.compiled, config, seam, now_name=name)
+    result.notes = [n for n in result.notes if not n.startswith("access keys cannot")]
+    result.notes.insert(0, "access keys cannot be restored (AWS never shows a secret twice); "
+                           f"a new one was issued to secret {key.secret}")
+    return Restored(result, key)
+
+
+def cleanup(paths: Iterable[str | Path] = (), config: Config | None = None, *,
+            apply: bool = False, max_actions: int | None = None, provider: str = "aws",
+            targets: Iterable[str] = (), delete_with_local_audit: bool = False,
+            seam: CallSeam | None = None,
+            progress: Callable[[int, int], None] | None = None) -> CleanupReport:
+    """Judge every identity the tool manages (see ``workload-ids cleanup``) and, with
+    ``apply``, transfer, quarantine, release and delete as judged."""
+    from .cleanup.workflow import cleanup as _cleanup
+    config = config or load_config()
+    return _cleanup([str(p) for p in paths], config, seam or _seam(config), apply=apply,
+                    max_actions=max_actions, provider=provider, targets=list(targets),
+                    progress=progress, delete_with_local_audit=delete_with_local_audit)
+
+
+def rotate(paths: Iterable[str | Path], config: Config | None = None, *,
+           now: str | None = None, recover_only: bool = False, seam: CallSeam | None = None,
+           progress: Callable[[int, int], None] | None = None) -> list[KeyReport]:
+    """Advance the key rotation of the key-mode workloads in ``paths`` by whatever is due
+    (``now``: replace that workload's key at once; ``recover_only``: only finish or undo
+    what a crashed run left)."""
+    from .rotation import rotate_workloads
+    config = config or load_config()
+    checked = validate(paths, config)
+    return rotate_workloads(checked.compiled, config, seam or _seam(config), now_name=now,
+                            recover_only=recover_only, progress=progress)
+
+
+__all__ = ["ApplyResult", "CallSeam", "Plan", "Restored", "Validation", "apply", "cleanup", "inventory",
+           "load_config", "plan", "plan_paths", "restore", "rotate", "seam_for", "validate"]

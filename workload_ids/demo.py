@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .bundled import bundled_dir
 
 if TYPE_CHECKING:
-    from .cli import Output
+    from .cli.console import Output
 
 MOVER_WORKLOAD = "invoice-worker.yaml"
 KEY_MODE_WORKLOAD = "partner-feed.yaml"

@@ -60,9 +60,7 @@ def one_line(text: str) -> str:
 
 
 class WorkloadIdsError(Exception):
-    """Base of every error this tool raises on purpose."""
-
-    exit_code = 1
+    """Base of every error this tool raises on purpose (exit codes: ``cli.exit_code``)."""
 
     def diagnostics(self) -> str:
         """Text for the user: what is wrong and what to do next."""
@@ -79,11 +77,6 @@ class InputErrors(UserError):
     def __init__(self, items: list[Diagnostic]) -> None:
         self.items = items
         super().__init__(f"{len(items)} problem(s) in the input")
-
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]
-        # Only guardrail refusals: exit 3, so a pipeline can tell policy from typos.
-        return 3 if all(d.severity == "guardrail" for d in self.items) else 1
 
     def diagnostics(self) -> str:
         return "\n".join(str(d) for d in self.items)
@@ -102,8 +95,6 @@ class ConflictError(UserError):
 
 class GuardrailError(UserError):
     """A configured guardrail refused the request."""
-
-    exit_code = 3
 
 
 class CloudError(WorkloadIdsError):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..cli import Output
+    from ..cli.console import Output
 
 SANDBOX_ACCOUNT = "123456789012"
 EXAMPLE_ISSUERS = (

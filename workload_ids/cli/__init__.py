@@ -1,0 +1,250 @@
+"""The ``workload-ids`` command: parse arguments, call a verb, and map what it raises to
+an exit code through one table (:func:`exit_code`). Nothing here talks to a cloud
+directly, and nothing heavy is imported before a verb needs it (``--version`` and
+``validate`` start fast).
+
+    console.py   Output (text, notes, the JSON document) and Progress
+    verbs.py     one function per command: call the library, render the result
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..errors import one_line, printable
+from ..perf import RELAXED
+from .console import Output, Progress
+from .verbs import (
+    EXIT_BUSY,
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    EXIT_GUARDRAIL,
+    EXIT_OK,
+    cmd_apply,
+    cmd_audit_verify,
+    cmd_bootstrap,
+    cmd_cleanup,
+    cmd_demo,
+    cmd_inventory,
+    cmd_lint,
+    cmd_plan,
+    cmd_recover,
+    cmd_restore,
+    cmd_rotate,
+    cmd_sandbox,
+    cmd_schema,
+    cmd_validate,
+)
+
+# --- parser -------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workload-ids",
+        description="Provision, rotate and retire least-privilege cloud identities for services.",
+        epilog="Exit codes: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode), "
+               "3 refused by a guardrail, 4 busy: another run is changing a workload's keys, retry.")
+    parser.add_argument("--version", action="version", version=f"workload-ids {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="config file (default: ./workload-ids.yaml if present)")
+    common.add_argument("--output", choices=("text", "json"), default="text",
+                        help="text for people (default) or one JSON document on stdout")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="show the underlying exception of an error")
+    common.add_argument("--drill", action="store_true",
+                        help="honour WORKLOAD_IDS_CLOCK (a moved clock) against real clouds; without "
+                             "it a run with that variable set is refused unless on sandbox credentials")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+
+    def verb(name: str, fn: Callable[[argparse.Namespace, Output], int], help_text: str,
+             paths: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        if paths:
+            p.add_argument("paths", nargs="+", metavar="PATH",
+                           help="manifest files, or directories searched for kind: Workload")
+        p.set_defaults(fn=fn)
+        return p
+
+    validate = verb("validate", cmd_validate, "check manifests without any cloud access")
+    lint = verb("lint", cmd_lint, "advice on manifests: warnings and suggestions")
+    for p in (validate, lint):
+        p.add_argument("--skip-non-manifests", action="store_true",
+                       help="ignore named files that hold no kind: Workload (for pre-commit)")
+    lint.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    lint.add_argument("--cloud", action="store_true",
+                      help="also read the cloud: warn about keys older than their maxAge")
+    plan = verb("plan", cmd_plan, "show what apply would change")
+    plan.add_argument("--detailed-exitcode", action="store_true",
+                      help="exit 2 when there are changes, 0 when none")
+    apply = verb("apply", cmd_apply, "create or converge identities to the manifests")
+    apply.add_argument("--auto-approve", action="store_true",
+                       help="apply without asking (for pipelines)")
+    rotate = verb("rotate", cmd_rotate, "advance key rotation of key-mode workloads by whatever is due",
+                  paths=False)
+    rotate.add_argument("--now", metavar="NAME",
+                        help="emergency: replace workload NAME's key at once and deactivate the old one")
+    recover = verb("recover", cmd_recover, "finish or undo key rotations that a crashed run left behind",
+                   paths=False)
+    for p in (rotate, recover):
+        p.add_argument("paths", nargs="*", metavar="PATH",
+                       help="the manifests of the key-mode workloads to act on; without any, every "
+                            "target (config targets:, aws.accounts, and those the audit trail shows "
+                            "written to) is read and its key-mode identities listed, nothing changed")
+        p.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
+        p.add_argument("--target", action="append", default=[],
+                       help="without PATH: also read this account/project/subscription (repeatable)")
+    for p in (apply, rotate, recover):
+        p.add_argument("--lock-timeout", metavar="DURATION",
+                       help="how long to wait for a workload whose keys another run is changing, "
+                            "then exit 4 (default: credentials.lockTimeout, 3m)")
+    audit = sub.add_parser("audit", help="the audit log", description="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_verb", metavar="ACTION")
+    verify = audit_sub.add_parser("verify", parents=[common],
+                                  help="check the hash chain; name the first bad line")
+    verify.add_argument("--file", help="audit log to check (default: audit.path from the config)")
+    verify.add_argument("--expect-head", metavar="SHA256",
+                        help="the last record's hash as kept elsewhere (detects removed tail records)")
+    verify.set_defaults(fn=cmd_audit_verify)
+    verb("schema", cmd_schema, "print the JSON Schema of a workload manifest", paths=False)
+    inv = verb("inventory", cmd_inventory, "list the identities workload-ids manages", paths=False)
+    inv.add_argument("paths", nargs="*", metavar="PATH",
+                     help="manifests: read their accounts and mark identities without one")
+    inv.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
+    inv.add_argument("--target", action="append", default=[],
+                     help="account/project/subscription to read (repeatable)")
+    clean = verb("cleanup", cmd_cleanup, "find identities whose owner or manifest is gone; "
+                 "quarantine, transfer, release and delete them (dry run unless --apply)", paths=False)
+    clean.add_argument("paths", nargs="*", metavar="PATH",
+                       help="the manifests (usually the whole folder): identities no manifest "
+                            "declares are decommissioned")
+    clean.add_argument("--apply", action="store_true", help="act; without it, only report")
+    clean.add_argument("--max-actions", type=int, metavar="N",
+                       help="refuse to quarantine or delete more than N identities (default: "
+                            "cleanup.maxActions, 10)")
+    clean.add_argument("--detailed-exitcode", action="store_true",
+                       help="dry run: exit 2 when there is something to do (a held deletion "
+                            "too), 0 when nothing")
+    clean.add_argument("--delete-with-local-audit", action="store_true",
+                       help="delete due identities although the audit trail is only a local file "
+                            "(audit.path): their restore bundles are lost with that file. Without "
+                            "it, deletions need a durable audit sink (audit.sink) and are held")
+    clean.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
+    clean.add_argument("--target", action="append", default=[],
+                       help="also read this account/project/subscription (repeatable)")
+    restore = verb("restore", cmd_restore, "recreate an identity that cleanup deleted, from the "
+                   "restore bundle in the audit log", paths=False)
+    restore.add_argument("identity", metavar="IDENTITY", help="the role or user name")
+    restore.add_argument("--target", help="the account, when the name was deleted in several")
+    restore.add_argument("--issue-key", metavar="MANIFEST",
+                         help="key mode: also issue a new access key (keys cannot be restored) "
+                              "and deliver it as this manifest says")
+    boot = verb("bootstrap", cmd_bootstrap, "print (and with --apply create) the tool's own least-privilege "
+                "identities per cloud, and the workload permissions boundary", paths=False)
+    boot.add_argument("--provider", action="append", default=[], metavar="aws|gcp|azure",
+                      help="cloud to bootstrap (repeatable; default: all three)")
+    boot.add_argument("--target", help="the account, project or subscription (with one --provider)")
+    boot.add_argument("--apply", action="store_true",
+                      help="create or converge what is printed (GCP and Azure: with --target)")
+    boot.add_argument("--resource-group", metavar="NAME",
+                      help="Azure --apply: the resource group that holds the tool's managed identities")
+    boot.add_argument("--location", metavar="LOCATION",
+                      help="Azure --apply: the managed identities' location (e.g. westeurope)")
+    boot.add_argument("--gcp-role", action="append", default=[], metavar="ROLE",
+                      help="a workload custom role (projects/P/roles/ID) the GCP grant condition may bind")
+    verb("demo", cmd_demo, "a guided tour against an in-process AWS; no account needed",
+         paths=False)
+    sandbox = verb("sandbox", cmd_sandbox, "run a local AWS (moto server) until stopped",
+                   paths=False)
+    sandbox.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    sandbox.add_argument("--config-out", metavar="FILE",
+                         help="write a workload-ids.yaml that points at the sandbox")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Pydantic scans installed entry points for plugins on import (~30 ms); a CLI that
+    # starts once per pipeline step has no use for them.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # A run builds many small, short-lived objects (manifest nodes, policy documents) and
+    # ends; the default collector thresholds spend ~25% of a fleet plan on them.
+    gc.set_threshold(*RELAXED)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return EXIT_ERROR
+    out = Output(args.output)
+    from .. import clock
+    # The clock override is decided per run (_clock_gate), never inherited from a caller.
+    previous = clock.enable_override(None)
+    try:
+        return int(args.fn(args, out))
+    except KeyboardInterrupt:
+        out.note("interrupted")
+        return 130
+    except Exception as exc:
+        return _report(exc, out, args.verbose)
+    finally:
+        clock.enable_override(previous)
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an error a verb raised: the one table of them.
+
+    ======================================  ====
+    a guardrail refused (config policy)       3
+    input problems, all of them guardrails    3
+    any other error of this tool              1
+    anything else (a bug)                     1
+    ======================================  ====
+
+    2 (changes pending) and 4 (busy) are results, not errors: verbs return them.
+    """
+    from ..errors import GuardrailError, InputErrors
+    if isinstance(exc, GuardrailError):
+        return EXIT_GUARDRAIL
+    if isinstance(exc, InputErrors) and exc.items and \
+            all(d.severity == "guardrail" for d in exc.items):
+        return EXIT_GUARDRAIL
+    return EXIT_ERROR
+
+
+def _report(exc: Exception, out: Output, verbose: bool) -> int:
+    from ..errors import InputErrors, MissingDependencyError, WorkloadIdsError
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in (
+            "boto3", "botocore", "moto", "google", "azure"):
+        exc = MissingDependencyError(
+            f"this command needs {exc.name.split('.')[0]}, which is not installed; "
+            "install the extra for your cloud, e.g. pip install 'workload-ids[aws]'")
+    code = exit_code(exc)
+    if isinstance(exc, WorkloadIdsError):
+        text = exc.diagnostics()
+        if verbose and exc.__cause__ is not None:
+            text += f"\n  caused by: {exc.__cause__!r}"
+        print(printable(text if isinstance(exc, InputErrors) else f"error: {text}"), file=out.err)
+        if out.json:
+            items = getattr(exc, "items", None)
+            out.document({"error": str(exc), "exitCode": code, "diagnostics": [
+                {"position": str(d.position) if d.position else None, "severity": d.severity,
+                 "message": d.message} for d in items] if items else []})
+        return code
+    if verbose:
+        import traceback
+        traceback.print_exception(exc, file=out.err)
+    print(f"internal error: {type(exc).__name__}: {one_line(str(exc))}\n  this is a bug in workload-ids; "
+          "rerun with --verbose and report it", file=out.err)
+    return code
+
+
+__all__ = ["EXIT_BUSY", "EXIT_CHANGES", "EXIT_ERROR", "EXIT_GUARDRAIL", "EXIT_OK", "Output", "Progress",
+           "build_parser", "exit_code", "main"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Where the CLI's results go: text for people on stdout, notes and progress on stderr,
+one JSON document for machines. The demo and the sandbox print through it too."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from ..errors import printable
+
+
+class Output:
+    """Where results go: text for people, one JSON document for machines."""
+
+    def __init__(self, fmt: str, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.json = fmt == "json"
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def text(self, line: str = "") -> None:
+        """Print ``line`` (text format only). Control characters are escaped here for every
+        caller; a string from a manifest or the cloud is put on one line by the renderer
+        (``errors.one_line``), which knows where its lines end."""
+        if not self.json:
+            print(printable(line), file=self.out)
+
+    def note(self, line: str) -> None:
+        """Progress and notes: stderr, so stdout stays clean for JSON."""
+        print(printable(line), file=self.err)
+
+    def document(self, doc: dict[str, Any]) -> None:
+        if self.json:
+            print(json.dumps(doc, indent=2, sort_keys=False), file=self.out)
+
+
+class Progress:
+    """A progress bar on a terminal; on a pipe (CI logs), a plain line every tenth of a
+    large fleet run, and nothing for small ones."""
+
+    PLAIN_FROM = 50
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            step = max(1, total // 10)
+            if total >= self.PLAIN_FROM and (done % step == 0 or done == total):
+                print(f"{self.label}: {done}/{total}", file=self.stream, flush=True)
+            return
+        if total < 2:
+            return
+        width = 30
+        filled = int(width * done / total)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()

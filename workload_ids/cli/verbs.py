@@ -1,0 +1,385 @@
+"""The verbs: each parses nothing, calls the library (``workload_ids.api`` and the
+workflows), and renders what comes back. Heavy modules are imported inside each verb, so
+``--version`` and ``validate`` start fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import one_line
+from .console import Output, Progress
+
+if TYPE_CHECKING:
+    from ..calls import CallSeam
+    from ..config import Config
+    from ..plan import Plan
+    from ..validate import Validation
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARDRAIL, EXIT_BUSY = 0, 1, 2, 3, 4
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from ..config import load_config
+    config = load_config(args.config)
+    _clock_gate(args, config)
+    wait = getattr(args, "lock_timeout", None)
+    if wait is not None:
+        from ..durations import parse_duration
+        from ..errors import UserError
+        try:
+            parse_duration(wait)
+        except ValueError as exc:
+            raise UserError(f"--lock-timeout: {exc}") from exc
+        credentials = config.data.credentials.model_copy(update={"lockTimeout": wait})
+        config.data = config.data.model_copy(update={"credentials": credentials})
+    return config
+
+
+def _clock_gate(args: argparse.Namespace, config: Config) -> None:
+    """Decide, once, before any cloud is read, whether ``WORKLOAD_IDS_CLOCK`` is honoured:
+    with --drill, or on sandbox credentials (a client about to use real ones then refuses).
+    Otherwise a run with it set is refused: a stray variable in a CI environment would make
+    cleanup delete what is still in its grace period."""
+    from .. import clock
+    from ..errors import UserError
+    value = clock.requested()
+    if not value:
+        clock.enable_override(None)
+        return
+    if getattr(args, "drill", False):
+        clock.enable_override("drill")
+    elif any(getattr(config.data, p).sandboxCredentials for p in ("aws", "gcp", "azure")):
+        clock.enable_override("sandbox")
+    else:
+        raise UserError(f"{clock.ENV}={value!r} is set: it moves the clock that cleanup and rotation "
+                        "decide by, and is honoured only in a drill or the sandbox; nothing was read or "
+                        f"changed. Unset {clock.ENV} for a real run, or pass --drill to run a drill on "
+                        "purpose (a config with sandboxCredentials: true needs neither)")
+    try:
+        clock.parse_time(value, source=clock.ENV)
+    except clock.ClockError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _validated(args: argparse.Namespace, config: Config, out: Output) -> Validation:
+    from ..validate import validate
+    skip = bool(getattr(args, "skip_non_manifests", False))
+    result = validate(args.paths, config, skip_non_manifests=skip)
+    _checked(args, result, out)
+    result.raise_for_errors()
+    return result
+
+
+def _checked(args: argparse.Namespace, result: Validation, out: Output) -> None:
+    """Print the warnings of ``result``; refuse a run that found no manifest at all."""
+    for d in result.diagnostics:
+        if d.severity == "warning":
+            out.note(str(d))
+    if not result.compiled and not result.errors and not getattr(args, "skip_non_manifests", False):
+        from ..errors import Diagnostic, InputErrors, Position
+        raise InputErrors([Diagnostic(Position(str(path)), "no workload manifest (kind: Workload) found "
+                                      "here; pass the files or folders that hold them")
+                           for path in args.paths])
+
+
+def cmd_validate(args: argparse.Namespace, out: Output) -> int:
+    config = _config(args)
+    result = _validated(args, config, out)
+    providers = sorted({c.provider for c in result.compiled})
+    clouds = f" ({', '.join(providers)})" if providers else ""
+    out.text(f"OK: {len(result.compiled)} workload(s) in {result.files} file(s) are valid{clouds}.")
+    out.document({"valid": True, "workloads": [c.label for c in result.compiled],
+                  "files": result.files, "diagnostics": []})
+    return EXIT_OK
+
+
+def cmd_lint(args: argparse.Namespace, out: Output) -> int:
+    from ..lint import lint
+    config = _config(args)
+    result = _validated(args, config, out)
+    findings = lint(result, config, _seam(config) if args.cloud else None)
+    for f in findings:
+        out.text(str(f))
+    warnings = sum(1 for f in findings if f.severity == "warning")
+    out.text(f"{len(result.compiled)} workload(s): {warnings} warning(s), "
+             f"{len(findings) - warnings} suggestion(s).")
+    out.document({"findings": [{"position": str(f.position) if f.position else None,
+                                "severity": f.severity, "message": f.message} for f in findings]})
+    return EXIT_ERROR if args.strict and warnings else EXIT_OK
+
+
+def _seam(config: Config) -> CallSeam:
+    from ..api import seam_for
+    return seam_for(config)
+
+
+def _plan(args: argparse.Namespace, out: Output) -> tuple[Plan, Config, CallSeam]:
+    from ..api import plan_paths
+    config = _config(args)
+    seam = _seam(config)
+    plan = plan_paths(args.paths, config, seam=seam, progress=Progress("reading"),
+                      checked=lambda result: _checked(args, result, out))
+    return plan, config, seam
+
+
+def cmd_plan(args: argparse.Namespace, out: Output) -> int:
+    from ..plan import render_text
+    plan, _, _ = _plan(args, out)
+    out.text(render_text(plan))
+    out.document(plan.as_json())
+    if args.detailed_exitcode and plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace, out: Output) -> int:
+    from ..apply import apply_plan
+    from ..errors import UserError
+    from ..plan import render_text
+    plan, config, _ = _plan(args, out)
+    _clock_notice(out)
+    if plan.has_changes and not args.auto_approve:
+        if not sys.stdin.isatty():
+            raise UserError("apply needs confirmation but standard input is not a terminal; "
+                            "review `workload-ids plan` and pass --auto-approve in pipelines")
+        out.text(render_text(plan))
+        answer = input("Apply these changes? Only 'yes' is accepted: ")
+        if answer.strip() != "yes":
+            out.text("Apply cancelled; nothing was changed.")
+            return EXIT_ERROR
+    elif plan.has_changes:
+        out.text(render_text(plan))
+    result = apply_plan(plan, concurrency=config.calls.concurrency, progress=Progress("applying"))
+    for r in result.results:
+        if r.error:
+            out.note(one_line(f"error: {r.workload}: {r.error}"))
+            if args.verbose and r.trace:
+                out.note(r.trace.rstrip())
+    summary = result.as_json()["summary"]
+    assert isinstance(summary, dict)
+    out.text(f"Apply {'complete' if result.ok else 'FAILED'}: {summary['changed']} workload(s) "
+             f"changed, {summary['failed']} failed, {len(result.results)} in all.")
+    for r in result.results:
+        out.text(one_line(f"  {r.workload}: " + "  ".join(f"{k}={v}" for k, v in r.outputs.items())))
+        if r.key is not None:
+            for action in r.key.actions:
+                out.text(one_line(f"      {action}"))
+    doc = result.as_json()
+    doc["plan"] = plan.as_json()
+    out.document(doc)
+    _github_output(result.results)
+    if result.ok:
+        return EXIT_OK
+    return EXIT_BUSY if result.only_busy else EXIT_ERROR
+
+
+def _github_output(results: Sequence[Any]) -> None:
+    """Write deployment outputs for the next steps of a GitHub Actions job."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    lines: list[str] = []
+    if len(results) == 1:
+        lines.extend(f"{k}={v}" for k, v in results[0].outputs.items())
+    lines.append("outputs_json=" + json.dumps({r.workload: r.outputs for r in results},
+                                              separators=(",", ":")))
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def _clock_notice(out: Output) -> str | None:
+    from ..clock import notice
+    text = notice()
+    if text:
+        out.note(text)
+    return text
+
+
+def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = False) -> int:
+    from ..rotation import rotate_workloads
+    config = _config(args)
+    if not args.paths:
+        return _rotate_fleet(args, config, out, recover_only=recover_only)
+    result = _validated(args, config, out)
+    clock_text = _clock_notice(out)
+    seam = _seam(config)
+    reports = rotate_workloads(result.compiled, config, seam, now_name=getattr(args, "now", None),
+                               recover_only=recover_only, progress=Progress("rotating"))
+    for r in reports:
+        out.text(one_line(f"{r.workload}  {r.identity}  secret {r.secret}"))
+        for action in r.actions:
+            out.text(one_line(f"    {action}"))
+        if r.keys:
+            out.text(one_line("    keys: " + "  ".join(f"{k['id']} ({k['role']}, {k['status']}, "
+                                                       f"{k['ageDays']}d)" for k in r.keys)))
+        if r.error:
+            out.text(one_line(f"    {'REFUSED' if r.refused else 'BUSY' if r.busy else 'ERROR'}: "
+                              f"{r.error}"))
+        elif r.next_step:
+            when = f" at {r.next_at.strftime('%Y-%m-%dT%H:%M:%SZ')}" if r.next_at else ""
+            out.text(one_line(f"    next: {r.next_step}{when}"))
+    failed = [r for r in reports if r.error and not r.refused and not r.busy]
+    refused = [r for r in reports if r.refused]
+    busy = [r for r in reports if r.busy]
+    advanced = [r for r in reports if r.actions]
+    verb = "Recover" if recover_only else "Rotate"
+    out.text(f"{verb}: {len(reports)} key-mode workload(s), {len(advanced)} changed, "
+             f"{len(refused)} refused, {len(busy)} busy, {len(failed)} failed "
+             f"({seam.stats.total} API calls).")
+    out.document({"workloads": [r.as_json() for r in reports], "clock": clock_text,
+                  "summary": {"workloads": len(reports), "changed": len(advanced),
+                              "refused": len(refused), "busy": len(busy), "failed": len(failed),
+                              "apiCalls": seam.stats.total}})
+    if failed or refused:
+        return EXIT_ERROR
+    return EXIT_BUSY if busy else EXIT_OK
+
+
+def _rotate_fleet(args: argparse.Namespace, config: Config, out: Output, *, recover_only: bool) -> int:
+    """``rotate``/``recover`` without PATH: judge every target (an unreadable one stops the
+    run, exit 1), list the key-mode identities found, and change nothing."""
+    from ..errors import UserError
+    from ..rotation import fleet_keys
+    verb = "recover" if recover_only else "rotate"
+    if getattr(args, "now", None):
+        raise UserError(f"rotate --now {args.now} needs the workload's manifest (its secret and "
+                        f"rotation settings come from it): workload-ids rotate --now {args.now} "
+                        "MANIFEST")
+    seam = _seam(config)
+    found = fleet_keys(config, seam, provider=args.provider, targets=args.target)
+    for r in found.identities:
+        keys = "  ".join(f"{k['id']} ({k['status']}, {k['ageDays']}d)" for k in r.keys) or "-"
+        out.text(one_line(f"{r.environment}/{r.workload}  {r.identity}  {r.provider}:{r.target}  "
+                          f"{r.state}  keys: {keys}"))
+    where = ", ".join(f"{p}:{t}" for p, t in found.targets) or "none"
+    out.text(f"{verb.capitalize()}: no manifests given: read every target ({where}); "
+             f"{len(found.identities)} key-mode identit{'y' if len(found.identities) == 1 else 'ies'} "
+             "found, nothing changed. A workload's rotation settings and secret come from its "
+             f"manifest: run `workload-ids {verb} MANIFESTS` to act ({seam.stats.total} API calls).")
+    out.document({"workloads": [], "fleet": found.as_json(),
+                  "summary": {"workloads": 0, "changed": 0, "refused": 0, "busy": 0, "failed": 0,
+                              "identities": len(found.identities), "apiCalls": seam.stats.total}})
+    return EXIT_OK
+
+
+def cmd_recover(args: argparse.Namespace, out: Output) -> int:
+    return cmd_rotate(args, out, recover_only=True)
+
+
+def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
+    from ..audit import JsonlAuditLog
+    from ..errors import UserError
+    config = _config(args)
+    store = JsonlAuditLog(Path(args.file)) if args.file else config.audit_store(_seam(config))
+    if store is None:
+        raise UserError("no audit log configured: set audit.path or audit.sink in workload-ids.yaml, "
+                        "or pass --file")
+    where = store.where
+    if not store.durable and not Path(where).is_file():
+        raise UserError(f"audit log {where} does not exist")
+    result = store.verify(args.expect_head)
+    unit = "line" if not store.durable else "record"
+    if result.ok:
+        out.text(f"OK: {result.records} record(s) in {where}; head {result.head}")
+    else:
+        out.note(f"{where}:{result.bad_line}: {result.problem}")
+        out.text(f"TAMPERED: {where} {unit} {result.bad_line}: {result.problem} "
+                 f"({result.records} record(s) before it verify)")
+    out.document({"ok": result.ok, "records": result.records, "head": result.head,
+                  "badLine": result.bad_line, "problem": result.problem, "path": where})
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def cmd_schema(args: argparse.Namespace, out: Output) -> int:
+    from ..schema import manifest_schema
+    print(json.dumps(manifest_schema(), indent=2), file=out.out)
+    return EXIT_OK
+
+
+def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
+    from ..inventory import inventory, render_inventory
+    config = _config(args)
+    seam = _seam(config)
+    rows = inventory(args.paths, config, seam, provider=args.provider, targets=args.target)
+    out.text(render_inventory(rows))
+    out.document({"identities": [r.as_json() for r in rows],
+                  "summary": {"identities": len(rows), "apiCalls": seam.stats.total}})
+    return EXIT_OK
+
+
+def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
+    from ..api import cleanup
+    from ..cleanup.workflow import render_report
+    config = _config(args)
+    _clock_notice(out)
+    seam = _seam(config)
+    report = cleanup(args.paths, config, seam=seam, apply=args.apply, max_actions=args.max_actions,
+                     provider=args.provider, targets=args.target, progress=Progress("cleaning up"),
+                     delete_with_local_audit=args.delete_with_local_audit)
+    out.text(render_report(report))
+    out.document(report.as_json())
+    if report.applied and not report.ok:
+        return EXIT_ERROR
+    # A held deletion waits for a person (a durable sink, or the flag): pending, like any action.
+    if args.detailed_exitcode and not report.applied and (report.actions or report.held):
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, out: Output) -> int:
+    from ..api import restore
+    config = _config(args)
+    seam = _seam(config)
+    restored = restore(args.identity, config, target=args.target, issue_key=args.issue_key, seam=seam)
+    result, key_report = restored.identity, restored.key
+    out.text(f"Restored {result.kind} {result.identity} ({result.workload}) in {result.target}:")
+    for step in result.steps:
+        out.text(f"    {step}")
+    if key_report is not None:
+        for action in key_report.actions:
+            out.text(f"    {action}")
+        if key_report.error:
+            out.note(f"error: issuing a new key: {key_report.error}")
+    for note in result.notes:
+        out.text(f"note: {note}")
+    out.document({**result.as_json(), "key": key_report.as_json() if key_report else None,
+                  "apiCalls": seam.stats.total})
+    return EXIT_ERROR if key_report is not None and key_report.error else EXIT_OK
+
+
+def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
+    from ..bootstrap.command import bootstrap
+    config = _config(args)
+    seam = _seam(config)
+    result = bootstrap(config, seam, args.provider, args.target, apply=args.apply,
+                       gcp_roles=args.gcp_role, resource_group=args.resource_group, location=args.location)
+    for text in result.texts:
+        out.text(text)
+        out.text()
+    for line in result.applied:
+        out.text(line)
+    for note in result.notes:
+        out.note(f"note: {note}")
+    if not args.apply:
+        out.text("Printed only; `workload-ids bootstrap --provider aws|gcp|azure --target ID --apply` "
+                 "creates it (Azure: also --resource-group and --location).")
+    else:
+        out.text(f"({seam.stats.total} API calls)")
+    out.document({**result.as_json(), "apiCalls": seam.stats.total})
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    from ..demo import run_demo
+    return run_demo(out)
+
+
+def cmd_sandbox(args: argparse.Namespace, out: Output) -> int:
+    from ..sandbox.aws import run_sandbox
+    return run_sandbox(port=args.port, config_out=args.config_out, out=out)
