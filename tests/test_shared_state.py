@@ -1,0 +1,74 @@
+"""State that the worker threads of one command share (apply, rotate and cleanup run up to
+``calls.concurrency`` workloads at once on threads of one process). Each test stresses one
+structure with many threads and a switch interval of a microsecond, so that a missing guard
+shows within a second or two instead of once in many CI runs."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from workload_ids.calls import CallSeam
+from workload_ids.config import Config, ConfigFile
+
+THREADS = 8
+
+
+@pytest.fixture
+def busy_switching() -> Iterator[None]:
+    """Threads switch every microsecond (CPython's default is 5 ms): a race shows often."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _race(make: Callable[[], object], each: Callable[[object, int], None],
+          lost: Callable[[object], bool], seconds: float = 2.0) -> tuple[int, int]:
+    """Until ``seconds`` pass: a fresh object, THREADS threads released at once running
+    ``each(obj, i)``, then ``lost(obj)``. Returns (trials, trials that lost something)."""
+    trials = failures = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        obj = make()
+        start = threading.Barrier(THREADS)
+
+        def run(i: int, obj: object = obj, start: threading.Barrier = start) -> None:
+            start.wait()
+            each(obj, i)
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        trials += 1
+        failures += lost(obj)
+    return trials, failures
+
+
+def test_azure_key_mode_keeps_every_application_id_when_workloads_run_at_once(
+        busy_switching: None) -> None:
+    """Each key-mode workload remembers its application's ids on the provider its thread
+    shares with the others. The table used to be made on first use: two threads that both
+    found none each made one and the later replaced the earlier, losing its entry, and the
+    Key Vault secret written next held an empty clientId."""
+    from workload_ids.providers.azure.provider import AzureProvider
+    config = Config(ConfigFile.model_validate({}), Path.cwd(), None)
+
+    def remember(provider: object, i: int) -> None:
+        assert isinstance(provider, AzureProvider)
+        provider._remember({"displayName": f"wid-app-{i}", "appId": f"app-{i}", "id": f"object-{i}"})
+
+    def lost(provider: object) -> bool:
+        assert isinstance(provider, AzureProvider)
+        return any(provider._app_ids.get(f"wid-app-{i}") != f"app-{i}" for i in range(THREADS))
+
+    trials, failures = _race(lambda: AzureProvider(config, CallSeam()), remember, lost)
+    assert trials > 50 and failures == 0, f"{failures} of {trials} runs lost an application id"
