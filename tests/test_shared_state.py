@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,27 @@ def test_azure_key_mode_keeps_every_application_id_when_workloads_run_at_once(
 
     trials, failures = _race(lambda: AzureProvider(config, CallSeam()), remember, lost)
     assert trials > 50 and failures == 0, f"{failures} of {trials} runs lost an application id"
+
+
+def test_a_refused_fleet_plan_leaves_no_read_running(bare_aws: Any, manifests: Any) -> None:
+    """A folder's plan reads each account on a background thread while the manifests are
+    checked. When the plan is refused (here: no OIDC provider), that read used to go on
+    after the command had returned, calling the cloud on threads that share the caller's
+    seam and providers, and racing whatever the caller did next (a test resetting moto)."""
+    from conftest import run_cli, workload
+
+    from workload_ids import calls
+    folder = manifests({f"svc-{i}.yaml": workload(f"svc-{i}") for i in range(3)})
+    seen: list[tuple[float, str]] = []
+    calls.CALL_HOOKS.append(lambda record: seen.append((time.monotonic(), record.operation)))
+    try:
+        for _ in range(5):
+            result = run_cli("plan", str(folder))
+            returned = time.monotonic()
+            assert result.code == 1 and "has no IAM OIDC identity provider" in result.err, result.err
+            time.sleep(0.1)
+            late = [operation for at, operation in seen if at > returned]
+            assert late == [], f"called after the command returned: {late}"
+            seen.clear()
+    finally:
+        calls.CALL_HOOKS.pop()
