@@ -97,3 +97,31 @@ def test_a_refused_fleet_plan_leaves_no_read_running(bare_aws: Any, manifests: A
             seen.clear()
     finally:
         calls.CALL_HOOKS.pop()
+
+
+def test_threads_that_open_the_audit_sink_at_once_share_one_trail_state() -> None:
+    """The sink's state (its lock, the signing key, the known tail) is made once per config
+    and shared by every command thread that writes records. Making it builds an SDK client,
+    a few hundred ms: threads that opened the sink at once used to make one each (every
+    time, measured), and appends under different locks no longer excluded each other."""
+    from workload_ids.audit.sink import SignedSink
+
+    def config() -> Config:
+        return Config(ConfigFile.model_validate(
+            {"audit": {"sink": {"url": "s3://audit-trail/prod", "signingKey": "workload-ids/audit-key"}}}),
+            Path.cwd(), None)
+    seam = CallSeam()
+    config().audit_store(seam)  # imports done: the threads below all build a client at once
+    fresh = config()
+    sinks: list[SignedSink] = []
+    start = threading.Barrier(4)
+
+    def open_sink() -> None:
+        start.wait()
+        sinks.append(fresh.audit_store(seam))
+    threads = [threading.Thread(target=open_sink) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sinks) == 4 and len({id(s._shared) for s in sinks}) == 1
