@@ -125,3 +125,40 @@ def test_threads_that_open_the_audit_sink_at_once_share_one_trail_state() -> Non
     for t in threads:
         t.join()
     assert len(sinks) == 4 and len({id(s._shared) for s in sinks}) == 1
+
+
+class _SlowRenewals:
+    """A KeyLock whose renewals take a while, and which notes a release that overlaps one."""
+
+    def __init__(self) -> None:
+        self.renewing = threading.Event()
+        self.in_flight = 0
+        self.overlapped: list[str] = []
+
+    def try_acquire(self, name: str, holder: Any, tags: Any) -> None:
+        return None
+
+    def renew(self, name: str, holder: Any) -> bool:
+        self.in_flight += 1
+        self.renewing.set()
+        time.sleep(0.3)
+        self.in_flight -= 1
+        return True
+
+    def release(self, name: str, holder: Any) -> None:
+        if self.in_flight:
+            self.overlapped.append("release")
+
+
+def test_a_released_lock_is_renewed_no_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lease keeper renews from its own thread. Its stop used to only raise a flag: a
+    renewal under way went on while the lock was released and after the command returned."""
+    from datetime import timedelta
+
+    from workload_ids.locks import interface
+    monkeypatch.setattr(interface, "RENEW_EVERY", 0.01)
+    lock = _SlowRenewals()
+    with interface.hold(lock, "wid/prod/vendor-sync", interface.Holder("host/1/abc", "rotate"), {},
+                        workload="prod/vendor-sync", wait=timedelta(0), sleep=time.sleep):
+        assert lock.renewing.wait(5)
+    assert (lock.overlapped, lock.in_flight) == ([], 0)
