@@ -1,7 +1,8 @@
 """State that the worker threads of one command share (apply, rotate and cleanup run up to
-``calls.concurrency`` workloads at once on threads of one process). Each test stresses one
-structure with many threads and a switch interval of a microsecond, so that a missing guard
-shows within a second or two instead of once in many CI runs."""
+``calls.concurrency`` workloads at once on threads of one process), and threads that must
+not outlive their command. Each test makes a missing guard show at once or within a second
+or two (many threads released together, a switch interval of a microsecond, a slow step)
+instead of once in many CI runs."""
 
 from __future__ import annotations
 
