@@ -117,7 +117,11 @@ class ScopePrefetch:
         return future.result() if future is not None else None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Drop the reads not started and wait for those under way. A read left running
+        went on calling the cloud and counting on the seam after the command had returned
+        (a plan refused by its preflight, a validation error), on threads sharing the
+        caller's providers; the CLI's exit waited for it all the same."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallSeam, *,

@@ -447,6 +447,10 @@ class SinkCache:
 
     def __init__(self) -> None:
         self.shared: _Shared | None = None
+        # Making the store builds an SDK client (a few hundred ms): threads that opened the
+        # sink at once each made their own, with its own lock and tail, so their appends
+        # no longer excluded each other.
+        self.lock = threading.Lock()
 
 
 def open_sink(config: Any, seam: CallSeam | None, cache: SinkCache) -> SignedSink:
@@ -455,13 +459,15 @@ def open_sink(config: Any, seam: CallSeam | None, cache: SinkCache) -> SignedSin
     if seam is None:
         seam = CallSeam(RetryPolicy(max_attempts=config.calls.maxAttempts,
                                     max_seconds=config.calls.maxRetrySeconds))
-    if cache.shared is None:
-        sink = config.data.audit.sink
-        store = _store_for(config, sink.url)
-        from .keys import key_loader
-        cache.shared = _Shared(store, key_loader(config, sink.signingKey))
-    _register(seam, cache.shared.store.provider)
-    return SignedSink(cache.shared, seam)
+    with cache.lock:
+        if cache.shared is None:
+            sink = config.data.audit.sink
+            store = _store_for(config, sink.url)
+            from .keys import key_loader
+            cache.shared = _Shared(store, key_loader(config, sink.signingKey))
+        shared = cache.shared
+    _register(seam, shared.store.provider)
+    return SignedSink(shared, seam)
 
 
 def _register(seam: CallSeam, provider: str) -> None:

@@ -156,7 +156,12 @@ class HeldLock:
                            "else. Rerun: the next run recovers what this one left")
 
     def stop(self) -> None:
+        """End the renewals, waiting for one under way: a renewal still in flight when the
+        lock is released (or the command returns) races the release in the cloud and
+        outlives the command's run."""
         self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
 
 
 @contextlib.contextmanager

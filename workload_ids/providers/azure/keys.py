@@ -82,7 +82,10 @@ class AzureKeyMixin:
                             label: str) -> None: ...
 
     key_limit = 2  # ours, not Entra's: a current secret and, during the overlap, the previous one
-    _app_ids: dict[str, str]
+    # Made once by the provider's constructor, never replaced: apply's and rotate's threads
+    # share them (see AzureProvider.__init__).
+    _app_ids: dict[str, str]  # display name -> appId, "object:" + display name -> object id
+    _key_apps: dict[str, str]  # key id -> the appId of the application it was added to
 
     def secret_store_name(self) -> str:
         return "azure-key-vault"
@@ -410,13 +413,11 @@ class AzureKeyMixin:
         return sorted(keys, key=lambda k: (k.created, k.key_id))
 
     def _remember(self, app: Mapping[str, Any]) -> None:
-        if not hasattr(self, "_app_ids"):
-            self._app_ids = {}
         self._app_ids[str(app["displayName"])] = str(app["appId"])
         self._app_ids["object:" + str(app["displayName"])] = str(app["id"])
 
     def _app_object_id(self, desired: DesiredIdentity) -> str:
-        known = getattr(self, "_app_ids", {}).get("object:" + desired.name)
+        known = self._app_ids.get("object:" + desired.name)
         if known:
             return str(known)
         app = self._require_app(desired)
@@ -435,14 +436,12 @@ class AzureKeyMixin:
             if self.seam.classify("azure", exc) is None:
                 raise
             raise self._cloud("graph.add_password", exc) from exc
-        if not hasattr(self, "_key_apps"):
-            self._key_apps: dict[str, str] = {}
         self._key_apps[str(made["keyId"])] = self._app_ids.get(desired.name, "")
         return IssuedKey(str(made["keyId"]), SecretValue(str(made["secretText"])), now)
 
     def secret_document(self, key: IssuedKey) -> dict[str, str]:
         """What the workload reads from Key Vault: everything a client-credentials sign-in needs."""
-        app_id = getattr(self, "_key_apps", {}).get(key.key_id, "")
+        app_id = self._key_apps.get(key.key_id, "")
         return {"tenantId": self.config.azure.tenantId or "", "clientId": app_id,
                 "clientSecret": key.secret.reveal(), "keyId": key.key_id}
 
@@ -469,7 +468,7 @@ class AzureKeyMixin:
 
     def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool:
         """Does the secret get a token from Entra (client credentials)?"""
-        app_id = getattr(self, "_app_ids", {}).get(desired.name)
+        app_id = self._app_ids.get(desired.name)
         if not app_id:
             app = self._find_app(desired)
             if app is None:

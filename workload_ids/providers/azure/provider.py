@@ -144,6 +144,12 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
         self._scope_principals: dict[str, set[str]] = {}
         self._roles_cache: dict[str, OurRoles] = {}
         self._roles_lock = threading.Lock()
+        # Key mode's application ids, shared by apply's and rotate's threads. Made here, not
+        # on first use: two threads that each found none made one each, and the later one
+        # replaced the other's with its entry lost, so a Key Vault secret went out with an
+        # empty clientId. Single puts and gets need no lock (each is atomic); nothing walks them.
+        self._app_ids: dict[str, str] = {}
+        self._key_apps: dict[str, str] = {}
         # One key in the configured vault serves every subscription (read once each).
         self.keys = KeyCache(self._read_signing_key, lambda _: (
             f"Key Vault {config.azure.keyVaultUrl} secret {KEY_SECRET}" if config.azure.keyVaultUrl else
