@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from workload_ids.audit import open_store
 from workload_ids.calls import TRANSIENT, CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
@@ -437,7 +438,7 @@ def _in_fresh_dir(cloud_name: str, operation: str, start: datetime,
                 audit = main(["audit", "verify", "--drill"]) if kept else 0
             state["auditVerifies"] = audit == 0
             if operation.endswith(SINK):
-                state["auditDoubled"] = _doubled(load_config().audit_store().records())
+                state["auditDoubled"] = _doubled(open_store(load_config()).records())
             return calls, state, decoy_before, cloud.decoy()
         finally:
             os.chdir(previous)

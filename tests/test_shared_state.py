@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from workload_ids.audit import open_store
 from workload_ids.calls import CallSeam
 from workload_ids.config import Config, ConfigFile
 
@@ -112,14 +113,14 @@ def test_threads_that_open_the_audit_sink_at_once_share_one_trail_state() -> Non
             {"audit": {"sink": {"url": "s3://audit-trail/prod", "signingKey": "workload-ids/audit-key"}}}),
             Path.cwd(), None)
     seam = CallSeam()
-    config().audit_store(seam)  # imports done: the threads below all build a client at once
+    open_store(config(), seam)  # imports done: the threads below all build a client at once
     fresh = config()
     sinks: list[SignedSink] = []
     start = threading.Barrier(4)
 
     def open_sink() -> None:
         start.wait()
-        sinks.append(fresh.audit_store(seam))
+        sinks.append(open_store(fresh, seam))
     threads = [threading.Thread(target=open_sink) for _ in range(4)]
     for t in threads:
         t.start()

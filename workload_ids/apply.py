@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .audit import auditor_for
 from .config import Config
 from .errors import UserError, WorkloadIdsError
 from .model import Change
@@ -75,7 +76,7 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
     one workload run in plan order. A failing workload does not stop the others."""
     config = config or plan.config
     seams = [s for s in (getattr(p, "seam", None) for p in plan.providers.values()) if s is not None]
-    auditor = config.auditor("apply", seams[0] if seams else None)
+    auditor = auditor_for(config, "apply", seams[0] if seams else None)
     seam_start = _calls(plan)
     by_workload: dict[str, list[Change]] = {}
     for change in plan.changes:

@@ -452,25 +452,6 @@ class Config:
         # O_NOFOLLOW check (and be refused), not be replaced by its target.
         return Path(os.path.abspath(self.base / (audit.path or "audit.jsonl")))
 
-    def audit_store(self, seam: Any = None) -> Any:
-        """The :class:`~workload_ids.audit.AuditSink` records go to and are read from, or
-        None when the config keeps no audit trail: the cloud sink when ``audit.sink`` is
-        set (its calls through ``seam``, the command's, when given), else the local file."""
-        audit = self.data.audit
-        if audit is not None and audit.sink is not None:
-            from .audit.sink import SinkCache, open_sink
-            cache = self.__dict__.setdefault("_audit_sink", SinkCache())
-            return open_sink(self, seam, cache)
-        from .audit import JsonlAuditLog
-        path = self.audit_path()
-        return JsonlAuditLog(path) if path else None
-
-    def auditor(self, command: str, seam: Any = None) -> Any:
-        """An :class:`~workload_ids.audit.Auditor` for ``command`` (a no-op without a log).
-        Pass the command's ``seam``: a cloud sink that cannot be written then stops it."""
-        from .audit import Auditor
-        return Auditor(self.audit_store(seam), command)
-
 
 def running_in_ci() -> bool:
     """Whether the ``CI`` variable says this is a CI job (GitHub Actions, GitLab and most

@@ -25,6 +25,7 @@ checked when the config is loaded, before any client is built:
 from __future__ import annotations
 
 import ipaddress
+import re
 import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -169,15 +170,13 @@ def config_problems(config: Config) -> list[Diagnostic]:
 def _audit_sink_problems(config: Config, at: Callable[[str], Position]) -> list[Diagnostic]:
     """``audit.sink``: a URL of one of the three forms, on the cloud's own host (or a
     loopback emulator with sandbox credentials); an Azure key on a Key Vault host."""
-    from .audit.keys import reference_kind
-    from .audit.sink import parse_url
     audit = config.data.audit
     sink = audit.sink if audit is not None else None
     if sink is None:
         return []
     out: list[Diagnostic] = []
     try:
-        kind, _, _ = parse_url(sink.url)
+        kind, _, _ = parse_sink_url(sink.url)
     except ValueError as exc:
         return [Diagnostic(at("audit.sink.url"), f"audit.sink.url {sink.url} is not an audit sink: {exc}")]
     azure = config.data.azure
@@ -185,7 +184,7 @@ def _audit_sink_problems(config: Config, at: Callable[[str], Position]) -> list[
     if kind == "azure":
         checks.append(("audit.sink.url", sink.url, BLOB_SUFFIXES,
                        "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX"))
-    if reference_kind(sink.signingKey) == "azure":
+    if secret_reference_kind(sink.signingKey) == "azure":
         checks.append(("audit.sink.signingKey", sink.signingKey, VAULT_SUFFIXES,
                        "https://VAULT.vault.azure.net/secrets/NAME"))
     for dotted, value, suffixes, example in checks:
@@ -216,3 +215,32 @@ def require_sandbox_credentials(config: Config, provider: str) -> None:
         if getattr(section, name):
             raise UserError(f"{provider}.{name} is set but {provider}.sandboxCredentials is not true: "
                          "real credentials are never sent to an endpoint other than the cloud's own")
+
+
+# Where the audit sink and its signing key live: parsed here, beside the other checks of
+# where the config sends things, and used by the sink itself.
+_GCP_SECRET = re.compile(r"^projects/[^/]+/secrets/[^/]+$")
+
+
+def parse_sink_url(url: str) -> tuple[str, str, str]:
+    """(kind, bucket or container URL, prefix) of ``audit.sink.url``; ValueError when it is
+    none of the three forms."""
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path.strip("/")
+    if parts.scheme in ("s3", "gs"):
+        if not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"write {parts.scheme}://BUCKET/PREFIX")
+        return parts.scheme, parts.netloc, path
+    if parts.scheme == "https" and parts.hostname and not parts.query and not parts.fragment:
+        return "azure", url, path
+    raise ValueError("write s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or "
+                     "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX")
+
+
+def secret_reference_kind(ref: str) -> str:
+    """``aws``, ``gcp`` or ``azure``: whose secret store ``ref`` names."""
+    if _GCP_SECRET.match(ref):
+        return "gcp"
+    if ref.startswith("https://"):
+        return "azure"
+    return "aws"

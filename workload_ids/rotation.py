@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from . import clock
+from .audit import auditor_for
 from .compile import PLACEHOLDER as _PLACEHOLDER
 from .config import Config
 from .durations import format_duration, parse_duration
@@ -635,7 +636,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
             for d in items:
                 owned[(name, target, d.name)] = providers[name].owned_tags(d)
 
-    auditor = config.auditor("recover" if recover_only else "rotate", seam)
+    auditor = auditor_for(config, "recover" if recover_only else "rotate", seam)
 
     def run(d: DesiredIdentity) -> KeyReport:
         if not hasattr(providers[d.workload.provider], "create_key"):

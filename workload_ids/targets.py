@@ -41,7 +41,8 @@ class Scopes:
 def audited_targets(config: Config) -> dict[tuple[str, str], str]:
     """(provider, target) of every change the audit log records as done, with the first
     such record's time and command (for messages). Empty without an audit log."""
-    store = config.audit_store()
+    from .audit import open_store
+    store = open_store(config)
     if store is None:
         return {}
     out: dict[tuple[str, str], str] = {}

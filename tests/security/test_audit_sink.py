@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import TEST_TRUST, run_cli, workload
 
-from workload_ids.audit import digest
+from workload_ids.audit import digest, open_store
 from workload_ids.calls import CallRecord, CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.config import load_config
 from workload_ids.signing import AUDIT, SigningKey, new_key_material
@@ -484,7 +484,7 @@ def test_under_the_immutability_policy_records_cannot_be_overwritten_or_deleted(
         Path("workload-ids.yaml").write_text(
             "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
         assert _apply(manifests, "svc-a").code == 0
-        container = load_config().audit_store()._shared.store.container
+        container = open_store(load_config())._shared.store.container
         blob = container.get_blob_client(f"{PREFIX}/records/000000000001.json")
         for attempt in (lambda: blob.upload_blob(b"{}", overwrite=True), blob.delete_blob):
             with pytest.raises(HttpResponseError) as refused:
@@ -531,7 +531,7 @@ def test_under_the_retention_policy_records_cannot_be_replaced_or_deleted(aws: A
         Path("workload-ids.yaml").write_text(
             "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + sink.config)
         assert _apply(manifests, "svc-a").code == 0
-        bucket = load_config().audit_store()._shared.store.bucket
+        bucket = open_store(load_config())._shared.store.bucket
         blob = bucket.blob(f"{PREFIX}/records/000000000001.json")
         for attempt in (lambda: blob.upload_from_string(b"{}"), blob.delete):
             with pytest.raises(Forbidden) as refused:
@@ -631,7 +631,7 @@ def _fresh_apply(cloud: str, fault: int | None, folder: Path) -> tuple[list[dict
                 run(CallSeam(RetryPolicy(), sleep=lambda s: None))
             trail = sink.records()
             assert trail[:len(stored_after_crash)] == stored_after_crash, "a stored record was lost or moved"
-            check = load_config().audit_store().verify()
+            check = open_store(load_config()).verify()
             assert check.ok, check
             head = sink.anchor()
             assert (head["seq"], head["hash"]) == (len(trail), trail[-1]["hash"])

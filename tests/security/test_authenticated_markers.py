@@ -30,6 +30,7 @@ from test_forged_markers import (
     role_tags,
 )
 
+from workload_ids.audit import auditor_for
 from workload_ids.markers import AWS_KEY_SECRET, NOT_AUTHENTICATED
 from workload_ids.model import MARK_TAG
 
@@ -344,7 +345,7 @@ def test_aws_restore_refuses_a_bundle_whose_marker_is_not_authenticated(fleet: t
               "tags": tags, "inlinePolicies": {}, "attachedPolicies": [], "groups": [],
               "trust": json.loads(TRUST), "description": "", "maxSessionDuration": 3600,
               "instanceProfiles": [], "immutableId": "AROAFORGED"}
-    load_config().auditor("cleanup").record(
+    auditor_for(load_config(), "cleanup").record(
         workload="prod/svc-x", provider="aws", target=ACCOUNT, identity="wid_prod_svc-x",
         action="restore-bundle", before=bundle, detail={"quarantinedSince": START})
     refused = run_cli("restore", "wid_prod_svc-x")

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from conftest import TEST_TRUST, run_cli, workload
 
+from workload_ids.audit import auditor_for
 from workload_ids.calls import CallSeam
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
@@ -417,7 +418,7 @@ def test_aws_restore_refuses_a_bundle_outside_our_location(aws_fleet: tuple[Any,
                   {"Effect": "Allow", "Action": "*", "Resource": "*"}]}},
               "attachedPolicies": [], "groups": [], "trust": json.loads(TRUST), "description": "",
               "maxSessionDuration": 3600, "instanceProfiles": []}
-    load_config().auditor("cleanup").record(
+    auditor_for(load_config(), "cleanup").record(
         workload="prod/svc-d", provider="aws", target="123456789012", identity="prod-db-admin",
         action="restore-bundle", before=bundle, detail={"quarantinedSince": START})
     refused = run_cli("restore", "prod-db-admin")

@@ -24,7 +24,7 @@ import pytest
 from conftest import TEST_TRUST, run_cli
 from test_contract import OWNERS, Cloud, _aws, _azure, _gcp
 
-from workload_ids.audit import records
+from workload_ids.audit import auditor_for, records
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
 
@@ -77,7 +77,7 @@ def _append(d: Deleted, bundle: dict[str, Any]) -> int:
     """Append a correctly chained bundle record, as anyone who can write the trail can;
     returns its line."""
     r = d.record
-    load_config().auditor("cleanup").record(
+    auditor_for(load_config(), "cleanup").record(
         workload=r["workload"], provider=r["provider"], target=r["target"], identity=d.identity,
         action="restore-bundle", before=bundle, detail={"quarantinedSince": LATER})
     assert run_cli("audit", "verify").code == 0  # the chain holds: only policy can tell

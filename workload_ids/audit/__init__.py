@@ -18,13 +18,18 @@ import json
 import os
 import stat
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import clock
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..calls import CallSeam
+    from ..config import Config
 
 GENESIS = "0" * 64
 
@@ -254,6 +259,31 @@ class Auditor:
         if detail:
             entry["detail"] = dict(detail)
         return self.sink.append(entry)
+
+
+# One sink state per loaded config: the runs of one command share its lock, key and tail.
+_SINKS: weakref.WeakKeyDictionary[Config, Any] = weakref.WeakKeyDictionary()
+_SINKS_LOCK = threading.Lock()
+
+
+def open_store(config: Config, seam: CallSeam | None = None) -> AuditSink | None:
+    """The store ``config``'s records go to and are read from, or None when it keeps no
+    audit trail: the cloud sink when ``audit.sink`` is set (its calls through ``seam``,
+    the command's, when given), else the local file."""
+    audit = config.data.audit
+    if audit is not None and audit.sink is not None:
+        from .sink import SinkCache, open_sink
+        with _SINKS_LOCK:
+            cache = _SINKS.setdefault(config, SinkCache())
+        return open_sink(config, seam, cache)
+    path = config.audit_path()
+    return JsonlAuditLog(path) if path else None
+
+
+def auditor_for(config: Config, command: str, seam: CallSeam | None = None) -> Auditor:
+    """An :class:`Auditor` for ``command`` (a no-op without a trail). Pass the command's
+    ``seam``: a cloud sink that cannot be written then stops it."""
+    return Auditor(open_store(config, seam), command)
 
 
 def _local_actor() -> str:

@@ -11,30 +11,22 @@ import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..endpoints import secret_reference_kind
 from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..calls import CallSeam
     from ..signing import SigningKey
 
-GCP_SECRET = re.compile(r"^projects/[^/]+/secrets/[^/]+$")
 AWS_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:([a-z0-9-]+):\d{12}:secret:.+$")
 
-
-def reference_kind(ref: str) -> str:
-    """``aws``, ``gcp`` or ``azure``: whose secret store ``ref`` names."""
-    if GCP_SECRET.match(ref):
-        return "gcp"
-    if ref.startswith("https://"):
-        return "azure"
-    return "aws"
 
 
 def key_loader(config: Any, ref: str) -> Callable[[CallSeam], SigningKey]:
     """A function that reads the key through a seam (once per config: the sink caches it)."""
     def load(seam: CallSeam) -> SigningKey:
         from ..signing import SigningKey, SigningKeyError
-        kind = reference_kind(ref)
+        kind = secret_reference_kind(ref)
         try:
             text = {"aws": _aws, "gcp": _gcp, "azure": _azure}[kind](config, ref, seam)
         except UserError:

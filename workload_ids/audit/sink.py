@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..endpoints import parse_sink_url
 from ..errors import UserError
 from . import GENESIS, Verification, digest
 
@@ -483,7 +484,7 @@ def _register(seam: CallSeam, provider: str) -> None:
 
 
 def _store_for(config: Any, url: str) -> ObjectStore:
-    kind, bucket, prefix = parse_url(url)
+    kind, bucket, prefix = parse_sink_url(url)
     if kind == "s3":
         from .s3 import S3Store
         return S3Store(config, bucket, prefix)
@@ -492,19 +493,3 @@ def _store_for(config: Any, url: str) -> ObjectStore:
         return GcsStore(config, bucket, prefix)
     from .azure_blob import BlobStore
     return BlobStore(config, url)
-
-
-def parse_url(url: str) -> tuple[str, str, str]:
-    """(kind, bucket or container URL, prefix) of ``audit.sink.url``; ValueError when it is
-    none of the three forms."""
-    import urllib.parse
-    parts = urllib.parse.urlsplit(url)
-    path = parts.path.strip("/")
-    if parts.scheme in ("s3", "gs"):
-        if not parts.netloc or parts.query or parts.fragment:
-            raise ValueError(f"write {parts.scheme}://BUCKET/PREFIX")
-        return parts.scheme, parts.netloc, path
-    if parts.scheme == "https" and parts.hostname and not parts.query and not parts.fragment:
-        return "azure", url, path
-    raise ValueError("write s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or "
-                     "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX")

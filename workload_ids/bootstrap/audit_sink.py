@@ -83,15 +83,14 @@ def of(config: Config) -> Sink | None:
     audit = config.data.audit
     if audit is None or audit.sink is None:
         return None
-    from ..audit.keys import reference_kind
-    from ..audit.sink import parse_url
+    from ..endpoints import parse_sink_url, secret_reference_kind
     from ..errors import Diagnostic, InputErrors, Position, UserError
     url = audit.sink.url
 
     def bad(dotted: str, why: str) -> InputErrors:
         return InputErrors([Diagnostic(config.position(dotted) or Position(str(config.path)), why)])
     try:
-        kind, bucket, prefix = parse_url(url)
+        kind, bucket, prefix = parse_sink_url(url)
     except ValueError as exc:
         raise bad("audit.sink.url", f"{url!r}: {exc}") from None
     account = ""
@@ -104,7 +103,7 @@ def of(config: Config) -> Sink | None:
         parts = urllib.parse.urlsplit(base)
         account = parts.path.strip("/") if loopback_url(base) else (parts.hostname or "").split(".")[0]
     sink = Sink(url=url, kind=kind, bucket=bucket, prefix=prefix.strip("/"), account=account,
-                key=audit.sink.signingKey, key_kind=reference_kind(audit.sink.signingKey))
+                key=audit.sink.signingKey, key_kind=secret_reference_kind(audit.sink.signingKey))
     if sink.key_kind == "azure":
         try:
             azure_key_parts(sink)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..audit import open_store
 from ..clock import format_time
 from ..config import Config
 from ..model import TRANSFERRED_FROM_TAG, ObservedIdentity, QuarantineMark
@@ -56,7 +57,7 @@ _lock = threading.Lock()
 def audit_trail(config: Config) -> AuditTrail | None:
     """The trail of ``config``'s audit store; None when the config keeps none (an empty
     trail when it keeps one that holds nothing yet). Read once per version of the store."""
-    store = config.audit_store()
+    store = open_store(config)
     if store is None:
         return None
     key = store.version()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..audit import auditor_for, open_store
 from ..calls import CallSeam
 from ..config import Config
 from ..errors import Diagnostic, InputErrors, Position, UserError
@@ -38,7 +39,7 @@ def _find(config: Config, identity: str, target: str | None,
           seam: CallSeam | None = None) -> tuple[Position, dict[str, Any]]:
     """:func:`find_bundle`, with where the record is in the trail (its 1-based number,
     the line of a JSON Lines file). A cloud sink is read through ``seam``."""
-    store = config.audit_store(seam)
+    store = open_store(config, seam)
     if store is None:
         raise UserError("no audit log is configured, so there are no restore bundles; "
                         "set audit.path in workload-ids.yaml")
@@ -98,7 +99,7 @@ def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None
     tags = dict(bundle.get("tags") or {})
     workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"
     result = RestoreResult(identity, str(bundle["kind"]), str(bundle["target"]), workload)
-    auditor = config.auditor("restore", seam)
+    auditor = auditor_for(config, "restore", seam)
     auditor.callers[(str(bundle["provider"]), result.target)] = backend.verify_target(result.target)
     result.steps = backend.restore(bundle)
     auditor.record(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import clock
+from ..audit import auditor_for, open_store
 from ..calls import CallSeam
 from ..config import Config
 from ..errors import GuardrailError, UserError, WorkloadIdsError, one_line
@@ -194,11 +195,11 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         return report
     if report.refusal:
         raise GuardrailError(report.refusal)
-    if any(f.action == DELETE for f in findings) and config.audit_store(seam) is None:
+    if any(f.action == DELETE for f in findings) and open_store(config, seam) is None:
         raise UserError("cleanup would delete identities, but no audit log is configured to keep "
                         "their restore bundles; set audit.path in workload-ids.yaml, then rerun")
     report.applied = True
-    auditor = config.auditor("cleanup", seam)
+    auditor = auditor_for(config, "cleanup", seam)
     for name, target in sorted({(f.identity.provider, f.identity.target) for f in findings if f.action}):
         # Credentials must reach the account before anything there changes.
         auditor.callers[(name, target)] = providers[name].verify_target(target)
@@ -225,7 +226,7 @@ def _hold_deletions(findings: list[Finding], config: Config, local_ok: bool,
     identity comes back only from its restore bundle, and a runner's or pod's file is
     gone when the job ends. Everything reversible (quarantine, release, transfer) still
     runs. A config with no trail at all is refused later, as before."""
-    store = config.audit_store(seam)
+    store = open_store(config, seam)
     if store is None or store.durable or local_ok:
         return findings, 0
     out: list[Finding] = []
@@ -359,7 +360,7 @@ def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, confi
 
 def _bundled(config: Config, seam: CallSeam | None) -> set[tuple[str, str, str]]:
     """(target, identity, quarantinedSince) of every restore bundle already in the log."""
-    store = config.audit_store(seam)
+    store = open_store(config, seam)
     if store is None:
         return set()
     return {(str(r.get("target")), str(r.get("identity")),

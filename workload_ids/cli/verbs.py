@@ -273,10 +273,10 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
-    from ..audit import JsonlAuditLog
+    from ..audit import JsonlAuditLog, open_store
     from ..errors import UserError
     config = _config(args)
-    store = JsonlAuditLog(Path(args.file)) if args.file else config.audit_store(_seam(config))
+    store = JsonlAuditLog(Path(args.file)) if args.file else open_store(config, _seam(config))
     if store is None:
         raise UserError("no audit log configured: set audit.path or audit.sink in workload-ids.yaml, "
                         "or pass --file")
