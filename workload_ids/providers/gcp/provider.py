@@ -119,6 +119,9 @@ class GcpProvider(GcpRetireMixin):
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         return []
 
+    def preflight_writes(self, changes: Sequence[Change]) -> list[Diagnostic]:
+        return []
+
     # --- targets ---------------------------------------------------------------------
 
     def current_target(self) -> str:
