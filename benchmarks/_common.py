@@ -144,7 +144,12 @@ def median(values: list[float]) -> float:
 def moto_server() -> Iterator[str]:
     """A moto server on 127.0.0.1 (a thread of this process) that boto3 reaches through
     AWS_ENDPOINT_URL, with dummy credentials and the example OIDC providers."""
-    from workload_ids.sandbox.aws import MotoServer, seed_boundary, seed_oidc_providers
+    from workload_ids.sandbox.aws import (
+        MotoServer,
+        seed_boundary,
+        seed_oidc_providers,
+        seed_signing_key,
+    )
     # werkzeug logs every request line at INFO; keep its errors (tracebacks) only.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = MotoServer()
@@ -153,6 +158,7 @@ def moto_server() -> Iterator[str]:
         with _aws_environment(url):
             seed_oidc_providers(endpoint_url=url)
             seed_boundary(endpoint_url=url)
+            seed_signing_key(endpoint_url=url)  # what bootstrap makes: markers are signed
             yield url
     finally:
         # moto's state lives in module globals of this process: drop it, or it stays on
@@ -178,7 +184,7 @@ def moto_process_server() -> Iterator[str]:
     import subprocess
     import urllib.request
 
-    from workload_ids.sandbox.aws import seed_boundary, seed_oidc_providers
+    from workload_ids.sandbox.aws import seed_boundary, seed_oidc_providers, seed_signing_key
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -201,6 +207,7 @@ def moto_process_server() -> Iterator[str]:
             with _aws_environment(url):
                 seed_oidc_providers(endpoint_url=url)
                 seed_boundary(endpoint_url=url)
+                seed_signing_key(endpoint_url=url)  # what bootstrap makes: markers are signed
                 yield url
         finally:
             proc.terminate()

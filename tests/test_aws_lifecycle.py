@@ -112,6 +112,50 @@ def test_per_service_plan_reads_at_most_six_calls(aws, manifests):
     assert doc["summary"]["apiCalls"] <= 6
 
 
+def _plan_calls(path: Path) -> tuple[int, dict[str, int]]:
+    from workload_ids.calls import CallSeam
+    from workload_ids.config import load_config
+    from workload_ids.plan import build_plan
+    from workload_ids.validate import validate
+    config = load_config()
+    checked = validate([path], config)
+    checked.raise_for_errors()
+    seam = CallSeam()
+    plan = build_plan(checked.compiled, config, seam)
+    return len(plan.changes), dict(seam.stats.calls)
+
+
+def test_per_service_plan_of_an_unchanged_role_reads_five_calls(aws, manifests):
+    """The benchmark's target (at most 5): the role, its policies and the signing key. The
+    account's OIDC providers are asked only when a trust policy is to be written."""
+    path = _write(manifests)
+    assert run_cli("apply", "--auto-approve", str(path)).code == 0
+    changes, calls = _plan_calls(path)
+    assert changes == 0
+    assert calls == {"aws:secretsmanager.get_secret_value": 1, "aws:iam.get_role": 1,
+                     "aws:iam.list_role_policies": 1, "aws:iam.get_role_policy": 1,
+                     "aws:iam.list_attached_role_policies": 1}
+
+
+def test_a_trust_change_still_needs_the_issuers_oidc_provider(aws, manifests):
+    """The OIDC check moved after the read, not away: any trust policy the plan writes
+    (here a changed subject) is refused while its issuer has no IAM identity provider."""
+    path = _write(manifests)
+    assert run_cli("apply", "--auto-approve", str(path)).code == 0
+    trust = aws.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"]
+    aws.delete_open_id_connect_provider(
+        OpenIDConnectProviderArn=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GH}")
+    # Nothing to write: nothing to check (the role's trust is what apply left).
+    assert run_cli("plan", "--detailed-exitcode", str(path)).code == 0
+    path.write_text(PAYMENTS.replace("ref: refs/heads/main", "ref: refs/heads/release"))
+    for verb in (("plan",), ("apply", "--auto-approve")):
+        result = run_cli(*verb, str(path))
+        assert result.code == 1, result.out + result.err
+        assert f"no IAM OIDC identity provider for https://{GH}" in result.err
+        assert "create-open-id-connect-provider" in result.err and "Traceback" not in result.err
+    assert aws.get_role(RoleName=ROLE)["Role"]["AssumeRolePolicyDocument"] == trust
+
+
 def test_policy_json_is_byte_identical_across_runs(aws, manifests):
     from workload_ids.config import load_config
     from workload_ids.providers.aws.render import desired_identity

@@ -174,6 +174,45 @@ def test_fleet_read_is_three_calls_and_finds_no_changes(
         ["update-roles", "update-federation", "update-marker"]
 
 
+def test_a_project_with_none_of_ours_costs_no_key_read_and_gets_nothing_without_one(
+        tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config]) -> None:
+    """A fleet's project that holds no account claiming to be ours is read in three calls
+    (no signing key: nothing there to believe); a project holding ours still reads its key
+    once. Making an account still needs the key first: none is made without it."""
+    from workload_ids.markers import NoSigningKey
+    iam, rm, config = gcp
+    empty = "acme-empty"  # no signing key in this project
+    iam.add_project(empty)
+    rm.add_project(empty)
+    converge(tmp_path, gcp_workload(), config)
+    seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
+    provider = GcpProvider(config, seam)
+    assert provider.observe_scope(empty) == []
+    reads = {"gcp:iam.list_service_accounts": 1, "gcp:iam.list_roles": 1,
+             "gcp:resourcemanager.get_iam_policy": 1}
+    assert seam.stats.calls == reads
+    assert [o.unauthenticated for o in provider.observe_scope(PROJECT)] == [None]
+    assert seam.stats.calls == {k: 2 for k in reads} | {"gcp:secretmanager.access_secret_version": 1}
+    (tmp_path / "new").mkdir()
+    endpoints = ("iamEndpoint", "resourceManagerEndpoint", "resourcePolicyEndpoint",
+                 "secretManagerEndpoint", "sandboxCredentials")
+    # The test's pool is in project number 123456789012: say it is the empty project's own.
+    numbers = {**TEST_TRUST_DATA["gcpProjectNumbers"], empty: 123456789012}
+    there = Config(ConfigFile.model_validate({
+        "gcp": {k: getattr(config.gcp, k) for k in endpoints},
+        "trust": {**TEST_TRUST_DATA, "gcpProjectNumbers": numbers}}), Path.cwd(), None)
+    path = tmp_path / "new" / "w.yaml"
+    path.write_text(gcp_workload(name="svc-new").replace(f"project: {PROJECT}", f"project: {empty}"))
+    fleet = GcpProvider(there, CallSeam(RetryPolicy(), sleep=lambda s: None))
+    desired = fleet.desired(validate([path], there).compiled[0])
+    # As a fleet plan reads it: the project's batch read, which needs no key.
+    assert {o.name for o in fleet.observe_scope(empty)} == set()
+    [create] = fleet.diff(desired, None)
+    with pytest.raises(NoSigningKey, match=f"no signing key at Secret Manager secret .* in project {empty}"):
+        fleet.apply(create)
+    assert iam.service_accounts(empty) == []
+
+
 def resource_members(emulator: ResourcePolicyEmulator, resource: str) -> dict[str, list[str]]:
     return {b.role: sorted(b.members) for b in emulator.policy(resource).bindings}
 

@@ -417,3 +417,29 @@ def test_rotate_without_paths_lists_every_key_mode_identity_and_changes_nothing(
     now = run_cli("rotate", "--now", "vendor-sync")
     assert now.code == 1 and "needs the workload's manifest" in now.err
     assert keys(aws) == before
+
+
+def test_fleet_rotation_step_reads_each_secret_once_in_the_batch(aws, manifests, monkeypatch):
+    """The rotate benchmark's step, pinned per operation: 9 calls per workload besides the
+    lock's two, because the ownership proof takes the secret's tags and KMS key from the
+    batched ListSecrets (no DescribeSecret) and reads only its resource policy afresh."""
+    names = [f"feed-{i}" for i in range(4)]  # more than 3: the batched fleet path
+    folder = manifests({f"{n}.yaml": KEY_MODE.replace("vendor-sync", n) for n in names})
+    Path("workload-ids.yaml").write_text("credentials: {verify: {interval: 0s}}\n")
+    at(monkeypatch, 0)
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    at(monkeypatch, 31)
+    seam = CallSeam(sleep=lambda s: None)
+    reports = _rotate([folder], seam)
+    assert [r.error for r in reports] == [None] * 4
+    assert all(len(keys(aws, f"wid_prod_{n}")) == 2 for n in names)
+    per_workload = {"iam.list_access_keys": 1, "secretsmanager.get_resource_policy": 1,
+                    "secretsmanager.tag_resource": 1, "iam.create_access_key": 1,
+                    "secretsmanager.put_secret_value": 1, "sts.get_caller_identity": 3,
+                    "secretsmanager.untag_resource": 1,
+                    # the workload lock's, counted apart by the benchmark
+                    "secretsmanager.create_secret": 1, "secretsmanager.delete_secret": 1}
+    once = {"secretsmanager.list_secrets": 1, "iam.get_account_authorization_details": 1,
+            "iam.list_roles": 1, "secretsmanager.get_secret_value": 1}
+    assert seam.stats.calls == {f"aws:{op}": n * (4 if op in per_workload else 1)
+                                for op, n in {**per_workload, **once}.items()}

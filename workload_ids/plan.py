@@ -193,6 +193,13 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
             done += 1
             if progress:
                 progress(done, len(desired))
+    for name, provider in providers.items():
+        writes = [c for c in changes if c.provider == name]
+        if writes:
+            problems.extend(provider.preflight_writes(writes))
+    if problems:
+        raise InputErrors(sorted(problems, key=lambda d: (
+            (d.position.path, d.position.line, d.position.column) if d.position else ("", 0, 0))))
     if conflicts:
         if len(conflicts) == 1:
             raise conflicts[0]

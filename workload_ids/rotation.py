@@ -314,7 +314,7 @@ class KeyLifecycle:
         """Rule 3: journal, create, store, verify, clear. An existing secret must prove it
         is ours before anything else happens (a pre-created one could hand the key out)."""
         if state.stored.exists:
-            self.store.adopt(self.secret, self.desired.tags)
+            self.store.adopt(self.secret, self.desired.tags, state.stored)
         state = self._make_room(state, emergency=emergency)
         previous = state.stored.current_key()
         journal = {JOURNAL_TAG: Journal(clock.now(), previous,

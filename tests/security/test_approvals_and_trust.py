@@ -441,12 +441,12 @@ def test_aws_preflight_hands_out_no_command_for_an_unlisted_issuer(bare_aws: Any
     compiled.raise_for_errors()
     # The platform team listed it: the preflight says how they register it.
     provider: Any = create_provider("aws", listed, CallSeam())
-    [known] = provider.preflight([provider.desired(cw) for cw in compiled.compiled])
+    [known] = provider.missing_issuers([provider.desired(cw) for cw in compiled.compiled])
     assert "aws iam create-open-id-connect-provider --url https://oidc.example.net/cluster" in known.message
     # With a config that does not list it, no ready-made command.
     unlisted = load_config(write_config(tmp_path, trust=""))
     provider = create_provider("aws", unlisted, CallSeam())
-    [message] = provider.preflight([provider.desired(cw) for cw in compiled.compiled])
+    [message] = provider.missing_issuers([provider.desired(cw) for cw in compiled.compiled])
     assert "create-open-id-connect-provider" not in message.message
     assert "not in the config's trust.allowedIssuers" in message.message
 

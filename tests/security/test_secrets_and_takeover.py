@@ -286,3 +286,55 @@ def test_a_rewritten_owner_tag_does_not_open_a_takeover(clouds: dict[str, Any], 
     assert _identity_state("aws", aws, emulated) == before
     assert _run(cloud, CONTROLS["aws"], tmp_path)[0].code == 0
     assert _owner("aws", aws, emulated) == "team-a"
+
+
+# --- the proof taken from the run's own listing (rotate: no DescribeSecret) ---------------
+
+def _stale_cycle(aws_vendor: Path) -> Any:
+    """A rotation of vendor-sync whose view of the secret is the batched listing, read
+    before the secret changes under it (as a fleet run's ListSecrets is)."""
+    from workload_ids.calls import CallSeam
+    from workload_ids.config import load_config
+    from workload_ids.providers import create_provider
+    from workload_ids.rotation import lifecycle
+    from workload_ids.secrets.aws import SecretsManagerStore
+    from workload_ids.validate import validate
+    config = load_config()
+    seam = CallSeam(sleep=lambda s: None)
+    [compiled] = validate([aws_vendor], config).compiled
+    provider: Any = create_provider("aws", config, seam)
+    cycle = lifecycle(provider.desired(compiled), provider, config, seam)
+    listed = SecretsManagerStore(config, seam, compiled.target, provider).describe_many("workload-ids/")
+    assert listed[SECRET].kms_key == "" and listed[SECRET].address.startswith("arn:aws:secretsmanager:")
+    cycle.prefetched = listed[SECRET]
+    return cycle
+
+
+def test_aws_secret_replaced_after_the_listing_is_proven_afresh(aws: Any, aws_vendor: Path) -> None:
+    """Deleted and made again with our tags copied and the attacker's KMS key, after the
+    listing said "ours, Secrets Manager's key": the new ARN sends the proof back to a
+    fresh read, which refuses."""
+    assert run_cli("apply", "--auto-approve", str(aws_vendor)).code == 0
+    cycle = _stale_cycle(aws_vendor)
+    sm = _sm()
+    tags = sm.describe_secret(SecretId=SECRET)["Tags"]
+    [first] = _aws_keys(aws)
+    kms = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
+    sm.delete_secret(SecretId=SECRET, ForceDeleteWithoutRecovery=True)
+    sm.create_secret(Name=SECRET, Tags=tags, KmsKeyId=kms)
+    report = cycle.advance(emergency=True)
+    assert report.error and f"is encrypted with KMS key {kms}" in report.error, report.error
+    assert "no key was issued" in report.error
+    assert _aws_keys(aws) == [first] and _versions() == {}
+
+
+def test_aws_policy_opened_after_the_listing_is_still_refused(aws: Any, aws_vendor: Path) -> None:
+    """The listing cannot show a resource policy: it is read under the lock, every time."""
+    assert run_cli("apply", "--auto-approve", str(aws_vendor)).code == 0
+    cycle = _stale_cycle(aws_vendor)
+    [first] = _aws_keys(aws)
+    before = _versions()
+    _sm().put_resource_policy(SecretId=SECRET, ResourcePolicy=OPEN_TO_MALLORY)
+    report = cycle.advance(emergency=True)
+    assert report.error and "has a resource policy that grants access" in report.error, report.error
+    assert _aws_keys(aws) == [first] and _versions() == before

@@ -41,7 +41,12 @@ class Provider(Protocol):
         cleanup dry run judges by markers, marks and use alone)."""
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
-        """Checks that need the cloud but change nothing (e.g. federation providers exist)."""
+        """Checks made before anything is read (settings a run needs at all)."""
+
+    def preflight_writes(self, changes: Sequence[Change]) -> list[Diagnostic]:
+        """Checks that need the cloud but change nothing, for what the plan is about to
+        write (e.g. the federation providers a new trust policy names exist). Asked only
+        when there is something to write, so a plan that finds nothing to do reads no more."""
 
     def diff(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> list[Change]:
         """Ordered changes that make ``observed`` equal ``desired`` (empty when equal)."""

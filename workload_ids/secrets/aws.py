@@ -108,7 +108,7 @@ class SecretsManagerStore:
             if info and info.kind == NOT_FOUND:
                 return StoredSecret(name=name, exists=False)
             raise self._fail("secretsmanager.describe_secret", exc) from exc
-        return self._stored(name, doc.get("VersionIdsToStages") or {}, doc.get("Tags") or [])
+        return self._stored(name, doc.get("VersionIdsToStages") or {}, doc.get("Tags") or [], doc)
 
     def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
         found: dict[str, StoredSecret] = {}
@@ -124,14 +124,15 @@ class SecretsManagerStore:
                     name = entry["Name"]
                     if name.startswith(prefix):
                         found[name] = self._stored(name, entry.get("SecretVersionsToStages") or {},
-                                                   entry.get("Tags") or [])
+                                                   entry.get("Tags") or [], entry)
                 token = page.get("NextToken")
                 if not token:
                     return found
         except ClientError as exc:
             raise self._fail("secretsmanager.list_secrets", exc) from exc
 
-    def _stored(self, name: str, version_stages: Mapping[str, Any], tag_list: list[Any]) -> StoredSecret:
+    def _stored(self, name: str, version_stages: Mapping[str, Any], tag_list: list[Any],
+                read: Mapping[str, Any]) -> StoredSecret:
         versions: dict[str, tuple[str, ...]] = {}
         issued: dict[str, datetime] = {}
         with self._lock:
@@ -147,7 +148,10 @@ class SecretsManagerStore:
                 if when:
                     issued[key] = when
         tags = {t["Key"]: t["Value"] for t in tag_list}
-        return StoredSecret(name=name, exists=True, tags=tags, versions=versions, issued_at=issued)
+        # DescribeSecret and ListSecrets both name the KMS key (absent: Secrets Manager's own)
+        # and the ARN.
+        return StoredSecret(name=name, exists=True, tags=tags, versions=versions, issued_at=issued,
+                            kms_key=str(read.get("KmsKeyId") or ""), address=str(read.get("ARN") or ""))
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
@@ -163,23 +167,55 @@ class SecretsManagerStore:
             return
         self._lock_down(name)
 
-    def adopt(self, name: str, tags: Mapping[str, str]) -> None:
-        try:
-            doc: Any = self.client.describe_secret(SecretId=name)
-        except ClientError as exc:
-            raise self._fail("secretsmanager.describe_secret", exc) from exc
-        found = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
+    def adopt(self, name: str, tags: Mapping[str, str], known: StoredSecret | None = None) -> None:
+        """Three proofs before a key goes in: our marker for this workload, Secrets
+        Manager's own KMS key, and a resource policy that grants nothing.
+
+        The marker and the KMS key may come from ``known``, when this run read them from
+        the cloud (the fleet's batched ``ListSecrets``, or the ``DescribeSecret`` the run
+        made to decide what was due); the resource policy is always read here, under the
+        workload's lock, right before the key goes in. Why that is no weaker than reading
+        all three now:
+
+        - a secret deleted and made again since ``known`` was read (a new owner, a new
+          policy, a new KMS key, our tags copied) has a new ARN, because Secrets Manager
+          ends every ARN with random characters; ``GetResourcePolicy`` answers with the
+          ARN, and a different one means the whole proof is made again from a fresh read;
+        - a KMS key changed on the same secret since then (``UpdateSecret``) encrypts
+          the new version with a key someone else may hold; but the value leaves Secrets
+          Manager only through ``GetSecretValue``, and the resource policy just read
+          grants it to nobody (Deny statements only; ours also denies it to everyone the
+          tool does not list, and denies changing the policy). Whoever IAM already lets
+          read the secret reads it with Secrets Manager's own key too: the foreign key
+          gives nobody a way in that the fresh policy check let through. A fresh
+          ``DescribeSecret`` had the same race, only shorter: AWS has no conditional put,
+          so no read closes it.
+        """
+        listed = known if known is not None and known.exists and known.kms_key is not None \
+            and known.address else None
+        if listed is None:
+            try:
+                doc: Any = self.client.describe_secret(SecretId=name)
+            except ClientError as exc:
+                raise self._fail("secretsmanager.describe_secret", exc) from exc
+            found = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
+            kms = str(doc.get("KmsKeyId") or "")
+        else:
+            found, kms = dict(listed.tags), str(listed.kms_key)
         why = foreign_marker(name, found, tags)
-        kms = str(doc.get("KmsKeyId") or "")
         if why is None and kms not in _DEFAULT_KMS:
             why = (f"secret {name} is encrypted with KMS key {kms}, not Secrets Manager's own key: "
                    "whoever controls that key's policy could decrypt it")
         if why is not None:
             raise refuse_secret(name, why)
         try:
-            policy = str(self.client.get_resource_policy(SecretId=name).get("ResourcePolicy") or "")
+            answer: Any = self.client.get_resource_policy(SecretId=name)
         except ClientError as exc:
             raise self._fail("secretsmanager.get_resource_policy", exc) from exc
+        if listed is not None and str(answer.get("ARN") or "") != listed.address:
+            self.adopt(name, tags)  # not the secret that was read: prove this one afresh
+            return
+        policy = str(answer.get("ResourcePolicy") or "")
         if policy and not grants_nothing(policy):
             raise refuse_secret(name, f"secret {name} has a resource policy that grants access "
                                       "(workload-ids writes only Deny statements)")

@@ -438,7 +438,7 @@ class KeyVaultStore:
             _tag_key(key)
         self._edit(name, lambda m: replace(m, tags={**m.tags, **tags}))
 
-    def adopt(self, name: str, tags: Mapping[str, str]) -> None:
+    def adopt(self, name: str, tags: Mapping[str, str], known: StoredSecret | None = None) -> None:
         """Every read already refuses a secret whose name or content type is not ours
         (:meth:`_collision`), and access is the vault's (RBAC or access policies), not
         the secret's; so this reads the metadata once to let that refusal happen."""

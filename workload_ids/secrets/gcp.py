@@ -123,7 +123,7 @@ class SecretManagerStore:
         except gx.GoogleAPICallError as exc:
             raise self._fail("secretmanager.create_secret", exc) from exc
 
-    def adopt(self, name: str, tags: Mapping[str, str]) -> None:
+    def adopt(self, name: str, tags: Mapping[str, str], known: StoredSecret | None = None) -> None:
         """We add no IAM bindings to a key secret, so any binding is someone else's way in;
         the project's own grants stay with the project's IAM."""
         try:

@@ -81,6 +81,12 @@ class StoredSecret:
     tags: Mapping[str, str] = field(default_factory=dict)
     versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # key id -> stages
     issued_at: Mapping[str, datetime] = field(default_factory=dict)  # key id -> when we issued it
+    # What a store's own read said about who else could open the secret, when the read
+    # gave it (AWS: the KMS key, "" for Secrets Manager's own; None: not read), and the
+    # secret's address (an ARN: a secret deleted and made again gets a new one). Only a
+    # read of the cloud fills them, never a state the run put together itself.
+    kms_key: str | None = field(default=None, compare=False)
+    address: str = field(default="", compare=False)
 
     def current_key(self) -> str | None:
         return next((k for k, stages in self.versions.items() if "AWSCURRENT" in stages
@@ -108,11 +114,13 @@ class SecretStore(Protocol):
         lock it down (AWS: a deny-by-default resource policy). A secret that already
         exists is first checked as :meth:`adopt` does."""
 
-    def adopt(self, name: str, tags: Mapping[str, str]) -> None:
+    def adopt(self, name: str, tags: Mapping[str, str], known: StoredSecret | None = None) -> None:
         """Before a key goes into an existing secret: raise ConflictError unless it carries
         our marker for this workload (``tags``) and nobody else was given a way in (a
         resource policy or IAM binding, a customer-managed key we were not told about).
-        Finishes the lock-down :meth:`ensure` may not have reached before a crash."""
+        Finishes the lock-down :meth:`ensure` may not have reached before a crash.
+        ``known`` is what this run already read of the secret; a store may take from it
+        what it would otherwise read again (see the store for what it still reads)."""
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
         """Store ``document`` (which holds the key's secret) as the new current version."""

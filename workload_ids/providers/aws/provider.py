@@ -290,12 +290,16 @@ class AwsProvider(RetireMixin):
     def _read_signing_key(self, target: str) -> str | None:
         sm = self.client(target, "secretsmanager")
         try:
-            return str(sm.get_secret_value(SecretId=AWS_KEY_SECRET).get("SecretString") or "")
+            answer = sm.get_secret_value(SecretId=AWS_KEY_SECRET)
         except ClientError as exc:
             info = classify(exc)
             if info and info.kind == NOT_FOUND:
                 return None
             raise self._cloud("secretsmanager.get_secret_value", exc) from exc
+        # The first read of a run: credentials that reach another account are refused here
+        # (a key from there must not vouch for identities in this one).
+        self._check_account(target, str(answer.get("ARN") or ""))
+        return str(answer.get("SecretString") or "")
 
     def marker_mac(self, target: str, name: str, immutable_id: str, marker: Marker) -> str:
         """The MAC that authenticates ``marker`` on this identity."""
@@ -543,6 +547,19 @@ class AwsProvider(RetireMixin):
             marker = page.get("Marker")
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
+        return []
+
+    def preflight_writes(self, changes: Sequence[Change]) -> list[Diagnostic]:
+        """The issuers of every trust policy the plan writes (a new role's, or a changed
+        one) must have an IAM identity provider. Asked only then (once per account), like
+        the boundary: a role whose trust stays as it is gets nothing written, so a plan
+        with nothing to write reads no more (IAM refuses such a write itself; this says
+        so before apply starts, with the command that fixes it)."""
+        written = {(c.target, c.identity): c.desired for c in changes if c.desired is not None
+                   and c.desired.kind == "role" and c.action in ("create", "update-trust")}
+        return self.missing_issuers(list(written.values()))
+
+    def missing_issuers(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         """Every OIDC issuer a trust policy names must have an IAM identity provider."""
         problems: list[Diagnostic] = []
         for d in desired:

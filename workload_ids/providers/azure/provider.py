@@ -209,6 +209,9 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         return self.preflight_keys(desired)
 
+    def preflight_writes(self, changes: Sequence[Change]) -> list[Diagnostic]:
+        return []
+
     # --- targets ---------------------------------------------------------------------
 
     def current_target(self) -> str:

@@ -119,6 +119,9 @@ class GcpProvider(GcpRetireMixin):
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         return []
 
+    def preflight_writes(self, changes: Sequence[Change]) -> list[Diagnostic]:
+        return []
+
     # --- targets ---------------------------------------------------------------------
 
     def current_target(self) -> str:
@@ -257,10 +260,14 @@ class GcpProvider(GcpRetireMixin):
     def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
         """A few paged calls for a whole project: its service accounts, its custom roles,
         and its IAM policy. Each account's own policy (federation) is not read here: a
-        diff trusts the manifest digest in the marker for it (see :meth:`diff`)."""
+        diff trusts the manifest digest in the marker for it (see :meth:`diff`).
+
+        The project's signing key is read when the first account carrying our marker is
+        checked (once per run): a project where no account claims to be ours has nothing
+        to believe, so a fleet's projects that hold none yet cost no key read. Nothing is
+        changed from here; :meth:`_create` reads the key before it makes an account."""
         accounts: list[Any] = []
         token = ""  # a page token, not a secret  # nosec B105
-        self.keys.get(target)  # before anything: without it nothing here can be believed
         try:
             while True:
                 page = self.clients.iam.list_service_accounts(request={
@@ -415,6 +422,8 @@ class GcpProvider(GcpRetireMixin):
 
     def _create(self, desired: DesiredIdentity) -> None:
         project = desired.workload.target
+        # Before anything is made: an account we cannot mark would be left unauthenticated.
+        self.keys.get(project)
         account_id = desired.name.split("@", 1)[0]
         try:
             created = self.clients.iam.create_service_account(request={
