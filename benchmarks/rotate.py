@@ -52,8 +52,8 @@ def main() -> int:
     from workload_ids.apply import apply_plan
     from workload_ids.calls import CallSeam
     from workload_ids.config import Config, ConfigFile
+    from workload_ids.keys.fleet import rotate_workloads
     from workload_ids.plan import build_plan
-    from workload_ids.rotation import rotate_workloads
     from workload_ids.validate import validate
     clock.enable_override("drill")  # the rotation month runs against moto on this machine
     start = datetime.now(UTC).replace(microsecond=0)

@@ -330,7 +330,7 @@ def _apply(folder: Path, seam: CallSeam) -> Any:
 
 
 def _rotate(folder: Path, seam: CallSeam, *, recover_only: bool = False) -> Any:
-    from workload_ids.rotation import rotate_workloads
+    from workload_ids.keys.fleet import rotate_workloads
     from workload_ids.validate import validate
     config = load_config()
     return rotate_workloads(validate([folder], config).compiled, config, seam, recover_only=recover_only)

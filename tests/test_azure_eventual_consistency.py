@@ -17,8 +17,8 @@ from workload_ids.apply import apply_plan
 from workload_ids.calls import CallSeam, RetryPolicy
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
+from workload_ids.keys.fleet import rotate_workloads
 from workload_ids.plan import build_plan
-from workload_ids.rotation import rotate_workloads
 from workload_ids.sandbox.azure.local import start_local_azure
 from workload_ids.validate import validate
 

@@ -24,11 +24,11 @@ from workload_ids import calls
 from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.config import Config, ConfigFile
 from workload_ids.errors import CloudError, ConflictError
+from workload_ids.model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue
 from workload_ids.providers.azure.clients import StaticTokenCredential
 from workload_ids.sandbox.azure.keyvault import KeyVaultEmulator
 from workload_ids.secrets import create_store
 from workload_ids.secrets.azure import KeyVaultStore, metadata_name, vault_name
-from workload_ids.secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue
 
 DEFAULT_VERSION = str(getattr(SDK_DEFAULT, "value", SDK_DEFAULT))  # what the installed SDK sends
 TENANT = "0c5be0f2-b83d-4f68-ad52-18a90ea02883"

@@ -273,8 +273,8 @@ def _library_run(fn: Callable[[CallSeam], Any], fault: Any = None) -> int:
 
 def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, cloud: Cloud, folder: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from workload_ids.keys.fleet import rotate_workloads
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import rotate_workloads
     from workload_ids.secrets import create_store
     from workload_ids.validate import validate
     for old in folder.glob("*.yaml"):

@@ -13,9 +13,9 @@ import pytest
 
 from workload_ids.calls import CallSeam, FailOperation, RetryPolicy
 from workload_ids.config import Config, ConfigFile
+from workload_ids.model import JOURNAL_TAG, IssuedKey, SecretValue
 from workload_ids.sandbox.gcp.secretmanager import SecretManagerEmulator
 from workload_ids.secrets import create_store
-from workload_ids.secrets.interface import JOURNAL_TAG, IssuedKey, SecretValue
 
 PROJECT = "acme-prod"
 NAME = "workload-ids/prod/vendor-sync"

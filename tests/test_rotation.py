@@ -16,8 +16,8 @@ from conftest import run_cli, workload
 from workload_ids.calls import CallSeam, FailAt, FailOperation, Killed, RandomFaults, RetryPolicy
 from workload_ids.config import load_config
 from workload_ids.errors import WorkloadIdsError
+from workload_ids.keys.fleet import rotate_workloads
 from workload_ids.locks.interface import LEASE
-from workload_ids.rotation import rotate_workloads
 from workload_ids.validate import validate
 
 USER = "wid_prod_vendor-sync"

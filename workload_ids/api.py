@@ -23,7 +23,7 @@ from .validate import validate as _validate
 if TYPE_CHECKING:
     from .cleanup.restore import RestoreResult
     from .cleanup.workflow import CleanupReport
-    from .rotation import KeyReport
+    from .keys.lifecycle import KeyReport
 
 
 def seam_for(config: Config) -> CallSeam:
@@ -108,7 +108,7 @@ def restore(identity: str, config: Config | None = None, *, target: str | None =
     manifest says. The manifest is checked before anything is restored, so a wrong one
     leaves no half-done job."""
     from .cleanup.restore import restore as _restore
-    from .rotation import rotate_workloads
+    from .keys.fleet import rotate_workloads
     config = config or load_config()
     seam = seam or _seam(config)
     checked = validate([issue_key], config) if issue_key is not None else None
@@ -143,7 +143,7 @@ def rotate(paths: Iterable[str | Path], config: Config | None = None, *,
     """Advance the key rotation of the key-mode workloads in ``paths`` by whatever is due
     (``now``: replace that workload's key at once; ``recover_only``: only finish or undo
     what a crashed run left)."""
-    from .rotation import rotate_workloads
+    from .keys.fleet import rotate_workloads
     config = config or load_config()
     checked = validate(paths, config)
     return rotate_workloads(checked.compiled, config, seam or _seam(config), now_name=now,

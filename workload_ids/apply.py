@@ -12,9 +12,9 @@ from typing import Any
 from .audit import auditor_for
 from .config import Config
 from .errors import UserError, WorkloadIdsError
+from .keys.lifecycle import lifecycle
 from .model import Change
 from .plan import Plan
-from .rotation import lifecycle
 
 
 @dataclass

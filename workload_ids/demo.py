@@ -152,7 +152,7 @@ def _rotation_tour(out: Output, aws_dir: Path, config: object) -> bool:
     from . import clock
     from .calls import CallSeam
     from .config import Config
-    from .rotation import rotate_workloads
+    from .keys.fleet import rotate_workloads
     from .validate import validate
     assert isinstance(config, Config)
     manifest = aws_dir / KEY_MODE_WORKLOAD

@@ -11,9 +11,9 @@ from .clock import format_time
 from .clock import now as clock_now
 from .config import Config
 from .errors import one_line
+from .keys.lifecycle import lifecycle
 from .model import MARK_TAG
 from .providers import create_provider
-from .rotation import is_key_mode, lifecycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +70,7 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
         for cw in checked.compiled:
             declared_targets.add((cw.provider, cw.target))
             declared.add((cw.provider, cw.target, f"{cw.environment}/{cw.name}"))
-            if is_key_mode(cw):
+            if cw.key_mode:
                 key_mode[(cw.provider, cw.target, f"{cw.environment}/{cw.name}")] = cw
     judged = fleet_scopes(config, provider=provider, named=targets or [],
                           declared=declared_targets).only(REGISTRY)

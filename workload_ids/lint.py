@@ -101,12 +101,12 @@ def key_age_findings(result: Validation, config: Config, seam: object) -> list[D
     """Cloud checks for ``lint --cloud``: keys older than their workload's maxAge."""
     from .clock import now
     from .durations import format_duration
+    from .keys.lifecycle import lifecycle
     from .providers import create_provider
-    from .rotation import is_key_mode, lifecycle
     out: list[Diagnostic] = []
     providers: dict[str, object] = {}
     for cw in result.compiled:
-        if not is_key_mode(cw):
+        if not cw.key_mode:
             continue
         provider = providers.setdefault(cw.provider, create_provider(cw.provider, config, seam))  # type: ignore[arg-type]
         desired = provider.desired(cw)  # type: ignore[attr-defined]

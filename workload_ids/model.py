@@ -435,3 +435,68 @@ def decode_mark(text: str) -> QuarantineMark:
         raise MarkError(f"quarantine mark {text!r}: delete-after is before since")
     keys = tuple(k for k in fields.get("keys", "").split("+") if k)
     return QuarantineMark(since, fields["reason"], delete_after, keys)
+
+
+# --- key mode: what a key and its secret store hold ---------------------------------------
+# Marks a rotation keeps in the secret store's metadata (see workload_ids.keys.journal).
+JOURNAL_TAG = "workload-ids:journal"
+RETIRED_TAG = "workload-ids:retired"
+
+
+class SecretValue:
+    """A secret held in memory. It never prints: ``str``, ``repr`` and f-strings show a
+    placeholder, so a stray log line or exception message cannot leak it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one call that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretValue(<redacted>)"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return repr(self)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key just created: its public id and its secret."""
+
+    key_id: str
+    secret: SecretValue
+    issued: datetime  # by our clock, so drills with WORKLOAD_IDS_CLOCK stay consistent
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSecret:
+    """What the store holds for one workload, without any secret value."""
+
+    name: str
+    exists: bool
+    tags: Mapping[str, str] = field(default_factory=dict)
+    versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # key id -> stages
+    issued_at: Mapping[str, datetime] = field(default_factory=dict)  # key id -> when we issued it
+    # What a store's own read said about who else could open the secret, when the read
+    # gave it (AWS: the KMS key, "" for Secrets Manager's own; None: not read), and the
+    # secret's address (an ARN: a secret deleted and made again gets a new one). Only a
+    # read of the cloud fills them, never a state the run put together itself.
+    kms_key: str | None = field(default=None, compare=False)
+    address: str = field(default="", compare=False)
+
+    def current_key(self) -> str | None:
+        return next((k for k, stages in self.versions.items() if "AWSCURRENT" in stages
+                     or "current" in stages), None)
+
+    def previous_key(self) -> str | None:
+        return next((k for k, stages in self.versions.items() if "AWSPREVIOUS" in stages
+                     or "previous" in stages), None)
+
+    def issued(self) -> set[str]:
+        return set(self.versions)

@@ -15,11 +15,11 @@ from typing import Any
 from .calls import CallSeam
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors, one_line
+from .keys.lifecycle import lifecycle
 from .model import MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
 from .providers import REGISTRY, create_provider
 from .providers.interface import Provider
-from .rotation import is_key_mode, lifecycle
 
 FLEET_THRESHOLD = 10
 
@@ -186,7 +186,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 _refuse_takeover(d, seen, config)
                 changes.extend(provider.diff(d, observed[d.name]))
                 # A quarantined user's keys stay as cleanup left them: a new key would undo it.
-                if is_key_mode(d.workload) and mark is None:
+                if d.workload.key_mode and mark is None:
                     changes.extend(_key_changes(d, observed[d.name] is None, provider, config, seam))
             except ConflictError as exc:
                 conflicts.append(exc)

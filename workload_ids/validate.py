@@ -18,11 +18,11 @@ from .catalogs import compile_pattern, pattern_provider
 from .compile import compile_workload
 from .config import Config
 from .errors import Diagnostic, InputErrors, Position
+from .keys.checks import key_mode_checks
 from .manifest import LoadedWorkload, load_workloads
 from .model import CompiledWorkload
 from .perf import relaxed_gc
 from .providers import static_checker
-from .rotation import key_mode_checks
 from .templates import TemplateSet, load_templates
 
 

@@ -295,8 +295,8 @@ def _stale_cycle(aws_vendor: Path) -> Any:
     before the secret changes under it (as a fleet run's ListSecrets is)."""
     from workload_ids.calls import CallSeam
     from workload_ids.config import load_config
+    from workload_ids.keys.lifecycle import lifecycle
     from workload_ids.providers import create_provider
-    from workload_ids.rotation import lifecycle
     from workload_ids.secrets.aws import SecretsManagerStore
     from workload_ids.validate import validate
     config = load_config()

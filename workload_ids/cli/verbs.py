@@ -202,7 +202,7 @@ def _clock_notice(out: Output) -> str | None:
 
 
 def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = False) -> int:
-    from ..rotation import rotate_workloads
+    from ..keys.fleet import rotate_workloads
     config = _config(args)
     if not args.paths:
         return _rotate_fleet(args, config, out, recover_only=recover_only)
@@ -245,7 +245,7 @@ def _rotate_fleet(args: argparse.Namespace, config: Config, out: Output, *, reco
     """``rotate``/``recover`` without PATH: judge every target (an unreadable one stops the
     run, exit 1), list the key-mode identities found, and change nothing."""
     from ..errors import UserError
-    from ..rotation import fleet_keys
+    from ..keys.fleet import fleet_keys
     verb = "recover" if recover_only else "rotate"
     if getattr(args, "now", None):
         raise UserError(f"rotate --now {args.now} needs the workload's manifest (its secret and "

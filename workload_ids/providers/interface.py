@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import Diagnostic
-from ..model import Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
+from ..model import Change, CompiledWorkload, DesiredIdentity, IssuedKey, KeyInfo, ObservedIdentity
 
 if TYPE_CHECKING:
     from ..model import QuarantineMark
@@ -103,3 +103,25 @@ class Provider(Protocol):
 
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Recreate an identity from a bundle (converges when rerun); returns the steps."""
+
+
+class KeyBackend(Protocol):
+    """The credential operations a provider offers for key-mode identities."""
+
+    key_limit: int
+
+    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]: ...
+
+    def create_key(self, desired: DesiredIdentity) -> IssuedKey: ...
+
+    def secret_document(self, key: IssuedKey) -> dict[str, str]: ...
+
+    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
+
+    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
+
+    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None: ...
+
+    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool: ...
+
+    def secret_store_name(self) -> str: ...

@@ -17,8 +17,9 @@ from botocore.exceptions import ClientError
 
 from ..calls import NOT_FOUND, CallSeam, to_cloud_error
 from ..config import Config
+from ..model import IssuedKey, SecretValue, StoredSecret
 from ..providers.aws.provider import AwsProvider, classify
-from .interface import IssuedKey, SecretValue, StoredSecret, foreign_marker, refuse_secret
+from .interface import foreign_marker, refuse_secret
 
 _PREFIX = "wid-"
 # Secrets Manager's own key: describe_secret names no KmsKeyId, or this alias.

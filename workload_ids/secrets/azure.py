@@ -80,7 +80,7 @@ from ..calls import CallSeam, to_cloud_error
 from ..clock import format_time, parse_time
 from ..config import Config
 from ..errors import CloudError, ConflictError, UserError
-from .interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
+from ..model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
 
 META_SUFFIX = "--metadata"
 META_TYPE = "application/vnd.workload-ids.metadata+json"

@@ -21,7 +21,8 @@ from google.api_core import exceptions as gx
 from ..calls import CONFLICT, CallSeam, to_cloud_error
 from ..clock import format_time, parse_time
 from ..config import Config
-from .interface import IssuedKey, SecretValue, StoredSecret, foreign_marker, refuse_secret
+from ..model import IssuedKey, SecretValue, StoredSecret
+from .interface import foreign_marker, refuse_secret
 
 KEY_PREFIX = "wid-key-"
 EDIT_ATTEMPTS = 10

@@ -10,12 +10,9 @@ and the retirement of the previous key (when its grace period started).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol
 
-JOURNAL_TAG = "workload-ids:journal"
-RETIRED_TAG = "workload-ids:retired"
+from ..model import IssuedKey, SecretValue, StoredSecret
 
 
 def foreign_marker(name: str, tags: Mapping[str, str], wanted: Mapping[str, str]) -> str | None:
@@ -39,65 +36,6 @@ def refuse_secret(name: str, why: str) -> Exception:
         f"if nothing uses secret {name}, delete it (and let it be purged) and rerun, so "
         "workload-ids creates it locked down; if something does, move it to another name or "
         "set credentials.secretName in workload-ids.yaml to a name nobody else can create")
-
-
-class SecretValue:
-    """A secret held in memory. It never prints: ``str``, ``repr`` and f-strings show a
-    placeholder, so a stray log line or exception message cannot leak it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret itself, for the one call that needs it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretValue(<redacted>)"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedKey:
-    """A key just created: its public id and its secret."""
-
-    key_id: str
-    secret: SecretValue
-    issued: datetime  # by our clock, so drills with WORKLOAD_IDS_CLOCK stay consistent
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSecret:
-    """What the store holds for one workload, without any secret value."""
-
-    name: str
-    exists: bool
-    tags: Mapping[str, str] = field(default_factory=dict)
-    versions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # key id -> stages
-    issued_at: Mapping[str, datetime] = field(default_factory=dict)  # key id -> when we issued it
-    # What a store's own read said about who else could open the secret, when the read
-    # gave it (AWS: the KMS key, "" for Secrets Manager's own; None: not read), and the
-    # secret's address (an ARN: a secret deleted and made again gets a new one). Only a
-    # read of the cloud fills them, never a state the run put together itself.
-    kms_key: str | None = field(default=None, compare=False)
-    address: str = field(default="", compare=False)
-
-    def current_key(self) -> str | None:
-        return next((k for k, stages in self.versions.items() if "AWSCURRENT" in stages
-                     or "current" in stages), None)
-
-    def previous_key(self) -> str | None:
-        return next((k for k, stages in self.versions.items() if "AWSPREVIOUS" in stages
-                     or "previous" in stages), None)
-
-    def issued(self) -> set[str]:
-        return set(self.versions)
 
 
 class SecretStore(Protocol):

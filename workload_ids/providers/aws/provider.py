@@ -59,12 +59,13 @@ from ...model import (
     CompiledWorkload,
     DesiredIdentity,
     GithubTrust,
+    IssuedKey,
     KeyInfo,
     KubernetesTrust,
     Marker,
     ObservedIdentity,
+    SecretValue,
 )
-from ...secrets.interface import IssuedKey, SecretValue
 from . import fastxml, render
 from .retire import QUARANTINE_POLICY, RetireMixin
 

@@ -23,8 +23,17 @@ from ... import clock
 from ...calls import CONFLICT, DENIED, NOT_FOUND
 from ...config import Config
 from ...errors import ConflictError, Diagnostic
-from ...model import MARKER_KEYS, UNAUTHENTICATED, Change, DesiredIdentity, KeyInfo, Marker, ObservedIdentity
-from ...secrets.interface import IssuedKey, SecretValue
+from ...model import (
+    MARKER_KEYS,
+    UNAUTHENTICATED,
+    Change,
+    DesiredIdentity,
+    IssuedKey,
+    KeyInfo,
+    Marker,
+    ObservedIdentity,
+    SecretValue,
+)
 from . import render
 
 if TYPE_CHECKING:

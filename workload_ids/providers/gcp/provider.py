@@ -33,11 +33,12 @@ from ...model import (
     Change,
     CompiledWorkload,
     DesiredIdentity,
+    IssuedKey,
     KeyInfo,
     Marker,
     ObservedIdentity,
+    SecretValue,
 )
-from ...secrets.interface import IssuedKey, SecretValue
 from ...signing import SHORT_MAC_LENGTH
 from . import render
 from .clients import GcpClients

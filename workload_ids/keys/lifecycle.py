@@ -1,157 +1,35 @@
-"""Key lifecycle for workloads that cannot federate: issue, rotate, retire, delete.
-
-A workflow over two interfaces, the provider's credential operations and a secret store,
-so GCP (10 keys per service account) and Azure (service principal secrets) reuse it.
-
-The rules, in the order a run applies them:
-
-1. **Recover.** A journal entry is written in the secret store's metadata *before* a key
-   is created. If one is found, the previous run died mid-rotation: a key on the identity
-   that is not in the store and was created after the entry existed only in the cloud,
-   so it is deleted; a key that reached the store is verified. Then the entry is cleared.
-2. **Refuse foreign keys.** A key on one of our identities that the store does not hold
-   was not issued by us: the workload is refused with what to do, never touched.
-3. **Issue** a key when none is current, or the current one is older than ``maxAge``
-   (``--now``: at once): journal, create, store as the new current version, verify with
-   consecutive successful sign-ins inside a time budget, clear the journal.
-4. **Retire** the previous key once the overlap has passed, or once the new key is seen
-   in use (``retireOnUse``), whichever comes first (``--now``: at once): mark, deactivate.
-5. **Delete** a retired key after the grace period.
-
-A run that is about to change anything holds the workload's lock (:mod:`.locks`) and
-reads the state again under it, so two runs never change one workload's keys at once
-and recovery never removes the key of a run still in progress. A run with nothing due
-takes no lock and makes no extra call.
-
-The only key ever deactivated is a previous key while a verified current key exists, so
-a workload is never left without a working key; and no key exists only in the cloud once
-a run (or ``recover``) has passed over it.
-"""
+"""One workload's keys, advanced by whatever is due: the rules in :mod:`workload_ids.keys`,
+in the order :meth:`KeyLifecycle.advance` applies them, over the cloud's
+:class:`~workload_ids.providers.interface.KeyBackend`, a secret store and the workload lock."""
 
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from . import clock
-from .audit import auditor_for
-from .compile import PLACEHOLDER as _PLACEHOLDER
-from .config import Config
-from .durations import format_duration, parse_duration
-from .errors import Diagnostic, UserError, WorkloadIdsError
-from .locks.interface import HeldLock, Holder, KeyLock, LockBusy, hold
-from .model import MARK_TAG, CompiledWorkload, DesiredIdentity, KeyInfo, Marker, RotationPolicy
-from .secrets.interface import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretStore, SecretValue, StoredSecret
+from .. import clock
+from ..config import Config
+from ..durations import format_duration, parse_duration
+from ..errors import UserError, WorkloadIdsError
+from ..locks.interface import HeldLock, Holder, KeyLock, LockBusy, hold
+from ..model import (
+    JOURNAL_TAG,
+    RETIRED_TAG,
+    DesiredIdentity,
+    IssuedKey,
+    KeyInfo,
+    RotationPolicy,
+    SecretValue,
+    StoredSecret,
+)
+from ..providers.interface import KeyBackend
+from ..secrets.interface import SecretStore
+from .journal import Journal, decode_retired, encode_retired
 
-_SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
-
-
-class CredentialBackend(Protocol):
-    """The credential operations a provider offers for key-mode identities."""
-
-    key_limit: int
-
-    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]: ...
-
-    def create_key(self, desired: DesiredIdentity) -> IssuedKey: ...
-
-    def secret_document(self, key: IssuedKey) -> dict[str, str]: ...
-
-    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
-
-    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
-
-    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None: ...
-
-    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool: ...
-
-    def secret_store_name(self) -> str: ...
-
-
-def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic]:
-    """Static checks of a key-mode workload's rotation and secret settings."""
-    if not workload.key_mode:
-        return []
-    lw = workload.source
-    out: list[Diagnostic] = []
-    pattern = config.credentials.secretName
-    known = {"environment", "name", "owner", "provider", "target"}
-    unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(pattern)} - known)
-    where = config.position("credentials.secretName") or lw.position("spec", "credentials")
-    if unknown:
-        out.append(Diagnostic(where, f"secret name pattern {pattern!r} does not resolve: unknown "
-                                     f"placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
-                                     f"use {', '.join('{' + k + '}' for k in sorted(known))}"))
-    else:
-        name = workload.secret_name
-        if not _SECRET_NAME.fullmatch(name):
-            out.append(Diagnostic(where, f"secret name {name!r} (from {pattern!r}) is not a valid "
-                                         "secret name: letters, digits and /_+=.@- only"))
-    policy = workload.rotation_policy
-    assert policy is not None  # compiled for every key-mode workload
-    rotation_at = lw.position("spec", "credentials", "rotation") if \
-        "rotation" in lw.declared else lw.position("spec", "credentials", "mode")
-    if policy.overlap >= policy.max_age:
-        out.append(Diagnostic(rotation_at, f"overlap ({format_duration(policy.overlap)}) must be "
-                                           f"shorter than maxAge ({format_duration(policy.max_age)})"))
-    elif policy.overlap + policy.grace >= policy.max_age:
-        out.append(Diagnostic(rotation_at, f"overlap + grace ({format_duration(policy.overlap)} + "
-                                           f"{format_duration(policy.grace)}) must be shorter than "
-                                           f"maxAge ({format_duration(policy.max_age)}), or the old "
-                                           "key would still exist when the next rotation is due"))
-    if policy.max_age < timedelta(hours=1):
-        out.append(Diagnostic(rotation_at, "maxAge must be at least 1h"))
-    return out
-
-
-# --- marks kept in the secret store's metadata ----------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Journal:
-    """A rotation in progress: written before the key is created."""
-
-    since: datetime
-    previous: str | None
-    existing: tuple[str, ...]  # keys on the identity when the entry was written
-
-    def encode(self) -> str:
-        return (f"create-key since={clock.format_time(self.since)} prev={self.previous or '-'} "
-                f"keys={'/'.join(self.existing) or '-'}")
-
-    @staticmethod
-    def decode(text: str) -> Journal | None:
-        parts = dict(p.split("=", 1) for p in text.split()[1:] if "=" in p)
-        try:
-            since = clock.parse_time(parts["since"])
-        except (KeyError, ValueError):
-            return None
-        prev = parts.get("prev")
-        existing = tuple(k for k in parts.get("keys", "-").split("/") if k and k != "-")
-        return Journal(since=since, previous=None if prev in (None, "-") else prev, existing=existing)
-
-
-def decode_retired(text: str) -> dict[str, datetime]:
-    """``KEY=TIME KEY=TIME`` -> when each key's grace period started."""
-    out: dict[str, datetime] = {}
-    for part in text.split():
-        key, _, when = part.partition("=")
-        try:
-            out[key] = clock.parse_time(when)
-        except ValueError:
-            continue
-    return out
-
-
-def encode_retired(marks: dict[str, datetime]) -> str:
-    return " ".join(f"{k}={clock.format_time(v)}" for k, v in sorted(marks.items()))
-
-
-# --- the workflow -----------------------------------------------------------------------
 
 class ForeignKeyError(UserError):
     """A key on our identity that we did not issue."""
@@ -218,21 +96,25 @@ class KeyState:
 class KeyLifecycle:
     """Advances one workload's keys by whatever is due; see the module docstring."""
 
-    def __init__(self, backend: CredentialBackend, store: SecretStore, desired: DesiredIdentity,
-                 policy: RotationPolicy, secret: str, *, sleep: Any = time.sleep) -> None:
+    def __init__(self, backend: KeyBackend, store: SecretStore, desired: DesiredIdentity,
+                 policy: RotationPolicy, secret: str, *, sleep: Any = time.sleep,
+                 auditor: Any = None, lock_factory: Callable[[], KeyLock] | None = None,
+                 holder: Holder | None = None, lock_wait: timedelta = timedelta(0),
+                 prefetched: StoredSecret | None = None) -> None:
         self.backend = backend
         self.store = store
         self.desired = desired
         self.policy = policy
         self.secret = secret
         self._sleep = sleep
-        self.auditor: Any = _NO_AUDIT
-        self.prefetched: StoredSecret | None = None
+        self.auditor: Any = auditor or _NO_AUDIT
+        # The store's record from a batched read of the run, good for the first read only.
+        self.prefetched = prefetched
         self.report = KeyReport(workload=desired.workload.label, identity=desired.name, secret=secret)
         # The workload lock, built on first use: runs with nothing due never need it.
-        self.lock_factory: Callable[[], KeyLock] | None = None
-        self.holder = Holder.this_process("rotate")
-        self.lock_wait = timedelta(0)
+        self.lock_factory = lock_factory
+        self.holder = holder or Holder.this_process("rotate")
+        self.lock_wait = lock_wait
         self._lock: KeyLock | None = None
         self._held: HeldLock | None = None
 
@@ -563,153 +445,24 @@ class KeyLifecycle:
 
 
 def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: Any,
-              auditor: Any = None, *, command: str = "rotate") -> KeyLifecycle:
+              auditor: Any = None, *, command: str = "rotate",
+              prefetched: StoredSecret | None = None) -> KeyLifecycle:
     """The key lifecycle of a key-mode workload, over ``provider``, its secret store and
     the workload lock that goes with it."""
-    from .locks import create_lock
-    from .secrets import create_store
-    backend: CredentialBackend = provider  # type: ignore[assignment]
+    from ..locks import create_lock
+    from ..secrets import create_store
+    backend: KeyBackend = provider  # type: ignore[assignment]
     store_name = backend.secret_store_name()
     target = desired.workload.target
     store = create_store(store_name, config, seam, target, provider)
     policy = desired.workload.rotation_policy
     assert policy is not None  # compiled for every key-mode workload
-    cycle = KeyLifecycle(backend, store, desired, policy, desired.workload.secret_name,
-                         sleep=seam.sleep)
-    cycle.auditor = auditor or _NO_AUDIT
-    cycle.lock_factory = lambda: create_lock(store_name, config, seam, target, provider)
-    cycle.holder = Holder.this_process(command)
-    cycle.lock_wait = parse_duration(config.credentials.lockTimeout)
-    return cycle
-
-
-def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any, *,
-                     now_name: str | None = None, recover_only: bool = False,
-                     progress: Any = None) -> list[KeyReport]:
-    """``workload-ids rotate`` (and ``recover``): advance every key-mode workload.
-
-    Identities are checked for our marker first (one batched read per account when there
-    are many), and a workload whose identity is missing or not ours is reported, not
-    touched. Workloads run concurrently, bounded by ``calls.concurrency``.
-    """
-    import concurrent.futures
-
-    from .providers import create_provider
-    selected = [c for c in compiled if is_key_mode(c)]
-    if now_name is not None:
-        selected = [c for c in selected if c.name == now_name]
-        if not selected:
-            raise UserError(f"no key-mode workload named {now_name!r} in the given manifests; "
-                            "--now takes the metadata.name of a workload with mode: key")
-    providers: dict[str, Any] = {}
-    desired: list[DesiredIdentity] = []
-    for cw in selected:
-        if cw.provider not in providers:
-            providers[cw.provider] = create_provider(cw.provider, config, seam)
-        desired.append(providers[cw.provider].desired(cw))
-    # None: the identity is missing; otherwise its tags (our marker, any quarantine mark).
-    owned: dict[tuple[str, str, str], Mapping[str, str] | None] = {}
-    groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
-    prefetched: dict[str, StoredSecret] = {}
-    for d in desired:
-        groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
-    for (name, target), items in groups.items():
-        if not hasattr(providers[name], "create_key"):
-            continue  # reported per workload below
-        if len(items) > 3:
-            # Fleet run: one paged read of the account's identities and one of its secrets.
-            from .secrets import create_store
-            store = create_store(providers[name].secret_store_name(), config, seam, target,
-                                 providers[name])
-            prefix = config.credentials.secretName.split("{", 1)[0]
-            found = store.describe_many(prefix)
-            for d in items:
-                secret = d.workload.secret_name
-                prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
-            scope = {o.name: o for o in providers[name].observe_scope(target)
-                     if o.kind in ("user", "service-account", "application")}
-            for d in items:
-                o = scope.get(d.name)
-                # A forged marker (outside our location or naming) counts as no marker.
-                owned[(name, target, d.name)] = None if o is None else {} if o.forged else o.tags
-        else:
-            for d in items:
-                owned[(name, target, d.name)] = providers[name].owned_tags(d)
-
-    auditor = auditor_for(config, "recover" if recover_only else "rotate", seam)
-
-    def run(d: DesiredIdentity) -> KeyReport:
-        if not hasattr(providers[d.workload.provider], "create_key"):
-            report = KeyReport(workload=d.workload.label, identity=d.name,
-                               secret="")  # no secret store: the name is empty  # nosec B106
-            report.error = (f"{d.workload.label}: key mode on {d.workload.provider} is not available "
-                            "in this version")
-            return report
-        cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor,
-                          command="recover" if recover_only else "rotate")
-        cycle.prefetched = prefetched.get(cycle.secret)
-        tags = owned[(d.workload.provider, d.workload.target, d.name)]
-        mine = None if tags is None else Marker.from_tags(tags) is not None
-        if mine is None:
-            cycle.report.error = (f"{d.workload.label}: IAM user {d.name} does not exist; run "
-                                  "`workload-ids apply` for this manifest first")
-            return cycle.report
-        if not mine:
-            cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} does not carry the "
-                                  "workload-ids ownership tags, or carries them outside the tool's "
-                                  "location; it is never modified")
-            cycle.report.refused = True
-            return cycle.report
-        if tags is not None and MARK_TAG in tags:
-            # Issuing a key would undo the quarantine; cleanup releases it when its owner
-            # or manifest returns, and rotation resumes then.
-            cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} is quarantined by cleanup "
-                                  f"({tags[MARK_TAG]}); its keys are left alone until it is released")
-            cycle.report.refused = True
-            return cycle.report
-        if recover_only:
-            return cycle.recover_now()
-        return cycle.advance(emergency=now_name is not None)
-
-    reports: list[KeyReport] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=config.calls.concurrency) as pool:
-        futures = [pool.submit(run, d) for d in desired]
-        for i, future in enumerate(futures, 1):
-            reports.append(future.result())
-            if progress:
-                progress(i, len(futures))
-    return reports
-
-
-@dataclass(frozen=True, slots=True)
-class FleetKeys:
-    """``rotate`` without PATH: every target read, and the key-mode identities found."""
-
-    targets: tuple[tuple[str, str], ...]
-    identities: tuple[Any, ...]  # InventoryRow of each key-mode identity of ours
-
-    def as_json(self) -> dict[str, Any]:
-        return {"targets": [f"{p}:{t}" for p, t in self.targets],
-                "identities": [r.as_json() for r in self.identities]}
-
-
-def fleet_keys(config: Config, seam: Any, *, provider: str = "aws",
-               targets: list[str] | None = None) -> FleetKeys:
-    """Read every target ``cleanup`` and ``inventory`` read without PATH (the config's
-    ``targets:`` and ``aws.accounts``, every target the audit trail shows the tool wrote to,
-    and ``targets``); a configured or audited target that cannot be read raises before
-    anything else is read (exit 1). Changes nothing: a workload's rotation settings and its
-    secret come from its manifest, and keys are never turned on a guess."""
-    from .inventory import inventory
-    from .targets import fleet_scopes
-    read = fleet_scopes(config, provider=provider, named=targets or [], declared=()).read
-    rows = inventory([], config, seam, provider=provider, targets=targets)
-    found = tuple(r for r in rows if not r.forged and (r.kind in ("user", "application") or r.keys))
-    return FleetKeys(tuple(sorted(read | {(r.provider, r.target) for r in rows})), found)
-
-
-def is_key_mode(workload: CompiledWorkload) -> bool:
-    return workload.key_mode
+    return KeyLifecycle(backend, store, desired, policy, desired.workload.secret_name,
+                        sleep=seam.sleep, auditor=auditor,
+                        lock_factory=lambda: create_lock(store_name, config, seam, target, provider),
+                        holder=Holder.this_process(command),
+                        lock_wait=parse_duration(config.credentials.lockTimeout),
+                        prefetched=prefetched)
 
 
 class _NoAudit:
@@ -724,5 +477,5 @@ class _Waiting(Exception):
     """Nothing can be done yet (the key limit is reached within a grace period)."""
 
 
-__all__ = ["CredentialBackend", "FleetKeys", "ForeignKeyError", "IssuedKey", "KeyLifecycle", "KeyReport",
-           "SecretValue", "VerificationError", "key_mode_checks"]
+__all__ = ["ForeignKeyError", "IssuedKey", "KeyLifecycle", "KeyReport", "KeyState", "SecretValue",
+           "VerificationError", "lifecycle"]

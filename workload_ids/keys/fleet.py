@@ -1,0 +1,142 @@
+"""``rotate`` and ``recover`` over many workloads (each workload's lifecycle run
+concurrently), and over every target when no manifest is given."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..audit import auditor_for
+from ..config import Config
+from ..errors import UserError
+from ..model import MARK_TAG, CompiledWorkload, DesiredIdentity, Marker, StoredSecret
+from .lifecycle import KeyReport, lifecycle
+
+
+def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any, *,
+                     now_name: str | None = None, recover_only: bool = False,
+                     progress: Any = None) -> list[KeyReport]:
+    """``workload-ids rotate`` (and ``recover``): advance every key-mode workload.
+
+    Identities are checked for our marker first (one batched read per account when there
+    are many), and a workload whose identity is missing or not ours is reported, not
+    touched. Workloads run concurrently, bounded by ``calls.concurrency``.
+    """
+    import concurrent.futures
+
+    from ..providers import create_provider
+    selected = [c for c in compiled if c.key_mode]
+    if now_name is not None:
+        selected = [c for c in selected if c.name == now_name]
+        if not selected:
+            raise UserError(f"no key-mode workload named {now_name!r} in the given manifests; "
+                            "--now takes the metadata.name of a workload with mode: key")
+    providers: dict[str, Any] = {}
+    desired: list[DesiredIdentity] = []
+    for cw in selected:
+        if cw.provider not in providers:
+            providers[cw.provider] = create_provider(cw.provider, config, seam)
+        desired.append(providers[cw.provider].desired(cw))
+    # None: the identity is missing; otherwise its tags (our marker, any quarantine mark).
+    owned: dict[tuple[str, str, str], Mapping[str, str] | None] = {}
+    groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
+    prefetched: dict[str, StoredSecret] = {}
+    for d in desired:
+        groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
+    for (name, target), items in groups.items():
+        if not hasattr(providers[name], "create_key"):
+            continue  # reported per workload below
+        if len(items) > 3:
+            # Fleet run: one paged read of the account's identities and one of its secrets.
+            from ..secrets import create_store
+            store = create_store(providers[name].secret_store_name(), config, seam, target,
+                                 providers[name])
+            prefix = config.credentials.secretName.split("{", 1)[0]
+            found = store.describe_many(prefix)
+            for d in items:
+                secret = d.workload.secret_name
+                prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
+            scope = {o.name: o for o in providers[name].observe_scope(target)
+                     if o.kind in ("user", "service-account", "application")}
+            for d in items:
+                o = scope.get(d.name)
+                # A forged marker (outside our location or naming) counts as no marker.
+                owned[(name, target, d.name)] = None if o is None else {} if o.forged else o.tags
+        else:
+            for d in items:
+                owned[(name, target, d.name)] = providers[name].owned_tags(d)
+
+    auditor = auditor_for(config, "recover" if recover_only else "rotate", seam)
+
+    def run(d: DesiredIdentity) -> KeyReport:
+        if not hasattr(providers[d.workload.provider], "create_key"):
+            report = KeyReport(workload=d.workload.label, identity=d.name,
+                               secret="")  # no secret store: the name is empty  # nosec B106
+            report.error = (f"{d.workload.label}: key mode on {d.workload.provider} is not available "
+                            "in this version")
+            return report
+        cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor,
+                          command="recover" if recover_only else "rotate",
+                          prefetched=prefetched.get(d.workload.secret_name))
+        tags = owned[(d.workload.provider, d.workload.target, d.name)]
+        mine = None if tags is None else Marker.from_tags(tags) is not None
+        if mine is None:
+            cycle.report.error = (f"{d.workload.label}: IAM user {d.name} does not exist; run "
+                                  "`workload-ids apply` for this manifest first")
+            return cycle.report
+        if not mine:
+            cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} does not carry the "
+                                  "workload-ids ownership tags, or carries them outside the tool's "
+                                  "location; it is never modified")
+            cycle.report.refused = True
+            return cycle.report
+        if tags is not None and MARK_TAG in tags:
+            # Issuing a key would undo the quarantine; cleanup releases it when its owner
+            # or manifest returns, and rotation resumes then.
+            cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} is quarantined by cleanup "
+                                  f"({tags[MARK_TAG]}); its keys are left alone until it is released")
+            cycle.report.refused = True
+            return cycle.report
+        if recover_only:
+            return cycle.recover_now()
+        return cycle.advance(emergency=now_name is not None)
+
+    reports: list[KeyReport] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=config.calls.concurrency) as pool:
+        futures = [pool.submit(run, d) for d in desired]
+        for i, future in enumerate(futures, 1):
+            reports.append(future.result())
+            if progress:
+                progress(i, len(futures))
+    return reports
+
+
+@dataclass(frozen=True, slots=True)
+class FleetKeys:
+    """``rotate`` without PATH: every target read, and the key-mode identities found."""
+
+    targets: tuple[tuple[str, str], ...]
+    identities: tuple[Any, ...]  # InventoryRow of each key-mode identity of ours
+
+    def as_json(self) -> dict[str, Any]:
+        return {"targets": [f"{p}:{t}" for p, t in self.targets],
+                "identities": [r.as_json() for r in self.identities]}
+
+
+def fleet_keys(config: Config, seam: Any, *, provider: str = "aws",
+               targets: list[str] | None = None) -> FleetKeys:
+    """Read every target ``cleanup`` and ``inventory`` read without PATH (the config's
+    ``targets:`` and ``aws.accounts``, every target the audit trail shows the tool wrote to,
+    and ``targets``); a configured or audited target that cannot be read raises before
+    anything else is read (exit 1). Changes nothing: a workload's rotation settings and its
+    secret come from its manifest, and keys are never turned on a guess."""
+    from ..inventory import inventory
+    from ..targets import fleet_scopes
+    read = fleet_scopes(config, provider=provider, named=targets or [], declared=()).read
+    rows = inventory([], config, seam, provider=provider, targets=targets)
+    found = tuple(r for r in rows if not r.forged and (r.kind in ("user", "application") or r.keys))
+    return FleetKeys(tuple(sorted(read | {(r.provider, r.target) for r in rows})), found)
+
+
+__all__ = ["FleetKeys", "fleet_keys", "rotate_workloads"]
