@@ -227,8 +227,12 @@ BENCH_TRUST: dict[str, Any] = {"allowedGithubOwners": ["acme"], "allowedIssuers"
 
 def default_config(base: Path) -> Any:
     """The built-in defaults and the fleet's trust roots (boto3 finds the endpoint in
-    AWS_ENDPOINT_URL, as a user pointing at the sandbox would)."""
+    AWS_ENDPOINT_URL, as a user pointing at the sandbox would). Also written to
+    ``base/workload-ids.yaml``, so a CLI process started in ``base`` reads the same."""
+    import json
+
     from workload_ids.config import Config, ConfigFile
+    (base / "workload-ids.yaml").write_text(json.dumps({"trust": BENCH_TRUST}), encoding="utf-8")
     return Config(ConfigFile.model_validate({"trust": BENCH_TRUST}), base, None)
 
 
