@@ -85,6 +85,32 @@ def test_seam_gives_up_after_max_attempts_and_does_not_retry_denied():
     assert seam.stats.calls["aws:iam.put_role_policy"] == 1
 
 
+@pytest.mark.parametrize(("kind", "attempts"), [("not-found", 1), ("denied", 1), ("conflict", 1),
+                                               ("throttle", 3), ("transient", 3)])
+def test_a_translating_seam_lets_failures_out_as_cloud_errors_of_their_kind(kind: str,
+                                                                          attempts: int) -> None:
+    """With register(translate=True) the code above the seam sees CloudError.kind, never
+    an SDK exception: the SDK's own exception (as moto's boto3 raises it) is the cause."""
+    from botocore.exceptions import ClientError
+
+    from workload_ids.providers.aws.provider import classify, make_fault
+    seam = _seam(max_attempts=3)
+    seam.register("aws", classify, make_fault, translate=True)
+    seam.inject(FailOperation("iam.get_role", kind))
+    with pytest.raises(CloudError) as caught:
+        seam.call("aws", "iam.get_role", lambda **kw: "ok", RoleName="x")
+    assert caught.value.kind == kind and caught.value.operation == "iam.get_role"
+    assert isinstance(caught.value.__cause__, ClientError)
+    assert seam.stats.calls["aws:iam.get_role"] == attempts
+    # An exception no classifier knows is a bug, not a cloud error: it passes unchanged.
+    with pytest.raises(ZeroDivisionError):
+        seam.call("aws", "iam.list_roles", lambda: 1 / 0)
+    # Registering again without translate turns it off (every site must say the same).
+    seam.register("aws", classify, make_fault)
+    with pytest.raises(ClientError):
+        seam.call("aws", "iam.get_role", lambda **kw: "ok", RoleName="x")
+
+
 def test_seam_retry_time_budget_is_bounded():
     from botocore.exceptions import ClientError
 

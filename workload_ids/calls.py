@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from .errors import CloudError
 
@@ -134,12 +134,24 @@ class CallSeam:
         self._number = 0
         self._classifiers: dict[str, ErrorClassifier] = {}
         self._factories: dict[str, FaultFactory] = {}
+        self._translated: set[str] = set()
         self.observers: list[Callable[[CallRecord], None]] = []
 
-    def register(self, provider: str, classifier: ErrorClassifier, factory: FaultFactory) -> None:
-        """Teach the seam one SDK's errors (each provider does this when it is built)."""
+    def register(self, provider: str, classifier: ErrorClassifier, factory: FaultFactory, *,
+                 translate: bool = False) -> None:
+        """Teach the seam one SDK's errors (each provider does this when it is built).
+
+        With ``translate``, a cloud error that is not retried, or outlives its retries,
+        leaves the seam as a :class:`~workload_ids.errors.CloudError` carrying its kind
+        (the SDK's exception as its cause), so the code above decides by kind and never
+        translates an SDK's exception itself. Every registration of one provider name
+        must say the same."""
         self._classifiers[provider] = classifier
         self._factories[provider] = factory
+        if translate:
+            self._translated.add(provider)
+        else:
+            self._translated.discard(provider)
 
     def sleep(self, seconds: float) -> None:
         """Wait through the seam's clock (tests replace it, so waits cost nothing there)."""
@@ -188,13 +200,20 @@ class CallSeam:
                 retryable = info.kind in (THROTTLE, TRANSIENT)
                 elapsed = time.monotonic() - started
                 if not retryable or attempt >= self.retry.max_attempts:
-                    raise
+                    self._give_up(provider, operation, exc)
                 delay = self._backoff(attempt)
                 if elapsed + delay > self.retry.max_seconds:
-                    raise
+                    self._give_up(provider, operation, exc)
                 with self._lock:
                     self.stats.retries[name] += 1
                 self._sleep(delay)
+
+    def _give_up(self, provider: str, operation: str, exc: Exception) -> NoReturn:
+        """Let a failure out of the seam: as the CloudError of its kind where the provider
+        asked for that (``register(translate=True)``), else as the SDK raised it."""
+        if provider in self._translated:
+            raise to_cloud_error(self, provider, operation, exc) from exc
+        raise exc
 
     def conflict_pause(self, attempt: int) -> None:
         """Wait before redoing a read-modify-write that lost to a concurrent writer. Full
@@ -233,7 +252,7 @@ def to_cloud_error(seam: CallSeam, provider: str, operation: str, exc: BaseExcep
         hint = "the credentials in use lack this permission; see README 'Permissions the tool needs'"
     if not hint and info and info.kind in (THROTTLE, TRANSIENT):
         hint = "the cloud is throttling or failing; rerun later (reruns converge)"
-    return CloudError(operation, code, message, hint)
+    return CloudError(operation, code, message, hint, kind=info.kind if info else OTHER)
 
 
 class SeamClient:

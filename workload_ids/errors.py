@@ -98,12 +98,20 @@ class GuardrailError(UserError):
 
 
 class CloudError(WorkloadIdsError):
-    """A cloud call failed after its retries (or with an error that is not retried)."""
+    """A cloud call failed after its retries (or with an error that is not retried).
 
-    def __init__(self, operation: str, code: str, message: str, hint: str = "") -> None:
+    ``kind`` is the seam's word for it (``not-found``, ``conflict``, ``denied``,
+    ``throttle``, ``transient``, ``other``: see :mod:`workload_ids.calls`), so a backend
+    decides by kind, never by an SDK's exception class; the SDK's exception is the
+    ``__cause__``."""
+
+    def __init__(self, operation: str, code: str, message: str, hint: str = "",
+                 kind: str = "other") -> None:
         self.operation = operation
         self.code = code
+        self.message = message
         self.hint = hint
+        self.kind = kind
         super().__init__(f"{operation} failed: {code}: {message}")
 
     def diagnostics(self) -> str:
