@@ -53,6 +53,9 @@ class Plan:
     quarantined: list[dict[str, str]] = field(default_factory=list)
     # Grants our identities hold through bindings we did not make: reported, never changed.
     foreign_grants: list[dict[str, Any]] = field(default_factory=list)
+    # Objects at our naming whose marker's MAC does not verify (GCP custom roles that
+    # apply does not want): reported, never changed.
+    forged: list[dict[str, Any]] = field(default_factory=list)
     fleet: bool = False
     calls: int = 0
 
@@ -79,6 +82,7 @@ class Plan:
             "noManifest": [o.as_json() for o in self.no_manifest],
             "quarantined": self.quarantined,
             "foreignGrants": self.foreign_grants,
+            "forged": self.forged,
             "summary": self.summary(),
         }
 
@@ -157,6 +161,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
     orphans: list[Orphan] = []
     quarantined: list[dict[str, str]] = []
     foreign: list[dict[str, Any]] = []
+    forged: list[dict[str, Any]] = []
     done = 0
     for (provider_name, target), items in _grouped(desired).items():
         provider = providers[provider_name]
@@ -179,6 +184,10 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
             if seen is not None and seen.extra.get("foreignGrants"):
                 foreign.append({"workload": d.workload.label, "identity": d.name,
                                 "roles": list(seen.extra["foreignGrants"])})
+            if seen is not None and seen.extra.get("forgedRoles"):
+                wanted_roles = d.objects.get("roles") or {}
+                forged.extend({"workload": d.workload.label, "identity": d.name, "role": rid, "reason": why}
+                              for rid, why in seen.extra["forgedRoles"].items() if rid not in wanted_roles)
             try:
                 _refuse_takeover(d, seen, config)
                 changes.extend(provider.diff(d, observed[d.name]))
@@ -196,7 +205,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
     return Plan(changes=changes, desired=desired, providers=providers, config=config,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
-                quarantined=quarantined, foreign_grants=foreign, fleet=fleet,
+                quarantined=quarantined, foreign_grants=foreign, forged=forged, fleet=fleet,
                 calls=seam.stats.total - start_calls)
 
 
@@ -317,6 +326,10 @@ def render_text(plan: Plan) -> str:
         lines.append(f"! {f['workload']}: {f['identity']} also holds {', '.join(f['roles'])} through "
                      "bindings workload-ids did not make; they are left alone: remove them by hand "
                      "if the workload should not have them")
+    for f in plan.forged:
+        lines.append(f"! {f['workload']}: custom role {f['role']} is forged ({f['reason']}): it is "
+                     "left alone (never changed, unbound or deleted); find out who made it, and "
+                     "delete it by hand if nothing uses it")
     if plan.no_manifest:
         count = len(plan.no_manifest)
         lines.append(f"{count} identit{'y has' if count == 1 else 'ies have'} no manifest "
