@@ -174,6 +174,12 @@ class SecretsManagerStore:
         if why is None and kms not in _DEFAULT_KMS:
             why = (f"secret {name} is encrypted with KMS key {kms}, not Secrets Manager's own key: "
                    "whoever controls that key's policy could decrypt it")
+        # workload-ids replicates no key secret: a replica is another copy of the key, in a
+        # region and under a KMS key of its own that nobody here checked.
+        replicas = sorted(str(r.get("Region")) for r in doc.get("ReplicationStatus") or [])
+        if why is None and replicas:
+            why = (f"secret {name} is replicated to {', '.join(replicas)} (workload-ids replicates "
+                   "no key secret): each replica is a copy under a KMS key and IAM of its region")
         if why is not None:
             raise refuse_secret(name, why)
         try:
