@@ -144,7 +144,7 @@ def _calls(plan: Plan) -> int:
 # Changes that write the identity's owner marker: their records name the owner written,
 # so the audit trail, not a tag anyone with tagging rights can edit, says whose an
 # identity is (plan refuses a manifest that would take it over).
-_WRITES_OWNER = frozenset({"create", "update-tags"})
+_WRITES_OWNER = frozenset({"create", "update-tags", "update-marker"})  # update-marker: GCP, Azure
 
 
 def _recorded(change: Change) -> dict[str, Any]:

@@ -123,3 +123,29 @@ def test_another_owner_from_another_source_is_refused_and_changes_nothing(
     still = _apply(config, b_file)
     assert still.code == 1 and f"is declared by team-a/{name}.yaml" in still.err, still.err
     assert _state(provider, emulated) == before
+
+
+@pytest.mark.parametrize("provider", ["aws", *EMULATED])
+def test_an_approved_owner_change_is_what_the_audit_trail_remembers(
+        provider: str, clouds: dict[str, Any], emulated: dict[str, Any], tmp_path: Path) -> None:
+    """With an audit log, whose an identity is comes from the owner the tool last wrote.
+    Once an approved transfer is applied, the new owner applies without the approval, and
+    the old owner's manifest is a takeover: the approval names one direction only."""
+    name = f"rec-{provider}"
+    config = _setup(clouds[provider], tmp_path, provider, name, "audit:\n  path: audit.jsonl\n")
+    path = tmp_path / "team-a" / f"{name}.yaml"
+    original = path.read_text()
+    plain = config.read_text()
+    config.write_text(plain + (
+        "guardrails:\n  approvedTransfers:\n"
+        f"    - {{workload: prod/{name}, from: team-a, to: team-b, reason: \"PLAT-9: team B owns it\"}}\n"))
+    path.write_text(original.replace("owner: team-a", "owner: team-b"))
+    moved = _apply(config, path)
+    assert moved.code == 0, moved.out + moved.err
+    config.write_text(plain)  # the approval is spent
+    again = _apply(config, path)
+    assert again.code == 0, again.out + again.err
+    path.write_text(original)
+    back = _apply(config, path)
+    assert back.code == 1, back.out + back.err
+    assert "belongs to owner team-b, and this manifest says owner team-a" in back.err
