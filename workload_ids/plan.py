@@ -216,7 +216,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     naming it."""
     if seen is None or seen.marker is None:
         return
-    from .cleanup.provenance import recorded_owner, transfer_believed
+    from .cleanup.provenance import recorded_owner, recorded_source, transfer_believed
     from .markers import source_move_approved
     w = desired.workload
     where = w.loaded.position("metadata", "owner")
@@ -224,7 +224,22 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     if seen.unauthenticated and not seen.misplaced:
         # At our location and naming, but its marker proves nothing (made before markers
         # were authenticated, or tagged by someone else): the manifest authorises apply to
-        # converge and re-mark it, unless the audit log says it is another owner's.
+        # converge and re-mark it, unless the audit log says it is another owner's or is
+        # declared elsewhere (stripping the MAC must not open a takeover).
+        bound, want_source = recorded_source(config, seen), w.marker.source
+        owner = recorded or w.marker.owner
+        if bound and bound != want_source and not source_move_approved(
+                config, w.label, owner, w.marker.owner, bound, want_source):
+            raise ConflictError(
+                f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+                f"owner {owner} and is declared by {bound} (the audit log records it; the identity's "
+                f"marker is not authenticated), but this manifest is {want_source} (owner "
+                f"{w.marker.owner}); apply does not move an identity to another source, so nothing "
+                "was changed",
+                f"if this is another workload, give it its own metadata.name; if the move is "
+                f"intended, the platform team adds guardrails.approvedTransfers: [{{workload: {w.label}, "
+                f"from: {owner}, to: {w.marker.owner}, fromSource: {bound}, toSource: {want_source}, "
+                "reason: ...}] to workload-ids.yaml and you rerun")
         if recorded is None or recorded == w.marker.owner or transfer_believed(config, seen, w.marker.owner):
             return
         raise ConflictError(

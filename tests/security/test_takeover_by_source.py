@@ -149,3 +149,62 @@ def test_an_approved_owner_change_is_what_the_audit_trail_remembers(
     back = _apply(config, path)
     assert back.code == 1, back.out + back.err
     assert "belongs to owner team-b, and this manifest says owner team-a" in back.err
+
+
+def _strip_mac(provider: str, name: str, aws: Any, emulated: dict[str, Any]) -> None:
+    """What anyone with tagging rights (or iam.serviceAccounts.update) can do: remove the
+    marker's MAC, which makes it look like one made before markers were signed."""
+    if provider == "aws":
+        aws.untag_role(RoleName=f"wid_prod_{name}", TagKeys=["workload-ids:mac"])
+    elif provider == "gcp":
+        from workload_ids.model import Marker
+        from workload_ids.providers.gcp import render
+        iam = emulated["gcp"].emulators[0]
+        email = f"{render.account_id('wid', 'prod', name)}@acme-prod.iam.gserviceaccount.com"
+        address = f"projects/acme-prod/serviceAccounts/{email}"
+        text = iam.client().get_service_account(name=address).description
+        iam.client().patch_service_account(request={
+            "service_account": {"name": address,
+                                "description": text.removesuffix(f" mac={Marker.mac_of_text(text)}")},
+            "update_mask": {"paths": ["description"]}})
+    else:
+        from test_attacks_on_every_cloud import RG
+        from test_azure_cleanup import arm_clients
+        msi, _ = arm_clients(emulated["azure"])
+        found = msi.user_assigned_identities.get(RG, f"wid-prod-{name}")
+        tags = {k: v for k, v in (found.tags or {}).items() if k != "workload-ids:mac"}
+        msi.user_assigned_identities.create_or_update(RG, f"wid-prod-{name}",
+                                                      {"location": found.location, "tags": tags})
+
+
+def _everything(provider: str, name: str, aws: Any, emulated: dict[str, Any]) -> str:
+    if provider != "aws":
+        return _state(provider, emulated)
+    role = f"wid_prod_{name}"
+    return repr((aws.get_role(RoleName=role)["Role"],
+                 {p: aws.get_role_policy(RoleName=role, PolicyName=p)["PolicyDocument"]
+                  for p in aws.list_role_policies(RoleName=role)["PolicyNames"]}))
+
+
+@pytest.mark.parametrize("provider", ["aws", *EMULATED])
+def test_a_stripped_mac_does_not_open_a_takeover_from_another_source(
+        provider: str, clouds: dict[str, Any], emulated: dict[str, Any], aws: Any, tmp_path: Path) -> None:
+    """Apply re-marks an identity whose MAC is missing (the upgrade path) only for the
+    owner and the source the audit trail records: team B, with team A's owner in its own
+    file, is still another source."""
+    name = f"mac-{provider}"
+    config = _setup(clouds[provider], tmp_path, provider, name, "audit:\n  path: audit.jsonl\n")
+    _strip_mac(provider, name, aws, emulated)
+    before = _everything(provider, name, aws, emulated)
+    b_file = tmp_path / "team-b" / f"{name}.yaml"
+    b_file.write_text(_team_b(provider, name, "team-a") if provider != "aws" else
+                      _named(CONTROLS["aws"], name).replace("acme/sneaky", "acme/evil-tools"))
+    taken = _apply(config, b_file)
+    assert taken.code == 1, taken.out + taken.err
+    assert (f"is declared by team-a/{name}.yaml (the audit log records it; the identity's marker is not "
+            f"authenticated), but this manifest is team-b/{name}.yaml") in taken.err
+    assert f"fromSource: team-a/{name}.yaml, toSource: team-b/{name}.yaml" in taken.err
+    assert _everything(provider, name, aws, emulated) == before
+    # Team A's own file re-marks it (the upgrade path still works).
+    assert _apply(config, tmp_path / "team-a" / f"{name}.yaml").code == 0
+    assert _apply(config, b_file).code == 1
