@@ -69,6 +69,59 @@ def test_aws_copied_marker_with_a_planted_policy_gets_no_key(aws: Any, aws_vendo
     assert json.loads(planted) == json.loads(OPEN_TO_MALLORY)
 
 
+def _deny_all_but(*exempt: str, action: str = "secretsmanager:GetSecretValue") -> str:
+    """A Deny-only policy in the shape workload-ids writes, leaving ``exempt`` out."""
+    from workload_ids.secrets.aws import POLICY_SID
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": POLICY_SID, "Effect": "Deny", "Principal": "*", "Action": [action], "Resource": "*",
+        "Condition": {"ArnNotLike": {"aws:PrincipalArn": list(exempt)}}}]})
+
+
+ROOT = "arn:aws:iam::123456789012:root"
+MALLORY = "arn:aws:iam::123456789012:user/mallory"
+
+
+@pytest.mark.parametrize(("policy", "why"), [
+    # Deny only, so it "grants nothing": but it leaves mallory out of the deny, and
+    # mallory's own IAM policy (GetSecretValue on *) then reads every value.
+    (_deny_all_but(ROOT, MALLORY), f"exempts {MALLORY} from its deny"),
+    # Deny only, and denies nothing that keeps a reader out.
+    (_deny_all_but(ROOT, action="secretsmanager:DeleteSecret"), "is not the deny workload-ids writes"),
+    (json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*",
+                                                         "Action": "secretsmanager:DeleteSecret",
+                                                         "Resource": "*"}]}),
+     "workload-ids did not write"),
+], ids=["exempts-mallory", "denies-something-else", "no-statement-of-ours"])
+def test_aws_copied_marker_with_a_deny_only_policy_not_ours_gets_no_key(
+        aws: Any, aws_vendor: Path, policy: str, why: str) -> None:
+    tags = _our_tags_then_gone(aws, aws_vendor)
+    sm = _sm()
+    sm.create_secret(Name=SECRET, Tags=tags)
+    sm.put_resource_policy(SecretId=SECRET, ResourcePolicy=policy)
+    result = run_cli("apply", "--auto-approve", str(aws_vendor))
+    _refused(result, why)
+    assert "delete-resource-policy" in result.out + result.err
+    assert _aws_keys(aws) == [] and _versions() == {}
+    assert json.loads(sm.get_resource_policy(SecretId=SECRET)["ResourcePolicy"]) == json.loads(policy)
+
+
+def test_aws_our_deny_rewritten_to_exempt_someone_stops_rotation_until_repaired(
+        aws: Any, aws_vendor: Path) -> None:
+    assert run_cli("apply", "--auto-approve", str(aws_vendor)).code == 0
+    [first] = _aws_keys(aws)
+    sm = _sm()
+    ours = json.loads(sm.get_resource_policy(SecretId=SECRET)["ResourcePolicy"])
+    exempt = ours["Statement"][0]["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    sm.put_resource_policy(SecretId=SECRET, ResourcePolicy=_deny_all_but(*exempt, MALLORY))
+    _refused(run_cli("rotate", "--now", "vendor-sync", str(aws_vendor)), f"exempts {MALLORY}")
+    assert _aws_keys(aws) == [first]
+    # What the message says: delete the policy; the next run writes ours again, then rotates.
+    sm.delete_resource_policy(SecretId=SECRET)
+    assert run_cli("rotate", "--now", "vendor-sync", str(aws_vendor)).code == 0
+    assert json.loads(sm.get_resource_policy(SecretId=SECRET)["ResourcePolicy"]) == ours
+    assert len(_aws_keys(aws)) == 2
+
+
 def test_aws_our_secret_moved_to_a_foreign_kms_key_gets_no_new_key(aws: Any, aws_vendor: Path) -> None:
     assert run_cli("apply", "--auto-approve", str(aws_vendor)).code == 0
     [first] = _aws_keys(aws)
