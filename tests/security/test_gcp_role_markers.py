@@ -122,3 +122,24 @@ def test_a_role_signed_before_roles_were_is_re_marked_by_apply(gcp_keyed: tuple[
     after = _of(iam, "svc-a")
     assert all(len(Marker.mac_of_text(r.description.split("\n", 1)[0])) == 32 for r in after.values())
     assert run_cli("plan", str(folder), "--detailed-exitcode").code == 0
+
+
+def test_a_copy_at_an_id_apply_wants_becomes_exactly_the_role_apply_would_make(
+        gcp_keyed: tuple[Any, Any, Path]) -> None:
+    """The one case where a forged role is written: its id is the workload's own and the
+    permission set's, so apply makes it what it would have created (permissions and
+    signed description), and binds nothing more than the manifest grants."""
+    from test_gcp_render import gcp_workload
+    iam, _, folder = gcp_keyed
+    access = "    - template: object-storage.read\n      resources: [projects/_/buckets/bucket-z]\n"
+    (folder / "svc-e.yaml").write_text(gcp_workload(name="svc-e", owner="team-a", access=access))
+    rid = render.role_id("wid", "prod", "svc-e", ["storage.objects.get", "storage.objects.list"])
+    copied = next(iter(_copies(iam, "svc-a").values()))
+    _plant(iam, rid, render.unsigned_role_description(copied), ["resourcemanager.projects.setIamPolicy"])
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    role = _roles(iam)[rid]
+    assert sorted(role.permissions) == ["storage.objects.get", "storage.objects.list"]
+    marker = render.role_marker(role.description)
+    assert marker is not None and marker.workload == "svc-e"
+    assert len(Marker.mac_of_text(role.description.split("\n", 1)[0])) == 32
+    assert run_cli("plan", str(folder), "--detailed-exitcode").code == 0
