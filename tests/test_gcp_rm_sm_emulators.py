@@ -340,11 +340,34 @@ def test_create_and_get_secret(smc: secretmanager_v1.SecretManagerServiceClient,
     {"secret_id": "bad-annotation", "secret": {"replication": AUTOMATIC, "annotations": {"-x": "y"}}},
     # Unlike Kubernetes annotations, Secret Manager's keys allow no "/" (no domain prefix).
     {"secret_id": "slash", "secret": {"replication": AUTOMATIC, "annotations": {"example.com/k": "v"}}},
+    # A replication's customer-managed key: a crypto key, in global (automatic) or in the
+    # replica's own location.
+    {"secret_id": "cmek-name", "secret": {"replication": {"automatic": {
+        "customer_managed_encryption": {"kms_key_name": "projects/p/keyRings/r/cryptoKeys/k"}}}}},
+    {"secret_id": "cmek-regional", "secret": {"replication": {"automatic": {"customer_managed_encryption": {
+        "kms_key_name": "projects/p/locations/us-east1/keyRings/r/cryptoKeys/k"}}}}},
+    {"secret_id": "cmek-replica", "secret": {"replication": {"user_managed": {"replicas": [{
+        "location": "us-east1", "customer_managed_encryption": {
+            "kms_key_name": "projects/p/locations/europe-west1/keyRings/r/cryptoKeys/k"}}]}}}},
 ])
 def test_invalid_secrets_are_refused(smc: secretmanager_v1.SecretManagerServiceClient, project: str,
                                      request_fields: dict[str, object]) -> None:
     with pytest.raises(gx.InvalidArgument):
         smc.create_secret(request={"parent": f"projects/{project}", **request_fields})
+
+
+def test_a_replication_keeps_its_customer_managed_keys(smc: secretmanager_v1.SecretManagerServiceClient,
+                                                      project: str) -> None:
+    key = "projects/kms/locations/{}/keyRings/r/cryptoKeys/k"
+    made = create(smc, project, "cmek", replication={"user_managed": {"replicas": [
+        {"location": "us-east1", "customer_managed_encryption": {"kms_key_name": key.format("us-east1")}},
+        {"location": "europe-west1"}]}})
+    replicas = smc.get_secret(name=made.name).replication.user_managed.replicas
+    assert [(r.location, r.customer_managed_encryption.kms_key_name) for r in replicas] == [
+        ("us-east1", key.format("us-east1")), ("europe-west1", "")]
+    auto = create(smc, project, "cmek-auto", replication={"automatic": {"customer_managed_encryption": {
+        "kms_key_name": key.format("global")}}})
+    assert auto.replication.automatic.customer_managed_encryption.kms_key_name == key.format("global")
 
 
 def test_add_and_access_versions(smc: secretmanager_v1.SecretManagerServiceClient, project: str) -> None:

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from conftest import run_cli, workload
 
-from workload_ids.calls import CallSeam, FailAt, FailOperation, Killed, RandomFaults, RetryPolicy
+from workload_ids.calls import CallRecord, CallSeam, FailAt, FailOperation, Killed, RandomFaults, RetryPolicy
 from workload_ids.config import load_config
 from workload_ids.errors import WorkloadIdsError
 from workload_ids.keys.fleet import rotate_workloads
@@ -310,7 +310,16 @@ def test_verification_failure_keeps_the_old_key(vendor, aws, monkeypatch, tmp_pa
     at(monkeypatch, 31)
     first = next(iter(keys(aws)))
     seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
-    seam.inject(FailOperation("sts.get_caller_identity", "denied"))
+    # The run's first STS call asks who the tool is (to check the secret's deny policy);
+    # every later one is the new key verifying itself: those fail.
+    seen: list[str] = []
+
+    def new_key_denied(call: CallRecord) -> str | None:
+        if call.operation != "sts.get_caller_identity":
+            return None
+        seen.append(call.operation)
+        return "denied" if len(seen) > 1 else None
+    seam.inject(new_key_denied)
     reports = _rotate([vendor], seam)
     assert reports[0].error and "did not work 3 times in a row" in reports[0].error
     assert keys(aws)[first] == "Active"
@@ -349,7 +358,6 @@ def test_a_run_that_loses_its_lease_stops_before_its_next_change(vendor, aws, mo
     import threading
     import time
 
-    from workload_ids.calls import CallRecord
     from workload_ids.locks import create_lock, interface
     from workload_ids.locks.interface import Holder
     from workload_ids.providers import create_provider

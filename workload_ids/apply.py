@@ -142,13 +142,16 @@ def _calls(plan: Plan) -> int:
     return 0
 
 
-# Changes that write the identity's owner marker: their records name the owner written,
-# so the audit trail, not a tag anyone with tagging rights can edit, says whose an
-# identity is (plan refuses a manifest that would take it over).
-_WRITES_OWNER = frozenset({"create", "update-tags"})
+# Changes that write the identity's owner marker: their records name the owner and the
+# source written, so the audit trail, not a tag anyone with tagging rights can edit, says
+# whose an identity is and where it is declared (plan refuses a manifest that would take
+# it over, even when its marker's MAC was stripped).
+_WRITES_OWNER = frozenset({"create", "update-tags", "update-marker"})  # update-marker: GCP, Azure
 
 
 def _recorded(change: Change) -> dict[str, Any]:
     if change.action in _WRITES_OWNER and change.desired is not None:
-        return {**change.details, "owner": change.desired.workload.marker.owner}
+        marker = change.desired.workload.marker
+        return {**change.details, "owner": marker.owner,
+                **({"source": marker.source} if marker.source else {})}
     return dict(change.details)

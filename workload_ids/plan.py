@@ -52,6 +52,9 @@ class Plan:
     quarantined: list[dict[str, str]] = field(default_factory=list)
     # Grants our identities hold through bindings we did not make: reported, never changed.
     foreign_grants: list[dict[str, Any]] = field(default_factory=list)
+    # Objects at our naming whose marker's MAC does not verify (GCP custom roles that
+    # apply does not want): reported, never changed.
+    forged: list[dict[str, Any]] = field(default_factory=list)
     fleet: bool = False
     calls: int = 0
 
@@ -78,6 +81,7 @@ class Plan:
             "noManifest": [o.as_json() for o in self.no_manifest],
             "quarantined": self.quarantined,
             "foreignGrants": self.foreign_grants,
+            "forged": self.forged,
             "summary": self.summary(),
         }
 
@@ -160,6 +164,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
     orphans: list[Orphan] = []
     quarantined: list[dict[str, str]] = []
     foreign: list[dict[str, Any]] = []
+    forged: list[dict[str, Any]] = []
     done = 0
     for (provider_name, target), items in _grouped(desired).items():
         provider = providers[provider_name]
@@ -182,6 +187,10 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
             if seen is not None and seen.extra.get("foreignGrants"):
                 foreign.append({"workload": d.workload.label, "identity": d.name,
                                 "roles": list(seen.extra["foreignGrants"])})
+            if seen is not None and seen.extra.get("forgedRoles"):
+                wanted_roles = d.objects.get("roles") or {}
+                forged.extend({"workload": d.workload.label, "identity": d.name, "role": rid, "reason": why}
+                              for rid, why in seen.extra["forgedRoles"].items() if rid not in wanted_roles)
             try:
                 _refuse_takeover(d, seen, config)
                 changes.extend(provider.diff(d, observed[d.name]))
@@ -206,7 +215,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
     return Plan(changes=changes, desired=desired, providers=providers, config=config,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
-                quarantined=quarantined, foreign_grants=foreign, fleet=fleet,
+                quarantined=quarantined, foreign_grants=foreign, forged=forged, fleet=fleet,
                 calls=seam.stats.total - start_calls)
 
 
@@ -217,7 +226,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     naming it."""
     if seen is None or seen.marker is None:
         return
-    from .cleanup.provenance import recorded_owner, transfer_believed
+    from .cleanup.provenance import recorded_owner, recorded_source, transfer_believed
     from .markers import source_move_approved
     w = desired.workload
     where = w.source.position("metadata", "owner")
@@ -225,7 +234,22 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     if seen.unauthenticated and not seen.misplaced:
         # At our location and naming, but its marker proves nothing (made before markers
         # were authenticated, or tagged by someone else): the manifest authorises apply to
-        # converge and re-mark it, unless the audit log says it is another owner's.
+        # converge and re-mark it, unless the audit log says it is another owner's or is
+        # declared elsewhere (stripping the MAC must not open a takeover).
+        bound, want_source = recorded_source(config, seen), w.marker.source
+        owner = recorded or w.marker.owner
+        if bound and bound != want_source and not source_move_approved(
+                config, w.label, owner, w.marker.owner, bound, want_source):
+            raise ConflictError(
+                f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+                f"owner {owner} and is declared by {bound} (the audit log records it; the identity's "
+                f"marker is not authenticated), but this manifest is {want_source} (owner "
+                f"{w.marker.owner}); apply does not move an identity to another source, so nothing "
+                "was changed",
+                f"if this is another workload, give it its own metadata.name; if the move is "
+                f"intended, the platform team adds guardrails.approvedTransfers: [{{workload: {w.label}, "
+                f"from: {owner}, to: {w.marker.owner}, fromSource: {bound}, toSource: {want_source}, "
+                "reason: ...}] to workload-ids.yaml and you rerun")
         if recorded is None or recorded == w.marker.owner or transfer_believed(config, seen, w.marker.owner):
             return
         raise ConflictError(
@@ -327,6 +351,10 @@ def render_text(plan: Plan) -> str:
         lines.append(f"! {f['workload']}: {f['identity']} also holds {', '.join(f['roles'])} through "
                      "bindings workload-ids did not make; they are left alone: remove them by hand "
                      "if the workload should not have them")
+    for f in plan.forged:
+        lines.append(f"! {f['workload']}: custom role {f['role']} is forged ({f['reason']}): it is "
+                     "left alone (never changed, unbound or deleted); find out who made it, and "
+                     "delete it by hand if nothing uses it")
     if plan.no_manifest:
         count = len(plan.no_manifest)
         lines.append(f"{count} identit{'y has' if count == 1 else 'ies have'} no manifest "

@@ -38,6 +38,8 @@ class AuditTrail:
     # provider, target, identity -> the owner the tool last wrote (apply) or handed it to
     # (a cleanup transfer)
     owners: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # provider, target, identity -> the source apply last bound it to
+    sources: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def transfer_believed(self, provider: str, target: str, identity: str, manifest_owner: str,
                           current_owner: str) -> bool:
@@ -78,6 +80,7 @@ def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
     deleting: set[tuple[str, str, str, str]] = set()
     transfers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     owners: dict[tuple[str, str, str], str] = {}
+    sources: dict[tuple[str, str, str], str] = {}
     for r in _ok(items):
         where = (str(r.get("provider")), str(r.get("target")), str(r.get("identity")))
         before, after = r.get("before"), r.get("after")
@@ -90,8 +93,10 @@ def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
             owners[where] = str(after.get("owner"))
         elif isinstance(r.get("detail"), dict) and r["detail"].get("owner"):
             owners[where] = str(r["detail"]["owner"])
+            if r["detail"].get("source"):
+                sources[where] = str(r["detail"]["source"])
     return AuditTrail(frozenset(quarantines), frozenset(deleting),
-                      {k: tuple(v) for k, v in transfers.items()}, owners)
+                      {k: tuple(v) for k, v in transfers.items()}, owners, sources)
 
 
 def _ok(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
@@ -132,6 +137,15 @@ def recorded_owner(config: Config, observed: ObservedIdentity) -> str | None:
     if trail is None:
         return None
     return trail.owners.get((observed.provider, observed.target, observed.name))
+
+
+def recorded_source(config: Config, observed: ObservedIdentity) -> str | None:
+    """The source the audit log says apply last bound ``observed`` to, or None when the
+    config keeps no log or the log has none (records from before sources were kept)."""
+    trail = audit_trail(config)
+    if trail is None:
+        return None
+    return trail.sources.get((observed.provider, observed.target, observed.name))
 
 
 def bundle_not_ours(config: Config, bundle: dict[str, Any]) -> str | None:

@@ -163,6 +163,10 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         observed.extend((backend(name), o) for o in backend(name).observe_scope(target, settings=apply))
         dead.extend({"provider": name, "target": target, **g} for g in backend(name).dead_grants(target))
 
+    # Roles beside an identity that carry a copied marker (GCP): never acted on, but said.
+    notes.extend(f"custom role {rid} in {o.target} (at the naming of {o.name}) is forged ({why}): "
+                 "left alone; find out who made it" for _, o in observed
+                 for rid, why in (o.extra.get("forgedRoles") or {}).items())
     directory = open_directory(config)
     owners = None
     if directory is None:

@@ -95,6 +95,7 @@ class SecretsManagerStore:
         self.provider = provider or AwsProvider(config, seam)
         self.client = self.provider.client(target, "secretsmanager")
         self.readers = tuple(config.credentials.secretReaders)
+        self.config = config
         self._version_ids: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
@@ -207,6 +208,12 @@ class SecretsManagerStore:
         if why is None and kms not in _DEFAULT_KMS:
             why = (f"secret {name} is encrypted with KMS key {kms}, not Secrets Manager's own key: "
                    "whoever controls that key's policy could decrypt it")
+        # workload-ids replicates no key secret: a replica is another copy of the key, in a
+        # region and under a KMS key of its own that nobody here checked.
+        replicas = sorted(str(r.get("Region")) for r in doc.get("ReplicationStatus") or [])
+        if why is None and replicas:
+            why = (f"secret {name} is replicated to {', '.join(replicas)} (workload-ids replicates "
+                   "no key secret): each replica is a copy under a KMS key and IAM of its region")
         if why is not None:
             raise refuse_secret(name, why)
         try:
@@ -220,8 +227,63 @@ class SecretsManagerStore:
         if policy and not grants_nothing(policy):
             raise refuse_secret(name, f"secret {name} has a resource policy that grants access "
                                       "(workload-ids writes only Deny statements)")
+        if policy:
+            why = self._not_our_deny(name, policy)
+            if why is not None:
+                raise refuse_secret(name, why)
         if not policy:  # ours, but a crash came between creating it and locking it down
             self._lock_down(name)
+
+    def _exemptions(self) -> set[str]:
+        """Who a deny policy of ours may leave out: the tool's principal now, the tool's
+        own roles (bootstrap's: another of them may have made the secret), the account
+        root and the configured readers."""
+        from ..bootstrap import IDENTITIES
+        from ..bootstrap.aws import tool_name, tool_path
+        caller = self.provider.verify_target(self.target)
+        allowed = set(reader_patterns(caller, self.readers))
+        parts = caller.split(":", 5)
+        if len(parts) == 6:
+            for identity in IDENTITIES:
+                role = tool_name(self.config, identity)
+                allowed |= {f"arn:{parts[1]}:iam::{parts[4]}:role{tool_path(self.config)}{role}",
+                            f"arn:{parts[1]}:iam::{parts[4]}:role/{role}",
+                            f"arn:{parts[1]}:iam::{parts[4]}:role/*/{role}"}
+        return allowed
+
+    def _not_our_deny(self, name: str, policy: str) -> str | None:
+        """Why a deny-only resource policy is not one workload-ids wrote, or None. A deny
+        that leaves someone out is how the secret is kept from everyone else: one that
+        exempts an unknown principal (or denies nothing that matters) would let whoever
+        wrote it read the key with ordinary IAM rights."""
+        statements = json.loads(policy).get("Statement")
+        if isinstance(statements, dict):
+            statements = [statements]
+        ours = [st for st in statements if isinstance(st, dict) and st.get("Sid") == POLICY_SID]
+        redo = (f"delete its resource policy (aws secretsmanager delete-resource-policy --secret-id "
+                f"{name}) and rerun: workload-ids then writes its own")
+        if len(ours) != 1:
+            return (f"secret {name} has a resource policy workload-ids did not write (no {POLICY_SID} "
+                    f"statement); if the secret is ours, {redo}")
+        st = ours[0]
+        actions = st.get("Action")
+        actions = [actions] if isinstance(actions, str) else actions if isinstance(actions, list) else []
+        condition = st.get("Condition")
+        exempt = condition.get("ArnNotLike", {}).get("aws:PrincipalArn") \
+            if isinstance(condition, dict) and set(condition) == {"ArnNotLike"} and \
+            isinstance(condition.get("ArnNotLike"), dict) and \
+            set(condition["ArnNotLike"]) == {"aws:PrincipalArn"} else None
+        exempt = [exempt] if isinstance(exempt, str) else exempt
+        if st.get("Principal") != "*" or st.get("Resource") != "*" or \
+                "secretsmanager:GetSecretValue" not in actions or not isinstance(exempt, list):
+            return (f"secret {name} has a resource policy whose {POLICY_SID} statement is not the "
+                    f"deny workload-ids writes; if the secret is ours, {redo}")
+        unknown = sorted(str(a) for a in exempt if a not in self._exemptions())
+        if unknown:
+            return (f"secret {name} has a resource policy that exempts {', '.join(unknown)} from its "
+                    "deny (neither the tool nor credentials.secretReaders); if they should read it, "
+                    f"add them to credentials.secretReaders, then {redo}")
+        return None
 
     def _lock_down(self, name: str) -> None:
         allowed = reader_patterns(self.provider.verify_target(self.target), self.readers)

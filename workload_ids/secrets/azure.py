@@ -288,7 +288,9 @@ class KeyVaultStore:
         props = secret.properties
         meta = _unpack(props.version or "", props.tags or {})
         if props.content_type != META_TYPE or meta.name != name:
-            raise self._collision(name, metadata_name(name), meta.name)
+            # Another name's index, or not an index at all (whatever its tags claim).
+            raise self._collision(name, metadata_name(name),
+                                  meta.name if props.content_type == META_TYPE else "")
         return meta
 
     @staticmethod

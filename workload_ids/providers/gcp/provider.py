@@ -3,7 +3,11 @@ project-policy bindings (plain or conditional), and the account's own policy for
 Workload Identity Federation. Every call goes through the seam (``GcpClients``).
 
 The ownership marker lives in the service account's and each custom role's description
-(service accounts have no labels), read by ``Marker.from_text`` before any change.
+(service accounts have no labels), read by ``Marker.from_text`` before any change, and is
+believed only with its MAC (``mac=``). A custom role whose MAC does not verify (its
+description copied onto a role someone else made) is ``forged``: never updated, deleted,
+unbound or bundled; apply re-marks one only at an id it wants itself (the workload's and
+the permission set's), which it then converges to exactly the role it would create.
 Project policy edits are read-modify-write with the etag, redone whole on a conflict, and
 touch only our member's entries in bindings of our roles (or, for roles not ours, only
 our own member: a workload holds exactly what its manifest grants).
@@ -43,6 +47,12 @@ from ...signing import SHORT_MAC_LENGTH
 from . import render
 from .clients import GcpClients
 from .retire import GcpRetireMixin, display_tags
+
+# A custom role has no immutable id: its MAC binds the marker to the role's full name,
+# which no other role holds while it exists (GCP keeps a deleted role's id 37 days more).
+ROLE_ID = "custom-role"
+# A role read's key (see _roles_of) when its marker's MAC does not verify.
+ROLE_FORGED = "forged"
 
 # Whole read-modify-write cycles of a project policy before giving up on conflicts.
 POLICY_ATTEMPTS = 10
@@ -98,6 +108,26 @@ class GcpProvider(GcpRetireMixin):
         return check(self.keys.get(project), "gcp", project, account.email, str(account.unique_id),
                      marker, Marker.mac_of_text(account.description), SHORT_MAC_LENGTH)
 
+    def signed_role_description(self, project: str, rid: str, description: str) -> str:
+        """A custom role's description (as rendered) with the MAC of its marker line."""
+        marker = render.role_marker(description)
+        if marker is None:  # pragma: no cover - render writes the marker on every role
+            raise ValueError(f"custom role {rid}: its description carries no marker")
+        return render.signed_role_description(description, sign(
+            self.keys.get(project), "gcp", project, f"projects/{project}/roles/{rid}", ROLE_ID, marker,
+            SHORT_MAC_LENGTH))
+
+    def _role_unauthenticated(self, project: str, rid: str, description: str) -> str | None:
+        """None when a marked custom role's MAC verifies, else why it is forged."""
+        marker = render.role_marker(description)
+        if marker is None:
+            return "its description carries no workload-ids marker"
+        if check(self.keys.get(project), "gcp", project, f"projects/{project}/roles/{rid}", ROLE_ID,
+                 marker, Marker.mac_of_text(description.split("\n", 1)[0]), SHORT_MAC_LENGTH):
+            return ("its marker is not authenticated (no valid mac= in its description; one made "
+                    "before roles were signed gets its MAC at its workload's next apply)")
+        return None
+
     def _ownership(self, project: str, account: Any, marker: Marker | None) -> dict[str, Any]:
         """What the read says about whose the account is (ObservedIdentity.extra keys)."""
         misplaced = render.not_ours(self.prefix, account.email, project, marker) if marker else None
@@ -146,9 +176,12 @@ class GcpProvider(GcpRetireMixin):
     # --- reads -----------------------------------------------------------------------
 
     def _roles_of(self, project: str, base: str) -> dict[str, dict[str, Any]]:
-        """Our custom roles whose id starts with ``base`` (one workload's, or all), paged.
-        A role with our naming but without our marker is not ours: it is left out, so it is
-        never updated, deleted or bundled (creating one of that id is then a conflict)."""
+        """Custom roles whose id starts with ``base`` (one workload's, or all) and whose
+        description carries our marker, paged; descriptions as render writes them (without
+        the MAC). A role with our naming but without our marker is not ours: it is left out,
+        so it is never updated, deleted or bundled (creating one of that id is then a
+        conflict). One whose MAC does not verify is kept with :data:`ROLE_FORGED` saying why:
+        callers believe only the others (:func:`_authentic`)."""
         found: dict[str, dict[str, Any]] = {}
         token = ""  # a page token, not a secret  # nosec B105
         while True:
@@ -158,9 +191,13 @@ class GcpProvider(GcpRetireMixin):
                 rid = role.name.rsplit("/", 1)[1]
                 if rid.startswith(base) and not role.deleted and \
                         render.role_marker(role.description) is not None:
-                    found[rid] = {"title": role.title, "description": role.description,
+                    found[rid] = {"title": role.title,
+                                  "description": render.unsigned_role_description(role.description),
                                   "includedPermissions": sorted(role.included_permissions),
                                   "stage": "GA", "etag": role.etag}
+                    why = self._role_unauthenticated(project, rid, role.description)
+                    if why is not None:
+                        found[rid][ROLE_FORGED] = why
             token = page.next_page_token
             if not token:
                 return found
@@ -230,12 +267,14 @@ class GcpProvider(GcpRetireMixin):
                                  **self._ownership(project, account, marker)}
         if marker is not None:
             try:
-                roles = self._roles_of(project, self._workload_base(desired))
+                read = self._roles_of(project, self._workload_base(desired))
                 policy = self._project_policy(project)
                 account_policy = self._account_policy(desired.address)
             except gx.GoogleAPICallError as exc:
                 raise self._cloud("iam.read", exc) from exc
             member = f"serviceAccount:{account.email}"
+            roles = _authentic(read)
+            extra["forgedRoles"] = _forged(read)
             ours = _role_names(project, roles)
             documents = {
                 "roles": {rid: {k: v for k, v in r.items() if k != "etag"} for rid, r in roles.items()},
@@ -290,10 +329,12 @@ class GcpProvider(GcpRetireMixin):
                 continue
             documents: dict[str, Any] = {}
             ours: set[str] = set()
+            read: dict[str, dict[str, Any]] = {}
             if marker is not None:
                 base = render.role_base(self.prefix, marker.environment, marker.workload)
                 member = f"serviceAccount:{account.email}"
-                mine = {rid: r for rid, r in roles.items() if rid.startswith(base)}
+                read = {rid: r for rid, r in roles.items() if rid.startswith(base)}
+                mine = _authentic(read)
                 ours = _role_names(target, mine)
                 documents = {
                     "roles": {rid: {k: v for k, v in r.items() if k != "etag"} for rid, r in mine.items()},
@@ -307,6 +348,7 @@ class GcpProvider(GcpRetireMixin):
                 settings={"description": account.description, "displayName": account.display_name},
                 extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents,
                        **self._ownership(target, account, marker),
+                       "forgedRoles": _forged(read) if marker else {},
                        "foreignGrants": _foreign(bindings, f"serviceAccount:{account.email}", ours)
                        if marker else []}))
         return observed
@@ -341,12 +383,17 @@ class GcpProvider(GcpRetireMixin):
                 "not create")
         have: dict[str, Any] = observed.extra.get("objects") or {}
         changes: list[Change] = []
-        if have.get("roles") != want["roles"]:
+        # A forged role at an id this workload wants (one made before roles were signed, or
+        # a copy) is re-marked: apply makes it exactly the role it would create. Any other
+        # forged role is left alone (and reported).
+        remark = sorted(set(observed.extra.get("forgedRoles") or {}) & set(want["roles"]))
+        if have.get("roles") != want["roles"] or remark:
             changes.append(change("update-roles", roles={
-                "added": sorted(set(want["roles"]) - set(have.get("roles", {}))),
+                "added": sorted(set(want["roles"]) - set(have.get("roles", {})) - set(remark)),
                 "changed": sorted(r for r in want["roles"] if r in have.get("roles", {})
                                   and have["roles"][r] != want["roles"][r]),
-                "removed": sorted(set(have.get("roles", {})) - set(want["roles"]))}))
+                "removed": sorted(set(have.get("roles", {})) - set(want["roles"])),
+                **({"remarked": remark} if remark else {})}))
         have_bindings = {_binding_key(b) for b in have.get("projectBindings", [])}
         want_bindings = {_binding_key(b) for b in want["projectBindings"]}
         if have_bindings != want_bindings:
@@ -478,14 +525,16 @@ class GcpProvider(GcpRetireMixin):
                 waited += delay
 
     def _converge_roles(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> None:
-        """Create or update every desired role; roles of old permission sets are deleted
-        only after the project policy no longer binds them."""
+        """Create or update (and sign) every desired role; roles of old permission sets are
+        deleted only after the project policy no longer binds them. A forged role is
+        re-marked at a desired id and left alone at any other."""
         project = desired.workload.target
-        have = self._roles_of(project, self._workload_base(desired))
+        read = self._roles_of(project, self._workload_base(desired))
         for rid, role in desired.objects["roles"].items():
-            body = {"title": role["title"], "description": role["description"],
+            body = {"title": role["title"],
+                    "description": self.signed_role_description(project, rid, role["description"]),
                     "included_permissions": role["includedPermissions"], "stage": 2}
-            current = have.get(rid)
+            current = read.get(rid)
             if current is None:
                 try:
                     self.clients.iam.create_role(request={
@@ -494,8 +543,8 @@ class GcpProvider(GcpRetireMixin):
                     self._undelete_or_update(project, rid, body)
             elif {k: v for k, v in current.items() if k != "etag"} != role:
                 self._update_role(f"projects/{project}/roles/{rid}", body, current["etag"])
-        stale = sorted(rid for rid in set(have) - set(desired.objects["roles"])
-                       if render.role_marker(have[rid]["description"]) is not None)
+        have = _authentic(read)
+        stale = sorted(set(have) - set(desired.objects["roles"]))
         if stale:
             self._converge_project_policy(desired, have)
             gone = [r for r in (render.role_resource(have[rid]["description"]) for rid in stale) if r]
@@ -507,7 +556,8 @@ class GcpProvider(GcpRetireMixin):
                         self.clients.iam.delete_role(request={"name": name, "etag": have[rid]["etag"]})
                 except gx.Aborted:  # written meanwhile by a racing run: delete what it holds now
                     role = self.clients.iam.get_role(request={"name": name})
-                    if not role.deleted and render.role_marker(role.description) is not None:
+                    if not role.deleted and \
+                            self._role_unauthenticated(project, rid, role.description) is None:
                         self.clients.iam.delete_role(request={"name": name, "etag": role.etag})
 
     def _undelete_or_update(self, project: str, rid: str, body: dict[str, Any]) -> None:
@@ -549,7 +599,7 @@ class GcpProvider(GcpRetireMixin):
         naming but not our marker."""
         project = desired.workload.target
         if have is None:
-            have = self._roles_of(project, self._workload_base(desired))
+            have = _authentic(self._roles_of(project, self._workload_base(desired)))
         ours = _role_names(project, {**have, **desired.objects["roles"]})
         self._set_project_bindings(project, f"serviceAccount:{desired.name}",
                                    list(desired.objects["projectBindings"]), lambda role: role in ours)
@@ -796,6 +846,16 @@ def _without_mac(description: str) -> str:
     """A marker description as render writes it: without the MAC only the cloud's id makes."""
     mac = Marker.mac_of_text(description)
     return description.removesuffix(f" mac={mac}") if mac else description
+
+
+def _authentic(roles: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The roles of a :meth:`GcpProvider._roles_of` read whose MAC verifies."""
+    return {rid: r for rid, r in roles.items() if ROLE_FORGED not in r}
+
+
+def _forged(roles: Mapping[str, dict[str, Any]]) -> dict[str, str]:
+    """Role id -> why it is forged, for the roles of a read whose MAC does not verify."""
+    return {rid: str(r[ROLE_FORGED]) for rid, r in sorted(roles.items()) if ROLE_FORGED in r}
 
 
 def _role_names(project: str, roles: Mapping[str, Any]) -> set[str]:

@@ -34,6 +34,9 @@ DESCRIPTION_MAX = 256  # a service account's description
 ROLE_TITLE_MAX = 100
 ROLE_DESCRIPTION_MAX = 300
 RESOURCE_LINE = "\nresource="
+# A custom role's marker line also carries " mac=" and a 32-character MAC (see
+# :func:`signed_role_description`), written when the role is written.
+ROLE_MAC_ROOM = len(" mac=") + SHORT_MAC_LENGTH
 CONDITION_TITLE_MAX = 100
 EXPRESSION_MAX = 12_800
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
@@ -149,7 +152,8 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
         rid = role_id(prefix, env, name, [*permissions, f"@{resource}"])
         described = marker + RESOURCE_LINE + resource
         roles[rid] = {"title": title,
-                      "description": described if len(described) <= ROLE_DESCRIPTION_MAX else marker,
+                      "description": described if len(described) + ROLE_MAC_ROOM <= ROLE_DESCRIPTION_MAX
+                      else marker,
                       "includedPermissions": list(permissions), "stage": "GA"}
         resource_bindings.append({"resource": resource, "role": f"projects/{project}/roles/{rid}",
                                   "members": [member]})
@@ -223,6 +227,20 @@ def role_marker(description: str) -> Any:
     """The marker of a custom role's description (its first line), or None."""
     from ...model import Marker
     return Marker.from_text(description.split("\n", 1)[0])
+
+
+def unsigned_role_description(description: str) -> str:
+    """A custom role's description as :func:`desired_objects` writes it: without the MAC
+    its marker line carries in the cloud."""
+    first, sep, rest = description.partition("\n")
+    mac = Marker.mac_of_text(first)
+    return (first.removesuffix(f" mac={mac}") if mac else first) + sep + rest
+
+
+def signed_role_description(description: str, mac: str) -> str:
+    """``description`` (as rendered, or as read) with ``mac`` on its marker line."""
+    first, sep, rest = unsigned_role_description(description).partition("\n")
+    return f"{first} mac={mac}{sep}{rest}"
 
 
 def role_resource(description: str) -> str | None:

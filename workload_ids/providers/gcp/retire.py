@@ -57,6 +57,8 @@ class GcpRetireMixin:
         def _resource_policy(self, resource: str) -> Any: ...
         def _kind_of(self, resource: str) -> str: ...
         def _project_policy(self, project: str) -> Any: ...
+        def signed_role_description(self, project: str, rid: str, description: str) -> str: ...
+        def _update_role(self, name: str, body: dict[str, Any], etag: Any) -> None: ...
         def _account_policy(self, address: str) -> Any: ...
         def _set_project_bindings(self, project: str, member: str,
                                   want: list[dict[str, Any]], ours: Callable[[str], bool]) -> None: ...
@@ -266,7 +268,9 @@ class GcpRetireMixin:
                                 "display_name": bundle["displayName"]},
             "update_mask": {"paths": ["description", "display_name"]}})
         for rid, role in dict(bundle.get("roles") or {}).items():
-            body = {"title": role["title"], "description": role["description"],
+            # Signed anew: a bundle written before roles were signed holds none.
+            body = {"title": role["title"],
+                    "description": self.signed_role_description(project, rid, str(role["description"])),
                     "included_permissions": role["includedPermissions"], "stage": 2}
             name = f"projects/{project}/roles/{rid}"
             try:
@@ -277,6 +281,11 @@ class GcpRetireMixin:
                 if current.deleted:
                     current = self._call("iam.undelete_role", self.clients.iam.undelete_role,
                                          request={"name": name, "etag": current.etag})
+                # The account will be bound to it: it must hold exactly the bundle's
+                # permissions, whoever wrote it meanwhile (a role at our id, as apply does).
+                if (current.title, current.description, sorted(current.included_permissions)) != (
+                        body["title"], body["description"], sorted(body["included_permissions"])):
+                    self._update_role(name, body, current.etag)
             steps.append(f"role {rid}")
         member = f"serviceAccount:{email}"
         self._set_project_bindings(project, member, list(bundle.get("projectBindings") or []),

@@ -15,9 +15,12 @@ rather than falling back); a destroyed version keeps its metadata but loses its 
 payloads are at most 64 KiB and their optional CRC32C is checked; etags are checked on
 update, delete, enable, disable and destroy (stale: ABORTED); lists are newest first,
 paged, and filterable with the documented ``name:``, ``labels.KEY=``, ``labels.KEY:*``,
-``state:`` forms joined by AND / OR / NOT. What is not emulated (regional secrets,
-rotation, topics, expiry, CMEK, delayed destruction, IAM on secrets) is refused with
-UNIMPLEMENTED rather than silently accepted.
+``state:`` forms joined by AND / OR / NOT. A replication's customer-managed key is
+recorded as given, after the checks GCP makes on its name (a Cloud KMS crypto key; in
+``global`` for automatic replication, in the replica's location otherwise); nothing is
+encrypted with it. What is not emulated (regional secrets, rotation, topics, expiry, the
+secret-level CMEK of regional secrets, delayed destruction, IAM on secrets) is refused
+with UNIMPLEMENTED rather than silently accepted.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ _SECRET_ID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _ANNOTATION_KEY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")
 _PROJECT_NAME = re.compile(r"projects/([^/]+)")
+_KMS_KEY = re.compile(r"projects/[^/]+/locations/(?P<location>[^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+")
 _SECRET_NAME = re.compile(r"projects/([^/]+)/secrets/([^/]+)")
 _VERSION_NAME = re.compile(r"projects/([^/]+)/secrets/([^/]+)/versions/([^/]+)")
 # Fields of a Secret this emulator does not model: refused, never silently dropped.
@@ -78,6 +82,17 @@ _UNEMULATED_FIELDS = ("rotation", "expire_time", "ttl", "version_destroy_ttl",
                       "customer_managed_encryption")
 _UPDATABLE = frozenset({"labels", "annotations", "version_aliases"})
 _IMMUTABLE = frozenset({"name", "create_time", "replication", "etag", "secret_type", "tags"})
+
+
+def _check_kms_key(name: str, location: str) -> None:
+    """A replication's customer-managed key: a crypto key's full name, in ``location``."""
+    found = _KMS_KEY.fullmatch(name)
+    if found is None:
+        raise RpcError("INVALID_ARGUMENT", f"Invalid kms_key_name {name!r}: expected "
+                       "projects/*/locations/*/keyRings/*/cryptoKeys/*.")
+    if found["location"] != location:
+        raise RpcError("INVALID_ARGUMENT", f"The Cloud KMS key {name} must be in location "
+                       f"{location}.")
 
 
 # --- CRC32C (Castagnoli), as Secret Manager computes it -------------------------------
@@ -467,9 +482,11 @@ class SecretManagerEmulator:
                 raise RpcError("INVALID_ARGUMENT", "User-managed replication needs at least one "
                                "replica, each with a location.")
         replication = resources.Replication.pb(given.replication)
-        if replication.automatic.HasField("customer_managed_encryption") or any(
-                r.HasField("customer_managed_encryption") for r in replication.user_managed.replicas):
-            raise RpcError("UNIMPLEMENTED", "Customer-managed encryption is not emulated.")
+        if replication.automatic.HasField("customer_managed_encryption"):
+            _check_kms_key(replication.automatic.customer_managed_encryption.kms_key_name, "global")
+        for replica in replication.user_managed.replicas:
+            if replica.HasField("customer_managed_encryption"):
+                _check_kms_key(replica.customer_managed_encryption.kms_key_name, replica.location)
         _check_labels(given.labels)
         _check_annotations(given.annotations)
         with self._lock:
