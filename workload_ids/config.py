@@ -347,6 +347,10 @@ def default_boundary_arn(aws: AwsConfig) -> str:
     return f"arn:aws:iam::{{account}}:policy{aws.rolePath}{name}"
 
 
+# The tool's own identities, one per kind of command (``workload-ids bootstrap`` makes them).
+TOOL_IDENTITIES = ("apply", "rotate", "cleanup", "restore")
+
+
 class Config:
     """A loaded config and the folder its relative paths start from."""
 
@@ -380,6 +384,18 @@ class Config:
         """The CA bundle for Azure endpoints (an emulator's), as an absolute path."""
         bundle = self.data.azure.caBundle
         return str((self.base / bundle).resolve()) if bundle else None
+
+    def aws_tool_path(self) -> str:
+        """Where the tool's own AWS roles and policies live (``workload-ids bootstrap``):
+        beside the workloads' path, never under it, so no workload-ids identity can modify
+        another one's (or its own) policy."""
+        base = self.data.aws.rolePath.rstrip("/")
+        return f"{base}-tool/" if base else "/workload-ids-tool/"
+
+    def aws_tool_name(self, identity: str) -> str:
+        """The name of the tool's own AWS role for ``identity`` (one of TOOL_IDENTITIES)."""
+        prefix = self.data.aws.namePrefix or "workload-ids"
+        return f"{prefix}-tool-{identity}"
 
     def aws_boundary(self) -> str:
         """The permissions boundary every AWS identity gets, ``{account}`` not yet

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-IDENTITIES = ("apply", "rotate", "cleanup", "restore")
+from ..config import TOOL_IDENTITIES as IDENTITIES
+
 PROVIDERS = ("aws", "gcp", "azure")
 # GCP service accounts and custom roles have no labels, so bootstrap's ownership marker
 # is their description (on Azure: a tag on the managed identity, and the role definition's

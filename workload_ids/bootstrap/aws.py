@@ -50,15 +50,13 @@ UNSCOPABLE = ("iam:GetAccountAuthorizationDetails", "iam:ListOpenIDConnectProvid
 
 
 def tool_path(config: Config) -> str:
-    """Where the tool's own roles and policies live: beside the workloads' path, never
-    under it, so no workload-ids identity can modify another one's (or its own) policy."""
-    base = config.aws.rolePath.rstrip("/")
-    return f"{base}-tool/" if base else "/workload-ids-tool/"
+    """See :meth:`Config.aws_tool_path`."""
+    return config.aws_tool_path()
 
 
 def tool_name(config: Config, identity: str) -> str:
-    prefix = config.aws.namePrefix or "workload-ids"
-    return f"{prefix}-tool-{identity}"
+    """See :meth:`Config.aws_tool_name`."""
+    return config.aws_tool_name(identity)
 
 
 def secret_prefix(config: Config) -> str:

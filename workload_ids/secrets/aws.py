@@ -238,15 +238,14 @@ class SecretsManagerStore:
         """Who a deny policy of ours may leave out: the tool's principal now, the tool's
         own roles (bootstrap's: another of them may have made the secret), the account
         root and the configured readers."""
-        from ..bootstrap import IDENTITIES
-        from ..bootstrap.aws import tool_name, tool_path
+        from ..config import TOOL_IDENTITIES
         caller = self.provider.verify_target(self.target)
         allowed = set(reader_patterns(caller, self.readers))
         parts = caller.split(":", 5)
         if len(parts) == 6:
-            for identity in IDENTITIES:
-                role = tool_name(self.config, identity)
-                allowed |= {f"arn:{parts[1]}:iam::{parts[4]}:role{tool_path(self.config)}{role}",
+            for identity in TOOL_IDENTITIES:
+                role = self.config.aws_tool_name(identity)
+                allowed |= {f"arn:{parts[1]}:iam::{parts[4]}:role{self.config.aws_tool_path()}{role}",
                             f"arn:{parts[1]}:iam::{parts[4]}:role/{role}",
                             f"arn:{parts[1]}:iam::{parts[4]}:role/*/{role}"}
         return allowed
