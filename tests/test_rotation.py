@@ -448,6 +448,11 @@ def test_fleet_rotation_step_reads_each_secret_once_in_the_batch(aws, manifests,
                     # the workload lock's, counted apart by the benchmark
                     "secretsmanager.create_secret": 1, "secretsmanager.delete_secret": 1}
     once = {"secretsmanager.list_secrets": 1, "iam.get_account_authorization_details": 1,
-            "iam.list_roles": 1, "secretsmanager.get_secret_value": 1}
-    assert seam.stats.calls == {f"aws:{op}": n * (4 if op in per_workload else 1)
-                                for op, n in {**per_workload, **once}.items()}
+            "iam.list_roles": 1, "secretsmanager.get_secret_value": 1,
+            # who the tool is, for the secrets' deny policies (asked once per account,
+            # however many workloads rotate at once)
+            "sts.get_caller_identity": 1}
+    expected = {f"aws:{op}": n * (4 if op in per_workload else 1) for op, n in per_workload.items()}
+    for op, n in once.items():
+        expected[f"aws:{op}"] = expected.get(f"aws:{op}", 0) + n
+    assert seam.stats.calls == expected

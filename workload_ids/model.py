@@ -489,6 +489,8 @@ class StoredSecret:
     # read of the cloud fills them, never a state the run put together itself.
     kms_key: str | None = field(default=None, compare=False)
     address: str = field(default="", compare=False)
+    # Other regions holding a copy of the secret (AWS replication), as the same read said.
+    replicas: tuple[str, ...] = field(default=(), compare=False)
 
     def current_key(self) -> str | None:
         return next((k for k, stages in self.versions.items() if "AWSCURRENT" in stages

@@ -153,7 +153,8 @@ class SecretsManagerStore:
         # DescribeSecret and ListSecrets both name the KMS key (absent: Secrets Manager's own)
         # and the ARN.
         return StoredSecret(name=name, exists=True, tags=tags, versions=versions, issued_at=issued,
-                            kms_key=str(read.get("KmsKeyId") or ""), address=str(read.get("ARN") or ""))
+                            kms_key=str(read.get("KmsKeyId") or ""), address=str(read.get("ARN") or ""),
+                            replicas=_replicas(read))
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
@@ -202,15 +203,15 @@ class SecretsManagerStore:
                 raise self._fail("secretsmanager.describe_secret", exc) from exc
             found = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
             kms = str(doc.get("KmsKeyId") or "")
+            replicas = _replicas(doc)
         else:
-            found, kms = dict(listed.tags), str(listed.kms_key)
+            found, kms, replicas = dict(listed.tags), str(listed.kms_key), listed.replicas
         why = foreign_marker(name, found, tags)
         if why is None and kms not in _DEFAULT_KMS:
             why = (f"secret {name} is encrypted with KMS key {kms}, not Secrets Manager's own key: "
                    "whoever controls that key's policy could decrypt it")
         # workload-ids replicates no key secret: a replica is another copy of the key, in a
         # region and under a KMS key of its own that nobody here checked.
-        replicas = sorted(str(r.get("Region")) for r in doc.get("ReplicationStatus") or [])
         if why is None and replicas:
             why = (f"secret {name} is replicated to {', '.join(replicas)} (workload-ids replicates "
                    "no key secret): each replica is a copy under a KMS key and IAM of its region")
@@ -324,3 +325,14 @@ class SecretsManagerStore:
             self.client.untag_resource(SecretId=name, TagKeys=keys)
         except ClientError as exc:
             raise self._fail("secretsmanager.untag_resource", exc) from exc
+
+
+def _replicas(read: Mapping[str, Any]) -> tuple[str, ...]:
+    """The other regions a DescribeSecret or ListSecrets answer says hold a copy: its
+    replicas, or the primary when the secret read is itself a replica."""
+    regions = sorted(str(r.get("Region")) for r in read.get("ReplicationStatus") or [])
+    primary = read.get("PrimaryRegion")
+    arn_region = str(read.get("ARN") or "").split(":")[3:4]
+    if primary and [str(primary)] != arn_region:
+        regions.append(f"{primary} (its primary)")
+    return tuple(regions)

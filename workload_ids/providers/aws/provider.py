@@ -273,6 +273,7 @@ class AwsProvider(RetireMixin):
         self._sessions: dict[str, boto3.session.Session] = {}
         self._verifiers: dict[str, SeamClient] = {}
         self._lock = threading.Lock()
+        self._caller_lock = threading.Lock()
         # boto3 documents sessions as unsafe to share between threads, and apply's threads
         # share the account's session to reuse its loaded models: clients are built from it
         # one at a time. The clients themselves are thread-safe and used concurrently.
@@ -652,16 +653,18 @@ class AwsProvider(RetireMixin):
         return arns
 
     def verify_target(self, target: str) -> str:
-        with self._lock:
-            known = self._callers.get(target)
-        if known is None:
-            sts = self.client(target, "sts")
-            try:
-                known = str(sts.get_caller_identity()["Arn"])
-            except ClientError as exc:
-                raise self._cloud("sts.get_caller_identity", exc) from exc
+        # One question per account and run, even when a fleet's threads all ask at once.
+        with self._caller_lock:
             with self._lock:
-                self._callers[target] = known
+                known = self._callers.get(target)
+            if known is None:
+                sts = self.client(target, "sts")
+                try:
+                    known = str(sts.get_caller_identity()["Arn"])
+                except ClientError as exc:
+                    raise self._cloud("sts.get_caller_identity", exc) from exc
+                with self._lock:
+                    self._callers[target] = known
         self._check_account(target, known)
         return known
 
