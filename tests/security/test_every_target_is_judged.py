@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from test_azure_provider import CONTAINER, SUB, TOPIC, azure_workload
 from test_gcp_render import gcp_workload
 
 from workload_ids.audit import records
+from workload_ids.clock import format_time
 from workload_ids.sandbox.gcp.iam import IamEmulator
 from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
 from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
@@ -187,7 +189,8 @@ def _plan(folder: Path) -> dict[str, str | None]:
 
 
 @pytest.mark.parametrize("listed", [True, False], ids=["listed-under-targets", "known-from-audit-log"])
-def test_the_last_workload_of_a_target_is_quarantined(fleet: Fleet, manifests: Any, listed: bool) -> None:
+def test_the_last_workload_of_a_target_is_quarantined_then_deleted(fleet: Fleet, manifests: Any, listed: bool,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _apply(fleet, manifests)
     orphans = set(fleet.held())
     assert len(orphans) == 2 and not any(fleet.held().values())
@@ -202,6 +205,11 @@ def test_the_last_workload_of_a_target_is_quarantined(fleet: Fleet, manifests: A
     applied = run_cli("cleanup", str(folder), "--apply")
     assert applied.code == 0, applied.err + applied.out
     assert fleet.held() == dict.fromkeys(orphans, True)
+    # Like any other leaver: deleted once the grace period (7 days) is over.
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(datetime.now(UTC) + timedelta(days=8)))
+    deleted = run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit")
+    assert deleted.code == 0, deleted.err + deleted.out
+    assert not set(fleet.held()) & orphans
 
 
 def test_a_target_written_to_and_no_longer_readable_stops_the_run(fleet: Fleet, manifests: Any) -> None:
