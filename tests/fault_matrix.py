@@ -282,6 +282,8 @@ def end_state(cloud: Cloud, folder: Path) -> dict[str, Any]:
     key_files = [p for p in folder.glob("*.yaml") if "mode: key" in p.read_text()]
     if key_files:
         for cw in validate(key_files, config).compiled:
+            if not cw.key_mode:  # "mode: key" is also the start of "mode: keyless"
+                continue
             desired = provider.desired(cw)
             keys = provider.list_keys(desired)
             store = create_store(provider.secret_store_name(), config, seam, cw.target, provider)
