@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..calls import ErrorInfo
 from ..errors import UserError
-from .sink import RECORD_NAME, Listing, record_name
+from .sink import Listing, listing_of, record_name
 
 if TYPE_CHECKING:
     from ..calls import CallSeam
@@ -131,19 +131,7 @@ class BlobStore:
             out.extend((b.name, int(b.size or 0)) for b in page)
 
     def listing(self, seam: CallSeam) -> Listing:
-        out = Listing()
-        folder = f"{self.prefix}records/"
-        names = self._names(seam, self.prefix)
-        out.history = any(name.startswith(folder) for name, _ in names)
-        for name, _ in names:
-            if not name.startswith(folder):
-                continue
-            match = RECORD_NAME.match(name[len(folder):])
-            if match is None:
-                out.strays.append(name)
-            else:
-                out.records[int(match.group(1))] = name
-        return out
+        return listing_of(self.prefix, [(name, name) for name, _ in self._names(seam, self.prefix)])
 
     def read(self, seam: CallSeam, seq: int, handle: str) -> bytes:
         blob = self.container.get_blob_client(handle)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..calls import ErrorInfo
-from .sink import RECORD_NAME, Listing, record_name
+from .sink import Listing, listing_of, record_name
 
 if TYPE_CHECKING:
     from ..calls import CallSeam
@@ -90,19 +90,8 @@ class GcsStore:
             out.extend((b.name, int(b.generation or 0)) for b in page)
 
     def listing(self, seam: CallSeam) -> Listing:
-        out = Listing()
-        folder = f"{self.prefix}records/"
-        names = self._names(seam, self.prefix)
-        out.history = any(name.startswith(folder) for name, _ in names)
-        for name, generation in names:
-            if not name.startswith(folder):
-                continue
-            match = RECORD_NAME.match(name[len(folder):])
-            if match is None:
-                out.strays.append(name)
-            else:
-                out.records[int(match.group(1))] = str(generation)
-        return out
+        return listing_of(self.prefix, [(name, str(generation))
+                                        for name, generation in self._names(seam, self.prefix)])
 
     def read(self, seam: CallSeam, seq: int, handle: str) -> bytes:
         blob = self.bucket.blob(f"{self.prefix}records/{record_name(seq)}", generation=int(handle))

@@ -79,6 +79,23 @@ class Listing:
     history: bool = False
 
 
+def listing_of(prefix: str, objects: list[tuple[str, str]]) -> Listing:
+    """The :class:`Listing` of a store that keeps one version per name (GCS, Azure):
+    ``objects`` are (name, what to read it by) under ``prefix``."""
+    out = Listing()
+    folder = f"{prefix}records/"
+    out.history = any(name.startswith(folder) for name, _ in objects)
+    for name, read_by in objects:
+        if not name.startswith(folder):
+            continue
+        match = RECORD_NAME.match(name[len(folder):])
+        if match is None:
+            out.strays.append(name)
+        else:
+            out.records[int(match.group(1))] = read_by
+    return out
+
+
 class ObjectStore(Protocol):
     """One cloud's append-only store, as the signed sink needs it. Every method goes
     through ``seam`` and raises the SDK's own errors (the sink turns them into refusals)."""
