@@ -30,7 +30,7 @@ from test_forged_markers import (
     role_tags,
 )
 
-from workload_ids.audit import auditor_for
+from workload_ids.audit import auditor_for, records
 from workload_ids.markers import AWS_KEY_SECRET, NOT_AUTHENTICATED
 from workload_ids.model import MARK_TAG
 
@@ -352,6 +352,47 @@ def test_aws_restore_refuses_a_bundle_whose_marker_is_not_authenticated(fleet: t
     assert refused.code != 0, refused.out + refused.err
     assert "not authenticated" in refused.out + refused.err
     assert "wid_prod_svc-x" not in [r["RoleName"] for r in iam.list_roles()["Roles"]]
+
+
+@pytest.mark.parametrize("mac", ["none", "invalid"])
+def test_aws_restore_over_an_unsigned_role_with_the_bundles_marker(fleet: tuple[Any, Path],
+                                                                   mac: str) -> None:
+    """What a restore that died between CreateRole and signing leaves, or someone who
+    planted a role with the bundle's tags in that name: with no MAC at all, restore makes
+    it exactly the bundle's (the planted trust and policies go) and only then signs it;
+    with a MAC that does not verify, it is someone else's and is refused untouched."""
+    from conftest import aws_mac_state
+    iam, folder = fleet
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
+    bundle = next(r["before"] for r in records(Path("audit.jsonl"))
+                  if r.get("action") == "restore-bundle" and r.get("identity") == "wid_prod_svc-d")
+    tags = {k: v for k, v in bundle["tags"].items() if k not in (MARK_TAG, "workload-ids:mac")}
+    if mac == "invalid":
+        tags["workload-ids:mac"] = "0" * 64
+    foreign_trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+        "Action": "sts:AssumeRole"}]}
+    iam.create_role(RoleName="wid_prod_svc-d", Path="/workload-ids/",
+                    AssumeRolePolicyDocument=json.dumps(foreign_trust),
+                    Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    iam.put_role_policy(RoleName="wid_prod_svc-d", PolicyName="planted",
+                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                            {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    before = _state(iam, "wid_prod_svc-d")
+    restored = run_cli("restore", "wid_prod_svc-d")
+    if mac == "invalid":
+        assert restored.code != 0 and NOT_AUTHENTICATED in restored.err, restored.out + restored.err
+        assert _state(iam, "wid_prod_svc-d") == before
+        return
+    assert restored.code == 0, restored.out + restored.err
+    role = iam.get_role(RoleName="wid_prod_svc-d")["Role"]
+    assert role["AssumeRolePolicyDocument"] == bundle["trust"]
+    inline = iam.list_role_policies(RoleName="wid_prod_svc-d")["PolicyNames"]
+    assert inline == sorted(bundle["inlinePolicies"])
+    assert aws_mac_state(role) == "valid"
+    assert "interrupted restore" in restored.out
 
 
 def test_aws_legitimate_transfer_re_signs_the_marker(aws: Any, manifests: Any,

@@ -340,6 +340,60 @@ class RetireMixin:
 
     # --- restore -------------------------------------------------------------------
 
+    def _converge_unsigned(self, iam: SeamClient, kind: str, name: str,
+                           bundle: dict[str, Any]) -> list[str]:
+        """Make an existing, unsigned identity exactly the bundle's: nothing it holds that
+        the bundle does not survives (what the bundle holds is put back by the caller)."""
+        steps: list[str] = []
+        param = {"RoleName" if kind == "role" else "UserName": name}
+        if kind == "role":
+            self._run("iam.update_assume_role_policy", lambda: iam.update_assume_role_policy(
+                RoleName=name, PolicyDocument=render.canonical(bundle["trust"])))
+            steps.append("reset trust to the bundle's")
+        if bundle.get("boundary"):
+            put = iam.put_role_permissions_boundary if kind == "role" else iam.put_user_permissions_boundary
+            self._run("iam.put_permissions_boundary", put, **param, PermissionsBoundary=bundle["boundary"])
+        else:
+            drop = iam.delete_role_permissions_boundary if kind == "role" \
+                else iam.delete_user_permissions_boundary
+            self._ignore_missing_value(drop, **param)
+        keep = set(dict(bundle.get("inlinePolicies") or {}))
+        names = self._run("iam.list_policies", getattr(iam, f"list_{kind}_policies"), **param)
+        for policy in names.get("PolicyNames", []):
+            if policy not in keep:
+                self._run("iam.delete_policy", getattr(iam, f"delete_{kind}_policy"),
+                          **param, PolicyName=policy)
+                steps.append(f"delete inline policy {policy}")
+        attached = self._run("iam.list_attached", getattr(iam, f"list_attached_{kind}_policies"), **param)
+        for item in attached.get("AttachedPolicies", []):
+            if item["PolicyArn"] not in set(bundle.get("attachedPolicies") or []):
+                self._run("iam.detach_policy", getattr(iam, f"detach_{kind}_policy"),
+                          **param, PolicyArn=item["PolicyArn"])
+                steps.append(f"detach {item['PolicyArn']}")
+        if kind == "role":
+            profiles = self._run("iam.list_instance_profiles_for_role",
+                                 iam.list_instance_profiles_for_role, RoleName=name)
+            for profile in profiles.get("InstanceProfiles", []):
+                if profile["InstanceProfileName"] not in set(bundle.get("instanceProfiles") or []):
+                    self._run("iam.remove_role_from_instance_profile",
+                              iam.remove_role_from_instance_profile,
+                              InstanceProfileName=profile["InstanceProfileName"], RoleName=name)
+                    steps.append(f"remove from instance profile {profile['InstanceProfileName']}")
+        else:
+            groups = self._run("iam.list_groups_for_user", iam.list_groups_for_user, UserName=name)
+            for group in groups.get("Groups", []):
+                if group["GroupName"] not in set(bundle.get("groups") or []):
+                    self._run("iam.remove_user_from_group", iam.remove_user_from_group,
+                              GroupName=group["GroupName"], UserName=name)
+                    steps.append(f"remove from group {group['GroupName']}")
+            # A restored user has no keys (they cannot be restored); any key is not ours.
+            keys = self._run("iam.list_access_keys", iam.list_access_keys, UserName=name)
+            for key in keys.get("AccessKeyMetadata", []):
+                self._run("iam.delete_access_key", iam.delete_access_key, UserName=name,
+                          AccessKeyId=key["AccessKeyId"])
+                steps.append(f"delete access key {key['AccessKeyId']}")
+        return steps
+
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Recreate a deleted role or user from its bundle; converges when rerun. Access
         keys cannot be restored (AWS never shows a secret twice)."""
@@ -389,9 +443,19 @@ class RetireMixin:
                                     "is impossible until it is removed or renamed") from exc
             found_id = str(existing.get("RoleId" if kind == "role" else "UserId") or "")
             if self.marker_mac(target, name, found_id, found_marker) != found.get(TAG_MAC):
-                raise ConflictError(f"IAM {kind} {name} exists and carries the workload-ids tags but "
-                                    f"{NOT_AUTHENTICATED}", "it is reported as forged and never "
-                                    "modified; find out who tagged it") from exc
+                if TAG_MAC in found or found_marker != marker:
+                    raise ConflictError(f"IAM {kind} {name} exists and carries the workload-ids tags but "
+                                        f"{NOT_AUTHENTICATED}", "it is reported as forged and never "
+                                        "modified; find out who tagged it") from exc
+                # The bundle's own marker and never a MAC: what a restore that died between
+                # creating the identity and signing it leaves. Nothing about it is believed:
+                # it is made exactly the bundle's identity (trust, boundary, policies,
+                # groups and profiles; no keys), and only then signed, so whoever may have
+                # made it instead keeps no way in.
+                steps.extend(self._converge_unsigned(iam, kind, name, bundle))
+                self._remark(iam, kind, name, target, found_id, marker)
+                steps.append(f"{kind} {name} was left unsigned by an interrupted restore: "
+                             "made exactly the bundle's and signed")
             if kind == "role":
                 self._run("iam.delete_role_policy", lambda: self._ignore_missing(
                     iam.delete_role_policy, RoleName=name, PolicyName=QUARANTINE_POLICY))
