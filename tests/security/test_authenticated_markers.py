@@ -759,3 +759,39 @@ def test_azure_bootstrap_key_is_made_once_and_a_foreign_one_refused(tmp_path: Pa
         assert clients.secrets.get_secret(KEY_SECRET).value == "ab" * 32
     finally:
         vault.stop()
+
+
+@pytest.mark.parametrize("mac", ["none", "invalid"])
+def test_azure_restore_over_an_unsigned_identity_with_the_bundles_marker(
+        azure_keyed: tuple[Any, Path], mac: str) -> None:
+    """As on AWS: a managed identity left unsigned by an interrupted restore (or planted
+    with the bundle's tags) gets exactly the bundle's federation before it is signed;
+    one with a MAC that does not verify is refused untouched."""
+    from test_azure_cleanup import arm_clients
+    from test_azure_provider import RG
+    local, folder = azure_keyed
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
+    assert run_cli("cleanup", str(folder), "--apply", "--delete-with-local-audit").code == 0
+    bundle = next(r["before"] for r in records(Path("audit.jsonl"))
+                  if r.get("action") == "restore-bundle" and r.get("identity") == "wid-prod-svc-d")
+    tags = {k: v for k, v in bundle["tags"].items() if k not in (MARK_TAG, "workload-ids:mac")}
+    if mac == "invalid":
+        tags["workload-ids:mac"] = "0" * 64
+    msi, _ = arm_clients(local)
+    msi.user_assigned_identities.create_or_update(RG, "wid-prod-svc-d", {
+        "location": "westeurope", "tags": tags})
+    msi.federated_identity_credentials.create_or_update(RG, "wid-prod-svc-d", "planted", {
+        "issuer": "https://attacker.example", "subject": "me", "audiences": ["api://AzureADTokenExchange"]})
+    before = _azure_identity(local, "wid-prod-svc-d")
+    restored = run_cli("restore", "wid-prod-svc-d")
+    federated = {f.name for f in msi.federated_identity_credentials.list(RG, "wid-prod-svc-d")}
+    if mac == "invalid":
+        assert restored.code != 0 and "not authenticated" in restored.err, restored.out + restored.err
+        assert _azure_identity(local, "wid-prod-svc-d") == before and "planted" in federated
+        return
+    assert restored.code == 0, restored.out + restored.err
+    assert federated == set(bundle["federatedCredentials"])
+    assert "interrupted restore" in restored.out
+    found = by_identity(run_cli("cleanup", str(folder), "--output", "json").out)["wid-prod-svc-d"]
+    assert found["status"] != "forged", found

@@ -19,6 +19,7 @@ from ...errors import ConflictError
 from ...model import (
     MARK_TAG,
     MARKER_KEYS,
+    TAG_MAC,
     TRANSFERRED_FROM_TAG,
     UNAUTHENTICATED,
     Marker,
@@ -246,27 +247,41 @@ class AzureRetireMixin:
             if current is not None and Marker.from_tags(current.tags or {}) is None:
                 raise ConflictError(f"managed identity {name} exists without the workload-ids tags",
                                     "it is never modified; restore under that name is impossible")
+            unsigned = False
             if current is not None:
                 held = dict(current.tags or {})
                 if self._ownership(subscription, name, str(current.principal_id or ""), held,
                                    Marker.from_tags(held)).get(UNAUTHENTICATED):
-                    raise ConflictError(f"managed identity {name} exists and carries the workload-ids tags "
-                                        "but its marker is not authenticated (no valid workload-ids:mac)",
-                                        "it is reported as forged and never modified; find out who tagged it")
+                    if TAG_MAC in held or Marker.from_tags(held) != marker:
+                        raise ConflictError(f"managed identity {name} exists and carries the workload-ids "
+                                            "tags but its marker is not authenticated (no valid "
+                                            "workload-ids:mac)", "it is reported as forged and never "
+                                            "modified; find out who tagged it")
+                    # The bundle's own marker and never a MAC: what a restore that died
+                    # between creating the identity and signing it leaves. Its federated
+                    # credentials are made exactly the bundle's before it is signed, so
+                    # whoever may have made it instead keeps no way in.
+                    unsigned = True
             msi = self.clients.msi(subscription)
             if current is None:
-                current = self.clients.call("msi.user_assigned_identities.create_or_update",
-                                            msi.user_assigned_identities.create_or_update, group, name,
-                                            {"location": bundle["location"], "tags": tags})
+                # Created without a MAC (the bundle's is bound to the old principal) and
+                # signed once its federation is the bundle's: see above for a crash between.
+                current = self.clients.call(
+                    "msi.user_assigned_identities.create_or_update",
+                    msi.user_assigned_identities.create_or_update, group, name,
+                    {"location": bundle["location"],
+                     "tags": {k: v for k, v in tags.items() if k not in (TAG_MAC, MARK_TAG)}})
                 steps.append(f"create managed identity {name}")
-                # A new principal: its marker is bound to it anew.
-                self.write_identity_tags(subscription, group, name, current, tags, [MARK_TAG])
+            elif unsigned:
+                steps.append(f"managed identity {name} was left unsigned by an interrupted restore: "
+                             "made exactly the bundle's and signed")
             else:
-                self.write_identity_tags(subscription, group, name, current, tags, [MARK_TAG])
                 steps.append(f"managed identity {name} exists: converging it")
             principal = str(current.principal_id)
             self.converge_federated(subscription, group, name, dict(bundle.get("federatedCredentials") or {}))
             steps.append("federated credentials")
+            # A new principal: its marker is bound to it anew.
+            self.write_identity_tags(subscription, group, name, current, tags, [MARK_TAG])
         workload = str(bundle.get("workload") or f"{marker.environment}/{marker.workload}")
         self.converge_grants(subscription, principal, marker, roles,
                              assignments_of_roles(subscription, workload, roles), workload)
