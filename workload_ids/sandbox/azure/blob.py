@@ -97,12 +97,13 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..common.clock import Clock
 from .https import Answer, HttpsEmulator, RawBody
 
 if TYPE_CHECKING:
@@ -112,8 +113,6 @@ __all__ = ["OPERATIONS", "STORAGE_SCOPE", "BlobEmulator", "BlobError"]
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
-"""Seconds since the epoch; ``time.time`` unless a test injects its own."""
 Headers = Mapping[str, str]
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"

@@ -47,7 +47,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from .arm import ArmEmulator, Clock
+from ..common.clock import Clock
+from .arm import ArmEmulator
 from .https import Answer, HttpsEmulator
 
 log = logging.getLogger(__name__)

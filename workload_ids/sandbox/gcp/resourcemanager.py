@@ -34,13 +34,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import json_format
 
+from ..common.clock import Clock
+
 if TYPE_CHECKING:
     from google.cloud.resourcemanager_v3 import ProjectsClient
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
-"""Seconds since the epoch; ``time.time`` unless a test injects its own."""
 
 UnknownProjectStatus = Literal["NOT_FOUND", "PERMISSION_DENIED"]
 

@@ -42,8 +42,8 @@ from google.cloud.secretmanager_v1.types import resources, service
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import empty_pb2, json_format
 
+from ..common.clock import Clock
 from .resourcemanager import (
-    Clock,
     FaultInjector,
     HttpRoute,
     JsonHttpServer,

@@ -33,17 +33,17 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from ..common.clock import Clock
 from .resourcemanager import rfc3339
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 PAGE = 1000
 _NOT_MET = "At least one of the pre-conditions you specified did not hold."
 
