@@ -9,9 +9,9 @@ conditional bindings, version-1 reads of conditional policies that rename roles 
 policy changes that become visible to readers only after a propagation delay.
 
 This module also holds the pieces the other GCP emulators share: :class:`RpcError`
-(Google's canonical error codes), :class:`ProjectRegistry` (projects known to one or
-more emulators) and :class:`JsonHttpServer` (a threaded HTTP server that answers in
-Google's JSON error format).
+(Google's canonical error codes, and :func:`rpc_fault` to inject one),
+:class:`ProjectRegistry` (projects known to one or more emulators) and
+:class:`JsonHttpServer` (a threaded HTTP server that answers in Google's JSON error format).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import json_format
 
 from ..common.clock import Clock
+from ..common.faults import FaultInjector
 
 if TYPE_CHECKING:
     from google.cloud.resourcemanager_v3 import ProjectsClient
@@ -261,27 +262,11 @@ def parse_json_request(body: bytes, message: object) -> None:
         raise RpcError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
 
 
-class FaultInjector:
-    """Counts calls by method name and fails the next N calls of a method on request."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: Counter[str] = Counter()
-        self._faults: dict[str, list[RpcError]] = {}
-
-    def inject(self, method: str, status: str, message: str = "injected by the emulator",
-               times: int = 1) -> None:
-        """Make the next ``times`` calls of ``method`` (e.g. ``SetIamPolicy``) fail with ``status``."""
-        with self._lock:
-            self._faults.setdefault(method, []).extend(RpcError(status, message) for _ in range(times))
-
-    def enter(self, method: str) -> None:
-        """Count a call of ``method``; raise an injected fault if one is queued."""
-        with self._lock:
-            self.calls[method] += 1
-            queued = self._faults.get(method)
-            if queued:
-                raise queued.pop(0)
+def rpc_fault(status: str, message: str) -> Callable[[], RpcError]:
+    """What an injected fault answers: a fresh ``RpcError(status, message)`` per call. The
+    status is checked now, so a typo fails the test's set-up rather than the call."""
+    RpcError(status, message)
+    return lambda: RpcError(status, message)
 
 
 # --- IAM policy rules -----------------------------------------------------------------
@@ -407,7 +392,7 @@ class ResourceManagerEmulator:
         self.unknown_project_status: UnknownProjectStatus = unknown_project_status
         self.principal_exists = principal_exists
         self.projects = projects or ProjectRegistry(clock)
-        self.faults = FaultInjector()
+        self.faults: FaultInjector[RpcError] = FaultInjector()
         self._clock = clock
         self._lock = threading.Lock()
         self._policies: dict[str, _PolicyState] = {}
@@ -462,7 +447,7 @@ class ResourceManagerEmulator:
     def inject_error(self, method: str, status: str, message: str = "injected by the emulator",
                      times: int = 1) -> None:
         """Make the next ``times`` calls of ``method`` fail with canonical ``status``."""
-        self.faults.inject(method, status, message, times)
+        self.faults.inject(method, rpc_fault(status, message), times)
 
     def policy(self, project_id: str) -> policy_pb2.Policy:
         """The latest policy of a known project, ignoring propagation (for assertions)."""

@@ -43,8 +43,8 @@ from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import empty_pb2, json_format
 
 from ..common.clock import Clock
+from ..common.faults import FaultInjector
 from .resourcemanager import (
-    FaultInjector,
     HttpRoute,
     JsonHttpServer,
     Project,
@@ -52,6 +52,7 @@ from .resourcemanager import (
     Query,
     RpcError,
     UnknownProjectStatus,
+    rpc_fault,
 )
 
 # What workload_ids.markers.KEY_SECRET names (the sandbox seeds it; see _sandbox_signing_key).
@@ -332,7 +333,7 @@ class SecretManagerEmulator:
         self.unknown_project_status: UnknownProjectStatus = unknown_project_status
         self.default_page_size = default_page_size
         self.projects = projects or ProjectRegistry(clock)
-        self.faults = FaultInjector()
+        self.faults: FaultInjector[RpcError] = FaultInjector()
         self._clock = clock
         self._lock = threading.RLock()
         self._secrets: dict[tuple[str, str], _Secret] = {}
@@ -440,7 +441,7 @@ class SecretManagerEmulator:
     def inject_error(self, method: str, status: str, message: str = "injected by the emulator",
                      times: int = 1) -> None:
         """Make the next ``times`` calls of ``method`` fail with canonical ``status``."""
-        self.faults.inject(method, status, message, times)
+        self.faults.inject(method, rpc_fault(status, message), times)
 
     # secrets
 
