@@ -61,7 +61,7 @@ from grpc_status import rpc_status
 
 from ... import clock as _clock
 from ..common.clock import Clock
-from .grpcserver import GrpcEmulator
+from ..common.grpc import GrpcEmulator
 from .resourcemanager import RpcError, render_policy
 from .resourcepolicy import (
     apply_policy_write,
@@ -892,7 +892,6 @@ class IamEmulator(GrpcEmulator):
         self._port = port
         self._workers = workers
         self._lock = threading.RLock()
-        self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
 
     # -- life cycle --

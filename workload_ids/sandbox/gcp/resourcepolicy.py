@@ -54,7 +54,7 @@ import grpc
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
 
 from ..common.faults import FaultInjector
-from .grpcserver import GrpcEmulator
+from ..common.grpc import GrpcEmulator
 from .resourcemanager import (
     CONCURRENT_CHANGE,
     MAX_POLICY_MEMBERS,
@@ -300,7 +300,6 @@ class ResourcePolicyEmulator(GrpcEmulator):
         self._workers = workers
         self._lock = threading.Lock()
         self._policies: dict[str, policy_pb2.Policy] = {}  # existing resources only
-        self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
         for name in resources:
             self.add_resource(name)
