@@ -24,21 +24,11 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from workload_ids.providers.azure.graph import GraphClient, odata_string, tag_filter
 from workload_ids.sandbox.azure.arm import ArmEmulator, StaticTokenCredential
 from workload_ids.sandbox.azure.graph import GraphEmulator
+from workload_ids.sandbox.common.clock import ManualClock
 
 SUB = "6f1c2a4e-0b7d-4c3e-9a51-2d8e7f0a1b2c"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 MISSING = "0b5e3a52-6c1f-4d7e-9a11-3f2e4d5c6b7a"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def datetime(self) -> datetime:
-        return datetime.fromtimestamp(self.now, UTC)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +60,8 @@ def _tag() -> str:
     return f"wid:test:{uuid.uuid4().hex[:8]}"
 
 
-def _in_a_day(clock: Clock | None = None) -> datetime:
-    return (clock.datetime() if clock else datetime.now(UTC)) + timedelta(days=1)
+def _in_a_day(clock: ManualClock | None = None) -> datetime:
+    return (clock.as_datetime() if clock else datetime.now(UTC)) + timedelta(days=1)
 
 
 def _app_with_principal(graph: GraphClient, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -232,10 +222,10 @@ def test_password_credential_limit() -> None:
 
 
 def test_token_endpoint_accepts_only_a_live_secret() -> None:
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     with GraphEmulator(clock=clock) as emu, _client(emu) as graph:
         app, sp = _app_with_principal(graph, _tag())
-        short = graph.add_password(app["id"], "short", clock.datetime() + timedelta(hours=1))
+        short = graph.add_password(app["id"], "short", clock.as_datetime() + timedelta(hours=1))
         assert graph.client_secret_works(emu.tenant_id, app["appId"], short["secretText"])
         assert not graph.client_secret_works(emu.tenant_id, app["appId"], short["secretText"][:-1] + "#")
         assert not graph.client_secret_works(emu.tenant_id, MISSING, short["secretText"])
@@ -252,10 +242,10 @@ def test_token_endpoint_accepts_only_a_live_secret() -> None:
 
 
 def test_token_endpoint_error_shapes() -> None:
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     with GraphEmulator(clock=clock) as emu, _client(emu) as graph:
         app, sp = _app_with_principal(graph, _tag())
-        secret = graph.add_password(app["id"], "k", clock.datetime() + timedelta(hours=1))["secretText"]
+        secret = graph.add_password(app["id"], "k", clock.as_datetime() + timedelta(hours=1))["secretText"]
 
         def token(client_id: str, client_secret: str) -> HttpResponse:
             return _raw(emu, "POST", f"/{emu.tenant_id}/oauth2/v2.0/token", bearer=False,
@@ -323,7 +313,7 @@ def test_delete_goes_to_deleted_items_and_restore(graph: GraphClient) -> None:
 
 
 def test_permanent_delete_and_soft_delete_expiry() -> None:
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     with GraphEmulator(clock=clock, soft_delete_days=30) as emu, _client(emu) as graph:
         purged, expiring = (graph.create_application(name, []) for name in ("purged", "expiring"))
         graph.delete_application(purged["id"])
@@ -413,7 +403,7 @@ def test_next_link_must_point_back_to_graph(emulator: GraphEmulator, graph: Grap
 
 
 def test_replication_delay_hides_new_objects_and_secrets() -> None:
-    clock = Clock()
+    clock = ManualClock(1_700_000_000.0)
     with GraphEmulator(clock=clock, replication_delay=10) as emu, _client(emu) as graph:
         app = graph.create_application("svc-new", [])
         with pytest.raises(ResourceNotFoundError):
@@ -424,7 +414,7 @@ def test_replication_delay_hides_new_objects_and_secrets() -> None:
         clock.now += 10
         graph.create_service_principal(app["appId"], [])
         clock.now += 10
-        secret = graph.add_password(app["id"], "k", clock.datetime() + timedelta(days=1))["secretText"]
+        secret = graph.add_password(app["id"], "k", clock.as_datetime() + timedelta(days=1))["secretText"]
         assert not graph.client_secret_works(None, app["appId"], secret)
         clock.now += 10
         assert graph.client_secret_works(None, app["appId"], secret)

@@ -27,6 +27,7 @@ from workload_ids.errors import CloudError, ConflictError
 from workload_ids.model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue
 from workload_ids.providers.azure.clients import StaticTokenCredential
 from workload_ids.sandbox.azure.keyvault import KeyVaultEmulator
+from workload_ids.sandbox.common.clock import ManualClock
 from workload_ids.secrets import create_store
 from workload_ids.secrets.azure import KeyVaultStore, metadata_name, vault_name
 
@@ -38,18 +39,10 @@ MARKER = {"workload-ids:managed-by": "workload-ids", "workload-ids:workload": "p
           "workload-ids:manifest-sha256": "ab" * 32}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_790_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Vault:
     emulator: KeyVaultEmulator
-    clock: Clock
+    clock: ManualClock
     config: Config
 
     def client(self, **kwargs: Any) -> SecretClient:
@@ -68,7 +61,7 @@ def quiet(max_attempts: int = 3) -> CallSeam:
 
 @pytest.fixture
 def vault() -> Iterator[Vault]:
-    clock = Clock()
+    clock = ManualClock(1_790_000_000.0)
     with KeyVaultEmulator(clock=clock, page_size=4, tenant_id=TENANT) as emulator:
         config = Config(ConfigFile.model_validate({"azure": {
             "keyVaultUrl": emulator.url, "caBundle": emulator.ca_bundle_path, "sandboxCredentials": True}}),

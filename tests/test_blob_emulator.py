@@ -26,22 +26,15 @@ from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
 from workload_ids.providers.azure.clients import StaticTokenCredential
 from workload_ids.sandbox.azure.blob import BlobEmulator
+from workload_ids.sandbox.common.clock import ManualClock
 
 CONTAINER = "locks"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_790_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
 class Storage:
     emulator: BlobEmulator
-    clock: Clock
+    clock: ManualClock
 
     def container(self, name: str = CONTAINER, **kwargs: Any) -> ContainerClient:
         """A client as a lock would build one: account URL, token credential, CA bundle."""
@@ -55,7 +48,7 @@ class Storage:
 
 @pytest.fixture
 def storage() -> Iterator[Storage]:
-    clock = Clock()
+    clock = ManualClock(1_790_000_000.0)
     with BlobEmulator(clock=clock) as emulator:
         yield Storage(emulator, clock)
 

@@ -16,7 +16,8 @@ from google.cloud.iam_admin_v1 import IAMClient, types
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 
-from workload_ids.sandbox.gcp.iam import IamEmulator, ManualClock
+from workload_ids.sandbox.common.clock import ManualClock
+from workload_ids.sandbox.gcp.iam import IamEmulator
 
 PROJECT = "proj-one"
 KeyType = types.ListServiceAccountKeysRequest.KeyType

@@ -18,7 +18,8 @@ from google.cloud.iam_admin_v1 import IAMClient
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
 from google.type import expr_pb2
 
-from workload_ids.sandbox.gcp.iam import IamEmulator, ManualClock
+from workload_ids.sandbox.common.clock import ManualClock
+from workload_ids.sandbox.gcp.iam import IamEmulator
 from workload_ids.sandbox.gcp.resourcemanager import RpcError
 from workload_ids.sandbox.gcp.resourcepolicy import (
     EMPTY_POLICY_ETAG,

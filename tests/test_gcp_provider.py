@@ -254,7 +254,7 @@ def test_resource_bindings_get_a_role_per_resource_and_movers_revoke_them(
 
 def test_a_new_account_is_awaited_until_gcp_shows_it(tmp_path: Path,
                                                      resources: ResourcePolicyEmulator) -> None:
-    from workload_ids.sandbox.gcp.iam import ManualClock
+    from workload_ids.sandbox.common.clock import ManualClock
     clock = ManualClock()
     iam, rm = IamEmulator(propagation_delay=20.0, clock=clock), ResourceManagerEmulator()
     iam.add_project(PROJECT)

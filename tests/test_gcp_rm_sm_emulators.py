@@ -16,6 +16,7 @@ from google.api_core import exceptions as gx
 from google.cloud import resourcemanager_v3, secretmanager_v1
 from google.iam.v1 import policy_pb2
 
+from workload_ids.sandbox.common.clock import ManualClock
 from workload_ids.sandbox.gcp.resourcemanager import (
     CONCURRENT_CHANGE,
     ProjectRegistry,
@@ -26,19 +27,6 @@ from workload_ids.sandbox.gcp.secretmanager import SecretManagerEmulator, crc32c
 
 State = secretmanager_v1.SecretVersion.State
 _ids = itertools.count(1)
-
-
-class FakeClock:
-    """Seconds since the epoch that move only when a test says so."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +258,7 @@ def test_unknown_project_can_answer_permission_denied_like_real_gcp() -> None:
 
 
 def test_policy_changes_propagate_after_the_delay_on_the_injected_clock() -> None:
-    clock = FakeClock()
+    clock = ManualClock(1_800_000_000.0)
     with ResourceManagerEmulator(propagation_delay=60, clock=clock) as emulator:
         emulator.add_project("slow-project")
         client = emulator.client()

@@ -376,10 +376,10 @@ def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
-    from ..demo import run_demo
+    from ..sandbox.demo import run_demo
     return run_demo(out)
 
 
 def cmd_sandbox(args: argparse.Namespace, out: Output) -> int:
-    from ..sandbox.aws import run_sandbox
+    from ..sandbox.commands import run_sandbox
     return run_sandbox(port=args.port, config_out=args.config_out, out=out)

@@ -43,14 +43,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from ...providers.azure.clients import StaticTokenCredential
+from ..common.clock import Clock
 from .https import HttpsEmulator
 
 __all__ = ["ArmEmulator", "ArmError", "StaticTokenCredential"]
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
-"""Seconds since the epoch; ``time.time`` unless a test injects its own."""
 Query = Mapping[str, Sequence[str]]
 Json = dict[str, Any]
 

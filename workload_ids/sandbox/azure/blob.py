@@ -97,12 +97,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..common.clock import Clock
+from ..common.faults import Fault, FaultInjector
 from .https import Answer, HttpsEmulator, RawBody
 
 if TYPE_CHECKING:
@@ -112,8 +114,6 @@ __all__ = ["OPERATIONS", "STORAGE_SCOPE", "BlobEmulator", "BlobError"]
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
-"""Seconds since the epoch; ``time.time`` unless a test injects its own."""
 Headers = Mapping[str, str]
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
@@ -253,14 +253,6 @@ class _Container:
     immutability: tuple[int, bool] | None = None
 
 
-@dataclass
-class _Fault:
-    operation: str
-    error: BlobError
-    remaining: int
-    applied: bool
-
-
 @dataclass(frozen=True)
 class _Request:
     method: str
@@ -289,9 +281,9 @@ class BlobEmulator(HttpsEmulator):
         self._clock = clock
         self._lock = threading.RLock()
         self._containers: dict[str, _Container] = {}
-        self._faults: list[_Fault] = []
+        self.faults: FaultInjector[BlobError] = FaultInjector()
         self._etags = 0
-        self.calls: Counter[str] = Counter()
+        self.calls: Counter[str] = self.faults.calls
         """Operation name (``"PutBlob"``, ``"LeaseBlob:acquire"``; see :data:`OPERATIONS`) ->
         count; ``"401 challenge"`` for each request without a token."""
 
@@ -341,8 +333,7 @@ class BlobEmulator(HttpsEmulator):
         takes effect first and only its answer is the error, as when a response is lost."""
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}; one of {sorted(OPERATIONS)}")
-        with self._lock:
-            self._faults.append(_Fault(operation, BlobError(status, code, message), times, applied))
+        self.faults.inject(operation, lambda: BlobError(status, code, message), times, applied=applied)
 
     def set_immutability_policy(self, container: str, days: int, *,
                                 allow_protected_append_writes: bool = True) -> None:
@@ -376,30 +367,27 @@ class BlobEmulator(HttpsEmulator):
                   "x-ms-version": version if _VERSION.fullmatch(version) else DEFAULT_VERSION}
         if "x-ms-client-request-id" in lower:
             common["x-ms-client-request-id"] = lower["x-ms-client-request-id"]
-        fault: _Fault | None = None
+        fault: Fault[BlobError] | None = None
         try:
             request = self._route(method, raw_path, lower, headers, body)
             auth = lower.get("authorization", "")
             if not auth.startswith("Bearer ") or not auth[len("Bearer "):].strip():
-                with self._lock:
-                    self.calls["401 challenge"] += 1
+                self.faults.count("401 challenge")
                 challenge = (f"Bearer authorization_uri={AUTHORITY}/{self.tenant_id}/oauth2/authorize "
                              f"resource_id={STORAGE_RESOURCE}")
                 raise BlobError(401, "NoAuthenticationInformation", "Server failed to authenticate the "
                                 "request. Please refer to the information in the www-authenticate header.",
                                 headers={"WWW-Authenticate": challenge})
-            with self._lock:
-                self.calls[request.operation] += 1
-                fault = self._take_fault(request.operation)
+            fault = self.faults.record(request.operation)
             if fault is not None and not fault.applied:
-                raise fault.error
+                raise fault.answer
             self._check_version(version)
             if "x-ms-if-tags" in lower:
                 raise _not_implemented("The x-ms-if-tags condition")
             with self._lock:
                 status, payload, extra = self._dispatch(request)
             if fault is not None:
-                raise fault.error
+                raise fault.answer
             return status, payload, {**common, **extra}
         except BlobError as exc:
             return self._error(exc, method, request_id, common)
@@ -412,15 +400,6 @@ class BlobEmulator(HttpsEmulator):
         if method == "HEAD" or exc.status == 304:
             return exc.status, None, headers
         return exc.status, RawBody(exc.xml_body(request_id, self._clock()), "application/xml"), headers
-
-    def _take_fault(self, operation: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.operation == operation:
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return fault
-        return None
 
     def _route(self, method: str, raw_path: str, lower: Headers, raw: Headers, body: bytes) -> _Request:
         url = urlsplit(raw_path)

@@ -47,7 +47,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from .arm import ArmEmulator, Clock
+from ..common.clock import Clock
+from ..common.faults import FaultInjector, contains
+from .arm import ArmEmulator
 from .https import Answer, HttpsEmulator
 
 log = logging.getLogger(__name__)
@@ -222,13 +224,6 @@ class _Route:
     handler: Handler
 
 
-@dataclass
-class _Throttle:
-    remaining: int
-    retry_after: int
-    label: str | None
-
-
 # A filter clause: a lambda over a collection, ``field eq 'x'``, ``field eq true``, or startswith.
 _STRING = r"'((?:[^']|'')*)'"
 _CLAUSES = [
@@ -304,8 +299,10 @@ class GraphEmulator(HttpsEmulator):
         self._applications: dict[str, _Application] = {}  # object id -> live application
         self._service_principals: dict[str, _ServicePrincipal] = {}  # object id -> live principal
         self._deleted: dict[str, _Object] = {}  # object id -> soft-deleted object
-        self._throttles: list[_Throttle] = []
-        self.calls: Counter[str] = Counter()
+        # A fault's answer is the Retry-After of a 429; it applies to calls whose label
+        # contains the one given.
+        self.faults: FaultInjector[int] = FaultInjector(match=contains)
+        self.calls: Counter[str] = self.faults.calls
         """``"POST applications/{id}/addPassword"`` -> count: what the clients sent."""
         self.tokens_issued = 0
         self._routes = self._make_routes()
@@ -315,8 +312,7 @@ class GraphEmulator(HttpsEmulator):
     def throttle(self, times: int = 1, *, retry_after: int = 1, label: str | None = None) -> None:
         """Answer the next ``times`` requests (those whose call label contains ``label``,
         if given) with 429 and ``Retry-After: retry_after``."""
-        with self._lock:
-            self._throttles.append(_Throttle(times, retry_after, label))
+        self.faults.inject(label, lambda: retry_after, times)
 
     def client_kwargs(self) -> dict[str, Any]:
         """What to pass to ``GraphClient`` (besides the credential) to use this emulator."""
@@ -363,13 +359,11 @@ class GraphEmulator(HttpsEmulator):
             if match is None:
                 continue
             label = f"{method} {route.label}"
-            with self._lock:
-                self.calls[label] += 1
-                throttled = self._take_throttle(label)
+            throttled = self.faults.record(label)
             if throttled is not None:
                 error = GraphError(429, "TooManyRequests", "Too many requests. Retry after the time given in "
                                    "the Retry-After header.")
-                return 429, error.json_body(now), {"Retry-After": str(throttled)}
+                return 429, error.json_body(now), {"Retry-After": str(throttled.answer)}
             try:
                 if route.label != "oauth2/v2.0/token":
                     self._check_bearer(headers)
@@ -389,15 +383,6 @@ class GraphEmulator(HttpsEmulator):
         segment = path.rsplit("/", 1)[-1]
         error = GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
         return 400, error.json_body(now)
-
-    def _take_throttle(self, label: str) -> int | None:
-        for throttle in self._throttles:
-            if throttle.label is None or throttle.label in label:
-                throttle.remaining -= 1
-                if throttle.remaining <= 0:
-                    self._throttles.remove(throttle)
-                return throttle.retry_after
-        return None
 
     @staticmethod
     def _check_bearer(headers: Mapping[str, str]) -> None:

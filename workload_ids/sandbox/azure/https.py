@@ -13,24 +13,20 @@ of the extra headers when they give one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import shutil
-import socket
 import ssl
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import trustme
 
-log = logging.getLogger(__name__)
+from ..common.http import Handler, HttpServer, Reply
+from ..common.served import Served
 
 
 @dataclass(frozen=True)
@@ -53,13 +49,12 @@ class HttpsJsonServer:
         self.name = name
         self.url = ""
         self.ca_bundle_path = ""
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
         self._tmpdir: str | None = None
 
     def start(self, port: int = 0) -> str:
         """Listen on 127.0.0.1:``port`` (0: a free one); return ``https://127.0.0.1:PORT``."""
-        if self._server is not None:
+        if self._http is not None:
             return self.url
         ca = trustme.CA()
         cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -69,28 +64,22 @@ class HttpsJsonServer:
         bundle = Path(self._tmpdir) / "ca.pem"
         ca.cert_pem.write_to_path(str(bundle))
         self.ca_bundle_path = str(bundle)
-        handler = type("Handler", (_Handler,), {"answer": staticmethod(self.handle)})
-        self._server = _Server(("127.0.0.1", port), handler, ctx)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"{self.name}-https",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
+        handler = type("Handler", (_Handler,), {"respond": staticmethod(self.handle)})
+        self._http = HttpServer(handler, thread_name=f"{self.name}-https", tls=ctx)
+        self.url = self._http.start(port)
         return self.url
 
     def stop(self) -> None:
         """Stop listening and remove the CA bundle (idempotent)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server, self._thread = None, None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
 
-class HttpsEmulator:
+class HttpsEmulator(Served):
     """Start, stop and ``with`` for an emulator whose :meth:`handle` answers requests;
     ``url`` and ``ca_bundle_path`` are set once it listens."""
 
@@ -116,24 +105,12 @@ class HttpsEmulator:
             self._server.stop()
             self._server = None
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+class _Handler(Handler):
+    respond: ClassVar[Handle]
 
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connection
-    # Without this each answer waits for the client's delayed ACK (~40 ms a call).
-    disable_nagle_algorithm = True
-    answer: ClassVar[Handle]
-
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        answer = type(self).answer(self.command, self.path, dict(self.headers.items()), body)
+    def answer(self, body: bytes) -> Reply:
+        answer = type(self).respond(self.command, self.path, dict(self.headers.items()), body)
         status, payload = answer[0], answer[1]
         extra: Mapping[str, str] = answer[2] if len(answer) > 2 else {}
         defaults: dict[str, str] = {}
@@ -148,42 +125,7 @@ class _Handler(BaseHTTPRequestHandler):
         defaults["Content-Length"] = str(len(data))
         defaults["x-ms-request-id"] = str(uuid.uuid4())
         replaced = {key.lower() for key in extra}
-        self.send_response(status)
-        for key, value in defaults.items():
-            if key.lower() not in replaced:
-                self.send_header(key, value)
-        for key, value in extra.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        headers = [(key, value) for key, value in defaults.items() if key.lower() not in replaced]
+        return status, [*headers, *extra.items()], data
 
-    do_GET = do_HEAD = do_PUT = do_PATCH = do_POST = do_DELETE = _dispatch
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: tests and the sandbox would otherwise print every request."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Clients keep connections open; waiting for their threads on close would hang stop().
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 context: ssl.SSLContext) -> None:
-        super().__init__(address, handler)
-        self._context = context
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """TLS handshake in the connection's own thread, so one slow client cannot block accept()."""
-        try:
-            tls = self._context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake with %s failed: %s", client_address, exc)
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.shutdown(socket.SHUT_RDWR)
-            tls.close()
+    do_HEAD = Handler._dispatch

@@ -53,13 +53,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
+from ..common.clock import Clock
 from .https import Answer, HttpsEmulator
 
 __all__ = ["KeyVaultEmulator", "KeyVaultError"]
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 Query = Mapping[str, Sequence[str]]
 Json = dict[str, Any]
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..common.clock import Clock
 
 
 @dataclass
@@ -45,7 +46,7 @@ class LocalAzure:
             self._tmpdir = ""
 
 
-def start_local_azure(*, sandbox: bool = True, clock: Callable[[], float] | None = None,
+def start_local_azure(*, sandbox: bool = True, clock: Clock | None = None,
                       replication_delay: float = 0.0) -> LocalAzure:
     """Start ARM, Graph and Key Vault; ``sandbox=False`` makes unknown subscriptions and
     resource groups 404, as tests of those paths need. ``replication_delay`` seconds (on

@@ -60,7 +60,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from ... import clock as _clock
-from .grpcserver import GrpcEmulator
+from ..common.clock import Clock
+from ..common.grpc import GrpcEmulator
 from .resourcemanager import RpcError, render_policy
 from .resourcepolicy import (
     apply_policy_write,
@@ -122,8 +123,12 @@ ROLE_MASK = {"title": "title", "description": "description", "stage": "stage",
 USER_MANAGED = int(types.ListServiceAccountKeysRequest.KeyType.USER_MANAGED)
 SYSTEM_MANAGED = int(types.ListServiceAccountKeysRequest.KeyType.SYSTEM_MANAGED)
 
-Clock = Callable[[], datetime]
 T = TypeVar("T")
+
+
+def _tool_time() -> float:
+    """The tool's own clock (``WORKLOAD_IDS_CLOCK`` honoured) in seconds since the epoch."""
+    return _clock.now().timestamp()
 
 
 class ApiError(Exception):
@@ -204,24 +209,6 @@ class RoleState:
     stage: str
     etag: bytes
     deleted: datetime | None
-
-
-class ManualClock:
-    """A clock for tests: stands still until told to move (thread-safe)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, seconds: float = 0.0, *, days: float = 0.0) -> datetime:
-        """Move forward; returns the new time."""
-        with self._lock:
-            self._now += timedelta(seconds=seconds, days=days)
-            return self._now
 
 
 # --- the records ------------------------------------------------------------------------
@@ -334,7 +321,7 @@ class IamBackend:
 
     def now(self) -> datetime:
         """The time, once what Google has permanently removed by then is forgotten."""
-        now = self.clock()
+        now = datetime.fromtimestamp(self.clock(), UTC)
         self._purge(now)
         return now
 
@@ -878,7 +865,8 @@ class IamEmulator(GrpcEmulator):
     ``propagation_delay``: seconds a new account or key stays invisible to Get and List.
     ``clock``: the time the emulator lives by (undelete windows, propagation); defaults to
     :func:`workload_ids.clock.now` (so a clock frozen by ``WORKLOAD_IDS_CLOCK`` never lets
-    a propagation delay pass); tests pass a :class:`ManualClock`.
+    a propagation delay pass); tests pass a
+    :class:`~workload_ids.sandbox.common.clock.ManualClock`.
     ``key_limit_code``: how the 11th user-managed key is refused. Google sent
     RESOURCE_EXHAUSTED ("Maximum number of keys on account reached.", retry in 86401 s) for
     years; reports since 2023 (firebase-tools PR #6192) show 400 FAILED_PRECONDITION
@@ -894,7 +882,7 @@ class IamEmulator(GrpcEmulator):
                  key_limit_code: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED,
                  port: int = 0, workers: int = 8) -> None:
         self.backend = IamBackend(
-            sandbox=sandbox, propagation_delay=propagation_delay, clock=clock or _clock.now,
+            sandbox=sandbox, propagation_delay=propagation_delay, clock=clock or _tool_time,
             max_service_accounts=max_service_accounts, max_user_keys=max_user_keys,
             key_limit_code=key_limit_code)
         for project in projects:
@@ -904,7 +892,6 @@ class IamEmulator(GrpcEmulator):
         self._port = port
         self._workers = workers
         self._lock = threading.RLock()
-        self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
 
     # -- life cycle --

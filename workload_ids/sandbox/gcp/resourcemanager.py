@@ -9,9 +9,9 @@ conditional bindings, version-1 reads of conditional policies that rename roles 
 policy changes that become visible to readers only after a propagation delay.
 
 This module also holds the pieces the other GCP emulators share: :class:`RpcError`
-(Google's canonical error codes), :class:`ProjectRegistry` (projects known to one or
-more emulators) and :class:`JsonHttpServer` (a threaded HTTP server that answers in
-Google's JSON error format).
+(Google's canonical error codes, and :func:`rpc_fault` to inject one),
+:class:`ProjectRegistry` (projects known to one or more emulators) and
+:class:`JsonHttpServer` (a threaded HTTP server that answers in Google's JSON error format).
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, ClassVar, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import json_format
 
+from ..common.clock import Clock
+from ..common.faults import FaultInjector
+from ..common.http import Handler, HttpServer, Reply
+from ..common.served import Served
+
 if TYPE_CHECKING:
     from google.cloud.resourcemanager_v3 import ProjectsClient
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
-"""Seconds since the epoch; ``time.time`` unless a test injects its own."""
 
 UnknownProjectStatus = Literal["NOT_FOUND", "PERMISSION_DENIED"]
 
@@ -178,15 +179,10 @@ class HttpRoute:
     handler: HttpHandler
 
 
-class _RoutingHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the client reuses its connection
-    # Without this each answer waits for the client's delayed ACK: 44 ms -> 2.7 ms a call.
-    disable_nagle_algorithm = True
+class _RoutingHandler(Handler):
     routes: ClassVar[Sequence[HttpRoute]] = ()
 
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    def answer(self, body: bytes) -> Reply:
         url = urlsplit(self.path)
         path = unquote(url.path)
         query = parse_qs(url.query, keep_blank_values=True)
@@ -205,53 +201,16 @@ class _RoutingHandler(BaseHTTPRequestHandler):
                 status, payload = 500, RpcError("INTERNAL", repr(exc)).json_body()
             break
         data = payload.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _dispatch
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: tests and the sandbox would otherwise print every request."""
+        return status, [("Content-Type", "application/json; charset=UTF-8"),
+                        ("Content-Length", str(len(data)))], data
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Clients keep connections open; waiting for their threads on close would hang stop().
-    block_on_close = False
-
-
-class JsonHttpServer:
+class JsonHttpServer(HttpServer):
     """A threaded HTTP server on 127.0.0.1 that dispatches to ``routes``."""
 
     def __init__(self, routes: Sequence[HttpRoute]) -> None:
-        self._handler = type("Handler", (_RoutingHandler,), {"routes": tuple(routes)})
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
-
-    def start(self, port: int = 0) -> str:
-        """Listen on ``port`` (0: a free one); return ``http://127.0.0.1:PORT``."""
-        if self._server is not None:
-            return self.url
-        self._server = _Server(("127.0.0.1", port), self._handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="gcp-emulator-http",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        return self.url
-
-    def stop(self) -> None:
-        """Stop listening (idempotent)."""
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server, self._thread = None, None
+        super().__init__(type("Handler", (_RoutingHandler,), {"routes": tuple(routes)}),
+                         thread_name="gcp-emulator-http")
 
 
 def parse_json_request(body: bytes, message: object) -> None:
@@ -262,27 +221,11 @@ def parse_json_request(body: bytes, message: object) -> None:
         raise RpcError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}") from None
 
 
-class FaultInjector:
-    """Counts calls by method name and fails the next N calls of a method on request."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls: Counter[str] = Counter()
-        self._faults: dict[str, list[RpcError]] = {}
-
-    def inject(self, method: str, status: str, message: str = "injected by the emulator",
-               times: int = 1) -> None:
-        """Make the next ``times`` calls of ``method`` (e.g. ``SetIamPolicy``) fail with ``status``."""
-        with self._lock:
-            self._faults.setdefault(method, []).extend(RpcError(status, message) for _ in range(times))
-
-    def enter(self, method: str) -> None:
-        """Count a call of ``method``; raise an injected fault if one is queued."""
-        with self._lock:
-            self.calls[method] += 1
-            queued = self._faults.get(method)
-            if queued:
-                raise queued.pop(0)
+def rpc_fault(status: str, message: str) -> Callable[[], RpcError]:
+    """What an injected fault answers: a fresh ``RpcError(status, message)`` per call. The
+    status is checked now, so a typo fails the test's set-up rather than the call."""
+    RpcError(status, message)
+    return lambda: RpcError(status, message)
 
 
 # --- IAM policy rules -----------------------------------------------------------------
@@ -388,7 +331,7 @@ class _PolicyState:
 _PROJECT_PATH = r"/v3/projects/(?P<project>[^/:]+)"
 
 
-class ResourceManagerEmulator:
+class ResourceManagerEmulator(Served):
     """Resource Manager v3 for projects and their IAM policies, over REST on 127.0.0.1.
 
     ``sandbox``: an unknown project is created on first reference (otherwise NOT_FOUND,
@@ -408,7 +351,7 @@ class ResourceManagerEmulator:
         self.unknown_project_status: UnknownProjectStatus = unknown_project_status
         self.principal_exists = principal_exists
         self.projects = projects or ProjectRegistry(clock)
-        self.faults = FaultInjector()
+        self.faults: FaultInjector[RpcError] = FaultInjector()
         self._clock = clock
         self._lock = threading.Lock()
         self._policies: dict[str, _PolicyState] = {}
@@ -434,13 +377,6 @@ class ResourceManagerEmulator:
         """Stop serving; state is kept (start again to serve it)."""
         self._http.stop()
 
-    def __enter__(self) -> ResourceManagerEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def add_project(self, project_id: str) -> Project:
         """Create ``project_id`` (idempotent)."""
         return self.projects.add(project_id)
@@ -463,7 +399,7 @@ class ResourceManagerEmulator:
     def inject_error(self, method: str, status: str, message: str = "injected by the emulator",
                      times: int = 1) -> None:
         """Make the next ``times`` calls of ``method`` fail with canonical ``status``."""
-        self.faults.inject(method, status, message, times)
+        self.faults.inject(method, rpc_fault(status, message), times)
 
     def policy(self, project_id: str) -> policy_pb2.Policy:
         """The latest policy of a known project, ignoring propagation (for assertions)."""

@@ -53,15 +53,16 @@ from typing import Any
 import grpc
 from google.iam.v1 import iam_policy_pb2, iam_policy_pb2_grpc, policy_pb2
 
-from .grpcserver import GrpcEmulator
+from ..common.faults import FaultInjector
+from ..common.grpc import GrpcEmulator
 from .resourcemanager import (
     CONCURRENT_CHANGE,
     MAX_POLICY_MEMBERS,
-    FaultInjector,
     RpcError,
     has_conditions,
     normalize_bindings,
     render_policy,
+    rpc_fault,
 )
 
 SERVICE = "google.iam.v1.IAMPolicy"
@@ -293,13 +294,12 @@ class ResourcePolicyEmulator(GrpcEmulator):
         self.allow_public = allow_public
         self.principal_exists = principal_exists
         self.denied_permissions: set[str] = set()
-        self.faults = FaultInjector()
+        self.faults: FaultInjector[RpcError] = FaultInjector()
         self.host = ""
         self._port = port
         self._workers = workers
         self._lock = threading.Lock()
         self._policies: dict[str, policy_pb2.Policy] = {}  # existing resources only
-        self._server: grpc.Server | None = None
         self._channels: list[grpc.Channel] = []
         for name in resources:
             self.add_resource(name)
@@ -327,7 +327,7 @@ class ResourcePolicyEmulator(GrpcEmulator):
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: one of {', '.join(METHODS)}")
         status = status_code.name if isinstance(status_code, grpc.StatusCode) else status_code
-        self.faults.inject(method, status, message, times)
+        self.faults.inject(method, rpc_fault(status, message), times)
 
     def add_resource(self, name: str) -> None:
         """Make ``name`` exist (idempotent; its policy is kept if it already did)."""

@@ -35,7 +35,6 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -45,9 +44,11 @@ from google.cloud.secretmanager_v1.types import resources, service
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import empty_pb2, json_format
 
+from ..common.clock import Clock
+from ..common.faults import FaultInjector
+from ..common.grpc import GrpcServer
+from ..common.served import Served
 from .resourcemanager import (
-    Clock,
-    FaultInjector,
     HttpRoute,
     JsonHttpServer,
     Project,
@@ -55,6 +56,7 @@ from .resourcemanager import (
     Query,
     RpcError,
     UnknownProjectStatus,
+    rpc_fault,
 )
 
 # What workload_ids.markers.KEY_SECRET names (the sandbox seeds it; see _sandbox_signing_key).
@@ -330,7 +332,7 @@ _REST = (
 )
 
 
-class SecretManagerEmulator:
+class SecretManagerEmulator(Served):
     """Secret Manager v1 on 127.0.0.1, over gRPC and REST, in background threads.
 
     ``sandbox``: an unknown project is created on first reference (otherwise NOT_FOUND,
@@ -347,7 +349,7 @@ class SecretManagerEmulator:
         self.unknown_project_status: UnknownProjectStatus = unknown_project_status
         self.default_page_size = default_page_size
         self.projects = projects or ProjectRegistry(clock)
-        self.faults = FaultInjector()
+        self.faults: FaultInjector[RpcError] = FaultInjector()
         self._clock = clock
         self._lock = threading.RLock()
         self._secrets: dict[tuple[str, str], _Secret] = {}
@@ -378,7 +380,9 @@ class SecretManagerEmulator:
             "GetIamPolicy": _Method(_Pb(iam_policy_pb2.GetIamPolicyRequest), None, self.get_iam_policy),
             "SetIamPolicy": _Method(_Pb(iam_policy_pb2.SetIamPolicyRequest), None, self.set_iam_policy),
         }
-        self._grpc: grpc.Server | None = None
+        self._grpc = GrpcServer(lambda: grpc.method_handlers_generic_handler(
+            SERVICE, {name: self._grpc_handler(name, method) for name, method in self._methods.items()}),
+            workers=16, thread_name="gcp-sm-emulator")
         self._channels: list[grpc.Channel] = []
         self._http = JsonHttpServer([
             HttpRoute(r.http_method, re.compile(r.pattern), self._rest_handler(r)) for r in _REST])
@@ -396,15 +400,7 @@ class SecretManagerEmulator:
 
         Returns the gRPC endpoint ``127.0.0.1:PORT`` (see :attr:`rest_url` for REST).
         """
-        if self._grpc is None:
-            server = grpc.server(futures.ThreadPoolExecutor(max_workers=16,
-                                                            thread_name_prefix="gcp-sm-emulator"))
-            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-                SERVICE, {name: self._grpc_handler(name, method)
-                          for name, method in self._methods.items()}),))
-            bound = server.add_insecure_port(f"127.0.0.1:{port}")
-            server.start()
-            self._grpc, self.grpc_target = server, f"127.0.0.1:{bound}"
+        self.grpc_target = self._grpc.start(port)
         self._http.start(rest_port)
         return self.grpc_target
 
@@ -413,17 +409,9 @@ class SecretManagerEmulator:
         for channel in self._channels:
             channel.close()
         self._channels.clear()
-        if self._grpc is not None:
-            self._grpc.stop(grace=None).wait(5)
-            self._grpc, self.grpc_target = None, ""
+        self._grpc.stop(wait=5)
+        self.grpc_target = ""
         self._http.stop()
-
-    def __enter__(self) -> SecretManagerEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def add_project(self, project_id: str) -> Project:
         """Create ``project_id`` (idempotent)."""
@@ -455,7 +443,7 @@ class SecretManagerEmulator:
     def inject_error(self, method: str, status: str, message: str = "injected by the emulator",
                      times: int = 1) -> None:
         """Make the next ``times`` calls of ``method`` fail with canonical ``status``."""
-        self.faults.inject(method, status, message, times)
+        self.faults.inject(method, rpc_fault(status, message), times)
 
     # secrets
 

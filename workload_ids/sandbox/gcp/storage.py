@@ -33,17 +33,18 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from ..common.clock import Clock
+from ..common.http import Handler, HttpServer, Reply
+from ..common.served import Served
 from .resourcemanager import rfc3339
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 PAGE = 1000
 _NOT_MET = "At least one of the pre-conditions you specified did not hold."
 
@@ -83,7 +84,7 @@ class _Bucket:
     objects: dict[str, _Object] = field(default_factory=dict)
 
 
-class StorageEmulator:
+class StorageEmulator(Served):
     """Buckets and objects on ``http://127.0.0.1:PORT``; point ``storage.Client`` at it with
     ``client_options={"api_endpoint": url}`` and anonymous credentials."""
 
@@ -93,8 +94,7 @@ class StorageEmulator:
         self._lock = threading.RLock()
         self._buckets: dict[str, _Bucket] = {}
         self._generation = int(clock() * 1_000_000)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = HttpServer(type("Handler", (_Handler,), {"emulator": self}), thread_name="gcs-emulator")
         self.url = ""
 
     # --- set-up -------------------------------------------------------------------------
@@ -119,22 +119,13 @@ class StorageEmulator:
                 obj.retain_until = None
 
     def start(self, port: int = 0) -> str:
-        if self._server is None:
-            handler = type("Handler", (_Handler,), {"emulator": self})
-            self._server = _Server(("127.0.0.1", port), handler)
-            self._thread = threading.Thread(target=self._server.serve_forever, name="gcs-emulator",
-                                            kwargs={"poll_interval": 0.05}, daemon=True)
-            self._thread.start()
-            self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        """Listen on 127.0.0.1:``port`` (0: a free one); return ``http://127.0.0.1:PORT``."""
+        self.url = self._http.start(port)
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-            self._server = self._thread = None
+        """Stop listening (idempotent); buckets and objects are kept."""
+        self._http.stop()
 
     def client(self, project: str = "sandbox") -> Any:
         """A ``google.cloud.storage.Client`` on this emulator."""
@@ -412,29 +403,11 @@ def _crc32c(data: bytes) -> str:
     return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(Handler):
     emulator: ClassVar[StorageEmulator]
 
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    def answer(self, body: bytes) -> Reply:
         status, data, headers = self.emulator.handle(self.command, self.path, dict(self.headers), body)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        return status, [*headers.items(), ("Content-Length", str(len(data)))], data
 
-    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _dispatch
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: tests and the sandbox would otherwise print every request."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+    do_HEAD = Handler._dispatch

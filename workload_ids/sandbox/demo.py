@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bundled import bundled_dir
+from ..bundled import bundled_dir
 
 if TYPE_CHECKING:
-    from .cli.console import Output
+    from ..cli.console import Output
 
 MOVER_WORKLOAD = "invoice-worker.yaml"
 KEY_MODE_WORKLOAD = "partner-feed.yaml"
@@ -25,7 +25,7 @@ MOVER_ENTRY = "    - template: metrics.write\n      resources: [Acme/InvoiceWork
 
 def example_trust(examples: Path) -> dict[str, object]:
     """The trust roots the examples' own config lists (their issuers, GitHub owner, project)."""
-    from .config import load_config
+    from ..config import load_config
     return load_config(examples / "workload-ids.yaml").trust.model_dump(exclude_defaults=True)
 
 
@@ -36,7 +36,7 @@ def _step(out: Output, number: int, title: str) -> None:
 
 def run_demo(out: Output) -> int:
     """Run the tour; return the exit code (0 when every step behaved as shown)."""
-    from . import clock
+    from .. import clock
     # The tour moves the clock (rotation, cleanup's grace) against clouds in this process
     # only: a drill by construction.
     previous = clock.enable_override("drill")
@@ -47,18 +47,18 @@ def run_demo(out: Output) -> int:
 
 
 def _tour(out: Output) -> int:
-    from .apply import apply_plan
-    from .calls import CallSeam
-    from .config import Config, ConfigFile
-    from .plan import build_plan, render_text
-    from .sandbox.aws import (
+    from ..apply import apply_plan
+    from ..calls import CallSeam
+    from ..config import Config, ConfigFile
+    from ..plan import build_plan, render_text
+    from ..validate import validate
+    from .aws import (
         SANDBOX_ACCOUNT,
         in_process_aws,
         seed_boundary,
         seed_oidc_providers,
         seed_signing_key,
     )
-    from .validate import validate
 
     with tempfile.TemporaryDirectory(prefix="workload-ids-demo-") as tmp:
         examples = Path(tmp) / "examples"
@@ -149,11 +149,11 @@ def _rotation_tour(out: Output, aws_dir: Path, config: object) -> bool:
     import os
     from datetime import timedelta
 
-    from . import clock
-    from .calls import CallSeam
-    from .config import Config
-    from .keys.fleet import rotate_workloads
-    from .validate import validate
+    from .. import clock
+    from ..calls import CallSeam
+    from ..config import Config
+    from ..keys.fleet import rotate_workloads
+    from ..validate import validate
     assert isinstance(config, Config)
     manifest = aws_dir / KEY_MODE_WORKLOAD
     start = clock.now()
@@ -189,11 +189,11 @@ def _leaver_tour(out: Output, examples: Path, aws_dir: Path) -> bool:
     import os
     from datetime import timedelta
 
-    from . import clock
-    from .calls import CallSeam
-    from .cleanup.restore import restore
-    from .cleanup.workflow import cleanup, render_report
-    from .config import load_config
+    from .. import clock
+    from ..calls import CallSeam
+    from ..cleanup.restore import restore
+    from ..cleanup.workflow import cleanup, render_report
+    from ..config import load_config
     config_file = examples / "workload-ids.yaml"
     config_file.write_text(config_file.read_text(encoding="utf-8")
                            + "credentials: {verify: {interval: 0s}}\n", encoding="utf-8")
@@ -237,7 +237,7 @@ def _leaver_tour(out: Output, examples: Path, aws_dir: Path) -> bool:
             out.text(f"   {step}")
         for note in restored.notes:
             out.text(f"   note: {note}")
-        from .audit import verify
+        from ..audit import verify
         audit_path = config.audit_path()
         assert audit_path is not None
         check = verify(audit_path)
@@ -254,7 +254,7 @@ def _leaver_tour(out: Output, examples: Path, aws_dir: Path) -> bool:
 def _gcp_tour(out: Output, examples: Path) -> bool:
     """Steps 14-15: the GCP examples against a local GCP (the emulators the sandbox uses)."""
     try:
-        from .sandbox.gcp.local import start_local_gcp
+        from .gcp.local import start_local_gcp
         local = start_local_gcp()
     except ModuleNotFoundError:
         out.text("")
@@ -273,7 +273,7 @@ def _azure_tour(out: Output, examples: Path) -> bool:
     """Steps 16-17: the Azure examples (a keyless managed identity and a key-mode
     application whose secret goes to Key Vault) against a local Azure."""
     try:
-        from .sandbox.azure.local import start_local_azure
+        from .azure.local import start_local_azure
         local = start_local_azure()
     except ModuleNotFoundError:
         out.text("")
@@ -292,11 +292,11 @@ def _azure_tour(out: Output, examples: Path) -> bool:
 def _cloud_tour(out: Output, examples: Path, provider: str, settings: dict[str, object], first: int,
                 titles: tuple[str, str]) -> bool:
     """Two steps on one local cloud: plan and apply its examples, then plan again."""
-    from .apply import apply_plan
-    from .calls import CallSeam
-    from .config import Config, ConfigFile
-    from .plan import build_plan, render_text
-    from .validate import validate
+    from ..apply import apply_plan
+    from ..calls import CallSeam
+    from ..config import Config, ConfigFile
+    from ..plan import build_plan, render_text
+    from ..validate import validate
     config = Config(ConfigFile.model_validate({provider: settings,
                                                "credentials": {"verify": {"interval": "0s"}},
                                                "trust": example_trust(examples)}),

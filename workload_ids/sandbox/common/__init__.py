@@ -1,0 +1,1 @@
+"""What every emulator shares: one clock, one fault injector, the HTTP and gRPC server base."""
