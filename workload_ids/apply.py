@@ -32,6 +32,7 @@ class WorkloadResult:
     trace: str | None = None  # where an unexpected failure came from, for --verbose
 
     def as_json(self) -> dict[str, object]:
+        """The workload's outcome as ``apply --format json`` prints it (``key`` only in key mode)."""
         doc: dict[str, object] = {"workload": self.workload, "provider": self.provider,
                                   "identity": self.identity, "applied": self.applied,
                                   "outputs": self.outputs, "error": self.error, "busy": self.busy}
@@ -49,6 +50,7 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
+        """True when no workload failed (busy ones count as failed: they set ``error``)."""
         return all(r.error is None for r in self.results)
 
     @property
@@ -58,6 +60,7 @@ class ApplyResult:
         return bool(failed) and all(r.busy for r in failed)
 
     def as_json(self) -> dict[str, object]:
+        """The run as ``apply --format json`` prints it, with a summary of counts and API calls."""
         return {"results": [r.as_json() for r in self.results],
                 "summary": {"workloads": len(self.results),
                             "changed": sum(1 for r in self.results if r.applied),

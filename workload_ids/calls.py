@@ -40,13 +40,15 @@ class ErrorInfo:
 class ErrorClassifier(Protocol):
     """Reads an SDK exception; returns None for exceptions that are not cloud errors."""
 
-    def __call__(self, exc: BaseException) -> ErrorInfo | None: ...
+    def __call__(self, exc: BaseException) -> ErrorInfo | None:
+        """Classify ``exc``; None when it is not an error of this cloud."""
 
 
 class FaultFactory(Protocol):
     """Builds an exception of the SDK's own type for an injected fault."""
 
-    def __call__(self, kind: str, operation: str) -> BaseException: ...
+    def __call__(self, kind: str, operation: str) -> BaseException:
+        """An exception of the SDK's type that the provider's own handling treats as ``kind``."""
 
 
 class Fault(Protocol):
@@ -56,7 +58,8 @@ class Fault(Protocol):
     ``kill``) or None to let the call through.
     """
 
-    def __call__(self, call: CallRecord) -> str | None: ...
+    def __call__(self, call: CallRecord) -> str | None:
+        """The fault kind to inject into ``call``, or None to let it through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +114,12 @@ class CallStats:
 
     @property
     def total(self) -> int:
+        """Calls made so far across every provider, retries included."""
         with self.lock:
             return sum(self.calls.values())
 
     def by_provider(self, provider: str) -> int:
+        """Calls made so far to ``provider``, retries included."""
         with self.lock:
             return sum(n for op, n in self.calls.items() if op.startswith(provider + ":"))
 
@@ -158,9 +163,11 @@ class CallSeam:
         self._sleep(seconds)
 
     def inject(self, fault: Fault) -> None:
+        """Add a fault rule, checked before every later call (tests and the fault matrix)."""
         self.faults.append(fault)
 
     def classify(self, provider: str, exc: BaseException) -> ErrorInfo | None:
+        """``exc`` read by ``provider``'s classifier; None without one or for a non-cloud error."""
         classifier = self._classifiers.get(provider)
         return classifier(exc) if classifier else None
 
@@ -291,6 +298,7 @@ class FailAt:
         self.kind = kind
 
     def __call__(self, call: CallRecord) -> str | None:
+        """Fault: fails only the ``n``-th call of the run."""
         return self.kind if call.number == self.n else None
 
 
@@ -303,6 +311,7 @@ class FailOperation:
         self.times = times
 
     def __call__(self, call: CallRecord) -> str | None:
+        """Fault: fails calls to ``operation``, at most ``times`` of them when that is set."""
         if call.operation != self.operation:
             return None
         if self.times is not None:
@@ -322,6 +331,7 @@ class RandomFaults:
         self._lock = threading.Lock()
 
     def __call__(self, call: CallRecord) -> str | None:
+        """Fault: throttles or fails a random share (thread-safe; a seed repeats the same run)."""
         with self._lock:
             roll = self._random.random()
         if roll < self.throttle:
@@ -358,6 +368,7 @@ class EventuallyConsistent:
         return None
 
     def __call__(self, call: CallRecord) -> str | None:
+        """Fault: answers "not found" for a name until it has existed long enough, as a lagging cloud does."""
         verb = call.operation.rsplit(".", 1)[-1]
         name = self._name(call)
         if name is None:

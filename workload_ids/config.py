@@ -366,18 +366,22 @@ class Config:
         return self.positions.get(dotted)
 
     def template_dirs(self) -> list[Path]:
+        """``templates:`` folders as absolute paths, relative ones read from the config's folder."""
         return [(self.base / p).resolve() for p in self.data.templates]
 
     @property
     def aws(self) -> AwsConfig:
+        """The ``aws:`` section (its defaults when the file has none)."""
         return self.data.aws
 
     @property
     def gcp(self) -> GcpConfig:
+        """The ``gcp:`` section (its defaults when the file has none)."""
         return self.data.gcp
 
     @property
     def azure(self) -> AzureConfig:
+        """The ``azure:`` section (its defaults when the file has none)."""
         return self.data.azure
 
     def azure_ca_bundle(self) -> str | None:
@@ -430,10 +434,12 @@ class Config:
 
     @property
     def guardrails(self) -> Guardrails:
+        """The ``guardrails:`` section (its defaults when the file has none)."""
         return self.data.guardrails
 
     @property
     def teams(self) -> dict[str, Team]:
+        """The ``teams:`` section by team name; empty when the file has none."""
         return self.data.teams
 
     def catalog_extra(self) -> Extra:
@@ -444,18 +450,22 @@ class Config:
 
     @property
     def trust(self) -> TrustConfig:
+        """The ``trust:`` section (its defaults when the file has none)."""
         return self.data.trust
 
     @property
     def calls(self) -> CallsConfig:
+        """The ``calls:`` section: retries and timeouts of cloud calls."""
         return self.data.calls
 
     @property
     def credentials(self) -> CredentialsConfig:
+        """The ``credentials:`` section: key mode's rotation, secret names and lock timeout."""
         return self.data.credentials
 
     @property
     def cleanup(self) -> CleanupConfig:
+        """The ``cleanup:`` section: grace periods and owner fallbacks, as text durations."""
         return self.data.cleanup
 
     def audit_path(self) -> Path | None:

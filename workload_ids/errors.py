@@ -79,6 +79,7 @@ class InputErrors(UserError):
         super().__init__(f"{len(items)} problem(s) in the input")
 
     def diagnostics(self) -> str:
+        """Every diagnostic, one ``FILE:LINE:COLUMN`` line each, in the order found."""
         return "\n".join(str(d) for d in self.items)
 
 
@@ -90,6 +91,7 @@ class ConflictError(UserError):
         super().__init__(message)
 
     def diagnostics(self) -> str:
+        """The conflict and what to do about it, as the CLI prints it."""
         return f"{self}\n  what to do: {self.hint}"
 
 
@@ -115,6 +117,7 @@ class CloudError(WorkloadIdsError):
         super().__init__(f"{operation} failed: {code}: {message}")
 
     def diagnostics(self) -> str:
+        """The cloud's error and, when known, what to do about it, as the CLI prints it."""
         return f"{self}\n  what to do: {self.hint}" if self.hint else str(self)
 
 

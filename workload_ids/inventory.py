@@ -37,6 +37,7 @@ class InventoryRow:
     forged: str | None = None  # why an identity with our marker is not ours (never touched)
 
     def as_json(self) -> dict[str, Any]:
+        """The row as ``inventory --format json`` prints it; key fields only for key-mode identities."""
         doc: dict[str, Any] = {"provider": self.provider, "target": self.target, "kind": self.kind,
                "identity": self.identity, "workload": self.workload,
                "environment": self.environment, "owner": self.owner,

@@ -74,6 +74,7 @@ class Marker:
     source: str = ""  # team:NAME or the manifest's path; "" on identities marked before sources
 
     def as_tags(self) -> dict[str, str]:
+        """The marker as the tags (labels, annotations) written on the identity."""
         tags = {
             TAG_MANAGED_BY: MANAGED_BY,
             TAG_WORKLOAD: self.workload,
@@ -304,6 +305,7 @@ class ObservedIdentity:
 
     @property
     def marker(self) -> Marker | None:
+        """Our marker from the tags; None when the identity does not carry one."""
         return Marker.from_tags(self.tags)
 
     @property
@@ -357,6 +359,7 @@ class Change:
     observed: ObservedIdentity | None = None
 
     def as_json(self) -> dict[str, Any]:
+        """The change as ``plan --format json`` prints it."""
         return {
             "workload": self.workload,
             "provider": self.provider,
@@ -399,6 +402,7 @@ class QuarantineMark:
     keys: tuple[str, ...] = field(default=())
 
     def due(self, now: datetime) -> bool:
+        """True when the identity may be deleted at ``now``; never for marks without a deadline."""
         return self.delete_after is not None and now >= self.delete_after
 
 
@@ -493,12 +497,15 @@ class StoredSecret:
     replicas: tuple[str, ...] = field(default=(), compare=False)
 
     def current_key(self) -> str | None:
+        """The key id of the current version (AWSCURRENT, or our stores' ``current``); None if none."""
         return next((k for k, stages in self.versions.items() if "AWSCURRENT" in stages
                      or "current" in stages), None)
 
     def previous_key(self) -> str | None:
+        """The key id of the previous version (AWSPREVIOUS, or ``previous``); None if none."""
         return next((k for k, stages in self.versions.items() if "AWSPREVIOUS" in stages
                      or "previous" in stages), None)
 
     def issued(self) -> set[str]:
+        """Every key id the store holds a version for."""
         return set(self.versions)

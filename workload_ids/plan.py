@@ -35,6 +35,7 @@ class Orphan:
     owner: str
 
     def as_json(self) -> dict[str, str]:
+        """The identity without a manifest as ``plan --format json`` prints it."""
         return {"provider": self.provider, "target": self.target, "identity": self.identity,
                 "workload": self.workload, "owner": self.owner}
 
@@ -60,9 +61,11 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
+        """True when apply would change something (``plan --detailed-exitcode`` exits 2)."""
         return bool(self.changes)
 
     def summary(self) -> dict[str, int]:
+        """Counts of workloads created, updated and unchanged, changes and API calls."""
         touched = {c.workload for c in self.changes}
         created = {c.workload for c in self.changes if c.action == "create"}
         return {
@@ -76,6 +79,7 @@ class Plan:
         }
 
     def as_json(self) -> dict[str, Any]:
+        """The plan as ``plan --format json`` prints it."""
         return {
             "changes": [c.as_json() for c in self.changes],
             "noManifest": [o.as_json() for o in self.no_manifest],
@@ -109,6 +113,7 @@ class ScopePrefetch:
                                                            thread_name_prefix="prefetch")
 
     def __call__(self, provider_name: str, target: str) -> None:
+        """Start reading ``target`` in the background unless it already is (or the provider is unknown)."""
         key = (provider_name, target)
         if key in self._futures or provider_name not in REGISTRY:
             return
@@ -117,6 +122,7 @@ class ScopePrefetch:
         self._futures[key] = self._pool.submit(self.providers[provider_name].observe_scope, target)
 
     def scope(self, provider_name: str, target: str) -> list[ObservedIdentity] | None:
+        """The scope read for ``target`` (waits for it); None when it was never started."""
         future = self._futures.get((provider_name, target))
         return future.result() if future is not None else None
 

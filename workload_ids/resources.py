@@ -35,6 +35,7 @@ class ResourceKind:
 
     @property
     def pattern(self) -> re.Pattern[str]:
+        """The kind's pattern, compiled on first use; case-insensitive for Azure."""
         return _compiled(self.source, re.IGNORECASE if self.provider == "azure" else 0)
 
 

@@ -61,6 +61,7 @@ class SigningKey:
 
     @staticmethod
     def from_stored(text: str, where: str) -> SigningKey:
+        """Parse a stored key (64 hex characters); raises SigningKeyError naming ``where`` otherwise."""
         value = text.strip()
         if not _HEX_KEY.match(value):
             raise SigningKeyError(

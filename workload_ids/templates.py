@@ -89,6 +89,7 @@ class Template:
 
     @property
     def name(self) -> str:
+        """The template's name, as manifests refer to it."""
         return self.spec.name
 
     def kinds(self, provider: str) -> tuple[str, ...]:
@@ -169,9 +170,11 @@ class TemplateSet:
         self.warnings = warnings or []
 
     def get(self, name: str) -> Template | None:
+        """The template named ``name``; None when no template folder has it."""
         return self._templates.get(name)
 
     def names(self) -> list[str]:
+        """Every template's name, sorted (for "did you mean" messages and listings)."""
         return sorted(self._templates)
 
     def __iter__(self) -> Any:

@@ -39,9 +39,11 @@ class Validation:
 
     @property
     def errors(self) -> list[Diagnostic]:
+        """The diagnostics that fail validation (errors and guardrail refusals); warnings are left out."""
         return [d for d in self.diagnostics if d.severity in ("error", "guardrail")]
 
     def raise_for_errors(self) -> None:
+        """Raise InputErrors with every error at once, so the user fixes them in one pass."""
         if self.errors:
             raise InputErrors(self.errors)
 

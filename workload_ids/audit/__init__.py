@@ -45,6 +45,7 @@ def canonical(record: Mapping[str, Any]) -> str:
 
 
 def digest(record: Mapping[str, Any]) -> str:
+    """SHA-256 hex of the record's canonical text: the value stored as its ``hash``."""
     return hashlib.sha256(canonical(record).encode()).hexdigest()
 
 
@@ -92,17 +93,21 @@ class JsonlAuditLog:
         self._lock = threading.Lock()
 
     def prepare(self) -> None:
+        """AuditSink.prepare: opens (and creates 0600) the file now, so a bad path fails before any change."""
         os.close(_open_log(self.path))
 
     def records(self) -> Iterator[dict[str, Any]]:
+        """AuditSink.records: the file's records in order; none when the file does not exist yet."""
         if not self.path.is_file():
             return iter(())
         return records(self.path)
 
     def verify(self, expect_head: str | None = None) -> Verification:
+        """AuditSink.verify; with no anchor here, a cut end shows only against ``expect_head``."""
         return verify(self.path, expect_head)
 
     def version(self) -> object:
+        """AuditSink.version: the file's path, mtime and size (None when it cannot be read)."""
         try:
             st = self.path.stat()
         except OSError:
@@ -110,6 +115,7 @@ class JsonlAuditLog:
         return (str(self.path), st.st_mtime_ns, st.st_size)
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """AuditSink.append, under an exclusive flock so concurrent local runs keep one chain."""
         with self._lock, os.fdopen(_open_log(self.path), "a+", encoding="utf-8") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -247,6 +253,7 @@ class Auditor:
     def record(self, *, workload: str, provider: str, target: str, identity: str, action: str,
                before: Any = None, after: Any = None, result: str = "ok",
                detail: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """Store one change with its actor and cloud caller; None (nothing written) without a sink."""
         if self.sink is None:
             return None
         caller = self.callers.get((provider, target))

@@ -40,11 +40,13 @@ def classify(exc: BaseException) -> ErrorInfo | None:
 
 
 def make_fault(kind: str, operation: str) -> BaseException:
+    """An azure-core exception for a fault injected into a sink call (tests, fault matrix)."""
     from ..providers.azure.clients import make_fault as azure_fault
     return azure_fault(kind, operation)
 
 
 def register(seam: CallSeam) -> None:
+    """Let ``seam`` classify and fault the blob sink's calls, so they retry like the provider's."""
     seam.register(PROVIDER, classify, make_fault)
 
 
@@ -111,6 +113,7 @@ class BlobStore:
         return seam.call(PROVIDER, f"blob.{operation}", fn, *args, **kwargs)
 
     def append_only(self, seam: CallSeam) -> str | None:
+        """ObjectStore.append_only: needs an immutability policy or versioned WORM on the container."""
         props = self._call(seam, "get_container_properties", self.container.get_container_properties)
         if props.has_immutability_policy or getattr(props, "immutable_storage_with_versioning_enabled",
                                                     False):
@@ -131,13 +134,16 @@ class BlobStore:
             out.extend((b.name, int(b.size or 0)) for b in page)
 
     def listing(self, seam: CallSeam) -> Listing:
+        """ObjectStore.listing: a blob's name is its handle (immutability keeps it unreplaced)."""
         return listing_of(self.prefix, [(name, name) for name, _ in self._names(seam, self.prefix)])
 
     def read(self, seam: CallSeam, seq: int, handle: str) -> bytes:
+        """ObjectStore.read: downloads the record blob named by ``handle``."""
         blob = self.container.get_blob_client(handle)
         return bytes(self._call(seam, "download_blob", lambda: blob.download_blob().readall()))
 
     def create(self, seam: CallSeam, seq: int, data: bytes) -> bool:
+        """ObjectStore.create: an upload with overwrite off; False when the blob already exists."""
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import ContentSettings
         blob = self.container.get_blob_client(f"{self.prefix}records/{record_name(seq)}")
@@ -153,6 +159,7 @@ class BlobStore:
                       if n[len(self.prefix) + 5:].isdigit())
 
     def read_anchor(self, seam: CallSeam) -> bytes | None:
+        """ObjectStore.read_anchor: the last line of the newest head append blob (its tail only)."""
         heads = [(n, size) for n, size in self._heads(seam) if size]
         if not heads:
             return None
@@ -165,6 +172,7 @@ class BlobStore:
         return lines[-1] if lines else None
 
     def write_anchor(self, seam: CallSeam, data: bytes) -> None:
+        """ObjectStore.write_anchor: a line appended to the span's head blob, made if missing."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
         seq = int(json.loads(data)["seq"])

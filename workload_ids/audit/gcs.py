@@ -25,16 +25,19 @@ ANCHOR_KEY = "workload-ids-head"
 
 
 def classify(exc: BaseException) -> ErrorInfo | None:
+    """google-api-core's errors, as the GCP provider reads them."""
     from ..providers.gcp.clients import classify as gcp_classify
     return gcp_classify(exc)
 
 
 def make_fault(kind: str, operation: str) -> BaseException:
+    """A google-api-core exception for a fault injected into a sink call (tests, fault matrix)."""
     from ..providers.gcp.clients import make_fault as gcp_fault
     return gcp_fault(kind, operation)
 
 
 def register(seam: CallSeam) -> None:
+    """Let ``seam`` classify and fault the GCS sink's calls, so they retry like the provider's."""
     seam.register(PROVIDER, classify, make_fault)
 
 
@@ -67,6 +70,7 @@ class GcsStore:
         return seam.call(PROVIDER, f"storage.{operation}", fn, *args, retry=None, **kwargs)
 
     def append_only(self, seam: CallSeam) -> str | None:
+        """ObjectStore.append_only: the bucket needs a retention policy, locked outside the sandbox."""
         bucket = self.client.bucket(self.bucket.name)
         self._call(seam, "buckets.get", bucket.reload)
         if not bucket.retention_period:
@@ -90,14 +94,17 @@ class GcsStore:
             out.extend((b.name, int(b.generation or 0)) for b in page)
 
     def listing(self, seam: CallSeam) -> Listing:
+        """ObjectStore.listing: a record's handle is its generation, so a replacement shows."""
         return listing_of(self.prefix, [(name, str(generation))
                                         for name, generation in self._names(seam, self.prefix)])
 
     def read(self, seam: CallSeam, seq: int, handle: str) -> bytes:
+        """ObjectStore.read: reads the exact generation the listing saw."""
         blob = self.bucket.blob(f"{self.prefix}records/{record_name(seq)}", generation=int(handle))
         return bytes(self._call(seam, "objects.get", blob.download_as_bytes))
 
     def create(self, seam: CallSeam, seq: int, data: bytes) -> bool:
+        """ObjectStore.create: an insert conditional on no live generation; False when the name is taken."""
         from google.api_core.exceptions import PreconditionFailed
         blob = self.bucket.blob(f"{self.prefix}records/{record_name(seq)}")
         try:
@@ -108,6 +115,7 @@ class GcsStore:
         return True
 
     def read_anchor(self, seam: CallSeam) -> bytes | None:
+        """ObjectStore.read_anchor: from the ``head`` object's metadata; None when it is missing."""
         from google.api_core.exceptions import NotFound
         blob = self.bucket.blob(f"{self.prefix}head")
         try:
@@ -118,6 +126,7 @@ class GcsStore:
         return value.encode() if value else None
 
     def write_anchor(self, seam: CallSeam, data: bytes) -> None:
+        """ObjectStore.write_anchor: patches ``head``'s metadata, making the object the first time."""
         from google.api_core.exceptions import NotFound, PreconditionFailed
         blob = self.bucket.blob(f"{self.prefix}head")
         blob.metadata = {ANCHOR_KEY: data.decode()}

@@ -35,6 +35,7 @@ def aws_session(config: Any) -> boto3.session.Session:
 
 
 def boto_config() -> Any:
+    """botocore settings for the sink: one attempt per call (the seam retries), short timeouts."""
     from botocore.config import Config as BotoConfig
     # The seam retries; botocore's own retries would multiply its attempts.
     return BotoConfig(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30)
@@ -56,6 +57,7 @@ class S3Store:
         return seam.call("aws", f"s3.{operation}", getattr(self._raw, operation), **kwargs)
 
     def append_only(self, seam: CallSeam) -> str | None:
+        """ObjectStore.append_only: needs Object Lock with a default retention (mode and period)."""
         from botocore.exceptions import ClientError
         try:
             answer = self._call(seam, "get_object_lock_configuration", Bucket=self.bucket)
@@ -76,6 +78,7 @@ class S3Store:
         return None
 
     def listing(self, seam: CallSeam) -> Listing:
+        """ObjectStore.listing: every object version, so overwrites and delete markers show."""
         out = Listing()
         versions: dict[str, list[tuple[str, bool]]] = {}  # key -> [(version, is marker)] newest first
         folder = f"{self.prefix}records/"
@@ -113,11 +116,13 @@ class S3Store:
         return out
 
     def read(self, seam: CallSeam, seq: int, handle: str) -> bytes:
+        """ObjectStore.read: reads the exact version the listing saw."""
         answer = self._call(seam, "get_object", Bucket=self.bucket,
                             Key=f"{self.prefix}records/{record_name(seq)}", VersionId=handle)
         return bytes(answer["Body"].read())
 
     def create(self, seam: CallSeam, seq: int, data: bytes) -> bool:
+        """ObjectStore.create: ``If-None-Match: *``; False when taken or a racing write holds it."""
         from botocore.exceptions import ClientError
         try:
             self._call(seam, "put_object", Bucket=self.bucket,
@@ -132,6 +137,7 @@ class S3Store:
         return True
 
     def read_anchor(self, seam: CallSeam) -> bytes | None:
+        """ObjectStore.read_anchor: the ``head.json`` object; None when there is none."""
         from botocore.exceptions import ClientError
         try:
             answer = self._call(seam, "get_object", Bucket=self.bucket, Key=f"{self.prefix}head.json")
@@ -142,5 +148,6 @@ class S3Store:
         return bytes(answer["Body"].read())
 
     def write_anchor(self, seam: CallSeam, data: bytes) -> None:
+        """ObjectStore.write_anchor: overwrites ``head.json``; Object Lock keeps the earlier versions."""
         self._call(seam, "put_object", Bucket=self.bucket, Key=f"{self.prefix}head.json", Body=data,
                    ContentType="application/json")

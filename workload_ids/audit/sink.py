@@ -62,6 +62,7 @@ class AuditSinkError(UserError):
 
 
 def record_name(seq: int) -> str:
+    """A record's object name: its sequence number zero-padded, so names sort in chain order."""
     return f"{seq:0{SEQ_WIDTH}d}.json"
 
 
@@ -123,6 +124,7 @@ class ObjectStore(Protocol):
 
 
 def encode(record: Mapping[str, Any]) -> bytes:
+    """The exact bytes stored for a record: compact JSON with sorted keys."""
     return json.dumps(dict(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str).encode()
 
@@ -260,6 +262,7 @@ class SignedSink:
             prev = str(record["hash"])
 
     def records(self) -> Iterator[dict[str, Any]]:
+        """AuditSink.records; raises a refusal at the first record that fails its checks."""
         listing = self._store("be read", self._shared.store.listing)
         problem = self._layout_problem(listing)
         if problem:
@@ -270,6 +273,7 @@ class SignedSink:
             yield record
 
     def verify(self, expect_head: str | None = None) -> Verification:
+        """AuditSink.verify: also checks the signed head anchor, so records removed from the end show."""
         listing = self._store("be read", self._shared.store.listing)
         count, head = 0, GENESIS
         layout = self._layout_problem(listing)
@@ -298,6 +302,7 @@ class SignedSink:
         return Verification(True, count, head)
 
     def version(self) -> object:
+        """AuditSink.version: the signed head anchor, cached ``VERSION_TTL`` seconds."""
         import time
         shared = self._shared
         with shared.lock:
@@ -334,6 +339,7 @@ class SignedSink:
     # --- the check before the first change ------------------------------------------------
 
     def prepare(self) -> None:
+        """AuditSink.prepare: store append-only, trail sound to its anchor; anchors a new trail."""
         shared = self._shared
         with shared.lock:
             if shared.failed:
@@ -392,6 +398,7 @@ class SignedSink:
     # --- appending ------------------------------------------------------------------------
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """AuditSink.append; after one failed write every later one is refused: no gaps."""
         shared = self._shared
         with shared.lock:
             if shared.failed:

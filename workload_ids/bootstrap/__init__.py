@@ -42,10 +42,12 @@ class Step:
     detail: str = ""
 
     def line(self) -> str:
+        """The step as one line of the bootstrap plan's text."""
         verb = "note:" if self.action == "note" else self.action
         return f"{verb} {self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
 
     def as_json(self) -> dict[str, str]:
+        """The step as ``bootstrap --format json`` prints it."""
         return {"action": self.action, "kind": self.kind, "name": self.name, "detail": self.detail}
 
 

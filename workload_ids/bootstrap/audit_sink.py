@@ -72,9 +72,11 @@ class Sink:
 
     @property
     def cloud(self) -> str:
+        """The cloud that holds this sink (``aws``, ``gcp`` or ``azure``)."""
         return {"s3": "aws", "gs": "gcp", "azure": "azure"}[self.kind]
 
     def as_json(self) -> dict[str, str]:
+        """The sink's URL and where its signing key is kept (the key's location, never its value)."""
         return {"url": self.url, "signingKey": self.key}
 
 
@@ -285,6 +287,7 @@ def azure_render(config: Config, subscription: str, sink: Sink) -> dict[str, Any
 
 
 def azure_text(part: dict[str, Any]) -> list[str]:
+    """The bootstrap plan's text for an Azure audit sink: role, assignments, signing key."""
     import json
     lines = ["", f"== audit trail {part['sink']['url']} (every tool identity writes and reads it):"]
     if "roleDefinition" in part:

@@ -80,9 +80,11 @@ class ToolIdentity:
 
     @property
     def size(self) -> int:
+        """Characters as IAM counts them (no whitespace), to check against IAM's policy limit."""
         return len(compact(self.policy))
 
     def as_json(self) -> dict[str, Any]:
+        """The tool identity as ``bootstrap --format json`` prints it."""
         return {"identity": self.identity, "commands": COMMANDS[self.identity],
                 "role": self.role_arn, "policy": self.policy_arn, "path": self.path,
                 "policySize": self.size, "policyDocument": self.policy, "trust": self.trust}
@@ -100,9 +102,11 @@ class Boundary:
 
     @property
     def size(self) -> int:
+        """Characters as IAM counts them (no whitespace), to check against IAM's policy limit."""
         return len(compact(self.document))
 
     def as_json(self) -> dict[str, Any]:
+        """The boundary as ``bootstrap --format json`` prints it."""
         return {"policy": self.arn, "path": self.path, "policySize": self.size,
                 "policyDocument": self.document}
 
@@ -120,6 +124,7 @@ class AwsBootstrap:
     audit_policy: Boundary | None = None
 
     def as_json(self) -> dict[str, Any]:
+        """The account's bootstrap plan as ``bootstrap --format json`` prints it."""
         out = {"provider": "aws", "target": self.account, "boundary": self.boundary.as_json(),
                "identities": [i.as_json() for i in self.identities]}
         if self.audit is not None:

@@ -81,6 +81,7 @@ def assignment_condition() -> str:
 
 
 def role_guid(subscription: str, identity: str) -> str:
+    """The custom role's GUID, derived from subscription and identity so reruns find the same role."""
     return str(uuid.uuid5(_NS, f"{subscription}/{identity}"))
 
 
@@ -145,6 +146,7 @@ def _audit_data_plane(config: Config) -> str:
 
 
 def render_text(plan: dict[str, Any]) -> str:
+    """The Azure bootstrap plan as text, with the JSON to paste where the user sets it up by hand."""
     lines = [f"Azure subscription {plan['target']}: the tool's custom roles and conditional role assignments "
              "(`--apply` creates them, with a managed identity each; or use az)"]
     for ident in plan["identities"]:

@@ -36,6 +36,7 @@ class BootstrapResult:
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        """The bootstrap result as ``bootstrap --format json`` prints it."""
         return {**self.plans, "applied": self.applied, "objects": self.objects, "notes": self.notes}
 
 

@@ -50,14 +50,17 @@ CHANGES_PROJECT_POLICY = ("apply", "cleanup", "restore")
 
 
 def role_id(config: Config, identity: str) -> str:
+    """The custom role id of a tool identity (role ids allow underscores, not hyphens)."""
     return f"{config.gcp.namePrefix}_tool_{identity}"
 
 
 def account_id(config: Config, identity: str) -> str:
+    """The service account id of a tool identity."""
     return f"{config.gcp.namePrefix}-tool-{identity}"
 
 
 def grant_condition(project: str, extra_roles: list[str]) -> dict[str, str]:
+    """An IAM condition that lets the tool grant only the workload roles, never its own or an admin role."""
     roles = [WORKLOAD_IDENTITY_USER, *sorted(set(extra_roles))]
     listed = ", ".join(f"'{r}'" for r in roles)
     return {"title": "workload-ids grants only",
@@ -126,6 +129,7 @@ def signing_key(config: Config, project: str) -> dict[str, Any]:
 
 
 def render_text(plan: dict[str, Any]) -> str:
+    """The GCP bootstrap plan as text, with the JSON to paste where the user sets it up by hand."""
     lines = [f"GCP project {plan['target']}: the tool's service accounts, custom roles and bindings "
              "(`--apply` creates them; or use gcloud)"]
     for ident in plan["identities"]:

@@ -37,6 +37,7 @@ class Rules:
 
     @staticmethod
     def from_config(cleanup: CleanupConfig) -> Rules:
+        """The rules with their durations parsed (``CleanupConfig`` holds them as text)."""
         return Rules(parse_duration(cleanup.grace), parse_duration(cleanup.minAge),
                      parse_duration(cleanup.unusedAfter), cleanup.quarantineUnused,
                      dict(cleanup.fallbackOwner))
@@ -70,11 +71,13 @@ class Finding:
 
     @property
     def label(self) -> str:
+        """``environment/workload`` from the marker, or ``-`` for an identity without one."""
         marker = self.identity.marker
         return f"{marker.environment}/{marker.workload}" if marker else "-"
 
     @property
     def owner(self) -> str:
+        """The marker's owner, or ``-`` for an identity without a marker."""
         marker = self.identity.marker
         return marker.owner if marker else "-"
 
@@ -87,6 +90,7 @@ class Finding:
         return f"quarantined, delete after {format_time(self.mark.delete_after)}"
 
     def as_json(self) -> dict[str, Any]:
+        """The finding as ``cleanup --format json`` prints it."""
         o = self.identity
         marker = o.marker
         doc: dict[str, Any] = {

@@ -17,6 +17,7 @@ from .workflow import BUNDLE_ACTION
 
 @dataclass
 class RestoreResult:
+    """What restoring one identity did (``steps``) and what the user should know (``notes``)."""
     identity: str
     kind: str
     target: str
@@ -25,6 +26,7 @@ class RestoreResult:
     notes: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        """The result as ``restore --format json`` prints it."""
         return {"identity": self.identity, "kind": self.kind, "target": self.target,
                 "workload": self.workload, "steps": self.steps, "notes": self.notes}
 

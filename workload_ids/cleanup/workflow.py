@@ -52,6 +52,7 @@ class ActionResult:
     steps: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
+        """The action's outcome as ``cleanup --format json`` prints it."""
         return {"identity": self.finding.identity.name, "target": self.finding.identity.target,
                 "action": self.action, "ok": self.ok, "error": self.error, "steps": self.steps}
 
@@ -75,13 +76,16 @@ class CleanupReport:
 
     @property
     def actions(self) -> list[Finding]:
+        """The findings that call for an action (transfer, quarantine, delete...)."""
         return [f for f in self.findings if f.action]
 
     @property
     def ok(self) -> bool:
+        """True when every action taken succeeded (also when none was taken)."""
         return all(r.ok for r in self.results)
 
     def summary(self) -> dict[str, Any]:
+        """Counts per class and per planned action, what was held back or applied, and API calls made."""
         counts = {c: sum(1 for f in self.findings if f.status == c) for c in CLASSES}
         planned = {a: sum(1 for f in self.findings if f.action == a)
                    for a in (TRANSFER, QUARANTINE, ENFORCE, RELEASE, DELETE)}
@@ -90,6 +94,7 @@ class CleanupReport:
                 "failed": sum(1 for r in self.results if not r.ok), "apiCalls": self.calls}
 
     def as_json(self) -> dict[str, Any]:
+        """The whole report as ``cleanup --format json`` prints it."""
         return {
             "identities": [f.as_json() for f in self.findings],
             "results": [r.as_json() for r in self.results],

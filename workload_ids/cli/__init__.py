@@ -44,6 +44,7 @@ from .verbs import (
 # --- parser -------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every verb with its options; the epilog lists the exit codes pipelines branch on."""
     parser = argparse.ArgumentParser(
         prog="workload-ids",
         description="Provision, rotate and retire least-privilege cloud identities for services.",
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``workload-ids`` entry point: runs one verb and returns its exit code."""
     # Pydantic scans installed entry points for plugins on import (~30 ms); a CLI that
     # starts once per pipeline step has no use for them.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

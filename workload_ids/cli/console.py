@@ -30,6 +30,7 @@ class Output:
         print(printable(line), file=self.err)
 
     def document(self, doc: dict[str, Any]) -> None:
+        """Print ``doc`` as indented JSON (JSON format only; text-format callers print their own lines)."""
         if self.json:
             print(json.dumps(doc, indent=2, sort_keys=False), file=self.out)
 
@@ -46,6 +47,7 @@ class Progress:
         self.enabled = self.stream.isatty()
 
     def __call__(self, done: int, total: int) -> None:
+        """Redraw the bar on a terminal; on a pipe, a line every tenth of a large run."""
         if not self.enabled:
             step = max(1, total // 10)
             if total >= self.PLAIN_FROM and (done % step == 0 or done == total):

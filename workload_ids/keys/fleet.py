@@ -120,6 +120,7 @@ class FleetKeys:
     identities: tuple[Any, ...]  # InventoryRow of each key-mode identity of ours
 
     def as_json(self) -> dict[str, Any]:
+        """The fleet run as ``keys --format json`` prints it."""
         return {"targets": [f"{p}:{t}" for p, t in self.targets],
                 "identities": [r.as_json() for r in self.identities]}
 

@@ -18,11 +18,13 @@ class Journal:
     existing: tuple[str, ...]  # keys on the identity when the entry was written
 
     def encode(self) -> str:
+        """The journal as the text stored in the secret's journal tag."""
         return (f"create-key since={clock.format_time(self.since)} prev={self.previous or '-'} "
                 f"keys={'/'.join(self.existing) or '-'}")
 
     @staticmethod
     def decode(text: str) -> Journal | None:
+        """Parse a journal tag; None for text we did not write, which recovery then ignores."""
         parts = dict(p.split("=", 1) for p in text.split()[1:] if "=" in p)
         try:
             since = clock.parse_time(parts["since"])
@@ -46,6 +48,7 @@ def decode_retired(text: str) -> dict[str, datetime]:
 
 
 def encode_retired(marks: dict[str, datetime]) -> str:
+    """Retirement marks as the text of the retired tag: ``KEY=TIME`` pairs sorted by key."""
     return " ".join(f"{k}={clock.format_time(v)}" for k, v in sorted(marks.items()))
 
 

@@ -55,6 +55,7 @@ class KeyReport:
     busy: bool = False  # another run held the workload's lock: nothing changed, retry
 
     def as_json(self) -> dict[str, Any]:
+        """The workload's key report as ``keys --format json`` prints it."""
         return {"workload": self.workload, "identity": self.identity, "secret": self.secret,
                 "actions": self.actions, "keys": self.keys, "nextStep": self.next_step,
                 "nextAt": clock.format_time(self.next_at) if self.next_at else None,
@@ -70,11 +71,13 @@ class KeyState:
 
     @property
     def journal(self) -> Journal | None:
+        """The rotation journal in the store's tags; None when no rotation is in progress."""
         text = self.stored.tags.get(JOURNAL_TAG)
         return Journal.decode(text) if text else None
 
     @property
     def retired(self) -> dict[str, datetime]:
+        """When each retired key's grace period started, by key id (empty when none is retired)."""
         return decode_retired(self.stored.tags.get(RETIRED_TAG, ""))
 
     def key(self, key_id: str | None) -> KeyInfo | None:
@@ -86,10 +89,12 @@ class KeyState:
         return KeyInfo(found.key_id, found.status, issued) if issued else found
 
     def dated(self) -> list[KeyInfo]:
+        """Every key on the identity, dated by our issue time where the store knows it."""
         return [k for k in (self.key(k.key_id) for k in self.keys) if k is not None]
 
     @property
     def current(self) -> KeyInfo | None:
+        """The key the store's current version holds; None before the first key or if it left the cloud."""
         return self.key(self.stored.current_key())
 
 
@@ -153,6 +158,7 @@ class KeyLifecycle:
                             after=text, detail={"secret": self.secret})
 
     def read(self) -> KeyState:
+        """Read the keys and the secret; the prefetched secret serves only the first read."""
         stored = self.prefetched if self.prefetched is not None else self.store.describe(self.secret)
         self.prefetched = None  # good for the first read only; later reads see our changes
         return KeyState(keys=self.backend.list_keys(self.desired), stored=stored)

@@ -28,6 +28,7 @@ _RELEASING = LockRecord("a run that just released it", "?", None, None)
 
 
 def lock_name(name: str) -> str:
+    """The lock secret's name: ``NAME.lock``, beside the workload's secret ``NAME``."""
     return f"{name}.lock"
 
 
@@ -64,6 +65,7 @@ class SecretsManagerLock:
         return True
 
     def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
+        """KeyLock.try_acquire: a stale lock is deleted by its exact ARN, so never a newer lock."""
         if self._create(name, holder, tags):
             return None
         try:
@@ -91,6 +93,7 @@ class SecretsManagerLock:
         return None if self._create(name, holder, tags) else record
 
     def renew(self, name: str, holder: Holder) -> bool:
+        """KeyLock.renew: rewrites the lock secret's description with a later ``until``."""
         held = self._held.get((name, holder.name))
         if held is None:
             return False
@@ -106,6 +109,7 @@ class SecretsManagerLock:
         return True
 
     def release(self, name: str, holder: Holder) -> None:
+        """KeyLock.release: deletes the lock secret we created (by ARN) without a recovery window."""
         with self._mutex:
             held = self._held.pop((name, holder.name), None)
         if held is None:

@@ -60,6 +60,7 @@ class BlobLeaseLock:
         return to_cloud_error(self.seam, "azure", operation, exc)
 
     def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
+        """KeyLock.try_acquire: a 60 s blob lease, the blob made on first use; metadata names the holder."""
         from azure.storage.blob import BlobLeaseClient
         blob = self.container.get_blob_client(f"{name}.lock")
         lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
@@ -106,6 +107,7 @@ class BlobLeaseLock:
         return LockRecord(meta.get("holder", "another run"), meta.get("command", "?"), since, None)
 
     def renew(self, name: str, holder: Holder) -> bool:
+        """KeyLock.renew: renews the blob lease; False when Azure says it is lost."""
         lease = self._leases.get((name, holder.name))
         if lease is None:
             return False
@@ -118,6 +120,7 @@ class BlobLeaseLock:
         return True
 
     def release(self, name: str, holder: Holder) -> None:
+        """KeyLock.release: releases the blob lease; one already lost is fine."""
         with self._mutex:
             lease = self._leases.pop((name, holder.name), None)
         if lease is None:

@@ -89,6 +89,7 @@ class SecretAnnotationLock:
         return False
 
     def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
+        """KeyLock.try_acquire: an annotation on the workload's secret, written by etag compare-and-swap."""
         now = clock.lease_now()
         mine = new_record(holder).encode()
 
@@ -105,6 +106,7 @@ class SecretAnnotationLock:
         return LockRecord("another run (contended)", "?", None, None)
 
     def renew(self, name: str, holder: Holder) -> bool:
+        """KeyLock.renew: moves the annotation's ``until`` on, by compare-and-swap."""
         def extend(current: LockRecord | None) -> str | bool:
             if current is None or current.holder != holder.name:
                 return False
@@ -113,6 +115,7 @@ class SecretAnnotationLock:
         return self._swap(name, extend) is True
 
     def release(self, name: str, holder: Holder) -> None:
+        """KeyLock.release: removes the annotation if it still names us."""
         def free(current: LockRecord | None) -> str | bool | None:
             if current is None or current.holder != holder.name:
                 return False

@@ -50,6 +50,7 @@ class Holder:
 
     @staticmethod
     def this_process(command: str) -> Holder:
+        """A holder for this process, named by host, pid and a random nonce."""
         host = "".join(c if c.isalnum() or c in "-." else "-" for c in socket.gethostname())[:40]
         return Holder(f"{host or 'host'}/{os.getpid()}/{secrets.token_hex(3)}", command)
 
@@ -65,12 +66,14 @@ class LockRecord:
     until: datetime | None
 
     def encode(self) -> str:
+        """The record as the text stored in the cloud (``-`` for a time it does not have)."""
         return (f"holder={self.holder} command={self.command} "
                 f"since={clock.format_time(self.since) if self.since else '-'} "
                 f"until={clock.format_time(self.until) if self.until else '-'}")
 
     @staticmethod
     def decode(text: str) -> LockRecord:
+        """Parse a stored record; missing or bad times become None, so the lock reads as stale."""
         parts = dict(p.split("=", 1) for p in text.split() if "=" in p)
 
         def when(key: str) -> datetime | None:
@@ -83,9 +86,11 @@ class LockRecord:
                           when("since"), when("until"))
 
     def live(self, now: datetime) -> bool:
+        """True while the lease runs at ``now``; never when ``until`` is unknown."""
         return self.until is not None and now < self.until
 
     def describe(self) -> str:
+        """Who holds the lock and until when, for the busy message."""
         since = f" since {clock.format_time(self.since)}" if self.since else ""
         until = (f", lease until {clock.format_time(self.until)}" if self.until
                  else f", lease renewed every {int(RENEW_EVERY)} s")
@@ -93,6 +98,7 @@ class LockRecord:
 
 
 def new_record(holder: Holder) -> LockRecord:
+    """A record for ``holder`` with a fresh lease from now (by the lease clock)."""
     now = clock.lease_now()
     return LockRecord(holder.name, holder.command, now, now + LEASE)
 

@@ -69,6 +69,7 @@ class FileDirectory:
 
     @staticmethod
     def load(path: Path) -> FileDirectory:
+        """Read a YAML or CSV owners file; raises InputErrors with positions when it is bad."""
         shown = str(path)
         try:
             # utf-8-sig: spreadsheets save CSV with a byte order mark.
@@ -97,9 +98,11 @@ class FileDirectory:
         return FileDirectory(owners, shown)
 
     def owners(self, ids: Iterable[str]) -> dict[str, Owner | None]:
+        """OwnerDirectory.owners, from the file read at load (no I/O)."""
         return {i: self._owners.get(i) for i in ids}
 
     def members(self, group: Owner) -> dict[str, Owner | None]:
+        """OwnerDirectory.members, from the file read at load (no I/O)."""
         return {m: self._owners.get(m) for m in group.members}
 
 

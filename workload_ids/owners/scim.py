@@ -40,6 +40,7 @@ class DirectoryUnavailable(WorkloadIdsError):
     """The owner directory could not be read. Never treated as "owner gone"."""
 
     def diagnostics(self) -> str:
+        """The error with what to check, and that nothing was changed."""
         return (f"{self}\n  what to do: check owners.url, the token in the variable named by "
                 "owners.tokenEnv, and that the directory is up; nothing was changed, because "
                 "an unreachable directory never counts as an owner being gone")
@@ -252,6 +253,7 @@ class ScimDirectory:
         return {i: self._users_by_id[i] for i in wanted}
 
     def owners(self, ids: Iterable[str]) -> dict[str, Owner | None]:
+        """OwnerDirectory.owners: groups by displayName first, then users by userName with managers."""
         wanted = list(dict.fromkeys(ids))
         out: dict[str, Owner | None] = {}
         for name, found in self._match("/Groups", "displayName", wanted).items():

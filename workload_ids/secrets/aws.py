@@ -103,6 +103,7 @@ class SecretsManagerStore:
         return to_cloud_error(self.seam, "aws", operation, exc)
 
     def describe(self, name: str) -> StoredSecret:
+        """SecretStore.describe: one ``DescribeSecret``; keys are versions named after their key ids."""
         try:
             doc = self.client.describe_secret(SecretId=name)
         except ClientError as exc:
@@ -113,6 +114,7 @@ class SecretsManagerStore:
         return self._stored(name, doc.get("VersionIdsToStages") or {}, doc.get("Tags") or [], doc)
 
     def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
+        """SecretStore.describe_many: ``ListSecrets`` filtered by name prefix, 100 a page."""
         found: dict[str, StoredSecret] = {}
         token: str | None = None
         try:
@@ -157,6 +159,7 @@ class SecretsManagerStore:
                             replicas=_replicas(read))
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
+        """SecretStore.ensure: ``CreateSecret`` with no value; an existing secret goes through adopt."""
         tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
         try:
             self.client.create_secret(Name=name, Tags=tag_list,
@@ -294,6 +297,7 @@ class SecretsManagerStore:
             raise self._fail("secretsmanager.put_resource_policy", exc) from exc
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
+        """SecretStore.put_key: a version whose id derives from the key, so a retry is idempotent."""
         try:
             self.client.put_secret_value(SecretId=name,
                                          ClientRequestToken=version_id(key.key_id, key.issued),
@@ -303,6 +307,7 @@ class SecretsManagerStore:
             raise self._fail("secretsmanager.put_secret_value", exc) from exc
 
     def read_key(self, name: str, key_id: str) -> SecretValue:
+        """SecretStore.read_key: finds the key's version id, describing the secret if not known yet."""
         version = self._version_ids.get((name, key_id))
         if version is None:
             self.describe(name)
@@ -314,6 +319,7 @@ class SecretsManagerStore:
         return SecretValue(str(json.loads(doc["SecretString"])["SecretAccessKey"]))
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """SecretStore.set_tags, as Secrets Manager resource tags."""
         try:
             self.client.tag_resource(SecretId=name,
                                      Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
@@ -321,6 +327,7 @@ class SecretsManagerStore:
             raise self._fail("secretsmanager.tag_resource", exc) from exc
 
     def remove_tags(self, name: str, keys: list[str]) -> None:
+        """SecretStore.remove_tags, as Secrets Manager resource tags."""
         try:
             self.client.untag_resource(SecretId=name, TagKeys=keys)
         except ClientError as exc:

@@ -338,6 +338,7 @@ class KeyVaultStore:
         return _with(meta.keys, stored[-1]) if stored else meta.keys
 
     def describe(self, name: str) -> StoredSecret:
+        """SecretStore.describe: reads the metadata secret only, never a value; scans when it is missing."""
         meta = self._read_meta(name)
         if meta is None:
             entries, _ = self._scan(name)
@@ -436,6 +437,7 @@ class KeyVaultStore:
             raise self._fail("keyvault.update_secret_properties", exc) from exc
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
+        """SecretStore.ensure: checked tags go on the metadata secret, made if missing."""
         for key in tags:
             _tag_key(key)
         self._edit(name, lambda m: replace(m, tags={**m.tags, **tags}))
@@ -447,11 +449,13 @@ class KeyVaultStore:
         self._read_meta(name)
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """SecretStore.set_tags, on the metadata secret, after checking the tag names fit Key Vault."""
         for key in tags:
             _tag_key(key)
         self._edit(name, lambda m: replace(m, tags={**m.tags, **tags}))
 
     def remove_tags(self, name: str, keys: list[str]) -> None:
+        """SecretStore.remove_tags, from the metadata secret's tags."""
         self._edit(name, lambda m: replace(m, tags={k: v for k, v in m.tags.items() if k not in keys}))
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:

@@ -83,6 +83,7 @@ class SecretManagerStore:
         return StoredSecret(name=name, exists=True, tags=tags, versions=versions, issued_at=issued_at)
 
     def describe(self, name: str) -> StoredSecret:
+        """SecretStore.describe: one ``GetSecret``; the key index lives in the secret's annotations."""
         try:
             secret = self.client.get_secret(name=self._path(name))
         except gx.NotFound:
@@ -112,6 +113,7 @@ class SecretManagerStore:
             raise self._fail("secretmanager.list_secrets", exc) from exc
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
+        """SecretStore.ensure: creates the secret with our annotations; one made meanwhile is adopted."""
         annotations = {_annotation_key(k): v for k, v in tags.items()}
         annotations["workload-ids_secret-name"] = name
         try:
@@ -150,6 +152,7 @@ class SecretManagerStore:
                                       "(workload-ids adds none)")
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
+        """SecretStore.put_key: adds a version, then records its number and issue time in an annotation."""
         try:
             version = self.client.add_secret_version(request={
                 "parent": self._path(name),
@@ -170,9 +173,11 @@ class SecretManagerStore:
         return SecretValue(answer.payload.data.decode("utf-8"))
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """SecretStore.set_tags, as annotations (tag names mapped to annotation keys)."""
         self._edit(name, set_={_annotation_key(k): v for k, v in tags.items()})
 
     def remove_tags(self, name: str, keys: list[str]) -> None:
+        """SecretStore.remove_tags, as annotations (tag names mapped to annotation keys)."""
         self._edit(name, remove=[_annotation_key(k) for k in keys])
 
     def _edit(self, name: str, *, set_: Mapping[str, str] | None = None,
