@@ -111,6 +111,51 @@ def test_a_translating_seam_lets_failures_out_as_cloud_errors_of_their_kind(kind
         seam.call("aws", "iam.get_role", lambda **kw: "ok", RoleName="x")
 
 
+def _register_provider(seam: CallSeam) -> None:
+    from workload_ids.providers.aws.provider import AwsProvider
+    AwsProvider(load_config(), seam)
+
+
+def _register_sink(seam: CallSeam) -> None:
+    from workload_ids.audit.sink import _register
+    _register(seam, "aws")
+
+
+def _register_audit_key(seam: CallSeam) -> None:
+    from workload_ids.audit.keys import _register_aws
+    _register_aws(seam)
+
+
+@pytest.mark.parametrize("register", [_register_provider, _register_sink, _register_audit_key],
+                         ids=["provider", "audit-sink", "audit-key"])
+def test_every_registration_of_aws_translates(register: Any) -> None:
+    """Whichever part registers "aws" last decides for the whole seam: the AWS code decides
+    by CloudError kind, so one registration without translation would let a ClientError
+    through that no ``except CloudError`` catches (a missing role read as a crash)."""
+    from botocore.exceptions import ClientError
+    seam = _seam(max_attempts=2)
+    register(seam)
+    seam.inject(FailOperation("iam.get_role", "not-found"))
+    with pytest.raises(CloudError) as caught:
+        seam.call("aws", "iam.get_role", lambda **kw: "ok", RoleName="x")
+    assert (caught.value.kind, caught.value.code) == ("not-found", "NoSuchEntity")
+    assert isinstance(caught.value.__cause__, ClientError)
+
+
+def test_an_aws_failure_names_the_sdk_operation_and_what_to_do(aws: Any) -> None:
+    """The seam's CloudError reaches the user as it left the seam: the operation that
+    failed, AWS's code, and the hint for its kind (no provider-side rewording)."""
+    from workload_ids.providers.aws.provider import AwsProvider
+    seam = _seam(max_attempts=1)
+    provider = AwsProvider(load_config(), seam)
+    seam.inject(FailOperation("sts.get_caller_identity", "denied"))
+    with pytest.raises(CloudError) as caught:
+        provider.current_target()
+    assert caught.value.kind == "denied" and caught.value.operation == "sts.get_caller_identity"
+    assert "sts.get_caller_identity failed: AccessDenied" in caught.value.diagnostics()
+    assert "Permissions the tool needs" in caught.value.diagnostics()
+
+
 def test_seam_retry_time_budget_is_bounded():
     from botocore.exceptions import ClientError
 

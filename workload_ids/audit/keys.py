@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..endpoints import secret_reference_kind
-from ..errors import UserError
+from ..errors import CloudError, UserError
 
 if TYPE_CHECKING:
     from ..calls import CallSeam
@@ -31,17 +31,23 @@ def key_loader(config: Any, ref: str) -> Callable[[CallSeam], SigningKey]:
             text = {"aws": _aws, "gcp": _gcp, "azure": _azure}[kind](config, ref, seam)
         except UserError:
             raise
+        except CloudError as exc:  # from a seam that translates (AWS's)
+            raise _unreadable(ref, f"{exc.code}: {exc.message}") from None
         except Exception as exc:  # the SDK's error: say which secret and why, not the value
             info = seam.classify(_provider(kind), exc)
             reason = f"{info.code}: {info.message}" if info else type(exc).__name__
-            raise UserError(f"cannot read the audit signing key {ref} ({reason}); nothing was "
-                            "changed. Create it with `workload-ids bootstrap --apply`, or let the "
-                            "tool's identity read it, then rerun") from None
+            raise _unreadable(ref, reason) from None
         try:
             return SigningKey.from_stored(text, ref)
         except SigningKeyError as exc:
             raise UserError(f"{exc}; nothing was changed") from None
     return load
+
+
+def _unreadable(ref: str, reason: str) -> UserError:
+    return UserError(f"cannot read the audit signing key {ref} ({reason}); nothing was "
+                     "changed. Create it with `workload-ids bootstrap --apply`, or let the "
+                     "tool's identity read it, then rerun")
 
 
 def _provider(kind: str) -> str:
@@ -63,7 +69,8 @@ def _aws(config: Any, ref: str, seam: CallSeam) -> str:
 
 def _register_aws(seam: CallSeam) -> None:
     from ..providers.aws.provider import classify, make_fault
-    seam.register("aws", classify, make_fault)
+    # As AwsProvider registers it: every registration of "aws" says the same.
+    seam.register("aws", classify, make_fault, translate=True)
 
 
 def _gcp(config: Any, ref: str, seam: CallSeam) -> str:

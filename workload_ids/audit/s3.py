@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CloudError
 from .sink import RECORD_NAME, Listing, record_name
 
 if TYPE_CHECKING:
@@ -54,15 +55,16 @@ class S3Store:
                                                config=boto_config())
 
     def _call(self, seam: CallSeam, operation: str, **kwargs: Any) -> Any:
+        # "aws" is registered translating (audit.sink._register): a failure arrives as a
+        # CloudError, and the answers below are told apart by its code.
         return seam.call("aws", f"s3.{operation}", getattr(self._raw, operation), **kwargs)
 
     def append_only(self, seam: CallSeam) -> str | None:
         """ObjectStore.append_only: needs Object Lock with a default retention (mode and period)."""
-        from botocore.exceptions import ClientError
         try:
             answer = self._call(seam, "get_object_lock_configuration", Bucket=self.bucket)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ObjectLockConfigurationNotFoundError":
+        except CloudError as exc:
+            if exc.code != "ObjectLockConfigurationNotFoundError":
                 raise
             answer = {}
         lock = answer.get("ObjectLockConfiguration") or {}
@@ -123,28 +125,25 @@ class S3Store:
 
     def create(self, seam: CallSeam, seq: int, data: bytes) -> bool:
         """ObjectStore.create: ``If-None-Match: *``; False when taken or a racing write holds it."""
-        from botocore.exceptions import ClientError
         try:
             self._call(seam, "put_object", Bucket=self.bucket,
                        Key=f"{self.prefix}records/{record_name(seq)}", Body=data,
                        ContentType="application/json", IfNoneMatch="*")
-        except ClientError as exc:
+        except CloudError as exc:
             # 412: the name is taken; 409: a concurrent conditional write to it is in flight.
-            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed",
-                                                            "ConditionalRequestConflict"):
-                return False
-            raise
+            if exc.code not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
+            return False
         return True
 
     def read_anchor(self, seam: CallSeam) -> bytes | None:
         """ObjectStore.read_anchor: the ``head.json`` object; None when there is none."""
-        from botocore.exceptions import ClientError
         try:
             answer = self._call(seam, "get_object", Bucket=self.bucket, Key=f"{self.prefix}head.json")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+        except CloudError as exc:
+            if exc.code not in ("NoSuchKey", "404"):
+                raise
+            return None
         return bytes(answer["Body"].read())
 
     def write_anchor(self, seam: CallSeam, data: bytes) -> None:

@@ -165,19 +165,24 @@ class SignedSink:
             return shared.key
 
     def _store(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        from ..errors import WorkloadIdsError
+        from ..errors import CloudError, WorkloadIdsError
         try:
             return fn(self.seam, *args)
+        except CloudError as exc:  # from a seam that translates (S3's): the sink is down
+            raise self._down(what, f"{exc.code}: {exc.message}") from None
         except WorkloadIdsError:
             raise
         except Exception as exc:  # the SDK's error, whatever the cloud: the sink is down
             info = self.seam.classify(self._shared.store.provider, exc)
             reason = f"{info.code}: {info.message}" if info else f"{type(exc).__name__}: {exc}"
-            raise AuditSinkError(
-                f"the audit sink {self.where} cannot {what} ({reason}). Nothing more was "
-                "changed: every change is recorded there first-hand, so no change is made "
-                "that could not be. Check that the store is reachable and that the tool's "
-                "identity may read and write it, then rerun (reruns converge)") from None
+            raise self._down(what, reason) from None
+
+    def _down(self, what: str, reason: str) -> AuditSinkError:
+        return AuditSinkError(
+            f"the audit sink {self.where} cannot {what} ({reason}). Nothing more was "
+            "changed: every change is recorded there first-hand, so no change is made "
+            "that could not be. Check that the store is reachable and that the tool's "
+            "identity may read and write it, then rerun (reruns converge)")
 
     def _refuse(self, problem: str, fix: str) -> AuditSinkError:
         return AuditSinkError(f"the audit trail in {self.where} fails its check: {problem}. "
@@ -498,7 +503,8 @@ def open_sink(config: Any, seam: CallSeam | None, cache: SinkCache) -> SignedSin
 def _register(seam: CallSeam, provider: str) -> None:
     if provider == "aws":
         from ..providers.aws.provider import classify, make_fault
-        seam.register("aws", classify, make_fault)
+        # As AwsProvider registers it: every registration of "aws" says the same.
+        seam.register("aws", classify, make_fault, translate=True)
     elif provider == "gcp":
         from .gcs import register
         register(seam)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Config
-from ..errors import Diagnostic, InputErrors, Position, UserError
+from ..errors import CloudError, Diagnostic, InputErrors, Position, UserError
 from . import PROVIDERS
 
 _TARGETS = {
@@ -152,9 +152,6 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
     result.plans["aws"] = plan.as_json()
     result.texts.append(aws.render_text(plan))
     if provider is not None and account is not None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from ..calls import to_cloud_error
         from .converge import converge, ensure_audit_key, ensure_signing_key
         try:
             sm, caller = provider.client(account, "secretsmanager"), provider.verify_target(account)
@@ -165,10 +162,11 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
             done = converge(provider.client(account, "iam"), plan)
             made = (ensure_signing_key(sm, plan, caller), ensure_audit_key(sm, plan, caller))
             done += [line for line in made if line]
-        except (ClientError, BotoCoreError) as exc:
-            raise to_cloud_error(seam, "aws", "bootstrap", exc,
-                                 "bootstrap needs an administrator of the account (it writes IAM "
-                                 "policies and roles); rerun converges") from exc
+        except CloudError as exc:
+            # Whatever failed, the likely fix is the same: say it instead of the generic hint.
+            raise CloudError("bootstrap", exc.code, exc.message,
+                             "bootstrap needs an administrator of the account (it writes IAM "
+                             "policies and roles); rerun converges", kind=exc.kind) from exc.__cause__
         result.applied.extend(done or [f"AWS account {account}: everything in place; nothing changed"])
         _lock_note(result, config, seam, "aws")
 
@@ -194,9 +192,10 @@ def sink_lock_note(config: Config, seam: Any, cloud: str) -> str | None:
         why = store.append_only(seam)
     except UserError as exc:
         return f"audit sink {sink.url}: {exc}"
-    except Exception as exc:  # the SDK's: say why, never a traceback
+    except Exception as exc:  # the SDK's, or a translating seam's CloudError: say why, never a traceback
         info = seam.classify(_SEAM_PROVIDER[sink.kind], exc)
-        reason = f"{info.code}: {info.message}" if info else type(exc).__name__
+        reason = f"{exc.code}: {exc.message}" if isinstance(exc, CloudError) else \
+            f"{info.code}: {info.message}" if info else type(exc).__name__
         return (f"audit sink {sink.url}: cannot check its lock ({reason}); create it append-only "
                 "(README, \"The audit log\"), then rerun")
     if why:

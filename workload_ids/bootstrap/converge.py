@@ -1,6 +1,9 @@
 """Create what ``bootstrap`` prints, on AWS; a rerun converges and changes nothing when
 all is in place.
 
+Every client here is a :class:`~workload_ids.calls.SeamClient` of a seam that translates
+"aws" (bootstrap's, or the sandbox's own), so a failure arrives as a CloudError of its kind.
+
 Managed policies converge to our document (a new default version; the oldest one is
 deleted when IAM's five are used). Roles are created with the placeholder trust and our
 policy attached; a trust policy that exists is the operator's and is never changed, and
@@ -12,15 +15,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from ..calls import NOT_FOUND, SeamClient
+from ..errors import CloudError
 from .aws import BOOTSTRAP_TAG, AwsBootstrap, Boundary, ToolIdentity, compact
 
 MAX_POLICY_VERSIONS = 5
-
-
-def _missing(exc: ClientError) -> bool:
-    return str(exc.response.get("Error", {}).get("Code")) in ("NoSuchEntity", "NoSuchEntityException")
 
 
 def _document(value: Any) -> Any:
@@ -28,13 +27,13 @@ def _document(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def ensure_policy(iam: Any, arn: str, name: str, path: str, document: dict[str, Any],
+def ensure_policy(iam: SeamClient, arn: str, name: str, path: str, document: dict[str, Any],
                   tag: str, description: str) -> str | None:
     """Create or converge one managed policy; returns what was done, None if nothing."""
     try:
         policy = iam.get_policy(PolicyArn=arn)["Policy"]
-    except ClientError as exc:
-        if not _missing(exc):
+    except CloudError as exc:
+        if exc.kind != NOT_FOUND:
             raise
         iam.create_policy(PolicyName=name, Path=path, PolicyDocument=compact(document),
                           Description=description, Tags=[{"Key": BOOTSTRAP_TAG, "Value": tag}])
@@ -50,14 +49,14 @@ def ensure_policy(iam: Any, arn: str, name: str, path: str, document: dict[str, 
     return f"updated policy {arn} (new default version)"
 
 
-def ensure_boundary(iam: Any, boundary: Boundary) -> str | None:
+def ensure_boundary(iam: SeamClient, boundary: Boundary) -> str | None:
     """The workload boundary: what the sandbox, the demo and the test fixtures create too."""
     return ensure_policy(iam, boundary.arn, boundary.name, boundary.path, boundary.document,
                          "workload-boundary", "workload-ids: the permissions boundary of every "
                          "workload identity")
 
 
-def ensure_identity(iam: Any, ident: ToolIdentity, shared: tuple[str, ...] = ()) -> list[str]:
+def ensure_identity(iam: SeamClient, ident: ToolIdentity, shared: tuple[str, ...] = ()) -> list[str]:
     """One role with its own policy attached, and ``shared`` (the audit trail's policy)."""
     done: list[str] = []
     changed = ensure_policy(iam, ident.policy_arn, ident.policy_name, ident.path, ident.policy,
@@ -67,8 +66,8 @@ def ensure_identity(iam: Any, ident: ToolIdentity, shared: tuple[str, ...] = ())
         done.append(changed)
     try:
         iam.get_role(RoleName=ident.role_name)
-    except ClientError as exc:
-        if not _missing(exc):
+    except CloudError as exc:
+        if exc.kind != NOT_FOUND:
             raise
         iam.create_role(RoleName=ident.role_name, Path=ident.path,
                         AssumeRolePolicyDocument=compact(ident.trust),
@@ -89,7 +88,7 @@ def ensure_identity(iam: Any, ident: ToolIdentity, shared: tuple[str, ...] = ())
     return done
 
 
-def converge(iam: Any, plan: AwsBootstrap) -> list[str]:
+def converge(iam: SeamClient, plan: AwsBootstrap) -> list[str]:
     """Everything of ``plan``; the boundary first (the identities' policies name it)."""
     done: list[str] = []
     changed = ensure_boundary(iam, plan.boundary)
@@ -112,7 +111,7 @@ def converge(iam: Any, plan: AwsBootstrap) -> list[str]:
 SIGNING_KEY_TAG = "signing-key"
 
 
-def ensure_signing_key(sm: Any, plan: AwsBootstrap, caller: str, *, create: bool = True) -> str | None:
+def ensure_signing_key(sm: SeamClient, plan: AwsBootstrap, caller: str, *, create: bool = True) -> str | None:
     """The marker signing key (``workload-ids/signing-key``): created with fresh material
     and locked down by a deny-only resource policy; returns what was done, None if it
     was in place. A secret of that name that bootstrap cannot show it made (our tag, the
@@ -125,7 +124,7 @@ def ensure_signing_key(sm: Any, plan: AwsBootstrap, caller: str, *, create: bool
             "tool's identities only)") if made else None
 
 
-def ensure_audit_key(sm: Any, plan: AwsBootstrap, caller: str, *, create: bool = True) -> str | None:
+def ensure_audit_key(sm: SeamClient, plan: AwsBootstrap, caller: str, *, create: bool = True) -> str | None:
     """The audit signing key ``audit.sink.signingKey`` names, when it is a secret of this
     account: made, checked and refused exactly as the marker key (a key someone else
     made could sign forged audit records, restore bundles included)."""
@@ -140,7 +139,7 @@ def ensure_audit_key(sm: Any, plan: AwsBootstrap, caller: str, *, create: bool =
             "identities only)") if made else None
 
 
-def _ensure_key(sm: Any, plan: AwsBootstrap, caller: str, name: str, tag_value: str, purpose: str,
+def _ensure_key(sm: SeamClient, plan: AwsBootstrap, caller: str, name: str, tag_value: str, purpose: str,
                 what: str, *, reference: str | None = None, create: bool = True) -> bool:
     """Make (True) or check (False) one of bootstrap's signing keys; raises UserError for
     a secret bootstrap cannot show it made. ``reference`` is how the config names it
@@ -162,8 +161,8 @@ def _ensure_key(sm: Any, plan: AwsBootstrap, caller: str, name: str, tag_value: 
 
     try:
         doc = sm.describe_secret(SecretId=secret_id)
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code")) != "ResourceNotFoundException":
+    except CloudError as exc:
+        if exc.kind != NOT_FOUND:
             raise
         doc = None
     if doc is not None:

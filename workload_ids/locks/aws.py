@@ -14,14 +14,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from .. import clock
-from ..calls import NOT_FOUND, CallSeam, to_cloud_error
+from ..calls import NOT_FOUND, CallSeam
 from ..config import Config
-from ..errors import ConflictError
+from ..errors import CloudError, ConflictError
 from ..model import Marker
-from ..providers.aws.provider import AwsProvider, classify
+from ..providers.aws.provider import AwsProvider
 from .interface import LEASE, Holder, LockRecord, new_record
 
 _RELEASING = LockRecord("a run that just released it", "?", None, None)
@@ -43,10 +41,6 @@ class SecretsManagerLock:
         self._held: dict[tuple[str, str], tuple[str, LockRecord]] = {}
         self._mutex = threading.Lock()
 
-    def _code(self, exc: ClientError) -> tuple[str, str]:
-        info = classify(exc)
-        return (info.kind, info.code) if info else ("", "")
-
     def _create(self, name: str, holder: Holder, tags: Mapping[str, str]) -> bool:
         """True when this run created the lock; False when a lock exists."""
         record = new_record(holder)
@@ -54,12 +48,11 @@ class SecretsManagerLock:
             made: Any = self.client.create_secret(
                 Name=lock_name(name), Description=record.encode(),
                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-        except ClientError as exc:
-            _, code = self._code(exc)
-            releasing = code == "InvalidRequestException" and "deletion" in str(exc)
-            if code == "ResourceExistsException" or releasing:
+        except CloudError as exc:
+            releasing = exc.code == "InvalidRequestException" and "deletion" in exc.message
+            if exc.code == "ResourceExistsException" or releasing:
                 return False  # held, or deleted a moment ago and not yet reusable
-            raise to_cloud_error(self.seam, "aws", "secretsmanager.create_secret", exc) from exc
+            raise
         with self._mutex:
             self._held[(name, holder.name)] = (str(made["ARN"]), record)
         return True
@@ -70,11 +63,10 @@ class SecretsManagerLock:
             return None
         try:
             doc: Any = self.client.describe_secret(SecretId=lock_name(name))
-        except ClientError as exc:
-            kind, _ = self._code(exc)
-            if kind == NOT_FOUND:
-                return _RELEASING  # released between our two calls: try again after a pause
-            raise to_cloud_error(self.seam, "aws", "secretsmanager.describe_secret", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return _RELEASING  # released between our two calls: try again after a pause
         if doc.get("DeletedDate"):
             return _RELEASING
         if Marker.from_tags({t["Key"]: t["Value"] for t in doc.get("Tags") or []}) is None:
@@ -86,10 +78,9 @@ class SecretsManagerLock:
             return record
         try:  # stale: delete exactly the lock we read, then contend again
             self.client.delete_secret(SecretId=doc["ARN"], ForceDeleteWithoutRecovery=True)
-        except ClientError as exc:
-            kind, _ = self._code(exc)
-            if kind != NOT_FOUND:
-                raise to_cloud_error(self.seam, "aws", "secretsmanager.delete_secret", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
         return None if self._create(name, holder, tags) else record
 
     def renew(self, name: str, holder: Holder) -> bool:
@@ -101,11 +92,10 @@ class SecretsManagerLock:
         try:
             self.client.update_secret(SecretId=arn, Description=LockRecord(
                 record.holder, record.command, record.since, clock.lease_now() + LEASE).encode())
-        except ClientError as exc:
-            kind, _ = self._code(exc)
-            if kind == NOT_FOUND:
-                return False  # broken by another run after our lease ran out
-            raise to_cloud_error(self.seam, "aws", "secretsmanager.update_secret", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return False  # broken by another run after our lease ran out
         return True
 
     def release(self, name: str, holder: Holder) -> None:
@@ -117,7 +107,6 @@ class SecretsManagerLock:
         arn = held[0]
         try:
             self.client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
-        except ClientError as exc:
-            kind, _ = self._code(exc)
-            if kind != NOT_FOUND:
-                raise to_cloud_error(self.seam, "aws", "secretsmanager.delete_secret", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise

@@ -59,6 +59,18 @@ def seed_oidc_providers(issuers: Iterable[str] = EXAMPLE_ISSUERS,
 _MOTO_REQUESTS = threading.RLock()
 
 
+def _through_seam(client: Any, service: str) -> Any:
+    """``client`` behind a seam of its own that translates "aws" as every other does:
+    bootstrap's code, which seeding reuses, decides by CloudError kind."""
+    from ..calls import CallSeam, SeamClient
+    from ..providers.aws.provider import classify, make_fault
+    if isinstance(client, SeamClient):
+        return client
+    seam = CallSeam()
+    seam.register("aws", classify, make_fault, translate=True)
+    return SeamClient(seam, "aws", service, client)
+
+
 def seed_boundary(endpoint_url: str | None = None, account: str = SANDBOX_ACCOUNT,
                   iam: Any = None) -> str:
     """Create the workload permissions boundary as `workload-ids bootstrap --apply` would
@@ -70,7 +82,7 @@ def seed_boundary(endpoint_url: str | None = None, account: str = SANDBOX_ACCOUN
         import boto3
         iam = boto3.client("iam", endpoint_url=endpoint_url, region_name="us-east-1")
     boundary = render(Config(ConfigFile(), Path.cwd(), None), account).boundary
-    ensure_boundary(iam, boundary)
+    ensure_boundary(_through_seam(iam, "iam"), boundary)
     return boundary.arn
 
 
@@ -85,7 +97,7 @@ def seed_signing_key(endpoint_url: str | None = None, account: str = SANDBOX_ACC
         import boto3
         sm = boto3.client("secretsmanager", endpoint_url=endpoint_url, region_name="us-east-1")
     plan = render(Config(ConfigFile(), Path.cwd(), None), account)
-    ensure_signing_key(sm, plan, f"arn:aws:iam::{account}:root")
+    ensure_signing_key(_through_seam(sm, "secretsmanager"), plan, f"arn:aws:iam::{account}:root")
 
 
 @contextmanager

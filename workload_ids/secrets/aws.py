@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ..calls import NOT_FOUND, CallSeam, to_cloud_error
+from ..calls import NOT_FOUND, CallSeam
 from ..config import Config
+from ..errors import CloudError
 from ..model import IssuedKey, SecretValue, StoredSecret
-from ..providers.aws.provider import AwsProvider, classify
+from ..providers.aws.provider import AwsProvider
 from .interface import foreign_marker, refuse_secret
 
 _PREFIX = "wid-"
@@ -99,41 +98,34 @@ class SecretsManagerStore:
         self._version_ids: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
-    def _fail(self, operation: str, exc: ClientError) -> Exception:
-        return to_cloud_error(self.seam, "aws", operation, exc)
-
     def describe(self, name: str) -> StoredSecret:
         """SecretStore.describe: one ``DescribeSecret``; keys are versions named after their key ids."""
         try:
             doc = self.client.describe_secret(SecretId=name)
-        except ClientError as exc:
-            info = classify(exc)
-            if info and info.kind == NOT_FOUND:
-                return StoredSecret(name=name, exists=False)
-            raise self._fail("secretsmanager.describe_secret", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return StoredSecret(name=name, exists=False)
         return self._stored(name, doc.get("VersionIdsToStages") or {}, doc.get("Tags") or [], doc)
 
     def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
         """SecretStore.describe_many: ``ListSecrets`` filtered by name prefix, 100 a page."""
         found: dict[str, StoredSecret] = {}
         token: str | None = None
-        try:
-            while True:
-                params: dict[str, Any] = {"MaxResults": 100,
-                                          "Filters": [{"Key": "name", "Values": [prefix]}]}
-                if token:
-                    params["NextToken"] = token
-                page = self.client.list_secrets(**params)
-                for entry in page.get("SecretList", []):
-                    name = entry["Name"]
-                    if name.startswith(prefix):
-                        found[name] = self._stored(name, entry.get("SecretVersionsToStages") or {},
-                                                   entry.get("Tags") or [], entry)
-                token = page.get("NextToken")
-                if not token:
-                    return found
-        except ClientError as exc:
-            raise self._fail("secretsmanager.list_secrets", exc) from exc
+        while True:
+            params: dict[str, Any] = {"MaxResults": 100,
+                                      "Filters": [{"Key": "name", "Values": [prefix]}]}
+            if token:
+                params["NextToken"] = token
+            page = self.client.list_secrets(**params)
+            for entry in page.get("SecretList", []):
+                name = entry["Name"]
+                if name.startswith(prefix):
+                    found[name] = self._stored(name, entry.get("SecretVersionsToStages") or {},
+                                               entry.get("Tags") or [], entry)
+            token = page.get("NextToken")
+            if not token:
+                return found
 
     def _stored(self, name: str, version_stages: Mapping[str, Any], tag_list: list[Any],
                 read: Mapping[str, Any]) -> StoredSecret:
@@ -164,10 +156,9 @@ class SecretsManagerStore:
         try:
             self.client.create_secret(Name=name, Tags=tag_list,
                                       Description="Access key issued by workload-ids")
-        except ClientError as exc:
-            info = classify(exc)
-            if not info or info.code != "ResourceExistsException":
-                raise self._fail("secretsmanager.create_secret", exc) from exc
+        except CloudError as exc:
+            if exc.code != "ResourceExistsException":
+                raise
             self.adopt(name, tags)  # made since we looked: ours only if it proves it
             self.set_tags(name, tags)
             return
@@ -200,10 +191,7 @@ class SecretsManagerStore:
         listed = known if known is not None and known.exists and known.kms_key is not None \
             and known.address else None
         if listed is None:
-            try:
-                doc: Any = self.client.describe_secret(SecretId=name)
-            except ClientError as exc:
-                raise self._fail("secretsmanager.describe_secret", exc) from exc
+            doc: Any = self.client.describe_secret(SecretId=name)
             found = {t["Key"]: t["Value"] for t in doc.get("Tags") or []}
             kms = str(doc.get("KmsKeyId") or "")
             replicas = _replicas(doc)
@@ -220,10 +208,7 @@ class SecretsManagerStore:
                    "no key secret): each replica is a copy under a KMS key and IAM of its region")
         if why is not None:
             raise refuse_secret(name, why)
-        try:
-            answer: Any = self.client.get_resource_policy(SecretId=name)
-        except ClientError as exc:
-            raise self._fail("secretsmanager.get_resource_policy", exc) from exc
+        answer: Any = self.client.get_resource_policy(SecretId=name)
         if listed is not None and str(answer.get("ARN") or "") != listed.address:
             self.adopt(name, tags)  # not the secret that was read: prove this one afresh
             return
@@ -290,21 +275,15 @@ class SecretsManagerStore:
 
     def _lock_down(self, name: str) -> None:
         allowed = reader_patterns(self.provider.verify_target(self.target), self.readers)
-        try:
-            self.client.put_resource_policy(SecretId=name, ResourcePolicy=deny_policy(allowed),
-                                            BlockPublicPolicy=True)
-        except ClientError as exc:
-            raise self._fail("secretsmanager.put_resource_policy", exc) from exc
+        self.client.put_resource_policy(SecretId=name, ResourcePolicy=deny_policy(allowed),
+                                        BlockPublicPolicy=True)
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
         """SecretStore.put_key: a version whose id derives from the key, so a retry is idempotent."""
-        try:
-            self.client.put_secret_value(SecretId=name,
-                                         ClientRequestToken=version_id(key.key_id, key.issued),
-                                         SecretString=json.dumps(dict(document)),
-                                         VersionStages=["AWSCURRENT"])
-        except ClientError as exc:
-            raise self._fail("secretsmanager.put_secret_value", exc) from exc
+        self.client.put_secret_value(SecretId=name,
+                                     ClientRequestToken=version_id(key.key_id, key.issued),
+                                     SecretString=json.dumps(dict(document)),
+                                     VersionStages=["AWSCURRENT"])
 
     def read_key(self, name: str, key_id: str) -> SecretValue:
         """SecretStore.read_key: finds the key's version id, describing the secret if not known yet."""
@@ -312,26 +291,17 @@ class SecretsManagerStore:
         if version is None:
             self.describe(name)
             version = self._version_ids.get((name, key_id))
-        try:
-            doc: Any = self.client.get_secret_value(SecretId=name, VersionId=version)
-        except ClientError as exc:
-            raise self._fail("secretsmanager.get_secret_value", exc) from exc
+        doc: Any = self.client.get_secret_value(SecretId=name, VersionId=version)
         return SecretValue(str(json.loads(doc["SecretString"])["SecretAccessKey"]))
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.set_tags, as Secrets Manager resource tags."""
-        try:
-            self.client.tag_resource(SecretId=name,
-                                     Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-        except ClientError as exc:
-            raise self._fail("secretsmanager.tag_resource", exc) from exc
+        self.client.tag_resource(SecretId=name,
+                                 Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
     def remove_tags(self, name: str, keys: list[str]) -> None:
         """SecretStore.remove_tags, as Secrets Manager resource tags."""
-        try:
-            self.client.untag_resource(SecretId=name, TagKeys=keys)
-        except ClientError as exc:
-            raise self._fail("secretsmanager.untag_resource", exc) from exc
+        self.client.untag_resource(SecretId=name, TagKeys=keys)
 
 
 def _replicas(read: Mapping[str, Any]) -> tuple[str, ...]:

@@ -40,7 +40,6 @@ from ...calls import (
     CallSeam,
     ErrorInfo,
     SeamClient,
-    to_cloud_error,
 )
 from ...cleanup.provenance import transfer_believed
 from ...config import Config
@@ -268,7 +267,10 @@ class AwsProvider(RetireMixin):
     def __init__(self, config: Config, seam: CallSeam) -> None:
         self.config = config
         self.seam = seam
-        seam.register("aws", classify, make_fault)
+        # translate: every failure leaves the seam as a CloudError of its kind, so the code
+        # below decides by kind and never reads a botocore exception (audit.sink and
+        # audit.keys register "aws" the same way).
+        seam.register("aws", classify, make_fault, translate=True)
         self._clients: dict[tuple[str, str], SeamClient] = {}
         self._sessions: dict[str, boto3.session.Session] = {}
         self._verifiers: dict[str, SeamClient] = {}
@@ -293,11 +295,10 @@ class AwsProvider(RetireMixin):
         sm = self.client(target, "secretsmanager")
         try:
             answer = sm.get_secret_value(SecretId=AWS_KEY_SECRET)
-        except ClientError as exc:
-            info = classify(exc)
-            if info and info.kind == NOT_FOUND:
-                return None
-            raise self._cloud("secretsmanager.get_secret_value", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return None
         # The first read of a run: credentials that reach another account are refused here
         # (a key from there must not vouch for identities in this one).
         self._check_account(target, str(answer.get("ARN") or ""))
@@ -367,9 +368,6 @@ class AwsProvider(RetireMixin):
         with self._lock:
             return self._clients.setdefault(key, wrapped)  # a racing thread's, if it was first
 
-    def _cloud(self, operation: str, exc: BaseException) -> Exception:
-        return to_cloud_error(self.seam, "aws", operation, exc)
-
     # --- pure ------------------------------------------------------------------------
 
     def desired(self, workload: CompiledWorkload) -> DesiredIdentity:
@@ -404,11 +402,10 @@ class AwsProvider(RetireMixin):
         self.keys.get(target)
         try:
             entity = getattr(iam, ops.get)(**{ops.param: name})[ops.result]
-        except ClientError as exc:
-            info = classify(exc)
-            if info and info.kind == NOT_FOUND:
-                return None
-            raise self._cloud(f"iam.{ops.get}", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return None
         self._check_account(target, entity["Arn"])
         tags = _tags(entity.get("Tags"))
         documents: dict[str, str] = {}
@@ -416,20 +413,17 @@ class AwsProvider(RetireMixin):
             documents["trust"] = render.canonical(entity.get("AssumeRolePolicyDocument", {}))
         foreign: list[str] = []
         if tags.get(MARKER_KEYS[0]) is not None:
-            try:
-                names = [n for page in self._pages(iam, ops.list_policies, "PolicyNames",
-                                                   **{ops.param: name}) for n in page]
-                if render.POLICY_NAME in names:
-                    doc = getattr(iam, ops.get_policy)(**{ops.param: name},
-                                                       PolicyName=render.POLICY_NAME)
-                    documents["policy"] = render.canonical(doc["PolicyDocument"])
-                attached = [p["PolicyArn"] for page in self._pages(
-                    iam, ops.list_attached, "AttachedPolicies", **{ops.param: name}) for p in page]
-                groups = [g["GroupName"] for page in self._pages(
-                    iam, "list_groups_for_user", "Groups", UserName=name)
-                    for g in page] if desired.kind == "user" else []
-            except ClientError as exc:
-                raise self._cloud(f"iam.read_{desired.kind}", exc) from exc
+            names = [n for page in self._pages(iam, ops.list_policies, "PolicyNames",
+                                               **{ops.param: name}) for n in page]
+            if render.POLICY_NAME in names:
+                doc = getattr(iam, ops.get_policy)(**{ops.param: name},
+                                                   PolicyName=render.POLICY_NAME)
+                documents["policy"] = render.canonical(doc["PolicyDocument"])
+            attached = [p["PolicyArn"] for page in self._pages(
+                iam, ops.list_attached, "AttachedPolicies", **{ops.param: name}) for p in page]
+            groups = [g["GroupName"] for page in self._pages(
+                iam, "list_groups_for_user", "Groups", UserName=name)
+                for g in page] if desired.kind == "user" else []
             foreign = [f"inline:{n}" for n in names if n not in OUR_POLICIES]
             foreign += [f"attached:{arn}" for arn in attached]
             foreign += [f"group:{g}" for g in groups]
@@ -491,19 +485,16 @@ class AwsProvider(RetireMixin):
             return {r["RoleName"]: r for page in self._pages(
                 iam, "list_roles", "Roles", PathPrefix=path, MaxItems=1000) for r in page}
 
-        try:
-            roles: list[Any] = []
-            users: list[Any] = []
-            # The two walks are independent: run them side by side.
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                listing = pool.submit(list_ours)
-                for page in self._pages_of(iam, "get_account_authorization_details",
-                                           Filter=["Role", "User"], MaxItems=1000):
-                    roles.extend(page.get("RoleDetailList", []))
-                    users.extend(page.get("UserDetailList", []))
-                listed = listing.result()
-        except ClientError as exc:
-            raise self._cloud("iam.get_account_authorization_details", exc) from exc
+        roles: list[Any] = []
+        users: list[Any] = []
+        # The two walks are independent: run them side by side.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            listing = pool.submit(list_ours)
+            for page in self._pages_of(iam, "get_account_authorization_details",
+                                       Filter=["Role", "User"], MaxItems=1000):
+                roles.extend(page.get("RoleDetailList", []))
+                users.extend(page.get("UserDetailList", []))
+            listed = listing.result()
         observed: list[ObservedIdentity] = []
         for kind, entities in (("role", roles), ("user", users)):
             ops = KIND_OPS[kind]
@@ -618,11 +609,10 @@ class AwsProvider(RetireMixin):
         iam = self.client(target, "iam")
         try:
             iam.get_policy(PolicyArn=arn)
-        except ClientError as exc:
-            info = classify(exc)
-            if info and info.kind == NOT_FOUND:
-                return False
-            raise self._cloud("iam.get_policy", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return False
         with self._lock:
             self._policies.add((target, arn))
         return True
@@ -642,10 +632,7 @@ class AwsProvider(RetireMixin):
         if cached is not None:
             return cached
         iam = self.client(target, "iam")
-        try:
-            arns = {p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}
-        except ClientError as exc:
-            raise self._cloud("iam.list_open_id_connect_providers", exc) from exc
+        arns = {p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}
         for arn in arns:
             self._check_account(target, arn)
         with self._lock:
@@ -658,11 +645,7 @@ class AwsProvider(RetireMixin):
             with self._lock:
                 known = self._callers.get(target)
             if known is None:
-                sts = self.client(target, "sts")
-                try:
-                    known = str(sts.get_caller_identity()["Arn"])
-                except ClientError as exc:
-                    raise self._cloud("sts.get_caller_identity", exc) from exc
+                known = str(self.client(target, "sts").get_caller_identity()["Arn"])
                 with self._lock:
                     self._callers[target] = known
         self._check_account(target, known)
@@ -670,11 +653,7 @@ class AwsProvider(RetireMixin):
 
     def current_target(self) -> str:
         """The account the ambient credentials reach."""
-        sts = self.client("", "sts")
-        try:
-            arn = str(sts.get_caller_identity()["Arn"])
-        except ClientError as exc:
-            raise self._cloud("sts.get_caller_identity", exc) from exc
+        arn = str(self.client("", "sts").get_caller_identity()["Arn"])
         account = arn.split(":")[4]
         if account not in self.config.aws_mapped_accounts():
             # The same credentials reach it: a later verify_target need not ask again.
@@ -759,38 +738,34 @@ class AwsProvider(RetireMixin):
         ops = KIND_OPS[desired.kind]
         iam = self.client(desired.workload.target, "iam")
         who = {ops.param: desired.name}
-        operation = f"iam.{change.action}"
-        try:
-            if change.action == "create":
-                self._create(iam, desired)
-            elif change.action == "update-trust":
-                iam.update_assume_role_policy(**who, PolicyDocument=desired.documents["trust"])
-            elif change.action == "update-permissions":
-                self._put_policy(iam, desired)
-            elif change.action == "remove-foreign-policy":
-                kind, _, ref = str(change.details["policy"]).partition(":")
-                if kind == "inline":
-                    self._ignore_missing(getattr(iam, ops.delete_policy), **who, PolicyName=ref)
-                elif kind == "group":
-                    self._ignore_missing(iam.remove_user_from_group, **who, GroupName=ref)
-                else:
-                    self._ignore_missing(getattr(iam, ops.detach), **who, PolicyArn=ref)
-            elif change.action == "update-settings":
-                iam.update_role(**who, Description=desired.settings.get("description", ""),
-                                MaxSessionDuration=int(desired.settings["maxSessionDuration"]))
-            elif change.action == "update-boundary":
-                if desired.settings["boundary"]:
-                    getattr(iam, ops.put_boundary)(**who, PermissionsBoundary=desired.settings["boundary"])
-                else:
-                    self._ignore_missing(getattr(iam, ops.delete_boundary), **who)
-            elif change.action == "update-tags":
-                assert change.observed is not None
-                self._write_marker(iam, desired, change.observed, [
-                    k for k in change.details.get("tags", {}) if k != TAG_MAC])
-            else:  # pragma: no cover - plan and apply are written together
-                raise ValueError(f"unknown change {change.action}")
-        except (ClientError, BotoCoreError, ResponseParserError) as exc:
-            raise self._cloud(operation, exc) from exc
+        if change.action == "create":
+            self._create(iam, desired)
+        elif change.action == "update-trust":
+            iam.update_assume_role_policy(**who, PolicyDocument=desired.documents["trust"])
+        elif change.action == "update-permissions":
+            self._put_policy(iam, desired)
+        elif change.action == "remove-foreign-policy":
+            kind, _, ref = str(change.details["policy"]).partition(":")
+            if kind == "inline":
+                self._ignore_missing(getattr(iam, ops.delete_policy), **who, PolicyName=ref)
+            elif kind == "group":
+                self._ignore_missing(iam.remove_user_from_group, **who, GroupName=ref)
+            else:
+                self._ignore_missing(getattr(iam, ops.detach), **who, PolicyArn=ref)
+        elif change.action == "update-settings":
+            iam.update_role(**who, Description=desired.settings.get("description", ""),
+                            MaxSessionDuration=int(desired.settings["maxSessionDuration"]))
+        elif change.action == "update-boundary":
+            if desired.settings["boundary"]:
+                getattr(iam, ops.put_boundary)(**who, PermissionsBoundary=desired.settings["boundary"])
+            else:
+                self._ignore_missing(getattr(iam, ops.delete_boundary), **who)
+        elif change.action == "update-tags":
+            assert change.observed is not None
+            self._write_marker(iam, desired, change.observed, [
+                k for k in change.details.get("tags", {}) if k != TAG_MAC])
+        else:  # pragma: no cover - plan and apply are written together
+            raise ValueError(f"unknown change {change.action}")
 
     def _write_marker(self, iam: SeamClient, desired: DesiredIdentity, observed: ObservedIdentity,
                       keys: Sequence[str]) -> None:
@@ -809,9 +784,8 @@ class AwsProvider(RetireMixin):
     def _ignore_missing(self, fn: Any, **kwargs: Any) -> None:
         try:
             fn(**kwargs)
-        except ClientError as exc:
-            info = classify(exc)
-            if not info or info.kind != NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
                 raise
 
     def _read_after_exists(self, desired: DesiredIdentity) -> ObservedIdentity | None:
@@ -848,9 +822,8 @@ class AwsProvider(RetireMixin):
             params["PermissionsBoundary"] = desired.settings["boundary"]
         try:
             created = getattr(iam, ops.create)(**params)[ops.result]
-        except ClientError as exc:
-            info = classify(exc)
-            if not info or info.code != "EntityAlreadyExists":
+        except CloudError as exc:
+            if exc.code != "EntityAlreadyExists":
                 raise
             # Created by a run that died before it could record anything, or by a racing
             # run: adopt it only if it carries our marker, then converge it.
@@ -887,11 +860,10 @@ class AwsProvider(RetireMixin):
         iam = self.client(desired.workload.target, "iam")
         try:
             entity = getattr(iam, ops.get)(**{ops.param: desired.name})[ops.result]
-        except ClientError as exc:
-            info = classify(exc)
-            if info and info.kind == NOT_FOUND:
-                return None
-            raise self._cloud(f"iam.{ops.get}", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return None
         self._check_account(desired.workload.target, entity["Arn"])
         tags = _tags(entity.get("Tags"))
         marker = Marker.from_tags(tags)
@@ -915,20 +887,16 @@ class AwsProvider(RetireMixin):
         try:
             keys = [k for page in self._pages(iam, "list_access_keys", "AccessKeyMetadata",
                                               UserName=name) for k in page]
-        except ClientError as exc:
-            info = classify(exc)
-            if info and info.kind == NOT_FOUND:
-                return []
-            raise self._cloud("iam.list_access_keys", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return []
         return sorted((KeyInfo(k["AccessKeyId"], k["Status"].lower(), k["CreateDate"]) for k in keys),
                       key=lambda k: (k.created, k.key_id))
 
     def create_key(self, desired: DesiredIdentity) -> IssuedKey:
         iam = self.client(desired.workload.target, "iam")
-        try:
-            key = iam.create_access_key(UserName=desired.name)["AccessKey"]
-        except ClientError as exc:
-            raise self._cloud("iam.create_access_key", exc) from exc
+        key = iam.create_access_key(UserName=desired.name)["AccessKey"]
         return IssuedKey(key["AccessKeyId"], SecretValue(key["SecretAccessKey"]), clock.now())
 
     def secret_document(self, key: IssuedKey) -> dict[str, str]:
@@ -936,24 +904,15 @@ class AwsProvider(RetireMixin):
 
     def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None:
         iam = self.client(desired.workload.target, "iam")
-        try:
-            iam.update_access_key(UserName=desired.name, AccessKeyId=key_id, Status="Inactive")
-        except ClientError as exc:
-            raise self._cloud("iam.update_access_key", exc) from exc
+        iam.update_access_key(UserName=desired.name, AccessKeyId=key_id, Status="Inactive")
 
     def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
         iam = self.client(desired.workload.target, "iam")
-        try:
-            self._ignore_missing(iam.delete_access_key, UserName=desired.name, AccessKeyId=key_id)
-        except ClientError as exc:
-            raise self._cloud("iam.delete_access_key", exc) from exc
+        self._ignore_missing(iam.delete_access_key, UserName=desired.name, AccessKeyId=key_id)
 
     def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
         iam = self.client(desired.workload.target, "iam")
-        try:
-            used = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
-        except ClientError as exc:
-            raise self._cloud("iam.get_access_key_last_used", exc) from exc
+        used = iam.get_access_key_last_used(AccessKeyId=key_id)["AccessKeyLastUsed"]
         # Our own verification signs STS calls with the new key; only use of another
         # service shows that the workload itself has switched to it.
         if str(used.get("ServiceName", "")).lower() in ("sts", "n/a", ""):
@@ -981,11 +940,10 @@ class AwsProvider(RetireMixin):
                     self._verifiers.pop(next(iter(self._verifiers)))
         try:
             arn = sts.get_caller_identity()["Arn"]
-        except ClientError as exc:
-            info = classify(exc)
-            if info and info.kind in (DENIED, NOT_FOUND, THROTTLE, TRANSIENT):
+        except CloudError as exc:
+            if exc.kind in (DENIED, NOT_FOUND, THROTTLE, TRANSIENT):
                 return False
-            raise self._cloud("sts.get_caller_identity", exc) from exc
+            raise
         return str(arn).endswith(f":user{desired.settings['path']}{desired.name}") or \
             str(arn).endswith(f":user/{desired.name}")
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from ... import clock
 from ...calls import NOT_FOUND
@@ -37,7 +35,7 @@ from ...model import (
 from . import render
 
 if TYPE_CHECKING:
-    from ...calls import CallSeam, SeamClient
+    from ...calls import SeamClient
 
 QUARANTINE_POLICY = "workload-ids-quarantine"
 
@@ -59,10 +57,7 @@ class RetireMixin:
     """The leaver half of :class:`~workload_ids.providers.aws.provider.AwsProvider`."""
 
     if TYPE_CHECKING:
-        seam: CallSeam
-
         def client(self, target: str, service: str) -> SeamClient: ...
-        def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
         def _ignore_missing(self, fn: Any, **kwargs: Any) -> None: ...
         def list_keys_of(self, target: str, name: str) -> list[KeyInfo]: ...
         def marker_mac(self, target: str, name: str, immutable_id: str, marker: Marker) -> str: ...
@@ -81,26 +76,20 @@ class RetireMixin:
                                 f"{identity.forged}", "it is reported as forged and never modified; "
                                 "find out who tagged it")
 
-    def _run(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise self._cloud(operation, exc) from exc
-
     def _tag(self, identity: ObservedIdentity, tags: dict[str, str]) -> None:
         iam = self._iam(identity)
         items = [{"Key": k, "Value": v} for k, v in tags.items()]
         if identity.kind == "role":
-            self._run("iam.tag_role", lambda: iam.tag_role(RoleName=identity.name, Tags=items))
+            iam.tag_role(RoleName=identity.name, Tags=items)
         else:
-            self._run("iam.tag_user", lambda: iam.tag_user(UserName=identity.name, Tags=items))
+            iam.tag_user(UserName=identity.name, Tags=items)
 
     def _untag(self, identity: ObservedIdentity, keys: list[str]) -> None:
         iam = self._iam(identity)
         if identity.kind == "role":
-            self._run("iam.untag_role", lambda: iam.untag_role(RoleName=identity.name, TagKeys=keys))
+            iam.untag_role(RoleName=identity.name, TagKeys=keys)
         else:
-            self._run("iam.untag_user", lambda: iam.untag_user(UserName=identity.name, TagKeys=keys))
+            iam.untag_user(UserName=identity.name, TagKeys=keys)
 
     # --- reads cleanup needs beyond the batch read ---------------------------------
 
@@ -113,8 +102,7 @@ class RetireMixin:
         iam = self._iam(identity)
         latest: datetime | None = None
         for key in self.list_keys_of(identity.target, identity.name):
-            used = self._run("iam.get_access_key_last_used", iam.get_access_key_last_used,
-                             AccessKeyId=key.key_id)["AccessKeyLastUsed"]
+            used = iam.get_access_key_last_used(AccessKeyId=key.key_id)["AccessKeyLastUsed"]
             when = used.get("LastUsedDate")
             if isinstance(when, datetime) and str(used.get("ServiceName", "")).lower() not in ("sts", "n/a"):
                 latest = when if latest is None or when > latest else latest
@@ -155,8 +143,8 @@ class RetireMixin:
             if identity.tags.get(MARK_TAG) != encode_mark(mark):
                 self._tag(identity, {MARK_TAG: encode_mark(mark)})
             document = render.canonical(quarantine_document(mark.since))
-            self._run("iam.put_role_policy", lambda: iam.put_role_policy(
-                RoleName=identity.name, PolicyName=QUARANTINE_POLICY, PolicyDocument=document))
+            iam.put_role_policy(RoleName=identity.name, PolicyName=QUARANTINE_POLICY,
+                                PolicyDocument=document)
             return mark
         active = [k.key_id for k in self.list_keys_of(identity.target, identity.name) if k.status == "active"]
         keys = tuple(dict.fromkeys([*mark.keys, *active]))
@@ -164,8 +152,8 @@ class RetireMixin:
         if identity.tags.get(MARK_TAG) != encode_mark(written):
             self._tag(identity, {MARK_TAG: encode_mark(written)})
         for key_id in active:
-            self._run("iam.update_access_key", self._ignore_missing, iam.update_access_key,
-                      UserName=identity.name, AccessKeyId=key_id, Status="Inactive")
+            self._ignore_missing(iam.update_access_key, UserName=identity.name, AccessKeyId=key_id,
+                                 Status="Inactive")
         return written
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
@@ -174,14 +162,13 @@ class RetireMixin:
         self._guard(identity)
         iam = self._iam(identity)
         if identity.kind == "role":
-            self._run("iam.delete_role_policy", lambda: self._ignore_missing(
-                iam.delete_role_policy, RoleName=identity.name, PolicyName=QUARANTINE_POLICY))
+            self._ignore_missing(iam.delete_role_policy, RoleName=identity.name,
+                                 PolicyName=QUARANTINE_POLICY)
         else:
             existing = {k.key_id for k in self.list_keys_of(identity.target, identity.name)}
             for key_id in (mark.keys if mark else ()):
                 if key_id in existing:
-                    self._run("iam.update_access_key", iam.update_access_key,
-                              UserName=identity.name, AccessKeyId=key_id, Status="Active")
+                    iam.update_access_key(UserName=identity.name, AccessKeyId=key_id, Status="Active")
         self._untag(identity, [MARK_TAG])
 
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
@@ -230,8 +217,8 @@ class RetireMixin:
             self._teardown_user(identity, steps)
         return steps
 
-    def _step(self, steps: list[str], label: str, operation: str, fn: Any, **kwargs: Any) -> None:
-        self._run(f"iam.{operation}", lambda: self._ignore_missing(fn, **kwargs))
+    def _step(self, steps: list[str], label: str, fn: Any, **kwargs: Any) -> None:
+        self._ignore_missing(fn, **kwargs)
         steps.append(label)
 
     def _teardown_role(self, identity: ObservedIdentity, steps: list[str], *, reread: bool = False) -> None:
@@ -249,16 +236,16 @@ class RetireMixin:
             attached = list(identity.extra.get("attached") or [])
             profiles = list(identity.extra.get("instanceProfiles") or [])
         for policy in inline:
-            self._step(steps, f"delete inline policy {policy}", "delete_role_policy",
+            self._step(steps, f"delete inline policy {policy}",
                        iam.delete_role_policy, RoleName=name, PolicyName=policy)
         for arn in attached:
-            self._step(steps, f"detach {arn}", "detach_role_policy", iam.detach_role_policy,
+            self._step(steps, f"detach {arn}", iam.detach_role_policy,
                        RoleName=name, PolicyArn=arn)
         for profile in profiles:
-            self._step(steps, f"remove from instance profile {profile}", "remove_role_from_instance_profile",
+            self._step(steps, f"remove from instance profile {profile}",
                        iam.remove_role_from_instance_profile, InstanceProfileName=profile, RoleName=name)
         try:
-            self._step(steps, f"delete role {name}", "delete_role", iam.delete_role, RoleName=name)
+            self._step(steps, f"delete role {name}", iam.delete_role, RoleName=name)
         except CloudError as exc:
             # Something was attached after the batch read: list what is left and go again.
             if reread or exc.code != "DeleteConflict":
@@ -269,67 +256,65 @@ class RetireMixin:
         iam = self._iam(identity)
         name = identity.name
         for key in self.list_keys_of(identity.target, name):
-            self._step(steps, f"delete access key {key.key_id}", "delete_access_key",
+            self._step(steps, f"delete access key {key.key_id}",
                        iam.delete_access_key, UserName=name, AccessKeyId=key.key_id)
-        self._step(steps, "delete login profile", "delete_login_profile", iam.delete_login_profile,
+        self._step(steps, "delete login profile", iam.delete_login_profile,
                    UserName=name)
         for page in self._pages(iam, "list_mfa_devices", "MFADevices", UserName=name):
             for device in page:
                 serial = device["SerialNumber"]
-                self._step(steps, f"deactivate MFA device {serial}", "deactivate_mfa_device",
+                self._step(steps, f"deactivate MFA device {serial}",
                            iam.deactivate_mfa_device, UserName=name, SerialNumber=serial)
                 if serial.startswith("arn:"):
-                    self._step(steps, f"delete virtual MFA device {serial}", "delete_virtual_mfa_device",
+                    self._step(steps, f"delete virtual MFA device {serial}",
                                iam.delete_virtual_mfa_device, SerialNumber=serial)
         for page in self._pages(iam, "list_signing_certificates", "Certificates", UserName=name):
             for cert in page:
                 self._step(steps, f"delete signing certificate {cert['CertificateId']}",
-                           "delete_signing_certificate", iam.delete_signing_certificate,
-                           UserName=name, CertificateId=cert["CertificateId"])
+                           iam.delete_signing_certificate, UserName=name, CertificateId=cert["CertificateId"])
         for page in self._pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=name):
             for ssh in page:
-                self._step(steps, f"delete SSH key {ssh['SSHPublicKeyId']}", "delete_ssh_public_key",
+                self._step(steps, f"delete SSH key {ssh['SSHPublicKeyId']}",
                            iam.delete_ssh_public_key, UserName=name, SSHPublicKeyId=ssh["SSHPublicKeyId"])
         for policy in dict(identity.extra.get("inline") or {}):
-            self._step(steps, f"delete inline policy {policy}", "delete_user_policy",
+            self._step(steps, f"delete inline policy {policy}",
                        iam.delete_user_policy, UserName=name, PolicyName=policy)
         for arn in identity.extra.get("attached") or []:
-            self._step(steps, f"detach {arn}", "detach_user_policy", iam.detach_user_policy,
+            self._step(steps, f"detach {arn}", iam.detach_user_policy,
                        UserName=name, PolicyArn=arn)
         for group in identity.extra.get("groups") or []:
-            self._step(steps, f"remove from group {group}", "remove_user_from_group",
+            self._step(steps, f"remove from group {group}",
                        iam.remove_user_from_group, GroupName=group, UserName=name)
         try:
-            self._step(steps, f"delete user {name}", "delete_user", iam.delete_user, UserName=name)
+            self._step(steps, f"delete user {name}", iam.delete_user, UserName=name)
         except CloudError as exc:
             # Rare attachments (service-specific credentials for CodeCommit and the like)
             # are only looked for when IAM says something is still attached.
             if exc.code != "DeleteConflict":
                 raise
-            found = self._run("iam.list_service_specific_credentials", self._ignore_missing_value,
-                              iam.list_service_specific_credentials, UserName=name)
+            found = self._ignore_missing_value(iam.list_service_specific_credentials, UserName=name)
             for cred in (found or {}).get("ServiceSpecificCredentials", []):
                 self._step(steps, f"delete service credential {cred['ServiceSpecificCredentialId']}",
-                           "delete_service_specific_credential", iam.delete_service_specific_credential,
-                           UserName=name, ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"])
-            self._step(steps, f"delete user {name}", "delete_user", iam.delete_user, UserName=name)
+                           iam.delete_service_specific_credential, UserName=name,
+                           ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"])
+            self._step(steps, f"delete user {name}", iam.delete_user, UserName=name)
 
     def _remark(self, iam: SeamClient, kind: str, name: str, target: str, immutable_id: str,
                 marker: Marker) -> None:
         mac = self.marker_mac(target, name, immutable_id, marker)
         items = [{"Key": TAG_MANAGED_BY, "Value": MANAGED_BY}, {"Key": TAG_MAC, "Value": mac}]
         if kind == "role":
-            self._run("iam.tag_role", lambda: iam.tag_role(RoleName=name, Tags=items))
+            iam.tag_role(RoleName=name, Tags=items)
         else:
-            self._run("iam.tag_user", lambda: iam.tag_user(UserName=name, Tags=items))
+            iam.tag_user(UserName=name, Tags=items)
 
     def _ignore_missing_value(self, fn: Any, **kwargs: Any) -> Any:
         try:
             return fn(**kwargs)
-        except ClientError as exc:
-            if getattr(self.seam.classify("aws", exc), "kind", None) == NOT_FOUND:
-                return None
-            raise
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return None
 
     def dead_grants(self, target: str) -> list[dict[str, str]]:
         """IAM drops a deleted role or user from everything that named it: none linger."""
@@ -347,50 +332,43 @@ class RetireMixin:
         steps: list[str] = []
         param = {"RoleName" if kind == "role" else "UserName": name}
         if kind == "role":
-            self._run("iam.update_assume_role_policy", lambda: iam.update_assume_role_policy(
-                RoleName=name, PolicyDocument=render.canonical(bundle["trust"])))
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=render.canonical(bundle["trust"]))
             steps.append("reset trust to the bundle's")
         if bundle.get("boundary"):
             put = iam.put_role_permissions_boundary if kind == "role" else iam.put_user_permissions_boundary
-            self._run("iam.put_permissions_boundary", put, **param, PermissionsBoundary=bundle["boundary"])
+            put(**param, PermissionsBoundary=bundle["boundary"])
         else:
             drop = iam.delete_role_permissions_boundary if kind == "role" \
                 else iam.delete_user_permissions_boundary
             self._ignore_missing_value(drop, **param)
         keep = set(dict(bundle.get("inlinePolicies") or {}))
-        names = self._run("iam.list_policies", getattr(iam, f"list_{kind}_policies"), **param)
+        names = getattr(iam, f"list_{kind}_policies")(**param)
         for policy in names.get("PolicyNames", []):
             if policy not in keep:
-                self._run("iam.delete_policy", getattr(iam, f"delete_{kind}_policy"),
-                          **param, PolicyName=policy)
+                getattr(iam, f"delete_{kind}_policy")(**param, PolicyName=policy)
                 steps.append(f"delete inline policy {policy}")
-        attached = self._run("iam.list_attached", getattr(iam, f"list_attached_{kind}_policies"), **param)
+        attached = getattr(iam, f"list_attached_{kind}_policies")(**param)
         for item in attached.get("AttachedPolicies", []):
             if item["PolicyArn"] not in set(bundle.get("attachedPolicies") or []):
-                self._run("iam.detach_policy", getattr(iam, f"detach_{kind}_policy"),
-                          **param, PolicyArn=item["PolicyArn"])
+                getattr(iam, f"detach_{kind}_policy")(**param, PolicyArn=item["PolicyArn"])
                 steps.append(f"detach {item['PolicyArn']}")
         if kind == "role":
-            profiles = self._run("iam.list_instance_profiles_for_role",
-                                 iam.list_instance_profiles_for_role, RoleName=name)
+            profiles = iam.list_instance_profiles_for_role(RoleName=name)
             for profile in profiles.get("InstanceProfiles", []):
                 if profile["InstanceProfileName"] not in set(bundle.get("instanceProfiles") or []):
-                    self._run("iam.remove_role_from_instance_profile",
-                              iam.remove_role_from_instance_profile,
-                              InstanceProfileName=profile["InstanceProfileName"], RoleName=name)
+                    iam.remove_role_from_instance_profile(
+                        InstanceProfileName=profile["InstanceProfileName"], RoleName=name)
                     steps.append(f"remove from instance profile {profile['InstanceProfileName']}")
         else:
-            groups = self._run("iam.list_groups_for_user", iam.list_groups_for_user, UserName=name)
+            groups = iam.list_groups_for_user(UserName=name)
             for group in groups.get("Groups", []):
                 if group["GroupName"] not in set(bundle.get("groups") or []):
-                    self._run("iam.remove_user_from_group", iam.remove_user_from_group,
-                              GroupName=group["GroupName"], UserName=name)
+                    iam.remove_user_from_group(GroupName=group["GroupName"], UserName=name)
                     steps.append(f"remove from group {group['GroupName']}")
             # A restored user has no keys (they cannot be restored); any key is not ours.
-            keys = self._run("iam.list_access_keys", iam.list_access_keys, UserName=name)
+            keys = iam.list_access_keys(UserName=name)
             for key in keys.get("AccessKeyMetadata", []):
-                self._run("iam.delete_access_key", iam.delete_access_key, UserName=name,
-                          AccessKeyId=key["AccessKeyId"])
+                iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
                 steps.append(f"delete access key {key['AccessKeyId']}")
         return steps
 
@@ -428,12 +406,13 @@ class RetireMixin:
             # A new identity has a new immutable id: mark it anew.
             self._remark(iam, kind, name, target, str(created.get("RoleId" if kind == "role" else "UserId")),
                          marker)
-        except ClientError as exc:
-            info = self.seam.classify("aws", exc)
-            if not info or info.code != "EntityAlreadyExists":
-                raise self._cloud(f"iam.create_{kind}", exc) from exc
+        except CloudError as exc:
+            # Only the create's own "exists" means a rerun: the same code from the tag
+            # call that follows it would be something else.
+            if exc.code != "EntityAlreadyExists" or exc.operation != f"iam.create_{kind}":
+                raise
             # A rerun, or a deletion that never finished: converge only what is ours.
-            entity = self._run(f"iam.get_{kind}", lambda: getattr(iam, f"get_{kind}")(**{param: name}))
+            entity = getattr(iam, f"get_{kind}")(**{param: name})
             existing = entity["Role" if kind == "role" else "User"]
             found = {t["Key"]: t["Value"] for t in existing.get("Tags", [])}
             found_marker = Marker.from_tags(found)
@@ -457,30 +436,27 @@ class RetireMixin:
                 steps.append(f"{kind} {name} was left unsigned by an interrupted restore: "
                              "made exactly the bundle's and signed")
             if kind == "role":
-                self._run("iam.delete_role_policy", lambda: self._ignore_missing(
-                    iam.delete_role_policy, RoleName=name, PolicyName=QUARANTINE_POLICY))
+                self._ignore_missing(iam.delete_role_policy, RoleName=name, PolicyName=QUARANTINE_POLICY)
             if MARK_TAG in found:
-                self._run(f"iam.untag_{kind}", lambda: getattr(iam, f"untag_{kind}")(
-                    **{param: name}, TagKeys=[MARK_TAG]))
+                getattr(iam, f"untag_{kind}")(**{param: name}, TagKeys=[MARK_TAG])
             steps.append(f"{kind} {name} exists with our marker: converging it")
         put = iam.put_role_policy if kind == "role" else iam.put_user_policy
         for policy, doc in dict(bundle.get("inlinePolicies") or {}).items():
             text = doc if isinstance(doc, str) else render.canonical(doc)
-            self._run("iam.put_policy", put, **{param: name}, PolicyName=policy, PolicyDocument=text)
+            put(**{param: name}, PolicyName=policy, PolicyDocument=text)
             steps.append(f"put inline policy {policy}")
         attach = iam.attach_role_policy if kind == "role" else iam.attach_user_policy
         for arn in bundle.get("attachedPolicies") or []:
-            self._run("iam.attach_policy", attach, **{param: name}, PolicyArn=arn)
+            attach(**{param: name}, PolicyArn=arn)
             steps.append(f"attach {arn}")
         for profile in bundle.get("instanceProfiles") or []:
             try:
                 iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=name)
                 steps.append(f"add to instance profile {profile}")
-            except ClientError as exc:
-                code = getattr(self.seam.classify("aws", exc), "code", "")
-                if code not in ("LimitExceeded", "EntityAlreadyExists"):
-                    raise self._cloud("iam.add_role_to_instance_profile", exc) from exc
+            except CloudError as exc:
+                if exc.code not in ("LimitExceeded", "EntityAlreadyExists"):
+                    raise
         for group in bundle.get("groups") or []:
-            self._run("iam.add_user_to_group", iam.add_user_to_group, GroupName=group, UserName=name)
+            iam.add_user_to_group(GroupName=group, UserName=name)
             steps.append(f"add to group {group}")
         return steps
