@@ -20,6 +20,7 @@ TOPIC = f"{BASE}/Microsoft.ServiceBus/namespaces/acme-orders/topics/mismatches"
 
 def azure_workload(access: str | None = None, federation: str | None = None, name: str = "recon",
                    mode: str = "keyless") -> str:
+    """A small valid Azure manifest (keyless from GitHub, or key mode); ``access`` is a YAML list body."""
     access = access if access is not None else (
         f"    - template: object-storage.read\n      resources: [{CONTAINER}]\n"
         f"    - template: topic.publish\n      resources: [{TOPIC}]\n")
@@ -37,6 +38,7 @@ KEY_MODE = azure_workload(name="vendor-sync", mode="key")
 
 
 def arm_clients(local: LocalAzure) -> tuple[ManagedServiceIdentityClient, AuthorizationManagementClient]:
+    """The real azure-mgmt clients, pointed at the local ARM emulator."""
     kwargs = local.arm.client_kwargs()
     return (ManagedServiceIdentityClient(StaticTokenCredential(), SUB, **kwargs),
             AuthorizationManagementClient(StaticTokenCredential(), SUB, **kwargs))

@@ -12,6 +12,8 @@ from workload_ids.cli import main
 
 @dataclass
 class CliResult:
+    """What one in-process run returned: the exit code and what it printed."""
+
     code: int
     out: str
     err: str

@@ -13,6 +13,7 @@ POOL = "projects/123456789012/locations/global/workloadIdentityPools/github"
 
 
 def gcp_workload(name: str = "catalog-sync", access: str = "", owner: str = "team-platform") -> str:
+    """A small valid keyless GCP manifest federating from GitHub; ``access`` is a YAML list body."""
     access = access or (
         "    - template: object-storage.read\n      resources: [projects/_/buckets/bucket-a]\n"
         "    - template: object-storage.write\n      resources: [projects/_/buckets/bucket-b]\n")
@@ -36,6 +37,7 @@ KEY_MODE = gcp_workload(name="vendor-sync").replace(
 
 
 def keys(iam: Any) -> dict[str, bool]:
+    """The key-mode workload's user-managed keys: id -> disabled."""
     email = f"{render.account_id('wid', 'prod', 'vendor-sync')}@{PROJECT}.iam.gserviceaccount.com"
     return {k.key_id: k.disabled for k in iam.keys(email) if k.user_managed}
 
@@ -50,8 +52,10 @@ owners:
 
 
 def email(name: str) -> str:
+    """The service-account email of workload NAME in prod."""
     return f"{render.account_id('wid', 'prod', name)}@{PROJECT}.iam.gserviceaccount.com"
 
 
 def accounts(iam: IamEmulator) -> dict[str, Any]:
+    """Every service account of the project, by email."""
     return {a.email: a for a in iam.service_accounts(PROJECT)}

@@ -33,4 +33,5 @@ DELETE_AFTER = format_time(_START + timedelta(days=7))
 
 
 def by_identity(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A cleanup JSON report's identities, by identity name."""
     return {i["identity"]: i for i in doc["identities"]}

@@ -44,10 +44,12 @@ TRUST = json.dumps({"Version": "2012-10-17", "Statement": []})
 
 
 def by_identity(out: str) -> dict[str, dict[str, Any]]:
+    """The identities of a cleanup JSON output, by identity name."""
     return {i["identity"]: i for i in json.loads(out)["identities"]}
 
 
 def role_tags(iam: Any, role: str) -> dict[str, str]:
+    """A role's tags as IAM holds them."""
     return {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role)["Tags"]}
 
 
