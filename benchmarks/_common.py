@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # run from anywhere without installing
+# The one path edit of the benchmarks: run from anywhere without installing, they import
+# workload_ids and the test helpers (tests.support, a package inside the namespace tests/).
+if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 ACCOUNT = "123456789012"

@@ -10,14 +10,13 @@ run waits its turn) and with ``--lock-timeout 0s`` (a run that finds the lock he
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import _common  # noqa: F401  (puts the repository on the path, for tests.support)
 
-from test_concurrency import KEY_LIMIT, KEY_MODE, key_race, running_sandbox
+from tests.support.concurrency import KEY_LIMIT, KEY_MODE, key_race, running_sandbox
 
 
 def main() -> int:

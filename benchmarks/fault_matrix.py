@@ -5,7 +5,7 @@ and Azure on our emulators) is run cleanly to count its cloud calls N, then for 
 (``Killed``: no handler in the tool runs after it), each on a fresh cloud, followed by a
 rerun (``recover`` then ``rotate`` for rotation). Every time the end state must equal the
 clean run's, no key may exist only in the cloud, the decoy without our marker must be
-untouched and the audit log must verify. See tests/fault_matrix.py.
+untouched and the audit log must verify. See tests/support/faults.py.
 
     .venv/bin/python benchmarks/fault_matrix.py [--provider aws,gcp,azure] [--operation ...]
 
@@ -15,13 +15,11 @@ Prints ``fault points: P, divergences: D`` and exits 1 when D > 0. Takes a few m
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import _common  # noqa: F401  (puts the repository on the path, for tests.support)
 
-from fault_matrix import OPERATIONS, PROVIDERS, run_matrix, run_storm
+from tests.support.faults import OPERATIONS, PROVIDERS, run_matrix, run_storm
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 Manifests (``validate``, ``validate --output json``, ``lint``, ``plan`` with every cloud
 backend replaced by a refusal), the config file and owners files (YAML and CSV), generated
-by the strategies of ``tests/fuzz_inputs.py`` from a fixed ``--seed``. Each example must
+by the strategies of ``tests/support/fuzz_inputs.py`` from a fixed ``--seed``. Each example must
 end in exit 0, or exit 1 (3 for guardrail refusals only) with every problem on a
 ``FILE:LINE:COLUMN:`` line, and never in a traceback or an "internal error"; ``plan``
 must not ask for a backend for input ``validate`` refuses.
@@ -32,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import REPO, Report
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
 
-sys.path.insert(0, str(REPO / "tests"))
-
-from conftest import CAPTURED, run_cli
-from fuzz_inputs import (
+from tests.support.cli import CAPTURED, run_cli
+from tests.support.fuzz_inputs import (
     MANIFEST_EXAMPLES,
     Properties,
     PropertyFailed,
@@ -45,9 +46,6 @@ from fuzz_inputs import (
     owners_files,
     owners_paths,
 )
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
 
 FAILURES = REPO / "benchmarks" / ".results" / "fuzz-failures"
 

@@ -7,8 +7,9 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import PAYMENTS, TEST_TRUST, run_cli
-from test_rotation import KEY_MODE
+from support.aws import KEY_MODE, PAYMENTS
+from support.cli import run_cli
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import GENESIS, JsonlAuditLog, verify
 

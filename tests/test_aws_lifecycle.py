@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ACCOUNT, PAYMENTS, TEST_TRUST, run_cli, workload
+from support.aws import ACCOUNT, PAYMENTS, workload
+from support.cli import run_cli
+from support.trust import TEST_TRUST
 
 ROLE = "wid_prod_payments-api"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CliResult, run_cli
+from support.cli import CliResult, run_cli
 
 from workload_ids import plan as plan_module
 from workload_ids.errors import UserError

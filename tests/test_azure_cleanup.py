@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.msi import ManagedServiceIdentityClient
-from conftest import TEST_TRUST, run_cli
-from test_azure_provider import CONTAINER, RG, SUB, TOPIC, azure_workload
+from support.azure import CONTAINER, RG, SUB, TOPIC, arm_clients, azure_workload, held
+from support.cli import run_cli
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import records
 from workload_ids.clock import format_time
@@ -51,23 +50,6 @@ def azure_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
     yield local, folder
     local.stop()
-
-
-def arm_clients(local: LocalAzure) -> tuple[ManagedServiceIdentityClient, AuthorizationManagementClient]:
-    kwargs = local.arm.client_kwargs()
-    return (ManagedServiceIdentityClient(StaticTokenCredential(), SUB, **kwargs),
-            AuthorizationManagementClient(StaticTokenCredential(), SUB, **kwargs))
-
-
-def held(local: LocalAzure) -> dict[str, Any]:
-    """identity -> (tags, sorted assignment scopes) as ARM holds them."""
-    msi, authz = arm_clients(local)
-    out: dict[str, Any] = {}
-    for identity in msi.user_assigned_identities.list_by_subscription():
-        scopes = sorted(a.scope for a in authz.role_assignments.list_for_subscription(
-            filter=f"principalId eq '{identity.principal_id}'"))
-        out[identity.name] = (dict(identity.tags or {}), scopes)
-    return out
 
 
 def test_fleet_plan_reads_the_subscription_in_a_few_calls(azure_fleet: tuple[LocalAzure, Path]) -> None:
@@ -166,7 +148,7 @@ def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any,
     the principal (its secret no longer gets a token) and removes its assignments; deletion
     soft-deletes the application; restore brings back the application and the same
     principal, so its secret and its assignments work again."""
-    from test_azure_provider import KEY_MODE
+    from support.azure import KEY_MODE
 
     from workload_ids.config import load_config
     from workload_ids.providers.azure.graph import GraphClient

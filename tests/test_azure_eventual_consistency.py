@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from conftest import TEST_TRUST
-from test_azure_provider import KEY_MODE, azure_workload
+from support.azure import KEY_MODE, azure_workload
+from support.trust import TEST_TRUST
 
 from workload_ids.apply import apply_plan
 from workload_ids.calls import CallSeam, RetryPolicy

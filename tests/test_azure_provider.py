@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.msi import ManagedServiceIdentityClient
-from conftest import TEST_TRUST_DATA
+from support.azure import BASE, CONTAINER, RG, SUB, TOPIC, azure_workload
+from support.trust import TEST_TRUST_DATA
 
 from workload_ids.calls import CallSeam, RetryPolicy
 from workload_ids.config import Config, ConfigFile
@@ -21,31 +22,8 @@ from workload_ids.providers.azure.provider import AzureProvider
 from workload_ids.sandbox.azure.arm import ArmEmulator, StaticTokenCredential
 from workload_ids.validate import validate
 
-SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
-RG = "rg-orders"
-BASE = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers"
-CONTAINER = f"{BASE}/Microsoft.Storage/storageAccounts/acmeorders/blobServices/default/containers/reports"
 CONTAINER_B = f"{BASE}/Microsoft.Storage/storageAccounts/acmeorders/blobServices/default/containers/archive"
-TOPIC = f"{BASE}/Microsoft.ServiceBus/namespaces/acme-orders/topics/mismatches"
 TOPIC_OPERATIONS = ["Microsoft.ServiceBus/namespaces/messages/send/action"]
-
-
-def azure_workload(access: str | None = None, federation: str | None = None, name: str = "recon",
-                   mode: str = "keyless") -> str:
-    access = access if access is not None else (
-        f"    - template: object-storage.read\n      resources: [{CONTAINER}]\n"
-        f"    - template: topic.publish\n      resources: [{TOPIC}]\n")
-    federation = federation if federation is not None else (
-        "    federation:\n      - kind: github-actions\n        repository: acme/recon\n"
-        "        environment: production\n")
-    return (f"apiVersion: workload-ids/v1\nkind: Workload\nmetadata:\n  name: {name}\n"
-            f"  owner: team-payments\n  environment: prod\nspec:\n  provider: azure\n"
-            f"  azure: {{subscription: \"{SUB}\", resourceGroup: {RG}, location: westeurope}}\n"
-            f"  credentials:\n    mode: {mode}\n" + (federation if mode == "keyless" else "")
-            + "  access:\n" + access)
-
-
-KEY_MODE = azure_workload(name="vendor-sync", mode="key")
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from conftest import EXAMPLES, run_cli
+from support.cli import run_cli
+from support.paths import EXAMPLES
 
 from workload_ids.config import load_config
 from workload_ids.providers.azure import render

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, TEST_TRUST, CliResult, run_cli, workload
+from support.aws import ACCOUNT, workload
+from support.cli import CliResult, run_cli
+from support.trust import TEST_TRUST
 
 QUEUE = f"arn:aws:sqs:eu-west-1:{ACCOUNT}:jobs"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azurite import Azurite, running
+from support.azurite import Azurite, running
 
 from workload_ids.audit.azure_blob import sandbox_token
 from workload_ids.providers.azure.clients import StaticTokenCredential

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PAYMENTS, stable_tags, workload
+from support.aws import PAYMENTS, snapshot, workload
 
 from workload_ids.apply import apply_plan
 from workload_ids.calls import (
@@ -29,24 +29,6 @@ from workload_ids.validate import validate
 
 def _seam(**retry: Any) -> CallSeam:
     return CallSeam(RetryPolicy(**retry) if retry else RetryPolicy(), seed=7, sleep=lambda s: None)
-
-
-def snapshot(iam: Any) -> dict[str, Any]:
-    """Everything we manage under /workload-ids/, as IAM reports it."""
-    state: dict[str, Any] = {}
-    for role in iam.list_roles(PathPrefix="/workload-ids/")["Roles"]:
-        name = role["RoleName"]
-        full = iam.get_role(RoleName=name)["Role"]
-        policies = {p: iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"]
-                    for p in iam.list_role_policies(RoleName=name)["PolicyNames"]}
-        state[name] = {
-            "trust": full["AssumeRolePolicyDocument"],
-            "tags": stable_tags(full),
-            "session": full["MaxSessionDuration"],
-            "policies": policies,
-            "attached": iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"],
-        }
-    return state
 
 
 def run_apply(paths: list[Path], seam: CallSeam) -> Any:

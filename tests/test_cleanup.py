@@ -7,14 +7,25 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from conftest import TEST_TRUST, run_cli, workload
-from test_calls_and_crashes import snapshot
+from support.aws import snapshot, workload
+from support.cli import run_cli
+from support.leavers import (
+    _START,
+    AFTER_GRACE,
+    CONFIG,
+    DELETE_AFTER,
+    OWNERS,
+    START,
+    WITHIN_GRACE,
+    by_identity,
+)
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import records
 from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
@@ -22,27 +33,6 @@ from workload_ids.cleanup.workflow import cleanup
 from workload_ids.clock import format_time, parse_time
 from workload_ids.config import load_config
 from workload_ids.model import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, decode_mark, encode_mark
-
-OWNERS = """\
-owners:
-  - {id: team-a, kind: group, active: true, members: [bob]}
-  - {id: bob, kind: person, active: true}
-  - {id: alice, kind: person, active: false}
-  - {id: team-payments, kind: group, active: true, members: [alice], successor: team-platform}
-  - {id: team-platform, kind: group, active: true, members: [bob]}
-"""
-CONFIG = """\
-owners: {source: file, path: owners.yaml}
-audit: {path: audit.jsonl}
-cleanup: {grace: 7d, minAge: 1h, maxShare: 1}
-credentials: {verify: {interval: 0s}}
-""" + TEST_TRUST + """\
-"""
-# Two hours from now (past minAge for what a test creates), and past the 7d grace period.
-_START = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
-START, AFTER_GRACE = format_time(_START), format_time(_START + timedelta(days=7, seconds=1))
-WITHIN_GRACE = format_time(_START + timedelta(days=4))
-DELETE_AFTER = format_time(_START + timedelta(days=7))
 
 
 def tags_of(iam: Any, role: str) -> dict[str, str]:
@@ -90,10 +80,6 @@ def decoys(iam: Any) -> dict[str, Any]:
         "keys": [(k["AccessKeyId"], k["Status"]) for k in
                  iam.list_access_keys(UserName="wid_prod_decoy-user")["AccessKeyMetadata"]],
     }
-
-
-def by_identity(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {i["identity"]: i for i in doc["identities"]}
 
 
 def test_dry_run_classifies_and_changes_nothing(aws: Any, fleet: Path) -> None:
@@ -393,8 +379,8 @@ def _cleanup(folder: Path, fault: Any = None) -> int:
 
 def _fresh_fleet(aws: Any, folder: Path, phase: str) -> None:
     """Reset moto and rebuild the fleet; for the delete phase, quarantine it too."""
-    from conftest import seed
     from moto.moto_api._internal.models import moto_api_backend
+    from support.aws import seed
     moto_api_backend.reset()
     seed(aws)
     (folder / "svc-d.yaml").write_text(workload("svc-d", owner="team-a"))
@@ -433,7 +419,7 @@ def test_cleanup_converges_after_a_crash_at_every_call(aws: Any, fleet: Path, ph
 
 def test_user_quarantine_release_and_ordered_teardown(secret_hygiene: Any, aws: Any, manifests: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_rotation import KEY_MODE
+    from support.aws import KEY_MODE
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(CONFIG)
     folder = manifests({"vendor.yaml": KEY_MODE.replace("owner: team-a", "owner: alice")})
@@ -542,7 +528,7 @@ def test_plan_inventory_and_apply_see_a_quarantined_identity(aws: Any, fleet: Pa
 
 def test_apply_issues_no_key_to_a_quarantined_user(secret_hygiene: Any, aws: Any, manifests: Any,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_rotation import KEY_MODE
+    from support.aws import KEY_MODE
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(CONFIG)
     folder = manifests({"vendor.yaml": KEY_MODE.replace("owner: team-a", "owner: alice")})
@@ -558,7 +544,7 @@ def test_apply_issues_no_key_to_a_quarantined_user(secret_hygiene: Any, aws: Any
 
 
 def test_a_folder_of_two_clouds_is_judged_across_both(aws: Any, fleet: Path) -> None:
-    from conftest import EXAMPLES
+    from support.paths import EXAMPLES
 
     from workload_ids.sandbox.azure.local import start_local_azure
     local = start_local_azure()

@@ -9,118 +9,19 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli, workload
-from test_gcp_render import gcp_workload
+from support.cli import run_cli
+from support.contract import OWNERS, Cloud, _aws, _azure, _gcp
+from support.trust import TEST_TRUST
 
 from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
 from workload_ids.locks.interface import LEASE
-
-OWNERS = """\
-owners:
-  - {id: team-a, kind: group, active: true, members: [bob]}
-  - {id: bob, kind: person, active: true}
-"""
-
-
-@dataclass
-class Cloud:
-    """One provider under contract: how to write its manifests, the config that reaches
-    it, and a snapshot of everything of ours it holds (for equality checks)."""
-
-    name: str
-    config: str
-    manifest: Callable[[str, str], str]  # (workload name, access YAML or "") -> manifest
-    read_entry: str  # an access entry the mover removes
-    snapshot: Callable[[], Any]
-
-
-def _aws(aws: Any) -> Cloud:
-    from test_calls_and_crashes import snapshot
-    queue = "arn:aws:sqs:eu-west-1:123456789012:{name}"
-    read = f"    - template: queue.consume\n      resources: [{queue}]\n"
-    extra = f"    - template: queue.publish\n      resources: [{queue}-out]\n"
-
-    def manifest(name: str, access: str) -> str:
-        return workload(name, access=access or (read + extra).format(name=name))
-    return Cloud("aws", "", manifest, extra, lambda: snapshot(aws))
-
-
-def _gcp() -> Iterator[Cloud]:
-    from workload_ids.sandbox.gcp.local import start_local_gcp
-    local = start_local_gcp()
-    iam, rm, _, policies = local.emulators
-    read = "    - template: object-storage.read\n      resources: [projects/_/buckets/{name}-in]\n"
-    extra = "    - template: topic.publish\n      resources: [projects/acme-prod/topics/{name}-out]\n"
-
-    def manifest(name: str, access: str) -> str:
-        return gcp_workload(name=name, access=access or (read + extra).format(name=name), owner="team-a")
-
-    def snapshot() -> Any:
-        accounts = {a.email: (a.description, a.display_name, a.disabled)
-                    for a in iam.service_accounts("acme-prod")}
-        roles = {r.name: (r.description, tuple(sorted(r.permissions))) for r in iam.roles("acme-prod")}
-        project = sorted((b.role, b.condition.expression, tuple(sorted(b.members)))
-                         for b in rm.policy("acme-prod").bindings)
-        resources = {name: sorted((b.role, tuple(sorted(b.members))) for b in policies.policy(name).bindings)
-                     for name in policies.resources()}
-        federation = {email: sorted((b.role, tuple(b.members))
-                                    for b in iam.service_account_policy(email).bindings)
-                      for email in accounts}
-        return {"accounts": accounts, "roles": roles, "project": project, "resources": resources,
-                "federation": federation}
-    config = local.config_block()
-    try:
-        yield Cloud("gcp", config, manifest, extra, snapshot)
-    finally:
-        local.stop()
-
-
-def _azure() -> Iterator[Cloud]:
-    from test_azure_provider import BASE, azure_workload
-
-    from workload_ids.sandbox.azure.arm import StaticTokenCredential
-    from workload_ids.sandbox.azure.local import start_local_azure
-    local = start_local_azure()
-    account = f"{BASE}/Microsoft.Storage/storageAccounts/acmeorders/blobServices/default/containers"
-    read = f"    - template: object-storage.read\n      resources: [{account}/{{name}}-in]\n"
-    extra = (f"    - template: topic.publish\n"
-             f"      resources: [{BASE}/Microsoft.ServiceBus/namespaces/acme-orders/topics/{{name}}-out]\n")
-
-    def manifest(name: str, access: str) -> str:
-        text = azure_workload(name=name, access=access or (read + extra).format(name=name))
-        return text.replace("owner: team-payments", "owner: team-a")
-
-    def snapshot() -> Any:
-        from azure.mgmt.authorization import AuthorizationManagementClient
-        from azure.mgmt.msi import ManagedServiceIdentityClient
-        from test_azure_provider import RG, SUB
-        kwargs = local.arm.client_kwargs()
-        msi = ManagedServiceIdentityClient(StaticTokenCredential(), SUB, **kwargs)
-        authz = AuthorizationManagementClient(StaticTokenCredential(), SUB, **kwargs)
-        identities = {i.principal_id: i for i in msi.user_assigned_identities.list_by_subscription()}
-        # Principals by identity name: a restored identity gets a new principal id.
-        held = {i.name: dict(i.tags or {}) for i in identities.values()}
-        roles = {r.name: (r.description, tuple(r.assignable_scopes),
-                          tuple((tuple(p.actions or []), tuple(p.data_actions or [])) for p in r.permissions))
-                 for r in authz.role_definitions.list(f"/subscriptions/{SUB}", filter="type eq 'CustomRole'")}
-        assignments = sorted((identities[a.principal_id].name if a.principal_id in identities else "?",
-                              a.name, a.scope) for a in authz.role_assignments.list_for_subscription())
-        federated = {i.name: sorted((c.name, c.subject)
-                                    for c in msi.federated_identity_credentials.list(RG, i.name))
-                     for i in identities.values()}
-        return {"identities": held, "roles": roles, "assignments": assignments, "federated": federated}
-    try:
-        yield Cloud("azure", local.config_block(), manifest, extra, snapshot)
-    finally:
-        local.stop()
 
 
 @pytest.fixture(params=["aws", "gcp", "azure"])
@@ -217,9 +118,9 @@ def test_leaver_quarantine_release_delete_restore(cloud: Cloud, folder: Path) ->
     assert {i["identity"]: i["status"] for i in again["identities"]}[identity] == "no-manifest"
 
 
-KEY_MANIFESTS = {"aws": ("test_rotation", "KEY_MODE", "vendor-sync"),
-                 "gcp": ("test_gcp_key_mode", "KEY_MODE", "vendor-sync"),
-                 "azure": ("test_azure_provider", "KEY_MODE", "vendor-sync")}
+KEY_MANIFESTS = {"aws": ("support.aws", "KEY_MODE", "vendor-sync"),
+                 "gcp": ("support.gcp", "KEY_MODE", "vendor-sync"),
+                 "azure": ("support.azure", "KEY_MODE", "vendor-sync")}
 # A client secret cannot be disabled, only removed: on Azure the retired key is gone at
 # the end of the overlap instead of kept inactive through the grace period.
 RETIRED = {"aws": [("current", "active"), ("retired", "inactive")],

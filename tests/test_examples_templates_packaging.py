@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLES, PAYMENTS, REPO, TEST_TRUST, run_cli
+from support.aws import PAYMENTS
+from support.cli import run_cli
+from support.paths import EXAMPLES, REPO
+from support.trust import TEST_TRUST
 
 from workload_ids.templates import TemplateFile, destructive, load_templates
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fault_matrix import OPERATIONS, PROVIDERS, _in_fresh_dir, run_matrix, run_storm
+from support.faults import OPERATIONS, PROVIDERS, _in_fresh_dir, run_matrix, run_storm
 
 
 @pytest.mark.parametrize("operation", OPERATIONS)

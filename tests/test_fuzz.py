@@ -4,7 +4,7 @@ exit 1 (3 for guardrail refusals only) with every problem on a ``FILE:LINE:COLUM
 never a traceback or an "internal error"; and ``plan`` asks for no cloud backend for input
 that ``validate`` refuses.
 
-The strategies and the properties live in ``fuzz_inputs.py``, shared with
+The strategies and the properties live in ``support/fuzz_inputs.py``, shared with
 ``benchmarks/fuzz.py``, which runs the same properties on ten thousand examples. Here the
 examples are few and derandomized (the same every run), so the file takes well under a
 minute and CI is deterministic.
@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from fuzz_inputs import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.cli import run_cli
+from support.fuzz_inputs import (
     CONFIG_EXAMPLES,
     MANIFEST_EXAMPLES,
     Case,
@@ -28,8 +30,6 @@ from fuzz_inputs import (
     owners_paths,
     schema_documents,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from workload_ids import plan as plan_module
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli
-from test_gcp_render import gcp_workload
+from support.cli import run_cli
+from support.gcp import OWNERS, PROJECT, accounts, email, gcp_workload
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import records
 from workload_ids.clock import format_time
@@ -23,13 +24,6 @@ from workload_ids.sandbox.gcp.local import start_key_store
 from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
 from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
 
-PROJECT = "acme-prod"
-OWNERS = """\
-owners:
-  - {id: team-a, kind: group, active: true, members: [bob]}
-  - {id: bob, kind: person, active: true}
-  - {id: alice, kind: person, active: false}
-"""
 _START = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
 START, AFTER_GRACE = format_time(_START), format_time(_START + timedelta(days=8))
 
@@ -58,14 +52,6 @@ def gcp_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch
     yield iam, rm, folder
     for emulator in (iam, rm, res, keys):
         emulator.stop()
-
-
-def email(name: str) -> str:
-    return f"{render.account_id('wid', 'prod', name)}@{PROJECT}.iam.gserviceaccount.com"
-
-
-def accounts(iam: IamEmulator) -> dict[str, Any]:
-    return {a.email: a for a in iam.service_accounts(PROJECT)}
 
 
 def test_gcp_quarantine_release_delete_and_restore(

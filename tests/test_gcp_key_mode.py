@@ -11,20 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli
-from test_gcp_render import gcp_workload
+from support.cli import run_cli
+from support.gcp import KEY_MODE, keys
+from support.trust import TEST_TRUST
 
 from workload_ids.clock import format_time
-from workload_ids.providers.gcp import render
 
-PROJECT = "acme-prod"
-KEY_MODE = gcp_workload(name="vendor-sync").replace(
-    "  credentials:\n    mode: keyless\n    federation:\n"
-    "      - kind: github-actions\n        repository: acme/catalog-sync\n"
-    "        ref: refs/heads/main\n"
-    "        workloadIdentityPool: projects/123456789012/locations/global/workloadIdentityPools/github\n",
-    "  runtime: on-premises\n  credentials:\n    mode: key\n"
-    "    rotation: {maxAge: 30d, overlap: 2d, grace: 7d}\n")
 START = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -39,11 +31,6 @@ def local(manifests: Any) -> Iterator[tuple[Any, Path]]:
         yield gcp, folder
     finally:
         gcp.stop()
-
-
-def keys(iam: Any) -> dict[str, bool]:
-    email = f"{render.account_id('wid', 'prod', 'vendor-sync')}@{PROJECT}.iam.gserviceaccount.com"
-    return {k.key_id: k.disabled for k in iam.keys(email) if k.user_managed}
 
 
 def at(monkeypatch: pytest.MonkeyPatch, days: float) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST_DATA
-from test_gcp_render import POOL, gcp_workload
+from support.gcp import POOL, gcp_workload
+from support.trust import TEST_TRUST_DATA
 
 from workload_ids.calls import CallSeam, RetryPolicy
 from workload_ids.config import Config, ConfigFile

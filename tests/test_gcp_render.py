@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.gcp import POOL, gcp_workload
 
 from workload_ids.config import load_config
 from workload_ids.model import Marker
@@ -15,20 +16,6 @@ from workload_ids.providers.gcp import render
 from workload_ids.validate import validate
 
 ACCOUNT = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])$")
-POOL = "projects/123456789012/locations/global/workloadIdentityPools/github"
-
-
-def gcp_workload(name: str = "catalog-sync", access: str = "", owner: str = "team-platform") -> str:
-    access = access or (
-        "    - template: object-storage.read\n      resources: [projects/_/buckets/bucket-a]\n"
-        "    - template: object-storage.write\n      resources: [projects/_/buckets/bucket-b]\n")
-    return ("apiVersion: workload-ids/v1\nkind: Workload\n"
-            f"metadata: {{name: {name}, owner: {owner}, environment: prod}}\n"
-            "spec:\n  provider: gcp\n  gcp: {project: acme-prod}\n"
-            "  credentials:\n    mode: keyless\n    federation:\n"
-            "      - kind: github-actions\n        repository: acme/catalog-sync\n"
-            f"        ref: refs/heads/main\n        workloadIdentityPool: {POOL}\n"
-            f"  access:\n{access}")
 
 
 def compiled(tmp_path: Path, text: str) -> Any:
@@ -124,7 +111,7 @@ def test_rendering_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_marker_too_long_for_a_description_is_a_static_error(tmp_path: Path) -> None:
-    from conftest import run_cli
+    from support.cli import run_cli
     path = tmp_path / "w.yaml"
     path.write_text(gcp_workload(owner="o" * 128))
     result = run_cli("validate", str(path))

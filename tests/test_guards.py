@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli, workload
-from test_azure_provider import CONTAINER, RG, SUB, azure_workload
-from test_gcp_key_mode import KEY_MODE as GCP_KEY_MODE
-from test_gcp_render import gcp_workload
-from test_rotation import KEY_MODE as AWS_KEY_MODE
+from support.aws import KEY_MODE as AWS_KEY_MODE
+from support.aws import workload
+from support.azure import CONTAINER, RG, SUB, azure_workload
+from support.cli import run_cli
+from support.gcp import KEY_MODE as GCP_KEY_MODE
+from support.gcp import gcp_workload
+from support.trust import TEST_TRUST
 
 from workload_ids.clock import format_time
 from workload_ids.model import MARKER_KEYS, TAG_DIGEST

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
-from test_rotation import KEY_MODE
+from support.aws import KEY_MODE
+from support.cli import run_cli
 
 
 def _path_line(result_err: str) -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLES
-from scim_server import (
+from support.paths import EXAMPLES
+from support.scim_server import (
     RawTcpServer,
     ScimServer,
     canned,

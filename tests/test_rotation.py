@@ -11,27 +11,18 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import run_cli, workload
+from support.aws import KEY_MODE, SECRET, USER
+from support.cli import run_cli
+from support.library import _rotate
 
 from workload_ids.calls import CallRecord, CallSeam, FailAt, FailOperation, Killed, RandomFaults, RetryPolicy
 from workload_ids.config import load_config
 from workload_ids.errors import WorkloadIdsError
-from workload_ids.keys.fleet import rotate_workloads
 from workload_ids.locks.interface import LEASE
 from workload_ids.validate import validate
 
-USER = "wid_prod_vendor-sync"
 AFTER_LEASE = (LEASE.total_seconds() + 1) / 86400  # days: a killed run's lock has run out
-SECRET = "workload-ids/prod/vendor-sync"
 START = datetime.now(UTC).replace(microsecond=0)
-
-KEY_MODE = workload(
-    "vendor-sync",
-    access="    - template: object-storage.write\n      resources: [arn:aws:s3:::acme-vendor-drop]\n",
-).replace(
-    "  credentials:\n    mode: keyless\n    federation:\n      - kind: github-actions\n"
-    "        repository: acme/vendor-sync\n        ref: refs/heads/main\n",
-    "  credentials:\n    mode: key\n    rotation: {maxAge: 30d, overlap: 2d, grace: 7d}\n")
 
 
 def at(monkeypatch: pytest.MonkeyPatch, days: float) -> None:
@@ -206,12 +197,6 @@ def test_foreign_key_is_refused_and_others_continue(secret_hygiene, aws, manifes
     assert keys(aws)[foreign] == "Active" and len(keys(aws)) == 2  # untouched
     assert len(keys(aws, "wid_prod_ledger-feed")) == 2  # the other workload rotated
     assert stored("workload-ids/prod/ledger-feed").keys() == {"AWSCURRENT", "AWSPREVIOUS"}
-
-
-def _rotate(paths: list[Path], seam: CallSeam, **kw: Any) -> Any:
-    config = load_config()
-    checked = validate(paths, config)
-    return rotate_workloads(checked.compiled, config, seam, **kw)
 
 
 def test_throttling_and_transient_errors_during_rotation(secret_hygiene, vendor, aws, monkeypatch):

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from conftest import ACCOUNT
+from support.aws import ACCOUNT
 
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": []})
 THREADS, EACH = 4, 3

@@ -82,7 +82,8 @@ def test_a_refused_fleet_plan_leaves_no_read_running(bare_aws: Any, manifests: A
     checked. When the plan is refused (here: no OIDC provider), that read used to go on
     after the command had returned, calling the cloud on threads that share the caller's
     seam and providers, and racing whatever the caller did next (a test resetting moto)."""
-    from conftest import run_cli, workload
+    from support.aws import workload
+    from support.cli import run_cli
 
     from workload_ids import calls
     folder = manifests({f"svc-{i}.yaml": workload(f"svc-{i}") for i in range(3)})

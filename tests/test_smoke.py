@@ -1,4 +1,5 @@
-from conftest import PAYMENTS, run_cli
+from support.aws import PAYMENTS
+from support.cli import run_cli
 
 
 def test_issue_example_validates(manifests):

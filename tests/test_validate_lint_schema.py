@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ACCOUNT, EXAMPLES, PAYMENTS, CliResult, run_cli, workload
+from support.aws import ACCOUNT, PAYMENTS, workload
+from support.cli import CliResult, run_cli
+from support.paths import EXAMPLES
 
 EXAMPLE_WORKLOADS = {
     "prod/invoice-worker", "prod/ledger-export", "prod/payments-api",

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, TEST_TRUST, TEST_TRUST_DATA, CliResult, run_cli, workload
+from support.aws import ACCOUNT, workload
+from support.cli import CliResult, run_cli
+from support.trust import TEST_TRUST, TEST_TRUST_DATA
 
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/workload-ids/wid_prod_worker"
 PASS_ROLE = ("    - actions: [iam:PassRole]\n"

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli, workload
+from support.aws import workload
+from support.cli import run_cli
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import digest, open_store
 from workload_ids.calls import CallRecord, CallSeam, FailAt, Killed, RetryPolicy
@@ -582,7 +584,7 @@ def test_an_append_that_fails_stops_the_command_before_its_next_change(sink: Sin
 @pytest.mark.parametrize("cloud", CLOUDS)
 def test_cleanup_with_the_sink_down_changes_nothing(aws: Any, manifests: Any, cloud: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_cleanup import CONFIG, OWNERS, START
+    from support.leavers import CONFIG, OWNERS, START
     with _any_sink(cloud) as sink:
         Path("owners.yaml").write_text(OWNERS)
         Path("workload-ids.yaml").write_text(CONFIG.replace("audit: {path: audit.jsonl}\n", "")
@@ -605,7 +607,7 @@ def _fresh_apply(cloud: str, fault: int | None, folder: Path) -> tuple[list[dict
     """Apply the manifests in ``folder`` on a fresh cloud and sink, with a kill at call
     ``fault`` (then a rerun); return the trail as stored and the sink's calls."""
     import boto3
-    from conftest import seed
+    from support.aws import seed
 
     from workload_ids.apply import apply_plan
     from workload_ids.plan import build_plan
@@ -665,7 +667,7 @@ def test_cleanup_in_one_fresh_container_and_restore_in_another(aws: Any, tmp_pat
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from test_cleanup import AFTER_GRACE, CONFIG, OWNERS, START
+    from support.leavers import AFTER_GRACE, CONFIG, OWNERS, START
     sink = _s3_sink()
     config = CONFIG.replace("audit: {path: audit.jsonl}\n", "") + sink.config
 

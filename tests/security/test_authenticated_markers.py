@@ -9,6 +9,7 @@ would act refuses with nothing changed. Legitimate flows (apply, quarantine then
 transfer, restore) still work. AWS on moto; GCP and Azure on our emulators.
 """
 
+# ruff: noqa: F811  (the shared fixture gcp_keyed is imported, then named as an argument)
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli, workload
-from test_forged_markers import (
+from support.aws import workload
+from support.cli import run_cli
+from support.marked_fleets import (  # noqa: F401  (gcp_keyed: a fixture)
     AFTER_GRACE,
     CONFIG,
     OWNERS,
@@ -27,8 +29,10 @@ from test_forged_markers import (
     START,
     TRUST,
     by_identity,
+    gcp_keyed,
     role_tags,
 )
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import auditor_for, records
 from workload_ids.markers import AWS_KEY_SECRET, NOT_AUTHENTICATED
@@ -152,7 +156,7 @@ def test_aws_provider_refuses_every_action_on_an_unauthenticated_identity(fleet:
 
 
 def test_aws_rotate_refuses_a_user_whose_marker_is_not_authenticated(aws: Any, manifests: Any) -> None:
-    from test_rotation import KEY_MODE
+    from support.aws import KEY_MODE
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(CONFIG)
     folder = manifests({"vendor.yaml": KEY_MODE})
@@ -319,7 +323,7 @@ def test_aws_without_the_signing_key_every_command_refuses_and_changes_nothing(
 
 def test_aws_rotate_without_the_signing_key_refuses(aws: Any, manifests: Any) -> None:
     import boto3
-    from test_rotation import KEY_MODE
+    from support.aws import KEY_MODE
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(CONFIG)
     folder = manifests({"vendor.yaml": KEY_MODE})
@@ -361,7 +365,7 @@ def test_aws_restore_over_an_unsigned_role_with_the_bundles_marker(fleet: tuple[
     planted a role with the bundle's tags in that name: with no MAC at all, restore makes
     it exactly the bundle's (the planted trust and policies go) and only then signs it;
     with a MAC that does not verify, it is someone else's and is refused untouched."""
-    from conftest import aws_mac_state
+    from support.aws import aws_mac_state
     iam, folder = fleet
     assert run_cli("cleanup", str(folder), "--apply").code == 0
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE
@@ -397,7 +401,7 @@ def test_aws_restore_over_an_unsigned_role_with_the_bundles_marker(fleet: tuple[
 
 def test_aws_legitimate_transfer_re_signs_the_marker(aws: Any, manifests: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import aws_mac_state
+    from support.aws import aws_mac_state
     Path("owners.yaml").write_text(OWNERS.replace(
         "{id: alice, kind: person, active: false}",
         "{id: alice, kind: person, active: false, successor: bob}"))
@@ -416,8 +420,8 @@ def test_aws_legitimate_transfer_re_signs_the_marker(aws: Any, manifests: Any,
 def test_aws_tool_identities_may_read_but_never_write_the_signing_key() -> None:
     """Bootstrap's policies: every tool identity reads the key; none may replace it (the
     key-mode statements' ``workload-ids/*`` would otherwise cover it)."""
-    from flows import Call
-    from iam_eval import allowed
+    from support.bootstrap_flows import Call
+    from support.iam_eval import allowed
 
     from workload_ids.bootstrap.aws import render
     from workload_ids.config import Config, ConfigFile
@@ -462,42 +466,9 @@ def test_aws_bootstrap_creates_the_key_once_and_refuses_one_it_did_not_make(aws:
 
 # --- GCP -----------------------------------------------------------------------------
 
-@pytest.fixture
-def gcp_keyed(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any, Path]]:
-    """svc-a (declared) and svc-d (applied, its manifest then removed), at START; yields
-    the IAM emulator, the Secret Manager emulator holding the signing key, the folder."""
-    from test_gcp_cleanup import OWNERS as GCP_OWNERS
-    from test_gcp_cleanup import PROJECT
-    from test_gcp_render import gcp_workload
-
-    from workload_ids.sandbox.gcp.iam import IamEmulator
-    from workload_ids.sandbox.gcp.local import start_key_store
-    from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
-    from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
-    iam, rm = IamEmulator(), ResourceManagerEmulator(projects=ProjectRegistry())
-    res = ResourcePolicyEmulator()
-    iam.add_project(PROJECT)
-    rm.add_project(PROJECT)
-    keys, keys_url = start_key_store([PROJECT])
-    Path("owners.yaml").write_text(GCP_OWNERS)
-    Path("workload-ids.yaml").write_text(
-        f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
-        f"resourcePolicyEndpoint: '{res.start()}', secretManagerEndpoint: '{keys_url}', "
-        "sandboxCredentials: true}\n"
-        "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n" + TEST_TRUST)
-    folder = manifests({f"{n}.yaml": gcp_workload(name=n, owner="team-a") for n in ("svc-a", "svc-d")})
-    applied = run_cli("apply", "--auto-approve", str(folder))
-    assert applied.code == 0, applied.err + applied.out
-    (folder / "svc-d.yaml").unlink()
-    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
-    yield iam, keys, folder
-    for emulator in (iam, rm, res, keys):
-        emulator.stop()
-
 
 def _gcp_state(iam: Any, email: str) -> tuple[str, str, bool]:
-    from test_gcp_cleanup import accounts
+    from support.gcp import accounts
     held = accounts(iam)[email]
     return held.description, held.display_name, held.disabled
 
@@ -507,8 +478,8 @@ def test_gcp_copied_marker_at_our_naming_is_forged_and_untouched(gcp_keyed: tupl
                                                                  mac: str) -> None:
     """An account with the id we would give prod/svc-x, svc-a's marker renamed to svc-x,
     and a past-due mark: without its own MAC it is forged, never disabled or deleted."""
-    from test_gcp_cleanup import PROJECT, accounts
-    from test_gcp_cleanup import email as sa_email
+    from support.gcp import PROJECT, accounts
+    from support.gcp import email as sa_email
 
     from workload_ids.model import Marker
     from workload_ids.providers.gcp import render
@@ -533,8 +504,8 @@ def test_gcp_copied_marker_at_our_naming_is_forged_and_untouched(gcp_keyed: tupl
 
 def test_gcp_takeover_from_another_source_is_refused(gcp_keyed: tuple[Any, Any, Path],
                                                      tmp_path: Path) -> None:
-    from test_gcp_cleanup import email as sa_email
-    from test_gcp_render import gcp_workload
+    from support.gcp import email as sa_email
+    from support.gcp import gcp_workload
     iam, _, _ = gcp_keyed
     before = _gcp_state(iam, sa_email("svc-a"))
     other = tmp_path / "team-b"
@@ -547,9 +518,8 @@ def test_gcp_takeover_from_another_source_is_refused(gcp_keyed: tuple[Any, Any, 
 
 
 def test_gcp_without_the_signing_key_apply_and_cleanup_refuse(gcp_keyed: tuple[Any, Any, Path]) -> None:
-    from test_gcp_cleanup import PROJECT
-    from test_gcp_cleanup import email as sa_email
-    from test_gcp_render import gcp_workload
+    from support.gcp import PROJECT, gcp_workload
+    from support.gcp import email as sa_email
 
     from workload_ids.markers import KEY_SECRET
     iam, keys, folder = gcp_keyed
@@ -567,8 +537,8 @@ def test_gcp_without_the_signing_key_apply_and_cleanup_refuse(gcp_keyed: tuple[A
 def test_gcp_unauthenticated_marker_is_re_marked_by_apply(gcp_keyed: tuple[Any, Any, Path]) -> None:
     """The upgrade path: a description without MAC (as every account had before) is
     marked anew by apply, and then believed."""
-    from test_gcp_cleanup import PROJECT, accounts
-    from test_gcp_cleanup import email as sa_email
+    from support.gcp import PROJECT, accounts
+    from support.gcp import email as sa_email
 
     from workload_ids.model import Marker
     iam, _, folder = gcp_keyed
@@ -632,7 +602,7 @@ def test_gcp_bootstrap_makes_the_key_and_refuses_one_it_did_not_make(tmp_path: P
 @pytest.fixture
 def azure_keyed(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
     """svc-a (declared) and svc-d (applied, its manifest then removed), at START."""
-    from test_azure_provider import CONTAINER, TOPIC, azure_workload
+    from support.azure import CONTAINER, TOPIC, azure_workload
 
     from workload_ids.sandbox.azure.local import start_local_azure
     local = start_local_azure(sandbox=False)
@@ -652,8 +622,7 @@ def azure_keyed(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
 
 
 def _azure_identity(local: Any, name: str) -> tuple[dict[str, str], str]:
-    from test_azure_cleanup import arm_clients
-    from test_azure_provider import RG
+    from support.azure import RG, arm_clients
     msi, _ = arm_clients(local)
     found = msi.user_assigned_identities.get(RG, name)
     return dict(found.tags or {}), str(found.principal_id)
@@ -662,8 +631,7 @@ def _azure_identity(local: Any, name: str) -> tuple[dict[str, str], str]:
 @pytest.mark.parametrize("mac", ["none", "invalid", "copied"])
 def test_azure_copied_marker_at_our_naming_is_forged_and_untouched(azure_keyed: tuple[Any, Path],
                                                                    mac: str) -> None:
-    from test_azure_cleanup import arm_clients
-    from test_azure_provider import RG
+    from support.azure import RG, arm_clients
     local, folder = azure_keyed
     msi, _ = arm_clients(local)
     tags, _ = _azure_identity(local, "wid-prod-svc-a")
@@ -686,8 +654,7 @@ def test_azure_copied_marker_at_our_naming_is_forged_and_untouched(azure_keyed: 
 def test_azure_our_identity_recreated_with_its_tags_and_mac_is_forged(azure_keyed: tuple[Any, Path]) -> None:
     """Deleted and made again under the same name with every tag and the MAC: a new
     principal, so the MAC does not verify and nothing is done to it."""
-    from test_azure_cleanup import arm_clients
-    from test_azure_provider import RG
+    from support.azure import RG, arm_clients
     local, folder = azure_keyed
     msi, _ = arm_clients(local)
     tags, principal = _azure_identity(local, "wid-prod-svc-d")
@@ -703,7 +670,7 @@ def test_azure_our_identity_recreated_with_its_tags_and_mac_is_forged(azure_keye
 
 
 def test_azure_without_the_signing_key_apply_and_cleanup_refuse(azure_keyed: tuple[Any, Path]) -> None:
-    from test_azure_provider import azure_workload
+    from support.azure import azure_workload
 
     from workload_ids.calls import CallSeam
     from workload_ids.config import load_config
@@ -767,8 +734,7 @@ def test_azure_restore_over_an_unsigned_identity_with_the_bundles_marker(
     """As on AWS: a managed identity left unsigned by an interrupted restore (or planted
     with the bundle's tags) gets exactly the bundle's federation before it is signed;
     one with a MAC that does not verify is refused untouched."""
-    from test_azure_cleanup import arm_clients
-    from test_azure_provider import RG
+    from support.azure import RG, arm_clients
     local, folder = azure_keyed
     assert run_cli("cleanup", str(folder), "--apply").code == 0
     os.environ["WORKLOAD_IDS_CLOCK"] = AFTER_GRACE

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, PAYMENTS, TEST_TRUST, run_cli
-from flows import KEY_MODE, Call
-from iam_eval import allowed
+from support.aws import ACCOUNT, PAYMENTS
+from support.bootstrap_flows import KEY_MODE, Call
+from support.cli import run_cli
+from support.iam_eval import allowed
+from support.trust import TEST_TRUST
 
 from workload_ids.bootstrap import aws as boot_aws
 from workload_ids.bootstrap import azure as boot_azure

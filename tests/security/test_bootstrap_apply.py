@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from support.cli import run_cli
 
 from workload_ids import calls
 from workload_ids.bootstrap import azure as boot_azure

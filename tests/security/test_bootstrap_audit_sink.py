@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, TEST_TRUST, run_cli, workload
-from flows import Call
-from iam_eval import allowed
+from support.aws import ACCOUNT, workload
+from support.bootstrap_flows import Call
+from support.cli import run_cli
+from support.iam_eval import allowed
+from support.trust import TEST_TRUST
 
 from workload_ids import calls
 from workload_ids.bootstrap import audit_sink

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flows import ACCOUNT, Call, run_all_flows
-from iam_eval import _arn, _context, allowed, granted
+from support.bootstrap_flows import ACCOUNT, Call, run_all_flows
+from support.iam_eval import _arn, _context, allowed, granted
 
 from workload_ids.bootstrap.aws import render
 from workload_ids.config import Config, ConfigFile
@@ -54,7 +54,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Call]:
     """One run of every flow for the whole module (it takes ~20 s)."""
     import os
 
-    from conftest import seed
+    from support.aws import seed
 
     from workload_ids.sandbox.aws import in_process_aws
     base = tmp_path_factory.mktemp("flows")

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, REPO, TEST_TRUST, CliResult, run_cli, workload
+from support.aws import ACCOUNT, workload
+from support.cli import CliResult, run_cli
+from support.paths import REPO
+from support.trust import TEST_TRUST
 
 from workload_ids import catalogs
 from workload_ids.catalogs import check

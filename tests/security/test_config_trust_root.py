@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, TEST_TRUST, run_cli_exact, workload
+from support.aws import workload
+from support.cli import run_cli_exact
+from support.paths import EXAMPLES
+from support.trust import TEST_TRUST
 
 from workload_ids import clock
 from workload_ids.calls import CallSeam

@@ -15,9 +15,11 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import TEST_TRUST_DATA, run_cli, seed, workload
-from test_azure_provider import CONTAINER, SUB, TOPIC, azure_workload
-from test_gcp_render import gcp_workload
+from support.aws import seed, workload
+from support.azure import CONTAINER, SUB, TOPIC, azure_workload
+from support.cli import run_cli
+from support.gcp import gcp_workload
+from support.trust import TEST_TRUST_DATA
 
 from workload_ids.audit import records
 from workload_ids.clock import format_time

@@ -17,48 +17,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli, workload
+from support.aws import workload
+from support.cli import run_cli
+from support.marked_fleets import (
+    _START,
+    AFTER_GRACE,
+    CONFIG,
+    DUE,
+    GRACE_RESTARTS,
+    OWNERS,
+    PAST_MARK,
+    START,
+    TRUST,
+    by_identity,
+    role_tags,
+)
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import auditor_for
 from workload_ids.calls import CallSeam
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
 from workload_ids.errors import ConflictError
-from workload_ids.model import MARK_TAG, TRANSFERRED_FROM_TAG, QuarantineMark, decode_mark, encode_mark
+from workload_ids.model import MARK_TAG, TRANSFERRED_FROM_TAG, decode_mark
 from workload_ids.providers import create_provider
 
-OWNERS = """\
-owners:
-  - {id: team-a, kind: group, active: true, members: [bob]}
-  - {id: bob, kind: person, active: true}
-  - {id: alice, kind: person, active: false}
-  - {id: team-payments, kind: group, active: true, members: [bob]}
-"""
-CONFIG = """\
-owners: {source: file, path: owners.yaml}
-audit: {path: audit.jsonl}
-cleanup: {grace: 7d, minAge: 1h, maxShare: 1}
-credentials: {verify: {interval: 0s}}
-""" + TEST_TRUST
-_START = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
-START = format_time(_START)
-DUE = format_time(_START + timedelta(days=7))
-AFTER_GRACE = format_time(_START + timedelta(days=7, seconds=1))
-# What an attacker writes: quarantined long ago, due long ago.
-PAST_MARK = encode_mark(QuarantineMark(datetime(2020, 1, 1, tzinfo=UTC), "no-manifest",
-                                       datetime(2020, 1, 2, tzinfo=UTC)))
-GRACE_RESTARTS = "quarantine mark not proven by enforcement; grace restarts"
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": []})
-
-
-def by_identity(out: str) -> dict[str, dict[str, Any]]:
-    return {i["identity"]: i for i in json.loads(out)["identities"]}
-
-
 # --- AWS -----------------------------------------------------------------------------
-
-def role_tags(iam: Any, role: str) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role)["Tags"]}
 
 
 @pytest.fixture
@@ -233,9 +217,8 @@ def test_aws_legitimate_transfer_is_kept_by_apply(aws: Any, manifests: Any,
 
 @pytest.fixture
 def gcp_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
-    from test_gcp_cleanup import OWNERS as GCP_OWNERS
-    from test_gcp_cleanup import PROJECT
-    from test_gcp_render import gcp_workload
+    from support.gcp import OWNERS as GCP_OWNERS
+    from support.gcp import PROJECT, gcp_workload
 
     from workload_ids.sandbox.gcp.iam import IamEmulator
     from workload_ids.sandbox.gcp.local import start_key_store
@@ -264,8 +247,8 @@ def gcp_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
 
 
 def test_gcp_forged_marker_and_forged_quarantine_date(gcp_fleet: tuple[Any, Path]) -> None:
-    from test_gcp_cleanup import PROJECT, accounts
-    from test_gcp_cleanup import email as sa_email
+    from support.gcp import PROJECT, accounts
+    from support.gcp import email as sa_email
     iam, folder = gcp_fleet
     real = accounts(iam)[sa_email("svc-d")]
     client = iam.client()
@@ -298,8 +281,8 @@ def test_gcp_forged_marker_and_forged_quarantine_date(gcp_fleet: tuple[Any, Path
 
 
 def test_gcp_forged_transferred_from_is_repaired(gcp_fleet: tuple[Any, Path]) -> None:
-    from test_gcp_cleanup import PROJECT, accounts
-    from test_gcp_cleanup import email as sa_email
+    from support.gcp import PROJECT, accounts
+    from support.gcp import email as sa_email
 
     from workload_ids.model import Marker
     iam, folder = gcp_fleet
@@ -320,7 +303,7 @@ def test_gcp_forged_transferred_from_is_repaired(gcp_fleet: tuple[Any, Path]) ->
 
 @pytest.fixture
 def azure_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
-    from test_azure_provider import CONTAINER, TOPIC, azure_workload
+    from support.azure import CONTAINER, TOPIC, azure_workload
 
     from workload_ids.sandbox.azure.local import start_local_azure
     local = start_local_azure(sandbox=False)
@@ -340,8 +323,7 @@ def azure_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
 
 
 def test_azure_forged_marker_and_forged_quarantine_date(azure_fleet: tuple[Any, Path]) -> None:
-    from test_azure_cleanup import arm_clients, held
-    from test_azure_provider import RG
+    from support.azure import RG, arm_clients, held
     local, folder = azure_fleet
     msi, _ = arm_clients(local)
     real = held(local)["wid-prod-svc-d"][0]
@@ -370,8 +352,7 @@ def test_azure_forged_marker_and_forged_quarantine_date(azure_fleet: tuple[Any, 
 
 
 def test_azure_forged_transferred_from_is_repaired(azure_fleet: tuple[Any, Path]) -> None:
-    from test_azure_cleanup import arm_clients, held
-    from test_azure_provider import RG
+    from support.azure import RG, arm_clients, held
     local, folder = azure_fleet
     msi, _ = arm_clients(local)
     tags = held(local)["wid-prod-svc-a"][0]
@@ -387,7 +368,7 @@ def test_aws_apply_and_rotate_refuse_our_name_with_our_tags_outside_our_path(
         aws: Any, manifests: Any) -> None:
     """IAM names are unique across paths: a user (or role) made at ``/`` with the name and
     tags we would give a workload is not adopted by apply and never gets a key."""
-    from test_rotation import KEY_MODE
+    from support.aws import KEY_MODE
     Path("owners.yaml").write_text(OWNERS)
     Path("workload-ids.yaml").write_text(CONFIG)
     folder = manifests({"vendor.yaml": KEY_MODE, "svc-a.yaml": workload("svc-a")})

@@ -17,9 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conftest import run_cli
-from test_authenticated_markers import gcp_keyed  # noqa: F401  (a fixture)
-from test_forged_markers import AFTER_GRACE, START
+from support.cli import run_cli
+from support.marked_fleets import (
+    AFTER_GRACE,
+    START,
+    gcp_keyed,  # noqa: F401  (a fixture)
+)
 
 from workload_ids.model import Marker
 from workload_ids.providers.gcp import render
@@ -91,7 +94,7 @@ def test_a_role_with_a_copied_marker_is_forged_and_left_alone_by_apply_and_clean
 def test_apply_refuses_a_role_at_a_wanted_id_without_any_marker(gcp_keyed: tuple[Any, Any, Path]) -> None:
     """A role squatting the id apply is about to create, with no marker at all: a
     conflict, nothing written to it."""
-    from test_gcp_render import gcp_workload
+    from support.gcp import gcp_workload
     iam, _, folder = gcp_keyed
     access = "    - template: object-storage.read\n      resources: [projects/_/buckets/bucket-z]\n"
     permissions = ["storage.objects.get", "storage.objects.list"]
@@ -129,7 +132,7 @@ def test_a_copy_at_an_id_apply_wants_becomes_exactly_the_role_apply_would_make(
     """The one case where a forged role is written: its id is the workload's own and the
     permission set's, so apply makes it what it would have created (permissions and
     signed description), and binds nothing more than the manifest grants."""
-    from test_gcp_render import gcp_workload
+    from support.gcp import gcp_workload
     iam, _, folder = gcp_keyed
     access = "    - template: object-storage.read\n      resources: [projects/_/buckets/bucket-z]\n"
     (folder / "svc-e.yaml").write_text(gcp_workload(name="svc-e", owner="team-a", access=access))

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli, workload
-from test_calls_and_crashes import snapshot
-from test_cleanup import AFTER_GRACE, CONFIG, OWNERS, START, by_identity
+from support.aws import snapshot, workload
+from support.cli import run_cli
+from support.leavers import AFTER_GRACE, CONFIG, OWNERS, START, by_identity
 
 from workload_ids.audit import records
 from workload_ids.model import MARK_TAG

@@ -19,10 +19,10 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import TEST_TRUST, run_cli
-from test_gcp_key_mode import keys as gcp_keys
-from test_rotation import SECRET, USER
-from test_secrets_and_takeover import (  # noqa: F401  (aws_vendor, gcp_local: fixtures)
+from support.aws import SECRET, USER
+from support.cli import run_cli
+from support.gcp import keys as gcp_keys
+from support.secret_stores import (  # noqa: F401  (aws_vendor, gcp_local: fixtures)
     GCP_SECRET,
     OPEN_TO_MALLORY,
     _aws_keys,
@@ -32,6 +32,7 @@ from test_secrets_and_takeover import (  # noqa: F401  (aws_vendor, gcp_local: f
     aws_vendor,
     gcp_local,
 )
+from support.trust import TEST_TRUST
 
 from workload_ids.providers.gcp import render
 
@@ -211,7 +212,7 @@ def test_gcp_copied_annotations_under_a_foreign_key_get_no_key(gcp_local: tuple[
 
 @pytest.fixture
 def azure_vendor(manifests: Any) -> Iterator[tuple[Any, Path]]:
-    from test_azure_provider import KEY_MODE
+    from support.azure import KEY_MODE
 
     from workload_ids.sandbox.azure.local import start_local_azure
     local = start_local_azure()

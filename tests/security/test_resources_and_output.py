@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCOUNT, TEST_TRUST, run_cli, workload
+from support.aws import ACCOUNT, workload
+from support.cli import run_cli
+from support.trust import TEST_TRUST
 
 ROLE = "wid_prod_svc-a"
 
@@ -282,7 +284,7 @@ def gcp_cli() -> Any:
 
 
 def test_gcp_raw_entries_are_bound_as_templates_would_be(gcp_cli: Any, manifests: Any) -> None:
-    from test_gcp_render import gcp_workload
+    from support.gcp import gcp_workload
 
     from workload_ids.providers.gcp import render
     iam, rm, res = gcp_cli
@@ -328,7 +330,7 @@ def test_gcp_raw_bindings_follow_the_builtin_templates() -> None:
 
 def test_gcp_raw_entry_on_a_kind_without_a_binding_is_refused(manifests: Any,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_gcp_render import gcp_workload
+    from support.gcp import gcp_workload
 
     from workload_ids import resources
     monkeypatch.delitem(resources.GCP_BINDING, "bigtable-table")  # a kind added without one

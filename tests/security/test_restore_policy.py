@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli
-from test_contract import OWNERS, Cloud, _aws, _azure, _gcp
+from support.cli import run_cli
+from support.contract import OWNERS, Cloud, _aws, _azure, _gcp
+from support.trust import TEST_TRUST
 
 from workload_ids.audit import auditor_for, records
 from workload_ids.clock import format_time

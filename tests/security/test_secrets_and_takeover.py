@@ -7,15 +7,12 @@ against our GCP emulators; every end state is read back from the cloud."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from conftest import TEST_TRUST, run_cli
-from google.iam.v1 import iam_policy_pb2, policy_pb2
-from test_attacks_on_every_cloud import (  # noqa: F401  (clouds, emulated: fixtures)
+from support.attack_clouds import (  # noqa: F401  (clouds, emulated: fixtures)
     CONTAINER,
     CONTROLS,
     _run,
@@ -25,38 +22,20 @@ from test_attacks_on_every_cloud import (  # noqa: F401  (clouds, emulated: fixt
     manifest,
     template,
 )
-from test_gcp_key_mode import KEY_MODE as GCP_KEY_MODE
-from test_gcp_key_mode import keys as gcp_keys
-from test_rotation import KEY_MODE as AWS_KEY_MODE
-from test_rotation import SECRET, USER
-
-GCP_SECRET = "projects/acme-prod/secrets/workload-ids_prod_vendor-sync"
-MALLORY = "arn:aws:iam::123456789012:user/mallory"
-OPEN_TO_MALLORY = json.dumps({"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Principal": {"AWS": MALLORY}, "Action": "secretsmanager:GetSecretValue",
-    "Resource": "*"}]})
-
-
-def _sm() -> Any:
-    return boto3.client("secretsmanager", region_name="us-east-1")
-
-
-def _aws_keys(iam: Any) -> list[str]:
-    try:
-        return [k["AccessKeyId"] for k in iam.list_access_keys(UserName=USER)["AccessKeyMetadata"]]
-    except iam.exceptions.NoSuchEntityException:
-        return []
-
-
-def _versions(name: str = SECRET) -> dict[str, Any]:
-    return dict(_sm().describe_secret(SecretId=name).get("VersionIdsToStages") or {})
-
-
-@pytest.fixture
-def aws_vendor(aws: Any, manifests: Any) -> Path:
-    Path("workload-ids.yaml").write_text("credentials: {verify: {interval: 0s}}\n")
-    return Path(manifests({"vendor.yaml": AWS_KEY_MODE})) / "vendor.yaml"
-
+from support.aws import SECRET, USER
+from support.cli import run_cli
+from support.gcp import keys as gcp_keys
+from support.secret_stores import (  # noqa: F401  (aws_vendor, gcp_local: fixtures)
+    GCP_SECRET,
+    MALLORY,
+    OPEN_TO_MALLORY,
+    _aws_keys,
+    _bind,
+    _sm,
+    _versions,
+    aws_vendor,
+    gcp_local,
+)
 
 # --- H6 on AWS ---------------------------------------------------------------------------
 
@@ -130,7 +109,7 @@ def test_aws_configured_readers_are_allowed_by_the_policy(aws: Any, aws_vendor: 
 
 
 def test_aws_crash_between_create_and_lock_down_converges(aws: Any, aws_vendor: Path) -> None:
-    from test_rotation import _rotate
+    from support.library import _rotate
 
     from workload_ids.calls import CallSeam, FailOperation, Killed
     assert run_cli("apply", "--auto-approve", str(aws_vendor)).code == 0
@@ -151,24 +130,6 @@ def test_aws_crash_between_create_and_lock_down_converges(aws: Any, aws_vendor: 
 
 
 # --- H6 on GCP ---------------------------------------------------------------------------
-
-@pytest.fixture
-def gcp_local(manifests: Any) -> Iterator[tuple[Any, Path]]:
-    from workload_ids.sandbox.gcp.local import start_local_gcp
-    gcp = start_local_gcp()
-    Path("workload-ids.yaml").write_text(gcp.config_block() + "credentials: {verify: {interval: 0s}}\n"
-                                         + TEST_TRUST)
-    folder = manifests({"vendor.yaml": GCP_KEY_MODE})
-    try:
-        yield gcp, folder
-    finally:
-        gcp.stop()
-
-
-def _bind(client: Any, member: str) -> None:
-    client.set_iam_policy(request=iam_policy_pb2.SetIamPolicyRequest(
-        resource=GCP_SECRET, policy=policy_pb2.Policy(bindings=[policy_pb2.Binding(
-            role="roles/secretmanager.secretAccessor", members=[member])])))
 
 
 def test_gcp_pre_created_secret_with_a_binding_gets_no_key(gcp_local: tuple[Any, Path]) -> None:

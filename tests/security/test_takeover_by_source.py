@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEST_TRUST, run_cli
-from test_attacks_on_every_cloud import (  # noqa: F401  (clouds, emulated: fixtures)
+from support.attack_clouds import (  # noqa: F401  (clouds, emulated: fixtures)
     CONTAINER,
     CONTROLS,
     clouds,
@@ -24,6 +23,8 @@ from test_attacks_on_every_cloud import (  # noqa: F401  (clouds, emulated: fixt
     manifest,
     template,
 )
+from support.cli import run_cli
+from support.trust import TEST_TRUST
 
 EMULATED = ["gcp", "azure"]
 
@@ -168,8 +169,8 @@ def _strip_mac(provider: str, name: str, aws: Any, emulated: dict[str, Any]) -> 
                                 "description": text.removesuffix(f" mac={Marker.mac_of_text(text)}")},
             "update_mask": {"paths": ["description"]}})
     else:
-        from test_attacks_on_every_cloud import RG
-        from test_azure_cleanup import arm_clients
+        from support.attack_clouds import RG
+        from support.azure import arm_clients
         msi, _ = arm_clients(emulated["azure"])
         found = msi.user_assigned_identities.get(RG, f"wid-prod-{name}")
         tags = {k: v for k, v in (found.tags or {}).items() if k != "workload-ids:mac"}

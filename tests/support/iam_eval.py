@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from flows import ACCOUNT, Call
+from .bootstrap_flows import ACCOUNT, Call
 
 FREE = {"sts:GetCallerIdentity"}  # AWS never asks for a permission to call it
 

@@ -90,10 +90,10 @@ def fresh_cloud(provider: str) -> Iterator[Cloud]:
 
 def _aws() -> Iterator[Cloud]:
     import boto3
-    from conftest import seed, workload
-    from test_rotation import KEY_MODE
 
     from workload_ids.sandbox.aws import in_process_aws
+
+    from .aws import KEY_MODE, seed, workload
     with in_process_aws():
         iam = boto3.client("iam", region_name="us-east-1")
         seed(iam)
@@ -128,10 +128,9 @@ def _aws() -> Iterator[Cloud]:
 
 
 def _gcp() -> Iterator[Cloud]:
-    from test_gcp_key_mode import KEY_MODE
-    from test_gcp_render import gcp_workload
-
     from workload_ids.sandbox.gcp.local import start_local_gcp
+
+    from .gcp import KEY_MODE, gcp_workload
     local = start_local_gcp()
     iam = local.emulators[0]
     try:
@@ -197,10 +196,11 @@ def _visible(read: Callable[[], Any], seconds: float = 10.0) -> None:
 def _azure() -> Iterator[Cloud]:
     from azure.mgmt.authorization import AuthorizationManagementClient
     from azure.mgmt.msi import ManagedServiceIdentityClient
-    from test_azure_provider import BASE, KEY_MODE, RG, SUB, azure_workload
 
     from workload_ids.sandbox.azure.arm import StaticTokenCredential
     from workload_ids.sandbox.azure.local import start_local_azure
+
+    from .azure import BASE, KEY_MODE, RG, SUB, azure_workload
     local = start_local_azure()
     try:
         kwargs = local.arm.client_kwargs()

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PAYMENTS, TEST_TRUST, run_cli, workload
 
 from workload_ids import calls
 from workload_ids.clock import format_time
+
+from .aws import PAYMENTS, workload
+from .cli import run_cli
+from .trust import TEST_TRUST
 
 ACCOUNT = "123456789012"
 KEY_MODE = workload(

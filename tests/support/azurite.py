@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 BINARY = REPO / "tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT = "devstoreaccount1"  # Azurite's built-in account
 REQUIRE = "WORKLOAD_IDS_REQUIRE_AZURITE"
