@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from support.aws import workload
 from support.cli import run_cli
-from support.marked_fleets import (
+from support.marked_fleets import (  # noqa: F401  (gcp_keyed: a fixture)
     _START,
     AFTER_GRACE,
     CONFIG,
@@ -30,6 +30,7 @@ from support.marked_fleets import (
     START,
     TRUST,
     by_identity,
+    gcp_keyed,
     role_tags,
 )
 from support.trust import TEST_TRUST
@@ -216,34 +217,10 @@ def test_aws_legitimate_transfer_is_kept_by_apply(aws: Any, manifests: Any,
 # --- GCP -----------------------------------------------------------------------------
 
 @pytest.fixture
-def gcp_fleet(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path]]:
-    from support.gcp import OWNERS as GCP_OWNERS
-    from support.gcp import PROJECT, gcp_workload
-
-    from workload_ids.sandbox.gcp.iam import IamEmulator
-    from workload_ids.sandbox.gcp.local import start_key_store
-    from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
-    from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
-    iam, rm = IamEmulator(), ResourceManagerEmulator(projects=ProjectRegistry())
-    res = ResourcePolicyEmulator()
-    iam.add_project(PROJECT)
-    rm.add_project(PROJECT)
-    keys, keys_url = start_key_store([PROJECT])
-    Path("owners.yaml").write_text(GCP_OWNERS)
-    Path("workload-ids.yaml").write_text(
-        f"gcp: {{iamEndpoint: '{iam.start()}', resourceManagerEndpoint: '{rm.start()}', "
-        f"resourcePolicyEndpoint: '{res.start()}', secretManagerEndpoint: '{keys_url}', "
-        "sandboxCredentials: true}\n"
-        "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
-        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1}\n" + TEST_TRUST)
-    folder = manifests({f"{n}.yaml": gcp_workload(name=n, owner="team-a") for n in ("svc-a", "svc-d")})
-    applied = run_cli("apply", "--auto-approve", str(folder))
-    assert applied.code == 0, applied.err + applied.out
-    (folder / "svc-d.yaml").unlink()
-    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
-    yield iam, folder
-    for emulator in (iam, rm, res, keys):
-        emulator.stop()
+def gcp_fleet(gcp_keyed: tuple[Any, Any, Path]) -> tuple[Any, Path]:  # noqa: F811
+    """The keyed GCP fleet of support.marked_fleets, as (IAM emulator, folder)."""
+    iam, _, folder = gcp_keyed
+    return iam, folder
 
 
 def test_gcp_forged_marker_and_forged_quarantine_date(gcp_fleet: tuple[Any, Path]) -> None:
