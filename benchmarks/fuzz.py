@@ -138,7 +138,7 @@ def main() -> int:
     chosen = [p for p in PROPERTIES if not args.only or p[0] in args.only]
     weight = sum(w for _, w, _ in chosen)
 
-    from workload_ids import plan as plan_module
+    from workload_ids import clouds as clouds_module
     report = Report("fuzz")
     shutil.rmtree(FAILURES, ignore_errors=True)
     home = os.getcwd()
@@ -150,8 +150,8 @@ def main() -> int:
         (work / "workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n")
         os.chdir(work)
         props = Properties(run_cli, Path(tmp) / "fuzz")
-        real = plan_module.create_provider
-        plan_module.create_provider = props.refuse  # no example can reach a cloud
+        real = clouds_module.connect
+        clouds_module.connect = props.refuse  # no example can reach a cloud
         try:
             for index, (name, share, prop) in enumerate(chosen):
                 examples = max(1, args.examples * share // weight)
@@ -168,7 +168,7 @@ def main() -> int:
                 report.at_most(f"{name}: failures", counts["FAILED"], 0, "examples")
                 report.info(f"{name}: wall time", outcome.seconds, "s")
         finally:
-            plan_module.create_provider = real
+            clouds_module.connect = real
             os.chdir(home)
     ran = sum(total.counts.values())
     report.info("all: examples run", ran, "examples", key=True)

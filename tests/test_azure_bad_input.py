@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from support.cli import CliResult, run_cli
 
-from workload_ids import plan as plan_module
+from workload_ids import clouds as clouds_module
 from workload_ids.errors import UserError
 
 SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
@@ -73,7 +73,7 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     def refuse(name: str, *_: Any) -> Any:
         built.append(name)
         raise UserError(f"test: the {name} backend was asked for")
-    monkeypatch.setattr(plan_module, "create_provider", refuse)
+    monkeypatch.setattr(clouds_module, "connect", refuse)
     yield built
 
 

@@ -152,7 +152,7 @@ def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any,
 
     from workload_ids.config import load_config
     from workload_ids.providers.azure.graph import GraphClient
-    from workload_ids.secrets.azure import KeyVaultStore
+    from workload_ids.providers.azure.secret_store import KeyVaultStore
     local = start_local_azure()
     try:
         Path("owners.yaml").write_text(OWNERS)

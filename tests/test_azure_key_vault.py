@@ -26,10 +26,9 @@ from workload_ids.config import Config, ConfigFile
 from workload_ids.errors import CloudError, ConflictError
 from workload_ids.model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue
 from workload_ids.providers.azure.clients import StaticTokenCredential
+from workload_ids.providers.azure.secret_store import KeyVaultStore, metadata_name, vault_name
 from workload_ids.sandbox.azure.keyvault import KeyVaultEmulator
 from workload_ids.sandbox.common.clock import ManualClock
-from workload_ids.secrets import create_store
-from workload_ids.secrets.azure import KeyVaultStore, metadata_name, vault_name
 
 DEFAULT_VERSION = str(getattr(SDK_DEFAULT, "value", SDK_DEFAULT))  # what the installed SDK sends
 TENANT = "0c5be0f2-b83d-4f68-ad52-18a90ea02883"
@@ -50,9 +49,7 @@ class Vault:
         return SecretClient(self.emulator.url, StaticTokenCredential(), **options)
 
     def store(self, seam: CallSeam | None = None) -> KeyVaultStore:
-        store = create_store("azure-key-vault", self.config, seam or quiet(), "sub")
-        assert isinstance(store, KeyVaultStore)
-        return store
+        return KeyVaultStore(self.config, seam or quiet(), "sub")
 
 
 def quiet(max_attempts: int = 3) -> CallSeam:

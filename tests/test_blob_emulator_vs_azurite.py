@@ -170,9 +170,9 @@ def test_the_blob_lease_lock_on_azurite(tmp_path: Path) -> None:
 
     from workload_ids.calls import CallSeam
     from workload_ids.config import load_config
-    from workload_ids.locks.azure import BlobLeaseLock
-    from workload_ids.locks.interface import Holder
     from workload_ids.providers.azure.clients import AzureClients
+    from workload_ids.providers.azure.lock import BlobLeaseLock
+    from workload_ids.providers.interface import Holder
     with running() as azurite:
         _container(azurite, "locks").create_container()
         (tmp_path / "workload-ids.yaml").write_text(

@@ -21,7 +21,7 @@ from support.trust import TEST_TRUST
 from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
-from workload_ids.locks.interface import LEASE
+from workload_ids.providers.interface import LEASE
 
 
 @pytest.fixture(params=["aws", "gcp", "azure"])
@@ -174,9 +174,8 @@ def _library_run(fn: Callable[[CallSeam], Any], fault: Any = None) -> int:
 
 def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, cloud: Cloud, folder: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from workload_ids.clouds import connect
     from workload_ids.keys.fleet import rotate_workloads
-    from workload_ids.providers import create_provider
-    from workload_ids.secrets import create_store
     from workload_ids.validate import validate
     for old in folder.glob("*.yaml"):
         old.unlink()
@@ -194,11 +193,10 @@ def test_rotation_converges_after_a_kill_at_every_call(secret_hygiene: Any, clou
         config = load_config()
         seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
         cw = validate([path], config).compiled[0]
-        provider: Any = create_provider(cw.provider, config, seam)
-        desired = provider.desired(cw)
-        in_cloud = {k.key_id: k.status for k in provider.list_keys(desired)}
-        stored = create_store(provider.secret_store_name(), config, seam, cw.target, provider).describe(
-            cw.secret_name)
+        cloud = connect(cw.provider, config, seam)
+        assert cloud.keys is not None
+        in_cloud = {k.key_id: k.status for k in cloud.keys.list_keys(cloud.desired(cw))}
+        stored = cloud.store_for(cw.target).describe(cw.secret_name)
         assert set(in_cloud) <= stored.issued(), (in_cloud, stored.versions)
         assert in_cloud.get(stored.current_key() or "") == "active"
 
@@ -273,15 +271,13 @@ def test_cleanup_converges_after_a_kill_at_every_call(cloud: Cloud, folder: Path
 
 def _lock_for(path: Path) -> tuple[Any, str, Any]:
     """The real lock of ``path``'s workload (its provider's), its secret name and tags."""
-    from workload_ids.locks import create_lock
-    from workload_ids.providers import create_provider
+    from workload_ids.clouds import connect
     from workload_ids.validate import validate
     config = load_config()
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
     cw = validate([path], config).compiled[0]
-    provider: Any = create_provider(cw.provider, config, seam)
-    lock = create_lock(provider.secret_store_name(), config, seam, cw.target, provider)
-    return lock, cw.secret_name, provider.desired(cw).tags
+    cloud = connect(cw.provider, config, seam)
+    return cloud.lock_for(cw.target), cw.secret_name, cloud.desired(cw).tags
 
 
 def _after_lease(monkeypatch: pytest.MonkeyPatch, leases: int = 1) -> None:
@@ -292,7 +288,7 @@ def _after_lease(monkeypatch: pytest.MonkeyPatch, leases: int = 1) -> None:
 
 def test_workload_lock_is_exclusive_expires_and_is_never_freed_by_a_stale_holder(
         cloud: Cloud, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from workload_ids.locks.interface import Holder
+    from workload_ids.providers.interface import Holder
     path = folder / "key.yaml"
     path.write_text(_key_manifest(cloud, "vendor-lock"))
     assert run_cli("apply", "--auto-approve", str(path)).code == 0
@@ -324,7 +320,7 @@ def test_a_busy_workload_exits_4_and_changes_nothing_then_a_waiting_run_proceeds
     import threading
     import time
 
-    from workload_ids.locks.interface import Holder
+    from workload_ids.providers.interface import Holder
     path = folder / "key.yaml"
     path.write_text(_key_manifest(cloud, "vendor-busy"))
     assert run_cli("apply", "--auto-approve", str(path)).code == 0

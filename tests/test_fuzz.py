@@ -31,7 +31,7 @@ from support.fuzz_inputs import (
     schema_documents,
 )
 
-from workload_ids import plan as plan_module
+from workload_ids import clouds as clouds_module
 
 # Files are rewritten in place by every example, so one function-scoped folder serves
 # them all. Generating a 1 MB scalar is slow and large by design.
@@ -44,7 +44,7 @@ FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=False
 @pytest.fixture
 def props(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Properties]:
     properties = Properties(run_cli, tmp_path / "fuzz")
-    monkeypatch.setattr(plan_module, "create_provider", properties.refuse)
+    monkeypatch.setattr(clouds_module, "connect", properties.refuse)
     yield properties
 
 

@@ -14,8 +14,8 @@ import pytest
 from workload_ids.calls import CallSeam, FailOperation, RetryPolicy
 from workload_ids.config import Config, ConfigFile
 from workload_ids.model import JOURNAL_TAG, IssuedKey, SecretValue
+from workload_ids.providers.gcp.secret_store import SecretManagerStore
 from workload_ids.sandbox.gcp.secretmanager import SecretManagerEmulator
-from workload_ids.secrets import create_store
 
 PROJECT = "acme-prod"
 NAME = "workload-ids/prod/vendor-sync"
@@ -28,7 +28,7 @@ def store() -> Iterator[tuple[Any, SecretManagerEmulator, CallSeam]]:
     config = Config(ConfigFile.model_validate({"gcp": {"secretManagerEndpoint": endpoint,
                                                        "sandboxCredentials": True}}), Path.cwd(), None)
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    yield create_store("gcp-secret-manager", config, seam, PROJECT), emulator, seam
+    yield SecretManagerStore(config, seam, PROJECT), emulator, seam
     emulator.stop()
 
 

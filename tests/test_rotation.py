@@ -18,7 +18,7 @@ from support.library import _rotate
 from workload_ids.calls import CallRecord, CallSeam, FailAt, FailOperation, Killed, RandomFaults, RetryPolicy
 from workload_ids.config import load_config
 from workload_ids.errors import WorkloadIdsError
-from workload_ids.locks.interface import LEASE
+from workload_ids.providers.interface import LEASE
 from workload_ids.validate import validate
 
 AFTER_LEASE = (LEASE.total_seconds() + 1) / 86400  # days: a killed run's lock has run out
@@ -343,19 +343,18 @@ def test_a_run_that_loses_its_lease_stops_before_its_next_change(vendor, aws, mo
     import threading
     import time
 
-    from workload_ids.locks import create_lock, interface
-    from workload_ids.locks.interface import Holder
-    from workload_ids.providers import create_provider
-    monkeypatch.setattr(interface, "RENEW_EVERY", 0.05)
+    from workload_ids.clouds import connect
+    from workload_ids.keys import lease
+    from workload_ids.providers.interface import Holder
+    monkeypatch.setattr(lease, "RENEW_EVERY", 0.05)
     at(monkeypatch, 31)
     first = next(iter(keys(aws)))
     config = load_config()
     seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
     other = Holder.this_process("rotate")
-    provider = create_provider("aws", config, CallSeam(sleep=lambda s: None))
-    lock = create_lock("aws-secrets-manager", config, CallSeam(sleep=lambda s: None), "123456789012",
-                       provider)
-    tags = provider.desired(validate([vendor], config).compiled[0]).tags  # our marker
+    cloud = connect("aws", config, CallSeam(sleep=lambda s: None))
+    lock = cloud.lock_for("123456789012")
+    tags = cloud.desired(validate([vendor], config).compiled[0]).tags  # our marker
     taken = threading.Event()
     renewed = threading.Event()
 

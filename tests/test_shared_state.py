@@ -158,10 +158,11 @@ def test_a_released_lock_is_renewed_no_more(monkeypatch: pytest.MonkeyPatch) -> 
     renewal under way went on while the lock was released and after the command returned."""
     from datetime import timedelta
 
-    from workload_ids.locks import interface
-    monkeypatch.setattr(interface, "RENEW_EVERY", 0.01)
+    from workload_ids.keys import lease
+    from workload_ids.providers.interface import Holder
+    monkeypatch.setattr(lease, "RENEW_EVERY", 0.01)
     lock = _SlowRenewals()
-    with interface.hold(lock, "wid/prod/vendor-sync", interface.Holder("host/1/abc", "rotate"), {},
+    with lease.hold(lock, "wid/prod/vendor-sync", Holder("host/1/abc", "rotate"), {},
                         workload="prod/vendor-sync", wait=timedelta(0), sleep=time.sleep):
         assert lock.renewing.wait(5)
     assert (lock.overlapped, lock.in_flight) == ([], 0)

@@ -6,15 +6,19 @@ from __future__ import annotations
 import concurrent.futures
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from .audit import auditor_for
 from .config import Config
+from .durations import parse_duration
 from .errors import UserError, WorkloadIdsError
+from .keys.lease import HeldLock, LockBusy, hold
 from .keys.lifecycle import lifecycle
 from .model import Change
 from .plan import Plan
+from .providers.interface import Backends, Holder
 
 
 @dataclass
@@ -78,42 +82,44 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
     """Apply every change of ``plan``. Workloads run concurrently (bounded); the changes of
     one workload run in plan order. A failing workload does not stop the others."""
     config = config or plan.config
-    seams = [s for s in (getattr(p, "seam", None) for p in plan.providers.values()) if s is not None]
-    auditor = auditor_for(config, "apply", seams[0] if seams else None)
-    seam_start = _calls(plan)
+    seam = plan.clouds.seam
+    auditor = auditor_for(config, "apply", seam)
+    seam_start = seam.stats.total
     by_workload: dict[str, list[Change]] = {}
     for change in plan.changes:
         by_workload.setdefault(change.workload, []).append(change)
     # Confirm the credentials reach each target before the first change there.
     for provider_name, target in sorted({(c.provider, c.target) for c in plan.changes}):
-        auditor.callers[(provider_name, target)] = plan.providers[provider_name].verify_target(target)
+        auditor.callers[(provider_name, target)] = plan.clouds[provider_name].identities.verify_target(target)
     results = {d.workload.label: WorkloadResult(
         workload=d.workload.label, provider=d.workload.provider, identity=d.name,
-        outputs=plan.providers[d.workload.provider].outputs(d)) for d in plan.desired}
+        outputs=plan.clouds[d.workload.provider].identities.outputs(d)) for d in plan.desired}
 
     def run(workload: str, changes: list[Change]) -> None:
         result = results[workload]
-        provider = plan.providers[changes[0].provider]
+        cloud = plan.clouds[changes[0].provider]
         change = changes[0]
         try:
             for change in changes:
                 if change.action in KEY_ACTIONS:
                     assert change.desired is not None
-                    seam = getattr(provider, "seam", None)
-                    report = lifecycle(change.desired, provider, config, seam, auditor,
+                    report = lifecycle(change.desired, cloud, auditor,
                                        command="apply").advance(issue_only=True)
                     result.busy = report.busy
                     if report.error:
                         raise UserError(report.error)
                     result.key = report
+                elif change.exclusive:
+                    with _workload_lock(cloud, change):
+                        cloud.identities.apply(change)
                 else:
-                    provider.apply(change)
+                    cloud.identities.apply(change)
+                if change.action not in KEY_ACTIONS:
                     auditor.record(workload=change.workload, provider=change.provider,
                                    target=change.target, identity=change.identity,
                                    action=change.action, detail=_recorded(change))
                 result.applied.append(change.action)
         except WorkloadIdsError as exc:
-            from .locks.interface import LockBusy
             result.busy = result.busy or isinstance(exc, LockBusy)
             result.error = exc.diagnostics()
         except Exception as exc:  # one workload's surprise must not hide the others' results
@@ -134,15 +140,17 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
             done += 1
             if progress:
                 progress(done, total)
-    return ApplyResult(results=list(results.values()), calls=_calls(plan) - seam_start)
+    return ApplyResult(results=list(results.values()), calls=seam.stats.total - seam_start)
 
 
-def _calls(plan: Plan) -> int:
-    for provider in plan.providers.values():
-        seam = getattr(provider, "seam", None)
-        if seam is not None:
-            return int(seam.stats.total)
-    return 0
+def _workload_lock(cloud: Backends, change: Change) -> AbstractContextManager[HeldLock]:
+    """The workload's lock, held around a change the cloud cannot make safely twice at
+    once (see :attr:`~workload_ids.model.Change.exclusive`)."""
+    assert change.desired is not None
+    w = change.desired.workload
+    return hold(cloud.lock_for(w.target), w.secret_name, Holder.this_process("apply"),
+                change.desired.tags, workload=w.label,
+                wait=parse_duration(cloud.config.credentials.lockTimeout), sleep=cloud.seam.sleep)
 
 
 # Changes that write the identity's owner marker: their records name the owner and the

@@ -190,7 +190,7 @@ def stale_approvals(compiled: Sequence[CompiledWorkload], config: Config, *,
 
 def gcp_secret_id(name: str) -> str:
     """The Secret Manager id the GCP secret store gives one of our secret names: the same
-    mapping as :func:`workload_ids.secrets.gcp.secret_id`, without importing the SDK that
+    mapping as :func:`workload_ids.providers.gcp.secret_store.secret_id`, without importing the SDK that
     module needs (validate runs with no cloud libraries)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:255]
 

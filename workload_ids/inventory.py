@@ -9,11 +9,11 @@ from typing import Any
 from .calls import CallSeam
 from .clock import format_time
 from .clock import now as clock_now
+from .clouds import Clouds
 from .config import Config
 from .errors import one_line
 from .keys.lifecycle import lifecycle
-from .model import MARK_TAG
-from .providers import create_provider
+from .model import MARK_TAG, CompiledWorkload
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +58,11 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
               targets: list[str] | None = None) -> list[InventoryRow]:
     """Read every identity we manage in the targets named by ``paths`` or ``targets``, the
     config's ``targets:`` and those the audit log shows we wrote to (see :mod:`.targets`)."""
-    from .providers import REGISTRY
+    from .providers import CLOUDS
     from .targets import fleet_scopes, prove_readable
     declared_targets: set[tuple[str, str]] = set()
     declared: set[tuple[str, str, str]] | None = None
-    key_mode: dict[tuple[str, str, str], Any] = {}
+    key_mode: dict[tuple[str, str, str], CompiledWorkload] = {}
     if paths:
         from .validate import validate
         checked = validate(paths, config)
@@ -74,22 +74,16 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
             if cw.key_mode:
                 key_mode[(cw.provider, cw.target, f"{cw.environment}/{cw.name}")] = cw
     judged = fleet_scopes(config, provider=provider, named=targets or [],
-                          declared=declared_targets).only(REGISTRY)
+                          declared=declared_targets).only(CLOUDS)
     scopes = set(judged.read)
-    backends: dict[str, Any] = {}
-
-    def backend_of(name: str) -> Any:
-        if name not in backends:
-            backends[name] = create_provider(name, config, seam)
-        return backends[name]
-
+    clouds = Clouds(config, seam)
     if not scopes:
-        scopes.add((provider, backend_of(provider).current_target()))
-    prove_readable(judged, backend_of)
+        scopes.add((provider, clouds[provider].identities.current_target()))
+    prove_readable(judged, clouds)
     rows: list[InventoryRow] = []
     for name, target in sorted(scopes):
-        backend = backend_of(name)
-        for o in backend.observe_scope(target):
+        cloud = clouds[name]
+        for o in cloud.identities.observe_scope(target):
             marker = o.marker
             if marker is None:
                 continue
@@ -101,15 +95,15 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
             if o.forged:  # not ours: its keys and secret are not read either
                 pass
             elif declared_cw is not None:  # any cloud: the key lifecycle as rotate sees it
-                cycle = lifecycle(backend.desired(declared_cw), backend, config, seam)
+                cycle = lifecycle(cloud.desired(declared_cw), cloud)
                 cycle._describe(cycle.read())
                 keys, step, secret = tuple(cycle.report.keys), cycle.report.next_step, cycle.secret
                 when = format_time(cycle.report.next_at) if cycle.report.next_at else None
-            elif o.kind == "user":  # without its manifest: the keys the cloud lists (AWS)
+            elif o.kind == "user" and cloud.keys is not None:  # no manifest: the keys the cloud lists
                 now = clock_now()
                 keys = tuple({"id": k.key_id, "status": k.status, "created": format_time(k.created),
                               "ageDays": round((now - k.created).total_seconds() / 86400, 1)}
-                             for k in getattr(backend, "list_keys_of")(target, o.name))  # noqa: B009 - AWS only so far
+                             for k in cloud.keys.keys_of(target, o.name))
             rows.append(InventoryRow(
                 provider=name, target=target, kind=o.kind, identity=o.name,
                 workload=marker.workload, environment=marker.environment, owner=marker.owner,

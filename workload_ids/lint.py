@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from .approvals import Needed, matching_approval, stale_approvals
 from .config import Config
@@ -12,6 +13,9 @@ from .manifest import FEDERATION_CAPABLE, LoadedWorkload
 from .model import CompiledWorkload
 from .templates import destructive
 from .trust import trust_lint
+
+if TYPE_CHECKING:
+    from .calls import CallSeam
 from .validate import Validation
 
 
@@ -97,20 +101,19 @@ def _template_actions(spec: object, provider: str, kind: str) -> set[str]:
 _DAY = timedelta(days=1)
 
 
-def key_age_findings(result: Validation, config: Config, seam: object) -> list[Diagnostic]:
+def key_age_findings(result: Validation, config: Config, seam: CallSeam) -> list[Diagnostic]:
     """Cloud checks for ``lint --cloud``: keys older than their workload's maxAge."""
     from .clock import now
+    from .clouds import Clouds
     from .durations import format_duration
     from .keys.lifecycle import lifecycle
-    from .providers import create_provider
     out: list[Diagnostic] = []
-    providers: dict[str, object] = {}
+    clouds = Clouds(config, seam)
     for cw in result.compiled:
         if not cw.key_mode:
             continue
-        provider = providers.setdefault(cw.provider, create_provider(cw.provider, config, seam))  # type: ignore[arg-type]
-        desired = provider.desired(cw)  # type: ignore[attr-defined]
-        state = lifecycle(desired, provider, config, seam).read()
+        cloud = clouds[cw.provider]
+        state = lifecycle(cloud.desired(cw), cloud).read()
         assert cw.rotation_policy is not None  # key mode
         limit = cw.rotation_policy.max_age
         for key in state.dated():
@@ -136,7 +139,7 @@ def _boundary_opt_out(result: Validation, config: Config) -> list[Diagnostic]:
                               "boundary in aws.permissionsBoundary", "warning")]
 
 
-def lint(result: Validation, config: Config, seam: object | None = None) -> list[Diagnostic]:
+def lint(result: Validation, config: Config, seam: CallSeam | None = None) -> list[Diagnostic]:
     """Warnings and suggestions for every valid workload, positioned. With ``seam``, also
     the checks that read the cloud (key ages)."""
     findings: list[Diagnostic] = [d for d in result.diagnostics if d.severity == "warning"]

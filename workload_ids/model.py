@@ -357,6 +357,10 @@ class Change:
     details: Mapping[str, Any]
     desired: DesiredIdentity | None = None
     observed: ObservedIdentity | None = None
+    # The cloud keeps no name unique for this kind of identity (an Entra application):
+    # two runs making it at once would make two, so apply holds the workload's lock
+    # (key mode's lease) around the change.
+    exclusive: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The change as ``plan --format json`` prints it."""

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .calls import CallSeam
+from .clouds import Clouds
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors, one_line
 from .keys.lifecycle import lifecycle
-from .model import MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
+from .model import JOURNAL_TAG, MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
-from .providers import REGISTRY, create_provider
-from .providers.interface import Provider
+from .providers import CLOUDS
+from .providers.interface import Backends
 
 FLEET_THRESHOLD = 10
 
@@ -46,7 +47,7 @@ class Plan:
 
     changes: list[Change]
     desired: list[DesiredIdentity]
-    providers: dict[str, Provider]
+    clouds: Clouds  # the connected clouds apply carries the changes out through
     config: Config
     no_manifest: list[Orphan] = field(default_factory=list)
     # Declared identities that cleanup has quarantined: apply leaves them disabled.
@@ -107,7 +108,7 @@ class ScopePrefetch:
         self.config = config
         self.seam = seam
         self.start_calls = seam.stats.total  # the plan's count includes the reads made ahead
-        self.providers: dict[str, Provider] = {}
+        self.clouds = Clouds(config, seam)
         self._futures: dict[tuple[str, str], concurrent.futures.Future[list[ObservedIdentity]]] = {}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
                                                            thread_name_prefix="prefetch")
@@ -115,11 +116,9 @@ class ScopePrefetch:
     def __call__(self, provider_name: str, target: str) -> None:
         """Start reading ``target`` in the background unless it already is (or the provider is unknown)."""
         key = (provider_name, target)
-        if key in self._futures or provider_name not in REGISTRY:
+        if key in self._futures or provider_name not in CLOUDS:
             return
-        if provider_name not in self.providers:
-            self.providers[provider_name] = create_provider(provider_name, self.config, self.seam)
-        self._futures[key] = self._pool.submit(self.providers[provider_name].observe_scope, target)
+        self._futures[key] = self._pool.submit(self.clouds[provider_name].identities.observe_scope, target)
 
     def scope(self, provider_name: str, target: str) -> list[ObservedIdentity] | None:
         """The scope read for ``target`` (waits for it); None when it was never started."""
@@ -130,7 +129,7 @@ class ScopePrefetch:
         """Drop the reads not started and wait for those under way. A read left running
         went on calling the cloud and counting on the seam after the command had returned
         (a plan refused by its preflight, a validation error), on threads sharing the
-        caller's providers; the CLI's exit waited for it all the same."""
+        caller's clouds; the CLI's exit waited for it all the same."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -152,15 +151,12 @@ def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallS
 def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallSeam,
                 fleet: bool | None, progress: Callable[[int, int], None] | None,
                 prefetch: ScopePrefetch | None) -> Plan:
-    providers: dict[str, Provider] = dict(prefetch.providers) if prefetch else {}
-    for cw in compiled:
-        if cw.provider not in providers:
-            providers[cw.provider] = create_provider(cw.provider, config, seam)
-    desired = [providers[cw.provider].desired(cw) for cw in compiled]
+    clouds = prefetch.clouds if prefetch else Clouds(config, seam)
+    desired = [clouds[cw.provider].desired(cw) for cw in compiled]
     start_calls = prefetch.start_calls if prefetch else seam.stats.total
     problems: list[Diagnostic] = []
-    for name, provider in providers.items():
-        problems.extend(provider.preflight([d for d in desired if d.workload.provider == name]))
+    for name, cloud in clouds.connected().items():
+        problems.extend(cloud.identities.preflight([d for d in desired if d.workload.provider == name]))
     if problems:
         raise InputErrors(sorted(problems, key=lambda d: (
             (d.position.path, d.position.line, d.position.column) if d.position else ("", 0, 0))))
@@ -173,7 +169,8 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
     forged: list[dict[str, Any]] = []
     done = 0
     for (provider_name, target), items in _grouped(desired).items():
-        provider = providers[provider_name]
+        cloud = clouds[provider_name]
+        provider = cloud.identities
         observed: dict[str, ObservedIdentity | None]
         if fleet:
             read = prefetch.scope(provider_name, target) if prefetch else None
@@ -202,16 +199,16 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 changes.extend(provider.diff(d, observed[d.name]))
                 # A quarantined user's keys stay as cleanup left them: a new key would undo it.
                 if d.workload.key_mode and mark is None:
-                    changes.extend(_key_changes(d, observed[d.name] is None, provider, config, seam))
+                    changes.extend(_key_changes(d, observed[d.name] is None, cloud))
             except ConflictError as exc:
                 conflicts.append(exc)
             done += 1
             if progress:
                 progress(done, len(desired))
-    for name, provider in providers.items():
+    for name, cloud in clouds.connected().items():
         writes = [c for c in changes if c.provider == name]
         if writes:
-            problems.extend(provider.preflight_writes(writes))
+            problems.extend(cloud.identities.preflight_writes(writes))
     if problems:
         raise InputErrors(sorted(problems, key=lambda d: (
             (d.position.path, d.position.line, d.position.column) if d.position else ("", 0, 0))))
@@ -219,7 +216,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         if len(conflicts) == 1:
             raise conflicts[0]
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
-    return Plan(changes=changes, desired=desired, providers=providers, config=config,
+    return Plan(changes=changes, desired=desired, clouds=clouds, config=config,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
                 quarantined=quarantined, foreign_grants=foreign, forged=forged, fleet=fleet,
                 calls=seam.stats.total - start_calls)
@@ -232,8 +229,8 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     naming it."""
     if seen is None or seen.marker is None:
         return
-    from .cleanup.provenance import recorded_owner, recorded_source, transfer_believed
     from .markers import source_move_approved
+    from .provenance import recorded_owner, recorded_source, transfer_believed
     w = desired.workload
     where = w.source.position("metadata", "owner")
     recorded = recorded_owner(config, seen)
@@ -300,8 +297,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
         f"rerun; if {current} has left, `workload-ids cleanup` transfers it to their successor")
 
 
-def _key_changes(desired: DesiredIdentity, new: bool, provider: Provider, config: Config,
-                 seam: CallSeam) -> list[Change]:
+def _key_changes(desired: DesiredIdentity, new: bool, cloud: Backends) -> list[Change]:
     """Key-mode workloads: apply makes sure a verified key exists and no run's leftovers
     remain. Rotation on schedule is ``rotate``'s job, not apply's."""
     def change(action: str, **details: Any) -> Change:
@@ -312,10 +308,10 @@ def _key_changes(desired: DesiredIdentity, new: bool, provider: Provider, config
     secret = desired.settings.get("secretName", "")
     if new:
         return [change("issue-key", secret=secret)]
-    state = lifecycle(desired, provider, config, seam).read()
+    state = lifecycle(desired, cloud).read()
     if state.journal is not None:
         return [change("recover-keys", secret=secret,
-                       since=state.stored.tags.get("workload-ids:journal", ""))]
+                       since=state.stored.tags.get(JOURNAL_TAG, ""))]
     if state.current is None:
         return [change("issue-key", secret=secret)]
     return []

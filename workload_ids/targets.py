@@ -10,14 +10,17 @@ leave its identities in place forever.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import UserError, WorkloadIdsError
+from .providers import CLOUDS
 
-CLOUDS = ("aws", "gcp", "azure")
+if TYPE_CHECKING:
+    from .clouds import Clouds
+
 _KEY = {"aws": "account", "gcp": "project", "azure": "subscription"}
 
 
@@ -85,13 +88,13 @@ def fleet_scopes(config: Config, *, provider: str, named: Iterable[str],
     return Scopes(frozenset(explicit | set(vouched)), vouched, notes)
 
 
-def prove_readable(scopes: Scopes, backend: Callable[[str], Any]) -> None:
+def prove_readable(scopes: Scopes, clouds: Clouds) -> None:
     """Reach every vouched target once (the call each cloud uses to check credentials)
     before anything is read or changed; the first that fails stops the run."""
     failed: list[str] = []
     for name, target in sorted(scopes.vouched):
         try:
-            backend(name).verify_target(target)
+            clouds[name].identities.verify_target(target)
         except WorkloadIdsError as exc:
             failed.append(f"{name} {_KEY.get(name, 'target')} {target} ({scopes.vouched[(name, target)]}): "
                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import cast
 
 from .catalogs import compile_pattern, pattern_provider
 from .compile import compile_workload
@@ -22,7 +21,7 @@ from .keys.checks import key_mode_checks
 from .manifest import LoadedWorkload, load_workloads
 from .model import CompiledWorkload
 from .perf import relaxed_gc
-from .providers import static_checker
+from .providers import CLOUDS, get_cloud
 from .templates import TemplateSet, load_templates
 
 
@@ -170,10 +169,8 @@ def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: b
             on_target(cw.provider, cw.target)
         diagnostics.extend(_guardrails(cw, config))
         diagnostics.extend(key_mode_checks(cw, config))
-        checker = static_checker(cw.provider)
-        if checker is not None:
-            check = cast(Callable[[CompiledWorkload, Config], list[Diagnostic]], checker)
-            diagnostics.extend(check(cw, config))
+        if cw.provider in CLOUDS:
+            diagnostics.extend(get_cloud(cw.provider).static_checks(cw, config))
         compiled.append(cw)
     diagnostics.extend(_duplicates(result.workloads))
     diagnostics.sort(key=lambda d: (d.position.path, d.position.line, d.position.column)

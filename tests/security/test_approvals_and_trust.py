@@ -286,7 +286,7 @@ def test_gcp_grant_on_another_workloads_key_is_refused(manifests: Any, tmp_path:
 def test_gcp_namespace_maps_names_as_the_secret_store_does() -> None:
     pytest.importorskip("google.cloud.secretmanager")
     from workload_ids.approvals import gcp_secret_id
-    from workload_ids.secrets.gcp import secret_id
+    from workload_ids.providers.gcp.secret_store import secret_id
     for name in ("workload-ids/prod/partner-feed", "a.b@c+d=e/f", "x" * 300):
         assert gcp_secret_id(name) == secret_id(name)
 
@@ -433,8 +433,8 @@ def test_aws_service_not_allowed_is_refused(manifests: Any, tmp_path: Path) -> N
 def test_aws_preflight_hands_out_no_command_for_an_unlisted_issuer(bare_aws: Any, manifests: Any,
                                                                   tmp_path: Path) -> None:
     from workload_ids.calls import CallSeam
+    from workload_ids.clouds import connect
     from workload_ids.config import load_config
-    from workload_ids.providers import create_provider
     from workload_ids.validate import validate
     issuer = "https://oidc.example.net/cluster"
     path = write(manifests, workload(federation=k8s(issuer)[1:]))
@@ -442,13 +442,13 @@ def test_aws_preflight_hands_out_no_command_for_an_unlisted_issuer(bare_aws: Any
     compiled = validate([path], listed)
     compiled.raise_for_errors()
     # The platform team listed it: the preflight says how they register it.
-    provider: Any = create_provider("aws", listed, CallSeam())
-    [known] = provider.missing_issuers([provider.desired(cw) for cw in compiled.compiled])
+    cloud: Any = connect("aws", listed, CallSeam())
+    [known] = cloud.identities.missing_issuers([cloud.desired(cw) for cw in compiled.compiled])
     assert "aws iam create-open-id-connect-provider --url https://oidc.example.net/cluster" in known.message
     # With a config that does not list it, no ready-made command.
     unlisted = load_config(write_config(tmp_path, trust=""))
-    provider = create_provider("aws", unlisted, CallSeam())
-    [message] = provider.missing_issuers([provider.desired(cw) for cw in compiled.compiled])
+    cloud = connect("aws", unlisted, CallSeam())
+    [message] = cloud.identities.missing_issuers([cloud.desired(cw) for cw in compiled.compiled])
     assert "create-open-id-connect-provider" not in message.message
     assert "not in the config's trust.allowedIssuers" in message.message
 

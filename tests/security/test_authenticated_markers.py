@@ -139,14 +139,15 @@ def test_aws_copied_marker_outside_our_location_is_forged_even_with_a_mac(fleet:
 def test_aws_provider_refuses_every_action_on_an_unauthenticated_identity(fleet: tuple[Any, Path]) -> None:
     """The last line, below the judge: quarantine, release, transfer and delete refuse."""
     from workload_ids.calls import CallSeam
+    from workload_ids.clouds import connect
     from workload_ids.config import load_config
     from workload_ids.errors import ConflictError
     from workload_ids.model import decode_mark
-    from workload_ids.providers import create_provider
     iam, _ = fleet
     _plant(iam, "wid_prod_svc-x", _copied(iam, "svc-x", None))
-    provider = create_provider("aws", load_config(), CallSeam())
-    [forged] = [o for o in provider.observe_scope(ACCOUNT) if o.name == "wid_prod_svc-x"]
+    cloud = connect("aws", load_config(), CallSeam())
+    provider = cloud.leavers
+    [forged] = [o for o in cloud.identities.observe_scope(ACCOUNT) if o.name == "wid_prod_svc-x"]
     mark = decode_mark(PAST_MARK)
     for act in (lambda: provider.quarantine(forged, mark), lambda: provider.release(forged, mark),
                 lambda: provider.transfer(forged, "bob"), lambda: provider.delete(forged)):

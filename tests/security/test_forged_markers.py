@@ -38,10 +38,10 @@ from support.trust import TEST_TRUST
 from workload_ids.audit import auditor_for
 from workload_ids.calls import CallSeam
 from workload_ids.clock import format_time
+from workload_ids.clouds import connect
 from workload_ids.config import load_config
 from workload_ids.errors import ConflictError
 from workload_ids.model import MARK_TAG, TRANSFERRED_FROM_TAG, decode_mark
-from workload_ids.providers import create_provider
 
 # --- AWS -----------------------------------------------------------------------------
 
@@ -112,8 +112,9 @@ def test_aws_provider_refuses_to_act_on_a_forged_identity(aws_fleet: tuple[Any, 
     """The last line: even handed a forged identity, the provider changes nothing."""
     iam, _ = aws_fleet
     forge_role(iam, "prod-db-admin", "/")
-    provider = create_provider("aws", load_config(), CallSeam())
-    [forged] = [o for o in provider.observe_scope("123456789012") if o.name == "prod-db-admin"]
+    cloud = connect("aws", load_config(), CallSeam())
+    provider = cloud.leavers
+    [forged] = [o for o in cloud.identities.observe_scope("123456789012") if o.name == "prod-db-admin"]
     assert forged.forged
     mark = decode_mark(PAST_MARK)
     for act in (lambda: provider.quarantine(forged, mark), lambda: provider.release(forged, mark),
@@ -147,7 +148,7 @@ def test_aws_forged_mark_with_a_forged_deny_policy_needs_the_audit_record(
         aws_fleet: tuple[Any, Path]) -> None:
     """Someone who can also write inline policies forges our enforcement exactly: the
     audit log has no quarantine record for that start, so the grace restarts still."""
-    from workload_ids.providers.aws.retire import QUARANTINE_POLICY, quarantine_document
+    from workload_ids.providers.aws.leavers import QUARANTINE_POLICY, quarantine_document
     iam, folder = aws_fleet
     iam.tag_role(RoleName="wid_prod_svc-d", Tags=[{"Key": MARK_TAG, "Value": PAST_MARK}])
     iam.put_role_policy(RoleName="wid_prod_svc-d", PolicyName=QUARANTINE_POLICY,

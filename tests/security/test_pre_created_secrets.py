@@ -72,7 +72,7 @@ def test_aws_copied_marker_with_a_planted_policy_gets_no_key(aws: Any, aws_vendo
 
 def _deny_all_but(*exempt: str, action: str = "secretsmanager:GetSecretValue") -> str:
     """A Deny-only policy in the shape workload-ids writes, leaving ``exempt`` out."""
-    from workload_ids.secrets.aws import POLICY_SID
+    from workload_ids.providers.aws.secret_store import POLICY_SID
     return json.dumps({"Version": "2012-10-17", "Statement": [{
         "Sid": POLICY_SID, "Effect": "Deny", "Principal": "*", "Action": [action], "Resource": "*",
         "Condition": {"ArnNotLike": {"aws:PrincipalArn": list(exempt)}}}]})
@@ -251,7 +251,7 @@ def _held(vault: Any) -> dict[str, list[tuple[str | None, dict[str, str]]]]:
 def test_azure_secret_not_made_by_us_gets_no_key(azure_vendor: tuple[Any, Path], which: str) -> None:
     """Someone sets the Key Vault secret where the key (or the index of its versions)
     would go, tags copied or not: apply refuses it, and nothing is written to the vault."""
-    from workload_ids.secrets.azure import metadata_name, vault_name
+    from workload_ids.providers.azure.secret_store import metadata_name, vault_name
     local, folder = azure_vendor
     vault = _vault()
     name = "workload-ids/prod/vendor-sync"

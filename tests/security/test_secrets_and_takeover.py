@@ -255,17 +255,16 @@ def _stale_cycle(aws_vendor: Path) -> Any:
     """A rotation of vendor-sync whose view of the secret is the batched listing, read
     before the secret changes under it (as a fleet run's ListSecrets is)."""
     from workload_ids.calls import CallSeam
+    from workload_ids.clouds import connect
     from workload_ids.config import load_config
     from workload_ids.keys.lifecycle import lifecycle
-    from workload_ids.providers import create_provider
-    from workload_ids.secrets.aws import SecretsManagerStore
     from workload_ids.validate import validate
     config = load_config()
     seam = CallSeam(sleep=lambda s: None)
     [compiled] = validate([aws_vendor], config).compiled
-    provider: Any = create_provider("aws", config, seam)
-    cycle = lifecycle(provider.desired(compiled), provider, config, seam)
-    listed = SecretsManagerStore(config, seam, compiled.target, provider).describe_many("workload-ids/")
+    cloud = connect("aws", config, seam)
+    cycle = lifecycle(cloud.desired(compiled), cloud)
+    listed = cloud.store_for(compiled.target).describe_many("workload-ids/")
     assert listed[SECRET].kms_key == "" and listed[SECRET].address.startswith("arn:aws:secretsmanager:")
     cycle.prefetched = listed[SECRET]
     return cycle

@@ -170,7 +170,7 @@ def test_the_azure_provider_never_imports_trustme() -> None:
     code = ("import sys; sys.modules['trustme'] = None\n"
             "import workload_ids.providers.azure.provider, workload_ids.providers.azure.clients\n"
             "import workload_ids.providers.azure.keys, workload_ids.providers.azure.graph\n"
-            "import workload_ids.providers.azure.retire, workload_ids.providers.azure.render\n")
+            "import workload_ids.providers.azure.leavers, workload_ids.providers.azure.render\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr

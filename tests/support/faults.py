@@ -26,7 +26,7 @@ from workload_ids.audit import open_store
 from workload_ids.calls import TRANSIENT, CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.clock import format_time
 from workload_ids.config import load_config
-from workload_ids.locks.interface import LEASE
+from workload_ids.providers.interface import LEASE
 
 OPERATIONS = ("apply-create", "apply-mover", "rotate", "cleanup-quarantine", "cleanup-delete", "restore",
               # the same with the audit trail in the cloud's append-only sink (audit.sink): its
@@ -265,29 +265,27 @@ def end_state(cloud: Cloud, folder: Path) -> dict[str, Any]:
     and secret versions; values that differ between two equal runs (ids the cloud
     assigns, key ids) are left out. Also checks that no credential exists only in the
     cloud."""
-    from workload_ids.providers import create_provider
-    from workload_ids.secrets import create_store
+    from workload_ids.clouds import connect
     from workload_ids.validate import validate
     config = load_config()
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    provider: Any = create_provider(cloud.provider, config, seam)
+    connected = connect(cloud.provider, config, seam)
     state: dict[str, Any] = {}
-    for o in provider.observe_scope(cloud.target):
+    for o in connected.identities.observe_scope(cloud.target):
         extra = {k: v for k, v in o.extra.items() if k not in (*_VOLATILE, "objects")}
         tags, settings = _without_mac(dict(o.tags), dict(o.settings))
         state[o.name] = {"kind": o.kind, "tags": tags, "documents": dict(o.documents),
                          "settings": {k: v for k, v in settings.items() if k not in ("clientId", "appId")},
                          "extra": json.loads(json.dumps(extra, default=str))}
-    state["deadGrants"] = len(provider.dead_grants(cloud.target))
+    state["deadGrants"] = len(connected.leavers.dead_grants(cloud.target))
     key_files = [p for p in folder.glob("*.yaml") if "mode: key" in p.read_text()]
     if key_files:
         for cw in validate(key_files, config).compiled:
             if not cw.key_mode:  # "mode: key" is also the start of "mode: keyless"
                 continue
-            desired = provider.desired(cw)
-            keys = provider.list_keys(desired)
-            store = create_store(provider.secret_store_name(), config, seam, cw.target, provider)
-            stored = store.describe(cw.secret_name)
+            assert connected.keys is not None
+            keys = connected.keys.list_keys(connected.desired(cw))
+            stored = connected.store_for(cw.target).describe(cw.secret_name)
             only_in_cloud = {k.key_id for k in keys} - stored.issued()
             assert not only_in_cloud, f"keys only in the cloud: {only_in_cloud}"
             current = stored.current_key()

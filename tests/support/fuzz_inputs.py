@@ -827,7 +827,7 @@ class Properties:
 
     Each returns an outcome label ("valid", "invalid", "guardrail") for the figures, and
     raises :class:`PropertyFailed` when the rule is broken. ``plan`` needs
-    ``workload_ids.plan.create_provider`` replaced by :meth:`refuse` (the caller does it:
+    ``workload_ids.clouds.connect`` replaced by :meth:`refuse` (the caller does it:
     the tests with monkeypatch), so that no test can reach a cloud.
     """
 
@@ -844,7 +844,7 @@ class Properties:
         (self.folder / "owners" / "sub").mkdir(exist_ok=True)
 
     def refuse(self, name: str, *_: Any) -> Any:
-        """Stands in for ``create_provider``: records the ask and refuses."""
+        """Stands in for ``clouds.connect``: records the ask and refuses."""
         from workload_ids.errors import UserError
         self.built.append(name)
         raise UserError(SENTINEL.format(name))

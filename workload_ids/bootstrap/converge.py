@@ -147,7 +147,7 @@ def _ensure_key(sm: SeamClient, plan: AwsBootstrap, caller: str, name: str, tag_
     ``create=False`` only judges (a missing key is False): the run checks both keys
     before its first write, so a refusal changes nothing."""
     from ..errors import UserError
-    from ..secrets.aws import grants_nothing, reader_patterns
+    from ..providers.aws.secret_store import grants_nothing, reader_patterns
     from ..signing import SigningKey, new_key_material
     from .aws import SIGNING_KEY_READ_SID, SIGNING_KEY_WRITE_SID, signing_key_policy
     secret_id = reference or name

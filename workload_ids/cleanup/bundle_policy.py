@@ -5,7 +5,7 @@
 trusted by a foreign account. So a bundle is held to the same rules ``validate`` holds a
 manifest to, read back from the rendered form the tool writes:
 
-- location and naming (:func:`~workload_ids.cleanup.provenance.bundle_not_ours`);
+- location and naming (:func:`~workload_ids.provenance.bundle_not_ours`);
 - trust: only the OIDC issuers, GitHub owners, AWS services and GCP pools the config's
   ``trust:`` lists, in the exact statement shapes the renderers write; never an account,
   a user or ``*``;
@@ -44,7 +44,7 @@ def bundle_problems(config: Config, bundle: dict[str, Any]) -> list[str]:
     """Every reason ``bundle`` holds something workload-ids would not have written (empty
     when it may be restored). Location and naming come first: nothing else is judged of an
     identity that is not ours."""
-    from .provenance import bundle_not_ours
+    from ..provenance import bundle_not_ours
     why = bundle_not_ours(config, bundle)
     if why is not None:
         return [f"it is not an identity workload-ids makes: {why}"]

@@ -8,9 +8,9 @@ from typing import Any
 
 from ..audit import auditor_for, open_store
 from ..calls import CallSeam
+from ..clouds import connect
 from ..config import Config
 from ..errors import Diagnostic, InputErrors, Position, UserError
-from ..providers import create_provider
 from .bundle_policy import bundle_problems
 from .workflow import BUNDLE_ACTION
 
@@ -97,13 +97,13 @@ def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None
             "nothing was restored. Find out who wrote that record (`workload-ids audit verify`, "
             "the trail's history); to bring the workload back, apply its manifest "
             "(`workload-ids apply MANIFEST`)", severity="guardrail")])
-    backend = create_provider(str(bundle["provider"]), config, seam)
+    cloud = connect(str(bundle["provider"]), config, seam)
     tags = dict(bundle.get("tags") or {})
     workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"
     result = RestoreResult(identity, str(bundle["kind"]), str(bundle["target"]), workload)
     auditor = auditor_for(config, "restore", seam)
-    auditor.callers[(str(bundle["provider"]), result.target)] = backend.verify_target(result.target)
-    result.steps = backend.restore(bundle)
+    auditor.callers[(str(bundle["provider"]), result.target)] = cloud.identities.verify_target(result.target)
+    result.steps = cloud.leavers.restore(bundle)
     auditor.record(
         workload=workload, provider=str(bundle["provider"]), target=result.target, identity=identity,
         action="restore", before=None, after=bundle, detail={"steps": result.steps})

@@ -18,10 +18,12 @@ from typing import Any
 from .. import clock
 from ..audit import auditor_for, open_store
 from ..calls import CallSeam
+from ..clouds import Clouds
 from ..config import Config
 from ..errors import GuardrailError, UserError, WorkloadIdsError, one_line
 from ..model import MARK_TAG, MarkError, ObservedIdentity, decode_mark
-from ..providers import create_provider
+from ..provenance import audit_trail, quarantine_believed
+from ..providers.interface import LeaverBackend
 from .judge import (
     CLASSES,
     DELETE,
@@ -36,7 +38,6 @@ from .judge import (
     Rules,
     judge,
 )
-from .provenance import audit_trail, quarantine_believed
 
 BUNDLE_ACTION = "restore-bundle"
 
@@ -129,44 +130,39 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     else:
         notes.append("no manifests given: the no-manifest check is off (pass the manifest folder "
                      "to find decommissioned workloads)")
-    providers: dict[str, Any] = {}
-
-    def backend(name: str) -> Any:
-        if name not in providers:
-            providers[name] = create_provider(name, config, seam)
-        return providers[name]
-
-    from ..providers import REGISTRY
+    clouds = Clouds(config, seam)
+    from ..providers import CLOUDS
     from ..targets import fleet_scopes, prove_readable
     judged = fleet_scopes(config, provider=provider, named=targets, declared=declared_targets)
     notes.extend(judged.notes)
     scopes = set(judged.read)
-    unavailable = sorted({name for name, _ in scopes if name not in REGISTRY})
+    unavailable = sorted({name for name, _ in scopes if name not in CLOUDS})
     if unavailable:
         # A manifest folder may hold workloads of clouds this version cannot act on yet:
         # say so and judge the rest, rather than refusing the whole run.
         skipped = sorted(t for n, t in scopes if n in unavailable)
         notes.append(f"the {', '.join(unavailable)} backend is not available in this version: "
                      f"{', '.join(skipped)} not read")
-        scopes = {(n, t) for n, t in scopes if n in REGISTRY}
-        judged = judged.only(REGISTRY)
+        scopes = {(n, t) for n, t in scopes if n in CLOUDS}
+        judged = judged.only(CLOUDS)
         if declared is not None:
-            declared = {k: v for k, v in declared.items() if k[0] in REGISTRY}
-    if not scopes and provider not in REGISTRY:
+            declared = {k: v for k, v in declared.items() if k[0] in CLOUDS}
+    if not scopes and provider not in CLOUDS:
         raise UserError(f"the {provider} backend is not available in this version of workload-ids; "
-                        f"cleanup supports {', '.join(sorted(REGISTRY))}")
+                        f"cleanup supports {', '.join(sorted(CLOUDS))}")
     if not scopes:
-        scopes = {(provider, backend(provider).current_target())}
+        scopes = {(provider, clouds[provider].identities.current_target())}
     # Before any read that could be mistaken for "nothing there": a configured or audited
     # target we cannot reach stops the run here.
-    prove_readable(judged, backend)
-    observed: list[tuple[Any, ObservedIdentity]] = []
+    prove_readable(judged, clouds)
+    observed: list[tuple[LeaverBackend, ObservedIdentity]] = []
     dead: list[dict[str, str]] = []
     for name, target in sorted(scopes):
         # A dry run judges by markers, marks and use; only deletions (restore bundles)
         # need every setting, so only an applying run pays for that second walk.
-        observed.extend((backend(name), o) for o in backend(name).observe_scope(target, settings=apply))
-        dead.extend({"provider": name, "target": target, **g} for g in backend(name).dead_grants(target))
+        cloud = clouds[name]
+        observed.extend((cloud.leavers, o) for o in cloud.identities.observe_scope(target, settings=apply))
+        dead.extend({"provider": name, "target": target, **g} for g in cloud.leavers.dead_grants(target))
 
     # Roles beside an identity that carry a copied marker (GCP): never acted on, but said.
     notes.extend(f"custom role {rid} in {o.target} (at the naming of {o.name}) is forged ({why}): "
@@ -211,10 +207,10 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     auditor = auditor_for(config, "cleanup", seam)
     for name, target in sorted({(f.identity.provider, f.identity.target) for f in findings if f.action}):
         # Credentials must reach the account before anything there changes.
-        auditor.callers[(name, target)] = providers[name].verify_target(target)
-    report.results = _act(findings, providers, auditor, config, seam, progress)
+        auditor.callers[(name, target)] = clouds[name].identities.verify_target(target)
+    report.results = _act(findings, clouds, auditor, config, seam, progress)
     for (name, target), grants in _by_scope(dead).items():
-        providers[name].remove_dead_grants(target, grants)
+        clouds[name].leavers.remove_dead_grants(target, grants)
         for grant in grants:
             auditor.record(workload="-", provider=name, target=target, identity=grant["member"],
                            action="remove-dead-grant", before=grant, after=None)
@@ -249,7 +245,7 @@ def _hold_deletions(findings: list[Finding], config: Config, local_ok: bool,
     return out, held
 
 
-def _unbelieved(observed: list[tuple[Any, ObservedIdentity]],
+def _unbelieved(observed: list[tuple[LeaverBackend, ObservedIdentity]],
                 config: Config) -> dict[tuple[str, str, str], str]:
     """Why each quarantine mark that could lead to a deletion is not believed (see
     :mod:`.provenance`); marks that cannot be read are the judge's to report."""
@@ -301,7 +297,7 @@ def _blast_radius(findings: list[Finding], config: Config, max_actions: int | No
                                           " in the config"))
 
 
-def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, config: Config,
+def _act(findings: list[Finding], clouds: Clouds, auditor: Any, config: Config,
          seam: CallSeam, progress: Callable[[int, int], None] | None) -> list[ActionResult]:
     bundles = _bundled(config, seam)
     todo = [f for f in findings if f.action]
@@ -309,7 +305,7 @@ def _act(findings: list[Finding], providers: dict[str, Any], auditor: Any, confi
     def run(f: Finding) -> ActionResult:
         assert f.action is not None
         result = ActionResult(f, f.action)
-        b = providers[f.identity.provider]
+        b = clouds[f.identity.provider].leavers
         o = f.identity
         marker = o.marker
         assert marker is not None

@@ -26,7 +26,7 @@ The rules, in the order a run applies them:
    in use (``retireOnUse``), whichever comes first (``--now``: at once): mark, deactivate.
 5. **Delete** a retired key after the grace period.
 
-A run that is about to change anything holds the workload's lock (:mod:`workload_ids.locks`) and
+A run that is about to change anything holds the workload's lock (:mod:`.lease`) and
 reads the state again under it, so two runs never change one workload's keys at once
 and recovery never removes the key of a run still in progress. A run with nothing due
 takes no lock and makes no extra call.

@@ -25,19 +25,15 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
     """
     import concurrent.futures
 
-    from ..providers import create_provider
+    from ..clouds import Clouds
     selected = [c for c in compiled if c.key_mode]
     if now_name is not None:
         selected = [c for c in selected if c.name == now_name]
         if not selected:
             raise UserError(f"no key-mode workload named {now_name!r} in the given manifests; "
                             "--now takes the metadata.name of a workload with mode: key")
-    providers: dict[str, Any] = {}
-    desired: list[DesiredIdentity] = []
-    for cw in selected:
-        if cw.provider not in providers:
-            providers[cw.provider] = create_provider(cw.provider, config, seam)
-        desired.append(providers[cw.provider].desired(cw))
+    clouds = Clouds(config, seam)
+    desired = [clouds[cw.provider].desired(cw) for cw in selected]
     # None: the identity is missing; otherwise its tags (our marker, any quarantine mark).
     owned: dict[tuple[str, str, str], Mapping[str, str] | None] = {}
     groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
@@ -45,19 +41,18 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
     for d in desired:
         groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
     for (name, target), items in groups.items():
-        if not hasattr(providers[name], "create_key"):
+        keys = clouds[name].keys
+        if keys is None:
             continue  # reported per workload below
         if len(items) > 3:
             # Fleet run: one paged read of the account's identities and one of its secrets.
-            from ..secrets import create_store
-            store = create_store(providers[name].secret_store_name(), config, seam, target,
-                                 providers[name])
+            store = clouds[name].store_for(target)
             prefix = config.credentials.secretName.split("{", 1)[0]
             found = store.describe_many(prefix)
             for d in items:
                 secret = d.workload.secret_name
                 prefetched[secret] = found.get(secret, StoredSecret(secret, exists=False))
-            scope = {o.name: o for o in providers[name].observe_scope(target)
+            scope = {o.name: o for o in clouds[name].identities.observe_scope(target)
                      if o.kind in ("user", "service-account", "application")}
             for d in items:
                 o = scope.get(d.name)
@@ -65,25 +60,26 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any
                 owned[(name, target, d.name)] = None if o is None else {} if o.forged else o.tags
         else:
             for d in items:
-                owned[(name, target, d.name)] = providers[name].owned_tags(d)
+                owned[(name, target, d.name)] = keys.owned_tags(d)
 
     auditor = auditor_for(config, "recover" if recover_only else "rotate", seam)
 
     def run(d: DesiredIdentity) -> KeyReport:
-        if not hasattr(providers[d.workload.provider], "create_key"):
+        cloud = clouds[d.workload.provider]
+        if cloud.keys is None:
             report = KeyReport(workload=d.workload.label, identity=d.name,
                                secret="")  # no secret store: the name is empty  # nosec B106
             report.error = (f"{d.workload.label}: key mode on {d.workload.provider} is not available "
                             "in this version")
             return report
-        cycle = lifecycle(d, providers[d.workload.provider], config, seam, auditor,
+        cycle = lifecycle(d, cloud, auditor,
                           command="recover" if recover_only else "rotate",
                           prefetched=prefetched.get(d.workload.secret_name))
         tags = owned[(d.workload.provider, d.workload.target, d.name)]
         mine = None if tags is None else Marker.from_tags(tags) is not None
         if mine is None:
-            cycle.report.error = (f"{d.workload.label}: IAM user {d.name} does not exist; run "
-                                  "`workload-ids apply` for this manifest first")
+            cycle.report.error = (f"{d.workload.label}: {d.workload.provider} {d.kind} {d.name} does not "
+                                  "exist; run `workload-ids apply` for this manifest first")
             return cycle.report
         if not mine:
             cycle.report.error = (f"{d.workload.label}: {d.kind} {d.name} does not carry the "

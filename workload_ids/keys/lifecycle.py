@@ -12,10 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import clock
-from ..config import Config
 from ..durations import format_duration, parse_duration
 from ..errors import UserError, WorkloadIdsError
-from ..locks.interface import HeldLock, Holder, KeyLock, LockBusy, hold
+from ..keys.lease import HeldLock, LockBusy, hold
 from ..model import (
     JOURNAL_TAG,
     RETIRED_TAG,
@@ -26,8 +25,7 @@ from ..model import (
     SecretValue,
     StoredSecret,
 )
-from ..providers.interface import KeyBackend
-from ..secrets.interface import SecretStore
+from ..providers.interface import Backends, Holder, KeyBackend, KeyLock, SecretStore
 from .journal import Journal, decode_retired, encode_retired
 
 
@@ -125,7 +123,7 @@ class KeyLifecycle:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Hold the workload's lock (see :mod:`.locks.interface`) for the block."""
+        """Hold the workload's lock (see :mod:`.lease`) for the block."""
         if self._lock is None:
             if self.lock_factory is None:
                 raise WorkloadIdsError(f"{self.desired.workload.label}: no workload lock is configured")
@@ -450,24 +448,20 @@ class KeyLifecycle:
             self.report.next_at = cur.created + self.policy.max_age
 
 
-def lifecycle(desired: DesiredIdentity, provider: object, config: Config, seam: Any,
-              auditor: Any = None, *, command: str = "rotate",
-              prefetched: StoredSecret | None = None) -> KeyLifecycle:
-    """The key lifecycle of a key-mode workload, over ``provider``, its secret store and
-    the workload lock that goes with it."""
-    from ..locks import create_lock
-    from ..secrets import create_store
-    backend: KeyBackend = provider  # type: ignore[assignment]
-    store_name = backend.secret_store_name()
-    target = desired.workload.target
-    store = create_store(store_name, config, seam, target, provider)
-    policy = desired.workload.rotation_policy
+def lifecycle(desired: DesiredIdentity, cloud: Backends, auditor: Any = None, *,
+              command: str = "rotate", prefetched: StoredSecret | None = None) -> KeyLifecycle:
+    """The key lifecycle of a key-mode workload, over ``cloud``'s key backend, its secret
+    store in the workload's target and the workload lock that goes with it."""
+    w = desired.workload
+    if cloud.keys is None:
+        raise UserError(f"{w.label}: key mode on {cloud.name} is not available in this version")
+    policy = w.rotation_policy
     assert policy is not None  # compiled for every key-mode workload
-    return KeyLifecycle(backend, store, desired, policy, desired.workload.secret_name,
-                        sleep=seam.sleep, auditor=auditor,
-                        lock_factory=lambda: create_lock(store_name, config, seam, target, provider),
+    return KeyLifecycle(cloud.keys, cloud.store_for(w.target), desired, policy, w.secret_name,
+                        sleep=cloud.seam.sleep, auditor=auditor,
+                        lock_factory=lambda: cloud.lock_for(w.target),
                         holder=Holder.this_process(command),
-                        lock_wait=parse_duration(config.credentials.lockTimeout),
+                        lock_wait=parse_duration(cloud.config.credentials.lockTimeout),
                         prefetched=prefetched)
 
 

@@ -1,4 +1,5 @@
-"""Cloud backends, found by name. Each imports its SDK only when it is built."""
+"""The clouds, found by name in ONE registry. Each cloud's package builds its
+:class:`~.interface.Cloud` record without importing its SDK; ``connect`` imports it."""
 
 from __future__ import annotations
 
@@ -8,42 +9,24 @@ from typing import TYPE_CHECKING
 from ..errors import UserError
 
 if TYPE_CHECKING:
-    from ..calls import CallSeam
-    from ..config import Config
-    from .interface import Provider
+    from .interface import Cloud
 
-# provider name -> "module:factory"; the module is imported on first use only.
-REGISTRY = {
-    "aws": "workload_ids.providers.aws.provider:AwsProvider",
-    "gcp": "workload_ids.providers.gcp.provider:GcpProvider",
-    "azure": "workload_ids.providers.azure.provider:AzureProvider",
-}
-STATIC = {
-    "aws": "workload_ids.providers.aws.render:static_checks",
-    "gcp": "workload_ids.providers.gcp.render:static_checks",
-    "azure": "workload_ids.providers.azure.render:static_checks",
+# cloud name -> "package:record"; the package is imported on first use only.
+CLOUDS = {
+    "aws": "workload_ids.providers.aws:CLOUD",
+    "gcp": "workload_ids.providers.gcp:CLOUD",
+    "azure": "workload_ids.providers.azure:CLOUD",
 }
 
 
-def create_provider(name: str, config: Config, seam: CallSeam) -> Provider:
-    """Build the backend for ``name``."""
-    path = REGISTRY.get(name)
+def get_cloud(name: str) -> Cloud:
+    """The cloud registered as ``name``; a UserError naming the known ones otherwise."""
+    path = CLOUDS.get(name)
     if path is None:
         raise UserError(
             f"the {name} backend is not available in this version of workload-ids: "
             f"validate and lint check {name} manifests, but plan and apply support "
-            f"{', '.join(sorted(REGISTRY))} only")
-    module_name, factory = path.split(":")
-    module = importlib.import_module(module_name)
-    provider: Provider = getattr(module, factory)(config, seam)
-    return provider
-
-
-def static_checker(name: str) -> object | None:
-    """The provider's pure static checks (no SDK import), if it has any."""
-    path = STATIC.get(name)
-    if path is None:
-        return None
+            f"{', '.join(sorted(CLOUDS))} only")
     module_name, attr = path.split(":")
-    checker: object = getattr(importlib.import_module(module_name), attr)
-    return checker
+    cloud: Cloud = getattr(importlib.import_module(module_name), attr)
+    return cloud

@@ -1,34 +1,45 @@
-"""The provider interface: what every cloud backend does, in our values, never SDK types.
+"""Everything a cloud implements, in our own values (never SDK types).
 
-A backend reads what we manage (in one batch for a whole scope, or one identity by name),
-renders a compiled workload into the identity it should be, converges an identity to that
-state change by change, and says what its cloud's limits are so the plan can check them
-before acting. Rotation and cleanup (later) are workflows over the same interface.
+A cloud is a :class:`Cloud` record: its name, two pure functions that need no SDK
+(``render`` a compiled workload into the identity it should be, ``static_checks`` for the
+limits the cloud would enforce) and ``connect``, which imports the SDK and returns the
+cloud's :class:`Backends`:
+
+- :class:`IdentityBackend` reads what we manage, diffs it against the desired identity
+  and converges it change by change (joiner and mover);
+- :class:`LeaverBackend` quarantines, releases, transfers, tears down and restores
+  (cleanup's and restore's steps);
+- :class:`KeyBackend` issues, disables and deletes keys for key-mode identities (None
+  on a cloud without key mode);
+- :class:`SecretStore` receives issued keys and keeps rotation's marks, and
+  :class:`KeyLock` is the lease a run holds while a workload's keys change; both are
+  per target (account, project, subscription).
+
+The workflows (plan, apply, keys, cleanup, inventory) see only these names, so mypy
+checks every call a workflow makes against what each cloud implements, and a cloud
+without an ability says so with None, never by a missing attribute. Implementations
+name the protocol they implement as a base class, so these docstrings are theirs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import Diagnostic
+from .. import clock
 from ..model import Change, CompiledWorkload, DesiredIdentity, IssuedKey, KeyInfo, ObservedIdentity
 
 if TYPE_CHECKING:
-    from ..model import QuarantineMark
+    from ..calls import CallSeam
+    from ..config import Config
+    from ..errors import Diagnostic
+    from ..model import QuarantineMark, SecretValue, StoredSecret
 
 
-class Provider(Protocol):
-    """One cloud."""
-
-    name: str
-
-    def desired(self, workload: CompiledWorkload) -> DesiredIdentity:
-        """The identity ``workload`` should have (pure: no cloud calls)."""
-
-    def static_checks(self, workload: CompiledWorkload) -> list[Diagnostic]:
-        """Limits checked without the cloud: name lengths, document sizes."""
+class IdentityBackend(Protocol):
+    """Joiner and mover: read, diff and converge the identities of one cloud."""
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         """What the cloud holds under the desired identity's name (a handful of calls)."""
@@ -58,13 +69,15 @@ class Provider(Protocol):
         """Refuse to change anything unless the credentials reach ``target``; returns who
         the credentials are (an ARN, an email), for the audit log's actor."""
 
-    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
-        """What a deployment needs after apply (role ARN and the like)."""
-
     def current_target(self) -> str:
         """The account/project/subscription the ambient credentials reach."""
 
-    # --- leavers (cleanup and restore); each step idempotent, checked for our marker ---
+    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
+        """What a deployment needs after apply (role ARN and the like)."""
+
+
+class LeaverBackend(Protocol):
+    """Leaver: cleanup's and restore's steps, each idempotent and checked for our marker."""
 
     def last_used(self, identity: ObservedIdentity) -> datetime | None:
         """When the identity was last used (from the batch read where the cloud has it)."""
@@ -106,22 +119,210 @@ class Provider(Protocol):
 
 
 class KeyBackend(Protocol):
-    """The credential operations a provider offers for key-mode identities."""
+    """The credential operations of key-mode identities (the workflow is :mod:`workload_ids.keys`)."""
 
+    # How many keys an identity may hold at once (the cloud's limit, or ours where lower).
     key_limit: int
 
-    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]: ...
+    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
+        """Every key the identity holds, active or not, dated by the cloud."""
 
-    def create_key(self, desired: DesiredIdentity) -> IssuedKey: ...
+    def keys_of(self, target: str, name: str) -> list[KeyInfo]:
+        """The same for an identity known only by name (inventory, without its manifest)."""
 
-    def secret_document(self, key: IssuedKey) -> dict[str, str]: ...
+    def owned_tags(self, desired: DesiredIdentity) -> dict[str, str] | None:
+        """The identity's tags when it exists and carries our authenticated marker (a
+        forged one reads as ``{}``); None when it does not exist."""
 
-    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
+    def create_key(self, desired: DesiredIdentity) -> IssuedKey:
+        """Issue a new key; its secret exists only in the returned value."""
 
-    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None: ...
+    def secret_document(self, key: IssuedKey) -> dict[str, str]:
+        """What the secret store keeps for ``key`` (the fields a workload reads)."""
 
-    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None: ...
+    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        """Stop ``key_id`` from working without destroying it where the cloud allows."""
 
-    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool: ...
+    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
+        """Delete ``key_id``; one already gone is fine."""
 
-    def secret_store_name(self) -> str: ...
+    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
+        """When ``key_id`` was last used, where the cloud tells."""
+
+    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool:
+        """One sign-in with ``key``: True when the cloud accepts it."""
+
+
+class SecretStore(Protocol):
+    """Where an issued key goes, and nowhere else: one secret per workload, its versions
+    named after the key they hold.
+
+    So which keys we issued, and which is current, is read from version metadata alone:
+    no secret value is read to plan. Two marks live in the store's metadata beside the
+    versions, so they survive the loss of the machine that ran the command: the rotation
+    journal (written before a key is created) and the retirement of the previous key."""
+
+    def describe(self, name: str) -> StoredSecret:
+        """Metadata of the secret (versions, tags); ``exists`` is False if there is none."""
+
+    def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
+        """Every secret whose name starts with ``prefix``, in a few paged calls (fleet runs)."""
+
+    def ensure(self, name: str, tags: Mapping[str, str]) -> None:
+        """Create the secret with no value if it does not exist, set ``tags`` on it, and
+        lock it down (AWS: a deny-by-default resource policy). A secret that already
+        exists is first checked as :meth:`adopt` does."""
+
+    def adopt(self, name: str, tags: Mapping[str, str], known: StoredSecret | None = None) -> None:
+        """Before a key goes into an existing secret: raise ConflictError unless it carries
+        our marker for this workload (``tags``) and nobody else was given a way in (a
+        resource policy or IAM binding, a customer-managed key we were not told about).
+        Finishes the lock-down :meth:`ensure` may not have reached before a crash.
+        ``known`` is what this run already read of the secret; a store may take from it
+        what it would otherwise read again (see the store for what it still reads)."""
+
+    def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
+        """Store ``document`` (which holds the key's secret) as the new current version."""
+
+    def read_key(self, name: str, key_id: str) -> SecretValue:
+        """The secret of ``key_id`` as stored (to verify a key after a crash)."""
+
+    def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        """Set metadata tags (journal, retirement marks)."""
+
+    def remove_tags(self, name: str, keys: list[str]) -> None:
+        """Remove metadata tags; absent ones are fine."""
+
+
+# A workload's lock is a lease: its holder renews it every RENEW_EVERY while it works,
+# and a holder that dies stops renewing, so the lock frees itself LEASE after its last
+# renewal (see workload_ids.keys.lease for why runs take it).
+LEASE = timedelta(seconds=60)
+RENEW_EVERY = 20.0  # seconds; three renewals fit in one lease
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a lock: host, process and a nonce, so two runs never share a name."""
+
+    name: str
+    command: str
+
+    @staticmethod
+    def this_process(command: str) -> Holder:
+        """A holder for this process, named by host, pid and a random nonce."""
+        import os
+        import secrets
+        import socket
+        host = "".join(c if c.isalnum() or c in "-." else "-" for c in socket.gethostname())[:40]
+        return Holder(f"{host or 'host'}/{os.getpid()}/{secrets.token_hex(3)}", command)
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    """What a held lock says about its holder (``until`` is None where the cloud keeps
+    the lease's end itself, as a blob lease does)."""
+
+    holder: str
+    command: str
+    since: datetime | None
+    until: datetime | None
+
+    def encode(self) -> str:
+        """The record as the text stored in the cloud (``-`` for a time it does not have)."""
+        return (f"holder={self.holder} command={self.command} "
+                f"since={clock.format_time(self.since) if self.since else '-'} "
+                f"until={clock.format_time(self.until) if self.until else '-'}")
+
+    @staticmethod
+    def decode(text: str) -> LockRecord:
+        """Parse a stored record; missing or bad times become None, so the lock reads as stale."""
+        parts = dict(p.split("=", 1) for p in text.split() if "=" in p)
+
+        def when(key: str) -> datetime | None:
+            try:
+                return clock.parse_time(parts.get(key, "-"))
+            except ValueError:
+                return None
+        # An unreadable record has no end, so it counts as stale rather than held forever.
+        return LockRecord(parts.get("holder", "unknown"), parts.get("command", "?"),
+                          when("since"), when("until"))
+
+    def live(self, now: datetime) -> bool:
+        """True while the lease runs at ``now``; never when ``until`` is unknown."""
+        return self.until is not None and now < self.until
+
+    def describe(self) -> str:
+        """Who holds the lock and until when, for the busy message."""
+        since = f" since {clock.format_time(self.since)}" if self.since else ""
+        until = (f", lease until {clock.format_time(self.until)}" if self.until
+                 else f", lease renewed every {int(RENEW_EVERY)} s")
+        return f"held by {self.holder} ({self.command}){since}{until}"
+
+    @staticmethod
+    def new(holder: Holder) -> LockRecord:
+        """A record for ``holder`` with a fresh lease from now (by the lease clock)."""
+        now = clock.lease_now()
+        return LockRecord(holder.name, holder.command, now, now + LEASE)
+
+
+class KeyLock(Protocol):
+    """A workload's lock in one cloud store. ``name`` is the workload's secret name.
+
+    Each cloud holds it where it offers an atomic write (AWS: a lock secret created only
+    if absent; GCP: an annotation written by etag compare-and-swap; Azure: a blob lease)."""
+
+    def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
+        """Take the lock if it is free or its lease has run out: None when taken, else
+        the record of whoever holds it. ``tags`` mark anything the lock creates as ours."""
+
+    def renew(self, name: str, holder: Holder) -> bool:
+        """Extend the lease; False when the lock is no longer ours."""
+
+    def release(self, name: str, holder: Holder) -> None:
+        """Free the lock if it is still ours."""
+
+
+# Whether apply may leave an identity's owner as the cloud holds it although the manifest
+# names another (cleanup handed it on, and the audit trail shows it). The trail sits
+# above the providers, so the workflows pass this in when they connect a cloud.
+TransferCheck = Callable[[ObservedIdentity, str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """One cloud, connected: its backends over one seam and one config."""
+
+    cloud: Cloud
+    config: Config
+    seam: CallSeam
+    identities: IdentityBackend
+    leavers: LeaverBackend
+    keys: KeyBackend | None  # None: this cloud has no key mode
+    store_for: Callable[[str], SecretStore]  # target -> the secret store for its keys
+    lock_for: Callable[[str], KeyLock]  # target -> the workload locks held there
+
+    @property
+    def name(self) -> str:
+        """The cloud's registry name (``aws``, ``gcp``, ``azure``)."""
+        return self.cloud.name
+
+    def desired(self, workload: CompiledWorkload) -> DesiredIdentity:
+        """The identity ``workload`` should have (pure: no cloud calls)."""
+        return self.cloud.render(workload, self.config)
+
+
+@dataclass(frozen=True, slots=True)
+class Cloud:
+    """One cloud as the registry knows it. Building this record imports no SDK: only
+    ``connect`` does, so ``validate`` and ``lint`` stay offline and fast to start."""
+
+    name: str
+    render: Callable[[CompiledWorkload, Config], DesiredIdentity]
+    static_checks: Callable[[CompiledWorkload, Config], list[Diagnostic]]
+    connect: Callable[[Config, CallSeam, TransferCheck], Backends]
+
+
+def no_transfers(observed: ObservedIdentity, manifest_owner: str) -> bool:
+    """The :data:`TransferCheck` of a run without an audit trail: no transfer is believed."""
+    return False

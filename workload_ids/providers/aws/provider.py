@@ -41,7 +41,6 @@ from ...calls import (
     ErrorInfo,
     SeamClient,
 )
-from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, InputErrors, UserError
 from ...markers import AWS_KEY_SECRET, KeyCache, check, sign
@@ -65,8 +64,9 @@ from ...model import (
     ObservedIdentity,
     SecretValue,
 )
+from ..interface import TransferCheck, no_transfers
 from . import fastxml, render
-from .retire import QUARANTINE_POLICY, RetireMixin
+from .leavers import QUARANTINE_POLICY, RetireMixin
 
 OUR_POLICIES = (render.POLICY_NAME, QUARANTINE_POLICY)
 
@@ -264,9 +264,10 @@ class AwsProvider(RetireMixin):
 
     name = "aws"
 
-    def __init__(self, config: Config, seam: CallSeam) -> None:
+    def __init__(self, config: Config, seam: CallSeam, transfers: TransferCheck = no_transfers) -> None:
         self.config = config
         self.seam = seam
+        self.transfers = transfers
         # translate: every failure leaves the seam as a CloudError of its kind, so the code
         # below decides by kind and never reads a botocore exception (audit.sink and
         # audit.keys register "aws" the same way).
@@ -720,7 +721,7 @@ class AwsProvider(RetireMixin):
             changes.append(change("update-settings", settings=settings))
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
                 if observed.tags.get(k) != v
-                and not (k == TAG_OWNER and transfer_believed(self.config, observed, v))}
+                and not (k == TAG_OWNER and self.transfers(observed, v))}
         if observed.unauthenticated:
             # At our path and name but not provably ours: plan has checked the audit log
             # does not name another owner; apply converges it and marks it anew.
@@ -879,9 +880,9 @@ class AwsProvider(RetireMixin):
     key_limit = 2
 
     def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
-        return self.list_keys_of(desired.workload.target, desired.name)
+        return self.keys_of(desired.workload.target, desired.name)
 
-    def list_keys_of(self, target: str, name: str) -> list[KeyInfo]:
+    def keys_of(self, target: str, name: str) -> list[KeyInfo]:
         """Keys of IAM user ``name`` (empty if the user is gone)."""
         iam = self.client(target, "iam")
         try:

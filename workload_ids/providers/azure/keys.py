@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from . import render
 
 if TYPE_CHECKING:
     from ...calls import CallSeam
+    from ..interface import TransferCheck
     from .clients import AzureClients
     from .provider import OurRoles
 
@@ -71,6 +72,7 @@ class AzureKeyMixin:
         seam: CallSeam
         clients: AzureClients
         config: Config
+        transfers: TransferCheck
 
         def _kind(self, exc: BaseException) -> str | None: ...
         def _call(self, operation: str, fn: Any, *args: Any, **kwargs: Any) -> Any: ...
@@ -107,10 +109,13 @@ class AzureKeyMixin:
 
     def _find_app(self, desired: DesiredIdentity) -> dict[str, Any] | None:
         """Our application of this name in this subscription (one call)."""
-        sub = desired.workload.target.lower()
+        return self._find_app_named(desired.workload.target, desired.name)
+
+    def _find_app_named(self, subscription: str, name: str) -> dict[str, Any] | None:
+        sub = subscription.lower()
         try:
             from .graph import odata_string
-            apps = self._graph("find_applications", f"displayName eq {odata_string(desired.name)}")
+            apps = self._graph("find_applications", f"displayName eq {odata_string(name)}")
         except Exception as exc:
             if self.seam.classify("azure", exc) is None:
                 raise
@@ -186,8 +191,11 @@ class AzureKeyMixin:
                           identity=desired.name, details=details, desired=desired, observed=observed)
 
         if observed is None:
-            return [change("create", kind="application", address=desired.address,
-                           permissions=_permission_diff({}, {}, want["roles"], want["assignments"]))]
+            # Graph keeps no name unique: two pipelines creating this application at once
+            # would make two, so apply holds the workload's lock around the create.
+            return [replace(change("create", kind="application", address=desired.address,
+                                   permissions=_permission_diff({}, {}, want["roles"], want["assignments"])),
+                            exclusive=True)]
         if observed.marker is None:
             raise ConflictError(
                 f"{w.label}: application {desired.name} exists in the tenant but does not carry the "
@@ -197,8 +205,7 @@ class AzureKeyMixin:
         if not observed.extra.get("principalId"):
             changes.append(change("create-service-principal", appId=observed.extra.get("appId", "")))
         changes.extend(self._access_changes(change, want, observed.extra.get("objects") or {}))
-        from ...cleanup.provenance import transfer_believed
-        transferred = transfer_believed(self.config, observed, w.marker.owner) and \
+        transferred = self.transfers(observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         if observed.misplaced:
             raise ConflictError(
@@ -253,16 +260,6 @@ class AzureKeyMixin:
                 self.seam.sleep(delay)
                 waited += delay
 
-    def _workload_lock(self, desired: DesiredIdentity) -> AbstractContextManager[Any]:
-        from ...durations import parse_duration
-        from ...locks import create_lock
-        from ...locks.interface import Holder, hold
-        w = desired.workload
-        lock = create_lock(self.secret_store_name(), self.config, self.seam, w.target, self)
-        return hold(lock, w.secret_name, Holder.this_process("apply"), desired.tags,
-                    workload=w.label, wait=parse_duration(self.config.credentials.lockTimeout),
-                    sleep=self.seam.sleep)
-
     def _require_app(self, desired: DesiredIdentity) -> dict[str, Any]:
         app = self._find_app(desired)
         if app is None or Marker.from_tags(tags_of(app.get("tags"))) is None:
@@ -276,17 +273,14 @@ class AzureKeyMixin:
         w = desired.workload
         app = self._find_app(desired)
         if app is None:
-            # Graph keeps no name unique: two pipelines creating this application at once
-            # would make two. The workload's lock (key mode's blob lease) takes turns, and
-            # the creator waits until the application is visible before letting go.
-            with self._workload_lock(desired):
-                app = self._find_app(desired)
-                if app is None:
-                    from .provider import PENDING_DIGEST
-                    pending = {**desired.tags, "workload-ids:manifest-sha256": PENDING_DIGEST}
-                    app = self._graph("create_application", desired.name, tag_list(pending),
-                                      f"Managed by workload-ids: {w.label}. Changes are overwritten.")
-                    self._await_visible(str(app["id"]))
+            # Apply holds the workload's lock around a create (Change.exclusive), so a
+            # second pipeline finds this application here; the creator waits until it is
+            # visible before letting go.
+            from .provider import PENDING_DIGEST
+            pending = {**desired.tags, "workload-ids:manifest-sha256": PENDING_DIGEST}
+            app = self._graph("create_application", desired.name, tag_list(pending),
+                              f"Managed by workload-ids: {w.label}. Changes are overwritten.")
+            self._await_visible(str(app["id"]))
         if Marker.from_tags(tags_of(app.get("tags"))) is None:
             raise ConflictError(f"application {desired.name} appeared without the workload-ids tags",
                                 "find out who created it; workload-ids will not adopt it")
@@ -413,7 +407,10 @@ class AzureKeyMixin:
         return tags
 
     def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
-        app = self._find_app(desired)
+        return self.keys_of(desired.workload.target, desired.name)
+
+    def keys_of(self, target: str, name: str) -> list[KeyInfo]:
+        app = self._find_app_named(target, name)
         if app is None:
             return []
         self._remember(app)

@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 from ...calls import CONFLICT, NOT_FOUND, CallSeam
-from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import ConflictError, Diagnostic, UserError
 from ...markers import KEY_SECRET, KeyCache, check, sign
@@ -39,10 +38,11 @@ from ...model import (
     Marker,
     ObservedIdentity,
 )
+from ..interface import TransferCheck, no_transfers
 from . import render
 from .clients import AzureClients
 from .keys import AzureKeyMixin
-from .retire import AzureRetireMixin
+from .leavers import AzureRetireMixin
 
 PENDING_DIGEST = "pending"
 _ROLE_PATH = "/providers/Microsoft.Authorization/roleDefinitions/"
@@ -134,9 +134,10 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
 
     name = "azure"
 
-    def __init__(self, config: Config, seam: CallSeam) -> None:
+    def __init__(self, config: Config, seam: CallSeam, transfers: TransferCheck = no_transfers) -> None:
         self.config = config
         self.seam = seam
+        self.transfers = transfers
         self.clients = AzureClients(config, seam)
         self.prefix = config.azure.namePrefix
         # subscription -> every role assignment and our custom roles, from the last fleet read
@@ -503,7 +504,7 @@ class AzureProvider(AzureKeyMixin, AzureRetireMixin):
     def _marker_differs(self, desired: DesiredIdentity, observed: ObservedIdentity) -> bool:
         w = desired.workload
         assert observed.marker is not None
-        transferred = transfer_believed(self.config, observed, w.marker.owner) and \
+        transferred = self.transfers(observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         # An unauthenticated marker at our naming is marked anew (plan has checked the
         # audit log does not name another owner).

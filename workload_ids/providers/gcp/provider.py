@@ -26,7 +26,6 @@ from google.api_core import exceptions as gx
 
 from ... import clock
 from ...calls import CONFLICT, NOT_FOUND, CallSeam
-from ...cleanup.provenance import transfer_believed
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
 from ...markers import KEY_SECRET, KeyCache, check, sign
@@ -44,9 +43,10 @@ from ...model import (
     SecretValue,
 )
 from ...signing import SHORT_MAC_LENGTH
+from ..interface import TransferCheck, no_transfers
 from . import render
 from .clients import GcpClients
-from .retire import GcpRetireMixin, display_tags
+from .leavers import GcpRetireMixin, display_tags
 
 # A custom role has no immutable id: its MAC binds the marker to the role's full name,
 # which no other role holds while it exists (GCP keeps a deleted role's id 37 days more).
@@ -73,9 +73,10 @@ class GcpProvider(GcpRetireMixin):
 
     name = "gcp"
 
-    def __init__(self, config: Config, seam: CallSeam) -> None:
+    def __init__(self, config: Config, seam: CallSeam, transfers: TransferCheck = no_transfers) -> None:
         self.config = config
         self.seam = seam
+        self.transfers = transfers
         self.clients = GcpClients(config, seam)
         self.prefix = config.gcp.namePrefix
         self._scope_bindings: dict[str, list[dict[str, Any]]] = {}  # project -> last policy read
@@ -427,7 +428,7 @@ class GcpProvider(GcpRetireMixin):
             changes.append(change("update-federation", federation={
                 "added": sorted(want_members - have_members),
                 "removed": sorted(have_members - want_members)}))
-        transferred = transfer_believed(self.config, observed, w.marker.owner) and \
+        transferred = self.transfers(observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         have_text = _without_mac(observed.settings.get("description", ""))
         if observed.unauthenticated or (not transferred and (
@@ -742,7 +743,7 @@ class GcpProvider(GcpRetireMixin):
         unique_id = observed.immutable_id if observed is not None else ""
         marker = desired.workload.marker
         if observed is not None and observed.marker is not None and \
-                transfer_believed(self.config, observed, marker.owner):
+                self.transfers(observed, marker.owner):
             marker = marker.replace(owner=observed.marker.owner)  # cleanup's transfer stands
         if not unique_id:
             account = self._account(desired.address)
@@ -776,9 +777,15 @@ class GcpProvider(GcpRetireMixin):
         return self._account_tags(account, marker)
 
     def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
+        return self._keys_at(desired.address)
+
+    def keys_of(self, target: str, name: str) -> list[KeyInfo]:
+        return self._keys_at(f"projects/{target}/serviceAccounts/{name}")
+
+    def _keys_at(self, address: str) -> list[KeyInfo]:
         try:
             answer = self.clients.iam.list_service_account_keys(request={
-                "name": desired.address, "key_types": [1]})  # USER_MANAGED
+                "name": address, "key_types": [1]})  # USER_MANAGED
         except gx.NotFound:
             return []
         except gx.GoogleAPICallError as exc:

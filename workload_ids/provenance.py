@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..audit import open_store
-from ..clock import format_time
-from ..config import Config
-from ..model import TRANSFERRED_FROM_TAG, ObservedIdentity, QuarantineMark
+from .audit import open_store
+from .clock import format_time
+from .config import Config
+from .model import TRANSFERRED_FROM_TAG, ObservedIdentity, QuarantineMark
 
 NOT_PROVEN = "quarantine mark not proven by enforcement; grace restarts"
 NOT_RECORDED = "quarantine mark has no matching quarantine record in the audit log; grace restarts"
@@ -152,22 +152,22 @@ def bundle_not_ours(config: Config, bundle: dict[str, Any]) -> str | None:
     """Why a restore bundle describes an identity the tool would not have made (outside
     its location or naming, or without its marker), or None. ``restore`` refuses such a
     bundle: cleanup never deletes a forged identity, so no real bundle of one exists."""
-    from ..model import Marker
+    from .model import Marker
     provider, name = str(bundle.get("provider")), str(bundle.get("name"))
     raw = bundle.get("tags")
     tags: dict[str, str] = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
     if provider == "aws":
-        from ..providers.aws import render as aws
+        from .providers.aws import render as aws
         marker = Marker.from_tags(tags)
         return "it carries no workload-ids marker" if marker is None else aws.not_ours(
             config, str(bundle.get("kind")), name, str(bundle.get("path")), marker)
     if provider == "gcp":
-        from ..providers.gcp import render as gcp
+        from .providers.gcp import render as gcp
         marker = Marker.from_text(str(bundle.get("description", "")))
         return "it carries no workload-ids marker" if marker is None else gcp.not_ours(
             config.gcp.namePrefix, name, str(bundle.get("target")), marker)
     if provider == "azure":
-        from ..providers.azure import render as azure
+        from .providers.azure import render as azure
         marker = Marker.from_tags(tags)
         return "it carries no workload-ids marker" if marker is None else azure.not_ours(
             config.azure.namePrefix, name, marker)

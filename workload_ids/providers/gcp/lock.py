@@ -13,11 +13,11 @@ from typing import Any
 
 from google.api_core import exceptions as gx
 
-from .. import clock
-from ..calls import CONFLICT, CallSeam, to_cloud_error
-from ..config import Config
-from ..secrets.gcp import _annotation_key, secret_id
-from .interface import LEASE, Holder, LockRecord, new_record
+from ... import clock
+from ...calls import CONFLICT, CallSeam, to_cloud_error
+from ...config import Config
+from ..interface import LEASE, Holder, LockRecord
+from .secret_store import _annotation_key, secret_id
 
 LOCK_ANNOTATION = "workload-ids_lock"
 _ATTEMPTS = 6
@@ -27,7 +27,7 @@ class SecretAnnotationLock:
     """See the module docstring."""
 
     def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from ..providers.gcp.clients import GcpClients
+        from .clients import GcpClients
         self.seam = seam
         self.project = target
         clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)
@@ -91,7 +91,7 @@ class SecretAnnotationLock:
     def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
         """KeyLock.try_acquire: an annotation on the workload's secret, written by etag compare-and-swap."""
         now = clock.lease_now()
-        mine = new_record(holder).encode()
+        mine = LockRecord.new(holder).encode()
 
         def take(current: LockRecord | None) -> str | bool:
             if current is not None and current.live(now) and current.holder != holder.name:

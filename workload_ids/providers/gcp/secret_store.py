@@ -18,11 +18,11 @@ from typing import Any
 
 from google.api_core import exceptions as gx
 
-from ..calls import CONFLICT, CallSeam, to_cloud_error
-from ..clock import format_time, parse_time
-from ..config import Config
-from ..model import IssuedKey, SecretValue, StoredSecret
-from .interface import foreign_marker, refuse_secret
+from ...calls import CONFLICT, CallSeam, to_cloud_error
+from ...clock import format_time, parse_time
+from ...config import Config
+from ...model import IssuedKey, SecretValue, StoredSecret
+from ..secret_rules import foreign_marker, refuse_secret
 
 KEY_PREFIX = "wid-key-"
 EDIT_ATTEMPTS = 10
@@ -46,7 +46,7 @@ class SecretManagerStore:
     """See the module docstring."""
 
     def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from ..providers.gcp.clients import GcpClients
+        from .clients import GcpClients
         self.seam = seam
         self.project = target
         clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)

@@ -59,7 +59,7 @@ class RetireMixin:
     if TYPE_CHECKING:
         def client(self, target: str, service: str) -> SeamClient: ...
         def _ignore_missing(self, fn: Any, **kwargs: Any) -> None: ...
-        def list_keys_of(self, target: str, name: str) -> list[KeyInfo]: ...
+        def keys_of(self, target: str, name: str) -> list[KeyInfo]: ...
         def marker_mac(self, target: str, name: str, immutable_id: str, marker: Marker) -> str: ...
         def _pages(self, client: SeamClient, operation: str, key: str,
                    **kwargs: Any) -> Iterator[list[Any]]: ...
@@ -101,7 +101,7 @@ class RetireMixin:
             return value if isinstance(value, datetime) else None
         iam = self._iam(identity)
         latest: datetime | None = None
-        for key in self.list_keys_of(identity.target, identity.name):
+        for key in self.keys_of(identity.target, identity.name):
             used = iam.get_access_key_last_used(AccessKeyId=key.key_id)["AccessKeyLastUsed"]
             when = used.get("LastUsedDate")
             if isinstance(when, datetime) and str(used.get("ServiceName", "")).lower() not in ("sts", "n/a"):
@@ -120,7 +120,7 @@ class RetireMixin:
         (from the batch read) revoking sessions issued before exactly ``mark.since``; a
         user with no active key left (one list call)."""
         if identity.kind != "role":
-            return not any(k.status == "active" for k in self.list_keys_of(identity.target, identity.name))
+            return not any(k.status == "active" for k in self.keys_of(identity.target, identity.name))
         doc: Any = (identity.extra.get("inline") or {}).get(QUARANTINE_POLICY)
         if isinstance(doc, str):
             try:
@@ -146,7 +146,7 @@ class RetireMixin:
             iam.put_role_policy(RoleName=identity.name, PolicyName=QUARANTINE_POLICY,
                                 PolicyDocument=document)
             return mark
-        active = [k.key_id for k in self.list_keys_of(identity.target, identity.name) if k.status == "active"]
+        active = [k.key_id for k in self.keys_of(identity.target, identity.name) if k.status == "active"]
         keys = tuple(dict.fromkeys([*mark.keys, *active]))
         written = QuarantineMark(mark.since, mark.reason, mark.delete_after, keys)
         if identity.tags.get(MARK_TAG) != encode_mark(written):
@@ -165,7 +165,7 @@ class RetireMixin:
             self._ignore_missing(iam.delete_role_policy, RoleName=identity.name,
                                  PolicyName=QUARANTINE_POLICY)
         else:
-            existing = {k.key_id for k in self.list_keys_of(identity.target, identity.name)}
+            existing = {k.key_id for k in self.keys_of(identity.target, identity.name)}
             for key_id in (mark.keys if mark else ()):
                 if key_id in existing:
                     iam.update_access_key(UserName=identity.name, AccessKeyId=key_id, Status="Active")
@@ -255,7 +255,7 @@ class RetireMixin:
     def _teardown_user(self, identity: ObservedIdentity, steps: list[str]) -> None:
         iam = self._iam(identity)
         name = identity.name
-        for key in self.list_keys_of(identity.target, name):
+        for key in self.keys_of(identity.target, name):
             self._step(steps, f"delete access key {key.key_id}",
                        iam.delete_access_key, UserName=name, AccessKeyId=key.key_id)
         self._step(steps, "delete login profile", iam.delete_login_profile,

@@ -76,11 +76,11 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from ..calls import CallSeam, to_cloud_error
-from ..clock import format_time, parse_time
-from ..config import Config
-from ..errors import CloudError, ConflictError, UserError
-from ..model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
+from ...calls import CallSeam, to_cloud_error
+from ...clock import format_time, parse_time
+from ...config import Config
+from ...errors import CloudError, ConflictError, UserError
+from ...model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
 
 META_SUFFIX = "--metadata"
 META_TYPE = "application/vnd.workload-ids.metadata+json"
@@ -261,7 +261,7 @@ class KeyVaultStore:
     """See the module docstring."""
 
     def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from ..providers.azure.clients import AzureClients
+        from .clients import AzureClients
         self.seam = seam
         self.target = target  # the subscription; the vault comes from azure.keyVaultUrl
         self.clients: AzureClients = getattr(provider, "clients", None) or AzureClients(config, seam)

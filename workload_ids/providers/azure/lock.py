@@ -17,11 +17,11 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 
-from .. import clock
-from ..calls import CallSeam, to_cloud_error
-from ..config import Config
-from ..errors import UserError
-from .interface import LEASE, Holder, LockRecord
+from ... import clock
+from ...calls import CallSeam, to_cloud_error
+from ...config import Config
+from ...errors import UserError
+from ..interface import LEASE, Holder, LockRecord
 
 _HELD_BY_OTHERS = frozenset({"LeaseAlreadyPresent", "LeaseIsBreakingAndCannotBeAcquired"})
 _LOST = frozenset({"LeaseIdMismatchWithLeaseOperation", "LeaseNotPresentWithLeaseOperation",
@@ -38,7 +38,7 @@ class BlobLeaseLock:
     """See the module docstring."""
 
     def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from ..providers.azure.clients import AzureClients
+        from .clients import AzureClients
         url = config.azure.lockContainerUrl
         if not url:
             raise UserError("Azure key mode locks each workload while its keys change, with a blob "

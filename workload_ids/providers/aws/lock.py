@@ -14,13 +14,13 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .. import clock
-from ..calls import NOT_FOUND, CallSeam
-from ..config import Config
-from ..errors import CloudError, ConflictError
-from ..model import Marker
-from ..providers.aws.provider import AwsProvider
-from .interface import LEASE, Holder, LockRecord, new_record
+from ... import clock
+from ...calls import NOT_FOUND, CallSeam
+from ...config import Config
+from ...errors import CloudError, ConflictError
+from ...model import Marker
+from ..interface import LEASE, Holder, LockRecord
+from .provider import AwsProvider
 
 _RELEASING = LockRecord("a run that just released it", "?", None, None)
 
@@ -43,7 +43,7 @@ class SecretsManagerLock:
 
     def _create(self, name: str, holder: Holder, tags: Mapping[str, str]) -> bool:
         """True when this run created the lock; False when a lock exists."""
-        record = new_record(holder)
+        record = LockRecord.new(holder)
         try:
             made: Any = self.client.create_secret(
                 Name=lock_name(name), Description=record.encode(),

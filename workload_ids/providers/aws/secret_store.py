@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..calls import NOT_FOUND, CallSeam
-from ..config import Config
-from ..errors import CloudError
-from ..model import IssuedKey, SecretValue, StoredSecret
-from ..providers.aws.provider import AwsProvider
-from .interface import foreign_marker, refuse_secret
+from ...calls import NOT_FOUND, CallSeam
+from ...config import Config
+from ...errors import CloudError
+from ...model import IssuedKey, SecretValue, StoredSecret
+from ..secret_rules import foreign_marker, refuse_secret
+from .provider import AwsProvider
 
 _PREFIX = "wid-"
 # Secrets Manager's own key: describe_secret names no KmsKeyId, or this alias.
@@ -227,7 +227,7 @@ class SecretsManagerStore:
         """Who a deny policy of ours may leave out: the tool's principal now, the tool's
         own roles (bootstrap's: another of them may have made the secret), the account
         root and the configured readers."""
-        from ..config import TOOL_IDENTITIES
+        from ...config import TOOL_IDENTITIES
         caller = self.provider.verify_target(self.target)
         allowed = set(reader_patterns(caller, self.readers))
         parts = caller.split(":", 5)
