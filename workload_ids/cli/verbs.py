@@ -89,6 +89,7 @@ def _checked(args: argparse.Namespace, result: Validation, out: Output) -> None:
 
 
 def cmd_validate(args: argparse.Namespace, out: Output) -> int:
+    """`validate`: check manifests offline; exit 1 on any error."""
     config = _config(args)
     result = _validated(args, config, out)
     providers = sorted({c.provider for c in result.compiled})
@@ -100,6 +101,7 @@ def cmd_validate(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_lint(args: argparse.Namespace, out: Output) -> int:
+    """`lint`: warnings and suggestions (with --cloud, key ages read from the cloud too)."""
     from ..lint import lint
     config = _config(args)
     result = _validated(args, config, out)
@@ -129,6 +131,7 @@ def _plan(args: argparse.Namespace, out: Output) -> tuple[Plan, Config, CallSeam
 
 
 def cmd_plan(args: argparse.Namespace, out: Output) -> int:
+    """`plan`: what apply would change (exit 2 with --detailed-exitcode when something would)."""
     from ..plan import render_text
     plan, _, _ = _plan(args, out)
     out.text(render_text(plan))
@@ -139,6 +142,7 @@ def cmd_plan(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, out: Output) -> int:
+    """`apply`: plan, then carry the changes out; outputs for the deployment."""
     from ..apply import apply_plan
     from ..errors import UserError
     from ..plan import render_text
@@ -202,6 +206,7 @@ def _clock_notice(out: Output) -> str | None:
 
 
 def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = False) -> int:
+    """`rotate` (and `recover`): advance every key-mode workload's keys."""
     from ..keys.fleet import rotate_workloads
     config = _config(args)
     if not args.paths:
@@ -269,10 +274,12 @@ def _rotate_fleet(args: argparse.Namespace, config: Config, out: Output, *, reco
 
 
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
+    """`recover`: finish what interrupted rotations left, and nothing else."""
     return cmd_rotate(args, out, recover_only=True)
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
+    """`audit verify`: check every record of the audit trail (and its head, with --expect-head)."""
     from ..audit import JsonlAuditLog, open_store
     from ..errors import UserError
     config = _config(args)
@@ -297,12 +304,14 @@ def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, out: Output) -> int:
+    """`schema`: print the manifest JSON Schema for editors."""
     from ..schema import manifest_schema
     print(json.dumps(manifest_schema(), indent=2), file=out.out)
     return EXIT_OK
 
 
 def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
+    """`inventory`: every identity of ours in the targets, with keys and state."""
     from ..inventory import inventory, render_inventory
     config = _config(args)
     seam = _seam(config)
@@ -314,6 +323,7 @@ def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
+    """`cleanup`: judge leavers; with --apply, quarantine, transfer and delete."""
     from ..api import cleanup
     from ..cleanup.workflow import render_report
     config = _config(args)
@@ -333,6 +343,7 @@ def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, out: Output) -> int:
+    """`restore`: recreate an identity from its restore bundle in the audit trail."""
     from ..api import restore
     config = _config(args)
     seam = _seam(config)
@@ -354,6 +365,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
+    """`bootstrap`: the deployer permissions to grant (with --apply, the signing and audit keys)."""
     from ..bootstrap.command import bootstrap
     config = _config(args)
     seam = _seam(config)
@@ -376,10 +388,12 @@ def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
+    """`demo`: the guided tour over the local emulators."""
     from ..sandbox.demo import run_demo
     return run_demo(out)
 
 
 def cmd_sandbox(args: argparse.Namespace, out: Output) -> int:
+    """`sandbox`: run the emulators and write a config that points at them."""
     from ..sandbox.commands import run_sandbox
     return run_sandbox(port=args.port, config_out=args.config_out, out=out)

@@ -167,6 +167,7 @@ class MotoServer:
         self.url = ""
 
     def start(self) -> str:
+        """Start the moto server; returns its URL."""
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -184,6 +185,7 @@ class MotoServer:
         return self.url
 
     def stop(self) -> None:
+        """Stop the server."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

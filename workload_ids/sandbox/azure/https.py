@@ -89,6 +89,7 @@ class HttpsEmulator(Served):
     _server: HttpsJsonServer | None = None
 
     def handle(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        """Answer one request (method, path, headers, body) with the emulator's response."""
         raise NotImplementedError
 
     def start(self, port: int = 0) -> str:

@@ -29,9 +29,11 @@ class LocalAzure:
 
     @property
     def emulators(self) -> list[Any]:
+        """The emulators this sandbox runs."""
         return [self.arm, self.graph, self.vault, self.blob]
 
     def config_block(self) -> str:
+        """The config lines that point workload-ids at them."""
         lines = ["azure:"]
         lines += [f"  {key}: '{value}'" for key, value in self.settings.items()
                   if key != "sandboxCredentials"]
@@ -39,6 +41,7 @@ class LocalAzure:
         return "\n".join(lines) + "\n"
 
     def stop(self) -> None:
+        """Stop every emulator."""
         for emulator in self.emulators:
             emulator.stop()
         if self._tmpdir:

@@ -28,6 +28,7 @@ class ManualClock:
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
+        """The current time (seconds since the epoch) by this clock."""
         with self._lock:
             return self._now
 

@@ -299,6 +299,7 @@ class IamBackend:
     # -- projects and names --
 
     def add_project(self, project: str, *, key_creation: bool = True) -> None:
+        """Make ``project`` known (with key creation allowed or refused by org policy)."""
         if not PROJECT_ID.fullmatch(project):
             raise ValueError(f"{project!r} is not a project id (6-30 characters: lowercase "
                              "letters, digits and hyphens, starting with a letter)")
@@ -373,6 +374,7 @@ class IamBackend:
     # -- service accounts --
 
     def create_account(self, request: types.CreateServiceAccountRequest) -> _Account:
+        """CreateServiceAccount."""
         project = self._parent(request.name)
         account_id = request.account_id
         if not (6 <= len(account_id) <= 30 and ACCOUNT_ID.fullmatch(account_id)):
@@ -412,10 +414,12 @@ class IamBackend:
                 return uid
 
     def get_account(self, request: types.GetServiceAccountRequest) -> _Account:
+        """GetServiceAccount."""
         return self._account(request.name, "iam.serviceAccounts.get", reading=True)
 
     def list_accounts(self, request: types.ListServiceAccountsRequest
                       ) -> tuple[list[_Account], str]:
+        """ListServiceAccounts, one page."""
         project = self._parent(request.name)
         now = self.now()
         accounts = sorted((a for a in self.accounts.values()
@@ -425,6 +429,7 @@ class IamBackend:
                      LIST_ACCOUNTS_PAGE)
 
     def patch_account(self, request: types.PatchServiceAccountRequest) -> _Account:
+        """PatchServiceAccount (display name and description)."""
         account = self._account(request.service_account.name, "iam.serviceAccounts.update")
         paths = list(request.update_mask.paths)
         if not paths:
@@ -453,12 +458,14 @@ class IamBackend:
         return account
 
     def delete_account(self, request: types.DeleteServiceAccountRequest) -> None:
+        """DeleteServiceAccount."""
         account = self._account(request.name, "iam.serviceAccounts.delete")
         account.deleted = self.now()
         account.policy = None  # the account's own policy goes with it (not restored on undelete)
         del self.by_email[account.email]
 
     def undelete_account(self, request: types.UndeleteServiceAccountRequest) -> _Account:
+        """UndeleteServiceAccount (within the 30 days Google keeps a deleted account)."""
         match = ACCOUNT_NAME.fullmatch(request.name)
         if not match or not match.group(2).isdigit():
             raise _invalid(f"Invalid resource name {request.name!r}: expected "
@@ -484,6 +491,7 @@ class IamBackend:
         return account
 
     def set_account_disabled(self, name: str, disabled: bool) -> None:
+        """Disable or enable an account."""
         verb = "disable" if disabled else "enable"
         account = self._account(name, f"iam.serviceAccounts.{verb}")
         account.disabled = disabled
@@ -510,6 +518,7 @@ class IamBackend:
         return self._account(resource, permission, reading=True)
 
     def get_account_policy(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
+        """GetIamPolicy on a service account."""
         account = self._policy_account(request.resource, "iam.serviceAccounts.getIamPolicy")
         try:
             return read_policy(account.policy or empty_policy(), request.options.requested_policy_version)
@@ -517,6 +526,7 @@ class IamBackend:
             raise _from_rpc(exc) from None
 
     def set_account_policy(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
+        """SetIamPolicy on a service account, checking the etag."""
         account = self._policy_account(request.resource, "iam.serviceAccounts.setIamPolicy")
         try:
             # Service accounts accept conditional bindings (terraform's
@@ -529,6 +539,7 @@ class IamBackend:
 
     def test_account_permissions(self, request: iam_policy_pb2.TestIamPermissionsRequest
                                  ) -> iam_policy_pb2.TestIamPermissionsResponse:
+        """TestIamPermissions on a service account."""
         self._policy_account(request.resource, "iam.serviceAccounts.get")
         try:
             asked = check_permissions(list(request.permissions), ACCOUNT_PERMISSIONS)
@@ -566,6 +577,7 @@ class IamBackend:
 
     def list_keys(self, request: types.ListServiceAccountKeysRequest
                   ) -> tuple[_Account, list[_Key]]:
+        """ListServiceAccountKeys."""
         kinds = [int(t) for t in request.key_types]
         if len(set(kinds)) != len(kinds):
             raise _invalid("key_types must not repeat a key type.")
@@ -598,10 +610,12 @@ class IamBackend:
         return account, key
 
     def delete_key(self, name: str) -> None:
+        """DeleteServiceAccountKey."""
         account, key = self._user_key(name, "iam.serviceAccountKeys.delete")
         del account.keys[key.key_id]
 
     def set_key_disabled(self, name: str, disabled: bool) -> None:
+        """Disable or enable a key."""
         verb = "disable" if disabled else "enable"
         _, key = self._user_key(name, f"iam.serviceAccountKeys.{verb}")
         key.disabled = disabled
@@ -631,6 +645,7 @@ class IamBackend:
         return self._parent(parent)
 
     def create_role(self, request: types.CreateRoleRequest) -> _Role:
+        """CreateRole."""
         project = self._role_parent(request.parent)
         role_id = request.role_id
         if not ROLE_ID.fullmatch(role_id):
@@ -659,9 +674,11 @@ class IamBackend:
         return role
 
     def get_role(self, request: types.GetRoleRequest) -> _Role:
+        """GetRole."""
         return self._role(request.name)
 
     def list_roles(self, request: types.ListRolesRequest) -> tuple[list[_Role], str]:
+        """ListRoles, one page."""
         project = self._role_parent(request.parent)
         now = self.now()
         roles = sorted((r for r in self.roles.values() if r.project == project
@@ -671,6 +688,7 @@ class IamBackend:
         return _page(roles, lambda r: r.name, request.page_size, request.page_token, LIST_ROLES_PAGE)
 
     def update_role(self, request: types.UpdateRoleRequest) -> _Role:
+        """UpdateRole (checking the etag)."""
         role = self._role(request.name)
         _check_etag(role, request.role.etag)
         if role.deleted is not None:
@@ -698,6 +716,7 @@ class IamBackend:
         return role
 
     def delete_role(self, request: types.DeleteRoleRequest) -> _Role:
+        """DeleteRole: marks it deleted (an undelete brings it back, as in GCP)."""
         role = self._role(request.name)
         _check_etag(role, request.etag)
         if role.deleted is not None:
@@ -707,6 +726,7 @@ class IamBackend:
         return role
 
     def undelete_role(self, request: types.UndeleteRoleRequest) -> _Role:
+        """UndeleteRole."""
         role = self._role(request.name)
         _check_etag(role, request.etag)
         if role.deleted is None:
@@ -916,6 +936,7 @@ class IamEmulator(GrpcEmulator):
             self.backend.add_project(project_id, key_creation=key_creation)
 
     def projects(self) -> list[str]:
+        """Every project the emulator knows."""
         with self._lock:
             return sorted(self.backend.projects)
 

@@ -17,12 +17,14 @@ class LocalGcp:
     endpoints: dict[str, str] = field(default_factory=dict)
 
     def config_block(self) -> str:
+        """The config lines that point workload-ids at the emulators."""
         lines = ["gcp:"]
         lines += [f"  {key}: '{value}'" for key, value in self.endpoints.items()]
         lines.append("  sandboxCredentials: true   # anonymous; only for local emulators")
         return "\n".join(lines) + "\n"
 
     def stop(self) -> None:
+        """Stop every emulator."""
         for emulator in self.emulators:
             emulator.stop()
 

@@ -358,12 +358,14 @@ class ResourcePolicyEmulator(GrpcEmulator):
     # -- the calls, transport-neutral (raise RpcError) --
 
     def get_iam_policy(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
+        """GetIamPolicy on a resource."""
         self.faults.enter("GetIamPolicy")
         resource_kind(request.resource)
         with self._lock:
             return read_policy(self._existing(request.resource), request.options.requested_policy_version)
 
     def set_iam_policy(self, request: iam_policy_pb2.SetIamPolicyRequest) -> policy_pb2.Policy:
+        """SetIamPolicy on a resource, checking the etag."""
         self.faults.enter("SetIamPolicy")
         kind = resource_kind(request.resource)
         with self._lock:
@@ -378,6 +380,7 @@ class ResourcePolicyEmulator(GrpcEmulator):
 
     def test_iam_permissions(self, request: iam_policy_pb2.TestIamPermissionsRequest
                              ) -> iam_policy_pb2.TestIamPermissionsResponse:
+        """TestIamPermissions on a resource."""
         self.faults.enter("TestIamPermissions")
         kind = resource_kind(request.resource)
         with self._lock:

@@ -57,6 +57,7 @@ class StorageError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
     def body(self) -> bytes:
+        """The object's bytes."""
         return json.dumps({"error": {"code": self.status, "message": self.message, "errors": [
             {"message": self.message, "domain": "global", "reason": self.reason}]}}).encode()
 
@@ -138,6 +139,7 @@ class StorageEmulator(Served):
 
     def handle(self, method: str, raw_path: str, headers: Mapping[str, str],
                body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Answer one JSON-API request."""
         url = urlsplit(raw_path)
         query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         parts = [unquote(p) for p in url.path.split("/")]
