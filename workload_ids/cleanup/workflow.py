@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import clock
-from ..audit import auditor_for, open_store
+from ..audit import Auditor, auditor_for, open_store
 from ..calls import CallSeam
 from ..clouds import Clouds
 from ..config import Config
@@ -297,62 +297,82 @@ def _blast_radius(findings: list[Finding], config: Config, max_actions: int | No
                                           " in the config"))
 
 
-def _act(findings: list[Finding], clouds: Clouds, auditor: Any, config: Config,
+class _Acting:
+    """Carries out one finding's action on its cloud's leaver backend and records it.
+    Each action is one method, found through :data:`_ACTIONS` by the judge's verdict."""
+
+    def __init__(self, f: Finding, leavers: LeaverBackend, auditor: Auditor,
+                 bundles: set[tuple[str, str, str]]) -> None:
+        self.f, self.leavers, self.auditor, self.bundles = f, leavers, auditor, bundles
+        o = f.identity
+        assert o.marker is not None
+        self.marker = o.marker
+        self.result = ActionResult(f, f.action or "")
+        self.base = {"workload": f"{o.marker.environment}/{o.marker.workload}", "provider": o.provider,
+                     "target": o.target, "identity": o.name}
+
+    def transfer(self) -> None:
+        f = self.f
+        assert f.successor
+        self.leavers.transfer(f.identity, f.successor)
+        self.result.steps.append(f"owner {self.marker.owner} -> {f.successor}")
+        # apply believes a transfer from this record, never from the tag alone.
+        self.auditor.record(**self.base, action="transfer", before={"owner": self.marker.owner},
+                            after={"owner": f.successor},
+                            detail={"reason": f.reason, "manifestEdit": _manifest_edit(f)})
+
+    def quarantine(self) -> None:
+        f = self.f
+        wanted = f.new_mark if f.action == QUARANTINE else f.mark  # ENFORCE: the mark as it is
+        assert wanted is not None
+        written = self.leavers.quarantine(f.identity, wanted)
+        self.result.steps.append(f"quarantined ({written.reason})")
+        self.auditor.record(**self.base, action="quarantine", before=_mark_json(f.mark),
+                            after=_mark_json(written), detail={"reason": f.reason})
+
+    def release(self) -> None:
+        f = self.f
+        self.leavers.release(f.identity, f.mark)
+        self.result.steps.append("released")
+        self.auditor.record(**self.base, action="release", before=_mark_json(f.mark), after=None,
+                            detail={"reason": f.reason})
+        if f.status == TRANSFERRED and f.successor:
+            self.transfer()
+
+    def delete(self) -> None:
+        f, o = self.f, self.f.identity
+        assert f.mark is not None
+        since = clock.format_time(f.mark.since)
+        if (o.target, o.name, since) not in self.bundles:
+            # The bundle of a first attempt is complete; a rerun after a crash sees a
+            # half torn-down identity and must not replace it.
+            self.auditor.record(**self.base, action=BUNDLE_ACTION, before=self.leavers.restore_bundle(o),
+                                after=None, detail={"quarantinedSince": since})
+        self.result.steps = self.leavers.delete(o)
+        self.auditor.record(**self.base, action="delete", before={"quarantinedSince": since}, after=None,
+                            detail={"steps": self.result.steps, "reason": f.reason})
+
+
+_ACTIONS: dict[str, Callable[[_Acting], None]] = {
+    TRANSFER: _Acting.transfer, QUARANTINE: _Acting.quarantine, ENFORCE: _Acting.quarantine,
+    RELEASE: _Acting.release, DELETE: _Acting.delete,
+}
+
+
+def _act(findings: list[Finding], clouds: Clouds, auditor: Auditor, config: Config,
          seam: CallSeam, progress: Callable[[int, int], None] | None) -> list[ActionResult]:
     bundles = _bundled(config, seam)
     todo = [f for f in findings if f.action]
 
     def run(f: Finding) -> ActionResult:
         assert f.action is not None
-        result = ActionResult(f, f.action)
-        b = clouds[f.identity.provider].leavers
-        o = f.identity
-        marker = o.marker
-        assert marker is not None
-        base = {"workload": f"{marker.environment}/{marker.workload}", "provider": o.provider,
-                "target": o.target, "identity": o.name}
+        acting = _Acting(f, clouds[f.identity.provider].leavers, auditor, bundles)
         try:
-            if f.action == TRANSFER:
-                assert f.successor
-                b.transfer(o, f.successor)
-                result.steps.append(f"owner {marker.owner} -> {f.successor}")
-                auditor.record(**base, action="transfer", before={"owner": marker.owner},
-                               after={"owner": f.successor},
-                               detail={"reason": f.reason, "manifestEdit": _manifest_edit(f)})
-            elif f.action in (QUARANTINE, ENFORCE):
-                wanted = f.new_mark if f.action == QUARANTINE else f.mark
-                assert wanted is not None
-                written = b.quarantine(o, wanted)
-                result.steps.append(f"quarantined ({written.reason})")
-                auditor.record(**base, action="quarantine", before=_mark_json(f.mark),
-                               after=_mark_json(written), detail={"reason": f.reason})
-            elif f.action == RELEASE:
-                b.release(o, f.mark)
-                result.steps.append("released")
-                auditor.record(**base, action="release", before=_mark_json(f.mark), after=None,
-                               detail={"reason": f.reason})
-                if f.status == TRANSFERRED and f.successor:
-                    b.transfer(o, f.successor)
-                    result.steps.append(f"owner {marker.owner} -> {f.successor}")
-                    # apply believes a transfer from this record, never from the tag alone.
-                    auditor.record(**base, action="transfer", before={"owner": marker.owner},
-                                   after={"owner": f.successor},
-                                   detail={"reason": f.reason, "manifestEdit": _manifest_edit(f)})
-            elif f.action == DELETE:
-                assert f.mark is not None
-                since = clock.format_time(f.mark.since)
-                if (o.target, o.name, since) not in bundles:
-                    # The bundle of a first attempt is complete; a rerun after a crash sees a
-                    # half torn-down identity and must not replace it.
-                    auditor.record(**base, action=BUNDLE_ACTION, before=b.restore_bundle(o), after=None,
-                                   detail={"quarantinedSince": since})
-                result.steps = b.delete(o)
-                auditor.record(**base, action="delete", before={"quarantinedSince": since}, after=None,
-                               detail={"steps": result.steps, "reason": f.reason})
+            _ACTIONS[f.action](acting)
         except WorkloadIdsError as exc:
-            result.ok, result.error = False, exc.diagnostics()
-            auditor.record(**base, action=f.action, result="failed", detail={"error": str(exc)})
-        return result
+            acting.result.ok, acting.result.error = False, exc.diagnostics()
+            auditor.record(**acting.base, action=f.action, result="failed", detail={"error": str(exc)})
+        return acting.result
 
     results: list[ActionResult] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=config.calls.concurrency) as pool:
