@@ -15,7 +15,7 @@ from .config import Config
 from .durations import parse_duration
 from .errors import UserError, WorkloadIdsError
 from .keys.lease import HeldLock, LockBusy, hold
-from .keys.lifecycle import lifecycle
+from .keys.lifecycle import KeyReport, lifecycle
 from .model import Change
 from .plan import Plan
 from .providers.interface import Backends, Holder
@@ -32,7 +32,7 @@ class WorkloadResult:
     applied: list[str] = field(default_factory=list)
     error: str | None = None
     busy: bool = False  # another run held the workload's key lock: nothing changed, retry
-    key: Any = None  # rotation.KeyReport when a key was issued or recovered
+    key: KeyReport | None = None  # when a key was issued or recovered
     trace: str | None = None  # where an unexpected failure came from, for --verbose
 
     def as_json(self) -> dict[str, object]:

@@ -3,20 +3,24 @@ concurrently), and over every target when no manifest is given."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..audit import auditor_for
+from ..calls import CallSeam
 from ..config import Config
 from ..errors import UserError
 from ..model import MARK_TAG, CompiledWorkload, DesiredIdentity, Marker, StoredSecret
 from .lifecycle import KeyReport, lifecycle
 
+if TYPE_CHECKING:
+    from ..inventory import InventoryRow
 
-def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Any, *,
+
+def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: CallSeam, *,
                      now_name: str | None = None, recover_only: bool = False,
-                     progress: Any = None) -> list[KeyReport]:
+                     progress: Callable[[int, int], None] | None = None) -> list[KeyReport]:
     """``workload-ids rotate`` (and ``recover``): advance every key-mode workload.
 
     Identities are checked for our marker first (one batched read per account when there
@@ -113,7 +117,7 @@ class FleetKeys:
     """``rotate`` without PATH: every target read, and the key-mode identities found."""
 
     targets: tuple[tuple[str, str], ...]
-    identities: tuple[Any, ...]  # InventoryRow of each key-mode identity of ours
+    identities: tuple[InventoryRow, ...]  # each key-mode identity of ours
 
     def as_json(self) -> dict[str, Any]:
         """The fleet run as ``keys --format json`` prints it."""
@@ -121,7 +125,7 @@ class FleetKeys:
                 "identities": [r.as_json() for r in self.identities]}
 
 
-def fleet_keys(config: Config, seam: Any, *, provider: str = "aws",
+def fleet_keys(config: Config, seam: CallSeam, *, provider: str = "aws",
                targets: list[str] | None = None) -> FleetKeys:
     """Read every target ``cleanup`` and ``inventory`` read without PATH (the config's
     ``targets:`` and ``aws.accounts``, every target the audit trail shows the tool wrote to,

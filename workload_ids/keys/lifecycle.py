@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import clock
+from ..audit import Auditor
 from ..durations import format_duration, parse_duration
 from ..errors import UserError, WorkloadIdsError
 from ..keys.lease import HeldLock, LockBusy, hold
@@ -101,7 +102,7 @@ class KeyLifecycle:
 
     def __init__(self, backend: KeyBackend, store: SecretStore, desired: DesiredIdentity,
                  policy: RotationPolicy, secret: str, *, sleep: Any = time.sleep,
-                 auditor: Any = None, lock_factory: Callable[[], KeyLock] | None = None,
+                 auditor: Auditor | None = None, lock_factory: Callable[[], KeyLock] | None = None,
                  holder: Holder | None = None, lock_wait: timedelta = timedelta(0),
                  prefetched: StoredSecret | None = None) -> None:
         self.backend = backend
@@ -110,7 +111,7 @@ class KeyLifecycle:
         self.policy = policy
         self.secret = secret
         self._sleep = sleep
-        self.auditor: Any = auditor or _NO_AUDIT
+        self.auditor = auditor or Auditor(None, "rotate")  # records nothing
         # The store's record from a batched read of the run, good for the first read only.
         self.prefetched = prefetched
         self.report = KeyReport(workload=desired.workload.label, identity=desired.name, secret=secret)
@@ -448,7 +449,7 @@ class KeyLifecycle:
             self.report.next_at = cur.created + self.policy.max_age
 
 
-def lifecycle(desired: DesiredIdentity, cloud: Backends, auditor: Any = None, *,
+def lifecycle(desired: DesiredIdentity, cloud: Backends, auditor: Auditor | None = None, *,
               command: str = "rotate", prefetched: StoredSecret | None = None) -> KeyLifecycle:
     """The key lifecycle of a key-mode workload, over ``cloud``'s key backend, its secret
     store in the workload's target and the workload lock that goes with it."""
@@ -463,14 +464,6 @@ def lifecycle(desired: DesiredIdentity, cloud: Backends, auditor: Any = None, *,
                         holder=Holder.this_process(command),
                         lock_wait=parse_duration(cloud.config.credentials.lockTimeout),
                         prefetched=prefetched)
-
-
-class _NoAudit:
-    def record(self, **_: Any) -> None:
-        return None
-
-
-_NO_AUDIT = _NoAudit()
 
 
 class _Waiting(Exception):
