@@ -14,6 +14,7 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from .. import __version__
 from ..errors import one_line, printable
@@ -43,15 +44,68 @@ from .verbs import (
 
 # --- parser -------------------------------------------------------------------------
 
+class UsageError(Exception):
+    """A command line argparse refused. Exit 1, like every other error: 2 means "changes
+    pending" to a pipeline (plan --detailed-exitcode), and a mistyped flag is not drift."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is raised (for :func:`main` to explain) instead
+    of printed and ended with ``sys.exit(2)``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _verb_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the verb the command line names (audit's nested verbs included)."""
+    level = parser
+    for token in argv:
+        level = _subparsers(level).get(token, level)
+    return level
+
+
+def _explained(parser: argparse.ArgumentParser, exc: UsageError, argv: Sequence[str]) -> tuple[str, str]:
+    """The usage to show and the message, with a suggestion for a mistyped verb or flag."""
+    import difflib
+    import re
+    message = str(exc)
+    choice = re.search(r"invalid choice: '([^']*)'", message)
+    if choice:
+        close = difflib.get_close_matches(choice.group(1), list(_subparsers(exc.parser)), n=1)
+        return exc.parser.format_usage(), message + (f"; did you mean {close[0]!r}?" if close else "")
+    unknown = re.search(r"unrecognized arguments: (.*)", message)
+    if not unknown:
+        return exc.parser.format_usage(), message
+    verb = _verb_parser(parser, argv)
+    flags = list(verb._option_string_actions)
+    said = []
+    for token in unknown.group(1).split():
+        close = difflib.get_close_matches(token.split("=", 1)[0], flags, n=1) if token.startswith("-") else []
+        said.append(f"{token} (did you mean {close[0]}?)" if close else token)
+    return verb.format_usage(), f"{verb.prog}: unrecognized arguments: {' '.join(said)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every verb with its options; the epilog lists the exit codes pipelines branch on."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="workload-ids",
         description="Provision, rotate and retire least-privilege cloud identities for services.",
         epilog="Exit codes: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode), "
                "3 refused by a guardrail, 4 busy: another run is changing a workload's keys, retry.")
     parser.add_argument("--version", action="version", version=f"workload-ids {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", metavar="FILE",
                         help="config file (default: ./workload-ids.yaml if present)")
     common.add_argument("--output", choices=("text", "json"), default="text",
@@ -177,7 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # ends; the default collector thresholds spend ~25% of a fleet plan on them.
     gc.set_threshold(*RELAXED)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(words)
+    except UsageError as exc:
+        usage, message = _explained(parser, exc, words)
+        print(usage.rstrip(), file=sys.stderr)
+        print(printable(f"error: {message}; `{_verb_parser(parser, words).prog} --help` lists "
+                        "what it takes"), file=sys.stderr)
+        return EXIT_ERROR
     if not getattr(args, "fn", None):
         parser.print_help()
         return EXIT_ERROR
@@ -200,6 +262,7 @@ def exit_code(exc: BaseException) -> int:
     """The exit code for an error a verb raised: the one table of them.
 
     ======================================  ====
+    a usage error (an unknown flag, a typo)   1
     a guardrail refused (config policy)       3
     input problems, all of them guardrails    3
     any other error of this tool              1
@@ -245,7 +308,7 @@ def _report(exc: Exception, out: Output, verbose: bool) -> int:
 
 
 __all__ = ["EXIT_BUSY", "EXIT_CHANGES", "EXIT_ERROR", "EXIT_GUARDRAIL", "EXIT_OK", "Output", "Progress",
-           "build_parser", "exit_code", "main"]
+           "UsageError", "build_parser", "exit_code", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover
