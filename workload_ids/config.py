@@ -9,6 +9,7 @@ by :mod:`.trust` when it is loaded.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -485,8 +486,9 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Load ``path``, or ``workload-ids.yaml`` in the working directory, or defaults.
+def load_config(path: str | Path | Sequence[str | Path] | None = None) -> Config:
+    """Load ``path`` (or several, each layered over the ones before it), or
+    ``workload-ids.yaml`` in the working directory, or defaults.
 
     In CI a config found in the working directory is refused: there it is whatever the
     checked-out branch holds, so a pull request could rewrite the guardrails and endpoints
@@ -503,15 +505,42 @@ def load_config(path: str | Path | None = None) -> Config:
                 "change it (another repository, or a path protected by CODEOWNERS and branch "
                 "protection)"))])
         path = candidate
-    file = Path(path)
+    files = [Path(path)] if isinstance(path, (str, Path)) else [Path(p) for p in path]
+    layers = [_read_config(file) for file in files]
+    file = files[-1]
+    if len(layers) == 1:
+        value, positions, data = layers[0]
+    else:
+        # Later files override earlier ones key by key (lists as a whole): a user's owners
+        # and audit settings over the sandbox's generated endpoints, say. Each file's
+        # relative paths keep meaning "from that file's folder".
+        value, positions = {}, {}
+        for layer_file, (layer, where, _) in zip(files, layers, strict=True):
+            value = _layered(value, _with_absolute_paths(layer, layer_file.resolve().parent))
+            positions.update(where)
+        try:
+            data = ConfigFile.model_validate(value)
+        except ValidationError as exc:  # each layer alone was valid; say so rather than guess
+            raise InputErrors([Diagnostic(Position(str(file)), (
+                f"the config files {', '.join(str(f) for f in files)} are each valid but not "
+                f"together: {exc.errors()[0]['msg']}; check what the later file overrides"))]) from None
+    config = Config(data, file.resolve().parent, file, positions)
+    problems = _semantic_problems(config)
+    if problems:
+        raise InputErrors(problems)
+    return config
+
+
+def _read_config(file: Path) -> tuple[dict[str, Any], dict[str, Position], ConfigFile]:
+    """One config file: its mapping, where each key is written, and its validated form."""
     if not file.is_file():
-        raise InputErrors([Diagnostic(Position(str(path)),
+        raise InputErrors([Diagnostic(Position(str(file)),
                                       "config file not found; check the --config path")])
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputErrors([Diagnostic(Position(str(path)), f"cannot read file: {exc}")]) from None
-    docs, problems = load_documents(str(path), text)
+        raise InputErrors([Diagnostic(Position(str(file)), f"cannot read file: {exc}")]) from None
+    docs, problems = load_documents(str(file), text)
     if problems:
         raise InputErrors(problems)
     value = docs[0].value if docs else None
@@ -524,11 +553,34 @@ def load_config(path: str | Path | None = None) -> Config:
     except ValidationError as exc:
         raise InputErrors(shape_diagnostics(exc, docs[0], ConfigFile)) from None
     positions = {".".join(str(p) for p in k): v for k, v in docs[0].positions.items()} if docs else {}
-    config = Config(data, file.resolve().parent, file, positions)
-    problems = _semantic_problems(config)
-    if problems:
-        raise InputErrors(problems)
-    return config
+    return (value if isinstance(value, dict) else {}), positions, data
+
+
+# The settings that name a file, relative to the config that holds them.
+_PATH_KEYS = (("owners", "path"), ("owners", "caBundle"), ("audit", "path"), ("azure", "caBundle"))
+
+
+def _with_absolute_paths(value: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``value`` with its file settings made absolute from ``base``."""
+    out = dict(value)
+    if isinstance(out.get("templates"), list):
+        out["templates"] = [str(base / t) if isinstance(t, str) else t for t in out["templates"]]
+    for section, key in _PATH_KEYS:
+        block = out.get(section)
+        if isinstance(block, dict) and isinstance(block.get(key), str) and block[key]:
+            out[section] = {**block, key: str(base / block[key])}
+    return out
+
+
+def _layered(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` layered on ``under``: mappings merge key by key, anything else is replaced."""
+    out = dict(under)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _layered(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _semantic_problems(config: Config) -> list[Diagnostic]:

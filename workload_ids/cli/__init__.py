@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                "3 refused by a guardrail, 4 busy: another run is changing a workload's keys, retry.")
     parser.add_argument("--version", action="version", version=f"workload-ids {__version__}")
     common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE",
-                        help="config file (default: ./workload-ids.yaml if present)")
+    common.add_argument("--config", metavar="FILE", action="append",
+                        help="config file (default: ./workload-ids.yaml if present); repeat it to "
+                             "layer files, later ones overriding earlier ones key by key")
     common.add_argument("--output", choices=("text", "json"), default="text",
                         help="text for people (default) or one JSON document on stdout")
     common.add_argument("-v", "--verbose", action="store_true",
@@ -212,11 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Azure --apply: the managed identities' location (e.g. westeurope)")
     boot.add_argument("--gcp-role", action="append", default=[], metavar="ROLE",
                       help="a workload custom role (projects/P/roles/ID) the GCP grant condition may bind")
-    verb("demo", cmd_demo, "a guided tour against an in-process AWS; no account needed",
-         paths=False)
-    sandbox = verb("sandbox", cmd_sandbox, "run a local AWS (moto server) until stopped",
-                   paths=False)
-    sandbox.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    verb("demo", cmd_demo, "a guided tour against local AWS, GCP and Azure emulators; no account "
+         "needed", paths=False)
+    sandbox = verb("sandbox", cmd_sandbox, "run local AWS (moto), GCP and Azure emulators until "
+                   "stopped (-v: log every request)", paths=False)
+    sandbox.add_argument("--port", type=int, default=0, metavar="BASE",
+                         help="moto on 127.0.0.1:BASE and the GCP and Azure emulators on the nine "
+                              "ports after it, the same on every start (default: any free ports)")
     sandbox.add_argument("--config-out", metavar="FILE",
                          help="write a workload-ids.yaml that points at the sandbox")
     return parser

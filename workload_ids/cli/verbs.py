@@ -388,7 +388,7 @@ def cmd_bootstrap(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
-    """`demo`: the guided tour over the local emulators."""
+    """`demo`: the guided tour over local AWS, GCP and Azure emulators."""
     from ..sandbox.demo import run_demo
     return run_demo(out)
 
@@ -396,4 +396,4 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 def cmd_sandbox(args: argparse.Namespace, out: Output) -> int:
     """`sandbox`: run the emulators and write a config that points at them."""
     from ..sandbox.commands import run_sandbox
-    return run_sandbox(port=args.port, config_out=args.config_out, out=out)
+    return run_sandbox(port=args.port, config_out=args.config_out, out=out, verbose=args.verbose)

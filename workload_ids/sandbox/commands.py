@@ -28,9 +28,11 @@ if TYPE_CHECKING:
 
 
 def sandbox_config(url: str) -> str:
-    """A workload-ids.yaml that points every AWS call at the sandbox."""
+    """A workload-ids.yaml that points every AWS call at the sandbox (the GCP and Azure
+    blocks follow when their emulators run)."""
     return (
-        "# Written by `workload-ids sandbox`: points AWS calls at the local moto server.\n"
+        "# Written by `workload-ids sandbox`: points AWS, GCP and Azure calls at the local\n"
+        "# emulators. Layer your own settings over it: --config sandbox.yaml --config mine.yaml\n"
         "aws:\n"
         f"  endpointUrl: {url}\n"
         "  sandboxCredentials: true   # fixed dummy credentials; only for local emulators\n"
@@ -66,10 +68,23 @@ def sandbox_targets(*, gcp: bool, azure: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
-    """Start the sandbox, print how to use it, and wait until interrupted."""
+# With --port BASE: moto on BASE, the GCP emulators on the next five ports, Azure's on the
+# four after them.
+GCP_PORTS = 1
+AZURE_PORTS = 6
+
+
+def run_sandbox(port: int, config_out: str | None, out: Output, *, verbose: bool = False) -> int:
+    """Start the sandbox, print how to use it, and wait until interrupted. With ``port``
+    every emulator listens on a port of its own from it and the Azure CA bundle has a
+    fixed path, so a config written once stays valid across restarts."""
+    import logging
+    import tempfile
     for key, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(key, value)
+    # moto's server logs every request through werkzeug's logger, into the terminal the
+    # user's commands print to (and its 404s in yellow, like errors).
+    logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
     server = MotoServer(port)
     url = server.start()
     seed_oidc_providers(endpoint_url=url)
@@ -79,14 +94,15 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
     gcp = None
     try:
         from .gcp.local import start_local_gcp
-        gcp = start_local_gcp()
+        gcp = start_local_gcp(port + GCP_PORTS if port else 0)
         template_config += gcp.config_block()
     except ModuleNotFoundError:  # the gcp extra is not installed: AWS only
         gcp = None
     azure = None
     try:
         from .azure.local import start_local_azure
-        azure = start_local_azure()
+        stable_ca = Path(tempfile.gettempdir()) / f"workload-ids-sandbox-{port}" / "ca.pem" if port else None
+        azure = start_local_azure(base_port=port + AZURE_PORTS if port else 0, ca_bundle=stable_ca)
         template_config += azure.config_block()
     except ModuleNotFoundError:  # the azure extra is not installed
         azure = None
@@ -104,10 +120,12 @@ def run_sandbox(port: int, config_out: str | None, out: Output) -> int:
         "Point other commands at it, either with a config file:",
         f"  workload-ids plan --config {config_out or 'sandbox.yaml'} PATH"
         + ("" if config_out else "   (write it with --config-out sandbox.yaml)"),
-        "or with the environment:",
+        "or, for AWS only, with the environment:",
         f"  export AWS_ENDPOINT_URL={url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing",
         "",
-        "State is kept until you stop the sandbox (Ctrl-C).",
+        "State is kept until you stop the sandbox (Ctrl-C)"
+        + (f"; restarted with --port {port}, it listens on the same ports." if port else
+           "; start it with --port BASE to keep its ports (and that config) across restarts."),
     ]
     if gcp is not None:
         lines[1:1] = ["Local GCP (IAM Admin, Resource Manager, Secret Manager, resource IAM policies) on "

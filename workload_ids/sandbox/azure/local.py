@@ -50,10 +50,14 @@ class LocalAzure:
 
 
 def start_local_azure(*, sandbox: bool = True, clock: Clock | None = None,
-                      replication_delay: float = 0.0) -> LocalAzure:
-    """Start ARM, Graph and Key Vault; ``sandbox=False`` makes unknown subscriptions and
-    resource groups 404, as tests of those paths need. ``replication_delay`` seconds (on
-    ``clock``) pass before Entra and ARM know a new principal, application or secret."""
+                      replication_delay: float = 0.0, base_port: int = 0,
+                      ca_bundle: Path | None = None) -> LocalAzure:
+    """Start ARM, Graph, Key Vault and Blob Storage; ``sandbox=False`` makes unknown
+    subscriptions and resource groups 404, as tests of those paths need.
+    ``replication_delay`` seconds (on ``clock``) pass before Entra and ARM know a new
+    principal, application or secret. With ``base_port`` they listen on the four ports
+    from it, and with ``ca_bundle`` their CA certificates go to that file: the same
+    endpoints and bundle path on every start, so a config written for them stays valid."""
     import time
 
     from ...clock import lease_now
@@ -71,9 +75,12 @@ def start_local_azure(*, sandbox: bool = True, clock: Clock | None = None,
     vault = KeyVaultEmulator(clock=clock)
     blob = BlobEmulator(clock=blob_clock, tenant_id=arm.tenant_id)
     local = LocalAzure(arm, graph, vault, blob)
-    urls = [arm.start(), graph.start(), vault.start(), blob.start()]
-    local._tmpdir = tempfile.mkdtemp(prefix="local-azure-")
-    bundle = Path(local._tmpdir) / "ca.pem"
+    urls = [e.start(base_port + i if base_port else 0) for i, e in enumerate(local.emulators)]
+    if ca_bundle is None:
+        local._tmpdir = tempfile.mkdtemp(prefix="local-azure-")
+        ca_bundle = Path(local._tmpdir) / "ca.pem"
+    bundle = ca_bundle
+    bundle.parent.mkdir(parents=True, exist_ok=True)
     bundle.write_text("".join(Path(e.ca_bundle_path).read_text() for e in local.emulators))
     local.settings = {"armEndpoint": urls[0], "graphEndpoint": urls[1], "authorityEndpoint": urls[1],
                       "keyVaultUrl": urls[2], "lockContainerUrl": blob.container_url("workload-ids-locks"),

@@ -29,20 +29,25 @@ class LocalGcp:
             emulator.stop()
 
 
-def start_local_gcp() -> LocalGcp:
-    """Start IAM Admin, Resource Manager, Secret Manager and resource IAM policies."""
+def start_local_gcp(base_port: int = 0) -> LocalGcp:
+    """Start IAM Admin, Resource Manager, Secret Manager and resource IAM policies, on free
+    ports, or with ``base_port`` on the five ports from it (the same on every start, so a
+    config written for them stays valid)."""
     from .iam import IamEmulator
     from .resourcemanager import ProjectRegistry, ResourceManagerEmulator
     from .resourcepolicy import ResourcePolicyEmulator
     from .secretmanager import SecretManagerEmulator
     registry = ProjectRegistry()
-    iam = IamEmulator(sandbox=True)
+    def port(offset: int) -> int:
+        return base_port + offset if base_port else 0
+    iam = IamEmulator(sandbox=True, port=port(0))
     rm = ResourceManagerEmulator(sandbox=True, projects=registry)
     sm = SecretManagerEmulator(sandbox=True, projects=registry)
-    policies = ResourcePolicyEmulator(sandbox=True)
+    policies = ResourcePolicyEmulator(sandbox=True, port=port(4))
     local = LocalGcp([iam, rm, sm, policies])
-    local.endpoints = {"iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
-                       "secretManagerEndpoint": sm.start(), "resourcePolicyEndpoint": policies.start()}
+    local.endpoints = {"iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(port(1)),
+                       "secretManagerEndpoint": sm.start(port(2), port(3)),
+                       "resourcePolicyEndpoint": policies.start()}
     return local
 
 
