@@ -19,7 +19,7 @@ from typing import NoReturn
 from .. import __version__
 from ..errors import one_line, printable
 from ..perf import RELAXED
-from .console import Output, Progress
+from .console import Output, Progress, colour_wanted
 from .verbs import (
     EXIT_BUSY,
     EXIT_CHANGES,
@@ -295,7 +295,8 @@ def _report(exc: Exception, out: Output, verbose: bool) -> int:
         text = exc.diagnostics()
         if verbose and exc.__cause__ is not None:
             text += f"\n  caused by: {exc.__cause__!r}"
-        print(printable(text if isinstance(exc, InputErrors) else f"error: {text}"), file=out.err)
+        text = printable(text if isinstance(exc, InputErrors) else f"error: {text}")
+        print(f"\x1b[31m{text}\x1b[0m" if colour_wanted(out.err) else text, file=out.err)
         if out.json:
             items = getattr(exc, "items", None)
             out.document({"error": str(exc), "exitCode": code, "diagnostics": [

@@ -4,10 +4,21 @@ one JSON document for machines. The demo and the sandbox print through it too.""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, TextIO
 
 from ..errors import printable
+
+# SGR colours of a plan's lines, by their marker: added, removed, changed, attention.
+_MARKS = {"+": "32", "-": "31", "~": "33", "!": "1;33"}
+
+
+def colour_wanted(stream: TextIO) -> bool:
+    """Colour only for a person at a terminal: never in a pipe or a CI log, never with
+    NO_COLOR set (no-color.org) or on a dumb terminal."""
+    return (stream.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM", "") != "dumb")
 
 
 class Output:
@@ -17,6 +28,16 @@ class Output:
         self.json = fmt == "json"
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.colour = colour_wanted(self.out)
+
+    def changes(self, text: str) -> None:
+        """Print a plan: like :meth:`text`, with each line coloured by its marker
+        (``+`` added, ``-`` removed, ``~`` changed, ``!`` attention) on a terminal."""
+        if self.json:
+            return
+        for line in printable(text).split("\n"):
+            code = _MARKS.get(line.lstrip()[:1]) if self.colour else None
+            print(f"\x1b[{code}m{line}\x1b[0m" if code else line, file=self.out)
 
     def text(self, line: str = "") -> None:
         """Print ``line`` (text format only). Control characters are escaped here for every

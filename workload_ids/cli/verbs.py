@@ -134,7 +134,7 @@ def cmd_plan(args: argparse.Namespace, out: Output) -> int:
     """`plan`: what apply would change (exit 2 with --detailed-exitcode when something would)."""
     from ..plan import render_text
     plan, _, _ = _plan(args, out)
-    out.text(render_text(plan))
+    out.changes(render_text(plan))
     out.document(plan.as_json())
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
@@ -152,13 +152,13 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
         if not sys.stdin.isatty():
             raise UserError("apply needs confirmation but standard input is not a terminal; "
                             "review `workload-ids plan` and pass --auto-approve in pipelines")
-        out.text(render_text(plan))
+        out.changes(render_text(plan))
         answer = input("Apply these changes? Only 'yes' is accepted: ")
         if answer.strip() != "yes":
             out.text("Apply cancelled; nothing was changed.")
             return EXIT_ERROR
     elif plan.has_changes:
-        out.text(render_text(plan))
+        out.changes(render_text(plan))
     result = apply_plan(plan, concurrency=config.calls.concurrency, progress=Progress("applying"))
     for r in result.results:
         if r.error:
