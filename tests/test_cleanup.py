@@ -211,6 +211,8 @@ def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
     assert run_cli("restore", "wid_prod_svc-d").code == 0
     missing = run_cli("restore", "wid_prod_nothing")
     assert missing.code == 1 and "no restore bundle for wid_prod_nothing" in missing.err
+    typo = run_cli("restore", "wid_prod_svc-e")  # one letter off the one that has a bundle
+    assert typo.code == 1 and "did you mean wid_prod_svc-d?" in typo.err
 
 
 def test_blast_radius_guard_refuses_with_exit_3_and_changes_nothing(aws: Any, fleet: Path) -> None:

@@ -237,11 +237,15 @@ def test_progress_bar_only_on_a_terminal():
             bar(i, 4)
     assert "[##############################] 4/4" in tty.getvalue()
     assert pipe.getvalue() == ""
-    big = io.StringIO()
-    bar = Progress("applying", big)
-    for i in range(1, 101):
-        bar(i, 100)
-    assert big.getvalue().splitlines() == [f"applying: {n}/100" for n in range(10, 101, 10)]
+    quick, slow = io.StringIO(), io.StringIO()
+    now = [0.0]
+    for stream in (quick, slow):
+        bar = Progress("applying", stream, clock=lambda: now[0])
+        now[0] = 0.5 if stream is quick else 5.0
+        for i in range(1, 101):
+            bar(i, 100)
+    assert quick.getvalue() == ""  # a half-second run leaves no progress lines in a log
+    assert slow.getvalue().splitlines() == [f"applying: {n}/100" for n in range(10, 101, 10)]
 
 
 def test_sandbox_serves_separate_commands(tmp_path):

@@ -97,6 +97,7 @@ def test_gcp_quarantine_release_delete_and_restore(
     restored = run_cli("restore", email("svc-d"))
     assert restored.code == 0, restored.err + restored.out
     assert f"undelete service account {email('svc-d')}" in restored.out
+    assert "(prod/svc-d) in" in restored.out  # the workload, from the marker in the description
     back = accounts(iam)[email("svc-d")]
     assert not back.disabled and back.unique_id == bundle["before"]["uniqueId"]
     assert any(member in b.members for b in rm.policy(PROJECT).bindings)

@@ -78,6 +78,10 @@ class InputErrors(UserError):
         self.items = items
         super().__init__(f"{len(items)} problem(s) in the input")
 
+    def __str__(self) -> str:
+        # A library caller that prints the exception sees what is wrong, not only how much.
+        return "\n".join([f"{len(self.items)} problem(s) in the input:", *(str(d) for d in self.items)])
+
     def diagnostics(self) -> str:
         """Every diagnostic, one ``FILE:LINE:COLUMN`` line each, in the order found."""
         return "\n".join(str(d) for d in self.items)

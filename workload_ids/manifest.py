@@ -381,9 +381,22 @@ def shape_diagnostics(error: ValidationError, doc: Document,
                       root: type[BaseModel] | None = None) -> list[Diagnostic]:
     """Turn pydantic's errors into positioned diagnostics (``root``: the validated model)."""
     root = root or Workload
-    out: list[Diagnostic] = []
-    for item in error.errors(include_url=False):
+    items = error.errors(include_url=False)
+    # A misspelt required field is one mistake, not two: "unknown field 'resouces'; did you
+    # mean 'resources'?" says all, so "missing required field 'resources'" beside it goes.
+    misspelt: set[tuple[Any, ...]] = set()
+    for item in items:
         loc = tuple(item["loc"])
+        if item["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            model = _model_at(loc, root)
+            close = difflib.get_close_matches(loc[-1], _field_names(model) if model else [], n=1)
+            if close:
+                misspelt.add((*loc[:-1], close[0]))
+    out: list[Diagnostic] = []
+    for item in items:
+        loc = tuple(item["loc"])
+        if item["type"] == "missing" and loc in misspelt:
+            continue
         pos = doc.position(loc, key=item["type"] == "extra_forbidden")
         out.append(Diagnostic(pos, _message(item, loc, root)))
     return out
@@ -416,6 +429,9 @@ def _display(path: Path, cwd: str) -> str:
     return os.path.relpath(absolute, cwd) if absolute.startswith(cwd + os.sep) else str(path)
 
 
+_WORKLOAD_KIND = re.compile(r"^\s*kind:\s*[\"']?Workload[\"']?\s*(#.*)?$", re.MULTILINE)
+
+
 def load_workloads(paths: Iterable[str | Path], *, skip_non_manifests: bool = False) -> LoadResult:
     """Load every Workload document under ``paths``; never raises on bad input.
 
@@ -433,6 +449,10 @@ def load_workloads(paths: Iterable[str | Path], *, skip_non_manifests: bool = Fa
             result.diagnostics.append(Diagnostic(Position(display), f"cannot read file: {exc}"))
             continue
         docs, problems = load_documents(display, text)
+        if problems and (from_directory or skip_non_manifests) and not _WORKLOAD_KIND.search(text):
+            # YAML we cannot read and no workload in it (a Helm template beside the
+            # manifests, say): skipped like any other file that is not a manifest.
+            continue
         result.diagnostics.extend(problems)
         for doc in docs:
             load_document(doc, result, skip_other_kinds=from_directory or skip_non_manifests)

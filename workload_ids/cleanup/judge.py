@@ -10,7 +10,7 @@ from typing import Any
 
 from ..clock import format_time
 from ..config import CleanupConfig
-from ..durations import parse_duration
+from ..durations import format_duration, parse_duration
 from ..model import MARK_TAG, CompiledWorkload, MarkError, ObservedIdentity, QuarantineMark, decode_mark
 from ..owners.interface import OwnerStatus
 
@@ -168,8 +168,9 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
         return finding(None)
     created = _when(o.extra.get("created"))
     if mark is None and created is not None and facts.now - created < rules.min_age:
-        return Finding(o, NEW, f"created {format_time(created)}, less than {rules.min_age} ago: "
-                               "not judged yet (cloud reads lag)", manifest=manifest)
+        return Finding(o, NEW, f"created {format_time(created)}, less than "
+                               f"{format_duration(rules.min_age)} ago: not judged yet (cloud reads lag)",
+                       manifest=manifest)
     distrust = facts.unbelieved.get((o.provider, o.target, o.name)) if mark is not None else None
     if mark is not None and distrust is not None and status in (NO_MANIFEST, OWNER_GONE):
         # A mark anyone could have written (or a quarantine the tool never finished) does

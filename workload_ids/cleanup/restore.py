@@ -11,6 +11,7 @@ from ..calls import CallSeam
 from ..clouds import connect
 from ..config import Config
 from ..errors import Diagnostic, InputErrors, Position, UserError
+from ..model import Marker
 from .bundle_policy import bundle_problems
 from .workflow import BUNDLE_ACTION
 
@@ -53,7 +54,10 @@ def _find(config: Config, identity: str, target: str | None,
                         f"({check.problem}); its bundles cannot be trusted. Run "
                         "`workload-ids audit verify` and restore the log from a copy first")
     found: dict[str, tuple[int, dict[str, Any]]] = {}
+    bundled: set[str] = set()
     for number, record in enumerate(store.records(), 1):
+        if record.get("action") == BUNDLE_ACTION:
+            bundled.add(str(record.get("identity")))
         if record.get("action") != BUNDLE_ACTION or record.get("identity") != identity:
             continue
         if target is not None and record.get("target") != target:
@@ -62,9 +66,13 @@ def _find(config: Config, identity: str, target: str | None,
         found.setdefault(since, (number, record))
     if not found:
         where = f" in {target}" if target else ""
+        import difflib
+        close = difflib.get_close_matches(identity, sorted(bundled), n=1)
         raise UserError(f"no restore bundle for {identity}{where} in {store.where}; only identities that "
-                        "cleanup deleted can be restored (check the name with `workload-ids "
-                        "inventory` or search the audit log)")
+                        "cleanup deleted can be restored"
+                        + (f"; did you mean {close[0]}?" if close else
+                           f" ({len(bundled)} have a bundle there" + (f": {', '.join(sorted(bundled)[:5])}"
+                                                                     if bundled else "") + ")"))
     targets = {str(r.get("target")) for _, r in found.values()}
     if target is None and len(targets) > 1:
         raise UserError(f"{identity} was deleted in several accounts ({', '.join(sorted(targets))}); "
@@ -99,7 +107,9 @@ def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None
             "(`workload-ids apply MANIFEST`)", severity="guardrail")])
     cloud = connect(str(bundle["provider"]), config, seam)
     tags = dict(bundle.get("tags") or {})
-    workload = f"{tags.get('workload-ids:environment', '?')}/{tags.get('workload-ids:workload', '?')}"
+    # The marker is in the tags (AWS, Azure) or in the description (GCP service accounts).
+    marker = Marker.from_tags(tags) or Marker.from_text(str(bundle.get("description", "")))
+    workload = f"{marker.environment}/{marker.workload}" if marker else "?/?"
     result = RestoreResult(identity, str(bundle["kind"]), str(bundle["target"]), workload)
     auditor = auditor_for(config, "restore", seam)
     auditor.callers[(str(bundle["provider"]), result.target)] = cloud.identities.verify_target(result.target)
@@ -110,7 +120,7 @@ def restore(identity: str, config: Config, seam: CallSeam, *, target: str | None
     if result.kind == "user":
         result.notes.append("access keys cannot be restored (AWS never shows a secret twice); issue a "
                             "new one now with `workload-ids restore --issue-key MANIFEST`, or later with "
-                            f"`workload-ids rotate --now {tags.get('workload-ids:workload')} MANIFEST`; "
+                            f"`workload-ids rotate --now {workload} MANIFEST`; "
                             "either delivers it to the secret store")
     result.notes.append("the next cleanup judges it afresh: if its owner is still gone or no manifest "
                         "declares it, it is quarantined again; fix the owner or the manifest first")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ..errors import printable
@@ -58,20 +60,25 @@ class Output:
 
 class Progress:
     """A progress bar on a terminal; on a pipe (CI logs), a plain line every tenth of a
-    large fleet run, and nothing for small ones."""
+    large fleet run once it has taken a while, and nothing for small or quick ones."""
 
     PLAIN_FROM = 50
+    PLAIN_AFTER = 2.0  # seconds: a run over sooner needs no progress in a log
 
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+    def __init__(self, label: str, stream: TextIO | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.label = label
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
+        self.clock = clock
+        self.started = clock()
 
     def __call__(self, done: int, total: int) -> None:
-        """Redraw the bar on a terminal; on a pipe, a line every tenth of a large run."""
+        """Redraw the bar on a terminal; on a pipe, a line every tenth of a large, slow run."""
         if not self.enabled:
             step = max(1, total // 10)
-            if total >= self.PLAIN_FROM and (done % step == 0 or done == total):
+            if total >= self.PLAIN_FROM and (done % step == 0 or done == total) and \
+                    self.clock() - self.started >= self.PLAIN_AFTER:
                 print(f"{self.label}: {done}/{total}", file=self.stream, flush=True)
             return
         if total < 2:

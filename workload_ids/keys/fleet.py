@@ -32,10 +32,7 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Cal
     from ..clouds import Clouds
     selected = [c for c in compiled if c.key_mode]
     if now_name is not None:
-        selected = [c for c in selected if c.name == now_name]
-        if not selected:
-            raise UserError(f"no key-mode workload named {now_name!r} in the given manifests; "
-                            "--now takes the metadata.name of a workload with mode: key")
+        selected = _named(now_name, compiled)
     clouds = Clouds(config, seam)
     desired = [clouds[cw.provider].desired(cw) for cw in selected]
     # None: the identity is missing; otherwise its tags (our marker, any quarantine mark).
@@ -110,6 +107,26 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Cal
             if progress:
                 progress(i, len(futures))
     return reports
+
+
+def _named(name: str, compiled: list[CompiledWorkload]) -> list[CompiledWorkload]:
+    """The key-mode workload ``--now`` names, by ``NAME`` or ``ENVIRONMENT/NAME`` (the form
+    every report prints); a UserError saying why none is, with the nearest name."""
+    import difflib
+    chosen = [c for c in compiled if name in (c.name, c.label)]
+    keyed = [c for c in chosen if c.key_mode]
+    if keyed:
+        return keyed
+    if chosen:
+        raise UserError(f"{chosen[0].label} is keyless (it federates): it has no keys to replace. "
+                        "--now takes a workload with mode: key. A keyless workload's credentials are "
+                        "short-lived tokens that expire on their own; to cut them off at once, change "
+                        "its federation in the manifest and apply")
+    names = sorted({c.label for c in compiled if c.key_mode} | {c.name for c in compiled if c.key_mode})
+    close = difflib.get_close_matches(name, names, n=1)
+    raise UserError(f"no key-mode workload named {name!r} in the given manifests"
+                    + (f"; did you mean {close[0]!r}?" if close else "")
+                    + " --now takes NAME or ENVIRONMENT/NAME of a workload with mode: key")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,64 @@
+"""The smaller points a newcomer met in the first week (issue 16, item 11): each fixed and
+checked here where it is not checked beside its feature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.support.aws import KEY_MODE, workload
+from tests.support.cli import run_cli
+from workload_ids.errors import Diagnostic, InputErrors, Position
+
+
+def test_rotate_now_takes_the_printed_form_and_suggests_a_name(aws: Any, manifests: Any) -> None:
+    folder = manifests({"key.yaml": KEY_MODE, "fed.yaml": workload("svc-a")})
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    by_label = run_cli("rotate", "--now", "prod/vendor-sync", str(folder))
+    assert by_label.code == 0, by_label.err
+    typo = run_cli("rotate", "--now", "vendor-snyc", str(folder))
+    assert typo.code == 1
+    assert "no key-mode workload named 'vendor-snyc'" in typo.err
+    assert "did you mean 'vendor-sync'?" in typo.err
+    keyless = run_cli("rotate", "--now", "prod/svc-a", str(folder))
+    assert keyless.code == 1
+    assert "prod/svc-a is keyless (it federates): it has no keys to replace" in keyless.err
+
+
+def test_input_errors_say_what_is_wrong_when_printed() -> None:
+    exc = InputErrors([Diagnostic(Position("m.yaml", 3, 5), "unknown field 'resouces'")])
+    assert str(exc) == "1 problem(s) in the input:\nm.yaml:3:5: unknown field 'resouces'"
+
+
+def test_a_misspelt_required_field_is_one_error(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(workload("svc-a").replace("      resources: [", "      resouces: ["))
+    result = run_cli("validate", str(manifest))
+    assert result.code == 1
+    assert "unknown field 'resouces'; did you mean 'resources'?" in result.err
+    assert "missing required field 'resources'" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_helm_template_beside_the_manifests_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "svc.yaml").write_text(workload("svc-a"))
+    (tmp_path / "deploy" / "deployment.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Values.name }}\n"
+        "  labels: {{- include \"chart.labels\" . | nindent 4 }}\n")
+    result = run_cli("validate", str(tmp_path / "deploy"))
+    assert result.code == 0, result.err
+    # A broken workload in the folder is still reported, YAML error and all.
+    (tmp_path / "deploy" / "broken.yaml").write_text(workload("svc-b") + "  bad: [unclosed\n")
+    broken = run_cli("validate", str(tmp_path / "deploy"))
+    assert broken.code == 1 and "broken.yaml" in broken.err
+
+
+def test_cleanup_says_durations_as_the_tool_writes_them(aws: Any, manifests: Any, tmp_path: Path) -> None:
+    folder = manifests({"a.yaml": workload("svc-a")})
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    (folder / "a.yaml").unlink()
+    (folder / "b.yaml").write_text(workload("svc-b"))
+    report = run_cli("cleanup", str(folder))
+    assert "less than 1h ago" in report.out, report.out
+    assert "1:00:00" not in report.out
