@@ -350,11 +350,12 @@ def _template_grants(provider: str, template: str, index: int, parsed: ParsedRes
 
 
 def template_grants(provider: str, template: Template, index: int, text: str,
-                    escalation: str | None = None) -> list[Grant]:
+                    escalation: str | None = None, *, kind: str | None = None) -> list[Grant]:
     """The grants ``template`` gives on the resource ``text`` as access entry ``index``,
-    exactly as compile makes them; [] when the template takes no resource of that form.
-    No placement checks: lint and explain compare and show what a template would give."""
-    parsed = parse_resource(provider, text, template.kinds(provider))
+    exactly as compile makes them; [] when the template takes no resource of that form
+    (of ``kind``, when given). No placement checks: lint and explain compare and show what
+    a template would give."""
+    parsed = parse_resource(provider, text, (kind,) if kind else template.kinds(provider))
     if parsed is None:
         return []
     return _template_grants(provider, template.name, index, parsed,
