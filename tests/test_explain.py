@@ -342,3 +342,10 @@ def test_a_kind_added_to_the_data_is_recognised(tmp_path: Path, monkeypatch: pyt
     _, kinds, _ = resources._load("aws")
     found = {k.name: k for k in kinds}["kinesis-stream"]
     assert found.pattern.fullmatch("arn:aws:kinesis:eu-west-1:123456789012:stream/clicks")
+
+
+@pytest.mark.parametrize("verb", ["explain", "templates"])
+def test_help_of_the_new_verbs(verb: str) -> None:
+    result = ok(run_cli(verb, "--help"))
+    assert result.out.startswith(f"usage: workload-ids {verb}")
+    assert "offline" in result.out
