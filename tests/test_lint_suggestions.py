@@ -125,3 +125,27 @@ def test_azure_exact_template_is_suggested(manifests: Any) -> None:
     assert suggestions(result) == [
         "template queue.consume grants these actions on a servicebus-queue; use it instead of raw "
         "actions"]
+
+
+def test_a_config_template_bound_on_the_whole_project_is_not_suggested(manifests: Any,
+                                                                       tmp_path: Path) -> None:
+    # The same permission as the raw entry, but bound on the project without a condition: it
+    # would reach every bucket of the project, not the one listed.
+    folder = tmp_path / "cwd" / "mine"
+    folder.mkdir()
+    (folder / "acme.bucket.get.yaml").write_text(
+        "name: acme.bucket.get\ndescription: Get objects, bound on the project.\n"
+        "gcp:\n  gcs-bucket:\n    permissions: [storage.objects.get]\n    binding: project\n")
+    with open("workload-ids.yaml", "a", encoding="utf-8") as config:
+        config.write("templates: [mine]\n")
+    _, result = lint(manifests, gcp_workload(access=raw(["storage.objects.get"],
+                                                        "projects/_/buckets/bucket-a")))
+    assert suggestions(result) == []
+    # The control: the same template bound under a condition is suggested.
+    (folder / "acme.bucket.get.yaml").write_text(
+        "name: acme.bucket.get\ndescription: Get objects, bound on the project.\n"
+        "gcp:\n  gcs-bucket:\n    permissions: [storage.objects.get]\n    binding: condition\n")
+    _, result = lint(manifests, gcp_workload(access=raw(["storage.objects.get"],
+                                                        "projects/_/buckets/bucket-a")))
+    assert suggestions(result) == [
+        "template acme.bucket.get grants these actions on a gcs-bucket; use it instead of raw actions"]

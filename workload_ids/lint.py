@@ -110,13 +110,15 @@ def template_suggestion(cw: CompiledWorkload, index: int, templates: TemplateSet
     if not raw or any(g.kind is None for g in raw):
         return None
     raw_actions = {a for g in raw for a in (*g.actions, *g.data_actions)}
-    listed = list(dict.fromkeys(g.listed for g in raw))
+    # Each resource as the kind the raw entry was compiled as (a name can match several).
+    listed = list(dict.fromkeys((g.listed, g.kind) for g in raw))
     best: tuple[int, str, set[str]] | None = None
     for template in templates:
         accepted = template.kinds(cw.provider)
         if not accepted or any(g.kind not in accepted for g in raw):
             continue
-        wanted = [w for text in listed for w in template_grants(cw.provider, template, index, text)]
+        wanted = [w for text, kind in listed
+                  for w in template_grants(cw.provider, template, index, text, kind=kind)]
         if not wanted or not all(_covered(w, raw) for w in wanted):
             continue
         granted = {a for w in wanted for a in (*w.actions, *w.data_actions)}
