@@ -349,3 +349,24 @@ def test_help_of_the_new_verbs(verb: str) -> None:
     result = ok(run_cli(verb, "--help"))
     assert result.out.startswith(f"usage: workload-ids {verb}")
     assert "offline" in result.out
+
+
+def test_a_config_templates_text_cannot_start_a_line_of_its_own(tmp_path: Path) -> None:
+    # In a CI log a line starting "::" is a command to the runner.
+    folder = tmp_path / "cwd" / "mine"
+    folder.mkdir()
+    (folder / "acme.reports.read.yaml").write_text(
+        'name: acme.reports.read\ndescription: "Reads reports.\\n::add-mask::x"\n'
+        "aws:\n  s3-bucket:\n    - actions: [s3:GetObject]\n      resource: \"{arn}/*\"\n")
+    with open("workload-ids.yaml", "a", encoding="utf-8") as config:
+        config.write("templates: [mine]\n")
+    for args in (["templates"], ["templates", "acme.reports.read"]):
+        out = ok(run_cli(*args)).out
+        assert "Reads reports.\\n::add-mask::x" in out
+        assert not any(line.lstrip().startswith("::") for line in out.splitlines())
+
+
+def test_explain_prints_no_marker_mac() -> None:
+    # The marker's MAC is made at apply with the signing key, which explain never reads.
+    result = ok(run_cli("explain", "--config", CONFIG, "--output", "json", str(EXAMPLES)))
+    assert "mac=" not in result.out and "workload-ids:mac" not in result.out
