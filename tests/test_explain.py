@@ -370,3 +370,19 @@ def test_explain_prints_no_marker_mac() -> None:
     # The marker's MAC is made at apply with the signing key, which explain never reads.
     result = ok(run_cli("explain", "--config", CONFIG, "--output", "json", str(EXAMPLES)))
     assert "mac=" not in result.out and "workload-ids:mac" not in result.out
+
+
+def test_gcp_entries_on_one_resource_name_the_role_plan_binds_there(manifests: Any) -> None:
+    from support.gcp import gcp_workload
+    topic = "projects/acme-prod/topics/orders"
+    path = manifests({"g.yaml": gcp_workload(access=(
+        f"    - template: topic.publish\n      resources: [{topic}]\n"
+        f"    - actions: [pubsub.topics.get]\n      resources: [{topic}]\n"
+        "      reason: checks the topic exists\n"))}) / "g.yaml"
+    doc = json.loads(ok(run_cli("explain", "--output", "json", str(path))).out)
+    [w] = doc["workloads"]
+    [binding] = w["documents"]["resourceBindings"]  # one role on the topic, for both entries
+    items = [g for e in w["access"] for g in e["grants"]]
+    assert [(g["actions"], g["role"], g["binding"]) for g in items] == [
+        (["pubsub.topics.publish"], binding["role"], "resource"),
+        (["pubsub.topics.get"], binding["role"], "resource")]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ from .templates import Template, TemplateSet, builtin_template_dir
 from .validate import Validation
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+Render = Callable[[CompiledWorkload, Config], DesiredIdentity]
 TARGET_WORD = {"aws": "account", "gcp": "project", "azure": "subscription"}
 
 
@@ -94,7 +95,7 @@ def explain(result: Validation, config: Config) -> list[Explanation]:
     out: list[Explanation] = []
     for cw in result.compiled:
         lw = manifests[id(cw.source.document)]
-        render = get_cloud(cw.provider).render if cw.provider in CLOUDS else None
+        render: Render | None = get_cloud(cw.provider).render if cw.provider in CLOUDS else None
         desired = render(cw, config) if render is not None else None
         entries = tuple(_entry(cw, i, entry, render, config, desired)
                         for i, entry in enumerate(lw.workload.spec.access))
@@ -108,8 +109,8 @@ def explain(result: Validation, config: Config) -> list[Explanation]:
     return out
 
 
-def _entry(cw: CompiledWorkload, index: int, entry: AccessEntry, render: Any, config: Config,
-           desired: DesiredIdentity | None) -> EntryView:
+def _entry(cw: CompiledWorkload, index: int, entry: AccessEntry, render: Render | None,
+           config: Config, desired: DesiredIdentity | None) -> EntryView:
     grants = tuple(g for g in cw.grants if g.entry == index)
     items: tuple[Mapping[str, Any], ...]
     if render is None or desired is None:
@@ -158,9 +159,12 @@ def _items(provider: str, objects: Mapping[str, Any], grants: Sequence[Grant],
                 [f"projects/{b['role'].split('/')[1]}"]
             out.append(_item(permissions, resources, condition=condition, role=b["role"],
                              binding="condition" if condition else "project"))
+        # A resource's grants from every entry share one role there: name that one.
+        shared = {b["resource"]: b["role"] for b in whole["resourceBindings"]}
         for b in objects["resourceBindings"]:
             permissions = roles[b["role"].rsplit("/", 1)[1]]["includedPermissions"]
-            out.append(_item(permissions, [b["resource"]], binding="resource", role=b["role"]))
+            out.append(_item(permissions, [b["resource"]], binding="resource",
+                             role=shared.get(b["resource"], b["role"])))
     elif provider == "azure":
         # Role names come from the whole workload: there a permission set is one role, shared
         # by every entry that asks for it.
