@@ -38,7 +38,7 @@ from .model import (
     Trust,
 )
 from .resources import GCP_BINDING, KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
-from .templates import TemplateSet
+from .templates import Template, TemplateSet
 
 _AWS_ARN = re.compile(r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
                       r"(?P<account>\d{12}|aws|):(?P<rest>.+)")
@@ -349,6 +349,19 @@ def _template_grants(provider: str, template: str, index: int, parsed: ParsedRes
                   escalation_reason=escalation)]
 
 
+def template_grants(provider: str, template: Template, index: int, text: str,
+                    escalation: str | None = None, *, kind: str | None = None) -> list[Grant]:
+    """The grants ``template`` gives on the resource ``text`` as access entry ``index``,
+    exactly as compile makes them; [] when the template takes no resource of that form
+    (of ``kind``, when given). No placement checks: lint and explain compare and show what
+    a template would give."""
+    parsed = parse_resource(provider, text, (kind,) if kind else template.kinds(provider))
+    if parsed is None:
+        return []
+    return _template_grants(provider, template.name, index, parsed,
+                            getattr(template.spec, provider)[parsed.kind], escalation)
+
+
 def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config | None = None
                      ) -> tuple[CompiledWorkload | None, list[Diagnostic]]:
     """Compile one manifest; return None and the problems if it has any errors.
@@ -451,4 +464,5 @@ def secret_name(name: str, environment: str, owner: str, provider: str, target: 
                             config.credentials.secretName)
 
 
-__all__ = ["PLACEHOLDER", "compile_workload", "rotation_policy", "secret_name", "variable_problem"]
+__all__ = ["PLACEHOLDER", "compile_workload", "rotation_policy", "secret_name", "template_grants",
+           "variable_problem"]

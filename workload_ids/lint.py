@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from .approvals import Needed, matching_approval, stale_approvals
+from .compile import template_grants
 from .config import Config
 from .errors import Diagnostic
 from .escalation import is_credential_read, is_escalation
 from .manifest import FEDERATION_CAPABLE, LoadedWorkload
-from .model import CompiledWorkload
-from .templates import destructive
+from .model import CompiledWorkload, Grant
+from .templates import TemplateSet, destructive
 from .trust import trust_lint
 
 if TYPE_CHECKING:
@@ -59,21 +61,12 @@ def _lint_workload(cw: CompiledWorkload, lw: LoadedWorkload, result: Validation,
             warn(lw.position("spec", "access", g.entry),
                  f"{', '.join(g.actions)} cannot be limited to a resource on AWS; granted on "
                  f"\"*\"{condition}", "suggestion")
-    # A raw entry whose actions a template already grants for that kind of resource.
+    # A raw entry that a template could replace, in whole or in part, without widening it.
     for index, entry in enumerate(spec.access):
-        if entry.actions is None:
-            continue
-        # The grants hold the catalog's spelling, as the templates do.
-        raw = {a for g in cw.grants if g.entry == index for a in (*g.actions, *g.data_actions)}
-        kinds = {g.kind for g in cw.grants if g.entry == index and g.kind}
-        for template in result.templates:
-            for kind in kinds & set(template.kinds(cw.provider)):
-                granted = _template_actions(template.spec, cw.provider, kind)
-                if raw and raw <= granted:
-                    warn(lw.position("spec", "access", index),
-                         f"template {template.name} grants these actions on a {kind}; "
-                         "use it instead of raw actions", "suggestion")
-                    break
+        if entry.actions is not None:
+            suggestion = template_suggestion(cw, index, result.templates)
+            if suggestion:
+                warn(lw.position("spec", "access", index), suggestion, "suggestion")
     if spec.credentials.mode == "key" and spec.runtime in FEDERATION_CAPABLE:
         warn(lw.position("spec", "runtime"),
              f"runtime {spec.runtime} can federate: use mode: keyless with a federation entry "
@@ -89,13 +82,59 @@ def _lint_workload(cw: CompiledWorkload, lw: LoadedWorkload, result: Validation,
     return out
 
 
-def _template_actions(spec: object, provider: str, kind: str) -> set[str]:
-    definition = getattr(spec, provider)[kind]
-    if provider == "aws":
-        return {a for st in definition for a in st.actions}
-    if provider == "gcp":
-        return set(definition.permissions)
-    return set(definition.actions) | set(definition.dataActions)
+# A GCP binding on the project reaches every resource of the project; one under a condition or
+# on the resource's own policy reaches the listed resource (and what it holds).
+_BINDING_BREADTH = {None: 0, "condition": 0, "resource": 0, "project": 1}
+
+
+def _covered(wanted: Grant, raw: Sequence[Grant]) -> bool:
+    """Whether the raw entry's grants already give everything ``wanted`` gives: the same
+    resource, no more actions, and no wider binding. An unscoped statement (``*``) is never
+    covered: raw entries cannot name ``*``, so it would always be wider."""
+    if wanted.unscoped:
+        return False
+    return any(r.resource == wanted.resource and set(wanted.actions) <= set(r.actions)
+               and set(wanted.data_actions) <= set(r.data_actions)
+               and (r.condition is None or r.condition == wanted.condition)
+               and _BINDING_BREADTH.get(wanted.binding, 1) <= _BINDING_BREADTH.get(r.binding, 1)
+               for r in raw)
+
+
+def template_suggestion(cw: CompiledWorkload, index: int, templates: TemplateSet) -> str | None:
+    """The template to suggest for raw access entry ``index``, as a message, or None.
+
+    A template is suggested only when, on every resource the entry lists, it grants a subset
+    of (or exactly) what the raw entry grants there: lint never pushes towards more
+    privilege. Of several, the one leaving the fewest raw actions wins (then by name)."""
+    raw = [g for g in cw.grants if g.entry == index]
+    if not raw or any(g.kind is None for g in raw):
+        return None
+    raw_actions = {a for g in raw for a in (*g.actions, *g.data_actions)}
+    # Each resource as the kind the raw entry was compiled as (a name can match several).
+    listed = list(dict.fromkeys((g.listed, g.kind) for g in raw))
+    best: tuple[int, str, set[str]] | None = None
+    for template in templates:
+        accepted = template.kinds(cw.provider)
+        if not accepted or any(g.kind not in accepted for g in raw):
+            continue
+        wanted = [w for text, kind in listed
+                  for w in template_grants(cw.provider, template, index, text, kind=kind)]
+        if not wanted or not all(_covered(w, raw) for w in wanted):
+            continue
+        granted = {a for w in wanted for a in (*w.actions, *w.data_actions)}
+        candidate = (len(raw_actions - granted), template.name, granted)
+        if best is None or candidate[:2] < best[:2]:
+            best = candidate
+    if best is None:
+        return None
+    left, name, granted = best
+    kinds = sorted({g.kind for g in raw if g.kind})
+    on = f"a {kinds[0]}" if len(kinds) == 1 else f"these resources ({', '.join(kinds)})"
+    if not left:
+        return f"template {name} grants these actions on {on}; use it instead of raw actions"
+    return (f"template {name} grants {', '.join(sorted(granted))} of these actions on {on} and "
+            f"nothing more; use it for those and keep only "
+            f"{', '.join(sorted(raw_actions - granted))} as raw actions")
 
 
 _DAY = timedelta(days=1)

@@ -4,6 +4,10 @@ Templates name the kinds they accept (``s3-bucket``, ``pubsub-topic``, ...); thi
 is the one place that knows what a name of each kind looks like and which account,
 project or subscription it belongs to, so the compiler can refuse a resource of the
 wrong kind or in the wrong place before any cloud is called.
+
+The table itself is data, ``templates/kinds/<cloud>.yaml`` (shipped with the templates):
+each kind's form as people write it, its pattern and an example. ``workload-ids
+templates`` shows it; a kind is added there, not here.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
-_AWS_REGION = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d"
-_AWS_ACCOUNT = r"\d{12}"
-_NAME = r"[A-Za-z0-9_.+=@-]+"
+import yaml
+
+from .bundled import bundled_dir
+
+PROVIDERS = ("aws", "gcp", "azure")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,7 @@ class ResourceKind:
     name: str
     source: str
     example: str
+    form: str = ""  # how people write it: arn:aws:sqs:REGION:ACCOUNT:QUEUE
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -57,143 +65,59 @@ def _compiled(source: str, flags: int = 0) -> re.Pattern[str]:
     return re.compile(source, flags)
 
 
-def _kind(provider: str, name: str, pattern: str, example: str) -> ResourceKind:
-    return ResourceKind(provider, name, pattern, example)
+_FRAGMENT = re.compile(r"\$\{([a-z0-9-]+)\}")
 
 
-GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+def kinds_file(provider: str) -> str:
+    """Where the kinds of ``provider`` are defined (for messages and documentation)."""
+    return str(bundled_dir("templates") / "kinds" / f"{provider}.yaml")
+
+
+def _expand(text: str, fragments: dict[str, str], where: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) not in fragments:
+            raise ValueError(f"{where}: unknown fragment ${{{m.group(1)}}}")
+        return fragments[m.group(1)]
+    return _FRAGMENT.sub(one, text)
+
+
+def _load(provider: str) -> tuple[dict[str, str], list[ResourceKind], dict[str, str]]:
+    """The fragments, kinds and (GCP) bindings of one cloud's kinds file. The file ships with
+    the tool, so a malformed one is a broken installation: it fails loudly, naming the file."""
+    path = kinds_file(provider)
+    with open(path, encoding="utf-8") as fh:
+        data: dict[str, Any] = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    fragments: dict[str, str] = {}
+    for name, text in (data.get("fragments") or {}).items():
+        fragments[name] = _expand(str(text), fragments, path)
+    kinds: list[ResourceKind] = []
+    bindings: dict[str, str] = {}
+    for name, entry in data["kinds"].items():
+        kinds.append(ResourceKind(provider, name, _expand(entry["pattern"], fragments, path),
+                                  entry["example"], entry.get("form", "")))
+        if entry.get("binding"):
+            bindings[name] = entry["binding"]
+    return fragments, kinds, bindings
+
+
+_LOADED = {p: _load(p) for p in PROVIDERS}
+
+GUID = _LOADED["azure"][0]["guid"]
 # Azure allows letters and digits in any script (.NET's Char.IsLetterOrDigit), which is
 # what \w matches in Python, besides _ - . ( ); a trailing period is refused.
-RESOURCE_GROUP = r"[-\w.()]{0,89}[-\w()]"
+RESOURCE_GROUP = _LOADED["azure"][0]["resource-group"]
 RESOURCE_GROUP_RULE = ("1-90 letters, digits, underscores, hyphens, periods and parentheses, "
                        "not ending in a period")
-_ARM_RG = rf"/subscriptions/(?P<subscription>{GUID})/resourceGroups/{RESOURCE_GROUP}/providers"
 
-KINDS: tuple[ResourceKind, ...] = (
-    # --- AWS: ARNs; S3 bucket ARNs carry neither account nor region.
-    _kind("aws", "s3-bucket", r"arn:aws:s3:::(?P<name>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])",
-          "arn:aws:s3:::acme-invoices"),
-    _kind("aws", "sqs-queue",
-          rf"arn:aws:sqs:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):(?P<name>[A-Za-z0-9_-]{{1,75}}(?:\.fifo)?)",
-          "arn:aws:sqs:eu-west-1:123456789012:payment-events"),
-    _kind("aws", "sns-topic",
-          rf"arn:aws:sns:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):(?P<name>[A-Za-z0-9_-]{{1,251}}(?:\.fifo)?)",
-          "arn:aws:sns:eu-west-1:123456789012:payment-completed"),
-    _kind("aws", "dynamodb-table",
-          rf"arn:aws:dynamodb:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):table/(?P<name>[A-Za-z0-9_.-]{{3,255}})",
-          "arn:aws:dynamodb:eu-west-1:123456789012:table/payments"),
-    _kind("aws", "secretsmanager-secret",
-          rf"arn:aws:secretsmanager:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):secret:(?P<name>[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{{6}})",
-          "arn:aws:secretsmanager:eu-west-1:123456789012:secret:payments/db-AbCdEf"),
-    _kind("aws", "ssm-parameter",
-          rf"arn:aws:ssm:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):parameter/(?P<name>[A-Za-z0-9/_.-]+)",
-          "arn:aws:ssm:eu-west-1:123456789012:parameter/payments/api-url"),
-    _kind("aws", "kms-key",
-          rf"arn:aws:kms:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):key/(?P<name>(?:mrk-)?[0-9a-f-]{{32,36}})",
-          "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
-    _kind("aws", "logs-log-group",
-          rf"arn:aws:logs:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):log-group:(?P<name>[A-Za-z0-9_/.#-]{{1,512}})",
-          "arn:aws:logs:eu-west-1:123456789012:log-group:/acme/payments-api"),
-    _kind("aws", "cloudwatch-namespace", r"(?P<name>(?!AWS/)(?!arn:)[A-Za-z0-9_./#:-]{1,255})",
-          "Acme/Payments"),
-    _kind("aws", "ecr-repository",
-          rf"arn:aws:ecr:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):repository/(?P<name>[a-z0-9][a-z0-9._/-]{{1,255}})",
-          "arn:aws:ecr:eu-west-1:123456789012:repository/payments-api"),
-    _kind("aws", "lambda-function",
-          rf"arn:aws:lambda:(?P<region>{_AWS_REGION}):(?P<account>{_AWS_ACCOUNT}):function:(?P<name>[A-Za-z0-9_-]{{1,64}})",
-          "arn:aws:lambda:eu-west-1:123456789012:function:fraud-score"),
-    # --- GCP: full resource names; buckets are global (projects/_).
-    _kind("gcp", "gcs-bucket", r"projects/_/buckets/(?P<name>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])",
-          "projects/_/buckets/acme-reports"),
-    _kind("gcp", "pubsub-topic", r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/topics/(?P<name>[A-Za-z][\w.~+%-]{2,254})",
-          "projects/acme-prod/topics/orders"),
-    _kind("gcp", "pubsub-subscription",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/subscriptions/(?P<name>[A-Za-z][\w.~+%-]{2,254})",
-          "projects/acme-prod/subscriptions/orders-worker"),
-    _kind("gcp", "secretmanager-secret",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/secrets/(?P<name>[\w-]{1,255})",
-          "projects/acme-prod/secrets/orders-db-password"),
-    _kind("gcp", "kms-crypto-key",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/locations/[a-z0-9-]+/keyRings/[\w-]{1,63}/cryptoKeys/(?P<name>[\w-]{1,63})",
-          "projects/acme-prod/locations/europe-west1/keyRings/orders/cryptoKeys/pii"),
-    _kind("gcp", "bigquery-dataset",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/datasets/(?P<name>\w{1,1024})",
-          "projects/acme-prod/datasets/orders"),
-    _kind("gcp", "bigquery-table",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/datasets/\w{1,1024}/tables/(?P<name>[\w-]{1,1024})",
-          "projects/acme-prod/datasets/orders/tables/line_items"),
-    _kind("gcp", "bigtable-table",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/instances/[a-z][a-z0-9-]{5,32}/tables/(?P<name>[\w.-]{1,50})",
-          "projects/acme-prod/instances/orders-bt/tables/events"),
-    _kind("gcp", "project", r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])",
-          "projects/acme-prod"),
-    _kind("gcp", "artifact-registry-repository",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/locations/[a-z0-9-]+/repositories/(?P<name>[a-z][a-z0-9-]{0,62})",
-          "projects/acme-prod/locations/europe-west1/repositories/containers"),
-    _kind("gcp", "cloud-run-service",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/locations/[a-z0-9-]+/services/(?P<name>[a-z][a-z0-9-]{0,48})",
-          "projects/acme-prod/locations/europe-west1/services/pricing"),
-    _kind("gcp", "cloud-function",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/locations/[a-z0-9-]+/functions/(?P<name>[A-Za-z][\w-]{0,62})",
-          "projects/acme-prod/locations/europe-west1/functions/thumbnail"),
-    _kind("gcp", "cloud-tasks-queue",
-          r"projects/(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/locations/[a-z0-9-]+/queues/(?P<name>[A-Za-z0-9-]{1,100})",
-          "projects/acme-prod/locations/europe-west1/queues/emails"),
-    # --- Azure: ARM resource IDs, case as Azure returns them.
-    _kind("azure", "storage-container",
-          rf"{_ARM_RG}/Microsoft\.Storage/storageAccounts/[a-z0-9]{{3,24}}/blobServices/default/containers/(?P<name>[a-z0-9-]{{3,63}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-media/providers/Microsoft.Storage/storageAccounts/acmemedia/blobServices/default/containers/thumbnails"),
-    _kind("azure", "storage-queue",
-          rf"{_ARM_RG}/Microsoft\.Storage/storageAccounts/[a-z0-9]{{3,24}}/queueServices/default/queues/(?P<name>[a-z0-9-]{{3,63}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-media/providers/Microsoft.Storage/storageAccounts/acmemedia/queueServices/default/queues/resize-jobs"),
-    _kind("azure", "storage-table",
-          rf"{_ARM_RG}/Microsoft\.Storage/storageAccounts/[a-z0-9]{{3,24}}/tableServices/default/tables/(?P<name>[A-Za-z][A-Za-z0-9]{{2,62}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-media/providers/Microsoft.Storage/storageAccounts/acmemedia/tableServices/default/tables/jobs"),
-    _kind("azure", "servicebus-queue",
-          rf"{_ARM_RG}/Microsoft\.ServiceBus/namespaces/[A-Za-z][A-Za-z0-9-]{{4,48}}[A-Za-z0-9]/queues/(?P<name>[\w.-]{{1,260}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-orders/providers/Microsoft.ServiceBus/namespaces/acme-orders/queues/invoices"),
-    _kind("azure", "servicebus-topic",
-          rf"{_ARM_RG}/Microsoft\.ServiceBus/namespaces/[A-Za-z][A-Za-z0-9-]{{4,48}}[A-Za-z0-9]/topics/(?P<name>[\w.-]{{1,260}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-orders/providers/Microsoft.ServiceBus/namespaces/acme-orders/topics/order-events"),
-    _kind("azure", "eventgrid-topic",
-          rf"{_ARM_RG}/Microsoft\.EventGrid/topics/(?P<name>[A-Za-z0-9-]{{3,50}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-orders/providers/Microsoft.EventGrid/topics/order-events"),
-    _kind("azure", "keyvault-vault",
-          rf"{_ARM_RG}/Microsoft\.KeyVault/vaults/(?P<name>[A-Za-z][A-Za-z0-9-]{{1,22}}[A-Za-z0-9])",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-orders/providers/Microsoft.KeyVault/vaults/acme-orders-kv"),
-    _kind("azure", "keyvault-secret",
-          rf"{_ARM_RG}/Microsoft\.KeyVault/vaults/[A-Za-z][A-Za-z0-9-]{{1,22}}[A-Za-z0-9]/secrets/(?P<name>[A-Za-z0-9-]{{1,127}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-orders/providers/Microsoft.KeyVault/vaults/acme-orders-kv/secrets/db-password"),
-    _kind("azure", "keyvault-key",
-          rf"{_ARM_RG}/Microsoft\.KeyVault/vaults/[A-Za-z][A-Za-z0-9-]{{1,22}}[A-Za-z0-9]/keys/(?P<name>[A-Za-z0-9-]{{1,127}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-orders/providers/Microsoft.KeyVault/vaults/acme-orders-kv/keys/pii"),
-    _kind("azure", "container-registry",
-          rf"{_ARM_RG}/Microsoft\.ContainerRegistry/registries/(?P<name>[A-Za-z0-9]{{5,50}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-build/providers/Microsoft.ContainerRegistry/registries/acmebuild"),
-    _kind("azure", "function-app",
-          rf"{_ARM_RG}/Microsoft\.Web/sites/(?P<name>[A-Za-z0-9-]{{2,60}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-media/providers/Microsoft.Web/sites/acme-thumbnailer"),
-    _kind("azure", "data-collection-rule",
-          rf"{_ARM_RG}/Microsoft\.Insights/dataCollectionRules/(?P<name>[A-Za-z0-9_.-]{{1,64}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ops/providers/Microsoft.Insights/dataCollectionRules/app-logs"),
-    _kind("azure", "app-insights-component",
-          rf"{_ARM_RG}/Microsoft\.Insights/components/(?P<name>[A-Za-z0-9_.()-]{{1,260}})",
-          "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ops/providers/Microsoft.Insights/components/acme-apm"),
-)
+KINDS: tuple[ResourceKind, ...] = tuple(k for p in PROVIDERS for k in _LOADED[p][1])
 
-# How a GCP grant on each kind is bound: the binding the built-in templates use for that kind
-# (a test keeps the two in step), so a raw entry is bound as a template entry would be: on the
-# project under a condition naming the resource where GCP evaluates conditions on resource
-# names, on the resource's own policy where the service does not, plainly on the project for
-# the project itself. A kind missing here is refused for raw entries, never left unbound.
-GCP_BINDING: dict[str, str] = {
-    "gcs-bucket": "condition", "kms-crypto-key": "condition", "bigquery-dataset": "condition",
-    "bigquery-table": "condition", "bigtable-table": "condition",
-    "pubsub-topic": "resource", "pubsub-subscription": "resource",
-    "secretmanager-secret": "resource", "artifact-registry-repository": "resource",
-    "cloud-run-service": "resource", "cloud-function": "resource", "cloud-tasks-queue": "resource",
-    "project": "project",
-}
+# How a GCP grant on each kind is bound (``binding:`` in templates/kinds/gcp.yaml): the binding
+# the built-in templates use for that kind (a test keeps the two in step), so a raw entry is
+# bound as a template entry would be: on the project under a condition naming the resource
+# where GCP evaluates conditions on resource names, on the resource's own policy where the
+# service does not, plainly on the project for the project itself. A kind missing here is
+# refused for raw entries, never left unbound.
+GCP_BINDING: dict[str, str] = dict(_LOADED["gcp"][2])
 
 KINDS_BY_PROVIDER: dict[str, dict[str, ResourceKind]] = {}
 for _k in KINDS:

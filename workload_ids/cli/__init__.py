@@ -31,6 +31,7 @@ from .verbs import (
     cmd_bootstrap,
     cmd_cleanup,
     cmd_demo,
+    cmd_explain,
     cmd_inventory,
     cmd_lint,
     cmd_plan,
@@ -39,6 +40,7 @@ from .verbs import (
     cmd_rotate,
     cmd_sandbox,
     cmd_schema,
+    cmd_templates,
     cmd_validate,
 )
 
@@ -132,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (validate, lint):
         p.add_argument("--skip-non-manifests", action="store_true",
                        help="ignore named files that hold no kind: Workload (for pre-commit)")
+    explain = verb("explain", cmd_explain, "show what each workload would get on its cloud, entry by "
+                   "entry (actions, resources, conditions, who may obtain credentials); offline")
+    explain.add_argument("--skip-non-manifests", action="store_true",
+                         help="ignore named files that hold no kind: Workload")
+    templates = verb("templates", cmd_templates, "list the access templates, or show one template's "
+                     "grants and resource forms per cloud; offline", paths=False)
+    templates.add_argument("name", nargs="?", metavar="NAME", help="the template to show")
+    templates.add_argument("--provider", choices=("aws", "gcp", "azure"),
+                           help="only this cloud's definitions")
     lint.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     lint.add_argument("--cloud", action="store_true",
                       help="also read the cloud: warn about keys older than their maxAge")

@@ -116,6 +116,39 @@ def cmd_lint(args: argparse.Namespace, out: Output) -> int:
     return EXIT_ERROR if args.strict and warnings else EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace, out: Output) -> int:
+    """`explain`: what each workload would get on its cloud, entry by entry, offline."""
+    from ..explain import explain, explain_json, render_explanation
+    config = _config(args)
+    result = _validated(args, config, out)
+    explanations = explain(result, config)
+    out.text(render_explanation(explanations))
+    out.document(explain_json(explanations))
+    return EXIT_OK
+
+
+def cmd_templates(args: argparse.Namespace, out: Output) -> int:
+    """`templates`: the templates a run can use, or one template's grants and resource forms."""
+    from ..explain import (
+        find_template,
+        render_template_detail,
+        render_templates,
+        template_detail,
+        templates_json,
+    )
+    from ..templates import load_templates
+    config = _config(args)
+    templates = load_templates(config.template_dirs(), config.catalog_extra())
+    if args.name is None:
+        out.text(render_templates(templates, args.provider))
+        out.document(templates_json(templates, args.provider))
+        return EXIT_OK
+    detail = template_detail(find_template(templates, args.name), args.provider)
+    out.text(render_template_detail(detail))
+    out.document({"template": detail})
+    return EXIT_OK
+
+
 def _seam(config: Config) -> CallSeam:
     from ..api import seam_for
     return seam_for(config)
