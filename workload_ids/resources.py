@@ -86,7 +86,8 @@ def _load(provider: str) -> tuple[dict[str, str], list[ResourceKind], dict[str, 
     the tool, so a malformed one is a broken installation: it fails loudly, naming the file."""
     path = kinds_file(provider)
     with open(path, encoding="utf-8") as fh:
-        data: dict[str, Any] = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        safe = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # SafeLoader, its C build where there is one
+        data: dict[str, Any] = yaml.load(fh, Loader=safe)  # nosec B506 - a safe loader
     fragments: dict[str, str] = {}
     for name, text in (data.get("fragments") or {}).items():
         fragments[name] = _expand(str(text), fragments, path)
