@@ -50,3 +50,13 @@ def test_changes_pending_still_means_2_only_for_plan_results() -> None:
     result = run_cli("--help")
     assert result.code == 0
     assert "2 changes pending (plan --detailed-exitcode)" in " ".join(result.out.split())
+
+
+def test_a_reader_that_goes_away_is_no_crash() -> None:
+    """`workload-ids templates | head -1`: the pipe closes early; no traceback, no "internal error"."""
+    import subprocess
+    import sys
+    done = subprocess.run(f"{sys.executable} -m workload_ids templates | head -1", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.count("\n") == 1
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr

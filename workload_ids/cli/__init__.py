@@ -266,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         out.note("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (`workload-ids plan ... | head`): nothing left to say, and
+        # Python's own flush at exit must not print a traceback either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
     except Exception as exc:
         return _report(exc, out, args.verbose)
     finally:
