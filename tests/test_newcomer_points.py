@@ -62,3 +62,21 @@ def test_cleanup_says_durations_as_the_tool_writes_them(aws: Any, manifests: Any
     report = run_cli("cleanup", str(folder))
     assert "less than 1h ago" in report.out, report.out
     assert "1:00:00" not in report.out
+
+
+def test_gcp_keys_for_long_account_names_in_the_emulator() -> None:
+    """A realistic name makes an email longer than a certificate's common name may be (64)."""
+    from workload_ids.sandbox.gcp.iam import IamEmulator
+    emulator = IamEmulator(sandbox=True)
+    emulator.start()
+    try:
+        client = emulator.client()
+        account_id = "wid-prod-loyalty-ledger-etl-" + "a" * 2  # 30 characters, the GCP maximum
+        project = "acme-loyalty-platform-prod"
+        made = client.create_service_account(request={"name": f"projects/{project}",
+                                                      "account_id": account_id})
+        assert len(made.email) > 64
+        key = client.create_service_account_key(request={"name": made.name})
+        assert key.name.startswith(made.name + "/keys/")
+    finally:
+        emulator.stop()

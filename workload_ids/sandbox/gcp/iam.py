@@ -797,12 +797,14 @@ def _new_private_key(algorithm: int) -> RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
-def _certificate(private: RSAPrivateKey, email: str, valid_after: datetime,
+def _certificate(private: RSAPrivateKey, unique_id: str, valid_after: datetime,
                  valid_before: datetime) -> Any:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, email)])
+    # Named by the account's numeric id, as Google's key certificates are: an email can be
+    # up to 100 characters and a common name at most 64 (RFC 5280's ub-common-name).
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, unique_id)])
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(private.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(valid_after).not_valid_after(valid_before)
@@ -816,7 +818,7 @@ def _key_material(account: ServiceAccountState, key_id: str, algorithm: int,
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.serialization import pkcs12
     private = _new_private_key(algorithm)
-    cert = _certificate(private, account.email, created, valid_before)
+    cert = _certificate(private, account.unique_id, created, valid_before)
     cert_pem: bytes = cert.public_bytes(serialization.Encoding.PEM)
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
