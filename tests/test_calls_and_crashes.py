@@ -194,7 +194,7 @@ def test_cloud_error_has_no_traceback_and_a_hint(aws, manifests, cli):
     result = run_apply([path], seam)
     assert not result.ok
     assert "AccessDenied" in (result.results[0].error or "")
-    assert "lack this permission" in (result.results[0].error or "")
+    assert "lack the permission" in (result.results[0].error or "")
     assert aws.list_roles(PathPrefix="/workload-ids/")["Roles"] == []
 
 

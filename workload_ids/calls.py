@@ -26,6 +26,11 @@ NOT_FOUND = "not-found"
 DENIED = "denied"
 CONFLICT = "conflict"
 OTHER = "other"
+# The environment, not the request: no credentials found, credentials the cloud refused,
+# an endpoint nobody answers at. Each gets its own message (what to set, where).
+NO_CREDENTIALS = "no-credentials"
+REJECTED = "credentials-rejected"
+UNREACHABLE = "unreachable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,10 @@ class RetryPolicy:
     max_seconds: float = 60.0
     base_delay: float = 0.2
     max_delay: float = 10.0
+    # An endpoint that does not answer is tried again briefly (a blip), not for a minute:
+    # a stopped sandbox or a wrong URL is reported in seconds.
+    unreachable_attempts: int = 2
+    unreachable_seconds: float = 5.0
 
 
 @dataclass
@@ -141,6 +150,8 @@ class CallSeam:
         self._factories: dict[str, FaultFactory] = {}
         self._translated: set[str] = set()
         self.observers: list[Callable[[CallRecord], None]] = []
+        # Told of each retry before its pause (the CLI shows them on a terminal).
+        self.retry_observers: list[Callable[[CallRecord, str, float], None]] = []
 
     def register(self, provider: str, classifier: ErrorClassifier, factory: FaultFactory, *,
                  translate: bool = False) -> None:
@@ -204,15 +215,20 @@ class CallSeam:
                     raise
                 with self._lock:
                     self.stats.failures[info.kind] += 1
-                retryable = info.kind in (THROTTLE, TRANSIENT)
+                retryable = info.kind in (THROTTLE, TRANSIENT, UNREACHABLE)
+                attempts, seconds = ((self.retry.unreachable_attempts, self.retry.unreachable_seconds)
+                                     if info.kind == UNREACHABLE else
+                                     (self.retry.max_attempts, self.retry.max_seconds))
                 elapsed = time.monotonic() - started
-                if not retryable or attempt >= self.retry.max_attempts:
+                if not retryable or attempt >= attempts:
                     self._give_up(provider, operation, exc)
                 delay = self._backoff(attempt)
-                if elapsed + delay > self.retry.max_seconds:
+                if elapsed + delay > seconds:
                     self._give_up(provider, operation, exc)
                 with self._lock:
                     self.stats.retries[name] += 1
+                for notice in self.retry_observers:
+                    notice(record, info.kind, delay)
                 self._sleep(delay)
 
     def _give_up(self, provider: str, operation: str, exc: Exception) -> NoReturn:
@@ -249,14 +265,49 @@ class CallSeam:
             raise factory(kind, record.operation)
 
 
+# What to do when the environment, not the request, is wrong: per kind, then per cloud.
+ENVIRONMENT_HINTS = {
+    NO_CREDENTIALS: {
+        "aws": "no AWS credentials were found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and "
+               "AWS_SECRET_ACCESS_KEY), run `aws sso login`, or in GitHub Actions use "
+               "aws-actions/configure-aws-credentials; the sandbox's config sets aws.sandboxCredentials",
+        "gcp": "no Google credentials were found (Application Default Credentials): run `gcloud auth "
+               "application-default login`, set GOOGLE_APPLICATION_CREDENTIALS, or in GitHub Actions "
+               "use google-github-actions/auth",
+        "azure": "no Azure credentials were found (DefaultAzureCredential): run `az login`, set "
+                 "AZURE_CLIENT_ID and AZURE_TENANT_ID with a federated token, or in GitHub Actions "
+                 "use azure/login",
+    },
+    REJECTED: {
+        "aws": "AWS refused the credentials in use (expired, revoked or for another partition): "
+               "renew them (`aws sso login`, or the pipeline's role session) and rerun",
+        "gcp": "Google refused the credentials in use (expired or revoked): renew them (`gcloud auth "
+               "application-default login`, or the pipeline's federation step) and rerun",
+        "azure": "Entra refused the credentials in use (expired, revoked or for another tenant): "
+                 "renew them (`az login`, or the pipeline's azure/login step) and rerun",
+    },
+    UNREACHABLE: {
+        "aws": "nothing answered: check aws.endpointUrl in workload-ids.yaml and AWS_ENDPOINT_URL in "
+               "the environment (a stopped sandbox: start `workload-ids sandbox` again), and the network",
+        "gcp": "nothing answered: check the gcp.*Endpoint settings in workload-ids.yaml (a stopped "
+               "sandbox: start `workload-ids sandbox` again), and the network",
+        "azure": "nothing answered: check the azure.*Endpoint and azure.keyVaultUrl settings in "
+                 "workload-ids.yaml (a stopped sandbox: start `workload-ids sandbox` again), and the network",
+    },
+}
+
+
 def to_cloud_error(seam: CallSeam, provider: str, operation: str, exc: BaseException,
                    hint: str = "") -> CloudError:
     """Wrap an SDK exception that escaped its retries as our CloudError."""
     info = seam.classify(provider, exc)
     code = info.code if info else type(exc).__name__
     message = info.message if info else str(exc)
+    if not hint and info and info.kind in ENVIRONMENT_HINTS:
+        hint = ENVIRONMENT_HINTS[info.kind].get(provider, "")
     if not hint and info and info.kind == DENIED:
-        hint = "the credentials in use lack this permission; see README 'Permissions the tool needs'"
+        hint = (f"the credentials in use lack the permission {operation} needs; see README "
+                "'Permissions the tool needs' (`workload-ids bootstrap` prints them)")
     if not hint and info and info.kind in (THROTTLE, TRANSIENT):
         hint = "the cloud is throttling or failing; rerun later (reruns converge)"
     return CloudError(operation, code, message, hint, kind=info.kind if info else OTHER)

@@ -324,7 +324,8 @@ def _report(exc: Exception, out: Output, verbose: bool) -> int:
         import traceback
         traceback.print_exception(exc, file=out.err)
     print(f"internal error: {type(exc).__name__}: {one_line(str(exc))}\n  this is a bug in workload-ids; "
-          "rerun with --verbose and report it", file=out.err)
+          + ("report it with the traceback above" if verbose else "rerun with --verbose and report it"),
+          file=out.err)
     return code
 
 

@@ -16,7 +16,7 @@ from ..errors import one_line
 from .console import Output, Progress
 
 if TYPE_CHECKING:
-    from ..calls import CallSeam
+    from ..calls import CallRecord, CallSeam
     from ..config import Config
     from ..plan import Plan
     from ..validate import Validation
@@ -151,7 +151,15 @@ def cmd_templates(args: argparse.Namespace, out: Output) -> int:
 
 def _seam(config: Config) -> CallSeam:
     from ..api import seam_for
-    return seam_for(config)
+    seam = seam_for(config)
+    if sys.stderr.isatty():
+        # On a terminal a retry is said as it starts: a throttled or flaky cloud shows as
+        # waiting, not as a hang. Logs get the outcome only.
+        def retrying(call: CallRecord, kind: str, delay: float) -> None:
+            print(f"  {call.provider}:{call.operation}: {kind}, retrying in {delay:.1f} s "
+                  f"(attempt {call.attempt + 1})", file=sys.stderr, flush=True)
+        seam.retry_observers.append(retrying)
+    return seam
 
 
 def _plan(args: argparse.Namespace, out: Output) -> tuple[Plan, Config, CallSeam]:

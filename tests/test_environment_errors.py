@@ -1,0 +1,81 @@
+"""The environment, not the request, is wrong: no credentials, refused credentials, an
+endpoint nobody answers at. Each is said as such, with what to set and where, and an
+unreachable endpoint is given up on in seconds, not after a minute of retries."""
+
+from __future__ import annotations
+
+import pytest
+
+from workload_ids.calls import (
+    NO_CREDENTIALS,
+    UNREACHABLE,
+    CallSeam,
+    ErrorInfo,
+    RetryPolicy,
+)
+from workload_ids.errors import CloudError
+
+
+class Refused(Exception):
+    """What an SDK raises when nothing listens (the classifier below reads it)."""
+
+
+class NoCredentials(Exception):
+    """What an SDK raises when it finds no credentials."""
+
+
+def _classify(exc: BaseException) -> ErrorInfo | None:
+    if isinstance(exc, Refused):
+        return ErrorInfo(UNREACHABLE, "EndpointConnectionError", "Could not connect to http://127.0.0.1:9/")
+    if isinstance(exc, NoCredentials):
+        return ErrorInfo(NO_CREDENTIALS, "NoCredentialsError", "Unable to locate credentials")
+    return None
+
+
+def _seam(**retry: float) -> tuple[CallSeam, list[float]]:
+    slept: list[float] = []
+    seam = CallSeam(RetryPolicy(**retry), seed=1, sleep=slept.append)  # type: ignore[arg-type]
+    seam.register("aws", _classify, lambda kind, op: Refused(), translate=True)
+    return seam, slept
+
+
+def test_an_unreachable_endpoint_is_tried_briefly_then_named() -> None:
+    seam, slept = _seam()
+    calls = 0
+
+    def dead() -> None:
+        nonlocal calls
+        calls += 1
+        raise Refused("connection refused")
+    with pytest.raises(CloudError) as caught:
+        seam.call("aws", "iam.get_role", dead)
+    assert calls == 2  # one retry (a blip), not eight
+    assert sum(slept) <= 5.0
+    assert caught.value.kind == UNREACHABLE
+    assert "aws.endpointUrl" in caught.value.hint and "AWS_ENDPOINT_URL" in caught.value.hint
+    assert "workload-ids sandbox" in caught.value.hint
+
+
+def test_missing_credentials_are_not_retried_and_say_what_to_set() -> None:
+    seam, slept = _seam()
+
+    def anonymous() -> None:
+        raise NoCredentials("Unable to locate credentials")
+    with pytest.raises(CloudError) as caught:
+        seam.call("aws", "sts.get_caller_identity", anonymous)
+    assert slept == []
+    assert caught.value.kind == NO_CREDENTIALS
+    assert "AWS_PROFILE" in caught.value.hint and "this is a bug" not in caught.value.diagnostics()
+
+
+def test_each_retry_is_told_before_its_pause() -> None:
+    seam, slept = _seam(unreachable_attempts=3, unreachable_seconds=60)
+    told: list[tuple[str, str, int]] = []
+    seam.retry_observers.append(lambda call, kind, delay: told.append((call.operation, kind, call.attempt)))
+
+    def dead() -> None:
+        raise Refused()
+    with pytest.raises(CloudError):
+        seam.call("aws", "iam.get_role", dead)
+    assert told == [("iam.get_role", UNREACHABLE, 1), ("iam.get_role", UNREACHABLE, 2)]
+    assert len(slept) == 2
