@@ -18,10 +18,10 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError
 
 from ... import clock
-from ...calls import CallSeam, to_cloud_error
-from ...config import Config
+from ...calls import to_cloud_error
 from ...errors import UserError
-from ..interface import LEASE, Holder, LockRecord
+from ..interface import LEASE, Holder, KeyLock, LockRecord
+from .clients import AzureClients
 
 _HELD_BY_OTHERS = frozenset({"LeaseAlreadyPresent", "LeaseIsBreakingAndCannotBeAcquired"})
 _LOST = frozenset({"LeaseIdMismatchWithLeaseOperation", "LeaseNotPresentWithLeaseOperation",
@@ -34,19 +34,18 @@ def _code(exc: HttpResponseError) -> str:
     return str(getattr(code, "value", code) or type(exc).__name__)
 
 
-class BlobLeaseLock:
+class BlobLeaseLock(KeyLock):
     """See the module docstring."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import AzureClients
-        url = config.azure.lockContainerUrl
+    def __init__(self, clients: AzureClients, target: str) -> None:
+        url = clients.config.azure.lockContainerUrl
         if not url:
             raise UserError("Azure key mode locks each workload while its keys change, with a blob "
                             "lease: set azure.lockContainerUrl in workload-ids.yaml "
                             "(https://ACCOUNT.blob.core.windows.net/CONTAINER) and grant the tool "
                             "Storage Blob Data Contributor on that container")
-        self.seam = seam
-        self.clients: AzureClients = getattr(provider, "clients", None) or AzureClients(config, seam)
+        self.seam = clients.seam
+        self.clients = clients
         from azure.storage.blob import ContainerClient
         self.container = ContainerClient.from_container_url(
             url, credential=self.clients.credential, **self.clients.connection(url))

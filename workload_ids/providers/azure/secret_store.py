@@ -72,15 +72,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-from ...calls import CallSeam, to_cloud_error
+from ...calls import to_cloud_error
 from ...clock import format_time, parse_time
-from ...config import Config
 from ...errors import CloudError, ConflictError, UserError
 from ...model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
+from ..interface import SecretStore
+from .clients import AzureClients
 
 META_SUFFIX = "--metadata"
 META_TYPE = "application/vnd.workload-ids.metadata+json"
@@ -257,14 +257,13 @@ def _stored(name: str, tags: Mapping[str, str], keys: tuple[_Entry, ...]) -> Sto
     return StoredSecret(name=name, exists=True, tags=dict(tags), versions=versions, issued_at=issued)
 
 
-class KeyVaultStore:
+class KeyVaultStore(SecretStore):
     """See the module docstring."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import AzureClients
-        self.seam = seam
+    def __init__(self, clients: AzureClients, target: str) -> None:
+        self.seam = clients.seam
         self.target = target  # the subscription; the vault comes from azure.keyVaultUrl
-        self.clients: AzureClients = getattr(provider, "clients", None) or AzureClients(config, seam)
+        self.clients = clients
         self.client = self.clients.secrets
 
     def _fail(self, operation: str, exc: BaseException) -> Exception:
