@@ -84,13 +84,8 @@ class AzureApplications:
     def find_app_named(self, subscription: str, name: str) -> dict[str, Any] | None:
         """The application named ``name`` of ``subscription`` (unmarked ones belong to every one)."""
         sub = subscription.lower()
-        try:
-            from .graph import odata_string
-            apps = self.graph("find_applications", f"displayName eq {odata_string(name)}")
-        except Exception as exc:
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("graph.find_applications", exc) from exc
+        from .graph import odata_string
+        apps = self.graph("find_applications", f"displayName eq {odata_string(name)}")
         mine = [a for a in apps if tags_of(a.get("tags")).get(render.SUBSCRIPTION_TAG, sub) == sub]
         return mine[0] if mine else None
 
@@ -99,12 +94,10 @@ class AzureApplications:
         try:
             found: dict[str, Any] = self.graph("get_service_principal_by_app_id", app_id)
             return found
-        except Exception as exc:
-            if self.clients.kind(exc) == NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
                 return None
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("graph.get_service_principal_by_app_id", exc) from exc
+            raise
 
     def observe(self, desired: DesiredIdentity) -> ObservedIdentity | None:
         """Four calls: the application, its service principal, the subscription's custom
@@ -131,13 +124,12 @@ class AzureApplications:
             ours_by_name = f"startswith(displayName, '{self.config.azure.namePrefix}-')"
             apps = self.graph("find_applications", ours_by_name)
             sps = {str(p["appId"]): p for p in self.graph("find_service_principals", OURS_FILTER)}
-        except Exception as exc:
-            if self.clients.kind(exc) == DENIED:
-                log.warning("cannot read Microsoft Graph (%s): key-mode applications are not listed", exc)
+        except CloudError as exc:
+            if exc.kind == DENIED:
+                log.warning("cannot read Microsoft Graph (%s): key-mode applications are not listed",
+                            exc.__cause__ or exc)
                 return []
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("graph.find_applications", exc) from exc
+            raise
         out: list[ObservedIdentity] = []
         for app in apps:
             tags = tags_of(app.get("tags"))
@@ -233,15 +225,10 @@ class AzureApplications:
         """One change of an application (by action)."""
         assert change.desired is not None
         desired = change.desired
-        try:
-            action = self._actions.get(change.action)
-            if action is None:  # pragma: no cover - plan and apply are written together
-                raise ValueError(f"unknown change {change.action}")
-            action(desired)
-        except Exception as exc:
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error(f"azure.{change.action}", exc) from exc
+        action = self._actions.get(change.action)
+        if action is None:  # pragma: no cover - plan and apply are written together
+            raise ValueError(f"unknown change {change.action}")
+        action(desired)
 
     def _update_marker(self, desired: DesiredIdentity) -> None:
         self._write_app(self.require_app(desired), dict(desired.tags), ())
@@ -256,8 +243,8 @@ class AzureApplications:
                 self.graph("get_application", object_id)
                 streak += 1
                 delay = 0.25 if streak < VISIBLE_READS else 0.0
-            except Exception as exc:
-                if self.clients.kind(exc) != NOT_FOUND:
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
                     raise
                 streak, attempt = 0, attempt + 1
                 delay = min(10.0, 0.5 * 2 ** attempt)
@@ -299,8 +286,8 @@ class AzureApplications:
         if principal is None:
             try:
                 principal = self.graph("create_service_principal", str(app["appId"]), tag_list(desired.tags))
-            except Exception as exc:
-                if self.clients.kind(exc) != CONFLICT:
+            except CloudError as exc:
+                if exc.kind != CONFLICT:
                     raise
                 principal = self.service_principal(str(app["appId"]))
                 if principal is None:
@@ -329,8 +316,8 @@ class AzureApplications:
         """Set tags on an observed application read afresh; one gone is fine."""
         try:
             app = self.graph("get_application", str(identity.extra["appObjectId"]))
-        except Exception as exc:
-            if self.clients.kind(exc) == NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
                 return
             raise
         if Marker.from_tags(tags_of(app.get("tags"))) is None:
@@ -349,8 +336,8 @@ class AzureApplications:
         application restorable for 30 days."""
         try:
             self.graph("delete_application", str(identity.extra["appObjectId"]))
-        except Exception as exc:
-            if self.clients.kind(exc) != NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
                 raise
 
     def restore(self, bundle: Mapping[str, Any]) -> tuple[str, list[str]]:
@@ -361,8 +348,8 @@ class AzureApplications:
         try:
             app = self.graph("get_application", object_id)
             steps.append(f"application {bundle['name']} exists: converging it")
-        except Exception as exc:
-            if self.clients.kind(exc) != NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
                 raise
             app = self.graph("restore_deleted", object_id)
             steps.append(f"restore application {bundle['name']} from deleted items")

@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 
 from ...calls import CONFLICT, DENIED, NOT_FOUND, OTHER, THROTTLE, TRANSIENT, CallSeam, ErrorInfo
 from ...config import Config
+from ...errors import CloudError
 from ...markers import KEY_SECRET, KeyCache, check, sign
 from ...model import FORGED, IMMUTABLE_ID, TAG_MAC, UNAUTHENTICATED, Marker
 from . import render
@@ -128,7 +129,9 @@ class AzureClients:
     def __init__(self, config: Config, seam: CallSeam) -> None:
         self.config = config
         self.seam = seam
-        seam.register("azure", classify, make_fault)
+        # Failures leave the seam as CloudError of their kind (the SDK's error as the cause),
+        # so the backends decide by kind and never read an azure-core exception.
+        seam.register("azure", classify, make_fault, translate=True)
         self._credential: Any = None
         self._msi: dict[str, Any] = {}
         self._authorization: dict[str, Any] = {}
@@ -145,28 +148,6 @@ class AzureClients:
         """One cloud call, counted, fault-injected and retried by the seam."""
         return self.seam.call("azure", operation, fn, *args, **kwargs)
 
-    def checked(self, operation: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """A seam call whose failure after retries becomes a CloudError."""
-        try:
-            return self.call(operation, fn, *args, **kwargs)
-        except Exception as exc:
-            if self.seam.classify("azure", exc) is None:
-                raise
-            raise self.cloud_error(operation, exc) from exc
-
-    def cloud_error(self, operation: str, exc: BaseException) -> Exception:
-        """``exc`` (an azure-core error) as a CloudError of ``operation``."""
-        from ...calls import to_cloud_error
-        return to_cloud_error(self.seam, "azure", operation, exc)
-
-    def kind(self, exc: BaseException) -> str | None:
-        """The seam's kind of an azure-core error (or of the one ``exc`` wraps); None for
-        anything else."""
-        info = self.seam.classify("azure", exc)
-        if info is None and isinstance(exc.__cause__, BaseException):
-            info = self.seam.classify("azure", exc.__cause__)
-        return info.kind if info else None
-
     # --- the marker signing key ------------------------------------------------------
 
     def _read_signing_key(self, subscription: str) -> str | None:
@@ -175,12 +156,10 @@ class AzureClients:
         vault = self.secrets
         try:
             found = self.call("keyvault.get_secret", vault.get_secret, KEY_SECRET)
-        except Exception as exc:
-            if self.kind(exc) == NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
                 return None
-            if self.seam.classify("azure", exc) is None:
-                raise
-            raise self.cloud_error("keyvault.get_secret", exc) from exc
+            raise
         return str(found.value or "")
 
     def signed(self, subscription: str, name: str, immutable_id: str,

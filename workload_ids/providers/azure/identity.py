@@ -23,7 +23,7 @@ from typing import Any
 
 from ...calls import NOT_FOUND
 from ...config import Config
-from ...errors import ConflictError, Diagnostic, UserError
+from ...errors import CloudError, ConflictError, Diagnostic, UserError
 from ...model import MARKER_KEYS, SIGNED_KEYS, Change, DesiredIdentity, Marker, ObservedIdentity
 from ..interface import IdentityBackend, TransferCheck
 from . import render
@@ -98,7 +98,7 @@ class AzureIdentities(IdentityBackend):
 
     def verify_target(self, target: str) -> str:
         """One read in the subscription: its custom roles (the first page)."""
-        self.clients.checked("authorization.role_definitions.list", lambda: next(iter(
+        self.clients.call("authorization.role_definitions.list", lambda: next(iter(
             self.clients.authorization(target).role_definitions.list(
                 f"/subscriptions/{target}", filter="type eq 'CustomRole'").by_page()), None))
         if self.config.azure.sandboxCredentials:
@@ -113,12 +113,10 @@ class AzureIdentities(IdentityBackend):
         try:
             return self.clients.call("msi.user_assigned_identities.get", msi.user_assigned_identities.get,
                                      group, name)
-        except Exception as exc:
-            if self.clients.kind(exc) == NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
                 return None
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("msi.user_assigned_identities.get", exc) from exc
+            raise
 
     def federated(self, subscription: str, group: str, name: str) -> dict[str, dict[str, Any]]:
         """The identity's federated credentials by name (paged; none when it is gone)."""
@@ -127,12 +125,10 @@ class AzureIdentities(IdentityBackend):
             pager = msi.federated_identity_credentials.list(group, name)
             return {str(c.name): _credential_doc(c)
                     for c in self.clients.pages("msi.federated_identity_credentials.list", pager)}
-        except Exception as exc:
-            if self.clients.kind(exc) == NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
                 return {}
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("msi.federated_identity_credentials.list", exc) from exc
+            raise
 
     def _observed(self, subscription: str, identity: Any, roles: OurRoles,
                   assignments: Sequence[Any], federated: dict[str, Any] | None) -> ObservedIdentity:
@@ -182,13 +178,8 @@ class AzureIdentities(IdentityBackend):
         and are not read here: a diff trusts the manifest digest in the marker for them."""
         msi = self.clients.msi(target)
         self.clients.signing_keys.get(target)  # before anything: without it nothing here can be believed
-        try:
-            identities = list(self.clients.pages("msi.user_assigned_identities.list_by_subscription",
-                                                 msi.user_assigned_identities.list_by_subscription()))
-        except Exception as exc:
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("msi.user_assigned_identities.list_by_subscription", exc) from exc
+        identities = list(self.clients.pages("msi.user_assigned_identities.list_by_subscription",
+                                             msi.user_assigned_identities.list_by_subscription()))
         roles = self.grants.refresh(target)
         assignments = self.grants.assignments(target, None)
         by_principal: dict[str, list[Any]] = {}
@@ -287,15 +278,10 @@ class AzureIdentities(IdentityBackend):
         if desired.kind == "application":
             self.applications.apply(change)
             return
-        try:
-            action = self._actions.get(change.action)
-            if action is None:  # pragma: no cover - plan and apply are written together
-                raise ValueError(f"unknown change {change.action}")
-            action(desired)
-        except Exception as exc:
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error(f"azure.{change.action}", exc) from exc
+        action = self._actions.get(change.action)
+        if action is None:  # pragma: no cover - plan and apply are written together
+            raise ValueError(f"unknown change {change.action}")
+        action(desired)
 
     def _principal_of(self, desired: DesiredIdentity) -> str:
         identity = self.identity(desired.workload.target, desired.settings["resourceGroup"], desired.name)
@@ -368,8 +354,8 @@ class AzureIdentities(IdentityBackend):
             try:
                 self.clients.call("msi.federated_identity_credentials.delete",
                                   msi.federated_identity_credentials.delete, group, name, fic)
-            except Exception as exc:
-                if self.clients.kind(exc) != NOT_FOUND:
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
                     raise
         for fic, doc in want.items():
             if have.get(fic) != doc:

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ... import clock
-from ...calls import NOT_FOUND
+from ...calls import DENIED, NOT_FOUND, THROTTLE, TRANSIENT
 from ...config import Config
+from ...errors import CloudError
 from ...model import UNAUTHENTICATED, DesiredIdentity, IssuedKey, KeyInfo, Marker, SecretValue
 from ..interface import KeyBackend
 from .applications import AzureApplications, tags_of
@@ -87,13 +88,8 @@ class AzureKeys(KeyBackend):
         now = clock.now()
         end = now + policy.max_age + policy.overlap + policy.grace + EXPIRY_MARGIN
         object_id = self._app_object_id(desired)
-        try:
-            made = self.applications.graph("add_password", object_id,
-                                           f"workload-ids {clock.format_time(now)}", end)
-        except Exception as exc:
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("graph.add_password", exc) from exc
+        made = self.applications.graph("add_password", object_id, f"workload-ids {clock.format_time(now)}",
+                                       end)
         self._key_apps[str(made["keyId"])] = self._app_ids.get(desired.name, "")
         return IssuedKey(str(made["keyId"]), SecretValue(str(made["secretText"])), now)
 
@@ -112,12 +108,11 @@ class AzureKeys(KeyBackend):
         there); Graph answers 400 "No password credential found" for one already gone."""
         try:
             self.applications.graph("remove_password", self._app_object_id(desired), key_id)
-        except Exception as exc:
-            if self.clients.kind(exc) == NOT_FOUND or "No password credential found" in str(exc):
+        except CloudError as exc:
+            # Graph's own words are in its error, the cause (the CloudError keeps the first line).
+            if exc.kind == NOT_FOUND or "No password credential found" in str(exc.__cause__ or exc):
                 return
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("graph.remove_password", exc) from exc
+            raise
 
     def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
         """Sign-ins are in Entra's logs, not on the application: retirement waits for
@@ -137,8 +132,7 @@ class AzureKeys(KeyBackend):
             works: bool = self.applications.graph("client_secret_works", self.config.azure.tenantId or "",
                                                   app_id, key.secret.reveal())
             return works
-        except Exception as exc:
-            info = self.clients.seam.classify("azure", exc)
-            if info is not None and info.kind in ("not-found", "denied", "throttle", "transient"):
+        except CloudError as exc:
+            if exc.kind in (NOT_FOUND, DENIED, THROTTLE, TRANSIENT):
                 return False
             raise

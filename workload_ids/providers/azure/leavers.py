@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ...calls import NOT_FOUND
-from ...errors import ConflictError
+from ...errors import CloudError, ConflictError
 from ...model import (
     MARK_TAG,
     MARKER_KEYS,
@@ -205,8 +205,8 @@ class AzureLeavers(LeaverBackend):
         try:
             self.clients.call("msi.user_assigned_identities.delete", msi.user_assigned_identities.delete,
                               identity.settings["resourceGroup"], identity.name)
-        except Exception as exc:
-            if self.clients.kind(exc) != NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
                 raise
         return [f"delete managed identity {identity.name}"]
 

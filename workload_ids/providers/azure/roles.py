@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...calls import CONFLICT, NOT_FOUND
-from ...errors import ConflictError
+from ...errors import CloudError, ConflictError
 from ...model import SIGNED_KEYS, TAG_MAC, Change, DesiredIdentity, Marker, ObservedIdentity
 from .clients import AzureClients
 
@@ -194,31 +194,20 @@ class AzureGrants:
         authz = self.clients.authorization(subscription)
         found: dict[str, dict[str, Any]] = {}
         foreign: set[str] = set()
-        try:
-            for role in self.clients.pages("authorization.role_definitions.list", authz.role_definitions.list(
-                    f"/subscriptions/{subscription}", filter="type eq 'CustomRole'")):
-                if Marker.from_text(role.description) is not None:
-                    found[str(role.name).lower()] = role_doc(role)
-                else:
-                    foreign.add(str(role.name).lower())
-        except Exception as exc:
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("authorization.role_definitions.list", exc) from exc
+        for role in self.clients.pages("authorization.role_definitions.list", authz.role_definitions.list(
+                f"/subscriptions/{subscription}", filter="type eq 'CustomRole'")):
+            if Marker.from_text(role.description) is not None:
+                found[str(role.name).lower()] = role_doc(role)
+            else:
+                foreign.add(str(role.name).lower())
         return OurRoles(found, foreign)
 
     def assignments(self, subscription: str, principal: str | None) -> list[Any]:
         """Role assignments in the subscription: one principal's, or all."""
         authz = self.clients.authorization(subscription)
         flt = f"principalId eq '{principal}'" if principal else None
-        try:
-            return list(self.clients.pages("authorization.role_assignments.list_for_subscription",
-                                           authz.role_assignments.list_for_subscription(filter=flt)))
-        except Exception as exc:
-            if self.clients.seam.classify("azure", exc) is None:
-                raise
-            raise self.clients.cloud_error("authorization.role_assignments.list_for_subscription",
-                                           exc) from exc
+        return list(self.clients.pages("authorization.role_assignments.list_for_subscription",
+                                       authz.role_assignments.list_for_subscription(filter=flt)))
 
     def converge(self, subscription: str, principal: str, marker: Marker,
                  want_roles: Mapping[str, Any], want_assignments: Mapping[str, Any], label: str) -> None:
@@ -265,8 +254,8 @@ class AzureGrants:
                                   {"role_definition_id": assignment["roleDefinitionId"],
                                    "principal_id": principal, "principal_type": assignment["principalType"],
                                    "description": f"workload-ids {label}"})
-            except Exception as exc:
-                if self.clients.kind(exc) != CONFLICT:
+            except CloudError as exc:
+                if exc.kind != CONFLICT:
                     raise
                 # RoleAssignmentExists: a run that died after ARM took the PUT made it.
         for guid in sorted(set(have_roles) - set(want_roles)):
@@ -278,8 +267,8 @@ class AzureGrants:
         try:
             self.clients.call("authorization.role_assignments.delete", authz.role_assignments.delete,
                               scope, name)
-        except Exception as exc:
-            if self.clients.kind(exc) != NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
                 raise
 
     def delete_role(self, subscription: str, guid: str) -> None:
@@ -293,11 +282,11 @@ class AzureGrants:
                                   scope, guid)
                 self._remember_role(subscription, guid, None)
                 return
-            except Exception as exc:
-                if self.clients.kind(exc) == NOT_FOUND:
+            except CloudError as exc:
+                if exc.kind == NOT_FOUND:
                     self._remember_role(subscription, guid, None)
                     return
-                if self.clients.kind(exc) != CONFLICT:
+                if exc.kind != CONFLICT:
                     raise
             for a in self.assignments(subscription, None):
                 if role_guid(a.role_definition_id) == guid:

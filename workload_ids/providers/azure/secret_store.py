@@ -73,9 +73,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-from ...calls import to_cloud_error
+from ...calls import NOT_FOUND
 from ...clock import format_time, parse_time
 from ...errors import CloudError, ConflictError, UserError
 from ...model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
@@ -266,13 +264,18 @@ class KeyVaultStore(SecretStore):
         self.clients = clients
         self.client = self.clients.secrets
 
-    def _fail(self, operation: str, exc: BaseException) -> Exception:
-        hint = ""
-        if "deleted but recoverable" in str(getattr(exc, "message", "")) or \
-                getattr(getattr(exc, "error", None), "code", None) == "Conflict":
-            hint = ("the Key Vault secret was deleted and can still be recovered: recover it "
-                    "(az keyvault secret recover) to keep its key history, or purge it; then rerun")
-        return to_cloud_error(self.seam, "azure", operation, exc, hint)
+    @staticmethod
+    def _fail(exc: CloudError) -> CloudError:
+        """``exc`` as it left the seam, with what to do about a soft-deleted secret (read
+        from Key Vault's error, the cause)."""
+        cause = exc.__cause__
+        if "deleted but recoverable" in str(getattr(cause, "message", "")) or \
+                getattr(getattr(cause, "error", None), "code", None) == "Conflict":
+            return CloudError(exc.operation, exc.code, exc.message,
+                              "the Key Vault secret was deleted and can still be recovered: recover it "
+                              "(az keyvault secret recover) to keep its key history, or purge it; then rerun",
+                              kind=exc.kind)
+        return exc
 
     # --- reads ----------------------------------------------------------------------
 
@@ -280,10 +283,10 @@ class KeyVaultStore(SecretStore):
         """The metadata secret, or None if there is none (one call)."""
         try:
             secret = self.clients.call("keyvault.get_secret", self.client.get_secret, metadata_name(name))
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise self._fail("keyvault.get_secret", exc) from exc
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                return None
+            raise self._fail(exc) from exc.__cause__
         props = secret.properties
         meta = _unpack(props.version or "", props.tags or {})
         if props.content_type != META_TYPE or meta.name != name:
@@ -323,10 +326,10 @@ class KeyVaultStore(SecretStore):
                     issued = None
                 entry = _Entry(key_id, issued, props.version)
                 found.append((props.created_on or _EPOCH, issued or _EPOCH, props.version, entry))
-        except ResourceNotFoundError:
-            return [], 0
-        except AzureError as exc:
-            raise self._fail(operation, exc) from exc
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                return [], 0
+            raise self._fail(exc) from exc.__cause__
         return [item[3] for item in sorted(found, key=lambda item: item[:3])], foreign
 
     def _resolved(self, name: str, meta: _Meta) -> tuple[_Entry, ...]:
@@ -360,8 +363,8 @@ class KeyVaultStore(SecretStore):
                     metas[original] = _unpack("", props.tags or {})
                 elif KEY_ID_TAG in tags and props.name.lower() == vault_name(original).lower():
                     keyed.add(original)
-        except AzureError as exc:
-            raise self._fail(operation, exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         found = {name: _stored(name, meta.tags, self._resolved(name, meta)) for name, meta in metas.items()}
         for name in sorted(keyed - set(metas)):  # metadata lost: the versions say what we issued
             entries, _ = self._scan(name)
@@ -384,8 +387,8 @@ class KeyVaultStore(SecretStore):
         try:
             secret = self.clients.call("keyvault.get_secret", self.client.get_secret, vault_name(name),
                                        entry.version)
-        except AzureError as exc:
-            raise self._fail("keyvault.get_secret", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         value = secret.value or ""
         wanted = _join(secret.properties.tags or {}).get(FIELD_TAG)
         if wanted:
@@ -424,16 +427,16 @@ class KeyVaultStore(SecretStore):
         try:
             secret = self.clients.call("keyvault.set_secret", self.client.set_secret, metadata_name(name),
                                        json.dumps(about), content_type=META_TYPE, tags=_pack(name, meta))
-        except AzureError as exc:
-            raise self._fail("keyvault.set_secret", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         return replace(meta, version=secret.properties.version or "")
 
     def _patch(self, name: str, meta: _Meta) -> None:
         try:
             self.clients.call("keyvault.update_secret_properties", self.client.update_secret_properties,
                               metadata_name(name), meta.version, tags=_pack(name, meta))
-        except AzureError as exc:
-            raise self._fail("keyvault.update_secret_properties", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.ensure: checked tags go on the metadata secret, made if missing."""
@@ -473,7 +476,7 @@ class KeyVaultStore(SecretStore):
         try:
             stored = self.clients.call("keyvault.set_secret", self.client.set_secret, vault_name(name),
                                        json.dumps(dict(document)), content_type=KEY_TYPE, tags=tags)
-        except AzureError as exc:
-            raise self._fail("keyvault.set_secret", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         entry = _Entry(key.key_id, parse_time(format_time(key.issued)), stored.properties.version or "")
         self._patch(name, replace(meta, keys=_with(meta.keys, entry), pending=None))
