@@ -151,6 +151,7 @@ def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any,
     from support.azure import KEY_MODE
 
     from workload_ids.config import load_config
+    from workload_ids.providers.azure.clients import AzureClients
     from workload_ids.providers.azure.graph import GraphClient
     from workload_ids.providers.azure.secret_store import KeyVaultStore
     local = start_local_azure()
@@ -175,7 +176,7 @@ def test_key_mode_application_quarantine_delete_and_restore(secret_hygiene: Any,
         granted = scopes()
         assert len(granted) == 2
         from workload_ids.calls import CallSeam
-        store = KeyVaultStore(load_config(), CallSeam(), SUB)
+        store = KeyVaultStore(AzureClients(load_config(), CallSeam()), SUB)
         stored = store.describe("workload-ids/prod/vendor-sync")
         key_id = stored.current_key()
         assert key_id is not None and [c["keyId"] for c in app["passwordCredentials"]] == [key_id]

@@ -25,7 +25,7 @@ from workload_ids.calls import CallSeam, FailAt, Killed, RetryPolicy
 from workload_ids.config import Config, ConfigFile
 from workload_ids.errors import CloudError, ConflictError
 from workload_ids.model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue
-from workload_ids.providers.azure.clients import StaticTokenCredential
+from workload_ids.providers.azure.clients import AzureClients, StaticTokenCredential
 from workload_ids.providers.azure.secret_store import KeyVaultStore, metadata_name, vault_name
 from workload_ids.sandbox.azure.keyvault import KeyVaultEmulator
 from workload_ids.sandbox.common.clock import ManualClock
@@ -49,7 +49,7 @@ class Vault:
         return SecretClient(self.emulator.url, StaticTokenCredential(), **options)
 
     def store(self, seam: CallSeam | None = None) -> KeyVaultStore:
-        return KeyVaultStore(self.config, seam or quiet(), "sub")
+        return KeyVaultStore(AzureClients(self.config, seam or quiet()), "sub")
 
 
 def quiet(max_attempts: int = 3) -> CallSeam:

@@ -15,10 +15,11 @@ from support.azure import BASE, CONTAINER, RG, SUB, TOPIC, azure_workload
 from support.trust import TEST_TRUST_DATA
 
 from workload_ids.calls import CallSeam, RetryPolicy
+from workload_ids.clouds import connect
 from workload_ids.config import Config, ConfigFile
 from workload_ids.errors import ConflictError
 from workload_ids.model import Marker
-from workload_ids.providers.azure.provider import AzureProvider
+from workload_ids.providers.interface import Backends
 from workload_ids.sandbox.azure.arm import ArmEmulator, StaticTokenCredential
 from workload_ids.validate import validate
 
@@ -48,18 +49,18 @@ def arm(tmp_path: Path) -> Iterator[tuple[ArmEmulator, Config]]:
 
 
 def converge(tmp_path: Path, text: str, config: Config,
-             seam: CallSeam | None = None) -> tuple[AzureProvider, Any, list[str]]:
-    """One per-service plan and apply through the provider; returns the actions applied."""
+             seam: CallSeam | None = None) -> tuple[Backends, Any, list[str]]:
+    """One per-service plan and apply through the backends; returns the actions applied."""
     path = tmp_path / "w.yaml"
     path.write_text(text)
     checked = validate([path], config)
     checked.raise_for_errors()
-    provider = AzureProvider(config, seam or CallSeam(RetryPolicy(), sleep=lambda s: None))
-    desired = provider.desired(checked.compiled[0])
-    changes = provider.diff(desired, provider.observe_one(desired))
+    cloud = connect("azure", config, seam or CallSeam(RetryPolicy(), sleep=lambda s: None))
+    desired = cloud.desired(checked.compiled[0])
+    changes = cloud.identities.diff(desired, cloud.identities.observe_one(desired))
     for change in changes:
-        provider.apply(change)
-    return provider, desired, [c.action for c in changes]
+        cloud.identities.apply(change)
+    return cloud, desired, [c.action for c in changes]
 
 
 def clients(emulator: ArmEmulator) -> tuple[ManagedServiceIdentityClient, AuthorizationManagementClient]:
@@ -125,7 +126,7 @@ def test_mover_removes_old_scopes_updates_roles_in_place_and_keeps_foreign_grant
     moved = azure_workload(access=f"    - template: object-storage.read\n      resources: [{CONTAINER_B}]\n",
                            federation="    federation:\n      - kind: github-actions\n"
                                       "        repository: acme/recon\n        ref: refs/heads/main\n")
-    provider, _, actions = converge(tmp_path, moved, config)
+    cloud, _, actions = converge(tmp_path, moved, config)
     assert actions == ["update-access", "update-federation", "update-marker"]
     grants = grants_of(emulator, principal)
     assert set(grants) == {CONTAINER_B, f"/subscriptions/{SUB}/resourceGroups/{RG}"}
@@ -133,7 +134,7 @@ def test_mover_removes_old_scopes_updates_roles_in_place_and_keeps_foreign_grant
     assert [r.assignable_scopes for r in roles] == [[CONTAINER_B]]  # the read role, updated in place
     [fic] = list(msi.federated_identity_credentials.list(RG, "wid-prod-recon"))
     assert fic.subject == "repo:acme/recon:ref:refs/heads/main"
-    observed = provider.observe_one(provider.desired(desired.workload))
+    observed = cloud.identities.observe_one(cloud.desired(desired.workload))
     assert observed is not None and observed.extra["foreignGrants"] == [f"{reader} at /subscriptions/{SUB}"
                                                                          f"/resourceGroups/{RG}"]
     assert converge(tmp_path, moved, config)[2] == []

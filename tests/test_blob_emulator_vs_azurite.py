@@ -166,7 +166,6 @@ def test_the_blob_lease_lock_on_azurite(tmp_path: Path) -> None:
     """Key mode's workload lock (a lease on NAME.lock, locks/azure.py) on Azurite: one
     holder at a time, the busy answer names the holder, renew and release work, and the
     next run gets the lock."""
-    from types import SimpleNamespace
 
     from workload_ids.calls import CallSeam
     from workload_ids.config import load_config
@@ -185,7 +184,7 @@ def test_the_blob_lease_lock_on_azurite(tmp_path: Path) -> None:
             clients = AzureClients(config, seam)
             # Azurite's --oauth basic reads a JWT's claims; our emulators take any token.
             clients._credential = StaticTokenCredential(sandbox_token())
-            return BlobLeaseLock(config, seam, "sub", SimpleNamespace(clients=clients))
+            return BlobLeaseLock(clients, "sub")
         first, second = lock(), lock()
         one, two = Holder("host/1/aa", "rotate"), Holder("host/2/bb", "rotate")
         assert first.try_acquire("wid-prod-svc", one, {"workload-ids:workload": "svc"}) is None

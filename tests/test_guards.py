@@ -510,7 +510,7 @@ class Azure(Cloud):
         self.assign(f"/subscriptions/{SUB}/resourceGroups/{RG}", READER, principal)
 
     def forge(self, name: str, key: bool) -> None:
-        from workload_ids.providers.azure.keys import tag_list
+        from workload_ids.providers.azure.applications import tag_list
         tags = forged_tags(name, self.owner)
         if key:
             self.graph.update_application(self.app(name)["id"], {

@@ -58,22 +58,23 @@ def _race(make: Callable[[], object], each: Callable[[object, int], None],
 
 def test_azure_key_mode_keeps_every_application_id_when_workloads_run_at_once(
         busy_switching: None) -> None:
-    """Each key-mode workload remembers its application's ids on the provider its thread
+    """Each key-mode workload remembers its application's ids on the key backend its thread
     shares with the others. The table used to be made on first use: two threads that both
     found none each made one and the later replaced the earlier, losing its entry, and the
     Key Vault secret written next held an empty clientId."""
-    from workload_ids.providers.azure.provider import AzureProvider
+    from workload_ids.clouds import connect
+    from workload_ids.providers.azure.keys import AzureKeys
     config = Config(ConfigFile.model_validate({}), Path.cwd(), None)
 
-    def remember(provider: object, i: int) -> None:
-        assert isinstance(provider, AzureProvider)
-        provider._remember({"displayName": f"wid-app-{i}", "appId": f"app-{i}", "id": f"object-{i}"})
+    def remember(keys: object, i: int) -> None:
+        assert isinstance(keys, AzureKeys)
+        keys._remember({"displayName": f"wid-app-{i}", "appId": f"app-{i}", "id": f"object-{i}"})
 
-    def lost(provider: object) -> bool:
-        assert isinstance(provider, AzureProvider)
-        return any(provider._app_ids.get(f"wid-app-{i}") != f"app-{i}" for i in range(THREADS))
+    def lost(keys: object) -> bool:
+        assert isinstance(keys, AzureKeys)
+        return any(keys._app_ids.get(f"wid-app-{i}") != f"app-{i}" for i in range(THREADS))
 
-    trials, failures = _race(lambda: AzureProvider(config, CallSeam()), remember, lost)
+    trials, failures = _race(lambda: connect("azure", config, CallSeam()).keys, remember, lost)
     assert trials > 50 and failures == 0, f"{failures} of {trials} runs lost an application id"
 
 

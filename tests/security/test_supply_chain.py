@@ -168,9 +168,11 @@ def test_the_azure_provider_never_imports_trustme() -> None:
         assert "trustme" not in path.read_text(), path
     # And at run time: the provider and its modules import with trustme made unimportable.
     code = ("import sys; sys.modules['trustme'] = None\n"
-            "import workload_ids.providers.azure.provider, workload_ids.providers.azure.clients\n"
+            "import workload_ids.providers.azure.identity, workload_ids.providers.azure.clients\n"
             "import workload_ids.providers.azure.keys, workload_ids.providers.azure.graph\n"
-            "import workload_ids.providers.azure.leavers, workload_ids.providers.azure.render\n")
+            "import workload_ids.providers.azure.leavers, workload_ids.providers.azure.render\n"
+            "import workload_ids.providers.azure.applications, workload_ids.providers.azure.roles\n"
+            "import workload_ids.providers.azure.secret_store, workload_ids.providers.azure.lock\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0, done.stderr

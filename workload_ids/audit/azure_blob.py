@@ -15,14 +15,13 @@ local emulator (Azurite, or ours) on loopback, path-style
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import time
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from ..calls import ErrorInfo
-from ..errors import UserError
+from ..calls import CONFLICT, NOT_FOUND, ErrorInfo
+from ..errors import CloudError, UserError
 from .sink import Listing, listing_of, record_name
 
 if TYPE_CHECKING:
@@ -46,8 +45,9 @@ def make_fault(kind: str, operation: str) -> BaseException:
 
 
 def register(seam: CallSeam) -> None:
-    """Let ``seam`` classify and fault the blob sink's calls, so they retry like the provider's."""
-    seam.register(PROVIDER, classify, make_fault)
+    """Let ``seam`` classify and fault the blob sink's calls, so they retry like the provider's
+    and leave it as CloudError of their kind (as the Azure provider's do)."""
+    seam.register(PROVIDER, classify, make_fault, translate=True)
 
 
 def sandbox_token() -> str:
@@ -144,13 +144,14 @@ class BlobStore:
 
     def create(self, seam: CallSeam, seq: int, data: bytes) -> bool:
         """ObjectStore.create: an upload with overwrite off; False when the blob already exists."""
-        from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import ContentSettings
         blob = self.container.get_blob_client(f"{self.prefix}records/{record_name(seq)}")
         try:
             self._call(seam, "upload_blob", blob.upload_blob, data, overwrite=False,
                        content_settings=ContentSettings(content_type="application/json"))
-        except ResourceExistsError:
+        except CloudError as exc:
+            if exc.kind != CONFLICT:
+                raise
             return False
         return True
 
@@ -174,17 +175,20 @@ class BlobStore:
     def write_anchor(self, seam: CallSeam, data: bytes) -> None:
         """ObjectStore.write_anchor: a line appended to the span's head blob, made if missing."""
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
         seq = int(json.loads(data)["seq"])
         blob = self.container.get_blob_client(f"{self.prefix}head-{seq // HEAD_SPAN:06d}")
         try:
             self._call(seam, "append_block", blob.append_block, data + b"\n")
             return
-        except ResourceNotFoundError:
-            pass
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
         # The first anchor of this span: make its append blob (unless a concurrent run did).
-        with contextlib.suppress(ResourceExistsError):
+        try:
             self._call(seam, "create_append_blob", blob.create_append_blob,
                        match_condition=MatchConditions.IfMissing)
+        except CloudError as exc:
+            if exc.kind != CONFLICT:
+                raise
         self._call(seam, "append_block", blob.append_block, data + b"\n")
 

@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..calls import CallSeam, to_cloud_error
-from ..errors import ConflictError
+from ..calls import NOT_FOUND, CallSeam, to_cloud_error
+from ..errors import CloudError, ConflictError
 from ..markers import KEY_SECRET
 from . import MARKER_PREFIX, Step, marker
 
@@ -236,8 +236,6 @@ def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True, name: s
     vault's RBAC (Key Vault Secrets User on this secret for the tool's identities).
     The audit key (``name``, ``vault_url``, ``tag_value``, ``purpose="audit"``) is made
     and judged the same way, in the vault ``audit.sink.signingKey`` names."""
-    from azure.core.exceptions import ResourceNotFoundError
-
     from ..markers import KEY_SECRET
     from ..signing import SigningKey, new_key_material
     name = name or KEY_SECRET
@@ -245,7 +243,9 @@ def ensure_signing_key(clients: Any, vault: Any, *, create: bool = True, name: s
     where = f"{vault_url} secret {name}"
     try:
         found = clients.call("keyvault.get_secret", vault.get_secret, name)
-    except ResourceNotFoundError:
+    except CloudError as exc:
+        if exc.kind != NOT_FOUND:
+            raise
         found = None
     if found is not None:
         tags = dict(found.properties.tags or {})
@@ -277,15 +277,15 @@ def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any], resource_grou
     clients = AzureClients(config, seam)
     try:
         return AzureBootstrap(clients, plan, resource_group, location).run()
-    except Exception as exc:
-        info = seam.classify("azure", exc)
-        if info is None:
-            raise
-        if info.code in ("ResourceGroupNotFound", "SubscriptionNotFound"):
-            raise to_cloud_error(seam, "azure", "bootstrap", exc,
+    except CloudError as exc:
+        cause = exc.__cause__
+        if cause is None or seam.classify("azure", cause) is None:
+            raise  # not a failed call (one of ours, made whole): as it is
+        if exc.code in ("ResourceGroupNotFound", "SubscriptionNotFound"):
+            raise to_cloud_error(seam, "azure", "bootstrap", cause,
                                  f"create the resource group first (az group create --subscription "
                                  f"{plan['target']} --name {resource_group} --location {location}), or "
-                                 "name an existing one with --resource-group; nothing was changed") from exc
-        raise to_cloud_error(seam, "azure", "bootstrap", exc,
+                                 "name an existing one with --resource-group; nothing was changed") from cause
+        raise to_cloud_error(seam, "azure", "bootstrap", cause,
                              "bootstrap needs an Owner (or User Access Administrator and Managed Identity "
-                             "Contributor) of the subscription; rerun converges") from exc
+                             "Contributor) of the subscription; rerun converges") from cause

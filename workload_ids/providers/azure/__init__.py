@@ -18,13 +18,23 @@ if TYPE_CHECKING:
 
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """Azure's backends over ``seam``, sharing one set of clients."""
+    from .applications import AzureApplications
+    from .clients import AzureClients
+    from .identity import AzureIdentities
+    from .keys import AzureKeys
+    from .leavers import AzureLeavers
     from .lock import BlobLeaseLock
-    from .provider import AzureProvider
+    from .roles import AzureGrants
     from .secret_store import KeyVaultStore
-    provider = AzureProvider(config, seam, transfers)
-    return Backends(CLOUD, config, seam, identities=provider, leavers=provider, keys=provider,
-                    store_for=lambda target: KeyVaultStore(config, seam, target, provider),
-                    lock_for=lambda target: BlobLeaseLock(config, seam, target, provider))
+    clients = AzureClients(config, seam)
+    grants = AzureGrants(clients)
+    applications = AzureApplications(clients, config, transfers, grants)
+    identities = AzureIdentities(clients, config, transfers, grants, applications)
+    return Backends(CLOUD, config, seam, identities=identities,
+                    leavers=AzureLeavers(clients, identities, applications, grants),
+                    keys=AzureKeys(clients, config, applications),
+                    store_for=lambda target: KeyVaultStore(clients, target),
+                    lock_for=lambda target: BlobLeaseLock(clients, target))
 
 
 CLOUD = Cloud("azure", render.desired_identity, render.static_checks, connect)

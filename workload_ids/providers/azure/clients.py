@@ -13,7 +13,7 @@ Azure's public endpoints, the system's CA store and ``DefaultAzureCredential`` a
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from azure.core.credentials import AccessToken
@@ -30,6 +30,10 @@ from azure.core.exceptions import (
 
 from ...calls import CONFLICT, DENIED, NOT_FOUND, OTHER, THROTTLE, TRANSIENT, CallSeam, ErrorInfo
 from ...config import Config
+from ...errors import CloudError
+from ...markers import KEY_SECRET, KeyCache, check, sign
+from ...model import FORGED, IMMUTABLE_ID, TAG_MAC, UNAUTHENTICATED, Marker
+from . import render
 
 T = TypeVar("T")
 
@@ -119,23 +123,66 @@ def make_fault(kind: str, operation: str) -> BaseException:
 
 class AzureClients:
     """Lazily built clients for one run (shared across threads); every call goes
-    through :meth:`call` or :meth:`pages`."""
+    through :meth:`call` or :meth:`pages`. Also the marker signing key, which every
+    backend of the run reads and writes markers with."""
 
     def __init__(self, config: Config, seam: CallSeam) -> None:
         self.config = config
         self.seam = seam
-        seam.register("azure", classify, make_fault)
+        # Failures leave the seam as CloudError of their kind (the SDK's error as the cause),
+        # so the backends decide by kind and never read an azure-core exception.
+        seam.register("azure", classify, make_fault, translate=True)
         self._credential: Any = None
         self._msi: dict[str, Any] = {}
         self._authorization: dict[str, Any] = {}
         self._graph: Any = None
         self._secrets: Any = None
+        # One key in the configured vault serves every subscription (read once each).
+        self.signing_keys = KeyCache(self._read_signing_key, lambda _: (
+            f"Key Vault {config.azure.keyVaultUrl} secret {KEY_SECRET}" if config.azure.keyVaultUrl else
+            f"Key Vault secret {KEY_SECRET} (azure.keyVaultUrl is not set in workload-ids.yaml)"))
 
     # --- plumbing --------------------------------------------------------------------
 
     def call(self, operation: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """One cloud call, counted, fault-injected and retried by the seam."""
         return self.seam.call("azure", operation, fn, *args, **kwargs)
+
+    # --- the marker signing key ------------------------------------------------------
+
+    def _read_signing_key(self, subscription: str) -> str | None:
+        if not self.config.azure.keyVaultUrl:
+            return None
+        vault = self.secrets
+        try:
+            found = self.call("keyvault.get_secret", vault.get_secret, KEY_SECRET)
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                return None
+            raise
+        return str(found.value or "")
+
+    def signed(self, subscription: str, name: str, immutable_id: str,
+               tags: Mapping[str, str]) -> dict[str, str]:
+        """``tags`` with the MAC of the marker they hold, for this identity."""
+        out = {k: v for k, v in tags.items() if k != TAG_MAC}
+        marker = Marker.from_tags(out)
+        if marker is not None:
+            # Subscription ids are GUIDs, written in either case: the MAC binds the lower.
+            out[TAG_MAC] = sign(self.signing_keys.get(subscription), "azure", subscription.lower(), name,
+                                immutable_id, marker)
+        return out
+
+    def ownership(self, subscription: str, name: str, immutable_id: str, tags: Mapping[str, str],
+                  marker: Marker | None) -> dict[str, Any]:
+        """What an observed identity's ``extra`` says about its marker: forged by place or
+        name, the id its MAC binds, and whether the MAC fails to authenticate it."""
+        prefix = self.config.azure.namePrefix
+        misplaced = render.not_ours(prefix, name, marker) if marker else None
+        return {FORGED: misplaced, IMMUTABLE_ID: immutable_id,
+                UNAUTHENTICATED: check(self.signing_keys.get(subscription), "azure", subscription.lower(),
+                                       name, immutable_id, marker, tags.get(TAG_MAC))
+                if marker is not None and not misplaced else None}
 
     def pages(self, operation: str, pager: Any) -> Iterator[Any]:
         """The items of an azure-core pager, each page fetched as one seam call (a retry

@@ -10,12 +10,12 @@ restore) recreates, and the restore bundle holds them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...calls import NOT_FOUND
-from ...errors import ConflictError
+from ...errors import CloudError, ConflictError
 from ...model import (
     MARK_TAG,
     MARKER_KEYS,
@@ -27,11 +27,15 @@ from ...model import (
     QuarantineMark,
     encode_mark,
 )
+from ..interface import LeaverBackend
 from . import render
+from .applications import AzureApplications
+from .clients import AzureClients
+from .identity import AzureIdentities
+from .roles import AzureGrants
 
-if TYPE_CHECKING:
-    from ...calls import CallSeam
-    from .clients import AzureClients
+# One teardown step: what it did, as the steps delete() returns (empty when nothing).
+Step = Callable[[ObservedIdentity, Marker], list[str]]
 
 
 def assignments_of_roles(subscription: str, workload: str, roles: Mapping[str, Any]) -> dict[str, Any]:
@@ -45,35 +49,22 @@ def assignments_of_roles(subscription: str, workload: str, roles: Mapping[str, A
     return dict(sorted(out.items()))
 
 
-class AzureRetireMixin:
-    """The leaver half of :class:`~workload_ids.providers.azure.provider.AzureProvider`."""
+class AzureLeavers(LeaverBackend):
+    """Cleanup's and restore's steps for managed identities and applications."""
 
-    if TYPE_CHECKING:
-        seam: CallSeam
-        clients: AzureClients
-        prefix: str
-        _scope_assignments: dict[str, list[dict[str, str]]]
-        _scope_principals: dict[str, set[str]]
-
-        def _kind(self, exc: BaseException) -> str | None: ...
-        def _identity(self, subscription: str, group: str, name: str) -> Any | None: ...
-        def _federated(self, subscription: str, group: str, name: str) -> dict[str, dict[str, Any]]: ...
-        def _delete_assignment(self, subscription: str, scope: str, name: str) -> None: ...
-        def delete_role(self, subscription: str, guid: str) -> None: ...
-        def converge_grants(self, subscription: str, principal: str, marker: Marker,
-                            want_roles: Mapping[str, Any], want_assignments: Mapping[str, Any],
-                            label: str) -> None: ...
-        def converge_federated(self, subscription: str, group: str, name: str,
-                               want: Mapping[str, Any]) -> None: ...
-        def write_identity_tags(self, subscription: str, group: str, name: str, identity: Any,
-                                marker_tags: Mapping[str, str], drop: Sequence[str] = ()) -> None: ...
-        def _ownership(self, subscription: str, name: str, immutable_id: str, tags: Mapping[str, str],
-                       marker: Marker | None) -> dict[str, Any]: ...
-        def write_app_tags(self, identity: ObservedIdentity, marker_tags: Mapping[str, str],
-                           drop: Sequence[str] = ()) -> None: ...
-        def set_principal_enabled(self, identity: ObservedIdentity, enabled: bool) -> None: ...
-        def delete_application(self, identity: ObservedIdentity) -> None: ...
-        def restore_application(self, bundle: Mapping[str, Any]) -> tuple[str, list[str]]: ...
+    def __init__(self, clients: AzureClients, identities: AzureIdentities,
+                 applications: AzureApplications, grants: AzureGrants) -> None:
+        self.clients = clients
+        self.identities = identities
+        self.applications = applications
+        self.grants = grants
+        # Teardown by kind, in order: assignments first (none is left pointing at a deleted
+        # principal), then the roles, then the identity (its federated credentials go with
+        # it) or application.
+        self._teardown: dict[str, tuple[Step, ...]] = {
+            "managed-identity": (self._remove_assignments, self._delete_roles, self._delete_identity),
+            "application": (self._remove_assignments, self._delete_roles, self._delete_application),
+        }
 
     def _guard(self, identity: ObservedIdentity) -> Marker:
         marker = identity.marker
@@ -93,17 +84,17 @@ class AzureRetireMixin:
         extra = {k: v for k, v in tags.items() if k not in MARKER_KEYS}
         marker_tags.update({k: v for k, v in tags.items() if k in MARKER_KEYS})
         if identity.kind == "application":
-            self.write_app_tags(identity, {**marker_tags, **extra}, drop)
+            self.applications.write_tags(identity, {**marker_tags, **extra}, drop)
             return
         group = identity.settings["resourceGroup"]
-        current = self._identity(identity.target, group, identity.name)
+        current = self.identities.identity(identity.target, group, identity.name)
         if current is None:
             return
         if Marker.from_tags(current.tags or {}) is None:
             raise ConflictError(f"managed identity {identity.name} no longer carries the workload-ids tags",
                                 "it is never modified")
-        self.write_identity_tags(identity.target, group, identity.name, current,
-                                 {**marker_tags, **extra}, drop)
+        self.identities.write_tags(identity.target, group, identity.name, current,
+                                   {**marker_tags, **extra}, drop)
 
     def _principal(self, identity: ObservedIdentity) -> str:
         return str(identity.extra.get("principalId") or "")
@@ -114,9 +105,12 @@ class AzureRetireMixin:
     # --- reads ---------------------------------------------------------------------
 
     def last_used(self, identity: ObservedIdentity) -> datetime | None:
+        """Azure keeps sign-ins in Entra's logs (a Graph reports API with its own licence),
+        not on the identity: Azure identities are never judged unused."""
         return None
 
     def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        """No assignment of ours left (and an application's principal disabled)."""
         objects = identity.extra.get("objects") or {}
         if "assignments" not in objects:
             return None
@@ -131,28 +125,31 @@ class AzureRetireMixin:
     # --- actions -------------------------------------------------------------------
 
     def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
+        """The mark, an application's principal disabled, then our assignments removed."""
         marker = self._guard(identity)
         text = encode_mark(mark)
         if identity.tags.get(MARK_TAG) != text:
             self._set_tags(identity, {MARK_TAG: text})
         if identity.kind == "application":
-            self.set_principal_enabled(identity, False)
+            self.applications.set_principal_enabled(identity, False)
         # No roles wanted: every assignment of ours to this principal goes; the roles stay.
-        self.converge_grants(identity.target, self._principal(identity), marker, self._roles(identity), {},
+        self.grants.converge(identity.target, self._principal(identity), marker, self._roles(identity), {},
                              f"{marker.environment}/{marker.workload}")
         return mark
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
+        """The assignments our roles imply, an application's principal enabled, the mark cleared."""
         marker = self._guard(identity)
         roles = self._roles(identity)
-        self.converge_grants(identity.target, self._principal(identity), marker, roles,
+        self.grants.converge(identity.target, self._principal(identity), marker, roles,
                              assignments_of_roles(identity.target, f"{marker.environment}/{marker.workload}",
                                                   roles), f"{marker.environment}/{marker.workload}")
         if identity.kind == "application":
-            self.set_principal_enabled(identity, True)
+            self.applications.set_principal_enabled(identity, True)
         self._set_tags(identity, {}, drop=[MARK_TAG])
 
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
+        """The owner in the marker tags, the previous one kept in a tag."""
         marker = self._guard(identity)
         previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
         moved = Marker(marker.workload, successor, marker.environment, marker.digest)
@@ -164,7 +161,8 @@ class AzureRetireMixin:
         marker = self._guard(identity)
         federated: dict[str, Any] = {}
         if identity.kind != "application":
-            federated = self._federated(identity.target, identity.settings["resourceGroup"], identity.name)
+            federated = self.identities.federated(identity.target, identity.settings["resourceGroup"],
+                                                  identity.name)
         return {
             "provider": "azure", "target": identity.target, "kind": identity.kind, "name": identity.name,
             "address": identity.address, "resourceGroup": identity.settings.get("resourceGroup", ""),
@@ -179,44 +177,50 @@ class AzureRetireMixin:
         }
 
     def delete(self, identity: ObservedIdentity) -> list[str]:
-        """Assignments first (none is left pointing at a deleted principal), then the
-        roles, then the identity (its federated credentials go with it) or application."""
+        """The kind's teardown steps in order (see the table made in the constructor)."""
         marker = self._guard(identity)
         steps: list[str] = []
-        roles = self._roles(identity)
-        self.converge_grants(identity.target, self._principal(identity), marker, roles, {},
+        for step in self._teardown[identity.kind]:
+            steps.extend(step(identity, marker))
+        return steps
+
+    def _remove_assignments(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
+        self.grants.converge(identity.target, self._principal(identity), marker, self._roles(identity), {},
                              f"{marker.environment}/{marker.workload}")
-        steps.append("remove its role assignments")
-        for guid in sorted(roles):
-            self.delete_role(identity.target, guid)
+        return ["remove its role assignments"]
+
+    def _delete_roles(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
+        steps: list[str] = []
+        for guid in sorted(self._roles(identity)):
+            self.grants.delete_role(identity.target, guid)
             steps.append(f"delete role definition {guid}")
-        if identity.kind == "application":
-            self.delete_application(identity)
-            steps.append(f"delete application {identity.name} (soft-deleted for 30 days)")
-            return steps
+        return steps
+
+    def _delete_application(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
+        self.applications.delete(identity)
+        return [f"delete application {identity.name} (soft-deleted for 30 days)"]
+
+    def _delete_identity(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
         msi = self.clients.msi(identity.target)
         try:
             self.clients.call("msi.user_assigned_identities.delete", msi.user_assigned_identities.delete,
                               identity.settings["resourceGroup"], identity.name)
-        except Exception as exc:
-            if self._kind(exc) != NOT_FOUND:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
                 raise
-        steps.append(f"delete managed identity {identity.name}")
-        return steps
+        return [f"delete managed identity {identity.name}"]
 
     def dead_grants(self, target: str) -> list[dict[str, str]]:
         """Assignments of our roles whose principal is no longer an identity or
         application we read in the last fleet read of ``target``: ARM keeps them after a
         principal is deleted ("Identity not found"), and they count against the
         subscription's 4,000."""
-        principals = self._scope_principals.get(target)
-        if principals is None:
-            return []
-        return [g for g in self._scope_assignments.get(target, []) if g["member"].lower() not in principals]
+        return self.identities.dead_grants(target)
 
     def remove_dead_grants(self, target: str, grants: list[dict[str, str]]) -> None:
+        """Delete each assignment (one already gone is fine)."""
         for grant in grants:
-            self._delete_assignment(target, grant["scope"], grant["name"])
+            self.grants.delete_assignment(target, grant["scope"], grant["name"])
 
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Recreate the identity (Azure has no undelete for managed identities, so it gets
@@ -232,25 +236,26 @@ class AzureRetireMixin:
         # Only an identity whose marker the tool authenticated has a bundle to restore.
         bound_to = str(bundle.get("appObjectId") if bundle["kind"] == "application"
                        else bundle.get("principalId") or "")
-        if self._ownership(subscription, str(bundle["name"]), bound_to, tags, marker).get(UNAUTHENTICATED):
+        if self.clients.ownership(subscription, str(bundle["name"]), bound_to, tags,
+                                  marker).get(UNAUTHENTICATED):
             raise ConflictError(f"the restore bundle of {bundle['name']} carries a marker that is not "
                                 "authenticated (no valid workload-ids:mac)", "it is never restored: the "
                                 "identity it describes was not provably made by workload-ids, or the "
                                 "bundle was edited")
         roles = dict(bundle.get("roles") or {})
         if bundle["kind"] == "application":
-            principal, app_steps = self.restore_application(bundle)
+            principal, app_steps = self.applications.restore(bundle)
             steps.extend(app_steps)
         else:
             group, name = str(bundle["resourceGroup"]), str(bundle["name"])
-            current = self._identity(subscription, group, name)
+            current = self.identities.identity(subscription, group, name)
             if current is not None and Marker.from_tags(current.tags or {}) is None:
                 raise ConflictError(f"managed identity {name} exists without the workload-ids tags",
                                     "it is never modified; restore under that name is impossible")
             unsigned = False
             if current is not None:
                 held = dict(current.tags or {})
-                if self._ownership(subscription, name, str(current.principal_id or ""), held,
+                if self.clients.ownership(subscription, name, str(current.principal_id or ""), held,
                                    Marker.from_tags(held)).get(UNAUTHENTICATED):
                     if TAG_MAC in held or Marker.from_tags(held) != marker:
                         raise ConflictError(f"managed identity {name} exists and carries the workload-ids "
@@ -278,12 +283,13 @@ class AzureRetireMixin:
             else:
                 steps.append(f"managed identity {name} exists: converging it")
             principal = str(current.principal_id)
-            self.converge_federated(subscription, group, name, dict(bundle.get("federatedCredentials") or {}))
+            self.identities.converge_federated(subscription, group, name,
+                                               dict(bundle.get("federatedCredentials") or {}))
             steps.append("federated credentials")
             # A new principal: its marker is bound to it anew.
-            self.write_identity_tags(subscription, group, name, current, tags, [MARK_TAG])
+            self.identities.write_tags(subscription, group, name, current, tags, [MARK_TAG])
         workload = str(bundle.get("workload") or f"{marker.environment}/{marker.workload}")
-        self.converge_grants(subscription, principal, marker, roles,
+        self.grants.converge(subscription, principal, marker, roles,
                              assignments_of_roles(subscription, workload, roles), workload)
         steps.append(f"{len(roles)} role definition(s) and their assignments")
         return steps

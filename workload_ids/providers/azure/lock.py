@@ -15,38 +15,36 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError
-
 from ... import clock
-from ...calls import CallSeam, to_cloud_error
-from ...config import Config
-from ...errors import UserError
-from ..interface import LEASE, Holder, LockRecord
+from ...errors import CloudError, UserError
+from ..interface import LEASE, Holder, KeyLock, LockRecord
+from .clients import AzureClients
 
 _HELD_BY_OTHERS = frozenset({"LeaseAlreadyPresent", "LeaseIsBreakingAndCannotBeAcquired"})
 _LOST = frozenset({"LeaseIdMismatchWithLeaseOperation", "LeaseNotPresentWithLeaseOperation",
                    "LeaseIsBrokenAndCannotBeRenewed", "BlobNotFound"})
 
 
-def _code(exc: HttpResponseError) -> str:
-    """Blob Storage's error code: a string for 404/409, an enum for other statuses."""
-    code = getattr(exc, "error_code", None)
-    return str(getattr(code, "value", code) or type(exc).__name__)
+def _code(exc: CloudError) -> str:
+    """Blob Storage's error code, read from the SDK's error (the cause): a string for
+    404/409, an enum for other statuses."""
+    cause = exc.__cause__ or exc
+    code = getattr(cause, "error_code", None)
+    return str(getattr(code, "value", code) or type(cause).__name__)
 
 
-class BlobLeaseLock:
+class BlobLeaseLock(KeyLock):
     """See the module docstring."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import AzureClients
-        url = config.azure.lockContainerUrl
+    def __init__(self, clients: AzureClients, target: str) -> None:
+        url = clients.config.azure.lockContainerUrl
         if not url:
             raise UserError("Azure key mode locks each workload while its keys change, with a blob "
                             "lease: set azure.lockContainerUrl in workload-ids.yaml "
                             "(https://ACCOUNT.blob.core.windows.net/CONTAINER) and grant the tool "
                             "Storage Blob Data Contributor on that container")
-        self.seam = seam
-        self.clients: AzureClients = getattr(provider, "clients", None) or AzureClients(config, seam)
+        self.seam = clients.seam
+        self.clients = clients
         from azure.storage.blob import ContainerClient
         self.container = ContainerClient.from_container_url(
             url, credential=self.clients.credential, **self.clients.connection(url))
@@ -55,9 +53,6 @@ class BlobLeaseLock:
 
     def _call(self, operation: str, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         return self.clients.call(operation, fn, *args, **kwargs)
-
-    def _fail(self, operation: str, exc: BaseException) -> Exception:
-        return to_cloud_error(self.seam, "azure", operation, exc)
 
     def try_acquire(self, name: str, holder: Holder, tags: Mapping[str, str]) -> LockRecord | None:
         """KeyLock.try_acquire: a 60 s blob lease, the blob made on first use; metadata names the holder."""
@@ -69,18 +64,18 @@ class BlobLeaseLock:
                 self._call("blob.acquire_lease", lease.acquire,
                            lease_duration=int(LEASE.total_seconds()))
                 break
-            except HttpResponseError as exc:
+            except CloudError as exc:
                 code = _code(exc)
                 if code in _HELD_BY_OTHERS:
                     return self._holder_of(blob)
                 if code != "BlobNotFound":
-                    raise self._fail("blob.acquire_lease", exc) from exc
+                    raise
             try:  # the first lock of this workload: make its blob, then lease it
                 self._call("blob.upload_blob", blob.upload_blob, b"", overwrite=False,
                            metadata=_metadata(tags))
-            except HttpResponseError as exc:
+            except CloudError as exc:
                 if _code(exc) != "BlobAlreadyExists":
-                    raise self._fail("blob.upload_blob", exc) from exc
+                    raise
         else:
             return LockRecord("another run (contended)", "?", None, None)
         with self._mutex:
@@ -89,15 +84,15 @@ class BlobLeaseLock:
             self._call("blob.set_blob_metadata", blob.set_blob_metadata,
                        {**_metadata(tags), "holder": holder.name, "command": holder.command,
                         "since": clock.format_time(clock.lease_now())}, lease=lease)
-        except HttpResponseError as exc:
+        except CloudError:
             self.release(name, holder)
-            raise self._fail("blob.set_blob_metadata", exc) from exc
+            raise
         return None
 
     def _holder_of(self, blob: Any) -> LockRecord:
         try:
             props = self._call("blob.get_blob_properties", blob.get_blob_properties)
-        except HttpResponseError:
+        except CloudError:
             return LockRecord("another run", "?", None, None)
         meta = props.metadata or {}
         try:
@@ -113,10 +108,10 @@ class BlobLeaseLock:
             return False
         try:
             self._call("blob.renew_lease", lease.renew)
-        except HttpResponseError as exc:
+        except CloudError as exc:
             if _code(exc) in _LOST:
                 return False
-            raise self._fail("blob.renew_lease", exc) from exc
+            raise
         return True
 
     def release(self, name: str, holder: Holder) -> None:
@@ -127,9 +122,9 @@ class BlobLeaseLock:
             return
         try:
             self._call("blob.release_lease", lease.release)
-        except HttpResponseError as exc:
+        except CloudError as exc:
             if _code(exc) not in _LOST:
-                raise self._fail("blob.release_lease", exc) from exc
+                raise
 
 
 def _metadata(tags: Mapping[str, str]) -> dict[str, str]:

@@ -72,15 +72,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-from ...calls import CallSeam, to_cloud_error
+from ...calls import NOT_FOUND
 from ...clock import format_time, parse_time
-from ...config import Config
 from ...errors import CloudError, ConflictError, UserError
 from ...model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
+from ..interface import SecretStore
+from .clients import AzureClients
 
 META_SUFFIX = "--metadata"
 META_TYPE = "application/vnd.workload-ids.metadata+json"
@@ -257,23 +255,27 @@ def _stored(name: str, tags: Mapping[str, str], keys: tuple[_Entry, ...]) -> Sto
     return StoredSecret(name=name, exists=True, tags=dict(tags), versions=versions, issued_at=issued)
 
 
-class KeyVaultStore:
+class KeyVaultStore(SecretStore):
     """See the module docstring."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import AzureClients
-        self.seam = seam
+    def __init__(self, clients: AzureClients, target: str) -> None:
+        self.seam = clients.seam
         self.target = target  # the subscription; the vault comes from azure.keyVaultUrl
-        self.clients: AzureClients = getattr(provider, "clients", None) or AzureClients(config, seam)
+        self.clients = clients
         self.client = self.clients.secrets
 
-    def _fail(self, operation: str, exc: BaseException) -> Exception:
-        hint = ""
-        if "deleted but recoverable" in str(getattr(exc, "message", "")) or \
-                getattr(getattr(exc, "error", None), "code", None) == "Conflict":
-            hint = ("the Key Vault secret was deleted and can still be recovered: recover it "
-                    "(az keyvault secret recover) to keep its key history, or purge it; then rerun")
-        return to_cloud_error(self.seam, "azure", operation, exc, hint)
+    @staticmethod
+    def _fail(exc: CloudError) -> CloudError:
+        """``exc`` as it left the seam, with what to do about a soft-deleted secret (read
+        from Key Vault's error, the cause)."""
+        cause = exc.__cause__
+        if "deleted but recoverable" in str(getattr(cause, "message", "")) or \
+                getattr(getattr(cause, "error", None), "code", None) == "Conflict":
+            return CloudError(exc.operation, exc.code, exc.message,
+                              "the Key Vault secret was deleted and can still be recovered: recover it "
+                              "(az keyvault secret recover) to keep its key history, or purge it; then rerun",
+                              kind=exc.kind)
+        return exc
 
     # --- reads ----------------------------------------------------------------------
 
@@ -281,10 +283,10 @@ class KeyVaultStore:
         """The metadata secret, or None if there is none (one call)."""
         try:
             secret = self.clients.call("keyvault.get_secret", self.client.get_secret, metadata_name(name))
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise self._fail("keyvault.get_secret", exc) from exc
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                return None
+            raise self._fail(exc) from exc.__cause__
         props = secret.properties
         meta = _unpack(props.version or "", props.tags or {})
         if props.content_type != META_TYPE or meta.name != name:
@@ -324,10 +326,10 @@ class KeyVaultStore:
                     issued = None
                 entry = _Entry(key_id, issued, props.version)
                 found.append((props.created_on or _EPOCH, issued or _EPOCH, props.version, entry))
-        except ResourceNotFoundError:
-            return [], 0
-        except AzureError as exc:
-            raise self._fail(operation, exc) from exc
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                return [], 0
+            raise self._fail(exc) from exc.__cause__
         return [item[3] for item in sorted(found, key=lambda item: item[:3])], foreign
 
     def _resolved(self, name: str, meta: _Meta) -> tuple[_Entry, ...]:
@@ -361,8 +363,8 @@ class KeyVaultStore:
                     metas[original] = _unpack("", props.tags or {})
                 elif KEY_ID_TAG in tags and props.name.lower() == vault_name(original).lower():
                     keyed.add(original)
-        except AzureError as exc:
-            raise self._fail(operation, exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         found = {name: _stored(name, meta.tags, self._resolved(name, meta)) for name, meta in metas.items()}
         for name in sorted(keyed - set(metas)):  # metadata lost: the versions say what we issued
             entries, _ = self._scan(name)
@@ -385,8 +387,8 @@ class KeyVaultStore:
         try:
             secret = self.clients.call("keyvault.get_secret", self.client.get_secret, vault_name(name),
                                        entry.version)
-        except AzureError as exc:
-            raise self._fail("keyvault.get_secret", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         value = secret.value or ""
         wanted = _join(secret.properties.tags or {}).get(FIELD_TAG)
         if wanted:
@@ -425,16 +427,16 @@ class KeyVaultStore:
         try:
             secret = self.clients.call("keyvault.set_secret", self.client.set_secret, metadata_name(name),
                                        json.dumps(about), content_type=META_TYPE, tags=_pack(name, meta))
-        except AzureError as exc:
-            raise self._fail("keyvault.set_secret", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         return replace(meta, version=secret.properties.version or "")
 
     def _patch(self, name: str, meta: _Meta) -> None:
         try:
             self.clients.call("keyvault.update_secret_properties", self.client.update_secret_properties,
                               metadata_name(name), meta.version, tags=_pack(name, meta))
-        except AzureError as exc:
-            raise self._fail("keyvault.update_secret_properties", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.ensure: checked tags go on the metadata secret, made if missing."""
@@ -474,7 +476,7 @@ class KeyVaultStore:
         try:
             stored = self.clients.call("keyvault.set_secret", self.client.set_secret, vault_name(name),
                                        json.dumps(dict(document)), content_type=KEY_TYPE, tags=tags)
-        except AzureError as exc:
-            raise self._fail("keyvault.set_secret", exc) from exc
+        except CloudError as exc:
+            raise self._fail(exc) from exc.__cause__
         entry = _Entry(key.key_id, parse_time(format_time(key.issued)), stored.properties.version or "")
         self._patch(name, replace(meta, keys=_with(meta.keys, entry), pending=None))

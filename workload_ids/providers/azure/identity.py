@@ -1,0 +1,365 @@
+"""Azure identities: a user-assigned managed identity per workload in its resource group,
+custom role definitions per permission set assignable only at the listed resources, one
+role assignment per listed resource, and federated identity credentials. Every call goes
+through the seam (``AzureClients``). A key-mode workload is an Entra application instead
+(:mod:`.applications`): its changes are dispatched there.
+
+The ownership marker lives in the identity's tags and in each role definition's
+description (``Marker.as_text``); assignments are ours when their role is. Nothing else
+is ever changed: assignments of other roles to our identity are reported as foreign
+grants, and tags someone else added to our identity are kept.
+
+A new identity is created with a placeholder digest in its marker, and the real digest is
+written last: a run that dies half-way leaves a digest that differs from the manifest's,
+so the next plan (even a fleet plan, which does not read federated credentials) converges
+everything again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ...calls import NOT_FOUND
+from ...config import Config
+from ...errors import CloudError, ConflictError, Diagnostic, UserError
+from ...model import MARKER_KEYS, SIGNED_KEYS, Change, DesiredIdentity, Marker, ObservedIdentity
+from ..interface import IdentityBackend, TransferCheck
+from . import render
+from .applications import AzureApplications
+from .clients import AzureClients
+from .roles import (
+    PENDING_DIGEST,
+    AzureGrants,
+    OurRoles,
+    access_changes,
+    marker_changes,
+    observed_grants,
+    permission_diff,
+    role_guid,
+)
+
+
+def _credential_doc(credential: Any) -> dict[str, Any]:
+    return {"issuer": credential.issuer, "subject": credential.subject,
+            "audiences": list(credential.audiences or [])}
+
+
+class AzureIdentities(IdentityBackend):
+    """Managed identities; applications through :class:`.applications.AzureApplications`."""
+
+    def __init__(self, clients: AzureClients, config: Config, transfers: TransferCheck,
+                 grants: AzureGrants, applications: AzureApplications) -> None:
+        self.clients = clients
+        self.config = config
+        self.transfers = transfers
+        self.grants = grants
+        self.applications = applications
+        self.prefix = config.azure.namePrefix
+        # subscription -> every assignment of our roles and the principals we read, from
+        # the last fleet read (cleanup's dead grants); written by one thread per target.
+        self._scope_assignments: dict[str, list[dict[str, str]]] = {}
+        self._scope_principals: dict[str, set[str]] = {}
+        self._scope_lock = threading.Lock()
+        self._actions: dict[str, Callable[[DesiredIdentity], None]] = {
+            "create": self._create,
+            "update-access": lambda desired: self._converge_access(desired, self._principal_of(desired)),
+            "update-federation": self._converge_federation,
+            "update-marker": lambda desired: self._write_tags(desired, dict(desired.tags)),
+        }
+
+    # --- pure ------------------------------------------------------------------------
+
+    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
+        """The identity's name, subscription, resource id and client id."""
+        out = {"identity": desired.name, "provider": "azure", "subscription": desired.workload.target,
+               "resource_id": desired.address}
+        client_id = desired.settings.get("clientId")
+        if client_id:
+            out["client_id"] = client_id
+        return out
+
+    def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
+        """Key mode's settings, when an application is among ``desired``."""
+        return self.applications.preflight(desired)
+
+    def preflight_writes(self, changes: Sequence[Change]) -> list[Diagnostic]:
+        """Nothing to check on Azure."""
+        return []
+
+    # --- targets ---------------------------------------------------------------------
+
+    def current_target(self) -> str:
+        """Azure has none: the subscriptions come from the config, a flag or the manifests."""
+        raise UserError("Azure has no ambient subscription to read: list the subscriptions under "
+                        "targets.azure in the config, name one with --target SUBSCRIPTION, or pass "
+                        "the manifests whose subscriptions should be read")
+
+    def verify_target(self, target: str) -> str:
+        """One read in the subscription: its custom roles (the first page)."""
+        self.clients.call("authorization.role_definitions.list", lambda: next(iter(
+            self.clients.authorization(target).role_definitions.list(
+                f"/subscriptions/{target}", filter="type eq 'CustomRole'").by_page()), None))
+        if self.config.azure.sandboxCredentials:
+            return "sandbox token"
+        return "DefaultAzureCredential"
+
+    # --- reads -----------------------------------------------------------------------
+
+    def identity(self, subscription: str, group: str, name: str) -> Any | None:
+        """The managed identity (one call), or None when there is none."""
+        msi = self.clients.msi(subscription)
+        try:
+            return self.clients.call("msi.user_assigned_identities.get", msi.user_assigned_identities.get,
+                                     group, name)
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                return None
+            raise
+
+    def federated(self, subscription: str, group: str, name: str) -> dict[str, dict[str, Any]]:
+        """The identity's federated credentials by name (paged; none when it is gone)."""
+        msi = self.clients.msi(subscription)
+        try:
+            pager = msi.federated_identity_credentials.list(group, name)
+            return {str(c.name): _credential_doc(c)
+                    for c in self.clients.pages("msi.federated_identity_credentials.list", pager)}
+        except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                return {}
+            raise
+
+    def _observed(self, subscription: str, identity: Any, roles: OurRoles,
+                  assignments: Sequence[Any], federated: dict[str, Any] | None) -> ObservedIdentity:
+        tags = dict(identity.tags or {})
+        marker = Marker.from_tags(tags)
+        principal = str(identity.principal_id or "")
+        documents: dict[str, Any] = {}
+        foreign: list[str] = []
+        if marker is not None:
+            documents, foreign = observed_grants(subscription, principal, marker, roles, assignments)
+            if federated is not None:
+                documents["federatedCredentials"] = dict(sorted(federated.items()))
+        group = str(identity.id).split("/")[4]
+        return ObservedIdentity(
+            provider="azure", target=subscription, kind="managed-identity", name=str(identity.name),
+            address=str(identity.id), tags=tags,
+            documents={k: render.canonical(v) for k, v in documents.items()},
+            settings={"resourceGroup": group, "location": str(identity.location),
+                      "clientId": str(identity.client_id or "")},
+            foreign=tuple(foreign),
+            extra={"principalId": principal, "clientId": str(identity.client_id or ""), "objects": documents,
+                   "foreignGrants": foreign,
+                   **self.clients.ownership(subscription, str(identity.name), principal, tags, marker)})
+
+    def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
+        """Four calls: the identity, the subscription's custom roles, its assignments and its
+        federated credentials."""
+        # Before anything: without the signing key nothing can be believed.
+        self.clients.signing_keys.get(desired.workload.target)
+        if desired.kind == "application":
+            return self.applications.observe(desired)
+        subscription = desired.workload.target
+        group = desired.settings["resourceGroup"]
+        identity = self.identity(subscription, group, desired.name)
+        if identity is None:
+            return None
+        if Marker.from_tags(identity.tags or {}) is None:
+            return self._observed(subscription, identity, OurRoles(), [], None)
+        roles = self.grants.custom_roles(subscription)
+        assignments = self.grants.assignments(subscription, str(identity.principal_id))
+        federated = self.federated(subscription, group, desired.name)
+        return self._observed(subscription, identity, roles, assignments, federated)
+
+    def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
+        """A few paged calls for a whole subscription: its managed identities, its custom
+        roles and its role assignments. Federated credentials are a child of each identity
+        and are not read here: a diff trusts the manifest digest in the marker for them."""
+        msi = self.clients.msi(target)
+        self.clients.signing_keys.get(target)  # before anything: without it nothing here can be believed
+        identities = list(self.clients.pages("msi.user_assigned_identities.list_by_subscription",
+                                             msi.user_assigned_identities.list_by_subscription()))
+        roles = self.grants.refresh(target)
+        assignments = self.grants.assignments(target, None)
+        by_principal: dict[str, list[Any]] = {}
+        for a in assignments:
+            by_principal.setdefault(str(a.principal_id).lower(), []).append(a)
+        observed: list[ObservedIdentity] = []
+        principals: set[str] = set()
+        for identity in identities:
+            tags = identity.tags or {}
+            if Marker.from_tags(tags) is None and not str(identity.name).startswith(f"{self.prefix}-"):
+                continue
+            principals.add(str(identity.principal_id).lower())
+            observed.append(self._observed(target, identity, roles, by_principal.get(
+                str(identity.principal_id).lower(), []), None))
+        observed.extend(self.applications.observe_all(target, roles, by_principal, principals))
+        with self._scope_lock:
+            self._scope_principals[target] = principals
+            self._scope_assignments[target] = [
+                {"member": str(a.principal_id), "role": str(a.role_definition_id), "scope": str(a.scope),
+                 "name": str(a.name)} for a in assignments if role_guid(a.role_definition_id) in roles]
+        return observed
+
+    def dead_grants(self, target: str) -> list[dict[str, str]]:
+        """Assignments of our roles whose principal is no longer an identity or
+        application we read in the last fleet read of ``target`` (none without one)."""
+        with self._scope_lock:
+            principals = self._scope_principals.get(target)
+            if principals is None:
+                return []
+            return [g for g in self._scope_assignments.get(target, [])
+                    if g["member"].lower() not in principals]
+
+    # --- plan ------------------------------------------------------------------------
+
+    def diff(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> list[Change]:
+        """Create, then update-access, update-federation and update-marker (last)."""
+        w = desired.workload
+        want = desired.objects
+        if desired.kind == "application":
+            return self.applications.diff(desired, observed)
+
+        def change(action: str, **details: Any) -> Change:
+            return Change(workload=w.label, provider="azure", target=w.target, action=action,
+                          identity=desired.name, details=details, desired=desired, observed=observed)
+
+        if observed is None:
+            return [change("create", kind="managed-identity", address=desired.address,
+                           permissions=permission_diff({}, {}, want["roles"], want["assignments"]),
+                           federation={"added": sorted(want["federatedCredentials"]), "removed": []})]
+        if observed.marker is None:
+            raise ConflictError(
+                f"{w.label}: managed identity {desired.name} exists in subscription {w.target} but does not "
+                "carry the workload-ids tags, so it will not be modified",
+                "rename the workload, or delete that identity if it is truly unused; "
+                "workload-ids never adopts an identity it did not create")
+        if observed.misplaced:
+            raise ConflictError(
+                f"{w.label}: managed identity {desired.name} in subscription {w.target} carries the "
+                f"workload-ids tags but {observed.misplaced}, so it will not be modified",
+                "find out who tagged it; workload-ids never adopts an identity it did not create")
+        have: dict[str, Any] = observed.extra.get("objects") or {}
+        changes = access_changes(change, want, have)
+        want_fed = want["federatedCredentials"]
+        if "federatedCredentials" in have:
+            have_fed = have["federatedCredentials"]
+            if have_fed != want_fed:
+                changes.append(change("update-federation", federation={
+                    "added": sorted(k for k in want_fed if have_fed.get(k) != want_fed[k]),
+                    "removed": sorted(set(have_fed) - set(want_fed))}))
+        elif observed.marker.digest != w.marker.digest:
+            # A fleet read leaves each identity's federated credentials unread: a manifest
+            # changed since the last apply (its digest) has them converged at apply.
+            changes.append(change("update-federation", federation={
+                "added": sorted(want_fed), "removed": [], "checkedAtApply": True}))
+        if self._marker_differs(desired, observed):
+            # Last: the manifest digest is recorded only once everything else matches.
+            changes.append(change("update-marker", tags=marker_changes(desired, observed)))
+        return changes
+
+    def _marker_differs(self, desired: DesiredIdentity, observed: ObservedIdentity) -> bool:
+        w = desired.workload
+        assert observed.marker is not None
+        transferred = self.transfers(observed, w.marker.owner) and \
+            observed.marker.digest == w.marker.digest
+        # An unauthenticated marker at our naming is marked anew (plan has checked the
+        # audit log does not name another owner).
+        return bool(observed.unauthenticated) or (not transferred and any(
+            observed.tags.get(k, "") != desired.tags.get(k, "") for k in SIGNED_KEYS))
+
+    # --- apply -----------------------------------------------------------------------
+
+    def apply(self, change: Change) -> None:
+        """One change of a managed identity (by action), or of an application."""
+        assert change.desired is not None
+        desired = change.desired
+        if desired.kind == "application":
+            self.applications.apply(change)
+            return
+        action = self._actions.get(change.action)
+        if action is None:  # pragma: no cover - plan and apply are written together
+            raise ValueError(f"unknown change {change.action}")
+        action(desired)
+
+    def _principal_of(self, desired: DesiredIdentity) -> str:
+        identity = self.identity(desired.workload.target, desired.settings["resourceGroup"], desired.name)
+        if identity is None or Marker.from_tags(identity.tags or {}) is None:
+            raise ConflictError(f"managed identity {desired.name} is gone or no longer carries the "
+                                "workload-ids tags", "rerun plan to see what the cloud holds now")
+        return str(identity.principal_id)
+
+    def _create(self, desired: DesiredIdentity) -> None:
+        w = desired.workload
+        pending = Marker(w.marker.workload, w.marker.owner, w.marker.environment, PENDING_DIGEST)
+        existing = self.identity(w.target, desired.settings["resourceGroup"], desired.name)
+        if existing is not None and Marker.from_tags(existing.tags or {}) is None:
+            raise ConflictError(f"managed identity {desired.name} appeared in subscription {w.target} "
+                                "without the workload-ids tags", "find out who created it; workload-ids "
+                                "will not adopt it")
+        if existing is None:
+            msi = self.clients.msi(w.target)
+            existing = self.clients.call(
+                "msi.user_assigned_identities.create_or_update",
+                msi.user_assigned_identities.create_or_update, desired.settings["resourceGroup"],
+                desired.name, {"location": desired.settings["location"], "tags": pending.as_tags()})
+        self._converge_access(desired, str(existing.principal_id))
+        self._converge_federation(desired)
+        self._write_tags(desired, dict(desired.tags))
+
+    def _write_tags(self, desired: DesiredIdentity, marker_tags: Mapping[str, str],
+                    drop: Sequence[str] = ()) -> None:
+        """Our marker keys set to ``marker_tags``; every other tag kept (a quarantine mark is
+        cleanup's to clear, tags others added are theirs), except the keys in ``drop``."""
+        subscription, group = desired.workload.target, desired.settings["resourceGroup"]
+        identity = self.identity(subscription, group, desired.name)
+        if identity is None or Marker.from_tags(identity.tags or {}) is None:
+            raise ConflictError(f"managed identity {desired.name} is gone or no longer carries the "
+                                "workload-ids tags", "rerun plan to see what the cloud holds now")
+        self.write_tags(subscription, group, desired.name, identity, marker_tags, drop)
+
+    def write_tags(self, subscription: str, group: str, name: str, identity: Any,
+                   marker_tags: Mapping[str, str], drop: Sequence[str] = ()) -> None:
+        """Every marker write goes through here: the MAC of the marker the tags then hold
+        (bound to the identity's principal id) is written with them. Callers have checked
+        the identity is provably ours, or that the manifest authorises marking it anew."""
+        tags = {k: v for k, v in (identity.tags or {}).items() if k not in MARKER_KEYS and k not in drop}
+        tags.update(marker_tags)
+        tags = self.clients.signed(subscription, name, str(identity.principal_id or ""), tags)
+        if tags == dict(identity.tags or {}):
+            return
+        msi = self.clients.msi(subscription)
+        # A PUT, because the emulator and the 2018 api both take one; it carries the location.
+        self.clients.call("msi.user_assigned_identities.create_or_update",
+                          msi.user_assigned_identities.create_or_update, group, name,
+                          {"location": identity.location, "tags": tags})
+
+    def _converge_access(self, desired: DesiredIdentity, principal: str) -> None:
+        w = desired.workload
+        self.grants.converge(w.target, principal, w.marker, desired.objects["roles"],
+                             desired.objects["assignments"], f"{w.environment}/{w.name}")
+
+    def _converge_federation(self, desired: DesiredIdentity) -> None:
+        w = desired.workload
+        self.converge_federated(w.target, desired.settings["resourceGroup"], desired.name,
+                                desired.objects["federatedCredentials"])
+
+    def converge_federated(self, subscription: str, group: str, name: str,
+                           want: Mapping[str, Any]) -> None:
+        """Make the identity's federated credentials exactly ``want``."""
+        msi = self.clients.msi(subscription)
+        have = self.federated(subscription, group, name)
+        for fic in sorted(set(have) - set(want)):
+            try:
+                self.clients.call("msi.federated_identity_credentials.delete",
+                                  msi.federated_identity_credentials.delete, group, name, fic)
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
+        for fic, doc in want.items():
+            if have.get(fic) != doc:
+                self.clients.call("msi.federated_identity_credentials.create_or_update",
+                                  msi.federated_identity_credentials.create_or_update, group, name, fic,
+                                  {"issuer": doc["issuer"], "subject": doc["subject"],
+                                   "audiences": doc["audiences"]})
