@@ -12,41 +12,82 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import core_schema
 
-from .durations import parse_duration
+from .durations import DURATION, parse_duration
 from .errors import Diagnostic, Position
 from .resources import GUID, RESOURCE_GROUP, RESOURCE_GROUP_RULE
 from .yamlpos import Document, load_documents
 
 API_VERSION = "workload-ids/v1"
 
-_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+
+_NAME = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_NAME_RE = re.compile(_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A string check, and the same check said in JSON Schema for editors.
+
+    ``shown`` goes into the field's JSON Schema (:mod:`workload_ids.schema`): a ``pattern``
+    (JavaScript's dialect as well as Python's: yaml-language-server runs it), lengths, and
+    ``patternErrorMessage``, which yaml-language-server shows instead of the bare pattern.
+    Where the two dialects differ (``\\w`` is ASCII in JavaScript), ``shown`` says less than
+    ``check`` does, never more: an editor must not flag what ``validate`` accepts."""
+
+    check: Callable[[str], str]
+    shown: tuple[tuple[str, Any], ...]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        out = handler(schema)
+        out.update(self.shown)
+        return out
 
 
 def _slug(label: str, low: int, high: int) -> Any:
+    rule = (f"{low}-{high} characters of lowercase letters, digits and hyphens, starting and "
+            "ending with a letter or digit")
+
     def check(value: str) -> str:
         if not (low <= len(value) <= high) or not _NAME_RE.fullmatch(value):
-            raise ValueError(
-                f"{label} {value!r} must be {low}-{high} characters of lowercase letters, "
-                "digits and hyphens, starting and ending with a letter or digit")
+            raise ValueError(f"{label} {value!r} must be {rule}")
         return value
-    return AfterValidator(check)
+    return _Checked(check, (("pattern", f"^{_NAME}$"), ("minLength", low), ("maxLength", high),
+                            ("patternErrorMessage", f"{label}: {rule}")))
 
 
-def _regex(label: str, pattern: str, hint: str) -> Any:
+def _regex(label: str, pattern: str, hint: str, shown: str | None = None,
+           lengths: tuple[int, int] | None = None) -> Any:
+    """A check that ``pattern`` matches the whole value. ``shown``: the pattern editors get
+    when ``pattern`` reads differently in JavaScript (``""``: none, only ``lengths``)."""
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
             raise ValueError(f"{label} {value!r} is not valid: {hint}")
         return value
-    return AfterValidator(check)
+    in_schema = pattern if shown is None else shown
+    said: list[tuple[str, Any]] = []
+    if in_schema:
+        said += [("pattern", f"^(?:{in_schema})$"), ("patternErrorMessage", f"{label}: {hint}")]
+    if lengths:
+        said += [("minLength", lengths[0]), ("maxLength", lengths[1])]
+    return _Checked(check, tuple(said))
 
 
 def _printable(label: str) -> Any:
@@ -59,7 +100,7 @@ def _printable(label: str) -> Any:
             raise ValueError(f"{label} holds {bad!r} (U+{ord(bad):04X}), a control or line-break "
                              "character; write it on one line of printable characters")
         return value
-    return AfterValidator(check)
+    return _Checked(check, ())
 
 
 def _duration(value: str) -> str:
@@ -69,7 +110,11 @@ def _duration(value: str) -> str:
 
 WorkloadName = Annotated[str, _slug("name", 3, 40)]
 EnvironmentName = Annotated[str, _slug("environment", 1, 16)]
-Duration = Annotated[str, AfterValidator(_duration)]
+# parse_duration strips surrounding whitespace before matching.
+Duration = Annotated[str, _Checked(_duration, (
+    ("pattern", rf"^\s*{DURATION}\s*$"),
+    ("patternErrorMessage", "a duration: a whole number and one unit, s (seconds), m (minutes), "
+                            "h (hours), d (days) or w (weeks), e.g. 12h or 30d")))]
 OwnerId = Annotated[str, _regex("owner", r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}",
                                 "use the id of a person or group in the owner directory")]
 
@@ -113,7 +158,9 @@ class AzureTarget(Strict):
     subscription: Annotated[str, _regex("subscription", GUID,
                                         "use the subscription id, a GUID such as "
                                         "0b1f6471-1bf0-4dda-aec3-cb9272f09590")]
-    resourceGroup: Annotated[str, _regex("resourceGroup", RESOURCE_GROUP, RESOURCE_GROUP_RULE)]
+    # Letters and digits of any script (\w in Python, ASCII in JavaScript): editors check the length.
+    resourceGroup: Annotated[str, _regex("resourceGroup", RESOURCE_GROUP, RESOURCE_GROUP_RULE,
+                                         shown="", lengths=(1, 90))]
     location: Annotated[str, _regex("location", r"[a-z][a-z0-9]{1,30}",
                                     "use a location name such as westeurope")]
 

@@ -304,9 +304,16 @@ def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, out: Output) -> int:
-    """`schema`: print the manifest JSON Schema for editors."""
+    """`schema`: print the manifest JSON Schema for editors; with ``--config``, its template
+    names include the config's templates."""
     from ..schema import manifest_schema
-    print(json.dumps(manifest_schema(), indent=2), file=out.out)
+    templates = None
+    if args.config:
+        from ..config import load_config
+        from ..templates import load_templates
+        config = load_config(args.config)
+        templates = load_templates(config.template_dirs(), config.catalog_extra())
+    print(json.dumps(manifest_schema(templates), indent=2), file=out.out)
     return EXIT_OK
 
 
