@@ -35,18 +35,50 @@ _NAME = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _NAME_RE = re.compile(_NAME)
 
 
+# Python's \w and \d match letters and digits of every script, JavaScript's only ASCII ones;
+# neither reads the other's spelling of "any letter". Written out for editors, they match
+# the same ASCII characters and every non-ASCII one: never stricter than Python's.
+_ANY_WORD = "0-9A-Za-z_\x80-\U0010ffff"
+_ANY_DIGIT = "0-9\x80-\U0010ffff"
+
+
+def portable_pattern(source: str) -> str:
+    """``source`` (a Python pattern, matched whole) as a JSON Schema ``pattern`` that Python
+    and JavaScript (yaml-language-server) both read, and that accepts whatever ``source``
+    accepts: anchored, named groups unnamed, ``\\w`` and ``\\d`` widened as above."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(source):
+        c = source[i]
+        if c == "\\" and i + 1 < len(source):
+            pair = source[i:i + 2]
+            i += 2
+            wide = {"\\w": _ANY_WORD, "\\d": _ANY_DIGIT}.get(pair)
+            out.append(pair if wide is None else wide if in_class else f"[{wide}]")
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        i += 1
+    return "^(?:" + re.sub(r"\(\?P<[A-Za-z_]\w*>", "(", "".join(out)) + ")$"
+
+
 @dataclass(frozen=True, slots=True)
 class _Checked:
     """A string check, and the same check said in JSON Schema for editors.
 
-    ``shown`` goes into the field's JSON Schema (:mod:`workload_ids.schema`): a ``pattern``
-    (JavaScript's dialect as well as Python's: yaml-language-server runs it), lengths, and
-    ``patternErrorMessage``, which yaml-language-server shows instead of the bare pattern.
-    Where the two dialects differ (``\\w`` is ASCII in JavaScript), ``shown`` says less than
-    ``check`` does, never more: an editor must not flag what ``validate`` accepts."""
+    The field's JSON Schema (:mod:`workload_ids.schema`) gets ``pattern`` (a Python pattern
+    matched whole, written out by :func:`portable_pattern` when the schema is made, not at
+    import) and ``shown``: lengths, and ``patternErrorMessage``, which yaml-language-server
+    shows instead of the bare pattern. They may say less than ``check`` does, never more:
+    an editor must not flag what ``validate`` accepts."""
 
     check: Callable[[str], str]
-    shown: tuple[tuple[str, Any], ...]
+    pattern: str | None
+    shown: tuple[tuple[str, Any], ...] = ()
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
                                      ) -> core_schema.CoreSchema:
@@ -55,6 +87,8 @@ class _Checked:
     def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
                                      handler: GetJsonSchemaHandler) -> JsonSchemaValue:
         out = handler(schema)
+        if self.pattern is not None:
+            out["pattern"] = portable_pattern(self.pattern)
         out.update(self.shown)
         return out
 
@@ -67,27 +101,19 @@ def _slug(label: str, low: int, high: int) -> Any:
         if not (low <= len(value) <= high) or not _NAME_RE.fullmatch(value):
             raise ValueError(f"{label} {value!r} must be {rule}")
         return value
-    return _Checked(check, (("pattern", f"^{_NAME}$"), ("minLength", low), ("maxLength", high),
-                            ("patternErrorMessage", f"{label}: {rule}")))
+    return _Checked(check, _NAME, (("minLength", low), ("maxLength", high),
+                                   ("patternErrorMessage", f"{label}: {rule}")))
 
 
-def _regex(label: str, pattern: str, hint: str, shown: str | None = None,
-           lengths: tuple[int, int] | None = None) -> Any:
-    """A check that ``pattern`` matches the whole value. ``shown``: the pattern editors get
-    when ``pattern`` reads differently in JavaScript (``""``: none, only ``lengths``)."""
+def _regex(label: str, pattern: str, hint: str) -> Any:
+    """A check that ``pattern`` matches the whole value."""
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
             raise ValueError(f"{label} {value!r} is not valid: {hint}")
         return value
-    in_schema = pattern if shown is None else shown
-    said: list[tuple[str, Any]] = []
-    if in_schema:
-        said += [("pattern", f"^(?:{in_schema})$"), ("patternErrorMessage", f"{label}: {hint}")]
-    if lengths:
-        said += [("minLength", lengths[0]), ("maxLength", lengths[1])]
-    return _Checked(check, tuple(said))
+    return _Checked(check, pattern, (("patternErrorMessage", f"{label}: {hint}"),))
 
 
 def _printable(label: str) -> Any:
@@ -100,7 +126,7 @@ def _printable(label: str) -> Any:
             raise ValueError(f"{label} holds {bad!r} (U+{ord(bad):04X}), a control or line-break "
                              "character; write it on one line of printable characters")
         return value
-    return _Checked(check, ())
+    return _Checked(check, None)
 
 
 def _duration(value: str) -> str:
@@ -111,10 +137,9 @@ def _duration(value: str) -> str:
 WorkloadName = Annotated[str, _slug("name", 3, 40)]
 EnvironmentName = Annotated[str, _slug("environment", 1, 16)]
 # parse_duration strips surrounding whitespace before matching.
-Duration = Annotated[str, _Checked(_duration, (
-    ("pattern", rf"^\s*{DURATION}\s*$"),
+Duration = Annotated[str, _Checked(_duration, rf"\s*{DURATION}\s*", (
     ("patternErrorMessage", "a duration: a whole number and one unit, s (seconds), m (minutes), "
-                            "h (hours), d (days) or w (weeks), e.g. 12h or 30d")))]
+                            "h (hours), d (days) or w (weeks), e.g. 12h or 30d"),))]
 OwnerId = Annotated[str, _regex("owner", r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}",
                                 "use the id of a person or group in the owner directory")]
 
@@ -158,9 +183,7 @@ class AzureTarget(Strict):
     subscription: Annotated[str, _regex("subscription", GUID,
                                         "use the subscription id, a GUID such as "
                                         "0b1f6471-1bf0-4dda-aec3-cb9272f09590")]
-    # Letters and digits of any script (\w in Python, ASCII in JavaScript): editors check the length.
-    resourceGroup: Annotated[str, _regex("resourceGroup", RESOURCE_GROUP, RESOURCE_GROUP_RULE,
-                                         shown="", lengths=(1, 90))]
+    resourceGroup: Annotated[str, _regex("resourceGroup", RESOURCE_GROUP, RESOURCE_GROUP_RULE)]
     location: Annotated[str, _regex("location", r"[a-z][a-z0-9]{1,30}",
                                     "use a location name such as westeurope")]
 

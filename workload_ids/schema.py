@@ -18,10 +18,9 @@ rules between fields are ``if``/``then`` chains, never a ``oneOf`` whose failure
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
-from .manifest import API_VERSION, Workload
+from .manifest import API_VERSION, Workload, portable_pattern
 from .resources import KINDS_BY_PROVIDER
 from .templates import TemplateSet, load_templates
 
@@ -163,6 +162,16 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
 }
 
 
+# Where each model's fields sit in a manifest: hover shows the field's path as its title.
+_PATHS = {"Workload": "", "Metadata": "metadata.", "Spec": "spec.", "AwsTarget": "spec.aws.",
+          "GcpTarget": "spec.gcp.", "AzureTarget": "spec.azure.", "Credentials": "spec.credentials.",
+          "GithubActionsFederation": "spec.credentials.federation[].",
+          "KubernetesFederation": "spec.credentials.federation[].",
+          "AwsServiceFederation": "spec.credentials.federation[].",
+          "Rotation": "spec.credentials.rotation.", "AccessEntry": "spec.access[].",
+          "Escalation": "spec.access[].escalation."}
+
+
 def manifest_schema(templates: TemplateSet | None = None) -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of one ``kind: Workload`` document; ``templates``: the
     templates a manifest may name (default: the built-in ones)."""
@@ -173,8 +182,10 @@ def manifest_schema(templates: TemplateSet | None = None) -> dict[str, Any]:
         properties = (schema if name == "Workload" else defs.get(name, {})).get("properties", {})
         for field, (description, examples) in fields.items():
             if field in properties:
-                properties[field]["description"] = description
-                properties[field]["examples"] = examples
+                properties[field].update({
+                    "title": _PATHS.get(name, "") + field, "description": description,
+                    # yaml-language-server shows this one as it is (description is escaped).
+                    "markdownDescription": description, "examples": examples})
     _federation(defs)
     _credentials(defs["Credentials"])
     _access(defs["AccessEntry"], templates)
@@ -195,8 +206,9 @@ def _tidy(node: Any) -> Any:
         return [_tidy(item) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _tidy(v) for k, v in node.items() if k not in ("title", "discriminator")
-           or not isinstance(v, str | dict)}
+    out = {k: _tidy(v) for k, v in node.items()
+           if not (k in ("title", "discriminator") and isinstance(v, str | dict))
+           and not (k == "default" and v is None)}  # completion would offer "Default value"
     branches = out.get("anyOf")
     if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
         value = next(b for b in branches if b != {"type": "null"})
@@ -223,6 +235,7 @@ def _federation(defs: dict[str, Any]) -> None:
             "enum": list(_FEDERATION_KINDS),
             "errorMessage": "federation 'kind' must be one of 'github-actions', 'kubernetes', "
                             "'aws-service'",
+            "title": "spec.credentials.federation[].kind",
             "description": "Who is trusted: GitHub Actions workflows, a Kubernetes service "
                            "account, or an AWS service.",
             "examples": list(_FEDERATION_KINDS)}},
@@ -260,6 +273,10 @@ def _access(entry: dict[str, Any], templates: TemplateSet) -> None:
     """An access entry is a template entry or a raw one, never both nor neither."""
     template = entry["properties"]["template"]
     template["enum"] = [*templates.names(), None]
+    by_name = {t.name: t.spec.description for t in templates}
+    # Hover and completion show what each template is for.
+    template["markdownEnumDescriptions"] = [*(by_name[n] for n in templates.names()),
+                                            "no template: a raw entry (`actions` and a `reason`)"]
     template["errorMessage"] = ("unknown template; the templates are: "
                                 + ", ".join(templates.names()))
     neither = "this entry has neither 'template' nor raw 'actions': add one"
@@ -280,12 +297,6 @@ def _access(entry: dict[str, Any], templates: TemplateSet) -> None:
                   "properties": {"reason": {"type": "string", "errorMessage": "raw 'actions' need "
                                             "a 'reason' saying why no template fits"}}}},
     ]
-
-
-def _js_pattern(source: str) -> str:
-    """A resource kind's pattern in the dialect both Python and JavaScript read: named groups
-    (``(?P<name>``, Python's spelling only) become plain groups."""
-    return re.sub(r"\(\?P<[A-Za-z_]\w*>", "(", source)
 
 
 def _spec(spec: dict[str, Any], templates: TemplateSet) -> None:
@@ -348,11 +359,11 @@ def _entry_for(provider: str, templates: TemplateSet) -> dict[str, Any]:
             kinds = [KINDS_BY_PROVIDER[provider][k] for k in template.kinds(provider)]
             if not kinds:
                 continue
-            union = "|".join(f"(?:{_js_pattern(k.source)})" for k in kinds)
+            union = "|".join(k.source for k in kinds)
             rules.append({
                 "if": {"properties": {"template": {"const": template.name}}, "required": ["template"]},
                 "then": {"properties": {"resources": {"items": {
-                    "pattern": f"^(?:{union})$",
+                    "pattern": portable_pattern(union),
                     "patternErrorMessage": f"{template.name} accepts {', '.join(k.name for k in kinds)} "
                                            f"(e.g. {'; '.join(k.example for k in kinds[:2])})"}}}},
             })
