@@ -369,7 +369,8 @@ def editor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[yaml_ls.L
     schema_file = root / "workload.schema.json"
     schema_file.write_text(schema_text(), encoding="utf-8")
     with yaml_ls.running(root) as server:
-        server.configure(schema_file, "*.workload.yaml")
+        # As the README writes it: a path from the workspace root.
+        server.configure("./workload.schema.json", "*.workload.yaml")
         yield server, root
 
 

@@ -115,9 +115,10 @@ class LanguageServer:
     def notify(self, method: str, params: dict[str, Any]) -> None:
         self._write({"method": method, "params": params})
 
-    def configure(self, schema: Path, glob: str) -> None:
-        """Map ``schema`` to documents matching ``glob``, as ``yaml.schemas`` does in VS Code."""
-        self.settings = {"yaml": {"schemas": {schema.as_uri(): glob}, "validate": True,
+    def configure(self, schema: str, glob: str) -> None:
+        """Map ``schema`` (a URL, or a path from the workspace root) to documents matching
+        ``glob``, as ``yaml.schemas`` does in VS Code's settings."""
+        self.settings = {"yaml": {"schemas": {schema: glob}, "validate": True,
                                   "hover": True, "completion": True,
                                   "schemaStore": {"enable": False}}}
         self.notify("workspace/didChangeConfiguration", {"settings": self.settings})
