@@ -245,6 +245,10 @@ STRUCTURAL: dict[str, tuple[str, Mutation, str]] = {
                          "subscription 'not-a-guid' is not valid"),
     "bad project": ("catalog-sync", _set(("spec", "gcp", "project"), "Acme"), "project 'Acme' is not valid"),
     "bad region": ("payments-api", _set(("spec", "aws", "region"), "eu-west"), "region 'eu-west'"),
+    "tab in a description": ("payments-api", _set(("metadata", "description"), "Public\tAPI"),
+                             "description holds '\\t'"),
+    "line break in a reason": ("payments-api", _set(("spec", "access", 2, "reason"), "reads\nit"),
+                               "reason holds '\\n'"),
     "unknown field": ("payments-api", _set(("spec", "acess"), []), "unknown field 'acess'"),
     "unquoted account": ("payments-api", _set(("spec", "aws", "account"), 123456789012),
                          "'account' must be a string"),
@@ -482,3 +486,13 @@ def test_editor_follows_a_modeline(editor: Any) -> None:
     assert any("12-digit account id" in m for m in messages), messages
     assert [d["message"] for d in opened(editor, "plain.yaml", PAYMENTS.replace(
         '"123456789012"', '"12345678901"', 1))] == []
+
+
+def test_a_missing_server_skips_here_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(yaml_ls, "SERVER", tmp_path / "not-installed")
+    monkeypatch.delenv(yaml_ls.REQUIRE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="npm ci --ignore-scripts"):
+        yaml_ls.require()
+    monkeypatch.setenv(yaml_ls.REQUIRE, "1")
+    with pytest.raises(pytest.fail.Exception, match="yaml-language-server is not installed"):
+        yaml_ls.require()

@@ -126,7 +126,11 @@ def _printable(label: str) -> Any:
             raise ValueError(f"{label} holds {bad!r} (U+{ord(bad):04X}), a control or line-break "
                              "character; write it on one line of printable characters")
         return value
-    return _Checked(check, None)
+    # Editors are shown the control and line-break characters; the rarer unprintable ones
+    # (format characters, unassigned code points) are left to validate.
+    return _Checked(check, r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]*", (
+        ("patternErrorMessage", f"{label}: one line of printable characters, without tabs, "
+                                "line breaks or control characters"),))
 
 
 def _duration(value: str) -> str:
