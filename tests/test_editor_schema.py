@@ -136,8 +136,10 @@ def test_schema_with_a_config_names_its_templates(tmp_path: Path) -> None:
     # It has no GCP or Azure definition: on those clouds the schema refuses it, as validate does.
     spec_rules = with_config["$defs"]["Spec"]["allOf"]
     gcp = next(r for r in spec_rules if r["if"]["properties"]["provider"]["const"] == "gcp")
-    assert "acme.blob-audit" not in gcp["then"]["properties"]["access"]["items"]["properties"][
-        "template"]["enum"]
+    narrowed = [rule["then"]["properties"]["template"]["enum"]
+                for rule in gcp["then"]["properties"]["access"]["items"]["allOf"]
+                if "template" in rule["then"].get("properties", {})]
+    assert narrowed == [TEMPLATES]
     assert "acme.blob-audit" not in json.loads(schema_text())["$defs"]["AccessEntry"][
         "properties"]["template"]["enum"]
 
@@ -434,6 +436,18 @@ def test_editor_reports_a_mistake_where_it_is(editor: Any, name: str) -> None:
     line = found[0]["range"]["start"]["line"]
     # Missing fields are reported at their mapping, whose first line names the entry.
     assert line in (line_of(text, at), line_of(text, at) - 1), (line, at, messages)
+
+
+def test_editor_says_once_what_is_wrong_with_a_template_on_azure(editor: Any) -> None:
+    text = (EXAMPLES / "azure" / "order-reconciliation.yaml").read_text(encoding="utf-8")
+    typo = text.replace("template: object-storage.read", "template: object-storage.reed", 1)
+    assert [d["message"] for d in opened(editor, "az-typo.workload.yaml", typo)] == [
+        "unknown template; the templates are: " + ", ".join(TEMPLATES)]
+    # function.invoke has no Azure definition
+    other = text.replace("template: object-storage.read", "template: function.invoke", 1)
+    messages = [d["message"] for d in opened(editor, "az-function.workload.yaml", other)]
+    assert len(messages) == 1 and messages[0].startswith(
+        "this template has no azure definition; the azure templates are: key.decrypt"), messages
 
 
 def test_editor_reports_both_template_entry_mistakes_at_once(editor: Any) -> None:

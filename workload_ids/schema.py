@@ -344,12 +344,16 @@ def _entry_for(provider: str, templates: TemplateSet) -> dict[str, Any]:
     """An access entry on ``provider``: its templates, and the resources each accepts."""
     rules: list[dict[str, Any]] = []
     entry: dict[str, Any] = {}
-    names = [t.name for t in templates if t.kinds(provider)]
+    names = sorted(t.name for t in templates if t.kinds(provider))
     if len(names) < len(templates.names()):
-        entry["properties"] = {"template": {
-            "enum": [*sorted(names), None],
-            "errorMessage": f"this template has no {provider} definition; the {provider} "
-                            f"templates are: {', '.join(sorted(names))}"}}
+        # Only for a known name: a typo gets one message, the entry's own ("unknown template").
+        rules.append({
+            "if": {"required": ["template"],
+                   "properties": {"template": {"enum": templates.names()}}},
+            "then": {"properties": {"template": {
+                "enum": names,
+                "errorMessage": f"this template has no {provider} definition; the {provider} "
+                                f"templates are: {', '.join(names)}"}}}})
     if provider != "azure":
         rules.append({"if": _RAW_ENTRY, "then": {"properties": {"dataActions": {
             "type": "null",
