@@ -450,6 +450,21 @@ def test_editor_says_once_what_is_wrong_with_a_template_on_azure(editor: Any) ->
         "this template has no azure definition; the azure templates are: key.decrypt"), messages
 
 
+def test_editor_says_once_what_is_wrong_with_a_federation_kind_on_gcp(editor: Any) -> None:
+    text = (EXAMPLES / "gcp" / "catalog-sync.yaml").read_text(encoding="utf-8")
+    typo = text.replace("kind: github-actions", "kind: github-action", 1)
+    assert [d["message"] for d in opened(editor, "gcp-kind.workload.yaml", typo)] == [
+        "federation 'kind' must be one of 'github-actions', 'kubernetes', 'aws-service'"]
+    service = text.replace("      - kind: github-actions\n        repository: acme/catalog-sync\n"
+                           "        ref: refs/heads/main\n",
+                           "      - kind: aws-service\n        service: ecs-tasks.amazonaws.com\n"
+                           "      - kind: github-actions\n        repository: acme/catalog-sync\n"
+                           "        ref: refs/heads/main\n", 1)
+    assert service != text
+    assert [d["message"] for d in opened(editor, "gcp-service.workload.yaml", service)] == [
+        "aws-service federation works on AWS only, not gcp"]
+
+
 def test_editor_reports_both_template_entry_mistakes_at_once(editor: Any) -> None:
     text = PAYMENTS.replace("reason: reads the payments table directly",
                             "reason: reads the payments table directly\n"

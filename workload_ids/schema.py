@@ -317,22 +317,29 @@ def _spec(spec: dict[str, Any], templates: TemplateSet) -> None:
                     "errorMessage": f"spec.{other} does not apply to {article} {provider} "
                                     "workload; remove it"}
         federation: dict[str, Any] = {}
+        kinds: list[dict[str, Any]] = []
         if provider != "aws":
-            federation["properties"] = {
-                "kind": {"enum": ["github-actions", "kubernetes"],
-                         "errorMessage": f"aws-service federation works on AWS only, not {provider}"}}
+            # Only for that kind: a misspelt kind gets one message, the entry's own.
+            kinds.append({
+                "if": {"properties": {"kind": {"const": "aws-service"}}, "required": ["kind"]},
+                "then": {"properties": {"kind": {
+                    "enum": ["github-actions", "kubernetes"],
+                    "errorMessage": f"aws-service federation works on AWS only, not {provider}"}}}})
         if provider == "gcp":
             need = ("GCP federation needs 'workloadIdentityPool' "
                     "(projects/NUMBER/locations/global/workloadIdentityPools/POOL)")
-            federation["if"] = {"properties": {"kind": {"enum": ["github-actions", "kubernetes"]}},
-                                "required": ["kind"]}
-            federation["then"] = {"required": ["workloadIdentityPool"], "errorMessage": need,
-                                  "properties": {"workloadIdentityPool": {
-                                      "type": "string", "errorMessage": need}}}
+            kinds.append({
+                "if": {"properties": {"kind": {"enum": ["github-actions", "kubernetes"]}},
+                       "required": ["kind"]},
+                "then": {"required": ["workloadIdentityPool"], "errorMessage": need,
+                         "properties": {"workloadIdentityPool": {"type": "string",
+                                                                 "errorMessage": need}}}})
         else:
-            federation.setdefault("properties", {})["workloadIdentityPool"] = {
+            federation["properties"] = {"workloadIdentityPool": {
                 "type": "null",
-                "errorMessage": f"workloadIdentityPool applies to GCP only, not {provider}"}
+                "errorMessage": f"workloadIdentityPool applies to GCP only, not {provider}"}}
+        if kinds:  # an empty allOf is not a schema
+            federation["allOf"] = kinds
         then["properties"]["credentials"] = {"properties": {"federation": {"items": federation}}}
         then["properties"]["access"] = {"items": _entry_for(provider, templates)}
         rules.append({"if": {"properties": {"provider": {"const": provider}}, "required": ["provider"]},
