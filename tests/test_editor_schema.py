@@ -376,7 +376,10 @@ def editor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[yaml_ls.L
     schema_file.write_text(schema_text(), encoding="utf-8")
     with yaml_ls.running(root) as server:
         # As the README writes it: a path from the workspace root.
-        server.configure("./workload.schema.json", "*.workload.yaml")
+        probe = root / "probe.workload.yaml"
+        text = PAYMENTS.replace('"123456789012"', '"12345678901"', 1)
+        probe.write_text(text, encoding="utf-8")
+        server.configure_and_wait("./workload.schema.json", "*.workload.yaml", probe, text)
         yield server, root
 
 

@@ -15,7 +15,7 @@ import shutil
 import subprocess  # nosec B404 - starts the pinned local language server, no shell
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -127,23 +127,36 @@ class LanguageServer:
         self.notify("textDocument/didOpen", {"textDocument": {
             "uri": path.as_uri(), "languageId": "yaml", "version": 1, "text": text}})
 
-    def diagnostics(self, path: Path, settle: float = 0.5) -> list[dict[str, Any]]:
+    def diagnostics(self, path: Path, settle: float = 0.5,
+                    until: Callable[[list[dict[str, Any]]], bool] | None = None
+                    ) -> list[dict[str, Any]]:
         """The diagnostics last published for ``path`` (the server may publish more than
-        once while it loads the schema: wait until it is quiet for ``settle`` seconds)."""
+        once: wait until it is quiet for ``settle`` seconds, or until ``until`` holds)."""
         uri = path.as_uri()
         found: list[dict[str, Any]] | None = None
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
+            waiting = found is not None and until is None
             try:
-                message = self.notifications.get(timeout=settle if found is not None else 1.0)
+                message = self.notifications.get(timeout=settle if waiting else 1.0)
             except queue.Empty:
-                if found is not None:
-                    return found
+                if waiting:
+                    return found or []
                 continue
             if message.get("method") == "textDocument/publishDiagnostics" \
                     and message["params"]["uri"] == uri:
                 found = message["params"]["diagnostics"]
-        raise AssertionError(f"no diagnostics for {uri} in {TIMEOUT}s")
+                if until is not None and until(found):
+                    return found
+        raise AssertionError(f"no diagnostics for {uri} in {TIMEOUT}s (last: {found})")
+
+    def configure_and_wait(self, schema: str, glob: str, probe: Path, text: str) -> None:
+        """:meth:`configure`, then open ``probe`` (``text`` must draw a diagnostic from the
+        schema) and wait until the server reports it: from then on, the schema is loaded and
+        the settings applied, so an empty list of diagnostics means a clean document."""
+        self.configure(schema, glob)
+        self.open(probe, text)
+        self.diagnostics(probe, until=bool)
 
     def completion(self, path: Path, line: int, character: int) -> list[dict[str, Any]]:
         result = self.request("textDocument/completion", {
