@@ -117,10 +117,10 @@ def test_template_names_are_an_enum_with_descriptions(schema: dict[str, Any]) ->
     assert "object-storage.read" in template["errorMessage"]
 
 
-def test_schema_with_a_config_names_its_templates(tmp_path: Path) -> None:
-    folder = tmp_path / "templates"
-    folder.mkdir()
-    (folder / "blob-audit.yaml").write_text(textwrap.dedent("""\
+def config_with_a_template(folder: Path, template: str | None = None) -> Path:
+    """A config whose templates: folder holds acme.blob-audit (AWS only), or ``template``."""
+    (folder / "templates").mkdir(parents=True, exist_ok=True)
+    (folder / "templates" / "blob-audit.yaml").write_text(template or textwrap.dedent("""\
         name: acme.blob-audit
         description: Reads bucket objects for the audit job
         aws:
@@ -128,8 +128,13 @@ def test_schema_with_a_config_names_its_templates(tmp_path: Path) -> None:
             - actions: [s3:GetObject]
               resource: "arn:aws:s3:::{name}/*"
         """), encoding="utf-8")
-    config = tmp_path / "workload-ids.yaml"
+    config = folder / "workload-ids.yaml"
     config.write_text("templates: [templates]\n", encoding="utf-8")
+    return config
+
+
+def test_schema_with_a_config_names_its_templates(tmp_path: Path) -> None:
+    config = config_with_a_template(tmp_path)
     with_config = json.loads(schema_text("--config", str(config)))
     names = with_config["$defs"]["AccessEntry"]["properties"]["template"]["enum"]
     assert names == [*sorted([*TEMPLATES, "acme.blob-audit"]), None]
@@ -142,6 +147,14 @@ def test_schema_with_a_config_names_its_templates(tmp_path: Path) -> None:
     assert narrowed == [TEMPLATES]
     assert "acme.blob-audit" not in json.loads(schema_text())["$defs"]["AccessEntry"][
         "properties"]["template"]["enum"]
+
+
+def test_schema_with_a_broken_config_template_says_where(tmp_path: Path) -> None:
+    config = config_with_a_template(tmp_path, "name: acme.blob-audit\ndescription: Reads\naws: 7\n")
+    result = run_cli("schema", "--config", str(config))
+    assert result.code == 1
+    assert "blob-audit.yaml:3:" in result.err, result.err
+    assert result.out == "" and "Traceback" not in result.err
 
 
 def test_schema_with_a_missing_config_says_so(tmp_path: Path) -> None:
@@ -508,6 +521,23 @@ def test_editor_hover_shows_a_fields_description(editor: Any) -> None:
     assert "spec.access" in shown and "An access template by name" in shown, shown
     assert " || " not in shown, shown
     assert "Reads" in shown or "read" in shown.lower()
+
+
+def test_editor_completes_a_configs_templates(editor: Any) -> None:
+    server, root = editor
+    config = config_with_a_template(root / "team")
+    (root / "team" / "workload.schema.json").write_text(schema_text("--config", str(config)),
+                                                        encoding="utf-8")
+    text = "# yaml-language-server: $schema=./workload.schema.json\n" + PAYMENTS.replace(
+        "template: object-storage.read", "template: ", 1)
+    path = root / "team" / "manifest.yaml"
+    path.write_text(text, encoding="utf-8")
+    server.open(path, text)
+    server.diagnostics(path)
+    line = line_of(text, "template: ")
+    items = server.completion(path, line, text.splitlines()[line].index("template: ") + len("template: "))
+    labels = {item["label"] for item in items}
+    assert {"acme.blob-audit", "object-storage.read"} <= labels, labels
 
 
 def test_editor_follows_a_modeline(editor: Any) -> None:
