@@ -149,6 +149,15 @@ def test_schema_with_a_config_names_its_templates(tmp_path: Path) -> None:
         "properties"]["template"]["enum"]
 
 
+def test_schema_reads_the_config_validate_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ./workload-ids.yaml, as validate finds it: its templates are in the schema too.
+    config_with_a_template(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CI", raising=False)
+    names = json.loads(schema_text())["$defs"]["AccessEntry"]["properties"]["template"]["enum"]
+    assert "acme.blob-audit" in names
+
+
 def test_schema_with_a_broken_config_template_says_where(tmp_path: Path) -> None:
     config = config_with_a_template(tmp_path, "name: acme.blob-audit\ndescription: Reads\naws: 7\n")
     result = run_cli("schema", "--config", str(config))

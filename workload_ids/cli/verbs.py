@@ -304,15 +304,14 @@ def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, out: Output) -> int:
-    """`schema`: print the manifest JSON Schema for editors; with ``--config``, its template
-    names include the config's templates."""
+    """`schema`: print the manifest JSON Schema for editors. Its template names include the
+    config's templates (the config ``validate`` would read), so the editor accepts what
+    ``validate`` accepts."""
+    from ..config import load_config
     from ..schema import manifest_schema
-    templates = None
-    if args.config:
-        from ..config import load_config
-        from ..templates import load_templates
-        config = load_config(args.config)
-        templates = load_templates(config.template_dirs(), config.catalog_extra())
+    from ..templates import load_templates
+    config = load_config(args.config)
+    templates = load_templates(config.template_dirs(), config.catalog_extra())
     print(json.dumps(manifest_schema(templates), indent=2), file=out.out)
     return EXIT_OK
 
