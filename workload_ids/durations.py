@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+# The form in JSON Schema's (and JavaScript's) dialect too: workload_ids.schema shows it to editors.
+DURATION = r"\d{1,6}[smhdw]"
 _DURATION = re.compile(r"(?P<n>\d{1,6})(?P<unit>[smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -12,41 +12,108 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import core_schema
 
-from .durations import parse_duration
+from .durations import DURATION, parse_duration
 from .errors import Diagnostic, Position
 from .resources import GUID, RESOURCE_GROUP, RESOURCE_GROUP_RULE
 from .yamlpos import Document, load_documents
 
 API_VERSION = "workload-ids/v1"
 
-_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+    from pydantic.json_schema import JsonSchemaValue
+
+_NAME = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_NAME_RE = re.compile(_NAME)
+
+
+# Python's \w and \d match letters and digits of every script, JavaScript's only ASCII ones;
+# neither reads the other's spelling of "any letter". Written out for editors, they match
+# the same ASCII characters and every non-ASCII one: never stricter than Python's.
+_ANY_WORD = "0-9A-Za-z_\x80-\U0010ffff"
+_ANY_DIGIT = "0-9\x80-\U0010ffff"
+
+
+def portable_pattern(source: str) -> str:
+    """``source`` (a Python pattern, matched whole) as a JSON Schema ``pattern`` that Python
+    and JavaScript (yaml-language-server) both read, and that accepts whatever ``source``
+    accepts: anchored, named groups unnamed, ``\\w`` and ``\\d`` widened as above."""
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(source):
+        c = source[i]
+        if c == "\\" and i + 1 < len(source):
+            pair = source[i:i + 2]
+            i += 2
+            wide = {"\\w": _ANY_WORD, "\\d": _ANY_DIGIT}.get(pair)
+            out.append(pair if wide is None else wide if in_class else f"[{wide}]")
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+        elif c == "]" and in_class:
+            in_class = False
+        out.append(c)
+        i += 1
+    return "^(?:" + re.sub(r"\(\?P<[A-Za-z_]\w*>", "(", "".join(out)) + ")$"
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A string check, and the same check said in JSON Schema for editors.
+
+    The field's JSON Schema (:mod:`workload_ids.schema`) gets ``pattern`` (a Python pattern
+    matched whole, written out by :func:`portable_pattern` when the schema is made, not at
+    import) and ``shown``: lengths, and ``patternErrorMessage``, which yaml-language-server
+    shows instead of the bare pattern. They may say less than ``check`` does, never more:
+    an editor must not flag what ``validate`` accepts."""
+
+    check: Callable[[str], str]
+    pattern: str | None
+    shown: tuple[tuple[str, Any], ...] = ()
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        out = handler(schema)
+        if self.pattern is not None:
+            out["pattern"] = portable_pattern(self.pattern)
+        out.update(self.shown)
+        return out
 
 
 def _slug(label: str, low: int, high: int) -> Any:
+    rule = (f"{low}-{high} characters of lowercase letters, digits and hyphens, starting and "
+            "ending with a letter or digit")
+
     def check(value: str) -> str:
         if not (low <= len(value) <= high) or not _NAME_RE.fullmatch(value):
-            raise ValueError(
-                f"{label} {value!r} must be {low}-{high} characters of lowercase letters, "
-                "digits and hyphens, starting and ending with a letter or digit")
+            raise ValueError(f"{label} {value!r} must be {rule}")
         return value
-    return AfterValidator(check)
+    return _Checked(check, _NAME, (("minLength", low), ("maxLength", high),
+                                   ("patternErrorMessage", f"{label}: {rule}")))
 
 
 def _regex(label: str, pattern: str, hint: str) -> Any:
+    """A check that ``pattern`` matches the whole value."""
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
         if not compiled.fullmatch(value):
             raise ValueError(f"{label} {value!r} is not valid: {hint}")
         return value
-    return AfterValidator(check)
+    return _Checked(check, pattern, (("patternErrorMessage", f"{label}: {hint}"),))
 
 
 def _printable(label: str) -> Any:
@@ -59,7 +126,11 @@ def _printable(label: str) -> Any:
             raise ValueError(f"{label} holds {bad!r} (U+{ord(bad):04X}), a control or line-break "
                              "character; write it on one line of printable characters")
         return value
-    return AfterValidator(check)
+    # Editors are shown the control and line-break characters; the rarer unprintable ones
+    # (format characters, unassigned code points) are left to validate.
+    return _Checked(check, r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]*", (
+        ("patternErrorMessage", f"{label}: one line of printable characters, without tabs, "
+                                "line breaks or control characters"),))
 
 
 def _duration(value: str) -> str:
@@ -69,7 +140,10 @@ def _duration(value: str) -> str:
 
 WorkloadName = Annotated[str, _slug("name", 3, 40)]
 EnvironmentName = Annotated[str, _slug("environment", 1, 16)]
-Duration = Annotated[str, AfterValidator(_duration)]
+# parse_duration strips surrounding whitespace before matching.
+Duration = Annotated[str, _Checked(_duration, rf"\s*{DURATION}\s*", (
+    ("patternErrorMessage", "a duration: a whole number and one unit, s (seconds), m (minutes), "
+                            "h (hours), d (days) or w (weeks), e.g. 12h or 30d"),))]
 OwnerId = Annotated[str, _regex("owner", r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}",
                                 "use the id of a person or group in the owner directory")]
 

@@ -345,9 +345,15 @@ def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, out: Output) -> int:
-    """`schema`: print the manifest JSON Schema for editors."""
+    """`schema`: print the manifest JSON Schema for editors. Its template names include the
+    config's templates (the config ``validate`` would read), so the editor accepts what
+    ``validate`` accepts."""
+    from ..config import load_config
     from ..schema import manifest_schema
-    print(json.dumps(manifest_schema(), indent=2), file=out.out)
+    from ..templates import load_templates
+    config = load_config(args.config)
+    templates = load_templates(config.template_dirs(), config.catalog_extra())
+    print(json.dumps(manifest_schema(templates), indent=2), file=out.out)
     return EXIT_OK
 
 
