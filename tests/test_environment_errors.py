@@ -4,6 +4,8 @@ unreachable endpoint is given up on in seconds, not after a minute of retries.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from workload_ids.calls import (
@@ -79,3 +81,32 @@ def test_each_retry_is_told_before_its_pause() -> None:
         seam.call("aws", "iam.get_role", dead)
     assert told == [("iam.get_role", UNREACHABLE, 1), ("iam.get_role", UNREACHABLE, 2)]
     assert len(slept) == 2
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # free now, and nothing listens once it is closed
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_azure_with_nothing_at_its_endpoints_says_so_in_seconds(tmp_path: Path) -> None:
+    import time
+
+    from tests.support.cli import run_cli
+    url = f"https://127.0.0.1:{_closed_port()}"
+    config = tmp_path / "c.yaml"
+    config.write_text("azure:\n" + "".join(f"  {key}: {url}\n" for key in (
+        "armEndpoint", "graphEndpoint", "authorityEndpoint", "keyVaultUrl"))
+        + "  tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47\n  sandboxCredentials: true\n"
+        "trust:\n  allowedGithubOwners: [acme]\n")
+    started = time.monotonic()
+    result = run_cli("plan", "--config", str(config), str(EXAMPLES / "azure" / "order-reconciliation.yaml"))
+    assert time.monotonic() - started < 15
+    assert result.code == 1
+    assert "ServiceRequestError" in result.err and "Connection refused" in result.err
+    assert "nothing answered: check the azure.*Endpoint" in result.err
+    assert "internal error" not in result.err and "this is a bug" not in result.err

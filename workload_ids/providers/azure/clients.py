@@ -28,7 +28,19 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from ...calls import CONFLICT, DENIED, NOT_FOUND, OTHER, THROTTLE, TRANSIENT, CallSeam, ErrorInfo
+from ...calls import (
+    CONFLICT,
+    DENIED,
+    NO_CREDENTIALS,
+    NOT_FOUND,
+    OTHER,
+    REJECTED,
+    THROTTLE,
+    TRANSIENT,
+    UNREACHABLE,
+    CallSeam,
+    ErrorInfo,
+)
 from ...config import Config
 from ...errors import CloudError
 from ...markers import KEY_SECRET, KeyCache, check, sign
@@ -89,8 +101,17 @@ def classify(exc: BaseException) -> ErrorInfo | None:
     code = error_code(exc)
     message = str(getattr(exc, "message", "") or exc).split("\n", 1)[0]
     status = getattr(exc, "status_code", None)
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+    if isinstance(exc, ServiceRequestError):
+        # The request never reached a server (refused, no route, DNS): a wrong endpoint
+        # or a stopped sandbox, given up on in seconds rather than retried for a minute.
+        return ErrorInfo(UNREACHABLE, code, message)
+    if isinstance(exc, ServiceResponseError):
         return ErrorInfo(TRANSIENT, code, message)
+    if type(exc).__name__ == "CredentialUnavailableError":  # azure.identity: nothing to sign in with
+        return ErrorInfo(NO_CREDENTIALS, code, message.split(". ", 1)[0])
+    if isinstance(exc, ClientAuthenticationError) and status is None:
+        # Raised by the credential itself (a token request Entra refused), not by a service.
+        return ErrorInfo(REJECTED, code, message)
     if status == 429:
         return ErrorInfo(THROTTLE, code, message)
     if isinstance(status, int) and status >= 500:
