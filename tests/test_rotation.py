@@ -356,15 +356,21 @@ def test_a_run_that_loses_its_lease_stops_before_its_next_change(vendor, aws, mo
     lock = cloud.lock_for("123456789012")
     tags = cloud.desired(validate([vendor], config).compiled[0]).tags  # our marker
     taken = threading.Event()
+    took_over = threading.Event()
     renewed = threading.Event()
 
     def freeze_then_lose_the_lease(record: CallRecord) -> None:
         if record.operation == "secretsmanager.update_secret" and taken.is_set():
+            # The whole process is frozen, its lease keeper too: a renewal sent between the
+            # clock's move and the takeover would extend a lease a frozen run cannot renew
+            # (the cause of this test's rare failure under load).
+            took_over.wait(30)
             renewed.set()  # the frozen run's keeper tries to renew (and will learn it lost)
         if record.operation == "secretsmanager.tag_resource" and not taken.is_set():
             taken.set()
             at(monkeypatch, 31 + AFTER_LEASE)  # this run stalls past its lease...
             assert lock.try_acquire(SECRET, other, tags) is None  # ...and another run takes over
+            took_over.set()
             assert renewed.wait(30)
             time.sleep(0.5)  # the renewal's answer arrives
     seam.observers.append(freeze_then_lose_the_lease)
