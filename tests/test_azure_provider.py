@@ -172,3 +172,47 @@ def test_a_missing_target_resource_is_a_clear_cloud_error(tmp_path: Path,
     text = azure_workload(access=f"    - template: topic.publish\n      resources: [{missing}]\n")
     with pytest.raises(CloudError, match=f"ResourceNotFound: .*{missing}"):
         converge(tmp_path, text, config)
+
+
+def test_a_plan_names_who_may_obtain_credentials_alone_or_in_a_fleet(tmp_path: Path) -> None:
+    """The federation change in words (issuer and subject, added and removed), and the same
+    plan whether the workload is read alone or in a batch read of the subscription."""
+    from tests.support.trust import TEST_TRUST
+    from workload_ids.apply import apply_plan
+    from workload_ids.config import load_config
+    from workload_ids.plan import build_plan, render_text
+    from workload_ids.sandbox.azure.local import start_local_azure
+    local = start_local_azure()
+    try:
+        config_file = tmp_path / "workload-ids.yaml"
+        config_file.write_text(local.config_block() + TEST_TRUST)
+        config = load_config(config_file)
+        path = tmp_path / "w.yaml"
+
+        def plans(text: str) -> dict[bool, Any]:
+            path.write_text(text)
+            compiled = validate([path], config).compiled
+            return {fleet: build_plan(compiled, config, CallSeam(RetryPolicy(), sleep=lambda s: None),
+                                      fleet=fleet) for fleet in (False, True)}
+        created = plans(azure_workload())
+        issuer = "https://token.actions.githubusercontent.com"
+        assert [c.as_json() for c in created[False].changes] == [c.as_json() for c in created[True].changes]
+        assert created[False].changes[0].details["trust"] == {
+            "added": [{"principal": issuer, "subject": "repo:acme/recon:environment:production"}],
+            "removed": []}
+        assert apply_plan(created[False]).ok
+        on_main = ("    federation:\n      - kind: github-actions\n"
+                   "        repository: acme/recon\n        ref: refs/heads/main\n")
+        moved = plans(azure_workload(federation=on_main))
+        alone, batch = ([c.as_json() for c in moved[f].changes] for f in (False, True))
+        assert alone == batch
+        [federation] = [c for c in alone if c["action"] == "update-federation"]
+        assert federation["trust"] == {
+            "added": [{"principal": issuer, "subject": "repo:acme/recon:ref:refs/heads/main"}],
+            "removed": [{"principal": issuer, "subject": "repo:acme/recon:environment:production"}]}
+        assert "checkedAtApply" not in str(alone)
+        text = render_text(moved[True])
+        assert f"+ trust {issuer}  repo:acme/recon:ref:refs/heads/main" in text
+        assert f"- trust {issuer}  repo:acme/recon:environment:production" in text
+    finally:
+        local.stop()

@@ -302,6 +302,10 @@ class ObservedIdentity:
     settings: Mapping[str, str]
     foreign: tuple[str, ...] = ()  # attachments we did not make (policy names or ARNs)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # False when a batch read left out what only the diff of a changed identity needs
+    # (Azure's federated credentials, a child of each identity): plan reads an identity
+    # whose manifest changed again, alone, so a plan shows the same whatever else it reads.
+    complete: bool = True
 
     @property
     def marker(self) -> Marker | None:

@@ -20,7 +20,7 @@ from .keys.lifecycle import lifecycle
 from .model import JOURNAL_TAG, MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
 from .providers import CLOUDS
-from .providers.interface import Backends
+from .providers.interface import Backends, IdentityBackend
 
 FLEET_THRESHOLD = 10
 
@@ -175,7 +175,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         if fleet:
             read = prefetch.scope(provider_name, target) if prefetch else None
             scope = {o.name: o for o in (read if read is not None else provider.observe_scope(target))}
-            observed = {d.name: scope.get(d.name) for d in items}
+            observed = {d.name: _whole(provider, d, scope.get(d.name)) for d in items}
             wanted = {d.name for d in items}
             orphans.extend(
                 Orphan(provider_name, target, o.name, o.marker.workload, o.marker.owner)
@@ -220,6 +220,16 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
                 quarantined=quarantined, foreign_grants=foreign, forged=forged, fleet=fleet,
                 calls=seam.stats.total - start_calls)
+
+
+def _whole(identities: IdentityBackend, desired: DesiredIdentity,
+           seen: ObservedIdentity | None) -> ObservedIdentity | None:
+    """``seen`` from a batch read, or read again alone when the batch left out what the
+    diff of its changed manifest needs: a workload plans the same in a fleet run as alone."""
+    if seen is None or seen.complete or seen.marker is None or \
+            seen.marker.digest == desired.workload.marker.digest:
+        return seen
+    return identities.observe_one(desired)
 
 
 def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, config: Config) -> None:

@@ -18,7 +18,7 @@ everything again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ...calls import NOT_FOUND
@@ -45,6 +45,16 @@ def _credential_doc(credential: Any) -> dict[str, Any]:
     return {"issuer": credential.issuer, "subject": credential.subject,
             "audiences": list(credential.audiences or [])}
 
+
+
+def trust_diff(have: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
+    """Who may obtain credentials, added and removed, in words (issuer and subject), as
+    an AWS plan shows its trust policy's changes."""
+    def rows(feds: Mapping[str, Any], names: Iterable[str]) -> list[dict[str, str]]:
+        return sorted(({"principal": str(feds[n]["issuer"]), "subject": str(feds[n]["subject"])}
+                       for n in names), key=lambda r: (r["principal"], r["subject"]))
+    changed = [n for n in want if have.get(n) != want[n]]
+    return {"added": rows(want, changed), "removed": rows(have, [n for n in have if n not in want])}
 
 class AzureIdentities(IdentityBackend):
     """Managed identities; applications through :class:`.applications.AzureApplications`."""
@@ -144,7 +154,7 @@ class AzureIdentities(IdentityBackend):
         group = str(identity.id).split("/")[4]
         return ObservedIdentity(
             provider="azure", target=subscription, kind="managed-identity", name=str(identity.name),
-            address=str(identity.id), tags=tags,
+            address=str(identity.id), tags=tags, complete=marker is None or federated is not None,
             documents={k: render.canonical(v) for k, v in documents.items()},
             settings={"resourceGroup": group, "location": str(identity.location),
                       "clientId": str(identity.client_id or "")},
@@ -228,7 +238,8 @@ class AzureIdentities(IdentityBackend):
         if observed is None:
             return [change("create", kind="managed-identity", address=desired.address,
                            permissions=permission_diff({}, {}, want["roles"], want["assignments"]),
-                           federation={"added": sorted(want["federatedCredentials"]), "removed": []})]
+                           federation={"added": sorted(want["federatedCredentials"]), "removed": []},
+                           trust=trust_diff({}, want["federatedCredentials"]))]
         if observed.marker is None:
             raise ConflictError(
                 f"{w.label}: managed identity {desired.name} exists in subscription {w.target} but does not "
@@ -243,17 +254,14 @@ class AzureIdentities(IdentityBackend):
         have: dict[str, Any] = observed.extra.get("objects") or {}
         changes = access_changes(change, want, have)
         want_fed = want["federatedCredentials"]
-        if "federatedCredentials" in have:
-            have_fed = have["federatedCredentials"]
-            if have_fed != want_fed:
-                changes.append(change("update-federation", federation={
-                    "added": sorted(k for k in want_fed if have_fed.get(k) != want_fed[k]),
-                    "removed": sorted(set(have_fed) - set(want_fed))}))
-        elif observed.marker.digest != w.marker.digest:
-            # A fleet read leaves each identity's federated credentials unread: a manifest
-            # changed since the last apply (its digest) has them converged at apply.
+        # A fleet read leaves federated credentials unread (observed.complete is False);
+        # plan reads an identity whose manifest changed again, alone, so they are here then.
+        have_fed = have.get("federatedCredentials", want_fed)
+        if have_fed != want_fed:
             changes.append(change("update-federation", federation={
-                "added": sorted(want_fed), "removed": [], "checkedAtApply": True}))
+                "added": sorted(k for k in want_fed if have_fed.get(k) != want_fed[k]),
+                "removed": sorted(set(have_fed) - set(want_fed))},
+                trust=trust_diff(have_fed, want_fed)))
         if self._marker_differs(desired, observed):
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-marker", tags=marker_changes(desired, observed)))
