@@ -143,29 +143,34 @@ KIND_OPS = {
 }
 
 
-def call(client: SeamClient, operation: str, **kwargs: Any) -> Any:
-    """``client.<operation>(**kwargs)`` for an operation named by a table (KIND_OPS)."""
-    method: Callable[..., Any] = getattr(client, operation)
-    return method(**kwargs)
+def operation(client: SeamClient, name: str) -> Callable[..., Any]:
+    """``client.<name>`` for an operation named by a table (KIND_OPS, the teardown steps)."""
+    method: Callable[..., Any] = getattr(client, name)
+    return method
 
 
-def pages_of(client: SeamClient, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+def call(client: SeamClient, name: str, **kwargs: Any) -> Any:
+    """``client.<name>(**kwargs)`` for an operation named by a table."""
+    return operation(client, name)(**kwargs)
+
+
+def pages_of(client: SeamClient, name: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
     """Whole pages, each one call through the seam (IAM's Marker/IsTruncated protocol)."""
     marker: str | None = None
     while True:
         params = dict(kwargs)
         if marker:
             params["Marker"] = marker
-        page: dict[str, Any] = call(client, operation, **params)
+        page: dict[str, Any] = call(client, name, **params)
         yield page
         if not page.get("IsTruncated"):
             return
         marker = page.get("Marker")
 
 
-def pages(client: SeamClient, operation: str, key: str, **kwargs: Any) -> Iterator[list[Any]]:
+def pages(client: SeamClient, name: str, key: str, **kwargs: Any) -> Iterator[list[Any]]:
     """The list under ``key`` of each page."""
-    for page in pages_of(client, operation, **kwargs):
+    for page in pages_of(client, name, **kwargs):
         yield page.get(key, [])
 
 

@@ -31,7 +31,17 @@ from ...model import (
 )
 from ..interface import IdentityBackend, TransferCheck
 from . import render
-from .clients import KIND_OPS, AwsClients, call, check_account, if_present, pages, pages_of, tags_of
+from .clients import (
+    KIND_OPS,
+    AwsClients,
+    call,
+    check_account,
+    if_present,
+    operation,
+    pages,
+    pages_of,
+    tags_of,
+)
 
 OUR_POLICIES = (render.POLICY_NAME, render.QUARANTINE_POLICY)
 ROLE_SETTINGS = ("maxSessionDuration", "description")
@@ -486,14 +496,11 @@ class AwsIdentities(IdentityBackend):
 
     def _apply_remove_foreign(self, iam: SeamClient, change: Change, desired: DesiredIdentity) -> None:
         ops = KIND_OPS[desired.kind]
-        who = {ops.param: desired.name}
         kind, _, ref = str(change.details["policy"]).partition(":")
-        if kind == "inline":
-            if_present(getattr(iam, ops.delete_policy), **who, PolicyName=ref)
-        elif kind == "group":
-            if_present(iam.remove_user_from_group, **who, GroupName=ref)
-        else:
-            if_present(getattr(iam, ops.detach), **who, PolicyArn=ref)
+        # observe's "inline:NAME", "group:NAME" and "attached:ARN": the call that removes each.
+        name, param = {"inline": (ops.delete_policy, "PolicyName"),
+                       "group": ("remove_user_from_group", "GroupName")}.get(kind, (ops.detach, "PolicyArn"))
+        if_present(operation(iam, name), **{ops.param: desired.name, param: ref})
 
     def _apply_settings(self, iam: SeamClient, change: Change, desired: DesiredIdentity) -> None:
         iam.update_role(RoleName=desired.name, Description=desired.settings.get("description", ""),
@@ -505,7 +512,7 @@ class AwsIdentities(IdentityBackend):
         if desired.settings["boundary"]:
             call(iam, ops.put_boundary, **who, PermissionsBoundary=desired.settings["boundary"])
         else:
-            if_present(getattr(iam, ops.delete_boundary), **who)
+            if_present(operation(iam, ops.delete_boundary), **who)
 
     def _apply_tags(self, iam: SeamClient, change: Change, desired: DesiredIdentity) -> None:
         assert change.observed is not None
@@ -542,7 +549,7 @@ class AwsIdentities(IdentityBackend):
             call(iam, ops.put_policy, **{ops.param: desired.name}, PolicyName=render.POLICY_NAME,
                  PolicyDocument=policy)
         else:
-            if_present(getattr(iam, ops.delete_policy), **{ops.param: desired.name},
+            if_present(operation(iam, ops.delete_policy), **{ops.param: desired.name},
                        PolicyName=render.POLICY_NAME)
 
     def _create(self, iam: SeamClient, desired: DesiredIdentity) -> None:

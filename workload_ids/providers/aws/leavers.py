@@ -38,7 +38,7 @@ from ...model import (
 )
 from ..interface import LeaverBackend
 from . import render
-from .clients import KIND_OPS, AwsClients, call, if_present, pages, tags_of
+from .clients import KIND_OPS, AwsClients, call, if_present, operation, pages, tags_of
 from .identity import JsonDocuments
 from .keys import access_keys
 
@@ -106,12 +106,12 @@ def _read(key: str) -> Find:
     return find
 
 
-def _listed(operation: str, key: str, field: str | None = None) -> Find:
+def _listed(list_call: str, key: str, field: str | None = None) -> Find:
     """Found by a paged IAM list call naming the identity (``field`` of each entry)."""
     def find(iam: SeamClient, identity: ObservedIdentity) -> list[str]:
         owner = {KIND_OPS[identity.kind].param: identity.name}
         return [str(entry if field is None else entry[field])
-                for page in pages(iam, operation, key, **owner) for entry in page]
+                for page in pages(iam, list_call, key, **owner) for entry in page]
     return find
 
 
@@ -343,7 +343,7 @@ class AwsLeavers(LeaverBackend):
                     params = dict(owner) if removal.owner else {}
                     if removal.item is not None:
                         params[removal.item] = item
-                    if_present(getattr(iam, removal.operation), **params)
+                    if_present(operation(iam, removal.operation), **params)
                     steps.append(removal.label.format(item))
 
     def _remark(self, iam: SeamClient, kind: str, name: str, target: str, immutable_id: str,
@@ -376,7 +376,7 @@ class AwsLeavers(LeaverBackend):
         if bundle.get("boundary"):
             call(iam, ops.put_boundary, **param, PermissionsBoundary=bundle["boundary"])
         else:
-            if_present(getattr(iam, ops.delete_boundary), **param)
+            if_present(operation(iam, ops.delete_boundary), **param)
         keep = set(dict(bundle.get("inlinePolicies") or {}))
         names = call(iam, ops.list_policies, **param)
         for policy in names.get("PolicyNames", []):
