@@ -170,7 +170,7 @@ class AwsIdentities(IdentityBackend):
     # --- reads -----------------------------------------------------------------------
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
-        """``GetRole``/``GetUser``, and only for one with our marker its policy lists."""
+        """``GetRole``/``GetUser``; its policy lists only when it carries our marker."""
         target = desired.workload.target
         ops = KIND_OPS[desired.kind]
         iam = self.clients.client(target, "iam")
