@@ -65,20 +65,21 @@ def breakdown_targets() -> list[tuple[Any, str, str]]:
     from workload_ids import validate as validate_module
     from workload_ids.calls import CallSeam
     from workload_ids.providers.aws import render
-    from workload_ids.providers.aws.provider import AwsProvider
+    from workload_ids.providers.aws.clients import AwsClients
+    from workload_ids.providers.aws.identity import AwsIdentities
     return [
         (validate_module, "load_templates", "load templates"),
         (validate_module, "load_workloads", "load manifests (read + YAML + shape)"),
         (validate_module, "compile_workload", "compile (templates -> grants)"),
         (render, "static_checks", "static checks (less render)"),
         (render, "desired_identity", "render IAM documents (desired_identity)"),
-        (AwsProvider, "client", "boto3 session + client setup"),
+        (AwsClients, "client", "boto3 session + client setup"),
         (CallSeam, "call", "botocore: build/sign request, decode policies (after-call)"),
         (botocore.endpoint.Endpoint, "_send", "HTTP wait: moto server's work"),
         (botocore.parsers.ResponseParser, "parse", "botocore: parse XML responses"),
-        (AwsProvider, "preflight", "preflight (less its calls)"),
-        (AwsProvider, "observe_scope", "observe_scope: build ObservedIdentity (less calls)"),
-        (AwsProvider, "diff", "diff"),
+        (AwsIdentities, "preflight", "preflight (less its calls)"),
+        (AwsIdentities, "observe_scope", "observe_scope: build ObservedIdentity (less calls)"),
+        (AwsIdentities, "diff", "diff"),
     ]
 
 

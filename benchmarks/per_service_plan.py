@@ -105,9 +105,9 @@ def main() -> int:
         import botocore.endpoint
 
         from workload_ids.calls import CallSeam as Seam
-        from workload_ids.providers.aws.provider import AwsProvider
+        from workload_ids.providers.aws.clients import AwsClients
         gc.collect()
-        with Breakdown([(AwsProvider, "client", "boto3 session + client setup"),
+        with Breakdown([(AwsClients, "client", "boto3 session + client setup"),
                         (Seam, "call", "API calls, client side"),
                         (botocore.endpoint.Endpoint, "_send", "HTTP wait (moto's work)")]) as b:
             _, _, wall, t_validate = fresh_plan(manifest, config)

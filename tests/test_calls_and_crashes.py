@@ -41,7 +41,7 @@ def run_apply(paths: list[Path], seam: CallSeam) -> Any:
 
 def test_seam_counts_and_retries_throttling():
     seam = _seam(max_attempts=4)
-    from workload_ids.providers.aws.provider import classify, make_fault
+    from workload_ids.providers.aws.clients import classify, make_fault
     seam.register("aws", classify, make_fault)
     seam.inject(FailOperation("iam.get_role", "throttle", times=2))
     assert seam.call("aws", "iam.get_role", lambda **kw: "ok", RoleName="x") == "ok"
@@ -53,7 +53,7 @@ def test_seam_counts_and_retries_throttling():
 def test_seam_gives_up_after_max_attempts_and_does_not_retry_denied():
     from botocore.exceptions import ClientError
 
-    from workload_ids.providers.aws.provider import classify, make_fault
+    from workload_ids.providers.aws.clients import classify, make_fault
     seam = _seam(max_attempts=3)
     seam.register("aws", classify, make_fault)
     seam.inject(FailOperation("iam.get_role", "transient"))
@@ -75,7 +75,7 @@ def test_a_translating_seam_lets_failures_out_as_cloud_errors_of_their_kind(kind
     an SDK exception: the SDK's own exception (as moto's boto3 raises it) is the cause."""
     from botocore.exceptions import ClientError
 
-    from workload_ids.providers.aws.provider import classify, make_fault
+    from workload_ids.providers.aws.clients import classify, make_fault
     seam = _seam(max_attempts=3)
     seam.register("aws", classify, make_fault, translate=True)
     seam.inject(FailOperation("iam.get_role", kind))
@@ -94,8 +94,8 @@ def test_a_translating_seam_lets_failures_out_as_cloud_errors_of_their_kind(kind
 
 
 def _register_provider(seam: CallSeam) -> None:
-    from workload_ids.providers.aws.provider import AwsProvider
-    AwsProvider(load_config(), seam)
+    from workload_ids.providers.aws.clients import AwsClients
+    AwsClients(load_config(), seam)
 
 
 def _register_sink(seam: CallSeam) -> None:
@@ -127,12 +127,12 @@ def test_every_registration_of_aws_translates(register: Any) -> None:
 def test_an_aws_failure_names_the_sdk_operation_and_what_to_do(aws: Any) -> None:
     """The seam's CloudError reaches the user as it left the seam: the operation that
     failed, AWS's code, and the hint for its kind (no provider-side rewording)."""
-    from workload_ids.providers.aws.provider import AwsProvider
+    from workload_ids.clouds import connect
     seam = _seam(max_attempts=1)
-    provider = AwsProvider(load_config(), seam)
+    cloud = connect("aws", load_config(), seam)
     seam.inject(FailOperation("sts.get_caller_identity", "denied"))
     with pytest.raises(CloudError) as caught:
-        provider.current_target()
+        cloud.identities.current_target()
     assert caught.value.kind == "denied" and caught.value.operation == "sts.get_caller_identity"
     assert "sts.get_caller_identity failed: AccessDenied" in caught.value.diagnostics()
     assert "Permissions the tool needs" in caught.value.diagnostics()
@@ -141,7 +141,7 @@ def test_an_aws_failure_names_the_sdk_operation_and_what_to_do(aws: Any) -> None
 def test_seam_retry_time_budget_is_bounded():
     from botocore.exceptions import ClientError
 
-    from workload_ids.providers.aws.provider import classify, make_fault
+    from workload_ids.providers.aws.clients import classify, make_fault
     slept: list[float] = []
     seam = CallSeam(RetryPolicy(max_attempts=50, max_seconds=1.0, base_delay=0.4, max_delay=5),
                     seed=1, sleep=slept.append)

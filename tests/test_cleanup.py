@@ -215,6 +215,28 @@ def test_delete_after_grace_then_restore(aws: Any, fleet: Path) -> None:
     assert typo.code == 1 and "did you mean wid_prod_svc-d?" in typo.err
 
 
+def test_teardown_removes_what_was_attached_after_the_batch_read(aws: Any, fleet: Path) -> None:
+    """Teardown works from the batch read; a policy attached and an instance profile
+    joined since then make IAM refuse the delete (DeleteConflict). The table's
+    on-conflict steps then list what is left, remove it and delete the role, instead of
+    failing the cleanup with the role half torn down."""
+    from workload_ids.clouds import connect
+    cloud = connect("aws", load_config(), CallSeam(RetryPolicy(), sleep=lambda s: None))
+    [role] = [i for i in cloud.identities.observe_scope("123456789012") if i.name == "wid_prod_svc-d"]
+    late = aws.create_policy(PolicyName="attached-later", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket",
+                                                 "Resource": "arn:aws:s3:::x"}]}))["Policy"]["Arn"]
+    aws.attach_role_policy(RoleName="wid_prod_svc-d", PolicyArn=late)
+    aws.create_instance_profile(InstanceProfileName="joined-later")
+    aws.add_role_to_instance_profile(InstanceProfileName="joined-later", RoleName="wid_prod_svc-d")
+    steps = cloud.leavers.delete(role)
+    assert steps == ["delete inline policy workload-ids", f"detach {late}",
+                     "remove from instance profile joined-later", "delete role wid_prod_svc-d"]
+    assert "wid_prod_svc-d" not in {r["RoleName"] for r in aws.list_roles()["Roles"]}
+    # The profile itself is not ours: it stays, without the role.
+    assert aws.get_instance_profile(InstanceProfileName="joined-later")["InstanceProfile"]["Roles"] == []
+
+
 def test_blast_radius_guard_refuses_with_exit_3_and_changes_nothing(aws: Any, fleet: Path) -> None:
     before = snapshot(aws)
     result = run_cli("cleanup", str(fleet), "--apply", "--max-actions", "1")

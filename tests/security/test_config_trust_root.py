@@ -238,14 +238,14 @@ def test_azure_ca_bundle_never_applies_to_azure_itself() -> None:
 
 def test_clients_built_in_code_never_send_real_credentials_to_an_override() -> None:
     """The loader's rules, held again where clients are built (configs made in code)."""
-    from workload_ids.providers.aws.provider import AwsProvider
+    from workload_ids.providers.aws.clients import AwsClients
     from workload_ids.providers.azure.clients import AzureClients
     from workload_ids.providers.gcp.clients import GcpClients
 
     def config(data: dict[str, object]) -> Config:
         return Config(ConfigFile.model_validate(data), Path.cwd(), None)
 
-    aws = AwsProvider(config({"aws": {"endpointUrl": "http://127.0.0.1:1"}}), CallSeam())
+    aws = AwsClients(config({"aws": {"endpointUrl": "http://127.0.0.1:1"}}), CallSeam())
     with pytest.raises(UserError, match=r"aws\.endpointUrl is set but aws\.sandboxCredentials is not true"):
         aws.client("123456789012", "iam")
     gcp = GcpClients(config({"gcp": {"resourceManagerEndpoint": "http://127.0.0.1:1"}}), CallSeam())

@@ -68,8 +68,8 @@ def _aws(config: Any, ref: str, seam: CallSeam) -> str:
 
 
 def _register_aws(seam: CallSeam) -> None:
-    from ..providers.aws.provider import classify, make_fault
-    # As AwsProvider registers it: every registration of "aws" says the same.
+    from ..providers.aws.clients import classify, make_fault
+    # As AwsClients registers it: every registration of "aws" says the same.
     seam.register("aws", classify, make_fault, translate=True)
 
 

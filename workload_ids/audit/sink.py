@@ -502,8 +502,8 @@ def open_sink(config: Any, seam: CallSeam | None, cache: SinkCache) -> SignedSin
 
 def _register(seam: CallSeam, provider: str) -> None:
     if provider == "aws":
-        from ..providers.aws.provider import classify, make_fault
-        # As AwsProvider registers it: every registration of "aws" says the same.
+        from ..providers.aws.clients import classify, make_fault
+        # As AwsClients registers it: every registration of "aws" says the same.
         seam.register("aws", classify, make_fault, translate=True)
     elif provider == "gcp":
         from .gcs import register

@@ -135,12 +135,12 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
                                              "writes may only create roles and users that carry a boundary; "
                                              "remove the opt-out (or name a boundary) and run it again")])
     account = target
-    provider = None
+    clients = None
     if apply:
-        from ..providers.aws.provider import AwsProvider
-        provider = AwsProvider(config, seam)
-        account = account or provider.current_target()
-        provider.verify_target(account)
+        from ..providers.aws.clients import AwsClients
+        clients = AwsClients(config, seam)
+        account = account or clients.ambient_account()
+        clients.caller(account)
     plan = aws.render(config, account or _TARGETS["aws"][2])
     sizes = [(i.policy_arn, i.size) for i in plan.identities] + [(plan.boundary.arn, plan.boundary.size)]
     if plan.audit_policy is not None:
@@ -151,15 +151,15 @@ def _aws(config: Config, seam: Any, target: str | None, apply: bool, result: Boo
                             "(shorten aws.rolePath, credentials.secretName or audit.sink.url)")
     result.plans["aws"] = plan.as_json()
     result.texts.append(aws.render_text(plan))
-    if provider is not None and account is not None:
+    if clients is not None and account is not None:
         from .converge import converge, ensure_audit_key, ensure_signing_key
         try:
-            sm, caller = provider.client(account, "secretsmanager"), provider.verify_target(account)
+            sm, caller = clients.client(account, "secretsmanager"), clients.caller(account)
             # Both keys judged before the first write: a key bootstrap did not make stops
             # the run with nothing changed.
             for ensure in (ensure_signing_key, ensure_audit_key):
                 ensure(sm, plan, caller, create=False)
-            done = converge(provider.client(account, "iam"), plan)
+            done = converge(clients.client(account, "iam"), plan)
             made = (ensure_signing_key(sm, plan, caller), ensure_audit_key(sm, plan, caller))
             done += [line for line in made if line]
         except CloudError as exc:

@@ -63,7 +63,7 @@ def _through_seam(client: Any, service: str) -> Any:
     """``client`` behind a seam of its own that translates "aws" as every other does:
     bootstrap's code, which seeding reuses, decides by CloudError kind."""
     from ..calls import CallSeam, SeamClient
-    from ..providers.aws.provider import classify, make_fault
+    from ..providers.aws.clients import classify, make_fault
     if isinstance(client, SeamClient):
         return client
     seam = CallSeam()

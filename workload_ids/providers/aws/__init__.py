@@ -17,13 +17,17 @@ if TYPE_CHECKING:
 
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """AWS's backends over ``seam``, sharing one set of clients."""
+    from .clients import AwsClients
+    from .identity import AwsIdentities
+    from .keys import AwsKeys
+    from .leavers import AwsLeavers
     from .lock import SecretsManagerLock
-    from .provider import AwsProvider
     from .secret_store import SecretsManagerStore
-    provider = AwsProvider(config, seam, transfers)
-    return Backends(CLOUD, config, seam, identities=provider, leavers=provider, keys=provider,
-                    store_for=lambda target: SecretsManagerStore(config, seam, target, provider),
-                    lock_for=lambda target: SecretsManagerLock(config, seam, target, provider))
+    clients = AwsClients(config, seam)
+    return Backends(CLOUD, config, seam, identities=AwsIdentities(clients, config, transfers),
+                    leavers=AwsLeavers(clients), keys=AwsKeys(clients, config),
+                    store_for=lambda target: SecretsManagerStore(clients, target),
+                    lock_for=lambda target: SecretsManagerLock(clients, target))
 
 
 CLOUD = Cloud("aws", render.desired_identity, render.static_checks, connect)

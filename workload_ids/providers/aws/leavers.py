@@ -4,18 +4,23 @@ and users, each idempotent so that a rerun after a crash at any call converges.
 Quarantine writes the mark first (the intent, including which keys it deactivates) and
 then enforces it; release lifts the enforcement first and clears the mark last. Either
 way a crash in between leaves a mark that the next cleanup finishes or undoes.
+
+Teardown is data, as Cloud Custodian keeps it: :data:`TEARDOWN` lists, per kind of
+identity and in order, every kind of thing IAM refuses to delete it over, how each is
+found and the calls that remove it.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ... import clock
-from ...calls import NOT_FOUND
+from ...calls import SeamClient
 from ...errors import CloudError, ConflictError
 from ...markers import NOT_AUTHENTICATED
 from ...model import (
@@ -26,18 +31,18 @@ from ...model import (
     TAG_MANAGED_BY,
     TAG_OWNER,
     TRANSFERRED_FROM_TAG,
-    KeyInfo,
     Marker,
     ObservedIdentity,
     QuarantineMark,
     encode_mark,
 )
+from ..interface import LeaverBackend
 from . import render
+from .clients import KIND_OPS, AwsClients, call, if_present, operation, pages, tags_of
+from .identity import JsonDocuments
+from .keys import access_keys
 
-if TYPE_CHECKING:
-    from ...calls import SeamClient
-
-QUARANTINE_POLICY = "workload-ids-quarantine"
+QUARANTINE_POLICY = render.QUARANTINE_POLICY
 
 
 def quarantine_document(since: datetime) -> dict[str, Any]:
@@ -53,19 +58,129 @@ def quarantine_document(since: datetime) -> dict[str, Any]:
     }
 
 
-class RetireMixin:
-    """The leaver half of :class:`~workload_ids.providers.aws.provider.AwsProvider`."""
+# --- teardown as data ------------------------------------------------------------------
 
-    if TYPE_CHECKING:
-        def client(self, target: str, service: str) -> SeamClient: ...
-        def _ignore_missing(self, fn: Any, **kwargs: Any) -> None: ...
-        def keys_of(self, target: str, name: str) -> list[KeyInfo]: ...
-        def marker_mac(self, target: str, name: str, immutable_id: str, marker: Marker) -> str: ...
-        def _pages(self, client: SeamClient, operation: str, key: str,
-                   **kwargs: Any) -> Iterator[list[Any]]: ...
+# How the items of one part are found: the ids of what is attached to the identity.
+Find = Callable[[SeamClient, ObservedIdentity], list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """One IAM call that removes one found item, and the step it reports."""
+
+    label: str  # the step as reported; ``{}`` is the item
+    operation: str  # the IAM call
+    item: str | None = None  # its parameter naming the item; None: the call names the identity alone
+    owner: bool = True  # False: the call names the item alone (virtual MFA devices)
+    only: Callable[[str], bool] | None = None  # the items it applies to (None: every one)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One kind of thing IAM refuses to delete an identity over: how each is found, and
+    the calls that remove it, in order."""
+
+    find: Find
+    removals: tuple[Removal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Teardown:
+    """How one kind of identity is torn down: its ``parts`` in order, then the identity
+    itself; when IAM still says something is attached (DeleteConflict), the
+    ``on_conflict`` parts are looked for and removed, and the identity deleted once more."""
+
+    parts: tuple[Part, ...]
+    itself: Part
+    on_conflict: tuple[Part, ...]
+
+
+def _itself(iam: SeamClient, identity: ObservedIdentity) -> list[str]:
+    return [identity.name]
+
+
+def _read(key: str) -> Find:
+    """Found in the batch read (no call): ``identity.extra[key]``, a list or a dict's keys."""
+    def find(iam: SeamClient, identity: ObservedIdentity) -> list[str]:
+        return [str(item) for item in identity.extra.get(key) or ()]
+    return find
+
+
+def _listed(list_call: str, key: str, field: str | None = None) -> Find:
+    """Found by a paged IAM list call naming the identity (``field`` of each entry)."""
+    def find(iam: SeamClient, identity: ObservedIdentity) -> list[str]:
+        owner = {KIND_OPS[identity.kind].param: identity.name}
+        return [str(entry if field is None else entry[field])
+                for page in pages(iam, list_call, key, **owner) for entry in page]
+    return find
+
+
+def _access_keys(iam: SeamClient, identity: ObservedIdentity) -> list[str]:
+    return [key.key_id for key in access_keys(iam, identity.name)]
+
+
+def _service_credentials(iam: SeamClient, identity: ObservedIdentity) -> list[str]:
+    found = if_present(iam.list_service_specific_credentials, UserName=identity.name)
+    return [c["ServiceSpecificCredentialId"] for c in (found or {}).get("ServiceSpecificCredentials", [])]
+
+
+def _virtual(serial: str) -> bool:
+    return serial.startswith("arn:")  # a hardware device's serial is not an ARN
+
+
+_ROLE_POLICIES = Removal("delete inline policy {}", "delete_role_policy", "PolicyName")
+_ROLE_ATTACHED = Removal("detach {}", "detach_role_policy", "PolicyArn")
+_ROLE_PROFILES = Removal("remove from instance profile {}", "remove_role_from_instance_profile",
+                         "InstanceProfileName")
+
+# IAM refuses to delete a role or user that still has keys, policies, profiles or group
+# memberships (moto does not), so the order matters; every call tolerates "already gone".
+TEARDOWN = {
+    "role": Teardown(
+        parts=(Part(_read("inline"), (_ROLE_POLICIES,)),
+               Part(_read("attached"), (_ROLE_ATTACHED,)),
+               Part(_read("instanceProfiles"), (_ROLE_PROFILES,))),
+        itself=Part(_itself, (Removal("delete role {}", "delete_role"),)),
+        # Something was attached after the batch read: list what is left and go again.
+        on_conflict=(Part(_listed("list_role_policies", "PolicyNames"), (_ROLE_POLICIES,)),
+                     Part(_listed("list_attached_role_policies", "AttachedPolicies", "PolicyArn"),
+                          (_ROLE_ATTACHED,)),
+                     Part(_listed("list_instance_profiles_for_role", "InstanceProfiles",
+                                  "InstanceProfileName"), (_ROLE_PROFILES,)))),
+    "user": Teardown(
+        parts=(Part(_access_keys, (Removal("delete access key {}", "delete_access_key", "AccessKeyId"),)),
+               Part(_itself, (Removal("delete login profile", "delete_login_profile"),)),
+               Part(_listed("list_mfa_devices", "MFADevices", "SerialNumber"), (
+                   Removal("deactivate MFA device {}", "deactivate_mfa_device", "SerialNumber"),
+                   Removal("delete virtual MFA device {}", "delete_virtual_mfa_device", "SerialNumber",
+                           owner=False, only=_virtual))),
+               Part(_listed("list_signing_certificates", "Certificates", "CertificateId"),
+                    (Removal("delete signing certificate {}", "delete_signing_certificate",
+                             "CertificateId"),)),
+               Part(_listed("list_ssh_public_keys", "SSHPublicKeys", "SSHPublicKeyId"),
+                    (Removal("delete SSH key {}", "delete_ssh_public_key", "SSHPublicKeyId"),)),
+               Part(_read("inline"), (Removal("delete inline policy {}", "delete_user_policy",
+                                              "PolicyName"),)),
+               Part(_read("attached"), (Removal("detach {}", "detach_user_policy", "PolicyArn"),)),
+               Part(_read("groups"), (Removal("remove from group {}", "remove_user_from_group",
+                                              "GroupName"),))),
+        itself=Part(_itself, (Removal("delete user {}", "delete_user"),)),
+        # Rare attachments (service-specific credentials for CodeCommit and the like)
+        # are only looked for when IAM says something is still attached.
+        on_conflict=(Part(_service_credentials, (Removal(
+            "delete service credential {}", "delete_service_specific_credential",
+            "ServiceSpecificCredentialId"),)),)),
+}
+
+
+class AwsLeavers(LeaverBackend):
+    """Cleanup's and restore's steps for IAM roles and users."""
+
+    def __init__(self, clients: AwsClients) -> None:
+        self.clients = clients
 
     def _iam(self, identity: ObservedIdentity) -> SeamClient:
-        return self.client(identity.target, "iam")
+        return self.clients.client(identity.target, "iam")
 
     def _guard(self, identity: ObservedIdentity) -> None:
         if identity.marker is None:  # the workflow checks too; this is the last line
@@ -77,19 +192,13 @@ class RetireMixin:
                                 "find out who tagged it")
 
     def _tag(self, identity: ObservedIdentity, tags: dict[str, str]) -> None:
-        iam = self._iam(identity)
-        items = [{"Key": k, "Value": v} for k, v in tags.items()]
-        if identity.kind == "role":
-            iam.tag_role(RoleName=identity.name, Tags=items)
-        else:
-            iam.tag_user(UserName=identity.name, Tags=items)
+        ops = KIND_OPS[identity.kind]
+        call(self._iam(identity), ops.tag, **{ops.param: identity.name},
+             Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
 
     def _untag(self, identity: ObservedIdentity, keys: list[str]) -> None:
-        iam = self._iam(identity)
-        if identity.kind == "role":
-            iam.untag_role(RoleName=identity.name, TagKeys=keys)
-        else:
-            iam.untag_user(UserName=identity.name, TagKeys=keys)
+        ops = KIND_OPS[identity.kind]
+        call(self._iam(identity), ops.untag, **{ops.param: identity.name}, TagKeys=keys)
 
     # --- reads cleanup needs beyond the batch read ---------------------------------
 
@@ -101,7 +210,7 @@ class RetireMixin:
             return value if isinstance(value, datetime) else None
         iam = self._iam(identity)
         latest: datetime | None = None
-        for key in self.keys_of(identity.target, identity.name):
+        for key in access_keys(iam, identity.name):
             used = iam.get_access_key_last_used(AccessKeyId=key.key_id)["AccessKeyLastUsed"]
             when = used.get("LastUsedDate")
             if isinstance(when, datetime) and str(used.get("ServiceName", "")).lower() not in ("sts", "n/a"):
@@ -120,7 +229,7 @@ class RetireMixin:
         (from the batch read) revoking sessions issued before exactly ``mark.since``; a
         user with no active key left (one list call)."""
         if identity.kind != "role":
-            return not any(k.status == "active" for k in self.keys_of(identity.target, identity.name))
+            return not any(k.status == "active" for k in access_keys(self._iam(identity), identity.name))
         doc: Any = (identity.extra.get("inline") or {}).get(QUARANTINE_POLICY)
         if isinstance(doc, str):
             try:
@@ -136,7 +245,8 @@ class RetireMixin:
     # --- actions -------------------------------------------------------------------
 
     def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
-        """Disable without destroying; returns the mark as written."""
+        """A role gets a deny-all policy that also revokes older sessions; a user's active
+        keys are deactivated (the mark lists them, so release reactivates only those)."""
         self._guard(identity)
         iam = self._iam(identity)
         if identity.kind == "role":
@@ -146,14 +256,14 @@ class RetireMixin:
             iam.put_role_policy(RoleName=identity.name, PolicyName=QUARANTINE_POLICY,
                                 PolicyDocument=document)
             return mark
-        active = [k.key_id for k in self.keys_of(identity.target, identity.name) if k.status == "active"]
+        active = [k.key_id for k in access_keys(iam, identity.name) if k.status == "active"]
         keys = tuple(dict.fromkeys([*mark.keys, *active]))
         written = QuarantineMark(mark.since, mark.reason, mark.delete_after, keys)
         if identity.tags.get(MARK_TAG) != encode_mark(written):
             self._tag(identity, {MARK_TAG: encode_mark(written)})
         for key_id in active:
-            self._ignore_missing(iam.update_access_key, UserName=identity.name, AccessKeyId=key_id,
-                                 Status="Inactive")
+            if_present(iam.update_access_key, UserName=identity.name, AccessKeyId=key_id,
+                       Status="Inactive")
         return written
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
@@ -162,10 +272,9 @@ class RetireMixin:
         self._guard(identity)
         iam = self._iam(identity)
         if identity.kind == "role":
-            self._ignore_missing(iam.delete_role_policy, RoleName=identity.name,
-                                 PolicyName=QUARANTINE_POLICY)
+            if_present(iam.delete_role_policy, RoleName=identity.name, PolicyName=QUARANTINE_POLICY)
         else:
-            existing = {k.key_id for k in self.keys_of(identity.target, identity.name)}
+            existing = {k.key_id for k in access_keys(iam, identity.name)}
             for key_id in (mark.keys if mark else ()):
                 if key_id in existing:
                     iam.update_access_key(UserName=identity.name, AccessKeyId=key_id, Status="Active")
@@ -178,8 +287,8 @@ class RetireMixin:
         assert marker is not None
         previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
         # The new owner and the MAC that authenticates it, in one call.
-        mac = self.marker_mac(identity.target, identity.name, identity.immutable_id,
-                              marker.replace(owner=successor))
+        mac = self.clients.marker_mac(identity.target, identity.name, identity.immutable_id,
+                                      marker.replace(owner=successor))
         self._tag(identity, {TAG_OWNER: successor, TRANSFERRED_FROM_TAG: previous, TAG_MAC: mac})
 
     def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
@@ -198,129 +307,58 @@ class RetireMixin:
             "immutableId": identity.immutable_id,
         }
         if identity.kind == "role":
-            raw = getattr(identity.documents, "raw", None)
-            trust = raw.get("trust") if raw is not None else json.loads(identity.documents.get("trust", "{}"))
+            documents = identity.documents
+            trust = documents.raw.get("trust") if isinstance(documents, JsonDocuments) \
+                else json.loads(documents.get("trust", "{}"))
             bundle.update(trust=trust, description=identity.settings.get("description", ""),
                           maxSessionDuration=int(identity.settings.get("maxSessionDuration") or 3600),
                           instanceProfiles=list(identity.extra.get("instanceProfiles") or []))
         return bundle
 
     def delete(self, identity: ObservedIdentity) -> list[str]:
-        """Ordered teardown; every step tolerates "already gone". IAM refuses to delete a
-        role or user that still has keys, policies, profiles or group memberships (moto
-        does not), so the order matters. Returns the steps taken."""
+        """Ordered teardown by :data:`TEARDOWN`; every step tolerates "already gone"."""
         self._guard(identity)
+        teardown = TEARDOWN[identity.kind]
+        iam = self._iam(identity)
         steps: list[str] = []
-        if identity.kind == "role":
-            self._teardown_role(identity, steps)
-        else:
-            self._teardown_user(identity, steps)
-        return steps
-
-    def _step(self, steps: list[str], label: str, fn: Any, **kwargs: Any) -> None:
-        self._ignore_missing(fn, **kwargs)
-        steps.append(label)
-
-    def _teardown_role(self, identity: ObservedIdentity, steps: list[str], *, reread: bool = False) -> None:
-        iam = self._iam(identity)
-        name = identity.name
-        if reread:
-            inline = [n for page in self._pages(iam, "list_role_policies", "PolicyNames", RoleName=name)
-                      for n in page]
-            attached = [p["PolicyArn"] for page in self._pages(
-                iam, "list_attached_role_policies", "AttachedPolicies", RoleName=name) for p in page]
-            profiles = [p["InstanceProfileName"] for page in self._pages(
-                iam, "list_instance_profiles_for_role", "InstanceProfiles", RoleName=name) for p in page]
-        else:
-            inline = list(dict(identity.extra.get("inline") or {}))
-            attached = list(identity.extra.get("attached") or [])
-            profiles = list(identity.extra.get("instanceProfiles") or [])
-        for policy in inline:
-            self._step(steps, f"delete inline policy {policy}",
-                       iam.delete_role_policy, RoleName=name, PolicyName=policy)
-        for arn in attached:
-            self._step(steps, f"detach {arn}", iam.detach_role_policy,
-                       RoleName=name, PolicyArn=arn)
-        for profile in profiles:
-            self._step(steps, f"remove from instance profile {profile}",
-                       iam.remove_role_from_instance_profile, InstanceProfileName=profile, RoleName=name)
+        self._remove(iam, identity, teardown.parts, steps)
         try:
-            self._step(steps, f"delete role {name}", iam.delete_role, RoleName=name)
+            self._remove(iam, identity, (teardown.itself,), steps)
         except CloudError as exc:
-            # Something was attached after the batch read: list what is left and go again.
-            if reread or exc.code != "DeleteConflict":
-                raise
-            self._teardown_role(identity, steps, reread=True)
-
-    def _teardown_user(self, identity: ObservedIdentity, steps: list[str]) -> None:
-        iam = self._iam(identity)
-        name = identity.name
-        for key in self.keys_of(identity.target, name):
-            self._step(steps, f"delete access key {key.key_id}",
-                       iam.delete_access_key, UserName=name, AccessKeyId=key.key_id)
-        self._step(steps, "delete login profile", iam.delete_login_profile,
-                   UserName=name)
-        for page in self._pages(iam, "list_mfa_devices", "MFADevices", UserName=name):
-            for device in page:
-                serial = device["SerialNumber"]
-                self._step(steps, f"deactivate MFA device {serial}",
-                           iam.deactivate_mfa_device, UserName=name, SerialNumber=serial)
-                if serial.startswith("arn:"):
-                    self._step(steps, f"delete virtual MFA device {serial}",
-                               iam.delete_virtual_mfa_device, SerialNumber=serial)
-        for page in self._pages(iam, "list_signing_certificates", "Certificates", UserName=name):
-            for cert in page:
-                self._step(steps, f"delete signing certificate {cert['CertificateId']}",
-                           iam.delete_signing_certificate, UserName=name, CertificateId=cert["CertificateId"])
-        for page in self._pages(iam, "list_ssh_public_keys", "SSHPublicKeys", UserName=name):
-            for ssh in page:
-                self._step(steps, f"delete SSH key {ssh['SSHPublicKeyId']}",
-                           iam.delete_ssh_public_key, UserName=name, SSHPublicKeyId=ssh["SSHPublicKeyId"])
-        for policy in dict(identity.extra.get("inline") or {}):
-            self._step(steps, f"delete inline policy {policy}",
-                       iam.delete_user_policy, UserName=name, PolicyName=policy)
-        for arn in identity.extra.get("attached") or []:
-            self._step(steps, f"detach {arn}", iam.detach_user_policy,
-                       UserName=name, PolicyArn=arn)
-        for group in identity.extra.get("groups") or []:
-            self._step(steps, f"remove from group {group}",
-                       iam.remove_user_from_group, GroupName=group, UserName=name)
-        try:
-            self._step(steps, f"delete user {name}", iam.delete_user, UserName=name)
-        except CloudError as exc:
-            # Rare attachments (service-specific credentials for CodeCommit and the like)
-            # are only looked for when IAM says something is still attached.
             if exc.code != "DeleteConflict":
                 raise
-            found = self._ignore_missing_value(iam.list_service_specific_credentials, UserName=name)
-            for cred in (found or {}).get("ServiceSpecificCredentials", []):
-                self._step(steps, f"delete service credential {cred['ServiceSpecificCredentialId']}",
-                           iam.delete_service_specific_credential, UserName=name,
-                           ServiceSpecificCredentialId=cred["ServiceSpecificCredentialId"])
-            self._step(steps, f"delete user {name}", iam.delete_user, UserName=name)
+            self._remove(iam, identity, (*teardown.on_conflict, teardown.itself), steps)
+        return steps
+
+    @staticmethod
+    def _remove(iam: SeamClient, identity: ObservedIdentity, parts: tuple[Part, ...],
+                steps: list[str]) -> None:
+        """Find and remove each part's items in order, recording each step taken."""
+        owner = {KIND_OPS[identity.kind].param: identity.name}
+        for part in parts:
+            for item in part.find(iam, identity):
+                for removal in part.removals:
+                    if removal.only is not None and not removal.only(item):
+                        continue
+                    params = dict(owner) if removal.owner else {}
+                    if removal.item is not None:
+                        params[removal.item] = item
+                    if_present(operation(iam, removal.operation), **params)
+                    steps.append(removal.label.format(item))
 
     def _remark(self, iam: SeamClient, kind: str, name: str, target: str, immutable_id: str,
                 marker: Marker) -> None:
-        mac = self.marker_mac(target, name, immutable_id, marker)
-        items = [{"Key": TAG_MANAGED_BY, "Value": MANAGED_BY}, {"Key": TAG_MAC, "Value": mac}]
-        if kind == "role":
-            iam.tag_role(RoleName=name, Tags=items)
-        else:
-            iam.tag_user(UserName=name, Tags=items)
-
-    def _ignore_missing_value(self, fn: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(**kwargs)
-        except CloudError as exc:
-            if exc.kind != NOT_FOUND:
-                raise
-            return None
+        ops = KIND_OPS[kind]
+        mac = self.clients.marker_mac(target, name, immutable_id, marker)
+        call(iam, ops.tag, **{ops.param: name}, Tags=[
+            {"Key": TAG_MANAGED_BY, "Value": MANAGED_BY}, {"Key": TAG_MAC, "Value": mac}])
 
     def dead_grants(self, target: str) -> list[dict[str, str]]:
         """IAM drops a deleted role or user from everything that named it: none linger."""
         return []
 
     def remove_dead_grants(self, target: str, grants: list[dict[str, str]]) -> None:
+        """Nothing to remove on AWS (see :meth:`dead_grants`)."""
         return None
 
     # --- restore -------------------------------------------------------------------
@@ -330,27 +368,25 @@ class RetireMixin:
         """Make an existing, unsigned identity exactly the bundle's: nothing it holds that
         the bundle does not survives (what the bundle holds is put back by the caller)."""
         steps: list[str] = []
-        param = {"RoleName" if kind == "role" else "UserName": name}
+        ops = KIND_OPS[kind]
+        param = {ops.param: name}
         if kind == "role":
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=render.canonical(bundle["trust"]))
             steps.append("reset trust to the bundle's")
         if bundle.get("boundary"):
-            put = iam.put_role_permissions_boundary if kind == "role" else iam.put_user_permissions_boundary
-            put(**param, PermissionsBoundary=bundle["boundary"])
+            call(iam, ops.put_boundary, **param, PermissionsBoundary=bundle["boundary"])
         else:
-            drop = iam.delete_role_permissions_boundary if kind == "role" \
-                else iam.delete_user_permissions_boundary
-            self._ignore_missing_value(drop, **param)
+            if_present(operation(iam, ops.delete_boundary), **param)
         keep = set(dict(bundle.get("inlinePolicies") or {}))
-        names = getattr(iam, f"list_{kind}_policies")(**param)
+        names = call(iam, ops.list_policies, **param)
         for policy in names.get("PolicyNames", []):
             if policy not in keep:
-                getattr(iam, f"delete_{kind}_policy")(**param, PolicyName=policy)
+                call(iam, ops.delete_policy, **param, PolicyName=policy)
                 steps.append(f"delete inline policy {policy}")
-        attached = getattr(iam, f"list_attached_{kind}_policies")(**param)
+        attached = call(iam, ops.list_attached, **param)
         for item in attached.get("AttachedPolicies", []):
             if item["PolicyArn"] not in set(bundle.get("attachedPolicies") or []):
-                getattr(iam, f"detach_{kind}_policy")(**param, PolicyArn=item["PolicyArn"])
+                call(iam, ops.detach, **param, PolicyArn=item["PolicyArn"])
                 steps.append(f"detach {item['PolicyArn']}")
         if kind == "role":
             profiles = iam.list_instance_profiles_for_role(RoleName=name)
@@ -376,15 +412,16 @@ class RetireMixin:
         """Recreate a deleted role or user from its bundle; converges when rerun. Access
         keys cannot be restored (AWS never shows a secret twice)."""
         target = str(bundle["target"])
-        iam = self.client(target, "iam")
+        iam = self.clients.client(target, "iam")
         kind, name = str(bundle["kind"]), str(bundle["name"])
+        ops = KIND_OPS[kind]
         steps: list[str] = []
         held_tags = {str(k): str(v) for k, v in dict(bundle["tags"]).items()}
         marker = Marker.from_tags(held_tags)
         # Only an identity whose marker the tool authenticated has a bundle to restore: a
         # bundle naming a forged one (or edited since) recreates nothing.
-        if marker is None or self.marker_mac(target, name, str(bundle.get(IMMUTABLE_ID) or ""),
-                                             marker) != held_tags.get(TAG_MAC):
+        if marker is None or self.clients.marker_mac(target, name, str(bundle.get(IMMUTABLE_ID) or ""),
+                                                     marker) != held_tags.get(TAG_MAC):
             raise ConflictError(f"the restore bundle of IAM {kind} {name} carries a marker that is "
                                 f"not authenticated ({NOT_AUTHENTICATED.removeprefix('its marker is ')})",
                                 "it is never restored: the identity it describes was not provably "
@@ -393,7 +430,6 @@ class RetireMixin:
         params: dict[str, Any] = {"Path": bundle.get("path") or "/", "Tags": tags}
         if bundle.get("boundary"):
             params["PermissionsBoundary"] = bundle["boundary"]
-        param = "RoleName" if kind == "role" else "UserName"
         try:
             if kind == "role":
                 created = iam.create_role(
@@ -404,24 +440,22 @@ class RetireMixin:
                 created = iam.create_user(UserName=name, **params)["User"]
             steps.append(f"create {kind} {name}")
             # A new identity has a new immutable id: mark it anew.
-            self._remark(iam, kind, name, target, str(created.get("RoleId" if kind == "role" else "UserId")),
-                         marker)
+            self._remark(iam, kind, name, target, str(created.get(ops.immutable_id)), marker)
         except CloudError as exc:
             # Only the create's own "exists" means a rerun: the same code from the tag
             # call that follows it would be something else.
-            if exc.code != "EntityAlreadyExists" or exc.operation != f"iam.create_{kind}":
+            if exc.code != "EntityAlreadyExists" or exc.operation != f"iam.{ops.create}":
                 raise
             # A rerun, or a deletion that never finished: converge only what is ours.
-            entity = getattr(iam, f"get_{kind}")(**{param: name})
-            existing = entity["Role" if kind == "role" else "User"]
-            found = {t["Key"]: t["Value"] for t in existing.get("Tags", [])}
+            existing = call(iam, ops.get, **{ops.param: name})[ops.result]
+            found = tags_of(existing.get("Tags"))
             found_marker = Marker.from_tags(found)
             if found_marker is None:
                 raise ConflictError(f"IAM {kind} {name} exists and does not carry the workload-ids "
                                     "ownership tags", "it is never modified; restore under that name "
                                     "is impossible until it is removed or renamed") from exc
-            found_id = str(existing.get("RoleId" if kind == "role" else "UserId") or "")
-            if self.marker_mac(target, name, found_id, found_marker) != found.get(TAG_MAC):
+            found_id = str(existing.get(ops.immutable_id) or "")
+            if self.clients.marker_mac(target, name, found_id, found_marker) != found.get(TAG_MAC):
                 if TAG_MAC in found or found_marker != marker:
                     raise ConflictError(f"IAM {kind} {name} exists and carries the workload-ids tags but "
                                         f"{NOT_AUTHENTICATED}", "it is reported as forged and never "
@@ -436,18 +470,16 @@ class RetireMixin:
                 steps.append(f"{kind} {name} was left unsigned by an interrupted restore: "
                              "made exactly the bundle's and signed")
             if kind == "role":
-                self._ignore_missing(iam.delete_role_policy, RoleName=name, PolicyName=QUARANTINE_POLICY)
+                if_present(iam.delete_role_policy, RoleName=name, PolicyName=QUARANTINE_POLICY)
             if MARK_TAG in found:
-                getattr(iam, f"untag_{kind}")(**{param: name}, TagKeys=[MARK_TAG])
+                call(iam, ops.untag, **{ops.param: name}, TagKeys=[MARK_TAG])
             steps.append(f"{kind} {name} exists with our marker: converging it")
-        put = iam.put_role_policy if kind == "role" else iam.put_user_policy
         for policy, doc in dict(bundle.get("inlinePolicies") or {}).items():
             text = doc if isinstance(doc, str) else render.canonical(doc)
-            put(**{param: name}, PolicyName=policy, PolicyDocument=text)
+            call(iam, ops.put_policy, **{ops.param: name}, PolicyName=policy, PolicyDocument=text)
             steps.append(f"put inline policy {policy}")
-        attach = iam.attach_role_policy if kind == "role" else iam.attach_user_policy
         for arn in bundle.get("attachedPolicies") or []:
-            attach(**{param: name}, PolicyArn=arn)
+            call(iam, ops.attach, **{ops.param: name}, PolicyArn=arn)
             steps.append(f"attach {arn}")
         for profile in bundle.get("instanceProfiles") or []:
             try:

@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ... import clock
-from ...calls import NOT_FOUND, CallSeam
-from ...config import Config
+from ...calls import NOT_FOUND
 from ...errors import CloudError, ConflictError
 from ...model import Marker
-from ..interface import LEASE, Holder, LockRecord
-from .provider import AwsProvider
+from ..interface import LEASE, Holder, KeyLock, LockRecord
+from .clients import AwsClients
 
 _RELEASING = LockRecord("a run that just released it", "?", None, None)
 
@@ -30,13 +29,11 @@ def lock_name(name: str) -> str:
     return f"{name}.lock"
 
 
-class SecretsManagerLock:
-    """See the module docstring."""
+class SecretsManagerLock(KeyLock):
+    """Workload locks in one account's Secrets Manager (see the module docstring)."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str,
-                 provider: AwsProvider | None = None) -> None:
-        self.seam = seam
-        self.client = (provider or AwsProvider(config, seam)).client(target, "secretsmanager")
+    def __init__(self, clients: AwsClients, target: str) -> None:
+        self.client = clients.client(target, "secretsmanager")
         # (lock, holder) -> the ARN we created and the record it carries
         self._held: dict[tuple[str, str], tuple[str, LockRecord]] = {}
         self._mutex = threading.Lock()

@@ -24,6 +24,8 @@ from ...model import (
 )
 
 POLICY_NAME = "workload-ids"
+# The deny-all inline policy cleanup puts on a quarantined role (see leavers.py).
+QUARANTINE_POLICY = "workload-ids-quarantine"
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 ROLE_NAME_MAX = 64
 USER_NAME_MAX = 64

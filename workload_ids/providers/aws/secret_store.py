@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ...calls import NOT_FOUND, CallSeam
-from ...config import Config
+from ...calls import NOT_FOUND
 from ...errors import CloudError
 from ...model import IssuedKey, SecretValue, StoredSecret
+from ..interface import SecretStore
 from ..secret_rules import foreign_marker, refuse_secret
-from .provider import AwsProvider
+from .clients import AwsClients
 
 _PREFIX = "wid-"
 # Secrets Manager's own key: describe_secret names no KmsKeyId, or this alias.
@@ -84,17 +84,15 @@ def parse_version(version: str) -> tuple[str, datetime | None] | None:
         return None
 
 
-class SecretsManagerStore:
-    """See the module docstring."""
+class SecretsManagerStore(SecretStore):
+    """The key secrets of one account (see the module docstring)."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str,
-                 provider: AwsProvider | None = None) -> None:
-        self.seam = seam
+    def __init__(self, clients: AwsClients, target: str) -> None:
+        self.clients = clients
         self.target = target
-        self.provider = provider or AwsProvider(config, seam)
-        self.client = self.provider.client(target, "secretsmanager")
-        self.readers = tuple(config.credentials.secretReaders)
-        self.config = config
+        self.client = clients.client(target, "secretsmanager")
+        self.readers = tuple(clients.config.credentials.secretReaders)
+        self.config = clients.config
         self._version_ids: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
@@ -228,7 +226,7 @@ class SecretsManagerStore:
         own roles (bootstrap's: another of them may have made the secret), the account
         root and the configured readers."""
         from ...config import TOOL_IDENTITIES
-        caller = self.provider.verify_target(self.target)
+        caller = self.clients.caller(self.target)
         allowed = set(reader_patterns(caller, self.readers))
         parts = caller.split(":", 5)
         if len(parts) == 6:
@@ -274,7 +272,7 @@ class SecretsManagerStore:
         return None
 
     def _lock_down(self, name: str) -> None:
-        allowed = reader_patterns(self.provider.verify_target(self.target), self.readers)
+        allowed = reader_patterns(self.clients.caller(self.target), self.readers)
         self.client.put_resource_policy(SecretId=name, ResourcePolicy=deny_policy(allowed),
                                         BlockPublicPolicy=True)
 

@@ -1,0 +1,355 @@
+"""AWS clients behind the call seam, botocore's errors in our terms, and what every AWS
+backend shares: one session per account, assume-role, the tool's caller in each account,
+the marker signing key of each account, and the IAM operations of each identity kind.
+
+Every boto3 call goes through the call seam (``clients.client(account, "iam").<operation>``).
+botocore's own retries are off so that the seam's count is the true number of requests
+and its retry policy is the only one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+from botocore.parsers import ResponseParserError
+
+from ...calls import (
+    CONFLICT,
+    DENIED,
+    NOT_FOUND,
+    OTHER,
+    THROTTLE,
+    TRANSIENT,
+    CallSeam,
+    ErrorInfo,
+    SeamClient,
+)
+from ...config import Config
+from ...errors import CloudError, UserError
+from ...markers import AWS_KEY_SECRET, KeyCache, check, sign
+from ...model import TAG_MAC, IssuedKey, Marker
+from . import fastxml
+
+_THROTTLE_CODES = frozenset({
+    "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+    "TooManyRequestsException", "RequestLimitExceeded", "SlowDown", "PriorRequestNotComplete",
+    "RequestThrottled", "BandwidthLimitExceeded", "ProvisionedThroughputExceededException",
+})
+_TRANSIENT_CODES = frozenset({
+    "ServiceUnavailable", "InternalFailure", "InternalError", "ServiceFailure",
+    "ServiceFailureException", "InternalServerError", "ConcurrentModification",
+    "RequestTimeout", "RequestTimeoutException",
+})
+_NOT_FOUND_CODES = frozenset({"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"})
+_DENIED_CODES = frozenset({
+    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
+    "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "UnrecognizedClientException",
+})
+_CONFLICT_CODES = frozenset({"EntityAlreadyExists", "DeleteConflict", "LimitExceeded"})
+_INJECTED = {
+    THROTTLE: ("Throttling", 400), TRANSIENT: ("ServiceUnavailable", 503),
+    DENIED: ("AccessDenied", 403), NOT_FOUND: ("NoSuchEntity", 404), CONFLICT: ("EntityAlreadyExists", 409),
+}
+
+
+def classify(exc: BaseException) -> ErrorInfo | None:
+    """botocore exceptions in our terms (see calls.ErrorInfo)."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _THROTTLE_CODES or status == 429:
+            return ErrorInfo(THROTTLE, code, message)
+        if code in _TRANSIENT_CODES or status >= 500:
+            return ErrorInfo(TRANSIENT, code, message)
+        if code in _NOT_FOUND_CODES:
+            return ErrorInfo(NOT_FOUND, code, message)
+        if code in _DENIED_CODES:
+            return ErrorInfo(DENIED, code, message)
+        if code in _CONFLICT_CODES:
+            return ErrorInfo(CONFLICT, code, message)
+        return ErrorInfo(OTHER, code, message)
+    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError
+                  | ConnectTimeoutError | ResponseParserError):
+        # A response botocore cannot parse is an error page from a failing front end.
+        return ErrorInfo(TRANSIENT, type(exc).__name__, str(exc))
+    if isinstance(exc, NoCredentialsError):
+        return ErrorInfo(DENIED, "NoCredentials",
+                         "no AWS credentials found (environment, profile or instance role)")
+    if isinstance(exc, BotoCoreError):
+        return ErrorInfo(OTHER, type(exc).__name__, str(exc))
+    return None
+
+
+def make_fault(kind: str, operation: str) -> BaseException:
+    """A ClientError exactly as botocore would raise it for ``kind``."""
+    code, status = _INJECTED.get(kind, ("InternalFailure", 500))
+    response: Any = {"Error": {"Code": code, "Message": f"injected {kind}"},
+                     "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation.split(".")[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class KindOps:
+    """The IAM operations for one kind of identity: roles (keyless) and users (key mode)
+    take the same steps through differently named calls."""
+
+    param: str
+    result: str
+    immutable_id: str
+    get: str
+    create: str
+    list_policies: str
+    get_policy: str
+    put_policy: str
+    delete_policy: str
+    list_attached: str
+    attach: str
+    detach: str
+    tag: str
+    untag: str
+    put_boundary: str
+    delete_boundary: str
+    detail_policies: str
+
+
+KIND_OPS = {
+    "role": KindOps("RoleName", "Role", "RoleId", "get_role", "create_role", "list_role_policies",
+                    "get_role_policy", "put_role_policy", "delete_role_policy",
+                    "list_attached_role_policies", "attach_role_policy", "detach_role_policy",
+                    "tag_role", "untag_role", "put_role_permissions_boundary",
+                    "delete_role_permissions_boundary", "RolePolicyList"),
+    "user": KindOps("UserName", "User", "UserId", "get_user", "create_user", "list_user_policies",
+                    "get_user_policy", "put_user_policy", "delete_user_policy",
+                    "list_attached_user_policies", "attach_user_policy", "detach_user_policy",
+                    "tag_user", "untag_user", "put_user_permissions_boundary",
+                    "delete_user_permissions_boundary", "UserPolicyList"),
+}
+
+
+def operation(client: SeamClient, name: str) -> Callable[..., Any]:
+    """``client.<name>`` for an operation named by a table (KIND_OPS, the teardown steps)."""
+    method: Callable[..., Any] = getattr(client, name)
+    return method
+
+
+def call(client: SeamClient, name: str, **kwargs: Any) -> Any:
+    """``client.<name>(**kwargs)`` for an operation named by a table."""
+    return operation(client, name)(**kwargs)
+
+
+def pages_of(client: SeamClient, name: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Whole pages, each one call through the seam (IAM's Marker/IsTruncated protocol)."""
+    marker: str | None = None
+    while True:
+        params = dict(kwargs)
+        if marker:
+            params["Marker"] = marker
+        page: dict[str, Any] = call(client, name, **params)
+        yield page
+        if not page.get("IsTruncated"):
+            return
+        marker = page.get("Marker")
+
+
+def pages(client: SeamClient, name: str, key: str, **kwargs: Any) -> Iterator[list[Any]]:
+    """The list under ``key`` of each page."""
+    for page in pages_of(client, name, **kwargs):
+        yield page.get(key, [])
+
+
+def if_present(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """``fn(**kwargs)``, or None when what it names is already gone."""
+    try:
+        return fn(**kwargs)
+    except CloudError as exc:
+        if exc.kind != NOT_FOUND:
+            raise
+        return None
+
+
+def tags_of(items: Any) -> dict[str, str]:
+    """IAM's ``[{"Key": k, "Value": v}]`` as a dict."""
+    return {t["Key"]: t["Value"] for t in items or ()}
+
+
+def check_account(target: str, arn: str) -> None:
+    """Refuse an ARN from another account than ``target``: the credentials reach the wrong one."""
+    account = arn.split(":")[4] if arn.count(":") >= 5 else ""
+    if account and account != target:
+        raise UserError(
+            f"the AWS credentials in use reach account {account}, but the manifest targets "
+            f"{target}; use credentials for {target} (or give it a profile or roleArn under "
+            "targets.aws in the config)")
+
+
+class AwsClients:
+    """Seam-wrapped clients per account and service for one run, shared by every AWS
+    backend and across threads: every cache here is made in the constructor."""
+
+    def __init__(self, config: Config, seam: CallSeam) -> None:
+        self.config = config
+        self.seam = seam
+        # translate: every failure leaves the seam as a CloudError of its kind, so the
+        # backends decide by kind and never read a botocore exception (audit.sink and
+        # audit.keys register "aws" the same way).
+        seam.register("aws", classify, make_fault, translate=True)
+        self._clients: dict[tuple[str, str], SeamClient] = {}
+        self._sessions: dict[str, boto3.session.Session] = {}
+        self._verifiers: dict[str, SeamClient] = {}
+        self._lock = threading.Lock()
+        self._caller_lock = threading.Lock()
+        # boto3 documents sessions as unsafe to share between threads, and apply's threads
+        # share the account's session to reuse its loaded models: clients are built from it
+        # one at a time. The clients themselves are thread-safe and used concurrently.
+        self._building = threading.Lock()
+        self._callers: dict[str, str] = {}  # account -> the ARN our credentials are there
+        self.signing_keys = KeyCache(self._read_signing_key, self._signing_key_where)
+
+    # --- sessions and clients --------------------------------------------------------
+
+    def session(self, target: str) -> boto3.session.Session:
+        """One session per account: clients of one session share loaded service models."""
+        with self._lock:
+            cached = self._sessions.get(target)
+        if cached is None:
+            cached = self._new_session(target)
+            fastxml.install(cached._session)
+            with self._lock:
+                cached = self._sessions.setdefault(target, cached)  # one session per account
+        return cached
+
+    def _new_session(self, target: str) -> boto3.session.Session:
+        access = self.config.aws_access(target)
+        if self.config.aws.sandboxCredentials:
+            return boto3.session.Session(aws_access_key_id="testing",
+                                         aws_secret_access_key="testing",  # sandbox only  # nosec B106
+                                         region_name="us-east-1")
+        from ...clock import check_real_credentials
+        from ...endpoints import require_sandbox_credentials
+        require_sandbox_credentials(self.config, "aws")
+        check_real_credentials("AWS", "aws.sandboxCredentials")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        if access and access.profile:
+            return boto3.session.Session(profile_name=access.profile, region_name=region)
+        return boto3.session.Session(region_name=region)
+
+    def client(self, target: str, service: str) -> SeamClient:
+        """A seam-wrapped client for ``service`` in account ``target``."""
+        key = (target, service)
+        with self._lock:
+            if key in self._clients:
+                return self._clients[key]
+        session = self.session(target)
+        boto_config = BotoConfig(retries={"total_max_attempts": 1}, connect_timeout=5,
+                                 read_timeout=60,
+                                 max_pool_connections=max(10, self.config.calls.concurrency * 2))
+        endpoint = self.config.aws.endpointUrl
+        with self._building:
+            raw = session.client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
+        access = self.config.aws_access(target)
+        if access and access.roleArn:
+            with self._building:
+                raw_sts = session.client("sts", endpoint_url=endpoint, config=boto_config)
+            sts = SeamClient(self.seam, "aws", "sts", raw_sts)
+            creds = sts.assume_role(RoleArn=access.roleArn,
+                                    RoleSessionName="workload-ids")["Credentials"]
+            raw = boto3.session.Session(
+                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"], region_name=session.region_name,
+            ).client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
+        wrapped = SeamClient(self.seam, "aws", service, raw)
+        with self._lock:
+            return self._clients.setdefault(key, wrapped)  # a racing thread's, if it was first
+
+    def signed_with(self, target: str, key: IssuedKey) -> SeamClient:
+        """An STS client that signs with ``key`` (to verify a new access key)."""
+        with self._lock:
+            sts = self._verifiers.get(key.key_id)
+        if sts is not None:
+            return sts
+        # A client of the account's session with the new key's credentials: it reuses
+        # the loaded service model instead of building a session per attempt.
+        session = self.session(target)
+        with self._building:
+            raw = session.client(
+                "sts", endpoint_url=self.config.aws.endpointUrl, aws_access_key_id=key.key_id,
+                aws_secret_access_key=key.secret.reveal(), aws_session_token=None,
+                config=BotoConfig(retries={"total_max_attempts": 1}))
+        sts = SeamClient(self.seam, "aws", "sts", raw)
+        with self._lock:
+            self._verifiers[key.key_id] = sts
+            while len(self._verifiers) > 64:  # keys verified long ago are done with
+                self._verifiers.pop(next(iter(self._verifiers)))
+        return sts
+
+    # --- who the credentials are -----------------------------------------------------
+
+    def caller(self, target: str) -> str:
+        """The ARN the credentials have in account ``target``; a UserError when they reach
+        another account. One question per account and run, even when a fleet's threads
+        all ask at once."""
+        with self._caller_lock:
+            with self._lock:
+                known = self._callers.get(target)
+            if known is None:
+                known = str(self.client(target, "sts").get_caller_identity()["Arn"])
+                with self._lock:
+                    self._callers[target] = known
+        check_account(target, known)
+        return known
+
+    def ambient_account(self) -> str:
+        """The account the ambient credentials reach."""
+        arn = str(self.client("", "sts").get_caller_identity()["Arn"])
+        account = arn.split(":")[4]
+        if account not in self.config.aws_mapped_accounts():
+            # The same credentials reach it: a later caller() need not ask again.
+            with self._lock:
+                self._callers.setdefault(account, arn)
+        return account
+
+    # --- the marker signing key ------------------------------------------------------
+
+    def _signing_key_where(self, target: str) -> str:
+        return (f"Secrets Manager secret {AWS_KEY_SECRET} in account {target} "
+                f"(region {self.session(target).region_name})")
+
+    def _read_signing_key(self, target: str) -> str | None:
+        sm = self.client(target, "secretsmanager")
+        try:
+            answer = sm.get_secret_value(SecretId=AWS_KEY_SECRET)
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return None
+        # The first read of a run: credentials that reach another account are refused here
+        # (a key from there must not vouch for identities in this one).
+        check_account(target, str(answer.get("ARN") or ""))
+        return str(answer.get("SecretString") or "")
+
+    def marker_mac(self, target: str, name: str, immutable_id: str, marker: Marker) -> str:
+        """The MAC that authenticates ``marker`` on this identity."""
+        return sign(self.signing_keys.get(target), "aws", target, name, immutable_id, marker)
+
+    def unauthenticated(self, target: str, name: str, immutable_id: str, marker: Marker,
+                        tags: Mapping[str, str]) -> str | None:
+        """None when the tags' MAC authenticates ``marker`` on this identity, else why not."""
+        return check(self.signing_keys.get(target), "aws", target, name, immutable_id, marker,
+                     tags.get(TAG_MAC))
