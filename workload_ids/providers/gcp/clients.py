@@ -4,6 +4,9 @@ IAM Admin speaks gRPC only; Resource Manager is used over REST (its project IAM 
 calls); Secret Manager over gRPC. With endpoints in the config (the sandbox), clients
 connect there with anonymous credentials; otherwise the libraries' defaults and
 Application Default Credentials apply. Every call goes through ``SeamClient``.
+
+The clients also hold the run's marker signing keys (one Secret Manager secret per
+project, read once): the identity, key and leaver backends all sign or check markers.
 """
 
 from __future__ import annotations
@@ -12,8 +15,20 @@ from typing import Any
 
 from google.api_core import exceptions as gx
 
-from ...calls import CONFLICT, DENIED, NOT_FOUND, OTHER, THROTTLE, TRANSIENT, CallSeam, ErrorInfo, SeamClient
+from ...calls import (
+    CONFLICT,
+    DENIED,
+    NOT_FOUND,
+    OTHER,
+    THROTTLE,
+    TRANSIENT,
+    CallSeam,
+    ErrorInfo,
+    SeamClient,
+    to_cloud_error,
+)
 from ...config import Config
+from ...markers import KEY_SECRET, KeyCache
 
 # Where each kind of resource answers the generic google.iam.v1.IAMPolicy calls.
 RESOURCE_POLICY_HOSTS = {
@@ -79,6 +94,24 @@ class GcpClients:
         self._projects: SeamClient | None = None
         self._secrets: SeamClient | None = None
         self._policies: dict[str, SeamClient] = {}
+        # Shared by every backend of the run and its threads: made here, never lazily.
+        self.signing_keys = KeyCache(
+            self._read_signing_key,
+            lambda project: f"Secret Manager secret {KEY_SECRET} in project {project}")
+
+    def fail(self, operation: str, exc: BaseException) -> Exception:
+        """``exc`` (a Google error that escaped its retries) as our CloudError."""
+        return to_cloud_error(self.seam, "gcp", operation, exc)
+
+    def _read_signing_key(self, project: str) -> str | None:
+        try:
+            answer = self.secrets.access_secret_version(
+                name=f"projects/{project}/secrets/{KEY_SECRET}/versions/latest")
+        except gx.NotFound:
+            return None
+        except gx.GoogleAPICallError as exc:
+            raise self.fail("secretmanager.access_secret_version", exc) from exc
+        return bytes(answer.payload.data).decode("utf-8", "replace")
 
     def _credentials(self) -> Any:
         if self.config.gcp.sandboxCredentials:
@@ -110,6 +143,7 @@ class GcpClients:
 
     @property
     def iam(self) -> SeamClient:
+        """IAM Admin (service accounts, custom roles, keys, an account's own policy)."""
         if self._iam is None:
             from google.cloud import iam_admin_v1
             endpoint = self.config.gcp.iamEndpoint
@@ -124,6 +158,7 @@ class GcpClients:
 
     @property
     def projects(self) -> SeamClient:
+        """Resource Manager projects (the project and its IAM policy), over REST."""
         if self._projects is None:
             from google.cloud import resourcemanager_v3
             endpoint = self.config.gcp.resourceManagerEndpoint
@@ -135,6 +170,7 @@ class GcpClients:
 
     @property
     def secrets(self) -> SeamClient:
+        """Secret Manager (issued keys, locks, the marker signing key)."""
         if self._secrets is None:
             from google.cloud import secretmanager_v1
             endpoint = self.config.gcp.secretManagerEndpoint

@@ -9,35 +9,33 @@ secret is created with the workload's tags, as the key store would create it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from google.api_core import exceptions as gx
 
 from ... import clock
-from ...calls import CONFLICT, CallSeam, to_cloud_error
-from ...config import Config
-from ..interface import LEASE, Holder, LockRecord
-from .secret_store import _annotation_key, secret_id
+from ...calls import CONFLICT
+from ..interface import LEASE, Holder, KeyLock, LockRecord
+from .clients import GcpClients
+from .secret_store import annotation_key, secret_id
 
 LOCK_ANNOTATION = "workload-ids_lock"
 _ATTEMPTS = 6
 
 
-class SecretAnnotationLock:
-    """See the module docstring."""
+class SecretAnnotationLock(KeyLock):
+    """Workload locks held on one project's Secret Manager secrets (see the module docstring)."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import GcpClients
-        self.seam = seam
+    def __init__(self, clients: GcpClients, target: str) -> None:
+        self.clients = clients
+        self.seam = clients.seam
         self.project = target
-        clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)
         self.client = clients.secrets
 
     def _path(self, name: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id(name)}"
 
     def _fail(self, operation: str, exc: BaseException) -> Exception:
-        return to_cloud_error(self.seam, "gcp", operation, exc)
+        return self.clients.fail(operation, exc)
 
     def _swap(self, name: str, change: Callable[[LockRecord | None], str | bool | None],
               create: Mapping[str, str] | None = None) -> bool | LockRecord:
@@ -97,7 +95,7 @@ class SecretAnnotationLock:
             if current is not None and current.live(now) and current.holder != holder.name:
                 return False
             return mine
-        result = self._swap(name, take, create={_annotation_key(k): v for k, v in tags.items()})
+        result = self._swap(name, take, create={annotation_key(k): v for k, v in tags.items()})
         if result is True:
             return None
         if isinstance(result, LockRecord):

@@ -14,15 +14,15 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from google.api_core import exceptions as gx
 
-from ...calls import CONFLICT, CallSeam, to_cloud_error
+from ...calls import CONFLICT
 from ...clock import format_time, parse_time
-from ...config import Config
 from ...model import IssuedKey, SecretValue, StoredSecret
+from ..interface import SecretStore
 from ..secret_rules import foreign_marker, refuse_secret
+from .clients import GcpClients
 
 KEY_PREFIX = "wid-key-"
 EDIT_ATTEMPTS = 10
@@ -33,7 +33,8 @@ def secret_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:255]
 
 
-def _annotation_key(tag: str) -> str:
+def annotation_key(tag: str) -> str:
+    """The annotation key of one of our tag names (annotation keys allow no ``:``)."""
     return tag.replace(":", "_")
 
 
@@ -42,21 +43,20 @@ def _tag_key(annotation: str) -> str:
         "workload-ids_") else annotation
 
 
-class SecretManagerStore:
-    """See the module docstring."""
+class SecretManagerStore(SecretStore):
+    """One project's Secret Manager as the key store (see the module docstring)."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import GcpClients
-        self.seam = seam
+    def __init__(self, clients: GcpClients, target: str) -> None:
+        self.clients = clients
+        self.seam = clients.seam
         self.project = target
-        clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)
         self.client = clients.secrets
 
     def _path(self, name: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id(name)}"
 
     def _fail(self, operation: str, exc: BaseException) -> Exception:
-        return to_cloud_error(self.seam, "gcp", operation, exc)
+        return self.clients.fail(operation, exc)
 
     def _stored(self, name: str, annotations: Mapping[str, str]) -> StoredSecret:
         numbered: list[tuple[int, str, datetime | None]] = []
@@ -114,7 +114,7 @@ class SecretManagerStore:
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.ensure: creates the secret with our annotations; one made meanwhile is adopted."""
-        annotations = {_annotation_key(k): v for k, v in tags.items()}
+        annotations = {annotation_key(k): v for k, v in tags.items()}
         annotations["workload-ids_secret-name"] = name
         try:
             self.client.create_secret(request={
@@ -174,11 +174,11 @@ class SecretManagerStore:
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.set_tags, as annotations (tag names mapped to annotation keys)."""
-        self._edit(name, set_={_annotation_key(k): v for k, v in tags.items()})
+        self._edit(name, set_={annotation_key(k): v for k, v in tags.items()})
 
     def remove_tags(self, name: str, keys: list[str]) -> None:
         """SecretStore.remove_tags, as annotations (tag names mapped to annotation keys)."""
-        self._edit(name, remove=[_annotation_key(k) for k in keys])
+        self._edit(name, remove=[annotation_key(k) for k in keys])
 
     def _edit(self, name: str, *, set_: Mapping[str, str] | None = None,
               remove: list[str] | None = None) -> None:
