@@ -31,7 +31,7 @@ def key_loader(config: Any, ref: str) -> Callable[[CallSeam], SigningKey]:
             text = {"aws": _aws, "gcp": _gcp, "azure": _azure}[kind](config, ref, seam)
         except UserError:
             raise
-        except CloudError as exc:  # from a seam that translates (AWS's)
+        except CloudError as exc:  # from a seam that translates (AWS's, GCP's)
             raise _unreadable(ref, f"{exc.code}: {exc.message}") from None
         except Exception as exc:  # the SDK's error: say which secret and why, not the value
             info = seam.classify(_provider(kind), exc)

@@ -168,7 +168,7 @@ class SignedSink:
         from ..errors import CloudError, WorkloadIdsError
         try:
             return fn(self.seam, *args)
-        except CloudError as exc:  # from a seam that translates (S3's): the sink is down
+        except CloudError as exc:  # from a seam that translates (S3's, GCS's): the sink is down
             raise self._down(what, f"{exc.code}: {exc.message}") from None
         except WorkloadIdsError:
             raise

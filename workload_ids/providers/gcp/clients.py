@@ -3,7 +3,10 @@
 IAM Admin speaks gRPC only; Resource Manager is used over REST (its project IAM policy
 calls); Secret Manager over gRPC. With endpoints in the config (the sandbox), clients
 connect there with anonymous credentials; otherwise the libraries' defaults and
-Application Default Credentials apply. Every call goes through ``SeamClient``.
+Application Default Credentials apply. Every call goes through ``SeamClient``, on a seam
+that translates "gcp": a failure leaves it as a CloudError of its kind (the Google
+exception as its cause), so the backends decide by ``exc.kind`` and never catch
+google.api_core's classes.
 
 The clients also hold the run's marker signing keys (one Secret Manager secret per
 project, read once): the identity, key and leaver backends all sign or check markers.
@@ -25,9 +28,9 @@ from ...calls import (
     CallSeam,
     ErrorInfo,
     SeamClient,
-    to_cloud_error,
 )
 from ...config import Config
+from ...errors import CloudError
 from ...markers import KEY_SECRET, KeyCache
 
 # Where each kind of resource answers the generic google.iam.v1.IAMPolicy calls.
@@ -38,6 +41,13 @@ RESOURCE_POLICY_HOSTS = {
     "cloud-run-service": "run.googleapis.com", "cloud-function": "cloudfunctions.googleapis.com",
     "cloud-tasks-queue": "cloudtasks.googleapis.com",
 }
+
+# A CloudError's code is the Google exception's class name. Where one kind covers two
+# answers a step must tell apart (CONFLICT: a stale etag or a name already taken), the
+# step reads the code.
+ABORTED = "Aborted"  # a stale etag: read again and redo
+ALREADY_EXISTS = "AlreadyExists"  # the name is taken (gRPC's answer to a create)
+FAILED_PRECONDITION = "FailedPrecondition"  # e.g. a custom role id deleted but not yet purged
 
 # RESOURCE_EXHAUSTED is both quota throttling and hard limits (10 keys per account, 100
 # accounts per project); only the former is worth a retry.
@@ -89,7 +99,10 @@ class GcpClients:
     def __init__(self, config: Config, seam: CallSeam) -> None:
         self.config = config
         self.seam = seam
-        seam.register("gcp", classify, make_fault)
+        # translate: every failure leaves the seam as a CloudError of its kind, so the code
+        # above decides by kind and never reads a google.api_core exception (audit.gcs and
+        # the sandbox's seeding seam register "gcp" the same way).
+        seam.register("gcp", classify, make_fault, translate=True)
         self._iam: SeamClient | None = None
         self._projects: SeamClient | None = None
         self._secrets: SeamClient | None = None
@@ -99,18 +112,14 @@ class GcpClients:
             self._read_signing_key,
             lambda project: f"Secret Manager secret {KEY_SECRET} in project {project}")
 
-    def fail(self, operation: str, exc: BaseException) -> Exception:
-        """``exc`` (a Google error that escaped its retries) as our CloudError."""
-        return to_cloud_error(self.seam, "gcp", operation, exc)
-
     def _read_signing_key(self, project: str) -> str | None:
         try:
             answer = self.secrets.access_secret_version(
                 name=f"projects/{project}/secrets/{KEY_SECRET}/versions/latest")
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             return None
-        except gx.GoogleAPICallError as exc:
-            raise self.fail("secretmanager.access_secret_version", exc) from exc
         return bytes(answer.payload.data).decode("utf-8", "replace")
 
     def _credentials(self) -> Any:

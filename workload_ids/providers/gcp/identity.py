@@ -16,11 +16,8 @@ our own member: a workload holds exactly what its manifest grants).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-from google.api_core import exceptions as gx
 
 from ...calls import NOT_FOUND
 from ...config import Config
@@ -38,7 +35,7 @@ from ...model import (
 from ...signing import SHORT_MAC_LENGTH
 from ..interface import IdentityBackend, TransferCheck
 from . import render
-from .clients import GcpClients
+from .clients import ABORTED, ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
 from .policies import POLICY_ATTEMPTS, GcpPolicies, binding_key
 
 # A custom role has no immutable id: its MAC binds the marker to the role's full name,
@@ -147,10 +144,7 @@ class GcpIdentities(IdentityBackend):
 
     def verify_target(self, target: str) -> str:
         """One ``GetProject``; the actor is the sandbox's anonymous or the ADC principal."""
-        try:
-            self.clients.projects.get_project(name=f"projects/{target}")
-        except gx.GoogleAPICallError as exc:
-            raise self.clients.fail("resourcemanager.get_project", exc) from exc
+        self.clients.projects.get_project(name=f"projects/{target}")
         if self.config.gcp.sandboxCredentials:
             return "anonymous (sandbox)"
         return "application default credentials"
@@ -191,10 +185,10 @@ class GcpIdentities(IdentityBackend):
         """One read of a service account; None when it does not exist."""
         try:
             return self.clients.iam.get_service_account(name=address)
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             return None
-        except gx.GoogleAPICallError as exc:
-            raise self.clients.fail("iam.get_service_account", exc) from exc
 
     @staticmethod
     def account_tags(account: Any, marker: Marker | None) -> dict[str, str]:
@@ -215,11 +209,10 @@ class GcpIdentities(IdentityBackend):
         for resource in sorted({*resources, *named}):
             try:
                 policy = self.policies.resource_policy(resource)
-            except Exception as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is not None and info.kind == NOT_FOUND:
-                    continue
-                raise
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
+                continue
             found.extend({"resource": resource, "role": b.role} for b in policy.bindings
                          if member in b.members)
         return found
@@ -237,12 +230,9 @@ class GcpIdentities(IdentityBackend):
         extra: dict[str, Any] = {"disabled": account.disabled, "uniqueId": account.unique_id,
                                  **self._ownership(project, account, marker)}
         if marker is not None:
-            try:
-                read = self._roles_of(project, self._workload_base(desired))
-                policy = self.policies.project_policy(project)
-                account_policy = self.policies.account_policy(desired.address)
-            except gx.GoogleAPICallError as exc:
-                raise self.clients.fail("iam.read", exc) from exc
+            read = self._roles_of(project, self._workload_base(desired))
+            policy = self.policies.project_policy(project)
+            account_policy = self.policies.account_policy(desired.address)
             member = f"serviceAccount:{account.email}"
             roles = _authentic(read)
             extra["forgedRoles"] = _forged(read)
@@ -279,18 +269,15 @@ class GcpIdentities(IdentityBackend):
         changed from here; :meth:`_create` reads the key before it makes an account."""
         accounts: list[Any] = []
         token = ""  # a page token, not a secret  # nosec B105
-        try:
-            while True:
-                page = self.clients.iam.list_service_accounts(request={
-                    "name": f"projects/{target}", "page_size": 100, "page_token": token})
-                accounts.extend(page.accounts)
-                token = page.next_page_token
-                if not token:
-                    break
-            roles = self._roles_of(target, f"{self.prefix}_")
-            policy = self.policies.project_policy(target)
-        except gx.GoogleAPICallError as exc:
-            raise self.clients.fail("iam.list_service_accounts", exc) from exc
+        while True:
+            page = self.clients.iam.list_service_accounts(request={
+                "name": f"projects/{target}", "page_size": 100, "page_token": token})
+            accounts.extend(page.accounts)
+            token = page.next_page_token
+            if not token:
+                break
+        roles = self._roles_of(target, f"{self.prefix}_")
+        policy = self.policies.project_policy(target)
         bindings = render.policy_bindings(policy)
         self._scope_bindings[target] = bindings
         observed: list[ObservedIdentity] = []
@@ -423,12 +410,7 @@ class GcpIdentities(IdentityBackend):
         step = self._steps.get(change.action)
         if step is None:  # pragma: no cover - plan and apply are written together
             raise ValueError(f"unknown change {change.action}")
-        try:
-            step(change.desired, change.observed)
-        except Exception as exc:
-            if self.seam.classify("gcp", exc) is None:
-                raise
-            raise self.clients.fail(f"gcp.{change.action}", exc) from exc
+        step(change.desired, change.observed)
 
     def _create(self, desired: DesiredIdentity) -> None:
         project = desired.workload.target
@@ -440,7 +422,9 @@ class GcpIdentities(IdentityBackend):
                 "name": f"projects/{project}", "account_id": account_id,
                 "service_account": {"display_name": desired.settings["displayName"],
                                     "description": desired.settings["description"]}})
-        except gx.AlreadyExists:
+        except CloudError as exc:
+            if exc.code != ALREADY_EXISTS:
+                raise
             # A run that died before it could record anything, or a racing run: adopt it
             # only if it carries our marker, then converge it.
             observed = self.observe_one(desired)
@@ -473,7 +457,9 @@ class GcpIdentities(IdentityBackend):
                 self.clients.iam.get_service_account(name=desired.address)
                 streak += 1
                 delay = 0.25 if streak < VISIBLE_READS else 0.0
-            except gx.NotFound:
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
                 streak, attempt = 0, attempt + 1
                 delay = min(10.0, 0.5 * 2 ** attempt)
             if waited + delay > VISIBLE_WAIT_SECONDS:
@@ -501,7 +487,9 @@ class GcpIdentities(IdentityBackend):
                 try:
                     self.clients.iam.create_role(request={
                         "parent": f"projects/{project}", "role_id": rid, "role": body})
-                except (gx.AlreadyExists, gx.FailedPrecondition):  # or deleted, not yet purged
+                except CloudError as exc:  # taken, or deleted and not yet purged
+                    if exc.code not in (ALREADY_EXISTS, FAILED_PRECONDITION):
+                        raise
                     self._undelete_or_update(project, rid, body)
             elif {k: v for k, v in current.items() if k != "etag"} != role:
                 self.update_role(f"projects/{project}/roles/{rid}", body, current["etag"])
@@ -514,9 +502,13 @@ class GcpIdentities(IdentityBackend):
             for rid in stale:
                 name = f"projects/{project}/roles/{rid}"
                 try:
-                    with contextlib.suppress(gx.NotFound):
-                        self.clients.iam.delete_role(request={"name": name, "etag": have[rid]["etag"]})
-                except gx.Aborted:  # written meanwhile by a racing run: delete what it holds now
+                    self.clients.iam.delete_role(request={"name": name, "etag": have[rid]["etag"]})
+                except CloudError as exc:
+                    if exc.kind == NOT_FOUND:
+                        continue
+                    if exc.code != ABORTED:
+                        raise
+                    # Written meanwhile by a racing run: delete what it holds now.
                     role = self.clients.iam.get_role(request={"name": name})
                     if not role.deleted and \
                             self._role_unauthenticated(project, rid, role.description) is None:
@@ -543,8 +535,8 @@ class GcpIdentities(IdentityBackend):
                     "name": name, "role": {**body, "etag": etag},
                     "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
                 return
-            except gx.Aborted:
-                if attempt == POLICY_ATTEMPTS - 1:
+            except CloudError as exc:
+                if exc.code != ABORTED or attempt == POLICY_ATTEMPTS - 1:
                     raise
                 self.seam.conflict_pause(attempt)
                 role = self.clients.iam.get_role(request={"name": name})

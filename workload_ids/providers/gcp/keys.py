@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from google.api_core import exceptions as gx
-
 from ... import clock
+from ...calls import DENIED, NOT_FOUND, THROTTLE, TRANSIENT
+from ...errors import CloudError
 from ...model import DesiredIdentity, IssuedKey, KeyInfo, Marker, SecretValue
 from ..interface import KeyBackend
 from . import render
@@ -26,7 +26,6 @@ class GcpKeys(KeyBackend):
 
     def __init__(self, clients: GcpClients, identities: GcpIdentities) -> None:
         self.clients = clients
-        self.seam = clients.seam
         # The account read and its marker check are the identity backend's.
         self.identities = identities
 
@@ -55,21 +54,18 @@ class GcpKeys(KeyBackend):
         try:
             answer = self.clients.iam.list_service_account_keys(request={
                 "name": address, "key_types": [1]})  # USER_MANAGED
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             return []
-        except gx.GoogleAPICallError as exc:
-            raise self.clients.fail("iam.list_service_account_keys", exc) from exc
         keys = [KeyInfo(k.name.rsplit("/", 1)[1], "inactive" if k.disabled else "active",
                         k.valid_after_time) for k in answer.keys]
         return sorted(keys, key=lambda k: (k.created, k.key_id))
 
     def create_key(self, desired: DesiredIdentity) -> IssuedKey:
         """A new key whose secret is a Google credentials file (JSON)."""
-        try:
-            key = self.clients.iam.create_service_account_key(request={
-                "name": desired.address, "private_key_type": 2})  # a Google credentials file
-        except gx.GoogleAPICallError as exc:
-            raise self.clients.fail("iam.create_service_account_key", exc) from exc
+        key = self.clients.iam.create_service_account_key(request={
+            "name": desired.address, "private_key_type": 2})  # a Google credentials file
         return IssuedKey(key.name.rsplit("/", 1)[1], SecretValue(key.private_key_data.decode("utf-8")),
                          clock.now())
 
@@ -80,19 +76,15 @@ class GcpKeys(KeyBackend):
 
     def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None:
         """Disables the key (GCP keeps it, and it can be enabled again)."""
-        try:
-            self.clients.iam.disable_service_account_key(request={"name": f"{desired.address}/keys/{key_id}"})
-        except gx.GoogleAPICallError as exc:
-            raise self.clients.fail("iam.disable_service_account_key", exc) from exc
+        self.clients.iam.disable_service_account_key(request={"name": f"{desired.address}/keys/{key_id}"})
 
     def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
         """Deletes the key; one already gone is fine."""
         try:
             self.clients.iam.delete_service_account_key(request={"name": f"{desired.address}/keys/{key_id}"})
-        except gx.NotFound:
-            return
-        except gx.GoogleAPICallError as exc:
-            raise self.clients.fail("iam.delete_service_account_key", exc) from exc
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
 
     def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
         """GCP reports key use through Policy Intelligence only: retirement waits for the
@@ -109,11 +101,10 @@ class GcpKeys(KeyBackend):
             private = serialization.load_pem_private_key(document["private_key"].encode(), password=None)
             answer = self.clients.iam.get_service_account_key(request={
                 "name": f"{desired.address}/keys/{key.key_id}", "public_key_type": 1})  # X.509 PEM
-        except gx.GoogleAPICallError as exc:
-            info = self.seam.classify("gcp", exc)
-            if info is not None and info.kind in ("not-found", "denied", "throttle", "transient"):
+        except CloudError as exc:
+            if exc.kind in (NOT_FOUND, DENIED, THROTTLE, TRANSIENT):
                 return False
-            raise self.clients.fail("iam.get_service_account_key", exc) from exc
+            raise
         except (ValueError, KeyError, TypeError):
             return False
         if answer.disabled or document.get("client_email") != desired.name:

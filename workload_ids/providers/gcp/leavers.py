@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.api_core import exceptions as gx
-
-from ...errors import ConflictError
+from ...calls import NOT_FOUND
+from ...errors import CloudError, ConflictError
 from ...model import MARK_TAG, TRANSFERRED_FROM_TAG, Marker, ObservedIdentity, QuarantineMark, encode_mark
 from ..interface import LeaverBackend
 from . import render
-from .clients import GcpClients
+from .clients import ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
 from .identity import GcpIdentities
 from .policies import GcpPolicies
 
@@ -43,7 +42,6 @@ class GcpLeavers(LeaverBackend):
 
     def __init__(self, clients: GcpClients, policies: GcpPolicies, identities: GcpIdentities) -> None:
         self.clients = clients
-        self.seam = clients.seam
         self.policies = policies
         # Markers are signed, and the last fleet read is kept, by the identity backend.
         self.identities = identities
@@ -60,16 +58,8 @@ class GcpLeavers(LeaverBackend):
                                 "find out who tagged it")
         return marker
 
-    def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if self.seam.classify("gcp", exc) is None:
-                raise
-            raise self.clients.fail(operation, exc) from exc
-
     def _patch(self, identity: ObservedIdentity, **fields: str) -> None:
-        self._call("iam.patch_service_account", self.clients.iam.patch_service_account, request={
+        self.clients.iam.patch_service_account(request={
             "service_account": {"name": identity.address, **fields},
             "update_mask": {"paths": sorted(fields)}})
 
@@ -97,15 +87,13 @@ class GcpLeavers(LeaverBackend):
         text = render.MARK_PREFIX + encode_mark(mark)
         if identity.settings.get("displayName") != text:
             self._patch(identity, display_name=text)
-        self._call("iam.disable_service_account", self.clients.iam.disable_service_account,
-                   request={"name": identity.address})
+        self.clients.iam.disable_service_account(request={"name": identity.address})
         return mark
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
         """Enables the account, then writes its plain display name back."""
         marker = self._guard(identity)
-        self._call("iam.enable_service_account", self.clients.iam.enable_service_account,
-                   request={"name": identity.address})
+        self.clients.iam.enable_service_account(request={"name": identity.address})
         self._patch(identity, display_name=render.plain_title(marker))
 
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
@@ -126,11 +114,11 @@ class GcpLeavers(LeaverBackend):
         objects = dict(identity.extra.get("objects") or {})
         member = f"serviceAccount:{identity.name}"
         roles = dict(objects.get("roles") or {})
-        account = self._call("iam.get_iam_policy", self.policies.account_policy, identity.address)
+        account = self.policies.account_policy(identity.address)
         resource_bindings: list[dict[str, Any]] = []
         for resource in sorted({r for r in (render.role_resource(v.get("description", ""))
                                             for v in roles.values()) if r}):
-            policy = self._call("iampolicy.GetIamPolicy", self.policies.resource_policy, resource)
+            policy = self.policies.resource_policy(resource)
             resource_bindings.extend({"resource": resource, "role": b.role, "members": [member]}
                                      for b in policy.bindings if member in b.members)
         return {
@@ -180,20 +168,19 @@ class GcpLeavers(LeaverBackend):
             if not rid.startswith(doomed.role_base):
                 continue
             try:
-                self._call("iam.delete_role", self.clients.iam.delete_role,
-                           request={"name": f"projects/{doomed.identity.target}/roles/{rid}"})
-            except Exception as exc:
-                if not isinstance(exc.__cause__, gx.NotFound):
+                self.clients.iam.delete_role(
+                    request={"name": f"projects/{doomed.identity.target}/roles/{rid}"})
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
                     raise
             steps.append(f"delete role {rid}")
         return steps
 
     def _delete_account(self, doomed: _Doomed) -> list[str]:
         try:
-            self._call("iam.delete_service_account", self.clients.iam.delete_service_account,
-                       request={"name": doomed.identity.address})
-        except Exception as exc:
-            if not isinstance(exc.__cause__, gx.NotFound):
+            self.clients.iam.delete_service_account(request={"name": doomed.identity.address})
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
                 raise
         return [f"delete service account {doomed.identity.name}"]
 
@@ -237,18 +224,20 @@ class GcpLeavers(LeaverBackend):
             self.clients.iam.get_service_account(name=address)
             existed = True
             steps.append(f"service account {email} exists: converging it")
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             try:
                 self.clients.iam.undelete_service_account(
                     request={"name": f"projects/-/serviceAccounts/{bundle.get('uniqueId')}"})
                 steps.append(f"undelete service account {email}")
-            except gx.GoogleAPICallError:
-                self._call("iam.create_service_account", self.clients.iam.create_service_account, request={
+            except CloudError:  # gone for good (past 30 days): made anew
+                self.clients.iam.create_service_account(request={
                     "name": f"projects/{project}", "account_id": email.split("@", 1)[0],
                     "service_account": {"description": bundle["description"],
                                         "display_name": bundle["displayName"]}})
                 steps.append(f"create service account {email}")
-        account = self._call("iam.get_service_account", self.clients.iam.get_service_account, name=address)
+        account = self.clients.iam.get_service_account(name=address)
         found = Marker.from_text(account.description)
         if found is None:
             raise ConflictError(f"service account {email} exists without the workload-ids marker",
@@ -258,10 +247,9 @@ class GcpLeavers(LeaverBackend):
             raise ConflictError(f"service account {email} exists and carries the workload-ids marker but "
                                 f"{NOT_AUTHENTICATED}", "it is reported as forged and never modified; "
                                 "find out who wrote that description")
-        self._call("iam.enable_service_account", self.clients.iam.enable_service_account,
-                   request={"name": address})
+        self.clients.iam.enable_service_account(request={"name": address})
         # Undeleted, it keeps its unique id; recreated, it has a new one: marked anew either way.
-        self._call("iam.patch_service_account", self.clients.iam.patch_service_account, request={
+        self.clients.iam.patch_service_account(request={
             "service_account": {"name": address, "description": self.identities.marked_description(
                 project, email, str(account.unique_id), marker),
                                 "display_name": bundle["displayName"]},
@@ -276,11 +264,12 @@ class GcpLeavers(LeaverBackend):
             try:
                 self.clients.iam.create_role(request={"parent": f"projects/{project}", "role_id": rid,
                                                       "role": body})
-            except (gx.AlreadyExists, gx.FailedPrecondition):  # taken, or deleted and not yet purged
-                current = self._call("iam.get_role", self.clients.iam.get_role, request={"name": name})
+            except CloudError as exc:  # taken, or deleted and not yet purged
+                if exc.code not in (ALREADY_EXISTS, FAILED_PRECONDITION):
+                    raise
+                current = self.clients.iam.get_role(request={"name": name})
                 if current.deleted:
-                    current = self._call("iam.undelete_role", self.clients.iam.undelete_role,
-                                         request={"name": name, "etag": current.etag})
+                    current = self.clients.iam.undelete_role(request={"name": name, "etag": current.etag})
                 # The account will be bound to it: it must hold exactly the bundle's
                 # permissions, whoever wrote it meanwhile (a role at our id, as apply does).
                 if (current.title, current.description, sorted(current.included_permissions)) != (
@@ -289,16 +278,15 @@ class GcpLeavers(LeaverBackend):
             steps.append(f"role {rid}")
         member = f"serviceAccount:{email}"
         self.policies.set_project_bindings(project, member, list(bundle.get("projectBindings") or []),
-                                   lambda role: False)
+                                           lambda role: False)
         steps.append("project policy bindings")
         self.policies.set_resource_bindings(member, list(bundle.get("resourceBindings") or []), [])
         from google.iam.v1 import policy_pb2
-        current_policy = self._call("iam.get_iam_policy", self.policies.account_policy, address)
+        current_policy = self.policies.account_policy(address)
         wanted = policy_pb2.Policy(version=1, etag=current_policy.etag)
         for b in bundle.get("accountBindings") or []:
             wanted.bindings.add(role=b["role"], members=b["members"])
-        self._call("iam.set_iam_policy", self.clients.iam.set_iam_policy,
-                   request={"resource": address, "policy": wanted})
+        self.clients.iam.set_iam_policy(request={"resource": address, "policy": wanted})
         steps.append("federation on the account")
         return steps
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from google.api_core import exceptions as gx
-
 from ... import clock
-from ...calls import CONFLICT
+from ...calls import CONFLICT, NOT_FOUND
+from ...errors import CloudError
 from ..interface import LEASE, Holder, KeyLock, LockRecord
-from .clients import GcpClients
+from .clients import ALREADY_EXISTS, GcpClients
 from .secret_store import annotation_key, secret_id
 
 LOCK_ANNOTATION = "workload-ids_lock"
@@ -27,15 +26,11 @@ class SecretAnnotationLock(KeyLock):
 
     def __init__(self, clients: GcpClients, target: str) -> None:
         self.clients = clients
-        self.seam = clients.seam
         self.project = target
         self.client = clients.secrets
 
     def _path(self, name: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id(name)}"
-
-    def _fail(self, operation: str, exc: BaseException) -> Exception:
-        return self.clients.fail(operation, exc)
 
     def _swap(self, name: str, change: Callable[[LockRecord | None], str | bool | None],
               create: Mapping[str, str] | None = None) -> bool | LockRecord:
@@ -46,7 +41,9 @@ class SecretAnnotationLock(KeyLock):
         for _ in range(_ATTEMPTS):
             try:
                 secret = self.client.get_secret(name=self._path(name))
-            except gx.NotFound:
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
                 if create is None:
                     return False
                 value = change(None)
@@ -58,12 +55,10 @@ class SecretAnnotationLock(KeyLock):
                         "parent": f"projects/{self.project}", "secret_id": secret_id(name),
                         "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
                     return True
-                except gx.AlreadyExists:
+                except CloudError as taken:
+                    if taken.code != ALREADY_EXISTS:
+                        raise
                     continue  # created by another run a moment ago: read it
-                except gx.GoogleAPICallError as exc:
-                    raise self._fail("secretmanager.create_secret", exc) from exc
-            except gx.GoogleAPICallError as exc:
-                raise self._fail("secretmanager.get_secret", exc) from exc
             annotations = dict(secret.annotations)
             text = annotations.get(LOCK_ANNOTATION)
             current = LockRecord.decode(text) if text else None
@@ -79,10 +74,9 @@ class SecretAnnotationLock(KeyLock):
                     "secret": {"name": self._path(name), "annotations": annotations, "etag": secret.etag},
                     "update_mask": {"paths": ["annotations"]}})
                 return True
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT:
-                    raise self._fail("secretmanager.update_secret", exc) from exc
+            except CloudError as exc:
+                if exc.kind != CONFLICT:
+                    raise
                 # Someone else wrote first (perhaps the lock): read again and decide again.
         return False
 

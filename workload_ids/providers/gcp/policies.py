@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from google.api_core import exceptions as gx
-
 from ...calls import CONFLICT, NOT_FOUND
 from ...errors import CloudError
 from . import render
@@ -115,9 +113,8 @@ class GcpPolicies:
                 self.clients.projects.set_iam_policy(request={"resource": f"projects/{project}",
                                                               "policy": new})
                 return
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT:
+            except CloudError as exc:
+                if exc.kind != CONFLICT:
                     raise
                 self.seam.conflict_pause(attempt)
         raise CloudError("resourcemanager.set_iam_policy", "Aborted",
@@ -141,9 +138,8 @@ class GcpPolicies:
             for attempt in range(POLICY_ATTEMPTS):
                 try:
                     policy = stub.GetIamPolicy(iam_policy_pb2.GetIamPolicyRequest(resource=resource))
-                except Exception as exc:
-                    info = self.seam.classify("gcp", exc)
-                    if info is not None and info.kind == NOT_FOUND and resource not in want:
+                except CloudError as exc:
+                    if exc.kind == NOT_FOUND and resource not in want:
                         break  # a dropped resource that is gone: nothing to revoke
                     raise
                 bindings = [{"role": b.role, "members": [m for m in b.members
@@ -164,9 +160,8 @@ class GcpPolicies:
                 try:
                     stub.SetIamPolicy(iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=new))
                     break
-                except Exception as exc:
-                    info = self.seam.classify("gcp", exc)
-                    if info is None or info.kind != CONFLICT or attempt == POLICY_ATTEMPTS - 1:
+                except CloudError as exc:
+                    if exc.kind != CONFLICT or attempt == POLICY_ATTEMPTS - 1:
                         raise
                     self.seam.conflict_pause(attempt)
 
@@ -191,9 +186,8 @@ class GcpPolicies:
             try:
                 self.clients.iam.set_iam_policy(request={"resource": address, "policy": new})
                 return
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT:
+            except CloudError as exc:
+                if exc.kind != CONFLICT:
                     raise
                 self.seam.conflict_pause(attempt)
         raise CloudError("iam.set_iam_policy", "Aborted", f"{name}'s IAM policy kept changing",

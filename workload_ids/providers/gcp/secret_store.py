@@ -15,14 +15,13 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
-from google.api_core import exceptions as gx
-
-from ...calls import CONFLICT
+from ...calls import CONFLICT, NOT_FOUND
 from ...clock import format_time, parse_time
+from ...errors import CloudError
 from ...model import IssuedKey, SecretValue, StoredSecret
 from ..interface import SecretStore
 from ..secret_rules import foreign_marker, refuse_secret
-from .clients import GcpClients
+from .clients import ALREADY_EXISTS, GcpClients
 
 KEY_PREFIX = "wid-key-"
 EDIT_ATTEMPTS = 10
@@ -55,9 +54,6 @@ class SecretManagerStore(SecretStore):
     def _path(self, name: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id(name)}"
 
-    def _fail(self, operation: str, exc: BaseException) -> Exception:
-        return self.clients.fail(operation, exc)
-
     def _stored(self, name: str, annotations: Mapping[str, str]) -> StoredSecret:
         numbered: list[tuple[int, str, datetime | None]] = []
         tags: dict[str, str] = {}
@@ -86,10 +82,10 @@ class SecretManagerStore(SecretStore):
         """SecretStore.describe: one ``GetSecret``; the key index lives in the secret's annotations."""
         try:
             secret = self.client.get_secret(name=self._path(name))
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             return StoredSecret(name=name, exists=False)
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.get_secret", exc) from exc
         return self._stored(name, dict(secret.annotations))
 
     def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
@@ -97,20 +93,17 @@ class SecretManagerStore(SecretStore):
         found: dict[str, StoredSecret] = {}
         wanted = secret_id(prefix)
         token = ""  # a page token, not a secret  # nosec B105
-        try:
-            while True:
-                page = self.client.list_secrets(request={
-                    "parent": f"projects/{self.project}", "page_size": 250, "page_token": token})
-                for secret in page.secrets:
-                    sid = secret.name.rsplit("/", 1)[1]
-                    if sid.startswith(wanted):
-                        name = secret.annotations.get("workload-ids_secret-name", sid)
-                        found[name] = self._stored(name, dict(secret.annotations))
-                token = page.next_page_token
-                if not token:
-                    return found
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.list_secrets", exc) from exc
+        while True:
+            page = self.client.list_secrets(request={
+                "parent": f"projects/{self.project}", "page_size": 250, "page_token": token})
+            for secret in page.secrets:
+                sid = secret.name.rsplit("/", 1)[1]
+                if sid.startswith(wanted):
+                    name = secret.annotations.get("workload-ids_secret-name", sid)
+                    found[name] = self._stored(name, dict(secret.annotations))
+            token = page.next_page_token
+            if not token:
+                return found
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.ensure: creates the secret with our annotations; one made meanwhile is adopted."""
@@ -120,19 +113,16 @@ class SecretManagerStore(SecretStore):
             self.client.create_secret(request={
                 "parent": f"projects/{self.project}", "secret_id": secret_id(name),
                 "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
-        except gx.AlreadyExists:
+        except CloudError as exc:
+            if exc.code != ALREADY_EXISTS:
+                raise
             self.adopt(name, tags)  # made since we looked: ours only if it proves it
             self._edit(name, set_=annotations)
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.create_secret", exc) from exc
 
     def adopt(self, name: str, tags: Mapping[str, str], known: StoredSecret | None = None) -> None:
         """We add no IAM bindings to a key secret, so any binding is someone else's way in;
         the project's own grants stay with the project's IAM."""
-        try:
-            secret = self.client.get_secret(name=self._path(name))
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.get_secret", exc) from exc
+        secret = self.client.get_secret(name=self._path(name))
         found = {_tag_key(k): v for k, v in secret.annotations.items()}
         why = foreign_marker(name, found, tags)
         replication = type(secret.replication).pb(secret.replication)
@@ -142,10 +132,7 @@ class SecretManagerStore(SecretStore):
                    "that key could decrypt it")
         if why is not None:
             raise refuse_secret(name, why)
-        try:
-            policy = self.client.get_iam_policy(request={"resource": self._path(name)})
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.get_iam_policy", exc) from exc
+        policy = self.client.get_iam_policy(request={"resource": self._path(name)})
         members = sorted({m for b in policy.bindings for m in b.members})
         if members:
             raise refuse_secret(name, f"secret {name} has IAM bindings for {', '.join(members)} "
@@ -153,23 +140,17 @@ class SecretManagerStore(SecretStore):
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
         """SecretStore.put_key: adds a version, then records its number and issue time in an annotation."""
-        try:
-            version = self.client.add_secret_version(request={
-                "parent": self._path(name),
-                "payload": {"data": json.dumps(dict(document)).encode("utf-8")}})
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.add_secret_version", exc) from exc
+        version = self.client.add_secret_version(request={
+            "parent": self._path(name),
+            "payload": {"data": json.dumps(dict(document)).encode("utf-8")}})
         number = version.name.rsplit("/", 1)[1]
         self._edit(name, set_={KEY_PREFIX + key.key_id: f"{number} {format_time(key.issued)}"})
 
     def read_key(self, name: str, key_id: str) -> SecretValue:
         """The stored document of ``key_id`` (a service account key file), as text."""
-        try:
-            secret = self.client.get_secret(name=self._path(name))
-            number = str(secret.annotations.get(KEY_PREFIX + key_id, "")).partition(" ")[0]
-            answer = self.client.access_secret_version(name=f"{self._path(name)}/versions/{number}")
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.access_secret_version", exc) from exc
+        secret = self.client.get_secret(name=self._path(name))
+        number = str(secret.annotations.get(KEY_PREFIX + key_id, "")).partition(" ")[0]
+        answer = self.client.access_secret_version(name=f"{self._path(name)}/versions/{number}")
         return SecretValue(answer.payload.data.decode("utf-8"))
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
@@ -197,8 +178,7 @@ class SecretManagerStore(SecretStore):
                     "secret": {"name": self._path(name), "annotations": annotations, "etag": secret.etag},
                     "update_mask": {"paths": ["annotations"]}})
                 return
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT or attempt == EDIT_ATTEMPTS - 1:
-                    raise self._fail("secretmanager.update_secret", exc) from exc
+            except CloudError as exc:
+                if exc.kind != CONFLICT or attempt == EDIT_ATTEMPTS - 1:
+                    raise
                 self.seam.conflict_pause(attempt)
