@@ -124,6 +124,51 @@ def test_every_registration_of_aws_translates(register: Any) -> None:
     assert isinstance(caught.value.__cause__, ClientError)
 
 
+def _register_gcp_clients(seam: CallSeam) -> None:
+    # The clients of the GCP backends, bootstrap and the audit key reader.
+    from workload_ids.providers.gcp.clients import GcpClients
+    GcpClients(load_config(), seam)
+
+
+def _register_gcs_sink(seam: CallSeam) -> None:
+    from workload_ids.audit.sink import _register
+    _register(seam, "gcp")
+
+
+@pytest.mark.parametrize("register", [_register_gcp_clients, _register_gcs_sink],
+                         ids=["clients", "audit-sink"])
+def test_every_registration_of_gcp_translates(register: Any) -> None:
+    """As for "aws": the GCP code decides by CloudError kind, so one registration of "gcp"
+    without translation would let a google.api_core exception through that no ``except
+    CloudError`` catches (a missing service account read as a crash)."""
+    from google.api_core import exceptions as gx
+    seam = _seam(max_attempts=2)
+    register(seam)
+    seam.inject(FailOperation("iam.get_service_account", "not-found"))
+    with pytest.raises(CloudError) as caught:
+        seam.call("gcp", "iam.get_service_account", lambda **kw: "ok", name="x")
+    assert (caught.value.kind, caught.value.code) == ("not-found", "NotFound")
+    assert caught.value.operation == "iam.get_service_account"
+    assert isinstance(caught.value.__cause__, gx.NotFound)
+
+
+def test_a_gcp_failure_names_the_sdk_operation_and_what_to_do() -> None:
+    """The seam's CloudError reaches the user as it left the seam: the operation that
+    failed, Google's error class and the hint for its kind."""
+    from workload_ids.clouds import connect
+    from workload_ids.config import Config, ConfigFile
+    config = Config(ConfigFile.model_validate({"gcp": {
+        "resourceManagerEndpoint": "http://127.0.0.1:1", "sandboxCredentials": True}}), Path.cwd(), None)
+    seam = _seam(max_attempts=1)
+    cloud = connect("gcp", config, seam)
+    seam.inject(FailOperation("resourcemanager.get_project", "denied"))
+    with pytest.raises(CloudError) as caught:
+        cloud.identities.verify_target("acme-prod")
+    assert caught.value.kind == "denied" and caught.value.operation == "resourcemanager.get_project"
+    assert "resourcemanager.get_project failed: PermissionDenied" in caught.value.diagnostics()
+    assert "Permissions the tool needs" in caught.value.diagnostics()
+
+
 def test_an_aws_failure_names_the_sdk_operation_and_what_to_do(aws: Any) -> None:
     """The seam's CloudError reaches the user as it left the seam: the operation that
     failed, AWS's code, and the hint for its kind (no provider-side rewording)."""

@@ -1,5 +1,6 @@
 """GCP clients through the call seam, against the emulators: every call counted, Google's
-errors classified, transient failures retried, hard limits and etag conflicts not."""
+errors classified, transient failures retried, hard limits and etag conflicts not; a
+failure leaves the seam as a CloudError of its kind, Google's exception as its cause."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from google.api_core import exceptions as gx
 
 from workload_ids.calls import CallSeam, FailAt, RetryPolicy
 from workload_ids.config import Config, ConfigFile
+from workload_ids.errors import CloudError
 from workload_ids.providers.gcp.clients import GcpClients, classify
 from workload_ids.sandbox.gcp.iam import IamEmulator
 from workload_ids.sandbox.gcp.resourcemanager import ResourceManagerEmulator
@@ -56,14 +58,17 @@ def test_calls_are_counted_and_transient_failures_retried(endpoints: dict[str, s
 def test_not_found_and_already_exists_are_not_retried(endpoints: dict[str, str]) -> None:
     seam = _seam()
     gcp = clients(endpoints, seam)
-    with pytest.raises(gx.NotFound) as missing:
+    with pytest.raises(CloudError) as missing:
         gcp.iam.get_service_account(name=f"projects/{PROJECT}/serviceAccounts/nobody@{PROJECT}."
                                          "iam.gserviceaccount.com")
-    assert classify(missing.value).kind == "not-found"  # type: ignore[union-attr]
+    assert (missing.value.kind, missing.value.code) == ("not-found", "NotFound")
+    assert missing.value.operation == "iam.get_service_account"
+    assert isinstance(missing.value.__cause__, gx.NotFound)
     gcp.iam.create_service_account(request={"name": f"projects/{PROJECT}", "account_id": "wid-twice"})
-    with pytest.raises(gx.AlreadyExists) as twice:
+    with pytest.raises(CloudError) as twice:
         gcp.iam.create_service_account(request={"name": f"projects/{PROJECT}", "account_id": "wid-twice"})
-    assert classify(twice.value).kind == "conflict"  # type: ignore[union-attr]
+    assert (twice.value.kind, twice.value.code) == ("conflict", "AlreadyExists")
+    assert isinstance(twice.value.__cause__, gx.AlreadyExists)
     assert seam.stats.retries == {}
 
 
@@ -74,9 +79,10 @@ def test_key_limit_is_a_hard_limit_not_throttling(endpoints: dict[str, str]) -> 
                                                       "account_id": "wid-many-keys"})
     for _ in range(10):
         gcp.iam.create_service_account_key(request={"name": account.name, "key_algorithm": 1})
-    with pytest.raises(gx.GoogleAPICallError) as limit:
+    with pytest.raises(CloudError) as limit:
         gcp.iam.create_service_account_key(request={"name": account.name, "key_algorithm": 1})
-    assert classify(limit.value).kind == "other"  # type: ignore[union-attr]
+    assert limit.value.kind == "other"
+    assert isinstance(limit.value.__cause__, gx.GoogleAPICallError)
     assert seam.stats.calls["gcp:iam.create_service_account_key"] == 11  # no retries
 
 
@@ -86,9 +92,10 @@ def test_stale_policy_etag_is_a_conflict(endpoints: dict[str, str]) -> None:
     policy = gcp.projects.get_iam_policy(request={"resource": f"projects/{PROJECT}",
                                                   "options": {"requested_policy_version": 3}})
     gcp.projects.set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": policy})
-    with pytest.raises(gx.GoogleAPICallError) as stale:
+    with pytest.raises(CloudError) as stale:
         gcp.projects.set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": policy})
-    assert classify(stale.value).kind == "conflict"  # type: ignore[union-attr]
+    assert stale.value.kind == "conflict"
+    assert isinstance(stale.value.__cause__, gx.GoogleAPICallError)
     assert seam.stats.calls["gcp:resourcemanager.set_iam_policy"] == 2
 
 

@@ -12,11 +12,12 @@ from support.gcp import POOL, gcp_workload
 from support.trust import TEST_TRUST_DATA
 
 from workload_ids.calls import CallSeam, RetryPolicy
+from workload_ids.clouds import connect
 from workload_ids.config import Config, ConfigFile
 from workload_ids.errors import ConflictError
 from workload_ids.model import Marker
 from workload_ids.providers.gcp import render
-from workload_ids.providers.gcp.provider import GcpProvider
+from workload_ids.providers.interface import Backends
 from workload_ids.sandbox.gcp.iam import IamEmulator
 from workload_ids.sandbox.gcp.local import start_key_store
 from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator
@@ -60,18 +61,18 @@ def gcp(resources: ResourcePolicyEmulator) -> Iterator[tuple[IamEmulator, Resour
     keys.stop()
 
 
-def converge(tmp_path: Path, text: str, config: Config) -> tuple[GcpProvider, Any, list[str]]:
-    """One per-service plan and apply through the provider; returns the actions applied."""
+def converge(tmp_path: Path, text: str, config: Config) -> tuple[Backends, Any, list[str]]:
+    """One per-service plan and apply through the backends; returns the actions applied."""
     path = tmp_path / "w.yaml"
     path.write_text(text)
     checked = validate([path], config)
     checked.raise_for_errors()
-    provider = GcpProvider(config, CallSeam(RetryPolicy(), sleep=lambda s: None))
-    desired = provider.desired(checked.compiled[0])
-    changes = provider.diff(desired, provider.observe_one(desired))
+    cloud = connect("gcp", config, CallSeam(RetryPolicy(), sleep=lambda s: None))
+    desired = cloud.desired(checked.compiled[0])
+    changes = cloud.identities.diff(desired, cloud.identities.observe_one(desired))
     for change in changes:
-        provider.apply(change)
-    return provider, desired, [c.action for c in changes]
+        cloud.identities.apply(change)
+    return cloud, desired, [c.action for c in changes]
 
 
 def bindings_of(rm: ResourceManagerEmulator, member: str) -> dict[str, str]:
@@ -83,7 +84,7 @@ def bindings_of(rm: ResourceManagerEmulator, member: str) -> dict[str, str]:
 def test_joiner_creates_account_roles_and_bindings_then_converges(
         tmp_path: Path, gcp: tuple[IamEmulator, ResourceManagerEmulator, Config]) -> None:
     iam, rm, config = gcp
-    provider, desired, actions = converge(tmp_path, gcp_workload(), config)
+    _, desired, actions = converge(tmp_path, gcp_workload(), config)
     assert actions == ["create"]
     [account] = iam.service_accounts(PROJECT)
     assert account.email == desired.name
@@ -96,7 +97,7 @@ def test_joiner_creates_account_roles_and_bindings_then_converges(
     assert bindings_of(rm, f"serviceAccount:{desired.name}") == {
         read: render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-a"),
         write: render.condition_for_text("gcs-bucket", "projects/_/buckets/bucket-b")}
-    policy = provider.clients.iam.get_iam_policy(request={"resource": desired.address})
+    policy = iam.client().get_iam_policy(request={"resource": desired.address})
     assert [(b.role, list(b.members)) for b in policy.bindings] == [(
         "roles/iam.workloadIdentityUser",
         [f"principal://iam.googleapis.com/{POOL}/subject/repo:acme/catalog-sync:ref:refs/heads/main"])]
@@ -119,7 +120,7 @@ def test_mover_shrinks_roles_and_bindings_and_leaves_others_alone(
     rm.client().set_iam_policy(request={"resource": f"projects/{PROJECT}", "policy": extra})
     only_read = gcp_workload(access="    - template: object-storage.read\n"
                                     "      resources: [projects/_/buckets/bucket-a]\n")
-    provider, _, actions = converge(tmp_path, only_read, config)
+    cloud, _, actions = converge(tmp_path, only_read, config)
     assert actions == ["update-roles", "update-project-policy", "update-marker"]
     read = render.role_id("wid", "prod", "catalog-sync", ["storage.objects.get", "storage.objects.list"])
     assert [r.name.rsplit("/", 1)[1] for r in iam.roles(PROJECT)] == [read]
@@ -130,7 +131,8 @@ def test_mover_shrinks_roles_and_bindings_and_leaves_others_alone(
         sorted(["user:alice@example.com", member])
     assert converge(tmp_path, only_read, config)[2] == []
     # The plan reports what the account holds through bindings not ours.
-    observed = provider.observe_one(provider.desired(validate([tmp_path / "w.yaml"], config).compiled[0]))
+    desired = cloud.desired(validate([tmp_path / "w.yaml"], config).compiled[0])
+    observed = cloud.identities.observe_one(desired)
     assert observed is not None and observed.extra["foreignGrants"] == ["roles/editor", "roles/viewer"]
 
 
@@ -155,22 +157,22 @@ def test_fleet_read_is_three_calls_and_finds_no_changes(
         (tmp_path / name).mkdir()
         converge(tmp_path / name, text, config)
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    provider = GcpProvider(config, seam)
-    scope = {o.name: o for o in provider.observe_scope(PROJECT)}
+    cloud = connect("gcp", config, seam)
+    scope = {o.name: o for o in cloud.identities.observe_scope(PROJECT)}
     assert seam.stats.calls == {"gcp:iam.list_service_accounts": 1, "gcp:iam.list_roles": 1,
                                 "gcp:resourcemanager.get_iam_policy": 1,
                                 "gcp:secretmanager.access_secret_version": 1}  # the signing key
     for name in texts:
         path = tmp_path / name / "w.yaml"
         checked = validate([path], config)
-        desired = provider.desired(checked.compiled[0])
-        assert provider.diff(desired, scope[desired.name]) == [], name
+        desired = cloud.desired(checked.compiled[0])
+        assert cloud.identities.diff(desired, scope[desired.name]) == [], name
     # A manifest changed since the last apply (its owner: in every marker): the roles'
     # descriptions change, and the account's own policy is checked at apply.
     changed = gcp_workload(name="svc-0").replace("owner: team-platform", "owner: team-data")
     (tmp_path / "svc-0" / "w.yaml").write_text(changed)
-    desired = provider.desired(validate([tmp_path / "svc-0" / "w.yaml"], config).compiled[0])
-    assert [c.action for c in provider.diff(desired, scope[desired.name])] == \
+    desired = cloud.desired(validate([tmp_path / "svc-0" / "w.yaml"], config).compiled[0])
+    assert [c.action for c in cloud.identities.diff(desired, scope[desired.name])] == \
         ["update-roles", "update-federation", "update-marker"]
 
 
@@ -186,12 +188,12 @@ def test_a_project_with_none_of_ours_costs_no_key_read_and_gets_nothing_without_
     rm.add_project(empty)
     converge(tmp_path, gcp_workload(), config)
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    provider = GcpProvider(config, seam)
-    assert provider.observe_scope(empty) == []
+    cloud = connect("gcp", config, seam)
+    assert cloud.identities.observe_scope(empty) == []
     reads = {"gcp:iam.list_service_accounts": 1, "gcp:iam.list_roles": 1,
              "gcp:resourcemanager.get_iam_policy": 1}
     assert seam.stats.calls == reads
-    assert [o.unauthenticated for o in provider.observe_scope(PROJECT)] == [None]
+    assert [o.unauthenticated for o in cloud.identities.observe_scope(PROJECT)] == [None]
     assert seam.stats.calls == {k: 2 for k in reads} | {"gcp:secretmanager.access_secret_version": 1}
     (tmp_path / "new").mkdir()
     endpoints = ("iamEndpoint", "resourceManagerEndpoint", "resourcePolicyEndpoint",
@@ -203,13 +205,13 @@ def test_a_project_with_none_of_ours_costs_no_key_read_and_gets_nothing_without_
         "trust": {**TEST_TRUST_DATA, "gcpProjectNumbers": numbers}}), Path.cwd(), None)
     path = tmp_path / "new" / "w.yaml"
     path.write_text(gcp_workload(name="svc-new").replace(f"project: {PROJECT}", f"project: {empty}"))
-    fleet = GcpProvider(there, CallSeam(RetryPolicy(), sleep=lambda s: None))
+    fleet = connect("gcp", there, CallSeam(RetryPolicy(), sleep=lambda s: None))
     desired = fleet.desired(validate([path], there).compiled[0])
     # As a fleet plan reads it: the project's batch read, which needs no key.
-    assert {o.name for o in fleet.observe_scope(empty)} == set()
-    [create] = fleet.diff(desired, None)
+    assert {o.name for o in fleet.identities.observe_scope(empty)} == set()
+    [create] = fleet.identities.diff(desired, None)
     with pytest.raises(NoSigningKey, match=f"no signing key at Secret Manager secret .* in project {empty}"):
-        fleet.apply(create)
+        fleet.identities.apply(create)
     assert iam.service_accounts(empty) == []
 
 
@@ -233,8 +235,8 @@ def test_resource_bindings_get_a_role_per_resource_and_movers_revoke_them(
     assert roles[topic_role].description.endswith("\nresource=" + TOPIC)
     # Unchanged manifest: a per-service plan stays within five calls and finds nothing.
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    provider = GcpProvider(config, seam)
-    again = provider.diff(desired, provider.observe_one(desired))
+    cloud = connect("gcp", config, seam)
+    again = cloud.identities.diff(desired, cloud.identities.observe_one(desired))
     assert again == [] and seam.stats.total == 5  # 4 reads and the signing key
     # Someone else may publish too; a mover drops the topic.
     from google.iam.v1 import iam_policy_pb2
@@ -268,10 +270,10 @@ def test_a_new_account_is_awaited_until_gcp_shows_it(tmp_path: Path,
         path = tmp_path / "w.yaml"
         path.write_text(gcp_workload())
         seam = CallSeam(RetryPolicy(), sleep=lambda s: clock.advance(s))
-        provider = GcpProvider(config, seam)
-        desired = provider.desired(validate([path], config).compiled[0])
-        for change in provider.diff(desired, provider.observe_one(desired)):
-            provider.apply(change)
+        cloud = connect("gcp", config, seam)
+        desired = cloud.desired(validate([path], config).compiled[0])
+        for change in cloud.identities.diff(desired, cloud.identities.observe_one(desired)):
+            cloud.identities.apply(change)
         # It waited (on the seam's clock) until three reads in a row saw the account.
         reads = seam.stats.calls["gcp:iam.get_service_account"]
         assert reads >= 4

@@ -14,6 +14,7 @@ import pytest
 from workload_ids.calls import CallSeam, FailOperation, RetryPolicy
 from workload_ids.config import Config, ConfigFile
 from workload_ids.model import JOURNAL_TAG, IssuedKey, SecretValue
+from workload_ids.providers.gcp.clients import GcpClients
 from workload_ids.providers.gcp.secret_store import SecretManagerStore
 from workload_ids.sandbox.gcp.secretmanager import SecretManagerEmulator
 
@@ -28,7 +29,7 @@ def store() -> Iterator[tuple[Any, SecretManagerEmulator, CallSeam]]:
     config = Config(ConfigFile.model_validate({"gcp": {"secretManagerEndpoint": endpoint,
                                                        "sandboxCredentials": True}}), Path.cwd(), None)
     seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
-    yield SecretManagerStore(config, seam, PROJECT), emulator, seam
+    yield SecretManagerStore(GcpClients(config, seam), PROJECT), emulator, seam
     emulator.stop()
 
 

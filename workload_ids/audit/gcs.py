@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..calls import ErrorInfo
+from ..calls import NOT_FOUND, ErrorInfo
+from ..errors import CloudError
 from .sink import Listing, listing_of, record_name
 
 if TYPE_CHECKING:
@@ -36,9 +37,16 @@ def make_fault(kind: str, operation: str) -> BaseException:
     return gcp_fault(kind, operation)
 
 
+# A create-only insert (``ifGenerationMatch=0``) refused because the name is taken: the
+# CloudError's code (HTTP 412; its kind is "other").
+PRECONDITION_FAILED = "PreconditionFailed"
+
+
 def register(seam: CallSeam) -> None:
-    """Let ``seam`` classify and fault the GCS sink's calls, so they retry like the provider's."""
-    seam.register(PROVIDER, classify, make_fault)
+    """Let ``seam`` classify and fault the GCS sink's calls, so they retry like the provider's;
+    failures leave it as CloudError, as GcpClients registers "gcp" (every registration says
+    the same)."""
+    seam.register(PROVIDER, classify, make_fault, translate=True)
 
 
 class GcsStore:
@@ -105,38 +113,42 @@ class GcsStore:
 
     def create(self, seam: CallSeam, seq: int, data: bytes) -> bool:
         """ObjectStore.create: an insert conditional on no live generation; False when the name is taken."""
-        from google.api_core.exceptions import PreconditionFailed
         blob = self.bucket.blob(f"{self.prefix}records/{record_name(seq)}")
         try:
             self._call(seam, "objects.insert", blob.upload_from_string, data,
                        content_type="application/json", if_generation_match=0)
-        except PreconditionFailed:
+        except CloudError as exc:
+            if exc.code != PRECONDITION_FAILED:
+                raise
             return False
         return True
 
     def read_anchor(self, seam: CallSeam) -> bytes | None:
         """ObjectStore.read_anchor: from the ``head`` object's metadata; None when it is missing."""
-        from google.api_core.exceptions import NotFound
         blob = self.bucket.blob(f"{self.prefix}head")
         try:
             self._call(seam, "objects.get", blob.reload)
-        except NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             return None
         value = (blob.metadata or {}).get(ANCHOR_KEY)
         return value.encode() if value else None
 
     def write_anchor(self, seam: CallSeam, data: bytes) -> None:
         """ObjectStore.write_anchor: patches ``head``'s metadata, making the object the first time."""
-        from google.api_core.exceptions import NotFound, PreconditionFailed
         blob = self.bucket.blob(f"{self.prefix}head")
         blob.metadata = {ANCHOR_KEY: data.decode()}
         try:
             self._call(seam, "objects.patch", blob.patch)
             return
-        except NotFound:
-            pass
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
         try:  # the first anchor: make the object (empty; the anchor is its metadata)
             self._call(seam, "objects.insert", blob.upload_from_string, b"",
                        content_type="application/octet-stream", if_generation_match=0)
-        except PreconditionFailed:  # a concurrent run made it: patch that one
-            self._call(seam, "objects.patch", blob.patch)
+        except CloudError as exc:
+            if exc.code != PRECONDITION_FAILED:
+                raise
+            self._call(seam, "objects.patch", blob.patch)  # a concurrent run made it: patch that one

@@ -31,12 +31,10 @@ def key_loader(config: Any, ref: str) -> Callable[[CallSeam], SigningKey]:
             text = {"aws": _aws, "gcp": _gcp, "azure": _azure}[kind](config, ref, seam)
         except UserError:
             raise
-        except CloudError as exc:  # from a seam that translates (AWS's, Azure's)
+        except CloudError as exc:  # the seam translates every cloud's failures
             raise _unreadable(ref, f"{exc.code}: {exc.message}") from None
-        except Exception as exc:  # the SDK's error: say which secret and why, not the value
-            info = seam.classify(_provider(kind), exc)
-            reason = f"{info.code}: {info.message}" if info else type(exc).__name__
-            raise _unreadable(ref, reason) from None
+        except Exception as exc:  # anything else (no credentials at all): which secret, not the value
+            raise _unreadable(ref, type(exc).__name__) from None
         try:
             return SigningKey.from_stored(text, ref)
         except SigningKeyError as exc:
@@ -48,10 +46,6 @@ def _unreadable(ref: str, reason: str) -> UserError:
     return UserError(f"cannot read the audit signing key {ref} ({reason}); nothing was "
                      "changed. Create it with `workload-ids bootstrap --apply`, or let the "
                      "tool's identity read it, then rerun")
-
-
-def _provider(kind: str) -> str:
-    return {"aws": "aws", "gcp": "gcp", "azure": "azblob"}[kind]
 
 
 def _aws(config: Any, ref: str, seam: CallSeam) -> str:

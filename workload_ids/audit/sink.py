@@ -168,14 +168,12 @@ class SignedSink:
         from ..errors import CloudError, WorkloadIdsError
         try:
             return fn(self.seam, *args)
-        except CloudError as exc:  # from a seam that translates (S3's, Azure's): the sink is down
+        except CloudError as exc:  # the seam translates every store's failures: the sink is down
             raise self._down(what, f"{exc.code}: {exc.message}") from None
         except WorkloadIdsError:
             raise
-        except Exception as exc:  # the SDK's error, whatever the cloud: the sink is down
-            info = self.seam.classify(self._shared.store.provider, exc)
-            reason = f"{info.code}: {info.message}" if info else f"{type(exc).__name__}: {exc}"
-            raise self._down(what, reason) from None
+        except Exception as exc:  # anything else (no credentials at all): fail closed, the sink is down
+            raise self._down(what, f"{type(exc).__name__}: {exc}") from None
 
     def _down(self, what: str, reason: str) -> AuditSinkError:
         return AuditSinkError(

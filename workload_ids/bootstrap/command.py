@@ -192,18 +192,13 @@ def sink_lock_note(config: Config, seam: Any, cloud: str) -> str | None:
         why = store.append_only(seam)
     except UserError as exc:
         return f"audit sink {sink.url}: {exc}"
-    except Exception as exc:  # the SDK's, or a translating seam's CloudError: say why, never a traceback
-        info = seam.classify(_SEAM_PROVIDER[sink.kind], exc)
-        reason = f"{exc.code}: {exc.message}" if isinstance(exc, CloudError) else \
-            f"{info.code}: {info.message}" if info else type(exc).__name__
+    except Exception as exc:  # every store's seam translates; anything else: say why, never a traceback
+        reason = f"{exc.code}: {exc.message}" if isinstance(exc, CloudError) else type(exc).__name__
         return (f"audit sink {sink.url}: cannot check its lock ({reason}); create it append-only "
                 "(README, \"The audit log\"), then rerun")
     if why:
         return f"audit sink {sink.url}: {why}; until then every command that changes anything refuses"
     return None
-
-
-_SEAM_PROVIDER = {"s3": "aws", "gs": "gcp", "azure": "azblob"}
 
 
 __all__ = ["BootstrapResult", "bootstrap", "check_input"]

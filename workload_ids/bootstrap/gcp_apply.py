@@ -8,6 +8,9 @@ description) stops the run with nothing changed. A rerun writes nothing when all
 place; a drifted role, display name or binding is converged back. In the project policy
 only our service accounts' entries in bindings of our roles change: other members and
 other roles' bindings are never touched (foreign members of our roles are reported).
+
+Every client here goes through a seam that translates "gcp" (bootstrap's GcpClients, or
+the sandbox's own seeding seam), so a failure arrives as a CloudError of its kind.
 """
 
 from __future__ import annotations
@@ -15,9 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from google.api_core import exceptions as gx
-
-from ..calls import CONFLICT, CallSeam, to_cloud_error
+from ..calls import CONFLICT, NOT_FOUND, CallSeam
 from ..errors import CloudError, ConflictError
 from ..providers.gcp.render import policy_bindings
 from . import MARKER_PREFIX, Step
@@ -211,7 +212,9 @@ class GcpBootstrap:
             try:
                 self.clients.iam.get_service_account(name=name)
                 streak, delay = streak + 1, 0.0
-            except gx.NotFound:
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
                 streak, attempt = 0, attempt + 1
                 delay = min(10.0, 0.5 * 2 ** attempt)
             if waited + delay > VISIBLE_WAIT_SECONDS:
@@ -275,9 +278,8 @@ class GcpBootstrap:
                 self._write(policy.etag, edited)
                 self.steps.extend(steps)
                 return
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT:
+            except CloudError as exc:
+                if exc.kind != CONFLICT:
                     raise
                 self.seam.conflict_pause(attempt)
         raise CloudError("resourcemanager.set_iam_policy", "Aborted",
@@ -321,7 +323,9 @@ def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = T
 
     try:
         secret = secrets.get_secret(name=name)
-    except gx.NotFound:
+    except CloudError as exc:
+        if exc.kind != NOT_FOUND:
+            raise
         secret = None
     marker_value = str(dict(key["annotations"]).get(KEY_ANNOTATION, KEY_ANNOTATION_VALUE))
     if secret is not None:
@@ -358,10 +362,12 @@ def converge(config: Any, seam: CallSeam, plan: Mapping[str, Any]) -> list[Step]
     clients = GcpClients(config, seam)
     try:
         return GcpBootstrap(clients, seam, plan).run()
-    except gx.GoogleAPICallError as exc:
-        info = seam.classify("gcp", exc)
+    except CloudError as exc:
+        if exc.__cause__ is None:
+            raise  # bootstrap's own (a wait or a conflict that outlasted its retries): its hint stands
+        # A cloud call failed: whatever it was, the likely fix is the same; say it.
         hint = ("another tool changed it while bootstrap ran; rerun (reruns converge)"
-                if info is not None and info.kind == CONFLICT else
+                if exc.kind == CONFLICT else
                 "bootstrap needs an owner of the project (it writes custom roles, service accounts and "
                 "the project's IAM policy); rerun converges")
-        raise to_cloud_error(seam, "gcp", "bootstrap", exc, hint) from exc
+        raise CloudError("bootstrap", exc.code, exc.message, hint, kind=exc.kind) from exc.__cause__

@@ -121,6 +121,7 @@ class FastResponseParserFactory(parsers.ResponseParserFactory):
     """Hands out :class:`FastQueryParser` for the query protocol (IAM, STS)."""
 
     def create_parser(self, protocol_name: str) -> Any:
+        """Our fast parser for the query protocol; botocore's own for every other."""
         if protocol_name == "query":
             defaults: dict[str, Any] = getattr(self, "_defaults", {})
             return FastQueryParser(**defaults)

@@ -130,6 +130,7 @@ def policy_document(grants: Sequence[Grant], account: str | None = None) -> dict
 
 
 def oidc_provider_arn(account: str, issuer_host_path: str) -> str:
+    """The ARN IAM gives the OIDC provider of ``issuer_host_path`` in ``account``."""
     return f"arn:aws:iam::{account}:oidc-provider/{issuer_host_path}"
 
 
@@ -197,11 +198,13 @@ def oidc_issuers(workload: CompiledWorkload) -> list[str]:
 
 
 def session_seconds(workload: CompiledWorkload, config: Config) -> int:
+    """The role's maximum session, in seconds: the workload's own, else the config's."""
     text = workload.session_duration or config.aws.maxSessionDuration
     return int(parse_duration(text).total_seconds())
 
 
 def boundary_arn(workload: CompiledWorkload, config: Config) -> str:
+    """The permissions boundary's ARN in the workload's account."""
     template = config.aws_boundary()
     return template.replace("{account}", workload.target)
 

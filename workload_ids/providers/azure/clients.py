@@ -235,6 +235,7 @@ class AzureClients:
 
     @property
     def credential(self) -> Any:
+        """The credential every client signs with: the sandbox's fixed one, or DefaultAzureCredential."""
         if self._credential is None:
             if self.config.azure.sandboxCredentials:
                 self._credential = StaticTokenCredential()

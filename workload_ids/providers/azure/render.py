@@ -133,6 +133,7 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
 
 
 def canonical(doc: Any) -> str:
+    """``doc`` as compact JSON (no spaces), the form documents are compared in."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 

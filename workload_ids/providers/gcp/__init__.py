@@ -18,13 +18,21 @@ if TYPE_CHECKING:
 
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """GCP's backends over ``seam``, sharing one set of clients."""
+    from .clients import GcpClients
+    from .identity import GcpIdentities
+    from .keys import GcpKeys
+    from .leavers import GcpLeavers
     from .lock import SecretAnnotationLock
-    from .provider import GcpProvider
+    from .policies import GcpPolicies
     from .secret_store import SecretManagerStore
-    provider = GcpProvider(config, seam, transfers)
-    return Backends(CLOUD, config, seam, identities=provider, leavers=provider, keys=provider,
-                    store_for=lambda target: SecretManagerStore(config, seam, target, provider),
-                    lock_for=lambda target: SecretAnnotationLock(config, seam, target, provider))
+    clients = GcpClients(config, seam)
+    policies = GcpPolicies(clients)
+    identities = GcpIdentities(config, clients, policies, transfers)
+    return Backends(CLOUD, config, seam, identities=identities,
+                    leavers=GcpLeavers(clients, policies, identities),
+                    keys=GcpKeys(clients, identities),
+                    store_for=lambda target: SecretManagerStore(clients, target),
+                    lock_for=lambda target: SecretAnnotationLock(clients, target))
 
 
 CLOUD = Cloud("gcp", render.desired_identity, render.static_checks, connect)

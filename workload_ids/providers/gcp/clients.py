@@ -3,17 +3,37 @@
 IAM Admin speaks gRPC only; Resource Manager is used over REST (its project IAM policy
 calls); Secret Manager over gRPC. With endpoints in the config (the sandbox), clients
 connect there with anonymous credentials; otherwise the libraries' defaults and
-Application Default Credentials apply. Every call goes through ``SeamClient``.
+Application Default Credentials apply. Every call goes through ``SeamClient``, on a seam
+that translates "gcp": a failure leaves it as a CloudError of its kind (the Google
+exception as its cause), so the backends decide by ``exc.kind`` and never catch
+google.api_core's classes.
+
+The clients also hold the run's marker signing keys (one Secret Manager secret per
+project, read once): the identity, key and leaver backends all sign or check markers.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from google.api_core import exceptions as gx
 
-from ...calls import CONFLICT, DENIED, NOT_FOUND, OTHER, THROTTLE, TRANSIENT, CallSeam, ErrorInfo, SeamClient
+from ...calls import (
+    CONFLICT,
+    DENIED,
+    NOT_FOUND,
+    OTHER,
+    THROTTLE,
+    TRANSIENT,
+    CallSeam,
+    ErrorInfo,
+    SeamClient,
+)
 from ...config import Config
+from ...errors import CloudError
+from ...markers import KEY_SECRET, KeyCache
 
 # Where each kind of resource answers the generic google.iam.v1.IAMPolicy calls.
 RESOURCE_POLICY_HOSTS = {
@@ -23,6 +43,13 @@ RESOURCE_POLICY_HOSTS = {
     "cloud-run-service": "run.googleapis.com", "cloud-function": "cloudfunctions.googleapis.com",
     "cloud-tasks-queue": "cloudtasks.googleapis.com",
 }
+
+# A CloudError's code is the Google exception's class name. Where one kind covers two
+# answers a step must tell apart (CONFLICT: a stale etag or a name already taken), the
+# step reads the code.
+ABORTED = "Aborted"  # a stale etag: read again and redo
+ALREADY_EXISTS = "AlreadyExists"  # the name is taken (gRPC's answer to a create)
+FAILED_PRECONDITION = "FailedPrecondition"  # e.g. a custom role id deleted but not yet purged
 
 # RESOURCE_EXHAUSTED is both quota throttling and hard limits (10 keys per account, 100
 # accounts per project); only the former is worth a retry.
@@ -74,11 +101,27 @@ class GcpClients:
     def __init__(self, config: Config, seam: CallSeam) -> None:
         self.config = config
         self.seam = seam
-        seam.register("gcp", classify, make_fault)
-        self._iam: SeamClient | None = None
-        self._projects: SeamClient | None = None
-        self._secrets: SeamClient | None = None
-        self._policies: dict[str, SeamClient] = {}
+        # translate: every failure leaves the seam as a CloudError of its kind, so the code
+        # above decides by kind and never reads a google.api_core exception (audit.gcs and
+        # the sandbox's seeding seam register "gcp" the same way).
+        seam.register("gcp", classify, make_fault, translate=True)
+        # Shared by every backend of the run and its threads: made here, never lazily
+        # (the clients in it are built on first use, under the lock).
+        self._clients: dict[str, SeamClient] = {}
+        self._build_lock = threading.Lock()
+        self.signing_keys = KeyCache(
+            self._read_signing_key,
+            lambda project: f"Secret Manager secret {KEY_SECRET} in project {project}")
+
+    def _read_signing_key(self, project: str) -> str | None:
+        try:
+            answer = self.secrets.access_secret_version(
+                name=f"projects/{project}/secrets/{KEY_SECRET}/versions/latest")
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+            return None
+        return bytes(answer.payload.data).decode("utf-8", "replace")
 
     def _credentials(self) -> Any:
         if self.config.gcp.sandboxCredentials:
@@ -108,65 +151,83 @@ class GcpClients:
                             "(127.0.0.1, ::1, localhost) is reached without TLS")
         return grpc.insecure_channel(endpoint)
 
+    def _once(self, key: str, build: Callable[[], SeamClient]) -> SeamClient:
+        """The client built for ``key``, built on first use by one thread only (the
+        backends' threads share these; a client is built lazily so a run imports and
+        checks only the SDKs and credentials it uses)."""
+        client = self._clients.get(key)
+        if client is None:
+            with self._build_lock:
+                client = self._clients.get(key)
+                if client is None:
+                    client = self._clients[key] = build()
+        return client
+
     @property
     def iam(self) -> SeamClient:
-        if self._iam is None:
-            from google.cloud import iam_admin_v1
-            endpoint = self.config.gcp.iamEndpoint
-            if endpoint:
-                from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
-                raw = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(
-                    channel=self._plaintext_channel(endpoint)))
-            else:
-                raw = iam_admin_v1.IAMClient(credentials=self._credentials())
-            self._iam = SeamClient(self.seam, "gcp", "iam", raw)
-        return self._iam
+        """IAM Admin (service accounts, custom roles, keys, an account's own policy)."""
+        return self._once("iam", self._build_iam)
+
+    def _build_iam(self) -> SeamClient:
+        from google.cloud import iam_admin_v1
+        endpoint = self.config.gcp.iamEndpoint
+        if endpoint:
+            from google.cloud.iam_admin_v1.services.iam.transports import IAMGrpcTransport
+            raw = iam_admin_v1.IAMClient(transport=IAMGrpcTransport(
+                channel=self._plaintext_channel(endpoint)))
+        else:
+            raw = iam_admin_v1.IAMClient(credentials=self._credentials())
+        return SeamClient(self.seam, "gcp", "iam", raw)
 
     @property
     def projects(self) -> SeamClient:
-        if self._projects is None:
-            from google.cloud import resourcemanager_v3
-            endpoint = self.config.gcp.resourceManagerEndpoint
-            options = {"api_endpoint": endpoint} if endpoint else None
-            raw = resourcemanager_v3.ProjectsClient(transport="rest", credentials=self._credentials(),
-                                                    client_options=options)
-            self._projects = SeamClient(self.seam, "gcp", "resourcemanager", raw)
-        return self._projects
+        """Resource Manager projects (the project and its IAM policy), over REST."""
+        return self._once("resourcemanager", self._build_projects)
+
+    def _build_projects(self) -> SeamClient:
+        from google.cloud import resourcemanager_v3
+        endpoint = self.config.gcp.resourceManagerEndpoint
+        options = {"api_endpoint": endpoint} if endpoint else None
+        raw = resourcemanager_v3.ProjectsClient(transport="rest", credentials=self._credentials(),
+                                                client_options=options)
+        return SeamClient(self.seam, "gcp", "resourcemanager", raw)
 
     @property
     def secrets(self) -> SeamClient:
-        if self._secrets is None:
-            from google.cloud import secretmanager_v1
-            endpoint = self.config.gcp.secretManagerEndpoint
-            if endpoint:
-                from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
-                    SecretManagerServiceGrpcTransport,
-                )
-                raw = secretmanager_v1.SecretManagerServiceClient(
-                    transport=SecretManagerServiceGrpcTransport(channel=self._plaintext_channel(endpoint)))
-            else:
-                raw = secretmanager_v1.SecretManagerServiceClient(credentials=self._credentials())
-            self._secrets = SeamClient(self.seam, "gcp", "secretmanager", raw)
-        return self._secrets
+        """Secret Manager (issued keys, locks, the marker signing key)."""
+        return self._once("secretmanager", self._build_secrets)
+
+    def _build_secrets(self) -> SeamClient:
+        from google.cloud import secretmanager_v1
+        endpoint = self.config.gcp.secretManagerEndpoint
+        if endpoint:
+            from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+                SecretManagerServiceGrpcTransport,
+            )
+            raw = secretmanager_v1.SecretManagerServiceClient(
+                transport=SecretManagerServiceGrpcTransport(channel=self._plaintext_channel(endpoint)))
+        else:
+            raw = secretmanager_v1.SecretManagerServiceClient(credentials=self._credentials())
+        return SeamClient(self.seam, "gcp", "secretmanager", raw)
 
     def resource_policy(self, kind: str) -> SeamClient:
         """The generic ``google.iam.v1.IAMPolicy`` stub for one kind of resource (the
         sandbox serves every kind on one endpoint)."""
         endpoint = self.config.gcp.resourcePolicyEndpoint
         host = endpoint or f"{RESOURCE_POLICY_HOSTS[kind]}:443"
-        if host not in self._policies:
-            from google.iam.v1 import iam_policy_pb2_grpc
-            if endpoint:
-                channel = self._plaintext_channel(endpoint)
-            else:
-                self._check_real_credentials()
-                import google.auth
-                import google.auth.transport.grpc
-                import google.auth.transport.requests
-                credentials, _ = google.auth.default(
-                    scopes=["https://www.googleapis.com/auth/cloud-platform"])
-                channel = google.auth.transport.grpc.secure_authorized_channel(  # type: ignore[no-untyped-call]
-                    credentials, google.auth.transport.requests.Request(), host)
-            self._policies[host] = SeamClient(self.seam, "gcp", "iampolicy",
-                                              iam_policy_pb2_grpc.IAMPolicyStub(channel))
-        return self._policies[host]
+        return self._once(f"iampolicy {host}", lambda: self._build_policy_stub(endpoint, host))
+
+    def _build_policy_stub(self, endpoint: str | None, host: str) -> SeamClient:
+        from google.iam.v1 import iam_policy_pb2_grpc
+        if endpoint:
+            channel = self._plaintext_channel(endpoint)
+        else:
+            self._check_real_credentials()
+            import google.auth
+            import google.auth.transport.grpc
+            import google.auth.transport.requests
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            channel = google.auth.transport.grpc.secure_authorized_channel(  # type: ignore[no-untyped-call]
+                credentials, google.auth.transport.requests.Request(), host)
+        return SeamClient(self.seam, "gcp", "iampolicy", iam_policy_pb2_grpc.IAMPolicyStub(channel))

@@ -3,66 +3,49 @@ account with its custom roles and bindings, each idempotent.
 
 Service accounts have no labels, and the description holds the ownership marker, so the
 quarantine mark (or, after a transfer, the owner who left) lives in the display name
-(100 characters): ``quarantine since=… reason=… delete-after=…``. Quarantine writes the
-mark, then disables the account, which rejects its tokens and keys at once; release
-enables it, then restores the display name.
+(100 characters): ``quarantine since=… reason=… delete-after=…`` (see
+:func:`.render.display_tags`). Quarantine writes the mark, then disables the account,
+which rejects its tokens and keys at once; release enables it, then restores the display
+name. Teardown is the ordered table :data:`TEARDOWN`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ...errors import ConflictError
+from ...calls import NOT_FOUND
+from ...errors import CloudError, ConflictError
 from ...model import MARK_TAG, TRANSFERRED_FROM_TAG, Marker, ObservedIdentity, QuarantineMark, encode_mark
+from ..interface import LeaverBackend
 from . import render
-
-if TYPE_CHECKING:
-    from ...calls import CallSeam
-    from ...markers import KeyCache
-    from .clients import GcpClients
-
-MARK_PREFIX = "quarantine "
-FROM_PREFIX = "transferred-from="
+from .clients import ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
+from .identity import GcpIdentities
+from .policies import GcpPolicies
 
 
-def display_tags(display_name: str) -> dict[str, str]:
-    """What a display name says beyond the plain title: a quarantine mark, or the owner
-    an account was transferred from (as the tags AWS would carry)."""
-    if display_name.startswith(MARK_PREFIX):
-        return {MARK_TAG: display_name[len(MARK_PREFIX):]}
-    if display_name.startswith(FROM_PREFIX):
-        return {TRANSFERRED_FROM_TAG: display_name[len(FROM_PREFIX):]}
-    return {}
+@dataclass(frozen=True, slots=True)
+class _Doomed:
+    """What every teardown step needs to know about the account it removes."""
+
+    identity: ObservedIdentity
+    member: str  # ``serviceAccount:EMAIL``
+    roles: Mapping[str, Any]  # its marked custom roles, as the read found them
+    role_base: str  # only roles under its own naming are deleted
 
 
-def plain_title(marker: Marker) -> str:
-    return f"workload-ids {marker.environment}/{marker.workload}"[:100]
+class GcpLeavers(LeaverBackend):
+    """Cleanup's and restore's steps for the service accounts :class:`GcpIdentities` manages."""
 
-
-class GcpRetireMixin:
-    """The leaver half of :class:`~workload_ids.providers.gcp.provider.GcpProvider`."""
-
-    if TYPE_CHECKING:
-        seam: CallSeam
-        clients: GcpClients
-        prefix: str
-        keys: KeyCache
-
-        def _cloud(self, operation: str, exc: BaseException) -> Exception: ...
-        def _set_resource_bindings(self, member: str, bindings_wanted: list[dict[str, Any]],
-                                   dropped: list[str]) -> None: ...
-        def _resource_policy(self, resource: str) -> Any: ...
-        def _kind_of(self, resource: str) -> str: ...
-        def _project_policy(self, project: str) -> Any: ...
-        def signed_role_description(self, project: str, rid: str, description: str) -> str: ...
-        def _update_role(self, name: str, body: dict[str, Any], etag: Any) -> None: ...
-        def _account_policy(self, address: str) -> Any: ...
-        def _set_project_bindings(self, project: str, member: str,
-                                  want: list[dict[str, Any]], ours: Callable[[str], bool]) -> None: ...
-        def marked_description(self, project: str, email: str, unique_id: str, marker: Marker) -> str: ...
+    def __init__(self, clients: GcpClients, policies: GcpPolicies, identities: GcpIdentities) -> None:
+        self.clients = clients
+        self.policies = policies
+        # Markers are signed, and the last fleet read is kept, by the identity backend.
+        self.identities = identities
+        self.prefix = identities.prefix
 
     def _guard(self, identity: ObservedIdentity) -> Marker:
         marker = identity.marker
@@ -75,16 +58,8 @@ class GcpRetireMixin:
                                 "find out who tagged it")
         return marker
 
-    def _call(self, operation: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if self.seam.classify("gcp", exc) is None:
-                raise
-            raise self._cloud(operation, exc) from exc
-
     def _patch(self, identity: ObservedIdentity, **fields: str) -> None:
-        self._call("iam.patch_service_account", self.clients.iam.patch_service_account, request={
+        self.clients.iam.patch_service_account(request={
             "service_account": {"name": identity.address, **fields},
             "update_mask": {"paths": sorted(fields)}})
 
@@ -96,6 +71,7 @@ class GcpRetireMixin:
         return None
 
     def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        """Whether the account is disabled (the batch read has it)."""
         return bool(identity.extra.get("disabled"))
 
     def quarantine_proven(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool:
@@ -106,28 +82,29 @@ class GcpRetireMixin:
     # --- actions -------------------------------------------------------------------
 
     def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
+        """The mark goes into the display name, then the account is disabled."""
         self._guard(identity)
-        text = MARK_PREFIX + encode_mark(mark)
+        text = render.MARK_PREFIX + encode_mark(mark)
         if identity.settings.get("displayName") != text:
             self._patch(identity, display_name=text)
-        self._call("iam.disable_service_account", self.clients.iam.disable_service_account,
-                   request={"name": identity.address})
+        self.clients.iam.disable_service_account(request={"name": identity.address})
         return mark
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
+        """Enables the account, then writes its plain display name back."""
         marker = self._guard(identity)
-        self._call("iam.enable_service_account", self.clients.iam.enable_service_account,
-                   request={"name": identity.address})
-        self._patch(identity, display_name=plain_title(marker))
+        self.clients.iam.enable_service_account(request={"name": identity.address})
+        self._patch(identity, display_name=render.plain_title(marker))
 
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
+        """Re-signs the description for ``successor``; the display name keeps who left."""
         marker = self._guard(identity)
         previous = identity.tags.get(TRANSFERRED_FROM_TAG) or marker.owner
         moved = marker.replace(owner=successor)
-        fields = {"description": self.marked_description(identity.target, identity.name,
+        fields = {"description": self.identities.marked_description(identity.target, identity.name,
                                                          identity.immutable_id, moved)}
         if MARK_TAG not in identity.tags:
-            fields["display_name"] = FROM_PREFIX + previous
+            fields["display_name"] = render.FROM_PREFIX + previous
         self._patch(identity, **fields)
 
     def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
@@ -137,11 +114,11 @@ class GcpRetireMixin:
         objects = dict(identity.extra.get("objects") or {})
         member = f"serviceAccount:{identity.name}"
         roles = dict(objects.get("roles") or {})
-        account = self._call("iam.get_iam_policy", self._account_policy, identity.address)
+        account = self.policies.account_policy(identity.address)
         resource_bindings: list[dict[str, Any]] = []
         for resource in sorted({r for r in (render.role_resource(v.get("description", ""))
                                             for v in roles.values()) if r}):
-            policy = self._call("iampolicy.GetIamPolicy", self._resource_policy, resource)
+            policy = self.policies.resource_policy(resource)
             resource_bindings.extend({"resource": resource, "role": b.role, "members": [member]}
                                      for b in policy.bindings if member in b.members)
         return {
@@ -149,7 +126,7 @@ class GcpRetireMixin:
             "address": identity.address, "uniqueId": identity.extra.get("uniqueId", ""),
             # With its MAC: restore checks it against uniqueId before recreating anything.
             "description": identity.settings.get("description") or marker.as_text(),
-            "displayName": plain_title(marker),
+            "displayName": render.plain_title(marker),
             "roles": roles,
             "projectBindings": [{"role": b["role"], **({"condition": b["condition"]}
                                                        if b.get("condition") else {}),
@@ -159,43 +136,53 @@ class GcpRetireMixin:
         }
 
     def delete(self, identity: ObservedIdentity) -> list[str]:
-        """Bindings first (so no ``deleted:serviceAccount:`` member is left behind in a
-        policy), then the roles, then the account (its keys go with it)."""
+        """The steps of :data:`TEARDOWN` in order, each tolerant of what is already gone."""
         marker = self._guard(identity)
+        roles = dict(dict(identity.extra.get("objects") or {}).get("roles") or {})
+        doomed = _Doomed(identity, f"serviceAccount:{identity.name}", roles,
+                         render.role_base(self.prefix, marker.environment, marker.workload))
         steps: list[str] = []
-        member = f"serviceAccount:{identity.name}"
-        objects = dict(identity.extra.get("objects") or {})
-        roles = dict(objects.get("roles") or {})
-        base = render.role_base(self.prefix, marker.environment, marker.workload)
-        ours = {f"projects/{identity.target}/roles/{rid}" for rid in roles}
+        for step in TEARDOWN:
+            steps.extend(step(self, doomed))
+        return steps
+
+    def _unbind_project(self, doomed: _Doomed) -> list[str]:
+        ours = {f"projects/{doomed.identity.target}/roles/{rid}" for rid in doomed.roles}
         # Only bindings of its own (marked) roles: a binding someone else made is never
         # changed; if it named this account, cleanup later lists the dead member it becomes.
-        self._set_project_bindings(identity.target, member, [], lambda role: role in ours)
-        steps.append("remove its project policy bindings")
+        self.policies.set_project_bindings(doomed.identity.target, doomed.member, [],
+                                           lambda role: role in ours)
+        return ["remove its project policy bindings"]
+
+    def _unbind_resources(self, doomed: _Doomed) -> list[str]:
         resources = sorted({r for r in (render.role_resource(v.get("description", ""))
-                                        for v in roles.values()) if r})
-        if resources:
-            self._set_resource_bindings(member, [], resources)
-            steps.append(f"remove its bindings on {', '.join(resources)}")
-        from google.api_core import exceptions as gx
-        for rid in sorted(roles):
-            if not rid.startswith(base):
+                                        for v in doomed.roles.values()) if r})
+        if not resources:
+            return []
+        self.policies.set_resource_bindings(doomed.member, [], resources)
+        return [f"remove its bindings on {', '.join(resources)}"]
+
+    def _delete_roles(self, doomed: _Doomed) -> list[str]:
+        steps: list[str] = []
+        for rid in sorted(doomed.roles):
+            if not rid.startswith(doomed.role_base):
                 continue
             try:
-                self._call("iam.delete_role", self.clients.iam.delete_role,
-                           request={"name": f"projects/{identity.target}/roles/{rid}"})
-            except Exception as exc:
-                if not isinstance(exc.__cause__, gx.NotFound):
+                self.clients.iam.delete_role(
+                    request={"name": f"projects/{doomed.identity.target}/roles/{rid}"})
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
                     raise
             steps.append(f"delete role {rid}")
-        try:
-            self._call("iam.delete_service_account", self.clients.iam.delete_service_account,
-                       request={"name": identity.address})
-        except Exception as exc:
-            if not isinstance(exc.__cause__, gx.NotFound):
-                raise
-        steps.append(f"delete service account {identity.name}")
         return steps
+
+    def _delete_account(self, doomed: _Doomed) -> list[str]:
+        try:
+            self.clients.iam.delete_service_account(request={"name": doomed.identity.address})
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
+        return [f"delete service account {doomed.identity.name}"]
 
     def dead_grants(self, target: str) -> list[dict[str, str]]:
         """``deleted:serviceAccount:`` members of accounts of ours (by our naming) left in
@@ -204,20 +191,19 @@ class GcpRetireMixin:
         recreated account of the same name nothing (GCP binds by unique id)."""
         pattern = re.compile(rf"^deleted:serviceAccount:{re.escape(self.prefix)}-[a-z0-9-]*-[0-9a-f]{{6}}"
                              rf"@{re.escape(target)}\.iam\.gserviceaccount\.com\?uid=\d+$")
-        bindings = getattr(self, "_scope_bindings", {}).get(target, [])
+        bindings = self.identities.scope_bindings(target)
         return [{"member": m, "role": str(b["role"]),
                  "condition": str((b.get("condition") or {}).get("expression", ""))}
                 for b in bindings for m in b["members"] if pattern.match(m)]
 
     def remove_dead_grants(self, target: str, grants: list[dict[str, str]]) -> None:
+        """Takes each dead member out of every binding of the project policy."""
         for member in sorted({g["member"] for g in grants}):
-            self._set_project_bindings(target, member, [], lambda role: True)
+            self.policies.set_project_bindings(target, member, [], lambda role: True)
 
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Undelete the account when GCP still can (30 days), else recreate it; then its
         roles and bindings. Converges when rerun."""
-        from google.api_core import exceptions as gx
-
         from ...markers import NOT_AUTHENTICATED, check
         from ...signing import SHORT_MAC_LENGTH
         steps: list[str] = []
@@ -225,7 +211,7 @@ class GcpRetireMixin:
         address = str(bundle["address"])
         marker = Marker.from_text(str(bundle.get("description", "")))
         # Only an account whose marker the tool authenticated has a bundle to restore.
-        keys = self.keys
+        keys = self.clients.signing_keys
         if marker is None or check(keys.get(project), "gcp", project, email, str(bundle.get("uniqueId", "")),
                                    marker, Marker.mac_of_text(str(bundle["description"])),
                                    SHORT_MAC_LENGTH):
@@ -238,18 +224,20 @@ class GcpRetireMixin:
             self.clients.iam.get_service_account(name=address)
             existed = True
             steps.append(f"service account {email} exists: converging it")
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             try:
                 self.clients.iam.undelete_service_account(
                     request={"name": f"projects/-/serviceAccounts/{bundle.get('uniqueId')}"})
                 steps.append(f"undelete service account {email}")
-            except gx.GoogleAPICallError:
-                self._call("iam.create_service_account", self.clients.iam.create_service_account, request={
+            except CloudError:  # gone for good (past 30 days): made anew
+                self.clients.iam.create_service_account(request={
                     "name": f"projects/{project}", "account_id": email.split("@", 1)[0],
                     "service_account": {"description": bundle["description"],
                                         "display_name": bundle["displayName"]}})
                 steps.append(f"create service account {email}")
-        account = self._call("iam.get_service_account", self.clients.iam.get_service_account, name=address)
+        account = self.clients.iam.get_service_account(name=address)
         found = Marker.from_text(account.description)
         if found is None:
             raise ConflictError(f"service account {email} exists without the workload-ids marker",
@@ -259,45 +247,56 @@ class GcpRetireMixin:
             raise ConflictError(f"service account {email} exists and carries the workload-ids marker but "
                                 f"{NOT_AUTHENTICATED}", "it is reported as forged and never modified; "
                                 "find out who wrote that description")
-        self._call("iam.enable_service_account", self.clients.iam.enable_service_account,
-                   request={"name": address})
+        self.clients.iam.enable_service_account(request={"name": address})
         # Undeleted, it keeps its unique id; recreated, it has a new one: marked anew either way.
-        self._call("iam.patch_service_account", self.clients.iam.patch_service_account, request={
-            "service_account": {"name": address, "description": self.marked_description(
+        self.clients.iam.patch_service_account(request={
+            "service_account": {"name": address, "description": self.identities.marked_description(
                 project, email, str(account.unique_id), marker),
                                 "display_name": bundle["displayName"]},
             "update_mask": {"paths": ["description", "display_name"]}})
         for rid, role in dict(bundle.get("roles") or {}).items():
             # Signed anew: a bundle written before roles were signed holds none.
             body = {"title": role["title"],
-                    "description": self.signed_role_description(project, rid, str(role["description"])),
+                    "description": self.identities.signed_role_description(
+                        project, rid, str(role["description"])),
                     "included_permissions": role["includedPermissions"], "stage": 2}
             name = f"projects/{project}/roles/{rid}"
             try:
                 self.clients.iam.create_role(request={"parent": f"projects/{project}", "role_id": rid,
                                                       "role": body})
-            except (gx.AlreadyExists, gx.FailedPrecondition):  # taken, or deleted and not yet purged
-                current = self._call("iam.get_role", self.clients.iam.get_role, request={"name": name})
+            except CloudError as exc:  # taken, or deleted and not yet purged
+                if exc.code not in (ALREADY_EXISTS, FAILED_PRECONDITION):
+                    raise
+                current = self.clients.iam.get_role(request={"name": name})
                 if current.deleted:
-                    current = self._call("iam.undelete_role", self.clients.iam.undelete_role,
-                                         request={"name": name, "etag": current.etag})
+                    current = self.clients.iam.undelete_role(request={"name": name, "etag": current.etag})
                 # The account will be bound to it: it must hold exactly the bundle's
                 # permissions, whoever wrote it meanwhile (a role at our id, as apply does).
                 if (current.title, current.description, sorted(current.included_permissions)) != (
                         body["title"], body["description"], sorted(body["included_permissions"])):
-                    self._update_role(name, body, current.etag)
+                    self.identities.update_role(name, body, current.etag)
             steps.append(f"role {rid}")
         member = f"serviceAccount:{email}"
-        self._set_project_bindings(project, member, list(bundle.get("projectBindings") or []),
-                                   lambda role: False)
+        self.policies.set_project_bindings(project, member, list(bundle.get("projectBindings") or []),
+                                           lambda role: False)
         steps.append("project policy bindings")
-        self._set_resource_bindings(member, list(bundle.get("resourceBindings") or []), [])
+        self.policies.set_resource_bindings(member, list(bundle.get("resourceBindings") or []), [])
         from google.iam.v1 import policy_pb2
-        current_policy = self._call("iam.get_iam_policy", self._account_policy, address)
+        current_policy = self.policies.account_policy(address)
         wanted = policy_pb2.Policy(version=1, etag=current_policy.etag)
         for b in bundle.get("accountBindings") or []:
             wanted.bindings.add(role=b["role"], members=b["members"])
-        self._call("iam.set_iam_policy", self.clients.iam.set_iam_policy,
-                   request={"resource": address, "policy": wanted})
+        self.clients.iam.set_iam_policy(request={"resource": address, "policy": wanted})
         steps.append("federation on the account")
         return steps
+
+
+# Teardown, in order: bindings first (so no ``deleted:serviceAccount:`` member is left
+# behind in a policy), then the roles, then the account (its keys go with it). Each step
+# returns what it did and treats what is already gone as done.
+TEARDOWN: tuple[Callable[[GcpLeavers, _Doomed], list[str]], ...] = (
+    GcpLeavers._unbind_project,
+    GcpLeavers._unbind_resources,
+    GcpLeavers._delete_roles,
+    GcpLeavers._delete_account,
+)

@@ -9,35 +9,28 @@ secret is created with the workload's tags, as the key store would create it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from google.api_core import exceptions as gx
 
 from ... import clock
-from ...calls import CONFLICT, CallSeam, to_cloud_error
-from ...config import Config
-from ..interface import LEASE, Holder, LockRecord
-from .secret_store import _annotation_key, secret_id
+from ...calls import CONFLICT, NOT_FOUND
+from ...errors import CloudError
+from ..interface import LEASE, Holder, KeyLock, LockRecord
+from .clients import ALREADY_EXISTS, GcpClients
+from .secret_store import annotation_key, secret_id
 
 LOCK_ANNOTATION = "workload-ids_lock"
 _ATTEMPTS = 6
 
 
-class SecretAnnotationLock:
-    """See the module docstring."""
+class SecretAnnotationLock(KeyLock):
+    """Workload locks held on one project's Secret Manager secrets (see the module docstring)."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import GcpClients
-        self.seam = seam
+    def __init__(self, clients: GcpClients, target: str) -> None:
+        self.clients = clients
         self.project = target
-        clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)
         self.client = clients.secrets
 
     def _path(self, name: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id(name)}"
-
-    def _fail(self, operation: str, exc: BaseException) -> Exception:
-        return to_cloud_error(self.seam, "gcp", operation, exc)
 
     def _swap(self, name: str, change: Callable[[LockRecord | None], str | bool | None],
               create: Mapping[str, str] | None = None) -> bool | LockRecord:
@@ -48,7 +41,9 @@ class SecretAnnotationLock:
         for _ in range(_ATTEMPTS):
             try:
                 secret = self.client.get_secret(name=self._path(name))
-            except gx.NotFound:
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
                 if create is None:
                     return False
                 value = change(None)
@@ -60,12 +55,10 @@ class SecretAnnotationLock:
                         "parent": f"projects/{self.project}", "secret_id": secret_id(name),
                         "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
                     return True
-                except gx.AlreadyExists:
+                except CloudError as taken:
+                    if taken.code != ALREADY_EXISTS:
+                        raise
                     continue  # created by another run a moment ago: read it
-                except gx.GoogleAPICallError as exc:
-                    raise self._fail("secretmanager.create_secret", exc) from exc
-            except gx.GoogleAPICallError as exc:
-                raise self._fail("secretmanager.get_secret", exc) from exc
             annotations = dict(secret.annotations)
             text = annotations.get(LOCK_ANNOTATION)
             current = LockRecord.decode(text) if text else None
@@ -81,10 +74,9 @@ class SecretAnnotationLock:
                     "secret": {"name": self._path(name), "annotations": annotations, "etag": secret.etag},
                     "update_mask": {"paths": ["annotations"]}})
                 return True
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT:
-                    raise self._fail("secretmanager.update_secret", exc) from exc
+            except CloudError as exc:
+                if exc.kind != CONFLICT:
+                    raise
                 # Someone else wrote first (perhaps the lock): read again and decide again.
         return False
 
@@ -97,7 +89,7 @@ class SecretAnnotationLock:
             if current is not None and current.live(now) and current.holder != holder.name:
                 return False
             return mine
-        result = self._swap(name, take, create={_annotation_key(k): v for k, v in tags.items()})
+        result = self._swap(name, take, create={annotation_key(k): v for k, v in tags.items()})
         if result is True:
             return None
         if isinstance(result, LockRecord):

@@ -25,7 +25,15 @@ from typing import Any
 
 from ...config import Config
 from ...errors import Diagnostic
-from ...model import CompiledWorkload, DesiredIdentity, Grant, Marker, ServiceTrust
+from ...model import (
+    MARK_TAG,
+    TRANSFERRED_FROM_TAG,
+    CompiledWorkload,
+    DesiredIdentity,
+    Grant,
+    Marker,
+    ServiceTrust,
+)
 from ...signing import SHORT_MAC_LENGTH
 
 ACCOUNT_ID_MAX = 30
@@ -40,6 +48,10 @@ ROLE_MAC_ROOM = len(" mac=") + SHORT_MAC_LENGTH
 CONDITION_TITLE_MAX = 100
 EXPRESSION_MAX = 12_800
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+# Service accounts have no labels and the description holds the ownership marker, so a
+# quarantine mark (or, after a transfer, the owner who left) lives in the display name.
+MARK_PREFIX = "quarantine "
+FROM_PREFIX = "transferred-from="
 
 
 def _digest(*parts: str, length: int = 6) -> str:
@@ -69,6 +81,7 @@ def not_ours(prefix: str, email: str, project: str, marker: Marker) -> str | Non
 
 
 def service_account_email(account: str, project: str) -> str:
+    """The email of service account ``account`` in ``project``."""
     return f"{account}@{project}.iam.gserviceaccount.com"
 
 
@@ -172,6 +185,7 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
 
 
 def canonical(doc: Any) -> str:
+    """``doc`` as compact JSON (no spaces), the form documents are compared in."""
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -220,6 +234,7 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
 
 
 def bound_resources(objects: Mapping[str, Any]) -> Iterable[str]:
+    """Every resource that carries one of the workload's resource-level bindings."""
     return sorted({b["resource"] for b in objects["resourceBindings"]})
 
 
@@ -260,3 +275,18 @@ def policy_bindings(policy: Any) -> list[dict[str, Any]]:
                                  "expression": b.condition.expression}
         out.append(item)
     return out
+
+
+def display_tags(display_name: str) -> dict[str, str]:
+    """What a display name says beyond the plain title: a quarantine mark, or the owner
+    an account was transferred from (as the tags AWS would carry)."""
+    if display_name.startswith(MARK_PREFIX):
+        return {MARK_TAG: display_name[len(MARK_PREFIX):]}
+    if display_name.startswith(FROM_PREFIX):
+        return {TRANSFERRED_FROM_TAG: display_name[len(FROM_PREFIX):]}
+    return {}
+
+
+def plain_title(marker: Marker) -> str:
+    """The display name of an account without a mark (what release and restore write)."""
+    return f"workload-ids {marker.environment}/{marker.workload}"[:100]

@@ -14,15 +14,14 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from google.api_core import exceptions as gx
-
-from ...calls import CONFLICT, CallSeam, to_cloud_error
+from ...calls import CONFLICT, NOT_FOUND
 from ...clock import format_time, parse_time
-from ...config import Config
+from ...errors import CloudError
 from ...model import IssuedKey, SecretValue, StoredSecret
+from ..interface import SecretStore
 from ..secret_rules import foreign_marker, refuse_secret
+from .clients import ALREADY_EXISTS, GcpClients
 
 KEY_PREFIX = "wid-key-"
 EDIT_ATTEMPTS = 10
@@ -33,7 +32,8 @@ def secret_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:255]
 
 
-def _annotation_key(tag: str) -> str:
+def annotation_key(tag: str) -> str:
+    """The annotation key of one of our tag names (annotation keys allow no ``:``)."""
     return tag.replace(":", "_")
 
 
@@ -42,21 +42,17 @@ def _tag_key(annotation: str) -> str:
         "workload-ids_") else annotation
 
 
-class SecretManagerStore:
-    """See the module docstring."""
+class SecretManagerStore(SecretStore):
+    """One project's Secret Manager as the key store (see the module docstring)."""
 
-    def __init__(self, config: Config, seam: CallSeam, target: str, provider: Any = None) -> None:
-        from .clients import GcpClients
-        self.seam = seam
+    def __init__(self, clients: GcpClients, target: str) -> None:
+        self.clients = clients
+        self.seam = clients.seam
         self.project = target
-        clients: GcpClients = getattr(provider, "clients", None) or GcpClients(config, seam)
         self.client = clients.secrets
 
     def _path(self, name: str) -> str:
         return f"projects/{self.project}/secrets/{secret_id(name)}"
-
-    def _fail(self, operation: str, exc: BaseException) -> Exception:
-        return to_cloud_error(self.seam, "gcp", operation, exc)
 
     def _stored(self, name: str, annotations: Mapping[str, str]) -> StoredSecret:
         numbered: list[tuple[int, str, datetime | None]] = []
@@ -86,10 +82,10 @@ class SecretManagerStore:
         """SecretStore.describe: one ``GetSecret``; the key index lives in the secret's annotations."""
         try:
             secret = self.client.get_secret(name=self._path(name))
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             return StoredSecret(name=name, exists=False)
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.get_secret", exc) from exc
         return self._stored(name, dict(secret.annotations))
 
     def describe_many(self, prefix: str) -> dict[str, StoredSecret]:
@@ -97,42 +93,36 @@ class SecretManagerStore:
         found: dict[str, StoredSecret] = {}
         wanted = secret_id(prefix)
         token = ""  # a page token, not a secret  # nosec B105
-        try:
-            while True:
-                page = self.client.list_secrets(request={
-                    "parent": f"projects/{self.project}", "page_size": 250, "page_token": token})
-                for secret in page.secrets:
-                    sid = secret.name.rsplit("/", 1)[1]
-                    if sid.startswith(wanted):
-                        name = secret.annotations.get("workload-ids_secret-name", sid)
-                        found[name] = self._stored(name, dict(secret.annotations))
-                token = page.next_page_token
-                if not token:
-                    return found
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.list_secrets", exc) from exc
+        while True:
+            page = self.client.list_secrets(request={
+                "parent": f"projects/{self.project}", "page_size": 250, "page_token": token})
+            for secret in page.secrets:
+                sid = secret.name.rsplit("/", 1)[1]
+                if sid.startswith(wanted):
+                    name = secret.annotations.get("workload-ids_secret-name", sid)
+                    found[name] = self._stored(name, dict(secret.annotations))
+            token = page.next_page_token
+            if not token:
+                return found
 
     def ensure(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.ensure: creates the secret with our annotations; one made meanwhile is adopted."""
-        annotations = {_annotation_key(k): v for k, v in tags.items()}
+        annotations = {annotation_key(k): v for k, v in tags.items()}
         annotations["workload-ids_secret-name"] = name
         try:
             self.client.create_secret(request={
                 "parent": f"projects/{self.project}", "secret_id": secret_id(name),
                 "secret": {"replication": {"automatic": {}}, "annotations": annotations}})
-        except gx.AlreadyExists:
+        except CloudError as exc:
+            if exc.code != ALREADY_EXISTS:
+                raise
             self.adopt(name, tags)  # made since we looked: ours only if it proves it
             self._edit(name, set_=annotations)
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.create_secret", exc) from exc
 
     def adopt(self, name: str, tags: Mapping[str, str], known: StoredSecret | None = None) -> None:
         """We add no IAM bindings to a key secret, so any binding is someone else's way in;
         the project's own grants stay with the project's IAM."""
-        try:
-            secret = self.client.get_secret(name=self._path(name))
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.get_secret", exc) from exc
+        secret = self.client.get_secret(name=self._path(name))
         found = {_tag_key(k): v for k, v in secret.annotations.items()}
         why = foreign_marker(name, found, tags)
         replication = type(secret.replication).pb(secret.replication)
@@ -142,10 +132,7 @@ class SecretManagerStore:
                    "that key could decrypt it")
         if why is not None:
             raise refuse_secret(name, why)
-        try:
-            policy = self.client.get_iam_policy(request={"resource": self._path(name)})
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.get_iam_policy", exc) from exc
+        policy = self.client.get_iam_policy(request={"resource": self._path(name)})
         members = sorted({m for b in policy.bindings for m in b.members})
         if members:
             raise refuse_secret(name, f"secret {name} has IAM bindings for {', '.join(members)} "
@@ -153,32 +140,26 @@ class SecretManagerStore:
 
     def put_key(self, name: str, key: IssuedKey, document: Mapping[str, str]) -> None:
         """SecretStore.put_key: adds a version, then records its number and issue time in an annotation."""
-        try:
-            version = self.client.add_secret_version(request={
-                "parent": self._path(name),
-                "payload": {"data": json.dumps(dict(document)).encode("utf-8")}})
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.add_secret_version", exc) from exc
+        version = self.client.add_secret_version(request={
+            "parent": self._path(name),
+            "payload": {"data": json.dumps(dict(document)).encode("utf-8")}})
         number = version.name.rsplit("/", 1)[1]
         self._edit(name, set_={KEY_PREFIX + key.key_id: f"{number} {format_time(key.issued)}"})
 
     def read_key(self, name: str, key_id: str) -> SecretValue:
         """The stored document of ``key_id`` (a service account key file), as text."""
-        try:
-            secret = self.client.get_secret(name=self._path(name))
-            number = str(secret.annotations.get(KEY_PREFIX + key_id, "")).partition(" ")[0]
-            answer = self.client.access_secret_version(name=f"{self._path(name)}/versions/{number}")
-        except gx.GoogleAPICallError as exc:
-            raise self._fail("secretmanager.access_secret_version", exc) from exc
+        secret = self.client.get_secret(name=self._path(name))
+        number = str(secret.annotations.get(KEY_PREFIX + key_id, "")).partition(" ")[0]
+        answer = self.client.access_secret_version(name=f"{self._path(name)}/versions/{number}")
         return SecretValue(answer.payload.data.decode("utf-8"))
 
     def set_tags(self, name: str, tags: Mapping[str, str]) -> None:
         """SecretStore.set_tags, as annotations (tag names mapped to annotation keys)."""
-        self._edit(name, set_={_annotation_key(k): v for k, v in tags.items()})
+        self._edit(name, set_={annotation_key(k): v for k, v in tags.items()})
 
     def remove_tags(self, name: str, keys: list[str]) -> None:
         """SecretStore.remove_tags, as annotations (tag names mapped to annotation keys)."""
-        self._edit(name, remove=[_annotation_key(k) for k in keys])
+        self._edit(name, remove=[annotation_key(k) for k in keys])
 
     def _edit(self, name: str, *, set_: Mapping[str, str] | None = None,
               remove: list[str] | None = None) -> None:
@@ -197,8 +178,7 @@ class SecretManagerStore:
                     "secret": {"name": self._path(name), "annotations": annotations, "etag": secret.etag},
                     "update_mask": {"paths": ["annotations"]}})
                 return
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT or attempt == EDIT_ATTEMPTS - 1:
-                    raise self._fail("secretmanager.update_secret", exc) from exc
+            except CloudError as exc:
+                if exc.kind != CONFLICT or attempt == EDIT_ATTEMPTS - 1:
+                    raise
                 self.seam.conflict_pause(attempt)

@@ -51,6 +51,18 @@ def start_local_gcp(base_port: int = 0) -> LocalGcp:
     return local
 
 
+def _through_seam(client: Any, service: str) -> Any:
+    """``client`` behind a seam of its own that translates "gcp" as every other does:
+    bootstrap's code, which seeding reuses, decides by CloudError kind."""
+    from ...calls import CallSeam, SeamClient
+    from ...providers.gcp.clients import classify, make_fault
+    if isinstance(client, SeamClient):
+        return client
+    seam = CallSeam()
+    seam.register("gcp", classify, make_fault, translate=True)
+    return SeamClient(seam, "gcp", service, client)
+
+
 def seed_signing_keys(secrets: Any, projects: Iterable[str]) -> None:
     """The marker signing key of each project, made by `workload-ids bootstrap --apply`'s
     own code (for the default config) through ``secrets``, a Secret Manager client."""
@@ -60,6 +72,7 @@ def seed_signing_keys(secrets: Any, projects: Iterable[str]) -> None:
     from ...bootstrap.gcp_apply import ensure_signing_key
     from ...config import Config, ConfigFile
     config = Config(ConfigFile(), Path.cwd(), None)
+    secrets = _through_seam(secrets, "secretmanager")
     for project in projects:
         ensure_signing_key(secrets, signing_key(config, project))
 

@@ -1,6 +1,7 @@
-"""The GCP backend: a service account per workload, custom roles per permission set,
-project-policy bindings (plain or conditional), and the account's own policy for
-Workload Identity Federation. Every call goes through the seam (``GcpClients``).
+"""Joiner and mover on GCP: a service account per workload, custom roles per permission
+set, project-policy bindings (plain or conditional), resource bindings, and the account's
+own policy for Workload Identity Federation. Every call goes through the seam
+(``GcpClients``); policy edits go through :mod:`.policies`.
 
 The ownership marker lives in the service account's and each custom role's description
 (service accounts have no labels), read by ``Marker.from_text`` before any change, and is
@@ -15,38 +16,27 @@ our own member: a workload holds exactly what its manifest grants).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from google.api_core import exceptions as gx
-
-from ... import clock
-from ...calls import CONFLICT, NOT_FOUND, CallSeam
+from ...calls import NOT_FOUND
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
-from ...markers import KEY_SECRET, KeyCache, check, sign
+from ...markers import check, sign
 from ...model import (
     FORGED,
     IMMUTABLE_ID,
     UNAUTHENTICATED,
     Change,
-    CompiledWorkload,
     DesiredIdentity,
-    IssuedKey,
-    KeyInfo,
     Marker,
     ObservedIdentity,
-    SecretValue,
 )
 from ...signing import SHORT_MAC_LENGTH
-from ..interface import TransferCheck, no_transfers
+from ..interface import IdentityBackend, TransferCheck
 from . import render
-from .clients import GcpClients
-from .leavers import GcpRetireMixin, display_tags
+from .clients import ABORTED, ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
+from .policies import POLICY_ATTEMPTS, GcpPolicies, binding_key
 
 # A custom role has no immutable id: its MAC binds the marker to the role's full name,
 # which no other role holds while it exists (GCP keeps a deleted role's id 37 days more).
@@ -54,8 +44,6 @@ ROLE_ID = "custom-role"
 # A role read's key (see _roles_of) when its marker's MAC does not verify.
 ROLE_FORGED = "forged"
 
-# Whole read-modify-write cycles of a project policy before giving up on conflicts.
-POLICY_ATTEMPTS = 10
 # A new service account can answer NOT_FOUND for a while (GCP propagates in seconds to
 # minutes): it counts as there after this many successful reads in a row, as
 # terraform-provider-google does, within a bounded wait.
@@ -63,50 +51,45 @@ VISIBLE_READS = 3
 VISIBLE_WAIT_SECONDS = 180.0
 
 
-def _binding_key(binding: Mapping[str, Any]) -> tuple[str, str]:
-    condition = binding.get("condition") or {}
-    return str(binding["role"]), str(condition.get("expression", ""))
+class GcpIdentities(IdentityBackend):
+    """Service accounts with their custom roles and bindings (see the module docstring)."""
 
-
-class GcpProvider(GcpRetireMixin):
-    """See the module docstring."""
-
-    name = "gcp"
-
-    def __init__(self, config: Config, seam: CallSeam, transfers: TransferCheck = no_transfers) -> None:
+    def __init__(self, config: Config, clients: GcpClients, policies: GcpPolicies,
+                 transfers: TransferCheck) -> None:
         self.config = config
-        self.seam = seam
+        self.clients = clients
+        self.seam = clients.seam
+        self.policies = policies
         self.transfers = transfers
-        self.clients = GcpClients(config, seam)
         self.prefix = config.gcp.namePrefix
-        self._scope_bindings: dict[str, list[dict[str, Any]]] = {}  # project -> last policy read
-        # One project policy edit at a time per project from this process: workloads
-        # applied side by side would otherwise keep invalidating each other's etags.
-        self._policy_locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self.keys = KeyCache(self._read_signing_key,
-                             lambda project: f"Secret Manager secret {KEY_SECRET} in project {project}")
+        self.signing_keys = clients.signing_keys
+        # project -> its policy's bindings as the last fleet read saw them (dead grants
+        # are judged from it without another read).
+        self._scope_bindings: dict[str, list[dict[str, Any]]] = {}
+        # Each change kind's step: apply dispatches by this table (plan and apply are
+        # written together, so every kind diff makes is here).
+        self._steps: dict[str, Callable[[DesiredIdentity, ObservedIdentity | None], None]] = {
+            "create": lambda desired, observed: self._create(desired),
+            "update-roles": self._converge_roles,
+            "update-project-policy": lambda desired, observed: self._converge_project_policy(desired),
+            "update-federation": lambda desired, observed: self._converge_account_policy(desired),
+            "update-resource-policies":
+                lambda desired, observed: self._converge_resource_policies(desired, []),
+            "update-marker": self._set_description,
+        }
 
-    # --- the marker signing key --------------------------------------------------------
-
-    def _read_signing_key(self, project: str) -> str | None:
-        try:
-            answer = self.clients.secrets.access_secret_version(
-                name=f"projects/{project}/secrets/{KEY_SECRET}/versions/latest")
-        except gx.NotFound:
-            return None
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("secretmanager.access_secret_version", exc) from exc
-        return bytes(answer.payload.data).decode("utf-8", "replace")
+    # --- markers and their MACs --------------------------------------------------------
 
     def marked_description(self, project: str, email: str, unique_id: str, marker: Marker) -> str:
         """The description that carries ``marker`` and its MAC (cut to 128 bits: a
         description holds 256 characters in all)."""
-        mac = sign(self.keys.get(project), "gcp", project, email, unique_id, marker, SHORT_MAC_LENGTH)
+        mac = sign(self.signing_keys.get(project), "gcp", project, email, unique_id, marker,
+                   SHORT_MAC_LENGTH)
         return marker.as_text(mac)
 
-    def _unauthenticated(self, project: str, account: Any, marker: Marker) -> str | None:
-        return check(self.keys.get(project), "gcp", project, account.email, str(account.unique_id),
+    def unauthenticated(self, project: str, account: Any, marker: Marker) -> str | None:
+        """None when a marked account's MAC verifies (over its email and unique id), else why not."""
+        return check(self.signing_keys.get(project), "gcp", project, account.email, str(account.unique_id),
                      marker, Marker.mac_of_text(account.description), SHORT_MAC_LENGTH)
 
     def signed_role_description(self, project: str, rid: str, description: str) -> str:
@@ -115,15 +98,15 @@ class GcpProvider(GcpRetireMixin):
         if marker is None:  # pragma: no cover - render writes the marker on every role
             raise ValueError(f"custom role {rid}: its description carries no marker")
         return render.signed_role_description(description, sign(
-            self.keys.get(project), "gcp", project, f"projects/{project}/roles/{rid}", ROLE_ID, marker,
-            SHORT_MAC_LENGTH))
+            self.signing_keys.get(project), "gcp", project, f"projects/{project}/roles/{rid}", ROLE_ID,
+            marker, SHORT_MAC_LENGTH))
 
     def _role_unauthenticated(self, project: str, rid: str, description: str) -> str | None:
         """None when a marked custom role's MAC verifies, else why it is forged."""
         marker = render.role_marker(description)
         if marker is None:
             return "its description carries no workload-ids marker"
-        if check(self.keys.get(project), "gcp", project, f"projects/{project}/roles/{rid}", ROLE_ID,
+        if check(self.signing_keys.get(project), "gcp", project, f"projects/{project}/roles/{rid}", ROLE_ID,
                  marker, Marker.mac_of_text(description.split("\n", 1)[0]), SHORT_MAC_LENGTH):
             return ("its marker is not authenticated (no valid mac= in its description; one made "
                     "before roles were signed gets its MAC at its workload's next apply)")
@@ -133,46 +116,38 @@ class GcpProvider(GcpRetireMixin):
         """What the read says about whose the account is (ObservedIdentity.extra keys)."""
         misplaced = render.not_ours(self.prefix, account.email, project, marker) if marker else None
         return {FORGED: misplaced, IMMUTABLE_ID: str(account.unique_id),
-                UNAUTHENTICATED: self._unauthenticated(project, account, marker)
+                UNAUTHENTICATED: self.unauthenticated(project, account, marker)
                 if marker is not None and not misplaced else None}
 
     # --- pure ------------------------------------------------------------------------
 
-    def desired(self, workload: CompiledWorkload) -> DesiredIdentity:
-        return render.desired_identity(workload, self.config)
-
-    def static_checks(self, workload: CompiledWorkload) -> list[Diagnostic]:
-        return render.static_checks(workload, self.config)
-
     def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
+        """The service account's email and its project."""
         return {"identity": desired.name, "service_account": desired.name, "provider": "gcp",
                 "project": desired.workload.target}
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
+        """Nothing to check on GCP before the reads."""
         return []
 
     def preflight_writes(self, changes: Sequence[Change]) -> list[Diagnostic]:
+        """Nothing to check on GCP before the writes."""
         return []
 
     # --- targets ---------------------------------------------------------------------
 
     def current_target(self) -> str:
+        """GCP credentials name no project: always a UserError saying how to name one."""
         raise UserError("GCP has no ambient project to read: list the projects under targets.gcp "
                         "in the config, name one with --target PROJECT, or pass the manifests "
                         "whose projects should be read")
 
     def verify_target(self, target: str) -> str:
-        try:
-            self.clients.projects.get_project(name=f"projects/{target}")
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("resourcemanager.get_project", exc) from exc
+        """One ``GetProject``; the actor is the sandbox's anonymous or the ADC principal."""
+        self.clients.projects.get_project(name=f"projects/{target}")
         if self.config.gcp.sandboxCredentials:
             return "anonymous (sandbox)"
         return "application default credentials"
-
-    def _cloud(self, operation: str, exc: BaseException) -> Exception:
-        from ...calls import to_cloud_error
-        return to_cloud_error(self.seam, "gcp", operation, exc)
 
     # --- reads -----------------------------------------------------------------------
 
@@ -203,40 +178,27 @@ class GcpProvider(GcpRetireMixin):
             if not token:
                 return found
 
-    def _project_policy(self, project: str) -> Any:
-        return self.clients.projects.get_iam_policy(request={
-            "resource": f"projects/{project}", "options": {"requested_policy_version": 3}})
-
-    def _account_policy(self, address: str) -> Any:
-        return self.clients.iam.get_iam_policy(request={"resource": address})
-
     def _workload_base(self, desired: DesiredIdentity) -> str:
         return render.role_base(self.prefix, desired.workload.environment, desired.workload.name)
 
-    def _account(self, address: str) -> Any | None:
+    def account(self, address: str) -> Any | None:
         """One read of a service account; None when it does not exist."""
         try:
             return self.clients.iam.get_service_account(name=address)
-        except gx.NotFound:
+        except CloudError as exc:
+            if exc.kind != NOT_FOUND:
+                raise
             return None
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.get_service_account", exc) from exc
 
     @staticmethod
-    def _account_tags(account: Any, marker: Marker | None) -> dict[str, str]:
+    def account_tags(account: Any, marker: Marker | None) -> dict[str, str]:
         """Our marker as tags, plus a quarantine mark or transfer in the display name."""
-        return {**marker.as_tags(), **display_tags(account.display_name)} if marker else {}
+        return {**marker.as_tags(), **render.display_tags(account.display_name)} if marker else {}
 
-    def _resource_policy(self, resource: str) -> Any:
-        from google.iam.v1 import iam_policy_pb2
-        stub = self.clients.resource_policy(self._kind_of(resource))
-        return stub.GetIamPolicy(iam_policy_pb2.GetIamPolicyRequest(resource=resource))
-
-    @staticmethod
-    def _kind_of(resource: str) -> str:
-        from ...resources import parse_resource
-        parsed = parse_resource("gcp", resource)
-        return parsed.kind if parsed else ""
+    def scope_bindings(self, target: str) -> list[dict[str, Any]]:
+        """The project policy's bindings as the last :meth:`observe_scope` of ``target`` read
+        them (empty before one)."""
+        return self._scope_bindings.get(target, [])
 
     def _resource_bindings(self, desired: DesiredIdentity, member: str, roles: Mapping[str, Any],
                            resources: list[str]) -> list[dict[str, str]]:
@@ -246,20 +208,21 @@ class GcpProvider(GcpRetireMixin):
         found: list[dict[str, str]] = []
         for resource in sorted({*resources, *named}):
             try:
-                policy = self._resource_policy(resource)
-            except Exception as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is not None and info.kind == NOT_FOUND:
-                    continue
-                raise
+                policy = self.policies.resource_policy(resource)
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
+                continue
             found.extend({"resource": resource, "role": b.role} for b in policy.bindings
                          if member in b.members)
         return found
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:
+        """The account, its roles, the project and account policies; resource policies only
+        when the manifest changed since the last apply (the marker's digest)."""
         project = desired.workload.target
-        self.keys.get(project)  # before anything: without it nothing here can be believed
-        account = self._account(desired.address)
+        self.signing_keys.get(project)  # before anything: without it nothing here can be believed
+        account = self.account(desired.address)
         if account is None:
             return None
         marker = Marker.from_text(account.description)
@@ -267,12 +230,9 @@ class GcpProvider(GcpRetireMixin):
         extra: dict[str, Any] = {"disabled": account.disabled, "uniqueId": account.unique_id,
                                  **self._ownership(project, account, marker)}
         if marker is not None:
-            try:
-                read = self._roles_of(project, self._workload_base(desired))
-                policy = self._project_policy(project)
-                account_policy = self._account_policy(desired.address)
-            except gx.GoogleAPICallError as exc:
-                raise self._cloud("iam.read", exc) from exc
+            read = self._roles_of(project, self._workload_base(desired))
+            policy = self.policies.project_policy(project)
+            account_policy = self.policies.account_policy(desired.address)
             member = f"serviceAccount:{account.email}"
             roles = _authentic(read)
             extra["forgedRoles"] = _forged(read)
@@ -293,7 +253,7 @@ class GcpProvider(GcpRetireMixin):
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
             address=desired.address,
-            tags=self._account_tags(account, marker),
+            tags=self.account_tags(account, marker),
             documents={k: render.canonical(v) for k, v in documents.items()},
             settings={"description": account.description, "displayName": account.display_name},
             extra={**extra, "objects": documents})
@@ -309,18 +269,15 @@ class GcpProvider(GcpRetireMixin):
         changed from here; :meth:`_create` reads the key before it makes an account."""
         accounts: list[Any] = []
         token = ""  # a page token, not a secret  # nosec B105
-        try:
-            while True:
-                page = self.clients.iam.list_service_accounts(request={
-                    "name": f"projects/{target}", "page_size": 100, "page_token": token})
-                accounts.extend(page.accounts)
-                token = page.next_page_token
-                if not token:
-                    break
-            roles = self._roles_of(target, f"{self.prefix}_")
-            policy = self._project_policy(target)
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.list_service_accounts", exc) from exc
+        while True:
+            page = self.clients.iam.list_service_accounts(request={
+                "name": f"projects/{target}", "page_size": 100, "page_token": token})
+            accounts.extend(page.accounts)
+            token = page.next_page_token
+            if not token:
+                break
+        roles = self._roles_of(target, f"{self.prefix}_")
+        policy = self.policies.project_policy(target)
         bindings = render.policy_bindings(policy)
         self._scope_bindings[target] = bindings
         observed: list[ObservedIdentity] = []
@@ -344,7 +301,7 @@ class GcpProvider(GcpRetireMixin):
             observed.append(ObservedIdentity(
                 provider="gcp", target=target, kind="service-account", name=account.email,
                 address=f"projects/{target}/serviceAccounts/{account.email}",
-                tags=self._account_tags(account, marker),
+                tags=self.account_tags(account, marker),
                 documents={k: render.canonical(v) for k, v in documents.items()},
                 settings={"description": account.description, "displayName": account.display_name},
                 extra={"disabled": account.disabled, "uniqueId": account.unique_id, "objects": documents,
@@ -357,6 +314,7 @@ class GcpProvider(GcpRetireMixin):
     # --- plan ------------------------------------------------------------------------
 
     def diff(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> list[Change]:
+        """Refuses an account without our marker or with one outside our naming."""
         w = desired.workload
         want = desired.objects
 
@@ -395,8 +353,8 @@ class GcpProvider(GcpRetireMixin):
                                   and have["roles"][r] != want["roles"][r]),
                 "removed": sorted(set(have.get("roles", {})) - set(want["roles"])),
                 **({"remarked": remark} if remark else {})}))
-        have_bindings = {_binding_key(b) for b in have.get("projectBindings", [])}
-        want_bindings = {_binding_key(b) for b in want["projectBindings"]}
+        have_bindings = {binding_key(b) for b in have.get("projectBindings", [])}
+        want_bindings = {binding_key(b) for b in want["projectBindings"]}
         if have_bindings != want_bindings:
             changes.append(change("update-project-policy", bindings={
                 "added": [{"role": r, "condition": c} for r, c in sorted(want_bindings - have_bindings)],
@@ -434,7 +392,7 @@ class GcpProvider(GcpRetireMixin):
         if observed.unauthenticated or (not transferred and (
                 have_text != desired.settings["description"] or (
                 observed.settings.get("displayName") != desired.settings["displayName"]
-                and not display_tags(observed.settings.get("displayName", ""))))):
+                and not render.display_tags(observed.settings.get("displayName", ""))))):
             # A quarantine mark or a transfer in the display name is cleanup's to clear.
             # Last: the manifest digest is recorded only once everything else matches. An
             # unauthenticated marker at our naming is marked anew (plan has checked the
@@ -447,39 +405,26 @@ class GcpProvider(GcpRetireMixin):
     # --- apply -----------------------------------------------------------------------
 
     def apply(self, change: Change) -> None:
+        """Runs the change kind's step from the table (each converges, so reruns are safe)."""
         assert change.desired is not None
-        desired = change.desired
-        try:
-            if change.action == "create":
-                self._create(desired)
-            elif change.action == "update-roles":
-                self._converge_roles(desired, change.observed)
-            elif change.action == "update-project-policy":
-                self._converge_project_policy(desired)
-            elif change.action == "update-federation":
-                self._converge_account_policy(desired)
-            elif change.action == "update-resource-policies":
-                self._converge_resource_policies(desired, [])
-            elif change.action == "update-marker":
-                self._set_description(desired, change.observed)
-            else:  # pragma: no cover - plan and apply are written together
-                raise ValueError(f"unknown change {change.action}")
-        except Exception as exc:
-            if self.seam.classify("gcp", exc) is None:
-                raise
-            raise self._cloud(f"gcp.{change.action}", exc) from exc
+        step = self._steps.get(change.action)
+        if step is None:  # pragma: no cover - plan and apply are written together
+            raise ValueError(f"unknown change {change.action}")
+        step(change.desired, change.observed)
 
     def _create(self, desired: DesiredIdentity) -> None:
         project = desired.workload.target
         # Before anything is made: an account we cannot mark would be left unauthenticated.
-        self.keys.get(project)
+        self.signing_keys.get(project)
         account_id = desired.name.split("@", 1)[0]
         try:
             created = self.clients.iam.create_service_account(request={
                 "name": f"projects/{project}", "account_id": account_id,
                 "service_account": {"display_name": desired.settings["displayName"],
                                     "description": desired.settings["description"]}})
-        except gx.AlreadyExists:
+        except CloudError as exc:
+            if exc.code != ALREADY_EXISTS:
+                raise
             # A run that died before it could record anything, or a racing run: adopt it
             # only if it carries our marker, then converge it.
             observed = self.observe_one(desired)
@@ -512,7 +457,9 @@ class GcpProvider(GcpRetireMixin):
                 self.clients.iam.get_service_account(name=desired.address)
                 streak += 1
                 delay = 0.25 if streak < VISIBLE_READS else 0.0
-            except gx.NotFound:
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
                 streak, attempt = 0, attempt + 1
                 delay = min(10.0, 0.5 * 2 ** attempt)
             if waited + delay > VISIBLE_WAIT_SECONDS:
@@ -540,10 +487,12 @@ class GcpProvider(GcpRetireMixin):
                 try:
                     self.clients.iam.create_role(request={
                         "parent": f"projects/{project}", "role_id": rid, "role": body})
-                except (gx.AlreadyExists, gx.FailedPrecondition):  # or deleted, not yet purged
+                except CloudError as exc:  # taken, or deleted and not yet purged
+                    if exc.code not in (ALREADY_EXISTS, FAILED_PRECONDITION):
+                        raise
                     self._undelete_or_update(project, rid, body)
             elif {k: v for k, v in current.items() if k != "etag"} != role:
-                self._update_role(f"projects/{project}/roles/{rid}", body, current["etag"])
+                self.update_role(f"projects/{project}/roles/{rid}", body, current["etag"])
         have = _authentic(read)
         stale = sorted(set(have) - set(desired.objects["roles"]))
         if stale:
@@ -553,9 +502,13 @@ class GcpProvider(GcpRetireMixin):
             for rid in stale:
                 name = f"projects/{project}/roles/{rid}"
                 try:
-                    with contextlib.suppress(gx.NotFound):
-                        self.clients.iam.delete_role(request={"name": name, "etag": have[rid]["etag"]})
-                except gx.Aborted:  # written meanwhile by a racing run: delete what it holds now
+                    self.clients.iam.delete_role(request={"name": name, "etag": have[rid]["etag"]})
+                except CloudError as exc:
+                    if exc.kind == NOT_FOUND:
+                        continue
+                    if exc.code != ABORTED:
+                        raise
+                    # Written meanwhile by a racing run: delete what it holds now.
                     role = self.clients.iam.get_role(request={"name": name})
                     if not role.deleted and \
                             self._role_unauthenticated(project, rid, role.description) is None:
@@ -571,9 +524,9 @@ class GcpProvider(GcpRetireMixin):
                                 "it is never modified; remove it or rename the workload")
         if role.deleted:
             role = self.clients.iam.undelete_role(request={"name": name, "etag": role.etag})
-        self._update_role(name, body, role.etag)
+        self.update_role(name, body, role.etag)
 
-    def _update_role(self, name: str, body: dict[str, Any], etag: Any) -> None:
+    def update_role(self, name: str, body: dict[str, Any], etag: Any) -> None:
         """Write a role with the etag it was read with; on a stale etag (another run wrote
         it meanwhile) read it again: done if it already says what we want, else retry."""
         for attempt in range(POLICY_ATTEMPTS):
@@ -582,8 +535,8 @@ class GcpProvider(GcpRetireMixin):
                     "name": name, "role": {**body, "etag": etag},
                     "update_mask": {"paths": ["title", "description", "included_permissions", "stage"]}})
                 return
-            except gx.Aborted:
-                if attempt == POLICY_ATTEMPTS - 1:
+            except CloudError as exc:
+                if exc.code != ABORTED or attempt == POLICY_ATTEMPTS - 1:
                     raise
                 self.seam.conflict_pause(attempt)
                 role = self.clients.iam.get_role(request={"name": name})
@@ -602,151 +555,28 @@ class GcpProvider(GcpRetireMixin):
         if have is None:
             have = _authentic(self._roles_of(project, self._workload_base(desired)))
         ours = _role_names(project, {**have, **desired.objects["roles"]})
-        self._set_project_bindings(project, f"serviceAccount:{desired.name}",
-                                   list(desired.objects["projectBindings"]), lambda role: role in ours)
-
-    def _set_project_bindings(self, project: str, member: str, want_list: list[dict[str, Any]],
-                              ours: Callable[[str], bool]) -> None:
-        """Read-modify-write of the project policy with its etag; on a conflict the whole
-        cycle is redone from a fresh read. Only ``member``'s entries change: it is added to
-        every wanted binding and taken out of the others whose role ``ours`` accepts."""
-        with self._locks_guard:
-            lock = self._policy_locks.setdefault(project, threading.Lock())
-        with lock:
-            self._edit_project_bindings(project, member, want_list, ours)
-
-    def _edit_project_bindings(self, project: str, member: str, want_list: list[dict[str, Any]],
-                               ours: Callable[[str], bool]) -> None:
-        from google.iam.v1 import policy_pb2
-        want = {_binding_key(b): b for b in want_list}
-        for attempt in range(POLICY_ATTEMPTS):
-            policy = self._project_policy(project)
-            original = render.policy_bindings(policy)
-            bindings = render.policy_bindings(policy)  # edited in place below; compared to original
-            present: set[tuple[str, str]] = set()
-            kept: list[dict[str, Any]] = []
-            for b in bindings:
-                key = _binding_key(b)
-                if member in b["members"] and key not in want and ours(str(b["role"])):
-                    b["members"] = [m for m in b["members"] if m != member]
-                if key in want and member in b["members"]:
-                    present.add(key)
-                if b["members"]:
-                    kept.append(b)
-            for key, b in want.items():
-                if key in present:
-                    continue
-                target = next((k for k in kept if _binding_key(k) == key), None)
-                if target is not None:
-                    target["members"] = sorted({*target["members"], member})
-                else:
-                    kept.append({k: v for k, v in b.items()})
-            if kept == original:
-                return
-            new = policy_pb2.Policy(version=3, etag=policy.etag)
-            for b in kept:
-                item = new.bindings.add(role=b["role"], members=b["members"])
-                if b.get("condition"):
-                    item.condition.title = b["condition"]["title"]
-                    item.condition.description = b["condition"].get("description", "")
-                    item.condition.expression = b["condition"]["expression"]
-            try:
-                self.clients.projects.set_iam_policy(request={"resource": f"projects/{project}",
-                                                              "policy": new})
-                return
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT:
-                    raise
-                self.seam.conflict_pause(attempt)
-        raise CloudError("resourcemanager.set_iam_policy", "Aborted",
-                         f"project {project}'s IAM policy kept changing under us "
-                         f"({POLICY_ATTEMPTS} attempts)",
-                         "another tool is editing it; rerun (reruns converge)")
+        self.policies.set_project_bindings(project, f"serviceAccount:{desired.name}",
+                                           list(desired.objects["projectBindings"]),
+                                           lambda role: role in ours)
 
     def _converge_resource_policies(self, desired: DesiredIdentity, dropped: list[str]) -> None:
-        self._set_resource_bindings(f"serviceAccount:{desired.name}",
-                                    list(desired.objects["resourceBindings"]), dropped)
-
-    def _set_resource_bindings(self, member: str, bindings_wanted: list[dict[str, Any]],
-                               dropped: list[str]) -> None:
-        """On each wanted resource, ``member`` in exactly its wanted bindings; on each
-        dropped one (a mover, a deletion), in none. Read-modify-write with the etag."""
-        from google.iam.v1 import iam_policy_pb2, policy_pb2
-        want: dict[str, set[str]] = {}
-        for b in bindings_wanted:
-            want.setdefault(b["resource"], set()).add(b["role"])
-        for resource in sorted({*want, *dropped}):
-            roles = want.get(resource, set())
-            stub = self.clients.resource_policy(self._kind_of(resource))
-            for attempt in range(POLICY_ATTEMPTS):
-                try:
-                    policy = stub.GetIamPolicy(iam_policy_pb2.GetIamPolicyRequest(resource=resource))
-                except Exception as exc:
-                    info = self.seam.classify("gcp", exc)
-                    if info is not None and info.kind == NOT_FOUND and resource not in want:
-                        break  # a dropped resource that is gone: nothing to revoke
-                    raise
-                bindings = [{"role": b.role, "members": [m for m in b.members
-                                                         if m != member or b.role in roles]}
-                            for b in policy.bindings]
-                for role in roles:
-                    entry = next((b for b in bindings if b["role"] == role), None)
-                    if entry is None:
-                        bindings.append({"role": role, "members": [member]})
-                    elif member not in entry["members"]:
-                        entry["members"] = sorted({*entry["members"], member})
-                bindings = [b for b in bindings if b["members"]]
-                if bindings == [{"role": b.role, "members": list(b.members)} for b in policy.bindings]:
-                    break
-                new = policy_pb2.Policy(version=policy.version or 1, etag=policy.etag)
-                for b in bindings:
-                    new.bindings.add(role=b["role"], members=b["members"])
-                try:
-                    stub.SetIamPolicy(iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=new))
-                    break
-                except Exception as exc:
-                    info = self.seam.classify("gcp", exc)
-                    if info is None or info.kind != CONFLICT or attempt == POLICY_ATTEMPTS - 1:
-                        raise
-                    self.seam.conflict_pause(attempt)
+        self.policies.set_resource_bindings(f"serviceAccount:{desired.name}",
+                                            list(desired.objects["resourceBindings"]), dropped)
 
     def _converge_account_policy(self, desired: DesiredIdentity) -> None:
         """Who may act as the account (federation): the account's own policy, whole."""
-        from google.iam.v1 import policy_pb2
         members = sorted(m for b in desired.objects["accountBindings"] for m in b["members"])
-        for attempt in range(POLICY_ATTEMPTS):
-            policy = self._account_policy(desired.address)
-            others = [b for b in render.policy_bindings(policy) if b["role"] != render.WORKLOAD_IDENTITY_USER]
-            have = sorted(m for b in render.policy_bindings(policy)
-                          if b["role"] == render.WORKLOAD_IDENTITY_USER for m in b["members"])
-            if have == members:
-                return
-            new = policy_pb2.Policy(version=1, etag=policy.etag)
-            for b in others:
-                new.bindings.add(role=b["role"], members=b["members"])
-            if members:
-                new.bindings.add(role=render.WORKLOAD_IDENTITY_USER, members=members)
-            try:
-                self.clients.iam.set_iam_policy(request={"resource": desired.address, "policy": new})
-                return
-            except gx.GoogleAPICallError as exc:
-                info = self.seam.classify("gcp", exc)
-                if info is None or info.kind != CONFLICT:
-                    raise
-                self.seam.conflict_pause(attempt)
-        raise CloudError("iam.set_iam_policy", "Aborted", f"{desired.name}'s IAM policy kept changing",
-                         "rerun (reruns converge)")
+        self.policies.set_account_users(desired.address, desired.name, members)
 
     def _set_description(self, desired: DesiredIdentity, observed: ObservedIdentity | None = None) -> None:
-        keep_title = observed is not None and display_tags(observed.settings.get("displayName", ""))
+        keep_title = observed is not None and render.display_tags(observed.settings.get("displayName", ""))
         unique_id = observed.immutable_id if observed is not None else ""
         marker = desired.workload.marker
         if observed is not None and observed.marker is not None and \
                 self.transfers(observed, marker.owner):
             marker = marker.replace(owner=observed.marker.owner)  # cleanup's transfer stands
         if not unique_id:
-            account = self._account(desired.address)
+            account = self.account(desired.address)
             unique_id = str(account.unique_id) if account is not None else ""
         fields = {"name": desired.address, "description": self.marked_description(
             desired.workload.target, desired.name, unique_id, marker)}
@@ -756,99 +586,6 @@ class GcpProvider(GcpRetireMixin):
             "service_account": fields, "update_mask": {"paths": sorted(k for k in fields if k != "name")}})
 
 
-    # --- credentials (key mode) ------------------------------------------------------
-
-    key_limit = 10  # user-managed keys per service account
-
-    def secret_store_name(self) -> str:
-        return "gcp-secret-manager"
-
-    def owned_tags(self, desired: DesiredIdentity) -> dict[str, str] | None:
-        """One read: None if the account is missing, else its marker as tags (empty if the
-        description is not ours) with any quarantine mark."""
-        account = self._account(desired.address)
-        if account is None:
-            return None
-        marker = Marker.from_text(account.description)
-        project = desired.workload.target
-        if marker is not None and (render.not_ours(self.prefix, account.email, project, marker)
-                                   or self._unauthenticated(project, account, marker)):
-            return {}  # not provably ours: never rotated
-        return self._account_tags(account, marker)
-
-    def list_keys(self, desired: DesiredIdentity) -> list[KeyInfo]:
-        return self._keys_at(desired.address)
-
-    def keys_of(self, target: str, name: str) -> list[KeyInfo]:
-        return self._keys_at(f"projects/{target}/serviceAccounts/{name}")
-
-    def _keys_at(self, address: str) -> list[KeyInfo]:
-        try:
-            answer = self.clients.iam.list_service_account_keys(request={
-                "name": address, "key_types": [1]})  # USER_MANAGED
-        except gx.NotFound:
-            return []
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.list_service_account_keys", exc) from exc
-        keys = [KeyInfo(k.name.rsplit("/", 1)[1], "inactive" if k.disabled else "active",
-                        k.valid_after_time) for k in answer.keys]
-        return sorted(keys, key=lambda k: (k.created, k.key_id))
-
-    def create_key(self, desired: DesiredIdentity) -> IssuedKey:
-        try:
-            key = self.clients.iam.create_service_account_key(request={
-                "name": desired.address, "private_key_type": 2})  # a Google credentials file
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.create_service_account_key", exc) from exc
-        return IssuedKey(key.name.rsplit("/", 1)[1], SecretValue(key.private_key_data.decode("utf-8")),
-                         clock.now())
-
-    def secret_document(self, key: IssuedKey) -> dict[str, str]:
-        document: dict[str, str] = json.loads(key.secret.reveal())
-        return document
-
-    def deactivate_key(self, desired: DesiredIdentity, key_id: str) -> None:
-        try:
-            self.clients.iam.disable_service_account_key(request={"name": f"{desired.address}/keys/{key_id}"})
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.disable_service_account_key", exc) from exc
-
-    def delete_key(self, desired: DesiredIdentity, key_id: str) -> None:
-        try:
-            self.clients.iam.delete_service_account_key(request={"name": f"{desired.address}/keys/{key_id}"})
-        except gx.NotFound:
-            return
-        except gx.GoogleAPICallError as exc:
-            raise self._cloud("iam.delete_service_account_key", exc) from exc
-
-    def key_last_used(self, desired: DesiredIdentity, key_id: str) -> datetime | None:
-        """GCP reports key use through Policy Intelligence only: retirement waits for the
-        overlap period instead of early use."""
-        return None
-
-    def verify_key(self, desired: DesiredIdentity, key: IssuedKey) -> bool:
-        """Does GCP hold this key, enabled, for our account, and is the delivered file's
-        private key the half of the certificate GCP publishes for it?"""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-        try:
-            document = json.loads(key.secret.reveal())
-            private = serialization.load_pem_private_key(document["private_key"].encode(), password=None)
-            answer = self.clients.iam.get_service_account_key(request={
-                "name": f"{desired.address}/keys/{key.key_id}", "public_key_type": 1})  # X.509 PEM
-        except gx.GoogleAPICallError as exc:
-            info = self.seam.classify("gcp", exc)
-            if info is not None and info.kind in ("not-found", "denied", "throttle", "transient"):
-                return False
-            raise self._cloud("iam.get_service_account_key", exc) from exc
-        except (ValueError, KeyError, TypeError):
-            return False
-        if answer.disabled or document.get("client_email") != desired.name:
-            return False
-        certificate = x509.load_pem_x509_certificate(answer.public_key_data)
-        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return certificate.public_key().public_bytes(*spki) == private.public_key().public_bytes(*spki)
-
 def _without_mac(description: str) -> str:
     """A marker description as render writes it: without the MAC only the cloud's id makes."""
     mac = Marker.mac_of_text(description)
@@ -856,7 +593,7 @@ def _without_mac(description: str) -> str:
 
 
 def _authentic(roles: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The roles of a :meth:`GcpProvider._roles_of` read whose MAC verifies."""
+    """The roles of a :meth:`GcpIdentities._roles_of` read whose MAC verifies."""
     return {rid: r for rid, r in roles.items() if ROLE_FORGED not in r}
 
 
