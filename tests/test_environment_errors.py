@@ -110,3 +110,60 @@ def test_azure_with_nothing_at_its_endpoints_says_so_in_seconds(tmp_path: Path) 
     assert "ServiceRequestError" in result.err and "Connection refused" in result.err
     assert "nothing answered: check the azure.*Endpoint" in result.err
     assert "internal error" not in result.err and "this is a bug" not in result.err
+
+
+def _bare_run(tmp_path: Path, config: str, manifest: Path) -> tuple[int, str, float]:
+    """``plan`` in a process whose environment holds no credentials of any cloud."""
+    import os
+    import subprocess
+    import sys
+    import time
+    (tmp_path / "c.yaml").write_text(config)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_EC2_METADATA_DISABLED": "true", "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+           "NO_GCE_CHECK": "True"}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "workload_ids", "plan", "--config", str(tmp_path / "c.yaml"),
+                           str(manifest)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stderr, time.monotonic() - started
+
+
+TRUST = ("trust:\n  allowedGithubOwners: [acme]\n  gcpProjectNumbers: {acme-prod: 123456789012}\n"
+         "  allowedIssuers: [https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B7,\n"
+         "    https://container.googleapis.com/v1/projects/acme-prod/locations/europe-west1/clusters/prod-eu]\n")
+
+
+def test_no_aws_credentials_say_what_to_set(tmp_path: Path) -> None:
+    code, err, _ = _bare_run(tmp_path, TRUST, EXAMPLES / "aws" / "payments-api.yaml")
+    assert code == 1
+    assert "NoCredentials: no AWS credentials found" in err
+    assert "set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)" in err
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_no_google_credentials_say_what_to_set(tmp_path: Path) -> None:
+    code, err, _ = _bare_run(tmp_path, TRUST, EXAMPLES / "gcp" / "catalog-sync.yaml")
+    assert code == 1
+    assert "DefaultCredentialsError: Your default credentials were not found" in err
+    assert "gcloud auth application-default login" in err
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_a_stopped_aws_or_gcp_sandbox_is_named_in_seconds(tmp_path: Path) -> None:
+    port = _closed_port()
+    aws = f"aws:\n  endpointUrl: http://127.0.0.1:{port}\n  sandboxCredentials: true\n"
+    code, err, seconds = _bare_run(tmp_path, aws + TRUST, EXAMPLES / "aws" / "payments-api.yaml")
+    assert code == 1 and seconds < 20
+    url = f"http://127.0.0.1:{port}/"
+    assert f'EndpointConnectionError: Could not connect to the endpoint URL: "{url}"' in err
+    assert "check aws.endpointUrl in workload-ids.yaml and AWS_ENDPOINT_URL" in err
+    gcp = ("gcp:\n" + "".join(f"  {k}: 127.0.0.1:{port}\n" for k in (
+        "iamEndpoint", "secretManagerEndpoint", "resourcePolicyEndpoint"))
+        + f"  resourceManagerEndpoint: http://127.0.0.1:{port}\n  sandboxCredentials: true\n")
+    code, err, seconds = _bare_run(tmp_path, gcp + TRUST, EXAMPLES / "gcp" / "catalog-sync.yaml")
+    assert code == 1 and seconds < 20  # the client library's own minute of retries is off
+    assert "failed to connect to all addresses" in err and "Connection refused" in err
+    assert "check the gcp.*Endpoint settings" in err
+    assert "internal error" not in err

@@ -319,11 +319,15 @@ class SeamClient:
     ``client.get_role(RoleName=...)`` becomes ``seam.call("aws", "iam.get_role", ...)``.
     """
 
-    def __init__(self, seam: CallSeam, provider: str, service: str, client: Any) -> None:
+    def __init__(self, seam: CallSeam, provider: str, service: str, client: Any,
+                 defaults: dict[str, Any] | None = None) -> None:
         self._seam = seam
         self._provider = provider
         self._service = service
         self._client = client
+        # Arguments every call gets unless it says otherwise (Google's ``retry=None``: the
+        # seam retries, and a client library retrying underneath it doubles the wait).
+        self._defaults = defaults or {}
 
     @property
     def raw(self) -> Any:
@@ -335,7 +339,7 @@ class SeamClient:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             return self._seam.call(self._provider, f"{self._service}.{operation}", method,
-                                   *args, **kwargs)
+                                   *args, **{**self._defaults, **kwargs})
         return call
 
 

@@ -31,10 +31,13 @@ from botocore.parsers import ResponseParserError
 from ...calls import (
     CONFLICT,
     DENIED,
+    NO_CREDENTIALS,
     NOT_FOUND,
     OTHER,
+    REJECTED,
     THROTTLE,
     TRANSIENT,
+    UNREACHABLE,
     CallSeam,
     ErrorInfo,
     SeamClient,
@@ -56,9 +59,11 @@ _TRANSIENT_CODES = frozenset({
     "RequestTimeout", "RequestTimeoutException",
 })
 _NOT_FOUND_CODES = frozenset({"NoSuchEntity", "NoSuchEntityException", "ResourceNotFoundException"})
-_DENIED_CODES = frozenset({
-    "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
-    "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "UnrecognizedClientException",
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
+# The credentials themselves, not a permission: expired, revoked, unknown or mistyped.
+_REJECTED_CODES = frozenset({
+    "InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch",
+    "UnrecognizedClientException", "InvalidAccessKeyId", "AuthFailure",
 })
 _CONFLICT_CODES = frozenset({"EntityAlreadyExists", "DeleteConflict", "LimitExceeded"})
 _INJECTED = {
@@ -82,15 +87,19 @@ def classify(exc: BaseException) -> ErrorInfo | None:
             return ErrorInfo(NOT_FOUND, code, message)
         if code in _DENIED_CODES:
             return ErrorInfo(DENIED, code, message)
+        if code in _REJECTED_CODES:
+            return ErrorInfo(REJECTED, code, message)
         if code in _CONFLICT_CODES:
             return ErrorInfo(CONFLICT, code, message)
         return ErrorInfo(OTHER, code, message)
-    if isinstance(exc, EndpointConnectionError | ConnectionClosedError | ReadTimeoutError
-                  | ConnectTimeoutError | ResponseParserError):
+    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
+        # Nothing answered at the endpoint (a wrong URL, a stopped sandbox, no network).
+        return ErrorInfo(UNREACHABLE, type(exc).__name__, str(exc))
+    if isinstance(exc, ConnectionClosedError | ReadTimeoutError | ResponseParserError):
         # A response botocore cannot parse is an error page from a failing front end.
         return ErrorInfo(TRANSIENT, type(exc).__name__, str(exc))
     if isinstance(exc, NoCredentialsError):
-        return ErrorInfo(DENIED, "NoCredentials",
+        return ErrorInfo(NO_CREDENTIALS, "NoCredentials",
                          "no AWS credentials found (environment, profile or instance role)")
     if isinstance(exc, BotoCoreError):
         return ErrorInfo(OTHER, type(exc).__name__, str(exc))

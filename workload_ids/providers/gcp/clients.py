@@ -23,13 +23,17 @@ from google.api_core import exceptions as gx
 from ...calls import (
     CONFLICT,
     DENIED,
+    NO_CREDENTIALS,
     NOT_FOUND,
     OTHER,
+    REJECTED,
     THROTTLE,
     TRANSIENT,
+    UNREACHABLE,
     CallSeam,
     ErrorInfo,
     SeamClient,
+    to_cloud_error,
 )
 from ...config import Config
 from ...errors import CloudError
@@ -57,16 +61,35 @@ _HARD_LIMITS = ("maximum number of keys", "maximum number of service accounts", 
                 "limit of", "quota exceeded for quota metric 'service accounts'")
 
 
+# The client libraries retry some errors themselves (UNAVAILABLE for up to 60 s): the seam
+# is where retries live, and counts them.
+_NO_LIBRARY_RETRY: dict[str, Any] = {"retry": None}
+
+# gRPC's words for "nothing answered" (UNAVAILABLE is also a busy server: retried then).
+_NO_ANSWER = ("failed to connect to all addresses", "Connection refused", "DNS resolution failed",
+              "No route to host")
+
+
 def classify(exc: BaseException) -> ErrorInfo | None:
     """google.api_core exceptions (and raw gRPC errors of the generic IAM policy stub)
     in our terms (see calls.ErrorInfo)."""
     import grpc
+    import requests
+    from google.auth import exceptions as auth
     if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
         exc = gx.from_grpc_error(exc)  # type: ignore[no-untyped-call]
+    if isinstance(exc, requests.ConnectionError):  # REST: nothing answered
+        return ErrorInfo(UNREACHABLE, type(exc).__name__, str(exc).split("(Caused by", 1)[0])
+    if isinstance(exc, auth.DefaultCredentialsError):
+        return ErrorInfo(NO_CREDENTIALS, type(exc).__name__, str(exc).split(". ", 1)[0])
+    if isinstance(exc, auth.RefreshError):  # a token Google would not issue: revoked, expired
+        return ErrorInfo(REJECTED, type(exc).__name__, str(exc))
     if not isinstance(exc, gx.GoogleAPIError):
         return None
     code = type(exc).__name__
     message = str(getattr(exc, "message", "") or exc)
+    if isinstance(exc, gx.ServiceUnavailable) and any(text in message for text in _NO_ANSWER):
+        return ErrorInfo(UNREACHABLE, code, message)
     if isinstance(exc, gx.ResourceExhausted | gx.TooManyRequests):  # gRPC, and HTTP 429 over REST
         hard = any(text in message.lower() for text in _HARD_LIMITS)
         return ErrorInfo(OTHER if hard else THROTTLE, code, message)
@@ -75,7 +98,9 @@ def classify(exc: BaseException) -> ErrorInfo | None:
         return ErrorInfo(TRANSIENT, code, message)
     if isinstance(exc, gx.NotFound):
         return ErrorInfo(NOT_FOUND, code, message)
-    if isinstance(exc, gx.PermissionDenied | gx.Unauthenticated | gx.Unauthorized | gx.Forbidden):
+    if isinstance(exc, gx.Unauthenticated | gx.Unauthorized):  # the credentials, not a permission
+        return ErrorInfo(REJECTED, code, message)
+    if isinstance(exc, gx.PermissionDenied | gx.Forbidden):
         return ErrorInfo(DENIED, code, message)
     if isinstance(exc, gx.AlreadyExists | gx.Aborted | gx.Conflict):
         # Aborted / 409 on setIamPolicy is a stale etag: the caller redoes its whole
@@ -160,8 +185,17 @@ class GcpClients:
             with self._build_lock:
                 client = self._clients.get(key)
                 if client is None:
-                    client = self._clients[key] = build()
+                    client = self._clients[key] = self._built(key, build)
         return client
+
+    def _built(self, key: str, build: Callable[[], SeamClient]) -> SeamClient:
+        """``build()``; a client library that finds no credentials (it looks for them as it
+        is built, before any call) says so as the seam would."""
+        from google.auth import exceptions as auth
+        try:
+            return build()
+        except auth.DefaultCredentialsError as exc:
+            raise to_cloud_error(self.seam, "gcp", f"{key}.client", exc) from exc
 
     @property
     def iam(self) -> SeamClient:
@@ -177,7 +211,7 @@ class GcpClients:
                 channel=self._plaintext_channel(endpoint)))
         else:
             raw = iam_admin_v1.IAMClient(credentials=self._credentials())
-        return SeamClient(self.seam, "gcp", "iam", raw)
+        return SeamClient(self.seam, "gcp", "iam", raw, defaults=_NO_LIBRARY_RETRY)
 
     @property
     def projects(self) -> SeamClient:
@@ -190,7 +224,7 @@ class GcpClients:
         options = {"api_endpoint": endpoint} if endpoint else None
         raw = resourcemanager_v3.ProjectsClient(transport="rest", credentials=self._credentials(),
                                                 client_options=options)
-        return SeamClient(self.seam, "gcp", "resourcemanager", raw)
+        return SeamClient(self.seam, "gcp", "resourcemanager", raw, defaults=_NO_LIBRARY_RETRY)
 
     @property
     def secrets(self) -> SeamClient:
@@ -208,7 +242,7 @@ class GcpClients:
                 transport=SecretManagerServiceGrpcTransport(channel=self._plaintext_channel(endpoint)))
         else:
             raw = secretmanager_v1.SecretManagerServiceClient(credentials=self._credentials())
-        return SeamClient(self.seam, "gcp", "secretmanager", raw)
+        return SeamClient(self.seam, "gcp", "secretmanager", raw, defaults=_NO_LIBRARY_RETRY)
 
     def resource_policy(self, kind: str) -> SeamClient:
         """The generic ``google.iam.v1.IAMPolicy`` stub for one kind of resource (the
