@@ -91,9 +91,12 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
     # Confirm the credentials reach each target before the first change there.
     for provider_name, target in sorted({(c.provider, c.target) for c in plan.changes}):
         auditor.callers[(provider_name, target)] = plan.clouds[provider_name].identities.verify_target(target)
+    # Outputs of an unchanged identity come from what the plan read; a changed one's are
+    # taken once its changes are done (a new identity's ids exist only then).
     results = {d.workload.label: WorkloadResult(
         workload=d.workload.label, provider=d.workload.provider, identity=d.name,
-        outputs=plan.clouds[d.workload.provider].identities.outputs(d)) for d in plan.desired}
+        outputs=plan.clouds[d.workload.provider].identities.outputs(d, plan.observed.get(d.workload.label)))
+        for d in plan.desired}
 
     def run(workload: str, changes: list[Change]) -> None:
         result = results[workload]
@@ -130,6 +133,8 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
             auditor.record(workload=change.workload, provider=change.provider, target=change.target,
                            identity=change.identity, action=change.action,
                            result=f"error: {result.error.splitlines()[0]}")
+        elif changes[0].desired is not None and changes[0].action == "create":
+            result.outputs = cloud.identities.outputs(changes[0].desired, None)
 
     done = 0
     total = len(by_workload)

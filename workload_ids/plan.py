@@ -49,6 +49,8 @@ class Plan:
     desired: list[DesiredIdentity]
     clouds: Clouds  # the connected clouds apply carries the changes out through
     config: Config
+    # What was read of each workload's identity (by label; None: not there yet).
+    observed: dict[str, ObservedIdentity | None] = field(default_factory=dict)
     no_manifest: list[Orphan] = field(default_factory=list)
     # Declared identities that cleanup has quarantined: apply leaves them disabled.
     quarantined: list[dict[str, str]] = field(default_factory=list)
@@ -168,6 +170,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
     foreign: list[dict[str, Any]] = []
     forged: list[dict[str, Any]] = []
     done = 0
+    seen_by_label: dict[str, ObservedIdentity | None] = {}
     for (provider_name, target), items in _grouped(desired).items():
         cloud = clouds[provider_name]
         provider = cloud.identities
@@ -184,6 +187,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
             observed = {d.name: provider.observe_one(d) for d in items}
         for d in items:
             seen = observed[d.name]
+            seen_by_label[d.workload.label] = seen
             mark = seen.tags.get(MARK_TAG) if seen is not None and seen.marker is not None else None
             if mark is not None:
                 quarantined.append({"workload": d.workload.label, "identity": d.name, "mark": mark})
@@ -216,7 +220,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         if len(conflicts) == 1:
             raise conflicts[0]
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
-    return Plan(changes=changes, desired=desired, clouds=clouds, config=config,
+    return Plan(changes=changes, desired=desired, clouds=clouds, config=config, observed=seen_by_label,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
                 quarantined=quarantined, foreign_grants=foreign, forged=forged, fleet=fleet,
                 calls=seam.stats.total - start_calls)

@@ -72,8 +72,10 @@ class IdentityBackend(Protocol):
     def current_target(self) -> str:
         """The account/project/subscription the ambient credentials reach."""
 
-    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
-        """What a deployment needs after apply (role ARN and the like)."""
+    def outputs(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> dict[str, str]:
+        """What a deployment needs after apply (role ARN, client id and the like).
+        ``observed`` is what the plan read; None for an identity this run created, whose
+        ids the backend kept from the create."""
 
 
 class LeaverBackend(Protocol):

@@ -159,7 +159,7 @@ class AwsIdentities(IdentityBackend):
             "update-tags": self._apply_tags,
         }
 
-    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
+    def outputs(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> dict[str, str]:
         """The role or user ARN, and for a user the secret its key goes to."""
         out = {"identity": desired.name, f"{desired.kind}_arn": desired.address, "provider": "aws",
                "account": desired.workload.target}

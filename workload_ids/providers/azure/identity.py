@@ -72,6 +72,8 @@ class AzureIdentities(IdentityBackend):
         self._scope_assignments: dict[str, list[dict[str, str]]] = {}
         self._scope_principals: dict[str, set[str]] = {}
         self._scope_lock = threading.Lock()
+        # name -> (client id, principal id) of identities this run created (their outputs).
+        self._made: dict[str, tuple[str, str]] = {}
         self._actions: dict[str, Callable[[DesiredIdentity], None]] = {
             "create": self._create,
             "update-access": lambda desired: self._converge_access(desired, self._principal_of(desired)),
@@ -81,13 +83,19 @@ class AzureIdentities(IdentityBackend):
 
     # --- pure ------------------------------------------------------------------------
 
-    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
-        """The identity's name, subscription, resource id and client id."""
+    def outputs(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> dict[str, str]:
+        """The identity's name, subscription and resource id, and the client id and
+        principal id that AKS workload identity and azure/login need."""
         out = {"identity": desired.name, "provider": "azure", "subscription": desired.workload.target,
                "resource_id": desired.address}
-        client_id = desired.settings.get("clientId")
+        client_id, principal_id = (
+            (str(observed.extra.get("clientId") or observed.extra.get("appId") or ""),
+             str(observed.extra.get("principalId") or "")) if observed is not None else
+            self._made.get(desired.name, (desired.settings.get("clientId", ""), "")))
         if client_id:
             out["client_id"] = client_id
+        if principal_id:
+            out["principal_id"] = principal_id
         return out
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
@@ -312,6 +320,7 @@ class AzureIdentities(IdentityBackend):
                 "msi.user_assigned_identities.create_or_update",
                 msi.user_assigned_identities.create_or_update, desired.settings["resourceGroup"],
                 desired.name, {"location": desired.settings["location"], "tags": pending.as_tags()})
+        self._made[desired.name] = (str(existing.client_id or ""), str(existing.principal_id or ""))
         self._converge_access(desired, str(existing.principal_id))
         self._converge_federation(desired)
         self._write_tags(desired, dict(desired.tags))

@@ -66,6 +66,8 @@ class GcpIdentities(IdentityBackend):
         # project -> its policy's bindings as the last fleet read saw them (dead grants
         # are judged from it without another read).
         self._scope_bindings: dict[str, list[dict[str, Any]]] = {}
+        # email -> unique id of the accounts this run created (their outputs); one writer each.
+        self._made: dict[str, str] = {}
         # Each change kind's step: apply dispatches by this table (plan and apply are
         # written together, so every kind diff makes is here).
         self._steps: dict[str, Callable[[DesiredIdentity, ObservedIdentity | None], None]] = {
@@ -121,10 +123,16 @@ class GcpIdentities(IdentityBackend):
 
     # --- pure ------------------------------------------------------------------------
 
-    def outputs(self, desired: DesiredIdentity) -> dict[str, str]:
-        """The service account's email and its project."""
-        return {"identity": desired.name, "service_account": desired.name, "provider": "gcp",
-                "project": desired.workload.target}
+    def outputs(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> dict[str, str]:
+        """The service account's email, its unique id (what a federated principal or an
+        audit log names it by) and its project."""
+        out = {"identity": desired.name, "service_account": desired.name, "provider": "gcp",
+               "project": desired.workload.target}
+        unique = str(observed.extra.get("uniqueId") or "") if observed is not None else \
+            self._made.get(desired.name, "")
+        if unique:
+            out["unique_id"] = unique
+        return out
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         """Nothing to check on GCP before the reads."""
@@ -436,6 +444,7 @@ class GcpIdentities(IdentityBackend):
             for follow_up in self.diff(desired, observed):
                 self.apply(follow_up)
             return
+        self._made[desired.name] = str(created.unique_id)
         self._await_visible(desired)
         # The MAC covers the unique id GCP has only now given: one more call. A crash
         # before it leaves an unauthenticated marker, which the rerun's apply re-marks.
