@@ -167,13 +167,16 @@ def test_fleet_read_is_three_calls_and_finds_no_changes(
         checked = validate([path], config)
         desired = cloud.desired(checked.compiled[0])
         assert cloud.identities.diff(desired, scope[desired.name]) == [], name
-    # A manifest changed since the last apply (its owner: in every marker): the roles'
-    # descriptions change, and the account's own policy is checked at apply.
+    # A manifest changed since the last apply (its owner: in every marker): the batch read
+    # left the account's own policy out, so plan reads that account again, alone, and the
+    # plan is the one a per-service run makes: the roles' descriptions and the marker.
     changed = gcp_workload(name="svc-0").replace("owner: team-platform", "owner: team-data")
     (tmp_path / "svc-0" / "w.yaml").write_text(changed)
     desired = cloud.desired(validate([tmp_path / "svc-0" / "w.yaml"], config).compiled[0])
-    assert [c.action for c in cloud.identities.diff(desired, scope[desired.name])] == \
-        ["update-roles", "update-federation", "update-marker"]
+    assert not scope[desired.name].complete
+    alone = cloud.identities.observe_one(desired)
+    assert alone is not None and alone.complete
+    assert [c.action for c in cloud.identities.diff(desired, alone)] == ["update-roles", "update-marker"]
 
 
 def test_a_project_with_none_of_ours_costs_no_key_read_and_gets_nothing_without_one(
@@ -282,3 +285,47 @@ def test_a_new_account_is_awaited_until_gcp_shows_it(tmp_path: Path,
         iam.stop()
         rm.stop()
         keys.stop()
+
+
+def test_a_plan_names_who_may_obtain_credentials_alone_or_in_a_fleet(tmp_path: Path) -> None:
+    """The federation change in words (pool and subject, added and removed), and the same
+    plan whether the workload is read alone or in a batch read of the project."""
+    from support.trust import TEST_TRUST
+
+    from workload_ids.apply import apply_plan
+    from workload_ids.config import load_config
+    from workload_ids.plan import build_plan, render_text
+    from workload_ids.sandbox.gcp.local import start_local_gcp
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    local = start_local_gcp()
+    try:
+        config_file = tmp_path / "workload-ids.yaml"
+        config_file.write_text(local.config_block() + TEST_TRUST)
+        config = load_config(config_file)
+        path = tmp_path / "w.yaml"
+
+        def plans(text: str) -> dict[bool, Any]:
+            path.write_text(text)
+            compiled = validate([path], config).compiled
+            return {fleet: build_plan(compiled, config, CallSeam(RetryPolicy(), sleep=lambda s: None),
+                                      fleet=fleet) for fleet in (False, True)}
+        original = (examples / "gcp" / "catalog-sync.yaml").read_text()
+        pool = "projects/123456789012/locations/global/workloadIdentityPools/github"
+        created = plans(original)
+        assert created[False].changes[0].details["trust"] == {
+            "added": [{"principal": pool, "subject": "repo:acme/catalog-sync:ref:refs/heads/main"}],
+            "removed": []}
+        assert apply_plan(created[False]).ok
+        moved = plans(original.replace("ref: refs/heads/main", "ref: refs/heads/release"))
+        alone, batch = ([c.as_json() for c in moved[f].changes] for f in (False, True))
+        assert alone == batch
+        [federation] = [c for c in alone if c["action"] == "update-federation"]
+        assert federation["trust"] == {
+            "added": [{"principal": pool, "subject": "repo:acme/catalog-sync:ref:refs/heads/release"}],
+            "removed": [{"principal": pool, "subject": "repo:acme/catalog-sync:ref:refs/heads/main"}]}
+        assert "checkedAtApply" not in str(alone)
+        text = render_text(moved[True])
+        assert f"+ trust {pool}  repo:acme/catalog-sync:ref:refs/heads/release" in text
+        assert f"- trust {pool}  repo:acme/catalog-sync:ref:refs/heads/main" in text
+    finally:
+        local.stop()

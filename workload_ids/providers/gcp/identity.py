@@ -51,6 +51,20 @@ VISIBLE_READS = 3
 VISIBLE_WAIT_SECONDS = 180.0
 
 
+
+def trust_diff(have: set[str], want: set[str]) -> dict[str, list[dict[str, str]]]:
+    """Who may obtain credentials, added and removed, in words (the workload identity pool
+    and the subject it vouches for), as an AWS plan shows its trust policy's changes."""
+    def rows(members: set[str]) -> list[dict[str, str]]:
+        out = []
+        for member in sorted(members):
+            name = member.removeprefix("principal://iam.googleapis.com/")
+            pool, sep, subject = name.partition("/subject/")
+            out.append({"principal": pool, "subject": subject} if sep else
+                       {"principal": member, "subject": "*"})
+        return out
+    return {"added": rows(want - have), "removed": rows(have - want)}
+
 class GcpIdentities(IdentityBackend):
     """Service accounts with their custom roles and bindings (see the module docstring)."""
 
@@ -308,6 +322,7 @@ class GcpIdentities(IdentityBackend):
                 }
             observed.append(ObservedIdentity(
                 provider="gcp", target=target, kind="service-account", name=account.email,
+                complete=marker is None,
                 address=f"projects/{target}/serviceAccounts/{account.email}",
                 tags=self.account_tags(account, marker),
                 documents={k: render.canonical(v) for k, v in documents.items()},
@@ -335,7 +350,9 @@ class GcpIdentities(IdentityBackend):
                            permissions=_permission_diff({}, [], want["roles"], want["projectBindings"],
                                                         want["resourceBindings"]),
                            federation={"added": sorted(m for b in want["accountBindings"]
-                                                       for m in b["members"]), "removed": []})]
+                                                       for m in b["members"]), "removed": []},
+                           trust=trust_diff(set(), {m for b in want["accountBindings"]
+                                                    for m in b["members"]}))]
         if observed.marker is None:
             raise ConflictError(
                 f"{w.label}: service account {desired.name} exists in project {w.target} but its "
@@ -367,33 +384,27 @@ class GcpIdentities(IdentityBackend):
             changes.append(change("update-project-policy", bindings={
                 "added": [{"role": r, "condition": c} for r, c in sorted(want_bindings - have_bindings)],
                 "removed": [{"role": r, "condition": c} for r, c in sorted(have_bindings - want_bindings)]}))
+        # Resource bindings (a call each) are read only when the manifest changed since the
+        # last apply (its digest), and a fleet read leaves the account's own policy unread
+        # too (observed.complete is False: plan reads a changed one again, alone). What was
+        # not read is trusted to the digest.
         want_resources = {(b["resource"], b["role"]) for b in want["resourceBindings"]}
-        if "resourceBindings" in have:
-            have_resources = {(b["resource"], b["role"]) for b in have["resourceBindings"]}
-            if have_resources != want_resources:
-                changes.append(change("update-resource-policies", bindings={
-                    "added": [{"resource": r, "role": o} for r, o in sorted(want_resources - have_resources)],
-                    "removed": [{"resource": r, "role": o}
-                                for r, o in sorted(have_resources - want_resources)]}))
-        elif observed.marker.digest != w.marker.digest and want_resources:
+        have_resources = ({(b["resource"], b["role"]) for b in have["resourceBindings"]}
+                          if "resourceBindings" in have else want_resources)
+        if have_resources != want_resources:
             changes.append(change("update-resource-policies", bindings={
-                "added": [{"resource": r, "role": o} for r, o in sorted(want_resources)], "removed": [],
-                "checkedAtApply": True}))
+                "added": [{"resource": r, "role": o} for r, o in sorted(want_resources - have_resources)],
+                "removed": [{"resource": r, "role": o}
+                            for r, o in sorted(have_resources - want_resources)]}))
         want_members = {m for b in want["accountBindings"] for m in b["members"]}
-        if "accountBindings" not in have:
-            # A fleet read leaves each account's own policy unread: if the manifest changed
-            # since the last apply (its digest), apply reads and converges it.
-            if observed.marker.digest != w.marker.digest:
-                changes.append(change("update-federation", federation={
-                    "added": sorted(want_members), "removed": [], "checkedAtApply": True}))
-            have_members = want_members
-        else:
-            have_members = {m for b in have["accountBindings"]
-                            if b["role"] == render.WORKLOAD_IDENTITY_USER for m in b["members"]}
+        have_members = ({m for b in have["accountBindings"]
+                         if b["role"] == render.WORKLOAD_IDENTITY_USER for m in b["members"]}
+                        if "accountBindings" in have else want_members)
         if have_members != want_members:
             changes.append(change("update-federation", federation={
                 "added": sorted(want_members - have_members),
-                "removed": sorted(have_members - want_members)}))
+                "removed": sorted(have_members - want_members)},
+                trust=trust_diff(have_members, want_members)))
         transferred = self.transfers(observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         have_text = _without_mac(observed.settings.get("description", ""))
