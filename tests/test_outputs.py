@@ -60,3 +60,26 @@ def test_gcp_outputs_carry_the_account_email_and_unique_id(tmp_path: Path,
         assert _outputs(config, manifest, tmp_path, monkeypatch) == first
     finally:
         local.stop()
+
+
+def test_a_key_mode_plan_names_the_secret_as_the_store_does(tmp_path: Path) -> None:
+    """Secret Manager ids allow no '/', Key Vault names neither: the plan shows the name a
+    person will find the key under, never a blank or the unmapped pattern."""
+    from tests.support.azure import KEY_MODE as AZURE_KEY_MODE
+    from tests.support.gcp import KEY_MODE as GCP_KEY_MODE
+    from workload_ids.sandbox.azure.local import start_local_azure
+    from workload_ids.sandbox.gcp.local import start_local_gcp
+    gcp, azure = start_local_gcp(), start_local_azure()
+    try:
+        config = tmp_path / "workload-ids.yaml"
+        config.write_text(gcp.config_block() + azure.config_block() + TEST_TRUST)
+        for text, secret in ((GCP_KEY_MODE, "workload-ids_prod_vendor-sync"),
+                             (AZURE_KEY_MODE, "workload-ids--prod--vendor-sync")):
+            manifest = tmp_path / "m.yaml"
+            manifest.write_text(text)
+            plan = run_cli("plan", "--config", str(config), str(manifest))
+            assert plan.code == 0, plan.err
+            assert f"+ issue-key into secret {secret}\n" in plan.out, plan.out
+    finally:
+        gcp.stop()
+        azure.stop()

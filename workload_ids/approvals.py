@@ -189,9 +189,8 @@ def stale_approvals(compiled: Sequence[CompiledWorkload], config: Config, *,
 # --- the tool's own namespace -------------------------------------------------------------
 
 def gcp_secret_id(name: str) -> str:
-    """The Secret Manager id the GCP secret store gives one of our secret names: the same
-    mapping as :func:`workload_ids.providers.gcp.secret_store.secret_id`, without importing the SDK that
-    module needs (validate runs with no cloud libraries)."""
+    """The Secret Manager id (``[A-Za-z0-9_-]{1,255}``) the GCP secret store gives one of
+    our secret names (``providers.gcp.render.secret_id`` is this function)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:255]
 
 

@@ -286,7 +286,7 @@ def test_gcp_grant_on_another_workloads_key_is_refused(manifests: Any, tmp_path:
 def test_gcp_namespace_maps_names_as_the_secret_store_does() -> None:
     pytest.importorskip("google.cloud.secretmanager")
     from workload_ids.approvals import gcp_secret_id
-    from workload_ids.providers.gcp.secret_store import secret_id
+    from workload_ids.providers.gcp.render import secret_id
     for name in ("workload-ids/prod/partner-feed", "a.b@c+d=e/f", "x" * 300):
         assert gcp_secret_id(name) == secret_id(name)
 

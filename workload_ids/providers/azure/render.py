@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -137,6 +138,27 @@ def canonical(doc: Any) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
+# Key Vault names allow [0-9A-Za-z-]{1,127}; each key secret has a metadata secret beside it.
+META_SUFFIX = "--metadata"
+_MAX_NAME = 127
+_MAX_BASE = _MAX_NAME - len(META_SUFFIX)
+
+
+def vault_name(name: str) -> str:
+    """The Key Vault name (``[0-9A-Za-z-]{1,117}``) of the key secret for ``name``."""
+    if not name:
+        raise ValueError("a secret name is required")
+    mapped = re.sub(r"[^0-9A-Za-z-]", "-", name.replace("/", "--"))
+    if len(mapped) > _MAX_BASE:
+        mapped = f"{mapped[:_MAX_BASE - 11]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+    return mapped
+
+
+def metadata_name(name: str) -> str:
+    """The Key Vault name of the metadata secret for ``name``."""
+    return vault_name(name) + META_SUFFIX
+
+
 def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     """The managed identity a workload should have, with its roles and assignments."""
     prefix = config.azure.namePrefix
@@ -152,7 +174,8 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
         desired = DesiredIdentity(
             workload=workload, kind="application", name=name,
             documents={k: canonical(v) for k, v in objects.items()}, tags=tags,
-            settings={**settings, "keyMode": "true", "secretName": workload.secret_name},
+            # What a person finds the key under: Key Vault's own name for it.
+            settings={**settings, "keyMode": "true", "secretName": vault_name(workload.secret_name)},
             address=f"/subscriptions/{sub}/applications/{name}", objects=objects)
     else:
         name = objects["identity"]["name"]

@@ -66,7 +66,6 @@ Secret values never enter an exception, a log line or a tag.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -79,8 +78,8 @@ from ...errors import CloudError, ConflictError, UserError
 from ...model import JOURNAL_TAG, RETIRED_TAG, IssuedKey, SecretValue, StoredSecret
 from ..interface import SecretStore
 from .clients import AzureClients
+from .render import metadata_name, vault_name
 
-META_SUFFIX = "--metadata"
 META_TYPE = "application/vnd.workload-ids.metadata+json"
 KEY_TYPE = "application/json"
 NAME_TAG = "wid-name"
@@ -94,27 +93,10 @@ MAX_TAG_VALUE = 256
 PAGE = 25  # Key Vault's largest page
 
 _RESERVED = "wid-"
-_MAX_NAME = 127
-_MAX_BASE = _MAX_NAME - len(META_SUFFIX)
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _CONTINUED = re.compile(r"(?P<base>.+)--(?P<n>[2-9]|[1-9][0-9]+)")
 _INDEX = re.compile(re.escape(KEYS_TAG) + r"-(?P<n>[1-9][0-9]*)")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def vault_name(name: str) -> str:
-    """The Key Vault name (``[0-9A-Za-z-]{1,117}``) of the key secret for ``name``."""
-    if not name:
-        raise ValueError("a secret name is required")
-    mapped = re.sub(r"[^0-9A-Za-z-]", "-", name.replace("/", "--"))
-    if len(mapped) > _MAX_BASE:
-        mapped = f"{mapped[:_MAX_BASE - 11]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
-    return mapped
-
-
-def metadata_name(name: str) -> str:
-    """The Key Vault name of the metadata secret for ``name``."""
-    return vault_name(name) + META_SUFFIX
 
 
 # --- tags -------------------------------------------------------------------------------

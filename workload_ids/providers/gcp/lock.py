@@ -15,7 +15,8 @@ from ...calls import CONFLICT, NOT_FOUND
 from ...errors import CloudError
 from ..interface import LEASE, Holder, KeyLock, LockRecord
 from .clients import ALREADY_EXISTS, GcpClients
-from .secret_store import annotation_key, secret_id
+from .render import secret_id
+from .secret_store import annotation_key
 
 LOCK_ANNOTATION = "workload-ids_lock"
 _ATTEMPTS = 6

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ...approvals import gcp_secret_id
 from ...config import Config
 from ...errors import Diagnostic
 from ...model import (
@@ -35,6 +36,8 @@ from ...model import (
     ServiceTrust,
 )
 from ...signing import SHORT_MAC_LENGTH
+
+secret_id = gcp_secret_id  # Secret Manager's id for one of our secret names
 
 ACCOUNT_ID_MAX = 30
 ROLE_ID_MAX = 64
@@ -204,7 +207,9 @@ def desired_identity(workload: CompiledWorkload, config: Config) -> DesiredIdent
         tags=workload.marker.as_tags(),
         settings={"project": workload.target, "keyMode": "true" if key_mode else "false",
                   "description": objects["serviceAccount"]["description"],
-                  "displayName": objects["serviceAccount"]["displayName"]},
+                  "displayName": objects["serviceAccount"]["displayName"],
+                  # What a person finds the key under: Secret Manager's own id for the name.
+                  **({"secretName": secret_id(workload.secret_name)} if key_mode else {})},
         address=f"projects/{workload.target}/serviceAccounts/{email}", objects=objects)
     workload.rendered[f"gcp:{prefix}"] = desired
     return desired

@@ -11,7 +11,6 @@ Annotation edits are read-modify-write with the secret's etag. A secret name suc
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -22,14 +21,10 @@ from ...model import IssuedKey, SecretValue, StoredSecret
 from ..interface import SecretStore
 from ..secret_rules import foreign_marker, refuse_secret
 from .clients import ALREADY_EXISTS, GcpClients
+from .render import secret_id
 
 KEY_PREFIX = "wid-key-"
 EDIT_ATTEMPTS = 10
-
-
-def secret_id(name: str) -> str:
-    """A Secret Manager id (``[A-Za-z0-9_-]{1,255}``) for one of our secret names."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:255]
 
 
 def annotation_key(tag: str) -> str:
