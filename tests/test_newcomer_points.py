@@ -80,3 +80,19 @@ def test_gcp_keys_for_long_account_names_in_the_emulator() -> None:
         assert key.name.startswith(made.name + "/keys/")
     finally:
         emulator.stop()
+
+
+def test_a_keyless_workload_with_nobody_to_trust_is_refused(tmp_path: Path) -> None:
+    """Keyless with no federation made an identity nobody could use (an AWS role with an
+    empty trust policy); now validate refuses it, positioned, and says what to add."""
+    manifest = tmp_path / "nofed.yaml"
+    manifest.write_text("apiVersion: workload-ids/v1\nkind: Workload\n"
+                        "metadata: {name: nofed, owner: team-a, environment: prod}\nspec:\n"
+                        '  provider: aws\n  aws: {account: "123456789012", region: eu-west-1}\n'
+                        "  credentials: {mode: keyless}\n  access:\n"
+                        "    - template: queue.consume\n"
+                        "      resources: [arn:aws:sqs:eu-west-1:123456789012:q]\n")
+    result = run_cli("validate", str(manifest))
+    assert result.code == 1
+    assert f"{manifest}:7:3: a keyless workload needs at least one federation entry" in result.err
+    assert "Add spec.credentials.federation, or use mode: key" in result.err

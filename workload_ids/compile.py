@@ -178,6 +178,17 @@ def _credential_problems(lw: LoadedWorkload) -> list[Diagnostic]:
         out.append(Diagnostic(lw.position("spec", "credentials", "federation", key=True),
                               "key mode takes no federation entries: a workload that can federate "
                               "should use mode: keyless and hold no key"))
+    if creds.mode == "keyless" and not creds.federation:
+        # An identity nobody may obtain credentials for: unusable, and real IAM refuses
+        # an empty trust policy outright (the newcomer review's item 6).
+        where = (("spec", "credentials") if "credentials" in lw.workload.spec.model_fields_set
+                 else ("spec",))
+        out.append(Diagnostic(lw.position(*where, key=True),
+                              "a keyless workload needs at least one federation entry: who may "
+                              "obtain its credentials (github-actions, kubernetes, or on AWS "
+                              "aws-service for Lambda, ECS and EC2); with none, nobody could use "
+                              "the identity. Add spec.credentials.federation, or use mode: key "
+                              "for a workload that cannot federate"))
     if creds.mode == "keyless" and creds.rotation is not None:
         out.append(Diagnostic(lw.position("spec", "credentials", "rotation", key=True),
                               "rotation applies to mode: key only; keyless workloads hold no key"))
