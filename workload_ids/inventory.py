@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,8 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
 
 
 def _when(value: object) -> str | None:
-    isoformat = getattr(value, "isoformat", None)
-    if callable(isoformat):
-        return str(isoformat())
+    if isinstance(value, datetime | date):
+        return value.isoformat()
     return str(value) if value else None
 
 

@@ -11,7 +11,7 @@ from .compile import template_grants
 from .config import Config
 from .errors import Diagnostic
 from .escalation import is_credential_read, is_escalation
-from .manifest import FEDERATION_CAPABLE, LoadedWorkload
+from .manifest import FEDERATION_CAPABLE, GithubActionsFederation, LoadedWorkload
 from .model import CompiledWorkload, Grant
 from .templates import TemplateSet, destructive
 from .trust import trust_lint
@@ -73,8 +73,8 @@ def _lint_workload(cw: CompiledWorkload, lw: LoadedWorkload, result: Validation,
              "and hold no key at all")
     out.extend(trust_lint(lw))
     for i, fed in enumerate(spec.credentials.federation):
-        ref = getattr(fed, "ref", None)
-        if fed.kind == "github-actions" and ref and ref.startswith("refs/heads/") and \
+        ref = fed.ref if isinstance(fed, GithubActionsFederation) else None
+        if ref and ref.startswith("refs/heads/") and \
                 ref not in ("refs/heads/main", "refs/heads/master"):
             warn(lw.position("spec", "credentials", "federation", i, "ref"),
                  f"{ref} is not the default branch: anyone who can push to it can act as this "

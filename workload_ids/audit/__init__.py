@@ -20,33 +20,20 @@ import stat
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import clock
 from ..errors import UserError
+from .chain import GENESIS, Verification, digest
 
 if TYPE_CHECKING:
     from ..calls import CallSeam
     from ..config import Config
 
-GENESIS = "0" * 64
 
 
-# Left out of the hashed text: the hash itself, and the signature over it (a cloud sink's).
-_UNHASHED = frozenset({"hash", "sig"})
 
-
-def canonical(record: Mapping[str, Any]) -> str:
-    """The exact text that is hashed: sorted keys, no whitespace, ``hash`` and ``sig`` left out."""
-    body = {k: v for k, v in record.items() if k not in _UNHASHED}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def digest(record: Mapping[str, Any]) -> str:
-    """SHA-256 hex of the record's canonical text: the value stored as its ``hash``."""
-    return hashlib.sha256(canonical(record).encode()).hexdigest()
 
 
 class AuditSink(Protocol):
@@ -188,17 +175,6 @@ def _last_hash(fh: Any) -> str:
     except (ValueError, KeyError, TypeError):
         # A damaged last line: chain onto its text so verify reports it, never hides it.
         return hashlib.sha256(lines[-1].encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Verification:
-    """The outcome of ``audit verify``."""
-
-    ok: bool
-    records: int
-    head: str
-    bad_line: int | None = None
-    problem: str | None = None
 
 
 def verify(path: Path, expect_head: str | None = None) -> Verification:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..calls import CONFLICT, NOT_FOUND, ErrorInfo
 from ..errors import CloudError, UserError
-from .sink import Listing, listing_of, record_name
+from .chain import Listing, listing_of, record_name
 
 if TYPE_CHECKING:
     from ..calls import CallSeam

@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CloudError
-from .sink import RECORD_NAME, Listing, record_name
+from .chain import RECORD_NAME, Listing, record_name
 
 if TYPE_CHECKING:
     import boto3

@@ -13,11 +13,24 @@ the CLI runs. The four identities are separate so that each pipeline holds only 
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from ..config import TOOL_IDENTITIES as IDENTITIES
 
 PROVIDERS = ("aws", "gcp", "azure")
+
+# Names the clouds' listings and the audit sink's share (here, so neither imports the other).
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"  # nosec B105: a role name, not a secret
+# Secret Manager annotation keys allow no ':'; the value says which bootstrap object it is.
+KEY_ANNOTATION = "workload-ids-bootstrap"
+KEY_ANNOTATION_VALUE = "signing-key"
+_ROLE_NS = uuid.UUID("6f1d5b0e-0d51-4c8e-9a51-9d1a6f0e2b11")  # fixed: role ids stay the same across runs
+
+
+def role_guid(subscription: str, identity: str) -> str:
+    """An Azure custom role's GUID, derived from subscription and identity so reruns find the same role."""
+    return str(uuid.uuid5(_ROLE_NS, f"{subscription}/{identity}"))
 # GCP service accounts and custom roles have no labels, so bootstrap's ownership marker
 # is their description (on Azure: a tag on the managed identity, and the role definition's
 # fixed name and description at its fixed GUID); distinct from the workloads'

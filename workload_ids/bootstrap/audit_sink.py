@@ -214,7 +214,7 @@ def gcp_render(config: Config, project: str, sink: Sink) -> dict[str, Any]:
     if sink.key_kind == "gcp":
         match = _GCP_SECRET.match(sink.key)
         assert match is not None  # reference_kind said so
-        from .gcp import KEY_ANNOTATION, SECRET_ACCESSOR
+        from . import KEY_ANNOTATION, SECRET_ACCESSOR
         out["signingKey"] = {"name": sink.key, "secretId": match.group(2), "project": match.group(1),
                              "annotations": {KEY_ANNOTATION: AUDIT_KEY_TAG_VALUE},
                              "bindings": [{"role": SECRET_ACCESSOR, "members": members}]}
@@ -248,7 +248,7 @@ def azure_condition(sink: Sink) -> str | None:
 def azure_render(config: Config, subscription: str, sink: Sink) -> dict[str, Any]:
     """The sink's part of the Azure listing. The storage account's and the vault's
     resource groups are not in their URLs: the scopes carry placeholders for them."""
-    from .azure import role_guid
+    from . import role_guid
     scope = f"/subscriptions/{subscription}"
     principals = [f"{config.azure.namePrefix}-tool-{i}" for i in IDENTITIES]
     out: dict[str, Any] = {"sink": sink.as_json()}

@@ -12,17 +12,15 @@ manages.
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from ..config import Config
-from . import IDENTITIES
+from . import IDENTITIES, role_guid
 
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c6a72009"
 RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
 ADMIN_ROLES = (OWNER, USER_ACCESS_ADMINISTRATOR, RBAC_ADMINISTRATOR)
-_NS = uuid.UUID("6f1d5b0e-0d51-4c8e-9a51-9d1a6f0e2b11")  # fixed: role ids stay the same across runs
 
 _MI = "Microsoft.ManagedIdentity/userAssignedIdentities"
 _AUTH = "Microsoft.Authorization"
@@ -78,11 +76,6 @@ def assignment_condition() -> str:
             f"@{source}[Microsoft.Authorization/roleAssignments:PrincipalType] "
             "ForAnyOfAnyValues:StringEqualsIgnoreCase {'ServicePrincipal'}))")
     return " AND ".join(parts)
-
-
-def role_guid(subscription: str, identity: str) -> str:
-    """The custom role's GUID, derived from subscription and identity so reruns find the same role."""
-    return str(uuid.uuid5(_NS, f"{subscription}/{identity}"))
 
 
 def render(config: Config, subscription: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..config import Config
-from . import IDENTITIES, marker
+from . import IDENTITIES, KEY_ANNOTATION, KEY_ANNOTATION_VALUE, SECRET_ACCESSOR, marker
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 # Kinds of resources manifests bind on: the tool reads and writes their IAM policies.
@@ -110,10 +110,6 @@ def render(config: Config, project: str, extra_roles: Sequence[str] = ()) -> dic
     return plan
 
 
-SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"  # nosec B105: a role name, not a secret
-# Secret Manager annotation keys allow no ':'; the value says which bootstrap object it is.
-KEY_ANNOTATION = "workload-ids-bootstrap"
-KEY_ANNOTATION_VALUE = "signing-key"
 
 
 def signing_key(config: Config, project: str) -> dict[str, Any]:

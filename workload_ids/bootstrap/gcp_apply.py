@@ -310,7 +310,7 @@ def ensure_signing_key(secrets: Any, key: Mapping[str, Any], *, create: bool = T
     from google.iam.v1 import policy_pb2
 
     from ..signing import SigningKey, new_key_material
-    from .gcp import KEY_ANNOTATION, KEY_ANNOTATION_VALUE
+    from . import KEY_ANNOTATION, KEY_ANNOTATION_VALUE
     name = str(key["name"])
     project = name.split("/")[1]
     wanted = {(b["role"], m) for b in key["bindings"] for m in b["members"]}
