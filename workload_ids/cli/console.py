@@ -16,10 +16,16 @@ from ..errors import printable
 _MARKS = {"+": "32", "-": "31", "~": "33", "!": "1;33"}
 
 
-def colour_wanted(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO | None) -> bool:
+    """Whether ``stream`` is a person's terminal (a caller may have sent it nowhere:
+    ``contextlib.redirect_stdout(None)``)."""
+    return stream is not None and stream.isatty()
+
+
+def colour_wanted(stream: TextIO | None) -> bool:
     """Colour only for a person at a terminal: never in a pipe or a CI log, never with
     NO_COLOR set (no-color.org) or on a dumb terminal."""
-    return (stream.isatty() and not os.environ.get("NO_COLOR")
+    return (is_terminal(stream) and not os.environ.get("NO_COLOR")
             and os.environ.get("TERM", "") != "dumb")
 
 
@@ -69,7 +75,7 @@ class Progress:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.label = label
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = is_terminal(self.stream)
         self.clock = clock
         self.started = clock()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import one_line
-from .console import Output, Progress
+from .console import Output, Progress, is_terminal
 
 if TYPE_CHECKING:
     from ..calls import CallRecord, CallSeam
@@ -152,7 +152,7 @@ def cmd_templates(args: argparse.Namespace, out: Output) -> int:
 def _seam(config: Config) -> CallSeam:
     from ..api import seam_for
     seam = seam_for(config)
-    if sys.stderr.isatty():
+    if is_terminal(sys.stderr):
         # On a terminal a retry is said as it starts: a throttled or flaky cloud shows as
         # waiting, not as a hang. Logs get the outcome only.
         def retrying(call: CallRecord, kind: str, delay: float) -> None:
@@ -190,7 +190,7 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     plan, config, _ = _plan(args, out)
     _clock_notice(out)
     if plan.has_changes and not args.auto_approve:
-        if not sys.stdin.isatty():
+        if not is_terminal(sys.stdin):
             raise UserError("apply needs confirmation but standard input is not a terminal; "
                             "review `workload-ids plan` and pass --auto-approve in pipelines")
         out.changes(render_text(plan))
