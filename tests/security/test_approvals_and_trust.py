@@ -72,7 +72,14 @@ def snippet(result: CliResult) -> str:
     return found[0] + "\n"
 
 
-def gcp_workload(access: str = "", federation: str = "[]", name: str = "svc-g") -> str:
+# Keyless needs someone to trust (validate refuses an empty federation); one line each, so
+# the access entries' positions stay where the tests expect them.
+GCP_GITHUB = ("[{kind: github-actions, repository: acme/svc, ref: refs/heads/main, "
+              "workloadIdentityPool: projects/123456789012/locations/global/workloadIdentityPools/github}]")
+AZURE_GITHUB = "[{kind: github-actions, repository: acme/svc, ref: refs/heads/main}]"
+
+
+def gcp_workload(access: str = "", federation: str = GCP_GITHUB, name: str = "svc-g") -> str:
     access = access or ("    - template: topic.publish\n"
                         "      resources: [projects/acme-prod/topics/orders]\n")
     return ("apiVersion: workload-ids/v1\nkind: Workload\n"
@@ -82,7 +89,7 @@ def gcp_workload(access: str = "", federation: str = "[]", name: str = "svc-g") 
             f"  access:\n{access}")
 
 
-def azure_workload(access: str = "", federation: str = "[]", name: str = "svc-z") -> str:
+def azure_workload(access: str = "", federation: str = AZURE_GITHUB, name: str = "svc-z") -> str:
     access = access or ("    - template: queue.publish\n      resources:\n        - "
                         f"{RG}/Microsoft.Storage/storageAccounts/acmeorders/queueServices/default"
                         "/queues/jobs\n")
