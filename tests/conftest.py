@@ -195,16 +195,17 @@ def _no_secret_leaks(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFi
 # longest first (by a full run's --durations); a file not listed is scheduled as before.
 LONGEST_FILES = (
     "tests/contract/test_crash_safety.py",
-    "tests/security/test_audit_sink.py",
+    "tests/test_concurrency.py",
     "tests/test_fault_matrix.py",
     "tests/test_cleanup.py",
-    "tests/test_concurrency.py",
-    "tests/test_examples_templates_packaging.py",
-    "tests/test_rotation.py",
-    "tests/test_calls_and_crashes.py",
+    "tests/security/test_audit_sink.py",
     "tests/security/test_secrets_and_takeover.py",
-    "tests/test_fuzz.py",
-    "tests/contract/test_guards.py",
+    "tests/test_rotation.py",
+    "tests/security/test_config_trust_root.py",
+    "tests/test_examples_templates_packaging.py",
+    "tests/test_calls_and_crashes.py",
+    "tests/security/test_forged_markers.py",
+    "tests/security/test_restore_policy.py",
 )
 
 
