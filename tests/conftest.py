@@ -185,3 +185,42 @@ def _no_secret_leaks(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFi
         yield
 
 
+
+
+# --- parallel runs: the longest files first ---------------------------------------------------
+
+# pytest-xdist (pyproject's addopts) hands each worker whole files, those with the most tests
+# first. A few files hold few but long tests (a crash at every call, racing processes): handed
+# out last, one of them leaves the other worker idle for minutes at the end. These go first,
+# longest first (by a full run's --durations); a file not listed is scheduled as before.
+LONGEST_FILES = (
+    "tests/contract/test_crash_safety.py",
+    "tests/test_concurrency.py",
+    "tests/test_fault_matrix.py",
+    "tests/test_cleanup.py",
+    "tests/security/test_audit_sink.py",
+    "tests/security/test_secrets_and_takeover.py",
+    "tests/test_rotation.py",
+    "tests/security/test_config_trust_root.py",
+    "tests/test_examples_templates_packaging.py",
+    "tests/test_calls_and_crashes.py",
+    "tests/security/test_forged_markers.py",
+    "tests/security/test_restore_policy.py",
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadfile":
+        return None  # another --dist given on the command line: xdist's own scheduler
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongestFirst(LoadFileScheduling):  # type: ignore[misc]
+        def _assign_work_unit(self, node: Any) -> None:
+            pending = self.workqueue
+            first = next((f for f in LONGEST_FILES if f in pending), None)
+            if first is not None:
+                pending.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
+
+    return LongestFirst(config, log)

@@ -1,14 +1,27 @@
 """The clouds under contract: for AWS (moto), GCP and Azure (our emulators), how to write a
-manifest, the config that reaches the cloud, and a snapshot of everything of ours it holds."""
+manifest, the config that reaches the cloud, and a snapshot of everything of ours it holds;
+the ``cloud`` and ``folder`` fixtures of tests/contract/ (registered by its conftest.py) and
+the helpers its suites share."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+from workload_ids.calls import CallSeam, Killed, RetryPolicy
+from workload_ids.clock import format_time
+from workload_ids.config import load_config
+from workload_ids.providers.interface import LEASE
 
 from .aws import workload
 from .gcp import gcp_workload
+from .trust import TEST_TRUST
 
 OWNERS = """\
 owners:
@@ -109,3 +122,61 @@ def _azure() -> Iterator[Cloud]:
         yield Cloud("azure", local.config_block(), manifest, extra, snapshot)
     finally:
         local.stop()
+
+
+# --- the contract suites' fixtures and helpers (tests/contract/) ---------------------------
+
+@pytest.fixture(params=["aws", "gcp", "azure"])
+def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
+    if request.param == "aws":
+        yield _aws(request.getfixturevalue("aws"))
+    elif request.param == "gcp":
+        yield from _gcp()
+    else:
+        yield from _azure()
+
+
+@pytest.fixture
+def folder(cloud: Cloud, manifests: Any) -> Path:
+    Path("owners.yaml").write_text(OWNERS)
+    Path("workload-ids.yaml").write_text(
+        cloud.config + "owners: {source: file, path: owners.yaml}\naudit: {path: audit.jsonl}\n"
+        "cleanup: {grace: 7d, minAge: 1h, maxShare: 1, maxActions: 100}\n"
+        "credentials: {verify: {interval: 0s}}\n" + TEST_TRUST)
+    return Path(manifests({f"svc-{n}.yaml": cloud.manifest(f"svc-{n}", "") for n in ("a", "b")}))
+
+
+KEY_MANIFESTS = {"aws": ("support.aws", "KEY_MODE", "vendor-sync"),
+                 "gcp": ("support.gcp", "KEY_MODE", "vendor-sync"),
+                 "azure": ("support.azure", "KEY_MODE", "vendor-sync")}
+
+
+def _key_manifest(cloud: Cloud, name: str) -> str:
+    import importlib
+    module, attr, original = KEY_MANIFESTS[cloud.name]
+    return str(getattr(importlib.import_module(module), attr)).replace(original, name)
+
+def _library_run(fn: Callable[[CallSeam], Any], fault: Any = None) -> int:
+    """Run ``fn`` with a seam (no retries); swallow the injected kill; return the calls."""
+    seam = CallSeam(RetryPolicy(max_attempts=1), sleep=lambda s: None)
+    if fault is not None:
+        seam.inject(fault)
+    with contextlib.suppress(Killed):
+        fn(seam)
+    return seam.stats.total
+
+def _lock_for(path: Path) -> tuple[Any, str, Any]:
+    """The real lock of ``path``'s workload (its provider's), its secret name and tags."""
+    from workload_ids.clouds import connect
+    from workload_ids.validate import validate
+    config = load_config()
+    seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
+    cw = validate([path], config).compiled[0]
+    cloud = connect(cw.provider, config, seam)
+    return cloud.lock_for(cw.target), cw.secret_name, cloud.desired(cw).tags
+
+
+def _after_lease(monkeypatch: pytest.MonkeyPatch, leases: int = 1) -> None:
+    """Move the clock past ``leases`` leases, as if that long passed without a renewal."""
+    later = datetime.now(UTC) + leases * (LEASE + timedelta(seconds=2))
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(later))
