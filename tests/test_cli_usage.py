@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tests.support.cli import run_cli
+from support.cli import run_cli
 
 
 @pytest.mark.parametrize(("args", "said"), [

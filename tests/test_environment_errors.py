@@ -96,7 +96,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def test_azure_with_nothing_at_its_endpoints_says_so_in_seconds(tmp_path: Path) -> None:
     import time
 
-    from tests.support.cli import run_cli
+    from support.cli import run_cli
     url = f"https://127.0.0.1:{_closed_port()}"
     config = tmp_path / "c.yaml"
     config.write_text("azure:\n" + "".join(f"  {key}: {url}\n" for key in (

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.support.aws import KEY_MODE, workload
-from tests.support.cli import run_cli
+from support.aws import KEY_MODE, workload
+from support.cli import run_cli
+
 from workload_ids.errors import Diagnostic, InputErrors, Position
 
 

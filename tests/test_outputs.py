@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from tests.support.cli import run_cli
-from tests.support.trust import TEST_TRUST
+from support.cli import run_cli
+from support.trust import TEST_TRUST
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -29,7 +28,8 @@ def _outputs(config: Path, manifest: Path, tmp_path: Path, monkeypatch: pytest.M
 
 def test_azure_outputs_carry_the_client_and_principal_ids(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support.azure import arm_clients
+    from support.azure import arm_clients
+
     from workload_ids.sandbox.azure.local import start_local_azure
     local = start_local_azure()
     try:
@@ -65,8 +65,9 @@ def test_gcp_outputs_carry_the_account_email_and_unique_id(tmp_path: Path,
 def test_a_key_mode_plan_names_the_secret_as_the_store_does(tmp_path: Path) -> None:
     """Secret Manager ids allow no '/', Key Vault names neither: the plan shows the name a
     person will find the key under, never a blank or the unmapped pattern."""
-    from tests.support.azure import KEY_MODE as AZURE_KEY_MODE
-    from tests.support.gcp import KEY_MODE as GCP_KEY_MODE
+    from support.azure import KEY_MODE as AZURE_KEY_MODE
+    from support.gcp import KEY_MODE as GCP_KEY_MODE
+
     from workload_ids.sandbox.azure.local import start_local_azure
     from workload_ids.sandbox.gcp.local import start_local_gcp
     gcp, azure = start_local_gcp(), start_local_azure()

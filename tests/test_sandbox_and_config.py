@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
 
-from tests.support.cli import run_cli
 from workload_ids.config import load_config
 from workload_ids.errors import InputErrors
 

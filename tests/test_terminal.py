@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.support.aws import workload
+from support.aws import workload
 
 TMUX = shutil.which("tmux")
 pytestmark = pytest.mark.skipif(

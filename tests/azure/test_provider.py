@@ -177,7 +177,8 @@ def test_a_missing_target_resource_is_a_clear_cloud_error(tmp_path: Path,
 def test_a_plan_names_who_may_obtain_credentials_alone_or_in_a_fleet(tmp_path: Path) -> None:
     """The federation change in words (issuer and subject, added and removed), and the same
     plan whether the workload is read alone or in a batch read of the subscription."""
-    from tests.support.trust import TEST_TRUST
+    from support.trust import TEST_TRUST
+
     from workload_ids.apply import apply_plan
     from workload_ids.config import load_config
     from workload_ids.plan import build_plan, render_text

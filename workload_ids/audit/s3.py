@@ -25,14 +25,19 @@ def aws_session(config: Any) -> boto3.session.Session:
     """The session the sink uses: the ambient credentials (the sandbox's fake ones with
     ``aws.sandboxCredentials``), never another account's role."""
     import boto3
+
+    from ..providers.aws.clients import share_models
     if config.aws.sandboxCredentials:
-        return boto3.session.Session(aws_access_key_id="testing",
-                                     aws_secret_access_key="testing",  # sandbox only  # nosec B106
-                                     region_name="us-east-1")
-    from ..endpoints import require_sandbox_credentials
-    require_sandbox_credentials(config, "aws")
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.session.Session(region_name=region)
+        session = boto3.session.Session(aws_access_key_id="testing",
+                                        aws_secret_access_key="testing",  # sandbox only  # nosec B106
+                                        region_name="us-east-1")
+    else:
+        from ..endpoints import require_sandbox_credentials
+        require_sandbox_credentials(config, "aws")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        session = boto3.session.Session(region_name=region)
+    share_models(session._session)
+    return session
 
 
 def boto_config() -> Any:

@@ -208,6 +208,23 @@ def check_account(target: str, arn: str) -> None:
             "targets.aws in the config)")
 
 
+# botocore reads each service's model (JSON, hundreds of KB for IAM) through its session's
+# data loader, which caches what it read: one loader for the whole process means a model is
+# read once, however many sessions (accounts, runs in one process) are made.
+_LOADER: Any = None
+_LOADER_LOCK = threading.Lock()
+
+
+def share_models(session: Any) -> None:
+    """Make botocore ``session`` use the process's one data loader (its own, if first)."""
+    global _LOADER
+    with _LOADER_LOCK:
+        if _LOADER is None:
+            _LOADER = session.get_component("data_loader")
+        else:
+            session.register_component("data_loader", _LOADER)
+
+
 class AwsClients:
     """Seam-wrapped clients per account and service for one run, shared by every AWS
     backend and across threads: every cache here is made in the constructor."""
@@ -239,6 +256,7 @@ class AwsClients:
             cached = self._sessions.get(target)
         if cached is None:
             cached = self._new_session(target)
+            share_models(cached._session)
             fastxml.install(cached._session)
             with self._lock:
                 cached = self._sessions.setdefault(target, cached)  # one session per account
