@@ -296,7 +296,7 @@ def test_a_plan_names_who_may_obtain_credentials_alone_or_in_a_fleet(tmp_path: P
     from workload_ids.config import load_config
     from workload_ids.plan import build_plan, render_text
     from workload_ids.sandbox.gcp.local import start_local_gcp
-    examples = Path(__file__).resolve().parent.parent / "examples"
+    examples = Path(__file__).resolve().parents[2] / "examples"
     local = start_local_gcp()
     try:
         config_file = tmp_path / "workload-ids.yaml"
