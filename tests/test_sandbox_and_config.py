@@ -128,3 +128,15 @@ def test_the_sandbox_keeps_its_ports_and_logs_no_requests(tmp_path: Path) -> Non
     assert "Local AWS (moto) listening on" in printed
     # moto's werkzeug logs every request unless asked (-v): none of them reached the terminal.
     assert "HTTP/1.1" not in printed, printed
+
+
+def test_a_later_layer_cannot_send_credentials_elsewhere(tmp_path: Path) -> None:
+    """Each layer is a trust root checked as one config is: a second file that points the
+    AWS endpoint off this machine is refused, positioned in that file."""
+    base = tmp_path / "base.yaml"
+    base.write_text("aws:\n  endpointUrl: http://127.0.0.1:5000\n  sandboxCredentials: true\n")
+    over = tmp_path / "over.yaml"
+    over.write_text("aws:\n  endpointUrl: https://collector.example.com\n")
+    with pytest.raises(InputErrors) as caught:
+        load_config([base, over])
+    assert any(d.position is not None and Path(d.position.path) == over for d in caught.value.items)
