@@ -9,6 +9,8 @@ cloud's :class:`Backends`:
   and converges it change by change (joiner and mover);
 - :class:`LeaverBackend` quarantines, releases, transfers, tears down and restores
   (cleanup's and restore's steps);
+- :class:`DiscoveryBackend` reads every non-human identity of a target, ours or not, as
+  facts (``workload_ids.discovered``) for ``discover`` and ``adopt`` to judge;
 - :class:`KeyBackend` issues, disables and deletes keys for key-mode identities (None
   on a cloud without key mode);
 - :class:`SecretStore` receives issued keys and keeps rotation's marks, and
@@ -34,6 +36,7 @@ from ..model import Change, CompiledWorkload, DesiredIdentity, IssuedKey, KeyInf
 if TYPE_CHECKING:
     from ..calls import CallSeam
     from ..config import Config
+    from ..discovered import DiscoveredIdentity
     from ..errors import Diagnostic
     from ..model import QuarantineMark, SecretValue, StoredSecret
 
@@ -118,6 +121,14 @@ class LeaverBackend(Protocol):
 
     def restore(self, bundle: dict[str, Any]) -> list[str]:
         """Recreate an identity from a bundle (converges when rerun); returns the steps."""
+
+
+class DiscoveryBackend(Protocol):
+    """Every non-human identity of one target, read-only, ours or not."""
+
+    def discover(self, target: str, *, service_linked: bool = False) -> list[DiscoveredIdentity]:
+        """Each identity of ``target`` with its trust, grants, credentials and usage
+        signals (``service_linked``: AWS service-linked roles too). Never writes."""
 
 
 class KeyBackend(Protocol):
@@ -303,6 +314,7 @@ class Backends:
     keys: KeyBackend | None  # None: this cloud has no key mode
     store_for: Callable[[str], SecretStore]  # target -> the secret store for its keys
     lock_for: Callable[[str], KeyLock]  # target -> the workload locks held there
+    discovery: DiscoveryBackend | None = None  # None: discover cannot read this cloud yet
 
     @property
     def name(self) -> str:
