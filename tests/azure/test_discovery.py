@@ -241,3 +241,20 @@ def test_sign_ins_refused_without_entra_p1_are_said_unread(azure: Azure) -> None
     assert why.startswith("sign-in activity (Microsoft Graph reports, beta): not read, because Graph "
                           "refused it (Authentication_RequestFromNonPremiumTenantOrB2CTenant")
     assert why.endswith("it needs Entra ID P1 and AuditLog.Read.All")
+
+
+def test_issuers_of_the_own_tenant_and_flexible_credentials() -> None:
+    from workload_ids.providers.azure.discovery import _federated
+    tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    words = {issuer: (p.external, p.wildcard) for issuer, p in (
+        (issuer, _federated(issuer, "x", [], "f", tenant)) for issuer in (
+            f"https://login.microsoftonline.com/{tenant}/v2.0", f"https://sts.windows.net/{tenant}/",
+            "https://login.microsoftonline.com/0b5e3a52-6c1f-4d7e-9a11-3f2e4d5c6b7a/v2.0",
+            f"https://login.microsoftonline.com.evil.example/{tenant}/v2.0"))}
+    assert list(words.values()) == [(False, False), (False, False), (True, False), (True, False)]
+    # A flexible credential (Graph beta's claimsMatchingExpression) has no subject: it may
+    # admit many callers.
+    flexible = _federated(GITHUB, None, ["api://AzureADTokenExchange"], "any-branch", tenant)
+    assert (flexible.detail, flexible.wildcard) == (
+        "no subject: a claims-matching expression decides, aud = api://AzureADTokenExchange "
+        "(federated credential any-branch)", True)

@@ -19,7 +19,9 @@ Facts as Azure holds them:
   than it is, never narrower); a role definition not found at the subscription (one at a
   management group, or deleted) is ``role:GUID`` and said in ``unread``;
 - who may obtain credentials: each federated identity credential (issuer, with subject
-  and audience in words). Azure compares the subject exactly, so none is a wildcard.
+  and audience in words). Azure compares the subject exactly, so none is a wildcard,
+  except a flexible credential of an application (no subject, a claims-matching
+  expression instead).
   ``external`` is a credential whose issuer is not Entra ID of the identity's own tenant
   (``login.microsoftonline.com/TENANT``, ``sts.windows.net/TENANT``) nor an AKS cluster
   of it (``*.oic.prod-aks.azure.com/TENANT/``): GitHub, other clouds' clusters and other
@@ -175,7 +177,7 @@ class AzureDiscovery(DiscoveryBackend):
             federated = []
             unread.append(f"federated credentials of {name}: the identity was deleted while it was read")
         home = str(identity.tenant_id or self.clients.config.azure.tenantId or "")
-        principals = tuple(sorted((_federated(str(c.issuer), str(c.subject), list(c.audiences or []),
+        principals = tuple(sorted((_federated(str(c.issuer), c.subject, list(c.audiences or []),
                                               str(c.name), home) for c in federated),
                                   key=lambda p: (p.value, p.detail)))
         managed, why = self._managed(target, name, principal, tags)
@@ -233,7 +235,7 @@ class AzureDiscovery(DiscoveryBackend):
                 provider="azure", target=target, kind="application", id=str(app["id"]),
                 name=str(app["displayName"]), created=_time(app.get("createdDateTime")), managed=managed,
                 tags=tags, principals=tuple(sorted(
-                    (_federated(str(f["issuer"]), str(f["subject"]), list(f.get("audiences") or []),
+                    (_federated(str(f["issuer"]), f.get("subject"), list(f.get("audiences") or []),
                                 str(f["name"]), tenant_id) for f in federated),
                     key=lambda p: (p.value, p.detail))),
                 grants=_grants(target, assignments, definitions, unread),
@@ -265,13 +267,17 @@ def _usage(tenant: _Tenant, app_id: str) -> tuple[tuple[UsageSignal, ...], list[
     return (UsageSignal(SIGN_IN_SIGNAL, tenant.sign_ins.get(app_id.lower())),), []
 
 
-def _federated(issuer: str, subject: str, audiences: Sequence[str], name: str, tenant: str) -> Principal:
-    """One federated identity credential in words."""
-    detail = f"sub = {subject}"
+def _federated(issuer: str, subject: str | None, audiences: Sequence[str], name: str,
+               tenant: str) -> Principal:
+    """One federated identity credential in words. One without a subject is a flexible
+    credential (Graph beta's claimsMatchingExpression, wildcards allowed): it may admit
+    many callers, so it reads as a wildcard."""
+    detail = f"sub = {subject}" if subject else "no subject: a claims-matching expression decides"
     if audiences:
         detail += f", aud = {', '.join(audiences)}"
     detail += f" (federated credential {name})"
-    return Principal("federated-credential", issuer, detail, external=not _own_issuer(issuer, tenant))
+    return Principal("federated-credential", issuer, detail, external=not _own_issuer(issuer, tenant),
+                     wildcard=not subject)
 
 
 def _own_issuer(issuer: str, tenant: str) -> bool:
