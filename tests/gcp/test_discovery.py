@@ -17,13 +17,14 @@ from support.trust import TEST_TRUST_DATA
 from workload_ids.calls import CallSeam, RetryPolicy
 from workload_ids.clouds import connect
 from workload_ids.config import Config, ConfigFile
-from workload_ids.discovered import Credential, DiscoveredIdentity, Grant, Principal
+from workload_ids.discovered import Credential, DiscoveredIdentity, Grant, Principal, UsageSignal
 from workload_ids.model import Marker
 from workload_ids.providers.gcp import render
-from workload_ids.providers.gcp.discovery import UNREAD_LAST_AUTHENTICATION, UNREAD_RESOURCE_BINDINGS
+from workload_ids.providers.gcp.discovery import SIGNAL, UNREAD_RESOURCE_BINDINGS
 from workload_ids.sandbox.common.clock import ManualClock
 from workload_ids.sandbox.gcp.iam import IamEmulator
 from workload_ids.sandbox.gcp.local import start_key_store
+from workload_ids.sandbox.gcp.policyanalyzer import PolicyAnalyzerEmulator
 from workload_ids.sandbox.gcp.resourcemanager import ProjectRegistry, ResourceManagerEmulator, project_number
 from workload_ids.sandbox.gcp.resourcepolicy import ResourcePolicyEmulator
 from workload_ids.validate import validate
@@ -34,15 +35,15 @@ NUMBER = str(project_number(PROJECT))
 START = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = START + timedelta(days=200)
 EVERYDAY = ("Always", "true")
-UNREAD = (UNREAD_RESOURCE_BINDINGS, UNREAD_LAST_AUTHENTICATION)
+UNREAD = (UNREAD_RESOURCE_BINDINGS,)
 
 
 class Gcp:
     """The emulators, a config pointing at them, and the real clients a person would use."""
 
-    def __init__(self, iam: IamEmulator, rm: ResourceManagerEmulator, config: Config,
-                 clock: ManualClock) -> None:
-        self.iam, self.rm, self.config, self.clock = iam, rm, config, clock
+    def __init__(self, iam: IamEmulator, rm: ResourceManagerEmulator, analyzer: PolicyAnalyzerEmulator,
+                 config: Config, clock: ManualClock) -> None:
+        self.iam, self.rm, self.analyzer, self.config, self.clock = iam, rm, analyzer, config, clock
         self.admin = iam.client()
         self.projects = rm.client()
 
@@ -86,13 +87,15 @@ def gcp() -> Iterator[Gcp]:
     rm.add_project(PROJECT)
     rm.add_project(DEV)
     resources = ResourcePolicyEmulator(sandbox=True)
+    analyzer = PolicyAnalyzerEmulator(projects=registry, clock=clock)
     keys, keys_url = start_key_store([PROJECT, DEV], registry)
     config = Config(ConfigFile.model_validate({"gcp": {
         "iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(),
         "resourcePolicyEndpoint": resources.start(), "secretManagerEndpoint": keys_url,
-        "sandboxCredentials": True}, "trust": TEST_TRUST_DATA}), Path.cwd(), None)
-    yield Gcp(iam, rm, config, clock)
-    for server in (iam, rm, resources, keys):
+        "policyAnalyzerEndpoint": analyzer.start(), "sandboxCredentials": True},
+        "trust": TEST_TRUST_DATA}), Path.cwd(), None)
+    yield Gcp(iam, rm, analyzer, config, clock)
+    for server in (iam, rm, resources, analyzer, keys):
         server.stop()
 
 
@@ -112,6 +115,9 @@ def apply_example(gcp: Gcp, tmp_path: Path) -> str:
 def test_hand_made_accounts_read_as_facts(gcp: Gcp) -> None:
     legacy = gcp.account("legacy-batch", "nightly batch, made in 2025")
     old_key = gcp.key(legacy)
+    used = START + timedelta(days=30)
+    # Google saw the old key authenticate (and with it the account) a month after it was made.
+    gcp.analyzer.record(PROJECT, legacy.email, legacy.unique_id, key_id=old_key, at=used)
     gcp.clock.now = NOW.timestamp()
     fresh_key = gcp.key(legacy)
     gcp.admin.disable_service_account_key(request={"name": f"{legacy.name}/keys/{fresh_key}"})
@@ -142,9 +148,10 @@ def test_hand_made_accounts_read_as_facts(gcp: Gcp) -> None:
         id=f"legacy-batch@{PROJECT}.iam.gserviceaccount.com", name="legacy-batch", created=None,
         managed=False, tags={}, principals=(deployers,), grants=(),
         credentials=tuple(sorted([
-            Credential(old_key, "service-account-key", START, None, None, True),
+            Credential(old_key, "service-account-key", START, None, used, True),
             Credential(fresh_key, "service-account-key", NOW, None, None, False)], key=lambda c: c.id)),
-        description="nightly batch, made in 2025", unread=UNREAD)
+        usage=(UsageSignal(SIGNAL, used),), description="nightly batch, made in 2025", unread=UNREAD)
+    assert found["public-runner"].usage == (UsageSignal(SIGNAL, None),)  # never authenticated
     assert found["public-runner"].principals == (
         Principal("any", "allUsers", "anyone on the internet: roles/iam.serviceAccountTokenCreator "
                   "on its own IAM policy", external=True, wildcard=True),
@@ -163,11 +170,13 @@ def test_hand_made_accounts_read_as_facts(gcp: Gcp) -> None:
               f"project IAM policy binding projects/{PROJECT}/roles/bucketReader if Only bucket a",
               conditional=True),
         Grant(("role:roles/owner",), (f"projects/{PROJECT}",), "project IAM policy binding roles/owner"))
-    # Calls: accounts (one page), the project, its policy, its roles (one page), and per
-    # account its keys and its own policy; no signing key read (no account claims to be ours).
+    # Calls: accounts (one page), the project, its policy, its roles (one page), the two
+    # activity queries, and per account its keys and its own policy; no signing key read
+    # (no account claims to be ours).
     assert dict(seam.stats.calls) == {
         "gcp:iam.list_service_accounts": 1, "gcp:resourcemanager.get_project": 1,
         "gcp:resourcemanager.get_iam_policy": 1, "gcp:iam.list_roles": 1,
+        "gcp:policyanalyzer.query_activity": 2,
         "gcp:iam.list_service_account_keys": 3, "gcp:iam.get_iam_policy": 3}
 
 
@@ -231,3 +240,27 @@ def test_ours_is_managed_and_a_copied_marker_is_not(gcp: Gcp, tmp_path: Path) ->
     assert all(g.source.startswith("project IAM policy binding projects/acme-prod/roles/wid_")
                for g in mine.grants) and mine.grants
     assert seam.stats.calls["gcp:secretmanager.access_secret_version"] == 1  # the signing key, once
+
+
+def test_policy_analyzer_refused_is_said_unread(gcp: Gcp) -> None:
+    gcp.account("quiet-batch")
+    gcp.analyzer.enabled = False
+    found, _ = gcp.discover()
+    quiet = found["quiet-batch"]
+    assert quiet.usage == ()
+    assert quiet.unread[0] == UNREAD_RESOURCE_BINDINGS
+    assert quiet.unread[1].startswith("last authentication of the account and its keys: Policy Analyzer "
+                                      "refused its activity query (Forbidden: ")
+    assert "SERVICE_DISABLED" in quiet.unread[1]
+    assert quiet.unread[1].endswith("roles/policyanalyzer.activityAnalysisViewer")
+
+
+def test_sandbox_config_without_an_analyzer_never_asks_google(gcp: Gcp) -> None:
+    gcp.account("quiet-batch")
+    settings = gcp.config.data.gcp.model_dump()
+    settings["policyAnalyzerEndpoint"] = None
+    gcp.config = Config(ConfigFile.model_validate({"gcp": settings, "trust": TEST_TRUST_DATA}),
+                        Path.cwd(), None)
+    found, seam = gcp.discover()
+    assert "config names no gcp.policyAnalyzerEndpoint" in found["quiet-batch"].unread[1]
+    assert "gcp:policyanalyzer.query_activity" not in seam.stats.calls

@@ -4,10 +4,11 @@
 What it reads, per project: the accounts (paged), the project (its number: workload
 identity pools, default accounts and service agents are named by it), the project IAM
 policy once for every account, and the project's custom roles (paged, with their
-permissions); per account, its user-managed keys and its own IAM policy. That is
-``4 + 2 x accounts`` calls for a project of up to 100 accounts, plus one read of the
-marker signing key when some account claims to be ours, plus one ``GetRole`` per
-organization custom role bound to an account.
+permissions), and Policy Analyzer's last authentication of its accounts and of their
+keys (a query each, 1,000 a page); per account, its user-managed keys and its own IAM
+policy. That is ``6 + 2 x accounts`` calls for a project of up to 100 accounts, plus one
+read of the marker signing key when some account claims to be ours, plus one ``GetRole``
+per organization custom role bound to an account.
 
 Who can use an account: the members of its own policy holding a role that acts as it
 (user, token creator, workload identity user, key admin, admin, owner, editor, or a
@@ -20,20 +21,25 @@ organisation domain a project could be compared with; its owners' are the closes
 and everyone (``allUsers``, ``allAuthenticatedUsers``). ``wildcard`` is everyone, or a
 ``principalSet`` over a whole pool.
 
+Usage: the account's last authentication, and each key's, as Policy Analyzer reports
+them (an account or key it does not list has not authenticated in what it observed).
+Refused (the API not enabled, or no roles/policyanalyzer.activityAnalysisViewer), every
+account says so in ``unread`` instead.
+
 Not read, and said so in each identity's ``unread``: bindings on other resources
-(buckets, topics, secrets: only Cloud Asset Inventory finds them all) and the last
-authentication of accounts and keys (Policy Analyzer's activity query).
+(buckets, topics, secrets: only Cloud Asset Inventory finds them all).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ...calls import NOT_FOUND
-from ...discovered import Credential, DiscoveredIdentity, Grant, Principal
+from ...calls import DENIED, NOT_FOUND
+from ...discovered import Credential, DiscoveredIdentity, Grant, Principal, UsageSignal
 from ...errors import CloudError
 from ...markers import NoSigningKey
 from ...model import Marker
@@ -70,8 +76,12 @@ _POOL = re.compile(r"principal(Set)?://iam\.googleapis\.com/projects/([^/]+)/loc
 _SERVICE_AGENT = re.compile(r"service-(\d+)@.*|(\d+)@cloudservices\.gserviceaccount\.com")
 UNREAD_RESOURCE_BINDINGS = ("bindings on individual resources (buckets, topics, secrets...): "
                             "only Cloud Asset Inventory lists them, which discover does not read")
-UNREAD_LAST_AUTHENTICATION = ("last authentication of the account and its keys: Policy Analyzer's "
-                              "activity query (serviceAccountLastAuthentication) is not read")
+UNREAD_LAST_AUTHENTICATION = ("last authentication of the account and its keys: Policy Analyzer "
+                              "refused its activity query ({why}); it needs the Policy Analyzer API "
+                              "enabled and roles/policyanalyzer.activityAnalysisViewer")
+SIGNAL = "last authentication (Policy Analyzer)"
+ACCOUNT_ACTIVITY = "serviceAccountLastAuthentication"
+KEY_ACTIVITY = "serviceAccountKeyLastAuthentication"
 
 
 class GcpDiscovery(DiscoveryBackend):
@@ -92,13 +102,14 @@ class GcpDiscovery(DiscoveryBackend):
         number = str(self.clients.projects.get_project(name=f"projects/{target}").name).rsplit("/", 1)[-1]
         bindings = render.policy_bindings(self.policies.project_policy(target))
         custom = self._custom_roles(target)
+        seen = self._last_authentications(target)
         # The number the config gives the project (trust.gcpProjectNumbers) names its pools too.
         configured = self.clients.config.trust.gcpProjectNumbers.get(target)
         numbers = frozenset({number, *([str(configured)] if configured else [])})
         scope = _Project(target, number, numbers, _owner_domains(bindings))
         project_users = [p for b in bindings if str(b["role"]) in PROJECT_USE_ROLES
                          for p in _principals(b, scope, "project IAM policy")]
-        return [self._identity(target, account, bindings, custom, scope, project_users)
+        return [self._identity(target, account, bindings, custom, scope, project_users, seen)
                 for account in accounts]
 
     # --- reads -------------------------------------------------------------------------
@@ -127,6 +138,34 @@ class GcpDiscovery(DiscoveryBackend):
             if not token:
                 return out
 
+    def _last_authentications(self, project: str) -> _Seen:
+        """When each account and each key last authenticated, as Policy Analyzer reports
+        (two queries, paged), or why it would not say."""
+        gcp = self.clients.config.gcp
+        if gcp.sandboxCredentials and not gcp.policyAnalyzerEndpoint:
+            # Emulators without Policy Analyzer: Google's own endpoint is never asked anonymously.
+            return _Seen({}, {}, UNREAD_LAST_AUTHENTICATION.format(
+                why="the config names no gcp.policyAnalyzerEndpoint for its emulators"))
+        found: dict[str, dict[str, datetime | None]] = {}
+        try:
+            for kind in (ACCOUNT_ACTIVITY, KEY_ACTIVITY):
+                found[kind] = {}
+                token = ""  # a page token, not a secret  # nosec B105
+                while True:
+                    page = self.clients.policy_analyzer.query_activity(project, kind, token)
+                    for item in page.get("activities") or []:
+                        name = str(item.get("fullResourceName") or "").rsplit("/serviceAccounts/", 1)[-1]
+                        activity = item.get("activity") or {}
+                        found[kind][name] = _utc_text(activity.get("lastAuthenticatedTime"))
+                    token = str(page.get("nextPageToken") or "")
+                    if not token:
+                        break
+        except CloudError as exc:
+            if exc.kind != DENIED:
+                raise
+            return _Seen({}, {}, UNREAD_LAST_AUTHENTICATION.format(why=f"{exc.code}: {exc}"))
+        return _Seen(found[ACCOUNT_ACTIVITY], found[KEY_ACTIVITY], "")
+
     def _org_role(self, name: str) -> tuple[str, ...] | str:
         """An organization custom role's permissions (one read per role per run), or why
         they could not be read."""
@@ -142,14 +181,14 @@ class GcpDiscovery(DiscoveryBackend):
 
     def _identity(self, project: str, account: Any, bindings: list[dict[str, Any]],
                   custom: Mapping[str, tuple[str, ...]], scope: _Project,
-                  project_users: list[Principal]) -> DiscoveredIdentity:
+                  project_users: list[Principal], seen: _Seen) -> DiscoveredIdentity:
         email = str(account.email)
         address = f"projects/{project}/serviceAccounts/{email}"
         unread: list[str] = []
         credentials: tuple[Credential, ...] = ()
         principals: list[Principal] = []
         try:
-            credentials = self._keys(address)
+            credentials = self._keys(address, email, seen)
             own = render.policy_bindings(self.policies.account_policy(address))
         except CloudError as exc:
             if exc.kind != NOT_FOUND:
@@ -170,23 +209,31 @@ class GcpDiscovery(DiscoveryBackend):
         managed, why = self._managed(project, account, marker)
         if why:
             unread.append(why)
-        unread += [UNREAD_RESOURCE_BINDINGS, UNREAD_LAST_AUTHENTICATION]
+        unread.append(UNREAD_RESOURCE_BINDINGS)
+        usage: tuple[UsageSignal, ...] = ()
+        if seen.unread:
+            unread.append(seen.unread)
+        else:
+            usage = (UsageSignal(SIGNAL, seen.accounts.get(email)),)
         return DiscoveredIdentity(
             provider="gcp", target=project, kind="service-account", id=email,
             name=_name(email, project, scope.number), created=None, managed=managed,
             tags=self.identities.account_tags(account, marker) if managed else {},
             principals=tuple(sorted(set(principals), key=_principal_key)),
             grants=tuple(sorted(grants, key=lambda g: (g.source, g.actions))),
-            credentials=credentials, description=str(account.description),
+            credentials=credentials, usage=usage, description=str(account.description),
             unread=tuple(dict.fromkeys(unread)))
 
-    def _keys(self, address: str) -> tuple[Credential, ...]:
+    def _keys(self, address: str, email: str, seen: _Seen) -> tuple[Credential, ...]:
         answer = self.clients.iam.list_service_account_keys(request={
             "name": address, "key_types": [USER_MANAGED_KEYS]})
-        return tuple(sorted((Credential(
-            id=str(k.name).rsplit("/", 1)[-1], kind="service-account-key",
-            created=_utc(k.valid_after_time), expires=_expiry(k.valid_before_time),
-            last_used=None, active=not k.disabled) for k in answer.keys), key=lambda c: c.id))
+        out = []
+        for k in answer.keys:
+            key_id = str(k.name).rsplit("/", 1)[-1]
+            out.append(Credential(id=key_id, kind="service-account-key", created=_utc(k.valid_after_time),
+                                  expires=_expiry(k.valid_before_time),
+                                  last_used=seen.keys.get(f"{email}/keys/{key_id}"), active=not k.disabled))
+        return tuple(sorted(out, key=lambda c: c.id))
 
     def _acts_as(self, role: str, custom: Mapping[str, tuple[str, ...]], unread: list[str]) -> bool:
         if role in USE_ROLES:
@@ -235,6 +282,16 @@ class GcpDiscovery(DiscoveryBackend):
             return self.identities.unauthenticated(project, account, marker) is None, ""
         except NoSigningKey as exc:
             return False, f"its workload-ids marker could not be checked: {exc.where} does not exist"
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """Policy Analyzer's answers for one project: account (email) -> last authentication,
+    ``EMAIL/keys/KEY`` -> the key's; or why they were not read."""
+
+    accounts: dict[str, datetime | None]
+    keys: dict[str, datetime | None]
+    unread: str
 
 
 class _Project:
@@ -336,6 +393,13 @@ def _utc(value: Any) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def _utc_text(value: Any) -> datetime | None:
+    """An RFC 3339 text in UTC; None when absent."""
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(UTC)
 
 
 def _expiry(value: Any) -> datetime | None:
