@@ -143,6 +143,7 @@ def test_managed_identities_read_as_facts(azure: Azure) -> None:
     base = f"{SCOPE}/resourcegroups/{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
     ops = found["ops-admin"]
     assert ops.id == f"{base}/ops-admin" and ops.kind == "managed-identity" and not ops.managed
+    assert ops.created == START  # ARM's systemData.createdAt
     assert ops.tags == {"owner": "team-ops"}
     assert ops.principals == (
         Principal("federated-credential", GITHUB, "sub = repo:acme/ops:ref:refs/heads/main, "

@@ -36,6 +36,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = START + timedelta(days=200)
 EVERYDAY = ("Always", "true")
 UNREAD = (UNREAD_RESOURCE_BINDINGS,)
+STAFF = "principal://iam.googleapis.com/locations/global/workforcePools/acme-staff/subject/ana@acme.example"
 
 
 class Gcp:
@@ -191,7 +192,8 @@ def test_members_outside_the_project_are_external(gcp: Gcp) -> None:
         f"serviceAccount:service-{NUMBER}@gcp-sa-cloudbuild.iam.gserviceaccount.com"]),
         ("roles/iam.workloadIdentityUser", [
             f"principal://iam.googleapis.com/{other_pool}/subject/repo:acme/api:ref:refs/heads/main",
-            f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/acme/api"]))
+            f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/acme/api",
+            STAFF]))
     found, _ = gcp.discover()
     words = {p.value: (p.detail.split(": ")[0], p.external, p.wildcard)
              for p in found["shared-runner"].principals}
@@ -209,7 +211,9 @@ def test_members_outside_the_project_are_external(gcp: Gcp) -> None:
             True, False),
         f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/acme/api": (
             "workload identity pool github of project 123456789012, attribute.repository = acme/api",
-            False, False)}
+            False, False),
+        STAFF: (
+            "people of workforce identity pool acme-staff, subject = ana@acme.example", False, False)}
 
 
 def test_keys_under_an_expiry_policy_say_when_they_expire(gcp: Gcp) -> None:

@@ -36,7 +36,9 @@ Facts as Azure holds them:
 An application belongs to the tenant, not to a subscription: it is reported in each
 subscription where its service principal holds a role assignment or which our
 ``workload-ids:subscription`` tag names, and one tied to none of them (no such tag, no
-assignment here) in every subscription read, so it is never missed.
+assignment here) in every subscription read, so it is never missed. So is a service
+principal holding credentials of its own (not a managed identity's, whose certificate
+Azure keeps).
 """
 
 from __future__ import annotations
@@ -245,8 +247,9 @@ class AzureDiscovery(DiscoveryBackend):
         for sp in tenant.principals:
             # A service principal's own credentials (a SAML signing certificate, a secret
             # added to the principal rather than its application): an identity of its own.
-            if not (sp.get("passwordCredentials") or sp.get("keyCredentials")):
-                continue
+            if not (sp.get("passwordCredentials") or sp.get("keyCredentials")) or \
+                    sp.get("servicePrincipalType") == "ManagedIdentity":
+                continue  # a managed identity's certificate is Azure's: the identity is shown above
             assignments = by_principal.get(str(sp["id"]).lower(), [])
             unread = []
             usage, signal_unread = _usage(tenant, str(sp.get("appId") or ""))

@@ -73,6 +73,8 @@ _POOL = re.compile(r"principal(Set)?://iam\.googleapis\.com/projects/([^/]+)/loc
                    r"workloadIdentityPools/([^/]+)/(.*)")
 # Google's service agents of a project: service-NUMBER@gcp-sa-....iam.gserviceaccount.com,
 # NUMBER@cloudservices.gserviceaccount.com.
+# Workforce identity federation: people of an organisation's identity provider.
+_WORKFORCE = re.compile(r"principal(Set)?://iam\.googleapis\.com/locations/[^/]+/workforcePools/([^/]+)/(.*)")
 _SERVICE_AGENT = re.compile(r"service-(\d+)@.*|(\d+)@cloudservices\.gserviceaccount\.com")
 UNREAD_RESOURCE_BINDINGS = ("bindings on individual resources (buckets, topics, secrets...): "
                             "only Cloud Asset Inventory lists them, which discover does not read")
@@ -360,6 +362,12 @@ def _principal(member: str, scope: _Project, detail: str) -> Principal | None:
             words, wildcard = f"{where}, {rest.replace('/', ' ', 1)}", bool(is_set) and rest.endswith("*")
         return Principal("gcp-member", member, f"{words}: {detail}", external=number not in scope.numbers,
                          wildcard=wildcard)
+    workforce = _WORKFORCE.fullmatch(member)
+    if workforce is not None:
+        _, name, rest = workforce.groups()
+        who = "everyone" if rest == "*" else rest.replace("/", " = ", 1)
+        return Principal("gcp-member", member, f"people of workforce identity pool {name}, {who}: {detail}",
+                         wildcard=rest == "*")
     kind, _, value = member.partition(":")
     if kind == "serviceAccount":
         external = not scope.own_account(value)
