@@ -73,11 +73,17 @@ class Azure:
             "scope": "https://graph.microsoft.com/.default"}, verify=self.local.graph.ca_bundle_path)
         answer.raise_for_status()
 
-    def discover(self) -> tuple[dict[str, DiscoveredIdentity], CallSeam]:
+    def read(self) -> tuple[list[DiscoveredIdentity], CallSeam]:
+        """Discovery of the subscription through workload-ids, and the seam it counted on."""
         seam = CallSeam(RetryPolicy(), sleep=lambda s: None)
         cloud = connect("azure", self.config, seam)
         assert cloud.discovery is not None
-        return {i.name: i for i in cloud.discovery.discover(SUB)}, seam
+        return cloud.discovery.discover(SUB), seam
+
+    def discover(self) -> tuple[dict[str, DiscoveredIdentity], CallSeam]:
+        found, seam = self.read()
+        assert len({i.name for i in found}) == len(found), "names repeat: use read()"
+        return {i.name: i for i in found}, seam
 
 
 @pytest.fixture
@@ -259,3 +265,24 @@ def test_issuers_of_the_own_tenant_and_flexible_credentials() -> None:
     assert (flexible.detail, flexible.wildcard) == (
         "no subject: a claims-matching expression decides, aud = api://AzureADTokenExchange "
         "(federated credential any-branch)", True)
+
+
+def test_our_application_is_managed_and_copied_tags_are_not(azure: Azure, tmp_path: Path) -> None:
+    from support.azure import KEY_MODE
+    path = tmp_path / "vendor-sync.yaml"
+    path.write_text(KEY_MODE)
+    checked = validate([path], azure.config)
+    checked.raise_for_errors()
+    cloud = connect("azure", azure.config, CallSeam(RetryPolicy(), sleep=lambda s: None))
+    desired = cloud.desired(checked.compiled[0])
+    for change in cloud.identities.diff(desired, cloud.identities.observe_one(desired)):
+        cloud.identities.apply(change)
+    [ours] = azure.graph("GET", f"applications?$filter=displayName eq '{desired.name}'")["value"]
+    azure.graph("POST", f"applications/{ours['id']}/addPassword", {"passwordCredential": {}})
+    # Attack: our tags, MAC included, copied onto an application made by hand (same name
+    # too: Graph does not keep display names unique).
+    copy = azure.graph("POST", "applications", {"displayName": desired.name, "tags": ours["tags"]})
+    azure.graph("POST", f"applications/{copy['id']}/addPassword", {"passwordCredential": {}})
+    found, _ = azure.read()
+    apps = {i.id: i.managed for i in found if i.kind == "application"}
+    assert apps == {ours["id"]: True, copy["id"]: False}
