@@ -268,3 +268,15 @@ def test_sandbox_config_without_an_analyzer_never_asks_google(gcp: Gcp) -> None:
     found, seam = gcp.discover()
     assert "config names no gcp.policyAnalyzerEndpoint" in found["quiet-batch"].unread[1]
     assert "gcp:policyanalyzer.query_activity" not in seam.stats.calls
+
+
+def test_an_organization_role_not_read_is_named_and_said(gcp: Gcp) -> None:
+    account = gcp.account("org-auditor")
+    gcp.bind("organizations/123456789/roles/auditor", f"serviceAccount:{account.email}")
+    found, seam = gcp.discover()
+    mine = found["org-auditor"]
+    assert mine.grants == (Grant(("role:organizations/123456789/roles/auditor",), (f"projects/{PROJECT}",),
+                                 "project IAM policy binding organizations/123456789/roles/auditor"),)
+    assert mine.unread[0].startswith("permissions of custom role organizations/123456789/roles/auditor "
+                                     "not read (other: ")
+    assert seam.stats.calls["gcp:iam.get_role"] == 1

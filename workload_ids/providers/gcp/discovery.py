@@ -33,6 +33,7 @@ Not read, and said so in each identity's ``unread``: bindings on other resources
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -71,10 +72,10 @@ USER_MANAGED_KEYS = 1  # ListServiceAccountKeysRequest.KeyType.USER_MANAGED
 EVERYONE = frozenset({"allUsers", "allAuthenticatedUsers", "principalSet://goog/public:all"})
 _POOL = re.compile(r"principal(Set)?://iam\.googleapis\.com/projects/([^/]+)/locations/[^/]+/"
                    r"workloadIdentityPools/([^/]+)/(.*)")
-# Google's service agents of a project: service-NUMBER@gcp-sa-....iam.gserviceaccount.com,
-# NUMBER@cloudservices.gserviceaccount.com.
 # Workforce identity federation: people of an organisation's identity provider.
 _WORKFORCE = re.compile(r"principal(Set)?://iam\.googleapis\.com/locations/[^/]+/workforcePools/([^/]+)/(.*)")
+# Google's service agents of a project: service-NUMBER@gcp-sa-....iam.gserviceaccount.com,
+# NUMBER@cloudservices.gserviceaccount.com.
 _SERVICE_AGENT = re.compile(r"service-(\d+)@.*|(\d+)@cloudservices\.gserviceaccount\.com")
 UNREAD_RESOURCE_BINDINGS = ("bindings on individual resources (buckets, topics, secrets...): "
                             "only Cloud Asset Inventory lists them, which discover does not read")
@@ -94,8 +95,10 @@ class GcpDiscovery(DiscoveryBackend):
         self.identities = identities
         self.policies = policies
         self.prefix = clients.config.gcp.namePrefix
-        # Organization custom roles read this run: name -> permissions, or why not.
+        # Organization custom roles read this run: name -> permissions, or why not. Targets
+        # may be read side by side: one lock, so each role is read once.
         self._org_roles: dict[str, tuple[str, ...] | str] = {}
+        self._org_lock = threading.Lock()
 
     def discover(self, target: str, *, service_linked: bool = False) -> list[DiscoveredIdentity]:
         """Every service account of project ``target``. ``service_linked`` changes nothing:
@@ -171,13 +174,14 @@ class GcpDiscovery(DiscoveryBackend):
     def _org_role(self, name: str) -> tuple[str, ...] | str:
         """An organization custom role's permissions (one read per role per run), or why
         they could not be read."""
-        if name not in self._org_roles:
-            try:
-                role = self.clients.iam.get_role(request={"name": name})
-                self._org_roles[name] = tuple(sorted(role.included_permissions))
-            except CloudError as exc:
-                self._org_roles[name] = f"permissions of custom role {name} not read ({exc.kind}: {exc})"
-        return self._org_roles[name]
+        with self._org_lock:
+            if name not in self._org_roles:
+                try:
+                    role = self.clients.iam.get_role(request={"name": name})
+                    self._org_roles[name] = tuple(sorted(role.included_permissions))
+                except CloudError as exc:
+                    self._org_roles[name] = f"permissions of custom role {name} not read ({exc.kind}: {exc})"
+            return self._org_roles[name]
 
     # --- one account -------------------------------------------------------------------
 
