@@ -280,3 +280,12 @@ def test_an_organization_role_not_read_is_named_and_said(gcp: Gcp) -> None:
     assert mine.unread[0].startswith("permissions of custom role organizations/123456789/roles/auditor "
                                      "not read (other: ")
     assert seam.stats.calls["gcp:iam.get_role"] == 1
+
+
+def test_default_accounts_are_named_as_google_names_them() -> None:
+    from workload_ids.providers.gcp.discovery import _name
+    assert _name(f"{NUMBER}-compute@developer.gserviceaccount.com", PROJECT, NUMBER) == \
+        "Compute Engine default service account"
+    assert _name(f"{PROJECT}@appspot.gserviceaccount.com", PROJECT, NUMBER) == \
+        "App Engine default service account"
+    assert _name(f"batch-runner@{PROJECT}.iam.gserviceaccount.com", PROJECT, NUMBER) == "batch-runner"
