@@ -111,6 +111,8 @@ class GcpConfig(_Strict):
     resourcePolicyEndpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] | None = None
     # Cloud Storage's JSON API (the audit sink's emulator)
     storageEndpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    # Policy Analyzer's activity query (discover's last-authentication signal)
+    policyAnalyzerEndpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
     sandboxCredentials: bool = False
     namePrefix: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,5}$")] = "wid"
 

@@ -48,7 +48,7 @@ ENDPOINTS: dict[str, tuple[tuple[str, str], ...]] = {
     "aws": (("endpointUrl", "url"),),
     "gcp": (("iamEndpoint", "grpc"), ("resourceManagerEndpoint", "url"),
             ("secretManagerEndpoint", "grpc"), ("resourcePolicyEndpoint", "grpc"),
-            ("storageEndpoint", "url")),
+            ("storageEndpoint", "url"), ("policyAnalyzerEndpoint", "url")),
     "azure": (("armEndpoint", "url"), ("graphEndpoint", "url"), ("authorityEndpoint", "url")),
 }
 _CLOUD: dict[str, str] = {"aws": "AWS", "gcp": "Google Cloud", "azure": "Azure"}

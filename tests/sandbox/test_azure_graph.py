@@ -418,3 +418,125 @@ def test_replication_delay_hides_new_objects_and_secrets() -> None:
         assert not graph.client_secret_works(None, app["appId"], secret)
         clock.now += 10
         assert graph.client_secret_works(None, app["appId"], secret)
+
+
+# --- certificates, federated credentials of applications, sign-in activity -----------------
+
+
+def _certificate(days: int, start: datetime) -> str:
+    """A self-signed certificate (DER, base64), as a .cer file's bytes are sent to Graph."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signer")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(start).not_valid_after(start + timedelta(days=days))
+            .sign(key, hashes.SHA256()))
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+
+def _json_of(answer: HttpResponse) -> Any:
+    return json.loads(answer.text() or "null")
+
+
+def test_certificates_are_set_by_patching_the_whole_collection(emulator: GraphEmulator,
+                                                               graph: GraphClient) -> None:
+    app = graph.create_application("svc-certs", [_tag()])
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    body = {"keyCredentials": [{"type": "AsymmetricX509Cert", "usage": "Verify",
+                                "key": _certificate(30, start)}]}
+    assert _raw(emulator, "PATCH", f"/v1.0/applications/{app['id']}", json=body).status_code == 204
+    [held] = graph.get_application(app["id"])["keyCredentials"]
+    # Dates from the certificate, the thumbprint as customKeyIdentifier, never the key back.
+    assert (held["startDateTime"], held["endDateTime"], held["displayName"], held["key"]) == (
+        "2026-03-01T00:00:00Z", "2026-03-31T00:00:00Z", "CN=signer", None)
+    uuid.UUID(held["keyId"])
+    # Resending an entry by keyId keeps it; a second certificate joins it.
+    second = {"type": "AsymmetricX509Cert", "usage": "Verify", "key": _certificate(10, start),
+              "displayName": "rollover", "endDateTime": "2026-03-05T00:00:00Z"}
+    _raw(emulator, "PATCH", f"/v1.0/applications/{app['id']}",
+         json={"keyCredentials": [{"keyId": held["keyId"]}, second]})
+    names = [(c["displayName"], c["endDateTime"])
+             for c in graph.get_application(app["id"])["keyCredentials"]]
+    assert names == [("CN=signer", "2026-03-31T00:00:00Z"), ("rollover", "2026-03-05T00:00:00Z")]
+    for bad in ({"type": "AsymmetricX509Cert", "usage": "Verify", "key": "bm90IGEgY2VydA=="},
+                {"keyId": str(uuid.uuid4())}):
+        answer = _raw(emulator, "PATCH", f"/v1.0/applications/{app['id']}", json={"keyCredentials": [bad]})
+        assert answer.status_code == 400 and _json_of(answer)["error"]["code"] == "Request_BadRequest"
+    # Client secrets are never PATCHed: addPassword makes them.
+    answer = _raw(emulator, "PATCH", f"/v1.0/applications/{app['id']}", json={"passwordCredentials": []})
+    assert answer.status_code == 400
+
+
+def test_application_federated_credentials(emulator: GraphEmulator, graph: GraphClient) -> None:
+    app = graph.create_application("svc-federated", [_tag()])
+    path = f"/v1.0/applications/{app['id']}/federatedIdentityCredentials"
+    made = []
+    for branch in ("main", "release", "hotfix"):
+        answer = _raw(emulator, "POST", path, json={
+            "name": f"gh-{branch}", "issuer": "https://token.actions.githubusercontent.com",
+            "subject": f"repo:acme/api:ref:refs/heads/{branch}", "audiences": ["api://AzureADTokenExchange"]})
+        assert answer.status_code == 201
+        made.append(_json_of(answer))
+    # Paged like every collection (this emulator: two a page).
+    first = _json_of(_raw(emulator, "GET", path))
+    assert len(first["value"]) == 2 and "@odata.nextLink" in first
+    by_name = _json_of(_raw(emulator, "GET", f"{path}/gh-main"))
+    assert by_name["id"] == made[0]["id"] and by_name["subject"] == "repo:acme/api:ref:refs/heads/main"
+    duplicate = _raw(emulator, "POST", path, json={
+        "name": "gh-main", "issuer": "https://other.example", "subject": "x", "audiences": ["a"]})
+    assert duplicate.status_code == 409
+    same_pair = _raw(emulator, "POST", path, json={
+        "name": "again", "issuer": "https://token.actions.githubusercontent.com",
+        "subject": "repo:acme/api:ref:refs/heads/main", "audiences": ["api://AzureADTokenExchange"]})
+    assert same_pair.status_code == 400
+    assert _raw(emulator, "DELETE", f"{path}/{made[2]['id']}").status_code == 204
+    assert _raw(emulator, "GET", f"{path}/{made[2]['id']}").status_code == 404
+    # One list of the applications carries them with $expand; other properties are refused.
+    expanded, _ = graph.list_applications_page(f"id eq '{app['id']}'", expand="federatedIdentityCredentials")
+    assert [f["name"] for f in expanded[0]["federatedIdentityCredentials"]] == ["gh-main", "gh-release"]
+    assert "federatedIdentityCredentials" not in graph.get_application(app["id"])
+    refused = _raw(emulator, "GET", "/v1.0/applications?$expand=owners")
+    assert refused.status_code == 400
+
+
+def test_sign_in_activity_reports_follow_issued_tokens() -> None:
+    clock = ManualClock()
+    with GraphEmulator(clock=clock) as emu, _client(emu) as graph:
+        app, principal = _app_with_principal(graph, _tag())
+        secret = graph.add_password(app["id"], "s", _in_a_day(clock))
+        idle, _ = _app_with_principal(graph, _tag())
+        assert graph.sign_in_activity_page("servicePrincipalSignInActivities") == ([], None)
+        clock.advance(60)
+        assert graph.client_secret_works(None, app["appId"], secret["secretText"])
+        [activity], _ = graph.sign_in_activity_page("servicePrincipalSignInActivities")
+        at = clock.as_datetime().isoformat(timespec="seconds").replace("+00:00", "Z")
+        assert (activity["appId"], activity["lastSignInActivity"]["lastSignInDateTime"],
+                activity["applicationAuthenticationClientSignInActivity"]["lastSignInDateTime"],
+                activity["delegatedClientSignInActivity"]["lastSignInDateTime"]) == (
+            app["appId"], at, at, None)
+        [key], _ = graph.sign_in_activity_page("appCredentialSignInActivities")
+        assert (key["keyId"], key["keyType"], key["credentialOrigin"], key["servicePrincipalObjectId"],
+                key["signInActivity"]["lastSignInDateTime"]) == (
+            secret["keyId"], "clientSecret", "application", principal["id"], at)
+        listed = graph.sign_in_activity_page("servicePrincipalSignInActivities")
+        assert idle["appId"] not in json.dumps(listed)
+        # Graph answers the reports only to tenants with Entra ID P1 or P2.
+        emu.premium = False
+        with pytest.raises(ClientAuthenticationError) as refused:
+            graph.sign_in_activity_page("servicePrincipalSignInActivities")
+        assert refused.value.status_code == 403
+
+
+def test_service_principal_secrets_of_their_own(graph: GraphClient, emulator: GraphEmulator) -> None:
+    _, principal = _app_with_principal(graph, _tag())
+    answer = _raw(emulator, "POST", f"/v1.0/servicePrincipals/{principal['id']}/addPassword",
+                  json={"passwordCredential": {"displayName": "sp-secret"}})
+    assert answer.status_code == 200
+    made = _json_of(answer)
+    held = graph.get_service_principal(principal["id"])["passwordCredentials"]
+    assert [(p["keyId"], p["secretText"]) for p in held] == [(made["keyId"], None)]

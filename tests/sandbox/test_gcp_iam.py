@@ -8,11 +8,13 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import grpc
 import pytest
 from google.api_core import exceptions
 from google.cloud.iam_admin_v1 import IAMClient, types
+from google.iam.v1 import policy_pb2
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 
@@ -549,3 +551,35 @@ def test_state_survives_stop_and_restart(clock: ManualClock) -> None:
             email("svc-alpha")]
     finally:
         emu.stop()
+
+
+def test_key_expiry_org_policy_dates_new_keys(clock: ManualClock) -> None:
+    with IamEmulator(clock=clock, projects=[PROJECT]) as emu:
+        emu.add_project("proj-expiring", key_expiry_hours=48)
+        iam = emu.client()
+        create(iam, "lasting", PROJECT)
+        create(iam, "expiring", "proj-expiring")
+        lasting = add_key(iam, sa_name("lasting"))
+        expiring = add_key(iam, sa_name("expiring", "proj-expiring"))
+        assert lasting.valid_before_time.year == 9999  # Google's "never"
+        assert expiring.valid_before_time - expiring.valid_after_time == timedelta(hours=48)
+        # The certificate in the key file says the same.
+        listed = iam.list_service_account_keys(request={
+            "name": sa_name("expiring", "proj-expiring"), "key_types": [KeyType.USER_MANAGED]})
+        assert [k.valid_before_time for k in listed.keys] == [expiring.valid_before_time]
+
+
+def test_public_members_on_an_account_policy_only_when_allowed(clock: ManualClock) -> None:
+    for allow in (False, True):
+        with IamEmulator(clock=clock, projects=[PROJECT], allow_public=allow) as emu:
+            iam = emu.client()
+            account = create(iam, "public-one")
+            request = {"resource": account.name, "policy": policy_pb2.Policy(bindings=[policy_pb2.Binding(
+                role="roles/iam.serviceAccountTokenCreator", members=["allUsers"])])}
+            if allow:
+                iam.set_iam_policy(request=request)
+                assert list(emu.service_account_policy(account.email).bindings[0].members) == ["allUsers"]
+            else:
+                # The domain-restricted-sharing organization policy's answer.
+                with pytest.raises(exceptions.FailedPrecondition):
+                    iam.set_iam_policy(request=request)

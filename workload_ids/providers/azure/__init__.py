@@ -20,6 +20,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     """Azure's backends over ``seam``, sharing one set of clients."""
     from .applications import AzureApplications
     from .clients import AzureClients
+    from .discovery import AzureDiscovery
     from .identity import AzureIdentities
     from .keys import AzureKeys
     from .leavers import AzureLeavers
@@ -34,7 +35,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     leavers=AzureLeavers(clients, identities, applications, grants),
                     keys=AzureKeys(clients, config, applications),
                     store_for=lambda target: KeyVaultStore(clients, target),
-                    lock_for=lambda target: BlobLeaseLock(clients, target))
+                    lock_for=lambda target: BlobLeaseLock(clients, target),
+                    discovery=AzureDiscovery(clients))
 
 
 CLOUD = Cloud("azure", render.desired_identity, render.static_checks, connect)

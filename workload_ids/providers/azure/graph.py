@@ -132,8 +132,8 @@ class GraphClient:
 
     # --- requests ----------------------------------------------------------------------
 
-    def _url(self, path: str, params: Mapping[str, str] | None = None) -> str:
-        url = f"{self.endpoint}/v1.0/{path}"
+    def _url(self, path: str, params: Mapping[str, str] | None = None, version: str = "v1.0") -> str:
+        url = f"{self.endpoint}/{version}/{path}"
         if params:
             url += "?" + urlencode(params, quote_via=quote, safe="$")
         return url
@@ -145,7 +145,8 @@ class GraphClient:
         return response
 
     def _page(self, path: str, filter: str | None, next_link: str | None,
-              top: int | None = None) -> tuple[list[Json], str | None]:
+              top: int | None = None, *, expand: str | None = None,
+              version: str = "v1.0") -> tuple[list[Json], str | None]:
         if next_link is not None:
             # The bearer token goes wherever this points: only ever back to Graph.
             if not next_link.startswith(self.endpoint + "/"):
@@ -155,7 +156,9 @@ class GraphClient:
             params = {"$filter": filter} if filter else {}
             if top is not None:
                 params["$top"] = str(top)
-            url = self._url(path, params)
+            if expand is not None:
+                params["$expand"] = expand
+            url = self._url(path, params, version)
         page = _json(self._send("GET", url))
         return list(page.get("value") or []), page.get("@odata.nextLink")
 
@@ -188,10 +191,12 @@ class GraphClient:
         return self._all("applications", filter)
 
     def list_applications_page(self, filter: str | None, next_link: str | None = None, *,
-                               top: int | None = None) -> tuple[list[Json], str | None]:
+                               top: int | None = None, expand: str | None = None
+                               ) -> tuple[list[Json], str | None]:
         """One page of applications matching ``filter`` and the link to the next page (None
-        at the end): one request per call, for callers that count pages."""
-        return self._page("applications", filter, next_link, top)
+        at the end): one request per call, for callers that count pages. ``expand`` names a
+        navigation property to include (``federatedIdentityCredentials``)."""
+        return self._page("applications", filter, next_link, top, expand=expand)
 
     def update_application(self, object_id: str, fields: Mapping[str, Any]) -> None:
         """Set ``fields`` (``tags``, ``notes``, ``displayName``...) on an application."""
@@ -232,6 +237,20 @@ class GraphClient:
     def find_service_principals(self, filter: str) -> list[Json]:
         """Every service principal matching ``filter`` (a list call: one request per page)."""
         return self._all("servicePrincipals", filter)
+
+    def list_service_principals_page(self, filter: str | None, next_link: str | None = None, *,
+                                     top: int | None = None) -> tuple[list[Json], str | None]:
+        """One page of service principals matching ``filter`` and the next page's link."""
+        return self._page("servicePrincipals", filter, next_link, top)
+
+    # --- reports (beta: Graph has no v1.0 of these) ----------------------------------
+
+    def sign_in_activity_page(self, report: str, next_link: str | None = None
+                              ) -> tuple[list[Json], str | None]:
+        """One page of a sign-in activity report (``servicePrincipalSignInActivities`` or
+        ``appCredentialSignInActivities``). Graph serves them to tenants with Entra ID P1
+        and callers holding AuditLog.Read.All; others get 403."""
+        return self._page(f"reports/{report}", None, next_link, version="beta")
 
     def update_service_principal(self, object_id: str, fields: Mapping[str, Any]) -> None:
         """Set ``fields`` (``accountEnabled``, ``tags``...) on a service principal."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """GCP's backends over ``seam``, sharing one set of clients."""
     from .clients import GcpClients
+    from .discovery import GcpDiscovery
     from .identity import GcpIdentities
     from .keys import GcpKeys
     from .leavers import GcpLeavers
@@ -32,7 +33,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     leavers=GcpLeavers(clients, policies, identities),
                     keys=GcpKeys(clients, identities),
                     store_for=lambda target: SecretManagerStore(clients, target),
-                    lock_for=lambda target: SecretAnnotationLock(clients, target))
+                    lock_for=lambda target: SecretAnnotationLock(clients, target),
+                    discovery=GcpDiscovery(clients, identities, policies))
 
 
 CLOUD = Cloud("gcp", render.desired_identity, render.static_checks, connect)

@@ -1,12 +1,13 @@
 """GCP clients behind the call seam, and Google's errors in our terms.
 
 IAM Admin speaks gRPC only; Resource Manager is used over REST (its project IAM policy
-calls); Secret Manager over gRPC. With endpoints in the config (the sandbox), clients
-connect there with anonymous credentials; otherwise the libraries' defaults and
-Application Default Credentials apply. Every call goes through ``SeamClient``, on a seam
-that translates "gcp": a failure leaves it as a CloudError of its kind (the Google
-exception as its cause), so the backends decide by ``exc.kind`` and never catch
-google.api_core's classes.
+calls); Secret Manager over gRPC; Policy Analyzer's activity query (discover's last
+authentication) over REST with ``requests``, as no client library serves it. With
+endpoints in the config (the sandbox), clients connect there with anonymous credentials;
+otherwise the libraries' defaults and Application Default Credentials apply. Every call
+goes through ``SeamClient``, on a seam that translates "gcp": a failure leaves it as a
+CloudError of its kind (the Google exception as its cause), so the backends decide by
+``exc.kind`` and never catch google.api_core's classes.
 
 The clients also hold the run's marker signing keys (one Secret Manager secret per
 project, read once): the identity, key and leaver backends all sign or check markers.
@@ -68,6 +69,32 @@ _NO_LIBRARY_RETRY: dict[str, Any] = {"retry": None}
 # gRPC's words for "nothing answered" (UNAVAILABLE is also a busy server: retried then).
 _NO_ANSWER = ("failed to connect to all addresses", "Connection refused", "DNS resolution failed",
               "No route to host")
+
+
+POLICY_ANALYZER = "https://policyanalyzer.googleapis.com"
+
+
+class PolicyAnalyzerRest:
+    """The one Policy Analyzer call discover makes, over a ``requests`` session; Google's
+    error answers are raised as the google.api_core exceptions the seam classifies."""
+
+    def __init__(self, session: Any, endpoint: str) -> None:
+        self.session = session
+        self.endpoint = endpoint.rstrip("/")
+
+    def query_activity(self, project: str, activity_type: str, page_token: str = "",
+                       page_size: int = 1000) -> dict[str, Any]:
+        """One page of ``activities:query`` for ``activity_type`` in ``project``."""
+        params: dict[str, str | int] = {"pageSize": page_size}
+        if page_token:
+            params["pageToken"] = page_token
+        url = (f"{self.endpoint}/v1/projects/{project}/locations/global/activityTypes/"
+               f"{activity_type}/activities:query")
+        response = self.session.get(url, params=params, timeout=60)
+        if response.status_code != 200:
+            raise gx.from_http_response(response)  # type: ignore[no-untyped-call]
+        answer: dict[str, Any] = response.json()
+        return answer
 
 
 def classify(exc: BaseException) -> ErrorInfo | None:
@@ -243,6 +270,25 @@ class GcpClients:
         else:
             raw = secretmanager_v1.SecretManagerServiceClient(credentials=self._credentials())
         return SeamClient(self.seam, "gcp", "secretmanager", raw, defaults=_NO_LIBRARY_RETRY)
+
+    @property
+    def policy_analyzer(self) -> SeamClient:
+        """Policy Analyzer's activity query (:class:`PolicyAnalyzerRest`), over REST."""
+        return self._once("policyanalyzer", self._build_policy_analyzer)
+
+    def _build_policy_analyzer(self) -> SeamClient:
+        endpoint = self.config.gcp.policyAnalyzerEndpoint
+        if endpoint:
+            import requests
+            session: Any = requests.Session()  # the emulator: anonymous, on this machine
+        else:
+            self._check_real_credentials()
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+            credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
+        raw = PolicyAnalyzerRest(session, endpoint or POLICY_ANALYZER)
+        return SeamClient(self.seam, "gcp", "policyanalyzer", raw)
 
     def resource_policy(self, kind: str) -> SeamClient:
         """The generic ``google.iam.v1.IAMPolicy`` stub for one kind of resource (the

@@ -2,7 +2,8 @@
 ``azure.mgmt.authorization`` clients talk to over HTTPS.
 
 It serves user-assigned managed identities (api-version 2024-11-30, the SDK default, and
-2018-11-30) with their federated identity credentials, and custom role definitions and
+2018-11-30; ``systemData`` with its ``createdAt`` in every version but 2018's) with their
+federated identity credentials, and custom role definitions and
 role assignments (2022-04-01, the default of ``AuthorizationManagementClient``), and it
 enforces the ARM rules a provider must cope with:
 
@@ -136,6 +137,8 @@ class _Identity:
     principal_id: str
     client_id: str
     tenant_id: str
+    created: str = ""  # ISO 8601, ARM's systemData.createdAt
+    modified: str = ""
     credentials: dict[str, Json] = field(default_factory=dict)  # lower-case name -> resource
 
     @property
@@ -143,11 +146,19 @@ class _Identity:
         return (f"/subscriptions/{self.subscription}/resourcegroups/{self.resource_group}"
                 f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{self.name}")
 
-    def resource(self) -> Json:
-        return {"id": self.id, "name": self.name, "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
-                "location": self.location, "tags": dict(self.tags),
-                "properties": {"tenantId": self.tenant_id, "principalId": self.principal_id,
-                               "clientId": self.client_id, "isolationScope": "None"}}
+    def resource(self, query: Query) -> Json:
+        out: Json = {"id": self.id, "name": self.name,
+                     "type": "Microsoft.ManagedIdentity/userAssignedIdentities",
+                     "location": self.location, "tags": dict(self.tags),
+                     "properties": {"tenantId": self.tenant_id, "principalId": self.principal_id,
+                                    "clientId": self.client_id, "isolationScope": "None"}}
+        if (query.get("api-version") or [""])[0] != "2018-11-30":
+            # Every api-version since 2021 answers who made the resource and when (the
+            # caller here is always the sandbox's one principal).
+            out["systemData"] = {"createdBy": "sandbox", "createdByType": "Application",
+                                 "createdAt": self.created, "lastModifiedBy": "sandbox",
+                                 "lastModifiedByType": "Application", "lastModifiedAt": self.modified}
+        return out
 
 
 @dataclass(frozen=True)
@@ -385,7 +396,7 @@ class ArmEmulator(HttpsEmulator):
             rg = self._resource_group(sub, rg).lower()
         else:
             self._subscription(sub)
-        items = [ident.resource() for key, ident in sorted(self._identities.items())
+        items = [ident.resource(query) for key, ident in sorted(self._identities.items())
                  if key[0] == sub.lower() and (rg is None or key[1] == rg)]
         return self._page(m.group(0), query, items)
 
@@ -403,7 +414,7 @@ class ArmEmulator(HttpsEmulator):
         rg = self._resource_group(sub, m.group("rg"))
         key = (sub.lower(), rg.lower(), name.lower())
         if method == "GET":
-            return 200, self._find_identity(m).resource()
+            return 200, self._find_identity(m).resource(query)
         if method == "DELETE":
             ident = self._identities.pop(key, None)
             if ident is None:
@@ -424,12 +435,14 @@ class ArmEmulator(HttpsEmulator):
         existing = self._identities.get(key)
         if existing is not None:
             existing.tags = dict(tags)
-            return 200, existing.resource()
+            existing.modified = _now_iso(self._clock())
+            return 200, existing.resource(query)
+        now = _now_iso(self._clock())
         ident = _Identity(sub, rg, name, location, dict(tags), principal_id=str(uuid.uuid4()),
-                          client_id=str(uuid.uuid4()), tenant_id=self.tenant_id)
+                          client_id=str(uuid.uuid4()), tenant_id=self.tenant_id, created=now, modified=now)
         self._identities[key] = ident
         self._principals[ident.principal_id] = _Principal("ServicePrincipal", self._clock())
-        return 201, ident.resource()
+        return 201, ident.resource(query)
 
     def _list_credentials(self, method: str, m: re.Match[str], query: Query, body: bytes) -> tuple[int, Json]:
         ident = self._find_identity(m)

@@ -19,7 +19,19 @@ Shapes follow Graph v1.0: camelCase, ``@odata.context``, ``value`` and
   ``soft_delete_days``; restoring an application does *not* restore its service
   principal, which must be restored on its own (as Graph documents);
 * optional ``replication_delay``: new objects and new secrets are invisible (404, or
-  AADSTS7000215 at the token endpoint) for that many seconds, like Entra's replicas.
+  AADSTS7000215 at the token endpoint) for that many seconds, like Entra's replicas;
+* certificates (``keyCredentials``) are set by PATCHing the application's whole collection
+  (Graph's documented way for an application without a valid certificate; ``addKey`` needs
+  a proof signed by one): each new entry carries the DER certificate in base64, its dates
+  default to the certificate's validity, and ``key`` always reads back as null; an entry
+  naming an existing ``keyId`` without ``key`` keeps that certificate;
+* federated identity credentials of an application (``/federatedIdentityCredentials``,
+  at most 20, names and issuer+subject pairs unique), listed alone or with
+  ``$expand=federatedIdentityCredentials`` on the applications;
+* sign-in activity reports (beta, ``/beta/reports/servicePrincipalSignInActivities`` and
+  ``/beta/reports/appCredentialSignInActivities``), fed by the tokens the token endpoint
+  issues; a tenant without Entra ID P1 (``premium=False``) is refused them with 403
+  ``Authentication_RequestFromNonPremiumTenantOrB2CTenant``, as Graph refuses it.
 
 Secrets are kept only as SHA-256 digests. A service principal's object id is registered
 in an optional :class:`ArmEmulator` directory, so ARM role assignments to it work until
@@ -164,6 +176,31 @@ class _Password:
 
 
 @dataclass
+class _Certificate:
+    key_id: str
+    display_name: str | None
+    start: float
+    end: float
+    thumbprint: bytes  # SHA-1 of the DER certificate, Graph's customKeyIdentifier
+    type: str
+    usage: str
+
+    def resource(self) -> Json:
+        return {"customKeyIdentifier": base64.b64encode(self.thumbprint).decode("ascii"),
+                "displayName": self.display_name, "endDateTime": _iso(self.end), "key": None,
+                "keyId": self.key_id, "startDateTime": _iso(self.start), "type": self.type,
+                "usage": self.usage}
+
+
+@dataclass
+class _SignIn:
+    """The last token issued to an application (and by which of its secrets)."""
+
+    at: float
+    request_id: str
+
+
+@dataclass
 class _Application:
     id: str
     app_id: str
@@ -174,6 +211,8 @@ class _Application:
     description: str | None = None
     sign_in_audience: str = "AzureADMyOrg"
     passwords: list[_Password] = field(default_factory=list)
+    certificates: list[_Certificate] = field(default_factory=list)
+    federated: list[Json] = field(default_factory=list)  # federatedIdentityCredential resources
     deleted: float | None = None
 
     odata_type = "#microsoft.graph.application"
@@ -184,7 +223,8 @@ class _Application:
                 "signInAudience": self.sign_in_audience, "identifierUris": [],
                 "createdDateTime": _iso(self.created),
                 "deletedDateTime": None if self.deleted is None else _iso(self.deleted),
-                "keyCredentials": [], "passwordCredentials": [p.resource() for p in self.passwords]}
+                "keyCredentials": [c.resource() for c in self.certificates],
+                "passwordCredentials": [p.resource() for p in self.passwords]}
 
 
 @dataclass
@@ -198,6 +238,7 @@ class _ServicePrincipal:
     notes: str | None = None
     description: str | None = None
     account_enabled: bool = True
+    passwords: list[_Password] = field(default_factory=list)
     deleted: float | None = None
 
     odata_type = "#microsoft.graph.servicePrincipal"
@@ -209,7 +250,7 @@ class _ServicePrincipal:
                 "servicePrincipalNames": [self.app_id], "tags": list(self.tags), "notes": self.notes,
                 "description": self.description,
                 "deletedDateTime": None if self.deleted is None else _iso(self.deleted),
-                "keyCredentials": [], "passwordCredentials": []}
+                "keyCredentials": [], "passwordCredentials": [p.resource() for p in self.passwords]}
 
 
 _Object = _Application | _ServicePrincipal
@@ -287,7 +328,7 @@ class GraphEmulator(HttpsEmulator):
     def __init__(self, *, directory: ArmEmulator | None = None, clock: Clock = time.time,
                  tenant_id: str = "72f988bf-86f1-41af-91ab-2d7cd011db47", page_size: int = 100,
                  soft_delete_days: int = 30, replication_delay: float = 0.0,
-                 max_password_credentials: int = MAX_PASSWORD_CREDENTIALS) -> None:
+                 max_password_credentials: int = MAX_PASSWORD_CREDENTIALS, premium: bool = True) -> None:
         self.directory = directory
         self.tenant_id = tenant_id
         self.page_size = page_size
@@ -305,6 +346,10 @@ class GraphEmulator(HttpsEmulator):
         self.calls: Counter[str] = self.faults.calls
         """``"POST applications/{id}/addPassword"`` -> count: what the clients sent."""
         self.tokens_issued = 0
+        # Entra ID P1 or P2: without it Graph refuses the sign-in activity reports.
+        self.premium = premium
+        self._app_sign_ins: dict[str, _SignIn] = {}  # appId -> last token issued
+        self._key_sign_ins: dict[str, _SignIn] = {}  # password keyId -> last token it got
         self._routes = self._make_routes()
 
     # --- set-up and test hooks ---------------------------------------------------------
@@ -339,12 +384,21 @@ class GraphEmulator(HttpsEmulator):
             route("applications/{id}/removePassword", "POST", apps + _TARGET + "/removePassword",
                   self._remove_password),
             route("applications/{id}", "GET PATCH DELETE", apps + _TARGET, self._application),
+            route("applications/{id}/federatedIdentityCredentials", "GET POST",
+                  apps + _TARGET + "/federatedIdentityCredentials", self._federated_collection),
+            route("applications/{id}/federatedIdentityCredentials/{fic}", "GET PATCH DELETE",
+                  apps + _TARGET + r"/federatedIdentityCredentials/(?P<fic>[^/]+)", self._federated),
+            route("servicePrincipals/{id}/addPassword", "POST", sps + _TARGET + "/addPassword",
+                  self._add_principal_password),
             route("servicePrincipals", "GET POST", sps, self._service_principals_collection),
             route("servicePrincipals/{id}", "GET PATCH DELETE", sps + _TARGET, self._service_principal),
             route("deletedItems/{type}", "GET",
                   deleted + r"/microsoft\.graph\.(?P<type>application|servicePrincipal)", self._deleted_list),
             route("deletedItems/{id}/restore", "POST", deleted + r"/(?P<id>[^/]+)/restore", self._restore),
             route("deletedItems/{id}", "GET DELETE", deleted + r"/(?P<id>[^/]+)", self._deleted_item),
+            route("reports/{activity}", "GET",
+                  r"/beta/reports/(?P<report>servicePrincipalSignInActivities|appCredentialSignInActivities)",
+                  self._sign_in_report),
             route("oauth2/v2.0/token", "POST", r"/(?P<tenant>[^/]+)/oauth2/v2\.0/token", self._token),
         ]
 
@@ -518,7 +572,11 @@ class GraphEmulator(HttpsEmulator):
 
     def _applications_collection(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
         if method == "GET":
+            expand = self._expand(query)
             items = self._filtered(list(self._applications.values()), query, _APPLICATION_FILTERABLE)
+            if expand:
+                by_id = {a.id: a for a in self._applications.values()}
+                items = [{**r, "federatedIdentityCredentials": list(by_id[r["id"]].federated)} for r in items]
             return self._page(m.group(0), query, items, "applications")
         request = self._body(body)
         self._check_fields(request, _APPLICATION_FIELDS, "application")
@@ -539,13 +597,19 @@ class GraphEmulator(HttpsEmulator):
     def _application(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
         app = self._find_application(m)
         if method == "GET":
+            resource = app.resource()
+            if self._expand(query):
+                resource["federatedIdentityCredentials"] = list(app.federated)
             return 200, {"@odata.context": self._context("applications/$entity"),
-                         **self._select(app.resource(), query)}
+                         **self._select(resource, query)}
         if method == "DELETE":
             self._delete_application(app)
             return 204, None
         request = self._body(body)
+        certificates = request.pop("keyCredentials", None)
         self._check_fields(request, _APPLICATION_FIELDS, "application")
+        if certificates is not None:
+            app.certificates = self._certificates(app, certificates)
         if "displayName" in request:
             name = request["displayName"]
             if not isinstance(name, str) or not name.strip():
@@ -571,8 +635,128 @@ class GraphEmulator(HttpsEmulator):
         if sp is not None:
             self._delete_service_principal(sp)
 
-    def _add_password(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
+    @staticmethod
+    def _expand(query: Query) -> bool:
+        """Whether ``$expand`` asks for the federated credentials (the one navigation
+        property served); anything else is refused as Graph refuses an unknown one."""
+        wanted = [e.strip() for e in (query.get("$expand") or [""])[0].split(",") if e.strip()]
+        for name in wanted:
+            if name != "federatedIdentityCredentials":
+                raise GraphError(400, "BadRequest", "Parsing OData Select and Expand failed: Could not find "
+                                 f"a property named '{name}' on type 'microsoft.graph.application'.")
+        return bool(wanted)
+
+    def _certificates(self, app: _Application, given: object) -> list[_Certificate]:
+        """The whole keyCredentials collection of a PATCH: new certificates parsed from
+        their DER bytes, existing ones kept by keyId."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        if not isinstance(given, list) or not all(isinstance(c, dict) for c in given):
+            raise GraphError(400, "Request_BadRequest",
+                             "Invalid value specified for property 'keyCredentials'.")
+        have = {c.key_id: c for c in app.certificates}
+        out: list[_Certificate] = []
+        for item in given:
+            key_id = str(item.get("keyId") or "").lower()
+            if not item.get("key"):
+                if key_id not in have:
+                    raise GraphError(400, "Request_BadRequest", "Invalid value specified for property 'key' "
+                                     "of resource 'KeyCredential': a new key credential needs its key.")
+                out.append(have[key_id])
+                continue
+            if item.get("type") not in ("AsymmetricX509Cert", "X509CertAndPassword") or \
+                    item.get("usage") not in ("Verify", "Sign"):
+                raise GraphError(400, "Request_BadRequest", "Invalid value specified for property 'type' or "
+                                 "'usage' of resource 'KeyCredential'.")
+            try:
+                der = base64.b64decode(str(item["key"]), validate=True)
+                cert = x509.load_der_x509_certificate(der)
+            except (binascii.Error, ValueError):
+                raise GraphError(400, "Request_BadRequest", "Key credential's key is not a valid "
+                                 "certificate.") from None
+            start = _parse_iso(item["startDateTime"], "startDateTime") if item.get("startDateTime") else \
+                cert.not_valid_before_utc.timestamp()
+            end = _parse_iso(item["endDateTime"], "endDateTime") if item.get("endDateTime") else \
+                cert.not_valid_after_utc.timestamp()
+            if end <= start:
+                raise GraphError(400, "Request_BadRequest", "Invalid value specified for property "
+                                 "'endDateTime': it must be after startDateTime.")
+            name = item.get("displayName")
+            out.append(_Certificate(
+                key_id=key_id or str(uuid.uuid4()),
+                display_name=str(name) if name is not None else cert.subject.rfc4514_string(),
+                start=start, end=end, thumbprint=cert.fingerprint(hashes.SHA1()),  # nosec B303 - Graph's thumbprint
+                type=str(item["type"]), usage=str(item["usage"])))
+        return out
+
+    # --- federated identity credentials of applications ----------------------------------
+
+    def _federated_collection(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
         app = self._find_application(m)
+        context = f"applications('{app.id}')/federatedIdentityCredentials"
+        if method == "GET":
+            return self._page(m.group(0), query, list(app.federated), context)
+        request = self._body(body)
+        resource = self._federated_body(app, request, None)
+        app.federated.append(resource)
+        return 201, {"@odata.context": self._context(f"{context}/$entity"), **resource}
+
+    def _federated_body(self, app: _Application, request: Json, existing: Json | None) -> Json:
+        allowed = {"name", "issuer", "subject", "audiences", "description"}
+        for name in request:
+            if name not in allowed and name != "id":
+                raise GraphError(400, "Request_BadRequest", f"Property '{name}' does not exist on type "
+                                 "'microsoft.graph.federatedIdentityCredential'.")
+        merged = {**(existing or {}), **request}
+        for name in ("name", "issuer", "subject"):
+            if not isinstance(merged.get(name), str) or not merged[name]:
+                raise GraphError(400, "Request_BadRequest", f"A value is required for property '{name}' of "
+                                 "resource 'federatedIdentityCredential'.")
+        audiences = merged.get("audiences")
+        if not isinstance(audiences, list) or len(audiences) != 1 or not isinstance(audiences[0], str):
+            raise GraphError(400, "Request_BadRequest", "Exactly one audience is required for property "
+                             "'audiences' of resource 'federatedIdentityCredential'.")
+        others = [f for f in app.federated if f is not existing]
+        if any(f["name"].lower() == merged["name"].lower() for f in others):
+            raise GraphError(409, "Request_MultipleObjectsWithSameKeyValue",
+                             f"FederatedIdentityCredential with name {merged['name']} already exists.")
+        if any((f["issuer"], f["subject"]) == (merged["issuer"], merged["subject"]) for f in others):
+            raise GraphError(400, "Request_BadRequest", "FederatedIdentityCredential with the same issuer "
+                             "and subject already exists.")
+        if existing is None and len(app.federated) >= 20:
+            raise GraphError(400, "Request_BadRequest", "Maximum number of federated identity credentials "
+                             "(20) on the application reached.")
+        return {"id": (existing or {}).get("id") or str(uuid.uuid4()), "name": merged["name"],
+                "issuer": merged["issuer"], "subject": merged["subject"], "audiences": list(audiences),
+                "description": merged.get("description")}
+
+    def _federated(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
+        app = self._find_application(m)
+        key = m.group("fic")
+        found = next((f for f in app.federated if f["id"] == key.lower() or f["name"] == key), None)
+        if found is None:
+            raise _not_found(key)
+        if method == "GET":
+            return 200, {"@odata.context": self._context(
+                f"applications('{app.id}')/federatedIdentityCredentials/$entity"), **found}
+        if method == "DELETE":
+            app.federated.remove(found)
+            return 204, None
+        request = self._body(body)
+        if "name" in request and request["name"] != found["name"]:
+            raise GraphError(400, "Request_BadRequest", "Property 'name' is read-only after creation.")
+        found.update(self._federated_body(app, request, found))
+        return 204, None
+
+    # --- client secrets -------------------------------------------------------------------
+
+    def _add_principal_password(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
+        return self._add_password_to(self._find_service_principal(m), body)
+
+    def _add_password(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
+        return self._add_password_to(self._find_application(m), body)
+
+    def _add_password_to(self, app: _Application | _ServicePrincipal, body: bytes) -> Answer:
         request = self._body(body).get("passwordCredential") or {}
         if not isinstance(request, dict):
             raise GraphError(400, "Request_BadRequest", "Invalid value specified for 'passwordCredential'.")
@@ -735,6 +919,48 @@ class GraphEmulator(HttpsEmulator):
         return 200, {"@odata.context": self._context("directoryObjects/$entity"),
                      "@odata.type": obj.odata_type, **obj.resource()}
 
+    # --- sign-in activity reports (beta) ------------------------------------------------
+
+    def _sign_in_report(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
+        if not self.premium:
+            raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                             "Neither tenant is B2C or tenant doesn't have premium license")
+        if m.group("report") == "servicePrincipalSignInActivities":
+            items = [self._principal_activity(sp) for sp in self._service_principals.values()
+                     if sp.app_id in self._app_sign_ins]
+        else:
+            items = [self._credential_activity(app, p) for app in self._applications.values()
+                     for p in app.passwords if p.key_id in self._key_sign_ins]
+        text = (query.get("$filter") or [""])[0]
+        if text.strip():
+            keep = _parse_filter(text, frozenset({"appId", "keyId"}))
+            items = [r for r in items if keep(r)]
+        return self._page(m.group(0), query, items, f"reports/{m.group('report')}")
+
+    def _principal_activity(self, sp: _ServicePrincipal) -> Json:
+        seen = self._app_sign_ins[sp.app_id]
+        activity = {"lastSignInDateTime": _iso(seen.at), "lastSignInRequestId": seen.request_id}
+        none = {"lastSignInDateTime": None, "lastSignInRequestId": None}
+        # Activity ids are opaque; Graph's look like base64. The client credentials grant
+        # is the application authenticating as a client: the only kind served here.
+        return {"id": base64.urlsafe_b64encode(sp.id.encode()).decode().rstrip("="), "appId": sp.app_id,
+                "lastSignInActivity": activity, "delegatedClientSignInActivity": none,
+                "delegatedResourceSignInActivity": none,
+                "applicationAuthenticationClientSignInActivity": activity,
+                "applicationAuthenticationResourceSignInActivity": none}
+
+    def _credential_activity(self, app: _Application, password: _Password) -> Json:
+        seen = self._key_sign_ins[password.key_id]
+        sp = self._principal_of(app.app_id)
+        return {"id": base64.urlsafe_b64encode(password.key_id.encode()).decode().rstrip("="),
+                "keyId": password.key_id, "keyType": "clientSecret", "keyUsage": "sign",
+                "appId": app.app_id, "appObjectId": app.id,
+                "servicePrincipalObjectId": sp.id if sp is not None else None,
+                "resourceId": None, "credentialOrigin": "application",
+                "expirationDateTime": _iso(password.end), "createdDateTime": _iso(password.created),
+                "signInActivity": {"lastSignInDateTime": _iso(seen.at),
+                                   "lastSignInRequestId": seen.request_id}}
+
     # --- token endpoint ----------------------------------------------------------------
 
     def _token(self, method: str, m: re.Match[str], query: Query, body: bytes) -> Answer:
@@ -788,6 +1014,11 @@ class GraphEmulator(HttpsEmulator):
             raise TokenError(400, "unauthorized_client", 7000112,
                              f"Application '{app.app_id}'({app.display_name}) is disabled.")
         self.tokens_issued += 1
+        request_id = str(uuid.uuid4())
+        self._app_sign_ins[app.app_id] = _SignIn(now, request_id)
+        for password in matches:
+            if password.start <= now < password.end:
+                self._key_sign_ins[password.key_id] = _SignIn(now, request_id)
         return 200, {"token_type": "Bearer", "expires_in": 3599,  # a token type, not a secret  # nosec B105
                      "ext_expires_in": 3599,
                      "access_token": secrets.token_urlsafe(48)}

@@ -26,7 +26,12 @@ users complain about (see /work/shared/CLOUD-FACTS.md):
   ``ABORTED``), version 3 for conditions, member syntax (workload identity federation
   ``principal://`` / ``principalSet://`` included), ``serviceAccount:`` members that must
   exist; it goes when the account is deleted (an undeleted account starts empty), while
-  bindings naming the account elsewhere are other services' business.
+  bindings naming the account elsewhere are other services' business. ``allUsers`` and
+  ``allAuthenticatedUsers`` are refused there as the domain-restricted-sharing organization
+  policy refuses them, unless the emulator is made with ``allow_public=True``;
+- a project may carry the ``iam.serviceAccountKeyExpiryHours`` organization policy
+  (``add_project(..., key_expiry_hours=N)``): its new user-managed keys are valid for N
+  hours, where keys elsewhere never expire (valid before 9999-12-31T23:59:59Z).
 
 Where Google's code for a refusal is not documented, the choice is written beside the
 check. Not served (the client gets ``UNIMPLEMENTED``): key upload, SignBlob/SignJwt,
@@ -282,14 +287,17 @@ class IamBackend:
 
     def __init__(self, *, sandbox: bool, propagation_delay: float, clock: Clock,
                  max_service_accounts: int, max_user_keys: int,
-                 key_limit_code: grpc.StatusCode) -> None:
+                 key_limit_code: grpc.StatusCode, allow_public: bool = False) -> None:
         self.sandbox = sandbox
         self.propagation_delay = timedelta(seconds=propagation_delay)
         self.clock = clock
         self.max_service_accounts = max_service_accounts
         self.max_user_keys = max_user_keys
         self.key_limit_code = key_limit_code
+        self.allow_public = allow_public
         self.projects: dict[str, bool] = {}  # project id -> key creation allowed
+        # project id -> how long its new user-managed keys live (iam.serviceAccountKeyExpiryHours)
+        self.key_expiry: dict[str, timedelta] = {}
         self.accounts: dict[str, _Account] = {}  # by unique id, deleted ones included
         self.by_email: dict[str, str] = {}  # live accounts only
         self.roles: dict[str, _Role] = {}  # by full name, deleted ones included
@@ -298,12 +306,16 @@ class IamBackend:
 
     # -- projects and names --
 
-    def add_project(self, project: str, *, key_creation: bool = True) -> None:
-        """Make ``project`` known (with key creation allowed or refused by org policy)."""
+    def add_project(self, project: str, *, key_creation: bool = True,
+                    key_expiry_hours: int | None = None) -> None:
+        """Make ``project`` known (with key creation allowed or refused by org policy, and
+        new keys expiring after ``key_expiry_hours`` when that org policy is set)."""
         if not PROJECT_ID.fullmatch(project):
             raise ValueError(f"{project!r} is not a project id (6-30 characters: lowercase "
                              "letters, digits and hyphens, starting with a letter)")
         self.projects[project] = key_creation
+        if key_expiry_hours is not None:
+            self.key_expiry[project] = timedelta(hours=key_expiry_hours)
 
     def _project(self, project: str) -> str:
         if project in self.projects:
@@ -531,7 +543,8 @@ class IamBackend:
         try:
             # Service accounts accept conditional bindings (terraform's
             # google_service_account_iam_* take a condition block).
-            write = check_policy_write(request, conditions=True, principal_exists=self.principal_exists)
+            write = check_policy_write(request, conditions=True, allow_public=self.allow_public,
+                                       principal_exists=self.principal_exists)
             account.policy = apply_policy_write(account.policy or empty_policy(), write, _etag())
         except RpcError as exc:
             raise _from_rpc(exc) from None
@@ -570,10 +583,16 @@ class IamBackend:
         algorithm = (request.key_algorithm
                      or types.ServiceAccountKeyAlgorithm.KEY_ALG_RSA_2048)
         key = _Key(key_id=key_id, user_managed=True, algorithm=algorithm, created=created,
-                   valid_before=NEVER, certificate=material.certificate,
+                   valid_before=self.key_valid_before(account.project, created),
+                   certificate=material.certificate,
                    public_key=material.public_key)
         account.keys[key_id] = key
         return account, key
+
+    def key_valid_before(self, project: str, created: datetime) -> datetime:
+        """When a user-managed key made now in ``project`` stops working."""
+        lifetime = self.key_expiry.get(project)
+        return NEVER if lifetime is None else created + lifetime
 
     def list_keys(self, request: types.ListServiceAccountKeysRequest
                   ) -> tuple[_Account, list[_Key]]:
@@ -889,6 +908,8 @@ class IamEmulator(GrpcEmulator):
     :func:`workload_ids.clock.now` (so a clock frozen by ``WORKLOAD_IDS_CLOCK`` never lets
     a propagation delay pass); tests pass a
     :class:`~workload_ids.sandbox.common.clock.ManualClock`.
+    ``allow_public``: accept ``allUsers`` and ``allAuthenticatedUsers`` in an account's own
+    policy (refused by default, as under the domain-restricted-sharing organization policy).
     ``key_limit_code``: how the 11th user-managed key is refused. Google sent
     RESOURCE_EXHAUSTED ("Maximum number of keys on account reached.", retry in 86401 s) for
     years; reports since 2023 (firebase-tools PR #6192) show 400 FAILED_PRECONDITION
@@ -902,11 +923,11 @@ class IamEmulator(GrpcEmulator):
                  max_service_accounts: int = MAX_SERVICE_ACCOUNTS,
                  max_user_keys: int = MAX_USER_KEYS,
                  key_limit_code: grpc.StatusCode = grpc.StatusCode.RESOURCE_EXHAUSTED,
-                 port: int = 0, workers: int = 8) -> None:
+                 allow_public: bool = False, port: int = 0, workers: int = 8) -> None:
         self.backend = IamBackend(
             sandbox=sandbox, propagation_delay=propagation_delay, clock=clock or _tool_time,
             max_service_accounts=max_service_accounts, max_user_keys=max_user_keys,
-            key_limit_code=key_limit_code)
+            key_limit_code=key_limit_code, allow_public=allow_public)
         for project in projects:
             self.backend.add_project(project)
         self.calls: Counter[str] = Counter()  # RPCs served, by method name
@@ -930,12 +951,14 @@ class IamEmulator(GrpcEmulator):
 
     # -- set-up and inspection (no propagation delay, no RPC) --
 
-    def add_project(self, project_id: str, *, key_creation: bool = True) -> None:
+    def add_project(self, project_id: str, *, key_creation: bool = True,
+                    key_expiry_hours: int | None = None) -> None:
         """Make a project exist. ``key_creation=False`` acts as the org policy
         ``iam.disableServiceAccountKeyCreation`` (enforced by default in organizations
-        created since 2024)."""
+        created since 2024); ``key_expiry_hours`` as ``iam.serviceAccountKeyExpiryHours``."""
         with self._lock:
-            self.backend.add_project(project_id, key_creation=key_creation)
+            self.backend.add_project(project_id, key_creation=key_creation,
+                                     key_expiry_hours=key_expiry_hours)
 
     def projects(self) -> list[str]:
         """Every project the emulator knows."""
@@ -1140,11 +1163,12 @@ class IamEmulator(GrpcEmulator):
         with self._lock:
             snapshot = _account_state(b.check_key_creation(request))
             created = b.now()
+            valid_before = b.key_valid_before(snapshot.project, created)
         key_id = secrets.token_hex(20)
         algorithm = request.key_algorithm or types.ServiceAccountKeyAlgorithm.KEY_ALG_RSA_2048
         private_type = (request.private_key_type
                         or types.ServiceAccountPrivateKeyType.TYPE_GOOGLE_CREDENTIALS_FILE)
-        material = _key_material(snapshot, key_id, algorithm, private_type, created)
+        material = _key_material(snapshot, key_id, algorithm, private_type, created, valid_before)
         with self._lock:
             account, key = b.add_key(request, key_id, material, created)
             # The one answer that carries the private key; nothing here keeps it.

@@ -15,6 +15,7 @@ class LocalGcp:
 
     emulators: list[Any] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
+    analyzer: Any = None  # Policy Analyzer, served by the Resource Manager emulator
 
     def config_block(self) -> str:
         """The config lines that point workload-ids at the emulators."""
@@ -34,6 +35,7 @@ def start_local_gcp(base_port: int = 0) -> LocalGcp:
     ports, or with ``base_port`` on the five ports from it (the same on every start, so a
     config written for them stays valid)."""
     from .iam import IamEmulator
+    from .policyanalyzer import PolicyAnalyzerEmulator
     from .resourcemanager import ProjectRegistry, ResourceManagerEmulator
     from .resourcepolicy import ResourcePolicyEmulator
     from .secretmanager import SecretManagerEmulator
@@ -41,13 +43,17 @@ def start_local_gcp(base_port: int = 0) -> LocalGcp:
     def port(offset: int) -> int:
         return base_port + offset if base_port else 0
     iam = IamEmulator(sandbox=True, port=port(0))
-    rm = ResourceManagerEmulator(sandbox=True, projects=registry)
+    # Policy Analyzer answers on Resource Manager's port: the sandbox's ports stay five.
+    analyzer = PolicyAnalyzerEmulator(sandbox=True, projects=registry)
+    rm = ResourceManagerEmulator(sandbox=True, projects=registry, extra_routes=analyzer.routes())
     sm = SecretManagerEmulator(sandbox=True, projects=registry)
     policies = ResourcePolicyEmulator(sandbox=True, port=port(4))
     local = LocalGcp([iam, rm, sm, policies])
+    local.analyzer = analyzer
     local.endpoints = {"iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(port(1)),
                        "secretManagerEndpoint": sm.start(port(2), port(3)),
                        "resourcePolicyEndpoint": policies.start()}
+    local.endpoints["policyAnalyzerEndpoint"] = local.endpoints["resourceManagerEndpoint"]
     return local
 
 

@@ -339,13 +339,15 @@ class ResourceManagerEmulator(Served):
     before a setIamPolicy becomes visible to getIamPolicy, read from ``clock`` (inject a
     fake one in tests: nothing here sleeps). ``principal_exists``: when given, a
     ``serviceAccount:`` member it rejects makes setIamPolicy fail as on GCP ("Service
-    account ... does not exist"), e.g. wired to an IAM Admin emulator.
+    account ... does not exist"), e.g. wired to an IAM Admin emulator. ``extra_routes``:
+    another API's routes served on the same port (the sandbox's Policy Analyzer).
     """
 
     def __init__(self, *, sandbox: bool = False, propagation_delay: float = 0.0,
                  clock: Clock = time.time, projects: ProjectRegistry | None = None,
                  unknown_project_status: UnknownProjectStatus = "NOT_FOUND",
-                 principal_exists: Callable[[str], bool] | None = None) -> None:
+                 principal_exists: Callable[[str], bool] | None = None,
+                 extra_routes: Sequence[HttpRoute] = ()) -> None:
         self.sandbox = sandbox
         self.propagation_delay = propagation_delay
         self.unknown_project_status: UnknownProjectStatus = unknown_project_status
@@ -360,6 +362,7 @@ class ResourceManagerEmulator(Served):
             HttpRoute("POST", re.compile(_PROJECT_PATH + ":getIamPolicy"), self._http_get_iam_policy),
             HttpRoute("POST", re.compile(_PROJECT_PATH + ":setIamPolicy"), self._http_set_iam_policy),
             HttpRoute("GET", re.compile(_PROJECT_PATH), self._http_get_project),
+            *extra_routes,
         ])
 
     # lifecycle
