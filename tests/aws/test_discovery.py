@@ -1,0 +1,288 @@
+"""discover on AWS: real boto3 against moto, hand-made identities beside ones workload-ids
+made; what the report says about each, read back from the CLI's JSON, CSV and table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.aws import ACCOUNT, workload
+from support.cli import run_cli
+
+from workload_ids.calls import CallSeam
+from workload_ids.clouds import connect
+from workload_ids.config import load_config
+
+OTHER = "999999999999"
+GH = "token.actions.githubusercontent.com"
+
+
+def _trust(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _allow(principal: Any, action: str = "sts:AssumeRole", **condition: Any) -> dict[str, Any]:
+    st: dict[str, Any] = {"Effect": "Allow", "Principal": principal, "Action": action}
+    if condition:
+        st["Condition"] = condition
+    return st
+
+
+def _policy(action: Any, resource: Any) -> str:
+    return json.dumps({"Version": "2012-10-17",
+                       "Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]})
+
+
+def _tags(**tags: str) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def _hand_made(iam: Any) -> str:
+    """The identities people made by hand; returns the old-key user's secret (to look for)."""
+    iam.create_role(RoleName="admin-role", AssumeRolePolicyDocument=_trust(
+        _allow({"Service": "ec2.amazonaws.com"})), Tags=_tags(owner="team-a"))
+    iam.attach_role_policy(RoleName="admin-role", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    iam.create_role(RoleName="partner-role", AssumeRolePolicyDocument=_trust(
+        _allow({"AWS": f"arn:aws:iam::{OTHER}:root"}, StringEquals={"sts:ExternalId": "acme-7"})))
+    iam.put_role_policy(RoleName="partner-role", PolicyName="read-reports",
+                        PolicyDocument=_policy("s3:GetObject", "arn:aws:s3:::reports/*"))
+    iam.create_role(RoleName="open-role", AssumeRolePolicyDocument=_trust(_allow({"AWS": "*"})))
+    iam.put_role_policy(RoleName="open-role", PolicyName="everything-s3",
+                        PolicyDocument=_policy("s3:*", "*"))
+    iam.create_role(RoleName="gh-role", AssumeRolePolicyDocument=_trust(_allow(
+        {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GH}"}, "sts:AssumeRoleWithWebIdentity",
+        StringEquals={f"{GH}:aud": "sts.amazonaws.com"})), Tags=_tags(Team="platform"))
+    iam.put_role_policy(RoleName="gh-role", PolicyName="deploy", PolicyDocument=_policy(
+        "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/app"))
+    iam.create_service_linked_role(AWSServiceName="elasticbeanstalk.amazonaws.com")
+    iam.create_user(UserName="old-key-user", Tags=_tags(owner="team-b"))
+    secret = iam.create_access_key(UserName="old-key-user")["AccessKey"]["SecretAccessKey"]
+    iam.create_user(UserName="no-key-user")  # no access key: not a non-human identity here
+    return str(secret)
+
+
+@pytest.fixture
+def account(aws: Any, manifests: Any) -> dict[str, Any]:
+    """moto with two workloads applied by workload-ids (one of them then replaced by a
+    hand-made role wearing its copied tags) and the hand-made identities."""
+    folder = manifests({"a.yaml": workload("svc-a"), "b.yaml": workload("svc-b")})
+    result = run_cli("apply", "--auto-approve", str(folder))
+    assert result.code == 0, result.err
+    # The attack: svc-b's role is deleted and one made by hand at its path and name, wearing
+    # every tag the real one had (its MAC too). Only the MAC over the role's id tells them apart.
+    real = aws.get_role(RoleName="wid_prod_svc-b")["Role"]
+    aws.delete_role_policy(RoleName="wid_prod_svc-b", PolicyName="workload-ids")
+    aws.delete_role(RoleName="wid_prod_svc-b")
+    aws.create_role(RoleName="wid_prod_svc-b", Path="/workload-ids/",
+                    AssumeRolePolicyDocument=json.dumps(real["AssumeRolePolicyDocument"]),
+                    Tags=real["Tags"])
+    aws.put_role_policy(RoleName="wid_prod_svc-b", PolicyName="workload-ids",
+                        PolicyDocument=_policy("sqs:ReceiveMessage", f"arn:aws:sqs:eu-west-1:{ACCOUNT}:b"))
+    return {"iam": aws, "secret": _hand_made(aws)}
+
+
+def _discover(*args: str) -> tuple[int, dict[str, Any], str]:
+    result = run_cli("discover", "--output", "json", *args)
+    return result.code, json.loads(result.out), result.err
+
+
+def _by_name(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["name"]: i for i in doc["identities"]}
+
+
+def _codes(identity: dict[str, Any]) -> list[str]:
+    return [f["code"] for f in identity["findings"]]
+
+
+def test_each_identity_is_found_and_judged_exactly(account: dict[str, Any]) -> None:
+    code, doc, err = _discover()
+    assert code == 0, err
+    assert doc["kind"] == "workload-ids/discover" and doc["version"] == 1
+    assert doc["targets"] == [{"provider": "aws", "target": ACCOUNT, "status": "read", "identities": 7}]
+    found = _by_name(doc)
+    assert sorted(found) == ["admin-role", "gh-role", "old-key-user", "open-role", "partner-role",
+                             "wid_prod_svc-a", "wid_prod_svc-b"]
+    expected = {
+        "admin-role": ["admin-grant"],
+        "partner-role": ["no-owner", "external-trust", "human-use"],
+        "open-role": ["wildcard-grant", "escalation-grant", "no-owner", "any-principal-trust"],
+        "gh-role": ["escalation-grant", "any-principal-trust"],
+        "wid_prod_svc-a": [],
+        "wid_prod_svc-b": ["no-owner"],
+        "old-key-user": [],
+    }
+    assert {name: _codes(found[name]) for name in expected} == expected
+
+    admin = found["admin-role"]["findings"][0]
+    assert admin == {"code": "admin-grant", "category": "NHI5:2025", "categoryName": "Overprivileged NHI",
+                     "severity": "high", "message": "holds AdministratorAccess (AWS managed policy "
+                                                    "arn:aws:iam::aws:policy/AdministratorAccess)"}
+    assert found["admin-role"]["owner"] == "team-a" and found["admin-role"]["ownerSource"] == "tag owner"
+    assert found["gh-role"]["owner"] == "platform" and found["gh-role"]["ownerSource"] == "tag Team"
+    gh = found["gh-role"]["principals"]
+    assert gh == [{"kind": "oidc", "value": GH, "detail": "aud = sts.amazonaws.com", "external": False,
+                   "wildcard": True}]
+    partner = found["partner-role"]["principals"]
+    assert partner == [{"kind": "aws-account", "value": OTHER, "detail": "sts:ExternalId = acme-7",
+                        "external": True, "wildcard": False}]
+    assert found["open-role"]["principals"][0]["kind"] == "any"
+    assert [f["message"] for f in found["open-role"]["findings"]][:2] == [
+        "allows s3:* on * (inline policy everything-s3): a wildcard action",
+        "allows escalation-capable s3:* (covers s3:PutBucketAcl, s3:PutBucketPolicy, s3:PutObjectAcl) "
+        "on * (inline policy everything-s3)"]
+
+    # Ours, by the same proof cleanup uses; the copy wears every tag but fails the MAC.
+    ours, copy = found["wid_prod_svc-a"], found["wid_prod_svc-b"]
+    assert ours["managed"] is True and ours["owner"] == "team-a" and ours["ownerSource"] == "marker"
+    assert copy["managed"] is False and copy["owner"] is None
+    assert copy["tags"]["workload-ids:owner"] == "team-a"  # the copied tag is there, and not believed
+
+    user = found["old-key-user"]
+    assert user["kind"] == "user" and user["owner"] == "team-b"
+    assert [(c["id"], c["kind"], c["active"], c["expires"]) for c in user["credentials"]] == [
+        ("access key 1", "access-key", True, None)]
+    assert "no-key-user" not in found
+    assert all(not i["serviceLinked"] for i in doc["identities"])
+    assert doc["counts"]["findings"]["admin-grant"] == 1
+    assert doc["counts"]["owners"]["(none)"] == 3
+
+
+def test_service_linked_roles_only_on_request(account: dict[str, Any]) -> None:
+    code, doc, _ = _discover("--service-linked")
+    assert code == 0
+    linked = [i for i in doc["identities"] if i["serviceLinked"]]
+    assert [i["name"] for i in linked] == ["AWSServiceRoleForElasticBeanstalk"]
+    assert linked[0]["principals"][0] == {"kind": "aws-service", "value": "elasticbeanstalk.amazonaws.com",
+                                          "detail": "", "external": False, "wildcard": False}
+
+
+def test_an_old_key_and_no_use_in_the_future(account: dict[str, Any],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    later = datetime.now(UTC) + timedelta(days=200)
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", later.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    code, doc, err = _discover()
+    assert code == 0, err
+    user = _by_name(doc)["old-key-user"]
+    assert _codes(user) == ["key-too-old", "unused"]
+    old = user["findings"][0]
+    assert old["category"] == "NHI7:2025" and old["severity"] == "medium"
+    assert old["message"].startswith("access-key access key 1 is 2") and "(discover.maxKeyAge 90d)" in old["message"]
+    assert user["findings"][1]["message"] == "no use shown by access key 1 last used"
+    # Every role made today and never used is unused 200 days on; AWS keeps 400 days of it.
+    assert "unused" in _codes(_by_name(doc)["admin-role"])
+
+
+def test_role_last_used_is_read(account: dict[str, Any]) -> None:
+    from moto.iam.models import iam_backends
+    used = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    iam_backends[ACCOUNT]["aws"].get_role("admin-role").last_used = used
+    _, doc, _ = _discover()
+    admin = _by_name(doc)["admin-role"]
+    assert admin["lastUsed"] == "2026-11-30T08:00:00Z"
+    assert admin["usage"] == [{"signal": "role last used", "at": "2026-11-30T08:00:00Z", "windowDays": 400}]
+
+
+def test_fail_on_high_exits_2_and_medium_floor(account: dict[str, Any]) -> None:
+    assert run_cli("discover", "--fail-on", "high").code == 2
+    assert run_cli("discover", "--provider", "aws", "--fail-on", "low").code == 2
+
+
+def test_no_finding_of_that_severity_exits_0(aws: Any) -> None:
+    aws.create_role(RoleName="quiet", AssumeRolePolicyDocument=_trust(_allow({"Service": "lambda.amazonaws.com"})),
+                    Tags=_tags(owner="team-a"))
+    result = run_cli("discover", "--fail-on", "high")
+    assert result.code == 0, result.err
+    assert "quiet" in result.out
+
+
+def test_an_unreadable_target_is_an_error_row_and_exit_1(account: dict[str, Any]) -> None:
+    # The credentials reach ACCOUNT only: another account's read is refused, the rest reported.
+    code, doc, err = _discover("--target", ACCOUNT, "--target", "210987654321")
+    assert code == 1
+    rows = {t["target"]: t for t in doc["targets"]}
+    assert rows[ACCOUNT]["status"] == "read"
+    assert rows["210987654321"]["status"] == "error"
+    assert "reach account 123456789012" in rows["210987654321"]["error"]
+    assert {i["target"] for i in doc["identities"]} == {ACCOUNT}
+    assert "error: aws 210987654321 could not be read" in err
+
+
+def test_csv_has_a_header_and_one_row_per_identity(account: dict[str, Any]) -> None:
+    result = run_cli("discover", "--output", "csv")
+    assert result.code == 0, result.err
+    rows = list(csv.reader(io.StringIO(result.out)))
+    assert rows[0] == ["provider", "target", "kind", "id", "name", "managed", "serviceLinked", "owner",
+                       "ownerSource", "created", "lastUsed", "principals", "credentials", "severity",
+                       "findingCodes", "categories", "findings", "unread"]
+    by_name = {r[4]: dict(zip(rows[0], r, strict=True)) for r in rows[1:]}
+    assert len(rows) - 1 == len(by_name) == 7
+    open_role = by_name["open-role"]
+    assert open_role["severity"] == "high"
+    assert open_role["findingCodes"] == "wildcard-grant; escalation-grant; no-owner; any-principal-trust"
+    assert open_role["categories"] == "NHI1:2025; NHI5:2025; NHI6:2025"
+    assert by_name["wid_prod_svc-a"]["managed"] == "true" and by_name["wid_prod_svc-a"]["findings"] == ""
+
+
+def test_table_and_out_file(account: dict[str, Any], tmp_path: Path) -> None:
+    table = run_cli("discover")
+    assert table.code == 0
+    assert table.out.splitlines()[0].split() == ["KIND", "NAME", "TARGET", "OWNER", "MANAGED", "LAST",
+                                                 "USED", "FINDINGS"]
+    assert "HIGH (" in table.out and "admin-grant [NHI5:2025 Overprivileged NHI]" in table.out
+    assert "7 identities in 1 of 1 target(s)" in table.out
+    out = tmp_path / "report.json"
+    written = run_cli("discover", "--output", "json", "--out", str(out))
+    assert written.code == 0 and written.out == ""
+    assert json.loads(out.read_text())["kind"] == "workload-ids/discover"
+
+
+def test_html_without_a_file_on_a_terminal_or_without_the_module(account: dict[str, Any],
+                                                                 tmp_path: Path) -> None:
+    result = run_cli("discover", "--output", "html", "--out", str(tmp_path / "r.html"))
+    try:
+        import workload_ids.discover.html  # noqa: F401
+    except ModuleNotFoundError:
+        assert result.code == 1
+        assert result.err.strip().splitlines() == [
+            "error: this build of workload-ids cannot write HTML yet (workload_ids.discover.html is "
+            "missing); use --output json"]
+    else:
+        assert result.code == 0, result.err
+
+
+def test_no_secret_in_any_output(account: dict[str, Any]) -> None:
+    secret = account["secret"]
+    outputs = [run_cli("discover", "--output", fmt, "--service-linked") for fmt in ("json", "csv", "table")]
+    for result in outputs:
+        text = result.out + result.err
+        assert secret not in text and secret[:16] not in text
+        assert "SecretAccessKey" not in text
+
+
+def test_calls_per_account_page(account: dict[str, Any]) -> None:
+    """One page of the authorization details, the credential report (generate, get), and
+    the marker signing key once (the account holds marked identities): nothing per role."""
+    seam = CallSeam()
+    cloud = connect("aws", load_config(None), seam)
+    assert cloud.discovery is not None
+    found = cloud.discovery.discover(ACCOUNT)
+    assert len(found) == 7
+    assert dict(seam.stats.calls) == {
+        "aws:iam.get_account_authorization_details": 1,
+        "aws:iam.generate_credential_report": 1,
+        "aws:iam.get_credential_report": 1,
+        "aws:secretsmanager.get_secret_value": 1,
+    }
+
+
+def test_an_account_without_marked_identities_or_users_reads_one_call(aws: Any) -> None:
+    aws.create_role(RoleName="r", AssumeRolePolicyDocument=_trust(_allow({"Service": "ec2.amazonaws.com"})))
+    seam = CallSeam()
+    found = connect("aws", load_config(None), seam).discovery.discover(ACCOUNT)  # type: ignore[union-attr]
+    assert [i.name for i in found] == ["r"]
+    assert dict(seam.stats.calls) == {"aws:iam.get_account_authorization_details": 1}
