@@ -284,6 +284,23 @@ def test_calls_per_account_page(account: dict[str, Any]) -> None:
 def test_an_account_without_marked_identities_or_users_reads_one_call(aws: Any) -> None:
     aws.create_role(RoleName="r", AssumeRolePolicyDocument=_trust(_allow({"Service": "ec2.amazonaws.com"})))
     seam = CallSeam()
-    found = connect("aws", load_config(None), seam).discovery.discover(ACCOUNT)  # type: ignore[union-attr]
+    backend = connect("aws", load_config(None), seam).discovery
+    assert backend is not None
+    found = backend.discover(ACCOUNT)
     assert [i.name for i in found] == ["r"]
     assert dict(seam.stats.calls) == {"aws:iam.get_account_authorization_details": 1}
+
+
+def test_a_denied_signing_key_read_leaves_the_rest_and_says_why(account: dict[str, Any]) -> None:
+    from workload_ids.calls import FailOperation
+    seam = CallSeam()
+    seam.inject(FailOperation("secretsmanager.get_secret_value", "denied"))
+    backend = connect("aws", load_config(None), seam).discovery
+    assert backend is not None
+    found = {i.name: i for i in backend.discover(ACCOUNT)}
+    assert found["wid_prod_svc-a"].managed is False
+    assert found["wid_prod_svc-a"].unread == (
+        "whether workload-ids manages it: the marker signing key could not be read (AccessDenied: "
+        "injected denied); discover needs secretsmanager:GetSecretValue on it",)
+    assert seam.stats.calls["aws:secretsmanager.get_secret_value"] == 1  # once for the account
+    assert found["admin-role"].unread == ()  # unmarked identities need no key

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -257,6 +258,9 @@ class AwsDiscovery(DiscoveryBackend):
     def __init__(self, clients: AwsClients, config: Config) -> None:
         self.clients = clients
         self.config = config
+        self._lock = threading.Lock()
+        # Why an account's signing key could not be read (None: it was), asked once.
+        self._key_problems: dict[str, str | None] = {}
 
     def discover(self, target: str, *, service_linked: bool = False) -> list[DiscoveredIdentity]:
         """Read ``target`` (an account id); never writes (GenerateCredentialReport makes
@@ -334,11 +338,28 @@ class AwsDiscovery(DiscoveryBackend):
             return False, None
         if render.not_ours(self.config, kind, name, str(entity.get("Path", "")), marker):
             return False, None
+        problem = self._key_problem(target)
+        if problem is not None:
+            return False, f"whether workload-ids manages it: {problem}"
+        return self.clients.unauthenticated(target, name, immutable_id, marker, tags) is None, None
+
+    def _key_problem(self, target: str) -> str | None:
+        """Why the account's marker signing key cannot be read, or None (asked once per
+        account: a denied read must not be repeated for every marked identity)."""
+        with self._lock:
+            if target in self._key_problems:
+                return self._key_problems[target]
+        problem: str | None = None
         try:
-            return self.clients.unauthenticated(target, name, immutable_id, marker, tags) is None, None
+            self.clients.signing_keys.get(target)
         except NoSigningKey as exc:
-            return False, (f"whether workload-ids manages it: no marker signing key at {exc.where} "
-                           "(`workload-ids bootstrap --apply` creates it)")
+            problem = f"no marker signing key at {exc.where} (`workload-ids bootstrap --apply` creates it)"
+        except CloudError as exc:
+            problem = (f"the marker signing key could not be read ({exc.code}: {exc.message}); "
+                       "discover needs secretsmanager:GetSecretValue on it")
+        with self._lock:
+            self._key_problems.setdefault(target, problem)
+        return problem
 
     def _grants(self, entity: Mapping[str, Any], inline_key: str, policies: Mapping[str, _Policy],
                 prefix: str = "") -> tuple[list[Grant], list[str]]:
