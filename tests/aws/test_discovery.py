@@ -304,3 +304,28 @@ def test_a_denied_signing_key_read_leaves_the_rest_and_says_why(account: dict[st
         "injected denied); discover needs secretsmanager:GetSecretValue on it",)
     assert seam.stats.calls["aws:secretsmanager.get_secret_value"] == 1  # once for the account
     assert found["admin-role"].unread == ()  # unmarked identities need no key
+
+
+def test_the_credential_report_is_waited_for_with_backoff(account: dict[str, Any]) -> None:
+    from workload_ids.calls import FailOperation, RetryPolicy
+    slept: list[float] = []
+    seam = CallSeam(RetryPolicy(base_delay=0.5, max_delay=4.0), sleep=slept.append)
+    seam.inject(FailOperation("iam.get_credential_report", "report-in-progress", times=3))
+    backend = connect("aws", load_config(None), seam).discovery
+    assert backend is not None
+    found = {i.name: i for i in backend.discover(ACCOUNT)}
+    assert found["old-key-user"].credentials[0].id == "access key 1"
+    assert slept == [1.0, 2.0, 4.0]
+    assert seam.stats.calls["aws:iam.get_credential_report"] == 4
+    assert seam.stats.calls["aws:iam.generate_credential_report"] == 1
+
+
+def test_a_report_that_never_comes_is_an_error_of_the_account(account: dict[str, Any]) -> None:
+    from workload_ids.calls import FailOperation, RetryPolicy
+    from workload_ids.errors import CloudError
+    seam = CallSeam(RetryPolicy(base_delay=1.0, max_delay=10.0, max_seconds=20.0), sleep=lambda s: None)
+    seam.inject(FailOperation("iam.get_credential_report", "report-in-progress"))
+    backend = connect("aws", load_config(None), seam).discovery
+    assert backend is not None
+    with pytest.raises(CloudError, match="still making the credential report after 14 s"):
+        backend.discover(ACCOUNT)
