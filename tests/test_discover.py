@@ -86,6 +86,8 @@ def test_wildcards_and_non_read_actions_on_every_resource() -> None:
     assert codes(ident(grants=(Grant(("sqs:SendMessage",), ("*",), "p"),))) == ["wildcard-grant"]
     # NotAction as the provider reports it: everything but what it lists.
     assert codes(ident(grants=(Grant(("* except iam:*",), ("*",), "p"),))) == ["wildcard-grant"]
+    assert codes(ident(grants=(Grant(("sqs:SendMessage",), ("* except arn:aws:sqs:*:*:q",), "p"),))) == \
+        ["wildcard-grant"]
 
 
 def test_escalation_names_any_case_and_under_wildcards() -> None:

@@ -329,3 +329,51 @@ def test_a_report_that_never_comes_is_an_error_of_the_account(account: dict[str,
     assert backend is not None
     with pytest.raises(CloudError, match="still making the credential report after 14 s"):
         backend.discover(ACCOUNT)
+
+
+@pytest.mark.parametrize(("statement", "expected"), [
+    (_allow({"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GH}"}, "sts:AssumeRoleWithWebIdentity",
+            StringLike={f"{GH}:sub": "repo:acme/*"}),
+     ("oidc", GH, "sub like repo:acme/*", False, True)),
+    (_allow({"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GH}"}, "sts:AssumeRoleWithWebIdentity",
+            StringEquals={f"{GH}:sub": "repo:acme/api:ref:refs/heads/main",
+                          f"{GH}:aud": "sts.amazonaws.com"}),
+     ("oidc", GH, "sub = repo:acme/api:ref:refs/heads/main; aud = sts.amazonaws.com", False, False)),
+    # StringEquals compares '*' literally: one subject, however it is spelt.
+    (_allow({"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GH}"}, "sts:AssumeRoleWithWebIdentity",
+            StringEquals={f"{GH}:sub": "repo:acme/*"}),
+     ("oidc", GH, "sub = repo:acme/*", False, False)),
+    (_allow({"Federated": f"arn:aws:iam::{OTHER}:saml-provider/okta"}, "sts:AssumeRoleWithSAML"),
+     ("saml", f"arn:aws:iam::{OTHER}:saml-provider/okta", "", True, False)),
+    (_allow({"AWS": f"arn:aws:iam::{ACCOUNT}:role/ci"}), ("aws-principal", f"arn:aws:iam::{ACCOUNT}:role/ci",
+                                                          "", False, False)),
+    (_allow({"AWS": OTHER}), ("aws-account", OTHER, "", True, False)),
+    (_allow("*"), ("any", "*", "", True, True)),
+    ({"Effect": "Allow", "NotPrincipal": {"AWS": OTHER}, "Action": "sts:AssumeRole"},
+     ("any", "*", 'everyone but NotPrincipal {"AWS": "999999999999"}', True, True)),
+])
+def test_trust_policy_principals(statement: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    from workload_ids.providers.aws.discovery import trust_principals
+    (found,) = trust_principals(_trust(statement), ACCOUNT)
+    assert (found.kind, found.value, found.detail, found.external, found.wildcard) == expected
+
+
+def test_trust_ignores_deny_and_statements_that_hand_out_nothing() -> None:
+    from workload_ids.providers.aws.discovery import trust_principals
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole"}
+    tag_only = _allow({"AWS": OTHER}, "sts:TagSession")
+    assert trust_principals(_trust(deny, tag_only), ACCOUNT) == ()
+
+
+def test_policy_grants_expand_allow_only_and_say_not_action() -> None:
+    from workload_ids.providers.aws.discovery import policy_grants
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::b/*",
+         "Condition": {"Bool": {"aws:SecureTransport": "true"}}},
+        {"Effect": "Deny", "Action": "*", "Resource": "*"},
+        {"Effect": "Allow", "NotAction": ["iam:*", "organizations:*"], "NotResource": "arn:aws:s3:::x"},
+    ]}
+    grants = policy_grants(doc, "inline policy p")
+    assert [(g.actions, g.resources, g.conditional) for g in grants] == [
+        (("s3:GetObject", "s3:PutObject"), ("arn:aws:s3:::b/*",), True),
+        (("* except iam:*, organizations:*",), ("* except arn:aws:s3:::x",), False)]

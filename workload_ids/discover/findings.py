@@ -180,7 +180,8 @@ def _grant_findings(identity: DiscoveredIdentity) -> list[Finding]:
 
 def _one_grant(provider: str, grant: Grant, admin_sources: set[str]) -> list[Finding]:
     out: list[Finding] = []
-    every_resource = "*" in grant.resources
+    # NotResource (``* except ...``) is every resource but a few.
+    every_resource = any(r == "*" or r.startswith("* except") for r in grant.resources)
     where = f"{', '.join(grant.resources)} ({grant.source}{', conditional' if grant.conditional else ''})"
     for action in grant.actions:
         if action.startswith("role:"):
