@@ -377,3 +377,17 @@ def test_policy_grants_expand_allow_only_and_say_not_action() -> None:
     assert [(g.actions, g.resources, g.conditional) for g in grants] == [
         (("s3:GetObject", "s3:PutObject"), ("arn:aws:s3:::b/*",), True),
         (("* except iam:*, organizations:*",), ("* except arn:aws:s3:::x",), False)]
+
+
+def test_against_moto_server(aws_server: Any, manifests: Any) -> None:
+    """Over HTTP, as the sandbox serves it: an AWS managed policy by name, and ours."""
+    assert run_cli("apply", "--auto-approve", str(manifests({"a.yaml": workload("svc-a")}))).code == 0
+    aws_server.create_role(RoleName="admin-role", AssumeRolePolicyDocument=_trust(
+        _allow({"Service": "ec2.amazonaws.com"})), Tags=_tags(owner="team-a"))
+    aws_server.attach_role_policy(RoleName="admin-role",
+                                  PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    code, doc, err = _discover()
+    assert code == 0, err
+    found = _by_name(doc)
+    assert _codes(found["admin-role"]) == ["admin-grant"]
+    assert found["wid_prod_svc-a"]["managed"] is True
