@@ -276,3 +276,18 @@ def test_config_section_defaults_and_values(tmp_path: Path) -> None:
     settings = Settings.from_config(load_config(path))
     assert settings == Settings(timedelta(days=30), timedelta(days=14), ("Team", "owner"))
     assert Settings.from_config(load_config(None)) == Settings()
+
+
+def test_trust_messages_say_who_and_why() -> None:
+    def said(p: Principal) -> str:
+        return judge(ident(principals=(p,)), SETTINGS, NOW)[0].message
+    assert said(Principal("any", "*", external=True, wildcard=True)) == \
+        "anyone can use it: its trust admits *"
+    assert said(Principal("oidc", "token.actions.githubusercontent.com", "aud = sts.amazonaws.com",
+                          wildcard=True)) == (
+        "can be used by oidc token.actions.githubusercontent.com (aud = sts.amazonaws.com): an OIDC "
+        "issuer without a subject condition")
+    assert said(Principal("oidc", "token.actions.githubusercontent.com", "sub like repo:acme/*",
+                          wildcard=True)).endswith("a subject pattern that admits more than one caller")
+    assert said(Principal("aws-account", "999999999999", external=True)) == \
+        "can be used from outside 123456789012: aws-account 999999999999"

@@ -214,10 +214,12 @@ def _trust_findings(identity: DiscoveredIdentity) -> list[Finding]:
     out: list[Finding] = []
     for p in identity.principals:
         who = f"{p.kind} {p.value}" + (f" ({p.detail})" if p.detail else "")
-        if p.kind == "any" or p.wildcard:
-            why = ("any principal" if p.kind == "any" else
-                   "an OIDC issuer without a subject condition" if "sub " not in p.detail
-                   and p.kind == "oidc" else "a subject pattern that admits more than one caller")
+        if p.kind == "any":
+            said = f" ({p.detail})" if p.detail else ""
+            out.append(Finding("any-principal-trust", f"anyone can use it: its trust admits {p.value}{said}"))
+        elif p.wildcard:
+            why = ("an OIDC issuer without a subject condition" if p.kind == "oidc" and "sub " not in p.detail
+                   else "a subject pattern that admits more than one caller")
             out.append(Finding("any-principal-trust", f"can be used by {who}: {why}"))
         elif p.external:
             out.append(Finding("external-trust", f"can be used from outside {identity.target}: {who}"))
