@@ -391,3 +391,39 @@ def test_against_moto_server(aws_server: Any, manifests: Any) -> None:
     found = _by_name(doc)
     assert _codes(found["admin-role"]) == ["admin-grant"]
     assert found["wid_prod_svc-a"]["managed"] is True
+
+
+def test_group_policies_count_for_their_users(aws: Any) -> None:
+    aws.create_group(GroupName="deployers")
+    aws.put_group_policy(GroupName="deployers", PolicyName="ship",
+                         PolicyDocument=_policy("iam:PassRole", "*"))
+    aws.attach_group_policy(GroupName="deployers", PolicyArn="arn:aws:iam::aws:policy/IAMFullAccess")
+    aws.create_user(UserName="ci", Tags=_tags(owner="team-a"))
+    aws.add_user_to_group(GroupName="deployers", UserName="ci")
+    aws.create_access_key(UserName="ci")
+    _, doc, _ = _discover()
+    ci = _by_name(doc)["ci"]
+    assert [g["source"] for g in ci["grants"]][:2] == [
+        "group deployers: inline policy ship", "group deployers: AWS managed policy "
+                                               "arn:aws:iam::aws:policy/IAMFullAccess"]
+    assert [(f["code"], f["message"]) for f in ci["findings"]][:2] == [
+        ("admin-grant", "holds IAMFullAccess (group deployers: AWS managed policy "
+                        "arn:aws:iam::aws:policy/IAMFullAccess)"),
+        ("wildcard-grant", "allows iam:PassRole on * (group deployers: inline policy ship): a non-read "
+                           "action on every resource")]
+
+
+def test_a_user_made_after_the_credential_report_says_so(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IAM makes a new report at most every four hours: a user made since is not in it."""
+    from moto.iam import models
+    aws.create_user(UserName="new-user")
+    report = models.IAMBackend.get_credential_report
+
+    def before_the_user(self: Any) -> str:
+        return "\n".join(line for line in report(self).split("\n") if not line.startswith("new-user,"))
+    monkeypatch.setattr(models.IAMBackend, "get_credential_report", before_the_user)
+    _, doc, _ = _discover()
+    user = _by_name(doc)["new-user"]
+    assert user["credentials"] == []
+    assert user["unread"] == ["its access keys: the user is not in the credential report generated at "
+                              "2015-02-02T20:02:02Z (IAM makes a new one at most every four hours)"]
