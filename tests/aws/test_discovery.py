@@ -427,3 +427,19 @@ def test_a_user_made_after_the_credential_report_says_so(aws: Any, monkeypatch: 
     assert user["credentials"] == []
     assert user["unread"] == ["its access keys: the user is not in the credential report generated at "
                               "2015-02-02T20:02:02Z (IAM makes a new one at most every four hours)"]
+
+
+def test_every_configured_target_is_read_and_target_narrows(aws: Any) -> None:
+    config = Path.cwd() / "workload-ids.yaml"
+    config.write_text(config.read_text() + f'targets:\n  aws:\n    - account: "{ACCOUNT}"\n'
+                                           '    - account: "210987654321"\n')
+    aws.create_role(RoleName="r", AssumeRolePolicyDocument=_trust(_allow({"Service": "ec2.amazonaws.com"})),
+                    Tags=_tags(owner="team-a"))
+    code, doc, _ = _discover()
+    assert code == 1
+    assert [(t["target"], t["status"]) for t in doc["targets"]] == [("123456789012", "read"),
+                                                                     ("210987654321", "error")]
+    assert [i["name"] for i in doc["identities"]] == ["r"]
+    code, doc, err = _discover("--target", ACCOUNT)
+    assert code == 0, err
+    assert [t["target"] for t in doc["targets"]] == [ACCOUNT]
