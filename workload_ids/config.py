@@ -324,6 +324,17 @@ class CleanupConfig(_Strict):
     quarantineUnused: bool = False
 
 
+class DiscoverConfig(_Strict):
+    """How ``discover`` judges identities it did not make: where owners are written, and
+    when a key is too old or an identity unused."""
+
+    # Tag (label) keys that name an identity's owner, tried in order.
+    ownerTags: list[Annotated[str, Field(min_length=1, max_length=128)]] = [
+        "owner", "team", "workload-ids-owner"]
+    maxKeyAge: Duration = "90d"
+    unusedAfter: Duration = "90d"
+
+
 class ConfigFile(_Strict):
     """The file form of ``workload-ids.yaml``."""
 
@@ -339,6 +350,7 @@ class ConfigFile(_Strict):
     owners: OwnersConfig | None = None
     audit: AuditConfig | None = None
     cleanup: CleanupConfig = CleanupConfig()
+    discover: DiscoverConfig = DiscoverConfig()
     targets: TargetsConfig = TargetsConfig()
     teams: dict[Annotated[str, _TEAM_NAME], Team] = {}
 
@@ -470,6 +482,11 @@ class Config:
     def cleanup(self) -> CleanupConfig:
         """The ``cleanup:`` section: grace periods and owner fallbacks, as text durations."""
         return self.data.cleanup
+
+    @property
+    def discover(self) -> DiscoverConfig:
+        """The ``discover:`` section: owner tags, key age and unused window, as text durations."""
+        return self.data.discover
 
     def audit_path(self) -> Path | None:
         """The local audit log file, or None when the config keeps none (no ``audit``, or
@@ -637,6 +654,10 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
                                       "with / between folders and no '..' (e.g. teams/payments/**)"))
     from .endpoints import config_problems
     out.extend(config_problems(config))
+    for dotted in ("discover.maxKeyAge", "discover.unusedAfter"):
+        if parse_duration(getattr(config.discover, dotted.split(".")[1])) < timedelta(days=1):
+            out.append(Diagnostic(at(dotted), f"{dotted} must be at least 1d: the clouds date keys "
+                                              "and last use by the day at best; write e.g. 90d"))
     if parse_duration(config.cleanup.grace) < timedelta(hours=1):
         out.append(Diagnostic(at("cleanup.grace"),
                               "cleanup.grace must be at least 1h: quarantined identities need time to "

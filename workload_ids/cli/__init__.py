@@ -31,6 +31,7 @@ from .verbs import (
     cmd_bootstrap,
     cmd_cleanup,
     cmd_demo,
+    cmd_discover,
     cmd_explain,
     cmd_inventory,
     cmd_lint,
@@ -107,22 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 error, 2 changes pending (plan --detailed-exitcode), "
                "3 refused by a guardrail, 4 busy: another run is changing a workload's keys, retry.")
     parser.add_argument("--version", action="version", version=f"workload-ids {__version__}")
-    common = _Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE", action="append",
-                        help="config file (default: ./workload-ids.yaml if present); repeat it to "
-                             "layer files, later ones overriding earlier ones key by key")
+    # Every verb's options but --output, which discover gives more formats.
+    base = _Parser(add_help=False)
+    base.add_argument("--config", metavar="FILE", action="append",
+                      help="config file (default: ./workload-ids.yaml if present); repeat it to "
+                           "layer files, later ones overriding earlier ones key by key")
+    base.add_argument("-v", "--verbose", action="store_true",
+                      help="show the underlying exception of an error")
+    base.add_argument("--drill", action="store_true",
+                      help="honour WORKLOAD_IDS_CLOCK (a moved clock) against real clouds; without "
+                           "it a run with that variable set is refused unless on sandbox credentials")
+    common = _Parser(add_help=False, parents=[base])
     common.add_argument("--output", choices=("text", "json"), default="text",
                         help="text for people (default) or one JSON document on stdout")
-    common.add_argument("-v", "--verbose", action="store_true",
-                        help="show the underlying exception of an error")
-    common.add_argument("--drill", action="store_true",
-                        help="honour WORKLOAD_IDS_CLOCK (a moved clock) against real clouds; without "
-                             "it a run with that variable set is refused unless on sandbox credentials")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
 
     def verb(name: str, fn: Callable[[argparse.Namespace, Output], int], help_text: str,
-             paths: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+             paths: bool = True, parent: _Parser = common) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[parent], help=help_text, description=help_text)
         if paths:
             p.add_argument("paths", nargs="+", metavar="PATH",
                            help="manifest files, or directories searched for kind: Workload")
@@ -185,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
     inv.add_argument("--target", action="append", default=[],
                      help="account/project/subscription to read (repeatable)")
+    disc = verb("discover", cmd_discover, "every non-human identity in the targets, ours or not, "
+                "with its owner, last use, keys, who can use it, and findings mapped to the OWASP "
+                "NHI Top 10; read-only", paths=False, parent=base)
+    disc.add_argument("--provider", choices=("aws", "gcp", "azure"),
+                      help="only this cloud's targets (default: every cloud's)")
+    disc.add_argument("--target", action="append", default=[],
+                      help="read only this account/project/subscription (repeatable)")
+    disc.add_argument("--service-linked", action="store_true",
+                      help="AWS: include service-linked roles (made and owned by AWS services)")
+    disc.add_argument("--output", choices=("table", "json", "csv", "html"), default="table",
+                      help="table for people (default), the JSON document, CSV (one row per "
+                           "identity), or a self-contained HTML page (with --out or to a pipe)")
+    disc.add_argument("--out", metavar="FILE", help="write the output to FILE instead of stdout")
+    disc.add_argument("--fail-on", choices=("low", "medium", "high"), metavar="SEVERITY",
+                      help="exit 2 when any finding is SEVERITY (low, medium, high) or worse")
     clean = verb("cleanup", cmd_cleanup, "find identities whose owner or manifest is gone; "
                  "quarantine, transfer, release and delete them (dry run unless --apply)", paths=False)
     clean.add_argument("paths", nargs="*", metavar="PATH",

@@ -369,6 +369,74 @@ def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_discover(args: argparse.Namespace, out: Output) -> int:
+    """`discover`: every non-human identity of the targets, judged; read-only. Exit 0 when
+    it ran (findings are data), 2 with --fail-on when a finding is that severe, 1 when a
+    target could not be read (after reporting the others)."""
+    from ..clouds import Clouds
+    from ..discover.workflow import discover, select_targets
+    from ..errors import UserError
+    render_html = None
+    if args.output == "html":
+        if not args.out and is_terminal(out.out):
+            raise UserError("an HTML page is not for a terminal: pass --out report.html (or pipe "
+                            "the output to a file)")
+        import importlib
+        try:
+            # Another part of the package (it may be absent from a partial build).
+            html = importlib.import_module("workload_ids.discover.html")
+        except ModuleNotFoundError as exc:
+            if exc.name != "workload_ids.discover.html":
+                raise
+            raise UserError("this build of workload-ids cannot write HTML yet "
+                            "(workload_ids.discover.html is missing); use --output json") from None
+        render_html = html.render
+    config = _config(args)
+    _clock_notice(out)
+    seam = _seam(config)
+    clouds = Clouds(config, seam)
+    scopes = select_targets(config, clouds, provider=args.provider, named=args.target)
+    report = discover(config, clouds, scopes, service_linked=args.service_linked)
+    from ..discover.document import to_document
+    from ..discover.render import render_csv, render_table
+    if args.output == "json":
+        text = json.dumps(to_document(report), indent=2) + "\n"
+    elif args.output == "csv":
+        text = render_csv(report)
+    elif render_html is not None:
+        text = render_html(to_document(report))
+    else:
+        text = render_table(report) + "\n"
+    if args.out:
+        _write_output(Path(args.out), text)
+        out.note(f"wrote {len(report.identities)} identities ({args.output}) to {args.out}")
+    elif args.output == "table":
+        out.text(text.rstrip("\n"))
+    else:
+        out.out.write(text)
+        out.out.flush()
+    for t in report.failed:
+        out.note(f"error: {t.provider} {t.target} could not be read: {t.error}")
+    if report.failed:
+        return EXIT_ERROR
+    if args.fail_on and report.any_at_least(args.fail_on):
+        out.note(f"findings of severity {args.fail_on} or worse: exit 2 (--fail-on {args.fail_on})")
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _write_output(path: Path, text: str) -> None:
+    """Write a report file whole (a reader never sees half of one)."""
+    from ..errors import UserError
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}; check the folder exists and "
+                        "is writable") from None
+
+
 def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     """`cleanup`: judge leavers; with --apply, quarantine, transfer and delete."""
     from ..api import cleanup

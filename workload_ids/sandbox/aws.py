@@ -106,8 +106,10 @@ def in_process_aws() -> Iterator[None]:
     Requests are handled one at a time, as AWS applies each atomically."""
     from moto import mock_aws
 
+    from . import moto_policies
     from .moto_users import install
     install()
+    moto_policies.install()
     with sandbox_environment(endpoint_url=None), mock_aws(), _one_request_at_a_time():
         yield
 
@@ -159,8 +161,10 @@ class MotoServer:
     threads of their own, requests one at a time (see ``_MOTO_REQUESTS``)."""
 
     def __init__(self, port: int = 0) -> None:
+        from . import moto_policies
         from .moto_users import install
         install()
+        moto_policies.install()
         self._port = port
         self._server: Any = None
         self._thread: threading.Thread | None = None

@@ -69,6 +69,8 @@ _CONFLICT_CODES = frozenset({"EntityAlreadyExists", "DeleteConflict", "LimitExce
 _INJECTED = {
     THROTTLE: ("Throttling", 400), TRANSIENT: ("ServiceUnavailable", 503),
     DENIED: ("AccessDenied", 403), NOT_FOUND: ("NoSuchEntity", 404), CONFLICT: ("EntityAlreadyExists", 409),
+    # IAM still making the credential report (discover waits for it).
+    "report-in-progress": ("ReportInProgress", 404),
 }
 
 

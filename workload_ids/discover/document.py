@@ -1,0 +1,240 @@
+"""The JSON document of a discover run (``--output json``): what ``report merge`` reads
+and the HTML page is made from. Times are UTC with a trailing ``Z``; identities are sorted
+by (provider, target, kind, id); nothing in it is a secret (a credential is its id, dates
+and state).
+
+:func:`from_document` reads a document back, checking its shape, so a merged or rendered
+report never rests on a file that only looks like one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from ..clock import ClockError, format_time, parse_time
+from ..discovered import Credential, DiscoveredIdentity, Grant, Principal, UsageSignal
+from ..durations import parse_duration
+from ..errors import UserError
+from .findings import RULES, Finding, Settings
+from .owners import Ownership
+from .workflow import DiscoverReport, JudgedIdentity, TargetResult
+
+KIND = "workload-ids/discover"
+VERSION = 1
+NO_OWNER = "(none)"
+
+
+def _t(value: datetime | None) -> str | None:
+    return format_time(value) if value is not None else None
+
+
+def identity_json(j: JudgedIdentity) -> dict[str, Any]:
+    """One identity as the document holds it."""
+    i = j.identity
+    return {
+        "provider": i.provider, "target": i.target, "kind": i.kind, "id": i.id, "name": i.name,
+        "created": _t(i.created), "managed": i.managed, "serviceLinked": i.service_linked,
+        "owner": j.ownership.owner, "ownerSource": j.ownership.source,
+        "lastUsed": _t(i.last_used()), "description": i.description,
+        "tags": dict(sorted(i.tags.items())),
+        "principals": [{"kind": p.kind, "value": p.value, "detail": p.detail, "external": p.external,
+                        "wildcard": p.wildcard} for p in i.principals],
+        "grants": [{"actions": list(g.actions), "resources": list(g.resources), "source": g.source,
+                    "conditional": g.conditional} for g in i.grants],
+        "credentials": [{"id": c.id, "kind": c.kind, "created": _t(c.created), "expires": _t(c.expires),
+                         "lastUsed": _t(c.last_used), "active": c.active} for c in i.credentials],
+        "usage": [{"signal": u.signal, "at": _t(u.at), "windowDays": u.window_days} for u in i.usage],
+        "unread": list(i.unread),
+        "findings": [f.as_json() for f in j.findings],
+    }
+
+
+def counts(report: DiscoverReport) -> dict[str, dict[str, int]]:
+    """Findings per code and per category, identities per owner."""
+    by_code: dict[str, int] = {}
+    by_category: dict[str, int] = {}
+    by_owner: dict[str, int] = {}
+    for j in report.identities:
+        for f in j.findings:
+            by_code[f.code] = by_code.get(f.code, 0) + 1
+            by_category[f.category] = by_category.get(f.category, 0) + 1
+        owner = j.ownership.owner or NO_OWNER
+        by_owner[owner] = by_owner.get(owner, 0) + 1
+    return {"findings": dict(sorted(by_code.items())), "categories": dict(sorted(by_category.items())),
+            "owners": dict(sorted(by_owner.items()))}
+
+
+def to_document(report: DiscoverReport) -> dict[str, Any]:
+    """The report as the JSON document (a dict ready for ``json.dumps``)."""
+    targets = []
+    for t in report.targets:
+        entry: dict[str, Any] = {"provider": t.provider, "target": t.target, "status": t.status,
+                                 "identities": t.identities}
+        if t.error is not None:
+            entry["error"] = t.error
+        targets.append(entry)
+    doc: dict[str, Any] = {
+        "kind": KIND, "version": VERSION, "generated": format_time(report.generated),
+        "settings": report.settings.as_json(),
+        "shard": {"index": report.shard[0], "count": report.shard[1]} if report.shard else None,
+        "targets": targets,
+        "identities": [identity_json(j) for j in report.identities],
+        "counts": counts(report),
+    }
+    if report.notes:
+        doc["notes"] = list(report.notes)
+    return doc
+
+
+# --- reading a document back -----------------------------------------------------------
+
+
+class _Reader:
+    """Reads one document, naming where a value is wrong (``identities[3].kind``)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, path: str, message: str) -> UserError:
+        return UserError(f"{self.where}: {path}: {message}; it is not a discover document "
+                         "(`workload-ids discover --output json` writes one)")
+
+    def obj(self, value: Any, path: str) -> Mapping[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(path, "expected an object")
+        return value
+
+    def lst(self, value: Any, path: str) -> list[Any]:
+        if not isinstance(value, list):
+            raise self.fail(path, "expected a list")
+        return value
+
+    def text(self, value: Any, path: str, *, optional: bool = False) -> Any:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(path, "expected a string")
+        return value
+
+    def flag(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, "expected true or false")
+        return value
+
+    def time(self, value: Any, path: str) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return parse_time(self.text(value, path), source=path)
+        except ClockError as exc:
+            raise self.fail(path, str(exc)) from None
+
+    def strings(self, value: Any, path: str) -> tuple[str, ...]:
+        return tuple(self.text(v, f"{path}[{n}]") for n, v in enumerate(self.lst(value, path)))
+
+
+def from_document(doc: Any, where: str = "the document") -> DiscoverReport:
+    """Read a document :func:`to_document` wrote (a UserError naming the bad field if not)."""
+    r = _Reader(where)
+    root = r.obj(doc, "(top)")
+    if root.get("kind") != KIND:
+        raise r.fail("kind", f"expected {KIND!r}")
+    if root.get("version") != VERSION:
+        raise r.fail("version", f"expected {VERSION} (this workload-ids reads version {VERSION})")
+    settings_doc = r.obj(root.get("settings"), "settings")
+    try:
+        settings = Settings(parse_duration(settings_doc.get("maxKeyAge")),
+                            parse_duration(settings_doc.get("unusedAfter")))
+    except ValueError as exc:
+        raise r.fail("settings", str(exc)) from None
+    generated = r.time(root.get("generated"), "generated")
+    if generated is None:
+        raise r.fail("generated", "expected a time")
+    shard_doc = root.get("shard")
+    shard = None
+    if shard_doc is not None:
+        s = r.obj(shard_doc, "shard")
+        if not (isinstance(s.get("index"), int) and isinstance(s.get("count"), int)):
+            raise r.fail("shard", "expected {index, count} as whole numbers")
+        shard = (int(s["index"]), int(s["count"]))
+    targets = []
+    for n, t in enumerate(r.lst(root.get("targets"), "targets")):
+        path = f"targets[{n}]"
+        t = r.obj(t, path)
+        status = r.text(t.get("status"), f"{path}.status")
+        if status not in ("read", "error"):
+            raise r.fail(f"{path}.status", "expected read or error")
+        if not isinstance(t.get("identities"), int):
+            raise r.fail(f"{path}.identities", "expected a whole number")
+        targets.append(TargetResult(r.text(t.get("provider"), f"{path}.provider"),
+                                    r.text(t.get("target"), f"{path}.target"), status,
+                                    int(t["identities"]), r.text(t.get("error"), f"{path}.error",
+                                                                 optional=True)))
+    identities = tuple(_identity(r, r.obj(i, f"identities[{n}]"), f"identities[{n}]")
+                       for n, i in enumerate(r.lst(root.get("identities"), "identities")))
+    notes = r.strings(root.get("notes", []), "notes")
+    return DiscoverReport(generated, settings, tuple(targets), identities, shard, notes)
+
+
+def _identity(r: _Reader, i: Mapping[str, Any], path: str) -> JudgedIdentity:
+    tags = r.obj(i.get("tags", {}), f"{path}.tags")
+    principals = []
+    for n, p in enumerate(r.lst(i.get("principals", []), f"{path}.principals")):
+        at = f"{path}.principals[{n}]"
+        p = r.obj(p, at)
+        principals.append(Principal(r.text(p.get("kind"), f"{at}.kind"),
+                                    r.text(p.get("value"), f"{at}.value"),
+                                    r.text(p.get("detail", ""), f"{at}.detail"),
+                                    r.flag(p.get("external"), f"{at}.external"),
+                                    r.flag(p.get("wildcard"), f"{at}.wildcard")))
+    grants = []
+    for n, g in enumerate(r.lst(i.get("grants", []), f"{path}.grants")):
+        at = f"{path}.grants[{n}]"
+        g = r.obj(g, at)
+        grants.append(Grant(r.strings(g.get("actions"), f"{at}.actions"),
+                            r.strings(g.get("resources"), f"{at}.resources"),
+                            r.text(g.get("source"), f"{at}.source"),
+                            r.flag(g.get("conditional", False), f"{at}.conditional")))
+    credentials = []
+    for n, c in enumerate(r.lst(i.get("credentials", []), f"{path}.credentials")):
+        at = f"{path}.credentials[{n}]"
+        c = r.obj(c, at)
+        credentials.append(Credential(r.text(c.get("id"), f"{at}.id"), r.text(c.get("kind"), f"{at}.kind"),
+                                      r.time(c.get("created"), f"{at}.created"),
+                                      r.time(c.get("expires"), f"{at}.expires"),
+                                      r.time(c.get("lastUsed"), f"{at}.lastUsed"),
+                                      r.flag(c.get("active", True), f"{at}.active")))
+    usage = []
+    for n, u in enumerate(r.lst(i.get("usage", []), f"{path}.usage")):
+        at = f"{path}.usage[{n}]"
+        u = r.obj(u, at)
+        window = u.get("windowDays")
+        if window is not None and not isinstance(window, int):
+            raise r.fail(f"{at}.windowDays", "expected a whole number or null")
+        usage.append(UsageSignal(r.text(u.get("signal"), f"{at}.signal"), r.time(u.get("at"), f"{at}.at"),
+                                 window))
+    findings = []
+    for n, f in enumerate(r.lst(i.get("findings", []), f"{path}.findings")):
+        at = f"{path}.findings[{n}]"
+        f = r.obj(f, at)
+        code = r.text(f.get("code"), f"{at}.code")
+        if code not in RULES:
+            raise r.fail(f"{at}.code", f"unknown finding code {code!r}")
+        findings.append(Finding(code, r.text(f.get("message"), f"{at}.message")))
+    identity = DiscoveredIdentity(
+        provider=r.text(i.get("provider"), f"{path}.provider"),
+        target=r.text(i.get("target"), f"{path}.target"),
+        kind=r.text(i.get("kind"), f"{path}.kind"), id=r.text(i.get("id"), f"{path}.id"),
+        name=r.text(i.get("name"), f"{path}.name"), created=r.time(i.get("created"), f"{path}.created"),
+        managed=r.flag(i.get("managed"), f"{path}.managed"),
+        tags={str(k): r.text(v, f"{path}.tags.{k}") for k, v in tags.items()},
+        principals=tuple(principals), grants=tuple(grants), credentials=tuple(credentials),
+        usage=tuple(usage), description=r.text(i.get("description", ""), f"{path}.description"),
+        service_linked=r.flag(i.get("serviceLinked", False), f"{path}.serviceLinked"),
+        unread=r.strings(i.get("unread", []), f"{path}.unread"))
+    problem = next((f.message for f in findings if f.code == "no-owner"), None)
+    ownership = Ownership(r.text(i.get("owner"), f"{path}.owner", optional=True),
+                          r.text(i.get("ownerSource"), f"{path}.ownerSource", optional=True), problem)
+    return JudgedIdentity(identity, ownership, tuple(findings))
