@@ -108,10 +108,7 @@ def select_targets(config: Config, clouds: Clouds, *, provider: str | None,
 def _read(clouds: Clouds, scope: Scope, service_linked: bool) -> tuple[list[DiscoveredIdentity], str | None]:
     name, target = scope
     try:
-        backend = clouds[name].discovery
-        if backend is None:
-            return [], f"discover cannot read {name} yet"
-        return backend.discover(target, service_linked=service_linked), None
+        return clouds[name].discovery.discover(target, service_linked=service_linked), None
     except WorkloadIdsError as exc:
         return [], one_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except ModuleNotFoundError as exc:

@@ -314,7 +314,7 @@ class Backends:
     keys: KeyBackend | None  # None: this cloud has no key mode
     store_for: Callable[[str], SecretStore]  # target -> the secret store for its keys
     lock_for: Callable[[str], KeyLock]  # target -> the workload locks held there
-    discovery: DiscoveryBackend | None = None  # None: discover cannot read this cloud yet
+    discovery: DiscoveryBackend
 
     @property
     def name(self) -> str:
