@@ -369,6 +369,34 @@ def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
+    """`report merge`: the shards of a discover run as one document, HTML page or table."""
+    from ..discover.merge import merge, render_table
+    from ..errors import UserError
+    document = merge(args.files)
+    if args.output == "html":
+        if not args.out and is_terminal(out.out):
+            raise UserError("the HTML report is a page for a browser, not text for a terminal; "
+                            "nothing was written: pass --out report.html (or redirect it to a file)")
+        from ..discover.html import render
+        text = render(document)
+    elif args.output == "table":
+        text = render_table(document)
+    else:
+        text = json.dumps(document, indent=2) + "\n"
+    if not args.out:
+        out.out.write(text)
+        return EXIT_OK
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out} ({exc.strerror}); pick a writable path for --out") \
+            from None
+    out.note(f"wrote {args.out}: {len(document['identities'])} identities in {len(document['targets'])} "
+             f"target(s), merged from {len(args.files)} file(s)")
+    return EXIT_OK
+
+
 def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     """`cleanup`: judge leavers; with --apply, quarantine, transfer and delete."""
     from ..api import cleanup
