@@ -176,10 +176,11 @@ class Page:
         return result["result"].get("value")
 
     def click(self, selector: str) -> None:
-        """A real mouse click (pressed and released) in the middle of the element."""
+        """A real mouse click (pressed and released) in the middle of the element's first box
+        (a link that wraps has one box per line, and the gap between them is not the link)."""
         box = self.evaluate(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " e.scrollIntoView({block: 'center'}); const r = e.getClientRects()[0];"
             " return [r.x + r.width / 2, r.y + r.height / 2, r.width * r.height]; })()")
         assert box[2] > 0, f"{selector} is not visible"
         for kind in ("mousePressed", "mouseReleased"):
@@ -202,6 +203,11 @@ class Page:
                       f" e.value = {json.dumps(value)};"
                       " e.dispatchEvent(new Event('input', {bubbles: true}));"
                       " e.dispatchEvent(new Event('change', {bubbles: true})); })()")
+
+    def close(self) -> None:
+        """Close the tab."""
+        target = self.send("Target.getTargetInfo")["targetInfo"]["targetId"]
+        self.browser.send("Target.closeTarget", targetId=target)
 
     def screenshot(self, path: Path) -> Path:
         """The whole page as a PNG."""

@@ -60,6 +60,8 @@ th{background:var(--soft);font-weight:600;white-space:nowrap}
 .cards section{flex:1 1 300px;border:1px solid var(--line);padding:0 12px 10px}
 .cards td.n,.cards th.n{text-align:right}
 .cards code,#identities td.mono{white-space:nowrap}
+#identities td{overflow-wrap:anywhere}
+#identities time{white-space:nowrap}
 .wide{overflow-x:auto}
 button{font:inherit;color:inherit}
 button.count{border:1px solid var(--line);background:var(--soft);border-radius:10px;
