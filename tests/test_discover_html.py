@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import Browser, Page, chromium
+from support.browser import REQUIRE, Browser, Page, chromium
 from support.discover_documents import ATTACK_DESCRIPTION, ATTACK_NAME, ATTACK_TAG, document
 
 from workload_ids.discover.html import render
@@ -109,6 +109,17 @@ def test_an_empty_run_renders() -> None:
 
 
 # --- in a real browser ------------------------------------------------------------------
+
+def test_without_chromium_the_browser_tests_skip_unless_required(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(REQUIRE, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        chromium()
+    monkeypatch.setenv(REQUIRE, "1")
+    with pytest.raises(pytest.fail.Exception, match="WORKLOAD_IDS_REQUIRE_CHROMIUM=1: apt-get install"):
+        chromium()
+
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
