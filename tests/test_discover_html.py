@@ -9,6 +9,7 @@ The browser tests skip without chromium, except where WORKLOAD_IDS_REQUIRE_CHROM
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -53,9 +54,11 @@ def days_old(created: str) -> int:
 def test_without_javascript_the_table_and_every_panel_are_there() -> None:
     tree = parse(render(document()))
     rows = [a for t, a in tree.tags if t == "tr" and a.get("data-index") is not None]
-    panels = [a for t, a in tree.tags if t == "details"]
+    panels = [a for t, a in tree.tags if t == "section" and a.get("class") == "identity"]
     assert len(rows) == len(panels) == 9
-    assert all("open" in a for a in panels)
+    # Each name links to its panel, which the fragment shows (CSS :target) without the script.
+    links = [a["href"] for t, a in tree.tags if t == "a" and a.get("class") == "open"]
+    assert links == [f"#{a['id']}" for a in panels]
     # The controls only work with the script, which unhides them.
     controls = next(a for t, a in tree.tags if t == "div" and a.get("class") == "controls")
     assert "hidden" in controls
@@ -148,7 +151,8 @@ def page(browser: Browser, report: Path) -> Iterator[Page]:
         tab.close()
 
 
-PANELS = "Array.from(document.querySelectorAll('details.identity'))"
+PANELS = "Array.from(document.querySelectorAll('section.identity'))"
+SHOWN_PANELS = f"{PANELS}.filter(d => d.getClientRects().length > 0).map(d => d.id)"
 VISIBLE_NAMES = ("Array.from(document.querySelectorAll('#identities tbody tr'))"
                  ".filter(r => r.getClientRects().length > 0)"
                  ".map(r => r.querySelector('a.open').textContent)")
@@ -260,24 +264,34 @@ def test_the_filters_narrow_the_rows(page: Page, tmp_path: Path) -> None:
 
 
 def test_a_click_on_a_name_opens_its_detail_panel(page: Page, tmp_path: Path) -> None:
-    assert page.evaluate(f"{PANELS}.filter(d => d.open).length") == 0
+    assert page.evaluate(SHOWN_PANELS) == []
     page.click("#identities a.open[data-index='3']")
+    assert page.evaluate(SHOWN_PANELS) == ["identity-3"]
     panel = page.evaluate("(() => { const d = document.getElementById('identity-3'); const r = "
-                          "d.getBoundingClientRect(); return [d.open, r.top >= 0 && r.top < innerHeight, "
-                          "d.innerText]; })()")
-    assert panel[0] is True and panel[1] is True
+                          "d.getBoundingClientRect(); return [r.left > 0 && r.right <= innerWidth && "
+                          "r.top <= 0 && r.bottom >= innerHeight, d.innerText]; })()")
+    assert panel[0] is True, "the panel is a drawer over the table, in view"
+    panel = panel[1:]
+    assert page.evaluate("document.querySelector('tr.current a.open').textContent") == "legacy-uploader"
     for fact in ("legacy-uploader", "Not read",
                  "attached policies: AccessDenied on iam:ListAttachedUserPolicies",
                  "AKIAEXAMPLEOLD00001", f"({days_old('2020-02-02T00:00:00+00:00')} days old)",
                  "access key AKIAEXAMPLEOLD00001 last used", "key-too-old", "NHI7:2025 Long-Lived Secrets",
                  "no: made by hand or by another tool"):
-        assert fact in panel[2], fact
+        assert fact in panel[0], fact
+    screenshot(page, tmp_path, "detail.png")
     page.click("#identities a.open[data-index='0']")
+    assert page.evaluate(SHOWN_PANELS) == ["identity-0"]
     text = page.evaluate("document.getElementById('identity-0').innerText")
     assert "workloads presenting OIDC tokens from token.actions.githubusercontent.com, when sub = " \
            "repo:acme/*" in text and "wildcard" in text
     assert "yes: it carries workload-ids' authenticated marker" in text
-    screenshot(page, tmp_path, "detail.png")
+    page.click("#identity-0 a.close")
+    assert page.evaluate(SHOWN_PANELS) == []
+    page.click("#identities a.open[data-index='6']")
+    for kind in ("keyDown", "keyUp"):
+        page.send("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape", windowsVirtualKeyCode=27)
+    assert page.evaluate(SHOWN_PANELS) == []
 
 
 def test_the_attack_values_render_as_text(page: Page, tmp_path: Path) -> None:
@@ -304,21 +318,30 @@ def test_without_javascript_the_page_is_a_plain_complete_table(browser: Browser,
     tab.goto(report.as_uri())
     try:
         assert len(tab.evaluate(VISIBLE_NAMES)) == 9
-        assert tab.evaluate(f"{PANELS}.every(d => d.open)")
         assert tab.evaluate("document.querySelector('.controls').getClientRects().length") == 0
+        assert tab.evaluate(SHOWN_PANELS) == []
+        # A click on a name goes to its panel's fragment, which CSS shows.
+        tab.click("#identities a.open[data-index='5']")
+        deadline = time.monotonic() + 10
+        while tab.evaluate(SHOWN_PANELS) != ["identity-5"]:
+            assert time.monotonic() < deadline, tab.evaluate(SHOWN_PANELS)
+            time.sleep(0.05)
+        assert "people signing in through the SAML provider" in tab.evaluate(
+            "document.getElementById('identity-5').innerText")
         screenshot(tab, tmp_path, "no-script.png")
     finally:
         tab.close()
 
 
-def test_printed_it_drops_the_controls_and_opens_the_panels(page: Page, tmp_path: Path) -> None:
+def test_printed_it_drops_the_controls_and_shows_the_panels_of_the_rows_shown(page: Page,
+                                                                              tmp_path: Path) -> None:
+    page.choose("#filter-severity", "high")
     page.send("Emulation.setEmulatedMedia", media="print")
     assert page.evaluate("getComputedStyle(document.querySelector('.controls')).display") == "none"
+    assert page.evaluate(SHOWN_PANELS) == ["identity-0", "identity-1", "identity-5", "identity-7"]
     pdf: dict[str, Any] = page.send("Page.printToPDF", printBackground=False)
     (tmp_path / "report.pdf").write_bytes(base64.b64decode(pdf["data"]))
     assert (tmp_path / "report.pdf").read_bytes()[:5] == b"%PDF-"
-    # The script opens every panel for the printout and closes them after.
-    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
-    assert page.evaluate(f"{PANELS}.every(d => d.open)")
-    page.evaluate("window.dispatchEvent(new Event('afterprint'))")
-    assert page.evaluate(f"{PANELS}.some(d => d.open)") is False
+    print(f"printed: {tmp_path / 'report.pdf'}")
+    page.send("Emulation.setEmulatedMedia", media="")
+    assert page.evaluate(SHOWN_PANELS) == []
