@@ -111,6 +111,18 @@ def test_an_empty_run_renders() -> None:
     assert "0 identities in 0 targets" in text and "No identities found." in text
 
 
+def test_a_partial_or_odd_document_still_renders() -> None:
+    odd = {"generated": "not a time", "shard": {"index": 1},
+           "targets": [{"status": "error"}], "counts": {"owners": {"a": "x"}, "findings": None},
+           "identities": [{"provider": "aws", "id": "x", "tags": None, "credentials": None,
+                           "findings": [{"severity": "unheard-of"}], "usage": [{"windowDays": 3}],
+                           "principals": [{"kind": "a-kind-added-later", "value": "v"}]}]}
+    text = "".join(parse(render(odd)).text)
+    assert "1 target could not be read" in text and "a-kind-added-later v" in text
+    assert "Read at an unknown time" in text
+    assert "No identities found." in "".join(parse(render({})).text)
+
+
 # --- in a real browser ------------------------------------------------------------------
 
 def test_without_chromium_the_browser_tests_skip_unless_required(monkeypatch: pytest.MonkeyPatch,
