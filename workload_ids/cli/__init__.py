@@ -37,6 +37,7 @@ from .verbs import (
     cmd_lint,
     cmd_plan,
     cmd_recover,
+    cmd_report_merge,
     cmd_restore,
     cmd_rotate,
     cmd_sandbox,
@@ -182,6 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the last record's hash as kept elsewhere (detects removed tail records)")
     verify.set_defaults(fn=cmd_audit_verify)
     verb("schema", cmd_schema, "print the JSON Schema of a workload manifest", paths=False)
+    report = sub.add_parser("report", help="combine and render discover reports",
+                            description="combine and render discover reports")
+    report_sub = report.add_subparsers(dest="report_verb", metavar="ACTION")
+    merge = report_sub.add_parser(
+        "merge", help="combine the JSON documents of a sharded discover run into one report",
+        description="combine the JSON documents of a sharded discover run (`discover --shard I/N "
+                    "--output json`) into the one report an unsharded run writes; refuses a missing "
+                    "or repeated shard, other settings, or another kind of file")
+    merge.add_argument("files", nargs="+", metavar="FILE", help="the shards' JSON documents")
+    merge.add_argument("--output", choices=("json", "html", "table"), default="json",
+                       help="json: the merged document (default); html: the self-contained report "
+                            "page (with --out, or to a pipe); table: text for people")
+    merge.add_argument("--out", metavar="FILE", help="write the output to FILE instead of stdout")
+    merge.add_argument("-v", "--verbose", action="store_true",
+                       help="show the underlying exception of an error")
+    merge.set_defaults(fn=cmd_report_merge)
     inv = verb("inventory", cmd_inventory, "list the identities workload-ids manages", paths=False)
     inv.add_argument("paths", nargs="*", metavar="PATH",
                      help="manifests: read their accounts and mark identities without one")

@@ -376,21 +376,9 @@ def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     from ..clouds import Clouds
     from ..discover.workflow import discover, select_targets
     from ..errors import UserError
-    render_html = None
-    if args.output == "html":
-        if not args.out and is_terminal(out.out):
-            raise UserError("an HTML page is not for a terminal: pass --out report.html (or pipe "
-                            "the output to a file)")
-        import importlib
-        try:
-            # Another part of the package (it may be absent from a partial build).
-            html = importlib.import_module("workload_ids.discover.html")
-        except ModuleNotFoundError as exc:
-            if exc.name != "workload_ids.discover.html":
-                raise
-            raise UserError("this build of workload-ids cannot write HTML yet "
-                            "(workload_ids.discover.html is missing); use --output json") from None
-        render_html = html.render
+    if args.output == "html" and not args.out and is_terminal(out.out):
+        raise UserError("an HTML page is not for a terminal: pass --out report.html (or pipe "
+                        "the output to a file)")
     config = _config(args)
     _clock_notice(out)
     seam = _seam(config)
@@ -403,8 +391,9 @@ def cmd_discover(args: argparse.Namespace, out: Output) -> int:
         text = json.dumps(to_document(report), indent=2) + "\n"
     elif args.output == "csv":
         text = render_csv(report)
-    elif render_html is not None:
-        text = render_html(to_document(report))
+    elif args.output == "html":
+        from ..discover.html import render
+        text = render(to_document(report))
     else:
         text = render_table(report) + "\n"
     if args.out:
@@ -435,6 +424,30 @@ def _write_output(path: Path, text: str) -> None:
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}; check the folder exists and "
                         "is writable") from None
+
+
+def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
+    """`report merge`: the shards of a discover run as one document, HTML page or table."""
+    from ..discover.merge import merge, render_table
+    from ..errors import UserError
+    document = merge(args.files)
+    if args.output == "html":
+        if not args.out and is_terminal(out.out):
+            raise UserError("the HTML report is a page for a browser, not text for a terminal; "
+                            "nothing was written: pass --out report.html (or redirect it to a file)")
+        from ..discover.html import render
+        text = render(document)
+    elif args.output == "table":
+        text = render_table(document)
+    else:
+        text = json.dumps(document, indent=2) + "\n"
+    if not args.out:
+        out.out.write(text)
+        return EXIT_OK
+    _write_output(Path(args.out), text)
+    out.note(f"wrote {args.out}: {len(document['identities'])} identities in {len(document['targets'])} "
+             f"target(s), merged from {len(args.files)} file(s)")
+    return EXIT_OK
 
 
 def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
