@@ -11,7 +11,7 @@ from pathlib import Path
 import grimp
 
 PACKAGE = Path(__file__).resolve().parent.parent / "workload_ids"
-SHARED = {"__init__.py", "clients.py", "render.py", "identity.py", "keys.py", "leavers.py",
+SHARED = {"__init__.py", "clients.py", "render.py", "identity.py", "keys.py", "leavers.py", "organization.py",
           "secret_store.py", "lock.py"}
 
 

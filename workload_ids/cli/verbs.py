@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..calls import CallRecord, CallSeam
     from ..config import Config
     from ..plan import Plan
+    from ..targets import Shard
     from ..validate import Validation
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARDRAIL, EXIT_BUSY = 0, 1, 2, 3, 4
@@ -298,7 +299,7 @@ def _rotate_fleet(args: argparse.Namespace, config: Config, out: Output, *, reco
                         f"rotation settings come from it): workload-ids rotate --now {args.now} "
                         "MANIFEST")
     seam = _seam(config)
-    found = fleet_keys(config, seam, provider=args.provider, targets=args.target)
+    found = fleet_keys(config, seam, provider=args.provider, targets=args.target, shard=_shard(args))
     for r in found.identities:
         keys = "  ".join(f"{k['id']} ({k['status']}, {k['ageDays']}d)" for k in r.keys) or "-"
         out.text(one_line(f"{r.environment}/{r.workload}  {r.identity}  {r.provider}:{r.target}  "
@@ -359,14 +360,24 @@ def cmd_schema(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
     """`inventory`: every identity of ours in the targets, with keys and state."""
-    from ..inventory import inventory, render_inventory
+    from ..inventory import inventory_report, render_inventory
     config = _config(args)
+    shard = _shard(args)
     seam = _seam(config)
-    rows = inventory(args.paths, config, seam, provider=args.provider, targets=args.target)
-    out.text(render_inventory(rows))
-    out.document({"identities": [r.as_json() for r in rows],
-                  "summary": {"identities": len(rows), "apiCalls": seam.stats.total}})
+    report = inventory_report(args.paths, config, seam, provider=args.provider, targets=args.target,
+                              shard=shard)
+    out.text(render_inventory(report.rows))
+    if shard is not None:
+        out.text(f"shard {shard.index}/{shard.count}: {len(report.scopes.read)} target(s) read")
+    out.document(report.as_json(seam.stats.total))
     return EXIT_OK
+
+
+def _shard(args: argparse.Namespace) -> Shard | None:
+    """``--shard I/N`` as a Shard (a UserError for another form), or None."""
+    from ..targets import Shard
+    text = getattr(args, "shard", None)
+    return Shard.parse(text) if text else None
 
 
 def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
@@ -378,6 +389,7 @@ def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     seam = _seam(config)
     report = cleanup(args.paths, config, seam=seam, apply=args.apply, max_actions=args.max_actions,
                      provider=args.provider, targets=args.target, progress=Progress("cleaning up"),
+                     shard=_shard(args),
                      delete_with_local_audit=args.delete_with_local_audit)
     out.text(render_report(report))
     out.document(report.as_json())

@@ -24,6 +24,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     from .keys import AzureKeys
     from .leavers import AzureLeavers
     from .lock import BlobLeaseLock
+    from .organization import AzureOrganization
     from .roles import AzureGrants
     from .secret_store import KeyVaultStore
     clients = AzureClients(config, seam)
@@ -34,7 +35,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     leavers=AzureLeavers(clients, identities, applications, grants),
                     keys=AzureKeys(clients, config, applications),
                     store_for=lambda target: KeyVaultStore(clients, target),
-                    lock_for=lambda target: BlobLeaseLock(clients, target))
+                    lock_for=lambda target: BlobLeaseLock(clients, target),
+                    organization=AzureOrganization(clients))
 
 
 CLOUD = Cloud("azure", render.desired_identity, render.static_checks, connect)
