@@ -111,9 +111,9 @@ def test_inventory_reads_every_member_of_every_group_and_skips_the_rest(org: Org
     applied = run_cli("apply", "--auto-approve", str(folder))
     assert applied.code == 0, applied.err + applied.out
     doc = _inventory()
-    assert _targets(doc) == [("aws", org.management), ("aws", org.active),
-                             ("azure", SUB_ONE), ("azure", SUB_TWO),
-                             ("gcp", "proj-one"), ("gcp", "proj-three"), ("gcp", "proj-two")]
+    assert _targets(doc) == sorted([("aws", org.management), ("aws", org.active),
+                                    ("azure", SUB_ONE), ("azure", SUB_TWO),
+                                    ("gcp", "proj-one"), ("gcp", "proj-three"), ("gcp", "proj-two")])
     assert doc["kind"] == "workload-ids/inventory" and doc["shard"] is None
     found = {(i["target"], i["workload"]) for i in doc["identities"]}
     assert found == {(org.management, "svc-main"), (org.active, "svc-member")}
@@ -235,3 +235,43 @@ def test_shard_parses_and_splits_stably() -> None:
     for bad in ("0/3", "3", "a/b", "2/1"):
         with pytest.raises(UserError):
             Shard.parse(bad)
+
+
+# --- the README's try-out: the examples of all three clouds applied to the sandbox ----------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_inventory_of_the_sandbox_lists_every_clouds_examples(aws_server: Any, moto_server: str,
+                                                              tmp_path: Path) -> None:
+    """`workload-ids sandbox --config-out sandbox.yaml`, the examples applied, then
+    `workload-ids inventory --config sandbox.yaml` (README "Quick start"): the sandbox's
+    config lists a target of every cloud it runs, and inventory reads them all."""
+    from workload_ids.sandbox.aws import seed_boundary, seed_oidc_providers, seed_signing_key
+    from workload_ids.sandbox.azure.local import start_local_azure
+    from workload_ids.sandbox.commands import sandbox_config, sandbox_targets
+    from workload_ids.sandbox.gcp.local import start_local_gcp
+    for seeding in (seed_oidc_providers, seed_boundary, seed_signing_key):
+        seeding(endpoint_url=moto_server)
+    gcp, azure = start_local_gcp(), start_local_azure()
+    try:
+        config = tmp_path / "sandbox.yaml"
+        config.write_text(sandbox_config(moto_server) + gcp.config_block() + azure.config_block()
+                          + sandbox_targets(gcp=True, azure=True))
+        assert "gcp: [{project: acme-prod}]" in config.read_text()
+        applied = run_cli("apply", "--config", str(config), "--auto-approve",
+                          str(EXAMPLES / "aws"), str(EXAMPLES / "gcp"), str(EXAMPLES / "azure"))
+        assert applied.code == 0, applied.err + applied.out
+        listed = run_cli("inventory", "--config", str(config), "--output", "json")
+        assert listed.code == 0, listed.err
+        doc = json.loads(listed.out)
+    finally:
+        gcp.stop()
+        azure.stop()
+    by_cloud: dict[str, set[str]] = {}
+    for identity in doc["identities"]:
+        by_cloud.setdefault(identity["provider"], set()).add(identity["workload"])
+    assert by_cloud == {"aws": {"payments-api", "invoice-worker", "ledger-export", "partner-feed"},
+                        "gcp": {"catalog-sync", "order-analytics"},
+                        "azure": {"order-reconciliation", "vendor-invoice-import"}}
+    assert {t["provider"] for t in doc["targets"]} == {"aws", "gcp", "azure"}
