@@ -150,8 +150,9 @@ def prove_readable(scopes: Scopes, clouds: Clouds) -> None:
         raise UserError(
             "cannot read " + "; ".join(failed) + ". Nothing was done: its identities would go "
             "unjudged. Give workload-ids access to it (targets.<cloud> entries take a profile or "
-            "roleArn for AWS), or, if it is gone for good, mark its entry `retired: true` under "
-            "targets in the config")
+            "roleArn for AWS; an organization's members need its role), or, if it is gone for "
+            "good, mark its entry `retired: true` under targets in the config (a member of an "
+            "organization, folder or management group: list it under that entry's `exclude:`)")
 
 
 # --- every read command's targets: narrowed, expanded, sharded ------------------------
