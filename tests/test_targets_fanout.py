@@ -137,6 +137,11 @@ def test_provider_and_target_narrow_and_a_target_outside_the_config_is_read(org:
         ("azure", SUB_ELSEWHERE)]
     bad = run_cli("inventory", "--target", "Not A Target")
     assert bad.code == 1 and "write PROVIDER:TARGET" in bad.err
+    # narrowed to one project, no other cloud's group is listed (nor read)
+    seam = CallSeam()
+    report = inventory_report([], load_config(None), seam, targets=["proj-two"])
+    assert report.scopes.ordered() == [("gcp", "proj-two")]
+    assert {op.split(":")[0] for op in seam.stats.calls} == {"gcp"}
 
 
 def test_shards_cover_every_target_once_and_merge_to_the_unsharded_run(org: Org, manifests: Any) -> None:

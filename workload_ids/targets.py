@@ -192,19 +192,21 @@ def read_scopes(config: Config, clouds: Clouds, *, provider: str | None = None,
     credentials' own target of ``provider`` (AWS by default) is read."""
     if provider is not None and provider not in CLOUDS:
         raise UserError(f"--provider {provider!r} is not one of {', '.join(sorted(CLOUDS))}")
+    named = {parse_target(t, provider) for t in targets}
     base = fleet_scopes(config, provider=provider or "aws", named=(), declared=declared)
     vouched = dict(base.vouched)
     notes = list(base.notes)
     explicit = set(base.read) - set(vouched)
-    for key, why in expand_groups(config, clouds, providers={provider} if provider else set(CLOUDS),
-                                  notes=notes).items():
+    # Only the clouds this run may read have their groups listed: a run narrowed to one
+    # GCP project neither pays for, nor stops at, listing the AWS Organization.
+    clouds_read = {p for p, _ in named} if named else {provider} if provider else set(CLOUDS)
+    for key, why in expand_groups(config, clouds, providers=clouds_read, notes=notes).items():
         if key not in explicit:
             vouched.setdefault(key, why)
     read = explicit | set(vouched)
     if provider is not None:
         read = {k for k in read if k[0] == provider}
-    if targets:
-        named = {parse_target(t, provider) for t in targets}
+    if named:
         read = {k for k in read if k in named} | named
     if not read:
         name = provider or "aws"
