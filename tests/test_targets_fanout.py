@@ -280,3 +280,10 @@ def test_inventory_of_the_sandbox_lists_every_clouds_examples(aws_server: Any, m
                         "gcp": {"catalog-sync", "order-analytics"},
                         "azure": {"order-reconciliation", "vendor-invoice-import"}}
     assert {t["provider"] for t in doc["targets"]} == {"aws", "gcp", "azure"}
+
+
+def test_rotate_with_manifests_refuses_a_shard(manifests: Any) -> None:
+    folder = manifests({"a.yaml": workload("svc-a")})
+    for verb in ("rotate", "recover"):
+        result = run_cli(verb, str(folder), "--shard", "1/2")
+        assert result.code == 1 and "--shard splits the targets a run without PATH reads" in result.err

@@ -253,6 +253,11 @@ def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = Fa
     config = _config(args)
     if not args.paths:
         return _rotate_fleet(args, config, out, recover_only=recover_only)
+    if args.shard:
+        from ..errors import UserError
+        raise UserError(f"--shard splits the targets a run without PATH reads; with manifests, "
+                        f"give each worker its own: workload-ids {'recover' if recover_only else 'rotate'} "
+                        "MANIFESTS (no --shard)")
     result = _validated(args, config, out)
     clock_text = _clock_notice(out)
     seam = _seam(config)

@@ -136,11 +136,13 @@ class FleetKeys:
 
     targets: tuple[tuple[str, str], ...]
     identities: tuple[InventoryRow, ...]  # each key-mode identity of ours
+    shard: Shard | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The fleet run as ``keys --format json`` prints it."""
         return {"targets": [f"{p}:{t}" for p, t in self.targets],
-                "identities": [r.as_json() for r in self.identities]}
+                "identities": [r.as_json() for r in self.identities],
+                "shard": self.shard.as_json() if self.shard else None}
 
 
 def fleet_keys(config: Config, seam: CallSeam, *, provider: str | None = None,
@@ -157,7 +159,8 @@ def fleet_keys(config: Config, seam: CallSeam, *, provider: str | None = None,
                               clouds=Clouds(config, seam))
     rows = report.rows
     found = tuple(r for r in rows if not r.forged and (r.kind in ("user", "application") or r.keys))
-    return FleetKeys(tuple(sorted(report.scopes.read | {(r.provider, r.target) for r in rows})), found)
+    return FleetKeys(tuple(sorted(report.scopes.read | {(r.provider, r.target) for r in rows})), found,
+                     shard)
 
 
 __all__ = ["FleetKeys", "fleet_keys", "rotate_workloads"]
