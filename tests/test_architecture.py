@@ -12,7 +12,7 @@ import grimp
 
 PACKAGE = Path(__file__).resolve().parent.parent / "workload_ids"
 SHARED = {"__init__.py", "clients.py", "render.py", "identity.py", "keys.py", "leavers.py",
-          "secret_store.py", "lock.py", "discovery.py"}
+          "secret_store.py", "lock.py", "discovery.py", "organization.py"}
 
 
 def _cycles() -> list[list[str]]:

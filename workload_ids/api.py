@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .cleanup.restore import RestoreResult
     from .cleanup.workflow import CleanupReport
     from .keys.lifecycle import KeyReport
+    from .targets import Shard
 
 
 def seam_for(config: Config) -> CallSeam:
@@ -84,9 +85,10 @@ def apply(plan: Plan, config: Config | None = None) -> ApplyResult:
 
 
 def inventory(paths: Iterable[str | Path] = (), config: Config | None = None, *,
-              provider: str = "aws", targets: Iterable[str] = (),
+              provider: str | None = None, targets: Iterable[str] = (),
               seam: CallSeam | None = None) -> list[InventoryRow]:
-    """What workload-ids manages in the targets of ``paths`` (or ``targets``)."""
+    """What workload-ids manages in every target (the config's, the manifests' in
+    ``paths``), or only ``provider``'s, or only ``targets``."""
     config = config or load_config()
     return _inventory(list(paths), config, seam or _seam(config), provider=provider,
                       targets=list(targets))
@@ -124,17 +126,18 @@ def restore(identity: str, config: Config | None = None, *, target: str | None =
 
 
 def cleanup(paths: Iterable[str | Path] = (), config: Config | None = None, *,
-            apply: bool = False, max_actions: int | None = None, provider: str = "aws",
+            apply: bool = False, max_actions: int | None = None, provider: str | None = None,
             targets: Iterable[str] = (), delete_with_local_audit: bool = False,
             seam: CallSeam | None = None,
-            progress: Callable[[int, int], None] | None = None) -> CleanupReport:
+            progress: Callable[[int, int], None] | None = None,
+            shard: Shard | None = None) -> CleanupReport:
     """Judge every identity the tool manages (see ``workload-ids cleanup``) and, with
     ``apply``, transfer, quarantine, release and delete as judged."""
     from .cleanup.workflow import cleanup as _cleanup
     config = config or load_config()
     return _cleanup([str(p) for p in paths], config, seam or _seam(config), apply=apply,
                     max_actions=max_actions, provider=provider, targets=list(targets),
-                    progress=progress, delete_with_local_audit=delete_with_local_audit)
+                    progress=progress, delete_with_local_audit=delete_with_local_audit, shard=shard)
 
 
 def rotate(paths: Iterable[str | Path], config: Config | None = None, *,

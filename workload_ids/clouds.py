@@ -5,6 +5,7 @@ providers, so it is handed to them here rather than imported by them)."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from .calls import CallSeam
 from .config import Config
@@ -30,6 +31,9 @@ class Clouds:
         self.seam = seam
         self._connected: dict[str, Backends] = {}
         self._lock = threading.Lock()
+        # What a run learns once and its steps share: the targets listed under each
+        # organisation, folder and management group (workload_ids.targets).
+        self.memo: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Backends:
         with self._lock:

@@ -39,34 +39,70 @@ class AwsAccountAccess(_Strict):
 GUID_PATTERN = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
 
 
+_AWS_ACCOUNT = _regex("account", r"\d{12}", "write the 12-digit AWS account id, quoted")
+_GCP_NUMBER = _regex("number", r"\d{1,20}", "write the folder's or organization's number, quoted "
+                     "(gcloud resource-manager folders list shows it), not its display name")
+
+
+class AwsOrganization(_Strict):
+    """The whole AWS Organization: its member accounts (Organizations ``ListAccounts``,
+    suspended ones skipped), each reached by assuming ``role`` in it."""
+
+    role: Annotated[str, _regex("role", r"[\w+=,.@-]{1,64}",
+                                "write the name of the role every member account has for "
+                                "workload-ids (e.g. OrganizationAccountAccessRole), not its ARN")]
+
+
 class AwsTarget(_Strict):
     """One AWS account the tool manages (``targets.aws``), and how to reach it when the
-    ambient credentials do not: a named profile, or a role in that account to assume."""
+    ambient credentials do not: a named profile, or a role in that account to assume. Or,
+    instead of ``account``, ``organization``: every member account of the AWS Organization
+    the ambient credentials list (less ``exclude``)."""
 
-    account: Annotated[str, _regex("account", r"\d{12}", "write the 12-digit AWS account id, quoted")]
+    account: Annotated[str, _AWS_ACCOUNT] | None = None
     profile: str | None = None
     roleArn: Annotated[str, _regex("roleArn", r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+",
                                    "write the ARN of a role in the account, "
                                    "arn:aws:iam::ACCOUNT:role/NAME")] | None = None
+    organization: AwsOrganization | None = None
+    exclude: list[Annotated[str, _AWS_ACCOUNT]] = []
     # Gone for good (the account was closed): not read, even though the audit log shows writes.
     retired: bool = False
 
 
-class GcpTarget(_Strict):
-    """One GCP project the tool manages (``targets.gcp``)."""
+_GCP_PROJECT = _regex("project", r"[a-z][a-z0-9-]{4,28}[a-z0-9]",
+                      "write the project id (6-30 lowercase letters, digits, hyphens), "
+                      "not its name or number")
 
-    project: Annotated[str, _regex("project", r"[a-z][a-z0-9-]{4,28}[a-z0-9]",
-                                   "write the project id (6-30 lowercase letters, digits, hyphens), "
-                                   "not its name or number")]
+
+class GcpTarget(_Strict):
+    """One GCP project the tool manages (``targets.gcp``); or, instead of ``project``, every
+    active project under a ``folder`` (its subfolders too) or an ``organization``, less
+    ``exclude``."""
+
+    project: Annotated[str, _GCP_PROJECT] | None = None
+    folder: Annotated[str, _GCP_NUMBER] | None = None
+    organization: Annotated[str, _GCP_NUMBER] | None = None
+    exclude: list[Annotated[str, _GCP_PROJECT]] = []
     retired: bool = False
 
 
-class AzureTarget(_Strict):
-    """One Azure subscription the tool manages (``targets.azure``)."""
+_AZURE_SUBSCRIPTION = _regex("subscription", GUID_PATTERN[1:-1],
+                             "write the subscription id, a GUID such as "
+                             "0b1f6471-1bf0-4dda-aec3-cb9272f09590")
 
-    subscription: Annotated[str, _regex("subscription", GUID_PATTERN[1:-1],
-                                        "write the subscription id, a GUID such as "
-                                        "0b1f6471-1bf0-4dda-aec3-cb9272f09590")]
+
+class AzureTarget(_Strict):
+    """One Azure subscription the tool manages (``targets.azure``); or, instead of
+    ``subscription``, every subscription under a ``managementGroup`` (at any depth), less
+    ``exclude``."""
+
+    subscription: Annotated[str, _AZURE_SUBSCRIPTION] | None = None
+    managementGroup: Annotated[str, _regex(
+        "managementGroup", r"[A-Za-z0-9_().-]{1,90}",
+        "write the management group's id (its name, e.g. mg-prod or the tenant root group's "
+        "tenant id), not its display name")] | None = None
+    exclude: list[Annotated[str, _AZURE_SUBSCRIPTION]] = []
     retired: bool = False
 
 
@@ -74,8 +110,9 @@ class TargetsConfig(_Strict):
     """Every account, project and subscription the tool manages. ``cleanup`` and
     ``inventory`` read each of them (and every target the audit log shows the tool wrote
     to), whatever manifests remain: the last workload of a target is judged too. One list
-    per cloud, one mapping per entry, so organisations, folders and management groups can
-    join later as entries of another key."""
+    per cloud, one mapping per entry: one target (``account``, ``project``,
+    ``subscription``), or a group listed at run time (``organization``, ``folder``,
+    ``managementGroup``; see :mod:`workload_ids.targets`)."""
 
     aws: list[AwsTarget] = []
     gcp: list[GcpTarget] = []
@@ -248,6 +285,21 @@ class CallsConfig(_Strict):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 8
 
 
+class FanoutConfig(_Strict):
+    """How many targets of each cloud are read at once (``inventory``, ``cleanup``,
+    ``discover``, a fleet ``plan``): one pool of threads per cloud, so one cloud's rate
+    limits never slow another's reads. Every call still passes the one seam, which
+    retries throttling."""
+
+    aws: Annotated[int, Field(ge=1, le=64)] = 8
+    gcp: Annotated[int, Field(ge=1, le=64)] = 8
+    azure: Annotated[int, Field(ge=1, le=64)] = 4
+
+    def budget(self, provider: str) -> int:
+        """How many of ``provider``'s targets are read at once."""
+        return {"aws": self.aws, "gcp": self.gcp, "azure": self.azure}.get(provider, 1)
+
+
 class RotationDefaults(_Strict):
     """Key rotation defaults; a manifest's ``credentials.rotation`` overrides each field."""
 
@@ -346,6 +398,7 @@ class ConfigFile(_Strict):
     catalog: CatalogConfig = CatalogConfig()
     trust: TrustConfig = TrustConfig()
     calls: CallsConfig = CallsConfig()
+    fanout: FanoutConfig = FanoutConfig()
     credentials: CredentialsConfig = CredentialsConfig()
     owners: OwnersConfig | None = None
     audit: AuditConfig | None = None
@@ -430,22 +483,28 @@ class Config:
         """How to reach ``account``: its ``targets.aws`` entry's profile or role, else its
         ``aws.accounts`` mapping; None for the ambient credentials."""
         for entry in self.data.targets.aws:
-            if entry.account == account and (entry.profile or entry.roleArn):
+            if entry.account is not None and entry.account == account and (entry.profile or entry.roleArn):
                 return AwsAccountAccess(profile=entry.profile, roleArn=entry.roleArn)
         return self.data.aws.accounts.get(account)
 
     def aws_mapped_accounts(self) -> set[str]:
         """Accounts reached with their own profile or role (not the ambient credentials)."""
         return set(self.data.aws.accounts) | {e.account for e in self.data.targets.aws
-                                              if e.profile or e.roleArn}
+                                              if e.account and (e.profile or e.roleArn)}
 
     def targets(self, *, retired: bool = False) -> set[tuple[str, str]]:
         """(provider, target) of every ``targets:`` entry; the retired ones with ``retired``."""
         t = self.data.targets
         entries = ([("aws", e.account, e.retired) for e in t.aws]
                    + [("gcp", e.project, e.retired) for e in t.gcp]
-                   + [("azure", e.subscription.lower(), e.retired) for e in t.azure])
-        return {(p, k) for p, k, r in entries if r == retired}
+                   + [("azure", e.subscription.lower() if e.subscription else None, e.retired)
+                      for e in t.azure])
+        return {(p, k) for p, k, r in entries if k is not None and r == retired}
+
+    @property
+    def fanout(self) -> FanoutConfig:
+        """The ``fanout:`` section: how many targets of each cloud are read at once."""
+        return self.data.fanout
 
     @property
     def guardrails(self) -> Guardrails:
@@ -688,17 +747,51 @@ def _target_problems(config: Config, at: Any) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     targets = config.data.targets
     keys = {"aws": "account", "gcp": "project", "azure": "subscription"}
+    groups = {"aws": ("organization",), "gcp": ("folder", "organization"), "azure": ("managementGroup",)}
     for cloud, key in keys.items():
         seen: dict[str, int] = {}
         for i, entry in enumerate(getattr(targets, cloud)):
+            where = f"targets.{cloud}.{i}"
+            named = [k for k in (key, *groups[cloud]) if getattr(entry, k) is not None]
+            forms = " or ".join(f"`{k}:`" for k in (key, *groups[cloud]))
+            if len(named) != 1:
+                out.append(Diagnostic(at(where), (
+                    f"this targets.{cloud} entry names {' and '.join(named)}; " if named else
+                    f"this targets.{cloud} entry names no target; ")
+                    + f"give each entry exactly one of {forms} (one entry per target or group)"))
+                continue
+            if named[0] != key:
+                # One AWS Organization answers the ambient credentials: a second entry is
+                # the same organization again.
+                group = named[0] if cloud == "aws" else f"{named[0]} {getattr(entry, named[0])}"
+                if group in seen:
+                    out.append(Diagnostic(at(f"{where}.{named[0]}"),
+                                          f"{group} is listed twice under targets.{cloud} (first as "
+                                          f"entry {seen[group] + 1}); keep one entry"))
+                seen.setdefault(group, i)
+                if entry.exclude and len(set(entry.exclude)) != len(entry.exclude):
+                    out.append(Diagnostic(at(f"{where}.exclude"), "exclude lists a target twice; "
+                                                                  "keep one"))
+                continue
+            if entry.exclude:
+                out.append(Diagnostic(at(f"{where}.exclude"), (
+                    f"exclude belongs to a group entry ({' or '.join(groups[cloud])}); this entry "
+                    f"names one {key}: remove exclude, or the entry itself")))
             value = str(getattr(entry, key)).lower()
             if value in seen:
-                out.append(Diagnostic(at(f"targets.{cloud}.{i}.{key}"),
+                out.append(Diagnostic(at(f"{where}.{key}"),
                                       f"{cloud} {key} {value} is listed twice under targets.{cloud} "
                                       f"(first as entry {seen[value] + 1}); keep one entry"))
             seen.setdefault(value, i)
     for i, entry in enumerate(targets.aws):
         where = f"targets.aws.{i}"
+        if entry.account is None:
+            if entry.organization is not None and (entry.profile or entry.roleArn):
+                out.append(Diagnostic(at(where), (
+                    "an organization entry reaches each member account through organization.role; "
+                    "profile and roleArn name one account: list that account as an entry of its "
+                    "own (it then takes precedence over the organization's role)")))
+            continue
         role_account = entry.roleArn.split(":")[4] if entry.roleArn else entry.account
         if role_account != entry.account:
             out.append(Diagnostic(at(f"{where}.roleArn"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from .config import Config
 from .errors import one_line
 from .keys.lifecycle import lifecycle
 from .model import MARK_TAG, CompiledWorkload
+from .targets import Scopes, Shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,39 @@ class InventoryRow:
         return "forged" if self.forged else "quarantined" if self.quarantine else "active"
 
 
-def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provider: str = "aws",
-              targets: list[str] | None = None) -> list[InventoryRow]:
-    """Read every identity we manage in the targets named by ``paths`` or ``targets``, the
-    config's ``targets:`` and those the audit log shows we wrote to (see :mod:`.targets`)."""
-    from .providers import CLOUDS
-    from .targets import fleet_scopes, prove_readable
+@dataclass(frozen=True)
+class InventoryReport:
+    """What ``inventory`` read: the rows, and the targets (with this run's shard)."""
+
+    rows: list[InventoryRow]
+    scopes: Scopes
+
+    def as_json(self, calls: int) -> dict[str, Any]:
+        """``inventory --format json``: the same envelope as ``discover``'s document (kind,
+        version, shard, targets), so ``workload-ids report merge`` combines sharded runs."""
+        per_target = Counter((r.provider, r.target) for r in self.rows)
+        return {"kind": "workload-ids/inventory", "version": 1,
+                "shard": self.scopes.shard.as_json() if self.scopes.shard else None,
+                "targets": [{"provider": p, "target": t, "status": "read", "identities": per_target[(p, t)]}
+                            for p, t in self.scopes.ordered()],
+                "identities": [r.as_json() for r in self.rows],
+                "summary": {"identities": len(self.rows), "apiCalls": calls}}
+
+
+def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provider: str | None = None,
+              targets: list[str] | None = None, shard: Shard | None = None) -> list[InventoryRow]:
+    """Read every identity we manage in the targets (see :func:`inventory_report`)."""
+    return inventory_report(paths, config, seam, provider=provider, targets=targets, shard=shard).rows
+
+
+def inventory_report(paths: list[str | Path], config: Config, seam: CallSeam, *,
+                     provider: str | None = None, targets: list[str] | None = None,
+                     shard: Shard | None = None, clouds: Clouds | None = None) -> InventoryReport:
+    """Read every identity we manage in the targets :func:`workload_ids.targets.read_scopes`
+    gives (the manifests' in ``paths``, the config's ``targets:`` with its groups listed,
+    those the audit log shows we wrote to; narrowed by ``provider`` and ``targets``, split
+    by ``shard``), the targets read concurrently within the config's ``fanout`` budgets."""
+    from .targets import fan_out, prove_readable, read_scopes
     declared_targets: set[tuple[str, str]] = set()
     declared: set[tuple[str, str, str]] | None = None
     key_mode: dict[tuple[str, str, str], CompiledWorkload] = {}
@@ -74,16 +103,14 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
             declared.add((cw.provider, cw.target, f"{cw.environment}/{cw.name}"))
             if cw.key_mode:
                 key_mode[(cw.provider, cw.target, f"{cw.environment}/{cw.name}")] = cw
-    judged = fleet_scopes(config, provider=provider, named=targets or [],
-                          declared=declared_targets).only(CLOUDS)
-    scopes = set(judged.read)
-    clouds = Clouds(config, seam)
-    if not scopes:
-        scopes.add((provider, clouds[provider].identities.current_target()))
+    clouds = clouds or Clouds(config, seam)
+    judged = read_scopes(config, clouds, provider=provider, targets=targets or (),
+                         declared=declared_targets, shard=shard)
     prove_readable(judged, clouds)
-    rows: list[InventoryRow] = []
-    for name, target in sorted(scopes):
+
+    def rows_of(name: str, target: str) -> list[InventoryRow]:
         cloud = clouds[name]
+        rows: list[InventoryRow] = []
         for o in cloud.identities.observe_scope(target):
             marker = o.marker
             if marker is None:
@@ -113,7 +140,10 @@ def inventory(paths: list[str | Path], config: Config, seam: CallSeam, *, provid
                 last_used=_when(last) if "lastUsed" in o.extra else "unknown", keys=keys,
                 next_step=step, next_at=when, secret=secret,
                 quarantine=o.tags.get(MARK_TAG), forged=o.forged))
-    return sorted(rows, key=lambda r: (r.provider, r.target, r.identity))
+        return rows
+
+    found = [row for _, rows in fan_out(config, judged.read, rows_of) for row in rows]
+    return InventoryReport(sorted(found, key=lambda r: (r.provider, r.target, r.identity)), judged)
 
 
 def _when(value: object) -> str | None:

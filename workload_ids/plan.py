@@ -112,15 +112,22 @@ class ScopePrefetch:
         self.start_calls = seam.stats.total  # the plan's count includes the reads made ahead
         self.clouds = Clouds(config, seam)
         self._futures: dict[tuple[str, str], concurrent.futures.Future[list[ObservedIdentity]]] = {}
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4,
-                                                           thread_name_prefix="prefetch")
+        # A pool per cloud, each as wide as the config's fan-out budget for it (fanout.aws,
+        # .gcp, .azure): one cloud's throttling never holds back another's reads.
+        self._pools: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 
     def __call__(self, provider_name: str, target: str) -> None:
         """Start reading ``target`` in the background unless it already is (or the provider is unknown)."""
+        import concurrent.futures
         key = (provider_name, target)
         if key in self._futures or provider_name not in CLOUDS:
             return
-        self._futures[key] = self._pool.submit(self.clouds[provider_name].identities.observe_scope, target)
+        pool = self._pools.get(provider_name)
+        if pool is None:
+            pool = self._pools[provider_name] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.config.fanout.budget(provider_name),
+                thread_name_prefix=f"prefetch-{provider_name}")
+        self._futures[key] = pool.submit(self.clouds[provider_name].identities.observe_scope, target)
 
     def scope(self, provider_name: str, target: str) -> list[ObservedIdentity] | None:
         """The scope read for ``target`` (waits for it); None when it was never started."""
@@ -132,7 +139,8 @@ class ScopePrefetch:
         went on calling the cloud and counting on the seam after the command had returned
         (a plan refused by its preflight, a validation error), on threads sharing the
         caller's clouds; the CLI's exit waited for it all the same."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: CallSeam, *,

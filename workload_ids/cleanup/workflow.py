@@ -24,6 +24,7 @@ from ..errors import GuardrailError, UserError, WorkloadIdsError, one_line
 from ..model import MARK_TAG, MarkError, ObservedIdentity, decode_mark
 from ..provenance import audit_trail, quarantine_believed
 from ..providers.interface import LeaverBackend
+from ..targets import Shard
 from .judge import (
     CLASSES,
     DELETE,
@@ -74,6 +75,7 @@ class CleanupReport:
     calls: int = 0
     notes: list[str] = field(default_factory=list)
     held: int = 0  # due deletions held for want of a durable audit sink
+    shard: Shard | None = None  # the part of the targets this dry run judged (--shard I/N)
 
     @property
     def actions(self) -> list[Finding]:
@@ -103,14 +105,15 @@ class CleanupReport:
             "deadGrants": self.dead_grants,
             "ownerChecks": self.owner_checks, "manifestChecks": self.manifest_checks,
             "refusal": self.refusal, "notes": self.notes, "clock": clock.notice(),
+            "shard": self.shard.as_json() if self.shard else None,
             "summary": self.summary(),
         }
 
 
 def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, apply: bool = False,
-            max_actions: int | None = None, provider: str = "aws", targets: Sequence[str] = (),
+            max_actions: int | None = None, provider: str | None = None, targets: Sequence[str] = (),
             progress: Callable[[int, int], None] | None = None,
-            delete_with_local_audit: bool = False) -> CleanupReport:
+            delete_with_local_audit: bool = False, shard: Shard | None = None) -> CleanupReport:
     """See the module docstring. Raises before any change when the input is bad, the
     owner directory cannot be read, or the guard refuses (GuardrailError, exit 3).
 
@@ -130,39 +133,47 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     else:
         notes.append("no manifests given: the no-manifest check is off (pass the manifest folder "
                      "to find decommissioned workloads)")
+    if shard is not None and apply:
+        # The blast-radius limit (cleanup.maxActions) and the held deletions are judged over
+        # every target of one run: N shards applying at once would each get the whole limit.
+        raise GuardrailError(f"cleanup --apply reads every target; --shard {shard.index}/{shard.count} is "
+                        "for a dry run (a report per worker). Run `workload-ids cleanup --apply` "
+                        "once, unsharded, so cleanup.maxActions bounds the whole run")
     clouds = Clouds(config, seam)
     from ..providers import CLOUDS
-    from ..targets import fleet_scopes, prove_readable
-    judged = fleet_scopes(config, provider=provider, named=targets, declared=declared_targets)
-    notes.extend(judged.notes)
-    scopes = set(judged.read)
-    unavailable = sorted({name for name, _ in scopes if name not in CLOUDS})
+    from ..targets import fan_out, prove_readable, read_scopes
+    unavailable = sorted({name for name, _ in declared_targets if name not in CLOUDS})
     if unavailable:
         # A manifest folder may hold workloads of clouds this version cannot act on yet:
         # say so and judge the rest, rather than refusing the whole run.
-        skipped = sorted(t for n, t in scopes if n in unavailable)
+        skipped = sorted(t for n, t in declared_targets if n in unavailable)
         notes.append(f"the {', '.join(unavailable)} backend is not available in this version: "
                      f"{', '.join(skipped)} not read")
-        scopes = {(n, t) for n, t in scopes if n in CLOUDS}
-        judged = judged.only(CLOUDS)
+        declared_targets = {(n, t) for n, t in declared_targets if n in CLOUDS}
         if declared is not None:
             declared = {k: v for k, v in declared.items() if k[0] in CLOUDS}
-    if not scopes and provider not in CLOUDS:
+    if provider is not None and provider not in CLOUDS:
         raise UserError(f"the {provider} backend is not available in this version of workload-ids; "
                         f"cleanup supports {', '.join(sorted(CLOUDS))}")
-    if not scopes:
-        scopes = {(provider, clouds[provider].identities.current_target())}
+    judged = read_scopes(config, clouds, provider=provider, targets=targets, declared=declared_targets,
+                         shard=shard).only(CLOUDS)
+    notes.extend(judged.notes)
     # Before any read that could be mistaken for "nothing there": a configured or audited
     # target we cannot reach stops the run here.
     prove_readable(judged, clouds)
-    observed: list[tuple[LeaverBackend, ObservedIdentity]] = []
-    dead: list[dict[str, str]] = []
-    for name, target in sorted(scopes):
+
+    def observe(name: str, target: str) -> tuple[list[tuple[LeaverBackend, ObservedIdentity]],
+                                                 list[dict[str, str]]]:
         # A dry run judges by markers, marks and use; only deletions (restore bundles)
         # need every setting, so only an applying run pays for that second walk.
         cloud = clouds[name]
-        observed.extend((cloud.leavers, o) for o in cloud.identities.observe_scope(target, settings=apply))
-        dead.extend({"provider": name, "target": target, **g} for g in cloud.leavers.dead_grants(target))
+        seen = [(cloud.leavers, o) for o in cloud.identities.observe_scope(target, settings=apply)]
+        return seen, [{"provider": name, "target": target, **g} for g in cloud.leavers.dead_grants(target)]
+    observed: list[tuple[LeaverBackend, ObservedIdentity]] = []
+    dead: list[dict[str, str]] = []
+    for _, (seen, grants) in fan_out(config, judged.read, observe):
+        observed.extend(seen)
+        dead.extend(grants)
 
     # Roles beside an identity that carry a copied marker (GCP): never acted on, but said.
     notes.extend(f"custom role {rid} in {o.target} (at the naming of {o.name}) is forged ({why}): "
@@ -191,7 +202,7 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         notes.append(f"{held} deletion(s) held: {DELETION_HELD}")
     findings.sort(key=lambda f: (CLASSES.index(f.status), f.identity.target, f.identity.name))
     report = CleanupReport(findings, owners is not None, declared is not None, notes=notes,
-                           dead_grants=dead, held=held)
+                           dead_grants=dead, held=held, shard=shard)
     report.transfers = {f.identity.name: _manifest_edit(f) for f in findings
                         if f.status == TRANSFERRED and f.manifest is not None and f.successor}
     report.refusal = _blast_radius(findings, config, max_actions)

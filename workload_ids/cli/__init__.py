@@ -167,9 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the manifests of the key-mode workloads to act on; without any, every "
                             "target (config targets:, aws.accounts, and those the audit trail shows "
                             "written to) is read and its key-mode identities listed, nothing changed")
-        p.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
-        p.add_argument("--target", action="append", default=[],
-                       help="without PATH: also read this account/project/subscription (repeatable)")
+        add_target_arguments(p)
     for p in (apply, rotate, recover):
         p.add_argument("--lock-timeout", metavar="DURATION",
                        help="how long to wait for a workload whose keys another run is changing, "
@@ -202,16 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     inv = verb("inventory", cmd_inventory, "list the identities workload-ids manages", paths=False)
     inv.add_argument("paths", nargs="*", metavar="PATH",
                      help="manifests: read their accounts and mark identities without one")
-    inv.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
-    inv.add_argument("--target", action="append", default=[],
-                     help="account/project/subscription to read (repeatable)")
+    add_target_arguments(inv)
     disc = verb("discover", cmd_discover, "every non-human identity in the targets, ours or not, "
                 "with its owner, last use, keys, who can use it, and findings mapped to the OWASP "
                 "NHI Top 10; read-only", paths=False, parent=base)
-    disc.add_argument("--provider", choices=("aws", "gcp", "azure"),
-                      help="only this cloud's targets (default: every cloud's)")
-    disc.add_argument("--target", action="append", default=[],
-                      help="read only this account/project/subscription (repeatable)")
+    add_target_arguments(disc)
     disc.add_argument("--service-linked", action="store_true",
                       help="AWS: include service-linked roles (made and owned by AWS services)")
     disc.add_argument("--output", choices=("table", "json", "csv", "html"), default="table",
@@ -236,9 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="delete due identities although the audit trail is only a local file "
                             "(audit.path): their restore bundles are lost with that file. Without "
                             "it, deletions need a durable audit sink (audit.sink) and are held")
-    clean.add_argument("--provider", default="aws", help="provider to read when no PATH is given")
-    clean.add_argument("--target", action="append", default=[],
-                       help="also read this account/project/subscription (repeatable)")
+    add_target_arguments(clean)
     restore = verb("restore", cmd_restore, "recreate an identity that cleanup deleted, from the "
                    "restore bundle in the audit log", paths=False)
     restore.add_argument("identity", metavar="IDENTITY", help="the role or user name")
@@ -269,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--config-out", metavar="FILE",
                          help="write a workload-ids.yaml that points at the sandbox")
     return parser
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--provider``, ``--target`` and ``--shard``, the same on every command that reads
+    every target (inventory, cleanup, discover, rotate and recover without PATH)."""
+    parser.add_argument("--provider", choices=("aws", "gcp", "azure"),
+                        help="read only this cloud's targets (default: every cloud's)")
+    parser.add_argument("--target", action="append", default=[], metavar="[PROVIDER:]TARGET",
+                        help="read only this account, project or subscription (repeatable); one "
+                             "the config does not list is read too")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="read the I-th of N deterministic parts of the targets (for N "
+                             "parallel workers; JSON output records the shard)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

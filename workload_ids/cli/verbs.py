@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..calls import CallRecord, CallSeam
     from ..config import Config
     from ..plan import Plan
+    from ..targets import Shard
     from ..validate import Validation
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_GUARDRAIL, EXIT_BUSY = 0, 1, 2, 3, 4
@@ -252,6 +253,11 @@ def cmd_rotate(args: argparse.Namespace, out: Output, *, recover_only: bool = Fa
     config = _config(args)
     if not args.paths:
         return _rotate_fleet(args, config, out, recover_only=recover_only)
+    if args.shard:
+        from ..errors import UserError
+        raise UserError(f"--shard splits the targets a run without PATH reads; with manifests, "
+                        f"give each worker its own: workload-ids {'recover' if recover_only else 'rotate'} "
+                        "MANIFESTS (no --shard)")
     result = _validated(args, config, out)
     clock_text = _clock_notice(out)
     seam = _seam(config)
@@ -298,7 +304,7 @@ def _rotate_fleet(args: argparse.Namespace, config: Config, out: Output, *, reco
                         f"rotation settings come from it): workload-ids rotate --now {args.now} "
                         "MANIFEST")
     seam = _seam(config)
-    found = fleet_keys(config, seam, provider=args.provider, targets=args.target)
+    found = fleet_keys(config, seam, provider=args.provider, targets=args.target, shard=_shard(args))
     for r in found.identities:
         keys = "  ".join(f"{k['id']} ({k['status']}, {k['ageDays']}d)" for k in r.keys) or "-"
         out.text(one_line(f"{r.environment}/{r.workload}  {r.identity}  {r.provider}:{r.target}  "
@@ -359,14 +365,24 @@ def cmd_schema(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_inventory(args: argparse.Namespace, out: Output) -> int:
     """`inventory`: every identity of ours in the targets, with keys and state."""
-    from ..inventory import inventory, render_inventory
+    from ..inventory import inventory_report, render_inventory
     config = _config(args)
+    shard = _shard(args)
     seam = _seam(config)
-    rows = inventory(args.paths, config, seam, provider=args.provider, targets=args.target)
-    out.text(render_inventory(rows))
-    out.document({"identities": [r.as_json() for r in rows],
-                  "summary": {"identities": len(rows), "apiCalls": seam.stats.total}})
+    report = inventory_report(args.paths, config, seam, provider=args.provider, targets=args.target,
+                              shard=shard)
+    out.text(render_inventory(report.rows))
+    if shard is not None:
+        out.text(f"shard {shard.index}/{shard.count}: {len(report.scopes.read)} target(s) read")
+    out.document(report.as_json(seam.stats.total))
     return EXIT_OK
+
+
+def _shard(args: argparse.Namespace) -> Shard | None:
+    """``--shard I/N`` as a Shard (a UserError for another form), or None."""
+    from ..targets import Shard
+    text = getattr(args, "shard", None)
+    return Shard.parse(text) if text else None
 
 
 def cmd_discover(args: argparse.Namespace, out: Output) -> int:
@@ -374,8 +390,9 @@ def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     it ran (findings are data), 2 with --fail-on when a finding is that severe, 1 when a
     target could not be read (after reporting the others)."""
     from ..clouds import Clouds
-    from ..discover.workflow import discover, select_targets
+    from ..discover.workflow import discover
     from ..errors import UserError
+    from ..targets import read_scopes
     if args.output == "html" and not args.out and is_terminal(out.out):
         raise UserError("an HTML page is not for a terminal: pass --out report.html (or pipe "
                         "the output to a file)")
@@ -383,8 +400,10 @@ def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     _clock_notice(out)
     seam = _seam(config)
     clouds = Clouds(config, seam)
-    scopes = select_targets(config, clouds, provider=args.provider, named=args.target)
-    report = discover(config, clouds, scopes, service_linked=args.service_linked)
+    shard = _shard(args)
+    scopes = read_scopes(config, clouds, provider=args.provider, targets=args.target, shard=shard)
+    report = discover(config, clouds, scopes.ordered(), service_linked=args.service_linked,
+                      shard=None if shard is None else (shard.index, shard.count))
     from ..discover.document import to_document
     from ..discover.render import render_csv, render_table
     if args.output == "json":
@@ -459,6 +478,7 @@ def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     seam = _seam(config)
     report = cleanup(args.paths, config, seam=seam, apply=args.apply, max_actions=args.max_actions,
                      provider=args.provider, targets=args.target, progress=Progress("cleaning up"),
+                     shard=_shard(args),
                      delete_with_local_audit=args.delete_with_local_audit)
     out.text(render_report(report))
     out.document(report.as_json())

@@ -7,8 +7,7 @@ findings of the rest. The CLI exits 1 at the end when any target failed.
 
 from __future__ import annotations
 
-import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +16,7 @@ from ..clouds import Clouds
 from ..config import Config
 from ..discovered import DiscoveredIdentity
 from ..errors import WorkloadIdsError, one_line
+from ..targets import fan_out
 from .findings import Finding, Settings, judge, severity_at_least
 from .owners import Ownership, check_directory, owner_of
 
@@ -70,41 +70,6 @@ class DiscoverReport:
                    for j in self.identities for f in j.findings)
 
 
-def _guess_provider(target: str) -> str:
-    """The cloud a bare target id belongs to, by its form."""
-    import re
-    if re.fullmatch(r"\d{12}", target):
-        return "aws"
-    if re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", target):
-        return "azure"
-    return "gcp"
-
-
-def select_targets(config: Config, clouds: Clouds, *, provider: str | None,
-                   named: Sequence[str]) -> list[Scope]:
-    """The targets to read: every target the config lists (``targets:``, ``aws.accounts``)
-    and the audit log shows written to, of ``provider`` when given; ``named`` narrows them
-    (a named target the config does not list is read too). With none at all, the account,
-    project or subscription the ambient credentials reach.
-
-    Kept apart so that the fleet's shared target selection (sharding) can replace it."""
-    from ..providers import CLOUDS
-    from ..targets import fleet_scopes
-    scopes = fleet_scopes(config, provider=provider or "aws", named=(), declared=()).only(CLOUDS)
-    known = sorted(k for k in scopes.read if provider is None or k[0] == provider)
-    if named:
-        chosen: set[Scope] = set()
-        for target in named:
-            matches = [k for k in known if k[1] == (target.lower() if k[0] == "azure" else target)]
-            cloud = provider or _guess_provider(target)
-            chosen.update(matches or [(cloud, target.lower() if cloud == "azure" else target)])
-        return sorted(chosen)
-    if not known:
-        cloud = provider or "aws"
-        known = [(cloud, clouds[cloud].identities.current_target())]
-    return known
-
-
 def _read(clouds: Clouds, scope: Scope, service_linked: bool) -> tuple[list[DiscoveredIdentity], str | None]:
     name, target = scope
     try:
@@ -116,21 +81,15 @@ def _read(clouds: Clouds, scope: Scope, service_linked: bool) -> tuple[list[Disc
 
 
 def discover(config: Config, clouds: Clouds, scopes: Sequence[Scope], *, service_linked: bool = False,
-             now: datetime | None = None, shard: tuple[int, int] | None = None,
-             progress: Callable[[Scope], None] | None = None) -> DiscoverReport:
-    """Read each of ``scopes`` (side by side, ``calls.concurrency`` at a time) and judge
-    every identity found."""
+             now: datetime | None = None, shard: tuple[int, int] | None = None) -> DiscoverReport:
+    """Read each of ``scopes`` (each cloud's side by side, ``fanout.<cloud>`` at a time) and
+    judge every identity found."""
     settings = Settings.from_config(config)
     when = now or clock.now()
     ordered = sorted(set(scopes))
-    results: dict[Scope, tuple[list[DiscoveredIdentity], str | None]] = {}
-    workers = max(1, min(config.calls.concurrency, len(ordered)))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(_read, clouds, scope, service_linked): scope for scope in ordered}
-        for future in concurrent.futures.as_completed(futures):
-            results[futures[future]] = future.result()
-            if progress is not None:
-                progress(futures[future])
+    # Each cloud's targets side by side within its fan-out budget; a target that fails is
+    # an error row (``_read`` never raises), so one dead account hides no other.
+    results = dict(fan_out(config, ordered, lambda p, t: _read(clouds, (p, t), service_linked)))
     targets = tuple(TargetResult(p, t, "error" if results[(p, t)][1] else "read",
                                  len(results[(p, t)][0]), results[(p, t)][1]) for p, t in ordered)
     found = sorted((i for scope in ordered for i in results[scope][0]),

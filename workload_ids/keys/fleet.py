@@ -12,6 +12,7 @@ from ..calls import CallSeam
 from ..config import Config
 from ..errors import UserError
 from ..model import MARK_TAG, CompiledWorkload, DesiredIdentity, Marker, StoredSecret
+from ..targets import Shard
 from .lifecycle import KeyReport, lifecycle
 
 if TYPE_CHECKING:
@@ -135,26 +136,31 @@ class FleetKeys:
 
     targets: tuple[tuple[str, str], ...]
     identities: tuple[InventoryRow, ...]  # each key-mode identity of ours
+    shard: Shard | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The fleet run as ``keys --format json`` prints it."""
         return {"targets": [f"{p}:{t}" for p, t in self.targets],
-                "identities": [r.as_json() for r in self.identities]}
+                "identities": [r.as_json() for r in self.identities],
+                "shard": self.shard.as_json() if self.shard else None}
 
 
-def fleet_keys(config: Config, seam: CallSeam, *, provider: str = "aws",
-               targets: list[str] | None = None) -> FleetKeys:
+def fleet_keys(config: Config, seam: CallSeam, *, provider: str | None = None,
+               targets: list[str] | None = None, shard: Shard | None = None) -> FleetKeys:
     """Read every target ``cleanup`` and ``inventory`` read without PATH (the config's
-    ``targets:`` and ``aws.accounts``, every target the audit trail shows the tool wrote to,
-    and ``targets``); a configured or audited target that cannot be read raises before
-    anything else is read (exit 1). Changes nothing: a workload's rotation settings and its
-    secret come from its manifest, and keys are never turned on a guess."""
-    from ..inventory import inventory
-    from ..targets import fleet_scopes
-    read = fleet_scopes(config, provider=provider, named=targets or [], declared=()).read
-    rows = inventory([], config, seam, provider=provider, targets=targets)
+    ``targets:`` with its groups listed, ``aws.accounts``, every target the audit trail shows
+    the tool wrote to; ``provider`` and ``targets`` narrow); a configured or audited target
+    that cannot be read raises before anything else is read (exit 1). Changes nothing: a
+    workload's rotation settings and its secret come from its manifest, and keys are never
+    turned on a guess."""
+    from ..clouds import Clouds
+    from ..inventory import inventory_report
+    report = inventory_report([], config, seam, provider=provider, targets=targets, shard=shard,
+                              clouds=Clouds(config, seam))
+    rows = report.rows
     found = tuple(r for r in rows if not r.forged and (r.kind in ("user", "application") or r.keys))
-    return FleetKeys(tuple(sorted(read | {(r.provider, r.target) for r in rows})), found)
+    return FleetKeys(tuple(sorted(report.scopes.read | {(r.provider, r.target) for r in rows})), found,
+                     shard)
 
 
 __all__ = ["FleetKeys", "fleet_keys", "rotate_workloads"]

@@ -11,6 +11,8 @@ cloud's :class:`Backends`:
   (cleanup's and restore's steps);
 - :class:`DiscoveryBackend` reads every non-human identity of a target, ours or not, as
   facts (``workload_ids.discovered``) for ``discover`` and ``adopt`` to judge;
+- :class:`OrganizationBackend` lists the targets of an organisation, folder or
+  management group (``targets:`` group entries);
 - :class:`KeyBackend` issues, disables and deletes keys for key-mode identities (None
   on a cloud without key mode);
 - :class:`SecretStore` receives issued keys and keeps rotation's marks, and
@@ -303,6 +305,27 @@ TransferCheck = Callable[[ObservedIdentity, str], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class Member:
+    """One target listed under a group (an AWS Organization, a GCP folder or
+    organization, an Azure management group), active or not."""
+
+    target: str  # the account id, project id, subscription id (lower case)
+    active: bool  # False: suspended, closing, deleted: never read
+    state: str = ""  # the cloud's own word for it (SUSPENDED, DELETE_REQUESTED), for messages
+
+
+class OrganizationBackend(Protocol):
+    """Lists the targets under a group of the cloud (``targets:`` entries such as
+    ``organization:``, ``folder:``, ``managementGroup:``), so one config entry covers
+    accounts, projects or subscriptions made after it was written."""
+
+    def members(self, kind: str, name: str, *, role: str | None = None) -> list[Member]:
+        """Every target under group ``kind`` (``organization``, ``folder``,
+        ``managementGroup``) named ``name``, at any depth, sorted. ``role`` (AWS): the role
+        every member account is reached through from now on in this run."""
+
+
+@dataclass(frozen=True, slots=True)
 class Backends:
     """One cloud, connected: its backends over one seam and one config."""
 
@@ -315,6 +338,7 @@ class Backends:
     store_for: Callable[[str], SecretStore]  # target -> the secret store for its keys
     lock_for: Callable[[str], KeyLock]  # target -> the workload locks held there
     discovery: DiscoveryBackend
+    organization: OrganizationBackend  # group entries (organisations, folders, management groups)
 
     @property
     def name(self) -> str:

@@ -23,13 +23,15 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     from .keys import AwsKeys
     from .leavers import AwsLeavers
     from .lock import SecretsManagerLock
+    from .organization import AwsOrganization
     from .secret_store import SecretsManagerStore
     clients = AwsClients(config, seam)
     return Backends(CLOUD, config, seam, identities=AwsIdentities(clients, config, transfers),
                     leavers=AwsLeavers(clients), keys=AwsKeys(clients, config),
                     store_for=lambda target: SecretsManagerStore(clients, target),
                     lock_for=lambda target: SecretsManagerLock(clients, target),
-                    discovery=AwsDiscovery(clients, config))
+                    discovery=AwsDiscovery(clients, config),
+                    organization=AwsOrganization(clients))
 
 
 CLOUD = Cloud("aws", render.desired_identity, render.static_checks, connect)

@@ -42,7 +42,7 @@ from ...calls import (
     ErrorInfo,
     SeamClient,
 )
-from ...config import Config
+from ...config import AwsAccountAccess, Config
 from ...errors import CloudError, UserError
 from ...markers import AWS_KEY_SECRET, KeyCache, check, sign
 from ...model import TAG_MAC, IssuedKey, Marker
@@ -248,6 +248,12 @@ class AwsClients:
         # one at a time. The clients themselves are thread-safe and used concurrently.
         self._building = threading.Lock()
         self._callers: dict[str, str] = {}  # account -> the ARN our credentials are there
+        # Member accounts of an organization entry (targets.aws organization:), and the
+        # role each is reached through; a config entry of the account itself comes first.
+        self._member_roles: dict[str, str] = {}
+        self._listed: list[tuple[str, str]] | None = None
+        self._org_lock = threading.RLock()
+        self._ambient: str | None = None  # the account the ambient credentials reach, once asked
         self.signing_keys = KeyCache(self._read_signing_key, self._signing_key_where)
 
     # --- sessions and clients --------------------------------------------------------
@@ -264,8 +270,68 @@ class AwsClients:
                 cached = self._sessions.setdefault(target, cached)  # one session per account
         return cached
 
-    def _new_session(self, target: str) -> boto3.session.Session:
+    def access(self, target: str) -> AwsAccountAccess | None:
+        """How this run reaches ``target``: its config entry (profile or roleArn), else,
+        when the organization lists it as an active member, the organization entry's role,
+        else None (the ambient credentials)."""
         access = self.config.aws_access(target)
+        if access is not None or not target:
+            return access
+        role = self._organization_role()
+        with self._lock:
+            ambient = self._ambient
+        if role is None or target == ambient:
+            return None
+        with self._lock:
+            known = self._member_roles.get(target)
+            listed = self._listed is not None
+        if known is None and not listed:
+            # Plan and apply name member accounts too: list the organization once, so only
+            # an account it lists (never any account a manifest names) is reached by role.
+            self.organization_accounts(role)
+            with self._lock:
+                known = self._member_roles.get(target)
+        return AwsAccountAccess(roleArn=known) if known else None
+
+    def _organization_role(self) -> str | None:
+        entry = next((e for e in self.config.data.targets.aws
+                      if e.organization is not None and e.account is None and not e.retired), None)
+        return entry.organization.role if entry is not None and entry.organization is not None else None
+
+    def organization_accounts(self, role: str | None) -> list[tuple[str, str]]:
+        """(account, state) of every account of the ambient credentials' organization
+        (Organizations ``ListAccounts``, page by page), listed once per run; each active
+        one other than the ambient account is reached by assuming ``role`` in it."""
+        with self._org_lock:
+            with self._lock:
+                listed = self._listed
+            if listed is None:
+                ambient = self.ambient_account()
+                caller = self.caller(ambient)
+                partition = caller.split(":")[1] if caller.count(":") >= 5 else "aws"
+                client = self.client("", "organizations")
+                listed = []
+                token: str | None = None
+                while True:
+                    page = client.list_accounts(**({"NextToken": token} if token else {}))
+                    for account in page.get("Accounts", []):
+                        # `State` replaces `Status` (2025); both say ACTIVE for a usable account.
+                        listed.append((str(account["Id"]),
+                                       str(account.get("State") or account.get("Status") or "")))
+                    token = page.get("NextToken")
+                    if not token:
+                        break
+                with self._lock:
+                    self._listed = listed
+                    if role:
+                        for account, state in listed:
+                            if state == "ACTIVE" and account != ambient:
+                                self._member_roles.setdefault(
+                                    account, f"arn:{partition}:iam::{account}:role/{role}")
+            return list(listed)
+
+    def _new_session(self, target: str) -> boto3.session.Session:
+        access = self.access(target)
         if self.config.aws.sandboxCredentials:
             return boto3.session.Session(aws_access_key_id="testing",
                                          aws_secret_access_key="testing",  # sandbox only  # nosec B106
@@ -292,7 +358,7 @@ class AwsClients:
         endpoint = self.config.aws.endpointUrl
         with self._building:
             raw = session.client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
-        access = self.config.aws_access(target)
+        access = self.access(target)
         if access and access.roleArn:
             with self._building:
                 raw_sts = session.client("sts", endpoint_url=endpoint, config=boto_config)
@@ -348,6 +414,8 @@ class AwsClients:
         """The account the ambient credentials reach."""
         arn = str(self.client("", "sts").get_caller_identity()["Arn"])
         account = arn.split(":")[4]
+        with self._lock:
+            self._ambient = account
         if account not in self.config.aws_mapped_accounts():
             # The same credentials reach it: a later caller() need not ask again.
             with self._lock:

@@ -25,6 +25,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     from .keys import AzureKeys
     from .leavers import AzureLeavers
     from .lock import BlobLeaseLock
+    from .organization import AzureOrganization
     from .roles import AzureGrants
     from .secret_store import KeyVaultStore
     clients = AzureClients(config, seam)
@@ -36,7 +37,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     keys=AzureKeys(clients, config, applications),
                     store_for=lambda target: KeyVaultStore(clients, target),
                     lock_for=lambda target: BlobLeaseLock(clients, target),
-                    discovery=AzureDiscovery(clients))
+                    discovery=AzureDiscovery(clients),
+                    organization=AzureOrganization(clients))
 
 
 CLOUD = Cloud("azure", render.desired_identity, render.static_checks, connect)

@@ -24,6 +24,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     from .keys import GcpKeys
     from .leavers import GcpLeavers
     from .lock import SecretAnnotationLock
+    from .organization import GcpOrganization
     from .policies import GcpPolicies
     from .secret_store import SecretManagerStore
     clients = GcpClients(config, seam)
@@ -34,7 +35,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     keys=GcpKeys(clients, identities),
                     store_for=lambda target: SecretManagerStore(clients, target),
                     lock_for=lambda target: SecretAnnotationLock(clients, target),
-                    discovery=GcpDiscovery(clients, identities, policies))
+                    discovery=GcpDiscovery(clients, identities, policies),
+                    organization=GcpOrganization(clients))
 
 
 CLOUD = Cloud("gcp", render.desired_identity, render.static_checks, connect)

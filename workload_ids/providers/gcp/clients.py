@@ -254,6 +254,19 @@ class GcpClients:
         return SeamClient(self.seam, "gcp", "resourcemanager", raw, defaults=_NO_LIBRARY_RETRY)
 
     @property
+    def folders(self) -> SeamClient:
+        """Resource Manager folders (to list the projects under a folder or organization), over REST."""
+        return self._once("resourcemanager.folders", self._build_folders)
+
+    def _build_folders(self) -> SeamClient:
+        from google.cloud import resourcemanager_v3
+        endpoint = self.config.gcp.resourceManagerEndpoint
+        options = {"api_endpoint": endpoint} if endpoint else None
+        raw = resourcemanager_v3.FoldersClient(transport="rest", credentials=self._credentials(),
+                                               client_options=options)
+        return SeamClient(self.seam, "gcp", "resourcemanager", raw, defaults=_NO_LIBRARY_RETRY)
+
+    @property
     def secrets(self) -> SeamClient:
         """Secret Manager (issued keys, locks, the marker signing key)."""
         return self._once("secretmanager", self._build_secrets)

@@ -1,9 +1,10 @@
 """A local Azure Resource Manager (ARM) that the real ``azure.mgmt.msi`` and
 ``azure.mgmt.authorization`` clients talk to over HTTPS.
 
-It serves user-assigned managed identities (api-version 2024-11-30, the SDK default, and
-2018-11-30; ``systemData`` with its ``createdAt`` in every version but 2018's) with their
-federated identity credentials, and custom role definitions and
+It serves management groups' descendants (their subgroups and subscriptions, api-version
+2020-05-01 and later), user-assigned managed identities (api-version 2024-11-30, the SDK
+default, and 2018-11-30; ``systemData`` with its ``createdAt`` in every version but 2018's)
+with their federated identity credentials, and custom role definitions and
 role assignments (2022-04-01, the default of ``AuthorizationManagementClient``), and it
 enforces the ARM rules a provider must cope with:
 
@@ -61,6 +62,7 @@ MSI_API_VERSIONS = frozenset({"2018-11-30", "2021-09-30-preview", "2022-01-31-pr
 AUTHORIZATION_API_VERSIONS = frozenset({"2015-07-01", "2018-01-01-preview", "2018-09-01-preview",
                                         "2020-04-01-preview", "2020-10-01-preview", "2022-04-01"})
 ARM_SCOPE = "https://management.azure.com/.default"
+MANAGEMENT_GROUP_API_VERSIONS = frozenset({"2020-05-01", "2021-04-01", "2023-04-01"})
 
 # A few built-in roles (assignable everywhere), by their real, well-known GUIDs.
 BUILTIN_ROLES: Mapping[str, str] = {
@@ -213,6 +215,10 @@ class ArmEmulator(HttpsEmulator):
         self._principals: dict[str, _Principal] = {}
         self._role_definitions: dict[str, Json] = {}  # guid lower -> properties (custom roles only)
         self._role_assignments: dict[str, Json] = {}  # name lower -> resource
+        # Management groups: id lower -> (id as created, parent id lower or None, display name);
+        # subscription lower -> the id (lower) of the group that holds it.
+        self._groups: dict[str, tuple[str, str | None, str]] = {}
+        self._group_of: dict[str, str] = {}
         self.calls: Counter[str] = Counter()
         """``"PUT roleAssignments/{name} 2022-04-01"`` -> count: what the clients sent."""
         self._routes = self._make_routes()
@@ -229,6 +235,23 @@ class ArmEmulator(HttpsEmulator):
         call in it is answered 404 ``SubscriptionNotFound``, as Azure does."""
         with self._lock:
             self._subscriptions.discard(subscription.lower())
+
+    def add_management_group(self, group_id: str, parent: str | None = None, display_name: str = "") -> None:
+        """Create management group ``group_id`` under ``parent`` (a group made before), or at
+        the top (under the tenant root group) without one."""
+        with self._lock:
+            if parent is not None and parent.lower() not in self._groups:
+                raise ValueError(f"unknown parent management group {parent!r}: add it first")
+            self._groups[group_id.lower()] = (group_id, parent.lower() if parent else None,
+                                              display_name or group_id)
+
+    def move_subscription(self, subscription: str, group_id: str) -> None:
+        """Make ``subscription`` (created if needed) a child of management group ``group_id``."""
+        with self._lock:
+            if group_id.lower() not in self._groups:
+                raise ValueError(f"unknown management group {group_id!r}: add it first")
+            self.add_subscription(subscription)
+            self._group_of[subscription.lower()] = group_id.lower()
 
     def add_resource(self, resource_id: str) -> None:
         """Make a target resource (a storage container, a topic) exist, with its group."""
@@ -306,6 +329,8 @@ class ArmEmulator(HttpsEmulator):
             route("PUT GET DELETE", _AUTHZ + r"/roleDefinitions/(?P<name>[^/]+)", self._role_definition),
             route("GET", _AUTHZ + r"/roleAssignments", self._list_role_assignments),
             route("PUT GET DELETE", _AUTHZ + r"/roleAssignments/(?P<name>[^/]+)", self._role_assignment),
+            route("GET", r"/providers/Microsoft\.Management/managementGroups/(?P<group>[^/]+)/descendants",
+                  self._descendants),
         ]
 
     def handle(self, method: str, raw_path: str, headers: Mapping[str, str],
@@ -321,8 +346,9 @@ class ArmEmulator(HttpsEmulator):
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
-            versions = MSI_API_VERSIONS if "ManagedIdentity" in route.pattern.pattern \
-                else AUTHORIZATION_API_VERSIONS
+            versions = (MSI_API_VERSIONS if "ManagedIdentity" in route.pattern.pattern else
+                        MANAGEMENT_GROUP_API_VERSIONS if "managementGroups" in route.pattern.pattern else
+                        AUTHORIZATION_API_VERSIONS)
             api_version = (query.get("api-version") or [""])[0]
             self.calls[f"{method} {route.label} {api_version}"] += 1
             try:
@@ -353,6 +379,45 @@ class ArmEmulator(HttpsEmulator):
             params = {k: v[0] for k, v in query.items() if k != "$skipToken"}
             params["$skipToken"] = str(start + size)
             page["nextLink"] = f"{self.url}{path}?{urlencode(params)}"
+        return 200, page
+
+    # --- management groups -----------------------------------------------------------
+
+    def _descendants(self, method: str, m: re.Match[str], query: Query, body: bytes) -> tuple[int, Json]:
+        """Every group and subscription below a management group, at any depth (groups
+        before their children), paged as ARM pages: ``nextLink`` with ``$skiptoken``."""
+        root = m["group"].lower()
+        if root not in self._groups:
+            # ARM answers 403 for a group the caller cannot read, existing or not.
+            raise ArmError(403, "AuthorizationFailed", f"The client does not have authorization to "
+                           f"perform action 'Microsoft.Management/managementGroups/descendants/read' "
+                           f"over scope '/providers/Microsoft.Management/managementGroups/{m['group']}'.")
+        items: list[Json] = []
+        pending = [root]
+        while pending:
+            group = pending.pop(0)
+            parent = {"id": f"/providers/Microsoft.Management/managementGroups/{self._groups[group][0]}"}
+            for child in sorted(g for g, (_, p, _) in self._groups.items() if p == group):
+                created, _, display = self._groups[child]
+                items.append({"id": f"/providers/Microsoft.Management/managementGroups/{created}",
+                              "type": "Microsoft.Management/managementGroups", "name": created,
+                              "properties": {"displayName": display, "parent": parent}})
+                pending.append(child)
+            for sub in sorted(s for s, g in self._group_of.items() if g == group):
+                items.append({"id": f"/subscriptions/{sub}", "type": "/subscriptions", "name": sub,
+                              "properties": {"displayName": sub, "parent": parent}})
+        size = self.page_size
+        try:
+            top = int((query.get("$top") or ["0"])[0] or 0)
+        except ValueError:
+            raise ArmError(400, "InvalidQueryParameter", "$top must be a number.") from None
+        size = top or size
+        start = int((query.get("$skiptoken") or ["0"])[0] or 0)
+        page: Json = {"value": items[start:start + size]}
+        if start + size < len(items):
+            params = {k: v[0] for k, v in query.items() if k not in ("$skiptoken", "$top")}
+            params["$skiptoken"] = str(start + size)
+            page["nextLink"] = f"{self.url}{m.group(0)}?{urlencode(params)}"
         return 200, page
 
     # --- subscriptions, resource groups, scopes --------------------------------------

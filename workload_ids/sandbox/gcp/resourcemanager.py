@@ -1,5 +1,7 @@
-"""A local Resource Manager v3 (projects and their IAM policies) that the real
-``google.cloud.resourcemanager_v3.ProjectsClient`` talks to over REST.
+"""A local Resource Manager v3 (projects, their IAM policies, and the folders and
+organizations above them) that the real ``google.cloud.resourcemanager_v3.ProjectsClient``
+and ``FoldersClient`` talk to over REST. Listing is by parent, one level at a time, as on
+GCP: ``projects.list`` and ``folders.list`` return a parent's direct children only.
 
 It enforces what a provider must cope with on real GCP, because a looser fake hides
 bugs: etags on every policy (a stale one is refused with 409 ABORTED, which the REST
@@ -116,6 +118,9 @@ class ProjectRegistry:
         self._lock = threading.Lock()
         self._by_id: dict[str, Project] = {}
         self._by_number: dict[int, Project] = {}
+        self._parents: dict[str, str] = {}  # project id -> folders/N or organizations/N
+        self._states: dict[str, str] = {}  # project id -> DELETE_REQUESTED (ACTIVE when absent)
+        self._folders: dict[str, tuple[str, str, str]] = {}  # folders/N -> (parent, display name, state)
 
     def add(self, project_id: str) -> Project:
         """Create ``project_id`` (idempotent) and return it."""
@@ -129,6 +134,61 @@ class ProjectRegistry:
                 self._by_id[project_id] = found
                 self._by_number[found.number] = found
             return found
+
+    # --- the resource hierarchy: organizations > folders > projects --------------------
+
+    def add_folder(self, number: str, parent: str, display_name: str = "") -> str:
+        """Create folder ``folders/NUMBER`` under ``parent`` (``organizations/N`` or
+        ``folders/N``, which must exist unless it is an organization); its name."""
+        name = f"folders/{number}"
+        with self._lock:
+            if not self._parent_known(parent):
+                raise ValueError(f"unknown parent {parent!r}: add it first")
+            self._folders[name] = (parent, display_name or name, "ACTIVE")
+            return name
+
+    def set_parent(self, project_id: str, parent: str) -> None:
+        """Move ``project_id`` (created if needed) under ``parent``."""
+        self.add(project_id)
+        with self._lock:
+            if not self._parent_known(parent):
+                raise ValueError(f"unknown parent {parent!r}: add it first")
+            self._parents[project_id] = parent
+
+    def set_state(self, project_id: str, state: Literal["ACTIVE", "DELETE_REQUESTED"]) -> None:
+        """Mark ``project_id`` shut down (DELETE_REQUESTED) or active again."""
+        self.add(project_id)
+        with self._lock:
+            self._states[project_id] = state
+
+    def parent_of(self, project_id: str) -> str:
+        """``folders/N``, ``organizations/N``, or "" for a project outside any organization."""
+        with self._lock:
+            return self._parents.get(project_id, "")
+
+    def state_of(self, project_id: str) -> str:
+        """``ACTIVE`` or ``DELETE_REQUESTED``."""
+        with self._lock:
+            return self._states.get(project_id, "ACTIVE")
+
+    def children(self, parent: str) -> tuple[list[Project], list[tuple[str, str, str, str]]]:
+        """The projects and folders (name, parent, display name, state) directly under
+        ``parent``, sorted; PERMISSION_DENIED for a parent nobody made, as GCP answers for
+        one the caller cannot see."""
+        with self._lock:
+            if not self._parent_known(parent):
+                raise RpcError("PERMISSION_DENIED", f"Permission denied on resource '{parent}' (or it "
+                               "may not exist).")
+            projects = sorted((p for i, p in self._by_id.items() if self._parents.get(i) == parent),
+                              key=lambda p: p.project_id)
+            folders = sorted((n, pa, d, st) for n, (pa, d, st) in self._folders.items() if pa == parent)
+            return projects, folders
+
+    def _parent_known(self, parent: str) -> bool:
+        """(lock held) An organization is known once named; a folder once added."""
+        if re.fullmatch(r"organizations/\d+", parent):
+            return True
+        return parent in self._folders
 
     def find(self, ref: str) -> Project | None:
         """The project whose id or number is ``ref``, if known."""
@@ -362,6 +422,8 @@ class ResourceManagerEmulator(Served):
             HttpRoute("POST", re.compile(_PROJECT_PATH + ":getIamPolicy"), self._http_get_iam_policy),
             HttpRoute("POST", re.compile(_PROJECT_PATH + ":setIamPolicy"), self._http_set_iam_policy),
             HttpRoute("GET", re.compile(_PROJECT_PATH), self._http_get_project),
+            HttpRoute("GET", re.compile(r"/v3/projects"), self._http_list_projects),
+            HttpRoute("GET", re.compile(r"/v3/folders"), self._http_list_folders),
             *extra_routes,
         ])
 
@@ -396,7 +458,8 @@ class ResourceManagerEmulator(Served):
 
     @property
     def calls(self) -> Counter[str]:
-        """Calls served so far, by method name (``GetIamPolicy``, ``SetIamPolicy``, ``GetProject``)."""
+        """Calls served so far, by method name (``GetIamPolicy``, ``SetIamPolicy``, ``GetProject``,
+        ``ListProjects``, ``ListFolders``)."""
         return self.faults.calls
 
     def inject_error(self, method: str, status: str, message: str = "injected by the emulator",
@@ -419,10 +482,41 @@ class ResourceManagerEmulator(Served):
         """GetProject: the project as Resource Manager v3 JSON (a ``Project``)."""
         self.faults.enter("GetProject")
         project = self._project(name, "resourcemanager.projects.get")
+        return self._project_json(project)
+
+    def _project_json(self, project: Project) -> dict[str, object]:
         created = rfc3339(project.create_time)
-        return {"name": project.name, "parent": "", "projectId": project.project_id,
-                "state": 1, "displayName": project.project_id, "createTime": created,
+        return {"name": project.name, "parent": self.projects.parent_of(project.project_id),
+                "projectId": project.project_id,
+                "state": _STATES[self.projects.state_of(project.project_id)],
+                "displayName": project.project_id, "createTime": created,
                 "updateTime": created, "etag": f'W/"{project.number:x}"', "labels": {}}
+
+    def list_projects(self, parent: str, page_size: int, page_token: str,
+                      show_deleted: bool) -> dict[str, object]:
+        """ListProjects: the projects directly under ``parent`` (not below its subfolders),
+        ACTIVE ones unless ``show_deleted``, a page at a time."""
+        self.faults.enter("ListProjects")
+        if not re.fullmatch(r"(folders|organizations)/\d+", parent):
+            raise RpcError("INVALID_ARGUMENT", f"Invalid parent {parent!r}: expected folders/NUMBER "
+                           "or organizations/NUMBER.")
+        projects, _ = self.projects.children(parent)
+        items = [self._project_json(p) for p in projects
+                 if show_deleted or self.projects.state_of(p.project_id) == "ACTIVE"]
+        return _paged("projects", items, page_size, page_token)
+
+    def list_folders(self, parent: str, page_size: int, page_token: str,
+                     show_deleted: bool) -> dict[str, object]:
+        """ListFolders: the folders directly under ``parent``, a page at a time."""
+        self.faults.enter("ListFolders")
+        if not re.fullmatch(r"(folders|organizations)/\d+", parent):
+            raise RpcError("INVALID_ARGUMENT", f"Invalid parent {parent!r}: expected folders/NUMBER "
+                           "or organizations/NUMBER.")
+        _, folders = self.projects.children(parent)
+        items: list[dict[str, object]] = [
+            {"name": name, "parent": pa, "displayName": display, "state": _STATES[state]}
+            for name, pa, display, state in folders if show_deleted or state == "ACTIVE"]
+        return _paged("folders", items, page_size, page_token)
 
     def get_iam_policy(self, request: iam_policy_pb2.GetIamPolicyRequest) -> policy_pb2.Policy:
         """GetIamPolicy, honouring ``options.requested_policy_version`` and propagation."""
@@ -522,6 +616,40 @@ class ResourceManagerEmulator(Served):
 
     def _http_get_project(self, match: re.Match[str], query: Query, body: bytes) -> str:
         return json.dumps(self.get_project(f"projects/{match['project']}"))
+
+    def _http_list_projects(self, match: re.Match[str], query: Query, body: bytes) -> str:
+        return json.dumps(self.list_projects(*_list_query(query)))
+
+    def _http_list_folders(self, match: re.Match[str], query: Query, body: bytes) -> str:
+        return json.dumps(self.list_folders(*_list_query(query)))
+
+
+_STATES = {"ACTIVE": 1, "DELETE_REQUESTED": 2}
+LIST_PAGE_SIZE = 50  # ListProjects' and ListFolders' default page size (at most 1,000)
+
+
+def _list_query(query: Query) -> tuple[str, int, str, bool]:
+    """(parent, page size, page token, show deleted) of a List call's query string."""
+    def one(name: str) -> str:
+        return (query.get(name) or [""])[0]
+    try:
+        size = int(one("pageSize") or LIST_PAGE_SIZE)
+    except ValueError:
+        raise RpcError("INVALID_ARGUMENT", f"Invalid pageSize {one('pageSize')!r}.") from None
+    if not 0 <= size <= 1000:
+        raise RpcError("INVALID_ARGUMENT", "pageSize must be between 0 and 1000.")
+    return one("parent"), size or LIST_PAGE_SIZE, one("pageToken"), one("showDeleted") == "true"
+
+
+def _paged(key: str, items: list[dict[str, object]], size: int, token: str) -> dict[str, object]:
+    """One page of ``items`` under ``key``; the token is the offset of the next page."""
+    if token and not token.isdigit():
+        raise RpcError("INVALID_ARGUMENT", f"Invalid page token {token!r}.")
+    start = int(token or 0)
+    page: dict[str, object] = {key: items[start:start + size]}
+    if start + size < len(items):
+        page["nextPageToken"] = str(start + size)
+    return page
 
 
 def _b64(data: bytes) -> str:
