@@ -153,7 +153,7 @@ def test_managed_identities_read_as_facts(azure: Azure) -> None:
     assert ops.tags == {"owner": "team-ops"}
     assert ops.principals == (
         Principal("federated-credential", GITHUB, "sub = repo:acme/ops:ref:refs/heads/main, "
-                  "aud = api://AzureADTokenExchange (federated credential github-main)", external=True),
+                  "aud = api://AzureADTokenExchange (federated credential github-main)", external=False),
         Principal("federated-credential", aks, "sub = system:serviceaccount:ops:runner, "
                   "aud = api://AzureADTokenExchange (federated credential aks-ops)", external=False))
     [owner] = ops.grants
@@ -192,7 +192,7 @@ def test_ours_is_managed_and_copied_tags_are_not(azure: Azure, tmp_path: Path) -
     mine = found[name]
     assert [(p.value, p.detail.split(" (")[0], p.external) for p in mine.principals] == [
         (GITHUB, "sub = repo:acme/order-reconciliation:environment:production, "
-                 "aud = api://AzureADTokenExchange", True)]
+                 "aud = api://AzureADTokenExchange", False)]
     assert mine.grants and all("(custom role workload-ids prod/order-reconciliation " in g.source
                                for g in mine.grants)
     assert seam.stats.calls["azure:keyvault.get_secret"] == 1  # the signing key, once
@@ -235,7 +235,7 @@ def test_applications_with_secrets_and_certificates(azure: Azure) -> None:
         "certificate", START, START + timedelta(days=365), None, True)
     assert cert.principals == (Principal(
         "federated-credential", GITHUB, "sub = repo:acme/signer:environment:prod, "
-        "aud = api://AzureADTokenExchange (federated credential deploy)", external=True),)
+        "aud = api://AzureADTokenExchange (federated credential deploy)", external=False),)
     assert cert.unread == ("it has no service principal in this tenant: nothing can sign in as it here",)
 
 
@@ -259,6 +259,12 @@ def test_issuers_of_the_own_tenant_and_flexible_credentials() -> None:
             "https://login.microsoftonline.com/0b5e3a52-6c1f-4d7e-9a11-3f2e4d5c6b7a/v2.0",
             f"https://login.microsoftonline.com.evil.example/{tenant}/v2.0"))}
     assert list(words.values()) == [(False, False), (False, False), (True, False), (True, False)]
+    # GitHub (or a cluster) the config trusts is the tenant's own federation, as an OIDC
+    # provider registered in an AWS account is; an issuer nobody listed is a stranger.
+    trusted = frozenset({GITHUB})
+    assert not _federated(GITHUB, "repo:acme/x:ref:refs/heads/main", [], "f", tenant, trusted).external
+    assert _federated(GITHUB, "repo:acme/x:ref:refs/heads/main", [], "f", tenant).external
+    assert _federated("https://issuer.evil.example", "x", [], "f", tenant, trusted).external
     # A flexible credential (Graph beta's claimsMatchingExpression) has no subject: it may
     # admit many callers.
     flexible = _federated(GITHUB, None, ["api://AzureADTokenExchange"], "any-branch", tenant)

@@ -22,10 +22,13 @@ Facts as Azure holds them:
   and audience in words). Azure compares the subject exactly, so none is a wildcard,
   except a flexible credential of an application (no subject, a claims-matching
   expression instead).
-  ``external`` is a credential whose issuer is not Entra ID of the identity's own tenant
-  (``login.microsoftonline.com/TENANT``, ``sts.windows.net/TENANT``) nor an AKS cluster
-  of it (``*.oic.prod-aks.azure.com/TENANT/``): GitHub, other clouds' clusters and other
-  tenants are all external;
+  ``external`` is a credential whose issuer is neither Entra ID of the identity's own
+  tenant (``login.microsoftonline.com/TENANT``, ``sts.windows.net/TENANT``), nor an AKS
+  cluster of it (``*.oic.prod-aks.azure.com/TENANT/``), nor an issuer the config trusts
+  (``trust.allowedIssuers``; GitHub's when ``trust.allowedGithubOwners`` lists owners).
+  That is where AWS draws the line too: an OIDC provider registered in the account is
+  the account's own federation, not a stranger. Another tenant, or an issuer nobody
+  listed (anyone can write any issuer URL into a federated credential), is external;
 - credentials: an application's (or a service principal's own) client secrets and
   certificates, by key id, with their start and end dates, never their secret;
 - usage: Graph's sign-in activity of the service principal (by appId: a managed
@@ -56,10 +59,12 @@ from ...discovered import Credential, CredentialKind, DiscoveredIdentity, Grant,
 from ...errors import CloudError
 from ...markers import NoSigningKey
 from ...model import FORGED, UNAUTHENTICATED, Marker
+from ...trust import normalize_issuer
 from ..interface import DiscoveryBackend
 from . import render
 from .applications import tags_of
 from .clients import AzureClients
+from .render import GITHUB_ISSUER
 from .roles import role_guid
 
 GRAPH_PAGE = 999  # Graph's largest $top
@@ -88,6 +93,9 @@ class AzureDiscovery(DiscoveryBackend):
 
     def __init__(self, clients: AzureClients) -> None:
         self.clients = clients
+        trust = clients.config.trust
+        self._trusted = frozenset(normalize_issuer(i) for i in trust.allowedIssuers) | (
+            {GITHUB_ISSUER} if trust.allowedGithubOwners else set())
         self._tenant: _Tenant | None = None
         self._tenant_lock = threading.Lock()
 
@@ -180,7 +188,7 @@ class AzureDiscovery(DiscoveryBackend):
             unread.append(f"federated credentials of {name}: the identity was deleted while it was read")
         home = str(identity.tenant_id or self.clients.config.azure.tenantId or "")
         principals = tuple(sorted((_federated(str(c.issuer), c.subject, list(c.audiences or []),
-                                              str(c.name), home) for c in federated),
+                                              str(c.name), home, self._trusted) for c in federated),
                                   key=lambda p: (p.value, p.detail)))
         managed, why = self._managed(target, name, principal, tags)
         unread += [why] if why else []
@@ -238,7 +246,7 @@ class AzureDiscovery(DiscoveryBackend):
                 name=str(app["displayName"]), created=_time(app.get("createdDateTime")), managed=managed,
                 tags=tags, principals=tuple(sorted(
                     (_federated(str(f["issuer"]), f.get("subject"), list(f.get("audiences") or []),
-                                str(f["name"]), tenant_id) for f in federated),
+                                str(f["name"]), tenant_id, self._trusted) for f in federated),
                     key=lambda p: (p.value, p.detail))),
                 grants=_grants(target, assignments, definitions, unread),
                 credentials=_credentials(app, tenant), usage=usage,
@@ -271,7 +279,7 @@ def _usage(tenant: _Tenant, app_id: str) -> tuple[tuple[UsageSignal, ...], list[
 
 
 def _federated(issuer: str, subject: str | None, audiences: Sequence[str], name: str,
-               tenant: str) -> Principal:
+               tenant: str, trusted: frozenset[str] = frozenset()) -> Principal:
     """One federated identity credential in words. One without a subject is a flexible
     credential (Graph beta's claimsMatchingExpression, wildcards allowed): it may admit
     many callers, so it reads as a wildcard."""
@@ -279,7 +287,8 @@ def _federated(issuer: str, subject: str | None, audiences: Sequence[str], name:
     if audiences:
         detail += f", aud = {', '.join(audiences)}"
     detail += f" (federated credential {name})"
-    return Principal("federated-credential", issuer, detail, external=not _own_issuer(issuer, tenant),
+    external = not _own_issuer(issuer, tenant) and normalize_issuer(issuer) not in trusted
+    return Principal("federated-credential", issuer, detail, external=external,
                      wildcard=not subject)
 
 
