@@ -259,7 +259,10 @@ def _usage_findings(identity: DiscoveredIdentity, settings: Settings, now: datet
         return []
     signals = ", ".join(s.signal for s in identity.usage) or "its credentials"
     if last is None:
-        return [Finding("unused", f"no use shown by {signals}")]
+        # GCP does not say when a service account was made: one made today reads the same.
+        age = ("" if identity.created is not None
+               else " (its age is unknown: the cloud does not say when it was made)")
+        return [Finding("unused", f"no use shown by {signals}{age}")]
     return [Finding("unused", f"last used {_days(now - last)} ago ({signals}; "
                               f"discover.unusedAfter {_days(settings.unused_after)})")]
 
