@@ -235,9 +235,14 @@ def merge_documents(loaded: Sequence[Loaded]) -> dict[str, Any]:
     # The run started when its first shard did.
     first = min(loaded, key=lambda d: (_when(d.document.get("generated")) is _LONG_AGO,
                                        _when(d.document.get("generated"))))
-    return {"kind": KIND, "version": VERSION, "generated": first.document.get("generated"),
-            "settings": loaded[0].document["settings"], "shard": None,
-            "targets": [targets[k] for k in sorted(targets)], "identities": rows, "counts": counts(rows)}
+    merged = {"kind": KIND, "version": VERSION, "generated": first.document.get("generated"),
+              "settings": loaded[0].document["settings"], "shard": None,
+              "targets": [targets[k] for k in sorted(targets)], "identities": rows, "counts": counts(rows)}
+    # Each shard's notes once (every shard says the same of the owner directory).
+    notes = list(dict.fromkeys(n for d in ordered for n in d.document.get("notes") or ()))
+    if notes:
+        merged["notes"] = notes
+    return merged
 
 
 def merge(paths: Sequence[str]) -> dict[str, Any]:
