@@ -66,6 +66,16 @@ BUILTIN_ROLES: Mapping[str, str] = {
     "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
+}
+# Built-in roles whose operations are not everything, as Azure defines them.
+BUILTIN_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "f1a07417-d97a-45cb-824c-7a7467783830": (
+        "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
+        "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+        "Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
+        "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Resources/deployments/*",
+        "Microsoft.Support/*"),
 }
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -479,7 +489,8 @@ class ArmEmulator(HttpsEmulator):
         builtin = BUILTIN_ROLES.get(guid.lower())
         if builtin is not None:
             return {"roleName": builtin, "type": "BuiltInRole", "description": builtin,
-                    "permissions": [{"actions": ["*"], "notActions": [], "dataActions": [],
+                    "permissions": [{"actions": list(BUILTIN_ACTIONS.get(guid.lower(), ("*",))),
+                                     "notActions": [], "dataActions": [],
                                      "notDataActions": []}],
                     "assignableScopes": ["/"]}
         return self._role_definitions.get(guid.lower())
