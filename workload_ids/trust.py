@@ -220,5 +220,5 @@ def trust_lint(lw: LoadedWorkload) -> list[Diagnostic]:
     return out
 
 
-__all__ = ["deployer_allowed", "github_id_problems", "issuer_allowed", "normalize_issuer", "pool_problem", "trust_diagnostics",
-           "trust_lint"]
+__all__ = ["deployer_allowed", "github_id_problems", "issuer_allowed", "normalize_issuer", "pool_problem",
+           "trust_diagnostics", "trust_lint"]

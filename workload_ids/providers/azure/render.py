@@ -22,7 +22,15 @@ from typing import Any
 
 from ...config import Config
 from ...errors import Diagnostic
-from ...model import AttachedTrust, CompiledWorkload, DesiredIdentity, GithubTrust, Grant, KubernetesTrust, Marker
+from ...model import (
+    AttachedTrust,
+    CompiledWorkload,
+    DesiredIdentity,
+    GithubTrust,
+    Grant,
+    KubernetesTrust,
+    Marker,
+)
 
 FEDERATED_CREDENTIALS_MAX = 20
 IDENTITY_NAME_MAX = 128
@@ -92,7 +100,8 @@ def deployer_assignments(workload: CompiledWorkload, scope: str) -> dict[str, di
     subscription = workload.placement["subscription"]
     role = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/" \
            f"{MANAGED_IDENTITY_OPERATOR}"
-    deployers = sorted({d.lower() for t in workload.trust if isinstance(t, AttachedTrust) for d in t.deployers})
+    deployers = sorted({d.lower() for t in workload.trust if isinstance(t, AttachedTrust)
+                        for d in t.deployers})
     return {deployer_assignment_id(workload.label, d, scope): {
         "scope": scope, "roleDefinitionId": role, "principalId": d} for d in deployers}
 

@@ -28,8 +28,8 @@ from ...config import Config
 from ...errors import Diagnostic
 from ...model import (
     MARK_TAG,
-    AttachedTrust,
     TRANSFERRED_FROM_TAG,
+    AttachedTrust,
     CompiledWorkload,
     DesiredIdentity,
     Grant,
