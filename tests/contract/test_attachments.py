@@ -1,0 +1,175 @@
+"""``spec.credentials.attachedTo`` on every provider, through the CLI: the identity a
+runtime runs as (a Cloud Run service's service account, an App Service's managed identity,
+a Lambda function's role), with exactly the grants its deployers need to attach it and no
+other, shown in the plan in words, removed by a mover."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.cli import run_cli
+from support.contract import Cloud
+from support.trust import TEST_TRUST_DATA
+
+from workload_ids.providers.azure import render as azure_render
+from workload_ids.providers.gcp import render as gcp_render
+
+GCP_DEPLOYERS = ["group:deployers@acme.example", "serviceAccount:ci@acme-ci.iam.gserviceaccount.com"]
+AZURE_DEPLOYERS = ["3f2504e0-4f89-41d3-9a0c-0305e82c3301", "7c9e6679-7425-40de-944b-e07fc1f90ae7"]
+SUB = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+SITE = f"/subscriptions/{SUB}/resourceGroups/rg-orders/providers/Microsoft.Web/sites/svc-att"
+MI_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
+
+
+def attached(cloud: Cloud, deployers: list[str] | None = None, runtime: str = "svc-att") -> str:
+    """The cloud's manifest for svc-att, trusted only through an attachment (to the Cloud
+    Run service or site ``runtime``)."""
+    if cloud.name == "gcp":
+        who = GCP_DEPLOYERS if deployers is None else deployers
+        block = (f"    attachedTo:\n      - kind: cloud-run\n        service: {runtime}\n"
+                 f"        region: europe-west1\n        deployers: {json.dumps(who)}\n")
+    elif cloud.name == "azure":
+        who = AZURE_DEPLOYERS if deployers is None else deployers
+        site = SITE.replace("svc-att", runtime)
+        block = (f"    attachedTo:\n      - kind: app-service\n        site: {site}\n"
+                 f"        deployers: {json.dumps(who)}\n")
+    else:
+        block = "    attachedTo:\n      - kind: lambda\n        function: svc-att\n"
+    text = cloud.manifest("svc-att", "")
+    return re.sub(r"  credentials:\n(    .*\n|      .*\n)*", "  credentials:\n" + block, text)
+
+
+@pytest.fixture
+def att(cloud: Cloud, folder: Path) -> Path:
+    """svc-att's manifest beside the folder's two, and its deployers listed in the config."""
+    config = Path("workload-ids.yaml")
+    trust = {**TEST_TRUST_DATA, "allowedDeployers": [*GCP_DEPLOYERS, *AZURE_DEPLOYERS]}
+    config.write_text(re.sub(r"(?m)^trust: .*$", "trust: " + json.dumps(trust), config.read_text()))
+    if cloud.name == "azure":
+        for principal in AZURE_DEPLOYERS:
+            cloud.local.arm.add_principal(principal)
+    path = folder / "svc-att.yaml"
+    path.write_text(attached(cloud))
+    return path
+
+
+def held(cloud: Cloud) -> Any:
+    """What the cloud holds for svc-att's attachment, in the cloud's own shapes."""
+    if cloud.name == "gcp":
+        iam = cloud.local.emulators[0]
+        email = gcp_render.service_account_email(gcp_render.account_id("wid", "prod", "svc-att"), "acme-prod")
+        return sorted((b.role, tuple(sorted(b.members))) for b in iam.service_account_policy(email).bindings)
+    if cloud.name == "azure":
+        from support.azure import arm_clients
+        _, authz = arm_clients(cloud.local)
+        scope = identity_scope()
+        return sorted((a.principal_id, a.role_definition_id, a.scope)
+                      for a in authz.role_assignments.list_for_scope(scope, filter="atScope()")
+                      if a.scope.lower() == scope.lower())
+    role = cloud.local.get_role(RoleName="wid_prod_svc-att")["Role"]
+    return role["AssumeRolePolicyDocument"]
+
+
+def identity_scope() -> str:
+    return (f"/subscriptions/{SUB}/resourceGroups/rg-orders/providers/Microsoft.ManagedIdentity/"
+            f"userAssignedIdentities/{azure_render.identity_name('wid', 'prod', 'svc-att')}")
+
+
+def expected(cloud: Cloud, deployers: list[str] | None = None) -> Any:
+    if cloud.name == "gcp":
+        who = GCP_DEPLOYERS if deployers is None else deployers
+        return [("roles/iam.serviceAccountUser", tuple(sorted(who)))] if who else []
+    if cloud.name == "azure":
+        who = AZURE_DEPLOYERS if deployers is None else deployers
+        role = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/{MI_OPERATOR}"
+        return sorted((p, role, identity_scope()) for p in who)
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "AwsServices", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+        "Action": "sts:AssumeRole", "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}}]}
+
+
+def test_apply_grants_exactly_what_attachment_needs(cloud: Cloud, att: Path) -> None:
+    applied = run_cli("apply", "--auto-approve", str(att))
+    assert applied.code == 0, applied.err + applied.out
+    assert held(cloud) == expected(cloud)
+    assert run_cli("plan", str(att), "--detailed-exitcode").code == 0
+
+
+def test_plan_shows_the_attachment_and_its_deployers_in_words(cloud: Cloud, att: Path) -> None:
+    plan = run_cli("plan", str(att), "--output", "json")
+    assert plan.code == 0, plan.err
+    (create,) = [c for c in json.loads(plan.out)["changes"] if c["workload"] == "prod/svc-att"]
+    rows = create["trust"]["added"]
+    text = run_cli("plan", str(att)).out
+    if cloud.name == "aws":
+        assert rows == [{"principal": "Service:lambda.amazonaws.com", "subject": "account 123456789012"}]
+        assert "+ trust Service:lambda.amazonaws.com  account 123456789012" in text
+        return
+    runtime = "Cloud Run service svc-att in europe-west1" if cloud.name == "gcp" else \
+        "App Service site svc-att"
+    deployers = GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS
+    assert rows[0]["principal"] == runtime
+    assert rows[0]["subject"].endswith("deployed by " + ", ".join(deployers))
+    assert [r["principal"] for r in rows[1:]] == deployers
+    assert all("may attach it" in r["subject"] for r in rows[1:])
+    assert create["deployers"]["added"] == deployers
+    assert f"+ trust {runtime}  runs as the" in text
+    for deployer in deployers:
+        assert f"+ trust {deployer}  may attach it" in text
+
+
+def test_mover_removes_a_deployer_and_the_plan_says_so(cloud: Cloud, att: Path) -> None:
+    if cloud.name == "aws":
+        pytest.skip("AWS takes no deployers (test_validate_attachments holds the refusal)")
+    assert run_cli("apply", "--auto-approve", str(att)).code == 0
+    keep = (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[:1]
+    gone = (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[1]
+    att.write_text(attached(cloud, keep))
+    plan = run_cli("plan", str(att), "--output", "json", "--detailed-exitcode")
+    assert plan.code == 2, plan.err
+    (change,) = [c for c in json.loads(plan.out)["changes"] if c["action"] == "update-deployers"]
+    assert change["deployers"]["removed"] == [gone] and change["deployers"]["added"] == []
+    assert change["trust"]["removed"][0]["principal"] == gone
+    assert f"- trust {gone}  may attach it" in run_cli("plan", str(att)).out
+    assert run_cli("apply", "--auto-approve", str(att)).code == 0
+    assert held(cloud) == expected(cloud, keep)
+    assert run_cli("plan", str(att), "--detailed-exitcode").code == 0
+
+
+def test_a_deployer_added_by_hand_is_removed(cloud: Cloud, att: Path) -> None:
+    """Whoever may attach the identity may run code as it: the manifest says who, whole."""
+    if cloud.name == "aws":
+        pytest.skip("AWS: PassRole lives on the deployer's own policy")
+    att.write_text(attached(cloud, []))
+    assert run_cli("apply", "--auto-approve", str(att)).code == 0
+    assert held(cloud) == expected(cloud, [])
+    if cloud.name == "gcp":
+        from google.iam.v1 import iam_policy_pb2, policy_pb2
+        iam = cloud.local.emulators[0]
+        email = gcp_render.service_account_email(gcp_render.account_id("wid", "prod", "svc-att"), "acme-prod")
+        with iam._lock:  # what someone with setIamPolicy on the account does by hand
+            iam.backend.set_account_policy(iam_policy_pb2.SetIamPolicyRequest(
+                resource=f"projects/acme-prod/serviceAccounts/{email}", policy=policy_pb2.Policy(
+                    bindings=[policy_pb2.Binding(role="roles/iam.serviceAccountUser",
+                                                 members=["user:mallory@evil.example"])])))
+    else:
+        from support.azure import arm_clients
+        _, authz = arm_clients(cloud.local)
+        cloud.local.arm.add_principal("9d3b0a10-0000-4000-8000-000000000bad")
+        authz.role_assignments.create(identity_scope(), "5d1f2c3a-7b9e-4c2d-8e1f-0a9b8c7d6e5f", {
+            "role_definition_id": f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+                                  f"roleDefinitions/{MI_OPERATOR}",
+            "principal_id": "9d3b0a10-0000-4000-8000-000000000bad"})
+    # The account's (identity's) own grants are read when the manifest changes (a fleet
+    # read of Azure has them anyway): the workload moves to another service meanwhile.
+    att.write_text(attached(cloud, [], runtime="svc-att-v2"))
+    plan = run_cli("plan", str(att.parent), "--output", "json")
+    removed = [r for c in json.loads(plan.out)["changes"] if c["action"] == "update-deployers"
+               for r in c["deployers"]["removed"]]
+    assert removed in (["user:mallory@evil.example"], ["9d3b0a10-0000-4000-8000-000000000bad"]), plan.out
+    assert run_cli("apply", "--auto-approve", str(att)).code == 0
+    assert held(cloud) == expected(cloud, [])
