@@ -12,6 +12,7 @@ to add.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from .config import Config
@@ -118,6 +119,11 @@ def trust_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
     return out
 
 
+# What trust.allowedDeployers takes: a GCP member or an Entra object id.
+_DEPLOYER = re.compile(r"(serviceAccount|user|group):[^\s@:]+@[A-Za-z0-9.-]+"
+                       r"|[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
 def deployer_allowed(config: Config, deployer: str) -> bool:
     """Whether ``deployer`` is in ``trust.allowedDeployers`` (GCP members compare without
     case, as GCP does for emails; Entra object ids are GUIDs, which have none)."""
@@ -149,8 +155,8 @@ def _attachment_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnost
                     + _snippet("allowedAwsServices", sorted({*allowed, service})), severity="guardrail"))
             continue  # AWS takes no deployers (compile says why)
         for d, deployer in enumerate(att.deployers):
-            if deployer_allowed(config, deployer):
-                continue
+            if deployer_allowed(config, deployer) or not _DEPLOYER.fullmatch(deployer):
+                continue  # allowed, or not a deployer at all (compile says what to write)
             listed = config.trust.allowedDeployers
             out.append(Diagnostic(
                 lw.position(*at, "deployers", d),

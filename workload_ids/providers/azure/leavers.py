@@ -117,6 +117,10 @@ class AzureLeavers(LeaverBackend):
         self.identities.write_tags(identity.target, group, identity.name, current,
                                    {**marker_tags, **extra}, drop)
 
+    @staticmethod
+    def _scope(identity: ObservedIdentity) -> str:
+        return render.identity_scope(identity.target, identity.settings["resourceGroup"], identity.name)
+
     def _principal(self, identity: ObservedIdentity) -> str:
         return str(identity.extra.get("principalId") or "")
 
@@ -164,13 +168,13 @@ class AzureLeavers(LeaverBackend):
         """Nobody may attach a quarantined identity to a new site: its deployers' Managed
         Identity Operator assignments go, recorded first in tags (with any recorded by an
         earlier enforcement) so that release and the restore bundle give them back."""
-        have = self.grants.deployers_at(identity.target, identity.address)
+        have = self.grants.deployers_at(identity.target, self._scope(identity))
         if not have:
             return
         recorded = tagged_deployers(identity.tags) | deployer_principals(have)
         stale = [k for k in identity.tags if k.startswith(DEPLOYERS_TAG + ":")]
         self._set_tags(identity, deployer_tags(sorted(recorded)), drop=stale)
-        self.grants.converge_deployers(identity.target, identity.address, {},
+        self.grants.converge_deployers(identity.target, self._scope(identity), {},
                                        f"{marker.environment}/{marker.workload}")
 
     def _deployers_wanted(self, subscription: str, scope: str, workload: str,
@@ -197,8 +201,8 @@ class AzureLeavers(LeaverBackend):
         recorded = tagged_deployers(identity.tags)
         if recorded:
             label = f"{marker.environment}/{marker.workload}"
-            self.grants.converge_deployers(identity.target, identity.address, self._deployers_wanted(
-                identity.target, identity.address, label, recorded), label)
+            self.grants.converge_deployers(identity.target, self._scope(identity), self._deployers_wanted(
+                identity.target, self._scope(identity), label, recorded), label)
         self._set_tags(identity, {}, drop=[MARK_TAG, *(k for k in identity.tags
                                                       if k.startswith(DEPLOYERS_TAG + ":"))])
 
@@ -220,7 +224,7 @@ class AzureLeavers(LeaverBackend):
                                                   identity.name)
             # Those quarantine withheld, and any assigned since.
             deployers = tagged_deployers(identity.tags) | deployer_principals(
-                self.grants.deployers_at(identity.target, identity.address))
+                self.grants.deployers_at(identity.target, self._scope(identity)))
         return {
             "provider": "azure", "target": identity.target, "kind": identity.kind, "name": identity.name,
             "address": identity.address, "resourceGroup": identity.settings.get("resourceGroup", ""),
@@ -245,9 +249,9 @@ class AzureLeavers(LeaverBackend):
         return steps
 
     def _remove_deployers(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
-        if not self.grants.deployers_at(identity.target, identity.address):
+        if not self.grants.deployers_at(identity.target, self._scope(identity)):
             return []
-        self.grants.converge_deployers(identity.target, identity.address, {},
+        self.grants.converge_deployers(identity.target, self._scope(identity), {},
                                        f"{marker.environment}/{marker.workload}")
         return ["remove its deployers' Managed Identity Operator assignments"]
 
@@ -357,7 +361,7 @@ class AzureLeavers(LeaverBackend):
             self.identities.write_tags(subscription, group, name, current, tags, [MARK_TAG])
             deployers = {str(d).lower() for d in bundle.get("deployers") or []}
             if deployers:
-                scope = str(current.id)
+                scope = render.identity_scope(subscription, group, name)
                 label = str(bundle.get("workload") or f"{marker.environment}/{marker.workload}")
                 self.grants.converge_deployers(subscription, scope, self._deployers_wanted(
                     subscription, scope, label, deployers), label)

@@ -88,6 +88,13 @@ def role_assignment_id(workload: str, role: str, scope: str) -> str:
 MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
 
 
+def identity_scope(subscription: str, group: str, name: str) -> str:
+    """A managed identity's resource id, as we write scopes at it (ARM's reads may spell
+    ``resourcegroups`` in lower case; assignments are made at this spelling)."""
+    return (f"/subscriptions/{subscription}/resourceGroups/{group}"
+            f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
+
+
 def deployer_assignment_id(workload: str, principal: str, scope: str) -> str:
     """uuid5 of workload, deployer and the identity's scope: one assignment per deployer."""
     return str(uuid.uuid5(NAMESPACE, f"deployer/{workload}/{principal.lower()}/{scope.lower()}"))
@@ -157,9 +164,7 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
         tags = {**workload.marker.as_tags(), SUBSCRIPTION_TAG: subscription.lower()}
         return {"application": {"displayName": identity, "tags": tags},
                 **common, "federatedCredentials": {}}
-    scope = (f"/subscriptions/{subscription}/resourceGroups/{group}"
-             f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{identity}")
-    deployers = deployer_assignments(workload, scope)
+    deployers = deployer_assignments(workload, identity_scope(subscription, group, identity))
     return {
         "identity": {"name": identity, "resourceGroup": group, "location": workload.placement["location"],
                      "tags": workload.marker.as_tags()},
