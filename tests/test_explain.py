@@ -95,7 +95,7 @@ def test_explain_key_mode_names_the_secret_and_the_rotation() -> None:
 
 def test_explain_json_is_one_document_over_every_cloud() -> None:
     doc = explained(EXAMPLES)
-    assert doc["summary"] == {"workloads": 8, "entries": sum(len(w["access"]) for w in doc["workloads"])}
+    assert doc["summary"] == {"workloads": 9, "entries": sum(len(w["access"]) for w in doc["workloads"])}
     workloads = by_name(doc)
     payments = workloads["prod/payments-api"]
     assert payments["identity"]["kind"] == "role"

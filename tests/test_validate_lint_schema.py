@@ -19,7 +19,7 @@ from support.paths import EXAMPLES
 EXAMPLE_WORKLOADS = {
     "prod/invoice-worker", "prod/ledger-export", "prod/payments-api",
     "prod/order-reconciliation", "prod/vendor-invoice-import",
-    "prod/catalog-sync", "prod/order-analytics", "prod/partner-feed",
+    "prod/catalog-sync", "prod/order-analytics", "prod/partner-feed", "prod/checkout-api",
 }
 
 
@@ -38,7 +38,7 @@ def no_traceback(result: CliResult) -> CliResult:
 def test_validate_examples_folder() -> None:
     result = no_traceback(run_cli("validate", str(EXAMPLES)))
     assert result.code == 0, result.err
-    assert result.out.startswith("OK: 8 workload(s) in ")
+    assert result.out.startswith("OK: 9 workload(s) in ")
     assert "(aws, azure, gcp)" in result.out
     assert result.err == ""
 
@@ -50,7 +50,7 @@ def test_validate_examples_folder_json() -> None:
     assert doc["valid"] is True
     assert doc["diagnostics"] == []
     assert sorted(doc["workloads"]) == sorted(EXAMPLE_WORKLOADS)
-    assert len(doc["workloads"]) == 8
+    assert len(doc["workloads"]) == 9
 
 
 @pytest.mark.parametrize("name", ["owners.yaml", "workload-ids.yaml"])
@@ -222,7 +222,7 @@ def test_schema_accepts_every_example_manifest() -> None:
     check = validator()
     files = [p for p in sorted(EXAMPLES.rglob("*.yaml"))
              if p.name not in ("owners.yaml", "workload-ids.yaml") and p.parent.name != "schedules"]
-    assert len(files) == 8
+    assert len(files) == 9
     for path in files:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert [e.message for e in check.iter_errors(doc)] == [], path
@@ -344,7 +344,7 @@ def test_lint_examples() -> None:
     warnings = [ln for ln in lines(result.out) if ": warning: " in ln]
     assert [w.split(": warning: ")[1].split(" trusts ")[0] for w in warnings] == [
         "environment 'production'"] * 2
-    assert "8 workload(s): 2 warning(s)" in result.out
+    assert "9 workload(s): 2 warning(s)" in result.out
 
 
 # --- help ----------------------------------------------------------------------------------------
