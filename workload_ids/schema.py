@@ -156,8 +156,8 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
                         [True]),
     },
     "Credentials": {
-        "mode": ("`keyless` (default): federation or attachment only, no secret exists. `key`: a rotated key, "
-                 "for workloads that cannot federate.", ["keyless", "key"]),
+        "mode": ("`keyless` (default): federation or attachment only, no secret exists. `key`: a "
+                 "rotated key, for workloads that can do neither.", ["keyless", "key"]),
         "federation": ("Who may obtain the identity's credentials (keyless mode only).",
                        [[{"kind": "github-actions", "repository": "acme/payments",
                           "ref": "refs/heads/main"}]]),
