@@ -97,8 +97,8 @@ def test_a_deployer_added_by_hand_is_removed(cloud: Cloud, att: Path) -> None:
             "role_definition_id": f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
                                   f"roleDefinitions/{MI_OPERATOR}",
             "principal_id": "9d3b0a10-0000-4000-8000-000000000bad"})
-    # The account's (identity's) own grants are read when the manifest changes (a fleet
-    # read of Azure has them anyway): the workload moves to another service meanwhile.
+    # The identity's own grants are read when the manifest changes (as federation is,
+    # alone or in a fleet): the workload moves to another service meanwhile.
     att.write_text(attached(cloud, [], runtime="svc-att-v2"))
     plan = run_cli("plan", str(att.parent), "--output", "json")
     removed = [r for c in json.loads(plan.out)["changes"] if c["action"] == "update-deployers"
@@ -106,3 +106,17 @@ def test_a_deployer_added_by_hand_is_removed(cloud: Cloud, att: Path) -> None:
     assert removed in (["user:mallory@evil.example"], ["9d3b0a10-0000-4000-8000-000000000bad"]), plan.out
     assert run_cli("apply", "--auto-approve", str(att)).code == 0
     assert held(cloud) == expected(cloud, [])
+
+
+def test_a_plan_of_deployers_is_the_same_alone_or_in_a_fleet(cloud: Cloud, att: Path) -> None:
+    if cloud.name == "aws":
+        pytest.skip("AWS takes no deployers")
+    assert run_cli("apply", "--auto-approve", str(att)).code == 0
+    keep = (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[1:]
+    att.write_text(attached(cloud, keep))
+    alone = json.loads(run_cli("plan", str(att), "--output", "json").out)["changes"]
+    fleet = [c for c in json.loads(run_cli("plan", str(att.parent), "--output", "json").out)["changes"]
+             if c["workload"] == "prod/svc-att"]
+    assert alone == fleet
+    (change,) = [c for c in alone if c["action"] == "update-deployers"]
+    assert change["deployers"]["removed"] == (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[:1]

@@ -34,7 +34,6 @@ from .roles import (
     AzureGrants,
     OurRoles,
     access_changes,
-    deployer_docs,
     deployer_principals,
     marker_changes,
     observed_grants,
@@ -242,9 +241,11 @@ class AzureIdentities(IdentityBackend):
             if Marker.from_tags(tags) is None and not str(identity.name).startswith(f"{self.prefix}-"):
                 continue
             principals.add(str(identity.principal_id).lower())
-            # Deployers come free with the subscription's assignments: those at its scope.
+            # Deployers, like federated credentials, are trusted to the digest here (though
+            # the subscription's assignments hold them): a plan reads a changed identity again
+            # alone, and must say the same whether it was read alone or in a fleet.
             observed.append(self._observed(target, identity, roles, by_principal.get(
-                str(identity.principal_id).lower(), []), None, deployer_docs(str(identity.id), assignments)))
+                str(identity.principal_id).lower(), []), None))
         observed.extend(self.applications.observe_all(target, roles, by_principal, principals))
         with self._scope_lock:
             self._scope_principals[target] = principals
