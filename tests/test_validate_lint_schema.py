@@ -504,10 +504,9 @@ def test_a_keyless_workload_with_neither_federation_nor_attachment_says_both(man
 
 
 def test_an_attachment_alone_is_valid_trust(manifests: Any) -> None:
-    config = Path("workload-ids.yaml")
-    config.write_text(config.read_text().replace(
-        '"allowedGithubOwners"',
-        '"allowedDeployers": ["group:deployers@acme.example"], "allowedGithubOwners"'))
+    from support.trust import TEST_TRUST_DATA
+    trust = {**TEST_TRUST_DATA, "allowedDeployers": ["group:deployers@acme.example"]}
+    Path("workload-ids.yaml").write_text("trust: " + json.dumps(trust) + "\n")
     folder = manifests({
         "gcp.yaml": attached_manifest("gcp", "attachedTo:\n  - kind: cloud-run\n    service: api\n"
                                              "    region: europe-west1\n"

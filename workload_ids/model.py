@@ -226,11 +226,13 @@ class AttachedTrust:
 
     def describe(self) -> str:
         """The runtime in words: ``Cloud Run service payments-api in europe-west1``."""
-        what = _RUNTIME_WORDS.get(self.runtime, self.runtime)
         name = self.name.rsplit("/", 1)[-1] if self.runtime == "app-service" else self.name
-        text = f"{what} {name}" if name else f"any {what.removesuffix(' site')}"
-        if self.runtime == "ecs" and name:
-            text = f"ECS tasks in cluster {name}"
+        if self.runtime == "ecs":
+            text = f"ECS tasks in cluster {name}" if name else "ECS tasks"
+        elif self.runtime == "lambda" and not name:
+            text = "Lambda functions"
+        else:
+            text = f"{_RUNTIME_WORDS.get(self.runtime, self.runtime)} {name}".rstrip()
         return text + (f" in {self.location}" if self.location else "")
 
 

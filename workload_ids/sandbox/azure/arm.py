@@ -82,6 +82,8 @@ _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _IDENTITY_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}")
 _FIC_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{2,119}")
 _SUB_SCOPE = re.compile(r"/subscriptions/([^/]+)(?:/resourceGroups/([^/]+)(?:/.*)?)?", re.IGNORECASE)
+_MI_SCOPE = re.compile(r"/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/"
+                       r"microsoft\.managedidentity/userassignedidentities/([^/]+)(?:/.*)?")
 _ROLE_DEF_ID = re.compile(r".*/providers/Microsoft\.Authorization/roleDefinitions/([^/]+)", re.IGNORECASE)
 
 
@@ -243,6 +245,11 @@ class ArmEmulator(HttpsEmulator):
         is part of) exists; the sandbox creates it on first reference."""
         lowered = scope.lower()
         if any(lowered == r or lowered.startswith(r + "/") for r in self._resources):
+            return
+        # A user-assigned managed identity is a resource too (a scope for assignments of
+        # Managed Identity Operator, say), while it exists.
+        mi = _MI_SCOPE.fullmatch(lowered)
+        if mi is not None and (mi.group(1), mi.group(2), mi.group(3)) in self._identities:
             return
         if not self.sandbox:
             raise ArmError(404, "ResourceNotFound", f"The Resource '{scope}' was not found.")
