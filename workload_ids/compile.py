@@ -20,6 +20,7 @@ from .config import Config
 from .durations import parse_duration
 from .errors import Diagnostic, Position
 from .manifest import (
+    AWS_ATTACHMENT_SERVICES,
     AccessEntry,
     Attachment,
     AwsServiceFederation,
@@ -243,8 +244,6 @@ _ATTACHMENT_EXAMPLES = {
     "aws": "kind: lambda or kind: ecs",
 }
 _CLOUD_WORDS = {"aws": "AWS", "gcp": "GCP", "azure": "Azure"}
-# The service principal that assumes an AWS role for each AWS attachment kind.
-AWS_ATTACHMENT_SERVICES = {"lambda": "lambda.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com"}
 _GCP_MEMBER = re.compile(r"(serviceAccount|user|group):[^\s@:]+@[A-Za-z0-9.-]+")
 _ENTRA_ID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 

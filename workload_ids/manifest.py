@@ -263,6 +263,9 @@ class Rotation(Strict):
 # accepted here only so that compile can refuse them with what to write instead.
 ATTACHMENT_KINDS: dict[str, str] = {"cloud-run": "gcp", "compute-engine": "gcp", "app-service": "azure",
                                     "lambda": "aws", "ecs": "aws"}
+# The service principal that assumes an AWS role for each AWS attachment kind (the trust
+# an aws-service entry of that service writes).
+AWS_ATTACHMENT_SERVICES: dict[str, str] = {"lambda": "lambda.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com"}
 AttachmentKind = Literal["cloud-run", "compute-engine", "app-service", "lambda", "ecs", "aks",
                          "kubernetes", "ec2"]
 

@@ -134,15 +134,14 @@ def _attachment_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnost
     """Guardrail refusals for attachments: every deployer must be listed in
     ``trust.allowedDeployers`` (whoever may attach the identity to a runtime may run code
     as it), and on AWS the attachment's service in ``trust.allowedAwsServices``."""
-    from .manifest import ATTACHMENT_KINDS
+    from .manifest import ATTACHMENT_KINDS, AWS_ATTACHMENT_SERVICES
     spec = lw.workload.spec
     out: list[Diagnostic] = []
-    services = {"lambda": "lambda.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com"}
     for i, att in enumerate(spec.credentials.attachedTo or []):
         if ATTACHMENT_KINDS.get(att.kind) != spec.provider:
             continue  # compile reports the kind
         at = ("spec", "credentials", "attachedTo", i)
-        service = services.get(att.kind)
+        service = AWS_ATTACHMENT_SERVICES.get(att.kind)
         if service is not None:
             allowed = config.trust.aws_services()
             if service not in allowed:

@@ -120,3 +120,16 @@ def test_a_plan_of_deployers_is_the_same_alone_or_in_a_fleet(cloud: Cloud, att: 
     assert alone == fleet
     (change,) = [c for c in alone if c["action"] == "update-deployers"]
     assert change["deployers"]["removed"] == (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[:1]
+
+
+def test_an_azure_deployer_the_directory_does_not_know_says_what_to_check(cloud: Cloud, att: Path) -> None:
+    if cloud.name != "azure":
+        pytest.skip("Entra object ids are Azure's")
+    unknown = "0f0f0f0f-0000-4000-8000-00000000cafe"
+    config = Path("workload-ids.yaml")
+    config.write_text(config.read_text().replace(f'"{AZURE_DEPLOYERS[0]}"', f'"{unknown}"'))
+    att.write_text(attached(cloud, [unknown]))
+    applied = run_cli("apply", "--auto-approve", str(att))
+    assert applied.code != 0
+    assert f"deployer {unknown} of prod/svc-att is not a principal of this tenant's directory" in applied.err
+    assert "throttling" not in applied.err and "Traceback" not in applied.err

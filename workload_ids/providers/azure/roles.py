@@ -294,6 +294,13 @@ class AzureGrants:
                                       "principal_id": wanted_doc["principalId"],
                                       "description": f"workload-ids {label}: may attach the identity"})
             except CloudError as exc:
+                if exc.code == "PrincipalNotFound":
+                    raise CloudError(exc.operation, exc.code, exc.message,
+                                     f"deployer {wanted_doc['principalId']} of {label} is not a "
+                                     "principal of this tenant's directory: check the object id in "
+                                     "spec.credentials.attachedTo[].deployers (az ad user show, az ad "
+                                     "group show or az ad sp show --id ID --query id), then rerun",
+                                     exc.kind) from exc
                 if exc.kind != CONFLICT:
                     raise
 
