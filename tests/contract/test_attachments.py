@@ -133,3 +133,17 @@ def test_an_azure_deployer_the_directory_does_not_know_says_what_to_check(cloud:
     assert applied.code != 0
     assert f"deployer {unknown} of prod/svc-att is not a principal of this tenant's directory" in applied.err
     assert "throttling" not in applied.err and "Traceback" not in applied.err
+
+
+def test_a_mover_that_drops_the_attachment_drops_what_it_granted(cloud: Cloud, att: Path) -> None:
+    """From attachedTo back to federation: the deployers' grants go (GCP, Azure), and on
+    AWS the role no longer trusts the Lambda service."""
+    assert run_cli("apply", "--auto-approve", str(att)).code == 0
+    att.write_text(cloud.manifest("svc-att", ""))  # the contract's manifest: federation only
+    assert run_cli("apply", "--auto-approve", str(att)).code == 0
+    if cloud.name == "aws":
+        statements = held(cloud)["Statement"]
+        assert statements and all("Service" not in s["Principal"] for s in statements)
+    else:
+        assert [b for b in held(cloud) if "serviceAccountUser" in str(b) or MI_OPERATOR in str(b)] == []
+    assert run_cli("plan", str(att), "--detailed-exitcode").code == 0
