@@ -201,8 +201,10 @@ def test_managed_identity_operator_at_an_identity_scope() -> None:
         authz = AuthorizationManagementClient(StaticTokenCredential(), SUB, **emu.client_kwargs())
         role = authz.role_definitions.get(SUB_SCOPE, operator)
         assert role.role_name == "Managed Identity Operator" and role.role_type == "BuiltInRole"
-        assert "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action" in role.permissions[0].actions
-        created = msi.user_assigned_identities.create_or_update("rg-app", "id-web", {"location": "westeurope"})
+        assign = "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"
+        assert role.permissions is not None and assign in (role.permissions[0].actions or [])
+        created = msi.user_assigned_identities.create_or_update("rg-app", "id-web",
+                                                                {"location": "westeurope"})
         scope = str(created.id)
         deployer = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
         emu.add_principal(deployer)
