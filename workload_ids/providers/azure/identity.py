@@ -1,6 +1,8 @@
 """Azure identities: a user-assigned managed identity per workload in its resource group,
 custom role definitions per permission set assignable only at the listed resources, one
-role assignment per listed resource, and federated identity credentials. Every call goes
+role assignment per listed resource, federated identity credentials, and Managed Identity
+Operator at the identity's own scope for the deployers that may attach it to a site
+(``attachedTo``). Every call goes
 through the seam (``AzureClients``). A key-mode workload is an Entra application instead
 (:mod:`.applications`): its changes are dispatched there.
 

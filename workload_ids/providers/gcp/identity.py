@@ -1,6 +1,7 @@
 """Joiner and mover on GCP: a service account per workload, custom roles per permission
 set, project-policy bindings (plain or conditional), resource bindings, and the account's
-own policy for Workload Identity Federation. Every call goes through the seam
+own policy for Workload Identity Federation and for the deployers that may attach it to a
+runtime (``attachedTo``: roles/iam.serviceAccountUser on this account only). Every call goes through the seam
 (``GcpClients``); policy edits go through :mod:`.policies`.
 
 The ownership marker lives in the service account's and each custom role's description
