@@ -214,6 +214,7 @@ def _delete(path: tuple[Any, ...]) -> Mutation:
 
 
 FED = ("spec", "credentials", "federation")
+ATT = ("spec", "credentials", "attachedTo")
 # (example, mutation, what validate says): mistakes of structure, each refused by both.
 STRUCTURAL: dict[str, tuple[str, Mutation, str]] = {
     "template typo": ("payments-api", _set(("spec", "access", 0, "template"), "object-storage.reed"),
@@ -277,6 +278,14 @@ STRUCTURAL: dict[str, tuple[str, Mutation, str]] = {
     "unknown field": ("payments-api", _set(("spec", "acess"), []), "unknown field 'acess'"),
     "unquoted account": ("payments-api", _set(("spec", "aws", "account"), 123456789012),
                          "'account' must be a string"),
+    "attachment kind typo": ("checkout-api", _set((*ATT, 0, "kind"), "cloud-runn"),
+                             "'kind' must be one of"),
+    "attachment with a wildcard": ("checkout-api", _set((*ATT, 0, "service"), "checkout-*"),
+                                   "service 'checkout-*' is not valid"),
+    "attachment in key mode": ("partner-feed", _set(ATT, [{"kind": "lambda"}]),
+                               "key mode takes no attachedTo entries"),
+    "attachment field misspelt": ("checkout-api", _set((*ATT, 0, "regoin"), "europe-west1"),
+                                  "unknown field 'regoin'"),
 }
 
 

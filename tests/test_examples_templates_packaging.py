@@ -321,7 +321,7 @@ def test_wheel_ships_templates_and_examples_and_works_anywhere(tmp_path):
         env=env, cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.startswith(str(target))
-    assert "OK: 8 workload(s)" in probe.stdout
+    assert "OK: 9 workload(s)" in probe.stdout
     demo = subprocess.run([sys.executable, "-m", "workload_ids", "demo"], env=env, cwd=elsewhere,
                           capture_output=True, text=True, timeout=300)
     assert demo.returncode == 0, demo.stderr

@@ -83,6 +83,32 @@ def test_explain_gcp_shows_bindings_conditions_and_the_federated_principal() -> 
                for line in lines)
 
 
+def test_explain_shows_an_attachment_and_who_may_attach_it(manifests: Any) -> None:
+    path = EXAMPLES / "gcp" / "checkout-api.yaml"
+    lines = ok(run_cli("explain", "--config", CONFIG, str(path))).out.splitlines()
+    at = lines.index("  who may obtain credentials:")
+    assert lines[at + 1:at + 3] == [
+        "    - Cloud Run service checkout-api in europe-west1, which runs as this identity (attachedTo)",
+        "        deployed by group:payments-deployers@acme.example: may attach it to any runtime "
+        "(roles/iam.serviceAccountUser on the service account)"]
+    (trust,) = by_name(explained(path))["prod/checkout-api"]["trust"]
+    assert trust == {"kind": "attached", "runtime": "cloud-run", "name": "checkout-api",
+                     "location": "europe-west1", "deployers": ["group:payments-deployers@acme.example"],
+                     "runs": "Cloud Run service checkout-api in europe-west1",
+                     "rendered": [{"role": "roles/iam.serviceAccountUser",
+                                   "member": "group:payments-deployers@acme.example"}]}
+    # AWS: the service's trust statement, and where the deployer's PassRole lives.
+    aws = manifests({"fn.yaml": workload(federation="      - kind: aws-service\n"
+                                                     "        service: ecs-tasks.amazonaws.com\n")
+                     .replace("    federation:\n      - kind: aws-service\n        service: "
+                              "ecs-tasks.amazonaws.com\n",
+                              "    attachedTo:\n      - kind: lambda\n        function: svc-a\n")})
+    text = ok(run_cli("explain", "--config", CONFIG, str(aws / "fn.yaml"))).out
+    assert "    - Lambda function svc-a, which runs as this identity (attachedTo)" in text
+    assert "(iam:PassRole, in the deployer's own policy)" in text
+    assert f"sts:AssumeRole by lambda.amazonaws.com if aws:SourceAccount StringEquals {ACCOUNT}" in text
+
+
 def test_explain_key_mode_names_the_secret_and_the_rotation() -> None:
     lines = ok(run_cli("explain", "--config", CONFIG, str(EXAMPLES / "aws" / "partner-feed.yaml"))).out
     assert ("whoever can read the secret workload-ids/prod/partner-feed (credentials.secretName): it "
@@ -95,7 +121,7 @@ def test_explain_key_mode_names_the_secret_and_the_rotation() -> None:
 
 def test_explain_json_is_one_document_over_every_cloud() -> None:
     doc = explained(EXAMPLES)
-    assert doc["summary"] == {"workloads": 8, "entries": sum(len(w["access"]) for w in doc["workloads"])}
+    assert doc["summary"] == {"workloads": 9, "entries": sum(len(w["access"]) for w in doc["workloads"])}
     workloads = by_name(doc)
     payments = workloads["prod/payments-api"]
     assert payments["identity"]["kind"] == "role"

@@ -95,5 +95,6 @@ def test_a_keyless_workload_with_nobody_to_trust_is_refused(tmp_path: Path) -> N
                         "      resources: [arn:aws:sqs:eu-west-1:123456789012:q]\n")
     result = run_cli("validate", str(manifest))
     assert result.code == 1
-    assert f"{manifest}:7:3: a keyless workload needs at least one federation entry" in result.err
-    assert "Add spec.credentials.federation, or use mode: key" in result.err
+    assert f"{manifest}:7:3: a keyless workload needs at least one federation or attachedTo entry" \
+        in result.err
+    assert "Add spec.credentials.federation or spec.credentials.attachedTo, or use mode: key" in result.err

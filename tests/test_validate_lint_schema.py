@@ -19,7 +19,7 @@ from support.paths import EXAMPLES
 EXAMPLE_WORKLOADS = {
     "prod/invoice-worker", "prod/ledger-export", "prod/payments-api",
     "prod/order-reconciliation", "prod/vendor-invoice-import",
-    "prod/catalog-sync", "prod/order-analytics", "prod/partner-feed",
+    "prod/catalog-sync", "prod/order-analytics", "prod/partner-feed", "prod/checkout-api",
 }
 
 
@@ -38,7 +38,7 @@ def no_traceback(result: CliResult) -> CliResult:
 def test_validate_examples_folder() -> None:
     result = no_traceback(run_cli("validate", str(EXAMPLES)))
     assert result.code == 0, result.err
-    assert result.out.startswith("OK: 8 workload(s) in ")
+    assert result.out.startswith("OK: 9 workload(s) in ")
     assert "(aws, azure, gcp)" in result.out
     assert result.err == ""
 
@@ -50,7 +50,7 @@ def test_validate_examples_folder_json() -> None:
     assert doc["valid"] is True
     assert doc["diagnostics"] == []
     assert sorted(doc["workloads"]) == sorted(EXAMPLE_WORKLOADS)
-    assert len(doc["workloads"]) == 8
+    assert len(doc["workloads"]) == 9
 
 
 @pytest.mark.parametrize("name", ["owners.yaml", "workload-ids.yaml"])
@@ -222,7 +222,7 @@ def test_schema_accepts_every_example_manifest() -> None:
     check = validator()
     files = [p for p in sorted(EXAMPLES.rglob("*.yaml"))
              if p.name not in ("owners.yaml", "workload-ids.yaml") and p.parent.name != "schedules"]
-    assert len(files) == 8
+    assert len(files) == 9
     for path in files:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert [e.message for e in check.iter_errors(doc)] == [], path
@@ -344,7 +344,7 @@ def test_lint_examples() -> None:
     warnings = [ln for ln in lines(result.out) if ": warning: " in ln]
     assert [w.split(": warning: ")[1].split(" trusts ")[0] for w in warnings] == [
         "environment 'production'"] * 2
-    assert "8 workload(s): 2 warning(s)" in result.out
+    assert "9 workload(s): 2 warning(s)" in result.out
 
 
 # --- help ----------------------------------------------------------------------------------------
@@ -410,3 +410,108 @@ def test_sdk_probe_detects_an_import(tmp_path: Path) -> None:
     code, imported = probe(["schema"], tmp_path, prelude="import botocore")
     assert code == 0
     assert "'botocore'" in imported
+
+
+# --- validate: spec.credentials.attachedTo ---------------------------------------------------
+
+_GCP_HEAD = ("apiVersion: workload-ids/v1\nkind: Workload\nmetadata:\n  name: payments-api\n"
+             "  owner: team-a\n  environment: prod\nspec:\n  provider: {provider}\n{target}"
+             "  credentials:\n")
+_TARGETS = {"gcp": "  gcp: {project: acme-prod}\n",
+            "aws": f"  aws: {{account: \"{ACCOUNT}\", region: eu-west-1}}\n",
+            "azure": "  azure: {subscription: \"0b1f6471-1bf0-4dda-aec3-cb9272f09590\", "
+                     "resourceGroup: rg-orders, location: westeurope}\n"}
+_ACCESS = {"gcp": "  access:\n    - template: secret.read\n"
+                  "      resources: [projects/acme-prod/secrets/db]\n",
+           "aws": "  access:\n    - template: queue.consume\n"
+                  f"      resources: [arn:aws:sqs:eu-west-1:{ACCOUNT}:q]\n",
+           "azure": "  access: []\n"}
+
+
+def attached_manifest(provider: str, credentials: str) -> str:
+    """A manifest whose credentials block (lines 11 on, under ``credentials:`` on line 10)
+    is ``credentials``."""
+    return (_GCP_HEAD.format(provider=provider, target=_TARGETS[provider]) + textwrap.indent(
+        textwrap.dedent(credentials), "    ") + _ACCESS[provider])
+
+
+ATTACHED_ERRORS = [
+    # (provider, credentials block, line:column, fragments of the message)
+    ("gcp", "attachedTo:\n  - kind: app-service\n    site: /subscriptions/x/resourceGroups/r/providers/"
+            "Microsoft.Web/sites/web\n", "12:15",
+     ["attachedTo kind app-service is a runtime on Azure, but the workload is on GCP",
+      "kind: cloud-run with service and region"]),
+    ("azure", "attachedTo:\n  - kind: cloud-run\n    service: api\n    region: europe-west1\n", "12:15",
+     ["is a runtime on GCP, but the workload is on Azure", "kind: app-service with site"]),
+    ("aws", "attachedTo:\n  - kind: app-service\n    site: /subscriptions/x/resourceGroups/r/providers/"
+            "Microsoft.Web/sites/web\n", "12:15", ["there write kind: lambda or kind: ecs"]),
+    ("azure", "attachedTo:\n  - kind: aks\n", "12:15",
+     ["workload identity federation", "federation entry", "kind: kubernetes",
+      "the cluster's OIDC issuer"]),
+    ("gcp", "attachedTo:\n  - kind: kubernetes\n", "12:15", ["workload identity federation"]),
+    ("aws", "attachedTo:\n  - kind: ec2\n", "12:15",
+     ["instance profile, which workload-ids does not create", "aws-service",
+      "ec2.amazonaws.com", "create the instance profile"]),
+    ("gcp", "attachedTo:\n  - kind: cloud-run\n    service: api\n", "12:9",
+     ["attachedTo kind cloud-run needs 'region' (it takes service, region, deployers)"]),
+    ("gcp", "attachedTo:\n  - kind: compute-engine\n    instance: vm-1\n    zone: europe-west1-b\n"
+            "    region: europe-west1\n", "15:9",
+     ["'region' does not go with kind compute-engine, which takes instance, zone, deployers; remove it"]),
+    ("azure", "attachedTo:\n  - kind: app-service\n    site: /subscriptions/11111111-2222-3333-4444-"
+              "555555555555/resourceGroups/rg/providers/Microsoft.Web/sites/api\n", "13:15",
+     ["is in subscription 11111111-2222-3333-4444-555555555555, but the workload is in "
+      "0b1f6471-1bf0-4dda-aec3-cb9272f09590", "declare the workload in that subscription"]),
+    ("gcp", "attachedTo:\n  - kind: cloud-run\n    service: api\n    region: europe-west1\n"
+            "    deployers: [alice@acme.example]\n", "15:21",
+     ["deployer 'alice@acme.example' is not a GCP member", "user:EMAIL"]),
+    ("azure", "attachedTo:\n  - kind: app-service\n    site: /subscriptions/0b1f6471-1bf0-4dda-aec3-"
+              "cb9272f09590/resourceGroups/rg/providers/Microsoft.Web/sites/api\n"
+              "    deployers: [alice@acme.example]\n", "14:21",
+     ["is not an Entra object id", "the object id (a GUID)"]),
+    ("aws", "attachedTo:\n  - kind: lambda\n    function: payments\n"
+            "    deployers: [arn:aws:iam::123456789012:role/ci]\n", "14:9",
+     ["deployers cannot be granted on AWS", "iam:PassRole in the deployer's own policy, which "
+      "workload-ids never edits", "Remove 'deployers'",
+      '"Resource": "arn:aws:iam::123456789012:role/workload-ids/wid_prod_payments-api"',
+      '"Condition": {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}']),
+    ("gcp", "mode: key\nattachedTo:\n  - kind: cloud-run\n    service: api\n    region: europe-west1\n",
+     "12:5", ["key mode takes no attachedTo entries", "use mode: keyless"]),
+    ("gcp", "attachedTo:\n  - kind: cloud-run\n    service: payments-*\n    region: europe-west1\n", "13:18",
+     ["service 'payments-*' is not valid", "no wildcards"]),
+    ("gcp", "attachedTo:\n  - kind: lambada\n", "12:15", ["'kind' must be one of", "'cloud-run'"]),
+]
+
+
+@pytest.mark.parametrize(("provider", "credentials", "where", "fragments"), ATTACHED_ERRORS,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(ATTACHED_ERRORS)])
+def test_attached_to_mistakes_are_positioned_with_a_fix(manifests: Any, provider: str, credentials: str,
+                                                        where: str, fragments: list[str]) -> None:
+    path = manifests({"w.yaml": attached_manifest(provider, credentials)}) / "w.yaml"
+    result = no_traceback(run_cli("validate", str(path)))
+    assert result.code == 1, result.out + result.err
+    found = [line for line in lines(result.err) if line.startswith(f"{path}:{where}: ")]
+    assert found, result.err
+    for fragment in fragments:
+        assert fragment in found[0], found[0]
+
+
+def test_a_keyless_workload_with_neither_federation_nor_attachment_says_both(manifests: Any) -> None:
+    path = manifests({"w.yaml": attached_manifest("gcp", "mode: keyless\n")}) / "w.yaml"
+    result = no_traceback(run_cli("validate", str(path)))
+    assert result.code == 1
+    assert f"{path}:10:3: a keyless workload needs at least one federation or attachedTo entry" in result.err
+    assert "Add spec.credentials.federation or spec.credentials.attachedTo" in result.err
+
+
+def test_an_attachment_alone_is_valid_trust(manifests: Any) -> None:
+    from support.trust import TEST_TRUST_DATA
+    trust = {**TEST_TRUST_DATA, "allowedDeployers": ["group:deployers@acme.example"]}
+    Path("workload-ids.yaml").write_text("trust: " + json.dumps(trust) + "\n")
+    folder = manifests({
+        "gcp.yaml": attached_manifest("gcp", "attachedTo:\n  - kind: cloud-run\n    service: api\n"
+                                             "    region: europe-west1\n"
+                                             "    deployers: [group:deployers@acme.example]\n"),
+        "aws.yaml": attached_manifest("aws", "attachedTo:\n  - kind: ecs\n    cluster: prod\n")
+        .replace("payments-api", "payments-aws")})
+    result = no_traceback(run_cli("validate", str(folder)))
+    assert result.code == 0, result.err

@@ -20,13 +20,16 @@ from .config import Config
 from .durations import parse_duration
 from .errors import Diagnostic, Position
 from .manifest import (
+    AWS_ATTACHMENT_SERVICES,
     AccessEntry,
+    Attachment,
     AwsServiceFederation,
     GithubActionsFederation,
     KubernetesFederation,
     LoadedWorkload,
 )
 from .model import (
+    AttachedTrust,
     CompiledWorkload,
     GithubTrust,
     Grant,
@@ -178,17 +181,25 @@ def _credential_problems(lw: LoadedWorkload) -> list[Diagnostic]:
         out.append(Diagnostic(lw.position("spec", "credentials", "federation", key=True),
                               "key mode takes no federation entries: a workload that can federate "
                               "should use mode: keyless and hold no key"))
-    if creds.mode == "keyless" and not creds.federation:
+    if creds.mode == "key" and creds.attachedTo:
+        out.append(Diagnostic(lw.position("spec", "credentials", "attachedTo", key=True),
+                              "key mode takes no attachedTo entries: an identity a runtime is "
+                              "attached to gets its credentials from the cloud; use mode: keyless "
+                              "and hold no key"))
+    if creds.mode == "keyless" and not creds.federation and not creds.attachedTo:
         # An identity nobody may obtain credentials for: unusable, and real IAM refuses
         # an empty trust policy outright (the newcomer review's item 6).
         where = (("spec", "credentials") if "credentials" in lw.workload.spec.model_fields_set
                  else ("spec",))
         out.append(Diagnostic(lw.position(*where, key=True),
-                              "a keyless workload needs at least one federation entry: who may "
-                              "obtain its credentials (github-actions, kubernetes, or on AWS "
-                              "aws-service for Lambda, ECS and EC2); with none, nobody could use "
-                              "the identity. Add spec.credentials.federation, or use mode: key "
-                              "for a workload that cannot federate"))
+                              "a keyless workload needs at least one federation or attachedTo "
+                              "entry: who may obtain its credentials (federation: github-actions, "
+                              "kubernetes, or on AWS aws-service; attachedTo: the runtime that runs "
+                              "as the identity, cloud-run or compute-engine on GCP, app-service on "
+                              "Azure, lambda or ecs on AWS); with none, nobody could use the "
+                              "identity. Add spec.credentials.federation or "
+                              "spec.credentials.attachedTo, or use mode: key for a workload that "
+                              "can do neither"))
     if creds.mode == "keyless" and creds.rotation is not None:
         out.append(Diagnostic(lw.position("spec", "credentials", "rotation", key=True),
                               "rotation applies to mode: key only; keyless workloads hold no key"))
@@ -216,6 +227,109 @@ def _credential_problems(lw: LoadedWorkload) -> list[Diagnostic]:
                                   "overlap must be shorter than maxAge, or two keys would always "
                                   "be live"))
     return out
+
+
+# The fields each attachment kind takes (the others are refused at their position), and
+# those it needs.
+_ATTACHMENT_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "cloud-run": (("service", "region", "deployers"), ("service", "region")),
+    "compute-engine": (("instance", "zone", "deployers"), ("instance", "zone")),
+    "app-service": (("site", "deployers"), ("site",)),
+    "lambda": (("function", "deployers"), ()),
+    "ecs": (("cluster", "deployers"), ()),
+}
+_ATTACHMENT_EXAMPLES = {
+    "gcp": "kind: cloud-run with service and region, or kind: compute-engine with instance and zone",
+    "azure": "kind: app-service with site (the site's resource id)",
+    "aws": "kind: lambda or kind: ecs",
+}
+_CLOUD_WORDS = {"aws": "AWS", "gcp": "GCP", "azure": "Azure"}
+_GCP_MEMBER = re.compile(r"(serviceAccount|user|group):[^\s@:]+@[A-Za-z0-9.-]+")
+_ENTRA_ID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def _attachment_problems(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
+    """Each attachedTo entry: a kind of the workload's cloud, with its fields, in the
+    workload's own project or subscription, and deployers the cloud can grant."""
+    from .manifest import ATTACHMENT_KINDS
+    spec = lw.workload.spec
+    provider = spec.provider
+    out: list[Diagnostic] = []
+    for i, att in enumerate(spec.credentials.attachedTo or []):
+        at = ("spec", "credentials", "attachedTo", i)
+        if att.kind in ("aks", "kubernetes"):
+            out.append(Diagnostic(lw.position(*at, "kind"),
+                                  "AKS and other Kubernetes workloads get this identity through "
+                                  "workload identity federation, not attachment: write a federation "
+                                  "entry instead (spec.credentials.federation: - kind: kubernetes, "
+                                  "issuer: the cluster's OIDC issuer URL, namespace, serviceAccount)"))
+            continue
+        if att.kind == "ec2":
+            out.append(Diagnostic(lw.position(*at, "kind"),
+                                  "EC2 gets a role through an instance profile, which workload-ids "
+                                  "does not create: write a federation entry of kind aws-service with "
+                                  "service ec2.amazonaws.com (listed in trust.allowedAwsServices), and "
+                                  "create the instance profile for the role yourself "
+                                  "(aws iam create-instance-profile, add-role-to-instance-profile)"))
+            continue
+        cloud = ATTACHMENT_KINDS[att.kind]
+        if cloud != provider:
+            out.append(Diagnostic(lw.position(*at, "kind"),
+                                  f"attachedTo kind {att.kind} is a runtime on {_CLOUD_WORDS[cloud]}, "
+                                  f"but the workload is on {_CLOUD_WORDS[provider]}; there write "
+                                  f"{_ATTACHMENT_EXAMPLES[provider]}"))
+            continue
+        takes, needs = _ATTACHMENT_FIELDS[att.kind]
+        for field in ("service", "region", "instance", "zone", "site", "function", "cluster"):
+            if field not in takes and getattr(att, field) is not None:
+                out.append(Diagnostic(lw.position(*at, field, key=True),
+                                      f"'{field}' does not go with kind {att.kind}, which takes "
+                                      f"{', '.join(takes)}; remove it"))
+        for field in needs:
+            if getattr(att, field) is None:
+                out.append(Diagnostic(lw.position(*at),
+                                      f"attachedTo kind {att.kind} needs '{field}' "
+                                      f"(it takes {', '.join(takes)})"))
+        if att.site is not None and spec.azure is not None:
+            subscription = att.site.split("/")[2]
+            if subscription.lower() != spec.azure.subscription.lower():
+                out.append(Diagnostic(lw.position(*at, "site"),
+                                      f"site {att.site} is in subscription {subscription}, but the "
+                                      f"workload is in {spec.azure.subscription}: its managed identity "
+                                      "can be attached only to a site of its own subscription here; "
+                                      "declare the workload in that subscription, or correct the id"))
+        for d, deployer in enumerate(att.deployers):
+            where = lw.position(*at, "deployers", d)
+            if provider == "aws":
+                continue  # refused as a whole below, with the statement to write instead
+            if provider == "gcp" and not _GCP_MEMBER.fullmatch(deployer):
+                out.append(Diagnostic(where, f"deployer {deployer!r} is not a GCP member: write "
+                                             "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, "
+                                             "user:EMAIL or group:EMAIL"))
+            if provider == "azure" and not _ENTRA_ID.fullmatch(deployer):
+                out.append(Diagnostic(where, f"deployer {deployer!r} is not an Entra object id: write "
+                                             "the object id (a GUID) of the user, group or service "
+                                             "principal that deploys the site"))
+        if provider == "aws" and att.deployers:
+            out.append(Diagnostic(lw.position(*at, "deployers", key=True),
+                                  _aws_deployers(lw, att.kind, config)))
+    return out
+
+
+def _aws_deployers(lw: LoadedWorkload, kind: str, config: Config) -> str:
+    """Why AWS takes no deployers, with the statement the deployer's own policy needs."""
+    from .providers.aws.render import identity_name
+    meta, spec = lw.workload.metadata, lw.workload.spec
+    assert spec.aws is not None
+    name = identity_name(config.aws.namePrefix, meta.environment, meta.name)
+    arn = f"arn:aws:iam::{spec.aws.account}:role{config.aws.rolePath}{name}"
+    statement = json.dumps({"Effect": "Allow", "Action": "iam:PassRole", "Resource": arn,
+                            "Condition": {"StringEquals": {"iam:PassedToService":
+                                                           AWS_ATTACHMENT_SERVICES[kind]}}})
+    return ("deployers cannot be granted on AWS: who may pass the role to "
+            f"{AWS_ATTACHMENT_SERVICES[kind].split('.')[0]} is said by iam:PassRole in the "
+            "deployer's own policy, which workload-ids never edits. Remove 'deployers' and add to "
+            f"the deployer's policy: {statement}")
 
 
 def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates: TemplateSet,
@@ -388,6 +502,7 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     if problems:
         return None, problems
     problems.extend(_credential_problems(lw))
+    problems.extend(_attachment_problems(lw, config))
     problems.extend(github_id_problems(lw))
     problems.extend(trust_diagnostics(lw, config))
     grants: list[Grant] = []
@@ -423,7 +538,9 @@ def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker,
     return CompiledWorkload(
         provider=spec.provider, target=lw.workload.target(), name=meta.name,
         environment=meta.environment, owner=meta.owner, description=meta.description,
-        mode=spec.credentials.mode, trust=tuple(_trust(f) for f in spec.credentials.federation),
+        mode=spec.credentials.mode,
+        trust=(*(_trust(f) for f in spec.credentials.federation),
+               *(_attached(i, a) for i, a in enumerate(spec.credentials.attachedTo or []))),
         grants=grants, marker=marker,
         source=SourceMap(lw.source, frozenset({"rotation"} if rotation else ())),
         session_duration=spec.aws.maxSessionDuration if spec.aws else None,
@@ -441,6 +558,13 @@ def _trust(fed: Any) -> Trust:
         return KubernetesTrust(fed.issuer, fed.namespace, fed.serviceAccount, fed.workloadIdentityPool)
     assert isinstance(fed, AwsServiceFederation)
     return ServiceTrust(fed.service)
+
+
+def _attached(index: int, att: Attachment) -> AttachedTrust:
+    name = att.service or att.instance or att.site or att.function or att.cluster or ""
+    return AttachedTrust(runtime=att.kind, name=name, location=att.region or att.zone or "",
+                         deployers=tuple(sorted(set(att.deployers))),
+                         service=AWS_ATTACHMENT_SERVICES.get(att.kind, ""), entry=index)
 
 
 # A ``{placeholder}`` of credentials.secretName.

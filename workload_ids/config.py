@@ -249,6 +249,12 @@ class TrustConfig(_Strict):
                             Annotated[int, Field(ge=1, lt=10**20)]] = {}
     allowedAwsServices: list[Annotated[str, Field(
         pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.amazonaws\.com$")]] | None = None
+    # Who may attach a workload's identity to a runtime (spec.credentials.attachedTo[].deployers):
+    # GCP members (serviceAccount:, user:, group: EMAIL) or Entra object ids. Whoever may
+    # attach an identity may run code as it, so each is a trust root like an issuer.
+    allowedDeployers: list[Annotated[str, Field(
+        pattern=r"^((serviceAccount|user|group):[^\s@:]+@[A-Za-z0-9.-]+"
+                r"|[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12})$")]] = []
 
     def aws_services(self) -> tuple[str, ...]:
         """The service principals allowed: the configured list, or the documented default."""

@@ -28,7 +28,16 @@ from .config import Config
 from .durations import format_duration
 from .errors import UserError, one_line
 from .manifest import AccessEntry
-from .model import CompiledWorkload, DesiredIdentity, GithubTrust, Grant, KubernetesTrust, ServiceTrust, Trust
+from .model import (
+    AttachedTrust,
+    CompiledWorkload,
+    DesiredIdentity,
+    GithubTrust,
+    Grant,
+    KubernetesTrust,
+    ServiceTrust,
+    Trust,
+)
 from .providers import CLOUDS, get_cloud
 from .resources import KINDS_BY_PROVIDER
 from .templates import Template, TemplateSet, builtin_template_dir
@@ -193,6 +202,10 @@ def _trust(cw: CompiledWorkload, t: Trust, desired: DesiredIdentity | None) -> d
                     subject=t.subject())
     elif isinstance(t, ServiceTrust):
         view.update(service=t.service)
+    elif isinstance(t, AttachedTrust):
+        view.update(runtime=t.runtime, name=t.name or None, location=t.location or None,
+                    deployers=list(t.deployers), runs=t.describe(),
+                    **({"service": t.service} if t.service else {}))
     pool = getattr(t, "pool", None)
     if pool:
         view["pool"] = pool
@@ -203,6 +216,8 @@ def _trust(cw: CompiledWorkload, t: Trust, desired: DesiredIdentity | None) -> d
 def _rendered_trust(provider: str, t: Trust, objects: Mapping[str, Any]) -> Any:
     """The part of the rendered identity that admits ``t``: an AWS trust statement, a GCP
     principal bound to roles/iam.workloadIdentityUser, an Azure federated credential."""
+    if isinstance(t, AttachedTrust):
+        return _rendered_attachment(provider, t, objects)
     if provider == "aws":
         for st in objects.get("trust", {}).get("Statement", []):
             if isinstance(t, ServiceTrust):
@@ -229,6 +244,26 @@ def _rendered_trust(provider: str, t: Trust, objects: Mapping[str, Any]) -> Any:
         for name, credential in objects.get("federatedCredentials", {}).items():
             if credential["subject"] == t.subject() and credential["issuer"] == issuer:
                 return {"name": name, **credential}
+    return None
+
+
+def _rendered_attachment(provider: str, t: AttachedTrust, objects: Mapping[str, Any]) -> Any:
+    """What the rendered identity holds for an attachment: on AWS the trust statement of its
+    service; on GCP and Azure the deployers' grants on the identity (the runtime itself is
+    not recorded by either cloud)."""
+    if provider == "aws":
+        for st in objects.get("trust", {}).get("Statement", []):
+            services = st["Principal"].get("Service", [])
+            if t.service in (services if isinstance(services, list) else [services]):
+                return st
+        return None
+    wanted = {d.lower() for d in t.deployers}
+    if provider == "gcp":
+        return [{"role": b["role"], "member": m} for b in objects.get("deployerBindings", [])
+                for m in b["members"] if m.lower() in wanted]
+    if provider == "azure":
+        return [{"name": name, **doc} for name, doc in objects.get("deployerAssignments", {}).items()
+                if doc["principalId"] in wanted]
     return None
 
 
@@ -302,12 +337,34 @@ def _who(e: Explanation) -> list[str]:
             out.append(f"- GitHub Actions workflows of {t['repository']}{repo_id} on {on}")
         elif t["kind"] == "kubernetes":
             out.append(f"- Kubernetes service account {t['serviceAccount']} in namespace {t['namespace']}")
+        elif t["kind"] == "attached":
+            out.extend(_attached_lines(cw.provider, cw.target, t))
+            continue
         else:
             out.append(f"- the AWS service {t['service']}, acting for account {cw.target} only")
         if t.get("issuer"):
             out.append(f"    issuer {t['issuer']}, subject {t['subject']}")
         out.extend(f"    {line}" for line in _rendered_trust_lines(cw.provider, t))
     return [one_line(line) for line in out]
+
+
+def _attached_lines(provider: str, target: str, t: Mapping[str, Any]) -> list[str]:
+    """An attachment in words: the runtime that runs as the identity, and who may attach it."""
+    out = [f"- {t['runs']}, which runs as this identity (attachedTo)"]
+    if provider == "aws":
+        out.append(f"    the AWS service {t['service']} assumes the role for any of its "
+                   f"{'functions' if t['runtime'] == 'lambda' else 'tasks'} in account {target} "
+                   "whose deployer may pass it (iam:PassRole, in the deployer's own policy)")
+        out.extend(f"    {line}" for line in _rendered_trust_lines(provider, t))
+        return out
+    grant = ("roles/iam.serviceAccountUser on the service account" if provider == "gcp" else
+             "Managed Identity Operator on the identity")
+    if not t["deployers"]:
+        out.append(f"    no deployers listed: only whoever already holds {grant} (or more, above it) "
+                   "can attach it")
+    for deployer in t["deployers"]:
+        out.append(f"    deployed by {deployer}: may attach it to any runtime ({grant})")
+    return out
 
 
 def _rendered_trust_lines(provider: str, t: Mapping[str, Any]) -> list[str]:

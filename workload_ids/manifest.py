@@ -259,11 +259,61 @@ class Rotation(Strict):
     retireOnUse: bool | None = None
 
 
+# Where an identity can be attached, by cloud. ``aks``/``kubernetes`` and ``ec2`` are
+# accepted here only so that compile can refuse them with what to write instead.
+ATTACHMENT_KINDS: dict[str, str] = {"cloud-run": "gcp", "compute-engine": "gcp", "app-service": "azure",
+                                    "lambda": "aws", "ecs": "aws"}
+# The service principal that assumes an AWS role for each AWS attachment kind (the trust
+# an aws-service entry of that service writes).
+AWS_ATTACHMENT_SERVICES: dict[str, str] = {"lambda": "lambda.amazonaws.com", "ecs": "ecs-tasks.amazonaws.com"}
+AttachmentKind = Literal["cloud-run", "compute-engine", "app-service", "lambda", "ecs", "aks",
+                         "kubernetes", "ec2"]
+
+
+class Attachment(Strict):
+    """A runtime that runs *as* the identity: the cloud hands it credentials because the
+    identity is attached to it (a Cloud Run service's service account, an App Service's
+    managed identity, a Lambda function's execution role), not because it federates.
+
+    One model for every kind, so that compile can say which fields go with which kind at
+    the field's own position (a union would only say "does not match any")."""
+
+    kind: AttachmentKind
+    # GCP Cloud Run: the service (or job) and its region.
+    service: Annotated[str, _regex("service", r"[a-z]([a-z0-9-]{0,47}[a-z0-9])?",
+                                   "write the Cloud Run service or job name (lowercase letters, "
+                                   "digits, hyphens; no wildcards)")] | None = None
+    region: Annotated[str, _regex("region", r"[a-z]+(-[a-z]+)+\d+",
+                                  "write a Cloud Run region such as europe-west1")] | None = None
+    # GCP Compute Engine: the instance and its zone.
+    instance: Annotated[str, _regex("instance", r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?",
+                                    "write the VM instance name (no wildcards)")] | None = None
+    zone: Annotated[str, _regex("zone", r"[a-z]+(-[a-z]+)+\d+-[a-z]",
+                                "write a zone such as europe-west1-b")] | None = None
+    # Azure App Service / Functions: the site's resource id.
+    site: Annotated[str, _regex("site", r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+                                r"Microsoft\.Web/sites/[A-Za-z0-9-]{2,60}",
+                                "write the site's resource id: /subscriptions/SUB/resourceGroups/RG/"
+                                "providers/Microsoft.Web/sites/NAME")] | None = None
+    # AWS: for reviewers only (the trust names the service, not the function or cluster).
+    function: Annotated[str, _regex("function", r"[A-Za-z0-9_-]{1,64}",
+                                    "write the Lambda function name (no wildcards)")] | None = None
+    cluster: Annotated[str, _regex("cluster", r"[A-Za-z0-9_-]{1,255}",
+                                   "write the ECS cluster name (no wildcards)")] | None = None
+    # Who may attach the identity to such a runtime: each is a trust root (compile checks
+    # them against trust.allowedDeployers).
+    deployers: Annotated[list[Annotated[str, _printable("deployer")]], Field(max_length=20)] = []
+
+
 class Credentials(Strict):
-    """How the workload obtains credentials: federation (keyless) or a rotated key."""
+    """How the workload obtains credentials: federation or attachment (keyless), or a
+    rotated key."""
 
     mode: Literal["keyless", "key"] = "keyless"
     federation: list[Federation] = []
+    # None (not []) when absent: the manifest digest (exclude_none) of every workload
+    # written before attachments existed stays what it was.
+    attachedTo: Annotated[list[Attachment], Field(min_length=1, max_length=10)] | None = None
     rotation: Rotation | None = None
 
 

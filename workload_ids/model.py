@@ -200,8 +200,45 @@ class ServiceTrust:
     service: str
 
 
-# Who may obtain the workload's credentials: one entry per manifest federation entry, in order.
-Trust = GithubTrust | KubernetesTrust | ServiceTrust
+# Runtime kinds in words, for plans and explain.
+_RUNTIME_WORDS = {"cloud-run": "Cloud Run service", "compute-engine": "Compute Engine instance",
+                  "app-service": "App Service site", "lambda": "Lambda function", "ecs": "ECS tasks"}
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedTrust:
+    """A runtime the identity is attached to (``spec.credentials.attachedTo``): the cloud
+    gives that runtime the identity's credentials itself, with no federation.
+
+    What the cloud enforces differs: AWS trusts the service (``service``, as aws-service
+    does) for every function or task in the account; GCP and Azure trust whoever may
+    attach the identity (``deployers``, granted roles/iam.serviceAccountUser or Managed
+    Identity Operator on the identity alone) to any runtime. ``name`` and ``location``
+    say which runtime is meant, for reviewers: no cloud ties the identity to it."""
+
+    kind: ClassVar[str] = "attached"
+    runtime: str  # cloud-run | compute-engine | app-service | lambda | ecs
+    name: str = ""  # service, instance, site resource id, function or cluster ("" if not given)
+    location: str = ""  # region or zone
+    deployers: tuple[str, ...] = ()
+    service: str = ""  # AWS: the service principal that assumes the role
+    entry: int = 0  # its index in attachedTo, for positioned messages
+
+    def describe(self) -> str:
+        """The runtime in words: ``Cloud Run service payments-api in europe-west1``."""
+        name = self.name.rsplit("/", 1)[-1] if self.runtime == "app-service" else self.name
+        if self.runtime == "ecs":
+            text = f"ECS tasks in cluster {name}" if name else "ECS tasks"
+        elif self.runtime == "lambda" and not name:
+            text = "Lambda functions"
+        else:
+            text = f"{_RUNTIME_WORDS.get(self.runtime, self.runtime)} {name}".rstrip()
+        return text + (f" in {self.location}" if self.location else "")
+
+
+# Who may obtain the workload's credentials: one entry per manifest federation entry, in
+# order, then one per attachedTo entry.
+Trust = GithubTrust | KubernetesTrust | ServiceTrust | AttachedTrust
 
 
 @dataclass(frozen=True, slots=True)

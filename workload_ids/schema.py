@@ -119,6 +119,33 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
         "service": ("The service principal; by default ECS tasks and Lambda are allowed.",
                     ["ecs-tasks.amazonaws.com", "lambda.amazonaws.com"]),
     },
+    "Attachment": {
+        "kind": ("The runtime that runs as this identity: `cloud-run` or `compute-engine` (GCP), "
+                 "`app-service` (Azure App Service or Functions), `lambda` or `ecs` (AWS). AKS "
+                 "and other Kubernetes workloads federate instead (a `kubernetes` federation "
+                 "entry); EC2 needs an instance profile workload-ids does not create.",
+                 ["cloud-run", "app-service", "lambda"]),
+        "service": ("cloud-run: the Cloud Run service or job (no wildcards). For reviewers: GCP "
+                    "lets whoever may attach the account pick the service.", ["payments-api"]),
+        "region": ("cloud-run: the service's region.", ["europe-west1"]),
+        "instance": ("compute-engine: the VM instance (no wildcards), for reviewers.", ["batch-runner-1"]),
+        "zone": ("compute-engine: the instance's zone.", ["europe-west1-b"]),
+        "site": ("app-service: the site's resource id, in the workload's subscription.",
+                 ["/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg-web/providers/"
+                  "Microsoft.Web/sites/payments-api"]),
+        "function": ("lambda: the function, for reviewers (the role trusts the Lambda service in "
+                     "the account).", ["payments-api"]),
+        "cluster": ("ecs: the cluster, for reviewers (the role trusts ECS tasks in the account).",
+                    ["prod"]),
+        "deployers": ("Who may attach this identity to a runtime, and no other identity: GCP "
+                      "members (`serviceAccount:`, `user:`, `group:` EMAIL) get "
+                      "roles/iam.serviceAccountUser on the service account; Entra object ids get "
+                      "Managed Identity Operator on the managed identity. Each must be in the "
+                      "config's `trust.allowedDeployers`. Not on AWS, where iam:PassRole lives on "
+                      "the deployer's own policy.",
+                      [["serviceAccount:deployer@acme-ci.iam.gserviceaccount.com"],
+                       ["3f2504e0-4f89-41d3-9a0c-0305e82c3301"]]),
+    },
     "Rotation": {
         "maxAge": ("Key mode: replace the key when it is this old (default from the config).",
                    ["30d", "90d"]),
@@ -129,11 +156,15 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
                         [True]),
     },
     "Credentials": {
-        "mode": ("`keyless` (default): federation only, no secret exists. `key`: a rotated key, "
-                 "for workloads that cannot federate.", ["keyless", "key"]),
+        "mode": ("`keyless` (default): federation or attachment only, no secret exists. `key`: a "
+                 "rotated key, for workloads that can do neither.", ["keyless", "key"]),
         "federation": ("Who may obtain the identity's credentials (keyless mode only).",
                        [[{"kind": "github-actions", "repository": "acme/payments",
                           "ref": "refs/heads/main"}]]),
+        "attachedTo": ("The runtimes that run as this identity (keyless mode only): the cloud "
+                       "gives them its credentials, with no federation; and who may attach it.",
+                       [[{"kind": "cloud-run", "service": "payments-api", "region": "europe-west1",
+                          "deployers": ["group:payments-deployers@acme.example"]}]]),
         "rotation": ("How the key is rotated (key mode only); each field defaults from the config.",
                      [{"maxAge": "30d", "overlap": "1d", "grace": "7d"}]),
     },
@@ -168,6 +199,7 @@ _PATHS = {"Workload": "", "Metadata": "metadata.", "Spec": "spec.", "AwsTarget":
           "GithubActionsFederation": "spec.credentials.federation[].",
           "KubernetesFederation": "spec.credentials.federation[].",
           "AwsServiceFederation": "spec.credentials.federation[].",
+          "Attachment": "spec.credentials.attachedTo[].",
           "Rotation": "spec.credentials.rotation.", "AccessEntry": "spec.access[].",
           "Escalation": "spec.access[].escalation."}
 
@@ -258,7 +290,11 @@ def _credentials(credentials: dict[str, Any]) -> None:
     credentials["then"] = {"properties": {"federation": {"items": {
         "type": "null",
         "errorMessage": "key mode takes no federation entries: a workload that can federate "
-                        "should use mode: keyless and hold no key"}}}}
+                        "should use mode: keyless and hold no key"}},
+        "attachedTo": {"items": {
+            "type": "null",
+            "errorMessage": "key mode takes no attachedTo entries: an identity a runtime is "
+                            "attached to gets its credentials from the cloud; use mode: keyless"}}}}
     credentials["else"] = {"properties": {"rotation": {
         "type": "null",
         "errorMessage": "rotation applies to mode: key only; keyless workloads hold no key"}}}

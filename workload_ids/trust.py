@@ -12,6 +12,7 @@ to add.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from .config import Config
@@ -114,6 +115,55 @@ def trust_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
             problem = _pool_problem(config, spec.gcp.project, pool)
             if problem:
                 refuse(i, "workloadIdentityPool", problem)
+    out.extend(_attachment_diagnostics(lw, config))
+    return out
+
+
+# What trust.allowedDeployers takes: a GCP member or an Entra object id.
+_DEPLOYER = re.compile(r"(serviceAccount|user|group):[^\s@:]+@[A-Za-z0-9.-]+"
+                       r"|[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def deployer_allowed(config: Config, deployer: str) -> bool:
+    """Whether ``deployer`` is in ``trust.allowedDeployers`` (GCP members compare without
+    case, as GCP does for emails; Entra object ids are GUIDs, which have none)."""
+    return deployer.casefold() in {d.casefold() for d in config.trust.allowedDeployers}
+
+
+def _attachment_diagnostics(lw: LoadedWorkload, config: Config) -> list[Diagnostic]:
+    """Guardrail refusals for attachments: every deployer must be listed in
+    ``trust.allowedDeployers`` (whoever may attach the identity to a runtime may run code
+    as it), and on AWS the attachment's service in ``trust.allowedAwsServices``."""
+    from .manifest import ATTACHMENT_KINDS, AWS_ATTACHMENT_SERVICES
+    spec = lw.workload.spec
+    out: list[Diagnostic] = []
+    for i, att in enumerate(spec.credentials.attachedTo or []):
+        if ATTACHMENT_KINDS.get(att.kind) != spec.provider:
+            continue  # compile reports the kind
+        at = ("spec", "credentials", "attachedTo", i)
+        service = AWS_ATTACHMENT_SERVICES.get(att.kind)
+        if service is not None:
+            allowed = config.trust.aws_services()
+            if service not in allowed:
+                out.append(Diagnostic(
+                    lw.position(*at, "kind"),
+                    f"attachedTo kind {att.kind} trusts the service {service}, which is not in "
+                    f"trust.allowedAwsServices ({', '.join(allowed) or 'none'}): anyone in the account "
+                    "who may pass the role could run that service as this workload. If the workload "
+                    "runs there, the platform team lists it (with the defaults it still wants): "
+                    + _snippet("allowedAwsServices", sorted({*allowed, service})), severity="guardrail"))
+            continue  # AWS takes no deployers (compile says why)
+        for d, deployer in enumerate(att.deployers):
+            if deployer_allowed(config, deployer) or not _DEPLOYER.fullmatch(deployer):
+                continue  # allowed, or not a deployer at all (compile says what to write)
+            listed = config.trust.allowedDeployers
+            out.append(Diagnostic(
+                lw.position(*at, "deployers", d),
+                f"deployer {deployer} is not in the config's trust.allowedDeployers"
+                f"{' (' + ', '.join(listed) + ')' if listed else ''}: whoever may attach this "
+                "identity to a runtime may run code as it, so the platform team lists who may "
+                "deploy with workload identities. To allow it, they add to the config: "
+                + _snippet("allowedDeployers", [deployer]), severity="guardrail"))
     return out
 
 
@@ -175,5 +225,5 @@ def trust_lint(lw: LoadedWorkload) -> list[Diagnostic]:
     return out
 
 
-__all__ = ["github_id_problems", "issuer_allowed", "normalize_issuer", "pool_problem", "trust_diagnostics",
-           "trust_lint"]
+__all__ = ["deployer_allowed", "github_id_problems", "issuer_allowed", "normalize_issuer", "pool_problem",
+           "trust_diagnostics", "trust_lint"]

@@ -189,3 +189,32 @@ def test_principal_replication_and_assignment_limit() -> None:
                                           {"role_definition_id": reader, "principal_id": other,
                                            "principal_type": "ServicePrincipal"})
         assert full.value.error is not None and full.value.error.code == "RoleAssignmentLimitExceeded"
+
+
+def test_managed_identity_operator_at_an_identity_scope() -> None:
+    """The built-in role a deployer gets (attachedTo), with the operations Azure gives it,
+    assignable at a managed identity's own scope while the identity exists."""
+    operator = "f1a07417-d97a-45cb-824c-7a7467783830"
+    with ArmEmulator(sandbox=False) as emu:
+        emu.add_resource_group(SUB, "rg-app")
+        msi = ManagedServiceIdentityClient(StaticTokenCredential(), SUB, **emu.client_kwargs())
+        authz = AuthorizationManagementClient(StaticTokenCredential(), SUB, **emu.client_kwargs())
+        role = authz.role_definitions.get(SUB_SCOPE, operator)
+        assert role.role_name == "Managed Identity Operator" and role.role_type == "BuiltInRole"
+        assign = "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action"
+        assert role.permissions is not None and assign in (role.permissions[0].actions or [])
+        created = msi.user_assigned_identities.create_or_update("rg-app", "id-web",
+                                                                {"location": "westeurope"})
+        scope = str(created.id)
+        deployer = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+        emu.add_principal(deployer)
+        params = {"role_definition_id": f"{SUB_SCOPE}/providers/Microsoft.Authorization/roleDefinitions/"
+                                        f"{operator}", "principal_id": deployer}
+        name = str(uuid.uuid4())
+        assert authz.role_assignments.create(scope, name, params).scope.lower() == scope.lower()
+        assert [a.name for a in authz.role_assignments.list_for_scope(scope, filter="atScope()")] == [name]
+        msi.user_assigned_identities.delete("rg-app", "id-web")
+        # ARM keeps an assignment at a deleted identity's scope; the scope itself is gone.
+        assert [a.name for a in authz.role_assignments.list_for_subscription()] == [name]
+        with pytest.raises(ResourceNotFoundError):
+            authz.role_assignments.create(scope, str(uuid.uuid4()), params)

@@ -174,6 +174,9 @@ FORGERIES: dict[str, dict[str, tuple[Forgery, str]]] = {
             "role": "roles/iam.workloadIdentityUser",
             "members": [f"principal://iam.googleapis.com/projects/{EVIL}/locations/global/"
                         "workloadIdentityPools/evil/subject/x"]}), f"is in project number {EVIL}"),
+        "unlisted-deployer": (lambda b: b["accountBindings"].append(
+            {"role": "roles/iam.serviceAccountUser", "members": ["user:mallory@evil.example"]}),
+            "it lets user:mallory@evil.example attach the service account to a runtime"),
         "foreign-role": (lambda b: b["roles"].update(other_admin={
             "title": "x", "description": "x", "includedPermissions": ["storage.objects.get"],
             "stage": "GA"}), "it holds the role other_admin"),
@@ -188,6 +191,10 @@ FORGERIES: dict[str, dict[str, tuple[Forgery, str]]] = {
             "Microsoft.Authorization/roleAssignments/write")),
             "action Microsoft.Authorization/roleAssignments/write can escalate"),
         "foreign-issuer": (_azure_issuer, "trusts the issuer https://attacker.example.net/oidc"),
+        "unlisted-deployer": (lambda b: b.update(deployers=["9d3b0a10-0000-4000-8000-000000000bad"]),
+                              "it lets 9d3b0a10-0000-4000-8000-000000000bad attach the managed "
+                              "identity to a site (Managed Identity Operator), and it is not in "
+                              "trust.allowedDeployers"),
     },
 }
 

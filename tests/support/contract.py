@@ -40,6 +40,9 @@ class Cloud:
     manifest: Callable[[str, str], str]  # (workload name, access YAML or "") -> manifest
     read_entry: str  # an access entry the mover removes
     snapshot: Callable[[], Any]
+    # The emulators or client behind it (the GCP and Azure sandboxes' LocalGcp/LocalAzure,
+    # AWS's IAM client), for suites that read one cloud's own shapes.
+    local: Any = None
 
 
 def _aws(aws: Any) -> Cloud:
@@ -50,7 +53,7 @@ def _aws(aws: Any) -> Cloud:
 
     def manifest(name: str, access: str) -> str:
         return workload(name, access=access or (read + extra).format(name=name))
-    return Cloud("aws", "", manifest, extra, lambda: snapshot(aws))
+    return Cloud("aws", "", manifest, extra, lambda: snapshot(aws), aws)
 
 
 def _gcp() -> Iterator[Cloud]:
@@ -78,7 +81,7 @@ def _gcp() -> Iterator[Cloud]:
                 "federation": federation}
     config = local.config_block()
     try:
-        yield Cloud("gcp", config, manifest, extra, snapshot)
+        yield Cloud("gcp", config, manifest, extra, snapshot, local)
     finally:
         local.stop()
 
@@ -119,7 +122,7 @@ def _azure() -> Iterator[Cloud]:
                      for i in identities.values()}
         return {"identities": held, "roles": roles, "assignments": assignments, "federated": federated}
     try:
-        yield Cloud("azure", local.config_block(), manifest, extra, snapshot)
+        yield Cloud("azure", local.config_block(), manifest, extra, snapshot, local)
     finally:
         local.stop()
 

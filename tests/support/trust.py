@@ -14,5 +14,6 @@ TEST_TRUST_DATA: dict[str, Any] = {
     "allowedIssuers": [*EXAMPLE_ISSUERS[1:], "https://container.googleapis.com/v1/projects/acme-prod/"
                                              "locations/europe-west1/clusters/prod-eu"],
     "gcpProjectNumbers": {"acme-prod": 123456789012},
+    "allowedDeployers": ["group:payments-deployers@acme.example"],  # examples/gcp/checkout-api.yaml's
 }
 TEST_TRUST = "trust: " + json.dumps(TEST_TRUST_DATA) + "\n"  # JSON is YAML

@@ -273,8 +273,8 @@ class _Checker:
     # --- GCP --------------------------------------------------------------------------
 
     def gcp(self) -> None:
-        from ..providers.gcp.render import WORKLOAD_IDENTITY_USER, role_base
-        from ..trust import pool_problem
+        from ..providers.gcp.render import SERVICE_ACCOUNT_USER, WORKLOAD_IDENTITY_USER, role_base
+        from ..trust import deployer_allowed, pool_problem
         b = self.bundle
         base = role_base(self.config.gcp.namePrefix, self.marker.environment, self.marker.workload)
         roles = b.get("roles") or {}
@@ -303,9 +303,18 @@ class _Checker:
                     self.resource_of_ours(name)
         for binding in b.get("accountBindings") or []:
             role = str(binding.get("role"))
+            if role == SERVICE_ACCOUNT_USER:
+                # Deployers (attachedTo): each must still be a trust root the config lists.
+                for member in binding.get("members") or []:
+                    if not deployer_allowed(self.config, str(member)):
+                        self.refuse(f"it lets {member} attach the service account to a runtime "
+                                    f"({SERVICE_ACCOUNT_USER}), and {member} is not in "
+                                    "trust.allowedDeployers")
+                continue
             if role != WORKLOAD_IDENTITY_USER:
                 self.refuse(f"it grants {role} on the service account itself; workload-ids grants "
-                            f"only {WORKLOAD_IDENTITY_USER}, to federated principals")
+                            f"only {WORKLOAD_IDENTITY_USER}, to federated principals, and "
+                            f"{SERVICE_ACCOUNT_USER}, to listed deployers")
             for principal in binding.get("members") or []:
                 m = _GCP_PRINCIPAL.fullmatch(str(principal))
                 if m is None:
@@ -324,7 +333,7 @@ class _Checker:
         from ..approvals import WHOLE_VAULT_KIND, resource_key
         from ..providers.azure.render import AUDIENCE, GITHUB_ISSUER
         from ..resources import parse_resource
-        from ..trust import issuer_allowed
+        from ..trust import deployer_allowed, issuer_allowed
         b = self.bundle
         roles = b.get("roles") or {}
         for rid, role in (roles.items() if isinstance(roles, dict) else ()):
@@ -349,6 +358,10 @@ class _Checker:
                     self.refuse(f"its role {rid} covers the whole Key Vault {scope} with no approval in "
                                 "guardrails.approvedEscalations")
                 self.resource_of_ours(str(scope))
+        for deployer in _listed(b.get("deployers")):
+            if not deployer_allowed(self.config, str(deployer)):
+                self.refuse(f"it lets {deployer} attach the managed identity to a site (Managed "
+                            "Identity Operator), and it is not in trust.allowedDeployers")
         credentials = b.get("federatedCredentials") or {}
         for name, cred in (credentials.items() if isinstance(credentials, dict) else ()):
             issuer, subject = str((cred or {}).get("issuer")), str((cred or {}).get("subject"))

@@ -13,6 +13,7 @@ from ...config import Config
 from ...durations import parse_duration
 from ...errors import Diagnostic
 from ...model import (
+    AttachedTrust,
     CompiledWorkload,
     DesiredIdentity,
     GithubTrust,
@@ -152,7 +153,9 @@ def trust_document(account: str, federation: Iterable[Trust]) -> dict[str, Any]:
             subjects.setdefault((GITHUB_ISSUER, fed.repository_id), []).append(fed.subject())
         elif isinstance(fed, KubernetesTrust):
             subjects.setdefault((issuer_host_path(fed.issuer), None), []).append(fed.subject())
-        elif isinstance(fed, ServiceTrust) and fed.service not in services:
+        elif isinstance(fed, ServiceTrust | AttachedTrust) and fed.service and fed.service not in services:
+            # An attachment (attachedTo: lambda, ecs) is trusted as its service is: IAM
+            # cannot tie a role to one function or cluster, only to the service and account.
             services.append(fed.service)
     statements: list[dict[str, Any]] = []
     for issuer, repository_id in sorted(subjects, key=lambda k: (k[0], k[1] or 0)):

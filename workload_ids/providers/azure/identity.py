@@ -1,6 +1,8 @@
 """Azure identities: a user-assigned managed identity per workload in its resource group,
 custom role definitions per permission set assignable only at the listed resources, one
-role assignment per listed resource, and federated identity credentials. Every call goes
+role assignment per listed resource, federated identity credentials, and Managed Identity
+Operator at the identity's own scope for the deployers that may attach it to a site
+(``attachedTo``). Every call goes
 through the seam (``AzureClients``). A key-mode workload is an Entra application instead
 (:mod:`.applications`): its changes are dispatched there.
 
@@ -34,6 +36,7 @@ from .roles import (
     AzureGrants,
     OurRoles,
     access_changes,
+    deployer_principals,
     marker_changes,
     observed_grants,
     permission_diff,
@@ -55,6 +58,26 @@ def trust_diff(have: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, li
                        for n in names), key=lambda r: (r["principal"], r["subject"]))
     changed = [n for n in want if have.get(n) != want[n]]
     return {"added": rows(want, changed), "removed": rows(have, [n for n in have if n not in want])}
+
+def attachment_rows(workload: Any) -> list[dict[str, str]]:
+    """The sites the manifest attaches the identity to, in words, as plan rows: Azure
+    holds no record of them (whoever may assign the identity picks the site), so they
+    show on a create, for the reviewer, and change nothing in the cloud after."""
+    from ...model import AttachedTrust
+    return [{"principal": t.describe(), "subject": "runs as the managed identity (attachedTo); "
+             "deployed by " + (", ".join(t.deployers) or "whoever may assign it "
+                               "(Managed Identity Operator on it, or Owner/Contributor above)")}
+            for t in workload.trust if isinstance(t, AttachedTrust)]
+
+
+def deployer_diff(have: set[str], want: set[str]) -> dict[str, list[dict[str, str]]]:
+    """Deployers added and removed, as "who may obtain credentials" rows: whoever may
+    attach the identity to a site may run code as it."""
+    def rows(members: set[str]) -> list[dict[str, str]]:
+        return [{"principal": m, "subject": "may attach it to a site (Managed Identity Operator on "
+                                            "the identity)"} for m in sorted(members)]
+    return {"added": rows(want - have), "removed": rows(have - want)}
+
 
 class AzureIdentities(IdentityBackend):
     """Managed identities; applications through :class:`.applications.AzureApplications`."""
@@ -78,6 +101,7 @@ class AzureIdentities(IdentityBackend):
             "create": self._create,
             "update-access": lambda desired: self._converge_access(desired, self._principal_of(desired)),
             "update-federation": self._converge_federation,
+            "update-deployers": self._converge_deployers,
             "update-marker": lambda desired: self._write_tags(desired, dict(desired.tags)),
         }
 
@@ -149,7 +173,8 @@ class AzureIdentities(IdentityBackend):
             raise
 
     def _observed(self, subscription: str, identity: Any, roles: OurRoles,
-                  assignments: Sequence[Any], federated: dict[str, Any] | None) -> ObservedIdentity:
+                  assignments: Sequence[Any], federated: dict[str, Any] | None,
+                  deployers: dict[str, Any] | None = None) -> ObservedIdentity:
         tags = dict(identity.tags or {})
         marker = Marker.from_tags(tags)
         principal = str(identity.principal_id or "")
@@ -159,6 +184,8 @@ class AzureIdentities(IdentityBackend):
             documents, foreign = observed_grants(subscription, principal, marker, roles, assignments)
             if federated is not None:
                 documents["federatedCredentials"] = dict(sorted(federated.items()))
+            if deployers is not None:
+                documents["deployerAssignments"] = deployers
         group = str(identity.id).split("/")[4]
         return ObservedIdentity(
             provider="azure", target=subscription, kind="managed-identity", name=str(identity.name),
@@ -188,7 +215,13 @@ class AzureIdentities(IdentityBackend):
         roles = self.grants.custom_roles(subscription)
         assignments = self.grants.assignments(subscription, str(identity.principal_id))
         federated = self.federated(subscription, group, desired.name)
-        return self._observed(subscription, identity, roles, assignments, federated)
+        # Who may attach it costs a call: read when the manifest changed since the last
+        # apply (the digest), as GCP reads resource policies; otherwise trusted to it.
+        held = Marker.from_tags(identity.tags or {})
+        deployers = None
+        if held is None or held.digest != desired.workload.marker.digest:
+            deployers = self.grants.deployers_at(subscription, str(identity.id))
+        return self._observed(subscription, identity, roles, assignments, federated, deployers)
 
     def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
         """A few paged calls for a whole subscription: its managed identities, its custom
@@ -210,6 +243,9 @@ class AzureIdentities(IdentityBackend):
             if Marker.from_tags(tags) is None and not str(identity.name).startswith(f"{self.prefix}-"):
                 continue
             principals.add(str(identity.principal_id).lower())
+            # Deployers, like federated credentials, are trusted to the digest here (though
+            # the subscription's assignments hold them): a plan reads a changed identity again
+            # alone, and must say the same whether it was read alone or in a fleet.
             observed.append(self._observed(target, identity, roles, by_principal.get(
                 str(identity.principal_id).lower(), []), None))
         observed.extend(self.applications.observe_all(target, roles, by_principal, principals))
@@ -244,10 +280,17 @@ class AzureIdentities(IdentityBackend):
                           identity=desired.name, details=details, desired=desired, observed=observed)
 
         if observed is None:
+            deployers = deployer_principals(want.get("deployerAssignments", {}))
             return [change("create", kind="managed-identity", address=desired.address,
                            permissions=permission_diff({}, {}, want["roles"], want["assignments"]),
                            federation={"added": sorted(want["federatedCredentials"]), "removed": []},
-                           trust=trust_diff({}, want["federatedCredentials"]))]
+                           **({"deployers": {"role": "Managed Identity Operator "
+                                                     f"({render.MANAGED_IDENTITY_OPERATOR})",
+                                             "scope": desired.address, "added": sorted(deployers),
+                                             "removed": []}} if deployers else {}),
+                           trust={"added": [*trust_diff({}, want["federatedCredentials"])["added"],
+                                            *attachment_rows(w), *deployer_diff(set(), deployers)["added"]],
+                                  "removed": []})]
         if observed.marker is None:
             raise ConflictError(
                 f"{w.label}: managed identity {desired.name} exists in subscription {w.target} but does not "
@@ -270,6 +313,15 @@ class AzureIdentities(IdentityBackend):
                 "added": sorted(k for k in want_fed if have_fed.get(k) != want_fed[k]),
                 "removed": sorted(set(have_fed) - set(want_fed))},
                 trust=trust_diff(have_fed, want_fed)))
+        want_deployers = want.get("deployerAssignments", {})
+        have_deployers = have.get("deployerAssignments", want_deployers)
+        added = deployer_principals(want_deployers) - deployer_principals(have_deployers)
+        removed = deployer_principals(have_deployers) - deployer_principals(want_deployers)
+        if added or removed:
+            changes.append(change("update-deployers", deployers={
+                "role": f"Managed Identity Operator ({render.MANAGED_IDENTITY_OPERATOR})",
+                "scope": desired.address, "added": sorted(added), "removed": sorted(removed)},
+                trust=deployer_diff(removed, added)))
         if self._marker_differs(desired, observed):
             # Last: the manifest digest is recorded only once everything else matches.
             changes.append(change("update-marker", tags=marker_changes(desired, observed)))
@@ -323,6 +375,8 @@ class AzureIdentities(IdentityBackend):
         self._made[desired.name] = (str(existing.client_id or ""), str(existing.principal_id or ""))
         self._converge_access(desired, str(existing.principal_id))
         self._converge_federation(desired)
+        if desired.objects.get("deployerAssignments"):
+            self._converge_deployers(desired)
         self._write_tags(desired, dict(desired.tags))
 
     def _write_tags(self, desired: DesiredIdentity, marker_tags: Mapping[str, str],
@@ -356,6 +410,11 @@ class AzureIdentities(IdentityBackend):
         w = desired.workload
         self.grants.converge(w.target, principal, w.marker, desired.objects["roles"],
                              desired.objects["assignments"], f"{w.environment}/{w.name}")
+
+    def _converge_deployers(self, desired: DesiredIdentity) -> None:
+        w = desired.workload
+        self.grants.converge_deployers(w.target, desired.address,
+                                       desired.objects.get("deployerAssignments", {}), w.label)
 
     def _converge_federation(self, desired: DesiredIdentity) -> None:
         w = desired.workload

@@ -32,10 +32,28 @@ from . import render
 from .applications import AzureApplications
 from .clients import AzureClients
 from .identity import AzureIdentities
-from .roles import AzureGrants
+from .roles import AzureGrants, deployer_principals
 
 # One teardown step: what it did, as the steps delete() returns (empty when nothing).
 Step = Callable[[ObservedIdentity, Marker], list[str]]
+
+# Where quarantine records the deployers whose Managed Identity Operator assignments it
+# removed (object ids, several tags of up to six each: a tag value holds 256 characters),
+# so that release and the restore bundle can give them back.
+DEPLOYERS_TAG = "workload-ids:quarantined-deployers"
+_PER_TAG = 6
+
+
+def deployer_tags(principals: Sequence[str]) -> dict[str, str]:
+    """``principals`` as the tags :func:`tagged_deployers` reads back."""
+    ids = sorted({p.lower() for p in principals})
+    return {f"{DEPLOYERS_TAG}:{n // _PER_TAG + 1}": " ".join(ids[n:n + _PER_TAG])
+            for n in range(0, len(ids), _PER_TAG)}
+
+
+def tagged_deployers(tags: Mapping[str, str]) -> set[str]:
+    """The deployers quarantine recorded in ``tags``."""
+    return {p.lower() for k, v in tags.items() if k.startswith(DEPLOYERS_TAG + ":") for p in v.split()}
 
 
 def assignments_of_roles(subscription: str, workload: str, roles: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,8 +79,11 @@ class AzureLeavers(LeaverBackend):
         # Teardown by kind, in order: assignments first (none is left pointing at a deleted
         # principal), then the roles, then the identity (its federated credentials go with
         # it) or application.
+        # A Managed Identity Operator assignment at the identity's own scope would be left
+        # orphaned by its deletion (ARM keeps assignments at a deleted scope): it goes first.
         self._teardown: dict[str, tuple[Step, ...]] = {
-            "managed-identity": (self._remove_assignments, self._delete_roles, self._delete_identity),
+            "managed-identity": (self._remove_deployers, self._remove_assignments, self._delete_roles,
+                                 self._delete_identity),
             "application": (self._remove_assignments, self._delete_roles, self._delete_application),
         }
 
@@ -96,6 +117,10 @@ class AzureLeavers(LeaverBackend):
         self.identities.write_tags(identity.target, group, identity.name, current,
                                    {**marker_tags, **extra}, drop)
 
+    @staticmethod
+    def _scope(identity: ObservedIdentity) -> str:
+        return render.identity_scope(identity.target, identity.settings["resourceGroup"], identity.name)
+
     def _principal(self, identity: ObservedIdentity) -> str:
         return str(identity.extra.get("principalId") or "")
 
@@ -115,7 +140,7 @@ class AzureLeavers(LeaverBackend):
         if "assignments" not in objects:
             return None
         disabled = identity.kind != "application" or identity.extra.get("accountEnabled") is False
-        return not objects["assignments"] and disabled
+        return not objects["assignments"] and not objects.get("deployerAssignments") and disabled
 
     def quarantine_proven(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool:
         """Whether our own enforcement proves the mark: none of our role assignments is
@@ -135,7 +160,34 @@ class AzureLeavers(LeaverBackend):
         # No roles wanted: every assignment of ours to this principal goes; the roles stay.
         self.grants.converge(identity.target, self._principal(identity), marker, self._roles(identity), {},
                              f"{marker.environment}/{marker.workload}")
+        if identity.kind == "managed-identity":
+            self._withhold_deployers(identity, marker)
         return mark
+
+    def _withhold_deployers(self, identity: ObservedIdentity, marker: Marker) -> None:
+        """Nobody may attach a quarantined identity to a new site: its deployers' Managed
+        Identity Operator assignments go, recorded first in tags (with any recorded by an
+        earlier enforcement) so that release and the restore bundle give them back."""
+        have = self.grants.deployers_at(identity.target, self._scope(identity))
+        if not have:
+            return
+        recorded = tagged_deployers(identity.tags) | deployer_principals(have)
+        stale = [k for k in identity.tags if k.startswith(DEPLOYERS_TAG + ":")]
+        self._set_tags(identity, deployer_tags(sorted(recorded)), drop=stale)
+        self.grants.converge_deployers(identity.target, self._scope(identity), {},
+                                       f"{marker.environment}/{marker.workload}")
+
+    def _deployers_wanted(self, subscription: str, scope: str, workload: str,
+                          principals: set[str]) -> dict[str, dict[str, str]]:
+        """Assignments for recorded deployers, of those the config still lists: a tag is
+        writable by any Tag Contributor, so it names who may get the role back, never who
+        may get it at all (that is ``trust.allowedDeployers``)."""
+        from ...trust import deployer_allowed
+        allowed = sorted(p for p in principals if deployer_allowed(self.identities.config, p))
+        role = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/" \
+               f"{render.MANAGED_IDENTITY_OPERATOR}"
+        return {render.deployer_assignment_id(workload, p, scope): {
+            "scope": scope, "roleDefinitionId": role, "principalId": p} for p in allowed}
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
         """The assignments our roles imply, an application's principal enabled, the mark cleared."""
@@ -146,7 +198,13 @@ class AzureLeavers(LeaverBackend):
                                                   roles), f"{marker.environment}/{marker.workload}")
         if identity.kind == "application":
             self.applications.set_principal_enabled(identity, True)
-        self._set_tags(identity, {}, drop=[MARK_TAG])
+        recorded = tagged_deployers(identity.tags)
+        if recorded:
+            label = f"{marker.environment}/{marker.workload}"
+            self.grants.converge_deployers(identity.target, self._scope(identity), self._deployers_wanted(
+                identity.target, self._scope(identity), label, recorded), label)
+        self._set_tags(identity, {}, drop=[MARK_TAG, *(k for k in identity.tags
+                                                      if k.startswith(DEPLOYERS_TAG + ":"))])
 
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
         """The owner in the marker tags, the previous one kept in a tag."""
@@ -160,9 +218,13 @@ class AzureLeavers(LeaverBackend):
         credentials (read here: a fleet read leaves them out)."""
         marker = self._guard(identity)
         federated: dict[str, Any] = {}
+        deployers: set[str] = set()
         if identity.kind != "application":
             federated = self.identities.federated(identity.target, identity.settings["resourceGroup"],
                                                   identity.name)
+            # Those quarantine withheld, and any assigned since.
+            deployers = tagged_deployers(identity.tags) | deployer_principals(
+                self.grants.deployers_at(identity.target, self._scope(identity)))
         return {
             "provider": "azure", "target": identity.target, "kind": identity.kind, "name": identity.name,
             "address": identity.address, "resourceGroup": identity.settings.get("resourceGroup", ""),
@@ -170,10 +232,12 @@ class AzureLeavers(LeaverBackend):
             "appObjectId": identity.extra.get("appObjectId", ""), "appId": identity.extra.get("appId", ""),
             # What the marker's MAC covers: restore checks it before recreating anything.
             "principalId": identity.extra.get("principalId", ""),
-            "tags": {k: v for k, v in identity.tags.items() if k != MARK_TAG},
+            "tags": {k: v for k, v in identity.tags.items()
+                     if k != MARK_TAG and not k.startswith(DEPLOYERS_TAG + ":")},
             "workload": f"{marker.environment}/{marker.workload}",
             "roles": self._roles(identity),
             "federatedCredentials": federated,
+            **({"deployers": sorted(deployers)} if deployers else {}),
         }
 
     def delete(self, identity: ObservedIdentity) -> list[str]:
@@ -183,6 +247,13 @@ class AzureLeavers(LeaverBackend):
         for step in self._teardown[identity.kind]:
             steps.extend(step(identity, marker))
         return steps
+
+    def _remove_deployers(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
+        if not self.grants.deployers_at(identity.target, self._scope(identity)):
+            return []
+        self.grants.converge_deployers(identity.target, self._scope(identity), {},
+                                       f"{marker.environment}/{marker.workload}")
+        return ["remove its deployers' Managed Identity Operator assignments"]
 
     def _remove_assignments(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
         self.grants.converge(identity.target, self._principal(identity), marker, self._roles(identity), {},
@@ -288,6 +359,13 @@ class AzureLeavers(LeaverBackend):
             steps.append("federated credentials")
             # A new principal: its marker is bound to it anew.
             self.identities.write_tags(subscription, group, name, current, tags, [MARK_TAG])
+            deployers = {str(d).lower() for d in bundle.get("deployers") or []}
+            if deployers:
+                scope = render.identity_scope(subscription, group, name)
+                label = str(bundle.get("workload") or f"{marker.environment}/{marker.workload}")
+                self.grants.converge_deployers(subscription, scope, self._deployers_wanted(
+                    subscription, scope, label, deployers), label)
+                steps.append(f"{len(deployers)} deployer(s) may attach it again")
         workload = str(bundle.get("workload") or f"{marker.environment}/{marker.workload}")
         self.grants.converge(subscription, principal, marker, roles,
                              assignments_of_roles(subscription, workload, roles), workload)

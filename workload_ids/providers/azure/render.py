@@ -22,7 +22,15 @@ from typing import Any
 
 from ...config import Config
 from ...errors import Diagnostic
-from ...model import CompiledWorkload, DesiredIdentity, GithubTrust, Grant, KubernetesTrust, Marker
+from ...model import (
+    AttachedTrust,
+    CompiledWorkload,
+    DesiredIdentity,
+    GithubTrust,
+    Grant,
+    KubernetesTrust,
+    Marker,
+)
 
 FEDERATED_CREDENTIALS_MAX = 20
 IDENTITY_NAME_MAX = 128
@@ -72,6 +80,37 @@ def role_name(environment: str, name: str, rid: str) -> str:
 def role_assignment_id(workload: str, role: str, scope: str) -> str:
     """uuid5 of workload, role and scope: one assignment per listed resource."""
     return str(uuid.uuid5(NAMESPACE, f"assignment/{workload}/{role}/{scope.lower()}"))
+
+
+# The built-in role that lets a principal assign a user-assigned managed identity to a
+# resource (Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action), by the GUID
+# it has in every tenant.
+MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
+
+
+def identity_scope(subscription: str, group: str, name: str) -> str:
+    """A managed identity's resource id, as we write scopes at it (ARM's reads may spell
+    ``resourcegroups`` in lower case; assignments are made at this spelling)."""
+    return (f"/subscriptions/{subscription}/resourceGroups/{group}"
+            f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{name}")
+
+
+def deployer_assignment_id(workload: str, principal: str, scope: str) -> str:
+    """uuid5 of workload, deployer and the identity's scope: one assignment per deployer."""
+    return str(uuid.uuid5(NAMESPACE, f"deployer/{workload}/{principal.lower()}/{scope.lower()}"))
+
+
+def deployer_assignments(workload: CompiledWorkload, scope: str) -> dict[str, dict[str, Any]]:
+    """Managed Identity Operator at the identity's own scope for each attachedTo deployer:
+    they may attach this identity to a site, and no other identity (at the resource group
+    or subscription, the role would cover every identity there)."""
+    subscription = workload.placement["subscription"]
+    role = f"/subscriptions/{subscription}/providers/Microsoft.Authorization/roleDefinitions/" \
+           f"{MANAGED_IDENTITY_OPERATOR}"
+    deployers = sorted({d.lower() for t in workload.trust if isinstance(t, AttachedTrust)
+                        for d in t.deployers})
+    return {deployer_assignment_id(workload.label, d, scope): {
+        "scope": scope, "roleDefinitionId": role, "principalId": d} for d in deployers}
 
 
 def federated_credentials(workload: CompiledWorkload) -> dict[str, dict[str, Any]]:
@@ -125,11 +164,14 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
         tags = {**workload.marker.as_tags(), SUBSCRIPTION_TAG: subscription.lower()}
         return {"application": {"displayName": identity, "tags": tags},
                 **common, "federatedCredentials": {}}
+    deployers = deployer_assignments(workload, identity_scope(subscription, group, identity))
     return {
         "identity": {"name": identity, "resourceGroup": group, "location": workload.placement["location"],
                      "tags": workload.marker.as_tags()},
         **common,
         "federatedCredentials": federated_credentials(workload),
+        # Only when there are some: a workload without attachments renders as before.
+        **({"deployerAssignments": deployers} if deployers else {}),
     }
 
 

@@ -10,7 +10,7 @@ marker. Custom roles without our marker are never written, even if one is ours b
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ...calls import CONFLICT, NOT_FOUND
@@ -261,6 +261,49 @@ class AzureGrants:
         for guid in sorted(set(have_roles) - set(want_roles)):
             self.delete_role(subscription, guid)
 
+    def deployers_at(self, subscription: str, scope: str) -> dict[str, dict[str, str]]:
+        """Managed Identity Operator assignments made at exactly ``scope`` (an identity's),
+        by name: who may attach that identity, and no other (one call)."""
+        authz = self.clients.authorization(subscription)
+        return deployer_docs(scope, self.clients.pages(
+            "authorization.role_assignments.list_for_scope",
+            authz.role_assignments.list_for_scope(scope, filter="atScope()")))
+
+    def converge_deployers(self, subscription: str, scope: str, want: Mapping[str, Mapping[str, str]],
+                           label: str) -> None:
+        """Exactly the wanted deployers hold Managed Identity Operator at ``scope``: one
+        someone assigned by hand is removed (whoever may attach the identity may run code
+        as it, which the manifest must say), missing ones are made under our names."""
+        from .render import MANAGED_IDENTITY_OPERATOR
+        authz = self.clients.authorization(subscription)
+        have = self.deployers_at(subscription, scope)
+        wanted = {str(d["principalId"]).lower() for d in want.values()}
+        for name, doc in have.items():
+            if doc["principalId"] not in wanted:
+                self.delete_assignment(subscription, doc["scope"], name)
+        present = {doc["principalId"] for doc in have.values()}
+        for name, wanted_doc in want.items():
+            if str(wanted_doc["principalId"]).lower() in present:
+                continue
+            try:
+                # No principalType: a deployer may be a user, a group or a service principal,
+                # and ARM looks it up.
+                self.clients.call("authorization.role_assignments.create", authz.role_assignments.create,
+                                  scope, name, {"role_definition_id": role_ref(
+                                      subscription, MANAGED_IDENTITY_OPERATOR),
+                                      "principal_id": wanted_doc["principalId"],
+                                      "description": f"workload-ids {label}: may attach the identity"})
+            except CloudError as exc:
+                if exc.code == "PrincipalNotFound":
+                    raise CloudError(exc.operation, exc.code, exc.message,
+                                     f"deployer {wanted_doc['principalId']} of {label} is not a "
+                                     "principal of this tenant's directory: check the object id in "
+                                     "spec.credentials.attachedTo[].deployers (az ad user show, az ad "
+                                     "group show or az ad sp show --id ID --query id), then rerun",
+                                     exc.kind) from exc
+                if exc.kind != CONFLICT:
+                    raise
+
     def delete_assignment(self, subscription: str, scope: str, name: str) -> None:
         """Delete one role assignment; one already gone is fine."""
         authz = self.clients.authorization(subscription)
@@ -291,6 +334,25 @@ class AzureGrants:
             for a in self.assignments(subscription, None):
                 if role_guid(a.role_definition_id) == guid:
                     self.delete_assignment(subscription, str(a.scope), str(a.name))
+
+
+def deployer_docs(scope: str, assignments: Iterable[Any]) -> dict[str, dict[str, str]]:
+    """Of ``assignments``, the Managed Identity Operator ones at exactly ``scope``, by name,
+    as render.deployer_assignments writes them (lower-case ids: ARM ignores case)."""
+    from .render import MANAGED_IDENTITY_OPERATOR
+    out: dict[str, dict[str, str]] = {}
+    for a in assignments:
+        if str(a.scope).rstrip("/").lower() != scope.rstrip("/").lower() or \
+                role_guid(str(a.role_definition_id)) != MANAGED_IDENTITY_OPERATOR:
+            continue
+        out[str(a.name)] = {"scope": scope, "roleDefinitionId": str(a.role_definition_id),
+                            "principalId": str(a.principal_id).lower()}
+    return dict(sorted(out.items()))
+
+
+def deployer_principals(docs: Mapping[str, Mapping[str, str]]) -> set[str]:
+    """The deployers a set of Managed Identity Operator assignments names."""
+    return {str(d["principalId"]).lower() for d in docs.values()}
 
 
 def observed_grants(subscription: str, principal: str | None, marker: Marker, roles: OurRoles,

@@ -1,6 +1,7 @@
 """Joiner and mover on GCP: a service account per workload, custom roles per permission
 set, project-policy bindings (plain or conditional), resource bindings, and the account's
-own policy for Workload Identity Federation. Every call goes through the seam
+own policy for Workload Identity Federation and for the deployers that may attach it to a
+runtime (``attachedTo``: roles/iam.serviceAccountUser on this account only). Every call goes through the seam
 (``GcpClients``); policy edits go through :mod:`.policies`.
 
 The ownership marker lives in the service account's and each custom role's description
@@ -65,6 +66,29 @@ def trust_diff(have: set[str], want: set[str]) -> dict[str, list[dict[str, str]]
         return out
     return {"added": rows(want - have), "removed": rows(have - want)}
 
+def attachment_rows(workload: Any) -> list[dict[str, str]]:
+    """The runtimes the manifest attaches the account to, in words, as plan rows: GCP
+    holds no record of them (whoever may attach the account picks the runtime), so they
+    show on a create, for the reviewer, and change nothing in the cloud after."""
+    from ...model import AttachedTrust
+    return [{"principal": t.describe(), "subject": "runs as the service account (attachedTo); "
+             "deployed by " + (", ".join(t.deployers) or "whoever holds iam.serviceAccounts.actAs on it")}
+            for t in workload.trust if isinstance(t, AttachedTrust)]
+
+
+def deployer_diff(have: set[str], want: set[str]) -> dict[str, list[dict[str, str]]]:
+    """Deployers added and removed, as "who may obtain credentials" rows: whoever may
+    attach the account to a runtime may run code as it."""
+    def rows(members: set[str]) -> list[dict[str, str]]:
+        return [{"principal": m, "subject": f"may attach it to a runtime ({render.SERVICE_ACCOUNT_USER} "
+                                            "on the service account)"} for m in sorted(members)]
+    return {"added": rows(want - have), "removed": rows(have - want)}
+
+
+def _deployers(bindings: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {str(m) for b in bindings if b["role"] == render.SERVICE_ACCOUNT_USER for m in b["members"]}
+
+
 class GcpIdentities(IdentityBackend):
     """Service accounts with their custom roles and bindings (see the module docstring)."""
 
@@ -89,6 +113,7 @@ class GcpIdentities(IdentityBackend):
             "update-roles": self._converge_roles,
             "update-project-policy": lambda desired, observed: self._converge_project_policy(desired),
             "update-federation": lambda desired, observed: self._converge_account_policy(desired),
+            "update-deployers": lambda desired, observed: self._converge_account_policy(desired),
             "update-resource-policies":
                 lambda desired, observed: self._converge_resource_policies(desired, []),
             "update-marker": self._set_description,
@@ -346,13 +371,18 @@ class GcpIdentities(IdentityBackend):
                           identity=desired.name, details=details, desired=desired, observed=observed)
 
         if observed is None:
+            federated = trust_diff(set(), {m for b in want["accountBindings"] for m in b["members"]})
+            attached = deployer_diff(set(), _deployers(want.get("deployerBindings", [])))
             return [change("create", kind="service-account", address=desired.address,
                            permissions=_permission_diff({}, [], want["roles"], want["projectBindings"],
                                                         want["resourceBindings"]),
                            federation={"added": sorted(m for b in want["accountBindings"]
                                                        for m in b["members"]), "removed": []},
-                           trust=trust_diff(set(), {m for b in want["accountBindings"]
-                                                    for m in b["members"]}))]
+                           **({"deployers": {"role": render.SERVICE_ACCOUNT_USER,
+                                             "added": sorted(_deployers(want["deployerBindings"])),
+                                             "removed": []}} if "deployerBindings" in want else {}),
+                           trust={"added": [*federated["added"], *attachment_rows(w),
+                                            *attached["added"]], "removed": []})]
         if observed.marker is None:
             raise ConflictError(
                 f"{w.label}: service account {desired.name} exists in project {w.target} but its "
@@ -405,6 +435,14 @@ class GcpIdentities(IdentityBackend):
                 "added": sorted(want_members - have_members),
                 "removed": sorted(have_members - want_members)},
                 trust=trust_diff(have_members, want_members)))
+        want_deployers = _deployers(want.get("deployerBindings", []))
+        have_deployers = (_deployers(have["accountBindings"]) if "accountBindings" in have
+                          else want_deployers)
+        if have_deployers != want_deployers:
+            changes.append(change("update-deployers", deployers={
+                "role": render.SERVICE_ACCOUNT_USER, "added": sorted(want_deployers - have_deployers),
+                "removed": sorted(have_deployers - want_deployers)},
+                trust=deployer_diff(have_deployers, want_deployers)))
         transferred = self.transfers(observed, w.marker.owner) and \
             observed.marker.digest == w.marker.digest
         have_text = _without_mac(observed.settings.get("description", ""))
@@ -584,9 +622,11 @@ class GcpIdentities(IdentityBackend):
                                             list(desired.objects["resourceBindings"]), dropped)
 
     def _converge_account_policy(self, desired: DesiredIdentity) -> None:
-        """Who may act as the account (federation): the account's own policy, whole."""
+        """Who may act as the account (federation) and who may attach it (deployers): the
+        account's own policy, those two roles whole."""
         members = sorted(m for b in desired.objects["accountBindings"] for m in b["members"])
-        self.policies.set_account_users(desired.address, desired.name, members)
+        deployers = sorted(_deployers(desired.objects.get("deployerBindings", [])))
+        self.policies.set_account_users(desired.address, desired.name, members, deployers)
 
     def _set_description(self, desired: DesiredIdentity, observed: ObservedIdentity | None = None) -> None:
         keep_title = observed is not None and render.display_tags(observed.settings.get("displayName", ""))

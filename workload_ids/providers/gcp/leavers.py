@@ -82,7 +82,12 @@ class GcpLeavers(LeaverBackend):
     # --- actions -------------------------------------------------------------------
 
     def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
-        """The mark goes into the display name, then the account is disabled."""
+        """The mark goes into the display name, then the account is disabled.
+
+        Deployers (``attachedTo``) keep roles/iam.serviceAccountUser on the account: a
+        disabled account's tokens are refused, so a runtime they attach it to gets nothing,
+        and the binding stays in the account's policy, which the restore bundle reads whole
+        at deletion (removed here, nothing would remember it)."""
         self._guard(identity)
         text = render.MARK_PREFIX + encode_mark(mark)
         if identity.settings.get("displayName") != text:

@@ -167,22 +167,31 @@ class GcpPolicies:
 
     # --- a service account's own policy --------------------------------------------------
 
-    def set_account_users(self, address: str, name: str, members: list[str]) -> None:
-        """Who may act as the account (federation): exactly ``members`` as its Workload
-        Identity users, every other binding of its own policy kept."""
+    def set_account_users(self, address: str, name: str, members: list[str],
+                          deployers: list[str] | None = None) -> None:
+        """Who may act as the account (federation) and who may attach it to a runtime:
+        exactly ``members`` as its Workload Identity users and ``deployers`` as its Service
+        Account users (left as they are when None), every other binding of its own policy
+        kept. Both are managed whole: a member someone added by hand could run code as the
+        account, which the manifest must say."""
         from google.iam.v1 import policy_pb2
+        managed = {render.WORKLOAD_IDENTITY_USER: sorted(members)}
+        if deployers is not None:
+            managed[render.SERVICE_ACCOUNT_USER] = sorted(deployers)
         for attempt in range(POLICY_ATTEMPTS):
             policy = self.account_policy(address)
-            others = [b for b in render.policy_bindings(policy) if b["role"] != render.WORKLOAD_IDENTITY_USER]
-            have = sorted(m for b in render.policy_bindings(policy)
-                          if b["role"] == render.WORKLOAD_IDENTITY_USER for m in b["members"])
-            if have == members:
+            bindings = render.policy_bindings(policy)
+            others = [b for b in bindings if b["role"] not in managed]
+            have = {role: sorted(m for b in bindings if b["role"] == role for m in b["members"])
+                    for role in managed}
+            if have == managed:
                 return
             new = policy_pb2.Policy(version=1, etag=policy.etag)
             for b in others:
                 new.bindings.add(role=b["role"], members=b["members"])
-            if members:
-                new.bindings.add(role=render.WORKLOAD_IDENTITY_USER, members=members)
+            for role, wanted in managed.items():
+                if wanted:
+                    new.bindings.add(role=role, members=wanted)
             try:
                 self.clients.iam.set_iam_policy(request={"resource": address, "policy": new})
                 return

@@ -29,6 +29,7 @@ from ...errors import Diagnostic
 from ...model import (
     MARK_TAG,
     TRANSFERRED_FROM_TAG,
+    AttachedTrust,
     CompiledWorkload,
     DesiredIdentity,
     Grant,
@@ -51,6 +52,9 @@ ROLE_MAC_ROOM = len(" mac=") + SHORT_MAC_LENGTH
 CONDITION_TITLE_MAX = 100
 EXPRESSION_MAX = 12_800
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+# Lets a member attach the service account to a runtime (iam.serviceAccounts.actAs):
+# granted to attachedTo deployers on the account's own policy.
+SERVICE_ACCOUNT_USER = "roles/iam.serviceAccountUser"
 # Service accounts have no labels and the description holds the ownership marker, so a
 # quarantine mark (or, after a transfer, the owner who left) lives in the display name.
 MARK_PREFIX = "quarantine "
@@ -125,10 +129,17 @@ def federation_members(workload: CompiledWorkload) -> list[str]:
     """Workload Identity Federation principals allowed to act as the service account."""
     members: list[str] = []
     for fed in workload.trust:
-        if isinstance(fed, ServiceTrust) or not fed.pool:
+        if isinstance(fed, ServiceTrust | AttachedTrust) or not fed.pool:
             continue
         members.append(f"principal://iam.googleapis.com/{fed.pool}/subject/{fed.subject()}")
     return sorted(set(members))
+
+
+def deployer_members(workload: CompiledWorkload) -> list[str]:
+    """Who may attach the service account to a runtime (``attachedTo[].deployers``): each
+    gets roles/iam.serviceAccountUser on this account's own policy, never on the project,
+    where it would let them attach every account of the project."""
+    return sorted({d for fed in workload.trust if isinstance(fed, AttachedTrust) for d in fed.deployers})
 
 
 def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
@@ -176,6 +187,7 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     project_bindings.sort(key=lambda b: (b["role"], "condition" in b))
     resource_bindings.sort(key=lambda b: (b["resource"], b["role"]))
     federation = federation_members(workload)
+    deployers = deployer_members(workload)
     return {
         "serviceAccount": {"email": email, "displayName": f"workload-ids {env}/{name}"[:100],
                            "description": workload.marker.as_text()},
@@ -184,6 +196,10 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
         "resourceBindings": resource_bindings,
         # Who may act as the service account: bound on the account's own IAM policy.
         "accountBindings": [{"role": WORKLOAD_IDENTITY_USER, "members": federation}] if federation else [],
+        # Who may attach it to a runtime: also on the account's own policy, in a document of
+        # its own so that a workload without attachments renders exactly as before.
+        **({"deployerBindings": [{"role": SERVICE_ACCOUNT_USER, "members": deployers}]}
+           if deployers else {}),
     }
 
 

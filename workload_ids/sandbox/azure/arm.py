@@ -69,12 +69,24 @@ BUILTIN_ROLES: Mapping[str, str] = {
     "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
+}
+# Built-in roles whose operations are not everything, as Azure defines them.
+BUILTIN_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "f1a07417-d97a-45cb-824c-7a7467783830": (
+        "Microsoft.ManagedIdentity/userAssignedIdentities/*/read",
+        "Microsoft.ManagedIdentity/userAssignedIdentities/*/assign/action",
+        "Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
+        "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Resources/deployments/*",
+        "Microsoft.Support/*"),
 }
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _IDENTITY_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{2,127}")
 _FIC_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_-]{2,119}")
 _SUB_SCOPE = re.compile(r"/subscriptions/([^/]+)(?:/resourceGroups/([^/]+)(?:/.*)?)?", re.IGNORECASE)
+_MI_SCOPE = re.compile(r"/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/"
+                       r"microsoft\.managedidentity/userassignedidentities/([^/]+)(?:/.*)?")
 _ROLE_DEF_ID = re.compile(r".*/providers/Microsoft\.Authorization/roleDefinitions/([^/]+)", re.IGNORECASE)
 
 
@@ -267,6 +279,11 @@ class ArmEmulator(HttpsEmulator):
         is part of) exists; the sandbox creates it on first reference."""
         lowered = scope.lower()
         if any(lowered == r or lowered.startswith(r + "/") for r in self._resources):
+            return
+        # A user-assigned managed identity is a resource too (a scope for assignments of
+        # Managed Identity Operator, say), while it exists.
+        mi = _MI_SCOPE.fullmatch(lowered)
+        if mi is not None and (mi.group(1), mi.group(2), mi.group(3)) in self._identities:
             return
         if not self.sandbox:
             raise ArmError(404, "ResourceNotFound", f"The Resource '{scope}' was not found.")
@@ -557,7 +574,8 @@ class ArmEmulator(HttpsEmulator):
         builtin = BUILTIN_ROLES.get(guid.lower())
         if builtin is not None:
             return {"roleName": builtin, "type": "BuiltInRole", "description": builtin,
-                    "permissions": [{"actions": ["*"], "notActions": [], "dataActions": [],
+                    "permissions": [{"actions": list(BUILTIN_ACTIONS.get(guid.lower(), ("*",))),
+                                     "notActions": [], "dataActions": [],
                                      "notDataActions": []}],
                     "assignableScopes": ["/"]}
         return self._role_definitions.get(guid.lower())
