@@ -82,7 +82,7 @@ class PolicyAnalyzerRest:
         self.session = session
         self.endpoint = endpoint.rstrip("/")
 
-    def query_activity(self, project: str, activity_type: str, page_token: str = "",
+    def query_activity(self, project: str, activity_type: str, page_token: str = "",  # nosec B107
                        page_size: int = 1000) -> dict[str, Any]:
         """One page of ``activities:query`` for ``activity_type`` in ``project``."""
         params: dict[str, str | int] = {"pageSize": page_size}
