@@ -322,6 +322,13 @@ class CleanupConfig(_Strict):
     quarantineUnused: bool = False
 
 
+class DefaultsConfig(_Strict):
+    """What a manifest gets when it does not say: ``spec.mode`` and ``spec.deletionPolicy``."""
+
+    mode: Literal["manage", "observe"] = "manage"
+    deletionPolicy: Literal["delete", "retain"] = "delete"
+
+
 class ConfigFile(_Strict):
     """The file form of ``workload-ids.yaml``."""
 
@@ -339,6 +346,7 @@ class ConfigFile(_Strict):
     cleanup: CleanupConfig = CleanupConfig()
     targets: TargetsConfig = TargetsConfig()
     teams: dict[Annotated[str, _TEAM_NAME], Team] = {}
+    defaults: DefaultsConfig = DefaultsConfig()
 
 
 def default_boundary_arn(aws: AwsConfig) -> str:

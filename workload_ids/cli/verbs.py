@@ -189,7 +189,7 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     from ..plan import render_text
     plan, config, _ = _plan(args, out)
     _clock_notice(out)
-    if plan.has_changes and not args.auto_approve:
+    if plan.applicable and not args.auto_approve:
         if not is_terminal(sys.stdin):
             raise UserError("apply needs confirmation but standard input is not a terminal; "
                             "review `workload-ids plan` and pass --auto-approve in pipelines")
@@ -212,6 +212,9 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
              f"changed, {summary['failed']} failed, {len(result.results)} in all.")
     for r in result.results:
         out.text(one_line(f"  {r.workload}: " + "  ".join(f"{k}={v}" for k, v in r.outputs.items())))
+        if r.not_applied:
+            out.text(one_line(f"      observe mode: {r.not_applied} change(s) of drift reported, none "
+                              "applied (set spec.mode: manage to converge it)"))
         if r.key is not None:
             for action in r.key.actions:
                 out.text(one_line(f"      {action}"))

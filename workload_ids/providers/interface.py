@@ -105,6 +105,11 @@ class LeaverBackend(Protocol):
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
         """Hand the identity to ``successor`` (the owner in its marker)."""
 
+    def disown(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> list[str]:
+        """Let go of an identity whose marker says deletionPolicy retain: undo any
+        quarantine, then remove our marker and nothing else (no policy, trust, key or tag
+        of anyone else's is touched). Returns the steps taken."""
+
     def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
         """Its full definition, enough for :meth:`restore` to recreate it."""
 

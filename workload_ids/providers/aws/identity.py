@@ -17,6 +17,8 @@ from ...model import (
     IMMUTABLE_ID,
     MANAGED_BY,
     MARKER_KEYS,
+    TAG_ADOPTED,
+    TAG_DELETION_POLICY,
     TAG_MAC,
     TAG_MANAGED_BY,
     TAG_OWNER,
@@ -466,6 +468,11 @@ class AwsIdentities(IdentityBackend):
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
                 if observed.tags.get(k) != v
                 and not (k == TAG_OWNER and self.transfers(observed, v))}
+        for k in (TAG_DELETION_POLICY, TAG_ADOPTED):
+            if k in observed.tags and k not in desired.tags:
+                # A signed field the manifest does not set (a retain written by someone
+                # else): removed, never signed into the marker.
+                tags[k] = {"from": observed.tags[k], "to": ""}
         if observed.unauthenticated:
             # At our path and name but not provably ours: plan has checked the audit log
             # does not name another owner; apply converges it and marks it anew.
@@ -522,10 +529,16 @@ class AwsIdentities(IdentityBackend):
     def _write_marker(self, iam: SeamClient, desired: DesiredIdentity, observed: ObservedIdentity,
                       keys: Sequence[str]) -> None:
         """Write the changed marker tags and the MAC of the marker they make, in one call
-        (with managed-by, which the deployer's policy requires of every tag write)."""
+        (with managed-by, which the deployer's policy requires of every tag write); signed
+        tags the desired marker does not have are removed first."""
         ops = KIND_OPS[desired.kind]
         written = {k: desired.tags[k] for k in keys if k in desired.tags}
-        marker = Marker.from_tags({**observed.tags, **written})
+        stray = [k for k in (TAG_DELETION_POLICY, TAG_ADOPTED)
+                 if k in observed.tags and k not in desired.tags]
+        if stray:
+            call(iam, ops.untag, **{ops.param: desired.name}, TagKeys=stray)
+        marker = Marker.from_tags({k: v for k, v in {**observed.tags, **written}.items()
+                                   if k not in stray})
         assert marker is not None
         target = desired.workload.target
         written[TAG_MANAGED_BY] = MANAGED_BY

@@ -148,6 +148,15 @@ class AzureLeavers(LeaverBackend):
             self.applications.set_principal_enabled(identity, True)
         self._set_tags(identity, {}, drop=[MARK_TAG])
 
+    def disown(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> list[str]:
+        """Not yet on this cloud: refused, so a retained identity is never deleted and
+        never half-released (its marker stays, and cleanup reports it again next run)."""
+        self._guard(identity)
+        raise ConflictError(f"{identity.kind} {identity.name} is marked deletionPolicy retain, but "
+                            f"releasing an identity is implemented for aws only in this version",
+                            "nothing was changed; restore its manifest, or remove the workload-ids "
+                            "marker by hand and record why")
+
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
         """The owner in the marker tags, the previous one kept in a tag."""
         marker = self._guard(identity)

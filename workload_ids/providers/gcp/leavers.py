@@ -96,6 +96,15 @@ class GcpLeavers(LeaverBackend):
         self.clients.iam.enable_service_account(request={"name": identity.address})
         self._patch(identity, display_name=render.plain_title(marker))
 
+    def disown(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> list[str]:
+        """Not yet on this cloud: refused, so a retained identity is never deleted and
+        never half-released (its marker stays, and cleanup reports it again next run)."""
+        self._guard(identity)
+        raise ConflictError(f"{identity.kind} {identity.name} is marked deletionPolicy retain, but "
+                            f"releasing an identity is implemented for aws only in this version",
+                            "nothing was changed; restore its manifest, or remove the workload-ids "
+                            "marker by hand and record why")
+
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
         """Re-signs the description for ``successor``; the display name keeps who left."""
         marker = self._guard(identity)
