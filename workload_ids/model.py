@@ -388,6 +388,28 @@ class ObservedIdentity:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldIdentity:
+    """An existing identity read whole for ``adopt``: who it trusts and every policy it
+    holds, as the cloud keeps them (documents as canonical JSON text)."""
+
+    provider: str
+    target: str
+    kind: str
+    name: str
+    address: str
+    immutable_id: str
+    tags: Mapping[str, str]
+    trust: str  # the trust document ("" where the cloud has none)
+    policies: tuple[tuple[str, str], ...]  # (where it comes from, document): inline and attached
+    settings: Mapping[str, str]  # path, description, maxSessionDuration, boundary
+
+    @property
+    def marker(self) -> Marker | None:
+        """Our marker from the tags (authenticated or not); None when there is none."""
+        return Marker.from_tags(self.tags)
+
+
+@dataclass(frozen=True, slots=True)
 class KeyInfo:
     """One key of an identity, as the cloud lists it (never its secret)."""
 

@@ -322,6 +322,23 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     return cmd_rotate(args, out, recover_only=True)
 
 
+def cmd_adopt(args: argparse.Namespace, out: Output) -> int:
+    """`adopt`: write manifests that mirror existing identities; with --apply, mark them."""
+    from ..adopt import adopt, render_report
+    config = _config(args)
+    seam = _seam(config)
+    report = adopt(args.identities, Path(args.out), config, seam, owner=args.owner,
+                   environment=args.environment, region=args.region, apply=args.apply)
+    out.text(render_report(report))
+    out.document(report.as_json())
+    refused = [a for a in report.adoptions if a.refused]
+    if not refused:
+        return EXIT_OK
+    # --apply's refusal (widening, a trust change) is a guardrail; an identity that is
+    # somebody's already is an error.
+    return EXIT_GUARDRAIL if any(a.manifest for a in refused) else EXIT_ERROR
+
+
 def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:
     """`audit verify`: check every record of the audit trail (and its head, with --expect-head)."""
     from ..audit import JsonlAuditLog, open_store

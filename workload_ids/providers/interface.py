@@ -31,7 +31,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import clock
-from ..model import Change, CompiledWorkload, DesiredIdentity, IssuedKey, KeyInfo, ObservedIdentity
+from ..model import (
+    Change,
+    CompiledWorkload,
+    DesiredIdentity,
+    HeldIdentity,
+    IssuedKey,
+    KeyInfo,
+    Marker,
+    ObservedIdentity,
+)
 
 if TYPE_CHECKING:
     from ..calls import CallSeam
@@ -134,6 +143,19 @@ class DiscoveryBackend(Protocol):
     def discover(self, target: str, *, service_linked: bool = False) -> list[DiscoveredIdentity]:
         """Each identity of ``target`` with its trust, grants, credentials and usage
         signals (``service_linked``: AWS service-linked roles too). Never writes."""
+
+
+class AdoptionBackend(Protocol):
+    """Existing identities the tool did not create: read one whole, and mark it ours once
+    ``adopt --apply`` has proven its manifest changes nothing."""
+
+    def read(self, target: str, address: str) -> HeldIdentity | None:
+        """The identity at ``address`` in ``target`` with its trust and every policy it
+        holds; None when there is none. Never writes."""
+
+    def mark(self, held: HeldIdentity, marker: Marker) -> None:
+        """Write ``marker`` and its MAC on the identity, and nothing else; refuses
+        (ConflictError) one that changed since ``held`` was read or already carries a marker."""
 
 
 class KeyBackend(Protocol):
@@ -320,6 +342,7 @@ class Backends:
     store_for: Callable[[str], SecretStore]  # target -> the secret store for its keys
     lock_for: Callable[[str], KeyLock]  # target -> the workload locks held there
     discovery: DiscoveryBackend | None = None  # None: discover cannot read this cloud yet
+    adoption: AdoptionBackend | None = None  # None: adopt cannot take over this cloud's identities yet
 
     @property
     def name(self) -> str:

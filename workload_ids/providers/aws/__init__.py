@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """AWS's backends over ``seam``, sharing one set of clients."""
+    from .adoption import AwsAdoption
     from .clients import AwsClients
     from .identity import AwsIdentities
     from .keys import AwsKeys
@@ -27,7 +28,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     return Backends(CLOUD, config, seam, identities=AwsIdentities(clients, config, transfers),
                     leavers=AwsLeavers(clients), keys=AwsKeys(clients, config),
                     store_for=lambda target: SecretsManagerStore(clients, target),
-                    lock_for=lambda target: SecretsManagerLock(clients, target))
+                    lock_for=lambda target: SecretsManagerLock(clients, target),
+                    adoption=AwsAdoption(clients))
 
 
 CLOUD = Cloud("aws", render.desired_identity, render.static_checks, connect)

@@ -4,6 +4,7 @@ converged exactly, change by change."""
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -206,7 +207,13 @@ class AwsIdentities(IdentityBackend):
             foreign += [f"attached:{arn}" for arn in attached]
             foreign += [f"group:{g}" for g in groups]
             entity = {**entity, "_quarantined": render.QUARANTINE_POLICY in names}
-        return self._observed(target, desired.kind, entity, tags, documents, foreign)
+        observed = self._observed(target, desired.kind, entity, tags, documents, foreign)
+        if desired.workload.adopted and observed.marker is not None and not observed.forged:
+            # An adopted role in observe mode is compared by everything it holds.
+            from .adoption import AwsAdoption
+            held = tuple(AwsAdoption(self.clients).policies_of(iam, name))
+            observed = dataclasses.replace(observed, extra={**observed.extra, "held": held})
+        return observed
 
     def _observed(self, target: str, kind: str, entity: Mapping[str, Any], tags: dict[str, str],
                   documents: Mapping[str, str], foreign: list[str]) -> ObservedIdentity:
@@ -226,10 +233,15 @@ class AwsIdentities(IdentityBackend):
         immutable_id = str(entity.get(ops.immutable_id) or "")
         misplaced = render.not_ours(self.config, kind, name, entity.get("Path", ""), marker) \
             if marker is not None else None
+        unauthenticated = self.clients.unauthenticated(target, name, immutable_id, marker, tags) \
+            if marker is not None and not misplaced else None
+        if marker is not None and marker.adopted and unauthenticated:
+            # Outside our path and naming only the MAC vouches for an adopted role: without
+            # it the marker is anyone's tags, and apply must never re-mark such a role.
+            misplaced, unauthenticated = (f"it is marked as adopted but {unauthenticated}"), None
         extra: dict[str, Any] = {
             FORGED: misplaced,
-            UNAUTHENTICATED: self.clients.unauthenticated(target, name, immutable_id, marker, tags)
-            if marker is not None and not misplaced else None,
+            UNAUTHENTICATED: unauthenticated,
             IMMUTABLE_ID: immutable_id,
             "lastUsed": last_used, "created": entity.get("CreateDate"),
             "quarantined": bool(entity.get("_quarantined")),
@@ -442,6 +454,8 @@ class AwsIdentities(IdentityBackend):
                 f"workload-ids tags but {observed.misplaced}, so it will not be modified",
                 f"find out who created it and delete or rename it; workload-ids never adopts a "
                 f"{observed.kind} outside {self.config.aws.rolePath}")
+        if w.adopted and w.observe:
+            return self._diff_adopted(desired, observed, change)
         changes: list[Change] = []
         if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
             # First: the deployer's own policy (`workload-ids bootstrap`) allows policy
@@ -479,6 +493,37 @@ class AwsIdentities(IdentityBackend):
             tags[TAG_MAC] = {"from": "(not valid)", "to": "(new MAC)"}
         if tags:
             # Last: the manifest digest is recorded only once everything else matches.
+            changes.append(change("update-tags", tags=tags))
+        return changes
+
+    def _diff_adopted(self, desired: DesiredIdentity, observed: ObservedIdentity,
+                      change: Callable[..., Change]) -> list[Change]:
+        """An adopted role in observe mode: what it grants (every policy it holds, wherever
+        it holds it), whom it trusts and its settings, against the manifest. The tool's own
+        conventions (its one inline policy, the boundary, no other policies) are converged
+        only once someone sets spec.mode: manage."""
+        from .adoption import desired_pairs, permission_pairs_held, same_trust
+        w = desired.workload
+        changes: list[Change] = []
+        have_trust = observed.documents.get("trust", "")
+        if not same_trust(have_trust, desired.objects.get("trust")):
+            changes.append(change("update-trust", trust=_diff_pairs(
+                trust_pairs(have_trust), trust_pairs(desired.documents.get("trust", "")),
+                "principal", "subject")))
+        held = permission_pairs_held(observed.extra.get("held") or ())
+        want = desired_pairs(w.grants)
+        if held.pairs != want:
+            def rows(pairs: set[tuple[str, str, str]]) -> list[dict[str, str]]:
+                return [{"action": a, "resource": r + (f" if {c}" if c else "")} for a, r, c in sorted(pairs)]
+            changes.append(change("update-permissions", permissions={
+                "added": rows(want - held.pairs), "removed": rows(held.pairs - want)}))
+        settings = {k: {"from": observed.settings.get(k, ""), "to": v} for k, v in desired.settings.items()
+                    if k in ROLE_SETTINGS and observed.settings.get(k, "") != v}
+        if settings:
+            changes.append(change("update-settings", settings=settings))
+        tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
+                if observed.tags.get(k) != v and not (k == TAG_OWNER and self.transfers(observed, v))}
+        if tags:
             changes.append(change("update-tags", tags=tags))
         return changes
 
