@@ -26,8 +26,9 @@ TRUST = {"Version": "2012-10-17", "Statement": [{
 
 def role(iam: Any, name: str, actions: list[str], resources: list[str], path: str = "/legacy/") -> str:
     arn = iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
+    statement = {"Effect": "Allow", "Action": actions, "Resource": resources}
     iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resources}]}))
+        "Version": "2012-10-17", "Statement": [statement]}))
     return str(arn)
 
 
