@@ -219,3 +219,19 @@ def test_an_owner_is_required(world: Any, tmp_path: Path) -> None:
     result = run_cli("adopt", arn, "--out", str(tmp_path / "a"))
     assert result.code == 1
     assert "no owner" in result.err and "pass --owner ID" in result.err
+
+
+def test_flipped_to_manage_apply_converges_the_adopted_role(world: Any, tmp_path: Path) -> None:
+    arn = make_role(world)
+    folder = tmp_path / "a"
+    assert run_cli("adopt", arn, "--out", str(folder), "--owner", "team-a", "--apply").code == 0
+    path = folder / "adopted-legacy-deployer.yaml"
+    path.write_text(path.read_text().replace("  mode: observe\n", "  mode: manage\n"))
+    plan = run_cli("plan", str(folder))
+    assert "- remove-foreign-policy" in plan.out and "inline:jobs" in plan.out
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    after = state(world, "Legacy.Deployer")
+    assert list(after["inline"]) == ["workload-ids"] and after["boundary"] is not None
+    assert after["path"] == "/legacy/"  # the role keeps its path and name
+    assert aws_mac_state(world.get_role(RoleName="Legacy.Deployer")["Role"]) == "valid"
+    assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0

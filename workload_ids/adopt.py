@@ -166,16 +166,19 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
     out.mkdir(parents=True, exist_ok=True)
     report = AdoptReport([], apply)
     names: dict[tuple[str, str, str], str] = {}
+    managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
     for h in held:
-        report.adoptions.append(_adopt_one(h, out, config, clouds, templates, names, owner=owner,
+        report.adoptions.append(_adopt_one(h, out, config, clouds, templates, names, managed, owner=owner,
                                            environment=environment, region=region, apply=apply))
     report.calls = seam.stats.total - start
     return report
 
 
 def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templates: TemplateSet,
-               names: dict[tuple[str, str, str], str], *, owner: str | None, environment: str | None,
-               region: str | None, apply: bool) -> Adoption:
+               names: dict[tuple[str, str, str], str],
+               managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]], *,
+               owner: str | None, environment: str | None, region: str | None,
+               apply: bool) -> Adoption:
     result = Adoption(h.address)
     if h.marker is not None:
         result.refused = (f"it already carries a workload-ids marker (workload "
@@ -199,13 +202,19 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     names[(h.target, env, name)] = h.address
     # A managed identity of another workload with this name: adopting would make two
     # identities answer to one manifest name (and cleanup judge them as one).
-    for other in clouds[h.provider].identities.observe_scope(h.target, settings=False):
-        if other.marker is not None and (other.marker.environment, other.marker.workload) == (env, name):
-            raise ConflictError(
-                f"{h.address}: its manifest would be {env}/{name}, but {other.name} in {h.target} is "
-                f"already the identity of workload {env}/{name} (owner {other.marker.owner}); "
-                "nothing was adopted",
-                "adopt it with another --environment, or rename that workload first")
+    scope = managed.get((h.provider, h.target))
+    if scope is None:  # one batch read per target, however many roles are adopted there
+        scope = managed[(h.provider, h.target)] = {
+            (o.marker.environment, o.marker.workload): (o.name, o.marker.owner)
+            for o in clouds[h.provider].identities.observe_scope(h.target, settings=False)
+            if o.marker is not None}
+    if (env, name) in scope:
+        other, other_owner = scope[(env, name)]
+        raise ConflictError(
+            f"{h.address}: its manifest would be {env}/{name}, but {other} in {h.target} is "
+            f"already the identity of workload {env}/{name} (owner {other_owner}); "
+            "nothing was adopted",
+            "adopt it with another --environment, or rename that workload first")
     path = out / f"{env}-{name}.yaml"
     if path.exists():
         raise UserError(f"{path} exists already; adopt never overwrites a manifest: move it away or "
