@@ -324,11 +324,11 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_adopt(args: argparse.Namespace, out: Output) -> int:
     """`adopt`: write manifests that mirror existing identities; with --apply, mark them."""
-    from ..adopt import adopt, render_report
+    from ..adopt import render_report
+    from ..api import adopt
     config = _config(args)
-    seam = _seam(config)
-    report = adopt(args.identities, Path(args.out), config, seam, owner=args.owner,
-                   environment=args.environment, region=args.region, apply=args.apply)
+    report = adopt(args.identities, args.out, config, owner=args.owner, environment=args.environment,
+                   region=args.region, apply=args.apply, seam=_seam(config))
     out.text(render_report(report))
     out.document(report.as_json())
     refused = [a for a in report.adoptions if a.refused]
