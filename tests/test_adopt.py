@@ -235,3 +235,11 @@ def test_flipped_to_manage_apply_converges_the_adopted_role(world: Any, tmp_path
     assert after["path"] == "/legacy/"  # the role keeps its path and name
     assert aws_mac_state(world.get_role(RoleName="Legacy.Deployer")["Role"]) == "valid"
     assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0
+
+
+def test_out_must_be_a_folder(world: Any, tmp_path: Path) -> None:
+    arn = make_role(world)
+    (tmp_path / "file").write_text("x")
+    result = run_cli("adopt", arn, "--out", str(tmp_path / "file"), "--owner", "team-a")
+    assert result.code == 1
+    assert "cannot make the folder" in result.err and "Traceback" not in result.err

@@ -163,13 +163,22 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
                         f"{'it' if len(missing) == 1 else 'them'}); nothing was adopted. Check the id "
                         "against `workload-ids discover`")
     templates = load_templates(config.template_dirs(), config.catalog_extra())
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot make the folder ({exc.strerror or exc}); give a "
+                        "folder adopt may write to; nothing was adopted") from None
     report = AdoptReport([], apply)
     names: dict[tuple[str, str, str], str] = {}
     managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
     for h in held:
-        report.adoptions.append(_adopt_one(h, out, config, clouds, templates, names, managed, owner=owner,
-                                           environment=environment, region=region, apply=apply))
+        try:
+            report.adoptions.append(_adopt_one(h, out, config, clouds, templates, names, managed,
+                                               owner=owner, environment=environment, region=region,
+                                               apply=apply))
+        except OSError as exc:
+            raise UserError(f"{h.address}: cannot write its manifest in {out} ({exc.strerror or exc}); "
+                            "nothing was marked") from None
     report.calls = seam.stats.total - start
     return report
 
