@@ -243,3 +243,19 @@ def test_out_must_be_a_folder(world: Any, tmp_path: Path) -> None:
     result = run_cli("adopt", arn, "--out", str(tmp_path / "file"), "--owner", "team-a")
     assert result.code == 1
     assert "cannot make the folder" in result.err and "Traceback" not in result.err
+
+
+def test_a_fleet_of_adopted_roles_plans_no_change(world: Any, tmp_path: Path) -> None:
+    """Past the fleet threshold plan reads the account in batches; adopted roles (whose
+    session, description and attached policies the batch lacks) are read again alone."""
+    reads = {"reads": policy(allow(["s3:GetBucketLocation", "s3:ListBucket"], ["arn:aws:s3:::shared"]),
+                             allow(["s3:GetObject", "s3:GetObjectVersion"], ["arn:aws:s3:::shared/*"]))}
+    arns = [make_role(world, name=f"legacy-{i:02d}", managed=reads if i == 0 else None,
+                      inline={"p": policy(allow(["dynamodb:GetItem"], [f"{TABLE}-{i}"]))})
+            for i in range(12)]
+    result = run_cli("adopt", *arns, "--out", str(tmp_path / "a"), "--owner", "team-a", "--apply")
+    assert result.code == 0, result.out + result.err
+    assert len(list((tmp_path / "a").iterdir())) == 12
+    plan = run_cli("plan", "--detailed-exitcode", str(tmp_path / "a"))
+    assert plan.code == 0, plan.out
+    assert "No changes. 12 workload(s) match the cloud." in plan.out

@@ -255,7 +255,7 @@ def _whole(identities: IdentityBackend, desired: DesiredIdentity,
            seen: ObservedIdentity | None) -> ObservedIdentity | None:
     """``seen`` from a batch read, or read again alone when the batch left out what the
     diff of its changed manifest needs: a workload plans the same in a fleet run as alone."""
-    if desired.workload.adopted and seen is not None and seen.marker is not None:
+    if desired.workload.adopted and seen is not None and not seen.complete:
         return identities.observe_one(desired)  # every policy it holds: the batch has not all
     if seen is None or seen.complete or seen.marker is None or \
             seen.marker.digest == desired.workload.marker.digest:

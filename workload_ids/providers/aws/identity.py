@@ -307,7 +307,12 @@ class AwsIdentities(IdentityBackend):
                 merged = {**entity, **{k: v for k, v in listed.get(name, {}).items()
                                        if k in ("MaxSessionDuration", "Description")},
                           "_quarantined": quarantined}
-                observed.append(self._observed(target, kind, merged, tags, JsonDocuments(raw), foreign))
+                seen = self._observed(target, kind, merged, tags, JsonDocuments(raw), foreign)
+                if seen.marker is not None and seen.marker.adopted:
+                    # An adopted role is compared by every policy it holds and by settings
+                    # only a listing under our path gives: plan reads it again, alone.
+                    seen = dataclasses.replace(seen, complete=False)
+                observed.append(seen)
         return observed
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
