@@ -21,6 +21,7 @@ from .validate import Validation
 from .validate import validate as _validate
 
 if TYPE_CHECKING:
+    from .adopt import AdoptReport
     from .cleanup.restore import RestoreResult
     from .cleanup.workflow import CleanupReport
     from .keys.lifecycle import KeyReport
@@ -140,6 +141,18 @@ def cleanup(paths: Iterable[str | Path] = (), config: Config | None = None, *,
                     progress=progress, delete_with_local_audit=delete_with_local_audit, shard=shard)
 
 
+def adopt(identities: Iterable[str], out: str | Path, config: Config | None = None, *,
+          owner: str | None = None, environment: str | None = None, region: str | None = None,
+          apply: bool = False, seam: CallSeam | None = None) -> AdoptReport:
+    """Write an observe-mode, retain manifest per existing identity into ``out``, proven to
+    grant nothing the identity lacks (see ``workload-ids adopt``); with ``apply``, mark
+    each identity whose manifest changes nothing."""
+    from .adopt import adopt as _adopt
+    config = config or load_config()
+    return _adopt(list(identities), Path(out), config, seam or _seam(config), owner=owner,
+                  environment=environment, region=region, apply=apply)
+
+
 def rotate(paths: Iterable[str | Path], config: Config | None = None, *,
            now: str | None = None, recover_only: bool = False, seam: CallSeam | None = None,
            progress: Callable[[int, int], None] | None = None) -> list[KeyReport]:
@@ -153,5 +166,6 @@ def rotate(paths: Iterable[str | Path], config: Config | None = None, *,
                             recover_only=recover_only, progress=progress)
 
 
-__all__ = ["ApplyResult", "CallSeam", "Plan", "Restored", "Validation", "apply", "cleanup", "inventory",
+__all__ = ["ApplyResult", "CallSeam", "Plan", "Restored", "Validation", "adopt", "apply", "cleanup",
+           "inventory",
            "load_config", "plan", "plan_paths", "restore", "rotate", "seam_for", "validate"]

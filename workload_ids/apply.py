@@ -17,7 +17,7 @@ from .errors import UserError, WorkloadIdsError
 from .keys.lease import HeldLock, LockBusy, hold
 from .keys.lifecycle import KeyReport, lifecycle
 from .model import Change
-from .plan import Plan
+from .plan import Plan, is_observe_only
 from .providers.interface import Backends, Holder
 
 
@@ -34,6 +34,7 @@ class WorkloadResult:
     busy: bool = False  # another run held the workload's key lock: nothing changed, retry
     key: KeyReport | None = None  # when a key was issued or recovered
     trace: str | None = None  # where an unexpected failure came from, for --verbose
+    not_applied: int = 0  # drift of an observe-mode workload: reported, never applied
 
     def as_json(self) -> dict[str, object]:
         """The workload's outcome as ``apply --format json`` prints it (``key`` only in key mode)."""
@@ -42,6 +43,8 @@ class WorkloadResult:
                                   "outputs": self.outputs, "error": self.error, "busy": self.busy}
         if self.key is not None:
             doc["key"] = self.key.as_json()
+        if self.not_applied:
+            doc["observeOnly"] = self.not_applied
         return doc
 
 
@@ -86,10 +89,13 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
     auditor = auditor_for(config, "apply", seam)
     seam_start = seam.stats.total
     by_workload: dict[str, list[Change]] = {}
-    for change in plan.changes:
+    # Observe-mode workloads: their drift is reported by the plan and never applied, not
+    # even the marker (the identity stays exactly as its owners keep it).
+    applicable = plan.applicable
+    for change in applicable:
         by_workload.setdefault(change.workload, []).append(change)
     # Confirm the credentials reach each target before the first change there.
-    for provider_name, target in sorted({(c.provider, c.target) for c in plan.changes}):
+    for provider_name, target in sorted({(c.provider, c.target) for c in applicable}):
         auditor.callers[(provider_name, target)] = plan.clouds[provider_name].identities.verify_target(target)
     # Outputs of an unchanged identity come from what the plan read; a changed one's are
     # taken once its changes are done (a new identity's ids exist only then).
@@ -97,6 +103,9 @@ def apply_plan(plan: Plan, *, concurrency: int = 8,
         workload=d.workload.label, provider=d.workload.provider, identity=d.name,
         outputs=plan.clouds[d.workload.provider].identities.outputs(d, plan.observed.get(d.workload.label)))
         for d in plan.desired}
+    for change in plan.changes:
+        if is_observe_only(change):
+            results[change.workload].not_applied += 1
 
     def run(workload: str, changes: list[Change]) -> None:
         result = results[workload]

@@ -29,6 +29,7 @@ from .manifest import (
     LoadedWorkload,
 )
 from .model import (
+    RETAIN,
     AttachedTrust,
     CompiledWorkload,
     GithubTrust,
@@ -171,6 +172,34 @@ def _target_problems(lw: LoadedWorkload) -> list[Diagnostic]:
                                   if spec.provider in ("aws", "azure") else
                                   f"spec.{other} does not apply to a {spec.provider} workload; remove it"))
     return out
+
+
+# An adopted IAM role: its account, path and name (IAM names are 64 characters of
+# [\w+=,.@-]; paths are /-delimited).
+ADOPTED_ROLE = re.compile(r"arn:aws:iam::(?P<account>\d{12}):role(?P<path>/(?:[\x21-\x7e]*/)?)"
+                          r"(?P<name>[\w+=,.@-]{1,64})")
+
+
+def _adopted_problems(lw: LoadedWorkload) -> list[Diagnostic]:
+    """``spec.adopted`` names an existing identity of the workload's own target."""
+    spec = lw.workload.spec
+    if spec.adopted is None:
+        return []
+    where = lw.position("spec", "adopted")
+    if spec.provider != "aws":
+        return [Diagnostic(where, f"spec.adopted is supported for aws workloads only in this "
+                                  f"version, not {spec.provider}; remove it")]
+    m = ADOPTED_ROLE.fullmatch(spec.adopted)
+    if m is None:
+        return [Diagnostic(where, f"spec.adopted {spec.adopted!r} is not an IAM role ARN; write "
+                                  "the role's ARN as `workload-ids adopt` does, e.g. "
+                                  "arn:aws:iam::123456789012:role/NAME")]
+    if m["account"] != lw.workload.target():
+        return [Diagnostic(where, f"spec.adopted is a role of account {m['account']}, but "
+                                  f"spec.aws.account is {lw.workload.target()}; they must match")]
+    if spec.credentials.mode == "key":
+        return [Diagnostic(where, "spec.adopted names a role, which holds no key: use mode: keyless")]
+    return []
 
 
 def _credential_problems(lw: LoadedWorkload) -> list[Diagnostic]:
@@ -503,6 +532,7 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
         return None, problems
     problems.extend(_credential_problems(lw))
     problems.extend(_attachment_problems(lw, config))
+    problems.extend(_adopted_problems(lw))
     problems.extend(github_id_problems(lw))
     problems.extend(trust_diagnostics(lw, config))
     grants: list[Grant] = []
@@ -517,9 +547,14 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     problems.extend(source_problems)
     if any(d.severity in ("error", "guardrail") for d in problems):
         return None, problems
-    meta = lw.workload.metadata
+    meta, spec = lw.workload.metadata, lw.workload.spec
+    deletion = spec.deletionPolicy or config.data.defaults.deletionPolicy
+    # The marker carries the deletion policy and the adoption: cleanup reads them when the
+    # manifest is gone, and only an authenticated marker is believed.
     marker = Marker(workload=meta.name, owner=meta.owner, environment=meta.environment,
-                    digest=lw.workload.digest(), source=source)
+                    digest=lw.workload.digest(), source=source,
+                    deletion=RETAIN if deletion == RETAIN else "",
+                    adopted="true" if spec.adopted else "")
     return _compiled(lw, frozen, marker, config), problems
 
 
@@ -547,7 +582,10 @@ def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker,
         placement=placement,
         secret_name=secret_name(meta.name, meta.environment, meta.owner, spec.provider,
                                 lw.workload.target(), config) if key_mode else "",
-        rotation_policy=rotation_policy(rotation, config) if key_mode else None)
+        rotation_policy=rotation_policy(rotation, config) if key_mode else None,
+        management=spec.mode or config.data.defaults.mode,
+        deletion_policy=spec.deletionPolicy or config.data.defaults.deletionPolicy,
+        adopted=spec.adopted or "")
 
 
 def _trust(fed: Any) -> Trust:

@@ -393,6 +393,13 @@ class DiscoverConfig(_Strict):
     unusedAfter: Duration = "90d"
 
 
+class DefaultsConfig(_Strict):
+    """What a manifest gets when it does not say: ``spec.mode`` and ``spec.deletionPolicy``."""
+
+    mode: Literal["manage", "observe"] = "manage"
+    deletionPolicy: Literal["delete", "retain"] = "delete"
+
+
 class ConfigFile(_Strict):
     """The file form of ``workload-ids.yaml``."""
 
@@ -412,6 +419,7 @@ class ConfigFile(_Strict):
     discover: DiscoverConfig = DiscoverConfig()
     targets: TargetsConfig = TargetsConfig()
     teams: dict[Annotated[str, _TEAM_NAME], Team] = {}
+    defaults: DefaultsConfig = DefaultsConfig()
 
 
 def default_boundary_arn(aws: AwsConfig) -> str:

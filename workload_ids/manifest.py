@@ -352,6 +352,12 @@ class Spec(Strict):
     azure: AzureTarget | None = None
     credentials: Credentials = Credentials()
     access: list[AccessEntry] = []
+    # None: the config's defaults.mode / defaults.deletionPolicy (manage / delete).
+    mode: Literal["manage", "observe"] | None = None
+    deletionPolicy: Literal["delete", "retain"] | None = None
+    # The existing identity `workload-ids adopt` took over (a role ARN, service account
+    # email or managed identity resource id): it keeps its own name.
+    adopted: Annotated[str, Field(min_length=1, max_length=600), _printable("adopted")] | None = None
 
 
 class Workload(Strict):

@@ -28,6 +28,14 @@ TAG_DIGEST = "workload-ids:manifest-sha256"
 # authenticates the whole marker (see workload_ids.markers).
 TAG_SOURCE = "workload-ids:source"
 TAG_MAC = "workload-ids:mac"
+# Optional marker fields, written only when they differ from the default (so identities
+# marked before them keep their MAC): ``retain`` (removing the manifest releases the
+# identity instead of deleting it) and ``true`` for an identity workload-ids adopted
+# rather than created (it keeps its own name and path). The MAC covers both, so a plain
+# tag written by someone else turns neither a delete into a retain nor the reverse.
+TAG_DELETION_POLICY = "workload-ids:deletion-policy"
+TAG_ADOPTED = "workload-ids:adopted"
+RETAIN = "retain"
 # ObservedIdentity.extra key: why a marked identity is not ours (see ObservedIdentity.forged).
 FORGED = "forged"
 # ObservedIdentity.extra key: why a marker at our location and naming is not authenticated
@@ -38,7 +46,10 @@ UNAUTHENTICATED = "unauthenticated"
 IMMUTABLE_ID = "immutableId"
 MARKER_KEYS = (TAG_MANAGED_BY, TAG_WORKLOAD, TAG_OWNER, TAG_ENVIRONMENT, TAG_DIGEST)
 # Every tag the marker's MAC covers (the source is optional on identities marked before it).
-SIGNED_KEYS = (*MARKER_KEYS, TAG_SOURCE)
+SIGNED_KEYS = (*MARKER_KEYS, TAG_SOURCE, TAG_DELETION_POLICY, TAG_ADOPTED)
+# Tags that make up our ownership of an identity: what releasing it (deletionPolicy
+# retain) removes, and nothing else.
+OWNERSHIP_KEYS = (*SIGNED_KEYS, TAG_MAC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,13 @@ class Marker:
     environment: str
     digest: str
     source: str = ""  # team:NAME or the manifest's path; "" on identities marked before sources
+    deletion: str = ""  # "retain", or "" for the default (delete); any other value fails the MAC
+    adopted: str = ""  # "true" for an identity adopted by `workload-ids adopt`, else ""
+
+    @property
+    def retain(self) -> bool:
+        """Whether removing the manifest releases the identity rather than deleting it."""
+        return self.deletion == RETAIN
 
     def as_tags(self) -> dict[str, str]:
         """The marker as the tags (labels, annotations) written on the identity."""
@@ -84,18 +102,29 @@ class Marker:
         }
         if self.source:
             tags[TAG_SOURCE] = self.source
+        if self.deletion:
+            tags[TAG_DELETION_POLICY] = self.deletion
+        if self.adopted:
+            tags[TAG_ADOPTED] = self.adopted
         return tags
 
     def fields(self, provider: str, target: str, name: str, immutable_id: str) -> dict[str, str]:
         """What the marker's MAC covers: the marker bound to one identity of one target."""
-        return {"provider": provider, "target": target, "name": name, "id": immutable_id,
-                "workload": self.workload, "environment": self.environment, "owner": self.owner,
-                "source": self.source, "digest": self.digest}
+        fields = {"provider": provider, "target": target, "name": name, "id": immutable_id,
+                  "workload": self.workload, "environment": self.environment, "owner": self.owner,
+                  "source": self.source, "digest": self.digest}
+        # Only when set: markers written before these fields keep their MAC.
+        if self.deletion:
+            fields["deletion"] = self.deletion
+        if self.adopted:
+            fields["adopted"] = self.adopted
+        return fields
 
     def replace(self, **changes: str) -> Marker:
         """This marker with some fields changed (a transfer's owner, a pending digest)."""
         values = {"workload": self.workload, "owner": self.owner, "environment": self.environment,
-                  "digest": self.digest, "source": self.source, **changes}
+                  "digest": self.digest, "source": self.source, "deletion": self.deletion,
+                  "adopted": self.adopted, **changes}
         return Marker(**values)
 
     TEXT_PREFIX = "workload-ids:v1"
@@ -108,6 +137,10 @@ class Marker:
                 f"environment={self.environment} sha256={self.digest}")
         if self.source:
             text += f" source={self.source}"
+        if self.deletion:
+            text += f" deletion={self.deletion}"
+        if self.adopted:
+            text += f" adopted={self.adopted}"
         return text + (f" mac={mac}" if mac else "")
 
     @staticmethod
@@ -118,7 +151,7 @@ class Marker:
         if fields is None:
             return None
         return Marker(fields["workload"], fields["owner"], fields["environment"], fields["sha256"],
-                      fields.get("source", ""))
+                      fields.get("source", ""), fields.get("deletion", ""), fields.get("adopted", ""))
 
     @staticmethod
     def mac_of_text(text: str | None) -> str:
@@ -133,13 +166,14 @@ class Marker:
             return None
         try:
             return Marker(tags[TAG_WORKLOAD], tags[TAG_OWNER], tags[TAG_ENVIRONMENT], tags[TAG_DIGEST],
-                          tags.get(TAG_SOURCE, ""))
+                          tags.get(TAG_SOURCE, ""), tags.get(TAG_DELETION_POLICY, ""),
+                          tags.get(TAG_ADOPTED, ""))
         except KeyError:
             return None
 
 
 _TEXT_REQUIRED = frozenset({"workload", "owner", "environment", "sha256"})
-_TEXT_OPTIONAL = frozenset({"source", "mac"})
+_TEXT_OPTIONAL = frozenset({"source", "mac", "deletion", "adopted"})
 
 
 def _text_fields(text: str | None) -> dict[str, str] | None:
@@ -295,6 +329,14 @@ class CompiledWorkload:
     # below compile needs the config's patterns.
     secret_name: str = ""
     rotation_policy: RotationPolicy | None = None
+    # spec.mode (over the config's defaults.mode): "observe" plans drift and never applies it.
+    management: str = "manage"
+    # spec.deletionPolicy: "retain" releases the identity when the manifest goes (the
+    # marker carries it, since cleanup then has no manifest to read).
+    deletion_policy: str = "delete"
+    # spec.adopted: the address of an existing identity `workload-ids adopt` took over; it
+    # keeps its own name (and, on AWS, path). "" for identities workload-ids names itself.
+    adopted: str = ""
     # Rendered identities by provider: validate's size checks and plan need the same one.
     rendered: dict[str, DesiredIdentity] = field(default_factory=dict, compare=False, hash=False,
                                                  repr=False)
@@ -308,6 +350,11 @@ class CompiledWorkload:
     def key_mode(self) -> bool:
         """Whether the workload gets a long-lived key rather than federation."""
         return self.mode == "key"
+
+    @property
+    def observe(self) -> bool:
+        """Whether plan only reports this identity's drift and apply never changes it."""
+        return self.management == "observe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +422,28 @@ class ObservedIdentity:
     def immutable_id(self) -> str:
         """The cloud's immutable id of the identity ("" when the read did not give it)."""
         return str(self.extra.get(IMMUTABLE_ID) or "")
+
+
+@dataclass(frozen=True, slots=True)
+class HeldIdentity:
+    """An existing identity read whole for ``adopt``: who it trusts and every policy it
+    holds, as the cloud keeps them (documents as canonical JSON text)."""
+
+    provider: str
+    target: str
+    kind: str
+    name: str
+    address: str
+    immutable_id: str
+    tags: Mapping[str, str]
+    trust: str  # the trust document ("" where the cloud has none)
+    policies: tuple[tuple[str, str], ...]  # (where it comes from, document): inline and attached
+    settings: Mapping[str, str]  # path, description, maxSessionDuration, boundary
+
+    @property
+    def marker(self) -> Marker | None:
+        """Our marker from the tags (authenticated or not); None when there is none."""
+        return Marker.from_tags(self.tags)
 
 
 @dataclass(frozen=True, slots=True)

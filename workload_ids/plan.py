@@ -64,8 +64,14 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        """True when apply would change something (``plan --detailed-exitcode`` exits 2)."""
+        """True when the cloud differs from the manifests (``plan --detailed-exitcode``
+        exits 2), observe-only drift included: drift is what observe mode reports."""
         return bool(self.changes)
+
+    @property
+    def applicable(self) -> list[Change]:
+        """The changes apply carries out: all but those of observe-mode workloads."""
+        return [c for c in self.changes if not is_observe_only(c)]
 
     def summary(self) -> dict[str, int]:
         """Counts of workloads created, updated and unchanged, changes and API calls."""
@@ -78,6 +84,7 @@ class Plan:
             "unchanged": len(self.desired) - len(touched),
             "changes": len(self.changes),
             "noManifest": len(self.no_manifest),
+            "observeOnly": len(self.changes) - len(self.applicable),
             "apiCalls": self.calls,
         }
 
@@ -208,17 +215,20 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                               for rid, why in seen.extra["forgedRoles"].items() if rid not in wanted_roles)
             try:
                 _refuse_takeover(d, seen, config)
-                changes.extend(provider.diff(d, observed[d.name]))
+                found = provider.diff(d, observed[d.name])
                 # A quarantined user's keys stay as cleanup left them: a new key would undo it.
                 if d.workload.key_mode and mark is None:
-                    changes.extend(_key_changes(d, observed[d.name] is None, cloud))
+                    found.extend(_key_changes(d, observed[d.name] is None, cloud))
+                if d.workload.observe:
+                    found = [observe_only(c) for c in found]
+                changes.extend(found)
             except ConflictError as exc:
                 conflicts.append(exc)
             done += 1
             if progress:
                 progress(done, len(desired))
     for name, cloud in clouds.connected().items():
-        writes = [c for c in changes if c.provider == name]
+        writes = [c for c in changes if c.provider == name and not is_observe_only(c)]
         if writes:
             problems.extend(cloud.identities.preflight_writes(writes))
     if problems:
@@ -234,10 +244,27 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 calls=seam.stats.total - start_calls)
 
 
+OBSERVE_ONLY = "observeOnly"
+OBSERVE_NOTE = "observe only: apply will not make this change"
+
+
+def observe_only(change: Change) -> Change:
+    """``change`` marked as drift of an observe-mode workload: reported, never applied."""
+    from dataclasses import replace
+    return replace(change, details={**change.details, OBSERVE_ONLY: True, "note": OBSERVE_NOTE})
+
+
+def is_observe_only(change: Change) -> bool:
+    """Whether ``change`` belongs to an observe-mode workload (apply skips it)."""
+    return bool(change.details.get(OBSERVE_ONLY))
+
+
 def _whole(identities: IdentityBackend, desired: DesiredIdentity,
            seen: ObservedIdentity | None) -> ObservedIdentity | None:
     """``seen`` from a batch read, or read again alone when the batch left out what the
     diff of its changed manifest needs: a workload plans the same in a fleet run as alone."""
+    if desired.workload.adopted and seen is not None and not seen.complete:
+        return identities.observe_one(desired)  # every policy it holds: the batch has not all
     if seen is None or seen.complete or seen.marker is None or \
             seen.marker.digest == desired.workload.marker.digest:
         return seen
@@ -350,15 +377,19 @@ def render_text(plan: Plan) -> str:
         by_workload.setdefault(c.workload, []).append(c)
     for workload, changes in by_workload.items():
         first = changes[0]
+        observe = is_observe_only(first)
         if first.action == "create":
             head = f"+ {workload} ({first.provider} {first.target}): create " \
                    f"{first.details.get('kind', 'identity')} {first.identity}"
         else:
             head = f"~ {workload} ({first.provider} {first.target}): update {first.identity}"
-        lines.append(head)
+        lines.append(head + (" [observe mode: drift only, apply changes nothing]" if observe else ""))
         for c in changes:
             if c.action != "create":
-                lines.append(f"    {_SYMBOL.get(c.action, '~')} {c.action}")
+                lines.append(f"    {_SYMBOL.get(c.action, '~')} {c.action}"
+                             + (f" ({OBSERVE_NOTE})" if observe else ""))
+            elif observe:
+                lines.append(f"    + create ({OBSERVE_NOTE})")
             lines.extend(_detail_lines(c))
     s = plan.summary()
     if not plan.changes:
@@ -367,6 +398,9 @@ def render_text(plan: Plan) -> str:
         lines.append("")
         lines.append(f"Plan: {s['create']} to create, {s['update']} to update, "
                      f"{s['unchanged']} unchanged ({s['changes']} change(s)).")
+        if s["observeOnly"]:
+            lines.append(f"{s['observeOnly']} change(s) belong to observe-mode workloads: reported "
+                         "as drift, never applied (set spec.mode: manage to let apply converge them).")
     for q in plan.quarantined:
         lines.append(f"! {q['workload']}: {q['identity']} is quarantined by cleanup ({q['mark']}); "
                      "apply leaves it disabled. The next `workload-ids cleanup --apply` releases it "

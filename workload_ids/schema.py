@@ -69,6 +69,16 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
         "access": ("What the identity may do: each entry a template or raw actions, on exact "
                    "resources.",
                    [[{"template": "object-storage.read", "resources": ["arn:aws:s3:::acme-invoices"]}]]),
+        "mode": ("`manage`: apply converges the identity. `observe`: plan reports drift, apply and "
+                 "rotate never change the identity. Default from the config's `defaults.mode`.",
+                 ["manage", "observe"]),
+        "deletionPolicy": ("When the manifest is removed, `delete`: cleanup quarantines and later "
+                           "deletes the identity; `retain`: cleanup only removes the workload-ids "
+                           "marker and keeps the identity. Default from the config's "
+                           "`defaults.deletionPolicy`.", ["delete", "retain"]),
+        "adopted": ("Written by `workload-ids adopt`: the existing identity (an IAM role ARN) this "
+                    "manifest took over; it keeps its own name.",
+                    ["arn:aws:iam::123456789012:role/legacy-deployer"]),
     },
     "AwsTarget": {
         "account": ("The 12-digit AWS account id, quoted so YAML keeps it a string.",

@@ -22,7 +22,11 @@ CLASSES = (FORGED, ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UN
 # Actions. Only quarantine and delete count against the blast-radius guard: the others
 # restore access or change a tag.
 TRANSFER, QUARANTINE, ENFORCE, RELEASE, DELETE = "transfer", "quarantine", "enforce", "release", "delete"
-DESTRUCTIVE = (QUARANTINE, DELETE)
+# deletionPolicy retain: the manifest is gone, so the identity is handed back: our marker
+# (and any quarantine) is removed, nothing is deleted. It counts against the guard: a
+# wrong manifest folder would otherwise let go of every retained identity at once.
+DISOWN = "disown"
+DESTRUCTIVE = (QUARANTINE, DELETE, DISOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,10 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
         return Finding(o, NEW, f"created {format_time(created)}, less than "
                                f"{format_duration(rules.min_age)} ago: not judged yet (cloud reads lag)",
                        manifest=manifest)
+    if status == NO_MANIFEST and marker.retain:
+        return Finding(o, status, f"{reason}; deletionPolicy retain: released (our marker is removed, "
+                                  "the identity is kept and no longer managed)", DISOWN, mark,
+                       manifest=manifest)
     distrust = facts.unbelieved.get((o.provider, o.target, o.name)) if mark is not None else None
     if mark is not None and distrust is not None and status in (NO_MANIFEST, OWNER_GONE):
         # A mark anyone could have written (or a quarantine the tool never finished) does
@@ -188,7 +196,7 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
                 # Quarantined as unused, now orphaned too: the grace period starts now.
                 return finding(QUARANTINE, new_mark=QuarantineMark(
                     facts.now, status, facts.now + rules.grace, mark.keys))
-            if mark.due(facts.now):
+            if mark.due(facts.now) and not marker.retain:
                 return finding(DELETE)
         return finding(ENFORCE)
     if status in (NO_MANIFEST, OWNER_GONE):

@@ -29,6 +29,7 @@ from .judge import (
     CLASSES,
     DELETE,
     DESTRUCTIVE,
+    DISOWN,
     ENFORCE,
     QUARANTINE,
     RELEASE,
@@ -91,7 +92,7 @@ class CleanupReport:
         """Counts per class and per planned action, what was held back or applied, and API calls made."""
         counts = {c: sum(1 for f in self.findings if f.status == c) for c in CLASSES}
         planned = {a: sum(1 for f in self.findings if f.action == a)
-                   for a in (TRANSFER, QUARANTINE, ENFORCE, RELEASE, DELETE)}
+                   for a in (TRANSFER, QUARANTINE, ENFORCE, RELEASE, DELETE, DISOWN)}
         return {"identities": len(self.findings), "classes": counts, "actions": planned,
                 "held": self.held, "applied": self.applied,
                 "failed": sum(1 for r in self.results if not r.ok), "apiCalls": self.calls}
@@ -214,6 +215,11 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     if any(f.action == DELETE for f in findings) and open_store(config, seam) is None:
         raise UserError("cleanup would delete identities, but no audit log is configured to keep "
                         "their restore bundles; set audit.path in workload-ids.yaml, then rerun")
+    if any(f.action == DISOWN for f in findings) and open_store(config, seam) is None:
+        # Once the marker is gone the audit trail is the only record that the tool let go.
+        raise UserError("cleanup would release identities (deletionPolicy retain), but no audit "
+                        "log is configured to record it; set audit.path in workload-ids.yaml, "
+                        "then rerun; nothing was changed")
     report.applied = True
     auditor = auditor_for(config, "cleanup", seam)
     for name, target in sorted({(f.identity.provider, f.identity.target) for f in findings if f.action}):
@@ -297,10 +303,13 @@ def _blast_radius(findings: list[Finding], config: Config, max_actions: int | No
     if not (too_many or too_large):
         return None
     quarantines = sum(1 for f in acting if f.action == QUARANTINE)
+    disowned = sum(1 for f in acting if f.action == DISOWN)
     why = (f"more than the limit of {limit} per run" if too_many
            else f"more than {share:.0%} of the {managed} identities workload-ids manages")
-    return (f"cleanup would quarantine {quarantines} and delete {count - quarantines} identities "
-            f"({count} in all), {why}; nothing was done. Check the dry run (`workload-ids cleanup` "
+    released = f", release {disowned}" if disowned else ""
+    return (f"cleanup would quarantine {quarantines}{released} and delete "
+            f"{count - quarantines - disowned} identities ({count} in all), {why}; nothing was done. "
+            "Check the dry run (`workload-ids cleanup` "
             "without --apply): an owner directory or manifest folder that is wrong or incomplete "
             "makes everything look orphaned. If the list is right, rerun with "
             f"--max-actions {count}" + ("" if not too_large else
@@ -350,6 +359,18 @@ class _Acting:
         if f.status == TRANSFERRED and f.successor:
             self.transfer()
 
+    def disown(self) -> None:
+        f = self.f
+        removed = self.leavers.disown(f.identity, f.mark)
+        self.result.steps.extend(removed)
+        # What says, once the marker is gone, that the tool let go of it on purpose.
+        self.auditor.record(**self.base, action="release-identity", before={
+            "owner": self.marker.owner, "deletionPolicy": "retain",
+            "quarantine": _mark_json(f.mark)}, after=None, detail={
+            "reason": f.reason, "released": "deletionPolicy retain: the workload-ids marker was "
+                                            "removed and the identity kept; it is no longer managed",
+            "steps": removed})
+
     def delete(self) -> None:
         f, o = self.f, self.f.identity
         assert f.mark is not None
@@ -366,7 +387,7 @@ class _Acting:
 
 _ACTIONS: dict[str, Callable[[_Acting], None]] = {
     TRANSFER: _Acting.transfer, QUARANTINE: _Acting.quarantine, ENFORCE: _Acting.quarantine,
-    RELEASE: _Acting.release, DELETE: _Acting.delete,
+    RELEASE: _Acting.release, DELETE: _Acting.delete, DISOWN: _Acting.disown,
 }
 
 

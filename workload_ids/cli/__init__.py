@@ -26,6 +26,7 @@ from .verbs import (
     EXIT_ERROR,
     EXIT_GUARDRAIL,
     EXIT_OK,
+    cmd_adopt,
     cmd_apply,
     cmd_audit_verify,
     cmd_bootstrap,
@@ -250,6 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Azure --apply: the managed identities' location (e.g. westeurope)")
     boot.add_argument("--gcp-role", action="append", default=[], metavar="ROLE",
                       help="a workload custom role (projects/P/roles/ID) the GCP grant condition may bind")
+    adopt = verb("adopt", cmd_adopt, "write a manifest (observe mode, deletionPolicy retain) for each "
+                 "existing identity, proving it grants nothing the identity lacks; with --apply, "
+                 "mark the identities as managed", paths=False)
+    adopt.add_argument("identities", nargs="+", metavar="IDENTITY",
+                       help="an IAM role ARN, as `workload-ids discover` shows it (AWS only for now)")
+    adopt.add_argument("--out", required=True, metavar="DIR", help="the folder the manifests go to")
+    adopt.add_argument("--owner", metavar="ID", help="the owner to write (default: the identity's "
+                       "owner or team tag)")
+    adopt.add_argument("--environment", metavar="ENV", help="the environment to write (default: "
+                       "its environment tag, else 'adopted')")
+    adopt.add_argument("--region", metavar="REGION", help="spec.aws.region (default: the region "
+                       "most of its resources are in)")
+    adopt.add_argument("--apply", action="store_true", help="mark each identity once the proof "
+                       "shows no widening and no trust change (exit 3 otherwise)")
     verb("demo", cmd_demo, "a guided tour against local AWS, GCP and Azure emulators; no account "
          "needed", paths=False)
     sandbox = verb("sandbox", cmd_sandbox, "run local AWS (moto), GCP and Azure emulators until "

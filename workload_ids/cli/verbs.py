@@ -190,7 +190,7 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     from ..plan import render_text
     plan, config, _ = _plan(args, out)
     _clock_notice(out)
-    if plan.has_changes and not args.auto_approve:
+    if plan.applicable and not args.auto_approve:
         if not is_terminal(sys.stdin):
             raise UserError("apply needs confirmation but standard input is not a terminal; "
                             "review `workload-ids plan` and pass --auto-approve in pipelines")
@@ -213,6 +213,9 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
              f"changed, {summary['failed']} failed, {len(result.results)} in all.")
     for r in result.results:
         out.text(one_line(f"  {r.workload}: " + "  ".join(f"{k}={v}" for k, v in r.outputs.items())))
+        if r.not_applied:
+            out.text(one_line(f"      observe mode: {r.not_applied} change(s) of drift reported, none "
+                              "applied (set spec.mode: manage to converge it)"))
         if r.key is not None:
             for action in r.key.actions:
                 out.text(one_line(f"      {action}"))
@@ -323,6 +326,23 @@ def _rotate_fleet(args: argparse.Namespace, config: Config, out: Output, *, reco
 def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     """`recover`: finish what interrupted rotations left, and nothing else."""
     return cmd_rotate(args, out, recover_only=True)
+
+
+def cmd_adopt(args: argparse.Namespace, out: Output) -> int:
+    """`adopt`: write manifests that mirror existing identities; with --apply, mark them."""
+    from ..adopt import render_report
+    from ..api import adopt
+    config = _config(args)
+    report = adopt(args.identities, args.out, config, owner=args.owner, environment=args.environment,
+                   region=args.region, apply=args.apply, seam=_seam(config))
+    out.text(render_report(report))
+    out.document(report.as_json())
+    refused = [a for a in report.adoptions if a.refused]
+    if not refused:
+        return EXIT_OK
+    # --apply's refusal (widening, a trust change) is a guardrail; an identity that is
+    # somebody's already is an error.
+    return EXIT_GUARDRAIL if any(a.manifest for a in refused) else EXIT_ERROR
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: Output) -> int:

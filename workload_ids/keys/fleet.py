@@ -41,7 +41,8 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Cal
     groups: dict[tuple[str, str], list[DesiredIdentity]] = {}
     prefetched: dict[str, StoredSecret] = {}
     for d in desired:
-        groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
+        if not d.workload.observe:  # never read either: run() reports it and stops
+            groups.setdefault((d.workload.provider, d.workload.target), []).append(d)
     for (name, target), items in groups.items():
         keys = clouds[name].keys
         if keys is None:
@@ -68,6 +69,12 @@ def rotate_workloads(compiled: list[CompiledWorkload], config: Config, seam: Cal
 
     def run(d: DesiredIdentity) -> KeyReport:
         cloud = clouds[d.workload.provider]
+        if d.workload.observe:
+            # Observe mode changes nothing, keys included: issuing, retiring or deleting
+            # one would change the identity its owners keep by hand.
+            return KeyReport(workload=d.workload.label, identity=d.name, secret=d.workload.secret_name,
+                             next_step="none: spec.mode is observe, so rotation never runs here "
+                                       "(set spec.mode: manage to rotate its keys)")
         if cloud.keys is None:
             report = KeyReport(workload=d.workload.label, identity=d.name,
                                secret="")  # no secret store: the name is empty  # nosec B106

@@ -33,7 +33,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import clock
-from ..model import Change, CompiledWorkload, DesiredIdentity, IssuedKey, KeyInfo, ObservedIdentity
+from ..model import (
+    Change,
+    CompiledWorkload,
+    DesiredIdentity,
+    HeldIdentity,
+    IssuedKey,
+    KeyInfo,
+    Marker,
+    ObservedIdentity,
+)
 
 if TYPE_CHECKING:
     from ..calls import CallSeam
@@ -107,6 +116,11 @@ class LeaverBackend(Protocol):
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
         """Hand the identity to ``successor`` (the owner in its marker)."""
 
+    def disown(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> list[str]:
+        """Let go of an identity whose marker says deletionPolicy retain: undo any
+        quarantine, then remove our marker and nothing else (no policy, trust, key or tag
+        of anyone else's is touched). Returns the steps taken."""
+
     def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
         """Its full definition, enough for :meth:`restore` to recreate it."""
 
@@ -131,6 +145,19 @@ class DiscoveryBackend(Protocol):
     def discover(self, target: str, *, service_linked: bool = False) -> list[DiscoveredIdentity]:
         """Each identity of ``target`` with its trust, grants, credentials and usage
         signals (``service_linked``: AWS service-linked roles too). Never writes."""
+
+
+class AdoptionBackend(Protocol):
+    """Existing identities the tool did not create: read one whole, and mark it ours once
+    ``adopt --apply`` has proven its manifest changes nothing."""
+
+    def read(self, target: str, address: str) -> HeldIdentity | None:
+        """The identity at ``address`` in ``target`` with its trust and every policy it
+        holds; None when there is none. Never writes."""
+
+    def mark(self, held: HeldIdentity, marker: Marker) -> None:
+        """Write ``marker`` and its MAC on the identity, and nothing else; refuses
+        (ConflictError) one that changed since ``held`` was read or already carries a marker."""
 
 
 class KeyBackend(Protocol):
@@ -339,6 +366,7 @@ class Backends:
     lock_for: Callable[[str], KeyLock]  # target -> the workload locks held there
     discovery: DiscoveryBackend
     organization: OrganizationBackend  # group entries (organisations, folders, management groups)
+    adoption: AdoptionBackend | None = None  # None: adopt cannot take over this cloud's identities yet
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """AWS's backends over ``seam``, sharing one set of clients."""
+    from .adoption import AwsAdoption
     from .clients import AwsClients
     from .discovery import AwsDiscovery
     from .identity import AwsIdentities
@@ -31,7 +32,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     store_for=lambda target: SecretsManagerStore(clients, target),
                     lock_for=lambda target: SecretsManagerLock(clients, target),
                     discovery=AwsDiscovery(clients, config),
-                    organization=AwsOrganization(clients))
+                    organization=AwsOrganization(clients),
+                    adoption=AwsAdoption(clients))
 
 
 CLOUD = Cloud("aws", render.desired_identity, render.static_checks, connect)

@@ -4,6 +4,7 @@ converged exactly, change by change."""
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,6 +18,8 @@ from ...model import (
     IMMUTABLE_ID,
     MANAGED_BY,
     MARKER_KEYS,
+    TAG_ADOPTED,
+    TAG_DELETION_POLICY,
     TAG_MAC,
     TAG_MANAGED_BY,
     TAG_OWNER,
@@ -204,7 +207,13 @@ class AwsIdentities(IdentityBackend):
             foreign += [f"attached:{arn}" for arn in attached]
             foreign += [f"group:{g}" for g in groups]
             entity = {**entity, "_quarantined": render.QUARANTINE_POLICY in names}
-        return self._observed(target, desired.kind, entity, tags, documents, foreign)
+        observed = self._observed(target, desired.kind, entity, tags, documents, foreign)
+        if desired.workload.adopted and observed.marker is not None and not observed.forged:
+            # An adopted role in observe mode is compared by everything it holds.
+            from .adoption import AwsAdoption
+            held = tuple(AwsAdoption(self.clients).policies_of(iam, name))
+            observed = dataclasses.replace(observed, extra={**observed.extra, "held": held})
+        return observed
 
     def _observed(self, target: str, kind: str, entity: Mapping[str, Any], tags: dict[str, str],
                   documents: Mapping[str, str], foreign: list[str]) -> ObservedIdentity:
@@ -224,10 +233,15 @@ class AwsIdentities(IdentityBackend):
         immutable_id = str(entity.get(ops.immutable_id) or "")
         misplaced = render.not_ours(self.config, kind, name, entity.get("Path", ""), marker) \
             if marker is not None else None
+        unauthenticated = self.clients.unauthenticated(target, name, immutable_id, marker, tags) \
+            if marker is not None and not misplaced else None
+        if marker is not None and marker.adopted and unauthenticated:
+            # Outside our path and naming only the MAC vouches for an adopted role: without
+            # it the marker is anyone's tags, and apply must never re-mark such a role.
+            misplaced, unauthenticated = (f"it is marked as adopted but {unauthenticated}"), None
         extra: dict[str, Any] = {
             FORGED: misplaced,
-            UNAUTHENTICATED: self.clients.unauthenticated(target, name, immutable_id, marker, tags)
-            if marker is not None and not misplaced else None,
+            UNAUTHENTICATED: unauthenticated,
             IMMUTABLE_ID: immutable_id,
             "lastUsed": last_used, "created": entity.get("CreateDate"),
             "quarantined": bool(entity.get("_quarantined")),
@@ -293,7 +307,12 @@ class AwsIdentities(IdentityBackend):
                 merged = {**entity, **{k: v for k, v in listed.get(name, {}).items()
                                        if k in ("MaxSessionDuration", "Description")},
                           "_quarantined": quarantined}
-                observed.append(self._observed(target, kind, merged, tags, JsonDocuments(raw), foreign))
+                seen = self._observed(target, kind, merged, tags, JsonDocuments(raw), foreign)
+                if seen.marker is not None and seen.marker.adopted:
+                    # An adopted role is compared by every policy it holds and by settings
+                    # only a listing under our path gives: plan reads it again, alone.
+                    seen = dataclasses.replace(seen, complete=False)
+                observed.append(seen)
         return observed
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
@@ -440,6 +459,8 @@ class AwsIdentities(IdentityBackend):
                 f"workload-ids tags but {observed.misplaced}, so it will not be modified",
                 f"find out who created it and delete or rename it; workload-ids never adopts a "
                 f"{observed.kind} outside {self.config.aws.rolePath}")
+        if w.adopted and w.observe:
+            return self._diff_adopted(desired, observed, change)
         changes: list[Change] = []
         if observed.settings.get("boundary", "") != desired.settings.get("boundary", ""):
             # First: the deployer's own policy (`workload-ids bootstrap`) allows policy
@@ -466,12 +487,48 @@ class AwsIdentities(IdentityBackend):
         tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
                 if observed.tags.get(k) != v
                 and not (k == TAG_OWNER and self.transfers(observed, v))}
+        for k in (TAG_DELETION_POLICY, TAG_ADOPTED):
+            if k in observed.tags and k not in desired.tags:
+                # A signed field the manifest does not set (a retain written by someone
+                # else): removed, never signed into the marker.
+                tags[k] = {"from": observed.tags[k], "to": ""}
         if observed.unauthenticated:
             # At our path and name but not provably ours: plan has checked the audit log
             # does not name another owner; apply converges it and marks it anew.
             tags[TAG_MAC] = {"from": "(not valid)", "to": "(new MAC)"}
         if tags:
             # Last: the manifest digest is recorded only once everything else matches.
+            changes.append(change("update-tags", tags=tags))
+        return changes
+
+    def _diff_adopted(self, desired: DesiredIdentity, observed: ObservedIdentity,
+                      change: Callable[..., Change]) -> list[Change]:
+        """An adopted role in observe mode: what it grants (every policy it holds, wherever
+        it holds it), whom it trusts and its settings, against the manifest. The tool's own
+        conventions (its one inline policy, the boundary, no other policies) are converged
+        only once someone sets spec.mode: manage."""
+        from .adoption import desired_pairs, permission_pairs_held, same_trust
+        w = desired.workload
+        changes: list[Change] = []
+        have_trust = observed.documents.get("trust", "")
+        if not same_trust(have_trust, desired.objects.get("trust")):
+            changes.append(change("update-trust", trust=_diff_pairs(
+                trust_pairs(have_trust), trust_pairs(desired.documents.get("trust", "")),
+                "principal", "subject")))
+        held = permission_pairs_held(observed.extra.get("held") or ())
+        want = desired_pairs(w.grants)
+        if held.pairs != want:
+            def rows(pairs: set[tuple[str, str, str]]) -> list[dict[str, str]]:
+                return [{"action": a, "resource": r + (f" if {c}" if c else "")} for a, r, c in sorted(pairs)]
+            changes.append(change("update-permissions", permissions={
+                "added": rows(want - held.pairs), "removed": rows(held.pairs - want)}))
+        settings = {k: {"from": observed.settings.get(k, ""), "to": v} for k, v in desired.settings.items()
+                    if k in ROLE_SETTINGS and observed.settings.get(k, "") != v}
+        if settings:
+            changes.append(change("update-settings", settings=settings))
+        tags = {k: {"from": observed.tags.get(k, ""), "to": v} for k, v in desired.tags.items()
+                if observed.tags.get(k) != v and not (k == TAG_OWNER and self.transfers(observed, v))}
+        if tags:
             changes.append(change("update-tags", tags=tags))
         return changes
 
@@ -522,10 +579,16 @@ class AwsIdentities(IdentityBackend):
     def _write_marker(self, iam: SeamClient, desired: DesiredIdentity, observed: ObservedIdentity,
                       keys: Sequence[str]) -> None:
         """Write the changed marker tags and the MAC of the marker they make, in one call
-        (with managed-by, which the deployer's policy requires of every tag write)."""
+        (with managed-by, which the deployer's policy requires of every tag write); signed
+        tags the desired marker does not have are removed first."""
         ops = KIND_OPS[desired.kind]
         written = {k: desired.tags[k] for k in keys if k in desired.tags}
-        marker = Marker.from_tags({**observed.tags, **written})
+        stray = [k for k in (TAG_DELETION_POLICY, TAG_ADOPTED)
+                 if k in observed.tags and k not in desired.tags]
+        if stray:
+            call(iam, ops.untag, **{ops.param: desired.name}, TagKeys=stray)
+        marker = Marker.from_tags({k: v for k, v in {**observed.tags, **written}.items()
+                                   if k not in stray})
         assert marker is not None
         target = desired.workload.target
         written[TAG_MANAGED_BY] = MANAGED_BY

@@ -62,6 +62,10 @@ def not_ours(config: Config, kind: str, name: str, path: str, marker: Marker) ->
     creation, so only an identity at ``aws.rolePath`` with exactly the name we give its
     marker's workload is believed.
     """
+    if marker.adopted and kind == "role":
+        # An adopted role keeps the name and path it had: only the MAC (checked by the
+        # read, which treats an unauthenticated adopted marker as forged) vouches for it.
+        return None
     if path != config.aws.rolePath:
         return f"its path {path} is not aws.rolePath {config.aws.rolePath}"
     want = identity_name(config.aws.namePrefix, marker.environment, marker.workload,
@@ -227,8 +231,13 @@ def _render(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
     kind = "user" if key_mode else "role"
     name = identity_name(config.aws.namePrefix, workload.environment, workload.name,
                          USER_NAME_MAX if key_mode else ROLE_NAME_MAX)
+    path = config.aws.rolePath
+    if workload.adopted:
+        # arn:aws:iam::ACCOUNT:role/PATH/NAME (validate checked the form and the account)
+        resource = workload.adopted.split(":", 5)[5].removeprefix("role")
+        path, name = resource.rsplit("/", 1)[0] + "/", resource.rsplit("/", 1)[1]
     objects: dict[str, Any] = {"policy": policy_document(workload.grants, workload.target)}
-    settings = {"path": config.aws.rolePath, "boundary": boundary_arn(workload, config)}
+    settings = {"path": path, "boundary": boundary_arn(workload, config)}
     if key_mode:
         settings["secretName"] = workload.secret_name
     if not key_mode:
@@ -236,7 +245,7 @@ def _render(workload: CompiledWorkload, config: Config) -> DesiredIdentity:
         settings["maxSessionDuration"] = str(session_seconds(workload, config))
         settings["description"] = workload.description
     prefix = "role" if kind == "role" else "user"
-    address = f"arn:aws:iam::{workload.target}:{prefix}{config.aws.rolePath}{name}"
+    address = f"arn:aws:iam::{workload.target}:{prefix}{path}{name}"
     documents = {k: canonical(v) for k, v in objects.items()}
     return DesiredIdentity(workload=workload, kind=kind, name=name, documents=documents,
                            tags=workload.marker.as_tags(), settings=settings, address=address,

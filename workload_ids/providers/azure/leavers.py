@@ -19,6 +19,7 @@ from ...errors import CloudError, ConflictError
 from ...model import (
     MARK_TAG,
     MARKER_KEYS,
+    OWNERSHIP_KEYS,
     TAG_MAC,
     TRANSFERRED_FROM_TAG,
     UNAUTHENTICATED,
@@ -205,6 +206,28 @@ class AzureLeavers(LeaverBackend):
                 identity.target, self._scope(identity), label, recorded), label)
         self._set_tags(identity, {}, drop=[MARK_TAG, *(k for k in identity.tags
                                                       if k.startswith(DEPLOYERS_TAG + ":"))])
+
+    def disown(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> list[str]:
+        """Lift any quarantine, then drop our marker tags, the MAC and our marks; roles,
+        assignments, federated credentials and everyone else's tags stay."""
+        marker = self._guard(identity)
+        if not marker.retain:  # the judge decides from the same marker; this is the last line
+            raise ConflictError(f"{identity.kind} {identity.name} is not marked deletionPolicy retain",
+                                "it is never released; cleanup quarantines it instead")
+        steps: list[str] = []
+        if mark is not None:
+            self.release(identity, mark)
+            steps.append("lifted the quarantine")
+        drop = sorted(k for k in identity.tags if k in (*OWNERSHIP_KEYS, MARK_TAG, TRANSFERRED_FROM_TAG))
+        if identity.kind == "application":
+            self.applications.write_tags(identity, {}, drop)
+        else:
+            group = identity.settings["resourceGroup"]
+            current = self.identities.identity(identity.target, group, identity.name)
+            if current is not None:
+                self.identities.write_tags(identity.target, group, identity.name, current, {}, drop)
+        steps.append("removed tags " + ", ".join(drop))
+        return steps
 
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
         """The owner in the marker tags, the previous one kept in a tag."""
