@@ -32,7 +32,7 @@ from workload_ids.validate import validate
 CONFIG = EXAMPLES / "workload-ids.yaml"
 MANIFESTS = sorted(p for p in EXAMPLES.rglob("*.yaml")
                    if p.name not in ("owners.yaml", "workload-ids.yaml")
-                   and p.parent.name not in ("schedules", "scheduling"))
+                   and p.parent.name != "schedules")
 TEMPLATES = sorted(p.stem for p in (EXAMPLES.parent / "templates").glob("*.yaml"))
 
 

@@ -1,4 +1,4 @@
-"""examples/scheduling/: a Kubernetes Indexed Job and a GitHub Actions matrix that split an
+"""examples/schedules/discover-*: a Kubernetes Indexed Job and a GitHub Actions matrix that split an
 organisation's targets into N shards and merge the N reports (issue 17 item 5). Each is
 valid YAML, its shards cover 1..N exactly, every workload-ids command line in it is one
 the CLI accepts, and its credentials are keyless."""
@@ -15,7 +15,7 @@ import yaml
 
 from workload_ids.cli import build_parser
 
-SCHEDULING = Path(__file__).resolve().parents[1] / "examples" / "scheduling"
+SCHEDULING = Path(__file__).resolve().parents[1] / "examples" / "schedules"
 
 
 def _commands(script: str, substitute: dict[str, str]) -> list[list[str]]:

@@ -221,7 +221,8 @@ def test_schema_accepts_the_payments_example() -> None:
 def test_schema_accepts_every_example_manifest() -> None:
     check = validator()
     files = [p for p in sorted(EXAMPLES.rglob("*.yaml"))
-             if p.name not in ("owners.yaml", "workload-ids.yaml") and p.parent.name != "schedules"]
+             if p.name not in ("owners.yaml", "workload-ids.yaml")
+             and p.parent.name != "schedules"]
     assert len(files) == 9
     for path in files:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
