@@ -98,3 +98,48 @@ def test_a_keyless_workload_with_nobody_to_trust_is_refused(tmp_path: Path) -> N
     assert f"{manifest}:7:3: a keyless workload needs at least one federation or attachedTo entry" \
         in result.err
     assert "Add spec.credentials.federation or spec.credentials.attachedTo, or use mode: key" in result.err
+
+
+def test_console_forms_of_resources_are_translated_and_foreign_names_not_guessed(tmp_path: Path) -> None:
+    """The newcomer review's item 13: `projects/_/buckets/x` on AWS was "a
+    cloudwatch-namespace", `gs://b` and blob URLs were not translated."""
+    import shutil
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    shutil.copy(examples / "workload-ids.yaml", tmp_path / "workload-ids.yaml")
+    fed = "      - {kind: github-actions, repository: acme/thumbs, ref: refs/heads/main%s}\n"
+    head = ("apiVersion: workload-ids/v1\nkind: Workload\nmetadata: {name: thumbs, owner: team-a, "
+            "environment: prod}\nspec:\n  provider: %s\n  %s\n  credentials:\n    federation:\n" + fed
+            + "  access:\n")
+    pool = ", workloadIdentityPool: projects/123456789012/locations/global/workloadIdentityPools/github"
+    docs = {
+        "aws": (head % ("aws", 'aws: {account: "123456789012", region: eu-west-1}', "")
+                + '    - {template: object-storage.read, resources: ["projects/_/buckets/x", "s3://acme-invoices"]}\n'
+                + '    - {template: logs.write, resources: ["/aws/lambda/thumbnailer"]}\n'),
+        "gcp": (head % ("gcp", "gcp: {project: acme-prod}", pool)
+                + '    - {template: object-storage.read, resources: ["gs://acme-reports"]}\n'),
+        "azure": (head % ("azure", "azure: {subscription: 0b1f6471-1bf0-4dda-aec3-cb9272f09590, "
+                                   "resourceGroup: rg, location: westeurope}", "")
+                  + '    - {template: object-storage.read, resources: '
+                    '["https://acmemedia.blob.core.windows.net/thumbnails"]}\n'),
+    }
+    for cloud, text in docs.items():
+        (tmp_path / f"{cloud}.yaml").write_text(text)
+    result = run_cli("validate", "--config", str(tmp_path / "workload-ids.yaml"), *(
+        str(tmp_path / f"{c}.yaml") for c in docs))
+    assert result.code == 1
+    lines = [line.split(": ", 1)[1] for line in result.err.strip().splitlines()]
+    assert [line.split("; it accepts")[0] for line in lines] == [
+        "object-storage.read does not accept 'projects/_/buckets/x': it is a GCP resource name, but AWS "
+        "resources are named by ARNs (arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE)",
+        "object-storage.read does not accept 's3://acme-invoices': written as consoles and CLIs show it; "
+        "a policy names this s3-bucket arn:aws:s3:::acme-invoices",
+        "logs.write does not accept '/aws/lambda/thumbnailer': written as consoles and CLIs show it; a "
+        "policy names this logs-log-group "
+        "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/thumbnailer",
+        "object-storage.read does not accept 'https://acmemedia.blob.core.windows.net/thumbnails': written "
+        "as consoles and CLIs show it; a policy names this storage-container /subscriptions/"
+        "0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/RESOURCE_GROUP/providers/Microsoft.Storage/"
+        "storageAccounts/acmemedia/blobServices/default/containers/thumbnails",
+        "object-storage.read does not accept 'gs://acme-reports': written as consoles and CLIs show it; a "
+        "policy names this gcs-bucket projects/_/buckets/acme-reports",
+    ]  # files in path order: aws, azure, gcp

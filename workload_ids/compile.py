@@ -41,7 +41,15 @@ from .model import (
     SourceMap,
     Trust,
 )
-from .resources import GCP_BINDING, KINDS_BY_PROVIDER, ParsedResource, parse_resource, unmatched_reason
+from .resources import (
+    GCP_BINDING,
+    KINDS_BY_PROVIDER,
+    ParsedResource,
+    console_form_hint,
+    parse_resource,
+    structured,
+    unmatched_reason,
+)
 from .templates import Template, TemplateSet
 
 _AWS_ARN = re.compile(r"arn:aws[a-z-]*:(?P<service>[a-z0-9-]+):(?P<region>[a-z0-9-]*):"
@@ -361,6 +369,14 @@ def _aws_deployers(lw: LoadedWorkload, kind: str, config: Config) -> str:
             f"the deployer's policy: {statement}")
 
 
+def _target_fields(lw: LoadedWorkload) -> dict[str, str]:
+    """The workload's account, region and subscription, for the forms a message suggests."""
+    spec = lw.workload.spec
+    return {"account": spec.aws.account if spec.aws else "ACCOUNT",
+            "region": spec.aws.region if spec.aws else "REGION",
+            "subscription": spec.azure.subscription if spec.azure else "SUBSCRIPTION_ID"}
+
+
 def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates: TemplateSet,
                   out: list[Diagnostic]) -> list[Grant]:
     provider = lw.workload.spec.provider
@@ -404,10 +420,11 @@ def _entry_grants(lw: LoadedWorkload, index: int, entry: AccessEntry, templates:
                 continue
             parsed = parse_resource(provider, text, accepted)
             if parsed is None:
-                other = parse_resource(provider, text)
-                found = (f"it is a {other.kind}" if other else
-                         "it has a wildcard; list exact resources" if _WILDCARD.search(text) else
-                         unmatched_reason(provider, text, accepted))
+                other = parse_resource(provider, text) if structured(provider, text) else None
+                found = (console_form_hint(provider, text, accepted, _target_fields(lw)) or
+                         (f"it is a {other.kind}" if other else
+                          "it has a wildcard; list exact resources" if _WILDCARD.search(text) else
+                          unmatched_reason(provider, text, accepted)))
                 examples = "; ".join(KINDS_BY_PROVIDER[provider][k].example for k in accepted[:2])
                 out.append(Diagnostic(where(), f"{template.name} does not accept {text!r}: {found}; "
                                              f"it accepts {', '.join(accepted)} (e.g. {examples})"))

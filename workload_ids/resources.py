@@ -40,6 +40,10 @@ class ResourceKind:
     source: str
     example: str
     form: str = ""  # how people write it: arn:aws:sqs:REGION:ACCOUNT:QUEUE
+    # Forms consoles and CLIs show (gs://B, a log group name, a blob URL): each a pattern
+    # and the resource name to write instead, {group}s filled from the match and the
+    # workload's {account}, {region}, {subscription} (``console:`` in the kinds file).
+    console: tuple[tuple[str, str], ...] = ()
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -94,8 +98,9 @@ def _load(provider: str) -> tuple[dict[str, str], list[ResourceKind], dict[str, 
     kinds: list[ResourceKind] = []
     bindings: dict[str, str] = {}
     for name, entry in data["kinds"].items():
+        console = tuple((str(c["pattern"]), str(c["write"])) for c in entry.get("console") or ())
         kinds.append(ResourceKind(provider, name, _expand(entry["pattern"], fragments, path),
-                                  entry["example"], entry.get("form", "")))
+                                  entry["example"], entry.get("form", ""), console))
         if entry.get("binding"):
             bindings[name] = entry["binding"]
     return fragments, kinds, bindings
@@ -173,6 +178,30 @@ _RESOURCE_FORMS = {
 }
 _ARM_PREFIX = re.compile(r"/subscriptions/(?P<subscription>[^/]*)/resourceGroups/(?P<group>[^/]*)"
                          r"/providers/(?P<rest>.+)", re.IGNORECASE)
+
+
+def console_form_hint(provider: str, text: str, accepted: tuple[str, ...],
+                      target: dict[str, str]) -> str | None:
+    """The resource name to write when ``text`` is a console or CLI form of one of the
+    ``accepted`` kinds (``gs://b``, ``s3://b``, a log group name, a blob or vault URL),
+    filled in from the match and the workload's ``target`` (account, region,
+    subscription); None otherwise."""
+    kinds = KINDS_BY_PROVIDER[provider]
+    for kind in accepted:
+        for pattern, write in kinds[kind].console if kind in kinds else ():
+            match = _compiled(pattern).fullmatch(text)
+            if match is not None:
+                written = write.format_map({**target, **match.groupdict()})
+                return f"written as consoles and CLIs show it; a policy names this {kind} {written}"
+    return None
+
+
+def structured(provider: str, text: str) -> bool:
+    """Whether ``text`` has the shape of ``provider``'s resource names (an ARN, a resource
+    name, an ARM id): only then does a guess of its kind help (a free-form kind such as a
+    CloudWatch namespace matches almost any text)."""
+    return bool({"aws": re.compile(r"arn:"), "gcp": re.compile(r"projects/|//"),
+                 "azure": re.compile(r"/subscriptions/", re.IGNORECASE)}[provider].match(text))
 
 
 def unmatched_reason(provider: str, text: str, accepted: tuple[str, ...]) -> str:
