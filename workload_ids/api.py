@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .adopt import AdoptReport
     from .cleanup.restore import RestoreResult
     from .cleanup.workflow import CleanupReport
+    from .discover.workflow import DiscoverReport
     from .keys.lifecycle import KeyReport
     from .targets import Shard
 
@@ -166,6 +167,21 @@ def rotate(paths: Iterable[str | Path], config: Config | None = None, *,
                             recover_only=recover_only, progress=progress)
 
 
+def discover(config: Config | None = None, *, provider: str | None = None, targets: Iterable[str] = (),
+             shard: Shard | None = None, service_linked: bool = False,
+             seam: CallSeam | None = None) -> DiscoverReport:
+    """Every non-human identity of the targets, ours or not, judged (``workload-ids
+    discover``); ``discover.document.to_document(report)`` is its JSON document."""
+    from .clouds import Clouds
+    from .discover.workflow import discover as _discover
+    from .targets import read_scopes
+    config = config or load_config()
+    clouds = Clouds(config, seam or _seam(config))
+    scopes = read_scopes(config, clouds, provider=provider, targets=list(targets), shard=shard)
+    return _discover(config, clouds, scopes.ordered(), service_linked=service_linked,
+                     shard=None if shard is None else (shard.index, shard.count))
+
+
 __all__ = ["ApplyResult", "CallSeam", "Plan", "Restored", "Validation", "adopt", "apply", "cleanup",
-           "inventory",
-           "load_config", "plan", "plan_paths", "restore", "rotate", "seam_for", "validate"]
+           "discover", "inventory", "load_config", "plan", "plan_paths", "restore", "rotate",
+           "seam_for", "validate"]

@@ -437,3 +437,13 @@ def test_every_configured_target_is_read_and_target_narrows(aws: Any) -> None:
     code, doc, err = _discover("--target", ACCOUNT)
     assert code == 0, err
     assert [t["target"] for t in doc["targets"]] == [ACCOUNT]
+
+
+def test_the_python_api_reads_what_the_cli_prints(account: dict[str, Any]) -> None:
+    from workload_ids import api
+    from workload_ids.discover.document import to_document
+    report = api.discover(api.load_config(), service_linked=True)
+    printed = json.loads(run_cli("discover", "--output", "json", "--service-linked").out)
+    document = to_document(report)
+    assert {k: v for k, v in document.items() if k != "generated"} == {
+        k: v for k, v in printed.items() if k != "generated"}
