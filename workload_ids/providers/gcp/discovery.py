@@ -103,7 +103,7 @@ class GcpDiscovery(DiscoveryBackend):
     def discover(self, target: str, *, service_linked: bool = False) -> list[DiscoveredIdentity]:
         """Every service account of project ``target``. ``service_linked`` changes nothing:
         Google's service agents live in Google's projects, not in this one's list."""
-        accounts = self._accounts(target)
+        accounts = self.identities.accounts_in(target)
         number = str(self.clients.projects.get_project(name=f"projects/{target}").name).rsplit("/", 1)[-1]
         bindings = render.policy_bindings(self.policies.project_policy(target))
         custom = self._custom_roles(target)
@@ -118,17 +118,6 @@ class GcpDiscovery(DiscoveryBackend):
                 for account in accounts]
 
     # --- reads -------------------------------------------------------------------------
-
-    def _accounts(self, project: str) -> list[Any]:
-        out: list[Any] = []
-        token = ""  # a page token, not a secret  # nosec B105
-        while True:
-            page = self.clients.iam.list_service_accounts(request={
-                "name": f"projects/{project}", "page_size": 100, "page_token": token})
-            out.extend(page.accounts)
-            token = page.next_page_token
-            if not token:
-                return out
 
     def _custom_roles(self, project: str) -> dict[str, tuple[str, ...]]:
         """The project's custom roles by full name, with their permissions (paged)."""

@@ -305,6 +305,18 @@ class GcpIdentities(IdentityBackend):
             settings={"description": account.description, "displayName": account.display_name},
             extra={**extra, "objects": documents})
 
+    def accounts_in(self, project: str) -> list[Any]:
+        """Every service account of ``project`` (paged, 100 a call)."""
+        accounts: list[Any] = []
+        token = ""  # a page token, not a secret  # nosec B105
+        while True:
+            page = self.clients.iam.list_service_accounts(request={
+                "name": f"projects/{project}", "page_size": 100, "page_token": token})
+            accounts.extend(page.accounts)
+            token = page.next_page_token
+            if not token:
+                return accounts
+
     def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
         """A few paged calls for a whole project: its service accounts, its custom roles,
         and its IAM policy. Each account's own policy (federation) is not read here: a
@@ -314,15 +326,7 @@ class GcpIdentities(IdentityBackend):
         checked (once per run): a project where no account claims to be ours has nothing
         to believe, so a fleet's projects that hold none yet cost no key read. Nothing is
         changed from here; :meth:`_create` reads the key before it makes an account."""
-        accounts: list[Any] = []
-        token = ""  # a page token, not a secret  # nosec B105
-        while True:
-            page = self.clients.iam.list_service_accounts(request={
-                "name": f"projects/{target}", "page_size": 100, "page_token": token})
-            accounts.extend(page.accounts)
-            token = page.next_page_token
-            if not token:
-                break
+        accounts = self.accounts_in(target)
         roles = self._roles_of(target, f"{self.prefix}_")
         policy = self.policies.project_policy(target)
         bindings = render.policy_bindings(policy)
