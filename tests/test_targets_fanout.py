@@ -277,7 +277,7 @@ def test_inventory_of_the_sandbox_lists_every_clouds_examples(aws_server: Any, m
     for identity in doc["identities"]:
         by_cloud.setdefault(identity["provider"], set()).add(identity["workload"])
     assert by_cloud == {"aws": {"payments-api", "invoice-worker", "ledger-export", "partner-feed"},
-                        "gcp": {"catalog-sync", "order-analytics"},
+                        "gcp": {"catalog-sync", "checkout-api", "order-analytics"},
                         "azure": {"order-reconciliation", "vendor-invoice-import"}}
     assert {t["provider"] for t in doc["targets"]} == {"aws", "gcp", "azure"}
 

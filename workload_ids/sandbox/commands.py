@@ -48,7 +48,8 @@ EXAMPLE_TRUST = (
     + "".join(f"    - {issuer}\n" for issuer in (
         "https://oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B7",
         "https://container.googleapis.com/v1/projects/acme-prod/locations/europe-west1/clusters/prod-eu"))
-    + "  gcpProjectNumbers: {acme-prod: 123456789012}\n")
+    + "  gcpProjectNumbers: {acme-prod: 123456789012}\n"
+    + "  allowedDeployers: [group:payments-deployers@acme.example]\n")
 
 
 # The targets of the bundled examples: written into the sandbox's config so `cleanup` and
