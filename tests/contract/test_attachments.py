@@ -55,9 +55,8 @@ def test_plan_shows_the_attachment_and_its_deployers_in_words(cloud: Cloud, att:
         assert f"+ trust {deployer}  may attach it" in text
 
 
+@pytest.mark.parametrize("cloud", ["gcp", "azure"], indirect=True)  # AWS takes no deployers
 def test_mover_removes_a_deployer_and_the_plan_says_so(cloud: Cloud, att: Path) -> None:
-    if cloud.name == "aws":
-        pytest.skip("AWS takes no deployers (test_validate_attachments holds the refusal)")
     assert run_cli("apply", "--auto-approve", str(att)).code == 0
     keep = (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[:1]
     gone = (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[1]
@@ -73,10 +72,9 @@ def test_mover_removes_a_deployer_and_the_plan_says_so(cloud: Cloud, att: Path) 
     assert run_cli("plan", str(att), "--detailed-exitcode").code == 0
 
 
+@pytest.mark.parametrize("cloud", ["gcp", "azure"], indirect=True)  # AWS: PassRole is the deployer's
 def test_a_deployer_added_by_hand_is_removed(cloud: Cloud, att: Path) -> None:
     """Whoever may attach the identity may run code as it: the manifest says who, whole."""
-    if cloud.name == "aws":
-        pytest.skip("AWS: PassRole lives on the deployer's own policy")
     att.write_text(attached(cloud, []))
     assert run_cli("apply", "--auto-approve", str(att)).code == 0
     assert held(cloud) == expected(cloud, [])
@@ -108,9 +106,8 @@ def test_a_deployer_added_by_hand_is_removed(cloud: Cloud, att: Path) -> None:
     assert held(cloud) == expected(cloud, [])
 
 
+@pytest.mark.parametrize("cloud", ["gcp", "azure"], indirect=True)  # AWS takes no deployers
 def test_a_plan_of_deployers_is_the_same_alone_or_in_a_fleet(cloud: Cloud, att: Path) -> None:
-    if cloud.name == "aws":
-        pytest.skip("AWS takes no deployers")
     assert run_cli("apply", "--auto-approve", str(att)).code == 0
     keep = (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[1:]
     att.write_text(attached(cloud, keep))
@@ -122,9 +119,8 @@ def test_a_plan_of_deployers_is_the_same_alone_or_in_a_fleet(cloud: Cloud, att: 
     assert change["deployers"]["removed"] == (GCP_DEPLOYERS if cloud.name == "gcp" else AZURE_DEPLOYERS)[:1]
 
 
+@pytest.mark.parametrize("cloud", ["azure"], indirect=True)  # Entra object ids are Azure's
 def test_an_azure_deployer_the_directory_does_not_know_says_what_to_check(cloud: Cloud, att: Path) -> None:
-    if cloud.name != "azure":
-        pytest.skip("Entra object ids are Azure's")
     unknown = "0f0f0f0f-0000-4000-8000-00000000cafe"
     config = Path("workload-ids.yaml")
     config.write_text(config.read_text().replace(f'"{AZURE_DEPLOYERS[0]}"', f'"{unknown}"'))

@@ -48,6 +48,8 @@ def available() -> bool:
 
 def require() -> None:
     """Skip (or, with WORKLOAD_IDS_REQUIRE_AZURITE set, fail) when Azurite is not installed."""
+    from support.tools import wait_for_install
+    wait_for_install()
     if available():
         return
     message = (f"Azurite is not installed at {BINARY}: run `npm ci --ignore-scripts` in tools/azurite "

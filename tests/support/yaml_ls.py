@@ -35,6 +35,8 @@ def available() -> bool:
 
 def require() -> None:
     """Skip (or, with WORKLOAD_IDS_REQUIRE_YAML_LS set, fail) when the server is not installed."""
+    from support.tools import wait_for_install
+    wait_for_install()
     if available():
         return
     message = (f"yaml-language-server is not installed at {SERVER}: run `npm ci --ignore-scripts` "
