@@ -240,6 +240,8 @@ class AwsClients:
         seam.register("aws", classify, make_fault, translate=True)
         self._clients: dict[tuple[str, str], SeamClient] = {}
         self._sessions: dict[str, boto3.session.Session] = {}
+        self._making: dict[str, threading.RLock] = {}  # target -> held while its sessions are made
+        self._assumed_sessions: dict[str, boto3.session.Session] = {}  # target -> its roleArn's
         self._verifiers: dict[str, SeamClient] = {}
         self._lock = threading.Lock()
         self._caller_lock = threading.Lock()
@@ -262,12 +264,20 @@ class AwsClients:
         """One session per account: clients of one session share loaded service models."""
         with self._lock:
             cached = self._sessions.get(target)
-        if cached is None:
-            cached = self._new_session(target)
-            share_models(cached._session)
-            fastxml.install(cached._session)
+            making = self._making.setdefault(target, threading.RLock())
+        if cached is not None:
+            return cached
+        # Two threads reading one account (discover reads its authorization details and
+        # its credential report side by side) make one session: one AssumeRole, not two.
+        with making:
             with self._lock:
-                cached = self._sessions.setdefault(target, cached)  # one session per account
+                cached = self._sessions.get(target)
+            if cached is None:
+                cached = self._new_session(target)
+                share_models(cached._session)
+                fastxml.install(cached._session)
+                with self._lock:
+                    self._sessions[target] = cached
         return cached
 
     def access(self, target: str) -> AwsAccountAccess | None:
@@ -351,27 +361,46 @@ class AwsClients:
         with self._lock:
             if key in self._clients:
                 return self._clients[key]
-        session = self.session(target)
         boto_config = BotoConfig(retries={"total_max_attempts": 1}, connect_timeout=5,
                                  read_timeout=60,
                                  max_pool_connections=max(10, self.config.calls.concurrency * 2))
-        endpoint = self.config.aws.endpointUrl
-        with self._building:
-            raw = session.client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
         access = self.access(target)
-        if access and access.roleArn:
-            with self._building:
-                raw_sts = session.client("sts", endpoint_url=endpoint, config=boto_config)
-            sts = SeamClient(self.seam, "aws", "sts", raw_sts)
-            creds = sts.assume_role(RoleArn=access.roleArn,
-                                    RoleSessionName="workload-ids")["Credentials"]
-            raw = boto3.session.Session(
-                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"], region_name=session.region_name,
-            ).client(service, endpoint_url=endpoint, config=boto_config)  # type: ignore[call-overload]
+        session = (self._assumed(target, access.roleArn, boto_config) if access and access.roleArn
+                   else self.session(target))
+        with self._building:
+            raw = session.client(service, endpoint_url=self.config.aws.endpointUrl,  # type: ignore[call-overload]
+                                 config=boto_config)
         wrapped = SeamClient(self.seam, "aws", service, raw)
         with self._lock:
             return self._clients.setdefault(key, wrapped)  # a racing thread's, if it was first
+
+    def _assumed(self, target: str, role_arn: str, boto_config: BotoConfig) -> boto3.session.Session:
+        """A session with ``role_arn``'s credentials in ``target``: assumed once per run and
+        account, whatever services its clients call (one AssumeRole, not one per service)."""
+        with self._lock:
+            cached = self._assumed_sessions.get(target)
+            making = self._making.setdefault(target, threading.RLock())
+        if cached is not None:
+            return cached
+        with making:
+            with self._lock:
+                cached = self._assumed_sessions.get(target)
+            if cached is not None:
+                return cached
+            base = self.session(target)
+            endpoint = self.config.aws.endpointUrl
+            with self._building:
+                raw_sts = base.client("sts", endpoint_url=endpoint, config=boto_config)
+            creds = SeamClient(self.seam, "aws", "sts", raw_sts).assume_role(
+                RoleArn=role_arn, RoleSessionName="workload-ids")["Credentials"]
+            assumed = boto3.session.Session(
+                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"], region_name=base.region_name)
+            share_models(assumed._session)
+            fastxml.install(assumed._session)
+            with self._lock:
+                self._assumed_sessions[target] = assumed
+        return assumed
 
     def signed_with(self, target: str, key: IssuedKey) -> SeamClient:
         """An STS client that signs with ``key`` (to verify a new access key)."""
