@@ -110,12 +110,12 @@ def test_table_output_lists_identities_and_unread_targets(tmp_path: Path) -> Non
     result = run_cli("report", "merge", *write(tmp_path, shards(document(), 3)), "--output", "table")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0].split() == ["PROVIDER", "TARGET", "KIND", "NAME", "OWNER", "MANAGED", "LAST", "USED",
-                                "FINDINGS"]
-    assert any("legacy-uploader" in line and "key-too-old,unused,no-owner" in line for line in lines)
+    # The same table `discover` prints: identities, findings by severity, then the counts.
+    assert lines[0].split() == ["KIND", "NAME", "TARGET", "OWNER", "MANAGED", "LAST", "USED", "FINDINGS"]
+    assert any("legacy-uploader" in line and "key-too-old, unused, no-owner" in line for line in lines)
     assert any(ATTACK_NAME in line for line in lines)
-    assert "9 identities in 5 target(s), read 2026-12-03T10:00:00Z; findings: admin-grant 2," in result.out
-    assert "NOT READ: aws 333333333333: AccessDenied: sts:AssumeRole" in result.out
+    assert "9 identities in 4 of 5 target(s); 14 finding(s): admin-grant 2," in result.out
+    assert "ERROR: aws 333333333333 could not be read: AccessDenied: sts:AssumeRole" in result.out
 
 
 def test_a_table_line_cannot_be_split_by_a_name_from_the_cloud(tmp_path: Path) -> None:

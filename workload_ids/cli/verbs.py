@@ -467,7 +467,9 @@ def _write_output(path: Path, text: str) -> None:
 
 def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
     """`report merge`: the shards of a discover run as one document, HTML page or table."""
-    from ..discover.merge import merge, render_table
+    from ..discover.document import from_document
+    from ..discover.merge import merge
+    from ..discover.render import render_table
     from ..errors import UserError
     document = merge(args.files)
     if args.output == "html":
@@ -477,7 +479,7 @@ def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
         from ..discover.html import render
         text = render(document)
     elif args.output == "table":
-        text = render_table(document)
+        text = render_table(from_document(document)) + "\n"
     else:
         text = json.dumps(document, indent=2) + "\n"
     if not args.out:

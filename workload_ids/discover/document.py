@@ -9,7 +9,7 @@ report never rests on a file that only looks like one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -51,19 +51,21 @@ def identity_json(j: JudgedIdentity) -> dict[str, Any]:
     }
 
 
-def counts(report: DiscoverReport) -> dict[str, dict[str, int]]:
-    """Findings per code and per category, identities per owner."""
-    by_code: dict[str, int] = {}
-    by_category: dict[str, int] = {}
-    by_owner: dict[str, int] = {}
-    for j in report.identities:
-        for f in j.findings:
-            by_code[f.code] = by_code.get(f.code, 0) + 1
-            by_category[f.category] = by_category.get(f.category, 0) + 1
-        owner = j.ownership.owner or NO_OWNER
-        by_owner[owner] = by_owner.get(owner, 0) + 1
-    return {"findings": dict(sorted(by_code.items())), "categories": dict(sorted(by_category.items())),
-            "owners": dict(sorted(by_owner.items()))}
+def counts(identities: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """The document's ``counts`` from its identities: findings per code and per OWASP
+    category (each finding once), identities per owner (``(none)`` for no owner); keys
+    sorted. One function for a run's document and for merged shards, so the two agree."""
+    findings: dict[str, int] = {}
+    categories: dict[str, int] = {}
+    owners: dict[str, int] = {}
+    for identity in identities:
+        owner = identity.get("owner") or NO_OWNER
+        owners[owner] = owners.get(owner, 0) + 1
+        for f in identity.get("findings") or []:
+            findings[f["code"]] = findings.get(f["code"], 0) + 1
+            categories[f["category"]] = categories.get(f["category"], 0) + 1
+    return {"findings": dict(sorted(findings.items())), "categories": dict(sorted(categories.items())),
+            "owners": dict(sorted(owners.items()))}
 
 
 def to_document(report: DiscoverReport) -> dict[str, Any]:
@@ -81,8 +83,8 @@ def to_document(report: DiscoverReport) -> dict[str, Any]:
         "shard": {"index": report.shard[0], "count": report.shard[1]} if report.shard else None,
         "targets": targets,
         "identities": [identity_json(j) for j in report.identities],
-        "counts": counts(report),
     }
+    doc["counts"] = counts(doc["identities"])
     if report.notes:
         doc["notes"] = list(report.notes)
     return doc

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import Diagnostic, InputErrors, Position, one_line
+from ..errors import Diagnostic, InputErrors, Position
+from .document import counts
 
 KIND = "workload-ids/discover"
 VERSION = 1
-NO_OWNER = "(none)"
 _WHAT = "report merge combines the JSON documents `workload-ids discover --output json` writes"
 
 
@@ -187,22 +187,6 @@ def _together(loaded: Sequence[Loaded]) -> list[Diagnostic]:
     return problems
 
 
-def counts(identities: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """The document's ``counts``: findings per code and per OWASP category (each finding
-    once), identities per owner (``(none)`` for no owner); keys sorted."""
-    findings: dict[str, int] = {}
-    categories: dict[str, int] = {}
-    owners: dict[str, int] = {}
-    for identity in identities:
-        owner = identity.get("owner") or NO_OWNER
-        owners[owner] = owners.get(owner, 0) + 1
-        for f in identity.get("findings") or []:
-            findings[f["code"]] = findings.get(f["code"], 0) + 1
-            categories[f["category"]] = categories.get(f["category"], 0) + 1
-    return {"findings": dict(sorted(findings.items())), "categories": dict(sorted(categories.items())),
-            "owners": dict(sorted(owners.items()))}
-
-
 _LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
@@ -263,33 +247,3 @@ def merge(paths: Sequence[str]) -> dict[str, Any]:
     if problems:
         raise InputErrors(problems)
     return merge_documents(loaded)
-
-
-def _cells(rows: Iterable[Sequence[str]]) -> list[str]:
-    table = [[one_line(c) for c in row] for row in rows]
-    widths = [max(len(row[n]) for row in table) for n in range(len(table[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
-
-
-def render_table(document: Mapping[str, Any]) -> str:
-    """The document as text for a terminal: one line per identity, then the counts and every
-    target that could not be read."""
-    rows: list[Sequence[str]] = [("PROVIDER", "TARGET", "KIND", "NAME", "OWNER", "MANAGED", "LAST USED",
-                                  "FINDINGS")]
-    for i in document.get("identities") or []:
-        rows.append((i.get("provider", ""), i.get("target", ""), i.get("kind", ""), i.get("name", ""),
-                     i.get("owner") or "-", "yes" if i.get("managed") else "no",
-                     (i.get("lastUsed") or "never")[:10],
-                     ",".join(f["code"] for f in i.get("findings") or []) or "-"))
-    lines = _cells(rows)
-    targets = document.get("targets") or []
-    failed = [t for t in targets if t.get("status") != "read"]
-    counted = document.get("counts") or {}
-    findings = ", ".join(f"{k} {v}" for k, v in (counted.get("findings") or {}).items()) or "none"
-    lines.append("")
-    lines.append(one_line(f"{len(rows) - 1} identit{'y' if len(rows) == 2 else 'ies'} in {len(targets)} "
-                          f"target(s), read {document.get('generated')}; findings: {findings}."))
-    for t in failed:
-        lines.append(one_line(f"NOT READ: {t.get('provider')} {t.get('target')}: "
-                              f"{t.get('error') or 'error'}"))
-    return "\n".join(lines) + "\n"
