@@ -98,7 +98,7 @@ def test_adopt_writes_a_manifest_that_mirrors_the_role(world: Any, tmp_path: Pat
     assert "s3:PutObject on wildcard resource arn:aws:s3:::legacy-bucket/* (no template names it" in text
     assert '        repository: "acme/legacy"' in text and '        ref: "refs/heads/main"' in text
     assert '  description: "made by hand in 2019"' in text
-    assert "proof: grants nothing the role does not hold today" in result.out
+    assert "proof: grants nothing the identity does not hold today" in result.out
     assert "templates matched exactly: object-storage.read, queue.consume" in result.out
     assert "trust: unchanged" in result.out
     assert "nothing marked" in result.out
@@ -159,7 +159,7 @@ def test_what_cannot_be_expressed_is_listed_and_never_granted(world: Any, tmp_pa
                      "resource arn:aws:dynamodb:us-west-2:123456789012:table/other of access entry"):
         assert fragment in result.out and fragment in text, fragment
     assert "s3:*" not in text.split("apiVersion:")[1] and "NotAction" not in text.split("apiVersion:")[1]
-    assert "proof: grants nothing the role does not hold today" in result.out
+    assert "proof: grants nothing the identity does not hold today" in result.out
     # Narrowing only: --apply marks it, and plan shows what the manifest does not keep.
     assert run_cli("adopt", arn, "--out", str(tmp_path / "b"), "--owner", "team-a", "--apply").code == 0
     plan = run_cli("plan", "--detailed-exitcode", str(tmp_path / "b"))

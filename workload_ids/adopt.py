@@ -1,30 +1,32 @@
 """``workload-ids adopt IDENTITY... --out DIR``: take over identities the tool did not
 create, safely.
 
-For each identity (an IAM role ARN, as ``discover`` shows it) one manifest is written
-that mirrors what the identity holds: its federation from the trust policy where a
-statement maps back exactly, its grants as templates where a template gives exactly the
-same actions on the same resources and as raw entries (``reason: adopted from …``) for
-the rest. The manifest starts as ``mode: observe`` and ``deletionPolicy: retain``, so
-nothing changes until a person flips it.
+For each identity (an IAM role ARN, a GCP service account's email, an Azure managed
+identity's resource id, as ``discover`` shows them) one manifest is written that mirrors
+what the identity holds: its federation from its trust where an entry maps back exactly,
+its grants as templates where a template gives exactly the same permissions on the same
+resources and as raw entries (``reason: adopted from …``) for the rest. The manifest
+starts as ``mode: observe`` and ``deletionPolicy: retain``, so nothing changes until a
+person flips it.
 
-Before anything is written the manifest is compiled and proven: it grants nothing the
-identity does not hold today (action by resource, AWS actions compared without regard
-to case), and what it would drop (wildcards, NotAction, conditions, Deny statements,
-trust it cannot express) is listed in the output and as comments in the file. A manifest
-the config's guardrails refuse (a denied action, an escalation without approval) is not
-written: adoption must not launder a grant into an approved manifest.
+The cloud's adoption backend reads the identity and says what it holds in one shape
+(:class:`~workload_ids.model.HeldPermissions`); this module maps that to templates,
+writes and compiles the manifest, and proves it: the manifest grants nothing the
+identity does not hold today (permission by resource, compared as the cloud compares
+them), and what it would drop (wildcards, conditions, deny rules, trust it cannot
+express) is listed in the output and as comments in the file. A manifest the config's
+guardrails refuse (a denied action, an escalation without approval) is not written:
+adoption must not launder a grant into an approved manifest.
 
 ``--apply`` then writes the marker, only when the proof shows no widening and no trust
 change; afterwards ``plan`` shows no change for it. Identities that match nothing are an
-error (exit 1), never "everything". AWS only in this version.
+error (exit 1), never "everything". A cloud whose backend has no adoption yet says so.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,21 +41,20 @@ from .config import Config
 from .errors import ConflictError, Diagnostic, GuardrailError, InputErrors, UserError, one_line
 from .escalation import is_escalation
 from .manifest import API_VERSION
-from .model import CompiledWorkload, GithubTrust, HeldIdentity, KubernetesTrust, ServiceTrust, Trust
-from .providers.aws import render as aws_render
-from .providers.aws.adoption import (
+from .model import (
+    CompiledWorkload,
+    GithubTrust,
+    HeldIdentity,
     HeldPermissions,
-    desired_pairs,
-    federation_of,
-    not_held,
-    permission_pairs_held,
-    same_trust,
+    KubernetesTrust,
+    ServiceTrust,
+    Trust,
 )
+from .providers.interface import AdoptionBackend
 from .templates import TemplateSet, load_templates
 from .validate import validate
 
 _SLUG_BAD = re.compile(r"[^a-z0-9-]+")
-_REGION = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):")
 _OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 OWNER_TAGS = ("owner", "team", "workload-ids-owner")
 ENVIRONMENT_TAGS = ("environment", "env")
@@ -101,17 +102,29 @@ class AdoptReport:
                             "apiCalls": self.calls}}
 
 
+_GCP_ACCOUNT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]@(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])"
+                          r"\.iam\.gserviceaccount\.com")
+_AZURE_IDENTITY = re.compile(r"/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})/resourceGroups/[^/]+/"
+                             r"providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+",
+                             re.IGNORECASE)
+
+
 def _target_of(identity: str) -> tuple[str, str]:
     """(provider, target) of an identity id, or a UserError saying what is accepted."""
     m = ADOPTED_ROLE.fullmatch(identity)
     if m is not None:
         return "aws", m["account"]
-    if identity.endswith(".iam.gserviceaccount.com") or identity.lower().startswith("/subscriptions/"):
-        raise UserError(f"{identity}: adopting GCP service accounts and Azure managed identities is "
-                        "not supported in this version; nothing was adopted")
+    m = _GCP_ACCOUNT.fullmatch(identity)
+    if m is not None:
+        return "gcp", m["project"]
+    m = _AZURE_IDENTITY.fullmatch(identity)
+    if m is not None:
+        return "azure", m["subscription"].lower()
     raise UserError(f"{identity!r} is not an identity adopt can read: give an IAM role ARN "
-                    "(arn:aws:iam::ACCOUNT:role/PATH/NAME) as `workload-ids discover` shows it in "
-                    "its id column; nothing was adopted")
+                    "(arn:aws:iam::ACCOUNT:role/PATH/NAME), a GCP service account's email "
+                    "(NAME@PROJECT.iam.gserviceaccount.com) or an Azure user-assigned managed "
+                    "identity's resource id (/subscriptions/.../userAssignedIdentities/NAME), as "
+                    "`workload-ids discover` shows them in its id column; nothing was adopted")
 
 
 def workload_name(role: str) -> str:
@@ -151,8 +164,9 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
     missing: list[str] = []
     for identity, provider, target in located:
         backend = clouds[provider].adoption
-        if backend is None:  # pragma: no cover - every accepted id's cloud has one
-            raise UserError(f"{identity}: adopt cannot read {provider} identities in this version")
+        if backend is None:
+            raise UserError(f"{identity}: adopt cannot take over {provider} identities in this "
+                            "version; nothing was adopted")
         found = backend.read(target, identity)
         if found is None:
             missing.append(identity)
@@ -197,7 +211,7 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     tags = dict(h.tags)
     who = owner or _tag_value(tags, OWNER_TAGS, _OWNER)
     if who is None:
-        raise UserError(f"{h.address}: no owner: the role has no owner tag ({', '.join(OWNER_TAGS)}); "
+        raise UserError(f"{h.address}: no owner: the identity has no owner tag ({', '.join(OWNER_TAGS)}); "
                         "pass --owner ID (a person or group in the owner directory); nothing was adopted")
     env = environment or _tag_value(tags, ENVIRONMENT_TAGS,
                                     re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")) or "adopted"
@@ -229,14 +243,15 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
         raise UserError(f"{path} exists already; adopt never overwrites a manifest: move it away or "
                         "choose another --out; nothing was adopted")
 
-    permissions = permission_pairs_held(h.policies)
-    trusts, trust_dropped = federation_of(h.trust, h.target)
+    backend = _backend(clouds, h)
+    permissions = backend.permissions(h)
+    trusts, trust_dropped = backend.federation(h)
     if not trusts:
         raise UserError(f"{h.address}: none of its trust statements can be written as federation "
                         f"entries ({'; '.join(trust_dropped) or 'it trusts nobody'}), and a manifest "
                         "needs at least one; nothing was adopted")
-    chosen_region = region or _region_of(permissions) or "us-east-1"
-    entries, matched, unmatched = _entries(permissions, templates, h.target)
+    spec = backend.spec(h, permissions, region)
+    entries, matched, unmatched = _entries(h.provider, permissions, templates)
     result.templates = matched
     dropped: list[str] = [*permissions.dropped, *unmatched, *trust_dropped]
     meta = {"name": name, "owner": who, "environment": env}
@@ -245,21 +260,19 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
         meta["description"] = description
     elif description:
         dropped.append("its description (not one printable line of at most 256 characters)")
-    seconds = int(h.settings.get("maxSessionDuration") or 3600)
-    session = f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
 
     # Compile until no entry fails a static check: an action or resource a manifest cannot
     # hold (another region, an unknown name) is dropped with the check's own words. A
     # guardrail refusal is never dropped: it refuses the adoption.
     for _ in range(MAX_ROUNDS):
-        text, lines = _manifest_text(h, meta, chosen_region, session, trusts, entries, dropped)
+        text, lines = _manifest_text(h, meta, spec, trusts, entries, dropped)
         path.write_text(text, encoding="utf-8")
         checked = validate([path], config)
         guardrails = [d for d in checked.diagnostics if d.severity == "guardrail"]
         errors = [d for d in checked.diagnostics if d.severity == "error"]
         if guardrails:
             path.unlink()
-            raise GuardrailError(f"{h.address}: the role holds what the config's guardrails refuse, so "
+            raise GuardrailError(f"{h.address}: the identity holds what the config's guardrails refuse, so "
                                  "it is not adopted (an adopted manifest must pass the same checks as "
                                  "any other; adoption does not approve anything); nothing was written:\n"
                                  + "\n".join(f"  {_relative(d, path)}" for d in guardrails))
@@ -284,7 +297,7 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     compiled = checked.compiled[0]
     result.manifest = str(path)
     result.dropped = dropped
-    _prove(result, h, compiled, permissions)
+    _prove(result, h, compiled, permissions, backend)
     if apply:
         _mark(result, h, compiled, config, clouds)
     return result
@@ -294,14 +307,16 @@ def _relative(d: Diagnostic, path: Path) -> str:
     return f"{path.name}:{d.position.line}:{d.position.column}: {d.message}" if d.position else d.message
 
 
-def _region_of(permissions: HeldPermissions) -> str | None:
-    regions = Counter(m[1] for (_, r) in permissions.exact for m in [_REGION.match(r)] if m)
-    return regions.most_common(1)[0][0] if regions else None
+def _backend(clouds: Clouds, h: HeldIdentity) -> AdoptionBackend:
+    backend = clouds[h.provider].adoption
+    if backend is None:  # pragma: no cover - read() came from this backend
+        raise UserError(f"{h.address}: adopt cannot read {h.provider} identities in this version")
+    return backend
 
 
-def _entries(permissions: HeldPermissions, templates: TemplateSet,
-             account: str) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """Access entries for the role's exact grants: a template where one gives exactly the
+def _entries(provider: str, permissions: HeldPermissions,
+             templates: TemplateSet) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+    """Access entries for the identity's exact grants: a template where one gives exactly the
     actions held on exactly the resources it names, raw entries for the rest."""
     exact = set(permissions.exact)
     consumed: set[tuple[str, str]] = set()
@@ -311,12 +326,12 @@ def _entries(permissions: HeldPermissions, templates: TemplateSet,
         # template's actions on its resources are exactly held ones; the rest stays raw.
         fits: list[tuple[int, str, set[tuple[str, str]]]] = []
         for template in templates:
-            if not template.kinds("aws"):
+            if not template.kinds(provider):
                 continue
-            grants = template_grants("aws", template, 0, resource)
+            grants = template_grants(provider, template, 0, resource)
             if not grants or any(g.condition or g.unscoped for g in grants):
                 continue
-            pairs = {(a.lower(), g.resource) for g in grants for a in g.actions}
+            pairs = {(permissions.key(a), g.resource) for g in grants for a in g.actions}
             if pairs <= exact and not pairs & consumed:
                 fits.append((-len(pairs), template.name, pairs))
         if fits:
@@ -343,8 +358,8 @@ def _entries(permissions: HeldPermissions, templates: TemplateSet,
             entry: dict[str, Any] = {"actions": [permissions.spelling.get(a, a) for a in actions],
                                      "resources": resources[i:i + 100],
                                      "reason": f"adopted from {source}"[:500]}
-            if any(is_escalation("aws", a) for a in actions):
-                entry["escalation"] = (f"adopted: the role held these actions through {source} "
+            if any(is_escalation(provider, a) for a in actions):
+                entry["escalation"] = (f"adopted: the identity held these actions through {source} "
                                        "before adoption; approve them or remove them")[:500]
             entries.append(entry)
     return entries, sorted(by_template), sorted(dropped)
@@ -370,27 +385,27 @@ def _trust_entry(t: Trust) -> list[str]:
     return ["      - kind: aws-service", f"        service: {_q(t.service)}"]
 
 
-def _manifest_text(h: HeldIdentity, meta: dict[str, str], region: str, session: str,
+def _manifest_text(h: HeldIdentity, meta: dict[str, str], spec: dict[str, str],
                    trusts: list[Trust], entries: list[dict[str, Any]], dropped: list[str]
                    ) -> tuple[str, dict[int, tuple[int, str, str]]]:
     """The manifest, and for each line holding an action or a resource (1-based) which
     entry and item it is, so a check's position says what to drop."""
     lines = [f"# Adopted by `workload-ids adopt` from {h.address} at {clock.format_time(clock.now())}.",
              "# It starts in observe mode (plan reports drift, apply changes nothing) and with",
-             "# deletionPolicy retain (removing this file releases the role, never deletes it).",
-             "# Review it, then set spec.mode: manage to let apply converge the role."]
+             "# deletionPolicy retain (removing this file releases the identity, never deletes it).",
+             "# Review it, then set spec.mode: manage to let apply converge the identity."]
     if dropped:
-        lines.append("# What this manifest does NOT keep of the role (it would be removed under "
+        lines.append("# What this manifest does NOT keep of the identity (it would be removed under "
                      "mode: manage); decide:")
         lines.extend(f"#   - {one_line(d)}" for d in dropped)
     else:
-        lines.append("# Nothing the role holds is left out.")
+        lines.append("# Nothing the identity holds is left out.")
     lines += [f"apiVersion: {API_VERSION}", "kind: Workload", "metadata:"]
     lines += [f"  {k}: {_q(v)}" for k, v in meta.items()]
-    lines += ["spec:", "  provider: aws", "  mode: observe", "  deletionPolicy: retain",
-              f"  adopted: {_q(h.address)}", "  aws:", f"    account: {_q(h.target)}",
-              f"    region: {_q(region)}", f"    maxSessionDuration: {_q(session)}",
-              "  credentials:", "    mode: keyless"]
+    lines += ["spec:", f"  provider: {h.provider}", "  mode: observe", "  deletionPolicy: retain",
+              f"  adopted: {_q(h.address)}", f"  {h.provider}:"]
+    lines += [f"    {k}: {_q(v)}" for k, v in spec.items()]
+    lines += ["  credentials:", "    mode: keyless"]
     if trusts:
         lines.append("    federation:")
         for t in trusts:
@@ -419,23 +434,17 @@ def _manifest_text(h: HeldIdentity, meta: dict[str, str], region: str, session: 
 
 
 def _prove(result: Adoption, h: HeldIdentity, compiled: CompiledWorkload,
-           permissions: HeldPermissions) -> None:
+           permissions: HeldPermissions, backend: AdoptionBackend) -> None:
     """What the compiled manifest would add (must be nothing) and change in trust."""
-    want = desired_pairs(compiled.grants)
-    result.widening = [f"+ {a}  {r}" + (f" if {c}" if c else "") for a, r, c in not_held(want, permissions)]
+    want = permissions.wanted(compiled.grants)
+    result.widening = [f"+ {a}  {r}" + (f" if {c}" if c else "") for a, r, c in permissions.not_held(want)]
     result.widening += [f"+ (lifts a Deny) {d}" for d in permissions.denies]
-    desired_trust = aws_render.trust_document(h.target, compiled.trust)
-    if not same_trust(h.trust, desired_trust):
-        from .providers.aws.identity import trust_pairs
-        have, new = trust_pairs(h.trust), trust_pairs(json.dumps(desired_trust))
-        result.trust_change = [f"+ trust {p}  {s}" for p, s in sorted(new - have)] + \
-                              [f"- trust {p}  {s}" for p, s in sorted(have - new)] or \
-                              ["~ trust conditions differ"]
-    held_plain = {(a, r) for a, r in permissions.exact}
+    result.trust_change = backend.trust_change(h, compiled)
+    held_plain = set(permissions.exact)
     kept = {(a, r) for a, r, _ in want}
     lost = sorted(held_plain - kept)
     if lost:
-        result.notes.append(f"{len(lost)} exact grant(s) of the role are not in the manifest "
+        result.notes.append(f"{len(lost)} exact grant(s) of the identity are not in the manifest "
                             "(listed under what it does not keep)")
 
 
@@ -447,11 +456,10 @@ def _mark(result: Adoption, h: HeldIdentity, compiled: CompiledWorkload, config:
                           + " and ".join(x for x, rows in (("widening", result.widening),
                                                              ("a trust change", result.trust_change))
                                          if rows)
-                          + "; the manifest was written for review, the role was not marked")
+                          + "; the manifest was written for review, the identity was not marked")
         return
     cloud = clouds[h.provider]
-    backend = cloud.adoption
-    assert backend is not None
+    backend = _backend(clouds, h)
     auditor = auditor_for(config, "adopt", clouds.seam)
     auditor.callers[(h.provider, h.target)] = cloud.identities.verify_target(h.target)
     backend.mark(h, compiled.marker)
@@ -472,8 +480,8 @@ def render_report(report: AdoptReport) -> str:
         lines.append(head + (", marked as adopted" if a.marked else ""))
         if a.templates:
             lines.append(f"    templates matched exactly: {', '.join(a.templates)}")
-        lines.append("    proof: " + ("grants nothing the role does not hold today" if not a.widening
-                                      else "WOULD GRANT what the role does not hold:"))
+        lines.append("    proof: " + ("grants nothing the identity does not hold today" if not a.widening
+                                      else "WOULD GRANT what the identity does not hold:"))
         lines.extend(f"        {w}" for w in a.widening)
         if a.trust_change:
             lines.append("    trust: would change:")

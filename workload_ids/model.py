@@ -7,7 +7,7 @@ nothing of the package but the clock and the error types."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -422,6 +422,44 @@ class ObservedIdentity:
     def immutable_id(self) -> str:
         """The cloud's immutable id of the identity ("" when the read did not give it)."""
         return str(self.extra.get(IMMUTABLE_ID) or "")
+
+
+# (permission in the cloud's comparison form, resource, condition as canonical text or "")
+HeldPair = tuple[str, str, str]
+
+
+@dataclass
+class HeldPermissions:
+    """What an existing identity's grants allow, split into what a manifest can state
+    exactly (unconditional grants of exact permissions on exact resources) and what it
+    cannot. Every cloud's adoption backend reads its own documents into this one shape,
+    so ``adopt`` maps and proves them the same way everywhere."""
+
+    # Permissions compare without regard to case on AWS and Azure, exactly on GCP.
+    case_insensitive: bool = False
+    # Every (permission, resource, condition) a grant names, exact or not; a statement a
+    # manifest cannot hold as one opaque pair ("(statement)", its text, "").
+    pairs: set[HeldPair] = field(default_factory=set)
+    # Exact, unconditional pairs -> the policy or binding each came from (the first seen).
+    exact: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The permission's spelling as the cloud wrote it, for the manifest.
+    spelling: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)  # what a manifest would not keep, in words
+    denies: list[str] = field(default_factory=list)  # deny rules (dropping one widens)
+
+    def key(self, permission: str) -> str:
+        """``permission`` in the form pairs compare in."""
+        return permission.lower() if self.case_insensitive else permission
+
+    def wanted(self, grants: Sequence[Grant]) -> set[HeldPair]:
+        """What compiled ``grants`` give, in the same terms as :attr:`pairs`."""
+        return {(self.key(a), g.resource, g.condition or "") for g in grants for a in g.actions}
+
+    def not_held(self, wanted: set[HeldPair]) -> list[HeldPair]:
+        """Wanted pairs the identity does not hold today: an unconditional held pair covers a
+        wanted one with or without a condition (a condition only narrows a grant)."""
+        plain = {(a, r) for a, r, c in self.pairs if not c}
+        return sorted(p for p in wanted if p not in self.pairs and (p[0], p[1]) not in plain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ def test_a_denied_action_is_not_laundered(world: Any, tmp_path: Path) -> None:
     arn = role(world, "legacy-writer", ["dynamodb:GetItem", "dynamodb:DeleteItem"], [TABLE])
     result = run_cli("adopt", arn, "--out", str(tmp_path / "a"), "--owner", "team-a", "--apply")
     assert result.code == 3, result.out + result.err
-    assert "the role holds what the config's guardrails refuse" in result.err
+    assert "the identity holds what the config's guardrails refuse" in result.err
     assert "dynamodb:DeleteItem" in result.err and "nothing was written" in result.err
     assert list((tmp_path / "a").iterdir()) == []
     assert tags(world, "legacy-writer") == {}

@@ -38,10 +38,12 @@ from ..model import (
     CompiledWorkload,
     DesiredIdentity,
     HeldIdentity,
+    HeldPermissions,
     IssuedKey,
     KeyInfo,
     Marker,
     ObservedIdentity,
+    Trust,
 )
 
 if TYPE_CHECKING:
@@ -154,6 +156,24 @@ class AdoptionBackend(Protocol):
     def read(self, target: str, address: str) -> HeldIdentity | None:
         """The identity at ``address`` in ``target`` with its trust and every policy it
         holds; None when there is none. Never writes."""
+
+    def permissions(self, held: HeldIdentity) -> HeldPermissions:
+        """What ``held`` is granted, wherever the cloud keeps it, in manifest terms (resources
+        as manifests name them); what a manifest cannot hold goes to ``dropped`` in words."""
+
+    def federation(self, held: HeldIdentity) -> tuple[list[Trust], list[str]]:
+        """The federation entries ``held``'s trust maps back to exactly, and in words what
+        it trusts that no entry can express."""
+
+    def spec(self, held: HeldIdentity, permissions: HeldPermissions,
+             region: str | None = None) -> dict[str, str]:
+        """The manifest's provider section (``spec.aws``, ``spec.gcp``, ``spec.azure``)
+        that places a workload on ``held`` (``region``: the user's choice, where the cloud
+        has regions)."""
+
+    def trust_change(self, held: HeldIdentity, compiled: CompiledWorkload) -> list[str]:
+        """Rows (``+ trust ...``, ``- trust ...``) by which ``compiled``'s trust differs from
+        ``held``'s; empty when a plan would leave its trust as it is."""
 
     def mark(self, held: HeldIdentity, marker: Marker) -> None:
         """Write ``marker`` and its MAC on the identity, and nothing else; refuses

@@ -9,17 +9,19 @@ what it grants and whom it trusts, wherever the role keeps them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...calls import NOT_FOUND, SeamClient
 from ...errors import CloudError, ConflictError
 from ...model import (
     TAG_MAC,
+    CompiledWorkload,
     GithubTrust,
-    Grant,
     HeldIdentity,
+    HeldPermissions,
     KubernetesTrust,
     Marker,
     ServiceTrust,
@@ -29,8 +31,7 @@ from ..interface import AdoptionBackend
 from . import render
 from .clients import AwsClients, call, check_account, pages, tags_of
 
-# (action in lower case, resource, condition as canonical JSON or "")
-Pair = tuple[str, str, str]
+_REGION = re.compile(r"arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -56,25 +57,9 @@ def _wild(text: str) -> bool:
     return "*" in text or "?" in text
 
 
-@dataclass
-class HeldPermissions:
-    """What a role's policies allow, split into what a manifest can state exactly
-    (unconditional Allow of exact actions on exact resources) and what it cannot."""
-
-    # Every (action, resource, condition) an Allow statement names, exact or not; a Deny,
-    # NotAction or NotResource statement as one opaque pair ("(statement)", its JSON, "").
-    pairs: set[Pair] = field(default_factory=set)
-    # Exact, unconditional pairs -> the policy each came from (the first one seen).
-    exact: dict[tuple[str, str], str] = field(default_factory=dict)
-    # The action's spelling as the policy wrote it, for the manifest.
-    spelling: dict[str, str] = field(default_factory=dict)
-    dropped: list[str] = field(default_factory=list)  # what a manifest would not keep, in words
-    denies: list[str] = field(default_factory=list)  # Deny statements (dropping one widens)
-
-
 def permission_pairs_held(policies: Iterable[tuple[str, str]]) -> HeldPermissions:
     """Read every policy of a role (``(source, document)``) into :class:`HeldPermissions`."""
-    held = HeldPermissions()
+    held = HeldPermissions(case_insensitive=True)
     for source, text in policies:
         for st in _as_list(_doc(text).get("Statement")):
             if not isinstance(st, dict):
@@ -107,19 +92,6 @@ def permission_pairs_held(policies: Iterable[tuple[str, str]]) -> HeldPermission
                         held.exact.setdefault((action.lower(), resource), source)
                         held.spelling.setdefault(action.lower(), action)
     return held
-
-
-def desired_pairs(grants: Sequence[Grant]) -> set[Pair]:
-    """What a compiled workload grants, in the same terms (the S3 aws:ResourceAccount
-    condition render adds is the tool's own convention, applied once it manages the role)."""
-    return {(a.lower(), g.resource, g.condition or "") for g in grants for a in g.actions}
-
-
-def not_held(desired: set[Pair], held: HeldPermissions) -> list[Pair]:
-    """Desired pairs the role does not hold today: an unconditional held pair covers a
-    desired one with or without a condition (a condition only narrows an Allow)."""
-    plain = {(a, r) for a, r, c in held.pairs if not c}
-    return sorted(p for p in desired if p not in held.pairs and (p[0], p[1]) not in plain)
 
 
 # --- trust -------------------------------------------------------------------------
@@ -283,6 +255,34 @@ class AwsAdoption(AdoptionBackend):
                            VersionId=version)["PolicyVersion"]["Document"]
                 out.append((f"managed policy {arn}", render.canonical(_doc(doc))))
         return out
+
+    def permissions(self, held: HeldIdentity) -> HeldPermissions:
+        """Every statement of the role's inline and attached policies."""
+        return permission_pairs_held(held.policies)
+
+    def federation(self, held: HeldIdentity) -> tuple[list[Trust], list[str]]:
+        """The trust policy's statements as federation entries, where they map back exactly."""
+        return federation_of(held.trust, held.target)
+
+    def spec(self, held: HeldIdentity, permissions: HeldPermissions,
+             region: str | None = None) -> dict[str, str]:
+        """``spec.aws``: the account, the region most of its grants name (``region`` when
+        given, else us-east-1) and its maximum session."""
+        regions = Counter(m[1] for (_, r) in permissions.exact for m in [_REGION.match(r)] if m)
+        chosen = region or (regions.most_common(1)[0][0] if regions else "us-east-1")
+        seconds = int(held.settings.get("maxSessionDuration") or 3600)
+        session = f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
+        return {"account": held.target, "region": chosen, "maxSessionDuration": session}
+
+    def trust_change(self, held: HeldIdentity, compiled: CompiledWorkload) -> list[str]:
+        """The trust rows a manifest's trust policy adds or removes against the role's."""
+        desired = render.trust_document(held.target, compiled.trust)
+        if same_trust(held.trust, desired):
+            return []
+        from .identity import trust_pairs
+        have, new = trust_pairs(held.trust), trust_pairs(json.dumps(desired))
+        return [f"+ trust {p}  {s}" for p, s in sorted(new - have)] + \
+               [f"- trust {p}  {s}" for p, s in sorted(have - new)] or ["~ trust conditions differ"]
 
     def mark(self, held: HeldIdentity, marker: Marker) -> None:
         """Tag the marker and its MAC in one call, after reading the role again: the

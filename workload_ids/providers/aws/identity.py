@@ -507,7 +507,7 @@ class AwsIdentities(IdentityBackend):
         it holds it), whom it trusts and its settings, against the manifest. The tool's own
         conventions (its one inline policy, the boundary, no other policies) are converged
         only once someone sets spec.mode: manage."""
-        from .adoption import desired_pairs, permission_pairs_held, same_trust
+        from .adoption import permission_pairs_held, same_trust
         w = desired.workload
         changes: list[Change] = []
         have_trust = observed.documents.get("trust", "")
@@ -516,7 +516,7 @@ class AwsIdentities(IdentityBackend):
                 trust_pairs(have_trust), trust_pairs(desired.documents.get("trust", "")),
                 "principal", "subject")))
         held = permission_pairs_held(observed.extra.get("held") or ())
-        want = desired_pairs(w.grants)
+        want = held.wanted(w.grants)
         if held.pairs != want:
             def rows(pairs: set[tuple[str, str, str]]) -> list[dict[str, str]]:
                 return [{"action": a, "resource": r + (f" if {c}" if c else "")} for a, r, c in sorted(pairs)]
