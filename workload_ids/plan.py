@@ -16,6 +16,7 @@ from .calls import CallSeam
 from .clouds import Clouds
 from .config import Config
 from .errors import ConflictError, Diagnostic, InputErrors, one_line
+from .escalation import is_escalation
 from .keys.lifecycle import lifecycle
 from .model import JOURNAL_TAG, MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
@@ -85,13 +86,16 @@ class Plan:
             "changes": len(self.changes),
             "noManifest": len(self.no_manifest),
             "observeOnly": len(self.changes) - len(self.applicable),
+            **{kind: sum(1 for c in self.changes if classify(c) == kind) for kind in CLASSES},
             "apiCalls": self.calls,
         }
 
     def as_json(self) -> dict[str, Any]:
         """The plan as ``plan --format json`` prints it."""
         return {
-            "changes": [c.as_json() for c in self.changes],
+            "changes": [{**c.as_json(), "class": classify(c),
+                         **({"escalating": rows} if (rows := escalating(c)) else {})}
+                        for c in self.changes],
             "noManifest": [o.as_json() for o in self.no_manifest],
             "quarantined": self.quarantined,
             "foreignGrants": self.foreign_grants,
@@ -367,6 +371,108 @@ def _key_changes(desired: DesiredIdentity, new: bool, cloud: Backends) -> list[C
 
 
 _SYMBOL = {"create": "+", "remove-foreign-policy": "-"}
+
+
+# --- widening, narrowing, neutral ---------------------------------------------------
+
+CLASSES = ("widening", "narrowing", "neutral")
+# Sections of a change's details whose "added" rows give someone more (permissions on
+# resources, callers that may become the identity, principals that may attach it).
+_GRANTING = ("permissions", "trust", "deployers")
+
+
+def _rows(c: Change, section: str, side: str) -> list[Any]:
+    diff = c.details.get(section)
+    return list(diff.get(side) or []) if isinstance(diff, dict) else []
+
+
+def classify(c: Change) -> str:
+    """``widening`` when the change gives anyone more than today (a new identity, a
+    permission, a caller, a deployer, a lifted boundary, a longer session), ``narrowing``
+    when it only takes away, ``neutral`` otherwise (tags, markers, keys rotated)."""
+    if c.action == "create":
+        return "widening"
+    if any(_rows(c, s, "added") for s in _GRANTING):
+        return "widening"
+    boundary = c.details.get("boundary")
+    if isinstance(boundary, dict) and boundary.get("from") and not boundary.get("to"):
+        return "widening"
+    session = (c.details.get("settings") or {}).get("maxSessionDuration")
+    if isinstance(session, dict) and _seconds(session.get("to")) > _seconds(session.get("from")):
+        return "widening"
+    if c.action == "remove-foreign-policy" or any(_rows(c, s, "removed") for s in _GRANTING):
+        return "narrowing"
+    if isinstance(boundary, dict) and boundary.get("to"):
+        return "narrowing"
+    return "neutral"
+
+
+def _seconds(value: Any) -> int:
+    text = str(value or "")
+    return int(text) if text.isdigit() else 0
+
+
+def escalating(c: Change) -> list[dict[str, str]]:
+    """The permissions a change adds that can be turned into more privilege."""
+    return [row for row in _rows(c, "permissions", "added")
+            if is_escalation(c.provider, str(row.get("action", "")))]
+
+
+def render_markdown(plan: Plan) -> str:
+    """The plan as a pull-request comment: widening first (escalation-capable rows
+    marked), then narrowing, then neutral; every echoed name escaped, so a name from a
+    manifest or the cloud cannot hide a row (an HTML comment) or forge a heading."""
+    s = plan.summary()
+    lines = [f"### workload-ids plan: {s['widening']} widening, {s['narrowing']} narrowing, "
+             f"{s['neutral']} neutral",
+             "",
+             f"{s['workloads']} workload(s): {s['create']} to create, {s['update']} to update, "
+             f"{s['unchanged']} unchanged ({s['apiCalls']} API calls)."]
+    if not plan.changes:
+        lines += ["", "No changes: every workload matches the cloud."]
+    titles = {"widening": "Widening (grants more: review these first)",
+              "narrowing": "Narrowing (takes access away)", "neutral": "Neutral"}
+    for kind in CLASSES:
+        changes = [c for c in plan.changes if classify(c) == kind]
+        if not changes:
+            continue
+        lines += ["", f"#### {titles[kind]}", ""]
+        for c in changes:
+            esc = escalating(c)
+            head = (f"- **{md(c.workload)}** ({md(c.provider)} {md(c.target)}): {md(c.action)} "
+                    f"{md(c.identity)}")
+            if is_observe_only(c):
+                head += " *(observe mode: reported, not applied)*"
+            if esc:
+                head += f" — **escalation-capable: {len(esc)} permission(s)**"
+            lines.append(head)
+            flagged = {(r.get("action"), r.get("resource")) for r in esc}
+            for row in _detail_lines(c):
+                text = row.strip()
+                bold = any(text.startswith("+ ") and f"{a}  {r}" in text for a, r in flagged)
+                lines.append(f"  - {'**ESCALATION** ' if bold else ''}`{code(text)}`")
+    for q in plan.quarantined:
+        lines += ["", f"> {md(q['workload'])}: quarantined by cleanup; apply leaves it disabled."]
+    if plan.no_manifest:
+        count = len(plan.no_manifest)
+        lines += ["", f"{count} identit{'y has' if count == 1 else 'ies have'} no manifest (left "
+                  "alone; `workload-ids cleanup` handles them)."]
+    return "\n".join(lines) + "\n"
+
+
+_MD_SPECIAL = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_{}[]()<>#+!|~&"})
+
+
+def md(text: str) -> str:
+    """``text`` as literal Markdown text: every character Markdown or HTML gives meaning to
+    as a character reference, on one line."""
+    return one_line(str(text)).translate(_MD_SPECIAL)
+
+
+def code(text: str) -> str:
+    """``text`` for a code span: one line, backticks and pipes replaced (a span cannot
+    escape them), so it cannot close the span or a table cell."""
+    return one_line(str(text)).replace("`", "'").replace("|", "\u00a6")
 
 
 def render_text(plan: Plan) -> str:

@@ -151,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     lint.add_argument("--cloud", action="store_true",
                       help="also read the cloud: warn about keys older than their maxAge")
-    plan = verb("plan", cmd_plan, "show what apply would change")
+    plan = verb("plan", cmd_plan, "show what apply would change", parent=base)
+    plan.add_argument("--output", choices=("text", "json", "markdown"), default="text",
+                      help="text for people (default), one JSON document, or Markdown for a "
+                           "pull-request comment (widening changes first)")
     plan.add_argument("--detailed-exitcode", action="store_true",
                       help="exit 2 when there are changes, 0 when none")
     apply = verb("apply", cmd_apply, "create or converge identities to the manifests")

@@ -174,9 +174,12 @@ def _plan(args: argparse.Namespace, out: Output) -> tuple[Plan, Config, CallSeam
 
 def cmd_plan(args: argparse.Namespace, out: Output) -> int:
     """`plan`: what apply would change (exit 2 with --detailed-exitcode when something would)."""
-    from ..plan import render_text
+    from ..plan import render_markdown, render_text
     plan, _, _ = _plan(args, out)
-    out.changes(render_text(plan))
+    if args.output == "markdown":
+        out.text(render_markdown(plan).rstrip("\n"))
+    else:
+        out.changes(render_text(plan))
     out.document(plan.as_json())
     if args.detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
