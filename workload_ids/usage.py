@@ -81,6 +81,9 @@ class IdentityUsage:
     limits: tuple[str, ...] = ()  # what this cloud cannot tell, in words
     unread: tuple[str, ...] = ()  # what could not be read this time, in words
     workload: str = ""  # our workload's name when read for one we manage
+    # False when the cloud refused the identity's own last use: ``last_used`` None then
+    # means "unknown", not "never".
+    last_used_known: bool = True
 
     def service(self, name: str) -> ServiceUse | None:
         """The usage of service ``name`` (case-insensitive), or None when not reported."""
@@ -168,9 +171,9 @@ def was_used(usage: IdentityUsage, action: str, resource: str, since: datetime) 
         # says more about the grant than about use: stay conservative.
         return UseAnswer(True, "none", None, f"AWS reports no usage of {name} for this identity "
                          f"(its policies may not allow it yet), so {action} counts as used")
-    if usage.unread:
-        return UseAnswer(True, "none", None, f"usage could not be read ({usage.unread[0]}), so "
-                         f"{action} counts as used")
+    if not usage.last_used_known:
+        why = usage.unread[0] if usage.unread else "the cloud did not say"
+        return UseAnswer(True, "none", None, f"usage could not be read ({why}), so {action} counts as used")
     # Only the identity's own last use is left (Azure's sign-ins, GCP's last authentication).
     if usage.last_used is not None and usage.last_used >= since:
         return UseAnswer(True, "identity", usage.last_used,

@@ -84,7 +84,7 @@ def advisor(account: str, partition: str = "aws") -> AccessAdvisor:
         found = getattr(backend, "_workload_ids_access_advisor", None)
         if not isinstance(found, AccessAdvisor):
             found = AccessAdvisor()
-            backend._workload_ids_access_advisor = found
+            backend._workload_ids_access_advisor = found  # type: ignore[attr-defined]
         return found
 
 
@@ -112,7 +112,7 @@ def record_access(account: str, principal_arn: str, service: str, *, action: str
     if ":role/" in principal_arn:
         role = backend.get_role_by_arn(principal_arn)
         if role.last_used is None or role.last_used < when:
-            role.last_used, role.last_used_region = when, region
+            role.last_used, role.last_used_region = when, region  # type: ignore[assignment]
     if access_key_id is not None:
         key = backend.access_keys[access_key_id]
         key.last_used = AccessKeyLastUsed(timestamp=when, service=namespace, region=region)

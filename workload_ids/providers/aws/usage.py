@@ -69,9 +69,9 @@ def services_of(answer: list[dict[str, Any]]) -> tuple[ServiceUse, ...]:
         namespace = str(s.get("ServiceNamespace", "")).lower()
         tracked = s.get("TrackedActionsLastAccessed")
         actions = tuple(
-            ActionUse(_action(namespace, str(a["ActionName"])), _as_time(a.get("LastAccessedTime")) is not None,
-                      _as_time(a.get("LastAccessedTime")))
-            for a in (tracked or []) if a.get("ActionName"))
+            ActionUse(_action(namespace, str(a["ActionName"])), when is not None, when)
+            for a in (tracked or []) if a.get("ActionName")
+            for when in [_as_time(a.get("LastAccessedTime"))])
         out.append(ServiceUse(namespace, _as_time(s.get("LastAuthenticated")),
                               action_level=tracked is not None, actions=actions,
                               name=str(s.get("ServiceName", ""))))
