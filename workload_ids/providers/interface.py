@@ -13,6 +13,8 @@ cloud's :class:`Backends`:
   facts (``workload_ids.discovered``) for ``discover`` and ``adopt`` to judge;
 - :class:`OrganizationBackend` lists the targets of an organisation, folder or
   management group (``targets:`` group entries);
+- :class:`UsageBackend` reads what an identity used and when (``workload_ids.usage``),
+  for access review (None on a cloud that cannot tell);
 - :class:`KeyBackend` issues, disables and deletes keys for key-mode identities (None
   on a cloud without key mode);
 - :class:`SecretStore` receives issued keys and keeps rotation's marks, and
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from ..discovered import DiscoveredIdentity
     from ..errors import Diagnostic
     from ..model import QuarantineMark, SecretValue, StoredSecret
+    from ..usage import IdentityUsage
 
 
 class IdentityBackend(Protocol):
@@ -372,6 +375,20 @@ class OrganizationBackend(Protocol):
         every member account is reached through from now on in this run."""
 
 
+class UsageBackend(Protocol):
+    """What an identity used and when, as its cloud tells it; read-only. Every answer
+    says in ``limits`` what the cloud cannot tell, and in ``unread`` what it refused."""
+
+    def usage_of(self, target: str, address: str) -> IdentityUsage:
+        """The usage of any identity of ``target`` by address (ours or not): a role or
+        user ARN, a service account email, a managed identity's resource id or an
+        application's appId. Never writes (AWS's access advisor job changes nothing)."""
+
+    def usage_for(self, desired: DesiredIdentity) -> IdentityUsage:
+        """The usage of the identity a workload the tool manages has (its address from
+        the render), with ``workload`` set to the workload's name."""
+
+
 @dataclass(frozen=True, slots=True)
 class Backends:
     """One cloud, connected: its backends over one seam and one config."""
@@ -387,6 +404,7 @@ class Backends:
     discovery: DiscoveryBackend
     organization: OrganizationBackend  # group entries (organisations, folders, management groups)
     adoption: AdoptionBackend | None = None  # None: adopt cannot take over this cloud's identities yet
+    usage: UsageBackend | None = None  # None: this cloud's usage is not read
 
     @property
     def name(self) -> str:

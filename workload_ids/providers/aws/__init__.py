@@ -26,6 +26,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     from .lock import SecretsManagerLock
     from .organization import AwsOrganization
     from .secret_store import SecretsManagerStore
+    from .usage import AwsUsage
     clients = AwsClients(config, seam)
     return Backends(CLOUD, config, seam, identities=AwsIdentities(clients, config, transfers),
                     leavers=AwsLeavers(clients), keys=AwsKeys(clients, config),
@@ -33,7 +34,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     lock_for=lambda target: SecretsManagerLock(clients, target),
                     discovery=AwsDiscovery(clients, config),
                     organization=AwsOrganization(clients),
-                    adoption=AwsAdoption(clients))
+                    adoption=AwsAdoption(clients), usage=AwsUsage(clients))
 
 
 CLOUD = Cloud("aws", render.desired_identity, render.static_checks, connect)

@@ -28,6 +28,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     from .organization import AzureOrganization
     from .roles import AzureGrants
     from .secret_store import KeyVaultStore
+    from .usage import AzureUsage
     clients = AzureClients(config, seam)
     grants = AzureGrants(clients)
     applications = AzureApplications(clients, config, transfers, grants)
@@ -38,7 +39,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     store_for=lambda target: KeyVaultStore(clients, target),
                     lock_for=lambda target: BlobLeaseLock(clients, target),
                     discovery=AzureDiscovery(clients),
-                    organization=AzureOrganization(clients))
+                    organization=AzureOrganization(clients), usage=AzureUsage(clients))
 
 
 CLOUD = Cloud("azure", render.desired_identity, render.static_checks, connect)

@@ -77,7 +77,7 @@ _AKS_ISSUER = re.compile(r"https://[a-z0-9-]+\.oic\.prod-aks\.azure\.com/([0-9a-
 
 
 @dataclass(frozen=True, slots=True)
-class _Tenant:
+class Tenant:
     """What Graph says about the tenant, read once per run."""
 
     applications: tuple[dict[str, Any], ...]
@@ -96,7 +96,7 @@ class AzureDiscovery(DiscoveryBackend):
         trust = clients.config.trust
         self._trusted = frozenset(normalize_issuer(i) for i in trust.allowedIssuers) | (
             {GITHUB_ISSUER} if trust.allowedGithubOwners else set())
-        self._tenant: _Tenant | None = None
+        self._tenant: Tenant | None = None
         self._tenant_lock = threading.Lock()
 
     def discover(self, target: str, *, service_linked: bool = False) -> list[DiscoveredIdentity]:
@@ -121,57 +121,19 @@ class AzureDiscovery(DiscoveryBackend):
 
     # --- the tenant (Graph), once per run ------------------------------------------------
 
-    def _read_tenant(self) -> _Tenant:
+    def _read_tenant(self) -> Tenant:
         with self._tenant_lock:
             if self._tenant is None:
                 self._tenant = self._tenant_now()
             return self._tenant
 
-    def _graph_pages(self, operation: str, first: Callable[[], tuple[list[Any], str | None]],
-                     more: Callable[[str], tuple[list[Any], str | None]]) -> list[dict[str, Any]]:
-        """Every item of a Graph list, one seam call per page."""
-        items, link = self.clients.call(f"graph.{operation}", first)
-        out = list(items)
-        while link:
-            items, link = self.clients.call(f"graph.{operation}", more, link)
-            out.extend(items)
-        return out
-
-    def _tenant_now(self) -> _Tenant:
-        graph = self.clients.graph
-        expand = "federatedIdentityCredentials"
-        apps = self._graph_pages(
-            "list_applications_page",
-            lambda: graph.list_applications_page(None, top=GRAPH_PAGE, expand=expand),
-            lambda link: graph.list_applications_page(None, link))
-        principals = self._graph_pages(
-            "list_service_principals_page",
-            lambda: graph.list_service_principals_page(None, top=GRAPH_PAGE),
-            lambda link: graph.list_service_principals_page(None, link))
-        try:
-            activity = self._graph_pages(
-                "sign_in_activity_page",
-                lambda: graph.sign_in_activity_page("servicePrincipalSignInActivities"),
-                lambda link: graph.sign_in_activity_page("servicePrincipalSignInActivities", link))
-            keys = self._graph_pages(
-                "sign_in_activity_page",
-                lambda: graph.sign_in_activity_page("appCredentialSignInActivities"),
-                lambda link: graph.sign_in_activity_page("appCredentialSignInActivities", link))
-        except CloudError as exc:
-            if exc.kind != DENIED:
-                raise
-            return _Tenant(tuple(apps), tuple(principals), None, None,
-                           UNREAD_SIGN_INS.format(why=f"{exc.code}: {exc}"))
-        sign_ins = {str(a.get("appId")).lower(): _time((a.get("lastSignInActivity") or {})
-                                                       .get("lastSignInDateTime")) for a in activity}
-        key_uses = {str(k.get("keyId")).lower(): _time((k.get("signInActivity") or {})
-                                                       .get("lastSignInDateTime")) for k in keys}
-        return _Tenant(tuple(apps), tuple(principals), sign_ins, key_uses, "")
+    def _tenant_now(self) -> Tenant:
+        return read_tenant(self.clients)
 
     # --- managed identities ----------------------------------------------------------
 
     def _managed_identity(self, target: str, identity: Any, definitions: Mapping[str, Any],
-                          by_principal: Mapping[str, list[Any]], tenant: _Tenant) -> DiscoveredIdentity:
+                          by_principal: Mapping[str, list[Any]], tenant: Tenant) -> DiscoveredIdentity:
         tags = {str(k): str(v) for k, v in (identity.tags or {}).items()}
         principal = str(identity.principal_id or "")
         name = str(identity.name)
@@ -218,7 +180,7 @@ class AzureDiscovery(DiscoveryBackend):
     # --- applications and service principals ---------------------------------------------
 
     def _applications(self, target: str, definitions: Mapping[str, Any],
-                      by_principal: Mapping[str, list[Any]], tenant: _Tenant) -> list[DiscoveredIdentity]:
+                      by_principal: Mapping[str, list[Any]], tenant: Tenant) -> list[DiscoveredIdentity]:
         sub = target.lower()
         principals = {str(p.get("appId")).lower(): p for p in tenant.principals}
         home = str(self.clients.config.azure.tenantId or "")
@@ -271,7 +233,7 @@ class AzureDiscovery(DiscoveryBackend):
         return out
 
 
-def _usage(tenant: _Tenant, app_id: str) -> tuple[tuple[UsageSignal, ...], list[str]]:
+def _usage(tenant: Tenant, app_id: str) -> tuple[tuple[UsageSignal, ...], list[str]]:
     """The sign-in signal of ``app_id`` (None: no sign-in in the report), or why it is missing."""
     if tenant.sign_ins is None:
         return (), [tenant.unread]
@@ -331,7 +293,7 @@ def _grants(subscription: str, assignments: Iterable[Any], definitions: Mapping[
     return tuple(sorted(out, key=lambda g: (g.source, g.actions)))
 
 
-def _credentials(owner: Mapping[str, Any], tenant: _Tenant) -> tuple[Credential, ...]:
+def _credentials(owner: Mapping[str, Any], tenant: Tenant) -> tuple[Credential, ...]:
     """Client secrets and certificates: ids and dates only (Graph never returns the
     secret after addPassword, and a certificate's ``key`` is public but of no use here)."""
     now = clock.now()
@@ -363,3 +325,51 @@ def _time(value: Any) -> datetime | None:
     moment = value if isinstance(value, datetime) else \
         datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+# --- the tenant's reads discover shares with usage (providers/azure/usage.py) -------------
+
+
+def graph_pages(clients: AzureClients, operation: str, first: Callable[[], tuple[list[Any], str | None]],
+                more: Callable[[str], tuple[list[Any], str | None]]) -> list[dict[str, Any]]:
+    """Every item of a Graph list, one seam call per page."""
+    items, link = clients.call(f"graph.{operation}", first)
+    out = list(items)
+    while link:
+        items, link = clients.call(f"graph.{operation}", more, link)
+        out.extend(items)
+    return out
+
+
+def read_tenant(clients: AzureClients) -> Tenant:
+    """What Graph says about the tenant: applications (with their federated credentials),
+    service principals and the two sign-in activity reports (or why Graph refused them)."""
+    graph = clients.graph
+    expand = "federatedIdentityCredentials"
+    apps = graph_pages(
+        clients, "list_applications_page",
+        lambda: graph.list_applications_page(None, top=GRAPH_PAGE, expand=expand),
+        lambda link: graph.list_applications_page(None, link))
+    principals = graph_pages(
+        clients, "list_service_principals_page",
+        lambda: graph.list_service_principals_page(None, top=GRAPH_PAGE),
+        lambda link: graph.list_service_principals_page(None, link))
+    try:
+        activity = graph_pages(
+            clients, "sign_in_activity_page",
+            lambda: graph.sign_in_activity_page("servicePrincipalSignInActivities"),
+            lambda link: graph.sign_in_activity_page("servicePrincipalSignInActivities", link))
+        keys = graph_pages(
+            clients, "sign_in_activity_page",
+            lambda: graph.sign_in_activity_page("appCredentialSignInActivities"),
+            lambda link: graph.sign_in_activity_page("appCredentialSignInActivities", link))
+    except CloudError as exc:
+        if exc.kind != DENIED:
+            raise
+        return Tenant(tuple(apps), tuple(principals), None, None,
+                      UNREAD_SIGN_INS.format(why=f"{exc.code}: {exc}"))
+    sign_ins = {str(a.get("appId")).lower(): _time((a.get("lastSignInActivity") or {})
+                                                   .get("lastSignInDateTime")) for a in activity}
+    key_uses = {str(k.get("keyId")).lower(): _time((k.get("signInActivity") or {})
+                                                   .get("lastSignInDateTime")) for k in keys}
+    return Tenant(tuple(apps), tuple(principals), sign_ins, key_uses, "")

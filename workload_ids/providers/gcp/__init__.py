@@ -27,6 +27,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
     from .organization import GcpOrganization
     from .policies import GcpPolicies
     from .secret_store import SecretManagerStore
+    from .usage import GcpUsage
     clients = GcpClients(config, seam)
     policies = GcpPolicies(clients)
     identities = GcpIdentities(config, clients, policies, transfers)
@@ -36,7 +37,7 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     store_for=lambda target: SecretManagerStore(clients, target),
                     lock_for=lambda target: SecretAnnotationLock(clients, target),
                     discovery=GcpDiscovery(clients, identities, policies),
-                    organization=GcpOrganization(clients))
+                    organization=GcpOrganization(clients), usage=GcpUsage(clients))
 
 
 CLOUD = Cloud("gcp", render.desired_identity, render.static_checks, connect)

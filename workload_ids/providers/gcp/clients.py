@@ -97,6 +97,32 @@ class PolicyAnalyzerRest:
         return answer
 
 
+RECOMMENDER = "https://recommender.googleapis.com"
+POLICY_INSIGHT = "google.iam.policy.Insight"
+
+
+class RecommenderRest:
+    """The one Recommender call usage makes (policy insights), over a ``requests``
+    session, its errors raised as google.api_core exceptions, as :class:`PolicyAnalyzerRest`."""
+
+    def __init__(self, session: Any, endpoint: str) -> None:
+        self.session = session
+        self.endpoint = endpoint.rstrip("/")
+
+    def list_insights(self, project: str, page_token: str = "",  # nosec B107
+                      page_size: int = 1000) -> dict[str, Any]:
+        """One page of the project's active ``google.iam.policy.Insight`` insights."""
+        params: dict[str, str | int] = {"pageSize": page_size, "filter": 'stateInfo.state = "ACTIVE"'}
+        if page_token:
+            params["pageToken"] = page_token
+        url = f"{self.endpoint}/v1/projects/{project}/locations/global/insightTypes/{POLICY_INSIGHT}/insights"
+        response = self.session.get(url, params=params, timeout=60)
+        if response.status_code != 200:
+            raise gx.from_http_response(response)  # type: ignore[no-untyped-call]
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
 def classify(exc: BaseException) -> ErrorInfo | None:
     """google.api_core exceptions (and raw gRPC errors of the generic IAM policy stub)
     in our terms (see calls.ErrorInfo)."""
@@ -291,17 +317,31 @@ class GcpClients:
 
     def _build_policy_analyzer(self) -> SeamClient:
         endpoint = self.config.gcp.policyAnalyzerEndpoint
+        raw = PolicyAnalyzerRest(self._rest_session(endpoint), endpoint or POLICY_ANALYZER)
+        return SeamClient(self.seam, "gcp", "policyanalyzer", raw)
+
+    @property
+    def recommender(self) -> SeamClient:
+        """Recommender's policy insights (:class:`RecommenderRest`), over REST. The
+        emulators serve it beside Policy Analyzer, at ``gcp.policyAnalyzerEndpoint``."""
+        return self._once("recommender", self._build_recommender)
+
+    def _build_recommender(self) -> SeamClient:
+        endpoint = self.config.gcp.policyAnalyzerEndpoint
+        raw = RecommenderRest(self._rest_session(endpoint), endpoint or RECOMMENDER)
+        return SeamClient(self.seam, "gcp", "recommender", raw)
+
+    def _rest_session(self, endpoint: str | None) -> Any:
+        """A ``requests`` session: anonymous for an emulator on this machine, else
+        authorised with Application Default Credentials."""
         if endpoint:
             import requests
-            session: Any = requests.Session()  # the emulator: anonymous, on this machine
-        else:
-            self._check_real_credentials()
-            import google.auth
-            from google.auth.transport.requests import AuthorizedSession
-            credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-            session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-        raw = PolicyAnalyzerRest(session, endpoint or POLICY_ANALYZER)
-        return SeamClient(self.seam, "gcp", "policyanalyzer", raw)
+            return requests.Session()
+        self._check_real_credentials()
+        import google.auth
+        from google.auth.transport.requests import AuthorizedSession
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        return AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
 
     def resource_policy(self, kind: str) -> SeamClient:
         """The generic ``google.iam.v1.IAMPolicy`` stub for one kind of resource (the

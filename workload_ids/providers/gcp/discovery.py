@@ -120,45 +120,10 @@ class GcpDiscovery(DiscoveryBackend):
     # --- reads -------------------------------------------------------------------------
 
     def _custom_roles(self, project: str) -> dict[str, tuple[str, ...]]:
-        """The project's custom roles by full name, with their permissions (paged)."""
-        out: dict[str, tuple[str, ...]] = {}
-        token = ""  # a page token, not a secret  # nosec B105
-        while True:
-            page = self.clients.iam.list_roles(request={
-                "parent": f"projects/{project}", "view": 1, "page_size": 1000, "page_token": token})
-            out.update({str(r.name): tuple(sorted(r.included_permissions)) for r in page.roles
-                        if not r.deleted})
-            token = page.next_page_token
-            if not token:
-                return out
+        return custom_roles(self.clients, project)
 
-    def _last_authentications(self, project: str) -> _Seen:
-        """When each account and each key last authenticated, as Policy Analyzer reports
-        (two queries, paged), or why it would not say."""
-        gcp = self.clients.config.gcp
-        if gcp.sandboxCredentials and not gcp.policyAnalyzerEndpoint:
-            # Emulators without Policy Analyzer: Google's own endpoint is never asked anonymously.
-            return _Seen({}, {}, UNREAD_LAST_AUTHENTICATION.format(
-                why="the config names no gcp.policyAnalyzerEndpoint for its emulators"))
-        found: dict[str, dict[str, datetime | None]] = {}
-        try:
-            for kind in (ACCOUNT_ACTIVITY, KEY_ACTIVITY):
-                found[kind] = {}
-                token = ""  # a page token, not a secret  # nosec B105
-                while True:
-                    page = self.clients.policy_analyzer.query_activity(project, kind, token)
-                    for item in page.get("activities") or []:
-                        name = str(item.get("fullResourceName") or "").rsplit("/serviceAccounts/", 1)[-1]
-                        activity = item.get("activity") or {}
-                        found[kind][name] = _utc_text(activity.get("lastAuthenticatedTime"))
-                    token = str(page.get("nextPageToken") or "")
-                    if not token:
-                        break
-        except CloudError as exc:
-            if exc.kind != DENIED:
-                raise
-            return _Seen({}, {}, UNREAD_LAST_AUTHENTICATION.format(why=f"{exc.code}: {exc}"))
-        return _Seen(found[ACCOUNT_ACTIVITY], found[KEY_ACTIVITY], "")
+    def _last_authentications(self, project: str) -> Seen:
+        return last_authentications(self.clients, project)
 
     def _org_role(self, name: str) -> tuple[str, ...] | str:
         """An organization custom role's permissions (one read per role per run), or why
@@ -176,7 +141,7 @@ class GcpDiscovery(DiscoveryBackend):
 
     def _identity(self, project: str, account: Any, bindings: list[dict[str, Any]],
                   custom: Mapping[str, tuple[str, ...]], scope: _Project,
-                  project_users: list[Principal], seen: _Seen) -> DiscoveredIdentity:
+                  project_users: list[Principal], seen: Seen) -> DiscoveredIdentity:
         email = str(account.email)
         address = f"projects/{project}/serviceAccounts/{email}"
         unread: list[str] = []
@@ -219,7 +184,7 @@ class GcpDiscovery(DiscoveryBackend):
             credentials=credentials, usage=usage, description=str(account.description),
             unread=tuple(dict.fromkeys(unread)))
 
-    def _keys(self, address: str, email: str, seen: _Seen) -> tuple[Credential, ...]:
+    def _keys(self, address: str, email: str, seen: Seen) -> tuple[Credential, ...]:
         answer = self.clients.iam.list_service_account_keys(request={
             "name": address, "key_types": [USER_MANAGED_KEYS]})
         out = []
@@ -280,7 +245,7 @@ class GcpDiscovery(DiscoveryBackend):
 
 
 @dataclass(frozen=True, slots=True)
-class _Seen:
+class Seen:
     """Policy Analyzer's answers for one project: account (email) -> last authentication,
     ``EMAIL/keys/KEY`` -> the key's; or why they were not read."""
 
@@ -407,3 +372,49 @@ def _expiry(value: Any) -> datetime | None:
     """When a key stops working; None for Google's "never" (9999-12-31) or no date."""
     moment = _utc(value)
     return None if moment is None or moment.year >= NEVER_YEAR else moment
+
+
+# --- the reads discover shares with usage (providers/gcp/usage.py) ----------------------
+
+
+def custom_roles(clients: GcpClients, project: str) -> dict[str, tuple[str, ...]]:
+    """The project's custom roles by full name, with their permissions (paged)."""
+    out: dict[str, tuple[str, ...]] = {}
+    token = ""  # a page token, not a secret  # nosec B105
+    while True:
+        page = clients.iam.list_roles(request={
+            "parent": f"projects/{project}", "view": 1, "page_size": 1000, "page_token": token})
+        out.update({str(r.name): tuple(sorted(r.included_permissions)) for r in page.roles
+                    if not r.deleted})
+        token = page.next_page_token
+        if not token:
+            return out
+
+
+def last_authentications(clients: GcpClients, project: str) -> Seen:
+    """When each account and each key last authenticated, as Policy Analyzer reports
+    (two queries, paged), or why it would not say."""
+    gcp = clients.config.gcp
+    if gcp.sandboxCredentials and not gcp.policyAnalyzerEndpoint:
+        # Emulators without Policy Analyzer: Google's own endpoint is never asked anonymously.
+        return Seen({}, {}, UNREAD_LAST_AUTHENTICATION.format(
+            why="the config names no gcp.policyAnalyzerEndpoint for its emulators"))
+    found: dict[str, dict[str, datetime | None]] = {}
+    try:
+        for kind in (ACCOUNT_ACTIVITY, KEY_ACTIVITY):
+            found[kind] = {}
+            token = ""  # a page token, not a secret  # nosec B105
+            while True:
+                page = clients.policy_analyzer.query_activity(project, kind, token)
+                for item in page.get("activities") or []:
+                    name = str(item.get("fullResourceName") or "").rsplit("/serviceAccounts/", 1)[-1]
+                    activity = item.get("activity") or {}
+                    found[kind][name] = _utc_text(activity.get("lastAuthenticatedTime"))
+                token = str(page.get("nextPageToken") or "")
+                if not token:
+                    break
+    except CloudError as exc:
+        if exc.kind != DENIED:
+            raise
+        return Seen({}, {}, UNREAD_LAST_AUTHENTICATION.format(why=f"{exc.code}: {exc}"))
+    return Seen(found[ACCOUNT_ACTIVITY], found[KEY_ACTIVITY], "")

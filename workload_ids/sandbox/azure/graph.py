@@ -350,9 +350,27 @@ class GraphEmulator(HttpsEmulator):
         self.premium = premium
         self._app_sign_ins: dict[str, _SignIn] = {}  # appId -> last token issued
         self._key_sign_ins: dict[str, _SignIn] = {}  # password keyId -> last token it got
+        self._managed_identities: set[str] = set()  # client ids of managed identities seen signing in
         self._routes = self._make_routes()
 
     # --- set-up and test hooks ---------------------------------------------------------
+
+    def record_sign_in(self, app_id: str, *, at: datetime | None = None, key_id: str | None = None,
+                       managed_identity: bool = False) -> None:
+        """Entra saw ``app_id`` sign in at ``at`` (now by the clock), with its client secret
+        ``key_id`` if given. ``managed_identity``: ``app_id`` is a managed identity's client
+        id, whose service principal Azure keeps (it is not among this emulator's objects)
+        and whose sign-ins the report lists all the same."""
+        moment = at.timestamp() if at is not None else self._clock()
+        seen = _SignIn(moment, str(uuid.uuid4()))
+        with self._lock:
+            key = app_id.lower()
+            if key not in self._app_sign_ins or self._app_sign_ins[key].at < moment:
+                self._app_sign_ins[key] = seen
+            if managed_identity:
+                self._managed_identities.add(key)
+            if key_id is not None:
+                self._key_sign_ins[key_id] = seen
 
     def throttle(self, times: int = 1, *, retry_after: int = 1, label: str | None = None) -> None:
         """Answer the next ``times`` requests (those whose call label contains ``label``,
@@ -926,8 +944,10 @@ class GraphEmulator(HttpsEmulator):
             raise GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
                              "Neither tenant is B2C or tenant doesn't have premium license")
         if m.group("report") == "servicePrincipalSignInActivities":
-            items = [self._principal_activity(sp) for sp in self._service_principals.values()
+            items = [self._principal_activity(sp.id, sp.app_id) for sp in self._service_principals.values()
                      if sp.app_id in self._app_sign_ins]
+            items += [self._principal_activity(f"mi-{app_id}", app_id)
+                      for app_id in sorted(self._managed_identities)]
         else:
             items = [self._credential_activity(app, p) for app in self._applications.values()
                      for p in app.passwords if p.key_id in self._key_sign_ins]
@@ -937,13 +957,13 @@ class GraphEmulator(HttpsEmulator):
             items = [r for r in items if keep(r)]
         return self._page(m.group(0), query, items, f"reports/{m.group('report')}")
 
-    def _principal_activity(self, sp: _ServicePrincipal) -> Json:
-        seen = self._app_sign_ins[sp.app_id]
+    def _principal_activity(self, sp_id: str, app_id: str) -> Json:
+        seen = self._app_sign_ins[app_id]
         activity = {"lastSignInDateTime": _iso(seen.at), "lastSignInRequestId": seen.request_id}
         none = {"lastSignInDateTime": None, "lastSignInRequestId": None}
         # Activity ids are opaque; Graph's look like base64. The client credentials grant
         # is the application authenticating as a client: the only kind served here.
-        return {"id": base64.urlsafe_b64encode(sp.id.encode()).decode().rstrip("="), "appId": sp.app_id,
+        return {"id": base64.urlsafe_b64encode(sp_id.encode()).decode().rstrip("="), "appId": app_id,
                 "lastSignInActivity": activity, "delegatedClientSignInActivity": none,
                 "delegatedResourceSignInActivity": none,
                 "applicationAuthenticationClientSignInActivity": activity,

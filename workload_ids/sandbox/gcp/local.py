@@ -16,6 +16,7 @@ class LocalGcp:
     emulators: list[Any] = field(default_factory=list)
     endpoints: dict[str, str] = field(default_factory=dict)
     analyzer: Any = None  # Policy Analyzer, served by the Resource Manager emulator
+    recommender: Any = None  # Recommender's policy insights, served there too
 
     def config_block(self) -> str:
         """The config lines that point workload-ids at the emulators."""
@@ -36,6 +37,7 @@ def start_local_gcp(base_port: int = 0) -> LocalGcp:
     config written for them stays valid)."""
     from .iam import IamEmulator
     from .policyanalyzer import PolicyAnalyzerEmulator
+    from .recommender import RecommenderEmulator
     from .resourcemanager import ProjectRegistry, ResourceManagerEmulator
     from .resourcepolicy import ResourcePolicyEmulator
     from .secretmanager import SecretManagerEmulator
@@ -45,11 +47,14 @@ def start_local_gcp(base_port: int = 0) -> LocalGcp:
     iam = IamEmulator(sandbox=True, port=port(0))
     # Policy Analyzer answers on Resource Manager's port: the sandbox's ports stay five.
     analyzer = PolicyAnalyzerEmulator(sandbox=True, projects=registry)
-    rm = ResourceManagerEmulator(sandbox=True, projects=registry, extra_routes=analyzer.routes())
+    recommender = RecommenderEmulator(sandbox=True, projects=registry)
+    rm = ResourceManagerEmulator(sandbox=True, projects=registry,
+                                 extra_routes=analyzer.routes() + recommender.routes())
     sm = SecretManagerEmulator(sandbox=True, projects=registry)
     policies = ResourcePolicyEmulator(sandbox=True, port=port(4))
     local = LocalGcp([iam, rm, sm, policies])
     local.analyzer = analyzer
+    local.recommender = recommender
     local.endpoints = {"iamEndpoint": iam.start(), "resourceManagerEndpoint": rm.start(port(1)),
                        "secretManagerEndpoint": sm.start(port(2), port(3)),
                        "resourcePolicyEndpoint": policies.start()}
