@@ -117,7 +117,8 @@ def test_attest_by_name_and_by_manifest(applied: Path) -> None:
     assert doc["auditTrail"].endswith("audit.jsonl")
     stored = attest_records()
     assert [(r["workload"], r["identity"], r["after"]["by"], r["after"]["owner"]) for r in stored] == \
-        [("prod/orders", "wid_prod_orders", "bob", "team-a"), ("prod/billing", "wid_prod_billing", "bob", "team-a")]
+        [("prod/orders", "wid_prod_orders", "bob", "team-a"),
+         ("prod/billing", "wid_prod_billing", "bob", "team-a")]
     assert all(len(r["after"]["mac"]) == 64 and r["after"]["keyId"] for r in stored)
     assert run_cli("audit", "verify").code == 0
 
@@ -221,8 +222,9 @@ def test_review_states_move_with_the_clock(applied: Path, monkeypatch: pytest.Mo
 def test_an_attestation_for_a_previous_owner_does_not_count(applied: Path) -> None:
     assert run_cli("attest", "prod/orders", "--by", "bob").code == 0
     (applied / "orders.yaml").write_text(workload("orders", owner="team-b"))
-    Path("workload-ids.yaml").write_text(CONFIG + "review: {every: 90d}\nguardrails:\n  approvedTransfers:\n"
-                                         "    - {workload: prod/orders, from: team-a, to: team-b, reason: reorg of the orders team}\n")
+    Path("workload-ids.yaml").write_text(
+        CONFIG + "review: {every: 90d}\nguardrails:\n  approvedTransfers:\n    - {workload: prod/orders, "
+        "from: team-a, to: team-b, reason: reorg of the orders team}\n")
     assert run_cli("apply", "--auto-approve", str(applied)).code == 0
     doc = json.loads(run_cli("review", str(applied), "--output", "json").out)
     [orders] = [w for w in doc["workloads"] if w["workload"] == "prod/orders"]
