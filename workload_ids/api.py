@@ -22,10 +22,12 @@ from .validate import validate as _validate
 
 if TYPE_CHECKING:
     from .adopt import AdoptReport
+    from .attestation import AttestResult
     from .cleanup.restore import RestoreResult
     from .cleanup.workflow import CleanupReport
     from .discover.workflow import DiscoverReport
     from .keys.lifecycle import KeyReport
+    from .review import ReviewReport
     from .targets import Shard
 
 
@@ -142,6 +144,32 @@ def cleanup(paths: Iterable[str | Path] = (), config: Config | None = None, *,
                     progress=progress, delete_with_local_audit=delete_with_local_audit, shard=shard)
 
 
+def attest(workloads: Iterable[str | Path], by: str, config: Config | None = None, *,
+           note: str | None = None, seam: CallSeam | None = None) -> AttestResult:
+    """Record ``by``'s confirmation that each workload (``ENVIRONMENT/NAME`` or a manifest
+    path) still needs its access, as ``workload-ids attest`` does: one signed ``attest``
+    record per workload in the audit trail. Raises :class:`~workload_ids.errors.UserError`
+    for a workload that does not exist (with the nearest name) or a config without an
+    owner directory or audit trail, and :class:`~workload_ids.errors.GuardrailError` when
+    ``by`` is not an active member of a workload's owning group; nothing is recorded then."""
+    from .attestation import attest as _attest
+    config = config or load_config()
+    return _attest([str(w) for w in workloads], by, config, seam or _seam(config), note=note)
+
+
+def review(paths: Iterable[str | Path] = (), config: Config | None = None, *,
+           seam: CallSeam | None = None) -> ReviewReport:
+    """Each workload's last believed attestation, due date (``review.every``) and state,
+    grouped per owner (``workload-ids review``): the workloads of the manifests in
+    ``paths`` with their access entries, or without paths every workload managed in the
+    targets. An attestation record without a valid signature is listed as not believed
+    and never counts. ``review.render_text``/``render_markdown`` render the report and
+    ``ReviewReport.as_json`` is its JSON document."""
+    from .review import review as _review
+    config = config or load_config()
+    return _review([str(p) for p in paths], config, seam or _seam(config))
+
+
 def adopt(identities: Iterable[str], out: str | Path, config: Config | None = None, *,
           owner: str | None = None, environment: str | None = None, region: str | None = None,
           apply: bool = False, seam: CallSeam | None = None) -> AdoptReport:
@@ -182,6 +210,6 @@ def discover(config: Config | None = None, *, provider: str | None = None, targe
                      shard=None if shard is None else (shard.index, shard.count))
 
 
-__all__ = ["ApplyResult", "CallSeam", "Plan", "Restored", "Validation", "adopt", "apply", "cleanup",
-           "discover", "inventory", "load_config", "plan", "plan_paths", "restore", "rotate",
-           "seam_for", "validate"]
+__all__ = ["ApplyResult", "CallSeam", "Plan", "Restored", "Validation", "adopt", "apply", "attest",
+           "cleanup", "discover", "inventory", "load_config", "plan", "plan_paths", "restore",
+           "review", "rotate", "seam_for", "validate"]

@@ -382,6 +382,16 @@ class CleanupConfig(_Strict):
     quarantineUnused: bool = False
 
 
+class ReviewConfig(_Strict):
+    """Access review: how often owners attest their workloads (``every``; None: attestation
+    is not required), the usage window later reviews judge by, and what cleanup does with
+    a workload whose attestation is overdue (``report`` it, or ``quarantine`` it)."""
+
+    every: Duration | None = None
+    window: Duration = "90d"
+    onExpiry: Literal["report", "quarantine"] = "report"
+
+
 class DiscoverConfig(_Strict):
     """How ``discover`` judges identities it did not make: where owners are written, and
     when a key is too old or an identity unused."""
@@ -417,6 +427,7 @@ class ConfigFile(_Strict):
     audit: AuditConfig | None = None
     cleanup: CleanupConfig = CleanupConfig()
     discover: DiscoverConfig = DiscoverConfig()
+    review: ReviewConfig = ReviewConfig()
     targets: TargetsConfig = TargetsConfig()
     teams: dict[Annotated[str, _TEAM_NAME], Team] = {}
     defaults: DefaultsConfig = DefaultsConfig()
@@ -560,6 +571,11 @@ class Config:
     def discover(self) -> DiscoverConfig:
         """The ``discover:`` section: owner tags, key age and unused window, as text durations."""
         return self.data.discover
+
+    @property
+    def review(self) -> ReviewConfig:
+        """The ``review:`` section: attestation interval, usage window and what overdue means."""
+        return self.data.review
 
     def audit_path(self) -> Path | None:
         """The local audit log file, or None when the config keeps none (no ``audit``, or
@@ -731,6 +747,12 @@ def _semantic_problems(config: Config) -> list[Diagnostic]:
         if parse_duration(getattr(config.discover, dotted.split(".")[1])) < timedelta(days=1):
             out.append(Diagnostic(at(dotted), f"{dotted} must be at least 1d: the clouds date keys "
                                               "and last use by the day at best; write e.g. 90d"))
+    windows: tuple[tuple[str, str | None], ...] = (("review.every", config.review.every),
+                                                   ("review.window", config.review.window))
+    for dotted, window in windows:
+        if window is not None and parse_duration(window) < timedelta(days=1):
+            out.append(Diagnostic(at(dotted), f"{dotted} must be at least 1d: attestations and use are "
+                                              "judged by the day; write e.g. 90d"))
     if parse_duration(config.cleanup.grace) < timedelta(hours=1):
         out.append(Diagnostic(at("cleanup.grace"),
                               "cleanup.grace must be at least 1h: quarantined identities need time to "

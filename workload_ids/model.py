@@ -533,7 +533,7 @@ MARK_TAG = "workload-ids:quarantine"
 # owner until someone edits it, and apply must not undo the transfer meanwhile.
 TRANSFERRED_FROM_TAG = "workload-ids:transferred-from"
 
-REASONS = ("no-manifest", "owner-gone", "unused")
+REASONS = ("no-manifest", "owner-gone", "unused", "unattested")
 _FIELD = re.compile(r"^(since|reason|delete-after|keys)=([A-Za-z0-9_.:/+@-]*)$")
 
 
@@ -545,7 +545,7 @@ class MarkError(ValueError):
 class QuarantineMark:
     """When and why an identity was quarantined, and when it may be deleted.
 
-    ``delete_after`` is None for reasons that never lead to deletion (``unused``).
+    ``delete_after`` is None for reasons that never lead to deletion (``unused``, ``unattested``).
     """
 
     since: datetime

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 # Purposes: the derived key for each.
 MARKER = "identity-marker/v1"
 AUDIT = "audit-record/v1"
+ATTESTATION = "owner-attestation/v1"
 
 _HEX_KEY = re.compile(r"^[0-9a-f]{64}$")
 # MACs are written where space and alphabet are tight (an IAM tag value: 256 characters

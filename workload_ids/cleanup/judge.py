@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..clock import format_time
-from ..config import CleanupConfig
+from ..config import CleanupConfig, ReviewConfig
 from ..durations import format_duration, parse_duration
 from ..model import MARK_TAG, CompiledWorkload, MarkError, ObservedIdentity, QuarantineMark, decode_mark
 from ..owners.interface import OwnerStatus
@@ -17,7 +17,9 @@ from ..owners.interface import OwnerStatus
 # Classes, in the order the report lists them.
 ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNMANAGED, FORGED = (
     "active", "new", "no-manifest", "owner-gone", "transferred", "unused", "unmanaged", "forged")
-CLASSES = (FORGED, ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNMANAGED)
+# Declared and owned, but its owner's attestation is overdue (review.every).
+UNATTESTED = "unattested"
+CLASSES = (FORGED, ACTIVE, NEW, NO_MANIFEST, OWNER_GONE, TRANSFERRED, UNUSED, UNATTESTED, UNMANAGED)
 
 # Actions. Only quarantine and delete count against the blast-radius guard: the others
 # restore access or change a tag.
@@ -38,13 +40,17 @@ class Rules:
     unused_after: timedelta
     quarantine_unused: bool
     fallback_owner: dict[str, str]
+    attest_every: timedelta | None = None  # review.every; None: attestation not required
+    quarantine_unattested: bool = False  # review.onExpiry: quarantine
 
     @staticmethod
-    def from_config(cleanup: CleanupConfig) -> Rules:
+    def from_config(cleanup: CleanupConfig, review: ReviewConfig | None = None) -> Rules:
         """The rules with their durations parsed (``CleanupConfig`` holds them as text)."""
+        every = review.every if review is not None else None
         return Rules(parse_duration(cleanup.grace), parse_duration(cleanup.minAge),
                      parse_duration(cleanup.unusedAfter), cleanup.quarantineUnused,
-                     dict(cleanup.fallbackOwner))
+                     dict(cleanup.fallbackOwner), parse_duration(every) if every else None,
+                     review is not None and review.onExpiry == "quarantine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,9 @@ class Facts:
     last_used: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
     # (provider, target, identity) -> why its quarantine mark is not believed (see provenance)
     unbelieved: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # (provider, target, ENV/NAME) -> (owner, when) of the last believed attestation; None
+    # when attestation is not judged (review.every unset)
+    attested: dict[tuple[str, str, str], tuple[str, datetime]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +172,11 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
                                      f"{_days(rules.unused_after)} ago"
         elif last is None and created is not None and facts.now - created > rules.unused_after:
             status, reason = UNUSED, f"never used in the {_days(rules.unused_after)} since it was created"
+        elif rules.attest_every is not None and facts.attested is not None:
+            overdue = _unattested(facts.attested.get(label), marker.owner, created, facts.now,
+                                  rules.attest_every)
+            if overdue:
+                status, reason = UNATTESTED, overdue
 
     def finding(action: str | None, **kw: Any) -> Finding:
         return Finding(o, status, reason, action, mark, successor=successor, manifest=manifest,
@@ -191,8 +205,11 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
             return finding(RELEASE)
         if status == UNUSED and mark.reason != "unused":
             return finding(RELEASE)  # its owner or manifest is back; unused is judged afresh next run
+        if status == UNATTESTED and (mark.reason != UNATTESTED or not rules.quarantine_unattested):
+            # Attested again, or review.onExpiry is back to report: the quarantine goes.
+            return finding(RELEASE)
         if status in (NO_MANIFEST, OWNER_GONE):
-            if mark.reason == "unused":
+            if mark.reason in ("unused", UNATTESTED):
                 # Quarantined as unused, now orphaned too: the grace period starts now.
                 return finding(QUARANTINE, new_mark=QuarantineMark(
                     facts.now, status, facts.now + rules.grace, mark.keys))
@@ -206,7 +223,29 @@ def judge(o: ObservedIdentity, facts: Facts, rules: Rules) -> Finding:
     if status == UNUSED and rules.quarantine_unused and facts.owners is not None:
         # Unused alone never leads to deletion: the mark carries no delete-after.
         return finding(QUARANTINE, new_mark=QuarantineMark(facts.now, "unused", None))
+    if status == UNATTESTED and rules.quarantine_unattested and facts.owners is not None:
+        # Like unused: an overdue attestation never leads to deletion (no delete-after);
+        # an attestation releases it at the next run.
+        return finding(QUARANTINE, new_mark=QuarantineMark(facts.now, UNATTESTED, None))
     return finding(None)
+
+
+def _unattested(last: tuple[str, datetime] | None, owner: str, created: datetime | None,
+                now: datetime, every: timedelta) -> str | None:
+    """Why the identity's attestation is overdue, or None when it is not. A workload never
+    attested by its current owner counts from its creation (when the cloud says)."""
+    if last is not None and last[0] == owner:
+        if now - last[1] <= every:
+            return None
+        return (f"last attested {format_time(last[1])}, more than {_days(every)} ago "
+                "(review.every); its owner attests with `workload-ids attest`")
+    if created is not None and now - created <= every:
+        return None
+    since = (f"in the {_days(every)} since it was created" if created is not None
+             else "(its creation time is unknown)")
+    previous = f" by {owner} (attested for {last[0]} before)" if last is not None else ""
+    return (f"never attested{previous} {since} (review.every); its owner attests with "
+            "`workload-ids attest`")
 
 
 def _days(value: timedelta) -> str:

@@ -12,6 +12,7 @@ import concurrent.futures
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,9 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         owners = owner_status(directory, ids)
     last_used = {(o.target, o.name): b.last_used(o) for b, o in observed
                  if o.marker is not None and o.kind != "role"}
-    facts = Facts(clock.now(), declared, owners, last_used, _unbelieved(observed, config))
-    rules = Rules.from_config(config.cleanup)
+    facts = Facts(clock.now(), declared, owners, last_used, _unbelieved(observed, config),
+                  _attested(config, clouds))
+    rules = Rules.from_config(config.cleanup, config.review)
     findings: list[Finding] = []
     for b, o in observed:
         f = judge(o, facts, rules)
@@ -281,6 +283,16 @@ def _unbelieved(observed: list[tuple[LeaverBackend, ObservedIdentity]],
         if why is not None:
             out[(o.provider, o.target, o.name)] = why
     return out
+
+
+def _attested(config: Config, clouds: Clouds) -> dict[tuple[str, str, str], tuple[str, datetime]] | None:
+    """The owner and time of each workload's last believed attestation (a record without
+    a valid MAC never counts); None when review.every does not require attestation."""
+    if config.review.every is None:
+        return None
+    from ..attestation import latest, read_attestations
+    return {key: (a.owner, a.at) for key, a in latest(read_attestations(config, clouds)).items()
+            if a.at is not None}
 
 
 def _by_scope(grants: list[dict[str, str]]) -> dict[tuple[str, str], list[dict[str, str]]]:

@@ -28,6 +28,7 @@ from .verbs import (
     EXIT_OK,
     cmd_adopt,
     cmd_apply,
+    cmd_attest,
     cmd_audit_verify,
     cmd_bootstrap,
     cmd_cleanup,
@@ -40,6 +41,7 @@ from .verbs import (
     cmd_recover,
     cmd_report_merge,
     cmd_restore,
+    cmd_review,
     cmd_rotate,
     cmd_sandbox,
     cmd_schema,
@@ -241,6 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--issue-key", metavar="MANIFEST",
                          help="key mode: also issue a new access key (keys cannot be restored) "
                               "and deliver it as this manifest says")
+    attest = verb("attest", cmd_attest, "record an owner's confirmation that each workload still "
+                  "needs its access (signed, in the audit trail); PERSON must be an active member "
+                  "of the owning group in the owner directory", paths=False)
+    attest.add_argument("workloads", nargs="+", metavar="WORKLOAD",
+                        help="ENVIRONMENT/NAME as `workload-ids inventory` lists it, or a manifest")
+    attest.add_argument("--by", required=True, metavar="PERSON",
+                        help="who attests: their user name in the owner directory")
+    attest.add_argument("--note", metavar="TEXT",
+                        help="why the access is still needed (one line, at most 500 characters)")
+    review = verb("review", cmd_review, "per owner, each workload's last attestation, its due date "
+                  "(review.every) and state: ok, due soon, overdue, never attested; read-only",
+                  paths=False, parent=base)
+    review.add_argument("paths", nargs="*", metavar="PATH",
+                        help="the manifests (with their access entries); without any, the workloads "
+                             "managed in every target")
+    review.add_argument("--output", choices=("text", "json", "markdown"), default="text",
+                        help="text for people (default), one JSON document, or Markdown for a "
+                             "pull-request comment")
     boot = verb("bootstrap", cmd_bootstrap, "print (and with --apply create) the tool's own least-privilege "
                 "identities per cloud, and the workload permissions boundary", paths=False)
     boot.add_argument("--provider", action="append", default=[], metavar="aws|gcp|azure",

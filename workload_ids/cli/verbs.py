@@ -515,6 +515,36 @@ def cmd_cleanup(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def cmd_attest(args: argparse.Namespace, out: Output) -> int:
+    """`attest`: record an owner's confirmation of each named workload (signed, in the audit trail)."""
+    from ..api import attest
+    config = _config(args)
+    _clock_notice(out)
+    result = attest(args.workloads, args.by, config, note=args.note, seam=_seam(config))
+    for a in result.attestations:
+        out.text(one_line(f"attested {a.workload} ({a.provider}:{a.target} {a.identity}, owner "
+                          f"{a.owner}) by {a.by}" + (f": {a.note}" if a.note else "")))
+    out.text(f"Recorded {len(result.attestations)} attestation(s) in {result.where}; "
+             "`workload-ids review` shows them with their next due date.")
+    out.document(result.as_json())
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace, out: Output) -> int:
+    """`review`: per owner, each workload's last attestation, due date and state."""
+    from ..api import review
+    from ..review import render_markdown, render_text
+    config = _config(args)
+    _clock_notice(out)
+    report = review(args.paths, config, seam=_seam(config))
+    if args.output == "markdown":
+        out.text(render_markdown(report).rstrip("\n"))
+    else:
+        out.text(render_text(report))
+    out.document(report.as_json())
+    return EXIT_OK
+
+
 def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     """`restore`: recreate an identity from its restore bundle in the audit trail."""
     from ..api import restore

@@ -87,3 +87,44 @@ def owner_status(directory: OwnerDirectory, ids: Iterable[str]) -> dict[str, Own
                 current = candidate
         out[owner_id] = OwnerStatus(owner_id, gone, reason, successor)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """Whether ``person`` may speak for ``owner``: None as ``refused`` when they may, else
+    why not, in words that say what to fix."""
+
+    owner: str
+    person: str
+    refused: str | None
+
+
+def membership(directory: OwnerDirectory, owner_id: str, person: str) -> Membership:
+    """Whether ``person`` is an active member of the group ``owner_id`` (or is that
+    person, for a workload owned by one person). Direct members only: a nested group's
+    members do not speak for the outer group. User names compare case-insensitively, as
+    SCIM directories match them; an unreachable directory raises, never answers no."""
+    owner = directory.owners([owner_id]).get(owner_id)
+    fix = (f"ask an active member of {owner_id} to attest, or add {person} to {owner_id} in the "
+           f"owner directory ({directory.name})")
+    if owner is None:
+        return Membership(owner_id, person, f"the owner {owner_id} is not in the owner directory "
+                                            f"({directory.name}); fix the directory or the "
+                                            "workload's owner")
+    if not owner.active:
+        return Membership(owner_id, person, f"the owner {owner.kind} {owner_id} is inactive; "
+                                            "cleanup hands its workloads to a successor first")
+    if owner.kind == "person":
+        if owner.id.casefold() == person.casefold():
+            return Membership(owner_id, person, None)
+        return Membership(owner_id, person, f"{person} is not {owner_id}, the person who owns it; "
+                                            f"ask {owner_id} to attest, or make the owner a group "
+                                            f"{person} is in")
+    members = directory.members(owner)
+    found = [m for m in members.values() if m is not None and m.kind == "person"
+             and m.id.casefold() == person.casefold()]
+    if not found:
+        return Membership(owner_id, person, f"{person} is not a member of {owner_id}; {fix}")
+    if not any(m.active for m in found):
+        return Membership(owner_id, person, f"{person} is inactive in the owner directory; {fix}")
+    return Membership(owner_id, person, None)

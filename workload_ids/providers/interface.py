@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ..discovered import DiscoveredIdentity
     from ..errors import Diagnostic
     from ..model import QuarantineMark, SecretValue, StoredSecret
+    from ..signing import SigningKey
     from ..usage import IdentityUsage
 
 
@@ -90,6 +91,12 @@ class IdentityBackend(Protocol):
 
     def current_target(self) -> str:
         """The account/project/subscription the ambient credentials reach."""
+
+    def signing_key(self, target: str) -> SigningKey:
+        """The key that authenticates markers in ``target`` (read from the cloud's own
+        secret store once per run), for records that must be believed beside them, such
+        as an owner's attestation; raises :class:`~workload_ids.markers.NoSigningKey`
+        when the target has none."""
 
     def outputs(self, desired: DesiredIdentity, observed: ObservedIdentity | None) -> dict[str, str]:
         """What a deployment needs after apply (role ARN, client id and the like).

@@ -32,6 +32,7 @@ from ...model import (
     Marker,
     ObservedIdentity,
 )
+from ...signing import SigningKey
 from ..interface import IdentityBackend, TransferCheck
 from . import render
 from .clients import (
@@ -419,6 +420,10 @@ class AwsIdentities(IdentityBackend):
     def verify_target(self, target: str) -> str:
         """``GetCallerIdentity``, once per account and run."""
         return self.clients.caller(target)
+
+    def signing_key(self, target: str) -> SigningKey:
+        """IdentityBackend.signing_key: the key markers here are authenticated with."""
+        return self.clients.signing_keys.get(target)
 
     def current_target(self) -> str:
         """The account the ambient credentials reach."""

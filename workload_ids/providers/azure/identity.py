@@ -27,6 +27,7 @@ from ...calls import NOT_FOUND
 from ...config import Config
 from ...errors import CloudError, ConflictError, Diagnostic, UserError
 from ...model import MARKER_KEYS, SIGNED_KEYS, Change, DesiredIdentity, Marker, ObservedIdentity
+from ...signing import SigningKey
 from ..interface import IdentityBackend, TransferCheck
 from . import render
 from .applications import AzureApplications
@@ -131,6 +132,10 @@ class AzureIdentities(IdentityBackend):
         return []
 
     # --- targets ---------------------------------------------------------------------
+
+    def signing_key(self, target: str) -> SigningKey:
+        """IdentityBackend.signing_key: the key markers here are authenticated with."""
+        return self.clients.signing_keys.get(target)
 
     def current_target(self) -> str:
         """Azure has none: the subscriptions come from the config, a flag or the manifests."""

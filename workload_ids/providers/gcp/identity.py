@@ -33,7 +33,7 @@ from ...model import (
     Marker,
     ObservedIdentity,
 )
-from ...signing import SHORT_MAC_LENGTH
+from ...signing import SHORT_MAC_LENGTH, SigningKey
 from ..interface import IdentityBackend, TransferCheck
 from . import render
 from .clients import ABORTED, ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
@@ -182,6 +182,10 @@ class GcpIdentities(IdentityBackend):
         return []
 
     # --- targets ---------------------------------------------------------------------
+
+    def signing_key(self, target: str) -> SigningKey:
+        """IdentityBackend.signing_key: the key markers here are authenticated with."""
+        return self.clients.signing_keys.get(target)
 
     def current_target(self) -> str:
         """GCP credentials name no project: always a UserError saying how to name one."""
