@@ -82,10 +82,12 @@ def plan(checked: Validation, config: Config | None = None, *, seam: CallSeam | 
     return build_plan(checked.compiled, config, seam or _seam(config), fleet=fleet)
 
 
-def apply(plan: Plan, config: Config | None = None) -> ApplyResult:
-    """Carry out ``plan``; see :class:`ApplyResult` for outputs and per-workload errors."""
+def apply(plan: Plan, config: Config | None = None, *, accept_breaking: bool = False) -> ApplyResult:
+    """Carry out ``plan``; see :class:`ApplyResult` for outputs and per-workload errors.
+    ``accept_breaking``: apply even when ``guardrails.refuseRemovingUsedAccess`` would
+    refuse a plan that removes used access."""
     config = config or load_config()
-    return apply_plan(plan, concurrency=config.calls.concurrency)
+    return apply_plan(plan, concurrency=config.calls.concurrency, accept_breaking=accept_breaking)
 
 
 def inventory(paths: Iterable[str | Path] = (), config: Config | None = None, *,

@@ -17,7 +17,7 @@ from .errors import UserError, WorkloadIdsError
 from .keys.lease import HeldLock, LockBusy, hold
 from .keys.lifecycle import KeyReport, lifecycle
 from .model import Change
-from .plan import Plan, is_observe_only
+from .plan import Plan, is_observe_only, refuse_breaking
 from .providers.interface import Backends, Holder
 
 
@@ -81,10 +81,14 @@ KEY_ACTIONS = ("issue-key", "recover-keys")
 
 def apply_plan(plan: Plan, *, concurrency: int = 8,
                progress: Callable[[int, int], None] | None = None,
-               config: Config | None = None) -> ApplyResult:
+               config: Config | None = None, accept_breaking: bool = False) -> ApplyResult:
     """Apply every change of ``plan``. Workloads run concurrently (bounded); the changes of
-    one workload run in plan order. A failing workload does not stop the others."""
+    one workload run in plan order. A failing workload does not stop the others. With
+    ``guardrails.refuseRemovingUsedAccess`` a plan that removes used access is refused
+    (GuardrailError, nothing changed) unless ``accept_breaking``."""
     config = config or plan.config
+    if config.guardrails.refuseRemovingUsedAccess and not accept_breaking:
+        refuse_breaking(plan)
     seam = plan.clouds.seam
     auditor = auditor_for(config, "apply", seam)
     seam_start = seam.stats.total

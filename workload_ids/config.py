@@ -228,6 +228,9 @@ class Guardrails(_Strict):
     requirePermissionsBoundary: bool = True
     approvedEscalations: list[ApprovedEscalation] = []
     approvedTransfers: list[ApprovedTransfer] = []
+    # true: apply refuses a plan that removes a permission the workload used within
+    # review.window (or that the cloud cannot rule out), unless --accept-breaking.
+    refuseRemovingUsedAccess: bool = False
 
 
 # Service principals that may assume a role when trust.allowedAwsServices is not set: the

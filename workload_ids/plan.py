@@ -9,19 +9,22 @@ that no manifest declares, for the cleanup to handle.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import clock
 from .calls import CallSeam
 from .clouds import Clouds
 from .config import Config
-from .errors import ConflictError, Diagnostic, InputErrors, one_line
+from .durations import parse_duration
+from .errors import CloudError, ConflictError, Diagnostic, GuardrailError, InputErrors, one_line
 from .escalation import is_escalation
 from .keys.lifecycle import lifecycle
 from .model import JOURNAL_TAG, MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
 from .providers import CLOUDS
 from .providers.interface import Backends, IdentityBackend
+from .usage import IdentityUsage, was_used
 
 FLEET_THRESHOLD = 10
 
@@ -242,6 +245,7 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         if len(conflicts) == 1:
             raise conflicts[0]
         raise ConflictError("\n".join(str(c) for c in conflicts), conflicts[0].hint)
+    changes = _with_usage(changes, clouds, config)
     return Plan(changes=changes, desired=desired, clouds=clouds, config=config, observed=seen_by_label,
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
                 quarantined=quarantined, foreign_grants=foreign, forged=forged, fleet=fleet,
@@ -252,9 +256,64 @@ OBSERVE_ONLY = "observeOnly"
 OBSERVE_NOTE = "observe only: apply will not make this change"
 
 
+def _with_usage(changes: list[Change], clouds: Clouds, config: Config) -> list[Change]:
+    """Each permission a change would remove, with whether the workload used it within
+    ``review.window`` (``used``, ``lastUsed``, ``basis``, ``usage``: the sentence it rests on).
+    One usage read per workload that loses a permission, none otherwise. Whatever the cloud
+    cannot rule out counts as used (:func:`workload_ids.usage.was_used`)."""
+    since = clock.now() - parse_duration(config.review.window)
+    read: dict[str, IdentityUsage | str] = {}
+    out: list[Change] = []
+    for c in changes:
+        removed = _rows(c, "permissions", "removed")
+        if not removed or c.desired is None or is_observe_only(c):
+            out.append(c)
+            continue
+        if c.workload not in read:
+            backend = clouds[c.provider].usage
+            try:
+                read[c.workload] = (backend.usage_for(c.desired) if backend is not None else
+                                    f"{c.provider} usage is not read by this version")
+            except CloudError as exc:
+                read[c.workload] = f"usage could not be read: {one_line(str(exc))}"
+        usage = read[c.workload]
+        rows: list[dict[str, Any]] = []
+        for row in removed:
+            if isinstance(usage, str):
+                rows.append({**row, "used": True, "lastUsed": None, "basis": "none",
+                             "usage": f"{usage}, so it counts as used"})
+                continue
+            answer = was_used(usage, str(row.get("action", "")), str(row.get("resource", "")), since)
+            rows.append({**row, "used": answer.used, "basis": answer.basis, "usage": answer.reason,
+                         "lastUsed": clock.format_time(answer.last_used) if answer.last_used else None})
+        permissions = {**c.details["permissions"], "removed": rows}
+        out.append(replace(c, details={**c.details, "permissions": permissions}))
+    return out
+
+
+def removes_used_access(c: Change) -> list[dict[str, Any]]:
+    """The permissions ``c`` removes that were used within the window (or may have been)."""
+    return [row for row in _rows(c, "permissions", "removed") if row.get("used")]
+
+
+def refuse_breaking(plan: Plan) -> None:
+    """GuardrailError (exit 3) naming every permission the plan would remove that its
+    workload used within the window; apply calls it before the first change."""
+    used = [(c, row) for c in plan.applicable for row in removes_used_access(c)]
+    if not used:
+        return
+    rows = "\n".join(one_line(f"  {c.workload}: removing {row.get('action')} on {row.get('resource')}, "
+                               + (f"last used {_ago(row['lastUsed'])}" if row.get("lastUsed")
+                                  else str(row.get("usage", "usage unknown"))))
+                      for c, row in used)
+    raise GuardrailError(
+        f"guardrails.refuseRemovingUsedAccess: this plan removes {len(used)} permission(s) the "
+        f"workload(s) used within review.window; nothing was changed:\n{rows}\nIf the service no "
+        "longer needs them, rerun with --accept-breaking; otherwise keep the entries in the manifest")
+
+
 def observe_only(change: Change) -> Change:
     """``change`` marked as drift of an observe-mode workload: reported, never applied."""
-    from dataclasses import replace
     return replace(change, details={**change.details, OBSERVE_ONLY: True, "note": OBSERVE_NOTE})
 
 
@@ -449,8 +508,10 @@ def render_markdown(plan: Plan) -> str:
             flagged = {(r.get("action"), r.get("resource")) for r in esc}
             for row in _detail_lines(c):
                 text = row.strip()
-                bold = any(text.startswith("+ ") and f"{a}  {r}" in text for a, r in flagged)
-                lines.append(f"  - {'**ESCALATION** ' if bold else ''}`{code(text)}`")
+                escalation = any(text.startswith("+ ") and f"{a}  {r}" in text for a, r in flagged)
+                used = text.startswith("- ") and "(USED" in text
+                mark = "**ESCALATION** " if escalation else "**STILL USED** " if used else ""
+                lines.append(f"  - {mark}`{code(text)}`")
     for q in plan.quarantined:
         lines += ["", f"> {md(q['workload'])}: quarantined by cleanup; apply leaves it disabled."]
     if plan.no_manifest:
@@ -530,6 +591,27 @@ def render_text(plan: Plan) -> str:
     return "\n".join(one_line(line) for line in lines)
 
 
+def _use_note(row: dict[str, Any]) -> str:
+    """``  (USED: last used 2 days ago)`` after a removed permission the workload used."""
+    if "used" not in row:
+        return ""
+    when = row.get("lastUsed")
+    if not row["used"]:
+        return f"  (unused: {'last used ' + _ago(when) if when else 'no use on record'})"
+    if when:
+        return f"  (USED: last used {_ago(when)})"
+    return f"  (USED, as far as the cloud can tell: {row.get('usage', '')})"
+
+
+def _ago(when: str) -> str:
+    try:
+        then = clock.parse_time(when)
+    except clock.ClockError:
+        return when
+    days = (clock.now() - then).days
+    return "today" if days < 1 else "1 day ago" if days == 1 else f"{days} days ago"
+
+
 def _detail_lines(c: Change) -> list[str]:
     out: list[str] = []
     for section, a, b in (("permissions", "action", "resource"), ("trust", "principal", "subject")):
@@ -538,7 +620,7 @@ def _detail_lines(c: Change) -> list[str]:
             continue
         label = "" if section == "permissions" else "trust "
         out.extend(f"        + {label}{row[a]}  {row[b]}" for row in diff["added"])
-        out.extend(f"        - {label}{row[a]}  {row[b]}" for row in diff["removed"])
+        out.extend(f"        - {label}{row[a]}  {row[b]}{_use_note(row)}" for row in diff["removed"])
     for section in ("settings", "tags"):
         for key, value in (c.details.get(section) or {}).items():
             out.append(f"        ~ {key}: {value['from'] or '(none)'} -> {value['to'] or '(none)'}")

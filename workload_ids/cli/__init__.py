@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply = verb("apply", cmd_apply, "create or converge identities to the manifests")
     apply.add_argument("--auto-approve", action="store_true",
                        help="apply without asking (for pipelines)")
+    apply.add_argument("--accept-breaking", action="store_true",
+                       help="apply even though the plan removes permissions the workload used "
+                            "within review.window (guardrails.refuseRemovingUsedAccess)")
     rotate = verb("rotate", cmd_rotate, "advance key rotation of key-mode workloads by whatever is due",
                   paths=False)
     rotate.add_argument("--now", metavar="NAME",

@@ -193,6 +193,9 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
     from ..plan import render_text
     plan, config, _ = _plan(args, out)
     _clock_notice(out)
+    if config.guardrails.refuseRemovingUsedAccess and not args.accept_breaking:
+        from ..plan import refuse_breaking
+        refuse_breaking(plan)  # before asking: the answer could not change it
     if plan.applicable and not args.auto_approve:
         if not is_terminal(sys.stdin):
             raise UserError("apply needs confirmation but standard input is not a terminal; "
@@ -204,7 +207,8 @@ def cmd_apply(args: argparse.Namespace, out: Output) -> int:
             return EXIT_ERROR
     elif plan.has_changes:
         out.changes(render_text(plan))
-    result = apply_plan(plan, concurrency=config.calls.concurrency, progress=Progress("applying"))
+    result = apply_plan(plan, concurrency=config.calls.concurrency, progress=Progress("applying"),
+                        accept_breaking=args.accept_breaking)
     for r in result.results:
         if r.error:
             out.note(one_line(f"error: {r.workload}: {r.error}"))
