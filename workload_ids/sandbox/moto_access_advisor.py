@@ -121,8 +121,9 @@ def record_access(account: str, principal_arn: str, service: str, *, action: str
 def fail_next_job(account: str, principal_arn: str, code: str = "InternalFailure",
                   message: str = "An internal error occurred while generating the report.") -> None:
     """The next job for ``principal_arn`` ends FAILED with ``code`` and ``message``."""
+    state = advisor(account)
     with _LOCK:
-        advisor(account).failing[principal_arn] = (code, message)
+        state.failing[principal_arn] = (code, message)
 
 
 # --- the entity and what its policies allow -------------------------------------------
