@@ -24,7 +24,7 @@ from ...errors import CloudError, UserError
 from ...model import DesiredIdentity
 from ...usage import ActionUse, IdentityUsage, KeyUse, ServiceUse
 from ..interface import UsageBackend
-from .clients import AwsClients, check_account, pages
+from .clients import AwsClients, pages
 from .discovery import ROLE_LAST_USED_DAYS
 
 WINDOW = timedelta(days=ROLE_LAST_USED_DAYS)  # access advisor and RoleLastUsed: 400 days
@@ -93,7 +93,11 @@ class AwsUsage(UsageBackend):
     def usage_of(self, target: str, address: str) -> IdentityUsage:
         """The usage of the role or user at ``address`` in account ``target``."""
         account, kind, name = parse_arn(address)
-        check_account(target, address)
+        if account and account != target:
+            # Asked of one account's credentials, another account's ARN would be read as
+            # that account's role of the same name (or refused): never a silent mix-up.
+            raise UserError(f"{address} is in account {account}, not {target}: ask for its usage "
+                            f"with target {account}")
         iam = self.clients.client(target, "iam")
         now = clock.now()
         unread: list[str] = []
