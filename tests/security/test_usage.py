@@ -42,12 +42,15 @@ def _gcp(local: Any) -> Any:
 
 def test_gcp_refused_activity_is_never_unused(local_gcp: Any) -> None:
     week = clock.now() - timedelta(days=7)
+    local_gcp.emulators[0].client().create_service_account(request={
+        "name": "projects/acme-prod", "account_id": "quiet-worker"})
+    quiet = "quiet-worker@acme-prod.iam.gserviceaccount.com"
     # The control: Policy Analyzer answers and lists no authentication: unused.
-    heard = _gcp(local_gcp).usage_of("acme-prod", GHOST)
+    heard = _gcp(local_gcp).usage_of("acme-prod", quiet)
     assert was_used(heard, "pubsub.topics.publish", "projects/acme-prod/topics/t", week).used is False
     # The attack: the API is off in the project, so Policy Analyzer says nothing at all.
     local_gcp.analyzer.enabled = False
-    refused = _gcp(local_gcp).usage_of("acme-prod", GHOST)
+    refused = _gcp(local_gcp).usage_of("acme-prod", quiet)
     assert refused.last_used is None and refused.last_used_known is False
     assert "Policy Analyzer refused its activity query" in refused.unread[0]
     answer = was_used(refused, "pubsub.topics.publish", "projects/acme-prod/topics/t", week)
@@ -80,3 +83,17 @@ def test_aws_reads_only_the_account_asked_about(aws: Any) -> None:
                                         "usage with target 999999999999"):
         usage.usage_of("123456789012", "arn:aws:iam::999999999999:role/admin")
     assert seam.stats.total == 0
+
+
+def test_an_identity_that_does_not_exist_is_never_unused(aws: Any, local_gcp: Any) -> None:
+    """A workload not applied yet (or an identity deleted since) has no usage to tell:
+    its grants are not judged unused on its silence."""
+    week = clock.now() - timedelta(days=7)
+    usage = connect("aws", Config(ConfigFile(), Path.cwd(), None), CallSeam()).usage
+    assert usage is not None
+    role = usage.usage_of("123456789012", "arn:aws:iam::123456789012:role/workload-ids/not-yet")
+    assert role.unread == ("the role arn:aws:iam::123456789012:role/workload-ids/not-yet does not exist",)
+    assert was_used(role, "sqs:SendMessage", "*", week).used is True
+    account = _gcp(local_gcp).usage_of("acme-prod", GHOST)
+    assert account.unread == (f"the service account {GHOST} does not exist",)
+    assert was_used(account, "pubsub.topics.publish", "projects/acme-prod/topics/t", week).used is True

@@ -105,6 +105,12 @@ class AwsUsage(UsageBackend):
         try:
             services = self.advisor(iam, address)
         except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                # Not made yet (a workload not applied), or deleted: no use can be told.
+                return IdentityUsage(provider="aws", target=account, address=address, kind=kind,
+                                     read_at=now, window=WINDOW, tracked_since=now - WINDOW,
+                                     last_used=None, limits=LIMITS, last_used_known=False,
+                                     unread=(f"the {kind} {address} does not exist",))
             if exc.kind != DENIED:
                 raise
             unread.append(UNREAD_ADVISOR.format(why=f"{exc.code}: {exc.message}"))
