@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("compile", "cold_start", "per_service_plan", "fleet_plan", "rotate", "gcp_fleet_plan",
               "azure_fleet_plan")
 # Run only when named: it installs Cloud Custodian into its own venv and takes ~5 minutes.
-OPTIONAL = {"cleanup_vs_custodian": ["--ours"], "discover_vs_custodian": [], "adopt": []}
+OPTIONAL = {"cleanup_vs_custodian": ["--ours"], "discover_vs_custodian": [], "adopt": [],
+            "review_usage": []}
 
 
 def versions() -> str:

@@ -37,8 +37,8 @@ class ActionUse:
     # When, where the cloud says (AWS); None: not used, or the cloud only says "exercised"
     # (GCP insights).
     last_used: datetime | None = None
-    # The scopes this observation is about (a GCP insight's project); empty: any resource
-    # (AWS tracks per action, never per resource).
+    # The scopes this observation is about (a GCP insight's target resource, full and short
+    # names); empty: any resource (AWS tracks per action, never per resource).
     resources: tuple[str, ...] = ()
 
 
@@ -48,7 +48,9 @@ class ServiceUse:
 
     service: str  # AWS namespace ("sqs"); GCP permission prefix ("storage")
     last_used: datetime | None  # None: not used in the window
-    # True: ``actions`` holds every action of the service the cloud tracks, used or not.
+    # True: the cloud tracks some actions of this service one by one, and ``actions`` holds
+    # those it reported (AWS leaves out tracked actions nobody used; an action not listed is
+    # judged by its service).
     action_level: bool = False
     actions: tuple[ActionUse, ...] = ()
     name: str = ""  # the cloud's display name ("Amazon SQS"), for reports

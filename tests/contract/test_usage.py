@@ -191,3 +191,39 @@ def test_usage_output_holds_no_secret(cloud: Cloud, applied: dict[str, Any]) -> 
     text = json.dumps([repr(found)])
     for word in ("SecretAccessKey", "secretText", "privateKeyData", "BEGIN PRIVATE KEY"):
         assert word not in text
+
+
+def test_each_keys_last_use(cloud: Cloud, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key-mode workload's key, seen in use (after apply's own sign-in to verify it),
+    reads back by its id with its last use."""
+    import importlib
+
+    from support.contract import KEY_MANIFESTS
+    module, attr, name = KEY_MANIFESTS[cloud.name]
+    for old in folder.glob("*.yaml"):
+        old.unlink()
+    (folder / "key.yaml").write_text(getattr(importlib.import_module(module), attr))
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    monkeypatch.setenv(clock.ENV, clock.format_time(NOW))
+    config = load_config()
+    [compiled] = validate([folder], config).compiled
+    backends, _, _ = _connected(cloud)
+    desired = backends.desired(compiled)
+    assert backends.keys is not None and backends.usage is not None
+    [key] = backends.keys.list_keys(desired)
+    at = NOW - timedelta(hours=1)
+    if cloud.name == "aws":
+        from workload_ids.sandbox.moto_access_advisor import record_access
+        record_access(ACCOUNT, desired.address, "s3", action="GetObject", at=at, access_key_id=key.key_id)
+    elif cloud.name == "gcp":
+        iam = cloud.local.emulators[0]
+        account = next(a for a in iam.service_accounts("acme-prod") if a.email == desired.name)
+        cloud.local.analyzer.record("acme-prod", account.email, account.unique_id, key_id=key.key_id, at=at)
+    else:
+        keys: Any = backends.keys
+        app = keys.applications.find_app_named(compiled.target, desired.name)
+        cloud.local.graph.record_sign_in(app["appId"], key_id=key.key_id, at=at)
+    found = backends.usage.usage_for(desired)
+    assert [(k.key_id, k.last_used) for k in found.keys] == [(key.key_id, at)]
+    assert found.last_used == at and found.workload == name
+    assert found.kind == {"aws": "user", "gcp": "service-account", "azure": "application"}[cloud.name]

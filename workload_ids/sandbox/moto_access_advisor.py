@@ -111,18 +111,25 @@ def record_access(account: str, principal_arn: str, service: str, *, action: str
     backend = iam_backends[account]["aws"]
     if ":role/" in principal_arn:
         role = backend.get_role_by_arn(principal_arn)
-        if role.last_used is None or role.last_used < when:
+        if role.last_used is None or _aware(role.last_used) < when:
             role.last_used, role.last_used_region = when, region  # type: ignore[assignment]
     if access_key_id is not None:
         key = backend.access_keys[access_key_id]
-        key.last_used = AccessKeyLastUsed(timestamp=when, service=namespace, region=region)
+        if key.last_used is None or _aware(key.last_used.timestamp) < when:
+            key.last_used = AccessKeyLastUsed(timestamp=when, service=namespace, region=region)
+
+
+def _aware(value: datetime) -> datetime:
+    """moto keeps naive UTC times (``utcnow``)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def fail_next_job(account: str, principal_arn: str, code: str = "InternalFailure",
                   message: str = "An internal error occurred while generating the report.") -> None:
     """The next job for ``principal_arn`` ends FAILED with ``code`` and ``message``."""
+    state = advisor(account)
     with _LOCK:
-        advisor(account).failing[principal_arn] = (code, message)
+        state.failing[principal_arn] = (code, message)
 
 
 # --- the entity and what its policies allow -------------------------------------------

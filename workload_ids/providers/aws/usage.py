@@ -24,7 +24,7 @@ from ...errors import CloudError, UserError
 from ...model import DesiredIdentity
 from ...usage import ActionUse, IdentityUsage, KeyUse, ServiceUse
 from ..interface import UsageBackend
-from .clients import AwsClients, check_account, pages
+from .clients import AwsClients, pages
 from .discovery import ROLE_LAST_USED_DAYS
 
 WINDOW = timedelta(days=ROLE_LAST_USED_DAYS)  # access advisor and RoleLastUsed: 400 days
@@ -93,7 +93,11 @@ class AwsUsage(UsageBackend):
     def usage_of(self, target: str, address: str) -> IdentityUsage:
         """The usage of the role or user at ``address`` in account ``target``."""
         account, kind, name = parse_arn(address)
-        check_account(target, address)
+        if account and account != target:
+            # Asked of one account's credentials, another account's ARN would be read as
+            # that account's role of the same name (or refused): never a silent mix-up.
+            raise UserError(f"{address} is in account {account}, not {target}: ask for its usage "
+                            f"with target {account}")
         iam = self.clients.client(target, "iam")
         now = clock.now()
         unread: list[str] = []
@@ -101,6 +105,12 @@ class AwsUsage(UsageBackend):
         try:
             services = self.advisor(iam, address)
         except CloudError as exc:
+            if exc.kind == NOT_FOUND:
+                # Not made yet (a workload not applied), or deleted: no use can be told.
+                return IdentityUsage(provider="aws", target=account, address=address, kind=kind,
+                                     read_at=now, window=WINDOW, tracked_since=now - WINDOW,
+                                     last_used=None, limits=LIMITS, last_used_known=False,
+                                     unread=(f"the {kind} {address} does not exist",))
             if exc.kind != DENIED:
                 raise
             unread.append(UNREAD_ADVISOR.format(why=f"{exc.code}: {exc.message}"))

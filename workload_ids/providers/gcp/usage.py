@@ -88,6 +88,7 @@ class GcpUsage(UsageBackend):
         project = self._project(target)
         now = clock.now()
         unread = list(project.unread)
+        exists = True
         keys: tuple[KeyUse, ...] = ()
         try:
             answer = self.clients.iam.list_service_account_keys(request={
@@ -99,12 +100,14 @@ class GcpUsage(UsageBackend):
         except CloudError as exc:
             if exc.kind != NOT_FOUND:
                 raise
-            unread.append(f"keys of {email}: the account does not exist")
+            # Not made yet (a workload not applied), or deleted: no use can be told.
+            unread.append(f"the service account {email} does not exist")
+            exists = False
         return IdentityUsage(
             provider="gcp", target=target, address=email, kind="service-account", read_at=now,
             window=WINDOW, tracked_since=now - WINDOW, last_used=project.seen.accounts.get(email),
             services=self._services(project, target, f"serviceAccount:{email}"), keys=keys,
-            limits=LIMITS, unread=tuple(unread), last_used_known=not project.seen.unread)
+            limits=LIMITS, unread=tuple(unread), last_used_known=exists and not project.seen.unread)
 
     def _services(self, project: _Project, target: str, member: str) -> tuple[ServiceUse, ...]:
         """The account's insights as permissions used or not, grouped by service."""

@@ -369,7 +369,8 @@ class GraphEmulator(HttpsEmulator):
                 self._app_sign_ins[key] = seen
             if managed_identity:
                 self._managed_identities.add(key)
-            if key_id is not None:
+            if key_id is not None and (key_id not in self._key_sign_ins
+                                       or self._key_sign_ins[key_id].at < moment):
                 self._key_sign_ins[key_id] = seen
 
     def throttle(self, times: int = 1, *, retry_after: int = 1, label: str | None = None) -> None:

@@ -15,8 +15,8 @@ insight type INVALID_ARGUMENT, a project where the API is off PERMISSION_DENIED 
 reason ``SERVICE_DISABLED``.
 
 Tests and the sandbox say what Google concluded with :meth:`RecommenderEmulator.record_insight`.
-The routes are served by the Resource Manager emulator's server (:meth:`routes`), as
-Policy Analyzer's are.
+The routes can be served on their own (:meth:`start`) or by the Resource Manager
+emulator's server (:meth:`routes`), as Policy Analyzer's are in the sandbox.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..common.clock import Clock
-from .resourcemanager import HttpRoute, ProjectRegistry, Query, RpcError, rfc3339
+from ..common.served import Served
+from .resourcemanager import HttpRoute, JsonHttpServer, ProjectRegistry, Query, RpcError, rfc3339
 
 INSIGHT_TYPE = "google.iam.policy.Insight"
 OBSERVATION_DAYS = 90
@@ -59,7 +60,7 @@ class _Insight:
     refreshed: float
 
 
-class RecommenderEmulator:
+class RecommenderEmulator(Served):
     """Policy insights over REST (see the module docstring)."""
 
     def __init__(self, *, projects: ProjectRegistry | None = None, sandbox: bool = False,
@@ -70,6 +71,7 @@ class RecommenderEmulator:
         self._clock = clock
         self._lock = threading.Lock()
         self._insights: dict[tuple[str, str, str, str], _Insight] = {}
+        self._http: JsonHttpServer | None = None
 
     def record_insight(self, project: str, member: str, role: str, *, exercised: Iterable[str],
                        inferred: Iterable[str] = (), total: int | None = None, resource: str = "",
@@ -90,6 +92,22 @@ class RecommenderEmulator:
     def routes(self) -> list[HttpRoute]:
         """The routes this API answers (served on the Resource Manager emulator's server)."""
         return [HttpRoute("GET", _ONE, self._get), HttpRoute("GET", _LIST, self._list)]
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` once started on its own, else empty."""
+        return self._http.url if self._http is not None else ""
+
+    def start(self, port: int = 0) -> str:
+        """Serve on its own server; return the endpoint URL."""
+        if self._http is None:
+            self._http = JsonHttpServer(self.routes())
+        return self._http.start(port)
+
+    def stop(self) -> None:
+        """Stop its own server (state is kept)."""
+        if self._http is not None:
+            self._http.stop()
 
     # --- serving -----------------------------------------------------------------------
 
