@@ -182,6 +182,7 @@ def test_review_text_json_and_markdown(applied: Path) -> None:
     assert doc["owners"] == [{"owner": "team-a", "workloads": ["prod/billing", "prod/orders"],
                               "states": {"overdue": 0, "never attested": 1, "due soon": 0, "ok": 1}}]
     orders = doc["workloads"][1]
+    assert [w["identity"] for w in doc["workloads"]] == ["wid_prod_billing", "wid_prod_orders"]
     assert orders["access"] == [{"entry": 0, "template": "queue.consume",
                                  "resources": ["arn:aws:sqs:eu-west-1:123456789012:orders"],
                                  "actions": orders["access"][0]["actions"],
