@@ -182,6 +182,7 @@ def test_review_text_json_and_markdown(applied: Path) -> None:
     assert doc["owners"] == [{"owner": "team-a", "workloads": ["prod/billing", "prod/orders"],
                               "states": {"overdue": 0, "never attested": 1, "due soon": 0, "ok": 1}}]
     orders = doc["workloads"][1]
+    assert [w["identity"] for w in doc["workloads"]] == ["wid_prod_billing", "wid_prod_orders"]
     assert orders["access"] == [{"entry": 0, "template": "queue.consume",
                                  "resources": ["arn:aws:sqs:eu-west-1:123456789012:orders"],
                                  "actions": orders["access"][0]["actions"],
@@ -247,3 +248,59 @@ def test_the_review_section_is_checked_with_positions(section: str, message: str
     assert result.code == 1
     assert "workload-ids.yaml:2:" in result.err
     assert message in result.err
+
+
+# --- cleanup's judgement (pure) --------------------------------------------------------
+
+def _judged(attested: dict[Any, Any] | None, *, created_days: int | None = 200,
+            quarantine: bool = False, mark: str | None = None,
+            owner: str = "team-a") -> tuple[str, str | None, str]:
+    from datetime import UTC, datetime, timedelta
+
+    from workload_ids.cleanup.judge import Facts, Rules, judge
+    from workload_ids.config import CleanupConfig, ReviewConfig
+    from workload_ids.model import MARK_TAG, Marker, ObservedIdentity
+    from workload_ids.owners.interface import OwnerStatus
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    tags = dict(Marker("orders", owner, "prod", "d" * 12).as_tags())
+    if mark:
+        tags[MARK_TAG] = mark
+    extra = {"created": now - timedelta(days=created_days)} if created_days is not None else {}
+    o = ObservedIdentity("aws", "123456789012", "role", "wid_prod_orders", "arn", tags, {}, {},
+                         extra=extra)
+    review = ReviewConfig(every="90d", onExpiry="quarantine" if quarantine else "report")
+    rules = Rules.from_config(CleanupConfig(), review)
+    used = {("123456789012", "wid_prod_orders"): now - timedelta(days=1)}  # in use: not "unused"
+    facts = Facts(now, None, {owner: OwnerStatus(owner, False, "active")}, used, {}, attested)
+    f = judge(o, facts, rules)
+    return f.status, f.action, f.reason
+
+
+def test_cleanup_judges_attestation_by_review_every() -> None:
+    from datetime import UTC, datetime
+    key = ("aws", "123456789012", "prod/orders")
+    recent, old = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 8, 1, tzinfo=UTC)
+    assert _judged({key: ("team-a", recent)})[:2] == ("active", None)
+    status, action, reason = _judged({key: ("team-a", old)})
+    assert (status, action) == ("unattested", None)
+    assert reason.startswith("last attested 2026-08-01T00:00:00Z, more than 90d ago (review.every)")
+    assert _judged({key: ("team-a", old)}, quarantine=True)[:2] == ("unattested", "quarantine")
+    # Never attested: counted from creation; unknown creation counts as overdue.
+    assert _judged({}, created_days=30)[:2] == ("active", None)
+    assert _judged({}, created_days=None)[2].startswith("never attested (its creation time is unknown)")
+    # An attestation for another owner does not count for this one.
+    assert "never attested by team-a (attested for team-old before)" in \
+        _judged({key: ("team-old", recent)})[2]
+    # Attestation not judged (review.every unset): nothing is unattested.
+    assert _judged(None)[:2] == ("active", None)
+
+
+def test_an_unattested_quarantine_is_released_by_an_attestation_or_by_report_mode() -> None:
+    from datetime import UTC, datetime
+    key = ("aws", "123456789012", "prod/orders")
+    mark = "since=2026-11-01T00:00:00Z reason=unattested"
+    old = datetime(2026, 8, 1, tzinfo=UTC)
+    assert _judged({key: ("team-a", old)}, quarantine=True, mark=mark)[:2] == ("unattested", "enforce")
+    assert _judged({key: ("team-a", old)}, quarantine=False, mark=mark)[:2] == ("unattested", "release")
+    assert _judged({key: ("team-a", datetime(2026, 11, 20, tzinfo=UTC))}, quarantine=True,
+                   mark=mark)[:2] == ("active", "release")

@@ -273,6 +273,10 @@ def _checked(r: dict[str, Any], clouds: Clouds,
             keys[(provider, target)] = clouds[provider].identities.signing_key(target)
         except WorkloadIdsError as exc:
             keys[(provider, target)] = f"the signing key of {provider}:{target} cannot be read ({exc})"
+        except Exception as exc:  # no credentials for that cloud at all: a record anyone can
+            # append must not stop review or cleanup; it is only not believed.
+            keys[(provider, target)] = (f"the signing key of {provider}:{target} cannot be read "
+                                        f"({type(exc).__name__})")
     key = keys[(provider, target)]
     if isinstance(key, str):
         return result(f"cannot be checked: {key}")

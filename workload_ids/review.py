@@ -149,8 +149,11 @@ def review(paths: Sequence[str | Path], config: Config, seam: CallSeam) -> Revie
         from .validate import validate
         checked = validate(paths, config)
         checked.raise_for_errors()
+        from .providers import get_cloud
         for cw in checked.compiled:
-            wanted[(cw.provider, cw.target, cw.label)] = (cw.owner, _access(cw), None)
+            # The identity's name, rendered as apply would (pure: no cloud call).
+            name = get_cloud(cw.provider).render(cw, config).name
+            wanted[(cw.provider, cw.target, cw.label)] = (cw.owner, _access(cw), name)
     else:
         from .inventory import inventory_report
         report = inventory_report([], config, seam, clouds=clouds)

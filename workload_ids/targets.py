@@ -98,7 +98,9 @@ def audited_targets(config: Config) -> dict[tuple[str, str], str]:
     try:
         for r in store.records():
             provider, target = r.get("provider"), r.get("target")
-            if (r.get("result") == "ok" and provider in CLOUDS
+            # An attestation changes nothing in the target (and names one the tool already
+            # read): it never makes a target one the tool wrote to.
+            if (r.get("result") == "ok" and provider in CLOUDS and r.get("action") != "attest"
                     and isinstance(target, str) and target not in ("", "-")):
                 key = (str(provider), target.lower() if provider == "azure" else target)
                 out.setdefault(key, f"{r.get('time', '?')} by `{r.get('command', '?')}`")

@@ -221,3 +221,23 @@ def test_attestations_go_to_the_durable_sink_signed(aws: Any, manifests: Any) ->
     assert last["after"]["keyId"] == marker_key.key_id
     review = _review(folder)
     assert (review["prod/orders"]["state"], review["prod/orders"]["lastAttestation"]["note"]) == ("ok", "ok")
+
+
+@pytest.mark.parametrize(("provider", "target"), [("azure", "0b1f6471-1bf0-4dda-aec3-cb9272f09590"),
+                                                  ("gcp", "acme-prod"), ("aws", "999999999999"),
+                                                  ("nowhere", "x")])
+def test_a_forged_record_naming_a_cloud_it_cannot_check_stops_nothing(applied: Path, provider: str,
+                                                                      target: str) -> None:
+    """A record naming a cloud or target the run cannot read a key from is not believed,
+    and neither review nor cleanup stops for it (appending one must not block them)."""
+    assert run_cli("attest", "prod/orders", "--by", "bob").code == 0
+    _append({"workload": "prod/orders", "provider": provider, "target": target,
+             "identity": "wid_prod_orders", "action": "attest",
+             "after": {"owner": "team-a", "by": "bob", "note": "", "at": format_time(datetime.now(UTC)),
+                       "mac": "0" * 64}})
+    result = run_cli("review", str(applied), "--output", "json")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    assert [a["believed"] for a in doc["notBelieved"]] == [False]
+    assert {w["workload"]: w["state"] for w in doc["workloads"]}["prod/orders"] == "ok"
+    assert run_cli("cleanup", str(applied)).code == 0
