@@ -393,3 +393,27 @@ def test_every_name_the_gcp_and_azure_identities_hold_is_in_the_catalogs() -> No
                     assert check("azure", name, azure_field=field).severity is None, name
                     checked.append(name)
     assert "Microsoft.Authorization/roleDefinitions/write" in checked
+
+
+def test_the_readmes_aws_excerpt_is_what_bootstrap_prints() -> None:
+    """README's "Permissions the tool needs" shows bootstrap's output, abbreviated: its
+    role line, sizes and statement names must be the command's, not an older draft's."""
+    import re
+
+    from support.paths import REPO
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Permissions the tool needs\n", 1)[1].split("\n### AWS\n", 1)[1]
+    block = section.split("```\n", 2)[1]
+    printed = boot_aws.render_text(PLAN)
+    sizes = {i.identity: len(boot_aws.compact(i.policy)) for i in PLAN.identities}
+    sizes["boundary"] = len(boot_aws.compact(PLAN.boundary.document))
+    shown = {m[0]: int(m[1]) for m in re.findall(r"wid-tool-(\w+) \((\d+) of 6144 characters\)", block)}
+    shown |= {m[0]: int(m[1]) for m in re.findall(r"^== (\w+)\s+\((\d+) characters\)", block, re.M)}
+    [boundary] = re.findall(r"^== workload boundary: \S+ \((\d+) characters\)", block, re.M)
+    shown["boundary"] = int(boundary)
+    assert shown == sizes
+    [role_line] = [line for line in block.splitlines() if line.startswith("== apply: role ")]
+    assert role_line in printed.splitlines()
+    apply_sids = {st["Sid"] for st in POLICIES["apply"]["Statement"]}
+    named = re.findall(r"^   ([A-Z][A-Za-z]+) ", block, re.M)
+    assert len(named) > 10 and set(named) <= apply_sids, set(named) - apply_sids
