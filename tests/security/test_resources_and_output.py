@@ -4,6 +4,7 @@ L3): each test fails without its guard. AWS runs on moto, GCP on our emulators."
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,12 @@ def _audited(where: str) -> None:
 def test_audit_file_is_private(aws: Any, manifests: Any) -> None:
     _audited("logs/deep/audit.jsonl")
     path = manifests({"a.yaml": workload()}) / "a.yaml"
-    result = run_cli("apply", "--auto-approve", str(path))
+    # The usual umask: under a stricter one (077) the file would be private without the guard.
+    umask = os.umask(0o022)
+    try:
+        result = run_cli("apply", "--auto-approve", str(path))
+    finally:
+        os.umask(umask)
     assert result.code == 0, result.err
     log = Path("logs/deep/audit.jsonl")
     assert log.read_text().count("\n") >= 1
