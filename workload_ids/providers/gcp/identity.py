@@ -156,9 +156,13 @@ class GcpIdentities(IdentityBackend):
     def _ownership(self, project: str, account: Any, marker: Marker | None) -> dict[str, Any]:
         """What the read says about whose the account is (ObservedIdentity.extra keys)."""
         misplaced = render.not_ours(self.prefix, account.email, project, marker) if marker else None
-        return {FORGED: misplaced, IMMUTABLE_ID: str(account.unique_id),
-                UNAUTHENTICATED: self.unauthenticated(project, account, marker)
-                if marker is not None and not misplaced else None}
+        unauthenticated = self.unauthenticated(project, account, marker) \
+            if marker is not None and not misplaced else None
+        if marker is not None and marker.adopted and unauthenticated:
+            # Outside our naming only the MAC vouches for an adopted account: without it the
+            # marker is anyone's description, and apply must never re-mark such an account.
+            misplaced, unauthenticated = f"it is marked as adopted but {unauthenticated}", None
+        return {FORGED: misplaced, IMMUTABLE_ID: str(account.unique_id), UNAUTHENTICATED: unauthenticated}
 
     # --- pure ------------------------------------------------------------------------
 
@@ -297,6 +301,12 @@ class GcpIdentities(IdentityBackend):
                 # of an unchanged workload within a handful of calls.
                 documents["resourceBindings"] = self._resource_bindings(
                     desired, member, roles, list(render.bound_resources(desired.objects)))
+            if desired.workload.adopted and not extra[FORGED]:
+                # An adopted account in observe mode is compared by everything it holds.
+                from .adoption import GcpAdoption
+                extra["held"] = tuple(GcpAdoption(self.config, self.clients, self.policies, self)
+                                      .held_policies(project, account.email,
+                                                     list(render.bound_resources(desired.objects))))
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
             address=desired.address,
@@ -399,6 +409,8 @@ class GcpIdentities(IdentityBackend):
                 f"workload-ids marker but {observed.misplaced}, so it will not be modified",
                 "find out who wrote that description; workload-ids never adopts an account it did "
                 "not create")
+        if w.adopted and w.observe:
+            return self._diff_adopted(desired, observed, change)
         have: dict[str, Any] = observed.extra.get("objects") or {}
         changes: list[Change] = []
         # A forged role at an id this workload wants (one made before roles were signed, or
@@ -461,6 +473,38 @@ class GcpIdentities(IdentityBackend):
             changes.append(change("update-marker", description={
                 "from": have_text, "to": desired.settings["description"]},
                 **({"mac": {"from": "(not valid)", "to": "(new MAC)"}} if observed.unauthenticated else {})))
+        return changes
+
+    def _diff_adopted(self, desired: DesiredIdentity, observed: ObservedIdentity,
+                      change: Callable[..., Change]) -> list[Change]:
+        """An adopted account in observe mode: what it holds (every binding naming it that
+        the tool finds, roles expanded into permissions) and who may act as it, against the
+        manifest. The tool's own conventions (custom roles of ours, only our bindings) are
+        converged only once someone sets spec.mode: manage."""
+        from .adoption import desired_trust_rows, permission_pairs_held, trust_rows
+        w = desired.workload
+        changes: list[Change] = []
+        have = observed.extra.get("objects") or {}
+        have_trust = trust_rows(have.get("accountBindings", []))
+        want_trust = desired_trust_rows(w)
+        if have_trust != want_trust:
+            def words(rows: set[tuple[str, str, str]]) -> list[str]:
+                return [f"{r} {m}" + (f" if {c}" if c else "") for r, m, c in sorted(rows)]
+            changes.append(change("update-federation", federation={
+                "added": words(want_trust - have_trust), "removed": words(have_trust - want_trust)},
+                trust=trust_diff({m for _, m, _ in have_trust}, {m for _, m, _ in want_trust})))
+        held = permission_pairs_held(observed.extra.get("held") or ())
+        want = held.wanted(w.grants)
+        if held.pairs != want:
+            def rows(pairs: set[tuple[str, str, str]]) -> list[dict[str, str]]:
+                return [{"action": a, "resource": r + (f" if {c}" if c else "")} for a, r, c in sorted(pairs)]
+            changes.append(change("update-permissions", permissions={
+                "added": rows(want - held.pairs), "removed": rows(held.pairs - want)}))
+        if _without_mac(observed.settings.get("description", "")) != desired.settings["description"] \
+                and not self.transfers(observed, w.marker.owner):
+            changes.append(change("update-marker", description={
+                "from": _without_mac(observed.settings.get("description", "")),
+                "to": desired.settings["description"]}))
         return changes
 
     # --- apply -----------------------------------------------------------------------
