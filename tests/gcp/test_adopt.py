@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.cli import run_cli
+from support.gcp import email as managed_email
+from support.gcp import gcp_workload
 from support.gcp_adopt import GITHUB_MAIN, POOL, PROJECT, GcpWorld, email, gcp_world
 from support.leavers import START, by_identity
 
@@ -107,3 +110,106 @@ def test_adopt_apply_then_plan_shows_no_change_and_cleanup_deletes_nothing(
         {k: v for k, v in marked.items() if k != "description"}
     assert [r["identity"] for r in records(Path("audit.jsonl")) if r["action"] == "release-identity"] \
         == [LEGACY]
+
+
+def test_what_cannot_be_expressed_is_listed_and_never_granted(world: GcpWorld, tmp_path: Path) -> None:
+    """A conditional binding, a binding on another service account and a role adopt cannot
+    read stay out of the manifest, in words; the proof still holds, --apply marks (it only
+    narrows), and plan then shows what the manifest does not keep, in observe mode."""
+    made = legacy(world)
+    member = f"serviceAccount:{made}"
+    world.grant_project(member, "roles/pubsub.publisher", condition={
+        "title": "only-orders", "expression": 'resource.name == "projects/acme-prod/topics/orders"'})
+    other = world.account("legacy-runner", description="")
+    world.grant_account(other, "roles/iam.serviceAccountUser", [member])
+    world.grant_project(member, "organizations/123456789/roles/auditor")
+    folder = Path("wide")
+    result = run_cli("adopt", LEGACY, "--out", str(folder), "--owner", "team-a", "--environment", "prod")
+    assert result.code == 0, result.err + result.out
+    text = (folder / "prod-legacy-deployer.yaml").read_text()
+    for fragment in ("1 permission(s) of roles/pubsub.publisher on projects/acme-prod only under the "
+                     'condition resource.name == "projects/acme-prod/topics/orders"',
+                     f"IAM policy of service account {other} binding roles/iam.serviceAccountUser: "
+                     f"roles/iam.serviceAccountUser on projects/acme-prod/serviceAccounts/{other}",
+                     "a manifest names no resource of that kind",
+                     "the permissions of organizations/123456789/roles/auditor could not be read"):
+        assert fragment in result.out and fragment in text, fragment
+    manifest = text.split("apiVersion:")[1]
+    assert "pubsub.topics.publish" not in manifest and "iam.serviceAccounts.actAs" not in manifest
+    assert "proof: grants nothing the identity does not hold today" in result.out
+    assert run_cli("adopt", LEGACY, "--out", "marked", "--owner", "team-a", "--environment", "prod",
+                   "--apply").code == 0
+    plan = run_cli("plan", "--detailed-exitcode", "marked")
+    assert plan.code == 2, plan.out + plan.err
+    assert "- pubsub.topics.publish  projects/acme-prod if resource.name ==" in plan.out
+    assert f"- iam.serviceAccounts.actAs  projects/acme-prod/serviceAccounts/{other}" in plan.out
+    assert "observe only: apply will not make this change" in plan.out
+    before = world.state(LEGACY)
+    assert run_cli("apply", "--auto-approve", "marked").code == 0
+    assert world.state(LEGACY) == before
+
+
+def test_apply_refuses_a_trust_change(world: GcpWorld, tmp_path: Path) -> None:
+    """A principalSet (every workflow of the repository) has no federation entry: the
+    manifest keeps the single subject, which is a trust change --apply refuses."""
+    made = legacy(world)
+    wide = f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/acme/legacy"
+    world.grant_account(made, "roles/iam.workloadIdentityUser", [wide])
+    before = world.state(LEGACY)
+    result = run_cli("adopt", LEGACY, "--out", "a", "--owner", "team-a", "--environment", "prod", "--apply")
+    assert result.code == 3, result.out + result.err
+    assert "trust: would change:" in result.out
+    assert f"- trust {wide}  roles/iam.workloadIdentityUser" in result.out
+    assert "a principalSet admits every identity it matches" in result.out
+    assert "REFUSED: --apply refused: a plan of the new manifest shows a trust change" in result.out
+    assert world.state(LEGACY) == before
+    assert Path("a/prod-legacy-deployer.yaml").exists()  # written for review
+
+
+def test_an_account_trusting_nobody_it_can_write_is_not_adopted(world: GcpWorld, tmp_path: Path) -> None:
+    legacy(world, trust="principal://iam.googleapis.com/projects/999999999999/locations/global/"
+                        "workloadIdentityPools/github/subject/repo:acme/legacy:ref:refs/heads/main")
+    result = run_cli("adopt", LEGACY, "--out", "a", "--owner", "team-a")
+    assert result.code == 1
+    assert "none of its trust statements can be written as federation entries" in result.err
+    assert "pool projects/999999999999/locations/global/workloadIdentityPools/github is in project " \
+           "number 999999999999" in result.err
+    assert not Path("a").exists() or not list(Path("a").iterdir())
+
+
+@pytest.mark.parametrize("identity, message", [
+    (email("nope-nope"), "no such identity (adopt matched nothing for it)"),
+    ("legacy-deployer@acme-prod.iam.gserviceaccount", "is not an identity adopt can read"),
+    ("legacy-deployer@other-project.iam.gserviceaccount.com", "no such identity"),
+])
+def test_an_identity_that_matches_nothing_is_an_error(world: GcpWorld, tmp_path: Path, identity: str,
+                                                      message: str) -> None:
+    legacy(world)
+    result = run_cli("adopt", LEGACY, identity, "--out", "a", "--owner", "team-a")
+    assert result.code == 1, result.out + result.err
+    assert message in result.err and "nothing was adopted" in result.err
+    assert "Traceback" not in result.err
+    assert not Path("a").exists() or not list(Path("a").iterdir())
+
+
+def test_an_account_workload_ids_manages_is_not_adopted(world: GcpWorld, manifests: Any) -> None:
+    assert run_cli("apply", "--auto-approve", str(manifests({"a.yaml": gcp_workload("svc-a")}))).code == 0
+    managed = managed_email("svc-a")
+    before = world.state(managed)
+    result = run_cli("adopt", managed, "--out", "a", "--owner", "team-a", "--apply")
+    assert result.code == 1
+    assert "already carries a workload-ids marker (workload prod/svc-a" in result.out
+    assert world.state(managed) == before
+
+
+def test_an_account_with_a_forged_marker_is_not_adopted(world: GcpWorld, manifests: Any) -> None:
+    """A marker (MAC and all) copied into a hand-made account's description: adopt refuses
+    it as marked, never re-marks it as ours."""
+    assert run_cli("apply", "--auto-approve", str(manifests({"a.yaml": gcp_workload("svc-a")}))).code == 0
+    copied = world.state(managed_email("svc-a"))["description"]
+    world.account("legacy-deployer", description=copied)
+    before = world.state(LEGACY)
+    result = run_cli("adopt", LEGACY, "--out", "a", "--owner", "team-a", "--apply")
+    assert result.code == 1
+    assert "already carries a workload-ids marker" in result.out and "or its marker is forged" in result.out
+    assert world.state(LEGACY) == before
