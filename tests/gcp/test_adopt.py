@@ -95,6 +95,7 @@ def test_adopt_apply_then_plan_shows_no_change_and_cleanup_deletes_nothing(
     plan = run_cli("plan", "--detailed-exitcode", str(folder))
     assert plan.code == 0, plan.out + plan.err
     assert "No changes" in plan.out
+    assert "bindings workload-ids did not make" not in plan.out  # all of them are, and compared
     assert run_cli("apply", "--auto-approve", str(folder)).code == 0
     assert world.state(LEGACY) == marked
     monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)

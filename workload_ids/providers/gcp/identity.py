@@ -294,7 +294,10 @@ class GcpIdentities(IdentityBackend):
                                     and b["role"] in ours],
                 "accountBindings": render.policy_bindings(account_policy),
             }
-            extra["foreignGrants"] = _foreign(render.policy_bindings(policy), member, ours)
+            # An adopted account's bindings are all someone else's making: observe mode
+            # compares them whole (below), so none is reported as foreign.
+            extra["foreignGrants"] = [] if desired.workload.adopted else \
+                _foreign(render.policy_bindings(policy), member, ours)
             if marker.digest != desired.workload.marker.digest:
                 # Bindings on resources cost a call each: they are read when the manifest
                 # changed since the last apply (the digest), which keeps a per-service plan
