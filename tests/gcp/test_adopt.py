@@ -214,3 +214,27 @@ def test_an_account_with_a_forged_marker_is_not_adopted(world: GcpWorld, manifes
     assert result.code == 1
     assert "already carries a workload-ids marker" in result.out and "or its marker is forged" in result.out
     assert world.state(LEGACY) == before
+
+
+def test_flipped_to_manage_apply_converges_the_adopted_account(world: GcpWorld) -> None:
+    """Under mode: manage the account gets the tool's own roles and bindings, keeps its
+    email and display name, and the hand-made bindings are reported, never removed."""
+    legacy(world)
+    folder = Path("adopted")
+    assert run_cli("adopt", LEGACY, "--out", str(folder), "--owner", "team-a", "--environment", "prod",
+                   "--apply").code == 0
+    path = folder / "prod-legacy-deployer.yaml"
+    path.write_text(path.read_text().replace("  mode: observe\n", "  mode: manage\n"))
+    hand_made = world.state(LEGACY)["project"]
+    plan = run_cli("plan", str(folder))
+    assert "update-roles" in plan.out and "bindings workload-ids did not make" in plan.out, plan.out
+    applied = run_cli("apply", "--auto-approve", str(folder))
+    assert applied.code == 0, applied.out + applied.err
+    after = world.state(LEGACY)
+    assert after["display_name"] == "Legacy deployer"
+    assert {r.rsplit("/", 1)[1][:8] for r in after["roles"]} >= {"wid_prod"}
+    for binding in ("roles/logging.logWriter", "roles/monitoring.metricWriter", "legacyReader"):
+        assert binding in hand_made and binding in after["project"]
+    marker = Marker.from_text(after["description"])
+    assert marker is not None and marker.adopted == "true"
+    assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0

@@ -296,7 +296,7 @@ class GcpIdentities(IdentityBackend):
             }
             # An adopted account's bindings are all someone else's making: observe mode
             # compares them whole (below), so none is reported as foreign.
-            extra["foreignGrants"] = [] if desired.workload.adopted else \
+            extra["foreignGrants"] = [] if desired.workload.adopted and desired.workload.observe else \
                 _foreign(render.policy_bindings(policy), member, ours)
             if marker.digest != desired.workload.marker.digest:
                 # Bindings on resources cost a call each: they are read when the manifest
@@ -306,10 +306,9 @@ class GcpIdentities(IdentityBackend):
                     desired, member, roles, list(render.bound_resources(desired.objects)))
             if desired.workload.adopted and not extra[FORGED]:
                 # An adopted account in observe mode is compared by everything it holds.
-                from .adoption import GcpAdoption
-                extra["held"] = tuple(GcpAdoption(self.config, self.clients, self.policies, self)
-                                      .held_policies(project, account.email,
-                                                     list(render.bound_resources(desired.objects))))
+                from .holdings import Holdings
+                extra["held"] = tuple(Holdings(self.clients, self.policies).held_policies(
+                    project, account.email, list(render.bound_resources(desired.objects))))
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
             address=desired.address,
@@ -468,6 +467,7 @@ class GcpIdentities(IdentityBackend):
         if observed.unauthenticated or (not transferred and (
                 have_text != desired.settings["description"] or (
                 observed.settings.get("displayName") != desired.settings["displayName"]
+                and not w.adopted  # an adopted account keeps the display name it had
                 and not render.display_tags(observed.settings.get("displayName", ""))))):
             # A quarantine mark or a transfer in the display name is cleanup's to clear.
             # Last: the manifest digest is recorded only once everything else matches. An
@@ -484,7 +484,7 @@ class GcpIdentities(IdentityBackend):
         the tool finds, roles expanded into permissions) and who may act as it, against the
         manifest. The tool's own conventions (custom roles of ours, only our bindings) are
         converged only once someone sets spec.mode: manage."""
-        from .adoption import desired_trust_rows, permission_pairs_held, trust_rows
+        from .holdings import desired_trust_rows, permission_pairs_held, trust_rows
         w = desired.workload
         changes: list[Change] = []
         have = observed.extra.get("objects") or {}
@@ -680,7 +680,8 @@ class GcpIdentities(IdentityBackend):
         self.policies.set_account_users(desired.address, desired.name, members, deployers)
 
     def _set_description(self, desired: DesiredIdentity, observed: ObservedIdentity | None = None) -> None:
-        keep_title = observed is not None and render.display_tags(observed.settings.get("displayName", ""))
+        keep_title = desired.workload.adopted or (
+            observed is not None and render.display_tags(observed.settings.get("displayName", "")))
         unique_id = observed.immutable_id if observed is not None else ""
         marker = desired.workload.marker
         if observed is not None and observed.marker is not None and \
