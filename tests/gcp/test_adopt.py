@@ -238,3 +238,37 @@ def test_flipped_to_manage_apply_converges_the_adopted_account(world: GcpWorld) 
     marker = Marker.from_text(after["description"])
     assert marker is not None and marker.adopted == "true"
     assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0
+
+
+def test_observe_mode_reports_what_is_granted_later_by_hand(world: GcpWorld) -> None:
+    """After adoption plan compares every binding naming the account, and who may act as
+    it: a grant or a trusted member added by hand shows as drift, never applied."""
+    legacy(world)
+    assert run_cli("adopt", LEGACY, "--out", "adopted", "--owner", "team-a", "--environment", "prod",
+                   "--apply").code == 0
+    world.grant_project(f"serviceAccount:{LEGACY}", "roles/pubsub.publisher")
+    world.grant_account(LEGACY, "roles/iam.serviceAccountTokenCreator", ["user:mallory@acme.example"])
+    before = world.state(LEGACY)
+    plan = run_cli("plan", "--detailed-exitcode", "adopted")
+    assert plan.code == 2, plan.out + plan.err
+    assert f"- pubsub.topics.publish  projects/{PROJECT}" in plan.out
+    assert "mallory@acme.example" in plan.out
+    assert run_cli("apply", "--auto-approve", "adopted").code == 0
+    assert world.state(LEGACY) == before
+
+
+def test_a_marker_too_long_for_the_description_is_refused_before_anything_is_written(
+        world: GcpWorld, tmp_path: Path) -> None:
+    """GCP keeps the marker (with the manifest's path) in the 256-character description:
+    a manifest whose marker would not fit is refused with what to do, nothing marked."""
+    made = world.account("legacy-deployer-for-the-nightly-jobs"[:30])
+    world.grant_project(f"serviceAccount:{made}", "roles/logging.logWriter")
+    world.grant_account(made, "roles/iam.workloadIdentityUser", [GITHUB_MAIN])
+    before = world.state(made)
+    result = run_cli("adopt", made, "--out", str(tmp_path / "far" / "away" / "adopted"),
+                     "--owner", "team-a", "--apply")
+    assert result.code == 1, result.out + result.err
+    assert "a GCP service account description holds 256" in result.err
+    assert "declare the manifest's folder under a team" in result.err and "Traceback" not in result.err
+    assert world.state(made) == before
+    assert not list((tmp_path / "far" / "away" / "adopted").iterdir())
