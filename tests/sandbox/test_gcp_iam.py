@@ -512,7 +512,7 @@ def test_methods_not_served_are_unimplemented(iam: IAMClient) -> None:
     sa = create(iam, "svc-alpha")
     with pytest.raises(exceptions.MethodNotImplemented):
         iam.upload_service_account_key(request={"name": sa.name, "public_key_data": b"x"})
-    with pytest.raises(exceptions.MethodNotImplemented, match="roles/pubsub.subscriber"):
+    with pytest.raises(exceptions.MethodNotImplemented, match=r"roles/pubsub\.subscriber"):
         iam.get_role(request={"name": "roles/viewer"})  # a predefined role it does not serve
 
 
