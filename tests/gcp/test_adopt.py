@@ -76,6 +76,9 @@ def test_adopt_writes_a_manifest_that_mirrors_the_account(world: GcpWorld, tmp_p
 def test_adopt_apply_then_plan_shows_no_change_and_cleanup_deletes_nothing(
         world: GcpWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     legacy(world)
+    # A deleted principal left in its policy is no one: no trust change, no drift.
+    world.grant_account(LEGACY, "roles/iam.serviceAccountTokenCreator",
+                        ["deleted:user:former@acme.example?uid=123456789012345678901"])
     # In the working folder: the marker (with its source, the manifest's path) must fit the
     # account's 256-character description.
     folder = Path("adopted")

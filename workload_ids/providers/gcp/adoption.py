@@ -44,7 +44,7 @@ def federation_of(trust: str, project: str, config: Config) -> tuple[list[Trust]
     for b in bindings_of(trust):
         role = str(b["role"])
         condition = (b.get("condition") or {}).get("expression")
-        for member in (str(m) for m in b.get("members", [])):
+        for member in (str(m) for m in b.get("members", []) if not str(m).startswith("deleted:")):
             where = f"its own IAM policy: {role} for {member}"
             if role != render.WORKLOAD_IDENTITY_USER:
                 hint = "; deployers go under credentials.attachedTo by hand" \

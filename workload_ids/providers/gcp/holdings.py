@@ -85,9 +85,10 @@ def bindings_of(trust: str) -> list[dict[str, Any]]:
 
 def trust_rows(bindings: Sequence[Mapping[str, Any]]) -> set[tuple[str, str, str]]:
     """(role, member, condition) of every binding of an account's own policy: whoever holds
-    any role there can act as the account or change who may."""
+    any role there can act as the account or change who may. A deleted principal
+    (``deleted:...?uid=N``) is no one: GCP grants it nothing."""
     return {(str(b["role"]), str(m), str((b.get("condition") or {}).get("expression", "")))
-            for b in bindings for m in b.get("members", [])}
+            for b in bindings for m in b.get("members", []) if not str(m).startswith("deleted:")}
 
 
 def desired_trust_rows(workload: CompiledWorkload) -> set[tuple[str, str, str]]:
