@@ -275,3 +275,26 @@ def test_a_marker_too_long_for_the_description_is_refused_before_anything_is_wri
     assert "declare the manifest's folder under a team" in result.err and "Traceback" not in result.err
     assert world.state(made) == before
     assert not list((tmp_path / "far" / "away" / "adopted").iterdir())
+
+
+def test_a_fleet_of_adopted_accounts_plans_no_change_reading_each_policy_once(world: GcpWorld) -> None:
+    """Plan reads the project's service-account policies once for all its adopted accounts
+    (a binding on another account is a grant too), not once per account."""
+    made = []
+    for i in range(6):
+        account_id = f"legacy-job-{i}"
+        made.append(world.account(account_id, description=""))
+        world.grant_project(f"serviceAccount:{made[-1]}", "roles/logging.logWriter")
+        world.grant_account(made[-1], "roles/iam.workloadIdentityUser", [GITHUB_MAIN])
+    world.grant_account(made[0], "roles/iam.serviceAccountUser", [f"serviceAccount:{made[1]}"])
+    result = run_cli("adopt", *made, "--out", "fleet", "--owner", "team-a", "--environment", "prod",
+                     "--apply")
+    assert result.code == 3, result.out + result.err  # made[0] trusts made[1]: a trust change
+    assert result.out.count("marked as adopted") == 5
+    Path("fleet/prod-legacy-job-0.yaml").unlink()
+    before = world.iam.calls["GetIamPolicy"]
+    plan = run_cli("plan", "--detailed-exitcode", "fleet")
+    assert plan.code == 2, plan.out + plan.err  # made[1]'s grant on made[0], not in its manifest
+    assert f"- iam.serviceAccounts.actAs  projects/{PROJECT}/serviceAccounts/{made[0]}" in plan.out
+    assert "No changes" not in plan.out and plan.out.count("update-permissions") == 1
+    assert world.iam.calls["GetIamPolicy"] - before <= 2 * len(made) + 1

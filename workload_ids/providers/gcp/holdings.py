@@ -12,6 +12,7 @@ projects (only Cloud Asset Inventory lists them), and IAM deny policies.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -107,11 +108,17 @@ def trust_change_rows(have: set[tuple[str, str, str]], want: set[tuple[str, str,
 class Holdings:
     """Reads of every binding naming an account, with the run's role definitions."""
 
-    def __init__(self, clients: GcpClients, policies: GcpPolicies) -> None:
+    def __init__(self, clients: GcpClients, policies: GcpPolicies, *, cache: bool = False) -> None:
         self.clients = clients
         self.policies = policies
         # Role name -> its permissions, or why they were not read (one GetRole per role a run).
         self._roles: dict[str, tuple[str, ...] | str] = {}
+        # With ``cache`` (a plan's reads): each project's service-account policies are read
+        # once for all its adopted accounts, not once per account. Adopt reads them afresh:
+        # its mark compares a second read with the first.
+        self._cache = cache
+        self._account_policies: dict[str, list[tuple[str, str, list[dict[str, Any]]]]] = {}
+        self._lock = threading.Lock()
 
     def _role(self, role: str) -> tuple[str, ...] | str:
         """A role's permissions as the cloud defines them, or why they were not read."""
@@ -151,19 +158,12 @@ class Holdings:
         for b in render.policy_bindings(self.policies.project_policy(project)):
             if member in b["members"]:
                 out.append(self._entry(f"{PROJECT_POLICY} binding {b['role']}", f"projects/{project}", b))
-        for account in self._accounts(project):
-            if account.email == email:
+        for other, address, bindings in self._service_account_policies(project):
+            if other == email:
                 continue
-            address = f"projects/{project}/serviceAccounts/{account.email}"
-            try:
-                bindings = render.policy_bindings(self.policies.account_policy(address))
-            except CloudError as exc:
-                if exc.kind != NOT_FOUND:
-                    raise
-                continue  # deleted since the list
             for b in bindings:
                 if member in b["members"]:
-                    out.append(self._entry(f"IAM policy of service account {account.email} binding "
+                    out.append(self._entry(f"IAM policy of service account {other} binding "
                                            f"{b['role']}", address, b))
         for resource in sorted(set(resources)):
             try:
@@ -176,6 +176,28 @@ class Holdings:
                 if member in b["members"]:
                     out.append(self._entry(f"IAM policy of {resource} binding {b['role']}", resource, b))
         out.append(("not read", canonical({"note": NOT_READ})))
+        return out
+
+    def _service_account_policies(self, project: str) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        """(email, address, bindings) of every service account's own policy in ``project``."""
+        if self._cache:
+            with self._lock:
+                if project not in self._account_policies:
+                    self._account_policies[project] = self._read_account_policies(project)
+                return self._account_policies[project]
+        return self._read_account_policies(project)
+
+    def _read_account_policies(self, project: str) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        out: list[tuple[str, str, list[dict[str, Any]]]] = []
+        for account in self._accounts(project):
+            address = f"projects/{project}/serviceAccounts/{account.email}"
+            try:
+                bindings = render.policy_bindings(self.policies.account_policy(address))
+            except CloudError as exc:
+                if exc.kind != NOT_FOUND:
+                    raise
+                continue  # deleted since the list
+            out.append((str(account.email), address, bindings))
         return out
 
     def _accounts(self, project: str) -> list[Any]:

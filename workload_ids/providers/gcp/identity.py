@@ -37,6 +37,7 @@ from ...signing import SHORT_MAC_LENGTH
 from ..interface import IdentityBackend, TransferCheck
 from . import render
 from .clients import ABORTED, ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
+from .holdings import Holdings, desired_trust_rows, permission_pairs_held, trust_rows
 from .policies import POLICY_ATTEMPTS, GcpPolicies, binding_key
 
 # A custom role has no immutable id: its MAC binds the marker to the role's full name,
@@ -104,6 +105,8 @@ class GcpIdentities(IdentityBackend):
         # project -> its policy's bindings as the last fleet read saw them (dead grants
         # are judged from it without another read).
         self._scope_bindings: dict[str, list[dict[str, Any]]] = {}
+        # What adopted accounts hold (observe mode compares it whole), read once per project.
+        self.holdings = Holdings(clients, policies, cache=True)
         # email -> unique id of the accounts this run created (their outputs); one writer each.
         self._made: dict[str, str] = {}
         # Each change kind's step: apply dispatches by this table (plan and apply are
@@ -306,8 +309,7 @@ class GcpIdentities(IdentityBackend):
                     desired, member, roles, list(render.bound_resources(desired.objects)))
             if desired.workload.adopted and not extra[FORGED]:
                 # An adopted account in observe mode is compared by everything it holds.
-                from .holdings import Holdings
-                extra["held"] = tuple(Holdings(self.clients, self.policies).held_policies(
+                extra["held"] = tuple(self.holdings.held_policies(
                     project, account.email, list(render.bound_resources(desired.objects))))
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
@@ -484,7 +486,6 @@ class GcpIdentities(IdentityBackend):
         the tool finds, roles expanded into permissions) and who may act as it, against the
         manifest. The tool's own conventions (custom roles of ours, only our bindings) are
         converged only once someone sets spec.mode: manage."""
-        from .holdings import desired_trust_rows, permission_pairs_held, trust_rows
         w = desired.workload
         changes: list[Change] = []
         have = observed.extra.get("objects") or {}
