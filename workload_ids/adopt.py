@@ -322,8 +322,8 @@ def _entries(provider: str, permissions: HeldPermissions,
     consumed: set[tuple[str, str]] = set()
     by_template: dict[str, list[str]] = {}
     for resource in sorted({r for _, r in exact}):
-        # Every template that gives only what the role holds there, the widest first: the
-        # template's actions on its resources are exactly held ones; the rest stays raw.
+        # Every template that gives only what the role holds there: the template's actions
+        # on its resources are exactly held ones; the rest stays raw.
         fits: list[tuple[int, str, set[tuple[str, str]]]] = []
         for template in templates:
             if not template.kinds(provider):
@@ -334,10 +334,12 @@ def _entries(provider: str, permissions: HeldPermissions,
             pairs = {(permissions.key(a), g.resource) for g in grants for a in g.actions}
             if pairs <= exact and not pairs & consumed:
                 fits.append((-len(pairs), template.name, pairs))
-        if fits:
-            _, name, pairs = min(fits)
-            consumed |= pairs
-            by_template.setdefault(name, []).append(resource)
+        # Widest first; then any other that still fits beside it (a project holds
+        # logs.write and metrics.write at once, a bucket read and write).
+        for _, name, pairs in sorted(fits):
+            if not pairs & consumed:
+                consumed |= pairs
+                by_template.setdefault(name, []).append(resource)
     entries: list[dict[str, Any]] = [{"template": t, "resources": rs} for t, rs in by_template.items()]
     # The rest, raw: per policy, resources that hold the same actions share an entry.
     per_resource: dict[tuple[str, str], set[str]] = {}
@@ -377,10 +379,13 @@ def _trust_entry(t: Trust) -> list[str]:
                    f"        environment: {_q(t.environment)}")
         if t.repository_id is not None:
             out.append(f"        repositoryId: {t.repository_id}")
+        if t.pool is not None:
+            out.append(f"        workloadIdentityPool: {_q(t.pool)}")
         return out
     if isinstance(t, KubernetesTrust):
         return ["      - kind: kubernetes", f"        issuer: {_q(t.issuer)}",
-                f"        namespace: {_q(t.namespace)}", f"        serviceAccount: {_q(t.service_account)}"]
+                f"        namespace: {_q(t.namespace)}", f"        serviceAccount: {_q(t.service_account)}",
+                *([f"        workloadIdentityPool: {_q(t.pool)}"] if t.pool is not None else [])]
     assert isinstance(t, ServiceTrust)
     return ["      - kind: aws-service", f"        service: {_q(t.service)}"]
 

@@ -194,6 +194,8 @@ def _adopted_problems(lw: LoadedWorkload) -> list[Diagnostic]:
     if spec.adopted is None:
         return []
     where = lw.position("spec", "adopted")
+    if spec.provider == "gcp":
+        return _adopted_gcp_problems(lw, where)
     if spec.provider != "aws":
         return [Diagnostic(where, f"spec.adopted is supported for aws workloads only in this "
                                   f"version, not {spec.provider}; remove it")]
@@ -207,6 +209,28 @@ def _adopted_problems(lw: LoadedWorkload) -> list[Diagnostic]:
                                   f"spec.aws.account is {lw.workload.target()}; they must match")]
     if spec.credentials.mode == "key":
         return [Diagnostic(where, "spec.adopted names a role, which holds no key: use mode: keyless")]
+    return []
+
+
+# An adopted GCP service account: its email names its project.
+ADOPTED_ACCOUNT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]@(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])"
+                             r"\.iam\.gserviceaccount\.com")
+
+
+def _adopted_gcp_problems(lw: LoadedWorkload, where: Position | None) -> list[Diagnostic]:
+    spec = lw.workload.spec
+    assert spec.adopted is not None
+    m = ADOPTED_ACCOUNT.fullmatch(spec.adopted)
+    if m is None:
+        return [Diagnostic(where, f"spec.adopted {spec.adopted!r} is not a service account's email; "
+                                  "write it as `workload-ids adopt` does, e.g. "
+                                  "legacy-deployer@acme-prod.iam.gserviceaccount.com")]
+    if m["project"] != lw.workload.target():
+        return [Diagnostic(where, f"spec.adopted is a service account of project {m['project']}, but "
+                                  f"spec.gcp.project is {lw.workload.target()}; they must match")]
+    if spec.credentials.mode == "key":
+        return [Diagnostic(where, "spec.adopted service accounts are adopted keyless only: use mode: "
+                                  "keyless (their keys stay theirs)")]
     return []
 
 

@@ -76,9 +76,10 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
                            "deletes the identity; `retain`: cleanup only removes the workload-ids "
                            "marker and keeps the identity. Default from the config's "
                            "`defaults.deletionPolicy`.", ["delete", "retain"]),
-        "adopted": ("Written by `workload-ids adopt`: the existing identity (an IAM role ARN) this "
-                    "manifest took over; it keeps its own name.",
-                    ["arn:aws:iam::123456789012:role/legacy-deployer"]),
+        "adopted": ("Written by `workload-ids adopt`: the existing identity (an IAM role ARN, a GCP "
+                    "service account's email) this manifest took over; it keeps its own name.",
+                    ["arn:aws:iam::123456789012:role/legacy-deployer",
+                     "legacy-deployer@acme-prod.iam.gserviceaccount.com"]),
     },
     "AwsTarget": {
         "account": ("The 12-digit AWS account id, quoted so YAML keeps it a string.",

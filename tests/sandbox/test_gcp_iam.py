@@ -512,8 +512,20 @@ def test_methods_not_served_are_unimplemented(iam: IAMClient) -> None:
     sa = create(iam, "svc-alpha")
     with pytest.raises(exceptions.MethodNotImplemented):
         iam.upload_service_account_key(request={"name": sa.name, "public_key_data": b"x"})
+    with pytest.raises(exceptions.MethodNotImplemented, match=r"roles/pubsub\.subscriber"):
+        iam.get_role(request={"name": "roles/viewer"})  # a predefined role it does not serve
+
+
+def test_a_few_predefined_roles_are_served_with_googles_permissions(iam: IAMClient) -> None:
+    """As iam-dataset recorded them (2073fa52, the catalogs' source): adopt expands
+    bindings with them."""
+    role = iam.get_role(request={"name": "roles/pubsub.subscriber"})
+    assert (role.name, role.title) == ("roles/pubsub.subscriber", "Pub/Sub Subscriber")
+    assert list(role.included_permissions) == [
+        "pubsub.snapshots.seek", "pubsub.subscriptions.consume", "pubsub.topics.attachSubscription"]
+    assert not role.deleted
     with pytest.raises(exceptions.MethodNotImplemented):
-        iam.get_role(request={"name": "roles/viewer"})
+        iam.update_role(request={"name": "roles/pubsub.subscriber", "role": {"title": "mine"}})
 
 
 def test_concurrent_clients(emulator: IamEmulator) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """GCP's backends over ``seam``, sharing one set of clients."""
+    from .adoption import GcpAdoption
     from .clients import GcpClients
     from .discovery import GcpDiscovery
     from .identity import GcpIdentities
@@ -37,7 +38,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     store_for=lambda target: SecretManagerStore(clients, target),
                     lock_for=lambda target: SecretAnnotationLock(clients, target),
                     discovery=GcpDiscovery(clients, identities, policies),
-                    organization=GcpOrganization(clients), usage=GcpUsage(clients))
+                    organization=GcpOrganization(clients), usage=GcpUsage(clients),
+                    adoption=GcpAdoption(config, clients, policies, identities))
 
 
 CLOUD = Cloud("gcp", render.desired_identity, render.static_checks, connect)

@@ -37,6 +37,7 @@ from ...signing import SHORT_MAC_LENGTH, SigningKey
 from ..interface import IdentityBackend, TransferCheck
 from . import render
 from .clients import ABORTED, ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
+from .holdings import Holdings, desired_trust_rows, permission_pairs_held, trust_rows
 from .policies import POLICY_ATTEMPTS, GcpPolicies, binding_key
 
 # A custom role has no immutable id: its MAC binds the marker to the role's full name,
@@ -104,6 +105,8 @@ class GcpIdentities(IdentityBackend):
         # project -> its policy's bindings as the last fleet read saw them (dead grants
         # are judged from it without another read).
         self._scope_bindings: dict[str, list[dict[str, Any]]] = {}
+        # What adopted accounts hold (observe mode compares it whole), read once per project.
+        self.holdings = Holdings(clients, policies, cache=True)
         # email -> unique id of the accounts this run created (their outputs); one writer each.
         self._made: dict[str, str] = {}
         # Each change kind's step: apply dispatches by this table (plan and apply are
@@ -156,9 +159,13 @@ class GcpIdentities(IdentityBackend):
     def _ownership(self, project: str, account: Any, marker: Marker | None) -> dict[str, Any]:
         """What the read says about whose the account is (ObservedIdentity.extra keys)."""
         misplaced = render.not_ours(self.prefix, account.email, project, marker) if marker else None
-        return {FORGED: misplaced, IMMUTABLE_ID: str(account.unique_id),
-                UNAUTHENTICATED: self.unauthenticated(project, account, marker)
-                if marker is not None and not misplaced else None}
+        unauthenticated = self.unauthenticated(project, account, marker) \
+            if marker is not None and not misplaced else None
+        if marker is not None and marker.adopted and unauthenticated:
+            # Outside our naming only the MAC vouches for an adopted account: without it the
+            # marker is anyone's description, and apply must never re-mark such an account.
+            misplaced, unauthenticated = f"it is marked as adopted but {unauthenticated}", None
+        return {FORGED: misplaced, IMMUTABLE_ID: str(account.unique_id), UNAUTHENTICATED: unauthenticated}
 
     # --- pure ------------------------------------------------------------------------
 
@@ -294,13 +301,20 @@ class GcpIdentities(IdentityBackend):
                                     and b["role"] in ours],
                 "accountBindings": render.policy_bindings(account_policy),
             }
-            extra["foreignGrants"] = _foreign(render.policy_bindings(policy), member, ours)
+            # An adopted account's bindings are all someone else's making: observe mode
+            # compares them whole (below), so none is reported as foreign.
+            extra["foreignGrants"] = [] if desired.workload.adopted and desired.workload.observe else \
+                _foreign(render.policy_bindings(policy), member, ours)
             if marker.digest != desired.workload.marker.digest:
                 # Bindings on resources cost a call each: they are read when the manifest
                 # changed since the last apply (the digest), which keeps a per-service plan
                 # of an unchanged workload within a handful of calls.
                 documents["resourceBindings"] = self._resource_bindings(
                     desired, member, roles, list(render.bound_resources(desired.objects)))
+            if desired.workload.adopted and not extra[FORGED]:
+                # An adopted account in observe mode is compared by everything it holds.
+                extra["held"] = tuple(self.holdings.held_policies(
+                    project, account.email, list(render.bound_resources(desired.objects))))
         return ObservedIdentity(
             provider="gcp", target=project, kind="service-account", name=account.email,
             address=desired.address,
@@ -403,6 +417,8 @@ class GcpIdentities(IdentityBackend):
                 f"workload-ids marker but {observed.misplaced}, so it will not be modified",
                 "find out who wrote that description; workload-ids never adopts an account it did "
                 "not create")
+        if w.adopted and w.observe:
+            return self._diff_adopted(desired, observed, change)
         have: dict[str, Any] = observed.extra.get("objects") or {}
         changes: list[Change] = []
         # A forged role at an id this workload wants (one made before roles were signed, or
@@ -457,6 +473,7 @@ class GcpIdentities(IdentityBackend):
         if observed.unauthenticated or (not transferred and (
                 have_text != desired.settings["description"] or (
                 observed.settings.get("displayName") != desired.settings["displayName"]
+                and not w.adopted  # an adopted account keeps the display name it had
                 and not render.display_tags(observed.settings.get("displayName", ""))))):
             # A quarantine mark or a transfer in the display name is cleanup's to clear.
             # Last: the manifest digest is recorded only once everything else matches. An
@@ -465,6 +482,37 @@ class GcpIdentities(IdentityBackend):
             changes.append(change("update-marker", description={
                 "from": have_text, "to": desired.settings["description"]},
                 **({"mac": {"from": "(not valid)", "to": "(new MAC)"}} if observed.unauthenticated else {})))
+        return changes
+
+    def _diff_adopted(self, desired: DesiredIdentity, observed: ObservedIdentity,
+                      change: Callable[..., Change]) -> list[Change]:
+        """An adopted account in observe mode: what it holds (every binding naming it that
+        the tool finds, roles expanded into permissions) and who may act as it, against the
+        manifest. The tool's own conventions (custom roles of ours, only our bindings) are
+        converged only once someone sets spec.mode: manage."""
+        w = desired.workload
+        changes: list[Change] = []
+        have = observed.extra.get("objects") or {}
+        have_trust = trust_rows(have.get("accountBindings", []))
+        want_trust = desired_trust_rows(w)
+        if have_trust != want_trust:
+            def words(rows: set[tuple[str, str, str]]) -> list[str]:
+                return [f"{r} {m}" + (f" if {c}" if c else "") for r, m, c in sorted(rows)]
+            changes.append(change("update-federation", federation={
+                "added": words(want_trust - have_trust), "removed": words(have_trust - want_trust)},
+                trust=trust_diff({m for _, m, _ in have_trust}, {m for _, m, _ in want_trust})))
+        held = permission_pairs_held(observed.extra.get("held") or ())
+        want = held.wanted(w.grants)
+        if held.pairs != want:
+            def rows(pairs: set[tuple[str, str, str]]) -> list[dict[str, str]]:
+                return [{"action": a, "resource": r + (f" if {c}" if c else "")} for a, r, c in sorted(pairs)]
+            changes.append(change("update-permissions", permissions={
+                "added": rows(want - held.pairs), "removed": rows(held.pairs - want)}))
+        if _without_mac(observed.settings.get("description", "")) != desired.settings["description"] \
+                and not self.transfers(observed, w.marker.owner):
+            changes.append(change("update-marker", description={
+                "from": _without_mac(observed.settings.get("description", "")),
+                "to": desired.settings["description"]}))
         return changes
 
     # --- apply -----------------------------------------------------------------------
@@ -637,7 +685,8 @@ class GcpIdentities(IdentityBackend):
         self.policies.set_account_users(desired.address, desired.name, members, deployers)
 
     def _set_description(self, desired: DesiredIdentity, observed: ObservedIdentity | None = None) -> None:
-        keep_title = observed is not None and render.display_tags(observed.settings.get("displayName", ""))
+        keep_title = desired.workload.adopted or (
+            observed is not None and render.display_tags(observed.settings.get("displayName", "")))
         unique_id = observed.immutable_id if observed is not None else ""
         marker = desired.workload.marker
         if observed is not None and observed.marker is not None and \

@@ -79,7 +79,11 @@ def not_ours(prefix: str, email: str, project: str, marker: Marker) -> str | Non
     """Why a service account whose description carries ``marker`` is not one the tool
     made, or None. The description is writable by anyone with
     ``iam.serviceAccounts.update``; the account id is fixed at creation, so only the id
-    we give the marker's workload, in this project, is believed."""
+    we give the marker's workload, in this project, is believed. An adopted account keeps
+    the email it had: only its MAC (checked by the read, which treats an unauthenticated
+    adopted marker as forged) vouches for it."""
+    if marker.adopted:
+        return None
     want = service_account_email(account_id(prefix, marker.environment, marker.workload), project)
     if email != want:
         return (f"its email is not {want}, the account workload-ids gives "
@@ -146,7 +150,8 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
     """Every object the workload's identity consists of, in plain JSON values."""
     project = workload.target
     env, name = workload.environment, workload.name
-    email = service_account_email(account_id(prefix, env, name), project)
+    # An adopted account keeps its own email (spec.adopted); ours are named by the workload.
+    email = workload.adopted or service_account_email(account_id(prefix, env, name), project)
     member = f"serviceAccount:{email}"
     # Roles and conditions carry the marker without the source: it is the account's to
     # bind (and their descriptions stay as they were, so no role changes on upgrade).

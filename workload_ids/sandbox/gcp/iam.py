@@ -34,9 +34,11 @@ users complain about (see /work/shared/CLOUD-FACTS.md):
   hours, where keys elsewhere never expire (valid before 9999-12-31T23:59:59Z).
 
 Where Google's code for a refusal is not documented, the choice is written beside the
-check. Not served (the client gets ``UNIMPLEMENTED``): key upload, SignBlob/SignJwt,
-predefined roles, organization-level custom roles, permission and grantable-role queries,
-policy lint.
+check. ``GetRole`` serves a handful of predefined roles with Google's own permissions
+(:mod:`workload_ids.sandbox.gcp.predefined_roles`); any other predefined role, and every
+write of one, is ``UNIMPLEMENTED``. Not served (the client gets ``UNIMPLEMENTED``): key
+upload, SignBlob/SignJwt, organization-level custom roles, permission and grantable-role
+queries, policy lint.
 
 The model (``IamBackend``: state and rules, no gRPC) is kept apart from the wire
 (``IamEmulator``: server, decoding, error mapping), as moto splits models and responses.
@@ -263,10 +265,11 @@ class _Role:
     stage: int
     etag: bytes
     deleted: datetime | None = None
+    predefined: str = ""  # roles/NAME for one of Google's predefined roles
 
     @property
     def name(self) -> str:
-        return f"projects/{self.project}/roles/{self.role_id}"
+        return self.predefined or f"projects/{self.project}/roles/{self.role_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,7 +696,18 @@ class IamBackend:
         return role
 
     def get_role(self, request: types.GetRoleRequest) -> _Role:
-        """GetRole."""
+        """GetRole: a custom role, or one of the predefined roles the emulator knows."""
+        if request.name.startswith("roles/"):
+            from .predefined_roles import PREDEFINED_ROLES
+            known = PREDEFINED_ROLES.get(request.name)
+            if known is None:
+                raise ApiError(grpc.StatusCode.UNIMPLEMENTED,
+                               f"The emulator does not serve the predefined role {request.name}; it "
+                               f"serves {', '.join(sorted(PREDEFINED_ROLES))}.")
+            title, description, _, permissions = known
+            return _Role(project="", role_id=request.name.removeprefix("roles/"), title=title,
+                         description=description, permissions=list(permissions), stage=2,
+                         etag=b"\x00", predefined=request.name)
         return self._role(request.name)
 
     def list_roles(self, request: types.ListRolesRequest) -> tuple[list[_Role], str]:
