@@ -223,7 +223,7 @@ def _adopted_problems(lw: LoadedWorkload) -> list[Diagnostic]:
     if spec.provider == "azure":
         return _adopted_azure_problems(lw, where)
     if spec.provider != "aws":
-        return [Diagnostic(where, f"spec.adopted is supported for aws workloads only in this "
+        return [Diagnostic(where, f"spec.adopted is supported for aws and azure workloads only in this "
                                   f"version, not {spec.provider}; remove it")]
     m = ADOPTED_ROLE.fullmatch(spec.adopted)
     if m is None:

@@ -76,8 +76,9 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
                            "deletes the identity; `retain`: cleanup only removes the workload-ids "
                            "marker and keeps the identity. Default from the config's "
                            "`defaults.deletionPolicy`.", ["delete", "retain"]),
-        "adopted": ("Written by `workload-ids adopt`: the existing identity (an IAM role ARN) this "
-                    "manifest took over; it keeps its own name.",
+        "adopted": ("Written by `workload-ids adopt`: the existing identity (an IAM role ARN, or an "
+                    "Azure user-assigned managed identity's resource id) this manifest took over; "
+                    "it keeps its own name.",
                     ["arn:aws:iam::123456789012:role/legacy-deployer"]),
     },
     "AwsTarget": {

@@ -236,3 +236,18 @@ def test_flipped_to_manage_apply_converges_the_adopted_identity(azure: Azure, tm
     after = azure.state("Legacy-Recon")
     assert after["tags"][TAG_ADOPTED] == "true" and len(after["roles"]) == 2  # our roles, by permission set
     assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0
+
+
+@pytest.mark.parametrize("adopted, message", [
+    (f"/subscriptions/{SUB}/resourceGroups/rg-other/providers/Microsoft.ManagedIdentity/"
+     "userAssignedIdentities/recon", "spec.adopted is an identity of subscription"),
+    (f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Web/sites/recon",
+     "is not a user-assigned managed identity's resource id"),
+])
+def test_spec_adopted_must_name_an_identity_where_the_workload_lives(manifests: Any, adopted: str,
+                                                                     message: str) -> None:
+    from support.azure import azure_workload
+    text = azure_workload().replace("  credentials:", f'  adopted: "{adopted}"\n  credentials:')
+    result = run_cli("validate", str(manifests({"a.yaml": text})))
+    assert result.code == 1, result.out + result.err
+    assert message in result.err and "a.yaml:10:12:" in result.err
