@@ -251,3 +251,17 @@ def test_spec_adopted_must_name_an_identity_where_the_workload_lives(manifests: 
     result = run_cli("validate", str(manifests({"a.yaml": text})))
     assert result.code == 1, result.out + result.err
     assert message in result.err and "a.yaml:10:12:" in result.err
+
+
+def test_a_fleet_of_adopted_identities_plans_no_change(azure: Azure, tmp_path: Path) -> None:
+    """Past the fleet threshold plan reads the subscription in batches, which leave out
+    federated credentials and role definitions: adopted identities are read again alone."""
+    addresses = []
+    for i in range(11):
+        addresses.append(azure.identity(f"legacy-{i:02d}"))
+        azure.assign(f"legacy-{i:02d}", BLOB_READER, CONTAINER)
+    result = run_cli("adopt", *addresses, "--out", str(tmp_path / "a"), "--owner", "team-a", "--apply")
+    assert result.code == 0, result.out + result.err
+    plan = run_cli("plan", "--detailed-exitcode", str(tmp_path / "a"))
+    assert plan.code == 0, plan.out + plan.err
+    assert "No changes. 11 workload(s) match the cloud." in plan.out

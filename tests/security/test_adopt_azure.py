@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.azure import CONTAINER, RG, SUB, TOPIC
@@ -22,7 +23,7 @@ from workload_ids.calls import CallSeam
 from workload_ids.clouds import connect
 from workload_ids.config import load_config
 from workload_ids.errors import ConflictError
-from workload_ids.model import TAG_SOURCE, TAG_WORKLOAD, Marker
+from workload_ids.model import TAG_ADOPTED, TAG_DELETION_POLICY, TAG_SOURCE, TAG_WORKLOAD, Marker
 from workload_ids.sandbox.azure.local import start_local_azure
 
 
@@ -151,3 +152,28 @@ def test_a_copied_adopted_marker_is_never_believed(azure: Azure, tmp_path: Path,
     assert found["legacy-a"]["status"] == "active"
     assert run_cli("cleanup", "--target", SUB, "--apply").code == 0
     assert azure.state("legacy-b") == stolen
+
+
+def test_a_stray_retain_or_adopted_tag_is_never_signed(azure: Azure, manifests: Any) -> None:
+    """A Tag Contributor adds ``workload-ids:deletion-policy: retain`` to an identity the
+    tool manages (deletion policy delete): its marker no longer verifies, and apply,
+    re-marking it, must remove that tag rather than sign it (which would turn a delete into
+    a release). ``workload-ids:adopted: true`` added by hand makes the marker one only a
+    MAC could vouch for: forged, never re-marked."""
+    from support.azure import azure_workload
+    folder = manifests({"a.yaml": azure_workload()})
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    tags = azure.state("wid-prod-recon")["tags"]
+    azure.msi.user_assigned_identities.create_or_update(RG, "wid-prod-recon", {
+        "location": "westeurope", "tags": {**tags, TAG_DELETION_POLICY: "retain"}})
+    plan = run_cli("plan", str(folder))
+    assert TAG_DELETION_POLICY in plan.out, plan.out + plan.err
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    assert azure.state("wid-prod-recon")["tags"] == tags
+    assert run_cli("plan", "--detailed-exitcode", str(folder)).code == 0
+    azure.msi.user_assigned_identities.create_or_update(RG, "wid-prod-recon", {
+        "location": "westeurope", "tags": {**tags, TAG_ADOPTED: "true"}})
+    stray = azure.state("wid-prod-recon")
+    refused = run_cli("apply", "--auto-approve", str(folder))
+    assert refused.code == 1 and "it is marked as adopted but its marker is not authenticated" in refused.err
+    assert azure.state("wid-prod-recon") == stray

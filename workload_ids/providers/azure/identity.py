@@ -42,6 +42,7 @@ from .roles import (
     observed_grants,
     permission_diff,
     role_guid,
+    stray_signed,
 )
 
 
@@ -103,7 +104,8 @@ class AzureIdentities(IdentityBackend):
             "update-access": lambda desired: self._converge_access(desired, self._principal_of(desired)),
             "update-federation": self._converge_federation,
             "update-deployers": self._converge_deployers,
-            "update-marker": lambda desired: self._write_tags(desired, dict(desired.tags)),
+            "update-marker": lambda desired: self._write_tags(desired, dict(desired.tags),
+                                                              stray_signed(desired.tags)),
         }
 
     # --- pure ------------------------------------------------------------------------
@@ -428,7 +430,7 @@ class AzureIdentities(IdentityBackend):
         self._converge_federation(desired)
         if desired.objects.get("deployerAssignments"):
             self._converge_deployers(desired)
-        self._write_tags(desired, dict(desired.tags))
+        self._write_tags(desired, dict(desired.tags), stray_signed(desired.tags))
 
     def _write_tags(self, desired: DesiredIdentity, marker_tags: Mapping[str, str],
                     drop: Sequence[str] = ()) -> None:
