@@ -17,7 +17,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...config import Config
 from ...errors import ConflictError
@@ -35,8 +35,10 @@ from ...trust import issuer_allowed
 from ..interface import AdoptionBackend
 from . import render
 from .clients import AzureClients
-from .identity import AzureIdentities
 from .roles import AzureGrants, role_guid
+
+if TYPE_CHECKING:  # the identity backend reads adopted identities with this module's helpers
+    from .identity import AzureIdentities
 
 _IDENTITY = re.compile(r"/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)/providers/"
                        r"Microsoft\.ManagedIdentity/userAssignedIdentities/(?P<name>[^/]+)", re.IGNORECASE)
