@@ -219,7 +219,10 @@ def test_an_adopted_identity_is_marked_only_once(azure: Azure, tmp_path: Path) -
     address = legacy(azure)
     assert run_cli("adopt", address, "--out", str(tmp_path / "a"), "--owner", "team-a", "--apply").code == 0
     marked = azure.state("Legacy-Recon")
-    result = run_cli("adopt", address, "--out", str(tmp_path / "b"), "--owner", "bob", "--apply")
+    # ARM's own spelling of the id (``resourcegroups``), as discover shows it, is the same identity.
+    arm_id = str(azure.msi.user_assigned_identities.get(RG, "Legacy-Recon").id)
+    assert "/resourcegroups/" in arm_id
+    result = run_cli("adopt", arm_id, "--out", str(tmp_path / "b"), "--owner", "bob", "--apply")
     assert result.code == 1
     assert "already carries a workload-ids marker (workload adopted/legacy-recon, owner team-a)" in result.out
     assert azure.state("Legacy-Recon") == marked and not list((tmp_path / "b").iterdir())
