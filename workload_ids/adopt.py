@@ -108,6 +108,11 @@ _AZURE_IDENTITY = re.compile(r"/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})
                              r"providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+",
                              re.IGNORECASE)
 
+# What discover shows for Azure applications and service principals: an object id, or
+# the address workload-ids gives a key-mode application.
+_AZURE_APPLICATION = re.compile(r"/subscriptions/[^/]+/applications/[^/]+"
+                                r"|[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", re.IGNORECASE)
+
 
 def _target_of(identity: str) -> tuple[str, str]:
     """(provider, target) of an identity id, or a UserError saying what is accepted."""
@@ -120,6 +125,10 @@ def _target_of(identity: str) -> tuple[str, str]:
     m = _AZURE_IDENTITY.fullmatch(identity)
     if m is not None:
         return "azure", m["subscription"].lower()
+    if _AZURE_APPLICATION.fullmatch(identity):
+        raise UserError(f"{identity!r} is an Azure application or service principal: adopt takes over "
+                        "user-assigned managed identities only (an application holds secrets or "
+                        "certificates that adoption cannot vouch for); nothing was adopted")
     raise UserError(f"{identity!r} is not an identity adopt can read: give an IAM role ARN "
                     "(arn:aws:iam::ACCOUNT:role/PATH/NAME), a GCP service account's email "
                     "(NAME@PROJECT.iam.gserviceaccount.com) or an Azure user-assigned managed "
@@ -290,7 +299,8 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
             if value in entry[part]:
                 entry[part].remove(value)
                 dropped.append(f"{part[:-1]} {value} of access entry {index + 1}: {d.message}")
-        entries = [e for e in entries if e["resources"] and (e.get("template") or e["actions"])]
+        entries = [e for e in entries if e["resources"] and
+                   (e.get("template") or e["actions"] or e.get("dataActions"))]
     else:  # pragma: no cover - every round drops at least one item
         path.unlink()
         raise UserError(f"{h.address}: its manifest did not settle; nothing was adopted")
@@ -331,7 +341,8 @@ def _entries(provider: str, permissions: HeldPermissions,
             grants = template_grants(provider, template, 0, resource)
             if not grants or any(g.condition or g.unscoped for g in grants):
                 continue
-            pairs = {(permissions.key(a), g.resource) for g in grants for a in g.actions}
+            pairs = {(permissions.key(a), g.resource) for g in grants
+                     for a in (*g.actions, *g.data_actions)}
             if pairs <= exact and not pairs & consumed:
                 fits.append((-len(pairs), template.name, pairs))
         # Widest first; then any other that still fits beside it (a project holds
@@ -357,9 +368,13 @@ def _entries(provider: str, permissions: HeldPermissions,
         grouped.setdefault((source, tuple(sorted(held_actions))), []).append(resource)
     for (source, actions), resources in grouped.items():
         for i in range(0, len(resources), 100):
-            entry: dict[str, Any] = {"actions": [permissions.spelling.get(a, a) for a in actions],
+            entry: dict[str, Any] = {"actions": [permissions.spelling.get(a, a) for a in actions
+                                                 if a not in permissions.data],
                                      "resources": resources[i:i + 100],
                                      "reason": f"adopted from {source}"[:500]}
+            data = [permissions.spelling.get(a, a) for a in actions if a in permissions.data]
+            if data:  # Azure's data-plane operations have a list of their own
+                entry["dataActions"] = data
             if any(is_escalation(provider, a) for a in actions):
                 entry["escalation"] = (f"adopted: the identity held these actions through {source} "
                                        "before adoption; approve them or remove them")[:500]
@@ -423,10 +438,16 @@ def _manifest_text(h: HeldIdentity, meta: dict[str, str], spec: dict[str, str],
         if "template" in e:
             lines.append(f"    - template: {_q(e['template'])}")
         else:
-            lines.append("    - actions:")
-            for a in e["actions"]:
-                lines.append(f"        - {_q(a)}")
-                where[len(lines)] = (i, "actions", a)
+            first = True
+            for part in ("actions", "dataActions"):
+                if part == "dataActions" and not e.get(part):
+                    continue
+                lines.append(f"    - {part}:" if first else f"      {part}:")
+                lines[-1] += "" if e[part] else " []"
+                first = False
+                for a in e[part]:
+                    lines.append(f"        - {_q(a)}")
+                    where[len(lines)] = (i, part, a)
         lines.append("      resources:")
         for r in e["resources"]:
             lines.append(f"        - {_q(r)}")

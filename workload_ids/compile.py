@@ -188,6 +188,32 @@ ADOPTED_ROLE = re.compile(r"arn:aws:iam::(?P<account>\d{12}):role(?P<path>/(?:[\
                           r"(?P<name>[\w+=,.@-]{1,64})")
 
 
+# An adopted Azure user-assigned managed identity: its subscription, group and name.
+ADOPTED_AZURE = re.compile(r"/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})/resourceGroups/"
+                           r"(?P<group>[-\w.()]{1,90})/providers/Microsoft\.ManagedIdentity/"
+                           r"userAssignedIdentities/(?P<name>[a-zA-Z0-9][a-zA-Z0-9_-]{2,127})", re.IGNORECASE)
+
+
+def _adopted_azure_problems(lw: LoadedWorkload, where: Position) -> list[Diagnostic]:
+    spec = lw.workload.spec
+    m = ADOPTED_AZURE.fullmatch(spec.adopted or "")
+    if m is None:
+        return [Diagnostic(where, f"spec.adopted {spec.adopted!r} is not a user-assigned managed "
+                                  "identity's resource id; write it as `workload-ids adopt` does: "
+                                  "/subscriptions/SUB/resourceGroups/GROUP/providers/"
+                                  "Microsoft.ManagedIdentity/userAssignedIdentities/NAME")]
+    assert spec.azure is not None  # _target_problems checked it first
+    if m["subscription"].lower() != spec.azure.subscription.lower() or \
+            m["group"].lower() != spec.azure.resourceGroup.lower():
+        return [Diagnostic(where, f"spec.adopted is an identity of subscription {m['subscription']}, "
+                                  f"resource group {m['group']}, but spec.azure names "
+                                  f"{spec.azure.subscription}, {spec.azure.resourceGroup}; they must match")]
+    if spec.credentials.mode == "key":
+        return [Diagnostic(where, "spec.adopted names a managed identity, which holds no key: use "
+                                  "mode: keyless")]
+    return []
+
+
 def _adopted_problems(lw: LoadedWorkload) -> list[Diagnostic]:
     """``spec.adopted`` names an existing identity of the workload's own target."""
     spec = lw.workload.spec
@@ -196,9 +222,11 @@ def _adopted_problems(lw: LoadedWorkload) -> list[Diagnostic]:
     where = lw.position("spec", "adopted")
     if spec.provider == "gcp":
         return _adopted_gcp_problems(lw, where)
+    if spec.provider == "azure":
+        return _adopted_azure_problems(lw, where)
     if spec.provider != "aws":
-        return [Diagnostic(where, f"spec.adopted is supported for aws workloads only in this "
-                                  f"version, not {spec.provider}; remove it")]
+        return [Diagnostic(where, f"spec.adopted is supported for aws, gcp and azure workloads only, "
+                                  f"not {spec.provider}; remove it")]
     m = ADOPTED_ROLE.fullmatch(spec.adopted)
     if m is None:
         return [Diagnostic(where, f"spec.adopted {spec.adopted!r} is not an IAM role ARN; write "

@@ -446,6 +446,9 @@ class HeldPermissions:
     spelling: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # what a manifest would not keep, in words
     denies: list[str] = field(default_factory=list)  # deny rules (dropping one widens)
+    # Keys that are data-plane operations (Azure dataActions): a manifest lists them under
+    # ``dataActions``; empty on clouds without the split.
+    data: set[str] = field(default_factory=set)
 
     def key(self, permission: str) -> str:
         """``permission`` in the form pairs compare in."""
@@ -453,7 +456,8 @@ class HeldPermissions:
 
     def wanted(self, grants: Sequence[Grant]) -> set[HeldPair]:
         """What compiled ``grants`` give, in the same terms as :attr:`pairs`."""
-        return {(self.key(a), g.resource, g.condition or "") for g in grants for a in g.actions}
+        return {(self.key(a), g.resource, g.condition or "") for g in grants
+                for a in (*g.actions, *g.data_actions)}
 
     def not_held(self, wanted: set[HeldPair]) -> list[HeldPair]:
         """Wanted pairs the identity does not hold today: an unconditional held pair covers a

@@ -77,7 +77,8 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
                            "marker and keeps the identity. Default from the config's "
                            "`defaults.deletionPolicy`.", ["delete", "retain"]),
         "adopted": ("Written by `workload-ids adopt`: the existing identity (an IAM role ARN, a GCP "
-                    "service account's email) this manifest took over; it keeps its own name.",
+                    "service account's email, an Azure user-assigned managed identity's resource "
+                    "id) this manifest took over; it keeps its own name.",
                     ["arn:aws:iam::123456789012:role/legacy-deployer",
                      "legacy-deployer@acme-prod.iam.gserviceaccount.com"]),
     },

@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                  "existing identity, proving it grants nothing the identity lacks; with --apply, "
                  "mark the identities as managed", paths=False)
     adopt.add_argument("identities", nargs="+", metavar="IDENTITY",
-                       help="an IAM role ARN, as `workload-ids discover` shows it (AWS only for now)")
+                       help="an IAM role ARN or an Azure user-assigned managed identity's resource "
+                       "id, as `workload-ids discover` shows it")
     adopt.add_argument("--out", required=True, metavar="DIR", help="the folder the manifests go to")
     adopt.add_argument("--owner", metavar="ID", help="the owner to write (default: the identity's "
                        "owner or team tag)")

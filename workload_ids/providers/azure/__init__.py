@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backends:
     """Azure's backends over ``seam``, sharing one set of clients."""
+    from .adoption import AzureAdoption
     from .applications import AzureApplications
     from .clients import AzureClients
     from .discovery import AzureDiscovery
@@ -39,7 +40,8 @@ def connect(config: Config, seam: CallSeam, transfers: TransferCheck) -> Backend
                     store_for=lambda target: KeyVaultStore(clients, target),
                     lock_for=lambda target: BlobLeaseLock(clients, target),
                     discovery=AzureDiscovery(clients),
-                    organization=AzureOrganization(clients), usage=AzureUsage(clients))
+                    organization=AzureOrganization(clients), usage=AzureUsage(clients),
+                    adoption=AzureAdoption(clients, config, grants, identities))
 
 
 CLOUD = Cloud("azure", render.desired_identity, render.static_checks, connect)

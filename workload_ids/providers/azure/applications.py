@@ -29,6 +29,7 @@ from .roles import (
     marker_changes,
     observed_grants,
     permission_diff,
+    stray_signed,
 )
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class AzureApplications:
         action(desired)
 
     def _update_marker(self, desired: DesiredIdentity) -> None:
-        self._write_app(self.require_app(desired), dict(desired.tags), ())
+        self._write_app(self.require_app(desired), dict(desired.tags), stray_signed(desired.tags))
 
     def _await_visible(self, object_id: str) -> None:
         """Wait until a new application reads back :data:`VISIBLE_READS` times in a row:
@@ -294,7 +295,7 @@ class AzureApplications:
                     raise
         self.grants.converge(w.target, str(principal["id"]), w.marker, desired.objects["roles"],
                              desired.objects["assignments"], f"{w.environment}/{w.name}")
-        self._write_app(app, dict(desired.tags), ())
+        self._write_app(app, dict(desired.tags), stray_signed(desired.tags))
 
     def _write_app(self, app: Mapping[str, Any], marker_tags: Mapping[str, str], drop: Sequence[str]) -> None:
         """Our marker keys set, other tags kept (a quarantine mark is cleanup's), ``drop`` removed."""

@@ -200,10 +200,14 @@ class AzureClients:
         name, the id its MAC binds, and whether the MAC fails to authenticate it."""
         prefix = self.config.azure.namePrefix
         misplaced = render.not_ours(prefix, name, marker) if marker else None
-        return {FORGED: misplaced, IMMUTABLE_ID: immutable_id,
-                UNAUTHENTICATED: check(self.signing_keys.get(subscription), "azure", subscription.lower(),
-                                       name, immutable_id, marker, tags.get(TAG_MAC))
-                if marker is not None and not misplaced else None}
+        unauthenticated = check(self.signing_keys.get(subscription), "azure", subscription.lower(),
+                                name, immutable_id, marker, tags.get(TAG_MAC)) \
+            if marker is not None and not misplaced else None
+        if marker is not None and marker.adopted and unauthenticated:
+            # Outside our naming only the MAC vouches for an adopted identity: without it the
+            # marker is anyone's tags, and apply must never re-mark such an identity.
+            misplaced, unauthenticated = f"it is marked as adopted but {unauthenticated}", None
+        return {FORGED: misplaced, IMMUTABLE_ID: immutable_id, UNAUTHENTICATED: unauthenticated}
 
     def pages(self, operation: str, pager: Any) -> Iterator[Any]:
         """The items of an azure-core pager, each page fetched as one seam call (a retry

@@ -19,6 +19,7 @@ everything again.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -42,6 +43,7 @@ from .roles import (
     observed_grants,
     permission_diff,
     role_guid,
+    stray_signed,
 )
 
 
@@ -103,7 +105,8 @@ class AzureIdentities(IdentityBackend):
             "update-access": lambda desired: self._converge_access(desired, self._principal_of(desired)),
             "update-federation": self._converge_federation,
             "update-deployers": self._converge_deployers,
-            "update-marker": lambda desired: self._write_tags(desired, dict(desired.tags)),
+            "update-marker": lambda desired: self._write_tags(desired, dict(desired.tags),
+                                                              stray_signed(desired.tags)),
         }
 
     # --- pure ------------------------------------------------------------------------
@@ -226,7 +229,18 @@ class AzureIdentities(IdentityBackend):
         deployers = None
         if held is None or held.digest != desired.workload.marker.digest:
             deployers = self.grants.deployers_at(subscription, str(identity.id))
-        return self._observed(subscription, identity, roles, assignments, federated, deployers)
+        observed = self._observed(subscription, identity, roles, assignments, federated, deployers)
+        if desired.workload.adopted and not observed.forged:
+            # An adopted identity in observe mode is compared by everything it holds: every
+            # assignment of its principal with its role's permissions (one more call).
+            from .adoption import AzureAdoption
+            policies = tuple(AzureAdoption(self.clients, self.config, self.grants, self).policies_for(
+                subscription, assignments))
+            extra = {**observed.extra, "held": policies, "federated": federated}
+            if desired.workload.observe:  # its assignments are the manifest's, not foreign grants
+                extra["foreignGrants"] = []
+            observed = dataclasses.replace(observed, extra=extra, foreign=())
+        return observed
 
     def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
         """A few paged calls for a whole subscription: its managed identities, its custom
@@ -307,6 +321,8 @@ class AzureIdentities(IdentityBackend):
                 f"{w.label}: managed identity {desired.name} in subscription {w.target} carries the "
                 f"workload-ids tags but {observed.misplaced}, so it will not be modified",
                 "find out who tagged it; workload-ids never adopts an identity it did not create")
+        if w.adopted and w.observe:
+            return self._diff_adopted(desired, observed, change)
         have: dict[str, Any] = observed.extra.get("objects") or {}
         changes = access_changes(change, want, have)
         want_fed = want["federatedCredentials"]
@@ -329,6 +345,43 @@ class AzureIdentities(IdentityBackend):
                 trust=deployer_diff(removed, added)))
         if self._marker_differs(desired, observed):
             # Last: the manifest digest is recorded only once everything else matches.
+            changes.append(change("update-marker", tags=marker_changes(desired, observed)))
+        return changes
+
+    def _diff_adopted(self, desired: DesiredIdentity, observed: ObservedIdentity,
+                      change: Callable[..., Change]) -> list[Change]:
+        """An adopted identity in observe mode: what it is granted (every role assignment of
+        its principal, roles expanded to their operations, by scope) and whom it trusts (its
+        federated credentials, by issuer, subject and audience), against the manifest. The
+        tool's own conventions (one custom role per permission set) are converged only once
+        someone sets spec.mode: manage."""
+        from .adoption import credential_rows, held_permissions, trust_rows
+        w = desired.workload
+        changes: list[Change] = []
+        have_fed = credential_rows((observed.extra.get("federated") or {}).values())
+        want_fed = credential_rows(desired.objects["federatedCredentials"].values())
+        if have_fed != want_fed:
+            rows = trust_rows(have_fed, want_fed)
+
+            def who(rows: Iterable[tuple[str, str, tuple[str, ...]]]) -> list[dict[str, str]]:
+                return [{"principal": issuer, "subject": subject} for issuer, subject, _ in sorted(rows)]
+            changes.append(change("update-federation", federation={
+                "added": [r[2:] for r in rows if r.startswith("+")],
+                "removed": [r[2:] for r in rows if r.startswith("-")]},
+                trust={"added": who(want_fed - have_fed), "removed": who(have_fed - want_fed)}))
+        held = held_permissions(observed.extra.get("held") or ())
+        # ARM ids ignore case: a scope compares in lower case, as ARM resolves it.
+        have = {(a, r.lower(), c) for a, r, c in held.pairs}
+        want = {(a, r.lower(), c) for a, r, c in held.wanted(w.grants)}
+        if have != want:
+            spelled = {(a, r.lower(), c): r for a, r, c in (*held.pairs, *held.wanted(w.grants))}
+
+            def rows_of(pairs: set[tuple[str, str, str]]) -> list[dict[str, str]]:
+                return [{"action": held.spelling.get(a, a), "resource": spelled[(a, r, c)]
+                         + (f" if {c}" if c else "")} for a, r, c in sorted(pairs)]
+            changes.append(change("update-access", permissions={
+                "added": rows_of(want - have), "removed": rows_of(have - want)}))
+        if self._marker_differs(desired, observed):
             changes.append(change("update-marker", tags=marker_changes(desired, observed)))
         return changes
 
@@ -382,7 +435,7 @@ class AzureIdentities(IdentityBackend):
         self._converge_federation(desired)
         if desired.objects.get("deployerAssignments"):
             self._converge_deployers(desired)
-        self._write_tags(desired, dict(desired.tags))
+        self._write_tags(desired, dict(desired.tags), stray_signed(desired.tags))
 
     def _write_tags(self, desired: DesiredIdentity, marker_tags: Mapping[str, str],
                     drop: Sequence[str] = ()) -> None:

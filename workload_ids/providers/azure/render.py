@@ -47,6 +47,14 @@ def _digest(*parts: str, length: int = 6) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
 
 
+def adopted_name(workload: CompiledWorkload) -> str | None:
+    """The name of the managed identity ``spec.adopted`` names (validate checked its form,
+    subscription and resource group), or None for an identity we name ourselves."""
+    if not workload.adopted or workload.provider != "azure":
+        return None
+    return workload.adopted.rstrip("/").rsplit("/", 1)[-1]
+
+
 def identity_name(prefix: str, environment: str, name: str) -> str:
     """``wid-prod-payments-api``: managed identity names allow 3-128 letters, digits,
     hyphens and underscores; environment and workload names fit well within that."""
@@ -56,7 +64,11 @@ def identity_name(prefix: str, environment: str, name: str) -> str:
 def not_ours(prefix: str, name: str, marker: Marker) -> str | None:
     """Why a managed identity or application tagged with ``marker`` is not one the tool
     made, or None. Tags are writable by a Tag Contributor; the name is fixed at creation,
-    so only the name we give the marker's workload is believed."""
+    so only the name we give the marker's workload is believed. An adopted identity keeps
+    the name it had: only its MAC (checked by the read, which treats an unauthenticated
+    adopted marker as forged) vouches for it."""
+    if marker.adopted:
+        return None
     want = identity_name(prefix, marker.environment, marker.workload)
     if name != want:
         return (f"its name is not {want}, the name workload-ids gives "
@@ -156,7 +168,7 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
         for scope in scopes:
             assignments[role_assignment_id(f"{env}/{name}", rid, scope)] = {
                 "scope": scope, "roleDefinitionId": role_ref, "principalType": "ServicePrincipal"}
-    identity = identity_name(prefix, env, name)
+    identity = adopted_name(workload) or identity_name(prefix, env, name)
     common = {"roles": roles, "assignments": dict(sorted(assignments.items()))}
     if workload.key_mode:
         # Applications live in the tenant, not a subscription: the subscription tag keeps a

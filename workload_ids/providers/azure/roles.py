@@ -15,7 +15,16 @@ from typing import Any
 
 from ...calls import CONFLICT, NOT_FOUND
 from ...errors import CloudError, ConflictError
-from ...model import SIGNED_KEYS, TAG_MAC, Change, DesiredIdentity, Marker, ObservedIdentity
+from ...model import (
+    SIGNED_KEYS,
+    TAG_ADOPTED,
+    TAG_DELETION_POLICY,
+    TAG_MAC,
+    Change,
+    DesiredIdentity,
+    Marker,
+    ObservedIdentity,
+)
 from .clients import AzureClients
 
 # A new identity or application is created with this digest in its marker, and the real
@@ -138,6 +147,13 @@ def access_changes(change: Callable[..., Change], want: Mapping[str, Any],
                      "removed": sorted(set(have_assign) - set(want_assign))},
         permissions=permission_diff(have_roles, have.get("assignments", {}), want_roles,
                                     want["assignments"]))]
+
+
+def stray_signed(marker_tags: Mapping[str, str]) -> tuple[str, ...]:
+    """Signed optional keys (deletion policy, adopted) a desired marker does not set: apply
+    removes them rather than signing a tag someone else wrote (which would turn a delete
+    into a release, or an identity we made into an adopted one)."""
+    return tuple(k for k in (TAG_DELETION_POLICY, TAG_ADOPTED) if k not in marker_tags)
 
 
 def marker_changes(desired: DesiredIdentity, observed: ObservedIdentity) -> dict[str, dict[str, str]]:
