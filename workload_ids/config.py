@@ -228,6 +228,9 @@ class Guardrails(_Strict):
     requirePermissionsBoundary: bool = True
     approvedEscalations: list[ApprovedEscalation] = []
     approvedTransfers: list[ApprovedTransfer] = []
+    # How far ahead of now an access entry's `expires` may lie: a time-bound grant is for a
+    # separate, approved need, not a permanent one with a date in 9999.
+    maxGrantDuration: Duration = "90d"
 
 
 # Service principals that may assume a role when trust.allowedAwsServices is not set: the
