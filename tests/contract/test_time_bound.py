@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from support.cli import run_cli
 from support.contract import Cloud
+
 from workload_ids.clock import format_time
 
 NOW = datetime.now(UTC).replace(microsecond=0)
