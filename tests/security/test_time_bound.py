@@ -55,7 +55,7 @@ def test_the_cap_is_the_config_s_and_only_the_config_s(aws: Any, manifests: Any,
     Path("workload-ids.yaml").write_text(Path("workload-ids.yaml").read_text()
                                          + "guardrails:\n  maxGrantDuration: 7d\n")
     eight = format_time(NOW + timedelta(days=8))
-    checked, applied, folder = _run(manifests, _entry(eight), monkeypatch)
+    _, applied, folder = _run(manifests, _entry(eight), monkeypatch)
     assert applied.code == 3 and "workload-ids.yaml:5:21) allows 7d" in applied.err, applied.err[-400:]
     # A config beside the manifests is not the run's config: it lifts nothing.
     (folder / "workload-ids.yaml").write_text(TEST_TRUST + "guardrails: {maxGrantDuration: 9999w}\n")
