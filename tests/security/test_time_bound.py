@@ -138,3 +138,4 @@ def test_an_entry_expired_before_its_first_apply_grants_nothing(aws: Any, manife
     assert applied.code == 0, applied.out + applied.err
     policy = aws.get_role_policy(RoleName="wid_prod_svc-a", PolicyName="workload-ids")["PolicyDocument"]
     assert "sqs:" not in str(policy) and "catalog" in str(policy)
+
