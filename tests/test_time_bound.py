@@ -47,3 +47,16 @@ def test_lint_says_azure_keeps_the_end_by_the_next_apply(manifests: Any,
     linted = run_cli("lint", str(folder))
     assert "Azure role assignments carry no time condition" in linted.out + linted.err, linted.out
     assert f"the first apply after {later} removes it" in linted.out + linted.err
+
+
+def test_explain_says_who_ends_the_grant(manifests: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(NOW))
+    later = format_time(NOW + timedelta(days=30))
+    folder = manifests({"svc-a.yaml": workload("svc-a", access=_entry(later))})
+    explained = run_cli("explain", str(folder))
+    assert f"time-bound until {later} (approval CHG-4711): IAM ends it (DateLessThan aws:CurrentTime)" \
+        in explained.out, explained.out + explained.err
+    assert '"aws:CurrentTime":' in run_cli("explain", str(folder), "--output", "json").out
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(NOW + timedelta(days=31)))
+    explained = run_cli("explain", str(folder))
+    assert f"expired at {later} (approval CHG-4711): grants nothing" in explained.out
