@@ -2,10 +2,12 @@
 statements of its own carrying ``DateLessThan aws:CurrentTime``, merged with the other
 conditions (the S3 ``aws:ResourceAccount`` one).
 
-moto 5.2 cannot prove the end: it has no policy simulator, and its IAM enforcement
-(``INITIAL_NO_AUTH_ACTION_COUNT``) evaluates ``StringEquals`` only and skips any other
-operator as if it held. So the policy IAM stores (read back from moto) is judged by a
-strict evaluator (support/iam_eval.py) with ``aws:CurrentTime`` before and at the end."""
+moto 5.2 cannot prove the end by itself: its IAM enforcement (``INITIAL_NO_AUTH_ACTION_COUNT``)
+evaluates ``StringEquals`` only and skips any other operator as if it held, and it has no
+policy simulator. So the sandbox teaches moto IAM's ``SimulatePrincipalPolicy`` (a strict
+evaluator over the role's stored policies and boundary, workload_ids/sandbox/moto_simulator.py),
+and the tests ask it, through boto3, with ``aws:CurrentTime`` before and at the end; the
+stored policy is also judged by the test suite's own evaluator (support/iam_eval.py)."""
 
 from __future__ import annotations
 
@@ -103,3 +105,40 @@ def test_time_bound_entries_never_share_a_statement_with_others() -> None:
     plain = [s for s in doc["Statement"] if "Condition" not in s]
     assert len(plain) == 1 and plain[0]["Resource"] == [f"{QUEUE}0", f"{QUEUE}2"]
     assert sorted(s["Resource"] for s in doc["Statement"] if "Condition" in s) == [f"{QUEUE}1", f"{QUEUE}3"]
+
+
+def _simulate(aws: Any, action: str, resource: str, **context: str) -> dict[str, Any]:
+    entries = [{"ContextKeyName": k.replace("_", ":", 1), "ContextKeyValues": [v],
+                "ContextKeyType": "date" if k == "aws_CurrentTime" else "string"}
+               for k, v in context.items()]
+    role = aws.get_role(RoleName=identity_name("wid", "prod", "svc-a"))["Role"]["Arn"]
+    answer = aws.simulate_principal_policy(PolicySourceArn=role, ActionNames=[action],
+                                           ResourceArns=[resource], ContextEntries=entries)
+    [result] = answer["EvaluationResults"]
+    return dict(result)
+
+
+def test_the_policy_simulator_stops_allowing_at_the_end(aws: Any, manifests: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """IAM's own API for the question (SimulatePrincipalPolicy, taught to moto by the
+    sandbox): the role's stored policies and its permissions boundary, judged with
+    aws:CurrentTime before and at the end."""
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(NOW))
+    assert run_cli("apply", "--auto-approve", str(manifests({"a.yaml": _manifest()}))).code == 0
+    obj = "arn:aws:s3:::launch-assets/a.txt"
+
+    def decision(at: datetime, account: str = ACCOUNT) -> str:
+        return str(_simulate(aws, "s3:GetObject", obj, aws_CurrentTime=format_time(at),
+                             aws_ResourceAccount=account)["EvalDecision"])
+
+    assert decision(NOW) == "allowed"
+    assert decision(ENDS - timedelta(seconds=1)) == "allowed"
+    assert decision(ENDS) == "implicitDeny"
+    assert decision(NOW, account="999999999999") == "implicitDeny"
+    # Without the time in the request the statement cannot hold: IAM always has it.
+    missing = _simulate(aws, "s3:GetObject", obj, aws_ResourceAccount=ACCOUNT)
+    assert missing["EvalDecision"] == "implicitDeny"
+    assert "aws:CurrentTime" in missing["MissingContextValues"]
+    # An entry without an end, and the boundary's own deny, are judged as IAM would.
+    assert _simulate(aws, "sqs:ReceiveMessage", QUEUE)["EvalDecision"] == "allowed"
+    assert _simulate(aws, "iam:PassRole", "*")["EvalDecision"] == "explicitDeny"

@@ -106,10 +106,11 @@ def in_process_aws() -> Iterator[None]:
     Requests are handled one at a time, as AWS applies each atomically."""
     from moto import mock_aws
 
-    from . import moto_policies
+    from . import moto_policies, moto_simulator
     from .moto_users import install
     install()
     moto_policies.install()
+    moto_simulator.install()
     with sandbox_environment(endpoint_url=None), mock_aws(), _one_request_at_a_time():
         yield
 
@@ -161,10 +162,11 @@ class MotoServer:
     threads of their own, requests one at a time (see ``_MOTO_REQUESTS``)."""
 
     def __init__(self, port: int = 0) -> None:
-        from . import moto_policies
+        from . import moto_policies, moto_simulator
         from .moto_users import install
         install()
         moto_policies.install()
+        moto_simulator.install()
         self._port = port
         self._server: Any = None
         self._thread: threading.Thread | None = None
