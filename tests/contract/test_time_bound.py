@@ -52,6 +52,12 @@ def _cloud_end(cloud: Cloud) -> list[Any]:
     return []
 
 
+def _granted(snapshot: Any) -> Any:
+    if isinstance(snapshot, dict) and "resources" in snapshot:
+        return {**snapshot, "resources": {k: v for k, v in snapshot["resources"].items() if v}}
+    return snapshot
+
+
 def test_an_expired_entry_is_reported_planned_and_removed(cloud: Cloud, folder: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     _at(monkeypatch, NOW)
@@ -96,3 +102,40 @@ def test_a_time_bound_entry_within_the_cap_plans_like_any_other(cloud: Cloud, fo
     plan = run_cli("plan", str(folder), "--detailed-exitcode")
     assert plan.code == 2, plan.err
     assert "expired" not in plan.out
+
+
+def test_cleanup_removes_an_expired_grant_and_holds_other_changes(
+        cloud: Cloud, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Azure has no time condition: a scheduled cleanup keeps the end where nobody runs
+    apply (on AWS and GCP it tidies what IAM already ignores). It never applies the
+    manifest's other changes."""
+    _at(monkeypatch, NOW)
+    _time_bound(cloud, folder)
+    assert run_cli("apply", "--auto-approve", str(folder)).code == 0
+    granted = cloud.snapshot()
+    _at(monkeypatch, ENDS + timedelta(minutes=5))
+    dry = json.loads(run_cli("cleanup", str(folder), "--output", "json").out)
+    [pending] = dry["expiredGrants"]
+    assert (pending["workload"], pending["status"]) == ("prod/svc-a", "pending")
+    assert pending["expired"][0]["expires"] == ENDS_TEXT
+    assert cloud.snapshot() == granted  # a dry run changes nothing
+    text = run_cli("cleanup", str(folder)).out
+    assert f"expired grant: prod/svc-a ({cloud.name}" in text and "(removed by --apply)" in text
+    # Another unapplied change beside the removal (a new grant): held for apply.
+    path = folder / "svc-a.yaml"
+    before = path.read_text()
+    path.write_text(before + cloud.read_entry.format(name="svc-extra"))
+    held = json.loads(run_cli("cleanup", str(folder), "--output", "json").out)["expiredGrants"]
+    assert [h["status"] for h in held] == ["held"] and "run `workload-ids apply`" in held[0]["reason"]
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    # Held: nothing of the manifest's was applied (GCP's sandbox makes a resource it is
+    # asked about, with an empty policy: reading it is no grant).
+    assert _granted(cloud.snapshot()) == _granted(granted)
+    path.write_text(before)
+    applied = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+    assert applied.code == 0, applied.out + applied.err
+    [done] = json.loads(applied.out)["expiredGrants"]
+    assert done["status"] == "removed"
+    assert cloud.snapshot() != granted
+    assert run_cli("plan", str(folder), "--detailed-exitcode").code == 0
+    assert json.loads(run_cli("cleanup", str(folder), "--output", "json").out)["expiredGrants"] == []
