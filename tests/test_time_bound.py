@@ -60,3 +60,20 @@ def test_explain_says_who_ends_the_grant(manifests: Any, monkeypatch: pytest.Mon
     monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(NOW + timedelta(days=31)))
     explained = run_cli("explain", str(folder))
     assert f"expired at {later} (approval CHG-4711): grants nothing" in explained.out
+
+
+def test_validate_says_gcp_resource_bindings_end_by_the_next_apply(
+        manifests: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from support.gcp import gcp_workload
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", format_time(NOW))
+    later = format_time(NOW + timedelta(days=30))
+    folder = manifests({"w.yaml": gcp_workload(access=(
+        "    - template: topic.publish\n      resources: [projects/acme-prod/topics/launch]\n"
+        f"      expires: {later}\n      approval: CHG-7\n"
+        "    - template: object-storage.read\n      resources: [projects/_/buckets/launch]\n"
+        f"      expires: {later}\n      approval: CHG-7\n"))})
+    checked = run_cli("validate", str(folder))
+    text = checked.out + checked.err
+    assert checked.code == 0, text
+    found = re.findall(r"w\.yaml:(\d+):\d+: .*where workload-ids writes no time condition", text)
+    assert len(found) == 1, text  # the topic's binding only; the bucket's is conditional
