@@ -186,9 +186,11 @@ def parse_instant(value: object, label: str = "expires") -> datetime:
 
 
 def format_instant(moment: datetime) -> str:
-    """UTC, seconds precision, ``Z``: the one form policies, conditions and messages use.
-    Sub-second digits are dropped, which ends a grant early, never late."""
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    """UTC, seconds precision, ``Z`` (:func:`clock.format_time`): the one form policies,
+    conditions and messages use. Sub-second digits are dropped, which ends a grant early,
+    never late."""
+    from .clock import format_time
+    return format_time(moment)
 
 
 @dataclass(frozen=True, slots=True)
