@@ -12,9 +12,12 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from . import clock
 from .catalogs import NAME_EXAMPLE, NAME_FORM, check
 from .config import Config
 from .durations import parse_duration
@@ -27,11 +30,14 @@ from .manifest import (
     GithubActionsFederation,
     KubernetesFederation,
     LoadedWorkload,
+    format_instant,
+    parse_instant,
 )
 from .model import (
     RETAIN,
     AttachedTrust,
     CompiledWorkload,
+    ExpiredEntry,
     GithubTrust,
     Grant,
     KubernetesTrust,
@@ -605,8 +611,20 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
     problems.extend(github_id_problems(lw))
     problems.extend(trust_diagnostics(lw, config))
     grants: list[Grant] = []
+    expired: list[ExpiredEntry] = []
+    now = clock.now()
     for index, entry in enumerate(lw.workload.spec.access):
-        grants.extend(_entry_grants(lw, index, entry, templates, problems))
+        made = _entry_grants(lw, index, entry, templates, problems)
+        if entry.expires is None and entry.approval is None:
+            grants.extend(made)
+            continue
+        ended = _time_bound(lw, index, entry, now, config, problems)
+        if ended is not None:
+            # Checked like any entry (its errors still fail), but it grants nothing: apply
+            # removes what it gave, on every cloud.
+            expired.append(ended)
+            continue
+        grants.extend(replace(g, expires=entry.expires, approval=entry.approval) for g in made)
     frozen = tuple(grants)
     problems.extend(namespace_diagnostics(lw, frozen, config))
     provider = lw.workload.spec.provider
@@ -624,11 +642,61 @@ def compile_workload(lw: LoadedWorkload, templates: TemplateSet, config: Config 
                     digest=lw.workload.digest(), source=source,
                     deletion=RETAIN if deletion == RETAIN else "",
                     adopted="true" if spec.adopted else "")
-    return _compiled(lw, frozen, marker, config), problems
+    return _compiled(lw, frozen, marker, config, tuple(expired)), problems
+
+
+def _entry_label(entry: AccessEntry) -> str:
+    """``queue.consume on R1, R2`` / ``raw actions on R``: an entry, said in a message."""
+    what = f"template {entry.template}" if entry.template else "raw actions"
+    listed = ", ".join(entry.resources[:3]) + (f" (+{len(entry.resources) - 3})"
+                                                if len(entry.resources) > 3 else "")
+    return f"{what} on {listed}"
+
+
+def _time_bound(lw: LoadedWorkload, index: int, entry: AccessEntry, now: datetime, config: Config,
+                out: list[Diagnostic]) -> ExpiredEntry | None:
+    """The checks of a time-bound entry (``expires`` with its ``approval``, within
+    ``guardrails.maxGrantDuration``); the entry when its end has passed."""
+    at = ("spec", "access", index)
+    if entry.expires is None:
+        out.append(Diagnostic(lw.position(*at, "approval", key=True),
+                              "'approval' goes with 'expires': it names the change that approved a "
+                              "time-bound grant. Add 'expires' (an RFC 3339 instant such as "
+                              "2026-12-31T18:00:00Z) or remove 'approval'"))
+        return None
+    if entry.approval is None:
+        out.append(Diagnostic(lw.position(*at, "expires", key=True),
+                              "a time-bound grant needs 'approval': the change or ticket that "
+                              "approved it (e.g. approval: CHG-4711), which plan, the audit trail "
+                              "and the GCP condition cite; add it"))
+    ends = parse_instant(entry.expires)
+    if ends <= now:
+        out.append(Diagnostic(lw.position(*at, "expires"),
+                              f"expired at {entry.expires}; apply will remove it; delete the entry",
+                              "warning"))
+        return ExpiredEntry(index, entry.expires, entry.approval or "", _entry_label(entry))
+    cap = parse_duration(config.guardrails.maxGrantDuration)
+    if ends - now > cap:
+        set_at = config.position("guardrails.maxGrantDuration")
+        where = f" (set at {set_at})" if set_at else " (the default)"
+        latest = format_instant(now + cap)
+        out.append(Diagnostic(lw.position(*at, "expires"),
+                              f"expires {entry.expires} is {_ahead(ends - now)} from now; "
+                              f"guardrails.maxGrantDuration{where} allows "
+                              f"{config.guardrails.maxGrantDuration}, so the latest end is {latest}. "
+                              "Choose an earlier instant and renew the approval when it runs out; "
+                              "the platform team sets the cap in workload-ids.yaml",
+                              "guardrail"))
+    return None
+
+
+def _ahead(span: timedelta) -> str:
+    days = span.days
+    return f"{days} days" if days >= 2 else f"{int(span.total_seconds() // 3600)} hours"
 
 
 def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker,
-              config: Config) -> CompiledWorkload:
+              config: Config, expired: tuple[ExpiredEntry, ...] = ()) -> CompiledWorkload:
     """The frozen values everything below compile reads instead of the manifest."""
     spec, meta = lw.workload.spec, lw.workload.metadata
     rotation = spec.credentials.rotation
@@ -654,7 +722,7 @@ def _compiled(lw: LoadedWorkload, grants: tuple[Grant, ...], marker: Marker,
         rotation_policy=rotation_policy(rotation, config) if key_mode else None,
         management=spec.mode or config.data.defaults.mode,
         deletion_policy=spec.deletionPolicy or config.data.defaults.deletionPolicy,
-        adopted=spec.adopted or "")
+        adopted=spec.adopted or "", expired=expired)
 
 
 def _trust(fed: Any) -> Trust:

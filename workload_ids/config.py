@@ -231,6 +231,9 @@ class Guardrails(_Strict):
     # true: apply refuses a plan that removes a permission the workload used within
     # review.window (or that the cloud cannot rule out), unless --accept-breaking.
     refuseRemovingUsedAccess: bool = False
+    # How far ahead of now an access entry's `expires` may lie: a time-bound grant is for a
+    # separate, approved need, not a permanent one with a date in 9999.
+    maxGrantDuration: Duration = "90d"
 
 
 # Service principals that may assume a role when trust.allowedAwsServices is not set: the

@@ -61,12 +61,20 @@ class EntryView:
     # Each item: actions, dataActions, resources, condition, binding, role, unscoped
     # (see :func:`_items`); the same keys on every cloud.
     grants: tuple[Mapping[str, Any], ...]
+    # A time-bound entry: its end, its approval, and whether the end has passed.
+    expires: str | None = None
+    approval: str | None = None
+    expired: bool = False
 
     def as_json(self) -> dict[str, Any]:
-        """The entry as ``explain --output json`` prints it."""
-        return {"entry": self.index, "position": self.position, "template": self.template,
-                "reason": self.reason, "escalation": self.escalation, "resources": list(self.listed),
-                "grants": [dict(g) for g in self.grants]}
+        """The entry as ``explain --output json`` prints it (``expires``, ``approval`` and
+        ``expired`` only for a time-bound entry)."""
+        out = {"entry": self.index, "position": self.position, "template": self.template,
+               "reason": self.reason, "escalation": self.escalation, "resources": list(self.listed),
+               "grants": [dict(g) for g in self.grants]}
+        if self.expires is not None:
+            out.update(expires=self.expires, approval=self.approval, expired=self.expired)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +139,8 @@ def _entry(cw: CompiledWorkload, index: int, entry: AccessEntry, render: Render 
         items = _items(cw.provider, render(alone, config).objects, grants, desired.objects)
     return EntryView(index, str(cw.source.position("spec", "access", index)), entry.template,
                      entry.reason, entry.escalation.reason if entry.escalation else None,
-                     tuple(entry.resources), items)
+                     tuple(entry.resources), items, entry.expires, entry.approval,
+                     any(e.entry == index for e in cw.expired))
 
 
 def _item(actions: Iterable[str], resources: Iterable[str], *, data_actions: Iterable[str] = (),
@@ -274,6 +283,14 @@ def explain_json(explanations: Sequence[Explanation]) -> dict[str, Any]:
                         "entries": sum(len(e.entries) for e in explanations)}}
 
 
+# Who ends a time-bound grant, by cloud.
+_ENDED_BY = {"aws": "IAM ends it (DateLessThan aws:CurrentTime)",
+             "gcp": "IAM ends it (request.time condition), except on resource-level bindings, "
+                    "which the first apply after then removes",
+             "azure": "Azure cannot end it by itself; the first apply after then removes the "
+                      "assignment"}
+
+
 def render_explanation(explanations: Sequence[Explanation]) -> str:
     """``explain``'s text: per workload, its identity, who may obtain it, and each entry."""
     lines: list[str] = []
@@ -295,6 +312,12 @@ def render_explanation(explanations: Sequence[Explanation]) -> str:
                 lines.append(one_line(f"        reason: {entry.reason}"))
             if entry.escalation:
                 lines.append(one_line(f"        escalation, approved as: {entry.escalation}"))
+            if entry.expires and entry.expired:
+                lines.append(one_line(f"        expired at {entry.expires} (approval {entry.approval}): "
+                                      "grants nothing; apply removes what it gave"))
+            elif entry.expires:
+                lines.append(one_line(f"        time-bound until {entry.expires} (approval "
+                                      f"{entry.approval}): {_ENDED_BY[cw.provider]}"))
             for item in entry.grants:
                 lines.extend(one_line(f"        {line}") for line in _grant_lines(cw.provider, item))
         lines.append("")

@@ -71,6 +71,7 @@ def _lint_workload(cw: CompiledWorkload, lw: LoadedWorkload, result: Validation,
         warn(lw.position("spec", "runtime"),
              f"runtime {spec.runtime} can federate: use mode: keyless with a federation entry "
              "and hold no key at all")
+    out.extend(_time_bound_lint(cw, lw))
     out.extend(trust_lint(lw))
     for i, fed in enumerate(spec.credentials.federation):
         ref = fed.ref if isinstance(fed, GithubActionsFederation) else None
@@ -79,6 +80,40 @@ def _lint_workload(cw: CompiledWorkload, lw: LoadedWorkload, result: Validation,
             warn(lw.position("spec", "credentials", "federation", i, "ref"),
                  f"{ref} is not the default branch: anyone who can push to it can act as this "
                  "workload; prefer a protected branch or a GitHub environment")
+    return out
+
+
+# A time-bound entry ending within this window is pointed out: its owner renews the
+# approval (a new `expires`) or lets it end, and nobody is surprised by the removal.
+EXPIRY_WINDOW = timedelta(days=7)
+
+
+def _time_bound_lint(cw: CompiledWorkload, lw: LoadedWorkload) -> list[Diagnostic]:
+    """Time-bound entries that end within :data:`EXPIRY_WINDOW`, and on Azure (which has no
+    time condition for role assignments) every one: its end is the next apply after it."""
+    from .clock import now
+    from .manifest import parse_instant
+    out: list[Diagnostic] = []
+    current = now()
+    for index, entry in enumerate(lw.workload.spec.access):
+        if entry.expires is None:
+            continue
+        left = parse_instant(entry.expires) - current
+        if left <= timedelta(0):
+            continue  # validate's warning says it: expired, apply removes it
+        where = lw.position("spec", "access", index, "expires")
+        if left <= EXPIRY_WINDOW:
+            hours = int(left.total_seconds() // 3600)
+            span = f"{hours // 24} days" if hours >= 48 else f"{hours} hours"
+            out.append(Diagnostic(where, f"this grant ends in {span} (at {entry.expires}, approval "
+                                         f"{entry.approval}): renew the approval and move 'expires', "
+                                         "or let it end; the first apply after then removes it",
+                                  "warning"))
+        if cw.provider == "azure":
+            out.append(Diagnostic(where, "Azure role assignments carry no time condition for these "
+                                         f"actions: the grant lasts until the first apply after "
+                                         f"{entry.expires} removes it; schedule apply (e.g. hourly) "
+                                         "so that the end is kept", "suggestion"))
     return out
 
 

@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -138,6 +139,78 @@ def _duration(value: str) -> str:
     return value
 
 
+# An instant as RFC 3339 writes it, with its zone: 2026-12-31T18:00:00Z or
+# 2026-12-31T19:00:00+01:00. A time without a zone means a different instant on every
+# runner (and in every peer that read it as local time), so it is refused.
+INSTANT = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})"
+_INSTANT_RE = re.compile(INSTANT)
+_INSTANT_HINT = ("write an RFC 3339 instant with its zone, e.g. 2026-12-31T18:00:00Z (UTC) or "
+                 "2026-12-31T19:00:00+01:00")
+
+
+def parse_instant(value: object, label: str = "expires") -> datetime:
+    """``value`` (a string, or the datetime YAML makes of an unquoted timestamp) as an aware
+    UTC datetime; ValueError, saying how to write it, for anything without a zone."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{label} {value.isoformat()!r} has no time zone; {_INSTANT_HINT}")
+        moment = value
+    elif isinstance(value, date):
+        raise ValueError(f"{label} {value.isoformat()!r} is a date, not an instant; {_INSTANT_HINT}")
+    elif isinstance(value, str):
+        text = value.strip()
+        if not _INSTANT_RE.fullmatch(text):
+            shown = _shown(value)
+            zone = "" if re.search(r"(Z|[+-]\d{2}:?\d{2})$", text) else " (it has no time zone)"
+            raise ValueError(f"{label} {shown} is not an RFC 3339 instant{zone}; {_INSTANT_HINT}")
+        # fromisoformat reads at most microseconds; the zone is kept whole.
+        head, _, tail = text.partition(".")
+        if tail:
+            digits = re.match(r"[0-9]+", tail)
+            assert digits is not None
+            text = f"{head}.{digits.group()[:6].ljust(6, '0')}{tail[digits.end():]}"
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"{label} {_shown(value)} is not a valid instant ({exc}); "
+                             f"{_INSTANT_HINT}") from None
+    else:
+        raise ValueError(f"{label} must be an RFC 3339 instant such as 2026-12-31T18:00:00Z, not "
+                         f"{type(value).__name__}")
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        # 9999-12-31T23:59:59-01:00 lies beyond the last instant a datetime holds in UTC.
+        raise ValueError(f"{label} {_shown(value if isinstance(value, str) else value.isoformat())} "
+                         "is beyond the year 9999 in UTC; write a nearer instant") from None
+
+
+def format_instant(moment: datetime) -> str:
+    """UTC, seconds precision, ``Z`` (:func:`clock.format_time`): the one form policies,
+    conditions and messages use. Sub-second digits are dropped, which ends a grant early,
+    never late."""
+    from .clock import format_time
+    return format_time(moment)
+
+
+@dataclass(frozen=True, slots=True)
+class _InstantField:
+    """``expires``: a string or YAML timestamp in, the canonical UTC string kept (so the
+    manifest digest and every rendering see one form)."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            lambda value: format_instant(parse_instant(value)),
+            json_schema_input_schema=core_schema.str_schema())
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return {"type": "string", "pattern": portable_pattern(INSTANT),
+                "patternErrorMessage": f"expires: {_INSTANT_HINT}"}
+
+
+Instant = Annotated[str, _InstantField()]
 WorkloadName = Annotated[str, _slug("name", 3, 40)]
 EnvironmentName = Annotated[str, _slug("environment", 1, 16)]
 # parse_duration strips surrounding whitespace before matching.
@@ -332,6 +405,10 @@ class AccessEntry(Strict):
     resources: Annotated[list[str], Field(min_length=1, max_length=100)]
     reason: Annotated[str, Field(min_length=3, max_length=500), _printable("reason")] | None = None
     escalation: Escalation | None = None
+    # A time-bound grant: ends at ``expires`` (enforced by the cloud's own condition on AWS
+    # and GCP, by the next apply on Azure), with the change or ticket that approved it.
+    expires: Instant | None = None
+    approval: Annotated[str, Field(min_length=3, max_length=100), _printable("approval")] | None = None
 
 
 Runtime = Literal["github-actions", "gitlab-ci", "kubernetes", "ecs", "lambda", "ec2",
@@ -453,7 +530,8 @@ def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-_DURATION_FIELDS = frozenset({"maxAge", "overlap", "grace", "maxSessionDuration", "interval", "timeout"})
+_DURATION_FIELDS = frozenset({"maxAge", "overlap", "grace", "maxSessionDuration", "interval", "timeout",
+                              "maxGrantDuration"})
 
 
 def _shown(value: object, limit: int = 60) -> str:

@@ -71,6 +71,24 @@ class Grant:
     unscoped: bool = False
     binding: str | None = None
     escalation_reason: str | None = None
+    # A time-bound entry's end (UTC, ``Z``) and the change that approved it; None: no end.
+    expires: str | None = None
+    approval: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredEntry:
+    """A time-bound access entry past its ``expires``: what it granted is removed."""
+
+    entry: int
+    expires: str  # UTC, ``Z``
+    approval: str
+    what: str  # "queue.consume on arn:..." for messages
+
+    def as_json(self) -> dict[str, object]:
+        """The entry as plan's JSON shows it."""
+        return {"entry": self.entry, "expires": self.expires, "approval": self.approval,
+                "what": self.what}
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +355,9 @@ class CompiledWorkload:
     # spec.adopted: the address of an existing identity `workload-ids adopt` took over; it
     # keeps its own name (and, on AWS, path). "" for identities workload-ids names itself.
     adopted: str = ""
+    # Access entries whose ``expires`` has passed: they compile to no grant, and plan says
+    # why their grants go.
+    expired: tuple[ExpiredEntry, ...] = ()
     # Rendered identities by provider: validate's size checks and plan need the same one.
     rendered: dict[str, DesiredIdentity] = field(default_factory=dict, compare=False, hash=False,
                                                  repr=False)

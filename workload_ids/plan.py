@@ -226,6 +226,8 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 # A quarantined user's keys stay as cleanup left them: a new key would undo it.
                 if d.workload.key_mode and mark is None:
                     found.extend(_key_changes(d, observed[d.name] is None, cloud))
+                if d.workload.expired:
+                    found = _with_expired(d, found)
                 if d.workload.observe:
                     found = [observe_only(c) for c in found]
                 changes.extend(found)
@@ -250,6 +252,27 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
                 no_manifest=sorted(orphans, key=lambda o: (o.provider, o.target, o.identity)),
                 quarantined=quarantined, foreign_grants=foreign, forged=forged, fleet=fleet,
                 calls=seam.stats.total - start_calls)
+
+
+def _removes(value: Any) -> bool:
+    """Whether a change's details take anything away (a non-empty ``removed`` list)."""
+    if isinstance(value, dict):
+        return bool(value.get("removed")) or any(_removes(v) for v in value.values())
+    return False
+
+
+def _with_expired(desired: DesiredIdentity, found: list[Change]) -> list[Change]:
+    """``found`` with the workload's expired time-bound entries named on the first change
+    that removes access: what plan shows as "expired at ..., removed by this apply". An
+    entry whose grants are already gone is named nowhere (nothing is pending)."""
+    from dataclasses import replace
+    out = list(found)
+    for i, c in enumerate(out):
+        if c.action != "create" and _removes(dict(c.details)):
+            out[i] = replace(c, details={**c.details, "expired": [
+                e.as_json() for e in desired.workload.expired]})
+            break
+    return out
 
 
 OBSERVE_ONLY = "observeOnly"
@@ -631,4 +654,8 @@ def _detail_lines(c: Change) -> list[str]:
         out.append(f"        ~ permissions boundary: {b['from'] or '(none)'} -> {b['to'] or '(none)'}")
     if c.action == "remove-foreign-policy":
         out.append(f"        - {c.details['policy']} (not made by workload-ids)")
+    for e in c.details.get("expired") or ():
+        approval = f" (approval {e['approval']})" if e["approval"] else ""
+        out.append(f"        - access entry {e['entry']}: {e['what']}{approval}: expired at "
+                   f"{e['expires']}, removed by this apply")
     return out

@@ -201,6 +201,15 @@ _DOCS: dict[str, dict[str, tuple[str, list[Any]]]] = {
                    "text.", ["reads the payments table directly"]),
         "escalation": ("Why this entry may hold actions that can escalate privilege.",
                        [{"reason": "deploys the worker's task definition, which passes the task role"}]),
+        "expires": ("Makes the entry a time-bound grant that ends at this instant: RFC 3339 with "
+                    "its zone (Z or an offset). AWS and GCP end it by their own condition "
+                    "(aws:CurrentTime, request.time); on Azure the first apply after it removes "
+                    "the assignment. At most `guardrails.maxGrantDuration` (default 90d) ahead; "
+                    "needs `approval`. Once past, validate warns and apply removes the grant.",
+                    ["2026-12-31T18:00:00Z", "2026-12-31T19:00:00+01:00"]),
+        "approval": ("The change or ticket that approved the time-bound grant (required with "
+                     "`expires`): one line of printable text, 3-100 characters; plan and the GCP "
+                     "condition cite it.", ["CHG-4711", "JIRA-SEC-812"]),
     },
 }
 
@@ -339,6 +348,13 @@ def _access(entry: dict[str, Any], templates: TemplateSet) -> None:
                                                              "'actions', not with a template"}}},
          "else": {"required": ["actions"], "errorMessage": neither,
                   "properties": {"actions": {"type": "array", "errorMessage": neither}}}},
+        {"if": {"required": ["expires"]},
+         "then": {"required": ["approval"],
+                  "errorMessage": "a time-bound grant needs 'approval': the change or ticket that "
+                                  "approved it"}},
+        {"if": {"required": ["approval"]},
+         "then": {"required": ["expires"],
+                  "errorMessage": "'approval' goes with 'expires': add 'expires' or remove 'approval'"}},
         {"if": _RAW_ENTRY,
          "then": {"required": ["reason"],
                   "errorMessage": "raw 'actions' need a 'reason' saying why no template fits",

@@ -1,11 +1,14 @@
 """A small IAM identity-policy evaluator for the bootstrap tests: explicit deny wins,
 else an allow must match action, resource and every condition (StringEquals, ArnEquals,
-StringLike), with the request context taken from the recorded call. moto has no policy
-simulator (no ``simulate_custom_policy``), so this is how a policy is judged."""
+StringLike, DateLessThan), with the request context taken from the recorded call or given
+by hand. moto has no policy simulator, and its IAM enforcement evaluates StringEquals only
+(it skips DateLessThan as if it held) (no ``simulate_custom_policy``), so this is how a policy is judged."""
 
 from __future__ import annotations
 
 import fnmatch
+import re
+from datetime import datetime
 from typing import Any
 
 from .bootstrap_flows import ACCOUNT, Call
@@ -57,18 +60,30 @@ def _listed(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 UTC instant with a Z, the one form our policies and contexts use."""
+    if not _INSTANT.fullmatch(text):
+        raise AssertionError(f"the evaluator reads UTC instants with a Z only, not {text!r}")
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _condition_holds(condition: dict[str, Any], ctx: dict[str, str]) -> bool:
     for operator, pairs in condition.items():
         for key, wanted in pairs.items():
             have = ctx.get(key.lower())
             if have is None:
-                return False
+                return False  # a key missing from the request fails the condition, as in IAM
             options = _listed(wanted)
             if operator in ("StringEquals", "ArnEquals") and have not in options:
                 return False
             if operator == "StringLike" and not any(fnmatch.fnmatchcase(have, o) for o in options):
                 return False
-            if operator not in ("StringEquals", "ArnEquals", "StringLike"):
+            if operator == "DateLessThan" and not any(_instant(have) < _instant(o) for o in options):
+                return False
+            if operator not in ("StringEquals", "ArnEquals", "StringLike", "DateLessThan"):
                 raise AssertionError(f"the evaluator does not know {operator}; teach it first")
     return True
 
@@ -95,6 +110,16 @@ def allowed(policy: dict[str, Any], call: Call) -> bool:
     if any(s["Effect"] == "Deny" and _matches(s, action, arn, ctx) for s in statements):
         return False
     return any(s["Effect"] == "Allow" and _matches(s, action, arn, ctx) for s in statements)
+
+
+def request_allowed(policy: dict[str, Any], action: str, arn: str, ctx: dict[str, str]) -> bool:
+    """:func:`allowed` for a request given by hand: ``action`` on ``arn`` with the request
+    context ``ctx`` (condition keys, any case: aws:CurrentTime, aws:ResourceAccount)."""
+    context = {k.lower(): v for k, v in ctx.items()}
+    statements = policy["Statement"]
+    if any(s["Effect"] == "Deny" and _matches(s, action, arn, context) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and _matches(s, action, arn, context) for s in statements)
 
 
 def granted(policy: dict[str, Any]) -> set[str]:

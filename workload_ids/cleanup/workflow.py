@@ -78,6 +78,8 @@ class CleanupReport:
     notes: list[str] = field(default_factory=list)
     held: int = 0  # due deletions held for want of a durable audit sink
     shard: Shard | None = None  # the part of the targets this dry run judged (--shard I/N)
+    # Declared workloads still holding grants of expired time-bound entries (expired.py).
+    expired_grants: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def actions(self) -> list[Finding]:
@@ -87,7 +89,8 @@ class CleanupReport:
     @property
     def ok(self) -> bool:
         """True when every action taken succeeded (also when none was taken)."""
-        return all(r.ok for r in self.results)
+        return all(r.ok for r in self.results) and all(
+            g["status"] != "failed" for g in self.expired_grants)
 
     def summary(self) -> dict[str, Any]:
         """Counts per class and per planned action, what was held back or applied, and API calls made."""
@@ -105,6 +108,7 @@ class CleanupReport:
             "results": [r.as_json() for r in self.results],
             "manifestEdits": self.transfers,
             "deadGrants": self.dead_grants,
+            "expiredGrants": self.expired_grants,
             "ownerChecks": self.owner_checks, "manifestChecks": self.manifest_checks,
             "refusal": self.refusal, "notes": self.notes, "clock": clock.notice(),
             "shard": self.shard.as_json() if self.shard else None,
@@ -126,12 +130,14 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     notes: list[str] = []
     declared = None
     declared_targets: set[tuple[str, str]] = set()
+    time_bound: list[Any] = []
     if paths:
         from ..validate import validate
         checked = validate(paths, config)
         checked.raise_for_errors()
         declared = {(c.provider, c.target, f"{c.environment}/{c.name}"): c for c in checked.compiled}
         declared_targets = {(c.provider, c.target) for c in checked.compiled}
+        time_bound = [c for c in checked.compiled if c.expired]
     else:
         notes.append("no manifests given: the no-manifest check is off (pass the manifest folder "
                      "to find decommissioned workloads)")
@@ -209,7 +215,10 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
     report.transfers = {f.identity.name: _manifest_edit(f) for f in findings
                         if f.status == TRANSFERRED and f.manifest is not None and f.successor}
     report.refusal = _blast_radius(findings, config, max_actions)
+    from .expired import end_expired
+    time_bound = [c for c in time_bound if c.provider in CLOUDS and shard is None]
     if not apply:
+        report.expired_grants = end_expired(time_bound, config, seam, apply=False)
         report.calls = seam.stats.total
         return report
     if report.refusal:
@@ -233,6 +242,9 @@ def cleanup(paths: Sequence[str | Path], config: Config, seam: CallSeam, *, appl
         for grant in grants:
             auditor.record(workload="-", provider=name, target=target, identity=grant["member"],
                            action="remove-dead-grant", before=grant, after=None)
+    # Time-bound grants past their end (Azure holds no time condition): removed as apply
+    # would, only where that is all the workload's plan does.
+    report.expired_grants = end_expired(time_bound, config, seam, apply=True)
     report.calls = seam.stats.total
     return report
 
@@ -481,6 +493,8 @@ def render_report(report: CleanupReport) -> str:
         fate = "removed" if report.applied else "removed by --apply"
         lines.append(f"dead grant: {grant['member']} still holds {grant['role']} in "
                      f"{grant['provider']}:{grant['target']} ({fate})")
+    from .expired import expired_lines
+    lines.extend(expired_lines(report.expired_grants, report.applied))
     for name, edit in report.transfers.items():
         lines.append("")
         lines.append(f"{name}: make the transfer permanent by editing its manifest:")

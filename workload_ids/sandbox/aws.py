@@ -106,11 +106,12 @@ def in_process_aws() -> Iterator[None]:
     Requests are handled one at a time, as AWS applies each atomically."""
     from moto import mock_aws
 
-    from . import moto_access_advisor, moto_policies
+    from . import moto_access_advisor, moto_policies, moto_simulator
     from .moto_users import install
     install()
     moto_policies.install()
     moto_access_advisor.install()
+    moto_simulator.install()
     with sandbox_environment(endpoint_url=None), mock_aws(), _one_request_at_a_time():
         yield
 
@@ -162,11 +163,12 @@ class MotoServer:
     threads of their own, requests one at a time (see ``_MOTO_REQUESTS``)."""
 
     def __init__(self, port: int = 0) -> None:
-        from . import moto_access_advisor, moto_policies
+        from . import moto_access_advisor, moto_policies, moto_simulator
         from .moto_users import install
         install()
         moto_policies.install()
         moto_access_advisor.install()
+        moto_simulator.install()
         self._port = port
         self._server: Any = None
         self._thread: threading.Thread | None = None

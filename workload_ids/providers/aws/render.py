@@ -103,33 +103,56 @@ def _with_resource_account(condition: str | None, account: str) -> dict[str, Any
     return dict(sorted(merged.items()))
 
 
+def _until(condition: dict[str, Any], expires: str) -> dict[str, Any]:
+    """``condition`` with ``DateLessThan aws:CurrentTime`` = ``expires`` beside whatever it
+    states: IAM itself stops honouring the statement at that instant."""
+    merged = dict(condition)
+    before = dict(merged.get("DateLessThan", {}))
+    before["aws:CurrentTime"] = expires
+    merged["DateLessThan"] = dict(sorted(before.items()))
+    return dict(sorted(merged.items()))
+
+
 def policy_document(grants: Sequence[Grant], account: str | None = None) -> dict[str, Any]:
     """One Allow statement per (source, actions, condition), resources merged and sorted.
 
     Statement order follows the manifest's access entries, so the same manifest always
     gives the same bytes; Sids name the template they come from. With ``account``, S3
     bucket and object resources go in statements of their own, conditioned on
-    ``aws:ResourceAccount`` being that account.
+    ``aws:ResourceAccount`` being that account. A time-bound entry's grants get statements
+    of their own (one Sid per entry, ``...Until20261231T180000Z``) carrying
+    ``DateLessThan aws:CurrentTime``: merged with another entry's, an end would cut both.
     """
-    groups: dict[tuple[str, tuple[str, ...], str | None, bool], list[str]] = {}
+    groups: dict[tuple[str, tuple[str, ...], str | None, bool, int | None], list[str]] = {}
+    ends: dict[int, str] = {}
     for g in grants:
         s3 = account is not None and _is_s3_global(g.resource)
-        resources = groups.setdefault((g.source, g.actions, g.condition, s3), [])
+        bound = g.entry if g.expires else None
+        if g.expires:
+            ends[g.entry] = g.expires
+        resources = groups.setdefault((g.source, g.actions, g.condition, s3, bound), [])
         if g.resource not in resources:
             resources.append(g.resource)
     used: dict[str, int] = {}
     statements: list[dict[str, Any]] = []
-    for (source, actions, condition, s3), resources in groups.items():
+    for (source, actions, condition, s3, bound), resources in groups.items():
+        expires = ends.get(bound) if bound is not None else None
+        label = source if expires is None else f"{source}.until.{re.sub(r'[^0-9TZ]', '', expires)}"
         st: dict[str, Any] = {
-            "Sid": _sid(source, used),
+            "Sid": _sid(label, used),
             "Effect": "Allow",
             "Action": list(actions) if len(actions) > 1 else actions[0],
             "Resource": sorted(resources) if len(resources) > 1 else resources[0],
         }
+        conditions: dict[str, Any] = {}
         if s3 and account is not None:
-            st["Condition"] = _with_resource_account(condition, account)
+            conditions = _with_resource_account(condition, account)
         elif condition:
-            st["Condition"] = json.loads(condition)
+            conditions = json.loads(condition)
+        if expires is not None:
+            conditions = _until(conditions, expires)
+        if conditions:
+            st["Condition"] = conditions
         statements.append(st)
     return {"Version": "2012-10-17", "Statement": statements}
 

@@ -50,6 +50,7 @@ RESOURCE_LINE = "\nresource="
 # :func:`signed_role_description`), written when the role is written.
 ROLE_MAC_ROOM = len(" mac=") + SHORT_MAC_LENGTH
 CONDITION_TITLE_MAX = 100
+CONDITION_DESCRIPTION_MAX = 256
 EXPRESSION_MAX = 12_800
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 # Lets a member attach the service account to a runtime (iam.serviceAccounts.actAs):
@@ -129,6 +130,39 @@ def condition_for_text(kind: str, name: str) -> str:
     return f"({exact} || resource.name.startsWith({_quoted(name + inside)}))"
 
 
+def until_condition(expires: str) -> str:
+    """The CEL that ends a binding at ``expires`` (UTC, ``Z``): the one time form emitted."""
+    return f"request.time < timestamp({_quoted(expires)})"
+
+
+def _project_bindings(role_name: str, member: str, grants: list[Grant], expires: str | None,
+                      env: str, name: str, marker: str) -> list[dict[str, Any]]:
+    """The project bindings of one role's grants that share an end (None: no end)."""
+    out: list[dict[str, Any]] = []
+    title = f"workload-ids {env}/{name}"
+    description = marker
+    if expires is not None:
+        approvals = ", ".join(sorted({g.approval for g in grants if g.approval}))
+        title = f"{title} until {expires}"
+        description = f"{marker}\ntime-bound until {expires}, approval {approvals}"
+    conditioned = sorted({condition_for(g) for g in grants if g.binding == "condition"})
+    if any(g.binding == "project" for g in grants):
+        if expires is None:
+            out.append({"role": role_name, "members": [member]})
+        else:
+            out.append({"role": role_name, "members": [member], "condition": {
+                "title": title[:CONDITION_TITLE_MAX], "description": description[:CONDITION_DESCRIPTION_MAX],
+                "expression": until_condition(expires)}})
+    if conditioned:
+        expression = " || ".join(conditioned)
+        if expires is not None:
+            expression = f"({expression}) && {until_condition(expires)}"
+        out.append({"role": role_name, "members": [member], "condition": {
+            "title": title[:CONDITION_TITLE_MAX], "description": description[:CONDITION_DESCRIPTION_MAX],
+            "expression": expression}})
+    return out
+
+
 def federation_members(workload: CompiledWorkload) -> list[str]:
     """Workload Identity Federation principals allowed to act as the service account."""
     members: list[str] = []
@@ -172,13 +206,14 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
         role_name = f"projects/{project}/roles/{rid}"
         roles[rid] = {"title": title, "description": marker, "includedPermissions": list(permissions),
                       "stage": "GA"}
-        conditioned = sorted({condition_for(g) for g in grants if g.binding == "condition"})
-        if any(g.binding == "project" for g in grants):
-            project_bindings.append({"role": role_name, "members": [member]})
-        if conditioned:
-            project_bindings.append({"role": role_name, "members": [member], "condition": {
-                "title": f"workload-ids {env}/{name}"[:CONDITION_TITLE_MAX],
-                "description": marker, "expression": " || ".join(conditioned)}})
+        # Grants without an end first, then one binding per end: IAM stops honouring a
+        # time-bound binding by its own condition (request.time), not by our next run.
+        by_end: dict[str | None, list[Grant]] = {}
+        for g in grants:
+            by_end.setdefault(g.expires, []).append(g)
+        for expires, bound in sorted(by_end.items(), key=lambda item: item[0] or ""):
+            project_bindings.extend(_project_bindings(role_name, member, bound, expires, env, name,
+                                                      marker))
     for resource, actions in sorted(by_resource.items()):
         permissions = tuple(sorted(actions))
         rid = role_id(prefix, env, name, [*permissions, f"@{resource}"])
@@ -189,7 +224,8 @@ def desired_objects(workload: CompiledWorkload, prefix: str) -> dict[str, Any]:
                       "includedPermissions": list(permissions), "stage": "GA"}
         resource_bindings.append({"resource": resource, "role": f"projects/{project}/roles/{rid}",
                                   "members": [member]})
-    project_bindings.sort(key=lambda b: (b["role"], "condition" in b))
+    project_bindings.sort(key=lambda b: (b["role"], "condition" in b,
+                                         b.get("condition", {}).get("expression", "")))
     resource_bindings.sort(key=lambda b: (b["resource"], b["role"]))
     federation = federation_members(workload)
     deployers = deployer_members(workload)
@@ -250,6 +286,18 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
                               "Use a shorter owner or workload name, or a shorter source: declare the "
                               "manifest's folder under a team (`teams:` in workload-ids.yaml) or move "
                               f"the file higher up (source {workload.marker.source})"))
+    ended: set[int] = set()
+    for g in workload.grants:
+        if g.expires and g.binding == "resource" and g.entry not in ended:
+            ended.add(g.entry)
+            # Bound on the resource's own policy (Pub/Sub, Secret Manager, ...), where this
+            # version writes no condition: the grant ends when a run removes it.
+            out.append(Diagnostic(lw.position("spec", "access", g.entry, "expires"),
+                                  f"{g.kind} grants are bound on the resource's own IAM policy, "
+                                  "where workload-ids writes no time condition: GCP does not end "
+                                  f"this grant by itself at {g.expires}; the first apply after then "
+                                  "removes it (its custom role is deleted). Schedule apply to run "
+                                  "after the end", "warning"))
     for binding in objects["projectBindings"]:
         expression = binding.get("condition", {}).get("expression", "")
         if len(expression) > EXPRESSION_MAX:

@@ -31,10 +31,11 @@ class LocalGcp:
             emulator.stop()
 
 
-def start_local_gcp(base_port: int = 0) -> LocalGcp:
+def start_local_gcp(base_port: int = 0, clock: Any = None) -> LocalGcp:
     """Start IAM Admin, Resource Manager, Secret Manager and resource IAM policies, on free
     ports, or with ``base_port`` on the five ports from it (the same on every start, so a
-    config written for them stays valid)."""
+    config written for them stays valid). ``clock``: Resource Manager's (its access check
+    evaluates time conditions by it; tests move a ManualClock), else the real one."""
     from .iam import IamEmulator
     from .policyanalyzer import PolicyAnalyzerEmulator
     from .recommender import RecommenderEmulator
@@ -49,7 +50,11 @@ def start_local_gcp(base_port: int = 0) -> LocalGcp:
     analyzer = PolicyAnalyzerEmulator(sandbox=True, projects=registry)
     recommender = RecommenderEmulator(sandbox=True, projects=registry)
     rm = ResourceManagerEmulator(sandbox=True, projects=registry,
-                                 extra_routes=analyzer.routes() + recommender.routes())
+                                 extra_routes=analyzer.routes() + recommender.routes(),
+                                 **({"clock": clock} if clock is not None else {}))
+    rm.role_permissions = lambda role: next(
+        (r.permissions for r in iam.roles(role.split("/")[1]) if r.name == role), ()) \
+        if role.startswith("projects/") else ()
     sm = SecretManagerEmulator(sandbox=True, projects=registry)
     policies = ResourcePolicyEmulator(sandbox=True, port=port(4))
     local = LocalGcp([iam, rm, sm, policies])
