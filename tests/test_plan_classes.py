@@ -104,7 +104,7 @@ def test_markdown_puts_widening_first_and_marks_escalation(aws: Any, manifests: 
     html = MarkdownIt().render(text)
     assert html.index("<h4>Widening") < html.index("<h4>Neutral")
     assert f"<strong>ESCALATION</strong> <code>+ iam:PassRole  {ROLE_ARN}</code>" in html
-    assert f"<code>- dynamodb:GetItem  {TABLE}</code>" in html
+    assert f"<code>- dynamodb:GetItem  {TABLE}  (unused: no use on record)</code>" in html
 
 
 def test_a_name_read_from_the_cloud_cannot_write_into_the_comment(aws: Any, manifests: Any) -> None:

@@ -150,13 +150,22 @@ def _entity(backend: Any, arn: str) -> Any:
     raise InvalidInput(f"ARN {arn} is not valid for access advisor: use a user, group, role or policy.")
 
 
+def _default_document(policy: Any) -> Any:
+    """A managed policy's default version's document (moto keeps no ``document`` on the
+    policy itself: its versions hold them)."""
+    for version in getattr(policy, "versions", []):
+        if getattr(version, "is_default", False):
+            return version.document
+    return getattr(policy, "document", None)
+
+
 def _documents(backend: Any, entity: Any) -> list[Any]:
     docs: list[Any] = list(entity.policies.values())
-    docs += [p.document for p in entity.managed_policies.values()]
+    docs += [_default_document(p) for p in entity.managed_policies.values()]
     for group in getattr(backend, "groups", {}).values():
         if entity in getattr(group, "users", []):
             docs += list(group.policies.values())
-            docs += [p.document for p in group.managed_policies.values()]
+            docs += [_default_document(p) for p in group.managed_policies.values()]
     return docs
 
 

@@ -279,8 +279,7 @@ class AwsAdoption(AdoptionBackend):
         desired = render.trust_document(held.target, compiled.trust)
         if same_trust(held.trust, desired):
             return []
-        from .identity import trust_pairs
-        have, new = trust_pairs(held.trust), trust_pairs(json.dumps(desired))
+        have, new = render.trust_pairs(held.trust), render.trust_pairs(json.dumps(desired))
         return [f"+ trust {p}  {s}" for p, s in sorted(new - have)] + \
                [f"- trust {p}  {s}" for p, s in sorted(have - new)] or ["~ trust conditions differ"]
 

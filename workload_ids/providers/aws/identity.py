@@ -111,28 +111,6 @@ def permission_pairs(doc_text: str) -> set[tuple[str, str]]:
     return pairs
 
 
-def trust_pairs(doc_text: str) -> set[tuple[str, str]]:
-    """(principal, subject) pairs a trust policy admits."""
-    if not doc_text:
-        return set()
-    doc = json.loads(doc_text)
-    pairs: set[tuple[str, str]] = set()
-    for st in _as_list(doc.get("Statement")):
-        principal = st.get("Principal", {})
-        condition = st.get("Condition", {}).get("StringEquals", {})
-        subjects = [str(s) for k, v in condition.items() if k.endswith(":sub") for s in _as_list(v)]
-        if not isinstance(principal, dict):
-            pairs.add((str(principal), "*"))
-            continue
-        for kind, values in principal.items():
-            for value in _as_list(values):
-                who = f"{kind}:{value}"
-                for subject in subjects or [
-                        "account " + str(condition.get("aws:SourceAccount", "any"))]:
-                    pairs.add((who, subject))
-    return pairs
-
-
 def _diff_pairs(old: set[tuple[str, str]], new: set[tuple[str, str]], a: str, b: str
                 ) -> dict[str, list[dict[str, str]]]:
     return {
@@ -448,7 +426,7 @@ class AwsIdentities(IdentityBackend):
                 "kind": desired.kind, "address": desired.address,
                 "permissions": _diff_pairs(set(), permission_pairs(want_policy), "action", "resource")}
             if desired.kind == "role":
-                details["trust"] = _diff_pairs(set(), trust_pairs(desired.documents.get("trust", "")),
+                details["trust"] = _diff_pairs(set(), render.trust_pairs(desired.documents.get("trust", "")),
                                                "principal", "subject")
             return [change("create", **details)]
         if observed.marker is None:
@@ -476,7 +454,7 @@ class AwsIdentities(IdentityBackend):
             have_trust = observed.documents.get("trust", "")
             want_trust = desired.documents.get("trust", "")
             changes.append(change("update-trust", trust=_diff_pairs(
-                trust_pairs(have_trust), trust_pairs(want_trust), "principal", "subject")))
+                render.trust_pairs(have_trust), render.trust_pairs(want_trust), "principal", "subject")))
         if not _same(observed, desired, "policy"):
             have_policy = observed.documents.get("policy", "")
             changes.append(change("update-permissions", permissions=_diff_pairs(
@@ -518,7 +496,7 @@ class AwsIdentities(IdentityBackend):
         have_trust = observed.documents.get("trust", "")
         if not same_trust(have_trust, desired.objects.get("trust")):
             changes.append(change("update-trust", trust=_diff_pairs(
-                trust_pairs(have_trust), trust_pairs(desired.documents.get("trust", "")),
+                render.trust_pairs(have_trust), render.trust_pairs(desired.documents.get("trust", "")),
                 "principal", "subject")))
         held = permission_pairs_held(observed.extra.get("held") or ())
         want = held.wanted(w.grants)

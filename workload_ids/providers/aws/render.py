@@ -307,3 +307,31 @@ def static_checks(workload: CompiledWorkload, config: Config) -> list[Diagnostic
                                   f"tag {key} would be {len(value)} characters; AWS allows "
                                   f"{TAG_VALUE_MAX}"))
     return out
+
+
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def trust_pairs(doc_text: str) -> set[tuple[str, str]]:
+    """(principal, subject) pairs a trust policy admits."""
+    if not doc_text:
+        return set()
+    doc = json.loads(doc_text)
+    pairs: set[tuple[str, str]] = set()
+    for st in _listed(doc.get("Statement")):
+        principal = st.get("Principal", {})
+        condition = st.get("Condition", {}).get("StringEquals", {})
+        subjects = [str(s) for k, v in condition.items() if k.endswith(":sub") for s in _listed(v)]
+        if not isinstance(principal, dict):
+            pairs.add((str(principal), "*"))
+            continue
+        for kind, values in principal.items():
+            for value in _listed(values):
+                who = f"{kind}:{value}"
+                for subject in subjects or [
+                        "account " + str(condition.get("aws:SourceAccount", "any"))]:
+                    pairs.add((who, subject))
+    return pairs
