@@ -466,13 +466,20 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
-    """`report merge`: the shards of a discover run as one document, HTML page or table."""
+    """`report merge`: the shards of a discover run as one document, HTML page or table;
+    those of an inventory run as one document or table."""
     from ..discover.document import from_document
-    from ..discover.merge import merge
+    from ..discover.merge import INVENTORY, merge
     from ..discover.render import render_table
     from ..errors import UserError
     document = merge(args.files)
-    if args.output == "html":
+    if document["kind"] == INVENTORY and args.output != "json":
+        if args.output == "html":
+            raise UserError("the HTML page is discover's report; an inventory merges to --output json "
+                            "or --output table (nothing was written)")
+        from ..inventory import render_inventory, rows_from_document
+        text = render_inventory(rows_from_document(document)) + "\n"
+    elif args.output == "html":
         if not args.out and is_terminal(out.out):
             raise UserError("the HTML report is a page for a browser, not text for a terminal; "
                             "nothing was written: pass --out report.html (or redirect it to a file)")
