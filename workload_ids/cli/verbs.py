@@ -328,13 +328,30 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     return cmd_rotate(args, out, recover_only=True)
 
 
+ADOPT_APPLY_DENIED = (
+    "adopt --apply writes the workload-ids marker on a role outside aws.rolePath, which no identity "
+    "`workload-ids bootstrap` makes may do (by design: see README 'Bootstrap'); run `adopt --apply` "
+    "with an administrator's credentials (iam:TagRole on that role), or run `adopt` without --apply "
+    "with the discover identity and hand the manifests to an administrator; the role named was not "
+    "marked")
+
+
 def cmd_adopt(args: argparse.Namespace, out: Output) -> int:
     """`adopt`: write manifests that mirror existing identities; with --apply, mark them."""
     from ..adopt import render_report
     from ..api import adopt
+    from ..calls import DENIED
+    from ..errors import CloudError
     config = _config(args)
-    report = adopt(args.identities, args.out, config, owner=args.owner, environment=args.environment,
-                   region=args.region, apply=args.apply, seam=_seam(config))
+    try:
+        report = adopt(args.identities, args.out, config, owner=args.owner, environment=args.environment,
+                       region=args.region, apply=args.apply, seam=_seam(config))
+    except CloudError as exc:
+        if exc.kind != DENIED or not exc.operation.endswith(".tag_role"):
+            raise
+        # By design no tool identity may tag a role outside aws.rolePath (README
+        # 'Bootstrap'): the marker adopt --apply writes is an administrator's act.
+        raise CloudError(exc.operation, exc.code, exc.message, ADOPT_APPLY_DENIED, kind=exc.kind) from exc
     out.text(render_report(report))
     out.document(report.as_json())
     refused = [a for a in report.adoptions if a.refused]
