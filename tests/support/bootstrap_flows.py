@@ -242,3 +242,10 @@ def _discover_flow(rec: Recorder, iam: Any, base: Path) -> None:
     with rec.acting_as("discover"):
         _ok(run_cli("discover", "--output", "json"))
         _ok(run_cli("adopt", role, "--out", str(base / "adopted"), "--owner", "team-a"))
+    # adopt --apply is an administrator's (not recorded); then the apply identity plans the
+    # adopted role, alone (read whole) and in a fleet (the batch).
+    _ok(run_cli("adopt", role, "--out", str(base / "marked"), "--owner", "team-a", "--apply"))
+    with rec.acting_as("apply"):
+        manifest = next((base / "marked").iterdir())
+        _ok(run_cli("plan", "--detailed-exitcode", str(manifest)))
+        _ok(run_cli("plan", "--detailed-exitcode", str(base / "marked")))

@@ -289,6 +289,10 @@ def apply_policy(arns: _Arns) -> dict[str, Any]:
         _statement("ReadAccount", [*_ACCOUNT_READS, "iam:ListOpenIDConnectProviders"], "*"),
         _statement("ReadBoundary", ["iam:GetPolicy"], arns.boundary),
         _statement("ReadOurIdentities", [*_ROLE_READS, *_USER_READS], [arns.role, arns.user]),
+        # A plan of an adopted role (outside the path) compares everything it holds: the
+        # same facts GetAccountAuthorizationDetails, granted above, gives for every role.
+        _statement("ReadAdoptedRoles", _ROLE_READS, arns.any_role),
+        _statement("ReadPoliciesOfAdoptedRoles", ["iam:GetPolicy", "iam:GetPolicyVersion"], arns.any_policy),
         _statement("CreateWithinBoundary", ["iam:CreateRole", "iam:CreateUser"], [arns.role, arns.user],
                    _bounded(arns, requested=True)),
         _statement("WritePoliciesWithinBoundary", [
