@@ -188,7 +188,8 @@ def test_a_file_that_is_not_json_is_refused_at_its_position(tmp_path: Path) -> N
     bad.write_text(Path(paths[1]).read_text()[:200], encoding="utf-8")
     err = refused(tmp_path, paths[0], str(bad))
     assert f"{bad}:" in err and "not JSON (" in err
-    assert "report merge combines the JSON documents `workload-ids discover --output json` writes" in err
+    assert "report merge combines the JSON documents `workload-ids discover --output json` (or " \
+        "`inventory --output json`) writes" in err
     html = tmp_path / "report.html"
     html.write_text("<!DOCTYPE html>", encoding="utf-8")
     assert f"{html}:1:1: not JSON (Expecting value)" in refused(tmp_path, str(html))
@@ -197,7 +198,8 @@ def test_a_file_that_is_not_json_is_refused_at_its_position(tmp_path: Path) -> N
 def test_documents_of_another_kind_or_version_are_refused(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"changes": []}, indent=2), encoding="utf-8")
-    assert f"{plan}:1:1: kind is None, not 'workload-ids/discover': this is not a discover report" in \
+    assert f"{plan}:1:1: kind is None, not 'workload-ids/discover' or 'workload-ids/inventory': this " \
+        "is not a discover or inventory report" in \
         refused(tmp_path, str(plan))
     later = document()
     later["version"] = 2
@@ -206,7 +208,8 @@ def test_documents_of_another_kind_or_version_are_refused(tmp_path: Path) -> Non
         refused(tmp_path, path)
     listed = tmp_path / "list.json"
     listed.write_text("[]", encoding="utf-8")
-    assert f"{listed}:1:1: a JSON array, not a discover document" in refused(tmp_path, str(listed))
+    assert f"{listed}:1:1: a JSON array, not a discover or inventory document" in \
+        refused(tmp_path, str(listed))
 
 
 def test_every_bad_file_is_named_at_once(tmp_path: Path) -> None:

@@ -158,6 +158,19 @@ def test_shards_cover_every_target_once_and_merge_to_the_unsharded_run(org: Org,
     merged = sorted((i for p in parts for i in p["identities"]),
                     key=lambda i: (i["provider"], i["target"], i["identity"]))
     assert merged == whole["identities"]
+    # report merge makes the three shards' documents the unsharded run's (the calls apart:
+    # the merged summary adds up what the three runs made)
+    paths = []
+    for n, part in enumerate(parts, 1):
+        paths.append(Path(f"inventory-{n}.json"))
+        paths[-1].write_text(json.dumps(part), encoding="utf-8")
+    result = run_cli("report", "merge", *map(str, reversed(paths)))
+    assert result.code == 0, result.err
+    document = json.loads(result.out)
+    assert document["summary"]["apiCalls"] == sum(p["summary"]["apiCalls"] for p in parts)
+    for doc in (document, whole):
+        doc["summary"].pop("apiCalls")
+    assert document == whole
     # the split is by a stable hash of provider:target: the same every run
     assert [set(_targets(_inventory("--shard", f"{i}/3"))) for i in (1, 2, 3)] == sets
     bad = run_cli("inventory", "--shard", "4/3")

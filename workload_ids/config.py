@@ -446,8 +446,9 @@ def default_boundary_arn(aws: AwsConfig) -> str:
     return f"arn:aws:iam::{{account}}:policy{aws.rolePath}{name}"
 
 
-# The tool's own identities, one per kind of command (``workload-ids bootstrap`` makes them).
-TOOL_IDENTITIES = ("apply", "rotate", "cleanup", "restore")
+# The tool's own identities, one per kind of command (``workload-ids bootstrap`` makes them);
+# ``discover`` only reads (discover, and adopt without --apply).
+TOOL_IDENTITIES = ("apply", "rotate", "cleanup", "restore", "discover")
 
 
 class Config:

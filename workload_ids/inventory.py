@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -144,6 +145,28 @@ def inventory_report(paths: list[str | Path], config: Config, seam: CallSeam, *,
 
     found = [row for _, rows in fan_out(config, judged.read, rows_of) for row in rows]
     return InventoryReport(sorted(found, key=lambda r: (r.provider, r.target, r.identity)), judged)
+
+
+def rows_from_document(document: Mapping[str, Any]) -> list[InventoryRow]:
+    """The rows of an ``inventory --output json`` document (a merged one, for its table).
+    Text fields are read as text whatever a damaged file holds: a table, never a traceback."""
+    def text(value: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def key(k: Any) -> dict[str, Any]:
+        k = k if isinstance(k, Mapping) else {}
+        return {"id": str(k.get("id", "?")), "role": str(k.get("role", "")),
+                "status": str(k.get("status", "?")), "ageDays": k.get("ageDays", "?")}
+    return [InventoryRow(
+        provider=str(i["provider"]), target=str(i["target"]), kind=str(i.get("kind", "")),
+        identity=str(i["identity"]), workload=str(i.get("workload", "")),
+        environment=str(i.get("environment", "")), owner=str(i.get("owner", "")),
+        declared=i.get("declared") if isinstance(i.get("declared"), bool) else None,
+        last_used=text(i.get("lastUsed")),
+        keys=tuple(key(k) for k in i.get("keys") or () if isinstance(i.get("keys"), list)),
+        next_step=text(i.get("nextStep")), next_at=text(i.get("nextAt")), secret=text(i.get("secret")),
+        quarantine=text(i.get("quarantine")), forged=text(i.get("forged")))
+        for i in document["identities"]]
 
 
 def _when(value: object) -> str | None:

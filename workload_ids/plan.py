@@ -23,7 +23,7 @@ from .keys.lifecycle import lifecycle
 from .model import JOURNAL_TAG, MARK_TAG, Change, CompiledWorkload, DesiredIdentity, ObservedIdentity
 from .perf import relaxed_gc
 from .providers import CLOUDS
-from .providers.interface import Backends, IdentityBackend
+from .providers.interface import Backends
 from .usage import IdentityUsage, was_used
 
 FLEET_THRESHOLD = 10
@@ -200,7 +200,10 @@ def _build_plan(compiled: Sequence[CompiledWorkload], config: Config, seam: Call
         if fleet:
             read = prefetch.scope(provider_name, target) if prefetch else None
             scope = {o.name: o for o in (read if read is not None else provider.observe_scope(target))}
-            observed = {d.name: _whole(provider, d, scope.get(d.name)) for d in items}
+            again = [(d, seen) for d in items
+                     if (seen := scope.get(d.name)) is not None and _incomplete(d, seen)]
+            whole = provider.observe_whole(target, again) if again else {}
+            observed = {d.name: whole[d.name] if d.name in whole else scope.get(d.name) for d in items}
             wanted = {d.name for d in items}
             orphans.extend(
                 Orphan(provider_name, target, o.name, o.marker.workload, o.marker.owner)
@@ -345,16 +348,15 @@ def is_observe_only(change: Change) -> bool:
     return bool(change.details.get(OBSERVE_ONLY))
 
 
-def _whole(identities: IdentityBackend, desired: DesiredIdentity,
-           seen: ObservedIdentity | None) -> ObservedIdentity | None:
-    """``seen`` from a batch read, or read again alone when the batch left out what the
-    diff of its changed manifest needs: a workload plans the same in a fleet run as alone."""
-    if desired.workload.adopted and seen is not None and not seen.complete:
-        return identities.observe_one(desired)  # every policy it holds: the batch has not all
-    if seen is None or seen.complete or seen.marker is None or \
-            seen.marker.digest == desired.workload.marker.digest:
-        return seen
-    return identities.observe_one(desired)
+def _incomplete(desired: DesiredIdentity, seen: ObservedIdentity) -> bool:
+    """Whether the batch read of ``seen`` left out what the diff of ``desired`` needs, so
+    it is read again whole (a workload plans the same in a fleet run as alone): an
+    adopted identity (every policy it holds), or one whose manifest changed."""
+    if seen.complete:
+        return False
+    if desired.workload.adopted:
+        return True
+    return seen.marker is not None and seen.marker.digest != desired.workload.marker.digest
 
 
 def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, config: Config) -> None:

@@ -581,7 +581,7 @@ def test_gcp_bootstrap_makes_the_key_and_refuses_one_it_did_not_make(tmp_path: P
         assert len(value) == 64 and value not in first.out + first.err
         members = {m for b in client.get_iam_policy(request={"resource": name}).bindings for m in b.members}
         assert members == {f"serviceAccount:wid-tool-{i}@{project}.iam.gserviceaccount.com"
-                           for i in ("apply", "rotate", "cleanup", "restore")}
+                           for i in ("apply", "rotate", "cleanup", "restore", "discover")}
         again = run_cli(*args)
         assert again.code == 0 and f"unchanged secret {name}" in again.out
         client.delete_secret(name=name)

@@ -136,7 +136,7 @@ def test_gcp_apply_creates_exactly_the_rendered_objects_then_a_rerun_writes_noth
     plan = _plan_gcp(project)
     roles, accounts, policy = _gcp_state(gcp_env, project)
     want_roles = {r["name"]: r for i in plan["identities"] for r in (i["role"], i.get("grantRole")) if r}
-    assert set(roles) == set(want_roles) and len(want_roles) == 7
+    assert set(roles) == set(want_roles) and len(want_roles) == 8
     for name, role in roles.items():
         assert sorted(role.included_permissions) == want_roles[name]["includedPermissions"]
         assert role.title == want_roles[name]["title"]
@@ -156,7 +156,7 @@ def test_gcp_apply_creates_exactly_the_rendered_objects_then_a_rerun_writes_noth
     assert len(seen) == json.loads(again.out)["apiCalls"]
     redo = json.loads(again.out)
     assert _writes(redo) == [] and {o["action"] for o in redo["objects"]} == {"unchanged"}
-    assert any("0 created or updated, 19 unchanged; nothing changed" in line for line in redo["applied"])
+    assert any("0 created or updated, 22 unchanged; nothing changed" in line for line in redo["applied"])
     roles2, _, policy2 = _gcp_state(gcp_env, project)
     assert policy2.etag == policy.etag  # no policy write
     assert {n: r.etag for n, r in roles2.items()} == {n: r.etag for n, r in roles.items()}
@@ -183,7 +183,7 @@ def test_gcp_text_output_lists_each_object_and_counts_calls(gcp_env: Any, tmp_pa
     assert "created service account wid-tool-apply@boot-text.iam.gserviceaccount.com" in result.out
     assert "created custom role projects/boot-text/roles/wid_tool_apply_grants" in result.out
     assert "created binding projects/boot-text/roles/wid_tool_apply_grants serviceAccount:" in result.out
-    assert "GCP project boot-text: 19 created or updated, 0 unchanged" in result.out
+    assert "GCP project boot-text: 22 created or updated, 0 unchanged" in result.out
     assert "API calls)" in result.out
 
 
@@ -367,8 +367,8 @@ def test_azure_apply_creates_exactly_the_rendered_objects_then_a_rerun_writes_no
         assert sorted(role.permissions[0].actions) == props["permissions"][0]["actions"]
         assert role.assignable_scopes == [f"/subscriptions/{SUB}"]
     assert {n: i.tags for n, i in identities.items()} == {
-        f"wid-tool-{x}": {TAG: x} for x in ("apply", "rotate", "cleanup", "restore")}
-    assert len(assignments) == 4
+        f"wid-tool-{x}": {TAG: x} for x in ("apply", "rotate", "cleanup", "restore", "discover")}
+    assert len(assignments) == 5
     for a in assignments:
         guid = a.role_definition_id.rsplit("/", 1)[1]
         want = by_guid[guid]["roleAssignment"]["properties"]
@@ -392,7 +392,7 @@ def test_azure_apply_creates_exactly_the_rendered_objects_then_a_rerun_writes_no
     redo = json.loads(again.out)
     assert _writes(redo) == [] and {o["action"] for o in redo["objects"]} == {"unchanged"}
     assert _arm_writes(azure_env) == writes  # the rerun sent no PUT or DELETE
-    assert any("0 created or updated, 13 unchanged; nothing changed" in line for line in redo["applied"])
+    assert any("0 created or updated, 16 unchanged; nothing changed" in line for line in redo["applied"])
 
 
 def test_azure_drift_is_converged_in_place(azure_env: Any, tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ BUCKET = "acme-audit"
 PREFIX = "workload-ids/prod"
 AWS_KEY = "workload-ids/audit-signing-key"
 S3_SINK = f"audit:\n  sink:\n    url: s3://{BUCKET}/{PREFIX}\n    signingKey: {AWS_KEY}\n"
-IDENTITIES = ("apply", "rotate", "cleanup", "restore")
+IDENTITIES = ("apply", "rotate", "cleanup", "restore", "discover")
 OURS = {"workload-ids:managed-by": "workload-ids"}
 
 
@@ -83,7 +83,7 @@ def test_aws_listing_grants_every_identity_the_sink_under_its_prefix_and_no_dele
                     "s3:ListBucketVersions", "s3:PutObject"],
         "denied": audit_sink.S3_DENIED}
     assert audit["signingKey"]["name"] == AWS_KEY
-    # One policy, attached to all four roles; the identities' own policies keep their room.
+    # One policy, attached to every tool role; the identities' own policies keep their room.
     shared = audit["policy"]
     assert shared["policy"] == "arn:aws:iam::ACCOUNT_ID:policy/workload-ids-tool/wid-tool-audit"
     assert shared["attachedTo"] == [f"wid-tool-{i}" for i in IDENTITIES]
@@ -429,7 +429,7 @@ def test_gcp_listing_binds_a_no_delete_role_on_the_bucket_under_the_prefix(gcp_e
     # Not project-wide: no tool identity's project role holds a storage permission.
     for ident in plan["identities"]:
         assert not [p for p in ident["role"]["includedPermissions"] if p.startswith("storage.")]
-    assert all(f"gs://{BUCKET}" in c for c in audit["commands"][1:]) and len(audit["commands"]) == 5
+    assert all(f"gs://{BUCKET}" in c for c in audit["commands"][1:]) and len(audit["commands"]) == 6
     assert "delete" not in json.dumps(audit).lower()
 
 
@@ -581,8 +581,8 @@ def test_azure_listing_grants_blob_writes_without_delete_and_the_key_at_its_own_
         assert ("Key Vault Secrets User on the secret audit-signing-key (the audit signing key"
                 in ident["outsideArm"]), ident["identity"]
         # The marker key: per secret where the identity holds no vault-wide role (cleanup,
-        # restore); apply and rotate's vault-wide Officer is named as reaching it.
-        if ident["identity"] in ("cleanup", "restore"):
+        # restore, discover); apply and rotate's vault-wide Officer is named as reaching it.
+        if ident["identity"] in ("cleanup", "restore", "discover"):
             assert "Key Vault Secrets User on the secret workload-ids-signing-key" in ident["outsideArm"]
         else:
             assert "Secrets Officer on" in ident["outsideArm"] and "marker signing key" in ident["outsideArm"]

@@ -6,6 +6,7 @@ those runs did not use, apart from a short list of extras each with its reason."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -48,6 +49,7 @@ EXTRAS: dict[str, dict[str, str]] = {
     "restore": {
         "iam:UntagUser": "a rerun that lifts a user's quarantine mark",
     },
+    "discover": {},
 }
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Call]:
@@ -87,7 +89,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> list[Call]:
 POLICIES = render(Config(ConfigFile(), __import__("pathlib").Path("."), None), ACCOUNT)
 
 
-@pytest.mark.parametrize("identity", ["apply", "rotate", "cleanup", "restore"])
+@pytest.mark.parametrize("identity", ["apply", "rotate", "cleanup", "restore", "discover"])
 def test_every_call_a_command_makes_is_allowed_by_its_identity(recorded: list[Call], identity: str) -> None:
     policy = next(i.policy for i in POLICIES.identities if i.identity == identity)
     mine = [c for c in recorded if c.identity == identity]
@@ -97,7 +99,7 @@ def test_every_call_a_command_makes_is_allowed_by_its_identity(recorded: list[Ca
     assert refused == [], "\n".join(refused)
 
 
-@pytest.mark.parametrize("identity", ["apply", "rotate", "cleanup", "restore"])
+@pytest.mark.parametrize("identity", ["apply", "rotate", "cleanup", "restore", "discover"])
 def test_each_policy_allows_nothing_its_command_does_not_use(recorded: list[Call], identity: str) -> None:
     policy = next(i.policy for i in POLICIES.identities if i.identity == identity)
     used = {f"{c.service}:{c.operation}" for c in recorded if c.identity == identity}
@@ -122,3 +124,42 @@ def test_a_call_outside_the_identity_is_refused_by_the_evaluator(recorded: list[
                        {"arn": f"arn:aws:iam::{ACCOUNT}:user/workload-ids/wid_prod_x", "tags": {}})
     rotate_policy = next(i.policy for i in POLICIES.identities if i.identity == "rotate")
     assert not allowed(rotate_policy, foreign_key)
+
+
+def test_the_discover_identity_writes_nothing_and_no_identity_marks_a_role_outside_the_path() -> None:
+    """discover reads every role of the account (that is its job) and may write nothing;
+    adopt --apply's marker on a role outside aws.rolePath is granted to no tool identity
+    (an administrator runs it): a tag write on any role would let a pipeline vouch for
+    roles it was never shown."""
+    discover = next(i.policy for i in POLICIES.identities if i.identity == "discover")
+    assert all(a.split(":")[1].startswith(("Get", "List", "Generate")) for a in granted(discover)), \
+        sorted(granted(discover))
+    legacy = {"arn": f"arn:aws:iam::{ACCOUNT}:role/legacy/Legacy.Reader", "tags": {}}
+    tags = [{"Key": "workload-ids:managed-by", "Value": "workload-ids"}]
+    for tool in POLICIES.identities:
+        for operation in ("TagRole", "UntagRole", "PutRolePolicy", "UpdateAssumeRolePolicy"):
+            call = Call(tool.identity, "iam", operation, {"RoleName": "Legacy.Reader", "Tags": tags}, legacy)
+            assert not allowed(tool.policy, call), (tool.identity, operation)
+
+
+def test_discover_reaches_other_accounts_only_through_the_configured_roles() -> None:
+    """With targets: the organization's member role and each roleArn, and listing the
+    organization only when an entry names one; without targets, no sts:AssumeRole."""
+    from pathlib import Path
+    discover = next(i.policy for i in POLICIES.identities if i.identity == "discover")
+    assert "sts:AssumeRole" not in granted(discover) and "organizations:ListAccounts" not in granted(discover)
+    config = Config(ConfigFile.model_validate({"targets": {"aws": [
+        {"organization": {"role": "OrgReader"}},
+        {"account": "210987654321", "roleArn": "arn:aws:iam::210987654321:role/audit/Reader"}]}}),
+        Path("."), None)
+    policy = next(i.policy for i in render(config, ACCOUNT).identities if i.identity == "discover")
+    assume = [s for s in policy["Statement"] if s["Sid"] == "ReachTargetAccounts"]
+    assert assume == [{"Sid": "ReachTargetAccounts", "Effect": "Allow", "Action": "sts:AssumeRole",
+                       "Resource": ["arn:aws:iam::210987654321:role/audit/Reader",
+                                    "arn:aws:iam::*:role/OrgReader"]}]
+    assert "organizations:ListAccounts" in granted(policy)
+    for name, policy_of in (("apply", "apply"), ("cleanup", "cleanup")):
+        other = next(i.policy for i in render(config, ACCOUNT).identities if i.identity == policy_of)
+        assert "sts:AssumeRole" not in granted(other), name
+    from parliament import analyze_policy_string
+    assert analyze_policy_string(json.dumps(policy), include_community_auditors=False).findings == []

@@ -1,5 +1,5 @@
 """Real runs of every AWS command against moto, with each cloud call the tool makes
-recorded per identity (apply, rotate, cleanup, restore): what `workload-ids bootstrap`
+recorded per identity (apply, rotate, cleanup, restore, discover): what `workload-ids bootstrap`
 must allow, and all it may allow."""
 
 from __future__ import annotations
@@ -220,3 +220,32 @@ def _flows(rec: Recorder, iam: Any, manifests: Any, monkeypatch: pytest.MonkeyPa
         _ok(run_cli("cleanup", "--apply", str(folder)))
     with rec.acting_as("restore"):
         _ok(run_cli("restore", "wid_prod_svc-b"))
+    _discover_flow(rec, iam, folder.parent)
+
+
+def _discover_flow(rec: Recorder, iam: Any, base: Path) -> None:
+    """discover over the account (a hand-made user with a key, a hand-made role with an
+    inline and an attached policy beside ours), and adopt of that role without --apply."""
+    iam.create_user(UserName="legacy-bot")
+    iam.create_access_key(UserName="legacy-bot")
+    role = iam.create_role(RoleName="Legacy.Reader", Path="/legacy/", AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                  "Principal": {"Service": "lambda.amazonaws.com"},
+                                                  "Condition": {"StringEquals": {
+                                                      "aws:SourceAccount": ACCOUNT}}}]}))["Role"]["Arn"]
+    read = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["dynamodb:GetItem"],
+         "Resource": [f"arn:aws:dynamodb:eu-west-1:{ACCOUNT}:table/legacy"]}]}
+    iam.put_role_policy(RoleName="Legacy.Reader", PolicyName="reads", PolicyDocument=json.dumps(read))
+    managed = iam.create_policy(PolicyName="legacy-reads", PolicyDocument=json.dumps(read))["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName="Legacy.Reader", PolicyArn=managed)
+    with rec.acting_as("discover"):
+        _ok(run_cli("discover", "--output", "json"))
+        _ok(run_cli("adopt", role, "--out", str(base / "adopted"), "--owner", "team-a"))
+    # adopt --apply is an administrator's (not recorded); then the apply identity plans the
+    # adopted role, alone (read whole) and in a fleet (the batch).
+    _ok(run_cli("adopt", role, "--out", str(base / "marked"), "--owner", "team-a", "--apply"))
+    with rec.acting_as("apply"):
+        manifest = next((base / "marked").iterdir())
+        _ok(run_cli("plan", "--detailed-exitcode", str(manifest)))
+        _ok(run_cli("plan", "--detailed-exitcode", str(base / "marked")))

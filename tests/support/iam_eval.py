@@ -25,7 +25,7 @@ def _arn(call: Call) -> str:
         return f"arn:aws:iam::{ACCOUNT}:group/{p['GroupName']}"
     if api == "DeleteVirtualMFADevice":
         return str(p["SerialNumber"])
-    if api == "GetPolicy":
+    if api in ("GetPolicy", "GetPolicyVersion"):
         return str(p["PolicyArn"])
     if call.entity:
         return str(call.entity["arn"])

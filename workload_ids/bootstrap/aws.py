@@ -42,10 +42,12 @@ COMMANDS = {
     "rotate": "rotate, recover, lint --cloud, inventory",
     "cleanup": "cleanup (dry run and --apply), inventory",
     "restore": "restore (a person, with MFA; add the rotate identity for --issue-key)",
+    "discover": "discover, adopt without --apply (read-only; adopt --apply is an administrator's)",
 }
 
 # Actions whose resource IAM cannot name: AWS lists no resource type for them.
-UNSCOPABLE = ("iam:GetAccountAuthorizationDetails", "iam:ListOpenIDConnectProviders", "iam:ListRoles",
+UNSCOPABLE = ("iam:GenerateCredentialReport", "iam:GetAccountAuthorizationDetails", "iam:GetCredentialReport",
+              "iam:ListOpenIDConnectProviders", "iam:ListRoles", "organizations:ListAccounts",
               "secretsmanager:ListSecrets")
 
 
@@ -93,7 +95,7 @@ class ToolIdentity:
 @dataclass(frozen=True, slots=True)
 class Boundary:
     """A managed policy that is no one identity's: the permissions boundary every workload
-    identity gets, or the audit trail's policy all four tool roles get."""
+    identity gets, or the audit trail's policy every tool role gets."""
 
     arn: str
     name: str
@@ -119,7 +121,7 @@ class AwsBootstrap:
     boundary: Boundary
     identities: tuple[ToolIdentity, ...]
     # With audit.sink: the sink, the audit key bootstrap makes here (or a note saying
-    # where the sink and key are when not here), and the policy all four roles get.
+    # where the sink and key are when not here), and the policy every tool role gets.
     audit: dict[str, Any] | None = None
     audit_policy: Boundary | None = None
 
@@ -161,6 +163,18 @@ class _Arns:
         self.secrets = f"{secrets}*"
         self.locks = f"{secrets}*.lock-??????"
         self.groups = f"arn:aws:iam::{account}:group/*"
+        # discover and adopt read every role of the account, and the managed policies
+        # attached to them: the account's own and AWS's (arn:aws:iam::aws:policy/..., whose
+        # "aws" account linters refuse in an ARN pattern; IAM reads no other account's).
+        self.any_role = f"arn:aws:iam::{account}:role/*"
+        self.any_policy = "arn:aws:iam::*:policy/*"
+        # How discover reaches other accounts: the config's roleArn targets and the role an
+        # organization entry names in every member account.
+        self.target_roles = sorted({t.roleArn for t in config.data.targets.aws
+                                    if t.roleArn and t.account != account})
+        self.organization_role = next((f"arn:aws:iam::*:role/{t.organization.role}"
+                                       for t in config.data.targets.aws
+                                       if t.organization is not None and not t.retired), None)
         self.profiles = f"arn:aws:iam::{account}:instance-profile/*"
         self.mfa = f"arn:aws:iam::{account}:mfa/*"
         # Secrets Manager suffixes every secret's ARN with '-' and six random characters.
@@ -202,9 +216,9 @@ def _read_signing_key(arns: _Arns) -> dict[str, Any]:
 
 
 def audit_policy(arns: _Arns) -> dict[str, Any] | None:
-    """With ``audit.sink``: one managed policy attached to all four roles (every command
+    """With ``audit.sink``: one managed policy attached to every tool role (every command
     that changes anything appends to the trail, and cleanup and restore read it), so the
-    four identity policies keep their room. On S3, what the sink calls
+    identity policies keep their room. On S3, what the sink calls
     (workload_ids/audit/s3.py), on the bucket and under the prefix only, and a Deny of
     every way to remove a record or loosen the lock that keeps it; the audit signing key
     read and never written (the key-mode statements' secret prefix may cover its name).
@@ -275,6 +289,10 @@ def apply_policy(arns: _Arns) -> dict[str, Any]:
         _statement("ReadAccount", [*_ACCOUNT_READS, "iam:ListOpenIDConnectProviders"], "*"),
         _statement("ReadBoundary", ["iam:GetPolicy"], arns.boundary),
         _statement("ReadOurIdentities", [*_ROLE_READS, *_USER_READS], [arns.role, arns.user]),
+        # A plan of an adopted role (outside the path) compares everything it holds: the
+        # same facts GetAccountAuthorizationDetails, granted above, gives for every role.
+        _statement("ReadAdoptedRoles", _ROLE_READS, arns.any_role),
+        _statement("ReadPoliciesOfAdoptedRoles", ["iam:GetPolicy", "iam:GetPolicyVersion"], arns.any_policy),
         _statement("CreateWithinBoundary", ["iam:CreateRole", "iam:CreateUser"], [arns.role, arns.user],
                    _bounded(arns, requested=True)),
         _statement("WritePoliciesWithinBoundary", [
@@ -353,6 +371,28 @@ def restore_policy(arns: _Arns) -> dict[str, Any]:
     ])
 
 
+def discover_policy(arns: _Arns) -> dict[str, Any]:
+    """discover and adopt (without --apply): read every identity of the account, its
+    policies and its credentials' ages; write nothing. The account-wide reads are the
+    point: discover judges what the tool did not make. adopt --apply's marker on a role
+    outside aws.rolePath is not granted here nor anywhere in bootstrap: tagging any role of
+    the account would let this identity vouch for roles it was never shown (and change
+    what tag-based policies allow), so an administrator runs it (README 'Bootstrap')."""
+    statements = [
+        _statement("ReadAccount", ["iam:GenerateCredentialReport", "iam:GetAccountAuthorizationDetails",
+                                   "iam:GetCredentialReport"], "*"),
+        _statement("ReadAnyRoleWhole", ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies",
+                                        "iam:ListRolePolicies"], arns.any_role),
+        _statement("ReadAttachedPolicies", ["iam:GetPolicy", "iam:GetPolicyVersion"], arns.any_policy),
+    ]
+    if arns.organization_role:
+        statements.append(_statement("ListOrganizationAccounts", ["organizations:ListAccounts"], "*"))
+    reach = [*arns.target_roles, *([arns.organization_role] if arns.organization_role else [])]
+    if reach:
+        statements.append(_statement("ReachTargetAccounts", ["sts:AssumeRole"], reach))
+    return _document([*statements, _read_signing_key(arns), *_guards(arns)])
+
+
 def boundary_policy(config: Config, arns: _Arns) -> dict[str, Any]:
     """Allow everything but: IAM, Organizations and account settings; assuming roles
     other than aws.boundaryAssumableRoles; federation tokens. IAM denied also means the
@@ -391,7 +431,7 @@ def trust_policy(account: str, identity: str) -> dict[str, Any]:
 
 
 POLICIES = {"apply": apply_policy, "rotate": rotate_policy, "cleanup": cleanup_policy,
-            "restore": restore_policy}
+            "restore": restore_policy, "discover": discover_policy}
 
 
 def render(config: Config, account: str) -> AwsBootstrap:
@@ -462,7 +502,8 @@ def render_text(plan: AwsBootstrap) -> str:
         trail = plan.audit_policy
         if trail is not None:
             lines += [f"   managed policy {trail.arn} ({trail.size} of {MANAGED_POLICY_MAX} characters), "
-                      "attached to all four roles (no delete; deletes and lock changes denied):",
+                      f"attached to all {len(plan.identities)} roles (no delete; deletes and lock changes "
+                      "denied):",
                       json.dumps(trail.document, indent=2)]
         if "signingKey" in audit:
             lines.append(f"   audit signing key: Secrets Manager secret {audit['signingKey']['name']} (64 "

@@ -40,6 +40,11 @@ ACTIONS: dict[str, list[str]] = {
                 f"{_AUTH}/roleDefinitions/read", f"{_AUTH}/roleDefinitions/write",
                 f"{_AUTH}/roleAssignments/read", f"{_AUTH}/roleAssignments/write",
                 "Microsoft.Resources/subscriptions/resourceGroups/read"],
+    # discover and adopt without --apply: every managed identity and its federated
+    # credentials, the role definitions and assignments that say what each may do;
+    # management group targets list their subscriptions. Nothing written.
+    "discover": [f"{_MI}/read", f"{_MI}/federatedIdentityCredentials/read", f"{_AUTH}/roleDefinitions/read",
+                 f"{_AUTH}/roleAssignments/read", "Microsoft.Management/managementGroups/descendants/read"],
 }
 # Key mode lives outside ARM: Graph and the data planes, granted by the directory's admin.
 # apply and rotate write key-mode secrets under names that vary, so their Secrets Officer
@@ -57,6 +62,10 @@ DATA_PLANE = {
                "VAULT/secrets/workload-ids-signing-key, not the vault)",
     "restore": "Key Vault Secrets User on the secret workload-ids-signing-key (the marker signing key; scope "
                "VAULT/secrets/workload-ids-signing-key, not the vault)",
+    "discover": "Microsoft Graph Application.Read.All (applications and service principals with their "
+                "secrets and certificates) and AuditLog.Read.All (their sign-in activity; Entra ID P1 or "
+                "P2); Key Vault Secrets User on the secret workload-ids-signing-key (scope "
+                "VAULT/secrets/workload-ids-signing-key, not the vault)",
 }
 
 

@@ -45,6 +45,15 @@ PERMISSIONS: dict[str, list[str]] = {
     "restore": ["iam.roles.get", "iam.roles.undelete", "iam.roles.update", "iam.serviceAccounts.enable",
                 "iam.serviceAccounts.get", "iam.serviceAccounts.undelete", "iam.serviceAccounts.update",
                 "resourcemanager.projects.getIamPolicy"],
+    # discover and adopt without --apply: read every service account, its keys, its own
+    # policy and the project's, custom roles, last authentication; list folder and
+    # organization targets. Nothing written.
+    "discover": ["iam.roles.get", "iam.roles.list", "iam.serviceAccountKeys.list", "iam.serviceAccounts.get",
+                 "iam.serviceAccounts.getIamPolicy", "iam.serviceAccounts.list",
+                 "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+                 "policyanalyzer.serviceAccountLastAuthenticationActivities.query",
+                 "resourcemanager.folders.list", "resourcemanager.projects.get",
+                 "resourcemanager.projects.getIamPolicy", "resourcemanager.projects.list"],
 }
 CHANGES_PROJECT_POLICY = ("apply", "cleanup", "restore")
 

@@ -190,14 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the last record's hash as kept elsewhere (detects removed tail records)")
     verify.set_defaults(fn=cmd_audit_verify)
     verb("schema", cmd_schema, "print the JSON Schema of a workload manifest", paths=False)
-    report = sub.add_parser("report", help="combine and render discover reports",
-                            description="combine and render discover reports")
+    report = sub.add_parser("report", help="combine and render discover and inventory reports",
+                            description="combine and render discover and inventory reports")
     report_sub = report.add_subparsers(dest="report_verb", metavar="ACTION")
     merge = report_sub.add_parser(
-        "merge", help="combine the JSON documents of a sharded discover run into one report",
-        description="combine the JSON documents of a sharded discover run (`discover --shard I/N "
-                    "--output json`) into the one report an unsharded run writes; refuses a missing "
-                    "or repeated shard, other settings, or another kind of file")
+        "merge", help="combine the JSON documents of a sharded discover or inventory run into one report",
+        description="combine the JSON documents of a sharded discover or inventory run (`discover "
+                    "--shard I/N --output json`, `inventory --shard I/N --output json`) into the one "
+                    "report an unsharded run writes; refuses a missing or repeated shard, other "
+                    "settings, a mix of the two kinds, or another kind of file")
     merge.add_argument("files", nargs="+", metavar="FILE", help="the shards' JSON documents")
     merge.add_argument("--output", choices=("json", "html", "table"), default="json",
                        help="json: the merged document (default); html: the self-contained report "

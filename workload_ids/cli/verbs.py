@@ -335,13 +335,30 @@ def cmd_recover(args: argparse.Namespace, out: Output) -> int:
     return cmd_rotate(args, out, recover_only=True)
 
 
+ADOPT_APPLY_DENIED = (
+    "adopt --apply writes the workload-ids marker on a role outside aws.rolePath, which no identity "
+    "`workload-ids bootstrap` makes may do (by design: see README 'Bootstrap'); run `adopt --apply` "
+    "with an administrator's credentials (iam:TagRole on that role), or run `adopt` without --apply "
+    "with the discover identity and hand the manifests to an administrator; the role named was not "
+    "marked")
+
+
 def cmd_adopt(args: argparse.Namespace, out: Output) -> int:
     """`adopt`: write manifests that mirror existing identities; with --apply, mark them."""
     from ..adopt import render_report
     from ..api import adopt
+    from ..calls import DENIED
+    from ..errors import CloudError
     config = _config(args)
-    report = adopt(args.identities, args.out, config, owner=args.owner, environment=args.environment,
-                   region=args.region, apply=args.apply, seam=_seam(config))
+    try:
+        report = adopt(args.identities, args.out, config, owner=args.owner, environment=args.environment,
+                       region=args.region, apply=args.apply, seam=_seam(config))
+    except CloudError as exc:
+        if exc.kind != DENIED or not exc.operation.endswith(".tag_role"):
+            raise
+        # By design no tool identity may tag a role outside aws.rolePath (README
+        # 'Bootstrap'): the marker adopt --apply writes is an administrator's act.
+        raise CloudError(exc.operation, exc.code, exc.message, ADOPT_APPLY_DENIED, kind=exc.kind) from exc
     out.text(render_report(report))
     out.document(report.as_json())
     refused = [a for a in report.adoptions if a.refused]
@@ -473,13 +490,20 @@ def _write_output(path: Path, text: str) -> None:
 
 
 def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
-    """`report merge`: the shards of a discover run as one document, HTML page or table."""
+    """`report merge`: the shards of a discover run as one document, HTML page or table;
+    those of an inventory run as one document or table."""
     from ..discover.document import from_document
-    from ..discover.merge import merge
+    from ..discover.merge import INVENTORY, merge
     from ..discover.render import render_table
     from ..errors import UserError
     document = merge(args.files)
-    if args.output == "html":
+    if document["kind"] == INVENTORY and args.output != "json":
+        if args.output == "html":
+            raise UserError("the HTML page is discover's report; an inventory merges to --output json "
+                            "or --output table (nothing was written)")
+        from ..inventory import render_inventory, rows_from_document
+        text = render_inventory(rows_from_document(document)) + "\n"
+    elif args.output == "html":
         if not args.out and is_terminal(out.out):
             raise UserError("the HTML report is a page for a browser, not text for a terminal; "
                             "nothing was written: pass --out report.html (or redirect it to a file)")

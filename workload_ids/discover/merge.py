@@ -1,13 +1,14 @@
-"""``workload-ids report merge``: the JSON documents of a sharded discover run
-(``discover --shard I/N --output json``, one per worker) combined into the one document an
-unsharded run of the same config writes.
+"""``workload-ids report merge``: the JSON documents of a sharded discover or inventory run
+(``discover --shard I/N --output json``, ``inventory --shard I/N --output json``, one per
+worker) combined into the one document an unsharded run of the same config writes.
 
-Identities are deduplicated by (provider, id), targets unioned, the counts recomputed, and
-the ``shard`` field is null again. A merge that could silently misreport is refused
-instead, naming the file: a document of another kind or version, shards read with other
-settings, a shard missing or given twice, a file that is not JSON. A missing shard is the
-dangerous one: the merged report would look whole while a quarter of the organisation is
-absent from it.
+Identities are deduplicated (discover's by provider and id, inventory's by provider,
+target and name), targets unioned, the counts (discover) or summary (inventory)
+recomputed, and the ``shard`` field is null again. Documents of the two kinds never mix.
+A merge that could silently misreport is refused instead, naming the file: a document of
+another kind or version, shards read with other settings, a shard missing or given twice,
+a file that is not JSON. A missing shard is the dangerous one: the merged report would
+look whole while a quarter of the organisation is absent from it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from ..errors import Diagnostic, InputErrors, Position
 from .document import counts
 
 KIND = "workload-ids/discover"
+INVENTORY = "workload-ids/inventory"
 VERSION = 1
-_WHAT = "report merge combines the JSON documents `workload-ids discover --output json` writes"
+# The command that writes each kind of document merge reads.
+COMMANDS = {KIND: "discover", INVENTORY: "inventory"}
+_WHAT = ("report merge combines the JSON documents `workload-ids discover --output json` (or "
+         "`inventory --output json`) writes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,11 @@ class Loaded:
     def at(self, key: str) -> Position:
         """Where the document's top-level ``key`` is written (the file's start if nowhere)."""
         return key_position(self.path, self.text, key)
+
+    @property
+    def command(self) -> str:
+        """``discover`` or ``inventory``: the command that wrote it (checked by :func:`load`)."""
+        return COMMANDS[str(self.document["kind"])]
 
     @property
     def shard(self) -> tuple[int, int] | None:
@@ -75,31 +85,35 @@ def _kind_of(value: Any) -> str:
 def _shape(loaded: Loaded) -> list[Diagnostic]:
     """What makes this document unusable for a merge (its kind and version first)."""
     doc, problems = loaded.document, []
-    if doc.get("kind") != KIND:
-        return [Diagnostic(loaded.at("kind"), f"kind is {doc.get('kind')!r}, not {KIND!r}: this is not a "
-                           f"discover report; {_WHAT}")]
+    if doc.get("kind") not in COMMANDS:
+        return [Diagnostic(loaded.at("kind"), f"kind is {doc.get('kind')!r}, not {KIND!r} or {INVENTORY!r}: "
+                           f"this is not a discover or inventory report; {_WHAT}")]
+    command = COMMANDS[doc["kind"]]
     if doc.get("version") != VERSION:
-        return [Diagnostic(loaded.at("version"), f"version {doc.get('version')!r} of the discover document "
+        return [Diagnostic(loaded.at("version"), f"version {doc.get('version')!r} of the {command} document "
                            f"is not one this workload-ids reads ({VERSION}); merge documents written by "
                            "the same workload-ids version as this one, or run the merge with the version "
                            "that wrote them")]
-    for key, kind in (("settings", dict), ("targets", list), ("identities", list)):
+    shapes = (("settings", dict), ("targets", list), ("identities", list)) if command == "discover" \
+        else (("targets", list), ("identities", list), ("summary", dict))
+    for key, kind in shapes:
         if not isinstance(doc.get(key), kind):
-            problems.append(Diagnostic(loaded.at(key), f"{key} must be an {_kind_of(kind())}, not "
-                                       f"{_kind_of(doc.get(key))}: the file is damaged or not a discover "
-                                       "document; write it again with `workload-ids discover --output json`"))
+            problems.append(Diagnostic(
+                loaded.at(key), f"{key} must be an {_kind_of(kind())}, not {_kind_of(doc.get(key))}: the "
+                f"file is damaged or not a {command} document; write it again with `workload-ids "
+                f"{command} --output json`"))
     shard = doc.get("shard")
     if shard is not None and not (
             isinstance(shard, dict) and all(type(shard.get(k)) is int for k in ("index", "count"))
             and 1 <= shard["index"] <= shard["count"]):
         problems.append(Diagnostic(loaded.at("shard"), f"shard must be null or {{\"index\": I, \"count\": "
                                    f"N}} with 1 <= I <= N, not {json.dumps(shard)}"))
+    names = ("provider", "id") if command == "discover" else ("provider", "target", "identity")
     for n, identity in enumerate(doc.get("identities") or []):
-        if not (isinstance(identity, dict) and isinstance(identity.get("provider"), str)
-                and isinstance(identity.get("id"), str)):
-            problems.append(Diagnostic(loaded.at("identities"), f"identities[{n}] has no provider and id: "
-                                       "the file is damaged; write it again with `workload-ids discover "
-                                       "--output json`"))
+        if not (isinstance(identity, dict) and all(isinstance(identity.get(k), str) for k in names)):
+            problems.append(Diagnostic(loaded.at("identities"), f"identities[{n}] has no "
+                                       f"{', '.join(names[:-1])} and {names[-1]}: the file is damaged; write "
+                                       f"it again with `workload-ids {command} --output json`"))
             break
     for n, target in enumerate(doc.get("targets") or []):
         if not (isinstance(target, dict) and isinstance(target.get("provider"), str)
@@ -124,12 +138,16 @@ def load(path: str) -> Loaded:
                                       f"not JSON ({exc.msg}); {_WHAT}")]) from None
     if not isinstance(document, dict):
         raise InputErrors([Diagnostic(Position(path), f"a JSON {_kind_of(document)}, not a discover "
-                                      f"document; {_WHAT}")])
+                                      f"or inventory document; {_WHAT}")])
     loaded = Loaded(path, text, document)
     problems = _shape(loaded)
     if problems:
         raise InputErrors(problems)
     return loaded
+
+
+def _a(command: str) -> str:
+    return ("an " if command[0] in "aeiou" else "a ") + command
 
 
 def _label(shard: tuple[int, int]) -> str:
@@ -140,8 +158,15 @@ def _together(loaded: Sequence[Loaded]) -> list[Diagnostic]:
     """What stops these documents from being one run: other settings, a mix of whole runs and
     shards, shards of different splits, a shard twice or missing."""
     first, problems = loaded[0], []
+    mixed = [d for d in loaded if d.command != first.command]
+    if mixed:
+        # Before anything else: the other checks compare documents of one command.
+        return [Diagnostic(d.at("kind"), f"{_a(d.command)} document, but {first.path} is {_a(first.command)} "
+                           "document: report merge combines the shards of one run of one command; merge "
+                           "the discover and the inventory documents separately") for d in mixed]
+    command = first.command
     for other in loaded[1:]:
-        if other.document["settings"] != first.document["settings"]:
+        if other.document.get("settings") != first.document.get("settings"):
             problems.append(Diagnostic(other.at("settings"), (
                 f"settings {json.dumps(other.document['settings'], sort_keys=True)} differ from "
                 f"{first.path}'s {json.dumps(first.document['settings'], sort_keys=True)}: the shards of "
@@ -152,11 +177,11 @@ def _together(loaded: Sequence[Loaded]) -> list[Diagnostic]:
         if sharded:
             one = f"{sharded[0].path} is shard {_label(sharded[0].shard or (0, 0))}"
             problems += [Diagnostic(d.at("shard"), f"a whole run (shard: null), but {one}: report merge "
-                                    "combines the shards of one run (`discover --shard I/N`), or renders "
+                                    f"combines the shards of one run (`{command} --shard I/N`), or renders "
                                     "one whole run alone") for d in whole]
         else:
             problems += [Diagnostic(d.at("shard"), f"a whole run (shard: null), as is {whole[0].path}: "
-                                    "report merge combines the shards of one run (`discover --shard I/N`), "
+                                    f"report merge combines the shards of one run (`{command} --shard I/N`), "
                                     "or renders one whole run alone") for d in whole[1:]]
         return problems
     counts = {d.shard[1] for d in loaded if d.shard}
@@ -204,8 +229,9 @@ def merge_documents(loaded: Sequence[Loaded]) -> dict[str, Any]:
     # The newest read of an identity or target wins where shards overlap (a project listed
     # under two folders): iterate oldest first.
     ordered = sorted(loaded, key=lambda d: (_when(d.document.get("generated")), d.shard or (0, 0)))
+    inventory = loaded[0].command == "inventory"
     targets: dict[tuple[str, str], dict[str, Any]] = {}
-    identities: dict[tuple[str, str], dict[str, Any]] = {}
+    identities: dict[tuple[str, ...], dict[str, Any]] = {}
     for d in ordered:
         for t in d.document["targets"]:
             key = (t["provider"], t["target"])
@@ -213,7 +239,18 @@ def merge_documents(loaded: Sequence[Loaded]) -> dict[str, Any]:
             if key not in targets or t.get("status") == "read" or targets[key].get("status") != "read":
                 targets[key] = t
         for i in d.document["identities"]:
-            identities[(i["provider"], i["id"])] = i
+            who: tuple[str, ...] = (i["provider"], i["target"], i["identity"]) if inventory \
+                else (i["provider"], i["id"])
+            identities[who] = i
+    if inventory:
+        # As `inventory --output json` writes it: rows by provider, target and name.
+        found = [identities[k] for k in sorted(identities)]
+        # The calls of every shard's run: what the whole took between them.
+        spent = [d.document["summary"].get("apiCalls") for d in loaded]
+        calls = sum(c for c in spent if type(c) is int)
+        return {"kind": INVENTORY, "version": VERSION, "shard": None,
+                "targets": [targets[k] for k in sorted(targets)], "identities": found,
+                "summary": {"identities": len(found), "apiCalls": calls}}
     rows = sorted(identities.values(), key=lambda i: (i["provider"], i.get("target", ""), i.get("kind", ""),
                                                       i["id"]))
     # The run started when its first shard did.

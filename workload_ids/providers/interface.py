@@ -71,6 +71,13 @@ class IdentityBackend(Protocol):
         ``settings``, what only a diff or a restore bundle needs may be left out (a
         cleanup dry run judges by markers, marks and use alone)."""
 
+    def observe_whole(self, target: str, incomplete: Sequence[tuple[DesiredIdentity, ObservedIdentity]]
+                      ) -> dict[str, ObservedIdentity | None]:
+        """Identities of ``target`` that :meth:`observe_scope` left incomplete, read whole
+        (by name): by default one by one (:meth:`observe_one`); a backend may read many
+        in a batch when that costs fewer calls, with the same result."""
+        return {desired.name: self.observe_one(desired) for desired, _ in incomplete}
+
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         """Checks made before anything is read (settings a run needs at all)."""
 

@@ -7,7 +7,7 @@ import concurrent.futures
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ...calls import NOT_FOUND, SeamClient
@@ -119,6 +119,54 @@ def _diff_pairs(old: set[tuple[str, str]], new: set[tuple[str, str]], a: str, b:
     }
 
 
+# What one page of the authorization details' managed policies is counted as when
+# choosing between that walk and reading each attached policy alone: its page count is
+# not known before it is made (1,000 policies a page at most, and AWS may cut pages
+# short), so two pages are assumed.
+POLICY_WALK_PAGES = 2
+ROLES_PER_PAGE = 1000
+
+
+def _aws_managed(arn: str) -> bool:
+    return ":iam::aws:policy/" in arn
+
+
+def _document(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value else {}
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _alone_cost(seen: ObservedIdentity) -> int:
+    """The calls :meth:`AwsIdentities.observe_one` makes for an adopted role: ``GetRole``,
+    its policy lists twice (the marker's read, then every policy it holds), each inline
+    policy (ours twice), and ``GetPolicy`` + ``GetPolicyVersion`` per attached policy."""
+    inline = list(seen.extra.get("inline", {}))
+    return 5 + len(inline) + (render.POLICY_NAME in inline) + 2 * len(seen.extra.get("attached", ()))
+
+
+def _path_prefixes(paths: Iterable[str]) -> list[str]:
+    """The fewest path prefixes that list every path in ``paths`` (``/a/`` covers ``/a/b/``)."""
+    out: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path.startswith(p) for p in out):
+            out.append(path)
+    return out
+
+
+def _batch_cost(seen: Sequence[ObservedIdentity], role_paths: Sequence[str]) -> int:
+    """The calls :meth:`AwsIdentities._complete_adopted` makes for ``seen``: the pages of
+    ``ListRoles`` under each of their paths (counted from every role's path in the scope
+    read; a role at ``/`` lists the whole account), then the attached policies' documents."""
+    listing = sum(max(1, -(-sum(1 for p in role_paths if p.startswith(prefix)) // ROLES_PER_PAGE))
+                  for prefix in _path_prefixes([s.settings.get("path", "/") for s in seen]))
+    attached = {arn for s in seen for arn in s.extra.get("attached", ())}
+    return listing + min(2 * len(attached), POLICY_WALK_PAGES)
+
+
 class AwsIdentities(IdentityBackend):
     """IAM roles and users under ``aws.rolePath``, changed only when they carry our
     authenticated marker."""
@@ -130,6 +178,9 @@ class AwsIdentities(IdentityBackend):
         self._lock = threading.Lock()
         self._oidc: dict[str, set[str]] = {}
         self._policies: set[tuple[str, str]] = set()  # (account, boundary ARN) seen to exist
+        # account -> the path of every role its last scope read saw (ours or not): what a
+        # listing by path would return, to count its pages before choosing to make it.
+        self._role_paths: dict[str, list[str]] = {}
         # What apply does for each kind of change diff writes.
         self._appliers: dict[str, Callable[[SeamClient, Change, DesiredIdentity], None]] = {
             "create": self._apply_create,
@@ -258,6 +309,8 @@ class AwsIdentities(IdentityBackend):
                 roles.extend(page.get("RoleDetailList", []))
                 users.extend(page.get("UserDetailList", []))
             listed = listing.result()
+        with self._lock:
+            self._role_paths[target] = [str(r.get("Path", "/")) for r in roles]
         observed: list[ObservedIdentity] = []
         for kind, entities in (("role", roles), ("user", users)):
             ops = KIND_OPS[kind]
@@ -289,10 +342,84 @@ class AwsIdentities(IdentityBackend):
                 seen = self._observed(target, kind, merged, tags, JsonDocuments(raw), foreign)
                 if seen.marker is not None and seen.marker.adopted:
                     # An adopted role is compared by every policy it holds and by settings
-                    # only a listing under our path gives: plan reads it again, alone.
+                    # only a listing under our path gives: plan reads it again whole
+                    # (observe_whole: in a batch, or alone when that costs fewer calls).
                     seen = dataclasses.replace(seen, complete=False)
                 observed.append(seen)
         return observed
+
+    def observe_whole(self, target: str, incomplete: Sequence[tuple[DesiredIdentity, ObservedIdentity]]
+                      ) -> dict[str, ObservedIdentity | None]:
+        """Adopted roles the scope read left incomplete, completed in one batch when that
+        costs fewer calls than reading each alone (see :func:`_batch_cost`): their
+        settings from ``ListRoles`` under each of their paths, the documents of their
+        attached managed policies from the authorization details' ``Policies`` (or
+        ``GetPolicy`` + ``GetPolicyVersion`` per distinct policy, when fewer); their trust
+        and inline policies are in the scope read already. The same values
+        :meth:`observe_one` reads, so a plan shows the same rows either way."""
+        batchable = [(d, seen) for d, seen in incomplete if d.kind == "role" and d.workload.adopted
+                     and seen.kind == "role" and seen.marker is not None and seen.marker.adopted
+                     and not seen.forged]
+        with self._lock:
+            paths = list(self._role_paths.get(target, ()))
+        alone = sum(_alone_cost(seen) for _, seen in batchable)
+        out: dict[str, ObservedIdentity | None] = {}
+        if batchable and _batch_cost([seen for _, seen in batchable], paths) < alone:
+            out.update(self._complete_adopted(target, [seen for _, seen in batchable]))
+        for desired, _ in incomplete:
+            if desired.name not in out:
+                out[desired.name] = self.observe_one(desired)
+        return out
+
+    def _complete_adopted(self, target: str, seen: Sequence[ObservedIdentity]
+                          ) -> dict[str, ObservedIdentity]:
+        iam = self.clients.client(target, "iam")
+        settings: dict[str, dict[str, Any]] = {}
+        for prefix in _path_prefixes(s.settings.get("path", "/") for s in seen):
+            for page in pages(iam, "list_roles", "Roles", PathPrefix=prefix, MaxItems=1000):
+                for role in page:
+                    check_account(target, role["Arn"])
+                    settings[role["RoleName"]] = role
+        documents = self._attached_documents(iam, target, {
+            arn for s in seen for arn in s.extra.get("attached", ())})
+        out: dict[str, ObservedIdentity] = {}
+        for s in seen:
+            listed = settings.get(s.name)
+            if listed is None or listed.get("Path") != s.settings.get("path"):
+                continue  # gone or moved since the scope read: read alone, as before
+            held = [(f"inline policy {name}", render.canonical(_document(doc)))
+                    for name, doc in s.extra.get("inline", {}).items()]
+            held += [(f"managed policy {arn}", render.canonical(_document(documents[arn])))
+                     for arn in s.extra.get("attached", ())]
+            merged = {**s.settings, "description": str(listed.get("Description", ""))}
+            if "MaxSessionDuration" in listed:
+                merged["maxSessionDuration"] = str(listed["MaxSessionDuration"])
+            out[s.name] = dataclasses.replace(s, settings=merged, complete=True,
+                                              extra={**s.extra, "held": tuple(held)})
+        return out
+
+    def _attached_documents(self, iam: SeamClient, target: str, arns: set[str]) -> dict[str, Any]:
+        """The default version's document of each managed policy in ``arns``."""
+        found: dict[str, Any] = {}
+        if not arns:
+            return found
+        if 2 * len(arns) > POLICY_WALK_PAGES:
+            kinds = ["LocalManagedPolicy"] + (
+                ["AWSManagedPolicy"] if any(_aws_managed(a) for a in arns) else [])
+            for page in pages_of(iam, "get_account_authorization_details", Filter=kinds, MaxItems=1000):
+                for p in page.get("Policies", []):
+                    if p["Arn"] in arns:
+                        default = next((v for v in p.get("PolicyVersionList", [])
+                                        if v.get("IsDefaultVersion")), None)
+                        if default is not None and default.get("Document") is not None:
+                            found[p["Arn"]] = default["Document"]
+        for arn in sorted(arns - set(found)):  # read one by one (or not in the walk)
+            if not _aws_managed(arn):
+                check_account(target, arn)
+            version = call(iam, "get_policy", PolicyArn=arn)["Policy"]["DefaultVersionId"]
+            found[arn] = call(iam, "get_policy_version", PolicyArn=arn,
+                              VersionId=version)["PolicyVersion"]["Document"]
+        return found
 
     def preflight(self, desired: Sequence[DesiredIdentity]) -> list[Diagnostic]:
         """Nothing on AWS: the issuers and the boundary are checked when a write needs them."""
