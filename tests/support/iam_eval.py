@@ -27,6 +27,8 @@ def _arn(call: Call) -> str:
         return str(p["SerialNumber"])
     if api in ("GetPolicy", "GetPolicyVersion"):
         return str(p["PolicyArn"])
+    if api == "GenerateServiceLastAccessedDetails":  # the report is about the entity it names
+        return str(p["Arn"])
     if call.entity:
         return str(call.entity["arn"])
     if "RoleName" in p:

@@ -158,6 +158,11 @@ class _Arns:
         names = f"{prefix}_*" if prefix else "*"
         self.role = f"arn:aws:iam::{account}:role{path}{names}"
         self.user = f"arn:aws:iam::{account}:user{path}{names}"
+        # Access advisor reports on groups and policies too, and linters (parliament, from
+        # the Service Authorization Reference) want every such type named: ours, which the
+        # tool never makes, so the statement stays on our path.
+        self.our_groups_and_policies = [f"arn:aws:iam::{account}:group{path}{names}",
+                                        f"arn:aws:iam::{account}:policy{path}{names}"]
         self.boundary = config.aws_boundary().replace("{account}", account)
         secrets = f"arn:aws:secretsmanager:*:{account}:secret:{secret_prefix(config)}"
         self.secrets = f"{secrets}*"
@@ -293,6 +298,13 @@ def apply_policy(arns: _Arns) -> dict[str, Any]:
         # same facts GetAccountAuthorizationDetails, granted above, gives for every role.
         _statement("ReadAdoptedRoles", _ROLE_READS, arns.any_role),
         _statement("ReadPoliciesOfAdoptedRoles", ["iam:GetPolicy", "iam:GetPolicyVersion"], arns.any_policy),
+        # A plan that removes a permission first asks whether the workload still uses it
+        # (access advisor, of our roles and users only: an adopted role's usage is unread and
+        # counts as used; the report itself names no resource).
+        _statement("ReadUsage", ["iam:GenerateServiceLastAccessedDetails"],
+                   [arns.role, arns.user, *arns.our_groups_and_policies]),
+        _statement("ReadKeyUsage", ["iam:GetAccessKeyLastUsed"], arns.user),
+        _statement("ReadUsageReports", ["iam:GetServiceLastAccessedDetails"], "*"),
         _statement("CreateWithinBoundary", ["iam:CreateRole", "iam:CreateUser"], [arns.role, arns.user],
                    _bounded(arns, requested=True)),
         _statement("WritePoliciesWithinBoundary", [
