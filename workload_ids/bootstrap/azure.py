@@ -51,7 +51,9 @@ ACTIONS: dict[str, list[str]] = {
 # is vault-wide, and it reaches the marker key in that vault too (Azure RBAC has no deny a
 # customer can assign): that vault is for the tool alone, and the audit key lives elsewhere.
 DATA_PLANE = {
-    "apply": "Microsoft Graph Application.ReadWrite.OwnedBy (+ Application.Read.All to list); Key Vault "
+    "apply": "Microsoft Graph Application.ReadWrite.OwnedBy (+ Application.Read.All to list, and "
+             "AuditLog.Read.All for the sign-ins a plan that removes access reads; without it every "
+             "removal counts as used); Key Vault "
              "Secrets Officer on azure.keyVaultUrl (which covers the marker signing key "
              "workload-ids-signing-key: keep that vault to the tool); Storage Blob Data Contributor on "
              "azure.lockContainerUrl",

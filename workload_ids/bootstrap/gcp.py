@@ -35,6 +35,10 @@ PERMISSIONS: dict[str, list[str]] = {
               "iam.serviceAccounts.getIamPolicy", "iam.serviceAccounts.list",
               "iam.serviceAccounts.setIamPolicy", "iam.serviceAccounts.update",
               "resourcemanager.projects.get", "resourcemanager.projects.getIamPolicy",
+              # a plan that removes a permission asks whether it is still used
+              "policyanalyzer.serviceAccountKeyLastAuthenticationActivities.query",
+              "policyanalyzer.serviceAccountLastAuthenticationActivities.query",
+              "recommender.iamPolicyInsights.list",
               *_RESOURCE_POLICIES, *_KEYS, *_SECRETS],
     "rotate": ["iam.serviceAccounts.get", "iam.serviceAccounts.list", *_KEYS, *_SECRETS],
     "cleanup": ["iam.roles.delete", "iam.roles.get", "iam.roles.list", "iam.serviceAccounts.delete",
