@@ -192,7 +192,7 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
         raise UserError(f"--out {out}: cannot make the folder ({exc.strerror or exc}); give a "
                         "folder adopt may write to; nothing was adopted") from None
     report = AdoptReport([], apply)
-    names: dict[tuple[str, str, str], str] = {}
+    names: dict[tuple[str, str], tuple[str, str]] = {}
     managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
     for h in held:
         try:
@@ -207,7 +207,7 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
 
 
 def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templates: TemplateSet,
-               names: dict[tuple[str, str, str], str],
+               names: dict[tuple[str, str], tuple[str, str]],
                managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]], *,
                owner: str | None, environment: str | None, region: str | None,
                apply: bool) -> Adoption:
@@ -225,13 +225,18 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     env = environment or _tag_value(tags, ENVIRONMENT_TAGS,
                                     re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")) or "adopted"
     name = workload_name(h.name)
+    # One folder holds one manifest per environment and name, whatever the cloud: the same
+    # name on another cloud (a legacy-deployer role and service account) gets the cloud's.
+    clash = names.get((env, name))
+    if clash is not None and clash[0] != h.provider:
+        name = f"{name[:39 - len(h.provider)].rstrip('-')}-{h.provider}"
+        clash = names.get((env, name))
     result.workload = f"{env}/{name}"
-    clash = names.get((h.target, env, name))
     if clash is not None:
-        result.refused = (f"its manifest would be {env}/{name}, as for {clash} in this run; adopt it "
+        result.refused = (f"its manifest would be {env}/{name}, as for {clash[1]} in this run; adopt it "
                           "alone with another --environment")
         return result
-    names[(h.target, env, name)] = h.address
+    names[(env, name)] = (h.provider, h.address)
     # A managed identity of another workload with this name: adopting would make two
     # identities answer to one manifest name (and cleanup judge them as one).
     scope = managed.get((h.provider, h.target))
