@@ -73,8 +73,8 @@ def sandbox(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     with printed.open("w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "workload_ids", "sandbox", "--with-existing",
                                  "--port", str(_free_base()), "--config-out", str(config)],
-                                env=_environment(PYTHONUNBUFFERED="1"), cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT,
-                                text=True)
+                                env=_environment(PYTHONUNBUFFERED="1"), cwd=tmp_path, stdout=sink,
+                                stderr=subprocess.STDOUT, text=True)
         try:
             deadline = time.monotonic() + 120
             # The config appears once everything is made; the start text follows it.
@@ -170,7 +170,7 @@ def test_discover_adopt_plan_then_removing_the_manifests_deletes_nothing(
     # Cleanup judges an identity an hour after it was made (cloud reads lag), so the clock
     # runs two hours ahead (honoured on sandbox credentials).
     later = format_time((datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0))
-    for identity, name in ADOPTED.items():
+    for name in ADOPTED.values():
         (folder / name).unlink()
         cleaned = run(config, "cleanup", "adopted", "--apply", clock=later)
         assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
@@ -184,6 +184,6 @@ def test_discover_adopt_plan_then_removing_the_manifests_deletes_nothing(
         assert not any(k.startswith("workload-ids:") for k in after[identity]["tags"]), identity
         assert Marker.from_text(after[identity]["description"]) is None
     audit = [json.loads(line) for line in (config.parent / "sandbox-audit.jsonl").read_text().splitlines()]
-    assert sorted(r["provider"] for r in audit if r["action"] == "adopt") == ["aws", "azure", "gcp"]
-    assert sorted(r["provider"] for r in audit if r["action"] == "release-identity") == ["aws", "azure", "gcp"]
+    for action in ("adopt", "release-identity"):
+        assert sorted(r["provider"] for r in audit if r["action"] == action) == ["aws", "azure", "gcp"]
     assert not [r for r in audit if r["action"].startswith("delete")]

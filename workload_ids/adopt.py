@@ -194,14 +194,22 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
     report = AdoptReport([], apply)
     names: dict[tuple[str, str], tuple[str, str]] = {}
     managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
+    proven: list[tuple[Adoption, HeldIdentity, CompiledWorkload]] = []
     for h in held:
         try:
-            report.adoptions.append(_adopt_one(h, out, config, clouds, templates, names, managed,
-                                               owner=owner, environment=environment, region=region,
-                                               apply=apply))
+            result, compiled = _adopt_one(h, out, config, clouds, templates, names, managed,
+                                          owner=owner, environment=environment, region=region)
         except OSError as exc:
             raise UserError(f"{h.address}: cannot write its manifest in {out} ({exc.strerror or exc}); "
                             "nothing was marked") from None
+        report.adoptions.append(result)
+        if compiled is not None:
+            proven.append((result, h, compiled))
+    # Marked only once every identity has its manifest and proof: an error on a later one
+    # (a guardrail, a marker too long, a manifest already there) leaves no identity marked.
+    if apply:
+        for result, h, compiled in proven:
+            _mark(result, h, compiled, config, clouds)
     report.calls = seam.stats.total - start
     return report
 
@@ -209,14 +217,15 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
 def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templates: TemplateSet,
                names: dict[tuple[str, str], tuple[str, str]],
                managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]], *,
-               owner: str | None, environment: str | None, region: str | None,
-               apply: bool) -> Adoption:
+               owner: str | None, environment: str | None,
+               region: str | None) -> tuple[Adoption, CompiledWorkload | None]:
+    """Write and prove one identity's manifest; returns what was compiled (None when refused)."""
     result = Adoption(h.address)
     if h.marker is not None:
         result.refused = (f"it already carries a workload-ids marker (workload "
                           f"{h.marker.environment}/{h.marker.workload}, owner {h.marker.owner}): it is "
                           "managed already, or its marker is forged; nothing was written")
-        return result
+        return result, None
     tags = dict(h.tags)
     who = owner or _tag_value(tags, OWNER_TAGS, _OWNER)
     if who is None:
@@ -235,7 +244,7 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     if clash is not None:
         result.refused = (f"its manifest would be {env}/{name}, as for {clash[1]} in this run; adopt it "
                           "alone with another --environment")
-        return result
+        return result, None
     names[(env, name)] = (h.provider, h.address)
     # A managed identity of another workload with this name: adopting would make two
     # identities answer to one manifest name (and cleanup judge them as one).
@@ -313,9 +322,7 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     result.manifest = str(path)
     result.dropped = dropped
     _prove(result, h, compiled, permissions, backend)
-    if apply:
-        _mark(result, h, compiled, config, clouds)
-    return result
+    return result, compiled
 
 
 def _relative(d: Diagnostic, path: Path) -> str:
