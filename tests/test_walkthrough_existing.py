@@ -183,6 +183,8 @@ def test_discover_adopt_plan_then_removing_the_manifests_deletes_nothing(
         assert {k: after[identity][k] for k in KEPT} == {k: before[identity][k] for k in KEPT}, identity
         assert not any(k.startswith("workload-ids:") for k in after[identity]["tags"]), identity
         assert Marker.from_text(after[identity]["description"]) is None
+    # GCP keeps the marker in the account's description: the hand-written one comes back.
+    assert after[ACCOUNT]["description"] == before[ACCOUNT]["description"] == "made by hand in 2019"
     audit = [json.loads(line) for line in (config.parent / "sandbox-audit.jsonl").read_text().splitlines()]
     for action in ("adopt", "release-identity"):
         assert sorted(r["provider"] for r in audit if r["action"] == action) == ["aws", "azure", "gcp"]

@@ -503,11 +503,15 @@ def _mark(result: Adoption, h: HeldIdentity, compiled: CompiledWorkload, config:
     backend.mark(h, compiled.marker)
     result.marked = True
     # The owner and source the tool gave it, as apply records them (plan believes the trail).
+    # A GCP account's marker replaces its description: the trail keeps the old one, which
+    # cleanup puts back when it releases the account.
+    before = {"description": h.settings.get("description", "")} if h.provider == "gcp" else None
     auditor.record(workload=compiled.label, provider=h.provider, target=h.target, identity=h.name,
-                   action="adopt", detail={"owner": compiled.marker.owner, "source": compiled.marker.source,
-                                           "address": h.address, "mode": compiled.management,
-                                           "deletionPolicy": compiled.deletion_policy,
-                                           "dropped": result.dropped})
+                   action="adopt", before=before, detail={
+                       "owner": compiled.marker.owner, "source": compiled.marker.source,
+                       "address": h.address, "mode": compiled.management,
+                       "deletionPolicy": compiled.deletion_policy,
+                       "dropped": result.dropped})
 
 
 def render_report(report: AdoptReport) -> str:
