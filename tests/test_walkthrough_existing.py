@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.browser import REQUIRE, Browser, chromium
 
 from workload_ids.clock import format_time
 from workload_ids.model import Marker
@@ -118,6 +120,31 @@ class _Tags(HTMLParser):
         self.tags.append((tag, dict(attrs)))
 
 
+def _open_in_a_browser(report: Path, tmp_path: Path) -> None:
+    """Open the report as the user would, in a real headless Chromium (skipped without one,
+    unless WORKLOAD_IDS_REQUIRE_CHROMIUM=1): it shows all four identities, loads nothing but
+    itself, raises nothing, and leaves a screenshot in the test's folder."""
+    if not shutil.which("chromium") and os.environ.get(REQUIRE) != "1":
+        print("chromium is not installed: the report was not opened in a browser")
+        return
+    chromium()
+    browser = Browser(tmp_path / "chromium")
+    try:
+        page = browser.new_page()
+        page.goto(report.as_uri())
+        assert page.evaluate("document.getElementById('shown').textContent") == "Showing 4 of 4 identities"
+        names = page.evaluate("Array.from(document.querySelectorAll('#identities tbody tr a.open'))"
+                              ".map(a => a.textContent)")
+        assert sorted(names) == ["legacy-ci", "legacy-deployer", "legacy-deployer", "legacy-runner"]
+        assert [e["request"]["url"] for e in page.events("Network.requestWillBeSent")] == [report.as_uri()]
+        assert page.events("Runtime.exceptionThrown") == []
+        shot = page.screenshot(tmp_path / "report.png")
+        print(f"screenshot: {shot}")
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        browser.close()
+
+
 def test_discover_adopt_plan_then_removing_the_manifests_deletes_nothing(
         sandbox: tuple[Path, str], tmp_path: Path) -> None:
     config, printed = sandbox
@@ -140,6 +167,7 @@ def test_discover_adopt_plan_then_removing_the_manifests_deletes_nothing(
         assert not (tag == "link" and attrs.get("rel") == "stylesheet"), attrs
         for key in ("src", "href"):
             assert not (attrs.get(key) or "").startswith(("http:", "https:", "//")), (tag, attrs)
+    _open_in_a_browser(config.parent / "report.html", tmp_path)
     before = discovered(config)
     for identity in (ROLE, USER, ACCOUNT, MANAGED_IDENTITY):
         assert identity in before and before[identity]["managed"] is False, identity
