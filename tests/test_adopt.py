@@ -259,3 +259,21 @@ def test_a_fleet_of_adopted_roles_plans_no_change(world: Any, tmp_path: Path) ->
     plan = run_cli("plan", "--detailed-exitcode", str(tmp_path / "a"))
     assert plan.code == 0, plan.out
     assert "No changes. 12 workload(s) match the cloud." in plan.out
+
+
+def test_an_error_on_a_later_identity_leaves_none_marked(world: Any, tmp_path: Path) -> None:
+    """Identities are marked only once every one of them has its manifest and proof: an
+    adoption that fails part-way ("nothing was adopted") has marked nothing before it."""
+    first = make_role(world, name="legacy-a")
+    second = make_role(world, name="legacy-b")
+    folder = tmp_path / "a"
+    folder.mkdir()
+    (folder / "adopted-legacy-b.yaml").write_text("# someone's\n")
+    result = run_cli("adopt", first, second, "--out", str(folder), "--owner", "team-a", "--apply")
+    assert result.code == 1, result.out + result.err
+    assert "adopted-legacy-b.yaml exists already" in result.err and "nothing was adopted" in result.err
+    for name in ("legacy-a", "legacy-b"):
+        assert TAG_MANAGED_BY not in state(world, name)["tags"], name
+    assert not Path("audit.jsonl").exists() or \
+        not [r for r in records(Path("audit.jsonl")) if r["action"] == "adopt"]
+

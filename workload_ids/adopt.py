@@ -192,31 +192,40 @@ def adopt(identities: Sequence[str], out: Path, config: Config, seam: CallSeam, 
         raise UserError(f"--out {out}: cannot make the folder ({exc.strerror or exc}); give a "
                         "folder adopt may write to; nothing was adopted") from None
     report = AdoptReport([], apply)
-    names: dict[tuple[str, str, str], str] = {}
+    names: dict[tuple[str, str], tuple[str, str]] = {}
     managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
+    proven: list[tuple[Adoption, HeldIdentity, CompiledWorkload]] = []
     for h in held:
         try:
-            report.adoptions.append(_adopt_one(h, out, config, clouds, templates, names, managed,
-                                               owner=owner, environment=environment, region=region,
-                                               apply=apply))
+            result, compiled = _adopt_one(h, out, config, clouds, templates, names, managed,
+                                          owner=owner, environment=environment, region=region)
         except OSError as exc:
             raise UserError(f"{h.address}: cannot write its manifest in {out} ({exc.strerror or exc}); "
                             "nothing was marked") from None
+        report.adoptions.append(result)
+        if compiled is not None:
+            proven.append((result, h, compiled))
+    # Marked only once every identity has its manifest and proof: an error on a later one
+    # (a guardrail, a marker too long, a manifest already there) leaves no identity marked.
+    if apply:
+        for result, h, compiled in proven:
+            _mark(result, h, compiled, config, clouds)
     report.calls = seam.stats.total - start
     return report
 
 
 def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templates: TemplateSet,
-               names: dict[tuple[str, str, str], str],
+               names: dict[tuple[str, str], tuple[str, str]],
                managed: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]], *,
-               owner: str | None, environment: str | None, region: str | None,
-               apply: bool) -> Adoption:
+               owner: str | None, environment: str | None,
+               region: str | None) -> tuple[Adoption, CompiledWorkload | None]:
+    """Write and prove one identity's manifest; returns what was compiled (None when refused)."""
     result = Adoption(h.address)
     if h.marker is not None:
         result.refused = (f"it already carries a workload-ids marker (workload "
                           f"{h.marker.environment}/{h.marker.workload}, owner {h.marker.owner}): it is "
                           "managed already, or its marker is forged; nothing was written")
-        return result
+        return result, None
     tags = dict(h.tags)
     who = owner or _tag_value(tags, OWNER_TAGS, _OWNER)
     if who is None:
@@ -225,13 +234,18 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     env = environment or _tag_value(tags, ENVIRONMENT_TAGS,
                                     re.compile(r"[a-z0-9](?:[a-z0-9-]{0,14}[a-z0-9])?")) or "adopted"
     name = workload_name(h.name)
+    # One folder holds one manifest per environment and name, whatever the cloud: the same
+    # name on another cloud (a legacy-deployer role and service account) gets the cloud's.
+    clash = names.get((env, name))
+    if clash is not None and clash[0] != h.provider:
+        name = f"{name[:39 - len(h.provider)].rstrip('-')}-{h.provider}"
+        clash = names.get((env, name))
     result.workload = f"{env}/{name}"
-    clash = names.get((h.target, env, name))
     if clash is not None:
-        result.refused = (f"its manifest would be {env}/{name}, as for {clash} in this run; adopt it "
+        result.refused = (f"its manifest would be {env}/{name}, as for {clash[1]} in this run; adopt it "
                           "alone with another --environment")
-        return result
-    names[(h.target, env, name)] = h.address
+        return result, None
+    names[(env, name)] = (h.provider, h.address)
     # A managed identity of another workload with this name: adopting would make two
     # identities answer to one manifest name (and cleanup judge them as one).
     scope = managed.get((h.provider, h.target))
@@ -308,9 +322,7 @@ def _adopt_one(h: HeldIdentity, out: Path, config: Config, clouds: Clouds, templ
     result.manifest = str(path)
     result.dropped = dropped
     _prove(result, h, compiled, permissions, backend)
-    if apply:
-        _mark(result, h, compiled, config, clouds)
-    return result
+    return result, compiled
 
 
 def _relative(d: Diagnostic, path: Path) -> str:
@@ -491,11 +503,15 @@ def _mark(result: Adoption, h: HeldIdentity, compiled: CompiledWorkload, config:
     backend.mark(h, compiled.marker)
     result.marked = True
     # The owner and source the tool gave it, as apply records them (plan believes the trail).
+    # A GCP account's marker replaces its description: the trail keeps the old one, which
+    # cleanup puts back when it releases the account.
+    before = {"description": h.settings.get("description", "")} if h.provider == "gcp" else None
     auditor.record(workload=compiled.label, provider=h.provider, target=h.target, identity=h.name,
-                   action="adopt", detail={"owner": compiled.marker.owner, "source": compiled.marker.source,
-                                           "address": h.address, "mode": compiled.management,
-                                           "deletionPolicy": compiled.deletion_policy,
-                                           "dropped": result.dropped})
+                   action="adopt", before=before, detail={
+                       "owner": compiled.marker.owner, "source": compiled.marker.source,
+                       "address": h.address, "mode": compiled.management,
+                       "deletionPolicy": compiled.deletion_policy,
+                       "dropped": result.dropped})
 
 
 def render_report(report: AdoptReport) -> str:

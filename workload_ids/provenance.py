@@ -40,6 +40,9 @@ class AuditTrail:
     owners: dict[tuple[str, str, str], str] = field(default_factory=dict)
     # provider, target, identity -> the source apply last bound it to
     sources: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # provider, target, address -> the description adopt --apply replaced with its marker
+    # (GCP keeps the marker there), which releasing the identity puts back
+    adopted_descriptions: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
     def transfer_believed(self, provider: str, target: str, identity: str, manifest_owner: str,
                           current_owner: str) -> bool:
@@ -81,9 +84,14 @@ def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
     transfers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     owners: dict[tuple[str, str, str], str] = {}
     sources: dict[tuple[str, str, str], str] = {}
+    descriptions: dict[tuple[str, str, str], str] = {}
     for r in _ok(items):
         where = (str(r.get("provider")), str(r.get("target")), str(r.get("identity")))
         before, after = r.get("before"), r.get("after")
+        detail = r.get("detail")
+        if r.get("action") == "adopt" and isinstance(before, dict) and isinstance(detail, dict) \
+                and isinstance(before.get("description"), str):
+            descriptions[(where[0], where[1], str(detail.get("address")))] = before["description"]
         if r.get("action") == "quarantine" and isinstance(after, dict) and after.get("since"):
             quarantines.add((*where, str(after["since"])))
         elif r.get("action") == "restore-bundle" and isinstance(r.get("detail"), dict):
@@ -96,7 +104,7 @@ def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
             if r["detail"].get("source"):
                 sources[where] = str(r["detail"]["source"])
     return AuditTrail(frozenset(quarantines), frozenset(deleting),
-                      {k: tuple(v) for k, v in transfers.items()}, owners, sources)
+                      {k: tuple(v) for k, v in transfers.items()}, owners, sources, descriptions)
 
 
 def _ok(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:

@@ -110,6 +110,7 @@ def test_adopt_apply_then_plan_shows_no_change_and_cleanup_deletes_nothing(
     assert released.code == 0, released.out + released.err
     after = world.state(LEGACY)
     assert Marker.from_text(after["description"]) is None
+    assert after["description"] == "made by hand in 2019"  # put back from the adopt record
     assert {k: v for k, v in after.items() if k != "description"} == \
         {k: v for k, v in marked.items() if k != "description"}
     assert [r["identity"] for r in records(Path("audit.jsonl")) if r["action"] == "release-identity"] \

@@ -302,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "ports after it, the same on every start (default: any free ports)")
     sandbox.add_argument("--config-out", metavar="FILE",
                          help="write a workload-ids.yaml that points at the sandbox")
+    sandbox.add_argument("--with-existing", action="store_true",
+                         help="also make a few identities by hand on every cloud (a GitHub-trusted "
+                              "role, an IAM user with a key, a service account, a managed identity) "
+                              "to try discover and adopt on")
     return parser
 
 

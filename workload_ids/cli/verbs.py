@@ -627,4 +627,5 @@ def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 def cmd_sandbox(args: argparse.Namespace, out: Output) -> int:
     """`sandbox`: run the emulators and write a config that points at them."""
     from ..sandbox.commands import run_sandbox
-    return run_sandbox(port=args.port, config_out=args.config_out, out=out, verbose=args.verbose)
+    return run_sandbox(port=args.port, config_out=args.config_out, out=out, verbose=args.verbose,
+                       with_existing=args.with_existing)

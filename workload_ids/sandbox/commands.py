@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .aws import (
     EXAMPLE_ISSUERS,
@@ -25,6 +25,7 @@ from .aws import (
 
 if TYPE_CHECKING:
     from ..cli.console import Output
+    from .existing import Existing
 
 
 def sandbox_config(url: str) -> str:
@@ -69,16 +70,36 @@ def sandbox_targets(*, gcp: bool, azure: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+# With --with-existing: the audit trail, next to the config, that adopt and cleanup write.
+EXISTING_AUDIT = "audit: {path: sandbox-audit.jsonl}   # relative to this file\n"
+
+
+def _seed_existing(url: str, gcp: Any, azure: Any) -> list[Existing]:
+    """Make the hand-made identities on every cloud the sandbox runs, through each cloud's
+    own client; returns them in the order printed."""
+    from .existing import seed_aws, seed_azure, seed_gcp
+    made = seed_aws(url)
+    if gcp is not None:
+        iam, rm = gcp.emulators[0], gcp.emulators[1]
+        made += seed_gcp(iam.client(), rm.client())
+    if azure is not None:
+        from .azure.arm import StaticTokenCredential
+        made += seed_azure(StaticTokenCredential(), azure.arm.client_kwargs())
+    return made
+
+
 # With --port BASE: moto on BASE, the GCP emulators on the next five ports, Azure's on the
 # four after them.
 GCP_PORTS = 1
 AZURE_PORTS = 6
 
 
-def run_sandbox(port: int, config_out: str | None, out: Output, *, verbose: bool = False) -> int:
+def run_sandbox(port: int, config_out: str | None, out: Output, *, verbose: bool = False,
+                with_existing: bool = False) -> int:
     """Start the sandbox, print how to use it, and wait until interrupted. With ``port``
     every emulator listens on a port of its own from it and the Azure CA bundle has a
-    fixed path, so a config written once stays valid across restarts."""
+    fixed path, so a config written once stays valid across restarts. ``with_existing``:
+    also make a few identities by hand on every cloud (:mod:`.existing`)."""
     import logging
     import tempfile
     for key, value in FAKE_CREDENTIALS.items():
@@ -108,6 +129,12 @@ def run_sandbox(port: int, config_out: str | None, out: Output, *, verbose: bool
     except ModuleNotFoundError:  # the azure extra is not installed
         azure = None
     template_config += sandbox_targets(gcp=gcp is not None, azure=azure is not None)
+    made: list[Existing] = []
+    if with_existing:
+        made = _seed_existing(url, gcp, azure)
+        # Releasing an adopted identity (cleanup after its manifest is removed) is recorded
+        # only in the audit trail: without one cleanup refuses to let go.
+        template_config += EXISTING_AUDIT
     if config_out:
         # Write atomically: a script may be polling for this file to appear.
         target = Path(config_out)
@@ -139,6 +166,9 @@ def run_sandbox(port: int, config_out: str | None, out: Output, *, verbose: bool
                       + "; subscriptions and resource groups appear on first use"]
     else:
         lines[1:1] = ["(install workload-ids[azure] for a local Azure as well)"]
+    if made:
+        from .existing import start_text
+        lines.append(start_text(made, config_out))
     out.note("\n".join(lines))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

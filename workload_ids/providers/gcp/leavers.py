@@ -112,8 +112,16 @@ class GcpLeavers(LeaverBackend):
         if mark is not None or identity.extra.get("disabled"):
             self.release(identity, mark)
             steps.append("lifted the quarantine")
-        self._patch(identity, description="")
-        steps.append("removed the marker from the description")
+        # The description adopt --apply replaced, from the audit trail (never a marker: a
+        # description that read as one would have made adopt refuse the account).
+        from ...provenance import audit_trail
+        trail = audit_trail(self.identities.config)
+        kept = trail.adopted_descriptions.get(("gcp", identity.target, identity.name), "") if trail else ""
+        if Marker.from_text(kept) is not None or len(kept) > render.DESCRIPTION_MAX:
+            kept = ""
+        self._patch(identity, description=kept)
+        steps.append("removed the marker from the description"
+                     + (", putting back the one it had before adoption" if kept else ""))
         return steps
 
     def transfer(self, identity: ObservedIdentity, successor: str) -> None:
