@@ -44,6 +44,9 @@ UNAUTHENTICATED = "unauthenticated"
 # ObservedIdentity.extra key: the cloud's immutable id (AWS RoleId/UserId, GCP uniqueId,
 # Azure principalId), which the MAC covers so a marker copied to another identity fails.
 IMMUTABLE_ID = "immutableId"
+# ObservedIdentity.extra key, set by cleanup for a release: the description adopt --apply
+# replaced with its marker (GCP keeps markers in descriptions), from the audit trail.
+ADOPTED_BEFORE = "adoptedBefore"
 MARKER_KEYS = (TAG_MANAGED_BY, TAG_WORKLOAD, TAG_OWNER, TAG_ENVIRONMENT, TAG_DIGEST)
 # Every tag the marker's MAC covers (the source is optional on identities marked before it).
 SIGNED_KEYS = (*MARKER_KEYS, TAG_SOURCE, TAG_DELETION_POLICY, TAG_ADOPTED)

@@ -9,6 +9,7 @@ directory, a bad manifest or the blast-radius guard stops the run with nothing d
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from ..calls import CallSeam
 from ..clouds import Clouds
 from ..config import Config
 from ..errors import GuardrailError, UserError, WorkloadIdsError, one_line
-from ..model import MARK_TAG, MarkError, ObservedIdentity, decode_mark
+from ..model import ADOPTED_BEFORE, MARK_TAG, MarkError, ObservedIdentity, decode_mark
 from ..provenance import audit_trail, quarantine_believed
 from ..providers.interface import LeaverBackend
 from ..targets import Shard
@@ -346,8 +347,9 @@ class _Acting:
     Each action is one method, found through :data:`_ACTIONS` by the judge's verdict."""
 
     def __init__(self, f: Finding, leavers: LeaverBackend, auditor: Auditor,
-                 bundles: set[tuple[str, str, str]]) -> None:
+                 bundles: set[tuple[str, str, str]], config: Config) -> None:
         self.f, self.leavers, self.auditor, self.bundles = f, leavers, auditor, bundles
+        self.config = config
         o = f.identity
         assert o.marker is not None
         self.marker = o.marker
@@ -385,7 +387,15 @@ class _Acting:
 
     def disown(self) -> None:
         f = self.f
-        removed = self.leavers.disown(f.identity, f.mark)
+        identity = f.identity
+        # What adopt --apply replaced with its marker (GCP keeps the marker in the account's
+        # description), from the trail: the provider writes it back.
+        trail = audit_trail(self.config)
+        before = trail.adopted_descriptions.get((identity.provider, identity.target, identity.name), "") \
+            if trail else ""
+        if before:
+            identity = dataclasses.replace(identity, extra={**identity.extra, ADOPTED_BEFORE: before})
+        removed = self.leavers.disown(identity, f.mark)
         self.result.steps.extend(removed)
         # What says, once the marker is gone, that the tool let go of it on purpose.
         self.auditor.record(**self.base, action="release-identity", before={
@@ -422,7 +432,7 @@ def _act(findings: list[Finding], clouds: Clouds, auditor: Auditor, config: Conf
 
     def run(f: Finding) -> ActionResult:
         assert f.action is not None
-        acting = _Acting(f, clouds[f.identity.provider].leavers, auditor, bundles)
+        acting = _Acting(f, clouds[f.identity.provider].leavers, auditor, bundles, config)
         try:
             _ACTIONS[f.action](acting)
         except WorkloadIdsError as exc:

@@ -19,7 +19,15 @@ from typing import Any
 
 from ...calls import NOT_FOUND
 from ...errors import CloudError, ConflictError
-from ...model import MARK_TAG, TRANSFERRED_FROM_TAG, Marker, ObservedIdentity, QuarantineMark, encode_mark
+from ...model import (
+    ADOPTED_BEFORE,
+    MARK_TAG,
+    TRANSFERRED_FROM_TAG,
+    Marker,
+    ObservedIdentity,
+    QuarantineMark,
+    encode_mark,
+)
 from ..interface import LeaverBackend
 from . import render
 from .clients import ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
@@ -114,9 +122,7 @@ class GcpLeavers(LeaverBackend):
             steps.append("lifted the quarantine")
         # The description adopt --apply replaced, from the audit trail (never a marker: a
         # description that read as one would have made adopt refuse the account).
-        from ...provenance import audit_trail
-        trail = audit_trail(self.identities.config)
-        kept = trail.adopted_descriptions.get(("gcp", identity.target, identity.name), "") if trail else ""
+        kept = str(identity.extra.get(ADOPTED_BEFORE) or "")
         if Marker.from_text(kept) is not None or len(kept) > render.DESCRIPTION_MAX:
             kept = ""
         self._patch(identity, description=kept)
