@@ -166,3 +166,19 @@ def test_markdown_fences_the_diff(reviewed: Path) -> None:
     assert "| prod/svc-a | dynamodb:GetItem on " in result.out
     assert "**unused**" in result.out
 
+
+
+def test_when_every_entry_goes_the_manifest_keeps_an_empty_list(reviewed: Path) -> None:
+    _config("review: {window: 1d}\n")  # the queue was used 2 days ago: outside a 1-day window
+    doc = _doc(str(reviewed))
+    assert [a["verdict"] for a in doc["workloads"][0]["access"]] == ["unused"] * 3
+    diff = doc["suggestions"][0]["diff"]
+    assert "+  access: []" in diff and "-  access:" in diff
+    assert "# the orders table" in diff  # a comment between entries goes with them
+
+
+def test_html_output_is_the_review_page(reviewed: Path) -> None:
+    result = run_cli("review", "--output", "html", str(reviewed))
+    assert result.code == 0, result.err
+    assert result.out.startswith("<!DOCTYPE html>") and 'data-verdict="unused"' in result.out
+    assert "Content-Security-Policy" in result.out and "<pre class=\"diff\">" in result.out

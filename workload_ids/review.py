@@ -218,7 +218,7 @@ def _with_usage(cw: CompiledWorkload, desired: DesiredIdentity, access: tuple[di
                 templates: TemplateSet, edits: FileEdits) -> tuple[dict[str, Any], ...]:
     """Each entry with when it was last used, its verdict and the suggested edit; one
     usage read per workload (none when it has no access entries)."""
-    from .review_usage import entry_age, judge, suggest, usage_of, window_since
+    from .review_usage import entry_age, finish, judge, suggest, usage_of, window_since
     if not access:
         return access
     _, since = window_since(config, now)
@@ -239,6 +239,9 @@ def _with_usage(cw: CompiledWorkload, desired: DesiredIdentity, access: tuple[di
                     "unusedActions": judged["unusedActions"],
                     "granted": clock.format_time(granted) if granted else None, "grantedFrom": why,
                     "suggestion": edits.says.get((cw.label, entry["entry"]))})
+    finish(cw, edits)
+    for a in out:  # finish may have turned several drops into one `access: []`
+        a["suggestion"] = edits.says.get((cw.label, a["entry"]))
     return tuple(out)
 
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 USED, UNUSED, PARTLY, TOO_NEW, CANNOT = "used", "unused", "partly used", "too new", "cannot tell"
 VERDICTS = (UNUSED, PARTLY, CANNOT, TOO_NEW, USED)
+TO_LINE_END = 1 << 30  # an Edit's end_column: the rest of the line
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Edit:
     text: list[str]
     column: int | None = None
     end_column: int = 0
+    workload: str = ""  # set on an entry's removal, to find a workload left with none
 
 
 @dataclass
@@ -210,7 +212,7 @@ def suggest(cw: CompiledWorkload, index: int, grants: Sequence[Grant], judged: d
     key = (cw.label, index)
     verdict = judged["verdict"]
     if verdict == UNUSED:
-        edits.edits.append(Edit(item.start_mark.line, _last_line(item), []))
+        edits.edits.append(Edit(item.start_mark.line, _last_line(item), [], workload=cw.label))
         edits.says[key] = "drop this entry: none of its actions was used within the window"
         return
     if verdict != PARTLY:
@@ -250,6 +252,27 @@ def suggest(cw: CompiledWorkload, index: int, grants: Sequence[Grant], judged: d
         + ", ".join(judged["usedActions"])
 
 
+def finish(cw: CompiledWorkload, edits: FileEdits) -> None:
+    """When every entry of a workload is dropped, write ``access: []`` instead (an empty
+    block would be null, which does not validate)."""
+    import yaml
+    doc = cw.source.document
+    spec = _item(doc.node, ("spec",)) if doc.node is not None else None
+    if not isinstance(spec, yaml.MappingNode):
+        return
+    found = next(((k, v) for k, v in spec.value if isinstance(k, yaml.ScalarNode) and k.value == "access"),
+                 None)
+    if found is None or not isinstance(found[1], yaml.SequenceNode):
+        return
+    key, seq = found
+    drops = [e for e in edits.edits if e.workload == cw.label and e.column is None]
+    if not seq.value or len(drops) < len(seq.value):
+        return
+    edits.edits = [e for e in edits.edits if e not in drops]
+    edits.edits.append(Edit(key.start_mark.line, _last_line(seq), ["access: []"], key.start_mark.column,
+                            TO_LINE_END))
+
+
 def apply_edits(text: str, edits: Sequence[Edit]) -> str:
     """``text`` with ``edits`` made (they do not overlap; applied bottom-up)."""
     lines = text.splitlines(keepends=True)
@@ -259,7 +282,8 @@ def apply_edits(text: str, edits: Sequence[Edit]) -> str:
             continue
         head = lines[e.first][:e.column]
         tail_line = lines[e.last]
-        tail = tail_line[e.end_column:] if e.last != e.first else lines[e.first][e.end_column:]
+        tail = tail_line[e.end_column:] if e.end_column < len(tail_line) else \
+            ("\n" if tail_line.endswith("\n") else "")
         new = head + "\n".join(e.text) + tail
         lines[e.first:e.last + 1] = [new]
     return "".join(lines)
