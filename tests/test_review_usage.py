@@ -182,3 +182,84 @@ def test_html_output_is_the_review_page(reviewed: Path) -> None:
     assert result.code == 0, result.err
     assert result.out.startswith("<!DOCTYPE html>") and 'data-verdict="unused"' in result.out
     assert "Content-Security-Policy" in result.out and "<pre class=\"diff\">" in result.out
+
+
+# --- narrowing a template that is only partly used (pure: what AWS returns for a service
+# it tracks per action, every tracked action listed, the unused ones without a date) ------
+
+RECEIVE = ("name: queue.receive\ndescription: Receive and delete messages from one queue.\n"
+           "aws:\n  sqs-queue:\n    - actions: [sqs:ReceiveMessage, sqs:DeleteMessage]\n"
+           "      resource: \"{arn}\"\n")
+CONSUME_ONLY = ("    - template: queue.consume  # the worker\n"
+                f"      resources: [{QUEUE}]\n")
+
+
+def _partly(templates: str = "") -> tuple[Any, ...]:
+    from workload_ids.config import load_config
+    from workload_ids.usage import ActionUse, IdentityUsage, ServiceUse
+    from workload_ids.validate import validate
+    (Path.cwd() / "workload-ids.yaml").write_text(
+        "credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + templates, encoding="utf-8")
+    path = Path.cwd() / "svc-a.yaml"
+    path.write_text(workload(access=CONSUME_ONLY), encoding="utf-8")
+    config = load_config()
+    checked = validate([path], config)
+    [cw] = checked.compiled
+    now = clock.now()
+    tracked = {"ReceiveMessage": now - timedelta(days=3), "DeleteMessage": now - timedelta(days=3),
+               "ChangeMessageVisibility": None, "GetQueueAttributes": None, "GetQueueUrl": None}
+    usage = IdentityUsage(
+        "aws", ACCOUNT, ROLE_ARN, "role", now, timedelta(days=400), now - timedelta(days=400),
+        now - timedelta(days=3), services=(ServiceUse("sqs", now - timedelta(days=3), True, tuple(
+            ActionUse(f"sqs:{a}", at is not None, at) for a, at in tracked.items())),))
+    return path, config, checked, cw, usage, now
+
+
+def _suggested(templates: str = "") -> tuple[dict[str, Any], str, Any]:
+    from workload_ids.review_usage import FileEdits, apply_edits, checked, judge, suggest
+    path, config, valid, cw, usage, now = _partly(templates)
+    judged = judge(usage, cw.grants, now - timedelta(days=90), now - timedelta(days=200))
+    edits = FileEdits(str(path))
+    suggest(cw, 0, cw.grants, judged, valid.templates, edits)
+    after = apply_edits(path.read_text(encoding="utf-8"), edits.edits)
+    assert checked(str(path), after, config) is None, after
+    return judged, after, edits.says[(cw.label, 0)]
+
+
+def test_a_partly_used_template_narrows_to_a_raw_entry_of_the_used_actions(aws: Any) -> None:
+    judged, after, says = _suggested()
+    assert judged["verdict"] == "partly used"
+    assert judged["usedActions"] == ["sqs:DeleteMessage", "sqs:ReceiveMessage"]
+    assert judged["unusedActions"] == ["sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+                                       "sqs:GetQueueUrl"]
+    assert ('    - actions: ["sqs:DeleteMessage", "sqs:ReceiveMessage"]\n'
+            '      reason: "narrowed by workload-ids review from template queue.consume (unused: '
+            'sqs:ChangeMessageVisibility, sqs:GetQueueAttributes, sqs:GetQueueUrl)"  # the worker\n'
+            f"      resources: [{QUEUE}]\n") in after
+    assert says.startswith("narrow: replace template queue.consume by the used actions")
+
+
+def test_a_partly_used_template_narrows_to_a_smaller_template_when_one_covers_the_use(aws: Any) -> None:
+    folder = Path.cwd() / "templates"
+    folder.mkdir()
+    (folder / "queue.receive.yaml").write_text(RECEIVE, encoding="utf-8")
+    _, after, says = _suggested("templates: [templates]\n")
+    assert "    - template: queue.receive  # the worker\n" in after  # the comment stays
+    assert says == "narrow: template queue.consume -> queue.receive (covers every used action)"
+
+
+def test_a_narrowed_entry_is_never_narrower_than_its_use(aws: Any) -> None:
+    """Every action counted as used stays in the suggestion: a template missing one is no candidate."""
+    from workload_ids.review_usage import narrower_template
+    from workload_ids.validate import validate
+    folder = Path.cwd() / "templates"
+    folder.mkdir()
+    (folder / "queue.receive.yaml").write_text(RECEIVE, encoding="utf-8")
+    _, config, *_ = _partly("templates: [templates]\n")
+    templates = validate([], config).templates
+    granted = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+               "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+    assert narrower_template(templates, "queue.consume", "aws", {"sqs-queue"},
+                             {"sqs:ReceiveMessage", "sqs:GetQueueUrl"}, granted) is None
+    assert narrower_template(templates, "queue.consume", "aws", {"sqs-queue"},
+                             {"sqs:ReceiveMessage"}, granted) == "queue.receive"
