@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .model import CompiledWorkload, DesiredIdentity
     from .review_usage import FileEdits
     from .templates import TemplateSet
+    from .usage import IdentityUsage
 
 OK, DUE_SOON, OVERDUE, NEVER = "ok", "due soon", "overdue", "never attested"
 STATES = (OVERDUE, NEVER, DUE_SOON, OK)
@@ -217,12 +218,12 @@ def _with_usage(cw: CompiledWorkload, desired: DesiredIdentity, access: tuple[di
                 clouds: Clouds, config: Config, now: datetime, records: list[dict[str, Any]],
                 templates: TemplateSet, edits: FileEdits) -> tuple[dict[str, Any], ...]:
     """Each entry with when it was last used, its verdict and the suggested edit; one
-    usage read per workload (none when it has no access entries)."""
+    usage read per workload, none when every entry is too new to judge."""
     from .review_usage import entry_age, finish, judge, suggest, usage_of, window_since
     if not access:
         return access
     _, since = window_since(config, now)
-    usage = usage_of(clouds, desired)
+    read: list[IdentityUsage | str] = []  # read once, and only when an entry is old enough
     created: list[datetime | None] = []
     out: list[dict[str, Any]] = []
     for entry in access:
@@ -232,7 +233,9 @@ def _with_usage(cw: CompiledWorkload, desired: DesiredIdentity, access: tuple[di
             if not created:  # the identity's creation time, read only when needed
                 created.append(_created(clouds, desired))
             granted, why = entry_age(cw, grants, records, created[0])
-        judged = judge(usage, grants, since, granted)
+        if not read and granted is not None and granted <= since:
+            read.append(usage_of(clouds, desired))
+        judged = judge(read[0] if read else "not read", grants, since, granted)
         suggest(cw, entry["entry"], grants, judged, templates, edits)
         out.append({**entry, "lastUsed": judged["lastUsed"], "usage": judged["usage"],
                     "verdict": judged["verdict"], "usedActions": judged["usedActions"],
