@@ -263,3 +263,11 @@ def test_a_narrowed_entry_is_never_narrower_than_its_use(aws: Any) -> None:
                              {"sqs:ReceiveMessage", "sqs:GetQueueUrl"}, granted) is None
     assert narrower_template(templates, "queue.consume", "aws", {"sqs-queue"},
                              {"sqs:ReceiveMessage"}, granted) == "queue.receive"
+
+
+def test_diff_out_that_is_a_file_is_bad_input(reviewed: Path) -> None:
+    Path("taken").write_text("x", encoding="utf-8")
+    result = run_cli("review", "--diff-out", "taken", str(reviewed))
+    assert result.code == 1
+    assert "--diff-out taken: cannot write the suggested edits there" in result.err
+    assert "Traceback" not in result.err

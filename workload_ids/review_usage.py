@@ -345,11 +345,16 @@ __all__ = ["CANNOT", "PARTLY", "TOO_NEW", "UNUSED", "USED", "VERDICTS", "Edit", 
 def write_patches(patches: dict[str, str], folder: Path) -> list[Path]:
     """Each manifest's diff as ``folder/NAME.patch`` (a manifest's path, separators as
     ``__``, so two files of one name in different folders do not collide)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    from .errors import UserError
     written: list[Path] = []
-    for path, diff in patches.items():
-        name = shown_path(path).replace(os.sep, "__").replace("/", "__").replace("..", "up")
-        target = folder / f"{name}.patch"
-        target.write_text(diff, encoding="utf-8")
-        written.append(target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, diff in patches.items():
+            name = shown_path(path).replace(os.sep, "__").replace("/", "__").replace("..", "up")
+            target = folder / f"{name}.patch"
+            target.write_text(diff, encoding="utf-8")
+            written.append(target)
+    except OSError as exc:
+        raise UserError(f"--diff-out {folder}: cannot write the suggested edits there "
+                        f"({exc.strerror or exc}); pass a folder you can write to") from None
     return written
