@@ -222,7 +222,7 @@ def _suggested(templates: str = "") -> tuple[dict[str, Any], str, Any]:
     edits = FileEdits(str(path))
     suggest(cw, 0, cw.grants, judged, valid.templates, edits)
     after = apply_edits(path.read_text(encoding="utf-8"), edits.edits)
-    assert checked(str(path), after, config) is None, after
+    assert checked(str(path), after, config, [cw]) is None, after
     return judged, after, edits.says[(cw.label, 0)]
 
 
@@ -271,3 +271,26 @@ def test_diff_out_that_is_a_file_is_bad_input(reviewed: Path) -> None:
     assert result.code == 1
     assert "--diff-out taken: cannot write the suggested edits there" in result.err
     assert "Traceback" not in result.err
+
+
+def test_a_raw_narrowing_that_would_move_an_action_to_another_resource_is_not_offered(aws: Any) -> None:
+    """object-storage.read grants s3:GetObject on the bucket's objects (ARN/*); a raw entry
+    on the bucket would grant it on the bucket itself: not narrowing, so not offered."""
+    from workload_ids.config import load_config
+    from workload_ids.review_usage import FileEdits, apply_edits, checked, suggest
+    from workload_ids.validate import validate
+    path = Path.cwd() / "svc-a.yaml"
+    path.write_text(workload(access="    - template: object-storage.read\n"
+                                    "      resources: [arn:aws:s3:::invoices]\n"), encoding="utf-8")
+    config = load_config()
+    valid = validate([path], config)
+    [cw] = valid.compiled
+    judged = {"verdict": "partly used", "usedActions": ["s3:GetObject"],
+              "unusedActions": ["s3:GetBucketLocation", "s3:ListBucket", "s3:GetObjectVersion"]}
+    edits = FileEdits(str(path))
+    suggest(cw, 0, cw.grants, judged, valid.templates, edits)
+    after = apply_edits(path.read_text(encoding="utf-8"), edits.edits)
+    assert '- actions: ["s3:GetObject"]' in after
+    problem = checked(str(path), after, config, [cw])
+    assert problem == ("prod/svc-a would be granted s3:GetObject on arn:aws:s3:::invoices in a new form, "
+                       "which is not narrowing")

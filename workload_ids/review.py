@@ -173,6 +173,7 @@ def review(paths: Sequence[str | Path], config: Config, seam: CallSeam) -> Revie
             # The identity, rendered as apply would (pure: no cloud call).
             desired = get_cloud(cw.provider).render(cw, config)
             edits = files.setdefault(cw.source.path, FileEdits(cw.source.path))
+            edits.workloads.append(cw)
             access = _with_usage(cw, desired, _access(cw), clouds, config, now, records, checked.templates,
                                  edits)
             wanted[(cw.provider, cw.target, cw.label)] = (cw.owner, access, desired.name)
@@ -273,16 +274,15 @@ def _patches(files: dict[str, FileEdits], wanted: dict[tuple[str, str, str], Any
             continue
         before = Path(path).read_text(encoding="utf-8")
         after = apply_edits(before, edits.edits)
-        problem = checked(path, after, config)
+        problem = checked(path, after, config, edits.workloads)
         if problem is None:
             out[path] = patch(path, before, after)
             continue
-        notes.append(f"{shown_path(path)}: no edit suggested: the edited manifest would not validate "
-                     f"({problem}); change it by hand")
+        notes.append(f"{shown_path(path)}: no edit suggested: {problem}; change it by hand")
         for key, (_, access, _) in wanted.items():
             for a in access:
                 if (key[2], a.get("entry")) in edits.says and a.get("suggestion"):
-                    a["suggestion"] += " (not offered: the edited file would not validate)"
+                    a["suggestion"] += f" (not offered: {problem})"
     return out
 
 

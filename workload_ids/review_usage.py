@@ -64,6 +64,8 @@ class FileEdits:
     edits: list[Edit] = field(default_factory=list)
     # (workload label, entry index) -> what the suggestion does, in words
     says: dict[tuple[str, int], str] = field(default_factory=dict)
+    # the workloads the file declares, as they are (an edit may only narrow them)
+    workloads: list[CompiledWorkload] = field(default_factory=list)
 
 
 def _actions_of(grants: Iterable[Grant]) -> list[str]:
@@ -305,17 +307,38 @@ def patch(path: str, before: str, after: str) -> str:
                                         f"a/{name}", f"b/{name}"))
 
 
-def checked(path: str, after: str, config: Config) -> str | None:
-    """None when ``after`` (the edited manifest) validates, else the first problem."""
+def _pairs(cw: CompiledWorkload) -> set[tuple[str, str, str | None, str | None]]:
+    """What a workload's grants allow, as (action, resource, binding, condition)."""
+    return {(a, g.resource, g.binding, g.condition)
+            for g in cw.grants for a in (*g.actions, *g.data_actions)}
+
+
+def checked(path: str, after: str, config: Config,
+            before: Sequence[CompiledWorkload] = ()) -> str | None:
+    """None when ``after`` (the edited manifest) validates and, for each workload of
+    ``before``, grants a subset of what it granted (so the edit can only narrow: a raw entry
+    that would put an action on another resource form, or bind it elsewhere, is refused);
+    else the first problem."""
     from .validate import validate
     with tempfile.TemporaryDirectory(prefix="wid-review-") as folder:
         copy = Path(folder) / Path(path).name
         copy.write_text(after, encoding="utf-8")
         try:
-            errors = validate([copy], config).errors
+            result = validate([copy], config)
         except WorkloadIdsError as exc:
-            return one_line(str(exc))
-        return one_line(str(errors[0])) if errors else None
+            return "the edited manifest would not validate: " + one_line(str(exc))
+        if result.errors:
+            return "the edited manifest would not validate: " + one_line(str(result.errors[0]))
+    edited = {(cw.provider, cw.target, cw.label): cw for cw in result.compiled}
+    for cw in before:
+        now = edited.get((cw.provider, cw.target, cw.label))
+        if now is None:
+            return f"{cw.label} would no longer be declared"
+        wider = sorted(_pairs(now) - _pairs(cw), key=str)
+        if wider:
+            action, resource, *_ = wider[0]
+            return f"{cw.label} would be granted {action} on {resource} in a new form, which is not narrowing"
+    return None
 
 
 def usage_of(clouds: Clouds, desired: DesiredIdentity) -> IdentityUsage | str:
