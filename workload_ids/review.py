@@ -169,13 +169,19 @@ def review(paths: Sequence[str | Path], config: Config, seam: CallSeam) -> Revie
         from .providers import get_cloud
         from .review_usage import FileEdits
         files: dict[str, FileEdits] = {}
-        for cw in checked.compiled:
-            # The identity, rendered as apply would (pure: no cloud call).
-            desired = get_cloud(cw.provider).render(cw, config)
+        # The identities, rendered as apply would (pure: no cloud call).
+        rendered = [(cw, get_cloud(cw.provider).render(cw, config)) for cw in checked.compiled]
+        # The cloud reads (usage, and creation times the audit trail cannot replace) run
+        # side by side, calls.concurrency at a time (an AWS access-advisor job is polled
+        # for seconds); judging and editing the text stay in order.
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(max_workers=config.calls.concurrency) as pool:
+            facts = list(pool.map(lambda pair: _facts(pair[0], pair[1], clouds, config, now, records),
+                                  rendered))
+        for (cw, desired), read in zip(rendered, facts, strict=True):
             edits = files.setdefault(cw.source.path, FileEdits(cw.source.path))
             edits.workloads.append(cw)
-            access = _with_usage(cw, desired, _access(cw), clouds, config, now, records, checked.templates,
-                                 edits)
+            access = _with_usage(cw, _access(cw), read, config, now, checked.templates, edits)
             wanted[(cw.provider, cw.target, cw.label)] = (cw.owner, access, desired.name)
         patches = _patches(files, wanted, config, notes)
     else:
@@ -215,34 +221,48 @@ def _audit_records(config: Config, clouds: Clouds) -> list[dict[str, Any]]:
     return [] if store is None else list(store.records())
 
 
-def _with_usage(cw: CompiledWorkload, desired: DesiredIdentity, access: tuple[dict[str, Any], ...],
-                clouds: Clouds, config: Config, now: datetime, records: list[dict[str, Any]],
-                templates: TemplateSet, edits: FileEdits) -> tuple[dict[str, Any], ...]:
-    """Each entry with when it was last used, its verdict and the suggested edit; one
-    usage read per workload, none when every entry is too new to judge."""
-    from .review_usage import entry_age, finish, judge, suggest, usage_of, window_since
-    if not access:
-        return access
+Facts = tuple[list[tuple[datetime | None, str]], "IdentityUsage | str"]
+
+
+def _facts(cw: CompiledWorkload, desired: DesiredIdentity, clouds: Clouds, config: Config,
+           now: datetime, records: list[dict[str, Any]]) -> Facts:
+    """What the cloud and the audit trail say of one workload: each entry's grant time (and
+    where it comes from), and its usage, read once and only when an entry is old enough
+    to judge."""
+    from .review_usage import entry_age, usage_of, window_since
     _, since = window_since(config, now)
-    read: list[IdentityUsage | str] = []  # read once, and only when an entry is old enough
+    ages: list[tuple[datetime | None, str]] = []
     created: list[datetime | None] = []
-    out: list[dict[str, Any]] = []
-    for entry in access:
-        grants = [g for g in cw.grants if g.entry == entry["entry"]]
+    entries = sorted({g.entry for g in cw.grants})
+    for index in entries:
+        grants = [g for g in cw.grants if g.entry == index]
         granted, why = entry_age(cw, grants, records, None)
         if granted is None:
             if not created:  # the identity's creation time, read only when needed
                 created.append(_created(clouds, desired))
             granted, why = entry_age(cw, grants, records, created[0])
-        if not read and granted is not None and granted <= since:
-            read.append(usage_of(clouds, desired))
-        judged = judge(read[0] if read else "not read", grants, since, granted)
+        ages.append((granted, why))
+    old = any(granted is not None and granted <= since for granted, _ in ages)
+    return ages, usage_of(clouds, desired) if old else "not read: every entry is too new to judge"
+
+
+def _with_usage(cw: CompiledWorkload, access: tuple[dict[str, Any], ...], facts: Facts, config: Config,
+                now: datetime, templates: TemplateSet, edits: FileEdits) -> tuple[dict[str, Any], ...]:
+    """Each entry with when it was last used, its verdict and the suggested edit."""
+    from .review_usage import finish, judge, suggest, window_since
+    if not access:
+        return access
+    _, since = window_since(config, now)
+    ages, usage = facts
+    out: list[dict[str, Any]] = []
+    for entry, (granted, why) in zip(access, ages, strict=True):
+        grants = [g for g in cw.grants if g.entry == entry["entry"]]
+        judged = judge(usage, grants, since, granted)
         suggest(cw, entry["entry"], grants, judged, templates, edits)
         out.append({**entry, "lastUsed": judged["lastUsed"], "usage": judged["usage"],
                     "verdict": judged["verdict"], "usedActions": judged["usedActions"],
                     "unusedActions": judged["unusedActions"],
-                    "granted": clock.format_time(granted) if granted else None, "grantedFrom": why,
-                    "suggestion": edits.says.get((cw.label, entry["entry"]))})
+                    "granted": clock.format_time(granted) if granted else None, "grantedFrom": why})
     finish(cw, edits)
     for a in out:  # finish may have turned several drops into one `access: []`
         a["suggestion"] = edits.says.get((cw.label, a["entry"]))
