@@ -294,3 +294,24 @@ def test_a_raw_narrowing_that_would_move_an_action_to_another_resource_is_not_of
     problem = checked(str(path), after, config, [cw])
     assert problem == ("prod/svc-a would be granted s3:GetObject on arn:aws:s3:::invoices in a new form, "
                        "which is not narrowing")
+
+
+def test_edits_of_two_workloads_in_one_file_combine(aws: Any) -> None:
+    """A file of two documents: each workload's unused entry goes, the rest of the file stays."""
+    from workload_ids.config import load_config
+    from workload_ids.review_usage import FileEdits, apply_edits, checked, finish, suggest
+    from workload_ids.validate import validate
+    path = Path.cwd() / "both.yaml"
+    path.write_text(workload("svc-a", access=OLD) + "---\n" + workload("svc-b", access=OLD), encoding="utf-8")
+    config = load_config()
+    valid = validate([path], config)
+    edits = FileEdits(str(path))
+    unused = {"verdict": "unused", "usedActions": [], "unusedActions": ["dynamodb:GetItem"]}
+    for cw in valid.compiled:
+        edits.workloads.append(cw)
+        suggest(cw, 1, [g for g in cw.grants if g.entry == 1], unused, valid.templates, edits)
+        finish(cw, edits)
+    after = apply_edits(path.read_text(encoding="utf-8"), edits.edits)
+    assert checked(str(path), after, config, edits.workloads) is None
+    assert "dynamodb" not in after and after.count("template: queue.consume") == 2
+    assert after.count("# the orders table") == 2 and "---\n" in after
