@@ -262,9 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("paths", nargs="*", metavar="PATH",
                         help="the manifests (with their access entries); without any, the workloads "
                              "managed in every target")
-    review.add_argument("--output", choices=("text", "json", "markdown"), default="text",
-                        help="text for people (default), one JSON document, or Markdown for a "
-                             "pull-request comment")
+    review.add_argument("--output", choices=("text", "json", "markdown", "html"), default="text",
+                        help="text for people (default), one JSON document, Markdown for a "
+                             "pull-request comment, or one self-contained HTML page")
+    review.add_argument("--diff-out", metavar="DIR",
+                        help="also write each manifest's suggested edit to DIR as FILE.patch")
     boot = verb("bootstrap", cmd_bootstrap, "print (and with --apply create) the tool's own least-privilege "
                 "identities per cloud, and the workload permissions boundary", paths=False)
     boot.add_argument("--provider", action="append", default=[], metavar="aws|gcp|azure",

@@ -562,11 +562,23 @@ def cmd_review(args: argparse.Namespace, out: Output) -> int:
     """`review`: per owner, each workload's last attestation, due date and state."""
     from ..api import review
     from ..review import render_markdown, render_text
+    if args.output == "html" and is_terminal(out.out):
+        from ..errors import UserError
+        raise UserError("an HTML page is not for a terminal: redirect the output to a file "
+                        "(workload-ids review --output html PATHS > review.html)")
     config = _config(args)
     _clock_notice(out)
     report = review(args.paths, config, seam=_seam(config))
+    if args.diff_out:
+        from ..review_usage import write_patches
+        for written in write_patches(report.patches, Path(args.diff_out)):
+            out.note(f"wrote {written}")
     if args.output == "markdown":
         out.text(render_markdown(report).rstrip("\n"))
+    elif args.output == "html":
+        from ..review_html import render as render_html
+        out.out.write(render_html(report.as_json()))
+        return EXIT_OK
     else:
         out.text(render_text(report))
     out.document(report.as_json())
