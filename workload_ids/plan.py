@@ -329,7 +329,7 @@ def refuse_breaking(plan: Plan) -> None:
     if not used:
         return
     rows = "\n".join(one_line(f"  {c.workload}: removing {row.get('action')} on {row.get('resource')}, "
-                               + (f"last used {_ago(row['lastUsed'])}" if row.get("lastUsed")
+                               + (f"last used {ago(row['lastUsed'])}" if row.get("lastUsed")
                                   else str(row.get("usage", "usage unknown"))))
                       for c, row in used)
     raise GuardrailError(
@@ -622,13 +622,14 @@ def _use_note(row: dict[str, Any]) -> str:
         return ""
     when = row.get("lastUsed")
     if not row["used"]:
-        return f"  (unused: {'last used ' + _ago(when) if when else 'no use on record'})"
+        return f"  (unused: {'last used ' + ago(when) if when else 'no use on record'})"
     if when:
-        return f"  (USED: last used {_ago(when)})"
+        return f"  (USED: last used {ago(when)})"
     return f"  (USED, as far as the cloud can tell: {row.get('usage', '')})"
 
 
-def _ago(when: str) -> str:
+def ago(when: str) -> str:
+    """``2 days ago``, ``today``: how long before the tool's clock ``when`` (an instant) was."""
     try:
         then = clock.parse_time(when)
     except clock.ClockError:

@@ -371,9 +371,9 @@ def _what(a: dict[str, Any]) -> str:
 
 
 def _last(a: dict[str, Any]) -> str:
-    from .plan import _ago
+    from .plan import ago
     when = a.get("lastUsed")
-    return f"last used {_ago(when)}" if when else "no use on record"
+    return f"last used {ago(when)}" if when else "no use on record"
 
 
 def _access_lines(e: ReviewEntry) -> list[str]:
