@@ -82,20 +82,20 @@ class _Parser:
         return value
 
     def atom(self) -> bool:
-        token = self.take()
-        if token == "(":
+        word = self.take()
+        if word == "(":
             value = self.disjunction()
             self.take(")")
             return value
-        if token == "resource.name":
+        if word == "resource.name":
             self.take("==")
             return self.resource == self.string()
-        if token == "resource.name.startsWith":
+        if word == "resource.name.startsWith":
             self.take("(")
             prefix = self.string()
             self.take(")")
             return self.resource.startswith(prefix)
-        if token == "request.time":
+        if word == "request.time":
             self.take("<")
             self.take("timestamp")
             self.take("(")
@@ -104,7 +104,7 @@ class _Parser:
             if not _TIMESTAMP.fullmatch(text):
                 raise NotUnderstood(f"timestamp {text!r} is not UTC RFC 3339 with a Z")
             return self.now < datetime.fromisoformat(text.replace("Z", "+00:00"))
-        raise NotUnderstood(f"unexpected {token!r}")
+        raise NotUnderstood(f"unexpected {word!r}")
 
 
 def evaluate(expression: str, *, resource: str, now: datetime) -> bool:
