@@ -27,7 +27,7 @@ BENCHMARKS = ("compile", "cold_start", "per_service_plan", "fleet_plan", "rotate
 # Run only when named: the peers install Cloud Custodian into its own venv and take ~5 minutes;
 # org_fleet_plan applies 10,000 workloads first (about 5 minutes).
 OPTIONAL = {"cleanup_vs_custodian": ["--ours"], "discover_vs_custodian": [], "adopt": [],
-            "org_fleet_plan": [], "review_usage": []}
+            "org_fleet_plan": [], "review_usage": [], "review_fleet": []}
 
 
 def versions() -> str:
