@@ -105,6 +105,19 @@ def trust_change_rows(have: set[tuple[str, str, str]], want: set[tuple[str, str,
     return [row("+", r) for r in sorted(want - have)] + [row("-", r) for r in sorted(have - want)]
 
 
+def service_accounts(clients: GcpClients, project: str) -> list[Any]:
+    """Every service account of ``project`` (paged, 100 a call)."""
+    accounts: list[Any] = []
+    token = ""  # a page token, not a secret  # nosec B105
+    while True:
+        page = clients.iam.list_service_accounts(request={
+            "name": f"projects/{project}", "page_size": 100, "page_token": token})
+        accounts.extend(page.accounts)
+        token = page.next_page_token
+        if not token:
+            return accounts
+
+
 class Holdings:
     """Reads of every binding naming an account, with the run's role definitions."""
 
@@ -189,7 +202,7 @@ class Holdings:
 
     def _read_account_policies(self, project: str) -> list[tuple[str, str, list[dict[str, Any]]]]:
         out: list[tuple[str, str, list[dict[str, Any]]]] = []
-        for account in self._accounts(project):
+        for account in service_accounts(self.clients, project):
             address = f"projects/{project}/serviceAccounts/{account.email}"
             try:
                 bindings = render.policy_bindings(self.policies.account_policy(address))
@@ -200,14 +213,3 @@ class Holdings:
             out.append((str(account.email), address, bindings))
         return out
 
-    def _accounts(self, project: str) -> list[Any]:
-        """Every service account of ``project`` (paged)."""
-        accounts: list[Any] = []
-        token = ""  # a page token, not a secret  # nosec B105
-        while True:
-            page = self.clients.iam.list_service_accounts(request={
-                "name": f"projects/{project}", "page_size": 100, "page_token": token})
-            accounts.extend(page.accounts)
-            token = page.next_page_token
-            if not token:
-                return accounts

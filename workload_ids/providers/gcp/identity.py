@@ -37,7 +37,7 @@ from ...signing import SHORT_MAC_LENGTH, SigningKey
 from ..interface import IdentityBackend, TransferCheck
 from . import render
 from .clients import ABORTED, ALREADY_EXISTS, FAILED_PRECONDITION, GcpClients
-from .holdings import Holdings, desired_trust_rows, permission_pairs_held, trust_rows
+from .holdings import Holdings, desired_trust_rows, permission_pairs_held, service_accounts, trust_rows
 from .policies import POLICY_ATTEMPTS, GcpPolicies, binding_key
 
 # A custom role has no immutable id: its MAC binds the marker to the role's full name,
@@ -325,15 +325,7 @@ class GcpIdentities(IdentityBackend):
 
     def accounts_in(self, project: str) -> list[Any]:
         """Every service account of ``project`` (paged, 100 a call)."""
-        accounts: list[Any] = []
-        token = ""  # a page token, not a secret  # nosec B105
-        while True:
-            page = self.clients.iam.list_service_accounts(request={
-                "name": f"projects/{project}", "page_size": 100, "page_token": token})
-            accounts.extend(page.accounts)
-            token = page.next_page_token
-            if not token:
-                return accounts
+        return service_accounts(self.clients, project)
 
     def observe_scope(self, target: str, *, settings: bool = True) -> list[ObservedIdentity]:
         """A few paged calls for a whole project: its service accounts, its custom roles,
