@@ -29,8 +29,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..common.clock import Clock
-from ..common.served import Served
-from .resourcemanager import HttpRoute, JsonHttpServer, ProjectRegistry, Query, RpcError, rfc3339
+from .resourcemanager import (
+    HttpRoute,
+    JsonHttpServer,
+    ProjectRegistry,
+    Query,
+    RoutedEmulator,
+    RpcError,
+    rfc3339,
+)
 
 ACCOUNT_ACTIVITY = "serviceAccountLastAuthentication"
 KEY_ACTIVITY = "serviceAccountKeyLastAuthentication"
@@ -51,7 +58,7 @@ class _Seen:
     at: float
 
 
-class PolicyAnalyzerEmulator(Served):
+class PolicyAnalyzerEmulator(RoutedEmulator):
     """Policy Analyzer's activity query over REST on 127.0.0.1 (see the module docstring)."""
 
     def __init__(self, *, projects: ProjectRegistry | None = None, sandbox: bool = False,
@@ -82,22 +89,6 @@ class PolicyAnalyzerEmulator(Served):
     def routes(self) -> list[HttpRoute]:
         """The routes this API answers (to serve them on another emulator's server)."""
         return [HttpRoute("GET", _PATH, self._query)]
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` once started on its own, else empty."""
-        return self._http.url if self._http is not None else ""
-
-    def start(self, port: int = 0) -> str:
-        """Serve on its own server; return the endpoint URL."""
-        if self._http is None:
-            self._http = JsonHttpServer(self.routes())
-        return self._http.start(port)
-
-    def stop(self) -> None:
-        """Stop its own server (state is kept)."""
-        if self._http is not None:
-            self._http.stop()
 
     def _query(self, match: re.Match[str], query: Query, body: bytes) -> str:
         project = self.projects.resolve(match["project"], sandbox=self.sandbox,

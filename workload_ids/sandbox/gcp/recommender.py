@@ -33,8 +33,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..common.clock import Clock
-from ..common.served import Served
-from .resourcemanager import HttpRoute, JsonHttpServer, ProjectRegistry, Query, RpcError, rfc3339
+from .resourcemanager import (
+    HttpRoute,
+    JsonHttpServer,
+    ProjectRegistry,
+    Query,
+    RoutedEmulator,
+    RpcError,
+    rfc3339,
+)
 
 INSIGHT_TYPE = "google.iam.policy.Insight"
 OBSERVATION_DAYS = 90
@@ -60,7 +67,7 @@ class _Insight:
     refreshed: float
 
 
-class RecommenderEmulator(Served):
+class RecommenderEmulator(RoutedEmulator):
     """Policy insights over REST (see the module docstring)."""
 
     def __init__(self, *, projects: ProjectRegistry | None = None, sandbox: bool = False,
@@ -92,22 +99,6 @@ class RecommenderEmulator(Served):
     def routes(self) -> list[HttpRoute]:
         """The routes this API answers (served on the Resource Manager emulator's server)."""
         return [HttpRoute("GET", _ONE, self._get), HttpRoute("GET", _LIST, self._list)]
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` once started on its own, else empty."""
-        return self._http.url if self._http is not None else ""
-
-    def start(self, port: int = 0) -> str:
-        """Serve on its own server; return the endpoint URL."""
-        if self._http is None:
-            self._http = JsonHttpServer(self.routes())
-        return self._http.start(port)
-
-    def stop(self) -> None:
-        """Stop its own server (state is kept)."""
-        if self._http is not None:
-            self._http.stop()
 
     # --- serving -----------------------------------------------------------------------
 

@@ -273,6 +273,33 @@ class JsonHttpServer(HttpServer):
                          thread_name="gcp-emulator-http")
 
 
+class RoutedEmulator(Served):
+    """A REST API whose routes another emulator's server may serve (``routes()``), or that
+    serves them on a server of its own (``start``). Subclasses set ``self._http = None``."""
+
+    _http: JsonHttpServer | None
+
+    def routes(self) -> list[HttpRoute]:
+        """The routes this API answers."""
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` once started on its own, else empty."""
+        return self._http.url if self._http is not None else ""
+
+    def start(self, port: int = 0) -> str:
+        """Serve on its own server; return the endpoint URL."""
+        if self._http is None:
+            self._http = JsonHttpServer(self.routes())
+        return self._http.start(port)
+
+    def stop(self) -> None:
+        """Stop its own server (state is kept)."""
+        if self._http is not None:
+            self._http.stop()
+
+
 def parse_json_request(body: bytes, message: object) -> None:
     """Parse a JSON request body into the protobuf ``message``; INVALID_ARGUMENT if it is not."""
     try:
