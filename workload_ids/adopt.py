@@ -36,7 +36,7 @@ from . import clock
 from .audit import auditor_for
 from .calls import CallSeam
 from .clouds import Clouds
-from .compile import ADOPTED_ROLE, template_grants
+from .compile import ADOPTED_ACCOUNT, ADOPTED_ROLE, template_grants
 from .config import Config
 from .errors import ConflictError, Diagnostic, GuardrailError, InputErrors, UserError, one_line
 from .escalation import is_escalation
@@ -102,8 +102,6 @@ class AdoptReport:
                             "apiCalls": self.calls}}
 
 
-_GCP_ACCOUNT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]@(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])"
-                          r"\.iam\.gserviceaccount\.com")
 _AZURE_IDENTITY = re.compile(r"/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})/resourceGroups/[^/]+/"
                              r"providers/Microsoft\.ManagedIdentity/userAssignedIdentities/[^/]+",
                              re.IGNORECASE)
@@ -119,7 +117,7 @@ def _target_of(identity: str) -> tuple[str, str]:
     m = ADOPTED_ROLE.fullmatch(identity)
     if m is not None:
         return "aws", m["account"]
-    m = _GCP_ACCOUNT.fullmatch(identity)
+    m = ADOPTED_ACCOUNT.fullmatch(identity)
     if m is not None:
         return "gcp", m["project"]
     m = _AZURE_IDENTITY.fullmatch(identity)

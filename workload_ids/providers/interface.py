@@ -197,6 +197,22 @@ class AdoptionBackend(Protocol):
         (ConflictError) one that changed since ``held`` was read or already carries a marker."""
 
 
+def unchanged_since_proof(now: HeldIdentity | None, held: HeldIdentity, noun: str, what: str) -> None:
+    """``adopt --apply``'s last check before it marks ``held``: read again (``now``), it is
+    the same identity (its immutable id), still unmarked, and holds what the proof read
+    (``what`` names that in the cloud's words). ConflictError otherwise."""
+    from ..errors import ConflictError
+    if now is None or now.immutable_id != held.immutable_id:
+        raise ConflictError(f"{noun} {held.address} changed (deleted or re-created) since it was read",
+                            "rerun `workload-ids adopt`; nothing was marked")
+    if now.marker is not None:
+        raise ConflictError(f"{noun} {held.address} already carries a workload-ids marker",
+                            "nothing was marked; see `workload-ids inventory` for whose it is")
+    if now.trust != held.trust or now.policies != held.policies:
+        raise ConflictError(f"{noun} {held.address} changed {what} since it was read",
+                            "rerun `workload-ids adopt` to prove the manifest again; nothing was marked")
+
+
 class KeyBackend(Protocol):
     """The credential operations of key-mode identities (the workflow is :mod:`workload_ids.keys`)."""
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...calls import NOT_FOUND, SeamClient
-from ...errors import CloudError, ConflictError
+from ...errors import CloudError
 from ...model import (
     TAG_MAC,
     CompiledWorkload,
@@ -27,7 +27,7 @@ from ...model import (
     ServiceTrust,
     Trust,
 )
-from ..interface import AdoptionBackend
+from ..interface import AdoptionBackend, unchanged_since_proof
 from . import render
 from .clients import AwsClients, call, check_account, pages, tags_of
 
@@ -286,16 +286,8 @@ class AwsAdoption(AdoptionBackend):
     def mark(self, held: HeldIdentity, marker: Marker) -> None:
         """Tag the marker and its MAC in one call, after reading the role again: the
         same role (its immutable id) and still without a marker."""
-        now = self.read(held.target, held.address)
-        if now is None or now.immutable_id != held.immutable_id:
-            raise ConflictError(f"role {held.address} changed (deleted or re-created) since it was read",
-                                "rerun `workload-ids adopt`; nothing was marked")
-        if now.marker is not None:
-            raise ConflictError(f"role {held.address} already carries a workload-ids marker",
-                                "nothing was marked; see `workload-ids inventory` for whose it is")
-        if now.trust != held.trust or now.policies != held.policies:
-            raise ConflictError(f"role {held.address} changed its trust or policies since it was read",
-                                "rerun `workload-ids adopt` to prove the manifest again; nothing was marked")
+        unchanged_since_proof(self.read(held.target, held.address), held, "role",
+                              "its trust or policies")
         iam = self.clients.client(held.target, "iam")
         mac = self.clients.marker_mac(held.target, held.name, held.immutable_id, marker)
         tags = {**marker.as_tags(), TAG_MAC: mac}

@@ -32,7 +32,7 @@ from ...model import (
 )
 from ...resources import parse_resource
 from ...trust import issuer_allowed
-from ..interface import AdoptionBackend
+from ..interface import AdoptionBackend, unchanged_since_proof
 from . import render
 from .clients import AzureClients
 from .roles import AzureGrants, role_guid
@@ -255,17 +255,8 @@ class AzureAdoption(AdoptionBackend):
         """Write the marker tags and their MAC (bound to the principal id) in one PUT,
         after reading the identity again: the same identity (its principal id), still
         without a marker, holding what it held when the manifest was proven."""
-        now = self.read(held.target, held.address)
-        if now is None or now.immutable_id != held.immutable_id:
-            raise ConflictError(f"managed identity {held.address} changed (deleted or re-created) since "
-                                "it was read", "rerun `workload-ids adopt`; nothing was marked")
-        if now.marker is not None:
-            raise ConflictError(f"managed identity {held.address} already carries a workload-ids marker",
-                                "nothing was marked; see `workload-ids inventory` for whose it is")
-        if now.trust != held.trust or now.policies != held.policies:
-            raise ConflictError(f"managed identity {held.address} changed its federated credentials or "
-                                "role assignments since it was read",
-                                "rerun `workload-ids adopt` to prove the manifest again; nothing was marked")
+        unchanged_since_proof(self.read(held.target, held.address), held, "managed identity",
+                              "its federated credentials or role assignments")
         group = held.settings["resourceGroup"]
         identity = self.identities.identity(held.target, group, held.name)
         if identity is None or str(identity.principal_id or "") != held.immutable_id:

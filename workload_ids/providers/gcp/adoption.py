@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 
 from ...config import Config
-from ...errors import ConflictError
 from ...model import CompiledWorkload, GithubTrust, HeldIdentity, HeldPermissions, Marker, Trust
-from ..interface import AdoptionBackend
+from ..interface import AdoptionBackend, unchanged_since_proof
 from . import render
 from .clients import GcpClients
 from .holdings import (
@@ -149,17 +148,8 @@ class GcpAdoption(AdoptionBackend):
     def mark(self, held: HeldIdentity, marker: Marker) -> None:
         """Write the marker and its MAC (over the email and unique id) into the description,
         after reading the account again: the same account, still unmarked, holding the same."""
-        now = self.read(held.target, held.address)
-        if now is None or now.immutable_id != held.immutable_id:
-            raise ConflictError(f"service account {held.address} changed (deleted or re-created) since "
-                                "it was read", "rerun `workload-ids adopt`; nothing was marked")
-        if now.marker is not None:
-            raise ConflictError(f"service account {held.address} already carries a workload-ids marker",
-                                "nothing was marked; see `workload-ids inventory` for whose it is")
-        if now.trust != held.trust or now.policies != held.policies:
-            raise ConflictError(f"service account {held.address} changed who may act as it or what it "
-                                "holds since it was read",
-                                "rerun `workload-ids adopt` to prove the manifest again; nothing was marked")
+        unchanged_since_proof(self.read(held.target, held.address), held, "service account",
+                              "who may act as it or what it holds")
         description = self.identities.marked_description(held.target, held.address, held.immutable_id,
                                                          marker)
         self.clients.iam.patch_service_account(request={
