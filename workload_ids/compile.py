@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -200,22 +201,22 @@ ADOPTED_AZURE = re.compile(r"/subscriptions/(?P<subscription>[0-9a-fA-F-]{36})/r
                            r"userAssignedIdentities/(?P<name>[a-zA-Z0-9][a-zA-Z0-9_-]{2,127})", re.IGNORECASE)
 
 
-def _adopted_azure_problems(lw: LoadedWorkload, where: Position) -> list[Diagnostic]:
+def _adopted_azure_problems(lw: LoadedWorkload, where: Callable[[], Position]) -> list[Diagnostic]:
     spec = lw.workload.spec
     m = ADOPTED_AZURE.fullmatch(spec.adopted or "")
     if m is None:
-        return [Diagnostic(where, f"spec.adopted {spec.adopted!r} is not a user-assigned managed "
+        return [Diagnostic(where(), f"spec.adopted {spec.adopted!r} is not a user-assigned managed "
                                   "identity's resource id; write it as `workload-ids adopt` does: "
                                   "/subscriptions/SUB/resourceGroups/GROUP/providers/"
                                   "Microsoft.ManagedIdentity/userAssignedIdentities/NAME")]
     assert spec.azure is not None  # _target_problems checked it first
     if m["subscription"].lower() != spec.azure.subscription.lower() or \
             m["group"].lower() != spec.azure.resourceGroup.lower():
-        return [Diagnostic(where, f"spec.adopted is an identity of subscription {m['subscription']}, "
+        return [Diagnostic(where(), f"spec.adopted is an identity of subscription {m['subscription']}, "
                                   f"resource group {m['group']}, but spec.azure names "
                                   f"{spec.azure.subscription}, {spec.azure.resourceGroup}; they must match")]
     if spec.credentials.mode == "key":
-        return [Diagnostic(where, "spec.adopted names a managed identity, which holds no key: use "
+        return [Diagnostic(where(), "spec.adopted names a managed identity, which holds no key: use "
                                   "mode: keyless")]
     return []
 
@@ -225,24 +226,26 @@ def _adopted_problems(lw: LoadedWorkload) -> list[Diagnostic]:
     spec = lw.workload.spec
     if spec.adopted is None:
         return []
-    where = lw.position("spec", "adopted")
+
+    def where() -> Position:  # for a message only: it parses the manifest again
+        return lw.position("spec", "adopted")
     if spec.provider == "gcp":
         return _adopted_gcp_problems(lw, where)
     if spec.provider == "azure":
         return _adopted_azure_problems(lw, where)
     if spec.provider != "aws":
-        return [Diagnostic(where, f"spec.adopted is supported for aws, gcp and azure workloads only, "
+        return [Diagnostic(where(), f"spec.adopted is supported for aws, gcp and azure workloads only, "
                                   f"not {spec.provider}; remove it")]
     m = ADOPTED_ROLE.fullmatch(spec.adopted)
     if m is None:
-        return [Diagnostic(where, f"spec.adopted {spec.adopted!r} is not an IAM role ARN; write "
+        return [Diagnostic(where(), f"spec.adopted {spec.adopted!r} is not an IAM role ARN; write "
                                   "the role's ARN as `workload-ids adopt` does, e.g. "
                                   "arn:aws:iam::123456789012:role/NAME")]
     if m["account"] != lw.workload.target():
-        return [Diagnostic(where, f"spec.adopted is a role of account {m['account']}, but "
+        return [Diagnostic(where(), f"spec.adopted is a role of account {m['account']}, but "
                                   f"spec.aws.account is {lw.workload.target()}; they must match")]
     if spec.credentials.mode == "key":
-        return [Diagnostic(where, "spec.adopted names a role, which holds no key: use mode: keyless")]
+        return [Diagnostic(where(), "spec.adopted names a role, which holds no key: use mode: keyless")]
     return []
 
 
@@ -251,19 +254,19 @@ ADOPTED_ACCOUNT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]@(?P<project>[a-z][a-
                              r"\.iam\.gserviceaccount\.com")
 
 
-def _adopted_gcp_problems(lw: LoadedWorkload, where: Position | None) -> list[Diagnostic]:
+def _adopted_gcp_problems(lw: LoadedWorkload, where: Callable[[], Position]) -> list[Diagnostic]:
     spec = lw.workload.spec
     assert spec.adopted is not None
     m = ADOPTED_ACCOUNT.fullmatch(spec.adopted)
     if m is None:
-        return [Diagnostic(where, f"spec.adopted {spec.adopted!r} is not a service account's email; "
+        return [Diagnostic(where(), f"spec.adopted {spec.adopted!r} is not a service account's email; "
                                   "write it as `workload-ids adopt` does, e.g. "
                                   "legacy-deployer@acme-prod.iam.gserviceaccount.com")]
     if m["project"] != lw.workload.target():
-        return [Diagnostic(where, f"spec.adopted is a service account of project {m['project']}, but "
+        return [Diagnostic(where(), f"spec.adopted is a service account of project {m['project']}, but "
                                   f"spec.gcp.project is {lw.workload.target()}; they must match")]
     if spec.credentials.mode == "key":
-        return [Diagnostic(where, "spec.adopted service accounts are adopted keyless only: use mode: "
+        return [Diagnostic(where(), "spec.adopted service accounts are adopted keyless only: use mode: "
                                   "keyless (their keys stay theirs)")]
     return []
 
@@ -394,17 +397,19 @@ def _attachment_problems(lw: LoadedWorkload, config: Config) -> list[Diagnostic]
                                       "can be attached only to a site of its own subscription here; "
                                       "declare the workload in that subscription, or correct the id"))
         for d, deployer in enumerate(att.deployers):
-            where = lw.position(*at, "deployers", d)
             if provider == "aws":
                 continue  # refused as a whole below, with the statement to write instead
+            where = (*at, "deployers", d)
             if provider == "gcp" and not _GCP_MEMBER.fullmatch(deployer):
-                out.append(Diagnostic(where, f"deployer {deployer!r} is not a GCP member: write "
-                                             "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, "
-                                             "user:EMAIL or group:EMAIL"))
+                out.append(Diagnostic(lw.position(*where),
+                                      f"deployer {deployer!r} is not a GCP member: write "
+                                      "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, "
+                                      "user:EMAIL or group:EMAIL"))
             if provider == "azure" and not _ENTRA_ID.fullmatch(deployer):
-                out.append(Diagnostic(where, f"deployer {deployer!r} is not an Entra object id: write "
-                                             "the object id (a GUID) of the user, group or service "
-                                             "principal that deploys the site"))
+                out.append(Diagnostic(lw.position(*where),
+                                      f"deployer {deployer!r} is not an Entra object id: write "
+                                      "the object id (a GUID) of the user, group or service "
+                                      "principal that deploys the site"))
         if provider == "aws" and att.deployers:
             out.append(Diagnostic(lw.position(*at, "deployers", key=True),
                                   _aws_deployers(lw, att.kind, config)))

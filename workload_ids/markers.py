@@ -15,6 +15,7 @@ approved the move (``guardrails.approvedTransfers``) or cleanup made it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -123,28 +124,50 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile(out)
 
 
-def _base(absolute: Path, config: Config) -> Path:
+@functools.lru_cache(maxsize=1024)
+def _base_of_folder(folder: str, config_base: str, has_config: bool) -> Path:
     """What sources are relative to: the config's folder when the manifest is inside it;
     else the manifest's git work tree (a config kept outside the repository, as CI should,
     or none at all: the source must not depend on where either sits or the command runs);
-    else the config's folder (or the working directory) after all."""
-    base = config.base.resolve()
-    if config.path is not None and absolute.is_relative_to(base):
+    else the config's folder (or the working directory) after all. Per folder, not per
+    manifest."""
+    base = Path(config_base).resolve()
+    absolute = Path(folder)
+    if has_config and absolute.is_relative_to(base):
         return base
-    for folder in absolute.parents:
-        if (folder / ".git").exists():
-            return folder
+    for parent in (absolute, *absolute.parents):
+        if (parent / ".git").exists():
+            return parent
     return base
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def forget_folders() -> None:
+    """Drop the folders resolved so far: each run sees the file system as it is."""
+    _base_of_folder.cache_clear()
+    _real_folder.cache_clear()
+
+
+def _resolved(path: str) -> str:
+    """``os.path.realpath(path)``, resolving each folder once per run (a fleet's thousands
+    of manifests share a few folders)."""
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(_real_folder(folder), name)
 
 
 def relative_path(path: str, config: Config) -> str:
     """The manifest's path relative to the config's folder, ``/``-separated."""
-    absolute = Path(path).resolve()
-    base = _base(absolute, config)
-    try:
-        return absolute.relative_to(base).as_posix()
-    except ValueError:
-        return Path(os.path.relpath(absolute, base)).as_posix()
+    absolute = _resolved(path)
+    base = str(_base_of_folder(os.path.dirname(absolute), str(config.base), config.path is not None))
+    if absolute.startswith(base.rstrip(os.sep) + os.sep):
+        return Path(absolute[len(base.rstrip(os.sep)) + 1:]).as_posix()
+    return Path(os.path.relpath(absolute, base)).as_posix()
 
 
 def teams_of(rel: str, config: Config) -> list[str]:

@@ -369,7 +369,9 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
     from .markers import source_move_approved
     from .provenance import recorded_owner, recorded_source, transfer_believed
     w = desired.workload
-    where = w.source.position("metadata", "owner")
+
+    def where() -> object:  # looked up for a message only: it parses the manifest again
+        return w.source.position("metadata", "owner")
     recorded = recorded_owner(config, seen)
     if seen.unauthenticated and not seen.misplaced:
         # At our location and naming, but its marker proves nothing (made before markers
@@ -381,7 +383,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
         if bound and bound != want_source and not source_move_approved(
                 config, w.label, owner, w.marker.owner, bound, want_source):
             raise ConflictError(
-                f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+                f"{where()}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
                 f"owner {owner} and is declared by {bound} (the audit log records it; the identity's "
                 f"marker is not authenticated), but this manifest is {want_source} (owner "
                 f"{w.marker.owner}); apply does not move an identity to another source, so nothing "
@@ -393,7 +395,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
         if recorded is None or recorded == w.marker.owner or transfer_believed(config, seen, w.marker.owner):
             return
         raise ConflictError(
-            f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+            f"{where()}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
             f"owner {recorded}, and this manifest says owner {w.marker.owner} (the audit log records "
             f"{recorded}; the identity's marker is not authenticated); nothing was changed",
             f"if {recorded} hands it over, add guardrails.approvedTransfers: [{{workload: {w.label}, "
@@ -415,7 +417,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
         return
     if not source_ok:
         raise ConflictError(
-            f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+            f"{where()}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
             f"owner {current} and is declared by {have_source}, but this manifest is "
             f"{want_source} (owner {wanted}); apply does not move an identity to another source, "
             "so nothing was changed",
@@ -425,7 +427,7 @@ def _refuse_takeover(desired: DesiredIdentity, seen: ObservedIdentity | None, co
             "reason: ...}] to workload-ids.yaml and you rerun (declare the team under `teams:` to "
             "let it move its own files)")
     raise ConflictError(
-        f"{where}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
+        f"{where()}: {w.label}: {w.provider} identity {desired.name} in {w.target} belongs to "
         f"owner {current}, and this manifest says owner {wanted}; apply does not change an "
         "identity's owner, so nothing was changed",
         f"if this is another workload, give it its own metadata.name; if {current} hands it "

@@ -154,6 +154,8 @@ def validate(paths: Iterable[str | Path], config: Config, *, skip_non_manifests:
 
 def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: bool,
               on_target: Callable[[str, str], None] | None) -> Validation:
+    from .markers import forget_folders
+    forget_folders()
     templates = load_templates(config.template_dirs(), config.catalog_extra())
     result = load_workloads(path_list, skip_non_manifests=skip_non_manifests)
     diagnostics = [*result.diagnostics, *templates.warnings]

@@ -7,7 +7,7 @@ validation error anywhere can be reported as ``FILE:LINE:COLUMN``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -24,14 +24,23 @@ class Document:
     """One YAML document: its value, and its node tree for positions on demand.
 
     Positions are looked up only when a message needs one, by walking the node tree
-    along the path: loading a thousand manifests should not pay for a table of every
-    node's position.
+    along the path. The tree is composed again from the text then, not kept from the
+    load: a fleet's ten thousand manifests would hold half a million nodes alive for
+    the garbage collector to walk again and again, for the few messages that need one.
     """
 
     path: str
     index: int
     value: Any
-    node: yaml.Node | None = None
+    text: str | None = field(default=None, repr=False)
+    _node: yaml.Node | None = field(default=None, repr=False)
+
+    @property
+    def node(self) -> yaml.Node | None:
+        """The document's node tree (composed from the text on first use)."""
+        if self._node is None and self.text is not None:
+            self._node = _compose(self.text, self.index)
+        return self._node
 
     def _walk(self, loc: tuple[Any, ...]) -> tuple[list[yaml.Node], list[yaml.Node | None]]:
         """Nodes along ``loc`` (skipping parts that name no node), and their key nodes."""
@@ -184,10 +193,8 @@ def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnosti
             index = 0
             while loader.check_node():
                 node = loader.get_node()
-                doc = Document(path=path, index=index, value=None, node=node)
-                if node is not None:
-                    doc.value = _construct(node)
-                docs.append(doc)
+                docs.append(Document(path=path, index=index,
+                                     value=None if node is None else _construct(node), text=text))
                 index += 1
         finally:
             loader.dispose()
@@ -207,6 +214,21 @@ def load_documents(path: str, text: str) -> tuple[list[Document], list[Diagnosti
     except yaml.YAMLError as exc:  # pragma: no cover - unmarked errors are rare
         return docs, [Diagnostic(Position(path), f"invalid YAML: {exc}")]
     return docs, []
+
+
+def _compose(text: str, index: int) -> yaml.Node | None:
+    """The node tree of document ``index`` of ``text`` (text that loaded before)."""
+    loader = _Loader(text)
+    try:
+        at = 0
+        while loader.check_node():
+            node = loader.get_node()
+            if at == index:
+                return node  # type: ignore[no-any-return]
+            at += 1
+    finally:
+        loader.dispose()
+    return None  # pragma: no cover - the text loaded with this document before
 
 
 def _reader_position(path: str, text: str, exc: yaml.reader.ReaderError) -> Position:

@@ -9,9 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore import parsers
+from botocore import handlers, parsers
 
-from workload_ids.providers.aws.fastxml import FAST_SHAPES, FastQueryParser, FastResponseParserFactory
+from workload_ids.providers.aws.fastxml import FAST_SHAPES, FastQueryParser, install
 
 DOC = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]})
@@ -37,9 +37,13 @@ def _snake(name: str) -> str:
 
 
 def _both(client: Any, operation: str, body: bytes) -> tuple[Any, Any]:
+    """botocore's answer (its parser, then its after-call handler decoding policy
+    documents) and ours."""
     shape = client.meta.service_model.operation_model(operation).output_shape
     response = {"body": body, "headers": {}, "status_code": 200}
-    return parsers.QueryParser().parse(response, shape), FastQueryParser().parse(response, shape)
+    slow = parsers.QueryParser().parse(response, shape)
+    handlers._decode_policy_types(slow, shape)
+    return slow, FastQueryParser().parse(response, shape)
 
 
 @pytest.fixture
@@ -83,6 +87,10 @@ def test_compiled_reader_equals_botocore(iam: Any, operation: str, params: dict[
         assert roles["wid_prod_r2"]["InstanceProfileList"][0]["InstanceProfileName"] == "ip"
         assert roles["wid_prod_r1"]["PermissionsBoundary"]["PermissionsBoundaryArn"].endswith("/managed")
         assert fast["UserDetailList"][0]["GroupList"] == ["g"]
+        assert roles["wid_prod_r0"]["AssumeRolePolicyDocument"] == json.loads(TRUST)
+        assert roles["wid_prod_r0"]["RolePolicyList"][0]["PolicyDocument"] == json.loads(DOC)
+        created = roles["wid_prod_r0"]["CreateDate"]
+        assert created.tzinfo is not None and created.utcoffset().total_seconds() == 0
 
 
 def test_other_answers_use_botocore(iam: Any) -> None:
@@ -93,11 +101,34 @@ def test_other_answers_use_botocore(iam: Any) -> None:
 
 
 def test_clients_of_a_session_use_it(iam: Any) -> None:
+    """install() swaps the parser and drops botocore's policy-decoding handler (the parser
+    decodes): every IAM answer, read the fast way or not, equals plain boto3's."""
     session = boto3.session.Session(region_name="us-east-1")
-    session._session.register_component("response_parser_factory", FastResponseParserFactory())
+    install(session._session)
     client = session.client("iam")
     plain = boto3.client("iam", region_name="us-east-1")
-    assert client.get_account_authorization_details(Filter=["Role", "User"])["RoleDetailList"] == \
-        plain.get_account_authorization_details(Filter=["Role", "User"])["RoleDetailList"]
-    endpoint_factory = client._endpoint._response_parser_factory
-    assert isinstance(endpoint_factory, FastResponseParserFactory)
+    for operation, params in [("get_account_authorization_details", {"Filter": ["Role", "User"]}),
+                              ("list_roles", {}), ("get_role", {"RoleName": "wid_prod_r0"}),
+                              ("get_role_policy", {"RoleName": "wid_prod_r0", "PolicyName": "workload-ids"}),
+                              ("list_users", {})]:
+        ours, theirs = getattr(client, operation)(**params), getattr(plain, operation)(**params)
+        ours.pop("ResponseMetadata")
+        theirs.pop("ResponseMetadata")
+        assert ours == theirs, operation
+    assert client.get_role(RoleName="wid_prod_r0")["Role"]["AssumeRolePolicyDocument"] == json.loads(TRUST)
+    assert client.get_role_policy(RoleName="wid_prod_r0", PolicyName="workload-ids")["PolicyDocument"] \
+        == json.loads(DOC)
+    assert type(client._endpoint._response_parser_factory).__name__ == "FastResponseParserFactory"
+
+
+def test_timestamps_read_as_botocore_reads_them() -> None:
+    """The ISO 8601 fast path gives botocore's datetime; other forms go to botocore."""
+    from botocore.utils import parse_timestamp
+    converter = FastQueryParser()._compile(
+        boto3.client("iam", region_name="us-east-1").meta.service_model.shape_for("dateType"), {})
+    from xml.etree.ElementTree import Element  # nosec B405 - building a node, not parsing
+    for text in ["2026-12-03T10:00:00Z", "2026-12-03T10:00:00.1Z", "2026-12-03T10:00:00.123456Z",
+                 "2026-12-03T10:00:00.1234567Z", "2026-12-03T10:00:00+02:00", "1764756000"]:
+        node = Element("CreateDate")
+        node.text = text
+        assert converter(node) == parse_timestamp(text), text

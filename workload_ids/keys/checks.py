@@ -9,7 +9,7 @@ from datetime import timedelta
 from ..compile import PLACEHOLDER
 from ..config import Config
 from ..durations import format_duration
-from ..errors import Diagnostic
+from ..errors import Diagnostic, Position
 from ..model import CompiledWorkload
 
 _SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
@@ -24,30 +24,34 @@ def key_mode_checks(workload: CompiledWorkload, config: Config) -> list[Diagnost
     pattern = config.credentials.secretName
     known = {"environment", "name", "owner", "provider", "target"}
     unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(pattern)} - known)
-    where = config.position("credentials.secretName") or lw.position("spec", "credentials")
+
+    def where() -> Position:
+        return config.position("credentials.secretName") or lw.position("spec", "credentials")
     if unknown:
-        out.append(Diagnostic(where, f"secret name pattern {pattern!r} does not resolve: unknown "
+        out.append(Diagnostic(where(), f"secret name pattern {pattern!r} does not resolve: unknown "
                                      f"placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
                                      f"use {', '.join('{' + k + '}' for k in sorted(known))}"))
     else:
         name = workload.secret_name
         if not _SECRET_NAME.fullmatch(name):
-            out.append(Diagnostic(where, f"secret name {name!r} (from {pattern!r}) is not a valid "
+            out.append(Diagnostic(where(), f"secret name {name!r} (from {pattern!r}) is not a valid "
                                          "secret name: letters, digits and /_+=.@- only"))
     policy = workload.rotation_policy
     assert policy is not None  # compiled for every key-mode workload
-    rotation_at = lw.position("spec", "credentials", "rotation") if \
-        "rotation" in lw.declared else lw.position("spec", "credentials", "mode")
+
+    def rotation_at() -> Position:  # for a message only: it parses the manifest again
+        return lw.position("spec", "credentials", "rotation") if \
+            "rotation" in lw.declared else lw.position("spec", "credentials", "mode")
     if policy.overlap >= policy.max_age:
-        out.append(Diagnostic(rotation_at, f"overlap ({format_duration(policy.overlap)}) must be "
+        out.append(Diagnostic(rotation_at(), f"overlap ({format_duration(policy.overlap)}) must be "
                                            f"shorter than maxAge ({format_duration(policy.max_age)})"))
     elif policy.overlap + policy.grace >= policy.max_age:
-        out.append(Diagnostic(rotation_at, f"overlap + grace ({format_duration(policy.overlap)} + "
+        out.append(Diagnostic(rotation_at(), f"overlap + grace ({format_duration(policy.overlap)} + "
                                            f"{format_duration(policy.grace)}) must be shorter than "
                                            f"maxAge ({format_duration(policy.max_age)}), or the old "
                                            "key would still exist when the next rotation is due"))
     if policy.max_age < timedelta(hours=1):
-        out.append(Diagnostic(rotation_at, "maxAge must be at least 1h"))
+        out.append(Diagnostic(rotation_at(), "maxAge must be at least 1h"))
     return out
 
 

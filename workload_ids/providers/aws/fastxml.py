@@ -8,22 +8,39 @@ once into small closures that walk the element tree straight. The result is the 
 dict botocore builds (tests compare the two on real answers); any shape feature these
 closures do not handle (maps, flattened lists, XML attributes, header locations) makes
 that operation fall back to botocore's own parser. Everything else about the call
-(signing, HTTP, retries through our seam, botocore's after-call handlers) is unchanged.
+(signing, HTTP, retries through our seam) is unchanged.
+
+Two of botocore's per-value steps are done here too, where the shape is known: IAM's
+policy documents (URL-encoded JSON) are decoded as they are read, instead of by
+botocore's after-call handler walking the whole answer again for them; and ISO 8601
+timestamps in the form IAM writes them are read with ``datetime.fromisoformat``
+(dateutil's general parser took a third of a fleet read). Both give what botocore gives.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element  # a type only; botocore parses the XML  # nosec B405
 
-from botocore import parsers
+from botocore import handlers, parsers
+from botocore import utils as botocore_utils
 from botocore.model import Shape
 
 # Output shapes read the fast way; every other answer goes through botocore's parser.
 FAST_SHAPES = frozenset({"GetAccountAuthorizationDetailsResponse", "ListRolesResponse"})
 
 Converter = Callable[[Element], Any]
+
+# IAM's policy documents: botocore decodes members of this shape (handlers.json_decode_policies).
+POLICY_DOCUMENT = "policyDocumentType"
+# The timestamps IAM writes (UTC, at most microseconds); others go to botocore's parser.
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+_UTC = botocore_utils.tzutc()  # type: ignore[attr-defined]  # botocore's (dateutil's) UTC
+# botocore's walk over an answer for policy documents (private; its stubs leave it out).
+_decode_policy_types: Callable[[Any, Shape], None] = handlers._decode_policy_types  # type: ignore[attr-defined]
 
 
 class _Unsupported(Exception):
@@ -48,7 +65,10 @@ class FastQueryParser(parsers.QueryParser):
         base: Any = super()
         converter = self._converter(shape) if shape is not None and shape.name in FAST_SHAPES else None
         if converter is None or shape is None:
-            return dict(base._do_parse(response, shape))
+            parsed_slowly = dict(base._do_parse(response, shape))
+            if shape is not None:  # what the after-call handler install() removes did
+                _decode_policy_types(parsed_slowly, shape)
+            return parsed_slowly
         me: Any = self
         root = me._parse_xml_string_to_dom(response["body"])
         start = root
@@ -99,6 +119,8 @@ class FastQueryParser(parsers.QueryParser):
         if kind == "list":
             item = self._compile(shape.member, seen)  # type: ignore[attr-defined]
             return lambda node: [item(child) for child in node]
+        if kind == "string" and shape.name == POLICY_DOCUMENT:
+            return lambda node: handlers.decode_quoted_jsondoc(node.text or "")
         if kind in ("string", "character"):
             return lambda node: node.text or ""
         if kind in ("integer", "long"):
@@ -110,7 +132,13 @@ class FastQueryParser(parsers.QueryParser):
         me: Any = self
         if kind == "timestamp":
             timestamp = me._timestamp_parser
-            return lambda node: timestamp(node.text or "")
+
+            def read_timestamp(node: Element) -> Any:
+                text = node.text or ""
+                if _ISO_UTC.fullmatch(text):
+                    return datetime.fromisoformat(text[:-1]).replace(tzinfo=_UTC)
+                return timestamp(text)
+            return read_timestamp
         if kind == "blob":
             blob = me._blob_parser
             return lambda node: blob(node.text or "")
@@ -129,5 +157,7 @@ class FastResponseParserFactory(parsers.ResponseParserFactory):
 
 
 def install(botocore_session: Any) -> None:
-    """Make every client of ``botocore_session`` use the fast reader."""
+    """Make every client of ``botocore_session`` use the fast reader (which decodes IAM's
+    policy documents itself: botocore's handler for that would walk every answer again)."""
     botocore_session.register_component("response_parser_factory", FastResponseParserFactory())
+    botocore_session.unregister("after-call.iam", handlers.json_decode_policies)
