@@ -178,6 +178,29 @@ def _aws_environment(url: str) -> Any:
     return sandbox_environment(endpoint_url=url)
 
 
+# The moto server processes running, by URL: their CPU is the server's share of a run.
+_SERVER_PIDS: dict[str, int] = {}
+
+
+def server_cpu_seconds(url: str) -> float:
+    """CPU seconds the moto server process at ``url`` has used so far (user + system),
+    from /proc: what the local cloud itself spends answering, which no client change
+    can take off a run's wall time while it answers one request at a time."""
+    fields = Path(f"/proc/{_SERVER_PIDS[url]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def process_cpu() -> Iterator[Callable[[], float]]:
+    """CPU seconds this process used inside the block (all its threads)."""
+    started = time.process_time()
+    finished: list[float] = []
+    try:
+        yield lambda: (finished[0] if finished else time.process_time()) - started
+    finally:
+        finished.append(time.process_time())
+
+
 @contextmanager
 def moto_process_server() -> Iterator[str]:
     """The same, but moto runs in its own process (``python -m moto.server``), so its
@@ -194,6 +217,7 @@ def moto_process_server() -> Iterator[str]:
     with tempfile.NamedTemporaryFile(prefix="moto-server-", suffix=".log", delete=False) as log:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                  "-p", str(port)], stdout=subprocess.DEVNULL, stderr=log)
+        _SERVER_PIDS[url] = proc.pid
         keep_log = False
         try:
             deadline = time.monotonic() + 30
@@ -218,6 +242,7 @@ def moto_process_server() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            _SERVER_PIDS.pop(url, None)
             if not keep_log:
                 Path(log.name).unlink(missing_ok=True)
 

@@ -37,6 +37,8 @@ from _common import (
     Report,
     median,
     moto_process_server,
+    process_cpu,
+    server_cpu_seconds,
     stopwatch,
 )
 from _common import manifest_text as _manifest_text
@@ -157,19 +159,23 @@ def main() -> int:
         report.info(f"apply {total:,}: API calls", apply_calls, "calls")
         report.info(f"apply {total:,}: seconds (concurrency 8)", apply_seconds, "s", key=True)
 
-        times, calls, changes, gcs = [], [], [], []
+        times, calls, changes, gcs, ours, servers = [], [], [], [], [], []
         by_op: dict[str, int] = {}
         for i in range(args.runs):
             gc.collect()
-            with GcPauses() as pauses:
+            server_before = server_cpu_seconds(url)
+            with GcPauses() as pauses, process_cpu() as cpu:
                 plan, seam, seconds = fresh_plan(folder, config)
+            ours.append(cpu())
+            servers.append(server_cpu_seconds(url) - server_before)
             times.append(seconds)
             calls.append(seam.stats.total)
             changes.append(len(plan.changes))
             gcs.append(pauses.seconds)
             by_op = dict(sorted(seam.stats.calls.items()))
-            print(f"  run {i + 1}: {seconds:.2f} s ({pauses.seconds:.2f} s GC), "
-                  f"{seam.stats.total} calls, {len(plan.changes)} changes", flush=True)
+            print(f"  run {i + 1}: {seconds:.2f} s ({pauses.seconds:.2f} s GC), CPU: ours "
+                  f"{ours[-1]:.2f} s, moto's {servers[-1]:.2f} s; {seam.stats.total} calls, "
+                  f"{len(plan.changes)} changes", flush=True)
         report.at_most("no-op fleet plan: changes found (must be none)", max(changes), 0, "changes")
         report.at_most(f"no-op fleet plan of {total:,} in {len(accounts)} accounts: API calls",
                        max(calls), CALLS_TARGET, "calls")
@@ -177,6 +183,11 @@ def main() -> int:
                      SECONDS_TARGET, "s")
         report.info("no-op fleet plan: fastest run", min(times), "s")
         report.info("no-op fleet plan: of which GC pauses (median)", median(gcs), "s")
+        # The two processes' CPU: moto answers one request at a time (one interpreter), so
+        # its CPU is a floor under the wall time that no change of ours can lower.
+        report.info("no-op fleet plan: CPU of our process (median)", median(ours), "s", key=True)
+        report.info("no-op fleet plan: CPU of the moto server answering (median)", median(servers),
+                    "s", key=True)
         report.note("calls by operation: " + ", ".join(f"{k} {v}" for k, v in by_op.items()))
 
         # Where the time goes: the reads run on fan-out threads beside validation, so the
