@@ -101,3 +101,65 @@ def test_clients_of_a_session_use_it(iam: Any) -> None:
         plain.get_account_authorization_details(Filter=["Role", "User"])["RoleDetailList"]
     endpoint_factory = client._endpoint._response_parser_factory
     assert isinstance(endpoint_factory, FastResponseParserFactory)
+
+
+@pytest.mark.parametrize("text", [
+    "2026-12-03T15:45:00Z", "2026-12-03T15:45:00.5Z", "2026-12-03T15:45:00.123456Z",
+    "2026-12-03T15:45:00+00:00", "2026-12-03T15:45:00.1234567Z", "2026-12-03T15:45:00+02:00",
+    "2026-12-03T15:45:00", "Thu, 03 Dec 2026 15:45:00 GMT", "1796312700", "2026-02-30T00:00:00Z",
+])
+def test_timestamps_read_directly_are_the_instant_botocore_reads(text: str) -> None:
+    from botocore.utils import parse_timestamp
+
+    from workload_ids.providers.aws.fastxml import iso_timestamp
+    try:
+        expected = parse_timestamp(text)
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            iso_timestamp(text, parse_timestamp)
+        return
+    got = iso_timestamp(text, parse_timestamp)
+    assert got == expected
+    assert got.utcoffset() == expected.utcoffset()
+
+
+@pytest.mark.parametrize(("operation", "params"), [
+    ("GetAccountAuthorizationDetails", {}),
+    ("ListRoles", {"PathPrefix": "/workload-ids/"}),
+    ("GetRole", {"RoleName": "wid_prod_r0"}),
+    ("GetRolePolicy", {"RoleName": "wid_prod_r0", "PolicyName": "workload-ids"}),
+    ("GetUserPolicy", {"UserName": "wid_prod_u", "PolicyName": "workload-ids"}),
+    ("GetPolicyVersion", {"PolicyArn": "arn:aws:iam::123456789012:policy/managed", "VersionId": "v1"}),
+    ("ListUsers", {}),
+])
+def test_compiled_policy_decoder_equals_botocores(iam: Any, operation: str, params: dict[str, Any]) -> None:
+    """The after-call decoder that replaces botocore's decodes the same documents the same
+    way, on answers parsed by botocore's own parser."""
+    from botocore.handlers import json_decode_policies
+
+    from workload_ids.providers.aws.fastxml import decode_policies
+    [body] = _bodies(iam, operation, **params)
+    model = iam.meta.service_model.operation_model(operation)
+    response = {"body": body, "headers": {}, "status_code": 200}
+    theirs, ours = (parsers.QueryParser().parse(response, model.output_shape) for _ in range(2))
+    json_decode_policies(theirs, model)
+    decode_policies(ours, model)
+    assert ours == theirs
+    if operation != "ListUsers":
+        assert json.dumps(ours, default=str).count('"Statement"') >= 1  # something was decoded
+
+
+def test_an_installed_session_decodes_each_document_once_and_shares_no_dict(iam: Any) -> None:
+    from workload_ids.providers.aws import fastxml
+    session = boto3.session.Session(region_name="us-east-1")
+    fastxml.install(session._session)
+    client = session.client("iam")
+    plain = boto3.client("iam", region_name="us-east-1")
+    ours = client.get_account_authorization_details()
+    theirs = plain.get_account_authorization_details()
+    for key in ("RoleDetailList", "UserDetailList", "GroupDetailList", "Policies"):
+        assert ours[key] == theirs[key]
+    trusts = [r["AssumeRolePolicyDocument"] for r in ours["RoleDetailList"]]
+    assert trusts[0] == json.loads(TRUST)
+    assert len({id(t) for t in trusts}) == len(trusts)  # one text, a dict per role
+    assert client.get_role(RoleName="wid_prod_r0")["Role"]["AssumeRolePolicyDocument"] == json.loads(TRUST)
