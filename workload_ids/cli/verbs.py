@@ -450,8 +450,9 @@ def cmd_discover(args: argparse.Namespace, out: Output) -> int:
                       shard=None if shard is None else (shard.index, shard.count))
     from ..discover.document import to_document
     from ..discover.render import render_csv, render_table
+    from ..jsontext import dumps_indented
     if args.output == "json":
-        text = json.dumps(to_document(report), indent=2) + "\n"
+        text = dumps_indented(to_document(report)) + "\n"
     elif args.output == "csv":
         text = render_csv(report)
     elif args.output == "html":
@@ -496,6 +497,7 @@ def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
     from ..discover.merge import INVENTORY, merge
     from ..discover.render import render_table
     from ..errors import UserError
+    from ..jsontext import dumps_indented
     document = merge(args.files)
     if document["kind"] == INVENTORY and args.output != "json":
         if args.output == "html":
@@ -512,7 +514,7 @@ def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
     elif args.output == "table":
         text = render_table(from_document(document)) + "\n"
     else:
-        text = json.dumps(document, indent=2) + "\n"
+        text = dumps_indented(document) + "\n"
     if not args.out:
         out.out.write(text)
         return EXIT_OK
