@@ -448,11 +448,10 @@ def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     scopes = read_scopes(config, clouds, provider=args.provider, targets=args.target, shard=shard)
     report = discover(config, clouds, scopes.ordered(), service_linked=args.service_linked,
                       shard=None if shard is None else (shard.index, shard.count))
-    from ..discover.document import to_document
+    from ..discover.document import to_document, to_json_text
     from ..discover.render import render_csv, render_table
-    from ..jsontext import dumps_indented
     if args.output == "json":
-        text = dumps_indented(to_document(report)) + "\n"
+        text = to_json_text(report) + "\n"
     elif args.output == "csv":
         text = render_csv(report)
     elif args.output == "html":
