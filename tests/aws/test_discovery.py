@@ -505,3 +505,29 @@ def test_calls_per_account_do_not_grow_with_its_identities(aws: Any) -> None:
         "aws:iam.get_credential_report": 2,
         "aws:secretsmanager.get_secret_value": 1,  # only large holds marked roles
     }
+
+
+def test_the_owner_directory_changes_the_findings_of_the_owners_it_knows_gone(aws: Any) -> None:
+    """Identities are judged while other targets are still read, by the owner their tags
+    name; the directory then says who is gone, and those (only those) are judged again."""
+    (Path.cwd() / "owners.yaml").write_text("owners:\n  - {id: alice, kind: person, active: true}\n"
+                                            "  - {id: bob, kind: person, active: false, successor: alice}\n"
+                                            "  - {id: carol, kind: person, active: false}\n")
+    config = Path.cwd() / "workload-ids.yaml"
+    config.write_text(config.read_text() + "owners:\n  source: file\n  path: owners.yaml\n")
+    trust = _trust(_allow({"Service": "ec2.amazonaws.com"}))
+    for name, owner in (("kept", "alice"), ("moved", "bob"), ("orphan", "carol")):
+        aws.create_role(RoleName=name, AssumeRolePolicyDocument=trust, Tags=_tags(owner=owner))
+    code, doc, err = _discover()
+    assert code == 0, err
+    roles = _by_name(doc)
+    assert (roles["kept"]["owner"], roles["kept"]["ownerSource"]) == ("alice", "tag owner")
+    assert "no-owner" not in _codes(roles["kept"])
+    assert (roles["moved"]["owner"], roles["moved"]["ownerSource"]) == ("alice", "directory")
+    assert [f["message"] for f in roles["moved"]["findings"] if f["code"] == "no-owner"] == [
+        "owner bob (from tag owner): person bob is inactive (file); the directory names alice as successor"]
+    assert (roles["orphan"]["owner"], roles["orphan"]["ownerSource"]) == ("carol", "tag owner")
+    assert [f["message"] for f in roles["orphan"]["findings"] if f["code"] == "no-owner"] == [
+        "owner carol (from tag owner): person carol is inactive (file)"]
+    assert doc["counts"]["findings"]["no-owner"] >= 2
+    assert "notes" not in doc
