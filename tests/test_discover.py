@@ -317,4 +317,3 @@ def test_the_json_text_is_the_indented_document_byte_for_byte(doc: dict[str, Any
     from workload_ids.discover.document import to_json_text
     report = from_document(doc)
     assert to_json_text(report) == json.dumps(to_document(report), indent=2)
-
