@@ -19,6 +19,11 @@ are the API calls the server received while it ran, its wall time and peak RSS. 
 each tool reports every role and user of every account. c7n is installed on first run into
 `benchmarks/.venv-c7n`. Targets: at most 2 calls per account page of IAM's authorization
 details, and under 10 s.
+
+``--profile`` runs ours once more after the measured run, under cProfile with every
+thread profiled (the fan-out threads read and parse; the main thread judges and writes),
+prints the top entries and keeps the whole profile in ``benchmarks/.results/discover.prof``
+(``python -m pstats`` reads it). The measured figures come from the unprofiled run.
 """
 
 from __future__ import annotations
@@ -128,8 +133,37 @@ def ours_config(folder: Path, url: str) -> Path:
     return path
 
 
-def ours(url: str, folder: Path) -> tuple[Measurement, dict[str, int]]:
+# Runs the CLI with a cProfile per thread (threading.setprofile starts one in each new
+# thread), merged into argv[1] when it ends.
+_PROFILED = """
+import cProfile, pstats, sys, threading
+profiles, lock = [], threading.Lock()
+def _start(*_):
+    p = cProfile.Profile()
+    with lock:
+        profiles.append(p)
+    p.enable()
+threading.setprofile(_start)
+main = cProfile.Profile()
+profiles.append(main)
+from workload_ids.cli import main as cli
+main.enable()
+try:
+    code = cli(sys.argv[2:])
+finally:
+    stats = None
+    for p in profiles:
+        p.disable()
+        stats = pstats.Stats(p) if stats is None else stats.add(p)
+    stats.dump_stats(sys.argv[1])
+sys.exit(code)
+"""
+
+
+def ours(url: str, folder: Path, profile: Path | None = None) -> tuple[Measurement, dict[str, int]]:
     command = [WORKLOAD_IDS, "discover", "--output", "json", "--config", str(ours_config(folder, url))]
+    if profile is not None:
+        command = [sys.executable, "-c", _PROFILED, str(profile), *command[1:]]
     m = measure(command, aws_env(url), cwd=folder)
     found: dict[str, int] = {}
     try:
@@ -173,6 +207,8 @@ def main() -> int:
     parser.add_argument("--no-c7n", action="store_true", help="only ours")
     parser.add_argument("--small", action="store_true",
                         help="2 accounts of 30 roles (9 by hand) and 5 users: checks the script, not speed")
+    parser.add_argument("--profile", action="store_true",
+                        help="then run ours once more under cProfile (every thread) and print the top of it")
     args = parser.parse_args()
     if args.small:
         global ACCOUNTS, ROLES, HAND_MADE, USERS
@@ -215,6 +251,8 @@ def main() -> int:
                 {"bench": "discover_vs_custodian", "metric": f"{tool}: wall time, 10 accounts",
                  "value": m.seconds, "unit": "s", "target": "< 10" if tool == "ours" else "",
                  "ok": (m.seconds < 10) if tool == "ours" else None, "key": True}]
+        if args.profile:
+            _profile(server.url, Path(tmp), log)
     bench_json = os.environ.get("BENCH_JSON")
     if bench_json:
         Path(bench_json).write_text(json.dumps({"bench": "discover_vs_custodian", "ok": not problems,
@@ -222,6 +260,24 @@ def main() -> int:
     for p in problems:
         log(f"PROBLEM {p}")
     return 1 if problems else 0
+
+
+def _profile(url: str, folder: Path, log: Callable[[str], None]) -> None:
+    """Ours once more, profiled; the top of it printed, all of it kept."""
+    import io
+    import pstats
+    out = Path(__file__).resolve().parent / ".results" / "discover.prof"
+    out.parent.mkdir(exist_ok=True)
+    m, _ = ours(url, folder, profile=out)
+    log(f"\nours under cProfile (every thread; slower than unprofiled): {m.calls} calls, "
+        f"{m.seconds:.2f} s, {m.cpu_seconds:.2f} s CPU; exit {m.returncode}; profile in {out}")
+    if m.returncode != 0 or not out.exists():
+        log(m.stderr[-2000:])
+        return
+    for sort in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(str(out), stream=buf).strip_dirs().sort_stats(sort).print_stats(25)
+        log(buf.getvalue())
 
 
 if __name__ == "__main__":

@@ -59,3 +59,23 @@ def test_a_reader_that_goes_away_is_no_crash() -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.stdout.count("\n") == 1
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
+
+
+def test_the_collector_is_frozen_only_when_the_process_ends_with_the_command(tmp_path: Path) -> None:
+    """main() from the process's own command line freezes the collector as it returns
+    (shutdown then skips walking every object left); main(argv) from a program does not."""
+    import gc
+    import subprocess
+    import sys
+
+    from workload_ids.cli import main
+    missing = str(tmp_path / "nothing.yaml")
+    before = gc.get_freeze_count()
+    main(["validate", missing])
+    assert gc.get_freeze_count() == before
+    script = ("import gc, sys; from workload_ids.cli import main; "
+              f"sys.argv = ['workload-ids', 'validate', {missing!r}]; "
+              "main(); print(gc.get_freeze_count() > 0)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120, check=False)
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stderr

@@ -291,3 +291,29 @@ def test_trust_messages_say_who_and_why() -> None:
                           wildcard=True)).endswith("a subject pattern that admits more than one caller")
     assert said(Principal("aws-account", "999999999999", external=True)) == \
         "can be used from outside 123456789012: aws-account 999999999999"
+
+
+def _variants() -> list[dict[str, Any]]:
+    from support.discover_documents import document
+    plain = document()
+    sharded = document(shard={"index": 2, "count": 3})
+    noted = document()
+    noted["notes"] = ["owners are not checked against a directory", "é \u2028 \"quoted\""]
+    odd = document()
+    first = odd["identities"][0]
+    first["description"] = "naïve – \u2028 line\nbreak \\ back"
+    first["tags"] = {"zeta": "1", "Älpha": "ü", "": ""}
+    first["unread"] = ["one", "two é"]
+    first["grants"].append({"actions": [], "resources": ["*"], "source": "empty", "conditional": True})
+    empty = document()
+    empty.update(identities=[], targets=[])
+    return [plain, sharded, noted, odd, empty]
+
+
+@pytest.mark.parametrize("doc", _variants(), ids=["plain", "sharded", "notes", "odd-text", "empty"])
+def test_the_json_text_is_the_indented_document_byte_for_byte(doc: dict[str, Any]) -> None:
+    """discover --output json writes its text straight from the report: it must be what
+    json.dumps(to_document(report), indent=2) writes, every field of every kind."""
+    from workload_ids.discover.document import to_json_text
+    report = from_document(doc)
+    assert to_json_text(report) == json.dumps(to_document(report), indent=2)

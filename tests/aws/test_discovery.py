@@ -17,6 +17,14 @@ from support.cli import run_cli
 from workload_ids.calls import CallSeam
 from workload_ids.clouds import connect
 from workload_ids.config import load_config
+from workload_ids.model import (
+    MANAGED_BY,
+    TAG_DIGEST,
+    TAG_ENVIRONMENT,
+    TAG_MANAGED_BY,
+    TAG_OWNER,
+    TAG_WORKLOAD,
+)
 
 OTHER = "999999999999"
 GH = "token.actions.githubusercontent.com"
@@ -447,3 +455,79 @@ def test_the_python_api_reads_what_the_cli_prints(account: dict[str, Any]) -> No
     document = to_document(report)
     assert {k: v for k, v in document.items() if k != "generated"} == {
         k: v for k, v in printed.items() if k != "generated"}
+
+
+def _in_account(account: str) -> Any:
+    """An IAM client in ``account`` (moto gives an assumed role's session that account)."""
+    import boto3
+    creds = boto3.client("sts", region_name="us-east-1").assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/reader", RoleSessionName="seed")["Credentials"]
+    return boto3.client("iam", region_name="us-east-1", aws_access_key_id=creds["AccessKeyId"],
+                        aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])
+
+
+def test_calls_per_account_do_not_grow_with_its_identities(aws: Any) -> None:
+    """Three accounts reached through a role, holding 2, 10 and 40 roles: each costs one
+    AssumeRole and one page of authorization details; the credential report (two calls)
+    only where the page lists users, the signing key (one) only where an identity wears
+    our marker. Nothing is read per identity."""
+    from workload_ids.clouds import Clouds
+    from workload_ids.discover.workflow import discover
+    small, medium, large = "200000000001", "200000000002", "200000000003"
+    config_path = Path.cwd() / "workload-ids.yaml"
+    accounts = (small, medium, large)
+    config_path.write_text(config_path.read_text() + "targets:\n  aws:\n" + "".join(
+        f'    - {{account: "{a}", roleArn: "arn:aws:iam::{a}:role/reader"}}\n' for a in accounts))
+    for account, roles, users, marked in ((small, 2, 0, False), (medium, 10, 3, False), (large, 40, 5, True)):
+        iam = _in_account(account)
+        for n in range(roles):
+            ours = marked and n % 2 == 1  # at our path and name, wearing our marker (no MAC)
+            name = f"wid_prod_w{n}" if ours else f"r{n}"
+            iam.create_role(RoleName=name, Path="/workload-ids/" if ours else "/",
+                            AssumeRolePolicyDocument=_trust(_allow({"Service": "ec2.amazonaws.com"})),
+                            Tags=_tags(**{TAG_MANAGED_BY: MANAGED_BY, TAG_WORKLOAD: f"w{n}",
+                                          TAG_OWNER: "team-a", TAG_ENVIRONMENT: "prod",
+                                          TAG_DIGEST: "0" * 64}) if ours else [])
+            iam.put_role_policy(RoleName=name, PolicyName="p", PolicyDocument=_policy("s3:GetObject", "*"))
+        for n in range(users):
+            iam.create_user(UserName=f"u{n}")
+            iam.create_access_key(UserName=f"u{n}")
+    config = load_config(config_path)
+    seam = CallSeam()
+    report = discover(config, Clouds(config, seam), [("aws", a) for a in accounts])
+    assert [(t.target, t.status, t.identities) for t in report.targets] == [
+        (small, "read", 2), (medium, "read", 13), (large, "read", 45)]
+    assert dict(seam.stats.calls) == {
+        "aws:sts.assume_role": 3,
+        "aws:iam.get_account_authorization_details": 3,
+        "aws:iam.generate_credential_report": 2,  # medium and large hold users
+        "aws:iam.get_credential_report": 2,
+        "aws:secretsmanager.get_secret_value": 1,  # only large holds marked roles
+    }
+
+
+def test_the_owner_directory_changes_the_findings_of_the_owners_it_knows_gone(aws: Any) -> None:
+    """Identities are judged while other targets are still read, by the owner their tags
+    name; the directory then says who is gone, and those (only those) are judged again."""
+    (Path.cwd() / "owners.yaml").write_text("owners:\n  - {id: alice, kind: person, active: true}\n"
+                                            "  - {id: bob, kind: person, active: false, successor: alice}\n"
+                                            "  - {id: carol, kind: person, active: false}\n")
+    config = Path.cwd() / "workload-ids.yaml"
+    config.write_text(config.read_text() + "owners:\n  source: file\n  path: owners.yaml\n")
+    trust = _trust(_allow({"Service": "ec2.amazonaws.com"}))
+    for name, owner in (("kept", "alice"), ("moved", "bob"), ("orphan", "carol")):
+        aws.create_role(RoleName=name, AssumeRolePolicyDocument=trust, Tags=_tags(owner=owner))
+    code, doc, err = _discover()
+    assert code == 0, err
+    roles = _by_name(doc)
+    assert (roles["kept"]["owner"], roles["kept"]["ownerSource"]) == ("alice", "tag owner")
+    assert "no-owner" not in _codes(roles["kept"])
+    assert (roles["moved"]["owner"], roles["moved"]["ownerSource"]) == ("alice", "directory")
+    assert [f["message"] for f in roles["moved"]["findings"] if f["code"] == "no-owner"] == [
+        "owner bob (from tag owner): person bob is inactive (file); the directory names alice as successor"]
+    assert (roles["orphan"]["owner"], roles["orphan"]["ownerSource"]) == ("carol", "tag owner")
+    assert [f["message"] for f in roles["orphan"]["findings"] if f["code"] == "no-owner"] == [
+        "owner carol (from tag owner): person carol is inactive (file)"]
+    assert doc["counts"]["findings"]["no-owner"] >= 2
+    assert "notes" not in doc

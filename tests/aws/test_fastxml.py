@@ -9,9 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore import handlers, parsers
+from botocore import parsers
 
-from workload_ids.providers.aws.fastxml import FAST_SHAPES, FastQueryParser, install
+from workload_ids.providers.aws.fastxml import FAST_SHAPES, FastQueryParser, FastResponseParserFactory
 
 DOC = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]})
@@ -37,13 +37,9 @@ def _snake(name: str) -> str:
 
 
 def _both(client: Any, operation: str, body: bytes) -> tuple[Any, Any]:
-    """botocore's answer (its parser, then its after-call handler decoding policy
-    documents) and ours."""
     shape = client.meta.service_model.operation_model(operation).output_shape
     response = {"body": body, "headers": {}, "status_code": 200}
-    slow = parsers.QueryParser().parse(response, shape)
-    handlers._decode_policy_types(slow, shape)
-    return slow, FastQueryParser().parse(response, shape)
+    return parsers.QueryParser().parse(response, shape), FastQueryParser().parse(response, shape)
 
 
 @pytest.fixture
@@ -87,10 +83,6 @@ def test_compiled_reader_equals_botocore(iam: Any, operation: str, params: dict[
         assert roles["wid_prod_r2"]["InstanceProfileList"][0]["InstanceProfileName"] == "ip"
         assert roles["wid_prod_r1"]["PermissionsBoundary"]["PermissionsBoundaryArn"].endswith("/managed")
         assert fast["UserDetailList"][0]["GroupList"] == ["g"]
-        assert roles["wid_prod_r0"]["AssumeRolePolicyDocument"] == json.loads(TRUST)
-        assert roles["wid_prod_r0"]["RolePolicyList"][0]["PolicyDocument"] == json.loads(DOC)
-        created = roles["wid_prod_r0"]["CreateDate"]
-        assert created.tzinfo is not None and created.utcoffset().total_seconds() == 0
 
 
 def test_other_answers_use_botocore(iam: Any) -> None:
@@ -101,34 +93,73 @@ def test_other_answers_use_botocore(iam: Any) -> None:
 
 
 def test_clients_of_a_session_use_it(iam: Any) -> None:
-    """install() swaps the parser and drops botocore's policy-decoding handler (the parser
-    decodes): every IAM answer, read the fast way or not, equals plain boto3's."""
     session = boto3.session.Session(region_name="us-east-1")
-    install(session._session)
+    session._session.register_component("response_parser_factory", FastResponseParserFactory())
     client = session.client("iam")
     plain = boto3.client("iam", region_name="us-east-1")
-    for operation, params in [("get_account_authorization_details", {"Filter": ["Role", "User"]}),
-                              ("list_roles", {}), ("get_role", {"RoleName": "wid_prod_r0"}),
-                              ("get_role_policy", {"RoleName": "wid_prod_r0", "PolicyName": "workload-ids"}),
-                              ("list_users", {})]:
-        ours, theirs = getattr(client, operation)(**params), getattr(plain, operation)(**params)
-        ours.pop("ResponseMetadata")
-        theirs.pop("ResponseMetadata")
-        assert ours == theirs, operation
-    assert client.get_role(RoleName="wid_prod_r0")["Role"]["AssumeRolePolicyDocument"] == json.loads(TRUST)
-    assert client.get_role_policy(RoleName="wid_prod_r0", PolicyName="workload-ids")["PolicyDocument"] \
-        == json.loads(DOC)
-    assert type(client._endpoint._response_parser_factory).__name__ == "FastResponseParserFactory"
+    assert client.get_account_authorization_details(Filter=["Role", "User"])["RoleDetailList"] == \
+        plain.get_account_authorization_details(Filter=["Role", "User"])["RoleDetailList"]
+    endpoint_factory = client._endpoint._response_parser_factory
+    assert isinstance(endpoint_factory, FastResponseParserFactory)
 
 
-def test_timestamps_read_as_botocore_reads_them() -> None:
-    """The ISO 8601 fast path gives botocore's datetime; other forms go to botocore."""
+@pytest.mark.parametrize("text", [
+    "2026-12-03T15:45:00Z", "2026-12-03T15:45:00.5Z", "2026-12-03T15:45:00.123456Z",
+    "2026-12-03T15:45:00+00:00", "2026-12-03T15:45:00.1234567Z", "2026-12-03T15:45:00+02:00",
+    "2026-12-03T15:45:00", "Thu, 03 Dec 2026 15:45:00 GMT", "1796312700", "2026-02-30T00:00:00Z",
+])
+def test_timestamps_read_directly_are_the_instant_botocore_reads(text: str) -> None:
     from botocore.utils import parse_timestamp
-    converter = FastQueryParser()._compile(
-        boto3.client("iam", region_name="us-east-1").meta.service_model.shape_for("dateType"), {})
-    from xml.etree.ElementTree import Element  # nosec B405 - building a node, not parsing
-    for text in ["2026-12-03T10:00:00Z", "2026-12-03T10:00:00.1Z", "2026-12-03T10:00:00.123456Z",
-                 "2026-12-03T10:00:00.1234567Z", "2026-12-03T10:00:00+02:00", "1764756000"]:
-        node = Element("CreateDate")
-        node.text = text
-        assert converter(node) == parse_timestamp(text), text
+
+    from workload_ids.providers.aws.fastxml import iso_timestamp
+    try:
+        expected = parse_timestamp(text)
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            iso_timestamp(text, parse_timestamp)
+        return
+    got = iso_timestamp(text, parse_timestamp)
+    assert got == expected
+    assert got.utcoffset() == expected.utcoffset()
+
+
+@pytest.mark.parametrize(("operation", "params"), [
+    ("GetAccountAuthorizationDetails", {}),
+    ("ListRoles", {"PathPrefix": "/workload-ids/"}),
+    ("GetRole", {"RoleName": "wid_prod_r0"}),
+    ("GetRolePolicy", {"RoleName": "wid_prod_r0", "PolicyName": "workload-ids"}),
+    ("GetUserPolicy", {"UserName": "wid_prod_u", "PolicyName": "workload-ids"}),
+    ("GetPolicyVersion", {"PolicyArn": "arn:aws:iam::123456789012:policy/managed", "VersionId": "v1"}),
+    ("ListUsers", {}),
+])
+def test_compiled_policy_decoder_equals_botocores(iam: Any, operation: str, params: dict[str, Any]) -> None:
+    """The after-call decoder that replaces botocore's decodes the same documents the same
+    way, on answers parsed by botocore's own parser."""
+    from botocore.handlers import json_decode_policies
+
+    from workload_ids.providers.aws.fastxml import decode_policies
+    [body] = _bodies(iam, operation, **params)
+    model = iam.meta.service_model.operation_model(operation)
+    response = {"body": body, "headers": {}, "status_code": 200}
+    theirs, ours = (parsers.QueryParser().parse(response, model.output_shape) for _ in range(2))
+    json_decode_policies(theirs, model)
+    decode_policies(ours, model)
+    assert ours == theirs
+    if operation != "ListUsers":
+        assert json.dumps(ours, default=str).count('"Statement"') >= 1  # something was decoded
+
+
+def test_an_installed_session_decodes_each_document_once_and_shares_no_dict(iam: Any) -> None:
+    from workload_ids.providers.aws import fastxml
+    session = boto3.session.Session(region_name="us-east-1")
+    fastxml.install(session._session)
+    client = session.client("iam")
+    plain = boto3.client("iam", region_name="us-east-1")
+    ours = client.get_account_authorization_details()
+    theirs = plain.get_account_authorization_details()
+    for key in ("RoleDetailList", "UserDetailList", "GroupDetailList", "Policies"):
+        assert ours[key] == theirs[key]
+    trusts = [r["AssumeRolePolicyDocument"] for r in ours["RoleDetailList"]]
+    assert trusts[0] == json.loads(TRUST)
+    assert len({id(t) for t in trusts}) == len(trusts)  # one text, a dict per role
+    assert client.get_role(RoleName="wid_prod_r0")["Role"]["AssumeRolePolicyDocument"] == json.loads(TRUST)

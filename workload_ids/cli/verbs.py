@@ -448,10 +448,10 @@ def cmd_discover(args: argparse.Namespace, out: Output) -> int:
     scopes = read_scopes(config, clouds, provider=args.provider, targets=args.target, shard=shard)
     report = discover(config, clouds, scopes.ordered(), service_linked=args.service_linked,
                       shard=None if shard is None else (shard.index, shard.count))
-    from ..discover.document import to_document
+    from ..discover.document import to_document, to_json_text
     from ..discover.render import render_csv, render_table
     if args.output == "json":
-        text = json.dumps(to_document(report), indent=2) + "\n"
+        text = to_json_text(report) + "\n"
     elif args.output == "csv":
         text = render_csv(report)
     elif args.output == "html":
@@ -496,6 +496,7 @@ def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
     from ..discover.merge import INVENTORY, merge
     from ..discover.render import render_table
     from ..errors import UserError
+    from ..jsontext import dumps_indented
     document = merge(args.files)
     if document["kind"] == INVENTORY and args.output != "json":
         if args.output == "html":
@@ -512,7 +513,7 @@ def cmd_report_merge(args: argparse.Namespace, out: Output) -> int:
     elif args.output == "table":
         text = render_table(from_document(document)) + "\n"
     else:
-        text = json.dumps(document, indent=2) + "\n"
+        text = dumps_indented(document) + "\n"
     if not args.out:
         out.out.write(text)
         return EXIT_OK

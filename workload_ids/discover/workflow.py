@@ -87,28 +87,42 @@ def discover(config: Config, clouds: Clouds, scopes: Sequence[Scope], *, service
     settings = Settings.from_config(config)
     when = now or clock.now()
     ordered = sorted(set(scopes))
+
+    def read_and_judge(provider: str, target: str) -> tuple[list[JudgedIdentity], str | None]:
+        # Judged on the fan-out thread, by the owner its tags and marker name: while
+        # other targets are still being read, not all at the end. The directory (below)
+        # can only change an owner; an identity whose owner it changes is judged again.
+        found, error = _read(clouds, (provider, target), service_linked)
+        judged = []
+        for i in found:
+            ownership = owner_of(i, settings.owner_tags)
+            judged.append(JudgedIdentity(i, ownership, tuple(judge(i, settings, when, ownership))))
+        return judged, error
+
     # Each cloud's targets side by side within its fan-out budget; a target that fails is
     # an error row (``_read`` never raises), so one dead account hides no other.
-    results = dict(fan_out(config, ordered, lambda p, t: _read(clouds, (p, t), service_linked)))
+    results = dict(fan_out(config, ordered, read_and_judge))
     targets = tuple(TargetResult(p, t, "error" if results[(p, t)][1] else "read",
                                  len(results[(p, t)][0]), results[(p, t)][1]) for p, t in ordered)
-    found = sorted((i for scope in ordered for i in results[scope][0]),
-                   key=lambda i: (i.provider, i.target, i.kind, i.id))
-    ownership = {_key(i): owner_of(i, settings.owner_tags) for i in found}
+    judged = sorted((j for scope in ordered for j in results[scope][0]),
+                    key=lambda j: (j.identity.provider, j.identity.target, j.identity.kind, j.identity.id))
     notes: list[str] = []
     from ..owners import open_directory
     directory = open_directory(config)
     if directory is None:
         notes.append("owners are not checked against a directory: no owners source in the config")
-    elif ownership:
+    elif judged:
+        ownership = {_key(j.identity): j.ownership for j in judged}
         try:
-            ownership = check_directory(ownership, directory)
+            checked = check_directory(ownership, directory)
         except (WorkloadIdsError, OSError) as exc:
             notes.append(f"the owner directory could not be read ({one_line(str(exc))}): owners "
                          "are as the tags say, unchecked")
-    judged = tuple(JudgedIdentity(i, ownership[_key(i)], tuple(judge(i, settings, when, ownership[_key(i)])))
-                   for i in found)
-    return DiscoverReport(when, settings, targets, judged, shard, tuple(notes))
+        else:
+            judged = [j if checked[_key(j.identity)] is j.ownership else JudgedIdentity(
+                j.identity, checked[_key(j.identity)],
+                tuple(judge(j.identity, settings, when, checked[_key(j.identity)]))) for j in judged]
+    return DiscoverReport(when, settings, targets, tuple(judged), shard, tuple(notes))
 
 
 def _key(identity: DiscoveredIdentity) -> str:

@@ -239,9 +239,11 @@ class AwsClients:
         # audit.keys register "aws" the same way).
         seam.register("aws", classify, make_fault, translate=True)
         self._clients: dict[tuple[str, str], SeamClient] = {}
-        self._sessions: dict[str, boto3.session.Session] = {}
-        self._making: dict[str, threading.RLock] = {}  # target -> held while its sessions are made
-        self._assumed_sessions: dict[str, boto3.session.Session] = {}  # target -> its roleArn's
+        self._sessions: dict[str, boto3.session.Session] = {}  # by credential source (_source)
+        # target (or "session\0" + source) -> held while its credentials (session) are made
+        self._making: dict[str, threading.RLock] = {}
+        self._assumed_credentials: dict[str, dict[str, str]] = {}  # target -> its roleArn's
+        self._assumers: dict[str, Any] = {}  # credential source -> the STS client that assumes
         self._verifiers: dict[str, SeamClient] = {}
         self._lock = threading.Lock()
         self._caller_lock = threading.Lock()
@@ -261,24 +263,34 @@ class AwsClients:
     # --- sessions and clients --------------------------------------------------------
 
     def session(self, target: str) -> boto3.session.Session:
-        """One session per account: clients of one session share loaded service models."""
+        """The session of the credentials that reach ``target`` (its profile's, else the
+        ambient ones): one per credential source, whatever the number of accounts, since
+        a session costs ~20 ms of CPU to make and its clients share loaded service models.
+        A target reached through a role gets that role's credentials on each client
+        (:meth:`client`), not a session of its own."""
+        source = self._source(target)
         with self._lock:
-            cached = self._sessions.get(target)
-            making = self._making.setdefault(target, threading.RLock())
+            cached = self._sessions.get(source)
+            making = self._making.setdefault(f"session\0{source}", threading.RLock())
         if cached is not None:
             return cached
-        # Two threads reading one account (discover reads its authorization details and
-        # its credential report side by side) make one session: one AssumeRole, not two.
+        # Threads reading several accounts at once make one session between them.
         with making:
             with self._lock:
-                cached = self._sessions.get(target)
+                cached = self._sessions.get(source)
             if cached is None:
                 cached = self._new_session(target)
                 share_models(cached._session)
                 fastxml.install(cached._session)
                 with self._lock:
-                    self._sessions[target] = cached
+                    self._sessions[source] = cached
         return cached
+
+    def _source(self, target: str) -> str:
+        """Which credentials reach ``target`` before any role is assumed: its profile, or
+        "" for the ambient (or sandbox) ones."""
+        access = self.access(target)
+        return access.profile if access is not None and access.profile else ""
 
     def access(self, target: str) -> AwsAccountAccess | None:
         """How this run reaches ``target``: its config entry (profile or roleArn), else,
@@ -365,42 +377,49 @@ class AwsClients:
                                  read_timeout=60,
                                  max_pool_connections=max(10, self.config.calls.concurrency * 2))
         access = self.access(target)
-        session = (self._assumed(target, access.roleArn, boto_config) if access and access.roleArn
-                   else self.session(target))
+        session = self.session(target)
+        credentials = (self._assumed(target, access.roleArn, boto_config) if access and access.roleArn
+                       else {})
         with self._building:
             raw = session.client(service, endpoint_url=self.config.aws.endpointUrl,  # type: ignore[call-overload]
-                                 config=boto_config)
+                                 config=boto_config, **credentials)
         wrapped = SeamClient(self.seam, "aws", service, raw)
         with self._lock:
             return self._clients.setdefault(key, wrapped)  # a racing thread's, if it was first
 
-    def _assumed(self, target: str, role_arn: str, boto_config: BotoConfig) -> boto3.session.Session:
-        """A session with ``role_arn``'s credentials in ``target``: assumed once per run and
-        account, whatever services its clients call (one AssumeRole, not one per service)."""
+    def _assumed(self, target: str, role_arn: str, boto_config: BotoConfig) -> dict[str, str]:
+        """``role_arn``'s credentials in ``target`` (as client arguments): assumed once per
+        run and account, whatever services its clients call (one AssumeRole, not one per
+        service), through one STS client per credential source."""
         with self._lock:
-            cached = self._assumed_sessions.get(target)
+            cached = self._assumed_credentials.get(target)
             making = self._making.setdefault(target, threading.RLock())
         if cached is not None:
             return cached
         with making:
             with self._lock:
-                cached = self._assumed_sessions.get(target)
+                cached = self._assumed_credentials.get(target)
             if cached is not None:
                 return cached
-            base = self.session(target)
-            endpoint = self.config.aws.endpointUrl
-            with self._building:
-                raw_sts = base.client("sts", endpoint_url=endpoint, config=boto_config)
-            creds = SeamClient(self.seam, "aws", "sts", raw_sts).assume_role(
+            creds = self._sts(target, boto_config).assume_role(
                 RoleArn=role_arn, RoleSessionName="workload-ids")["Credentials"]
-            assumed = boto3.session.Session(
-                aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"], region_name=base.region_name)
-            share_models(assumed._session)
-            fastxml.install(assumed._session)
+            assumed = {"aws_access_key_id": creds["AccessKeyId"],
+                       "aws_secret_access_key": creds["SecretAccessKey"],
+                       "aws_session_token": creds["SessionToken"]}
             with self._lock:
-                self._assumed_sessions[target] = assumed
+                self._assumed_credentials[target] = assumed
         return assumed
+
+    def _sts(self, target: str, boto_config: BotoConfig) -> SeamClient:
+        """The STS client that assumes roles from ``target``'s credential source."""
+        source = self._source(target)
+        session = self.session(target)
+        with self._building:
+            raw = self._assumers.get(source)
+            if raw is None:
+                raw = self._assumers[source] = session.client(
+                    "sts", endpoint_url=self.config.aws.endpointUrl, config=boto_config)
+        return SeamClient(self.seam, "aws", "sts", raw)
 
     def signed_with(self, target: str, key: IssuedKey) -> SeamClient:
         """An STS client that signs with ``key`` (to verify a new access key)."""
