@@ -106,6 +106,7 @@ MAX_DEPTH = 64
 
 _STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _SAFE = yaml.constructor.SafeConstructor()
+_SCALAR = yaml.ScalarNode
 
 
 def _construct(root: yaml.Node) -> Any:
@@ -124,15 +125,18 @@ def _construct(root: yaml.Node) -> Any:
         return yaml.constructor.ConstructorError(None, None, message, node.start_mark)
 
     def build(node: yaml.Node, depth: int = 0) -> Any:
-        key = id(node)
-        if key in built:
-            return built[key]
         if depth > MAX_DEPTH:
             # Without a limit, a deeply nested value (libyaml allows 1,000 levels) ends
             # in a RecursionError here instead of a message.
             raise error(f"nested more than {MAX_DEPTH} levels deep; manifests need far fewer", node)
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = node.value if node.tag == _STR else _scalar(node)
+        if node.__class__ is _SCALAR:  # most nodes: immutable, so an alias may build it again
+            return node.value if node.tag == _STR else _scalar(node)
+        key = id(node)
+        if key in built:
+            return built[key]
+        value: Any
+        if isinstance(node, yaml.ScalarNode):  # a subclass: PyYAML's rules, as any scalar
+            value = node.value if node.tag == _STR else _scalar(node)
         elif isinstance(node, yaml.MappingNode) and node.tag == _MAP:
             if key in active:
                 raise error("recursive YAML aliases are not supported in manifests", node)
