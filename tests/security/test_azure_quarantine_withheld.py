@@ -176,6 +176,27 @@ def test_a_quarantined_retained_identity_released_gets_its_assignments_back(
     assert not [k for k in tags if k.startswith("workload-ids:")]
 
 
+def test_release_gives_them_back_even_after_someone_removed_the_quarantine_mark(
+        azure: Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Tag Contributor removes the quarantine mark, then the manifest is removed: the
+    release (no mark to lift) still hands back what the quarantine withheld."""
+    principal, folder = adopted_with_hand_made_grants(azure, tmp_path)
+    before = assignments(azure, principal)
+    owner_active("team-a", False)
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    assert run_cli("cleanup", str(folder), "--apply").code == 0
+    tags = {k: v for k, v in azure.state("Legacy-Recon")["tags"].items() if k != "workload-ids:quarantine"}
+    azure.msi.user_assigned_identities.create_or_update(RG, "Legacy-Recon", {"location": "westeurope",
+                                                                             "tags": tags})
+    for manifest in folder.iterdir():
+        manifest.unlink()
+    result = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+    [action] = json.loads(result.out)["results"]
+    assert (action["action"], action["ok"]) == ("disown", True), action
+    assert "gave back 4 role assignment(s) a quarantine withheld" in action["steps"]
+    assert assignments(azure, principal) == before
+
+
 def test_a_forged_withhold_record_is_never_given_back(
         azure: Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whoever can append to the audit trail writes a withhold record giving the quarantined

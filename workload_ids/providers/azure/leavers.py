@@ -265,6 +265,12 @@ class AzureLeavers(LeaverBackend):
         if mark is not None:
             self.release(identity, mark)
             steps.append("lifted the quarantine")
+        elif identity.kind == "managed-identity":
+            # Withheld by a quarantine whose mark someone removed since: handed back as well.
+            withheld = self._journalled(identity)
+            if withheld:
+                self.withheld.recreate(identity.target, self._principal(identity).lower(), withheld)
+                steps.append(f"gave back {len(withheld)} role assignment(s) a quarantine withheld")
         drop = sorted(k for k in identity.tags if k in (*OWNERSHIP_KEYS, MARK_TAG, TRANSFERRED_FROM_TAG))
         if identity.kind == "application":
             self.applications.write_tags(identity, {}, drop)
