@@ -281,10 +281,46 @@ def test_only_the_identitys_own_principal_is_selected_whatever_the_list_holds() 
               _assignment(theirs, SUBSCRIPTION, name="c"), _assignment(mine, SUBSCRIPTION, CONTRIBUTOR, "d"),
               _assignment(mine, "/providers/Microsoft.Management/managementGroups/acme", name="e"),
               _assignment(mine, f"/subscriptions/{uuid.uuid4()}/resourceGroups/x", name="f"),
-              _assignment(mine, CONTAINER, "0" * 8 + "-0000-0000-0000-" + "0" * 12, "g")]
-    inside, above = select(SUB, mine, listed, ["0" * 8 + "-0000-0000-0000-" + "0" * 12])
+              _assignment(mine, CONTAINER, "0" * 8 + "-0000-0000-0000-" + "0" * 12, "g"),
+              _assignment(mine, GROUP, OWNER_ROLE, "h")]
+    inside, left = select(SUB, mine, listed, ["0" * 8 + "-0000-0000-0000-" + "0" * 12])
     assert [g["name"] for g in inside] == ["d", "a"]  # by scope: the subscription, then the group
-    assert above == ["/providers/Microsoft.Management/managementGroups/acme"]  # never another subscription
+    # Said, not removed: above the subscription, or an admin role; never another subscription's.
+    assert left == [f"{ROLES}/{OWNER_ROLE} at {GROUP} (an administrator role, which the tool's role "
+                    "assignment rights exclude)",
+                    f"{ROLES}/{READER} at /providers/Microsoft.Management/managementGroups/acme (above the "
+                    "subscription)"]
+
+
+def test_the_admin_roles_left_alone_are_those_bootstraps_condition_excludes() -> None:
+    """Quarantine leaves exactly the roles the cleanup identity may not remove (its ABAC
+    condition), and the cleanup identity may write assignments: release gives them back."""
+    from workload_ids.bootstrap import azure as boot_azure
+    from workload_ids.providers.azure.withheld import ADMIN_ROLES
+    assert set(boot_azure.ADMIN_ROLES) == ADMIN_ROLES
+    for action in ("read", "write", "delete"):
+        assert f"Microsoft.Authorization/roleAssignments/{action}" in boot_azure.ACTIONS["cleanup"]
+
+
+def test_an_admin_role_assignment_stays_and_is_named(created: tuple[Azure, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    azure, folder = created
+    name = "wid-prod-recon"
+    azure.assign(name, OWNER_ROLE, GROUP)
+    azure.assign(name, READER, GROUP)
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    result = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+    assert result.code == 0, result.out + result.err
+    [action] = json.loads(result.out)["results"]
+    assert action["ok"], action
+    assert any(s.startswith("removed 1 role assignment(s) workload-ids did not make")
+               for s in action["steps"])
+    assert f"1 role assignment(s) stay, which workload-ids cannot remove: {ROLES}/{OWNER_ROLE} at {GROUP} " \
+        "(an administrator role, which the tool's role assignment rights exclude); remove them by hand" \
+        in action["steps"]
+    assert [a[1:3] for a in assignments(azure, azure.principal(name))] == [(GROUP, OWNER_ROLE)]
+    # Not enforced again and again for what it cannot remove.
+    assert json.loads(run_cli("cleanup", str(folder), "--apply", "--output", "json").out)["results"] == []
 
 
 @pytest.mark.parametrize("principal", ["", "None", "*", "0b1f6471"])

@@ -393,12 +393,13 @@ class _Acting:
             kept = "recorded in the audit log: release and restore put them back" if self.auditor.sink \
                 else ("no audit log is configured, so nothing puts them back: set audit.path; they were "
                       + "; ".join(f"{g['roleDefinitionId']} at {g['scope']}" for g in grants))
-            self.result.steps.append(f"removed {len(grants)} role assignment(s) workload-ids did not "
-                                     f"make ({kept})")
-            if journal.get("above"):
-                self.result.steps.append(
-                    f"{len(journal['above'])} assignment(s) above the subscription stay (credentials "
-                    "there cannot remove them): " + ", ".join(journal["above"]) + "; remove them by hand")
+            if grants:
+                self.result.steps.append(f"removed {len(grants)} role assignment(s) workload-ids did not "
+                                         f"make ({kept})")
+            if journal.get("left"):
+                self.result.steps.append(f"{len(journal['left'])} role assignment(s) stay, which "
+                                         "workload-ids cannot remove: " + "; ".join(journal["left"])
+                                         + "; remove them by hand")
         written = self.leavers.quarantine(identity, wanted)
         self.result.steps.append(f"quarantined ({written.reason})")
         self.auditor.record(**self.base, action="quarantine", before=_mark_json(f.mark),

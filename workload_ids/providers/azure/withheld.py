@@ -24,6 +24,11 @@ from ...signing import WITHHELD, SigningKey
 from .clients import AzureClients
 from .roles import AzureGrants, role_guid
 
+# Owner, User Access Administrator, Role Based Access Control Administrator: bootstrap's ABAC
+# condition keeps the tool's own role assignment rights away from them (it may neither make
+# nor remove one), so an identity holding one keeps it, and cleanup says so.
+ADMIN_ROLES = frozenset({"8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "18d7d88d-d35e-4fb5-a5c3-7773c6a72009",
+                         "f58310d9-a9f6-439a-9e8d-f62e7b41a168"})
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # The fields of an assignment that say what it grants: recreated exactly.
 _FIELDS = ("name", "scope", "roleDefinitionId", "principalType", "condition", "conditionVersion",
@@ -56,27 +61,33 @@ def _above(scope: str) -> bool:
 def select(subscription: str, principal: str, assignments: Iterable[Any],
            ours: Iterable[str]) -> tuple[list[dict[str, str | None]], list[str]]:
     """Of ``assignments``, those of exactly ``principal`` (GUIDs compared case-insensitively)
-    whose role is not one of ``ours`` (role GUIDs): the ones in the subscription as
-    journal entries, sorted, and the scopes of those above it (a management group's, which
-    credentials in the subscription cannot remove). Assignments of anyone else are never
-    selected, whatever the list returned."""
+    whose role is not one of ``ours`` (role GUIDs): the ones quarantine removes (in the
+    subscription or below) as journal entries, sorted; and, in words, those it cannot
+    remove (above the subscription, where its credentials do not reach, or of an
+    administrator role, which the tool's rights exclude). Assignments of anyone else are
+    never selected, whatever the list returned."""
     mine = {g.lower() for g in ours}
     inside: list[dict[str, str | None]] = []
-    above: list[str] = []
+    left: list[str] = []
     for a in assignments:
-        if str(a.principal_id or "").lower() != principal or role_guid(str(a.role_definition_id)) in mine:
+        role = role_guid(str(a.role_definition_id))
+        if str(a.principal_id or "").lower() != principal or role in mine:
             continue
         if not in_subscription(subscription, str(a.scope)):
             if _above(str(a.scope)):
-                above.append(str(a.scope))
+                left.append(f"{a.role_definition_id} at {a.scope} (above the subscription)")
             continue  # another subscription's: never listed here, and never ours to touch
+        if role in ADMIN_ROLES:
+            left.append(f"{a.role_definition_id} at {a.scope} (an administrator role, which the tool's "
+                        "role assignment rights exclude)")
+            continue
         inside.append({"name": str(a.name).lower(), "scope": str(a.scope),
                        "roleDefinitionId": str(a.role_definition_id),
                        "principalType": a.principal_type or "ServicePrincipal",
                        "condition": a.condition or None,
                        "conditionVersion": (a.condition_version or None) if a.condition else None,
                        "description": a.description or None})
-    return sorted(inside, key=lambda g: (str(g["scope"]).lower(), str(g["name"]))), sorted(above)
+    return sorted(inside, key=lambda g: (str(g["scope"]).lower(), str(g["name"]))), sorted(left)
 
 
 def _signed(journal: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,11 +95,12 @@ def _signed(journal: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sign(key: SigningKey, subscription: str, identity: str, principal: str,
-         grants: Sequence[Mapping[str, Any]], above: Sequence[str]) -> dict[str, Any]:
-    """The journal of ``grants`` (removed from ``identity``'s ``principal``), with its MAC."""
+         grants: Sequence[Mapping[str, Any]], left: Sequence[str]) -> dict[str, Any]:
+    """The journal of ``grants`` (removed from ``identity``'s ``principal``) and, in words,
+    of what stays (``left``), with its MAC."""
     journal: dict[str, Any] = {"subscription": subscription.lower(), "identity": identity,
                                "principalId": principal, "grants": [dict(g) for g in grants],
-                               "above": list(above)}
+                               "left": list(left)}
     journal["mac"] = key.mac(WITHHELD, _signed(journal))
     return journal
 
@@ -128,14 +140,14 @@ class AzureWithheld:
     def journal(self, subscription: str, identity: str, principal: str,
                 ours: Iterable[str]) -> dict[str, Any] | None:
         """The signed journal of what ``principal`` holds beyond ``ours`` (one call), or
-        None when it holds nothing else that can be removed."""
+        None when it holds nothing else."""
         principal = principal_guid(principal, f"managed identity {identity}")
         held = self.grants.assignments(subscription, principal)
-        inside, above = select(subscription, principal, held, ours)
-        if not inside:
+        inside, left = select(subscription, principal, held, ours)
+        if not inside and not left:
             return None
         return sign(self.clients.signing_keys.get(subscription), subscription, identity, principal,
-                    inside, above)
+                    inside, left)
 
     def remove(self, subscription: str, grants: Iterable[Mapping[str, Any]]) -> None:
         """Delete each assignment (one already gone is fine)."""
