@@ -197,6 +197,23 @@ def test_release_gives_them_back_even_after_someone_removed_the_quarantine_mark(
     assert assignments(azure, principal) == before
 
 
+def test_without_an_audit_log_quarantine_still_cuts_them_and_lists_each(
+        azure: Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Access is cut all the same; with nowhere to journal them, the step lists each
+    assignment (role and scope) so that a person can put them back, and says why."""
+    principal, folder = adopted_with_hand_made_grants(azure, tmp_path)
+    Path("workload-ids.yaml").write_text(Path("workload-ids.yaml").read_text().replace(
+        "audit: {path: audit.jsonl}\n", ""))
+    owner_active("team-a", False)
+    monkeypatch.setenv("WORKLOAD_IDS_CLOCK", START)
+    result = run_cli("cleanup", str(folder), "--apply", "--output", "json")
+    assert result.code == 0, result.out + result.err
+    assert assignments(azure, principal) == []
+    [step] = [s for r in json.loads(result.out)["results"] for s in r["steps"] if "did not make" in s]
+    assert "no audit log is configured, so nothing puts them back: set audit.path" in step
+    assert f"{ROLES}/{CONTRIBUTOR} at {GROUP}" in step and f"{ROLES}/{READER} at {SUBSCRIPTION}" in step
+
+
 def test_a_forged_withhold_record_is_never_given_back(
         azure: Azure, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whoever can append to the audit trail writes a withhold record giving the quarantined
