@@ -47,6 +47,10 @@ IMMUTABLE_ID = "immutableId"
 # ObservedIdentity.extra key, set by cleanup for a release: the description adopt --apply
 # replaced with its marker (GCP keeps markers in descriptions), from the audit trail.
 ADOPTED_BEFORE = "adoptedBefore"
+# ObservedIdentity.extra key, set by cleanup: the grants quarantine removes that the tool did
+# not make (Azure: role assignments of other roles), as journalled in the audit trail. A
+# quarantine removes exactly those; a release, a restore bundle and a restore give them back.
+WITHHELD_GRANTS = "withheldGrants"
 MARKER_KEYS = (TAG_MANAGED_BY, TAG_WORKLOAD, TAG_OWNER, TAG_ENVIRONMENT, TAG_DIGEST)
 # Every tag the marker's MAC covers (the source is optional on identities marked before it).
 SIGNED_KEYS = (*MARKER_KEYS, TAG_SOURCE, TAG_DELETION_POLICY, TAG_ADOPTED)

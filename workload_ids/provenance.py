@@ -21,6 +21,8 @@ from .clock import format_time
 from .config import Config
 from .model import TRANSFERRED_FROM_TAG, ObservedIdentity, QuarantineMark
 
+# The audit record cleanup writes before quarantine removes grants the tool did not make.
+WITHHOLD_ACTION = "withhold-grants"
 NOT_PROVEN = "quarantine mark not proven by enforcement; grace restarts"
 NOT_RECORDED = "quarantine mark has no matching quarantine record in the audit log; grace restarts"
 
@@ -43,6 +45,10 @@ class AuditTrail:
     # provider, target, address -> the description adopt --apply replaced with its marker
     # (GCP keeps the marker there), which releasing the identity puts back
     adopted_descriptions: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # provider, target, identity -> the journals of grants quarantine removed that the tool
+    # did not make (Azure), since its last release, deletion or restore: what the next
+    # release gives back (each journal carries its own MAC, checked by the provider)
+    withheld: dict[tuple[str, str, str], tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
     def transfer_believed(self, provider: str, target: str, identity: str, manifest_owner: str,
                           current_owner: str) -> bool:
@@ -85,6 +91,7 @@ def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
     owners: dict[tuple[str, str, str], str] = {}
     sources: dict[tuple[str, str, str], str] = {}
     descriptions: dict[tuple[str, str, str], str] = {}
+    withheld: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in _ok(items):
         where = (str(r.get("provider")), str(r.get("target")), str(r.get("identity")))
         before, after = r.get("before"), r.get("after")
@@ -92,6 +99,11 @@ def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
         if r.get("action") == "adopt" and isinstance(before, dict) and isinstance(detail, dict) \
                 and isinstance(before.get("description"), str):
             descriptions[(where[0], where[1], str(detail.get("address")))] = before["description"]
+        if r.get("action") == WITHHOLD_ACTION and isinstance(before, dict):
+            withheld.setdefault(where, []).append(before)
+        elif r.get("action") in ("release", "release-identity", "delete", "restore"):
+            # Given back (release, restore), or kept in the restore bundle (delete).
+            withheld.pop(where, None)
         if r.get("action") == "quarantine" and isinstance(after, dict) and after.get("since"):
             quarantines.add((*where, str(after["since"])))
         elif r.get("action") == "restore-bundle" and isinstance(r.get("detail"), dict):
@@ -104,7 +116,8 @@ def _read(items: Iterable[dict[str, Any]]) -> AuditTrail:
             if r["detail"].get("source"):
                 sources[where] = str(r["detail"]["source"])
     return AuditTrail(frozenset(quarantines), frozenset(deleting),
-                      {k: tuple(v) for k, v in transfers.items()}, owners, sources, descriptions)
+                      {k: tuple(v) for k, v in transfers.items()}, owners, sources, descriptions,
+                      {k: tuple(v) for k, v in withheld.items()})
 
 
 def _ok(items: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 MARKER = "identity-marker/v1"
 AUDIT = "audit-record/v1"
 ATTESTATION = "owner-attestation/v1"
+# What quarantine removed that the tool did not make (Azure role assignments), journalled in
+# the audit trail: release and restore recreate only what carries this MAC.
+WITHHELD = "withheld-grants/v1"
 
 _HEX_KEY = re.compile(r"^[0-9a-f]{64}$")
 # MACs are written where space and alphabet are tight (an IAM tag value: 256 characters

@@ -29,6 +29,7 @@ PREFIX = "workload-ids/prod"
 AWS_KEY = "workload-ids/audit-signing-key"
 S3_SINK = f"audit:\n  sink:\n    url: s3://{BUCKET}/{PREFIX}\n    signingKey: {AWS_KEY}\n"
 IDENTITIES = ("apply", "rotate", "cleanup", "restore", "discover")
+APPENDERS = IDENTITIES[:-1]  # discover reads the trail and never writes it
 OURS = {"workload-ids:managed-by": "workload-ids"}
 
 
@@ -89,7 +90,12 @@ def test_aws_listing_grants_every_identity_the_sink_under_its_prefix_and_no_dele
     assert shared["attachedTo"] == [f"wid-tool-{i}" for i in IDENTITIES]
     assert [i["identity"] for i in doc["identities"]] == list(IDENTITIES)
     for ident in doc["identities"]:
-        assert "s3:" not in json.dumps(ident["policyDocument"])
+        s3 = [st for st in ident["policyDocument"]["Statement"] if "s3:" in json.dumps(st)]
+        if ident["identity"] == "discover":  # its only word on the trail: no writes
+            assert s3 == [{"Sid": "DenyAuditTrailWrites", "Effect": "Deny", "Action": "s3:PutObject",
+                           "Resource": f"arn:aws:s3:::{BUCKET}/*"}]
+        else:
+            assert s3 == []
     policy = shared["policyDocument"]
     s3_allows = [(a, r) for st in policy["Statement"] if st["Effect"] == "Allow"
                  for a in _allows(st) if a.startswith("s3:") for r in _resources(st)]
@@ -103,17 +109,20 @@ def test_aws_listing_grants_every_identity_the_sink_under_its_prefix_and_no_dele
     allows = [a for st in policy["Statement"] if st["Effect"] == "Allow" for a in _allows(st)]
     assert sorted(allows) == [*audit["grants"]["actions"], "secretsmanager:GetSecretValue"]
     text = cli("bootstrap", "--provider", "aws")
-    assert f"== audit trail s3://{BUCKET}/{PREFIX}: every identity above reads and appends to it" in text.out
+    assert f"== audit trail s3://{BUCKET}/{PREFIX}: every identity above reads it, and all but discover " \
+        "append to it" in text.out
     assert f"audit signing key: Secrets Manager secret {AWS_KEY}" in text.out
 
 
 @pytest.mark.parametrize("identity", IDENTITIES)
 def test_aws_each_identity_appends_and_reads_but_cannot_delete_or_unlock(identity: str) -> None:
-    """Judged by evaluation: a Deny wins over whatever else the principal is granted."""
+    """Judged by evaluation: a Deny wins over whatever else the principal is granted.
+    discover reads and never appends."""
     policy = _policies(_s3_config())[identity]
     record = f"{PREFIX}/records/000000000001.json"
-    for action in ("PutObject", "GetObject", "GetObjectVersion"):
+    for action in ("GetObject", "GetObjectVersion"):
         assert allowed(policy, _s3(identity, action, record)), action
+    assert allowed(policy, _s3(identity, "PutObject", record)) == (identity in APPENDERS)
     assert allowed(policy, _s3(identity, "GetBucketObjectLockConfiguration", None))
     for action in ("DeleteObject", "DeleteObjectVersion", "BypassGovernanceRetention", "PutObjectRetention"):
         assert not allowed(policy, _s3(identity, action, record)), action
@@ -248,12 +257,70 @@ def test_aws_every_sink_call_the_commands_make_is_allowed_and_every_grant_is_use
     for name, policy in _policies(load_here()).items():
         refused = sorted({f"{c.operation} {c.entity['arn'] if c.entity else ''}" for c in requests
                           if not allowed(policy, c)})
-        assert refused == [], (name, refused)
+        if name == "discover":  # reads like the others; every append is refused
+            assert refused and all(r.startswith("PutObject ") for r in refused), refused
+            assert not [c for c in requests if c.operation != "PutObject" and not allowed(policy, c)]
+        else:
+            assert refused == [], (name, refused)
     plan = boot_aws.render(load_here(), ACCOUNT)
     assert plan.audit_policy is not None
     granted = {a for st in plan.audit_policy.document["Statement"] if st["Effect"] == "Allow"
                for a in _allows(st)}
     assert granted == used, (sorted(granted - used), sorted(used - granted))
+
+
+def test_discover_reads_the_trail_and_never_writes_it_on_every_cloud(
+        aws: Any, manifests: Any) -> None:
+    """The read-only discover identity shares no write on the trail: on AWS its own policy
+    denies s3:PutObject in the bucket (whatever the shared trail policy allows); on GCP and
+    Azure it is bound to a read-only role and absent from the appending one. And discover
+    never needs one: run against an S3 sink holding apply's records, every sink call it
+    makes is a read its policy allows."""
+    policy = _policies(_s3_config())["discover"]
+    for key in (f"{PREFIX}/records/000000000002.json", f"{PREFIX}/head.json", "elsewhere/x.json"):
+        assert not allowed(policy, _s3("discover", "PutObject", key)), key
+    gcp_config = _config({"audit": {"sink": {"url": f"gs://{BUCKET}/{PREFIX}",
+                                             "signingKey": "projects/p/secrets/audit-key"}}})
+    gcs = audit_sink.of(gcp_config)
+    assert gcs is not None
+    gcp = audit_sink.gcp_render(gcp_config, "p", gcs)
+    discover_sa = "serviceAccount:wid-tool-discover@p.iam.gserviceaccount.com"
+    held = {p for r, b in (("role", "bucketBinding"), ("readRole", "readBucketBinding"))
+            if discover_sa in gcp[b]["members"] for p in gcp[r]["includedPermissions"]}
+    assert held == {"storage.buckets.get", "storage.objects.get", "storage.objects.list"}
+    azure_config = _config({"audit": {"sink": {
+        "url": "https://acmeaudit.blob.core.windows.net/audit/workload-ids/prod",
+        "signingKey": "https://acme-audit-kv.vault.azure.net/secrets/audit-signing-key"}}})
+    sink = audit_sink.of(azure_config)
+    assert sink is not None
+    az = audit_sink.azure_render(azure_config, "0b1f6471-1bf0-4dda-aec3-cb9272f09590", sink)
+    roles = {az[d]["id"]: az[d]["properties"]["permissions"][0]
+             for d in ("roleDefinition", "readRoleDefinition")}
+    granted = [op for a in [*az["roleAssignments"], *az["readRoleAssignments"]]
+               if a["principal"] == "wid-tool-discover"
+               for op in [*roles[a["properties"]["roleDefinitionId"]]["actions"],
+                          *roles[a["properties"]["roleDefinitionId"]]["dataActions"]]]
+    assert granted and all(op.endswith("/read") for op in granted), granted
+
+    import boto3
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(Bucket=BUCKET, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
+    Path("workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + S3_SINK)
+    assert run_cli("bootstrap", "--provider", "aws", "--apply").code == 0
+    assert run_cli("apply", "--auto-approve", str(manifests({"a.yaml": workload("svc-a")}))).code == 0
+    seen: list[calls.CallRecord] = []
+    calls.CALL_HOOKS.append(seen.append)
+    try:
+        result = run_cli("discover", "--output", "json")
+        assert result.code == 0, result.err
+    finally:
+        calls.CALL_HOOKS.remove(seen.append)
+    requests = [c for c in map(_as_call, seen) if c is not None]
+    assert {c.operation for c in requests} >= {"ListBucketVersions", "GetObjectVersion"}  # read the trail
+    assert [c.operation for c in requests if not allowed(_policies(load_here())["discover"], c)] == []
+    assert "PutObject" not in {c.operation for c in requests}
 
 
 def load_here() -> Config:
@@ -420,7 +487,12 @@ def test_gcp_listing_binds_a_no_delete_role_on_the_bucket_under_the_prefix(gcp_e
                                                     "storage.objects.get", "storage.objects.list",
                                                     "storage.objects.update"]
     members = {f"serviceAccount:wid-tool-{i}@boot-sink-list.iam.gserviceaccount.com" for i in IDENTITIES}
-    assert set(audit["bucketBinding"]["members"]) == members
+    discover = "serviceAccount:wid-tool-discover@boot-sink-list.iam.gserviceaccount.com"
+    assert set(audit["bucketBinding"]["members"]) == members - {discover}
+    assert audit["readBucketBinding"]["members"] == [discover]
+    assert audit["readRole"]["includedPermissions"] == ["storage.buckets.get", "storage.objects.get",
+                                                        "storage.objects.list"]
+    assert audit["readBucketBinding"]["condition"] == audit["bucketBinding"]["condition"]
     assert audit["bucketBinding"]["condition"]["expression"] == (
         f"resource.name == 'projects/_/buckets/{BUCKET}' || "
         f"resource.name.startsWith('projects/_/buckets/{BUCKET}/objects/{PREFIX}/')")
@@ -429,7 +501,9 @@ def test_gcp_listing_binds_a_no_delete_role_on_the_bucket_under_the_prefix(gcp_e
     # Not project-wide: no tool identity's project role holds a storage permission.
     for ident in plan["identities"]:
         assert not [p for p in ident["role"]["includedPermissions"] if p.startswith("storage.")]
-    assert all(f"gs://{BUCKET}" in c for c in audit["commands"][1:]) and len(audit["commands"]) == 6
+    assert [c.split()[1:3] for c in audit["commands"]] == [["iam", "roles"]] + [["storage", "buckets"]] * 4 \
+        + [["iam", "roles"]] + [["storage", "buckets"]]
+    assert all(f"gs://{BUCKET}" in c for c in audit["commands"] if "add-iam-policy-binding" in c)
     assert "delete" not in json.dumps(audit).lower()
 
 
@@ -566,8 +640,13 @@ def test_azure_listing_grants_blob_writes_without_delete_and_the_key_at_its_own_
         "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"]
     assert perms["actions"] == ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
     assert "delete" not in json.dumps(perms).lower() and "*" not in json.dumps(perms)
-    assert [a["principal"] for a in audit["roleAssignments"]] == [f"wid-tool-{i}" for i in IDENTITIES]
-    for assignment in audit["roleAssignments"]:
+    assert [a["principal"] for a in audit["roleAssignments"]] == [f"wid-tool-{i}" for i in APPENDERS]
+    assert [a["principal"] for a in audit["readRoleAssignments"]] == ["wid-tool-discover"]
+    read = audit["readRoleDefinition"]["properties"]["permissions"][0]
+    assert read["dataActions"] == ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"]
+    assert read["actions"] == perms["actions"]
+    assert audit["readRoleDefinition"]["id"] != audit["roleDefinition"]["id"]
+    for assignment in [*audit["roleAssignments"], *audit["readRoleAssignments"]]:
         assert assignment["scope"].endswith(
             "/providers/Microsoft.Storage/storageAccounts/acmeaudit/blobServices/default/containers/audit")
         props = assignment["properties"]

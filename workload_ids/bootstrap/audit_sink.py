@@ -1,11 +1,14 @@
 """What the tool's identities need for ``audit.sink``, per cloud. Pure: no SDK imports.
 
 Every command that changes anything (apply, rotate and recover, cleanup, restore) checks
-and appends to the trail, and cleanup, restore and inventory read it, so all four tool
-identities get the same rights: check the store's lock, list and read the records, create
-new ones and move the head anchor, under the sink's prefix only, and read the audit
-signing key. None of them may delete anything there, nor loosen the lock; on AWS that is
-also an explicit Deny in every identity, whatever else it is granted.
+and appends to the trail, and cleanup, restore and inventory read it, so those four tool
+identities (:data:`APPENDERS`) get the same rights: check the store's lock, list and read
+the records, create new ones and move the head anchor, under the sink's prefix only, and
+read the audit signing key. None of them may delete anything there, nor loosen the lock;
+on AWS that is also an explicit Deny in every identity, whatever else it is granted. The
+read-only ``discover`` identity (discover, adopt without --apply) reads the trail (the
+targets it shows the tool wrote to) and verifies it with the key, but writes no record:
+it gets the reads only (on AWS an explicit Deny of writes in its own policy).
 
 - AWS: statements in each identity's managed policy (resource ARNs of the bucket and of
   ``PREFIX/*``), ``secretsmanager:GetSecretValue`` on the key; the key's own resource
@@ -33,6 +36,10 @@ from ..config import Config
 from ..endpoints import loopback_url
 from . import IDENTITIES, marker
 
+# The tool identities whose commands append to the trail; discover only reads it.
+APPENDERS = tuple(i for i in IDENTITIES if i != "discover")
+READERS = tuple(i for i in IDENTITIES if i not in APPENDERS)
+
 # The key's marker: the value of the tag or annotation bootstrap's keys carry (the marker
 # key's is "signing-key"; a different value, so neither is taken for the other).
 AUDIT_KEY_TAG_VALUE = "audit-signing-key"
@@ -52,9 +59,11 @@ S3_DENIED = ["s3:BypassGovernanceRetention", "s3:Delete*", "s3:PutBucketObjectLo
              "s3:PutObjectRetention"]
 GCS_PERMISSIONS = ["storage.buckets.get", "storage.objects.create", "storage.objects.get",
                    "storage.objects.list", "storage.objects.update"]
+GCS_READ_PERMISSIONS = ["storage.buckets.get", "storage.objects.get", "storage.objects.list"]
 _BLOBS = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs"
 AZURE_ACTIONS = ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]
 AZURE_DATA_ACTIONS = [f"{_BLOBS}/add/action", f"{_BLOBS}/read", f"{_BLOBS}/write"]
+AZURE_READ_DATA_ACTIONS = [f"{_BLOBS}/read"]
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
 
@@ -189,28 +198,35 @@ def gcp_condition(sink: Sink) -> dict[str, str] | None:
 
 def gcp_render(config: Config, project: str, sink: Sink) -> dict[str, Any]:
     """The sink's part of the GCP listing, in ``project``'s terms."""
-    members = sorted(f"serviceAccount:{config.gcp.namePrefix}-tool-{i}@{project}.iam.gserviceaccount.com"
-                     for i in IDENTITIES)
+    def of_(names: tuple[str, ...]) -> list[str]:
+        return sorted(f"serviceAccount:{config.gcp.namePrefix}-tool-{i}@{project}.iam.gserviceaccount.com"
+                      for i in names)
+    members = of_(IDENTITIES)
     out: dict[str, Any] = {"sink": sink.as_json()}
     if sink.kind == "gs":
-        role = f"projects/{project}/roles/{config.gcp.namePrefix}_tool_audit"
-        binding: dict[str, Any] = {"role": role, "members": members}
         condition = gcp_condition(sink)
-        if condition:
-            binding["condition"] = condition
-        out["role"] = {"name": role, "title": "workload-ids audit trail", "description": marker("audit"),
-                       "stage": "GA", "includedPermissions": sorted(GCS_PERMISSIONS)}
-        out["bucket"] = f"gs://{sink.bucket}"
-        out["bucketBinding"] = binding
         # Double quotes: the expression holds single-quoted strings.
         cond = (f' --condition="title={condition["title"]},expression={condition["expression"]}"'
                 if condition else "")
-        out["commands"] = [
-            f"gcloud iam roles create {role.rsplit('/', 1)[1]} --project {project} "
-            f"--title 'workload-ids audit trail' --description '{marker('audit')}' "
-            f"--permissions {','.join(sorted(GCS_PERMISSIONS))} --stage GA",
-            *(f"gcloud storage buckets add-iam-policy-binding gs://{sink.bucket} --member={m} "
-              f"--role {role}{cond}" for m in members)]
+        out["bucket"] = f"gs://{sink.bucket}"
+        out["commands"] = []
+        for key, suffix, title, permissions, names in (
+                ("", "audit", "workload-ids audit trail", GCS_PERMISSIONS, APPENDERS),
+                ("read", "audit_read", "workload-ids audit trail (read)", GCS_READ_PERMISSIONS, READERS)):
+            role = f"projects/{project}/roles/{config.gcp.namePrefix}_tool_{suffix}"
+            binding: dict[str, Any] = {"role": role, "members": of_(names)}
+            if condition:
+                binding["condition"] = condition
+            out[f"{key}Role" if key else "role"] = {
+                "name": role, "title": title, "description": marker(suffix.replace("_", "-")),
+                "stage": "GA", "includedPermissions": sorted(permissions)}
+            out[f"{key}BucketBinding" if key else "bucketBinding"] = binding
+            out["commands"] += [
+                f"gcloud iam roles create {role.rsplit('/', 1)[1]} --project {project} "
+                f"--title '{title}' --description '{marker(suffix.replace('_', '-'))}' "
+                f"--permissions {','.join(sorted(permissions))} --stage GA",
+                *(f"gcloud storage buckets add-iam-policy-binding gs://{sink.bucket} --member={m} "
+                  f"--role {role}{cond}" for m in binding["members"])]
     if sink.key_kind == "gcp":
         match = _GCP_SECRET.match(sink.key)
         assert match is not None  # reference_kind said so
@@ -253,26 +269,31 @@ def azure_render(config: Config, subscription: str, sink: Sink) -> dict[str, Any
     principals = [f"{config.azure.namePrefix}-tool-{i}" for i in IDENTITIES]
     out: dict[str, Any] = {"sink": sink.as_json()}
     if sink.kind == "azure":
-        guid = role_guid(subscription, "audit")  # beside the four identities' roles, as fixed
         container = (f"{scope}/resourceGroups/STORAGE_ACCOUNT_RESOURCE_GROUP/providers/Microsoft.Storage/"
                      f"storageAccounts/{sink.account}/blobServices/default/containers/{sink.bucket}")
-        definition = {"id": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
-                      "properties": {"roleName": f"{config.azure.namePrefix}-tool-audit ({subscription})",
-                                     "description": "workload-ids audit trail: read, create and append "
-                                                    "blobs, never delete (workload-ids bootstrap)",
-                                     "type": "CustomRole",
-                                     "permissions": [{"actions": AZURE_ACTIONS, "notActions": [],
-                                                      "dataActions": AZURE_DATA_ACTIONS,
-                                                      "notDataActions": []}],
-                                     "assignableScopes": [scope]}}
-        props: dict[str, Any] = {"roleDefinitionId": definition["id"], "principalType": "ServicePrincipal"}
         condition = azure_condition(sink)
-        if condition:
-            props.update(condition=condition, conditionVersion="2.0")
-        out["roleDefinition"] = definition
-        out["roleAssignments"] = [{"scope": container, "principal": name,
-                                   "properties": {**props, "principalId": f"PRINCIPAL_ID_OF_{name}"}}
-                                  for name in principals]
+        for key, suffix, what, data, names in (
+                ("", "audit", "read, create and append blobs, never delete", AZURE_DATA_ACTIONS, APPENDERS),
+                ("read", "audit-read", "read blobs only", AZURE_READ_DATA_ACTIONS, READERS)):
+            guid = role_guid(subscription, suffix)  # beside the identities' roles, as fixed
+            prefix = config.azure.namePrefix
+            definition = {"id": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+                          "properties": {"roleName": f"{prefix}-tool-{suffix} ({subscription})",
+                                         "description": f"workload-ids audit trail: {what} (workload-ids "
+                                                        "bootstrap)",
+                                         "type": "CustomRole",
+                                         "permissions": [{"actions": AZURE_ACTIONS, "notActions": [],
+                                                          "dataActions": data, "notDataActions": []}],
+                                         "assignableScopes": [scope]}}
+            props: dict[str, Any] = {"roleDefinitionId": definition["id"],
+                                     "principalType": "ServicePrincipal"}
+            if condition:
+                props.update(condition=condition, conditionVersion="2.0")
+            out[f"{key}RoleDefinition" if key else "roleDefinition"] = definition
+            out[f"{key}RoleAssignments" if key else "roleAssignments"] = [
+                {"scope": container, "principal": f"{prefix}-tool-{name}",
+                 "properties": {**props, "principalId": f"PRINCIPAL_ID_OF_{prefix}-tool-{name}"}}
+                for name in names]
     if sink.key_kind == "azure":
         vault, name = azure_key_parts(sink)
         host = urllib.parse.urlsplit(vault).hostname or ""
@@ -289,11 +310,16 @@ def azure_render(config: Config, subscription: str, sink: Sink) -> dict[str, Any
 def azure_text(part: dict[str, Any]) -> list[str]:
     """The bootstrap plan's text for an Azure audit sink: role, assignments, signing key."""
     import json
-    lines = ["", f"== audit trail {part['sink']['url']} (every tool identity writes and reads it):"]
+    lines = ["", f"== audit trail {part['sink']['url']} (every tool identity reads it; all but discover "
+                 "append to it):"]
     if "roleDefinition" in part:
         lines += [json.dumps(part["roleDefinition"], indent=2),
-                  "   assigned to each tool identity at the container (no delete is granted):",
+                  "   assigned to each tool identity but discover at the container (no delete is granted):",
                   json.dumps(part["roleAssignments"], indent=2)]
+    if "readRoleDefinition" in part:
+        lines += [json.dumps(part["readRoleDefinition"], indent=2),
+                  "   assigned to discover at the container (it reads the trail, never writes it):",
+                  json.dumps(part["readRoleAssignments"], indent=2)]
     if "signingKey" in part:
         key = part["signingKey"]
         lines.append(f"   audit signing key {key['secret']}: {key['role']} at the secret's own scope "

@@ -402,6 +402,12 @@ def discover_policy(arns: _Arns) -> dict[str, Any]:
     reach = [*arns.target_roles, *([arns.organization_role] if arns.organization_role else [])]
     if reach:
         statements.append(_statement("ReachTargetAccounts", ["sts:AssumeRole"], reach))
+    sink = arns.sink
+    if sink is not None and sink.kind == "s3":
+        # The trail's shared policy is attached to every tool role; discover reads the trail
+        # (the targets it shows the tool wrote to) and never writes a record.
+        statements.append(_statement("DenyAuditTrailWrites", ["s3:PutObject"],
+                                     f"arn:aws:s3:::{sink.bucket}/*", effect="Deny"))
     return _document([*statements, _read_signing_key(arns), *_guards(arns)])
 
 
@@ -510,7 +516,8 @@ def render_text(plan: AwsBootstrap) -> str:
               json.dumps(plan.boundary.document, indent=2)]
     if plan.audit is not None:
         audit = plan.audit
-        lines += ["", f"== audit trail {audit['sink']['url']}: every identity above reads and appends to it"]
+        lines += ["", f"== audit trail {audit['sink']['url']}: every identity above reads it, and all but "
+                      "discover append to it (discover's own policy denies s3:PutObject there)"]
         trail = plan.audit_policy
         if trail is not None:
             lines += [f"   managed policy {trail.arn} ({trail.size} of {MANAGED_POLICY_MAX} characters), "

@@ -32,10 +32,13 @@ ACTIONS: dict[str, list[str]] = {
               f"{_AUTH}/roleAssignments/write", f"{_AUTH}/roleAssignments/delete",
               "Microsoft.Resources/subscriptions/resourceGroups/read"],
     "rotate": [f"{_MI}/read"],
+    # Quarantine removes a managed identity's assignments (every one, of any role but the
+    # admin roles the condition excludes) and release puts them back: both ways.
     "cleanup": [f"{_MI}/read", f"{_MI}/write", f"{_MI}/delete", f"{_MI}/federatedIdentityCredentials/read",
                 f"{_MI}/federatedIdentityCredentials/delete", f"{_AUTH}/roleDefinitions/read",
                 f"{_AUTH}/roleDefinitions/delete", f"{_AUTH}/roleAssignments/read",
-                f"{_AUTH}/roleAssignments/delete", "Microsoft.Resources/subscriptions/resourceGroups/read"],
+                f"{_AUTH}/roleAssignments/write", f"{_AUTH}/roleAssignments/delete",
+                "Microsoft.Resources/subscriptions/resourceGroups/read"],
     "restore": [f"{_MI}/read", f"{_MI}/write", f"{_MI}/federatedIdentityCredentials/write",
                 f"{_AUTH}/roleDefinitions/read", f"{_AUTH}/roleDefinitions/write",
                 f"{_AUTH}/roleAssignments/read", f"{_AUTH}/roleAssignments/write",

@@ -154,13 +154,16 @@ def render_text(plan: dict[str, Any]) -> str:
               json.dumps(key["bindings"], indent=2)]
     audit = plan.get("auditSink")
     if audit is not None:
-        lines += ["", f"== audit trail {audit['sink']['url']} (every tool service account reads and "
-                      "appends to it)"]
+        lines += ["", f"== audit trail {audit['sink']['url']} (every tool service account reads it; all "
+                      "but discover append to it)"]
         if "role" in audit:
             lines += [json.dumps(audit["role"], indent=2),
                       f"   bound on the bucket {audit['bucket']}'s IAM policy (not the project's; "
                       "no delete; a condition needs the bucket's uniform bucket-level access):",
-                      json.dumps(audit["bucketBinding"], indent=2), "   with gcloud:",
+                      json.dumps(audit["bucketBinding"], indent=2),
+                      json.dumps(audit["readRole"], indent=2),
+                      "   bound the same way for discover, which reads the trail and never writes it:",
+                      json.dumps(audit["readBucketBinding"], indent=2), "   with gcloud:",
                       *(f"   {command}" for command in audit["commands"])]
         if "signingKey" in audit:
             lines += [f"   audit signing key: Secret Manager secret {audit['signingKey']['name']} (64 random "

@@ -358,6 +358,16 @@ class _Checker:
                     self.refuse(f"its role {rid} covers the whole Key Vault {scope} with no approval in "
                                 "guardrails.approvedEscalations")
                 self.resource_of_ours(str(scope))
+        from ..model import WITHHELD_GRANTS
+        from ..providers.azure.withheld import in_subscription
+        for journal in _listed(b.get(WITHHELD_GRANTS)):
+            # Hand-made assignments quarantine removed: their MAC (checked by restore, with
+            # the signing key) says the tool read them; here only where they may be.
+            for grant in (journal.get("grants") or []) if isinstance(journal, dict) else [None]:
+                scope = str(grant.get("scope")) if isinstance(grant, dict) else ""
+                if not in_subscription(self.target, scope):
+                    self.refuse(f"it gives back a role assignment at {scope or grant!r}, not in "
+                                f"subscription {self.target}")
         for deployer in _listed(b.get("deployers")):
             if not deployer_allowed(self.config, str(deployer)):
                 self.refuse(f"it lets {deployer} attach the managed identity to a site (Managed "

@@ -23,8 +23,8 @@ from ..calls import CallSeam
 from ..clouds import Clouds
 from ..config import Config
 from ..errors import GuardrailError, UserError, WorkloadIdsError, one_line
-from ..model import ADOPTED_BEFORE, MARK_TAG, MarkError, ObservedIdentity, decode_mark
-from ..provenance import audit_trail, quarantine_believed
+from ..model import ADOPTED_BEFORE, MARK_TAG, WITHHELD_GRANTS, MarkError, ObservedIdentity, decode_mark
+from ..provenance import WITHHOLD_ACTION, audit_trail, quarantine_believed
 from ..providers.interface import LeaverBackend
 from ..targets import Shard
 from .judge import (
@@ -367,18 +367,47 @@ class _Acting:
                             after={"owner": f.successor},
                             detail={"reason": f.reason, "manifestEdit": _manifest_edit(f)})
 
+    def _with_withheld(self, identity: ObservedIdentity) -> ObservedIdentity:
+        """``identity`` with the journals of grants its quarantines withheld since its last
+        release (from the audit trail), for the provider to give back or bundle."""
+        trail = audit_trail(self.config)
+        journals = trail.withheld.get((identity.provider, identity.target, identity.name), ()) \
+            if trail else ()
+        if not journals:
+            return identity
+        return dataclasses.replace(identity, extra={**identity.extra, WITHHELD_GRANTS: list(journals)})
+
     def quarantine(self) -> None:
         f = self.f
         wanted = f.new_mark if f.action == QUARANTINE else f.mark  # ENFORCE: the mark as it is
         assert wanted is not None
-        written = self.leavers.quarantine(f.identity, wanted)
+        identity = f.identity
+        journal = self.leavers.grants_to_withhold(identity)
+        if journal is not None:
+            # Journalled before anything is removed: release and restore give back exactly
+            # this, from the trail (a crash after removing them must not lose them).
+            self.auditor.record(**self.base, action=WITHHOLD_ACTION, before=journal, after=None,
+                                detail={"reason": f.reason})
+            identity = dataclasses.replace(identity, extra={**identity.extra, WITHHELD_GRANTS: [journal]})
+            grants = journal["grants"]
+            kept = "recorded in the audit log: release and restore put them back" if self.auditor.sink \
+                else ("no audit log is configured, so nothing puts them back: set audit.path; they were "
+                      + "; ".join(f"{g['roleDefinitionId']} at {g['scope']}" for g in grants))
+            if grants:
+                self.result.steps.append(f"removed {len(grants)} role assignment(s) workload-ids did not "
+                                         f"make ({kept})")
+            if journal.get("left"):
+                self.result.steps.append(f"{len(journal['left'])} role assignment(s) stay, which "
+                                         "workload-ids cannot remove: " + "; ".join(journal["left"])
+                                         + "; remove them by hand")
+        written = self.leavers.quarantine(identity, wanted)
         self.result.steps.append(f"quarantined ({written.reason})")
         self.auditor.record(**self.base, action="quarantine", before=_mark_json(f.mark),
                             after=_mark_json(written), detail={"reason": f.reason})
 
     def release(self) -> None:
         f = self.f
-        self.leavers.release(f.identity, f.mark)
+        self.leavers.release(self._with_withheld(f.identity), f.mark)
         self.result.steps.append("released")
         self.auditor.record(**self.base, action="release", before=_mark_json(f.mark), after=None,
                             detail={"reason": f.reason})
@@ -395,7 +424,7 @@ class _Acting:
             if trail else ""
         if before:
             identity = dataclasses.replace(identity, extra={**identity.extra, ADOPTED_BEFORE: before})
-        removed = self.leavers.disown(identity, f.mark)
+        removed = self.leavers.disown(self._with_withheld(identity), f.mark)
         self.result.steps.extend(removed)
         # What says, once the marker is gone, that the tool let go of it on purpose.
         self.auditor.record(**self.base, action="release-identity", before={
@@ -412,7 +441,8 @@ class _Acting:
         if (o.target, o.name, since) not in self.bundles:
             # The bundle of a first attempt is complete; a rerun after a crash sees a
             # half torn-down identity and must not replace it.
-            self.auditor.record(**self.base, action=BUNDLE_ACTION, before=self.leavers.restore_bundle(o),
+            self.auditor.record(**self.base, action=BUNDLE_ACTION,
+                                before=self.leavers.restore_bundle(self._with_withheld(o)),
                                 after=None, detail={"quarantinedSince": since})
         self.result.steps = self.leavers.delete(o)
         self.auditor.record(**self.base, action="delete", before={"quarantinedSince": since}, after=None,

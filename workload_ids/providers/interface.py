@@ -125,9 +125,19 @@ class LeaverBackend(Protocol):
         """Whether the tool's own enforcement proves the mark's start (cleanup believes a
         mark only then; otherwise its grace period starts again)."""
 
+    def grants_to_withhold(self, identity: ObservedIdentity) -> dict[str, Any] | None:
+        """What :meth:`quarantine` must remove that the tool did not make, read now, as a
+        journal (``grants``: a list) that cleanup appends to the audit trail first and
+        passes back in ``extra[WITHHELD_GRANTS]``; :meth:`release`, :meth:`restore_bundle`
+        and :meth:`restore` give exactly that back. None when quarantine cuts access
+        without removing anything of anyone else's (an AWS deny policy, a disabled GCP
+        account): Azure has no switch for a managed identity, only its assignments."""
+        return None
+
     def quarantine(self, identity: ObservedIdentity, mark: QuarantineMark) -> QuarantineMark:
         """Write the mark, then disable the identity and revoke its sessions without
-        destroying anything; returns the mark as written."""
+        destroying anything (removing exactly the grants passed in
+        ``extra[WITHHELD_GRANTS]``, if any); returns the mark as written."""
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
         """Undo :meth:`quarantine`: re-enable, then clear the mark."""

@@ -45,6 +45,7 @@ from .roles import (
     role_guid,
     stray_signed,
 )
+from .withheld import select as select_held
 
 
 def _credential_doc(credential: Any) -> dict[str, Any]:
@@ -188,8 +189,13 @@ class AzureIdentities(IdentityBackend):
         principal = str(identity.principal_id or "")
         documents: dict[str, Any] = {}
         foreign: list[str] = []
+        others: list[str] = []
         if marker is not None:
             documents, foreign = observed_grants(subscription, principal, marker, roles, assignments)
+            # What a quarantine removes beyond ours (scopes), and whether one is left to enforce.
+            if principal:
+                others = [str(g["scope"]) for g in select_held(
+                    subscription, principal.lower(), assignments, roles.of(marker))[0]]
             if federated is not None:
                 documents["federatedCredentials"] = dict(sorted(federated.items()))
             if deployers is not None:
@@ -203,7 +209,7 @@ class AzureIdentities(IdentityBackend):
                       "clientId": str(identity.client_id or "")},
             foreign=tuple(foreign),
             extra={"principalId": principal, "clientId": str(identity.client_id or ""), "objects": documents,
-                   "foreignGrants": foreign,
+                   "foreignGrants": foreign, "otherAssignments": others,
                    **self.clients.ownership(subscription, str(identity.name), principal, tags, marker)})
 
     def observe_one(self, desired: DesiredIdentity) -> ObservedIdentity | None:

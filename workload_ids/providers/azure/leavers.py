@@ -5,7 +5,9 @@ Quarantine writes the mark (tag ``workload-ids:quarantine``), then removes the
 identity's role assignments; an application's service principal is also disabled, which
 stops new tokens at once. The roles stay: each of our roles is assignable exactly at the
 scopes it is assigned at, so the roles alone say which assignments a release (or a
-restore) recreates, and the restore bundle holds them.
+restore) recreates, and the restore bundle holds them. A managed identity's assignments
+of other roles (an adopted identity's hand-made ones) go too, exactly as cleanup journalled
+them in the audit trail first (:mod:`.withheld`); release and restore give those back.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ...model import (
     TAG_MAC,
     TRANSFERRED_FROM_TAG,
     UNAUTHENTICATED,
+    WITHHELD_GRANTS,
     Marker,
     ObservedIdentity,
     QuarantineMark,
@@ -34,6 +37,8 @@ from .applications import AzureApplications
 from .clients import AzureClients
 from .identity import AzureIdentities
 from .roles import AzureGrants, deployer_principals
+from .withheld import AzureWithheld, principal_guid, verified
+from .withheld import select as select_held
 
 # One teardown step: what it did, as the steps delete() returns (empty when nothing).
 Step = Callable[[ObservedIdentity, Marker], list[str]]
@@ -77,14 +82,15 @@ class AzureLeavers(LeaverBackend):
         self.identities = identities
         self.applications = applications
         self.grants = grants
+        self.withheld = AzureWithheld(clients, grants)
         # Teardown by kind, in order: assignments first (none is left pointing at a deleted
         # principal), then the roles, then the identity (its federated credentials go with
         # it) or application.
         # A Managed Identity Operator assignment at the identity's own scope would be left
         # orphaned by its deletion (ARM keeps assignments at a deleted scope): it goes first.
         self._teardown: dict[str, tuple[Step, ...]] = {
-            "managed-identity": (self._remove_deployers, self._remove_assignments, self._delete_roles,
-                                 self._delete_identity),
+            "managed-identity": (self._remove_deployers, self._remove_assignments, self._remove_withheld,
+                                 self._delete_roles, self._delete_identity),
             "application": (self._remove_assignments, self._delete_roles, self._delete_application),
         }
 
@@ -135,18 +141,52 @@ class AzureLeavers(LeaverBackend):
         not on the identity: Azure identities are never judged unused."""
         return None
 
-    def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
-        """No assignment of ours left (and an application's principal disabled)."""
+    def _ours_removed(self, identity: ObservedIdentity) -> bool | None:
         objects = identity.extra.get("objects") or {}
         if "assignments" not in objects:
             return None
         disabled = identity.kind != "application" or identity.extra.get("accountEnabled") is False
         return not objects["assignments"] and not objects.get("deployerAssignments") and disabled
 
+    def quarantine_enforced(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool | None:
+        """No assignment of ours left (and an application's principal disabled), and a
+        managed identity holds no other assignment in the subscription (one made since is
+        removed by the next run)."""
+        ours = self._ours_removed(identity)
+        if not ours:
+            return ours
+        return not identity.extra.get("otherAssignments")
+
     def quarantine_proven(self, identity: ObservedIdentity, mark: QuarantineMark) -> bool:
         """Whether our own enforcement proves the mark: none of our role assignments is
-        left (and an application's service principal is disabled)."""
-        return self.quarantine_enforced(identity, mark) is True
+        left (and an application's service principal is disabled). An assignment someone
+        made since does not restart the grace period (anyone who may assign a role could
+        otherwise put off a deletion forever): the next run removes it."""
+        return self._ours_removed(identity) is True
+
+    def grants_to_withhold(self, identity: ObservedIdentity) -> dict[str, Any] | None:
+        """A managed identity's assignments of roles other than its workload's own, in the
+        subscription or below, read now (one call) and signed: see :mod:`.withheld`."""
+        marker = self._guard(identity)
+        if identity.kind != "managed-identity":
+            return None  # an application's service principal is disabled: it gets no token
+        return self.withheld.journal(identity.target, identity.name, self._principal(identity),
+                                     self.grants.custom_roles(identity.target).of(marker))
+
+    def _journalled(self, identity: ObservedIdentity) -> list[dict[str, Any]]:
+        """The withheld assignments cleanup passed in, from journals whose MAC is valid for
+        this identity and its principal; ConflictError for any other, before anything of
+        them is removed or recreated."""
+        journals = list(identity.extra.get(WITHHELD_GRANTS) or ())
+        if not journals:
+            return []
+        principal = principal_guid(self._principal(identity), f"managed identity {identity.name}")
+        key = self.clients.signing_keys.get(identity.target)
+        out: dict[str, dict[str, Any]] = {}
+        for journal in journals:
+            for grant in verified(key, identity.target, identity.name, principal, journal):
+                out[str(grant["name"])] = grant
+        return [out[n] for n in sorted(out)]
 
     # --- actions -------------------------------------------------------------------
 
@@ -163,6 +203,8 @@ class AzureLeavers(LeaverBackend):
                              f"{marker.environment}/{marker.workload}")
         if identity.kind == "managed-identity":
             self._withhold_deployers(identity, marker)
+            # Exactly what cleanup journalled: one made since the read stays until the next run.
+            self.withheld.remove(identity.target, self._journalled(identity))
         return mark
 
     def _withhold_deployers(self, identity: ObservedIdentity, marker: Marker) -> None:
@@ -191,14 +233,19 @@ class AzureLeavers(LeaverBackend):
             "scope": scope, "roleDefinitionId": role, "principalId": p} for p in allowed}
 
     def release(self, identity: ObservedIdentity, mark: QuarantineMark | None) -> None:
-        """The assignments our roles imply, an application's principal enabled, the mark cleared."""
+        """The assignments our roles imply, those quarantine withheld (as journalled), an
+        application's principal enabled, the mark cleared."""
         marker = self._guard(identity)
+        # Checked before any change: one journal without a valid MAC stops the release.
+        withheld = self._journalled(identity) if identity.kind == "managed-identity" else []
         roles = self._roles(identity)
         self.grants.converge(identity.target, self._principal(identity), marker, roles,
                              assignments_of_roles(identity.target, f"{marker.environment}/{marker.workload}",
                                                   roles), f"{marker.environment}/{marker.workload}")
         if identity.kind == "application":
             self.applications.set_principal_enabled(identity, True)
+        elif withheld:
+            self.withheld.recreate(identity.target, self._principal(identity).lower(), withheld)
         recorded = tagged_deployers(identity.tags)
         if recorded:
             label = f"{marker.environment}/{marker.workload}"
@@ -218,6 +265,12 @@ class AzureLeavers(LeaverBackend):
         if mark is not None:
             self.release(identity, mark)
             steps.append("lifted the quarantine")
+        elif identity.kind == "managed-identity":
+            # Withheld by a quarantine whose mark someone removed since: handed back as well.
+            withheld = self._journalled(identity)
+            if withheld:
+                self.withheld.recreate(identity.target, self._principal(identity).lower(), withheld)
+                steps.append(f"gave back {len(withheld)} role assignment(s) a quarantine withheld")
         drop = sorted(k for k in identity.tags if k in (*OWNERSHIP_KEYS, MARK_TAG, TRANSFERRED_FROM_TAG))
         if identity.kind == "application":
             self.applications.write_tags(identity, {}, drop)
@@ -237,12 +290,19 @@ class AzureLeavers(LeaverBackend):
         self._set_tags(identity, {**moved.as_tags(), TRANSFERRED_FROM_TAG: previous})
 
     def restore_bundle(self, identity: ObservedIdentity) -> dict[str, Any]:
-        """The identity, its roles (which imply its assignments) and its federated
-        credentials (read here: a fleet read leaves them out)."""
+        """The identity, its roles (which imply its assignments), its federated
+        credentials (read here: a fleet read leaves them out), and the assignments of
+        other roles quarantine withheld and it still holds (signed journals)."""
         marker = self._guard(identity)
         federated: dict[str, Any] = {}
         deployers: set[str] = set()
+        journals: list[dict[str, Any]] = []
         if identity.kind != "application":
+            self._journalled(identity)  # a journal without a valid MAC stops the deletion here
+            journals = [dict(j) for j in identity.extra.get(WITHHELD_GRANTS) or ()]
+            held = self.grants_to_withhold(identity)
+            if held is not None:
+                journals.append(held)
             federated = self.identities.federated(identity.target, identity.settings["resourceGroup"],
                                                   identity.name)
             # Those quarantine withheld, and any assigned since.
@@ -261,6 +321,7 @@ class AzureLeavers(LeaverBackend):
             "roles": self._roles(identity),
             "federatedCredentials": federated,
             **({"deployers": sorted(deployers)} if deployers else {}),
+            **({WITHHELD_GRANTS: journals} if journals else {}),
         }
 
     def delete(self, identity: ObservedIdentity) -> list[str]:
@@ -277,6 +338,20 @@ class AzureLeavers(LeaverBackend):
         self.grants.converge_deployers(identity.target, self._scope(identity), {},
                                        f"{marker.environment}/{marker.workload}")
         return ["remove its deployers' Managed Identity Operator assignments"]
+
+    def _remove_withheld(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
+        """Assignments of other roles it still holds (someone's since quarantine): the
+        restore bundle, written just before, journalled them; ARM would keep them,
+        pointing at a deleted principal."""
+        principal = self._principal(identity)
+        if not principal:
+            return []
+        principal = principal_guid(principal, f"managed identity {identity.name}")
+        held = self.grants.assignments(identity.target, principal)
+        inside, _ = select_held(identity.target, principal, held,
+                                self.grants.custom_roles(identity.target).of(marker))
+        self.withheld.remove(identity.target, inside)
+        return [f"remove {len(inside)} role assignment(s) of other roles"] if inside else []
 
     def _remove_assignments(self, identity: ObservedIdentity, marker: Marker) -> list[str]:
         self.grants.converge(identity.target, self._principal(identity), marker, self._roles(identity), {},
@@ -337,6 +412,16 @@ class AzureLeavers(LeaverBackend):
                                 "identity it describes was not provably made by workload-ids, or the "
                                 "bundle was edited")
         roles = dict(bundle.get("roles") or {})
+        withheld: list[dict[str, Any]] = []
+        if bundle["kind"] != "application" and bundle.get(WITHHELD_GRANTS):
+            # Before anything is created: the journals must be the tool's, for this identity's
+            # old principal (the bundle's, which its marker's MAC was just checked against).
+            key = self.clients.signing_keys.get(subscription)
+            named: dict[str, dict[str, Any]] = {}
+            for journal in bundle[WITHHELD_GRANTS]:
+                for grant in verified(key, subscription, str(bundle["name"]), bound_to.lower(), journal):
+                    named[str(grant["name"])] = grant
+            withheld = [named[n] for n in sorted(named)]
         if bundle["kind"] == "application":
             principal, app_steps = self.applications.restore(bundle)
             steps.extend(app_steps)
@@ -393,4 +478,7 @@ class AzureLeavers(LeaverBackend):
         self.grants.converge(subscription, principal, marker, roles,
                              assignments_of_roles(subscription, workload, roles), workload)
         steps.append(f"{len(roles)} role definition(s) and their assignments")
+        if withheld:
+            self.withheld.recreate(subscription, principal.lower(), withheld)
+            steps.append(f"{len(withheld)} role assignment(s) of other roles that quarantine withheld")
         return steps
