@@ -186,7 +186,9 @@ class _Recursive(Exception):
     """A recursive shape: left to botocore's own walk."""
 
 
-@lru_cache(maxsize=16384)
+# The texts decoded lately: a trust policy shared by many roles stays in, a policy seen
+# once passes through; bounded, since a policy document may be 10 KB.
+@lru_cache(maxsize=2048)
 def _unquoted(text: str) -> str:
     return unquote(text)
 
