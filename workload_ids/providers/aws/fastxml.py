@@ -18,9 +18,10 @@ Two more costs of those answers are cut without changing what a caller gets:
 - policy documents: botocore's ``after-call.iam`` handler finds them by walking the
   whole answer along its model (every member of every role) and URL-decodes each one
   (pure Python, ~30 us). :func:`install` swaps it for a walker compiled per output shape
-  that visits only the paths that lead to a policy document, and URL-decodes each
-  distinct text once per process (a trust policy is shared by hundreds of roles); the
-  JSON is still parsed for each, so no two answers share a dict.
+  that visits only the paths that lead to a policy document (every IAM answer of a
+  session with :func:`install`, not only the two above), and keeps the URL-decoded
+  text of the policies seen lately (a trust policy is shared by hundreds of roles); the
+  JSON is still parsed for each, so no two documents share a dict.
 """
 
 from __future__ import annotations
@@ -186,7 +187,9 @@ class _Recursive(Exception):
     """A recursive shape: left to botocore's own walk."""
 
 
-@lru_cache(maxsize=16384)
+# The texts decoded lately: a trust policy shared by many roles stays in, a policy seen
+# once passes through; bounded, since a policy document may be 10 KB.
+@lru_cache(maxsize=2048)
 def _unquoted(text: str) -> str:
     return unquote(text)
 
