@@ -183,10 +183,15 @@ _SERVER_PIDS: dict[str, int] = {}
 
 
 def server_cpu_seconds(url: str) -> float:
-    """CPU seconds the moto server process at ``url`` has used so far (user + system),
-    from /proc: what the local cloud itself spends answering, which no client change
-    can take off a run's wall time while it answers one request at a time."""
-    fields = Path(f"/proc/{_SERVER_PIDS[url]}/stat").read_text().rsplit(")", 1)[1].split()
+    """CPU seconds the moto server process at ``url`` has used so far (user + system):
+    what the local cloud itself spends answering, which no client change can take off a
+    run's wall time while it answers one request at a time."""
+    return process_cpu_seconds(_SERVER_PIDS[url])
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -246,6 +246,12 @@ class CountingMotoServer:
                     raise RuntimeError(f"moto server did not start; see {self._log}") from None
                 time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server process has used so far (see _common.process_cpu_seconds)."""
+        from _common import process_cpu_seconds
+        assert self._proc is not None
+        return process_cpu_seconds(self._proc.pid)
+
     def reset_state(self) -> None:
         """Drop every resource (moto's own reset) and zero the counter."""
         _post(f"{self.url}/moto-api/reset")
