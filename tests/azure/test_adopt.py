@@ -22,28 +22,20 @@ from support.azure_adopt import (
     GITHUB,
     READER,
     SEND,
-    VAULT,
     Azure,
+    azure_with_owners,
 )
 from support.cli import run_cli
-from support.leavers import CONFIG, OWNERS, START, by_identity
+from support.leavers import START, by_identity
 
 from workload_ids.audit import records
 from workload_ids.model import TAG_ADOPTED, TAG_DELETION_POLICY, TAG_MAC, TAG_MANAGED_BY
-from workload_ids.sandbox.azure.local import start_local_azure
 
 
 @pytest.fixture
 def azure() -> Iterator[Azure]:
-    local = start_local_azure(sandbox=False)
-    for resource in (CONTAINER, TOPIC, VAULT):
-        local.arm.add_resource(resource)
-    Path("owners.yaml").write_text(OWNERS)
-    Path("workload-ids.yaml").write_text(local.config_block() + CONFIG)
-    try:
-        yield Azure(local)
-    finally:
-        local.stop()
+    with azure_with_owners() as cloud:
+        yield cloud
 
 
 def legacy(azure: Azure, reader: bool = True, **kwargs: Any) -> str:

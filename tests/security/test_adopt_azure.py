@@ -14,30 +14,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.azure import CONTAINER, RG, SUB, TOPIC
-from support.azure_adopt import BLOB, BLOB_CONTRIBUTOR, BLOB_READER, GITHUB, VAULT, Azure
+from support.azure import CONTAINER, RG, SUB
+from support.azure_adopt import BLOB, BLOB_CONTRIBUTOR, BLOB_READER, GITHUB, VAULT, Azure, azure_with_owners
 from support.cli import run_cli
-from support.leavers import CONFIG, OWNERS, START, by_identity
+from support.leavers import START, by_identity
 
 from workload_ids.calls import CallSeam
 from workload_ids.clouds import connect
 from workload_ids.config import load_config
 from workload_ids.errors import ConflictError
 from workload_ids.model import TAG_ADOPTED, TAG_DELETION_POLICY, TAG_SOURCE, TAG_WORKLOAD, Marker
-from workload_ids.sandbox.azure.local import start_local_azure
 
 
 @pytest.fixture
 def azure() -> Iterator[Azure]:
-    local = start_local_azure(sandbox=False)
-    for resource in (CONTAINER, TOPIC, VAULT):
-        local.arm.add_resource(resource)
-    Path("owners.yaml").write_text(OWNERS)
-    Path("workload-ids.yaml").write_text(local.config_block() + CONFIG)
-    try:
-        yield Azure(local)
-    finally:
-        local.stop()
+    with azure_with_owners() as cloud:
+        yield cloud
 
 
 def test_a_denied_action_is_not_laundered(azure: Azure, tmp_path: Path) -> None:

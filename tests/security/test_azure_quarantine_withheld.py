@@ -19,15 +19,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support.azure import CONTAINER, RG, SUB, TOPIC, azure_workload
-from support.azure_adopt import BLOB_READER, READER, ROLES, VAULT, Azure
+from support.azure import CONTAINER, RG, SUB, azure_workload
+from support.azure_adopt import BLOB_READER, READER, ROLES, Azure, azure_with_owners
 from support.cli import run_cli
-from support.leavers import AFTER_GRACE, CONFIG, OWNERS, START, by_identity
+from support.leavers import AFTER_GRACE, OWNERS, START, by_identity
 
 from workload_ids.audit import JsonlAuditLog, records
 from workload_ids.errors import ConflictError
 from workload_ids.providers.azure.withheld import principal_guid, select
-from workload_ids.sandbox.azure.local import start_local_azure
 
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 OWNER_ROLE = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
@@ -40,15 +39,8 @@ CONDITION = ("((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/
 
 @pytest.fixture
 def azure() -> Iterator[Azure]:
-    local = start_local_azure(sandbox=False)
-    for resource in (CONTAINER, TOPIC, VAULT):
-        local.arm.add_resource(resource)
-    Path("owners.yaml").write_text(OWNERS)
-    Path("workload-ids.yaml").write_text(local.config_block() + CONFIG)
-    try:
-        yield Azure(local)
-    finally:
-        local.stop()
+    with azure_with_owners() as cloud:
+        yield cloud
 
 
 def assignments(azure: Azure, principal: str) -> list[tuple[str, str, str, str | None]]:

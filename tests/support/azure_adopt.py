@@ -5,10 +5,14 @@ role assignments, and the state an adoption could change."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from support.azure import BASE, RG, SUB, arm_clients
-from workload_ids.sandbox.azure.local import LocalAzure
+from support.azure import BASE, CONTAINER, RG, SUB, TOPIC, arm_clients
+from support.leavers import CONFIG, OWNERS
+from workload_ids.sandbox.azure.local import LocalAzure, start_local_azure
 
 GITHUB = "https://token.actions.githubusercontent.com"
 AUDIENCE = "api://AzureADTokenExchange"
@@ -71,3 +75,18 @@ class Azure:
                                           filter=f"principalId eq '{identity.principal_id}'")),
                 "roles": sorted(str(r.name) for r in self.authz.role_definitions.list(
                     f"/subscriptions/{SUB}", filter="type eq 'CustomRole'"))}
+
+
+@contextmanager
+def azure_with_owners() -> Iterator[Azure]:
+    """A local Azure holding the container, topic and vault the examples name, with the
+    leaver tests' owner directory and config written in the working directory."""
+    local = start_local_azure(sandbox=False)
+    for resource in (CONTAINER, TOPIC, VAULT):
+        local.arm.add_resource(resource)
+    Path("owners.yaml").write_text(OWNERS)
+    Path("workload-ids.yaml").write_text(local.config_block() + CONFIG)
+    try:
+        yield Azure(local)
+    finally:
+        local.stop()
