@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from support.aws import KEY_MODE, workload
+from support.trust import TEST_TRUST
 
 from workload_ids.apply import apply_plan
 from workload_ids.calls import CallSeam
@@ -62,3 +63,26 @@ def test_each_document_of_a_file_gets_its_own_tree() -> None:
     assert all(d._node is None for d in docs)
     assert (docs[1].position(("b", "c", 1)).line, docs[1].position(("b", "c", 1)).column) == (4, 10)
     assert docs[0].position(("a",)).line == 1
+
+
+def test_sources_follow_a_symlinked_manifest_and_the_working_directory(tmp_path: Path,
+                                                                        monkeypatch: Any) -> None:
+    """Folders are listed once per run (no system call per manifest), and still: a manifest
+    that is a link is bound to where it points, and a run from another directory binds the
+    same sources."""
+    real = tmp_path / "teams" / "a"
+    real.mkdir(parents=True)
+    (real / "svc.yaml").write_text(workload("svc-a"))
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "svc.yaml").symlink_to(real / "svc.yaml")
+    (links / "other.yaml").write_text(workload("svc-b"))
+    config_file = tmp_path / "workload-ids.yaml"
+    config_file.write_text(TEST_TRUST)
+    monkeypatch.chdir(tmp_path)
+    checked = validate([Path("links")], load_config(config_file))
+    assert not checked.errors, checked.errors
+    assert sorted(c.marker.source for c in checked.compiled) == ["links/other.yaml", "teams/a/svc.yaml"]
+    monkeypatch.chdir(links)
+    again = validate([Path(".")], load_config(config_file))
+    assert sorted(c.marker.source for c in again.compiled) == ["links/other.yaml", "teams/a/svc.yaml"]

@@ -19,7 +19,8 @@ import functools
 import os
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -146,25 +147,63 @@ def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def forget_folders() -> None:
-    """Drop the folders resolved so far: each run sees the file system as it is."""
-    _base_of_folder.cache_clear()
-    _real_folder.cache_clear()
+@functools.lru_cache(maxsize=1024)
+def _links_in(folder: str) -> frozenset[str]:
+    """The names of the symbolic links in ``folder``: one listing per folder and run."""
+    try:
+        with os.scandir(folder) as entries:
+            return frozenset(e.name for e in entries if e.is_symlink())
+    except OSError:
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def _cwd() -> str:
+    return os.getcwd()
+
+
+_scopes = 0  # runs inside folders_resolved_once()
+_scopes_lock = threading.Lock()
+
+
+@contextmanager
+def folders_resolved_once() -> Iterator[None]:
+    """Within: each folder is listed and resolved once, the working directory read once,
+    and the answers dropped when the last run ends (each run sees the file system as it
+    starts)."""
+    global _scopes
+    with _scopes_lock:
+        _scopes += 1
+    try:
+        yield
+    finally:
+        with _scopes_lock:
+            _scopes -= 1
+            if not _scopes:
+                for cached in (_base_of_folder, _real_folder, _links_in, _cwd):
+                    cached.cache_clear()
 
 
 def _resolved(path: str) -> str:
-    """``os.path.realpath(path)``, resolving each folder once per run (a fleet's thousands
-    of manifests share a few folders)."""
-    if os.path.islink(path):
+    """``os.path.realpath(path)``; inside :func:`folders_resolved_once` without a system
+    call per manifest: a fleet plan checks its manifests while its reading threads parse
+    the accounts' answers, and a call that releases the interpreter's lock waits up to
+    its switch interval to get it back."""
+    if not _scopes:
         return os.path.realpath(path)
-    folder, name = os.path.split(os.path.abspath(path))
+    absolute = os.path.normpath(path if os.path.isabs(path) else os.path.join(_cwd(), path))
+    folder, name = os.path.split(absolute)
+    if name in _links_in(folder):
+        return os.path.realpath(absolute)
     return os.path.join(_real_folder(folder), name)
 
 
 def relative_path(path: str, config: Config) -> str:
     """The manifest's path relative to the config's folder, ``/``-separated."""
     absolute = _resolved(path)
-    base = str(_base_of_folder(os.path.dirname(absolute), str(config.base), config.path is not None))
+    folder = os.path.dirname(absolute)
+    base = str(_base_of_folder(folder, str(config.base), config.path is not None) if _scopes
+               else _base_of_folder.__wrapped__(folder, str(config.base), config.path is not None))
     if absolute.startswith(base.rstrip(os.sep) + os.sep):
         return Path(absolute[len(base.rstrip(os.sep)) + 1:]).as_posix()
     return Path(os.path.relpath(absolute, base)).as_posix()

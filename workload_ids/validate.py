@@ -148,14 +148,13 @@ def validate(paths: Iterable[str | Path], config: Config, *, skip_non_manifests:
     """Run every static check on ``paths``; see the module docstring. ``on_target`` hears
     of each (provider, target) as soon as a valid workload names it (a fleet plan starts
     reading that account then, while the other manifests are still being checked)."""
-    with relaxed_gc():
+    from .markers import folders_resolved_once
+    with relaxed_gc(), folders_resolved_once():
         return _validate(list(paths), config, skip_non_manifests, on_target)
 
 
 def _validate(path_list: list[str | Path], config: Config, skip_non_manifests: bool,
               on_target: Callable[[str, str], None] | None) -> Validation:
-    from .markers import forget_folders
-    forget_folders()
     templates = load_templates(config.template_dirs(), config.catalog_extra())
     result = load_workloads(path_list, skip_non_manifests=skip_non_manifests)
     diagnostics = [*result.diagnostics, *templates.warnings]
