@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import REQUIRE, Browser, Page, chromium
+from support.browser import REQUIRE, Browser, Page, chromium, running_browser
 from support.discover_documents import ATTACK_DESCRIPTION, ATTACK_NAME, ATTACK_TAG, document
 
 from workload_ids.discover.html import render
@@ -138,12 +138,8 @@ def test_without_chromium_the_browser_tests_skip_unless_required(monkeypatch: py
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    chromium()
-    running = Browser(tmp_path_factory.mktemp("chromium") / "profile")
-    try:
+    with running_browser(tmp_path_factory.mktemp("chromium") / "profile") as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.browser import Browser, Page, chromium
+from support.browser import Browser, Page, running_browser
 
 from workload_ids.review_html import CONTENT_SECURITY_POLICY, render
 
@@ -55,12 +55,8 @@ def test_the_page_is_self_contained_and_escapes_every_value() -> None:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    chromium()
-    running = Browser(tmp_path_factory.mktemp("chromium") / "profile")
-    try:
+    with running_browser(tmp_path_factory.mktemp("chromium") / "profile") as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture

@@ -233,8 +233,8 @@ def _as_call(record: calls.CallRecord) -> Call | None:
     return None
 
 
-def test_aws_every_sink_call_the_commands_make_is_allowed_and_every_grant_is_used(
-        aws: Any, manifests: Any) -> None:
+def _bootstrapped_with_locked_bucket() -> None:
+    """The S3 sink's bucket (object lock on), a config naming it, and bootstrap applied."""
     import boto3
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
@@ -242,6 +242,11 @@ def test_aws_every_sink_call_the_commands_make_is_allowed_and_every_grant_is_use
         "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
     Path("workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + S3_SINK)
     assert run_cli("bootstrap", "--provider", "aws", "--apply").code == 0
+
+
+def test_aws_every_sink_call_the_commands_make_is_allowed_and_every_grant_is_used(
+        aws: Any, manifests: Any) -> None:
+    _bootstrapped_with_locked_bucket()
     seen: list[calls.CallRecord] = []
     calls.CALL_HOOKS.append(seen.append)
     try:
@@ -302,13 +307,7 @@ def test_discover_reads_the_trail_and_never_writes_it_on_every_cloud(
                           *roles[a["properties"]["roleDefinitionId"]]["dataActions"]]]
     assert granted and all(op.endswith("/read") for op in granted), granted
 
-    import boto3
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
-    s3.put_object_lock_configuration(Bucket=BUCKET, ObjectLockConfiguration={
-        "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
-    Path("workload-ids.yaml").write_text("credentials:\n  verify: {interval: 0s}\n" + TEST_TRUST + S3_SINK)
-    assert run_cli("bootstrap", "--provider", "aws", "--apply").code == 0
+    _bootstrapped_with_locked_bucket()
     assert run_cli("apply", "--auto-approve", str(manifests({"a.yaml": workload("svc-a")}))).code == 0
     seen: list[calls.CallRecord] = []
     calls.CALL_HOOKS.append(seen.append)

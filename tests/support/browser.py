@@ -19,7 +19,8 @@ import select
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,15 @@ class Page:
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
         path.write_bytes(base64.b64decode(data))
         return path
+
+
+@contextmanager
+def running_browser(profile: Path) -> Iterator[Browser]:
+    """A headless Chromium with its profile in ``profile`` (skips or fails as :func:`chromium`
+    says when there is none), closed at the end."""
+    chromium()
+    running = Browser(profile)
+    try:
+        yield running
+    finally:
+        running.close()
